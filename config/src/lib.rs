@@ -1,0 +1,1 @@
+//! ferrovs configuration model and parsers (see issue 3).

@@ -1,0 +1,1 @@
+//! ferrovs control plane.

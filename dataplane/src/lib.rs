@@ -1,0 +1,5 @@
+//! ferrovs dataplane: the sans-IO packet core. See DESIGN.md for the layout.
+
+pub mod sched;
+pub mod service;
+pub mod stats;
