@@ -3,3 +3,4 @@
 pub mod sched;
 pub mod service;
 pub mod stats;
+pub mod wire;

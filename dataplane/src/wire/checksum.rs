@@ -1,0 +1,148 @@
+//! Internet checksum (RFC 1071) and its incremental update (RFC 1624).
+
+/// One's complement sum of `data` as big-endian 16-bit words, not folded.
+#[inline]
+pub fn sum(data: &[u8]) -> u32 {
+    let mut acc: u64 = 0;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        acc += u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as u64;
+    }
+    let rest = chunks.remainder();
+    let mut i = 0;
+    while i + 1 < rest.len() {
+        acc += u16::from_be_bytes([rest[i], rest[i + 1]]) as u64;
+        i += 2;
+    }
+    if i < rest.len() {
+        acc += (rest[i] as u64) << 8;
+    }
+    // Fold the 64-bit accumulator to 32 bits without losing carries.
+    let folded = (acc & 0xffff_ffff) + (acc >> 32);
+    let folded = (folded & 0xffff_ffff) + (folded >> 32);
+    folded as u32
+}
+
+/// Folds a 32-bit partial sum to 16 bits.
+#[inline(always)]
+pub fn fold(mut s: u32) -> u16 {
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s as u16
+}
+
+/// The checksum field value for `data` (with its checksum field zeroed).
+#[inline]
+pub fn checksum(data: &[u8]) -> u16 {
+    !fold(sum(data))
+}
+
+/// Partial sum of the TCP/UDP IPv4 pseudo-header (RFC 793 / RFC 768).
+#[inline]
+pub fn pseudo_header_v4(src: [u8; 4], dst: [u8; 4], proto: u8, len: u16) -> u32 {
+    u16::from_be_bytes([src[0], src[1]]) as u32
+        + u16::from_be_bytes([src[2], src[3]]) as u32
+        + u16::from_be_bytes([dst[0], dst[1]]) as u32
+        + u16::from_be_bytes([dst[2], dst[3]]) as u32
+        + proto as u32
+        + len as u32
+}
+
+/// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m') for a 16-bit field change.
+#[inline(always)]
+pub fn update16(csum: u16, old: u16, new: u16) -> u16 {
+    let s = (!csum as u32) + (!old as u32) + new as u32;
+    !fold(s)
+}
+
+/// RFC 1624 for a 32-bit field (an IPv4 address) as two 16-bit words.
+#[inline(always)]
+pub fn update32(csum: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
+    let s = (!csum as u32)
+        + (!u16::from_be_bytes([old[0], old[1]]) as u32)
+        + (!u16::from_be_bytes([old[2], old[3]]) as u32)
+        + u16::from_be_bytes([new[0], new[1]]) as u32
+        + u16::from_be_bytes([new[2], new[3]]) as u32;
+    !fold(s)
+}
+
+/// Accumulates several field changes and applies them to a checksum at once.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Delta(u32);
+
+impl Delta {
+    #[inline(always)]
+    pub fn new() -> Delta {
+        Delta(0)
+    }
+    #[inline(always)]
+    pub fn u16(&mut self, old: u16, new: u16) -> &mut Self {
+        self.0 += (!old as u32) + new as u32;
+        self
+    }
+    #[inline(always)]
+    pub fn addr(&mut self, old: [u8; 4], new: [u8; 4]) -> &mut Self {
+        self.u16(
+            u16::from_be_bytes([old[0], old[1]]),
+            u16::from_be_bytes([new[0], new[1]]),
+        );
+        self.u16(
+            u16::from_be_bytes([old[2], old[3]]),
+            u16::from_be_bytes([new[2], new[3]]),
+        )
+    }
+    /// The updated checksum field value.
+    #[inline(always)]
+    pub fn apply(&self, csum: u16) -> u16 {
+        !fold((!csum as u32) + fold(self.0) as u32)
+    }
+    /// For UDP, where 0 means "no checksum": keep it 0, and never produce 0
+    /// from a real checksum (RFC 768: transmit all ones instead).
+    #[inline(always)]
+    pub fn apply_udp(&self, csum: u16) -> u16 {
+        if csum == 0 {
+            return 0;
+        }
+        match self.apply(csum) {
+            0 => 0xffff,
+            c => c,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 section 3 example bytes.
+        let d = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(fold(sum(&d)), 0xddf2);
+    }
+
+    #[test]
+    fn incremental_equals_full() {
+        let mut d: Vec<u8> = (0..40u8).map(|x| x.wrapping_mul(37)).collect();
+        d[10] = 0;
+        d[11] = 0;
+        let c = checksum(&d);
+        let old = [d[12], d[13], d[14], d[15]];
+        let new = [198, 18, 0, 77];
+        d[12..16].copy_from_slice(&new);
+        let full = checksum(&d);
+        assert_eq!(update32(c, old, new), full);
+        let mut delta = Delta::new();
+        delta.addr(old, new);
+        // Apply the same change relative to the original checksum.
+        assert_eq!(delta.apply(c), full);
+        let oldp = u16::from_be_bytes([d[20], d[21]]);
+        d[20..22].copy_from_slice(&8080u16.to_be_bytes());
+        assert_eq!(update16(full, oldp, 8080), checksum(&d));
+    }
+
+    #[test]
+    fn odd_length() {
+        assert_eq!(sum(&[0xab]), 0xab00);
+    }
+}

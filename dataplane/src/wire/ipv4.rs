@@ -1,0 +1,222 @@
+//! IPv4 headers (RFC 791), read and rewritten in place.
+//!
+//! Functions take the slice that starts at the IPv4 header. Rewrites keep the
+//! header checksum valid by incremental update (RFC 1624).
+
+use super::checksum;
+use std::net::Ipv4Addr;
+
+pub const MIN_HEADER_LEN: usize = 20;
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_IPIP: u8 = 4;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_VRRP: u8 = 112;
+pub const FLAG_DF: u16 = 0x4000;
+pub const FLAG_MF: u16 = 0x2000;
+pub const FRAG_OFFSET_MASK: u16 = 0x1fff;
+
+/// Why an IPv4 header was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ipv4Error {
+    Truncated,
+    BadVersion,
+    BadIhl,
+    BadTotalLen,
+    BadChecksum,
+}
+
+/// The fields of a validated IPv4 header that forwarding needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Info {
+    pub header_len: usize,
+    pub total_len: usize,
+    pub proto: u8,
+    pub ttl: u8,
+    /// Flags and fragment offset as on the wire.
+    pub frag: u16,
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+}
+
+impl Ipv4Info {
+    /// More fragments follow, or this is not the first fragment.
+    #[inline]
+    pub fn is_fragment(&self) -> bool {
+        self.frag & (FLAG_MF | FRAG_OFFSET_MASK) != 0
+    }
+    #[inline]
+    pub fn df(&self) -> bool {
+        self.frag & FLAG_DF != 0
+    }
+    pub fn src_addr(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.src)
+    }
+    pub fn dst_addr(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.dst)
+    }
+}
+
+/// Validates version, IHL, total length and header checksum, as the Linux
+/// receive path (`ip_rcv_core`) does before IPVS sees a packet. Trailing bytes
+/// past the total length (Ethernet padding) are allowed.
+#[inline]
+pub fn parse(p: &[u8]) -> Result<Ipv4Info, Ipv4Error> {
+    if p.len() < MIN_HEADER_LEN {
+        return Err(Ipv4Error::Truncated);
+    }
+    if p[0] >> 4 != 4 {
+        return Err(Ipv4Error::BadVersion);
+    }
+    let header_len = ((p[0] & 0x0f) as usize) * 4;
+    if header_len < MIN_HEADER_LEN {
+        return Err(Ipv4Error::BadIhl);
+    }
+    if p.len() < header_len {
+        return Err(Ipv4Error::Truncated);
+    }
+    let total_len = u16::from_be_bytes([p[2], p[3]]) as usize;
+    if total_len < header_len || total_len > p.len() {
+        return Err(Ipv4Error::BadTotalLen);
+    }
+    if checksum::fold(checksum::sum(&p[..header_len])) != 0xffff {
+        return Err(Ipv4Error::BadChecksum);
+    }
+    Ok(Ipv4Info {
+        header_len,
+        total_len,
+        proto: p[9],
+        ttl: p[8],
+        frag: u16::from_be_bytes([p[6], p[7]]),
+        src: [p[12], p[13], p[14], p[15]],
+        dst: [p[16], p[17], p[18], p[19]],
+    })
+}
+
+#[inline(always)]
+pub fn header_checksum(p: &[u8]) -> u16 {
+    u16::from_be_bytes([p[10], p[11]])
+}
+
+#[inline(always)]
+fn set_header_checksum(p: &mut [u8], c: u16) {
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Rewrites the source address, updating the header checksum.
+#[inline]
+pub fn set_src(p: &mut [u8], new: [u8; 4]) {
+    let old: [u8; 4] = p[12..16].try_into().unwrap();
+    p[12..16].copy_from_slice(&new);
+    set_header_checksum(p, checksum::update32(header_checksum(p), old, new));
+}
+
+/// Rewrites the destination address, updating the header checksum.
+#[inline]
+pub fn set_dst(p: &mut [u8], new: [u8; 4]) {
+    let old: [u8; 4] = p[16..20].try_into().unwrap();
+    p[16..20].copy_from_slice(&new);
+    set_header_checksum(p, checksum::update32(header_checksum(p), old, new));
+}
+
+/// Decrements the TTL as a router does (RFC 1812 §5.3.1); the caller has
+/// already checked it is above 1.
+#[inline]
+pub fn dec_ttl(p: &mut [u8]) {
+    let old = u16::from_be_bytes([p[8], p[9]]);
+    p[8] -= 1;
+    let new = u16::from_be_bytes([p[8], p[9]]);
+    set_header_checksum(p, checksum::update16(header_checksum(p), old, new));
+}
+
+/// Recomputes the header checksum from scratch.
+pub fn fill_checksum(p: &mut [u8]) {
+    let hl = ((p[0] & 0x0f) as usize) * 4;
+    p[10] = 0;
+    p[11] = 0;
+    let c = checksum::checksum(&p[..hl]);
+    set_header_checksum(p, c);
+}
+
+/// Writes an option-less IPv4 header with a fresh checksum.
+#[allow(clippy::too_many_arguments)]
+pub fn write_header(
+    p: &mut [u8],
+    total_len: u16,
+    id: u16,
+    frag: u16,
+    ttl: u8,
+    proto: u8,
+    src: [u8; 4],
+    dst: [u8; 4],
+) {
+    p[0] = 0x45;
+    p[1] = 0;
+    p[2..4].copy_from_slice(&total_len.to_be_bytes());
+    p[4..6].copy_from_slice(&id.to_be_bytes());
+    p[6..8].copy_from_slice(&frag.to_be_bytes());
+    p[8] = ttl;
+    p[9] = proto;
+    p[12..16].copy_from_slice(&src);
+    p[16..20].copy_from_slice(&dst);
+    fill_checksum(p);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hdr() -> [u8; 24] {
+        let mut p = [0u8; 24];
+        write_header(
+            &mut p,
+            24,
+            7,
+            FLAG_DF,
+            64,
+            PROTO_TCP,
+            [198, 18, 0, 1],
+            [198, 18, 0, 100],
+        );
+        p
+    }
+
+    #[test]
+    fn parse_and_rewrite() {
+        let mut p = hdr();
+        let i = parse(&p).unwrap();
+        assert_eq!(i.header_len, 20);
+        assert!(i.df() && !i.is_fragment());
+        set_dst(&mut p, [198, 18, 1, 11]);
+        set_src(&mut p, [198, 18, 2, 10]);
+        dec_ttl(&mut p);
+        let i = parse(&p).unwrap();
+        assert_eq!(i.dst, [198, 18, 1, 11]);
+        assert_eq!(i.ttl, 63);
+        let e = etherparse::Ipv4HeaderSlice::from_slice(&p)
+            .unwrap()
+            .to_header();
+        assert_eq!(e.header_checksum, e.calc_header_checksum());
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        let p = hdr();
+        assert_eq!(parse(&p[..19]), Err(Ipv4Error::Truncated));
+        let mut q = p;
+        q[0] = 0x65;
+        assert_eq!(parse(&q), Err(Ipv4Error::BadVersion));
+        let mut q = p;
+        q[0] = 0x44;
+        assert_eq!(parse(&q), Err(Ipv4Error::BadIhl));
+        let mut q = p;
+        q[0] = 0x4f;
+        assert_eq!(parse(&q), Err(Ipv4Error::Truncated));
+        let mut q = p;
+        q[3] = 200;
+        assert_eq!(parse(&q), Err(Ipv4Error::BadTotalLen));
+        let mut q = p;
+        q[8] = 1;
+        assert_eq!(parse(&q), Err(Ipv4Error::BadChecksum));
+    }
+}
