@@ -1,0 +1,123 @@
+//! One tracked connection: 64 bytes, one cache line.
+
+use crate::service::{DestId, FwdMethod, ServiceId};
+
+pub const NIL: u32 = u32::MAX;
+
+/// Counted as ActiveConn while clear (IPVS `IP_VS_CONN_F_INACTIVE`).
+pub const F_INACTIVE: u8 = 0x01;
+/// Indexed by its reply tuple too (NAT and FULLNAT).
+pub const F_OUT_INDEXED: u8 = 0x02;
+/// Holds a reference on a persistence template.
+pub const F_TEMPLATE_REF: u8 = 0x04;
+/// Slot is in use (free slots chain through `next`).
+pub const F_USED: u8 = 0x80;
+
+/// A connection as IPVS tracks it: client, virtual, local (FULLNAT) and
+/// destination addresses. Addresses are kept in network byte order.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+pub struct Conn {
+    pub caddr: [u8; 4],
+    pub vaddr: [u8; 4],
+    pub daddr: [u8; 4],
+    /// FULLNAT: the local address; NAT: the client address (so that the
+    /// reply tuple is always (daddr, dport) → (laddr, lport)).
+    pub laddr: [u8; 4],
+    pub cport: u16,
+    pub vport: u16,
+    pub dport: u16,
+    pub lport: u16,
+    pub proto: u8,
+    pub state: u8,
+    pub fwd: FwdMethod,
+    pub flags: u8,
+    pub dest_id: DestId,
+    pub svc_id: ServiceId,
+    /// Current timeout in seconds (depends on the state).
+    pub timeout_s: u32,
+    /// Expiry, in wheel ticks.
+    pub expires: u32,
+    /// Tick of the wheel slot this entry sits in (≤ `expires` lets the wheel
+    /// extend timeouts lazily without moving the entry).
+    pub slot_at: u32,
+    pub next: u32,
+    pub prev: u32,
+    /// Persistence template slot, when `F_TEMPLATE_REF`.
+    pub tmpl: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<Conn>() == 64);
+
+impl Conn {
+    pub const EMPTY: Conn = Conn {
+        caddr: [0; 4],
+        vaddr: [0; 4],
+        daddr: [0; 4],
+        laddr: [0; 4],
+        cport: 0,
+        vport: 0,
+        dport: 0,
+        lport: 0,
+        proto: 0,
+        state: 0,
+        fwd: FwdMethod::Dr,
+        flags: 0,
+        dest_id: 0,
+        svc_id: 0,
+        timeout_s: 0,
+        expires: 0,
+        slot_at: 0,
+        next: NIL,
+        prev: NIL,
+        tmpl: NIL,
+    };
+
+    /// The tuple client packets carry: (caddr, cport) → (vaddr, vport).
+    #[inline(always)]
+    pub fn in_tuple(&self) -> Tuple {
+        Tuple {
+            proto: self.proto,
+            saddr: self.caddr,
+            sport: self.cport,
+            daddr: self.vaddr,
+            dport: self.vport,
+        }
+    }
+    /// The tuple replies carry: (daddr, dport) → (laddr, lport).
+    #[inline(always)]
+    pub fn out_tuple(&self) -> Tuple {
+        Tuple {
+            proto: self.proto,
+            saddr: self.daddr,
+            sport: self.dport,
+            daddr: self.laddr,
+            dport: self.lport,
+        }
+    }
+    #[inline(always)]
+    pub fn is_active(&self) -> bool {
+        self.flags & F_INACTIVE == 0
+    }
+}
+
+/// A packet's (protocol, source, destination) as seen on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tuple {
+    pub proto: u8,
+    pub saddr: [u8; 4],
+    pub sport: u16,
+    pub daddr: [u8; 4],
+    pub dport: u16,
+}
+
+impl Tuple {
+    /// Packs the tuple into two words for hashing and comparison.
+    #[inline(always)]
+    pub fn words(&self) -> (u64, u64) {
+        let a =
+            ((u32::from_ne_bytes(self.saddr) as u64) << 32) | u32::from_ne_bytes(self.daddr) as u64;
+        let b = ((self.proto as u64) << 32) | ((self.sport as u64) << 16) | self.dport as u64;
+        (a, b)
+    }
+}

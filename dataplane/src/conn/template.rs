@@ -1,0 +1,404 @@
+//! Persistence templates (`ipvsadm -p timeout -M netmask`), shared by all
+//! workers: a client's connections land on different workers, yet all must
+//! reach the server its first connection was given.
+//!
+//! A fixed open-addressing table of 32-byte slots, lock-free. A slot is keyed
+//! by (service, client address & mask). Its `life` word packs the number of
+//! live connections it controls with its expiry, so that "acquire for a new
+//! connection" and "reclaim a dead slot" are single compare-and-swaps and can
+//! never both win. Key and server are published under a per-slot sequence
+//! number (a seqlock) so a reader never pairs one key with another's server.
+//! Keys are never cleared, which keeps linear probing correct; dead slots are
+//! reused in probe order.
+//!
+//! IPVS semantics kept: the template's timeout restarts whenever a new
+//! connection uses it, and it cannot expire while connections it controls
+//! live; after the last one ends it dies at the next multiple of the timeout
+//! (the kernel re-arms the template timer by a full timeout each time it
+//! finds controlled connections).
+
+use crate::service::{DestId, ServiceId};
+use crossbeam_utils::CachePadded;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+
+const NO_DEST: u32 = u32::MAX;
+const MAX_PROBE: usize = 32;
+
+#[derive(Default)]
+#[repr(C, align(32))]
+struct Slot {
+    seq: AtomicU32,
+    dest: AtomicU32,
+    key: AtomicU64,
+    /// refs << 32 | expires (seconds).
+    life: AtomicU64,
+}
+
+#[inline(always)]
+fn pack(refs: u32, exp: u32) -> u64 {
+    ((refs as u64) << 32) | exp as u64
+}
+#[inline(always)]
+fn unpack(l: u64) -> (u32, u32) {
+    ((l >> 32) as u32, l as u32)
+}
+
+/// A template that a new connection now holds a reference on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Held {
+    pub slot: u32,
+    pub dest: DestId,
+}
+
+/// Outcome of looking a client up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// A live template; the caller now holds a reference and must
+    /// [`TemplateTable::release`] it when the connection ends.
+    Hit(Held),
+    /// No live template: schedule, then [`TemplateTable::create`].
+    Miss,
+}
+
+/// A template as `ipvsadm -Lnc` lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TemplateView {
+    pub svc: ServiceId,
+    pub caddr: [u8; 4],
+    pub dest: DestId,
+    pub refs: u32,
+    pub expires_s: u32,
+}
+
+pub struct TemplateTable {
+    slots: Box<[Slot]>,
+    mask: usize,
+    hasher: ahash::RandomState,
+    /// Reaper position, shared so any worker can advance it.
+    reap_cursor: CachePadded<AtomicU64>,
+}
+
+#[inline(always)]
+fn key(svc: ServiceId, caddr: [u8; 4]) -> u64 {
+    // The top bit marks a used key so that 0 stays "never used".
+    (1 << 63) | ((svc as u64 & 0x7fff_ffff) << 32) | u32::from_be_bytes(caddr) as u64
+}
+
+impl TemplateTable {
+    pub fn new(capacity: usize) -> TemplateTable {
+        let n = capacity.max(MAX_PROBE).next_power_of_two();
+        TemplateTable {
+            slots: (0..n)
+                .map(|_| Slot {
+                    dest: AtomicU32::new(NO_DEST),
+                    ..Default::default()
+                })
+                .collect(),
+            mask: n - 1,
+            hasher: ahash::RandomState::new(),
+            reap_cursor: CachePadded::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Reads key and server consistently.
+    #[inline]
+    fn read(&self, s: &Slot) -> (u64, u32, u32) {
+        loop {
+            let a = s.seq.load(Acquire);
+            if a & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let k = s.key.load(Acquire);
+            let d = s.dest.load(Acquire);
+            if s.seq.load(Acquire) == a {
+                return (k, d, a);
+            }
+        }
+    }
+
+    /// Looks up (service, masked client) and, when alive, takes a reference
+    /// and restarts its timeout.
+    pub fn lookup(&self, svc: ServiceId, caddr: [u8; 4], now_s: u32, timeout_s: u32) -> Lookup {
+        let k = key(svc, caddr);
+        let h = self.hasher.hash_one(k) as usize;
+        for p in 0..MAX_PROBE {
+            let i = (h + p) & self.mask;
+            let s = &self.slots[i];
+            let (sk, d, seq) = self.read(s);
+            if sk == 0 {
+                return Lookup::Miss;
+            }
+            if sk != k || d == NO_DEST {
+                continue;
+            }
+            if self.try_acquire(s, now_s, timeout_s) {
+                if s.seq.load(Acquire) == seq {
+                    return Lookup::Hit(Held {
+                        slot: i as u32,
+                        dest: d,
+                    });
+                }
+                // Reclaimed for another client under us: undo and go on.
+                self.release(i as u32, now_s, timeout_s);
+            }
+        }
+        Lookup::Miss
+    }
+
+    fn try_acquire(&self, s: &Slot, now_s: u32, timeout_s: u32) -> bool {
+        let mut cur = s.life.load(Acquire);
+        loop {
+            let (refs, exp) = unpack(cur);
+            if refs == 0 && exp <= now_s {
+                return false;
+            }
+            let new = pack(refs + 1, exp.max(now_s.saturating_add(timeout_s)));
+            match s.life.compare_exchange_weak(cur, new, AcqRel, Acquire) {
+                Ok(_) => return true,
+                Err(c) => cur = c,
+            }
+        }
+    }
+
+    /// Creates a template for a client that just got server `dest`, holding
+    /// one reference. None when every slot of its probe window is alive
+    /// (the caller counts it and forwards without persistence). If another
+    /// worker created the same template first, that one is returned instead
+    /// and the caller must use its server.
+    pub fn create(
+        &self,
+        svc: ServiceId,
+        caddr: [u8; 4],
+        dest: DestId,
+        now_s: u32,
+        timeout_s: u32,
+    ) -> Option<(Held, bool)> {
+        let k = key(svc, caddr);
+        let h = self.hasher.hash_one(k) as usize;
+        let exp = now_s.saturating_add(timeout_s);
+        let mut p = 0;
+        while p < MAX_PROBE {
+            let i = (h + p) & self.mask;
+            let s = &self.slots[i];
+            let (sk, d, seq) = self.read(s);
+            if sk == k && d != NO_DEST && self.try_acquire(s, now_s, timeout_s) {
+                if s.seq.load(Acquire) == seq {
+                    return Some((
+                        Held {
+                            slot: i as u32,
+                            dest: d,
+                        },
+                        false,
+                    ));
+                }
+                self.release(i as u32, now_s, timeout_s);
+            }
+            let cur = s.life.load(Acquire);
+            let (refs, e) = unpack(cur);
+            if refs == 0 && e <= now_s {
+                if s.life
+                    .compare_exchange(cur, pack(1, exp), AcqRel, Acquire)
+                    .is_ok()
+                {
+                    s.seq.fetch_add(1, AcqRel);
+                    s.key.store(k, Release);
+                    s.dest.store(dest, Release);
+                    s.seq.fetch_add(1, AcqRel);
+                    return Some((
+                        Held {
+                            slot: i as u32,
+                            dest,
+                        },
+                        true,
+                    ));
+                }
+                // Lost the race for this slot: look at it again, the winner
+                // may have created our very template.
+                continue;
+            }
+            p += 1;
+        }
+        None
+    }
+
+    /// Drops a connection's reference. When the last one goes, the template
+    /// lives until the next multiple of its timeout, as in IPVS.
+    pub fn release(&self, slot: u32, now_s: u32, timeout_s: u32) {
+        let s = &self.slots[slot as usize & self.mask];
+        let mut cur = s.life.load(Acquire);
+        loop {
+            let (refs, mut exp) = unpack(cur);
+            if refs == 0 {
+                return;
+            }
+            if refs == 1 && exp < now_s && timeout_s > 0 {
+                let turns = (now_s - exp).div_ceil(timeout_s);
+                exp = exp.saturating_add(turns.saturating_mul(timeout_s));
+            }
+            match s
+                .life
+                .compare_exchange_weak(cur, pack(refs - 1, exp), AcqRel, Acquire)
+            {
+                Ok(_) => return,
+                Err(c) => cur = c,
+            }
+        }
+    }
+
+    /// Frees up to `budget` dead templates from where the last call stopped,
+    /// calling `freed(dest)` for each (to drop the server's PersistConn).
+    pub fn reap(&self, now_s: u32, budget: usize, mut freed: impl FnMut(DestId)) -> usize {
+        let start = self.reap_cursor.fetch_add(budget as u64, Relaxed) as usize;
+        let mut n = 0;
+        for j in 0..budget {
+            let s = &self.slots[(start + j) & self.mask];
+            let cur = s.life.load(Acquire);
+            let (refs, e) = unpack(cur);
+            let d = s.dest.load(Acquire);
+            if d == NO_DEST || refs != 0 || e > now_s {
+                continue;
+            }
+            // Claim it (as a creator would), clear the server, let it go.
+            if s.life
+                .compare_exchange(cur, pack(1, 0), AcqRel, Acquire)
+                .is_ok()
+            {
+                s.seq.fetch_add(1, AcqRel);
+                let d = s.dest.swap(NO_DEST, AcqRel);
+                s.seq.fetch_add(1, AcqRel);
+                s.life.store(pack(0, 0), Release);
+                if d != NO_DEST {
+                    freed(d);
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// Live templates, for listings.
+    pub fn iter(&self, now_s: u32) -> impl Iterator<Item = TemplateView> + '_ {
+        self.slots.iter().filter_map(move |s| {
+            let (k, d, _) = self.read(s);
+            let (refs, e) = unpack(s.life.load(Acquire));
+            if k == 0 || d == NO_DEST || (refs == 0 && e <= now_s) {
+                return None;
+            }
+            Some(TemplateView {
+                svc: ((k >> 32) & 0x7fff_ffff) as u32,
+                caddr: (k as u32).to_be_bytes(),
+                dest: d,
+                refs,
+                expires_s: e,
+            })
+        })
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.slots.len() * std::mem::size_of::<Slot>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const C: [u8; 4] = [198, 18, 0, 2];
+
+    #[test]
+    fn create_hit_release_expire() {
+        let t = TemplateTable::new(64);
+        assert_eq!(t.lookup(1, C, 100, 360), Lookup::Miss);
+        let (h, fresh) = t.create(1, C, 7, 100, 360).unwrap();
+        assert!(fresh);
+        assert_eq!(
+            t.lookup(1, C, 101, 360),
+            Lookup::Hit(Held {
+                slot: h.slot,
+                dest: 7
+            })
+        );
+        // Another service or client does not match.
+        assert_eq!(t.lookup(2, C, 101, 360), Lookup::Miss);
+        assert_eq!(t.lookup(1, [198, 18, 0, 3], 101, 360), Lookup::Miss);
+        t.release(h.slot, 200, 360);
+        t.release(h.slot, 200, 360);
+        // Last use at 101: alive until 461.
+        assert!(matches!(t.lookup(1, C, 460, 360), Lookup::Hit(_)));
+        t.release(h.slot, 460, 360);
+        assert_eq!(t.lookup(1, C, 820, 360), Lookup::Miss);
+        let mut freed = vec![];
+        t.reap(820, 64, |d| freed.push(d));
+        assert_eq!(freed, vec![7]);
+        assert_eq!(t.iter(820).count(), 0);
+    }
+
+    #[test]
+    fn held_template_outlives_timeout() {
+        let t = TemplateTable::new(64);
+        let (h, _) = t.create(1, C, 3, 0, 10).unwrap();
+        // A connection lasting 25 s keeps it; it dies at the next multiple.
+        assert!(t.iter(25).any(|v| v.dest == 3));
+        t.release(h.slot, 25, 10);
+        assert!(t.iter(29).any(|v| v.dest == 3));
+        assert!(!t.iter(30).any(|v| v.dest == 3));
+    }
+
+    #[test]
+    fn dead_slots_are_reused_and_full_is_reported() {
+        let t = TemplateTable::new(32);
+        let mut held = vec![];
+        for c in 0..32u8 {
+            if let Some((h, _)) = t.create(1, [198, 18, 1, c], 1, 0, 10) {
+                held.push(h);
+            }
+        }
+        // Probing is bounded, so a few may not fit; a new one fails while all
+        // are alive and held.
+        assert!(held.len() >= 16);
+        let extra = t.create(1, [198, 18, 2, 1], 1, 0, 10);
+        if held.len() == 32 {
+            assert!(extra.is_none());
+        }
+        for h in &held {
+            t.release(h.slot, 0, 10);
+        }
+        assert!(t.create(1, [198, 18, 2, 2], 2, 11, 10).is_some());
+    }
+
+    #[test]
+    fn concurrent_creates_agree() {
+        use std::sync::Arc;
+        let t = Arc::new(TemplateTable::new(1 << 12));
+        let threads: Vec<_> = (0..4u32)
+            .map(|w| {
+                let t = t.clone();
+                std::thread::spawn(move || {
+                    let mut got = vec![];
+                    for c in 0..500u16 {
+                        let caddr = [198, 19, (c >> 8) as u8, c as u8];
+                        let d = match t.lookup(1, caddr, 1, 360) {
+                            Lookup::Hit(h) => h.dest,
+                            Lookup::Miss => t.create(1, caddr, w, 1, 360).unwrap().0.dest,
+                        };
+                        got.push(d);
+                    }
+                    got
+                })
+            })
+            .collect();
+        let results: Vec<Vec<u32>> = threads.into_iter().map(|h| h.join().unwrap()).collect();
+        for c in 0..500 {
+            let d = results[0][c];
+            assert!(
+                results.iter().all(|r| r[c] == d),
+                "client {c} split across servers"
+            );
+        }
+    }
+}
