@@ -1,7 +1,14 @@
 //! ferrovs dataplane: the sans-IO packet core. See DESIGN.md for the layout.
 
 pub mod conn;
+pub mod counters;
+pub mod fwd;
+pub mod neigh;
+pub mod port;
+pub mod route;
 pub mod sched;
 pub mod service;
+pub mod snapshot;
 pub mod stats;
 pub mod wire;
+pub mod worker;

@@ -26,6 +26,11 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
     }
+    /// For gauges kept by their single writer.
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Relaxed)
+    }
     /// Only for `-Z`: racing with the writer may lose an increment, as in IPVS.
     pub fn reset(&self) {
         self.0.store(0, Relaxed)
@@ -38,7 +43,11 @@ pub struct PerWorker<T>(Box<[CachePadded<T>]>);
 
 impl<T: Default> PerWorker<T> {
     pub fn new(workers: usize) -> Self {
-        PerWorker((0..workers.max(1)).map(|_| CachePadded::new(T::default())).collect())
+        PerWorker(
+            (0..workers.max(1))
+                .map(|_| CachePadded::new(T::default()))
+                .collect(),
+        )
     }
 }
 

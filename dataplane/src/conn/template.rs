@@ -32,6 +32,8 @@ struct Slot {
     key: AtomicU64,
     /// refs << 32 | expires (seconds).
     life: AtomicU64,
+    /// The persistence timeout it was created with.
+    timeout: AtomicU32,
 }
 
 #[inline(always)]
@@ -144,7 +146,7 @@ impl TemplateTable {
                     });
                 }
                 // Reclaimed for another client under us: undo and go on.
-                self.release(i as u32, now_s, timeout_s);
+                self.release(i as u32, now_s);
             }
         }
         Lookup::Miss
@@ -196,7 +198,7 @@ impl TemplateTable {
                         false,
                     ));
                 }
-                self.release(i as u32, now_s, timeout_s);
+                self.release(i as u32, now_s);
             }
             let cur = s.life.load(Acquire);
             let (refs, e) = unpack(cur);
@@ -208,6 +210,7 @@ impl TemplateTable {
                     s.seq.fetch_add(1, AcqRel);
                     s.key.store(k, Release);
                     s.dest.store(dest, Release);
+                    s.timeout.store(timeout_s, Release);
                     s.seq.fetch_add(1, AcqRel);
                     return Some((
                         Held {
@@ -228,8 +231,9 @@ impl TemplateTable {
 
     /// Drops a connection's reference. When the last one goes, the template
     /// lives until the next multiple of its timeout, as in IPVS.
-    pub fn release(&self, slot: u32, now_s: u32, timeout_s: u32) {
+    pub fn release(&self, slot: u32, now_s: u32) {
         let s = &self.slots[slot as usize & self.mask];
+        let timeout_s = s.timeout.load(Acquire);
         let mut cur = s.life.load(Acquire);
         loop {
             let (refs, mut exp) = unpack(cur);
@@ -248,6 +252,22 @@ impl TemplateTable {
                 Err(c) => cur = c,
             }
         }
+    }
+
+    /// Stops a template from being used again because its server left the
+    /// service (IPVS `ip_vs_check_template`): new connections of the client
+    /// are scheduled afresh. Connections holding it keep their reference.
+    /// Returns the server it pointed to, whose PersistConn the caller drops.
+    pub fn invalidate(&self, slot: u32) -> Option<DestId> {
+        let s = &self.slots[slot as usize & self.mask];
+        s.seq.fetch_add(1, AcqRel);
+        let d = s.dest.swap(NO_DEST, AcqRel);
+        s.seq.fetch_add(1, AcqRel);
+        // Let it die as soon as its last connection goes.
+        let _ = s
+            .life
+            .fetch_update(AcqRel, Acquire, |l| Some(pack(unpack(l).0, 0)));
+        (d != NO_DEST).then_some(d)
     }
 
     /// Frees up to `budget` dead templates from where the last call stopped,
@@ -326,11 +346,11 @@ mod tests {
         // Another service or client does not match.
         assert_eq!(t.lookup(2, C, 101, 360), Lookup::Miss);
         assert_eq!(t.lookup(1, [198, 18, 0, 3], 101, 360), Lookup::Miss);
-        t.release(h.slot, 200, 360);
-        t.release(h.slot, 200, 360);
+        t.release(h.slot, 200);
+        t.release(h.slot, 200);
         // Last use at 101: alive until 461.
         assert!(matches!(t.lookup(1, C, 460, 360), Lookup::Hit(_)));
-        t.release(h.slot, 460, 360);
+        t.release(h.slot, 460);
         assert_eq!(t.lookup(1, C, 820, 360), Lookup::Miss);
         let mut freed = vec![];
         t.reap(820, 64, |d| freed.push(d));
@@ -339,12 +359,30 @@ mod tests {
     }
 
     #[test]
+    fn invalidated_template_is_skipped() {
+        let t = TemplateTable::new(64);
+        let (h, _) = t.create(1, C, 7, 0, 360).unwrap();
+        assert_eq!(t.invalidate(h.slot), Some(7));
+        assert_eq!(t.lookup(1, C, 1, 360), Lookup::Miss);
+        let (h2, fresh) = t.create(1, C, 8, 1, 360).unwrap();
+        assert!(fresh);
+        assert_ne!(h2.slot, h.slot);
+        assert!(matches!(
+            t.lookup(1, C, 2, 360),
+            Lookup::Hit(Held { dest: 8, .. })
+        ));
+        // The old one frees its slot once its connection ends.
+        t.release(h.slot, 3);
+        assert_eq!(t.reap(3, 64, |_| {}), 0);
+    }
+
+    #[test]
     fn held_template_outlives_timeout() {
         let t = TemplateTable::new(64);
         let (h, _) = t.create(1, C, 3, 0, 10).unwrap();
         // A connection lasting 25 s keeps it; it dies at the next multiple.
         assert!(t.iter(25).any(|v| v.dest == 3));
-        t.release(h.slot, 25, 10);
+        t.release(h.slot, 25);
         assert!(t.iter(29).any(|v| v.dest == 3));
         assert!(!t.iter(30).any(|v| v.dest == 3));
     }
@@ -366,7 +404,7 @@ mod tests {
             assert!(extra.is_none());
         }
         for h in &held {
-            t.release(h.slot, 0, 10);
+            t.release(h.slot, 0);
         }
         assert!(t.create(1, [198, 18, 2, 2], 2, 11, 10).is_some());
     }

@@ -29,6 +29,11 @@ pub fn fill_checksum(p: &mut [u8]) {
     p[2..4].copy_from_slice(&c.to_be_bytes());
 }
 
+/// Length of the IP packet [`build_frag_needed`] writes.
+pub fn frag_needed_len(orig_hlen: usize, orig_len: usize) -> usize {
+    ipv4::MIN_HEADER_LEN + HEADER_LEN + (orig_hlen + 8).min(orig_len)
+}
+
 /// Builds a destination-unreachable / fragmentation-needed message in `out`
 /// (starting at the IP header) about `orig` (starting at its IP header), from
 /// `src` to the original sender, quoting the original header and 8 bytes as

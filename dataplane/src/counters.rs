@@ -1,0 +1,93 @@
+//! Per-worker counters: what was received, sent, handed over, created,
+//! expired, and every drop by its reason.
+
+use crate::stats::Counter;
+
+macro_rules! drop_reasons {
+    ($($variant:ident => $name:literal: $doc:literal,)*) => {
+        /// Why a packet was not forwarded.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason {
+            $(#[doc = $doc] $variant,)*
+        }
+
+        impl DropReason {
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+            /// Stable name for metrics and logs.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(DropReason::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    Truncated => "truncated": "Frame shorter than its headers.",
+    BadIpVersion => "bad_ip_version": "IPv4 ethertype with another IP version.",
+    BadIhl => "bad_ihl": "IPv4 header length below 20 bytes.",
+    BadTotalLen => "bad_total_len": "IPv4 total length inconsistent with the frame.",
+    BadIpChecksum => "bad_ip_checksum": "IPv4 header checksum wrong.",
+    BadL4Header => "bad_l4_header": "TCP/UDP header truncated or with a bad data offset.",
+    Fragment => "fragment": "IPv4 fragment (not reassembled).",
+    TtlExceeded => "ttl_exceeded": "Reply that would leave with TTL 0.",
+    NotOurs => "not_ours": "Destination is neither an active VIP, a local address nor a tracked reply: never relayed.",
+    VipInactive => "vip_inactive": "VIP held by the other director (VRRP backup).",
+    NoService => "no_service": "No virtual service for this protocol and port.",
+    NoConnection => "no_connection": "TCP segment without SYN and without a connection.",
+    NoDest => "no_dest": "No available real server.",
+    ConnTableFull => "conn_table_full": "Connection table full: new flow refused.",
+    LaddrExhausted => "laddr_exhausted": "No free FULLNAT local port.",
+    NoRoute => "no_route": "No route to the next hop.",
+    NeighFull => "neigh_full": "Neighbour table or its pending queue full.",
+    NeighUnresolved => "neigh_unresolved": "Next hop did not answer ARP.",
+    TxFull => "tx_full": "Transmit queue full.",
+    HandoverFull => "handover_full": "Ring to the owning worker full.",
+    NoBuffer => "no_buffer": "No packet buffer for a generated packet.",
+    Ipv6 => "ipv6": "IPv6 is not forwarded yet.",
+    OtherEthertype => "other_ethertype": "Neither IPv4, IPv6 nor ARP.",
+    UnsupportedProto => "unsupported_proto": "IP protocol not balanced (not TCP, UDP or ICMP).",
+    IcmpUnmatched => "icmp_unmatched": "ICMP to a VIP that is neither an echo nor an error about a tracked flow.",
+    ArpIgnored => "arp_ignored": "ARP not for an active address of ours.",
+    TooBig => "too_big": "Packet too big for the tunnel with DF set (ICMP sent back).",
+    ToKernel => "to_kernel": "Traffic for the director itself, left to the kernel.",
+}
+
+pub const NUM_DROP_REASONS: usize = DropReason::ALL.len();
+
+/// One worker's counters. The worker is the only writer.
+#[derive(Default, Debug)]
+pub struct WorkerCounters {
+    pub rx_packets: Counter,
+    pub rx_bytes: Counter,
+    pub tx_packets: Counter,
+    pub tx_bytes: Counter,
+    pub drops: [Counter; NUM_DROP_REASONS],
+    /// Packets this worker passed to their owner.
+    pub handover_out: Counter,
+    /// Packets this worker received from another worker.
+    pub handover_in: Counter,
+    pub conns_created: Counter,
+    pub conns_expired: Counter,
+    pub conns_active: Counter,
+    pub templates_full: Counter,
+    pub arp_replies: Counter,
+    pub arp_requests: Counter,
+    pub icmp_translated: Counter,
+    pub fragments_sent: Counter,
+    /// Polls that found packets / polls that found none.
+    pub busy_polls: Counter,
+    pub idle_polls: Counter,
+}
+
+impl WorkerCounters {
+    #[inline(always)]
+    pub fn drop(&self, r: DropReason) {
+        self.drops[r as usize].inc();
+    }
+    pub fn dropped(&self, r: DropReason) -> u64 {
+        self.drops[r as usize].get()
+    }
+}

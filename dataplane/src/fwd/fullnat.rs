@@ -1,0 +1,106 @@
+//! FULLNAT (DPVS `lb_kind FNAT`): both addresses change, so real servers
+//! need no route back through the director. Each worker allocates local
+//! ports only from its own slice (port % workers == worker), so a reply's
+//! destination port names the worker that owns the connection.
+
+use super::{rewrite_tuple, L34};
+use std::net::Ipv4Addr;
+
+/// Client → real server: CIP:cport → VIP:vport becomes LIP:lport → RIP:rport.
+#[inline(always)]
+pub fn inbound(frame: &mut [u8], o: L34, laddr: [u8; 4], lport: u16, daddr: [u8; 4], dport: u16) {
+    rewrite_tuple(frame, o, Some((laddr, lport)), Some((daddr, dport)));
+}
+
+/// Real server → client: RIP:rport → LIP:lport becomes VIP:vport → CIP:cport.
+#[inline(always)]
+pub fn outbound(frame: &mut [u8], o: L34, vaddr: [u8; 4], vport: u16, caddr: [u8; 4], cport: u16) {
+    rewrite_tuple(frame, o, Some((vaddr, vport)), Some((caddr, cport)));
+}
+
+/// First local port handed out; below are well-known and ephemeral ports
+/// the kernel might use for the director's own traffic on the same address.
+pub const LPORT_MIN: u16 = 1024;
+/// Candidates tried before a new connection is refused as "ports exhausted".
+pub const MAX_TRIES: usize = 64;
+
+/// One worker's cursor over its slice of local ports.
+#[derive(Clone, Debug)]
+pub struct PortAllocator {
+    worker: u16,
+    workers: u16,
+    next: u32,
+    laddr_rr: usize,
+}
+
+impl PortAllocator {
+    pub fn new(worker: usize, workers: usize) -> PortAllocator {
+        let workers = workers.max(1) as u16;
+        PortAllocator {
+            worker: worker as u16,
+            workers,
+            next: 0,
+            laddr_rr: worker,
+        }
+    }
+
+    /// Picks a local address round robin and a free port of this worker's
+    /// slice for it. `in_use(laddr, lport)` says whether the reply tuple
+    /// (rip, rport, laddr, lport) is taken.
+    pub fn alloc(
+        &mut self,
+        laddrs: &[Ipv4Addr],
+        mut in_use: impl FnMut([u8; 4], u16) -> bool,
+    ) -> Option<([u8; 4], u16)> {
+        if laddrs.is_empty() {
+            return None;
+        }
+        let w = self.workers as u32;
+        // This worker's ports: start + k·w + worker, for k in 0..span.
+        let start = (LPORT_MIN as u32).div_ceil(w) * w;
+        let span = (65536 - start) / w;
+        for _ in 0..MAX_TRIES {
+            self.laddr_rr = (self.laddr_rr + 1) % laddrs.len();
+            let la = laddrs[self.laddr_rr].octets();
+            self.next = (self.next + 1) % span;
+            let p = (start + self.next * w + self.worker as u32) as u16;
+            if !in_use(la, p) {
+                return Some((la, p));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_stay_in_the_workers_slice() {
+        for w in 0..3 {
+            let mut a = PortAllocator::new(w, 3);
+            for _ in 0..100_000 {
+                let (_, p) = a
+                    .alloc(&[Ipv4Addr::new(198, 18, 2, 10)], |_, _| false)
+                    .unwrap();
+                assert_eq!(p as usize % 3, w);
+                assert!(p >= LPORT_MIN);
+            }
+        }
+    }
+
+    #[test]
+    fn exhaustion_is_reported() {
+        let mut a = PortAllocator::new(0, 1);
+        assert_eq!(a.alloc(&[Ipv4Addr::new(198, 18, 2, 10)], |_, _| true), None);
+        assert_eq!(a.alloc(&[], |_, _| false), None);
+        let mut n = 0;
+        // Skips taken ports.
+        let r = a.alloc(&[Ipv4Addr::new(198, 18, 2, 10)], |_, _| {
+            n += 1;
+            n < 5
+        });
+        assert!(r.is_some());
+    }
+}

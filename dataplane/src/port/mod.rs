@@ -1,0 +1,48 @@
+//! Port backends: where packets come from and go to. A worker owns one RX
+//! and one TX queue on every port and moves packets in bursts.
+
+pub mod memory;
+
+use crate::wire::Mac;
+
+/// Packets per burst, as DESIGN.md fixes it.
+pub const BURST: usize = 32;
+/// Bytes kept free in front of a received frame so that encapsulation
+/// (IPIP) or a VLAN tag can be prepended without copying the packet.
+pub const HEADROOM: usize = 128;
+
+/// A packet buffer with headroom, like a DPDK mbuf.
+pub trait Packet: Send + 'static {
+    fn data(&self) -> &[u8];
+    fn data_mut(&mut self) -> &mut [u8];
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.data().len()
+    }
+    #[inline(always)]
+    fn is_empty(&self) -> bool {
+        self.data().is_empty()
+    }
+    /// Grows the packet at the front by `n` bytes (uninitialised contents);
+    /// false when the headroom is too small.
+    fn prepend(&mut self, n: usize) -> bool;
+    /// Removes `n` bytes from the front.
+    fn adj(&mut self, n: usize);
+    /// Sets the length, shrinking or growing into the tailroom; false when
+    /// the buffer is too small.
+    fn set_len(&mut self, len: usize) -> bool;
+}
+
+/// One worker's queues on one port.
+pub trait Port: Send {
+    type Pkt: Packet;
+    /// Appends up to `BURST` received packets to `out`; returns how many.
+    fn rx_burst(&mut self, out: &mut Vec<Self::Pkt>) -> usize;
+    /// Sends the packets in `pkts`, removing those sent. Packets left in the
+    /// vector could not be sent; the caller drops and counts them.
+    fn tx_burst(&mut self, pkts: &mut Vec<Self::Pkt>);
+    /// A fresh, empty packet with headroom (ARP replies, ICMP, fragments).
+    fn alloc(&mut self) -> Option<Self::Pkt>;
+    /// The port's MAC address.
+    fn mac(&self) -> Mac;
+}

@@ -1,0 +1,285 @@
+//! The immutable configuration the workers forward by. The control plane
+//! builds a new one for every change and publishes it through an
+//! `ArcSwap`; workers pick it up at a burst boundary.
+
+use crate::conn::template::TemplateTable;
+use crate::conn::Timeouts;
+use crate::route::{Route, RouteTable};
+use crate::service::{Dest, DestId, FwdMethod, Proto, Service, ServiceShared};
+use crate::wire::Mac;
+use hashbrown::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// One port the dataplane owns.
+#[derive(Clone, Debug)]
+pub struct PortConf {
+    pub name: String,
+    pub mac: Mac,
+    /// The director's own addresses on this port, with prefix lengths. They
+    /// create connected routes and belong to the kernel (exception path).
+    pub addrs: Vec<(Ipv4Addr, u8)>,
+    pub mtu: u16,
+}
+
+/// What a destination address of ours is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddrKind {
+    /// A virtual IP; `active` is false on a VRRP backup.
+    Vip { active: bool },
+    /// A FULLNAT local address.
+    Laddr { active: bool },
+    /// The director's own address: traffic for the kernel.
+    Own,
+}
+
+/// A real server as connections resolve it by id, including servers
+/// removed from the configuration that still drain connections.
+#[derive(Clone, Debug)]
+pub struct DestEntry {
+    pub dest: Dest,
+    pub svc: Arc<ServiceShared>,
+}
+
+pub struct Snapshot {
+    pub generation: u64,
+    pub workers: usize,
+    pub ports: Vec<PortConf>,
+    pub routes: RouteTable,
+    addrs: HashMap<u32, AddrKind, ahash::RandomState>,
+    pub services: Vec<Service>,
+    svc_index: HashMap<(u8, u32, u16), u32, ahash::RandomState>,
+    dests: Vec<Option<DestEntry>>,
+    pub timeouts: Timeouts,
+    pub templates: Arc<TemplateTable>,
+    /// Keys the NAT owner hash, so clients cannot aim at one worker.
+    pub owner_key: u64,
+}
+
+impl Snapshot {
+    #[inline]
+    pub fn addr_kind(&self, a: [u8; 4]) -> Option<AddrKind> {
+        self.addrs.get(&u32::from_be_bytes(a)).copied()
+    }
+
+    /// The service for a packet to (proto, vaddr, vport): the exact port
+    /// first, then the port-0 "all ports" service.
+    #[inline]
+    pub fn service(&self, proto: u8, vaddr: [u8; 4], vport: u16) -> Option<u32> {
+        let a = u32::from_be_bytes(vaddr);
+        self.svc_index
+            .get(&(proto, a, vport))
+            .or_else(|| self.svc_index.get(&(proto, a, 0)))
+            .copied()
+    }
+
+    #[inline]
+    pub fn dest(&self, id: DestId) -> Option<&DestEntry> {
+        self.dests.get(id as usize).and_then(|d| d.as_ref())
+    }
+
+    /// Every server connections may still reference, by id.
+    pub fn dests(&self) -> impl Iterator<Item = &DestEntry> {
+        self.dests.iter().flatten()
+    }
+
+    pub fn port_addr(&self, port: u16) -> Option<Ipv4Addr> {
+        self.ports
+            .get(port as usize)
+            .and_then(|p| p.addrs.first().map(|a| a.0))
+    }
+
+    /// Which worker owns a NAT flow: a keyed hash of the client address and
+    /// port, which both directions carry (DESIGN.md, flow ownership).
+    #[inline(always)]
+    pub fn nat_owner(&self, caddr: [u8; 4], cport: u16) -> usize {
+        if self.workers <= 1 {
+            return 0;
+        }
+        let x = ((u32::from_be_bytes(caddr) as u64) << 16) | cport as u64;
+        let h = (x ^ self.owner_key).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (((h >> 32) * self.workers as u64) >> 32) as usize
+    }
+
+    /// Which worker owns a FULLNAT local port (DPVS-style slicing).
+    #[inline(always)]
+    pub fn lport_owner(&self, lport: u16) -> usize {
+        lport as usize % self.workers.max(1)
+    }
+
+    pub fn has_nat(&self) -> bool {
+        self.services
+            .iter()
+            .any(|s| s.dests.iter().any(|d| d.fwd == FwdMethod::Nat))
+    }
+}
+
+/// Builds snapshots; checks what the dataplane relies on.
+pub struct SnapshotBuilder {
+    s: Snapshot,
+    extra_routes: Vec<Route>,
+    inactive_vips: Vec<Ipv4Addr>,
+}
+
+/// Why a snapshot could not be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildError {
+    DuplicateService(Proto, Ipv4Addr, u16),
+    PortZeroNeedsPersistence(Proto, Ipv4Addr),
+    FullNatWithoutLaddr(Proto, Ipv4Addr, u16),
+    DuplicateDestId(DestId),
+}
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BuildError::DuplicateService(p, a, port) => {
+                write!(f, "service {} {a}:{port} defined twice", p.name())
+            }
+            BuildError::PortZeroNeedsPersistence(p, a) => {
+                write!(
+                    f,
+                    "service {} {a}:0 (all ports) requires persistence",
+                    p.name()
+                )
+            }
+            BuildError::FullNatWithoutLaddr(p, a, port) => {
+                write!(
+                    f,
+                    "service {} {a}:{port} has FULLNAT servers but no local addresses",
+                    p.name()
+                )
+            }
+            BuildError::DuplicateDestId(id) => write!(f, "real server id {id} used twice"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+impl SnapshotBuilder {
+    pub fn new(generation: u64, workers: usize, templates: Arc<TemplateTable>) -> SnapshotBuilder {
+        let hasher = ahash::RandomState::new();
+        SnapshotBuilder {
+            s: Snapshot {
+                generation,
+                workers: workers.max(1),
+                ports: vec![],
+                routes: RouteTable::default(),
+                addrs: HashMap::with_hasher(hasher.clone()),
+                services: vec![],
+                svc_index: HashMap::with_hasher(hasher),
+                dests: vec![],
+                timeouts: Timeouts::default(),
+                templates,
+                owner_key: 0x5bd1_e995_0000_0001,
+            },
+            extra_routes: vec![],
+            inactive_vips: vec![],
+        }
+    }
+
+    pub fn owner_key(&mut self, k: u64) -> &mut Self {
+        self.s.owner_key = k;
+        self
+    }
+
+    pub fn timeouts(&mut self, t: Timeouts) -> &mut Self {
+        self.s.timeouts = t;
+        self
+    }
+
+    pub fn port(&mut self, p: PortConf) -> &mut Self {
+        self.s.ports.push(p);
+        self
+    }
+
+    pub fn route(&mut self, r: Route) -> &mut Self {
+        self.extra_routes.push(r);
+        self
+    }
+
+    /// Marks a VIP inactive (a VRRP backup): no ARP answers, no forwarding.
+    pub fn inactive_vip(&mut self, a: Ipv4Addr) -> &mut Self {
+        self.inactive_vips.push(a);
+        self
+    }
+
+    pub fn service(&mut self, svc: Service) -> &mut Self {
+        self.s.services.push(svc);
+        self
+    }
+
+    /// Keeps a server that left the configuration reachable by id while its
+    /// connections drain.
+    pub fn draining(&mut self, dest: Dest, svc: Arc<ServiceShared>) -> &mut Self {
+        let id = dest.shared.id as usize;
+        if self.s.dests.len() <= id {
+            self.s.dests.resize(id + 1, None);
+        }
+        if self.s.dests[id].is_none() {
+            self.s.dests[id] = Some(DestEntry { dest, svc });
+        }
+        self
+    }
+
+    pub fn build(mut self) -> Result<Snapshot, BuildError> {
+        let s = &mut self.s;
+        let mut routes = vec![];
+        for (i, p) in s.ports.iter().enumerate() {
+            for &(a, len) in &p.addrs {
+                s.addrs.insert(u32::from(a), AddrKind::Own);
+                routes.push(Route {
+                    prefix: a,
+                    len,
+                    port: i as u16,
+                    via: None,
+                });
+            }
+        }
+        routes.extend(self.extra_routes.iter().copied());
+        s.routes = RouteTable::new(routes);
+
+        let mut seen_ids = std::collections::HashSet::new();
+        for (idx, svc) in s.services.iter().enumerate() {
+            let key = (svc.proto as u8, u32::from(svc.vaddr), svc.vport);
+            if s.svc_index.insert(key, idx as u32).is_some() {
+                return Err(BuildError::DuplicateService(
+                    svc.proto, svc.vaddr, svc.vport,
+                ));
+            }
+            if svc.vport == 0 && svc.persistence.is_none() {
+                return Err(BuildError::PortZeroNeedsPersistence(svc.proto, svc.vaddr));
+            }
+            if svc.dests.iter().any(|d| d.fwd == FwdMethod::FullNat) && svc.laddrs.is_empty() {
+                return Err(BuildError::FullNatWithoutLaddr(
+                    svc.proto, svc.vaddr, svc.vport,
+                ));
+            }
+            let active = !self.inactive_vips.contains(&svc.vaddr);
+            s.addrs
+                .entry(u32::from(svc.vaddr))
+                .or_insert(AddrKind::Vip { active });
+            for &l in &svc.laddrs {
+                s.addrs.entry(u32::from(l)).or_insert(AddrKind::Laddr {
+                    active: !self.inactive_vips.contains(&l),
+                });
+            }
+            for d in &svc.dests {
+                let id = d.shared.id as usize;
+                if !seen_ids.insert(id) {
+                    return Err(BuildError::DuplicateDestId(id as DestId));
+                }
+                if s.dests.len() <= id {
+                    s.dests.resize(id + 1, None);
+                }
+                // A live server replaces a draining entry with the same id.
+                s.dests[id] = Some(DestEntry {
+                    dest: d.clone(),
+                    svc: svc.shared.clone(),
+                });
+            }
+        }
+        Ok(self.s)
+    }
+}

@@ -1,0 +1,1091 @@
+//! The worker: a run-to-completion loop over bursts of packets.
+//!
+//! Each worker owns one queue on every port, its connection table, its
+//! neighbour cache and its scheduler state. Per packet: parse, classify the
+//! destination (active VIP, local address, our own address, or a reply of a
+//! tracked NAT flow), find or create the connection, rewrite for the
+//! connection's forwarding mode and queue for transmission. Nothing on this
+//! path locks, allocates (once the queues are warm) or makes a syscall.
+//!
+//! Flow ownership (DESIGN.md): NAT flows belong to the worker a keyed hash of
+//! the client address and port names, FULLNAT replies to the worker whose
+//! slice holds the local port; a packet that reaches another worker is handed
+//! to its owner through a single-producer ring for that pair of workers.
+
+use crate::conn::entry::{F_INACTIVE, F_OUT_INDEXED, F_TEMPLATE_REF};
+use crate::conn::template::Lookup;
+use crate::conn::{Conn, ConnTable, Dir, TcpState, Tuple};
+use crate::counters::{DropReason, WorkerCounters};
+use crate::fwd::{self, fullnat::PortAllocator, icmp::Rewrite, tun, L34};
+use crate::neigh::{NeighCache, Resolve};
+use crate::port::{Packet, Port, BURST};
+use crate::sched::{SchedInput, SchedState};
+use crate::service::{FwdMethod, ServiceId};
+use crate::snapshot::{AddrKind, Snapshot};
+use crate::stats::PerWorker;
+use crate::wire::{arp, ethernet, icmp, ipv4, l4, Mac};
+use arc_swap::ArcSwap;
+use crossbeam_queue::ArrayQueue;
+use hashbrown::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// Entries examined per poll by the expiry wheel and the template reaper.
+pub const EXPIRE_BUDGET: usize = 256;
+pub const REAP_BUDGET: usize = 64;
+/// Slots of each worker-to-worker ring.
+pub const RING_SIZE: usize = 1024;
+/// Neighbour entries per worker.
+pub const NEIGH_CAPACITY: usize = 4096;
+
+/// A neighbour learnt by one worker, passed on to the others (ARP replies
+/// reach only one of them).
+#[derive(Clone, Copy, Debug)]
+pub struct NeighEvent {
+    pub ip: Ipv4Addr,
+    pub mac: Mac,
+    pub port: u16,
+}
+
+/// What all workers share: the published snapshot, counters and rings.
+pub struct Shared<T> {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub counters: PerWorker<WorkerCounters>,
+    /// Worker-to-worker packet rings, `[from * workers + to]`.
+    handover: Vec<ArrayQueue<(u16, T)>>,
+    neigh_events: Vec<ArrayQueue<NeighEvent>>,
+    pub workers: usize,
+}
+
+impl<T> Shared<T> {
+    pub fn new(snapshot: Snapshot) -> Arc<Shared<T>> {
+        let w = snapshot.workers.max(1);
+        Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            counters: PerWorker::new(w),
+            handover: (0..w * w).map(|_| ArrayQueue::new(RING_SIZE)).collect(),
+            neigh_events: (0..w * w).map(|_| ArrayQueue::new(256)).collect(),
+            workers: w,
+        })
+    }
+
+    /// Publishes a new snapshot; workers switch at their next burst.
+    pub fn publish(&self, s: Snapshot) {
+        self.snapshot.store(Arc::new(s));
+    }
+}
+
+/// Everything a worker mutates, apart from the snapshot it reads.
+struct Core<P: Port> {
+    id: usize,
+    shared: Arc<Shared<P::Pkt>>,
+    ports: Vec<P>,
+    conns: ConnTable,
+    neigh: NeighCache<P::Pkt>,
+    sched: HashMap<ServiceId, SchedState, ahash::RandomState>,
+    lports: PortAllocator,
+    tx: Vec<Vec<P::Pkt>>,
+    ready: Vec<(u16, P::Pkt)>,
+    ip_id: u16,
+}
+
+pub struct Worker<P: Port> {
+    snap: Arc<Snapshot>,
+    core: Core<P>,
+    rx: Vec<P::Pkt>,
+}
+
+/// The parsed headers of an IPv4 packet being handled.
+#[derive(Clone, Copy)]
+struct Ip {
+    l2: ethernet::L2,
+    info: ipv4::Ipv4Info,
+}
+
+impl<P: Port> Worker<P> {
+    /// `ports` must be in the snapshot's port order.
+    pub fn new(
+        id: usize,
+        shared: Arc<Shared<P::Pkt>>,
+        ports: Vec<P>,
+        conn_capacity: usize,
+        now_ms: u64,
+    ) -> Worker<P> {
+        let snap = shared.snapshot.load_full();
+        let workers = shared.workers;
+        let nports = ports.len();
+        let mut w = Worker {
+            snap,
+            core: Core {
+                id,
+                shared,
+                ports,
+                conns: ConnTable::new(conn_capacity, now_ms),
+                neigh: NeighCache::new(NEIGH_CAPACITY),
+                sched: HashMap::with_hasher(ahash::RandomState::new()),
+                lports: PortAllocator::new(id, workers),
+                tx: (0..nports).map(|_| Vec::with_capacity(BURST * 4)).collect(),
+                ready: Vec::with_capacity(BURST),
+                ip_id: (id as u16).wrapping_mul(0x1000),
+            },
+            rx: Vec::with_capacity(BURST),
+        };
+        w.core.sync_sched(&w.snap);
+        w
+    }
+
+    pub fn id(&self) -> usize {
+        self.core.id
+    }
+
+    pub fn ports_mut(&mut self) -> &mut [P] {
+        &mut self.core.ports
+    }
+
+    pub fn conns(&self) -> &ConnTable {
+        &self.core.conns
+    }
+
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snap
+    }
+
+    pub fn neigh(&self) -> &NeighCache<P::Pkt> {
+        &self.core.neigh
+    }
+
+    /// One iteration: pick up a new snapshot, take packets handed over by
+    /// other workers, receive a burst on every port, forward, transmit, then
+    /// bounded housekeeping. Returns the number of packets handled.
+    pub fn poll(&mut self, now_ms: u64) -> usize {
+        self.refresh_snapshot();
+        let snap = &*self.snap;
+        let core = &mut self.core;
+        let mut n = 0;
+
+        // Packets other workers passed to us.
+        let w = core.shared.workers;
+        for from in 0..w {
+            if from == core.id {
+                continue;
+            }
+            for _ in 0..BURST {
+                let Some((port, pkt)) = core.shared.handover[from * w + core.id].pop() else {
+                    break;
+                };
+                core.ctr().handover_in.inc();
+                core.handle(snap, pkt, port, now_ms, true);
+                n += 1;
+            }
+        }
+
+        for port in 0..core.ports.len() {
+            let got = core.ports[port].rx_burst(&mut self.rx);
+            if got == 0 {
+                continue;
+            }
+            let ctr = core.ctr();
+            ctr.rx_packets.add(got as u64);
+            for p in self.rx.drain(..) {
+                core.ctr().rx_bytes.add(p.len() as u64);
+                core.handle(snap, p, port as u16, now_ms, false);
+            }
+            n += got;
+        }
+        core.flush_tx();
+        if n > 0 {
+            core.ctr().busy_polls.inc();
+        } else {
+            core.ctr().idle_polls.inc();
+        }
+        core.housekeeping(snap, now_ms);
+        n
+    }
+
+    fn refresh_snapshot(&mut self) {
+        let cur = self.core.shared.snapshot.load();
+        if cur.generation != self.snap.generation || !Arc::ptr_eq(&cur, &self.snap) {
+            self.snap = arc_swap::Guard::into_inner(cur);
+            self.core.sync_sched(&self.snap);
+        }
+    }
+}
+
+impl<P: Port> Core<P> {
+    #[inline(always)]
+    fn ctr(&self) -> &WorkerCounters {
+        self.shared.counters.cell(self.id)
+    }
+
+    #[inline(always)]
+    fn drop_pkt(&self, r: DropReason, _p: P::Pkt) {
+        self.ctr().drop(r);
+    }
+
+    /// Keeps scheduler state for services that remain, adds it for new ones.
+    fn sync_sched(&mut self, snap: &Snapshot) {
+        let id = self.id as u64;
+        self.sched
+            .retain(|k, _| snap.services.iter().any(|s| s.id() == *k));
+        for s in &snap.services {
+            self.sched
+                .entry(s.id())
+                .or_insert_with(|| SchedState::new(0x9e37_79b9 ^ (id << 32) ^ s.id() as u64));
+        }
+    }
+
+    fn handle(&mut self, snap: &Snapshot, pkt: P::Pkt, in_port: u16, now: u64, handed: bool) {
+        let data = pkt.data();
+        let Some(l2) = ethernet::parse(data) else {
+            return self.drop_pkt(DropReason::Truncated, pkt);
+        };
+        match l2.ethertype {
+            ethernet::ETHERTYPE_IPV4 => {}
+            ethernet::ETHERTYPE_ARP => return self.handle_arp(snap, pkt, l2, in_port, now),
+            ethernet::ETHERTYPE_IPV6 => return self.drop_pkt(DropReason::Ipv6, pkt),
+            _ => return self.drop_pkt(DropReason::OtherEthertype, pkt),
+        }
+        let info = match ipv4::parse(&data[l2.l3_offset..]) {
+            Ok(i) => i,
+            Err(e) => {
+                let r = match e {
+                    ipv4::Ipv4Error::Truncated => DropReason::Truncated,
+                    ipv4::Ipv4Error::BadVersion => DropReason::BadIpVersion,
+                    ipv4::Ipv4Error::BadIhl => DropReason::BadIhl,
+                    ipv4::Ipv4Error::BadTotalLen => DropReason::BadTotalLen,
+                    ipv4::Ipv4Error::BadChecksum => DropReason::BadIpChecksum,
+                };
+                return self.drop_pkt(r, pkt);
+            }
+        };
+        let kind = snap.addr_kind(info.dst);
+        match kind {
+            Some(AddrKind::Own) => return self.drop_pkt(DropReason::ToKernel, pkt),
+            Some(AddrKind::Vip { active: false }) | Some(AddrKind::Laddr { active: false }) => {
+                return self.drop_pkt(DropReason::VipInactive, pkt)
+            }
+            _ => {}
+        }
+        if info.is_fragment() {
+            return self.drop_pkt(DropReason::Fragment, pkt);
+        }
+        let ip = Ip { l2, info };
+        match info.proto {
+            ipv4::PROTO_TCP | ipv4::PROTO_UDP => {}
+            ipv4::PROTO_ICMP => return self.handle_icmp(snap, pkt, ip, kind, in_port, now, handed),
+            _ if kind.is_none() => return self.drop_pkt(DropReason::NotOurs, pkt),
+            _ => return self.drop_pkt(DropReason::UnsupportedProto, pkt),
+        }
+        let l3 = l2.l3_offset;
+        let o = L34 {
+            l3,
+            l4: l3 + info.header_len,
+            proto: info.proto,
+        };
+        let end = l3 + info.total_len;
+        let seg = &data[o.l4..end];
+        if !l4::header_ok(info.proto, seg) {
+            return self.drop_pkt(DropReason::BadL4Header, pkt);
+        }
+        let (sport, dport) = (l4::src_port(seg), l4::dst_port(seg));
+        let flags = if info.proto == ipv4::PROTO_TCP {
+            l4::tcp_flags(seg)
+        } else {
+            0
+        };
+        let t = Tuple {
+            proto: info.proto,
+            saddr: info.src,
+            sport,
+            daddr: info.dst,
+            dport,
+        };
+        match kind {
+            Some(AddrKind::Vip { .. }) => {
+                self.inbound(snap, pkt, ip, o, t, flags, in_port, now, handed)
+            }
+            Some(AddrKind::Laddr { .. }) => {
+                self.reply(snap, pkt, ip, o, t, flags, true, in_port, now, handed)
+            }
+            _ => self.reply(snap, pkt, ip, o, t, flags, false, in_port, now, handed),
+        }
+    }
+
+    fn handover(&mut self, pkt: P::Pkt, in_port: u16, owner: usize) {
+        let w = self.shared.workers;
+        match self.shared.handover[self.id * w + owner].push((in_port, pkt)) {
+            Ok(()) => self.ctr().handover_out.inc(),
+            Err((_, p)) => self.drop_pkt(DropReason::HandoverFull, p),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn inbound(
+        &mut self,
+        snap: &Snapshot,
+        mut pkt: P::Pkt,
+        ip: Ip,
+        o: L34,
+        t: Tuple,
+        flags: u8,
+        in_port: u16,
+        now: u64,
+        handed: bool,
+    ) {
+        let Some(si) = snap.service(t.proto, t.daddr, t.dport) else {
+            return self.drop_pkt(DropReason::NoService, pkt);
+        };
+        let svc = &snap.services[si as usize];
+        if !handed && snap.workers > 1 && svc.dests.iter().any(|d| d.fwd == FwdMethod::Nat) {
+            let owner = snap.nat_owner(t.saddr, t.sport);
+            if owner != self.id {
+                return self.handover(pkt, in_port, owner);
+            }
+        }
+        let h = self.conns.hash(&t);
+        let ci = match self.conns.lookup_in(&t, h) {
+            Some(ci) => ci,
+            None => {
+                // IPVS schedules TCP only on a SYN without RST.
+                if t.proto == ipv4::PROTO_TCP
+                    && (flags & l4::TCP_SYN == 0 || flags & l4::TCP_RST != 0)
+                {
+                    return self.drop_pkt(DropReason::NoConnection, pkt);
+                }
+                match self.new_conn(snap, si as usize, &t, now) {
+                    Ok(ci) => ci,
+                    Err(r) => return self.drop_pkt(r, pkt),
+                }
+            }
+        };
+        let c = *self.conns.get(ci);
+        let dir = if c.fwd.sees_replies() {
+            Dir::Input
+        } else {
+            Dir::InputOnly
+        };
+        self.update_state(snap, ci, dir, flags, now);
+        let len = (ip.info.total_len) as u64;
+        if let Some(e) = snap.dest(c.dest_id) {
+            let d = e.dest.shared.stats.cell(self.id);
+            d.inpkts.inc();
+            d.inbytes.add(len);
+            let s = e.svc.stats.cell(self.id);
+            s.inpkts.inc();
+            s.inbytes.add(len);
+        }
+        match c.fwd {
+            FwdMethod::Dr => {}
+            FwdMethod::Nat => fwd::nat::inbound(pkt.data_mut(), o, c.daddr, c.dport),
+            FwdMethod::FullNat => {
+                fwd::fullnat::inbound(pkt.data_mut(), o, c.laddr, c.lport, c.daddr, c.dport)
+            }
+            FwdMethod::Tun => return self.tunnel(snap, pkt, ip, c.daddr, now),
+        }
+        self.send(snap, pkt, c.daddr, now);
+    }
+
+    /// Schedules a new connection (through its persistence template when
+    /// the service has one) and adds it to the table.
+    fn new_conn(
+        &mut self,
+        snap: &Snapshot,
+        si: usize,
+        t: &Tuple,
+        now: u64,
+    ) -> Result<u32, DropReason> {
+        if self.conns.is_full() {
+            return Err(DropReason::ConnTableFull);
+        }
+        let svc = &snap.services[si];
+        let now_s = (now / 1000) as u32;
+        let mut held = None;
+        let mut di = None;
+        let masked = svc
+            .persistence
+            .map(|p| (u32::from_be_bytes(t.saddr) & u32::from(p.netmask)).to_be_bytes());
+        if let (Some(p), Some(m)) = (svc.persistence, masked) {
+            if let Lookup::Hit(h) = snap.templates.lookup(svc.id(), m, now_s, p.timeout_s) {
+                match svc.dests.iter().position(|d| d.shared.id == h.dest) {
+                    Some(i) => {
+                        held = Some(h);
+                        di = Some(i);
+                    }
+                    None => {
+                        // Its server left the service: schedule afresh.
+                        if let Some(d) = snap.templates.invalidate(h.slot) {
+                            if let Some(e) = snap.dest(d) {
+                                e.dest
+                                    .shared
+                                    .persistconns
+                                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                        }
+                        snap.templates.release(h.slot, now_s);
+                    }
+                }
+            }
+        }
+        let di = match di {
+            Some(i) => i,
+            None => {
+                let seed = svc.id() as u64;
+                let st = self
+                    .sched
+                    .entry(svc.id())
+                    .or_insert_with(|| SchedState::new(seed));
+                let input = SchedInput {
+                    caddr: Ipv4Addr::from(t.saddr),
+                    cport: t.sport,
+                    daddr: Ipv4Addr::from(t.daddr),
+                    dport: t.dport,
+                };
+                let Some(mut i) = svc.sched.pick(&svc.dests, st, &input, now_s) else {
+                    return Err(DropReason::NoDest);
+                };
+                if let (Some(p), Some(m)) = (svc.persistence, masked) {
+                    match snap.templates.create(
+                        svc.id(),
+                        m,
+                        svc.dests[i].shared.id,
+                        now_s,
+                        p.timeout_s,
+                    ) {
+                        Some((h, fresh)) => {
+                            if fresh {
+                                svc.dests[i]
+                                    .shared
+                                    .persistconns
+                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            } else if let Some(j) =
+                                svc.dests.iter().position(|d| d.shared.id == h.dest)
+                            {
+                                // Another worker created it first: follow it.
+                                i = j;
+                            }
+                            held = Some(h);
+                        }
+                        None => self.ctr().templates_full.inc(),
+                    }
+                }
+                i
+            }
+        };
+        let release = |held: Option<crate::conn::template::Held>| {
+            if let Some(h) = held {
+                snap.templates.release(h.slot, now_s);
+            }
+        };
+        let dest = &svc.dests[di];
+        let dport = if dest.port == 0 { t.dport } else { dest.port };
+        let mut c = Conn {
+            caddr: t.saddr,
+            cport: t.sport,
+            vaddr: t.daddr,
+            vport: t.dport,
+            daddr: dest.addr.octets(),
+            dport,
+            laddr: t.saddr,
+            lport: t.sport,
+            proto: t.proto,
+            fwd: dest.fwd,
+            flags: F_INACTIVE,
+            dest_id: dest.shared.id,
+            svc_id: svc.id(),
+            timeout_s: if t.proto == ipv4::PROTO_TCP {
+                snap.timeouts.tcp(TcpState::None)
+            } else {
+                snap.timeouts.udp
+            },
+            ..Conn::EMPTY
+        };
+        match dest.fwd {
+            FwdMethod::Nat => c.flags |= F_OUT_INDEXED,
+            FwdMethod::FullNat => {
+                let conns = &self.conns;
+                let (proto, ra, rp) = (t.proto, c.daddr, c.dport);
+                let got = self.lports.alloc(&svc.laddrs, |la, lp| {
+                    conns.out_tuple_in_use(&Tuple {
+                        proto,
+                        saddr: ra,
+                        sport: rp,
+                        daddr: la,
+                        dport: lp,
+                    })
+                });
+                let Some((la, lp)) = got else {
+                    release(held);
+                    return Err(DropReason::LaddrExhausted);
+                };
+                c.laddr = la;
+                c.lport = lp;
+                c.flags |= F_OUT_INDEXED;
+            }
+            FwdMethod::Dr | FwdMethod::Tun => {}
+        }
+        if let Some(h) = held {
+            c.flags |= F_TEMPLATE_REF;
+            c.tmpl = h.slot;
+        }
+        let ci = match self.conns.insert(c, now) {
+            Ok(ci) => ci,
+            Err(_) => {
+                release(held);
+                return Err(DropReason::ConnTableFull);
+            }
+        };
+        dest.bind_conn(false);
+        self.ctr().conns_created.inc();
+        dest.shared.stats.cell(self.id).conns.inc();
+        svc.shared.stats.cell(self.id).conns.inc();
+        Ok(ci)
+    }
+
+    /// IPVS state transition, ActiveConn/InActConn accounting and timeout.
+    #[inline]
+    fn update_state(&mut self, snap: &Snapshot, ci: u32, dir: Dir, flags: u8, now: u64) {
+        let c = self.conns.get_mut(ci);
+        if c.proto != ipv4::PROTO_TCP {
+            self.conns.touch(ci, now);
+            return;
+        }
+        let old = TcpState::from_u8(c.state);
+        let new = crate::conn::state::tcp_next(old, dir, flags);
+        if new != old {
+            c.state = new as u8;
+            let active = new == TcpState::Established;
+            if active != c.is_active() {
+                c.flags ^= F_INACTIVE;
+                if let Some(e) = snap.dest(c.dest_id) {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    let s = &e.dest.shared;
+                    if active {
+                        s.activeconns.fetch_add(1, Relaxed);
+                        let _ = s
+                            .inactconns
+                            .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
+                    } else {
+                        s.inactconns.fetch_add(1, Relaxed);
+                        let _ = s
+                            .activeconns
+                            .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
+                    }
+                }
+            }
+        }
+        self.conns.set_timeout(ci, snap.timeouts.tcp(new), now);
+    }
+
+    /// A reply from a real server: NAT (to the client's address) or FULLNAT
+    /// (to a local address).
+    #[allow(clippy::too_many_arguments)]
+    fn reply(
+        &mut self,
+        snap: &Snapshot,
+        mut pkt: P::Pkt,
+        ip: Ip,
+        o: L34,
+        t: Tuple,
+        flags: u8,
+        fullnat: bool,
+        in_port: u16,
+        now: u64,
+        handed: bool,
+    ) {
+        if !handed && snap.workers > 1 {
+            let owner = if fullnat {
+                snap.lport_owner(t.dport)
+            } else {
+                snap.nat_owner(t.daddr, t.dport)
+            };
+            if owner != self.id {
+                return self.handover(pkt, in_port, owner);
+            }
+        }
+        let h = self.conns.hash(&t);
+        let Some(ci) = self.conns.lookup_out(&t, h) else {
+            // Anything else to a foreign address is not relayed.
+            let r = if fullnat {
+                DropReason::NoConnection
+            } else {
+                DropReason::NotOurs
+            };
+            return self.drop_pkt(r, pkt);
+        };
+        let c = *self.conns.get(ci);
+        if !fullnat && ip.info.ttl <= 1 {
+            return self.drop_pkt(DropReason::TtlExceeded, pkt);
+        }
+        self.update_state(snap, ci, Dir::Output, flags, now);
+        let len = ip.info.total_len as u64;
+        if let Some(e) = snap.dest(c.dest_id) {
+            let d = e.dest.shared.stats.cell(self.id);
+            d.outpkts.inc();
+            d.outbytes.add(len);
+            let s = e.svc.stats.cell(self.id);
+            s.outpkts.inc();
+            s.outbytes.add(len);
+        }
+        let frame = pkt.data_mut();
+        if c.fwd == FwdMethod::FullNat {
+            fwd::fullnat::outbound(frame, o, c.vaddr, c.vport, c.caddr, c.cport);
+        } else {
+            fwd::nat::outbound(frame, o, c.vaddr, c.vport);
+            // Replies are routed through us, as by a router (RFC 1812).
+            ipv4::dec_ttl(&mut frame[o.l3..]);
+        }
+        self.send(snap, pkt, c.caddr, now);
+    }
+
+    /// TUN: encapsulate, or fragment, or tell the client the MTU.
+    fn tunnel(&mut self, snap: &Snapshot, mut pkt: P::Pkt, ip: Ip, rip: [u8; 4], now: u64) {
+        let Some(nh) = snap.routes.lookup(Ipv4Addr::from(rip)) else {
+            return self.drop_pkt(DropReason::NoRoute, pkt);
+        };
+        let l3 = ip.l2.l3_offset;
+        let mtu = snap.ports.get(nh.port as usize).map_or(1500, |p| p.mtu);
+        let src = snap.port_addr(nh.port).map_or([0; 4], |a| a.octets());
+        // Drop Ethernet padding: the tunnel carries the IP packet only.
+        pkt.set_len(l3 + ip.info.total_len);
+        self.ip_id = self.ip_id.wrapping_add(1);
+        let id = self.ip_id;
+        match tun::fit(ip.info.total_len, mtu, ip.info.df()) {
+            tun::Fit::Fits => {
+                if !pkt.prepend(tun::OVERHEAD) {
+                    return self.drop_pkt(DropReason::NoBuffer, pkt);
+                }
+                tun::encap_in_place(pkt.data_mut(), l3, id, src, rip);
+                self.send(snap, pkt, rip, now);
+            }
+            tun::Fit::TooBig(m) => {
+                // IPVS answers from the VIP, the address the client used.
+                let vip = ip.info.dst;
+                let port = nh.port as usize;
+                if let Some(mut out) = self.ports[port].alloc() {
+                    let frame = pkt.data();
+                    let n = ethernet::HEADER_LEN
+                        + icmp::frag_needed_len(ip.info.header_len, ip.info.total_len);
+                    if out.set_len(n) {
+                        let o = out.data_mut();
+                        ethernet::write_header(o, &[0; 6], &[0; 6], None, ethernet::ETHERTYPE_IPV4);
+                        icmp::build_frag_needed(
+                            &mut o[ethernet::HEADER_LEN..],
+                            &frame[l3..],
+                            ip.info.header_len,
+                            vip,
+                            m,
+                        );
+                        let client = ip.info.src;
+                        self.send(snap, out, client, now);
+                    } else {
+                        self.ctr().drop(DropReason::NoBuffer);
+                    }
+                } else {
+                    self.ctr().drop(DropReason::NoBuffer);
+                }
+                self.drop_pkt(DropReason::TooBig, pkt);
+            }
+            tun::Fit::Fragment => {
+                let chunk = tun::fragment_payload(mtu);
+                let inner_len = ip.info.total_len;
+                // Later fragments are copies; the first reuses the packet.
+                let mut off = chunk;
+                while off < inner_len {
+                    let len = chunk.min(inner_len - off);
+                    let more = off + len < inner_len;
+                    let Some(mut f) = self.ports[nh.port as usize].alloc() else {
+                        self.ctr().drop(DropReason::NoBuffer);
+                        return self.drop_pkt(DropReason::NoBuffer, pkt);
+                    };
+                    if !f.set_len(l3 + tun::OVERHEAD + len) {
+                        self.ctr().drop(DropReason::NoBuffer);
+                        return self.drop_pkt(DropReason::NoBuffer, pkt);
+                    }
+                    let frame = pkt.data();
+                    tun::write_fragment(
+                        f.data_mut(),
+                        &frame[..l3],
+                        &frame[l3..],
+                        off,
+                        len,
+                        more,
+                        id,
+                        src,
+                        rip,
+                    );
+                    self.ctr().fragments_sent.inc();
+                    self.send(snap, f, rip, now);
+                    off += len;
+                }
+                if !pkt.prepend(tun::OVERHEAD) {
+                    return self.drop_pkt(DropReason::NoBuffer, pkt);
+                }
+                // The first fragment's payload is already in place behind
+                // the moved layer-2 header.
+                let frame = pkt.data_mut();
+                frame.copy_within(tun::OVERHEAD..tun::OVERHEAD + l3, 0);
+                ipv4::write_header(
+                    &mut frame[l3..],
+                    (tun::OVERHEAD + chunk) as u16,
+                    id,
+                    ipv4::FLAG_MF,
+                    64,
+                    ipv4::PROTO_IPIP,
+                    src,
+                    rip,
+                );
+                pkt.set_len(l3 + tun::OVERHEAD + chunk);
+                self.ctr().fragments_sent.inc();
+                self.send(snap, pkt, rip, now);
+            }
+        }
+    }
+
+    /// Routes to `dst`, resolves the next hop and queues for transmission.
+    fn send(&mut self, snap: &Snapshot, pkt: P::Pkt, dst: [u8; 4], now: u64) {
+        let Some(nh) = snap.routes.lookup(Ipv4Addr::from(dst)) else {
+            return self.drop_pkt(DropReason::NoRoute, pkt);
+        };
+        let port = nh.port as usize;
+        if port >= self.ports.len() {
+            return self.drop_pkt(DropReason::NoRoute, pkt);
+        }
+        let mut slot = Some(pkt);
+        match self.neigh.resolve(nh.ip, nh.port, now, &mut slot) {
+            Resolve::Mac(mac) => self.queue_tx(port, slot.take().unwrap(), &mac),
+            Resolve::MacAndProbe(mac) => {
+                self.queue_tx(port, slot.take().unwrap(), &mac);
+                self.arp_probe(snap, nh.ip, nh.port);
+            }
+            Resolve::QueuedProbe => self.arp_probe(snap, nh.ip, nh.port),
+            Resolve::Queued => {}
+            Resolve::Full => {
+                if let Some(p) = slot.take() {
+                    self.drop_pkt(DropReason::NeighFull, p)
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn queue_tx(&mut self, port: usize, mut pkt: P::Pkt, dst: &Mac) {
+        let src = self.ports[port].mac();
+        fwd::dr::rewrite(pkt.data_mut(), &src, dst);
+        self.tx[port].push(pkt);
+        if self.tx[port].len() >= BURST {
+            self.flush_port(port);
+        }
+    }
+
+    fn flush_port(&mut self, port: usize) {
+        let q = &mut self.tx[port];
+        if q.is_empty() {
+            return;
+        }
+        let before = q.len();
+        let bytes: usize = q.iter().map(|p| p.len()).sum();
+        self.ports[port].tx_burst(q);
+        let left = q.len();
+        let ctr = self.shared.counters.cell(self.id);
+        ctr.tx_packets.add((before - left) as u64);
+        ctr.tx_bytes
+            .add(bytes as u64 - q.iter().map(|p| p.len() as u64).sum::<u64>());
+        if left > 0 {
+            for _ in 0..left {
+                ctr.drop(DropReason::TxFull);
+            }
+            q.clear();
+        }
+    }
+
+    fn flush_tx(&mut self) {
+        for port in 0..self.tx.len() {
+            self.flush_port(port);
+        }
+    }
+
+    fn arp_probe(&mut self, snap: &Snapshot, target: Ipv4Addr, port: u16) {
+        let p = port as usize;
+        let Some(mut pkt) = self.ports[p].alloc() else {
+            return self.ctr().drop(DropReason::NoBuffer);
+        };
+        let sender = snap.port_addr(port).unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let mac = self.ports[p].mac();
+        if !pkt.set_len(arp::MIN_FRAME) {
+            return self.ctr().drop(DropReason::NoBuffer);
+        }
+        arp::build_request(pkt.data_mut(), &mac, sender, target, None);
+        self.ctr().arp_requests.inc();
+        self.tx[p].push(pkt);
+    }
+
+    fn handle_arp(
+        &mut self,
+        snap: &Snapshot,
+        mut pkt: P::Pkt,
+        l2: ethernet::L2,
+        in_port: u16,
+        now: u64,
+    ) {
+        let Ok(a) = arp::Arp::parse(&pkt.data()[l2.l3_offset..]) else {
+            return self.drop_pkt(DropReason::Truncated, pkt);
+        };
+        let target = snap.addr_kind(a.tpa.octets());
+        // Learn senders on our subnets: create entries for those talking to
+        // us, refresh the others (Linux `arp_process`).
+        if !a.spa.is_unspecified() && snap.routes.is_connected(in_port, a.spa) {
+            let create = target.is_some() || a.op == arp::OP_REPLY;
+            let mut ready = std::mem::take(&mut self.ready);
+            self.neigh
+                .learn(a.spa, a.sha, in_port, now, create, &mut ready);
+            if self.neigh.get(a.spa) == Some(a.sha) {
+                self.share_neigh(NeighEvent {
+                    ip: a.spa,
+                    mac: a.sha,
+                    port: in_port,
+                });
+            }
+            for (port, p) in ready.drain(..) {
+                self.queue_tx(port as usize, p, &a.sha);
+            }
+            self.ready = ready;
+        }
+        match target {
+            Some(AddrKind::Vip { active: true }) | Some(AddrKind::Laddr { active: true })
+                if a.op == arp::OP_REQUEST && !a.is_gratuitous() =>
+            {
+                let mac = self.ports[in_port as usize].mac();
+                if !pkt.set_len(arp::MIN_FRAME.max(l2.l3_offset + arp::LEN)) {
+                    return self.drop_pkt(DropReason::NoBuffer, pkt);
+                }
+                let n = arp::build_reply(pkt.data_mut(), &a, &mac, l2.vlan);
+                pkt.set_len(n);
+                self.ctr().arp_replies.inc();
+                self.tx[in_port as usize].push(pkt);
+            }
+            Some(AddrKind::Own) => self.drop_pkt(DropReason::ToKernel, pkt),
+            _ if a.op == arp::OP_REPLY => {} // consumed by learning
+            _ => self.drop_pkt(DropReason::ArpIgnored, pkt),
+        }
+    }
+
+    fn share_neigh(&self, ev: NeighEvent) {
+        let w = self.shared.workers;
+        for to in 0..w {
+            if to != self.id {
+                // Best effort: a full ring only means that worker ARPs itself.
+                let _ = self.shared.neigh_events[self.id * w + to].push(ev);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn handle_icmp(
+        &mut self,
+        snap: &Snapshot,
+        mut pkt: P::Pkt,
+        ip: Ip,
+        kind: Option<AddrKind>,
+        in_port: u16,
+        now: u64,
+        handed: bool,
+    ) {
+        let l3 = ip.l2.l3_offset;
+        let icmp_off = l3 + ip.info.header_len;
+        let end = l3 + ip.info.total_len;
+        if end - icmp_off < icmp::HEADER_LEN {
+            return self.drop_pkt(DropReason::Truncated, pkt);
+        }
+        let ty = pkt.data()[icmp_off];
+        if ty == icmp::TYPE_ECHO_REQUEST && matches!(kind, Some(AddrKind::Vip { .. })) {
+            // A director answers pings to its VIPs, as the kernel does for
+            // an LVS director that holds them.
+            let frame = pkt.data_mut();
+            let (src, dst) = (ip.info.src, ip.info.dst);
+            ipv4::set_src(&mut frame[l3..], dst);
+            ipv4::set_dst(&mut frame[l3..], src);
+            let m = &mut frame[icmp_off..end];
+            let old = u16::from_be_bytes([m[0], m[1]]);
+            m[0] = icmp::TYPE_ECHO_REPLY;
+            let c = crate::wire::checksum::update16(
+                u16::from_be_bytes([m[2], m[3]]),
+                old,
+                u16::from_be_bytes([m[0], m[1]]),
+            );
+            m[2..4].copy_from_slice(&c.to_be_bytes());
+            return self.send(snap, pkt, src, now);
+        }
+        let Some(q) = fwd::icmp::parse_error(pkt.data(), icmp_off, end) else {
+            let r = if kind.is_none() {
+                DropReason::NotOurs
+            } else {
+                DropReason::IcmpUnmatched
+            };
+            return self.drop_pkt(r, pkt);
+        };
+        match kind {
+            Some(AddrKind::Vip { .. }) => {
+                // From the client side, about a reply we sent: the quoted
+                // packet went VIP → client.
+                let t = Tuple {
+                    proto: q.proto,
+                    saddr: q.dst,
+                    sport: q.dport,
+                    daddr: q.src,
+                    dport: q.sport,
+                };
+                let Some(si) = snap.service(t.proto, t.daddr, t.dport) else {
+                    return self.drop_pkt(DropReason::IcmpUnmatched, pkt);
+                };
+                let svc = &snap.services[si as usize];
+                if !handed && snap.workers > 1 && svc.dests.iter().any(|d| d.fwd == FwdMethod::Nat)
+                {
+                    let owner = snap.nat_owner(t.saddr, t.sport);
+                    if owner != self.id {
+                        return self.handover(pkt, in_port, owner);
+                    }
+                }
+                let h = self.conns.hash(&t);
+                let Some(ci) = self.conns.lookup_in(&t, h) else {
+                    return self.drop_pkt(DropReason::IcmpUnmatched, pkt);
+                };
+                let c = *self.conns.get(ci);
+                self.conns.touch(ci, now);
+                let r = match c.fwd {
+                    FwdMethod::Nat => Rewrite {
+                        outer_dst: Some(c.daddr),
+                        quoted_src: Some((c.daddr, c.dport)),
+                        ..Default::default()
+                    },
+                    FwdMethod::FullNat => Rewrite {
+                        outer_src: Some(c.laddr),
+                        outer_dst: Some(c.daddr),
+                        quoted_src: Some((c.daddr, c.dport)),
+                        quoted_dst: Some((c.laddr, c.lport)),
+                    },
+                    FwdMethod::Dr => Rewrite::default(),
+                    FwdMethod::Tun => {
+                        self.ctr().icmp_translated.inc();
+                        return self.tunnel(snap, pkt, ip, c.daddr, now);
+                    }
+                };
+                fwd::icmp::translate(pkt.data_mut(), l3, end, &q, &r);
+                self.ctr().icmp_translated.inc();
+                self.send(snap, pkt, c.daddr, now);
+            }
+            _ => {
+                // From a real server, about a packet we forwarded to it:
+                // the quoted packet went (client | local address) → RIP.
+                let fullnat = matches!(kind, Some(AddrKind::Laddr { .. }));
+                let t = Tuple {
+                    proto: q.proto,
+                    saddr: q.dst,
+                    sport: q.dport,
+                    daddr: q.src,
+                    dport: q.sport,
+                };
+                if !handed && snap.workers > 1 {
+                    let owner = if fullnat {
+                        snap.lport_owner(t.dport)
+                    } else {
+                        snap.nat_owner(t.daddr, t.dport)
+                    };
+                    if owner != self.id {
+                        return self.handover(pkt, in_port, owner);
+                    }
+                }
+                let h = self.conns.hash(&t);
+                let Some(ci) = self.conns.lookup_out(&t, h) else {
+                    let r = if fullnat {
+                        DropReason::IcmpUnmatched
+                    } else {
+                        DropReason::NotOurs
+                    };
+                    return self.drop_pkt(r, pkt);
+                };
+                let c = *self.conns.get(ci);
+                self.conns.touch(ci, now);
+                let r = if fullnat {
+                    Rewrite {
+                        outer_src: Some(c.vaddr),
+                        outer_dst: Some(c.caddr),
+                        quoted_src: Some((c.caddr, c.cport)),
+                        quoted_dst: Some((c.vaddr, c.vport)),
+                    }
+                } else {
+                    Rewrite {
+                        outer_src: Some(c.vaddr),
+                        quoted_dst: Some((c.vaddr, c.vport)),
+                        ..Default::default()
+                    }
+                };
+                fwd::icmp::translate(pkt.data_mut(), l3, end, &q, &r);
+                self.ctr().icmp_translated.inc();
+                self.send(snap, pkt, c.caddr, now);
+            }
+        }
+    }
+
+    /// Bounded background work: connection expiry, template reaping,
+    /// neighbour retries and neighbours learnt by other workers.
+    fn housekeeping(&mut self, snap: &Snapshot, now: u64) {
+        let now_s = (now / 1000) as u32;
+        let expired = self.conns.expire(now, EXPIRE_BUDGET, |c| {
+            if let Some(e) = snap.dest(c.dest_id) {
+                e.dest.unbind_conn(c.is_active());
+            }
+            if c.flags & F_TEMPLATE_REF != 0 {
+                snap.templates.release(c.tmpl, now_s);
+            }
+        });
+        let ctr = self.shared.counters.cell(self.id);
+        ctr.conns_expired.add(expired as u64);
+        ctr.conns_active.set(self.conns.len() as u64);
+        snap.templates.reap(now_s, REAP_BUDGET, |d| {
+            if let Some(e) = snap.dest(d) {
+                let _ = e.dest.shared.persistconns.fetch_update(
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                    |v| Some(v.saturating_sub(1)),
+                );
+            }
+        });
+
+        let w = self.shared.workers;
+        let mut ready = std::mem::take(&mut self.ready);
+        for from in 0..w {
+            if from == self.id {
+                continue;
+            }
+            while let Some(ev) = self.shared.neigh_events[from * w + self.id].pop() {
+                self.neigh
+                    .learn(ev.ip, ev.mac, ev.port, now, true, &mut ready);
+                for (port, p) in ready.drain(..) {
+                    self.queue_tx(port as usize, p, &ev.mac);
+                }
+            }
+        }
+        self.ready = ready;
+
+        let mut probes: [(Ipv4Addr, u16); 16] = [(Ipv4Addr::UNSPECIFIED, 0); 16];
+        let mut np = 0;
+        let mut dropped = 0u64;
+        self.neigh.tick(
+            now,
+            |ip, port| {
+                if np < probes.len() {
+                    probes[np] = (ip, port);
+                    np += 1;
+                }
+            },
+            |_p| dropped += 1,
+        );
+        for _ in 0..dropped {
+            self.ctr().drop(DropReason::NeighUnresolved);
+        }
+        for &(ip, port) in &probes[..np] {
+            self.arp_probe(snap, ip, port);
+        }
+        self.flush_tx();
+    }
+}
