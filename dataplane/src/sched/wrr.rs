@@ -68,15 +68,23 @@ pub(crate) fn pick(p: &Params, dests: &[Dest], st: &mut State) -> Option<usize> 
     let mut stop: Option<usize> = None;
     let mut last_pass = false;
     let mut restarted = false;
+    // Highest weight among available servers, known once a pass has walked
+    // the whole list (`whole`).
+    let mut max_avail = 0i64;
+    let mut whole = i == 0;
     // The kernel's stop rules end the walk within one cycle; the bound only
     // guards against a state we did not foresee.
     let mut budget = (p.mw / p.di + 2) as u64 * (n as u64 + 1) + n as u64;
     loop {
         while i < n {
             let d = &dests[i];
-            if d.is_available() && d.weight as i64 >= st.cw {
-                st.cl = Some(i);
-                return Some(i);
+            if d.is_available() {
+                let w = d.weight as i64;
+                if w >= st.cw {
+                    st.cl = Some(i);
+                    return Some(i);
+                }
+                max_avail = max_avail.max(w);
             }
             if stop == Some(i) {
                 st.cl = Some(i);
@@ -85,8 +93,35 @@ pub(crate) fn pick(p: &Params, dests: &[Dest], st: &mut State) -> Option<usize> 
             i += 1;
             budget = budget.saturating_sub(1);
         }
+        if whole && max_avail == 0 {
+            // Nothing available. Leave the cursor where IPVS's walk would
+            // end: after a restart it goes on down to the last pass and
+            // stops at `last`; otherwise it wraps back to the head.
+            if restarted {
+                let mut cw = st.cw - p.di;
+                if cw > p.di {
+                    cw -= (cw - 1) / p.di * p.di;
+                }
+                st.cw = cw;
+                st.cl = last;
+            } else {
+                st.cl = None;
+                st.cw = p.mw;
+            }
+            return None;
+        }
         // End of the list: next pass, one step lower.
         st.cw -= p.di;
+        if whole && st.cw > max_avail {
+            // Passes above every available weight find nothing: go straight
+            // to the first step at or below it. Same result as IPVS, without
+            // walking max/gcd passes when, say, a 1000-weight server is
+            // overloaded next to a weight-1 one.
+            let k = (st.cw - max_avail + p.di - 1) / p.di;
+            if st.cw - k * p.di >= 1 {
+                st.cw -= k * p.di;
+            }
+        }
         if st.cw <= 0 {
             st.cw = p.mw;
             // Every server has been checked at weight ≥ 1 already.
@@ -103,11 +138,53 @@ pub(crate) fn pick(p: &Params, dests: &[Dest], st: &mut State) -> Option<usize> 
             stop = last;
         }
         i = 0;
+        whole = true;
         if budget == 0 {
             st.cl = None;
             return None;
         }
         budget -= 1;
+    }
+}
+
+/// IPVS's walk step by step, without the pass skipping, to check `pick`
+/// against.
+#[cfg(test)]
+fn pick_reference(p: &Params, dests: &[Dest], st: &mut State) -> Option<usize> {
+    let n = dests.len();
+    if p.mw <= 0 || n == 0 {
+        return None;
+    }
+    let last = st.cl.filter(|&l| l < n);
+    let mut i = last.map_or(0, |l| l + 1);
+    let (mut stop, mut last_pass, mut restarted) = (None, false, false);
+    loop {
+        while i < n {
+            let d = &dests[i];
+            if d.is_available() && d.weight as i64 >= st.cw {
+                st.cl = Some(i);
+                return Some(i);
+            }
+            if stop == Some(i) {
+                st.cl = Some(i);
+                return None;
+            }
+            i += 1;
+        }
+        st.cw -= p.di;
+        if st.cw <= 0 {
+            st.cw = p.mw;
+            if last_pass || last.is_none() {
+                st.cl = None;
+                return None;
+            }
+            restarted = true;
+        }
+        last_pass = st.cw <= p.di;
+        if last_pass && restarted && last.is_some() {
+            stop = last;
+        }
+        i = 0;
     }
 }
 
@@ -183,6 +260,51 @@ mod tests {
             (0..500).map(|i| s.pick(&healthy, &mut st, &client(i), 0)),
         );
         assert_eq!(c, vec![300, 200]);
+    }
+
+    /// Same picks as IPVS's pass-by-pass walk, over random weights and
+    /// random overloads changing between picks.
+    #[test]
+    fn sched_wrr_matches_the_kernel_walk() {
+        let mut rng = super::super::twos::Rng::new(5);
+        for _ in 0..300 {
+            let n = 1 + rng.next_u32() as usize % 6;
+            let scale = [1, 2, 3, 100][rng.next_u32() as usize % 4];
+            let ws: Vec<u32> = (0..n).map(|_| (rng.next_u32() % 5) * scale).collect();
+            let mut ds = dests(&ws);
+            for d in ds.iter_mut() {
+                d.u_threshold = 1;
+            }
+            let p = super::Params::new(&ds);
+            let (mut a, mut b) = (super::State::default(), super::State::default());
+            super::adopt(&p, &mut a);
+            super::adopt(&p, &mut b);
+            for _ in 0..200 {
+                for d in &ds {
+                    // Overload about one server in four, changing each pick.
+                    if rng.next_u32() % 4 == 0 {
+                        d.bind_conn(false);
+                    } else {
+                        load(d, 0, 0);
+                        d.recheck_overload();
+                    }
+                }
+                let x = super::pick(&p, &ds, &mut a);
+                let y = super::pick_reference(&p, &ds, &mut b);
+                assert_eq!(x, y, "weights {ws:?}");
+                assert_eq!((a.cl, a.cw), (b.cl, b.cw), "weights {ws:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn sched_wrr_skips_empty_passes() {
+        // A 1000-weight server overloaded next to a weight-1 one: each pick
+        // would walk 1000 passes; the skip makes it one or two.
+        let mut ds = dests(&[1000, 1]);
+        overload(&mut ds[0]);
+        let c = counts(2, seq(&ds, 1000).into_iter().map(Some));
+        assert_eq!(c, vec![0, 1000]);
     }
 
     #[test]
