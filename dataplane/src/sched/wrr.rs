@@ -282,7 +282,7 @@ mod tests {
             for _ in 0..200 {
                 for d in &ds {
                     // Overload about one server in four, changing each pick.
-                    if rng.next_u32() % 4 == 0 {
+                    if rng.next_u32() < u32::MAX / 4 {
                         d.bind_conn(false);
                     } else {
                         load(d, 0, 0);
