@@ -1,0 +1,938 @@
+//! The ipvsadm command language: parse a command line (or what
+//! `ipvsadm -S` wrote), apply it to a [`Table`], and print `-S -n`.
+
+use super::list::{cmp_dests, cmp_services, ipvs_sort, sched_bits, sched_flags_text, ListOptions};
+use crate::ipvs::{addr_port, Dest, Fwd, Service, ServiceKey, Table};
+use crate::model::{Netmask, Persistence, Protocol, SchedFlags, SCHEDULERS};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// ipvsadm's MAX_TIMEOUT (31 days).
+pub const MAX_TIMEOUT: u32 = 86400 * 31;
+/// Persistence timeout of a bare `-p`.
+pub const DEFAULT_PERSISTENCE: u32 = 360;
+
+/// One ipvsadm command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    AddService(Service),
+    EditService(Service),
+    DelService(ServiceKey),
+    Clear,
+    AddDest(ServiceKey, Dest),
+    EditDest(ServiceKey, Dest),
+    DelDest(ServiceKey, IpAddr, u16),
+    /// `-L`/`-l`: a service (or all), what to show.
+    List {
+        service: Option<ServiceKey>,
+        options: ListOptions,
+        connections: bool,
+        timeout: bool,
+        daemon: bool,
+    },
+    /// `-S` (always numeric here).
+    Save {
+        nosort: bool,
+    },
+    /// `-Z [SERVICE]`
+    Zero(Option<ServiceKey>),
+    /// `--set tcp tcpfin udp` (0 leaves a value unchanged).
+    SetTimeout {
+        tcp: u32,
+        tcpfin: u32,
+        udp: u32,
+    },
+    /// `-R`: rules follow on standard input.
+    Restore,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cmd {
+    Add,
+    Edit,
+    Del,
+    Flush,
+    List,
+    AddSrv,
+    DelSrv,
+    EditSrv,
+    Timeout,
+    Restore,
+    Save,
+    Zero,
+}
+
+impl Cmd {
+    fn name(self) -> &'static str {
+        match self {
+            Cmd::Add => "add-service",
+            Cmd::Edit => "edit-service",
+            Cmd::Del => "delete-service",
+            Cmd::Flush => "flush",
+            Cmd::List => "list",
+            Cmd::AddSrv => "add-server",
+            Cmd::DelSrv => "delete-server",
+            Cmd::EditSrv => "edit-server",
+            Cmd::Timeout => "set",
+            Cmd::Restore => "restore",
+            Cmd::Save => "save",
+            Cmd::Zero => "zero",
+        }
+    }
+}
+
+/// Options as ipvsadm's `optnames` name them (for its error messages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Opt {
+    Numeric,
+    Connection,
+    Service,
+    Scheduler,
+    Persistent,
+    Netmask,
+    Server,
+    Forward,
+    Weight,
+    UThreshold,
+    LThreshold,
+    Timeout,
+    Daemon,
+    Stats,
+    Rate,
+    Thresholds,
+    PersistentConn,
+    NoSort,
+    Exact,
+    Ops,
+    Pe,
+    SchedFlags,
+    TunType,
+}
+
+impl Opt {
+    fn name(self) -> &'static str {
+        match self {
+            Opt::Numeric => "numeric",
+            Opt::Connection => "connection",
+            Opt::Service => "service-address",
+            Opt::Scheduler => "scheduler",
+            Opt::Persistent => "persistent",
+            Opt::Netmask => "netmask",
+            Opt::Server => "real-server",
+            Opt::Forward => "forwarding-method",
+            Opt::Weight => "weight",
+            Opt::UThreshold => "u-threshold",
+            Opt::LThreshold => "l-threshold",
+            Opt::Timeout => "timeout",
+            Opt::Daemon => "daemon",
+            Opt::Stats => "stats",
+            Opt::Rate => "rate",
+            Opt::Thresholds => "thresholds",
+            Opt::PersistentConn => "persistent-conn",
+            Opt::NoSort => "nosort",
+            Opt::Exact => "exact",
+            Opt::Ops => "ops",
+            Opt::Pe => "pe",
+            Opt::SchedFlags => "sched-flags",
+            Opt::TunType => "tun-type",
+        }
+    }
+}
+
+/// 'o' optional, '+' compulsory; anything else is illegal (ipvsadm's
+/// commands_v_options table, restricted to the options handled here).
+fn allowed(cmd: Cmd, opt: Opt) -> char {
+    use Opt::*;
+    match cmd {
+        Cmd::Add | Cmd::Edit => match opt {
+            Service => '+',
+            Scheduler | Persistent | Netmask | Ops | Pe | SchedFlags => 'o',
+            _ => 'x',
+        },
+        Cmd::Del => match opt {
+            Service => '+',
+            _ => 'x',
+        },
+        Cmd::AddSrv | Cmd::EditSrv => match opt {
+            Service | Server => '+',
+            Forward | Weight | UThreshold | LThreshold | TunType => 'o',
+            _ => 'x',
+        },
+        Cmd::DelSrv => match opt {
+            Service | Server => '+',
+            _ => 'x',
+        },
+        Cmd::List => match opt {
+            Numeric | Connection | Service | Timeout | Daemon | Stats | Rate | Thresholds
+            | PersistentConn | NoSort | Exact => 'o',
+            _ => 'x',
+        },
+        Cmd::Save => match opt {
+            Numeric | NoSort => 'o',
+            _ => 'x',
+        },
+        Cmd::Zero => match opt {
+            Service => 'o',
+            _ => 'x',
+        },
+        Cmd::Flush | Cmd::Timeout | Cmd::Restore => 'x',
+    }
+}
+
+/// A small services table for `ADDR:NAME` ports (no /etc/services lookup).
+fn service_port(name: &str) -> Option<u16> {
+    Some(match name {
+        "ftp" => 21,
+        "ssh" => 22,
+        "telnet" => 23,
+        "smtp" => 25,
+        "domain" => 53,
+        "http" | "www" => 80,
+        "pop3" => 110,
+        "imap" | "imap2" => 143,
+        "https" => 443,
+        "submission" => 587,
+        "imaps" => 993,
+        "pop3s" => 995,
+        "mysql" => 3306,
+        "postgresql" => 5432,
+        _ => return None,
+    })
+}
+
+/// ipvsadm's `parse_service`: `ADDR`, `ADDR:PORT`, `[V6]:PORT`, bare `V6`.
+/// Returns the address and the port if one was given.
+pub fn parse_addr_port(s: &str) -> Option<(IpAddr, Option<u16>)> {
+    if s.is_empty() || s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let port_of = |p: &str| -> Option<u16> {
+        if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) {
+            p.parse::<u16>().ok()
+        } else {
+            service_port(p)
+        }
+    };
+    if let Some(rest) = s.strip_prefix('[') {
+        let (a, after) = rest.split_once(']')?;
+        let p = after.strip_prefix(':')?;
+        let a: Ipv6Addr = a.parse().ok()?;
+        return Some((IpAddr::V6(a), Some(port_of(p)?)));
+    }
+    if let Ok(a) = s.parse::<Ipv6Addr>() {
+        return Some((IpAddr::V6(a), None));
+    }
+    match s.rsplit_once(':') {
+        Some((a, p)) => Some((IpAddr::V4(a.parse().ok()?), Some(port_of(p)?))),
+        None => Some((IpAddr::V4(s.parse().ok()?), None)),
+    }
+}
+
+fn number(s: &str, min: i64, max: i64) -> Option<i64> {
+    let v: i64 = s.parse().ok()?;
+    (min..=max).contains(&v).then_some(v)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ArgKind {
+    None,
+    Required,
+    Optional,
+}
+
+/// (long name, short letter, argument)
+const OPTIONS: &[(&str, char, ArgKind)] = &[
+    ("add-service", 'A', ArgKind::None),
+    ("edit-service", 'E', ArgKind::None),
+    ("delete-service", 'D', ArgKind::None),
+    ("clear", 'C', ArgKind::None),
+    ("list", 'L', ArgKind::None),
+    ("list", 'l', ArgKind::None),
+    ("zero", 'Z', ArgKind::None),
+    ("add-server", 'a', ArgKind::None),
+    ("edit-server", 'e', ArgKind::None),
+    ("delete-server", 'd', ArgKind::None),
+    ("set", '\0', ArgKind::None),
+    ("restore", 'R', ArgKind::None),
+    ("save", 'S', ArgKind::None),
+    ("tcp-service", 't', ArgKind::Required),
+    ("udp-service", 'u', ArgKind::Required),
+    ("sctp-service", '\0', ArgKind::Required),
+    ("fwmark-service", 'f', ArgKind::Required),
+    ("scheduler", 's', ArgKind::Required),
+    ("persistent", 'p', ArgKind::Optional),
+    ("netmask", 'M', ArgKind::Required),
+    ("real-server", 'r', ArgKind::Required),
+    ("masquerading", 'm', ArgKind::None),
+    ("ipip", 'i', ArgKind::None),
+    ("gatewaying", 'g', ArgKind::None),
+    ("fullnat", '\0', ArgKind::None),
+    ("weight", 'w', ArgKind::Required),
+    ("u-threshold", 'x', ArgKind::Required),
+    ("l-threshold", 'y', ArgKind::Required),
+    ("numeric", 'n', ArgKind::None),
+    ("connection", 'c', ArgKind::None),
+    ("timeout", '\0', ArgKind::None),
+    ("daemon", '\0', ArgKind::None),
+    ("stats", '\0', ArgKind::None),
+    ("rate", '\0', ArgKind::None),
+    ("thresholds", '\0', ArgKind::None),
+    ("persistent-conn", '\0', ArgKind::None),
+    ("nosort", '\0', ArgKind::None),
+    ("sort", '\0', ArgKind::None),
+    ("exact", 'X', ArgKind::None),
+    ("ipv6", '6', ArgKind::None),
+    ("ops", 'o', ArgKind::None),
+    ("pe", '\0', ArgKind::Required),
+    ("sched-flags", 'b', ArgKind::Required),
+    ("tun-type", '\0', ArgKind::Required),
+];
+
+/// Splits argv into (long option name, value) pairs; non-options are kept
+/// with an empty name.
+fn getopt(args: &[&str]) -> Result<Vec<(&'static str, Option<String>)>, String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i];
+        i += 1;
+        if let Some(long) = a.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (long, None),
+            };
+            let Some(&(lname, _, kind)) = OPTIONS.iter().find(|o| o.0 == name) else {
+                return Err(format!("{a}: unknown option"));
+            };
+            let val = match (kind, inline) {
+                (ArgKind::None, Some(_)) => {
+                    return Err(format!("{a}: option does not take an argument"))
+                }
+                (ArgKind::None, None) => None,
+                (_, Some(v)) => Some(v),
+                (ArgKind::Required, None) => {
+                    let v = args
+                        .get(i)
+                        .ok_or_else(|| format!("--{name}: missing argument"))?;
+                    i += 1;
+                    Some(v.to_string())
+                }
+                (ArgKind::Optional, None) => match args.get(i) {
+                    Some(v) if !v.starts_with('-') => {
+                        i += 1;
+                        Some(v.to_string())
+                    }
+                    _ => None,
+                },
+            };
+            out.push((lname, val));
+        } else if a.len() > 1 && a.starts_with('-') {
+            let chars: Vec<char> = a[1..].chars().collect();
+            let mut j = 0;
+            while j < chars.len() {
+                let c = chars[j];
+                j += 1;
+                let Some(&(lname, _, kind)) = OPTIONS.iter().find(|o| o.1 == c) else {
+                    return Err(format!("-{c}: unknown option"));
+                };
+                let rest: String = chars[j..].iter().collect();
+                let val = match kind {
+                    ArgKind::None => None,
+                    _ if !rest.is_empty() => {
+                        j = chars.len();
+                        Some(rest)
+                    }
+                    ArgKind::Required => {
+                        let v = args
+                            .get(i)
+                            .ok_or_else(|| format!("-{c}: missing argument"))?;
+                        i += 1;
+                        Some(v.to_string())
+                    }
+                    ArgKind::Optional => match args.get(i) {
+                        Some(v) if !v.starts_with('-') => {
+                            i += 1;
+                            Some(v.to_string())
+                        }
+                        _ => None,
+                    },
+                };
+                out.push((lname, val));
+            }
+        } else {
+            out.push(("", Some(a.to_string())));
+        }
+    }
+    Ok(out)
+}
+
+/// Parses one ipvsadm command line (without the program name).
+pub fn parse_command(args: &[&str]) -> Result<Command, String> {
+    let opts = getopt(args)?;
+    let mut cmd: Option<Cmd> = None;
+    let mut used: Vec<Opt> = Vec::new();
+    let mut key: Option<ServiceKey> = None;
+    let mut svc_port_given = false;
+    let mut sched: Option<String> = None;
+    let mut persistent: Option<u32> = None;
+    let mut netmask: Option<String> = None;
+    let mut dest: Option<(IpAddr, Option<u16>)> = None;
+    let mut fwd = Fwd::Route;
+    let mut weight: i32 = 1;
+    let (mut uth, mut lth) = (0u32, 0u32);
+    let mut list = ListOptions::default();
+    let (mut conns, mut timeout, mut daemon) = (false, false, false);
+    let mut ops = false;
+    let mut pe: Option<String> = None;
+    let mut sched_flags_arg: Option<String> = None;
+    let mut positional: Vec<String> = Vec::new();
+    let mut v6_flag = false;
+
+    let set_cmd = |cmd: &mut Option<Cmd>, c: Cmd| -> Result<(), String> {
+        if cmd.is_some() {
+            return Err("multiple commands specified".into());
+        }
+        *cmd = Some(c);
+        Ok(())
+    };
+    let mut set_opt = |o: Opt| -> Result<(), String> {
+        if used.contains(&o) {
+            return Err(format!("multiple '{}' options specified", o.name()));
+        }
+        used.push(o);
+        Ok(())
+    };
+
+    for (name, val) in opts {
+        let v = val.clone().unwrap_or_default();
+        match name {
+            "" => positional.push(v),
+            "add-service" => set_cmd(&mut cmd, Cmd::Add)?,
+            "edit-service" => set_cmd(&mut cmd, Cmd::Edit)?,
+            "delete-service" => set_cmd(&mut cmd, Cmd::Del)?,
+            "clear" => set_cmd(&mut cmd, Cmd::Flush)?,
+            "list" => set_cmd(&mut cmd, Cmd::List)?,
+            "zero" => set_cmd(&mut cmd, Cmd::Zero)?,
+            "add-server" => set_cmd(&mut cmd, Cmd::AddSrv)?,
+            "edit-server" => set_cmd(&mut cmd, Cmd::EditSrv)?,
+            "delete-server" => set_cmd(&mut cmd, Cmd::DelSrv)?,
+            "set" => set_cmd(&mut cmd, Cmd::Timeout)?,
+            "restore" => set_cmd(&mut cmd, Cmd::Restore)?,
+            "save" => set_cmd(&mut cmd, Cmd::Save)?,
+            "tcp-service" | "udp-service" | "sctp-service" => {
+                set_opt(Opt::Service)?;
+                let proto = match name {
+                    "tcp-service" => Protocol::Tcp,
+                    "udp-service" => Protocol::Udp,
+                    _ => Protocol::Sctp,
+                };
+                let (addr, port) =
+                    parse_addr_port(&v).ok_or("illegal virtual server address[:port] specified")?;
+                svc_port_given = port.is_some();
+                key = Some(ServiceKey::Addr {
+                    proto,
+                    addr,
+                    port: port.unwrap_or(0),
+                });
+            }
+            "fwmark-service" => {
+                set_opt(Opt::Service)?;
+                let m = number(&v, 1, u32::MAX as i64)
+                    .ok_or_else(|| format!("invalid fwmark value `{v}' specified"))?;
+                key = Some(ServiceKey::Fwmark {
+                    mark: m as u32,
+                    v6: false,
+                });
+            }
+            "ipv6" => match &mut key {
+                Some(ServiceKey::Fwmark { v6, .. }) => {
+                    *v6 = true;
+                    v6_flag = true;
+                }
+                _ => return Err("-6 used before -f".into()),
+            },
+            "scheduler" => {
+                set_opt(Opt::Scheduler)?;
+                sched = Some(v);
+            }
+            "persistent" => {
+                set_opt(Opt::Persistent)?;
+                persistent = Some(match &val {
+                    None => DEFAULT_PERSISTENCE,
+                    Some(t) => number(t, 1, MAX_TIMEOUT as i64)
+                        .ok_or_else(|| format!("invalid timeout value `{t}' specified"))?
+                        as u32,
+                });
+            }
+            "netmask" => {
+                set_opt(Opt::Netmask)?;
+                netmask = Some(v);
+            }
+            "real-server" => {
+                set_opt(Opt::Server)?;
+                dest = Some(
+                    parse_addr_port(&v).ok_or("illegal real server address[:port] specified")?,
+                );
+            }
+            "masquerading" | "ipip" | "gatewaying" | "fullnat" => {
+                set_opt(Opt::Forward)?;
+                fwd = match name {
+                    "masquerading" => Fwd::Masq,
+                    "ipip" => Fwd::Tunnel,
+                    "gatewaying" => Fwd::Route,
+                    _ => Fwd::FullNat,
+                };
+            }
+            "weight" => {
+                set_opt(Opt::Weight)?;
+                weight = number(&v, 0, 65535).ok_or("illegal weight specified")? as i32;
+            }
+            "u-threshold" => {
+                set_opt(Opt::UThreshold)?;
+                uth = number(&v, 0, i32::MAX as i64).ok_or("illegal u_threshold specified")? as u32;
+            }
+            "l-threshold" => {
+                set_opt(Opt::LThreshold)?;
+                lth = number(&v, 0, i32::MAX as i64).ok_or("illegal l_threshold specified")? as u32;
+            }
+            "numeric" => set_opt(Opt::Numeric)?,
+            "connection" => {
+                set_opt(Opt::Connection)?;
+                conns = true;
+            }
+            "timeout" => {
+                set_opt(Opt::Timeout)?;
+                timeout = true;
+            }
+            "daemon" => {
+                set_opt(Opt::Daemon)?;
+                daemon = true;
+            }
+            "stats" => {
+                set_opt(Opt::Stats)?;
+                list.stats = true;
+            }
+            "rate" => {
+                set_opt(Opt::Rate)?;
+                list.rate = true;
+            }
+            "thresholds" => {
+                set_opt(Opt::Thresholds)?;
+                list.thresholds = true;
+            }
+            "persistent-conn" => {
+                set_opt(Opt::PersistentConn)?;
+                list.persistent_conn = true;
+            }
+            "nosort" => {
+                set_opt(Opt::NoSort)?;
+                list.nosort = true;
+            }
+            "sort" => {}
+            "exact" => {
+                set_opt(Opt::Exact)?;
+                list.exact = true;
+            }
+            "ops" => {
+                set_opt(Opt::Ops)?;
+                ops = true;
+            }
+            "pe" => {
+                set_opt(Opt::Pe)?;
+                pe = Some(v);
+            }
+            "sched-flags" => {
+                set_opt(Opt::SchedFlags)?;
+                sched_flags_arg = Some(v);
+            }
+            "tun-type" => {
+                set_opt(Opt::TunType)?;
+                if v != "ipip" {
+                    return Err(format!("tunnel type `{v}' is not supported (only ipip)"));
+                }
+            }
+            other => return Err(format!("--{other}: unknown option")),
+        }
+    }
+    let _ = v6_flag;
+    let cmd = cmd.ok_or("no command specified")?;
+
+    // ipvsadm's generic_opt_check.
+    for o in &used {
+        if allowed(cmd, *o) == 'x' {
+            return Err(format!(
+                "Illegal '{}' option with the '{}' command",
+                o.name(),
+                cmd.name()
+            ));
+        }
+    }
+    for o in [Opt::Service, Opt::Server] {
+        if allowed(cmd, o) == '+' && !used.contains(&o) {
+            return Err(format!(
+                "You need to supply the '{}' option for the '{}' command",
+                o.name(),
+                cmd.name()
+            ));
+        }
+    }
+    if cmd == Cmd::Timeout {
+        if positional.len() != 3 {
+            return Err("--set option requires 3 timeout values".into());
+        }
+        let t = |s: &str| {
+            number(s, 0, MAX_TIMEOUT as i64)
+                .map(|v| v as u32)
+                .ok_or_else(|| format!("invalid timeout value `{s}' specified"))
+        };
+        return Ok(Command::SetTimeout {
+            tcp: t(&positional[0])?,
+            tcpfin: t(&positional[1])?,
+            udp: t(&positional[2])?,
+        });
+    }
+    if let Some(p) = positional.first() {
+        return Err(format!("unexpected argument {p}"));
+    }
+
+    match cmd {
+        Cmd::Flush => Ok(Command::Clear),
+        Cmd::Restore => Ok(Command::Restore),
+        Cmd::Save => Ok(Command::Save {
+            nosort: list.nosort,
+        }),
+        Cmd::Zero => Ok(Command::Zero(key)),
+        Cmd::List => {
+            if (conns || timeout || daemon) && (list.stats || list.rate || list.thresholds)
+                || (timeout || daemon) && list.persistent_conn
+            {
+                return Err("options conflicts in the list command".into());
+            }
+            Ok(Command::List {
+                service: key,
+                options: list,
+                connections: conns,
+                timeout,
+                daemon,
+            })
+        }
+        Cmd::Del => Ok(Command::DelService(key.expect("checked"))),
+        Cmd::Add | Cmd::Edit => {
+            let key = key.expect("checked");
+            if let ServiceKey::Addr { port: 0, .. } = key {
+                if persistent.is_none() {
+                    let _ = svc_port_given;
+                    return Err("Zero port specified for non-persistent service".into());
+                }
+            }
+            let is_udp_or_fwmark = matches!(
+                key,
+                ServiceKey::Fwmark { .. }
+                    | ServiceKey::Addr {
+                        proto: Protocol::Udp,
+                        ..
+                    }
+            );
+            if ops && !is_udp_or_fwmark {
+                return Err("One-Packet Scheduling is only for UDP virtual services".into());
+            }
+            let scheduler = sched.unwrap_or_else(|| "wlc".into());
+            if !SCHEDULERS.contains(&scheduler.as_str()) {
+                return Err("Scheduler or persistence engine not found".into());
+            }
+            let sched_flags = match &sched_flags_arg {
+                Some(a) => parse_sched_flags(&scheduler, a)?,
+                None => SchedFlags::default(),
+            };
+            let v6 = key.is_v6();
+            let granularity = match &netmask {
+                None if v6 => Netmask::V6(128),
+                None => Netmask::V4(Ipv4Addr::BROADCAST),
+                Some(m) if v6 => {
+                    Netmask::V6(number(m, 1, 128).ok_or("illegal ipv6 netmask specified")? as u8)
+                }
+                Some(m) => Netmask::V4(
+                    m.parse()
+                        .map_err(|_| "illegal virtual server persistent mask specified")?,
+                ),
+            };
+            let svc = Service {
+                key,
+                scheduler,
+                sched_flags,
+                persistence: persistent.map(|timeout| Persistence {
+                    timeout,
+                    granularity,
+                }),
+                pe_name: pe,
+                ops,
+                dests: Vec::new(),
+            };
+            Ok(if cmd == Cmd::Add {
+                Command::AddService(svc)
+            } else {
+                Command::EditService(svc)
+            })
+        }
+        Cmd::AddSrv | Cmd::EditSrv | Cmd::DelSrv => {
+            let key = key.expect("checked");
+            let (daddr, dport) = dest.expect("checked");
+            let svc_port = match key {
+                ServiceKey::Addr { port, .. } => port,
+                ServiceKey::Fwmark { .. } => 0,
+            };
+            // "copy vport to dport if not specified"
+            let mut port = dport.unwrap_or(svc_port);
+            if cmd == Cmd::DelSrv {
+                return Ok(Command::DelDest(key, daddr, port));
+            }
+            if !matches!(key, ServiceKey::Fwmark { .. }) && matches!(fwd, Fwd::Tunnel | Fwd::Route)
+            {
+                port = svc_port;
+            }
+            if daddr.is_ipv6() != key.is_v6() && fwd != Fwd::Tunnel {
+                return Err(
+                    "Different address family is allowed only for tunneling servers".into(),
+                );
+            }
+            if used.contains(&Opt::TunType) && fwd != Fwd::Tunnel {
+                return Err("Tunnel options conflict with forward method".into());
+            }
+            let d = Dest {
+                addr: daddr,
+                port,
+                fwd,
+                weight,
+                u_threshold: uth,
+                l_threshold: lth,
+            };
+            Ok(if cmd == Cmd::AddSrv {
+                Command::AddDest(key, d)
+            } else {
+                Command::EditDest(key, d)
+            })
+        }
+        Cmd::Timeout => unreachable!("handled above"),
+    }
+}
+
+/// ipvsadm's `parse_sched_flags`.
+pub fn parse_sched_flags(sched: &str, arg: &str) -> Result<SchedFlags, String> {
+    let mut f = SchedFlags::default();
+    for flag in arg.split(',').filter(|s| !s.is_empty()) {
+        let need = |s: &str| -> Result<(), String> {
+            if sched != s {
+                Err(format!("incompatible scheduler flag `{flag}'"))
+            } else {
+                Ok(())
+            }
+        };
+        match flag {
+            "flag-1" => f.flag1 = true,
+            "flag-2" => f.flag2 = true,
+            "flag-3" => f.flag3 = true,
+            "sh-fallback" => {
+                need("sh")?;
+                f.sh_fallback = true
+            }
+            "sh-port" => {
+                need("sh")?;
+                f.sh_port = true
+            }
+            "mh-fallback" => {
+                need("mh")?;
+                f.mh_fallback = true
+            }
+            "mh-port" => {
+                need("mh")?;
+                f.mh_port = true
+            }
+            _ => return Err(format!("invalid scheduler flag `{flag}'")),
+        }
+    }
+    // Normalise flag-N to the scheduler's names (IPVS keeps bits only).
+    Ok(super::list::sched_flags_from_bits(sched, sched_bits(&f)))
+}
+
+/// An error in a rules file, with its 1-based line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct RuleError {
+    pub line: usize,
+    pub message: String,
+}
+
+/// Parses `ipvsadm -S` / `ipvsadm-restore` input: one command per line,
+/// optionally starting with `ipvsadm`; blank lines and `#` comments skipped.
+pub fn parse_rules(text: &str) -> Result<Vec<Command>, RuleError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words: Vec<&str> = line.split_whitespace().collect();
+        if words.first() == Some(&"ipvsadm") {
+            words.remove(0);
+        }
+        let c = parse_command(&words).map_err(|message| RuleError {
+            line: i + 1,
+            message,
+        })?;
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// Applies a change command to a table, with libipvs's error messages.
+/// List/save/zero/timeout/restore commands are ignored (they change no rule).
+pub fn apply(t: &mut Table, c: &Command) -> Result<(), String> {
+    match c {
+        Command::AddService(s) => {
+            if t.find(&s.key).is_some() {
+                return Err("Service already exists".into());
+            }
+            t.services.push(s.clone());
+        }
+        Command::EditService(s) => {
+            let cur = t.find_mut(&s.key).ok_or("No such service")?;
+            let dests = std::mem::take(&mut cur.dests);
+            *cur = Service { dests, ..s.clone() };
+        }
+        Command::DelService(k) => {
+            let before = t.services.len();
+            t.services.retain(|s| &s.key != k);
+            if t.services.len() == before {
+                return Err("No such service".into());
+            }
+        }
+        Command::Clear => t.services.clear(),
+        Command::AddDest(k, d) => {
+            let s = t.find_mut(k).ok_or("Service not defined")?;
+            if s.dests.iter().any(|x| x.addr == d.addr && x.port == d.port) {
+                return Err("Destination already exists".into());
+            }
+            s.dests.push(d.clone());
+        }
+        Command::EditDest(k, d) => {
+            let s = t.find_mut(k).ok_or("Service not defined")?;
+            let x = s
+                .dests
+                .iter_mut()
+                .find(|x| x.addr == d.addr && x.port == d.port)
+                .ok_or("No such destination")?;
+            *x = d.clone();
+        }
+        Command::DelDest(k, a, p) => {
+            let s = t.find_mut(k).ok_or("Service not defined")?;
+            let before = s.dests.len();
+            s.dests.retain(|x| !(x.addr == *a && x.port == *p));
+            if s.dests.len() == before {
+                return Err("No such destination".into());
+            }
+        }
+        Command::List { .. }
+        | Command::Save { .. }
+        | Command::Zero(_)
+        | Command::SetTimeout { .. }
+        | Command::Restore => {}
+    }
+    Ok(())
+}
+
+/// Builds a table from rules text (parse + apply, in order).
+pub fn table_from_rules(text: &str) -> Result<Table, RuleError> {
+    let mut t = Table::default();
+    for (i, c) in parse_rules(text)?.iter().enumerate() {
+        apply(&mut t, c).map_err(|message| RuleError {
+            line: text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| {
+                    let l = l.trim();
+                    !l.is_empty() && !l.starts_with('#')
+                })
+                .nth(i)
+                .map(|(n, _)| n + 1)
+                .unwrap_or(0),
+            message,
+        })?;
+    }
+    Ok(t)
+}
+
+/// `-t ADDR:PORT`, `-u ...`, `--sctp-service ...`, `-f N [-6]`.
+pub fn rule_service_name(k: &ServiceKey) -> String {
+    match k {
+        ServiceKey::Addr { proto, addr, port } => {
+            let opt = match proto {
+                Protocol::Tcp => "-t",
+                Protocol::Udp => "-u",
+                Protocol::Sctp => "--sctp-service",
+            };
+            format!("{opt} {}", addr_port(*addr, *port))
+        }
+        ServiceKey::Fwmark { mark, v6: false } => format!("-f {mark}"),
+        ServiceKey::Fwmark { mark, v6: true } => format!("-f {mark} -6"),
+    }
+}
+
+/// `ipvsadm -S -n` (`--nosort` keeps the table's order).
+pub fn format_rules(t: &Table, nosort: bool) -> String {
+    let mut services = t.services.clone();
+    if !nosort {
+        ipvs_sort(&mut services, &|a: &Service, b: &Service| {
+            cmp_services(&a.key, &b.key)
+        });
+    }
+    let mut out = String::new();
+    for s in &mut services {
+        let name = rule_service_name(&s.key);
+        let _ = write!(out, "-A {name} -s {}", s.scheduler);
+        if let Some(p) = &s.persistence {
+            let _ = write!(out, " -p {}", p.timeout);
+            match p.granularity {
+                Netmask::V4(m) if !s.key.is_v6() && m != Ipv4Addr::BROADCAST => {
+                    let _ = write!(out, " -M {m}");
+                }
+                Netmask::V6(l) if s.key.is_v6() && l != 128 => {
+                    let _ = write!(out, " -M {l}");
+                }
+                _ => {}
+            }
+        }
+        if let Some(pe) = &s.pe_name {
+            let _ = write!(out, " --pe {pe}");
+        }
+        if s.ops {
+            out.push_str(" -o");
+        }
+        if sched_bits(&s.sched_flags) != 0 {
+            let _ = write!(
+                out,
+                " -b {}",
+                sched_flags_text(&s.scheduler, &s.sched_flags)
+            );
+        }
+        out.push('\n');
+        if !nosort {
+            ipvs_sort(&mut s.dests, &cmp_dests);
+        }
+        for d in &s.dests {
+            let _ = write!(
+                out,
+                "-a {name} -r {} {} -w {}",
+                addr_port(d.addr, d.port),
+                d.fwd.switch(),
+                d.weight
+            );
+            if d.fwd == Fwd::Tunnel {
+                // Kernels since 5.2 report the tunnel type; ipvsadm 1.31 prints it.
+                out.push_str(" --tun-type ipip");
+            }
+            out.push('\n');
+        }
+    }
+    out
+}

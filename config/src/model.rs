@@ -1,0 +1,711 @@
+//! The typed configuration model. Every keyword ferrovs reads is carried here
+//! with its meaning and with keepalived 2.2's defaults already applied, so the
+//! control plane never has to know keepalived's spelling.
+
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    pub global: GlobalDefs,
+    pub ferrovs: FerrovsSettings,
+    pub vrrp_scripts: Vec<VrrpScript>,
+    pub vrrp_sync_groups: Vec<SyncGroup>,
+    pub vrrp_instances: Vec<VrrpInstance>,
+    pub virtual_server_groups: Vec<VirtualServerGroup>,
+    pub local_address_groups: Vec<LocalAddressGroup>,
+    pub virtual_servers: Vec<VirtualServer>,
+}
+
+impl Config {
+    pub fn vrrp_script(&self, name: &str) -> Option<&VrrpScript> {
+        self.vrrp_scripts.iter().find(|s| s.name == name)
+    }
+    pub fn vrrp_instance(&self, name: &str) -> Option<&VrrpInstance> {
+        self.vrrp_instances.iter().find(|s| s.name == name)
+    }
+    pub fn virtual_server_group(&self, name: &str) -> Option<&VirtualServerGroup> {
+        self.virtual_server_groups.iter().find(|s| s.name == name)
+    }
+    pub fn local_address_group(&self, name: &str) -> Option<&LocalAddressGroup> {
+        self.local_address_groups.iter().find(|s| s.name == name)
+    }
+}
+
+/// A command line to run (notify scripts, MISC_CHECK, vrrp_script): the
+/// program and its arguments, split as keepalived splits them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Script {
+    pub argv: Vec<String>,
+    /// `user USER [GROUP]` for this script (else global `script_user`).
+    pub user: Option<ScriptUser>,
+}
+
+impl Script {
+    pub fn command_line(&self) -> String {
+        self.argv.join(" ")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ScriptUser {
+    pub user: String,
+    pub group: Option<String>,
+}
+
+// ---------------------------------------------------------------- global_defs
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GlobalDefs {
+    pub router_id: Option<String>,
+    pub notification_email: Vec<String>,
+    pub notification_email_from: Option<String>,
+    pub smtp_server: Option<SmtpServer>,
+    /// default 30 s
+    pub smtp_connect_timeout: Duration,
+    /// default 224.0.0.18
+    pub vrrp_mcast_group4: Ipv4Addr,
+    /// default ff02::12
+    pub vrrp_mcast_group6: IpAddr,
+    /// VRRP version for instances that do not set one (default 2).
+    pub vrrp_version: u8,
+    /// defaults for every instance's garp_master_delay / _repeat etc.
+    pub vrrp_garp: GarpSettings,
+    /// Delay between gratuitous ARPs sent in a burst (default 0).
+    pub vrrp_garp_interval: Duration,
+    /// Delay between unsolicited NAs (default 0).
+    pub vrrp_gna_interval: Duration,
+    pub vrrp_skip_check_adv_addr: bool,
+    pub vrrp_strict: bool,
+    /// Default user for scripts (`script_user USER [GROUP]`).
+    pub script_user: Option<ScriptUser>,
+    pub enable_script_security: bool,
+    pub lvs_sync_daemon: Option<LvsSyncDaemon>,
+}
+
+impl Default for GlobalDefs {
+    fn default() -> Self {
+        GlobalDefs {
+            router_id: None,
+            notification_email: Vec::new(),
+            notification_email_from: None,
+            smtp_server: None,
+            smtp_connect_timeout: Duration::from_secs(30),
+            vrrp_mcast_group4: Ipv4Addr::new(224, 0, 0, 18),
+            vrrp_mcast_group6: "ff02::12".parse().expect("literal"),
+            vrrp_version: 2,
+            vrrp_garp: GarpSettings::default(),
+            vrrp_garp_interval: Duration::ZERO,
+            vrrp_gna_interval: Duration::ZERO,
+            vrrp_skip_check_adv_addr: false,
+            vrrp_strict: false,
+            script_user: None,
+            enable_script_security: false,
+            lvs_sync_daemon: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmtpServer {
+    /// An address or a host name.
+    pub host: String,
+    /// default 25
+    pub port: u16,
+}
+
+/// Gratuitous ARP timing (global `vrrp_garp_*`, per instance `garp_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GarpSettings {
+    /// Second burst this long after becoming master (default 5 s; 0 = none).
+    pub master_delay: Duration,
+    /// GARPs per burst (default 5).
+    pub master_repeat: u32,
+    /// Periodic refresh while master (default 0 = off).
+    pub master_refresh: Duration,
+    /// GARPs per refresh (default 1).
+    pub master_refresh_repeat: u32,
+    /// After an advert of lower priority (default: master_delay).
+    pub lower_prio_delay: Option<Duration>,
+    /// default: master_repeat
+    pub lower_prio_repeat: Option<u32>,
+}
+
+impl Default for GarpSettings {
+    fn default() -> Self {
+        GarpSettings {
+            master_delay: Duration::from_secs(5),
+            master_repeat: 5,
+            master_refresh: Duration::ZERO,
+            master_refresh_repeat: 1,
+            lower_prio_delay: None,
+            lower_prio_repeat: None,
+        }
+    }
+}
+
+/// `lvs_sync_daemon INTERFACE VRRP_INSTANCE [id SYNC_ID] [maxlen LEN] [port PORT] [ttl TTL] [group IP]`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LvsSyncDaemon {
+    pub interface: String,
+    /// The VRRP instance whose state decides master/backup sync.
+    pub vrrp_instance: String,
+    /// default 0 (keepalived uses the VRID of the instance when unset; we
+    /// keep None for "not given").
+    pub sync_id: Option<u8>,
+    pub maxlen: Option<u16>,
+    /// default 8848
+    pub port: u16,
+    /// default 1
+    pub ttl: u8,
+    /// default 224.0.0.81
+    pub group: IpAddr,
+}
+
+// ---------------------------------------------------------------- ferrovs { }
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Afpacket,
+    Dpdk,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FerrovsSettings {
+    pub backend: Backend,
+    /// Worker threads; None lets the appliance choose.
+    pub workers: Option<u32>,
+    /// Ports the dataplane owns; empty = the interfaces the vrrp_instances name.
+    pub interfaces: Vec<String>,
+    pub dpdk: DpdkSettings,
+    /// default 127.0.0.1:9180
+    pub http_listen: SocketAddr,
+    /// default /run/ferrovs/ctl.sock
+    pub control_socket: PathBuf,
+    /// Connection table entries per worker; default 1048576.
+    pub conn_table_size: u32,
+}
+
+impl Default for FerrovsSettings {
+    fn default() -> Self {
+        FerrovsSettings {
+            backend: Backend::Afpacket,
+            workers: None,
+            interfaces: Vec::new(),
+            dpdk: DpdkSettings::default(),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 9180)),
+            control_socket: PathBuf::from("/run/ferrovs/ctl.sock"),
+            conn_table_size: 1 << 20,
+        }
+    }
+}
+
+impl FerrovsSettings {
+    /// The dataplane's ports: `interface` lines, else every vrrp_instance's
+    /// interface (deduplicated, in order).
+    pub fn effective_interfaces(&self, cfg: &Config) -> Vec<String> {
+        if !self.interfaces.is_empty() {
+            return self.interfaces.clone();
+        }
+        let mut out: Vec<String> = Vec::new();
+        for i in &cfg.vrrp_instances {
+            if let Some(ifname) = &i.interface {
+                if !out.contains(ifname) {
+                    out.push(ifname.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DpdkSettings {
+    /// EAL arguments, split on white space.
+    pub eal_args: Vec<String>,
+}
+
+// ---------------------------------------------------------------- VRRP
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VrrpScript {
+    pub name: String,
+    pub script: Script,
+    /// default 1 s
+    pub interval: Duration,
+    /// default: interval
+    pub timeout: Duration,
+    /// Priority change while the script fails (negative) or succeeds
+    /// (positive); default 0. `weight N reverse` inverts the sense.
+    pub weight: i32,
+    pub weight_reverse: bool,
+    /// Failures before KO (default 1).
+    pub fall: u32,
+    /// Successes before OK (default 1).
+    pub rise: u32,
+    /// Start in the failed state (`init_fail`).
+    pub init_fail: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncGroup {
+    pub name: String,
+    pub group: Vec<String>,
+    pub track_interface: Vec<TrackInterface>,
+    pub track_script: Vec<TrackScript>,
+    pub notify: Notify,
+    pub smtp_alert: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum VrrpState {
+    Master,
+    #[default]
+    Backup,
+}
+
+/// Notify scripts (instance or sync group).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notify {
+    pub master: Option<Script>,
+    pub backup: Option<Script>,
+    pub fault: Option<Script>,
+    pub stop: Option<Script>,
+    /// Called with `TYPE NAME STATE PRIORITY` on every transition.
+    pub any: Option<Script>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuthType {
+    /// Simple text password (auth type 1).
+    Pass,
+    /// IPSEC AH (auth type 2).
+    Ah,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authentication {
+    pub auth_type: AuthType,
+    /// At most 8 bytes (longer passwords are cut, with a warning).
+    pub auth_pass: String,
+}
+
+/// One `virtual_ipaddress` line: `ADDR[/LEN] [brd ADDR] [dev IF] [scope S] [label L]`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct VirtualIp {
+    pub addr: IpAddr,
+    /// default 32 (IPv4) / 128 (IPv6)
+    pub prefix_len: u8,
+    pub brd: Option<IpAddr>,
+    /// default: the instance's interface
+    pub dev: Option<String>,
+    pub scope: Option<String>,
+    pub label: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackInterface {
+    pub name: String,
+    /// None: interface down = FAULT; Some(w): priority change instead.
+    pub weight: Option<i32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackScript {
+    pub name: String,
+    /// Overrides the script's own weight.
+    pub weight: Option<i32>,
+    pub weight_reverse: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VrrpInstance {
+    pub name: String,
+    /// Initial state (default BACKUP).
+    pub state: VrrpState,
+    pub interface: Option<String>,
+    pub virtual_router_id: u8,
+    /// 1–255, default 100.
+    pub priority: u8,
+    /// default 1 s
+    pub advert_int: Duration,
+    /// 2 or 3; default the global vrrp_version.
+    pub version: u8,
+    pub nopreempt: bool,
+    /// 0–1000 s, default 0.
+    pub preempt_delay: Duration,
+    pub authentication: Option<Authentication>,
+    pub virtual_ipaddress: Vec<VirtualIp>,
+    pub virtual_ipaddress_excluded: Vec<VirtualIp>,
+    pub track_interface: Vec<TrackInterface>,
+    pub track_script: Vec<TrackScript>,
+    pub unicast_src_ip: Option<IpAddr>,
+    pub unicast_peer: Vec<IpAddr>,
+    /// `mcast_src_ip`: source of multicast adverts.
+    pub mcast_src_ip: Option<IpAddr>,
+    pub notify: Notify,
+    pub smtp_alert: bool,
+    /// Effective GARP settings (global vrrp_garp_* overridden per instance).
+    pub garp: GarpSettings,
+    /// Deprecated per-instance `lvs_sync_daemon_interface`.
+    pub lvs_sync_daemon_interface: Option<String>,
+    pub dont_track_primary: bool,
+    /// `accept` / `no_accept` (VRRPv3 accept mode); None = keepalived's default.
+    pub accept: Option<bool>,
+    pub use_vmac: Option<String>,
+}
+
+// ---------------------------------------------------------------- LVS
+
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+        }
+    }
+    /// IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Sctp => 132,
+        }
+    }
+}
+
+/// Forwarding method (`lb_kind` / `lvs_method`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LbKind {
+    Dr,
+    #[default]
+    Nat,
+    Tun,
+    FullNat,
+}
+
+impl LbKind {
+    /// The keyword keepalived/DPVS use.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            LbKind::Dr => "DR",
+            LbKind::Nat => "NAT",
+            LbKind::Tun => "TUN",
+            LbKind::FullNat => "FNAT",
+        }
+    }
+}
+
+/// Scheduler flags (`-b` in ipvsadm, flag keywords in keepalived).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SchedFlags {
+    pub sh_port: bool,
+    pub sh_fallback: bool,
+    pub mh_port: bool,
+    pub mh_fallback: bool,
+    /// Generic flag-1..3 for schedulers other than sh/mh.
+    pub flag1: bool,
+    pub flag2: bool,
+    pub flag3: bool,
+}
+
+impl SchedFlags {
+    pub fn is_empty(&self) -> bool {
+        *self == SchedFlags::default()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Scheduler {
+    /// rr, wrr, lc, wlc (default), lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos
+    pub name: String,
+    pub flags: SchedFlags,
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Scheduler {
+            name: "wlc".into(),
+            flags: SchedFlags::default(),
+        }
+    }
+}
+
+pub const SCHEDULERS: &[&str] = &[
+    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos",
+];
+
+/// Persistence granularity: an IPv4 netmask or an IPv6 prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Netmask {
+    V4(Ipv4Addr),
+    V6(u8),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Persistence {
+    /// default 360 s when persistence is on
+    pub timeout: u32,
+    /// default 255.255.255.255 (/128)
+    pub granularity: Netmask,
+}
+
+/// What a `virtual_server` line names.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum VsAddress {
+    /// `virtual_server IP PORT` (port 0 = all ports, persistent only).
+    Addr { addr: IpAddr, port: u16 },
+    /// `virtual_server fwmark N`
+    Fwmark(u32),
+    /// `virtual_server group NAME`
+    Group(String),
+}
+
+/// Retry / timing options every checker has, resolved through the
+/// checker → real_server → virtual_server → keepalived default chain.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CheckerCommon {
+    /// Address to connect to (default: the real server's).
+    pub connect_ip: Option<IpAddr>,
+    /// default: the real server's port
+    pub connect_port: Option<u16>,
+    /// Source address.
+    pub bindto: Option<IpAddr>,
+    pub bind_port: Option<u16>,
+    pub bind_if: Option<String>,
+    /// default 5 s
+    pub connect_timeout: Duration,
+    /// Failures before the server is marked down: default 1 (MISC 0, DNS 3).
+    pub retry: u32,
+    /// Delay between retries: default 1 s (HTTP/SSL 3 s; DNS: delay_loop).
+    pub delay_before_retry: Duration,
+    /// Random delay before the first check; default delay_loop.
+    pub warmup: Duration,
+    /// Interval between checks; default 60 s.
+    pub delay_loop: Duration,
+    /// Starts in the failed state.
+    pub alpha: bool,
+    /// Firewall mark on the checker's packets.
+    pub fwmark: Option<u32>,
+}
+
+/// An accepted HTTP status range (inclusive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StatusRange {
+    pub min: u16,
+    pub max: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HttpUrl {
+    pub path: String,
+    /// MD5 hex digest of the body, if checked.
+    pub digest: Option<String>,
+    /// default [200-299]
+    pub status_code: Vec<StatusRange>,
+    /// Overrides the checker's virtualhost.
+    pub virtualhost: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HttpCheck {
+    /// SSL_GET
+    pub tls: bool,
+    pub urls: Vec<HttpUrl>,
+    /// Host header (checker, else real_server, else virtual_server virtualhost).
+    pub virtualhost: Option<String>,
+    /// "1.0" (default), "1.0C", "1.1"
+    pub http_protocol: Option<String>,
+    pub enable_sni: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MiscCheck {
+    pub path: Script,
+    /// default: delay_loop
+    pub timeout: Option<Duration>,
+    /// exit 0 up, 1 down, 2..255 up with weight code-2
+    pub dynamic: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DnsCheck {
+    /// Query type, default SOA.
+    pub qtype: String,
+    /// Query name, default "." (root).
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CheckerKind {
+    Tcp,
+    Http(HttpCheck),
+    Misc(MiscCheck),
+    Dns(DnsCheck),
+}
+
+impl CheckerKind {
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            CheckerKind::Tcp => "TCP_CHECK",
+            CheckerKind::Http(h) if h.tls => "SSL_GET",
+            CheckerKind::Http(_) => "HTTP_GET",
+            CheckerKind::Misc(_) => "MISC_CHECK",
+            CheckerKind::Dns(_) => "DNS_CHECK",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Checker {
+    pub kind: CheckerKind,
+    pub common: CheckerCommon,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RealServer {
+    pub addr: IpAddr,
+    /// Resolved like keepalived: missing → service port; DR/TUN → the
+    /// service port; fwmark services (non-NAT) → 0.
+    pub port: u16,
+    /// 0–65535, default the virtual server's `weight` (itself default 1).
+    pub weight: u32,
+    pub fwd: LbKind,
+    pub inhibit_on_failure: bool,
+    pub notify_up: Option<Script>,
+    pub notify_down: Option<Script>,
+    /// 0 = no limit
+    pub uthreshold: u32,
+    pub lthreshold: u32,
+    pub checkers: Vec<Checker>,
+    /// Starts down until a check succeeds (any checker with alpha).
+    pub alpha: bool,
+}
+
+impl RealServer {
+    /// Whether keepalived considers the server up right after loading:
+    /// servers with an alpha checker start down.
+    pub fn initially_alive(&self) -> bool {
+        !self.checkers.iter().any(|c| c.common.alpha)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SorryServer {
+    pub addr: IpAddr,
+    pub port: u16,
+    pub fwd: LbKind,
+    pub inhibit: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VirtualServer {
+    pub address: VsAddress,
+    /// default: keepalived 2.2 sets UDP with a warning when omitted for an
+    /// address service.
+    pub protocol: Protocol,
+    /// Health-check interval default for the checkers (default 60 s).
+    pub delay_loop: Duration,
+    pub scheduler: Scheduler,
+    /// One-packet scheduling (UDP).
+    pub ops: bool,
+    /// Default forwarding method of the real servers (default NAT).
+    pub lb_kind: LbKind,
+    pub persistence: Option<Persistence>,
+    pub persistence_engine: Option<String>,
+    pub sorry_server: Option<SorryServer>,
+    /// Failed servers stay with weight 0 instead of being removed.
+    pub inhibit_on_failure: bool,
+    /// Minimum summed weight of live servers (default 1).
+    pub quorum: u32,
+    pub hysteresis: u32,
+    pub quorum_up: Option<Script>,
+    pub quorum_down: Option<Script>,
+    /// Checkers start failed.
+    pub alpha: bool,
+    /// Run quorum_down / notify_down on shutdown.
+    pub omega: bool,
+    /// Disable checks while the VIP is not held.
+    pub ha_suspend: bool,
+    pub virtualhost: Option<String>,
+    /// FULLNAT local addresses (`laddr_group_name`).
+    pub laddr_group_name: Option<String>,
+    pub real_servers: Vec<RealServer>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum VsgEntry {
+    /// `ADDR[-LAST] PORT`: one service per address of the range.
+    Range {
+        first: IpAddr,
+        last: IpAddr,
+        port: u16,
+    },
+    Fwmark(u32),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualServerGroup {
+    pub name: String,
+    pub entries: Vec<VsgEntry>,
+}
+
+/// `ADDR[-LAST] [IFNAME]` in a local_address_group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalAddressRange {
+    pub first: IpAddr,
+    pub last: IpAddr,
+    pub interface: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalAddressGroup {
+    pub name: String,
+    pub ranges: Vec<LocalAddressRange>,
+}
+
+impl LocalAddressGroup {
+    /// Every address of every range, in order.
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        let mut out = Vec::new();
+        for r in &self.ranges {
+            out.extend(addr_range(r.first, r.last));
+        }
+        out
+    }
+}
+
+/// Inclusive address range (empty when `last < first` or families differ).
+pub fn addr_range(first: IpAddr, last: IpAddr) -> Vec<IpAddr> {
+    match (first, last) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a)..=u32::from(b))
+            .map(|x| IpAddr::V4(x.into()))
+            .collect(),
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            let (a, b) = (u128::from(a), u128::from(b));
+            if b < a || b - a > 65535 {
+                return Vec::new();
+            }
+            (a..=b).map(|x| IpAddr::V6(x.into())).collect()
+        }
+        _ => Vec::new(),
+    }
+}

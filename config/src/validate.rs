@@ -1,0 +1,187 @@
+//! Cross-reference checks over the whole model: names that must exist,
+//! duplicates, VRIDs, FULLNAT local addresses.
+
+use crate::diag::{Diagnostics, Location};
+use crate::ipvs::service_keys;
+use crate::keepalived::Locations;
+use crate::model::*;
+use std::collections::HashMap;
+
+pub fn validate(cfg: &Config, locs: &Locations, d: &mut Diagnostics) {
+    dup_names(
+        cfg.vrrp_scripts.iter().map(|s| s.name.as_str()),
+        &locs.vrrp_scripts,
+        "vrrp_script",
+        d,
+    );
+    dup_names(
+        cfg.vrrp_instances.iter().map(|s| s.name.as_str()),
+        &locs.vrrp_instances,
+        "vrrp_instance",
+        d,
+    );
+    dup_names(
+        cfg.vrrp_sync_groups.iter().map(|s| s.name.as_str()),
+        &locs.sync_groups,
+        "vrrp_sync_group",
+        d,
+    );
+    dup_names(
+        cfg.virtual_server_groups.iter().map(|s| s.name.as_str()),
+        &locs.vs_groups,
+        "virtual_server_group",
+        d,
+    );
+    dup_names(
+        cfg.local_address_groups.iter().map(|s| s.name.as_str()),
+        &locs.laddr_groups,
+        "local_address_group",
+        d,
+    );
+
+    // VRIDs: unique per interface and address family.
+    let mut vrids: HashMap<(Option<&str>, bool, u8), usize> = HashMap::new();
+    for (i, inst) in cfg.vrrp_instances.iter().enumerate() {
+        if inst.virtual_router_id == 0 {
+            continue;
+        }
+        let v6 = inst
+            .virtual_ipaddress
+            .first()
+            .map(|v| v.addr.is_ipv6())
+            .unwrap_or(false);
+        let key = (inst.interface.as_deref(), v6, inst.virtual_router_id);
+        if let Some(&first) = vrids.get(&key) {
+            d.error(
+                &locs.vrids[i],
+                format!(
+                    "VRID {} is already used by vrrp_instance {} on interface {} (at {})",
+                    inst.virtual_router_id,
+                    cfg.vrrp_instances[first].name,
+                    inst.interface.as_deref().unwrap_or("(default)"),
+                    locs.vrids[first]
+                ),
+            );
+        } else {
+            vrids.insert(key, i);
+        }
+        for (j, ts) in inst.track_script.iter().enumerate() {
+            if cfg.vrrp_script(&ts.name).is_none() {
+                if let Some(l) = locs.track_scripts.get(i).and_then(|v| v.get(j)) {
+                    d.warn(
+                        l,
+                        format!(
+                            "({}) track_script {} not found - ignoring",
+                            inst.name, ts.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    // Sync groups name existing instances, each instance in one group only.
+    let mut member_of: HashMap<&str, &str> = HashMap::new();
+    for (gi, g) in cfg.vrrp_sync_groups.iter().enumerate() {
+        for (mi, m) in g.group.iter().enumerate() {
+            let loc = &locs.sync_group_members[gi][mi];
+            if cfg.vrrp_instance(m).is_none() {
+                d.error(
+                    loc,
+                    format!(
+                        "vrrp_instance {m} named in vrrp_sync_group {} does not exist",
+                        g.name
+                    ),
+                );
+            } else if let Some(other) = member_of.insert(m, &g.name) {
+                d.error(
+                    loc,
+                    format!("vrrp_instance {m} is already in vrrp_sync_group {other}"),
+                );
+            }
+        }
+        if g.group.len() == 1 {
+            d.warn(
+                &locs.sync_groups[gi],
+                format!(
+                    "vrrp_sync_group {} has only 1 virtual router - this probably isn't what you want",
+                    g.name
+                ),
+            );
+        }
+    }
+
+    if let (Some(sd), Some(loc)) = (&cfg.global.lvs_sync_daemon, &locs.lvs_sync_daemon) {
+        if cfg.vrrp_instance(&sd.vrrp_instance).is_none() {
+            d.error(
+                loc,
+                format!(
+                    "lvs_sync_daemon: vrrp_instance {} does not exist",
+                    sd.vrrp_instance
+                ),
+            );
+        }
+    }
+
+    // Virtual servers: groups exist, FULLNAT has local addresses, no duplicates.
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, vs) in cfg.virtual_servers.iter().enumerate() {
+        let loc = &locs.virtual_servers[i];
+        if let VsAddress::Group(g) = &vs.address {
+            if cfg.virtual_server_group(g).is_none() {
+                d.error(loc, format!("virtual_server_group {g} does not exist"));
+                continue;
+            }
+        }
+        let fnat = vs.lb_kind == LbKind::FullNat
+            || vs.real_servers.iter().any(|r| r.fwd == LbKind::FullNat);
+        match (&vs.laddr_group_name, fnat) {
+            (None, true) => d.error(
+                loc,
+                "FNAT (FULLNAT) virtual server needs local addresses: add laddr_group_name",
+            ),
+            (Some(name), _) => {
+                let l = locs.laddr_refs[i].as_ref().unwrap_or(loc);
+                if cfg.local_address_group(name).is_none() {
+                    d.error(l, format!("local_address_group {name} does not exist"));
+                } else if !fnat {
+                    d.warn(l, "laddr_group_name only matters for FNAT - ignoring");
+                }
+            }
+            (None, false) => {}
+        }
+        for key in service_keys(cfg, vs) {
+            let text = key.to_string();
+            if let Some(&first) = seen.get(&text) {
+                d.error(
+                    loc,
+                    format!(
+                        "duplicate virtual server {text} (first defined at {})",
+                        locs.virtual_servers[first]
+                    ),
+                );
+            } else {
+                seen.insert(text, i);
+            }
+        }
+    }
+}
+
+fn dup_names<'a>(
+    names: impl Iterator<Item = &'a str>,
+    locs: &[Location],
+    what: &str,
+    d: &mut Diagnostics,
+) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in names.enumerate() {
+        if let Some(&first) = seen.get(n) {
+            d.error(
+                &locs[i],
+                format!("{what} {n} is already defined at {}", locs[first]),
+            );
+        } else {
+            seen.insert(n, i);
+        }
+    }
+}
