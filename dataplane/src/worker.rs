@@ -832,9 +832,9 @@ impl<P: Port> Core<P> {
         };
         let target = snap.addr_kind(a.tpa.octets());
         // Learn senders on our subnets: create entries for those talking to
-        // us, refresh the others (Linux `arp_process`).
+        // one of our addresses, only refresh the others (Linux `arp_process`).
         if !a.spa.is_unspecified() && snap.routes.is_connected(in_port, a.spa) {
-            let create = target.is_some() || a.op == arp::OP_REPLY;
+            let create = target.is_some();
             let mut ready = std::mem::take(&mut self.ready);
             self.neigh
                 .learn(a.spa, a.sha, in_port, now, create, &mut ready);
