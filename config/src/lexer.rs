@@ -389,7 +389,7 @@ impl Lexer<'_> {
                 if words.len() < 2 {
                     self.diags.error(&inc_loc, "include: missing file name");
                 }
-                for w in words[1..].iter().cloned().collect::<Vec<_>>() {
+                for w in &words[1..] {
                     if let TokKind::Word { text, .. } = &w.kind {
                         self.include(text, &w.loc, path);
                     } else {

@@ -1,1 +1,2 @@
 //! ferrovs control plane.
+pub mod check;

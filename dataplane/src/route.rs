@@ -40,7 +40,7 @@ impl RouteTable {
         for r in &mut routes {
             r.prefix = Ipv4Addr::from(u32::from(r.prefix) & mask(r.len));
         }
-        routes.sort_by(|a, b| b.len.cmp(&a.len));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.len));
         RouteTable { routes }
     }
 

@@ -164,7 +164,11 @@ impl Dest {
 
     /// A connection left this server (IPVS `ip_vs_unbind_dest`).
     pub fn unbind_conn(&self, active: bool) {
-        let c = if active { &self.shared.activeconns } else { &self.shared.inactconns };
+        let c = if active {
+            &self.shared.activeconns
+        } else {
+            &self.shared.inactconns
+        };
         // Saturate rather than wrap if a counter is reset under us.
         let _ = c.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
         self.recheck_overload();
@@ -200,7 +204,10 @@ pub struct ServiceShared {
 
 impl ServiceShared {
     pub fn new(id: ServiceId, workers: usize) -> Arc<ServiceShared> {
-        Arc::new(ServiceShared { id, stats: PerWorker::new(workers) })
+        Arc::new(ServiceShared {
+            id,
+            stats: PerWorker::new(workers),
+        })
     }
 }
 

@@ -1,4 +1,63 @@
+//! The `ferrovs` appliance binary.
+
+use clap::{ArgGroup, Parser, Subcommand};
+use ferrovs_controlplane::check::{check, CheckOutput};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "ferrovs", version, about = "userspace L4 load balancer (LVS + keepalived replacement)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Validate a keepalived.conf; errors name file:line:col.
+    #[command(group(ArgGroup::new("out").args(["dump", "dump_rules", "json"])))]
+    Check {
+        /// Configuration file (keepalived.conf syntax).
+        #[arg(short = 'f', long = "use-file", value_name = "FILE")]
+        file: PathBuf,
+        /// Print the services as `ipvsadm -Ln` would list them.
+        #[arg(long)]
+        dump: bool,
+        /// Print the services as `ipvsadm -Sn` would save them.
+        #[arg(long = "dump-rules")]
+        dump_rules: bool,
+        /// Print the configuration model as JSON.
+        #[arg(long)]
+        json: bool,
+        /// keepalived's config id for `@ID` lines.
+        #[arg(short = 'i', long = "config-id", value_name = "ID")]
+        config_id: Option<String>,
+    },
+}
+
 fn main() {
-    eprintln!("ferrovs: no subcommands yet");
-    std::process::exit(2);
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Check {
+            file,
+            dump,
+            dump_rules,
+            json,
+            config_id,
+        } => {
+            let output = if dump {
+                CheckOutput::Dump
+            } else if dump_rules {
+                CheckOutput::DumpRules
+            } else if json {
+                CheckOutput::Json
+            } else {
+                CheckOutput::Nothing
+            };
+            let r = check(&file, output, config_id);
+            let _ = std::io::stderr().write_all(r.stderr.as_bytes());
+            let _ = std::io::stdout().write_all(r.stdout.as_bytes());
+            std::process::exit(r.exit_code);
+        }
+    }
 }

@@ -109,7 +109,7 @@ impl MemPort {
     /// Takes the transmitted frames as byte vectors.
     pub fn take_tx(&mut self) -> Vec<Vec<u8>> {
         let out = self.tx.iter().map(|p| p.data().to_vec()).collect();
-        self.spare.extend(self.tx.drain(..));
+        self.spare.append(&mut self.tx);
         out
     }
 }

@@ -181,8 +181,8 @@ impl Lab {
     pub fn prime_neighbours(&mut self) {
         let w0 = 0;
         self.inject(w0, 0, &arp_reply(CLIENT_MAC, CLIENT, DIR0_MAC, DIR0_IP));
-        for i in 0..3 {
-            self.inject(w0, 1, &arp_reply(rs_mac(i), RS[i], DIR1_MAC, DIR1_IP));
+        for (i, rs) in RS.iter().enumerate() {
+            self.inject(w0, 1, &arp_reply(rs_mac(i), *rs, DIR1_MAC, DIR1_IP));
         }
         self.poll_all();
         self.take(w0, 0);
@@ -290,6 +290,7 @@ pub fn tcp(
     v
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn udp(
     smac: Mac,
     dmac: Mac,
