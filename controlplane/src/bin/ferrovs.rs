@@ -6,7 +6,11 @@ use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "ferrovs", version, about = "userspace L4 load balancer (LVS + keepalived replacement)")]
+#[command(
+    name = "ferrovs",
+    version,
+    about = "userspace L4 load balancer (LVS + keepalived replacement)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
