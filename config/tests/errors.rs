@@ -1,0 +1,291 @@
+//! Error and warning cases with their exact messages and locations.
+
+use ferrovs_config::{load_with, LexOptions, MemFs, Severity};
+use std::path::Path;
+
+/// Diagnostics of `text` loaded as /etc/keepalived/keepalived.conf (with
+/// extra files), as the check command prints them.
+fn diags_with(text: &str, extra: &[(&str, &str)]) -> Vec<String> {
+    let mut fs = MemFs::new().with("/etc/keepalived/keepalived.conf", text);
+    for (p, t) in extra {
+        fs = fs.with(p, t);
+    }
+    let l = load_with(
+        &fs,
+        Path::new("/etc/keepalived/keepalived.conf"),
+        &LexOptions::default(),
+    );
+    l.diagnostics
+        .items
+        .iter()
+        .map(|d| {
+            d.to_string()
+                .replace("/etc/keepalived/keepalived.conf", "k.conf")
+        })
+        .collect()
+}
+
+fn diags(text: &str) -> Vec<String> {
+    diags_with(text, &[])
+}
+
+const VS_OK: &str =
+    "    lb_algo rr\n    lb_kind DR\n    protocol TCP\n    real_server 198.18.1.1 80\n";
+
+fn vrrp(body: &str) -> String {
+    format!("vrrp_instance VI_1 {{\n    interface eth0\n{body}}}\n")
+}
+
+#[test]
+fn vrid_out_of_range() {
+    assert_eq!(
+        diags(&vrrp("    virtual_router_id 256\n")),
+        ["k.conf:3:23: virtual_router_id: VRID '256' not valid - must be between 1 & 255"]
+    );
+    assert_eq!(
+        diags(&vrrp("    virtual_router_id 0\n")),
+        ["k.conf:3:23: virtual_router_id: VRID '0' not valid - must be between 1 & 255"]
+    );
+}
+
+#[test]
+fn missing_vrid() {
+    assert_eq!(
+        diags(&vrrp("    priority 100\n")),
+        ["k.conf:1:1: vrrp_instance VI_1: no virtual_router_id given"]
+    );
+}
+
+#[test]
+fn priority_out_of_range() {
+    assert_eq!(
+        diags(&vrrp("    virtual_router_id 5\n    priority 256\n")),
+        ["k.conf:4:14: priority: '256' not valid - must be between 1 & 255"]
+    );
+    assert_eq!(
+        diags(&vrrp("    virtual_router_id 5\n    priority 0\n")),
+        ["k.conf:4:14: priority: '0' not valid - must be between 1 & 255"]
+    );
+}
+
+#[test]
+fn duplicate_vrid_on_one_interface() {
+    let t = "vrrp_instance A {\n interface eth0\n virtual_router_id 7\n}\nvrrp_instance B {\n interface eth0\n virtual_router_id 7\n}\nvrrp_instance C {\n interface eth1\n virtual_router_id 7\n}\n";
+    assert_eq!(
+        diags(t),
+        ["k.conf:7:20: VRID 7 is already used by vrrp_instance A on interface eth0 (at k.conf:3:20)"]
+    );
+}
+
+#[test]
+fn duplicate_services() {
+    let t = format!(
+        "virtual_server 198.18.0.1 80 {{\n{VS_OK}}}\nvirtual_server 198.18.0.1 80 {{\n{VS_OK}}}\nvirtual_server 198.18.0.1 80 {{\n    protocol UDP\n    lb_algo rr\n    lb_kind DR\n    real_server 198.18.1.1 80\n}}\n"
+    );
+    assert_eq!(
+        diags(&t),
+        ["k.conf:7:1: duplicate virtual server TCP 198.18.0.1:80 (first defined at k.conf:1:1)"]
+    );
+}
+
+#[test]
+fn duplicate_service_through_a_group() {
+    let t = format!(
+        "virtual_server_group G {{\n  198.18.0.1-3 80\n}}\nvirtual_server group G {{\n{VS_OK}}}\nvirtual_server 198.18.0.2 80 {{\n{VS_OK}}}\n"
+    );
+    assert_eq!(
+        diags(&t),
+        ["k.conf:10:1: duplicate virtual server TCP 198.18.0.2:80 (first defined at k.conf:4:1)"]
+    );
+}
+
+#[test]
+fn fnat_without_local_addresses() {
+    let t = "virtual_server 198.18.0.1 80 {\n    lb_algo rr\n    lb_kind FNAT\n    protocol TCP\n    real_server 198.18.1.1 80\n}\n";
+    assert_eq!(
+        diags(t),
+        ["k.conf:1:1: FNAT (FULLNAT) virtual server needs local addresses: add laddr_group_name"]
+    );
+    let t2 = t.replace("protocol TCP", "protocol TCP\n    laddr_group_name LAG9");
+    assert_eq!(
+        diags(&t2),
+        ["k.conf:5:22: local_address_group LAG9 does not exist"]
+    );
+}
+
+#[test]
+fn malformed_addresses() {
+    assert_eq!(
+        diags(&vrrp("    virtual_router_id 5\n    virtual_ipaddress {\n        198.18.0.300/24 dev eth0\n    }\n")),
+        ["k.conf:5:9: virtual_ipaddress: invalid IP address '198.18.0.300/24'"]
+    );
+    assert_eq!(
+        diags(&vrrp(
+            "    virtual_router_id 5\n    virtual_ipaddress {\n        198.18.0.3/33\n    }\n"
+        )),
+        ["k.conf:5:9: virtual_ipaddress: invalid prefix length '/33' for 198.18.0.3"]
+    );
+    assert_eq!(
+        diags("virtual_server 198.18.0.1 80 {\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n    real_server 198.18.1 80\n}\n"),
+        [
+            "k.conf:5:17: real_server: invalid IP address '198.18.1'",
+            "k.conf:1:1: warning: quorum 1 for 198.18.0.1:80 exceeds total weight of real servers 0, reducing quorum to 0",
+        ]
+    );
+    assert_eq!(
+        diags("virtual_server 198.18.0.1 70000 {\n}\n"),
+        ["k.conf:1:27: virtual_server: '70000' is not a number in 0-65535"]
+    );
+    assert_eq!(
+        diags("virtual_server 198.18.0.1:80 {\n}\n"),
+        ["k.conf:1:16: virtual_server: invalid IP address '198.18.0.1:80'"]
+    );
+    assert_eq!(
+        diags(&vrrp(
+            "    virtual_router_id 5\n    unicast_peer {\n        198.18.0.x\n    }\n"
+        )),
+        ["k.conf:5:9: unicast_peer: invalid IP address '198.18.0.x'"]
+    );
+}
+
+#[test]
+fn include_matching_nothing() {
+    assert_eq!(
+        diags("include conf.d/*.conf\n"),
+        ["k.conf:1:9: include 'conf.d/*.conf' matches no file"]
+    );
+}
+
+#[test]
+fn errors_inside_included_files_name_that_file() {
+    let d = diags_with(
+        "include conf.d/vs.conf\n",
+        &[(
+            "/etc/keepalived/conf.d/vs.conf",
+            "virtual_server 198.18.0.1 80 {\n    lb_algo nope\n}\n",
+        )],
+    );
+    assert_eq!(
+        d,
+        [
+            "/etc/keepalived/conf.d/vs.conf:2:13: lb_algo: unknown scheduler 'nope'",
+            "/etc/keepalived/conf.d/vs.conf:1:1: warning: Virtual server 198.18.0.1:80: no protocol set - defaulting to UDP",
+            "/etc/keepalived/conf.d/vs.conf:1:1: warning: Virtual server 198.18.0.1:80: no scheduler set, setting default 'wlc'",
+            "/etc/keepalived/conf.d/vs.conf:1:1: warning: quorum 1 for 198.18.0.1:80 exceeds total weight of real servers 0, reducing quorum to 0",
+        ]
+    );
+}
+
+#[test]
+fn unbalanced_braces() {
+    assert_eq!(
+        diags("global_defs {\n    router_id x\n"),
+        ["k.conf:1:13: missing '}' for the block opened here"]
+    );
+    assert_eq!(
+        diags("global_defs {\n    router_id x\n}\n}\n"),
+        ["k.conf:4:1: unexpected '}'"]
+    );
+}
+
+#[test]
+fn unknown_keywords_are_located_warnings() {
+    let d =
+        diags("global_defs {\n    router_id x\n    frobnicate 3\n}\nmystery_block {\n  a b\n}\n");
+    assert_eq!(
+        d,
+        [
+            "k.conf:3:5: warning: unknown keyword 'frobnicate' - ignoring",
+            "k.conf:5:1: warning: unknown keyword 'mystery_block' - ignoring",
+        ]
+    );
+}
+
+#[test]
+fn deprecated_spellings_warn() {
+    let t = format!(
+        "{}virtual_server 198.18.0.1 80 {{\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n    real_server 198.18.1.1 80 {{\n        TCP_CHECK {{\n            nb_get_retry 4\n        }}\n    }}\n}}\n",
+        vrrp("    virtual_router_id 5\n    lvs_sync_daemon_interface eth1\n")
+    );
+    let l = ferrovs_config::load_str("k.conf", &t);
+    let d: Vec<String> = l.diagnostics.items.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        d,
+        [
+            "k.conf:4:5: warning: lvs_sync_daemon_interface is deprecated - use global_defs lvs_sync_daemon",
+            "k.conf:12:13: warning: nb_get_retry is deprecated (keepalived 2.2 ignores it in TCP_CHECK) - taken as retry",
+        ]
+    );
+    assert!(l
+        .diagnostics
+        .items
+        .iter()
+        .all(|d| d.severity == Severity::Warning));
+    assert_eq!(
+        l.config.vrrp_instances[0]
+            .lvs_sync_daemon_interface
+            .as_deref(),
+        Some("eth1")
+    );
+    assert_eq!(
+        l.config.virtual_servers[0].real_servers[0].checkers[0]
+            .common
+            .retry,
+        4
+    );
+}
+
+#[test]
+fn references_to_missing_names() {
+    let t = format!(
+        "vrrp_sync_group G {{\n    group {{\n        VI_1\n        VI_X\n    }}\n}}\n{}virtual_server group NOPE {{\n{VS_OK}}}\n",
+        vrrp("    virtual_router_id 5\n    track_script {\n        chk_missing\n    }\n")
+    );
+    assert_eq!(
+        diags(&t),
+        [
+            "k.conf:11:9: warning: (VI_1) track_script chk_missing not found - ignoring",
+            "k.conf:4:9: vrrp_instance VI_X named in vrrp_sync_group G does not exist",
+            "k.conf:14:1: virtual_server_group NOPE does not exist",
+        ]
+    );
+}
+
+#[test]
+fn bad_values() {
+    let t = "virtual_server 198.18.0.1 80 {\n    lb_algo rr\n    lb_kind XX\n    protocol ICMP\n    delay_loop abc\n    real_server 198.18.1.1 80 {\n        weight 70000\n        HTTP_GET {\n            url {\n                status_code 200\n            }\n        }\n    }\n}\n";
+    assert_eq!(
+        diags(t),
+        [
+            "k.conf:3:13: lb_kind: unknown forwarding method 'XX' (DR, NAT, TUN, FNAT)",
+            "k.conf:4:14: protocol: unknown protocol 'ICMP' (TCP, UDP, SCTP)",
+            "k.conf:5:16: delay_loop: 'abc' is not a duration in seconds",
+            "k.conf:7:16: weight: '70000' is not a number in 0-65535",
+            "k.conf:9:13: url: no path given",
+            "k.conf:8:9: HTTP_GET: no url given",
+            "k.conf:1:1: warning: Virtual server 198.18.0.1:80: no protocol set - defaulting to UDP",
+            "k.conf:1:1: warning: Virtual server 198.18.0.1:80: no forwarding method set, setting default NAT",
+        ]
+    );
+}
+
+#[test]
+fn auth_pass_truncated_with_warning() {
+    let l = ferrovs_config::load_str(
+        "k.conf",
+        &vrrp("    virtual_router_id 5\n    authentication {\n        auth_type PASS\n        auth_pass \"longer than eight\"\n    }\n"),
+    );
+    let d: Vec<String> = l.diagnostics.items.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        d,
+        ["k.conf:6:19: warning: Truncating auth_pass to 8 characters"]
+    );
+    assert_eq!(
+        l.config.vrrp_instances[0]
+            .authentication
+            .as_ref()
+            .unwrap()
+            .auth_pass,
+        "longer t"
+    );
+}
