@@ -1,0 +1,327 @@
+//! ipvsadm 1.31 output formats, character for character (expected strings
+//! written out from ipvsadm.c's printf formats).
+
+use ferrovs_config::ipvs::{Dest, Fwd, Service, ServiceKey, Table};
+use ferrovs_config::ipvsadm::list::largenum;
+use ferrovs_config::ipvsadm::*;
+use ferrovs_config::{Netmask, Persistence, Protocol, SchedFlags};
+use std::net::IpAddr;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn dest(a: &str, port: u16, fwd: Fwd, weight: i32) -> Dest {
+    Dest {
+        addr: ip(a),
+        port,
+        fwd,
+        weight,
+        u_threshold: 0,
+        l_threshold: 0,
+    }
+}
+
+fn tcp(a: &str, port: u16) -> ServiceKey {
+    ServiceKey::Addr {
+        proto: Protocol::Tcp,
+        addr: ip(a),
+        port,
+    }
+}
+
+fn reference_listing() -> Listing {
+    let mut svc = Service::new(tcp("10.0.0.1", 80));
+    svc.persistence = Some(Persistence {
+        timeout: 360,
+        granularity: Netmask::V4("255.255.255.0".parse().unwrap()),
+    });
+    svc.dests = vec![dest("192.168.1.11", 80, Fwd::Route, 1)];
+    let mut l = Listing::from_table(
+        &Table {
+            services: vec![svc],
+        },
+        4096,
+    );
+    l.services[0].dests[0].active_conns = 3;
+    l.services[0].dests[0].inact_conns = 17;
+    l
+}
+
+#[test]
+fn list_numeric_matches_reference_example() {
+    assert_eq!(
+        format_list(&reference_listing(), &ListOptions::default()),
+        "IP Virtual Server version 1.2.1 (size=4096)\n\
+         Prot LocalAddress:Port Scheduler Flags\n  \
+         -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+         TCP  10.0.0.1:80 wlc persistent 360 mask 255.255.255.0\n  \
+         -> 192.168.1.11:80              Route   1      3          17        \n"
+    );
+}
+
+#[test]
+fn largenum_scaling_and_exact() {
+    assert_eq!(largenum(0, false), "        0");
+    assert_eq!(largenum(99_999_999, false), " 99999999");
+    assert_eq!(largenum(100_000_000, false), "  100000K");
+    assert_eq!(largenum(999_999_999, false), "  999999K");
+    assert_eq!(largenum(1_000_000_000, false), "    1000M");
+    assert_eq!(largenum(99_999_999_999, false), "   99999M");
+    assert_eq!(largenum(100_000_000_000, false), "     100G");
+    assert_eq!(largenum(99_999_999_999_999, false), "   99999G");
+    assert_eq!(largenum(100_000_000_000_000, false), "     100T");
+    assert_eq!(largenum(12_345_678, true), " 12345678");
+    assert_eq!(largenum(123_456_789_012, true), " 123456789012");
+}
+
+fn stats_listing() -> Listing {
+    let mut l = reference_listing();
+    let s = &mut l.services[0];
+    s.stats = Stats {
+        conns: 1234,
+        inpkts: 123_456_789,
+        outpkts: 1_500_000_000,
+        inbytes: 250_000_000_000,
+        outbytes: 7,
+        cps: 12,
+        inpps: 3400,
+        outpps: 3000,
+        inbps: 150_000_000,
+        outbps: 99,
+    };
+    s.dests[0].stats = Stats {
+        conns: 1,
+        inpkts: 2,
+        outpkts: 3,
+        inbytes: 4,
+        outbytes: 5,
+        cps: 123_456_789,
+        inpps: 7,
+        outpps: 8,
+        inbps: 100_000_000,
+        outbps: 10,
+    };
+    l
+}
+
+#[test]
+fn list_stats() {
+    let o = ListOptions {
+        stats: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        format_list(&stats_listing(), &o),
+        "IP Virtual Server version 1.2.1 (size=4096)\n\
+         Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n  \
+         -> RemoteAddress:Port\n\
+         TCP  10.0.0.1:80                      1234  123456K    1500M     250G        7\n  \
+         -> 192.168.1.11:80                     1        2        3        4        5\n"
+    );
+    let o = ListOptions {
+        stats: true,
+        exact: true,
+        ..Default::default()
+    };
+    let out = format_list(&stats_listing(), &o);
+    assert!(out.contains(
+        "TCP  10.0.0.1:80                      1234 123456789 1500000000 250000000000        7\n"
+    ), "{out}");
+}
+
+#[test]
+fn list_rate() {
+    let o = ListOptions {
+        rate: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        format_list(&stats_listing(), &o),
+        "IP Virtual Server version 1.2.1 (size=4096)\n\
+         Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n  \
+         -> RemoteAddress:Port\n\
+         TCP  10.0.0.1:80                        12     3400     3000  150000K       99\n  \
+         -> 192.168.1.11:80              123456789        7        8  100000K       10\n"
+    );
+}
+
+#[test]
+fn list_thresholds_and_persistent_conn() {
+    let mut l = reference_listing();
+    l.services[0].dests[0].dest.u_threshold = 100;
+    l.services[0].dests[0].dest.l_threshold = 75;
+    l.services[0].dests[0].persist_conns = 4;
+    let o = ListOptions {
+        thresholds: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        format_list(&l, &o),
+        "IP Virtual Server version 1.2.1 (size=4096)\n\
+         Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn \n  \
+         -> RemoteAddress:Port\n\
+         TCP  10.0.0.1:80 wlc persistent 360 mask 255.255.255.0\n  \
+         -> 192.168.1.11:80              100        75         3          17        \n"
+    );
+    let o = ListOptions {
+        persistent_conn: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        format_list(&l, &o),
+        "IP Virtual Server version 1.2.1 (size=4096)\n\
+         Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn \n  \
+         -> RemoteAddress:Port\n\
+         TCP  10.0.0.1:80 wlc persistent 360 mask 255.255.255.0\n  \
+         -> 192.168.1.11:80              1         4           3          17        \n"
+    );
+}
+
+#[test]
+fn sorting_follows_libipvs_including_its_wraparound() {
+    // ipvs_cmp_services subtracts addresses as 32-bit words into an int:
+    // 10.0.0.1 - 192.168.0.1 wraps positive, so 192.168.0.1 lists first.
+    let mk = |a: &str, p: u16| {
+        let mut s = Service::new(tcp(a, p));
+        s.scheduler = "rr".into();
+        s
+    };
+    let mut fw = Service::new(ServiceKey::Fwmark { mark: 1, v6: false });
+    fw.persistence = Some(Persistence {
+        timeout: 60,
+        granularity: Netmask::V4("255.255.255.255".parse().unwrap()),
+    });
+    let mut udp = Service::new(ServiceKey::Addr {
+        proto: Protocol::Udp,
+        addr: ip("10.0.0.1"),
+        port: 53,
+    });
+    udp.scheduler = "rr".into();
+    let mut s1 = mk("10.0.0.1", 80);
+    s1.dests = vec![
+        dest("10.1.0.2", 80, Fwd::Route, 1),
+        dest("10.1.0.1", 81, Fwd::Masq, 1),
+        dest("10.1.0.1", 80, Fwd::Masq, 1),
+    ];
+    let t = Table {
+        services: vec![
+            fw,
+            udp,
+            mk("10.0.0.1", 443),
+            s1,
+            mk("192.168.0.1", 80),
+            mk("10.0.0.2", 80),
+        ],
+    };
+    assert_eq!(
+        format_rules(&t, false),
+        "-A -t 192.168.0.1:80 -s rr\n\
+         -A -t 10.0.0.1:80 -s rr\n\
+         -a -t 10.0.0.1:80 -r 10.1.0.1:80 -m -w 1\n\
+         -a -t 10.0.0.1:80 -r 10.1.0.1:81 -m -w 1\n\
+         -a -t 10.0.0.1:80 -r 10.1.0.2:80 -g -w 1\n\
+         -A -t 10.0.0.1:443 -s rr\n\
+         -A -t 10.0.0.2:80 -s rr\n\
+         -A -u 10.0.0.1:53 -s rr\n\
+         -A -f 1 -s wlc -p 60\n"
+    );
+    // --nosort keeps the order as given
+    assert!(format_rules(&t, true).starts_with("-A -f 1 -s wlc -p 60\n-A -u 10.0.0.1:53"));
+}
+
+#[test]
+fn service_names_flags_fwmark_v6_fullnat() {
+    let mut sh = Service::new(tcp("198.18.0.1", 0));
+    sh.scheduler = "sh".into();
+    sh.sched_flags = SchedFlags {
+        sh_port: true,
+        sh_fallback: true,
+        ..Default::default()
+    };
+    sh.persistence = Some(Persistence {
+        timeout: 360,
+        granularity: Netmask::V4("255.255.255.255".parse().unwrap()),
+    });
+    sh.dests = vec![dest("198.18.1.1", 0, Fwd::FullNat, 5)];
+    let mut v6 = Service::new(tcp("2001:db8::1", 443));
+    v6.persistence = Some(Persistence {
+        timeout: 100,
+        granularity: Netmask::V6(64),
+    });
+    v6.pe_name = Some("sip".into());
+    v6.dests = vec![dest("2001:db8::2", 443, Fwd::Tunnel, 2)];
+    let mut fw6 = Service::new(ServiceKey::Fwmark { mark: 9, v6: true });
+    fw6.scheduler = "mh".into();
+    fw6.sched_flags = SchedFlags {
+        mh_port: true,
+        ..Default::default()
+    };
+    let t = Table {
+        services: vec![sh, v6, fw6],
+    };
+    assert_eq!(
+        format_list(&Listing::from_table(&t, 4096), &ListOptions::default()),
+        "IP Virtual Server version 1.2.1 (size=4096)\n\
+         Prot LocalAddress:Port Scheduler Flags\n  \
+         -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+         TCP  198.18.0.1:0 sh (sh-fallback,sh-port) persistent 360\n  \
+         -> 198.18.1.1:0                 FullNat 5      0          0         \n\
+         TCP  [2001:db8::1]:443 wlc persistent 100 mask 64 pe sip\n  \
+         -> [2001:db8::2]:443            Tunnel  2      0          0         \n\
+         FWM  9 IPv6 mh (mh-port)\n"
+    );
+    assert_eq!(
+        format_rules(&t, false),
+        "-A -t 198.18.0.1:0 -s sh -p 360 -b sh-fallback,sh-port\n\
+         -a -t 198.18.0.1:0 -r 198.18.1.1:0 --fullnat -w 5\n\
+         -A -t [2001:db8::1]:443 -s wlc -p 100 -M 64 --pe sip\n\
+         -a -t [2001:db8::1]:443 -r [2001:db8::2]:443 -i -w 2 --tun-type ipip\n\
+         -A -f 9 -6 -s mh -b mh-port\n"
+    );
+}
+
+#[test]
+fn connections_and_timeouts() {
+    let conns = vec![
+        ConnEntry {
+            proto: ConnProto::Tcp,
+            expires: 899,
+            state: "ESTABLISHED".into(),
+            client: (ip("198.18.9.1"), 40001),
+            virt: (ip("198.18.0.100"), 80),
+            dest: (ip("198.18.1.11"), 80),
+            pe: None,
+        },
+        ConnEntry {
+            proto: ConnProto::Tcp,
+            expires: 3600,
+            state: "NONE".into(),
+            client: (ip("198.18.9.0"), 0),
+            virt: (ip("198.18.0.100"), 80),
+            dest: (ip("198.18.1.11"), 80),
+            pe: None,
+        },
+        ConnEntry {
+            proto: ConnProto::Udp,
+            expires: 5,
+            state: "UDP".into(),
+            client: (ip("198.18.9.1"), 5353),
+            virt: (ip("198.18.0.100"), 53),
+            dest: (ip("198.18.1.11"), 53),
+            pe: None,
+        },
+    ];
+    assert_eq!(
+        format_conns(&conns, false),
+        "IPVS connection entries\n\
+         pro expire state       source             virtual            destination\n\
+         TCP 14:59  ESTABLISHED 198.18.9.1:40001   198.18.0.100:80    198.18.1.11:80\n\
+         TCP 60:00  NONE        198.18.9.0:0       198.18.0.100:80    198.18.1.11:80\n\
+         UDP 00:05  UDP         198.18.9.1:5353    198.18.0.100:53    198.18.1.11:53\n"
+    );
+    assert_eq!(
+        format_timeout(900, 120, 300),
+        "Timeout (tcp tcpfin udp): 900 120 300\n"
+    );
+}
