@@ -87,6 +87,8 @@ struct Core<P: Port> {
     tx: Vec<Vec<P::Pkt>>,
     ready: Vec<(u16, P::Pkt)>,
     ip_id: u16,
+    /// When neighbour retries last ran (they need no finer pace).
+    neigh_tick_ms: u64,
 }
 
 pub struct Worker<P: Port> {
@@ -127,6 +129,7 @@ impl<P: Port> Worker<P> {
                 tx: (0..nports).map(|_| Vec::with_capacity(BURST * 4)).collect(),
                 ready: Vec::with_capacity(BURST),
                 ip_id: (id as u16).wrapping_mul(0x1000),
+                neigh_tick_ms: 0,
             },
             rx: Vec::with_capacity(BURST),
         };
@@ -344,7 +347,16 @@ impl<P: Port> Core<P> {
         }
         let h = self.conns.hash(&t);
         let ci = match self.conns.lookup_in(&t, h) {
-            Some(ci) => ci,
+            Some(ci) => {
+                let fwd = self.conns.get(ci).fwd;
+                let dir = if fwd.sees_replies() {
+                    Dir::Input
+                } else {
+                    Dir::InputOnly
+                };
+                self.update_state(snap, ci, dir, flags, now);
+                ci
+            }
             None => {
                 // IPVS schedules TCP only on a SYN without RST.
                 if t.proto == ipv4::PROTO_TCP
@@ -352,19 +364,13 @@ impl<P: Port> Core<P> {
                 {
                     return self.drop_pkt(DropReason::NoConnection, pkt);
                 }
-                match self.new_conn(snap, si as usize, &t, now) {
+                match self.new_conn(snap, si as usize, &t, flags, now) {
                     Ok(ci) => ci,
                     Err(r) => return self.drop_pkt(r, pkt),
                 }
             }
         };
         let c = *self.conns.get(ci);
-        let dir = if c.fwd.sees_replies() {
-            Dir::Input
-        } else {
-            Dir::InputOnly
-        };
-        self.update_state(snap, ci, dir, flags, now);
         let len = (ip.info.total_len) as u64;
         if let Some(e) = snap.dest(c.dest_id) {
             let d = e.dest.shared.stats.cell(self.id);
@@ -386,12 +392,15 @@ impl<P: Port> Core<P> {
     }
 
     /// Schedules a new connection (through its persistence template when
-    /// the service has one) and adds it to the table.
+    /// the service has one) and adds it to the table. It starts in the state
+    /// its first packet leads to, so the timer wheel files it once, for that
+    /// state's timeout.
     fn new_conn(
         &mut self,
         snap: &Snapshot,
         si: usize,
         t: &Tuple,
+        flags: u8,
         now: u64,
     ) -> Result<u32, DropReason> {
         if self.conns.is_full() {
@@ -492,13 +501,20 @@ impl<P: Port> Core<P> {
             flags: F_INACTIVE,
             dest_id: dest.shared.id,
             svc_id: svc.id(),
-            timeout_s: if t.proto == ipv4::PROTO_TCP {
-                snap.timeouts.tcp(TcpState::None)
-            } else {
-                snap.timeouts.udp
-            },
             ..Conn::EMPTY
         };
+        if t.proto == ipv4::PROTO_TCP {
+            let dir = if dest.fwd.sees_replies() {
+                Dir::Input
+            } else {
+                Dir::InputOnly
+            };
+            let first = crate::conn::state::tcp_next(TcpState::None, dir, flags);
+            c.state = first as u8;
+            c.timeout_s = snap.timeouts.tcp(first);
+        } else {
+            c.timeout_s = snap.timeouts.udp;
+        }
         match dest.fwd {
             FwdMethod::Nat => c.flags |= F_OUT_INDEXED,
             FwdMethod::FullNat => {
@@ -1067,6 +1083,11 @@ impl<P: Port> Core<P> {
         }
         self.ready = ready;
 
+        if now < self.neigh_tick_ms + 100 {
+            self.flush_tx();
+            return;
+        }
+        self.neigh_tick_ms = now;
         let mut probes: [(Ipv4Addr, u16); 16] = [(Ipv4Addr::UNSPECIFIED, 0); 16];
         let mut np = 0;
         let mut dropped = 0u64;

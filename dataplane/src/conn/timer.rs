@@ -18,6 +18,9 @@ pub struct Wheel {
     heads: Box<[u32]>,
     /// Next tick to process.
     cursor: u32,
+    /// Where a budget-limited scan of the current slot resumes (NIL: from
+    /// its head). Entries before it in the slot belong to later turns.
+    resume: u32,
 }
 
 impl Wheel {
@@ -25,6 +28,7 @@ impl Wheel {
         Wheel {
             heads: vec![NIL; SLOTS].into_boxed_slice(),
             cursor: now,
+            resume: NIL,
         }
     }
 
@@ -55,6 +59,9 @@ impl Wheel {
             let e = &slab[i as usize];
             (e.prev, e.next, e.slot_at)
         };
+        if self.resume == i {
+            self.resume = next;
+        }
         if prev != NIL {
             slab[prev as usize].next = next;
         } else {
@@ -84,6 +91,8 @@ impl Wheel {
     /// Advances to `now`, calling `expired(i)` for each due entry (already
     /// unlinked; the caller frees it). Examines at most `budget` entries and
     /// returns how many it examined: fewer than `budget` means it caught up.
+    /// The slot is walked in place, so running out of budget in a long slot
+    /// costs nothing extra: the next call resumes where this one stopped.
     pub fn advance(
         &mut self,
         slab: &mut [Conn],
@@ -91,55 +100,38 @@ impl Wheel {
         budget: usize,
         mut expired: impl FnMut(u32),
     ) -> usize {
-        let limit = budget;
-        let mut budget = budget;
-        while self.cursor <= now && budget > 0 {
+        let mut examined = 0;
+        while self.cursor <= now {
             let s = Self::slot(self.cursor);
-            let mut i = self.heads[s];
-            self.heads[s] = NIL;
+            let mut i = if self.resume != NIL {
+                self.resume
+            } else {
+                self.heads[s]
+            };
+            self.resume = NIL;
             while i != NIL {
-                let next = slab[i as usize].next;
-                if budget == 0 {
-                    // Out of budget mid-slot: put the rest back, resume later.
-                    self.reattach(slab, s, i);
-                    return limit;
+                if examined == budget {
+                    self.resume = i;
+                    return examined;
                 }
-                budget -= 1;
-                let (at, exp) = (slab[i as usize].slot_at, slab[i as usize].expires);
+                examined += 1;
+                let e = &slab[i as usize];
+                let (next, at, exp) = (e.next, e.slot_at, e.expires);
                 if at > self.cursor {
-                    // Filed for a later turn of the wheel.
-                    self.push(slab, s, i);
+                    // Filed for a later turn of the wheel: stays.
                 } else if exp <= self.cursor {
-                    let e = &mut slab[i as usize];
-                    e.next = NIL;
-                    e.prev = NIL;
+                    self.unlink(slab, i);
                     expired(i);
                 } else {
+                    // Its timeout was extended: file it for the new expiry.
+                    self.unlink(slab, i);
                     self.link(slab, i);
                 }
                 i = next;
             }
             self.cursor += 1;
         }
-        limit - budget
-    }
-
-    fn push(&mut self, slab: &mut [Conn], s: usize, i: u32) {
-        let head = self.heads[s];
-        slab[i as usize].prev = NIL;
-        slab[i as usize].next = head;
-        if head != NIL {
-            slab[head as usize].prev = i;
-        }
-        self.heads[s] = i;
-    }
-
-    fn reattach(&mut self, slab: &mut [Conn], s: usize, mut i: u32) {
-        while i != NIL {
-            let next = slab[i as usize].next;
-            self.push(slab, s, i);
-            i = next;
-        }
+        examined
     }
 
     pub fn memory_bytes(&self) -> usize {

@@ -60,9 +60,14 @@ impl PortAllocator {
         let start = (LPORT_MIN as u32).div_ceil(w) * w;
         let span = (65536 - start) / w;
         for _ in 0..MAX_TRIES {
-            self.laddr_rr = (self.laddr_rr + 1) % laddrs.len();
+            // Every local address with one port, then the next port: the
+            // pairs cover all of (address × port) before repeating.
+            self.laddr_rr += 1;
+            if self.laddr_rr >= laddrs.len() {
+                self.laddr_rr = 0;
+                self.next = (self.next + 1) % span;
+            }
             let la = laddrs[self.laddr_rr].octets();
-            self.next = (self.next + 1) % span;
             let p = (start + self.next * w + self.worker as u32) as u16;
             if !in_use(la, p) {
                 return Some((la, p));
@@ -88,6 +93,18 @@ mod tests {
                 assert!(p >= LPORT_MIN);
             }
         }
+    }
+
+    #[test]
+    fn every_address_port_pair_is_reachable() {
+        let la: Vec<Ipv4Addr> = (0..4).map(|i| Ipv4Addr::new(198, 18, 2, 10 + i)).collect();
+        let mut a = PortAllocator::new(1, 2);
+        let mut seen = std::collections::HashSet::new();
+        let per_addr = (65536 - 1024) / 2;
+        for _ in 0..per_addr * 4 {
+            seen.insert(a.alloc(&la, |_, _| false).unwrap());
+        }
+        assert_eq!(seen.len(), per_addr * 4);
     }
 
     #[test]
