@@ -87,6 +87,9 @@ struct Core<P: Port> {
     tx: Vec<Vec<P::Pkt>>,
     ready: Vec<(u16, P::Pkt)>,
     ip_id: u16,
+    /// The tuple and hash the prefetch pass computed for the packet being
+    /// handled.
+    hash_hint: Option<(Tuple, u64)>,
     /// When neighbour retries last ran (they need no finer pace).
     neigh_tick_ms: u64,
 }
@@ -130,6 +133,7 @@ impl<P: Port> Worker<P> {
                 ready: Vec::with_capacity(BURST),
                 ip_id: (id as u16).wrapping_mul(0x1000),
                 neigh_tick_ms: 0,
+                hash_hint: None,
             },
             rx: Vec::with_capacity(BURST),
         };
@@ -189,8 +193,23 @@ impl<P: Port> Worker<P> {
             }
             let ctr = core.ctr();
             ctr.rx_packets.add(got as u64);
-            for p in self.rx.drain(..) {
+            // Three passes over the burst so that table lookups overlap
+            // instead of stalling one after another: fetch every packet's
+            // index bucket, then every candidate entry, then handle.
+            let mut pre = [None; BURST];
+            for (k, p) in self.rx.iter().enumerate().take(BURST) {
+                pre[k] = peek(snap, p.data()).map(|(t, reply)| {
+                    let h = core.conns.hash(&t);
+                    core.conns.prefetch_bucket(h, reply);
+                    (t, h, reply)
+                });
+            }
+            for &(_, h, reply) in pre.iter().take(got).flatten() {
+                core.conns.prefetch_entry(h, reply);
+            }
+            for (k, p) in self.rx.drain(..).enumerate() {
                 core.ctr().rx_bytes.add(p.len() as u64);
+                core.hash_hint = pre.get(k).copied().flatten().map(|(t, h, _)| (t, h));
                 core.handle(snap, p, port as u16, now_ms, false);
             }
             n += got;
@@ -214,10 +233,52 @@ impl<P: Port> Worker<P> {
     }
 }
 
+/// A cheap look at a frame for the prefetch pass: its TCP/UDP tuple, and
+/// whether it is a reply (not addressed to a VIP). No validation: the real
+/// parse happens when the packet is handled.
+#[inline(always)]
+fn peek(snap: &Snapshot, d: &[u8]) -> Option<(Tuple, bool)> {
+    let l2 = ethernet::parse(d)?;
+    if l2.ethertype != ethernet::ETHERTYPE_IPV4 {
+        return None;
+    }
+    let ip = d.get(l2.l3_offset..)?;
+    if ip.len() < ipv4::MIN_HEADER_LEN {
+        return None;
+    }
+    let proto = ip[9];
+    if proto != ipv4::PROTO_TCP && proto != ipv4::PROTO_UDP {
+        return None;
+    }
+    let l4 = ip.get((ip[0] & 0x0f) as usize * 4..)?;
+    if l4.len() < 4 {
+        return None;
+    }
+    let dst: [u8; 4] = ip[16..20].try_into().ok()?;
+    let t = Tuple {
+        proto,
+        saddr: ip[12..16].try_into().ok()?,
+        sport: l4::src_port(l4),
+        daddr: dst,
+        dport: l4::dst_port(l4),
+    };
+    let reply = !matches!(snap.addr_kind(dst), Some(AddrKind::Vip { .. }));
+    Some((t, reply))
+}
+
 impl<P: Port> Core<P> {
     #[inline(always)]
     fn ctr(&self) -> &WorkerCounters {
         self.shared.counters.cell(self.id)
+    }
+
+    /// The flow hash, from the prefetch pass when it saw this very tuple.
+    #[inline(always)]
+    fn hash_of(&mut self, t: &Tuple) -> u64 {
+        match self.hash_hint.take() {
+            Some((ht, h)) if ht == *t => h,
+            _ => self.conns.hash(t),
+        }
     }
 
     #[inline(always)]
@@ -345,7 +406,7 @@ impl<P: Port> Core<P> {
                 return self.handover(pkt, in_port, owner);
             }
         }
-        let h = self.conns.hash(&t);
+        let h = self.hash_of(&t);
         let ci = match self.conns.lookup_in(&t, h) {
             Some(ci) => {
                 let fwd = self.conns.get(ci).fwd;
@@ -618,7 +679,7 @@ impl<P: Port> Core<P> {
                 return self.handover(pkt, in_port, owner);
             }
         }
-        let h = self.conns.hash(&t);
+        let h = self.hash_of(&t);
         let Some(ci) = self.conns.lookup_out(&t, h) else {
             // Anything else to a foreign address is not relayed.
             let r = if fullnat {

@@ -3,6 +3,7 @@
 //! workers.
 
 pub mod entry;
+pub mod index;
 pub mod state;
 pub mod table;
 pub mod template;

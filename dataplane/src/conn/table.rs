@@ -1,5 +1,5 @@
 //! The per-worker connection table: a fixed slab of 64-byte entries, two
-//! SwissTable indexes (client tuple, reply tuple) holding slab indices, and
+//! bucketed indexes (client tuple, reply tuple) holding slab indices, and
 //! the expiry wheel.
 //!
 //! Clients choose the keys, so the indexes hash with a per-table random key
@@ -8,8 +8,9 @@
 //! of growing, so the fast path never allocates.
 
 use super::entry::{Conn, Tuple, F_OUT_INDEXED, F_USED, NIL};
+use super::index::FlowIndex;
 use super::timer::{Wheel, TICK_MS};
-use hashbrown::HashTable;
+use crate::port::prefetch;
 
 /// The table is full; the new connection was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,8 +20,8 @@ pub struct ConnTable {
     slab: Vec<Conn>,
     free: u32,
     len: usize,
-    in_idx: HashTable<u32>,
-    out_idx: HashTable<u32>,
+    in_idx: FlowIndex,
+    out_idx: FlowIndex,
     hasher: ahash::RandomState,
     wheel: Wheel,
 }
@@ -52,8 +53,8 @@ impl ConnTable {
             slab,
             free: 0,
             len: 0,
-            in_idx: HashTable::with_capacity(capacity),
-            out_idx: HashTable::with_capacity(capacity),
+            in_idx: FlowIndex::with_capacity(capacity),
+            out_idx: FlowIndex::with_capacity(capacity),
             hasher: ahash::RandomState::new(),
             wheel: Wheel::new(ticks(now_ms)),
         }
@@ -70,8 +71,7 @@ impl ConnTable {
         let w = t.words();
         let slab = &self.slab;
         self.in_idx
-            .find(h, |&i| slab[i as usize].in_tuple().words() == w)
-            .copied()
+            .find(h, |i| slab[i as usize].in_tuple().words() == w)
     }
 
     /// Finds the connection whose reply tuple is `t`.
@@ -80,8 +80,30 @@ impl ConnTable {
         let w = t.words();
         let slab = &self.slab;
         self.out_idx
-            .find(h, |&i| slab[i as usize].out_tuple().words() == w)
-            .copied()
+            .find(h, |i| slab[i as usize].out_tuple().words() == w)
+    }
+
+    /// First stage of a burst lookup: fetch the index bucket.
+    #[inline(always)]
+    pub fn prefetch_bucket(&self, h: u64, reply: bool) {
+        if reply {
+            self.out_idx.prefetch(h)
+        } else {
+            self.in_idx.prefetch(h)
+        }
+    }
+
+    /// Second stage: fetch the entry the bucket points at.
+    #[inline(always)]
+    pub fn prefetch_entry(&self, h: u64, reply: bool) {
+        let c = if reply {
+            self.out_idx.first_candidate(h)
+        } else {
+            self.in_idx.first_candidate(h)
+        };
+        if let Some(i) = c {
+            prefetch(&self.slab[i as usize]);
+        }
     }
 
     /// Whether a reply tuple is already taken (FULLNAT port allocation).
@@ -100,17 +122,11 @@ impl ConnTable {
         c.flags |= F_USED;
         c.expires = ticks(now_ms) + secs_to_ticks(c.timeout_s);
         self.slab[i as usize] = c;
-        let hasher = &self.hasher;
-        let slab = &self.slab;
-        let h = hasher.hash_one(c.in_tuple().words());
-        self.in_idx.insert_unique(h, i, |&j| {
-            hasher.hash_one(slab[j as usize].in_tuple().words())
-        });
+        let h = self.hash(&c.in_tuple());
+        self.in_idx.insert(h, i);
         if c.flags & F_OUT_INDEXED != 0 {
-            let h = hasher.hash_one(c.out_tuple().words());
-            self.out_idx.insert_unique(h, i, |&j| {
-                hasher.hash_one(slab[j as usize].out_tuple().words())
-            });
+            let h = self.hash(&c.out_tuple());
+            self.out_idx.insert(h, i);
         }
         self.wheel.link(&mut self.slab, i);
         self.len += 1;
@@ -185,16 +201,11 @@ impl ConnTable {
 
     fn remove_unlinked(&mut self, i: u32) {
         let c = self.slab[i as usize];
-        let hasher = &self.hasher;
-        let h = hasher.hash_one(c.in_tuple().words());
-        if let Ok(e) = self.in_idx.find_entry(h, |&j| j == i) {
-            e.remove();
-        }
+        let h = self.hash(&c.in_tuple());
+        self.in_idx.remove(h, i);
         if c.flags & F_OUT_INDEXED != 0 {
-            let h = hasher.hash_one(c.out_tuple().words());
-            if let Ok(e) = self.out_idx.find_entry(h, |&j| j == i) {
-                e.remove();
-            }
+            let h = self.hash(&c.out_tuple());
+            self.out_idx.remove(h, i);
         }
         let e = &mut self.slab[i as usize];
         e.flags = 0;
@@ -233,8 +244,8 @@ impl ConnTable {
     /// Bytes the table holds, whether used or not: slab, both indexes, wheel.
     pub fn memory_bytes(&self) -> usize {
         self.slab.capacity() * std::mem::size_of::<Conn>()
-            + self.in_idx.allocation_size()
-            + self.out_idx.allocation_size()
+            + self.in_idx.memory_bytes()
+            + self.out_idx.memory_bytes()
             + self.wheel.memory_bytes()
     }
 }

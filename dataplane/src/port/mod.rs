@@ -46,3 +46,19 @@ pub trait Port: Send {
     /// The port's MAC address.
     fn mac(&self) -> Mac;
 }
+
+/// Asks the CPU to bring the cache line holding `*p` closer, so a lookup
+/// later in the burst does not stall on memory.
+#[inline(always)]
+pub fn prefetch<T>(p: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is a hint: it cannot fault, and changes no memory or
+    // register; `p` is a valid reference anyway. SSE is baseline on x86_64.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+            p as *const T as *const i8,
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
