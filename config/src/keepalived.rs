@@ -1493,12 +1493,14 @@ impl Conv<'_> {
                 ("sh-fallback", "sh") => fl.sh_fallback = true,
                 ("mh-port", "mh") => fl.mh_port = true,
                 ("mh-fallback", "mh") => fl.mh_fallback = true,
+                ("hashed", "sh" | "mh") => {}
+                ("hashed", _) => self.v.d.warn(
+                    &f.loc,
+                    "hashed only applies to the sh and mh schedulers - ignoring",
+                ),
                 (k, _) => self.v.d.warn(
                     &f.loc,
-                    format!(
-                        "{k} only applies to the {} scheduler - ignoring",
-                        k.get(..2).unwrap_or("sh")
-                    ),
+                    format!("{k} only applies to the {} scheduler - ignoring", &k[..2]),
                 ),
             }
         }

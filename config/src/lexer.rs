@@ -99,6 +99,17 @@ pub struct LexOptions {
     pub config_id: Option<String>,
 }
 
+impl LexOptions {
+    /// keepalived's default: the config id is the host name up to the first dot.
+    pub fn keepalived_default() -> LexOptions {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let id = host.trim().split('.').next().unwrap_or("").to_string();
+        LexOptions {
+            config_id: (!id.is_empty()).then_some(id),
+        }
+    }
+}
+
 const MAX_INCLUDE_DEPTH: usize = 32;
 const MAX_EXPANSIONS_PER_LINE: usize = 64;
 const MAX_LINE_CHARS: usize = 1 << 16;
@@ -127,10 +138,23 @@ pub fn lex_file(
     opts: &LexOptions,
     diags: &mut Diagnostics,
 ) -> Vec<Token> {
+    // keepalived's standard definitions (those that need no randomness).
+    let mut defs = HashMap::new();
+    let std_def = |v: &str| Definition {
+        lines: vec![v.to_string()],
+    };
+    defs.insert("_HASH".to_string(), std_def("#"));
+    defs.insert("_BANG".to_string(), std_def("!"));
+    if let Some(id) = &opts.config_id {
+        defs.insert("_INSTANCE".to_string(), std_def(id));
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        defs.insert("_PWD".to_string(), std_def(&cwd.display().to_string()));
+    }
     let mut lx = Lexer {
         fs,
         opts,
-        defs: HashMap::new(),
+        defs,
         out: Vec::new(),
         diags,
         stack: Vec::new(),
@@ -570,6 +594,18 @@ mod tests {
             },
         );
         assert_eq!(&w[..3], ["x", "10.0.0.1", ";"]);
+    }
+
+    #[test]
+    fn standard_definitions() {
+        let fs = MemFs::new().with("/etc/k.conf", "a ${_HASH}1 $_BANG $_INSTANCE\n");
+        let (w, _) = words(
+            &fs,
+            &LexOptions {
+                config_id: Some("lb7".into()),
+            },
+        );
+        assert_eq!(w, ["a", "#1", "!", "lb7", ";"]);
     }
 
     #[test]

@@ -30,10 +30,16 @@ pub struct CheckResult {
     pub exit_code: i32,
 }
 
-/// Runs the check on `path`. Warnings go to stderr and keep exit code 0;
+/// Runs the check on `path` (`config_id` as keepalived's `-i`; default the
+/// host name, as keepalived). Warnings go to stderr and keep exit code 0;
 /// any error makes it 1 and suppresses the output.
 pub fn check(path: &Path, output: CheckOutput, config_id: Option<String>) -> CheckResult {
-    let opts = LexOptions { config_id };
+    let opts = match config_id {
+        Some(id) => LexOptions {
+            config_id: Some(id),
+        },
+        None => LexOptions::keepalived_default(),
+    };
     let loaded = load_with(&RealFs, path, &opts);
     let mut res = CheckResult::default();
     for d in &loaded.diagnostics.items {
