@@ -778,6 +778,9 @@ impl Conv<'_> {
             use_vmac: None,
         };
         let mut vrid_loc = None;
+        let mut state: Option<VrrpState> = None;
+        let mut priority: Option<u8> = None;
+        let mut strict = g.vrrp_strict;
         let mut ts_locs = Vec::new();
         let mut state_loc = None;
         let mut nopreempt_loc = None;
@@ -793,8 +796,8 @@ impl Conv<'_> {
                     if let Some(a) = self.v.one(s, "state") {
                         state_loc = Some(a.loc.clone());
                         match a.text.as_str() {
-                            "MASTER" => i.state = VrrpState::Master,
-                            "BACKUP" => i.state = VrrpState::Backup,
+                            "MASTER" => state = Some(VrrpState::Master),
+                            "BACKUP" => state = Some(VrrpState::Backup),
                             o => self.d().error(
                                 &a.loc,
                                 format!("state: unknown state '{o}' (MASTER or BACKUP)"),
@@ -829,7 +832,7 @@ impl Conv<'_> {
                 "priority" => {
                     if let Some(a) = self.v.one(s, "priority") {
                         match a.text.parse::<u32>() {
-                            Ok(v) if (1..=255).contains(&v) => i.priority = v as u8,
+                            Ok(v) if (1..=255).contains(&v) => priority = Some(v as u8),
                             _ => self.d().error(
                                 &a.loc,
                                 format!(
@@ -998,6 +1001,7 @@ impl Conv<'_> {
                     }
                 }
                 "dont_track_primary" => i.dont_track_primary = self.v.flag(s),
+                "strict_mode" => strict = self.v.flag(s),
                 "accept" => i.accept = Some(true),
                 "no_accept" => i.accept = Some(false),
                 "use_vmac" => {
@@ -1009,7 +1013,6 @@ impl Conv<'_> {
                     )
                 }
                 "debug"
-                | "strict_mode"
                 | "skip_check_adv_addr"
                 | "promote_secondaries"
                 | "notify_priority_changes"
@@ -1045,6 +1048,38 @@ impl Conv<'_> {
                 })
             }
             (None, None) => {}
+        }
+        // keepalived: an unset priority follows the state (MASTER = owner,
+        // 255) and an unset state follows the priority.
+        i.priority = priority.unwrap_or(if state == Some(VrrpState::Master) {
+            255
+        } else {
+            100
+        });
+        i.state = state.unwrap_or(if i.priority == 255 {
+            VrrpState::Master
+        } else {
+            VrrpState::Backup
+        });
+        if i.virtual_ipaddress.is_empty() {
+            self.d().warn(
+                &n.loc,
+                format!("({}) No VIP specified; at least one is sensible", i.name),
+            );
+        }
+        if let Some(a) = &i.authentication {
+            let why = if strict {
+                Some("Strict mode does not support authentication")
+            } else if a.auth_pass.is_empty() {
+                Some("Authentication specified but no password given")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                self.d()
+                    .warn(&n.loc, format!("({}) {why}. Ignoring", i.name));
+                i.authentication = None;
+            }
         }
         if i.version == 3 {
             if let Some(a) = &i.authentication {

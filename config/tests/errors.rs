@@ -18,6 +18,7 @@ fn diags_with(text: &str, extra: &[(&str, &str)]) -> Vec<String> {
     l.diagnostics
         .items
         .iter()
+        .filter(|d| !d.message.contains("No VIP specified"))
         .map(|d| {
             d.to_string()
                 .replace("/etc/keepalived/keepalived.conf", "k.conf")
@@ -208,7 +209,13 @@ fn deprecated_spellings_warn() {
         vrrp("    virtual_router_id 5\n    lvs_sync_daemon_interface eth1\n")
     );
     let l = ferrovs_config::load_str("k.conf", &t);
-    let d: Vec<String> = l.diagnostics.items.iter().map(|d| d.to_string()).collect();
+    let d: Vec<String> = l
+        .diagnostics
+        .items
+        .iter()
+        .filter(|d| !d.message.contains("No VIP specified"))
+        .map(|d| d.to_string())
+        .collect();
     assert_eq!(
         d,
         [
@@ -278,7 +285,10 @@ fn auth_pass_truncated_with_warning() {
     let d: Vec<String> = l.diagnostics.items.iter().map(|d| d.to_string()).collect();
     assert_eq!(
         d,
-        ["k.conf:6:19: warning: Truncating auth_pass to 8 characters"]
+        [
+            "k.conf:6:19: warning: Truncating auth_pass to 8 characters",
+            "k.conf:1:1: warning: (VI_1) No VIP specified; at least one is sensible",
+        ]
     );
     assert_eq!(
         l.config.vrrp_instances[0]
@@ -287,5 +297,38 @@ fn auth_pass_truncated_with_warning() {
             .unwrap()
             .auth_pass,
         "longer t"
+    );
+}
+
+#[test]
+fn vrrp_state_and_priority_defaults_follow_keepalived() {
+    let l = ferrovs_config::load_str(
+        "k.conf",
+        "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n state MASTER\n virtual_ipaddress {\n  198.18.0.1\n }\n}\n\
+         vrrp_instance B {\n interface eth0\n virtual_router_id 2\n priority 255\n virtual_ipaddress {\n  198.18.0.2\n }\n}\n\
+         vrrp_instance C {\n interface eth0\n virtual_router_id 3\n virtual_ipaddress {\n  198.18.0.3\n }\n}\n",
+    );
+    assert!(l.diagnostics.items.is_empty(), "{:?}", l.diagnostics.items);
+    let i = &l.config.vrrp_instances;
+    use ferrovs_config::VrrpState::*;
+    assert_eq!(
+        (i[0].state, i[0].priority),
+        (Master, 255),
+        "MASTER without priority is the owner"
+    );
+    assert_eq!(
+        (i[1].state, i[1].priority),
+        (Master, 255),
+        "priority 255 without state is MASTER"
+    );
+    assert_eq!((i[2].state, i[2].priority), (Backup, 100));
+}
+
+#[test]
+fn strict_mode_and_v3_drop_authentication() {
+    let t = "global_defs {\n vrrp_strict\n}\nvrrp_instance A {\n interface eth0\n virtual_router_id 1\n authentication {\n  auth_type PASS\n  auth_pass x\n }\n}\n";
+    assert_eq!(
+        diags(t),
+        ["k.conf:4:1: warning: (A) Strict mode does not support authentication. Ignoring"]
     );
 }

@@ -86,6 +86,7 @@ fn errors_exit_non_zero_with_location() {
         format!(
             "{f}:3:23: virtual_router_id: VRID '300' not valid - must be between 1 & 255\n\
              {f}:4:5: warning: unknown keyword 'bogus_keyword' - ignoring\n\
+             {f}:1:1: warning: (VI_1) No VIP specified; at least one is sensible\n\
              {f}: 1 error, configuration not usable\n"
         )
     );
