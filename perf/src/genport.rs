@@ -15,9 +15,15 @@ pub type Pool = Arc<Mutex<Vec<MemPacket>>>;
 pub enum Source {
     /// Explicit frames (warm-up); transmitted frames are captured.
     Queue(VecDeque<Vec<u8>>),
-    Trace { trace: Arc<Trace>, next: usize },
+    Trace {
+        trace: Arc<Trace>,
+        next: usize,
+    },
     /// SYNs from ever new clients, from a template frame.
-    NewConns { template: Vec<u8>, n: u64 },
+    NewConns {
+        template: Vec<u8>,
+        n: u64,
+    },
     Idle,
 }
 
@@ -32,7 +38,14 @@ pub struct GenPort {
 
 impl GenPort {
     pub fn new(mac: Mac, pool: Pool) -> GenPort {
-        GenPort { mac, source: Source::Idle, local: Vec::with_capacity(8192), pool, captured: vec![], sent: 0 }
+        GenPort {
+            mac,
+            source: Source::Idle,
+            local: Vec::with_capacity(8192),
+            pool,
+            captured: vec![],
+            sent: 0,
+        }
     }
 
     fn buffer(&mut self) -> MemPacket {

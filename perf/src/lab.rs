@@ -25,10 +25,30 @@ pub const NUM_LADDRS: u8 = 16;
 pub fn snapshot(fwd: FwdMethod, workers: usize, timeouts: Timeouts) -> Snapshot {
     let mut b = SnapshotBuilder::new(1, workers, Arc::new(TemplateTable::new(1024)));
     b.timeouts(timeouts);
-    b.port(PortConf { name: "p0".into(), mac: DIR0_MAC, addrs: vec![(DIR0_IP.into(), 24)], mtu: 1500 });
-    b.port(PortConf { name: "p1".into(), mac: DIR1_MAC, addrs: vec![(DIR1_IP.into(), 24)], mtu: 1500 });
-    b.route(Route { prefix: Ipv4Addr::UNSPECIFIED, len: 0, port: 0, via: Some(GW.into()) });
-    b.route(Route { prefix: Ipv4Addr::new(198, 18, 2, 0), len: 24, port: 1, via: None });
+    b.port(PortConf {
+        name: "p0".into(),
+        mac: DIR0_MAC,
+        addrs: vec![(DIR0_IP.into(), 24)],
+        mtu: 1500,
+    });
+    b.port(PortConf {
+        name: "p1".into(),
+        mac: DIR1_MAC,
+        addrs: vec![(DIR1_IP.into(), 24)],
+        mtu: 1500,
+    });
+    b.route(Route {
+        prefix: Ipv4Addr::UNSPECIFIED,
+        len: 0,
+        port: 0,
+        via: Some(GW.into()),
+    });
+    b.route(Route {
+        prefix: Ipv4Addr::new(198, 18, 2, 0),
+        len: 24,
+        port: 1,
+        via: None,
+    });
     let dests: Vec<Dest> = (0..NUM_RS)
         .map(|i| Dest {
             addr: Ipv4Addr::new(198, 18, 1, 11 + i as u8),
@@ -49,7 +69,9 @@ pub fn snapshot(fwd: FwdMethod, workers: usize, timeouts: Timeouts) -> Snapshot 
         persistence: None,
         dests,
         laddrs: if fwd == FwdMethod::FullNat {
-            (0..NUM_LADDRS).map(|i| Ipv4Addr::new(198, 18, 2, 10 + i)).collect()
+            (0..NUM_LADDRS)
+                .map(|i| Ipv4Addr::new(198, 18, 2, 10 + i))
+                .collect()
         } else {
             vec![]
         },
@@ -64,14 +86,23 @@ pub fn neighbour_frames() -> Vec<(usize, Vec<u8>)> {
     for i in 0..NUM_RS {
         let mut mac = RS_MAC;
         mac[5] += i as u8;
-        out.push((1, arp_reply(mac, [198, 18, 1, 11 + i as u8], DIR1_MAC, DIR1_IP)));
+        out.push((
+            1,
+            arp_reply(mac, [198, 18, 1, 11 + i as u8], DIR1_MAC, DIR1_IP),
+        ));
     }
     out
 }
 
 fn arp_reply(sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4]) -> Vec<u8> {
     let mut f = vec![0u8; 60];
-    let l = ferrovs_dataplane::wire::arp::Arp { op: 2, sha, spa: spa.into(), tha, tpa: tpa.into() };
+    let l = ferrovs_dataplane::wire::arp::Arp {
+        op: 2,
+        sha,
+        spa: spa.into(),
+        tha,
+        tpa: tpa.into(),
+    };
     ferrovs_dataplane::wire::arp::build_frame(&mut f, &tha, &sha, None, &l);
     f
 }

@@ -114,7 +114,11 @@ fn main() {
             let shared = shared.clone();
             let start = start.clone();
             let stop = stop.clone();
-            let core = if args.no_pin { None } else { cores.get(w % cores.len().max(1)).copied() };
+            let core = if args.no_pin {
+                None
+            } else {
+                cores.get(w % cores.len().max(1)).copied()
+            };
             let mode = args.mode;
             let flows = args.flows;
             let new_conns = args.new_conns;
@@ -130,16 +134,26 @@ fn main() {
     start.wait();
     std::thread::sleep(Duration::from_secs_f64(args.seconds));
     stop.store(true, Ordering::Relaxed);
-    let results: Vec<WorkerResult> = handles.into_iter().map(|h| h.join().expect("worker thread")).collect();
+    let results: Vec<WorkerResult> = handles
+        .into_iter()
+        .map(|h| h.join().expect("worker thread"))
+        .collect();
 
     let packets: u64 = results.iter().map(|r| r.packets).sum();
     let created: u64 = results.iter().map(|r| r.created).sum();
-    let secs = results.iter().map(|r| r.elapsed.as_secs_f64()).fold(0.0, f64::max);
+    let secs = results
+        .iter()
+        .map(|r| r.elapsed.as_secs_f64())
+        .fold(0.0, f64::max);
     let mpps = packets as f64 / secs / 1e6;
     let per_core = mpps / workers as f64;
     let table_bytes: usize = results.iter().map(|r| r.table_bytes).sum();
     let table_len: usize = results.iter().map(|r| r.table_len).sum();
-    let drops: u64 = shared.counters.iter().map(|c| c.drops.iter().map(|d| d.get()).sum::<u64>()).sum();
+    let drops: u64 = shared
+        .counters
+        .iter()
+        .map(|c| c.drops.iter().map(|d| d.get()).sum::<u64>())
+        .sum();
     let handovers: u64 = shared.counters.iter().map(|c| c.handover_out.get()).sum();
     let report = Report {
         mode: args.mode,
@@ -150,8 +164,16 @@ fn main() {
         mpps,
         mpps_per_core: per_core,
         ns_per_packet: if per_core > 0.0 { 1e3 / per_core } else { 0.0 },
-        new_conns_per_sec: if args.new_conns { created as f64 / secs } else { 0.0 },
-        bytes_per_conn: if table_len > 0 { table_bytes as f64 / table_len as f64 } else { 0.0 },
+        new_conns_per_sec: if args.new_conns {
+            created as f64 / secs
+        } else {
+            0.0
+        },
+        bytes_per_conn: if table_len > 0 {
+            table_bytes as f64 / table_len as f64
+        } else {
+            0.0
+        },
         drops,
         handovers,
     };
@@ -164,7 +186,10 @@ fn main() {
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string(&report).expect("serialisable report"));
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("serialisable report")
+        );
     } else {
         println!(
             "mode {:?} flows {} workers {}: {:.2} Mpps ({:.2} Mpps/core, {:.1} ns/packet), new conns {:.0}/s, {:.1} B/conn, drops {}, hand-overs {}",
@@ -193,7 +218,10 @@ fn run_worker(
 ) -> WorkerResult {
     let nworkers = shared.workers;
     let pool: Pool = Arc::new(Mutex::new((0..8192).map(|_| MemPacket::new()).collect()));
-    let ports = vec![GenPort::new(lab::DIR0_MAC, pool.clone()), GenPort::new(lab::DIR1_MAC, pool.clone())];
+    let ports = vec![
+        GenPort::new(lab::DIR0_MAC, pool.clone()),
+        GenPort::new(lab::DIR1_MAC, pool.clone()),
+    ];
     let snap = shared.snapshot.load_full();
     let my_flows: Vec<u64> = (0..flows)
         .filter(|&i| {
@@ -206,7 +234,11 @@ fn run_worker(
             }
         })
         .collect();
-    let capacity = if new_conns { 4 << 20 } else { (my_flows.len() * 9 / 8).max(1024) };
+    let capacity = if new_conns {
+        4 << 20
+    } else {
+        (my_flows.len() * 9 / 8).max(1024)
+    };
     let epoch = Instant::now();
     let now = |e: &Instant| e.elapsed().as_millis() as u64 + 1_000_000;
     let mut worker = Worker::new(w, shared.clone(), ports, capacity, now(&epoch));
@@ -239,7 +271,9 @@ fn run_worker(
                 inbound.push(0, |b| traffic::inbound(b, flow, TCP_ACK));
                 let rs = (f[5] - lab::RS_MAC[5]) as usize;
                 match mode {
-                    Mode::Nat => replies.push(1, |b| traffic::reply(b, rs, flow.caddr, flow.cport, TCP_ACK)),
+                    Mode::Nat => replies.push(1, |b| {
+                        traffic::reply(b, rs, flow.caddr, flow.cport, TCP_ACK)
+                    }),
                     Mode::Fullnat => {
                         let la: [u8; 4] = f[26..30].try_into().unwrap();
                         let lp = u16::from_be_bytes([f[34], f[35]]);
@@ -249,15 +283,30 @@ fn run_worker(
                 }
             }
         }
-        worker.ports_mut()[0].source =
-            if inbound.frames > 0 { Source::Trace { trace: Arc::new(inbound), next: 0 } } else { Source::Idle };
-        worker.ports_mut()[1].source =
-            if replies.frames > 0 { Source::Trace { trace: Arc::new(replies), next: 0 } } else { Source::Idle };
+        worker.ports_mut()[0].source = if inbound.frames > 0 {
+            Source::Trace {
+                trace: Arc::new(inbound),
+                next: 0,
+            }
+        } else {
+            Source::Idle
+        };
+        worker.ports_mut()[1].source = if replies.frames > 0 {
+            Source::Trace {
+                trace: Arc::new(replies),
+                next: 0,
+            }
+        } else {
+            Source::Idle
+        };
     } else {
         let mut t = vec![0u8; 64];
         traffic::inbound(&mut t, traffic::flow(w as u64 * (1 << 40)), TCP_SYN);
         t.truncate(FRAME_LEN);
-        worker.ports_mut()[0].source = Source::NewConns { template: t, n: (w as u64) << 40 };
+        worker.ports_mut()[0].source = Source::NewConns {
+            template: t,
+            n: (w as u64) << 40,
+        };
         worker.ports_mut()[1].source = Source::Idle;
     }
     let created_before = shared.counters.cell(w).conns_created.get();
@@ -272,7 +321,7 @@ fn run_worker(
             packets += worker.poll(ms) as u64;
         }
         i = i.wrapping_add(1);
-        if i % 16 == 0 {
+        if i.is_multiple_of(16) {
             ms = now(&epoch);
         }
     }

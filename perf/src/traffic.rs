@@ -20,17 +20,38 @@ pub fn flow(n: u64) -> Flow {
     let host = (n / 50_000) as u32;
     let cport = 10_000 + (n % 50_000) as u16;
     let a = (198u32 << 24 | 18 << 16 | 128 << 8) + host;
-    Flow { caddr: a.to_be_bytes(), cport }
+    Flow {
+        caddr: a.to_be_bytes(),
+        cport,
+    }
 }
 
 /// A minimal TCP segment (no options, no payload) with valid checksums.
 #[allow(clippy::too_many_arguments)]
-pub fn tcp_frame(out: &mut [u8], smac: [u8; 6], dmac: [u8; 6], src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8) {
+pub fn tcp_frame(
+    out: &mut [u8],
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    flags: u8,
+) {
     out[..FRAME_LEN].fill(0);
     out[0..6].copy_from_slice(&dmac);
     out[6..12].copy_from_slice(&smac);
     out[12..14].copy_from_slice(&[0x08, 0x00]);
-    ipv4::write_header(&mut out[14..], 40, 0, ipv4::FLAG_DF, 64, ipv4::PROTO_TCP, src, dst);
+    ipv4::write_header(
+        &mut out[14..],
+        40,
+        0,
+        ipv4::FLAG_DF,
+        64,
+        ipv4::PROTO_TCP,
+        src,
+        dst,
+    );
     let t = &mut out[34..54];
     t[0..2].copy_from_slice(&sport.to_be_bytes());
     t[2..4].copy_from_slice(&dport.to_be_bytes());
@@ -53,7 +74,11 @@ pub struct Trace {
 
 impl Trace {
     pub fn new() -> Trace {
-        Trace { bytes: vec![], frames: 0, ports: vec![] }
+        Trace {
+            bytes: vec![],
+            frames: 0,
+            ports: vec![],
+        }
     }
     pub fn push(&mut self, port: u8, f: impl FnOnce(&mut [u8])) {
         let start = self.bytes.len();
