@@ -103,7 +103,38 @@ pub fn convert(nodes: &[Node], d: &mut Diagnostics) -> (Config, Locations) {
             k => c.unknown(n, k),
         }
     }
+    group_zero_ports(&mut cfg, &locs, c.v.d);
     (cfg, locs)
+}
+
+/// keepalived: a virtual server on a group with a zero-port address entry
+/// must be persistent; persistence is switched on (with a warning).
+fn group_zero_ports(cfg: &mut Config, locs: &Locations, d: &mut Diagnostics) {
+    let groups = cfg.virtual_server_groups.clone();
+    for (i, vs) in cfg.virtual_servers.iter_mut().enumerate() {
+        let VsAddress::Group(name) = &vs.address else {
+            continue;
+        };
+        let Some(g) = groups.iter().find(|g| &g.name == name) else {
+            continue;
+        };
+        let zero = g
+            .entries
+            .iter()
+            .any(|e| matches!(e, VsgEntry::Range { port: 0, .. }));
+        if zero && vs.persistence.is_none() {
+            d.warn(
+                &locs.virtual_servers[i],
+                format!(
+                    "Virtual server group {name}: zero port only valid for persistent services - setting"
+                ),
+            );
+            vs.persistence = Some(Persistence {
+                timeout: 360,
+                granularity: Netmask::V4([255, 255, 255, 255].into()),
+            });
+        }
+    }
 }
 
 struct Conv<'d> {

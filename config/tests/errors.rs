@@ -332,3 +332,22 @@ fn strict_mode_and_v3_drop_authentication() {
         ["k.conf:4:1: warning: (A) Strict mode does not support authentication. Ignoring"]
     );
 }
+
+#[test]
+fn group_entry_without_port_makes_the_service_persistent() {
+    // Found by the fuzz target: a zero-port group entry used to yield a
+    // non-persistent port-0 service that ipvsadm -R would refuse.
+    let t = "virtual_server_group G {\n    198.18.0.1\n}\nvirtual_server group G {\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n    real_server 198.18.1.1 80\n}\n";
+    assert_eq!(
+        diags(t),
+        ["k.conf:4:1: warning: Virtual server group G: zero port only valid for persistent services - setting"]
+    );
+    let l = ferrovs_config::load_str("k.conf", t);
+    let table = ferrovs_config::ipvs::initial_table(&l.config);
+    let rules = ferrovs_config::ipvsadm::format_rules(&table, false);
+    assert_eq!(
+        rules,
+        "-A -t 198.18.0.1:0 -s rr -p 360\n-a -t 198.18.0.1:0 -r 198.18.1.1:0 -g -w 1\n"
+    );
+    assert!(ferrovs_config::ipvsadm::table_from_rules(&rules).is_ok());
+}

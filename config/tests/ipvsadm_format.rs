@@ -5,6 +5,7 @@ use ferrovs_config::ipvs::{Dest, Fwd, Service, ServiceKey, Table};
 use ferrovs_config::ipvsadm::list::largenum;
 use ferrovs_config::ipvsadm::*;
 use ferrovs_config::{Netmask, Persistence, Protocol, SchedFlags};
+use pretty_assertions::assert_eq;
 use std::net::IpAddr;
 
 fn ip(s: &str) -> IpAddr {

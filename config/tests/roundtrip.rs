@@ -6,6 +6,7 @@ use ferrovs_config::ipvs::{initial_table, Fwd, ServiceKey, Table};
 use ferrovs_config::ipvsadm::list::sort_table;
 use ferrovs_config::ipvsadm::*;
 use ferrovs_config::{load_file, Netmask, Protocol};
+use pretty_assertions::assert_eq;
 use std::path::Path;
 
 const RULES: &str = "\
