@@ -41,6 +41,31 @@ const UNSUPPORTED_ROOT: &[&str] = &[
     "bfd_instance",
     "SSL",
     "interface_up_down_delays",
+    "net_namespace",
+    "namespace_with_ipsets",
+    "instance",
+    "use_pid_dir",
+];
+
+/// vrrp_instance keywords keepalived knows that ferrovs does not implement.
+const UNSUPPORTED_INSTANCE: &[&str] = &[
+    "virtual_routes",
+    "virtual_rules",
+    "track_file",
+    "track_process",
+    "track_bfd",
+    "use_vmac_addr",
+    "use_ipvlan",
+    "vmac_garp_intvl",
+    "garp_extra_if",
+    "notify_deleted",
+    "notify_master_rx_lower_pri",
+    "mcast_dst_ip",
+    "track_src_ip",
+    "vrf",
+    "linkbeat_use_polling",
+    "unicast_fault_no_peer",
+    "old_unicast_checksum",
 ];
 
 /// Converts the statement tree into a [`Config`].
@@ -1055,6 +1080,10 @@ impl Conv<'_> {
                 | "down_timer_adverts"
                 | "vmac_xmit_base"
                 | "kernel_rx_buf_size" => self.no_effect(s),
+                k if UNSUPPORTED_INSTANCE.contains(&k) => self.d().warn(
+                    &s.loc,
+                    format!("'{k}' is not supported by ferrovs - ignoring"),
+                ),
                 _ => self.unknown(s, k),
             }
         }
