@@ -123,6 +123,26 @@ pub fn validate(cfg: &Config, locs: &Locations, d: &mut Diagnostics) {
         }
     }
 
+    // Bound what groups expand to before expanding them.
+    let mut total: u128 = 0;
+    for (i, vs) in cfg.virtual_servers.iter().enumerate() {
+        let n = match &vs.address {
+            VsAddress::Group(g) => cfg
+                .virtual_server_group(g)
+                .map(|g| g.entries.iter().map(entry_size).sum::<u128>())
+                .unwrap_or(0),
+            _ => 1,
+        };
+        total += n;
+        if total > MAX_SERVICES {
+            d.error(
+                &locs.virtual_servers[i],
+                format!("more than {MAX_SERVICES} virtual services"),
+            );
+            return;
+        }
+    }
+
     // Virtual servers: groups exist, FULLNAT has local addresses, no duplicates.
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, vs) in cfg.virtual_servers.iter().enumerate() {
@@ -164,6 +184,24 @@ pub fn validate(cfg: &Config, locs: &Locations, d: &mut Diagnostics) {
                 seen.insert(text, i);
             }
         }
+    }
+}
+
+/// Upper bound on the IPVS services a configuration may expand to.
+pub const MAX_SERVICES: u128 = 65536;
+
+fn entry_size(e: &VsgEntry) -> u128 {
+    match e {
+        VsgEntry::Fwmark(_) => 1,
+        VsgEntry::Range { first, last, .. } => match (first, last) {
+            (std::net::IpAddr::V4(a), std::net::IpAddr::V4(b)) => {
+                (u32::from(*b) as u128).saturating_sub(u32::from(*a) as u128) + 1
+            }
+            (std::net::IpAddr::V6(a), std::net::IpAddr::V6(b)) => {
+                u128::from(*b).saturating_sub(u128::from(*a)) + 1
+            }
+            _ => 0,
+        },
     }
 }
 

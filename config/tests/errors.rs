@@ -351,3 +351,9 @@ fn group_entry_without_port_makes_the_service_persistent() {
     );
     assert!(ferrovs_config::ipvsadm::table_from_rules(&rules).is_ok());
 }
+
+#[test]
+fn group_expansion_is_bounded() {
+    let t = "virtual_server_group G {\n    2001:db8::1-ffff 80\n    2001:db8:1::1-ffff 80\n}\nvirtual_server group G {\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n}\n";
+    assert_eq!(diags(t), ["k.conf:5:1: more than 65536 virtual services"]);
+}
