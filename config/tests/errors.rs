@@ -355,5 +355,11 @@ fn group_entry_without_port_makes_the_service_persistent() {
 #[test]
 fn group_expansion_is_bounded() {
     let t = "virtual_server_group G {\n    2001:db8::1-ffff 80\n    2001:db8:1::1-ffff 80\n}\nvirtual_server group G {\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n}\n";
-    assert_eq!(diags(t), ["k.conf:5:1: more than 65536 virtual services"]);
+    assert_eq!(
+        diags(t),
+        [
+            "k.conf:5:1: warning: quorum 1 for [G] exceeds total weight of real servers 0, reducing quorum to 0",
+            "k.conf:5:1: more than 65536 virtual services",
+        ]
+    );
 }
