@@ -1,2 +1,7 @@
 //! ferrovs control plane.
 pub mod check;
+pub mod ctl;
+pub mod daemon;
+pub mod ipvs_state;
+pub mod netinfo;
+pub mod rate;

@@ -47,6 +47,24 @@ pub struct NeighEvent {
     pub port: u16,
 }
 
+/// A connection as listed by `ipvsadm -Lnc`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnView {
+    pub proto: u8,
+    pub state: &'static str,
+    pub expires_s: u32,
+    pub client: (Ipv4Addr, u16),
+    pub virt: (Ipv4Addr, u16),
+    pub dest: (Ipv4Addr, u16),
+    pub fwd: FwdMethod,
+}
+
+/// Requests the control plane sends a worker; answered between bursts.
+pub enum Request {
+    /// Every connection of the worker's table.
+    ListConns(std::sync::mpsc::SyncSender<Vec<ConnView>>),
+}
+
 /// What all workers share: the published snapshot, counters and rings.
 pub struct Shared<T> {
     pub snapshot: ArcSwap<Snapshot>,
@@ -54,6 +72,8 @@ pub struct Shared<T> {
     /// Worker-to-worker packet rings, `[from * workers + to]`.
     handover: Vec<ArrayQueue<(u16, T)>>,
     neigh_events: Vec<ArrayQueue<NeighEvent>>,
+    /// Control-plane requests, one queue per worker.
+    requests: Vec<ArrayQueue<Request>>,
     pub workers: usize,
 }
 
@@ -65,8 +85,14 @@ impl<T> Shared<T> {
             counters: PerWorker::new(w),
             handover: (0..w * w).map(|_| ArrayQueue::new(RING_SIZE)).collect(),
             neigh_events: (0..w * w).map(|_| ArrayQueue::new(256)).collect(),
+            requests: (0..w).map(|_| ArrayQueue::new(16)).collect(),
             workers: w,
         })
+    }
+
+    /// Queues a request for worker `w`; false when its queue is full.
+    pub fn request(&self, w: usize, r: Request) -> bool {
+        self.requests.get(w).is_some_and(|q| q.push(r).is_ok())
     }
 
     /// Publishes a new snapshot; workers switch at their next burst.
@@ -396,16 +422,7 @@ impl<P: Port> Core<P> {
         now: u64,
         handed: bool,
     ) {
-        let Some(si) = snap.service(t.proto, t.daddr, t.dport) else {
-            return self.drop_pkt(DropReason::NoService, pkt);
-        };
-        let svc = &snap.services[si as usize];
-        if !handed && snap.workers > 1 && svc.dests.iter().any(|d| d.fwd == FwdMethod::Nat) {
-            let owner = snap.nat_owner(t.saddr, t.sport);
-            if owner != self.id {
-                return self.handover(pkt, in_port, owner);
-            }
-        }
+        // Known flows first: only a new one needs its service.
         let h = self.hash_of(&t);
         let ci = match self.conns.lookup_in(&t, h) {
             Some(ci) => {
@@ -419,6 +436,17 @@ impl<P: Port> Core<P> {
                 ci
             }
             None => {
+                let Some(si) = snap.service(t.proto, t.daddr, t.dport) else {
+                    return self.drop_pkt(DropReason::NoService, pkt);
+                };
+                let svc = &snap.services[si as usize];
+                if !handed && snap.workers > 1 && svc.dests.iter().any(|d| d.fwd == FwdMethod::Nat)
+                {
+                    let owner = snap.nat_owner(t.saddr, t.sport);
+                    if owner != self.id {
+                        return self.handover(pkt, in_port, owner);
+                    }
+                }
                 // IPVS schedules TCP only on a SYN without RST.
                 if t.proto == ipv4::PROTO_TCP
                     && (flags & l4::TCP_SYN == 0 || flags & l4::TCP_RST != 0)
@@ -1127,6 +1155,28 @@ impl<P: Port> Core<P> {
                 );
             }
         });
+
+        while let Some(r) = self.shared.requests[self.id].pop() {
+            match r {
+                Request::ListConns(reply) => {
+                    let list = self
+                        .conns
+                        .iter()
+                        .map(|(i, c)| ConnView {
+                            proto: c.proto,
+                            state: if c.proto == ipv4::PROTO_TCP { TcpState::from_u8(c.state).name() } else { "UDP" },
+                            expires_s: self.conns.remaining_ms(i, now).div_ceil(1000) as u32,
+                            client: (Ipv4Addr::from(c.caddr), c.cport),
+                            virt: (Ipv4Addr::from(c.vaddr), c.vport),
+                            dest: (Ipv4Addr::from(c.daddr), c.dport),
+                            fwd: c.fwd,
+                        })
+                        .collect();
+                    // The requester may have given up waiting.
+                    let _ = reply.try_send(list);
+                }
+            }
+        }
 
         let w = self.shared.workers;
         let mut ready = std::mem::take(&mut self.ready);

@@ -51,7 +51,7 @@ impl GenPort {
     fn buffer(&mut self) -> MemPacket {
         if self.local.is_empty() {
             let mut p = self.pool.lock().unwrap();
-            let n = p.len().min(2048);
+            let n = p.len().min(128);
             let at = p.len() - n;
             self.local.extend(p.drain(at..));
         }
@@ -110,9 +110,9 @@ impl Port for GenPort {
             self.captured.extend(pkts.iter().map(|p| p.data().to_vec()));
         }
         self.local.append(pkts);
-        if self.local.len() > 4096 {
+        if self.local.len() > 256 {
             let mut p = self.pool.lock().unwrap();
-            let at = self.local.len() - 2048;
+            let at = self.local.len() - 128;
             p.extend(self.local.drain(at..));
         }
     }

@@ -1,0 +1,375 @@
+//! The running IPVS state: the rule table that `ferrovsadm` lists and edits,
+//! and what ties it to the dataplane: stable ids for services and real
+//! servers, their shared counters, and servers that left the table but still
+//! carry connections (they drain, as IPVS keeps removed destinations in its
+//! trash until their connections are gone).
+
+use crate::rate::RateEstimator;
+use ferrovs_config::ipvs::{Fwd, Service as CfgService, ServiceKey, Table};
+use ferrovs_config::ipvsadm::list::{ListedDest, ListedService, Listing, Stats};
+use ferrovs_config::ipvsadm::rules::{apply, Command};
+use ferrovs_config::model::{Netmask, Protocol};
+use ferrovs_dataplane::conn::template::TemplateTable;
+use ferrovs_dataplane::conn::Timeouts;
+use ferrovs_dataplane::route::Route;
+use ferrovs_dataplane::sched::{SchedFlags, SchedKind, Scheduler};
+use ferrovs_dataplane::service::{
+    Dest, DestShared, FwdMethod, Persistence, Proto, Service, ServiceShared,
+};
+use ferrovs_dataplane::snapshot::{PortConf, Snapshot, SnapshotBuilder};
+use ferrovs_dataplane::stats::TrafficTotals;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+type DestKey = (ServiceKey, IpAddr, u16);
+
+/// A real server removed from the table whose connections still run.
+struct Draining {
+    key: DestKey,
+    dest: Dest,
+    svc: Arc<ServiceShared>,
+}
+
+/// The network the dataplane forwards on: its ports and routes.
+#[derive(Clone, Debug, Default)]
+pub struct Net {
+    pub ports: Vec<PortConf>,
+    pub routes: Vec<Route>,
+}
+
+pub struct IpvsState {
+    pub table: Table,
+    pub timeouts: Timeouts,
+    /// FULLNAT local addresses per service (from `laddr_group_name`).
+    pub laddrs: HashMap<ServiceKey, Vec<Ipv4Addr>>,
+    svc_shared: HashMap<ServiceKey, Arc<ServiceShared>>,
+    dest_shared: HashMap<DestKey, Arc<DestShared>>,
+    draining: Vec<Draining>,
+    next_id: u32,
+    workers: usize,
+    pub templates: Arc<TemplateTable>,
+    pub rates: RateEstimator,
+    /// The `size=` of the listing header.
+    pub table_size: u32,
+}
+
+/// Converts ipvsadm's forwarding method; `Local` (the director itself as a
+/// real server) has no meaning for a userspace director.
+fn fwd_method(f: Fwd) -> Result<FwdMethod, String> {
+    match f {
+        Fwd::Route => Ok(FwdMethod::Dr),
+        Fwd::Masq => Ok(FwdMethod::Nat),
+        Fwd::Tunnel => Ok(FwdMethod::Tun),
+        Fwd::FullNat => Ok(FwdMethod::FullNat),
+        Fwd::Local => Err("local forwarding is not supported".into()),
+    }
+}
+
+fn totals_to_stats(t: TrafficTotals) -> Stats {
+    Stats {
+        conns: t.conns,
+        inpkts: t.inpkts,
+        outpkts: t.outpkts,
+        inbytes: t.inbytes,
+        outbytes: t.outbytes,
+        ..Stats::default()
+    }
+}
+
+/// The parts of a service key the IPv4 dataplane handles.
+pub fn v4_key(k: &ServiceKey) -> Option<(Proto, Ipv4Addr, u16)> {
+    match k {
+        ServiceKey::Addr { proto, addr: IpAddr::V4(a), port } => {
+            let p = match proto {
+                Protocol::Tcp => Proto::Tcp,
+                Protocol::Udp => Proto::Udp,
+                Protocol::Sctp => return None,
+            };
+            Some((p, *a, *port))
+        }
+        _ => None,
+    }
+}
+
+impl IpvsState {
+    pub fn new(workers: usize, templates: Arc<TemplateTable>, table_size: u32) -> IpvsState {
+        IpvsState {
+            table: Table::default(),
+            timeouts: Timeouts::default(),
+            laddrs: HashMap::new(),
+            svc_shared: HashMap::new(),
+            dest_shared: HashMap::new(),
+            draining: Vec::new(),
+            next_id: 1,
+            workers: workers.max(1),
+            templates,
+            rates: RateEstimator::default(),
+            table_size,
+        }
+    }
+
+    /// Applies a rule change with libipvs's error messages, then checks the
+    /// result is something the dataplane can forward by; a rejected change
+    /// leaves the table as it was.
+    pub fn execute(&mut self, cmd: &Command, net: &Net) -> Result<(), String> {
+        let mut t = self.table.clone();
+        apply(&mut t, cmd)?;
+        for s in &t.services {
+            check_service(s, self.laddrs.get(&s.key))?;
+        }
+        let before = std::mem::replace(&mut self.table, t);
+        self.sync();
+        if let Err(e) = self.build(0, net, &[]) {
+            self.table = before;
+            self.sync();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Replaces the whole table (configuration load) and syncs identities:
+    /// servers present before and after keep their counters and connections.
+    pub fn replace_table(&mut self, t: Table) {
+        self.table = t;
+        self.sync();
+    }
+
+    /// Gives every service and server of the table its shared state, and
+    /// moves servers that left it to the draining list.
+    fn sync(&mut self) {
+        let mut svc_keep = HashMap::new();
+        let mut dest_keep = HashMap::new();
+        for s in &self.table.services {
+            let svc = match self.svc_shared.remove(&s.key) {
+                Some(x) => x,
+                None => {
+                    self.next_id += 1;
+                    ServiceShared::new(self.next_id, self.workers)
+                }
+            };
+            for d in &s.dests {
+                let k = (s.key.clone(), d.addr, d.port);
+                let ds = match self.dest_shared.remove(&k) {
+                    Some(x) => x,
+                    // A server that comes back while draining picks up its
+                    // counters and connections (IPVS takes it out of its trash).
+                    None => match self.draining.iter().position(|x| x.key == k) {
+                        Some(i) => self.draining.swap_remove(i).dest.shared,
+                        None => {
+                            self.next_id += 1;
+                            DestShared::new(self.next_id, self.workers)
+                        }
+                    },
+                };
+                dest_keep.insert(k, ds);
+            }
+            svc_keep.insert(s.key.clone(), svc);
+        }
+        // What is left was removed: drain servers that still hold connections.
+        for ((key, addr, port), ds) in std::mem::take(&mut self.dest_shared) {
+            if ds.refs() == 0 {
+                continue;
+            }
+            let svc = svc_keep
+                .get(&key)
+                .or_else(|| self.svc_shared.get(&key))
+                .cloned()
+                .unwrap_or_else(|| ServiceShared::new(0, self.workers));
+            if let IpAddr::V4(a) = addr {
+                self.draining.push(Draining {
+                    key: (key.clone(), addr, port),
+                    dest: Dest {
+                        addr: a,
+                        port,
+                        weight: 0,
+                        fwd: FwdMethod::Dr,
+                        u_threshold: 0,
+                        l_threshold: 0,
+                        shared: ds,
+                    },
+                    svc,
+                });
+            }
+        }
+        self.svc_shared = svc_keep;
+        self.dest_shared = dest_keep;
+    }
+
+    /// Forgets drained servers whose last connection is gone. Returns how
+    /// many went.
+    pub fn reap_draining(&mut self) -> usize {
+        let before = self.draining.len();
+        self.draining.retain(|d| d.dest.shared.refs() > 0);
+        before - self.draining.len()
+    }
+
+    pub fn draining_count(&self) -> usize {
+        self.draining.len()
+    }
+
+    /// `-Z`: zero the counters of one service (and its servers) or all.
+    pub fn zero(&mut self, key: Option<&ServiceKey>) -> Result<(), String> {
+        if let Some(k) = key {
+            if self.table.find(k).is_none() {
+                return Err("No such service".into());
+            }
+        }
+        for (k, s) in &self.svc_shared {
+            if key.is_none_or(|x| x == k) {
+                s.stats.reset();
+            }
+        }
+        for ((k, _, _), d) in &self.dest_shared {
+            if key.is_none_or(|x| x == k) {
+                d.stats.reset();
+            }
+        }
+        self.rates.reset();
+        Ok(())
+    }
+
+    /// Builds the dataplane snapshot: the table's IPv4 TCP/UDP services,
+    /// draining servers, the network and the VIPs that are inactive.
+    pub fn build(&self, generation: u64, net: &Net, inactive: &[Ipv4Addr]) -> Result<Snapshot, String> {
+        let mut b = SnapshotBuilder::new(generation, self.workers, self.templates.clone());
+        b.timeouts(self.timeouts);
+        for p in &net.ports {
+            b.port(p.clone());
+        }
+        for r in &net.routes {
+            b.route(*r);
+        }
+        for a in inactive {
+            b.inactive_vip(*a);
+        }
+        for s in &self.table.services {
+            let Some((proto, vaddr, vport)) = v4_key(&s.key) else { continue };
+            let svc_shared = self.svc_shared.get(&s.key).cloned().ok_or("internal: service without id")?;
+            let mut dests = Vec::with_capacity(s.dests.len());
+            for d in &s.dests {
+                let IpAddr::V4(addr) = d.addr else { continue };
+                let shared = self
+                    .dest_shared
+                    .get(&(s.key.clone(), d.addr, d.port))
+                    .cloned()
+                    .ok_or("internal: server without id")?;
+                dests.push(Dest {
+                    addr,
+                    port: d.port,
+                    weight: d.weight.max(0) as u32,
+                    fwd: fwd_method(d.fwd)?,
+                    u_threshold: d.u_threshold,
+                    l_threshold: d.l_threshold,
+                    shared,
+                });
+            }
+            let kind = SchedKind::from_name(&s.scheduler).ok_or_else(|| format!("unknown scheduler {}", s.scheduler))?;
+            let f = s.sched_flags;
+            let flags = SchedFlags {
+                flag1: f.flag1 || f.sh_fallback || f.mh_fallback,
+                flag2: f.flag2 || f.sh_port || f.mh_port,
+                flag3: f.flag3,
+            };
+            let persistence = s.persistence.map(|p| Persistence {
+                timeout_s: p.timeout,
+                netmask: match p.granularity {
+                    Netmask::V4(m) => m,
+                    Netmask::V6(_) => Ipv4Addr::BROADCAST,
+                },
+            });
+            b.service(Service {
+                proto,
+                vaddr,
+                vport,
+                sched: Scheduler::new(kind, flags, &dests),
+                persistence,
+                dests,
+                laddrs: self.laddrs.get(&s.key).cloned().unwrap_or_default(),
+                shared: svc_shared,
+            });
+        }
+        for d in &self.draining {
+            b.draining(d.dest.clone(), d.svc.clone());
+        }
+        b.build().map_err(|e| e.to_string())
+    }
+
+    /// Feeds the rate estimator from the counters (every 2 s, as IPVS).
+    pub fn estimate(&mut self) {
+        let mut samples = Vec::new();
+        for (k, s) in &self.svc_shared {
+            samples.push((format!("s {k}"), s.stats.totals()));
+        }
+        for ((k, a, p), d) in &self.dest_shared {
+            samples.push((format!("d {k} {a} {p}"), d.stats.totals()));
+        }
+        for (k, t) in samples {
+            self.rates.sample(&k, t);
+        }
+    }
+
+    /// What `ipvsadm -L` shows, with live numbers.
+    pub fn listing(&self, service: Option<&ServiceKey>) -> Result<Listing, String> {
+        if let Some(k) = service {
+            if self.table.find(k).is_none() {
+                return Err("No such service".into());
+            }
+        }
+        let mut services = Vec::new();
+        for s in &self.table.services {
+            if service.is_some_and(|k| k != &s.key) {
+                continue;
+            }
+            let mut stats = self.svc_shared.get(&s.key).map(|x| totals_to_stats(x.stats.totals())).unwrap_or_default();
+            self.rates.fill(&format!("s {}", s.key), &mut stats);
+            let dests = s
+                .dests
+                .iter()
+                .map(|d| {
+                    let sh = self.dest_shared.get(&(s.key.clone(), d.addr, d.port));
+                    let mut st = sh.map(|x| totals_to_stats(x.stats.totals())).unwrap_or_default();
+                    self.rates.fill(&format!("d {} {} {}", s.key, d.addr, d.port), &mut st);
+                    ListedDest {
+                        dest: d.clone(),
+                        active_conns: sh.map_or(0, |x| x.active()),
+                        inact_conns: sh.map_or(0, |x| x.inactive()),
+                        persist_conns: sh.map_or(0, |x| x.persistconns.load(std::sync::atomic::Ordering::Relaxed)),
+                        stats: st,
+                    }
+                })
+                .collect();
+            services.push(ListedService { service: CfgService { dests: Vec::new(), ..s.clone() }, stats, dests });
+        }
+        Ok(Listing { version: (1, 2, 1), table_size: self.table_size, services })
+    }
+
+    /// Every server by its key with its shared state, draining ones too.
+    pub fn dests(&self) -> impl Iterator<Item = (&DestKey, &Arc<DestShared>)> {
+        self.dest_shared.iter().chain(self.draining.iter().map(|d| (&d.key, &d.dest.shared)))
+    }
+}
+
+/// What the IPv4 dataplane cannot forward by is refused up front, with a
+/// message in ipvsadm's style.
+fn check_service(s: &CfgService, laddrs: Option<&Vec<Ipv4Addr>>) -> Result<(), String> {
+    let Some((_, _, port)) = v4_key(&s.key) else {
+        return Err("Protocol or address family not supported".into());
+    };
+    if SchedKind::from_name(&s.scheduler).is_none() {
+        return Err("Scheduler not found".into());
+    }
+    if port == 0 && s.persistence.is_none() {
+        return Err("Invalid argument: a port-0 service needs persistence".into());
+    }
+    for d in &s.dests {
+        if !d.addr.is_ipv4() {
+            return Err("Protocol or address family not supported".into());
+        }
+        let f = fwd_method(d.fwd)?;
+        if f == FwdMethod::FullNat && laddrs.is_none_or(|l| l.is_empty()) {
+            return Err("FULLNAT needs local addresses (local_address_group)".into());
+        }
+    }
+    Ok(())
+}
