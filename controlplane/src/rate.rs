@@ -75,7 +75,13 @@ mod tests {
         let mut r = RateEstimator::default();
         let t0 = Instant::now();
         for i in 0..100u64 {
-            let t = TrafficTotals { conns: i * 200, inpkts: i * 2000, outpkts: i * 1000, inbytes: i * 200_000, outbytes: 0 };
+            let t = TrafficTotals {
+                conns: i * 200,
+                inpkts: i * 2000,
+                outpkts: i * 1000,
+                inbytes: i * 200_000,
+                outbytes: 0,
+            };
             r.sample_at("x", t, t0 + Duration::from_secs(2 * i));
         }
         let mut s = Stats::default();
