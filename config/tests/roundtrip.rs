@@ -294,3 +294,11 @@ fn list_and_other_commands_parse() {
         "options conflicts in the list command"
     );
 }
+
+#[test]
+fn flag3_on_sh_still_round_trips() {
+    let t = table_from_rules("-A -t 198.18.0.1:80 -s sh -b flag-3,sh-port").unwrap();
+    let saved = format_rules(&t, false);
+    assert_eq!(saved, "-A -t 198.18.0.1:80 -s sh -b sh-port,flag-3\n");
+    assert_eq!(table_from_rules(&saved).unwrap(), t);
+}

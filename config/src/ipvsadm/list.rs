@@ -286,6 +286,16 @@ pub fn sched_flags_text(sched: &str, f: &SchedFlags) -> String {
                 names.push("mh-port");
             }
         }
+        _ => {}
+    }
+    match sched {
+        // ipvsadm prints nothing for flag-3 on sh/mh ("sh ()", "-b "),
+        // which its own -R then rejects; name it so -S output restores.
+        "sh" | "mh" => {
+            if b & 4 != 0 {
+                names.push("flag-3");
+            }
+        }
         _ => {
             if b & 1 != 0 {
                 names.push("flag-1");
