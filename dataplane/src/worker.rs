@@ -101,6 +101,20 @@ impl<T> Shared<T> {
     }
 }
 
+/// Slots of the next-hop cache.
+const NH_CACHE: usize = 64;
+
+/// A resolved next hop, valid for a second while the neighbour table's
+/// generation is unchanged (so stale entries still get their refresh probes).
+#[derive(Clone, Copy, Default)]
+struct NhCached {
+    ip: u32,
+    port: u16,
+    mac: Mac,
+    generation: u64,
+    until_ms: u64,
+}
+
 /// Everything a worker mutates, apart from the snapshot it reads.
 struct Core<P: Port> {
     id: usize,
@@ -116,6 +130,7 @@ struct Core<P: Port> {
     /// The tuple and hash the prefetch pass computed for the packet being
     /// handled.
     hash_hint: Option<(Tuple, u64)>,
+    nh_cache: [NhCached; NH_CACHE],
     /// When neighbour retries last ran (they need no finer pace).
     neigh_tick_ms: u64,
 }
@@ -160,6 +175,7 @@ impl<P: Port> Worker<P> {
                 ip_id: (id as u16).wrapping_mul(0x1000),
                 neigh_tick_ms: 0,
                 hash_hint: None,
+                nh_cache: [NhCached::default(); NH_CACHE],
             },
             rx: Vec::with_capacity(BURST),
         };
@@ -855,11 +871,37 @@ impl<P: Port> Core<P> {
         if port >= self.ports.len() {
             return self.drop_pkt(DropReason::NoRoute, pkt);
         }
+        // Most packets go to a handful of next hops: a small direct-mapped
+        // cache, checked against the neighbour table's generation, saves
+        // the table lookup.
+        let key = u32::from(nh.ip);
+        let c = &self.nh_cache[key as usize % NH_CACHE];
+        if c.ip == key
+            && c.port == nh.port
+            && c.generation == self.neigh.generation
+            && now < c.until_ms
+        {
+            let mac = c.mac;
+            return self.queue_tx(port, pkt, &mac);
+        }
         let mut slot = Some(pkt);
         match self.neigh.resolve(nh.ip, nh.port, now, &mut slot) {
-            Resolve::Mac(mac) => self.queue_tx(port, slot.take().unwrap(), &mac),
+            Resolve::Mac(mac) => {
+                self.nh_cache[key as usize % NH_CACHE] = NhCached {
+                    ip: key,
+                    port: nh.port,
+                    mac,
+                    generation: self.neigh.generation,
+                    until_ms: now + 1000,
+                };
+                if let Some(p) = slot.take() {
+                    self.queue_tx(port, p, &mac)
+                }
+            }
             Resolve::MacAndProbe(mac) => {
-                self.queue_tx(port, slot.take().unwrap(), &mac);
+                if let Some(p) = slot.take() {
+                    self.queue_tx(port, p, &mac);
+                }
                 self.arp_probe(snap, nh.ip, nh.port);
             }
             Resolve::QueuedProbe => self.arp_probe(snap, nh.ip, nh.port),
@@ -1164,7 +1206,11 @@ impl<P: Port> Core<P> {
                         .iter()
                         .map(|(i, c)| ConnView {
                             proto: c.proto,
-                            state: if c.proto == ipv4::PROTO_TCP { TcpState::from_u8(c.state).name() } else { "UDP" },
+                            state: if c.proto == ipv4::PROTO_TCP {
+                                TcpState::from_u8(c.state).name()
+                            } else {
+                                "UDP"
+                            },
                             expires_s: self.conns.remaining_ms(i, now).div_ceil(1000) as u32,
                             client: (Ipv4Addr::from(c.caddr), c.cport),
                             virt: (Ipv4Addr::from(c.vaddr), c.vport),

@@ -236,7 +236,7 @@ fn run_worker(
         })
         .collect();
     let capacity = if new_conns {
-        4 << 20
+        8 << 20
     } else {
         (my_flows.len() * 9 / 8).max(1024)
     };

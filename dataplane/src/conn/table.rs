@@ -177,6 +177,14 @@ impl ConnTable {
                 dead[n] = i;
                 n += 1;
             });
+            // Fetch every dead entry's index buckets before touching any.
+            for &i in &dead[..n] {
+                let c = &self.slab[i as usize];
+                self.in_idx.prefetch(self.hash(&c.in_tuple()));
+                if c.flags & F_OUT_INDEXED != 0 {
+                    self.out_idx.prefetch(self.hash(&c.out_tuple()));
+                }
+            }
             for &i in &dead[..n] {
                 on_expire(&self.slab[i as usize]);
                 self.remove_unlinked(i);

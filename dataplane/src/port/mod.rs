@@ -1,6 +1,7 @@
 //! Port backends: where packets come from and go to. A worker owns one RX
 //! and one TX queue on every port and moves packets in bursts.
 
+pub mod afpacket;
 pub mod memory;
 
 use crate::wire::Mac;
