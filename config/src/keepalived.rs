@@ -1474,7 +1474,17 @@ impl Conv<'_> {
                 }
                 "persistence_engine" => {
                     if let Some(a) = self.v.one(s, "engine") {
-                        vs.persistence_engine = Some(a.text.clone());
+                        if a.text == "sip" {
+                            vs.persistence_engine = Some(a.text.clone());
+                        } else {
+                            self.d().error(
+                                &a.loc,
+                                format!(
+                                    "persistence_engine: unknown engine '{}' (IPVS has sip)",
+                                    a.text
+                                ),
+                            );
+                        }
                     }
                 }
                 "protocol" => {

@@ -302,3 +302,16 @@ fn flag3_on_sh_still_round_trips() {
     assert_eq!(saved, "-A -t 198.18.0.1:80 -s sh -b sh-port,flag-3\n");
     assert_eq!(table_from_rules(&saved).unwrap(), t);
 }
+
+#[test]
+fn only_the_sip_persistence_engine_exists() {
+    assert_eq!(
+        err("-A -u 198.18.0.1:5060 -p 60 --pe nope"),
+        "line 1: Scheduler or persistence engine not found"
+    );
+    let t = table_from_rules("-A -u 198.18.0.1:5060 -s rr -p 60 --pe sip").unwrap();
+    assert_eq!(
+        format_rules(&t, false),
+        "-A -u 198.18.0.1:5060 -s rr -p 60 --pe sip\n"
+    );
+}

@@ -638,7 +638,9 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
                 return Err("One-Packet Scheduling is only for UDP virtual services".into());
             }
             let scheduler = sched.unwrap_or_else(|| "wlc".into());
-            if !SCHEDULERS.contains(&scheduler.as_str()) {
+            if !SCHEDULERS.contains(&scheduler.as_str())
+                || pe.as_deref().is_some_and(|p| p != "sip")
+            {
                 return Err("Scheduler or persistence engine not found".into());
             }
             let sched_flags = match &sched_flags_arg {
