@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 /// Where the control socket lives: `FERROVS_CTL`, else the given default.
 pub fn socket_path(default: &std::path::Path) -> PathBuf {
-    std::env::var_os("FERROVS_CTL").map(PathBuf::from).unwrap_or_else(|| default.to_path_buf())
+    std::env::var_os("FERROVS_CTL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| default.to_path_buf())
 }
 
 pub const DEFAULT_SOCKET: &str = "/run/ferrovs/ctl.sock";
@@ -28,13 +30,21 @@ pub struct CtlResponse {
 
 impl CtlResponse {
     pub fn ok(stdout: String) -> CtlResponse {
-        CtlResponse { code: 0, stdout, stderr: String::new() }
+        CtlResponse {
+            code: 0,
+            stdout,
+            stderr: String::new(),
+        }
     }
     pub fn err(code: i32, msg: impl Into<String>) -> CtlResponse {
         let mut m = msg.into();
         if !m.ends_with('\n') {
             m.push('\n');
         }
-        CtlResponse { code, stdout: String::new(), stderr: m }
+        CtlResponse {
+            code,
+            stdout: String::new(),
+            stderr: m,
+        }
     }
 }

@@ -6,7 +6,9 @@ use crate::ctl::{self, CtlRequest, CtlResponse};
 use crate::ipvs_state::{v4_key, IpvsState, Net};
 use crate::netinfo;
 use ferrovs_config::ipvs::{initial_table, ServiceKey, Table};
-use ferrovs_config::ipvsadm::list::{format_conns, format_list, format_timeout, ConnEntry, ConnProto};
+use ferrovs_config::ipvsadm::list::{
+    format_conns, format_list, format_timeout, ConnEntry, ConnProto,
+};
 use ferrovs_config::ipvsadm::rules::{format_rules, parse_command, parse_rules, Command};
 use ferrovs_config::{Config, Loaded};
 use ferrovs_dataplane::conn::template::TemplateTable;
@@ -63,7 +65,13 @@ pub struct Daemon {
 pub fn laddrs_from_config(cfg: &Config) -> std::collections::HashMap<ServiceKey, Vec<Ipv4Addr>> {
     let mut out = std::collections::HashMap::new();
     for vs in &cfg.virtual_servers {
-        let Some(g) = vs.laddr_group_name.as_ref().and_then(|n| cfg.local_address_group(n)) else { continue };
+        let Some(g) = vs
+            .laddr_group_name
+            .as_ref()
+            .and_then(|n| cfg.local_address_group(n))
+        else {
+            continue;
+        };
         let addrs: Vec<Ipv4Addr> = g
             .addresses()
             .into_iter()
@@ -91,8 +99,22 @@ fn report(loaded: &Loaded) -> bool {
 }
 
 impl Daemon {
-    pub fn new(state: IpvsState, net: Net, dataplane: Arc<dyn Dataplane>, path: PathBuf, config: Config) -> Daemon {
-        Daemon { state, net, dataplane, config_path: path, config, generation: 1, epoch: Instant::now() }
+    pub fn new(
+        state: IpvsState,
+        net: Net,
+        dataplane: Arc<dyn Dataplane>,
+        path: PathBuf,
+        config: Config,
+    ) -> Daemon {
+        Daemon {
+            state,
+            net,
+            dataplane,
+            config_path: path,
+            config,
+            generation: 1,
+            epoch: Instant::now(),
+        }
     }
 
     /// Builds and publishes a snapshot of the current state.
@@ -106,7 +128,10 @@ impl Daemon {
     /// SIGHUP: re-read the file; apply only what changed, as keepalived's
     /// reload does; a bad file leaves the running configuration in force.
     pub fn reload(&mut self) -> Result<(), String> {
-        info!("Reloading configuration file {}", self.config_path.display());
+        info!(
+            "Reloading configuration file {}",
+            self.config_path.display()
+        );
         let loaded = ferrovs_config::load_file(&self.config_path);
         if !report(&loaded) {
             return Err(format!(
@@ -156,7 +181,13 @@ impl Daemon {
 
     fn run_command(&mut self, cmd: &Command, stdin: Option<&str>) -> Result<String, String> {
         match cmd {
-            Command::List { service, options, connections, timeout, daemon } => {
+            Command::List {
+                service,
+                options,
+                connections,
+                timeout,
+                daemon,
+            } => {
                 if *timeout {
                     let (a, b, c) = self.state.timeouts.get();
                     return Ok(format_timeout(a, b, c));
@@ -165,7 +196,10 @@ impl Daemon {
                     return Ok(String::new());
                 }
                 if *connections {
-                    return Ok(format_conns(&self.connections(service.as_ref()), options.persistent_conn));
+                    return Ok(format_conns(
+                        &self.connections(service.as_ref()),
+                        options.persistent_conn,
+                    ));
                 }
                 let l = self.state.listing(service.as_ref())?;
                 Ok(format_list(&l, options))
@@ -178,7 +212,8 @@ impl Daemon {
             }
             Command::Restore => {
                 let text = stdin.unwrap_or("");
-                let cmds = parse_rules(text).map_err(|e| format!("line {}: {}", e.line, e.message))?;
+                let cmds =
+                    parse_rules(text).map_err(|e| format!("line {}: {}", e.line, e.message))?;
                 for c in &cmds {
                     self.run_command(c, None)?;
                 }
@@ -212,9 +247,17 @@ impl Daemon {
         let filter = service.and_then(v4_key);
         let mut out: Vec<ConnEntry> = views
             .iter()
-            .filter(|c| filter.is_none_or(|(p, a, port)| p as u8 == c.proto && a == c.virt.0 && port == c.virt.1))
+            .filter(|c| {
+                filter.is_none_or(|(p, a, port)| {
+                    p as u8 == c.proto && a == c.virt.0 && port == c.virt.1
+                })
+            })
             .map(|c| ConnEntry {
-                proto: if c.proto == 6 { ConnProto::Tcp } else { ConnProto::Udp },
+                proto: if c.proto == 6 {
+                    ConnProto::Tcp
+                } else {
+                    ConnProto::Udp
+                },
                 expires: c.expires_s,
                 state: c.state.to_string(),
                 client: (IpAddr::V4(c.client.0), c.client.1),
@@ -225,16 +268,27 @@ impl Daemon {
             .collect();
         // Persistence templates: state NONE, client port 0 (IPVS shows them so).
         let now_s = self.now_s();
-        let ids: std::collections::HashMap<u32, (IpAddr, u16, ServiceKey)> =
-            self.state.dests().map(|((k, a, p), d)| (d.id, (*a, *p, k.clone()))).collect();
+        let ids: std::collections::HashMap<u32, (IpAddr, u16, ServiceKey)> = self
+            .state
+            .dests()
+            .map(|((k, a, p), d)| (d.id, (*a, *p, k.clone())))
+            .collect();
         for t in self.state.templates.iter(now_s) {
-            let Some((addr, port, key)) = ids.get(&t.dest) else { continue };
-            let Some((proto, vaddr, vport)) = v4_key(key) else { continue };
+            let Some((addr, port, key)) = ids.get(&t.dest) else {
+                continue;
+            };
+            let Some((proto, vaddr, vport)) = v4_key(key) else {
+                continue;
+            };
             if filter.is_some_and(|f| f != (proto, vaddr, vport)) {
                 continue;
             }
             out.push(ConnEntry {
-                proto: if proto as u8 == 6 { ConnProto::Tcp } else { ConnProto::Udp },
+                proto: if proto as u8 == 6 {
+                    ConnProto::Tcp
+                } else {
+                    ConnProto::Udp
+                },
                 expires: t.expires_s.saturating_sub(now_s),
                 state: "NONE".into(),
                 client: (IpAddr::V4(Ipv4Addr::from(t.caddr)), 0),
@@ -286,8 +340,9 @@ pub fn worker_loop<P: Port>(mut w: Worker<P>, epoch: Instant, stop: Arc<AtomicBo
     }
 }
 
-/// Opens a port; the backend decides what a port is.
-pub type PortOpener<P> = dyn Fn(&str, usize, usize) -> std::io::Result<P>;
+/// Opens the ports: for each worker, one port per interface, in the order
+/// of the interfaces. The backend decides what a port is.
+pub type PortOpener<P> = dyn Fn(&[String], usize) -> std::io::Result<Vec<Vec<P>>>;
 
 /// Runs the appliance until SIGTERM/SIGINT.
 pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), String> {
@@ -299,18 +354,28 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     let settings = cfg.ferrovs.clone();
     let ifaces = settings.effective_interfaces(&cfg);
     if ifaces.is_empty() {
-        return Err("no interface to serve: name one in ferrovs { interface ... } or in a vrrp_instance".into());
+        return Err(
+            "no interface to serve: name one in ferrovs { interface ... } or in a vrrp_instance"
+                .into(),
+        );
     }
     let workers = settings
         .workers
         .map(|w| w.max(1) as usize)
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get().saturating_sub(1).max(1)).unwrap_or(1));
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get().saturating_sub(1).max(1))
+                .unwrap_or(1)
+        });
     let mut ports_conf = Vec::new();
     for i in &ifaces {
         ports_conf.push(netinfo::port(i)?);
     }
     let routes = netinfo::routes(&ports_conf)?;
-    let net = Net { ports: ports_conf, routes };
+    let net = Net {
+        ports: ports_conf,
+        routes,
+    };
     let table_size = settings.conn_table_size.max(1024);
     let templates = Arc::new(TemplateTable::new((table_size as usize).min(1 << 22)));
     let mut state = IpvsState::new(workers, templates, table_size);
@@ -323,15 +388,22 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     let stop = Arc::new(AtomicBool::new(false));
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut threads = Vec::new();
-    for w in 0..workers {
-        let mut ports = Vec::new();
-        for (pi, name) in ifaces.iter().enumerate() {
-            ports.push(open(name, pi, w).map_err(|e| format!("opening {name} for worker {w}: {e}"))?);
-        }
-        let worker = Worker::new(w, shared.clone(), ports, table_size as usize, worker_clock_ms(epoch));
+    let all_ports = open(&ifaces, workers).map_err(|e| format!("opening ports: {e}"))?;
+    for (w, ports) in all_ports.into_iter().enumerate() {
+        let worker = Worker::new(
+            w,
+            shared.clone(),
+            ports,
+            table_size as usize,
+            worker_clock_ms(epoch),
+        );
         let stop = stop.clone();
         // Pin only when a core is left for the control plane.
-        let core = if cores.len() > workers { cores.get(w + 1).copied() } else { None };
+        let core = if cores.len() > workers {
+            cores.get(w + 1).copied()
+        } else {
+            None
+        };
         let h = std::thread::Builder::new()
             .name(format!("ferrovs-w{w}"))
             .spawn(move || {
@@ -343,7 +415,11 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
             .map_err(|e| format!("starting worker {w}: {e}"))?;
         threads.push(h);
     }
-    info!("ferrovs running: {} worker(s) on {}", workers, ifaces.join(", "));
+    info!(
+        "ferrovs running: {} worker(s) on {}",
+        workers,
+        ifaces.join(", ")
+    );
 
     let ctl_path = ctl::socket_path(&settings.control_socket);
     let mut daemon = Daemon::new(state, net, shared.clone(), path.to_path_buf(), cfg);
@@ -369,8 +445,8 @@ async fn serve(daemon: Arc<Mutex<Daemon>>, ctl_path: PathBuf) -> Result<(), Stri
         let _ = std::fs::create_dir_all(dir);
     }
     let _ = std::fs::remove_file(&ctl_path);
-    let listener =
-        tokio::net::UnixListener::bind(&ctl_path).map_err(|e| format!("control socket {}: {e}", ctl_path.display()))?;
+    let listener = tokio::net::UnixListener::bind(&ctl_path)
+        .map_err(|e| format!("control socket {}: {e}", ctl_path.display()))?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
@@ -407,7 +483,10 @@ async fn serve(daemon: Arc<Mutex<Daemon>>, ctl_path: PathBuf) -> Result<(), Stri
     }
 }
 
-async fn handle_client(daemon: Arc<Mutex<Daemon>>, stream: tokio::net::UnixStream) -> std::io::Result<()> {
+async fn handle_client(
+    daemon: Arc<Mutex<Daemon>>,
+    stream: tokio::net::UnixStream,
+) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
     let mut lines = BufReader::new(r).lines();
     while let Some(line) = lines.next_line().await? {

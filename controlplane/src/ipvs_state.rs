@@ -80,7 +80,11 @@ fn totals_to_stats(t: TrafficTotals) -> Stats {
 /// The parts of a service key the IPv4 dataplane handles.
 pub fn v4_key(k: &ServiceKey) -> Option<(Proto, Ipv4Addr, u16)> {
     match k {
-        ServiceKey::Addr { proto, addr: IpAddr::V4(a), port } => {
+        ServiceKey::Addr {
+            proto,
+            addr: IpAddr::V4(a),
+            port,
+        } => {
             let p = match proto {
                 Protocol::Tcp => Proto::Tcp,
                 Protocol::Udp => Proto::Udp,
@@ -231,7 +235,12 @@ impl IpvsState {
 
     /// Builds the dataplane snapshot: the table's IPv4 TCP/UDP services,
     /// draining servers, the network and the VIPs that are inactive.
-    pub fn build(&self, generation: u64, net: &Net, inactive: &[Ipv4Addr]) -> Result<Snapshot, String> {
+    pub fn build(
+        &self,
+        generation: u64,
+        net: &Net,
+        inactive: &[Ipv4Addr],
+    ) -> Result<Snapshot, String> {
         let mut b = SnapshotBuilder::new(generation, self.workers, self.templates.clone());
         b.timeouts(self.timeouts);
         for p in &net.ports {
@@ -244,8 +253,14 @@ impl IpvsState {
             b.inactive_vip(*a);
         }
         for s in &self.table.services {
-            let Some((proto, vaddr, vport)) = v4_key(&s.key) else { continue };
-            let svc_shared = self.svc_shared.get(&s.key).cloned().ok_or("internal: service without id")?;
+            let Some((proto, vaddr, vport)) = v4_key(&s.key) else {
+                continue;
+            };
+            let svc_shared = self
+                .svc_shared
+                .get(&s.key)
+                .cloned()
+                .ok_or("internal: service without id")?;
             let mut dests = Vec::with_capacity(s.dests.len());
             for d in &s.dests {
                 let IpAddr::V4(addr) = d.addr else { continue };
@@ -264,7 +279,8 @@ impl IpvsState {
                     shared,
                 });
             }
-            let kind = SchedKind::from_name(&s.scheduler).ok_or_else(|| format!("unknown scheduler {}", s.scheduler))?;
+            let kind = SchedKind::from_name(&s.scheduler)
+                .ok_or_else(|| format!("unknown scheduler {}", s.scheduler))?;
             let f = s.sched_flags;
             let flags = SchedFlags {
                 flag1: f.flag1 || f.sh_fallback || f.mh_fallback,
@@ -321,32 +337,54 @@ impl IpvsState {
             if service.is_some_and(|k| k != &s.key) {
                 continue;
             }
-            let mut stats = self.svc_shared.get(&s.key).map(|x| totals_to_stats(x.stats.totals())).unwrap_or_default();
+            let mut stats = self
+                .svc_shared
+                .get(&s.key)
+                .map(|x| totals_to_stats(x.stats.totals()))
+                .unwrap_or_default();
             self.rates.fill(&format!("s {}", s.key), &mut stats);
             let dests = s
                 .dests
                 .iter()
                 .map(|d| {
                     let sh = self.dest_shared.get(&(s.key.clone(), d.addr, d.port));
-                    let mut st = sh.map(|x| totals_to_stats(x.stats.totals())).unwrap_or_default();
-                    self.rates.fill(&format!("d {} {} {}", s.key, d.addr, d.port), &mut st);
+                    let mut st = sh
+                        .map(|x| totals_to_stats(x.stats.totals()))
+                        .unwrap_or_default();
+                    self.rates
+                        .fill(&format!("d {} {} {}", s.key, d.addr, d.port), &mut st);
                     ListedDest {
                         dest: d.clone(),
                         active_conns: sh.map_or(0, |x| x.active()),
                         inact_conns: sh.map_or(0, |x| x.inactive()),
-                        persist_conns: sh.map_or(0, |x| x.persistconns.load(std::sync::atomic::Ordering::Relaxed)),
+                        persist_conns: sh.map_or(0, |x| {
+                            x.persistconns.load(std::sync::atomic::Ordering::Relaxed)
+                        }),
                         stats: st,
                     }
                 })
                 .collect();
-            services.push(ListedService { service: CfgService { dests: Vec::new(), ..s.clone() }, stats, dests });
+            services.push(ListedService {
+                service: CfgService {
+                    dests: Vec::new(),
+                    ..s.clone()
+                },
+                stats,
+                dests,
+            });
         }
-        Ok(Listing { version: (1, 2, 1), table_size: self.table_size, services })
+        Ok(Listing {
+            version: (1, 2, 1),
+            table_size: self.table_size,
+            services,
+        })
     }
 
     /// Every server by its key with its shared state, draining ones too.
     pub fn dests(&self) -> impl Iterator<Item = (&DestKey, &Arc<DestShared>)> {
-        self.dest_shared.iter().chain(self.draining.iter().map(|d| (&d.key, &d.dest.shared)))
+        self.dest_shared
+            .iter()
+            .chain(self.draining.iter().map(|d| (&d.key, &d.dest.shared)))
     }
 }
 

@@ -38,33 +38,54 @@ fn ip_json(args: &[&str]) -> Result<String, String> {
         .output()
         .map_err(|e| format!("cannot run ip(8): {e}"))?;
     if !out.status.success() {
-        return Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let v: Vec<u8> = s.split(':').map(|x| u8::from_str_radix(x, 16)).collect::<Result<_, _>>().ok()?;
+    let v: Vec<u8> = s
+        .split(':')
+        .map(|x| u8::from_str_radix(x, 16))
+        .collect::<Result<_, _>>()
+        .ok()?;
     v.try_into().ok()
 }
 
 /// The port description of one interface.
 pub fn port(ifname: &str) -> Result<PortConf, String> {
-    let j = ip_json(&["-4", "addr", "show", "dev", ifname])?;
+    // Without -4: with it, iproute2 leaves out the link address.
+    let j = ip_json(&["addr", "show", "dev", ifname])?;
     port_from_json(ifname, &j)
 }
 
 fn port_from_json(ifname: &str, j: &str) -> Result<PortConf, String> {
     let links: Vec<Link> = serde_json::from_str(j).map_err(|e| format!("ip addr output: {e}"))?;
-    let l = links.into_iter().find(|l| l.ifname == ifname).ok_or_else(|| format!("no interface {ifname}"))?;
-    let mac = l.address.as_deref().and_then(parse_mac).ok_or_else(|| format!("{ifname} has no MAC address"))?;
+    let l = links
+        .into_iter()
+        .find(|l| l.ifname == ifname)
+        .ok_or_else(|| format!("no interface {ifname}"))?;
+    let mac = l
+        .address
+        .as_deref()
+        .and_then(parse_mac)
+        .ok_or_else(|| format!("{ifname} has no MAC address"))?;
     let addrs = l
         .addr_info
         .iter()
         .filter(|a| a.family == "inet")
         .filter_map(|a| a.local.parse::<Ipv4Addr>().ok().map(|ip| (ip, a.prefixlen)))
         .collect();
-    Ok(PortConf { name: ifname.to_string(), mac, addrs, mtu: l.mtu.unwrap_or(1500).min(65535) as u16 })
+    Ok(PortConf {
+        name: ifname.to_string(),
+        mac,
+        addrs,
+        mtu: l.mtu.unwrap_or(1500).min(65535) as u16,
+    })
 }
 
 /// Gateway routes of the main table through the given ports (connected
@@ -75,12 +96,19 @@ pub fn routes(ports: &[PortConf]) -> Result<Vec<Route>, String> {
 }
 
 fn routes_from_json(ports: &[PortConf], j: &str) -> Result<Vec<Route>, String> {
-    let rs: Vec<RouteJson> = serde_json::from_str(j).map_err(|e| format!("ip route output: {e}"))?;
+    let rs: Vec<RouteJson> =
+        serde_json::from_str(j).map_err(|e| format!("ip route output: {e}"))?;
     let mut out = Vec::new();
     for r in rs {
-        let (Some(gw), Some(dev)) = (r.gateway, r.dev) else { continue };
-        let Some(port) = ports.iter().position(|p| p.name == dev) else { continue };
-        let Ok(via) = gw.parse::<Ipv4Addr>() else { continue };
+        let (Some(gw), Some(dev)) = (r.gateway, r.dev) else {
+            continue;
+        };
+        let Some(port) = ports.iter().position(|p| p.name == dev) else {
+            continue;
+        };
+        let Ok(via) = gw.parse::<Ipv4Addr>() else {
+            continue;
+        };
         let (prefix, len) = if r.dst == "default" {
             (Ipv4Addr::UNSPECIFIED, 0)
         } else {
@@ -90,7 +118,12 @@ fn routes_from_json(ports: &[PortConf], j: &str) -> Result<Vec<Route>, String> {
                 _ => continue,
             }
         };
-        out.push(Route { prefix, len, port: port as u16, via: Some(via) });
+        out.push(Route {
+            prefix,
+            len,
+            port: port as u16,
+            via: Some(via),
+        });
     }
     Ok(out)
 }
@@ -113,7 +146,10 @@ mod tests {
         let rs = routes_from_json(&[p], r).unwrap();
         assert_eq!(rs.len(), 2);
         assert_eq!(rs[0].via, Some(Ipv4Addr::new(198, 18, 0, 254)));
-        assert_eq!((rs[1].prefix, rs[1].len), (Ipv4Addr::new(198, 19, 0, 0), 16));
+        assert_eq!(
+            (rs[1].prefix, rs[1].len),
+            (Ipv4Addr::new(198, 19, 0, 0), 16)
+        );
         assert!(port_from_json("nope", j).is_err());
     }
 }

@@ -18,6 +18,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run the appliance: forward for the virtual servers of FILE.
+    Run {
+        /// Configuration file (keepalived.conf syntax).
+        #[arg(short = 'f', long = "use-file", value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Validate a keepalived.conf; errors name file:line:col.
     #[command(group(ArgGroup::new("out").args(["dump", "dump_rules", "json"])))]
     Check {
@@ -42,6 +48,20 @@ enum Cmd {
 fn main() {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Run { file } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init();
+            if let Err(e) = ferrovs_controlplane::daemon::run(&file, &open_afpacket) {
+                tracing::error!("{e}");
+                std::process::exit(1);
+            }
+        }
         Cmd::Check {
             file,
             dump,
@@ -64,4 +84,23 @@ fn main() {
             std::process::exit(r.exit_code);
         }
     }
+}
+
+/// AF_PACKET ports: per interface, one socket per worker in a fanout group.
+fn open_afpacket(
+    ifaces: &[String],
+    workers: usize,
+) -> std::io::Result<Vec<Vec<ferrovs_dataplane::port::afpacket::AfPacketPort>>> {
+    use ferrovs_dataplane::port::afpacket::{AfPacketOptions, AfPacketPort};
+    let opts = AfPacketOptions::default();
+    let mut per_worker: Vec<Vec<AfPacketPort>> = (0..workers).map(|_| Vec::new()).collect();
+    for i in ifaces {
+        for (w, p) in AfPacketPort::open_fanout(i, workers, &opts)?
+            .into_iter()
+            .enumerate()
+        {
+            per_worker[w].push(p);
+        }
+    }
+    Ok(per_worker)
 }

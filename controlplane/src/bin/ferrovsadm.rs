@@ -31,7 +31,10 @@ fn main() {
         }
         Err(e) => {
             // ipvsadm's wording when the kernel module is absent.
-            eprintln!("Can't initialize ipvs: {e} ({}). Is ferrovs running?", path.display());
+            eprintln!(
+                "Can't initialize ipvs: {e} ({}). Is ferrovs running?",
+                path.display()
+            );
             std::process::exit(1);
         }
     }
