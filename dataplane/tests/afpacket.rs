@@ -109,9 +109,9 @@ impl Proc {
     }
 
     fn line(&self, timeout: Duration) -> String {
-        self.lines
-            .recv_timeout(timeout)
-            .unwrap_or_else(|e| panic!("no output from the background process within {timeout:?}: {e}"))
+        self.lines.recv_timeout(timeout).unwrap_or_else(|e| {
+            panic!("no output from the background process within {timeout:?}: {e}")
+        })
     }
 }
 
@@ -133,7 +133,12 @@ fn unique() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos();
-    format!("{:05x}{:x}{:x}", std::process::id() & 0xfffff, n & 0xf, (t >> 10) & 0xff)
+    format!(
+        "{:05x}{:x}{:x}",
+        std::process::id() & 0xfffff,
+        n & 0xf,
+        (t >> 10) & 0xff
+    )
 }
 
 struct Lab {
@@ -169,8 +174,14 @@ impl Lab {
         );
         // The root kernel must neither forward what arrives here nor chatter
         // on the link (IPv6 autoconfiguration), see the module doc.
-        write_sysctl(&format!("/proc/sys/net/ipv4/conf/{}/forwarding", lab.host), "0");
-        write_sysctl(&format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", lab.host), "1");
+        write_sysctl(
+            &format!("/proc/sys/net/ipv4/conf/{}/forwarding", lab.host),
+            "0",
+        );
+        write_sysctl(
+            &format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", lab.host),
+            "1",
+        );
         run(&["ip", "link", "set", &lab.host, "up"], T);
         lab.ns_run(&[
             "sh",
@@ -178,10 +189,20 @@ impl Lab {
             &format!("echo 1 > /proc/sys/net/ipv6/conf/{}/disable_ipv6", lab.peer),
         ]);
         lab.ns_run(&["ip", "link", "set", "lo", "up"]);
-        lab.ns_run(&["ip", "addr", "add", &format!("{PEER_IP}/24"), "dev", &lab.peer]);
+        lab.ns_run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{PEER_IP}/24"),
+            "dev",
+            &lab.peer,
+        ]);
         lab.ns_run(&["ip", "link", "set", &lab.peer, "up"]);
-        lab.host_mac = parse_mac(&std::fs::read_to_string(format!("/sys/class/net/{}/address", lab.host)).unwrap());
-        lab.peer_mac = parse_mac(&lab.ns_run(&["cat", &format!("/sys/class/net/{}/address", lab.peer)]));
+        lab.host_mac = parse_mac(
+            &std::fs::read_to_string(format!("/sys/class/net/{}/address", lab.host)).unwrap(),
+        );
+        lab.peer_mac =
+            parse_mac(&lab.ns_run(&["cat", &format!("/sys/class/net/{}/address", lab.peer)]));
         lab
     }
 
@@ -200,7 +221,18 @@ impl Lab {
     /// The peer reaches `ip` at the host end's MAC without ARP.
     fn static_neigh(&self, ip: Ipv4Addr, dev: &str) {
         let mac = fmt_mac(&self.host_mac);
-        self.ns_run(&["ip", "neigh", "replace", &ip.to_string(), "lladdr", &mac, "dev", dev, "nud", "permanent"]);
+        self.ns_run(&[
+            "ip",
+            "neigh",
+            "replace",
+            &ip.to_string(),
+            "lladdr",
+            &mac,
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ]);
     }
 
     /// Sends `per` rounds of one UDP datagram per flow from the namespace to
@@ -219,7 +251,15 @@ for k in range(per):
     for f, s in enumerate(socks):
         s.sendto(("%s %d %d " % (tag, f, k)).encode() + b"x" * ((f * 7 + k * 13) % 301), (dst, 9999))
 "#;
-        self.ns_run(&["python3", "-c", PY, &dst.to_string(), tag, &flows.to_string(), &per.to_string()]);
+        self.ns_run(&[
+            "python3",
+            "-c",
+            PY,
+            &dst.to_string(),
+            tag,
+            &flows.to_string(),
+            &per.to_string(),
+        ]);
     }
 }
 
@@ -246,7 +286,10 @@ fn parse_mac(s: &str) -> Mac {
 }
 
 fn fmt_mac(m: &Mac) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 // ---------------------------------------------------------------------------
@@ -414,7 +457,9 @@ fn count_tagged(frames: &[(usize, Vec<u8>)], tag: &str) -> usize {
 fn group_id() -> u16 {
     // Explicit ids for `open`: distinct per process and test; ids are per
     // network namespace and these sockets live in the root one.
-    0x4000 | ((std::process::id() as u16).wrapping_mul(8) & 0x3ff8) | (SEQ.fetch_add(1, Ordering::Relaxed) as u16 & 7)
+    0x4000
+        | ((std::process::id() as u16).wrapping_mul(8) & 0x3ff8)
+        | (SEQ.fetch_add(1, Ordering::Relaxed) as u16 & 7)
 }
 
 // ---------------------------------------------------------------------------
@@ -427,7 +472,8 @@ fn group_id() -> u16 {
 #[test]
 fn receives_udp_with_completed_checksums() {
     let lab = Lab::new();
-    let mut port = AfPacketPort::open(&lab.host, group_id(), &AfPacketOptions::default()).expect("open");
+    let mut port =
+        AfPacketPort::open(&lab.host, group_id(), &AfPacketOptions::default()).expect("open");
     assert_eq!(port.mac(), lab.host_mac);
     assert_eq!(port.mtu(), 1500);
     let idx: u32 = std::fs::read_to_string(format!("/sys/class/net/{}/ifindex", lab.host))
@@ -443,7 +489,9 @@ fn receives_udp_with_completed_checksums() {
     for round in 0..2 {
         let tag = format!("rx{round}");
         lab.send_udp(HOST_IP, &tag, 4, n / 4);
-        let frames = collect(&mut [&mut port], Duration::from_secs(5), |g| count_tagged(g, &tag) >= n);
+        let frames = collect(&mut [&mut port], Duration::from_secs(5), |g| {
+            count_tagged(g, &tag) >= n
+        });
         let got = tagged(&frames, &tag);
         assert_eq!(got.len(), n, "datagrams received in round {round}");
         let keys: HashSet<_> = got.iter().map(|(_, k, _)| k.clone()).collect();
@@ -451,14 +499,21 @@ fn receives_udp_with_completed_checksums() {
         for (_, k, u) in &got {
             assert!(u.ip_csum_ok, "{k}: IPv4 header checksum");
             assert!(u.csum_ok, "{k}: UDP checksum not completed: {u:?}");
-            assert_eq!((u.src, u.dst, u.dport, u.vlan), (PEER_IP, HOST_IP, 9999, None));
+            assert_eq!(
+                (u.src, u.dst, u.dport, u.vlan),
+                (PEER_IP, HOST_IP, 9999, None)
+            );
             let f: usize = k.split(' ').next().unwrap().parse().unwrap();
             assert_eq!(u.sport, 41000 + f as u16);
         }
         if round == 0 {
             allocated = thread_pool_stats().allocated;
         } else {
-            assert_eq!(thread_pool_stats().allocated, allocated, "a warm port allocated buffers");
+            assert_eq!(
+                thread_pool_stats().allocated,
+                allocated,
+                "a warm port allocated buffers"
+            );
         }
     }
     let c = port.counters();
@@ -472,28 +527,72 @@ fn receives_udp_with_completed_checksums() {
     assert_eq!(c.kernel_drops.load(Ordering::Relaxed), 0);
 }
 
-/// A frame from a VLAN interface arrives with its 802.1Q tag back in place
-/// (the kernel had moved it to tp_vlan_tci) and its checksum completed.
+/// A VLAN-tagged frame arrives with its 802.1Q tag (priority bits
+/// included) back in place: the receive path had moved it to tp_vlan_tci.
+/// The frames are written raw by a packet socket in the namespace, so the
+/// test needs no 8021q module.
 #[test]
 fn restores_vlan_tags() {
     let lab = Lab::new();
-    let mut port = AfPacketPort::open(&lab.host, group_id(), &AfPacketOptions::default()).expect("open");
-    let vl = format!("fvv{}", &lab.ns["ferrovs-afp-".len()..]);
-    lab.ns_run(&["ip", "link", "add", "link", &lab.peer, "name", &vl, "type", "vlan", "id", "100"]);
-    lab.ns_run(&["ip", "addr", "add", "198.18.1.2/24", "dev", &vl]);
-    lab.ns_run(&["ip", "link", "set", &vl, "up"]);
-    let vip = Ipv4Addr::new(198, 18, 1, 1);
-    lab.static_neigh(vip, &vl);
-    lab.send_udp(vip, "vlan", 2, 5);
-    let frames = collect(&mut [&mut port], Duration::from_secs(5), |g| count_tagged(g, "vlan") >= 10);
+    let mut port =
+        AfPacketPort::open(&lab.host, group_id(), &AfPacketOptions::default()).expect("open");
+    const PY: &str = r#"
+import socket, struct, sys
+ifname, dst, src, n = sys.argv[1], bytes.fromhex(sys.argv[2]), bytes.fromhex(sys.argv[3]), int(sys.argv[4])
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s > 0xffff: s = (s & 0xffff) + (s >> 16)
+    return (~s) & 0xffff
+sip, dip = socket.inet_aton("198.18.1.2"), socket.inet_aton("198.18.1.1")
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifname, 0))
+for i in range(n):
+    payload = ("vlan %d 0 " % i).encode() + b"y" * (i * 5)
+    ulen = 8 + len(payload)
+    udp = struct.pack("!HHHH", 42000 + i, 9999, ulen, 0) + payload
+    c = csum(sip + dip + struct.pack("!BBH", 0, 17, ulen) + udp) or 0xffff
+    udp = udp[:6] + struct.pack("!H", c) + udp[8:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + ulen, i, 0, 64, 17, 0, sip, dip)
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    tci = (5 << 13) | 100
+    s.send(dst + src + struct.pack("!HHH", 0x8100, tci, 0x0800) + ip + udp)
+"#;
+    let hex = |m: &Mac| m.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let n = 10;
+    lab.ns_run(&[
+        "python3",
+        "-c",
+        PY,
+        &lab.peer,
+        &hex(&lab.host_mac),
+        &hex(&lab.peer_mac),
+        &n.to_string(),
+    ]);
+    let frames = collect(&mut [&mut port], Duration::from_secs(5), |g| {
+        count_tagged(g, "vlan") >= n
+    });
     let got = tagged(&frames, "vlan");
-    assert_eq!(got.len(), 10);
+    assert_eq!(got.len(), n);
     for (_, k, u) in &got {
         assert_eq!(u.vlan, Some(100), "{k}: tag not restored");
         assert!(u.csum_ok && u.ip_csum_ok, "{k}: checksums {u:?}");
-        assert_eq!((u.src, u.dst), (Ipv4Addr::new(198, 18, 1, 2), vip));
+        assert_eq!(
+            (u.src, u.dst),
+            (Ipv4Addr::new(198, 18, 1, 2), Ipv4Addr::new(198, 18, 1, 1))
+        );
     }
-    assert!(port.counters().rx_vlan_restored.load(Ordering::Relaxed) >= 10);
+    for (_, f) in frames
+        .iter()
+        .filter(|(_, f)| f.len() > 18 && f[12..14] == [0x81, 0x00])
+    {
+        assert_eq!(
+            f[14..16],
+            ((5u16 << 13) | 100).to_be_bytes(),
+            "TCI (priority and id)"
+        );
+    }
+    assert!(port.counters().rx_vlan_restored.load(Ordering::Relaxed) >= n as u64);
 }
 
 /// Frames we transmit reach the namespace's kernel: it learns our ARP reply
@@ -501,7 +600,8 @@ fn restores_vlan_tags() {
 #[test]
 fn transmits_arp_reply_and_udp() {
     let lab = Lab::new();
-    let mut port = AfPacketPort::open(&lab.host, group_id(), &AfPacketOptions::default()).expect("open");
+    let mut port =
+        AfPacketPort::open(&lab.host, group_id(), &AfPacketOptions::default()).expect("open");
     let listener = lab.ns_spawn(&[
         "python3",
         "-c",
@@ -521,14 +621,22 @@ except socket.timeout:
     ]);
     assert_eq!(listener.line(T), "ready");
 
-    // The namespace asks who has HOST_IP (ping makes it ARP); we answer.
-    let _ping = lab.ns_spawn(&["ping", "-c", "1", "-W", "3", &HOST_IP.to_string()]);
+    // The namespace asks who has HOST_IP (a datagram to it makes its kernel
+    // ARP); we answer.
+    let _sender = lab.ns_spawn(&[
+        "python3",
+        "-c",
+        "import socket, sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'arp', (sys.argv[1], 9))",
+        &HOST_IP.to_string(),
+    ]);
     let is_request = |f: &[u8]| {
         f.len() >= 42
             && f[12..14] == [0x08, 0x06]
             && Arp::parse(&f[14..]).is_ok_and(|a| a.op == arp::OP_REQUEST && a.tpa == HOST_IP)
     };
-    let frames = collect(&mut [&mut port], Duration::from_secs(5), |g| g.iter().any(|(_, f)| is_request(f)));
+    let frames = collect(&mut [&mut port], Duration::from_secs(5), |g| {
+        g.iter().any(|(_, f)| is_request(f))
+    });
     let (_, req) = frames
         .iter()
         .find(|(_, f)| is_request(f))
@@ -546,17 +654,35 @@ except socket.timeout:
     let want = fmt_mac(&lab.host_mac);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let n = lab.ns_run(&["ip", "neigh", "show", &HOST_IP.to_string(), "dev", &lab.peer]);
+        let n = lab.ns_run(&[
+            "ip",
+            "neigh",
+            "show",
+            &HOST_IP.to_string(),
+            "dev",
+            &lab.peer,
+        ]);
         if n.contains(&want) && !n.contains("FAILED") && !n.contains("INCOMPLETE") {
             break;
         }
-        assert!(Instant::now() < deadline, "the namespace did not learn our ARP reply: {n:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the namespace did not learn our ARP reply: {n:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 
     // A UDP datagram to the listener; its kernel checks both checksums.
     let msg = "hello from the afpacket port";
-    let p = build_udp(&mut port, &lab.peer_mac, HOST_IP, PEER_IP, 5555, 7777, msg.as_bytes());
+    let p = build_udp(
+        &mut port,
+        &lab.peer_mac,
+        HOST_IP,
+        PEER_IP,
+        5555,
+        7777,
+        msg.as_bytes(),
+    );
     let mut q = vec![p];
     port.tx_burst(&mut q);
     assert!(q.is_empty(), "UDP frame not sent");
@@ -590,9 +716,11 @@ fn fanout_splits_flows_and_ignores_own_tx() {
     let total = flows * per;
     lab.send_udp(HOST_IP, "fan", flows, per);
     let (a, b) = ports.split_at_mut(1);
-    let frames = collect(&mut [&mut a[0], &mut b[0], &mut tap], Duration::from_secs(5), |g| {
-        count_tagged(g, "fan") >= 2 * total
-    });
+    let frames = collect(
+        &mut [&mut a[0], &mut b[0], &mut tap],
+        Duration::from_secs(5),
+        |g| count_tagged(g, "fan") >= 2 * total,
+    );
     let got = tagged(&frames, "fan");
     let mut seen: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, k, u) in &got {
@@ -605,7 +733,11 @@ fn fanout_splits_flows_and_ignores_own_tx() {
     for (k, on) in &seen {
         let mut on = on.clone();
         on.sort();
-        assert_eq!(on.len(), 2, "{k}: expected one fanout port and the tap, got {on:?}");
+        assert_eq!(
+            on.len(),
+            2,
+            "{k}: expected one fanout port and the tap, got {on:?}"
+        );
         assert_eq!(on[1], 2, "{k}: not seen by the tap: {on:?}");
         let p = on[0];
         per_port[p] += 1;
@@ -613,30 +745,73 @@ fn fanout_splits_flows_and_ignores_own_tx() {
         let prev = *flow_port.entry(flow.clone()).or_insert(p);
         assert_eq!(prev, p, "flow {flow} was split across ports");
     }
-    assert!(per_port[0] > 0 && per_port[1] > 0, "fanout used one port only: {per_port:?}");
+    assert!(
+        per_port[0] > 0 && per_port[1] > 0,
+        "fanout used one port only: {per_port:?}"
+    );
 
-    // Both workers transmit; neither may receive what either sent.
-    let mut sent = 0;
-    for (w, port) in ports.iter_mut().enumerate() {
+    // Both workers transmit; neither may receive what either sent. Their
+    // frames bypass the qdisc, which also hides them from taps, so a third
+    // sender goes through the qdisc: the tap sees its frames leave (the
+    // control), the workers, ignoring outgoing frames, must not.
+    let own = |port: &mut AfPacketPort, w: usize| {
         let mut q: Vec<AfPacket> = (0..4)
             .map(|k| {
                 let msg = format!("own {w} {k} ");
-                build_udp(port, &lab.peer_mac, HOST_IP, PEER_IP, 5555, 9, msg.as_bytes())
+                build_udp(
+                    port,
+                    &lab.peer_mac,
+                    HOST_IP,
+                    PEER_IP,
+                    5555,
+                    9,
+                    msg.as_bytes(),
+                )
             })
             .collect();
         port.tx_burst(&mut q);
-        assert!(q.is_empty());
-        sent += 4;
+        assert!(q.is_empty(), "frames not sent");
+    };
+    for (w, port) in ports.iter_mut().enumerate() {
+        own(port, w);
     }
+    let via_qdisc = AfPacketOptions {
+        qdisc_bypass: false,
+        ..opts
+    };
+    let mut sender = AfPacketPort::open_fanout(&lab.host, 1, &via_qdisc)
+        .expect("open sender")
+        .pop()
+        .unwrap();
+    own(&mut sender, 9);
     let (a, b) = ports.split_at_mut(1);
-    let frames = collect(&mut [&mut a[0], &mut b[0], &mut tap], Duration::from_millis(500), |_| false);
+    let frames = collect(
+        &mut [&mut a[0], &mut b[0], &mut tap],
+        Duration::from_millis(500),
+        |_| false,
+    );
     let own = tagged(&frames, "own");
-    let at_tap = own.iter().filter(|(i, _, _)| *i == 2).count();
-    assert_eq!(at_tap, sent, "the tap should see our frames leave");
+    let at_tap: HashSet<_> = own
+        .iter()
+        .filter(|(i, _, _)| *i == 2)
+        .map(|(_, k, _)| k.clone())
+        .collect();
+    let want: HashSet<_> = (0..4).map(|k| format!("9 {k}")).collect();
+    assert_eq!(
+        at_tap, want,
+        "the tap should see the qdisc sender's frames leave"
+    );
     let back: Vec<_> = own.iter().filter(|(i, _, _)| *i != 2).collect();
-    assert!(back.is_empty(), "ports received their own TX: {back:?}");
+    assert!(
+        back.is_empty(),
+        "workers received outgoing frames: {back:?}"
+    );
     for f in frames.iter().filter(|(i, _)| *i != 2) {
-        assert_ne!(f.1[6..12], lab.host_mac, "a port received a frame sent from its interface");
+        assert_ne!(
+            f.1[6..12],
+            lab.host_mac,
+            "a worker received a frame sent from its interface"
+        );
     }
 }
 
@@ -647,7 +822,8 @@ fn open_turns_gro_off_and_rejects_bad_interfaces() {
     let lab = Lab::new();
     set_if_gro(&lab.host, true).expect("turn GRO on for the test");
     assert!(if_gro(&lab.host).unwrap(), "veth should take GRO on");
-    let _port = AfPacketPort::open(&lab.host, group_id(), &AfPacketOptions::default()).expect("open");
+    let _port =
+        AfPacketPort::open(&lab.host, group_id(), &AfPacketOptions::default()).expect("open");
     assert!(!if_gro(&lab.host).unwrap(), "open left GRO on");
 
     let e = AfPacketPort::open("fvnoneXXXX", group_id(), &AfPacketOptions::default()).unwrap_err();

@@ -60,7 +60,10 @@
 //!
 //! A burst leaves in one `sendmmsg(2)` call straight from the packet buffers,
 //! bypassing the qdisc (`PACKET_QDISC_BYPASS`, section "PACKET_QDISC_BYPASS")
-//! as DPDK would. A `PACKET_TX_RING` was considered and not taken: it costs
+//! as DPDK would. Such frames also skip the packet taps (the kernel calls
+//! `dev_queue_xmit_nit` on the qdisc path only): `tcpdump` on the director
+//! does not show what the dataplane sends; capture on the peer or switch
+//! instead. A `PACKET_TX_RING` was considered and not taken: it costs
 //! the same one copy per frame (into the ring instead of the kernel's copy
 //! into the skb), but its slots come back asynchronously, when the driver or,
 //! on veth, the peer's stack frees the skb that references the ring pages
@@ -157,7 +160,9 @@ type Buf = [u8; BUF_SIZE];
 // Buffer pool
 
 thread_local! {
-    /// This thread's free buffers (see "Buffers" in the module doc).
+    /// This thread's free buffers (see "Buffers" in the module doc). Boxed
+    /// on purpose: packets own a `Box`, which moves in and out for free.
+    #[allow(clippy::vec_box)]
     static POOL: RefCell<Vec<Box<Buf>>> = const { RefCell::new(Vec::new()) };
     /// Buffers this thread allocated because its free list was empty.
     static POOL_ALLOCS: Cell<u64> = const { Cell::new(0) };
@@ -305,6 +310,10 @@ pub struct AfPacketOptions {
     /// `PACKET_IGNORE_OUTGOING`: do not receive frames sent on the interface
     /// (by us, other workers or the kernel). Keep it on; off is for taps.
     pub ignore_outgoing: bool,
+    /// `PACKET_QDISC_BYPASS`: transmit straight to the driver. Off sends
+    /// through the interface's qdisc (for `tc` shaping, or to let packet
+    /// taps see the frames).
+    pub qdisc_bypass: bool,
     /// Turn GRO and LRO off on the interface at open (needs
     /// `CAP_NET_ADMIN`); see the module doc.
     pub disable_gro: bool,
@@ -319,6 +328,7 @@ impl Default for AfPacketOptions {
             block_count: 32,
             retire_timeout_ms: 1,
             ignore_outgoing: true,
+            qdisc_bypass: true,
             disable_gro: true,
             sndbuf: 4 << 20,
         }
@@ -753,7 +763,10 @@ impl AfPacketPort {
             io::Error::new(e.kind(), format!("AF_PACKET port {ifname}: {what}: {e}"))
         };
         let page = page_size();
-        if opts.block_size == 0 || opts.block_size as usize % page != 0 || opts.block_count == 0 {
+        if opts.block_size == 0
+            || opts.block_size as usize & (page - 1) != 0
+            || opts.block_count == 0
+        {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
@@ -846,8 +859,10 @@ impl AfPacketPort {
         };
 
         let one: libc::c_int = 1;
-        setsockopt(s, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &one)
-            .map_err(|e| ctx("PACKET_QDISC_BYPASS", e))?;
+        if opts.qdisc_bypass {
+            setsockopt(s, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &one)
+                .map_err(|e| ctx("PACKET_QDISC_BYPASS", e))?;
+        }
         if opts.ignore_outgoing {
             setsockopt(s, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one)
                 .map_err(|e| ctx("PACKET_IGNORE_OUTGOING (Linux 4.20 or later)", e))?;
