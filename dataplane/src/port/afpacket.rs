@@ -110,7 +110,8 @@
 //!   input); only the kernel's own traffic is subject to it.
 //! - GRO and LRO must be off: the copy is taken after GRO, so merged frames
 //!   would exceed the buffers and be dropped (counted as `rx_oversize`).
-//!   [`AfPacketOptions::disable_gro`] (default on) turns them off at open.
+//!   [`AfPacketOptions::disable_gro`] (default on) turns them off at open;
+//!   they stay off after ferrovs exits.
 //!   On veth, frames from the peer's stack arrive unsegmented when TSO/GSO
 //!   is on *at the sender*: turn those off on the peers
 //!   (`ethtool -K <if> tso off gso off`) in veth labs.
@@ -127,7 +128,7 @@ use std::io;
 use std::mem::{self, ManuallyDrop};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
-use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Size of one packet buffer, headroom included.
@@ -304,8 +305,8 @@ pub struct AfPacketOptions {
     pub block_count: u32,
     /// Milliseconds after which the kernel hands over a block that is not
     /// full (`tp_retire_blk_tov`): the worst added latency at low rates.
-    /// Default 1, the smallest the kernel takes (0 means "derive from link
-    /// speed", several ms).
+    /// Default 1, the smallest the kernel takes (0 lets the kernel derive it
+    /// from link speed and block size).
     pub retire_timeout_ms: u32,
     /// `PACKET_IGNORE_OUTGOING`: do not receive frames sent on the interface
     /// (by us, other workers or the kernel). Keep it on; off is for taps.
@@ -598,26 +599,25 @@ impl RxRing {
         unsafe { self.base.add(self.cur * self.block_size) as *mut libc::tpacket_block_desc }
     }
 
+    /// The block's status word, shared with the kernel.
     #[inline(always)]
-    fn status(&self) -> *mut u32 {
+    fn status(&self) -> &AtomicU32 {
         // SAFETY: `desc()` points into the mapping at a block descriptor,
-        // which the kernel initialised for TPACKET_V3; addr_of_mut! creates no
-        // reference.
-        unsafe { ptr::addr_of_mut!((*self.desc()).hdr.bh1.block_status) }
+        // which the kernel initialised for TPACKET_V3 (addr_of_mut! creates no
+        // reference); the word is 4-aligned (blocks are page-aligned), lives
+        // as long as the mapping, i.e. as `self`, and is only ever accessed
+        // atomically from user space.
+        unsafe { AtomicU32::from_ptr(ptr::addr_of_mut!((*self.desc()).hdr.bh1.block_status)) }
     }
 
     /// Takes block `cur` if the kernel has handed it to user space.
     #[inline]
     fn acquire(&mut self) -> bool {
-        // SAFETY: the status word is in the mapping; the kernel writes it
-        // concurrently, hence the volatile read.
-        let st = unsafe { ptr::read_volatile(self.status()) };
-        if st & libc::TP_STATUS_USER == 0 {
+        // Acquire pairs with the kernel's smp_wmb() before it publishes the
+        // block: the frames and the header are complete once we see USER.
+        if self.status().load(Ordering::Acquire) & libc::TP_STATUS_USER == 0 {
             return false;
         }
-        // Pairs with the kernel's smp_wmb() before it publishes the block:
-        // the frames and the header below are complete once we see USER.
-        fence(Ordering::Acquire);
         let d = self.desc();
         // SAFETY: the block is ours now (TP_STATUS_USER); the header fields
         // are in the mapping.
@@ -638,11 +638,10 @@ impl RxRing {
     /// Gives block `cur` back to the kernel and moves on.
     #[inline]
     fn release(&mut self) {
-        // Our reads of the block must be done before the kernel may refill it.
-        fence(Ordering::Release);
-        // SAFETY: the status word is in the mapping; writing KERNEL hands the
-        // block back, as packet_mmap.rst prescribes.
-        unsafe { ptr::write_volatile(self.status(), libc::TP_STATUS_KERNEL) };
+        // Writing TP_STATUS_KERNEL hands the block back (packet_mmap.rst);
+        // Release: our reads of it are done before the kernel may refill it.
+        self.status()
+            .store(libc::TP_STATUS_KERNEL, Ordering::Release);
         self.remaining = 0;
         self.cur = (self.cur + 1) % self.block_count;
     }
