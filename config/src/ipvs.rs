@@ -150,15 +150,28 @@ impl Table {
     }
 }
 
+/// The address family (true = IPv6) the servers of a fwmark or group
+/// service give it: that of the first server that is not tunnelled (the
+/// sorry server counts too); None when there is none.
+pub fn service_family_v6(vs: &VirtualServer) -> Option<bool> {
+    vs.real_servers
+        .iter()
+        .filter(|r| r.fwd != LbKind::Tun)
+        .map(|r| r.addr.is_ipv6())
+        .chain(
+            vs.sorry_server
+                .iter()
+                .filter(|s| s.fwd != LbKind::Tun)
+                .map(|s| s.addr.is_ipv6()),
+        )
+        .next()
+        .or_else(|| vs.real_servers.first().map(|r| r.addr.is_ipv6()))
+}
+
 /// The IPVS services one `virtual_server` stands for (a group expands to
 /// one per address and fwmark entry).
 pub fn service_keys(cfg: &Config, vs: &VirtualServer) -> Vec<ServiceKey> {
-    let v6_from_rs = || {
-        vs.real_servers
-            .first()
-            .map(|r| r.addr.is_ipv6())
-            .unwrap_or(false)
-    };
+    let v6_from_rs = || service_family_v6(vs).unwrap_or(false);
     match &vs.address {
         VsAddress::Addr { addr, port } => vec![ServiceKey::Addr {
             proto: vs.protocol,

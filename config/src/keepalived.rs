@@ -1458,7 +1458,7 @@ impl Conv<'_> {
                 "persistence_timeout" => {
                     p_timeout = match s.args.first() {
                         None => Some(360),
-                        Some(a) => self.v.uint(a, k, 1, i32::MAX as u64).map(|v| v as u32),
+                        Some(a) => self.v.uint(a, k, 1, 86400 * 31).map(|v| v as u32),
                     }
                 }
                 "persistence_granularity" => {
@@ -1679,6 +1679,10 @@ impl Conv<'_> {
         };
         let fwmark = matches!(vs.address, VsAddress::Fwmark(_));
         let mut seen: Vec<(IpAddr, u16)> = Vec::new();
+        let mut family: Option<bool> = match vs.address {
+            VsAddress::Addr { addr, .. } => Some(addr.is_ipv6()),
+            _ => None,
+        };
         for (r, node) in raw_rs {
             let fwd = r.fwd.unwrap_or(vs.lb_kind);
             let port = resolve_rs_port(
@@ -1691,16 +1695,22 @@ impl Conv<'_> {
                 &node.loc,
                 "real server",
             );
-            if let (IpAddr::V4(_), true) | (IpAddr::V6(_), false) = (r.addr, v6) {
-                if matches!(vs.address, VsAddress::Addr { .. }) && fwd != LbKind::Tun {
-                    self.d().error(
-                        &node.loc,
-                        format!(
-                            "Address family of virtual server {vs_name} and real server {} don't match",
-                            r.addr
-                        ),
-                    );
-                    continue;
+            // Only tunnelled servers may differ in family from the service;
+            // fwmark and group services take theirs from the first server.
+            if fwd != LbKind::Tun {
+                match family {
+                    None => family = Some(r.addr.is_ipv6()),
+                    Some(f) if f != r.addr.is_ipv6() => {
+                        self.d().error(
+                            &node.loc,
+                            format!(
+                                "Address family of virtual server {vs_name} and real server {} don't match",
+                                r.addr
+                            ),
+                        );
+                        continue;
+                    }
+                    Some(_) => {}
                 }
             }
             if seen.contains(&(r.addr, port)) {
@@ -1758,6 +1768,12 @@ impl Conv<'_> {
         }
         if let Some((addr, port, loc)) = sorry {
             let fwd = sorry_fwd.unwrap_or(vs.lb_kind);
+            if fwd != LbKind::Tun && family.is_some_and(|f| f != addr.is_ipv6()) {
+                self.d().error(
+                    &loc,
+                    format!("Address family of virtual server {vs_name} and sorry server {addr} don't match"),
+                );
+            }
             let port = resolve_rs_port(
                 self.v.d,
                 &vs_name,

@@ -2,7 +2,7 @@
 //! duplicates, VRIDs, FULLNAT local addresses.
 
 use crate::diag::{Diagnostics, Location};
-use crate::ipvs::service_keys;
+use crate::ipvs::{service_family_v6, service_keys};
 use crate::keepalived::Locations;
 use crate::model::*;
 use std::collections::HashMap;
@@ -169,6 +169,22 @@ pub fn validate(cfg: &Config, locs: &Locations, d: &mut Diagnostics) {
                 }
             }
             (None, false) => {}
+        }
+        if let (VsAddress::Group(g), Some(v6)) = (&vs.address, service_family_v6(vs)) {
+            let g = cfg.virtual_server_group(g).expect("checked above");
+            for e in &g.entries {
+                if let VsgEntry::Range { first, .. } = e {
+                    if first.is_ipv6() != v6 {
+                        d.error(
+                            loc,
+                            format!(
+                                "virtual_server_group {} entry {first} and the real servers differ in address family",
+                                g.name
+                            ),
+                        );
+                    }
+                }
+            }
         }
         for key in service_keys(cfg, vs) {
             let text = key.to_string();

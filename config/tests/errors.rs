@@ -363,3 +363,22 @@ fn group_expansion_is_bounded() {
         ]
     );
 }
+
+#[test]
+fn address_families_must_agree_unless_tunnelled() {
+    let t = "virtual_server fwmark 5 {\n    lb_algo rr\n    lb_kind DR\n    real_server 198.18.1.1 0\n    real_server 2001:db8::1 0\n    real_server 2001:db8::2 0 {\n        lvs_method TUN\n    }\n}\n";
+    assert_eq!(
+        diags(t),
+        ["k.conf:5:5: Address family of virtual server FWM 5 and real server 2001:db8::1 don't match"]
+    );
+    let g = "virtual_server_group G {\n    2001:db8::10 80\n}\nvirtual_server group G {\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n    real_server 198.18.1.1 80\n}\n";
+    assert_eq!(
+        diags(g),
+        ["k.conf:4:1: virtual_server_group G entry 2001:db8::10 and the real servers differ in address family"]
+    );
+    let s = "virtual_server 198.18.0.1 80 {\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n    sorry_server 2001:db8::9 80\n    real_server 198.18.1.1 80\n}\n";
+    assert_eq!(
+        diags(s),
+        ["k.conf:5:5: Address family of virtual server 198.18.0.1:80 and sorry server 2001:db8::9 don't match"]
+    );
+}
