@@ -261,6 +261,15 @@ pub fn initial_table(cfg: &Config) -> Table {
             // (dest, alive, inhibit)
             let mut dests: Vec<(Dest, bool, bool)> = Vec::new();
             for rs in &vs.real_servers {
+                let port = dest_port(&key, rs.port, rs.fwd);
+                if dests
+                    .iter()
+                    .any(|(d, _, _)| d.addr == rs.addr && d.port == port)
+                {
+                    // Two servers that end up the same destination for this
+                    // entry (e.g. a group's port): IPVS keeps the first.
+                    continue;
+                }
                 let alive = rs.initially_alive();
                 if alive {
                     live_weight += rs.weight as u64;
@@ -270,7 +279,7 @@ pub fn initial_table(cfg: &Config) -> Table {
                 dests.push((
                     Dest {
                         addr: rs.addr,
-                        port: dest_port(&key, rs.port, rs.fwd),
+                        port,
                         fwd: Fwd::from_lb_kind(rs.fwd),
                         weight: if alive { rs.weight as i32 } else { 0 },
                         u_threshold: rs.uthreshold,

@@ -315,3 +315,18 @@ fn only_the_sip_persistence_engine_exists() {
         "-A -u 198.18.0.1:5060 -s rr -p 60 --pe sip\n"
     );
 }
+
+#[test]
+fn group_servers_that_collapse_to_one_destination_are_listed_once() {
+    let l = ferrovs_config::load_str(
+        "k.conf",
+        "virtual_server_group G {\n 198.18.0.1 80\n}\nvirtual_server group G {\n lb_algo rr\n lb_kind DR\n protocol TCP\n real_server 198.18.1.1 80\n real_server 198.18.1.1 0\n}\n",
+    );
+    assert!(!l.diagnostics.has_errors());
+    let rules = format_rules(&initial_table(&l.config), false);
+    assert_eq!(
+        rules,
+        "-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.18.1.1:80 -g -w 1\n"
+    );
+    assert!(table_from_rules(&rules).is_ok());
+}
