@@ -7,6 +7,19 @@ use std::fmt;
 use std::net::IpAddr;
 
 /// Forwarding method of one destination, as ipvsadm names them.
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ipv6_text_follows_inet_ntop() {
+        let t = |s: &str| super::addr_port(s.parse().unwrap(), 80);
+        assert_eq!(t("::1.2.3.4"), "[::1.2.3.4]:80");
+        assert_eq!(t("::ffff:1.2.3.4"), "[::ffff:1.2.3.4]:80");
+        assert_eq!(t("::1"), "[::1]:80");
+        assert_eq!(t("::"), "[::]:80");
+        assert_eq!(t("2001:db8:0:0:1:0:0:1"), "[2001:db8::1:0:0:1]:80");
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Fwd {
     Masq,
@@ -93,8 +106,20 @@ impl fmt::Display for ServiceKey {
 pub fn addr_port(addr: IpAddr, port: u16) -> String {
     match addr {
         IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
+        IpAddr::V6(a) => format!("[{}]:{port}", ntop6(&a)),
     }
+}
+
+/// IPv6 text as glibc's inet_ntop writes it; differs from Rust's Display
+/// only for IPv4-compatible addresses (`::a.b.c.d`), which glibc writes
+/// with a dotted quad.
+pub fn ntop6(a: &std::net::Ipv6Addr) -> String {
+    let w = a.segments();
+    if w[..6] == [0; 6] && w[6] != 0 {
+        let o = a.octets();
+        return format!("::{}.{}.{}.{}", o[12], o[13], o[14], o[15]);
+    }
+    a.to_string()
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
