@@ -1,0 +1,326 @@
+#!/usr/bin/env bash
+# End-to-end tests of the appliance: `ferrovs run` on AF_PACKET in a lab of
+# network namespaces (scripts/lab.sh), real curl clients, real HTTP servers.
+#
+#   tests/e2e_appliance.sh [dr nat fullnat tun]     (default: all four)
+#
+# For each forwarding mode, with 2 workers: rr, wrr, wlc and sh/mh with
+# persistence; mode-specific checks (client address seen by the servers,
+# replies around the director, NAT port mapping, FULLNAT local addresses);
+# ferrovsadm output and connection entries. In DR and NAT also: drain and
+# delete under a running download, live reload (SIGHUP) under a running
+# download, and a bad configuration on reload. Prints "N passed, M failed".
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+LAB=$ROOT/scripts/lab.sh
+FERROVS=${FERROVS:-$ROOT/target/release/ferrovs}
+FERROVSADM=${FERROVSADM:-$ROOT/target/release/ferrovsadm}
+MODES=${*:-dr nat fullnat tun}
+RUN_ID=e2e$$
+PASS=0
+FAIL=0
+CURRENT_LAB=""
+FERROVS_PID=""
+WORK=$(mktemp -d /tmp/ferrovs-e2e.XXXXXX)
+
+[ "$(id -u)" -eq 0 ] || { echo "e2e tests need root (network namespaces)" >&2; echo "0 passed, 1 failed"; exit 1; }
+[ -x "$FERROVS" ] && [ -x "$FERROVSADM" ] || { echo "build first: cargo build --release -p ferrovs-controlplane" >&2; echo "0 passed, 1 failed"; exit 1; }
+
+cleanup() {
+    stop_ferrovs
+    [ -n "$CURRENT_LAB" ] && "$LAB" down "$CURRENT_LAB" >/dev/null 2>&1
+    CURRENT_LAB=""
+    jobs -p | xargs -r kill 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ok() { PASS=$((PASS + 1)); echo "ok - $*"; }
+bad() { FAIL=$((FAIL + 1)); echo "FAIL - $*"; }
+check() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
+
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+adm() { FERROVS_CTL=$WORK/ctl.sock "$FERROVSADM" "$@"; }
+client_curl() { in_ns "$FVS_NS_CLIENT" curl -s --max-time 5 "$@"; }
+
+stop_ferrovs() {
+    if [ -n "$FERROVS_PID" ]; then
+        kill -TERM "$FERROVS_PID" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$FERROVS_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$FERROVS_PID" 2>/dev/null
+        wait "$FERROVS_PID" 2>/dev/null
+        FERROVS_PID=""
+    fi
+}
+
+start_ferrovs() {
+    local conf=$1
+    # `ip netns exec` execs ferrovs in place, so $! is ferrovs itself.
+    FERROVS_CTL=$WORK/ctl.sock ip netns exec "$FVS_NS_DIRECTOR" "$FERROVS" run -f "$conf" >>"$WORK/ferrovs.log" 2>&1 &
+    FERROVS_PID=$!
+    for _ in $(seq 100); do
+        [ -S "$WORK/ctl.sock" ] && adm -Ln >/dev/null 2>&1 && return 0
+        kill -0 "$FERROVS_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "ferrovs did not start:" >&2
+    tail -20 "$WORK/ferrovs.log" >&2
+    return 1
+}
+
+# write_conf FILE MODE SCHED [weights...] — a keepalived.conf for the lab.
+write_conf() {
+    local file=$1 mode=$2 sched=$3; shift 3
+    local weights=("${@:-1 1 1}")
+    [ $# -eq 0 ] && weights=(1 1 1)
+    local kind rport=80 extra=""
+    case $mode in
+        dr) kind=DR ;;
+        nat) kind=NAT; rport=8080 ;;
+        tun) kind=TUN ;;
+        fullnat) kind=FNAT; extra="    laddr_group_name LAG1" ;;
+    esac
+    {
+        echo "! ferrovs e2e ($mode, $sched)"
+        echo "global_defs {"
+        echo "    router_id FVS_E2E"
+        echo "}"
+        echo "ferrovs {"
+        echo "    interface $FVS_DIRECTOR_IF_CLIENT"
+        echo "    interface $FVS_DIRECTOR_IF_SERVER"
+        echo "    workers 2"
+        echo "    conn_table_size 65536"
+        echo "}"
+        if [ "$mode" = fullnat ]; then
+            echo "local_address_group LAG1 {"
+            echo "    $FVS_LIP_RANGE"
+            echo "}"
+        fi
+        echo "virtual_server $FVS_VIP 80 {"
+        echo "    delay_loop 6"
+        echo "    lb_algo $sched"
+        echo "    lb_kind $kind"
+        echo "    protocol TCP"
+        [ -n "$extra" ] && echo "$extra"
+        local i=0
+        for ip in $FVS_RS_IPS; do
+            echo "    real_server $ip $rport {"
+            echo "        weight ${weights[$i]}"
+            echo "    }"
+            i=$((i + 1))
+        done
+        echo "}"
+    } >"$file"
+}
+
+# requests N [curl args...] — prints one server name per line.
+requests() {
+    local n=$1; shift
+    for _ in $(seq "$n"); do client_curl "$@" "http://$FVS_VIP/" || echo "ERROR"; done
+}
+
+count_of() { grep -c "^$1\$" "$2" || true; }
+
+within() { # within VALUE EXPECTED TOLERANCE
+    local v=$1 e=$2 t=$3
+    [ "$v" -ge $((e - t)) ] && [ "$v" -le $((e + t)) ]
+}
+
+all_from_servers() { ! grep -qv '^rs[123]$' "$1"; }
+
+# set_sched SCHED [FLAGS] [PERSIST] — edit the live service.
+set_sched() {
+    local s=$1 flags=${2:-} p=${3:-}
+    local args=(-E -t "$FVS_VIP:80" -s "$s")
+    [ -n "$flags" ] && args+=(-b "$flags")
+    [ -n "$p" ] && args+=(-p "$p")
+    adm "${args[@]}"
+}
+
+set_weights() {
+    local i=1 rport=80
+    [ "$MODE" = nat ] && rport=8080
+    local fwd
+    case $MODE in dr) fwd=-g ;; nat) fwd=-m ;; tun) fwd=-i ;; fullnat) fwd=--fullnat ;; esac
+    for w in "$@"; do
+        local ipvar=FVS_RS${i}_IP
+        adm -e -t "$FVS_VIP:80" -r "${!ipvar}:$rport" "$fwd" -w "$w" || return 1
+        i=$((i + 1))
+    done
+}
+
+test_schedulers() {
+    local out=$WORK/answers
+    # rr, equal weights: each server a third (each worker keeps its own
+    # round-robin cursor, so allow a little slack).
+    set_sched rr
+    requests 60 >"$out"
+    check "$MODE rr: every answer from a real server" all_from_servers "$out"
+    check "$MODE rr: even split $(for r in rs1 rs2 rs3; do printf '%s=%s ' $r "$(count_of $r "$out")"; done)" \
+        bash -c "[ $(count_of rs1 "$out") -ge 17 ] && [ $(count_of rs2 "$out") -ge 17 ] && [ $(count_of rs3 "$out") -ge 17 ]"
+
+    # wrr 3:2:1.
+    set_sched wrr && set_weights 3 2 1
+    requests 60 >"$out"
+    check "$MODE wrr 3:2:1: $(for r in rs1 rs2 rs3; do printf '%s=%s ' $r "$(count_of $r "$out")"; done)" \
+        bash -c "$(declare -f within); within $(count_of rs1 "$out") 30 4 && within $(count_of rs2 "$out") 20 4 && within $(count_of rs3 "$out") 10 4"
+
+    # wlc, equal weights: finished connections linger as inactive ones
+    # (TIME_WAIT), which wlc counts; it sends new ones where the overhead is
+    # least, so the servers' InActConn even out whatever came before.
+    set_weights 1 1 1 && set_sched wlc
+    requests 60 >"$out"
+    local inact
+    inact=$(adm -Ln | awk '$1 == "->" && $2 ~ /^198/ {print $6}' | sort -n | tr '\n' ' ')
+    check "$MODE wlc: inactive connections even out (InActConn $inact)" \
+        bash -c "set -- $inact; [ \$# -eq 3 ] && [ \$((\$3 - \$1)) -le 3 ]"
+
+    # sh and mh with persistence: one client, one server; many clients, several.
+    for s in sh mh; do
+        set_sched "$s" "" 300
+        requests 20 >"$out"
+        check "$MODE $s+persistence: one client sticks to one server" \
+            bash -c "[ \$(sort -u '$out' | wc -l) -eq 1 ] && grep -q '^rs' '$out'"
+        : >"$out"
+        for ip in $FVS_CLIENT_IPS; do client_curl --interface "$ip" "http://$FVS_VIP/" >>"$out" || echo ERROR >>"$out"; done
+        check "$MODE $s+persistence: clients spread over servers ($(sort "$out" | uniq -c | tr -s ' \n' ' '))" \
+            bash -c "all_from() { ! grep -qv '^rs[123]\$' \"\$1\"; }; all_from '$out' && [ \$(sort -u '$out' | wc -l) -ge 2 ]"
+    done
+    set_sched rr
+}
+
+test_mode_specifics() {
+    local ip
+    ip=$(client_curl "http://$FVS_VIP/ip")
+    case $MODE in
+        dr | tun)
+            check "$MODE: the real server sees the real client ($ip)" \
+                bash -c "echo '$ip' | grep -q 'client=$FVS_CLIENT_IP:'"
+            requests 10 >/dev/null
+            local out
+            out=$(adm -Ln --stats --exact | awk -v v="$FVS_VIP:80" '$2 == v {print $5}')
+            check "$MODE: replies bypass the director (service OutPkts=$out)" [ "$out" = 0 ]
+            ;;
+        nat)
+            check "$MODE: port mapping VIP:80 to the servers' :8080 ($ip)" \
+                bash -c "echo '$ip' | grep -q 'local=198.18.1.1[123]:8080' && echo '$ip' | grep -q 'client=$FVS_CLIENT_IP:'"
+            ;;
+        fullnat)
+            check "$MODE: the real server sees a local address ($ip)" \
+                bash -c "echo '$ip' | grep -Eq 'client=198\.18\.1\.10[0-3]:'"
+            ;;
+    esac
+}
+
+test_admin_output() {
+    local l
+    l=$(adm -Ln)
+    check "$MODE: -Ln header lines are ipvsadm's" bash -c "printf '%s\n' '$l' | head -3 | diff -q - <(printf 'IP Virtual Server version 1.2.1 (size=65536)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n') >/dev/null"
+    local fwd
+    case $MODE in dr) fwd=Route ;; nat) fwd=Masq ;; tun) fwd=Tunnel ;; fullnat) fwd=FullNat ;; esac
+    check "$MODE: -Ln server lines ($fwd)" \
+        bash -c "[ \$(printf '%s\n' '$l' | grep -Ec '^  -> 198\.18\.1\.1[123]:[0-9]+ +$fwd +[0-9]+ +[0-9]+ +[0-9]+ +\$') -eq 3 ]"
+    # A connection held open shows up in -Lnc.
+    in_ns "$FVS_NS_CLIENT" curl -s --max-time 10 --limit-rate 200k -o /dev/null "http://$FVS_VIP/big" &
+    local cpid=$!
+    sleep 1
+    local c
+    c=$(adm -Lnc)
+    kill "$cpid" 2>/dev/null; wait "$cpid" 2>/dev/null
+    check "$MODE: -Lnc lists the open connection" \
+        bash -c "printf '%s\n' '$c' | head -2 | grep -q '^pro expire state       source             virtual            destination\$' && printf '%s\n' '$c' | grep -Eq '^TCP [0-9]{2}:[0-9]{2}  ESTABLISHED 198\.18\.0\.10:[0-9]+ +$FVS_VIP:80 '"
+}
+
+# big_download OUTFILE [rate] — background download of /big; sets DL_PID.
+big_download() {
+    (in_ns "$FVS_NS_CLIENT" curl -s --max-time 120 --limit-rate "${2:-8M}" "http://$FVS_VIP/big" | sha256sum | cut -d' ' -f1 >"$1") &
+    DL_PID=$!
+}
+
+established_dest() {
+    adm -Lnc | awk '$3 == "ESTABLISHED" && $5 == "'"$FVS_VIP:80"'" {print $6; exit}'
+}
+
+test_drain_and_delete() {
+    local sum=$WORK/drain.sum pid dest
+    big_download "$sum"
+    pid=$DL_PID
+    sleep 1.5
+    dest=$(established_dest)
+    if [ -z "$dest" ]; then bad "$MODE drain: no established download to drain"; kill "$pid"; return; fi
+    local fwd
+    case $MODE in dr) fwd=-g ;; nat) fwd=-m ;; tun) fwd=-i ;; fullnat) fwd=--fullnat ;; esac
+    adm -e -t "$FVS_VIP:80" -r "$dest" "$fwd" -w 0
+    local last=${dest%:*} name
+    last=${last##*.}
+    name=rs$((last - 10))
+    requests 15 >"$WORK/after"
+    check "$MODE drain: new connections avoid quiesced $name" bash -c "! grep -q '^$name\$' '$WORK/after' && ! grep -q ERROR '$WORK/after'"
+    wait "$pid"
+    check "$MODE drain: the running download from $name completed intact" [ "$(cat "$sum")" = "$FVS_BIG_SHA256" ]
+    adm -d -t "$FVS_VIP:80" -r "$dest"
+    check "$MODE delete: $dest removed live" bash -c "! FERROVS_CTL=$WORK/ctl.sock $FERROVSADM -Ln | grep -q '$dest'"
+    requests 6 >"$WORK/after"
+    check "$MODE delete: service still answers" all_from_servers "$WORK/after"
+}
+
+test_reload() {
+    local conf=$1 sum=$WORK/reload.sum pid
+    write_conf "$conf" "$MODE" rr 1 1 1
+    kill -HUP "$FERROVS_PID"; sleep 0.5
+    big_download "$sum"
+    pid=$DL_PID
+    sleep 1.5
+    write_conf "$conf" "$MODE" wrr 5 1 1
+    kill -HUP "$FERROVS_PID"
+    sleep 0.5
+    check "$MODE reload: new configuration in force" bash -c "FERROVS_CTL=$WORK/ctl.sock $FERROVSADM -Ln | grep -q '^TCP  $FVS_VIP:80 wrr\$' && FERROVS_CTL=$WORK/ctl.sock $FERROVSADM -Ln | grep -Eq '^  -> $FVS_RS1_IP:[0-9]+ +[A-Za-z]+ +5 '"
+    wait "$pid"
+    check "$MODE reload: download across the reload completed intact" [ "$(cat "$sum")" = "$FVS_BIG_SHA256" ]
+
+    # A broken file is refused; the running configuration stays.
+    local before after
+    before=$(adm -Sn)
+    printf 'virtual_server %s 80 {\n    lb_algo nosuchsched\n    real_server 999.1.1.1 80 {\n}\n' "$FVS_VIP" >"$conf"
+    kill -HUP "$FERROVS_PID"
+    sleep 0.5
+    after=$(adm -Sn)
+    check "$MODE bad reload: running configuration kept" [ "$before" = "$after" ]
+    check "$MODE bad reload: error logged with its location" grep -Eq "ERROR.*$conf:[0-9]+:[0-9]+" "$WORK/ferrovs.log"
+    requests 5 >"$WORK/after"
+    check "$MODE bad reload: still serving" all_from_servers "$WORK/after"
+}
+
+for MODE in $MODES; do
+    echo "# mode $MODE"
+    env_text=$("$LAB" up --mode "$MODE" --name "fvs-$RUN_ID-$MODE" 2>"$WORK/lab.err") || {
+        bad "$MODE: lab did not come up: $(tail -3 "$WORK/lab.err")"
+        continue
+    }
+    eval "$env_text"
+    CURRENT_LAB=$FVS_LAB_NAME
+    : >"$WORK/ferrovs.log"
+    conf=$WORK/$MODE.conf
+    write_conf "$conf" "$MODE" rr
+    if start_ferrovs "$conf"; then
+        ok "$MODE: ferrovs started with 2 workers"
+        test_schedulers
+        test_mode_specifics
+        test_admin_output
+        if [ "$MODE" = dr ] || [ "$MODE" = nat ]; then
+            test_drain_and_delete
+            test_reload "$conf"
+        fi
+    else
+        bad "$MODE: ferrovs did not start"
+    fi
+    stop_ferrovs
+    check "$MODE: ferrovs stopped cleanly on SIGTERM" grep -q "ferrovs stopped" "$WORK/ferrovs.log"
+    "$LAB" down "$CURRENT_LAB" >/dev/null 2>&1
+    CURRENT_LAB=""
+done
+
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]
