@@ -341,6 +341,34 @@ impl Conv<'_> {
                 "vrrp_strict" => g.vrrp_strict = self.v.flag(s),
                 "script_user" => g.script_user = self.v.script_user(s),
                 "enable_script_security" => g.enable_script_security = self.v.flag(s),
+                "lvs_timeouts" => {
+                    let mut t = LvsTimeouts::default();
+                    let mut i = 0;
+                    while i < s.args.len() {
+                        let opt = &s.args[i];
+                        let Some(val) = s.args.get(i + 1) else {
+                            self.d().error(
+                                &opt.loc,
+                                format!("lvs_timeouts: missing value for '{}'", opt.text),
+                            );
+                            break;
+                        };
+                        let v = self.v.uint(val, "lvs_timeouts", 0, 86400 * 31).unwrap_or(0) as u32;
+                        match opt.text.as_str() {
+                            "tcp" => t.tcp = v,
+                            "tcpfin" => t.tcpfin = v,
+                            "udp" => t.udp = v,
+                            o => self.d().error(
+                                &opt.loc,
+                                format!("lvs_timeouts: unknown protocol '{o}' (tcp, tcpfin, udp)"),
+                            ),
+                        }
+                        i += 2;
+                    }
+                    g.lvs_timeouts = Some(t);
+                }
+                "lvs_flush" => g.lvs_flush = self.v.flag(s),
+                "lvs_flush_onstop" => g.lvs_flush_onstop = self.v.flag(s),
                 "lvs_sync_daemon" => {
                     locs.lvs_sync_daemon = Some(s.loc.clone());
                     g.lvs_sync_daemon = self.lvs_sync_daemon(s);

@@ -84,6 +84,21 @@ pub struct GlobalDefs {
     pub script_user: Option<ScriptUser>,
     pub enable_script_security: bool,
     pub lvs_sync_daemon: Option<LvsSyncDaemon>,
+    /// `lvs_timeouts [tcp N] [tcpfin N] [udp N]` (ipvsadm --set); None keeps
+    /// IPVS's 900 120 300.
+    pub lvs_timeouts: Option<LvsTimeouts>,
+    /// Clear every virtual service at start (`lvs_flush`).
+    pub lvs_flush: bool,
+    /// Clear them when stopping (`lvs_flush_onstop`).
+    pub lvs_flush_onstop: bool,
+}
+
+/// Connection timeouts in seconds; 0 leaves a value unchanged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LvsTimeouts {
+    pub tcp: u32,
+    pub tcpfin: u32,
+    pub udp: u32,
 }
 
 impl Default for GlobalDefs {
@@ -105,6 +120,9 @@ impl Default for GlobalDefs {
             script_user: None,
             enable_script_security: false,
             lvs_sync_daemon: None,
+            lvs_timeouts: None,
+            lvs_flush: false,
+            lvs_flush_onstop: false,
         }
     }
 }

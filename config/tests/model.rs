@@ -418,3 +418,28 @@ fn keepalived_defaults_for_a_minimal_service() {
         (secs(5), 1, secs(1), secs(60))
     );
 }
+
+#[test]
+fn lvs_globals() {
+    let l = load_str(
+        "g.conf",
+        "global_defs {\n lvs_timeouts tcp 7200 tcpfin 120 udp 300\n lvs_flush\n lvs_sync_daemon eth1 VI_1 id 7 port 8849\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  198.18.0.1\n }\n}\n",
+    );
+    assert!(l.diagnostics.items.is_empty(), "{:?}", l.diagnostics.items);
+    let g = &l.config.global;
+    assert_eq!(
+        g.lvs_timeouts,
+        Some(LvsTimeouts {
+            tcp: 7200,
+            tcpfin: 120,
+            udp: 300
+        })
+    );
+    assert!(g.lvs_flush && !g.lvs_flush_onstop);
+    let sd = g.lvs_sync_daemon.as_ref().unwrap();
+    assert_eq!(
+        (sd.interface.as_str(), sd.vrrp_instance.as_str()),
+        ("eth1", "VI_1")
+    );
+    assert_eq!((sd.sync_id, sd.port, sd.ttl), (Some(7), 8849, 1));
+}
