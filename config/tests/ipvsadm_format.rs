@@ -326,3 +326,32 @@ fn connections_and_timeouts() {
         "Timeout (tcp tcpfin udp): 900 120 300\n"
     );
 }
+
+#[test]
+fn daemons() {
+    let d = vec![
+        SyncDaemon {
+            master: true,
+            mcast_ifn: "eth1".into(),
+            syncid: 7,
+            maxlen: 0,
+            group: Some(ip("224.0.0.81")),
+            port: 8848,
+            ttl: 1,
+        },
+        SyncDaemon {
+            master: false,
+            mcast_ifn: "eth1".into(),
+            syncid: 7,
+            maxlen: 1472,
+            group: None,
+            port: 0,
+            ttl: 0,
+        },
+    ];
+    assert_eq!(
+        format_daemons(&d),
+        "master sync daemon (mcast=eth1, syncid=7, group=224.0.0.81, port=8848, ttl=1)\n\
+         backup sync daemon (mcast=eth1, syncid=7, maxlen=1472)\n"
+    );
+}

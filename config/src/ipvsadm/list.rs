@@ -631,3 +631,54 @@ pub fn format_conns(conns: &[ConnEntry], persistent_conn: bool) -> String {
 pub fn service_ordering(a: &ServiceKey, b: &ServiceKey) -> Ordering {
     cmp_services(a, b).cmp(&0)
 }
+
+/// A connection-sync daemon as `ipvsadm -L --daemon` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncDaemon {
+    /// true: master (sends), false: backup (receives).
+    pub master: bool,
+    pub mcast_ifn: String,
+    pub syncid: u8,
+    /// 0 = not set
+    pub maxlen: u16,
+    pub group: Option<IpAddr>,
+    /// 0 = not set
+    pub port: u16,
+    /// 0 = not set
+    pub ttl: u8,
+}
+
+/// `ipvsadm -L --daemon`.
+pub fn format_daemons(daemons: &[SyncDaemon]) -> String {
+    let mut out = String::new();
+    for d in daemons {
+        let _ = write!(
+            out,
+            "{} sync daemon (mcast={}, syncid={}",
+            if d.master { "master" } else { "backup" },
+            d.mcast_ifn,
+            d.syncid
+        );
+        if d.maxlen != 0 {
+            let _ = write!(out, ", maxlen={}", d.maxlen);
+        }
+        if let Some(g) = d.group {
+            match g {
+                IpAddr::V4(a) => {
+                    let _ = write!(out, ", group={a}");
+                }
+                IpAddr::V6(a) => {
+                    let _ = write!(out, ", group={}", crate::ipvs::ntop6(&a));
+                }
+            }
+        }
+        if d.port != 0 {
+            let _ = write!(out, ", port={}", d.port);
+        }
+        if d.ttl != 0 {
+            let _ = write!(out, ", ttl={}", d.ttl);
+        }
+        out.push_str(")\n");
+    }
+    out
+}
