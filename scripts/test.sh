@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
-for p in build-essential pkg-config iproute2 curl python3; do
+for p in build-essential pkg-config iproute2 curl python3 ethtool procps; do
     dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -32,5 +32,31 @@ if grep -qE '^test result: FAILED|^error' /tmp/ferrovs-test.log; then
     echo "tests failed; full log in /tmp/ferrovs-test.log" >&2
     exit 1
 fi
-passed=$(grep -E '^test result:' /tmp/ferrovs-test.log | sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/' | awk '{p+=$1; f+=$2} END {print p" passed, "f" failed"}')
-echo "cargo: $passed"
+read -r cargo_pass cargo_fail < <(grep -E '^test result:' /tmp/ferrovs-test.log | sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/' | awk '{p+=$1; f+=$2} END {print p+0, f+0}')
+echo "cargo: $cargo_pass passed, $cargo_fail failed"
+
+# End-to-end: real programs in network namespaces (root only; CI runs as root).
+if [ "$(id -u)" -ne 0 ]; then
+    echo "end-to-end tests need root: run this script as root" >&2
+    exit 1
+fi
+echo "== cargo build --release (binaries for the end-to-end tests)"
+cargo build --release -q -p ferrovs-controlplane
+total_pass=$cargo_pass
+total_fail=$cargo_fail
+for t in tests/lab_selftest.sh tests/e2e_appliance.sh; do
+    echo "== $t"
+    out=$(mktemp)
+    bash "$t" 2>&1 | tee "$out" | grep -Ev '^ok - ' || true
+    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
+    rm -f "$out"
+    if [ -z "$last" ]; then
+        echo "$t: no result line" >&2
+        total_fail=$((total_fail + 1))
+        continue
+    fi
+    total_pass=$((total_pass + $(echo "$last" | cut -d' ' -f1)))
+    total_fail=$((total_fail + $(echo "$last" | cut -d' ' -f3)))
+done
+echo "$total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ]

@@ -150,10 +150,7 @@ impl Daemon {
         let before_laddrs = std::mem::replace(&mut self.state.laddrs, laddrs_from_config(&new_cfg));
         let mut t: Table = before_table.clone();
         for c in &cmds {
-            // Rules changed by hand since may already say what the file says.
-            if let Err(e) = ferrovs_config::ipvsadm::rules::apply(&mut t, c) {
-                warn!("reload: {e} applying {c:?}");
-            }
+            apply_upsert(&mut t, c);
         }
         self.state.replace_table(t);
         if let Err(e) = self.publish() {
@@ -313,6 +310,28 @@ impl Daemon {
                 error!("publishing after drain: {e}");
             }
         }
+    }
+}
+
+/// Applies a reload change to a table that may have been edited by hand
+/// since the last load: the file is authoritative for what it names, so an
+/// edit of something deleted by hand adds it back, an add of something added
+/// by hand edits it, and a delete of something already gone is a no-op.
+fn apply_upsert(t: &mut Table, c: &Command) {
+    use ferrovs_config::ipvsadm::rules::apply;
+    let r = match apply(t, c) {
+        Ok(()) => return,
+        Err(_) => match c {
+            Command::EditService(s) => apply(t, &Command::AddService(s.clone())),
+            Command::AddService(s) => apply(t, &Command::EditService(s.clone())),
+            Command::EditDest(k, d) => apply(t, &Command::AddDest(k.clone(), d.clone())),
+            Command::AddDest(k, d) => apply(t, &Command::EditDest(k.clone(), d.clone())),
+            Command::DelService(_) | Command::DelDest(..) => Ok(()),
+            other => apply(t, other),
+        },
+    };
+    if let Err(e) = r {
+        warn!("reload: {e} applying {c:?}");
     }
 }
 
