@@ -40,8 +40,10 @@ impl RateEstimator {
                 step(&mut e.cps, r(t.conns, e.last.conns));
                 step(&mut e.inpps, r(t.inpkts, e.last.inpkts));
                 step(&mut e.outpps, r(t.outpkts, e.last.outpkts));
-                step(&mut e.inbps, r(t.inbytes, e.last.inbytes) * 8.0);
-                step(&mut e.outbps, r(t.outbytes, e.last.outbytes) * 8.0);
+                // IPVS's "BPS" are bytes per second (ip_vs_est.c scales
+                // byte counts), not bits.
+                step(&mut e.inbps, r(t.inbytes, e.last.inbytes));
+                step(&mut e.outbps, r(t.outbytes, e.last.outbytes));
             }
         }
         e.last = t;
@@ -89,7 +91,7 @@ mod tests {
         assert_eq!(s.cps, 100);
         assert_eq!(s.inpps, 1000);
         assert_eq!(s.outpps, 500);
-        assert_eq!(s.inbps, 800_000);
+        assert_eq!(s.inbps, 100_000);
         assert_eq!(s.outbps, 0);
     }
 }
