@@ -130,6 +130,8 @@ struct Core<P: Port> {
     /// The tuple and hash the prefetch pass computed for the packet being
     /// handled.
     hash_hint: Option<(Tuple, u64)>,
+    /// The destination's classification from the same pass.
+    kind_hint: Option<([u8; 4], Option<AddrKind>)>,
     nh_cache: [NhCached; NH_CACHE],
     /// When neighbour retries last ran (they need no finer pace).
     neigh_tick_ms: u64,
@@ -175,6 +177,7 @@ impl<P: Port> Worker<P> {
                 ip_id: (id as u16).wrapping_mul(0x1000),
                 neigh_tick_ms: 0,
                 hash_hint: None,
+                kind_hint: None,
                 nh_cache: [NhCached::default(); NH_CACHE],
             },
             rx: Vec::with_capacity(BURST),
@@ -240,18 +243,22 @@ impl<P: Port> Worker<P> {
             // index bucket, then every candidate entry, then handle.
             let mut pre = [None; BURST];
             for (k, p) in self.rx.iter().enumerate().take(BURST) {
-                pre[k] = peek(snap, p.data()).map(|(t, reply)| {
+                pre[k] = peek(snap, p.data()).map(|(t, kind)| {
                     let h = core.conns.hash(&t);
+                    let reply = !matches!(kind, Some(AddrKind::Vip { .. }));
                     core.conns.prefetch_bucket(h, reply);
-                    (t, h, reply)
+                    (t, h, kind)
                 });
             }
-            for &(_, h, reply) in pre.iter().take(got).flatten() {
-                core.conns.prefetch_entry(h, reply);
+            for &(_, h, kind) in pre.iter().take(got).flatten() {
+                core.conns
+                    .prefetch_entry(h, !matches!(kind, Some(AddrKind::Vip { .. })));
             }
             for (k, p) in self.rx.drain(..).enumerate() {
                 core.ctr().rx_bytes.add(p.len() as u64);
-                core.hash_hint = pre.get(k).copied().flatten().map(|(t, h, _)| (t, h));
+                let hint = pre.get(k).copied().flatten();
+                core.hash_hint = hint.map(|(t, h, _)| (t, h));
+                core.kind_hint = hint.map(|(t, _, kind)| (t.daddr, kind));
                 core.handle(snap, p, port as u16, now_ms, false);
             }
             n += got;
@@ -279,7 +286,7 @@ impl<P: Port> Worker<P> {
 /// whether it is a reply (not addressed to a VIP). No validation: the real
 /// parse happens when the packet is handled.
 #[inline(always)]
-fn peek(snap: &Snapshot, d: &[u8]) -> Option<(Tuple, bool)> {
+fn peek(snap: &Snapshot, d: &[u8]) -> Option<(Tuple, Option<AddrKind>)> {
     let l2 = ethernet::parse(d)?;
     if l2.ethertype != ethernet::ETHERTYPE_IPV4 {
         return None;
@@ -304,8 +311,7 @@ fn peek(snap: &Snapshot, d: &[u8]) -> Option<(Tuple, bool)> {
         daddr: dst,
         dport: l4::dst_port(l4),
     };
-    let reply = !matches!(snap.addr_kind(dst), Some(AddrKind::Vip { .. }));
-    Some((t, reply))
+    Some((t, snap.addr_kind(dst)))
 }
 
 impl<P: Port> Core<P> {
@@ -364,7 +370,10 @@ impl<P: Port> Core<P> {
                 return self.drop_pkt(r, pkt);
             }
         };
-        let kind = snap.addr_kind(info.dst);
+        let kind = match self.kind_hint.take() {
+            Some((d, k)) if d == info.dst => k,
+            _ => snap.addr_kind(info.dst),
+        };
         match kind {
             Some(AddrKind::Own) => return self.drop_pkt(DropReason::ToKernel, pkt),
             Some(AddrKind::Vip { active: false }) | Some(AddrKind::Laddr { active: false }) => {
