@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 /// Entries examined per poll by the expiry wheel and the template reaper.
 pub const EXPIRE_BUDGET: usize = 256;
-pub const REAP_BUDGET: usize = 64;
+pub const REAP_BUDGET: usize = 256;
 /// Slots of each worker-to-worker ring.
 pub const RING_SIZE: usize = 1024;
 /// Neighbour entries per worker.
@@ -74,6 +74,9 @@ pub struct Shared<T> {
     neigh_events: Vec<ArrayQueue<NeighEvent>>,
     /// Control-plane requests, one queue per worker.
     requests: Vec<ArrayQueue<Request>>,
+    /// Snapshots published so far: a plain load tells a worker whether to
+    /// look at the `ArcSwap` at all.
+    published: crossbeam_utils::CachePadded<std::sync::atomic::AtomicU64>,
     pub workers: usize,
 }
 
@@ -86,6 +89,7 @@ impl<T> Shared<T> {
             handover: (0..w * w).map(|_| ArrayQueue::new(RING_SIZE)).collect(),
             neigh_events: (0..w * w).map(|_| ArrayQueue::new(256)).collect(),
             requests: (0..w).map(|_| ArrayQueue::new(16)).collect(),
+            published: Default::default(),
             workers: w,
         })
     }
@@ -98,6 +102,10 @@ impl<T> Shared<T> {
     /// Publishes a new snapshot; workers switch at their next burst.
     pub fn publish(&self, s: Snapshot) {
         self.snapshot.store(Arc::new(s));
+        // After the store: a worker that sees the new count finds the new
+        // snapshot.
+        self.published
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -132,6 +140,8 @@ struct Core<P: Port> {
     hash_hint: Option<(Tuple, u64)>,
     /// The destination's classification from the same pass.
     kind_hint: Option<([u8; 4], Option<AddrKind>)>,
+    /// When templates were last reaped.
+    reap_ms: u64,
     nh_cache: [NhCached; NH_CACHE],
     /// When neighbour retries last ran (they need no finer pace).
     neigh_tick_ms: u64,
@@ -139,6 +149,7 @@ struct Core<P: Port> {
 
 pub struct Worker<P: Port> {
     snap: Arc<Snapshot>,
+    seen_published: u64,
     core: Core<P>,
     rx: Vec<P::Pkt>,
 }
@@ -159,11 +170,14 @@ impl<P: Port> Worker<P> {
         conn_capacity: usize,
         now_ms: u64,
     ) -> Worker<P> {
+        // The count first: a publish in between is then seen next poll.
+        let seen_published = shared.published.load(std::sync::atomic::Ordering::Acquire);
         let snap = shared.snapshot.load_full();
         let workers = shared.workers;
         let nports = ports.len();
         let mut w = Worker {
             snap,
+            seen_published,
             core: Core {
                 id,
                 shared,
@@ -178,6 +192,7 @@ impl<P: Port> Worker<P> {
                 neigh_tick_ms: 0,
                 hash_hint: None,
                 kind_hint: None,
+                reap_ms: 0,
                 nh_cache: [NhCached::default(); NH_CACHE],
             },
             rx: Vec::with_capacity(BURST),
@@ -274,6 +289,15 @@ impl<P: Port> Worker<P> {
     }
 
     fn refresh_snapshot(&mut self) {
+        let seen = self
+            .core
+            .shared
+            .published
+            .load(std::sync::atomic::Ordering::Acquire);
+        if seen == self.seen_published {
+            return;
+        }
+        self.seen_published = seen;
         let cur = self.core.shared.snapshot.load();
         if cur.generation != self.snap.generation || !Arc::ptr_eq(&cur, &self.snap) {
             self.snap = arc_swap::Guard::into_inner(cur);
@@ -1197,15 +1221,20 @@ impl<P: Port> Core<P> {
         let ctr = self.shared.counters.cell(self.id);
         ctr.conns_expired.add(expired as u64);
         ctr.conns_active.set(self.conns.len() as u64);
-        snap.templates.reap(now_s, REAP_BUDGET, |d| {
-            if let Some(e) = snap.dest(d) {
-                let _ = e.dest.shared.persistconns.fetch_update(
-                    std::sync::atomic::Ordering::Relaxed,
-                    std::sync::atomic::Ordering::Relaxed,
-                    |v| Some(v.saturating_sub(1)),
-                );
-            }
-        });
+        // Templates die slowly (seconds): reaping a slice every few
+        // milliseconds keeps up without a scan in every poll.
+        if now >= self.reap_ms + 5 {
+            self.reap_ms = now;
+            snap.templates.reap(now_s, REAP_BUDGET, |d| {
+                if let Some(e) = snap.dest(d) {
+                    let _ = e.dest.shared.persistconns.fetch_update(
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                        |v| Some(v.saturating_sub(1)),
+                    );
+                }
+            });
+        }
 
         while let Some(r) = self.shared.requests[self.id].pop() {
             match r {
