@@ -72,6 +72,7 @@ struct WorkerResult {
     elapsed: Duration,
     table_bytes: usize,
     table_len: usize,
+    table_capacity: usize,
 }
 
 fn fwd(m: Mode) -> FwdMethod {
@@ -149,10 +150,14 @@ fn main() {
     let per_core = mpps / workers as f64;
     let table_bytes: usize = results.iter().map(|r| r.table_bytes).sum();
     let table_len: usize = results.iter().map(|r| r.table_len).sum();
+    let table_capacity: usize = results.iter().map(|r| r.table_capacity).sum();
+    // Frames for the director itself (the warm-up's ARP replies) are the
+    // kernel's, not drops.
+    let to_kernel = ferrovs_dataplane::counters::DropReason::ToKernel;
     let drops: u64 = shared
         .counters
         .iter()
-        .map(|c| c.drops.iter().map(|d| d.get()).sum::<u64>())
+        .map(|c| c.drops.iter().map(|d| d.get()).sum::<u64>() - c.dropped(to_kernel))
         .sum();
     let handovers: u64 = shared.counters.iter().map(|c| c.handover_out.get()).sum();
     let report = Report {
@@ -169,7 +174,11 @@ fn main() {
         } else {
             0.0
         },
-        bytes_per_conn: if table_len > 0 {
+        // Established runs size the table to the flows and divide by them;
+        // new-connection runs oversize it, so give the full-table figure.
+        bytes_per_conn: if args.new_conns {
+            table_bytes as f64 / table_capacity.max(1) as f64
+        } else if table_len > 0 {
             table_bytes as f64 / table_len as f64
         } else {
             0.0
@@ -333,5 +342,6 @@ fn run_worker(
         elapsed,
         table_bytes: worker.conns().memory_bytes(),
         table_len: worker.conns().len().max(1),
+        table_capacity: worker.conns().capacity(),
     }
 }
