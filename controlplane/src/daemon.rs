@@ -140,6 +140,11 @@ impl Daemon {
             ));
         }
         let new_cfg = loaded.config;
+        if new_cfg.global.lvs_timeouts != self.config.global.lvs_timeouts {
+            if let Some(t) = new_cfg.global.lvs_timeouts {
+                self.state.timeouts.set(t.tcp, t.tcpfin, t.udp);
+            }
+        }
         if new_cfg.ferrovs != self.config.ferrovs {
             warn!("changes to the ferrovs {{}} block take effect at the next start");
         }
@@ -398,6 +403,9 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     let table_size = settings.conn_table_size.max(1024);
     let templates = Arc::new(TemplateTable::new((table_size as usize).min(1 << 22)));
     let mut state = IpvsState::new(workers, templates, table_size);
+    if let Some(t) = cfg.global.lvs_timeouts {
+        state.timeouts.set(t.tcp, t.tcpfin, t.udp);
+    }
     state.laddrs = laddrs_from_config(&cfg);
     state.replace_table(initial_table(&cfg));
     let snap = state.build(1, &net, &[])?;

@@ -63,6 +63,9 @@ pub struct ConnView {
 pub enum Request {
     /// Every connection of the worker's table.
     ListConns(std::sync::mpsc::SyncSender<Vec<ConnView>>),
+    /// Send a frame the control plane built (gratuitous ARP when a VIP is
+    /// taken over) out of a port.
+    Transmit { port: u16, frame: Vec<u8> },
 }
 
 /// What all workers share: the published snapshot, counters and rings.
@@ -1258,6 +1261,19 @@ impl<P: Port> Core<P> {
                         .collect();
                     // The requester may have given up waiting.
                     let _ = reply.try_send(list);
+                }
+                Request::Transmit { port, frame } => {
+                    let p = port as usize;
+                    let Some(mut pkt) = self.ports.get_mut(p).and_then(|x| x.alloc()) else {
+                        self.ctr().drop(DropReason::NoBuffer);
+                        continue;
+                    };
+                    if !pkt.set_len(frame.len()) {
+                        self.ctr().drop(DropReason::NoBuffer);
+                        continue;
+                    }
+                    pkt.data_mut().copy_from_slice(&frame);
+                    self.tx[p].push(pkt);
                 }
             }
         }

@@ -636,3 +636,32 @@ fn connection_counts_follow_tcp_states_and_expiry() {
     let s = d.stats.totals();
     assert_eq!((s.conns, s.inpkts, s.outpkts), (1, 3, 1));
 }
+
+#[test]
+fn control_plane_frames_go_out_of_the_named_port() {
+    use ferrovs_dataplane::worker::Request;
+    let mut lab = Lab::new(Svc::new(FwdMethod::Dr), 1);
+    let mut garp = vec![0u8; 64];
+    let n = ferrovs_dataplane::wire::arp::build_gratuitous(&mut garp, &DIR0_MAC, ip(VIP), None);
+    garp.truncate(n);
+    assert!(lab.shared.request(
+        0,
+        Request::Transmit {
+            port: 0,
+            frame: garp.clone()
+        }
+    ));
+    lab.poll_all();
+    assert_eq!(lab.take(0, 0), vec![garp]);
+    assert!(lab.take(0, 1).is_empty());
+    // A port that does not exist is a counted drop, not a panic.
+    assert!(lab.shared.request(
+        0,
+        Request::Transmit {
+            port: 9,
+            frame: vec![0; 60]
+        }
+    ));
+    lab.poll_all();
+    assert_eq!(lab.dropped(DropReason::NoBuffer), 1);
+}
