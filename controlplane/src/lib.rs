@@ -5,3 +5,4 @@ pub mod daemon;
 pub mod ipvs_state;
 pub mod netinfo;
 pub mod rate;
+pub mod vrrp_io;
