@@ -1637,6 +1637,12 @@ impl Conv<'_> {
                 ),
             }
         }
+        // IPVS keeps three flag bits whose names depend on the scheduler
+        // (flag-1 on sh is sh-fallback): keep the canonical names.
+        vs.scheduler.flags = crate::ipvsadm::list::sched_flags_from_bits(
+            &vs.scheduler.name,
+            crate::ipvsadm::list::sched_bits(&vs.scheduler.flags),
+        );
         if vs.ops && vs.protocol != Protocol::Udp && !is_fwmark_only {
             self.d().warn(
                 &n.loc,

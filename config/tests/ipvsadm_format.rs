@@ -355,3 +355,21 @@ fn daemons() {
          backup sync daemon (mcast=eth1, syncid=7, maxlen=1472)\n"
     );
 }
+
+#[test]
+fn wrapping_comparison_makes_order_depend_on_input_as_in_ipvsadm() {
+    // 198.17.1.60 < 8.8.1.60 < 99.18.0.12 < 198.17.1.60 under libipvs's
+    // comparison; glibc's merge sort then keeps an input-dependent order.
+    let t = |addrs: &[&str]| {
+        let services = addrs.iter().map(|a| Service::new(tcp(a, 80))).collect();
+        format_rules(&Table { services }, false)
+    };
+    assert_eq!(
+        t(&["198.17.1.60", "8.8.1.60", "99.18.0.12"]),
+        "-A -t 198.17.1.60:80 -s wlc\n-A -t 8.8.1.60:80 -s wlc\n-A -t 99.18.0.12:80 -s wlc\n"
+    );
+    assert_eq!(
+        t(&["99.18.0.12", "198.17.1.60", "8.8.1.60"]),
+        "-A -t 99.18.0.12:80 -s wlc\n-A -t 198.17.1.60:80 -s wlc\n-A -t 8.8.1.60:80 -s wlc\n"
+    );
+}
