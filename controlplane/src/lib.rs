@@ -2,6 +2,7 @@
 pub mod check;
 pub mod ctl;
 pub mod daemon;
+pub mod health;
 pub mod ipvs_state;
 pub mod netinfo;
 pub mod rate;
