@@ -59,6 +59,9 @@ pub struct Daemon {
     pub config: Config,
     generation: u64,
     epoch: Instant,
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    pub last_reload_ok: bool,
 }
 
 /// FULLNAT local addresses of every service, from `laddr_group_name`.
@@ -114,6 +117,9 @@ impl Daemon {
             config,
             generation: 1,
             epoch: Instant::now(),
+            reloads_ok: 0,
+            reloads_failed: 0,
+            last_reload_ok: true,
         }
     }
 
@@ -303,7 +309,7 @@ impl Daemon {
     }
 
     /// Seconds on the workers' clock (they count from the same epoch).
-    fn now_s(&self) -> u32 {
+    pub fn now_s(&self) -> u32 {
         (worker_clock_ms(self.epoch) / 1000) as u32
     }
 
@@ -456,7 +462,16 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         .enable_all()
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
-    let result = rt.block_on(serve(daemon, ctl_path.clone()));
+    let http_addr = settings.http_listen;
+    let result = rt.block_on(async {
+        let d = daemon.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::http::serve(http_addr, d).await {
+                error!("HTTP endpoint {http_addr}: {e}");
+            }
+        });
+        serve(daemon, ctl_path.clone()).await
+    });
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();
@@ -481,9 +496,15 @@ async fn serve(daemon: Arc<Mutex<Daemon>>, ctl_path: PathBuf) -> Result<(), Stri
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                let r = daemon.lock().map_err(|_| "state lock poisoned")?.reload();
-                if let Err(e) = r {
-                    error!("{e}");
+                let mut d = daemon.lock().map_err(|_| "state lock poisoned")?;
+                let r = d.reload();
+                d.last_reload_ok = r.is_ok();
+                match r {
+                    Ok(()) => d.reloads_ok += 1,
+                    Err(e) => {
+                        d.reloads_failed += 1;
+                        error!("{e}");
+                    }
                 }
             }
             _ = term.recv() => { info!("SIGTERM: stopping"); return Ok(()); }

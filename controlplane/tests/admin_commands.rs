@@ -1,55 +1,12 @@
 //! `ferrovsadm` commands against the daemon's state, in-process over a
 //! memory dataplane: ipvsadm's output formats and error messages.
 
-use ferrovs_config::Config;
+mod common;
+use common::{daemon, run};
 use ferrovs_controlplane::ctl::CtlRequest;
-use ferrovs_controlplane::daemon::Daemon;
-use ferrovs_controlplane::ipvs_state::{IpvsState, Net};
-use ferrovs_dataplane::conn::template::TemplateTable;
-use ferrovs_dataplane::port::memory::{MemPacket, MemPort};
-use ferrovs_dataplane::snapshot::PortConf;
-use ferrovs_dataplane::worker::{Shared, Worker};
-use std::net::Ipv4Addr;
+use ferrovs_dataplane::port::memory::MemPort;
+use ferrovs_dataplane::worker::Worker;
 use std::sync::Arc;
-
-fn daemon() -> (Daemon, Arc<Shared<MemPacket>>) {
-    let net = Net {
-        ports: vec![
-            PortConf {
-                name: "p0".into(),
-                mac: [2, 0, 0, 0, 0, 1],
-                addrs: vec![(Ipv4Addr::new(198, 18, 0, 1), 24)],
-                mtu: 1500,
-            },
-            PortConf {
-                name: "p1".into(),
-                mac: [2, 0, 0, 0, 1, 1],
-                addrs: vec![(Ipv4Addr::new(198, 18, 1, 1), 24)],
-                mtu: 1500,
-            },
-        ],
-        routes: vec![],
-    };
-    let state = IpvsState::new(1, Arc::new(TemplateTable::new(1024)), 4096);
-    let snap = state.build(1, &net, &[]).unwrap();
-    let shared: Arc<Shared<MemPacket>> = Shared::new(snap);
-    let d = Daemon::new(
-        state,
-        net,
-        shared.clone(),
-        "/nonexistent.conf".into(),
-        Config::default(),
-    );
-    (d, shared)
-}
-
-fn run(d: &mut Daemon, args: &str) -> (i32, String, String) {
-    let r = d.execute(&CtlRequest {
-        argv: args.split_whitespace().map(String::from).collect(),
-        stdin: None,
-    });
-    (r.code, r.stdout, r.stderr)
-}
 
 #[test]
 fn add_list_edit_delete() {

@@ -1,0 +1,130 @@
+//! The HTTP endpoint (`http_listen`, default 127.0.0.1:9180): `/metrics`
+//! for Prometheus, `/healthz`, and JSON under `/api/v1/`.
+
+use crate::daemon::Daemon;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone)]
+struct App {
+    daemon: Arc<Mutex<Daemon>>,
+    registry: Arc<Registry>,
+}
+
+pub fn router(daemon: Arc<Mutex<Daemon>>) -> Router {
+    let registry = Arc::new(crate::metrics::registry(daemon.clone()));
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/api/v1/services", get(services))
+        .route("/api/v1/workers", get(workers))
+        .route("/api/v1/timeouts", get(timeouts))
+        .with_state(App { daemon, registry })
+}
+
+/// Serves until the listener fails; errors are returned, not panics.
+pub async fn serve(addr: SocketAddr, daemon: Arc<Mutex<Daemon>>) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, router(daemon)).await
+}
+
+fn locked(app: &App) -> Result<std::sync::MutexGuard<'_, Daemon>, Response> {
+    app.daemon.lock().map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "state lock poisoned").into_response())
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    let body = tokio::task::spawn_blocking(move || crate::metrics::render(&app.registry)).await.unwrap_or_default();
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+}
+
+async fn healthz(State(app): State<App>) -> Response {
+    match locked(&app) {
+        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Err(r) => r,
+    }
+}
+
+/// The `ipvsadm -L --stats --rate` figures, as JSON.
+async fn services(State(app): State<App>) -> Response {
+    let d = match locked(&app) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match d.state.listing(None) {
+        Ok(l) => Json(l).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+    }
+}
+
+#[derive(Serialize)]
+struct WorkerView {
+    worker: usize,
+    rx_packets: u64,
+    tx_packets: u64,
+    rx_bytes: u64,
+    tx_bytes: u64,
+    handover_out: u64,
+    handover_in: u64,
+    connections: u64,
+    connections_created: u64,
+    connections_expired: u64,
+    busy_polls: u64,
+    idle_polls: u64,
+    drops: std::collections::BTreeMap<&'static str, u64>,
+}
+
+async fn workers(State(app): State<App>) -> Response {
+    let d = match locked(&app) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let v: Vec<WorkerView> = d
+        .dataplane
+        .counters()
+        .iter()
+        .enumerate()
+        .map(|(w, c)| WorkerView {
+            worker: w,
+            rx_packets: c.rx_packets.get(),
+            tx_packets: c.tx_packets.get(),
+            rx_bytes: c.rx_bytes.get(),
+            tx_bytes: c.tx_bytes.get(),
+            handover_out: c.handover_out.get(),
+            handover_in: c.handover_in.get(),
+            connections: c.conns_active.get(),
+            connections_created: c.conns_created.get(),
+            connections_expired: c.conns_expired.get(),
+            busy_polls: c.busy_polls.get(),
+            idle_polls: c.idle_polls.get(),
+            drops: ferrovs_dataplane::counters::DropReason::ALL
+                .iter()
+                .map(|r| (r.name(), c.dropped(*r)))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+        })
+        .collect();
+    Json(v).into_response()
+}
+
+#[derive(Serialize)]
+struct Timeouts {
+    tcp: u32,
+    tcpfin: u32,
+    udp: u32,
+}
+
+async fn timeouts(State(app): State<App>) -> Response {
+    let d = match locked(&app) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let (tcp, tcpfin, udp) = d.state.timeouts.get();
+    Json(Timeouts { tcp, tcpfin, udp }).into_response()
+}
