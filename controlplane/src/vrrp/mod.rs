@@ -1,0 +1,30 @@
+//! VRRP (RFC 3768 v2, RFC 5798 v3 over IPv4) as keepalived 2.2 runs it.
+//!
+//! Everything here is sans-IO except the script and notify runners:
+//!
+//! - [`packet`]: the advertisement codec and keepalived's receive checks;
+//! - [`instance`]: one `vrrp_instance` state machine (events and time in,
+//!   actions out);
+//! - [`sync_group`]: a `vrrp_sync_group` driving its member instances;
+//! - [`script`]: `vrrp_script` tracking (rise/fall state, weights) and its
+//!   tokio runner;
+//! - [`notify`]: notify_master/backup/fault/stop and `notify` scripts.
+//!
+//! The caller (the I/O glue) owns the sockets and the clock: it feeds
+//! [`instance::Event`]s with `Instant::now()`, carries out the returned
+//! [`instance::Action`]s in order, and calls `handle(Event::TimerFired, now)`
+//! once `now >= next_deadline()`.
+
+pub mod instance;
+pub mod notify;
+pub mod packet;
+pub mod script;
+pub mod sync_group;
+
+pub use instance::{
+    Action, AdvertTarget, ConfigError, Event, Instance, InstanceConfig, State, TrackKind,
+    TrackSpec, TrackStatus,
+};
+pub use notify::NotifyState;
+pub use packet::{Advert, PacketError, RxInfo, Version};
+pub use sync_group::{GroupState, SyncAction, SyncGroup};

@@ -1,0 +1,858 @@
+//! VRRP advertisement codec for IPv4: VRRPv2 (RFC 3768 §5) and VRRPv3
+//! (RFC 5798 §5).
+//!
+//! [`Advert::parse`] checks what can be checked without knowing the receiving
+//! instance (version, type, length against the address count, checksum);
+//! [`Advert::check`] adds the per-instance checks keepalived's
+//! `vrrp_check_packet()` makes, in its order (TTL, version, auth, v2 interval,
+//! address count, unicast/multicast, VIP list).
+
+use ferrovs_dataplane::wire::checksum;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+/// IP protocol number of VRRP.
+pub const IPPROTO_VRRP: u8 = 112;
+/// TTL of every advert we send, and the one a multicast advert must carry
+/// (RFC 3768 §7.1, RFC 5798 §7.1).
+pub const VRRP_TTL: u8 = 255;
+/// Length of the v2 authentication data (RFC 3768 §5.3.10).
+pub const AUTH_DATA_LEN: usize = 8;
+/// The fixed VRRP header: version/type, VRID, priority, count, two words.
+pub const HEADER_LEN: usize = 8;
+/// The only packet type (RFC 3768 §5.3.2, RFC 5798 §5.2.2).
+pub const TYPE_ADVERTISEMENT: u8 = 1;
+/// v2 auth types (RFC 3768 §5.3.6; keepalived still knows 1 and 2).
+pub const AUTH_NONE: u8 = 0;
+pub const AUTH_PASS: u8 = 1;
+pub const AUTH_AH: u8 = 2;
+/// Largest VRRPv3 Max Adver Int: 12 bits of centiseconds (RFC 5798 §5.2.7).
+pub const V3_MAX_INTERVAL_CS: u16 = 0x0fff;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Version {
+    V2,
+    V3,
+}
+
+impl Version {
+    pub fn number(self) -> u8 {
+        match self {
+            Version::V2 => 2,
+            Version::V3 => 3,
+        }
+    }
+    pub fn from_number(n: u8) -> Option<Version> {
+        match n {
+            2 => Some(Version::V2),
+            3 => Some(Version::V3),
+            _ => None,
+        }
+    }
+}
+
+/// One VRRP advertisement (the VRRP message, without the IP header).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Advert {
+    pub version: Version,
+    pub vrid: u8,
+    pub priority: u8,
+    /// Advertisement interval as carried: seconds (v2, 8 bits) or
+    /// centiseconds (v3, 12 bits).
+    pub interval: u16,
+    pub addresses: Vec<Ipv4Addr>,
+    /// v2 only (0 for v3).
+    pub auth_type: u8,
+    /// v2 only: the password, cut to 8 bytes and zero padded (all zero for
+    /// v3 and for auth type 0).
+    pub auth_data: [u8; AUTH_DATA_LEN],
+}
+
+/// Why a received advert is not accepted. `Drop` kinds are the ones
+/// keepalived calls VRRP_PACKET_DROP (not an error of the sender: another
+/// router's configuration); the rest are VRRP_PACKET_KO.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PacketError {
+    TooShort {
+        len: usize,
+    },
+    NotIpv4,
+    BadIpHeader,
+    IpTotalLength {
+        header: usize,
+        received: usize,
+    },
+    Protocol(u8),
+    Version(u8),
+    Type(u8),
+    Length {
+        len: usize,
+        expected: usize,
+    },
+    Checksum {
+        carried: u16,
+        computed: u16,
+    },
+    // Checks against the receiving instance (`Advert::check`).
+    Vrid {
+        received: u8,
+        ours: u8,
+    },
+    Ttl {
+        received: u8,
+    },
+    VersionMismatch {
+        received: u8,
+        ours: u8,
+    },
+    InvalidAuthType(u8),
+    AuthTypeMismatch {
+        received: u8,
+        ours: u8,
+    },
+    BadPassword,
+    /// v2 interval differs from ours: dropped "to prevent concurrent VRID
+    /// running => multiple master in 1 VRID" (keepalived).
+    IntervalMismatch {
+        received: u16,
+        ours: u16,
+    },
+    AddressCount {
+        received: usize,
+        ours: usize,
+    },
+    UnexpectedCast {
+        multicast: bool,
+    },
+    MissingVip(Ipv4Addr),
+}
+
+impl fmt::Display for PacketError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use PacketError::*;
+        match self {
+            TooShort { len } => write!(f, "VRRP packet too short - {len} bytes"),
+            NotIpv4 => write!(f, "not an IPv4 packet"),
+            BadIpHeader => write!(f, "bad IPv4 header length"),
+            IpTotalLength { header, received } => write!(
+                f,
+                "ip_tot_len mismatch against received length. {header} and received {received}"
+            ),
+            Protocol(p) => write!(f, "IP protocol {p} is not VRRP"),
+            Version(v) => write!(f, "unknown VRRP version {v}"),
+            Type(t) => write!(f, "Invalid packet type. {t} and expect 1"),
+            Length { len, expected } => write!(
+                f,
+                "vrrp packet too {}, length {len} and expect {expected}",
+                if len > expected { "long" } else { "short" }
+            ),
+            Checksum { carried, computed } => write!(
+                f,
+                "Invalid VRRP checksum {carried:#06x} (computed {computed:#06x})"
+            ),
+            Vrid { received, ours } => write!(f, "VRID {received} is not ours ({ours})"),
+            Ttl { received } => write!(f, "invalid TTL/HL. Received {received} and expect 255"),
+            VersionMismatch { received, ours } => {
+                write!(f, "wrong version. Received {received} and expect {ours}")
+            }
+            InvalidAuthType(t) => write!(f, "Invalid auth type: {t}"),
+            AuthTypeMismatch { received, ours } => {
+                write!(f, "received a {received} auth, expecting {ours}!")
+            }
+            BadPassword => write!(f, "received an invalid passwd!"),
+            IntervalMismatch { received, ours } => write!(
+                f,
+                "advertisement interval mismatch mine={ours} sec rcv'd={received} sec"
+            ),
+            AddressCount { received, ours } => write!(
+                f,
+                "received an unexpected ip number count {received}, expected {ours}!"
+            ),
+            UnexpectedCast { multicast } => write!(
+                f,
+                "Expected {}icast packet but received {}icast packet",
+                if *multicast { "un" } else { "mult" },
+                if *multicast { "mult" } else { "un" }
+            ),
+            MissingVip(a) => write!(
+                f,
+                "ip address associated with VRID not present in MASTER advert: {a}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PacketError {}
+
+impl PacketError {
+    /// keepalived's VRRP_PACKET_DROP (as opposed to VRRP_PACKET_KO): only the
+    /// v2 interval mismatch.
+    pub fn is_drop(&self) -> bool {
+        matches!(self, PacketError::IntervalMismatch { .. })
+    }
+}
+
+/// The password as carried in a v2 advert: cut to 8 bytes, zero padded
+/// (RFC 3768 §5.3.10; keepalived cuts `auth_pass` the same way).
+pub fn pass_data(pass: &str) -> [u8; AUTH_DATA_LEN] {
+    let mut d = [0u8; AUTH_DATA_LEN];
+    let b = pass.as_bytes();
+    let n = b.len().min(AUTH_DATA_LEN);
+    d[..n].copy_from_slice(&b[..n]);
+    d
+}
+
+/// What the receiving instance expects of an advert (keepalived's
+/// `vrrp_check_packet()` inputs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expect<'a> {
+    pub version: Version,
+    /// 0 (none) or 1 (PASS) for v2; 0 for v3.
+    pub auth_type: u8,
+    pub auth_data: [u8; AUTH_DATA_LEN],
+    /// Our configured interval in the packet's unit (v2: seconds).
+    pub interval: u16,
+    /// Our VIPs; checked against the advert when `check_addresses`.
+    pub vips: &'a [Ipv4Addr],
+    pub check_addresses: bool,
+    /// Unicast instance (unicast_peer given).
+    pub unicast: bool,
+}
+
+/// What the caller knows of the received IP header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RxInfo {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub ttl: u8,
+}
+
+impl RxInfo {
+    pub fn multicast(&self) -> bool {
+        self.dst.is_multicast()
+    }
+}
+
+/// Wire length of a VRRP message with `count` addresses.
+pub fn message_len(version: Version, count: usize) -> usize {
+    HEADER_LEN
+        + 4 * count
+        + match version {
+            Version::V2 => AUTH_DATA_LEN,
+            Version::V3 => 0,
+        }
+}
+
+/// The v3 checksum's IPv4 pseudo-header partial sum (RFC 5798 §5.2.8):
+/// source, destination, zero, protocol 112, VRRP length.
+fn v3_pseudo_sum(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> u32 {
+    checksum::pseudo_header_v4(src.octets(), dst.octets(), IPPROTO_VRRP, len as u16)
+}
+
+impl Advert {
+    /// A VRRPv2 advert; `password` Some for auth type 1 (PASS).
+    pub fn v2(
+        vrid: u8,
+        priority: u8,
+        interval_secs: u8,
+        addresses: Vec<Ipv4Addr>,
+        password: Option<&str>,
+    ) -> Advert {
+        let (auth_type, auth_data) = match password {
+            Some(p) => (AUTH_PASS, pass_data(p)),
+            None => (AUTH_NONE, [0; AUTH_DATA_LEN]),
+        };
+        Advert {
+            version: Version::V2,
+            vrid,
+            priority,
+            interval: interval_secs as u16,
+            addresses,
+            auth_type,
+            auth_data,
+        }
+    }
+
+    /// A VRRPv3 advert; the interval is cut to its 12 bits.
+    pub fn v3(vrid: u8, priority: u8, interval_cs: u16, addresses: Vec<Ipv4Addr>) -> Advert {
+        Advert {
+            version: Version::V3,
+            vrid,
+            priority,
+            interval: interval_cs.min(V3_MAX_INTERVAL_CS),
+            addresses,
+            auth_type: AUTH_NONE,
+            auth_data: [0; AUTH_DATA_LEN],
+        }
+    }
+
+    /// The interval as a duration (v2 seconds, v3 centiseconds).
+    pub fn interval_duration(&self) -> Duration {
+        match self.version {
+            Version::V2 => Duration::from_secs(self.interval as u64),
+            Version::V3 => Duration::from_millis(self.interval as u64 * 10),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        message_len(self.version, self.addresses.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The VRRP message with its checksum. `src`/`dst` are the IP header's
+    /// addresses: v3 covers them through the pseudo-header (for unicast the
+    /// destination is the peer the copy goes to); v2 ignores them.
+    pub fn encode(&self, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+        let count = self.addresses.len().min(255);
+        let mut b = Vec::with_capacity(message_len(self.version, count));
+        b.push((self.version.number() << 4) | TYPE_ADVERTISEMENT);
+        b.push(self.vrid);
+        b.push(self.priority);
+        b.push(count as u8);
+        match self.version {
+            Version::V2 => {
+                b.push(self.auth_type);
+                b.push(self.interval.min(255) as u8);
+            }
+            Version::V3 => {
+                // 4 reserved bits (zero) + 12-bit Max Adver Int.
+                let iv = self.interval & V3_MAX_INTERVAL_CS;
+                b.extend_from_slice(&iv.to_be_bytes());
+            }
+        }
+        b.extend_from_slice(&[0, 0]);
+        for a in &self.addresses[..count] {
+            b.extend_from_slice(&a.octets());
+        }
+        if self.version == Version::V2 {
+            b.extend_from_slice(&self.auth_data);
+        }
+        let csum = match self.version {
+            Version::V2 => checksum::checksum(&b),
+            Version::V3 => !checksum::fold(v3_pseudo_sum(src, dst, b.len()) + checksum::sum(&b)),
+        };
+        b[6..8].copy_from_slice(&csum.to_be_bytes());
+        b
+    }
+
+    /// The advert inside a complete IPv4 packet as keepalived builds it
+    /// (`vrrp_build_ip4`): no options, TOS 0xc0 (network control), id 0,
+    /// DF clear, TTL 255, protocol 112.
+    pub fn encode_ipv4(&self, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+        let msg = self.encode(src, dst);
+        let total = 20 + msg.len();
+        let mut b = Vec::with_capacity(total);
+        b.extend_from_slice(&[0x45, 0xc0]);
+        b.extend_from_slice(&(total as u16).to_be_bytes());
+        b.extend_from_slice(&[0, 0, 0, 0, VRRP_TTL, IPPROTO_VRRP, 0, 0]);
+        b.extend_from_slice(&src.octets());
+        b.extend_from_slice(&dst.octets());
+        let c = checksum::checksum(&b[..20]);
+        b[10..12].copy_from_slice(&c.to_be_bytes());
+        b.extend_from_slice(&msg);
+        b
+    }
+
+    /// Parses a VRRP message received from `src` to `dst` (the IP header's
+    /// addresses) and verifies its version, type, length and checksum.
+    pub fn parse(msg: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> Result<Advert, PacketError> {
+        if msg.len() < HEADER_LEN {
+            return Err(PacketError::TooShort { len: msg.len() });
+        }
+        let version = Version::from_number(msg[0] >> 4).ok_or(PacketError::Version(msg[0] >> 4))?;
+        let count = msg[3] as usize;
+        // RFC 3768 §7.1 / RFC 5798 §7.1: the packet must hold the whole
+        // message; keepalived insists on an exact length.
+        let expected = message_len(version, count);
+        if msg.len() != expected {
+            return Err(PacketError::Length {
+                len: msg.len(),
+                expected,
+            });
+        }
+        if msg[0] & 0x0f != TYPE_ADVERTISEMENT {
+            return Err(PacketError::Type(msg[0] & 0x0f));
+        }
+        let carried = u16::from_be_bytes([msg[6], msg[7]]);
+        let total = match version {
+            Version::V2 => checksum::sum(msg),
+            Version::V3 => v3_pseudo_sum(src, dst, msg.len()) + checksum::sum(msg),
+        };
+        // A correct message sums (checksum field included) to 0xffff.
+        if checksum::fold(total) != 0xffff {
+            let mut zeroed = msg.to_vec();
+            zeroed[6] = 0;
+            zeroed[7] = 0;
+            let computed = match version {
+                Version::V2 => checksum::checksum(&zeroed),
+                Version::V3 => {
+                    !checksum::fold(v3_pseudo_sum(src, dst, msg.len()) + checksum::sum(&zeroed))
+                }
+            };
+            return Err(PacketError::Checksum { carried, computed });
+        }
+        let addresses = msg[HEADER_LEN..HEADER_LEN + 4 * count]
+            .chunks_exact(4)
+            .map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3]))
+            .collect();
+        let (interval, auth_type, mut auth_data) = match version {
+            Version::V2 => (msg[5] as u16, msg[4], [0u8; AUTH_DATA_LEN]),
+            Version::V3 => (
+                u16::from_be_bytes([msg[4], msg[5]]) & V3_MAX_INTERVAL_CS,
+                AUTH_NONE,
+                [0u8; AUTH_DATA_LEN],
+            ),
+        };
+        if version == Version::V2 {
+            auth_data.copy_from_slice(&msg[msg.len() - AUTH_DATA_LEN..]);
+        }
+        Ok(Advert {
+            version,
+            vrid: msg[1],
+            priority: msg[2],
+            interval,
+            addresses,
+            auth_type,
+            auth_data,
+        })
+    }
+
+    /// Parses a whole IPv4 packet (header included, as a raw socket hands it
+    /// over): IPv4, total length equal to what was received, protocol 112.
+    pub fn parse_ipv4(pkt: &[u8]) -> Result<(RxInfo, Advert), PacketError> {
+        if pkt.len() < 20 {
+            return Err(PacketError::TooShort { len: pkt.len() });
+        }
+        if pkt[0] >> 4 != 4 {
+            return Err(PacketError::NotIpv4);
+        }
+        let ihl = ((pkt[0] & 0x0f) as usize) * 4;
+        if ihl < 20 || pkt.len() < ihl + HEADER_LEN {
+            return Err(PacketError::BadIpHeader);
+        }
+        let tot = u16::from_be_bytes([pkt[2], pkt[3]]) as usize;
+        if tot != pkt.len() {
+            return Err(PacketError::IpTotalLength {
+                header: tot,
+                received: pkt.len(),
+            });
+        }
+        if pkt[9] != IPPROTO_VRRP {
+            return Err(PacketError::Protocol(pkt[9]));
+        }
+        let rx = RxInfo {
+            src: Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]),
+            dst: Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]),
+            ttl: pkt[8],
+        };
+        let adv = Advert::parse(&pkt[ihl..], rx.src, rx.dst)?;
+        Ok((rx, adv))
+    }
+
+    /// The per-instance checks of keepalived's `vrrp_check_packet()`, in its
+    /// order.
+    pub fn check(&self, rx: &RxInfo, ex: &Expect<'_>) -> Result<(), PacketError> {
+        // RFC 3768 §7.1 / RFC 5798 §7.1: TTL must be 255. keepalived checks
+        // it only for multicast instances (unicast peers may be routed).
+        if !ex.unicast && rx.ttl != VRRP_TTL {
+            return Err(PacketError::Ttl { received: rx.ttl });
+        }
+        if self.version != ex.version {
+            return Err(PacketError::VersionMismatch {
+                received: self.version.number(),
+                ours: ex.version.number(),
+            });
+        }
+        if self.version == Version::V2 {
+            if self.auth_type > AUTH_AH {
+                return Err(PacketError::InvalidAuthType(self.auth_type));
+            }
+            if self.auth_type != ex.auth_type {
+                return Err(PacketError::AuthTypeMismatch {
+                    received: self.auth_type,
+                    ours: ex.auth_type,
+                });
+            }
+            if ex.auth_type == AUTH_PASS && !constant_time_eq(&self.auth_data, &ex.auth_data) {
+                return Err(PacketError::BadPassword);
+            }
+            // RFC 3768 §7.1: MUST verify the interval is ours (else drop).
+            if self.interval != ex.interval {
+                return Err(PacketError::IntervalMismatch {
+                    received: self.interval,
+                    ours: ex.interval,
+                });
+            }
+        }
+        if ex.check_addresses && self.addresses.len() != ex.vips.len() {
+            return Err(PacketError::AddressCount {
+                received: self.addresses.len(),
+                ours: ex.vips.len(),
+            });
+        }
+        // Unicast instances take unicast adverts only, multicast ones
+        // multicast only (keepalived).
+        if rx.multicast() == ex.unicast {
+            return Err(PacketError::UnexpectedCast {
+                multicast: rx.multicast(),
+            });
+        }
+        // RFC 3768 §7.1 / RFC 5798 §7.1: MAY verify the address list.
+        if ex.check_addresses {
+            if let Some(v) = ex.vips.iter().find(|v| !self.addresses.contains(v)) {
+                return Err(PacketError::MissingVip(*v));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Compares passwords in time independent of where they differ, as
+/// keepalived does (`memcmp_constant_time`).
+fn constant_time_eq(a: &[u8; AUTH_DATA_LEN], b: &[u8; AUTH_DATA_LEN]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    const MCAST: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+
+    /// REFERENCE.md's captured v2 advert: VRID 51, priority 150, one
+    /// address, auth PASS "s3cret", interval 1 s, checksum 0x00d1.
+    fn captured_v2() -> Vec<u8> {
+        let mut b = hex("21 33 96 01 01 01 00d1 0a7b0064");
+        b.extend_from_slice(b"s3cret\0\0");
+        b
+    }
+
+    /// REFERENCE.md's captured v3 advert: VRID 52, priority 100, 50 cs,
+    /// 10.123.0.200, checksum 0x49e0. The checksum fits a unicast advert
+    /// between 10.123.0.1 and 10.123.0.2 (the pseudo-header sum does not
+    /// tell which way).
+    fn captured_v3() -> Vec<u8> {
+        hex("31 34 64 01 0032 49e0 0a7b00c8")
+    }
+
+    #[test]
+    fn captured_v2_parses() {
+        let a = Advert::parse(&captured_v2(), Ipv4Addr::new(10, 123, 0, 1), MCAST).unwrap();
+        assert_eq!(a.version, Version::V2);
+        assert_eq!(a.vrid, 51);
+        assert_eq!(a.priority, 150);
+        assert_eq!(a.interval, 1);
+        assert_eq!(a.addresses, vec![Ipv4Addr::new(10, 123, 0, 100)]);
+        assert_eq!(a.auth_type, AUTH_PASS);
+        assert_eq!(&a.auth_data, b"s3cret\0\0");
+        assert_eq!(a.interval_duration(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn captured_v2_rebuilds_byte_exact() {
+        let a = Advert::v2(
+            51,
+            150,
+            1,
+            vec![Ipv4Addr::new(10, 123, 0, 100)],
+            Some("s3cret"),
+        );
+        // v2 checksums ignore the IP addresses.
+        assert_eq!(a.encode(Ipv4Addr::UNSPECIFIED, MCAST), captured_v2());
+        assert_eq!(
+            a.encode(Ipv4Addr::new(1, 2, 3, 4), Ipv4Addr::new(5, 6, 7, 8)),
+            captured_v2()
+        );
+    }
+
+    #[test]
+    fn captured_v3_parses_and_rebuilds() {
+        let s = Ipv4Addr::new(10, 123, 0, 1);
+        let d = Ipv4Addr::new(10, 123, 0, 2);
+        let a = Advert::parse(&captured_v3(), s, d).unwrap();
+        assert_eq!(
+            a,
+            Advert::v3(52, 100, 50, vec![Ipv4Addr::new(10, 123, 0, 200)])
+        );
+        assert_eq!(a.interval_duration(), Duration::from_millis(500));
+        assert_eq!(a.encode(s, d), captured_v3());
+        // The other direction sums the same.
+        assert!(Advert::parse(&captured_v3(), d, s).is_ok());
+        // Sent to the multicast group instead, the checksum would differ.
+        assert!(matches!(
+            Advert::parse(&captured_v3(), s, MCAST),
+            Err(PacketError::Checksum {
+                carried: 0x49e0,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn v3_checksum_is_recomputed_per_destination() {
+        let a = Advert::v3(7, 200, 100, vec![Ipv4Addr::new(198, 18, 0, 100)]);
+        let s = Ipv4Addr::new(198, 18, 0, 1);
+        let p1 = Ipv4Addr::new(198, 18, 0, 2);
+        let p2 = Ipv4Addr::new(198, 18, 0, 3);
+        let b1 = a.encode(s, p1);
+        let b2 = a.encode(s, p2);
+        assert_ne!(b1[6..8], b2[6..8]);
+        assert_eq!(Advert::parse(&b1, s, p1).unwrap(), a);
+        assert_eq!(Advert::parse(&b2, s, p2).unwrap(), a);
+        assert!(Advert::parse(&b1, s, p2).is_err());
+    }
+
+    #[test]
+    fn round_trips() {
+        let addrs = vec![
+            Ipv4Addr::new(198, 18, 0, 100),
+            Ipv4Addr::new(198, 18, 0, 101),
+            Ipv4Addr::new(198, 18, 0, 102),
+        ];
+        let s = Ipv4Addr::new(198, 18, 0, 1);
+        for a in [
+            Advert::v2(1, 100, 1, addrs.clone(), None),
+            Advert::v2(255, 255, 3, addrs.clone(), Some("longer-than-8")),
+            Advert::v2(9, 0, 1, vec![], None),
+            Advert::v3(1, 100, 100, addrs.clone()),
+            Advert::v3(200, 1, 4095, addrs.clone()),
+        ] {
+            let b = a.encode(s, MCAST);
+            assert_eq!(b.len(), a.len());
+            assert_eq!(Advert::parse(&b, s, MCAST).unwrap(), a);
+            let ip = a.encode_ipv4(s, MCAST);
+            assert_eq!(checksum::checksum(&ip[..20]), 0);
+            let (rx, back) = Advert::parse_ipv4(&ip).unwrap();
+            assert_eq!(back, a);
+            assert_eq!(
+                rx,
+                RxInfo {
+                    src: s,
+                    dst: MCAST,
+                    ttl: 255
+                }
+            );
+        }
+        // Password cut to 8 bytes.
+        assert_eq!(pass_data("longer-than-8"), *b"longer-t");
+        assert_eq!(pass_data("ab"), *b"ab\0\0\0\0\0\0");
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        let s = Ipv4Addr::new(10, 123, 0, 1);
+        let good = captured_v2();
+        // Too short for the header.
+        assert_eq!(
+            Advert::parse(&good[..7], s, MCAST),
+            Err(PacketError::TooShort { len: 7 })
+        );
+        // Count says 2 addresses but only one is there.
+        let mut b = good.clone();
+        b[3] = 2;
+        assert_eq!(
+            Advert::parse(&b, s, MCAST),
+            Err(PacketError::Length {
+                len: 20,
+                expected: 24
+            })
+        );
+        // Trailing garbage.
+        let mut b = good.clone();
+        b.push(0);
+        assert!(matches!(
+            Advert::parse(&b, s, MCAST),
+            Err(PacketError::Length { .. })
+        ));
+        // Version 4 / type 2.
+        let mut b = good.clone();
+        b[0] = 0x41;
+        assert_eq!(Advert::parse(&b, s, MCAST), Err(PacketError::Version(4)));
+        let mut b = good.clone();
+        b[0] = 0x22;
+        assert_eq!(Advert::parse(&b, s, MCAST), Err(PacketError::Type(2)));
+        // One flipped bit in the password breaks the checksum.
+        let mut b = good.clone();
+        b[13] ^= 1;
+        let mut z = b.clone();
+        z[6] = 0;
+        z[7] = 0;
+        assert_eq!(
+            Advert::parse(&b, s, MCAST),
+            Err(PacketError::Checksum {
+                carried: 0x00d1,
+                computed: checksum::checksum(&z),
+            })
+        );
+        assert_ne!(checksum::checksum(&z), 0x00d1);
+    }
+
+    #[test]
+    fn ip_level_checks() {
+        let a = Advert::v2(1, 100, 1, vec![Ipv4Addr::new(198, 18, 0, 100)], None);
+        let s = Ipv4Addr::new(198, 18, 0, 1);
+        let ip = a.encode_ipv4(s, MCAST);
+        let mut short = ip.clone();
+        short.pop();
+        assert!(matches!(
+            Advert::parse_ipv4(&short),
+            Err(PacketError::IpTotalLength { .. })
+        ));
+        let mut proto = ip.clone();
+        proto[9] = 51;
+        assert_eq!(Advert::parse_ipv4(&proto), Err(PacketError::Protocol(51)));
+        let mut v6 = ip.clone();
+        v6[0] = 0x65;
+        assert_eq!(Advert::parse_ipv4(&v6), Err(PacketError::NotIpv4));
+    }
+
+    fn expect<'a>(vips: &'a [Ipv4Addr]) -> Expect<'a> {
+        Expect {
+            version: Version::V2,
+            auth_type: AUTH_PASS,
+            auth_data: pass_data("s3cret"),
+            interval: 1,
+            vips,
+            check_addresses: true,
+            unicast: false,
+        }
+    }
+
+    #[test]
+    fn instance_checks_in_keepalived_order() {
+        let vips = [Ipv4Addr::new(10, 123, 0, 100)];
+        let a = Advert::parse(&captured_v2(), Ipv4Addr::new(10, 123, 0, 1), MCAST).unwrap();
+        let rx = RxInfo {
+            src: Ipv4Addr::new(10, 123, 0, 1),
+            dst: MCAST,
+            ttl: 255,
+        };
+        assert_eq!(a.check(&rx, &expect(&vips)), Ok(()));
+
+        // TTL 254 on multicast: KO; on a unicast instance not checked.
+        let rx254 = RxInfo { ttl: 254, ..rx };
+        assert_eq!(
+            a.check(&rx254, &expect(&vips)),
+            Err(PacketError::Ttl { received: 254 })
+        );
+        let uni_rx = RxInfo {
+            dst: Ipv4Addr::new(10, 123, 0, 2),
+            ttl: 64,
+            ..rx
+        };
+        let uni = Expect {
+            unicast: true,
+            ..expect(&vips)
+        };
+        assert_eq!(a.check(&uni_rx, &uni), Ok(()));
+        // A unicast instance refuses multicast adverts and vice versa.
+        assert_eq!(
+            a.check(&rx, &uni),
+            Err(PacketError::UnexpectedCast { multicast: true })
+        );
+        assert_eq!(
+            a.check(&RxInfo { ttl: 255, ..uni_rx }, &expect(&vips)),
+            Err(PacketError::UnexpectedCast { multicast: false })
+        );
+
+        // Version mismatch.
+        let v3 = Expect {
+            version: Version::V3,
+            auth_type: 0,
+            ..expect(&vips)
+        };
+        assert_eq!(
+            a.check(&rx, &v3),
+            Err(PacketError::VersionMismatch {
+                received: 2,
+                ours: 3
+            })
+        );
+        // Wrong password, no auth expected.
+        let wrong = Expect {
+            auth_data: pass_data("secret"),
+            ..expect(&vips)
+        };
+        assert_eq!(a.check(&rx, &wrong), Err(PacketError::BadPassword));
+        let none = Expect {
+            auth_type: AUTH_NONE,
+            ..expect(&vips)
+        };
+        assert_eq!(
+            a.check(&rx, &none),
+            Err(PacketError::AuthTypeMismatch {
+                received: 1,
+                ours: 0
+            })
+        );
+        // v2 interval mismatch is a drop.
+        let slow = Expect {
+            interval: 2,
+            ..expect(&vips)
+        };
+        let e = a.check(&rx, &slow).unwrap_err();
+        assert!(e.is_drop());
+        assert_eq!(
+            e,
+            PacketError::IntervalMismatch {
+                received: 1,
+                ours: 2
+            }
+        );
+        // VIP list.
+        let other = [Ipv4Addr::new(10, 123, 0, 101)];
+        assert_eq!(
+            a.check(&rx, &expect(&other)),
+            Err(PacketError::MissingVip(other[0]))
+        );
+        let two = [vips[0], other[0]];
+        assert_eq!(
+            a.check(&rx, &expect(&two)),
+            Err(PacketError::AddressCount {
+                received: 1,
+                ours: 2
+            })
+        );
+        // ... unless the address check is skipped.
+        let skip = Expect {
+            check_addresses: false,
+            ..expect(&two)
+        };
+        assert_eq!(a.check(&rx, &skip), Ok(()));
+    }
+
+    #[test]
+    fn v3_interval_not_checked() {
+        let vips = [Ipv4Addr::new(10, 123, 0, 200)];
+        let s = Ipv4Addr::new(10, 123, 0, 1);
+        let d = Ipv4Addr::new(10, 123, 0, 2);
+        let a = Advert::parse(&captured_v3(), s, d).unwrap();
+        let ex = Expect {
+            version: Version::V3,
+            auth_type: 0,
+            auth_data: [0; 8],
+            interval: 100,
+            vips: &vips,
+            check_addresses: true,
+            unicast: true,
+        };
+        let rx = RxInfo {
+            src: s,
+            dst: d,
+            ttl: 64,
+        };
+        assert_eq!(a.check(&rx, &ex), Ok(()));
+    }
+}
