@@ -1,1 +1,4 @@
-//! Real-server health checking.
+//! Real-server health checking with keepalived's semantics.
+pub mod checker;
+pub mod names;
+pub mod service;
