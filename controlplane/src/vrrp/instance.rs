@@ -342,7 +342,7 @@ impl InstanceConfig {
         let group: Option<&SyncGroup> = cfg
             .vrrp_sync_groups
             .iter()
-            .find(|g| g.group.iter().any(|m| *m == inst.name));
+            .find(|g| g.group.contains(&inst.name));
         let owner = inst.priority == PRIORITY_OWNER;
         let why = if owner { "address owner" } else { "SYNC group" };
 

@@ -658,6 +658,13 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    async fn next(rx: &mut mpsc::UnboundedReceiver<ScriptChange>) -> ScriptChange {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn tracker_reports_changes() {
         let dir = std::env::temp_dir().join(format!("ferrovs-vrrp-trk-{}", std::process::id()));
@@ -671,15 +678,6 @@ mod tests {
         let script = Arc::new(sh(&format!("test ! -e {}", flag.display())));
         let (tx, mut rx) = mpsc::unbounded_channel();
         let h = spawn_tracker(t, script, tx);
-        let next = |rx: &mut mpsc::UnboundedReceiver<ScriptChange>| {
-            let f = rx.recv();
-            async move {
-                tokio::time::timeout(Duration::from_secs(10), f)
-                    .await
-                    .unwrap()
-                    .unwrap()
-            }
-        };
         let c = next(&mut rx).await;
         assert_eq!(
             c,
