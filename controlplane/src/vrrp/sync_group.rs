@@ -496,6 +496,47 @@ mod tests {
     }
 
     #[test]
+    fn state_master_member_waits_one_interval_in_a_backup_group() {
+        // keepalived: a non-owner `state MASTER` member of a group held in
+        // BACKUP arms adver_int + the smallest skew, not the full
+        // master-down interval.
+        let mut c = cfg("a", 150, 1);
+        c.initial_master = true;
+        let mut g = SyncGroup::new("G", vec![Instance::new(c), member("b", 52, 100, 1)]);
+        let t = Instant::now();
+        g.handle(Event::Start, t);
+        assert_eq!(g.state(), State::Backup);
+        assert_eq!(
+            g.member(0).next_deadline(),
+            Some(t + ms(1000) + Duration::from_micros(1_000_000 / 256))
+        );
+        assert_eq!(g.member(1).next_deadline(), Some(t + ms(3000) + SKEW_100));
+        // Standalone, the same instance waits the full interval.
+        let mut c = cfg("a", 150, 1);
+        c.initial_master = true;
+        let mut a = Instance::new(c);
+        a.handle(Event::Start, t);
+        assert_eq!(a.next_deadline(), Some(t + ms(3000) + SKEW_150));
+    }
+
+    #[test]
+    fn stop_in_backup_only_notifies() {
+        let (t, mut g) = started(100);
+        assert_eq!(
+            g.handle(Event::Stop, t + ms(10)),
+            vec![
+                notify(0, NotifyState::Stop, 100),
+                notify(1, NotifyState::Stop, 100),
+                SyncAction::Notify {
+                    state: NotifyState::Stop
+                },
+            ]
+        );
+        assert_eq!(g.next_deadline(), None);
+        assert_eq!(g.handle(Event::TimerFired, t + ms(10_000)), vec![]);
+    }
+
+    #[test]
     fn owner_group_starts_master_and_stop_sends_priority_zero() {
         let mk = |n: &str, vrid: u8| {
             let mut c = cfg(n, 255, 1);
