@@ -19,6 +19,10 @@ pub struct CtlRequest {
     pub argv: Vec<String>,
     #[serde(default)]
     pub stdin: Option<String>,
+    /// A ferrovs operation instead of an ipvsadm command line: "status"
+    /// (VRRP instances and health, as JSON).
+    #[serde(default)]
+    pub op: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -47,4 +51,18 @@ impl CtlResponse {
             stderr: m,
         }
     }
+}
+
+/// Sends one request to the daemon and waits for its answer.
+pub fn call(path: &std::path::Path, req: &CtlRequest) -> std::io::Result<CtlResponse> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(path)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let mut line = serde_json::to_string(req).map_err(std::io::Error::other)?;
+    line.push('\n');
+    s.write_all(line.as_bytes())?;
+    let mut r = BufReader::new(s);
+    let mut resp = String::new();
+    r.read_line(&mut resp)?;
+    serde_json::from_str(&resp).map_err(std::io::Error::other)
 }

@@ -62,6 +62,10 @@ pub struct Daemon {
     pub reloads_ok: u64,
     pub reloads_failed: u64,
     pub last_reload_ok: bool,
+    /// Addresses the vrrp_instances carry, and whether we hold them.
+    pub vrrp_vips: std::collections::BTreeMap<Ipv4Addr, bool>,
+    /// The VRRP instances' states, kept by the VRRP driver.
+    pub vrrp_status: Arc<Mutex<Vec<crate::vrrp_driver::InstanceStatus>>>,
 }
 
 /// FULLNAT local addresses of every service, from `laddr_group_name`.
@@ -120,13 +124,21 @@ impl Daemon {
             reloads_ok: 0,
             reloads_failed: 0,
             last_reload_ok: true,
+            vrrp_vips: Default::default(),
+            vrrp_status: Default::default(),
         }
+    }
+
+    fn vrrp_list(&self) -> Vec<(Ipv4Addr, bool)> {
+        self.vrrp_vips.iter().map(|(a, b)| (*a, *b)).collect()
     }
 
     /// Builds and publishes a snapshot of the current state.
     pub fn publish(&mut self) -> Result<(), String> {
         self.generation += 1;
-        let snap = self.state.build(self.generation, &self.net, &[])?;
+        let snap = self
+            .state
+            .build(self.generation, &self.net, &self.vrrp_list())?;
         self.dataplane.publish(snap);
         Ok(())
     }
@@ -176,6 +188,11 @@ impl Daemon {
 
     /// Runs one ipvsadm command line.
     pub fn execute(&mut self, req: &CtlRequest) -> CtlResponse {
+        match req.op.as_deref() {
+            None => {}
+            Some("status") => return CtlResponse::ok(self.status_json()),
+            Some(other) => return CtlResponse::err(2, format!("unknown operation {other}")),
+        }
         let args: Vec<&str> = req.argv.iter().map(String::as_str).collect();
         let cmd = match parse_command(&args) {
             Ok(c) => c,
@@ -228,7 +245,8 @@ impl Daemon {
                 Ok(String::new())
             }
             change => {
-                self.state.execute(change, &self.net)?;
+                let vrrp = self.vrrp_list();
+                self.state.execute(change, &self.net, &vrrp)?;
                 self.publish().map(|_| String::new())
             }
         }
@@ -306,6 +324,29 @@ impl Daemon {
             });
         }
         out
+    }
+
+    /// What `ferrovs status` and `/api/v1/status` show.
+    pub fn status_json(&self) -> String {
+        let vrrp = self
+            .vrrp_status
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default();
+        let held: Vec<String> = self
+            .vrrp_vips
+            .iter()
+            .filter(|(_, h)| **h)
+            .map(|(a, _)| a.to_string())
+            .collect();
+        let v = serde_json::json!({
+            "vrrp": vrrp,
+            "vips_held": held,
+            "reloads": { "success": self.reloads_ok, "failure": self.reloads_failed },
+        });
+        let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
+        s.push('\n');
+        s
     }
 
     /// Seconds on the workers' clock (they count from the same epoch).
@@ -414,7 +455,13 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     }
     state.laddrs = laddrs_from_config(&cfg);
     state.replace_table(initial_table(&cfg));
-    let snap = state.build(1, &net, &[])?;
+    // Addresses of vrrp_instances start released: an instance takes them
+    // when it becomes MASTER.
+    let vrrp_vips: Vec<(Ipv4Addr, bool)> = crate::vrrp_driver::vrrp_vips(&cfg)
+        .into_iter()
+        .map(|a| (a, false))
+        .collect();
+    let snap = state.build(1, &net, &vrrp_vips)?;
     let shared = Shared::<P::Pkt>::new(snap);
 
     let epoch = Instant::now();
@@ -455,8 +502,10 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     );
 
     let ctl_path = ctl::socket_path(&settings.control_socket);
+    let vrrp_cfg = cfg.clone();
     let mut daemon = Daemon::new(state, net, shared.clone(), path.to_path_buf(), cfg);
     daemon.epoch = epoch;
+    daemon.vrrp_vips = vrrp_vips.into_iter().collect();
     let daemon = Arc::new(Mutex::new(daemon));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -470,7 +519,25 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
                 error!("HTTP endpoint {http_addr}: {e}");
             }
         });
-        serve(daemon, ctl_path.clone()).await
+        let vrrp = if vrrp_cfg.vrrp_instances.is_empty() {
+            None
+        } else {
+            let (status, stop) = crate::vrrp_driver::start(&vrrp_cfg, daemon.clone())?;
+            if let Ok(mut d) = daemon.lock() {
+                d.vrrp_status = status;
+            }
+            Some(stop)
+        };
+        let r = serve(daemon, ctl_path.clone()).await;
+        // VRRP goes first: priority-0 adverts hand the VIPs over at once
+        // while the dataplane still runs.
+        if let Some(stop) = vrrp {
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            if stop.send(done_tx).await.is_ok() {
+                let _ = tokio::time::timeout(crate::vrrp_driver::STOP_TIMEOUT, done_rx).await;
+            }
+        }
+        r
     });
     stop.store(true, Ordering::Relaxed);
     for t in threads {

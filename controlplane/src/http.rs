@@ -26,6 +26,7 @@ pub fn router(daemon: Arc<Mutex<Daemon>>) -> Router {
         .route("/api/v1/services", get(services))
         .route("/api/v1/workers", get(workers))
         .route("/api/v1/timeouts", get(timeouts))
+        .route("/api/v1/status", get(status))
         .with_state(App { daemon, registry })
 }
 
@@ -35,19 +36,30 @@ pub async fn serve(addr: SocketAddr, daemon: Arc<Mutex<Daemon>>) -> std::io::Res
     axum::serve(listener, router(daemon)).await
 }
 
-fn locked(app: &App) -> Result<std::sync::MutexGuard<'_, Daemon>, Response> {
-    app.daemon.lock().map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "state lock poisoned").into_response())
+fn locked(app: &App) -> Result<std::sync::MutexGuard<'_, Daemon>, Box<Response>> {
+    app.daemon.lock().map_err(|_| {
+        Box::new((StatusCode::INTERNAL_SERVER_ERROR, "state lock poisoned").into_response())
+    })
 }
 
 async fn metrics(State(app): State<App>) -> Response {
-    let body = tokio::task::spawn_blocking(move || crate::metrics::render(&app.registry)).await.unwrap_or_default();
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+    let body = tokio::task::spawn_blocking(move || crate::metrics::render(&app.registry))
+        .await
+        .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn healthz(State(app): State<App>) -> Response {
     match locked(&app) {
         Ok(_) => (StatusCode::OK, "ok\n").into_response(),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -55,7 +67,7 @@ async fn healthz(State(app): State<App>) -> Response {
 async fn services(State(app): State<App>) -> Response {
     let d = match locked(&app) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match d.state.listing(None) {
         Ok(l) => Json(l).into_response(),
@@ -83,7 +95,7 @@ struct WorkerView {
 async fn workers(State(app): State<App>) -> Response {
     let d = match locked(&app) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let v: Vec<WorkerView> = d
         .dataplane
@@ -123,8 +135,19 @@ struct Timeouts {
 async fn timeouts(State(app): State<App>) -> Response {
     let d = match locked(&app) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (tcp, tcpfin, udp) = d.state.timeouts.get();
     Json(Timeouts { tcp, tcpfin, udp }).into_response()
+}
+
+async fn status(State(app): State<App>) -> Response {
+    match locked(&app) {
+        Ok(d) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            d.status_json(),
+        )
+            .into_response(),
+        Err(r) => *r,
+    }
 }

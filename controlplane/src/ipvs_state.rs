@@ -116,7 +116,12 @@ impl IpvsState {
     /// Applies a rule change with libipvs's error messages, then checks the
     /// result is something the dataplane can forward by; a rejected change
     /// leaves the table as it was.
-    pub fn execute(&mut self, cmd: &Command, net: &Net) -> Result<(), String> {
+    pub fn execute(
+        &mut self,
+        cmd: &Command,
+        net: &Net,
+        vrrp: &[(Ipv4Addr, bool)],
+    ) -> Result<(), String> {
         let mut t = self.table.clone();
         apply(&mut t, cmd)?;
         for s in &t.services {
@@ -124,7 +129,7 @@ impl IpvsState {
         }
         let before = std::mem::replace(&mut self.table, t);
         self.sync();
-        if let Err(e) = self.build(0, net, &[]) {
+        if let Err(e) = self.build(0, net, vrrp) {
             self.table = before;
             self.sync();
             return Err(e);
@@ -234,12 +239,13 @@ impl IpvsState {
     }
 
     /// Builds the dataplane snapshot: the table's IPv4 TCP/UDP services,
-    /// draining servers, the network and the VIPs that are inactive.
+    /// draining servers, the network, and the addresses VRRP manages with
+    /// whether this director holds them.
     pub fn build(
         &self,
         generation: u64,
         net: &Net,
-        inactive: &[Ipv4Addr],
+        vrrp: &[(Ipv4Addr, bool)],
     ) -> Result<Snapshot, String> {
         let mut b = SnapshotBuilder::new(generation, self.workers, self.templates.clone());
         b.timeouts(self.timeouts);
@@ -249,8 +255,8 @@ impl IpvsState {
         for r in &net.routes {
             b.route(*r);
         }
-        for a in inactive {
-            b.inactive_vip(*a);
+        for &(a, active) in vrrp {
+            b.vrrp_vip(a, active);
         }
         for s in &self.table.services {
             let Some((proto, vaddr, vport)) = v4_key(&s.key) else {

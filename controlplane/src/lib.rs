@@ -2,11 +2,12 @@
 pub mod check;
 pub mod ctl;
 pub mod daemon;
-pub mod http;
 pub mod health;
+pub mod http;
 pub mod ipvs_state;
 pub mod metrics;
 pub mod netinfo;
 pub mod rate;
 pub mod vrrp;
+pub mod vrrp_driver;
 pub mod vrrp_io;

@@ -16,6 +16,18 @@ use prometheus_client::registry::Registry;
 use std::sync::{Arc, Mutex};
 
 type Labels = Vec<(String, String)>;
+/// (name, help, reader) of a per-real-server gauge.
+type DestGauge = (
+    &'static str,
+    &'static str,
+    fn(&ferrovs_config::ipvsadm::ListedDest) -> i64,
+);
+/// (name, help, reader) of a per-worker counter.
+type WorkerCounter = (
+    &'static str,
+    &'static str,
+    fn(&ferrovs_dataplane::counters::WorkerCounters) -> u64,
+);
 
 fn family<'a>(
     enc: &'a mut DescriptorEncoder<'_>,
@@ -41,17 +53,24 @@ impl Samples for MetricEncoder<'_> {
 }
 
 fn l(pairs: &[(&str, String)]) -> Labels {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
 }
 
 fn service_labels(k: &ServiceKey) -> Labels {
     match k {
-        ServiceKey::Addr { proto, addr, port } => {
-            l(&[("protocol", proto.name().to_string()), ("vip", addr.to_string()), ("port", port.to_string())])
-        }
-        ServiceKey::Fwmark { mark, .. } => {
-            l(&[("protocol", "FWM".to_string()), ("vip", format!("fwmark {mark}")), ("port", "0".to_string())])
-        }
+        ServiceKey::Addr { proto, addr, port } => l(&[
+            ("protocol", proto.name().to_string()),
+            ("vip", addr.to_string()),
+            ("port", port.to_string()),
+        ]),
+        ServiceKey::Fwmark { mark, .. } => l(&[
+            ("protocol", "FWM".to_string()),
+            ("vip", format!("fwmark {mark}")),
+            ("port", "0".to_string()),
+        ]),
     }
 }
 
@@ -68,16 +87,29 @@ impl std::fmt::Debug for DaemonCollector {
 
 impl Collector for DaemonCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Ok(d) = self.daemon.lock() else { return Ok(()) };
-        let Ok(listing) = d.state.listing(None) else { return Ok(()) };
+        let Ok(d) = self.daemon.lock() else {
+            return Ok(());
+        };
+        let Ok(listing) = d.state.listing(None) else {
+            return Ok(());
+        };
         let dirs = [("in", true), ("out", false)];
 
-        let mut f = family(&mut enc, "ferrovs_service_connections", "Connections scheduled by the virtual service.", MetricType::Counter)?;
+        let mut f = family(
+            &mut enc,
+            "ferrovs_service_connections",
+            "Connections scheduled by the virtual service.",
+            MetricType::Counter,
+        )?;
         for s in &listing.services {
             f.counter(&service_labels(&s.service.key), s.stats.conns)?;
         }
-        drop(f);
-        let mut f = family(&mut enc, "ferrovs_service_packets", "Packets of the virtual service by direction (in: client to server).", MetricType::Counter)?;
+        let mut f = family(
+            &mut enc,
+            "ferrovs_service_packets",
+            "Packets of the virtual service by direction (in: client to server).",
+            MetricType::Counter,
+        )?;
         for s in &listing.services {
             for (dir, inb) in dirs {
                 let mut lb = service_labels(&s.service.key);
@@ -85,16 +117,26 @@ impl Collector for DaemonCollector {
                 f.counter(&lb, if inb { s.stats.inpkts } else { s.stats.outpkts })?;
             }
         }
-        drop(f);
-        let mut f = family(&mut enc, "ferrovs_service_bytes", "Bytes of the virtual service by direction.", MetricType::Counter)?;
+        let mut f = family(
+            &mut enc,
+            "ferrovs_service_bytes",
+            "Bytes of the virtual service by direction.",
+            MetricType::Counter,
+        )?;
         for s in &listing.services {
             for (dir, inb) in dirs {
                 let mut lb = service_labels(&s.service.key);
                 lb.push(("direction".into(), dir.into()));
-                f.counter(&lb, if inb { s.stats.inbytes } else { s.stats.outbytes })?;
+                f.counter(
+                    &lb,
+                    if inb {
+                        s.stats.inbytes
+                    } else {
+                        s.stats.outbytes
+                    },
+                )?;
             }
         }
-        drop(f);
 
         let rs_labels = |k: &ServiceKey, a: &std::net::IpAddr, p: u16| {
             let mut lb = service_labels(k);
@@ -102,14 +144,26 @@ impl Collector for DaemonCollector {
             lb.push(("real_port".into(), p.to_string()));
             lb
         };
-        let mut f = family(&mut enc, "ferrovs_real_server_connections", "Connections scheduled to the real server.", MetricType::Counter)?;
+        let mut f = family(
+            &mut enc,
+            "ferrovs_real_server_connections",
+            "Connections scheduled to the real server.",
+            MetricType::Counter,
+        )?;
         for s in &listing.services {
             for r in &s.dests {
-                f.counter(&rs_labels(&s.service.key, &r.dest.addr, r.dest.port), r.stats.conns)?;
+                f.counter(
+                    &rs_labels(&s.service.key, &r.dest.addr, r.dest.port),
+                    r.stats.conns,
+                )?;
             }
         }
-        drop(f);
-        let mut f = family(&mut enc, "ferrovs_real_server_packets", "Packets of the real server by direction.", MetricType::Counter)?;
+        let mut f = family(
+            &mut enc,
+            "ferrovs_real_server_packets",
+            "Packets of the real server by direction.",
+            MetricType::Counter,
+        )?;
         for s in &listing.services {
             for r in &s.dests {
                 for (dir, inb) in dirs {
@@ -119,48 +173,115 @@ impl Collector for DaemonCollector {
                 }
             }
         }
-        drop(f);
-        let mut f = family(&mut enc, "ferrovs_real_server_bytes", "Bytes of the real server by direction.", MetricType::Counter)?;
+        let mut f = family(
+            &mut enc,
+            "ferrovs_real_server_bytes",
+            "Bytes of the real server by direction.",
+            MetricType::Counter,
+        )?;
         for s in &listing.services {
             for r in &s.dests {
                 for (dir, inb) in dirs {
                     let mut lb = rs_labels(&s.service.key, &r.dest.addr, r.dest.port);
                     lb.push(("direction".into(), dir.into()));
-                    f.counter(&lb, if inb { r.stats.inbytes } else { r.stats.outbytes })?;
+                    f.counter(
+                        &lb,
+                        if inb {
+                            r.stats.inbytes
+                        } else {
+                            r.stats.outbytes
+                        },
+                    )?;
                 }
             }
         }
-        drop(f);
-        let gauges: [(&str, &str, fn(&ferrovs_config::ipvsadm::ListedDest) -> i64); 4] = [
-            ("ferrovs_real_server_active_connections", "ESTABLISHED connections (ipvsadm ActiveConn).", |r| r.active_conns as i64),
-            ("ferrovs_real_server_inactive_connections", "Connections in any other state (ipvsadm InActConn).", |r| r.inact_conns as i64),
-            ("ferrovs_real_server_persistent_connections", "Persistence templates pointing at the real server.", |r| r.persist_conns as i64),
-            ("ferrovs_real_server_weight", "Current weight (0: quiesced or inhibited).", |r| r.dest.weight as i64),
+        let gauges: [DestGauge; 4] = [
+            (
+                "ferrovs_real_server_active_connections",
+                "ESTABLISHED connections (ipvsadm ActiveConn).",
+                |r| r.active_conns as i64,
+            ),
+            (
+                "ferrovs_real_server_inactive_connections",
+                "Connections in any other state (ipvsadm InActConn).",
+                |r| r.inact_conns as i64,
+            ),
+            (
+                "ferrovs_real_server_persistent_connections",
+                "Persistence templates pointing at the real server.",
+                |r| r.persist_conns as i64,
+            ),
+            (
+                "ferrovs_real_server_weight",
+                "Current weight (0: quiesced or inhibited).",
+                |r| r.dest.weight as i64,
+            ),
         ];
         for (name, help, get) in gauges {
             let mut f = family(&mut enc, name, help, MetricType::Gauge)?;
             for s in &listing.services {
                 for r in &s.dests {
-                    f.gauge(&rs_labels(&s.service.key, &r.dest.addr, r.dest.port), get(r))?;
+                    f.gauge(
+                        &rs_labels(&s.service.key, &r.dest.addr, r.dest.port),
+                        get(r),
+                    )?;
                 }
             }
         }
 
         // Workers.
         let counters = d.dataplane.counters();
-        let worker_counters: [(&str, &str, fn(&ferrovs_dataplane::counters::WorkerCounters) -> u64); 12] = [
-            ("ferrovs_worker_rx_packets", "Packets received.", |c| c.rx_packets.get()),
-            ("ferrovs_worker_rx_bytes", "Bytes received.", |c| c.rx_bytes.get()),
-            ("ferrovs_worker_tx_packets", "Packets transmitted.", |c| c.tx_packets.get()),
-            ("ferrovs_worker_tx_bytes", "Bytes transmitted.", |c| c.tx_bytes.get()),
-            ("ferrovs_worker_handover_out_packets", "Packets passed to the worker owning their flow.", |c| c.handover_out.get()),
-            ("ferrovs_worker_handover_in_packets", "Packets received from another worker.", |c| c.handover_in.get()),
-            ("ferrovs_worker_connections_created", "Connections created.", |c| c.conns_created.get()),
-            ("ferrovs_worker_connections_expired", "Connections expired.", |c| c.conns_expired.get()),
-            ("ferrovs_worker_busy_polls", "Polls that found packets.", |c| c.busy_polls.get()),
-            ("ferrovs_worker_idle_polls", "Polls that found none.", |c| c.idle_polls.get()),
-            ("ferrovs_worker_arp_replies", "ARP replies sent for VIPs and local addresses.", |c| c.arp_replies.get()),
-            ("ferrovs_worker_persistence_template_refusals", "New connections that found the template table full.", |c| c.templates_full.get()),
+        let worker_counters: [WorkerCounter; 12] = [
+            ("ferrovs_worker_rx_packets", "Packets received.", |c| {
+                c.rx_packets.get()
+            }),
+            ("ferrovs_worker_rx_bytes", "Bytes received.", |c| {
+                c.rx_bytes.get()
+            }),
+            ("ferrovs_worker_tx_packets", "Packets transmitted.", |c| {
+                c.tx_packets.get()
+            }),
+            ("ferrovs_worker_tx_bytes", "Bytes transmitted.", |c| {
+                c.tx_bytes.get()
+            }),
+            (
+                "ferrovs_worker_handover_out_packets",
+                "Packets passed to the worker owning their flow.",
+                |c| c.handover_out.get(),
+            ),
+            (
+                "ferrovs_worker_handover_in_packets",
+                "Packets received from another worker.",
+                |c| c.handover_in.get(),
+            ),
+            (
+                "ferrovs_worker_connections_created",
+                "Connections created.",
+                |c| c.conns_created.get(),
+            ),
+            (
+                "ferrovs_worker_connections_expired",
+                "Connections expired.",
+                |c| c.conns_expired.get(),
+            ),
+            (
+                "ferrovs_worker_busy_polls",
+                "Polls that found packets.",
+                |c| c.busy_polls.get(),
+            ),
+            ("ferrovs_worker_idle_polls", "Polls that found none.", |c| {
+                c.idle_polls.get()
+            }),
+            (
+                "ferrovs_worker_arp_replies",
+                "ARP replies sent for VIPs and local addresses.",
+                |c| c.arp_replies.get(),
+            ),
+            (
+                "ferrovs_worker_persistence_template_refusals",
+                "New connections that found the template table full.",
+                |c| c.templates_full.get(),
+            ),
         ];
         for (name, help, get) in worker_counters {
             let mut f = family(&mut enc, name, help, MetricType::Counter)?;
@@ -168,37 +289,76 @@ impl Collector for DaemonCollector {
                 f.counter(&l(&[("worker", w.to_string())]), get(c))?;
             }
         }
-        let mut f = family(&mut enc, "ferrovs_worker_drops", "Packets dropped, by reason.", MetricType::Counter)?;
+        let mut f = family(
+            &mut enc,
+            "ferrovs_worker_drops",
+            "Packets dropped, by reason.",
+            MetricType::Counter,
+        )?;
         for (w, c) in counters.iter().enumerate() {
             for r in DropReason::ALL {
-                f.counter(&l(&[("worker", w.to_string()), ("reason", r.name().to_string())]), c.dropped(*r))?;
+                f.counter(
+                    &l(&[("worker", w.to_string()), ("reason", r.name().to_string())]),
+                    c.dropped(*r),
+                )?;
             }
         }
-        drop(f);
-        let mut f = family(&mut enc, "ferrovs_worker_connections", "Connections in the worker's table.", MetricType::Gauge)?;
+        let mut f = family(
+            &mut enc,
+            "ferrovs_worker_connections",
+            "Connections in the worker's table.",
+            MetricType::Gauge,
+        )?;
         for (w, c) in counters.iter().enumerate() {
-            f.gauge(&l(&[("worker", w.to_string())]), c.conns_active.get() as i64)?;
+            f.gauge(
+                &l(&[("worker", w.to_string())]),
+                c.conns_active.get() as i64,
+            )?;
         }
-        drop(f);
-        let mut f = family(&mut enc, "ferrovs_conn_table_capacity", "Connections each worker's table holds at most.", MetricType::Gauge)?;
+        let mut f = family(
+            &mut enc,
+            "ferrovs_conn_table_capacity",
+            "Connections each worker's table holds at most.",
+            MetricType::Gauge,
+        )?;
         f.gauge(&vec![], d.state.table_size as i64)?;
-        drop(f);
-        let mut f = family(&mut enc, "ferrovs_persistence_templates", "Live persistence templates.", MetricType::Gauge)?;
+        let mut f = family(
+            &mut enc,
+            "ferrovs_persistence_templates",
+            "Live persistence templates.",
+            MetricType::Gauge,
+        )?;
         f.gauge(&vec![], d.state.templates.iter(d.now_s()).count() as i64)?;
-        drop(f);
-        let mut f = family(&mut enc, "ferrovs_draining_real_servers", "Removed real servers whose connections still run.", MetricType::Gauge)?;
+        let mut f = family(
+            &mut enc,
+            "ferrovs_draining_real_servers",
+            "Removed real servers whose connections still run.",
+            MetricType::Gauge,
+        )?;
         f.gauge(&vec![], d.state.draining_count() as i64)?;
-        drop(f);
 
         // Lifecycle.
-        let mut f = family(&mut enc, "ferrovs_reloads", "Configuration reloads by result.", MetricType::Counter)?;
+        let mut f = family(
+            &mut enc,
+            "ferrovs_reloads",
+            "Configuration reloads by result.",
+            MetricType::Counter,
+        )?;
         f.counter(&l(&[("result", "success".into())]), d.reloads_ok)?;
         f.counter(&l(&[("result", "failure".into())]), d.reloads_failed)?;
-        drop(f);
-        let mut f = family(&mut enc, "ferrovs_last_reload_success", "Whether the last reload succeeded (1 before any).", MetricType::Gauge)?;
+        let mut f = family(
+            &mut enc,
+            "ferrovs_last_reload_success",
+            "Whether the last reload succeeded (1 before any).",
+            MetricType::Gauge,
+        )?;
         f.gauge(&vec![], d.last_reload_ok as i64)?;
-        drop(f);
-        let mut f = family(&mut enc, "ferrovs_build_info", "Build information.", MetricType::Gauge)?;
+        let mut f = family(
+            &mut enc,
+            "ferrovs_build_info",
+            "Build information.",
+            MetricType::Gauge,
+        )?;
         f.gauge(&l(&[("version", env!("CARGO_PKG_VERSION").to_string())]), 1)?;
         Ok(())
     }

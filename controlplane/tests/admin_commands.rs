@@ -92,6 +92,7 @@ fn timeouts_restore_zero_clear() {
     let r = d.execute(&CtlRequest {
         argv: vec!["-R".into()],
         stdin: Some(rules.into()),
+        op: None,
     });
     assert_eq!(r.code, 0, "{}", r.stderr);
     let saved = run(&mut d, "-Sn").1;

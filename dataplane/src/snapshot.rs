@@ -178,6 +178,7 @@ pub struct SnapshotBuilder {
     addrs: HashMap<u32, AddrKind, ahash::RandomState>,
     extra_routes: Vec<Route>,
     inactive_vips: Vec<Ipv4Addr>,
+    vrrp_vips: Vec<Ipv4Addr>,
 }
 
 /// Why a snapshot could not be built.
@@ -235,6 +236,7 @@ impl SnapshotBuilder {
             },
             extra_routes: vec![],
             inactive_vips: vec![],
+            vrrp_vips: vec![],
             addrs: HashMap::with_hasher(ahash::RandomState::new()),
         }
     }
@@ -256,6 +258,17 @@ impl SnapshotBuilder {
 
     pub fn route(&mut self, r: Route) -> &mut Self {
         self.extra_routes.push(r);
+        self
+    }
+
+    /// An address a vrrp_instance carries: answered for (ARP, ping) while
+    /// `active`, whether or not a service uses it (a NAT gateway address, for
+    /// one), and its services forward only while active.
+    pub fn vrrp_vip(&mut self, a: Ipv4Addr, active: bool) -> &mut Self {
+        if !active {
+            self.inactive_vips.push(a);
+        }
+        self.vrrp_vips.push(a);
         self
     }
 
@@ -339,6 +352,12 @@ impl SnapshotBuilder {
                     svc: svc.shared.clone(),
                 });
             }
+        }
+        for &a in &self.vrrp_vips {
+            let active = !self.inactive_vips.contains(&a);
+            self.addrs
+                .entry(u32::from(a))
+                .or_insert(AddrKind::Vip { active });
         }
         let entries: Vec<(u32, AddrKind)> = self.addrs.iter().map(|(&a, &k)| (a, k)).collect();
         self.s.addrs = AddrTable::new(&entries);

@@ -18,6 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Show the running appliance's VRRP instances and VIPs (JSON).
+    Status,
     /// Run the appliance: forward for the virtual servers of FILE.
     Run {
         /// Configuration file (keepalived.conf syntax).
@@ -48,6 +50,31 @@ enum Cmd {
 fn main() {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Status => {
+            use ferrovs_controlplane::ctl::{call, socket_path, CtlRequest, DEFAULT_SOCKET};
+            let path = socket_path(std::path::Path::new(DEFAULT_SOCKET));
+            match call(
+                &path,
+                &CtlRequest {
+                    argv: vec![],
+                    stdin: None,
+                    op: Some("status".into()),
+                },
+            ) {
+                Ok(r) => {
+                    let _ = std::io::stdout().write_all(r.stdout.as_bytes());
+                    let _ = std::io::stderr().write_all(r.stderr.as_bytes());
+                    std::process::exit(r.code);
+                }
+                Err(e) => {
+                    eprintln!(
+                        "ferrovs status: {} ({e}). Is ferrovs running?",
+                        path.display()
+                    );
+                    std::process::exit(1);
+                }
+            }
+        }
         Cmd::Run { file } => {
             tracing_subscriber::fmt()
                 .with_env_filter(

@@ -3,11 +3,9 @@
 //! as ipvsadm would, so the output formats and error messages are one
 //! implementation.
 
-use ferrovs_controlplane::ctl::{socket_path, CtlRequest, CtlResponse, DEFAULT_SOCKET};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
+use ferrovs_controlplane::ctl::{call, socket_path, CtlRequest, DEFAULT_SOCKET};
+use std::io::{Read, Write};
 use std::path::Path;
-use std::time::Duration;
 
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -23,7 +21,14 @@ fn main() {
         None
     };
     let path = socket_path(Path::new(DEFAULT_SOCKET));
-    match call(&path, &CtlRequest { argv, stdin }) {
+    match call(
+        &path,
+        &CtlRequest {
+            argv,
+            stdin,
+            op: None,
+        },
+    ) {
         Ok(r) => {
             let _ = std::io::stdout().write_all(r.stdout.as_bytes());
             let _ = std::io::stderr().write_all(r.stderr.as_bytes());
@@ -38,16 +43,4 @@ fn main() {
             std::process::exit(1);
         }
     }
-}
-
-fn call(path: &Path, req: &CtlRequest) -> std::io::Result<CtlResponse> {
-    let mut s = UnixStream::connect(path)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut line = serde_json::to_string(req).map_err(std::io::Error::other)?;
-    line.push('\n');
-    s.write_all(line.as_bytes())?;
-    let mut r = BufReader::new(s);
-    let mut resp = String::new();
-    r.read_line(&mut resp)?;
-    serde_json::from_str(&resp).map_err(std::io::Error::other)
 }

@@ -44,6 +44,10 @@ pub fn daemon() -> (Daemon, Arc<Shared<MemPacket>>) {
 }
 
 pub fn run(d: &mut Daemon, args: &str) -> (i32, String, String) {
-    let r = d.execute(&CtlRequest { argv: args.split_whitespace().map(String::from).collect(), stdin: None });
+    let r = d.execute(&CtlRequest {
+        argv: args.split_whitespace().map(String::from).collect(),
+        stdin: None,
+        op: None,
+    });
     (r.code, r.stdout, r.stderr)
 }
