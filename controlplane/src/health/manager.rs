@@ -50,7 +50,7 @@ pub const BOOTSTRAP_DELAY: Duration = Duration::from_secs(1);
 const SHUTDOWN_SCRIPT_LIMIT: Duration = Duration::from_secs(1);
 
 /// Table changes for the daemon, with the state changes behind them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct HealthEvent {
     /// Increases by one per event.
     pub seq: u64,
@@ -189,6 +189,7 @@ impl HealthManager {
                 tasks: Vec::new(),
                 forwarder: None,
                 stopped: false,
+                closed: false,
                 bootstrap: self.bootstrap,
             }),
             wake: wake.clone(),
@@ -218,6 +219,8 @@ struct State {
     tasks: Vec<AbortHandle>,
     forwarder: Option<AbortHandle>,
     stopped: bool,
+    /// The daemon's receiver is gone: nothing is queued any more.
+    closed: bool,
     bootstrap: Duration,
 }
 
@@ -227,7 +230,7 @@ impl State {
         for l in &fx.logs {
             info!("{l}");
         }
-        if !commands.is_empty() || !fx.changes.is_empty() {
+        if !self.closed && (!commands.is_empty() || !fx.changes.is_empty()) {
             self.seq += 1;
             self.pending.push_back(HealthEvent {
                 seq: self.seq,
@@ -393,6 +396,11 @@ async fn forward(inner: Weak<Inner>, wake: Arc<Notify>, tx: mpsc::Sender<HealthE
         wake.notified().await;
         loop {
             let Ok(permit) = tx.reserve().await else {
+                if let Some(inner) = inner.upgrade() {
+                    let mut st = inner.lock();
+                    st.closed = true;
+                    st.pending.clear();
+                }
                 return;
             };
             let Some(inner) = inner.upgrade() else { return };
@@ -420,6 +428,9 @@ impl HealthHandle {
     pub fn reload(&self, new: &Config) -> Vec<Command> {
         let prepared = prepare_config(new);
         let mut st = self.inner.lock();
+        if st.stopped {
+            return Vec::new();
+        }
         let mut out = Vec::new();
         for ev in st.pending.iter_mut() {
             out.append(&mut ev.commands);

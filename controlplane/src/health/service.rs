@@ -1393,7 +1393,8 @@ impl HealthCore {
                                 kind: c.cfg.kind.keyword(),
                                 up: c.st.is_up,
                                 has_run: c.st.has_run,
-                                failures: c.st.retry_it,
+                                // retry_it is preset before the first run.
+                                failures: if c.st.has_run { c.st.retry_it } else { 0 },
                                 last: c.last.clone(),
                             })
                             .collect(),

@@ -674,3 +674,26 @@ fn group_services_get_one_command_per_entry() {
         .logs
         .contains(&"Removing service [198.18.1.11]:tcp:80 from VS [G]:0".to_string()));
 }
+
+#[test]
+fn reloading_the_same_configuration_changes_nothing() {
+    let rs = "  inhibit_on_failure\n  TCP_CHECK {\n   retry 0\n  }";
+    let conf = vs_conf(
+        " quorum 2\n sorry_server 198.18.1.99 80",
+        &[("198.18.1.11", rs), ("198.18.1.12", TCP)],
+    );
+    let (mut b, _) = Bench::new(&conf);
+    b.up(0);
+    b.up(1);
+    b.down(0); // quorum lost: the sorry server is in, .11 inhibited
+    let before = b.core.table();
+    let (cmds, fx) = b.core.reload(&load(&conf));
+    assert!(cmds.is_empty(), "{cmds:?}");
+    assert!(fx.notifications.is_empty());
+    assert_eq!(b.core.table(), before);
+    // And the state goes on from where it was.
+    let (_, fx, _) = b.up(0);
+    assert!(fx
+        .logs
+        .contains(&"Gained quorum 2+0=2 <= 2 for VS [198.18.0.100]:tcp:80".to_string()));
+}
