@@ -257,18 +257,10 @@ fn carry_out(
             }
             Action::BecomeMaster => {
                 *transitions += 1;
-                info!("({name}) Entering MASTER STATE");
                 set_vips(daemon, &r.inst.config().vips, true);
             }
             Action::ReleaseVips => set_vips(daemon, &r.inst.config().vips, false),
-            Action::BecomeBackup => {
-                *transitions += 1;
-                info!("({name}) Entering BACKUP STATE");
-            }
-            Action::BecomeFault => {
-                *transitions += 1;
-                info!("({name}) Entering FAULT STATE");
-            }
+            Action::BecomeBackup | Action::BecomeFault => *transitions += 1,
             Action::SendGarp { count } => send_garps(r, daemon, count),
             Action::Notify { state, priority } => {
                 let _ = r.notifier.notify(state, priority);
