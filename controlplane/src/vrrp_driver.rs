@@ -17,7 +17,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
+use tracing::warn;
 
 /// One running instance and what it needs for I/O.
 struct Running {
@@ -265,9 +265,8 @@ fn carry_out(
             Action::Notify { state, priority } => {
                 let _ = r.notifier.notify(state, priority);
             }
-            Action::PriorityChanged { from, to } => {
-                info!("({name}) Changing effective priority from {from} to {to}");
-            }
+            // The instance logs it, in keepalived's words.
+            Action::PriorityChanged { .. } => {}
         }
     }
 }
