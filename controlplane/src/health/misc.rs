@@ -132,20 +132,21 @@ mod tests {
         let marker = dir.join("child-survived");
         let _ = std::fs::remove_file(&marker);
         // A shell that ignores SIGTERM (so it takes the SIGKILL two seconds
-        // later), with a child that would write the marker after three
+        // later), with a child that would write the marker after four
         // seconds if it were left alive.
         let s = sh(&format!(
-            "trap '' TERM; (sleep 3; touch {}) & sleep 30",
+            "trap '' TERM; (sleep 4; touch {}) & sleep 30",
             marker.display()
         ));
         let start = Instant::now();
         assert_eq!(probe(&s, Duration::from_millis(300)).await, Probe::TimedOut);
         let took = start.elapsed();
         assert!(
-            took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+            // SIGTERM at 0.3 s is ignored; SIGKILL follows two seconds later.
+            took >= Duration::from_millis(2300) && took < Duration::from_secs(4),
             "{took:?}"
         );
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        tokio::time::sleep(Duration::from_millis(4500) - took).await;
         assert!(
             !marker.exists(),
             "the script's child must be killed with it"
