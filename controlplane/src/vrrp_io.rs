@@ -3,7 +3,7 @@
 //! adverts go through it (with the AF_PACKET backend the kernel sees every
 //! frame anyway; with DPDK they go through the exception path).
 
-use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, SockFilter, Socket, Type};
 use std::io::{self, Read};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,12 +23,17 @@ pub struct Received {
     pub payload: Vec<u8>,
 }
 
-/// The socket is shared: the VRRP task sends on it, and a small thread
-/// blocks in `recv` and hands packets to the task. VRRP carries a packet a
-/// second per router, so a thread is cheaper than unsafe fd registration.
+/// Two raw sockets: one receives every VRRP packet on the interface, the
+/// other sends. They must differ: a raw socket bound to an address gets only
+/// datagrams addressed to it, which would filter out multicast adverts, and
+/// binding is how the source of what we send is fixed (unicast_src_ip).
+/// A small thread blocks in `recv` and hands packets to the VRRP task: VRRP
+/// carries a packet a second per router, so a thread is cheaper than unsafe
+/// fd registration.
 #[derive(Clone)]
 pub struct VrrpSocket {
-    sock: Arc<Socket>,
+    rx: Arc<Socket>,
+    tx: Arc<Socket>,
 }
 
 fn if_index(ifname: &str) -> io::Result<u32> {
@@ -43,42 +48,53 @@ fn if_index(ifname: &str) -> io::Result<u32> {
 }
 
 impl VrrpSocket {
-    /// Opens the socket on `ifname`, sending from `src`, member of the
+    /// Opens the sockets on `ifname`, sending from `src`, member of the
     /// multicast `groups` (none for unicast-only instances).
     pub fn open(ifname: &str, src: Ipv4Addr, groups: &[Ipv4Addr]) -> io::Result<VrrpSocket> {
         let ctx = |what: &str, e: io::Error| {
             io::Error::new(e.kind(), format!("VRRP socket on {ifname}: {what}: {e}"))
         };
-        let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(IPPROTO_VRRP)))
-            .map_err(|e| ctx("socket", e))?;
-        s.bind_device(Some(ifname.as_bytes()))
+        let raw = || Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(IPPROTO_VRRP)));
+        let idx = if_index(ifname)?;
+
+        let rx = raw().map_err(|e| ctx("socket", e))?;
+        rx.bind_device(Some(ifname.as_bytes()))
+            .map_err(|e| ctx("bind to device", e))?;
+        for g in groups {
+            rx.join_multicast_v4_n(g, &InterfaceIndexOrAddress::Index(idx))
+                .map_err(|e| ctx("join group", e))?;
+        }
+        rx.set_read_timeout(Some(Duration::from_millis(200)))
+            .map_err(|e| ctx("read timeout", e))?;
+
+        let tx = raw().map_err(|e| ctx("socket", e))?;
+        tx.bind_device(Some(ifname.as_bytes()))
             .map_err(|e| ctx("bind to device", e))?;
         // RFC 5798 §5.1.1.3: TTL 255, so receivers can tell the advert was
         // not routed.
-        s.set_multicast_ttl_v4(255)
+        tx.set_multicast_ttl_v4(255)
             .map_err(|e| ctx("multicast TTL", e))?;
-        s.set_ttl_v4(255).map_err(|e| ctx("TTL", e))?;
-        s.set_multicast_loop_v4(false)
+        tx.set_ttl_v4(255).map_err(|e| ctx("TTL", e))?;
+        tx.set_multicast_loop_v4(false)
             .map_err(|e| ctx("multicast loop", e))?;
-        let idx = if_index(ifname)?;
-        s.set_multicast_if_v4(&src)
+        tx.set_multicast_if_v4(&src)
             .map_err(|e| ctx("multicast interface", e))?;
-        for g in groups {
-            s.join_multicast_v4_n(g, &InterfaceIndexOrAddress::Index(idx))
-                .map_err(|e| ctx("join group", e))?;
-        }
-        // Binding to our address fixes the source of what we send.
-        s.bind(&SockAddr::from(SocketAddrV4::new(src, 0)))
+        tx.bind(&SockAddr::from(SocketAddrV4::new(src, 0)))
             .map_err(|e| ctx("bind", e))?;
-        s.set_read_timeout(Some(Duration::from_millis(200)))
-            .map_err(|e| ctx("read timeout", e))?;
-        Ok(VrrpSocket { sock: Arc::new(s) })
+        // The sending socket reads nothing: a one-instruction filter
+        // ("return 0") keeps unicast adverts from queueing on it unread.
+        tx.attach_filter(&[SockFilter::new(0x06, 0, 0, 0)])
+            .map_err(|e| ctx("filter", e))?;
+        Ok(VrrpSocket {
+            rx: Arc::new(rx),
+            tx: Arc::new(tx),
+        })
     }
 
     /// Sends a VRRP message to `dst` (the group or a unicast peer). Raw
     /// sends do not wait on anything.
     pub fn send(&self, payload: &[u8], dst: Ipv4Addr) -> io::Result<()> {
-        self.sock
+        self.tx
             .send_to(payload, &SockAddr::from(SocketAddrV4::new(dst, 0)))
             .map(|_| ())
     }
@@ -90,7 +106,7 @@ impl VrrpSocket {
         tx: tokio::sync::mpsc::Sender<Received>,
         stop: Arc<AtomicBool>,
     ) -> io::Result<()> {
-        let sock = self.sock.clone();
+        let sock = self.rx.clone();
         std::thread::Builder::new()
             .name("ferrovs-vrrp-rx".into())
             .spawn(move || {

@@ -1,0 +1,320 @@
+#!/usr/bin/env bash
+# End-to-end tests of high availability in the namespace lab: two ferrovs
+# directors, and ferrovs with the real keepalived (Debian's, VRRP only) as
+# its peer, in both roles, VRRPv2 and v3, multicast and unicast, auth PASS.
+#
+#   tests/e2e_ha.sh [pair keepalived scripts]     (default: all)
+#
+# Prints "N passed, M failed".
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+LAB=$ROOT/scripts/lab.sh
+FERROVS=${FERROVS:-$ROOT/target/release/ferrovs}
+PARTS=${*:-pair keepalived scripts}
+RUN_ID=ha$$
+PASS=0
+FAIL=0
+WORK=$(mktemp -d /tmp/ferrovs-ha.XXXXXX)
+LAB_NAME=""
+declare -A PIDS=()
+
+[ "$(id -u)" -eq 0 ] || { echo "needs root" >&2; echo "0 passed, 1 failed"; exit 1; }
+[ -x "$FERROVS" ] || { echo "build first: cargo build --release -p ferrovs-controlplane" >&2; echo "0 passed, 1 failed"; exit 1; }
+command -v keepalived >/dev/null || { echo "keepalived is not installed" >&2; echo "0 passed, 1 failed"; exit 1; }
+
+ok() { PASS=$((PASS + 1)); echo "ok - $*"; }
+bad() { FAIL=$((FAIL + 1)); echo "FAIL - $*"; }
+check() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
+
+stop_all() {
+    for k in "${!PIDS[@]}"; do
+        kill -TERM "${PIDS[$k]}" 2>/dev/null
+    done
+    sleep 0.5
+    for k in "${!PIDS[@]}"; do
+        kill -KILL "${PIDS[$k]}" 2>/dev/null
+        wait "${PIDS[$k]}" 2>/dev/null
+    done
+    PIDS=()
+    pkill -f "$WORK/" 2>/dev/null
+}
+cleanup() {
+    stop_all
+    [ -n "$LAB_NAME" ] && "$LAB" down "$LAB_NAME" >/dev/null 2>&1
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+lab_up() {
+    local env_text
+    env_text=$("$LAB" up --mode dr --directors 2 --name "fvs-$RUN_ID-$1" --big-mib 1 2>"$WORK/lab.err") || {
+        bad "lab did not come up: $(tail -2 "$WORK/lab.err")"
+        return 1
+    }
+    eval "$env_text"
+    LAB_NAME=$FVS_LAB_NAME
+}
+lab_down() {
+    stop_all
+    "$LAB" down "$LAB_NAME" >/dev/null 2>&1
+    LAB_NAME=""
+}
+
+# vrrp_block NAME IF PRIO VERSION MODE(mcast|ucast) SRC PEER [extra lines...]
+vrrp_block() {
+    local name=$1 ifc=$2 prio=$3 ver=$4 mode=$5 src=$6 peer=$7; shift 7
+    echo "vrrp_instance VI_1 {"
+    echo "    state BACKUP"
+    echo "    interface $ifc"
+    echo "    virtual_router_id 51"
+    echo "    priority $prio"
+    echo "    advert_int 1"
+    echo "    version $ver"
+    if [ "$ver" = 2 ]; then
+        echo "    authentication {"
+        echo "        auth_type PASS"
+        echo "        auth_pass s3cret"
+        echo "    }"
+    fi
+    if [ "$mode" = ucast ]; then
+        echo "    unicast_src_ip $src"
+        echo "    unicast_peer {"
+        echo "        $peer"
+        echo "    }"
+    fi
+    for l in "$@"; do echo "    $l"; done
+    echo "    virtual_ipaddress {"
+    echo "        $FVS_VIP/32"
+    echo "    }"
+    echo "}"
+}
+
+# ferrovs_conf FILE DIRECTOR(1|2) PRIO VERSION MODE [vrrp extra lines...]
+ferrovs_conf() {
+    local file=$1 dn=$2 prio=$3 ver=$4 mode=$5; shift 5
+    local ifa ifb src peer
+    if [ "$dn" = 1 ]; then
+        ifa=$FVS_DIRECTOR_IF_CLIENT ifb=$FVS_DIRECTOR_IF_SERVER src=$FVS_DIRECTOR_IP_CLIENT peer=$FVS_DIRECTOR2_IP_CLIENT
+    else
+        ifa=$FVS_DIRECTOR2_IF_CLIENT ifb=$FVS_DIRECTOR2_IF_SERVER src=$FVS_DIRECTOR2_IP_CLIENT peer=$FVS_DIRECTOR_IP_CLIENT
+    fi
+    {
+        echo "global_defs {"
+        echo "    router_id FVS_D$dn"
+        echo "    script_user root"
+        echo "}"
+        echo "ferrovs {"
+        echo "    interface $ifa"
+        echo "    interface $ifb"
+        echo "    workers 1"
+        echo "    control_socket $WORK/d$dn.sock"
+        echo "    http_listen 127.0.0.1:$((19180 + dn))"
+        echo "}"
+        [ -n "${EXTRA_GLOBAL:-}" ] && echo "$EXTRA_GLOBAL"
+        vrrp_block VI_1 "$ifa" "$prio" "$ver" "$mode" "$src" "$peer" "$@"
+        echo "virtual_server $FVS_VIP 80 {"
+        echo "    lb_algo rr"
+        echo "    lb_kind DR"
+        echo "    protocol TCP"
+        for ip in $FVS_RS_IPS; do echo "    real_server $ip 80 { weight 1 }"; done
+        echo "}"
+    } >"$file"
+}
+
+keepalived_conf() {
+    local file=$1 prio=$2 ver=$3 mode=$4; shift 4
+    {
+        echo "global_defs {"
+        echo "    router_id KA_D2"
+        echo "    vrrp_version $ver"
+        echo "}"
+        vrrp_block VI_1 "$FVS_DIRECTOR2_IF_CLIENT" "$prio" "$ver" "$mode" "$FVS_DIRECTOR2_IP_CLIENT" "$FVS_DIRECTOR_IP_CLIENT" "$@"
+    } >"$file"
+}
+
+start_ferrovs() { # DIRECTOR CONF
+    local dn=$1 conf=$2 ns=$FVS_NS_DIRECTOR
+    [ "$dn" = 2 ] && ns=$FVS_NS_DIRECTOR2
+    ip netns exec "$ns" "$FERROVS" run -f "$conf" >>"$WORK/d$dn.log" 2>&1 &
+    PIDS[d$dn]=$!
+    for _ in $(seq 50); do [ -S "$WORK/d$dn.sock" ] && return 0; sleep 0.1; done
+    return 1
+}
+start_keepalived() { # CONF
+    ip netns exec "$FVS_NS_DIRECTOR2" keepalived -n -l -D -P -f "$1" \
+        -p "$WORK/ka.pid" -r "$WORK/ka-vrrp.pid" -c "$WORK/ka-check.pid" -b "$WORK/ka-bfd.pid" >>"$WORK/ka.log" 2>&1 &
+    PIDS[ka]=$!
+}
+kill9() { kill -KILL "${PIDS[$1]}" 2>/dev/null; wait "${PIDS[$1]}" 2>/dev/null; unset "PIDS[$1]"; }
+term() { kill -TERM "${PIDS[$1]}" 2>/dev/null; wait "${PIDS[$1]}" 2>/dev/null; unset "PIDS[$1]"; }
+
+ferrovs_state() { # DIRECTOR
+    FERROVS_CTL=$WORK/d$1.sock "$FERROVS" status 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["vrrp"][0]["state"])' 2>/dev/null || echo DOWN
+}
+ka_state() {
+    if ip netns exec "$FVS_NS_DIRECTOR2" ip -4 addr show dev "$FVS_DIRECTOR2_IF_CLIENT" | grep -q " $FVS_VIP/"; then echo MASTER; else echo BACKUP; fi
+}
+# wait_for SECONDS CMD EXPECTED — polls every 50 ms; prints the seconds taken.
+wait_for() {
+    local limit=$1 cmd=$2 want=$3 t0 now
+    t0=$(date +%s%N)
+    while :; do
+        [ "$($cmd)" = "$want" ] && { now=$(date +%s%N); echo "scale=2; ($now - $t0) / 1000000000" | bc; return 0; }
+        now=$(date +%s%N)
+        [ $(((now - t0) / 1000000)) -ge $((limit * 1000)) ] && return 1
+        sleep 0.05
+    done
+}
+d1() { ferrovs_state 1; }
+d2() { ferrovs_state 2; }
+
+vip_mac() { ip netns exec "$FVS_NS_CLIENT" ip neigh show "$FVS_VIP" | awk '{print $5}'; }
+
+test_pair() {
+    echo "# two ferrovs directors"
+    lab_up pair || return
+    ferrovs_conf "$WORK/d1.conf" 1 150 2 mcast
+    ferrovs_conf "$WORK/d2.conf" 2 100 2 mcast
+    start_ferrovs 2 "$WORK/d2.conf"
+    start_ferrovs 1 "$WORK/d1.conf"
+    local t
+    t=$(wait_for 8 d1 MASTER) && ok "higher priority becomes MASTER (${t}s)" || bad "director 1 never became MASTER ($(d1))"
+    check "lower priority stays BACKUP" [ "$(d2)" = BACKUP ]
+    local got
+    got=$(ip netns exec "$FVS_NS_CLIENT" curl -s --max-time 3 "http://$FVS_VIP/")
+    check "the master serves the VIP ($got)" bash -c "[[ '$got' == rs? ]]"
+    check "the client's ARP entry for the VIP is director 1's MAC" [ "$(vip_mac)" = "$FVS_DIRECTOR_MAC_CLIENT" ]
+
+    # Failover under a client loop: requests every 100 ms.
+    (for _ in $(seq 120); do
+        if ip netns exec "$FVS_NS_CLIENT" curl -s --max-time 0.3 "http://$FVS_VIP/" >/dev/null; then echo "$(date +%s%N) ok"; else echo "$(date +%s%N) fail"; fi
+        sleep 0.1
+    done) >"$WORK/loop" &
+    local loop=$!
+    sleep 2
+    kill9 d1
+    t=$(wait_for 8 d2 MASTER) && ok "kill -9 of the master: backup takes over in ${t}s (master-down 3.61s)" || bad "backup did not take over"
+    check "takeover within the master-down interval" bash -c "[ \$(echo '${t:-99} <= 4.2' | bc) = 1 ]"
+    wait "$loop"
+    local gap
+    gap=$(python3 - "$WORK/loop" <<'PY'
+import sys
+rows = [l.split() for l in open(sys.argv[1])]
+longest, start = 0, None
+for t, r in rows:
+    t = int(t) / 1e9
+    if r == "fail":
+        start = t if start is None else start
+    else:
+        if start is not None:
+            longest = max(longest, t - start)
+        start = None
+print(f"{longest:.2f}" if rows and rows[-1][1] == "ok" else "999")
+PY
+)
+    check "the client loop sees only the takeover gap (${gap}s)" bash -c "[ \$(echo '$gap <= 5.0' | bc) = 1 ]"
+    check "after failover the client reaches the VIP through director 2" [ "$(vip_mac)" = "$FVS_DIRECTOR2_MAC_CLIENT" ]
+
+    # The old master returns and preempts.
+    start_ferrovs 1 "$WORK/d1.conf"
+    t=$(wait_for 8 d1 MASTER) && ok "returning master preempts (${t}s)" || bad "returning master did not preempt"
+    t=$(wait_for 4 d2 BACKUP) && ok "director 2 back to BACKUP" || bad "director 2 stayed $(d2)"
+
+    # With nopreempt it does not.
+    kill9 d1
+    wait_for 8 d2 MASTER >/dev/null
+    ferrovs_conf "$WORK/d1np.conf" 1 150 2 mcast nopreempt
+    start_ferrovs 1 "$WORK/d1np.conf"
+    sleep 5
+    check "nopreempt: the returning higher priority stays BACKUP ($(d1))" [ "$(d1)" = BACKUP ]
+    check "nopreempt: director 2 stays MASTER" [ "$(d2)" = MASTER ]
+
+    # A clean stop sends priority 0: the backup takes over in about skew.
+    term d2
+    t=$(wait_for 4 d1 MASTER) && ok "SIGTERM: priority 0 hands over in ${t}s (skew 0.41s)" || bad "no handover after SIGTERM"
+    check "handover after SIGTERM well under master-down" bash -c "[ \$(echo '${t:-99} <= 1.5' | bc) = 1 ]"
+    lab_down
+}
+
+test_keepalived() {
+    echo "# ferrovs with keepalived as the peer"
+    lab_up ka || return
+    local ver mode
+    for ver in 2 3; do
+        for mode in mcast ucast; do
+            local tag="v$ver $mode"
+            # ferrovs higher: it wins, keepalived backs off; kill it, keepalived takes over.
+            ferrovs_conf "$WORK/d1.conf" 1 150 "$ver" "$mode"
+            keepalived_conf "$WORK/ka.conf" 100 "$ver" "$mode"
+            : >"$WORK/ka.log"
+            start_keepalived "$WORK/ka.conf"
+            start_ferrovs 1 "$WORK/d1.conf"
+            local t
+            t=$(wait_for 10 d1 MASTER) && ok "$tag: ferrovs (150) wins against keepalived (100) (${t}s)" || bad "$tag: ferrovs did not become MASTER ($(d1))"
+            wait_for 5 ka_state BACKUP >/dev/null
+            check "$tag: keepalived backs off (\"$(grep -oE 'received advert from [0-9.]+ with higher priority [0-9]+, ours [0-9]+|Received advert from [^)]*higher priority' "$WORK/ka.log" | tail -1)\")" [ "$(ka_state)" = BACKUP ]
+            kill9 d1
+            t=$(wait_for 8 ka_state MASTER) && ok "$tag: kill -9 ferrovs, keepalived takes over in ${t}s" || bad "$tag: keepalived did not take over"
+            # keepalived higher: ferrovs backs off; a clean keepalived stop hands over.
+            stop_all
+            ferrovs_conf "$WORK/d1.conf" 1 100 "$ver" "$mode"
+            keepalived_conf "$WORK/ka.conf" 150 "$ver" "$mode"
+            : >"$WORK/ka.log"
+            start_keepalived "$WORK/ka.conf"
+            sleep 4.5
+            start_ferrovs 1 "$WORK/d1.conf"
+            sleep 4.5
+            check "$tag: keepalived (150) stays MASTER" [ "$(ka_state)" = MASTER ]
+            check "$tag: ferrovs (100) is BACKUP" [ "$(d1)" = BACKUP ]
+            # Only the master may answer ARP for the VIP: the client, asking
+            # afresh, learns keepalived's MAC.
+            ip netns exec "$FVS_NS_CLIENT" ip neigh flush to "$FVS_VIP" 2>/dev/null
+            ip netns exec "$FVS_NS_CLIENT" curl -s --max-time 1 -o /dev/null "http://$FVS_VIP/" 2>/dev/null
+            sleep 0.3
+            check "$tag: a backup ferrovs does not answer ARP for the VIP ($(vip_mac))" [ "$(vip_mac)" = "$FVS_DIRECTOR2_MAC_CLIENT" ]
+            term ka
+            t=$(wait_for 5 d1 MASTER) && ok "$tag: keepalived stops cleanly, ferrovs takes over in ${t}s" || bad "$tag: ferrovs did not take over after keepalived stopped"
+            stop_all
+        done
+    done
+    lab_down
+}
+
+test_scripts() {
+    echo "# notify scripts and vrrp_script weights"
+    lab_up scr || return
+    local flag=$WORK/fail-flag notes=$WORK/notes
+    cat >"$WORK/notify.sh" <<EOF
+#!/bin/sh
+echo "\$*" >> $notes
+EOF
+    chmod 755 "$WORK/notify.sh"
+    EXTRA_GLOBAL=$(printf 'vrrp_script chk {\n    script "/bin/sh -c \\"! test -f %s\\""\n    interval 1\n    weight -60\n    fall 2\n    rise 2\n}' "$flag")
+    ferrovs_conf "$WORK/d1.conf" 1 150 2 mcast "notify $WORK/notify.sh" "notify_master \"$WORK/notify.sh master-hook\"" "track_script {" "    chk" "}"
+    EXTRA_GLOBAL="" ferrovs_conf "$WORK/d2.conf" 2 100 2 mcast
+    start_ferrovs 2 "$WORK/d2.conf"
+    start_ferrovs 1 "$WORK/d1.conf"
+    wait_for 10 d1 MASTER >/dev/null && ok "director 1 MASTER with its script passing" || bad "director 1 not MASTER ($(d1))"
+    sleep 0.5
+    check "notify ran with keepalived's arguments (INSTANCE VI_1 MASTER 150)" grep -qx "INSTANCE VI_1 MASTER 150" "$notes"
+    check "notify_master ran" grep -qx "master-hook" "$notes"
+    touch "$flag"
+    local t
+    t=$(wait_for 10 d2 MASTER) && ok "a failing vrrp_script (weight -60) moves mastership (${t}s)" || bad "mastership did not move ($(d1)/$(d2))"
+    check "director 1 went BACKUP and notify said so" bash -c "[ \$(FERROVS_CTL=$WORK/d1.sock $FERROVS status | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"vrrp\"][0][\"effective_priority\"])') = 90 ] && grep -qx 'INSTANCE VI_1 BACKUP 90' '$notes'"
+    rm -f "$flag"
+    t=$(wait_for 10 d1 MASTER) && ok "script passing again: director 1 preempts back (${t}s)" || bad "director 1 did not come back"
+    lab_down
+}
+
+for p in $PARTS; do
+    case $p in
+        pair) test_pair ;;
+        keepalived) test_keepalived ;;
+        scripts) test_scripts ;;
+    esac
+done
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]
