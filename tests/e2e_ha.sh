@@ -42,7 +42,7 @@ stop_all() {
 cleanup() {
     stop_all
     [ -n "$LAB_NAME" ] && "$LAB" down "$LAB_NAME" >/dev/null 2>&1
-    rm -rf "$WORK"
+    [ -n "${KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -291,12 +291,19 @@ test_scripts() {
 echo "\$*" >> $notes
 EOF
     chmod 755 "$WORK/notify.sh"
-    EXTRA_GLOBAL=$(printf 'vrrp_script chk {\n    script "/bin/sh -c \\"! test -f %s\\""\n    interval 1\n    weight -60\n    fall 2\n    rise 2\n}' "$flag")
+    printf '#!/bin/sh\n! test -f %s\n' "$flag" >"$WORK/check.sh"
+    chmod 755 "$WORK/check.sh"
+    EXTRA_GLOBAL=$(printf 'vrrp_script chk {\n    script %s\n    interval 1\n    weight -60\n    fall 2\n    rise 2\n}' "$WORK/check.sh")
     ferrovs_conf "$WORK/d1.conf" 1 150 2 mcast "notify $WORK/notify.sh" "notify_master \"$WORK/notify.sh master-hook\"" "track_script {" "    chk" "}"
     EXTRA_GLOBAL="" ferrovs_conf "$WORK/d2.conf" 2 100 2 mcast
     start_ferrovs 2 "$WORK/d2.conf"
     start_ferrovs 1 "$WORK/d1.conf"
-    wait_for 10 d1 MASTER >/dev/null && ok "director 1 MASTER with its script passing" || bad "director 1 not MASTER ($(d1))"
+    if ! wait_for 10 d1 MASTER >/dev/null; then
+        bad "director 1 not MASTER ($(d1)): $(tail -3 "$WORK/d1.log")"
+        lab_down
+        return
+    fi
+    ok "director 1 MASTER with its script passing"
     sleep 0.5
     check "notify ran with keepalived's arguments (INSTANCE VI_1 MASTER 150)" grep -qx "INSTANCE VI_1 MASTER 150" "$notes"
     check "notify_master ran" grep -qx "master-hook" "$notes"

@@ -7,7 +7,11 @@
 
 use crate::daemon::Daemon;
 use crate::vrrp::notify::{Notifier, NotifyKind};
-use crate::vrrp::{Action, Advert, Event, Instance, InstanceConfig, RxInfo, State};
+use crate::vrrp::script::{self, ScriptChange, ScriptTracker};
+use crate::vrrp::{
+    Action, Advert, Event, Instance, InstanceConfig, RxInfo, State, SyncAction, SyncGroup,
+    TrackKind, TrackStatus,
+};
 use crate::vrrp_io::{Received, VrrpSocket};
 use ferrovs_config::Config;
 use ferrovs_dataplane::wire::arp;
@@ -19,13 +23,79 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
-/// One running instance and what it needs for I/O.
-struct Running {
-    inst: Instance,
+/// What one instance needs for I/O.
+struct Io {
+    ifname: String,
     port: u16,
     mac: [u8; 6],
     sock: VrrpSocket,
     notifier: Notifier,
+    transitions: u64,
+}
+
+/// A standalone instance, or a sync group driving its members.
+enum Unit {
+    Single {
+        inst: Instance,
+        io: usize,
+    },
+    Group {
+        group: SyncGroup,
+        ios: Vec<usize>,
+        notifier: Notifier,
+    },
+}
+
+impl Unit {
+    fn deadline(&self) -> Option<Instant> {
+        match self {
+            Unit::Single { inst, .. } => inst.next_deadline(),
+            Unit::Group { group, .. } => group.next_deadline(),
+        }
+    }
+
+    /// Feeds an event; carries the resulting actions out.
+    fn feed(&mut self, ev: Event, now: Instant, ios: &mut [Io], daemon: &Arc<Mutex<Daemon>>) {
+        match self {
+            Unit::Single { inst, io } => {
+                let acts = inst.handle(ev, now);
+                carry_out(inst, &mut ios[*io], acts, daemon);
+            }
+            Unit::Group {
+                group,
+                ios: members,
+                notifier,
+            } => {
+                for sa in group.handle(ev, now) {
+                    match sa {
+                        SyncAction::Member { index, action } => {
+                            let io = members[index];
+                            carry_out(group.member(index), &mut ios[io], vec![action], daemon);
+                        }
+                        SyncAction::Notify { state } => {
+                            let _ = notifier.notify(state, 0);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn instances(&self) -> Vec<(&Instance, usize)> {
+        match self {
+            Unit::Single { inst, io } => vec![(inst, *io)],
+            Unit::Group { group, ios, .. } => {
+                group.members().iter().zip(ios.iter().copied()).collect()
+            }
+        }
+    }
+
+    fn owns_io(&self, io: usize) -> bool {
+        match self {
+            Unit::Single { io: i, .. } => *i == io,
+            Unit::Group { ios, .. } => ios.contains(&io),
+        }
+    }
 }
 
 /// A VRRP instance as the API and metrics show it.
@@ -61,12 +131,13 @@ pub fn vrrp_vips(cfg: &Config) -> Vec<Ipv4Addr> {
         .collect()
 }
 
-/// Builds the instances; errors name the instance.
-fn build(
-    cfg: &Config,
-    daemon: &Daemon,
-) -> Result<Vec<(Running, mpsc::Receiver<Received>)>, String> {
-    let mut out = Vec::new();
+type Built = (Vec<Unit>, Vec<Io>, Vec<mpsc::Receiver<Received>>);
+
+/// Builds the instances and sync groups; errors name the instance.
+fn build(cfg: &Config, daemon: &Daemon) -> Result<Built, String> {
+    let mut insts = Vec::new();
+    let mut ios = Vec::new();
+    let mut rxs = Vec::new();
     for vi in &cfg.vrrp_instances {
         let ifname = vi
             .interface
@@ -100,39 +171,62 @@ fn build(
         sock.spawn_receiver(tx, Arc::new(AtomicBool::new(false)))
             .map_err(|e| e.to_string())?;
         let notifier = Notifier::new(NotifyKind::Instance, &vi.name, &vi.notify, &cfg.global);
-        out.push((
-            Running {
-                inst: Instance::new(icfg),
-                port: port as u16,
-                mac: pc.mac,
-                sock,
-                notifier,
-            },
-            rx,
-        ));
+        insts.push(Some(Instance::new(icfg)));
+        ios.push(Io {
+            ifname,
+            port: port as u16,
+            mac: pc.mac,
+            sock,
+            notifier,
+            transitions: 0,
+        });
+        rxs.push(rx);
     }
-    Ok(out)
+    let mut units = Vec::new();
+    for sg in &cfg.vrrp_sync_groups {
+        let mut members = Vec::new();
+        let mut member_ios = Vec::new();
+        for name in &sg.group {
+            let Some(i) = cfg.vrrp_instances.iter().position(|v| &v.name == name) else {
+                return Err(format!(
+                    "vrrp_sync_group {}: no vrrp_instance {name}",
+                    sg.name
+                ));
+            };
+            let inst = insts[i]
+                .take()
+                .ok_or_else(|| format!("vrrp_instance {name} is in two sync groups"))?;
+            members.push(inst);
+            member_ios.push(i);
+        }
+        let notifier = Notifier::new(NotifyKind::Group, &sg.name, &sg.notify, &cfg.global);
+        units.push(Unit::Group {
+            group: SyncGroup::new(&sg.name, members),
+            ios: member_ios,
+            notifier,
+        });
+    }
+    for (i, inst) in insts.into_iter().enumerate() {
+        if let Some(inst) = inst {
+            units.push(Unit::Single { inst, io: i });
+        }
+    }
+    Ok((units, ios, rxs))
 }
 
-/// Starts the instances. Returns a status handle and a stop channel; the
-/// driver runs on the current tokio runtime.
+/// Starts the instances, their script trackers and interface watchers.
+/// Returns a status handle and a stop channel; everything runs on the
+/// current tokio runtime.
 pub fn start(
     cfg: &Config,
     daemon: Arc<Mutex<Daemon>>,
 ) -> Result<(StatusHandle, mpsc::Sender<StopRequest>), String> {
-    let built = {
+    let (units, ios, receivers) = {
         let d = daemon.lock().map_err(|_| "state lock poisoned")?;
         build(cfg, &d)?
     };
     let status = Arc::new(Mutex::new(Vec::new()));
     let (stop_tx, stop_rx) = mpsc::channel(1);
-    let (running, receivers): (Vec<Running>, Vec<mpsc::Receiver<Received>>) =
-        built.into_iter().unzip();
-    let names: Vec<String> = cfg
-        .vrrp_instances
-        .iter()
-        .map(|v| v.interface.clone().unwrap_or_default())
-        .collect();
     let (merged_tx, merged_rx) = mpsc::channel::<(usize, Received)>(1024);
     for (i, mut rx) in receivers.into_iter().enumerate() {
         let tx = merged_tx.clone();
@@ -144,28 +238,100 @@ pub fn start(
             }
         });
     }
+
+    // vrrp_script trackers, one per script that something tracks.
+    let (track_tx, track_rx) = mpsc::unbounded_channel::<(TrackKind, String, bool)>();
+    let mut tracked_scripts: Vec<String> = Vec::new();
+    for vi in &cfg.vrrp_instances {
+        tracked_scripts.extend(vi.track_script.iter().map(|t| t.name.clone()));
+    }
+    for sg in &cfg.vrrp_sync_groups {
+        tracked_scripts.extend(sg.track_script.iter().map(|t| t.name.clone()));
+    }
+    tracked_scripts.sort();
+    tracked_scripts.dedup();
+    for name in tracked_scripts {
+        let Some(vs) = cfg.vrrp_script(&name) else {
+            continue;
+        };
+        match script::prepare(&vs.script, &cfg.global) {
+            Ok(p) => {
+                let (tx, mut rx) = mpsc::unbounded_channel::<ScriptChange>();
+                script::spawn_tracker(ScriptTracker::new(vs), Arc::new(p), tx);
+                let fwd = track_tx.clone();
+                tokio::spawn(async move {
+                    while let Some(c) = rx.recv().await {
+                        let up = c.status == TrackStatus::Up;
+                        if fwd.send((TrackKind::Script, c.name, up)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            Err(e) => warn!("VRRP_Script({name}): {e} - disabling"),
+        }
+    }
+    // Interfaces: the instances' own and track_interface ones.
+    let mut ifaces: Vec<String> = ios.iter().map(|i| i.ifname.clone()).collect();
+    for vi in &cfg.vrrp_instances {
+        ifaces.extend(vi.track_interface.iter().map(|t| t.name.clone()));
+    }
+    for sg in &cfg.vrrp_sync_groups {
+        ifaces.extend(sg.track_interface.iter().map(|t| t.name.clone()));
+    }
+    ifaces.sort();
+    ifaces.dedup();
+    let fwd = track_tx.clone();
+    tokio::spawn(async move { watch_interfaces(ifaces, fwd).await });
+
     let st = status.clone();
-    tokio::spawn(async move { drive(running, names, daemon, st, merged_rx, stop_rx).await });
+    tokio::spawn(async move { drive(units, ios, daemon, st, merged_rx, track_rx, stop_rx).await });
     Ok((status, stop_tx))
 }
 
+/// Interface state from sysfs every 500 ms (keepalived learns it from
+/// netlink; a poll is enough at VRRP's time scale). Reports every change.
+async fn watch_interfaces(
+    ifaces: Vec<String>,
+    tx: mpsc::UnboundedSender<(TrackKind, String, bool)>,
+) {
+    let mut last: Vec<Option<bool>> = vec![None; ifaces.len()];
+    loop {
+        for (i, name) in ifaces.iter().enumerate() {
+            let up = std::fs::read_to_string(format!("/sys/class/net/{name}/operstate"))
+                .map(|s| matches!(s.trim(), "up" | "unknown"))
+                .unwrap_or(false);
+            if last[i] != Some(up) {
+                // The first reading reports only a failure: instances
+                // assume their interfaces up.
+                if (last[i].is_some() || !up)
+                    && tx.send((TrackKind::Interface, name.clone(), up)).is_err()
+                {
+                    return;
+                }
+                last[i] = Some(up);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 async fn drive(
-    mut insts: Vec<Running>,
-    ifnames: Vec<String>,
+    mut units: Vec<Unit>,
+    mut ios: Vec<Io>,
     daemon: Arc<Mutex<Daemon>>,
-    status: Arc<Mutex<Vec<InstanceStatus>>>,
+    status: StatusHandle,
     mut rx: mpsc::Receiver<(usize, Received)>,
+    mut track_rx: mpsc::UnboundedReceiver<(TrackKind, String, bool)>,
     mut stop_rx: mpsc::Receiver<StopRequest>,
 ) {
-    let mut transitions = vec![0u64; insts.len()];
     let now = Instant::now();
-    for i in 0..insts.len() {
-        let acts = insts[i].inst.handle(Event::Start, now);
-        carry_out(&mut insts[i], acts, &daemon, &mut transitions[i]);
+    for u in units.iter_mut() {
+        u.feed(Event::Start, now, &mut ios, &daemon);
     }
-    publish_status(&insts, &ifnames, &transitions, &status);
+    publish_status(&units, &ios, &status);
     loop {
-        let deadline = insts.iter().filter_map(|r| r.inst.next_deadline()).min();
+        let deadline = units.iter().filter_map(Unit::deadline).min();
         let sleep = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
@@ -178,92 +344,90 @@ async fn drive(
                 let now = Instant::now();
                 match Advert::parse(&r.payload, r.src, r.dst) {
                     Ok(advert) => {
-                        if advert.vrid != insts[i].inst.config().vrid {
-                            continue;
+                        let rx = RxInfo { src: r.src, dst: r.dst, ttl: r.ttl };
+                        if let Some(u) = units.iter_mut().find(|u| u.owns_io(i)) {
+                            // The group routes adverts to its member by VRID.
+                            let ours = u.instances().iter().any(|(inst, io)| *io == i && inst.config().vrid == advert.vrid);
+                            if ours {
+                                u.feed(Event::AdvertReceived { rx, advert }, now, &mut ios, &daemon);
+                            }
                         }
-                        let ev = Event::AdvertReceived { rx: RxInfo { src: r.src, dst: r.dst, ttl: r.ttl }, advert };
-                        let acts = insts[i].inst.handle(ev, now);
-                        carry_out(&mut insts[i], acts, &daemon, &mut transitions[i]);
                     }
-                    Err(e) => warn!("({}) bad VRRP packet from {}: {e}", insts[i].inst.name(), r.src),
+                    Err(e) => warn!("bad VRRP packet on {} from {}: {e}", ios[i].ifname, r.src),
+                }
+            }
+            t = track_rx.recv() => {
+                let Some((kind, name, up)) = t else { continue };
+                let now = Instant::now();
+                let ev = if up { Event::TrackUp { kind, name } } else { Event::TrackDown { kind, name } };
+                for u in units.iter_mut() {
+                    u.feed(ev.clone(), now, &mut ios, &daemon);
                 }
             }
             _ = sleep => {
                 let now = Instant::now();
-                for i in 0..insts.len() {
-                    if insts[i].inst.next_deadline().is_some_and(|d| d <= now) {
-                        let acts = insts[i].inst.handle(Event::TimerFired, now);
-                        carry_out(&mut insts[i], acts, &daemon, &mut transitions[i]);
+                for u in units.iter_mut() {
+                    if u.deadline().is_some_and(|d| d <= now) {
+                        u.feed(Event::TimerFired, now, &mut ios, &daemon);
                     }
                 }
             }
             req = stop_rx.recv() => {
                 let now = Instant::now();
-                for i in 0..insts.len() {
-                    let acts = insts[i].inst.handle(Event::Stop, now);
-                    carry_out(&mut insts[i], acts, &daemon, &mut transitions[i]);
+                for u in units.iter_mut() {
+                    u.feed(Event::Stop, now, &mut ios, &daemon);
                 }
-                publish_status(&insts, &ifnames, &transitions, &status);
+                publish_status(&units, &ios, &status);
                 if let Some(done) = req {
                     let _ = done.send(());
                 }
                 return;
             }
         }
-        publish_status(&insts, &ifnames, &transitions, &status);
+        publish_status(&units, &ios, &status);
     }
 }
 
-fn publish_status(
-    insts: &[Running],
-    ifnames: &[String],
-    transitions: &[u64],
-    status: &Arc<Mutex<Vec<InstanceStatus>>>,
-) {
-    let v = insts
+fn publish_status(units: &[Unit], ios: &[Io], status: &StatusHandle) {
+    let mut v: Vec<InstanceStatus> = units
         .iter()
-        .enumerate()
-        .map(|(i, r)| InstanceStatus {
-            name: r.inst.name().to_string(),
-            interface: ifnames.get(i).cloned().unwrap_or_default(),
-            vrid: r.inst.config().vrid,
-            state: r.inst.state().as_str().to_string(),
-            priority: r.inst.config().priority,
-            effective_priority: r.inst.effective_priority(),
-            transitions: transitions[i],
-            vips: r.inst.config().vips.clone(),
+        .flat_map(|u| u.instances())
+        .map(|(inst, io)| InstanceStatus {
+            name: inst.name().to_string(),
+            interface: ios[io].ifname.clone(),
+            vrid: inst.config().vrid,
+            state: inst.state().as_str().to_string(),
+            priority: inst.config().priority,
+            effective_priority: inst.effective_priority(),
+            transitions: ios[io].transitions,
+            vips: inst.config().vips.clone(),
         })
         .collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
     if let Ok(mut s) = status.lock() {
         *s = v;
     }
 }
 
-fn carry_out(
-    r: &mut Running,
-    actions: Vec<Action>,
-    daemon: &Arc<Mutex<Daemon>>,
-    transitions: &mut u64,
-) {
-    let name = r.inst.name().to_string();
+fn carry_out(inst: &Instance, io: &mut Io, actions: Vec<Action>, daemon: &Arc<Mutex<Daemon>>) {
     for a in actions {
         match a {
             Action::SendAdvert { priority, to } => {
-                for (dst, msg) in r.inst.encode_adverts(priority, &to) {
-                    if let Err(e) = r.sock.send(&msg, dst) {
-                        warn!("({name}) sending advert to {dst}: {e}");
+                for (dst, msg) in inst.encode_adverts(priority, &to) {
+                    if let Err(e) = io.sock.send(&msg, dst) {
+                        warn!("({}) sending advert to {dst}: {e}", inst.name());
                     }
                 }
             }
             Action::BecomeMaster => {
-                *transitions += 1;
-                set_vips(daemon, &r.inst.config().vips, true);
+                io.transitions += 1;
+                set_vips(daemon, &inst.config().vips, true);
             }
-            Action::ReleaseVips => set_vips(daemon, &r.inst.config().vips, false),
-            Action::BecomeBackup | Action::BecomeFault => *transitions += 1,
-            Action::SendGarp { count } => send_garps(r, daemon, count),
+            Action::ReleaseVips => set_vips(daemon, &inst.config().vips, false),
+            Action::BecomeBackup | Action::BecomeFault => io.transitions += 1,
+            Action::SendGarp { count } => send_garps(inst, io, daemon, count),
             Action::Notify { state, priority } => {
-                let _ = r.notifier.notify(state, priority);
+                let _ = io.notifier.notify(state, priority);
             }
             // The instance logs it, in keepalived's words.
             Action::PriorityChanged { .. } => {}
@@ -284,23 +448,23 @@ fn set_vips(daemon: &Arc<Mutex<Daemon>>, vips: &[Ipv4Addr], active: bool) {
 
 /// Gratuitous ARPs for every VIP, out of the instance's port through the
 /// first worker (the dataplane owns the port).
-fn send_garps(r: &Running, daemon: &Arc<Mutex<Daemon>>, count: u32) {
+fn send_garps(inst: &Instance, io: &Io, daemon: &Arc<Mutex<Daemon>>, count: u32) {
     let Ok(d) = daemon.lock() else { return };
     for _ in 0..count.max(1) {
-        for v in &r.inst.config().vips {
+        for v in &inst.config().vips {
             let mut f = vec![0u8; 64];
-            let n = arp::build_gratuitous(&mut f, &r.mac, *v, None);
+            let n = arp::build_gratuitous(&mut f, &io.mac, *v, None);
             f.truncate(n);
             if !d.dataplane.request(
                 0,
                 Request::Transmit {
-                    port: r.port,
+                    port: io.port,
                     frame: f,
                 },
             ) {
                 warn!(
                     "({}) gratuitous ARP for {v}: worker queue full",
-                    r.inst.name()
+                    inst.name()
                 );
             }
         }
