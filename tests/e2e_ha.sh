@@ -37,7 +37,12 @@ stop_all() {
         wait "${PIDS[$k]}" 2>/dev/null
     done
     PIDS=()
+    # keepalived's VRRP child outlives its parent: wait for every process
+    # of this run to be gone before the next one starts.
     pkill -f "$WORK/" 2>/dev/null
+    for _ in $(seq 30); do pgrep -f "$WORK/" >/dev/null || break; sleep 0.1; done
+    pkill -KILL -f "$WORK/" 2>/dev/null
+    rm -f "$WORK"/ka*.pid
 }
 cleanup() {
     stop_all
@@ -147,7 +152,11 @@ start_keepalived() { # CONF
         -p "$WORK/ka.pid" -r "$WORK/ka-vrrp.pid" -c "$WORK/ka-check.pid" -b "$WORK/ka-bfd.pid" >>"$WORK/ka.log" 2>&1 &
     PIDS[ka]=$!
 }
-kill9() { kill -KILL "${PIDS[$1]}" 2>/dev/null; wait "${PIDS[$1]}" 2>/dev/null; unset "PIDS[$1]"; }
+kill9() {
+    kill -KILL "${PIDS[$1]}" 2>/dev/null
+    wait "${PIDS[$1]}" 2>/dev/null
+    unset "PIDS[$1]"
+}
 term() { kill -TERM "${PIDS[$1]}" 2>/dev/null; wait "${PIDS[$1]}" 2>/dev/null; unset "PIDS[$1]"; }
 
 ferrovs_state() { # DIRECTOR
@@ -242,8 +251,8 @@ test_keepalived() {
     echo "# ferrovs with keepalived as the peer"
     lab_up ka || return
     local ver mode
-    for ver in 2 3; do
-        for mode in mcast ucast; do
+    for ver in ${HA_VERSIONS:-2 3}; do
+        for mode in ${HA_MODES:-mcast ucast}; do
             local tag="v$ver $mode"
             # ferrovs higher: it wins, keepalived backs off; kill it, keepalived takes over.
             ferrovs_conf "$WORK/d1.conf" 1 150 "$ver" "$mode"
@@ -254,7 +263,7 @@ test_keepalived() {
             local t
             t=$(wait_for 10 d1 MASTER) && ok "$tag: ferrovs (150) wins against keepalived (100) (${t}s)" || bad "$tag: ferrovs did not become MASTER ($(d1))"
             wait_for 5 ka_state BACKUP >/dev/null
-            check "$tag: keepalived backs off (\"$(grep -oE 'received advert from [0-9.]+ with higher priority [0-9]+, ours [0-9]+|Received advert from [^)]*higher priority' "$WORK/ka.log" | tail -1)\")" [ "$(ka_state)" = BACKUP ]
+            check "$tag: keepalived is BACKUP" [ "$(ka_state)" = BACKUP ]
             kill9 d1
             t=$(wait_for 8 ka_state MASTER) && ok "$tag: kill -9 ferrovs, keepalived takes over in ${t}s" || bad "$tag: keepalived did not take over"
             # keepalived higher: ferrovs backs off; a clean keepalived stop hands over.
