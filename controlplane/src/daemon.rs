@@ -66,6 +66,8 @@ pub struct Daemon {
     pub vrrp_vips: std::collections::BTreeMap<Ipv4Addr, bool>,
     /// The VRRP instances' states, kept by the VRRP driver.
     pub vrrp_status: Arc<Mutex<Vec<crate::vrrp_driver::InstanceStatus>>>,
+    /// The running health checks (the real servers' checkers).
+    pub health: Option<crate::health::HealthHandle>,
 }
 
 /// FULLNAT local addresses of every service, from `laddr_group_name`.
@@ -126,6 +128,7 @@ impl Daemon {
             last_reload_ok: true,
             vrrp_vips: Default::default(),
             vrrp_status: Default::default(),
+            health: None,
         }
     }
 
@@ -141,6 +144,23 @@ impl Daemon {
             .build(self.generation, &self.net, &self.vrrp_list())?;
         self.dataplane.publish(snap);
         Ok(())
+    }
+
+    /// Applies table changes decided by the health checks and publishes.
+    pub fn apply_health(&mut self, cmds: &[Command]) {
+        if cmds.is_empty() {
+            return;
+        }
+        let mut t = self.state.table.clone();
+        for c in cmds {
+            apply_upsert(&mut t, c);
+        }
+        let before = std::mem::replace(&mut self.state.table, Table::default());
+        self.state.replace_table(t);
+        if let Err(e) = self.publish() {
+            error!("applying health check changes: {e}");
+            self.state.replace_table(before);
+        }
     }
 
     /// SIGHUP: re-read the file; apply only what changed, as keepalived's
@@ -166,9 +186,15 @@ impl Daemon {
         if new_cfg.ferrovs != self.config.ferrovs {
             warn!("changes to the ferrovs {{}} block take effect at the next start");
         }
-        let old_rules = initial_table(&self.config);
-        let new_rules = initial_table(&new_cfg);
-        let cmds = ferrovs_config::diff::table_diff(&old_rules, &new_rules);
+        // With health checks, they say what the table becomes: servers in
+        // both configurations keep their state (a failed one stays out).
+        let cmds = match &self.health {
+            Some(h) => h.reload(&new_cfg),
+            None => ferrovs_config::diff::table_diff(
+                &initial_table(&self.config),
+                &initial_table(&new_cfg),
+            ),
+        };
         let before_table = self.state.table.clone();
         let before_laddrs = std::mem::replace(&mut self.state.laddrs, laddrs_from_config(&new_cfg));
         let mut t: Table = before_table.clone();
@@ -339,9 +365,11 @@ impl Daemon {
             .filter(|(_, h)| **h)
             .map(|(a, _)| a.to_string())
             .collect();
+        let health = self.health.as_ref().map(|h| h.status()).unwrap_or_default();
         let v = serde_json::json!({
             "vrrp": vrrp,
             "vips_held": held,
+            "health": health,
             "reloads": { "success": self.reloads_ok, "failure": self.reloads_failed },
         });
         let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
@@ -454,7 +482,11 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         state.timeouts.set(t.tcp, t.tcpfin, t.udp);
     }
     state.laddrs = laddrs_from_config(&cfg);
-    state.replace_table(initial_table(&cfg));
+    // The health manager's first table is keepalived's: alpha checkers
+    // start failed, inhibited servers at weight 0, the sorry server if the
+    // quorum is not met.
+    let health_manager = crate::health::HealthManager::new(&cfg);
+    state.replace_table(health_manager.table());
     // Addresses of vrrp_instances start released: an instance takes them
     // when it becomes MASTER.
     let vrrp_vips: Vec<(Ipv4Addr, bool)> = crate::vrrp_driver::vrrp_vips(&cfg)
@@ -528,7 +560,12 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
             }
             Some(stop)
         };
-        let r = serve(daemon, ctl_path.clone()).await;
+        let (htx, hrx) = tokio::sync::mpsc::channel(256);
+        let health = health_manager.spawn(htx);
+        if let Ok(mut d) = daemon.lock() {
+            d.health = Some(health.clone());
+        }
+        let r = serve(daemon.clone(), ctl_path.clone(), hrx).await;
         // VRRP goes first: priority-0 adverts hand the VIPs over at once
         // while the dataplane still runs.
         if let Some(stop) = vrrp {
@@ -536,6 +573,11 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
             if stop.send(done_tx).await.is_ok() {
                 let _ = tokio::time::timeout(crate::vrrp_driver::STOP_TIMEOUT, done_rx).await;
             }
+        }
+        // omega: notify_down / quorum_down scripts, servers out.
+        let last = health.shutdown().await;
+        if let Ok(mut d) = daemon.lock() {
+            d.apply_health(&last);
         }
         r
     });
@@ -548,7 +590,11 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     result
 }
 
-async fn serve(daemon: Arc<Mutex<Daemon>>, ctl_path: PathBuf) -> Result<(), String> {
+async fn serve(
+    daemon: Arc<Mutex<Daemon>>,
+    ctl_path: PathBuf,
+    mut health_rx: tokio::sync::mpsc::Receiver<crate::health::HealthEvent>,
+) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     if let Some(dir) = ctl_path.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -562,8 +608,17 @@ async fn serve(daemon: Arc<Mutex<Daemon>>, ctl_path: PathBuf) -> Result<(), Stri
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         tokio::select! {
+            Some(ev) = health_rx.recv() => {
+                if let Ok(mut d) = daemon.lock() {
+                    d.apply_health(&ev.commands);
+                }
+            }
             _ = hup.recv() => {
                 let mut d = daemon.lock().map_err(|_| "state lock poisoned")?;
+                // Health changes already decided go in before the reload.
+                while let Ok(ev) = health_rx.try_recv() {
+                    d.apply_health(&ev.commands);
+                }
                 let r = d.reload();
                 d.last_reload_ok = r.is_ok();
                 match r {

@@ -27,6 +27,8 @@ pub fn router(daemon: Arc<Mutex<Daemon>>) -> Router {
         .route("/api/v1/workers", get(workers))
         .route("/api/v1/timeouts", get(timeouts))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/vrrp", get(vrrp))
         .with_state(App { daemon, registry })
 }
 
@@ -148,6 +150,20 @@ async fn status(State(app): State<App>) -> Response {
             d.status_json(),
         )
             .into_response(),
+        Err(r) => *r,
+    }
+}
+
+async fn health(State(app): State<App>) -> Response {
+    match locked(&app) {
+        Ok(d) => Json(d.health.as_ref().map(|h| h.status()).unwrap_or_default()).into_response(),
+        Err(r) => *r,
+    }
+}
+
+async fn vrrp(State(app): State<App>) -> Response {
+    match locked(&app) {
+        Ok(d) => Json(d.vrrp_status.lock().map(|v| v.clone()).unwrap_or_default()).into_response(),
         Err(r) => *r,
     }
 }

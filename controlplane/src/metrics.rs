@@ -43,6 +43,16 @@ trait Samples {
     fn gauge(&mut self, labels: &Labels, v: i64) -> Result<(), std::fmt::Error>;
 }
 
+/// A gauge without labels (no `{}` in the output).
+fn single_gauge(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    v: i64,
+) -> Result<(), std::fmt::Error> {
+    ConstGauge::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Gauge)?)
+}
+
 impl Samples for MetricEncoder<'_> {
     fn counter(&mut self, labels: &Labels, v: u64) -> Result<(), std::fmt::Error> {
         ConstCounter::new(v).encode(self.encode_family(labels)?)
@@ -315,27 +325,122 @@ impl Collector for DaemonCollector {
                 c.conns_active.get() as i64,
             )?;
         }
-        let mut f = family(
+        single_gauge(
             &mut enc,
             "ferrovs_conn_table_capacity",
             "Connections each worker's table holds at most.",
-            MetricType::Gauge,
+            d.state.table_size as i64,
         )?;
-        f.gauge(&vec![], d.state.table_size as i64)?;
-        let mut f = family(
+        single_gauge(
             &mut enc,
             "ferrovs_persistence_templates",
             "Live persistence templates.",
-            MetricType::Gauge,
+            d.state.templates.iter(d.now_s()).count() as i64,
         )?;
-        f.gauge(&vec![], d.state.templates.iter(d.now_s()).count() as i64)?;
-        let mut f = family(
+        single_gauge(
             &mut enc,
             "ferrovs_draining_real_servers",
             "Removed real servers whose connections still run.",
+            d.state.draining_count() as i64,
+        )?;
+
+        // VRRP.
+        let vrrp = d.vrrp_status.lock().map(|v| v.clone()).unwrap_or_default();
+        let mut f = family(
+            &mut enc,
+            "ferrovs_vrrp_state",
+            "VRRP instance state (1 for the current one).",
             MetricType::Gauge,
         )?;
-        f.gauge(&vec![], d.state.draining_count() as i64)?;
+        for i in &vrrp {
+            for st in ["INIT", "BACKUP", "MASTER", "FAULT", "STOP"] {
+                f.gauge(
+                    &l(&[("instance", i.name.clone()), ("state", st.to_string())]),
+                    (i.state == st) as i64,
+                )?;
+            }
+        }
+        let mut f = family(
+            &mut enc,
+            "ferrovs_vrrp_effective_priority",
+            "Priority with tracking weights applied.",
+            MetricType::Gauge,
+        )?;
+        for i in &vrrp {
+            f.gauge(
+                &l(&[("instance", i.name.clone())]),
+                i.effective_priority as i64,
+            )?;
+        }
+        let mut f = family(
+            &mut enc,
+            "ferrovs_vrrp_transitions",
+            "State transitions of the instance.",
+            MetricType::Counter,
+        )?;
+        for i in &vrrp {
+            f.counter(&l(&[("instance", i.name.clone())]), i.transitions)?;
+        }
+
+        // Health checks.
+        let health = d.health.as_ref().map(|h| h.status()).unwrap_or_default();
+        let hl = |vs: &crate::health::VirtualServerStatus, rs: &crate::health::RealServerStatus| {
+            l(&[
+                ("virtual_server", vs.name.clone()),
+                ("real_server", rs.addr.to_string()),
+                ("real_port", rs.port.to_string()),
+            ])
+        };
+        let mut f = family(
+            &mut enc,
+            "ferrovs_real_server_up",
+            "Whether the real server passes its health checks.",
+            MetricType::Gauge,
+        )?;
+        for vs in &health {
+            for rs in &vs.real_servers {
+                f.gauge(&hl(vs, rs), rs.alive as i64)?;
+            }
+        }
+        let mut f = family(
+            &mut enc,
+            "ferrovs_healthcheck_latency_seconds",
+            "How long the last health check of the real server took.",
+            MetricType::Gauge,
+        )?;
+        for vs in &health {
+            for rs in &vs.real_servers {
+                if let Some(last) = &rs.last {
+                    ConstGauge::new(last.latency_us as f64 / 1e6)
+                        .encode(f.encode_family(&hl(vs, rs))?)?;
+                }
+            }
+        }
+        let mut f = family(
+            &mut enc,
+            "ferrovs_healthcheck_last_success",
+            "Whether the last health check of the real server passed.",
+            MetricType::Gauge,
+        )?;
+        for vs in &health {
+            for rs in &vs.real_servers {
+                if let Some(last) = &rs.last {
+                    f.gauge(&hl(vs, rs), last.ok as i64)?;
+                }
+            }
+        }
+        let mut f = family(
+            &mut enc,
+            "ferrovs_virtual_server_quorum_up",
+            "Whether the virtual server's live weight meets its quorum.",
+            MetricType::Gauge,
+        )?;
+        for vs in &health {
+            f.gauge(
+                &l(&[("virtual_server", vs.name.clone())]),
+                vs.quorum_up as i64,
+            )?;
+        }
 
         // Lifecycle.
         let mut f = family(
@@ -346,13 +451,12 @@ impl Collector for DaemonCollector {
         )?;
         f.counter(&l(&[("result", "success".into())]), d.reloads_ok)?;
         f.counter(&l(&[("result", "failure".into())]), d.reloads_failed)?;
-        let mut f = family(
+        single_gauge(
             &mut enc,
             "ferrovs_last_reload_success",
             "Whether the last reload succeeded (1 before any).",
-            MetricType::Gauge,
+            d.last_reload_ok as i64,
         )?;
-        f.gauge(&vec![], d.last_reload_ok as i64)?;
         let mut f = family(
             &mut enc,
             "ferrovs_build_info",

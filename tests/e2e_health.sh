@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# End-to-end tests of real-server health checks in the namespace lab:
+# TCP_CHECK (a server's port closes, then opens again), HTTP_GET (a server
+# answers 500, with and without inhibit_on_failure), MISC_CHECK (a script's
+# exit code), and the notify_down/notify_up scripts. Prints "N passed, M failed".
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+LAB=$ROOT/scripts/lab.sh
+FERROVS=${FERROVS:-$ROOT/target/release/ferrovs}
+FERROVSADM=${FERROVSADM:-$ROOT/target/release/ferrovsadm}
+PASS=0
+FAIL=0
+WORK=$(mktemp -d /tmp/ferrovs-health.XXXXXX)
+LAB_NAME=""
+FPID=""
+
+[ "$(id -u)" -eq 0 ] || { echo "needs root" >&2; echo "0 passed, 1 failed"; exit 1; }
+[ -x "$FERROVS" ] || { echo "build first" >&2; echo "0 passed, 1 failed"; exit 1; }
+
+ok() { PASS=$((PASS + 1)); echo "ok - $*"; }
+bad() { FAIL=$((FAIL + 1)); echo "FAIL - $*"; }
+check() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
+
+cleanup() {
+    [ -n "$FPID" ] && kill -TERM "$FPID" 2>/dev/null && wait "$FPID" 2>/dev/null
+    pkill -f "$WORK/" 2>/dev/null
+    [ -n "$LAB_NAME" ] && "$LAB" down "$LAB_NAME" >/dev/null 2>&1
+    [ -n "${KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+adm() { FERROVS_CTL=$WORK/ctl.sock "$FERROVSADM" "$@"; }
+listed() { adm -Ln | grep -Eq "^  -> $1:[0-9]+ "; }
+weight_of() { adm -Ln | awk -v a="$1" '$1 == "->" && index($2, a ":") == 1 {print $4}'; }
+# wait_until SECONDS CMD... — polls every 200 ms.
+wait_until() {
+    local limit=$1; shift
+    local n=$((limit * 5))
+    for _ in $(seq "$n"); do "$@" && return 0; sleep 0.2; done
+    return 1
+}
+not() { ! "$@"; }
+answers() { for _ in $(seq "$1"); do ip netns exec "$FVS_NS_CLIENT" curl -s --max-time 2 "http://$FVS_VIP/" || echo ERROR; done; }
+
+env_text=$("$LAB" up --mode dr --name "fvs-hc$$" --big-mib 1 2>"$WORK/lab.err") || { bad "lab: $(tail -2 "$WORK/lab.err")"; echo "$PASS passed, $FAIL failed"; exit 1; }
+eval "$env_text"
+LAB_NAME=$FVS_LAB_NAME
+
+# A TCP port of rs1's that the test opens and closes: a small listener.
+tcp_open() { ip netns exec "$FVS_NS_RS1" python3 -c "
+import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('0.0.0.0', 9001)); s.listen(64)
+while True:
+    c, _ = s.accept(); c.close()
+" "$WORK/tcp-listener" >/dev/null 2>&1 &
+    echo $! >"$WORK/tcp.pid"
+}
+tcp_close() { kill "$(cat "$WORK/tcp.pid")" 2>/dev/null; wait "$(cat "$WORK/tcp.pid")" 2>/dev/null; }
+
+cat >"$WORK/notify.sh" <<EOF
+#!/bin/sh
+echo "\$0 \$*" >> $WORK/notes
+EOF
+printf '#!/bin/sh\ntest ! -f %s\n' "$WORK/misc-fail" >"$WORK/misc.sh"
+chmod 755 "$WORK/notify.sh" "$WORK/misc.sh"
+
+cat >"$WORK/k.conf" <<EOF
+global_defs {
+    router_id FVS_HC
+    script_user root
+}
+ferrovs {
+    interface $FVS_DIRECTOR_IF_CLIENT
+    interface $FVS_DIRECTOR_IF_SERVER
+    workers 1
+    control_socket $WORK/ctl.sock
+    http_listen 127.0.0.1:19190
+}
+virtual_server $FVS_VIP 80 {
+    delay_loop 2
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+    real_server $FVS_RS1_IP 80 {
+        weight 1
+        notify_down "$WORK/notify.sh down rs1"
+        notify_up "$WORK/notify.sh up rs1"
+        TCP_CHECK {
+            connect_port 9001
+            connect_timeout 1
+            retry 1
+            delay_before_retry 1
+        }
+    }
+    real_server $FVS_RS2_IP 80 {
+        weight 2
+        HTTP_GET {
+            url {
+                path /health
+                status_code 200
+            }
+            connect_timeout 1
+            retry 1
+            delay_before_retry 1
+        }
+    }
+    real_server $FVS_RS3_IP 80 {
+        weight 3
+        inhibit_on_failure
+        MISC_CHECK {
+            misc_path "$WORK/misc.sh"
+            misc_timeout 2
+        }
+        HTTP_GET {
+            url {
+                path /health
+            }
+            connect_timeout 1
+            retry 0
+        }
+    }
+}
+EOF
+
+tcp_open
+FERROVS_CTL=$WORK/ctl.sock ip netns exec "$FVS_NS_DIRECTOR" "$FERROVS" run -f "$WORK/k.conf" >"$WORK/ferrovs.log" 2>&1 &
+FPID=$!
+wait_until 10 adm -Ln >/dev/null 2>&1
+check "all three servers listed at start" bash -c "[ \$(FERROVS_CTL=$WORK/ctl.sock $FERROVSADM -Ln | grep -c '^  -> 198') -eq 3 ]"
+
+# TCP_CHECK: the port closes; after the retries the server leaves.
+tcp_close
+if wait_until 15 not listed "$FVS_RS1_IP"; then ok "TCP_CHECK: rs1 leaves the rotation when its port closes"; else bad "TCP_CHECK: rs1 still listed"; fi
+check "keepalived's log line" grep -q "Removing service \[$FVS_RS1_IP\]:tcp:80 from VS \[$FVS_VIP\]:tcp:80" "$WORK/ferrovs.log"
+answers 12 >"$WORK/a1"
+check "requests go to the others ($(sort "$WORK/a1" | uniq -c | tr -s ' \n' ' '))" bash -c "! grep -q -e rs1 -e ERROR '$WORK/a1'"
+check "notify_down ran with its arguments" grep -q "notify.sh down rs1" "$WORK/notes"
+tcp_open
+if wait_until 15 listed "$FVS_RS1_IP"; then ok "TCP_CHECK: rs1 comes back when its port opens"; else bad "TCP_CHECK: rs1 did not come back"; fi
+check "notify_up ran" grep -q "notify.sh up rs1" "$WORK/notes"
+
+# HTTP_GET: 500 takes rs2 out, 200 brings it back.
+"$LAB" rs-fail "$LAB_NAME" rs2 500 >/dev/null
+if wait_until 15 not listed "$FVS_RS2_IP"; then ok "HTTP_GET: rs2 answering 500 leaves the rotation"; else bad "HTTP_GET: rs2 still listed"; fi
+answers 10 >"$WORK/a2"
+check "no request reaches rs2 ($(sort "$WORK/a2" | uniq -c | tr -s ' \n' ' '))" bash -c "! grep -q -e rs2 -e ERROR '$WORK/a2'"
+"$LAB" rs-ok "$LAB_NAME" rs2 >/dev/null
+if wait_until 15 listed "$FVS_RS2_IP"; then ok "HTTP_GET: rs2 answering 200 comes back"; else bad "HTTP_GET: rs2 did not come back"; fi
+
+# MISC_CHECK with inhibit_on_failure: weight 0, still listed.
+touch "$WORK/misc-fail"
+if wait_until 15 bash -c "[ \"\$(FERROVS_CTL=$WORK/ctl.sock $FERROVSADM -Ln | awk -v a=$FVS_RS3_IP '\$1 == \"->\" && index(\$2, a \":\") == 1 {print \$4}')\" = 0 ]"; then
+    ok "MISC_CHECK failing with inhibit_on_failure: rs3 stays listed with weight 0"
+else
+    bad "MISC_CHECK: rs3 weight is $(weight_of "$FVS_RS3_IP")"
+fi
+answers 10 >"$WORK/a3"
+check "a weight-0 server gets no new connections ($(sort "$WORK/a3" | uniq -c | tr -s ' \n' ' '))" bash -c "! grep -q -e rs3 -e ERROR '$WORK/a3'"
+rm -f "$WORK/misc-fail"
+if wait_until 15 bash -c "[ \"\$(FERROVS_CTL=$WORK/ctl.sock $FERROVSADM -Ln | awk -v a=$FVS_RS3_IP '\$1 == \"->\" && index(\$2, a \":\") == 1 {print \$4}')\" = 3 ]"; then
+    ok "MISC_CHECK passing again: rs3 back to weight 3"
+else
+    bad "MISC_CHECK: rs3 weight is $(weight_of "$FVS_RS3_IP")"
+fi
+
+# The same state in the API.
+api=$(ip netns exec "$FVS_NS_DIRECTOR" curl -s --max-time 2 http://127.0.0.1:19190/api/v1/health)
+check "health state in /api/v1/health" bash -c "echo '$api' | python3 -c 'import json,sys; d=json.load(sys.stdin); assert all(r[\"alive\"] for v in d for r in v[\"real_servers\"]), d'"
+ip netns exec "$FVS_NS_DIRECTOR" curl -s --max-time 2 http://127.0.0.1:19190/metrics >"$WORK/metrics"
+check "health state in /metrics" grep -qF "ferrovs_real_server_up{virtual_server=\"[$FVS_VIP]:tcp:80\",real_server=\"$FVS_RS1_IP\",real_port=\"80\"} 1" "$WORK/metrics"
+
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]
