@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
-for p in build-essential pkg-config iproute2 curl python3 ethtool procps; do
+for p in build-essential pkg-config iproute2 curl python3 ethtool procps keepalived bc; do
     dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -16,6 +16,11 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
+fi
+# The tests run keepalived themselves, in namespaces; the packaged service
+# must not run on the host.
+if command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now keepalived >/dev/null 2>&1 || true
 fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo not found: install a Rust toolchain (rustup) first" >&2
@@ -44,7 +49,7 @@ echo "== cargo build --release (binaries for the end-to-end tests)"
 cargo build --release -q -p ferrovs-controlplane
 total_pass=$cargo_pass
 total_fail=$cargo_fail
-for t in tests/lab_selftest.sh tests/e2e_appliance.sh; do
+for t in tests/lab_selftest.sh tests/e2e_appliance.sh tests/e2e_health.sh tests/e2e_ha.sh; do
     echo "== $t"
     out=$(mktemp)
     bash "$t" 2>&1 | tee "$out" | grep -Ev '^ok - ' || true
