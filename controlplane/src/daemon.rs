@@ -155,7 +155,7 @@ impl Daemon {
         for c in cmds {
             apply_upsert(&mut t, c);
         }
-        let before = std::mem::replace(&mut self.state.table, Table::default());
+        let before = std::mem::take(&mut self.state.table);
         self.state.replace_table(t);
         if let Err(e) = self.publish() {
             error!("applying health check changes: {e}");
