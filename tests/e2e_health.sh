@@ -48,17 +48,23 @@ env_text=$("$LAB" up --mode dr --name "fvs-hc$$" --big-mib 1 2>"$WORK/lab.err") 
 eval "$env_text"
 LAB_NAME=$FVS_LAB_NAME
 
-# A TCP port of rs1's that the test opens and closes: a small listener.
-tcp_open() { ip netns exec "$FVS_NS_RS1" python3 -c "
-import socket, time
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(('0.0.0.0', 9001)); s.listen(64)
-while True:
-    c, _ = s.accept(); c.close()
-" "$WORK/tcp-listener" >/dev/null 2>&1 &
-    echo $! >"$WORK/tcp.pid"
+# Stop and start rs1's real HTTP server (the lab records its pid).
+httpd_pid() { awk '$2 == "rs1" && $3 ~ /python/ {print $1}' "$FVS_RUN_DIR/pids" | while read -r p; do kill -0 "$p" 2>/dev/null && echo "$p"; done | tail -1; }
+httpd_stop() {
+    local p
+    p=$(httpd_pid)
+    [ -n "$p" ] || return 1
+    tr '\0' '\n' <"/proc/$p/cmdline" >"$WORK/httpd.argv"
+    kill "$p"
+    for _ in $(seq 30); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.1; done
+    kill -9 "$p"
 }
-tcp_close() { kill "$(cat "$WORK/tcp.pid")" 2>/dev/null; wait "$(cat "$WORK/tcp.pid")" 2>/dev/null; }
+httpd_start() {
+    local argv=()
+    mapfile -t argv <"$WORK/httpd.argv"
+    ip netns exec "$FVS_NS_RS1" setsid "${argv[@]}" </dev/null >>"$WORK/httpd.log" 2>&1 &
+    echo "$! rs1 ${argv[0]}" >>"$FVS_RUN_DIR/pids"
+}
 
 cat >"$WORK/notify.sh" <<EOF
 #!/bin/sh
@@ -89,7 +95,6 @@ virtual_server $FVS_VIP 80 {
         notify_down "$WORK/notify.sh down rs1"
         notify_up "$WORK/notify.sh up rs1"
         TCP_CHECK {
-            connect_port 9001
             connect_timeout 1
             retry 1
             delay_before_retry 1
@@ -125,21 +130,22 @@ virtual_server $FVS_VIP 80 {
 }
 EOF
 
-tcp_open
 FERROVS_CTL=$WORK/ctl.sock ip netns exec "$FVS_NS_DIRECTOR" "$FERROVS" run -f "$WORK/k.conf" >"$WORK/ferrovs.log" 2>&1 &
 FPID=$!
 wait_until 10 adm -Ln >/dev/null 2>&1
 check "all three servers listed at start" bash -c "[ \$(FERROVS_CTL=$WORK/ctl.sock $FERROVSADM -Ln | grep -c '^  -> 198') -eq 3 ]"
 
-# TCP_CHECK: the port closes; after the retries the server leaves.
-tcp_close
-if wait_until 15 not listed "$FVS_RS1_IP"; then ok "TCP_CHECK: rs1 leaves the rotation when its port closes"; else bad "TCP_CHECK: rs1 still listed"; fi
+# TCP_CHECK: rs1's HTTP server stops; after the retries rs1 leaves.
+check "rs1's HTTP server stopped" httpd_stop
+if wait_until 15 not listed "$FVS_RS1_IP"; then ok "TCP_CHECK: rs1 leaves the rotation when its HTTP server stops"; else bad "TCP_CHECK: rs1 still listed"; fi
 check "keepalived's log line" grep -q "Removing service \[$FVS_RS1_IP\]:tcp:80 from VS \[$FVS_VIP\]:tcp:80" "$WORK/ferrovs.log"
 answers 12 >"$WORK/a1"
 check "requests go to the others ($(sort "$WORK/a1" | uniq -c | tr -s ' \n' ' '))" bash -c "! grep -q -e rs1 -e ERROR '$WORK/a1'"
 check "notify_down ran with its arguments" grep -q "notify.sh down rs1" "$WORK/notes"
-tcp_open
-if wait_until 15 listed "$FVS_RS1_IP"; then ok "TCP_CHECK: rs1 comes back when its port opens"; else bad "TCP_CHECK: rs1 did not come back"; fi
+httpd_start
+if wait_until 15 listed "$FVS_RS1_IP"; then ok "TCP_CHECK: rs1 comes back when its HTTP server starts again"; else bad "TCP_CHECK: rs1 did not come back"; fi
+answers 9 >"$WORK/a1b"
+check "rs1 serves again ($(sort "$WORK/a1b" | uniq -c | tr -s ' \n' ' '))" grep -q rs1 "$WORK/a1b"
 check "notify_up ran" grep -q "notify.sh up rs1" "$WORK/notes"
 
 # HTTP_GET: 500 takes rs2 out, 200 brings it back.
