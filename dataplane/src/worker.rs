@@ -601,8 +601,16 @@ impl<P: Port> Core<P> {
                         now_s,
                         p.timeout_s,
                     ) {
-                        Some((h, fresh)) => {
-                            if fresh {
+                        Some(c) => {
+                            let h = c.held;
+                            if let Some(e) = c.evicted.and_then(|d| snap.dest(d)) {
+                                let _ = e.dest.shared.persistconns.fetch_update(
+                                    std::sync::atomic::Ordering::Relaxed,
+                                    std::sync::atomic::Ordering::Relaxed,
+                                    |v| Some(v.saturating_sub(1)),
+                                );
+                            }
+                            if c.fresh {
                                 svc.dests[i]
                                     .shared
                                     .persistconns

@@ -52,6 +52,18 @@ pub struct Held {
     pub dest: DestId,
 }
 
+/// What [`TemplateTable::create`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Created {
+    pub held: Held,
+    /// False when another worker had just created the same template: use
+    /// its server.
+    pub fresh: bool,
+    /// The server of a dead template whose slot this one took (its
+    /// PersistConn must drop, as if the reaper had freed it).
+    pub evicted: Option<DestId>,
+}
+
 /// Outcome of looking a client up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lookup {
@@ -179,7 +191,7 @@ impl TemplateTable {
         dest: DestId,
         now_s: u32,
         timeout_s: u32,
-    ) -> Option<(Held, bool)> {
+    ) -> Option<Created> {
         let k = key(svc, caddr);
         let h = self.hasher.hash_one(k) as usize;
         let exp = now_s.saturating_add(timeout_s);
@@ -190,43 +202,79 @@ impl TemplateTable {
             let (sk, d, seq) = self.read(s);
             if sk == k && d != NO_DEST && self.try_acquire(s, now_s, timeout_s) {
                 if s.seq.load(Acquire) == seq {
-                    return Some((
-                        Held {
+                    return Some(Created {
+                        held: Held {
                             slot: i as u32,
                             dest: d,
                         },
-                        false,
-                    ));
+                        fresh: false,
+                        evicted: None,
+                    });
                 }
                 self.release(i as u32, now_s);
-            }
-            let cur = s.life.load(Acquire);
-            let (refs, e) = unpack(cur);
-            if refs == 0 && e <= now_s {
-                if s.life
-                    .compare_exchange(cur, pack(1, exp), AcqRel, Acquire)
-                    .is_ok()
-                {
-                    s.seq.fetch_add(1, AcqRel);
-                    s.key.store(k, Release);
-                    s.dest.store(dest, Release);
-                    s.timeout.store(timeout_s, Release);
-                    s.seq.fetch_add(1, AcqRel);
-                    return Some((
-                        Held {
-                            slot: i as u32,
-                            dest,
-                        },
-                        true,
-                    ));
-                }
-                // Lost the race for this slot: look at it again, the winner
-                // may have created our very template.
                 continue;
             }
-            p += 1;
+            let (refs, e) = unpack(s.life.load(Acquire));
+            let dead = refs == 0 && e <= now_s;
+            if !dead && (sk != k || d == NO_DEST) {
+                // Live and someone else's (or ours but invalidated, waiting
+                // for its last connection): its key cannot change while it
+                // lives, so our template is not here.
+                p += 1;
+                continue;
+            }
+            // Empty or dead (or ours, being created): claim it under the
+            // slot's writer lock, from exactly the state read above, so two
+            // creators of one template can never pick different slots.
+            if !self.lock_from(s, seq) {
+                continue;
+            }
+            let (refs, e) = unpack(s.life.load(Acquire));
+            if refs == 0 && e <= now_s {
+                s.life.store(pack(1, exp), Release);
+                s.key.store(k, Release);
+                let evicted = s.dest.swap(dest, AcqRel);
+                s.timeout.store(timeout_s, Release);
+                Self::unlock(s);
+                return Some(Created {
+                    held: Held {
+                        slot: i as u32,
+                        dest,
+                    },
+                    fresh: true,
+                    evicted: (evicted != NO_DEST).then_some(evicted),
+                });
+            }
+            // Came alive since: look at it again.
+            Self::unlock(s);
         }
         None
+    }
+
+    /// Takes the slot's writer lock, only if the slot is still as read at
+    /// sequence `seq` (even); false when it changed meanwhile.
+    #[inline]
+    fn lock_from(&self, s: &Slot, seq: u32) -> bool {
+        seq & 1 == 0
+            && s.seq
+                .compare_exchange(seq, seq + 1, AcqRel, Acquire)
+                .is_ok()
+    }
+
+    /// Takes the slot's writer lock, waiting for another writer.
+    fn lock(&self, s: &Slot) {
+        loop {
+            let seq = s.seq.load(Acquire);
+            if self.lock_from(s, seq) {
+                return;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    #[inline]
+    fn unlock(s: &Slot) {
+        s.seq.fetch_add(1, Release);
     }
 
     /// Drops a connection's reference. When the last one goes, the template
@@ -260,9 +308,9 @@ impl TemplateTable {
     /// Returns the server it pointed to, whose PersistConn the caller drops.
     pub fn invalidate(&self, slot: u32) -> Option<DestId> {
         let s = &self.slots[slot as usize & self.mask];
-        s.seq.fetch_add(1, AcqRel);
+        self.lock(s);
         let d = s.dest.swap(NO_DEST, AcqRel);
-        s.seq.fetch_add(1, AcqRel);
+        Self::unlock(s);
         // Let it die as soon as its last connection goes.
         let _ = s
             .life
@@ -283,19 +331,22 @@ impl TemplateTable {
             if d == NO_DEST || refs != 0 || e > now_s {
                 continue;
             }
-            // Claim it (as a creator would), clear the server, let it go.
-            if s.life
-                .compare_exchange(cur, pack(1, 0), AcqRel, Acquire)
-                .is_ok()
-            {
-                s.seq.fetch_add(1, AcqRel);
-                let d = s.dest.swap(NO_DEST, AcqRel);
-                s.seq.fetch_add(1, AcqRel);
-                s.life.store(pack(0, 0), Release);
-                if d != NO_DEST {
-                    freed(d);
-                    n += 1;
-                }
+            // Under the writer lock, and only if still dead: clear the
+            // server and let the slot go.
+            let (_, _, seq) = self.read(s);
+            if !self.lock_from(s, seq) {
+                continue;
+            }
+            let (refs, e) = unpack(s.life.load(Acquire));
+            let d = if refs == 0 && e <= now_s {
+                s.dest.swap(NO_DEST, AcqRel)
+            } else {
+                NO_DEST
+            };
+            Self::unlock(s);
+            if d != NO_DEST {
+                freed(d);
+                n += 1;
             }
         }
         n
@@ -334,7 +385,7 @@ mod tests {
     fn create_hit_release_expire() {
         let t = TemplateTable::new(64);
         assert_eq!(t.lookup(1, C, 100, 360), Lookup::Miss);
-        let (h, fresh) = t.create(1, C, 7, 100, 360).unwrap();
+        let Created { held: h, fresh, .. } = t.create(1, C, 7, 100, 360).unwrap();
         assert!(fresh);
         assert_eq!(
             t.lookup(1, C, 101, 360),
@@ -361,10 +412,12 @@ mod tests {
     #[test]
     fn invalidated_template_is_skipped() {
         let t = TemplateTable::new(64);
-        let (h, _) = t.create(1, C, 7, 0, 360).unwrap();
+        let h = t.create(1, C, 7, 0, 360).unwrap().held;
         assert_eq!(t.invalidate(h.slot), Some(7));
         assert_eq!(t.lookup(1, C, 1, 360), Lookup::Miss);
-        let (h2, fresh) = t.create(1, C, 8, 1, 360).unwrap();
+        let Created {
+            held: h2, fresh, ..
+        } = t.create(1, C, 8, 1, 360).unwrap();
         assert!(fresh);
         assert_ne!(h2.slot, h.slot);
         assert!(matches!(
@@ -379,7 +432,7 @@ mod tests {
     #[test]
     fn held_template_outlives_timeout() {
         let t = TemplateTable::new(64);
-        let (h, _) = t.create(1, C, 3, 0, 10).unwrap();
+        let h = t.create(1, C, 3, 0, 10).unwrap().held;
         // A connection lasting 25 s keeps it; it dies at the next multiple.
         assert!(t.iter(25).any(|v| v.dest == 3));
         t.release(h.slot, 25);
@@ -392,8 +445,8 @@ mod tests {
         let t = TemplateTable::new(32);
         let mut held = vec![];
         for c in 0..32u8 {
-            if let Some((h, _)) = t.create(1, [198, 18, 1, c], 1, 0, 10) {
-                held.push(h);
+            if let Some(c) = t.create(1, [198, 18, 1, c], 1, 0, 10) {
+                held.push(c.held);
             }
         }
         // Probing is bounded, so a few may not fit; a new one fails while all
@@ -422,7 +475,7 @@ mod tests {
                         let caddr = [198, 19, (c >> 8) as u8, c as u8];
                         let d = match t.lookup(1, caddr, 1, 360) {
                             Lookup::Hit(h) => h.dest,
-                            Lookup::Miss => t.create(1, caddr, w, 1, 360).unwrap().0.dest,
+                            Lookup::Miss => t.create(1, caddr, w, 1, 360).unwrap().held.dest,
                         };
                         got.push(d);
                     }
