@@ -234,8 +234,9 @@ pub fn service_keys(cfg: &Config, vs: &VirtualServer) -> Vec<ServiceKey> {
     }
 }
 
-/// Destination port for a real server of `key`.
-fn dest_port(key: &ServiceKey, rs_port: u16, kind: LbKind) -> u16 {
+/// Destination port for a real server of `key`: only NAT and FULLNAT map
+/// ports (ipvsadm forces the service port for -g and -i).
+pub fn dest_port(key: &ServiceKey, rs_port: u16, kind: LbKind) -> u16 {
     let remaps = matches!(kind, LbKind::Nat | LbKind::FullNat);
     match key {
         ServiceKey::Addr { port, .. } => {

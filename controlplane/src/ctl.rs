@@ -66,3 +66,24 @@ pub fn call(path: &std::path::Path, req: &CtlRequest) -> std::io::Result<CtlResp
     r.read_line(&mut resp)?;
     serde_json::from_str(&resp).map_err(std::io::Error::other)
 }
+
+/// Runs one request against the daemon, prints its output and exits with
+/// its code; `unreachable` words the error when there is no daemon.
+pub fn call_and_exit(
+    req: &CtlRequest,
+    unreachable: impl FnOnce(&std::path::Path, std::io::Error) -> String,
+) -> ! {
+    use std::io::Write;
+    let path = socket_path(std::path::Path::new(DEFAULT_SOCKET));
+    match call(&path, req) {
+        Ok(r) => {
+            let _ = std::io::stdout().write_all(r.stdout.as_bytes());
+            let _ = std::io::stderr().write_all(r.stderr.as_bytes());
+            std::process::exit(r.code);
+        }
+        Err(e) => {
+            eprintln!("{}", unreachable(&path, e));
+            std::process::exit(1);
+        }
+    }
+}

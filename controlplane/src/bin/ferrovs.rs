@@ -51,29 +51,20 @@ fn main() {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Status => {
-            use ferrovs_controlplane::ctl::{call, socket_path, CtlRequest, DEFAULT_SOCKET};
-            let path = socket_path(std::path::Path::new(DEFAULT_SOCKET));
-            match call(
-                &path,
+            use ferrovs_controlplane::ctl::{call_and_exit, CtlRequest};
+            call_and_exit(
                 &CtlRequest {
                     argv: vec![],
                     stdin: None,
                     op: Some("status".into()),
                 },
-            ) {
-                Ok(r) => {
-                    let _ = std::io::stdout().write_all(r.stdout.as_bytes());
-                    let _ = std::io::stderr().write_all(r.stderr.as_bytes());
-                    std::process::exit(r.code);
-                }
-                Err(e) => {
-                    eprintln!(
+                |path, e| {
+                    format!(
                         "ferrovs status: {} ({e}). Is ferrovs running?",
                         path.display()
-                    );
-                    std::process::exit(1);
-                }
-            }
+                    )
+                },
+            )
         }
         Cmd::Run { file } => {
             tracing_subscriber::fmt()

@@ -3,9 +3,8 @@
 //! as ipvsadm would, so the output formats and error messages are one
 //! implementation.
 
-use ferrovs_controlplane::ctl::{call, socket_path, CtlRequest, DEFAULT_SOCKET};
-use std::io::{Read, Write};
-use std::path::Path;
+use ferrovs_controlplane::ctl::{call_and_exit, CtlRequest};
+use std::io::Read;
 
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -20,27 +19,18 @@ fn main() {
     } else {
         None
     };
-    let path = socket_path(Path::new(DEFAULT_SOCKET));
-    match call(
-        &path,
+    // ipvsadm's wording when the kernel module is absent.
+    call_and_exit(
         &CtlRequest {
             argv,
             stdin,
             op: None,
         },
-    ) {
-        Ok(r) => {
-            let _ = std::io::stdout().write_all(r.stdout.as_bytes());
-            let _ = std::io::stderr().write_all(r.stderr.as_bytes());
-            std::process::exit(r.code);
-        }
-        Err(e) => {
-            // ipvsadm's wording when the kernel module is absent.
-            eprintln!(
+        |path, e| {
+            format!(
                 "Can't initialize ipvs: {e} ({}). Is ferrovs running?",
                 path.display()
-            );
-            std::process::exit(1);
-        }
-    }
+            )
+        },
+    )
 }

@@ -16,6 +16,7 @@
 use super::checker::{misc_retry_text, next_delay, CheckerState, Probe, Step};
 use super::names::{fmt_rs, fmt_vs};
 use ferrovs_config::diff::table_diff;
+use ferrovs_config::ipvs::dest_port;
 use ferrovs_config::ipvs::{initial_table, service_keys, Dest, Fwd, Service, ServiceKey, Table};
 use ferrovs_config::ipvsadm::Command;
 use ferrovs_config::model::*;
@@ -181,28 +182,6 @@ pub(crate) struct VsState {
     pub(crate) rs: Vec<RsState>,
     sorry: Option<SorryState>,
     quorum_up: bool,
-}
-
-/// Destination port of a server in service `key` (as ferrovs_config's
-/// initial_table computes it: only NAT and FULLNAT map ports).
-fn dest_port(key: &ServiceKey, rs_port: u16, kind: LbKind) -> u16 {
-    let remaps = matches!(kind, LbKind::Nat | LbKind::FullNat);
-    match key {
-        ServiceKey::Addr { port, .. } => {
-            if rs_port == 0 || !remaps {
-                *port
-            } else {
-                rs_port
-            }
-        }
-        ServiceKey::Fwmark { .. } => {
-            if remaps {
-                rs_port
-            } else {
-                0
-            }
-        }
-    }
 }
 
 /// Whether two checkers are "the same" across a reload: keepalived's
