@@ -41,3 +41,85 @@ fn metrics_carry_services_servers_workers() {
         assert!(l.starts_with("ferrovs_"), "{l}");
     }
 }
+
+/// The metric names a PromQL expression reads.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let b = expr.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if expr[i..].starts_with("ferrovs_")
+            && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'))
+        {
+            let end = expr[i..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .map_or(b.len(), |n| i + n);
+            out.push(expr[i..end].to_string());
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+fn exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("expr", serde_json::Value::String(s)) => out.push(s.clone()),
+                    _ => exprs(x, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| exprs(x, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn grafana_dashboard_queries_only_metrics_we_export() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../grafana/ferrovs-dashboard.json"
+    ))
+    .unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is valid JSON");
+    let mut all = Vec::new();
+    exprs(&dash, &mut all);
+    assert!(all.len() >= 15, "{} queries", all.len());
+
+    let (mut d, _) = daemon();
+    run(&mut d, "-A -t 198.18.0.100:80 -s rr");
+    run(&mut d, "-a -t 198.18.0.100:80 -r 198.18.1.11:80 -g");
+    let d = Arc::new(Mutex::new(d));
+    let metrics =
+        ferrovs_controlplane::metrics::render(&ferrovs_controlplane::metrics::registry(d));
+    // Every family is described, samples or not; counters' samples end in
+    // _total while their TYPE line names the family.
+    let families: Vec<(&str, &str)> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_once(' '))
+        .collect();
+    let mut seen: Vec<String> = all.iter().flat_map(|e| metric_names(e)).collect();
+    seen.sort();
+    seen.dedup();
+    assert!(seen.len() >= 15, "only {seen:?}");
+    assert_eq!(
+        metric_names("rate(ferrovs_a_total[1m]) / ferrovs_b"),
+        vec!["ferrovs_a_total", "ferrovs_b"]
+    );
+    for e in &all {
+        for name in metric_names(e) {
+            let ok = families.iter().any(|(f, t)| {
+                *f == name || (*t == "counter" && name.strip_suffix("_total") == Some(f))
+            });
+            assert!(
+                ok,
+                "the dashboard queries {name}, which /metrics does not export"
+            );
+        }
+    }
+}
