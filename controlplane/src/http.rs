@@ -44,18 +44,28 @@ fn locked(app: &App) -> Result<std::sync::MutexGuard<'_, Daemon>, Box<Response>>
     })
 }
 
-async fn metrics(State(app): State<App>) -> Response {
-    let body = tokio::task::spawn_blocking(move || crate::metrics::render(&app.registry))
-        .await
-        .unwrap_or_default();
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+/// OpenMetrics for scrapers that ask for it (Prometheus does), the
+/// Prometheus text format otherwise.
+async fn metrics(State(app): State<App>, headers: axum::http::HeaderMap) -> Response {
+    let om = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/openmetrics-text"));
+    let body = tokio::task::spawn_blocking(move || {
+        if om {
+            crate::metrics::render(&app.registry)
+        } else {
+            crate::metrics::render_prometheus_text(&app.registry)
+        }
+    })
+    .await
+    .unwrap_or_default();
+    let ct = if om {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    } else {
+        "text/plain; version=0.0.4; charset=utf-8"
+    };
+    ([(header::CONTENT_TYPE, ct)], body).into_response()
 }
 
 async fn healthz(State(app): State<App>) -> Response {

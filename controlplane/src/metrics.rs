@@ -475,9 +475,47 @@ pub fn registry(daemon: Arc<Mutex<Daemon>>) -> Registry {
     r
 }
 
-/// The text exposition of `r` (OpenMetrics text, which Prometheus scrapes).
+/// The OpenMetrics text exposition of `r` (what Prometheus asks for).
 pub fn render(r: &Registry) -> String {
     let mut s = String::new();
     let _ = prometheus_client::encoding::text::encode(&mut s, r);
     s
+}
+
+/// The same in the Prometheus text format 0.0.4, for clients that do not
+/// ask for OpenMetrics (promtool, curl): there a counter's HELP and TYPE
+/// lines name the `_total` sample, and there is no `# EOF`.
+pub fn render_prometheus_text(r: &Registry) -> String {
+    let om = render(r);
+    let counters: std::collections::HashSet<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len() + counters.len() * 16);
+    for line in om.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let meta = line
+            .strip_prefix("# HELP ")
+            .map(|r| ("# HELP ", r))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
+        match meta {
+            Some((tag, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if counters.contains(name) {
+                    out.push_str(&format!("{tag}{name}_total {tail}\n"));
+                } else {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
