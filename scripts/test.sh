@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
-for p in build-essential pkg-config iproute2 curl python3 ethtool procps keepalived bc; do
+for p in build-essential pkg-config iproute2 curl python3 ethtool procps keepalived bc prometheus; do
     dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -15,12 +15,12 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
         exit 1
     fi
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
 fi
-# The tests run keepalived themselves, in namespaces; the packaged service
-# must not run on the host.
+# The tests run keepalived and prometheus themselves, in namespaces; the
+# packaged services must not run on the host.
 if command -v systemctl >/dev/null 2>&1; then
-    systemctl disable --now keepalived >/dev/null 2>&1 || true
+    systemctl disable --now keepalived prometheus >/dev/null 2>&1 || true
 fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo not found: install a Rust toolchain (rustup) first" >&2

@@ -178,5 +178,39 @@ check "health state in /api/v1/health" bash -c "echo '$api' | python3 -c 'import
 ip netns exec "$FVS_NS_DIRECTOR" curl -s --max-time 2 http://127.0.0.1:19190/metrics >"$WORK/metrics"
 check "health state in /metrics" grep -qF "ferrovs_real_server_up{virtual_server=\"[$FVS_VIP]:tcp:80\",real_server=\"$FVS_RS1_IP\",real_port=\"80\"} 1" "$WORK/metrics"
 
+# Prometheus: promtool accepts /metrics, and a real Prometheus server that
+# scrapes ferrovs returns the per-real-server packet counts ferrovsadm shows.
+if command -v promtool >/dev/null && command -v prometheus >/dev/null; then
+    ip netns exec "$FVS_NS_DIRECTOR" curl -s --max-time 2 http://127.0.0.1:19190/metrics >"$WORK/metrics.txt"
+    check "promtool check metrics accepts /metrics" promtool check metrics <"$WORK/metrics.txt"
+    cat >"$WORK/prometheus.yml" <<EOP
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: ferrovs
+    static_configs:
+      - targets: ['127.0.0.1:19190']
+EOP
+    ip netns exec "$FVS_NS_DIRECTOR" prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/tsdb" \
+        --web.listen-address=127.0.0.1:19191 >"$WORK/prometheus.log" 2>&1 &
+    PROM=$!
+    answers 30 >/dev/null
+    sleep 4
+    want=$(adm -Ln --stats --exact | awk -v a="$FVS_RS2_IP:80" '$1 == "->" && $2 == a {print $4}')
+    q='sum(ferrovs_real_server_packets_total{real_server="'"$FVS_RS2_IP"'",direction="in"})'
+    got=""
+    for _ in $(seq 20); do
+        got=$(ip netns exec "$FVS_NS_DIRECTOR" curl -s --max-time 2 -G http://127.0.0.1:19191/api/v1/query --data-urlencode "query=$q" |
+            python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")' 2>/dev/null)
+        [ -n "$got" ] && [ "$got" = "$want" ] && break
+        sleep 0.5
+    done
+    check "Prometheus scraped rs2's inbound packets: $got (ferrovsadm says $want)" bash -c "[ -n '$want' ] && [ '$got' = '$want' ] && [ '$want' -gt 0 ]"
+    kill "$PROM" 2>/dev/null
+    wait "$PROM" 2>/dev/null
+else
+    bad "promtool/prometheus not installed (Debian package prometheus)"
+fi
+
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]
