@@ -32,6 +32,7 @@ pub trait Dataplane: Send + Sync {
     fn request(&self, worker: usize, r: Request) -> bool;
     fn workers(&self) -> usize;
     fn counters(&self) -> &PerWorker<WorkerCounters>;
+    fn handover_backlog(&self, to: usize) -> usize;
 }
 
 impl<T: Send + 'static> Dataplane for Shared<T> {
@@ -46,6 +47,9 @@ impl<T: Send + 'static> Dataplane for Shared<T> {
     }
     fn counters(&self) -> &PerWorker<WorkerCounters> {
         &self.counters
+    }
+    fn handover_backlog(&self, to: usize) -> usize {
+        Shared::handover_backlog(self, to)
     }
 }
 

@@ -325,6 +325,67 @@ impl Collector for DaemonCollector {
                 c.conns_active.get() as i64,
             )?;
         }
+        let worker_gauges: [WorkerCounter; 2] = [
+            (
+                "ferrovs_neighbour_entries",
+                "Resolved and resolving neighbours in the worker's cache.",
+                |c| c.neigh_entries.get(),
+            ),
+            (
+                "ferrovs_neighbour_queued_packets",
+                "Packets waiting for ARP resolution.",
+                |c| c.neigh_queued.get(),
+            ),
+        ];
+        for (name, help, get) in worker_gauges {
+            let mut f = family(&mut enc, name, help, MetricType::Gauge)?;
+            for (w, c) in counters.iter().enumerate() {
+                f.gauge(&l(&[("worker", w.to_string())]), get(c) as i64)?;
+            }
+        }
+        let mut f = family(
+            &mut enc,
+            "ferrovs_handover_ring_packets",
+            "Packets waiting in the rings towards the worker.",
+            MetricType::Gauge,
+        )?;
+        for w in 0..d.dataplane.workers() {
+            f.gauge(
+                &l(&[("worker", w.to_string())]),
+                d.dataplane.handover_backlog(w) as i64,
+            )?;
+        }
+        // Ports: link state and the kernel's device counters.
+        let mut f = family(
+            &mut enc,
+            "ferrovs_port_up",
+            "Whether the port's link is up.",
+            MetricType::Gauge,
+        )?;
+        for p in &d.net.ports {
+            let up = std::fs::read_to_string(format!("/sys/class/net/{}/operstate", p.name))
+                .map(|s| matches!(s.trim(), "up" | "unknown"))
+                .unwrap_or(false);
+            f.gauge(&l(&[("port", p.name.clone())]), up as i64)?;
+        }
+        for (stat, help) in [
+            ("rx_packets", "Packets the device received."),
+            ("tx_packets", "Packets the device sent."),
+            ("rx_dropped", "Packets the device dropped on receive."),
+            ("tx_dropped", "Packets the device dropped on transmit."),
+            ("rx_errors", "Receive errors of the device."),
+        ] {
+            let name = format!("ferrovs_port_{stat}");
+            let mut f = family(&mut enc, &name, help, MetricType::Counter)?;
+            for p in &d.net.ports {
+                let v =
+                    std::fs::read_to_string(format!("/sys/class/net/{}/statistics/{stat}", p.name))
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok())
+                        .unwrap_or(0);
+                f.counter(&l(&[("port", p.name.clone())]), v)?;
+            }
+        }
         single_gauge(
             &mut enc,
             "ferrovs_conn_table_capacity",

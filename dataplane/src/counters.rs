@@ -72,6 +72,10 @@ pub struct WorkerCounters {
     pub conns_created: Counter,
     pub conns_expired: Counter,
     pub conns_active: Counter,
+    /// Gauges the worker refreshes between bursts: neighbour entries and
+    /// packets waiting for ARP.
+    pub neigh_entries: Counter,
+    pub neigh_queued: Counter,
     pub templates_full: Counter,
     pub arp_replies: Counter,
     pub arp_requests: Counter,

@@ -97,6 +97,13 @@ impl<T> Shared<T> {
         })
     }
 
+    /// Packets waiting in the hand-over rings towards worker `to`.
+    pub fn handover_backlog(&self, to: usize) -> usize {
+        (0..self.workers)
+            .map(|from| self.handover[from * self.workers + to].len())
+            .sum()
+    }
+
     /// Queues a request for worker `w`; false when its queue is full.
     pub fn request(&self, w: usize, r: Request) -> bool {
         self.requests.get(w).is_some_and(|q| q.push(r).is_ok())
@@ -1232,6 +1239,8 @@ impl<P: Port> Core<P> {
         let ctr = self.shared.counters.cell(self.id);
         ctr.conns_expired.add(expired as u64);
         ctr.conns_active.set(self.conns.len() as u64);
+        ctr.neigh_entries.set(self.neigh.len() as u64);
+        ctr.neigh_queued.set(self.neigh.queued() as u64);
         // Templates die slowly (seconds): reaping a slice every few
         // milliseconds keeps up without a scan in every poll.
         if now >= self.reap_ms + 5 {
