@@ -19,10 +19,12 @@ pub enum Source {
         trace: Arc<Trace>,
         next: usize,
     },
-    /// SYNs from ever new clients, from a template frame.
+    /// SYNs from ever new clients, from a template frame; with `random`,
+    /// from random addresses and ports (a SYN flood: some repeat).
     NewConns {
         template: Vec<u8>,
         n: u64,
+        random: bool,
     },
     Idle,
 }
@@ -91,10 +93,30 @@ impl Port for GenPort {
                         *next = 0;
                     }
                 }
-                Source::NewConns { template, n: k } => {
+                Source::NewConns {
+                    template,
+                    n: k,
+                    random,
+                } => {
                     p.load(template);
                     *k += 1;
-                    set_client(p.data_mut(), crate::traffic::flow(*k));
+                    let f = if *random {
+                        // splitmix64 of the counter: addresses in
+                        // 198.18.128.0/17 and 198.19.0.0/16, any port.
+                        let mut z = k.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                        z ^= z >> 31;
+                        let host = (z as u32) % (3 << 15);
+                        let a = (198u32 << 24 | 18 << 16 | 128 << 8) + host;
+                        crate::traffic::Flow {
+                            caddr: a.to_be_bytes(),
+                            cport: 1024 + ((z >> 32) as u16 % 64512),
+                        }
+                    } else {
+                        crate::traffic::flow(*k)
+                    };
+                    set_client(p.data_mut(), f);
                 }
                 Source::Idle => unreachable!("checked above"),
             }

@@ -43,6 +43,9 @@ struct Args {
     /// Every packet opens a new connection (SYNs from ever new clients).
     #[arg(long)]
     new_conns: bool,
+    /// SYNs from random source addresses and ports (a SYN flood).
+    #[arg(long)]
+    syn_flood: bool,
     #[arg(long)]
     json: bool,
     /// Do not pin worker threads to cores.
@@ -64,15 +67,45 @@ struct Report {
     bytes_per_conn: f64,
     drops: u64,
     handovers: u64,
+    /// Time to handle one burst (a busy poll), percentiles in ns.
+    burst_p50_ns: f64,
+    burst_p99_ns: f64,
+    burst_p999_ns: f64,
 }
 
 struct WorkerResult {
     packets: u64,
+    /// Busy-poll durations, a histogram in 2^(1/8) steps of nanoseconds.
+    burst_hist: Vec<u64>,
     created: u64,
     elapsed: Duration,
     table_bytes: usize,
     table_len: usize,
     table_capacity: usize,
+}
+
+const HIST_BUCKETS: usize = 8 * 40;
+
+/// Histogram bucket of a duration in ns: 8 buckets per power of two.
+fn bucket(ns: f64) -> usize {
+    ((ns.max(1.0).log2() * 8.0) as usize).min(HIST_BUCKETS - 1)
+}
+
+/// The value at quantile `q` of a histogram (bucket midpoint).
+fn quantile(hist: &[u64], q: f64) -> f64 {
+    let total: u64 = hist.iter().sum();
+    if total == 0 {
+        return 0.0;
+    }
+    let want = (total as f64 * q).ceil() as u64;
+    let mut seen = 0;
+    for (i, &c) in hist.iter().enumerate() {
+        seen += c;
+        if seen >= want {
+            return 2f64.powf((i as f64 + 0.5) / 8.0);
+        }
+    }
+    0.0
 }
 
 fn fwd(m: Mode) -> FwdMethod {
@@ -98,7 +131,7 @@ fn main() {
     let args = Args::parse();
     let workers = args.workers.max(1);
     let mut timeouts = Timeouts::default();
-    if args.new_conns {
+    if args.new_conns || args.syn_flood {
         // SYNs never complete here; expire them quickly so the table
         // reaches a steady state where creation and expiry balance.
         timeouts.tcp[TcpState::SynRecv as usize] = 1;
@@ -122,12 +155,13 @@ fn main() {
             };
             let mode = args.mode;
             let flows = args.flows;
-            let new_conns = args.new_conns;
+            let new_conns = args.new_conns || args.syn_flood;
+            let syn_flood = args.syn_flood;
             std::thread::spawn(move || {
                 if let Some(c) = core {
                     core_affinity::set_for_current(c);
                 }
-                run_worker(w, shared, mode, flows, new_conns, start, stop)
+                run_worker(w, shared, mode, flows, new_conns, syn_flood, start, stop)
             })
         })
         .collect();
@@ -160,6 +194,12 @@ fn main() {
         .map(|c| c.drops.iter().map(|d| d.get()).sum::<u64>() - c.dropped(to_kernel))
         .sum();
     let handovers: u64 = shared.counters.iter().map(|c| c.handover_out.get()).sum();
+    let mut hist = vec![0u64; HIST_BUCKETS];
+    for r in &results {
+        for (h, c) in hist.iter_mut().zip(&r.burst_hist) {
+            *h += c;
+        }
+    }
     let report = Report {
         mode: args.mode,
         flows: args.flows,
@@ -169,14 +209,14 @@ fn main() {
         mpps,
         mpps_per_core: per_core,
         ns_per_packet: if per_core > 0.0 { 1e3 / per_core } else { 0.0 },
-        new_conns_per_sec: if args.new_conns {
+        new_conns_per_sec: if args.new_conns || args.syn_flood {
             created as f64 / secs
         } else {
             0.0
         },
         // Established runs size the table to the flows and divide by them;
         // new-connection runs oversize it, so give the full-table figure.
-        bytes_per_conn: if args.new_conns {
+        bytes_per_conn: if args.new_conns || args.syn_flood {
             table_bytes as f64 / table_capacity.max(1) as f64
         } else if table_len > 0 {
             table_bytes as f64 / table_len as f64
@@ -185,6 +225,9 @@ fn main() {
         },
         drops,
         handovers,
+        burst_p50_ns: quantile(&hist, 0.5),
+        burst_p99_ns: quantile(&hist, 0.99),
+        burst_p999_ns: quantile(&hist, 0.999),
     };
     if !args.json {
         for r in ferrovs_dataplane::counters::DropReason::ALL {
@@ -201,7 +244,7 @@ fn main() {
         );
     } else {
         println!(
-            "mode {:?} flows {} workers {}: {:.2} Mpps ({:.2} Mpps/core, {:.1} ns/packet), new conns {:.0}/s, {:.1} B/conn, drops {}, hand-overs {}",
+            "mode {:?} flows {} workers {}: {:.2} Mpps ({:.2} Mpps/core, {:.1} ns/packet), new conns {:.0}/s, {:.1} B/conn, drops {}, hand-overs {}, burst p50/p99/p99.9 {:.0}/{:.0}/{:.0} ns",
             report.mode,
             report.flows,
             report.workers,
@@ -211,17 +254,22 @@ fn main() {
             report.new_conns_per_sec,
             report.bytes_per_conn,
             report.drops,
-            report.handovers
+            report.handovers,
+            report.burst_p50_ns,
+            report.burst_p99_ns,
+            report.burst_p999_ns
         );
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_worker(
     w: usize,
     shared: Arc<Shared<MemPacket>>,
     mode: Mode,
     flows: u64,
     new_conns: bool,
+    syn_flood: bool,
     start: Arc<Barrier>,
     stop: Arc<AtomicBool>,
 ) -> WorkerResult {
@@ -316,6 +364,7 @@ fn run_worker(
         worker.ports_mut()[0].source = Source::NewConns {
             template: t,
             n: (w as u64) << 40,
+            random: syn_flood,
         };
         worker.ports_mut()[1].source = Source::Idle;
     }
@@ -326,9 +375,21 @@ fn run_worker(
     let mut packets = 0u64;
     let mut ms = now(&epoch);
     let mut i = 0u32;
+    // Busy polls are timed one in 16 (timing every poll would cost a clock
+    // read per burst).
+    let mut hist = vec![0u64; HIST_BUCKETS];
     while !stop.load(Ordering::Relaxed) {
-        for _ in 0..64 {
-            packets += worker.poll(ms) as u64;
+        for k in 0..64 {
+            if k == 0 {
+                let t = Instant::now();
+                let n = worker.poll(ms);
+                if n > 0 {
+                    hist[bucket(t.elapsed().as_nanos() as f64)] += 1;
+                }
+                packets += n as u64;
+            } else {
+                packets += worker.poll(ms) as u64;
+            }
         }
         i = i.wrapping_add(1);
         if i.is_multiple_of(16) {
@@ -338,6 +399,7 @@ fn run_worker(
     let elapsed = t0.elapsed();
     WorkerResult {
         packets,
+        burst_hist: hist,
         created: shared.counters.cell(w).conns_created.get() - created_before,
         elapsed,
         table_bytes: worker.conns().memory_bytes(),
