@@ -112,11 +112,34 @@ impl DestShared {
     pub fn is_overloaded(&self) -> bool {
         self.overloaded.load(Relaxed)
     }
+    /// A connection moved between ESTABLISHED and the other states (IPVS
+    /// `set_tcp_state` moving it between ActiveConn and InActConn).
+    pub fn conn_became(&self, active: bool) {
+        let (to, from) = if active {
+            (&self.activeconns, &self.inactconns)
+        } else {
+            (&self.inactconns, &self.activeconns)
+        };
+        to.fetch_add(1, Relaxed);
+        dec(from);
+    }
+
+    /// A persistence template pointing here went away.
+    pub fn persist_released(&self) {
+        dec(&self.persistconns);
+    }
+
     /// Connections that reference this server, templates included; a removed
     /// server may be forgotten once this reaches zero.
     pub fn refs(&self) -> u32 {
         self.active() + self.inactive() + self.persistconns.load(Relaxed)
     }
+}
+
+/// Decrements, saturating rather than wrapping if a counter was reset under
+/// us.
+fn dec(c: &AtomicU32) {
+    let _ = c.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
 }
 
 /// A real server inside a service.
@@ -169,8 +192,7 @@ impl Dest {
         } else {
             &self.shared.inactconns
         };
-        // Saturate rather than wrap if a counter is reset under us.
-        let _ = c.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
+        dec(c);
         self.recheck_overload();
     }
 

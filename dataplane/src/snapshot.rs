@@ -165,6 +165,26 @@ impl Snapshot {
         lport as usize % self.workers.max(1)
     }
 
+    /// The worker that must handle a new inbound packet of `svc` from
+    /// (caddr, cport): NAT flows belong to their owner; None when any
+    /// worker may (one worker, or no NAT server).
+    #[inline]
+    pub fn inbound_owner(&self, svc: &Service, caddr: [u8; 4], cport: u16) -> Option<usize> {
+        (self.workers > 1 && svc.dests.iter().any(|d| d.fwd == FwdMethod::Nat))
+            .then(|| self.nat_owner(caddr, cport))
+    }
+
+    /// The worker owning a reply (real server to `daddr`:`dport`): the
+    /// local port's slice for FULLNAT, the client hash for NAT.
+    #[inline]
+    pub fn reply_owner(&self, daddr: [u8; 4], dport: u16, fullnat: bool) -> usize {
+        if fullnat {
+            self.lport_owner(dport)
+        } else {
+            self.nat_owner(daddr, dport)
+        }
+    }
+
     pub fn has_nat(&self) -> bool {
         self.services
             .iter()

@@ -499,12 +499,11 @@ impl<P: Port> Core<P> {
                     return self.drop_pkt(DropReason::NoService, pkt);
                 };
                 let svc = &snap.services[si as usize];
-                if !handed && snap.workers > 1 && svc.dests.iter().any(|d| d.fwd == FwdMethod::Nat)
+                if let Some(owner) = snap
+                    .inbound_owner(svc, t.saddr, t.sport)
+                    .filter(|&o| !handed && o != self.id)
                 {
-                    let owner = snap.nat_owner(t.saddr, t.sport);
-                    if owner != self.id {
-                        return self.handover(pkt, in_port, owner);
-                    }
+                    return self.handover(pkt, in_port, owner);
                 }
                 // IPVS schedules TCP only on a SYN without RST.
                 if t.proto == ipv4::PROTO_TCP
@@ -520,14 +519,7 @@ impl<P: Port> Core<P> {
         };
         let c = *self.conns.get(ci);
         let len = (ip.info.total_len) as u64;
-        if let Some(e) = snap.dest(c.dest_id) {
-            let d = e.dest.shared.stats.cell(self.id);
-            d.inpkts.inc();
-            d.inbytes.add(len);
-            let s = e.svc.stats.cell(self.id);
-            s.inpkts.inc();
-            s.inbytes.add(len);
-        }
+        self.count_traffic(snap, c.dest_id, len, true);
         match c.fwd {
             FwdMethod::Dr => {}
             FwdMethod::Nat => fwd::nat::inbound(pkt.data_mut(), o, c.daddr, c.dport),
@@ -572,10 +564,7 @@ impl<P: Port> Core<P> {
                         // Its server left the service: schedule afresh.
                         if let Some(d) = snap.templates.invalidate(h.slot) {
                             if let Some(e) = snap.dest(d) {
-                                e.dest
-                                    .shared
-                                    .persistconns
-                                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                                e.dest.shared.persist_released();
                             }
                         }
                         snap.templates.release(h.slot, now_s);
@@ -611,11 +600,7 @@ impl<P: Port> Core<P> {
                         Some(c) => {
                             let h = c.held;
                             if let Some(e) = c.evicted.and_then(|d| snap.dest(d)) {
-                                let _ = e.dest.shared.persistconns.fetch_update(
-                                    std::sync::atomic::Ordering::Relaxed,
-                                    std::sync::atomic::Ordering::Relaxed,
-                                    |v| Some(v.saturating_sub(1)),
-                                );
+                                e.dest.shared.persist_released();
                             }
                             if c.fresh {
                                 svc.dests[i]
@@ -713,6 +698,23 @@ impl<P: Port> Core<P> {
         Ok(ci)
     }
 
+    /// A packet of a connection to `dest_id`, for the server's and the
+    /// service's counters (`inbound`: client to server).
+    #[inline(always)]
+    fn count_traffic(&self, snap: &Snapshot, dest_id: u32, len: u64, inbound: bool) {
+        if let Some(e) = snap.dest(dest_id) {
+            for t in [e.dest.shared.stats.cell(self.id), e.svc.stats.cell(self.id)] {
+                if inbound {
+                    t.inpkts.inc();
+                    t.inbytes.add(len);
+                } else {
+                    t.outpkts.inc();
+                    t.outbytes.add(len);
+                }
+            }
+        }
+    }
+
     /// IPVS state transition, ActiveConn/InActConn accounting and timeout.
     #[inline]
     fn update_state(&mut self, snap: &Snapshot, ci: u32, dir: Dir, flags: u8, now: u64) {
@@ -729,19 +731,7 @@ impl<P: Port> Core<P> {
             if active != c.is_active() {
                 c.flags ^= F_INACTIVE;
                 if let Some(e) = snap.dest(c.dest_id) {
-                    use std::sync::atomic::Ordering::Relaxed;
-                    let s = &e.dest.shared;
-                    if active {
-                        s.activeconns.fetch_add(1, Relaxed);
-                        let _ = s
-                            .inactconns
-                            .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
-                    } else {
-                        s.inactconns.fetch_add(1, Relaxed);
-                        let _ = s
-                            .activeconns
-                            .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
-                    }
+                    e.dest.shared.conn_became(active);
                 }
             }
         }
@@ -765,11 +755,7 @@ impl<P: Port> Core<P> {
         handed: bool,
     ) {
         if !handed && snap.workers > 1 {
-            let owner = if fullnat {
-                snap.lport_owner(t.dport)
-            } else {
-                snap.nat_owner(t.daddr, t.dport)
-            };
+            let owner = snap.reply_owner(t.daddr, t.dport, fullnat);
             if owner != self.id {
                 return self.handover(pkt, in_port, owner);
             }
@@ -790,14 +776,7 @@ impl<P: Port> Core<P> {
         }
         self.update_state(snap, ci, Dir::Output, flags, now);
         let len = ip.info.total_len as u64;
-        if let Some(e) = snap.dest(c.dest_id) {
-            let d = e.dest.shared.stats.cell(self.id);
-            d.outpkts.inc();
-            d.outbytes.add(len);
-            let s = e.svc.stats.cell(self.id);
-            s.outpkts.inc();
-            s.outbytes.add(len);
-        }
+        self.count_traffic(snap, c.dest_id, len, false);
         let frame = pkt.data_mut();
         if c.fwd == FwdMethod::FullNat {
             fwd::fullnat::outbound(frame, o, c.vaddr, c.vport, c.caddr, c.cport);
@@ -1136,12 +1115,11 @@ impl<P: Port> Core<P> {
                     return self.drop_pkt(DropReason::IcmpUnmatched, pkt);
                 };
                 let svc = &snap.services[si as usize];
-                if !handed && snap.workers > 1 && svc.dests.iter().any(|d| d.fwd == FwdMethod::Nat)
+                if let Some(owner) = snap
+                    .inbound_owner(svc, t.saddr, t.sport)
+                    .filter(|&o| !handed && o != self.id)
                 {
-                    let owner = snap.nat_owner(t.saddr, t.sport);
-                    if owner != self.id {
-                        return self.handover(pkt, in_port, owner);
-                    }
+                    return self.handover(pkt, in_port, owner);
                 }
                 let h = self.conns.hash(&t);
                 let Some(ci) = self.conns.lookup_in(&t, h) else {
@@ -1183,11 +1161,7 @@ impl<P: Port> Core<P> {
                     dport: q.sport,
                 };
                 if !handed && snap.workers > 1 {
-                    let owner = if fullnat {
-                        snap.lport_owner(t.dport)
-                    } else {
-                        snap.nat_owner(t.daddr, t.dport)
-                    };
+                    let owner = snap.reply_owner(t.daddr, t.dport, fullnat);
                     if owner != self.id {
                         return self.handover(pkt, in_port, owner);
                     }
@@ -1247,11 +1221,7 @@ impl<P: Port> Core<P> {
             self.reap_ms = now;
             snap.templates.reap(now_s, REAP_BUDGET, |d| {
                 if let Some(e) = snap.dest(d) {
-                    let _ = e.dest.shared.persistconns.fetch_update(
-                        std::sync::atomic::Ordering::Relaxed,
-                        std::sync::atomic::Ordering::Relaxed,
-                        |v| Some(v.saturating_sub(1)),
-                    );
+                    e.dest.shared.persist_released();
                 }
             });
         }
