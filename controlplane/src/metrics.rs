@@ -13,6 +13,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
 type Labels = Vec<(String, String)>;
@@ -241,7 +242,7 @@ impl Collector for DaemonCollector {
 
         // Workers.
         let counters = d.dataplane.counters();
-        let worker_counters: [WorkerCounter; 12] = [
+        let worker_counters: [WorkerCounter; 14] = [
             ("ferrovs_worker_rx_packets", "Packets received.", |c| {
                 c.rx_packets.get()
             }),
@@ -282,6 +283,16 @@ impl Collector for DaemonCollector {
             ("ferrovs_worker_idle_polls", "Polls that found none.", |c| {
                 c.idle_polls.get()
             }),
+            (
+                "ferrovs_worker_kernel_out_packets",
+                "Frames for the director itself passed to the exception interface.",
+                |c| c.kernel_out.get(),
+            ),
+            (
+                "ferrovs_worker_kernel_in_packets",
+                "Frames the kernel sent out through the exception interface.",
+                |c| c.kernel_in.get(),
+            ),
             (
                 "ferrovs_worker_arp_replies",
                 "ARP replies sent for VIPs and local addresses.",
@@ -325,7 +336,7 @@ impl Collector for DaemonCollector {
                 c.conns_active.get() as i64,
             )?;
         }
-        let worker_gauges: [WorkerCounter; 2] = [
+        let worker_gauges: [WorkerCounter; 3] = [
             (
                 "ferrovs_neighbour_entries",
                 "Resolved and resolving neighbours in the worker's cache.",
@@ -335,6 +346,11 @@ impl Collector for DaemonCollector {
                 "ferrovs_neighbour_queued_packets",
                 "Packets waiting for ARP resolution.",
                 |c| c.neigh_queued.get(),
+            ),
+            (
+                "ferrovs_laddr_ports_in_use",
+                "FULLNAT local ports held by the worker's connections.",
+                |c| c.laddr_ports_in_use.get(),
             ),
         ];
         for (name, help, get) in worker_gauges {
@@ -354,6 +370,21 @@ impl Collector for DaemonCollector {
                 &l(&[("worker", w.to_string())]),
                 d.dataplane.handover_backlog(w) as i64,
             )?;
+        }
+        // The FULLNAT local-port pool: in use per worker (above), and what
+        // each worker's slice holds; exhaustion shows as the drop reason
+        // `laddr_exhausted`.
+        let laddrs: std::collections::BTreeSet<Ipv4Addr> =
+            d.state.laddrs.values().flatten().copied().collect();
+        let mut f = family(
+            &mut enc,
+            "ferrovs_laddr_ports_capacity",
+            "FULLNAT local ports in the worker's slice, over all local addresses (per real server address and port).",
+            MetricType::Gauge,
+        )?;
+        let per = ferrovs_dataplane::fwd::fullnat::ports_per_worker(d.dataplane.workers()) as i64;
+        for w in 0..d.dataplane.workers() {
+            f.gauge(&l(&[("worker", w.to_string())]), per * laddrs.len() as i64)?;
         }
         // Ports: link state and the kernel's device counters.
         let mut f = family(

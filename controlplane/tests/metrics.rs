@@ -34,6 +34,15 @@ fn metrics_carry_services_servers_workers() {
     assert!(has(
         r#"ferrovs_worker_drops_total{worker="0",reason="not_ours"} 1"#
     ));
+    // The FULLNAT local-port pool: in use per worker, capacity per worker.
+    assert!(has(r#"ferrovs_laddr_ports_in_use{worker="0"} 0"#), "{text}");
+    assert!(
+        has(r#"ferrovs_laddr_ports_capacity{worker="0"} 0"#),
+        "{text}"
+    );
+    assert!(has(
+        r#"ferrovs_worker_kernel_out_packets_total{worker="0"} 0"#
+    ));
     assert!(has(r#"ferrovs_build_info{version="0.1.0"} 1"#));
     assert!(has("# EOF"));
     // Every sample name carries the ferrovs_ prefix.

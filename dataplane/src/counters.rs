@@ -69,6 +69,10 @@ pub struct WorkerCounters {
     pub handover_out: Counter,
     /// Packets this worker received from another worker.
     pub handover_in: Counter,
+    /// Frames passed to the kernel's exception interface, and frames the
+    /// kernel sent out through it (DPDK only).
+    pub kernel_out: Counter,
+    pub kernel_in: Counter,
     pub conns_created: Counter,
     pub conns_expired: Counter,
     pub conns_active: Counter,
@@ -76,6 +80,8 @@ pub struct WorkerCounters {
     /// packets waiting for ARP.
     pub neigh_entries: Counter,
     pub neigh_queued: Counter,
+    /// FULLNAT local ports held by the worker's connections (a gauge).
+    pub laddr_ports_in_use: Counter,
     pub templates_full: Counter,
     pub arp_replies: Counter,
     pub arp_requests: Counter,

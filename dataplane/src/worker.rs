@@ -138,6 +138,11 @@ struct Core<P: Port> {
     id: usize,
     shared: Arc<Shared<P::Pkt>>,
     ports: Vec<P>,
+    /// Exception interfaces (DPDK's TAPs), `kernel[i]` paired with data
+    /// port `i`; empty when the kernel sees the data ports itself
+    /// (AF_PACKET).
+    kernel: Vec<P>,
+    kernel_tx: Vec<Vec<P::Pkt>>,
     conns: ConnTable,
     neigh: NeighCache<P::Pkt>,
     sched: HashMap<ServiceId, SchedState, ahash::RandomState>,
@@ -192,6 +197,8 @@ impl<P: Port> Worker<P> {
                 id,
                 shared,
                 ports,
+                kernel: Vec::new(),
+                kernel_tx: Vec::new(),
                 conns: ConnTable::new(conn_capacity, now_ms),
                 neigh: NeighCache::new(NEIGH_CAPACITY),
                 sched: HashMap::with_hasher(ahash::RandomState::new()),
@@ -215,8 +222,26 @@ impl<P: Port> Worker<P> {
         self.core.id
     }
 
+    /// Gives the worker an exception path: `kernel[i]` is the queue of the
+    /// kernel interface (a TAP) that stands for data port `i`. Frames for the
+    /// director itself (its own addresses, ARP for them, multicast such as
+    /// VRRP, IPv6, other ethertypes) go to the kernel there instead of being
+    /// dropped, and what the kernel sends on it leaves through the data port
+    /// unchanged, as DPVS's KNI does. Needed when the dataplane owns the NIC.
+    pub fn set_exception(&mut self, kernel: Vec<P>) {
+        self.core.kernel_tx = (0..kernel.len())
+            .map(|_| Vec::with_capacity(BURST * 2))
+            .collect();
+        self.core.kernel = kernel;
+    }
+
     pub fn ports_mut(&mut self) -> &mut [P] {
         &mut self.core.ports
+    }
+
+    /// The exception interfaces' queues, in data-port order.
+    pub fn kernel_mut(&mut self) -> &mut [P] {
+        &mut self.core.kernel
     }
 
     pub fn conns(&self) -> &ConnTable {
@@ -285,6 +310,21 @@ impl<P: Port> Worker<P> {
                 core.hash_hint = hint.map(|(t, h, _)| (t, h));
                 core.kind_hint = hint.map(|(t, _, kind)| (t.daddr, kind));
                 core.handle(snap, p, port as u16, now_ms, false);
+            }
+            n += got;
+        }
+        // What the kernel sends leaves as it is: it built the frame for the
+        // data port's MAC and resolved the next hop itself.
+        for k in 0..core.kernel.len() {
+            let got = core.kernel[k].rx_burst(&mut self.rx);
+            if got == 0 || k >= core.tx.len() {
+                self.rx.clear();
+                continue;
+            }
+            core.ctr().kernel_in.add(got as u64);
+            core.tx[k].append(&mut self.rx);
+            if core.tx[k].len() >= BURST {
+                core.flush_port(k);
             }
             n += got;
         }
@@ -368,6 +408,34 @@ impl<P: Port> Core<P> {
         self.ctr().drop(r);
     }
 
+    /// Hands a frame for the director itself to the kernel through the
+    /// exception interface of the port it came in on; without one (the
+    /// kernel already saw it), counts it under `otherwise`.
+    fn pass_to_kernel(&mut self, pkt: P::Pkt, in_port: u16, otherwise: DropReason) {
+        let Some(q) = self.kernel_tx.get_mut(in_port as usize) else {
+            return self.drop_pkt(otherwise, pkt);
+        };
+        q.push(pkt);
+        let full = q.len() >= BURST;
+        self.ctr().kernel_out.inc();
+        if full {
+            self.flush_kernel(in_port as usize);
+        }
+    }
+
+    fn flush_kernel(&mut self, k: usize) {
+        let q = &mut self.kernel_tx[k];
+        if q.is_empty() {
+            return;
+        }
+        self.kernel[k].tx_burst(q);
+        let left = q.len() as u64;
+        if left > 0 {
+            self.shared.counters.cell(self.id).drops[DropReason::TxFull as usize].add(left);
+            q.clear();
+        }
+    }
+
     /// Keeps scheduler state for services that remain, adds it for new ones.
     fn sync_sched(&mut self, snap: &Snapshot) {
         let id = self.id as u64;
@@ -388,8 +456,8 @@ impl<P: Port> Core<P> {
         match l2.ethertype {
             ethernet::ETHERTYPE_IPV4 => {}
             ethernet::ETHERTYPE_ARP => return self.handle_arp(snap, pkt, l2, in_port, now),
-            ethernet::ETHERTYPE_IPV6 => return self.drop_pkt(DropReason::Ipv6, pkt),
-            _ => return self.drop_pkt(DropReason::OtherEthertype, pkt),
+            ethernet::ETHERTYPE_IPV6 => return self.pass_to_kernel(pkt, in_port, DropReason::Ipv6),
+            _ => return self.pass_to_kernel(pkt, in_port, DropReason::OtherEthertype),
         }
         let info = match ipv4::parse(&data[l2.l3_offset..]) {
             Ok(i) => i,
@@ -409,9 +477,14 @@ impl<P: Port> Core<P> {
             _ => snap.addr_kind(info.dst),
         };
         match kind {
-            Some(AddrKind::Own) => return self.drop_pkt(DropReason::ToKernel, pkt),
+            Some(AddrKind::Own) => return self.pass_to_kernel(pkt, in_port, DropReason::ToKernel),
             Some(AddrKind::Vip { active: false }) | Some(AddrKind::Laddr { active: false }) => {
                 return self.drop_pkt(DropReason::VipInactive, pkt)
+            }
+            // Multicast and broadcast (VRRP adverts among them) are the
+            // kernel's; the dataplane never forwards them.
+            None if info.dst[0] >= 224 || info.dst == [255; 4] => {
+                return self.pass_to_kernel(pkt, in_port, DropReason::NotOurs)
             }
             _ => {}
         }
@@ -979,6 +1052,9 @@ impl<P: Port> Core<P> {
         for port in 0..self.tx.len() {
             self.flush_port(port);
         }
+        for k in 0..self.kernel_tx.len() {
+            self.flush_kernel(k);
+        }
     }
 
     fn arp_probe(&mut self, snap: &Snapshot, target: Ipv4Addr, port: u16) {
@@ -1040,7 +1116,7 @@ impl<P: Port> Core<P> {
                 self.ctr().arp_replies.inc();
                 self.tx[in_port as usize].push(pkt);
             }
-            Some(AddrKind::Own) => self.drop_pkt(DropReason::ToKernel, pkt),
+            Some(AddrKind::Own) => self.pass_to_kernel(pkt, in_port, DropReason::ToKernel),
             _ if a.op == arp::OP_REPLY => {} // consumed by learning
             _ => self.drop_pkt(DropReason::ArpIgnored, pkt),
         }
@@ -1215,6 +1291,7 @@ impl<P: Port> Core<P> {
         ctr.conns_active.set(self.conns.len() as u64);
         ctr.neigh_entries.set(self.neigh.len() as u64);
         ctr.neigh_queued.set(self.neigh.queued() as u64);
+        ctr.laddr_ports_in_use.set(self.conns.fullnat_len() as u64);
         // Templates die slowly (seconds): reaping a slice every few
         // milliseconds keeps up without a scan in every poll.
         if now >= self.reap_ms + 5 {

@@ -665,3 +665,80 @@ fn control_plane_frames_go_out_of_the_named_port() {
     lab.poll_all();
     assert_eq!(lab.dropped(DropReason::NoBuffer), 1);
 }
+
+/// With an exception interface per port (DPDK's TAPs), what is the
+/// director's own goes to the kernel instead of being dropped, and what the
+/// kernel sends leaves through the data port untouched.
+#[test]
+fn exception_path_carries_the_directors_own_traffic() {
+    use ferrovs_dataplane::port::memory::MemPort;
+    let mut lab = Lab::new(Svc::new(FwdMethod::Dr), 1);
+    lab.workers[0].set_exception(vec![MemPort::new(DIR0_MAC), MemPort::new(DIR1_MAC)]);
+    let to_kernel_drops = lab.dropped(DropReason::ToKernel);
+    let kernel_got = |lab: &mut Lab, k: usize| lab.workers[0].kernel_mut()[k].take_tx();
+
+    // ARP for our own address, TCP to it (a health check's reply), VRRP
+    // multicast, IPv6 and LLDP: all the kernel's, unchanged.
+    let arp = arp_request(CLIENT_MAC, CLIENT, DIR0_IP);
+    assert!(lab.send(0, 0, &arp, 0).is_empty());
+    assert_eq!(kernel_got(&mut lab, 0), vec![arp.clone()]);
+    let check_reply = tcp(
+        rs_mac(0),
+        DIR1_MAC,
+        RS[0],
+        80,
+        DIR1_IP,
+        45000,
+        64,
+        "SA",
+        b"",
+    );
+    assert!(lab.send(0, 1, &check_reply, 1).is_empty());
+    assert_eq!(kernel_got(&mut lab, 1), vec![check_reply]);
+    let mut vrrp = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 9, 9], [1, 0, 0x5e, 0, 0, 18])
+        .ipv4([198, 18, 0, 3], [224, 0, 0, 18], 255)
+        .write(
+            &mut vrrp,
+            etherparse::IpNumber(112),
+            &[0x21, 51, 150, 1, 0, 1, 0, 0],
+        )
+        .unwrap();
+    assert!(lab.send(0, 0, &vrrp, 0).is_empty());
+    assert_eq!(kernel_got(&mut lab, 0), vec![vrrp]);
+    let mut v6 = vec![0x33, 0x33, 0, 0, 0, 1, 2, 0, 0, 0, 9, 9, 0x86, 0xdd];
+    v6.resize(80, 0);
+    let mut lldp = vec![0x01, 0x80, 0xc2, 0, 0, 0x0e, 2, 0, 0, 0, 9, 9, 0x88, 0xcc];
+    lldp.resize(60, 0);
+    lab.inject(0, 0, &v6);
+    lab.inject(0, 0, &lldp);
+    lab.poll_all();
+    assert_eq!(kernel_got(&mut lab, 0), vec![v6, lldp]);
+
+    // Load-balanced traffic is not the kernel's, nor is traffic for others.
+    let syn = tcp(CLIENT_MAC, DIR0_MAC, CLIENT, 40000, VIP, 80, 64, "S", b"");
+    assert_eq!(lab.send(0, 0, &syn, 1).len(), 1);
+    let stray = tcp(
+        CLIENT_MAC,
+        DIR0_MAC,
+        CLIENT,
+        40001,
+        [198, 18, 5, 5],
+        80,
+        64,
+        "S",
+        b"",
+    );
+    assert!(lab.send(0, 0, &stray, 1).is_empty());
+    assert!(kernel_got(&mut lab, 0).is_empty());
+    assert!(kernel_got(&mut lab, 1).is_empty());
+
+    // The kernel's own frames (a health check's SYN) leave as they are.
+    let check = tcp(DIR1_MAC, rs_mac(0), DIR1_IP, 45000, RS[0], 80, 64, "S", b"");
+    lab.workers[0].kernel_mut()[1].inject(&check);
+    lab.poll_all();
+    assert_eq!(lab.take(0, 1), vec![check]);
+    let c = lab.shared.counters.cell(0);
+    assert_eq!((c.kernel_out.get(), c.kernel_in.get()), (5, 1));
+    assert_eq!(lab.dropped(DropReason::ToKernel), to_kernel_drops);
+}

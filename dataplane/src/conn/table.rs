@@ -11,6 +11,7 @@ use super::entry::{Conn, Tuple, F_OUT_INDEXED, F_USED, NIL};
 use super::index::FlowIndex;
 use super::timer::{Wheel, TICK_MS};
 use crate::port::prefetch;
+use crate::service::FwdMethod;
 
 /// The table is full; the new connection was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +21,7 @@ pub struct ConnTable {
     slab: Vec<Conn>,
     free: u32,
     len: usize,
+    fullnat_len: usize,
     in_idx: FlowIndex,
     out_idx: FlowIndex,
     hasher: ahash::RandomState,
@@ -53,6 +55,7 @@ impl ConnTable {
             slab,
             free: 0,
             len: 0,
+            fullnat_len: 0,
             in_idx: FlowIndex::with_capacity(capacity),
             out_idx: FlowIndex::with_capacity(capacity),
             hasher: ahash::RandomState::new(),
@@ -130,6 +133,7 @@ impl ConnTable {
         }
         self.wheel.link(&mut self.slab, i);
         self.len += 1;
+        self.fullnat_len += (c.fwd == FwdMethod::FullNat) as usize;
         Ok(i)
     }
 
@@ -220,6 +224,12 @@ impl ConnTable {
         e.next = self.free;
         self.free = i;
         self.len -= 1;
+        self.fullnat_len -= (c.fwd == FwdMethod::FullNat) as usize;
+    }
+
+    /// FULLNAT connections: each holds one local address and port.
+    pub fn fullnat_len(&self) -> usize {
+        self.fullnat_len
     }
 
     pub fn len(&self) -> usize {

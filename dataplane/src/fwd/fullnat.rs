@@ -24,6 +24,14 @@ pub const LPORT_MIN: u16 = 1024;
 /// Candidates tried before a new connection is refused as "ports exhausted".
 pub const MAX_TRIES: usize = 64;
 
+/// Local ports per local address in each worker's slice, with `workers`
+/// workers: what one worker can hold open towards one real server port.
+pub fn ports_per_worker(workers: usize) -> u32 {
+    let w = workers.max(1) as u32;
+    let start = (LPORT_MIN as u32).div_ceil(w) * w;
+    (65536 - start) / w
+}
+
 /// One worker's cursor over its slice of local ports.
 #[derive(Clone, Debug)]
 pub struct PortAllocator {
@@ -58,7 +66,7 @@ impl PortAllocator {
         let w = self.workers as u32;
         // This worker's ports: start + k·w + worker, for k in 0..span.
         let start = (LPORT_MIN as u32).div_ceil(w) * w;
-        let span = (65536 - start) / w;
+        let span = ports_per_worker(w as usize);
         for _ in 0..MAX_TRIES {
             // Every local address with one port, then the next port: the
             // pairs cover all of (address × port) before repeating.
