@@ -497,6 +497,45 @@ impl Conv<'_> {
                                         .extend(a.text.split_whitespace().map(str::to_string));
                                 }
                             }
+                            "port" => {
+                                if e.args.len() != 2 {
+                                    self.d().error(
+                                        &e.loc,
+                                        "port: expected an interface name and a DPDK device (port IFNAME DEVICE)",
+                                    );
+                                } else {
+                                    let ifname = e.args[0].text.clone();
+                                    f.dpdk.ports.retain(|(i, _)| *i != ifname);
+                                    f.dpdk.ports.push((ifname, e.args[1].text.clone()));
+                                }
+                            }
+                            "mbufs" => {
+                                if let Some(v) = self.v.one_uint(e, 0, 1 << 24) {
+                                    f.dpdk.mbufs = v as u32;
+                                }
+                            }
+                            "rx_desc" => {
+                                if let Some(v) = self.v.one_uint(e, 64, 32768) {
+                                    f.dpdk.rx_desc = v as u16;
+                                }
+                            }
+                            "tx_desc" => {
+                                if let Some(v) = self.v.one_uint(e, 64, 32768) {
+                                    f.dpdk.tx_desc = v as u16;
+                                }
+                            }
+                            "flow_steering" => {
+                                if let Some(a) = self.v.one(e, "flow_steering") {
+                                    match a.text.as_str() {
+                                        "auto" => f.dpdk.flow_steering = true,
+                                        "software" => f.dpdk.flow_steering = false,
+                                        o => self.d().error(
+                                            &a.loc,
+                                            format!("flow_steering: unknown value '{o}' (auto or software)"),
+                                        ),
+                                    }
+                                }
+                            }
                             k2 => self.unknown(e, k2),
                         }
                     }

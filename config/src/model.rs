@@ -242,10 +242,37 @@ impl FerrovsSettings {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DpdkSettings {
     /// EAL arguments, split on white space.
     pub eal_args: Vec<String>,
+    /// `port IFNAME DEVICE`: the DPDK device (a vdev name such as
+    /// `net_af_packet0`, or a PCI address) behind each dataplane interface.
+    /// Interfaces without one take the probed devices in port-id order.
+    pub ports: Vec<(String, String)>,
+    /// Packet buffers per port; 0 sizes the pool from queues and
+    /// descriptors.
+    pub mbufs: u32,
+    /// default 1024
+    pub rx_desc: u16,
+    /// default 1024
+    pub tx_desc: u16,
+    /// FULLNAT reply steering: `auto` tries NIC flow rules (rte_flow) and
+    /// falls back to the software hand-over; `software` never tries.
+    pub flow_steering: bool,
+}
+
+impl Default for DpdkSettings {
+    fn default() -> Self {
+        DpdkSettings {
+            eal_args: Vec::new(),
+            ports: Vec::new(),
+            mbufs: 0,
+            rx_desc: 1024,
+            tx_desc: 1024,
+            flow_steering: true,
+        }
+    }
 }
 
 // ---------------------------------------------------------------- VRRP

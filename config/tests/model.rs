@@ -443,3 +443,36 @@ fn lvs_globals() {
     );
     assert_eq!((sd.sync_id, sd.port, sd.ttl), (Some(7), 8849, 1));
 }
+
+#[test]
+fn dpdk_block_ports_pool_and_steering() {
+    let l = ferrovs_config::load_str(
+        "k.conf",
+        "ferrovs {\n backend dpdk\n interface fvs0 fvs1\n dpdk {\n  eal_args \"--no-huge -m 256\" \"--no-pci\"\n  port fvs0 net_af_packet0\n  port fvs1 0000:03:00.0\n  mbufs 8192\n  rx_desc 512\n  tx_desc 2048\n  flow_steering software\n }\n}\n",
+    );
+    assert!(!l.diagnostics.has_errors(), "{:?}", l.diagnostics.items);
+    let d = &l.config.ferrovs.dpdk;
+    assert_eq!(d.eal_args, ["--no-huge", "-m", "256", "--no-pci"]);
+    assert_eq!(
+        d.ports,
+        [
+            ("fvs0".to_string(), "net_af_packet0".to_string()),
+            ("fvs1".to_string(), "0000:03:00.0".to_string())
+        ]
+    );
+    assert_eq!((d.mbufs, d.rx_desc, d.tx_desc), (8192, 512, 2048));
+    assert!(!d.flow_steering);
+    let defaults = ferrovs_config::load_str("k.conf", "ferrovs {\n dpdk {\n }\n}\n");
+    let d = &defaults.config.ferrovs.dpdk;
+    assert_eq!(
+        (d.mbufs, d.rx_desc, d.tx_desc, d.flow_steering),
+        (0, 1024, 1024, true)
+    );
+    for bad in ["port fvs0", "rx_desc 10", "flow_steering sometimes"] {
+        let l = ferrovs_config::load_str(
+            "k.conf",
+            &format!("ferrovs {{\n dpdk {{\n  {bad}\n }}\n}}\n"),
+        );
+        assert!(l.diagnostics.has_errors(), "{bad} should be refused");
+    }
+}
