@@ -250,72 +250,29 @@ wait_file() {  # wait_file FILE PID SECONDS WHAT LOG
     die "$what not ready after ${secs}s: $(tail -n 5 "$logf" 2>/dev/null)"
 }
 
-# kernel_tunl0 NS: the kernel's ipip fallback device tunl0 exists in NS, or
-# can be made. Adding an ipip link autoloads the ipip module, whose loading
-# creates tunl0 in every namespace (then the add itself fails: it exists).
-kernel_tunl0() {
-    ip -n "$1" -d link show tunl0 2>/dev/null | grep -q 'link/ipip' && return 0
-    ip -n "$1" link add tunl0 type ipip 2>/dev/null || true
-    ip -n "$1" -d link show tunl0 2>/dev/null | grep -q 'link/ipip'
-}
-
+# setup_rs I: the real server's address and its mode's configuration, by
+# scripts/rs-config.sh (the script the Vagrant lab's real servers run too),
+# run inside the namespace; then TUN's userspace decapsulator, if needed.
 setup_rs() {
-    local i=$1 role=rs$1 ns ifn ip
+    local i=$1 role=rs$1 ns ifn args=() out
     ns=$(ns_of "$NAME" "rs$1")
     ifn=s${i}b-$SFX
-    ip=${RS_IP[$i]}
-    ip -n "$ns" addr add "$ip/$PLEN" dev "$ifn"
+    args=(--addr "${RS_IP[$i]}/$PLEN")
     case $MODE in
-    dr)
-        # ARP first, then the VIP: the real server must never answer ARP for
-        # or announce the VIP (arp_ignore=1: answer only for addresses of the
-        # receiving interface; arp_announce=2: best local source for requests).
-        nsx "$ns" sysctl -q -w net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
-            "net.ipv4.conf.$ifn.arp_ignore=1" "net.ipv4.conf.$ifn.arp_announce=2" \
-            net.ipv4.conf.lo.arp_ignore=1 net.ipv4.conf.lo.arp_announce=2 \
-            net.ipv4.conf.all.rp_filter=1 "net.ipv4.conf.$ifn.rp_filter=1"
-        ip -n "$ns" addr add "$VIP/32" dev lo
-        ip -n "$ns" route add default via "$ROUTER_B"
-        ;;
-    tun)
-        nsx "$ns" sysctl -q -w net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
-            "net.ipv4.conf.$ifn.arp_ignore=1" "net.ipv4.conf.$ifn.arp_announce=2" \
-            net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 "net.ipv4.conf.$ifn.rp_filter=0"
-        local decap=$TUN_DECAP
-        if [ "$decap" != userspace ] && kernel_tunl0 "$ns"; then
-            decap=kernel
-        elif [ "$decap" = kernel ]; then
-            die "--tun-decap kernel: this kernel has no ipip tunnels (CONFIG_NET_IPIP)"
-        elif ip -n "$ns" link show tunl0 >/dev/null 2>&1; then
-            die "--tun-decap userspace: the kernel's ipip tunl0 exists already and would decapsulate too"
-        else
-            # No ipip in this kernel: a TUN device of the same name plus a
-            # userspace decapsulator (lab-ipip-decap.py) that behaves like it.
-            decap=userspace
-            ip -n "$ns" tuntap add dev tunl0 mode tun
-        fi
-        echo "$decap" >"$RUN/tun_decap"
-        nsx "$ns" sysctl -q -w net.ipv4.conf.tunl0.rp_filter=0 \
-            net.ipv4.conf.tunl0.arp_ignore=1 net.ipv4.conf.tunl0.arp_announce=2
-        ip -n "$ns" addr add "$VIP/32" dev tunl0
-        ip -n "$ns" link set tunl0 up
-        if [ "$decap" = userspace ]; then
+    dr | fullnat) args+=(--gw "$ROUTER_B") ;;
+    tun) args+=(--gw "$ROUTER_B" --tun-decap "$TUN_DECAP") ;;
+    nat) args+=(--gw "$NAT_GW" --route "$CLIENT_DIRECT/32=$ROUTER_B") ;;
+    esac
+    out=$(nsx "$ns" "$SCRIPT_DIR/rs-config.sh" "$MODE" "$VIP" "$ifn" "${args[@]}") ||
+        die "configuring $role (rs-config.sh $MODE) failed"
+    if [ "$MODE" = tun ]; then
+        echo "$out" >"$RUN/tun_decap"
+        if [ "$out" = userspace ]; then
             local pid
             pid=$(start_bg "$role" "$RUN/$role/decap.log" "$PY" "$DECAP" --dev tunl0 --ready "$RUN/$role/decap.ready")
             wait_file "$RUN/$role/decap.ready" "$pid" 10 "ipip decapsulator in $role" "$RUN/$role/decap.log"
         fi
-        ip -n "$ns" route add default via "$ROUTER_B"
-        ;;
-    nat)
-        nsx "$ns" sysctl -q -w net.ipv4.conf.all.rp_filter=1 "net.ipv4.conf.$ifn.rp_filter=1"
-        ip -n "$ns" route add default via "$NAT_GW"
-        ip -n "$ns" route add "$CLIENT_DIRECT/32" via "$ROUTER_B"
-        ;;
-    fullnat)
-        nsx "$ns" sysctl -q -w net.ipv4.conf.all.rp_filter=1 "net.ipv4.conf.$ifn.rp_filter=1"
-        ip -n "$ns" route add default via "$ROUTER_B"
-        ;;
-    esac
+    fi
 }
 
 start_httpd() {
