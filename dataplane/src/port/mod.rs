@@ -2,6 +2,8 @@
 //! and one TX queue on every port and moves packets in bursts.
 
 pub mod afpacket;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod memory;
 
 use crate::wire::Mac;
