@@ -61,6 +61,8 @@ ferrovs {
     interface fvs0
     workers 1
     dpdk {
+        ! EAL lcores 0-1; -a allows the lab NIC only, so it is the one
+        ! DPDK port and fvs0 stands for it
         eal_args "-l 0-1 -a $pci"
     }
     conn_table_size 262144
