@@ -148,7 +148,8 @@ impl Device {
     /// `name` is anything `rte_eth_dev_get_port_by_name` knows (a PCI
     /// address, a `--vdev` name, `net_af_packet0`), or `"net_xxx,args"` to
     /// create a virtual device now (`rte_vdev_init`), e.g.
-    /// `"net_af_packet0,iface=eth1"`; such a vdev is removed on drop.
+    /// `"net_af_packet0,iface=eth1,qpairs=2"` (net_af_packet has one queue
+    /// pair unless `qpairs` says more); such a vdev is removed on drop.
     ///
     /// The device gets RSS over IPv4/IPv6 + TCP/UDP ports when there is more
     /// than one queue and it offers RSS, no checksum offloads, and one mbuf

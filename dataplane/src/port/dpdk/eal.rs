@@ -63,16 +63,16 @@ impl Eal {
             }
             State::Uninit => {}
         }
-        let mut argv = Vec::with_capacity(args.len() + 2);
+        let mut cargs = Vec::with_capacity(args.len() + 1);
         for a in std::iter::once("ferrovs").chain(args.iter().map(String::as_str)) {
-            let c = CString::new(a).map_err(|_| {
+            cargs.push(CString::new(a).map_err(|_| {
                 DpdkError::code(
                     format!("EAL argument {a:?} contains a NUL byte"),
                     ffi::EINVAL as i32,
                 )
-            })?;
-            argv.push(c.into_raw());
+            })?);
         }
+        let mut argv: Vec<*mut c_char> = cargs.into_iter().map(CString::into_raw).collect();
         let argc = argv.len() as c_int;
         argv.push(std::ptr::null_mut());
         // The EAL may keep pointers into argv (getopt permutes it; some
