@@ -5,6 +5,7 @@
 use crate::ctl::{self, CtlRequest, CtlResponse};
 use crate::ipvs_state::{v4_key, IpvsState, Net};
 use crate::netinfo;
+use crate::port_device::{KernelDevice, PortDevice};
 use ferrovs_config::ipvs::{initial_table, ServiceKey, Table};
 use ferrovs_config::ipvsadm::list::{
     format_conns, format_list, format_timeout, ConnEntry, ConnProto,
@@ -72,6 +73,8 @@ pub struct Daemon {
     pub vrrp_status: Arc<Mutex<Vec<crate::vrrp_driver::InstanceStatus>>>,
     /// The running health checks (the real servers' checkers).
     pub health: Option<crate::health::HealthHandle>,
+    /// The devices behind the ports, in port order (for `/metrics`).
+    pub devices: Vec<Arc<dyn PortDevice>>,
 }
 
 /// FULLNAT local addresses of every service, from `laddr_group_name`.
@@ -121,7 +124,6 @@ impl Daemon {
     ) -> Daemon {
         Daemon {
             state,
-            net,
             dataplane,
             config_path: path,
             config,
@@ -133,6 +135,16 @@ impl Daemon {
             vrrp_vips: Default::default(),
             vrrp_status: Default::default(),
             health: None,
+            devices: net
+                .ports
+                .iter()
+                .map(|p| {
+                    Arc::new(KernelDevice {
+                        name: p.name.clone(),
+                    }) as Arc<dyn PortDevice>
+                })
+                .collect(),
+            net,
         }
     }
 
@@ -386,14 +398,52 @@ impl Daemon {
         (worker_clock_ms(self.epoch) / 1000) as u32
     }
 
-    /// Periodic work: rate estimation, forgetting drained servers.
+    /// Periodic work: rate estimation, forgetting drained servers,
+    /// following the kernel's addresses and routes.
     pub fn tick(&mut self) {
         self.state.estimate();
-        if self.state.reap_draining() > 0 {
+        let mut changed = self.state.reap_draining() > 0;
+        changed |= self.refresh_net();
+        if changed {
             if let Err(e) = self.publish() {
-                error!("publishing after drain: {e}");
+                error!("publishing after a change: {e}");
             }
         }
+    }
+
+    /// Re-reads the ports' addresses and the routes from the kernel; true
+    /// when they changed. With DPDK the director's addresses live on the
+    /// exception interfaces, where the operator (or ifupdown) puts them
+    /// after ferrovs has created them, so they are followed, not read once.
+    pub fn refresh_net(&mut self) -> bool {
+        let mut ports = Vec::with_capacity(self.net.ports.len());
+        for p in &self.net.ports {
+            match netinfo::port(&p.name) {
+                Ok(mut n) => {
+                    // The MAC is the data port's, whatever the kernel says.
+                    n.mac = p.mac;
+                    ports.push(n)
+                }
+                Err(_) => return false,
+            }
+        }
+        let Ok(routes) = netinfo::routes(&ports) else {
+            return false;
+        };
+        let same_ports = ports
+            .iter()
+            .zip(&self.net.ports)
+            .all(|(a, b)| a.addrs == b.addrs && a.mtu == b.mtu);
+        if same_ports && routes == self.net.routes {
+            return false;
+        }
+        for (a, b) in ports.iter().zip(&self.net.ports) {
+            if a.addrs != b.addrs {
+                info!("{}: addresses now {:?}", a.name, a.addrs);
+            }
+        }
+        self.net = Net { ports, routes };
+        true
     }
 }
 
@@ -443,9 +493,36 @@ pub fn worker_loop<P: Port>(mut w: Worker<P>, epoch: Instant, stop: Arc<AtomicBo
     }
 }
 
-/// Opens the ports: for each worker, one port per interface, in the order
-/// of the interfaces. The backend decides what a port is.
-pub type PortOpener<P> = dyn Fn(&[String], usize) -> std::io::Result<Vec<Vec<P>>>;
+/// What a backend opened for `run`.
+pub struct Opened<P> {
+    /// Per worker, one queue per interface, in the order of the interfaces.
+    pub ports: Vec<Vec<P>>,
+    /// Per worker, the exception interfaces' queues (in the same order);
+    /// empty when the kernel sees the ports itself (AF_PACKET).
+    pub kernel: Vec<Vec<P>>,
+    /// The MAC of each port, when the kernel's interface does not carry it.
+    pub macs: Option<Vec<ferrovs_dataplane::wire::Mac>>,
+    pub devices: Vec<Arc<dyn PortDevice>>,
+    /// Starts worker `w` running `f`; returns what waits for it to end.
+    /// None: plain threads, pinned when a core is left over.
+    pub spawn: Option<Box<Spawner>>,
+    /// Held until the workers have stopped (e.g. the DPDK EAL).
+    pub keep: Vec<Box<dyn std::any::Any>>,
+}
+
+pub type Spawner =
+    dyn Fn(usize, Box<dyn FnOnce() + Send>) -> Result<Box<dyn FnOnce() + Send>, String>;
+
+/// What a backend needs to know to open the ports.
+pub struct OpenRequest<'a> {
+    pub settings: &'a ferrovs_config::model::FerrovsSettings,
+    pub ifaces: &'a [String],
+    pub workers: usize,
+    /// Every FULLNAT local address (for NIC reply steering).
+    pub laddrs: Vec<Ipv4Addr>,
+}
+
+pub type PortOpener<P> = dyn Fn(&OpenRequest) -> Result<Opened<P>, String>;
 
 /// Runs the appliance until SIGTERM/SIGINT.
 pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), String> {
@@ -470,9 +547,26 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
                 .map(|n| n.get().saturating_sub(1).max(1))
                 .unwrap_or(1)
         });
+    let laddrs_by_service = laddrs_from_config(&cfg);
+    let mut all_laddrs: Vec<Ipv4Addr> = laddrs_by_service.values().flatten().copied().collect();
+    all_laddrs.sort();
+    all_laddrs.dedup();
+    // Ports first: a DPDK backend creates the exception interfaces whose
+    // addresses are read next.
+    let opened = open(&OpenRequest {
+        settings: &settings,
+        ifaces: &ifaces,
+        workers,
+        laddrs: all_laddrs,
+    })
+    .map_err(|e| format!("opening ports: {e}"))?;
     let mut ports_conf = Vec::new();
-    for i in &ifaces {
-        ports_conf.push(netinfo::port(i)?);
+    for (k, i) in ifaces.iter().enumerate() {
+        let mut p = netinfo::port(i)?;
+        if let Some(m) = opened.macs.as_ref().and_then(|m| m.get(k)) {
+            p.mac = *m;
+        }
+        ports_conf.push(p);
     }
     let routes = netinfo::routes(&ports_conf)?;
     let net = Net {
@@ -485,7 +579,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     if let Some(t) = cfg.global.lvs_timeouts {
         state.timeouts.set(t.tcp, t.tcpfin, t.udp);
     }
-    state.laddrs = laddrs_from_config(&cfg);
+    state.laddrs = laddrs_by_service;
     // The health manager's first table is keepalived's: alpha checkers
     // start failed, inhibited servers at weight 0, the sorry server if the
     // quorum is not met.
@@ -503,33 +597,54 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     let epoch = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let mut threads = Vec::new();
-    let all_ports = open(&ifaces, workers).map_err(|e| format!("opening ports: {e}"))?;
+    let mut joins: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
+    let Opened {
+        ports: all_ports,
+        kernel,
+        devices,
+        spawn,
+        keep,
+        ..
+    } = opened;
+    let mut kernel = kernel.into_iter();
     for (w, ports) in all_ports.into_iter().enumerate() {
-        let worker = Worker::new(
+        let mut worker = Worker::new(
             w,
             shared.clone(),
             ports,
             table_size as usize,
             worker_clock_ms(epoch),
         );
+        if let Some(k) = kernel.next().filter(|k| !k.is_empty()) {
+            worker.set_exception(k);
+        }
         let stop = stop.clone();
-        // Pin only when a core is left for the control plane.
-        let core = if cores.len() > workers {
-            cores.get(w + 1).copied()
-        } else {
-            None
-        };
-        let h = std::thread::Builder::new()
-            .name(format!("ferrovs-w{w}"))
-            .spawn(move || {
-                if let Some(c) = core {
-                    core_affinity::set_for_current(c);
-                }
-                worker_loop(worker, epoch, stop)
-            })
-            .map_err(|e| format!("starting worker {w}: {e}"))?;
-        threads.push(h);
+        let body: Box<dyn FnOnce() + Send> = Box::new(move || worker_loop(worker, epoch, stop));
+        match &spawn {
+            Some(spawn) => {
+                joins.push(spawn(w, body).map_err(|e| format!("starting worker {w}: {e}"))?)
+            }
+            None => {
+                // Pin only when a core is left for the control plane.
+                let core = if cores.len() > workers {
+                    cores.get(w + 1).copied()
+                } else {
+                    None
+                };
+                let h = std::thread::Builder::new()
+                    .name(format!("ferrovs-w{w}"))
+                    .spawn(move || {
+                        if let Some(c) = core {
+                            core_affinity::set_for_current(c);
+                        }
+                        body()
+                    })
+                    .map_err(|e| format!("starting worker {w}: {e}"))?;
+                joins.push(Box::new(move || {
+                    let _ = h.join();
+                }));
+            }
+        }
     }
     info!(
         "ferrovs running: {} worker(s) on {}",
@@ -541,6 +656,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     let vrrp_cfg = cfg.clone();
     let mut daemon = Daemon::new(state, net, shared.clone(), path.to_path_buf(), cfg);
     daemon.epoch = epoch;
+    daemon.devices = devices;
     daemon.vrrp_vips = vrrp_vips.into_iter().collect();
     let daemon = Arc::new(Mutex::new(daemon));
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -586,9 +702,14 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         r
     });
     stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        let _ = t.join();
+    for j in joins {
+        j();
     }
+    // The daemon holds the devices: close them (the runtime's tasks hold
+    // it too) before what `keep` holds.
+    drop(rt);
+    drop(daemon);
+    drop(keep);
     let _ = std::fs::remove_file(&ctl_path);
     info!("ferrovs stopped");
     result

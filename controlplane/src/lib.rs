@@ -2,11 +2,14 @@
 pub mod check;
 pub mod ctl;
 pub mod daemon;
+#[cfg(feature = "dpdk")]
+pub mod dpdk_ports;
 pub mod health;
 pub mod http;
 pub mod ipvs_state;
 pub mod metrics;
 pub mod netinfo;
+pub mod port_device;
 pub mod rate;
 pub mod vrrp;
 pub mod vrrp_driver;

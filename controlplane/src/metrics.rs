@@ -386,35 +386,46 @@ impl Collector for DaemonCollector {
         for w in 0..d.dataplane.workers() {
             f.gauge(&l(&[("worker", w.to_string())]), per * laddrs.len() as i64)?;
         }
-        // Ports: link state and the kernel's device counters.
+        // Ports: link state, device counters, packet buffers.
         let mut f = family(
             &mut enc,
             "ferrovs_port_up",
             "Whether the port's link is up.",
             MetricType::Gauge,
         )?;
-        for p in &d.net.ports {
-            let up = std::fs::read_to_string(format!("/sys/class/net/{}/operstate", p.name))
-                .map(|s| matches!(s.trim(), "up" | "unknown"))
-                .unwrap_or(false);
-            f.gauge(&l(&[("port", p.name.clone())]), up as i64)?;
+        for p in &d.devices {
+            f.gauge(&l(&[("port", p.name().to_string())]), p.link_up() as i64)?;
         }
-        for (stat, help) in [
-            ("rx_packets", "Packets the device received."),
-            ("tx_packets", "Packets the device sent."),
-            ("rx_dropped", "Packets the device dropped on receive."),
-            ("tx_dropped", "Packets the device dropped on transmit."),
-            ("rx_errors", "Receive errors of the device."),
-        ] {
+        for (stat, help) in crate::port_device::STATS {
             let name = format!("ferrovs_port_{stat}");
             let mut f = family(&mut enc, &name, help, MetricType::Counter)?;
-            for p in &d.net.ports {
-                let v =
-                    std::fs::read_to_string(format!("/sys/class/net/{}/statistics/{stat}", p.name))
-                        .ok()
-                        .and_then(|s| s.trim().parse().ok())
-                        .unwrap_or(0);
-                f.counter(&l(&[("port", p.name.clone())]), v)?;
+            for p in &d.devices {
+                f.counter(&l(&[("port", p.name().to_string())]), p.stat(stat))?;
+            }
+        }
+        let pools: Vec<_> = d
+            .devices
+            .iter()
+            .filter_map(|p| p.buffers().map(|b| (p.name().to_string(), b)))
+            .collect();
+        if !pools.is_empty() {
+            let mut f = family(
+                &mut enc,
+                "ferrovs_mempool_buffers_in_use",
+                "Packet buffers of the port's pool in use (DPDK mempool).",
+                MetricType::Gauge,
+            )?;
+            for (name, (used, _)) in &pools {
+                f.gauge(&l(&[("port", name.clone())]), *used as i64)?;
+            }
+            let mut f = family(
+                &mut enc,
+                "ferrovs_mempool_buffers",
+                "Packet buffers of the port's pool (DPDK mempool).",
+                MetricType::Gauge,
+            )?;
+            for (name, (_, size)) in &pools {
+                f.gauge(&l(&[("port", name.clone())]), *size as i64)?;
             }
         }
         single_gauge(

@@ -2,6 +2,8 @@
 
 use clap::{ArgGroup, Parser, Subcommand};
 use ferrovs_controlplane::check::{check, CheckOutput};
+use ferrovs_controlplane::daemon::{OpenRequest, Opened};
+use ferrovs_controlplane::port_device::KernelDevice;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -47,6 +49,24 @@ enum Cmd {
     },
 }
 
+/// Runs the appliance on the backend the configuration names.
+fn run(file: &std::path::Path) -> Result<(), String> {
+    use ferrovs_config::model::Backend;
+    let backend = ferrovs_config::load_file(file).config.ferrovs.backend;
+    match backend {
+        Backend::Afpacket => ferrovs_controlplane::daemon::run(file, &open_afpacket),
+        #[cfg(feature = "dpdk")]
+        Backend::Dpdk => {
+            ferrovs_controlplane::daemon::run(file, &ferrovs_controlplane::dpdk_ports::open)
+        }
+        #[cfg(not(feature = "dpdk"))]
+        Backend::Dpdk => Err(
+            "backend dpdk: this ferrovs was built without DPDK support (build with --features dpdk)"
+                .into(),
+        ),
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     match cli.cmd {
@@ -75,7 +95,7 @@ fn main() {
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
-            if let Err(e) = ferrovs_controlplane::daemon::run(&file, &open_afpacket) {
+            if let Err(e) = run(&file) {
                 tracing::error!("{e}");
                 std::process::exit(1);
             }
@@ -105,20 +125,31 @@ fn main() {
 }
 
 /// AF_PACKET ports: per interface, one socket per worker in a fanout group.
+/// The kernel keeps the interfaces, so it sees the director's own traffic
+/// without an exception path.
 fn open_afpacket(
-    ifaces: &[String],
-    workers: usize,
-) -> std::io::Result<Vec<Vec<ferrovs_dataplane::port::afpacket::AfPacketPort>>> {
+    req: &OpenRequest,
+) -> Result<Opened<ferrovs_dataplane::port::afpacket::AfPacketPort>, String> {
     use ferrovs_dataplane::port::afpacket::{AfPacketOptions, AfPacketPort};
     let opts = AfPacketOptions::default();
-    let mut per_worker: Vec<Vec<AfPacketPort>> = (0..workers).map(|_| Vec::new()).collect();
-    for i in ifaces {
-        for (w, p) in AfPacketPort::open_fanout(i, workers, &opts)?
-            .into_iter()
-            .enumerate()
-        {
+    let mut per_worker: Vec<Vec<AfPacketPort>> = (0..req.workers).map(|_| Vec::new()).collect();
+    for i in req.ifaces {
+        let ports =
+            AfPacketPort::open_fanout(i, req.workers, &opts).map_err(|e| format!("{i}: {e}"))?;
+        for (w, p) in ports.into_iter().enumerate() {
             per_worker[w].push(p);
         }
     }
-    Ok(per_worker)
+    Ok(Opened {
+        ports: per_worker,
+        kernel: Vec::new(),
+        macs: None,
+        devices: req
+            .ifaces
+            .iter()
+            .map(|i| std::sync::Arc::new(KernelDevice { name: i.clone() }) as _)
+            .collect(),
+        spawn: None,
+        keep: Vec::new(),
+    })
 }
