@@ -1,7 +1,8 @@
 //! A generator port: replays a trace (or synthesises SYNs from new
 //! clients) into recycled buffers, and recycles what the worker sends.
 
-use crate::traffic::{Flow, Trace};
+use crate::mix::NewConnTuples;
+use crate::traffic::{Flow, Trace, RENEW};
 use ferrovs_dataplane::port::memory::MemPacket;
 use ferrovs_dataplane::port::{Packet, Port, BURST};
 use ferrovs_dataplane::wire::checksum::Delta;
@@ -19,6 +20,15 @@ pub enum Source {
         trace: Arc<Trace>,
         next: usize,
     },
+    /// A mixed trace (frames of their own length); the new connections'
+    /// frames get a fresh client on every lap.
+    Mix {
+        trace: Arc<Trace>,
+        next: usize,
+        lap: u64,
+        renew: Option<Arc<Renew>>,
+        renew_next: usize,
+    },
     /// SYNs from ever new clients, from a template frame; with `random`,
     /// from random addresses and ports (a SYN flood: some repeat).
     NewConns {
@@ -27,6 +37,15 @@ pub enum Source {
         random: bool,
     },
     Idle,
+}
+
+/// How the generator renews new connections' clients: the `RENEW` frames
+/// of a lap, in trace order, belong to connections `conns[k]`; on lap `l`
+/// connection `j` comes from `tuples.at(l, j)` (lap 0's tuple is the one in
+/// the frame).
+pub struct Renew {
+    pub conns: Vec<u32>,
+    pub tuples: NewConnTuples,
 }
 
 pub struct GenPort {
@@ -61,7 +80,8 @@ impl GenPort {
     }
 }
 
-/// Rewrites a SYN template to come from flow `f`, keeping checksums right.
+/// Rewrites a TCP frame (a SYN template, a new connection's segment) to come
+/// from flow `f`, keeping checksums right.
 fn set_client(frame: &mut [u8], f: Flow) {
     let old_a: [u8; 4] = frame[26..30].try_into().unwrap();
     let old_p = u16::from_be_bytes([frame[34], frame[35]]);
@@ -91,6 +111,31 @@ impl Port for GenPort {
                     *next += 1;
                     if *next == trace.frames {
                         *next = 0;
+                    }
+                }
+                Source::Mix {
+                    trace,
+                    next,
+                    lap,
+                    renew,
+                    renew_next,
+                } => {
+                    let (frame, flags) = trace.frame_meta(*next);
+                    p.load(frame);
+                    if flags & RENEW != 0 {
+                        if let Some(r) = renew {
+                            let conn = r.conns[*renew_next];
+                            *renew_next += 1;
+                            if *lap % r.tuples.laps as u64 != 0 {
+                                set_client(p.data_mut(), r.tuples.at(*lap, conn));
+                            }
+                        }
+                    }
+                    *next += 1;
+                    if *next == trace.frames {
+                        *next = 0;
+                        *lap += 1;
+                        *renew_next = 0;
                     }
                 }
                 Source::NewConns {
@@ -147,5 +192,90 @@ impl Port for GenPort {
 
     fn mac(&self) -> Mac {
         self.mac
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::traffic::{self, FRAME_LEN};
+    use ferrovs_dataplane::wire::{checksum, ipv4, l4};
+
+    fn client(p: &MemPacket) -> Flow {
+        let d = p.data();
+        Flow {
+            caddr: d[26..30].try_into().unwrap(),
+            cport: u16::from_be_bytes([d[34], d[35]]),
+        }
+    }
+
+    fn tcp_ok(p: &MemPacket) -> bool {
+        let d = p.data();
+        let Ok(ip) = ipv4::parse(&d[14..]) else {
+            return false;
+        };
+        let seg = &d[34..14 + ip.total_len];
+        let ph = checksum::pseudo_header_v4(ip.src, ip.dst, ipv4::PROTO_TCP, seg.len() as u16);
+        checksum::fold(ph + checksum::sum(seg)) == 0xffff
+    }
+
+    #[test]
+    fn mixed_source_renews_new_connections_every_lap() {
+        let tuples = NewConnTuples {
+            tuples: (0..6).map(traffic::new_conn_flow).collect(),
+            per_lap: 2,
+            laps: 3,
+        };
+        let mut t = Trace::new();
+        // conn 0 SYN, an established segment, conn 1 SYN, a short frame.
+        t.push_meta(0, FRAME_LEN, RENEW, |b| {
+            traffic::inbound(b, tuples.at(0, 0), l4::TCP_SYN)
+        });
+        t.push_meta(0, FRAME_LEN, 0, |b| {
+            traffic::inbound(b, traffic::flow(9), l4::TCP_ACK)
+        });
+        t.push_meta(0, FRAME_LEN, RENEW, |b| {
+            traffic::inbound(b, tuples.at(0, 1), l4::TCP_SYN)
+        });
+        t.push_meta(0, 30, 0, |b| {
+            traffic::inbound(b, traffic::flow(9), l4::TCP_ACK)
+        });
+        let laps = tuples.laps as u64;
+        let at = |l: u64, c: u32| tuples.at(l, c);
+        let (want0, want1) = (
+            (0..=laps).map(|l| at(l, 0)).collect::<Vec<_>>(),
+            (0..=laps).map(|l| at(l, 1)).collect::<Vec<_>>(),
+        );
+        let renew = Arc::new(Renew {
+            conns: vec![0, 1],
+            tuples,
+        });
+        let pool: Pool = Arc::new(Mutex::new(vec![]));
+        let mut port = GenPort::new([2, 0, 0, 0, 0, 1], pool);
+        port.source = Source::Mix {
+            trace: Arc::new(t),
+            next: 0,
+            lap: 0,
+            renew: Some(renew),
+            renew_next: 0,
+        };
+        let mut got = vec![];
+        // Bursts of 32 over 4-frame laps: lap 0..=laps and a bit more.
+        while got.len() < 4 * (laps as usize + 1) {
+            port.rx_burst(&mut got);
+        }
+        for (l, lap) in got.chunks(4).take(laps as usize + 1).enumerate() {
+            assert_eq!(client(&lap[0]), want0[l], "lap {l}");
+            assert_eq!(client(&lap[2]), want1[l], "lap {l}");
+            assert_eq!(client(&lap[1]), traffic::flow(9));
+            assert!(
+                tcp_ok(&lap[0]) && tcp_ok(&lap[1]) && tcp_ok(&lap[2]),
+                "lap {l}"
+            );
+            assert_eq!(lap[3].data().len(), 30);
+        }
+        // A new tuple on every lap, back to the first after `laps`.
+        assert_ne!(want0[0], want0[1]);
+        assert_eq!(want0[0], want0[laps as usize]);
     }
 }

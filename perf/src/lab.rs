@@ -21,8 +21,29 @@ pub const VIP: [u8; 4] = [198, 18, 0, 100];
 pub const RS_NET: [u8; 4] = [198, 18, 1, 0];
 pub const NUM_RS: usize = 3;
 pub const NUM_LADDRS: u8 = 16;
+/// At most this many local addresses (198.18.2.10 up to .249).
+pub const MAX_LADDRS: u8 = 240;
 
-pub fn snapshot(fwd: FwdMethod, workers: usize, timeouts: Timeouts) -> Snapshot {
+/// FULLNAT local addresses for `flows` connections: a local address gives
+/// each real server one reply tuple per port (about 64 k), so large flow
+/// counts need more than the usual 16 (with room for half as many again).
+pub fn laddrs_for(flows: u64) -> u8 {
+    let per_laddr = NUM_RS as u64 * 60_000;
+    (flows * 3 / 2)
+        .div_ceil(per_laddr)
+        .clamp(NUM_LADDRS as u64, MAX_LADDRS as u64) as u8
+}
+
+/// The director under test: VIP:80/TCP, and with `udp` also VIP:53/UDP,
+/// each over three real servers in mode `fwd` (FULLNAT: with `laddrs`
+/// local addresses).
+pub fn snapshot(
+    fwd: FwdMethod,
+    workers: usize,
+    timeouts: Timeouts,
+    udp: bool,
+    laddrs: u8,
+) -> Snapshot {
     let mut b = SnapshotBuilder::new(1, workers, Arc::new(TemplateTable::new(1024)));
     b.timeouts(timeouts);
     b.port(PortConf {
@@ -49,34 +70,41 @@ pub fn snapshot(fwd: FwdMethod, workers: usize, timeouts: Timeouts) -> Snapshot 
         port: 1,
         via: None,
     });
-    let dests: Vec<Dest> = (0..NUM_RS)
-        .map(|i| Dest {
-            addr: Ipv4Addr::new(198, 18, 1, 11 + i as u8),
-            port: 80,
-            weight: 1,
-            fwd,
-            u_threshold: 0,
-            l_threshold: 0,
-            shared: DestShared::new(i as u32 + 1, workers),
-        })
-        .collect();
-    let sched = Scheduler::new(SchedKind::Wlc, SchedFlags::default(), &dests);
-    b.service(Service {
-        proto: Proto::Tcp,
-        vaddr: VIP.into(),
-        vport: 80,
-        sched,
-        persistence: None,
-        dests,
-        laddrs: if fwd == FwdMethod::FullNat {
-            (0..NUM_LADDRS)
-                .map(|i| Ipv4Addr::new(198, 18, 2, 10 + i))
-                .collect()
-        } else {
-            vec![]
-        },
-        shared: ServiceShared::new(1, workers),
-    });
+    let services: &[(Proto, u16)] = if udp {
+        &[(Proto::Tcp, 80), (Proto::Udp, 53)]
+    } else {
+        &[(Proto::Tcp, 80)]
+    };
+    for (k, &(proto, port)) in services.iter().enumerate() {
+        let dests: Vec<Dest> = (0..NUM_RS)
+            .map(|i| Dest {
+                addr: Ipv4Addr::new(198, 18, 1, 11 + i as u8),
+                port,
+                weight: 1,
+                fwd,
+                u_threshold: 0,
+                l_threshold: 0,
+                shared: DestShared::new((k * NUM_RS + i) as u32 + 1, workers),
+            })
+            .collect();
+        let sched = Scheduler::new(SchedKind::Wlc, SchedFlags::default(), &dests);
+        b.service(Service {
+            proto,
+            vaddr: VIP.into(),
+            vport: port,
+            sched,
+            persistence: None,
+            dests,
+            laddrs: if fwd == FwdMethod::FullNat {
+                (0..laddrs.min(MAX_LADDRS))
+                    .map(|i| Ipv4Addr::new(198, 18, 2, 10 + i))
+                    .collect()
+            } else {
+                vec![]
+            },
+            shared: ServiceShared::new(k as u32 + 1, workers),
+        });
+    }
     b.build().expect("benchmark snapshot")
 }
 
@@ -105,4 +133,20 @@ fn arp_reply(sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4]) -> Vec<u8> 
     };
     ferrovs_dataplane::wire::arp::build_frame(&mut f, &tha, &sha, None, &l);
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_addresses_grow_with_the_flows() {
+        assert_eq!(laddrs_for(1000), NUM_LADDRS);
+        assert_eq!(laddrs_for(1_000_000), NUM_LADDRS);
+        let n = laddrs_for(10_000_000);
+        // Enough reply tuples for every flow, and they fit below .250.
+        assert!(n as u64 * NUM_RS as u64 * 60_000 >= 10_000_000 * 3 / 2);
+        assert!(10 + n as u32 - 1 < 250);
+        assert_eq!(laddrs_for(u64::MAX / 4), MAX_LADDRS);
+    }
 }

@@ -7,23 +7,72 @@ use ferrovs_dataplane::wire::{checksum, ipv4};
 
 pub const STRIDE: usize = 64;
 pub const FRAME_LEN: usize = 60;
+/// Where a slot keeps its frame's length and flags (mixed traces only; the
+/// established-flow traces are all `FRAME_LEN` long).
+const META_LEN: usize = FRAME_LEN;
+const META_FLAGS: usize = FRAME_LEN + 1;
+/// Slot flag: a new connection's packet, whose client the generator renews
+/// on every lap of the trace (see `genport::Renew`).
+pub const RENEW: u8 = 1;
+
+/// Client hosts: 198.18.128.0/17 and 198.19.0.0/16.
+const CLIENT_HOSTS: u64 = 3 << 15;
 
 /// A client flow: its address and port.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Flow {
     pub caddr: [u8; 4],
     pub cport: u16,
 }
 
-/// The n-th client flow: addresses in 198.18.128.0/17 and 198.19.0.0/16.
+/// The n-th client flow: addresses in 198.18.128.0/17 and 198.19.0.0/16
+/// (wrapping round, so every n stays in the benchmarking range), ports
+/// 10000–59999.
 pub fn flow(n: u64) -> Flow {
-    let host = (n / 50_000) as u32;
+    let host = ((n / 50_000) % CLIENT_HOSTS) as u32;
     let cport = 10_000 + (n % 50_000) as u16;
     let a = (198u32 << 24 | 18 << 16 | 128 << 8) + host;
     Flow {
         caddr: a.to_be_bytes(),
         cport,
     }
+}
+
+/// The n-th client tuple of the range kept for new connections in mixed
+/// traffic: 198.19.0.0/16, ports 1024–65535. Established flows (`flow`)
+/// only reach it past 1.6 G flows.
+pub fn new_conn_flow(n: u64) -> Flow {
+    let host = ((n / 64_512) % 65_536) as u32;
+    let a = (198u32 << 24 | 19 << 16) + host;
+    Flow {
+        caddr: a.to_be_bytes(),
+        cport: 1024 + (n % 64_512) as u16,
+    }
+}
+
+fn eth_ip(
+    out: &mut [u8],
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    ip_len: u16,
+    proto: u8,
+    src: [u8; 4],
+    dst: [u8; 4],
+) {
+    out[..FRAME_LEN].fill(0);
+    out[0..6].copy_from_slice(&dmac);
+    out[6..12].copy_from_slice(&smac);
+    out[12..14].copy_from_slice(&[0x08, 0x00]);
+    ipv4::write_header(
+        &mut out[14..],
+        ip_len,
+        0,
+        ipv4::FLAG_DF,
+        64,
+        proto,
+        src,
+        dst,
+    );
 }
 
 /// A minimal TCP segment (no options, no payload) with valid checksums.
@@ -38,20 +87,7 @@ pub fn tcp_frame(
     dport: u16,
     flags: u8,
 ) {
-    out[..FRAME_LEN].fill(0);
-    out[0..6].copy_from_slice(&dmac);
-    out[6..12].copy_from_slice(&smac);
-    out[12..14].copy_from_slice(&[0x08, 0x00]);
-    ipv4::write_header(
-        &mut out[14..],
-        40,
-        0,
-        ipv4::FLAG_DF,
-        64,
-        ipv4::PROTO_TCP,
-        src,
-        dst,
-    );
+    eth_ip(out, smac, dmac, 40, ipv4::PROTO_TCP, src, dst);
     let t = &mut out[34..54];
     t[0..2].copy_from_slice(&sport.to_be_bytes());
     t[2..4].copy_from_slice(&dport.to_be_bytes());
@@ -64,12 +100,59 @@ pub fn tcp_frame(
     t[16..18].copy_from_slice(&c.to_be_bytes());
 }
 
+/// A UDP datagram with an 18-byte payload (a 60-byte frame), checksummed.
+#[allow(clippy::too_many_arguments)]
+pub fn udp_frame(
+    out: &mut [u8],
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+) {
+    eth_ip(out, smac, dmac, 46, ipv4::PROTO_UDP, src, dst);
+    let u = &mut out[34..60];
+    u[0..2].copy_from_slice(&sport.to_be_bytes());
+    u[2..4].copy_from_slice(&dport.to_be_bytes());
+    u[4..6].copy_from_slice(&26u16.to_be_bytes());
+    for (i, b) in u[8..].iter_mut().enumerate() {
+        *b = b'a' + i as u8;
+    }
+    let ph = checksum::pseudo_header_v4(src, dst, ipv4::PROTO_UDP, 26);
+    let c = match !checksum::fold(ph + checksum::sum(u)) {
+        0 => 0xffff,
+        c => c,
+    };
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+}
+
+/// An ICMP echo request from a client to the VIP (18 bytes of data).
+pub fn icmp_echo(out: &mut [u8], src: [u8; 4], id: u16, seq: u16) {
+    eth_ip(out, CLIENT_MAC, DIR0_MAC, 46, ipv4::PROTO_ICMP, src, VIP);
+    let m = &mut out[34..60];
+    m[0] = ferrovs_dataplane::wire::icmp::TYPE_ECHO_REQUEST;
+    m[4..6].copy_from_slice(&id.to_be_bytes());
+    m[6..8].copy_from_slice(&seq.to_be_bytes());
+    for (i, b) in m[8..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let c = checksum::checksum(m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+}
+
 /// Frames for one worker, sent round and round.
 pub struct Trace {
     pub bytes: Vec<u8>,
     pub frames: usize,
     /// Port each frame arrives on.
     pub ports: Vec<u8>,
+}
+
+impl Default for Trace {
+    fn default() -> Self {
+        Trace::new()
+    }
 }
 
 impl Trace {
@@ -80,6 +163,13 @@ impl Trace {
             ports: vec![],
         }
     }
+    pub fn with_capacity(frames: usize) -> Trace {
+        Trace {
+            bytes: Vec::with_capacity(frames * STRIDE),
+            frames: 0,
+            ports: Vec::with_capacity(frames),
+        }
+    }
     pub fn push(&mut self, port: u8, f: impl FnOnce(&mut [u8])) {
         let start = self.bytes.len();
         self.bytes.resize(start + STRIDE, 0);
@@ -87,9 +177,32 @@ impl Trace {
         self.ports.push(port);
         self.frames += 1;
     }
+    /// Adds a frame of `len` bytes (at most `FRAME_LEN`) with slot flags,
+    /// read back by `frame_meta`.
+    pub fn push_meta(&mut self, port: u8, len: usize, flags: u8, f: impl FnOnce(&mut [u8])) {
+        assert!(len <= FRAME_LEN);
+        self.push(port, |b| {
+            f(b);
+            b[META_LEN] = len as u8;
+            b[META_FLAGS] = flags;
+        });
+    }
+    /// Copies frame `i` of another trace (its slot, flags included).
+    pub fn push_slot(&mut self, from: &Trace, i: usize) {
+        self.bytes
+            .extend_from_slice(&from.bytes[i * STRIDE..(i + 1) * STRIDE]);
+        self.ports.push(from.ports[i]);
+        self.frames += 1;
+    }
     #[inline(always)]
     pub fn frame(&self, i: usize) -> &[u8] {
         &self.bytes[i * STRIDE..i * STRIDE + FRAME_LEN]
+    }
+    /// Frame `i` at its own length, and its slot flags.
+    #[inline(always)]
+    pub fn frame_meta(&self, i: usize) -> (&[u8], u8) {
+        let s = &self.bytes[i * STRIDE..(i + 1) * STRIDE];
+        (&s[..s[META_LEN] as usize], s[META_FLAGS])
     }
 }
 
@@ -98,11 +211,91 @@ pub fn inbound(out: &mut [u8], f: Flow, flags: u8) {
     tcp_frame(out, CLIENT_MAC, DIR0_MAC, f.caddr, f.cport, VIP, 80, flags);
 }
 
-/// Real server → client (NAT) or → local address (FULLNAT) segment.
-pub fn reply(out: &mut [u8], rs: usize, dst: [u8; 4], dport: u16, flags: u8) {
+/// Client → VIP:53 datagram for a flow.
+pub fn udp_inbound(out: &mut [u8], f: Flow) {
+    udp_frame(out, CLIENT_MAC, DIR0_MAC, f.caddr, f.cport, VIP, 53);
+}
+
+/// Real server `rs`'s address and MAC.
+fn rs_addr(rs: usize) -> ([u8; 4], [u8; 6]) {
     let mut rip = RS_NET;
     rip[3] = 11 + rs as u8;
     let mut mac = RS_MAC;
     mac[5] += rs as u8;
+    (rip, mac)
+}
+
+/// Real server → client (NAT) or → local address (FULLNAT) segment.
+pub fn reply(out: &mut [u8], rs: usize, dst: [u8; 4], dport: u16, flags: u8) {
+    let (rip, mac) = rs_addr(rs);
     tcp_frame(out, mac, DIR1_MAC, rip, 80, dst, dport, flags);
+}
+
+/// Real server's port 53 → client (NAT) or local address (FULLNAT).
+pub fn udp_reply(out: &mut [u8], rs: usize, dst: [u8; 4], dport: u16) {
+    let (rip, mac) = rs_addr(rs);
+    udp_frame(out, mac, DIR1_MAC, rip, 53, dst, dport);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrovs_dataplane::wire::l4;
+
+    #[test]
+    fn flows_stay_in_the_benchmarking_range() {
+        for n in [0, 49_999, 50_000, 10_000_000, 1 << 32, 1 << 40, u64::MAX] {
+            let f = flow(n);
+            assert_eq!(f.caddr[0], 198);
+            assert!(
+                f.caddr[1] == 18 && f.caddr[2] >= 128 || f.caddr[1] == 19,
+                "{f:?}"
+            );
+            assert!((10_000..60_000).contains(&f.cport));
+            let g = new_conn_flow(n);
+            assert_eq!(&g.caddr[..2], &[198, 19]);
+            assert!(g.cport >= 1024);
+        }
+        // Distinct below the wrap.
+        assert_ne!(flow(49_999), flow(50_000));
+        assert_ne!(new_conn_flow(64_511), new_conn_flow(64_512));
+    }
+
+    #[test]
+    fn frames_parse_with_good_checksums() {
+        let mut b = [0u8; STRIDE];
+        inbound(&mut b, flow(7), l4::TCP_SYN);
+        let ip = ipv4::parse(&b[14..FRAME_LEN]).expect("tcp frame");
+        assert_eq!(ip.proto, ipv4::PROTO_TCP);
+        let ph = checksum::pseudo_header_v4(ip.src, ip.dst, ipv4::PROTO_TCP, 20);
+        assert_eq!(checksum::fold(ph + checksum::sum(&b[34..54])), 0xffff);
+
+        udp_inbound(&mut b, flow(7));
+        let ip = ipv4::parse(&b[14..FRAME_LEN]).expect("udp frame");
+        assert_eq!((ip.proto, ip.total_len), (ipv4::PROTO_UDP, 46));
+        let ph = checksum::pseudo_header_v4(ip.src, ip.dst, ipv4::PROTO_UDP, 26);
+        assert_eq!(checksum::fold(ph + checksum::sum(&b[34..60])), 0xffff);
+
+        icmp_echo(&mut b, flow(7).caddr, 1, 2);
+        let ip = ipv4::parse(&b[14..FRAME_LEN]).expect("icmp frame");
+        assert_eq!((ip.proto, ip.dst), (ipv4::PROTO_ICMP, VIP));
+        assert_eq!(checksum::fold(checksum::sum(&b[34..60])), 0xffff);
+    }
+
+    #[test]
+    fn slots_keep_length_and_flags() {
+        let mut t = Trace::new();
+        t.push_meta(0, 30, RENEW, |b| inbound(b, flow(1), l4::TCP_ACK));
+        t.push_meta(1, FRAME_LEN, 0, |b| inbound(b, flow(2), l4::TCP_ACK));
+        let (f, fl) = t.frame_meta(0);
+        assert_eq!((f.len(), fl), (30, RENEW));
+        let (f, fl) = t.frame_meta(1);
+        assert_eq!((f.len(), fl), (FRAME_LEN, 0));
+        let mut u = Trace::new();
+        u.push_slot(&t, 1);
+        u.push_slot(&t, 0);
+        assert_eq!(u.frame_meta(0).0, t.frame_meta(1).0);
+        assert_eq!(u.frame_meta(1).1, RENEW);
+        assert_eq!(u.ports, vec![1, 0]);
+    }
 }
