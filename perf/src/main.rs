@@ -11,24 +11,25 @@ mod traffic;
 use bench::{Kind, Mode, Report, Scenario};
 use clap::Parser;
 
-const MIX_HELP: &str = "\
-Mixed traffic in one run. Client side (port 0), by packet count: 80 % \
-segments of established TCP flows; 10 % new TCP connections (SYN, ACK, \
-PSH-ACK, then FIN-ACK, or RST for one connection in four; a fresh client \
-tuple on every lap of the trace); 5 % UDP datagrams to VIP:53 on \
-established UDP flows; 2 % ICMP echo requests to the VIP; 3 % junk that must \
-be dropped: 1 % bad IP header checksum, 1 % not ours (TCP to an address the \
-director does not have), 1 % truncated inside the IP header. With NAT and \
-FULLNAT the server side (port 1) carries as many packets: 92 % replies on the \
-established TCP flows, 5 % UDP replies, 3 % junk as above. Closing states \
-and SYN_RECV time out after 2 s.";
+const MIX_HELP: &str = "Mixed traffic in one run. Client side (port 0), by packet count:
+  80 % segments of established TCP flows
+  10 % new TCP connections: SYN, ACK, PSH-ACK, then FIN-ACK (RST for one
+       connection in four), with a fresh client tuple on every lap
+   5 % UDP datagrams to VIP:53 on established UDP flows
+   2 % ICMP echo requests to the VIP
+   3 % junk that must be dropped: 1 % bad IP header checksum, 1 % not ours
+       (TCP to an address the director does not have), 1 % truncated inside
+       the IP header
+With NAT and FULLNAT the server side (port 1) carries as many packets:
+  92 % replies on the established TCP flows, 5 % UDP replies, 3 % junk.
+Closing states and SYN_RECV time out after 2 s.";
 
-const HANDOVER_HELP: &str = "\
-Hand-over-heavy traffic (NAT or FULLNAT, 2 or more workers): established \
-flows, but packets reach the workers round robin regardless of which \
-worker owns their flow (NAT: both directions; FULLNAT: the replies), so \
-most packets are handed to their owner over the hand-over rings. Reports \
-hand-overs per second and per packet.";
+const HANDOVER_HELP: &str =
+    "Hand-over-heavy traffic (NAT or FULLNAT, 2 or more workers): established
+flows whose packets reach the workers round robin, whatever worker owns the
+flow (NAT: both directions; FULLNAT: the replies). With W workers, (W-1)/W
+of those packets reach a worker that hands them to the owner over the
+hand-over rings. Reports hand-overs per second and per packet received.";
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark the ferrovs dataplane over in-memory ports")]
