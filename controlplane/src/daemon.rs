@@ -671,15 +671,51 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
                 error!("HTTP endpoint {http_addr}: {e}");
             }
         });
-        let vrrp = if vrrp_cfg.vrrp_instances.is_empty() {
-            None
-        } else {
-            let (status, stop) = crate::vrrp_driver::start(&vrrp_cfg, daemon.clone())?;
-            if let Ok(mut d) = daemon.lock() {
-                d.vrrp_status = status;
+        // VRRP starts once its interfaces have an address: with DPDK the
+        // addresses arrive on the exception interfaces after we created
+        // them. Until then the instances hold nothing, as keepalived's do
+        // in FAULT on an interface without an address.
+        let vrrp: Arc<Mutex<Option<_>>> = Arc::new(Mutex::new(None));
+        if !vrrp_cfg.vrrp_instances.is_empty() {
+            if vrrp_interfaces_ready(&daemon, &vrrp_cfg) {
+                let (status, stop) = crate::vrrp_driver::start(&vrrp_cfg, daemon.clone())?;
+                if let Ok(mut d) = daemon.lock() {
+                    d.vrrp_status = status;
+                }
+                *vrrp.lock().map_err(|_| "lock poisoned")? = Some(stop);
+            } else {
+                warn!("VRRP waits for an IPv4 address on its interfaces");
+                let (daemon, vrrp, cfg) = (daemon.clone(), vrrp.clone(), vrrp_cfg.clone());
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        if let Ok(mut d) = daemon.lock() {
+                            if d.refresh_net() {
+                                if let Err(e) = d.publish() {
+                                    error!("publishing new addresses: {e}");
+                                }
+                            }
+                        }
+                        if !vrrp_interfaces_ready(&daemon, &cfg) {
+                            continue;
+                        }
+                        match crate::vrrp_driver::start(&cfg, daemon.clone()) {
+                            Ok((status, stop)) => {
+                                info!("VRRP starting: its interfaces have addresses");
+                                if let Ok(mut d) = daemon.lock() {
+                                    d.vrrp_status = status;
+                                }
+                                if let Ok(mut v) = vrrp.lock() {
+                                    *v = Some(stop);
+                                }
+                            }
+                            Err(e) => error!("VRRP: {e}"),
+                        }
+                        return;
+                    }
+                });
             }
-            Some(stop)
-        };
+        }
         let (htx, hrx) = tokio::sync::mpsc::channel(256);
         let health = health_manager.spawn(htx);
         if let Ok(mut d) = daemon.lock() {
@@ -688,6 +724,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         let r = serve(daemon.clone(), ctl_path.clone(), hrx).await;
         // VRRP goes first: priority-0 adverts hand the VIPs over at once
         // while the dataplane still runs.
+        let vrrp = vrrp.lock().ok().and_then(|mut v| v.take());
         if let Some(stop) = vrrp {
             let (done_tx, done_rx) = tokio::sync::oneshot::channel();
             if stop.send(done_tx).await.is_ok() {
@@ -713,6 +750,24 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     let _ = std::fs::remove_file(&ctl_path);
     info!("ferrovs stopped");
     result
+}
+
+/// Whether every vrrp_instance's interface has an IPv4 address (VRRP
+/// sends its adverts from it).
+fn vrrp_interfaces_ready(daemon: &Arc<Mutex<Daemon>>, cfg: &Config) -> bool {
+    let Ok(d) = daemon.lock() else {
+        return false;
+    };
+    cfg.vrrp_instances.iter().all(|vi| {
+        let Some(ifname) = &vi.interface else {
+            return true; // refused with its error by the driver
+        };
+        d.net
+            .ports
+            .iter()
+            .find(|p| &p.name == ifname)
+            .is_none_or(|p| !p.addrs.is_empty())
+    })
 }
 
 async fn serve(
