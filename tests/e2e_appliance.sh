@@ -3,6 +3,14 @@
 # network namespaces (scripts/lab.sh), real curl clients, real HTTP servers.
 #
 #   tests/e2e_appliance.sh [dr nat fullnat tun]     (default: all four)
+#   BACKEND=dpdk tests/e2e_appliance.sh ...          (tests/e2e_dpdk.sh)
+#
+# With BACKEND=dpdk the director's veths are handed to DPDK (net_af_packet
+# vdevs, two queue pairs each) the way a NIC is bound to vfio-pci: the
+# kernel keeps no address, ARP or IPv6 on them. The director's addresses and
+# routes go on the exception TAPs ferrovs creates (fvs0, fvs1), so health
+# checks (HTTP_GET on every server) and VRRP (against Debian's keepalived in
+# a second director) run through the exception path, which is tested too.
 #
 # For each forwarding mode, with 2 workers: rr, wrr, wlc and sh/mh with
 # persistence; mode-specific checks (client address seen by the servers,
@@ -17,6 +25,7 @@ LAB=$ROOT/scripts/lab.sh
 FERROVS=${FERROVS:-$ROOT/target/release/ferrovs}
 FERROVSADM=${FERROVSADM:-$ROOT/target/release/ferrovsadm}
 MODES=${*:-dr nat fullnat tun}
+BACKEND=${BACKEND:-afpacket}
 RUN_ID=e2e$$
 PASS=0
 FAIL=0
@@ -28,6 +37,7 @@ WORK=$(mktemp -d /tmp/ferrovs-e2e.XXXXXX)
 [ -x "$FERROVS" ] && [ -x "$FERROVSADM" ] || { echo "build first: cargo build --release -p ferrovs-controlplane" >&2; echo "0 passed, 1 failed"; exit 1; }
 
 cleanup() {
+    stop_keepalived
     stop_ferrovs
     [ -n "$CURRENT_LAB" ] && "$LAB" down "$CURRENT_LAB" >/dev/null 2>&1
     CURRENT_LAB=""
@@ -55,13 +65,60 @@ stop_ferrovs() {
     fi
 }
 
+# The director's NICs go to DPDK: no address, ARP or IPv6 left to the
+# kernel on them (as after binding a NIC to vfio-pci).
+dpdk_take_nics() {
+    local ifn
+    for ifn in $FVS_DIRECTOR_IFS; do
+        in_ns "$FVS_NS_DIRECTOR" ip addr flush dev "$ifn"
+        in_ns "$FVS_NS_DIRECTOR" ip link set dev "$ifn" arp off
+        in_ns "$FVS_NS_DIRECTOR" sysctl -q -w "net.ipv6.conf.$ifn.disable_ipv6=1"
+    done
+}
+
+# The director's addresses and routes on the exception interfaces, as
+# ifupdown would put them once ferrovs has created them.
+dpdk_configure_taps() {
+    local plen=${FVS_CLIENT_NET#*/} ifn k=0
+    # The kernel would still take frames for the veths' MAC (Linux accepts
+    # any local address on any interface) and answer the director's own
+    # traffic twice. DPDK read the MAC when it probed the port and receives
+    # in promiscuous mode: give the kernel's side another MAC, so that it
+    # sees nothing but broadcast, as if the NIC had gone to vfio-pci.
+    for ifn in $FVS_DIRECTOR_IFS; do
+        k=$((k + 1))
+        in_ns "$FVS_NS_DIRECTOR" ip link set dev "$ifn" address "02:fe:00:00:00:0$k"
+    done
+    in_ns "$FVS_NS_DIRECTOR" ip addr add "$FVS_DIRECTOR_IP_CLIENT/$plen" dev fvs0 &&
+        in_ns "$FVS_NS_DIRECTOR" ip addr add "$FVS_DIRECTOR_IP_SERVER/$plen" dev fvs1 &&
+        in_ns "$FVS_NS_DIRECTOR" ip route add default via "$FVS_ROUTER_IP_CLIENT" dev fvs0
+}
+
+vrrp_state() {
+    FERROVS_CTL=$WORK/ctl.sock "$FERROVS" status 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["vrrp"][0]["state"])' 2>/dev/null || echo DOWN
+}
+
 start_ferrovs() {
     local conf=$1
+    if [ "$BACKEND" = dpdk ] && ! in_ns "$FVS_NS_DIRECTOR" ip link show fvs0 >/dev/null 2>&1; then
+        dpdk_take_nics
+    fi
     # `ip netns exec` execs ferrovs in place, so $! is ferrovs itself.
     FERROVS_CTL=$WORK/ctl.sock ip netns exec "$FVS_NS_DIRECTOR" "$FERROVS" run -f "$conf" >>"$WORK/ferrovs.log" 2>&1 &
     FERROVS_PID=$!
     for _ in $(seq 100); do
-        [ -S "$WORK/ctl.sock" ] && adm -Ln >/dev/null 2>&1 && return 0
+        if [ -S "$WORK/ctl.sock" ] && adm -Ln >/dev/null 2>&1; then
+            [ "$BACKEND" = dpdk ] || return 0
+            dpdk_configure_taps || break
+            # ferrovs follows the addresses (every 2 s); VRRP takes the
+            # VIP after its master-down interval.
+            for _ in $(seq 100); do
+                [ "$(vrrp_state)" = MASTER ] && grep -q "fvs1: addresses now" "$WORK/ferrovs.log" && return 0
+                sleep 0.1
+            done
+            echo "ferrovs (DPDK) did not take the VIP: $(vrrp_state)" >&2
+            break
+        fi
         kill -0 "$FERROVS_PID" 2>/dev/null || break
         sleep 0.1
     done
@@ -88,18 +145,45 @@ write_conf() {
         echo "    router_id FVS_E2E"
         echo "}"
         echo "ferrovs {"
-        echo "    interface $FVS_DIRECTOR_IF_CLIENT"
-        echo "    interface $FVS_DIRECTOR_IF_SERVER"
+        if [ "$BACKEND" = dpdk ]; then
+            echo "    backend dpdk"
+            echo "    interface fvs0"
+            echo "    interface fvs1"
+            echo "    dpdk {"
+            echo "        eal_args \"--no-huge -m 512 --no-pci --no-shconf --file-prefix=fvs-$RUN_ID-$mode\""
+            echo "        eal_args \"--vdev=net_af_packet0,iface=$FVS_DIRECTOR_IF_CLIENT,qpairs=2\""
+            echo "        eal_args \"--vdev=net_af_packet1,iface=$FVS_DIRECTOR_IF_SERVER,qpairs=2\""
+            echo "        port fvs0 net_af_packet0"
+            echo "        port fvs1 net_af_packet1"
+            echo "    }"
+        else
+            echo "    interface $FVS_DIRECTOR_IF_CLIENT"
+            echo "    interface $FVS_DIRECTOR_IF_SERVER"
+        fi
         echo "    workers 2"
         echo "    conn_table_size 65536"
         echo "}"
+        if [ "$BACKEND" = dpdk ]; then
+            echo "vrrp_instance VI_1 {"
+            echo "    state MASTER"
+            echo "    interface fvs0"
+            echo "    virtual_router_id 51"
+            echo "    priority 150"
+            echo "    advert_int 1"
+            echo "    virtual_ipaddress {"
+            echo "        $FVS_VIP"
+            # With two directors the NAT servers' gateway is a VRRP address.
+            [ "$mode" = nat ] && echo "        $FVS_NAT_GW"
+            echo "    }"
+            echo "}"
+        fi
         if [ "$mode" = fullnat ]; then
             echo "local_address_group LAG1 {"
             echo "    $FVS_LIP_RANGE"
             echo "}"
         fi
         echo "virtual_server $FVS_VIP 80 {"
-        echo "    delay_loop 6"
+        if [ "$BACKEND" = dpdk ]; then echo "    delay_loop 2"; else echo "    delay_loop 6"; fi
         echo "    lb_algo $sched"
         echo "    lb_kind $kind"
         echo "    protocol TCP"
@@ -108,6 +192,17 @@ write_conf() {
         for ip in $FVS_RS_IPS; do
             echo "    real_server $ip $rport {"
             echo "        weight ${weights[$i]}"
+            if [ "$BACKEND" = dpdk ]; then
+                echo "        HTTP_GET {"
+                echo "            url {"
+                echo "                path /health"
+                echo "                status_code 200"
+                echo "            }"
+                echo "            connect_timeout 1"
+                echo "            retry 1"
+                echo "            delay_before_retry 1"
+                echo "        }"
+            fi
             echo "    }"
             i=$((i + 1))
         done
@@ -293,9 +388,106 @@ test_reload() {
     check "$MODE bad reload: still serving" all_from_servers "$WORK/after"
 }
 
+# --- DPDK only: the exception path -------------------------------------
+
+ka_state() {
+    if in_ns "$FVS_NS_DIRECTOR2" ip -4 addr show dev "$FVS_DIRECTOR2_IF_CLIENT" | grep -q " $FVS_VIP/"; then echo MASTER; else echo BACKUP; fi
+}
+wait_until() { # wait_until SECONDS CMD... — polls every 100 ms
+    local n=$(($1 * 10)); shift
+    for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done
+    return 1
+}
+start_keepalived() { # PRIORITY
+    KA_CONF=$WORK/ka-$1.conf
+    {
+        echo "global_defs {"
+        echo "    router_id KA_D2"
+        echo "}"
+        echo "vrrp_instance VI_1 {"
+        echo "    state BACKUP"
+        echo "    interface $FVS_DIRECTOR2_IF_CLIENT"
+        echo "    virtual_router_id 51"
+        echo "    priority $1"
+        echo "    advert_int 1"
+        echo "    virtual_ipaddress {"
+        echo "        $FVS_VIP"
+        [ "$MODE" = nat ] && echo "        $FVS_NAT_GW"
+        echo "    }"
+        echo "}"
+    } >"$KA_CONF"
+    in_ns "$FVS_NS_DIRECTOR2" keepalived -n -l -D -P -f "$KA_CONF" \
+        -p "$WORK/ka-$1.pid" -r "$WORK/ka-vrrp-$1.pid" -c "$WORK/ka-check-$1.pid" -b "$WORK/ka-bfd-$1.pid" >>"$WORK/ka.log" 2>&1 &
+    KA_PID=$!
+}
+stop_keepalived() {
+    [ -n "${KA_PID:-}" ] || return 0
+    kill -TERM "$KA_PID" 2>/dev/null
+    wait "$KA_PID" 2>/dev/null
+    # keepalived's VRRP child outlives its parent.
+    for _ in $(seq 50); do
+        pgrep -f "keepalived .*$KA_CONF" >/dev/null || break
+        sleep 0.1
+    done
+    pkill -KILL -f "keepalived .*$KA_CONF" 2>/dev/null
+    KA_PID=""
+}
+in_list() { adm -Ln | grep -q " $1:"; }
+not_in_list() { ! in_list "$1"; }
+metric_sum() { # metric_sum NAME — summed over workers, from /metrics
+    in_ns "$FVS_NS_DIRECTOR" curl -s --max-time 2 http://127.0.0.1:9180/metrics |
+        awk -v n="$1" '$1 ~ "^"n"\\{" {s += $2} END {print s + 0}'
+}
+
+test_exception_path() {
+    check "$MODE dpdk: the client pings the director's own address (through the TAP)" \
+        bash -c "ip netns exec '$FVS_NS_CLIENT' ping -c 3 -W 1 -q '$FVS_DIRECTOR_IP_CLIENT' | grep -q ' 3 received, 0% packet loss'"
+    local kout kin
+    kout=$(metric_sum ferrovs_worker_kernel_out_packets_total)
+    kin=$(metric_sum ferrovs_worker_kernel_in_packets_total)
+    check "$MODE dpdk: frames both ways on the exception path (to kernel $kout, from kernel $kin)" \
+        bash -c "[ '$kout' -gt 0 ] && [ '$kin' -gt 0 ]"
+    local pool
+    pool=$(metric_sum ferrovs_mempool_buffers)
+    check "$MODE dpdk: mempool occupancy exported (pool of $pool buffers)" [ "$pool" -gt 0 ]
+
+    # HTTP_GET from the director's kernel to the real servers, through the
+    # exception path both ways.
+    "$LAB" rs-fail "$CURRENT_LAB" rs1 500 >/dev/null
+    if wait_until 12 not_in_list "$FVS_RS1_IP"; then ok "$MODE dpdk: HTTP_GET takes failing rs1 out"; else bad "$MODE dpdk: rs1 still listed after failing"; fi
+    "$LAB" rs-ok "$CURRENT_LAB" rs1 >/dev/null
+    if wait_until 12 in_list "$FVS_RS1_IP"; then ok "$MODE dpdk: HTTP_GET brings rs1 back"; else bad "$MODE dpdk: rs1 did not come back"; fi
+
+    # VRRP with Debian's keepalived on the second director: ferrovs's
+    # adverts leave through the TAP, keepalived's come in through it.
+    start_keepalived 100
+    sleep 4.5
+    check "$MODE dpdk: keepalived (100) hears ferrovs (150) and stays BACKUP" [ "$(ka_state)" = BACKUP ]
+    check "$MODE dpdk: ferrovs stays MASTER" [ "$(vrrp_state)" = MASTER ]
+    stop_keepalived
+    start_keepalived 200
+    if wait_until 10 bash -c "[ \"\$(FERROVS_CTL=$WORK/ctl.sock $FERROVS status 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"vrrp\"][0][\"state\"])')\" = BACKUP ]"; then
+        ok "$MODE dpdk: keepalived (200) preempts, ferrovs hears it and backs off"
+    else
+        bad "$MODE dpdk: ferrovs did not back off ($(vrrp_state), keepalived $(ka_state))"
+        tail -15 "$WORK/ka.log"; grep -i vrrp "$WORK/ferrovs.log" | tail -10
+    fi
+    stop_keepalived
+    if wait_until 6 bash -c "[ \"\$(FERROVS_CTL=$WORK/ctl.sock $FERROVS status 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"vrrp\"][0][\"state\"])')\" = MASTER ]"; then
+        ok "$MODE dpdk: keepalived stops, ferrovs is MASTER again"
+    else
+        bad "$MODE dpdk: ferrovs did not take the VIP back ($(vrrp_state))"
+    fi
+    requests 6 >"$WORK/after"
+    check "$MODE dpdk: serving again after the VRRP round trip" all_from_servers "$WORK/after"
+}
+
+LAB_UP_ARGS=()
+[ "$BACKEND" = dpdk ] && LAB_UP_ARGS=(--directors 2)
+
 for MODE in $MODES; do
-    echo "# mode $MODE"
-    env_text=$("$LAB" up --mode "$MODE" --name "fvs-$RUN_ID-$MODE" 2>"$WORK/lab.err") || {
+    echo "# mode $MODE ($BACKEND)"
+    env_text=$("$LAB" up --mode "$MODE" --name "fvs-$RUN_ID-$MODE" "${LAB_UP_ARGS[@]}" 2>"$WORK/lab.err") || {
         bad "$MODE: lab did not come up: $(tail -3 "$WORK/lab.err")"
         continue
     }
@@ -313,6 +505,7 @@ for MODE in $MODES; do
             test_drain_and_delete
             test_reload "$conf"
         fi
+        [ "$BACKEND" = dpdk ] && test_exception_path
     else
         bad "$MODE: ferrovs did not start"
     fi
