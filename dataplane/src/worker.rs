@@ -35,6 +35,8 @@ pub const EXPIRE_BUDGET: usize = 256;
 pub const REAP_BUDGET: usize = 256;
 /// Slots of each worker-to-worker ring.
 pub const RING_SIZE: usize = 1024;
+/// Packets taken from each peer's ring per poll, at most.
+pub const HANDOVER_DRAIN: usize = RING_SIZE / 2;
 /// Neighbour entries per worker.
 pub const NEIGH_CAPACITY: usize = 4096;
 
@@ -271,7 +273,11 @@ impl<P: Port> Worker<P> {
             if from == core.id {
                 continue;
             }
-            for _ in 0..BURST {
+            // A peer may hand over up to a burst per port per poll, and
+            // the owner may poll more slowly than its peers: drain several
+            // bursts' worth, or the ring fills and drops while this core
+            // has time to spare.
+            for _ in 0..HANDOVER_DRAIN {
                 let Some((port, pkt)) = core.shared.handover[from * w + core.id].pop() else {
                     break;
                 };
