@@ -1481,10 +1481,26 @@ Telling cores to stop...
     /// fails with ETXTBSY.
     static SCRIPTS: Mutex<()> = Mutex::new(());
 
+    /// This test process's scratch directory, removed when dropped.
+    struct Scratch(std::path::PathBuf);
+
+    impl Scratch {
+        fn new() -> Scratch {
+            let dir = std::env::temp_dir().join(format!("fvs-fake-tpmd-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     /// A stand-in for testpmd: a shell script that ignores its arguments.
-    fn fake_testpmd(name: &str, body: &str) -> String {
-        let dir = std::env::temp_dir().join(format!("fvs-fake-tpmd-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+    fn fake_testpmd(dir: &Scratch, name: &str, body: &str) -> String {
+        let dir = &dir.0;
         let path = dir.join(name);
         std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -1495,10 +1511,12 @@ Telling cores to stop...
     #[test]
     fn testpmd_runner_reads_live_output_and_stops_the_program() {
         let _g = SCRIPTS.lock().unwrap_or_else(PoisonError::into_inner);
-        let sample = std::env::temp_dir().join(format!("fvs-tpmd-sample-{}", std::process::id()));
+        let dir = Scratch::new();
+        let sample = dir.0.join("sample");
         std::fs::write(&sample, SAMPLE).unwrap();
         // Prints two full seconds, then would run on: stopped by SIGINT.
         let bin = fake_testpmd(
+            &dir,
             "prints",
             &format!("cat {}; exec sleep 60", sample.display()),
         );
@@ -1513,6 +1531,7 @@ Telling cores to stop...
     #[test]
     fn testpmd_failures_are_errors_not_hangs() {
         let _g = SCRIPTS.lock().unwrap_or_else(PoisonError::into_inner);
+        let dir = Scratch::new();
         let t0 = Instant::now();
         let e = run_testpmd_with(
             "/nonexistent/dpdk-testpmd",
@@ -1522,14 +1541,14 @@ Telling cores to stop...
         )
         .unwrap_err();
         assert!(e.contains("cannot run"), "{e}");
-        let bin = fake_testpmd("fails", "echo 'EAL: Cannot init memory' >&2; exit 1");
+        let bin = fake_testpmd(&dir, "fails", "echo 'EAL: Cannot init memory' >&2; exit 1");
         let e = run_testpmd_with(&bin, "io", 1.0, Duration::from_secs(20)).unwrap_err();
         assert!(
             e.contains("exited early") && e.contains("Cannot init memory"),
             "{e}"
         );
         // Silent and never done: given up after the start-up allowance.
-        let bin = fake_testpmd("silent", "exec sleep 60");
+        let bin = fake_testpmd(&dir, "silent", "exec sleep 60");
         let e = run_testpmd_with(&bin, "io", 0.5, Duration::from_secs(1)).unwrap_err();
         assert!(e.contains("in time"), "{e}");
         assert!(t0.elapsed() < Duration::from_secs(15), "{:?}", t0.elapsed());
