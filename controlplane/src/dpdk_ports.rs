@@ -20,14 +20,13 @@ use tracing::{info, warn};
 /// out (an lcore per worker, quiet logs).
 pub fn eal_args(configured: &[String], workers: usize, cpus: usize) -> Vec<String> {
     let mut args = configured.to_vec();
-    let has = |prefixes: &[&str]| {
-        configured.iter().any(|a| {
-            prefixes
-                .iter()
-                .any(|p| a == p || a.starts_with(&format!("{p}=")))
-        })
+    // Any spelling of an lcore choice: -l LIST, -lLIST, -c MASK, --lcores=...
+    let given = |prefixes: &[&str]| {
+        configured
+            .iter()
+            .any(|a| prefixes.iter().any(|p| a.starts_with(p)))
     };
-    if !has(&["-l", "-c", "--lcores"]) && !configured.iter().any(|a| a.starts_with("-l")) {
+    if !given(&["-l", "-c", "--lcores"]) {
         // Main lcore on CPU 0; worker lcores on the other CPUs, sharing
         // them when there are fewer CPUs than workers.
         let cpus = cpus.max(1);
@@ -38,7 +37,7 @@ pub fn eal_args(configured: &[String], workers: usize, cpus: usize) -> Vec<Strin
         }
         args.push(format!("--lcores={}", map.join(",")));
     }
-    if !has(&["--log-level"]) {
+    if !given(&["--log-level"]) {
         args.push("--log-level=notice".into());
     }
     args
