@@ -40,6 +40,44 @@ impl DpdkPacket {
     pub fn headroom(&self) -> usize {
         self.mbuf().data_off as usize
     }
+
+    /// Frees all packets of `pkts` at once (`rte_pktmbuf_free_bulk`, which
+    /// returns runs of mbufs of one pool together), leaving it empty.
+    pub fn free_bulk(pkts: &mut Vec<DpdkPacket>) {
+        if pkts.is_empty() {
+            return;
+        }
+        // SAFETY: DpdkPacket is a transparent mbuf pointer, so the vector is
+        // an array of pkts.len() owned mbufs; after the call they are freed,
+        // and set_len(0) forgets them without running their Drop.
+        unsafe {
+            ffi::rte_pktmbuf_free_bulk(pkts.as_mut_ptr().cast(), pkts.len() as u32);
+            pkts.set_len(0);
+        }
+    }
+}
+
+/// Appends `n` fresh mbufs of `pool` to `out` (`rte_pktmbuf_alloc_bulk`: all
+/// or none). False when the pool has fewer than `n` free.
+pub(super) fn alloc_bulk(
+    pool: NonNull<ffi::rte_mempool>,
+    n: usize,
+    out: &mut Vec<DpdkPacket>,
+) -> bool {
+    out.reserve(n);
+    let len = out.len();
+    // SAFETY: the spare capacity holds n pointers (DpdkPacket is a
+    // transparent mbuf pointer); the pool outlives the call (the caller holds
+    // its device).
+    let r = unsafe {
+        ffi::rte_pktmbuf_alloc_bulk(pool.as_ptr(), out.as_mut_ptr().add(len).cast(), n as u32)
+    };
+    if r != 0 {
+        return false;
+    }
+    // SAFETY: on success all n entries are reset, non-null mbufs we now own.
+    unsafe { out.set_len(len + n) };
+    true
 }
 
 impl Packet for DpdkPacket {
@@ -140,19 +178,16 @@ impl DpdkPort {
         self.rx_multiseg
     }
 
-    /// Frees all packets of `pkts` at once (`rte_pktmbuf_free_bulk`, which
-    /// returns runs of mbufs of one pool together), leaving it empty.
+    /// Frees all packets of `pkts` at once ([`DpdkPacket::free_bulk`]).
     pub fn free_bulk(&mut self, pkts: &mut Vec<DpdkPacket>) {
-        if pkts.is_empty() {
-            return;
-        }
-        // SAFETY: DpdkPacket is a transparent mbuf pointer, so the vector is
-        // an array of pkts.len() owned mbufs; after the call they are freed,
-        // and set_len(0) forgets them without running their Drop.
-        unsafe {
-            ffi::rte_pktmbuf_free_bulk(pkts.as_mut_ptr().cast(), pkts.len() as u32);
-            pkts.set_len(0);
-        }
+        DpdkPacket::free_bulk(pkts);
+    }
+
+    /// Appends `n` fresh mbufs from the device's pool to `out`, all or none
+    /// (false when the pool has fewer free): a traffic generator's bulk
+    /// [`Port::alloc`].
+    pub fn alloc_bulk(&mut self, n: usize, out: &mut Vec<DpdkPacket>) -> bool {
+        alloc_bulk(self.pool, n, out)
     }
 }
 

@@ -3,8 +3,9 @@
 //! device's pool), with frames injected and collected in memory.
 
 use super::device::next_seq;
-use super::{Device, DeviceConfig, DpdkError, DpdkPort, Eal};
-use crate::port::BURST;
+use super::packet::alloc_bulk;
+use super::{Device, DeviceConfig, DpdkError, DpdkPacket, DpdkPort, Eal};
+use crate::port::{Packet, BURST};
 use ferrovs_ffi as ffi;
 use std::ffi::{c_void, CString};
 use std::ptr::NonNull;
@@ -23,9 +24,10 @@ const DEFAULT_RING: u32 = 1024;
 impl Device {
     /// A port over `cfg.queues` pairs of rings (`rte_eth_from_rings`), plus
     /// the [`RingHandle`] that feeds its RX rings and drains its TX rings.
-    /// The ethdev is named `net_ring_<name>`. Each ring holds `max(rx_desc, tx_desc)` rounded up
-    /// to a power of two (1024 when both are 0); the mempool is sized as for
-    /// a device with that many RX and TX descriptors.
+    /// The ethdev is named `net_ring_<name>`. An RX ring holds `rx_desc`
+    /// and a TX ring `tx_desc` entries, rounded up to a power of two (1024
+    /// for 0; one entry of a ring stays unused); the mempool is sized as for
+    /// a device with those descriptors.
     pub fn from_rings(
         eal: &Arc<Eal>,
         name: &str,
@@ -46,14 +48,15 @@ impl Device {
         };
         let cname = CString::new(name).map_err(bad)?;
         let cethname = CString::new(ethname.clone()).map_err(bad)?;
-        let size = match u32::from(cfg.rx_desc.max(cfg.tx_desc)) {
+        let ring_size = |desc: u16| match u32::from(desc) {
             0 => DEFAULT_RING,
             n => n.next_power_of_two(),
         };
+        let (rx_size, tx_size) = (ring_size(cfg.rx_desc), ring_size(cfg.tx_desc));
 
         let seq = next_seq();
         let mut rings = Rings(Vec::with_capacity(2 * q as usize));
-        for dir in ["rx", "tx"] {
+        for (dir, size) in [("rx", rx_size), ("tx", tx_size)] {
             for i in 0..q {
                 // Ring names are process-wide memzone names (<= 29 bytes).
                 let rname = CString::new(format!("fvs{seq}{dir}{i}")).unwrap();
@@ -93,9 +96,10 @@ impl Device {
             )));
         }
         let port = port as u16;
+        // Sizes up to 2^15 fit the u16 descriptor counts they came from.
         let cfg = DeviceConfig {
-            rx_desc: size as u16,
-            tx_desc: size as u16,
+            rx_desc: rx_size.min(u32::from(u16::MAX)) as u16,
+            tx_desc: tx_size.min(u32::from(u16::MAX)) as u16,
             ..cfg.clone()
         };
         let owned = std::mem::take(&mut rings.0);
@@ -140,77 +144,86 @@ impl RingHandle {
         Some(self.dev.rings[if rx { queue } else { q + queue }])
     }
 
+    /// Appends `n` fresh mbufs from the device's pool to `out`, all or none
+    /// (false when the pool has fewer free), for [`RingHandle::enqueue`].
+    pub fn alloc_bulk(&self, n: usize, out: &mut Vec<DpdkPacket>) -> bool {
+        alloc_bulk(self.dev.pool.ptr, n, out)
+    }
+
+    /// Puts as many packets of `pkts` as RX queue `queue` has room for on
+    /// it, in order, and removes them from `pkts`; returns how many (0 when
+    /// there is no such queue). The device receives them as if from a wire.
+    pub fn enqueue(&self, queue: usize, pkts: &mut Vec<DpdkPacket>) -> usize {
+        let Some(ring) = self.ring(true, queue) else {
+            return 0;
+        };
+        if pkts.is_empty() {
+            return 0;
+        }
+        // SAFETY: a multi-producer ring (safe from any thread); pkts is an
+        // array of pkts.len() owned mbuf pointers (DpdkPacket is
+        // transparent). The ring owns the first n afterwards.
+        let n = unsafe {
+            ffi::rte_ring_enqueue_burst(
+                ring.as_ptr(),
+                pkts.as_ptr().cast::<*mut c_void>(),
+                pkts.len() as u32,
+                std::ptr::null_mut(),
+            )
+        } as usize;
+        // The ring owns those now: forget them without freeing.
+        for p in pkts.drain(..n) {
+            std::mem::forget(p);
+        }
+        n
+    }
+
+    /// Appends up to `max` packets the device transmitted on TX queue
+    /// `queue` to `out`, in order; returns how many.
+    pub fn dequeue(&self, queue: usize, out: &mut Vec<DpdkPacket>, max: usize) -> usize {
+        let Some(ring) = self.ring(false, queue) else {
+            return 0;
+        };
+        out.reserve(max);
+        let len = out.len();
+        // SAFETY: a multi-consumer ring; the spare capacity holds `max`
+        // pointers.
+        let n = unsafe {
+            ffi::rte_ring_dequeue_burst(
+                ring.as_ptr(),
+                out.as_mut_ptr().add(len).cast::<*mut c_void>(),
+                max as u32,
+                std::ptr::null_mut(),
+            )
+        } as usize;
+        // SAFETY: the TX ring holds only mbufs the ring PMD put there from
+        // tx_burst: valid, single-segment, now ours.
+        unsafe { out.set_len(len + n) };
+        n
+    }
+
     /// Puts a copy of `frame` on RX queue `queue`. False when there is no
     /// such queue, the frame does not fit an mbuf, the pool is empty or the
     /// ring is full.
     pub fn inject(&self, queue: usize, frame: &[u8]) -> bool {
-        let Some(ring) = self.ring(true, queue) else {
-            return false;
-        };
-        // SAFETY: the pool lives as long as the device we hold.
-        let m = unsafe { ffi::rte_pktmbuf_alloc(self.dev.pool.ptr.as_ptr()) };
-        let Some(mut m) = NonNull::new(m) else {
-            return false;
-        };
-        // SAFETY: a freshly allocated mbuf, owned here until enqueued or
-        // freed.
-        let mb = unsafe { m.as_mut() };
-        if frame.len() > (mb.buf_len - mb.data_off) as usize {
-            // SAFETY: owned, given back once.
-            unsafe { ffi::rte_pktmbuf_free(mb) };
+        let mut one = Vec::with_capacity(1);
+        if !self.alloc_bulk(1, &mut one) || !one[0].set_len(frame.len()) {
             return false;
         }
-        // SAFETY: the frame fits behind data_off in the mbuf's buffer.
-        unsafe {
-            std::ptr::copy_nonoverlapping(frame.as_ptr(), ffi::pktmbuf_mtod(mb), frame.len())
-        };
-        mb.data_len = frame.len() as u16;
-        mb.pkt_len = frame.len() as u32;
-        let obj = m.as_ptr().cast::<c_void>();
-        // SAFETY: a multi-producer ring (safe from any thread) and one valid
-        // object pointer.
-        let n =
-            unsafe { ffi::rte_ring_enqueue_burst(ring.as_ptr(), &obj, 1, std::ptr::null_mut()) };
-        if n == 0 {
-            // SAFETY: the ring did not take it; still ours.
-            unsafe { ffi::rte_pktmbuf_free(m.as_ptr()) };
-            return false;
-        }
-        true
+        one[0].data_mut().copy_from_slice(frame);
+        // What the ring does not take is freed with `one`.
+        self.enqueue(queue, &mut one) == 1
     }
 
     /// Takes every frame transmitted on TX queue `queue` so far, in order,
     /// and returns their mbufs to their pools.
     pub fn take(&self, queue: usize) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        let Some(ring) = self.ring(false, queue) else {
-            return out;
-        };
-        let mut objs = [std::ptr::null_mut::<c_void>(); BURST];
-        loop {
-            // SAFETY: a multi-consumer ring; objs has room for BURST.
-            let n = unsafe {
-                ffi::rte_ring_dequeue_burst(
-                    ring.as_ptr(),
-                    objs.as_mut_ptr(),
-                    BURST as u32,
-                    std::ptr::null_mut(),
-                )
-            };
-            if n == 0 {
-                return out;
-            }
-            for &o in &objs[..n as usize] {
-                let m = o.cast::<ffi::rte_mbuf>();
-                // SAFETY: the TX ring holds only mbufs the ring PMD put there
-                // from our tx_burst: valid, single-segment, now ours.
-                out.push(unsafe {
-                    std::slice::from_raw_parts(ffi::pktmbuf_mtod(m), (*m).data_len as usize)
-                        .to_vec()
-                });
-            }
-            // SAFETY: the n dequeued mbufs are ours and freed once.
-            unsafe { ffi::rte_pktmbuf_free_bulk(objs.as_mut_ptr().cast(), n) };
+        let mut pkts = Vec::with_capacity(BURST);
+        while self.dequeue(queue, &mut pkts, BURST) > 0 {
+            out.extend(pkts.iter().map(|p| p.data().to_vec()));
+            DpdkPacket::free_bulk(&mut pkts);
         }
+        out
     }
 }
