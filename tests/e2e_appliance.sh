@@ -43,6 +43,8 @@ cleanup() {
     CURRENT_LAB=""
     jobs -p | xargs -r kill 2>/dev/null
     rm -rf "$WORK"
+    # The EAL makes its runtime directory even with --no-shconf.
+    rm -rf /var/run/dpdk/fvs-"$RUN_ID"-*
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

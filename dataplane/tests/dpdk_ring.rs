@@ -52,7 +52,16 @@ fn eal_args() -> Vec<String> {
 fn setup() -> (MutexGuard<'static, ()>, Arc<Eal>) {
     let guard = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
     let eal = EAL
-        .get_or_init(|| Eal::init(&eal_args()).unwrap_or_else(|e| panic!("EAL init: {e}")))
+        .get_or_init(|| {
+            let eal = Eal::init(&eal_args()).unwrap_or_else(|e| panic!("EAL init: {e}"));
+            // The EAL makes its runtime directory even with --no-shconf,
+            // and nothing attaches to it: remove it rather than leave it.
+            let prefix = format!("fvs-test-{}", std::process::id());
+            for base in ["/var/run/dpdk", "/tmp/dpdk"] {
+                let _ = std::fs::remove_dir_all(format!("{base}/{prefix}"));
+            }
+            eal
+        })
         .clone();
     register_thread().unwrap_or_else(|e| panic!("register_thread: {e}"));
     (guard, eal)
