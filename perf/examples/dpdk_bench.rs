@@ -1,9 +1,9 @@
-//! The README's "DPDK (net_ring) against testpmd" table: every mode at each
-//! flow count through the same `run` as `ferrovs-perf --backend dpdk`
-//! (worker, io forwarding on the rig, testpmd io), `--repeats` times each;
-//! each of the three figures is the best of its repeats, and the ratios
-//! are those of the bests. Then testpmd in each of `--testpmd-modes`, for
-//! reference.
+//! The README's "DPDK against testpmd" table: every mode at each flow
+//! count through the same `run` as `ferrovs-perf --backend dpdk` (worker,
+//! io forwarding on the rig, testpmd io) over `--device` (memif or ring),
+//! `--repeats` times each; each of the three figures is the best of its
+//! repeats, and the ratios are those of the bests. Then testpmd on
+//! loopback rings in each of `--testpmd-modes`, for reference.
 //!
 //! ```sh
 //! cargo run --release -p ferrovs-perf --features dpdk --example dpdk_bench -- \
@@ -46,14 +46,24 @@ fn main() {
         modes: String,
         #[arg(long, default_value = "1000,1000000")]
         flows: String,
-        /// More testpmd forwarding modes to measure ("" for none).
-        #[arg(long, default_value = "macswap")]
+        /// memif or ring.
+        #[arg(long, default_value = "memif")]
+        device: String,
+        /// testpmd forwarding modes to measure on loopback rings, for
+        /// reference ("" for none).
+        #[arg(long, default_value = "")]
         testpmd_modes: String,
     }
     let args = Args::parse();
     let fail = |e: String| -> ! {
         eprintln!("dpdk_bench: {e}");
         std::process::exit(1)
+    };
+    let wire = dpdk_bench::Wire::parse(&args.device).unwrap_or_else(|e| fail(e));
+    // What the testpmd ratio compares (see DpdkBenchReport::ratio_vs_testpmd).
+    let ours = |r: &dpdk_bench::DpdkBenchReport| match wire {
+        dpdk_bench::Wire::Memif => r.returned_mpps,
+        dpdk_bench::Wire::Ring => r.mpps,
     };
     let mut rows = vec![];
     for mode in args.modes.split(',').filter(|m| !m.is_empty()) {
@@ -75,6 +85,7 @@ fn main() {
                     flows,
                     seconds: args.seconds,
                     testpmd: true,
+                    wire,
                 })
                 .unwrap_or_else(|e| fail(e));
                 eprintln!("{}", r.summary());
@@ -90,11 +101,11 @@ fn main() {
                             max(b.rig_io_mpps, r.rig_io_mpps),
                             max(b.testpmd_mpps, r.testpmd_mpps),
                         );
-                        let mut w = if r.mpps > b.mpps { r } else { b };
+                        let mut w = if ours(&r) > ours(&b) { r } else { b };
                         w.rig_io_mpps = rig;
                         w.testpmd_mpps = tpmd;
                         w.ratio_vs_rig_io = rig.map(|x| w.mpps / x);
-                        w.ratio_vs_testpmd = tpmd.map(|x| w.mpps / x);
+                        w.ratio_vs_testpmd = tpmd.map(|x| ours(&w) / x);
                         w
                     }
                 });
@@ -118,22 +129,23 @@ fn main() {
         testpmd.push((m.to_string(), best.expect("at least one run")));
     }
     println!(
-        "| mode | flows | Mpps | ns/packet | worker busy | io fwd on the rig, Mpps | ratio to it | testpmd io, Mpps | ratio to it |"
+        "| mode | flows | Mpps | ns/packet | back at the generator, Mpps | worker busy | io fwd on the rig, Mpps | ratio to it | testpmd io, Mpps | ratio to it |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let f = |x: Option<f64>, p: usize| x.map_or("-".into(), |x| format!("{x:.p$}"));
     for r in &rows {
         println!(
-            "| {} | {} | {:.2} | {:.1} | {:.0} % | {} | {} | {} | {} |",
+            "| {} | {} | {:.2} | {:.1} | {:.2} | {:.0} % | {} | {} | {} | {} |",
             r.mode.to_uppercase(),
             r.flows,
             r.mpps,
             r.ns_per_packet,
+            r.returned_mpps,
             r.worker_busy_share * 100.0,
             f(r.rig_io_mpps, 2),
             f(r.ratio_vs_rig_io, 2),
-            f(r.testpmd_mpps, 0),
-            f(r.ratio_vs_testpmd, 4),
+            f(r.testpmd_mpps, 2),
+            f(r.ratio_vs_testpmd, 3),
         );
     }
     for (m, t) in &testpmd {

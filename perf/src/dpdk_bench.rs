@@ -1,6 +1,6 @@
 //! `ferrovs-perf --backend dpdk`: one real `Worker<DpdkPort>` forwarding
-//! through DPDK ethdevs of the ring PMD (`net_ring`), measured against
-//! `dpdk-testpmd` io forwarding on the same kind of device.
+//! between DPDK ethdevs, measured against `dpdk-testpmd` io forwarding on
+//! the same devices with the same traffic.
 //!
 //! # The rig
 //!
@@ -8,59 +8,61 @@
 //!   of its own) with two lcores: lcore 0 (the main lcore, where the
 //!   generator runs) on the second CPU, lcore 1 (the worker's) on the first
 //!   (both on the one CPU of a 1-CPU machine).
-//! - Two ring devices, the client side (port 0) and the server side
-//!   (port 1), one queue pair each: SP/SC `rte_ring`s of 1024 entries
-//!   (what `--vdev=net_ring0` gives testpmd), made into ethdevs with
-//!   `rte_eth_from_rings` and opened with [`Device::open`], so the worker
-//!   reads and writes them through `rte_eth_rx_burst`/`rte_eth_tx_burst`
-//!   like a NIC queue.
+//! - Two sides, the client side (port 0) and the server side (port 1), one
+//!   queue pair each, over one of two kinds of device ([`Wire`]):
+//!   - **memif** (the default): a `net_memif` pair per side, the generator
+//!     holding the server end and the worker the client end, both in this
+//!     process. memif copies every frame into its shared memory on
+//!     transmit and out of it into a fresh mbuf on receive, so both ends
+//!     pay per packet roughly what a NIC's DMA and descriptor handling
+//!     cost a PMD. testpmd, in its own process, can take the worker's
+//!     place as the client ends, which makes its figure a ceiling measured
+//!     on the same devices with the same generator.
+//!   - **ring**: a `net_ring` device per side (`Device::from_rings`): the
+//!     generator puts mbufs on its RX ring and takes them off its TX ring
+//!     through the device's `RingHandle`. No copy, so the cheapest I/O
+//!     there is; testpmd can only be measured on loopback rings then.
 //! - The director is the memory benchmark's (`lab::snapshot`: VIP:80 over
 //!   three real servers in the mode under test, neighbours taught by ARP
 //!   replies), and the flows are established the same way: one SYN per
 //!   flow through the worker before timing (learning, for NAT and FULLNAT,
 //!   where each flow went so that the servers' replies can be built).
 //! - The worker runs on EAL lcore 1. A generator thread on the other CPU
-//!   (registered with the EAL for a mempool cache) stands for the NIC: it
-//!   allocates mbufs in bulk from a pool of its own, copies the pre-built
-//!   60-byte frames (N flows in random flow order, both directions for NAT
-//!   and FULLNAT) into them, enqueues them on the RX rings in bursts, and
-//!   takes what the worker transmitted off the TX rings and frees it.
+//!   (registered with the EAL for a mempool cache) stands for the wire: it
+//!   allocates mbufs in bulk, copies the pre-built 60-byte frames (N flows
+//!   in random flow order, both directions for NAT and FULLNAT) into them,
+//!   sends them in bursts, and takes in and frees what the worker
+//!   transmitted, counting it.
 //!
 //! # What is measured
 //!
-//! Packets the worker received per second of the worker's own wall time
-//! (`mpps`; `ns_per_packet` is its inverse for one core): DPDK rx/tx burst
-//! through the ring PMD plus all of the worker's processing. Not on the
-//! worker's core, so not in the figure: mbuf allocation, the frame copy and
-//! freeing sent mbufs (the generator does them, as a NIC's DMA and a PMD's
-//! descriptor refill would partly do). What the worker reads was written
-//! by the generator on the other core, so the cache-line transfers between
-//! the cores are in the figure (as a NIC's DMA into the cache would be).
+//! - `mpps`: packets the worker received per second of the worker's own
+//!   wall time (`ns_per_packet` is its inverse for one core): rx/tx burst
+//!   through the PMD plus all of the worker's processing.
+//! - `returned_mpps`: packets that came back to the generator per second
+//!   while the worker was measured, its forwarding rate as the wire sees
+//!   it.
 //!
-//! The generator can still limit the figure. `worker_busy_share` (the
-//! share of the time the worker spent in polls that found packets, timed
-//! with the TSC) and `packets_per_busy_poll` say whether it did: busy near
-//! 1 with full bursts, `mpps` is the worker's rate; otherwise it is partly
-//! the generator's. With `testpmd`, the run also measures the rig's own
-//! ceiling (`rig_io_mpps`: the same generator and traffic with a plain io
-//! forwarder in place of the worker).
+//! The generator can limit the figures. `worker_busy_share` (the share of
+//! the time the worker spent in polls that found packets, timed with the
+//! TSC) and `packets_per_busy_poll` say whether it did: busy near 1 with
+//! full bursts, `mpps` is the worker's rate; otherwise it is partly the
+//! generator's. With `testpmd`, the run also measures two ceilings:
 //!
-//! The dataplane's own [`RingHandle`] (per-frame `inject`, `take` copying
-//! every frame into a `Vec`) is too slow to feed a worker (see
-//! `FERROVS_DPDK_GENERATOR` below), hence the bulk generator written here
-//! over `ferrovs_ffi`. Set `FERROVS_DPDK_GENERATOR=ring-handle` to feed
-//! through `Device::from_rings` and its `RingHandle` instead.
-//!
-//! # testpmd
-//!
-//! With `testpmd`, after the worker's run (never at the same time),
-//! `dpdk-testpmd` (or `$FERROVS_TESTPMD`) runs io forwarding with one
-//! forwarding core on the same CPUs between two `net_ring` vdevs
-//! (loopback rings that circulate the first burst, `--tx-first`), and its
-//! per-second `Rx-pps`, summed over both ports, gives `testpmd_mpps` (the
-//! median second). io forwarding never touches a packet, and the loopback
-//! keeps the same few mbufs in cache, so this is the ceiling of moving mbuf
-//! pointers through the ring PMD on one core, not a NIC's.
+//! - `rig_io_mpps`: the same rig, generator and traffic with a plain io
+//!   forwarder (rx burst on one port, tx burst on the other) in place of
+//!   the worker, on its lcore.
+//! - `testpmd_mpps`: `dpdk-testpmd` (or `$FERROVS_TESTPMD`) io forwarding
+//!   with one forwarding core on the worker's CPU, after the worker's run
+//!   (never at the same time). On memif it is the client ends of a fresh
+//!   rig, fed by the same generator with the same traffic, and its figure
+//!   is what came back to the generator, so `ratio_vs_testpmd` compares
+//!   `returned_mpps` with it: like with like. On ring it forwards between
+//!   two loopback `net_ring` vdevs that circulate its first burst
+//!   (`--tx-first`), and its figure is the median of its own per-second
+//!   `Rx-pps` over both ports: the ceiling of moving mbuf pointers through
+//!   the ring PMD on one core without ever reading a packet, hundreds of
+//!   times any forwarder's rate.
 #![cfg(feature = "dpdk")]
 
 use crate::lab;
@@ -68,19 +70,16 @@ use crate::traffic::{self, Flow, Trace, FRAME_LEN};
 use ferrovs_dataplane::conn::Timeouts;
 use ferrovs_dataplane::counters::DropReason;
 use ferrovs_dataplane::port::dpdk::{
-    register_thread, Device, DeviceConfig, DpdkPacket, DpdkPort, Eal, RingHandle,
+    register_thread, tsc, Device, DeviceConfig, DpdkPacket, DpdkPort, Eal, RingHandle,
 };
-use ferrovs_dataplane::port::{Port, BURST};
+use ferrovs_dataplane::port::{Packet, Port, BURST};
 use ferrovs_dataplane::service::FwdMethod;
 use ferrovs_dataplane::wire::l4::{TCP_ACK, TCP_SYN};
 use ferrovs_dataplane::worker::{Shared, Worker};
-use ferrovs_ffi as ffi;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::ffi::{c_void, CString};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -96,6 +95,8 @@ pub struct DpdkBenchArgs {
     pub seconds: f64,
     /// Also measure dpdk-testpmd io forwarding and report the ratio.
     pub testpmd: bool,
+    /// The devices between the generator and the forwarder.
+    pub wire: Wire,
 }
 
 /// What a run measured.
@@ -133,8 +134,13 @@ pub struct DpdkBenchReport {
     /// Polls that found no packet, out of all the worker's polls (empty
     /// polls are cheap, so this is high as soon as the worker waits at all).
     pub idle_poll_share: f64,
-    /// "bulk" (the generator of this module) or "ring-handle".
-    pub generator: &'static str,
+    /// The devices between the generator and the forwarder: "memif" or
+    /// "ring".
+    pub device: Wire,
+    /// Packets per second that came back to the generator while the
+    /// worker was measured, in millions: its forwarding rate as the wire
+    /// sees it (what the memif ratio compares with testpmd's).
+    pub returned_mpps: f64,
     /// mbufs not back in their pools once the rig was drained (must be 0).
     pub leaked_mbufs: u64,
     /// Time to build the rig, the traffic and the flows.
@@ -146,12 +152,15 @@ pub struct DpdkBenchReport {
     pub rig_io_mpps: Option<f64>,
     /// `mpps / rig_io_mpps`.
     pub ratio_vs_rig_io: Option<f64>,
-    /// testpmd io forwarding, packets per second over both ports, in
-    /// millions: the median of `testpmd_samples`.
+    /// testpmd io forwarding with one forwarding core, packets per second
+    /// in millions. memif: in place of the worker, fed by the same
+    /// generator with the same traffic, what came back to the generator.
+    /// ring: between two loopback rings (`--tx-first`), the median second
+    /// of testpmd's own figures over both ports.
     pub testpmd_mpps: Option<f64>,
-    /// testpmd's figure for each full second it ran.
+    /// testpmd's own figure for each full second it forwarded.
     pub testpmd_samples: Vec<f64>,
-    /// `mpps / testpmd_mpps`.
+    /// memif: `returned_mpps / testpmd_mpps`; ring: `mpps / testpmd_mpps`.
     pub ratio_vs_testpmd: Option<f64>,
     pub testpmd_cmd: Option<String>,
 }
@@ -160,12 +169,13 @@ impl DpdkBenchReport {
     /// The one-line summary `ferrovs-perf --backend dpdk` prints.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "backend dpdk (net_ring, {} generator) mode {} flows {} workers 1: {:.2} Mpps ({:.1} ns/packet), worker busy {:.1} % ({:.1} ns/packet busy, {:.1} packets per busy poll), forwarded {}, drops {}",
-            self.generator,
+            "backend dpdk (net_{}) mode {} flows {} workers 1: {:.2} Mpps ({:.1} ns/packet, {:.2} Mpps back at the generator), worker busy {:.1} % ({:.1} ns/packet busy, {:.1} packets per busy poll), forwarded {}, drops {}",
+            self.device.name(),
             self.mode,
             self.flows,
             self.mpps,
             self.ns_per_packet,
+            self.returned_mpps,
             self.worker_busy_share * 100.0,
             self.busy_ns_per_packet,
             self.packets_per_busy_poll,
@@ -176,14 +186,14 @@ impl DpdkBenchReport {
             s += &format!("; io forwarding on this rig {t:.2} Mpps, ratio {r:.3}");
         }
         if let (Some(t), Some(r)) = (self.testpmd_mpps, self.ratio_vs_testpmd) {
-            s += &format!("; testpmd io {t:.1} Mpps, ratio {r:.4}");
+            s += &format!("; testpmd io {t:.2} Mpps, ratio {r:.3}");
         }
         s
     }
 }
 
-/// Runs the worker over ring devices for `a.seconds`, then, if asked,
-/// testpmd for as long.
+/// Runs the worker for `a.seconds`, then, if asked, the rig's io
+/// forwarder and testpmd for as long each.
 pub fn run(a: &DpdkBenchArgs) -> Result<DpdkBenchReport, String> {
     let fwd = match a.mode {
         "dr" => FwdMethod::Dr,
@@ -198,36 +208,35 @@ pub fn run(a: &DpdkBenchArgs) -> Result<DpdkBenchReport, String> {
     if a.flows == 0 {
         return Err("needs at least one flow".into());
     }
-    let generator = match std::env::var("FERROVS_DPDK_GENERATOR").as_deref() {
-        Err(_) | Ok("") | Ok("bulk") => Generator::Bulk,
-        Ok("ring-handle") => Generator::RingHandle,
-        Ok(g) => {
-            return Err(format!(
-                "FERROVS_DPDK_GENERATOR={g:?}: expected bulk or ring-handle"
-            ))
-        }
-    };
     let _one = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
     let (eal, cpus) = eal()?;
-    let (mut report, traces) = bench(&eal, cpus, a, fwd, generator)?;
+    let (mut report, traces) = bench(&eal, cpus, a, fwd)?;
     if a.testpmd {
-        let io = rig_io(&eal, cpus, &traces, a.seconds, generator)?;
-        drop(traces);
+        let io = rig_io(&eal, cpus, &traces, a.seconds, a.wire)?;
         report.rig_io_mpps = Some(io);
         report.ratio_vs_rig_io = Some(report.mpps / io);
-        let t = run_testpmd("io", a.seconds)?;
-        report.ratio_vs_testpmd = Some(report.mpps / t.mpps);
+        let t = match a.wire {
+            Wire::Memif => testpmd_over_memif(
+                &eal,
+                cpus,
+                &traces,
+                a.seconds,
+                &testpmd_bin(),
+                TESTPMD_STARTUP,
+            )?,
+            Wire::Ring => run_testpmd("io", a.seconds)?,
+        };
+        drop(traces);
+        let ours = match a.wire {
+            Wire::Memif => report.returned_mpps,
+            Wire::Ring => report.mpps,
+        };
+        report.ratio_vs_testpmd = Some(ours / t.mpps);
         report.testpmd_mpps = Some(t.mpps);
         report.testpmd_samples = t.samples;
         report.testpmd_cmd = Some(t.cmd);
     }
     Ok(report)
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Generator {
-    Bulk,
-    RingHandle,
 }
 
 /// The CPUs of the generator (and EAL main lcore) and of the worker; for
@@ -268,11 +277,6 @@ const RX_RING: u32 = 1024;
 /// full when the generator thread is descheduled for a while (a wire would
 /// keep draining).
 const TX_RING: u32 = 4 * RX_RING;
-/// mbufs in the generator's pool: every ring full, plus bursts and caches.
-const GEN_POOL: u32 = 2 * (RX_RING + TX_RING) + 8 * 1024 - 1;
-/// mbufs the generator takes off a TX ring at a time.
-const DRAIN: usize = 2 * BURST;
-
 static EAL: OnceLock<Result<(Arc<Eal>, Cpus), String>> = OnceLock::new();
 /// Held by a run: there is one worker lcore.
 static RUNNING: Mutex<()> = Mutex::new(());
@@ -282,20 +286,27 @@ static RUNNING: Mutex<()> = Mutex::new(());
 fn eal() -> Result<(Arc<Eal>, Cpus), String> {
     EAL.get_or_init(|| {
         let Cpus { gen, worker } = cpus();
+        let prefix = format!("fvs-perf-{}", std::process::id());
         let args: Vec<String> = [
             "--no-huge",
             "-m",
             "1024",
             "--no-pci",
-            "--no-shconf",
-            &format!("--file-prefix=fvs-perf-{}", std::process::id()),
+            "--no-telemetry",
+            // Not --no-shconf: memif registers a multi-process action.
+            &format!("--file-prefix={prefix}"),
             &format!("--lcores=0@{gen},{WORKER_LCORE}@{worker}"),
             "--log-level=warning",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let eal = Eal::init(&args).map_err(|e| format!("EAL ({}): {e}", args.join(" ")))?;
+        let eal = Eal::init(&args).map_err(|e| format!("EAL ({}): {e}", args.join(" ")));
+        // Nothing attaches to this EAL as a secondary process: its runtime
+        // files can go now (what is open stays usable) rather than be left
+        // behind at exit.
+        remove_runtime_dir(&prefix);
+        let eal = eal?;
         if !eal.worker_lcores().contains(&WORKER_LCORE) {
             return Err(format!(
                 "EAL lcore {WORKER_LCORE} missing (worker lcores {:?})",
@@ -307,64 +318,108 @@ fn eal() -> Result<(Arc<Eal>, Cpus), String> {
     .clone()
 }
 
-/// A ring pointer shared by the generator and one ethdev queue: SP/SC
-/// rings, each side used by one thread at a time (the warm-up on the
-/// calling thread, then the generator; the PMD on the worker's lcore).
-#[derive(Clone, Copy)]
-struct Ring(NonNull<ffi::rte_ring>);
-// SAFETY: see above; rte_ring is made to be shared between threads, one
-// producer and one consumer at a time for SP/SC rings.
-unsafe impl Send for Ring {}
-// SAFETY: as for Send.
-unsafe impl Sync for Ring {}
+/// The devices the worker (or testpmd) and the generator talk through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Wire {
+    /// A `net_memif` pair per side in this process: the generator holds the
+    /// server end, the worker the client end (testpmd, in its own process,
+    /// connects to the same server ends). Every packet is copied into the
+    /// shared memory on transmit and out of it on receive, as a NIC's DMA
+    /// would move it.
+    Memif,
+    /// A `net_ring` device per side: the generator puts mbufs on its RX
+    /// rings and takes them off its TX rings; nothing is copied.
+    Ring,
+}
 
-/// The generator's mbuf pool.
-struct Pool(NonNull<ffi::rte_mempool>);
-// SAFETY: mempools are thread-safe (MP/MC).
-unsafe impl Send for Pool {}
-// SAFETY: as for Send.
-unsafe impl Sync for Pool {}
+impl Wire {
+    pub fn name(self) -> &'static str {
+        match self {
+            Wire::Memif => "memif",
+            Wire::Ring => "ring",
+        }
+    }
 
-impl Pool {
-    fn in_use(&self) -> u32 {
-        // SAFETY: a valid pool; only reads its counts.
-        unsafe { ffi::rte_mempool_in_use_count(self.0.as_ptr()) }
+    pub fn parse(s: &str) -> Result<Wire, String> {
+        match s {
+            "memif" => Ok(Wire::Memif),
+            "ring" => Ok(Wire::Ring),
+            _ => Err(format!("unknown device {s:?} (memif, ring)")),
+        }
     }
 }
 
-/// One ring device as the generator sees it.
+/// The generator's end of one side.
 enum Side {
-    /// Our rings under an ethdev opened with `Device::open`.
-    Own { rx: Ring, tx: Ring, vdev: CString },
-    /// `Device::from_rings`.
-    Handle(RingHandle),
+    /// The test side of a `net_ring` device.
+    Ring(RingHandle),
+    /// The server end of a memif pair.
+    Wire(DpdkPort),
 }
 
-/// Makes ring and device names unique in the process.
+impl Side {
+    /// Appends `n` fresh mbufs to `out` (all or none).
+    fn alloc(&mut self, n: usize, out: &mut Vec<DpdkPacket>) -> bool {
+        match self {
+            Side::Ring(h) => h.alloc_bulk(n, out),
+            Side::Wire(p) => p.alloc_bulk(n, out),
+        }
+    }
+
+    /// Sends what the far end has room for, removing it from `pkts`.
+    fn send(&mut self, pkts: &mut Vec<DpdkPacket>) -> usize {
+        match self {
+            Side::Ring(h) => h.enqueue(0, pkts),
+            Side::Wire(p) => {
+                let before = pkts.len();
+                p.tx_burst(pkts);
+                before - pkts.len()
+            }
+        }
+    }
+
+    /// Appends up to a burst of what the far end transmitted to `out`.
+    fn recv(&mut self, out: &mut Vec<DpdkPacket>) -> usize {
+        match self {
+            Side::Ring(h) => h.dequeue(0, out, BURST),
+            Side::Wire(p) => p.rx_burst(out),
+        }
+    }
+}
+
+/// Makes device and socket names unique in the process.
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
-fn dpdk_err(what: &str) -> String {
-    let e = ffi::rte_errno();
-    format!("{what}: {} (errno {e})", ffi::strerror(e))
+/// The two sides' devices and the generator's ends. Dropped only after
+/// every `DpdkPort` of the worker's ends is gone.
+struct Rig {
+    sides: Vec<Side>,
+    devs: Vec<Arc<Device>>,
+    wire: Wire,
+    /// The memif control socket's name.
+    socket: Option<String>,
 }
 
-/// The two devices, the generator's pool and the rings. Dropped only
-/// after every `DpdkPort` of the devices (the worker) is gone.
-struct Rig {
-    devs: Vec<Arc<Device>>,
-    sides: Vec<Side>,
-    pool: Option<Pool>,
-    /// Rings created so far (freed on drop, after the devices).
-    rings: Vec<Ring>,
-}
+/// log2 of the entries of each memif ring (both directions): 2048, twice a
+/// NIC queue's usual descriptors, so that the forwarder's transmit ring
+/// does not overflow while the generator thread is briefly descheduled
+/// (a wire would keep draining).
+const MEMIF_RSIZE: u32 = 11;
+
+/// How long a memif pair may take to connect (the EAL's interrupt thread
+/// does it, within milliseconds here).
+const LINK_WAIT: Duration = Duration::from_secs(10);
 
 impl Rig {
-    fn new(eal: &Arc<Eal>, generator: Generator) -> Result<(Rig, Vec<DpdkPort>), String> {
+    /// The rig with the worker's ends (returned), or, with `worker_ends`
+    /// false, only the generator's (memif: for testpmd to connect to).
+    fn new(eal: &Arc<Eal>, wire: Wire, worker_ends: bool) -> Result<(Rig, Vec<DpdkPort>), String> {
         let mut rig = Rig {
-            devs: vec![],
             sides: vec![],
-            pool: None,
-            rings: vec![],
+            devs: vec![],
+            wire,
+            socket: None,
         };
         let cfg = DeviceConfig {
             queues: 1,
@@ -373,255 +428,165 @@ impl Rig {
             mbufs: 0,
             promiscuous: false,
         };
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let mut ports = vec![];
-        match generator {
-            Generator::Bulk => {
-                let name =
-                    CString::new(format!("fvspb_gen{}", SEQ.fetch_add(1, Ordering::Relaxed)))
-                        .unwrap();
-                // SAFETY: a valid name; sizes in range (cache 256 <= the
-                // maximum, 1.5 x 256 < the pool).
-                let mp = unsafe {
-                    ffi::rte_pktmbuf_pool_create(
-                        name.as_ptr(),
-                        GEN_POOL,
-                        256,
-                        0,
-                        ffi::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
-                        ffi::SOCKET_ID_ANY,
-                    )
-                };
-                rig.pool = Some(Pool(
-                    NonNull::new(mp).ok_or_else(|| dpdk_err("rte_pktmbuf_pool_create"))?,
-                ));
-                for _ in 0..2 {
-                    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-                    let mut mk = |dir: &str, size: u32| -> Result<Ring, String> {
-                        let rname = CString::new(format!("fvspb{n}{dir}")).unwrap();
-                        let flags = ffi::RING_F_SP_ENQ | ffi::RING_F_SC_DEQ;
-                        // SAFETY: a valid name, a power-of-two size.
-                        let r = unsafe {
-                            ffi::rte_ring_create(rname.as_ptr(), size, ffi::SOCKET_ID_ANY, flags)
-                        };
-                        let r = Ring(NonNull::new(r).ok_or_else(|| dpdk_err("rte_ring_create"))?);
-                        rig.rings.push(r);
-                        Ok(r)
-                    };
-                    let (rx, tx) = (mk("rx", RX_RING)?, mk("tx", TX_RING)?);
-                    let dname = CString::new(format!("fvspb{n}")).unwrap();
-                    // SAFETY: one valid ring each way, alive until the rig
-                    // drops (after the device); a valid name.
-                    let port = unsafe {
-                        ffi::rte_eth_from_rings(
-                            dname.as_ptr(),
-                            &rx.0.as_ptr(),
-                            1,
-                            &tx.0.as_ptr(),
-                            1,
-                            ffi::rte_socket_id(),
-                        )
-                    };
-                    if port < 0 {
-                        return Err(dpdk_err("rte_eth_from_rings"));
-                    }
-                    let vdev = CString::new(format!("net_ring_fvspb{n}")).unwrap();
-                    let ethname = vdev.to_str().unwrap().to_owned();
-                    rig.sides.push(Side::Own { rx, tx, vdev });
-                    let (dev, mut p) = Device::open(eal, &ethname, &cfg)
-                        .map_err(|e| format!("open {ethname}: {e}"))?;
-                    rig.devs.push(dev);
-                    ports.push(p.remove(0));
-                }
-            }
-            Generator::RingHandle => {
-                for side in ["client", "server"] {
-                    let name = format!("fvspb_{side}{}", SEQ.fetch_add(1, Ordering::Relaxed));
+        match wire {
+            Wire::Ring => {
+                for side in 0..2 {
+                    let name = format!("fvspb{n}s{side}");
                     let (dev, mut p, h) = Device::from_rings(eal, &name, &cfg)
                         .map_err(|e| format!("from_rings {name}: {e}"))?;
                     rig.devs.push(dev);
-                    rig.sides.push(Side::Handle(h));
+                    rig.sides.push(Side::Ring(h));
                     ports.push(p.remove(0));
+                }
+            }
+            Wire::Memif => {
+                let socket = memif_socket(n);
+                rig.socket = Some(socket.clone());
+                // Servers first: a client connects at start to a listener.
+                for side in 0..2 {
+                    let name =
+                        format!("net_memiffvs{n}g{side},role=server,socket={socket},id={side},rsize={MEMIF_RSIZE}");
+                    let (dev, mut p) =
+                        Device::open(eal, &name, &cfg).map_err(|e| format!("open {name}: {e}"))?;
+                    rig.devs.push(dev);
+                    rig.sides.push(Side::Wire(p.remove(0)));
+                }
+                if worker_ends {
+                    for side in 0..2 {
+                        let name =
+                            format!("net_memiffvs{n}w{side},role=client,socket={socket},id={side},rsize={MEMIF_RSIZE}");
+                        let (dev, mut p) = Device::open(eal, &name, &cfg)
+                            .map_err(|e| format!("open {name}: {e}"))?;
+                        rig.devs.push(dev);
+                        ports.push(p.remove(0));
+                    }
+                    rig.wait_for_links(LINK_WAIT, || Ok(()))?;
+                    // A memif client hands the server its receive buffers
+                    // in rx_burst: until it has polled once, the server
+                    // cannot send it anything.
+                    let mut none = Vec::new();
+                    for p in &mut ports {
+                        p.rx_burst(&mut none);
+                    }
                 }
             }
         }
         Ok((rig, ports))
     }
 
-    /// Puts a copy of `frame` on port `p`'s RX ring.
-    fn inject(&self, p: usize, frame: &[u8]) -> bool {
-        match &self.sides[p] {
-            Side::Handle(h) => h.inject(0, frame),
-            Side::Own { rx, .. } => {
-                let mut m = [std::ptr::null_mut(); 1];
-                let pool = self.pool.as_ref().expect("bulk rig has a pool");
-                // SAFETY: `m` has room for one mbuf.
-                if unsafe { ffi::rte_pktmbuf_alloc_bulk(pool.0.as_ptr(), m.as_mut_ptr(), 1) } != 0 {
-                    return false;
-                }
-                // SAFETY: a fresh mbuf of ours; the frame fits its data room.
-                unsafe { fill(m[0], frame) };
-                // SAFETY: one valid object; this thread is the ring's only
-                // producer now.
-                let n = unsafe {
-                    ffi::rte_ring_enqueue_burst(
-                        rx.0.as_ptr(),
-                        m.as_ptr().cast(),
-                        1,
-                        std::ptr::null_mut(),
-                    )
-                };
-                if n == 0 {
-                    // SAFETY: not enqueued, still ours.
-                    unsafe { ffi::rte_pktmbuf_free_bulk(m.as_mut_ptr(), 1) };
-                }
-                n == 1
+    /// Waits until every device's link is up (memif: connected), calling
+    /// `alive` between looks (it fails when the peer is gone).
+    fn wait_for_links(
+        &self,
+        within: Duration,
+        mut alive: impl FnMut() -> Result<(), String>,
+    ) -> Result<(), String> {
+        let until = Instant::now() + within;
+        loop {
+            let down: Vec<&str> = self
+                .devs
+                .iter()
+                .filter(|d| !d.link().up)
+                .map(|d| d.name())
+                .collect();
+            if down.is_empty() {
+                return Ok(());
             }
+            alive()?;
+            if Instant::now() > until {
+                return Err(format!(
+                    "{} link(s) still down after {within:?}: {}",
+                    self.wire.name(),
+                    down.join(", ")
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
-    /// Takes what port `p` transmitted.
-    fn take(&self, p: usize) -> Vec<Vec<u8>> {
-        match &self.sides[p] {
-            Side::Handle(h) => h.take(0),
-            Side::Own { tx, .. } => {
-                let mut out = vec![];
-                let mut objs = [std::ptr::null_mut::<ffi::rte_mbuf>(); DRAIN];
-                loop {
-                    let n = drain(*tx, &mut objs, |m| {
-                        // SAFETY: a single-segment mbuf the PMD put on the
-                        // ring, ours until freed by `drain`.
-                        out.push(unsafe {
-                            std::slice::from_raw_parts(ffi::pktmbuf_mtod(m), (*m).data_len as usize)
-                                .to_vec()
-                        })
-                    });
-                    if n == 0 {
-                        return out;
-                    }
-                }
-            }
+    /// Sends a copy of `frame` into side `p`.
+    fn inject(&mut self, p: usize, frame: &[u8]) -> bool {
+        let mut one = Vec::with_capacity(1);
+        let side = &mut self.sides[p];
+        if !side.alloc(1, &mut one) || !one[0].set_len(frame.len()) {
+            return false;
         }
+        one[0].data_mut().copy_from_slice(frame);
+        side.send(&mut one) == 1
     }
 
-    /// Frees everything left on the rings and counts the mbufs not back in
-    /// their pools. Call once no DpdkPort is left.
-    fn drain_and_count(&self) -> u64 {
-        let mut objs = [std::ptr::null_mut::<ffi::rte_mbuf>(); DRAIN];
-        for s in &self.sides {
-            match s {
-                Side::Own { rx, tx, .. } => {
-                    while drain(*rx, &mut objs, |_| ()) > 0 {}
-                    while drain(*tx, &mut objs, |_| ()) > 0 {}
-                }
-                Side::Handle(h) => {
-                    h.take(0);
-                }
-            }
+    /// Takes what side `p` received so far.
+    fn take(&mut self, p: usize) -> Vec<Vec<u8>> {
+        let mut out = vec![];
+        let mut buf = Vec::with_capacity(BURST);
+        while self.sides[p].recv(&mut buf) > 0 {
+            out.extend(buf.iter().map(|f| f.data().to_vec()));
+            DpdkPacket::free_bulk(&mut buf);
         }
-        let devs: u64 = self
-            .devs
+        out
+    }
+
+    /// Frees everything still in flight towards the generator and counts
+    /// the mbufs not back in their pools. Call once no port of the worker's
+    /// ends is left.
+    fn drain_and_count(&mut self) -> u64 {
+        for p in 0..self.sides.len() {
+            self.take(p);
+        }
+        self.devs
             .iter()
             .map(|d| u64::from(d.mempool_usage().0))
-            .sum();
-        devs + self.pool.as_ref().map_or(0, |p| u64::from(p.in_use()))
+            .sum()
     }
 }
 
 impl Drop for Rig {
     fn drop(&mut self) {
-        // Handles and devices first: a device closes its port when its
-        // last handle goes.
-        let mut vdevs = vec![];
-        for s in self.sides.drain(..) {
-            if let Side::Own { vdev, .. } = s {
-                vdevs.push(vdev);
-            }
+        // The generator's ends and the devices; a device closes (and its
+        // vdev goes) with its last port.
+        self.sides.clear();
+        if self.wire == Wire::Memif {
+            // The client ends (the worker's) first, and the servers only
+            // once the EAL's interrupt thread is done with the clients'
+            // disconnection (see `wait_for_down`).
+            let servers: Vec<Arc<Device>> = self.devs.drain(..2.min(self.devs.len())).collect();
+            self.devs.clear();
+            wait_for_down(&servers);
         }
-        let shared = self.devs.iter().any(|d| Arc::strong_count(d) > 1);
         self.devs.clear();
-        if shared {
-            // A port of ours is still alive somewhere: its rings and the
-            // pool must stay.
-            return;
-        }
-        for v in vdevs {
-            // SAFETY: the ethdev over it is closed; removing the vdev only
-            // unregisters it.
-            unsafe { ffi::rte_vdev_uninit(v.as_ptr()) };
-        }
-        let mut objs = [std::ptr::null_mut::<ffi::rte_mbuf>(); DRAIN];
-        for r in self.rings.drain(..) {
-            while drain(r, &mut objs, |_| ()) > 0 {}
-            // SAFETY: empty, and no ethdev uses it any more.
-            unsafe { ffi::rte_ring_free(r.0.as_ptr()) };
-        }
-        if let Some(p) = self.pool.take() {
-            if p.in_use() == 0 {
-                // SAFETY: no mbuf of the pool is in use or on a ring.
-                unsafe { ffi::rte_mempool_free(p.0.as_ptr()) };
-            }
+        if let Some(s) = &self.socket {
+            // memif's socket is a file unless abstract; gone either way.
+            let _ = std::fs::remove_file(s);
         }
     }
 }
 
-/// Copies `frame` into a fresh mbuf.
-///
-/// # Safety
-///
-/// `m` is a freshly allocated (reset) mbuf owned by the caller, with room
-/// for the frame.
-#[inline(always)]
-unsafe fn fill(m: *mut ffi::rte_mbuf, frame: &[u8]) {
-    // SAFETY: per the contract.
-    unsafe {
-        std::ptr::copy_nonoverlapping(frame.as_ptr(), ffi::pktmbuf_mtod(m), frame.len());
-        (*m).data_len = frame.len() as u16;
-        (*m).pkt_len = frame.len() as u32;
+/// Waits until every memif server of `devs` has taken in its client's
+/// disconnection, so that it can be closed. The EAL's interrupt thread
+/// handles the client's disconnect message: it marks the link down and
+/// defers freeing the control channel until its callback has returned.
+/// Closing the server before that deferred free has run frees the channel
+/// twice, and DPDK 22.11 crashes in the interrupt thread (seen here, in
+/// `rte_free` under the memif PMD). Hence the link must be down and then
+/// the thread given a moment.
+fn wait_for_down(devs: &[Arc<Device>]) {
+    let until = Instant::now() + Duration::from_secs(2);
+    while devs.iter().any(|d| d.link().up) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
     }
+    std::thread::sleep(Duration::from_millis(100));
 }
 
-/// Dequeues up to `objs.len()` mbufs from `r`, shows each to `f`, frees
-/// them; returns how many.
-#[inline]
-fn drain(r: Ring, objs: &mut [*mut ffi::rte_mbuf], mut f: impl FnMut(*mut ffi::rte_mbuf)) -> usize {
-    // SAFETY: `objs` has room for its length; the caller is the ring's only
-    // consumer.
-    let n = unsafe {
-        ffi::rte_ring_dequeue_burst(
-            r.0.as_ptr(),
-            objs.as_mut_ptr().cast::<*mut c_void>(),
-            objs.len() as u32,
-            std::ptr::null_mut(),
-        )
-    } as usize;
-    for &m in &objs[..n] {
-        f(m);
-    }
-    if n > 0 {
-        // SAFETY: the ring held only mbufs, now ours, freed once.
-        unsafe { ffi::rte_pktmbuf_free_bulk(objs.as_mut_ptr(), n as u32) };
-    }
-    n
-}
-
-/// A cheap clock for timing single polls: the TSC (constant and
-/// non-stop on the machines we measure on), else nanoseconds since the
-/// first call.
-#[inline(always)]
-fn cycles() -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: RDTSC has no preconditions (SSE2-era x86_64 baseline).
-        #[allow(unused_unsafe)]
-        unsafe {
-            std::arch::x86_64::_rdtsc()
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        static T0: OnceLock<Instant> = OnceLock::new();
-        T0.get_or_init(Instant::now).elapsed().as_nanos() as u64
-    }
+/// A memif control socket for rig `n`: a path in the temporary directory
+/// (DPDK 22.11 makes it an abstract socket of that name by default, so
+/// usually no file appears).
+fn memif_socket(n: u32) -> String {
+    std::env::temp_dir()
+        .join(format!("fvs-perf-{}-{n}.sock", std::process::id()))
+        .display()
+        .to_string()
 }
 
 /// Milliseconds on the worker's clock.
@@ -644,7 +609,7 @@ fn shuffle<T>(v: &mut [T], mut seed: u64) {
 /// Polls until `want` frames left through port `out`, or gives up.
 fn forward(
     worker: &mut Worker<DpdkPort>,
-    rig: &Rig,
+    rig: &mut Rig,
     epoch: &Instant,
     out: usize,
     want: usize,
@@ -673,7 +638,7 @@ struct Learned {
 /// order on port 0, and for NAT and FULLNAT the servers' replies on port 1.
 fn warm_up(
     worker: &mut Worker<DpdkPort>,
-    rig: &Rig,
+    rig: &mut Rig,
     epoch: &Instant,
     fwd: FwdMethod,
     flows: u64,
@@ -772,17 +737,16 @@ fn bench(
     cpus: Cpus,
     a: &DpdkBenchArgs,
     fwd: FwdMethod,
-    generator: Generator,
 ) -> Result<(DpdkBenchReport, [Trace; 2]), String> {
     let setup = Instant::now();
     register_thread().map_err(|e| format!("register_thread: {e}"))?;
-    let (rig, ports) = Rig::new(eal, generator)?;
+    let (mut rig, ports) = Rig::new(eal, a.wire, true)?;
     let snap = lab::snapshot(fwd, 1, Timeouts::default(), false, lab::laddrs_for(a.flows));
     let shared: Arc<Shared<DpdkPacket>> = Shared::new(snap);
     let epoch = Instant::now();
     let capacity = ((a.flows as usize) * 9 / 8).max(1024);
     let mut worker = Worker::new(0, shared.clone(), ports, capacity, now(&epoch));
-    let traces = match warm_up(&mut worker, &rig, &epoch, fwd, a.flows) {
+    let traces = match warm_up(&mut worker, &mut rig, &epoch, fwd, a.flows) {
         Ok(t) => t,
         Err(e) => {
             drop(worker);
@@ -799,10 +763,10 @@ fn bench(
         drop(worker);
         r
     };
-    let w = drive(eal, cpus, &rig, &traces, a.seconds, job);
+    let w = drive(eal, cpus, &mut rig.sides, &traces, a.seconds, job);
     let leaked_mbufs = rig.drain_and_count();
     drop(rig);
-    let w = w?;
+    let (w, back) = w?;
 
     let secs = w.elapsed.as_secs_f64().max(1e-9);
     let mpps = w.rx as f64 / secs / 1e6;
@@ -833,10 +797,8 @@ fn bench(
         drops: drops_by_reason.values().sum(),
         drops_by_reason,
         idle_poll_share: w.idle as f64 / (w.busy + w.idle).max(1) as f64,
-        generator: match generator {
-            Generator::Bulk => "bulk",
-            Generator::RingHandle => "ring-handle",
-        },
+        device: a.wire,
+        returned_mpps: back.mpps(),
         leaked_mbufs,
         setup_seconds,
         rig_io_mpps: None,
@@ -857,18 +819,18 @@ fn rig_io(
     cpus: Cpus,
     traces: &[Trace; 2],
     seconds: f64,
-    generator: Generator,
+    wire: Wire,
 ) -> Result<f64, String> {
-    let (rig, mut ports) = Rig::new(eal, generator)?;
+    let (mut rig, mut ports) = Rig::new(eal, wire, true)?;
     let job = move |flags: Arc<Flags>| {
         let r = io_loop(&mut ports, &flags);
         drop(ports);
         r
     };
-    let w = drive(eal, cpus, &rig, traces, seconds, job);
+    let w = drive(eal, cpus, &mut rig.sides, traces, seconds, job);
     let leaked = rig.drain_and_count();
     drop(rig);
-    let w = w?;
+    let (w, _) = w?;
     if leaked != 0 {
         return Err(format!("io forwarding: {leaked} mbufs not returned"));
     }
@@ -883,11 +845,11 @@ fn rig_io(
 fn drive(
     eal: &Arc<Eal>,
     cpus: Cpus,
-    rig: &Rig,
+    sides: &mut [Side],
     traces: &[Trace; 2],
     seconds: f64,
     job: impl FnOnce(Arc<Flags>) -> WorkerResult + Send + 'static,
-) -> Result<WorkerResult, String> {
+) -> Result<(WorkerResult, Returned), String> {
     let flags = Arc::new(Flags::default());
     let (tx, rx) = mpsc::channel();
     let lcore_job = {
@@ -896,11 +858,11 @@ fn drive(
             let _ = tx.send(job(flags));
         }
     };
-    let result = std::thread::scope(|s| -> Result<WorkerResult, String> {
+    let result = std::thread::scope(|s| -> Result<(WorkerResult, Returned), String> {
         let gen = s.spawn(|| {
             core_affinity::set_for_current(core_affinity::CoreId { id: cpus.gen });
             let r = register_thread()
-                .map(|_| generate(rig, traces, &flags))
+                .map(|_| generate(sides, traces, &flags))
                 .map_err(|e| format!("generator: register_thread: {e}"));
             flags.generator_done.store(true, Ordering::Release);
             r
@@ -937,9 +899,11 @@ fn drive(
         }
         flags.stop_generator.store(true, Ordering::Release);
         let w = rx.recv_timeout(Duration::from_secs(30));
-        gen.join()
+        let back = gen
+            .join()
             .map_err(|_| "the generator panicked".to_string())??;
-        w.map_err(|_| "the worker did not report (it failed)".to_string())
+        let w = w.map_err(|_| "the worker did not report (it failed)".to_string())?;
+        Ok((w, back))
     });
     // The lcore is free again, and the job's ports dropped.
     eal.wait_all();
@@ -993,13 +957,13 @@ fn io_loop(ports: &mut [DpdkPort], flags: &Flags) -> WorkerResult {
     let (mut rx, mut tx, mut dropped, mut busy_cycles) = (0u64, 0u64, 0u64, 0u64);
     let (mut busy, mut idle) = (0u64, 0u64);
     let t0 = Instant::now();
-    let c0 = cycles();
+    let c0 = tsc();
     while !flags.stop_worker.load(Ordering::Relaxed) {
         for _ in 0..64 {
-            let c = cycles();
+            let c = tsc();
             let n = fwd(ports, &mut tx, &mut dropped);
             if n > 0 {
-                busy_cycles += cycles().wrapping_sub(c);
+                busy_cycles += tsc().wrapping_sub(c);
                 rx += n as u64;
                 busy += 1;
             } else {
@@ -1008,7 +972,7 @@ fn io_loop(ports: &mut [DpdkPort], flags: &Flags) -> WorkerResult {
         }
     }
     let elapsed = t0.elapsed();
-    let all_cycles = cycles().wrapping_sub(c0).max(1);
+    let all_cycles = tsc().wrapping_sub(c0).max(1);
     flags.measured.store(true, Ordering::Release);
     let (mut t, mut d) = (0, 0);
     take_in_the_rest(flags, || fwd(ports, &mut t, &mut d));
@@ -1045,16 +1009,16 @@ fn worker_loop(
     };
     let before = snap(ctr);
     let t0 = Instant::now();
-    let c0 = cycles();
+    let c0 = tsc();
     let mut ms = now(epoch);
     let mut i = 0u32;
     // Cycles spent in polls that found packets.
     let mut busy_cycles = 0u64;
     while !flags.stop_worker.load(Ordering::Relaxed) {
         for _ in 0..64 {
-            let c = cycles();
+            let c = tsc();
             if worker.poll(ms) > 0 {
-                busy_cycles += cycles().wrapping_sub(c);
+                busy_cycles += tsc().wrapping_sub(c);
             }
         }
         i = i.wrapping_add(1);
@@ -1063,7 +1027,7 @@ fn worker_loop(
         }
     }
     let elapsed = t0.elapsed();
-    let all_cycles = cycles().wrapping_sub(c0).max(1);
+    let all_cycles = tsc().wrapping_sub(c0).max(1);
     let after = snap(ctr);
     flags.measured.store(true, Ordering::Release);
     // Take in what the generator left on the RX rings (it stops after the
@@ -1080,72 +1044,57 @@ fn worker_loop(
     }
 }
 
-/// One port's traffic: the trace, where it is, and a burst allocated but
-/// not yet taken by the ring.
+/// One side's traffic: the trace, where it is, and a burst allocated and
+/// filled but not yet all taken by the far end.
 struct Feed<'a> {
     port: usize,
     trace: &'a Trace,
     next: usize,
-    burst: [*mut ffi::rte_mbuf; BURST],
-    at: usize,
-    len: usize,
+    pending: Vec<DpdkPacket>,
 }
 
 impl Feed<'_> {
-    /// Enqueues what is left of the burst, allocating and filling a new one
-    /// first if none is left; returns how many went in.
+    /// Sends what is left of the burst, allocating and filling a new one
+    /// first if none is left; returns how many went.
     #[inline]
-    fn push(&mut self, ring: Ring, pool: &Pool) -> usize {
-        if self.at == self.len {
-            // SAFETY: `burst` has room for BURST mbufs.
-            let r = unsafe {
-                ffi::rte_pktmbuf_alloc_bulk(pool.0.as_ptr(), self.burst.as_mut_ptr(), BURST as u32)
-            };
-            if r != 0 {
-                return 0; // pool empty for now: the worker holds them
+    fn push(&mut self, side: &mut Side) -> usize {
+        if self.pending.is_empty() {
+            if !side.alloc(BURST, &mut self.pending) {
+                return 0; // pool empty for now: the far end holds them
             }
-            for &m in &self.burst {
-                // SAFETY: fresh mbufs, 60-byte frames.
-                unsafe { fill(m, self.trace.frame(self.next)) };
+            for m in &mut self.pending {
+                let frame = self.trace.frame(self.next);
+                // A fresh mbuf has room for a 60-byte frame.
+                let fits = m.set_len(frame.len());
+                debug_assert!(fits);
+                m.data_mut().copy_from_slice(frame);
                 self.next += 1;
                 if self.next == self.trace.frames {
                     self.next = 0;
                 }
             }
-            (self.at, self.len) = (0, BURST);
         }
-        // SAFETY: burst[at..len] are mbufs of ours; the generator is the
-        // ring's only producer.
-        let n = unsafe {
-            ffi::rte_ring_enqueue_burst(
-                ring.0.as_ptr(),
-                self.burst.as_ptr().add(self.at).cast(),
-                (self.len - self.at) as u32,
-                std::ptr::null_mut(),
-            )
-        } as usize;
-        self.at += n;
-        n
+        side.send(&mut self.pending)
     }
 }
 
-impl Drop for Feed<'_> {
-    fn drop(&mut self) {
-        if self.at < self.len {
-            // SAFETY: the mbufs the ring did not take are still ours.
-            unsafe {
-                ffi::rte_pktmbuf_free_bulk(
-                    self.burst.as_mut_ptr().add(self.at),
-                    (self.len - self.at) as u32,
-                )
-            };
-        }
+/// What came back to the generator while the forwarder was measured.
+#[derive(Clone, Copy, Debug, Default)]
+struct Returned {
+    packets: u64,
+    elapsed: Duration,
+}
+
+impl Returned {
+    fn mpps(&self) -> f64 {
+        self.packets as f64 / self.elapsed.as_secs_f64().max(1e-9) / 1e6
     }
 }
 
-/// The generator: fills the RX rings, says so, and keeps them full while
-/// emptying the TX rings, until told to stop.
-fn generate(rig: &Rig, traces: &[Trace; 2], flags: &Flags) {
+/// The generator: fills the far end's RX queues, says so, and keeps them
+/// full while taking in what the far end transmits, until told to stop.
+/// Counts what came back between `go` and `stop_worker`.
+fn generate(sides: &mut [Side], traces: &[Trace; 2], flags: &Flags) -> Returned {
     let mut feeds: Vec<Feed> = traces
         .iter()
         .enumerate()
@@ -1154,68 +1103,90 @@ fn generate(rig: &Rig, traces: &[Trace; 2], flags: &Flags) {
             port,
             trace,
             next: 0,
-            burst: [std::ptr::null_mut(); BURST],
-            at: 0,
-            len: 0,
+            pending: Vec::with_capacity(BURST),
         })
         .collect();
-    let mut objs = [std::ptr::null_mut::<ffi::rte_mbuf>(); DRAIN];
+    let mut buf: Vec<DpdkPacket> = Vec::with_capacity(BURST);
     let mut primed = false;
     let mut idle_rounds = 0u32;
+    let (mut back, mut t0) = (0u64, Instant::now());
+    let mut result = None;
     loop {
         let mut pushed = 0;
         for f in &mut feeds {
-            let n = match (&rig.sides[f.port], &rig.pool) {
-                (Side::Own { rx, .. }, Some(pool)) => f.push(*rx, pool),
-                (Side::Handle(h), _) => {
-                    let mut n = 0;
-                    while n < BURST && h.inject(0, f.trace.frame(f.next)) {
-                        f.next = (f.next + 1) % f.trace.frames;
-                        n += 1;
-                    }
-                    n
-                }
-                (Side::Own { .. }, None) => unreachable!("bulk rig has a pool"),
-            };
-            pushed += n;
+            pushed += f.push(&mut sides[f.port]);
         }
         if primed {
-            // Empty the TX rings every round, as a wire would keep up.
-            for s in &rig.sides {
-                match s {
-                    Side::Own { tx, .. } => while drain(*tx, &mut objs, |_| ()) == DRAIN {},
-                    Side::Handle(h) => {
-                        h.take(0);
+            // Take in everything every round, as a wire would keep up.
+            for s in sides.iter_mut() {
+                loop {
+                    let n = s.recv(&mut buf);
+                    DpdkPacket::free_bulk(&mut buf);
+                    back += n as u64;
+                    if n < BURST {
+                        break;
                     }
                 }
+            }
+            if result.is_none() && flags.stop_worker.load(Ordering::Relaxed) {
+                result = Some(Returned {
+                    packets: back,
+                    elapsed: t0.elapsed(),
+                });
             }
             if flags.stop_generator.load(Ordering::Relaxed) {
                 break;
             }
         } else if pushed == 0 {
-            // Full (or the pool is dry): let the worker go.
+            // Full (or the pool is dry): let the forwarder go.
             idle_rounds += 1;
             if idle_rounds > 2 {
                 primed = true;
                 flags.primed.store(true, Ordering::Release);
                 while !flags.go.load(Ordering::Acquire) {
                     if flags.stop_generator.load(Ordering::Acquire) {
-                        return;
+                        return Returned::default();
                     }
                     std::hint::spin_loop();
                 }
+                t0 = Instant::now();
             }
         }
+    }
+    result.unwrap_or_default()
+}
+
+/// The job on the worker's lcore while testpmd forwards: waits out the
+/// measurement without taking the CPU testpmd runs on.
+fn idle_job(flags: Arc<Flags>) -> WorkerResult {
+    let nap = Duration::from_millis(1);
+    while !flags.go.load(Ordering::Acquire) && !flags.stop_worker.load(Ordering::Acquire) {
+        std::thread::sleep(nap);
+    }
+    let t0 = Instant::now();
+    while !flags.stop_worker.load(Ordering::Acquire) {
+        std::thread::sleep(nap);
+    }
+    flags.measured.store(true, Ordering::Release);
+    WorkerResult {
+        elapsed: t0.elapsed(),
+        busy_share: 0.0,
+        rx: 0,
+        tx: 0,
+        busy: 0,
+        idle: 0,
+        drops: vec![0; DropReason::ALL.len()],
     }
 }
 
 /// A testpmd measurement.
 #[derive(Clone, Debug)]
 pub struct TestpmdRun {
-    /// The median second's packets forwarded per second (both ports), in
-    /// millions.
+    /// Packets forwarded per second, in millions. Ring loopback: the median
+    /// second of testpmd's own figures (both ports). memif: what the
+    /// generator got back while measured.
     pub mpps: f64,
-    /// Every full second's figure.
+    /// testpmd's own figure for each full second it forwarded.
     pub samples: Vec<f64>,
     pub cmd: String,
 }
@@ -1232,15 +1203,149 @@ impl Drop for ChildGuard {
     }
 }
 
+/// A running testpmd and what it printed so far.
+struct Testpmd {
+    child: ChildGuard,
+    lines: mpsc::Receiver<String>,
+    errs: std::thread::JoinHandle<String>,
+    text: String,
+    cmd: String,
+    prefix: String,
+}
+
+impl Testpmd {
+    /// Starts `bin` with EAL arguments `eal` (a unique `--file-prefix` is
+    /// added) and testpmd arguments `app`.
+    fn spawn(bin: &str, eal: Vec<String>, app: Vec<String>) -> Result<Testpmd, String> {
+        static RUNS: AtomicU32 = AtomicU32::new(0);
+        let prefix = format!(
+            "fvs-tpmd-{}-{}",
+            std::process::id(),
+            RUNS.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut args = eal;
+        args.push(format!("--file-prefix={prefix}"));
+        args.push("--log-level=warning".into());
+        args.push("--".into());
+        args.extend(app);
+        let cmd = format!("{bin} {}", args.join(" "));
+        let child = Command::new(bin)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                format!("cannot run {bin} (package dpdk-dev; or set FERROVS_TESTPMD): {e}")
+            })?;
+        let mut child = ChildGuard(child);
+        let (tx, lines) = mpsc::channel::<String>();
+        let out = child.0.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut err = child.0.stderr.take().expect("piped stderr");
+        let errs = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        Ok(Testpmd {
+            child,
+            lines,
+            errs,
+            text: String::new(),
+            cmd,
+            prefix,
+        })
+    }
+
+    /// Collects output until `done(all output so far)` or `deadline`;
+    /// false when testpmd closed its output (exited) first.
+    fn read_until(&mut self, deadline: Instant, mut done: impl FnMut(&str) -> bool) -> bool {
+        loop {
+            if done(&self.text) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            match self
+                .lines
+                .recv_timeout(left.min(Duration::from_millis(200)))
+            {
+                Ok(l) => {
+                    self.text.push_str(&l);
+                    self.text.push('\n');
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+            }
+        }
+    }
+
+    /// Whether the process has exited.
+    fn exited(&mut self) -> bool {
+        !matches!(self.child.0.try_wait(), Ok(None))
+    }
+
+    /// Stops it with SIGINT (testpmd then stops forwarding, prints its
+    /// totals and exits; killed if it does not within 10 s). Returns all
+    /// it printed, its exit status and its stderr.
+    fn stop(mut self) -> (String, Option<std::process::ExitStatus>, String) {
+        let pid = self.child.0.id().to_string();
+        let _ = Command::new("kill")
+            .args(["-INT", &pid])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let stop_by = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            match self.child.0.try_wait() {
+                Ok(Some(s)) => break Some(s),
+                Ok(None) if Instant::now() < stop_by => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                _ => break None,
+            }
+        };
+        drop(self.child); // kills it if SIGINT did not
+        while let Ok(l) = self.lines.try_recv() {
+            self.text.push_str(&l);
+            self.text.push('\n');
+        }
+        remove_runtime_dir(&self.prefix);
+        (self.text, status, self.errs.join().unwrap_or_default())
+    }
+}
+
+/// The last lines of testpmd's output and errors, for an error message.
+fn tail(text: &str, stderr: &str) -> String {
+    let all: Vec<&str> = text.lines().chain(stderr.lines()).collect();
+    all[all.len().saturating_sub(15)..].join("\n")
+}
+
+/// The testpmd to run: `$FERROVS_TESTPMD` or `dpdk-testpmd`.
+fn testpmd_bin() -> String {
+    std::env::var("FERROVS_TESTPMD").unwrap_or_else(|_| "dpdk-testpmd".into())
+}
+
+/// EAL start-up without hugepages takes a few seconds here.
+const TESTPMD_STARTUP: Duration = Duration::from_secs(30);
+
 /// Runs testpmd in forwarding mode `fwd` ("io", "mac", ...) between two
 /// loopback `net_ring` vdevs with one forwarding core until it has printed
 /// `seconds` (rounded up) full seconds of throughput, then stops it with
 /// SIGINT. Fails, without hanging, when testpmd cannot be run, exits early
 /// or prints no throughput in time.
 pub fn run_testpmd(fwd: &str, seconds: f64) -> Result<TestpmdRun, String> {
-    let bin = std::env::var("FERROVS_TESTPMD").unwrap_or_else(|_| "dpdk-testpmd".into());
-    // EAL start-up without hugepages takes a few seconds here.
-    run_testpmd_with(&bin, fwd, seconds, Duration::from_secs(30))
+    run_testpmd_with(&testpmd_bin(), fwd, seconds, TESTPMD_STARTUP)
 }
 
 /// `run_testpmd` with the program to run and how long it may take to print
@@ -1252,23 +1357,17 @@ fn run_testpmd_with(
     startup: Duration,
 ) -> Result<TestpmdRun, String> {
     let cpus = cpus();
-    static RUNS: AtomicU32 = AtomicU32::new(0);
-    let args: Vec<String> = vec![
+    let eal = vec![
         "--no-huge".into(),
         "-m".into(),
         "1024".into(),
         "--no-pci".into(),
         "--no-shconf".into(),
-        format!(
-            "--file-prefix=fvs-tpmd-{}-{}",
-            std::process::id(),
-            RUNS.fetch_add(1, Ordering::Relaxed)
-        ),
         format!("--lcores=0@{},1@{}", cpus.gen, cpus.worker),
         "--vdev=net_ring0".into(),
         "--vdev=net_ring1".into(),
-        "--log-level=warning".into(),
-        "--".into(),
+    ];
+    let app = vec![
         format!("--forward-mode={fwd}"),
         "--nb-cores=1".into(),
         "--total-num-mbufs=8192".into(),
@@ -1276,89 +1375,23 @@ fn run_testpmd_with(
         "--auto-start".into(),
         "--stats-period=1".into(),
     ];
-    let cmd = format!("{bin} {}", args.join(" "));
-    let child = Command::new(bin)
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {bin} (package dpdk-dev; or set FERROVS_TESTPMD): {e}"))?;
-    let mut child = ChildGuard(child);
-    let (tx, rx) = mpsc::channel::<String>();
-    let out = child.0.stdout.take().expect("piped stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut err = child.0.stderr.take().expect("piped stderr");
-    let errs = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-
+    let mut t = Testpmd::spawn(bin, eal, app)?;
     let want = (seconds.ceil() as usize).max(1);
     let deadline = Instant::now() + startup + Duration::from_secs_f64(seconds);
-    let mut text = String::new();
-    let mut exited_early = false;
-    loop {
-        if parse_testpmd_rates(&text).len() >= want {
-            break;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        match rx.recv_timeout(left.min(Duration::from_millis(200))) {
-            Ok(l) => {
-                text.push_str(&l);
-                text.push('\n');
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                exited_early = true;
-                break;
-            }
-        }
-    }
-    // SIGINT: testpmd stops forwarding, prints its totals and exits.
-    let pid = child.0.id().to_string();
-    let _ = Command::new("kill")
-        .args(["-INT", &pid])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    let stop_by = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        match child.0.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if Instant::now() < stop_by => std::thread::sleep(Duration::from_millis(50)),
-            _ => break None,
-        }
-    };
-    drop(child); // kills it if SIGINT did not
-    while let Ok(l) = rx.try_recv() {
-        text.push_str(&l);
-        text.push('\n');
-    }
+    let running = t.read_until(deadline, |text| parse_testpmd_rates(text).len() >= want);
+    let cmd = t.cmd.clone();
+    let (text, status, stderr) = t.stop();
     let samples = parse_testpmd_rates(&text);
     if samples.is_empty() {
-        let stderr = errs.join().unwrap_or_default();
-        let tail: Vec<&str> = text.lines().chain(stderr.lines()).collect();
-        let tail = tail[tail.len().saturating_sub(15)..].join("\n");
         return Err(format!(
-            "{cmd}: no throughput figure{} (exit: {}); last output:\n{tail}",
-            if exited_early {
-                ", it exited early"
-            } else {
+            "{cmd}: no throughput figure{} (exit: {}); last output:\n{}",
+            if running {
                 " in time"
+            } else {
+                ", it exited early"
             },
             status.map_or("killed".into(), |s| s.to_string()),
+            tail(&text, &stderr),
         ));
     }
     let mut sorted = samples.clone();
@@ -1368,6 +1401,95 @@ fn run_testpmd_with(
         samples,
         cmd,
     })
+}
+
+/// testpmd io forwarding as the forwarder of a memif rig: the generator's
+/// server ends in this process, testpmd's one forwarding lcore (and its
+/// main lcore) on the worker's CPU as the two client ends, the same
+/// traffic as the worker's run for `seconds`. The rate is what came back
+/// to the generator, measured as for the worker.
+fn testpmd_over_memif(
+    eal: &Arc<Eal>,
+    cpus: Cpus,
+    traces: &[Trace; 2],
+    seconds: f64,
+    bin: &str,
+    startup: Duration,
+) -> Result<TestpmdRun, String> {
+    let (mut rig, _) = Rig::new(eal, Wire::Memif, false)?;
+    let socket = rig.socket.clone().expect("a memif rig has a socket");
+    let eal_args = vec![
+        "--no-huge".into(),
+        "-m".into(),
+        "1024".into(),
+        "--no-pci".into(),
+        "--no-telemetry".into(),
+        format!("--lcores=0@{w},1@{w}", w = cpus.worker),
+        format!("--vdev=net_memif0,role=client,socket={socket},id=0,rsize={MEMIF_RSIZE}"),
+        format!("--vdev=net_memif1,role=client,socket={socket},id=1,rsize={MEMIF_RSIZE}"),
+    ];
+    let app = vec![
+        "--forward-mode=io".into(),
+        "--nb-cores=1".into(),
+        "--total-num-mbufs=16384".into(),
+        "--auto-start".into(),
+        "--stats-period=1".into(),
+    ];
+    let mut t = Testpmd::spawn(bin, eal_args, app)?;
+    let cmd = t.cmd.clone();
+    let linked = rig.wait_for_links(startup, || {
+        // Keep its output, and give up as soon as it is gone.
+        t.read_until(Instant::now(), |_| false);
+        if t.exited() {
+            Err("it exited".into())
+        } else {
+            Ok(())
+        }
+    });
+    let measured =
+        linked.and_then(|()| drive(eal, cpus, &mut rig.sides, traces, seconds, idle_job));
+    let (text, status, stderr) = t.stop();
+    // testpmd is gone; let the interrupt thread take in its disconnection
+    // before the rig closes the server ends.
+    wait_for_down(&rig.devs);
+    let leaked = rig.drain_and_count();
+    let (_, back) = measured.map_err(|e| {
+        format!(
+            "{cmd}: {e} (exit: {}); last output:\n{}",
+            status.map_or("killed".into(), |s| s.to_string()),
+            tail(&text, &stderr)
+        )
+    })?;
+    if leaked != 0 {
+        return Err(format!("testpmd over memif: {leaked} mbufs not returned"));
+    }
+    if back.packets == 0 {
+        return Err(format!(
+            "{cmd}: forwarded nothing; last output:\n{}",
+            tail(&text, &stderr)
+        ));
+    }
+    Ok(TestpmdRun {
+        mpps: back.mpps(),
+        samples: parse_testpmd_rates(&text)
+            .into_iter()
+            .filter(|&r| r > 0.0)
+            .collect(),
+        cmd,
+    })
+}
+
+/// Removes an EAL's runtime directory (made without `--no-shconf`, which
+/// memif needs): under /var/run/dpdk as root, else under
+/// $XDG_RUNTIME_DIR/dpdk or /tmp/dpdk.
+fn remove_runtime_dir(prefix: &str) {
+    let mut bases = vec!["/var/run/dpdk".to_string(), "/tmp/dpdk".to_string()];
+    if let Ok(x) = std::env::var("XDG_RUNTIME_DIR") {
+        bases.push(format!("{x}/dpdk"));
+    }
+    for b in bases {
+        let _ = std::fs::remove_dir_all(format!("{b}/{prefix}"));
+    }
 }
 
 /// testpmd's per-second throughput, from its `--stats-period` output: for
@@ -1557,55 +1679,97 @@ Telling cores to stop...
     /// The EAL starts once per process and the rig has one worker lcore,
     /// so every EAL run is in this one test (`run` serialises anyway).
     #[test]
-    fn worker_and_io_forwarder_over_net_ring_forward_without_leaking() {
+    fn worker_io_forwarder_and_testpmd_forward_without_leaking() {
         assert!(run(&DpdkBenchArgs {
             mode: "lvs",
             flows: 1,
             seconds: 1.0,
-            testpmd: false
+            testpmd: false,
+            wire: Wire::Memif,
         })
         .is_err());
-        for mode in ["dr", "nat"] {
-            let r = run(&DpdkBenchArgs {
-                mode,
-                flows: 1000,
-                seconds: 0.3,
-                testpmd: false,
-            })
-            .unwrap_or_else(|e| panic!("{mode}: {e}"));
-            assert!(r.packets > 10_000, "{r:?}");
-            assert!(r.forwarded > 0 && r.forwarded <= r.packets, "{r:?}");
-            assert_eq!(r.drops, 0, "{r:?}");
-            assert_eq!(r.leaked_mbufs, 0, "{r:?}");
-            assert!(r.mpps > 0.0 && r.ns_per_packet > 0.0, "{r:?}");
-            assert!(
-                r.worker_busy_share > 0.0 && r.worker_busy_share <= 1.0,
-                "{r:?}"
-            );
-            assert!(r.busy_ns_per_packet <= r.ns_per_packet, "{r:?}");
-            assert!(r.packets_per_busy_poll >= 1.0, "{r:?}");
-            assert!(r.packets_per_busy_poll <= if mode == "nat" { 64.0 } else { 32.0 });
-            assert!(r.testpmd_mpps.is_none() && r.rig_io_mpps.is_none());
+        for wire in [Wire::Memif, Wire::Ring] {
+            for mode in ["dr", "nat"] {
+                let r = run(&DpdkBenchArgs {
+                    mode,
+                    flows: 1000,
+                    seconds: 0.3,
+                    testpmd: false,
+                    wire,
+                })
+                .unwrap_or_else(|e| panic!("{mode} over {wire:?}: {e}"));
+                assert!(r.packets > 10_000, "{r:?}");
+                assert!(r.forwarded > 0 && r.forwarded <= r.packets, "{r:?}");
+                assert!(r.returned_mpps > 0.0, "{r:?}");
+                // A memif ring holds 2048 frames, a ring device's TX ring
+                // 4096: a generator descheduled by the tests running beside
+                // this one can leave the worker a full transmit ring now
+                // and then, which it counts. Nothing else may drop.
+                let tx_full = r.drops_by_reason.get("tx_full").copied().unwrap_or(0);
+                assert_eq!(r.drops, tx_full, "{r:?}");
+                assert!(tx_full * 1000 <= r.packets, "{r:?}");
+                assert_eq!(r.leaked_mbufs, 0, "{r:?}");
+                assert!(r.mpps > 0.0 && r.ns_per_packet > 0.0, "{r:?}");
+                assert!(
+                    r.worker_busy_share > 0.0 && r.worker_busy_share <= 1.0,
+                    "{r:?}"
+                );
+                assert!(r.busy_ns_per_packet <= r.ns_per_packet, "{r:?}");
+                assert!(r.packets_per_busy_poll >= 1.0, "{r:?}");
+                assert!(r.packets_per_busy_poll <= if mode == "nat" { 64.0 } else { 32.0 });
+                assert!(r.testpmd_mpps.is_none() && r.rig_io_mpps.is_none());
+                assert_eq!(r.device, wire);
+            }
         }
         // NAT traffic runs both ways: the io forwarder sends each side's
         // frames out of the other, and every mbuf comes back.
         let _one = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
         let (eal, cpus) = eal().unwrap();
-        let (_, traces) = bench(
+        let args = DpdkBenchArgs {
+            mode: "nat",
+            flows: 100,
+            seconds: 0.1,
+            testpmd: false,
+            wire: Wire::Memif,
+        };
+        let (_, traces) = bench(&eal, cpus, &args, FwdMethod::Nat).unwrap();
+        assert!(traces[0].frames == 100 && traces[1].frames == 100);
+        for wire in [Wire::Memif, Wire::Ring] {
+            let io = rig_io(&eal, cpus, &traces, 0.3, wire).unwrap();
+            assert!(io > 0.1, "{wire:?}: {io} Mpps");
+        }
+
+        // testpmd in the worker's place on the memif rig: a missing or
+        // failing program is an error, not a hang, and leaves the rig
+        // reusable.
+        let _g = SCRIPTS.lock().unwrap_or_else(PoisonError::into_inner);
+        let dir = Scratch::new();
+        let e = testpmd_over_memif(
             &eal,
             cpus,
-            &DpdkBenchArgs {
-                mode: "nat",
-                flows: 100,
-                seconds: 0.1,
-                testpmd: false,
-            },
-            FwdMethod::Nat,
-            Generator::Bulk,
+            &traces,
+            0.2,
+            "/nonexistent/dpdk-testpmd",
+            Duration::from_secs(1),
         )
-        .unwrap();
-        assert!(traces[0].frames == 100 && traces[1].frames == 100);
-        let io = rig_io(&eal, cpus, &traces, 0.3, Generator::Bulk).unwrap();
-        assert!(io > 0.1, "{io} Mpps");
+        .unwrap_err();
+        assert!(e.contains("cannot run"), "{e}");
+        let bin = fake_testpmd(&dir, "fails", "echo 'EAL: Cannot init memory' >&2; exit 1");
+        let e = testpmd_over_memif(&eal, cpus, &traces, 0.2, &bin, Duration::from_secs(20))
+            .unwrap_err();
+        assert!(
+            e.contains("it exited") && e.contains("Cannot init memory"),
+            "{e}"
+        );
+        // The real one, where installed (the test command installs it).
+        let real = testpmd_bin();
+        if Command::new(&real).arg("--version").output().is_ok() {
+            let t = testpmd_over_memif(&eal, cpus, &traces, 1.0, &real, TESTPMD_STARTUP)
+                .unwrap_or_else(|e| panic!("testpmd over memif: {e}"));
+            assert!(t.mpps > 0.1, "{t:?}");
+            assert!(t.cmd.contains("role=client"), "{t:?}");
+        } else {
+            eprintln!("{real} not installed: testpmd over memif not run");
+        }
     }
 }

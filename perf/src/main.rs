@@ -2,6 +2,8 @@
 //! pre-built traffic and reports packets per second per core.
 
 mod bench;
+#[cfg(feature = "dpdk")]
+mod dpdk_bench;
 mod genport;
 mod lab;
 mod mix;
@@ -31,9 +33,29 @@ flow (NAT: both directions; FULLNAT: the replies). With W workers, (W-1)/W
 of those packets reach a worker that hands them to the owner over the
 hand-over rings. Reports hand-overs per second and per packet received.";
 
+/// Where the worker's packets come from and go to.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    /// In-memory ports with pre-built traffic (every scenario).
+    Memory,
+    /// DPDK ethdevs (build with --features dpdk): one worker on an EAL
+    /// lcore, established flows, against dpdk-testpmd io forwarding.
+    Dpdk,
+}
+
 #[derive(Parser, Debug)]
-#[command(about = "Benchmark the ferrovs dataplane over in-memory ports")]
+#[command(about = "Benchmark the ferrovs dataplane over in-memory ports or DPDK devices")]
 struct Args {
+    #[arg(long, value_enum, default_value = "memory")]
+    backend: Backend,
+    /// With --backend dpdk: the devices between the generator and the
+    /// worker, memif (copying, like a NIC) or ring (mbuf pointers only).
+    #[arg(long, default_value = "memif", value_parser = ["memif", "ring"])]
+    dpdk_device: String,
+    /// With --backend dpdk: do not measure the io forwarding ceilings
+    /// (the rig's own and dpdk-testpmd's).
+    #[arg(long)]
+    no_testpmd: bool,
     #[arg(long, value_enum, default_value = "dr")]
     mode: Mode,
     /// Established flows to spread the traffic over (1000, 1k, 10M).
@@ -99,6 +121,9 @@ fn fail(msg: &str) -> ! {
 
 fn main() {
     let args = Args::parse();
+    if args.backend == Backend::Dpdk {
+        return run_dpdk(&args);
+    }
     let workers = args.workers.max(1);
     let table_mode = args.matrix || !args.scenarios.is_empty();
     if !table_mode {
@@ -159,6 +184,45 @@ fn main() {
         );
     } else {
         print!("{}", table::markdown(&reports));
+    }
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn run_dpdk(_: &Args) {
+    fail("--backend dpdk: this ferrovs-perf was built without DPDK (cargo build --release -p ferrovs-perf --features dpdk)")
+}
+
+/// `--backend dpdk`: one worker, established flows, one run.
+#[cfg(feature = "dpdk")]
+fn run_dpdk(args: &Args) {
+    if args.matrix || !args.scenarios.is_empty() {
+        fail("--backend dpdk runs one scenario: no --matrix or --scenario");
+    }
+    if args.workers > 1 {
+        fail("--backend dpdk runs one worker");
+    }
+    if args.kind() != Kind::Established {
+        fail("--backend dpdk runs established flows only");
+    }
+    let wire = dpdk_bench::Wire::parse(&args.dpdk_device).unwrap_or_else(|e| fail(&e));
+    let r = dpdk_bench::run(&dpdk_bench::DpdkBenchArgs {
+        mode: args.mode.name(),
+        flows: args.flows,
+        seconds: args.seconds,
+        testpmd: !args.no_testpmd,
+        wire,
+    })
+    .unwrap_or_else(|e| fail(&e));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&r).expect("serialisable report")
+        );
+    } else {
+        for (name, n) in &r.drops_by_reason {
+            eprintln!("  dropped {name}: {n}");
+        }
+        println!("{}", r.summary());
     }
 }
 
