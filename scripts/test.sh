@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 need_pkgs=()
 for p in build-essential pkg-config iproute2 curl python3 ethtool procps keepalived bc prometheus \
-    libdpdk-dev libclang-dev dpdk iputils-ping; do
+    libdpdk-dev libclang-dev dpdk dpdk-dev iputils-ping; do
     dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -30,8 +30,9 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
-# Every crate, with the DPDK backend (a plain `cargo build` leaves it out).
-FEATURES=(--features ferrovs-controlplane/dpdk,ferrovs-dataplane/dpdk)
+# Every crate, with the DPDK backend (a plain `cargo build` leaves it out);
+# ferrovs-perf's DPDK benchmark runs dpdk-testpmd (package dpdk-dev).
+FEATURES=(--features ferrovs-controlplane/dpdk,ferrovs-dataplane/dpdk,ferrovs-perf/dpdk)
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
