@@ -19,7 +19,10 @@ fn stderr(o: &std::process::Output) -> String {
 fn dpdk_backend_refuses_what_it_cannot_run() {
     for (args, why) in [
         (&["--backend", "dpdk", "--workers", "2"][..], "one worker"),
-        (&["--backend", "dpdk", "--mix"][..], "established flows only"),
+        (
+            &["--backend", "dpdk", "--mix"][..],
+            "established flows only",
+        ),
         (&["--backend", "dpdk", "--matrix"][..], "one scenario"),
     ] {
         let o = perf(args);
