@@ -14,6 +14,7 @@
 #![cfg(feature = "dpdk")]
 
 mod common;
+use common::scenarios::{self, ForwardLab, PAYLOAD};
 use common::*;
 use ferrovs_dataplane::conn::template::TemplateTable;
 use ferrovs_dataplane::port::dpdk::{
@@ -26,8 +27,6 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
-
-const PAYLOAD: &[u8] = b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n";
 
 static EAL: OnceLock<Arc<Eal>> = OnceLock::new();
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -192,180 +191,44 @@ impl DLab {
     }
 }
 
+impl ForwardLab for DLab {
+    fn send(&mut self, w: usize, port: usize, frame: &[u8], out_port: usize) -> Vec<Vec<u8>> {
+        DLab::send(self, w, port, frame, out_port)
+    }
+
+    fn dropped(&self, r: ferrovs_dataplane::counters::DropReason) -> u64 {
+        DLab::dropped(self, r)
+    }
+}
+
+// The scenarios of `common/scenarios.rs`, as forwarding.rs runs them on
+// memory ports, here through ethdev bursts and mbufs, each followed by the
+// check that every mbuf went back to its pool.
+
 #[test]
 fn dr_rewrites_only_macs() {
     let (_g, eal) = setup();
-    let mut lab = DLab::new(&eal, Svc::new(FwdMethod::Dr), 1);
-    let input = tcp(
-        CLIENT_MAC, DIR0_MAC, CLIENT, 40000, VIP, 80, 64, "S", PAYLOAD,
-    );
-    let out = lab.send(0, 0, &input, 1);
-    let expected = tcp(
-        DIR1_MAC,
-        rs_mac(0),
-        CLIENT,
-        40000,
-        VIP,
-        80,
-        64,
-        "S",
-        PAYLOAD,
-    );
-    assert_eq!(out, vec![expected]);
-    assert_checksums(&out[0]);
-    // The same flow sticks to its server.
-    let input = tcp(
-        CLIENT_MAC, DIR0_MAC, CLIENT, 40000, VIP, 80, 64, "A", PAYLOAD,
-    );
-    let out = lab.send(0, 0, &input, 1);
-    assert_eq!(
-        out,
-        vec![tcp(
-            DIR1_MAC,
-            rs_mac(0),
-            CLIENT,
-            40000,
-            VIP,
-            80,
-            64,
-            "A",
-            PAYLOAD
-        )]
-    );
-    lab.assert_no_leak();
+    scenarios::dr(|svc| DLab::new(&eal, svc, 1)).assert_no_leak();
 }
 
 #[test]
 fn nat_dnat_and_snat_back() {
     let (_g, eal) = setup();
-    let mut svc = Svc::new(FwdMethod::Nat);
-    svc.rport = 8080;
-    let mut lab = DLab::new(&eal, svc, 1);
-    let input = tcp(
-        CLIENT_MAC, DIR0_MAC, CLIENT, 40000, VIP, 80, 64, "S", PAYLOAD,
-    );
-    let out = lab.send(0, 0, &input, 1);
-    let expected = tcp(
-        DIR1_MAC,
-        rs_mac(0),
-        CLIENT,
-        40000,
-        RS[0],
-        8080,
-        64,
-        "S",
-        PAYLOAD,
-    );
-    assert_eq!(out, vec![expected]);
-    assert_checksums(&out[0]);
-
-    let reply = tcp(
-        rs_mac(0),
-        DIR1_MAC,
-        RS[0],
-        8080,
-        CLIENT,
-        40000,
-        64,
-        "SA",
-        b"",
-    );
-    let out = lab.send(0, 1, &reply, 0);
-    let expected = tcp(DIR0_MAC, CLIENT_MAC, VIP, 80, CLIENT, 40000, 63, "SA", b"");
-    assert_eq!(out, vec![expected]);
-    assert_checksums(&out[0]);
-
-    // UDP through the same path.
-    let mut svc = Svc::new(FwdMethod::Nat);
-    svc.proto = ferrovs_dataplane::service::Proto::Udp;
-    svc.vport = 53;
-    svc.rport = 5353;
-    drop(lab);
-    let mut lab = DLab::new(&eal, svc, 1);
-    let input = udp(CLIENT_MAC, DIR0_MAC, CLIENT, 5000, VIP, 53, 64, b"query");
-    let out = lab.send(0, 0, &input, 1);
-    assert_eq!(
-        out,
-        vec![udp(
-            DIR1_MAC,
-            rs_mac(0),
-            CLIENT,
-            5000,
-            RS[0],
-            5353,
-            64,
-            b"query"
-        )]
-    );
-    assert_checksums(&out[0]);
-    lab.assert_no_leak();
+    scenarios::nat_tcp(|svc| DLab::new(&eal, svc, 1)).assert_no_leak();
+    scenarios::nat_udp(|svc| DLab::new(&eal, svc, 1)).assert_no_leak();
 }
 
 #[test]
 fn fullnat_rewrites_both_ends() {
     let (_g, eal) = setup();
-    let mut svc = Svc::new(FwdMethod::FullNat);
-    svc.rport = 8080;
-    let mut lab = DLab::new(&eal, svc, 1);
-    let input = tcp(
-        CLIENT_MAC, DIR0_MAC, CLIENT, 40000, VIP, 80, 64, "S", PAYLOAD,
-    );
-    let out = lab.send(0, 0, &input, 1);
-    assert_eq!(out.len(), 1);
-    let lport = src_port_of(&out[0]);
-    assert!(lport >= 1024);
-    let expected = tcp(
-        DIR1_MAC,
-        rs_mac(0),
-        LADDR,
-        lport,
-        RS[0],
-        8080,
-        64,
-        "S",
-        PAYLOAD,
-    );
-    assert_eq!(out[0], expected);
-    assert_checksums(&out[0]);
+    scenarios::fullnat(|svc| DLab::new(&eal, svc, 1)).assert_no_leak();
+}
 
-    let reply = tcp(
-        rs_mac(0),
-        DIR1_MAC,
-        RS[0],
-        8080,
-        LADDR,
-        lport,
-        64,
-        "SA",
-        b"",
-    );
-    let out = lab.send(0, 1, &reply, 0);
-    assert_eq!(
-        out,
-        vec![tcp(
-            DIR0_MAC, CLIENT_MAC, VIP, 80, CLIENT, 40000, 64, "SA", b""
-        )]
-    );
-    assert_checksums(&out[0]);
-
-    // A reply to a local port nobody holds is dropped (and its mbuf freed).
-    let stray = tcp(
-        rs_mac(0),
-        DIR1_MAC,
-        RS[0],
-        8080,
-        LADDR,
-        lport + 1,
-        64,
-        "A",
-        b"",
-    );
-    assert!(lab.send(0, 1, &stray, 0).is_empty());
-    assert_eq!(
-        lab.dropped(ferrovs_dataplane::counters::DropReason::NoConnection),
-        1
-    );
-    lab.assert_no_leak();
+/// TUN prepends the outer IP header into the mbuf's headroom.
+#[test]
+fn tun_encapsulates_in_headroom() {
+    let (_g, eal) = setup();
+    scenarios::tun(|svc| DLab::new(&eal, svc, 1)).assert_no_leak();
 }
 
 /// Two workers, two queues per device: the reply may arrive on either
@@ -415,57 +278,6 @@ fn fullnat_two_workers_reply_reaches_owner() {
             )]
         );
     }
-    lab.assert_no_leak();
-}
-
-/// The IPIP frame expected for an inner IP packet (as in forwarding.rs).
-fn ipip(inner_frame: &[u8], dst_mac: [u8; 6], id: u16, df: bool) -> Vec<u8> {
-    let inner = &inner_frame[14..];
-    let mut h = etherparse::Ipv4Header::new(
-        inner.len() as u16,
-        64,
-        etherparse::IpNumber::IPV4,
-        DIR1_IP,
-        RS[0],
-    )
-    .unwrap();
-    h.identification = id;
-    h.dont_fragment = df;
-    h.header_checksum = h.calc_header_checksum();
-    let mut v = Vec::new();
-    etherparse::Ethernet2Header {
-        source: DIR1_MAC,
-        destination: dst_mac,
-        ether_type: etherparse::EtherType::IPV4,
-    }
-    .write(&mut v)
-    .unwrap();
-    h.write(&mut v).unwrap();
-    v.extend_from_slice(inner);
-    v
-}
-
-/// TUN prepends the outer IP header into the mbuf's headroom.
-#[test]
-fn tun_encapsulates_in_headroom() {
-    let (_g, eal) = setup();
-    let mut lab = DLab::new(&eal, Svc::new(FwdMethod::Tun), 1);
-    let input = tcp(
-        CLIENT_MAC, DIR0_MAC, CLIENT, 40000, VIP, 80, 64, "S", PAYLOAD,
-    );
-    let out = lab.send(0, 0, &input, 1);
-    assert_eq!(out.len(), 1);
-    let id = u16::from_be_bytes([out[0][18], out[0][19]]);
-    assert_eq!(out[0], ipip(&input, rs_mac(0), id, true));
-    let mut inner_frame = out[0][..14].to_vec();
-    inner_frame.extend_from_slice(&out[0][34..]);
-    assert_checksums(&inner_frame);
-    // A larger frame too (1054 bytes, 1074 encapsulated).
-    let big = vec![0x5a; 1000];
-    let input = tcp(CLIENT_MAC, DIR0_MAC, CLIENT, 40001, VIP, 80, 64, "S", &big);
-    let out = lab.send(0, 0, &input, 1);
-    let id = u16::from_be_bytes([out[0][18], out[0][19]]);
-    assert_eq!(out, vec![ipip(&input, rs_mac(0), id, true)]);
     lab.assert_no_leak();
 }
 

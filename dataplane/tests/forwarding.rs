@@ -1,119 +1,31 @@
-//! Byte-exact golden tests per forwarding mode: an input frame, the exact
-//! frame expected out (built independently by etherparse, with checksums
-//! computed from scratch), and every checksum verified by etherparse.
+//! Byte-exact golden tests per forwarding mode over memory ports: the
+//! shared scenarios of `common/scenarios.rs`, and the cases only this lab
+//! runs (a UDP datagram without checksum, TUN's too-big handling, IP
+//! options).
 
 mod common;
+use common::scenarios::{self, PAYLOAD};
 use common::*;
 use ferrovs_dataplane::counters::DropReason;
 use ferrovs_dataplane::service::FwdMethod;
 
-const PAYLOAD: &[u8] = b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n";
+fn lab(svc: Svc) -> Lab {
+    Lab::new(svc, 1)
+}
 
 #[test]
 fn dr_rewrites_only_macs() {
-    let mut lab = Lab::new(Svc::new(FwdMethod::Dr), 1);
-    let input = tcp(
-        CLIENT_MAC, DIR0_MAC, CLIENT, 40000, VIP, 80, 64, "S", PAYLOAD,
-    );
-    let out = lab.send(0, 0, &input, 1);
-    assert_eq!(out.len(), 1);
-    let expected = tcp(
-        DIR1_MAC,
-        rs_mac(0),
-        CLIENT,
-        40000,
-        VIP,
-        80,
-        64,
-        "S",
-        PAYLOAD,
-    );
-    assert_eq!(out[0], expected);
-    assert_checksums(&out[0]);
-    // The same flow sticks to its server; a new one goes to the next (rr).
-    let input = tcp(
-        CLIENT_MAC, DIR0_MAC, CLIENT, 40000, VIP, 80, 64, "A", PAYLOAD,
-    );
-    assert_eq!(
-        lab.send(0, 0, &input, 1)[0],
-        tcp(
-            DIR1_MAC,
-            rs_mac(0),
-            CLIENT,
-            40000,
-            VIP,
-            80,
-            64,
-            "A",
-            PAYLOAD
-        )
-    );
+    scenarios::dr(lab);
 }
 
 #[test]
 fn nat_dnat_with_port_mapping_and_snat_back() {
-    let mut svc = Svc::new(FwdMethod::Nat);
-    svc.rport = 8080;
-    let mut lab = Lab::new(svc, 1);
-    let input = tcp(
-        CLIENT_MAC, DIR0_MAC, CLIENT, 40000, VIP, 80, 64, "S", PAYLOAD,
-    );
-    let out = lab.send(0, 0, &input, 1);
-    let expected = tcp(
-        DIR1_MAC,
-        rs_mac(0),
-        CLIENT,
-        40000,
-        RS[0],
-        8080,
-        64,
-        "S",
-        PAYLOAD,
-    );
-    assert_eq!(out, vec![expected.clone()]);
-    assert_checksums(&out[0]);
-
-    // The reply: RIP:8080 → client becomes VIP:80 → client, TTL - 1.
-    let reply = tcp(
-        rs_mac(0),
-        DIR1_MAC,
-        RS[0],
-        8080,
-        CLIENT,
-        40000,
-        64,
-        "SA",
-        b"",
-    );
-    let out = lab.send(0, 1, &reply, 0);
-    let expected = tcp(DIR0_MAC, CLIENT_MAC, VIP, 80, CLIENT, 40000, 63, "SA", b"");
-    assert_eq!(out, vec![expected]);
-    assert_checksums(&out[0]);
+    scenarios::nat_tcp(lab);
 }
 
 #[test]
 fn nat_udp_and_zero_udp_checksum() {
-    let mut svc = Svc::new(FwdMethod::Nat);
-    svc.proto = ferrovs_dataplane::service::Proto::Udp;
-    svc.vport = 53;
-    svc.rport = 5353;
-    let mut lab = Lab::new(svc, 1);
-    let input = udp(CLIENT_MAC, DIR0_MAC, CLIENT, 5000, VIP, 53, 64, b"query");
-    let out = lab.send(0, 0, &input, 1);
-    assert_eq!(
-        out,
-        vec![udp(
-            DIR1_MAC,
-            rs_mac(0),
-            CLIENT,
-            5000,
-            RS[0],
-            5353,
-            64,
-            b"query"
-        )]
-    );
-    assert_checksums(&out[0]);
+    let mut lab = scenarios::nat_udp(lab);
     // A datagram without checksum keeps none (RFC 768).
     let mut input = udp(CLIENT_MAC, DIR0_MAC, CLIENT, 5001, VIP, 53, 64, b"query");
     input[40] = 0;
@@ -141,110 +53,12 @@ fn nat_udp_and_zero_udp_checksum() {
 
 #[test]
 fn fullnat_rewrites_both_ends() {
-    let mut svc = Svc::new(FwdMethod::FullNat);
-    svc.rport = 8080;
-    let mut lab = Lab::new(svc, 1);
-    let input = tcp(
-        CLIENT_MAC, DIR0_MAC, CLIENT, 40000, VIP, 80, 64, "S", PAYLOAD,
-    );
-    let out = lab.send(0, 0, &input, 1);
-    assert_eq!(out.len(), 1);
-    let lport = src_port_of(&out[0]);
-    assert!(lport >= 1024);
-    let expected = tcp(
-        DIR1_MAC,
-        rs_mac(0),
-        LADDR,
-        lport,
-        RS[0],
-        8080,
-        64,
-        "S",
-        PAYLOAD,
-    );
-    assert_eq!(out[0], expected);
-    assert_checksums(&out[0]);
-
-    let reply = tcp(
-        rs_mac(0),
-        DIR1_MAC,
-        RS[0],
-        8080,
-        LADDR,
-        lport,
-        64,
-        "SA",
-        b"",
-    );
-    let out = lab.send(0, 1, &reply, 0);
-    assert_eq!(
-        out,
-        vec![tcp(
-            DIR0_MAC, CLIENT_MAC, VIP, 80, CLIENT, 40000, 64, "SA", b""
-        )]
-    );
-    assert_checksums(&out[0]);
-    // A reply to a local port nobody holds is dropped.
-    let stray = tcp(
-        rs_mac(0),
-        DIR1_MAC,
-        RS[0],
-        8080,
-        LADDR,
-        lport + 1,
-        64,
-        "A",
-        b"",
-    );
-    assert!(lab.send(0, 1, &stray, 0).is_empty());
-    assert_eq!(lab.dropped(DropReason::NoConnection), 1);
-}
-
-/// The IPIP frame we expect for an inner IP packet.
-fn ipip(inner_frame: &[u8], dst_mac: [u8; 6], id: u16, df: bool) -> Vec<u8> {
-    let inner = &inner_frame[14..];
-    let mut h = etherparse::Ipv4Header::new(
-        inner.len() as u16,
-        64,
-        etherparse::IpNumber::IPV4,
-        DIR1_IP,
-        RS[0],
-    )
-    .unwrap();
-    h.identification = id;
-    h.dont_fragment = df;
-    h.header_checksum = h.calc_header_checksum();
-    let mut v = Vec::new();
-    etherparse::Ethernet2Header {
-        source: DIR1_MAC,
-        destination: dst_mac,
-        ether_type: etherparse::EtherType::IPV4,
-    }
-    .write(&mut v)
-    .unwrap();
-    h.write(&mut v).unwrap();
-    v.extend_from_slice(inner);
-    v
+    scenarios::fullnat(lab);
 }
 
 #[test]
 fn tun_encapsulates_in_ipip() {
-    let mut lab = Lab::new(Svc::new(FwdMethod::Tun), 1);
-    let input = tcp(
-        CLIENT_MAC, DIR0_MAC, CLIENT, 40000, VIP, 80, 64, "S", PAYLOAD,
-    );
-    let out = lab.send(0, 0, &input, 1);
-    assert_eq!(out.len(), 1);
-    let id = u16::from_be_bytes([out[0][18], out[0][19]]);
-    assert_eq!(out[0], ipip(&input, rs_mac(0), id, true));
-    // Outer checksum, and the untouched inner packet's checksums.
-    let outer = etherparse::Ipv4HeaderSlice::from_slice(&out[0][14..])
-        .unwrap()
-        .to_header();
-    assert_eq!(outer.header_checksum, outer.calc_header_checksum());
-    let mut inner_frame = out[0][..14].to_vec();
-    inner_frame.extend_from_slice(&out[0][34..]);
-    assert_checksums(&inner_frame);
+    scenarios::tun(lab);
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! three real servers, a VIP and a FULLNAT local address.
 #![allow(dead_code)]
 
+pub mod scenarios;
+
 use etherparse::{PacketBuilder, SlicedPacket};
 use ferrovs_dataplane::conn::template::TemplateTable;
 use ferrovs_dataplane::counters::DropReason;
