@@ -79,14 +79,7 @@ mod tests {
     use tokio::net::UdpSocket;
 
     fn opts(dst: SocketAddr) -> ConnOpts {
-        ConnOpts {
-            dst,
-            bindto: None,
-            bind_port: None,
-            bind_if: None,
-            fwmark: None,
-            timeout: Duration::from_millis(500),
-        }
+        ConnOpts::to(dst, Duration::from_millis(500))
     }
 
     fn dns(qtype: &str, name: &str) -> DnsCheck {

@@ -325,14 +325,7 @@ mod tests {
     }
 
     fn opts(dst: SocketAddr) -> ConnOpts {
-        ConnOpts {
-            dst,
-            bindto: None,
-            bind_port: None,
-            bind_if: None,
-            fwmark: None,
-            timeout: Duration::from_secs(2),
-        }
+        ConnOpts::to(dst, Duration::from_secs(2))
     }
 
     /// A responder answering each connection with the next of `answers`

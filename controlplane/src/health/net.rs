@@ -40,6 +40,21 @@ impl ConnOpts {
     }
 }
 
+#[cfg(test)]
+impl ConnOpts {
+    /// Straight to `dst`: no source address, interface or mark.
+    pub fn to(dst: SocketAddr, timeout: Duration) -> ConnOpts {
+        ConnOpts {
+            dst,
+            bindto: None,
+            bind_port: None,
+            bind_if: None,
+            fwmark: None,
+            timeout,
+        }
+    }
+}
+
 /// `[addr]:port` (keepalived's inet_sockaddrtopair).
 pub fn pair(a: SocketAddr) -> String {
     match a.ip() {
@@ -104,14 +119,7 @@ mod tests {
     use super::*;
 
     fn opts(dst: SocketAddr) -> ConnOpts {
-        ConnOpts {
-            dst,
-            bindto: None,
-            bind_port: None,
-            bind_if: None,
-            fwmark: None,
-            timeout: Duration::from_secs(2),
-        }
+        ConnOpts::to(dst, Duration::from_secs(2))
     }
 
     #[tokio::test]

@@ -25,14 +25,7 @@ mod tests {
     use std::time::Duration;
 
     fn opts(dst: std::net::SocketAddr) -> ConnOpts {
-        ConnOpts {
-            dst,
-            bindto: None,
-            bind_port: None,
-            bind_if: None,
-            fwmark: None,
-            timeout: Duration::from_secs(2),
-        }
+        ConnOpts::to(dst, Duration::from_secs(2))
     }
 
     #[tokio::test]
