@@ -1338,11 +1338,10 @@ impl<P: Port> Core<P> {
                         self.ctr().drop(DropReason::NoBuffer);
                         continue;
                     };
-                    if !pkt.set_len(frame.len()) {
+                    if !pkt.copy_from(&frame) {
                         self.ctr().drop(DropReason::NoBuffer);
                         continue;
                     }
-                    pkt.data_mut().copy_from_slice(&frame);
                     self.tx[p].push(pkt);
                 }
             }

@@ -18,7 +18,8 @@ use common::scenarios::{self, ForwardLab, PAYLOAD};
 use common::*;
 use ferrovs_dataplane::conn::template::TemplateTable;
 use ferrovs_dataplane::port::dpdk::{
-    register_thread, Device, DeviceConfig, DpdkPacket, DpdkPort, Eal, RingHandle,
+    register_thread, remove_runtime_dir, Device, DeviceConfig, DpdkPacket, DpdkPort, Eal,
+    RingHandle,
 };
 use ferrovs_dataplane::port::{Packet, Port, HEADROOM};
 use ferrovs_dataplane::service::{DestShared, FwdMethod, ServiceShared};
@@ -53,12 +54,8 @@ fn setup() -> (MutexGuard<'static, ()>, Arc<Eal>) {
     let eal = EAL
         .get_or_init(|| {
             let eal = Eal::init(&eal_args()).unwrap_or_else(|e| panic!("EAL init: {e}"));
-            // The EAL makes its runtime directory even with --no-shconf,
-            // and nothing attaches to it: remove it rather than leave it.
-            let prefix = format!("fvs-test-{}", std::process::id());
-            for base in ["/var/run/dpdk", "/tmp/dpdk"] {
-                let _ = std::fs::remove_dir_all(format!("{base}/{prefix}"));
-            }
+            // Nothing attaches to this EAL: leave no runtime directory.
+            remove_runtime_dir(&format!("fvs-test-{}", std::process::id()));
             eal
         })
         .clone();

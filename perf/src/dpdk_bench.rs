@@ -70,7 +70,8 @@ use crate::traffic::{self, Flow, Trace, FRAME_LEN};
 use ferrovs_dataplane::conn::Timeouts;
 use ferrovs_dataplane::counters::DropReason;
 use ferrovs_dataplane::port::dpdk::{
-    register_thread, tsc, Device, DeviceConfig, DpdkPacket, DpdkPort, Eal, RingHandle,
+    register_thread, remove_runtime_dir, tsc, Device, DeviceConfig, DpdkPacket, DpdkPort, Eal,
+    RingHandle,
 };
 use ferrovs_dataplane::port::{Packet, Port, BURST};
 use ferrovs_dataplane::service::FwdMethod;
@@ -510,10 +511,9 @@ impl Rig {
     fn inject(&mut self, p: usize, frame: &[u8]) -> bool {
         let mut one = Vec::with_capacity(1);
         let side = &mut self.sides[p];
-        if !side.alloc(1, &mut one) || !one[0].set_len(frame.len()) {
+        if !side.alloc(1, &mut one) || !one[0].copy_from(frame) {
             return false;
         }
-        one[0].data_mut().copy_from_slice(frame);
         side.send(&mut one) == 1
     }
 
@@ -548,9 +548,9 @@ impl Drop for Rig {
         // vdev goes) with its last port.
         self.sides.clear();
         if self.wire == Wire::Memif {
-            // The client ends (the worker's) first, and the servers only
-            // once the EAL's interrupt thread is done with the clients'
-            // disconnection (see `wait_for_down`).
+            // The client ends (the worker's; testpmd's are gone with it)
+            // first, and the servers only once the EAL's interrupt thread
+            // is done with the clients' disconnection (see `wait_for_down`).
             let servers: Vec<Arc<Device>> = self.devs.drain(..2.min(self.devs.len())).collect();
             self.devs.clear();
             wait_for_down(&servers);
@@ -1063,11 +1063,9 @@ impl Feed<'_> {
                 return 0; // pool empty for now: the far end holds them
             }
             for m in &mut self.pending {
-                let frame = self.trace.frame(self.next);
                 // A fresh mbuf has room for a 60-byte frame.
-                let fits = m.set_len(frame.len());
+                let fits = m.copy_from(self.trace.frame(self.next));
                 debug_assert!(fits);
-                m.data_mut().copy_from_slice(frame);
                 self.next += 1;
                 if self.next == self.trace.frames {
                     self.next = 0;
@@ -1449,9 +1447,8 @@ fn testpmd_over_memif(
     let measured =
         linked.and_then(|()| drive(eal, cpus, &mut rig.sides, traces, seconds, idle_job));
     let (text, status, stderr) = t.stop();
-    // testpmd is gone; let the interrupt thread take in its disconnection
-    // before the rig closes the server ends.
-    wait_for_down(&rig.devs);
+    // Dropping the rig waits for the servers to take in testpmd's
+    // disconnection before closing them.
     let leaked = rig.drain_and_count();
     let (_, back) = measured.map_err(|e| {
         format!(
@@ -1477,19 +1474,6 @@ fn testpmd_over_memif(
             .collect(),
         cmd,
     })
-}
-
-/// Removes an EAL's runtime directory (made without `--no-shconf`, which
-/// memif needs): under /var/run/dpdk as root, else under
-/// $XDG_RUNTIME_DIR/dpdk or /tmp/dpdk.
-fn remove_runtime_dir(prefix: &str) {
-    let mut bases = vec!["/var/run/dpdk".to_string(), "/tmp/dpdk".to_string()];
-    if let Ok(x) = std::env::var("XDG_RUNTIME_DIR") {
-        bases.push(format!("{x}/dpdk"));
-    }
-    for b in bases {
-        let _ = std::fs::remove_dir_all(format!("{b}/{prefix}"));
-    }
 }
 
 /// testpmd's per-second throughput, from its `--stats-period` output: for

@@ -12,6 +12,7 @@ mod traffic;
 
 use bench::{Kind, Mode, Report, Scenario};
 use clap::Parser;
+use std::collections::BTreeMap;
 
 const MIX_HELP: &str = "Mixed traffic in one run. Client side (port 0), by packet count:
   80 % segments of established TCP flows
@@ -140,7 +141,7 @@ fn main() {
                 serde_json::to_string(&report).expect("serialisable report")
             );
         } else {
-            print_drop_reasons(&report, "");
+            print_drop_reasons(&report.drops_by_reason, "");
             println!("{}", line(&report));
         }
         return;
@@ -174,7 +175,7 @@ fn main() {
         );
         eprintln!("ferrovs-perf: running {label}");
         let r = bench::run(sc, args.seconds, !args.no_pin).unwrap_or_else(|e| fail(&e));
-        print_drop_reasons(&r, &format!("[{label}] "));
+        print_drop_reasons(&r.drops_by_reason, &format!("[{label}] "));
         reports.push(r);
     }
     if args.json {
@@ -219,15 +220,13 @@ fn run_dpdk(args: &Args) {
             serde_json::to_string(&r).expect("serialisable report")
         );
     } else {
-        for (name, n) in &r.drops_by_reason {
-            eprintln!("  dropped {name}: {n}");
-        }
+        print_drop_reasons(&r.drops_by_reason, "");
         println!("{}", r.summary());
     }
 }
 
-fn print_drop_reasons(r: &Report, prefix: &str) {
-    for (name, n) in &r.drops_by_reason {
+fn print_drop_reasons(drops: &BTreeMap<&str, u64>, prefix: &str) {
+    for (name, n) in drops {
         eprintln!("  {prefix}dropped {name}: {n}");
     }
 }

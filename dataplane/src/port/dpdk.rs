@@ -58,7 +58,7 @@ mod packet;
 mod rings;
 
 pub use device::{DevInfo, DevStats, Device, DeviceConfig, Link};
-pub use eal::{register_thread, tsc, Eal};
+pub use eal::{register_thread, remove_runtime_dir, tsc, Eal};
 pub use packet::{DpdkPacket, DpdkPort};
 pub use rings::RingHandle;
 

@@ -34,6 +34,16 @@ pub trait Packet: Send + 'static {
     /// Sets the length, shrinking or growing into the tailroom; false when
     /// the buffer is too small.
     fn set_len(&mut self, len: usize) -> bool;
+    /// Makes the packet a copy of `frame`; false (packet unchanged) when the
+    /// buffer is too small.
+    #[inline]
+    fn copy_from(&mut self, frame: &[u8]) -> bool {
+        if !self.set_len(frame.len()) {
+            return false;
+        }
+        self.data_mut().copy_from_slice(frame);
+        true
+    }
 }
 
 /// One worker's queues on one port.

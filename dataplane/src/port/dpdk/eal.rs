@@ -321,3 +321,19 @@ pub fn tsc() -> u64 {
         T0.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64
     }
 }
+
+/// Removes the runtime directory of an EAL started with `--file-prefix=
+/// prefix` (by this process or another of the same user), as the EAL
+/// places it: under /var/run/dpdk as root, else under $XDG_RUNTIME_DIR/dpdk
+/// or /tmp/dpdk. The EAL makes it even with `--no-shconf` and never removes
+/// it; once nothing will attach to that EAL as a secondary process it can
+/// go (what is open in it stays usable).
+pub fn remove_runtime_dir(prefix: &str) {
+    let mut bases = vec!["/var/run/dpdk".to_string(), "/tmp/dpdk".to_string()];
+    if let Ok(x) = std::env::var("XDG_RUNTIME_DIR") {
+        bases.push(format!("{x}/dpdk"));
+    }
+    for b in bases {
+        let _ = std::fs::remove_dir_all(format!("{b}/{prefix}"));
+    }
+}

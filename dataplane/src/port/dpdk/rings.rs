@@ -207,10 +207,9 @@ impl RingHandle {
     /// ring is full.
     pub fn inject(&self, queue: usize, frame: &[u8]) -> bool {
         let mut one = Vec::with_capacity(1);
-        if !self.alloc_bulk(1, &mut one) || !one[0].set_len(frame.len()) {
+        if !self.alloc_bulk(1, &mut one) || !one[0].copy_from(frame) {
             return false;
         }
-        one[0].data_mut().copy_from_slice(frame);
         // What the ring does not take is freed with `one`.
         self.enqueue(queue, &mut one) == 1
     }
