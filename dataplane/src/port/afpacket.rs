@@ -1,5 +1,5 @@
 //! The AF_PACKET port backend, the appliance's default: Linux packet sockets
-//! with a TPACKET_V3 memory-mapped receive ring, `sendmmsg` transmit, and
+//! with a TPACKET_V2 memory-mapped receive ring, `sendmmsg` transmit, and
 //! `PACKET_FANOUT` so that several workers share one interface. It needs no
 //! system library, only a Linux kernel of 4.20 or later
 //! (`PACKET_IGNORE_OUTGOING`) and `CAP_NET_RAW` (plus `CAP_NET_ADMIN` to turn
@@ -36,15 +36,31 @@
 //!   ring is full would break flow affinity exactly under load.
 //! - `PACKET_FANOUT_LB`/`CPU`/`RND`: no flow affinity.
 //!
-//! # Receive: TPACKET_V3 ring
+//! # Receive: TPACKET_V2 ring
 //!
-//! The kernel fills blocks of frames (section "TPACKET_V3") and hands a block
-//! over when it is full or when the retire timeout expires; the worker copies
-//! each frame into a pooled buffer (frames are small: one copy of at most
-//! 1.5 kB beats keeping the block pinned until the last packet leaves the
-//! worker) and gives the block back as soon as its last frame is copied. At
-//! low packet rates a frame waits up to the retire timeout (1 ms by default)
-//! in a partly filled block; that is the price of V3's batching.
+//! The receive ring is a TPACKET_V2 ring (sections "Mapping and use of the
+//! circular buffer (ring)" and "What TPACKET versions are available and
+//! when to use them?"), the per-frame ring DPDK's af_packet PMD also uses:
+//! a ring of fixed-size slots, each starting with a `tpacket2_hdr` whose `tp_status`
+//! word says who owns it. The kernel writes a frame into the next slot and
+//! sets `TP_STATUS_USER`; the worker takes it as soon as it sees that, copies
+//! the frame into a pooled buffer (frames are small: one copy of at most
+//! 1.9 kB beats keeping the slot until the packet leaves the worker) and
+//! gives the slot back (`TP_STATUS_KERNEL`) at once.
+//!
+//! TPACKET_V3 was used before and was dropped for latency: V3 hands over
+//! whole blocks of frames, only when a block is full or its retire timer
+//! (1 ms at least) expires, so at low rates every frame waited up to 1 ms in
+//! a partly filled block (one TCP connection through the director ran 15
+//! times slower than through HAProxy). V2 has no timer: a frame is visible
+//! the moment the kernel has written it, and `poll(2)` on the socket reports
+//! `POLLIN` for it, so an idle worker can sleep and still wake per frame.
+//! The costs: one shared status word per frame (an atomic load and a store
+//! per packet instead of per block), and fixed-size slots: every frame takes
+//! a whole slot ([`AfPacketOptions::frame_size`]), so a ring holds fewer
+//! small frames per megabyte than V3's packed blocks did, and a frame larger
+//! than a slot is truncated by the kernel (`tp_snaplen < tp_len`), which for
+//! GSO/GRO super-frames is counted as [`PortCounters::rx_gso`].
 //!
 //! Two things the kernel does to received frames are undone here, so that the
 //! dataplane sees frames as they were on the wire:
@@ -109,7 +125,7 @@
 //! - `rp_filter` does not affect the dataplane (the copy is taken before IP
 //!   input); only the kernel's own traffic is subject to it.
 //! - GRO and LRO must be off: the copy is taken after GRO, so merged frames
-//!   would exceed the buffers and be dropped (counted as `rx_oversize`).
+//!   would exceed the buffers and be dropped (counted as `rx_gso`).
 //!   [`AfPacketOptions::disable_gro`] (default on) turns them off at open;
 //!   they stay off after ferrovs exits.
 //!   On veth, frames from the peer's stack arrive unsegmented when TSO/GSO
@@ -145,8 +161,28 @@ pub const POOL_CAP: usize = 8192;
 /// carry a few more (ARP probes, ICMP).
 const TX_BATCH: usize = 2 * BURST;
 
-/// `TPACKET_V3` from `enum tpacket_versions` (if_packet.h).
-const TPACKET_V3: libc::c_int = 2;
+/// `TPACKET_V2` from `enum tpacket_versions` (if_packet.h).
+const TPACKET_V2: libc::c_int = 1;
+/// `TPACKET_ALIGNMENT` (if_packet.h): slot sizes and the frame offset in a
+/// slot are multiples of it.
+const TPACKET_ALIGNMENT: usize = 16;
+
+const fn tpacket_align(x: usize) -> usize {
+    (x + TPACKET_ALIGNMENT - 1) & !(TPACKET_ALIGNMENT - 1)
+}
+
+/// The smallest RX slot that holds a frame of [`MAX_FRAME`] bytes without
+/// truncation. The kernel (af_packet.c, `tpacket_rcv`) puts the network
+/// header at `TPACKET_ALIGN(TPACKET2_HDRLEN + max(maclen, 16))` and the frame
+/// `maclen` bytes before it, and truncates what would run past the slot, so
+/// a frame ends at most `TPACKET_ALIGN(TPACKET2_HDRLEN + 16) + len` bytes
+/// into its slot (for `maclen` over 16 the alignment padding is under 16
+/// bytes, less than that bound).
+pub const MIN_FRAME_SIZE: usize =
+    tpacket_align(tpacket_align(libc::TPACKET2_HDRLEN + 16) + MAX_FRAME);
+
+// The default slot size holds a full buffer's worth of frame.
+const _: () = assert!(MIN_FRAME_SIZE <= 2048);
 /// `ETHTOOL_GGRO`, `ETHTOOL_SGRO`, `ETHTOOL_GFLAGS`, `ETHTOOL_SFLAGS` and
 /// `ETH_FLAG_LRO` from linux/ethtool.h.
 const ETHTOOL_GGRO: u32 = 0x2b;
@@ -296,18 +332,21 @@ impl Packet for AfPacket {
 /// How a port is set up. The defaults suit a poll-mode worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AfPacketOptions {
-    /// Bytes per RX ring block: a multiple of the page size, best a power of
-    /// two (the kernel allocates each block as 2^n pages). Default 256 KiB,
-    /// some 1,800 small frames.
-    pub block_size: u32,
-    /// Blocks in the RX ring. Default 32: 8 MiB per socket, enough to ride
-    /// out a few milliseconds of a stalled worker at a million packets/s.
-    pub block_count: u32,
-    /// Milliseconds after which the kernel hands over a block that is not
-    /// full (`tp_retire_blk_tov`): the worst added latency at low rates.
-    /// Default 1, the smallest the kernel takes (0 lets the kernel derive it
-    /// from link speed and block size).
-    pub retire_timeout_ms: u32,
+    /// Bytes per RX ring slot (`tp_frame_size`): a multiple of 16
+    /// (`TPACKET_ALIGNMENT`) and at least [`MIN_FRAME_SIZE`], so that every
+    /// frame a buffer can hold arrives whole. Default 2048, the smallest
+    /// power of two that fits (two slots per 4 KiB page, none straddling a
+    /// page); larger slots only waste memory, since a frame that does not
+    /// fit 2048 does not fit a buffer either.
+    pub frame_size: u32,
+    /// Slots in the RX ring (rounded up to fill the last page-sized block).
+    /// Default 8192: 16 MiB per socket at 2 KiB slots. Every frame takes a
+    /// slot whatever its size, so this is the number of frames the kernel
+    /// can queue while the worker is busy elsewhere: 8 ms of a stalled
+    /// worker at a million packets/s. (The former V3 ring, 8 MiB of packed
+    /// blocks, held some 58,000 minimum-size frames but only about 5,000
+    /// full-size ones.)
+    pub frame_count: u32,
     /// `PACKET_IGNORE_OUTGOING`: do not receive frames sent on the interface
     /// (by us, other workers or the kernel). Keep it on; off is for taps.
     pub ignore_outgoing: bool,
@@ -325,9 +364,8 @@ pub struct AfPacketOptions {
 impl Default for AfPacketOptions {
     fn default() -> Self {
         AfPacketOptions {
-            block_size: 1 << 18,
-            block_count: 32,
-            retire_timeout_ms: 1,
+            frame_size: 2048,
+            frame_count: 8192,
             ignore_outgoing: true,
             qdisc_bypass: true,
             disable_gro: true,
@@ -341,11 +379,22 @@ impl Default for AfPacketOptions {
 /// read by [`AfPacketPort::refresh_kernel_stats`].
 #[derive(Debug, Default)]
 pub struct PortCounters {
-    /// Frames dropped because they do not fit a buffer (GRO, jumbo).
+    /// Frames dropped because they do not fit a buffer although they are
+    /// no longer than the MTU allows (a tag restored onto a full frame);
+    /// frames too long for the MTU count as [`rx_gso`](Self::rx_gso) instead.
     pub rx_oversize: AtomicU64,
-    /// Frames the kernel truncated (`tp_snaplen < tp_len`) or that were
-    /// malformed in the ring; dropped.
+    /// Frames dropped because the kernel truncated them (`tp_snaplen <
+    /// tp_len`) although they are no longer than the MTU allows, or because
+    /// their slot header was not sane (frame outside the slot).
     pub rx_truncated: AtomicU64,
+    /// Frames dropped because `tp_len` exceeds the interface MTU (read at
+    /// open) plus an Ethernet header and two VLAN tags: GSO/GRO super-frames,
+    /// typically from a veth peer whose stack sends with TSO/GSO on, or
+    /// from GRO/LRO left on. The fix is on the sender or the interface
+    /// (`ethtool -K <if> tso off gso off gro off`); counted only here.
+    pub rx_gso: AtomicU64,
+    /// The largest `tp_len` among the [`rx_gso`](Self::rx_gso) frames.
+    pub rx_gso_max_len: AtomicU64,
     /// Frames whose TCP/UDP checksum was completed (`CHECKSUM_PARTIAL`).
     pub rx_csum_completed: AtomicU64,
     /// Frames whose VLAN tag was put back.
@@ -358,15 +407,14 @@ pub struct PortCounters {
     pub kernel_packets: AtomicU64,
     /// Kernel `PACKET_STATISTICS`: frames dropped because the ring was full.
     pub kernel_drops: AtomicU64,
-    /// Kernel `PACKET_STATISTICS`: times the ring was frozen (all blocks
-    /// with the user).
-    pub kernel_freezes: AtomicU64,
 }
 
 #[derive(Default)]
 struct BurstCounts {
     oversize: u64,
     truncated: u64,
+    gso: u64,
+    gso_max: u64,
     csum: u64,
     vlan: u64,
 }
@@ -573,19 +621,59 @@ pub fn set_if_gro(ifname: &str, on: bool) -> io::Result<()> {
 // ---------------------------------------------------------------------------
 // RX ring
 
-/// The memory-mapped TPACKET_V3 receive ring and where the worker is in it.
+/// The geometry of a V2 ring for [`AfPacketOptions`]: blocks of one page
+/// (or of as many pages as one slot needs), which the kernel can always
+/// allocate without looking for contiguous memory, filled with whole slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RingLayout {
+    block_size: usize,
+    block_count: usize,
+    frame_size: usize,
+    /// `frame_count` of the options rounded up to whole blocks.
+    frame_count: usize,
+}
+
+impl RingLayout {
+    /// None for options the kernel would refuse or that would truncate
+    /// frames a buffer can hold.
+    fn new(opts: &AfPacketOptions, page: usize) -> Option<RingLayout> {
+        let frame_size = opts.frame_size as usize;
+        let frames = opts.frame_count as usize;
+        if frame_size < MIN_FRAME_SIZE
+            || !frame_size.is_multiple_of(TPACKET_ALIGNMENT)
+            || frame_size > 1 << 20
+            || frames == 0
+            || frames > 1 << 20
+        {
+            return None;
+        }
+        let block_size = frame_size.div_ceil(page) * page;
+        let per_block = block_size / frame_size;
+        let block_count = frames.div_ceil(per_block);
+        Some(RingLayout {
+            block_size,
+            block_count,
+            frame_size,
+            frame_count: block_count * per_block,
+        })
+    }
+}
+
+/// The memory-mapped TPACKET_V2 receive ring and where the worker is in it.
+///
+/// The kernel lays slots out block by block: `frames_per_block` slots of
+/// `frame_size` bytes at the start of each `block_size` block, the rest of
+/// the block unused; frames never straddle blocks (packet_mmap.rst,
+/// "Mapping and use of the circular buffer (ring)").
 struct RxRing {
     base: *mut u8,
     size: usize,
     block_size: usize,
-    block_count: usize,
-    /// The block to read next (the kernel fills blocks in order).
+    frame_size: usize,
+    frames_per_block: usize,
+    frame_count: usize,
+    /// The slot to read next (the kernel fills slots in order).
     cur: usize,
-    /// Frames left in block `cur` while the worker holds it; 0 means the
-    /// worker holds no block.
-    remaining: u32,
-    /// Offset in block `cur` of the next frame's `tpacket3_hdr`.
-    next_off: usize,
 }
 
 // SAFETY: the mapping belongs to this ring alone (one socket, one port);
@@ -593,90 +681,71 @@ struct RxRing {
 unsafe impl Send for RxRing {}
 
 impl RxRing {
+    /// The start of slot `cur`, where its `tpacket2_hdr` is.
     #[inline(always)]
-    fn desc(&self) -> *mut libc::tpacket_block_desc {
-        // SAFETY: `cur < block_count`, so the offset stays inside the mapping.
-        unsafe { self.base.add(self.cur * self.block_size) as *mut libc::tpacket_block_desc }
+    fn slot(&self) -> *mut u8 {
+        let off = self.cur / self.frames_per_block * self.block_size
+            + self.cur % self.frames_per_block * self.frame_size;
+        // SAFETY: `cur < frame_count` and the mapping holds
+        // `frame_count / frames_per_block` whole blocks, so the slot lies in it.
+        unsafe { self.base.add(off) }
     }
 
-    /// The block's status word, shared with the kernel.
+    /// The slot's status word (`tp_status`, the header's first field),
+    /// shared with the kernel.
     #[inline(always)]
     fn status(&self) -> &AtomicU32 {
-        // SAFETY: `desc()` points into the mapping at a block descriptor,
-        // which the kernel initialised for TPACKET_V3 (addr_of_mut! creates no
-        // reference); the word is 4-aligned (blocks are page-aligned), lives
-        // as long as the mapping, i.e. as `self`, and is only ever accessed
-        // atomically from user space.
-        unsafe { AtomicU32::from_ptr(ptr::addr_of_mut!((*self.desc()).hdr.bh1.block_status)) }
+        // SAFETY: the slot starts with a `tpacket2_hdr` whose first field is
+        // the u32 `tp_status`; slots are TPACKET_ALIGNMENT (16) aligned in a
+        // page-aligned mapping, so the word is 4-aligned; it lives as long as
+        // the mapping, i.e. as `self`. The one non-atomic access, the header
+        // copy in `frame()`, happens on this thread between the Acquire load
+        // that saw TP_STATUS_USER and the Release store in `release()`, while
+        // the kernel leaves the slot alone, so it never races.
+        unsafe { AtomicU32::from_ptr(self.slot() as *mut u32) }
     }
 
-    /// Takes block `cur` if the kernel has handed it to user space.
-    #[inline]
-    fn acquire(&mut self) -> bool {
-        // Acquire pairs with the kernel's smp_wmb() before it publishes the
-        // block: the frames and the header are complete once we see USER.
-        if self.status().load(Ordering::Acquire) & libc::TP_STATUS_USER == 0 {
-            return false;
-        }
-        let d = self.desc();
-        // SAFETY: the block is ours now (TP_STATUS_USER); the header fields
-        // are in the mapping.
-        let (num, first) = unsafe {
-            (
-                ptr::read_volatile(ptr::addr_of!((*d).hdr.bh1.num_pkts)),
-                ptr::read_volatile(ptr::addr_of!((*d).hdr.bh1.offset_to_first_pkt)),
-            )
-        };
-        self.remaining = num;
-        self.next_off = first as usize;
-        if num == 0 {
-            self.release();
-        }
-        true
+    /// Whether slot `cur` holds a frame for us. Acquire pairs with the
+    /// kernel's smp_wmb() before it sets TP_STATUS_USER: once we see USER,
+    /// the header and the frame are complete.
+    #[inline(always)]
+    fn ready(&self) -> bool {
+        self.status().load(Ordering::Acquire) & libc::TP_STATUS_USER != 0
     }
 
-    /// Gives block `cur` back to the kernel and moves on.
+    /// The header of slot `cur` and its frame as stored (possibly truncated
+    /// to `tp_snaplen`). Call only when [`ready`](Self::ready); the frame is
+    /// None when `tp_mac`/`tp_snaplen` point outside the slot.
     #[inline]
-    fn release(&mut self) {
-        // Writing TP_STATUS_KERNEL hands the block back (packet_mmap.rst);
-        // Release: our reads of it are done before the kernel may refill it.
-        self.status()
-            .store(libc::TP_STATUS_KERNEL, Ordering::Release);
-        self.remaining = 0;
-        self.cur = (self.cur + 1) % self.block_count;
-    }
-
-    /// The next frame of the held block: its header and bytes as stored
-    /// (possibly truncated to `tp_snaplen`). None when the block's layout is
-    /// not sane, in which case the block is released.
-    #[inline]
-    fn next(&mut self) -> Option<(libc::tpacket3_hdr, &[u8])> {
-        debug_assert!(self.remaining > 0);
-        let hdr_len = mem::size_of::<libc::tpacket3_hdr>();
-        if self.next_off + hdr_len > self.block_size {
-            self.release();
-            return None;
-        }
-        // SAFETY: `next_off + hdr_len <= block_size`, so the header lies in
-        // block `cur` of the mapping, which we hold; the kernel aligns frame
-        // headers to TPACKET_ALIGNMENT (16), more than the struct needs.
-        let h: libc::tpacket3_hdr = unsafe {
-            ptr::read((self.desc() as *const u8).add(self.next_off) as *const libc::tpacket3_hdr)
-        };
-        let start = self.next_off + h.tp_mac as usize;
+    fn frame(&self) -> (libc::tpacket2_hdr, Option<&[u8]>) {
+        // SAFETY: the slot is ours (TP_STATUS_USER, seen with Acquire) and
+        // starts with a `tpacket2_hdr` (32 bytes, within any valid slot:
+        // frame_size >= MIN_FRAME_SIZE); slots are 16-aligned, more than the
+        // struct needs.
+        let h: libc::tpacket2_hdr = unsafe { ptr::read(self.slot() as *const libc::tpacket2_hdr) };
+        let start = h.tp_mac as usize;
         let len = h.tp_snaplen as usize;
-        if start + len > self.block_size {
-            self.release();
-            return None;
+        if start < mem::size_of::<libc::tpacket2_hdr>() || start + len > self.frame_size {
+            return (h, None);
         }
-        self.remaining -= 1;
-        self.next_off += h.tp_next_offset as usize;
-        // SAFETY: `start + len <= block_size`: the bytes lie in the held block,
+        // SAFETY: `start + len <= frame_size`: the bytes lie in slot `cur`,
         // which the kernel does not touch until we release it (after the
         // caller has copied them: the slice borrows `self`).
-        let frame =
-            unsafe { std::slice::from_raw_parts((self.desc() as *const u8).add(start), len) };
-        Some((h, frame))
+        let frame = unsafe { std::slice::from_raw_parts(self.slot().add(start), len) };
+        (h, Some(frame))
+    }
+
+    /// Gives slot `cur` back to the kernel and moves on. Writing
+    /// TP_STATUS_KERNEL hands the slot back (packet_mmap.rst); Release: our
+    /// reads of it are done before the kernel may refill it.
+    #[inline]
+    fn release(&mut self) {
+        self.status()
+            .store(libc::TP_STATUS_KERNEL, Ordering::Release);
+        self.cur += 1;
+        if self.cur == self.frame_count {
+            self.cur = 0;
+        }
     }
 }
 
@@ -761,19 +830,15 @@ impl AfPacketPort {
         let ctx = |what: &str, e: io::Error| {
             io::Error::new(e.kind(), format!("AF_PACKET port {ifname}: {what}: {e}"))
         };
-        let page = page_size();
-        if opts.block_size == 0
-            || opts.block_size as usize & (page - 1) != 0
-            || opts.block_count == 0
-        {
-            return Err(io::Error::new(
+        let layout = RingLayout::new(opts, page_size()).ok_or_else(|| {
+            io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
-                    "AF_PACKET port {ifname}: block size {} must be a non-zero multiple of the page size ({page}) and block count {} non-zero",
-                    opts.block_size, opts.block_count
+                    "AF_PACKET port {ifname}: frame size {} must be a multiple of {TPACKET_ALIGNMENT} between {MIN_FRAME_SIZE} and 1 MiB, and frame count {} non-zero and at most 1M",
+                    opts.frame_size, opts.frame_count
                 ),
-            ));
-        }
+            )
+        })?;
         let ifindex = if_index(ifname)?;
         let mac = if_mac(ifname)?;
         let mtu = if_mtu(ifname)?;
@@ -815,23 +880,17 @@ impl AfPacketPort {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let s = fd.as_raw_fd();
 
-        setsockopt(s, libc::SOL_PACKET, libc::PACKET_VERSION, &TPACKET_V3)
-            .map_err(|e| ctx("PACKET_VERSION TPACKET_V3", e))?;
-        // tp_frame_size/tp_frame_nr are only checked for consistency in V3
-        // (frames are packed in blocks); 2048 is a TPACKET_ALIGNMENT multiple.
-        let frame_size = 2048u32;
-        let req = libc::tpacket_req3 {
-            tp_block_size: opts.block_size,
-            tp_block_nr: opts.block_count,
-            tp_frame_size: frame_size,
-            tp_frame_nr: opts.block_size / frame_size * opts.block_count,
-            tp_retire_blk_tov: opts.retire_timeout_ms,
-            tp_sizeof_priv: 0,
-            tp_feature_req_word: 0,
+        setsockopt(s, libc::SOL_PACKET, libc::PACKET_VERSION, &TPACKET_V2)
+            .map_err(|e| ctx("PACKET_VERSION TPACKET_V2", e))?;
+        let req = libc::tpacket_req {
+            tp_block_size: layout.block_size as u32,
+            tp_block_nr: layout.block_count as u32,
+            tp_frame_size: layout.frame_size as u32,
+            tp_frame_nr: layout.frame_count as u32,
         };
         setsockopt(s, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)
             .map_err(|e| ctx("PACKET_RX_RING", e))?;
-        let size = opts.block_size as usize * opts.block_count as usize;
+        let size = layout.block_size * layout.block_count;
         // SAFETY: maps the ring the kernel just allocated for this socket;
         // length and flags as packet_mmap.rst describes. Checked below.
         let base = unsafe {
@@ -850,11 +909,11 @@ impl AfPacketPort {
         let ring = RxRing {
             base: base as *mut u8,
             size,
-            block_size: opts.block_size as usize,
-            block_count: opts.block_count as usize,
+            block_size: layout.block_size,
+            frame_size: layout.frame_size,
+            frames_per_block: layout.block_size / layout.frame_size,
+            frame_count: layout.frame_count,
             cur: 0,
-            remaining: 0,
-            next_off: 0,
         };
 
         let one: libc::c_int = 1;
@@ -958,14 +1017,15 @@ impl AfPacketPort {
     /// resets them) to [`PortCounters`]. A syscall: call it from
     /// housekeeping, not per burst.
     pub fn refresh_kernel_stats(&self) -> io::Result<()> {
+        // V1/V2 sockets report `struct tpacket_stats` (no freeze count,
+        // which only V3 has).
         #[derive(Clone, Copy, Default)]
         #[repr(C)]
-        struct StatsV3 {
+        struct StatsV2 {
             packets: u32,
             drops: u32,
-            freeze_q_cnt: u32,
         }
-        let st: StatsV3 = getsockopt(
+        let st: StatsV2 = getsockopt(
             self.fd.as_raw_fd(),
             libc::SOL_PACKET,
             libc::PACKET_STATISTICS,
@@ -983,15 +1043,46 @@ impl AfPacketPort {
             Ordering::Relaxed,
         );
         c.kernel_drops.fetch_add(st.drops as u64, Ordering::Relaxed);
-        c.kernel_freezes
-            .fetch_add(st.freeze_q_cnt as u64, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Whether a received frame is waiting in the ring (the next slot is
+    /// `TP_STATUS_USER`): no syscall, so a worker can re-check after arming
+    /// its wake-up (poll(2) on [`as_raw_fd`](AsRawFd::as_raw_fd)) and before
+    /// sleeping, and not miss a frame that arrived in between.
+    #[inline]
+    pub fn rx_ready(&self) -> bool {
+        self.ring.ready()
+    }
+
+    /// The `tp_len` above which a frame is a GSO/GRO super-frame rather
+    /// than one the link can carry: the MTU plus an Ethernet header and two
+    /// VLAN tags (the most a frame within the MTU can have).
+    fn gso_limit(mtu: u32) -> usize {
+        mtu as usize + ethernet::HEADER_LEN + 2 * ethernet::VLAN_TAG_LEN
     }
 
     /// Copies one ring frame into a packet, restoring the VLAN tag and
     /// completing a partial checksum; None (counted) when it does not fit.
+    /// `frame` is None when the slot header was not sane.
     #[inline]
-    fn take_frame(h: &libc::tpacket3_hdr, frame: &[u8], cnt: &mut BurstCounts) -> Option<AfPacket> {
+    fn take_frame(
+        h: &libc::tpacket2_hdr,
+        frame: Option<&[u8]>,
+        gso_limit: usize,
+        cnt: &mut BurstCounts,
+    ) -> Option<AfPacket> {
+        let Some(frame) = frame else {
+            cnt.truncated += 1;
+            return None;
+        };
+        // Before the truncation check: a 64 KiB GSO frame arrives truncated
+        // to the slot, and is a sender setting to fix, not ring damage.
+        if h.tp_len as usize > gso_limit {
+            cnt.gso += 1;
+            cnt.gso_max = cnt.gso_max.max(h.tp_len as u64);
+            return None;
+        }
         if h.tp_snaplen < h.tp_len || frame.len() < ethernet::HEADER_LEN {
             cnt.truncated += 1;
             return None;
@@ -1008,13 +1099,13 @@ impl AfPacketPort {
         let d = p.data_mut();
         if vlan {
             let tpid = if st & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
-                h.hv1.tp_vlan_tpid
+                h.tp_vlan_tpid
             } else {
                 ethernet::ETHERTYPE_VLAN
             };
             d[..12].copy_from_slice(&frame[..12]);
             d[12..14].copy_from_slice(&tpid.to_be_bytes());
-            d[14..16].copy_from_slice(&(h.hv1.tp_vlan_tci as u16).to_be_bytes());
+            d[14..16].copy_from_slice(&h.tp_vlan_tci.to_be_bytes());
             d[16..].copy_from_slice(&frame[12..]);
             cnt.vlan += 1;
         } else {
@@ -1028,7 +1119,8 @@ impl AfPacketPort {
 }
 
 impl AsRawFd for AfPacketPort {
-    /// The socket, for poll(2) when a worker idles (POLLIN: a block is ready).
+    /// The socket, for poll(2) when a worker idles (POLLIN: a frame is ready
+    /// in the ring; see [`AfPacketPort::rx_ready`]).
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
@@ -1097,29 +1189,25 @@ impl Port for AfPacketPort {
     fn rx_burst(&mut self, out: &mut Vec<AfPacket>) -> usize {
         let mut n = 0;
         let mut cnt = BurstCounts::default();
-        while n < BURST {
-            if self.ring.remaining == 0 && !self.ring.acquire() {
-                break;
-            }
-            if self.ring.remaining == 0 {
-                continue; // an empty block, already given back
-            }
-            let Some((h, frame)) = self.ring.next() else {
-                cnt.truncated += 1;
-                continue;
-            };
-            if let Some(p) = Self::take_frame(&h, frame, &mut cnt) {
+        let gso_limit = Self::gso_limit(self.mtu);
+        // Each frame is copied out and its slot given back before the next
+        // is looked at, so the kernel can refill it during the burst.
+        while n < BURST && self.ring.ready() {
+            let (h, frame) = self.ring.frame();
+            if let Some(p) = Self::take_frame(&h, frame, gso_limit, &mut cnt) {
                 out.push(p);
                 n += 1;
             }
-            if self.ring.remaining == 0 {
-                self.ring.release();
-            }
+            self.ring.release();
         }
-        if cnt.oversize | cnt.truncated | cnt.csum | cnt.vlan != 0 {
+        if cnt.oversize | cnt.truncated | cnt.gso | cnt.csum | cnt.vlan != 0 {
             let c = &self.counters;
             c.rx_oversize.fetch_add(cnt.oversize, Ordering::Relaxed);
             c.rx_truncated.fetch_add(cnt.truncated, Ordering::Relaxed);
+            if cnt.gso != 0 {
+                c.rx_gso.fetch_add(cnt.gso, Ordering::Relaxed);
+                c.rx_gso_max_len.fetch_max(cnt.gso_max, Ordering::Relaxed);
+            }
             c.rx_csum_completed.fetch_add(cnt.csum, Ordering::Relaxed);
             c.rx_vlan_restored.fetch_add(cnt.vlan, Ordering::Relaxed);
         }
@@ -1298,6 +1386,172 @@ mod tests {
         assert!(!p.prepend(1));
         p.adj(HEADROOM);
         assert_eq!(p.len(), MAX_FRAME);
+    }
+
+    fn hdr(len: u32, snaplen: u32, status: u32) -> libc::tpacket2_hdr {
+        libc::tpacket2_hdr {
+            tp_status: status,
+            tp_len: len,
+            tp_snaplen: snaplen,
+            tp_mac: 66,
+            tp_net: 80,
+            tp_sec: 0,
+            tp_nsec: 0,
+            tp_vlan_tci: 0,
+            tp_vlan_tpid: 0,
+            tp_padding: [0; 4],
+        }
+    }
+
+    #[test]
+    fn classifies_gso_truncated_and_oversize_frames() {
+        let lim = AfPacketPort::gso_limit(1500);
+        let buf = vec![0x5au8; 2048];
+        // A 64 KiB GSO frame, truncated to its slot: rx_gso, not truncated.
+        let mut c = BurstCounts::default();
+        let h = hdr(65_000, 1982, libc::TP_STATUS_USER);
+        assert!(AfPacketPort::take_frame(&h, Some(&buf[..1982]), lim, &mut c).is_none());
+        let h = hdr(9_000, 1982, libc::TP_STATUS_USER);
+        assert!(AfPacketPort::take_frame(&h, Some(&buf[..1982]), lim, &mut c).is_none());
+        assert_eq!(
+            (c.gso, c.gso_max, c.truncated, c.oversize),
+            (2, 65_000, 0, 0)
+        );
+        // Truncated within the MTU, or a slot header pointing outside the
+        // slot: rx_truncated.
+        let mut c = BurstCounts::default();
+        let h = hdr(1400, 1000, libc::TP_STATUS_USER);
+        assert!(AfPacketPort::take_frame(&h, Some(&buf[..1000]), lim, &mut c).is_none());
+        assert!(AfPacketPort::take_frame(&h, None, lim, &mut c).is_none());
+        assert_eq!((c.gso, c.truncated, c.oversize), (0, 2, 0));
+        // At the largest MTU, a full frame whose stripped tag is put back
+        // (plus one tag still in the data) exceeds the buffer: rx_oversize.
+        let lim = AfPacketPort::gso_limit(MAX_MTU);
+        let mut c = BurstCounts::default();
+        let st = libc::TP_STATUS_USER | libc::TP_STATUS_VLAN_VALID;
+        let h = hdr(MAX_FRAME as u32, MAX_FRAME as u32, st);
+        assert!(AfPacketPort::take_frame(&h, Some(&buf[..MAX_FRAME]), lim, &mut c).is_none());
+        assert_eq!((c.gso, c.truncated, c.oversize), (0, 0, 1));
+        // The largest frame that fits is taken whole.
+        let h = hdr(MAX_FRAME as u32, MAX_FRAME as u32, libc::TP_STATUS_USER);
+        let p = AfPacketPort::take_frame(&h, Some(&buf[..MAX_FRAME]), lim, &mut c).unwrap();
+        assert_eq!(p.data(), &buf[..MAX_FRAME]);
+    }
+
+    #[test]
+    fn restores_the_vlan_tag_from_the_slot_header() {
+        let frame: Vec<u8> = (0..60u8).collect();
+        let mut c = BurstCounts::default();
+        let mut h = hdr(60, 60, libc::TP_STATUS_USER | libc::TP_STATUS_VLAN_VALID);
+        h.tp_vlan_tci = 0xa064;
+        h.tp_vlan_tpid = 0x88a8; // ignored without TP_STATUS_VLAN_TPID_VALID
+        let lim = AfPacketPort::gso_limit(1500);
+        let p = AfPacketPort::take_frame(&h, Some(&frame), lim, &mut c).unwrap();
+        let d = p.data();
+        assert_eq!(d.len(), 64);
+        assert_eq!(d[..12], frame[..12]);
+        assert_eq!(d[12..16], [0x81, 0x00, 0xa0, 0x64]);
+        assert_eq!(d[16..], frame[12..]);
+        h.tp_status |= libc::TP_STATUS_VLAN_TPID_VALID;
+        let p = AfPacketPort::take_frame(&h, Some(&frame), lim, &mut c).unwrap();
+        assert_eq!(p.data()[12..16], [0x88, 0xa8, 0xa0, 0x64]);
+        assert_eq!(c.vlan, 2);
+    }
+
+    #[test]
+    fn ring_layout_fills_page_sized_blocks_with_whole_slots() {
+        let d = AfPacketOptions::default();
+        assert_eq!(MIN_FRAME_SIZE, 2000);
+        assert_eq!(
+            RingLayout::new(&d, 4096),
+            Some(RingLayout {
+                block_size: 4096,
+                block_count: 4096,
+                frame_size: 2048,
+                frame_count: 8192
+            })
+        );
+        let o = |frame_size, frame_count| AfPacketOptions {
+            frame_size,
+            frame_count,
+            ..d
+        };
+        let l = RingLayout::new(&o(2000, 3), 4096).unwrap();
+        assert_eq!((l.block_size, l.block_count, l.frame_count), (4096, 2, 4));
+        let l = RingLayout::new(&o(4096 + 16, 5), 4096).unwrap();
+        assert_eq!((l.block_size, l.block_count, l.frame_count), (8192, 5, 5));
+        for bad in [o(1000, 10), o(2008, 10), o(1 << 21, 10), o(2048, 0)] {
+            assert_eq!(RingLayout::new(&bad, 4096), None, "{bad:?}");
+        }
+    }
+
+    /// The slot walk over an anonymous mapping laid out as the kernel lays
+    /// out a ring: frames are read in order across blocks and wrap around,
+    /// and each slot is given back as soon as it is read.
+    #[test]
+    fn ring_walks_slots_across_blocks_and_wraps() {
+        let opts = AfPacketOptions {
+            frame_size: 2992, // one slot per page, 1104 bytes unused
+            frame_count: 3,
+            ..Default::default()
+        };
+        // 4096 whatever the machine's page: the mapping is ours, not the
+        // kernel's, and mmap rounds its length up.
+        let l = RingLayout::new(&opts, 4096).unwrap();
+        let size = l.block_size * l.block_count;
+        // SAFETY: an anonymous private mapping; RxRing's Drop unmaps it.
+        let base = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        let mut ring = RxRing {
+            base: base as *mut u8,
+            size,
+            block_size: l.block_size,
+            frame_size: l.frame_size,
+            frames_per_block: l.block_size / l.frame_size,
+            frame_count: l.frame_count,
+            cur: 0,
+        };
+        let fill = |ring: &RxRing, slot: usize, byte: u8| {
+            let off = slot * l.block_size; // one slot per block here
+            let mut h = hdr(60, 60, libc::TP_STATUS_USER);
+            h.tp_mac = 80;
+            // SAFETY: the slot lies in the mapping, which outlives this
+            // closure's uses; 80 + 60 < frame_size.
+            unsafe {
+                let s = ring.base.add(off);
+                ptr::write(s as *mut libc::tpacket2_hdr, h);
+                ptr::write_bytes(s.add(80), byte, 60);
+            }
+        };
+        assert!(!ring.ready());
+        for round in 0..2u8 {
+            for slot in 0..3 {
+                fill(&ring, slot, round * 10 + slot as u8);
+            }
+            for slot in 0..3 {
+                assert!(ring.ready());
+                let (h, f) = ring.frame();
+                assert_eq!(h.tp_len, 60);
+                assert_eq!(f.unwrap(), &[round * 10 + slot as u8; 60][..]);
+                ring.release();
+            }
+            assert_eq!(ring.cur, 0);
+            assert!(!ring.ready(), "every slot was given back");
+        }
+        // A header pointing past the slot yields no frame.
+        fill(&ring, 0, 1);
+        // SAFETY: slot 0's header is in the mapping.
+        unsafe { (*(ring.base as *mut libc::tpacket2_hdr)).tp_snaplen = 2992 };
+        assert!(ring.frame().1.is_none());
     }
 
     #[test]
