@@ -1292,6 +1292,10 @@ impl Port for AfPacketPort {
     fn mac(&self) -> Mac {
         self.mac
     }
+
+    fn poll_fds(&self, out: &mut Vec<RawFd>) {
+        out.push(self.fd.as_raw_fd());
+    }
 }
 
 #[cfg(test)]

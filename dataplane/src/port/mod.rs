@@ -2,6 +2,7 @@
 //! and one TX queue on every port and moves packets in bursts.
 
 pub mod afpacket;
+pub mod afxdp;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod memory;
@@ -58,6 +59,10 @@ pub trait Port: Send {
     fn alloc(&mut self) -> Option<Self::Pkt>;
     /// The port's MAC address.
     fn mac(&self) -> Mac;
+    /// Descriptors that become readable when frames arrive, for an idle
+    /// worker to sleep on (poll(2)) instead of spinning. Backends that
+    /// cannot wake a sleeper add none, and their workers keep polling.
+    fn poll_fds(&self, _out: &mut Vec<std::os::fd::RawFd>) {}
 }
 
 /// Asks the CPU to bring the cache line holding `*p` closer, so a lookup

@@ -1,0 +1,731 @@
+//! The AF_XDP port backend, the appliance's default where the kernel has
+//! AF_XDP (Linux 5.10 or later; bound sockets, BPF links).
+//!
+//! Per interface, ferrovs attaches its own XDP program ([`steer`],
+//! dataplane/bpf/xdp_steer.c), which redirects to the workers' XDP sockets
+//! only what the balancer owns (frames to active VIPs and local addresses,
+//! NAT replies, ARP for those addresses) and passes everything else to the
+//! kernel untouched: the director's own SSH, health checks, VRRP and routing
+//! protocols need no exception path, and the worker never sees them.
+//!
+//! Per worker, one XDP socket ([`xsk`]) per interface, bound to the queue
+//! with the worker's index: queues must be at least as many as workers (RSS
+//! on a NIC: `ethtool -L IF combined N`; a veth gets them at creation,
+//! `numrxqueues N numtxqueues N`, and [`AfXdpPort::open_all`] raises the
+//! active count with `ethtool -L` itself where the device allows).
+//!
+//! Packets live in place in the process's UMEM ([`umem`]) from reception to
+//! transmission, as mbufs do in DPDK: a received frame is forwarded on any
+//! interface by handing its offset to that interface's TX ring. Zero-copy
+//! where the driver supports it, copy mode otherwise (veth); native XDP
+//! where the driver has it, generic XDP otherwise (then GRO is turned off,
+//! since generic XDP runs after GRO).
+//!
+//! Two things the kernel does on virtual interfaces are handled here:
+//! - GSO: a native XDP program on a veth makes the kernel drop the GSO
+//!   features of its peer (drivers/net/veth.c, `veth_fix_features`), so
+//!   senders with TSO/GSO on segment before the frames reach us.
+//! - Checksum offload: a frame from a local stack (veth, container) may carry
+//!   only the pseudo-header sum in its TCP/UDP checksum (CHECKSUM_PARTIAL),
+//!   which XDP cannot see. A field equal to the folded pseudo-header sum is
+//!   that pattern (a complete checksum equals it once in 65,536 frames); the
+//!   checksum is then computed in full, which gives the right value either
+//!   way.
+//!
+//! ARP replies to the director's own address (the answers to the workers'
+//! neighbour probes) must reach both the kernel and the workers; XDP cannot
+//! clone, so the program passes them and the first worker's port reads a
+//! copy from an AF_PACKET socket bound to ARP only (a few frames a second).
+
+pub mod steer;
+pub mod umem;
+pub mod xsk;
+
+use super::afpacket::{complete_l4_checksum, if_index, if_mac, if_mtu, set_if_gro};
+use super::{Packet, Port, BURST, HEADROOM};
+use crate::wire::{checksum, ethernet, ipv4, l4, Mac};
+use std::ffi::c_void;
+use std::io;
+use std::mem::{self, ManuallyDrop};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+pub use steer::{AttachMode, SteerStats, Steering};
+use umem::{Umem, FRAME_SIZE};
+use xsk::Xsk;
+pub use xsk::{BindMode, RingSizes};
+
+/// Bytes the kernel leaves in front of a received frame
+/// (`XDP_PACKET_HEADROOM`); fresh packets get the same.
+pub const XDP_HEADROOM: usize = 256;
+/// The largest frame a UMEM frame holds after the headroom.
+pub const MAX_FRAME: usize = FRAME_SIZE - XDP_HEADROOM;
+/// The largest MTU the backend accepts (an Ethernet header and two VLAN
+/// tags around it fill [`MAX_FRAME`]).
+pub const MAX_MTU: u32 = (MAX_FRAME - ethernet::HEADER_LEN - 2 * ethernet::VLAN_TAG_LEN) as u32;
+
+const _: () = assert!(XDP_HEADROOM >= HEADROOM);
+
+// ---------------------------------------------------------------------------
+// Packet
+
+/// A packet in a UMEM frame. Dropping it returns the frame.
+pub struct XdpPacket {
+    frame: u32,
+    off: u16,
+    len: u16,
+}
+
+impl XdpPacket {
+    /// An empty packet with [`XDP_HEADROOM`] in front, if a frame is free.
+    #[inline]
+    pub fn new(umem: &Umem) -> Option<XdpPacket> {
+        umem.alloc().map(|frame| XdpPacket {
+            frame,
+            off: XDP_HEADROOM as u16,
+            len: 0,
+        })
+    }
+
+    /// The UMEM address of the first byte (for a TX descriptor).
+    #[inline(always)]
+    fn addr(&self) -> u64 {
+        self.frame as u64 + self.off as u64
+    }
+
+    #[inline(always)]
+    fn ptr(&self) -> *mut u8 {
+        // SAFETY: `frame + off` is inside the region (frames are FRAME_SIZE
+        // apart inside it and off < FRAME_SIZE).
+        unsafe { umem::base().add(self.frame as usize + self.off as usize) }
+    }
+}
+
+impl Drop for XdpPacket {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(u) = Umem::existing() {
+            u.free(self.frame);
+        }
+    }
+}
+
+impl Packet for XdpPacket {
+    #[inline(always)]
+    fn data(&self) -> &[u8] {
+        // SAFETY: the frame is owned by this packet alone (the allocator
+        // hands an offset to one owner at a time) and `off + len <=
+        // FRAME_SIZE`; the region is never unmapped.
+        unsafe { std::slice::from_raw_parts(self.ptr(), self.len as usize) }
+    }
+    #[inline(always)]
+    fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `data`, and `&mut self` makes the access unique.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr(), self.len as usize) }
+    }
+    #[inline]
+    fn prepend(&mut self, n: usize) -> bool {
+        if n > self.off as usize {
+            return false;
+        }
+        self.off -= n as u16;
+        self.len += n as u16;
+        true
+    }
+    #[inline]
+    fn adj(&mut self, n: usize) {
+        let n = n.min(self.len as usize) as u16;
+        self.off += n;
+        self.len -= n;
+    }
+    #[inline]
+    fn set_len(&mut self, len: usize) -> bool {
+        if self.off as usize + len > FRAME_SIZE {
+            return false;
+        }
+        self.len = len as u16;
+        true
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Options and counters
+
+/// How the ports are set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AfXdpOptions {
+    pub rings: RingSizes,
+    /// Refuse generic XDP (fail instead of falling back).
+    pub native_only: bool,
+    /// Try zero-copy first (falls back to copy mode when refused).
+    pub zero_copy: bool,
+}
+
+impl Default for AfXdpOptions {
+    fn default() -> Self {
+        AfXdpOptions {
+            rings: RingSizes::default(),
+            native_only: false,
+            zero_copy: true,
+        }
+    }
+}
+
+/// One socket's counters: the data path's (added once per burst), gauges
+/// the worker refreshes, and the kernel's `XDP_STATISTICS` as last read.
+#[derive(Debug, Default)]
+pub struct XdpCounters {
+    /// Descriptors longer than a frame holds (never expected); dropped.
+    pub rx_invalid: AtomicU64,
+    /// Frames whose CHECKSUM_PARTIAL TCP/UDP checksum was completed.
+    pub rx_csum_completed: AtomicU64,
+    /// ARP frames read from the kernel's copy (see the module doc).
+    pub rx_arp_copies: AtomicU64,
+    /// Times the fill ring could not be topped up: no free frame.
+    pub fill_no_frame: AtomicU64,
+    /// Packets the TX ring had no room for (left to the caller).
+    pub tx_ring_full: AtomicU64,
+    /// TX kicks the kernel refused.
+    pub tx_errors: AtomicU64,
+    /// Gauges: frames lent to the kernel in the fill ring; TX descriptors
+    /// not completed yet.
+    pub fill_level: AtomicU64,
+    pub tx_outstanding: AtomicU64,
+    /// Kernel `XDP_STATISTICS` (absolute).
+    pub k_rx_dropped: AtomicU64,
+    pub k_rx_invalid_descs: AtomicU64,
+    pub k_tx_invalid_descs: AtomicU64,
+    pub k_rx_ring_full: AtomicU64,
+    pub k_rx_fill_ring_empty: AtomicU64,
+    pub k_tx_ring_empty: AtomicU64,
+}
+
+/// What the control plane keeps of a socket: its counters and its fd for
+/// `XDP_STATISTICS` (a getsockopt works from any thread).
+#[derive(Clone, Debug)]
+pub struct XdpPortInfo {
+    pub ifname: String,
+    pub queue: u32,
+    pub mode: BindMode,
+    pub counters: Arc<XdpCounters>,
+    fd: Arc<OwnedFd>,
+}
+
+impl XdpPortInfo {
+    /// Reads the kernel's statistics into the counters (a syscall: from
+    /// housekeeping, not per burst).
+    pub fn refresh_kernel_stats(&self) -> io::Result<()> {
+        let st = xsk_statistics(self.fd.as_raw_fd())?;
+        let c = &self.counters;
+        c.k_rx_dropped.store(st.rx_dropped, Ordering::Relaxed);
+        c.k_rx_invalid_descs
+            .store(st.rx_invalid_descs, Ordering::Relaxed);
+        c.k_tx_invalid_descs
+            .store(st.tx_invalid_descs, Ordering::Relaxed);
+        c.k_rx_ring_full.store(st.rx_ring_full, Ordering::Relaxed);
+        c.k_rx_fill_ring_empty
+            .store(st.rx_fill_ring_empty_descs, Ordering::Relaxed);
+        c.k_tx_ring_empty
+            .store(st.tx_ring_empty_descs, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn xsk_statistics(fd: RawFd) -> io::Result<libc::xdp_statistics> {
+    // SAFETY: all-zero is a valid xdp_statistics.
+    let mut st: libc::xdp_statistics = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
+    // SAFETY: `st` is writable for `len` bytes.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_XDP,
+            libc::XDP_STATISTICS,
+            &mut st as *mut _ as *mut c_void,
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+#[derive(Default)]
+struct BurstCounts {
+    invalid: u64,
+    csum: u64,
+}
+
+// ---------------------------------------------------------------------------
+// Port
+
+/// One worker's XDP socket on one interface.
+pub struct AfXdpPort {
+    xsk: ManuallyDrop<Xsk>,
+    /// A duplicate of the socket for the control plane's statistics.
+    info: XdpPortInfo,
+    /// AF_PACKET socket receiving copies of the ARP frames the kernel gets
+    /// (first worker only).
+    arp: Option<OwnedFd>,
+    umem: &'static Umem,
+    ifname: String,
+    ifindex: u32,
+    mac: Mac,
+    mtu: u32,
+    polls: u32,
+}
+
+impl std::fmt::Debug for AfXdpPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AfXdpPort")
+            .field("ifname", &self.ifname)
+            .field("queue", &self.info.queue)
+            .field("mode", &self.info.mode)
+            .finish()
+    }
+}
+
+/// What [`AfXdpPort::open_all`] opened on one interface.
+pub struct Opened {
+    /// One port per worker, worker `w` on queue `w`.
+    pub ports: Vec<AfXdpPort>,
+    /// The XDP program; keep it while the ports run (dropping it detaches).
+    pub steering: Steering,
+}
+
+impl AfXdpPort {
+    /// Attaches the XDP program to `ifname` and opens one socket per worker
+    /// on queues `0..workers`.
+    pub fn open_all(ifname: &str, workers: usize, opts: &AfXdpOptions) -> io::Result<Opened> {
+        let ctx = |what: &str, e: io::Error| {
+            io::Error::new(e.kind(), format!("AF_XDP port {ifname}: {what}: {e}"))
+        };
+        let ifindex = if_index(ifname)?;
+        let mac = if_mac(ifname)?;
+        let mtu = if_mtu(ifname)?;
+        if mtu > MAX_MTU {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("AF_XDP port {ifname}: MTU {mtu} is larger than the backend's frames allow ({MAX_MTU}); lower it (ip link set dev {ifname} mtu 1500)"),
+            ));
+        }
+        ensure_queues(ifname, workers as u32).map_err(|e| ctx("queues", e))?;
+        let sockets = workers * 2 * 4; // rough: a few interfaces per worker
+        let need = sockets as u32 * (opts.rings.fill + opts.rings.tx);
+        let umem = Umem::get(need)?;
+        let mut steering = Steering::attach(ifname, ifindex, opts.native_only)?;
+        if steering.mode == AttachMode::Skb {
+            // Generic XDP runs after GRO: merged frames would not fit.
+            set_if_gro(ifname, false)?;
+        }
+        let mut ports = Vec::with_capacity(workers);
+        for w in 0..workers as u32 {
+            let first = if opts.zero_copy {
+                BindMode::ZeroCopy
+            } else {
+                BindMode::Copy
+            };
+            let xsk = match Xsk::open(umem, ifindex, w, first, opts.rings) {
+                Ok(x) => x,
+                Err(_) if first == BindMode::ZeroCopy => {
+                    Xsk::open(umem, ifindex, w, BindMode::Copy, opts.rings)
+                        .map_err(|e| ctx("XDP socket", e))?
+                }
+                Err(e) => return Err(ctx("XDP socket", e)),
+            };
+            steering.set_socket(w, xsk.as_raw_fd())?;
+            // SAFETY: dup(2) of a descriptor we own; checked.
+            let dup = unsafe { libc::fcntl(xsk.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+            if dup < 0 {
+                return Err(ctx("dup", io::Error::last_os_error()));
+            }
+            let info = XdpPortInfo {
+                ifname: ifname.to_string(),
+                queue: w,
+                mode: xsk.mode,
+                counters: Arc::new(XdpCounters::default()),
+                // SAFETY: a fresh descriptor nothing else owns.
+                fd: Arc::new(unsafe { OwnedFd::from_raw_fd(dup) }),
+            };
+            let arp = if w == 0 {
+                Some(arp_socket(ifindex).map_err(|e| ctx("ARP copy socket", e))?)
+            } else {
+                None
+            };
+            ports.push(AfXdpPort {
+                xsk: ManuallyDrop::new(xsk),
+                info,
+                arp,
+                umem,
+                ifname: ifname.to_string(),
+                ifindex,
+                mac,
+                mtu,
+                polls: 0,
+            });
+        }
+        Ok(Opened { ports, steering })
+    }
+
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+    pub fn mtu(&self) -> u32 {
+        self.mtu
+    }
+    pub fn mode(&self) -> BindMode {
+        self.info.mode
+    }
+    /// Counters and statistics access for the control plane.
+    pub fn info(&self) -> XdpPortInfo {
+        self.info.clone()
+    }
+    /// Received frames are waiting (no syscall).
+    pub fn rx_ready(&self) -> bool {
+        self.xsk.rx_ready()
+    }
+
+    /// Returns completed TX frames to the allocator.
+    #[inline]
+    fn reclaim(&mut self) {
+        let umem = self.umem;
+        self.xsk.complete(|a| umem.free(frame_of(a)));
+    }
+
+    /// Reads waiting ARP copies (non-blocking) into `out`.
+    fn read_arp(&mut self, out: &mut Vec<XdpPacket>, room: usize) -> usize {
+        let Some(fd) = &self.arp else { return 0 };
+        let mut n = 0;
+        while n < room {
+            let Some(mut p) = XdpPacket::new(self.umem) else {
+                break;
+            };
+            p.len = MAX_FRAME as u16;
+            let buf = p.data_mut();
+            // SAFETY: `buf` is a writable buffer of its length for the call.
+            let r = unsafe {
+                libc::recv(
+                    fd.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut c_void,
+                    buf.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                )
+            };
+            if r <= 0 || r as usize > MAX_FRAME {
+                if r <= 0 {
+                    break;
+                }
+                continue; // truncated: not an ARP frame we can use
+            }
+            p.len = r as u16;
+            out.push(p);
+            n += 1;
+        }
+        if n > 0 {
+            self.info
+                .counters
+                .rx_arp_copies
+                .fetch_add(n as u64, Ordering::Relaxed);
+        }
+        n
+    }
+}
+
+impl Drop for AfXdpPort {
+    fn drop(&mut self) {
+        let umem = self.umem;
+        // SAFETY: taken once, in the destructor.
+        let mut xsk = unsafe { ManuallyDrop::take(&mut self.xsk) };
+        xsk.drain(|a| umem.free(frame_of(a)));
+        drop(xsk);
+    }
+}
+
+#[inline(always)]
+fn frame_of(addr: u64) -> u32 {
+    (addr & !(FRAME_SIZE as u64 - 1)) as u32
+}
+
+/// Whether the frame's TCP/UDP checksum field holds only the folded
+/// pseudo-header sum (CHECKSUM_PARTIAL); see the module doc.
+#[inline]
+pub fn looks_partial(frame: &[u8]) -> bool {
+    let Some(l2) = ethernet::parse(frame) else {
+        return false;
+    };
+    if l2.ethertype != ethernet::ETHERTYPE_IPV4 {
+        return false;
+    }
+    let ip = &frame[l2.l3_offset..];
+    if ip.len() < ipv4::MIN_HEADER_LEN || ip[0] >> 4 != 4 {
+        return false;
+    }
+    let ihl = (ip[0] & 0x0f) as usize * 4;
+    let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+    if ihl < ipv4::MIN_HEADER_LEN || total < ihl || total > ip.len() {
+        return false;
+    }
+    if u16::from_be_bytes([ip[6], ip[7]]) & (ipv4::FLAG_MF | ipv4::FRAG_OFFSET_MASK) != 0 {
+        return false;
+    }
+    let proto = ip[9];
+    if proto != ipv4::PROTO_TCP && proto != ipv4::PROTO_UDP {
+        return false;
+    }
+    let off = ihl + l4::checksum_offset(proto);
+    if off + 2 > total {
+        return false;
+    }
+    let field = u16::from_be_bytes([ip[off], ip[off + 1]]);
+    let src: [u8; 4] = ip[12..16].try_into().unwrap();
+    let dst: [u8; 4] = ip[16..20].try_into().unwrap();
+    field
+        == checksum::fold(checksum::pseudo_header_v4(
+            src,
+            dst,
+            proto,
+            (total - ihl) as u16,
+        ))
+}
+
+impl Port for AfXdpPort {
+    type Pkt = XdpPacket;
+
+    fn rx_burst(&mut self, out: &mut Vec<XdpPacket>) -> usize {
+        self.polls = self.polls.wrapping_add(1);
+        self.reclaim();
+        let umem = self.umem;
+        // Keep the fill ring topped up: the kernel drops what it cannot
+        // place (counted as rx_fill_ring_empty_descs).
+        let want = 2 * BURST as u32;
+        let mut short = false;
+        self.xsk.fill(want, || {
+            let f = umem.alloc();
+            short |= f.is_none();
+            f
+        });
+        let mut cnt = BurstCounts::default();
+        let n = self.xsk.recv(BURST as u32, |addr, len| {
+            let frame = frame_of(addr);
+            let off = (addr - frame as u64) as usize;
+            if off + len as usize > FRAME_SIZE || len == 0 {
+                cnt.invalid += 1;
+                umem.free(frame);
+                return;
+            }
+            let mut p = XdpPacket {
+                frame,
+                off: off as u16,
+                len: len as u16,
+            };
+            if looks_partial(p.data()) && complete_l4_checksum(p.data_mut()) {
+                cnt.csum += 1;
+            }
+            out.push(p);
+        }) as usize;
+        if self.xsk.tx_queued() > 0 {
+            let _ = self.xsk.kick_tx();
+        }
+        let mut got = n - cnt.invalid as usize;
+        if n == 0 {
+            self.xsk.kick_fill();
+        }
+        // ARP copies: when idle, and every 64th poll under load.
+        if self.arp.is_some() && (n == 0 || self.polls & 63 == 0) && got < BURST {
+            got += self.read_arp(out, BURST - got);
+        }
+        let c = &self.info.counters;
+        if self.polls & 63 == 0 {
+            c.fill_level
+                .store(self.xsk.fill_level() as u64, Ordering::Relaxed);
+            c.tx_outstanding
+                .store(self.xsk.tx_outstanding as u64, Ordering::Relaxed);
+        }
+        if short {
+            c.fill_no_frame.fetch_add(1, Ordering::Relaxed);
+        }
+        if cnt.invalid | cnt.csum != 0 {
+            c.rx_invalid.fetch_add(cnt.invalid, Ordering::Relaxed);
+            c.rx_csum_completed.fetch_add(cnt.csum, Ordering::Relaxed);
+        }
+        got
+    }
+
+    fn tx_burst(&mut self, pkts: &mut Vec<XdpPacket>) {
+        if pkts.is_empty() {
+            return;
+        }
+        self.reclaim();
+        let n = (pkts.len() as u32).min(self.xsk.tx_free(pkts.len() as u32));
+        for (i, p) in pkts[..n as usize].iter().enumerate() {
+            self.xsk.tx_push(i as u32, p.addr(), p.len as u32);
+        }
+        // The frames are the kernel's now, until the completion ring hands
+        // them back.
+        for p in pkts.drain(..n as usize) {
+            mem::forget(p);
+        }
+        let c = &self.info.counters;
+        if let Err(_e) = self.xsk.tx_submit(n) {
+            c.tx_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if !pkts.is_empty() {
+            c.tx_ring_full
+                .fetch_add(pkts.len() as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn alloc(&mut self) -> Option<XdpPacket> {
+        XdpPacket::new(self.umem)
+    }
+
+    fn mac(&self) -> Mac {
+        self.mac
+    }
+
+    fn poll_fds(&self, out: &mut Vec<RawFd>) {
+        out.push(self.xsk.as_raw_fd());
+        if let Some(a) = &self.arp {
+            out.push(a.as_raw_fd());
+        }
+    }
+}
+
+/// An AF_PACKET socket that receives the ARP frames reaching the kernel on
+/// `ifindex` (not the ones the host sends).
+fn arp_socket(ifindex: u32) -> io::Result<OwnedFd> {
+    let proto = (libc::ETH_P_ARP as u16).to_be();
+    // SAFETY: plain socket(2); checked.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            proto as libc::c_int,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let one: libc::c_int = 1;
+    // SAFETY: `one` is a live c_int for the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_IGNORE_OUTGOING,
+            &one as *const libc::c_int as *const c_void,
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: all-zero is a valid sockaddr_ll; fields set below.
+    let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto;
+    sll.sll_ifindex = ifindex as libc::c_int;
+    // SAFETY: `sll` is a valid sockaddr_ll of the given size.
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+            mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// `struct ethtool_channels` (linux/ethtool.h).
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+struct EthtoolChannels {
+    cmd: u32,
+    max_rx: u32,
+    max_tx: u32,
+    max_other: u32,
+    max_combined: u32,
+    rx_count: u32,
+    tx_count: u32,
+    other_count: u32,
+    combined_count: u32,
+}
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+const ETHTOOL_SCHANNELS: u32 = 0x3d;
+
+fn channels(fd: RawFd, ifname: &str, ch: &mut EthtoolChannels) -> io::Result<()> {
+    let b = ifname.as_bytes();
+    // SAFETY: all-zero is a valid ifreq.
+    let mut ifr: libc::ifreq = unsafe { mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(b) {
+        *d = *s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = ch as *mut EthtoolChannels as *mut libc::c_char;
+    // SAFETY: `ifr` and the buffer it points to live for the call.
+    let r = unsafe { libc::ioctl(fd, libc::SIOCETHTOOL as _, &mut ifr as *mut libc::ifreq) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Makes sure `ifname` has at least `n` receive queues, raising the active
+/// count (`ethtool -L`) when the device allows.
+pub fn ensure_queues(ifname: &str, n: u32) -> io::Result<()> {
+    // SAFETY: plain socket(2); checked.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nothing else owns.
+    let s = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut ch = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..Default::default()
+    };
+    if let Err(e) = channels(s.as_raw_fd(), ifname, &mut ch) {
+        if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
+            // A single-queue device without channel support.
+            return if n <= 1 {
+                Ok(())
+            } else {
+                Err(io::Error::new(io::ErrorKind::Unsupported, format!("{ifname} has one queue and {n} workers need {n}: use `workers 1` or a multi-queue device")))
+            };
+        }
+        return Err(e);
+    }
+    let have = ch.rx_count + ch.combined_count;
+    if have >= n {
+        return Ok(());
+    }
+    let mut set = ch;
+    set.cmd = ETHTOOL_SCHANNELS;
+    if ch.max_combined >= n {
+        set.combined_count = n;
+    } else if ch.max_rx >= n && ch.max_tx >= n {
+        set.rx_count = n;
+        set.tx_count = n;
+    } else {
+        let max = ch.max_combined.max(ch.max_rx);
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{ifname} has {have} receive queues (at most {max}) and {n} workers need one each: `ethtool -L {ifname} combined {n}` on a NIC; a veth needs `numrxqueues {n} numtxqueues {n}` at creation; or fewer workers"),
+        ));
+    }
+    channels(s.as_raw_fd(), ifname, &mut set).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("{ifname}: raising the queues to {n} (ethtool -L): {e}"),
+        )
+    })
+}

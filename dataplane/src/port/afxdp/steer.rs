@@ -1,0 +1,185 @@
+//! The XDP program (dataplane/bpf/xdp_steer.c) on one interface: loaded and
+//! attached with aya, its socket and address maps, its counters.
+//!
+//! The program is attached through a BPF link (Linux 5.9 and later), which
+//! belongs to this process: when ferrovs exits, however it exits (SIGKILL
+//! included), the kernel closes the link and detaches the program, so the
+//! interface is left as it was and the next start finds it free.
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, XskMap};
+use aya::programs::{Xdp, XdpMode};
+use aya::Ebpf;
+use std::collections::HashMap;
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::RawFd;
+
+/// What an address is to the XDP program (bits of the `addrs` map; keep in
+/// step with xdp_steer.c).
+pub const ADDR_STEER: u32 = 1;
+pub const ADDR_NAT_SRC: u32 = 2;
+pub const ADDR_OWN: u32 = 4;
+
+/// Where the program runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// In the driver (native XDP): before the kernel allocates an skb.
+    Driver,
+    /// After the skb is built (generic XDP): any interface, slower, and GRO
+    /// must be off.
+    Skb,
+}
+
+/// The program's counters, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SteerStats {
+    pub steered: u64,
+    pub passed: u64,
+    pub no_socket: u64,
+}
+
+#[cfg(not(ferrovs_no_xdp_prog))]
+static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp_steer.o"));
+
+/// The program attached to one interface.
+pub struct Steering {
+    // Maps before the program: all are released when this drops, the link
+    // (and so the attachment) with the program.
+    xsks: XskMap<MapData>,
+    addrs: BpfHashMap<MapData, u32, u32>,
+    stats: PerCpuArray<MapData, u64>,
+    current: HashMap<u32, u32>,
+    _ebpf: Ebpf,
+    pub ifname: String,
+    pub ifindex: u32,
+    pub mode: AttachMode,
+}
+
+impl std::fmt::Debug for Steering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Steering")
+            .field("ifname", &self.ifname)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+fn err(ifname: &str, what: &str, e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("XDP program on {ifname}: {what}: {e}"))
+}
+
+impl Steering {
+    /// Loads the program and attaches it to `ifname`: natively when the
+    /// driver can, else generically (unless `native_only`).
+    pub fn attach(ifname: &str, ifindex: u32, native_only: bool) -> io::Result<Steering> {
+        #[cfg(ferrovs_no_xdp_prog)]
+        {
+            let _ = (ifindex, native_only);
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("XDP program on {ifname}: this ferrovs was built without it (clang was missing at build time: apt-get install clang libbpf-dev, then rebuild)"),
+            ))
+        }
+        #[cfg(not(ferrovs_no_xdp_prog))]
+        {
+            let mut ebpf = Ebpf::load(PROGRAM).map_err(|e| err(ifname, "load", e))?;
+            let prog: &mut Xdp = ebpf
+                .program_mut("ferrovs_steer")
+                .ok_or_else(|| err(ifname, "load", "no program ferrovs_steer in the object"))?
+                .try_into()
+                .map_err(|e| err(ifname, "load", e))?;
+            prog.load().map_err(|e| err(ifname, "verifier", e))?;
+            let mode = match prog.attach_to_if_index(ifindex, XdpMode::Driver) {
+                Ok(_) => AttachMode::Driver,
+                Err(e) if native_only => return Err(err(ifname, "attach (native)", e)),
+                Err(native) => match prog.attach_to_if_index(ifindex, XdpMode::Skb) {
+                    Ok(_) => AttachMode::Skb,
+                    Err(e) => {
+                        let busy = format!("{e:?}").contains("EBUSY")
+                            || format!("{native:?}").contains("Device or resource busy");
+                        let hint = if busy {
+                            format!(" (another XDP program is attached: `ip link set dev {ifname} xdp off` removes it)")
+                        } else {
+                            String::new()
+                        };
+                        return Err(err(
+                            ifname,
+                            "attach",
+                            format!("native: {native}; generic: {e}{hint}"),
+                        ));
+                    }
+                },
+            };
+            let take = |ebpf: &mut Ebpf, name: &str| {
+                ebpf.take_map(name)
+                    .ok_or_else(|| err(ifname, "maps", format!("no map {name}")))
+            };
+            let xsks = XskMap::try_from(take(&mut ebpf, "xsks")?)
+                .map_err(|e| err(ifname, "map xsks", e))?;
+            let addrs = BpfHashMap::try_from(take(&mut ebpf, "addrs")?)
+                .map_err(|e| err(ifname, "map addrs", e))?;
+            let stats = PerCpuArray::try_from(take(&mut ebpf, "stats")?)
+                .map_err(|e| err(ifname, "map stats", e))?;
+            Ok(Steering {
+                xsks,
+                addrs,
+                stats,
+                current: HashMap::new(),
+                _ebpf: ebpf,
+                ifname: ifname.to_string(),
+                ifindex,
+                mode,
+            })
+        }
+    }
+
+    /// Steers queue `queue`'s frames to socket `fd`.
+    pub fn set_socket(&mut self, queue: u32, fd: RawFd) -> io::Result<()> {
+        self.xsks
+            .set(queue, fd, 0)
+            .map_err(|e| err(&self.ifname, &format!("socket for queue {queue}"), e))
+    }
+
+    /// Makes the address map equal to `want` (address → ADDR_* bits),
+    /// touching only what changed.
+    pub fn set_addrs(&mut self, want: &HashMap<Ipv4Addr, u32>) -> io::Result<()> {
+        let want: HashMap<u32, u32> = want
+            .iter()
+            .filter(|(_, b)| **b != 0)
+            .map(|(a, b)| (u32::from_ne_bytes(a.octets()), *b))
+            .collect();
+        let gone: Vec<u32> = self
+            .current
+            .keys()
+            .filter(|k| !want.contains_key(k))
+            .copied()
+            .collect();
+        for k in gone {
+            match self.addrs.remove(&k) {
+                Ok(()) => {}
+                Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(err(&self.ifname, "address map", e)),
+            }
+            self.current.remove(&k);
+        }
+        for (k, v) in &want {
+            if self.current.get(k) != Some(v) {
+                self.addrs
+                    .insert(k, v, 0)
+                    .map_err(|e| err(&self.ifname, "address map", e))?;
+                self.current.insert(*k, *v);
+            }
+        }
+        Ok(())
+    }
+
+    /// The program's counters.
+    pub fn stats(&self) -> SteerStats {
+        let sum = |i: u32| -> u64 { self.stats.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0) };
+        SteerStats {
+            steered: sum(0),
+            passed: sum(1),
+            no_socket: sum(2),
+        }
+    }
+}
