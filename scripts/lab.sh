@@ -5,6 +5,7 @@
 #
 #   scripts/lab.sh up --mode dr|nat|fullnat|tun [--name NAME] [--directors 1|2]
 #                     [--rs-port PORT]... [--big-mib N] [--tun-decap auto|kernel|userspace]
+#                     [--offloads off|on]
 #   scripts/lab.sh down [--name NAME | NAME | --all]
 #   scripts/lab.sh exec NAME ROLE cmd...   ROLE: client director director2 rs1 rs2 rs3 router switch
 #   scripts/lab.sh env [NAME]              print a lab's variables again
@@ -77,7 +78,7 @@ log() { echo "lab.sh: $*" >&2; }
 die() { echo "lab.sh: error: $*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit "${1:-2}"
 }
 
@@ -221,8 +222,11 @@ link() {
     # never carries. The AF_PACKET backend completes partial checksums itself
     # (TP_STATUS_CSUM_NOT_READY), so for checksums this is belt and braces; for
     # segmentation it is what makes the veths behave like NICs on a wire.
-    nsx "$(ns_of "$NAME" "$role")" ethtool -K "$ifn" tx off tso off gso off gro off >/dev/null
-    nsx "$NS_SWITCH" ethtool -K "$swif" tx off tso off gso off gro off >/dev/null
+    # `--offloads on` leaves the veths' defaults (TSO/GSO on), for benchmarks.
+    if [ "$OFFLOADS" = off ]; then
+        nsx "$(ns_of "$NAME" "$role")" ethtool -K "$ifn" tx off tso off gso off gro off >/dev/null
+        nsx "$NS_SWITCH" ethtool -K "$swif" tx off tso off gso off gro off >/dev/null
+    fi
 }
 
 base_ns() {
@@ -294,7 +298,7 @@ on_up_exit() {
 }
 
 cmd_up() {
-    local mode="" name="" directors=1 rs_ports=() big_mib=64 tun_decap=auto
+    local mode="" name="" directors=1 rs_ports=() big_mib=64 tun_decap=auto offloads=off
     while [ $# -gt 0 ]; do
         case $1 in
         --mode) mode=${2:-}; shift 2 ;;
@@ -303,6 +307,7 @@ cmd_up() {
         --rs-port) rs_ports+=("${2:-}"); shift 2 ;;
         --big-mib) big_mib=${2:-}; shift 2 ;;
         --tun-decap) tun_decap=${2:-}; shift 2 ;;
+        --offloads) offloads=${2:-}; shift 2 ;;
         -h | --help) usage 0 ;;
         *) die "up: unknown argument '$1'" ;;
         esac
@@ -310,6 +315,7 @@ cmd_up() {
     case $mode in dr | nat | fullnat | tun) ;; *) die "up: --mode dr|nat|fullnat|tun is required" ;; esac
     case $directors in 1 | 2) ;; *) die "up: --directors must be 1 or 2" ;; esac
     case $tun_decap in auto | kernel | userspace) ;; *) die "up: --tun-decap auto|kernel|userspace" ;; esac
+    case $offloads in off | on) OFFLOADS=$offloads ;; *) die "up: --offloads off|on" ;; esac
     if ! [[ $big_mib =~ ^[0-9]+$ ]] || [ "$big_mib" -lt 1 ] || [ "$big_mib" -gt 1024 ]; then
         die "up: --big-mib 1..1024"
     fi
