@@ -75,6 +75,8 @@ pub struct Daemon {
     pub health: Option<crate::health::HealthHandle>,
     /// The devices behind the ports, in port order (for `/metrics`).
     pub devices: Vec<Arc<dyn PortDevice>>,
+    /// See [`Opened::on_publish`].
+    pub on_publish: Option<PublishHook>,
 }
 
 /// FULLNAT local addresses of every service, from `laddr_group_name`.
@@ -135,6 +137,7 @@ impl Daemon {
             vrrp_vips: Default::default(),
             vrrp_status: Default::default(),
             health: None,
+            on_publish: None,
             devices: net
                 .ports
                 .iter()
@@ -158,6 +161,9 @@ impl Daemon {
         let snap = self
             .state
             .build(self.generation, &self.net, &self.vrrp_list())?;
+        if let Some(h) = &self.on_publish {
+            h(&snap);
+        }
         self.dataplane.publish(snap);
         Ok(())
     }
@@ -474,18 +480,27 @@ pub fn worker_clock_ms(epoch: Instant) -> u64 {
     epoch.elapsed().as_millis() as u64 + 1_000_000
 }
 
-/// A worker thread: poll until told to stop; back off when idle so that an
-/// idle director does not burn its cores (DPDK's power-aware l3fwd does the
-/// same), at the cost of up to ~100 µs latency on the first packet after a
-/// quiet spell.
+/// Polls per idle spell before a worker sleeps: some tens of microseconds
+/// of spinning, so that back-to-back packets of a request/response flow
+/// find the worker awake, then the worker blocks until a port has frames.
+const IDLE_SPIN_POLLS: u32 = 256;
+/// The longest sleep: timers, new snapshots and control-plane requests are
+/// served at least this often.
+const IDLE_SLEEP_MS: i32 = 1;
+
+/// A worker thread: poll until told to stop. An idle worker sleeps in
+/// poll(2) on its ports (and a doorbell its peers ring), so a packet wakes it
+/// at once and an idle director does not burn its cores; backends without
+/// pollable descriptors (DPDK) nap for 50 µs instead, as DPDK's power-aware
+/// l3fwd does.
 pub fn worker_loop<P: Port>(mut w: Worker<P>, epoch: Instant, stop: Arc<AtomicBool>) {
     let mut idle = 0u32;
     while !stop.load(Ordering::Relaxed) {
         let n = w.poll(worker_clock_ms(epoch));
         if n == 0 {
             idle = idle.saturating_add(1);
-            if idle > 64 {
-                std::thread::sleep(Duration::from_micros(50));
+            if idle > IDLE_SPIN_POLLS {
+                w.wait(IDLE_SLEEP_MS);
             }
         } else {
             idle = 0;
@@ -508,7 +523,12 @@ pub struct Opened<P> {
     pub spawn: Option<Box<Spawner>>,
     /// Held until the workers have stopped (e.g. the DPDK EAL).
     pub keep: Vec<Box<dyn std::any::Any>>,
+    /// Called with every snapshot before the workers get it (the AF_XDP
+    /// backend's XDP program follows the active addresses).
+    pub on_publish: Option<PublishHook>,
 }
+
+pub type PublishHook = Arc<dyn Fn(&Snapshot) + Send + Sync>;
 
 pub type Spawner =
     dyn Fn(usize, Box<dyn FnOnce() + Send>) -> Result<Box<dyn FnOnce() + Send>, String>;
@@ -592,6 +612,9 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         .map(|a| (a, false))
         .collect();
     let snap = state.build(1, &net, &vrrp_vips)?;
+    if let Some(h) = &opened.on_publish {
+        h(&snap);
+    }
     let shared = Shared::<P::Pkt>::new(snap);
 
     let epoch = Instant::now();
@@ -604,6 +627,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         devices,
         spawn,
         keep,
+        on_publish,
         ..
     } = opened;
     let mut kernel = kernel.into_iter();
@@ -657,6 +681,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     let mut daemon = Daemon::new(state, net, shared.clone(), path.to_path_buf(), cfg);
     daemon.epoch = epoch;
     daemon.devices = devices;
+    daemon.on_publish = on_publish;
     daemon.vrrp_vips = vrrp_vips.into_iter().collect();
     let daemon = Arc::new(Mutex::new(daemon));
     let rt = tokio::runtime::Builder::new_current_thread()

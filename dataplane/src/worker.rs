@@ -79,6 +79,10 @@ pub struct Shared<T> {
     neigh_events: Vec<ArrayQueue<NeighEvent>>,
     /// Control-plane requests, one queue per worker.
     requests: Vec<ArrayQueue<Request>>,
+    /// Per worker: rung by peers that hand it packets while it sleeps
+    /// (None where no eventfd could be made: the sleeper then wakes at its
+    /// timeout).
+    doorbells: Vec<Option<crate::port::Doorbell>>,
     /// Snapshots published so far: a plain load tells a worker whether to
     /// look at the `ArcSwap` at all.
     published: crossbeam_utils::CachePadded<std::sync::atomic::AtomicU64>,
@@ -94,6 +98,7 @@ impl<T> Shared<T> {
             handover: (0..w * w).map(|_| ArrayQueue::new(RING_SIZE)).collect(),
             neigh_events: (0..w * w).map(|_| ArrayQueue::new(256)).collect(),
             requests: (0..w).map(|_| ArrayQueue::new(16)).collect(),
+            doorbells: (0..w).map(|_| crate::port::Doorbell::new().ok()).collect(),
             published: Default::default(),
             workers: w,
         })
@@ -169,6 +174,8 @@ pub struct Worker<P: Port> {
     seen_published: u64,
     core: Core<P>,
     rx: Vec<P::Pkt>,
+    /// Scratch for [`Worker::wait`].
+    fds: Vec<std::os::fd::RawFd>,
 }
 
 /// The parsed headers of an IPv4 packet being handled.
@@ -215,6 +222,7 @@ impl<P: Port> Worker<P> {
                 nh_cache: [NhCached::default(); NH_CACHE],
             },
             rx: Vec::with_capacity(BURST),
+            fds: Vec::new(),
         };
         w.core.sync_sched(&w.snap);
         w
@@ -256,6 +264,39 @@ impl<P: Port> Worker<P> {
 
     pub fn neigh(&self) -> &NeighCache<P::Pkt> {
         &self.core.neigh
+    }
+
+    /// Sleeps until a port has frames, a peer hands over packets, or
+    /// `timeout_ms` passes. Without pollable ports (memory, DPDK) it only
+    /// yields for a moment: those workers poll.
+    pub fn wait(&mut self, timeout_ms: i32) {
+        let core = &self.core;
+        let mut fds = std::mem::take(&mut self.fds);
+        fds.clear();
+        for p in core.ports.iter().chain(core.kernel.iter()) {
+            p.poll_fds(&mut fds);
+        }
+        let bell = core.shared.doorbells[core.id].as_ref();
+        if fds.len() < core.ports.len() + core.kernel.len() || bell.is_none() {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+            self.fds = fds;
+            return;
+        }
+        let bell = bell.unwrap();
+        fds.push(bell.raw_fd());
+        bell.sleeping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // Peers that pushed before seeing the flag did not ring: look.
+        let w = core.shared.workers;
+        let pending = (0..w).any(|from| !core.shared.handover[from * w + core.id].is_empty())
+            || !core.shared.requests[core.id].is_empty();
+        if !pending {
+            crate::port::wait_readable(&fds, timeout_ms);
+        }
+        bell.sleeping
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        bell.clear();
+        self.fds = fds;
     }
 
     /// One iteration: pick up a new snapshot, take packets handed over by
@@ -542,7 +583,12 @@ impl<P: Port> Core<P> {
     fn handover(&mut self, pkt: P::Pkt, in_port: u16, owner: usize) {
         let w = self.shared.workers;
         match self.shared.handover[self.id * w + owner].push((in_port, pkt)) {
-            Ok(()) => self.ctr().handover_out.inc(),
+            Ok(()) => {
+                self.ctr().handover_out.inc();
+                if let Some(d) = &self.shared.doorbells[owner] {
+                    d.ring();
+                }
+            }
             Err((_, p)) => self.drop_pkt(DropReason::HandoverFull, p),
         }
     }

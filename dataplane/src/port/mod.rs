@@ -80,3 +80,69 @@ pub fn prefetch<T>(p: &T) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
 }
+
+/// A worker's doorbell: an eventfd its peers ring when they hand it packets
+/// while it sleeps, so that an idle worker blocked in [`wait_readable`]
+/// wakes at once instead of at its timeout.
+pub struct Doorbell {
+    fd: std::os::fd::OwnedFd,
+    /// Set while the worker sleeps or is about to (peers ring only then).
+    pub sleeping: std::sync::atomic::AtomicBool,
+}
+
+impl Doorbell {
+    pub fn new() -> std::io::Result<Doorbell> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: eventfd(2) with no memory arguments; checked.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Doorbell {
+            // SAFETY: a fresh descriptor nothing else owns.
+            fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
+            sleeping: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Wakes the worker if it sleeps (a syscall only then).
+    #[inline]
+    pub fn ring(&self) {
+        use std::os::fd::AsRawFd;
+        if self.sleeping.load(std::sync::atomic::Ordering::Relaxed) {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a live u64 to our eventfd.
+            unsafe { libc::write(self.fd.as_raw_fd(), &one as *const u64 as *const _, 8) };
+        }
+    }
+
+    /// Clears the count after a wake-up.
+    pub fn clear(&self) {
+        use std::os::fd::AsRawFd;
+        let mut v: u64 = 0;
+        // SAFETY: reads at most 8 bytes into a live u64 (non-blocking).
+        unsafe { libc::read(self.fd.as_raw_fd(), &mut v as *mut u64 as *mut _, 8) };
+    }
+
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Blocks until one of `fds` is readable or `timeout_ms` passes; true when
+/// one is readable. Interrupted or failed waits return false (the caller
+/// polls again either way).
+pub fn wait_readable(fds: &[std::os::fd::RawFd], timeout_ms: i32) -> bool {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `p` is a valid array of `p.len()` pollfds for the call.
+    let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
+    r > 0
+}
