@@ -211,8 +211,13 @@ link() {
     local role=$1 seg=$2 ifn=$3 mac=$4
     local swif=p$ifn
     [ ${#swif} -le 15 ] || die "interface name $swif too long"
-    ip link add name "$ifn" address "$mac" netns "$(ns_of "$NAME" "$role")" type veth \
-        peer name "$swif" netns "$NS_SWITCH"
+    # Directors get two queue pairs on both ends: the AF_XDP backend binds
+    # one socket per worker to one queue each (veth's "RSS": the sending
+    # end's transmit queue, picked per flow, is the receiving end's queue).
+    local q=()
+    case $role in director*) q=(numrxqueues 2 numtxqueues 2) ;; esac
+    ip link add name "$ifn" address "$mac" netns "$(ns_of "$NAME" "$role")" "${q[@]}" type veth \
+        peer name "$swif" netns "$NS_SWITCH" "${q[@]}"
     ip -n "$NS_SWITCH" link set "$swif" master "br$seg-$SFX" up
     ip -n "$(ns_of "$NAME" "$role")" link set "$ifn" up
     # Offloads off on both ends. Without this a veth hands TSO/GSO super-frames

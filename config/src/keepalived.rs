@@ -463,11 +463,12 @@ impl Conv<'_> {
                 "backend" => {
                     if let Some(a) = self.v.one(s, "backend") {
                         match a.text.as_str() {
+                            "afxdp" => f.backend = Backend::Afxdp,
                             "afpacket" => f.backend = Backend::Afpacket,
                             "dpdk" => f.backend = Backend::Dpdk,
                             o => self.d().error(
                                 &a.loc,
-                                format!("backend: unknown backend '{o}' (afpacket or dpdk)"),
+                                format!("backend: unknown backend '{o}' (afxdp, afpacket or dpdk)"),
                             ),
                         }
                     }

@@ -188,7 +188,11 @@ pub struct LvsSyncDaemon {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
+    /// Not named in the file: AF_XDP where the kernel has it, else AF_PACKET
+    /// (with one log line saying why).
     #[default]
+    Auto,
+    Afxdp,
     Afpacket,
     Dpdk,
 }
@@ -212,7 +216,7 @@ pub struct FerrovsSettings {
 impl Default for FerrovsSettings {
     fn default() -> Self {
         FerrovsSettings {
-            backend: Backend::Afpacket,
+            backend: Backend::Auto,
             workers: None,
             interfaces: Vec::new(),
             dpdk: DpdkSettings::default(),

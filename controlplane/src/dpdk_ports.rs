@@ -212,6 +212,7 @@ pub fn open(req: &OpenRequest) -> Result<Opened<DpdkPort>, String> {
             }) as Box<dyn FnOnce() + Send>)
         })),
         keep,
+        on_publish: None,
     })
 }
 

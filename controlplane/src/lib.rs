@@ -1,4 +1,5 @@
 //! ferrovs control plane.
+pub mod afxdp_ports;
 pub mod check;
 pub mod ctl;
 pub mod daemon;

@@ -403,6 +403,39 @@ impl Collector for DaemonCollector {
                 f.counter(&l(&[("port", p.name().to_string())]), p.stat(stat))?;
             }
         }
+        // Per-queue ring figures (AF_XDP), one family per figure.
+        let qstats: Vec<_> = d
+            .devices
+            .iter()
+            .flat_map(|p| {
+                let n = p.name().to_string();
+                p.queue_stats().into_iter().map(move |q| (n.clone(), q))
+            })
+            .collect();
+        let mut names: Vec<_> = qstats
+            .iter()
+            .map(|(_, q)| (q.name, q.help, q.counter))
+            .collect();
+        names.dedup_by_key(|x| x.0);
+        names.sort();
+        names.dedup();
+        for (name, help, counter) in names {
+            let kind = if counter {
+                MetricType::Counter
+            } else {
+                MetricType::Gauge
+            };
+            let full = format!("ferrovs_xdp_{name}");
+            let mut f = family(&mut enc, &full, help, kind)?;
+            for (port, q) in qstats.iter().filter(|(_, q)| q.name == name) {
+                let labels = l(&[("port", port.clone()), ("queue", q.queue.to_string())]);
+                if counter {
+                    f.counter(&labels, q.value)?;
+                } else {
+                    f.gauge(&labels, q.value as i64)?;
+                }
+            }
+        }
         let pools: Vec<_> = d
             .devices
             .iter()

@@ -22,6 +22,21 @@ pub trait PortDevice: Send + Sync {
     fn buffers(&self) -> Option<(u64, u64)> {
         None
     }
+    /// Per-queue counters and gauges of the backend's rings (AF_XDP):
+    /// (metric suffix, help, is a counter, queue, value).
+    fn queue_stats(&self) -> Vec<QueueStat> {
+        Vec::new()
+    }
+}
+
+/// One per-queue figure for `/metrics` (see [`PortDevice::queue_stats`]).
+#[derive(Clone, Copy, Debug)]
+pub struct QueueStat {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub counter: bool,
+    pub queue: u32,
+    pub value: u64,
 }
 
 /// A port whose device the kernel owns (AF_PACKET): sysfs has it all.

@@ -77,6 +77,15 @@ impl AddrTable {
         t
     }
 
+    /// Every address in the table.
+    fn iter(&self) -> impl Iterator<Item = (Ipv4Addr, AddrKind)> + '_ {
+        self.keys
+            .iter()
+            .zip(self.kinds.iter())
+            .filter(|(k, _)| **k != 0)
+            .map(|(k, v)| (Ipv4Addr::from(*k), *v))
+    }
+
     #[inline(always)]
     fn slot(&self, a: u32) -> usize {
         (a.wrapping_mul(0x9e37_79b1) >> self.shift) as usize
@@ -118,6 +127,12 @@ impl Snapshot {
     #[inline]
     pub fn addr_kind(&self, a: [u8; 4]) -> Option<AddrKind> {
         self.addrs.get(u32::from_be_bytes(a))
+    }
+
+    /// Every address the snapshot classifies (VIPs, local addresses, the
+    /// director's own), for steering outside the workers (the XDP program).
+    pub fn addresses(&self) -> impl Iterator<Item = (Ipv4Addr, AddrKind)> + '_ {
+        self.addrs.iter()
     }
 
     /// The service for a packet to (proto, vaddr, vport): the exact port

@@ -1,6 +1,7 @@
 //! The `ferrovs` appliance binary.
 
 use clap::{ArgGroup, Parser, Subcommand};
+use ferrovs_controlplane::afxdp_ports;
 use ferrovs_controlplane::check::{check, CheckOutput};
 use ferrovs_controlplane::daemon::{OpenRequest, Opened};
 use ferrovs_controlplane::port_device::KernelDevice;
@@ -55,6 +56,14 @@ fn run(file: &std::path::Path) -> Result<(), String> {
     let backend = ferrovs_config::load_file(file).config.ferrovs.backend;
     match backend {
         Backend::Afpacket => ferrovs_controlplane::daemon::run(file, &open_afpacket),
+        Backend::Afxdp => ferrovs_controlplane::daemon::run(file, &afxdp_ports::open),
+        Backend::Auto => match ferrovs_dataplane::port::afxdp::available() {
+            Ok(()) => ferrovs_controlplane::daemon::run(file, &afxdp_ports::open),
+            Err(why) => {
+                tracing::warn!("backend: AF_PACKET, because AF_XDP is not available: {why}");
+                ferrovs_controlplane::daemon::run(file, &open_afpacket)
+            }
+        },
         #[cfg(feature = "dpdk")]
         Backend::Dpdk => {
             ferrovs_controlplane::daemon::run(file, &ferrovs_controlplane::dpdk_ports::open)
@@ -151,5 +160,6 @@ fn open_afpacket(
             .collect(),
         spawn: None,
         keep: Vec::new(),
+        on_publish: None,
     })
 }

@@ -66,6 +66,22 @@ pub const MAX_MTU: u32 = (MAX_FRAME - ethernet::HEADER_LEN - 2 * ethernet::VLAN_
 
 const _: () = assert!(XDP_HEADROOM >= HEADROOM);
 
+/// Whether this machine can run the backend: a kernel with AF_XDP sockets
+/// and a build that carries the XDP program. The error says why not.
+pub fn available() -> Result<(), String> {
+    // SAFETY: plain socket(2); the descriptor is owned (and closed) at once.
+    let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(format!(
+            "socket(AF_XDP): {} (the kernel needs CONFIG_XDP_SOCKETS, Linux 5.10 or later)",
+            io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: a fresh descriptor nothing else owns.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    Steering::available()
+}
+
 // ---------------------------------------------------------------------------
 // Packet
 
@@ -274,6 +290,7 @@ pub struct AfXdpPort {
     mac: Mac,
     mtu: u32,
     polls: u32,
+    empty_polls: u32,
 }
 
 impl std::fmt::Debug for AfXdpPort {
@@ -363,6 +380,7 @@ impl AfXdpPort {
                 mac,
                 mtu,
                 polls: 0,
+                empty_polls: 0,
             });
         }
         Ok(Opened { ports, steering })
@@ -534,8 +552,15 @@ impl Port for AfXdpPort {
         if n == 0 {
             self.xsk.kick_fill();
         }
-        // ARP copies: when idle, and every 64th poll under load.
-        if self.arp.is_some() && (n == 0 || self.polls & 63 == 0) && got < BURST {
+        // ARP copies (a syscall): on the first empty poll of an idle spell
+        // and every 64th after, and every 64th poll under load.
+        if n == 0 {
+            self.empty_polls = self.empty_polls.wrapping_add(1);
+        } else {
+            self.empty_polls = 0;
+        }
+        if self.arp.is_some() && (self.empty_polls & 63 == 1 || self.polls & 63 == 0) && got < BURST
+        {
             got += self.read_arp(out, BURST - got);
         }
         let c = &self.info.counters;

@@ -133,6 +133,16 @@ impl Steering {
         }
     }
 
+    /// Whether this build carries the XDP program; the error says how to get
+    /// it.
+    pub fn available() -> Result<(), String> {
+        if cfg!(ferrovs_no_xdp_prog) {
+            Err("this ferrovs was built without its XDP program (clang was missing at build time: apt-get install clang libbpf-dev, then rebuild)".into())
+        } else {
+            Ok(())
+        }
+    }
+
     /// Steers queue `queue`'s frames to socket `fd`.
     pub fn set_socket(&mut self, queue: u32, fd: RawFd) -> io::Result<()> {
         self.xsks

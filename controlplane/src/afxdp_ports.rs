@@ -1,0 +1,258 @@
+//! The AF_XDP backend's edge in the control plane: opening the ports (XDP
+//! program and one socket per worker on every interface), keeping the XDP
+//! program's address map equal to each published snapshot (VRRP ownership,
+//! reload, health), and the rings' figures for `/metrics`.
+
+use crate::daemon::{OpenRequest, Opened};
+use crate::port_device::{KernelDevice, PortDevice, QueueStat};
+use ferrovs_dataplane::port::afxdp::steer::{ADDR_NAT_SRC, ADDR_OWN, ADDR_STEER};
+use ferrovs_dataplane::port::afxdp::{AfXdpOptions, AfXdpPort, Steering, XdpPortInfo};
+use ferrovs_dataplane::service::FwdMethod;
+use ferrovs_dataplane::snapshot::{AddrKind, Snapshot};
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use tracing::{info, warn};
+
+/// What the XDP program must steer for `snap`: active VIPs and local
+/// addresses, the director's own addresses (never steered), and the real
+/// servers of NAT services (whose replies to clients come back through us).
+pub fn steer_addrs(snap: &Snapshot) -> HashMap<Ipv4Addr, u32> {
+    let mut m: HashMap<Ipv4Addr, u32> = HashMap::new();
+    for (a, k) in snap.addresses() {
+        let bits = match k {
+            AddrKind::Vip { active: true } | AddrKind::Laddr { active: true } => ADDR_STEER,
+            AddrKind::Own => ADDR_OWN,
+            _ => 0,
+        };
+        *m.entry(a).or_default() |= bits;
+    }
+    for d in snap.dests() {
+        if d.dest.fwd == FwdMethod::Nat {
+            *m.entry(d.dest.addr).or_default() |= ADDR_NAT_SRC;
+        }
+    }
+    m
+}
+
+/// The XDP programs of all interfaces, fed from the snapshots.
+pub struct XdpSteering {
+    programs: Mutex<Vec<Steering>>,
+}
+
+impl XdpSteering {
+    /// Makes every program's map follow `snap`.
+    pub fn sync(&self, snap: &Snapshot) {
+        let want = steer_addrs(snap);
+        let Ok(mut progs) = self.programs.lock() else {
+            return;
+        };
+        for p in progs.iter_mut() {
+            if let Err(e) = p.set_addrs(&want) {
+                warn!("{e}");
+            }
+        }
+    }
+}
+
+/// An AF_XDP interface for `/metrics`: the kernel's device counters plus the
+/// XDP program's and the sockets' figures.
+struct XdpDevice {
+    kernel: KernelDevice,
+    steering: Arc<XdpSteering>,
+    index: usize,
+    sockets: Vec<XdpPortInfo>,
+}
+
+impl PortDevice for XdpDevice {
+    fn name(&self) -> &str {
+        self.kernel.name()
+    }
+    fn link_up(&self) -> bool {
+        self.kernel.link_up()
+    }
+    fn stat(&self, name: &str) -> u64 {
+        self.kernel.stat(name)
+    }
+    fn queue_stats(&self) -> Vec<QueueStat> {
+        let mut v = Vec::new();
+        let q = |name, help, counter, queue, value| QueueStat {
+            name,
+            help,
+            counter,
+            queue,
+            value,
+        };
+        if let Some(s) = self
+            .steering
+            .programs
+            .lock()
+            .ok()
+            .and_then(|p| p.get(self.index).map(|p| p.stats()))
+        {
+            // The program's counters are per interface; queue 0 carries them.
+            v.push(q(
+                "prog_steered_total",
+                "Frames the XDP program steered to the workers.",
+                true,
+                0,
+                s.steered,
+            ));
+            v.push(q(
+                "prog_passed_total",
+                "Frames the XDP program passed to the kernel.",
+                true,
+                0,
+                s.passed,
+            ));
+            v.push(q("prog_no_socket_total", "Frames for the balancer on a queue without a worker's socket (passed, and dropped by the kernel).", true, 0, s.no_socket));
+        }
+        for s in &self.sockets {
+            let _ = s.refresh_kernel_stats();
+            let c = &s.counters;
+            let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            let qn = s.queue;
+            v.extend([
+                q(
+                    "rx_dropped_total",
+                    "Frames the kernel dropped for the socket (XDP_STATISTICS rx_dropped).",
+                    true,
+                    qn,
+                    r(&c.k_rx_dropped),
+                ),
+                q(
+                    "rx_ring_full_total",
+                    "Frames dropped because the RX ring was full (XDP_STATISTICS).",
+                    true,
+                    qn,
+                    r(&c.k_rx_ring_full),
+                ),
+                q(
+                    "fill_ring_empty_total",
+                    "Times the fill ring was empty when a frame arrived (XDP_STATISTICS).",
+                    true,
+                    qn,
+                    r(&c.k_rx_fill_ring_empty),
+                ),
+                q(
+                    "rx_invalid_descs_total",
+                    "Invalid RX descriptors (XDP_STATISTICS).",
+                    true,
+                    qn,
+                    r(&c.k_rx_invalid_descs),
+                ),
+                q(
+                    "tx_invalid_descs_total",
+                    "Invalid TX descriptors (XDP_STATISTICS).",
+                    true,
+                    qn,
+                    r(&c.k_tx_invalid_descs),
+                ),
+                q(
+                    "tx_ring_empty_total",
+                    "Times the kernel found the TX ring empty (XDP_STATISTICS).",
+                    true,
+                    qn,
+                    r(&c.k_tx_ring_empty),
+                ),
+                q(
+                    "fill_ring_frames",
+                    "Frames lent to the kernel in the fill ring.",
+                    false,
+                    qn,
+                    r(&c.fill_level),
+                ),
+                q(
+                    "tx_outstanding_frames",
+                    "Frames sent and not yet completed.",
+                    false,
+                    qn,
+                    r(&c.tx_outstanding),
+                ),
+                q(
+                    "tx_ring_full_total",
+                    "Packets the TX ring had no room for.",
+                    true,
+                    qn,
+                    r(&c.tx_ring_full),
+                ),
+                q(
+                    "fill_no_frame_total",
+                    "Times the fill ring could not be topped up for want of free frames.",
+                    true,
+                    qn,
+                    r(&c.fill_no_frame),
+                ),
+                q(
+                    "rx_csum_completed_total",
+                    "Frames whose partial TCP/UDP checksum was completed.",
+                    true,
+                    qn,
+                    r(&c.rx_csum_completed),
+                ),
+                q(
+                    "rx_arp_copies_total",
+                    "ARP frames read from the kernel's copy for neighbour learning.",
+                    true,
+                    qn,
+                    r(&c.rx_arp_copies),
+                ),
+            ]);
+        }
+        v
+    }
+}
+
+/// Opens the AF_XDP ports; the error says why when the kernel or the build
+/// cannot (the caller may fall back to AF_PACKET).
+pub fn open(req: &OpenRequest) -> Result<Opened<AfXdpPort>, String> {
+    let opts = AfXdpOptions::default();
+    let mut per_worker: Vec<Vec<AfXdpPort>> = (0..req.workers).map(|_| Vec::new()).collect();
+    let mut programs = Vec::new();
+    let mut infos = Vec::new();
+    for i in req.ifaces {
+        let o = AfXdpPort::open_all(i, req.workers, &opts).map_err(|e| format!("{i}: {e}"))?;
+        info!(
+            "{i}: AF_XDP, XDP program {:?} mode, sockets {}",
+            o.steering.mode,
+            o.ports
+                .iter()
+                .map(|p| format!("{:?}", p.mode()))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        infos.push(o.ports.iter().map(|p| p.info()).collect::<Vec<_>>());
+        for (w, p) in o.ports.into_iter().enumerate() {
+            per_worker[w].push(p);
+        }
+        programs.push(o.steering);
+    }
+    let steering = Arc::new(XdpSteering {
+        programs: Mutex::new(programs),
+    });
+    let devices = req
+        .ifaces
+        .iter()
+        .zip(infos)
+        .enumerate()
+        .map(|(index, (name, sockets))| {
+            Arc::new(XdpDevice {
+                kernel: KernelDevice { name: name.clone() },
+                steering: steering.clone(),
+                index,
+                sockets,
+            }) as Arc<dyn PortDevice>
+        })
+        .collect();
+    let hook = steering.clone();
+    Ok(Opened {
+        ports: per_worker,
+        kernel: Vec::new(),
+        macs: None,
+        devices,
+        spawn: None,
+        keep: vec![Box::new(steering)],
+        on_publish: Some(Arc::new(move |s: &Snapshot| hook.sync(s))),
+    })
+}
