@@ -9,7 +9,7 @@ ROOT=$(pwd)
 
 [ "$(id -u)" -eq 0 ] || { echo "run the demo as root (it builds network namespaces)" >&2; exit 1; }
 need=()
-for p in build-essential pkg-config iproute2 curl python3 ethtool procps; do
+for p in build-essential pkg-config iproute2 curl python3 ethtool procps clang llvm libbpf-dev; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
