@@ -222,7 +222,7 @@ pub fn open(req: &OpenRequest) -> Result<Opened<AfXdpPort>, String> {
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        infos.push(o.ports.iter().map(|p| p.info()).collect::<Vec<_>>());
+        infos.push(o.ports.iter().flat_map(|p| p.infos()).collect::<Vec<_>>());
         for (w, p) in o.ports.into_iter().enumerate() {
             per_worker[w].push(p);
         }

@@ -44,6 +44,11 @@ struct Lab {
 
 impl Lab {
     fn new() -> Lab {
+        Lab::with_queues(1)
+    }
+
+    /// A lab whose veth ends have `q` queue pairs each.
+    fn with_queues(q: u32) -> Lab {
         let uid = run(&["id", "-u"]);
         assert_eq!(uid.trim(), "0", "the AF_XDP tests need root");
         let u = format!(
@@ -58,9 +63,27 @@ impl Lab {
             host_mac: String::new(),
         };
         run(&["ip", "netns", "add", &lab.ns]);
+        let q = q.to_string();
         run(&[
-            "ip", "link", "add", &lab.host, "type", "veth", "peer", "name", &lab.peer, "netns",
+            "ip",
+            "link",
+            "add",
+            &lab.host,
+            "numrxqueues",
+            &q,
+            "numtxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &lab.peer,
+            "netns",
             &lab.ns,
+            "numrxqueues",
+            &q,
+            "numtxqueues",
+            &q,
         ]);
         std::fs::write(
             format!("/proc/sys/net/ipv4/conf/{}/forwarding", lab.host),
@@ -111,12 +134,18 @@ impl Lab {
     }
 
     fn send_udp(&self, dst: Ipv4Addr, payload: &str) {
+        self.send_flows(dst, payload, 1);
+    }
+
+    /// One datagram from each of `flows` source ports (41000 + i).
+    fn send_flows(&self, dst: Ipv4Addr, payload: &str, flows: u32) {
         self.ns(&[
             "python3",
             "-c",
-            "import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('0.0.0.0',41000)); s.sendto(sys.argv[2].encode(),(sys.argv[1],9999))",
+            "import socket,sys\nfor i in range(int(sys.argv[3])):\n s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('0.0.0.0',41000+i)); s.sendto(sys.argv[2].encode(),(sys.argv[1],9999))",
             &dst.to_string(),
             payload,
+            &flows.to_string(),
         ]);
     }
 
@@ -241,13 +270,13 @@ fn steers_only_what_is_ours_and_transmits_in_place() {
     }
     assert!(opened.steering.stats().steered >= 3);
     assert!(
-        port.info()
+        port.infos()[0]
             .counters
             .rx_csum_completed
             .load(Ordering::Relaxed)
             >= 3
     );
-    port.info().refresh_kernel_stats().unwrap();
+    port.infos()[0].refresh_kernel_stats().unwrap();
 
     // Stopping detaches the program and leaves the interface as it was.
     drop(port);
@@ -262,4 +291,28 @@ fn steers_only_what_is_ours_and_transmits_in_place() {
         "{}",
         run(&["ip", "link", "show", "dev", &lab.host])
     );
+}
+
+#[test]
+fn one_worker_owns_every_queue() {
+    // Two queues, one worker: the worker's port takes both, so no flow is
+    // lost on a queue without a socket.
+    let lab = Lab::with_queues(2);
+    let mut opened = AfXdpPort::open_all(&lab.host, 1, &AfXdpOptions::default())
+        .unwrap_or_else(|e| panic!("open: {e}"));
+    let mut addrs = HashMap::new();
+    addrs.insert(VIP, ADDR_STEER);
+    opened.steering.set_addrs(&addrs).unwrap();
+    let mut port = opened.ports.pop().unwrap();
+    assert_eq!(port.infos().len(), 2);
+    lab.send_flows(VIP, "flow", 16);
+    let got = recv(&mut port, 16, Duration::from_secs(5));
+    let udp = got.iter().filter(|p| p.data()[12..14] == [8, 0]).count();
+    assert_eq!(
+        udp,
+        16,
+        "every flow reaches the one worker: {:?}",
+        opened.steering.stats()
+    );
+    assert_eq!(opened.steering.stats().no_socket, 0);
 }

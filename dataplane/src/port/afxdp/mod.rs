@@ -46,7 +46,7 @@ use super::{Packet, Port, BURST, HEADROOM};
 use crate::wire::{checksum, ethernet, ipv4, l4, Mac};
 use std::ffi::c_void;
 use std::io;
-use std::mem::{self, ManuallyDrop};
+use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -276,11 +276,20 @@ struct BurstCounts {
 // ---------------------------------------------------------------------------
 // Port
 
-/// One worker's XDP socket on one interface.
-pub struct AfXdpPort {
-    xsk: ManuallyDrop<Xsk>,
-    /// A duplicate of the socket for the control plane's statistics.
+/// One socket of a port: the XDP socket on one queue, and what the control
+/// plane reads of it.
+struct Queue {
+    xsk: Xsk,
     info: XdpPortInfo,
+}
+
+/// One worker's XDP sockets on one interface: one per queue the worker owns
+/// (queue `q` belongs to worker `q % workers`; usually one queue each).
+pub struct AfXdpPort {
+    /// The first is the worker's own queue, the one it transmits on.
+    queues: Vec<Queue>,
+    /// The queue the next receive starts at (fairness across queues).
+    next_rx: usize,
     /// AF_PACKET socket receiving copies of the ARP frames the kernel gets
     /// (first worker only).
     arp: Option<OwnedFd>,
@@ -297,8 +306,11 @@ impl std::fmt::Debug for AfXdpPort {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AfXdpPort")
             .field("ifname", &self.ifname)
-            .field("queue", &self.info.queue)
-            .field("mode", &self.info.mode)
+            .field(
+                "queues",
+                &self.queues.iter().map(|q| q.info.queue).collect::<Vec<_>>(),
+            )
+            .field("mode", &self.mode())
             .finish()
     }
 }
@@ -327,8 +339,8 @@ impl AfXdpPort {
                 format!("AF_XDP port {ifname}: MTU {mtu} is larger than the backend's frames allow ({MAX_MTU}); lower it (ip link set dev {ifname} mtu 1500)"),
             ));
         }
-        ensure_queues(ifname, workers as u32).map_err(|e| ctx("queues", e))?;
-        let sockets = workers * 2 * 4; // rough: a few interfaces per worker
+        let nq = ensure_queues(ifname, workers as u32).map_err(|e| ctx("queues", e))?;
+        let sockets = (nq as usize).max(workers) * 4; // a few interfaces
         let need = sockets as u32 * (opts.rings.fill + opts.rings.tx);
         let umem = Umem::get(need)?;
         let mut steering = Steering::attach(ifname, ifindex, opts.native_only)?;
@@ -336,43 +348,53 @@ impl AfXdpPort {
             // Generic XDP runs after GRO: merged frames would not fit.
             set_if_gro(ifname, false)?;
         }
+        let first = if opts.zero_copy {
+            BindMode::ZeroCopy
+        } else {
+            BindMode::Copy
+        };
         let mut ports = Vec::with_capacity(workers);
         for w in 0..workers as u32 {
-            let first = if opts.zero_copy {
-                BindMode::ZeroCopy
-            } else {
-                BindMode::Copy
-            };
-            let xsk = match Xsk::open(umem, ifindex, w, first, opts.rings) {
-                Ok(x) => x,
-                Err(_) if first == BindMode::ZeroCopy => {
-                    Xsk::open(umem, ifindex, w, BindMode::Copy, opts.rings)
-                        .map_err(|e| ctx("XDP socket", e))?
+            let mut queues = Vec::new();
+            // Every queue has an owner: a frame on a queue without a socket
+            // would be lost (the kernel does not own the VIPs).
+            for q in (w..nq.max(workers as u32)).step_by(workers) {
+                let xsk = match Xsk::open(umem, ifindex, q, first, opts.rings) {
+                    Ok(x) => x,
+                    Err(_) if first == BindMode::ZeroCopy => {
+                        Xsk::open(umem, ifindex, q, BindMode::Copy, opts.rings)
+                            .map_err(|e| ctx("XDP socket", e))?
+                    }
+                    Err(e) => return Err(ctx("XDP socket", e)),
+                };
+                // Lend frames before the socket is steered to: a frame that
+                // finds the fill ring empty is dropped.
+                let mut xsk = xsk;
+                xsk.fill(opts.rings.fill, || umem.alloc());
+                steering.set_socket(q, xsk.as_raw_fd())?;
+                // SAFETY: dup(2) of a descriptor we own; checked.
+                let dup = unsafe { libc::fcntl(xsk.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+                if dup < 0 {
+                    return Err(ctx("dup", io::Error::last_os_error()));
                 }
-                Err(e) => return Err(ctx("XDP socket", e)),
-            };
-            steering.set_socket(w, xsk.as_raw_fd())?;
-            // SAFETY: dup(2) of a descriptor we own; checked.
-            let dup = unsafe { libc::fcntl(xsk.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-            if dup < 0 {
-                return Err(ctx("dup", io::Error::last_os_error()));
+                let info = XdpPortInfo {
+                    ifname: ifname.to_string(),
+                    queue: q,
+                    mode: xsk.mode,
+                    counters: Arc::new(XdpCounters::default()),
+                    // SAFETY: a fresh descriptor nothing else owns.
+                    fd: Arc::new(unsafe { OwnedFd::from_raw_fd(dup) }),
+                };
+                queues.push(Queue { xsk, info });
             }
-            let info = XdpPortInfo {
-                ifname: ifname.to_string(),
-                queue: w,
-                mode: xsk.mode,
-                counters: Arc::new(XdpCounters::default()),
-                // SAFETY: a fresh descriptor nothing else owns.
-                fd: Arc::new(unsafe { OwnedFd::from_raw_fd(dup) }),
-            };
             let arp = if w == 0 {
                 Some(arp_socket(ifindex).map_err(|e| ctx("ARP copy socket", e))?)
             } else {
                 None
             };
             ports.push(AfXdpPort {
-                xsk: ManuallyDrop::new(xsk),
-                info,
+                queues,
+                next_rx: 0,
                 arp,
                 umem,
                 ifname: ifname.to_string(),
@@ -395,23 +417,18 @@ impl AfXdpPort {
     pub fn mtu(&self) -> u32 {
         self.mtu
     }
+    /// Copy or zero-copy (the same for all of a port's sockets in practice:
+    /// one device).
     pub fn mode(&self) -> BindMode {
-        self.info.mode
+        self.queues[0].info.mode
     }
-    /// Counters and statistics access for the control plane.
-    pub fn info(&self) -> XdpPortInfo {
-        self.info.clone()
+    /// Counters and statistics access for the control plane, per socket.
+    pub fn infos(&self) -> Vec<XdpPortInfo> {
+        self.queues.iter().map(|q| q.info.clone()).collect()
     }
     /// Received frames are waiting (no syscall).
     pub fn rx_ready(&self) -> bool {
-        self.xsk.rx_ready()
-    }
-
-    /// Returns completed TX frames to the allocator.
-    #[inline]
-    fn reclaim(&mut self) {
-        let umem = self.umem;
-        self.xsk.complete(|a| umem.free(frame_of(a)));
+        self.queues.iter().any(|q| q.xsk.rx_ready())
     }
 
     /// Reads waiting ARP copies (non-blocking) into `out`.
@@ -444,7 +461,8 @@ impl AfXdpPort {
             n += 1;
         }
         if n > 0 {
-            self.info
+            self.queues[0]
+                .info
                 .counters
                 .rx_arp_copies
                 .fetch_add(n as u64, Ordering::Relaxed);
@@ -456,10 +474,9 @@ impl AfXdpPort {
 impl Drop for AfXdpPort {
     fn drop(&mut self) {
         let umem = self.umem;
-        // SAFETY: taken once, in the destructor.
-        let mut xsk = unsafe { ManuallyDrop::take(&mut self.xsk) };
-        xsk.drain(|a| umem.free(frame_of(a)));
-        drop(xsk);
+        for q in &mut self.queues {
+            q.xsk.drain(|a| umem.free(frame_of(a)));
+        }
     }
 }
 
@@ -515,46 +532,70 @@ impl Port for AfXdpPort {
 
     fn rx_burst(&mut self, out: &mut Vec<XdpPacket>) -> usize {
         self.polls = self.polls.wrapping_add(1);
-        self.reclaim();
         let umem = self.umem;
-        // Keep the fill ring topped up: the kernel drops what it cannot
-        // place (counted as rx_fill_ring_empty_descs).
-        let want = 2 * BURST as u32;
-        let mut short = false;
-        self.xsk.fill(want, || {
-            let f = umem.alloc();
-            short |= f.is_none();
-            f
-        });
-        let mut cnt = BurstCounts::default();
-        let n = self.xsk.recv(BURST as u32, |addr, len| {
-            let frame = frame_of(addr);
-            let off = (addr - frame as u64) as usize;
-            if off + len as usize > FRAME_SIZE || len == 0 {
-                cnt.invalid += 1;
-                umem.free(frame);
-                return;
+        let nq = self.queues.len();
+        let mut got = 0;
+        let mut n_all = 0;
+        for k in 0..nq {
+            let q = &mut self.queues[(self.next_rx + k) % nq];
+            q.xsk.complete(|a| umem.free(frame_of(a)));
+            // Keep the fill ring topped up: the kernel drops what it cannot
+            // place (counted as rx_fill_ring_empty_descs).
+            let mut short = false;
+            q.xsk.fill(2 * BURST as u32, || {
+                let f = umem.alloc();
+                short |= f.is_none();
+                f
+            });
+            let mut cnt = BurstCounts::default();
+            let n = q.xsk.recv((BURST - got) as u32, |addr, len| {
+                let frame = frame_of(addr);
+                let off = (addr - frame as u64) as usize;
+                if off + len as usize > FRAME_SIZE || len == 0 {
+                    cnt.invalid += 1;
+                    umem.free(frame);
+                    return;
+                }
+                let mut p = XdpPacket {
+                    frame,
+                    off: off as u16,
+                    len: len as u16,
+                };
+                if looks_partial(p.data()) && complete_l4_checksum(p.data_mut()) {
+                    cnt.csum += 1;
+                }
+                out.push(p);
+            }) as usize;
+            if q.xsk.tx_queued() > 0 {
+                let _ = q.xsk.kick_tx();
             }
-            let mut p = XdpPacket {
-                frame,
-                off: off as u16,
-                len: len as u16,
-            };
-            if looks_partial(p.data()) && complete_l4_checksum(p.data_mut()) {
-                cnt.csum += 1;
+            if n == 0 {
+                q.xsk.kick_fill();
             }
-            out.push(p);
-        }) as usize;
-        if self.xsk.tx_queued() > 0 {
-            let _ = self.xsk.kick_tx();
+            n_all += n;
+            got += n - cnt.invalid as usize;
+            let c = &q.info.counters;
+            if self.polls & 63 == 0 {
+                c.fill_level
+                    .store(q.xsk.fill_level() as u64, Ordering::Relaxed);
+                c.tx_outstanding
+                    .store(q.xsk.tx_outstanding as u64, Ordering::Relaxed);
+            }
+            if short {
+                c.fill_no_frame.fetch_add(1, Ordering::Relaxed);
+            }
+            if cnt.invalid | cnt.csum != 0 {
+                c.rx_invalid.fetch_add(cnt.invalid, Ordering::Relaxed);
+                c.rx_csum_completed.fetch_add(cnt.csum, Ordering::Relaxed);
+            }
+            if got >= BURST {
+                break;
+            }
         }
-        let mut got = n - cnt.invalid as usize;
-        if n == 0 {
-            self.xsk.kick_fill();
-        }
+        self.next_rx = (self.next_rx + 1) % nq;
         // ARP copies (a syscall): on the first empty poll of an idle spell
         // and every 64th after, and every 64th poll under load.
-        if n == 0 {
+        if n_all == 0 {
             self.empty_polls = self.empty_polls.wrapping_add(1);
         } else {
             self.empty_polls = 0;
@@ -563,20 +604,6 @@ impl Port for AfXdpPort {
         {
             got += self.read_arp(out, BURST - got);
         }
-        let c = &self.info.counters;
-        if self.polls & 63 == 0 {
-            c.fill_level
-                .store(self.xsk.fill_level() as u64, Ordering::Relaxed);
-            c.tx_outstanding
-                .store(self.xsk.tx_outstanding as u64, Ordering::Relaxed);
-        }
-        if short {
-            c.fill_no_frame.fetch_add(1, Ordering::Relaxed);
-        }
-        if cnt.invalid | cnt.csum != 0 {
-            c.rx_invalid.fetch_add(cnt.invalid, Ordering::Relaxed);
-            c.rx_csum_completed.fetch_add(cnt.csum, Ordering::Relaxed);
-        }
         got
     }
 
@@ -584,18 +611,20 @@ impl Port for AfXdpPort {
         if pkts.is_empty() {
             return;
         }
-        self.reclaim();
-        let n = (pkts.len() as u32).min(self.xsk.tx_free(pkts.len() as u32));
+        let umem = self.umem;
+        let q = &mut self.queues[0];
+        q.xsk.complete(|a| umem.free(frame_of(a)));
+        let n = (pkts.len() as u32).min(q.xsk.tx_free(pkts.len() as u32));
         for (i, p) in pkts[..n as usize].iter().enumerate() {
-            self.xsk.tx_push(i as u32, p.addr(), p.len as u32);
+            q.xsk.tx_push(i as u32, p.addr(), p.len as u32);
         }
         // The frames are the kernel's now, until the completion ring hands
         // them back.
         for p in pkts.drain(..n as usize) {
             mem::forget(p);
         }
-        let c = &self.info.counters;
-        if let Err(_e) = self.xsk.tx_submit(n) {
+        let c = &q.info.counters;
+        if let Err(_e) = q.xsk.tx_submit(n) {
             c.tx_errors.fetch_add(1, Ordering::Relaxed);
         }
         if !pkts.is_empty() {
@@ -613,7 +642,9 @@ impl Port for AfXdpPort {
     }
 
     fn poll_fds(&self, out: &mut Vec<RawFd>) {
-        out.push(self.xsk.as_raw_fd());
+        for q in &self.queues {
+            out.push(q.xsk.as_raw_fd());
+        }
         if let Some(a) = &self.arp {
             out.push(a.as_raw_fd());
         }
@@ -705,8 +736,8 @@ fn channels(fd: RawFd, ifname: &str, ch: &mut EthtoolChannels) -> io::Result<()>
 }
 
 /// Makes sure `ifname` has at least `n` receive queues, raising the active
-/// count (`ethtool -L`) when the device allows.
-pub fn ensure_queues(ifname: &str, n: u32) -> io::Result<()> {
+/// count (`ethtool -L`) when the device allows; returns the count.
+pub fn ensure_queues(ifname: &str, n: u32) -> io::Result<u32> {
     // SAFETY: plain socket(2); checked.
     let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {
@@ -722,7 +753,7 @@ pub fn ensure_queues(ifname: &str, n: u32) -> io::Result<()> {
         if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
             // A single-queue device without channel support.
             return if n <= 1 {
-                Ok(())
+                Ok(1)
             } else {
                 Err(io::Error::new(io::ErrorKind::Unsupported, format!("{ifname} has one queue and {n} workers need {n}: use `workers 1` or a multi-queue device")))
             };
@@ -731,7 +762,7 @@ pub fn ensure_queues(ifname: &str, n: u32) -> io::Result<()> {
     }
     let have = ch.rx_count + ch.combined_count;
     if have >= n {
-        return Ok(());
+        return Ok(have);
     }
     let mut set = ch;
     set.cmd = ETHTOOL_SCHANNELS;
@@ -752,5 +783,6 @@ pub fn ensure_queues(ifname: &str, n: u32) -> io::Result<()> {
             e.kind(),
             format!("{ifname}: raising the queues to {n} (ethtool -L): {e}"),
         )
-    })
+    })?;
+    Ok(n)
 }
