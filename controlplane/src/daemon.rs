@@ -407,6 +407,11 @@ impl Daemon {
     /// Periodic work: rate estimation, forgetting drained servers,
     /// following the kernel's addresses and routes.
     pub fn tick(&mut self) {
+        for d in &self.devices {
+            for w in d.warnings() {
+                warn!("{w}");
+            }
+        }
         self.state.estimate();
         let mut changed = self.state.reap_draining() > 0;
         changed |= self.refresh_net();

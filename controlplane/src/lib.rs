@@ -1,4 +1,5 @@
 //! ferrovs control plane.
+pub mod afpacket_ports;
 pub mod afxdp_ports;
 pub mod check;
 pub mod ctl;

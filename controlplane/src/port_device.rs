@@ -27,6 +27,11 @@ pub trait PortDevice: Send + Sync {
     fn queue_stats(&self) -> Vec<QueueStat> {
         Vec::new()
     }
+    /// Conditions the operator must hear about, new since the last call
+    /// (the daemon logs them every tick).
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// One per-queue figure for `/metrics` (see [`PortDevice::queue_stats`]).

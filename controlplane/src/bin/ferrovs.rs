@@ -1,10 +1,8 @@
 //! The `ferrovs` appliance binary.
 
 use clap::{ArgGroup, Parser, Subcommand};
-use ferrovs_controlplane::afxdp_ports;
 use ferrovs_controlplane::check::{check, CheckOutput};
-use ferrovs_controlplane::daemon::{OpenRequest, Opened};
-use ferrovs_controlplane::port_device::KernelDevice;
+use ferrovs_controlplane::{afpacket_ports, afxdp_ports};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -55,13 +53,13 @@ fn run(file: &std::path::Path) -> Result<(), String> {
     use ferrovs_config::model::Backend;
     let backend = ferrovs_config::load_file(file).config.ferrovs.backend;
     match backend {
-        Backend::Afpacket => ferrovs_controlplane::daemon::run(file, &open_afpacket),
+        Backend::Afpacket => ferrovs_controlplane::daemon::run(file, &afpacket_ports::open),
         Backend::Afxdp => ferrovs_controlplane::daemon::run(file, &afxdp_ports::open),
         Backend::Auto => match ferrovs_dataplane::port::afxdp::available() {
             Ok(()) => ferrovs_controlplane::daemon::run(file, &afxdp_ports::open),
             Err(why) => {
                 tracing::warn!("backend: AF_PACKET, because AF_XDP is not available: {why}");
-                ferrovs_controlplane::daemon::run(file, &open_afpacket)
+                ferrovs_controlplane::daemon::run(file, &afpacket_ports::open)
             }
         },
         #[cfg(feature = "dpdk")]
@@ -131,35 +129,4 @@ fn main() {
             std::process::exit(r.exit_code);
         }
     }
-}
-
-/// AF_PACKET ports: per interface, one socket per worker in a fanout group.
-/// The kernel keeps the interfaces, so it sees the director's own traffic
-/// without an exception path.
-fn open_afpacket(
-    req: &OpenRequest,
-) -> Result<Opened<ferrovs_dataplane::port::afpacket::AfPacketPort>, String> {
-    use ferrovs_dataplane::port::afpacket::{AfPacketOptions, AfPacketPort};
-    let opts = AfPacketOptions::default();
-    let mut per_worker: Vec<Vec<AfPacketPort>> = (0..req.workers).map(|_| Vec::new()).collect();
-    for i in req.ifaces {
-        let ports =
-            AfPacketPort::open_fanout(i, req.workers, &opts).map_err(|e| format!("{i}: {e}"))?;
-        for (w, p) in ports.into_iter().enumerate() {
-            per_worker[w].push(p);
-        }
-    }
-    Ok(Opened {
-        ports: per_worker,
-        kernel: Vec::new(),
-        macs: None,
-        devices: req
-            .ifaces
-            .iter()
-            .map(|i| std::sync::Arc::new(KernelDevice { name: i.clone() }) as _)
-            .collect(),
-        spawn: None,
-        keep: Vec::new(),
-        on_publish: None,
-    })
 }
