@@ -44,10 +44,15 @@ pub struct PortAllocator {
 impl PortAllocator {
     pub fn new(worker: usize, workers: usize) -> PortAllocator {
         let workers = workers.max(1) as u16;
+        // A random starting point: a director that restarts must not hand
+        // out the (local address, port) pairs of its previous life in the
+        // same order, while the real servers still hold those tuples in
+        // TIME_WAIT (60 s on Linux).
+        let seed = { ahash::RandomState::new().hash_one(worker) };
         PortAllocator {
             worker: worker as u16,
             workers,
-            next: 0,
+            next: (seed % ports_per_worker(workers as usize) as u64) as u32,
             laddr_rr: worker,
         }
     }
@@ -101,6 +106,17 @@ mod tests {
                 assert!(p >= LPORT_MIN);
             }
         }
+    }
+
+    #[test]
+    fn a_restarted_allocator_starts_elsewhere() {
+        // Four "restarts" of worker 0 all starting on the same port would
+        // mean the start is not random (chance 1 in 64,512^3 otherwise).
+        let la = [Ipv4Addr::new(198, 18, 2, 10)];
+        let firsts: std::collections::HashSet<u16> = (0..4)
+            .map(|_| PortAllocator::new(0, 1).alloc(&la, |_, _| false).unwrap().1)
+            .collect();
+        assert!(firsts.len() > 1, "{firsts:?}");
     }
 
     #[test]
