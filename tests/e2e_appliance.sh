@@ -444,6 +444,62 @@ metric_sum() { # metric_sum NAME — summed over workers, from /metrics
         awk -v n="$1" '$1 ~ "^"n"\\{" {s += $2} END {print s + 0}'
 }
 
+xdp_on() { in_ns "$FVS_NS_DIRECTOR" ip link show dev "$1" | grep -q "prog/xdp"; }
+xdp_off_both() { ! xdp_on "$FVS_DIRECTOR_IF_CLIENT" && ! xdp_on "$FVS_DIRECTOR_IF_SERVER"; }
+
+# AF_XDP: the XDP program is on while ferrovs runs; the director's own
+# traffic stays the kernel's and never reaches a worker; the program is gone
+# after SIGKILL (its BPF link dies with the process) and after a start that
+# fails half way; a restart serves again.
+test_xdp_lifecycle() {
+    # (The configuration file the suite started with was broken on purpose
+    # by the reload tests.)
+    local conf=$WORK/xdp.conf
+    write_conf "$conf" "$MODE" rr
+    check "$MODE afxdp: XDP program on both interfaces" \
+        eval 'xdp_on "$FVS_DIRECTOR_IF_CLIENT" && xdp_on "$FVS_DIRECTOR_IF_SERVER"'
+    # The director's own traffic: ping and a TCP exchange with a server in
+    # the director's namespace, on its own address.
+    local rx0 rx1
+    rx0=$(metric_sum ferrovs_worker_rx_packets)
+    in_ns "$FVS_NS_DIRECTOR" python3 -c 'import socket
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("'"$FVS_DIRECTOR_IP_CLIENT"'", 2222)); s.listen(1); s.settimeout(10)
+c,_=s.accept(); c.sendall(c.recv(100).upper()); c.close()' &
+    local srv=$!
+    sleep 0.3
+    check "$MODE afxdp: ping to the director's own address" \
+        eval 'in_ns "$FVS_NS_CLIENT" ping -c 10 -i 0.05 -W 1 -q "$FVS_DIRECTOR_IP_CLIENT" >/dev/null' 
+    check "$MODE afxdp: TCP to the director's own address (as SSH would)" \
+        eval '[ "$(in_ns "$FVS_NS_CLIENT" python3 -c "import socket; s=socket.create_connection((\"$FVS_DIRECTOR_IP_CLIENT\", 2222), 5); s.sendall(b\"hello\"); print(s.recv(100).decode())")" = HELLO ]'
+    wait "$srv" 2>/dev/null
+    rx1=$(metric_sum ferrovs_worker_rx_packets)
+    # ARP copies may reach a worker (neighbour learning); ping and TCP may not.
+    check "$MODE afxdp: the director's own traffic never reached a worker ($((rx1 - rx0)) frames)" \
+        test $((rx1 - rx0)) -lt 5
+    kill -KILL "$FERROVS_PID" 2>/dev/null
+    wait "$FERROVS_PID" 2>/dev/null
+    FERROVS_PID=""
+    wait_until 5 xdp_off_both
+    check "$MODE afxdp: no XDP program left after SIGKILL" xdp_off_both
+    # A start that fails half way (the second interface does not exist).
+    local bad_conf=$WORK/halfway.conf
+    sed "s/^    interface $FVS_DIRECTOR_IF_SERVER\$/    interface $FVS_DIRECTOR_IF_SERVER\n    interface fvsnope0/" "$conf" >"$bad_conf"
+    FERROVS_CTL=$WORK/ctl-bad.sock timeout 20 ip netns exec "$FVS_NS_DIRECTOR" "$FERROVS" run -f "$bad_conf" >"$WORK/halfway.log" 2>&1
+    check "$MODE afxdp: a start that fails half way says why" grep -q "fvsnope0" "$WORK/halfway.log" ||
+        tail -5 "$WORK/halfway.log" >&2
+    wait_until 5 xdp_off_both
+    check "$MODE afxdp: no XDP program left after a failed start" xdp_off_both
+    rm -f "$WORK/ctl.sock"
+    if start_ferrovs "$conf"; then
+        ok "$MODE afxdp: restarted after SIGKILL"
+        requests 12 >"$WORK/after-kill"
+        check "$MODE afxdp: serving again after the restart" all_from_servers "$WORK/after-kill"
+    else
+        bad "$MODE afxdp: restart after SIGKILL"
+    fi
+}
+
 test_exception_path() {
     check "$MODE dpdk: the client pings the director's own address (through the TAP)" \
         bash -c "ip netns exec '$FVS_NS_CLIENT' ping -c 3 -W 1 -q '$FVS_DIRECTOR_IP_CLIENT' | grep -q ' 3 received, 0% packet loss'"
@@ -515,6 +571,7 @@ for MODE in $MODES; do
             test_reload "$conf"
         fi
         [ "$BACKEND" = dpdk ] && test_exception_path
+        [ "$BACKEND" = afxdp ] && [ "$MODE" = dr ] && test_xdp_lifecycle
     else
         bad "$MODE: ferrovs did not start"
     fi
