@@ -5,7 +5,7 @@
 #
 #   perf/veth_pps.sh [--seconds 5] [--flows "1000 1000000"] [--json FILE]
 #                    [--targets "kernel-fwd xdp-bounce ferrovs-afxdp ferrovs-afpacket"]
-#                    [--gen-io afxdp|afpacket] [--threaded-napi]
+#                    [--gen-io afxdp|afpacket] [--no-threaded-napi]
 #                    [--no-build]   (use target/release/* as they are)
 #
 #   gen ns  gen0 ==veth== fvdNNNNN  director ns  dsink ==veth== sink0  sink ns
@@ -19,7 +19,7 @@
 # through the dataplane's AF_XDP port on gen0 (copy mode on veth; --gen-io
 # afpacket: its AF_PACKET port, sendmmsg, which sends less on this VM).
 # Every point runs --seconds; before a kernel-fwd or ferrovs point, one
-# pass over all flows at 300 kpps (warms ferrovs's connection table,
+# pass over all flows at 150 kpps (warms ferrovs's connection table,
 # resolves the sink's neighbour).
 #
 #   kernel-fwd        the director's kernel forwards (ip_forward=1) to the
@@ -38,15 +38,18 @@
 # frames in XDP (perf/bpf/xdp_sink.c) after the veth counted them, so its
 # own stack costs no CPU; ARP passes.
 #
-# CPUs (2 or more): the generator runs on CPU 1 (taskset); ferrovs on CPU
-# 0 (taskset on the whole process: with one core left to it ferrovs pins
-# nothing itself); RPS hands dgen's received frames to CPU 0, so the
-# kernel's forwarding and ferrovs's AF_PACKET receive run there. What RPS
-# does not move: a veth runs the XDP program of its peer's frames in NAPI
-# on the sending CPU, so the XDP programs on dgen (ferrovs's steering, the
-# bounce) run on CPU 1 inside the generator's sendto, and sink0's on CPU 0.
-# --threaded-napi makes dgen's NAPI a kernel thread pinned to CPU 0: all
-# the director's work on CPU 0 (and the generator's sendto is cheaper).
+# CPUs (2 or more): the director's work on CPU 0, the generator alone on
+# CPU 1 (taskset). ferrovs runs on CPU 0 (taskset on the whole process:
+# with one core left to it ferrovs pins nothing itself). RPS hands dgen's
+# received frames to CPU 0 (the kernel's forwarding, ferrovs's AF_PACKET
+# receive). A veth runs the XDP program of frames its peer sends in NAPI on
+# the sending CPU, inside the generator's sendto: so once an XDP program
+# (the bounce, ferrovs's steering) has given dgen a NAPI, it is made a
+# kernel thread (/sys/class/net/DEV/threaded) pinned to CPU 0. The frames
+# dgen transmits are received (sink0, or gen0 for the bounce) on CPU 0 too.
+# --no-threaded-napi leaves dgen's NAPI where the veth puts it, on CPU 1:
+# then the generator's CPU does the director's XDP work as well, and the
+# bounce measures that CPU, not a ceiling.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -57,10 +60,10 @@ TARGETS="kernel-fwd xdp-bounce ferrovs-afxdp ferrovs-afpacket"
 JSON=""
 BUILD=1
 GEN_IO=afxdp
-THREADED_NAPI=0
-WARM_RATE=300000
+THREADED_NAPI=1
+WARM_RATE=150000
 
-usage() { sed -n '2,50p' "$0" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
+usage() { sed -n '2,52p' "$0" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
 die() { echo "veth_pps: error: $*" >&2; exit 1; }
 say() { echo "veth_pps: $*" >&2; }
 
@@ -72,6 +75,7 @@ while [ $# -gt 0 ]; do
     --json) JSON=${2:-}; shift 2 ;;
     --gen-io) GEN_IO=${2:-}; shift 2 ;;
     --threaded-napi) THREADED_NAPI=1; shift ;;
+    --no-threaded-napi) THREADED_NAPI=0; shift ;;
     --no-build) BUILD=0; shift ;;
     -h | --help) usage 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
@@ -341,6 +345,8 @@ EOF
         for f in $FLOWS; do
             say "$target, $f flows"
             warm "$f" "$VIP" "$NS_SINK" sink0
+            say "  connections after the warm-up: $(FERROVS_CTL=$WORK/ctl.sock "$BIN/ferrovsadm" -Ln --stats 2>/dev/null |
+                awk '$1 == "UDP" { print $3; exit }')"
             measure "$target" "$f" "$VIP" "$NS_SINK" sink0
         done
         say "$target: ferrovsadm -Ln --stats after the runs:"
@@ -364,7 +370,20 @@ EOF
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-say "$CPUS; $SECS s per point; flows: $FLOWS; load average before: $LOAD_BEFORE"
+# How busy the machine is before the run (other programs skew the figures).
+cpu_busy_pct() {
+    local a b
+    read -r -a a < <(grep '^cpu ' /proc/stat)
+    sleep 1
+    read -r -a b < <(grep '^cpu ' /proc/stat)
+    local tot=0 idle i
+    for i in 1 2 3 4 5 6 7 8; do tot=$((tot + b[i] - a[i])); done
+    idle=$((b[4] - a[4] + b[5] - a[5]))
+    echo $((tot > 0 ? 100 * (tot - idle) / tot : 0))
+}
+BUSY_BEFORE=$(cpu_busy_pct)
+[ "$BUSY_BEFORE" -lt 10 ] || say "warning: the machine is ${BUSY_BEFORE}% busy before the run: the figures will be low"
+say "$CPUS; $SECS s per point; flows: $FLOWS; before: load average $LOAD_BEFORE, CPU ${BUSY_BEFORE}% busy"
 for t in $TARGETS; do
     case $t in
     kernel-fwd) bench_kernel ;;
@@ -405,14 +424,14 @@ jq -r '.[] | [.target, (.flows | tostring),
     (if .ratio_to_xdp_bounce == null then "" else (.ratio_to_xdp_bounce * 100 | round / 100 | tostring) end)]
     | "| " + join(" | ") + " |"' <<<"$ROWS"
 echo
-echo "$NPROC CPUs, kernel $(uname -r), $CPUS, 60-byte frames, ${SECS} s per point"
+echo "$NPROC CPUs, kernel $(uname -r), generator --io $GEN_IO, $CPUS, 60-byte frames, ${SECS} s per point, CPU ${BUSY_BEFORE}% busy before"
 
 if [ -n "$JSON" ]; then
     jq -n --argjson rows "$ROWS" --arg kernel "$(uname -r)" --argjson nproc "$NPROC" \
         --argjson seconds "$SECS" --arg cpus "$CPUS" --arg genio "$GEN_IO" \
-        --arg tn "$THREADED_NAPI" --arg load "$LOAD_BEFORE" \
+        --arg tn "$THREADED_NAPI" --arg load "$LOAD_BEFORE" --argjson busy "$BUSY_BEFORE" \
         '{nproc: $nproc, kernel: $kernel, seconds: $seconds, frame_bytes: 60, cpus: $cpus,
           generator: ("ferrovs-pktgen --io " + $genio + " on gen0"), threaded_napi: ($tn == "1"),
-          loadavg_before: $load, results: $rows}' >"$JSON"
+          loadavg_before: $load, cpu_busy_pct_before: $busy, results: $rows}' >"$JSON"
     say "JSON in $JSON"
 fi
