@@ -439,6 +439,11 @@ dpdk_take_nics() {
         k=$((k + 1))
         in_ns "$FVS_NS_DIRECTOR" ip addr flush dev "$ifn"
         in_ns "$FVS_NS_DIRECTOR" ip link set dev "$ifn" arp off
+        # The lab gives directors two veth queue pairs; DPDK's net_af_xdp
+        # with one worker binds queue 0 only, so the switch's end sends on
+        # one queue while DPDK has the veth (a veth's receive queue is its
+        # peer's transmit queue).
+        in_ns "$FVS_NS_SWITCH" ethtool -L "p$ifn" tx 1 >/dev/null 2>&1 || true
     done
 }
 dpdk_configure_taps() {
@@ -452,7 +457,10 @@ dpdk_configure_taps() {
         in_ns "$FVS_NS_DIRECTOR" ip route add default via "$FVS_ROUTER_IP_CLIENT" dev fvs0
 }
 dpdk_restore() {
-    local plen=${FVS_CLIENT_NET#*/}
+    local plen=${FVS_CLIENT_NET#*/} ifn
+    for ifn in $FVS_DIRECTOR_IFS; do
+        in_ns "$FVS_NS_SWITCH" ethtool -L "p$ifn" tx 2 >/dev/null 2>&1 || true
+    done
     in_ns "$FVS_NS_DIRECTOR" ip link set dev "$FVS_DIRECTOR_IF_CLIENT" address "$FVS_DIRECTOR_MAC_CLIENT" arp on
     in_ns "$FVS_NS_DIRECTOR" ip link set dev "$FVS_DIRECTOR_IF_SERVER" address "$FVS_DIRECTOR_MAC_SERVER" arp on
     in_ns "$FVS_NS_DIRECTOR" ip addr replace "$FVS_DIRECTOR_IP_CLIENT/$plen" dev "$FVS_DIRECTOR_IF_CLIENT"
