@@ -136,7 +136,7 @@
 //! - Optional: a `NOTRACK` rule in the raw table for VIP traffic saves the
 //!   kernel conntrack work on copies it will drop anyway.
 
-use super::{Packet, Port, BURST, HEADROOM};
+use super::{Packet, Port, Window, BURST, HEADROOM};
 use crate::wire::{checksum, ethernet, ipv4, l4, Mac};
 use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
@@ -260,8 +260,7 @@ pub fn thread_pool_stats() -> PoolStats {
 /// thread's free list.
 pub struct AfPacket {
     buf: ManuallyDrop<Box<Buf>>,
-    off: u16,
-    len: u16,
+    w: Window,
 }
 
 impl AfPacket {
@@ -270,8 +269,7 @@ impl AfPacket {
     pub fn new() -> AfPacket {
         AfPacket {
             buf: ManuallyDrop::new(buf_get()),
-            off: HEADROOM as u16,
-            len: 0,
+            w: Window::empty(HEADROOM),
         }
     }
 }
@@ -295,34 +293,23 @@ impl Drop for AfPacket {
 impl Packet for AfPacket {
     #[inline(always)]
     fn data(&self) -> &[u8] {
-        &self.buf[self.off as usize..(self.off + self.len) as usize]
+        &self.buf[self.w.range()]
     }
     #[inline(always)]
     fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[self.off as usize..(self.off + self.len) as usize]
+        &mut self.buf[self.w.range()]
     }
     #[inline]
     fn prepend(&mut self, n: usize) -> bool {
-        if n > self.off as usize {
-            return false;
-        }
-        self.off -= n as u16;
-        self.len += n as u16;
-        true
+        self.w.prepend(n)
     }
     #[inline]
     fn adj(&mut self, n: usize) {
-        let n = n.min(self.len as usize) as u16;
-        self.off += n;
-        self.len -= n;
+        self.w.adj(n)
     }
     #[inline]
     fn set_len(&mut self, len: usize) -> bool {
-        if self.off as usize + len > BUF_SIZE {
-            return false;
-        }
-        self.len = len as u16;
-        true
+        self.w.set_len(len, BUF_SIZE)
     }
 }
 
@@ -1095,7 +1082,7 @@ impl AfPacketPort {
             return None;
         }
         let mut p = AfPacket::new();
-        p.len = total as u16;
+        p.w.len = total as u16;
         let d = p.data_mut();
         if vlan {
             let tpid = if st & libc::TP_STATUS_VLAN_TPID_VALID != 0 {

@@ -2,7 +2,7 @@
 //! RX queue and collected from a TX queue; buffers are recycled through a
 //! free list, so a warmed-up port never allocates.
 
-use super::{Packet, Port, BURST, HEADROOM};
+use super::{Packet, Port, Window, BURST, HEADROOM};
 use crate::wire::Mac;
 use std::collections::VecDeque;
 
@@ -12,16 +12,14 @@ pub const BUF_SIZE: usize = 2048;
 
 pub struct MemPacket {
     buf: Box<[u8; BUF_SIZE]>,
-    off: u16,
-    len: u16,
+    w: Window,
 }
 
 impl MemPacket {
     pub fn new() -> MemPacket {
         MemPacket {
             buf: Box::new([0; BUF_SIZE]),
-            off: HEADROOM as u16,
-            len: 0,
+            w: Window::empty(HEADROOM),
         }
     }
     /// A packet holding a copy of `frame` (truncated to the buffer size).
@@ -34,8 +32,10 @@ impl MemPacket {
     #[inline]
     pub fn load(&mut self, frame: &[u8]) {
         let n = frame.len().min(BUF_SIZE - HEADROOM);
-        self.off = HEADROOM as u16;
-        self.len = n as u16;
+        self.w = Window {
+            off: HEADROOM as u16,
+            len: n as u16,
+        };
         self.buf[HEADROOM..HEADROOM + n].copy_from_slice(&frame[..n]);
     }
 }
@@ -49,34 +49,23 @@ impl Default for MemPacket {
 impl Packet for MemPacket {
     #[inline(always)]
     fn data(&self) -> &[u8] {
-        &self.buf[self.off as usize..(self.off + self.len) as usize]
+        &self.buf[self.w.range()]
     }
     #[inline(always)]
     fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[self.off as usize..(self.off + self.len) as usize]
+        &mut self.buf[self.w.range()]
     }
     #[inline]
     fn prepend(&mut self, n: usize) -> bool {
-        if n > self.off as usize {
-            return false;
-        }
-        self.off -= n as u16;
-        self.len += n as u16;
-        true
+        self.w.prepend(n)
     }
     #[inline]
     fn adj(&mut self, n: usize) {
-        let n = n.min(self.len as usize) as u16;
-        self.off += n;
-        self.len -= n;
+        self.w.adj(n)
     }
     #[inline]
     fn set_len(&mut self, len: usize) -> bool {
-        if self.off as usize + len > BUF_SIZE {
-            return false;
-        }
-        self.len = len as u16;
-        true
+        self.w.set_len(len, BUF_SIZE)
     }
 }
 
@@ -130,8 +119,7 @@ impl Port for MemPort {
 
     fn alloc(&mut self) -> Option<MemPacket> {
         let mut p = self.spare.pop().unwrap_or_default();
-        p.off = HEADROOM as u16;
-        p.len = 0;
+        p.w = Window::empty(HEADROOM);
         Some(p)
     }
 

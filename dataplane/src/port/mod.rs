@@ -47,6 +47,57 @@ pub trait Packet: Send + 'static {
     }
 }
 
+/// Where a packet's bytes sit in its buffer: the offset of the first byte
+/// and the length. The headroom and tailroom rules every buffer-backed
+/// packet (memory, AF_PACKET, AF_XDP) follows, in one place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub off: u16,
+    pub len: u16,
+}
+
+impl Window {
+    /// An empty window after `headroom` bytes.
+    #[inline(always)]
+    pub const fn empty(headroom: usize) -> Window {
+        Window {
+            off: headroom as u16,
+            len: 0,
+        }
+    }
+    /// The bytes' range in the buffer.
+    #[inline(always)]
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.off as usize..self.off as usize + self.len as usize
+    }
+    /// [`Packet::prepend`].
+    #[inline]
+    pub fn prepend(&mut self, n: usize) -> bool {
+        if n > self.off as usize {
+            return false;
+        }
+        self.off -= n as u16;
+        self.len += n as u16;
+        true
+    }
+    /// [`Packet::adj`].
+    #[inline]
+    pub fn adj(&mut self, n: usize) {
+        let n = n.min(self.len as usize) as u16;
+        self.off += n;
+        self.len -= n;
+    }
+    /// [`Packet::set_len`] in a buffer of `cap` bytes.
+    #[inline]
+    pub fn set_len(&mut self, len: usize, cap: usize) -> bool {
+        if self.off as usize + len > cap {
+            return false;
+        }
+        self.len = len as u16;
+        true
+    }
+}
+
 /// One worker's queues on one port.
 pub trait Port: Send {
     type Pkt: Packet;

@@ -42,7 +42,7 @@ pub mod umem;
 pub mod xsk;
 
 use super::afpacket::{complete_l4_checksum, if_index, if_mac, if_mtu, set_if_gro};
-use super::{Packet, Port, BURST, HEADROOM};
+use super::{Packet, Port, Window, BURST, HEADROOM};
 use crate::wire::{checksum, ethernet, ipv4, l4, Mac};
 use std::ffi::c_void;
 use std::io;
@@ -88,8 +88,7 @@ pub fn available() -> Result<(), String> {
 /// A packet in a UMEM frame. Dropping it returns the frame.
 pub struct XdpPacket {
     frame: u32,
-    off: u16,
-    len: u16,
+    w: Window,
 }
 
 impl XdpPacket {
@@ -98,22 +97,21 @@ impl XdpPacket {
     pub fn new(umem: &Umem) -> Option<XdpPacket> {
         umem.alloc().map(|frame| XdpPacket {
             frame,
-            off: XDP_HEADROOM as u16,
-            len: 0,
+            w: Window::empty(XDP_HEADROOM),
         })
     }
 
     /// The UMEM address of the first byte (for a TX descriptor).
     #[inline(always)]
     fn addr(&self) -> u64 {
-        self.frame as u64 + self.off as u64
+        self.frame as u64 + self.w.off as u64
     }
 
     #[inline(always)]
     fn ptr(&self) -> *mut u8 {
         // SAFETY: `frame + off` is inside the region (frames are FRAME_SIZE
         // apart inside it and off < FRAME_SIZE).
-        unsafe { umem::base().add(self.frame as usize + self.off as usize) }
+        unsafe { umem::base().add(self.frame as usize + self.w.off as usize) }
     }
 }
 
@@ -132,35 +130,24 @@ impl Packet for XdpPacket {
         // SAFETY: the frame is owned by this packet alone (the allocator
         // hands an offset to one owner at a time) and `off + len <=
         // FRAME_SIZE`; the region is never unmapped.
-        unsafe { std::slice::from_raw_parts(self.ptr(), self.len as usize) }
+        unsafe { std::slice::from_raw_parts(self.ptr(), self.w.len as usize) }
     }
     #[inline(always)]
     fn data_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `data`, and `&mut self` makes the access unique.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr(), self.len as usize) }
+        unsafe { std::slice::from_raw_parts_mut(self.ptr(), self.w.len as usize) }
     }
     #[inline]
     fn prepend(&mut self, n: usize) -> bool {
-        if n > self.off as usize {
-            return false;
-        }
-        self.off -= n as u16;
-        self.len += n as u16;
-        true
+        self.w.prepend(n)
     }
     #[inline]
     fn adj(&mut self, n: usize) {
-        let n = n.min(self.len as usize) as u16;
-        self.off += n;
-        self.len -= n;
+        self.w.adj(n)
     }
     #[inline]
     fn set_len(&mut self, len: usize) -> bool {
-        if self.off as usize + len > FRAME_SIZE {
-            return false;
-        }
-        self.len = len as u16;
-        true
+        self.w.set_len(len, FRAME_SIZE)
     }
 }
 
@@ -439,7 +426,7 @@ impl AfXdpPort {
             let Some(mut p) = XdpPacket::new(self.umem) else {
                 break;
             };
-            p.len = MAX_FRAME as u16;
+            p.w.len = MAX_FRAME as u16;
             let buf = p.data_mut();
             // SAFETY: `buf` is a writable buffer of its length for the call.
             let r = unsafe {
@@ -456,7 +443,7 @@ impl AfXdpPort {
                 }
                 continue; // truncated: not an ARP frame we can use
             }
-            p.len = r as u16;
+            p.w.len = r as u16;
             out.push(p);
             n += 1;
         }
@@ -558,8 +545,10 @@ impl Port for AfXdpPort {
                 }
                 let mut p = XdpPacket {
                     frame,
-                    off: off as u16,
-                    len: len as u16,
+                    w: Window {
+                        off: off as u16,
+                        len: len as u16,
+                    },
                 };
                 if looks_partial(p.data()) && complete_l4_checksum(p.data_mut()) {
                     cnt.csum += 1;
@@ -616,7 +605,7 @@ impl Port for AfXdpPort {
         q.xsk.complete(|a| umem.free(frame_of(a)));
         let n = (pkts.len() as u32).min(q.xsk.tx_free(pkts.len() as u32));
         for (i, p) in pkts[..n as usize].iter().enumerate() {
-            q.xsk.tx_push(i as u32, p.addr(), p.len as u32);
+            q.xsk.tx_push(i as u32, p.addr(), p.w.len as u32);
         }
         // The frames are the kernel's now, until the completion ring hands
         // them back.
