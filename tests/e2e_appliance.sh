@@ -500,6 +500,24 @@ c,_=s.accept(); c.sendall(c.recv(100).upper()); c.close()' &
     fi
 }
 
+# AF_PACKET cannot forward GSO super-frames: when a sender has TSO on, the
+# drop is counted and the log names the command that fixes the sender.
+# Replies from rs1 reach the director unsegmented once both rs1's veth and
+# the switch's port towards the director keep TSO on.
+test_afpacket_gso() {
+    local rs1ns=${FVS_NS_RS%% *} swif=p$FVS_DIRECTOR_IF_SERVER
+    in_ns "$rs1ns" ethtool -K "$FVS_RS1_IF" tx on tso on gso on >/dev/null
+    in_ns "$FVS_NS_SWITCH" ethtool -K "$swif" tx on tso on gso on >/dev/null
+    for _ in 1 2 3; do client_curl --max-time 2 -o /dev/null "http://$FVS_VIP/big"; done
+    wait_until 6 grep -q "GSO super-frames" "$WORK/ferrovs.log"
+    check "$MODE afpacket: GSO drops are logged with the fix" \
+        grep -q "ethtool -K IFACE tso off gso off" "$WORK/ferrovs.log"
+    check "$MODE afpacket: GSO drops are counted in /metrics" \
+        test "$(metric_sum ferrovs_afpacket_rx_gso_total)" -gt 0
+    in_ns "$rs1ns" ethtool -K "$FVS_RS1_IF" tx off tso off gso off >/dev/null
+    in_ns "$FVS_NS_SWITCH" ethtool -K "$swif" tx off tso off gso off >/dev/null
+}
+
 test_exception_path() {
     check "$MODE dpdk: the client pings the director's own address (through the TAP)" \
         bash -c "ip netns exec '$FVS_NS_CLIENT' ping -c 3 -W 1 -q '$FVS_DIRECTOR_IP_CLIENT' | grep -q ' 3 received, 0% packet loss'"
@@ -572,6 +590,7 @@ for MODE in $MODES; do
         fi
         [ "$BACKEND" = dpdk ] && test_exception_path
         [ "$BACKEND" = afxdp ] && [ "$MODE" = dr ] && test_xdp_lifecycle
+        [ "$BACKEND" = afpacket ] && [ "$MODE" = nat ] && [ "$OFFLOADS" = off ] && test_afpacket_gso
     else
         bad "$MODE: ferrovs did not start"
     fi

@@ -41,11 +41,11 @@ impl PortDevice for AfPacketDevice {
                 value,
             };
             v.extend([
-                q("afpacket_rx_gso_total", "GSO/GRO super-frames dropped: a sender has TSO/GSO on (see the log for the fix).", r(&c.rx_gso)),
-                q("afpacket_rx_oversize_total", "Frames too large for a packet buffer, dropped.", r(&c.rx_oversize)),
-                q("afpacket_rx_truncated_total", "Frames truncated or malformed in the ring, dropped.", r(&c.rx_truncated)),
-                q("afpacket_rx_csum_completed_total", "Frames whose partial TCP/UDP checksum was completed.", r(&c.rx_csum_completed)),
-                q("afpacket_tx_errors_total", "Frames the kernel refused to send.", r(&c.tx_errors)),
+                q("afpacket_rx_gso", "GSO/GRO super-frames dropped: a sender has TSO/GSO on (see the log for the fix).", r(&c.rx_gso)),
+                q("afpacket_rx_oversize", "Frames too large for a packet buffer, dropped.", r(&c.rx_oversize)),
+                q("afpacket_rx_truncated", "Frames truncated or malformed in the ring, dropped.", r(&c.rx_truncated)),
+                q("afpacket_rx_csum_completed", "Frames whose partial TCP/UDP checksum was completed.", r(&c.rx_csum_completed)),
+                q("afpacket_tx_errors", "Frames the kernel refused to send.", r(&c.tx_errors)),
             ]);
         }
         v

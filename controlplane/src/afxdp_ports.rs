@@ -93,20 +93,20 @@ impl PortDevice for XdpDevice {
         {
             // The program's counters are per interface; queue 0 carries them.
             v.push(q(
-                "prog_steered_total",
+                "xdp_prog_steered",
                 "Frames the XDP program steered to the workers.",
                 true,
                 0,
                 s.steered,
             ));
             v.push(q(
-                "prog_passed_total",
+                "xdp_prog_passed",
                 "Frames the XDP program passed to the kernel.",
                 true,
                 0,
                 s.passed,
             ));
-            v.push(q("prog_no_socket_total", "Frames for the balancer on a queue without a worker's socket (passed, and dropped by the kernel).", true, 0, s.no_socket));
+            v.push(q("xdp_prog_no_socket", "Frames for the balancer on a queue without a worker's socket (passed, and dropped by the kernel).", true, 0, s.no_socket));
         }
         for s in &self.sockets {
             let _ = s.refresh_kernel_stats();
@@ -115,84 +115,84 @@ impl PortDevice for XdpDevice {
             let qn = s.queue;
             v.extend([
                 q(
-                    "rx_dropped_total",
+                    "xdp_rx_dropped",
                     "Frames the kernel dropped for the socket (XDP_STATISTICS rx_dropped).",
                     true,
                     qn,
                     r(&c.k_rx_dropped),
                 ),
                 q(
-                    "rx_ring_full_total",
+                    "xdp_rx_ring_full",
                     "Frames dropped because the RX ring was full (XDP_STATISTICS).",
                     true,
                     qn,
                     r(&c.k_rx_ring_full),
                 ),
                 q(
-                    "fill_ring_empty_total",
+                    "xdp_fill_ring_empty",
                     "Times the fill ring was empty when a frame arrived (XDP_STATISTICS).",
                     true,
                     qn,
                     r(&c.k_rx_fill_ring_empty),
                 ),
                 q(
-                    "rx_invalid_descs_total",
+                    "xdp_rx_invalid_descs",
                     "Invalid RX descriptors (XDP_STATISTICS).",
                     true,
                     qn,
                     r(&c.k_rx_invalid_descs),
                 ),
                 q(
-                    "tx_invalid_descs_total",
+                    "xdp_tx_invalid_descs",
                     "Invalid TX descriptors (XDP_STATISTICS).",
                     true,
                     qn,
                     r(&c.k_tx_invalid_descs),
                 ),
                 q(
-                    "tx_ring_empty_total",
+                    "xdp_tx_ring_empty",
                     "Times the kernel found the TX ring empty (XDP_STATISTICS).",
                     true,
                     qn,
                     r(&c.k_tx_ring_empty),
                 ),
                 q(
-                    "fill_ring_frames",
+                    "xdp_fill_ring_frames",
                     "Frames lent to the kernel in the fill ring.",
                     false,
                     qn,
                     r(&c.fill_level),
                 ),
                 q(
-                    "tx_outstanding_frames",
+                    "xdp_tx_outstanding_frames",
                     "Frames sent and not yet completed.",
                     false,
                     qn,
                     r(&c.tx_outstanding),
                 ),
                 q(
-                    "tx_ring_full_total",
+                    "xdp_tx_ring_full",
                     "Packets the TX ring had no room for.",
                     true,
                     qn,
                     r(&c.tx_ring_full),
                 ),
                 q(
-                    "fill_no_frame_total",
+                    "xdp_fill_no_frame",
                     "Times the fill ring could not be topped up for want of free frames.",
                     true,
                     qn,
                     r(&c.fill_no_frame),
                 ),
                 q(
-                    "rx_csum_completed_total",
+                    "xdp_rx_csum_completed",
                     "Frames whose partial TCP/UDP checksum was completed.",
                     true,
                     qn,
                     r(&c.rx_csum_completed),
                 ),
                 q(
-                    "rx_arp_copies_total",
+                    "xdp_rx_arp_copies",
                     "ARP frames read from the kernel's copy for neighbour learning.",
                     true,
                     qn,

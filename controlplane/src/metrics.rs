@@ -403,7 +403,8 @@ impl Collector for DaemonCollector {
                 f.counter(&l(&[("port", p.name().to_string())]), p.stat(stat))?;
             }
         }
-        // Per-queue ring figures (AF_XDP), one family per figure.
+        // Per-queue figures of the backend's sockets (AF_XDP rings,
+        // AF_PACKET counters), one family per figure.
         let qstats: Vec<_> = d
             .devices
             .iter()
@@ -425,7 +426,7 @@ impl Collector for DaemonCollector {
             } else {
                 MetricType::Gauge
             };
-            let full = format!("ferrovs_xdp_{name}");
+            let full = format!("ferrovs_{name}");
             let mut f = family(&mut enc, &full, help, kind)?;
             for (port, q) in qstats.iter().filter(|(_, q)| q.name == name) {
                 let labels = l(&[("port", port.clone()), ("queue", q.queue.to_string())]);

@@ -34,7 +34,9 @@ pub trait PortDevice: Send + Sync {
     }
 }
 
-/// One per-queue figure for `/metrics` (see [`PortDevice::queue_stats`]).
+/// One per-queue figure for `/metrics` (see [`PortDevice::queue_stats`]);
+/// `name` follows `ferrovs_` in the metric's name (counters get `_total`
+/// from the encoder).
 #[derive(Clone, Copy, Debug)]
 pub struct QueueStat {
     pub name: &'static str,
