@@ -6,7 +6,9 @@
 use crate::daemon::{OpenRequest, Opened};
 use crate::port_device::{KernelDevice, PortDevice, QueueStat};
 use ferrovs_dataplane::port::afxdp::steer::{ADDR_NAT_SRC, ADDR_OWN, ADDR_STEER};
-use ferrovs_dataplane::port::afxdp::{AfXdpOptions, AfXdpPort, Steering, XdpPortInfo};
+use ferrovs_dataplane::port::afxdp::{
+    AfXdpOptions, AfXdpPort, ChannelsGuard, Steering, XdpPortInfo,
+};
 use ferrovs_dataplane::service::FwdMethod;
 use ferrovs_dataplane::snapshot::{AddrKind, Snapshot};
 use std::collections::HashMap;
@@ -39,6 +41,8 @@ pub fn steer_addrs(snap: &Snapshot) -> HashMap<Ipv4Addr, u32> {
 /// The XDP programs of all interfaces, fed from the snapshots.
 pub struct XdpSteering {
     programs: Mutex<Vec<Steering>>,
+    /// Put back the queue counts raised at open, when dropped.
+    _channels: Vec<ChannelsGuard>,
 }
 
 impl XdpSteering {
@@ -210,6 +214,7 @@ pub fn open(req: &OpenRequest) -> Result<Opened<AfXdpPort>, String> {
     let opts = AfXdpOptions::default();
     let mut per_worker: Vec<Vec<AfXdpPort>> = (0..req.workers).map(|_| Vec::new()).collect();
     let mut programs = Vec::new();
+    let mut guards = Vec::new();
     let mut infos = Vec::new();
     for i in req.ifaces {
         let o = AfXdpPort::open_all(i, req.workers, &opts).map_err(|e| format!("{i}: {e}"))?;
@@ -227,9 +232,11 @@ pub fn open(req: &OpenRequest) -> Result<Opened<AfXdpPort>, String> {
             per_worker[w].push(p);
         }
         programs.push(o.steering);
+        guards.push(o.channels);
     }
     let steering = Arc::new(XdpSteering {
         programs: Mutex::new(programs),
+        _channels: guards,
     });
     let devices = req
         .ifaces

@@ -316,3 +316,31 @@ fn one_worker_owns_every_queue() {
     );
     assert_eq!(opened.steering.stats().no_socket, 0);
 }
+
+/// The receive queues `ethtool -l` reports as in use on `dev`.
+fn rx_queues(dev: &str) -> u32 {
+    let out = run(&["ethtool", "-l", dev]);
+    // The second "RX:" line is the current setting.
+    out.lines()
+        .filter(|l| l.starts_with("RX:"))
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no current RX count in {out}"))
+}
+
+#[test]
+fn queues_raised_for_the_workers_are_put_back() {
+    // Room for four queues, one in use: two workers need two, and the
+    // interface gets its one back when the ports close.
+    let lab = Lab::with_queues(4);
+    run(&["ethtool", "-L", &lab.host, "rx", "1", "tx", "1"]);
+    assert_eq!(rx_queues(&lab.host), 1);
+    let opened = AfXdpPort::open_all(&lab.host, 2, &AfXdpOptions::default())
+        .unwrap_or_else(|e| panic!("open: {e}"));
+    assert_eq!(opened.channels.count, 2);
+    assert_eq!(rx_queues(&lab.host), 2);
+    assert!(opened.ports.iter().all(|p| p.infos().len() == 1));
+    drop(opened);
+    assert_eq!(rx_queues(&lab.host), 1);
+}

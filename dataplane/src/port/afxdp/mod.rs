@@ -308,6 +308,9 @@ pub struct Opened {
     pub ports: Vec<AfXdpPort>,
     /// The XDP program; keep it while the ports run (dropping it detaches).
     pub steering: Steering,
+    /// Puts the interface's queue count back when dropped, if ferrovs
+    /// raised it; keep it as long as the steering.
+    pub channels: ChannelsGuard,
 }
 
 impl AfXdpPort {
@@ -326,9 +329,22 @@ impl AfXdpPort {
                 format!("AF_XDP port {ifname}: MTU {mtu} is larger than the backend's frames allow ({MAX_MTU}); lower it (ip link set dev {ifname} mtu 1500)"),
             ));
         }
-        let nq = ensure_queues(ifname, workers as u32).map_err(|e| ctx("queues", e))?;
-        let sockets = (nq as usize).max(workers) * 4; // a few interfaces
-        let need = sockets as u32 * (opts.rings.fill + opts.rings.tx);
+        let channels = ensure_queues(ifname, workers as u32).map_err(|e| ctx("queues", e))?;
+        let nq = channels.count.max(workers as u32);
+        // A worker that owns several queues (a NIC with more queues than
+        // workers) gets smaller rings on each, so that the frames lent to
+        // the kernel stay about the same per worker.
+        let per_worker = nq.div_ceil(workers as u32).next_power_of_two();
+        let shrink = |n: u32| (n / per_worker).max(256);
+        let rings = RingSizes {
+            fill: shrink(opts.rings.fill),
+            comp: shrink(opts.rings.comp),
+            rx: shrink(opts.rings.rx),
+            tx: shrink(opts.rings.tx),
+        };
+        // The region is sized by the first interface opened: room for this
+        // many sockets on a few interfaces.
+        let need = nq * 4 * (rings.fill + rings.tx);
         let umem = Umem::get(need)?;
         let mut steering = Steering::attach(ifname, ifindex, opts.native_only)?;
         if steering.mode == AttachMode::Skb {
@@ -345,11 +361,11 @@ impl AfXdpPort {
             let mut queues = Vec::new();
             // Every queue has an owner: a frame on a queue without a socket
             // would be lost (the kernel does not own the VIPs).
-            for q in (w..nq.max(workers as u32)).step_by(workers) {
-                let xsk = match Xsk::open(umem, ifindex, q, first, opts.rings) {
+            for q in (w..nq).step_by(workers) {
+                let xsk = match Xsk::open(umem, ifindex, q, first, rings) {
                     Ok(x) => x,
                     Err(_) if first == BindMode::ZeroCopy => {
-                        Xsk::open(umem, ifindex, q, BindMode::Copy, opts.rings)
+                        Xsk::open(umem, ifindex, q, BindMode::Copy, rings)
                             .map_err(|e| ctx("XDP socket", e))?
                     }
                     Err(e) => return Err(ctx("XDP socket", e)),
@@ -357,7 +373,7 @@ impl AfXdpPort {
                 // Lend frames before the socket is steered to: a frame that
                 // finds the fill ring empty is dropped.
                 let mut xsk = xsk;
-                xsk.fill(opts.rings.fill, || umem.alloc());
+                xsk.fill(rings.fill, || umem.alloc());
                 steering.set_socket(q, xsk.as_raw_fd())?;
                 // SAFETY: dup(2) of a descriptor we own; checked.
                 let dup = unsafe { libc::fcntl(xsk.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
@@ -392,7 +408,11 @@ impl AfXdpPort {
                 empty_polls: 0,
             });
         }
-        Ok(Opened { ports, steering })
+        Ok(Opened {
+            ports,
+            steering,
+            channels,
+        })
     }
 
     pub fn ifname(&self) -> &str {
@@ -724,25 +744,67 @@ fn channels(fd: RawFd, ifname: &str, ch: &mut EthtoolChannels) -> io::Result<()>
     }
 }
 
-/// Makes sure `ifname` has at least `n` receive queues, raising the active
-/// count (`ethtool -L`) when the device allows; returns the count.
-pub fn ensure_queues(ifname: &str, n: u32) -> io::Result<u32> {
+/// The queue count [`ensure_queues`] found or set; dropping it puts back
+/// the count the interface had, if it was raised, so that ferrovs leaves
+/// the interface as it found it.
+#[derive(Debug)]
+pub struct ChannelsGuard {
+    /// Receive queues in use now.
+    pub count: u32,
+    restore: Option<(String, EthtoolChannels)>,
+}
+
+impl Drop for ChannelsGuard {
+    fn drop(&mut self) {
+        if let Some((ifname, mut old)) = self.restore.take() {
+            old.cmd = ETHTOOL_SCHANNELS;
+            let Ok(s) = ioctl_socket() else { return };
+            // The kernel releases the sockets and the program
+            // asynchronously; until it has, a device may refuse (a veth
+            // with XDP attached rejects fewer queues than its peer sends on
+            // with EINVAL).
+            for _ in 0..50 {
+                let mut c = old;
+                match channels(s.as_raw_fd(), &ifname, &mut c) {
+                    Ok(()) => return,
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EINVAL)) => {
+                        std::thread::sleep(std::time::Duration::from_millis(20))
+                    }
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+}
+
+fn ioctl_socket() -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2); checked.
     let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: a fresh descriptor nothing else owns.
-    let s = unsafe { OwnedFd::from_raw_fd(raw) };
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Makes sure `ifname` has at least `n` receive queues, raising the active
+/// count (`ethtool -L`) when the device allows. A device with more queues
+/// than workers is left alone (workers then own several queues each).
+pub fn ensure_queues(ifname: &str, n: u32) -> io::Result<ChannelsGuard> {
+    let s = ioctl_socket()?;
     let mut ch = EthtoolChannels {
         cmd: ETHTOOL_GCHANNELS,
         ..Default::default()
+    };
+    let kept = |count| ChannelsGuard {
+        count,
+        restore: None,
     };
     if let Err(e) = channels(s.as_raw_fd(), ifname, &mut ch) {
         if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
             // A single-queue device without channel support.
             return if n <= 1 {
-                Ok(1)
+                Ok(kept(1))
             } else {
                 Err(io::Error::new(io::ErrorKind::Unsupported, format!("{ifname} has one queue and {n} workers need {n}: use `workers 1` or a multi-queue device")))
             };
@@ -751,7 +813,7 @@ pub fn ensure_queues(ifname: &str, n: u32) -> io::Result<u32> {
     }
     let have = ch.rx_count + ch.combined_count;
     if have >= n {
-        return Ok(have);
+        return Ok(kept(have));
     }
     let mut set = ch;
     set.cmd = ETHTOOL_SCHANNELS;
@@ -773,5 +835,8 @@ pub fn ensure_queues(ifname: &str, n: u32) -> io::Result<u32> {
             format!("{ifname}: raising the queues to {n} (ethtool -L): {e}"),
         )
     })?;
-    Ok(n)
+    Ok(ChannelsGuard {
+        count: n,
+        restore: Some((ifname.to_string(), ch)),
+    })
 }
