@@ -136,6 +136,7 @@
 //! - Optional: a `NOTRACK` rule in the raw table for VIP traffic saves the
 //!   kernel conntrack work on copies it will drop anyway.
 
+use super::sys::{self, getsockopt, ifreq_for, ioctl_ifreq, ioctl_socket, setsockopt};
 use super::{Packet, Port, Window, BURST, HEADROOM};
 use crate::wire::{checksum, ethernet, ipv4, l4, Mac};
 use std::cell::{Cell, RefCell};
@@ -406,94 +407,6 @@ struct BurstCounts {
     vlan: u64,
 }
 
-// ---------------------------------------------------------------------------
-// Small syscall helpers
-
-/// The last OS error, with what we were doing in front of it.
-fn os_err(what: impl std::fmt::Display) -> io::Error {
-    let e = io::Error::last_os_error();
-    io::Error::new(e.kind(), format!("{what}: {e}"))
-}
-
-fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, val: &T) -> io::Result<()> {
-    // SAFETY: `val` points to a live, initialised `T` of the given length
-    // for the duration of the call; the kernel only reads it.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            val as *const T as *const c_void,
-            mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-fn getsockopt<T: Copy + Default>(
-    fd: RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-) -> io::Result<T> {
-    let mut val = T::default();
-    let mut len = mem::size_of::<T>() as libc::socklen_t;
-    // SAFETY: `val` is a writable `T` and `len` its size; the kernel writes at
-    // most `len` bytes and updates `len`.
-    let r =
-        unsafe { libc::getsockopt(fd, level, name, &mut val as *mut T as *mut c_void, &mut len) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(val)
-    }
-}
-
-/// A socket for interface ioctls (any socket family works; a UDP socket
-/// needs no privilege).
-fn ioctl_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2) call; the result is checked before use.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(os_err("socket(AF_INET) for interface ioctls"));
-    }
-    // SAFETY: `fd` is a freshly created descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn ifreq_for(ifname: &str) -> io::Result<libc::ifreq> {
-    let b = ifname.as_bytes();
-    if b.is_empty() || b.len() >= libc::IFNAMSIZ || b.contains(&0) || b.contains(&b'/') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("invalid interface name {ifname:?}"),
-        ));
-    }
-    // SAFETY: `ifreq` is a C struct of integers, arrays and a union of such
-    // and a pointer, for all of which all-zero bytes are a valid value.
-    let mut ifr: libc::ifreq = unsafe { mem::zeroed() };
-    for (d, s) in ifr.ifr_name.iter_mut().zip(b) {
-        *d = *s as libc::c_char;
-    }
-    Ok(ifr)
-}
-
-fn ioctl_ifreq(fd: RawFd, req: libc::c_ulong, ifr: &mut libc::ifreq) -> io::Result<()> {
-    // SAFETY: `ifr` is a valid, writable `ifreq` for the whole call; the
-    // interface ioctls used here read and write only within it (and, for
-    // SIOCETHTOOL, within the buffer `ifru_data` points to, which the
-    // caller keeps alive).
-    let r = unsafe { libc::ioctl(fd, req as _, ifr as *mut libc::ifreq) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 fn ifname_err(ifname: &str, what: &str, e: io::Error) -> io::Error {
     let hint = if e.raw_os_error() == Some(libc::ENODEV) {
         " (no such interface)"
@@ -558,9 +471,7 @@ struct EthtoolValue {
 
 fn ethtool(fd: RawFd, ifname: &str, cmd: u32, data: u32) -> io::Result<u32> {
     let mut ev = EthtoolValue { cmd, data };
-    let mut ifr = ifreq_for(ifname)?;
-    ifr.ifr_ifru.ifru_data = &mut ev as *mut EthtoolValue as *mut libc::c_char;
-    ioctl_ifreq(fd, libc::SIOCETHTOOL, &mut ifr)?;
+    sys::ethtool(fd, ifname, &mut ev)?;
     Ok(ev.data)
 }
 

@@ -42,7 +42,7 @@ pub mod umem;
 pub mod xsk;
 
 use super::afpacket::{complete_l4_checksum, if_index, if_mac, if_mtu, set_if_gro};
-use super::{Packet, Port, Window, BURST, HEADROOM};
+use super::{sys, Packet, Port, Window, BURST, HEADROOM};
 use crate::wire::{checksum, ethernet, ipv4, l4, Mac};
 use std::ffi::c_void;
 use std::io;
@@ -69,16 +69,8 @@ const _: () = assert!(XDP_HEADROOM >= HEADROOM);
 /// Whether this machine can run the backend: a kernel with AF_XDP sockets
 /// and a build that carries the XDP program. The error says why not.
 pub fn available() -> Result<(), String> {
-    // SAFETY: plain socket(2); the descriptor is owned (and closed) at once.
-    let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(format!(
-            "socket(AF_XDP): {} (the kernel needs CONFIG_XDP_SOCKETS, Linux 5.10 or later)",
-            io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: a fresh descriptor nothing else owns.
-    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    sys::socket(libc::AF_XDP, libc::SOCK_RAW, 0, "socket(AF_XDP)")
+        .map_err(|e| format!("{e} (the kernel needs CONFIG_XDP_SOCKETS, Linux 5.10 or later)"))?;
     Steering::available()
 }
 
@@ -235,22 +227,9 @@ impl XdpPortInfo {
 }
 
 fn xsk_statistics(fd: RawFd) -> io::Result<libc::xdp_statistics> {
-    // SAFETY: all-zero is a valid xdp_statistics.
+    // SAFETY: all-zero is a valid xdp_statistics (integers only).
     let mut st: libc::xdp_statistics = unsafe { mem::zeroed() };
-    let mut len = mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
-    // SAFETY: `st` is writable for `len` bytes.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_XDP,
-            libc::XDP_STATISTICS,
-            &mut st as *mut _ as *mut c_void,
-            &mut len,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    sys::getsockopt_into(fd, libc::SOL_XDP, libc::XDP_STATISTICS, &mut st)?;
     Ok(st)
 }
 
@@ -664,33 +643,19 @@ impl Port for AfXdpPort {
 /// `ifindex` (not the ones the host sends).
 fn arp_socket(ifindex: u32) -> io::Result<OwnedFd> {
     let proto = (libc::ETH_P_ARP as u16).to_be();
-    // SAFETY: plain socket(2); checked.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            proto as libc::c_int,
-        )
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let fd = sys::socket(
+        libc::AF_PACKET,
+        libc::SOCK_RAW | libc::SOCK_NONBLOCK,
+        proto as libc::c_int,
+        "socket(AF_PACKET)",
+    )?;
     let one: libc::c_int = 1;
-    // SAFETY: `one` is a live c_int for the call.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_IGNORE_OUTGOING,
-            &one as *const libc::c_int as *const c_void,
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    sys::setsockopt(
+        fd.as_raw_fd(),
+        libc::SOL_PACKET,
+        libc::PACKET_IGNORE_OUTGOING,
+        &one,
+    )?;
     // SAFETY: all-zero is a valid sockaddr_ll; fields set below.
     let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
@@ -727,23 +692,6 @@ struct EthtoolChannels {
 const ETHTOOL_GCHANNELS: u32 = 0x3c;
 const ETHTOOL_SCHANNELS: u32 = 0x3d;
 
-fn channels(fd: RawFd, ifname: &str, ch: &mut EthtoolChannels) -> io::Result<()> {
-    let b = ifname.as_bytes();
-    // SAFETY: all-zero is a valid ifreq.
-    let mut ifr: libc::ifreq = unsafe { mem::zeroed() };
-    for (d, s) in ifr.ifr_name.iter_mut().zip(b) {
-        *d = *s as libc::c_char;
-    }
-    ifr.ifr_ifru.ifru_data = ch as *mut EthtoolChannels as *mut libc::c_char;
-    // SAFETY: `ifr` and the buffer it points to live for the call.
-    let r = unsafe { libc::ioctl(fd, libc::SIOCETHTOOL as _, &mut ifr as *mut libc::ifreq) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 /// The queue count [`ensure_queues`] found or set; dropping it puts back
 /// the count the interface had, if it was raised, so that ferrovs leaves
 /// the interface as it found it.
@@ -758,14 +706,14 @@ impl Drop for ChannelsGuard {
     fn drop(&mut self) {
         if let Some((ifname, mut old)) = self.restore.take() {
             old.cmd = ETHTOOL_SCHANNELS;
-            let Ok(s) = ioctl_socket() else { return };
+            let Ok(s) = sys::ioctl_socket() else { return };
             // The kernel releases the sockets and the program
             // asynchronously; until it has, a device may refuse (a veth
             // with XDP attached rejects fewer queues than its peer sends on
             // with EINVAL).
             for _ in 0..50 {
                 let mut c = old;
-                match channels(s.as_raw_fd(), &ifname, &mut c) {
+                match sys::ethtool(s.as_raw_fd(), &ifname, &mut c) {
                     Ok(()) => return,
                     Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EINVAL)) => {
                         std::thread::sleep(std::time::Duration::from_millis(20))
@@ -777,21 +725,11 @@ impl Drop for ChannelsGuard {
     }
 }
 
-fn ioctl_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2); checked.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-}
-
 /// Makes sure `ifname` has at least `n` receive queues, raising the active
 /// count (`ethtool -L`) when the device allows. A device with more queues
 /// than workers is left alone (workers then own several queues each).
 pub fn ensure_queues(ifname: &str, n: u32) -> io::Result<ChannelsGuard> {
-    let s = ioctl_socket()?;
+    let s = sys::ioctl_socket()?;
     let mut ch = EthtoolChannels {
         cmd: ETHTOOL_GCHANNELS,
         ..Default::default()
@@ -800,7 +738,7 @@ pub fn ensure_queues(ifname: &str, n: u32) -> io::Result<ChannelsGuard> {
         count,
         restore: None,
     };
-    if let Err(e) = channels(s.as_raw_fd(), ifname, &mut ch) {
+    if let Err(e) = sys::ethtool(s.as_raw_fd(), ifname, &mut ch) {
         if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
             // A single-queue device without channel support.
             return if n <= 1 {
@@ -829,7 +767,7 @@ pub fn ensure_queues(ifname: &str, n: u32) -> io::Result<ChannelsGuard> {
             format!("{ifname} has {have} receive queues (at most {max}) and {n} workers need one each: `ethtool -L {ifname} combined {n}` on a NIC; a veth needs `numrxqueues {n} numtxqueues {n}` at creation; or fewer workers"),
         ));
     }
-    channels(s.as_raw_fd(), ifname, &mut set).map_err(|e| {
+    sys::ethtool(s.as_raw_fd(), ifname, &mut set).map_err(|e| {
         io::Error::new(
             e.kind(),
             format!("{ifname}: raising the queues to {n} (ethtool -L): {e}"),

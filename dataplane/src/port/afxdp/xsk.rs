@@ -7,10 +7,11 @@
 //! entries, then publishes its own index.
 
 use super::umem::{Umem, FRAME_SIZE};
+use crate::port::sys;
 use std::ffi::c_void;
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -174,21 +175,7 @@ pub struct Xsk {
 unsafe impl Send for Xsk {}
 
 fn setsockopt<T>(fd: RawFd, name: libc::c_int, v: &T) -> io::Result<()> {
-    // SAFETY: `v` is a live `T` of the given size; the kernel only reads it.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_XDP,
-            name,
-            v as *const T as *const c_void,
-            mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    sys::setsockopt(fd, libc::SOL_XDP, name, v)
 }
 
 impl Xsk {
@@ -201,13 +188,7 @@ impl Xsk {
         sizes: RingSizes,
     ) -> io::Result<Xsk> {
         let ctx = |what: &str, e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
-        // SAFETY: plain socket(2); checked.
-        let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if raw < 0 {
-            return Err(ctx("socket(AF_XDP)", io::Error::last_os_error()));
-        }
-        // SAFETY: a fresh descriptor nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = sys::socket(libc::AF_XDP, libc::SOCK_RAW, 0, "socket(AF_XDP)")?;
         let s = fd.as_raw_fd();
         let reg = libc::xdp_umem_reg {
             addr: umem.base() as u64,
@@ -224,22 +205,10 @@ impl Xsk {
             .map_err(|e| ctx("XDP_UMEM_COMPLETION_RING", e))?;
         setsockopt(s, libc::XDP_RX_RING, &sizes.rx).map_err(|e| ctx("XDP_RX_RING", e))?;
         setsockopt(s, libc::XDP_TX_RING, &sizes.tx).map_err(|e| ctx("XDP_TX_RING", e))?;
-        // SAFETY: all-zero is a valid xdp_mmap_offsets.
+        // SAFETY: all-zero is a valid xdp_mmap_offsets (integers only).
         let mut off: libc::xdp_mmap_offsets = unsafe { mem::zeroed() };
-        let mut len = mem::size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
-        // SAFETY: `off` is writable for `len` bytes.
-        let r = unsafe {
-            libc::getsockopt(
-                s,
-                libc::SOL_XDP,
-                libc::XDP_MMAP_OFFSETS,
-                &mut off as *mut _ as *mut c_void,
-                &mut len,
-            )
-        };
-        if r < 0 {
-            return Err(ctx("XDP_MMAP_OFFSETS", io::Error::last_os_error()));
-        }
+        sys::getsockopt_into(s, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS, &mut off)
+            .map_err(|e| ctx("XDP_MMAP_OFFSETS", e))?;
         let fill = Ring::map::<u64>(s, &off.fr, sizes.fill, libc::XDP_UMEM_PGOFF_FILL_RING)
             .map_err(|e| ctx("mmap fill ring", e))?;
         let comp = Ring::map::<u64>(s, &off.cr, sizes.comp, libc::XDP_UMEM_PGOFF_COMPLETION_RING)

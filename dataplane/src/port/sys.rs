@@ -1,0 +1,132 @@
+//! Small syscall helpers the kernel-socket backends (AF_PACKET, AF_XDP)
+//! share: socket options, interface ioctls, ethtool commands.
+
+use std::ffi::c_void;
+use std::io;
+use std::mem;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+/// The last OS error, with what we were doing in front of it.
+pub(crate) fn os_err(what: impl std::fmt::Display) -> io::Error {
+    let e = io::Error::last_os_error();
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// Creates a socket (close-on-exec); the error starts with `what`.
+pub(crate) fn socket(
+    family: libc::c_int,
+    ty: libc::c_int,
+    proto: libc::c_int,
+    what: &str,
+) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let fd = unsafe { libc::socket(family, ty | libc::SOCK_CLOEXEC, proto) };
+    if fd < 0 {
+        return Err(os_err(what));
+    }
+    // SAFETY: `fd` is a freshly created descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+pub(crate) fn setsockopt<T>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    val: &T,
+) -> io::Result<()> {
+    // SAFETY: `val` points to a live, initialised `T` of the given length
+    // for the duration of the call; the kernel only reads it.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            val as *const T as *const c_void,
+            mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Reads a socket option into `val`, which the caller initialised (the
+/// kernel writes at most its size).
+pub(crate) fn getsockopt_into<T>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    val: &mut T,
+) -> io::Result<()> {
+    let mut len = mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: `val` is a writable `T` and `len` its size; the kernel writes
+    // at most `len` bytes and updates `len`.
+    let r = unsafe { libc::getsockopt(fd, level, name, val as *mut T as *mut c_void, &mut len) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn getsockopt<T: Copy + Default>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<T> {
+    let mut val = T::default();
+    getsockopt_into(fd, level, name, &mut val)?;
+    Ok(val)
+}
+
+/// A socket for interface ioctls (any socket family works; a UDP socket
+/// needs no privilege).
+pub(crate) fn ioctl_socket() -> io::Result<OwnedFd> {
+    socket(
+        libc::AF_INET,
+        libc::SOCK_DGRAM,
+        0,
+        "socket(AF_INET) for interface ioctls",
+    )
+}
+
+pub(crate) fn ifreq_for(ifname: &str) -> io::Result<libc::ifreq> {
+    let b = ifname.as_bytes();
+    if b.is_empty() || b.len() >= libc::IFNAMSIZ || b.contains(&0) || b.contains(&b'/') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid interface name {ifname:?}"),
+        ));
+    }
+    // SAFETY: `ifreq` is a C struct of integers, arrays and a union of such
+    // and a pointer, for all of which all-zero bytes are a valid value.
+    let mut ifr: libc::ifreq = unsafe { mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(b) {
+        *d = *s as libc::c_char;
+    }
+    Ok(ifr)
+}
+
+pub(crate) fn ioctl_ifreq(fd: RawFd, req: libc::c_ulong, ifr: &mut libc::ifreq) -> io::Result<()> {
+    // SAFETY: `ifr` is a valid, writable `ifreq` for the whole call; the
+    // interface ioctls used here read and write only within it (and, for
+    // SIOCETHTOOL, within the buffer `ifru_data` points to, which the
+    // caller keeps alive).
+    let r = unsafe { libc::ioctl(fd, req as _, ifr as *mut libc::ifreq) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Runs the ethtool command in `cmd` (a `struct ethtool_*` whose first
+/// field is the command number) on `ifname`; the kernel reads and writes
+/// `cmd` in place.
+pub(crate) fn ethtool<T>(fd: RawFd, ifname: &str, cmd: &mut T) -> io::Result<()> {
+    let mut ifr = ifreq_for(ifname)?;
+    ifr.ifr_ifru.ifru_data = cmd as *mut T as *mut libc::c_char;
+    ioctl_ifreq(fd, libc::SIOCETHTOOL, &mut ifr)
+}
