@@ -165,19 +165,9 @@ PROXY_IP=198.18.0.101
 PROXY_ADDR_ON=0
 DPDK_PREFIX=fvs-lb$$
 
-stop_pid() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-forget_pid() {
-    local p keep=()
-    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
+# shellcheck source=perf/procs.sh
+. "$ROOT/perf/procs.sh"
+
 cleanup() {
     local rc=$? p
     trap - EXIT INT TERM

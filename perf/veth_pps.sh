@@ -143,19 +143,9 @@ PIDS=()
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
 
-stop_pid() {
-    local pid=$1
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-forget_pid() {
-    local p keep=()
-    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
+# shellcheck source=perf/procs.sh
+. "$ROOT/perf/procs.sh"
+
 cleanup() {
     local rc=$? p n
     trap - EXIT INT TERM
