@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod netinfo;
 pub mod port_device;
 pub mod rate;
+pub mod southbound;
 pub mod vrrp;
 pub mod vrrp_driver;
 pub mod vrrp_io;

@@ -1,0 +1,10 @@
+//! What the control plane learns from the kernel about the director's
+//! network, and asks of it: links, addresses and routes over rtnetlink,
+//! followed by notification rather than polled. `net_state` is the model
+//! (sans-IO); `netlink` feeds it.
+
+pub mod net_state;
+pub mod netlink;
+
+pub use net_state::{Addr, KernelRoute, Link, NetError, NetEvent, NetState};
+pub use netlink::Southbound;
