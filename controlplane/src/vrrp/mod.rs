@@ -3,6 +3,8 @@
 //! Everything here is sans-IO except the script and notify runners:
 //!
 //! - [`packet`]: the advertisement codec and keepalived's receive checks;
+//! - [`config`]: a `vrrp_instance` of the configuration translated into
+//!   what its state machine runs on;
 //! - [`instance`]: one `vrrp_instance` state machine (events and time in,
 //!   actions out);
 //! - [`sync_group`]: a `vrrp_sync_group` driving its member instances;
@@ -15,16 +17,15 @@
 //! [`instance::Action`]s in order, and calls `handle(Event::TimerFired, now)`
 //! once `now >= next_deadline()`.
 
+pub mod config;
 pub mod instance;
 pub mod notify;
 pub mod packet;
 pub mod script;
 pub mod sync_group;
 
-pub use instance::{
-    Action, AdvertTarget, ConfigError, Event, Instance, InstanceConfig, State, TrackKind,
-    TrackSpec, TrackStatus,
-};
+pub use config::{AdvertTarget, ConfigError, InstanceConfig, TrackKind, TrackSpec, TrackStatus};
+pub use instance::{Action, Event, Instance, State};
 pub use notify::NotifyState;
 pub use packet::{Advert, PacketError, RxInfo, Version};
 pub use sync_group::{GroupState, SyncAction, SyncGroup};

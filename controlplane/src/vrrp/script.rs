@@ -6,7 +6,7 @@
 //! when `enable_script_security` finds a root-run script writable by
 //! others.
 
-use super::instance::TrackStatus;
+use super::config::TrackStatus;
 use ferrovs_config::model::{GlobalDefs, Script, ScriptUser, VrrpScript};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::{Gid, Group, Pid, Uid, User};

@@ -268,8 +268,8 @@ impl SyncGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vrrp::config::{AdvertTarget, TrackKind, TrackSpec, TrackStatus};
     use crate::vrrp::instance::tests::{adv, cfg, ip, mc, ms};
-    use crate::vrrp::instance::{AdvertTarget, TrackKind, TrackSpec, TrackStatus};
     use std::time::Duration;
 
     const SKEW_150: Duration = Duration::from_micros(414_062);

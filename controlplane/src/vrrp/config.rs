@@ -1,0 +1,541 @@
+//! How a keepalived `vrrp_instance` becomes an [`InstanceConfig`]: the
+//! advert target, the effective VIP list, tracking, GARP settings and the
+//! primary address, checked as keepalived checks them at load.
+
+use super::instance::PRIORITY_OWNER;
+use super::packet::Version;
+use super::script::weight_contribution;
+use ferrovs_config::model::{AuthType, Config, GarpSettings, SyncGroup, VrrpInstance, VrrpState};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+use tracing::warn;
+
+/// Where adverts go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdvertTarget {
+    /// To the group (224.0.0.18 or `vrrp_mcast_group4`), TTL 255.
+    Multicast(Ipv4Addr),
+    /// One copy to each `unicast_peer`; the v3 checksum of each copy covers
+    /// that peer's address.
+    Unicast(Vec<Ipv4Addr>),
+}
+
+impl AdvertTarget {
+    pub fn is_unicast(&self) -> bool {
+        matches!(self, AdvertTarget::Unicast(_))
+    }
+    /// The destination address of every copy.
+    pub fn destinations(&self) -> Vec<Ipv4Addr> {
+        match self {
+            AdvertTarget::Multicast(g) => vec![*g],
+            AdvertTarget::Unicast(p) => p.clone(),
+        }
+    }
+}
+
+/// What a tracked object is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TrackKind {
+    Interface,
+    Script,
+}
+
+/// A tracked object's last known state. Scripts start in `Init` until
+/// their first result (or `Down` with `init_fail`); interfaces start `Up`
+/// unless the caller says otherwise before [`Event::Start`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TrackStatus {
+    Init,
+    Up,
+    Down,
+}
+
+/// One tracked interface or script and what it does to the instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackSpec {
+    pub kind: TrackKind,
+    pub name: String,
+    /// 0: failure puts the instance in FAULT; else the priority change
+    /// (positive while up, negative while down, as keepalived).
+    pub weight: i32,
+    /// `weight N reverse`: the sense is inverted.
+    pub reverse: bool,
+    pub status: TrackStatus,
+}
+
+impl TrackSpec {
+    /// An unweighted tracker whose object is failed (reverse: is up).
+    pub(crate) fn failed(&self) -> bool {
+        self.weight == 0
+            && match self.status {
+                TrackStatus::Init => false,
+                TrackStatus::Up => self.reverse,
+                TrackStatus::Down => !self.reverse,
+            }
+    }
+    /// An unweighted script that has not reported yet (keepalived's
+    /// `num_script_init`).
+    pub(crate) fn pending(&self) -> bool {
+        self.weight == 0 && self.status == TrackStatus::Init
+    }
+    pub(crate) fn contribution(&self) -> i32 {
+        weight_contribution(self.weight, self.reverse, self.status)
+    }
+}
+
+/// Everything the state machine needs to know of its configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstanceConfig {
+    pub name: String,
+    pub vrid: u8,
+    pub version: Version,
+    /// Configured (base) priority, 1–255.
+    pub priority: u8,
+    /// Our advert interval (v2: whole seconds; v3: a multiple of 10 ms).
+    pub advert_int: Duration,
+    /// `state MASTER` (keepalived's initial wantstate).
+    pub initial_master: bool,
+    pub nopreempt: bool,
+    pub preempt_delay: Duration,
+    /// `auth_type PASS` password as carried (v2 only).
+    pub auth_pass: Option<[u8; 8]>,
+    /// The addresses carried in adverts (`virtual_ipaddress`, IPv4).
+    pub vips: Vec<Ipv4Addr>,
+    /// Our primary address: the source of our adverts and the tie-breaker
+    /// (unicast_src_ip, else mcast_src_ip, else the interface's address).
+    pub primary_ip: Ipv4Addr,
+    pub target: AdvertTarget,
+    pub garp: GarpSettings,
+    /// `vrrp_skip_check_adv_addr`: a backup skips the VIP list check for
+    /// adverts from the master it already knows.
+    pub skip_check_adv_addr: bool,
+    pub tracks: Vec<TrackSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// IPv6 VRRP instances are not handled by this state machine.
+    #[error("({0}) IPv6 VRRP instances are not supported")]
+    Ipv6(String),
+    /// IPSEC-AH authentication is not supported.
+    #[error("({0}) auth_type AH is not supported")]
+    AuthAh(String),
+    #[error("({0}) unknown VRRP version {1}")]
+    Version(String, u8),
+    /// VRRPv3 needs at least one VIP (keepalived refuses it too).
+    #[error("({0}) No VIP specified; at least one is required")]
+    NoVip(String),
+    #[error("({0}) advert_int {1:?} out of range for this VRRP version")]
+    Interval(String, Duration),
+}
+
+fn v4(a: &IpAddr) -> Option<Ipv4Addr> {
+    match a {
+        IpAddr::V4(a) => Some(*a),
+        IpAddr::V6(_) => None,
+    }
+}
+
+/// Adds a tracker, or merges it into an existing one for the same object
+/// the way keepalived merges a sync group's tracking into a member's: an
+/// unweighted tracker stays unweighted, a weighted one takes the new weight.
+fn merge_track(tracks: &mut Vec<TrackSpec>, t: TrackSpec) {
+    if let Some(e) = tracks
+        .iter_mut()
+        .find(|e| e.kind == t.kind && e.name == t.name)
+    {
+        if e.weight != 0 {
+            e.weight = t.weight;
+            e.reverse = t.reverse;
+        }
+        return;
+    }
+    tracks.push(t);
+}
+
+impl InstanceConfig {
+    /// Builds the state machine's configuration from the model.
+    /// `interface_ip` is the primary IPv4 address of the instance's
+    /// interface (used unless unicast_src_ip / mcast_src_ip is set).
+    pub fn from_config(
+        cfg: &Config,
+        inst: &VrrpInstance,
+        interface_ip: Ipv4Addr,
+    ) -> Result<InstanceConfig, ConfigError> {
+        let name = inst.name.clone();
+        let version = match inst.version {
+            0 => Version::from_number(cfg.global.vrrp_version),
+            v => Version::from_number(v),
+        }
+        .ok_or(ConfigError::Version(name.clone(), inst.version))?;
+
+        let mut vips = Vec::new();
+        for v in &inst.virtual_ipaddress {
+            vips.push(v4(&v.addr).ok_or_else(|| ConfigError::Ipv6(name.clone()))?);
+        }
+        if vips.is_empty() {
+            if version == Version::V3 {
+                return Err(ConfigError::NoVip(name));
+            }
+            warn!("({name}) No VIP specified; at least one is sensible");
+        }
+
+        let auth_pass = match (&inst.authentication, version) {
+            (Some(a), Version::V2) => match a.auth_type {
+                AuthType::Pass => Some(super::packet::pass_data(&a.auth_pass)),
+                AuthType::Ah => return Err(ConfigError::AuthAh(name)),
+            },
+            (Some(_), Version::V3) => {
+                warn!("({name}) VRRP version 3 does not support authentication. Ignoring.");
+                None
+            }
+            (None, _) => None,
+        };
+
+        let advert_int = match version {
+            Version::V2 => {
+                // The v2 field is whole seconds (RFC 3768 §5.3.7).
+                let s = inst.advert_int.as_secs_f64().round();
+                if !(1.0..=255.0).contains(&s) {
+                    return Err(ConfigError::Interval(name, inst.advert_int));
+                }
+                let d = Duration::from_secs(s as u64);
+                if d != inst.advert_int {
+                    warn!(
+                        "({name}) VRRPv2 advert_int must be whole seconds - using {}",
+                        d.as_secs()
+                    );
+                }
+                d
+            }
+            Version::V3 => {
+                let cs = (inst.advert_int.as_millis() / 10) as u64;
+                if !(1..=super::packet::V3_MAX_INTERVAL_CS as u64).contains(&cs) {
+                    return Err(ConfigError::Interval(name, inst.advert_int));
+                }
+                Duration::from_millis(cs * 10)
+            }
+        };
+
+        let initial_master = inst.state == VrrpState::Master;
+        let mut nopreempt = inst.nopreempt;
+        let mut preempt_delay = inst.preempt_delay;
+        if inst.priority == PRIORITY_OWNER && nopreempt {
+            warn!("({name}) nopreempt is incompatible with priority 255. resetting nopreempt");
+            nopreempt = false;
+        }
+        if initial_master {
+            if nopreempt {
+                warn!("({name}) Warning - nopreempt will not work with initial state MASTER - clearing");
+                nopreempt = false;
+            }
+            if !preempt_delay.is_zero() {
+                warn!("({name}) Warning - preempt delay will not work with initial state MASTER - clearing");
+                preempt_delay = Duration::ZERO;
+            }
+        }
+        if nopreempt && !preempt_delay.is_zero() {
+            warn!("({name}) preempt_delay is incompatible with nopreempt mode - resetting");
+            preempt_delay = Duration::ZERO;
+        }
+
+        let peers: Vec<Ipv4Addr> = inst.unicast_peer.iter().filter_map(v4).collect();
+        let target = if peers.is_empty() {
+            AdvertTarget::Multicast(cfg.global.vrrp_mcast_group4)
+        } else {
+            AdvertTarget::Unicast(peers)
+        };
+        let primary_ip = inst
+            .unicast_src_ip
+            .as_ref()
+            .and_then(v4)
+            .or_else(|| inst.mcast_src_ip.as_ref().and_then(v4))
+            .unwrap_or(interface_ip);
+
+        let group: Option<&SyncGroup> = cfg
+            .vrrp_sync_groups
+            .iter()
+            .find(|g| g.group.contains(&inst.name));
+        let owner = inst.priority == PRIORITY_OWNER;
+        let why = if owner { "address owner" } else { "SYNC group" };
+
+        let mut tracks = Vec::new();
+        if !inst.dont_track_primary {
+            if let Some(ifname) = &inst.interface {
+                tracks.push(TrackSpec {
+                    kind: TrackKind::Interface,
+                    name: ifname.clone(),
+                    weight: 0,
+                    reverse: false,
+                    status: TrackStatus::Up,
+                });
+            }
+        }
+        for ti in &inst.track_interface {
+            let mut weight = ti.weight.unwrap_or(0);
+            if weight != 0 && owner {
+                warn!(
+                    "({name}) ignoring {} tracked interface due to {why}",
+                    ti.name
+                );
+                continue;
+            }
+            if weight != 0 && group.is_some() {
+                warn!(
+                    "({name}) ignoring {} tracked interface weight due to {why}",
+                    ti.name
+                );
+                weight = 0;
+            }
+            merge_track(
+                &mut tracks,
+                TrackSpec {
+                    kind: TrackKind::Interface,
+                    name: ti.name.clone(),
+                    weight,
+                    reverse: false,
+                    status: TrackStatus::Up,
+                },
+            );
+        }
+        let script_track = |ts: &ferrovs_config::model::TrackScript| -> Option<TrackSpec> {
+            let Some(s) = cfg.vrrp_script(&ts.name) else {
+                warn!("({name}) track script {} not found, ignoring...", ts.name);
+                return None;
+            };
+            // keepalived: the track_script line's weight overrides the
+            // script's; its reverse defaults to the script's.
+            let (weight, reverse) = match ts.weight {
+                Some(w) => (w, ts.weight_reverse || s.weight_reverse),
+                None => (s.weight, s.weight_reverse),
+            };
+            Some(TrackSpec {
+                kind: TrackKind::Script,
+                name: ts.name.clone(),
+                weight,
+                reverse,
+                status: if s.init_fail {
+                    TrackStatus::Down
+                } else {
+                    TrackStatus::Init
+                },
+            })
+        };
+        for ts in &inst.track_script {
+            let Some(t) = script_track(ts) else { continue };
+            if t.weight != 0 && (owner || group.is_some()) {
+                warn!(
+                    "({name}) ignoring tracked script {} with weights due to {why}",
+                    t.name
+                );
+                continue;
+            }
+            merge_track(&mut tracks, t);
+        }
+        if let Some(g) = group {
+            // A weighted group tracker cannot apply to an address owner.
+            let group_owner = g.group.iter().any(|m| {
+                cfg.vrrp_instance(m)
+                    .is_some_and(|i| i.priority == PRIORITY_OWNER)
+            });
+            for ti in &g.track_interface {
+                let weight = if group_owner {
+                    0
+                } else {
+                    ti.weight.unwrap_or(0)
+                };
+                merge_track(
+                    &mut tracks,
+                    TrackSpec {
+                        kind: TrackKind::Interface,
+                        name: ti.name.clone(),
+                        weight,
+                        reverse: false,
+                        status: TrackStatus::Up,
+                    },
+                );
+            }
+            for ts in &g.track_script {
+                let Some(mut t) = script_track(ts) else {
+                    continue;
+                };
+                if group_owner {
+                    t.weight = 0;
+                }
+                merge_track(&mut tracks, t);
+            }
+        }
+
+        Ok(InstanceConfig {
+            name,
+            vrid: inst.virtual_router_id,
+            version,
+            priority: inst.priority,
+            advert_int,
+            initial_master,
+            nopreempt,
+            preempt_delay,
+            auth_pass,
+            vips,
+            primary_ip,
+            target,
+            garp: inst.garp,
+            skip_check_adv_addr: cfg.global.vrrp_skip_check_adv_addr,
+            tracks,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vrrp::instance::tests::{ip, ms, MCAST, VIP};
+
+    #[test]
+    fn from_config_applies_keepalived_rules() {
+        use ferrovs_config::model::{
+            Authentication, TrackInterface, TrackScript, VirtualIp, VrrpScript,
+        };
+        use ferrovs_config::model::{Script, SyncGroup as Sg};
+        let vip = |a: &str| VirtualIp {
+            addr: a.parse().unwrap(),
+            prefix_len: 32,
+            brd: None,
+            dev: None,
+            scope: None,
+            label: None,
+        };
+        let script = |n: &str, w: i32, init_fail: bool| VrrpScript {
+            name: n.into(),
+            script: Script {
+                argv: vec!["/bin/true".into()],
+                user: None,
+            },
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            weight: w,
+            weight_reverse: false,
+            fall: 1,
+            rise: 1,
+            init_fail,
+        };
+        let inst = VrrpInstance {
+            name: "VI_1".into(),
+            state: VrrpState::Master,
+            interface: Some("eth0".into()),
+            virtual_router_id: 51,
+            priority: 150,
+            advert_int: Duration::from_secs(1),
+            version: 2,
+            nopreempt: true,
+            preempt_delay: Duration::from_secs(3),
+            authentication: Some(Authentication {
+                auth_type: AuthType::Pass,
+                auth_pass: "s3cret-long".into(),
+            }),
+            virtual_ipaddress: vec![vip("198.18.0.100")],
+            virtual_ipaddress_excluded: vec![],
+            track_interface: vec![TrackInterface {
+                name: "eth1".into(),
+                weight: Some(-20),
+            }],
+            track_script: vec![
+                TrackScript {
+                    name: "chk".into(),
+                    weight: None,
+                    weight_reverse: false,
+                },
+                TrackScript {
+                    name: "gone".into(),
+                    weight: None,
+                    weight_reverse: false,
+                },
+                TrackScript {
+                    name: "must".into(),
+                    weight: None,
+                    weight_reverse: false,
+                },
+            ],
+            unicast_src_ip: None,
+            unicast_peer: vec![],
+            mcast_src_ip: None,
+            notify: Default::default(),
+            smtp_alert: false,
+            garp: GarpSettings::default(),
+            lvs_sync_daemon_interface: None,
+            dont_track_primary: false,
+            accept: None,
+            use_vmac: None,
+        };
+        let mut config = Config {
+            vrrp_scripts: vec![script("chk", -30, false), script("must", 0, true)],
+            vrrp_instances: vec![inst.clone()],
+            ..Default::default()
+        };
+        let c = InstanceConfig::from_config(&config, &inst, ip(1)).unwrap();
+        assert!(c.initial_master);
+        assert!(!c.nopreempt, "state MASTER clears nopreempt");
+        assert_eq!(c.preempt_delay, Duration::ZERO);
+        assert_eq!(c.auth_pass, Some(*b"s3cret-l"));
+        assert_eq!(c.vips, vec![VIP]);
+        assert_eq!(c.target, AdvertTarget::Multicast(MCAST));
+        let names: Vec<_> = c
+            .tracks
+            .iter()
+            .map(|t| (t.kind, t.name.as_str(), t.weight, t.status))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                (TrackKind::Interface, "eth0", 0, TrackStatus::Up),
+                (TrackKind::Interface, "eth1", -20, TrackStatus::Up),
+                (TrackKind::Script, "chk", -30, TrackStatus::Init),
+                (TrackKind::Script, "must", 0, TrackStatus::Down),
+            ]
+        );
+        // In a sync group: weights go (interfaces unweighted, weighted
+        // scripts dropped), the group's tracking is added.
+        config.vrrp_sync_groups = vec![Sg {
+            name: "G".into(),
+            group: vec!["VI_1".into()],
+            track_interface: vec![TrackInterface {
+                name: "eth2".into(),
+                weight: None,
+            }],
+            track_script: vec![],
+            notify: Default::default(),
+            smtp_alert: false,
+        }];
+        let c = InstanceConfig::from_config(&config, &inst, ip(1)).unwrap();
+        let names: Vec<_> = c
+            .tracks
+            .iter()
+            .map(|t| (t.name.as_str(), t.weight))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("eth0", 0), ("eth1", 0), ("must", 0), ("eth2", 0)]
+        );
+        // Unicast, v3 (auth ignored), AH refused.
+        let mut u = inst.clone();
+        u.version = 3;
+        u.advert_int = Duration::from_millis(250);
+        u.unicast_src_ip = Some("198.18.0.9".parse().unwrap());
+        u.unicast_peer = vec!["198.18.0.2".parse().unwrap()];
+        let c = InstanceConfig::from_config(&config, &u, ip(1)).unwrap();
+        assert_eq!(c.version, Version::V3);
+        assert_eq!(c.auth_pass, None);
+        assert_eq!(c.primary_ip, ip(9));
+        assert_eq!(c.target, AdvertTarget::Unicast(vec![ip(2)]));
+        assert_eq!(c.advert_int, ms(250));
+        let mut ah = inst.clone();
+        ah.authentication = Some(Authentication {
+            auth_type: AuthType::Ah,
+            auth_pass: "x".into(),
+        });
+        assert!(matches!(
+            InstanceConfig::from_config(&config, &ah, ip(1)),
+            Err(ConfigError::AuthAh(_))
+        ));
+    }
+}
