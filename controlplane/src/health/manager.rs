@@ -426,30 +426,37 @@ impl HealthHandle {
     /// yet delivered, then the change to the new configuration. Apply the
     /// events already received first (see the module documentation).
     pub fn reload(&self, new: &Config) -> Vec<Command> {
-        let prepared = prepare_config(new);
-        let mut st = self.inner.lock();
-        if st.stopped {
-            return Vec::new();
-        }
-        let mut out = Vec::new();
-        for ev in st.pending.iter_mut() {
-            out.append(&mut ev.commands);
-        }
-        st.pending.retain(|e| !e.changes.is_empty());
-        for t in st.tasks.drain(..) {
-            t.abort();
-        }
-        st.generation += 1;
-        st.core.set_alerts(alerts(&new.global));
-        let (cmds, fx) = st.core.reload(&prepared.cfg);
-        out.extend(cmds);
-        st.prepared = Arc::new(prepared);
-        st.mailer = Mailer::from_global(&new.global);
-        st.emit(Vec::new(), fx, &self.inner.rt);
-        self.inner.spawn_checkers(&mut st);
-        drop(st);
-        self.inner.wake.notify_one();
+        let plan = self.plan_reload(new);
+        let out = plan.commands().to_vec();
+        plan.commit();
         out
+    }
+
+    /// The first phase of a reload: what the table becomes, with nothing
+    /// changed yet. The checkers keep running with the old settings and no
+    /// result is taken in until the plan is committed or dropped (it holds
+    /// the health state), so committing loses none; dropping it leaves the
+    /// health checks exactly as they were.
+    pub fn plan_reload(&self, new: &Config) -> HealthReload<'_> {
+        let prepared = prepare_config(new);
+        let st = self.inner.lock();
+        let mut core = st.core.clone();
+        core.set_alerts(alerts(&new.global));
+        let (cmds, fx) = core.reload(&prepared.cfg);
+        let mut commands = Vec::new();
+        if !st.stopped {
+            commands.extend(st.pending.iter().flat_map(|e| e.commands.iter().cloned()));
+            commands.extend(cmds);
+        }
+        HealthReload {
+            inner: &self.inner,
+            st,
+            core,
+            fx,
+            prepared,
+            mailer: Mailer::from_global(&new.global),
+            commands,
+        }
     }
 
     /// The table the health state stands for.
@@ -513,6 +520,56 @@ impl HealthHandle {
         })
         .await;
         out
+    }
+}
+
+/// A planned health reload (see [`HealthHandle::plan_reload`]).
+pub struct HealthReload<'a> {
+    inner: &'a Arc<Inner>,
+    st: MutexGuard<'a, State>,
+    core: HealthCore,
+    fx: Effects,
+    prepared: Prepared,
+    mailer: Option<Mailer>,
+    commands: Vec<Command>,
+}
+
+impl HealthReload<'_> {
+    /// The table changes the reload brings, undelivered events first.
+    pub fn commands(&self) -> &[Command] {
+        &self.commands
+    }
+
+    /// The second phase: the new settings take over and the checkers
+    /// restart with them.
+    pub fn commit(self) {
+        let HealthReload {
+            inner,
+            mut st,
+            core,
+            fx,
+            prepared,
+            mailer,
+            ..
+        } = self;
+        if st.stopped {
+            return;
+        }
+        for ev in st.pending.iter_mut() {
+            ev.commands.clear();
+        }
+        st.pending.retain(|e| !e.changes.is_empty());
+        for t in st.tasks.drain(..) {
+            t.abort();
+        }
+        st.generation += 1;
+        st.core = core;
+        st.prepared = Arc::new(prepared);
+        st.mailer = mailer;
+        st.emit(Vec::new(), fx, &inner.rt);
+        inner.spawn_checkers(&mut st);
+        drop(st);
+        inner.wake.notify_one();
     }
 }
 

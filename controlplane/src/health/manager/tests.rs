@@ -250,6 +250,44 @@ async fn reload_keeps_a_failed_server_out_and_delivers_pending_commands_first() 
 }
 
 #[tokio::test]
+async fn a_dropped_reload_plan_changes_nothing_and_a_committed_one_applies() {
+    let open_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let open = open_l.local_addr().unwrap().port();
+    let conf = |w: u32| {
+        format!(
+            "virtual_server 127.0.0.1 80 {{\n delay_loop 0.1\n lb_kind NAT\n protocol TCP\n\
+             real_server 127.0.0.1 {open} {{\n  weight {w}\n  TCP_CHECK {{\n   connect_timeout 1\n   warmup 0\n  }}\n }}\n}}\n"
+        )
+    };
+    let (h, mut d) = start(&load(&conf(1)));
+    let before = h.table();
+    {
+        let plan = h.plan_reload(&load(&conf(5)));
+        assert!(
+            !plan.commands().is_empty(),
+            "the plan says what would change"
+        );
+        // Refused (the snapshot could not be built, say): dropped.
+    }
+    assert_eq!(h.table(), before, "a dropped plan leaves the health state");
+    let plan = h.plan_reload(&load(&conf(5)));
+    let cmds = plan.commands().to_vec();
+    plan.commit();
+    while let Ok(ev) = d.rx.try_recv() {
+        for c in &ev.commands {
+            apply(&mut d.table, c).unwrap();
+        }
+    }
+    for c in &cmds {
+        apply(&mut d.table, c).unwrap();
+    }
+    assert_eq!(d.weight(open), Some(5));
+    assert_eq!(d.table, h.table());
+    drop(open_l);
+    h.shutdown().await;
+}
+
+#[tokio::test]
 async fn shutdown_with_omega_runs_the_down_scripts() {
     let dir = tmpdir("omega");
     let mark = dir.join("down-ran");
