@@ -557,6 +557,18 @@ impl Conv<'_> {
                         f.control_socket = a.text.clone().into();
                     }
                 }
+                "control_socket_group" => {
+                    if let Some(a) = self.v.one(s, "group name or gid") {
+                        if a.text.is_empty() || a.text.contains(['/', ':']) {
+                            self.d().error(
+                                &a.loc,
+                                format!("control_socket_group: invalid group '{}'", a.text),
+                            );
+                        } else {
+                            f.control_socket_group = Some(a.text.clone());
+                        }
+                    }
+                }
                 "conn_table_size" => {
                     if let Some(v) = self.v.one_uint(s, 1, u32::MAX as u64) {
                         f.conn_table_size = v as u32;

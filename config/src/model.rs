@@ -209,6 +209,10 @@ pub struct FerrovsSettings {
     pub http_listen: SocketAddr,
     /// default /run/ferrovs/ctl.sock
     pub control_socket: PathBuf,
+    /// `control_socket_group NAME|GID`: members of this group may use the
+    /// control socket too (socket 0660, its directory 0750); None: root
+    /// (or CAP_NET_ADMIN) alone (0600 / 0700).
+    pub control_socket_group: Option<String>,
     /// Connection table entries per worker; default 1048576.
     pub conn_table_size: u32,
 }
@@ -222,6 +226,7 @@ impl Default for FerrovsSettings {
             dpdk: DpdkSettings::default(),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 9180)),
             control_socket: PathBuf::from("/run/ferrovs/ctl.sock"),
+            control_socket_group: None,
             conn_table_size: 1 << 20,
         }
     }

@@ -476,3 +476,29 @@ fn dpdk_block_ports_pool_and_steering() {
         assert!(l.diagnostics.has_errors(), "{bad} should be refused");
     }
 }
+
+#[test]
+fn control_socket_group() {
+    let l = ferrovs_config::load_str(
+        "k.conf",
+        "ferrovs {\n control_socket /run/x/ctl.sock\n control_socket_group lbadmin\n}\n",
+    );
+    assert!(!l.diagnostics.has_errors(), "{:?}", l.diagnostics.items);
+    let f = &l.config.ferrovs;
+    assert_eq!(f.control_socket, Path::new("/run/x/ctl.sock"));
+    assert_eq!(f.control_socket_group.as_deref(), Some("lbadmin"));
+    let numeric = ferrovs_config::load_str("k.conf", "ferrovs {\n control_socket_group 990\n}\n");
+    assert_eq!(
+        numeric.config.ferrovs.control_socket_group.as_deref(),
+        Some("990")
+    );
+    let none = ferrovs_config::load_str("k.conf", "ferrovs {\n workers 1\n}\n");
+    assert_eq!(
+        none.config.ferrovs.control_socket_group, None,
+        "root alone by default"
+    );
+    for bad in ["control_socket_group", "control_socket_group a:b"] {
+        let l = ferrovs_config::load_str("k.conf", &format!("ferrovs {{\n {bad}\n}}\n"));
+        assert!(l.diagnostics.has_errors(), "{bad} should be refused");
+    }
+}

@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tracing::{error, info, warn};
 
 /// What the control plane needs of the running dataplane, whatever its
@@ -572,6 +571,11 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
                 .map(|n| n.get().saturating_sub(1).max(1))
                 .unwrap_or(1)
         });
+    // Before the ports: a second ferrovs on the same socket stops here.
+    let mut ctl_socket = crate::ctl_server::CtlSocket::open(
+        &ctl::socket_path(&settings.control_socket),
+        settings.control_socket_group.as_deref(),
+    )?;
     let laddrs_by_service = laddrs_from_config(&cfg);
     let mut all_laddrs: Vec<Ipv4Addr> = laddrs_by_service.values().flatten().copied().collect();
     all_laddrs.sort();
@@ -681,7 +685,6 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         ifaces.join(", ")
     );
 
-    let ctl_path = ctl::socket_path(&settings.control_socket);
     let vrrp_cfg = cfg.clone();
     let mut daemon = Daemon::new(state, net, shared.clone(), path.to_path_buf(), cfg);
     daemon.epoch = epoch;
@@ -751,7 +754,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         if let Ok(mut d) = daemon.lock() {
             d.health = Some(health.clone());
         }
-        let r = serve(daemon.clone(), ctl_path.clone(), hrx).await;
+        let r = serve(daemon.clone(), &mut ctl_socket, hrx).await;
         // VRRP goes first: priority-0 adverts hand the VIPs over at once
         // while the dataplane still runs.
         let vrrp = vrrp.lock().ok().and_then(|mut v| v.take());
@@ -777,7 +780,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     drop(rt);
     drop(daemon);
     drop(keep);
-    let _ = std::fs::remove_file(&ctl_path);
+    drop(ctl_socket);
     info!("ferrovs stopped");
     result
 }
@@ -802,16 +805,15 @@ fn vrrp_interfaces_ready(daemon: &Arc<Mutex<Daemon>>, cfg: &Config) -> bool {
 
 async fn serve(
     daemon: Arc<Mutex<Daemon>>,
-    ctl_path: PathBuf,
+    ctl_socket: &mut crate::ctl_server::CtlSocket,
     mut health_rx: tokio::sync::mpsc::Receiver<crate::health::HealthEvent>,
 ) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
-    if let Some(dir) = ctl_path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let _ = std::fs::remove_file(&ctl_path);
-    let listener = tokio::net::UnixListener::bind(&ctl_path)
-        .map_err(|e| format!("control socket {}: {e}", ctl_path.display()))?;
+    let d = daemon.clone();
+    ctl_socket.serve(Arc::new(move |req| match d.lock() {
+        Ok(mut d) => d.execute(&req),
+        Err(_) => CtlResponse::err(1, "internal error: state lock poisoned"),
+    }))?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
@@ -846,46 +848,6 @@ async fn serve(
                     d.tick();
                 }
             }
-            conn = listener.accept() => {
-                match conn {
-                    Ok((stream, _)) => {
-                        let d = daemon.clone();
-                        tokio::spawn(async move {
-                            if let Err(e) = handle_client(d, stream).await {
-                                warn!("control client: {e}");
-                            }
-                        });
-                    }
-                    Err(e) => warn!("control socket accept: {e}"),
-                }
-            }
         }
     }
-}
-
-async fn handle_client(
-    daemon: Arc<Mutex<Daemon>>,
-    stream: tokio::net::UnixStream,
-) -> std::io::Result<()> {
-    let (r, mut w) = stream.into_split();
-    let mut lines = BufReader::new(r).lines();
-    while let Some(line) = lines.next_line().await? {
-        let resp = match serde_json::from_str::<CtlRequest>(&line) {
-            Ok(req) => {
-                // Listing connections waits on the workers: off the runtime.
-                let d = daemon.clone();
-                tokio::task::spawn_blocking(move || match d.lock() {
-                    Ok(mut d) => d.execute(&req),
-                    Err(_) => CtlResponse::err(1, "internal error: state lock poisoned"),
-                })
-                .await
-                .unwrap_or_else(|e| CtlResponse::err(1, format!("internal error: {e}")))
-            }
-            Err(e) => CtlResponse::err(2, format!("bad request: {e}")),
-        };
-        let mut out = serde_json::to_string(&resp).unwrap_or_default();
-        out.push('\n');
-        w.write_all(out.as_bytes()).await?;
-    }
-    Ok(())
 }

@@ -3,6 +3,7 @@ pub mod afpacket_ports;
 pub mod afxdp_ports;
 pub mod check;
 pub mod ctl;
+pub mod ctl_server;
 pub mod daemon;
 #[cfg(feature = "dpdk")]
 pub mod dpdk_ports;
