@@ -4,7 +4,7 @@
 
 use crate::ctl::{self, CtlRequest, CtlResponse};
 use crate::ipvs_state::{v4_key, IpvsState, Net};
-use crate::netinfo;
+use crate::southbound::{NetState, Southbound};
 use crate::port_device::{KernelDevice, PortDevice};
 use ferrovs_config::ipvs::{initial_table, ServiceKey, Table};
 use ferrovs_config::ipvsadm::list::{
@@ -403,8 +403,7 @@ impl Daemon {
         (worker_clock_ms(self.epoch) / 1000) as u32
     }
 
-    /// Periodic work: rate estimation, forgetting drained servers,
-    /// following the kernel's addresses and routes.
+    /// Periodic work: rate estimation, forgetting drained servers.
     pub fn tick(&mut self) {
         for d in &self.devices {
             for w in d.warnings() {
@@ -412,34 +411,33 @@ impl Daemon {
             }
         }
         self.state.estimate();
-        let mut changed = self.state.reap_draining() > 0;
-        changed |= self.refresh_net();
-        if changed {
+        if self.state.reap_draining() > 0 {
             if let Err(e) = self.publish() {
                 error!("publishing after a change: {e}");
             }
         }
     }
 
-    /// Re-reads the ports' addresses and the routes from the kernel; true
-    /// when they changed. With DPDK the director's addresses live on the
-    /// exception interfaces, where the operator (or ifupdown) puts them
-    /// after ferrovs has created them, so they are followed, not read once.
-    pub fn refresh_net(&mut self) -> bool {
+    /// Takes the ports' addresses and the routes from the kernel's state
+    /// (the southbound announces every change); true when they changed.
+    /// With DPDK the director's addresses live on the exception interfaces,
+    /// where the operator (or ifupdown) puts them after ferrovs has created
+    /// them, so they are followed, not read once.
+    pub fn refresh_net(&mut self, ns: &NetState) -> bool {
         let mut ports = Vec::with_capacity(self.net.ports.len());
         for p in &self.net.ports {
-            match netinfo::port(&p.name) {
+            match ns.port(&p.name) {
                 Ok(mut n) => {
                     // The MAC is the data port's, whatever the kernel says.
                     n.mac = p.mac;
                     ports.push(n)
                 }
-                Err(_) => return false,
+                // Gone for now: the port keeps its last addresses until
+                // the interface is back.
+                Err(_) => ports.push(p.clone()),
             }
         }
-        let Ok(routes) = netinfo::routes(&ports) else {
-            return false;
-        };
+        let routes = ns.routes(&ports);
         let same_ports = ports
             .iter()
             .zip(&self.net.ports)
@@ -544,6 +542,9 @@ pub struct OpenRequest<'a> {
     pub workers: usize,
     /// Every FULLNAT local address (for NIC reply steering).
     pub laddrs: Vec<Ipv4Addr>,
+    /// Brings an interface up (the exception interfaces a DPDK backend
+    /// creates), through the southbound.
+    pub link_up: &'a dyn Fn(&str) -> Result<(), String>,
 }
 
 pub type PortOpener<P> = dyn Fn(&OpenRequest) -> Result<Opened<P>, String>;
@@ -576,6 +577,19 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         &ctl::socket_path(&settings.control_socket),
         settings.control_socket_group.as_deref(),
     )?;
+    // The control plane's runtime, first: the southbound follows the
+    // kernel's interfaces from now on.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let southbound = rt
+        .block_on(Southbound::start())
+        .map_err(|e| format!("following the kernel's interfaces: {e}"))?;
+    let link_up = |name: &str| {
+        rt.block_on(southbound.set_link_up(name))
+            .map_err(|e| e.to_string())
+    };
     let laddrs_by_service = laddrs_from_config(&cfg);
     let mut all_laddrs: Vec<Ipv4Addr> = laddrs_by_service.values().flatten().copied().collect();
     all_laddrs.sort();
@@ -587,17 +601,22 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         ifaces: &ifaces,
         workers,
         laddrs: all_laddrs,
+        link_up: &link_up,
     })
     .map_err(|e| format!("opening ports: {e}"))?;
+    // Read again: a DPDK backend has just created its interfaces.
+    let ns = rt
+        .block_on(southbound.dump_now())
+        .map_err(|e| e.to_string())?;
     let mut ports_conf = Vec::new();
     for (k, i) in ifaces.iter().enumerate() {
-        let mut p = netinfo::port(i)?;
+        let mut p = ns.port(i).map_err(|e| e.to_string())?;
         if let Some(m) = opened.macs.as_ref().and_then(|m| m.get(k)) {
             p.mac = *m;
         }
         ports_conf.push(p);
     }
-    let routes = netinfo::routes(&ports_conf)?;
+    let routes = ns.routes(&ports_conf);
     let net = Net {
         ports: ports_conf,
         routes,
@@ -692,10 +711,6 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     daemon.on_publish = on_publish;
     daemon.vrrp_vips = vrrp_vips.into_iter().collect();
     let daemon = Arc::new(Mutex::new(daemon));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("tokio runtime: {e}"))?;
     let http_addr = settings.http_listen;
     let result = rt.block_on(async {
         let d = daemon.clone();
@@ -711,7 +726,8 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         let vrrp: Arc<Mutex<Option<_>>> = Arc::new(Mutex::new(None));
         if !vrrp_cfg.vrrp_instances.is_empty() {
             if vrrp_interfaces_ready(&daemon, &vrrp_cfg) {
-                let (status, stop) = crate::vrrp_driver::start(&vrrp_cfg, daemon.clone())?;
+                let (status, stop) =
+                    crate::vrrp_driver::start(&vrrp_cfg, daemon.clone(), southbound.subscribe())?;
                 if let Ok(mut d) = daemon.lock() {
                     d.vrrp_status = status;
                 }
@@ -719,11 +735,17 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
             } else {
                 warn!("VRRP waits for an IPv4 address on its interfaces");
                 let (daemon, vrrp, cfg) = (daemon.clone(), vrrp.clone(), vrrp_cfg.clone());
+                let mut net = southbound.subscribe();
                 tokio::spawn(async move {
                     loop {
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        if net.changed().await.is_err() {
+                            return;
+                        }
+                        let ns = net.borrow_and_update().clone();
+                        // The serve loop applies the same change; whichever
+                        // comes first publishes it.
                         if let Ok(mut d) = daemon.lock() {
-                            if d.refresh_net() {
+                            if d.refresh_net(&ns) {
                                 if let Err(e) = d.publish() {
                                     error!("publishing new addresses: {e}");
                                 }
@@ -732,7 +754,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
                         if !vrrp_interfaces_ready(&daemon, &cfg) {
                             continue;
                         }
-                        match crate::vrrp_driver::start(&cfg, daemon.clone()) {
+                        match crate::vrrp_driver::start(&cfg, daemon.clone(), net.clone()) {
                             Ok((status, stop)) => {
                                 info!("VRRP starting: its interfaces have addresses");
                                 if let Ok(mut d) = daemon.lock() {
@@ -754,7 +776,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         if let Ok(mut d) = daemon.lock() {
             d.health = Some(health.clone());
         }
-        let r = serve(daemon.clone(), &mut ctl_socket, hrx).await;
+        let r = serve(daemon.clone(), &mut ctl_socket, hrx, southbound.subscribe()).await;
         // VRRP goes first: priority-0 adverts hand the VIPs over at once
         // while the dataplane still runs.
         let vrrp = vrrp.lock().ok().and_then(|mut v| v.take());
@@ -807,6 +829,7 @@ async fn serve(
     daemon: Arc<Mutex<Daemon>>,
     ctl_socket: &mut crate::ctl_server::CtlSocket,
     mut health_rx: tokio::sync::mpsc::Receiver<crate::health::HealthEvent>,
+    mut net: tokio::sync::watch::Receiver<Arc<NetState>>,
 ) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     let d = daemon.clone();
@@ -846,6 +869,16 @@ async fn serve(
             _ = tick.tick() => {
                 if let Ok(mut d) = daemon.lock() {
                     d.tick();
+                }
+            }
+            Ok(()) = net.changed() => {
+                let ns = net.borrow_and_update().clone();
+                if let Ok(mut d) = daemon.lock() {
+                    if d.refresh_net(&ns) {
+                        if let Err(e) = d.publish() {
+                            error!("publishing after a network change: {e}");
+                        }
+                    }
                 }
             }
         }

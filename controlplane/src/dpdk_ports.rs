@@ -146,7 +146,9 @@ pub fn open(req: &OpenRequest) -> Result<Opened<DpdkPort>, String> {
         for (w, q) in tqs.into_iter().enumerate() {
             kernel[w].push(q);
         }
-        set_link_up(ifname);
+        if let Err(e) = (req.link_up)(ifname) {
+            warn!("{ifname}: bringing the exception interface up: {e}");
+        }
         if d.flow_steering && !req.laddrs.is_empty() && req.workers > 1 {
             if !req.workers.is_power_of_two() {
                 info!("{ifname}: FULLNAT replies steered in software ({} workers is not a power of two)", req.workers);
@@ -214,18 +216,6 @@ pub fn open(req: &OpenRequest) -> Result<Opened<DpdkPort>, String> {
         keep,
         on_publish: None,
     })
-}
-
-/// Brings the exception interface up, as the kernel's NIC would be.
-fn set_link_up(ifname: &str) {
-    match std::process::Command::new("ip")
-        .args(["link", "set", "dev", ifname, "up"])
-        .status()
-    {
-        Ok(s) if s.success() => {}
-        Ok(s) => warn!("ip link set {ifname} up: {s}"),
-        Err(e) => warn!("ip link set {ifname} up: {e}"),
-    }
 }
 
 #[cfg(test)]

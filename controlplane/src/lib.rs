@@ -11,7 +11,6 @@ pub mod health;
 pub mod http;
 pub mod ipvs_state;
 pub mod metrics;
-pub mod netinfo;
 pub mod port_device;
 pub mod rate;
 pub mod southbound;

@@ -12,6 +12,7 @@ use crate::vrrp::{
     Action, Advert, Event, Instance, InstanceConfig, RxInfo, State, SyncAction, SyncGroup,
     TrackKind, TrackStatus,
 };
+use crate::southbound::NetState;
 use crate::vrrp_io::{Received, VrrpSocket};
 use ferrovs_config::Config;
 use ferrovs_dataplane::wire::arp;
@@ -20,7 +21,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::warn;
 
 /// What one instance needs for I/O.
@@ -134,7 +135,7 @@ pub fn vrrp_vips(cfg: &Config) -> Vec<Ipv4Addr> {
 type Built = (Vec<Unit>, Vec<Io>, Vec<mpsc::Receiver<Received>>);
 
 /// Builds the instances and sync groups; errors name the instance.
-fn build(cfg: &Config, daemon: &Daemon) -> Result<Built, String> {
+fn build(cfg: &Config, daemon: &Daemon, net: &NetState) -> Result<Built, String> {
     let mut insts = Vec::new();
     let mut ios = Vec::new();
     let mut rxs = Vec::new();
@@ -165,8 +166,12 @@ fn build(cfg: &Config, daemon: &Daemon) -> Result<Built, String> {
             crate::vrrp::AdvertTarget::Multicast(g) => vec![*g],
             crate::vrrp::AdvertTarget::Unicast(_) => vec![],
         };
-        let sock =
-            VrrpSocket::open(&ifname, icfg.primary_ip, &groups).map_err(|e| e.to_string())?;
+        let idx = net
+            .link_by_name(&ifname)
+            .map(|l| l.index)
+            .ok_or_else(|| format!("no interface {ifname}"))?;
+        let sock = VrrpSocket::open(&ifname, idx, icfg.primary_ip, &groups)
+            .map_err(|e| e.to_string())?;
         let (tx, rx) = mpsc::channel(256);
         sock.spawn_receiver(tx, Arc::new(AtomicBool::new(false)))
             .map_err(|e| e.to_string())?;
@@ -220,10 +225,11 @@ fn build(cfg: &Config, daemon: &Daemon) -> Result<Built, String> {
 pub fn start(
     cfg: &Config,
     daemon: Arc<Mutex<Daemon>>,
+    net: watch::Receiver<Arc<NetState>>,
 ) -> Result<(StatusHandle, mpsc::Sender<StopRequest>), String> {
     let (units, ios, receivers) = {
         let d = daemon.lock().map_err(|_| "state lock poisoned")?;
-        build(cfg, &d)?
+        build(cfg, &d, &net.borrow())?
     };
     let status = Arc::new(Mutex::new(Vec::new()));
     let (stop_tx, stop_rx) = mpsc::channel(1);
@@ -282,38 +288,56 @@ pub fn start(
     ifaces.sort();
     ifaces.dedup();
     let fwd = track_tx.clone();
-    tokio::spawn(async move { watch_interfaces(ifaces, fwd).await });
+    tokio::spawn(async move { watch_interfaces(ifaces, net, fwd).await });
 
     let st = status.clone();
     tokio::spawn(async move { drive(units, ios, daemon, st, merged_rx, track_rx, stop_rx).await });
     Ok((status, stop_tx))
 }
 
-/// Interface state from sysfs every 500 ms (keepalived learns it from
-/// netlink; a poll is enough at VRRP's time scale). Reports every change.
+/// Interface state as the kernel announces it over rtnetlink (the
+/// southbound), as keepalived follows it: every change is reported at once.
 async fn watch_interfaces(
     ifaces: Vec<String>,
+    mut net: watch::Receiver<Arc<NetState>>,
     tx: mpsc::UnboundedSender<(TrackKind, String, bool)>,
 ) {
     let mut last: Vec<Option<bool>> = vec![None; ifaces.len()];
     loop {
-        for (i, name) in ifaces.iter().enumerate() {
-            let up = std::fs::read_to_string(format!("/sys/class/net/{name}/operstate"))
-                .map(|s| matches!(s.trim(), "up" | "unknown"))
-                .unwrap_or(false);
-            if last[i] != Some(up) {
-                // The first reading reports only a failure: instances
-                // assume their interfaces up.
-                if (last[i].is_some() || !up)
-                    && tx.send((TrackKind::Interface, name.clone(), up)).is_err()
-                {
-                    return;
-                }
-                last[i] = Some(up);
+        let changes = {
+            let s = net.borrow_and_update();
+            interface_changes(&ifaces, &s, &mut last)
+        };
+        for (name, up) in changes {
+            if tx.send((TrackKind::Interface, name, up)).is_err() {
+                return;
             }
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        if net.changed().await.is_err() {
+            return;
+        }
     }
+}
+
+/// The interfaces whose state differs from `last`, updating it. The first
+/// reading reports only a failure: instances assume their interfaces up.
+/// A link that is gone is down.
+fn interface_changes(
+    ifaces: &[String],
+    net: &NetState,
+    last: &mut [Option<bool>],
+) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    for (i, name) in ifaces.iter().enumerate() {
+        let up = net.link_by_name(name).is_some_and(|l| l.oper_up);
+        if last[i] != Some(up) {
+            if last[i].is_some() || !up {
+                out.push((name.clone(), up));
+            }
+            last[i] = Some(up);
+        }
+    }
+    out
 }
 
 async fn drive(
@@ -477,4 +501,46 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(3);
 /// Whether a state means the instance holds its VIPs.
 pub fn holds_vips(s: State) -> bool {
     s == State::Master
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::southbound::{Link, NetEvent};
+
+    fn link(index: u32, name: &str, up: bool) -> NetEvent {
+        NetEvent::Link(Link {
+            index,
+            name: name.into(),
+            mac: Some([2, 0, 0, 0, 0, 1]),
+            mtu: 1500,
+            admin_up: up,
+            oper_up: up,
+        })
+    }
+
+    #[test]
+    fn interface_changes_follow_the_link_state() {
+        let ifaces = vec!["eth0".to_string(), "eth1".to_string()];
+        let mut last = vec![None; 2];
+        let mut s = NetState::new();
+        s.apply(link(2, "eth0", true));
+        // eth1 does not exist: a failure, reported at once; eth0 up is not.
+        assert_eq!(
+            interface_changes(&ifaces, &s, &mut last),
+            vec![("eth1".to_string(), false)]
+        );
+        assert!(interface_changes(&ifaces, &s, &mut last).is_empty());
+        s.apply(link(2, "eth0", false));
+        s.apply(link(3, "eth1", true));
+        assert_eq!(
+            interface_changes(&ifaces, &s, &mut last),
+            vec![("eth0".to_string(), false), ("eth1".to_string(), true)]
+        );
+        s.apply(NetEvent::LinkGone(3));
+        assert_eq!(
+            interface_changes(&ifaces, &s, &mut last),
+            vec![("eth1".to_string(), false)]
+        );
+    }
 }

@@ -36,26 +36,20 @@ pub struct VrrpSocket {
     tx: Arc<Socket>,
 }
 
-fn if_index(ifname: &str) -> io::Result<u32> {
-    let s = std::fs::read_to_string(format!("/sys/class/net/{ifname}/ifindex"))
-        .map_err(|e| io::Error::new(e.kind(), format!("interface {ifname}: {e}")))?;
-    s.trim().parse().map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("interface {ifname}: bad ifindex"),
-        )
-    })
-}
-
 impl VrrpSocket {
-    /// Opens the sockets on `ifname`, sending from `src`, member of the
-    /// multicast `groups` (none for unicast-only instances).
-    pub fn open(ifname: &str, src: Ipv4Addr, groups: &[Ipv4Addr]) -> io::Result<VrrpSocket> {
+    /// Opens the sockets on `ifname` (interface index `idx`), sending from
+    /// `src`, member of the multicast `groups` (none for unicast-only
+    /// instances).
+    pub fn open(
+        ifname: &str,
+        idx: u32,
+        src: Ipv4Addr,
+        groups: &[Ipv4Addr],
+    ) -> io::Result<VrrpSocket> {
         let ctx = |what: &str, e: io::Error| {
             io::Error::new(e.kind(), format!("VRRP socket on {ifname}: {what}: {e}"))
         };
         let raw = || Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(IPPROTO_VRRP)));
-        let idx = if_index(ifname)?;
 
         let rx = raw().map_err(|e| ctx("socket", e))?;
         rx.bind_device(Some(ifname.as_bytes()))

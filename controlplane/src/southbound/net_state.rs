@@ -271,7 +271,7 @@ mod tests {
                 replace: false,
             });
         }
-        let rs = s.routes(&[p.clone()]);
+        let rs = s.routes(std::slice::from_ref(&p));
         assert_eq!(rs.len(), 3, "the route through another link is not ours");
         assert_eq!(
             (rs[0].prefix, rs[0].len),

@@ -251,6 +251,12 @@ impl Southbound {
         self.state.borrow().clone()
     }
 
+    /// Reads the kernel's state now, past notifications still in flight
+    /// (after creating interfaces, before describing them).
+    pub async fn dump_now(&self) -> Result<NetState, NetError> {
+        dump(&self.handle).await
+    }
+
     /// A receiver that wakes on every change.
     pub fn subscribe(&self) -> watch::Receiver<Arc<NetState>> {
         self.state.clone()
