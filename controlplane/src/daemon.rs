@@ -185,7 +185,11 @@ impl Daemon {
     }
 
     /// SIGHUP: re-read the file; apply only what changed, as keepalived's
-    /// reload does; a bad file leaves the running configuration in force.
+    /// reload does. In two phases: everything the new file means (table,
+    /// FULLNAT local addresses, timeouts, the health checks' plan and the
+    /// dataplane snapshot) is built beside the running state first; only
+    /// when all of it stands is it committed, together. A refused reload
+    /// leaves every part as it was.
     pub fn reload(&mut self) -> Result<(), String> {
         info!(
             "Reloading configuration file {}",
@@ -193,40 +197,59 @@ impl Daemon {
         );
         let loaded = ferrovs_config::load_file(&self.config_path);
         if !report(&loaded) {
+            let first = loaded
+                .diagnostics
+                .errors()
+                .next()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
             return Err(format!(
-                "configuration {} has errors; keeping the running configuration",
+                "configuration {} has errors{first}; keeping the running configuration",
                 self.config_path.display()
             ));
         }
         let new_cfg = loaded.config;
-        if new_cfg.global.lvs_timeouts != self.config.global.lvs_timeouts {
-            if let Some(t) = new_cfg.global.lvs_timeouts {
-                self.state.timeouts.set(t.tcp, t.tcpfin, t.udp);
-            }
-        }
-        if new_cfg.ferrovs != self.config.ferrovs {
-            warn!("changes to the ferrovs {{}} block take effect at the next start");
-        }
-        // With health checks, they say what the table becomes: servers in
-        // both configurations keep their state (a failed one stays out).
-        let cmds = match &self.health {
-            Some(h) => h.reload(&new_cfg),
+
+        // Phase 1. With health checks, they say what the table becomes:
+        // servers in both configurations keep their state (a failed one
+        // stays out). Their plan holds the health state until committed or
+        // dropped.
+        let health = self.health.as_ref().map(|h| h.plan_reload(&new_cfg));
+        let cmds = match &health {
+            Some(plan) => plan.commands().to_vec(),
             None => ferrovs_config::diff::table_diff(
                 &initial_table(&self.config),
                 &initial_table(&new_cfg),
             ),
         };
-        let before_table = self.state.table.clone();
-        let before_laddrs = std::mem::replace(&mut self.state.laddrs, laddrs_from_config(&new_cfg));
-        let mut t: Table = before_table.clone();
+        let mut next = self.state.clone();
+        if new_cfg.global.lvs_timeouts != self.config.global.lvs_timeouts {
+            if let Some(t) = new_cfg.global.lvs_timeouts {
+                next.timeouts.set(t.tcp, t.tcpfin, t.udp);
+            }
+        }
+        next.laddrs = laddrs_from_config(&new_cfg);
+        let mut t: Table = next.table.clone();
         for c in &cmds {
             apply_upsert(&mut t, c);
         }
-        self.state.replace_table(t);
-        if let Err(e) = self.publish() {
-            self.state.laddrs = before_laddrs;
-            self.state.replace_table(before_table);
-            return Err(format!("reload rejected: {e}"));
+        next.replace_table(t);
+        let snap = next
+            .build(self.generation + 1, &self.net, &self.vrrp_list())
+            .map_err(|e| format!("reload rejected: {e}; keeping the running configuration"))?;
+
+        // Phase 2: all of it, now.
+        if new_cfg.ferrovs != self.config.ferrovs {
+            warn!("changes to the ferrovs {{}} block take effect at the next start");
+        }
+        self.generation += 1;
+        self.state = next;
+        if let Some(h) = &self.on_publish {
+            h(&snap);
+        }
+        self.dataplane.publish(snap);
+        if let Some(plan) = health {
+            plan.commit();
         }
         self.config = new_cfg;
         info!("Reload finished: {} rule change(s)", cmds.len());

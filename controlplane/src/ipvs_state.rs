@@ -25,6 +25,7 @@ use std::sync::Arc;
 type DestKey = (ServiceKey, IpAddr, u16);
 
 /// A real server removed from the table whose connections still run.
+#[derive(Clone)]
 struct Draining {
     key: DestKey,
     dest: Dest,
@@ -38,6 +39,7 @@ pub struct Net {
     pub routes: Vec<Route>,
 }
 
+#[derive(Clone)]
 pub struct IpvsState {
     pub table: Table,
     pub timeouts: Timeouts,
@@ -124,8 +126,14 @@ impl IpvsState {
     ) -> Result<(), String> {
         let mut t = self.table.clone();
         apply(&mut t, cmd)?;
-        for s in &t.services {
-            check_service(s, self.laddrs.get(&s.key))?;
+        // The snapshot below skips what the IPv4 dataplane cannot carry;
+        // an administrator's command for it is refused instead.
+        if t
+            .services
+            .iter()
+            .any(|s| v4_key(&s.key).is_none() || s.dests.iter().any(|d| !d.addr.is_ipv4()))
+        {
+            return Err("Protocol or address family not supported".into());
         }
         let before = std::mem::replace(&mut self.table, t);
         self.sync();
@@ -262,6 +270,7 @@ impl IpvsState {
             let Some((proto, vaddr, vport)) = v4_key(&s.key) else {
                 continue;
             };
+            check_service(s, self.laddrs.get(&s.key))?;
             let svc_shared = self
                 .svc_shared
                 .get(&s.key)
@@ -394,8 +403,9 @@ impl IpvsState {
     }
 }
 
-/// What the IPv4 dataplane cannot forward by is refused up front, with a
-/// message in ipvsadm's style.
+/// What the IPv4 dataplane cannot forward by, in ipvsadm's words. Every
+/// change (command, reload, health check) passes here when its snapshot is
+/// built, so this is the one place for these rules.
 fn check_service(s: &CfgService, laddrs: Option<&Vec<Ipv4Addr>>) -> Result<(), String> {
     let Some((_, _, port)) = v4_key(&s.key) else {
         return Err("Protocol or address family not supported".into());

@@ -19,7 +19,7 @@ struct Est {
 }
 
 /// Smoothed rates per counter set, keyed by a caller-chosen name.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct RateEstimator {
     est: HashMap<String, Est>,
 }
