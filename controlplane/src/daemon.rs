@@ -4,8 +4,8 @@
 
 use crate::ctl::{self, CtlRequest, CtlResponse};
 use crate::ipvs_state::{v4_key, IpvsState, Net};
-use crate::southbound::{NetState, Southbound};
 use crate::port_device::{KernelDevice, PortDevice};
+use crate::southbound::{NetState, Southbound};
 use ferrovs_config::ipvs::{initial_table, ServiceKey, Table};
 use ferrovs_config::ipvsadm::list::{
     format_conns, format_list, format_timeout, ConnEntry, ConnProto,

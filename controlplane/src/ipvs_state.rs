@@ -128,8 +128,7 @@ impl IpvsState {
         apply(&mut t, cmd)?;
         // The snapshot below skips what the IPv4 dataplane cannot carry;
         // an administrator's command for it is refused instead.
-        if t
-            .services
+        if t.services
             .iter()
             .any(|s| v4_key(&s.key).is_none() || s.dests.iter().any(|d| !d.addr.is_ipv4()))
         {

@@ -6,13 +6,13 @@
 //! gratuitous ARP through the dataplane's own port, notify scripts.
 
 use crate::daemon::Daemon;
+use crate::southbound::NetState;
 use crate::vrrp::notify::{Notifier, NotifyKind};
 use crate::vrrp::script::{self, ScriptChange, ScriptTracker};
 use crate::vrrp::{
     Action, Advert, Event, Instance, InstanceConfig, RxInfo, State, SyncAction, SyncGroup,
     TrackKind, TrackStatus,
 };
-use crate::southbound::NetState;
 use crate::vrrp_io::{Received, VrrpSocket};
 use ferrovs_config::Config;
 use ferrovs_dataplane::wire::arp;
@@ -170,8 +170,8 @@ fn build(cfg: &Config, daemon: &Daemon, net: &NetState) -> Result<Built, String>
             .link_by_name(&ifname)
             .map(|l| l.index)
             .ok_or_else(|| format!("no interface {ifname}"))?;
-        let sock = VrrpSocket::open(&ifname, idx, icfg.primary_ip, &groups)
-            .map_err(|e| e.to_string())?;
+        let sock =
+            VrrpSocket::open(&ifname, idx, icfg.primary_ip, &groups).map_err(|e| e.to_string())?;
         let (tx, rx) = mpsc::channel(256);
         sock.spawn_receiver(tx, Arc::new(AtomicBool::new(false)))
             .map_err(|e| e.to_string())?;

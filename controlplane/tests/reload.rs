@@ -43,7 +43,11 @@ fn a_reload_is_all_or_nothing() {
     assert_eq!(run(&mut d, "-Ln").1, listing, "the table stays as it was");
 
     // A file with errors is refused with its location.
-    std::fs::write(&path, "virtual_server 198.18.0.100 80 {\n    lb_algo nosuchsched\n}\n").unwrap();
+    std::fs::write(
+        &path,
+        "virtual_server 198.18.0.100 80 {\n    lb_algo nosuchsched\n}\n",
+    )
+    .unwrap();
     let e = d.reload().unwrap_err();
     assert!(e.contains("keepalived.conf:2:"), "{e}");
     assert_eq!(run(&mut d, "-Ln").1, listing);
