@@ -242,7 +242,7 @@ impl Collector for DaemonCollector {
 
         // Workers.
         let counters = d.dataplane.counters();
-        let worker_counters: [WorkerCounter; 14] = [
+        let worker_counters: [WorkerCounter; 17] = [
             ("ferrovs_worker_rx_packets", "Packets received.", |c| {
                 c.rx_packets.get()
             }),
@@ -303,6 +303,21 @@ impl Collector for DaemonCollector {
                 "New connections that found the template table full.",
                 |c| c.templates_full.get(),
             ),
+            (
+                "ferrovs_worker_secure_tcp_held",
+                "Client segments that did not establish a NAT/FULLNAT connection under pressure because the real server had not answered (secure TCP).",
+                |c| c.secure_tcp_held.get(),
+            ),
+            (
+                "ferrovs_worker_conn_table_pressure_entered",
+                "Times the worker's connection table came under pressure (fewer than 1/8 of its slots free).",
+                |c| c.conn_pressure_entered.get(),
+            ),
+            (
+                "ferrovs_worker_connections_untracked",
+                "Half-open or unconfirmed connections the eviction ring gave up (left to their timeout).",
+                |c| c.conns_untracked.get(),
+            ),
         ];
         for (name, help, get) in worker_counters {
             let mut f = family(&mut enc, name, help, MetricType::Counter)?;
@@ -326,6 +341,23 @@ impl Collector for DaemonCollector {
         }
         let mut f = family(
             &mut enc,
+            "ferrovs_worker_connections_evicted",
+            "Connections evicted, oldest first, to make room for a new one in a full table, by what they were: tcp_half_open (NONE, SYN_SENT, SYN_RECV, SYNACK) or udp_unconfirmed.",
+            MetricType::Counter,
+        )?;
+        for (w, c) in counters.iter().enumerate() {
+            for (reason, v) in [
+                ("tcp_half_open", c.evicted_tcp_half_open.get()),
+                ("udp_unconfirmed", c.evicted_udp_unconfirmed.get()),
+            ] {
+                f.counter(
+                    &l(&[("worker", w.to_string()), ("reason", reason.to_string())]),
+                    v,
+                )?;
+            }
+        }
+        let mut f = family(
+            &mut enc,
             "ferrovs_worker_connections",
             "Connections in the worker's table.",
             MetricType::Gauge,
@@ -336,7 +368,22 @@ impl Collector for DaemonCollector {
                 c.conns_active.get() as i64,
             )?;
         }
-        let worker_gauges: [WorkerCounter; 3] = [
+        let worker_gauges: [WorkerCounter; 6] = [
+            (
+                "ferrovs_worker_connections_unconfirmed",
+                "Eviction candidates in the worker's table: half-open TCP and unconfirmed UDP connections.",
+                |c| c.conns_unconfirmed.get(),
+            ),
+            (
+                "ferrovs_worker_connection_table_size",
+                "Capacity of the worker's connection table (conn_table_size).",
+                |c| c.conn_capacity.get(),
+            ),
+            (
+                "ferrovs_worker_conn_table_pressure",
+                "1 while the worker's connection table is under pressure (short half-open and UDP timeouts, secure TCP), else 0.",
+                |c| c.conn_pressure.get(),
+            ),
             (
                 "ferrovs_neighbour_entries",
                 "Resolved and resolving neighbours in the worker's cache.",

@@ -15,11 +15,27 @@ fn metrics_carry_services_servers_workers() {
         .counters
         .cell(0)
         .drop(ferrovs_dataplane::counters::DropReason::NotOurs);
+    shared.counters.cell(0).evicted_tcp_half_open.add(5);
+    shared.counters.cell(0).conn_pressure.set(1);
+    shared.counters.cell(0).conns_unconfirmed.set(7);
     let d = Arc::new(Mutex::new(d));
     let text =
         ferrovs_controlplane::metrics::render(&ferrovs_controlplane::metrics::registry(d.clone()));
     let has = |line: &str| text.lines().any(|l| l == line);
     assert!(has("# TYPE ferrovs_service_connections counter"), "{text}");
+    // Flood defence: evictions by reason, pressure, eviction candidates.
+    assert!(
+        has(r#"ferrovs_worker_connections_evicted_total{worker="0",reason="tcp_half_open"} 5"#),
+        "{text}"
+    );
+    assert!(has(
+        r#"ferrovs_worker_connections_evicted_total{worker="0",reason="udp_unconfirmed"} 0"#
+    ));
+    assert!(has(r#"ferrovs_worker_conn_table_pressure{worker="0"} 1"#));
+    assert!(has(
+        r#"ferrovs_worker_connections_unconfirmed{worker="0"} 7"#
+    ));
+    assert!(has(r#"ferrovs_worker_secure_tcp_held_total{worker="0"} 0"#));
     assert!(
         has(r#"ferrovs_service_connections_total{protocol="TCP",vip="198.18.0.100",port="80"} 0"#),
         "{text}"

@@ -38,7 +38,7 @@ drop_reasons! {
     NoService => "no_service": "No virtual service for this protocol and port.",
     NoConnection => "no_connection": "TCP segment without SYN and without a connection.",
     NoDest => "no_dest": "No available real server.",
-    ConnTableFull => "conn_table_full": "Connection table full: new flow refused.",
+    ConnTableFull => "conn_table_full": "Connection table full of established and closing connections (nothing half-open or unconfirmed to evict): new flow refused.",
     LaddrExhausted => "laddr_exhausted": "No free FULLNAT local port.",
     NoRoute => "no_route": "No route to the next hop.",
     NeighFull => "neigh_full": "Neighbour table or its pending queue full.",
@@ -83,6 +83,23 @@ pub struct WorkerCounters {
     /// FULLNAT local ports held by the worker's connections (a gauge).
     pub laddr_ports_in_use: Counter,
     pub templates_full: Counter,
+    /// Connections evicted to make room for a new one in a full table:
+    /// half-open TCP, unconfirmed UDP (oldest first).
+    pub evicted_tcp_half_open: Counter,
+    pub evicted_udp_unconfirmed: Counter,
+    /// Client segments that would have established a NAT/FULLNAT
+    /// connection under pressure before the real server answered (IPVS
+    /// secure_tcp), left half-open.
+    pub secure_tcp_held: Counter,
+    /// Gauges of the connection table: eviction candidates in it, its
+    /// capacity, whether it is under pressure (0/1); and, as counters, the
+    /// times pressure started and the candidates the eviction ring gave up
+    /// (copied from the table).
+    pub conns_unconfirmed: Counter,
+    pub conn_capacity: Counter,
+    pub conn_pressure: Counter,
+    pub conn_pressure_entered: Counter,
+    pub conns_untracked: Counter,
     pub arp_replies: Counter,
     pub arp_requests: Counter,
     pub icmp_translated: Counter,

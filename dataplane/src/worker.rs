@@ -12,7 +12,7 @@
 //! slice holds the local port; a packet that reaches another worker is handed
 //! to its owner through a single-producer ring for that pair of workers.
 
-use crate::conn::entry::{F_INACTIVE, F_OUT_INDEXED, F_TEMPLATE_REF};
+use crate::conn::entry::{F_CONFIRMED, F_INACTIVE, F_OUT_INDEXED, F_REPLIED, F_TEMPLATE_REF};
 use crate::conn::template::Lookup;
 use crate::conn::{Conn, ConnTable, Dir, TcpState, Tuple};
 use crate::counters::{DropReason, WorkerCounters};
@@ -33,6 +33,10 @@ use std::sync::Arc;
 /// Entries examined per poll by the expiry wheel and the template reaper.
 pub const EXPIRE_BUDGET: usize = 256;
 pub const REAP_BUDGET: usize = 256;
+/// Ring slots one eviction may examine before it gives up (stale slots,
+/// left by entries that completed their handshake, are skipped; each slot
+/// is examined once, so this is rarely reached).
+pub const EVICT_BUDGET: usize = 1024;
 /// Slots of each worker-to-worker ring.
 pub const RING_SIZE: usize = 1024;
 /// Packets taken from each peer's ring per poll, at most.
@@ -669,7 +673,7 @@ impl<P: Port> Core<P> {
         now: u64,
     ) -> Result<u32, DropReason> {
         if self.conns.is_full() {
-            return Err(DropReason::ConnTableFull);
+            self.make_room(snap, now)?;
         }
         let svc = &snap.services[si];
         let now_s = (now / 1000) as u32;
@@ -777,9 +781,9 @@ impl<P: Port> Core<P> {
             };
             let first = crate::conn::state::tcp_next(TcpState::None, dir, flags);
             c.state = first as u8;
-            c.timeout_s = snap.timeouts.tcp(first);
+            c.timeout_s = self.conns.pressure().tcp_timeout(&snap.timeouts, first);
         } else {
-            c.timeout_s = snap.timeouts.udp;
+            c.timeout_s = self.conns.pressure().udp_timeout(&snap.timeouts, false);
         }
         match dest.fwd {
             FwdMethod::Nat => c.flags |= F_OUT_INDEXED,
@@ -823,6 +827,30 @@ impl<P: Port> Core<P> {
         Ok(ci)
     }
 
+    /// The table is full: evict its oldest half-open TCP or unconfirmed UDP
+    /// entry, releasing its real server and template as expiry would.
+    /// Established and closing connections are never evicted; with none of
+    /// the others left, the new connection is refused (`conn_table_full`).
+    #[cold]
+    fn make_room(&mut self, snap: &Snapshot, now: u64) -> Result<(), DropReason> {
+        let Some(old) = self.conns.evict_oldest(EVICT_BUDGET) else {
+            return Err(DropReason::ConnTableFull);
+        };
+        if let Some(e) = snap.dest(old.dest_id) {
+            e.dest.unbind_conn(old.is_active());
+        }
+        if old.flags & F_TEMPLATE_REF != 0 {
+            snap.templates.release(old.tmpl, (now / 1000) as u32);
+        }
+        let ctr = self.ctr();
+        if old.proto == ipv4::PROTO_TCP {
+            ctr.evicted_tcp_half_open.inc();
+        } else {
+            ctr.evicted_udp_unconfirmed.inc();
+        }
+        Ok(())
+    }
+
     /// A packet of a connection to `dest_id`, for the server's and the
     /// service's counters (`inbound`: client to server).
     #[inline(always)]
@@ -840,16 +868,45 @@ impl<P: Port> Core<P> {
         }
     }
 
-    /// IPVS state transition, ActiveConn/InActConn accounting and timeout.
+    /// IPVS state transition, ActiveConn/InActConn accounting and timeout;
+    /// for UDP, confirmation. Under pressure, half-open states get the short
+    /// timeout and NAT/FULLNAT follow the secure TCP rule (`conn::pressure`).
     #[inline]
     fn update_state(&mut self, snap: &Snapshot, ci: u32, dir: Dir, flags: u8, now: u64) {
+        let pressure = *self.conns.pressure();
         let c = self.conns.get_mut(ci);
         if c.proto != ipv4::PROTO_TCP {
+            // UDP: the entry was made by the client's first packet; a second
+            // one, or a second reply, shows a flow that came back (a spoofed
+            // source sends once; a real server answers a spoofed request once).
+            if c.flags & F_CONFIRMED == 0 {
+                let confirmed = dir != Dir::Output || c.flags & F_REPLIED != 0;
+                if dir == Dir::Output {
+                    c.flags |= F_REPLIED;
+                }
+                if confirmed {
+                    c.flags |= F_CONFIRMED;
+                    c.timeout_s = snap.timeouts.udp;
+                    self.conns.reclassify(ci);
+                }
+            }
             self.conns.touch(ci, now);
             return;
         }
+        if dir == Dir::Output {
+            c.flags |= F_REPLIED;
+        }
         let old = TcpState::from_u8(c.state);
-        let new = crate::conn::state::tcp_next(old, dir, flags);
+        let new = if pressure.is_on() {
+            let n = crate::conn::state::tcp_next_secure(old, dir, flags, c.flags & F_REPLIED != 0);
+            if n == old && crate::conn::state::tcp_next(old, dir, flags) != old {
+                self.shared.counters.cell(self.id).secure_tcp_held.inc();
+            }
+            n
+        } else {
+            crate::conn::state::tcp_next(old, dir, flags)
+        };
+        let c = self.conns.get_mut(ci);
         if new != old {
             c.state = new as u8;
             let active = new == TcpState::Established;
@@ -859,8 +916,12 @@ impl<P: Port> Core<P> {
                     e.dest.shared.conn_became(active);
                 }
             }
+            if new.is_half_open() != old.is_half_open() {
+                self.conns.reclassify(ci);
+            }
         }
-        self.conns.set_timeout(ci, snap.timeouts.tcp(new), now);
+        self.conns
+            .set_timeout(ci, pressure.tcp_timeout(&snap.timeouts, new), now);
     }
 
     /// A reply from a real server: NAT (to the client's address) or FULLNAT
@@ -1338,9 +1399,17 @@ impl<P: Port> Core<P> {
                 snap.templates.release(c.tmpl, now_s);
             }
         });
+        self.conns.trim_candidates(EXPIRE_BUDGET);
+        self.conns.shorten_candidates(now, EXPIRE_BUDGET);
         let ctr = self.shared.counters.cell(self.id);
         ctr.conns_expired.add(expired as u64);
         ctr.conns_active.set(self.conns.len() as u64);
+        ctr.conns_unconfirmed.set(self.conns.unconfirmed() as u64);
+        ctr.conn_capacity.set(self.conns.capacity() as u64);
+        ctr.conn_pressure.set(self.conns.under_pressure() as u64);
+        ctr.conn_pressure_entered
+            .set(self.conns.pressure().entered());
+        ctr.conns_untracked.set(self.conns.untracked());
         ctr.neigh_entries.set(self.neigh.len() as u64);
         ctr.neigh_queued.set(self.neigh.queued() as u64);
         ctr.laddr_ports_in_use.set(self.conns.fullnat_len() as u64);

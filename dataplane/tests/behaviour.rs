@@ -486,6 +486,8 @@ fn port_zero_service_with_persistence() {
     assert_eq!(a[0][0..6], c[0][0..6], "same /24, same server");
 }
 
+/// A table full of established connections refuses new ones (a table with
+/// half-open entries evicts the oldest instead: tests/flood.rs).
 #[test]
 fn full_table_refuses_new_flows_but_keeps_old_ones() {
     let mut lab = Lab::with(Svc::new(FwdMethod::Nat), 1, 4, 1500);
@@ -510,6 +512,30 @@ fn full_table_refuses_new_flows_but_keeps_old_ones() {
             .len(),
             1
         );
+        let sa = tcp(
+            rs_mac(0),
+            DIR1_MAC,
+            RS[0],
+            80,
+            CLIENT,
+            40000 + p,
+            64,
+            "SA",
+            b"",
+        );
+        assert_eq!(lab.send(0, 1, &sa, 0).len(), 1);
+        let ack = tcp(
+            CLIENT_MAC,
+            DIR0_MAC,
+            CLIENT,
+            40000 + p,
+            VIP,
+            80,
+            64,
+            "A",
+            b"",
+        );
+        assert_eq!(lab.send(0, 0, &ack, 1).len(), 1);
     }
     let new = tcp(CLIENT_MAC, DIR0_MAC, CLIENT, 49999, VIP, 80, 64, "S", b"");
     assert!(lab.send(0, 0, &new, 1).is_empty());

@@ -1,5 +1,6 @@
 //! One tracked connection: 64 bytes, one cache line.
 
+use super::state::TcpState;
 use crate::service::{DestId, FwdMethod, ServiceId};
 
 pub const NIL: u32 = u32::MAX;
@@ -10,6 +11,15 @@ pub const F_INACTIVE: u8 = 0x01;
 pub const F_OUT_INDEXED: u8 = 0x02;
 /// Holds a reference on a persistence template.
 pub const F_TEMPLATE_REF: u8 = 0x04;
+/// NAT/FULLNAT: a packet from the real server has passed (for TCP, its
+/// SYN-ACK: IPVS secure_tcp's condition for ESTABLISHED under pressure).
+pub const F_REPLIED: u8 = 0x08;
+/// UDP: the flow came back (a second client packet, or a second reply), so
+/// it is no longer an eviction candidate.
+pub const F_CONFIRMED: u8 = 0x10;
+/// Filed in the table's ring of eviction candidates (half-open TCP,
+/// unconfirmed UDP) under the ticket `ring_seq`.
+pub const F_EVICTABLE: u8 = 0x20;
 /// Slot is in use (free slots chain through `next`).
 pub const F_USED: u8 = 0x80;
 
@@ -45,6 +55,8 @@ pub struct Conn {
     pub prev: u32,
     /// Persistence template slot, when `F_TEMPLATE_REF`.
     pub tmpl: u32,
+    /// Ticket of the entry's place in the eviction ring, when `F_EVICTABLE`.
+    pub ring_seq: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<Conn>() == 64);
@@ -71,6 +83,7 @@ impl Conn {
         next: NIL,
         prev: NIL,
         tmpl: NIL,
+        ring_seq: 0,
     };
 
     /// The tuple client packets carry: (caddr, cport) → (vaddr, vport).
@@ -98,6 +111,20 @@ impl Conn {
     #[inline(always)]
     pub fn is_active(&self) -> bool {
         self.flags & F_INACTIVE == 0
+    }
+
+    /// Whether a flood could have made this entry, so that it may be
+    /// evicted to make room for a new connection: TCP that never completed
+    /// its handshake (NONE, SYN_SENT, SYN_RECV, SYNACK) and UDP that never
+    /// came back ([`F_CONFIRMED`]). ESTABLISHED and closing connections
+    /// never are.
+    #[inline(always)]
+    pub fn is_unconfirmed(&self) -> bool {
+        if self.proto == crate::wire::ipv4::PROTO_TCP {
+            TcpState::from_u8(self.state).is_half_open()
+        } else {
+            self.flags & F_CONFIRMED == 0
+        }
     }
 }
 

@@ -1,14 +1,18 @@
 //! Connection tracking: entries, the IPVS TCP state machine, the per-worker
-//! table with its expiry wheel, and the persistence templates shared by all
-//! workers.
+//! table with its expiry wheel, flood defence (pressure levels and the
+//! eviction of half-open and unconfirmed entries, oldest first), and the
+//! persistence templates shared by all workers.
 
 pub mod entry;
+pub mod evict;
 pub mod index;
+pub mod pressure;
 pub mod state;
 pub mod table;
 pub mod template;
 pub mod timer;
 
 pub use entry::{Conn, Tuple};
+pub use pressure::Pressure;
 pub use state::{Dir, TcpState, Timeouts};
 pub use table::{ConnTable, TableFull};

@@ -37,6 +37,15 @@ impl TcpState {
     pub fn from_u8(v: u8) -> TcpState {
         STATES.get(v as usize).copied().unwrap_or(TcpState::Close)
     }
+    /// A handshake that has not completed: what a spoofed SYN leaves
+    /// behind, and what goes first when the table is full.
+    #[inline(always)]
+    pub fn is_half_open(self) -> bool {
+        matches!(
+            self,
+            TcpState::None | TcpState::SynSent | TcpState::SynRecv | TcpState::SynAck
+        )
+    }
     /// The name `ipvsadm -Lc` prints.
     pub fn name(self) -> &'static str {
         match self {
@@ -117,6 +126,25 @@ pub fn tcp_next(cur: TcpState, dir: Dir, flags: u8) -> TcpState {
         Dir::InputOnly => &INPUT_ONLY,
     };
     t[ev][cur as usize]
+}
+
+/// [`tcp_next`] under IPVS's `secure_tcp` rule, which the director applies
+/// while its table is under pressure (see `conn::pressure`): in the modes
+/// that see replies (NAT, FULLNAT), a client segment moves a half-open
+/// connection to ESTABLISHED only once the real server has answered
+/// (`replied`: its SYN-ACK passed the director). A spoofed SYN followed by a
+/// spoofed ACK then stays half-open, and evictable. IPVS does this with a
+/// second state table (`tcp_states_dos`, where the server's SYN-ACK leads to
+/// SYNACK); here a flag on the entry records the reply, so a connection
+/// whose SYN-ACK passed before the pressure began is not held back.
+#[inline]
+pub fn tcp_next_secure(cur: TcpState, dir: Dir, flags: u8, replied: bool) -> TcpState {
+    let next = tcp_next(cur, dir, flags);
+    if dir == Dir::Input && !replied && cur.is_half_open() && next == TcpState::Established {
+        cur
+    } else {
+        next
+    }
 }
 
 /// Protocol timeouts in seconds (IPVS defaults; `ipvsadm --set tcp tcpfin udp`
@@ -216,6 +244,34 @@ mod tests {
             tcp_next(TcpState::Established, Dir::InputOnly, 0),
             TcpState::Close
         );
+    }
+
+    #[test]
+    fn secure_rule_needs_the_servers_answer() {
+        // NAT under pressure: a client ACK without the server's SYN-ACK
+        // leaves the entry in SYN_RECV.
+        let s = tcp_next(TcpState::None, Dir::Input, TCP_SYN);
+        assert_eq!(tcp_next_secure(s, Dir::Input, TCP_ACK, false), s);
+        assert_eq!(
+            tcp_next_secure(s, Dir::Input, TCP_ACK, true),
+            TcpState::Established
+        );
+        // Other transitions are the plain table's.
+        assert_eq!(
+            tcp_next_secure(s, Dir::Input, TCP_FIN | TCP_ACK, false),
+            TcpState::TimeWait
+        );
+        assert_eq!(
+            tcp_next_secure(TcpState::Established, Dir::Input, TCP_ACK, false),
+            TcpState::Established
+        );
+        // DR and TUN never see the answer: the rule does not apply.
+        assert_eq!(
+            tcp_next_secure(s, Dir::InputOnly, TCP_ACK, false),
+            TcpState::Established
+        );
+        assert!(TcpState::SynRecv.is_half_open() && TcpState::SynAck.is_half_open());
+        assert!(!TcpState::Established.is_half_open() && !TcpState::TimeWait.is_half_open());
     }
 
     #[test]

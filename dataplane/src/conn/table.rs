@@ -4,11 +4,19 @@
 //!
 //! Clients choose the keys, so the indexes hash with a per-table random key
 //! (aHash `RandomState`). Capacity is fixed at creation: the slab and the
-//! indexes are allocated once and a full table refuses new entries instead
-//! of growing, so the fast path never allocates.
+//! indexes are allocated once and a full table does not grow, so the fast
+//! path never allocates.
+//!
+//! Flood defence (see `conn::pressure`): entries a spoofed flood can make
+//! (half-open TCP, unconfirmed UDP) are filed, oldest first, in a ring of
+//! eviction candidates; when the table is full, [`ConnTable::evict_oldest`]
+//! makes room by removing the oldest of them. The table tracks its pressure
+//! level as its occupancy changes.
 
-use super::entry::{Conn, Tuple, F_OUT_INDEXED, F_USED, NIL};
+use super::entry::{Conn, Tuple, F_EVICTABLE, F_OUT_INDEXED, F_USED, NIL};
+use super::evict::EvictRing;
 use super::index::FlowIndex;
+use super::pressure::Pressure;
 use super::timer::{Wheel, TICK_MS};
 use crate::port::prefetch;
 use crate::service::FwdMethod;
@@ -26,6 +34,16 @@ pub struct ConnTable {
     out_idx: FlowIndex,
     hasher: ahash::RandomState,
     wheel: Wheel,
+    /// Eviction candidates, oldest first.
+    ring: EvictRing,
+    /// Entries filed in the ring (`F_EVICTABLE`).
+    unconfirmed: usize,
+    /// Ring ticket up to which candidates got the short timeout in this
+    /// spell of pressure.
+    shorten_at: u32,
+    /// Candidates that left the ring because it was full.
+    untracked: u64,
+    pressure: Pressure,
 }
 
 /// Converts milliseconds to wheel ticks.
@@ -60,6 +78,11 @@ impl ConnTable {
             out_idx: FlowIndex::with_capacity(capacity),
             hasher: ahash::RandomState::new(),
             wheel: Wheel::new(ticks(now_ms)),
+            ring: EvictRing::for_table(capacity),
+            unconfirmed: 0,
+            shorten_at: 0,
+            untracked: 0,
+            pressure: Pressure::new(capacity),
         }
     }
 
@@ -122,7 +145,7 @@ impl ConnTable {
         }
         let i = self.free;
         self.free = self.slab[i as usize].next;
-        c.flags |= F_USED;
+        c.flags = (c.flags | F_USED) & !F_EVICTABLE;
         c.expires = ticks(now_ms) + secs_to_ticks(c.timeout_s);
         self.slab[i as usize] = c;
         let h = self.hash(&c.in_tuple());
@@ -134,7 +157,138 @@ impl ConnTable {
         self.wheel.link(&mut self.slab, i);
         self.len += 1;
         self.fullnat_len += (c.fwd == FwdMethod::FullNat) as usize;
+        if c.is_unconfirmed() {
+            self.track(i);
+        }
+        self.pressure.update(self.slab.len() - self.len);
         Ok(i)
+    }
+
+    /// Files entry `i` as the newest eviction candidate.
+    #[inline]
+    fn track(&mut self, i: u32) {
+        if self.ring.is_full() {
+            if let Some((seq, j)) = self.ring.pop() {
+                if self.holds_ticket(j, seq) {
+                    self.slab[j as usize].flags &= !F_EVICTABLE;
+                    self.unconfirmed -= 1;
+                    self.untracked += 1;
+                }
+            }
+        }
+        let seq = self.ring.push(i);
+        let e = &mut self.slab[i as usize];
+        e.ring_seq = seq;
+        e.flags |= F_EVICTABLE;
+        self.unconfirmed += 1;
+    }
+
+    /// Whether ring slot `seq` still stands for entry `j`.
+    #[inline(always)]
+    fn holds_ticket(&self, j: u32, seq: u32) -> bool {
+        let e = &self.slab[j as usize];
+        e.flags & (F_USED | F_EVICTABLE) == (F_USED | F_EVICTABLE) && e.ring_seq == seq
+    }
+
+    /// Files or unfiles entry `i` after its state or flags changed: a
+    /// completed handshake or a confirmed UDP flow leaves the candidates, a
+    /// connection that starts over (a SYN in TIME_WAIT) joins them again.
+    #[inline]
+    pub fn reclassify(&mut self, i: u32) {
+        let e = &self.slab[i as usize];
+        let filed = e.flags & F_EVICTABLE != 0;
+        let want = e.is_unconfirmed();
+        if want && !filed {
+            self.track(i);
+        } else if filed && !want {
+            self.slab[i as usize].flags &= !F_EVICTABLE;
+            self.unconfirmed -= 1;
+        }
+    }
+
+    /// Removes the oldest eviction candidate, examining at most `budget`
+    /// ring slots, and returns it so that the caller can release its real
+    /// server and template. None when there is no candidate (the table holds
+    /// only established and closing connections) or the budget ran out.
+    pub fn evict_oldest(&mut self, budget: usize) -> Option<Conn> {
+        for _ in 0..budget {
+            let (seq, j) = self.ring.pop()?;
+            if self.holds_ticket(j, seq) {
+                let c = self.slab[j as usize];
+                self.remove(j);
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Drops stale slots at the head of the ring (at most `budget`), so that
+    /// the next eviction finds a candidate at once.
+    pub fn trim_candidates(&mut self, budget: usize) {
+        for _ in 0..budget {
+            match self.ring.peek() {
+                Some((seq, j)) if !self.holds_ticket(j, seq) => {
+                    self.ring.pop();
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Under pressure, gives candidates filed before it began the short
+    /// timeout that new ones get (`conn::pressure`), oldest first, at most
+    /// `budget` ring slots per call; the garbage of a flood's first minutes
+    /// then leaves as fast as the rest. Returns the entries shortened.
+    pub fn shorten_candidates(&mut self, now_ms: u64, budget: usize) -> usize {
+        use super::pressure::{PRESSURE_HALF_OPEN_S, PRESSURE_UDP_S};
+        if !self.pressure.is_on() {
+            return 0;
+        }
+        let (head, tail) = self.ring.span();
+        if self.ring.at(self.shorten_at).is_none() && self.shorten_at != tail {
+            self.shorten_at = head;
+        }
+        let mut n = 0;
+        for _ in 0..budget {
+            let seq = self.shorten_at;
+            let Some(j) = self.ring.at(seq) else { break };
+            self.shorten_at = seq.wrapping_add(1);
+            if !self.holds_ticket(j, seq) {
+                continue;
+            }
+            let e = &self.slab[j as usize];
+            let short = if e.proto == crate::wire::ipv4::PROTO_TCP {
+                PRESSURE_HALF_OPEN_S
+            } else {
+                PRESSURE_UDP_S
+            };
+            if e.timeout_s > short {
+                self.set_timeout(j, short, now_ms);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Whether the table is under pressure (short timeouts for half-open
+    /// and unconfirmed entries, secure TCP).
+    #[inline(always)]
+    pub fn under_pressure(&self) -> bool {
+        self.pressure.is_on()
+    }
+
+    pub fn pressure(&self) -> &Pressure {
+        &self.pressure
+    }
+
+    /// Entries that are eviction candidates now.
+    pub fn unconfirmed(&self) -> usize {
+        self.unconfirmed
+    }
+
+    /// Candidates given up because the ring was full.
+    pub fn untracked(&self) -> u64 {
+        self.untracked
     }
 
     #[inline(always)]
@@ -225,6 +379,8 @@ impl ConnTable {
         self.free = i;
         self.len -= 1;
         self.fullnat_len -= (c.fwd == FwdMethod::FullNat) as usize;
+        self.unconfirmed -= (c.flags & F_EVICTABLE != 0) as usize;
+        self.pressure.update(self.slab.len() - self.len);
     }
 
     /// FULLNAT connections: each holds one local address and port.
@@ -259,12 +415,14 @@ impl ConnTable {
         (self.slab[i as usize].expires as u64 * TICK_MS).saturating_sub(now_ms)
     }
 
-    /// Bytes the table holds, whether used or not: slab, both indexes, wheel.
+    /// Bytes the table holds, whether used or not: slab, both indexes,
+    /// wheel, eviction ring.
     pub fn memory_bytes(&self) -> usize {
         self.slab.capacity() * std::mem::size_of::<Conn>()
             + self.in_idx.memory_bytes()
             + self.out_idx.memory_bytes()
             + self.wheel.memory_bytes()
+            + self.ring.memory_bytes()
     }
 }
 
@@ -272,6 +430,7 @@ impl ConnTable {
 mod tests {
     use super::*;
     use crate::conn::entry::F_INACTIVE;
+    use crate::conn::TcpState;
     use crate::service::FwdMethod;
 
     fn conn(i: u16, fwd: FwdMethod, timeout_s: u32) -> Conn {
@@ -369,6 +528,242 @@ mod tests {
         assert!(t.lookup_in(&c.in_tuple(), t.hash(&c.in_tuple())).is_some());
         t.expire(11_000, 10, |_| {});
         assert!(t.insert(conn(9, FwdMethod::Nat, 10), 11_000).is_ok());
+    }
+
+    fn with_state(mut c: Conn, s: TcpState) -> Conn {
+        c.state = s as u8;
+        c
+    }
+
+    fn find(t: &ConnTable, c: &Conn) -> Option<u32> {
+        t.lookup_in(&c.in_tuple(), t.hash(&c.in_tuple()))
+    }
+
+    /// A table full of a flood's SYN_RECV entries: every new SYN evicts the
+    /// oldest; a legitimate connection whose ACK comes before the table's
+    /// size of flood SYNs has passed becomes ESTABLISHED and stays through
+    /// ten times the table's size of them; established entries are never
+    /// evicted, and a table of nothing but them refuses.
+    #[test]
+    fn flood_evicts_oldest_half_open_never_established() {
+        const CAP: usize = 64;
+        let mut t = ConnTable::new(CAP, 0);
+        let mut flood = 0u16;
+        let mut syn = |t: &mut ConnTable, now: u64| {
+            if t.is_full() {
+                let old = t.evict_oldest(1024).expect("a half-open entry to evict");
+                assert_eq!(TcpState::from_u8(old.state), TcpState::SynRecv);
+                assert!(old.cport >= 20000, "only flood entries are evicted");
+            }
+            flood += 1;
+            let mut c = with_state(conn(0, FwdMethod::Dr, 60), TcpState::SynRecv);
+            c.cport = 20000 + flood;
+            t.insert(c, now).unwrap();
+        };
+        // An established connection from before the flood.
+        let est = with_state(conn(1, FwdMethod::Dr, 900), TcpState::Established);
+        t.insert(est, 0).unwrap();
+        for _ in 0..CAP * 2 {
+            syn(&mut t, 1);
+        }
+        assert!(t.is_full());
+        assert_eq!(t.unconfirmed(), CAP - 1);
+        // The legitimate SYN gets a slot although the table is full.
+        let legit = with_state(conn(2, FwdMethod::Dr, 60), TcpState::SynRecv);
+        assert!(t.is_full());
+        let old = t.evict_oldest(1024).unwrap();
+        assert!(old.cport >= 20000);
+        let li = t.insert(legit, 2).unwrap();
+        // Its ACK arrives while the flood goes on.
+        for _ in 0..CAP / 2 {
+            syn(&mut t, 2);
+        }
+        assert_eq!(
+            find(&t, &legit),
+            Some(li),
+            "the legitimate SYN is still there"
+        );
+        t.get_mut(li).state = TcpState::Established as u8;
+        t.reclassify(li);
+        for _ in 0..CAP * 10 {
+            syn(&mut t, 3);
+        }
+        assert_eq!(find(&t, &legit), Some(li));
+        assert!(find(&t, &est).is_some());
+        assert_eq!(t.unconfirmed(), CAP - 2);
+        assert_eq!(t.len(), CAP);
+        // Only established connections left: nothing to evict.
+        let mut t = ConnTable::new(4, 0);
+        for i in 0..4 {
+            t.insert(
+                with_state(conn(i, FwdMethod::Nat, 900), TcpState::Established),
+                0,
+            )
+            .unwrap();
+        }
+        assert_eq!(t.unconfirmed(), 0);
+        assert!(t.evict_oldest(1024).is_none());
+        assert_eq!(t.len(), 4);
+    }
+
+    #[test]
+    fn candidates_follow_state_changes_in_age_order() {
+        let mut t = ConnTable::new(8, 0);
+        let a = t
+            .insert(
+                with_state(conn(1, FwdMethod::Nat, 60), TcpState::SynRecv),
+                0,
+            )
+            .unwrap();
+        let b = t
+            .insert(
+                with_state(conn(2, FwdMethod::Nat, 60), TcpState::SynRecv),
+                0,
+            )
+            .unwrap();
+        let c = t
+            .insert(
+                with_state(conn(3, FwdMethod::Nat, 60), TcpState::SynRecv),
+                0,
+            )
+            .unwrap();
+        assert_eq!(t.unconfirmed(), 3);
+        // a completes, then closes, then a new SYN reuses its tuple: it is a
+        // candidate again, now the newest.
+        t.get_mut(a).state = TcpState::Established as u8;
+        t.reclassify(a);
+        assert_eq!(t.unconfirmed(), 2);
+        t.get_mut(a).state = TcpState::TimeWait as u8;
+        t.reclassify(a);
+        assert_eq!(t.unconfirmed(), 2);
+        t.get_mut(a).state = TcpState::SynRecv as u8;
+        t.reclassify(a);
+        assert_eq!(t.unconfirmed(), 3);
+        // Re-filing an entry that is filed already changes nothing.
+        t.reclassify(b);
+        assert_eq!(t.unconfirmed(), 3);
+        let order: Vec<u16> = (0..3).map(|_| t.evict_oldest(16).unwrap().cport).collect();
+        assert_eq!(order, vec![10002, 10003, 10001]);
+        assert!(t.evict_oldest(16).is_none());
+        assert!(t.is_empty());
+        let _ = c;
+        // Expired candidates leave the ring's count and are skipped.
+        let x = t
+            .insert(with_state(conn(4, FwdMethod::Dr, 5), TcpState::SynRecv), 0)
+            .unwrap();
+        let y = t
+            .insert(with_state(conn(5, FwdMethod::Dr, 60), TcpState::SynRecv), 0)
+            .unwrap();
+        assert_eq!(t.expire(6_000, 100, |_| {}), 1);
+        assert_eq!(t.unconfirmed(), 1);
+        assert_eq!(t.get(y).cport, 10005);
+        t.trim_candidates(16);
+        assert_eq!(t.evict_oldest(1).map(|c| c.cport), Some(10005));
+        let _ = x;
+    }
+
+    #[test]
+    fn udp_is_a_candidate_until_confirmed() {
+        let mut t = ConnTable::new(4, 0);
+        let udp = |i: u16| Conn {
+            proto: 17,
+            ..conn(i, FwdMethod::Dr, 300)
+        };
+        let a = t.insert(udp(1), 0).unwrap();
+        let b = t.insert(udp(2), 0).unwrap();
+        assert_eq!(t.unconfirmed(), 2);
+        t.get_mut(a).flags |= crate::conn::entry::F_CONFIRMED;
+        t.reclassify(a);
+        assert_eq!(t.unconfirmed(), 1);
+        assert_eq!(t.evict_oldest(16).map(|c| c.cport), Some(10002));
+        assert!(t.evict_oldest(16).is_none());
+        assert!(find(&t, &udp(1)).is_some());
+        let _ = b;
+    }
+
+    #[test]
+    fn a_full_ring_gives_up_its_oldest_candidate() {
+        // Capacity 2: a ring of 4. One entry stays half-open while others
+        // come and go; it is given up, not evicted.
+        let mut t = ConnTable::new(2, 0);
+        let old = t
+            .insert(with_state(conn(1, FwdMethod::Dr, 60), TcpState::SynRecv), 0)
+            .unwrap();
+        for k in 0..4 {
+            let i = t
+                .insert(
+                    with_state(conn(10 + k, FwdMethod::Dr, 60), TcpState::SynRecv),
+                    0,
+                )
+                .unwrap();
+            t.get_mut(i).state = TcpState::Established as u8;
+            t.reclassify(i);
+            t.remove(i);
+        }
+        assert_eq!(t.untracked(), 1);
+        assert_eq!(t.unconfirmed(), 0);
+        assert!(t.evict_oldest(16).is_none());
+        assert_eq!(t.len(), 1);
+        // A state change files it again.
+        t.get_mut(old).state = TcpState::SynAck as u8;
+        t.reclassify(old);
+        assert_eq!(t.evict_oldest(16).map(|c| c.cport), Some(10001));
+    }
+
+    #[test]
+    fn pressure_shortens_older_candidates() {
+        let mut t = ConnTable::new(16, 0);
+        // Half-open entries from before the pressure, with 60 s, one
+        // established connection with 900 s.
+        let est = t
+            .insert(
+                with_state(conn(0, FwdMethod::Dr, 900), TcpState::Established),
+                0,
+            )
+            .unwrap();
+        for i in 1..12 {
+            t.insert(with_state(conn(i, FwdMethod::Dr, 60), TcpState::SynRecv), 0)
+                .unwrap();
+        }
+        assert_eq!(t.shorten_candidates(1_000, 100), 0, "no pressure yet");
+        for i in 12..15 {
+            t.insert(
+                with_state(conn(i, FwdMethod::Dr, 60), TcpState::SynRecv),
+                1_000,
+            )
+            .unwrap();
+        }
+        assert!(t.under_pressure());
+        // In steps of 5 slots.
+        let mut n = 0;
+        for _ in 0..4 {
+            n += t.shorten_candidates(2_000, 5);
+        }
+        assert_eq!(n, 14);
+        assert_eq!(t.shorten_candidates(2_000, 5), 0, "each once");
+        // Five seconds later only the established connection is left.
+        assert_eq!(t.expire(7_000, 1000, |_| {}), 14);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.get(est).timeout_s, 900);
+    }
+
+    #[test]
+    fn pressure_follows_occupancy() {
+        let mut t = ConnTable::new(16, 0);
+        // 16 slots: on below 2 free, off from 4 free.
+        let mut ids = vec![];
+        for i in 0..14 {
+            ids.push(t.insert(conn(i, FwdMethod::Dr, 10), 0).unwrap());
+        }
+        assert!(!t.under_pressure());
+        ids.push(t.insert(conn(14, FwdMethod::Dr, 10), 0).unwrap());
+        assert!(t.under_pressure());
+        t.remove(ids.pop().unwrap());
+        t.remove(ids.pop().unwrap());
+        assert!(t.under_pressure(), "hysteresis");
+        t.remove(ids.pop().unwrap());
+        assert!(!t.under_pressure());
+        assert_eq!(t.pressure().entered(), 1);
     }
 
     #[test]
