@@ -10,6 +10,12 @@
 //! address, port and IPv4 header checksum in (UDP checksum 0) as it is
 //! copied into the port's buffer, so any flow count costs the same.
 //!
+//! For flood tests: `--tcp-syn` sends TCP SYNs (valid TCP checksum, random
+//! initial sequence number) instead of UDP datagrams, and `--random-src`
+//! gives every frame a random source address in `--src-net`/16 and a
+//! random source port, as a spoofed flood does (then `--flows` only counts
+//! the frames `--once` sends).
+//!
 //! Opening the AF_XDP port attaches ferrovs's steering XDP program to the
 //! interface with an empty address map, which passes everything that
 //! arrives to the kernel; `--absorb` steers frames to `--dst` coming back
@@ -68,6 +74,16 @@ struct Args {
     /// The socket to send through.
     #[arg(long, value_enum, default_value = "afxdp")]
     io: Io,
+    /// Send TCP SYNs (a SYN flood) instead of UDP datagrams.
+    #[arg(long)]
+    tcp_syn: bool,
+    /// Every frame from a random address in --src-net/16 and a random port
+    /// (1024-65535): a spoofed flood, whose flows never repeat.
+    #[arg(long)]
+    random_src: bool,
+    /// Seed of --random-src (0: from the clock).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 fn parse_mac(s: &str) -> Option<[u8; 6]> {
@@ -95,6 +111,35 @@ fn ip_checksum(hdr: &[u8]) -> u16 {
 struct Frames {
     template: [u8; FRAME_LEN],
     src_net: u32,
+    tcp: bool,
+}
+
+/// IPv4 header (20 bytes), TCP header without options (20 bytes).
+const TCP_OFF: usize = 34;
+const TCP_LEN: usize = 20;
+
+/// One's complement sum of big-endian 16-bit words, not folded.
+fn sum16(b: &[u8]) -> u32 {
+    b.chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+        .sum()
+}
+
+fn fold(mut s: u32) -> u16 {
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+/// xorshift64*: the random sources of a spoofed flood (not cryptographic).
+fn next_random(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
 }
 
 impl Frames {
@@ -104,6 +149,7 @@ impl Frames {
         src_net: Ipv4Addr,
         dst: Ipv4Addr,
         dport: u16,
+        tcp: bool,
     ) -> Frames {
         let mut f = [0u8; FRAME_LEN];
         f[0..6].copy_from_slice(&dst_mac);
@@ -111,22 +157,60 @@ impl Frames {
         f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
         let ip = &mut f[14..34];
         ip[0] = 0x45;
-        ip[2..4].copy_from_slice(&((FRAME_LEN - 14) as u16).to_be_bytes());
+        let ip_len = if tcp { 20 + TCP_LEN } else { FRAME_LEN - 14 };
+        ip[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
         ip[6] = 0x40; // DF
         ip[8] = 64; // TTL
-        ip[9] = 17; // UDP
+        ip[9] = if tcp { 6 } else { 17 };
         ip[16..20].copy_from_slice(&dst.octets());
-        let udp = &mut f[34..42];
-        udp[2..4].copy_from_slice(&dport.to_be_bytes());
-        udp[4..6].copy_from_slice(&((FRAME_LEN - 34) as u16).to_be_bytes());
-        // UDP checksum 0: none (IPv4). Payload: a fixed pattern.
-        for (i, b) in f[42..].iter_mut().enumerate() {
-            *b = b'a' + i as u8;
+        if tcp {
+            // SYN, no options, window 64240; Ethernet padding after it.
+            let t = &mut f[TCP_OFF..TCP_OFF + TCP_LEN];
+            t[2..4].copy_from_slice(&dport.to_be_bytes());
+            t[12] = 0x50;
+            t[13] = 0x02;
+            t[14..16].copy_from_slice(&64240u16.to_be_bytes());
+        } else {
+            let udp = &mut f[34..42];
+            udp[2..4].copy_from_slice(&dport.to_be_bytes());
+            udp[4..6].copy_from_slice(&((FRAME_LEN - 34) as u16).to_be_bytes());
+            // UDP checksum 0: none (IPv4). Payload: a fixed pattern.
+            for (i, b) in f[42..].iter_mut().enumerate() {
+                *b = b'a' + i as u8;
+            }
         }
         Frames {
             template: f,
             src_net: u32::from(src_net) & 0xffff_0000,
+            tcp,
         }
+    }
+
+    /// Patches source address and port (and, for TCP, the sequence
+    /// number) into `out`, a copy of the template, with valid checksums.
+    #[inline]
+    fn patch(&self, out: &mut [u8], src: u32, sport: u16, seq: u32) {
+        out[26..30].copy_from_slice(&src.to_be_bytes());
+        let c = ip_checksum(&out[14..34]);
+        out[24..26].copy_from_slice(&c.to_be_bytes());
+        out[34..36].copy_from_slice(&sport.to_be_bytes());
+        if self.tcp {
+            out[38..42].copy_from_slice(&seq.to_be_bytes());
+            // Pseudo-header (addresses, protocol, length) and the header.
+            let s =
+                sum16(&out[26..34]) + 6 + TCP_LEN as u32 + sum16(&out[TCP_OFF..TCP_OFF + TCP_LEN]);
+            out[50..52].copy_from_slice(&fold(s).to_be_bytes());
+        }
+    }
+
+    /// A spoofed frame from the random word `r`: source host (never .0 of
+    /// the /16), port from 1024, sequence number.
+    #[inline]
+    fn write_random(&self, r: u64, out: &mut [u8]) {
+        out.copy_from_slice(&self.template);
+        let host = ((r & 0xffff) as u32).max(1);
+        let sport = 1024 + ((r >> 16) as u16 % (65535 - 1024));
+        self.patch(out, self.src_net + host, sport, (r >> 32) as u32);
     }
 
     /// Flow `i`'s frame, written into `out` (FRAME_LEN bytes).
@@ -135,10 +219,7 @@ impl Frames {
         out.copy_from_slice(&self.template);
         let src = self.src_net + i % HOSTS + 1;
         let sport = (FIRST_SPORT + i / HOSTS) as u16;
-        out[26..30].copy_from_slice(&src.to_be_bytes());
-        let c = ip_checksum(&out[14..34]);
-        out[24..26].copy_from_slice(&c.to_be_bytes());
-        out[34..36].copy_from_slice(&sport.to_be_bytes());
+        self.patch(out, src, sport, i.wrapping_mul(0x9e37_79b9));
     }
 }
 
@@ -197,7 +278,15 @@ fn main() {
 
 /// Sends for `--seconds` (or one pass with `--once`); returns the summary.
 fn send<P: Port>(a: &Args, dst_mac: [u8; 6], port: &mut P) -> String {
-    let frames = Frames::new(port.mac(), dst_mac, a.src_net, a.dst, a.dport);
+    let frames = Frames::new(port.mac(), dst_mac, a.src_net, a.dst, a.dport, a.tcp_syn);
+    let mut rng = if a.seed != 0 {
+        a.seed
+    } else {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1
+    };
     let total = if a.once { a.flows as u64 } else { u64::MAX };
     let limit = Duration::from_secs_f64(if a.once { 3600.0 } else { a.seconds });
 
@@ -217,7 +306,11 @@ fn send<P: Port>(a: &Args, dst_mac: [u8; 6], port: &mut P) -> String {
             if !p.set_len(FRAME_LEN) {
                 fail("buffer too small");
             }
-            frames.write(flow, p.data_mut());
+            if a.random_src {
+                frames.write_random(next_random(&mut rng), p.data_mut());
+            } else {
+                frames.write(flow, p.data_mut());
+            }
             pkts.push(p);
             flow += 1;
             if flow == a.flows {
@@ -285,6 +378,7 @@ mod tests {
             "198.19.7.7".parse().unwrap(),
             "198.18.12.100".parse().unwrap(),
             9,
+            false,
         );
         let mut out = [0u8; FRAME_LEN];
         f.write(0, &mut out);
@@ -322,6 +416,53 @@ mod tests {
             assert_eq!(u.checksum(), 0);
             assert_eq!(u.payload().len(), 18);
         }
+    }
+
+    #[test]
+    fn spoofed_syns_are_valid_and_random() {
+        let f = Frames::new(
+            [2, 0, 0, 0, 0, 1],
+            [2, 0, 0, 0, 0, 2],
+            "198.19.0.0".parse().unwrap(),
+            "198.18.0.100".parse().unwrap(),
+            80,
+            true,
+        );
+        let mut out = [0u8; FRAME_LEN];
+        let mut rng = 42u64;
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..2000u32 {
+            if i % 2 == 0 {
+                f.write_random(next_random(&mut rng), &mut out);
+            } else {
+                f.write(i, &mut out);
+            }
+            let p = SlicedPacket::from_ethernet(&out).unwrap();
+            let Some(NetSlice::Ipv4(ip)) = p.net else {
+                panic!("not IPv4")
+            };
+            let h = ip.header().to_header();
+            assert_eq!(h.header_checksum, h.calc_header_checksum());
+            assert_eq!(h.total_len, 40);
+            let src = h.source;
+            assert_eq!(src[..2], [198, 19]);
+            assert!(src != [198, 19, 0, 0]);
+            let Some(TransportSlice::Tcp(t)) = p.transport else {
+                panic!("not TCP")
+            };
+            assert!(t.syn() && !t.ack() && !t.rst() && !t.fin());
+            assert_eq!(t.destination_port(), 80);
+            assert!(t.source_port() >= 1024);
+            let want = t
+                .to_header()
+                .calc_checksum_ipv4_raw(h.source, h.destination, &[])
+                .unwrap();
+            assert_eq!(t.checksum(), want, "frame {i}");
+            if i % 2 == 0 {
+                seen.insert((src, t.source_port()));
+            }
+        }
+        assert!(seen.len() >= 995, "random sources repeat: {}", seen.len());
     }
 
     #[test]
