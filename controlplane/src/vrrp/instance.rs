@@ -848,6 +848,63 @@ impl Instance {
         }
     }
 
+    /// A reload that keeps this instance (same name, VRID, interface and
+    /// version): as keepalived's reload, the state stays and the new
+    /// settings apply. Tracked objects present before keep their status
+    /// (new ones start as [`InstanceConfig::from_config`] sets them); a
+    /// priority change moves a BACKUP's running timer as tracking does; a
+    /// MASTER adverts at once with its new priority, interval and VIPs (the
+    /// caller takes and releases the VIPs that came and went, see
+    /// [`vip_changes`]).
+    pub fn reconfigure(&mut self, mut cfg: InstanceConfig, now: Instant) -> Vec<Action> {
+        for t in cfg.tracks.iter_mut() {
+            if let Some(old) = self
+                .cfg
+                .tracks
+                .iter()
+                .find(|o| o.kind == t.kind && o.name == t.name)
+            {
+                t.status = old.status;
+            }
+        }
+        let mut out = Vec::new();
+        self.cfg = cfg;
+        self.base_priority = self.cfg.priority;
+        let old = self.effective_priority;
+        let old_down = self.ms_down_timer;
+        self.effective_priority = self.compute_priority();
+        if self.effective_priority != old {
+            info!(
+                "({}) Changing effective priority from {old} to {}",
+                self.cfg.name, self.effective_priority
+            );
+            out.push(Action::PriorityChanged {
+                from: old,
+                to: self.effective_priority,
+            });
+        }
+        match self.state {
+            State::Master => {
+                self.master_adver_int = self.cfg.advert_int;
+                self.ms_down_timer = self.master_down_interval();
+                out.push(self.send_advert(self.effective_priority));
+                self.sands = Some(now + self.master_adver_int);
+            }
+            State::Backup => {
+                self.ms_down_timer = self.master_down_interval();
+                if let Some(s) = self.sands {
+                    self.sands = Some(if self.ms_down_timer >= old_down {
+                        s + (self.ms_down_timer - old_down)
+                    } else {
+                        s.checked_sub(old_down - self.ms_down_timer).unwrap_or(s)
+                    });
+                }
+            }
+            _ => self.ms_down_timer = self.master_down_interval(),
+        }
+        out
+    }
+
     // Sync-group transitions (vrrp_sync.c), driven by `SyncGroup`.
 
     /// vrrp_sync_master: a member follows the group to MASTER.
@@ -876,6 +933,27 @@ impl Instance {
             self.go_fault(now, out);
         }
     }
+}
+
+/// Whether two configurations of an instance are the same settings
+/// (tracked objects' live status aside): a reload leaves such an instance
+/// alone.
+pub fn same_settings(a: &InstanceConfig, b: &InstanceConfig) -> bool {
+    let strip = |c: &InstanceConfig| {
+        let mut c = c.clone();
+        for t in c.tracks.iter_mut() {
+            t.status = TrackStatus::Init;
+        }
+        c
+    };
+    strip(a) == strip(b)
+}
+
+/// The VIPs a reconfigured MASTER must release and take: (gone, new).
+pub fn vip_changes(old: &[Ipv4Addr], new: &[Ipv4Addr]) -> (Vec<Ipv4Addr>, Vec<Ipv4Addr>) {
+    let gone = old.iter().filter(|v| !new.contains(v)).copied().collect();
+    let came = new.iter().filter(|v| !old.contains(v)).copied().collect();
+    (gone, came)
 }
 
 #[cfg(test)]

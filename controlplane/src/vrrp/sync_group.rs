@@ -63,6 +63,11 @@ impl SyncGroup {
     pub fn members(&self) -> &[Instance] {
         &self.members
     }
+    /// The members, for a reload's reconfiguration (the group's own state
+    /// follows from theirs at the next event).
+    pub fn members_mut(&mut self) -> &mut [Instance] {
+        &mut self.members
+    }
     pub fn member(&self, index: usize) -> &Instance {
         &self.members[index]
     }

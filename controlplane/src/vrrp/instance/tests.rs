@@ -913,3 +913,84 @@ fn unicast_adverts_encode_per_peer() {
         assert_eq!(p.interval, 100);
     }
 }
+
+#[test]
+fn reconfigure_keeps_the_state_and_applies_the_settings() {
+    let mut lan = Lan::new(vec![cfg("a", 150, 1), cfg("b", 100, 2)]);
+    lan.feed(0, Event::Start);
+    lan.feed(1, Event::Start);
+    lan.run_until(ms(10_000));
+    assert_eq!(lan.nodes[0].state(), State::Master);
+    assert_eq!(lan.nodes[1].state(), State::Backup);
+
+    // The same settings again: nothing to do, no transition.
+    assert!(same_settings(lan.nodes[0].config(), &cfg("a", 150, 1)));
+    let acts = lan.nodes[1].reconfigure(cfg("b", 100, 2), lan.now);
+    assert_eq!(acts, vec![]);
+    assert_eq!(lan.nodes[1].state(), State::Backup);
+
+    // The master gets a lower priority and a second VIP: it stays MASTER
+    // and adverts at once with the new settings.
+    let mut c = cfg("a", 120, 1);
+    c.vips.push(ip(101));
+    assert!(!same_settings(lan.nodes[0].config(), &c));
+    assert_eq!(
+        vip_changes(&lan.nodes[0].config().vips, &c.vips),
+        (vec![], vec![ip(101)])
+    );
+    let acts = lan.nodes[0].reconfigure(c, lan.now);
+    assert_eq!(
+        acts,
+        vec![
+            Action::PriorityChanged { from: 150, to: 120 },
+            Action::SendAdvert {
+                priority: 120,
+                to: mc()
+            }
+        ]
+    );
+    assert_eq!(lan.nodes[0].state(), State::Master);
+    assert_eq!(lan.nodes[0].advert(120).addresses, vec![VIP, ip(101)]);
+
+    // The backup is given a higher priority (and the VIP list its peer
+    // now adverts, which keepalived checks): with preemption it takes over
+    // as a running backup would.
+    let mut c = cfg("b", 200, 2);
+    c.vips.push(ip(101));
+    let acts = lan.nodes[1].reconfigure(c, lan.now);
+    assert_eq!(acts, vec![Action::PriorityChanged { from: 100, to: 200 }]);
+    let t = lan.at();
+    lan.run_until(t + ms(10_000));
+    assert_eq!(lan.nodes[1].state(), State::Master);
+    assert_eq!(lan.nodes[0].state(), State::Backup);
+}
+
+#[test]
+fn reconfigure_keeps_the_status_of_tracked_objects() {
+    let mut c = cfg("a", 100, 1);
+    c.tracks.push(TrackSpec {
+        kind: TrackKind::Interface,
+        name: "eth1".into(),
+        weight: -30,
+        reverse: false,
+        status: TrackStatus::Up,
+    });
+    let mut i = Instance::new(c.clone());
+    let t0 = Instant::now();
+    i.handle(Event::Start, t0);
+    i.handle(
+        Event::TrackDown {
+            kind: TrackKind::Interface,
+            name: "eth1".into(),
+        },
+        t0,
+    );
+    assert_eq!(i.effective_priority(), 70);
+    // The reloaded file says the same, with the tracker's initial status:
+    // the interface is still down.
+    assert!(same_settings(i.config(), &c));
+    c.priority = 110;
+    let acts = i.reconfigure(c, t0);
+    assert_eq!(acts, vec![Action::PriorityChanged { from: 70, to: 80 }]);
+    assert_eq!(i.tracks()[0].status, TrackStatus::Down);
+}
