@@ -3,7 +3,7 @@
 # directors, and ferrovs with the real keepalived (Debian's, VRRP only) as
 # its peer, in both roles, VRRPv2 and v3, multicast and unicast, auth PASS.
 #
-#   tests/e2e_ha.sh [pair keepalived scripts]     (default: all)
+#   tests/e2e_ha.sh [pair keepalived scripts reload]     (default: all)
 #
 # Prints "N passed, M failed".
 set -uo pipefail
@@ -11,7 +11,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LAB=$ROOT/scripts/lab.sh
 FERROVS=${FERROVS:-$ROOT/target/release/ferrovs}
-PARTS=${*:-pair keepalived scripts}
+PARTS=${*:-pair keepalived scripts reload}
 RUN_ID=ha$$
 PASS=0
 FAIL=0
@@ -325,11 +325,68 @@ EOF
     lab_down
 }
 
+d1_field() { # FIELD of the first instance in `ferrovs status`, or NONE
+    FERROVS_CTL=$WORK/d1.sock "$FERROVS" status 2>/dev/null | python3 -c "import json,sys; v=json.load(sys.stdin)['vrrp']; print(v[0]['$1'] if v else 'NONE')" 2>/dev/null || echo DOWN
+}
+ka_masters() { grep -c "Entering MASTER STATE" "$WORK/ka.log"; }
+# The ferrovs configuration without its vrrp_instance.
+drop_vrrp() { awk '/^vrrp_instance/ { skip = 1 } skip && /^}/ { skip = 0; next } !skip' "$1" >"$1.new" && mv "$1.new" "$1"; }
+
+test_reload() {
+    echo "# SIGHUP reloads VRRP as keepalived does; keepalived as the peer"
+    lab_up rl || return
+    local t tr km
+    ferrovs_conf "$WORK/d1.conf" 1 150 3 mcast
+    keepalived_conf "$WORK/ka.conf" 100 3 mcast
+    : >"$WORK/ka.log"
+    start_keepalived "$WORK/ka.conf"
+    start_ferrovs 1 "$WORK/d1.conf"
+    if ! wait_for 10 d1 MASTER >/dev/null || ! wait_for 5 ka_state BACKUP >/dev/null; then
+        bad "reload: no MASTER/BACKUP pair to start from ($(d1)/$(ka_state))"
+        lab_down
+        return
+    fi
+    tr=$(d1_field transitions)
+    km=$(ka_masters)
+    # A reload that does not touch VRRP: a real server's weight. Waiting
+    # longer than keepalived's master-down interval shows no advert was
+    # missed.
+    sed -i '0,/weight 1 }/s//weight 7 }/' "$WORK/d1.conf"
+    kill -HUP "${PIDS[d1]}"
+    sleep 4
+    check "reload without VRRP changes: ferrovs stays MASTER, no transition" [ "$(d1)" = MASTER ] && [ "$(d1_field transitions)" = "$tr" ]
+    check "reload without VRRP changes: keepalived never became MASTER" [ "$(ka_masters)" = "$km" ]
+    check "reload without VRRP changes: the table change is in force" bash -c "FERROVS_CTL=$WORK/d1.sock $ROOT/target/release/ferrovsadm -Ln | grep -Eq ' +Route +7 '"
+    # A lower priority than keepalived's: keepalived preempts.
+    ferrovs_conf "$WORK/d1.conf" 1 50 3 mcast
+    kill -HUP "${PIDS[d1]}"
+    t=$(wait_for 10 ka_state MASTER) && ok "reload to priority 50: keepalived (100) preempts (${t}s)" || bad "reload to priority 50: keepalived did not take over"
+    check "reload to priority 50: ferrovs is BACKUP at its new priority" bash -c "[ \"\$(FERROVS_CTL=$WORK/d1.sock $FERROVS status | python3 -c 'import json,sys; v=json.load(sys.stdin)[\"vrrp\"][0]; print(v[\"state\"], v[\"priority\"])')\" = 'BACKUP 50' ]"
+    # Back to 150: ferrovs preempts in turn.
+    ferrovs_conf "$WORK/d1.conf" 1 150 3 mcast
+    kill -HUP "${PIDS[d1]}"
+    t=$(wait_for 10 d1 MASTER) && ok "reload to priority 150: ferrovs preempts back (${t}s)" || bad "reload to priority 150: ferrovs did not become MASTER ($(d1))"
+    wait_for 5 ka_state BACKUP >/dev/null
+    # The instance removed: it stops as at shutdown, priority 0, and
+    # keepalived takes over after its skew time, not a master-down interval.
+    drop_vrrp "$WORK/d1.conf"
+    kill -HUP "${PIDS[d1]}"
+    t=$(wait_for 3 ka_state MASTER) && ok "reload without the instance: it hands over at once (${t}s)" || bad "reload without the instance: keepalived did not take over within 3 s"
+    check "reload without the instance: no instance runs" [ "$(d1_field state)" = NONE ]
+    # And added back: it starts as BACKUP and preempts with 150.
+    ferrovs_conf "$WORK/d1.conf" 1 150 3 mcast
+    kill -HUP "${PIDS[d1]}"
+    t=$(wait_for 10 d1 MASTER) && ok "reload with the instance again: it starts and preempts (${t}s)" || bad "reload with the instance again: not MASTER ($(d1))"
+    check "ferrovs still runs after the reloads" kill -0 "${PIDS[d1]}"
+    lab_down
+}
+
 for p in $PARTS; do
     case $p in
         pair) test_pair ;;
         keepalived) test_keepalived ;;
         scripts) test_scripts ;;
+        reload) test_reload ;;
     esac
 done
 echo "$PASS passed, $FAIL failed"

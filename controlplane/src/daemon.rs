@@ -70,6 +70,10 @@ pub struct Daemon {
     pub vrrp_vips: std::collections::BTreeMap<Ipv4Addr, bool>,
     /// The VRRP instances' states, kept by the VRRP driver.
     pub vrrp_status: Arc<Mutex<Vec<crate::vrrp_driver::InstanceStatus>>>,
+    /// Hands a reloaded configuration to the running VRRP driver.
+    pub vrrp_reload: Option<tokio::sync::mpsc::UnboundedSender<Config>>,
+    /// The kernel's network as the southbound last announced it.
+    pub net_view: Option<tokio::sync::watch::Receiver<Arc<NetState>>>,
     /// The running health checks (the real servers' checkers).
     pub health: Option<crate::health::HealthHandle>,
     /// The devices behind the ports, in port order (for `/metrics`).
@@ -135,6 +139,8 @@ impl Daemon {
             last_reload_ok: true,
             vrrp_vips: Default::default(),
             vrrp_status: Default::default(),
+            vrrp_reload: None,
+            net_view: None,
             health: None,
             on_publish: None,
             devices: net
@@ -237,6 +243,15 @@ impl Daemon {
         let snap = next
             .build(self.generation + 1, &self.net, &self.vrrp_list())
             .map_err(|e| format!("reload rejected: {e}; keeping the running configuration"))?;
+        // VRRP: every instance of the new file must be able to run.
+        if self.vrrp_reload.is_some() {
+            if let Some(net) = &self.net_view {
+                let ns = net.borrow().clone();
+                crate::vrrp_driver::check(&new_cfg, self, &ns).map_err(|e| {
+                    format!("reload rejected: {e}; keeping the running configuration")
+                })?;
+            }
+        }
 
         // Phase 2: all of it, now.
         if new_cfg.ferrovs != self.config.ferrovs {
@@ -251,6 +266,15 @@ impl Daemon {
         if let Some(plan) = health {
             plan.commit();
         }
+        if let Some(tx) = &self.vrrp_reload {
+            if tx.send(new_cfg.clone()).is_err() {
+                warn!("VRRP has stopped; its configuration was not reloaded");
+            }
+        } else if !new_cfg.vrrp_instances.is_empty() && self.config.vrrp_instances.is_empty() {
+            warn!("vrrp_instances added to a configuration that had none start at the next start");
+        }
+        // (VRRP waiting for its interfaces' addresses starts with the
+        // configuration in force then.)
         self.config = new_cfg;
         info!("Reload finished: {} rule change(s)", cmds.len());
         Ok(())
@@ -733,6 +757,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     daemon.devices = devices;
     daemon.on_publish = on_publish;
     daemon.vrrp_vips = vrrp_vips.into_iter().collect();
+    daemon.net_view = Some(southbound.subscribe());
     let daemon = Arc::new(Mutex::new(daemon));
     let http_addr = settings.http_listen;
     let result = rt.block_on(async {
@@ -749,15 +774,16 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         let vrrp: Arc<Mutex<Option<_>>> = Arc::new(Mutex::new(None));
         if !vrrp_cfg.vrrp_instances.is_empty() {
             if vrrp_interfaces_ready(&daemon, &vrrp_cfg) {
-                let (status, stop) =
+                let h =
                     crate::vrrp_driver::start(&vrrp_cfg, daemon.clone(), southbound.subscribe())?;
                 if let Ok(mut d) = daemon.lock() {
-                    d.vrrp_status = status;
+                    d.vrrp_status = h.status;
+                    d.vrrp_reload = Some(h.reload);
                 }
-                *vrrp.lock().map_err(|_| "lock poisoned")? = Some(stop);
+                *vrrp.lock().map_err(|_| "lock poisoned")? = Some(h.stop);
             } else {
                 warn!("VRRP waits for an IPv4 address on its interfaces");
-                let (daemon, vrrp, cfg) = (daemon.clone(), vrrp.clone(), vrrp_cfg.clone());
+                let (daemon, vrrp) = (daemon.clone(), vrrp.clone());
                 let mut net = southbound.subscribe();
                 tokio::spawn(async move {
                     loop {
@@ -774,17 +800,23 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
                                 }
                             }
                         }
+                        // The configuration in force now (a reload may have
+                        // come meanwhile).
+                        let Some(cfg) = daemon.lock().ok().map(|d| d.config.clone()) else {
+                            return;
+                        };
                         if !vrrp_interfaces_ready(&daemon, &cfg) {
                             continue;
                         }
                         match crate::vrrp_driver::start(&cfg, daemon.clone(), net.clone()) {
-                            Ok((status, stop)) => {
+                            Ok(h) => {
                                 info!("VRRP starting: its interfaces have addresses");
                                 if let Ok(mut d) = daemon.lock() {
-                                    d.vrrp_status = status;
+                                    d.vrrp_status = h.status;
+                                    d.vrrp_reload = Some(h.reload);
                                 }
                                 if let Ok(mut v) = vrrp.lock() {
-                                    *v = Some(stop);
+                                    *v = Some(h.stop);
                                 }
                             }
                             Err(e) => error!("VRRP: {e}"),

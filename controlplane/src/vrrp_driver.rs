@@ -7,11 +7,12 @@
 
 use crate::daemon::Daemon;
 use crate::southbound::NetState;
+use crate::vrrp::instance::{same_settings, vip_changes};
 use crate::vrrp::notify::{Notifier, NotifyKind};
 use crate::vrrp::script::{self, ScriptChange, ScriptTracker};
 use crate::vrrp::{
-    Action, Advert, Event, Instance, InstanceConfig, RxInfo, State, SyncAction, SyncGroup,
-    TrackKind, TrackStatus,
+    Action, Advert, AdvertTarget, Event, Instance, InstanceConfig, RxInfo, State, SyncAction,
+    SyncGroup, TrackKind, TrackStatus,
 };
 use crate::vrrp_io::{Received, VrrpSocket};
 use ferrovs_config::Config;
@@ -22,7 +23,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::warn;
+use tracing::{error, info, warn};
 
 /// What one instance needs for I/O.
 struct Io {
@@ -32,6 +33,11 @@ struct Io {
     sock: VrrpSocket,
     notifier: Notifier,
     transitions: u64,
+    /// Ends the socket's receiving thread.
+    stop: Arc<AtomicBool>,
+    /// The instance left with a reload: its slot stays (indices are
+    /// stable), its socket is closed and what it received is dropped.
+    retired: bool,
 }
 
 /// A standalone instance, or a sync group driving its members.
@@ -79,6 +85,45 @@ impl Unit {
                     }
                 }
             }
+        }
+    }
+
+    /// Gives every member its new configuration (see
+    /// [`Instance::reconfigure`]); a MASTER releases the VIPs it no longer
+    /// lists and takes (with gratuitous ARPs) the new ones.
+    fn reconfigure(
+        &mut self,
+        new: impl Fn(&str) -> Option<InstanceConfig>,
+        now: Instant,
+        ios: &mut [Io],
+        daemon: &Arc<Mutex<Daemon>>,
+    ) {
+        let mut members: Vec<(&mut Instance, usize)> = match self {
+            Unit::Single { inst, io } => vec![(inst, *io)],
+            Unit::Group { group, ios, .. } => group
+                .members_mut()
+                .iter_mut()
+                .zip(ios.iter().copied())
+                .collect(),
+        };
+        for (inst, io) in members.iter_mut() {
+            let Some(c) = new(inst.name()) else { continue };
+            if same_settings(inst.config(), &c) {
+                continue;
+            }
+            let (gone, came) = vip_changes(&inst.config().vips, &c.vips);
+            let acts = inst.reconfigure(c, now);
+            if inst.vips_set() {
+                if !gone.is_empty() {
+                    set_vips(daemon, &gone, false);
+                }
+                if !came.is_empty() {
+                    set_vips(daemon, &came, true);
+                    let count = inst.config().garp.master_repeat.max(1);
+                    send_garps_for(inst, &ios[*io], daemon, &came, count);
+                }
+            }
+            carry_out(inst, &mut ios[*io], acts, daemon);
         }
     }
 
@@ -132,13 +177,40 @@ pub fn vrrp_vips(cfg: &Config) -> Vec<Ipv4Addr> {
         .collect()
 }
 
-type Built = (Vec<Unit>, Vec<Io>, Vec<mpsc::Receiver<Received>>);
+/// One vrrp_instance of a configuration, ready to run.
+struct Prepared {
+    icfg: InstanceConfig,
+    ifname: String,
+    port: u16,
+    mac: [u8; 6],
+    ifindex: u32,
+}
 
-/// Builds the instances and sync groups; errors name the instance.
-fn build(cfg: &Config, daemon: &Daemon, net: &NetState) -> Result<Built, String> {
-    let mut insts = Vec::new();
-    let mut ios = Vec::new();
-    let mut rxs = Vec::new();
+impl Prepared {
+    /// Whether a running instance can take this configuration in place: the
+    /// same socket (interface, address, multicast group), VRID and version.
+    fn fits(&self, inst: &Instance, io: &Io) -> bool {
+        let (a, b) = (inst.config(), &self.icfg);
+        io.ifname == self.ifname
+            && a.vrid == b.vrid
+            && a.version == b.version
+            && a.primary_ip == b.primary_ip
+            && match (&a.target, &b.target) {
+                (AdvertTarget::Multicast(x), AdvertTarget::Multicast(y)) => x == y,
+                (AdvertTarget::Unicast(_), AdvertTarget::Unicast(_)) => true,
+                _ => false,
+            }
+    }
+}
+
+/// Translates every vrrp_instance of `cfg` for the ports it runs on; errors
+/// name the instance. No I/O: a reload checks with it before it commits.
+fn prepare(
+    cfg: &Config,
+    daemon: &Daemon,
+    net: &NetState,
+) -> Result<Vec<(String, Prepared)>, String> {
+    let mut out = Vec::new();
     for vi in &cfg.vrrp_instances {
         let ifname = vi
             .interface
@@ -162,137 +234,410 @@ fn build(cfg: &Config, daemon: &Daemon, net: &NetState) -> Result<Built, String>
             .map(|a| a.0)
             .ok_or_else(|| format!("{ifname} has no IPv4 address"))?;
         let icfg = InstanceConfig::from_config(cfg, vi, ifip).map_err(|e| e.to_string())?;
-        let groups = match &icfg.target {
-            crate::vrrp::AdvertTarget::Multicast(g) => vec![*g],
-            crate::vrrp::AdvertTarget::Unicast(_) => vec![],
-        };
-        let idx = net
+        let ifindex = net
             .link_by_name(&ifname)
             .map(|l| l.index)
             .ok_or_else(|| format!("no interface {ifname}"))?;
-        let sock =
-            VrrpSocket::open(&ifname, idx, icfg.primary_ip, &groups).map_err(|e| e.to_string())?;
-        let (tx, rx) = mpsc::channel(256);
-        sock.spawn_receiver(tx, Arc::new(AtomicBool::new(false)))
-            .map_err(|e| e.to_string())?;
-        let notifier = Notifier::new(NotifyKind::Instance, &vi.name, &vi.notify, &cfg.global);
-        insts.push(Some(Instance::new(icfg)));
-        ios.push(Io {
-            ifname,
-            port: port as u16,
-            mac: pc.mac,
-            sock,
-            notifier,
-            transitions: 0,
-        });
-        rxs.push(rx);
+        out.push((
+            vi.name.clone(),
+            Prepared {
+                icfg,
+                ifname,
+                port: port as u16,
+                mac: pc.mac,
+                ifindex,
+            },
+        ));
     }
-    let mut units = Vec::new();
     for sg in &cfg.vrrp_sync_groups {
-        let mut members = Vec::new();
-        let mut member_ios = Vec::new();
+        let mut seen = Vec::new();
         for name in &sg.group {
-            let Some(i) = cfg.vrrp_instances.iter().position(|v| &v.name == name) else {
+            if !cfg.vrrp_instances.iter().any(|v| &v.name == name) {
                 return Err(format!(
                     "vrrp_sync_group {}: no vrrp_instance {name}",
                     sg.name
                 ));
-            };
-            let inst = insts[i]
-                .take()
-                .ok_or_else(|| format!("vrrp_instance {name} is in two sync groups"))?;
-            members.push(inst);
-            member_ios.push(i);
-        }
-        let notifier = Notifier::new(NotifyKind::Group, &sg.name, &sg.notify, &cfg.global);
-        units.push(Unit::Group {
-            group: SyncGroup::new(&sg.name, members),
-            ios: member_ios,
-            notifier,
-        });
-    }
-    for (i, inst) in insts.into_iter().enumerate() {
-        if let Some(inst) = inst {
-            units.push(Unit::Single { inst, io: i });
+            }
+            if seen.contains(&name) {
+                return Err(format!("vrrp_instance {name} is in two sync groups"));
+            }
+            seen.push(name);
         }
     }
-    Ok((units, ios, rxs))
+    let mut grouped: Vec<&String> = cfg.vrrp_sync_groups.iter().flat_map(|g| &g.group).collect();
+    grouped.sort();
+    if grouped.windows(2).any(|w| w[0] == w[1]) {
+        return Err("a vrrp_instance is in two sync groups".into());
+    }
+    Ok(out)
 }
 
-/// Starts the instances, their script trackers and interface watchers.
-/// Returns a status handle and a stop channel; everything runs on the
-/// current tokio runtime.
-pub fn start(
-    cfg: &Config,
+/// Checks that the VRRP part of `cfg` can run, as the first phase of a
+/// reload does before anything changes.
+pub fn check(cfg: &Config, daemon: &Daemon, net: &NetState) -> Result<(), String> {
+    prepare(cfg, daemon, net).map(|_| ())
+}
+
+/// What a unit is, to match the units of two configurations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum UnitId {
+    Single(String),
+    Group(String, Vec<String>),
+}
+
+fn unit_ids(cfg: &Config) -> Vec<UnitId> {
+    let mut ids: Vec<UnitId> = cfg
+        .vrrp_sync_groups
+        .iter()
+        .map(|g| UnitId::Group(g.name.clone(), g.group.clone()))
+        .collect();
+    for vi in &cfg.vrrp_instances {
+        if !cfg
+            .vrrp_sync_groups
+            .iter()
+            .any(|g| g.group.contains(&vi.name))
+        {
+            ids.push(UnitId::Single(vi.name.clone()));
+        }
+    }
+    ids
+}
+
+/// The instances, their sockets and trackers, driven by one task.
+struct Driver {
+    units: Vec<(UnitId, Unit)>,
+    ios: Vec<Io>,
     daemon: Arc<Mutex<Daemon>>,
     net: watch::Receiver<Arc<NetState>>,
-) -> Result<(StatusHandle, mpsc::Sender<StopRequest>), String> {
-    let (units, ios, receivers) = {
-        let d = daemon.lock().map_err(|_| "state lock poisoned")?;
-        build(cfg, &d, &net.borrow())?
-    };
-    let status = Arc::new(Mutex::new(Vec::new()));
-    let (stop_tx, stop_rx) = mpsc::channel(1);
-    let (merged_tx, merged_rx) = mpsc::channel::<(usize, Received)>(1024);
-    for (i, mut rx) in receivers.into_iter().enumerate() {
-        let tx = merged_tx.clone();
+    merged_tx: mpsc::Sender<(usize, Received)>,
+    track_tx: mpsc::UnboundedSender<(TrackKind, String, bool)>,
+    trackers: Vec<tokio::task::AbortHandle>,
+}
+
+impl Driver {
+    /// Opens the instance's socket; its packets reach the driver tagged
+    /// with the new slot's index.
+    fn open_io(&mut self, cfg: &Config, name: &str, p: &Prepared) -> Result<usize, String> {
+        let groups = match &p.icfg.target {
+            AdvertTarget::Multicast(g) => vec![*g],
+            AdvertTarget::Unicast(_) => vec![],
+        };
+        let sock = VrrpSocket::open(&p.ifname, p.ifindex, p.icfg.primary_ip, &groups)
+            .map_err(|e| e.to_string())?;
+        let (tx, mut rx) = mpsc::channel(256);
+        let stop = Arc::new(AtomicBool::new(false));
+        sock.spawn_receiver(tx, stop.clone())
+            .map_err(|e| e.to_string())?;
+        let i = self.ios.len();
+        let merged = self.merged_tx.clone();
         tokio::spawn(async move {
             while let Some(r) = rx.recv().await {
-                if tx.send((i, r)).await.is_err() {
+                if merged.send((i, r)).await.is_err() {
                     return;
                 }
             }
         });
+        let notify = cfg
+            .vrrp_instances
+            .iter()
+            .find(|v| v.name == name)
+            .map(|v| v.notify.clone())
+            .unwrap_or_default();
+        self.ios.push(Io {
+            ifname: p.ifname.clone(),
+            port: p.port,
+            mac: p.mac,
+            sock,
+            notifier: Notifier::new(NotifyKind::Instance, name, &notify, &cfg.global),
+            transitions: 0,
+            stop,
+            retired: false,
+        });
+        Ok(i)
     }
 
-    // vrrp_script trackers, one per script that something tracks.
-    let (track_tx, track_rx) = mpsc::unbounded_channel::<(TrackKind, String, bool)>();
-    let mut tracked_scripts: Vec<String> = Vec::new();
-    for vi in &cfg.vrrp_instances {
-        tracked_scripts.extend(vi.track_script.iter().map(|t| t.name.clone()));
+    fn retire(&mut self, io: usize) {
+        let io = &mut self.ios[io];
+        io.retired = true;
+        io.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-    for sg in &cfg.vrrp_sync_groups {
-        tracked_scripts.extend(sg.track_script.iter().map(|t| t.name.clone()));
-    }
-    tracked_scripts.sort();
-    tracked_scripts.dedup();
-    for name in tracked_scripts {
-        let Some(vs) = cfg.vrrp_script(&name) else {
-            continue;
+
+    /// Builds a unit of `cfg` and opens its sockets (not started).
+    fn build_unit(
+        &mut self,
+        cfg: &Config,
+        id: &UnitId,
+        prepared: &[(String, Prepared)],
+    ) -> Result<Unit, String> {
+        let get = |n: &str| {
+            prepared
+                .iter()
+                .find(|(name, _)| name == n)
+                .map(|(_, p)| p)
+                .ok_or_else(|| format!("no vrrp_instance {n}"))
         };
-        match script::prepare(&vs.script, &cfg.global) {
-            Ok(p) => {
-                let (tx, mut rx) = mpsc::unbounded_channel::<ScriptChange>();
-                script::spawn_tracker(ScriptTracker::new(vs), Arc::new(p), tx);
-                let fwd = track_tx.clone();
-                tokio::spawn(async move {
-                    while let Some(c) = rx.recv().await {
-                        let up = c.status == TrackStatus::Up;
-                        if fwd.send((TrackKind::Script, c.name, up)).is_err() {
-                            return;
+        match id {
+            UnitId::Single(name) => {
+                let p = get(name)?;
+                let io = self.open_io(cfg, name, p)?;
+                Ok(Unit::Single {
+                    inst: Instance::new(p.icfg.clone()),
+                    io,
+                })
+            }
+            UnitId::Group(gname, members) => {
+                let mut insts = Vec::new();
+                let mut ios = Vec::new();
+                for m in members {
+                    let p = get(m)?;
+                    match self.open_io(cfg, m, p) {
+                        Ok(io) => ios.push(io),
+                        Err(e) => {
+                            for io in ios {
+                                self.retire(io);
+                            }
+                            return Err(e);
                         }
                     }
-                });
+                    insts.push(Instance::new(p.icfg.clone()));
+                }
+                let sg = cfg.vrrp_sync_groups.iter().find(|g| &g.name == gname);
+                let notify = sg.map(|g| g.notify.clone()).unwrap_or_default();
+                Ok(Unit::Group {
+                    group: SyncGroup::new(gname, insts),
+                    ios,
+                    notifier: Notifier::new(NotifyKind::Group, gname, &notify, &cfg.global),
+                })
             }
-            Err(e) => warn!("VRRP_Script({name}): {e} - disabling"),
         }
     }
-    // Interfaces: the instances' own and track_interface ones.
-    let mut ifaces: Vec<String> = ios.iter().map(|i| i.ifname.clone()).collect();
-    for vi in &cfg.vrrp_instances {
-        ifaces.extend(vi.track_interface.iter().map(|t| t.name.clone()));
-    }
-    for sg in &cfg.vrrp_sync_groups {
-        ifaces.extend(sg.track_interface.iter().map(|t| t.name.clone()));
-    }
-    ifaces.sort();
-    ifaces.dedup();
-    let fwd = track_tx.clone();
-    tokio::spawn(async move { watch_interfaces(ifaces, net, fwd).await });
 
+    /// Starts the units of `cfg` that are not running; errors name the
+    /// unit and leave the others running.
+    fn start_units(&mut self, cfg: &Config, ids: &[UnitId], prepared: &[(String, Prepared)]) {
+        let now = Instant::now();
+        for id in ids {
+            match self.build_unit(cfg, id, prepared) {
+                Ok(mut u) => {
+                    u.feed(Event::Start, now, &mut self.ios, &self.daemon);
+                    self.units.push((id.clone(), u));
+                }
+                Err(e) => error!("VRRP: {id:?}: {e}"),
+            }
+        }
+    }
+
+    /// (Re)starts the script trackers and the interface watcher for `cfg`.
+    fn spawn_trackers(&mut self, cfg: &Config) {
+        for t in self.trackers.drain(..) {
+            t.abort();
+        }
+        let mut tracked_scripts: Vec<String> = Vec::new();
+        for vi in &cfg.vrrp_instances {
+            tracked_scripts.extend(vi.track_script.iter().map(|t| t.name.clone()));
+        }
+        for sg in &cfg.vrrp_sync_groups {
+            tracked_scripts.extend(sg.track_script.iter().map(|t| t.name.clone()));
+        }
+        tracked_scripts.sort();
+        tracked_scripts.dedup();
+        for name in tracked_scripts {
+            let Some(vs) = cfg.vrrp_script(&name) else {
+                continue;
+            };
+            match script::prepare(&vs.script, &cfg.global) {
+                Ok(p) => {
+                    let (tx, mut rx) = mpsc::unbounded_channel::<ScriptChange>();
+                    let tracker = script::spawn_tracker(ScriptTracker::new(vs), Arc::new(p), tx);
+                    self.trackers.push(tracker.abort_handle());
+                    let fwd = self.track_tx.clone();
+                    let h = tokio::spawn(async move {
+                        while let Some(c) = rx.recv().await {
+                            let up = c.status == TrackStatus::Up;
+                            if fwd.send((TrackKind::Script, c.name, up)).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    self.trackers.push(h.abort_handle());
+                }
+                Err(e) => warn!("VRRP_Script({name}): {e} - disabling"),
+            }
+        }
+        // Interfaces: the instances' own and track_interface ones.
+        let mut ifaces: Vec<String> = self
+            .ios
+            .iter()
+            .filter(|i| !i.retired)
+            .map(|i| i.ifname.clone())
+            .collect();
+        for vi in &cfg.vrrp_instances {
+            ifaces.extend(vi.track_interface.iter().map(|t| t.name.clone()));
+        }
+        for sg in &cfg.vrrp_sync_groups {
+            ifaces.extend(sg.track_interface.iter().map(|t| t.name.clone()));
+        }
+        ifaces.sort();
+        ifaces.dedup();
+        let fwd = self.track_tx.clone();
+        let net = self.net.clone();
+        let h = tokio::spawn(async move { watch_interfaces(ifaces, net, fwd).await });
+        self.trackers.push(h.abort_handle());
+    }
+
+    /// keepalived's reload of its VRRP part: an instance (or sync group)
+    /// whose settings did not change keeps running untouched; a changed one
+    /// keeps its state and takes the new settings (priority, VIPs, tracking,
+    /// interval, peers), unless its socket changes (interface, address,
+    /// group, VRID, version: then it stops and starts again); a removed one
+    /// stops as at shutdown (priority-0 advert, VIPs released, notify); a
+    /// new one starts.
+    fn reload(&mut self, cfg: &Config) {
+        let prepared = {
+            let Ok(d) = self.daemon.lock() else { return };
+            match prepare(cfg, &d, &self.net.borrow()) {
+                Ok(p) => p,
+                Err(e) => {
+                    error!("VRRP reload: {e}; the instances keep running as they were");
+                    return;
+                }
+            }
+        };
+        let get = |n: &str| prepared.iter().find(|(name, _)| name == n).map(|(_, p)| p);
+        let now = Instant::now();
+        let new_ids = unit_ids(cfg);
+        let mut to_start: Vec<UnitId> = Vec::new();
+        let (mut kept, mut changed, mut stopped) = (0, 0, 0);
+        for (id, mut u) in std::mem::take(&mut self.units) {
+            let fits = new_ids.contains(&id)
+                && u.instances().iter().all(|(inst, io)| {
+                    get(inst.name()).is_some_and(|p| p.fits(inst, &self.ios[*io]))
+                });
+            if !fits {
+                u.feed(Event::Stop, now, &mut self.ios, &self.daemon);
+                for (_, io) in u.instances() {
+                    self.retire(io);
+                }
+                if new_ids.contains(&id) {
+                    to_start.push(id);
+                } else {
+                    stopped += 1;
+                }
+                continue;
+            }
+            let same = u.instances().iter().all(|(inst, _)| {
+                get(inst.name()).is_some_and(|p| same_settings(inst.config(), &p.icfg))
+            });
+            if same {
+                kept += 1;
+            } else {
+                changed += 1;
+                u.reconfigure(
+                    |name| get(name).map(|p| p.icfg.clone()),
+                    now,
+                    &mut self.ios,
+                    &self.daemon,
+                );
+            }
+            // Notify settings may have changed without the state machine's.
+            match &mut u {
+                Unit::Single { inst, io } => {
+                    if let Some(vi) = cfg.vrrp_instances.iter().find(|v| v.name == inst.name()) {
+                        self.ios[*io].notifier =
+                            Notifier::new(NotifyKind::Instance, &vi.name, &vi.notify, &cfg.global);
+                    }
+                }
+                Unit::Group {
+                    group, notifier, ..
+                } => {
+                    if let Some(sg) = cfg.vrrp_sync_groups.iter().find(|g| g.name == group.name()) {
+                        *notifier =
+                            Notifier::new(NotifyKind::Group, &sg.name, &sg.notify, &cfg.global);
+                    }
+                }
+            }
+            self.units.push((id, u));
+        }
+        for id in &new_ids {
+            if !self.units.iter().any(|(i, _)| i == id) && !to_start.contains(id) {
+                to_start.push(id.clone());
+            }
+        }
+        let started = to_start.len();
+        self.start_units(cfg, &to_start, &prepared);
+        sync_vip_set(&self.daemon, cfg);
+        self.spawn_trackers(cfg);
+        info!("VRRP reload: {kept} unchanged, {changed} reconfigured, {stopped} stopped, {started} (re)started");
+    }
+}
+
+/// The daemon's set of VRRP-managed VIPs follows the configuration: new
+/// ones start released (an instance that is MASTER takes them), those no
+/// instance lists any more are no longer VRRP's.
+fn sync_vip_set(daemon: &Arc<Mutex<Daemon>>, cfg: &Config) {
+    let Ok(mut d) = daemon.lock() else { return };
+    let vips = vrrp_vips(cfg);
+    let before = d.vrrp_vips.clone();
+    d.vrrp_vips.retain(|a, _| vips.contains(a));
+    for v in vips {
+        d.vrrp_vips.entry(v).or_insert(false);
+    }
+    if d.vrrp_vips != before {
+        if let Err(e) = d.publish() {
+            warn!("publishing VIP ownership: {e}");
+        }
+    }
+}
+
+/// Starts the instances, their script trackers and interface watchers.
+/// Returns a status handle, a stop channel and a reload channel (see
+/// [`Driver::reload`]); everything runs on the current tokio runtime.
+pub fn start(
+    cfg: &Config,
+    daemon: Arc<Mutex<Daemon>>,
+    net: watch::Receiver<Arc<NetState>>,
+) -> Result<Handles, String> {
+    let prepared = {
+        let d = daemon.lock().map_err(|_| "state lock poisoned")?;
+        prepare(cfg, &d, &net.borrow())?
+    };
+    let status = Arc::new(Mutex::new(Vec::new()));
+    let (stop_tx, stop_rx) = mpsc::channel(1);
+    let (reload_tx, reload_rx) = mpsc::unbounded_channel();
+    let (merged_tx, merged_rx) = mpsc::channel::<(usize, Received)>(1024);
+    let (track_tx, track_rx) = mpsc::unbounded_channel::<(TrackKind, String, bool)>();
+    let mut driver = Driver {
+        units: Vec::new(),
+        ios: Vec::new(),
+        daemon,
+        net,
+        merged_tx,
+        track_tx,
+        trackers: Vec::new(),
+    };
+    // Sockets first, so that a failure to open one refuses the start.
+    let ids = unit_ids(cfg);
+    let mut units = Vec::new();
+    for id in &ids {
+        units.push((id.clone(), driver.build_unit(cfg, id, &prepared)?));
+    }
+    driver.units = units;
+    driver.spawn_trackers(cfg);
     let st = status.clone();
-    tokio::spawn(async move { drive(units, ios, daemon, st, merged_rx, track_rx, stop_rx).await });
-    Ok((status, stop_tx))
+    tokio::spawn(async move { drive(driver, st, merged_rx, track_rx, stop_rx, reload_rx).await });
+    Ok(Handles {
+        status,
+        stop: stop_tx,
+        reload: reload_tx,
+    })
+}
+
+/// What the daemon keeps of a running VRRP driver.
+pub struct Handles {
+    pub status: StatusHandle,
+    pub stop: mpsc::Sender<StopRequest>,
+    /// A new configuration, after the reload's first phase accepted it.
+    pub reload: mpsc::UnboundedSender<Config>,
 }
 
 /// Interface state as the kernel announces it over rtnetlink (the
@@ -341,81 +686,87 @@ fn interface_changes(
 }
 
 async fn drive(
-    mut units: Vec<Unit>,
-    mut ios: Vec<Io>,
-    daemon: Arc<Mutex<Daemon>>,
+    mut d: Driver,
     status: StatusHandle,
     mut rx: mpsc::Receiver<(usize, Received)>,
     mut track_rx: mpsc::UnboundedReceiver<(TrackKind, String, bool)>,
     mut stop_rx: mpsc::Receiver<StopRequest>,
+    mut reload_rx: mpsc::UnboundedReceiver<Config>,
 ) {
     let now = Instant::now();
-    for u in units.iter_mut() {
-        u.feed(Event::Start, now, &mut ios, &daemon);
+    for (_, u) in d.units.iter_mut() {
+        u.feed(Event::Start, now, &mut d.ios, &d.daemon);
     }
-    publish_status(&units, &ios, &status);
+    publish_status(&d.units, &d.ios, &status);
     loop {
-        let deadline = units.iter().filter_map(Unit::deadline).min();
+        let deadline = d.units.iter().filter_map(|(_, u)| u.deadline()).min();
         let sleep = async {
             match deadline {
-                Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
             got = rx.recv() => {
                 let Some((i, r)) = got else { return };
+                if d.ios[i].retired {
+                    continue;
+                }
                 let now = Instant::now();
                 match Advert::parse(&r.payload, r.src, r.dst) {
                     Ok(advert) => {
                         let rx = RxInfo { src: r.src, dst: r.dst, ttl: r.ttl };
-                        if let Some(u) = units.iter_mut().find(|u| u.owns_io(i)) {
+                        if let Some((_, u)) = d.units.iter_mut().find(|(_, u)| u.owns_io(i)) {
                             // The group routes adverts to its member by VRID.
                             let ours = u.instances().iter().any(|(inst, io)| *io == i && inst.config().vrid == advert.vrid);
                             if ours {
-                                u.feed(Event::AdvertReceived { rx, advert }, now, &mut ios, &daemon);
+                                u.feed(Event::AdvertReceived { rx, advert }, now, &mut d.ios, &d.daemon);
                             }
                         }
                     }
-                    Err(e) => warn!("bad VRRP packet on {} from {}: {e}", ios[i].ifname, r.src),
+                    Err(e) => warn!("bad VRRP packet on {} from {}: {e}", d.ios[i].ifname, r.src),
                 }
             }
             t = track_rx.recv() => {
                 let Some((kind, name, up)) = t else { continue };
                 let now = Instant::now();
                 let ev = if up { Event::TrackUp { kind, name } } else { Event::TrackDown { kind, name } };
-                for u in units.iter_mut() {
-                    u.feed(ev.clone(), now, &mut ios, &daemon);
+                for (_, u) in d.units.iter_mut() {
+                    u.feed(ev.clone(), now, &mut d.ios, &d.daemon);
                 }
             }
             _ = sleep => {
                 let now = Instant::now();
-                for u in units.iter_mut() {
-                    if u.deadline().is_some_and(|d| d <= now) {
-                        u.feed(Event::TimerFired, now, &mut ios, &daemon);
+                for (_, u) in d.units.iter_mut() {
+                    if u.deadline().is_some_and(|t| t <= now) {
+                        u.feed(Event::TimerFired, now, &mut d.ios, &d.daemon);
                     }
                 }
             }
+            Some(cfg) = reload_rx.recv() => d.reload(&cfg),
             req = stop_rx.recv() => {
                 let now = Instant::now();
-                for u in units.iter_mut() {
-                    u.feed(Event::Stop, now, &mut ios, &daemon);
+                for (_, u) in d.units.iter_mut() {
+                    u.feed(Event::Stop, now, &mut d.ios, &d.daemon);
                 }
-                publish_status(&units, &ios, &status);
+                publish_status(&d.units, &d.ios, &status);
+                for t in d.trackers.drain(..) {
+                    t.abort();
+                }
                 if let Some(done) = req {
                     let _ = done.send(());
                 }
                 return;
             }
         }
-        publish_status(&units, &ios, &status);
+        publish_status(&d.units, &d.ios, &status);
     }
 }
 
-fn publish_status(units: &[Unit], ios: &[Io], status: &StatusHandle) {
+fn publish_status(units: &[(UnitId, Unit)], ios: &[Io], status: &StatusHandle) {
     let mut v: Vec<InstanceStatus> = units
         .iter()
-        .flat_map(|u| u.instances())
+        .flat_map(|(_, u)| u.instances())
         .map(|(inst, io)| InstanceStatus {
             name: inst.name().to_string(),
             interface: ios[io].ifname.clone(),
@@ -473,9 +824,19 @@ fn set_vips(daemon: &Arc<Mutex<Daemon>>, vips: &[Ipv4Addr], active: bool) {
 /// Gratuitous ARPs for every VIP, out of the instance's port through the
 /// first worker (the dataplane owns the port).
 fn send_garps(inst: &Instance, io: &Io, daemon: &Arc<Mutex<Daemon>>, count: u32) {
+    send_garps_for(inst, io, daemon, &inst.config().vips, count)
+}
+
+fn send_garps_for(
+    inst: &Instance,
+    io: &Io,
+    daemon: &Arc<Mutex<Daemon>>,
+    vips: &[Ipv4Addr],
+    count: u32,
+) {
     let Ok(d) = daemon.lock() else { return };
     for _ in 0..count.max(1) {
-        for v in &inst.config().vips {
+        for v in vips {
             let mut f = vec![0u8; 64];
             let n = arp::build_gratuitous(&mut f, &io.mac, *v, None);
             f.truncate(n);
