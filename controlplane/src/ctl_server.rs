@@ -513,16 +513,21 @@ async fn handle_client(
                 tokio::time::timeout(Duration::from_secs(1), w.write_all(&line_of(&resp))).await;
             return Ok(());
         }
-        let resp = match serde_json::from_slice::<CtlRequest>(&line) {
-            Ok(req) => {
-                let h = handler.clone();
-                tokio::task::spawn_blocking(move || h(req))
-                    .await
-                    .unwrap_or_else(|e| CtlResponse::err(1, format!("internal error: {e}")))
-            }
-            Err(e) => CtlResponse::err(2, format!("bad request: {e}")),
-        };
-        match tokio::time::timeout(limits.idle, w.write_all(&line_of(&resp))).await {
+        // Parsing a large request, running it and encoding a large answer
+        // (`-Lnc` of a million connections is ~100 MB) happen off the
+        // runtime's thread, which VRRP shares.
+        let h = handler.clone();
+        let line = std::mem::take(&mut line);
+        let out = tokio::task::spawn_blocking(move || {
+            let resp = match serde_json::from_slice::<CtlRequest>(&line) {
+                Ok(req) => h(req),
+                Err(e) => CtlResponse::err(2, format!("bad request: {e}")),
+            };
+            line_of(&resp)
+        })
+        .await
+        .unwrap_or_else(|e| line_of(&CtlResponse::err(1, format!("internal error: {e}"))));
+        match tokio::time::timeout(limits.idle, w.write_all(&out)).await {
             Ok(r) => r?,
             Err(_) => return Ok(()), // a client that does not read its answer
         }

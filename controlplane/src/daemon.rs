@@ -282,20 +282,40 @@ impl Daemon {
 
     /// Runs one ipvsadm command line.
     pub fn execute(&mut self, req: &CtlRequest) -> CtlResponse {
+        self.start(req).finish()
+    }
+
+    /// Runs one ipvsadm command line as far as the daemon's state goes: a
+    /// connection listing comes back as a [`Pending`] that waits for the
+    /// workers' answers without the caller holding the daemon (VRRP, health
+    /// checks and other clients go on meanwhile).
+    pub fn start(&mut self, req: &CtlRequest) -> Pending {
         match req.op.as_deref() {
             None => {}
-            Some("status") => return CtlResponse::ok(self.status_json()),
-            Some(other) => return CtlResponse::err(2, format!("unknown operation {other}")),
+            Some("status") => return Pending::Done(CtlResponse::ok(self.status_json())),
+            Some(other) => {
+                return Pending::Done(CtlResponse::err(2, format!("unknown operation {other}")))
+            }
         }
         let args: Vec<&str> = req.argv.iter().map(String::as_str).collect();
         let cmd = match parse_command(&args) {
             Ok(c) => c,
-            Err(e) => return CtlResponse::err(2, e),
+            Err(e) => return Pending::Done(CtlResponse::err(2, e)),
         };
-        match self.run_command(&cmd, req.stdin.as_deref()) {
+        if let Command::List {
+            service,
+            options,
+            connections: true,
+            timeout: false,
+            daemon: false,
+        } = &cmd
+        {
+            return Pending::Conns(self.ask_connections(service.as_ref(), options.persistent_conn));
+        }
+        Pending::Done(match self.run_command(&cmd, req.stdin.as_deref()) {
             Ok(out) => CtlResponse::ok(out),
             Err(e) => CtlResponse::err(1, e),
-        }
+        })
     }
 
     fn run_command(&mut self, cmd: &Command, stdin: Option<&str>) -> Result<String, String> {
@@ -315,10 +335,8 @@ impl Daemon {
                     return Ok(String::new());
                 }
                 if *connections {
-                    return Ok(format_conns(
-                        &self.connections(service.as_ref()),
-                        options.persistent_conn,
-                    ));
+                    let q = self.ask_connections(service.as_ref(), options.persistent_conn);
+                    return Ok(q.collect());
                 }
                 let l = self.state.listing(service.as_ref())?;
                 Ok(format_list(&l, options))
@@ -346,8 +364,9 @@ impl Daemon {
         }
     }
 
-    /// Connection entries of every worker and the persistence templates.
-    fn connections(&self, service: Option<&ServiceKey>) -> Vec<ConnEntry> {
+    /// Asks every worker for its connections, and takes the persistence
+    /// templates now; the answer is gathered by [`ConnsQuery::collect`].
+    fn ask_connections(&self, service: Option<&ServiceKey>, persistent_conn: bool) -> ConnsQuery {
         let (tx, rx) = std::sync::mpsc::sync_channel(self.dataplane.workers());
         let mut asked = 0;
         for w in 0..self.dataplane.workers() {
@@ -355,37 +374,7 @@ impl Daemon {
                 asked += 1;
             }
         }
-        let mut views: Vec<ConnView> = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(2);
-        for _ in 0..asked {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(v) => views.extend(v),
-                Err(_) => break,
-            }
-        }
         let filter = service.and_then(v4_key);
-        let mut out: Vec<ConnEntry> = views
-            .iter()
-            .filter(|c| {
-                filter.is_none_or(|(p, a, port)| {
-                    p as u8 == c.proto && a == c.virt.0 && port == c.virt.1
-                })
-            })
-            .map(|c| ConnEntry {
-                proto: if c.proto == 6 {
-                    ConnProto::Tcp
-                } else {
-                    ConnProto::Udp
-                },
-                expires: c.expires_s,
-                state: c.state.to_string(),
-                client: (IpAddr::V4(c.client.0), c.client.1),
-                virt: (IpAddr::V4(c.virt.0), c.virt.1),
-                dest: (IpAddr::V4(c.dest.0), c.dest.1),
-                pe: None,
-            })
-            .collect();
         // Persistence templates: state NONE, client port 0 (IPVS shows them so).
         let now_s = self.now_s();
         let ids: std::collections::HashMap<u32, (IpAddr, u16, ServiceKey)> = self
@@ -393,6 +382,7 @@ impl Daemon {
             .dests()
             .map(|((k, a, p), d)| (d.id, (*a, *p, k.clone())))
             .collect();
+        let mut templates = Vec::new();
         for t in self.state.templates.iter(now_s) {
             let Some((addr, port, key)) = ids.get(&t.dest) else {
                 continue;
@@ -403,7 +393,7 @@ impl Daemon {
             if filter.is_some_and(|f| f != (proto, vaddr, vport)) {
                 continue;
             }
-            out.push(ConnEntry {
+            templates.push(ConnEntry {
                 proto: if proto as u8 == 6 {
                     ConnProto::Tcp
                 } else {
@@ -417,7 +407,14 @@ impl Daemon {
                 pe: None,
             });
         }
-        out
+        ConnsQuery {
+            rx,
+            asked,
+            deadline: Instant::now() + Duration::from_secs(2),
+            filter,
+            templates,
+            persistent_conn,
+        }
     }
 
     /// What `ferrovs status` and `/api/v1/status` show.
@@ -499,6 +496,71 @@ impl Daemon {
         }
         self.net = Net { ports, routes };
         true
+    }
+}
+
+/// A control request as far as the daemon took it (see [`Daemon::start`]).
+pub enum Pending {
+    Done(CtlResponse),
+    Conns(ConnsQuery),
+}
+
+impl Pending {
+    /// The answer; a connection listing waits (up to 2 s) for the workers.
+    pub fn finish(self) -> CtlResponse {
+        match self {
+            Pending::Done(r) => r,
+            Pending::Conns(q) => CtlResponse::ok(q.collect()),
+        }
+    }
+}
+
+/// `-Lnc` on its way: the workers answer on `rx`.
+pub struct ConnsQuery {
+    rx: std::sync::mpsc::Receiver<Vec<ConnView>>,
+    asked: usize,
+    deadline: Instant,
+    filter: Option<(ferrovs_dataplane::service::Proto, Ipv4Addr, u16)>,
+    templates: Vec<ConnEntry>,
+    persistent_conn: bool,
+}
+
+impl ConnsQuery {
+    /// Gathers the workers' connections (those that answer by the
+    /// deadline) and formats them as `ipvsadm -Lnc` does.
+    pub fn collect(self) -> String {
+        let mut views: Vec<ConnView> = Vec::new();
+        for _ in 0..self.asked {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(v) => views.extend(v),
+                Err(_) => break,
+            }
+        }
+        let filter = self.filter;
+        let mut out: Vec<ConnEntry> = views
+            .iter()
+            .filter(|c| {
+                filter.is_none_or(|(p, a, port)| {
+                    p as u8 == c.proto && a == c.virt.0 && port == c.virt.1
+                })
+            })
+            .map(|c| ConnEntry {
+                proto: if c.proto == 6 {
+                    ConnProto::Tcp
+                } else {
+                    ConnProto::Udp
+                },
+                expires: c.expires_s,
+                state: c.state.to_string(),
+                client: (IpAddr::V4(c.client.0), c.client.1),
+                virt: (IpAddr::V4(c.virt.0), c.virt.1),
+                dest: (IpAddr::V4(c.dest.0), c.dest.1),
+                pe: None,
+            })
+            .collect();
+        out.extend(self.templates);
+        format_conns(&out, self.persistent_conn)
     }
 }
 
@@ -888,9 +950,14 @@ async fn serve(
 ) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     let d = daemon.clone();
-    ctl_socket.serve(Arc::new(move |req| match d.lock() {
-        Ok(mut d) => d.execute(&req),
-        Err(_) => CtlResponse::err(1, "internal error: state lock poisoned"),
+    // The daemon is held while a request changes or reads its state, not
+    // while a connection listing waits for the workers.
+    ctl_socket.serve(Arc::new(move |req| {
+        let pending = match d.lock() {
+            Ok(mut d) => d.start(&req),
+            Err(_) => return CtlResponse::err(1, "internal error: state lock poisoned"),
+        };
+        pending.finish()
     }))?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
