@@ -242,7 +242,7 @@ impl Collector for DaemonCollector {
 
         // Workers.
         let counters = d.dataplane.counters();
-        let worker_counters: [WorkerCounter; 17] = [
+        let worker_counters: [WorkerCounter; 18] = [
             ("ferrovs_worker_rx_packets", "Packets received.", |c| {
                 c.rx_packets.get()
             }),
@@ -307,6 +307,11 @@ impl Collector for DaemonCollector {
                 "ferrovs_worker_secure_tcp_held",
                 "Client segments that did not establish a NAT/FULLNAT connection under pressure because the real server had not answered (secure TCP).",
                 |c| c.secure_tcp_held.get(),
+            ),
+            (
+                "ferrovs_worker_connections_revived",
+                "Half-open connections evicted by a flood and brought back by the client's next segment (to the same real server).",
+                |c| c.conns_revived.get(),
             ),
             (
                 "ferrovs_worker_conn_table_pressure_entered",

@@ -87,6 +87,9 @@ pub struct WorkerCounters {
     /// half-open TCP, unconfirmed UDP (oldest first).
     pub evicted_tcp_half_open: Counter,
     pub evicted_udp_unconfirmed: Counter,
+    /// Evicted half-open connections brought back by the client's next
+    /// segment (their ghost, `conn::ghost`).
+    pub conns_revived: Counter,
     /// Client segments that would have established a NAT/FULLNAT
     /// connection under pressure before the real server answered (IPVS
     /// secure_tcp), left half-open.

@@ -638,11 +638,20 @@ impl<P: Port> Core<P> {
                 if t.proto == ipv4::PROTO_TCP
                     && (flags & l4::TCP_SYN == 0 || flags & l4::TCP_RST != 0)
                 {
-                    return self.drop_pkt(DropReason::NoConnection, pkt);
-                }
-                match self.new_conn(snap, si as usize, &t, flags, now) {
-                    Ok(ci) => ci,
-                    Err(r) => return self.drop_pkt(r, pkt),
+                    let revived = if flags & l4::TCP_RST == 0 {
+                        self.revive(snap, si as usize, &t, h, flags, now)
+                    } else {
+                        None
+                    };
+                    match revived {
+                        Some(ci) => ci,
+                        None => return self.drop_pkt(DropReason::NoConnection, pkt),
+                    }
+                } else {
+                    match self.new_conn(snap, si as usize, &t, flags, now) {
+                        Ok(ci) => ci,
+                        Err(r) => return self.drop_pkt(r, pkt),
+                    }
                 }
             }
         };
@@ -825,6 +834,73 @@ impl<P: Port> Core<P> {
         dest.shared.stats.cell(self.id).conns.inc();
         svc.shared.stats.cell(self.id).conns.inc();
         Ok(ci)
+    }
+
+    /// A client segment without SYN and without a connection: if its
+    /// half-open entry was evicted (a flood filled the table) and left a
+    /// ghost, the connection comes back, to the same real server and, for
+    /// FULLNAT, the same local address and port (`conn::ghost`). Without a
+    /// persistence template reference: the template may expire while it
+    /// lives, as IPVS's may after a connection sync.
+    #[cold]
+    fn revive(
+        &mut self,
+        snap: &Snapshot,
+        si: usize,
+        t: &Tuple,
+        h: u64,
+        flags: u8,
+        now: u64,
+    ) -> Option<u32> {
+        let g = self.conns.revive(h)?;
+        let svc = &snap.services[si];
+        let dest = svc.dests.iter().find(|d| d.shared.id == g.dest_id)?;
+        let mut c = Conn {
+            caddr: t.saddr,
+            cport: t.sport,
+            vaddr: t.daddr,
+            vport: t.dport,
+            daddr: dest.addr.octets(),
+            dport: if dest.port == 0 { t.dport } else { dest.port },
+            laddr: t.saddr,
+            lport: t.sport,
+            proto: t.proto,
+            state: TcpState::SynRecv as u8,
+            fwd: dest.fwd,
+            flags: F_INACTIVE | (g.flags & F_REPLIED),
+            dest_id: dest.shared.id,
+            svc_id: svc.id(),
+            timeout_s: self
+                .conns
+                .pressure()
+                .tcp_timeout(&snap.timeouts, TcpState::SynRecv),
+            ..Conn::EMPTY
+        };
+        match dest.fwd {
+            FwdMethod::Nat => c.flags |= F_OUT_INDEXED,
+            FwdMethod::FullNat => {
+                c.laddr = g.laddr;
+                c.lport = g.lport;
+                c.flags |= F_OUT_INDEXED;
+                if self.conns.out_tuple_in_use(&c.out_tuple()) {
+                    return None;
+                }
+            }
+            FwdMethod::Dr | FwdMethod::Tun => {}
+        }
+        if self.conns.is_full() {
+            self.make_room(snap, now).ok()?;
+        }
+        let ci = self.conns.insert(c, now).ok()?;
+        dest.bind_conn(false);
+        self.ctr().conns_revived.inc();
+        let dir = if dest.fwd.sees_replies() {
+            Dir::Input
+        } else {
+            Dir::InputOnly
+        };
+        self.update_state(snap, ci, dir, flags, now);
+        Some(ci)
     }
 
     /// The table is full: evict its oldest half-open TCP or unconfirmed UDP

@@ -5,6 +5,7 @@
 
 pub mod entry;
 pub mod evict;
+pub mod ghost;
 pub mod index;
 pub mod pressure;
 pub mod state;

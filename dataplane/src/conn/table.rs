@@ -15,6 +15,7 @@
 
 use super::entry::{Conn, Tuple, F_EVICTABLE, F_OUT_INDEXED, F_USED, NIL};
 use super::evict::EvictRing;
+use super::ghost::{Ghost, GhostCache};
 use super::index::FlowIndex;
 use super::pressure::Pressure;
 use super::timer::{Wheel, TICK_MS};
@@ -43,6 +44,8 @@ pub struct ConnTable {
     shorten_at: u32,
     /// Candidates that left the ring because it was full.
     untracked: u64,
+    /// What evicted half-open TCP entries left behind.
+    ghosts: GhostCache,
     pressure: Pressure,
 }
 
@@ -82,6 +85,7 @@ impl ConnTable {
             unconfirmed: 0,
             shorten_at: 0,
             untracked: 0,
+            ghosts: GhostCache::for_table(capacity),
             pressure: Pressure::new(capacity),
         }
     }
@@ -216,10 +220,27 @@ impl ConnTable {
             if self.holds_ticket(j, seq) {
                 let c = self.slab[j as usize];
                 self.remove(j);
+                if c.proto == crate::wire::ipv4::PROTO_TCP {
+                    let h = self.hash(&c.in_tuple());
+                    self.ghosts.remember(
+                        h,
+                        c.dest_id,
+                        c.laddr,
+                        c.lport,
+                        c.flags & super::entry::F_REPLIED,
+                    );
+                }
                 return Some(c);
             }
         }
         None
+    }
+
+    /// The ghost an evicted half-open connection with client tuple hash `h`
+    /// left, taken out of the cache (see `conn::ghost`).
+    #[inline]
+    pub fn revive(&mut self, h: u64) -> Option<Ghost> {
+        self.ghosts.take(h)
     }
 
     /// Drops stale slots at the head of the ring (at most `budget`), so that
@@ -423,6 +444,7 @@ impl ConnTable {
             + self.out_idx.memory_bytes()
             + self.wheel.memory_bytes()
             + self.ring.memory_bytes()
+            + self.ghosts.memory_bytes()
     }
 }
 
@@ -745,6 +767,32 @@ mod tests {
         assert_eq!(t.expire(7_000, 1000, |_| {}), 14);
         assert_eq!(t.len(), 1);
         assert_eq!(t.get(est).timeout_s, 900);
+    }
+
+    #[test]
+    fn evicted_half_open_tcp_leaves_a_ghost() {
+        let mut t = ConnTable::new(2, 0);
+        let mut a = with_state(conn(1, FwdMethod::FullNat, 60), TcpState::SynRecv);
+        a.laddr = [198, 18, 1, 100];
+        a.lport = 5000;
+        a.dest_id = 3;
+        a.flags |= crate::conn::entry::F_REPLIED;
+        t.insert(a, 0).unwrap();
+        let udp = Conn {
+            proto: 17,
+            ..conn(2, FwdMethod::Dr, 300)
+        };
+        t.insert(udp, 0).unwrap();
+        t.evict_oldest(4).unwrap();
+        t.evict_oldest(4).unwrap();
+        let g = t.revive(t.hash(&a.in_tuple())).expect("a ghost");
+        assert_eq!((g.dest_id, g.laddr, g.lport), (3, [198, 18, 1, 100], 5000));
+        assert_eq!(g.flags, crate::conn::entry::F_REPLIED);
+        assert!(t.revive(t.hash(&a.in_tuple())).is_none());
+        assert!(
+            t.revive(t.hash(&udp.in_tuple())).is_none(),
+            "UDP leaves none"
+        );
     }
 
     #[test]
