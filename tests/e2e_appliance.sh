@@ -500,6 +500,32 @@ c,_=s.accept(); c.sendall(c.recv(100).upper()); c.close()' &
     fi
 }
 
+# The director's addresses are followed by netlink notification: an address
+# added or removed is in the dataplane's snapshot at once, not at the next
+# poll. (Bounded at 1 s, half the old poll's period; the time is printed.)
+test_net_events() {
+    local extra=${FVS_CLIENT_NET%.0/*}.222 n0 t0 t
+    addr_lines() { grep -c "$FVS_DIRECTOR_IF_CLIENT: addresses now" "$WORK/ferrovs.log"; }
+    seen_within() { # SECONDS CMD...: polls every 10 ms; prints the ms taken
+        local limit=$(($1 * 1000)); shift
+        t0=$(date +%s%N)
+        while :; do
+            "$@" && { echo $((($(date +%s%N) - t0) / 1000000)); return 0; }
+            [ $((($(date +%s%N) - t0) / 1000000)) -ge "$limit" ] && return 1
+            sleep 0.01
+        done
+    }
+    has_extra() { grep "$FVS_DIRECTOR_IF_CLIENT: addresses now" "$WORK/ferrovs.log" | tail -1 | grep -q "$extra,"; }
+    lacks_extra() { [ "$(addr_lines)" -gt "$n0" ] && ! has_extra; }
+    in_ns "$FVS_NS_DIRECTOR" ip addr add "$extra/32" dev "$FVS_DIRECTOR_IF_CLIENT"
+    t=$(seen_within 1 has_extra) && ok "$MODE: an address added to the director is followed (${t} ms)" ||
+        bad "$MODE: an added address was not followed within 1 s"
+    n0=$(addr_lines)
+    in_ns "$FVS_NS_DIRECTOR" ip addr del "$extra/32" dev "$FVS_DIRECTOR_IF_CLIENT"
+    t=$(seen_within 1 lacks_extra) && ok "$MODE: an address removed from the director is followed (${t} ms)" ||
+        bad "$MODE: a removed address was not followed within 1 s"
+}
+
 # AF_PACKET cannot forward GSO super-frames: when a sender has TSO on, the
 # drop is counted and the log names the command that fixes the sender.
 # Replies from rs1 reach the director unsegmented once both rs1's veth and
@@ -589,6 +615,7 @@ for MODE in $MODES; do
             test_reload "$conf"
         fi
         [ "$BACKEND" = dpdk ] && test_exception_path
+        [ "$MODE" = dr ] && test_net_events
         [ "$BACKEND" = afxdp ] && [ "$MODE" = dr ] && test_xdp_lifecycle
         [ "$BACKEND" = afpacket ] && [ "$MODE" = nat ] && [ "$OFFLOADS" = off ] && test_afpacket_gso
     else
