@@ -136,7 +136,7 @@ pub struct Dest {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Service {
     pub key: ServiceKey,
-    pub scheduler: String,
+    pub scheduler: Scheduler,
     pub sched_flags: SchedFlags,
     pub persistence: Option<Persistence>,
     /// Persistence engine (`--pe`).
@@ -150,7 +150,7 @@ impl Service {
     pub fn new(key: ServiceKey) -> Service {
         Service {
             key,
-            scheduler: "wlc".into(),
+            scheduler: Scheduler::Wlc,
             sched_flags: SchedFlags::default(),
             persistence: None,
             pe_name: None,
@@ -268,7 +268,7 @@ pub fn initial_table(cfg: &Config) -> Table {
                 continue; // duplicate: validation reports it
             }
             let mut svc = Service::new(key.clone());
-            svc.scheduler = vs.scheduler.name.clone();
+            svc.scheduler = vs.scheduler.name;
             svc.sched_flags = vs.scheduler.flags;
             svc.persistence = vs.persistence;
             if let (Some(p), ServiceKey::Addr { addr, .. }) = (&mut svc.persistence, &key) {

@@ -1483,7 +1483,7 @@ impl Conv<'_> {
             address,
             protocol: Protocol::Tcp,
             delay_loop: Duration::from_secs(60),
-            scheduler: Scheduler::default(),
+            scheduler: SchedulerSettings::default(),
             ops: false,
             lb_kind: LbKind::Nat,
             persistence: None,
@@ -1504,7 +1504,7 @@ impl Conv<'_> {
         let vs_name = vs_display(&vs.address);
         let mut protocol: Option<Protocol> = None;
         let mut lb_kind: Option<LbKind> = None;
-        let mut sched: Option<String> = None;
+        let mut sched: Option<Scheduler> = None;
         let mut flag_nodes: Vec<&Node> = Vec::new();
         let mut timing = Timing::default();
         let mut vs_weight: u32 = 1;
@@ -1523,11 +1523,9 @@ impl Conv<'_> {
             match k {
                 "lb_algo" | "lvs_sched" => {
                     if let Some(a) = self.v.one(s, "scheduler") {
-                        if SCHEDULERS.contains(&a.text.as_str()) {
-                            sched = Some(a.text.clone());
-                        } else {
-                            self.d()
-                                .error(&a.loc, format!("{k}: unknown scheduler '{}'", a.text));
+                        match a.text.parse::<Scheduler>() {
+                            Ok(v) => sched = Some(v),
+                            Err(e) => self.d().error(&a.loc, format!("{k}: {e}")),
                         }
                     }
                 }
@@ -1669,16 +1667,15 @@ impl Conv<'_> {
         }
         for f in flag_nodes {
             let fl = &mut vs.scheduler.flags;
-            let name = vs.scheduler.name.as_str();
-            match (f.key.as_str(), name) {
+            match (f.key.as_str(), vs.scheduler.name) {
                 ("flag-1", _) => fl.flag1 = true,
                 ("flag-2", _) => fl.flag2 = true,
                 ("flag-3", _) => fl.flag3 = true,
-                ("sh-port", "sh") => fl.sh_port = true,
-                ("sh-fallback", "sh") => fl.sh_fallback = true,
-                ("mh-port", "mh") => fl.mh_port = true,
-                ("mh-fallback", "mh") => fl.mh_fallback = true,
-                ("hashed", "sh" | "mh") => {}
+                ("sh-port", Scheduler::Sh) => fl.sh_port = true,
+                ("sh-fallback", Scheduler::Sh) => fl.sh_fallback = true,
+                ("mh-port", Scheduler::Mh) => fl.mh_port = true,
+                ("mh-fallback", Scheduler::Mh) => fl.mh_fallback = true,
+                ("hashed", Scheduler::Sh | Scheduler::Mh) => {}
                 ("hashed", _) => self.v.d.warn(
                     &f.loc,
                     "hashed only applies to the sh and mh schedulers - ignoring",
@@ -1692,7 +1689,7 @@ impl Conv<'_> {
         // IPVS keeps three flag bits whose names depend on the scheduler
         // (flag-1 on sh is sh-fallback): keep the canonical names.
         vs.scheduler.flags = crate::ipvsadm::list::sched_flags_from_bits(
-            &vs.scheduler.name,
+            vs.scheduler.name,
             crate::ipvsadm::list::sched_bits(&vs.scheduler.flags),
         );
         if vs.ops && vs.protocol != Protocol::Udp && !is_fwmark_only {

@@ -3,8 +3,10 @@
 //! control plane never has to know keepalived's spelling.
 
 use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 /// The whole configuration.
@@ -487,25 +489,98 @@ impl SchedFlags {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Scheduler {
-    /// rr, wrr, lc, wlc (default), lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos
-    pub name: String,
-    pub flags: SchedFlags,
+/// An IPVS scheduler, named as ipvsadm (`-s`) and keepalived (`lb_algo`)
+/// name it. Parsing is exact, like the kernel's scheduler lookup; an
+/// unknown name is refused where the configuration or command is read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheduler {
+    Rr,
+    Wrr,
+    Lc,
+    /// ipvsadm's and keepalived's default.
+    #[default]
+    Wlc,
+    Lblc,
+    Lblcr,
+    Dh,
+    Sh,
+    Sed,
+    Nq,
+    Fo,
+    Ovf,
+    Mh,
+    Twos,
 }
 
-impl Default for Scheduler {
-    fn default() -> Self {
-        Scheduler {
-            name: "wlc".into(),
-            flags: SchedFlags::default(),
+impl Scheduler {
+    pub const ALL: [Scheduler; 14] = [
+        Scheduler::Rr,
+        Scheduler::Wrr,
+        Scheduler::Lc,
+        Scheduler::Wlc,
+        Scheduler::Lblc,
+        Scheduler::Lblcr,
+        Scheduler::Dh,
+        Scheduler::Sh,
+        Scheduler::Sed,
+        Scheduler::Nq,
+        Scheduler::Fo,
+        Scheduler::Ovf,
+        Scheduler::Mh,
+        Scheduler::Twos,
+    ];
+
+    /// The name ipvsadm prints and reads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheduler::Rr => "rr",
+            Scheduler::Wrr => "wrr",
+            Scheduler::Lc => "lc",
+            Scheduler::Wlc => "wlc",
+            Scheduler::Lblc => "lblc",
+            Scheduler::Lblcr => "lblcr",
+            Scheduler::Dh => "dh",
+            Scheduler::Sh => "sh",
+            Scheduler::Sed => "sed",
+            Scheduler::Nq => "nq",
+            Scheduler::Fo => "fo",
+            Scheduler::Ovf => "ovf",
+            Scheduler::Mh => "mh",
+            Scheduler::Twos => "twos",
         }
     }
 }
 
-pub const SCHEDULERS: &[&str] = &[
-    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos",
-];
+impl fmt::Display for Scheduler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A scheduler name that is not one of [`Scheduler::ALL`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown scheduler '{0}'")]
+pub struct UnknownScheduler(pub String);
+
+impl FromStr for Scheduler {
+    type Err = UnknownScheduler;
+
+    fn from_str(s: &str) -> Result<Scheduler, UnknownScheduler> {
+        Scheduler::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownScheduler(s.to_string()))
+    }
+}
+
+/// A virtual server's scheduler and its flags.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SchedulerSettings {
+    /// `lb_algo`; wlc when not given.
+    pub name: Scheduler,
+    pub flags: SchedFlags,
+}
 
 /// Persistence granularity: an IPv4 netmask or an IPv6 prefix length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -678,7 +753,7 @@ pub struct VirtualServer {
     pub protocol: Protocol,
     /// Health-check interval default for the checkers (default 60 s).
     pub delay_loop: Duration,
-    pub scheduler: Scheduler,
+    pub scheduler: SchedulerSettings,
     /// One-packet scheduling (UDP).
     pub ops: bool,
     /// Default forwarding method of the real servers (default NAT).
@@ -761,5 +836,37 @@ pub fn addr_range(first: IpAddr, last: IpAddr) -> Vec<IpAddr> {
             (a..=b).map(|x| IpAddr::V6(x.into())).collect()
         }
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheduler_names_are_ipvsadm_names() {
+        let names: Vec<String> = Scheduler::ALL.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf",
+                "mh", "twos"
+            ]
+        );
+        for s in Scheduler::ALL {
+            assert_eq!(s.as_str().parse::<Scheduler>(), Ok(s));
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
+        }
+        assert_eq!(Scheduler::default(), Scheduler::Wlc);
+        // Exact names only, as the kernel looks them up.
+        for bad in ["RR", "", "nope", " rr"] {
+            assert_eq!(
+                bad.parse::<Scheduler>(),
+                Err(UnknownScheduler(bad.to_string()))
+            );
+        }
     }
 }

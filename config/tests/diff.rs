@@ -4,7 +4,7 @@
 use ferrovs_config::diff::{diff, table_diff, Change};
 use ferrovs_config::ipvs::initial_table;
 use ferrovs_config::ipvsadm::{apply, Command};
-use ferrovs_config::{load_str, Config, VsAddress};
+use ferrovs_config::{load_str, Config, Scheduler, VsAddress};
 
 const BASE: &str = r#"
 vrrp_instance VI_1 {
@@ -173,5 +173,5 @@ fn scheduler_change_is_a_service_edit() {
     assert!(d.virtual_servers[0].service_changed);
     assert!(d.virtual_servers[0].real_servers.is_empty());
     let cmds = table_diff(&initial_table(&cfg(BASE)), &initial_table(&cfg(&new)));
-    assert!(matches!(&cmds[..], [Command::EditService(s)] if s.scheduler == "wlc"));
+    assert!(matches!(&cmds[..], [Command::EditService(s)] if s.scheduler == Scheduler::Wlc));
 }

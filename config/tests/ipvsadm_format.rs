@@ -4,7 +4,7 @@
 use ferrovs_config::ipvs::{Dest, Fwd, Service, ServiceKey, Table};
 use ferrovs_config::ipvsadm::list::largenum;
 use ferrovs_config::ipvsadm::*;
-use ferrovs_config::{Netmask, Persistence, Protocol, SchedFlags};
+use ferrovs_config::{Netmask, Persistence, Protocol, SchedFlags, Scheduler};
 use pretty_assertions::assert_eq;
 use std::net::IpAddr;
 
@@ -185,7 +185,7 @@ fn sorting_follows_libipvs_including_its_wraparound() {
     // 10.0.0.1 - 192.168.0.1 wraps positive, so 192.168.0.1 lists first.
     let mk = |a: &str, p: u16| {
         let mut s = Service::new(tcp(a, p));
-        s.scheduler = "rr".into();
+        s.scheduler = Scheduler::Rr;
         s
     };
     let mut fw = Service::new(ServiceKey::Fwmark { mark: 1, v6: false });
@@ -198,7 +198,7 @@ fn sorting_follows_libipvs_including_its_wraparound() {
         addr: ip("10.0.0.1"),
         port: 53,
     });
-    udp.scheduler = "rr".into();
+    udp.scheduler = Scheduler::Rr;
     let mut s1 = mk("10.0.0.1", 80);
     s1.dests = vec![
         dest("10.1.0.2", 80, Fwd::Route, 1),
@@ -234,7 +234,7 @@ fn sorting_follows_libipvs_including_its_wraparound() {
 #[test]
 fn service_names_flags_fwmark_v6_fullnat() {
     let mut sh = Service::new(tcp("198.18.0.1", 0));
-    sh.scheduler = "sh".into();
+    sh.scheduler = Scheduler::Sh;
     sh.sched_flags = SchedFlags {
         sh_port: true,
         sh_fallback: true,
@@ -253,7 +253,7 @@ fn service_names_flags_fwmark_v6_fullnat() {
     v6.pe_name = Some("sip".into());
     v6.dests = vec![dest("2001:db8::2", 443, Fwd::Tunnel, 2)];
     let mut fw6 = Service::new(ServiceKey::Fwmark { mark: 9, v6: true });
-    fw6.scheduler = "mh".into();
+    fw6.scheduler = Scheduler::Mh;
     fw6.sched_flags = SchedFlags {
         mh_port: true,
         ..Default::default()

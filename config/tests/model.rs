@@ -72,7 +72,7 @@ fn dr_master_vrrp_and_checkers() {
     );
     assert_eq!(vs.protocol, Protocol::Tcp);
     assert_eq!(vs.lb_kind, LbKind::Dr);
-    assert_eq!(vs.scheduler.name, "rr");
+    assert_eq!(vs.scheduler.name, Scheduler::Rr);
     assert_eq!(vs.delay_loop, secs(6));
     assert_eq!(vs.quorum, 1);
     let r0 = &vs.real_servers[0];
@@ -405,7 +405,7 @@ fn keepalived_defaults_for_a_minimal_service() {
     let vs = &l.config.virtual_servers[0];
     assert_eq!(vs.protocol, Protocol::Udp);
     assert_eq!(vs.lb_kind, LbKind::Nat);
-    assert_eq!(vs.scheduler.name, "wlc");
+    assert_eq!(vs.scheduler.name, Scheduler::Wlc);
     assert_eq!(vs.delay_loop, secs(60));
     let ch = &vs.real_servers[0].checkers[0].common;
     assert_eq!(

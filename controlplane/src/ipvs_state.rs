@@ -8,7 +8,7 @@ use crate::rate::RateEstimator;
 use ferrovs_config::ipvs::{Fwd, Service as CfgService, ServiceKey, Table};
 use ferrovs_config::ipvsadm::list::{ListedDest, ListedService, Listing, Stats};
 use ferrovs_config::ipvsadm::rules::{apply, Command};
-use ferrovs_config::model::{Netmask, Protocol};
+use ferrovs_config::model::{Netmask, Protocol, Scheduler as CfgScheduler};
 use ferrovs_dataplane::conn::template::TemplateTable;
 use ferrovs_dataplane::conn::Timeouts;
 use ferrovs_dataplane::route::Route;
@@ -65,6 +65,27 @@ fn fwd_method(f: Fwd) -> Result<FwdMethod, String> {
         Fwd::Tunnel => Ok(FwdMethod::Tun),
         Fwd::FullNat => Ok(FwdMethod::FullNat),
         Fwd::Local => Err("local forwarding is not supported".into()),
+    }
+}
+
+/// The dataplane's scheduler for the configured one (every IPVS scheduler
+/// has one).
+fn sched_kind(s: CfgScheduler) -> SchedKind {
+    match s {
+        CfgScheduler::Rr => SchedKind::Rr,
+        CfgScheduler::Wrr => SchedKind::Wrr,
+        CfgScheduler::Lc => SchedKind::Lc,
+        CfgScheduler::Wlc => SchedKind::Wlc,
+        CfgScheduler::Lblc => SchedKind::Lblc,
+        CfgScheduler::Lblcr => SchedKind::Lblcr,
+        CfgScheduler::Dh => SchedKind::Dh,
+        CfgScheduler::Sh => SchedKind::Sh,
+        CfgScheduler::Sed => SchedKind::Sed,
+        CfgScheduler::Nq => SchedKind::Nq,
+        CfgScheduler::Fo => SchedKind::Fo,
+        CfgScheduler::Ovf => SchedKind::Ovf,
+        CfgScheduler::Mh => SchedKind::Mh,
+        CfgScheduler::Twos => SchedKind::Twos,
     }
 }
 
@@ -293,8 +314,7 @@ impl IpvsState {
                     shared,
                 });
             }
-            let kind = SchedKind::from_name(&s.scheduler)
-                .ok_or_else(|| format!("unknown scheduler {}", s.scheduler))?;
+            let kind = sched_kind(s.scheduler);
             let f = s.sched_flags;
             let flags = SchedFlags {
                 flag1: f.flag1 || f.sh_fallback || f.mh_fallback,
@@ -409,9 +429,6 @@ fn check_service(s: &CfgService, laddrs: Option<&Vec<Ipv4Addr>>) -> Result<(), S
     let Some((_, _, port)) = v4_key(&s.key) else {
         return Err("Protocol or address family not supported".into());
     };
-    if SchedKind::from_name(&s.scheduler).is_none() {
-        return Err("Scheduler not found".into());
-    }
     if port == 0 && s.persistence.is_none() {
         return Err("Invalid argument: a port-0 service needs persistence".into());
     }
@@ -425,4 +442,16 @@ fn check_service(s: &CfgService, laddrs: Option<&Vec<Ipv4Addr>>) -> Result<(), S
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_configured_scheduler_maps_to_the_dataplane_one_of_its_name() {
+        for s in CfgScheduler::ALL {
+            assert_eq!(sched_kind(s).name(), s.as_str());
+        }
+    }
 }

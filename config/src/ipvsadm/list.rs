@@ -2,7 +2,7 @@
 //! listing model that carries the live numbers (zero for `ferrovs check`).
 
 use crate::ipvs::{addr_port, Dest, Service, ServiceKey, Table};
-use crate::model::{Netmask, Protocol, SchedFlags};
+use crate::model::{Netmask, Protocol, SchedFlags, Scheduler};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::fmt::Write;
@@ -243,15 +243,15 @@ pub fn sched_bits(f: &SchedFlags) -> u8 {
 }
 
 /// SchedFlags from IPVS bits, named for the scheduler.
-pub fn sched_flags_from_bits(sched: &str, b: u8) -> SchedFlags {
+pub fn sched_flags_from_bits(sched: Scheduler, b: u8) -> SchedFlags {
     let mut f = SchedFlags::default();
     match sched {
-        "sh" => {
+        Scheduler::Sh => {
             f.sh_fallback = b & 1 != 0;
             f.sh_port = b & 2 != 0;
             f.flag3 = b & 4 != 0;
         }
-        "mh" => {
+        Scheduler::Mh => {
             f.mh_fallback = b & 1 != 0;
             f.mh_port = b & 2 != 0;
             f.flag3 = b & 4 != 0;
@@ -266,11 +266,11 @@ pub fn sched_flags_from_bits(sched: &str, b: u8) -> SchedFlags {
 }
 
 /// ipvsadm's `print_sched_flags`.
-pub fn sched_flags_text(sched: &str, f: &SchedFlags) -> String {
+pub fn sched_flags_text(sched: Scheduler, f: &SchedFlags) -> String {
     let b = sched_bits(f);
     let mut names: Vec<&str> = Vec::new();
     match sched {
-        "sh" => {
+        Scheduler::Sh => {
             if b & 1 != 0 {
                 names.push("sh-fallback");
             }
@@ -278,7 +278,7 @@ pub fn sched_flags_text(sched: &str, f: &SchedFlags) -> String {
                 names.push("sh-port");
             }
         }
-        "mh" => {
+        Scheduler::Mh => {
             if b & 1 != 0 {
                 names.push("mh-fallback");
             }
@@ -291,7 +291,7 @@ pub fn sched_flags_text(sched: &str, f: &SchedFlags) -> String {
     match sched {
         // ipvsadm prints nothing for flag-3 on sh/mh ("sh ()", "-b "),
         // which its own -R then rejects; name it so -S output restores.
-        "sh" | "mh" => {
+        Scheduler::Sh | Scheduler::Mh => {
             if b & 4 != 0 {
                 names.push("flag-3");
             }
@@ -418,7 +418,7 @@ fn service_line(s: &Service, stats: &Stats, o: &ListOptions, out: &mut String) {
     } else {
         let _ = write!(out, "{name} {}", s.scheduler);
         if sched_bits(&s.sched_flags) != 0 {
-            let _ = write!(out, " ({})", sched_flags_text(&s.scheduler, &s.sched_flags));
+            let _ = write!(out, " ({})", sched_flags_text(s.scheduler, &s.sched_flags));
         }
         if let Some(p) = &s.persistence {
             let _ = write!(out, " persistent {}", p.timeout);

@@ -3,7 +3,7 @@
 
 use super::list::{cmp_dests, cmp_services, ipvs_sort, sched_bits, sched_flags_text, ListOptions};
 use crate::ipvs::{addr_port, Dest, Fwd, Service, ServiceKey, Table};
-use crate::model::{Netmask, Persistence, Protocol, SchedFlags, SCHEDULERS};
+use crate::model::{Netmask, Persistence, Protocol, SchedFlags, Scheduler};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -637,14 +637,17 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
             if ops && !is_udp_or_fwmark {
                 return Err("One-Packet Scheduling is only for UDP virtual services".into());
             }
-            let scheduler = sched.unwrap_or_else(|| "wlc".into());
-            if !SCHEDULERS.contains(&scheduler.as_str())
-                || pe.as_deref().is_some_and(|p| p != "sip")
-            {
+            // Where the kernel would refuse the name, with ipvsadm's words.
+            let scheduler = match sched.as_deref() {
+                None => Some(Scheduler::Wlc),
+                Some(name) => name.parse::<Scheduler>().ok(),
+            };
+            let pe_known = matches!(pe.as_deref(), None | Some("sip"));
+            let Some(scheduler) = scheduler.filter(|_| pe_known) else {
                 return Err("Scheduler or persistence engine not found".into());
-            }
+            };
             let sched_flags = match &sched_flags_arg {
-                Some(a) => parse_sched_flags(&scheduler, a)?,
+                Some(a) => parse_sched_flags(scheduler, a)?,
                 None => SchedFlags::default(),
             };
             let v6 = key.is_v6();
@@ -720,10 +723,10 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
 }
 
 /// ipvsadm's `parse_sched_flags`.
-pub fn parse_sched_flags(sched: &str, arg: &str) -> Result<SchedFlags, String> {
+pub fn parse_sched_flags(sched: Scheduler, arg: &str) -> Result<SchedFlags, String> {
     let mut f = SchedFlags::default();
     for flag in arg.split(',').filter(|s| !s.is_empty()) {
-        let need = |s: &str| -> Result<(), String> {
+        let need = |s: Scheduler| -> Result<(), String> {
             if sched != s {
                 Err(format!("incompatible scheduler flag `{flag}'"))
             } else {
@@ -735,19 +738,19 @@ pub fn parse_sched_flags(sched: &str, arg: &str) -> Result<SchedFlags, String> {
             "flag-2" => f.flag2 = true,
             "flag-3" => f.flag3 = true,
             "sh-fallback" => {
-                need("sh")?;
+                need(Scheduler::Sh)?;
                 f.sh_fallback = true
             }
             "sh-port" => {
-                need("sh")?;
+                need(Scheduler::Sh)?;
                 f.sh_port = true
             }
             "mh-fallback" => {
-                need("mh")?;
+                need(Scheduler::Mh)?;
                 f.mh_fallback = true
             }
             "mh-port" => {
-                need("mh")?;
+                need(Scheduler::Mh)?;
                 f.mh_port = true
             }
             _ => return Err(format!("invalid scheduler flag `{flag}'")),
@@ -911,11 +914,7 @@ pub fn format_rules(t: &Table, nosort: bool) -> String {
             out.push_str(" -o");
         }
         if sched_bits(&s.sched_flags) != 0 {
-            let _ = write!(
-                out,
-                " -b {}",
-                sched_flags_text(&s.scheduler, &s.sched_flags)
-            );
+            let _ = write!(out, " -b {}", sched_flags_text(s.scheduler, &s.sched_flags));
         }
         out.push('\n');
         if !nosort {
