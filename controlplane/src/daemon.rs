@@ -69,7 +69,7 @@ pub struct Daemon {
     /// Addresses the vrrp_instances carry, and whether we hold them.
     pub vrrp_vips: std::collections::BTreeMap<Ipv4Addr, bool>,
     /// The VRRP instances' states, kept by the VRRP driver.
-    pub vrrp_status: Arc<Mutex<Vec<crate::vrrp_driver::InstanceStatus>>>,
+    pub vrrp_status: Arc<Mutex<Vec<crate::vrrp::driver::InstanceStatus>>>,
     /// Hands a reloaded configuration to the running VRRP driver.
     pub vrrp_reload: Option<tokio::sync::mpsc::UnboundedSender<Config>>,
     /// The kernel's network as the southbound last announced it.
@@ -247,7 +247,7 @@ impl Daemon {
         if self.vrrp_reload.is_some() {
             if let Some(net) = &self.net_view {
                 let ns = net.borrow().clone();
-                crate::vrrp_driver::check(&new_cfg, self, &ns).map_err(|e| {
+                crate::vrrp::driver::check(&new_cfg, self, &ns).map_err(|e| {
                     format!("reload rejected: {e}; keeping the running configuration")
                 })?;
             }
@@ -744,7 +744,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     state.replace_table(health_manager.table());
     // Addresses of vrrp_instances start released: an instance takes them
     // when it becomes MASTER.
-    let vrrp_vips: Vec<(Ipv4Addr, bool)> = crate::vrrp_driver::vrrp_vips(&cfg)
+    let vrrp_vips: Vec<(Ipv4Addr, bool)> = crate::vrrp::driver::vrrp_vips(&cfg)
         .into_iter()
         .map(|a| (a, false))
         .collect();
@@ -837,7 +837,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         if !vrrp_cfg.vrrp_instances.is_empty() {
             if vrrp_interfaces_ready(&daemon, &vrrp_cfg) {
                 let h =
-                    crate::vrrp_driver::start(&vrrp_cfg, daemon.clone(), southbound.subscribe())?;
+                    crate::vrrp::driver::start(&vrrp_cfg, daemon.clone(), southbound.subscribe())?;
                 if let Ok(mut d) = daemon.lock() {
                     d.vrrp_status = h.status;
                     d.vrrp_reload = Some(h.reload);
@@ -870,7 +870,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
                         if !vrrp_interfaces_ready(&daemon, &cfg) {
                             continue;
                         }
-                        match crate::vrrp_driver::start(&cfg, daemon.clone(), net.clone()) {
+                        match crate::vrrp::driver::start(&cfg, daemon.clone(), net.clone()) {
                             Ok(h) => {
                                 info!("VRRP starting: its interfaces have addresses");
                                 if let Ok(mut d) = daemon.lock() {
@@ -900,7 +900,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         if let Some(stop) = vrrp {
             let (done_tx, done_rx) = tokio::sync::oneshot::channel();
             if stop.send(done_tx).await.is_ok() {
-                let _ = tokio::time::timeout(crate::vrrp_driver::STOP_TIMEOUT, done_rx).await;
+                let _ = tokio::time::timeout(crate::vrrp::driver::STOP_TIMEOUT, done_rx).await;
             }
         }
         // omega: notify_down / quorum_down scripts, servers out.

@@ -15,5 +15,3 @@ pub mod port_device;
 pub mod rate;
 pub mod southbound;
 pub mod vrrp;
-pub mod vrrp_driver;
-pub mod vrrp_io;

@@ -1,6 +1,7 @@
 //! VRRP (RFC 3768 v2, RFC 5798 v3 over IPv4) as keepalived 2.2 runs it.
 //!
-//! Everything here is sans-IO except the script and notify runners:
+//! Everything here is sans-IO except the script and notify runners and the
+//! I/O glue (`driver`, `io`):
 //!
 //! - [`packet`]: the advertisement codec and keepalived's receive checks;
 //! - [`config`]: a `vrrp_instance` of the configuration translated into
@@ -10,7 +11,10 @@
 //! - [`sync_group`]: a `vrrp_sync_group` driving its member instances;
 //! - [`script`]: `vrrp_script` tracking (rise/fall state, weights) and its
 //!   tokio runner;
-//! - [`notify`]: notify_master/backup/fault/stop and `notify` scripts.
+//! - [`notify`]: notify_master/backup/fault/stop and `notify` scripts;
+//! - [`driver`]: runs the configuration's instances on one task: sockets,
+//!   clock, VIPs into the dataplane, reload reconciliation;
+//! - [`io`]: the raw VRRP sockets.
 //!
 //! The caller (the I/O glue) owns the sockets and the clock: it feeds
 //! [`instance::Event`]s with `Instant::now()`, carries out the returned
@@ -18,7 +22,9 @@
 //! once `now >= next_deadline()`.
 
 pub mod config;
+pub mod driver;
 pub mod instance;
+pub mod io;
 pub mod notify;
 pub mod packet;
 pub mod script;

@@ -8,13 +8,13 @@
 use crate::daemon::Daemon;
 use crate::southbound::NetState;
 use crate::vrrp::instance::{same_settings, vip_changes};
+use crate::vrrp::io::{Received, VrrpSocket};
 use crate::vrrp::notify::{Notifier, NotifyKind};
 use crate::vrrp::script::{self, ScriptChange, ScriptTracker};
 use crate::vrrp::{
     Action, Advert, AdvertTarget, Event, Instance, InstanceConfig, RxInfo, State, SyncAction,
     SyncGroup, TrackKind, TrackStatus,
 };
-use crate::vrrp_io::{Received, VrrpSocket};
 use ferrovs_config::Config;
 use ferrovs_dataplane::wire::arp;
 use ferrovs_dataplane::worker::Request;
