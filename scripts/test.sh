@@ -55,9 +55,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "== cargo build --release (binaries for the end-to-end tests)"
 cargo build --release -q -p ferrovs-controlplane --features dpdk
+# the flood generator of tests/e2e_flood.sh
+cargo build --release -q -p ferrovs-perf --bin ferrovs-pktgen
 total_pass=$cargo_pass
 total_fail=$cargo_fail
-for t in tests/lab_selftest.sh tests/e2e_appliance.sh tests/e2e_afpacket.sh tests/e2e_dpdk.sh tests/e2e_health.sh tests/e2e_ha.sh tests/e2e_ctl.sh vagrant/validate.sh; do
+for t in tests/lab_selftest.sh tests/e2e_appliance.sh tests/e2e_afpacket.sh tests/e2e_dpdk.sh tests/e2e_health.sh tests/e2e_ha.sh tests/e2e_ctl.sh tests/e2e_flood.sh vagrant/validate.sh; do
     echo "== $t"
     out=$(mktemp)
     case $t in
