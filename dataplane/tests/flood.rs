@@ -404,3 +404,51 @@ fn late_ack_revives_nat() {
 fn late_ack_revives_fullnat() {
     late_ack_revives(FwdMethod::FullNat);
 }
+
+/// Persistence through a flood: the evicted half-open connections release
+/// their templates, and a client's template (and server) outlives them.
+#[test]
+fn persistence_survives_a_flood() {
+    let mut svc = Svc::new(FwdMethod::Dr);
+    svc.weights = vec![1, 1, 1];
+    svc.persistence = Some(ferrovs_dataplane::service::Persistence {
+        timeout_s: 360,
+        netmask: std::net::Ipv4Addr::new(255, 255, 255, 255),
+    });
+    let mut lab = Lab::with(svc, 1, CAP, 1500);
+    let first = lab.send(0, 0, &client("S", b""), 1);
+    lab.send(0, 0, &client("A", b""), 1);
+    for k in 0..(CAP * 10) as u32 {
+        let (s, p) = spoofed(k);
+        lab.inject(0, 0, &syn_from(s, p));
+        if k % 16 == 15 {
+            lab.poll_all();
+            lab.take(0, 0);
+            lab.take(0, 1);
+        }
+    }
+    lab.poll_all();
+    lab.take(0, 1);
+    assert!(counter(&lab, |c| c.evicted_tcp_half_open.get()) >= (CAP * 9) as u64);
+    // New connections of the client go where its first one went.
+    for p in 0..5u16 {
+        let s = tcp(
+            CLIENT_MAC,
+            DIR0_MAC,
+            CLIENT,
+            41000 + p,
+            VIP,
+            80,
+            64,
+            "S",
+            b"",
+        );
+        let out = lab.send(0, 0, &s, 1);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0][0..6], first[0][0..6], "persistence kept");
+    }
+    // The servers' connection counts are the table's: every evicted
+    // connection was released.
+    let held: u32 = lab.dests.iter().map(|d| d.inactive() + d.active()).sum();
+    assert_eq!(held as usize, lab.workers[0].conns().len());
+}
