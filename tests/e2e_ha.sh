@@ -3,7 +3,7 @@
 # directors, and ferrovs with the real keepalived (Debian's, VRRP only) as
 # its peer, in both roles, VRRPv2 and v3, multicast and unicast, auth PASS.
 #
-#   tests/e2e_ha.sh [pair keepalived scripts reload lnc]     (default: all)
+#   tests/e2e_ha.sh [pair keepalived scripts reload lnc stall]     (default: all)
 #
 # Prints "N passed, M failed".
 set -uo pipefail
@@ -11,7 +11,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LAB=$ROOT/scripts/lab.sh
 FERROVS=${FERROVS:-$ROOT/target/release/ferrovs}
-PARTS=${*:-pair keepalived scripts reload lnc}
+PARTS=${*:-pair keepalived scripts reload lnc stall}
 RUN_ID=ha$$
 PASS=0
 FAIL=0
@@ -425,8 +425,66 @@ test_lnc() {
     lab_down
 }
 
+# stall_thread TID SECONDS: stops one thread (ptrace interrupt; the
+# process's other threads run on), then lets it go.
+stall_thread() {
+    python3 - "$1" "$2" <<'PY'
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+PTRACE_SEIZE, PTRACE_INTERRUPT, PTRACE_DETACH, WALL = 0x4206, 0x4207, 17, 0x40000000
+tid, secs = int(sys.argv[1]), float(sys.argv[2])
+if libc.ptrace(PTRACE_SEIZE, tid, None, None) != 0:
+    sys.exit("PTRACE_SEIZE: errno %d" % ctypes.get_errno())
+libc.ptrace(PTRACE_INTERRUPT, tid, None, None)
+os.waitpid(tid, WALL)
+time.sleep(secs)
+libc.ptrace(PTRACE_DETACH, tid, None, None)
+PY
+}
+worker_tid() { # PID NAME
+    local t
+    for t in /proc/"$1"/task/*; do
+        [ "$(cat "$t/comm" 2>/dev/null)" = "$2" ] && { basename "$t"; return 0; }
+    done
+    return 1
+}
+
+test_stall() {
+    echo "# a worker that stops polling: the director gives its VIPs up to keepalived"
+    lab_up st || return
+    local t tid
+    ferrovs_conf "$WORK/d1.conf" 1 150 2 mcast
+    keepalived_conf "$WORK/ka.conf" 100 2 mcast
+    : >"$WORK/ka.log"
+    start_keepalived "$WORK/ka.conf"
+    start_ferrovs 1 "$WORK/d1.conf"
+    if ! wait_for 10 d1 MASTER >/dev/null || ! wait_for 5 ka_state BACKUP >/dev/null; then
+        bad "stall: no MASTER/BACKUP pair to start from ($(d1)/$(ka_state))"
+        lab_down
+        return
+    fi
+    if ! tid=$(worker_tid "${PIDS[d1]}" ferrovs-w0); then
+        bad "stall: no ferrovs-w0 thread"
+        lab_down
+        return
+    fi
+    stall_thread "$tid" 6 &
+    local stall=$!
+    t=$(wait_for 5 ka_state MASTER) && ok "stall: keepalived takes over from a director whose worker stopped (${t}s)" ||
+        bad "stall: keepalived did not take over ($(d1)/$(ka_state))"
+    check "stall: the director is in FAULT" [ "$(d1)" = FAULT ]
+    check "stall: the stall is logged" grep -q "worker 0 has not polled" "$WORK/d1.log"
+    wait "$stall"
+    t=$(wait_for 10 d1 MASTER) && ok "stall: the worker polls again and the director preempts back (${t}s)" ||
+        bad "stall: the director did not come back ($(d1))"
+    check "stall: counted in the status" bash -c "[ \"\$(FERROVS_CTL=$WORK/d1.sock $FERROVS status | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"workers\"][\"stalls\"])')\" = 1 ]"
+    lab_down
+}
+
 for p in $PARTS; do
     case $p in
+        stall) test_stall ;;
         lnc) test_lnc ;;
         pair) test_pair ;;
         keepalived) test_keepalived ;;

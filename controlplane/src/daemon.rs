@@ -3,6 +3,7 @@
 //! (SIGHUP) and a clean stop (SIGTERM) from a small tokio runtime.
 
 use crate::ctl::{self, CtlRequest, CtlResponse};
+use crate::heartbeat::{Heartbeats, StallDetector};
 use crate::ipvs_state::{v4_key, IpvsState, Net};
 use crate::port_device::{KernelDevice, PortDevice};
 use crate::southbound::{NetState, Southbound};
@@ -72,6 +73,12 @@ pub struct Daemon {
     pub vrrp_status: Arc<Mutex<Vec<crate::vrrp::driver::InstanceStatus>>>,
     /// Hands a reloaded configuration to the running VRRP driver.
     pub vrrp_reload: Option<tokio::sync::mpsc::UnboundedSender<Config>>,
+    /// Tells the running VRRP driver about tracked objects (the workers).
+    pub vrrp_track: Option<crate::vrrp::driver::TrackSender>,
+    /// Whether every worker polls (see [`crate::heartbeat`]), and how many
+    /// times one stopped.
+    pub workers_running: bool,
+    pub worker_stalls: u64,
     /// The kernel's network as the southbound last announced it.
     pub net_view: Option<tokio::sync::watch::Receiver<Arc<NetState>>>,
     /// The running health checks (the real servers' checkers).
@@ -140,6 +147,9 @@ impl Daemon {
             vrrp_vips: Default::default(),
             vrrp_status: Default::default(),
             vrrp_reload: None,
+            vrrp_track: None,
+            workers_running: true,
+            worker_stalls: 0,
             net_view: None,
             health: None,
             on_publish: None,
@@ -436,6 +446,7 @@ impl Daemon {
             "vips_held": held,
             "health": health,
             "reloads": { "success": self.reloads_ok, "failure": self.reloads_failed },
+            "workers": { "running": self.workers_running, "stalls": self.worker_stalls },
         });
         let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
         s.push('\n');
@@ -604,10 +615,18 @@ const IDLE_SLEEP_MS: i32 = 1;
 /// at once and an idle director does not burn its cores; backends without
 /// pollable descriptors (DPDK) nap for 50 µs instead, as DPDK's power-aware
 /// l3fwd does.
-pub fn worker_loop<P: Port>(mut w: Worker<P>, epoch: Instant, stop: Arc<AtomicBool>) {
+pub fn worker_loop<P: Port>(
+    mut w: Worker<P>,
+    epoch: Instant,
+    stop: Arc<AtomicBool>,
+    heartbeats: Heartbeats,
+    index: usize,
+) {
     let mut idle = 0u32;
     while !stop.load(Ordering::Relaxed) {
-        let n = w.poll(worker_clock_ms(epoch));
+        let now = worker_clock_ms(epoch);
+        heartbeats.beat(index, now);
+        let n = w.poll(now);
         if n == 0 {
             idle = idle.saturating_add(1);
             if idle > IDLE_SPIN_POLLS {
@@ -755,6 +774,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     let shared = Shared::<P::Pkt>::new(snap);
 
     let epoch = Instant::now();
+    let heartbeats = Heartbeats::new(workers, worker_clock_ms(epoch));
     let stop = Arc::new(AtomicBool::new(false));
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut joins: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
@@ -780,7 +800,9 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
             worker.set_exception(k);
         }
         let stop = stop.clone();
-        let body: Box<dyn FnOnce() + Send> = Box::new(move || worker_loop(worker, epoch, stop));
+        let hb = heartbeats.clone();
+        let body: Box<dyn FnOnce() + Send> =
+            Box::new(move || worker_loop(worker, epoch, stop, hb, w));
         match &spawn {
             Some(spawn) => {
                 joins.push(spawn(w, body).map_err(|e| format!("starting worker {w}: {e}"))?)
@@ -823,6 +845,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     let daemon = Arc::new(Mutex::new(daemon));
     let http_addr = settings.http_listen;
     let result = rt.block_on(async {
+        tokio::spawn(watch_workers(daemon.clone(), heartbeats, epoch));
         let d = daemon.clone();
         tokio::spawn(async move {
             if let Err(e) = crate::http::serve(http_addr, d).await {
@@ -841,6 +864,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
                 if let Ok(mut d) = daemon.lock() {
                     d.vrrp_status = h.status;
                     d.vrrp_reload = Some(h.reload);
+                    d.vrrp_track = Some(h.track);
                 }
                 *vrrp.lock().map_err(|_| "lock poisoned")? = Some(h.stop);
             } else {
@@ -876,6 +900,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
                                 if let Ok(mut d) = daemon.lock() {
                                     d.vrrp_status = h.status;
                                     d.vrrp_reload = Some(h.reload);
+                                    d.vrrp_track = Some(h.track);
                                 }
                                 if let Ok(mut v) = vrrp.lock() {
                                     *v = Some(h.stop);
@@ -922,6 +947,44 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     drop(ctl_socket);
     info!("ferrovs stopped");
     result
+}
+
+/// Reads the workers' heartbeats four times a second: a worker that
+/// stopped polling is logged and counted, and VRRP gives the VIPs up until
+/// every worker runs again (the peer takes over).
+async fn watch_workers(daemon: Arc<Mutex<Daemon>>, heartbeats: Heartbeats, epoch: Instant) {
+    let mut detector = StallDetector::new(heartbeats.read().len());
+    let mut every = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        every.tick().await;
+        let changes = detector.check(&heartbeats.read(), worker_clock_ms(epoch));
+        if changes.is_empty() {
+            continue;
+        }
+        for c in &changes {
+            if c.stalled {
+                error!(
+                    "worker {} has not polled for {} ms: its flows are not forwarded; VRRP gives the VIPs up",
+                    c.worker, c.silent_ms
+                );
+            } else {
+                info!("worker {} polls again", c.worker);
+            }
+        }
+        let Ok(mut d) = daemon.lock() else { return };
+        d.worker_stalls = detector.stalls;
+        let running = detector.all_running();
+        if running != d.workers_running {
+            d.workers_running = running;
+            if let Some(tx) = &d.vrrp_track {
+                let _ = tx.send((
+                    crate::vrrp::TrackKind::Dataplane,
+                    crate::vrrp::driver::WORKERS_TRACK.to_string(),
+                    running,
+                ));
+            }
+        }
+    }
 }
 
 /// Whether every vrrp_instance's interface has an IPv4 address (VRRP

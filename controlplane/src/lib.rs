@@ -8,6 +8,7 @@ pub mod daemon;
 #[cfg(feature = "dpdk")]
 pub mod dpdk_ports;
 pub mod health;
+pub mod heartbeat;
 pub mod http;
 pub mod ipvs_state;
 pub mod metrics;

@@ -38,6 +38,10 @@ impl AdvertTarget {
 pub enum TrackKind {
     Interface,
     Script,
+    /// The dataplane's workers (every instance tracks them, unweighted: a
+    /// director whose workers stopped polling cannot forward, so it gives
+    /// the VIPs up).
+    Dataplane,
 }
 
 /// A tracked object's last known state. Scripts start in `Init` until

@@ -13,7 +13,7 @@ use crate::vrrp::notify::{Notifier, NotifyKind};
 use crate::vrrp::script::{self, ScriptChange, ScriptTracker};
 use crate::vrrp::{
     Action, Advert, AdvertTarget, Event, Instance, InstanceConfig, RxInfo, State, SyncAction,
-    SyncGroup, TrackKind, TrackStatus,
+    SyncGroup, TrackKind, TrackSpec, TrackStatus,
 };
 use ferrovs_config::Config;
 use ferrovs_dataplane::wire::arp;
@@ -233,7 +233,19 @@ fn prepare(
             .first()
             .map(|a| a.0)
             .ok_or_else(|| format!("{ifname} has no IPv4 address"))?;
-        let icfg = InstanceConfig::from_config(cfg, vi, ifip).map_err(|e| e.to_string())?;
+        let mut icfg = InstanceConfig::from_config(cfg, vi, ifip).map_err(|e| e.to_string())?;
+        // Every instance tracks the workers, unweighted.
+        icfg.tracks.push(TrackSpec {
+            kind: TrackKind::Dataplane,
+            name: WORKERS_TRACK.into(),
+            weight: 0,
+            reverse: false,
+            status: if daemon.workers_running {
+                TrackStatus::Up
+            } else {
+                TrackStatus::Down
+            },
+        });
         let ifindex = net
             .link_by_name(&ifname)
             .map(|l| l.index)
@@ -606,6 +618,7 @@ pub fn start(
     let (reload_tx, reload_rx) = mpsc::unbounded_channel();
     let (merged_tx, merged_rx) = mpsc::channel::<(usize, Received)>(1024);
     let (track_tx, track_rx) = mpsc::unbounded_channel::<(TrackKind, String, bool)>();
+    let track_tx_out = track_tx.clone();
     let mut driver = Driver {
         units: Vec::new(),
         ios: Vec::new(),
@@ -629,6 +642,7 @@ pub fn start(
         status,
         stop: stop_tx,
         reload: reload_tx,
+        track: track_tx_out,
     })
 }
 
@@ -638,7 +652,15 @@ pub struct Handles {
     pub stop: mpsc::Sender<StopRequest>,
     /// A new configuration, after the reload's first phase accepted it.
     pub reload: mpsc::UnboundedSender<Config>,
+    /// Tracked objects' changes from outside the driver (the workers).
+    pub track: TrackSender,
 }
+
+/// A tracked object's change: kind, name, up.
+pub type TrackSender = mpsc::UnboundedSender<(TrackKind, String, bool)>;
+
+/// The name of the workers' implicit track (see [`TrackKind::Dataplane`]).
+pub const WORKERS_TRACK: &str = "workers";
 
 /// Interface state as the kernel announces it over rtnetlink (the
 /// southbound), as keepalived follows it: every change is reported at once.

@@ -805,13 +805,18 @@ impl Instance {
         if t.weight == 0 {
             let failed = t.failed();
             if failed && !had_fault {
-                if let TrackKind::Interface = kind {
-                    info!(
+                match kind {
+                    TrackKind::Interface => info!(
                         "({}) Entering FAULT STATE (interface {name} down)",
                         self.cfg.name
-                    );
-                } else {
-                    info!("({}) Entering FAULT STATE (script {name})", self.cfg.name);
+                    ),
+                    TrackKind::Script => {
+                        info!("({}) Entering FAULT STATE (script {name})", self.cfg.name)
+                    }
+                    TrackKind::Dataplane => info!(
+                        "({}) Entering FAULT STATE (dataplane {name} stalled)",
+                        self.cfg.name
+                    ),
                 }
                 self.go_fault(now, out);
             } else if !failed
