@@ -1,5 +1,15 @@
 //! keepalived.conf statements → typed model, with keepalived 2.2's defaults
 //! and its inheritance rules (virtual_server → real_server → checker).
+//!
+//! Every block is read by a keyword table (`Keywords`): one line per
+//! keyword, saying how its statement is read into the block's state. One
+//! walker (`Conv::read`) goes through a block's statements with its table,
+//! so a keyword no table knows is reported the same way everywhere. The
+//! keywords several blocks share are tables of their own, read under a
+//! prefix: the timing keywords of virtual_server, real_server and the
+//! checkers (`TIMING`), the notify scripts of vrrp_sync_group and
+//! vrrp_instance (`NOTIFY`), and the GARP settings of global_defs
+//! (`vrrp_garp_*`) and vrrp_instance (`garp_*`) (`GARP`).
 
 use crate::ast::Node;
 use crate::diag::{Diagnostics, Location};
@@ -28,106 +38,129 @@ pub struct Locations {
     pub lvs_sync_daemon: Option<Location>,
 }
 
-const UNSUPPORTED_ROOT: &[&str] = &[
-    "static_ipaddress",
-    "static_routes",
-    "static_rules",
-    "track_group",
-    "garp_group",
-    "linkbeat_interfaces",
-    "vrrp_track_process",
-    "vrrp_track_file",
-    "track_file",
-    "bfd_instance",
-    "SSL",
-    "interface_up_down_delays",
-    "net_namespace",
-    "namespace_with_ipsets",
-    "instance",
-    "use_pid_dir",
-];
+/// How a block reads one keyword into its state `B`.
+enum Read<B: 'static> {
+    /// The statement sets part of the block.
+    With(fn(&mut Conv<'_>, &Node, &mut B)),
+    /// keepalived knows it; ferrovs accepts it, and warns that it has no effect.
+    NoEffect,
+    /// keepalived knows it; ferrovs does not implement it, warns and ignores it.
+    Unsupported,
+    /// Accepted without a word (keepalived's mail settings: ferrovs sends no mail).
+    Silent,
+    /// The keywords of another table of the same block, under this entry's
+    /// prefix (the keywords several checkers share).
+    Table(&'static Keywords<B>),
+    /// The [`TIMING`] keywords, under this entry's prefix.
+    Timing(fn(&mut B) -> &mut Timing),
+    /// The [`NOTIFY`] keywords, under this entry's prefix.
+    Notify(fn(&mut B) -> &mut Notify),
+    /// The [`GARP`] keywords, under this entry's prefix.
+    Garp(fn(&mut B) -> &mut GarpSettings),
+}
 
-/// vrrp_instance keywords keepalived knows that ferrovs does not implement.
-const UNSUPPORTED_INSTANCE: &[&str] = &[
-    "virtual_routes",
-    "virtual_rules",
-    "track_file",
-    "track_process",
-    "track_bfd",
-    "use_vmac_addr",
-    "use_ipvlan",
-    "vmac_garp_intvl",
-    "garp_extra_if",
-    "notify_deleted",
-    "notify_master_rx_lower_pri",
-    "mcast_dst_ip",
-    "track_src_ip",
-    "vrf",
-    "linkbeat_use_polling",
-    "unicast_fault_no_peer",
-    "old_unicast_checksum",
+/// A block's keyword table: the first entry that knows a keyword reads it.
+type Keywords<B> = [(&'static str, Read<B>)];
+
+use Read::{Garp, NoEffect, Silent, Table, Unsupported, With};
+
+/// The top level of a keepalived.conf.
+#[derive(Default)]
+struct Root {
+    cfg: Config,
+    locs: Locations,
+}
+
+const ROOT: &Keywords<Root> = &[
+    // Read before everything else: instances take their defaults from it.
+    ("global_defs", Silent),
+    ("ferrovs", With(|c, n, r| c.ferrovs(n, &mut r.cfg.ferrovs))),
+    (
+        "vrrp_script",
+        With(|c, n, r| {
+            if let Some(s) = c.vrrp_script(n) {
+                r.cfg.vrrp_scripts.push(s);
+                r.locs.vrrp_scripts.push(n.loc.clone());
+            }
+        }),
+    ),
+    (
+        "vrrp_sync_group",
+        With(|c, n, r| {
+            if let Some((g, members)) = c.sync_group(n) {
+                r.cfg.vrrp_sync_groups.push(g);
+                r.locs.sync_groups.push(n.loc.clone());
+                r.locs.sync_group_members.push(members);
+            }
+        }),
+    ),
+    (
+        "vrrp_instance",
+        With(|c, n, r| {
+            if let Some((i, vrid_loc, ts)) = c.vrrp_instance(n, &r.cfg.global) {
+                r.cfg.vrrp_instances.push(i);
+                r.locs.vrrp_instances.push(n.loc.clone());
+                r.locs.vrids.push(vrid_loc);
+                r.locs.track_scripts.push(ts);
+            }
+        }),
+    ),
+    (
+        "virtual_server_group",
+        With(|c, n, r| {
+            if let Some(g) = c.vs_group(n) {
+                r.cfg.virtual_server_groups.push(g);
+                r.locs.vs_groups.push(n.loc.clone());
+            }
+        }),
+    ),
+    (
+        "local_address_group",
+        With(|c, n, r| {
+            if let Some(g) = c.laddr_group(n) {
+                r.cfg.local_address_groups.push(g);
+                r.locs.laddr_groups.push(n.loc.clone());
+            }
+        }),
+    ),
+    (
+        "virtual_server",
+        With(|c, n, r| {
+            if let Some((vs, laddr_loc)) = c.virtual_server(n) {
+                r.cfg.virtual_servers.push(vs);
+                r.locs.virtual_servers.push(n.loc.clone());
+                r.locs.laddr_refs.push(laddr_loc);
+            }
+        }),
+    ),
+    ("static_ipaddress", Unsupported),
+    ("static_routes", Unsupported),
+    ("static_rules", Unsupported),
+    ("track_group", Unsupported),
+    ("garp_group", Unsupported),
+    ("linkbeat_interfaces", Unsupported),
+    ("vrrp_track_process", Unsupported),
+    ("vrrp_track_file", Unsupported),
+    ("track_file", Unsupported),
+    ("bfd_instance", Unsupported),
+    ("SSL", Unsupported),
+    ("interface_up_down_delays", Unsupported),
+    ("net_namespace", Unsupported),
+    ("namespace_with_ipsets", Unsupported),
+    ("instance", Unsupported),
+    ("use_pid_dir", Unsupported),
 ];
 
 /// Converts the statement tree into a [`Config`].
 pub fn convert(nodes: &[Node], d: &mut Diagnostics) -> (Config, Locations) {
-    let mut cfg = Config::default();
-    let mut locs = Locations::default();
+    let mut root = Root::default();
     let mut c = Conv { v: Vals { d } };
     // global_defs first: instances take their defaults from it wherever it is.
     for n in nodes.iter().filter(|n| n.key == "global_defs") {
-        c.global_defs(n, &mut cfg.global, &mut locs);
+        c.global_defs(n, &mut root);
     }
-    for n in nodes {
-        match n.key.as_str() {
-            "global_defs" => {}
-            "ferrovs" => c.ferrovs(n, &mut cfg.ferrovs),
-            "vrrp_script" => {
-                if let Some(s) = c.vrrp_script(n) {
-                    cfg.vrrp_scripts.push(s);
-                    locs.vrrp_scripts.push(n.loc.clone());
-                }
-            }
-            "vrrp_sync_group" => {
-                if let Some((g, members)) = c.sync_group(n) {
-                    cfg.vrrp_sync_groups.push(g);
-                    locs.sync_groups.push(n.loc.clone());
-                    locs.sync_group_members.push(members);
-                }
-            }
-            "vrrp_instance" => {
-                if let Some((i, vrid_loc, ts)) = c.vrrp_instance(n, &cfg.global) {
-                    cfg.vrrp_instances.push(i);
-                    locs.vrrp_instances.push(n.loc.clone());
-                    locs.vrids.push(vrid_loc);
-                    locs.track_scripts.push(ts);
-                }
-            }
-            "virtual_server_group" => {
-                if let Some(g) = c.vs_group(n) {
-                    cfg.virtual_server_groups.push(g);
-                    locs.vs_groups.push(n.loc.clone());
-                }
-            }
-            "local_address_group" => {
-                if let Some(g) = c.laddr_group(n) {
-                    cfg.local_address_groups.push(g);
-                    locs.laddr_groups.push(n.loc.clone());
-                }
-            }
-            "virtual_server" => {
-                if let Some((vs, laddr_loc)) = c.virtual_server(n) {
-                    cfg.virtual_servers.push(vs);
-                    locs.virtual_servers.push(n.loc.clone());
-                    locs.laddr_refs.push(laddr_loc);
-                }
-            }
-            k if UNSUPPORTED_ROOT.contains(&k) => c.v.d.warn(
-                &n.loc,
-                format!("'{k}' is not supported by ferrovs - ignoring"),
-            ),
-            k => c.unknown(n, k),
-        }
-    }
+    c.read(nodes, ROOT, &mut root);
+    let Root { mut cfg, locs } = root;
     group_zero_ports(&mut cfg, &locs, c.v.d);
     (cfg, locs)
 }
@@ -197,6 +230,108 @@ struct RawChecker {
     timing: Timing,
 }
 
+/// The timing keywords of virtual_server, real_server and the checkers.
+const TIMING: &Keywords<Timing> = &[
+    (
+        "connect_timeout",
+        With(|c, s, t| t.connect_timeout = c.v.one_duration(s).or(t.connect_timeout)),
+    ),
+    (
+        "delay_loop",
+        With(|c, s, t| {
+            if let Some(d) = c.v.one_duration(s) {
+                if d.is_zero() {
+                    c.d().error(loc_of(s, 0), "delay_loop: must be positive");
+                } else {
+                    t.delay_loop = Some(d);
+                }
+            }
+        }),
+    ),
+    (
+        "delay_before_retry",
+        With(|c, s, t| t.delay_before_retry = c.v.one_duration(s).or(t.delay_before_retry)),
+    ),
+    (
+        "warmup",
+        With(|c, s, t| t.warmup = c.v.one_duration(s).or(t.warmup)),
+    ),
+    ("retry", With(|c, s, t| c.retry(s, t))),
+    (
+        "nb_get_retry",
+        With(|c, s, t| {
+            c.d().warn(
+                &s.loc,
+                "nb_get_retry is deprecated - use retry (taken as retry)",
+            );
+            c.retry(s, t);
+        }),
+    ),
+    ("alpha", With(|c, s, t| t.alpha = Some(c.v.flag(s)))),
+];
+
+/// The notify scripts of vrrp_sync_group and vrrp_instance.
+const NOTIFY: &Keywords<Notify> = &[
+    ("notify_master", With(|c, s, n| c.notify(s, &mut n.master))),
+    ("notify_backup", With(|c, s, n| c.notify(s, &mut n.backup))),
+    ("notify_fault", With(|c, s, n| c.notify(s, &mut n.fault))),
+    ("notify_stop", With(|c, s, n| c.notify(s, &mut n.stop))),
+    ("notify", With(|c, s, n| c.notify(s, &mut n.any))),
+];
+
+/// The GARP settings, without their prefix: global_defs reads them as
+/// `vrrp_garp_master_delay` ..., vrrp_instance as `garp_master_delay` ....
+const GARP: &Keywords<GarpSettings> = &[
+    (
+        "master_delay",
+        With(|c, s, g| {
+            if let Some(v) = c.v.one_uint(s, 0, 255) {
+                g.master_delay = Duration::from_secs(v);
+            }
+        }),
+    ),
+    (
+        "master_repeat",
+        With(|c, s, g| {
+            if let Some(v) = c.v.one_uint(s, 1, 255) {
+                g.master_repeat = v as u32;
+            }
+        }),
+    ),
+    (
+        "master_refresh",
+        With(|c, s, g| {
+            if let Some(v) = c.v.one_uint(s, 0, u32::MAX as u64) {
+                g.master_refresh = Duration::from_secs(v);
+            }
+        }),
+    ),
+    (
+        "master_refresh_repeat",
+        With(|c, s, g| {
+            if let Some(v) = c.v.one_uint(s, 1, 255) {
+                g.master_refresh_repeat = v as u32;
+            }
+        }),
+    ),
+    (
+        "lower_prio_delay",
+        With(|c, s, g| {
+            if let Some(v) = c.v.one_uint(s, 0, 255) {
+                g.lower_prio_delay = Some(Duration::from_secs(v));
+            }
+        }),
+    ),
+    (
+        "lower_prio_repeat",
+        With(|c, s, g| {
+            if let Some(v) = c.v.one_uint(s, 0, 255) {
+                g.lower_prio_repeat = Some(v as u32);
+            }
+        }),
+    ),
+];
+
 impl Conv<'_> {
     fn d(&mut self) -> &mut Diagnostics {
         self.v.d
@@ -233,162 +368,272 @@ impl Conv<'_> {
 
     // ------------------------------------------------------------ global_defs
 
-    fn global_defs(&mut self, n: &Node, g: &mut GlobalDefs, locs: &mut Locations) {
-        for s in self.block(n) {
-            let k = s.key.as_str();
-            match k {
-                "router_id" | "lvs_id" => {
-                    if let Some(a) = self.v.one(s, "router id") {
-                        g.router_id = Some(a.text.clone());
-                    }
-                }
-                "notification_email" => {
-                    if let Some(b) = &s.block {
-                        for e in b {
-                            g.notification_email
-                                .extend(e.words().map(|(w, _)| w.to_string()));
-                        }
-                    } else {
-                        g.notification_email
-                            .extend(s.args.iter().map(|a| a.text.clone()));
-                    }
-                }
-                "notification_email_from" => {
-                    if let Some(a) = self.v.one(s, "address") {
-                        g.notification_email_from = Some(a.text.clone());
-                    }
-                }
-                "smtp_server" => {
-                    if let Some(a) = self.v.arg(s, 0, "server") {
-                        let host = a.text.clone();
-                        let port = match s.args.get(1) {
-                            Some(p) => self.v.port(p, k).unwrap_or(25),
-                            None => 25,
-                        };
-                        g.smtp_server = Some(SmtpServer { host, port });
-                    }
-                }
-                "smtp_connect_timeout" => {
-                    if let Some(v) = self.v.one_uint(s, 1, u32::MAX as u64) {
-                        g.smtp_connect_timeout = Duration::from_secs(v);
-                    }
-                }
-                "smtp_helo_name" | "smtp_alert" | "smtp_alert_vrrp" | "smtp_alert_checker" => {}
-                "vrrp_mcast_group4" => {
-                    if let Some(a) = self.v.one(s, "address") {
-                        if let Some(ip) = self.v.ipv4(a, k) {
-                            if !ip.is_multicast() {
-                                self.d()
-                                    .error(&a.loc, format!("{k}: {ip} is not a multicast address"));
-                            }
-                            g.vrrp_mcast_group4 = ip;
-                        }
-                    }
-                }
-                "vrrp_mcast_group6" => {
-                    if let Some(a) = self.v.one(s, "address") {
-                        if let Some(ip) = self.v.ip(a, k) {
-                            g.vrrp_mcast_group6 = ip;
-                        }
-                    }
-                }
-                "vrrp_version" => {
-                    if let Some(v) = self.v.one_uint(s, 2, 3) {
-                        g.vrrp_version = v as u8;
-                    }
-                }
-                "vrrp_garp_master_delay" => {
-                    if let Some(v) = self.v.one_uint(s, 0, 255) {
-                        g.vrrp_garp.master_delay = Duration::from_secs(v);
-                    }
-                }
-                "vrrp_garp_master_repeat" => {
-                    if let Some(v) = self.v.one_uint(s, 1, 255) {
-                        g.vrrp_garp.master_repeat = v as u32;
-                    }
-                }
-                "vrrp_garp_master_refresh" => {
-                    if let Some(v) = self.v.one_uint(s, 0, u32::MAX as u64) {
-                        g.vrrp_garp.master_refresh = Duration::from_secs(v);
-                    }
-                }
-                "vrrp_garp_master_refresh_repeat" => {
-                    if let Some(v) = self.v.one_uint(s, 1, 255) {
-                        g.vrrp_garp.master_refresh_repeat = v as u32;
-                    }
-                }
-                "vrrp_garp_lower_prio_delay" => {
-                    if let Some(v) = self.v.one_uint(s, 0, 255) {
-                        g.vrrp_garp.lower_prio_delay = Some(Duration::from_secs(v));
-                    }
-                }
-                "vrrp_garp_lower_prio_repeat" => {
-                    if let Some(v) = self.v.one_uint(s, 0, 255) {
-                        g.vrrp_garp.lower_prio_repeat = Some(v as u32);
-                    }
-                }
-                "vrrp_garp_interval" => {
-                    if let Some(v) = self.v.one_duration(s) {
-                        g.vrrp_garp_interval = v;
-                    }
-                }
-                "vrrp_gna_interval" => {
-                    if let Some(v) = self.v.one_duration(s) {
-                        g.vrrp_gna_interval = v;
-                    }
-                }
-                "vrrp_skip_check_adv_addr" => g.vrrp_skip_check_adv_addr = self.v.flag(s),
-                "vrrp_strict" => g.vrrp_strict = self.v.flag(s),
-                "script_user" => g.script_user = self.v.script_user(s),
-                "enable_script_security" => g.enable_script_security = self.v.flag(s),
-                "lvs_timeouts" => {
-                    let mut t = LvsTimeouts::default();
-                    let mut i = 0;
-                    while i < s.args.len() {
-                        let opt = &s.args[i];
-                        let Some(val) = s.args.get(i + 1) else {
-                            self.d().error(
-                                &opt.loc,
-                                format!("lvs_timeouts: missing value for '{}'", opt.text),
-                            );
-                            break;
-                        };
-                        let v = self.v.uint(val, "lvs_timeouts", 0, 86400 * 31).unwrap_or(0) as u32;
-                        match opt.text.as_str() {
-                            "tcp" => t.tcp = v,
-                            "tcpfin" => t.tcpfin = v,
-                            "udp" => t.udp = v,
-                            o => self.d().error(
-                                &opt.loc,
-                                format!("lvs_timeouts: unknown protocol '{o}' (tcp, tcpfin, udp)"),
-                            ),
-                        }
-                        i += 2;
-                    }
-                    g.lvs_timeouts = Some(t);
-                }
-                "lvs_flush" => g.lvs_flush = self.v.flag(s),
-                "lvs_flush_onstop" => g.lvs_flush_onstop = self.v.flag(s),
-                "lvs_sync_daemon" => {
-                    locs.lvs_sync_daemon = Some(s.loc.clone());
-                    g.lvs_sync_daemon = self.lvs_sync_daemon(s);
-                }
-                "vrrp_iptables"
-                | "vrrp_ipsets"
-                | "vrrp_check_unicast_src"
-                | "vrrp_priority"
-                | "checker_priority"
-                | "vrrp_no_swap"
-                | "checker_no_swap"
-                | "enable_traps"
-                | "max_auto_priority"
-                | "dynamic_interfaces"
-                | "no_email_faults"
-                | "vrrp_lower_prio_no_advert"
-                | "vrrp_higher_prio_send_advert" => self.no_effect(s),
-                _ => self.unknown(s, k),
+    /// Reads a block's statements with its keyword table; a keyword the
+    /// table does not know is warned about and ignored.
+    fn read<B>(&mut self, stmts: &[Node], table: &'static Keywords<B>, b: &mut B) {
+        for s in stmts {
+            if !self.read_kw(s, &s.key, table, b) {
+                self.unknown(s, &s.key);
             }
         }
+    }
+
+    /// Reads statement `s` if `table` knows `key` (its keyword, less the
+    /// prefixes of the tables it was looked up through); false if not.
+    fn read_kw<B>(&mut self, s: &Node, key: &str, table: &'static Keywords<B>, b: &mut B) -> bool {
+        for (name, read) in table {
+            let known = match read {
+                Table(t) => key
+                    .strip_prefix(name)
+                    .is_some_and(|k| self.read_kw(s, k, t, b)),
+                Read::Timing(part) => key
+                    .strip_prefix(name)
+                    .is_some_and(|k| self.read_kw(s, k, TIMING, part(b))),
+                Read::Notify(part) => key
+                    .strip_prefix(name)
+                    .is_some_and(|k| self.read_kw(s, k, NOTIFY, part(b))),
+                Garp(part) => key
+                    .strip_prefix(name)
+                    .is_some_and(|k| self.read_kw(s, k, GARP, part(b))),
+                _ if *name != key => false,
+                With(f) => {
+                    f(self, s, b);
+                    true
+                }
+                NoEffect => {
+                    self.no_effect(s);
+                    true
+                }
+                Unsupported => {
+                    self.d().warn(
+                        &s.loc,
+                        format!("'{}' is not supported by ferrovs - ignoring", s.key),
+                    );
+                    true
+                }
+                Silent => true,
+            };
+            if known {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn retry(&mut self, s: &Node, t: &mut Timing) {
+        if let Some(v) = self.v.one_uint(s, 0, u32::MAX as u64) {
+            t.retry = Some(v as u32);
+        }
+    }
+
+    fn notify(&mut self, s: &Node, slot: &mut Option<Script>) {
+        if slot.is_some() {
+            self.d().warn(
+                &s.loc,
+                format!("{} script already specified - ignoring", s.key),
+            );
+            return;
+        }
+        *slot = self.v.script(s, &s.args);
+    }
+}
+
+// ------------------------------------------------------------ global_defs
+
+/// global_defs as it is read.
+struct GlobalDraft {
+    g: GlobalDefs,
+    lvs_sync_daemon: Option<Location>,
+}
+
+const GLOBAL_DEFS: &Keywords<GlobalDraft> = &[
+    ("router_id", With(|c, s, b| c.router_id(s, b))),
+    ("lvs_id", With(|c, s, b| c.router_id(s, b))),
+    (
+        "notification_email",
+        With(|_, s, b| {
+            if let Some(block) = &s.block {
+                for e in block {
+                    b.g.notification_email
+                        .extend(e.words().map(|(w, _)| w.to_string()));
+                }
+            } else {
+                b.g.notification_email
+                    .extend(s.args.iter().map(|a| a.text.clone()));
+            }
+        }),
+    ),
+    (
+        "notification_email_from",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "address") {
+                b.g.notification_email_from = Some(a.text.clone());
+            }
+        }),
+    ),
+    (
+        "smtp_server",
+        With(|c, s, b| {
+            if let Some(a) = c.v.arg(s, 0, "server") {
+                let host = a.text.clone();
+                let port = match s.args.get(1) {
+                    Some(p) => c.v.port(p, &s.key).unwrap_or(25),
+                    None => 25,
+                };
+                b.g.smtp_server = Some(SmtpServer { host, port });
+            }
+        }),
+    ),
+    (
+        "smtp_connect_timeout",
+        With(|c, s, b| {
+            if let Some(v) = c.v.one_uint(s, 1, u32::MAX as u64) {
+                b.g.smtp_connect_timeout = Duration::from_secs(v);
+            }
+        }),
+    ),
+    ("smtp_helo_name", Silent),
+    ("smtp_alert", Silent),
+    ("smtp_alert_vrrp", Silent),
+    ("smtp_alert_checker", Silent),
+    (
+        "vrrp_mcast_group4",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "address") {
+                if let Some(ip) = c.v.ipv4(a, &s.key) {
+                    if !ip.is_multicast() {
+                        c.d().error(
+                            &a.loc,
+                            format!("{}: {ip} is not a multicast address", s.key),
+                        );
+                    }
+                    b.g.vrrp_mcast_group4 = ip;
+                }
+            }
+        }),
+    ),
+    (
+        "vrrp_mcast_group6",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "address") {
+                if let Some(ip) = c.v.ip(a, &s.key) {
+                    b.g.vrrp_mcast_group6 = ip;
+                }
+            }
+        }),
+    ),
+    (
+        "vrrp_version",
+        With(|c, s, b| {
+            if let Some(v) = c.v.one_uint(s, 2, 3) {
+                b.g.vrrp_version = v as u8;
+            }
+        }),
+    ),
+    ("vrrp_garp_", Garp(|b| &mut b.g.vrrp_garp)),
+    (
+        "vrrp_garp_interval",
+        With(|c, s, b| {
+            if let Some(v) = c.v.one_duration(s) {
+                b.g.vrrp_garp_interval = v;
+            }
+        }),
+    ),
+    (
+        "vrrp_gna_interval",
+        With(|c, s, b| {
+            if let Some(v) = c.v.one_duration(s) {
+                b.g.vrrp_gna_interval = v;
+            }
+        }),
+    ),
+    (
+        "vrrp_skip_check_adv_addr",
+        With(|c, s, b| b.g.vrrp_skip_check_adv_addr = c.v.flag(s)),
+    ),
+    ("vrrp_strict", With(|c, s, b| b.g.vrrp_strict = c.v.flag(s))),
+    (
+        "script_user",
+        With(|c, s, b| b.g.script_user = c.v.script_user(s)),
+    ),
+    (
+        "enable_script_security",
+        With(|c, s, b| b.g.enable_script_security = c.v.flag(s)),
+    ),
+    (
+        "lvs_timeouts",
+        With(|c, s, b| b.g.lvs_timeouts = Some(c.lvs_timeouts(s))),
+    ),
+    ("lvs_flush", With(|c, s, b| b.g.lvs_flush = c.v.flag(s))),
+    (
+        "lvs_flush_onstop",
+        With(|c, s, b| b.g.lvs_flush_onstop = c.v.flag(s)),
+    ),
+    (
+        "lvs_sync_daemon",
+        With(|c, s, b| {
+            b.lvs_sync_daemon = Some(s.loc.clone());
+            b.g.lvs_sync_daemon = c.lvs_sync_daemon(s);
+        }),
+    ),
+    ("vrrp_iptables", NoEffect),
+    ("vrrp_ipsets", NoEffect),
+    ("vrrp_check_unicast_src", NoEffect),
+    ("vrrp_priority", NoEffect),
+    ("checker_priority", NoEffect),
+    ("vrrp_no_swap", NoEffect),
+    ("checker_no_swap", NoEffect),
+    ("enable_traps", NoEffect),
+    ("max_auto_priority", NoEffect),
+    ("dynamic_interfaces", NoEffect),
+    ("no_email_faults", NoEffect),
+    ("vrrp_lower_prio_no_advert", NoEffect),
+    ("vrrp_higher_prio_send_advert", NoEffect),
+];
+
+impl Conv<'_> {
+    fn global_defs(&mut self, n: &Node, r: &mut Root) {
+        let mut b = GlobalDraft {
+            g: std::mem::take(&mut r.cfg.global),
+            lvs_sync_daemon: r.locs.lvs_sync_daemon.take(),
+        };
+        let block = self.block(n);
+        self.read(block, GLOBAL_DEFS, &mut b);
+        r.cfg.global = b.g;
+        r.locs.lvs_sync_daemon = b.lvs_sync_daemon;
+    }
+
+    fn router_id(&mut self, s: &Node, b: &mut GlobalDraft) {
+        if let Some(a) = self.v.one(s, "router id") {
+            b.g.router_id = Some(a.text.clone());
+        }
+    }
+
+    fn lvs_timeouts(&mut self, s: &Node) -> LvsTimeouts {
+        let mut t = LvsTimeouts::default();
+        let mut i = 0;
+        while i < s.args.len() {
+            let opt = &s.args[i];
+            let Some(val) = s.args.get(i + 1) else {
+                self.d().error(
+                    &opt.loc,
+                    format!("lvs_timeouts: missing value for '{}'", opt.text),
+                );
+                break;
+            };
+            let v = self.v.uint(val, "lvs_timeouts", 0, 86400 * 31).unwrap_or(0) as u32;
+            match opt.text.as_str() {
+                "tcp" => t.tcp = v,
+                "tcpfin" => t.tcpfin = v,
+                "udp" => t.udp = v,
+                o => self.d().error(
+                    &opt.loc,
+                    format!("lvs_timeouts: unknown protocol '{o}' (tcp, tcpfin, udp)"),
+                ),
+            }
+            i += 2;
+        }
+        t
     }
 
     fn lvs_sync_daemon(&mut self, s: &Node) -> Option<LvsSyncDaemon> {
@@ -457,195 +702,297 @@ impl Conv<'_> {
     // ------------------------------------------------------------ ferrovs
 
     fn ferrovs(&mut self, n: &Node, f: &mut FerrovsSettings) {
-        for s in self.block(n) {
-            let k = s.key.as_str();
-            match k {
-                "backend" => {
-                    if let Some(a) = self.v.one(s, "backend") {
-                        match a.text.as_str() {
-                            "afxdp" => f.backend = Backend::Afxdp,
-                            "afpacket" => f.backend = Backend::Afpacket,
-                            "dpdk" => f.backend = Backend::Dpdk,
-                            o => self.d().error(
-                                &a.loc,
-                                format!("backend: unknown backend '{o}' (afxdp, afpacket or dpdk)"),
-                            ),
-                        }
-                    }
-                }
-                "workers" => {
-                    if let Some(v) = self.v.one_uint(s, 1, 1024) {
-                        f.workers = Some(v as u32);
-                    }
-                }
-                "interface" => {
-                    if s.args.is_empty() {
-                        self.d().error(&s.loc, "interface: missing interface name");
-                    }
-                    for a in &s.args {
-                        if !f.interfaces.contains(&a.text) {
-                            f.interfaces.push(a.text.clone());
-                        }
-                    }
-                }
-                "dpdk" => {
-                    for e in self.block(s) {
-                        match e.key.as_str() {
-                            "eal_args" => {
-                                for a in &e.args {
-                                    f.dpdk
-                                        .eal_args
-                                        .extend(a.text.split_whitespace().map(str::to_string));
-                                }
-                            }
-                            "port" => {
-                                if e.args.len() != 2 {
-                                    self.d().error(
-                                        &e.loc,
-                                        "port: expected an interface name and a DPDK device (port IFNAME DEVICE)",
-                                    );
-                                } else {
-                                    let ifname = e.args[0].text.clone();
-                                    f.dpdk.ports.retain(|(i, _)| *i != ifname);
-                                    f.dpdk.ports.push((ifname, e.args[1].text.clone()));
-                                }
-                            }
-                            "mbufs" => {
-                                if let Some(v) = self.v.one_uint(e, 0, 1 << 24) {
-                                    f.dpdk.mbufs = v as u32;
-                                }
-                            }
-                            "rx_desc" => {
-                                if let Some(v) = self.v.one_uint(e, 64, 32768) {
-                                    f.dpdk.rx_desc = v as u16;
-                                }
-                            }
-                            "tx_desc" => {
-                                if let Some(v) = self.v.one_uint(e, 64, 32768) {
-                                    f.dpdk.tx_desc = v as u16;
-                                }
-                            }
-                            "flow_steering" => {
-                                if let Some(a) = self.v.one(e, "flow_steering") {
-                                    match a.text.as_str() {
-                                        "auto" => f.dpdk.flow_steering = true,
-                                        "software" => f.dpdk.flow_steering = false,
-                                        o => self.d().error(
-                                            &a.loc,
-                                            format!("flow_steering: unknown value '{o}' (auto or software)"),
-                                        ),
-                                    }
-                                }
-                            }
-                            k2 => self.unknown(e, k2),
-                        }
-                    }
-                }
-                "http_listen" => {
-                    if let Some(a) = self.v.one(s, "address:port") {
-                        match a.text.parse() {
-                            Ok(sa) => f.http_listen = sa,
-                            Err(_) => self.d().error(
-                                &a.loc,
-                                format!("http_listen: invalid address:port '{}'", a.text),
-                            ),
-                        }
-                    }
-                }
-                "control_socket" => {
-                    if let Some(a) = self.v.one(s, "path") {
-                        f.control_socket = a.text.clone().into();
-                    }
-                }
-                "control_socket_group" => {
-                    if let Some(a) = self.v.one(s, "group name or gid") {
-                        if a.text.is_empty() || a.text.contains(['/', ':']) {
-                            self.d().error(
-                                &a.loc,
-                                format!("control_socket_group: invalid group '{}'", a.text),
-                            );
-                        } else {
-                            f.control_socket_group = Some(a.text.clone());
-                        }
-                    }
-                }
-                "conn_table_size" => {
-                    if let Some(v) = self.v.one_uint(s, 1, u32::MAX as u64) {
-                        f.conn_table_size = v as u32;
-                    }
-                }
-                _ => self.unknown(s, k),
-            }
-        }
+        let block = self.block(n);
+        self.read(block, FERROVS, f);
     }
+}
 
-    // ------------------------------------------------------------ VRRP
+const FERROVS: &Keywords<FerrovsSettings> = &[
+    (
+        "backend",
+        With(|c, s, f| {
+            if let Some(a) = c.v.one(s, "backend") {
+                match a.text.as_str() {
+                    "afxdp" => f.backend = Backend::Afxdp,
+                    "afpacket" => f.backend = Backend::Afpacket,
+                    "dpdk" => f.backend = Backend::Dpdk,
+                    o => c.d().error(
+                        &a.loc,
+                        format!("backend: unknown backend '{o}' (afxdp, afpacket or dpdk)"),
+                    ),
+                }
+            }
+        }),
+    ),
+    (
+        "workers",
+        With(|c, s, f| {
+            if let Some(v) = c.v.one_uint(s, 1, 1024) {
+                f.workers = Some(v as u32);
+            }
+        }),
+    ),
+    (
+        "interface",
+        With(|c, s, f| {
+            if s.args.is_empty() {
+                c.d().error(&s.loc, "interface: missing interface name");
+            }
+            for a in &s.args {
+                if !f.interfaces.contains(&a.text) {
+                    f.interfaces.push(a.text.clone());
+                }
+            }
+        }),
+    ),
+    (
+        "dpdk",
+        With(|c, s, f| {
+            let block = c.block(s);
+            c.read(block, DPDK, &mut f.dpdk)
+        }),
+    ),
+    (
+        "http_listen",
+        With(|c, s, f| {
+            if let Some(a) = c.v.one(s, "address:port") {
+                match a.text.parse() {
+                    Ok(sa) => f.http_listen = sa,
+                    Err(_) => c.d().error(
+                        &a.loc,
+                        format!("http_listen: invalid address:port '{}'", a.text),
+                    ),
+                }
+            }
+        }),
+    ),
+    (
+        "control_socket",
+        With(|c, s, f| {
+            if let Some(a) = c.v.one(s, "path") {
+                f.control_socket = a.text.clone().into();
+            }
+        }),
+    ),
+    (
+        "control_socket_group",
+        With(|c, s, f| {
+            if let Some(a) = c.v.one(s, "group name or gid") {
+                if a.text.is_empty() || a.text.contains(['/', ':']) {
+                    c.d().error(
+                        &a.loc,
+                        format!("control_socket_group: invalid group '{}'", a.text),
+                    );
+                } else {
+                    f.control_socket_group = Some(a.text.clone());
+                }
+            }
+        }),
+    ),
+    (
+        "conn_table_size",
+        With(|c, s, f| {
+            if let Some(v) = c.v.one_uint(s, 1, u32::MAX as u64) {
+                f.conn_table_size = v as u32;
+            }
+        }),
+    ),
+];
 
+const DPDK: &Keywords<DpdkSettings> = &[
+    (
+        "eal_args",
+        With(|_, e, d| {
+            for a in &e.args {
+                d.eal_args
+                    .extend(a.text.split_whitespace().map(str::to_string));
+            }
+        }),
+    ),
+    (
+        "port",
+        With(|c, e, d| {
+            if e.args.len() != 2 {
+                c.d().error(
+                    &e.loc,
+                    "port: expected an interface name and a DPDK device (port IFNAME DEVICE)",
+                );
+            } else {
+                let ifname = e.args[0].text.clone();
+                d.ports.retain(|(i, _)| *i != ifname);
+                d.ports.push((ifname, e.args[1].text.clone()));
+            }
+        }),
+    ),
+    (
+        "mbufs",
+        With(|c, e, d| {
+            if let Some(v) = c.v.one_uint(e, 0, 1 << 24) {
+                d.mbufs = v as u32;
+            }
+        }),
+    ),
+    (
+        "rx_desc",
+        With(|c, e, d| {
+            if let Some(v) = c.v.one_uint(e, 64, 32768) {
+                d.rx_desc = v as u16;
+            }
+        }),
+    ),
+    (
+        "tx_desc",
+        With(|c, e, d| {
+            if let Some(v) = c.v.one_uint(e, 64, 32768) {
+                d.tx_desc = v as u16;
+            }
+        }),
+    ),
+    (
+        "flow_steering",
+        With(|c, e, d| {
+            if let Some(a) = c.v.one(e, "flow_steering") {
+                match a.text.as_str() {
+                    "auto" => d.flow_steering = true,
+                    "software" => d.flow_steering = false,
+                    o => c.d().error(
+                        &a.loc,
+                        format!("flow_steering: unknown value '{o}' (auto or software)"),
+                    ),
+                }
+            }
+        }),
+    ),
+];
+
+// ------------------------------------------------------------ VRRP
+
+/// A vrrp_script as it is read.
+struct ScriptDraft {
+    out: VrrpScript,
+    script: Option<Script>,
+    timeout: Option<Duration>,
+    user: Option<ScriptUser>,
+}
+
+const VRRP_SCRIPT: &Keywords<ScriptDraft> = &[
+    ("script", With(|c, s, b| b.script = c.v.script(s, &s.args))),
+    (
+        "interval",
+        With(|c, s, b| {
+            if let Some(v) = c.v.one_duration(s) {
+                if v.is_zero() {
+                    c.d().error(loc_of(s, 0), "interval: must be positive");
+                } else {
+                    b.out.interval = v;
+                }
+            }
+        }),
+    ),
+    ("timeout", With(|c, s, b| b.timeout = c.v.one_duration(s))),
+    (
+        "weight",
+        With(|c, s, b| {
+            if let Some(a) = c.v.arg(s, 0, "weight") {
+                if let Some(w) = c.v.int(a, &s.key, -253, 253) {
+                    b.out.weight = w as i32;
+                }
+            }
+            if let Some(r) = s.args.get(1) {
+                if r.text == "reverse" {
+                    b.out.weight_reverse = true;
+                } else {
+                    c.d().warn(
+                        &r.loc,
+                        format!("weight: unknown option '{}' - ignoring", r.text),
+                    );
+                }
+            }
+        }),
+    ),
+    (
+        "fall",
+        With(|c, s, b| {
+            if let Some(v) = c.v.one_uint(s, 1, u32::MAX as u64) {
+                b.out.fall = v as u32;
+            }
+        }),
+    ),
+    (
+        "rise",
+        With(|c, s, b| {
+            if let Some(v) = c.v.one_uint(s, 1, u32::MAX as u64) {
+                b.out.rise = v as u32;
+            }
+        }),
+    ),
+    ("user", With(|c, s, b| b.user = c.v.script_user(s))),
+    ("init_fail", With(|c, s, b| b.out.init_fail = c.v.flag(s))),
+];
+
+/// A vrrp_sync_group as it is read.
+struct SyncGroupDraft {
+    g: SyncGroup,
+    members: Vec<Location>,
+}
+
+const SYNC_GROUP: &Keywords<SyncGroupDraft> = &[
+    ("", Read::Notify(|b| &mut b.g.notify)),
+    (
+        "group",
+        With(|c, s, b| {
+            for e in c.block(s) {
+                for (w, l) in e.words() {
+                    b.g.group.push(w.to_string());
+                    b.members.push(l.clone());
+                }
+            }
+        }),
+    ),
+    (
+        "track_interface",
+        With(|c, s, b| c.track_interfaces(s, &mut b.g.track_interface)),
+    ),
+    (
+        "track_script",
+        With(|c, s, b| c.track_scripts(s, &mut b.g.track_script, &mut Vec::new())),
+    ),
+    ("smtp_alert", With(|c, s, b| b.g.smtp_alert = c.v.flag(s))),
+    ("global_tracking", NoEffect),
+    ("sync_group_tracking_weight", NoEffect),
+    ("notify_priority_changes", NoEffect),
+];
+
+impl Conv<'_> {
     fn vrrp_script(&mut self, n: &Node) -> Option<VrrpScript> {
         let name = self.name(n)?;
-        let mut script: Option<Script> = None;
-        let mut out = VrrpScript {
-            name,
-            script: Script {
-                argv: Vec::new(),
-                user: None,
+        let mut b = ScriptDraft {
+            out: VrrpScript {
+                name,
+                script: Script {
+                    argv: Vec::new(),
+                    user: None,
+                },
+                interval: Duration::from_secs(1),
+                timeout: Duration::ZERO,
+                weight: 0,
+                weight_reverse: false,
+                fall: 1,
+                rise: 1,
+                init_fail: false,
             },
-            interval: Duration::from_secs(1),
-            timeout: Duration::ZERO,
-            weight: 0,
-            weight_reverse: false,
-            fall: 1,
-            rise: 1,
-            init_fail: false,
+            script: None,
+            timeout: None,
+            user: None,
         };
-        let mut timeout = None;
-        let mut user = None;
-        for s in self.block(n) {
-            let k = s.key.as_str();
-            match k {
-                "script" => script = self.v.script(s, &s.args),
-                "interval" => {
-                    if let Some(v) = self.v.one_duration(s) {
-                        if v.is_zero() {
-                            self.d().error(loc_of(s, 0), "interval: must be positive");
-                        } else {
-                            out.interval = v;
-                        }
-                    }
-                }
-                "timeout" => timeout = self.v.one_duration(s),
-                "weight" => {
-                    if let Some(a) = self.v.arg(s, 0, "weight") {
-                        if let Some(w) = self.v.int(a, k, -253, 253) {
-                            out.weight = w as i32;
-                        }
-                    }
-                    if let Some(r) = s.args.get(1) {
-                        if r.text == "reverse" {
-                            out.weight_reverse = true;
-                        } else {
-                            self.d().warn(
-                                &r.loc,
-                                format!("weight: unknown option '{}' - ignoring", r.text),
-                            );
-                        }
-                    }
-                }
-                "fall" => {
-                    if let Some(v) = self.v.one_uint(s, 1, u32::MAX as u64) {
-                        out.fall = v as u32;
-                    }
-                }
-                "rise" => {
-                    if let Some(v) = self.v.one_uint(s, 1, u32::MAX as u64) {
-                        out.rise = v as u32;
-                    }
-                }
-                "user" => user = self.v.script_user(s),
-                "init_fail" => out.init_fail = self.v.flag(s),
-                _ => self.unknown(s, k),
-            }
-        }
+        let block = self.block(n);
+        self.read(block, VRRP_SCRIPT, &mut b);
+        let ScriptDraft {
+            mut out,
+            script,
+            timeout,
+            user,
+        } = b;
         out.timeout = timeout.unwrap_or(out.interval);
         match script {
             Some(mut sc) => {
@@ -661,26 +1008,6 @@ impl Conv<'_> {
                 None
             }
         }
-    }
-
-    fn notify_kw(&mut self, s: &Node, notify: &mut Notify) -> bool {
-        let slot = match s.key.as_str() {
-            "notify_master" => &mut notify.master,
-            "notify_backup" => &mut notify.backup,
-            "notify_fault" => &mut notify.fault,
-            "notify_stop" => &mut notify.stop,
-            "notify" => &mut notify.any,
-            _ => return false,
-        };
-        if slot.is_some() {
-            self.v.d.warn(
-                &s.loc,
-                format!("{} script already specified - ignoring", s.key),
-            );
-            return true;
-        }
-        *slot = self.v.script(s, &s.args);
-        true
     }
 
     fn track_interfaces(&mut self, s: &Node, out: &mut Vec<TrackInterface>) {
@@ -754,36 +1081,16 @@ impl Conv<'_> {
 
     fn sync_group(&mut self, n: &Node) -> Option<(SyncGroup, Vec<Location>)> {
         let name = self.name(n)?;
-        let mut g = SyncGroup {
-            name,
-            ..SyncGroup::default()
+        let mut b = SyncGroupDraft {
+            g: SyncGroup {
+                name,
+                ..SyncGroup::default()
+            },
+            members: Vec::new(),
         };
-        let mut members = Vec::new();
-        let mut _ts = Vec::new();
-        for s in self.block(n) {
-            let k = s.key.as_str();
-            if self.notify_kw(s, &mut g.notify) {
-                continue;
-            }
-            match k {
-                "group" => {
-                    for e in self.block(s) {
-                        for (w, l) in e.words() {
-                            g.group.push(w.to_string());
-                            members.push(l.clone());
-                        }
-                    }
-                }
-                "track_interface" => self.track_interfaces(s, &mut g.track_interface),
-                "track_script" => self.track_scripts(s, &mut g.track_script, &mut _ts),
-                "smtp_alert" => g.smtp_alert = self.v.flag(s),
-                "global_tracking" | "sync_group_tracking_weight" | "notify_priority_changes" => {
-                    self.no_effect(s)
-                }
-                _ => self.unknown(s, k),
-            }
-        }
-        Some((g, members))
+        let block = self.block(n);
+        self.read(block, SYNC_GROUP, &mut b);
+        Some((b.g, b.members))
     }
 
     fn vip(&mut self, e: &Node) -> Option<VirtualIp> {
@@ -887,286 +1194,57 @@ impl Conv<'_> {
         g: &GlobalDefs,
     ) -> Option<(VrrpInstance, Location, Vec<Location>)> {
         let name = self.name(n)?;
-        let mut i = VrrpInstance {
-            name,
-            state: VrrpState::Backup,
-            interface: None,
-            virtual_router_id: 0,
-            priority: 100,
-            advert_int: Duration::from_secs(1),
-            version: g.vrrp_version,
-            nopreempt: false,
-            preempt_delay: Duration::ZERO,
-            authentication: None,
-            virtual_ipaddress: Vec::new(),
-            virtual_ipaddress_excluded: Vec::new(),
-            track_interface: Vec::new(),
-            track_script: Vec::new(),
-            unicast_src_ip: None,
-            unicast_peer: Vec::new(),
-            mcast_src_ip: None,
-            notify: Notify::default(),
-            smtp_alert: false,
-            garp: g.vrrp_garp,
-            lvs_sync_daemon_interface: None,
-            dont_track_primary: false,
-            accept: None,
-            use_vmac: None,
+        let mut b = InstanceDraft {
+            i: VrrpInstance {
+                name,
+                state: VrrpState::Backup,
+                interface: None,
+                virtual_router_id: 0,
+                priority: 100,
+                advert_int: Duration::from_secs(1),
+                version: g.vrrp_version,
+                nopreempt: false,
+                preempt_delay: Duration::ZERO,
+                authentication: None,
+                virtual_ipaddress: Vec::new(),
+                virtual_ipaddress_excluded: Vec::new(),
+                track_interface: Vec::new(),
+                track_script: Vec::new(),
+                unicast_src_ip: None,
+                unicast_peer: Vec::new(),
+                mcast_src_ip: None,
+                notify: Notify::default(),
+                smtp_alert: false,
+                garp: g.vrrp_garp,
+                lvs_sync_daemon_interface: None,
+                dont_track_primary: false,
+                accept: None,
+                use_vmac: None,
+            },
+            vrid_loc: None,
+            state: None,
+            priority: None,
+            strict: g.vrrp_strict,
+            ts_locs: Vec::new(),
+            state_loc: None,
+            nopreempt_loc: None,
+            auth_type: None,
+            auth_pass: None,
         };
-        let mut vrid_loc = None;
-        let mut state: Option<VrrpState> = None;
-        let mut priority: Option<u8> = None;
-        let mut strict = g.vrrp_strict;
-        let mut ts_locs = Vec::new();
-        let mut state_loc = None;
-        let mut nopreempt_loc = None;
-        let mut auth_type = None;
-        let mut auth_pass = None;
-        for s in self.block(n) {
-            if self.notify_kw(s, &mut i.notify) {
-                continue;
-            }
-            let k = s.key.as_str();
-            match k {
-                "state" => {
-                    if let Some(a) = self.v.one(s, "state") {
-                        state_loc = Some(a.loc.clone());
-                        match a.text.as_str() {
-                            "MASTER" => state = Some(VrrpState::Master),
-                            "BACKUP" => state = Some(VrrpState::Backup),
-                            o => self.d().error(
-                                &a.loc,
-                                format!("state: unknown state '{o}' (MASTER or BACKUP)"),
-                            ),
-                        }
-                    }
-                }
-                "interface" => {
-                    if let Some(a) = self.v.one(s, "interface name") {
-                        if a.text.len() >= 16 {
-                            self.d()
-                                .error(&a.loc, format!("interface: name '{}' is too long", a.text));
-                        }
-                        i.interface = Some(a.text.clone());
-                    }
-                }
-                "virtual_router_id" => {
-                    if let Some(a) = self.v.one(s, "VRID") {
-                        vrid_loc = Some(a.loc.clone());
-                        match a.text.parse::<u32>() {
-                            Ok(v) if (1..=255).contains(&v) => i.virtual_router_id = v as u8,
-                            _ => self.d().error(
-                                &a.loc,
-                                format!(
-                                    "virtual_router_id: VRID '{}' not valid - must be between 1 & 255",
-                                    a.text
-                                ),
-                            ),
-                        }
-                    }
-                }
-                "priority" => {
-                    if let Some(a) = self.v.one(s, "priority") {
-                        match a.text.parse::<u32>() {
-                            Ok(v) if (1..=255).contains(&v) => priority = Some(v as u8),
-                            _ => self.d().error(
-                                &a.loc,
-                                format!(
-                                    "priority: '{}' not valid - must be between 1 & 255",
-                                    a.text
-                                ),
-                            ),
-                        }
-                    }
-                }
-                "advert_int" => {
-                    if let Some(a) = self.v.one(s, "interval") {
-                        match parse_duration(&a.text) {
-                            Some(d)
-                                if d >= Duration::from_millis(10)
-                                    && d <= Duration::from_secs(255) =>
-                            {
-                                i.advert_int = d
-                            }
-                            _ => self.d().error(
-                                &a.loc,
-                                format!(
-                                    "advert_int: '{}' not valid - must be 0.01 to 255 seconds",
-                                    a.text
-                                ),
-                            ),
-                        }
-                    }
-                }
-                "version" => {
-                    if let Some(v) = self.v.one_uint(s, 2, 3) {
-                        i.version = v as u8;
-                    }
-                }
-                "nopreempt" => {
-                    i.nopreempt = true;
-                    nopreempt_loc = Some(s.loc.clone());
-                }
-                "preempt" => i.nopreempt = false,
-                "preempt_delay" => {
-                    if let Some(a) = self.v.one(s, "delay") {
-                        match parse_duration(&a.text) {
-                            Some(d) if d <= Duration::from_secs(1000) => i.preempt_delay = d,
-                            _ => self.d().error(
-                                &a.loc,
-                                format!(
-                                    "preempt_delay: '{}' not valid - must be 0-1000 seconds",
-                                    a.text
-                                ),
-                            ),
-                        }
-                    }
-                }
-                "authentication" => {
-                    for e in self.block(s) {
-                        match e.key.as_str() {
-                            "auth_type" => {
-                                if let Some(a) = self.v.one(e, "auth type") {
-                                    match a.text.as_str() {
-                                        "PASS" => auth_type = Some(AuthType::Pass),
-                                        "AH" => auth_type = Some(AuthType::Ah),
-                                        o => self.d().error(
-                                            &a.loc,
-                                            format!("auth_type: unknown type '{o}' (PASS or AH)"),
-                                        ),
-                                    }
-                                }
-                            }
-                            "auth_pass" => {
-                                if let Some(a) = self.v.one(e, "password") {
-                                    let mut p = a.text.clone();
-                                    if p.len() > 8 {
-                                        self.d()
-                                            .warn(&a.loc, "Truncating auth_pass to 8 characters");
-                                        let mut cut = 8;
-                                        while !p.is_char_boundary(cut) {
-                                            cut -= 1;
-                                        }
-                                        p.truncate(cut);
-                                    }
-                                    auth_pass = Some(p);
-                                }
-                            }
-                            k2 => self.unknown(e, k2),
-                        }
-                    }
-                }
-                "virtual_ipaddress" => {
-                    let v = self.vips(s);
-                    i.virtual_ipaddress.extend(v);
-                }
-                "virtual_ipaddress_excluded" => {
-                    let v = self.vips(s);
-                    i.virtual_ipaddress_excluded.extend(v);
-                }
-                "track_interface" => self.track_interfaces(s, &mut i.track_interface),
-                "track_script" => self.track_scripts(s, &mut i.track_script, &mut ts_locs),
-                "unicast_src_ip" => {
-                    if let Some(a) = self.v.one(s, "address") {
-                        i.unicast_src_ip = self.v.ip(a, k);
-                    }
-                }
-                "mcast_src_ip" => {
-                    if let Some(a) = self.v.one(s, "address") {
-                        i.mcast_src_ip = self.v.ip(a, k);
-                    }
-                }
-                "unicast_peer" => {
-                    for e in self.block(s) {
-                        match parse_ip(&e.key) {
-                            Some(ip) => i.unicast_peer.push(ip),
-                            None => self.d().error(
-                                &e.loc,
-                                format!("unicast_peer: invalid IP address '{}'", e.key),
-                            ),
-                        }
-                        if let Some(opt) = e.args.first() {
-                            self.d().warn(
-                                &opt.loc,
-                                format!(
-                                    "unicast_peer: option '{}' is not supported - ignoring",
-                                    opt.text
-                                ),
-                            );
-                        }
-                    }
-                }
-                "smtp_alert" => i.smtp_alert = self.v.flag(s),
-                "garp_master_delay" => {
-                    if let Some(v) = self.v.one_uint(s, 0, 255) {
-                        i.garp.master_delay = Duration::from_secs(v);
-                    }
-                }
-                "garp_master_repeat" => {
-                    if let Some(v) = self.v.one_uint(s, 1, 255) {
-                        i.garp.master_repeat = v as u32;
-                    }
-                }
-                "garp_master_refresh" => {
-                    if let Some(v) = self.v.one_uint(s, 0, u32::MAX as u64) {
-                        i.garp.master_refresh = Duration::from_secs(v);
-                    }
-                }
-                "garp_master_refresh_repeat" => {
-                    if let Some(v) = self.v.one_uint(s, 1, 255) {
-                        i.garp.master_refresh_repeat = v as u32;
-                    }
-                }
-                "garp_lower_prio_delay" => {
-                    if let Some(v) = self.v.one_uint(s, 0, 255) {
-                        i.garp.lower_prio_delay = Some(Duration::from_secs(v));
-                    }
-                }
-                "garp_lower_prio_repeat" => {
-                    if let Some(v) = self.v.one_uint(s, 0, 255) {
-                        i.garp.lower_prio_repeat = Some(v as u32);
-                    }
-                }
-                "lvs_sync_daemon_interface" => {
-                    self.d().warn(
-                        &s.loc,
-                        "lvs_sync_daemon_interface is deprecated - use global_defs lvs_sync_daemon",
-                    );
-                    if let Some(a) = self.v.one(s, "interface") {
-                        i.lvs_sync_daemon_interface = Some(a.text.clone());
-                    }
-                }
-                "dont_track_primary" => i.dont_track_primary = self.v.flag(s),
-                "strict_mode" => strict = self.v.flag(s),
-                "accept" => i.accept = Some(true),
-                "no_accept" => i.accept = Some(false),
-                "use_vmac" => {
-                    i.use_vmac = Some(
-                        s.args
-                            .first()
-                            .map(|a| a.text.clone())
-                            .unwrap_or_else(|| format!("vrrp.{}", i.virtual_router_id)),
-                    )
-                }
-                "debug"
-                | "skip_check_adv_addr"
-                | "promote_secondaries"
-                | "notify_priority_changes"
-                | "unicast_ttl"
-                | "check_unicast_src"
-                | "native_ipv6"
-                | "lower_prio_no_advert"
-                | "higher_prio_send_advert"
-                | "down_timer_adverts"
-                | "vmac_xmit_base"
-                | "kernel_rx_buf_size" => self.no_effect(s),
-                k if UNSUPPORTED_INSTANCE.contains(&k) => self.d().warn(
-                    &s.loc,
-                    format!("'{k}' is not supported by ferrovs - ignoring"),
-                ),
-                _ => self.unknown(s, k),
-            }
-        }
+        let block = self.block(n);
+        self.read(block, VRRP_INSTANCE, &mut b);
+        let InstanceDraft {
+            mut i,
+            vrid_loc,
+            state,
+            priority,
+            strict,
+            ts_locs,
+            state_loc,
+            nopreempt_loc,
+            auth_type,
+            auth_pass,
+        } = b;
         match (auth_type, auth_pass) {
             (Some(t), p) => {
                 i.authentication = Some(Authentication {
@@ -1262,7 +1340,304 @@ impl Conv<'_> {
         }
         Some((i, vrid_loc, ts_locs))
     }
+}
 
+/// A vrrp_instance as it is read: the instance, and what is settled once
+/// the whole block is read.
+struct InstanceDraft {
+    i: VrrpInstance,
+    vrid_loc: Option<Location>,
+    state: Option<VrrpState>,
+    priority: Option<u8>,
+    strict: bool,
+    ts_locs: Vec<Location>,
+    state_loc: Option<Location>,
+    nopreempt_loc: Option<Location>,
+    auth_type: Option<AuthType>,
+    auth_pass: Option<String>,
+}
+
+const VRRP_INSTANCE: &Keywords<InstanceDraft> = &[
+    ("", Read::Notify(|b| &mut b.i.notify)),
+    ("garp_", Garp(|b| &mut b.i.garp)),
+    (
+        "state",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "state") {
+                b.state_loc = Some(a.loc.clone());
+                match a.text.as_str() {
+                    "MASTER" => b.state = Some(VrrpState::Master),
+                    "BACKUP" => b.state = Some(VrrpState::Backup),
+                    o => c.d().error(
+                        &a.loc,
+                        format!("state: unknown state '{o}' (MASTER or BACKUP)"),
+                    ),
+                }
+            }
+        }),
+    ),
+    (
+        "interface",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "interface name") {
+                if a.text.len() >= 16 {
+                    c.d()
+                        .error(&a.loc, format!("interface: name '{}' is too long", a.text));
+                }
+                b.i.interface = Some(a.text.clone());
+            }
+        }),
+    ),
+    (
+        "virtual_router_id",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "VRID") {
+                b.vrid_loc = Some(a.loc.clone());
+                match a.text.parse::<u32>() {
+                    Ok(v) if (1..=255).contains(&v) => b.i.virtual_router_id = v as u8,
+                    _ => c.d().error(
+                        &a.loc,
+                        format!(
+                            "virtual_router_id: VRID '{}' not valid - must be between 1 & 255",
+                            a.text
+                        ),
+                    ),
+                }
+            }
+        }),
+    ),
+    (
+        "priority",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "priority") {
+                match a.text.parse::<u32>() {
+                    Ok(v) if (1..=255).contains(&v) => b.priority = Some(v as u8),
+                    _ => c.d().error(
+                        &a.loc,
+                        format!("priority: '{}' not valid - must be between 1 & 255", a.text),
+                    ),
+                }
+            }
+        }),
+    ),
+    (
+        "advert_int",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "interval") {
+                match parse_duration(&a.text) {
+                    Some(d) if d >= Duration::from_millis(10) && d <= Duration::from_secs(255) => {
+                        b.i.advert_int = d
+                    }
+                    _ => c.d().error(
+                        &a.loc,
+                        format!(
+                            "advert_int: '{}' not valid - must be 0.01 to 255 seconds",
+                            a.text
+                        ),
+                    ),
+                }
+            }
+        }),
+    ),
+    (
+        "version",
+        With(|c, s, b| {
+            if let Some(v) = c.v.one_uint(s, 2, 3) {
+                b.i.version = v as u8;
+            }
+        }),
+    ),
+    (
+        "nopreempt",
+        With(|_, s, b| {
+            b.i.nopreempt = true;
+            b.nopreempt_loc = Some(s.loc.clone());
+        }),
+    ),
+    ("preempt", With(|_, _, b| b.i.nopreempt = false)),
+    (
+        "preempt_delay",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "delay") {
+                match parse_duration(&a.text) {
+                    Some(d) if d <= Duration::from_secs(1000) => b.i.preempt_delay = d,
+                    _ => c.d().error(
+                        &a.loc,
+                        format!(
+                            "preempt_delay: '{}' not valid - must be 0-1000 seconds",
+                            a.text
+                        ),
+                    ),
+                }
+            }
+        }),
+    ),
+    (
+        "authentication",
+        With(|c, s, b| {
+            let block = c.block(s);
+            c.read(block, AUTHENTICATION, b)
+        }),
+    ),
+    (
+        "virtual_ipaddress",
+        With(|c, s, b| {
+            let v = c.vips(s);
+            b.i.virtual_ipaddress.extend(v);
+        }),
+    ),
+    (
+        "virtual_ipaddress_excluded",
+        With(|c, s, b| {
+            let v = c.vips(s);
+            b.i.virtual_ipaddress_excluded.extend(v);
+        }),
+    ),
+    (
+        "track_interface",
+        With(|c, s, b| c.track_interfaces(s, &mut b.i.track_interface)),
+    ),
+    (
+        "track_script",
+        With(|c, s, b| c.track_scripts(s, &mut b.i.track_script, &mut b.ts_locs)),
+    ),
+    (
+        "unicast_src_ip",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "address") {
+                b.i.unicast_src_ip = c.v.ip(a, &s.key);
+            }
+        }),
+    ),
+    (
+        "mcast_src_ip",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "address") {
+                b.i.mcast_src_ip = c.v.ip(a, &s.key);
+            }
+        }),
+    ),
+    (
+        "unicast_peer",
+        With(|c, s, b| {
+            for e in c.block(s) {
+                match parse_ip(&e.key) {
+                    Some(ip) => b.i.unicast_peer.push(ip),
+                    None => c.d().error(
+                        &e.loc,
+                        format!("unicast_peer: invalid IP address '{}'", e.key),
+                    ),
+                }
+                if let Some(opt) = e.args.first() {
+                    c.d().warn(
+                        &opt.loc,
+                        format!(
+                            "unicast_peer: option '{}' is not supported - ignoring",
+                            opt.text
+                        ),
+                    );
+                }
+            }
+        }),
+    ),
+    ("smtp_alert", With(|c, s, b| b.i.smtp_alert = c.v.flag(s))),
+    (
+        "lvs_sync_daemon_interface",
+        With(|c, s, b| {
+            c.d().warn(
+                &s.loc,
+                "lvs_sync_daemon_interface is deprecated - use global_defs lvs_sync_daemon",
+            );
+            if let Some(a) = c.v.one(s, "interface") {
+                b.i.lvs_sync_daemon_interface = Some(a.text.clone());
+            }
+        }),
+    ),
+    (
+        "dont_track_primary",
+        With(|c, s, b| b.i.dont_track_primary = c.v.flag(s)),
+    ),
+    ("strict_mode", With(|c, s, b| b.strict = c.v.flag(s))),
+    ("accept", With(|_, _, b| b.i.accept = Some(true))),
+    ("no_accept", With(|_, _, b| b.i.accept = Some(false))),
+    (
+        "use_vmac",
+        With(|_, s, b| {
+            b.i.use_vmac = Some(
+                s.args
+                    .first()
+                    .map(|a| a.text.clone())
+                    .unwrap_or_else(|| format!("vrrp.{}", b.i.virtual_router_id)),
+            )
+        }),
+    ),
+    ("debug", NoEffect),
+    ("skip_check_adv_addr", NoEffect),
+    ("promote_secondaries", NoEffect),
+    ("notify_priority_changes", NoEffect),
+    ("unicast_ttl", NoEffect),
+    ("check_unicast_src", NoEffect),
+    ("native_ipv6", NoEffect),
+    ("lower_prio_no_advert", NoEffect),
+    ("higher_prio_send_advert", NoEffect),
+    ("down_timer_adverts", NoEffect),
+    ("vmac_xmit_base", NoEffect),
+    ("kernel_rx_buf_size", NoEffect),
+    ("virtual_routes", Unsupported),
+    ("virtual_rules", Unsupported),
+    ("track_file", Unsupported),
+    ("track_process", Unsupported),
+    ("track_bfd", Unsupported),
+    ("use_vmac_addr", Unsupported),
+    ("use_ipvlan", Unsupported),
+    ("vmac_garp_intvl", Unsupported),
+    ("garp_extra_if", Unsupported),
+    ("notify_deleted", Unsupported),
+    ("notify_master_rx_lower_pri", Unsupported),
+    ("mcast_dst_ip", Unsupported),
+    ("track_src_ip", Unsupported),
+    ("vrf", Unsupported),
+    ("linkbeat_use_polling", Unsupported),
+    ("unicast_fault_no_peer", Unsupported),
+    ("old_unicast_checksum", Unsupported),
+];
+
+const AUTHENTICATION: &Keywords<InstanceDraft> = &[
+    (
+        "auth_type",
+        With(|c, e, b| {
+            if let Some(a) = c.v.one(e, "auth type") {
+                match a.text.as_str() {
+                    "PASS" => b.auth_type = Some(AuthType::Pass),
+                    "AH" => b.auth_type = Some(AuthType::Ah),
+                    o => c.d().error(
+                        &a.loc,
+                        format!("auth_type: unknown type '{o}' (PASS or AH)"),
+                    ),
+                }
+            }
+        }),
+    ),
+    (
+        "auth_pass",
+        With(|c, e, b| {
+            if let Some(a) = c.v.one(e, "password") {
+                let mut p = a.text.clone();
+                if p.len() > 8 {
+                    c.d().warn(&a.loc, "Truncating auth_pass to 8 characters");
+                    let mut cut = 8;
+                    while !p.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    p.truncate(cut);
+                }
+                b.auth_pass = Some(p);
+            }
+        }),
+    ),
+];
+
+impl Conv<'_> {
     // ------------------------------------------------------------ LVS
 
     fn addr_range(&mut self, s: &str, loc: &Location, what: &str) -> Option<(IpAddr, IpAddr)> {
@@ -1411,43 +1786,6 @@ impl Conv<'_> {
         Some(k)
     }
 
-    /// Timing keywords shared by virtual_server, real_server and checkers.
-    fn timing_kw(&mut self, s: &Node, t: &mut Timing) -> bool {
-        match s.key.as_str() {
-            "connect_timeout" => t.connect_timeout = self.v.one_duration(s).or(t.connect_timeout),
-            "delay_loop" => {
-                if let Some(d) = self.v.one_duration(s) {
-                    if d.is_zero() {
-                        self.d().error(loc_of(s, 0), "delay_loop: must be positive");
-                    } else {
-                        t.delay_loop = Some(d);
-                    }
-                }
-            }
-            "delay_before_retry" => {
-                t.delay_before_retry = self.v.one_duration(s).or(t.delay_before_retry)
-            }
-            "warmup" => t.warmup = self.v.one_duration(s).or(t.warmup),
-            "retry" => {
-                if let Some(v) = self.v.one_uint(s, 0, u32::MAX as u64) {
-                    t.retry = Some(v as u32);
-                }
-            }
-            "nb_get_retry" => {
-                self.v.d.warn(
-                    &s.loc,
-                    "nb_get_retry is deprecated - use retry (taken as retry)",
-                );
-                if let Some(v) = self.v.one_uint(s, 0, u32::MAX as u64) {
-                    t.retry = Some(v as u32);
-                }
-            }
-            "alpha" => t.alpha = Some(self.v.flag(s)),
-            _ => return false,
-        }
-        true
-    }
-
     fn virtual_server(&mut self, n: &Node) -> Option<(VirtualServer, Option<Location>)> {
         let first = self.v.arg(n, 0, "address")?;
         let address = match first.text.as_str() {
@@ -1479,168 +1817,62 @@ impl Conv<'_> {
             }
         };
         let is_fwmark_only = matches!(address, VsAddress::Fwmark(_));
-        let mut vs = VirtualServer {
-            address,
-            protocol: Protocol::Tcp,
-            delay_loop: Duration::from_secs(60),
-            scheduler: SchedulerSettings::default(),
-            ops: false,
-            lb_kind: LbKind::Nat,
-            persistence: None,
-            persistence_engine: None,
-            sorry_server: None,
-            inhibit_on_failure: false,
-            quorum: 1,
-            hysteresis: 0,
-            quorum_up: None,
-            quorum_down: None,
-            alpha: false,
-            omega: false,
-            ha_suspend: false,
-            virtualhost: None,
-            laddr_group_name: None,
-            real_servers: Vec::new(),
+        let mut b = VsDraft {
+            vs: VirtualServer {
+                address,
+                protocol: Protocol::Tcp,
+                delay_loop: Duration::from_secs(60),
+                scheduler: SchedulerSettings::default(),
+                ops: false,
+                lb_kind: LbKind::Nat,
+                persistence: None,
+                persistence_engine: None,
+                sorry_server: None,
+                inhibit_on_failure: false,
+                quorum: 1,
+                hysteresis: 0,
+                quorum_up: None,
+                quorum_down: None,
+                alpha: false,
+                omega: false,
+                ha_suspend: false,
+                virtualhost: None,
+                laddr_group_name: None,
+                real_servers: Vec::new(),
+            },
+            protocol: None,
+            lb_kind: None,
+            sched: None,
+            flag_nodes: Vec::new(),
+            timing: Timing::default(),
+            weight: 1,
+            p_timeout: None,
+            p_gran: None,
+            sorry: None,
+            sorry_inhibit: false,
+            sorry_fwd: None,
+            raw_rs: Vec::new(),
+            laddr_loc: None,
         };
-        let vs_name = vs_display(&vs.address);
-        let mut protocol: Option<Protocol> = None;
-        let mut lb_kind: Option<LbKind> = None;
-        let mut sched: Option<Scheduler> = None;
-        let mut flag_nodes: Vec<&Node> = Vec::new();
-        let mut timing = Timing::default();
-        let mut vs_weight: u32 = 1;
-        let mut p_timeout: Option<u32> = None;
-        let mut p_gran: Option<(Netmask, Location)> = None;
-        let mut sorry: Option<(IpAddr, Option<u16>, Location)> = None;
-        let mut sorry_inhibit = false;
-        let mut sorry_fwd: Option<LbKind> = None;
-        let mut raw_rs: Vec<(RawRs, &Node)> = Vec::new();
-        let mut laddr_loc = None;
-        for s in self.block(n) {
-            if self.timing_kw(s, &mut timing) {
-                continue;
-            }
-            let k = s.key.as_str();
-            match k {
-                "lb_algo" | "lvs_sched" => {
-                    if let Some(a) = self.v.one(s, "scheduler") {
-                        match a.text.parse::<Scheduler>() {
-                            Ok(v) => sched = Some(v),
-                            Err(e) => self.d().error(&a.loc, format!("{k}: {e}")),
-                        }
-                    }
-                }
-                "hashed" | "flag-1" | "flag-2" | "flag-3" | "sh-port" | "sh-fallback"
-                | "mh-port" | "mh-fallback" => flag_nodes.push(s),
-                "ops" => vs.ops = true,
-                "lb_kind" | "lvs_method" => lb_kind = self.lb_kind(s).or(lb_kind),
-                "persistence_timeout" => {
-                    p_timeout = match s.args.first() {
-                        None => Some(360),
-                        Some(a) => self.v.uint(a, k, 1, 86400 * 31).map(|v| v as u32),
-                    }
-                }
-                "persistence_granularity" => {
-                    if let Some(a) = self.v.one(s, "netmask") {
-                        if a.text.contains('.') {
-                            if let Some(m) = self.v.ipv4(a, k) {
-                                p_gran = Some((Netmask::V4(m), a.loc.clone()));
-                            }
-                        } else if let Some(l) = self.v.uint(a, k, 1, 128) {
-                            p_gran = Some((Netmask::V6(l as u8), a.loc.clone()));
-                        }
-                    }
-                }
-                "persistence_engine" => {
-                    if let Some(a) = self.v.one(s, "engine") {
-                        if a.text == "sip" {
-                            vs.persistence_engine = Some(a.text.clone());
-                        } else {
-                            self.d().error(
-                                &a.loc,
-                                format!(
-                                    "persistence_engine: unknown engine '{}' (IPVS has sip)",
-                                    a.text
-                                ),
-                            );
-                        }
-                    }
-                }
-                "protocol" => {
-                    if let Some(a) = self.v.one(s, "protocol") {
-                        match a.text.to_ascii_uppercase().as_str() {
-                            "TCP" => protocol = Some(Protocol::Tcp),
-                            "UDP" => protocol = Some(Protocol::Udp),
-                            "SCTP" => protocol = Some(Protocol::Sctp),
-                            _ => self.d().error(
-                                &a.loc,
-                                format!("protocol: unknown protocol '{}' (TCP, UDP, SCTP)", a.text),
-                            ),
-                        }
-                    }
-                }
-                "sorry_server" => {
-                    if let Some(a) = self.v.arg(s, 0, "address") {
-                        if let Some(ip) = self.v.ip(a, k) {
-                            let port = match s.args.get(1) {
-                                Some(p) => self.v.port(p, k),
-                                None => None,
-                            };
-                            sorry = Some((ip, port.filter(|p| *p != 0), s.loc.clone()));
-                        }
-                    }
-                }
-                "sorry_server_inhibit" => sorry_inhibit = self.v.flag(s),
-                "sorry_server_lvs_method" => sorry_fwd = self.lb_kind(s),
-                "inhibit_on_failure" => vs.inhibit_on_failure = self.v.flag(s),
-                "quorum" => {
-                    if let Some(v) = self.v.one_uint(s, 1, u32::MAX as u64) {
-                        vs.quorum = v as u32;
-                    }
-                }
-                "hysteresis" => {
-                    if let Some(v) = self.v.one_uint(s, 0, u32::MAX as u64) {
-                        vs.hysteresis = v as u32;
-                    }
-                }
-                "quorum_up" => vs.quorum_up = self.v.script(s, &s.args),
-                "quorum_down" => vs.quorum_down = self.v.script(s, &s.args),
-                "omega" => vs.omega = self.v.flag(s),
-                "ha_suspend" => vs.ha_suspend = self.v.flag(s),
-                "virtualhost" => {
-                    if let Some(a) = self.v.one(s, "host name") {
-                        vs.virtualhost = Some(a.text.clone());
-                    }
-                }
-                "weight" => {
-                    if let Some(v) = self.v.one_uint(s, 0, 65535) {
-                        vs_weight = v as u32;
-                    }
-                }
-                "laddr_group_name" => {
-                    if let Some(a) = self.v.one(s, "group name") {
-                        vs.laddr_group_name = Some(a.text.clone());
-                        laddr_loc = Some(a.loc.clone());
-                    }
-                }
-                "real_server" => {
-                    if let Some(r) = self.real_server(s) {
-                        raw_rs.push((r, s));
-                    }
-                }
-                "ip_family" => {
-                    if let Some(a) = self.v.one(s, "family") {
-                        if a.text != "inet" && a.text != "inet6" {
-                            self.d().error(
-                                &a.loc,
-                                format!("ip_family: unknown family '{}' (inet, inet6)", a.text),
-                            );
-                        }
-                    }
-                }
-                "smtp_alert" | "snmp_name" => self.no_effect(s),
-                _ => self.unknown(s, k),
-            }
-        }
+        let vs_name = vs_display(&b.vs.address);
+        let block = self.block(n);
+        self.read(block, VIRTUAL_SERVER, &mut b);
+        let VsDraft {
+            mut vs,
+            protocol,
+            lb_kind,
+            sched,
+            flag_nodes,
+            timing,
+            weight: vs_weight,
+            mut p_timeout,
+            p_gran,
+            sorry,
+            sorry_inhibit,
+            sorry_fwd,
+            raw_rs,
+            laddr_loc,
+        } = b;
         if let Some(t) = timing.delay_loop {
             vs.delay_loop = t;
         }
@@ -1665,7 +1897,7 @@ impl Conv<'_> {
                 format!("Virtual server {vs_name}: no scheduler set, setting default 'wlc'"),
             ),
         }
-        for f in flag_nodes {
+        for f in &flag_nodes {
             let fl = &mut vs.scheduler.flags;
             match (f.key.as_str(), vs.scheduler.name) {
                 ("flag-1", _) => fl.flag1 = true,
@@ -1766,7 +1998,7 @@ impl Conv<'_> {
             VsAddress::Addr { addr, .. } => Some(addr.is_ipv6()),
             _ => None,
         };
-        for (r, node) in raw_rs {
+        for (r, node_loc) in raw_rs {
             let fwd = r.fwd.unwrap_or(vs.lb_kind);
             let port = resolve_rs_port(
                 self.v.d,
@@ -1775,7 +2007,7 @@ impl Conv<'_> {
                 fwmark,
                 fwd,
                 r.port,
-                &node.loc,
+                &node_loc,
                 "real server",
             );
             // Only tunnelled servers may differ in family from the service;
@@ -1785,7 +2017,7 @@ impl Conv<'_> {
                     None => family = Some(r.addr.is_ipv6()),
                     Some(f) if f != r.addr.is_ipv6() => {
                         self.d().error(
-                            &node.loc,
+                            &node_loc,
                             format!(
                                 "Address family of virtual server {vs_name} and real server {} don't match",
                                 r.addr
@@ -1798,7 +2030,7 @@ impl Conv<'_> {
             }
             if seen.contains(&(r.addr, port)) {
                 self.d().warn(
-                    &node.loc,
+                    &node_loc,
                     format!(
                         "VS {vs_name}: real server {} is duplicated - removing second rs",
                         fmt_addr_port(r.addr, port)
@@ -1928,51 +2160,7 @@ impl Conv<'_> {
         let Some(block) = &n.block else {
             return Some(r);
         };
-        for s in block {
-            if self.timing_kw(s, &mut r.timing) {
-                continue;
-            }
-            let k = s.key.as_str();
-            match k {
-                "weight" => {
-                    if let Some(v) = self.v.one_uint(s, 0, 65535) {
-                        r.weight = Some(v as u32);
-                    }
-                }
-                "lvs_method" | "lb_kind" => r.fwd = self.lb_kind(s),
-                "inhibit_on_failure" => r.inhibit = Some(self.v.flag(s)),
-                "notify_up" => r.notify_up = self.v.script(s, &s.args),
-                "notify_down" => r.notify_down = self.v.script(s, &s.args),
-                "uthreshold" => {
-                    if let Some(v) = self.v.one_uint(s, 0, u32::MAX as u64) {
-                        r.uthreshold = v as u32;
-                    }
-                }
-                "lthreshold" => {
-                    if let Some(v) = self.v.one_uint(s, 0, u32::MAX as u64) {
-                        r.lthreshold = v as u32;
-                    }
-                }
-                "virtualhost" => {
-                    if let Some(a) = self.v.one(s, "host name") {
-                        r.virtualhost = Some(a.text.clone());
-                    }
-                }
-                "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" | "DNS_CHECK" => {
-                    if let Some(c) = self.checker(s) {
-                        r.checkers.push(c);
-                    }
-                }
-                "SMTP_CHECK" | "UDP_CHECK" | "PING_CHECK" | "FILE_CHECK" | "BFD_CHECK" => {
-                    self.d().warn(
-                        &s.loc,
-                        format!("{k} is not supported by ferrovs - ignoring (the real server is not checked by it)"),
-                    )
-                }
-                "smtp_alert" | "snmp_name" => self.no_effect(s),
-                _ => self.unknown(s, k),
-            }
-        }
+        self.read(block, REAL_SERVER, &mut r);
         if r.lthreshold > 0 && r.uthreshold > 0 && r.lthreshold > r.uthreshold {
             self.d().warn(
                 &n.loc,
@@ -1986,159 +2174,64 @@ impl Conv<'_> {
     }
 
     fn checker(&mut self, n: &Node) -> Option<RawChecker> {
-        let mut kind = match n.key.as_str() {
-            "TCP_CHECK" => CheckerKind::Tcp,
-            "HTTP_GET" | "SSL_GET" => CheckerKind::Http(HttpCheck {
+        let mut b = CheckerDraft {
+            common: CheckerCommon {
+                connect_ip: None,
+                connect_port: None,
+                bindto: None,
+                bind_port: None,
+                bind_if: None,
+                connect_timeout: Duration::ZERO,
+                retry: 0,
+                delay_before_retry: Duration::ZERO,
+                warmup: Duration::ZERO,
+                delay_loop: Duration::ZERO,
+                alpha: false,
+                fwmark: None,
+            },
+            timing: Timing::default(),
+            http: HttpCheck {
                 tls: n.key == "SSL_GET",
                 urls: Vec::new(),
                 virtualhost: None,
                 http_protocol: None,
                 enable_sni: false,
-            }),
-            "MISC_CHECK" => CheckerKind::Misc(MiscCheck {
+            },
+            misc: MiscCheck {
                 path: Script {
                     argv: Vec::new(),
                     user: None,
                 },
                 timeout: None,
                 dynamic: false,
-            }),
-            _ => CheckerKind::Dns(DnsCheck {
+            },
+            misc_path: None,
+            misc_user: None,
+            dns: DnsCheck {
                 qtype: "SOA".into(),
                 name: ".".into(),
-            }),
+            },
         };
-        let mut common = CheckerCommon {
-            connect_ip: None,
-            connect_port: None,
-            bindto: None,
-            bind_port: None,
-            bind_if: None,
-            connect_timeout: Duration::ZERO,
-            retry: 0,
-            delay_before_retry: Duration::ZERO,
-            warmup: Duration::ZERO,
-            delay_loop: Duration::ZERO,
-            alpha: false,
-            fwmark: None,
+        let table = match n.key.as_str() {
+            "TCP_CHECK" => TCP_CHECK,
+            "HTTP_GET" | "SSL_GET" => HTTP_GET,
+            "MISC_CHECK" => MISC_CHECK,
+            _ => DNS_CHECK,
         };
-        let mut timing = Timing::default();
-        let mut misc_path: Option<Script> = None;
-        let mut misc_user = None;
+        let misc = n.key == "MISC_CHECK";
         let Some(block) = &n.block else {
-            if matches!(kind, CheckerKind::Misc(_)) {
+            if misc {
                 self.d().error(&n.loc, "MISC_CHECK: no misc_path given");
                 return None;
             }
-            return Some(RawChecker {
-                kind,
-                common,
-                timing,
-            });
+            return Some(b.finish(&n.key));
         };
-        for s in block {
-            let k = s.key.as_str();
-            if k == "nb_get_retry" && matches!(kind, CheckerKind::Tcp) {
-                // keepalived 2.2.7 no longer knows it here; older configs use it.
-                self.d().warn(
-                    &s.loc,
-                    "nb_get_retry is deprecated (keepalived 2.2 ignores it in TCP_CHECK) - taken as retry",
-                );
-                if let Some(v) = self.v.one_uint(s, 0, u32::MAX as u64) {
-                    timing.retry = Some(v as u32);
-                }
-                continue;
-            }
-            if self.timing_kw(s, &mut timing) {
-                continue;
-            }
-            match (k, &mut kind) {
-                ("connect_ip", _) => {
-                    if let Some(a) = self.v.one(s, "address") {
-                        common.connect_ip = self.v.ip(a, k);
-                    }
-                }
-                ("connect_port", _) => {
-                    if let Some(v) = self.v.one_uint(s, 1, 65535) {
-                        common.connect_port = Some(v as u16);
-                    }
-                }
-                ("bindto", _) => {
-                    if let Some(a) = self.v.one(s, "address") {
-                        common.bindto = self.v.ip(a, k);
-                    }
-                }
-                ("bind_port", _) => {
-                    if let Some(v) = self.v.one_uint(s, 1, 65535) {
-                        common.bind_port = Some(v as u16);
-                    }
-                }
-                ("bind_if", _) => {
-                    if let Some(a) = self.v.one(s, "interface") {
-                        common.bind_if = Some(a.text.clone());
-                    }
-                }
-                ("fwmark", _) => {
-                    if let Some(v) = self.v.one_uint(s, 1, u32::MAX as u64) {
-                        common.fwmark = Some(v as u32);
-                    }
-                }
-                ("log_all_failures", _) => self.no_effect(s),
-                ("url", CheckerKind::Http(h)) => {
-                    if let Some(u) = self.url(s) {
-                        h.urls.push(u);
-                    }
-                }
-                ("virtualhost", CheckerKind::Http(h)) => {
-                    if let Some(a) = self.v.one(s, "host name") {
-                        h.virtualhost = Some(a.text.clone());
-                    }
-                }
-                ("http_protocol", CheckerKind::Http(h)) => {
-                    if let Some(a) = self.v.one(s, "protocol") {
-                        match a.text.as_str() {
-                            "1.0" | "1.1" | "1.0C" | "1.0c" => {
-                                h.http_protocol = Some(a.text.clone())
-                            }
-                            o => self.v.d.error(
-                                &a.loc,
-                                format!("http_protocol: unknown version '{o}' (1.0, 1.0C, 1.1)"),
-                            ),
-                        }
-                    }
-                }
-                ("enable_sni", CheckerKind::Http(h)) => h.enable_sni = self.v.flag(s),
-                ("fast_recovery", CheckerKind::Http(_)) => self.no_effect(s),
-                ("misc_path", CheckerKind::Misc(_)) => misc_path = self.v.script(s, &s.args),
-                ("misc_timeout", CheckerKind::Misc(m)) => m.timeout = self.v.one_duration(s),
-                ("misc_dynamic", CheckerKind::Misc(m)) => m.dynamic = self.v.flag(s),
-                ("user", CheckerKind::Misc(_)) => misc_user = self.v.script_user(s),
-                ("type", CheckerKind::Dns(d)) => {
-                    if let Some(a) = self.v.one(s, "query type") {
-                        let t = a.text.to_ascii_uppercase();
-                        if ["A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA"].contains(&t.as_str()) {
-                            d.qtype = t;
-                        } else {
-                            self.v.d.error(
-                                &a.loc,
-                                format!("type: unknown DNS query type '{}'", a.text),
-                            );
-                        }
-                    }
-                }
-                ("name", CheckerKind::Dns(d)) => {
-                    if let Some(a) = self.v.one(s, "query name") {
-                        d.name = a.text.clone();
-                    }
-                }
-                _ => self.unknown(s, k),
-            }
-        }
-        if let CheckerKind::Misc(m) = &mut kind {
-            match misc_path {
+        self.read(block, table, &mut b);
+        if misc {
+            match b.misc_path.take() {
                 Some(mut p) => {
-                    p.user = misc_user;
-                    m.path = p;
+                    p.user = b.misc_user.take();
+                    b.misc.path = p;
                 }
                 None => {
                     self.d().error(&n.loc, "MISC_CHECK: no misc_path given");
@@ -2146,89 +2239,26 @@ impl Conv<'_> {
                 }
             }
         }
-        if let CheckerKind::Http(h) = &kind {
-            if h.urls.is_empty() {
-                self.d().error(&n.loc, format!("{}: no url given", n.key));
-                return None;
-            }
+        if matches!(n.key.as_str(), "HTTP_GET" | "SSL_GET") && b.http.urls.is_empty() {
+            self.d().error(&n.loc, format!("{}: no url given", n.key));
+            return None;
         }
-        Some(RawChecker {
-            kind,
-            common,
-            timing,
-        })
+        Some(b.finish(&n.key))
     }
 
     fn url(&mut self, n: &Node) -> Option<HttpUrl> {
-        let mut u = HttpUrl {
-            path: String::new(),
-            digest: None,
-            status_code: Vec::new(),
-            virtualhost: None,
+        let mut b = UrlDraft {
+            u: HttpUrl {
+                path: String::new(),
+                digest: None,
+                status_code: Vec::new(),
+                virtualhost: None,
+            },
+            have_path: false,
         };
-        let mut have_path = false;
-        for s in self.block(n) {
-            let k = s.key.as_str();
-            match k {
-                "path" => {
-                    if let Some(a) = self.v.one(s, "path") {
-                        u.path = a.text.clone();
-                        have_path = true;
-                    }
-                }
-                "digest" => {
-                    if let Some(a) = self.v.one(s, "digest") {
-                        if a.text.len() == 32 && a.text.bytes().all(|b| b.is_ascii_hexdigit()) {
-                            u.digest = Some(a.text.to_ascii_lowercase());
-                        } else {
-                            self.d().error(
-                                &a.loc,
-                                format!(
-                                    "digest: '{}' is not an MD5 hex digest (32 hex digits)",
-                                    a.text
-                                ),
-                            );
-                        }
-                    }
-                }
-                "status_code" => {
-                    if s.args.is_empty() {
-                        self.d().error(&s.loc, "status_code: missing value");
-                    }
-                    for a in &s.args {
-                        let (lo, hi) = match a.text.split_once('-') {
-                            Some((l, h)) => (l, h),
-                            None => (a.text.as_str(), a.text.as_str()),
-                        };
-                        match (lo.parse::<u16>(), hi.parse::<u16>()) {
-                            (Ok(l), Ok(h))
-                                if (100..=599).contains(&l) && (l..=599).contains(&h) =>
-                            {
-                                u.status_code.push(StatusRange { min: l, max: h })
-                            }
-                            _ => self.d().error(
-                                &a.loc,
-                                format!(
-                                    "status_code: '{}' is not a status code or range in 100-599",
-                                    a.text
-                                ),
-                            ),
-                        }
-                    }
-                }
-                "virtualhost" => {
-                    if let Some(a) = self.v.one(s, "host name") {
-                        u.virtualhost = Some(a.text.clone());
-                    }
-                }
-                "regex" | "regex_no_match" | "regex_options" | "regex_min_offset"
-                | "regex_max_offset" | "regex_stack" => self.d().warn(
-                    &s.loc,
-                    format!("'{k}' is not supported by ferrovs - ignoring"),
-                ),
-                _ => self.unknown(s, k),
-            }
-        }
+        let block = self.block(n);
+        self.read(block, URL, &mut b);
+        let UrlDraft { mut u, have_path } = b;
         if !have_path {
             self.d().error(&n.loc, "url: no path given");
             return None;
@@ -2237,6 +2267,549 @@ impl Conv<'_> {
             u.status_code.push(StatusRange { min: 200, max: 299 });
         }
         Some(u)
+    }
+}
+
+/// A virtual_server as it is read: the service, and what is settled once
+/// the whole block is read (defaults, inheritance, checks).
+struct VsDraft {
+    vs: VirtualServer,
+    protocol: Option<Protocol>,
+    lb_kind: Option<LbKind>,
+    sched: Option<Scheduler>,
+    /// Scheduler flag keywords, applied once the scheduler is known.
+    flag_nodes: Vec<Node>,
+    timing: Timing,
+    /// The real servers' default weight.
+    weight: u32,
+    p_timeout: Option<u32>,
+    p_gran: Option<(Netmask, Location)>,
+    sorry: Option<(IpAddr, Option<u16>, Location)>,
+    sorry_inhibit: bool,
+    sorry_fwd: Option<LbKind>,
+    raw_rs: Vec<(RawRs, Location)>,
+    laddr_loc: Option<Location>,
+}
+
+const VIRTUAL_SERVER: &Keywords<VsDraft> = &[
+    ("", Read::Timing(|b| &mut b.timing)),
+    ("lb_algo", With(|c, s, b| c.lb_algo(s, b))),
+    ("lvs_sched", With(|c, s, b| c.lb_algo(s, b))),
+    ("hashed", With(|_, s, b| b.flag_nodes.push(s.clone()))),
+    ("flag-1", With(|_, s, b| b.flag_nodes.push(s.clone()))),
+    ("flag-2", With(|_, s, b| b.flag_nodes.push(s.clone()))),
+    ("flag-3", With(|_, s, b| b.flag_nodes.push(s.clone()))),
+    ("sh-port", With(|_, s, b| b.flag_nodes.push(s.clone()))),
+    ("sh-fallback", With(|_, s, b| b.flag_nodes.push(s.clone()))),
+    ("mh-port", With(|_, s, b| b.flag_nodes.push(s.clone()))),
+    ("mh-fallback", With(|_, s, b| b.flag_nodes.push(s.clone()))),
+    ("ops", With(|_, _, b| b.vs.ops = true)),
+    (
+        "lb_kind",
+        With(|c, s, b| b.lb_kind = c.lb_kind(s).or(b.lb_kind)),
+    ),
+    (
+        "lvs_method",
+        With(|c, s, b| b.lb_kind = c.lb_kind(s).or(b.lb_kind)),
+    ),
+    (
+        "persistence_timeout",
+        With(|c, s, b| {
+            b.p_timeout = match s.args.first() {
+                None => Some(360),
+                Some(a) => c.v.uint(a, &s.key, 1, 86400 * 31).map(|v| v as u32),
+            }
+        }),
+    ),
+    (
+        "persistence_granularity",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "netmask") {
+                if a.text.contains('.') {
+                    if let Some(m) = c.v.ipv4(a, &s.key) {
+                        b.p_gran = Some((Netmask::V4(m), a.loc.clone()));
+                    }
+                } else if let Some(l) = c.v.uint(a, &s.key, 1, 128) {
+                    b.p_gran = Some((Netmask::V6(l as u8), a.loc.clone()));
+                }
+            }
+        }),
+    ),
+    (
+        "persistence_engine",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "engine") {
+                if a.text == "sip" {
+                    b.vs.persistence_engine = Some(a.text.clone());
+                } else {
+                    c.d().error(
+                        &a.loc,
+                        format!(
+                            "persistence_engine: unknown engine '{}' (IPVS has sip)",
+                            a.text
+                        ),
+                    );
+                }
+            }
+        }),
+    ),
+    (
+        "protocol",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "protocol") {
+                match a.text.to_ascii_uppercase().as_str() {
+                    "TCP" => b.protocol = Some(Protocol::Tcp),
+                    "UDP" => b.protocol = Some(Protocol::Udp),
+                    "SCTP" => b.protocol = Some(Protocol::Sctp),
+                    _ => c.d().error(
+                        &a.loc,
+                        format!("protocol: unknown protocol '{}' (TCP, UDP, SCTP)", a.text),
+                    ),
+                }
+            }
+        }),
+    ),
+    (
+        "sorry_server",
+        With(|c, s, b| {
+            if let Some(a) = c.v.arg(s, 0, "address") {
+                if let Some(ip) = c.v.ip(a, &s.key) {
+                    let port = match s.args.get(1) {
+                        Some(p) => c.v.port(p, &s.key),
+                        None => None,
+                    };
+                    b.sorry = Some((ip, port.filter(|p| *p != 0), s.loc.clone()));
+                }
+            }
+        }),
+    ),
+    (
+        "sorry_server_inhibit",
+        With(|c, s, b| b.sorry_inhibit = c.v.flag(s)),
+    ),
+    (
+        "sorry_server_lvs_method",
+        With(|c, s, b| b.sorry_fwd = c.lb_kind(s)),
+    ),
+    (
+        "inhibit_on_failure",
+        With(|c, s, b| b.vs.inhibit_on_failure = c.v.flag(s)),
+    ),
+    (
+        "quorum",
+        With(|c, s, b| {
+            if let Some(v) = c.v.one_uint(s, 1, u32::MAX as u64) {
+                b.vs.quorum = v as u32;
+            }
+        }),
+    ),
+    (
+        "hysteresis",
+        With(|c, s, b| {
+            if let Some(v) = c.v.one_uint(s, 0, u32::MAX as u64) {
+                b.vs.hysteresis = v as u32;
+            }
+        }),
+    ),
+    (
+        "quorum_up",
+        With(|c, s, b| b.vs.quorum_up = c.v.script(s, &s.args)),
+    ),
+    (
+        "quorum_down",
+        With(|c, s, b| b.vs.quorum_down = c.v.script(s, &s.args)),
+    ),
+    ("omega", With(|c, s, b| b.vs.omega = c.v.flag(s))),
+    ("ha_suspend", With(|c, s, b| b.vs.ha_suspend = c.v.flag(s))),
+    (
+        "virtualhost",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "host name") {
+                b.vs.virtualhost = Some(a.text.clone());
+            }
+        }),
+    ),
+    (
+        "weight",
+        With(|c, s, b| {
+            if let Some(v) = c.v.one_uint(s, 0, 65535) {
+                b.weight = v as u32;
+            }
+        }),
+    ),
+    (
+        "laddr_group_name",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "group name") {
+                b.vs.laddr_group_name = Some(a.text.clone());
+                b.laddr_loc = Some(a.loc.clone());
+            }
+        }),
+    ),
+    (
+        "real_server",
+        With(|c, s, b| {
+            if let Some(r) = c.real_server(s) {
+                b.raw_rs.push((r, s.loc.clone()));
+            }
+        }),
+    ),
+    (
+        "ip_family",
+        With(|c, s, _| {
+            if let Some(a) = c.v.one(s, "family") {
+                if a.text != "inet" && a.text != "inet6" {
+                    c.d().error(
+                        &a.loc,
+                        format!("ip_family: unknown family '{}' (inet, inet6)", a.text),
+                    );
+                }
+            }
+        }),
+    ),
+    ("smtp_alert", NoEffect),
+    ("snmp_name", NoEffect),
+];
+
+const REAL_SERVER: &Keywords<RawRs> = &[
+    ("", Read::Timing(|r| &mut r.timing)),
+    (
+        "weight",
+        With(|c, s, r| {
+            if let Some(v) = c.v.one_uint(s, 0, 65535) {
+                r.weight = Some(v as u32);
+            }
+        }),
+    ),
+    ("lvs_method", With(|c, s, r| r.fwd = c.lb_kind(s))),
+    ("lb_kind", With(|c, s, r| r.fwd = c.lb_kind(s))),
+    (
+        "inhibit_on_failure",
+        With(|c, s, r| r.inhibit = Some(c.v.flag(s))),
+    ),
+    (
+        "notify_up",
+        With(|c, s, r| r.notify_up = c.v.script(s, &s.args)),
+    ),
+    (
+        "notify_down",
+        With(|c, s, r| r.notify_down = c.v.script(s, &s.args)),
+    ),
+    (
+        "uthreshold",
+        With(|c, s, r| {
+            if let Some(v) = c.v.one_uint(s, 0, u32::MAX as u64) {
+                r.uthreshold = v as u32;
+            }
+        }),
+    ),
+    (
+        "lthreshold",
+        With(|c, s, r| {
+            if let Some(v) = c.v.one_uint(s, 0, u32::MAX as u64) {
+                r.lthreshold = v as u32;
+            }
+        }),
+    ),
+    (
+        "virtualhost",
+        With(|c, s, r| {
+            if let Some(a) = c.v.one(s, "host name") {
+                r.virtualhost = Some(a.text.clone());
+            }
+        }),
+    ),
+    ("TCP_CHECK", With(|c, s, b| c.add_checker(s, b))),
+    ("HTTP_GET", With(|c, s, b| c.add_checker(s, b))),
+    ("SSL_GET", With(|c, s, b| c.add_checker(s, b))),
+    ("MISC_CHECK", With(|c, s, b| c.add_checker(s, b))),
+    ("DNS_CHECK", With(|c, s, b| c.add_checker(s, b))),
+    ("SMTP_CHECK", With(|c, s, b| c.unsupported_checker(s, b))),
+    ("UDP_CHECK", With(|c, s, b| c.unsupported_checker(s, b))),
+    ("PING_CHECK", With(|c, s, b| c.unsupported_checker(s, b))),
+    ("FILE_CHECK", With(|c, s, b| c.unsupported_checker(s, b))),
+    ("BFD_CHECK", With(|c, s, b| c.unsupported_checker(s, b))),
+    ("smtp_alert", NoEffect),
+    ("snmp_name", NoEffect),
+];
+
+/// A checker as it is read; the settings of every kind are at hand, the
+/// checker's keyword table says which of them a block can set.
+struct CheckerDraft {
+    common: CheckerCommon,
+    timing: Timing,
+    http: HttpCheck,
+    misc: MiscCheck,
+    misc_path: Option<Script>,
+    misc_user: Option<ScriptUser>,
+    dns: DnsCheck,
+}
+
+impl CheckerDraft {
+    /// The checker a block of keyword `key` describes.
+    fn finish(self, key: &str) -> RawChecker {
+        let kind = match key {
+            "TCP_CHECK" => CheckerKind::Tcp,
+            "HTTP_GET" | "SSL_GET" => CheckerKind::Http(self.http),
+            "MISC_CHECK" => CheckerKind::Misc(self.misc),
+            _ => CheckerKind::Dns(self.dns),
+        };
+        RawChecker {
+            kind,
+            common: self.common,
+            timing: self.timing,
+        }
+    }
+}
+
+/// What every checker knows.
+const CHECKER: &Keywords<CheckerDraft> = &[
+    ("", Read::Timing(|b| &mut b.timing)),
+    (
+        "connect_ip",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "address") {
+                b.common.connect_ip = c.v.ip(a, &s.key);
+            }
+        }),
+    ),
+    (
+        "connect_port",
+        With(|c, s, b| {
+            if let Some(v) = c.v.one_uint(s, 1, 65535) {
+                b.common.connect_port = Some(v as u16);
+            }
+        }),
+    ),
+    (
+        "bindto",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "address") {
+                b.common.bindto = c.v.ip(a, &s.key);
+            }
+        }),
+    ),
+    (
+        "bind_port",
+        With(|c, s, b| {
+            if let Some(v) = c.v.one_uint(s, 1, 65535) {
+                b.common.bind_port = Some(v as u16);
+            }
+        }),
+    ),
+    (
+        "bind_if",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "interface") {
+                b.common.bind_if = Some(a.text.clone());
+            }
+        }),
+    ),
+    (
+        "fwmark",
+        With(|c, s, b| {
+            if let Some(v) = c.v.one_uint(s, 1, u32::MAX as u64) {
+                b.common.fwmark = Some(v as u32);
+            }
+        }),
+    ),
+    ("log_all_failures", NoEffect),
+];
+
+const TCP_CHECK: &Keywords<CheckerDraft> = &[
+    (
+        "nb_get_retry",
+        With(|c, s, b| {
+            // keepalived 2.2.7 no longer knows it here; older configs use it.
+            c.d().warn(
+                &s.loc,
+                "nb_get_retry is deprecated (keepalived 2.2 ignores it in TCP_CHECK) - taken as retry",
+            );
+            c.retry(s, &mut b.timing);
+        }),
+    ),
+    ("", Table(CHECKER)),
+];
+
+/// HTTP_GET and SSL_GET.
+const HTTP_GET: &Keywords<CheckerDraft> = &[
+    ("", Table(CHECKER)),
+    (
+        "url",
+        With(|c, s, b| {
+            if let Some(u) = c.url(s) {
+                b.http.urls.push(u);
+            }
+        }),
+    ),
+    (
+        "virtualhost",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "host name") {
+                b.http.virtualhost = Some(a.text.clone());
+            }
+        }),
+    ),
+    (
+        "http_protocol",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "protocol") {
+                match a.text.as_str() {
+                    "1.0" | "1.1" | "1.0C" | "1.0c" => b.http.http_protocol = Some(a.text.clone()),
+                    o => c.d().error(
+                        &a.loc,
+                        format!("http_protocol: unknown version '{o}' (1.0, 1.0C, 1.1)"),
+                    ),
+                }
+            }
+        }),
+    ),
+    (
+        "enable_sni",
+        With(|c, s, b| b.http.enable_sni = c.v.flag(s)),
+    ),
+    ("fast_recovery", NoEffect),
+];
+
+const MISC_CHECK: &Keywords<CheckerDraft> = &[
+    ("", Table(CHECKER)),
+    (
+        "misc_path",
+        With(|c, s, b| b.misc_path = c.v.script(s, &s.args)),
+    ),
+    (
+        "misc_timeout",
+        With(|c, s, b| b.misc.timeout = c.v.one_duration(s)),
+    ),
+    ("misc_dynamic", With(|c, s, b| b.misc.dynamic = c.v.flag(s))),
+    ("user", With(|c, s, b| b.misc_user = c.v.script_user(s))),
+];
+
+const DNS_CHECK: &Keywords<CheckerDraft> = &[
+    ("", Table(CHECKER)),
+    (
+        "type",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "query type") {
+                let t = a.text.to_ascii_uppercase();
+                if ["A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA"].contains(&t.as_str()) {
+                    b.dns.qtype = t;
+                } else {
+                    c.d()
+                        .error(&a.loc, format!("type: unknown DNS query type '{}'", a.text));
+                }
+            }
+        }),
+    ),
+    (
+        "name",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "query name") {
+                b.dns.name = a.text.clone();
+            }
+        }),
+    ),
+];
+
+/// An HTTP checker's url block as it is read.
+struct UrlDraft {
+    u: HttpUrl,
+    have_path: bool,
+}
+
+const URL: &Keywords<UrlDraft> = &[
+    (
+        "path",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "path") {
+                b.u.path = a.text.clone();
+                b.have_path = true;
+            }
+        }),
+    ),
+    (
+        "digest",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "digest") {
+                if a.text.len() == 32 && a.text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    b.u.digest = Some(a.text.to_ascii_lowercase());
+                } else {
+                    c.d().error(
+                        &a.loc,
+                        format!(
+                            "digest: '{}' is not an MD5 hex digest (32 hex digits)",
+                            a.text
+                        ),
+                    );
+                }
+            }
+        }),
+    ),
+    ("status_code", With(|c, s, b| c.status_code(s, b))),
+    (
+        "virtualhost",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "host name") {
+                b.u.virtualhost = Some(a.text.clone());
+            }
+        }),
+    ),
+    ("regex", Unsupported),
+    ("regex_no_match", Unsupported),
+    ("regex_options", Unsupported),
+    ("regex_min_offset", Unsupported),
+    ("regex_max_offset", Unsupported),
+    ("regex_stack", Unsupported),
+];
+
+impl Conv<'_> {
+    fn lb_algo(&mut self, s: &Node, b: &mut VsDraft) {
+        if let Some(a) = self.v.one(s, "scheduler") {
+            match a.text.parse::<Scheduler>() {
+                Ok(v) => b.sched = Some(v),
+                Err(e) => self.d().error(&a.loc, format!("{}: {e}", s.key)),
+            }
+        }
+    }
+
+    fn add_checker(&mut self, s: &Node, r: &mut RawRs) {
+        if let Some(c) = self.checker(s) {
+            r.checkers.push(c);
+        }
+    }
+
+    fn unsupported_checker(&mut self, s: &Node, _: &mut RawRs) {
+        self.d().warn(
+            &s.loc,
+            format!(
+                "{} is not supported by ferrovs - ignoring (the real server is not checked by it)",
+                s.key
+            ),
+        )
+    }
+
+    fn status_code(&mut self, s: &Node, b: &mut UrlDraft) {
+        if s.args.is_empty() {
+            self.d().error(&s.loc, "status_code: missing value");
+        }
+        for a in &s.args {
+            let (lo, hi) = match a.text.split_once('-') {
+                Some((l, h)) => (l, h),
+                None => (a.text.as_str(), a.text.as_str()),
+            };
+            match (lo.parse::<u16>(), hi.parse::<u16>()) {
+                (Ok(l), Ok(h)) if (100..=599).contains(&l) && (l..=599).contains(&h) => {
+                    b.u.status_code.push(StatusRange { min: l, max: h })
+                }
+                _ => self.d().error(
+                    &a.loc,
+                    format!(
+                        "status_code: '{}' is not a status code or range in 100-599",
+                        a.text
+                    ),
+                ),
+            }
+        }
     }
 }
 
@@ -2310,5 +2883,37 @@ pub fn vs_display(a: &VsAddress) -> String {
         VsAddress::Addr { addr, port } => fmt_addr_port(*addr, *port),
         VsAddress::Fwmark(m) => format!("FWM {m}"),
         VsAddress::Group(g) => format!("[{g}]"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::load_str;
+
+    fn instance_garp(global: &str, instance: &str) -> crate::GarpSettings {
+        let text = format!(
+            "global_defs {{\n{global}\n}}\nvrrp_instance VI_1 {{\ninterface eth0\nvirtual_router_id 1\n{instance}\nvirtual_ipaddress {{\n198.18.0.1\n}}\n}}\n"
+        );
+        let l = load_str("garp.conf", &text);
+        assert!(!l.diagnostics.has_errors(), "{:?}", l.diagnostics);
+        l.config.vrrp_instances[0].garp
+    }
+
+    #[test]
+    fn garp_settings_read_the_same_in_global_defs_and_per_instance() {
+        let default = instance_garp("", "");
+        for (k, v) in [
+            ("master_delay", "7"),
+            ("master_repeat", "3"),
+            ("master_refresh", "60"),
+            ("master_refresh_repeat", "2"),
+            ("lower_prio_delay", "4"),
+            ("lower_prio_repeat", "6"),
+        ] {
+            let global = instance_garp(&format!("vrrp_garp_{k} {v}"), "");
+            let own = instance_garp("", &format!("garp_{k} {v}"));
+            assert_ne!(global, default, "{k}");
+            assert_eq!(global, own, "{k}");
+        }
     }
 }
