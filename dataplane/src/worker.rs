@@ -12,7 +12,9 @@
 //! slice holds the local port; a packet that reaches another worker is handed
 //! to its owner through a single-producer ring for that pair of workers.
 
-use crate::conn::entry::{F_CONFIRMED, F_INACTIVE, F_OUT_INDEXED, F_REPLIED, F_TEMPLATE_REF};
+use crate::conn::entry::{
+    F_CONFIRMED, F_INACTIVE, F_OUT_INDEXED, F_REPLIED, F_TEMPLATE_FRESH, F_TEMPLATE_REF,
+};
 use crate::conn::template::Lookup;
 use crate::conn::{Conn, ConnTable, Dir, TcpState, Tuple};
 use crate::counters::{DropReason, WorkerCounters};
@@ -687,6 +689,7 @@ impl<P: Port> Core<P> {
         let svc = &snap.services[si];
         let now_s = (now / 1000) as u32;
         let mut held = None;
+        let mut fresh_template = false;
         let mut di = None;
         let masked = svc
             .persistence
@@ -741,6 +744,7 @@ impl<P: Port> Core<P> {
                                 e.dest.shared.persist_released();
                             }
                             if c.fresh {
+                                fresh_template = true;
                                 svc.dests[i]
                                     .shared
                                     .persistconns
@@ -820,6 +824,9 @@ impl<P: Port> Core<P> {
         }
         if let Some(h) = held {
             c.flags |= F_TEMPLATE_REF;
+            if fresh_template {
+                c.flags |= F_TEMPLATE_FRESH;
+            }
             c.tmpl = h.slot;
         }
         let ci = match self.conns.insert(c, now) {
@@ -916,7 +923,15 @@ impl<P: Port> Core<P> {
             e.dest.unbind_conn(old.is_active());
         }
         if old.flags & F_TEMPLATE_REF != 0 {
-            snap.templates.release(old.tmpl, (now / 1000) as u32);
+            // A template this half-open connection created dies with it
+            // (unless another connection holds it too): a spoofed flood
+            // must not fill the template table for a persistence timeout.
+            if old.flags & F_TEMPLATE_FRESH != 0 {
+                snap.templates
+                    .release_abandoned(old.tmpl, (now / 1000) as u32);
+            } else {
+                snap.templates.release(old.tmpl, (now / 1000) as u32);
+            }
         }
         let ctr = self.ctr();
         if old.proto == ipv4::PROTO_TCP {

@@ -418,9 +418,10 @@ fn persistence_survives_a_flood() {
     let mut lab = Lab::with(svc, 1, CAP, 1500);
     let first = lab.send(0, 0, &client("S", b""), 1);
     lab.send(0, 0, &client("A", b""), 1);
+    // Every SYN from another address, as from random spoofed sources.
     for k in 0..(CAP * 10) as u32 {
-        let (s, p) = spoofed(k);
-        lab.inject(0, 0, &syn_from(s, p));
+        let s = [198, 19, (k / 250) as u8, (k % 250) as u8 + 1];
+        lab.inject(0, 0, &syn_from(s, 1024 + k as u16));
         if k % 16 == 15 {
             lab.poll_all();
             lab.take(0, 0);
@@ -451,4 +452,11 @@ fn persistence_survives_a_flood() {
     // connection was released.
     let held: u32 = lab.dests.iter().map(|d| d.inactive() + d.active()).sum();
     assert_eq!(held as usize, lab.workers[0].conns().len());
+    // The templates the evicted SYNs created died with them: what is left
+    // are the client's and those of the flood's entries still in the table
+    // (at most one per spoofed address).
+    let now_s = (lab.now / 1000) as u32;
+    let live = lab.templates.iter(now_s).count();
+    assert!(live <= CAP + 1, "{live} templates left");
+    assert!(lab.templates.iter(now_s).any(|t| t.caddr == CLIENT));
 }

@@ -20,6 +20,9 @@ pub const F_CONFIRMED: u8 = 0x10;
 /// Filed in the table's ring of eviction candidates (half-open TCP,
 /// unconfirmed UDP) under the ticket `ring_seq`.
 pub const F_EVICTABLE: u8 = 0x20;
+/// This connection created its persistence template (a fresh one): if it
+/// is evicted half-open, the template dies with it (`F_TEMPLATE_REF` too).
+pub const F_TEMPLATE_FRESH: u8 = 0x40;
 /// Slot is in use (free slots chain through `next`).
 pub const F_USED: u8 = 0x80;
 

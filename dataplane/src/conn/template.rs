@@ -302,6 +302,33 @@ impl TemplateTable {
         }
     }
 
+    /// Releases the reference of a connection that created the template
+    /// and was evicted half-open (a flood's SYN, most likely): when it was
+    /// the template's only connection, the template dies now instead of a
+    /// persistence timeout later, so that a spoofed flood does not fill the
+    /// table with templates for minutes. A template another connection
+    /// also holds is released as usual.
+    pub fn release_abandoned(&self, slot: u32, now_s: u32) {
+        let s = &self.slots[slot as usize & self.mask];
+        let mut cur = s.life.load(Acquire);
+        loop {
+            let (refs, _) = unpack(cur);
+            if refs == 0 {
+                return;
+            }
+            if refs > 1 {
+                return self.release(slot, now_s);
+            }
+            match s
+                .life
+                .compare_exchange_weak(cur, pack(0, 0), AcqRel, Acquire)
+            {
+                Ok(_) => return,
+                Err(c) => cur = c,
+            }
+        }
+    }
+
     /// Stops a template from being used again because its server left the
     /// service (IPVS `ip_vs_check_template`): new connections of the client
     /// are scheduled afresh. Connections holding it keep their reference.
@@ -407,6 +434,25 @@ mod tests {
         t.reap(820, 64, |d| freed.push(d));
         assert_eq!(freed, vec![7]);
         assert_eq!(t.iter(820).count(), 0);
+    }
+
+    #[test]
+    fn abandoned_template_dies_at_once_unless_shared() {
+        let t = TemplateTable::new(64);
+        let h = t.create(1, C, 7, 100, 360).unwrap().held;
+        t.release_abandoned(h.slot, 101);
+        assert_eq!(t.lookup(1, C, 101, 360), Lookup::Miss);
+        let mut freed = vec![];
+        t.reap(101, 64, |d| freed.push(d));
+        assert_eq!(freed, vec![7]);
+        // Held by a second connection too: released as usual, it lives on.
+        let h = t.create(1, C, 8, 200, 360).unwrap().held;
+        assert!(matches!(t.lookup(1, C, 201, 360), Lookup::Hit(_)));
+        t.release_abandoned(h.slot, 202);
+        assert!(matches!(t.lookup(1, C, 203, 360), Lookup::Hit(_)));
+        t.release(h.slot, 204);
+        t.release(h.slot, 204);
+        assert!(matches!(t.lookup(1, C, 500, 360), Lookup::Hit(_)));
     }
 
     #[test]
