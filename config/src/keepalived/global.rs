@@ -1,0 +1,426 @@
+//! global_defs and ferrovs' own block.
+
+use super::*;
+
+/// global_defs as it is read.
+struct GlobalDraft {
+    g: GlobalDefs,
+    lvs_sync_daemon: Option<Location>,
+}
+
+const GLOBAL_DEFS: &Keywords<GlobalDraft> = &[
+    ("router_id", With(|c, s, b| c.router_id(s, b))),
+    ("lvs_id", With(|c, s, b| c.router_id(s, b))),
+    (
+        "notification_email",
+        With(|_, s, b| {
+            if let Some(block) = &s.block {
+                for e in block {
+                    b.g.notification_email
+                        .extend(e.words().map(|(w, _)| w.to_string()));
+                }
+            } else {
+                b.g.notification_email
+                    .extend(s.args.iter().map(|a| a.text.clone()));
+            }
+        }),
+    ),
+    (
+        "notification_email_from",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "address") {
+                b.g.notification_email_from = Some(a.text.clone());
+            }
+        }),
+    ),
+    (
+        "smtp_server",
+        With(|c, s, b| {
+            if let Some(a) = c.v.arg(s, 0, "server") {
+                let host = a.text.clone();
+                let port = match s.args.get(1) {
+                    Some(p) => c.v.port(p, &s.key).unwrap_or(25),
+                    None => 25,
+                };
+                b.g.smtp_server = Some(SmtpServer { host, port });
+            }
+        }),
+    ),
+    (
+        "smtp_connect_timeout",
+        With(|c, s, b| {
+            if let Some(v) = c.v.one_uint(s, 1, u32::MAX as u64) {
+                b.g.smtp_connect_timeout = Duration::from_secs(v);
+            }
+        }),
+    ),
+    ("smtp_helo_name", Silent),
+    ("smtp_alert", Silent),
+    ("smtp_alert_vrrp", Silent),
+    ("smtp_alert_checker", Silent),
+    (
+        "vrrp_mcast_group4",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "address") {
+                if let Some(ip) = c.v.ipv4(a, &s.key) {
+                    if !ip.is_multicast() {
+                        c.d().error(
+                            &a.loc,
+                            format!("{}: {ip} is not a multicast address", s.key),
+                        );
+                    }
+                    b.g.vrrp_mcast_group4 = ip;
+                }
+            }
+        }),
+    ),
+    (
+        "vrrp_mcast_group6",
+        With(|c, s, b| {
+            if let Some(a) = c.v.one(s, "address") {
+                if let Some(ip) = c.v.ip(a, &s.key) {
+                    b.g.vrrp_mcast_group6 = ip;
+                }
+            }
+        }),
+    ),
+    (
+        "vrrp_version",
+        With(|c, s, b| {
+            if let Some(v) = c.v.one_uint(s, 2, 3) {
+                b.g.vrrp_version = v as u8;
+            }
+        }),
+    ),
+    ("vrrp_garp_", Garp(|b| &mut b.g.vrrp_garp)),
+    (
+        "vrrp_garp_interval",
+        With(|c, s, b| {
+            if let Some(v) = c.v.one_duration(s) {
+                b.g.vrrp_garp_interval = v;
+            }
+        }),
+    ),
+    (
+        "vrrp_gna_interval",
+        With(|c, s, b| {
+            if let Some(v) = c.v.one_duration(s) {
+                b.g.vrrp_gna_interval = v;
+            }
+        }),
+    ),
+    (
+        "vrrp_skip_check_adv_addr",
+        With(|c, s, b| b.g.vrrp_skip_check_adv_addr = c.v.flag(s)),
+    ),
+    ("vrrp_strict", With(|c, s, b| b.g.vrrp_strict = c.v.flag(s))),
+    (
+        "script_user",
+        With(|c, s, b| b.g.script_user = c.v.script_user(s)),
+    ),
+    (
+        "enable_script_security",
+        With(|c, s, b| b.g.enable_script_security = c.v.flag(s)),
+    ),
+    (
+        "lvs_timeouts",
+        With(|c, s, b| b.g.lvs_timeouts = Some(c.lvs_timeouts(s))),
+    ),
+    ("lvs_flush", With(|c, s, b| b.g.lvs_flush = c.v.flag(s))),
+    (
+        "lvs_flush_onstop",
+        With(|c, s, b| b.g.lvs_flush_onstop = c.v.flag(s)),
+    ),
+    (
+        "lvs_sync_daemon",
+        With(|c, s, b| {
+            b.lvs_sync_daemon = Some(s.loc.clone());
+            b.g.lvs_sync_daemon = c.lvs_sync_daemon(s);
+        }),
+    ),
+    ("vrrp_iptables", NoEffect),
+    ("vrrp_ipsets", NoEffect),
+    ("vrrp_check_unicast_src", NoEffect),
+    ("vrrp_priority", NoEffect),
+    ("checker_priority", NoEffect),
+    ("vrrp_no_swap", NoEffect),
+    ("checker_no_swap", NoEffect),
+    ("enable_traps", NoEffect),
+    ("max_auto_priority", NoEffect),
+    ("dynamic_interfaces", NoEffect),
+    ("no_email_faults", NoEffect),
+    ("vrrp_lower_prio_no_advert", NoEffect),
+    ("vrrp_higher_prio_send_advert", NoEffect),
+];
+
+impl Conv<'_> {
+    pub(super) fn global_defs(&mut self, n: &Node, r: &mut Root) {
+        let mut b = GlobalDraft {
+            g: std::mem::take(&mut r.cfg.global),
+            lvs_sync_daemon: r.locs.lvs_sync_daemon.take(),
+        };
+        let block = self.block(n);
+        self.read(block, GLOBAL_DEFS, &mut b);
+        r.cfg.global = b.g;
+        r.locs.lvs_sync_daemon = b.lvs_sync_daemon;
+    }
+
+    fn router_id(&mut self, s: &Node, b: &mut GlobalDraft) {
+        if let Some(a) = self.v.one(s, "router id") {
+            b.g.router_id = Some(a.text.clone());
+        }
+    }
+
+    fn lvs_timeouts(&mut self, s: &Node) -> LvsTimeouts {
+        let mut t = LvsTimeouts::default();
+        let mut i = 0;
+        while i < s.args.len() {
+            let opt = &s.args[i];
+            let Some(val) = s.args.get(i + 1) else {
+                self.d().error(
+                    &opt.loc,
+                    format!("lvs_timeouts: missing value for '{}'", opt.text),
+                );
+                break;
+            };
+            let v = self.v.uint(val, "lvs_timeouts", 0, 86400 * 31).unwrap_or(0) as u32;
+            match opt.text.as_str() {
+                "tcp" => t.tcp = v,
+                "tcpfin" => t.tcpfin = v,
+                "udp" => t.udp = v,
+                o => self.d().error(
+                    &opt.loc,
+                    format!("lvs_timeouts: unknown protocol '{o}' (tcp, tcpfin, udp)"),
+                ),
+            }
+            i += 2;
+        }
+        t
+    }
+
+    fn lvs_sync_daemon(&mut self, s: &Node) -> Option<LvsSyncDaemon> {
+        let interface = self.v.arg(s, 0, "interface")?.text.clone();
+        let vrrp_instance = self.v.arg(s, 1, "VRRP instance")?.text.clone();
+        let mut out = LvsSyncDaemon {
+            interface,
+            vrrp_instance,
+            sync_id: None,
+            maxlen: None,
+            port: 8848,
+            ttl: 1,
+            group: IpAddr::V4([224, 0, 0, 81].into()),
+        };
+        let mut i = 2;
+        while i < s.args.len() {
+            let opt = &s.args[i];
+            let val = match s.args.get(i + 1) {
+                Some(v) => v,
+                None => {
+                    self.d().error(
+                        &opt.loc,
+                        format!("lvs_sync_daemon: missing value for '{}'", opt.text),
+                    );
+                    break;
+                }
+            };
+            match opt.text.as_str() {
+                "id" => {
+                    out.sync_id = self
+                        .v
+                        .uint(val, "lvs_sync_daemon id", 0, 255)
+                        .map(|v| v as u8)
+                }
+                "maxlen" => {
+                    out.maxlen = self
+                        .v
+                        .uint(val, "lvs_sync_daemon maxlen", 1, 65535 - 20 - 8)
+                        .map(|v| v as u16)
+                }
+                "port" => {
+                    if let Some(p) = self.v.uint(val, "lvs_sync_daemon port", 1, 65535) {
+                        out.port = p as u16;
+                    }
+                }
+                "ttl" => {
+                    if let Some(t) = self.v.uint(val, "lvs_sync_daemon ttl", 1, 255) {
+                        out.ttl = t as u8;
+                    }
+                }
+                "group" => {
+                    if let Some(ip) = self.v.ip(val, "lvs_sync_daemon group") {
+                        out.group = ip;
+                    }
+                }
+                o => self.d().warn(
+                    &opt.loc,
+                    format!("lvs_sync_daemon: unknown option '{o}' - ignoring"),
+                ),
+            }
+            i += 2;
+        }
+        Some(out)
+    }
+
+    pub(super) fn ferrovs(&mut self, n: &Node, f: &mut FerrovsSettings) {
+        let block = self.block(n);
+        self.read(block, FERROVS, f);
+    }
+}
+
+const FERROVS: &Keywords<FerrovsSettings> = &[
+    (
+        "backend",
+        With(|c, s, f| {
+            if let Some(a) = c.v.one(s, "backend") {
+                match a.text.as_str() {
+                    "afxdp" => f.backend = Backend::Afxdp,
+                    "afpacket" => f.backend = Backend::Afpacket,
+                    "dpdk" => f.backend = Backend::Dpdk,
+                    o => c.d().error(
+                        &a.loc,
+                        format!("backend: unknown backend '{o}' (afxdp, afpacket or dpdk)"),
+                    ),
+                }
+            }
+        }),
+    ),
+    (
+        "workers",
+        With(|c, s, f| {
+            if let Some(v) = c.v.one_uint(s, 1, 1024) {
+                f.workers = Some(v as u32);
+            }
+        }),
+    ),
+    (
+        "interface",
+        With(|c, s, f| {
+            if s.args.is_empty() {
+                c.d().error(&s.loc, "interface: missing interface name");
+            }
+            for a in &s.args {
+                if !f.interfaces.contains(&a.text) {
+                    f.interfaces.push(a.text.clone());
+                }
+            }
+        }),
+    ),
+    (
+        "dpdk",
+        With(|c, s, f| {
+            let block = c.block(s);
+            c.read(block, DPDK, &mut f.dpdk)
+        }),
+    ),
+    (
+        "http_listen",
+        With(|c, s, f| {
+            if let Some(a) = c.v.one(s, "address:port") {
+                match a.text.parse() {
+                    Ok(sa) => f.http_listen = sa,
+                    Err(_) => c.d().error(
+                        &a.loc,
+                        format!("http_listen: invalid address:port '{}'", a.text),
+                    ),
+                }
+            }
+        }),
+    ),
+    (
+        "control_socket",
+        With(|c, s, f| {
+            if let Some(a) = c.v.one(s, "path") {
+                f.control_socket = a.text.clone().into();
+            }
+        }),
+    ),
+    (
+        "control_socket_group",
+        With(|c, s, f| {
+            if let Some(a) = c.v.one(s, "group name or gid") {
+                if a.text.is_empty() || a.text.contains(['/', ':']) {
+                    c.d().error(
+                        &a.loc,
+                        format!("control_socket_group: invalid group '{}'", a.text),
+                    );
+                } else {
+                    f.control_socket_group = Some(a.text.clone());
+                }
+            }
+        }),
+    ),
+    (
+        "conn_table_size",
+        With(|c, s, f| {
+            if let Some(v) = c.v.one_uint(s, 1, u32::MAX as u64) {
+                f.conn_table_size = v as u32;
+            }
+        }),
+    ),
+];
+
+const DPDK: &Keywords<DpdkSettings> = &[
+    (
+        "eal_args",
+        With(|_, e, d| {
+            for a in &e.args {
+                d.eal_args
+                    .extend(a.text.split_whitespace().map(str::to_string));
+            }
+        }),
+    ),
+    (
+        "port",
+        With(|c, e, d| {
+            if e.args.len() != 2 {
+                c.d().error(
+                    &e.loc,
+                    "port: expected an interface name and a DPDK device (port IFNAME DEVICE)",
+                );
+            } else {
+                let ifname = e.args[0].text.clone();
+                d.ports.retain(|(i, _)| *i != ifname);
+                d.ports.push((ifname, e.args[1].text.clone()));
+            }
+        }),
+    ),
+    (
+        "mbufs",
+        With(|c, e, d| {
+            if let Some(v) = c.v.one_uint(e, 0, 1 << 24) {
+                d.mbufs = v as u32;
+            }
+        }),
+    ),
+    (
+        "rx_desc",
+        With(|c, e, d| {
+            if let Some(v) = c.v.one_uint(e, 64, 32768) {
+                d.rx_desc = v as u16;
+            }
+        }),
+    ),
+    (
+        "tx_desc",
+        With(|c, e, d| {
+            if let Some(v) = c.v.one_uint(e, 64, 32768) {
+                d.tx_desc = v as u16;
+            }
+        }),
+    ),
+    (
+        "flow_steering",
+        With(|c, e, d| {
+            if let Some(a) = c.v.one(e, "flow_steering") {
+                match a.text.as_str() {
+                    "auto" => d.flow_steering = true,
+                    "software" => d.flow_steering = false,
+                    o => c.d().error(
+                        &a.loc,
+                        format!("flow_steering: unknown value '{o}' (auto or software)"),
+                    ),
+                }
+            }
+        }),
+    ),
+];
