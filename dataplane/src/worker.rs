@@ -1482,12 +1482,19 @@ impl<P: Port> Core<P> {
     /// neighbour retries and neighbours learnt by other workers.
     fn housekeeping(&mut self, snap: &Snapshot, now: u64) {
         let now_s = (now / 1000) as u32;
+        // Under pressure a half-open connection that times out takes the
+        // template it created with it, as an evicted one does.
+        let pressure = self.conns.under_pressure();
         let expired = self.conns.expire(now, EXPIRE_BUDGET, |c| {
             if let Some(e) = snap.dest(c.dest_id) {
                 e.dest.unbind_conn(c.is_active());
             }
             if c.flags & F_TEMPLATE_REF != 0 {
-                snap.templates.release(c.tmpl, now_s);
+                if pressure && c.flags & F_TEMPLATE_FRESH != 0 && c.is_unconfirmed() {
+                    snap.templates.release_abandoned(c.tmpl, now_s);
+                } else {
+                    snap.templates.release(c.tmpl, now_s);
+                }
             }
         });
         self.conns.trim_candidates(EXPIRE_BUDGET);

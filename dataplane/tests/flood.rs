@@ -459,4 +459,17 @@ fn persistence_survives_a_flood() {
     let live = lab.templates.iter(now_s).count();
     assert!(live <= CAP + 1, "{live} templates left");
     assert!(lab.templates.iter(now_s).any(|t| t.caddr == CLIENT));
+    // The flood's entries left in the table time out (5 s under pressure);
+    // those that do while the pressure lasts take their templates along.
+    lab.now += 6_000;
+    for _ in 0..4 {
+        lab.poll_all();
+    }
+    let now_s = (lab.now / 1000) as u32;
+    let after = lab.templates.iter(now_s).count();
+    assert!(
+        after + CAP / 8 - 1 <= live,
+        "{live} templates, then {after}"
+    );
+    assert!(lab.templates.iter(now_s).any(|t| t.caddr == CLIENT));
 }
