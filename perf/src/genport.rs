@@ -216,7 +216,7 @@ mod tests {
         };
         let seg = &d[34..14 + ip.total_len];
         let ph = checksum::pseudo_header_v4(ip.src, ip.dst, ipv4::PROTO_TCP, seg.len() as u16);
-        checksum::fold(ph + checksum::sum(seg)) == 0xffff
+        checksum::fold(checksum::add(ph, checksum::sum(seg))) == 0xffff
     }
 
     #[test]

@@ -96,7 +96,7 @@ pub fn tcp_frame(
     t[13] = flags;
     t[14..16].copy_from_slice(&64240u16.to_be_bytes());
     let ph = checksum::pseudo_header_v4(src, dst, ipv4::PROTO_TCP, 20);
-    let c = !checksum::fold(ph + checksum::sum(t));
+    let c = !checksum::fold(checksum::add(ph, checksum::sum(t)));
     t[16..18].copy_from_slice(&c.to_be_bytes());
 }
 
@@ -120,7 +120,7 @@ pub fn udp_frame(
         *b = b'a' + i as u8;
     }
     let ph = checksum::pseudo_header_v4(src, dst, ipv4::PROTO_UDP, 26);
-    let c = match !checksum::fold(ph + checksum::sum(u)) {
+    let c = match !checksum::fold(checksum::add(ph, checksum::sum(u))) {
         0 => 0xffff,
         c => c,
     };
@@ -268,13 +268,19 @@ mod tests {
         let ip = ipv4::parse(&b[14..FRAME_LEN]).expect("tcp frame");
         assert_eq!(ip.proto, ipv4::PROTO_TCP);
         let ph = checksum::pseudo_header_v4(ip.src, ip.dst, ipv4::PROTO_TCP, 20);
-        assert_eq!(checksum::fold(ph + checksum::sum(&b[34..54])), 0xffff);
+        assert_eq!(
+            checksum::fold(checksum::add(ph, checksum::sum(&b[34..54]))),
+            0xffff
+        );
 
         udp_inbound(&mut b, flow(7));
         let ip = ipv4::parse(&b[14..FRAME_LEN]).expect("udp frame");
         assert_eq!((ip.proto, ip.total_len), (ipv4::PROTO_UDP, 46));
         let ph = checksum::pseudo_header_v4(ip.src, ip.dst, ipv4::PROTO_UDP, 26);
-        assert_eq!(checksum::fold(ph + checksum::sum(&b[34..60])), 0xffff);
+        assert_eq!(
+            checksum::fold(checksum::add(ph, checksum::sum(&b[34..60]))),
+            0xffff
+        );
 
         icmp_echo(&mut b, flow(7).caddr, 1, 2);
         let ip = ipv4::parse(&b[14..FRAME_LEN]).expect("icmp frame");

@@ -333,7 +333,10 @@ impl Advert {
         }
         let csum = match self.version {
             Version::V2 => checksum::checksum(&b),
-            Version::V3 => !checksum::fold(v3_pseudo_sum(src, dst, b.len()) + checksum::sum(&b)),
+            Version::V3 => !checksum::fold(checksum::add(
+                v3_pseudo_sum(src, dst, b.len()),
+                checksum::sum(&b),
+            )),
         };
         b[6..8].copy_from_slice(&csum.to_be_bytes());
         b
@@ -380,7 +383,7 @@ impl Advert {
         let carried = u16::from_be_bytes([msg[6], msg[7]]);
         let total = match version {
             Version::V2 => checksum::sum(msg),
-            Version::V3 => v3_pseudo_sum(src, dst, msg.len()) + checksum::sum(msg),
+            Version::V3 => checksum::add(v3_pseudo_sum(src, dst, msg.len()), checksum::sum(msg)),
         };
         // A correct message sums (checksum field included) to 0xffff.
         if checksum::fold(total) != 0xffff {
@@ -389,9 +392,10 @@ impl Advert {
             zeroed[7] = 0;
             let computed = match version {
                 Version::V2 => checksum::checksum(&zeroed),
-                Version::V3 => {
-                    !checksum::fold(v3_pseudo_sum(src, dst, msg.len()) + checksum::sum(&zeroed))
-                }
+                Version::V3 => !checksum::fold(checksum::add(
+                    v3_pseudo_sum(src, dst, msg.len()),
+                    checksum::sum(&zeroed),
+                )),
             };
             return Err(PacketError::Checksum { carried, computed });
         }
@@ -520,6 +524,17 @@ fn constant_time_eq(a: &[u8; AUTH_DATA_LEN], b: &[u8; AUTH_DATA_LEN]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_v3_message_whose_sum_nears_2_to_32_is_refused_not_a_panic() {
+        // Found by the vrrp_packet fuzzer: the message's 32-bit partial sum
+        // plus the pseudo header's overflowed.
+        let msg = [
+            0x31, 0x33, 0x96, 0x01, 0x00, 0x00, 0x00, 0xe6, 0xce, 0xcc, 0x69, 0x64,
+        ];
+        let r = Advert::parse(&msg, Ipv4Addr::new(198, 18, 0, 2), Ipv4Addr::new(224, 0, 0, 18));
+        assert!(matches!(r, Err(PacketError::Checksum { .. })), "{r:?}");
+    }
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();

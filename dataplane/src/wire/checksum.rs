@@ -23,6 +23,16 @@ pub fn sum(data: &[u8]) -> u32 {
     folded as u32
 }
 
+/// Adds two partial sums (of [`sum`] or [`pseudo_header_v4`]) with the end
+/// carry wrapped around, as one's complement addition does: a plain `+` of
+/// two 32-bit partial sums can overflow (a long message's [`sum`] comes
+/// close to 2^32).
+#[inline(always)]
+pub fn add(a: u32, b: u32) -> u32 {
+    let (s, carry) = a.overflowing_add(b);
+    s + carry as u32
+}
+
 /// Folds a 32-bit partial sum to 16 bits.
 #[inline(always)]
 pub fn fold(mut s: u32) -> u16 {
@@ -119,6 +129,19 @@ mod tests {
         // RFC 1071 section 3 example bytes.
         let d = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(fold(sum(&d)), 0xddf2);
+    }
+
+    #[test]
+    fn partial_sums_add_without_overflow() {
+        // A long run of 0xff bytes sums close to 2^32; adding a pseudo
+        // header's sum must wrap its carry around, as summing it all does.
+        let d = vec![0xffu8; 65532];
+        let ph = pseudo_header_v4([198, 18, 0, 2], [224, 0, 0, 18], 112, 65532);
+        let mut all = vec![198, 18, 0, 2, 224, 0, 0, 18, 0, 112];
+        all.extend_from_slice(&65532u16.to_be_bytes());
+        all.extend_from_slice(&d);
+        assert_eq!(fold(add(ph, sum(&d))), fold(sum(&all)));
+        assert_eq!(add(u32::MAX, 2), 2);
     }
 
     #[test]
