@@ -646,6 +646,19 @@ impl Collector for DaemonCollector {
             "Whether the last reload succeeded (1 before any).",
             d.last_reload_ok as i64,
         )?;
+        single_gauge(
+            &mut enc,
+            "ferrovs_workers_running",
+            "Whether every worker polls (0: one stopped, VRRP gave the VIPs up).",
+            d.workers_running as i64,
+        )?;
+        let mut f = family(
+            &mut enc,
+            "ferrovs_worker_stalls",
+            "Times a worker stopped polling for longer than 1.5 s.",
+            MetricType::Counter,
+        )?;
+        f.counter(&l(&[]), d.worker_stalls)?;
         let mut f = family(
             &mut enc,
             "ferrovs_build_info",
