@@ -18,7 +18,8 @@ use crate::conn::entry::{
 use crate::conn::template::Lookup;
 use crate::conn::{Conn, ConnTable, Dir, TcpState, Tuple};
 use crate::counters::{DropReason, WorkerCounters};
-use crate::fwd::{self, fullnat::PortAllocator, icmp::Rewrite, tun, L34};
+use crate::fwd::alloc::{IpIds, PortAllocator};
+use crate::fwd::{self, icmp::Rewrite, tun, L34};
 use crate::neigh::{NeighCache, Resolve};
 use crate::port::{Packet, Port, BURST};
 use crate::sched::{SchedInput, SchedState};
@@ -162,7 +163,7 @@ struct Core<P: Port> {
     lports: PortAllocator,
     tx: Vec<Vec<P::Pkt>>,
     ready: Vec<(u16, P::Pkt)>,
-    ip_id: u16,
+    ip_ids: IpIds,
     /// The tuple and hash the prefetch pass computed for the packet being
     /// handled.
     hash_hint: Option<(Tuple, u64)>,
@@ -220,7 +221,7 @@ impl<P: Port> Worker<P> {
                 lports: PortAllocator::new(id, workers),
                 tx: (0..nports).map(|_| Vec::with_capacity(BURST * 4)).collect(),
                 ready: Vec::with_capacity(BURST),
-                ip_id: (id as u16).wrapping_mul(0x1000),
+                ip_ids: IpIds::new(id),
                 neigh_tick_ms: 0,
                 hash_hint: None,
                 kind_hint: None,
@@ -1075,8 +1076,7 @@ impl<P: Port> Core<P> {
         let src = snap.port_addr(nh.port).map_or([0; 4], |a| a.octets());
         // Drop Ethernet padding: the tunnel carries the IP packet only.
         pkt.set_len(l3 + ip.info.total_len);
-        self.ip_id = self.ip_id.wrapping_add(1);
-        let id = self.ip_id;
+        let id = self.ip_ids.fresh();
         match tun::fit(ip.info.total_len, mtu, ip.info.df()) {
             tun::Fit::Fits => {
                 if !pkt.prepend(tun::OVERHEAD) {

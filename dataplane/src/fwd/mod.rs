@@ -1,6 +1,7 @@
 //! The four LVS forwarding modes as pure rewrites of a frame in place, plus
 //! the translation of ICMP errors that quote a flow.
 
+pub mod alloc;
 pub mod dr;
 pub mod fullnat;
 pub mod icmp;
