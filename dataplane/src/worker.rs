@@ -1049,7 +1049,7 @@ impl<P: Port> Core<P> {
             return self.drop_pkt(r, pkt);
         };
         let c = *self.conns.get(ci);
-        if !fullnat && ip.info.ttl <= 1 {
+        if !fullnat && fwd::nat::reply_ttl_expired(ip.info.ttl) {
             return self.drop_pkt(DropReason::TtlExceeded, pkt);
         }
         self.update_state(snap, ci, Dir::Output, flags, now);
@@ -1060,8 +1060,6 @@ impl<P: Port> Core<P> {
             fwd::fullnat::outbound(frame, o, c.vaddr, c.vport, c.caddr, c.cport);
         } else {
             fwd::nat::outbound(frame, o, c.vaddr, c.vport);
-            // Replies are routed through us, as by a router (RFC 1812).
-            ipv4::dec_ttl(&mut frame[o.l3..]);
         }
         self.send(snap, pkt, c.caddr, now);
     }
