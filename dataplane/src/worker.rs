@@ -19,7 +19,7 @@ use crate::conn::template::Lookup;
 use crate::conn::{Conn, ConnTable, Dir, TcpState, Tuple};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::fwd::alloc::{IpIds, PortAllocator};
-use crate::fwd::{self, icmp::Rewrite, tun, L34};
+use crate::fwd::{self, tun, L34};
 use crate::neigh::{NeighCache, Resolve};
 use crate::port::{Packet, Port, BURST};
 use crate::sched::{SchedInput, SchedState};
@@ -1355,20 +1355,8 @@ impl<P: Port> Core<P> {
         if ty == icmp::TYPE_ECHO_REQUEST && matches!(kind, Some(AddrKind::Vip { .. })) {
             // A director answers pings to its VIPs, as the kernel does for
             // an LVS director that holds them.
-            let frame = pkt.data_mut();
-            let (src, dst) = (ip.info.src, ip.info.dst);
-            ipv4::set_src(&mut frame[l3..], dst);
-            ipv4::set_dst(&mut frame[l3..], src);
-            let m = &mut frame[icmp_off..end];
-            let old = u16::from_be_bytes([m[0], m[1]]);
-            m[0] = icmp::TYPE_ECHO_REPLY;
-            let c = crate::wire::checksum::update16(
-                u16::from_be_bytes([m[2], m[3]]),
-                old,
-                u16::from_be_bytes([m[0], m[1]]),
-            );
-            m[2..4].copy_from_slice(&c.to_be_bytes());
-            return self.send(snap, pkt, src, now);
+            fwd::icmp::echo_reply(pkt.data_mut(), l3, icmp_off, end);
+            return self.send(snap, pkt, ip.info.src, now);
         }
         let Some(q) = fwd::icmp::parse_error(pkt.data(), icmp_off, end) else {
             let r = if kind.is_none() {
@@ -1382,13 +1370,7 @@ impl<P: Port> Core<P> {
             Some(AddrKind::Vip { .. }) => {
                 // From the client side, about a reply we sent: the quoted
                 // packet went VIP → client.
-                let t = Tuple {
-                    proto: q.proto,
-                    saddr: q.dst,
-                    sport: q.dport,
-                    daddr: q.src,
-                    dport: q.sport,
-                };
+                let t = q.flow();
                 let Some(si) = snap.service(t.proto, t.daddr, t.dport) else {
                     return self.drop_pkt(DropReason::IcmpUnmatched, pkt);
                 };
@@ -1405,23 +1387,9 @@ impl<P: Port> Core<P> {
                 };
                 let c = *self.conns.get(ci);
                 self.conns.touch(ci, now);
-                let r = match c.fwd {
-                    FwdMethod::Nat => Rewrite {
-                        outer_dst: Some(c.daddr),
-                        quoted_src: Some((c.daddr, c.dport)),
-                        ..Default::default()
-                    },
-                    FwdMethod::FullNat => Rewrite {
-                        outer_src: Some(c.laddr),
-                        outer_dst: Some(c.daddr),
-                        quoted_src: Some((c.daddr, c.dport)),
-                        quoted_dst: Some((c.laddr, c.lport)),
-                    },
-                    FwdMethod::Dr => Rewrite::default(),
-                    FwdMethod::Tun => {
-                        self.ctr().icmp_translated.inc();
-                        return self.tunnel(snap, pkt, ip, c.daddr, now);
-                    }
+                let Some(r) = fwd::icmp::from_client(&c) else {
+                    self.ctr().icmp_translated.inc();
+                    return self.tunnel(snap, pkt, ip, c.daddr, now);
                 };
                 fwd::icmp::translate(pkt.data_mut(), l3, end, &q, &r);
                 self.ctr().icmp_translated.inc();
@@ -1431,13 +1399,7 @@ impl<P: Port> Core<P> {
                 // From a real server, about a packet we forwarded to it:
                 // the quoted packet went (client | local address) → RIP.
                 let fullnat = matches!(kind, Some(AddrKind::Laddr { .. }));
-                let t = Tuple {
-                    proto: q.proto,
-                    saddr: q.dst,
-                    sport: q.dport,
-                    daddr: q.src,
-                    dport: q.sport,
-                };
+                let t = q.flow();
                 if !handed && snap.workers > 1 {
                     let owner = snap.reply_owner(t.daddr, t.dport, fullnat);
                     if owner != self.id {
@@ -1455,20 +1417,7 @@ impl<P: Port> Core<P> {
                 };
                 let c = *self.conns.get(ci);
                 self.conns.touch(ci, now);
-                let r = if fullnat {
-                    Rewrite {
-                        outer_src: Some(c.vaddr),
-                        outer_dst: Some(c.caddr),
-                        quoted_src: Some((c.caddr, c.cport)),
-                        quoted_dst: Some((c.vaddr, c.vport)),
-                    }
-                } else {
-                    Rewrite {
-                        outer_src: Some(c.vaddr),
-                        quoted_dst: Some((c.vaddr, c.vport)),
-                        ..Default::default()
-                    }
-                };
+                let r = fwd::icmp::from_server(&c, fullnat);
                 fwd::icmp::translate(pkt.data_mut(), l3, end, &q, &r);
                 self.ctr().icmp_translated.inc();
                 self.send(snap, pkt, c.caddr, now);
