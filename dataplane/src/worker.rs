@@ -19,7 +19,7 @@ use crate::conn::template::Lookup;
 use crate::conn::{Conn, ConnTable, Dir, TcpState, Tuple};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::fwd::alloc::{IpIds, PortAllocator};
-use crate::fwd::{self, tun, L34};
+use crate::fwd::{self, L34};
 use crate::neigh::{NeighCache, Resolve};
 use crate::port::{Packet, Port, BURST};
 use crate::sched::{SchedInput, SchedState};
@@ -410,6 +410,37 @@ impl<P: Port> Worker<P> {
     }
 }
 
+/// What a forwarding mode that makes packets of its own (TUN) sends them
+/// through.
+impl<P: Port> fwd::Egress for Core<P> {
+    type Pkt = P::Pkt;
+
+    #[inline(always)]
+    fn alloc(&mut self, port: u16) -> Option<P::Pkt> {
+        self.ports[port as usize].alloc()
+    }
+
+    #[inline(always)]
+    fn send(&mut self, snap: &Snapshot, pkt: P::Pkt, dst: [u8; 4], now: u64) {
+        Core::send(self, snap, pkt, dst, now)
+    }
+
+    #[inline(always)]
+    fn drop_pkt(&mut self, r: DropReason, pkt: P::Pkt) {
+        Core::drop_pkt(self, r, pkt)
+    }
+
+    #[inline(always)]
+    fn counters(&self) -> &WorkerCounters {
+        self.ctr()
+    }
+
+    #[inline(always)]
+    fn ip_id(&mut self) -> u16 {
+        self.ip_ids.fresh()
+    }
+}
+
 /// A cheap look at a frame for the prefetch pass: its TCP/UDP tuple, and
 /// whether it is a reply (not addressed to a VIP). No validation: the real
 /// parse happens when the packet is handled.
@@ -667,7 +698,9 @@ impl<P: Port> Core<P> {
             FwdMethod::FullNat => {
                 fwd::fullnat::inbound(pkt.data_mut(), o, c.laddr, c.lport, c.daddr, c.dport)
             }
-            FwdMethod::Tun => return self.tunnel(snap, pkt, ip, c.daddr, now),
+            FwdMethod::Tun => {
+                return fwd::tun::transmit(self, snap, pkt, ip.l2.l3_offset, &ip.info, c.daddr, now)
+            }
         }
         self.send(snap, pkt, c.daddr, now);
     }
@@ -1064,109 +1097,6 @@ impl<P: Port> Core<P> {
         self.send(snap, pkt, c.caddr, now);
     }
 
-    /// TUN: encapsulate, or fragment, or tell the client the MTU.
-    fn tunnel(&mut self, snap: &Snapshot, mut pkt: P::Pkt, ip: Ip, rip: [u8; 4], now: u64) {
-        let Some(nh) = snap.routes.lookup(Ipv4Addr::from(rip)) else {
-            return self.drop_pkt(DropReason::NoRoute, pkt);
-        };
-        let l3 = ip.l2.l3_offset;
-        let mtu = snap.ports.get(nh.port as usize).map_or(1500, |p| p.mtu);
-        let src = snap.port_addr(nh.port).map_or([0; 4], |a| a.octets());
-        // Drop Ethernet padding: the tunnel carries the IP packet only.
-        pkt.set_len(l3 + ip.info.total_len);
-        let id = self.ip_ids.fresh();
-        match tun::fit(ip.info.total_len, mtu, ip.info.df()) {
-            tun::Fit::Fits => {
-                if !pkt.prepend(tun::OVERHEAD) {
-                    return self.drop_pkt(DropReason::NoBuffer, pkt);
-                }
-                tun::encap_in_place(pkt.data_mut(), l3, id, src, rip);
-                self.send(snap, pkt, rip, now);
-            }
-            tun::Fit::TooBig(m) => {
-                // IPVS answers from the VIP, the address the client used.
-                let vip = ip.info.dst;
-                let port = nh.port as usize;
-                if let Some(mut out) = self.ports[port].alloc() {
-                    let frame = pkt.data();
-                    let n = ethernet::HEADER_LEN
-                        + icmp::frag_needed_len(ip.info.header_len, ip.info.total_len);
-                    if out.set_len(n) {
-                        let o = out.data_mut();
-                        ethernet::write_header(o, &[0; 6], &[0; 6], None, ethernet::ETHERTYPE_IPV4);
-                        icmp::build_frag_needed(
-                            &mut o[ethernet::HEADER_LEN..],
-                            &frame[l3..],
-                            ip.info.header_len,
-                            vip,
-                            m,
-                        );
-                        let client = ip.info.src;
-                        self.send(snap, out, client, now);
-                    } else {
-                        self.ctr().drop(DropReason::NoBuffer);
-                    }
-                } else {
-                    self.ctr().drop(DropReason::NoBuffer);
-                }
-                self.drop_pkt(DropReason::TooBig, pkt);
-            }
-            tun::Fit::Fragment => {
-                let chunk = tun::fragment_payload(mtu);
-                let inner_len = ip.info.total_len;
-                // Later fragments are copies; the first reuses the packet.
-                let mut off = chunk;
-                while off < inner_len {
-                    let len = chunk.min(inner_len - off);
-                    let more = off + len < inner_len;
-                    let Some(mut f) = self.ports[nh.port as usize].alloc() else {
-                        self.ctr().drop(DropReason::NoBuffer);
-                        return self.drop_pkt(DropReason::NoBuffer, pkt);
-                    };
-                    if !f.set_len(l3 + tun::OVERHEAD + len) {
-                        self.ctr().drop(DropReason::NoBuffer);
-                        return self.drop_pkt(DropReason::NoBuffer, pkt);
-                    }
-                    let frame = pkt.data();
-                    tun::write_fragment(
-                        f.data_mut(),
-                        &frame[..l3],
-                        &frame[l3..],
-                        off,
-                        len,
-                        more,
-                        id,
-                        src,
-                        rip,
-                    );
-                    self.ctr().fragments_sent.inc();
-                    self.send(snap, f, rip, now);
-                    off += len;
-                }
-                if !pkt.prepend(tun::OVERHEAD) {
-                    return self.drop_pkt(DropReason::NoBuffer, pkt);
-                }
-                // The first fragment's payload is already in place behind
-                // the moved layer-2 header.
-                let frame = pkt.data_mut();
-                frame.copy_within(tun::OVERHEAD..tun::OVERHEAD + l3, 0);
-                ipv4::write_header(
-                    &mut frame[l3..],
-                    (tun::OVERHEAD + chunk) as u16,
-                    id,
-                    ipv4::FLAG_MF,
-                    64,
-                    ipv4::PROTO_IPIP,
-                    src,
-                    rip,
-                );
-                pkt.set_len(l3 + tun::OVERHEAD + chunk);
-                self.ctr().fragments_sent.inc();
-                self.send(snap, pkt, rip, now);
-            }
-        }
-    }
-
     /// Routes to `dst`, resolves the next hop and queues for transmission.
     fn send(&mut self, snap: &Snapshot, pkt: P::Pkt, dst: [u8; 4], now: u64) {
         let Some(nh) = snap.routes.lookup(Ipv4Addr::from(dst)) else {
@@ -1389,7 +1319,7 @@ impl<P: Port> Core<P> {
                 self.conns.touch(ci, now);
                 let Some(r) = fwd::icmp::from_client(&c) else {
                     self.ctr().icmp_translated.inc();
-                    return self.tunnel(snap, pkt, ip, c.daddr, now);
+                    return fwd::tun::transmit(self, snap, pkt, l3, &ip.info, c.daddr, now);
                 };
                 fwd::icmp::translate(pkt.data_mut(), l3, end, &q, &r);
                 self.ctr().icmp_translated.inc();

@@ -1,5 +1,11 @@
 //! The four LVS forwarding modes as pure rewrites of a frame in place, plus
-//! the translation of ICMP errors that quote a flow.
+//! the translation of ICMP errors that quote a flow, TUN's encapsulation and
+//! fragmentation, and the modes' per-worker allocators (`alloc.rs`).
+//!
+//! Data flows one way: port → worker → forwarding mode → port. The worker
+//! receives, looks the connection up and calls the mode; a mode that makes
+//! packets of its own (TUN's fragments, fragmentation-needed) hands them to
+//! the worker's transmit side through [`Egress`], statically dispatched.
 
 pub mod alloc;
 pub mod dr;
@@ -8,8 +14,28 @@ pub mod icmp;
 pub mod nat;
 pub mod tun;
 
+use crate::counters::{DropReason, WorkerCounters};
+use crate::port::Packet;
+use crate::snapshot::Snapshot;
 use crate::wire::checksum::Delta;
 use crate::wire::{ipv4, l4};
+
+/// The worker's transmit side, as a forwarding mode that makes packets of
+/// its own sees it. Implemented by the worker; generic, never `dyn`.
+pub trait Egress {
+    type Pkt: Packet;
+    /// A fresh buffer from the pool of port `port`.
+    fn alloc(&mut self, port: u16) -> Option<Self::Pkt>;
+    /// Routes `pkt` to `dst`, resolves the next hop and queues it.
+    fn send(&mut self, snap: &Snapshot, pkt: Self::Pkt, dst: [u8; 4], now: u64);
+    /// Drops `pkt`, counted under `r`.
+    fn drop_pkt(&mut self, r: DropReason, pkt: Self::Pkt);
+    /// The worker's counters.
+    fn counters(&self) -> &WorkerCounters;
+    /// The IP identification for the next outer header
+    /// ([`alloc::IpIds`]).
+    fn ip_id(&mut self) -> u16;
+}
 
 /// Offsets of a parsed IPv4 TCP/UDP packet inside its frame.
 #[derive(Clone, Copy, Debug)]

@@ -7,7 +7,12 @@
 //! fragmentation-needed quoting the tunnel overhead; one without DF is sent
 //! as outer fragments.
 
-use crate::wire::ipv4;
+use super::Egress;
+use crate::counters::DropReason;
+use crate::port::Packet;
+use crate::snapshot::Snapshot;
+use crate::wire::{ethernet, icmp, ipv4};
+use std::net::Ipv4Addr;
 
 pub const OVERHEAD: usize = ipv4::MIN_HEADER_LEN;
 
@@ -87,6 +92,172 @@ pub fn write_fragment(
     );
     out[n + OVERHEAD..n + OVERHEAD + len].copy_from_slice(&inner[off..off + len]);
     n + OVERHEAD + len
+}
+
+/// Turns a packet whose later fragments have been sent into the first
+/// outer fragment, in place. `frame` has grown by `OVERHEAD` bytes at the
+/// front; its layer-2 header (`l2_len` bytes) is moved to the front and the
+/// outer header written for the first `chunk` bytes of the inner packet,
+/// which are already in place behind it. The caller trims the frame to
+/// `l2_len + OVERHEAD + chunk`.
+pub fn first_fragment_in_place(
+    frame: &mut [u8],
+    l2_len: usize,
+    chunk: usize,
+    id: u16,
+    src: [u8; 4],
+    dst: [u8; 4],
+) {
+    frame.copy_within(OVERHEAD..OVERHEAD + l2_len, 0);
+    ipv4::write_header(
+        &mut frame[l2_len..],
+        (OVERHEAD + chunk) as u16,
+        id,
+        ipv4::FLAG_MF,
+        64,
+        ipv4::PROTO_IPIP,
+        src,
+        dst,
+    );
+}
+
+/// Sends the IPv4 packet at `l3` (`info`: its parsed header) through the
+/// tunnel to the real server `rip`: encapsulated, or as outer fragments, or
+/// answered with fragmentation-needed (see the module's notes).
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub fn transmit<E: Egress>(
+    out: &mut E,
+    snap: &Snapshot,
+    mut pkt: E::Pkt,
+    l3: usize,
+    info: &ipv4::Ipv4Info,
+    rip: [u8; 4],
+    now: u64,
+) {
+    let Some(nh) = snap.routes.lookup(Ipv4Addr::from(rip)) else {
+        return out.drop_pkt(DropReason::NoRoute, pkt);
+    };
+    let mtu = snap.ports.get(nh.port as usize).map_or(1500, |p| p.mtu);
+    let src = snap.port_addr(nh.port).map_or([0; 4], |a| a.octets());
+    // Drop Ethernet padding: the tunnel carries the IP packet only.
+    pkt.set_len(l3 + info.total_len);
+    let id = out.ip_id();
+    match fit(info.total_len, mtu, info.df()) {
+        Fit::Fits => {
+            if !pkt.prepend(OVERHEAD) {
+                return out.drop_pkt(DropReason::NoBuffer, pkt);
+            }
+            encap_in_place(pkt.data_mut(), l3, id, src, rip);
+            out.send(snap, pkt, rip, now);
+        }
+        Fit::TooBig(m) => too_big(out, snap, pkt, l3, info, nh.port, m, now),
+        Fit::Fragment => fragment(
+            out,
+            snap,
+            pkt,
+            l3,
+            info.total_len,
+            mtu,
+            nh.port,
+            id,
+            src,
+            rip,
+            now,
+        ),
+    }
+}
+
+/// DF set and too big: the client is told the tunnel's MTU, from the VIP
+/// (the address it used, as IPVS answers), and the packet is dropped.
+#[allow(clippy::too_many_arguments)]
+fn too_big<E: Egress>(
+    out: &mut E,
+    snap: &Snapshot,
+    pkt: E::Pkt,
+    l3: usize,
+    info: &ipv4::Ipv4Info,
+    port: u16,
+    mtu: u16,
+    now: u64,
+) {
+    let vip = info.dst;
+    if let Some(mut reply) = out.alloc(port) {
+        let frame = pkt.data();
+        let n = ethernet::HEADER_LEN + icmp::frag_needed_len(info.header_len, info.total_len);
+        if reply.set_len(n) {
+            let o = reply.data_mut();
+            ethernet::write_header(o, &[0; 6], &[0; 6], None, ethernet::ETHERTYPE_IPV4);
+            icmp::build_frag_needed(
+                &mut o[ethernet::HEADER_LEN..],
+                &frame[l3..],
+                info.header_len,
+                vip,
+                mtu,
+            );
+            out.send(snap, reply, info.src, now);
+        } else {
+            out.counters().drop(DropReason::NoBuffer);
+        }
+    } else {
+        out.counters().drop(DropReason::NoBuffer);
+    }
+    out.drop_pkt(DropReason::TooBig, pkt);
+}
+
+/// DF clear and too big: outer fragments of the inner packet of
+/// `inner_len` bytes. Later fragments are copies; the first reuses the
+/// packet.
+#[allow(clippy::too_many_arguments)]
+fn fragment<E: Egress>(
+    out: &mut E,
+    snap: &Snapshot,
+    mut pkt: E::Pkt,
+    l3: usize,
+    inner_len: usize,
+    mtu: u16,
+    port: u16,
+    id: u16,
+    src: [u8; 4],
+    rip: [u8; 4],
+    now: u64,
+) {
+    let chunk = fragment_payload(mtu);
+    let mut off = chunk;
+    while off < inner_len {
+        let len = chunk.min(inner_len - off);
+        let more = off + len < inner_len;
+        let Some(mut f) = out.alloc(port) else {
+            out.counters().drop(DropReason::NoBuffer);
+            return out.drop_pkt(DropReason::NoBuffer, pkt);
+        };
+        if !f.set_len(l3 + OVERHEAD + len) {
+            out.counters().drop(DropReason::NoBuffer);
+            return out.drop_pkt(DropReason::NoBuffer, pkt);
+        }
+        let frame = pkt.data();
+        write_fragment(
+            f.data_mut(),
+            &frame[..l3],
+            &frame[l3..],
+            off,
+            len,
+            more,
+            id,
+            src,
+            rip,
+        );
+        out.counters().fragments_sent.inc();
+        out.send(snap, f, rip, now);
+        off += len;
+    }
+    if !pkt.prepend(OVERHEAD) {
+        return out.drop_pkt(DropReason::NoBuffer, pkt);
+    }
+    first_fragment_in_place(pkt.data_mut(), l3, chunk, id, src, rip);
+    pkt.set_len(l3 + OVERHEAD + chunk);
+    out.counters().fragments_sent.inc();
+    out.send(snap, pkt, rip, now);
 }
 
 #[cfg(test)]
