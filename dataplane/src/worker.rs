@@ -3,9 +3,10 @@
 //! Each worker owns one queue on every port, its connection table, its
 //! neighbour cache and its scheduler state. Per packet: parse, classify the
 //! destination (active VIP, local address, our own address, or a reply of a
-//! tracked NAT flow), find or create the connection, rewrite for the
-//! connection's forwarding mode and queue for transmission. Nothing on this
-//! path locks, allocates (once the queues are warm) or makes a syscall.
+//! tracked NAT flow), find or create the connection, hand the packet to the
+//! connection's forwarding mode (`fwd/`) and queue what it gives back for
+//! transmission. Nothing on this path locks, allocates (once the queues are
+//! warm) or makes a syscall.
 //!
 //! Flow ownership (DESIGN.md): NAT flows belong to the worker a keyed hash of
 //! the client address and port names, FULLNAT replies to the worker whose
