@@ -272,4 +272,137 @@ mod tests {
         assert_eq!(fragment_payload(1500), 1480);
         assert_eq!(fragment_payload(1000), 976);
     }
+
+    use crate::conn::template::TemplateTable;
+    use crate::counters::WorkerCounters;
+    use crate::port::memory::MemPacket;
+    use crate::snapshot::{PortConf, SnapshotBuilder};
+    use crate::wire::checksum;
+    use std::sync::Arc;
+
+    /// An egress that records what a mode sends and drops.
+    #[derive(Default)]
+    struct Recorder {
+        sent: Vec<(Vec<u8>, [u8; 4])>,
+        dropped: Vec<DropReason>,
+        ctr: WorkerCounters,
+        id: u16,
+    }
+
+    impl Egress for Recorder {
+        type Pkt = MemPacket;
+        fn alloc(&mut self, _port: u16) -> Option<MemPacket> {
+            Some(MemPacket::new())
+        }
+        fn send(&mut self, _snap: &Snapshot, pkt: MemPacket, dst: [u8; 4], _now: u64) {
+            self.sent.push((pkt.data().to_vec(), dst));
+        }
+        fn drop_pkt(&mut self, r: DropReason, _pkt: MemPacket) {
+            self.dropped.push(r);
+        }
+        fn counters(&self) -> &WorkerCounters {
+            &self.ctr
+        }
+        fn ip_id(&mut self) -> u16 {
+            self.id += 1;
+            self.id
+        }
+    }
+
+    const RIP: [u8; 4] = [10, 0, 0, 2];
+    const CLIENT: [u8; 4] = [203, 0, 113, 7];
+    const VIP: [u8; 4] = [192, 0, 2, 10];
+
+    fn snap(mtu: u16) -> Snapshot {
+        let mut b = SnapshotBuilder::new(1, 1, Arc::new(TemplateTable::new(64)));
+        b.port(PortConf {
+            name: "eth0".into(),
+            mac: [2, 0, 0, 0, 0, 1],
+            addrs: vec![(Ipv4Addr::new(10, 0, 0, 1), 24)],
+            mtu,
+        });
+        b.build().unwrap()
+    }
+
+    /// An Ethernet frame carrying a UDP-less IPv4 packet of `total` bytes
+    /// (payload counting up), plus 4 bytes of Ethernet padding.
+    fn frame(total: usize, df: bool) -> (MemPacket, ipv4::Ipv4Info) {
+        let mut f = vec![0u8; ethernet::HEADER_LEN + total + 4];
+        ethernet::write_header(&mut f, &[2; 6], &[4; 6], None, ethernet::ETHERTYPE_IPV4);
+        let l3 = ethernet::HEADER_LEN;
+        for (i, b) in f[l3 + 20..l3 + total].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let flags = if df { ipv4::FLAG_DF } else { 0 };
+        ipv4::write_header(&mut f[l3..], total as u16, 9, flags, 63, 17, CLIENT, VIP);
+        let info = ipv4::parse(&f[l3..]).unwrap();
+        (MemPacket::from_frame(&f), info)
+    }
+
+    #[test]
+    fn a_packet_that_fits_is_encapsulated() {
+        let s = snap(1500);
+        let (p, info) = frame(100, true);
+        let inner = p.data()[14..114].to_vec();
+        let mut e = Recorder::default();
+        transmit(&mut e, &s, p, 14, &info, RIP, 0);
+        assert!(e.dropped.is_empty());
+        let [(f, dst)] = &e.sent[..] else {
+            panic!("{:?}", e.sent.len())
+        };
+        assert_eq!(*dst, RIP);
+        assert_eq!(f.len(), 14 + OVERHEAD + 100);
+        let outer = ipv4::parse(&f[14..]).unwrap();
+        assert_eq!(outer.proto, ipv4::PROTO_IPIP);
+        assert_eq!((outer.src, outer.dst), ([10, 0, 0, 1], RIP));
+        assert_eq!(outer.frag, ipv4::FLAG_DF);
+        assert_eq!(&f[14 + OVERHEAD..], &inner[..]);
+    }
+
+    #[test]
+    fn too_big_without_df_goes_as_outer_fragments() {
+        let s = snap(1000);
+        let (p, info) = frame(1200, false);
+        let inner = p.data()[14..14 + 1200].to_vec();
+        let mut e = Recorder::default();
+        transmit(&mut e, &s, p, 14, &info, RIP, 0);
+        assert!(e.dropped.is_empty());
+        assert_eq!(e.ctr.fragments_sent.get(), 2);
+        // Later fragments first; the packet itself becomes the first.
+        let mut joined = vec![0u8; 1200];
+        for (f, dst) in &e.sent {
+            assert_eq!(*dst, RIP);
+            assert_eq!(checksum::checksum(&f[14..34]), 0);
+            let o = ipv4::parse(&f[14..]).unwrap();
+            assert_eq!(o.total_len, f.len() - 14);
+            let off = (o.frag & ipv4::FRAG_OFFSET_MASK) as usize * 8;
+            let more = o.frag & ipv4::FLAG_MF != 0;
+            assert_eq!(more, off == 0);
+            joined[off..off + f.len() - 34].copy_from_slice(&f[34..]);
+        }
+        assert_eq!(e.sent.len(), 2);
+        assert_eq!(e.sent[1].0.len(), 14 + 20 + 976);
+        assert_eq!(joined, inner);
+    }
+
+    #[test]
+    fn too_big_with_df_tells_the_client_from_the_vip() {
+        let s = snap(1000);
+        let (p, info) = frame(1200, true);
+        let mut e = Recorder::default();
+        transmit(&mut e, &s, p, 14, &info, RIP, 0);
+        assert_eq!(e.dropped, [DropReason::TooBig]);
+        let [(f, dst)] = &e.sent[..] else {
+            panic!("{:?}", e.sent.len())
+        };
+        assert_eq!(*dst, CLIENT);
+        let o = ipv4::parse(&f[14..]).unwrap();
+        assert_eq!((o.proto, o.src, o.dst), (ipv4::PROTO_ICMP, VIP, CLIENT));
+        let m = &f[14 + o.header_len..];
+        assert_eq!(
+            (m[0], m[1]),
+            (icmp::TYPE_DEST_UNREACH, icmp::CODE_FRAG_NEEDED)
+        );
+        assert_eq!(u16::from_be_bytes([m[6], m[7]]), 980);
+    }
 }
