@@ -7,6 +7,8 @@ use crate::heartbeat::{Heartbeats, StallDetector};
 use crate::ipvs_state::{v4_key, IpvsState, Net};
 use crate::port_device::{KernelDevice, PortDevice};
 use crate::southbound::{NetState, Southbound};
+use crate::view::{View, ViewCell};
+use crate::vrrp::driver::StatusHandle;
 use ferrovs_config::ipvs::{initial_table, ServiceKey, Table};
 use ferrovs_config::ipvsadm::list::{
     format_conns, format_list, format_timeout, ConnEntry, ConnProto,
@@ -87,6 +89,8 @@ pub struct Daemon {
     pub devices: Vec<Arc<dyn PortDevice>>,
     /// See [`Opened::on_publish`].
     pub on_publish: Option<PublishHook>,
+    /// What the northbound readers see (see [`crate::view`]).
+    view: ViewCell,
 }
 
 /// FULLNAT local addresses of every service, from `laddr_group_name`.
@@ -134,18 +138,43 @@ impl Daemon {
         path: PathBuf,
         config: Config,
     ) -> Daemon {
+        let devices: Vec<Arc<dyn PortDevice>> = net
+            .ports
+            .iter()
+            .map(|p| {
+                Arc::new(KernelDevice {
+                    name: p.name.clone(),
+                }) as Arc<dyn PortDevice>
+            })
+            .collect();
+        let epoch = Instant::now();
+        let vrrp_status: StatusHandle = Default::default();
+        let view = View {
+            state: state.clone(),
+            dataplane: dataplane.clone(),
+            devices: devices.clone(),
+            health: None,
+            vrrp_status: vrrp_status.clone(),
+            vrrp_vips: Default::default(),
+            reloads_ok: 0,
+            reloads_failed: 0,
+            last_reload_ok: true,
+            workers_running: true,
+            worker_stalls: 0,
+            epoch,
+        };
         Daemon {
             state,
             dataplane,
             config_path: path,
             config,
             generation: 1,
-            epoch: Instant::now(),
+            epoch,
             reloads_ok: 0,
             reloads_failed: 0,
             last_reload_ok: true,
             vrrp_vips: Default::default(),
-            vrrp_status: Default::default(),
+            vrrp_status,
             vrrp_reload: None,
             vrrp_track: None,
             workers_running: true,
@@ -153,17 +182,39 @@ impl Daemon {
             net_view: None,
             health: None,
             on_publish: None,
-            devices: net
-                .ports
-                .iter()
-                .map(|p| {
-                    Arc::new(KernelDevice {
-                        name: p.name.clone(),
-                    }) as Arc<dyn PortDevice>
-                })
-                .collect(),
+            devices,
             net,
+            view: Arc::new(arc_swap::ArcSwap::from_pointee(view)),
         }
+    }
+
+    /// The daemon's state as the northbound readers see it now.
+    fn snapshot_view(&self) -> View {
+        View {
+            state: self.state.clone(),
+            dataplane: self.dataplane.clone(),
+            devices: self.devices.clone(),
+            health: self.health.clone(),
+            vrrp_status: self.vrrp_status.clone(),
+            vrrp_vips: self.vrrp_vips.clone(),
+            reloads_ok: self.reloads_ok,
+            reloads_failed: self.reloads_failed,
+            last_reload_ok: self.last_reload_ok,
+            workers_running: self.workers_running,
+            worker_stalls: self.worker_stalls,
+            epoch: self.epoch,
+        }
+    }
+
+    /// Publishes the current state to the northbound readers; every change
+    /// ends with it.
+    pub fn refresh_view(&self) {
+        self.view.store(Arc::new(self.snapshot_view()));
+    }
+
+    /// Where the northbound readers find the daemon's state.
+    pub fn view(&self) -> ViewCell {
+        self.view.clone()
     }
 
     fn vrrp_list(&self) -> Vec<(Ipv4Addr, bool)> {
@@ -180,6 +231,7 @@ impl Daemon {
             h(&snap);
         }
         self.dataplane.publish(snap);
+        self.refresh_view();
         Ok(())
     }
 
@@ -429,28 +481,7 @@ impl Daemon {
 
     /// What `ferrovs status` and `/api/v1/status` show.
     pub fn status_json(&self) -> String {
-        let vrrp = self
-            .vrrp_status
-            .lock()
-            .map(|v| v.clone())
-            .unwrap_or_default();
-        let held: Vec<String> = self
-            .vrrp_vips
-            .iter()
-            .filter(|(_, h)| **h)
-            .map(|(a, _)| a.to_string())
-            .collect();
-        let health = self.health.as_ref().map(|h| h.status()).unwrap_or_default();
-        let v = serde_json::json!({
-            "vrrp": vrrp,
-            "vips_held": held,
-            "health": health,
-            "reloads": { "success": self.reloads_ok, "failure": self.reloads_failed },
-            "workers": { "running": self.workers_running, "stalls": self.worker_stalls },
-        });
-        let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
-        s.push('\n');
-        s
+        self.snapshot_view().status_json()
     }
 
     /// Seconds on the workers' clock (they count from the same epoch).
@@ -471,6 +502,8 @@ impl Daemon {
                 error!("publishing after a change: {e}");
             }
         }
+        // The new rate estimates.
+        self.refresh_view();
     }
 
     /// Takes the ports' addresses and the routes from the kernel's state
@@ -842,13 +875,14 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     daemon.on_publish = on_publish;
     daemon.vrrp_vips = vrrp_vips.into_iter().collect();
     daemon.net_view = Some(southbound.subscribe());
+    daemon.refresh_view();
+    let view = daemon.view();
     let daemon = Arc::new(Mutex::new(daemon));
     let http_addr = settings.http_listen;
     let result = rt.block_on(async {
         tokio::spawn(watch_workers(daemon.clone(), heartbeats, epoch));
-        let d = daemon.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::http::serve(http_addr, d).await {
+            if let Err(e) = crate::http::serve(http_addr, view).await {
                 error!("HTTP endpoint {http_addr}: {e}");
             }
         });
@@ -865,6 +899,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
                     d.vrrp_status = h.status;
                     d.vrrp_reload = Some(h.reload);
                     d.vrrp_track = Some(h.track);
+                    d.refresh_view();
                 }
                 *vrrp.lock().map_err(|_| "lock poisoned")? = Some(h.stop);
             } else {
@@ -901,6 +936,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
                                     d.vrrp_status = h.status;
                                     d.vrrp_reload = Some(h.reload);
                                     d.vrrp_track = Some(h.track);
+                                    d.refresh_view();
                                 }
                                 if let Ok(mut v) = vrrp.lock() {
                                     *v = Some(h.stop);
@@ -917,6 +953,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         let health = health_manager.spawn(htx);
         if let Ok(mut d) = daemon.lock() {
             d.health = Some(health.clone());
+            d.refresh_view();
         }
         let r = serve(daemon.clone(), &mut ctl_socket, hrx, southbound.subscribe()).await;
         // VRRP goes first: priority-0 adverts hand the VIPs over at once
@@ -984,6 +1021,7 @@ async fn watch_workers(daemon: Arc<Mutex<Daemon>>, heartbeats: Heartbeats, epoch
                 ));
             }
         }
+        d.refresh_view();
     }
 }
 
@@ -1017,7 +1055,13 @@ async fn serve(
     // while a connection listing waits for the workers.
     ctl_socket.serve(Arc::new(move |req| {
         let pending = match d.lock() {
-            Ok(mut d) => d.start(&req),
+            Ok(mut d) => {
+                let p = d.start(&req);
+                // -Z, for one, changes what the readers see without a
+                // snapshot.
+                d.refresh_view();
+                p
+            }
             Err(_) => return CtlResponse::err(1, "internal error: state lock poisoned"),
         };
         pending.finish()
@@ -1048,6 +1092,7 @@ async fn serve(
                         error!("{e}");
                     }
                 }
+                d.refresh_view();
             }
             _ = term.recv() => { info!("SIGTERM: stopping"); return Ok(()); }
             _ = int.recv() => { info!("SIGINT: stopping"); return Ok(()); }

@@ -1,7 +1,7 @@
 //! The HTTP endpoint (`http_listen`, default 127.0.0.1:9180): `/metrics`
 //! for Prometheus, `/healthz`, and JSON under `/api/v1/`.
 
-use crate::daemon::Daemon;
+use crate::view::{View, ViewCell};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,16 +10,18 @@ use axum::{Json, Router};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 #[derive(Clone)]
 struct App {
-    daemon: Arc<Mutex<Daemon>>,
+    view: ViewCell,
     registry: Arc<Registry>,
 }
 
-pub fn router(daemon: Arc<Mutex<Daemon>>) -> Router {
-    let registry = Arc::new(crate::metrics::registry(daemon.clone()));
+/// The endpoint's routes; they read the daemon's published view and never
+/// take the daemon itself.
+pub fn router(view: ViewCell) -> Router {
+    let registry = Arc::new(crate::metrics::registry(view.clone()));
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -29,19 +31,17 @@ pub fn router(daemon: Arc<Mutex<Daemon>>) -> Router {
         .route("/api/v1/status", get(status))
         .route("/api/v1/health", get(health))
         .route("/api/v1/vrrp", get(vrrp))
-        .with_state(App { daemon, registry })
+        .with_state(App { view, registry })
 }
 
 /// Serves until the listener fails; errors are returned, not panics.
-pub async fn serve(addr: SocketAddr, daemon: Arc<Mutex<Daemon>>) -> std::io::Result<()> {
+pub async fn serve(addr: SocketAddr, view: ViewCell) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, router(daemon)).await
+    axum::serve(listener, router(view)).await
 }
 
-fn locked(app: &App) -> Result<std::sync::MutexGuard<'_, Daemon>, Box<Response>> {
-    app.daemon.lock().map_err(|_| {
-        Box::new((StatusCode::INTERNAL_SERVER_ERROR, "state lock poisoned").into_response())
-    })
+fn locked(app: &App) -> Result<Arc<View>, Box<Response>> {
+    Ok(app.view.load_full())
 }
 
 /// OpenMetrics for scrapers that ask for it (Prometheus does), the

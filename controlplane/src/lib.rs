@@ -15,4 +15,5 @@ pub mod metrics;
 pub mod port_device;
 pub mod rate;
 pub mod southbound;
+pub mod view;
 pub mod vrrp;

@@ -4,7 +4,7 @@
 //! `_total` counters, base units); labels stop at services, real servers,
 //! workers and reasons, never connections.
 
-use crate::daemon::Daemon;
+use crate::view::ViewCell;
 use ferrovs_config::ipvs::ServiceKey;
 use ferrovs_dataplane::counters::DropReason;
 use prometheus_client::collector::Collector;
@@ -14,7 +14,6 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::net::Ipv4Addr;
-use std::sync::{Arc, Mutex};
 
 type Labels = Vec<(String, String)>;
 /// (name, help, reader) of a per-real-server gauge.
@@ -87,7 +86,7 @@ fn service_labels(k: &ServiceKey) -> Labels {
 
 /// Reads everything at scrape time.
 pub struct DaemonCollector {
-    daemon: Arc<Mutex<Daemon>>,
+    view: ViewCell,
 }
 
 impl std::fmt::Debug for DaemonCollector {
@@ -98,9 +97,7 @@ impl std::fmt::Debug for DaemonCollector {
 
 impl Collector for DaemonCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Ok(d) = self.daemon.lock() else {
-            return Ok(());
-        };
+        let d = self.view.load_full();
         let Ok(listing) = d.state.listing(None) else {
             return Ok(());
         };
@@ -671,9 +668,9 @@ impl Collector for DaemonCollector {
 }
 
 /// The registry served at `/metrics`.
-pub fn registry(daemon: Arc<Mutex<Daemon>>) -> Registry {
+pub fn registry(view: ViewCell) -> Registry {
     let mut r = Registry::default();
-    r.register_collector(Box::new(DaemonCollector { daemon }));
+    r.register_collector(Box::new(DaemonCollector { view }));
     r
 }
 

@@ -2,7 +2,6 @@
 
 mod common;
 use common::{daemon, run};
-use std::sync::{Arc, Mutex};
 
 #[test]
 fn metrics_carry_services_servers_workers() {
@@ -18,7 +17,7 @@ fn metrics_carry_services_servers_workers() {
     shared.counters.cell(0).evicted_tcp_half_open.add(5);
     shared.counters.cell(0).conn_pressure.set(1);
     shared.counters.cell(0).conns_unconfirmed.set(7);
-    let d = Arc::new(Mutex::new(d));
+    let d = d.view();
     let text =
         ferrovs_controlplane::metrics::render(&ferrovs_controlplane::metrics::registry(d.clone()));
     let has = |line: &str| text.lines().any(|l| l == line);
@@ -118,7 +117,7 @@ fn grafana_dashboard_queries_only_metrics_we_export() {
     let (mut d, _) = daemon();
     run(&mut d, "-A -t 198.18.0.100:80 -s rr");
     run(&mut d, "-a -t 198.18.0.100:80 -r 198.18.1.11:80 -g");
-    let d = Arc::new(Mutex::new(d));
+    let d = d.view();
     let metrics =
         ferrovs_controlplane::metrics::render(&ferrovs_controlplane::metrics::registry(d));
     // Every family is described, samples or not; counters' samples end in

@@ -2,7 +2,6 @@
 //! promtool on it); a no-op otherwise.
 mod common;
 use common::{daemon, run};
-use std::sync::{Arc, Mutex};
 
 #[test]
 fn dump_metrics_sample() {
@@ -13,7 +12,7 @@ fn dump_metrics_sample() {
     run(&mut d, "-A -t 198.18.0.100:80 -s rr");
     run(&mut d, "-a -t 198.18.0.100:80 -r 198.18.1.11:80 -g");
     shared.counters.cell(0).rx_packets.add(5);
-    let d = Arc::new(Mutex::new(d));
+    let d = d.view();
     std::fs::write(
         path,
         ferrovs_controlplane::metrics::render_prometheus_text(

@@ -1,0 +1,69 @@
+//! What the northbound readers (`/metrics`, the JSON API, `ferrovs status`)
+//! see of the daemon: a copy of its state, published after every change
+//! (arc-swap), so that a scrape or an API call never takes the daemon and
+//! never waits behind a reload, a health change or a control command.
+//! Counters stay live: the copy shares the services' and servers' counter
+//! blocks and the dataplane's per-worker counters.
+
+use crate::daemon::Dataplane;
+use crate::health::HealthHandle;
+use crate::ipvs_state::IpvsState;
+use crate::port_device::PortDevice;
+use crate::vrrp::driver::StatusHandle;
+use arc_swap::ArcSwap;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Clone)]
+pub struct View {
+    pub state: IpvsState,
+    pub dataplane: Arc<dyn Dataplane>,
+    pub devices: Vec<Arc<dyn PortDevice>>,
+    pub health: Option<HealthHandle>,
+    pub vrrp_status: StatusHandle,
+    pub vrrp_vips: BTreeMap<Ipv4Addr, bool>,
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    pub last_reload_ok: bool,
+    pub workers_running: bool,
+    pub worker_stalls: u64,
+    pub epoch: Instant,
+}
+
+/// Where the current view is published.
+pub type ViewCell = Arc<ArcSwap<View>>;
+
+impl View {
+    /// Seconds on the workers' clock.
+    pub fn now_s(&self) -> u32 {
+        (crate::daemon::worker_clock_ms(self.epoch) / 1000) as u32
+    }
+
+    /// What `ferrovs status` and `/api/v1/status` show.
+    pub fn status_json(&self) -> String {
+        let vrrp = self
+            .vrrp_status
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default();
+        let held: Vec<String> = self
+            .vrrp_vips
+            .iter()
+            .filter(|(_, h)| **h)
+            .map(|(a, _)| a.to_string())
+            .collect();
+        let health = self.health.as_ref().map(|h| h.status()).unwrap_or_default();
+        let v = serde_json::json!({
+            "vrrp": vrrp,
+            "vips_held": held,
+            "health": health,
+            "reloads": { "success": self.reloads_ok, "failure": self.reloads_failed },
+            "workers": { "running": self.workers_running, "stalls": self.worker_stalls },
+        });
+        let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+}
