@@ -151,6 +151,7 @@ impl Daemon {
         let vrrp_status: StatusHandle = Default::default();
         let view = View {
             state: state.clone(),
+            net: net.clone(),
             dataplane: dataplane.clone(),
             devices: devices.clone(),
             health: None,
@@ -192,6 +193,7 @@ impl Daemon {
     fn snapshot_view(&self) -> View {
         View {
             state: self.state.clone(),
+            net: self.net.clone(),
             dataplane: self.dataplane.clone(),
             devices: self.devices.clone(),
             health: self.health.clone(),
@@ -215,6 +217,94 @@ impl Daemon {
     /// Where the northbound readers find the daemon's state.
     pub fn view(&self) -> ViewCell {
         self.view.clone()
+    }
+
+    /// Workers stopped or started polling (see [`crate::heartbeat`]): logged
+    /// and counted; VRRP gives the VIPs up while one is stalled.
+    fn workers_changed(&mut self, changes: &[crate::heartbeat::Change], detector: &StallDetector) {
+        for c in changes {
+            if c.stalled {
+                error!(
+                    "worker {} has not polled for {} ms: its flows are not forwarded; VRRP gives the VIPs up",
+                    c.worker, c.silent_ms
+                );
+            } else {
+                info!("worker {} polls again", c.worker);
+            }
+        }
+        self.worker_stalls = detector.stalls;
+        let running = detector.all_running();
+        if running != self.workers_running {
+            self.workers_running = running;
+            if let Some(tx) = &self.vrrp_track {
+                let _ = tx.send((
+                    crate::vrrp::TrackKind::Dataplane,
+                    crate::vrrp::driver::WORKERS_TRACK.to_string(),
+                    running,
+                ));
+            }
+        }
+        self.refresh_view();
+    }
+
+    /// Takes one message of the tasks around the daemon.
+    pub fn handle(&mut self, msg: ToDaemon) {
+        match msg {
+            ToDaemon::Ctl(req, reply) => {
+                let _ = reply.send(self.start(&req));
+                // -Z, for one, changes what the readers see without a
+                // snapshot.
+                self.refresh_view();
+            }
+            ToDaemon::SetVips(vips, held) => {
+                for v in vips {
+                    self.vrrp_vips.insert(v, held);
+                }
+                if let Err(e) = self.publish() {
+                    warn!("publishing VIP ownership: {e}");
+                }
+            }
+            ToDaemon::SyncVips(vips) => {
+                let before = self.vrrp_vips.clone();
+                self.vrrp_vips.retain(|a, _| vips.contains(a));
+                for v in vips {
+                    self.vrrp_vips.entry(v).or_insert(false);
+                }
+                if self.vrrp_vips != before {
+                    if let Err(e) = self.publish() {
+                        warn!("publishing VIP ownership: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts VRRP when the configuration has instances and their
+    /// interfaces have addresses (with DPDK the addresses arrive on the
+    /// exception interfaces after ferrovs created them; until then the
+    /// instances hold nothing, as keepalived's do in FAULT on an interface
+    /// without an address). Returns the driver's stop channel.
+    fn start_vrrp(
+        &mut self,
+        link: &DaemonLink,
+        net: &tokio::sync::watch::Receiver<Arc<NetState>>,
+    ) -> Option<tokio::sync::mpsc::Sender<crate::vrrp::driver::StopRequest>> {
+        if self.config.vrrp_instances.is_empty() || !vrrp_interfaces_ready(self, &self.config) {
+            return None;
+        }
+        match crate::vrrp::driver::start(&self.config, link.clone(), net.clone()) {
+            Ok(h) => {
+                self.vrrp_status = h.status;
+                self.vrrp_reload = Some(h.reload);
+                self.vrrp_track = Some(h.track);
+                self.refresh_view();
+                Some(h.stop)
+            }
+            Err(e) => {
+                error!("VRRP: {e}");
+                None
+            }
+        }
     }
 
     fn vrrp_list(&self) -> Vec<(Ipv4Addr, bool)> {
@@ -309,9 +399,10 @@ impl Daemon {
         if self.vrrp_reload.is_some() {
             if let Some(net) = &self.net_view {
                 let ns = net.borrow().clone();
-                crate::vrrp::driver::check(&new_cfg, self, &ns).map_err(|e| {
-                    format!("reload rejected: {e}; keeping the running configuration")
-                })?;
+                crate::vrrp::driver::check(&new_cfg, &self.net, self.workers_running, &ns)
+                    .map_err(|e| {
+                        format!("reload rejected: {e}; keeping the running configuration")
+                    })?;
             }
         }
 
@@ -541,6 +632,26 @@ impl Daemon {
         self.net = Net { ports, routes };
         true
     }
+}
+
+/// What the tasks around the daemon ask of it. One task owns the daemon
+/// (see `serve`) and takes these in turn; nothing else touches it.
+pub enum ToDaemon {
+    /// A control-socket request; the answer, as far as the daemon takes it.
+    Ctl(CtlRequest, tokio::sync::oneshot::Sender<Pending>),
+    /// VRRP took (true) or released (false) these VIPs.
+    SetVips(Vec<Ipv4Addr>, bool),
+    /// After a VRRP reload: the VIPs the instances now list.
+    SyncVips(Vec<Ipv4Addr>),
+}
+
+/// What the VRRP driver holds of the daemon: a way to ask it, the
+/// dataplane's request queues (gratuitous ARP) and the published view.
+#[derive(Clone)]
+pub struct DaemonLink {
+    pub tx: tokio::sync::mpsc::UnboundedSender<ToDaemon>,
+    pub dataplane: Arc<dyn Dataplane>,
+    pub view: ViewCell,
 }
 
 /// A control request as far as the daemon took it (see [`Daemon::start`]).
@@ -868,7 +979,6 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         ifaces.join(", ")
     );
 
-    let vrrp_cfg = cfg.clone();
     let mut daemon = Daemon::new(state, net, shared.clone(), path.to_path_buf(), cfg);
     daemon.epoch = epoch;
     daemon.devices = devices;
@@ -877,99 +987,41 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     daemon.net_view = Some(southbound.subscribe());
     daemon.refresh_view();
     let view = daemon.view();
-    let daemon = Arc::new(Mutex::new(daemon));
+    let (to_daemon, from_tasks) = tokio::sync::mpsc::unbounded_channel();
+    let link = DaemonLink {
+        tx: to_daemon.clone(),
+        dataplane: shared.clone(),
+        view: view.clone(),
+    };
     let http_addr = settings.http_listen;
     let result = rt.block_on(async {
-        tokio::spawn(watch_workers(daemon.clone(), heartbeats, epoch));
         tokio::spawn(async move {
             if let Err(e) = crate::http::serve(http_addr, view).await {
                 error!("HTTP endpoint {http_addr}: {e}");
             }
         });
-        // VRRP starts once its interfaces have an address: with DPDK the
-        // addresses arrive on the exception interfaces after we created
-        // them. Until then the instances hold nothing, as keepalived's do
-        // in FAULT on an interface without an address.
-        let vrrp: Arc<Mutex<Option<_>>> = Arc::new(Mutex::new(None));
-        if !vrrp_cfg.vrrp_instances.is_empty() {
-            if vrrp_interfaces_ready(&daemon, &vrrp_cfg) {
-                let h =
-                    crate::vrrp::driver::start(&vrrp_cfg, daemon.clone(), southbound.subscribe())?;
-                if let Ok(mut d) = daemon.lock() {
-                    d.vrrp_status = h.status;
-                    d.vrrp_reload = Some(h.reload);
-                    d.vrrp_track = Some(h.track);
-                    d.refresh_view();
-                }
-                *vrrp.lock().map_err(|_| "lock poisoned")? = Some(h.stop);
-            } else {
-                warn!("VRRP waits for an IPv4 address on its interfaces");
-                let (daemon, vrrp) = (daemon.clone(), vrrp.clone());
-                let mut net = southbound.subscribe();
-                tokio::spawn(async move {
-                    loop {
-                        if net.changed().await.is_err() {
-                            return;
-                        }
-                        let ns = net.borrow_and_update().clone();
-                        // The serve loop applies the same change; whichever
-                        // comes first publishes it.
-                        if let Ok(mut d) = daemon.lock() {
-                            if d.refresh_net(&ns) {
-                                if let Err(e) = d.publish() {
-                                    error!("publishing new addresses: {e}");
-                                }
-                            }
-                        }
-                        // The configuration in force now (a reload may have
-                        // come meanwhile).
-                        let Some(cfg) = daemon.lock().ok().map(|d| d.config.clone()) else {
-                            return;
-                        };
-                        if !vrrp_interfaces_ready(&daemon, &cfg) {
-                            continue;
-                        }
-                        match crate::vrrp::driver::start(&cfg, daemon.clone(), net.clone()) {
-                            Ok(h) => {
-                                info!("VRRP starting: its interfaces have addresses");
-                                if let Ok(mut d) = daemon.lock() {
-                                    d.vrrp_status = h.status;
-                                    d.vrrp_reload = Some(h.reload);
-                                    d.vrrp_track = Some(h.track);
-                                    d.refresh_view();
-                                }
-                                if let Ok(mut v) = vrrp.lock() {
-                                    *v = Some(h.stop);
-                                }
-                            }
-                            Err(e) => error!("VRRP: {e}"),
-                        }
-                        return;
-                    }
-                });
-            }
+        let net = southbound.subscribe();
+        let mut vrrp = daemon.start_vrrp(&link, &net);
+        if vrrp.is_none() && !daemon.config.vrrp_instances.is_empty() {
+            warn!("VRRP waits for an IPv4 address on its interfaces");
         }
         let (htx, hrx) = tokio::sync::mpsc::channel(256);
         let health = health_manager.spawn(htx);
-        if let Ok(mut d) = daemon.lock() {
-            d.health = Some(health.clone());
-            d.refresh_view();
-        }
-        let r = serve(daemon.clone(), &mut ctl_socket, hrx, southbound.subscribe()).await;
-        // VRRP goes first: priority-0 adverts hand the VIPs over at once
-        // while the dataplane still runs.
-        let vrrp = vrrp.lock().ok().and_then(|mut v| v.take());
-        if let Some(stop) = vrrp {
-            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-            if stop.send(done_tx).await.is_ok() {
-                let _ = tokio::time::timeout(crate::vrrp::driver::STOP_TIMEOUT, done_rx).await;
-            }
-        }
+        daemon.health = Some(health.clone());
+        daemon.refresh_view();
+        let owner = Owner {
+            daemon: &mut daemon,
+            link: &link,
+            from_tasks,
+            health_rx: hrx,
+            net,
+            heartbeats,
+            epoch,
+        };
+        let r = owner.serve(&mut ctl_socket, to_daemon, &mut vrrp).await;
         // omega: notify_down / quorum_down scripts, servers out.
         let last = health.shutdown().await;
-        if let Ok(mut d) = daemon.lock() {
-            d.apply_health(&last);
-        }
+        daemon.apply_health(&last);
         r
     });
     stop.store(true, Ordering::Relaxed);
@@ -986,51 +1038,9 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     result
 }
 
-/// Reads the workers' heartbeats four times a second: a worker that
-/// stopped polling is logged and counted, and VRRP gives the VIPs up until
-/// every worker runs again (the peer takes over).
-async fn watch_workers(daemon: Arc<Mutex<Daemon>>, heartbeats: Heartbeats, epoch: Instant) {
-    let mut detector = StallDetector::new(heartbeats.read().len());
-    let mut every = tokio::time::interval(Duration::from_millis(250));
-    loop {
-        every.tick().await;
-        let changes = detector.check(&heartbeats.read(), worker_clock_ms(epoch));
-        if changes.is_empty() {
-            continue;
-        }
-        for c in &changes {
-            if c.stalled {
-                error!(
-                    "worker {} has not polled for {} ms: its flows are not forwarded; VRRP gives the VIPs up",
-                    c.worker, c.silent_ms
-                );
-            } else {
-                info!("worker {} polls again", c.worker);
-            }
-        }
-        let Ok(mut d) = daemon.lock() else { return };
-        d.worker_stalls = detector.stalls;
-        let running = detector.all_running();
-        if running != d.workers_running {
-            d.workers_running = running;
-            if let Some(tx) = &d.vrrp_track {
-                let _ = tx.send((
-                    crate::vrrp::TrackKind::Dataplane,
-                    crate::vrrp::driver::WORKERS_TRACK.to_string(),
-                    running,
-                ));
-            }
-        }
-        d.refresh_view();
-    }
-}
-
 /// Whether every vrrp_instance's interface has an IPv4 address (VRRP
 /// sends its adverts from it).
-fn vrrp_interfaces_ready(daemon: &Arc<Mutex<Daemon>>, cfg: &Config) -> bool {
-    let Ok(d) = daemon.lock() else {
-        return false;
-    };
+fn vrrp_interfaces_ready(d: &Daemon, cfg: &Config) -> bool {
     cfg.vrrp_instances.iter().all(|vi| {
         let Some(ifname) = &vi.interface else {
             return true; // refused with its error by the driver
@@ -1043,74 +1053,115 @@ fn vrrp_interfaces_ready(daemon: &Arc<Mutex<Daemon>>, cfg: &Config) -> bool {
     })
 }
 
-async fn serve(
-    daemon: Arc<Mutex<Daemon>>,
-    ctl_socket: &mut crate::ctl_server::CtlSocket,
-    mut health_rx: tokio::sync::mpsc::Receiver<crate::health::HealthEvent>,
-    mut net: tokio::sync::watch::Receiver<Arc<NetState>>,
-) -> Result<(), String> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let d = daemon.clone();
-    // The daemon is held while a request changes or reads its state, not
-    // while a connection listing waits for the workers.
-    ctl_socket.serve(Arc::new(move |req| {
-        let pending = match d.lock() {
-            Ok(mut d) => {
-                let p = d.start(&req);
-                // -Z, for one, changes what the readers see without a
-                // snapshot.
-                d.refresh_view();
-                p
+/// The one task that owns the daemon: signals, the 2 s tick, health
+/// events, network changes, worker heartbeats and the other tasks'
+/// messages (control requests, VRRP's VIPs) are taken here, one at a time.
+struct Owner<'a> {
+    daemon: &'a mut Daemon,
+    link: &'a DaemonLink,
+    from_tasks: tokio::sync::mpsc::UnboundedReceiver<ToDaemon>,
+    health_rx: tokio::sync::mpsc::Receiver<crate::health::HealthEvent>,
+    net: tokio::sync::watch::Receiver<Arc<NetState>>,
+    heartbeats: Heartbeats,
+    epoch: Instant,
+}
+
+impl Owner<'_> {
+    async fn serve(
+        mut self,
+        ctl_socket: &mut crate::ctl_server::CtlSocket,
+        to_daemon: tokio::sync::mpsc::UnboundedSender<ToDaemon>,
+        vrrp: &mut Option<tokio::sync::mpsc::Sender<crate::vrrp::driver::StopRequest>>,
+    ) -> Result<(), String> {
+        use tokio::signal::unix::{signal, SignalKind};
+        // A control request is taken by the owner; a connection listing
+        // then waits for the workers on the request's thread, not here.
+        ctl_socket.serve(Arc::new(move |req| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if to_daemon.send(ToDaemon::Ctl(req, tx)).is_err() {
+                return CtlResponse::err(1, "ferrovs is stopping");
             }
-            Err(_) => return CtlResponse::err(1, "internal error: state lock poisoned"),
-        };
-        pending.finish()
-    }))?;
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
-    loop {
-        tokio::select! {
-            Some(ev) = health_rx.recv() => {
-                if let Ok(mut d) = daemon.lock() {
-                    d.apply_health(&ev.commands);
-                }
+            match rx.blocking_recv() {
+                Ok(pending) => pending.finish(),
+                Err(_) => CtlResponse::err(1, "ferrovs is stopping"),
             }
-            _ = hup.recv() => {
-                let mut d = daemon.lock().map_err(|_| "state lock poisoned")?;
-                // Health changes already decided go in before the reload.
-                while let Ok(ev) = health_rx.try_recv() {
-                    d.apply_health(&ev.commands);
-                }
-                let r = d.reload();
-                d.last_reload_ok = r.is_ok();
-                match r {
-                    Ok(()) => d.reloads_ok += 1,
-                    Err(e) => {
-                        d.reloads_failed += 1;
-                        error!("{e}");
+        }))?;
+        let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+        let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+        let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        let mut beats = tokio::time::interval(Duration::from_millis(250));
+        let mut detector = StallDetector::new(self.heartbeats.read().len());
+        let d = &mut *self.daemon;
+        loop {
+            tokio::select! {
+                Some(msg) = self.from_tasks.recv() => d.handle(msg),
+                Some(ev) = self.health_rx.recv() => d.apply_health(&ev.commands),
+                _ = hup.recv() => {
+                    // Health changes already decided go in before the reload.
+                    while let Ok(ev) = self.health_rx.try_recv() {
+                        d.apply_health(&ev.commands);
+                    }
+                    let r = d.reload();
+                    d.last_reload_ok = r.is_ok();
+                    match r {
+                        Ok(()) => d.reloads_ok += 1,
+                        Err(e) => {
+                            d.reloads_failed += 1;
+                            error!("{e}");
+                        }
+                    }
+                    d.refresh_view();
+                    if vrrp.is_none() {
+                        *vrrp = d.start_vrrp(self.link, &self.net);
                     }
                 }
-                d.refresh_view();
-            }
-            _ = term.recv() => { info!("SIGTERM: stopping"); return Ok(()); }
-            _ = int.recv() => { info!("SIGINT: stopping"); return Ok(()); }
-            _ = tick.tick() => {
-                if let Ok(mut d) = daemon.lock() {
-                    d.tick();
+                _ = term.recv() => { info!("SIGTERM: stopping"); break; }
+                _ = int.recv() => { info!("SIGINT: stopping"); break; }
+                _ = tick.tick() => d.tick(),
+                _ = beats.tick() => {
+                    let changes = detector.check(&self.heartbeats.read(), worker_clock_ms(self.epoch));
+                    if !changes.is_empty() {
+                        d.workers_changed(&changes, &detector);
+                    }
                 }
-            }
-            Ok(()) = net.changed() => {
-                let ns = net.borrow_and_update().clone();
-                if let Ok(mut d) = daemon.lock() {
+                Ok(()) = self.net.changed() => {
+                    let ns = self.net.borrow_and_update().clone();
                     if d.refresh_net(&ns) {
                         if let Err(e) = d.publish() {
                             error!("publishing after a network change: {e}");
                         }
                     }
+                    if vrrp.is_none() && !d.config.vrrp_instances.is_empty() {
+                        *vrrp = d.start_vrrp(self.link, &self.net);
+                        if vrrp.is_some() {
+                            info!("VRRP starting: its interfaces have addresses");
+                        }
+                    }
                 }
             }
         }
+        // VRRP goes first: priority-0 adverts hand the VIPs over at once
+        // while the dataplane still runs, and what it says while it stops
+        // (its VIPs released) still reaches the dataplane: the owner keeps
+        // taking messages until it has.
+        if let Some(stop) = vrrp.take() {
+            let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
+            if stop.send(done_tx).await.is_ok() {
+                let deadline = tokio::time::sleep(crate::vrrp::driver::STOP_TIMEOUT);
+                tokio::pin!(deadline);
+                loop {
+                    tokio::select! {
+                        _ = &mut done_rx => break,
+                        _ = &mut deadline => break,
+                        Some(msg) = self.from_tasks.recv() => d.handle(msg),
+                    }
+                }
+            }
+            while let Ok(msg) = self.from_tasks.try_recv() {
+                d.handle(msg);
+            }
+        }
+        Ok(())
     }
 }

@@ -7,7 +7,7 @@
 
 use crate::daemon::Dataplane;
 use crate::health::HealthHandle;
-use crate::ipvs_state::IpvsState;
+use crate::ipvs_state::{IpvsState, Net};
 use crate::port_device::PortDevice;
 use crate::vrrp::driver::StatusHandle;
 use arc_swap::ArcSwap;
@@ -19,6 +19,8 @@ use std::time::Instant;
 #[derive(Clone)]
 pub struct View {
     pub state: IpvsState,
+    /// The ports and routes the dataplane runs with.
+    pub net: Net,
     pub dataplane: Arc<dyn Dataplane>,
     pub devices: Vec<Arc<dyn PortDevice>>,
     pub health: Option<HealthHandle>,

@@ -5,7 +5,8 @@
 //! backup neither answers ARP for them nor forwards their traffic),
 //! gratuitous ARP through the dataplane's own port, notify scripts.
 
-use crate::daemon::Daemon;
+use crate::daemon::{DaemonLink, ToDaemon};
+use crate::ipvs_state::Net;
 use crate::southbound::NetState;
 use crate::vrrp::instance::{same_settings, vip_changes};
 use crate::vrrp::io::{Received, VrrpSocket};
@@ -62,7 +63,7 @@ impl Unit {
     }
 
     /// Feeds an event; carries the resulting actions out.
-    fn feed(&mut self, ev: Event, now: Instant, ios: &mut [Io], daemon: &Arc<Mutex<Daemon>>) {
+    fn feed(&mut self, ev: Event, now: Instant, ios: &mut [Io], daemon: &DaemonLink) {
         match self {
             Unit::Single { inst, io } => {
                 let acts = inst.handle(ev, now);
@@ -96,7 +97,7 @@ impl Unit {
         new: impl Fn(&str) -> Option<InstanceConfig>,
         now: Instant,
         ios: &mut [Io],
-        daemon: &Arc<Mutex<Daemon>>,
+        daemon: &DaemonLink,
     ) {
         let mut members: Vec<(&mut Instance, usize)> = match self {
             Unit::Single { inst, io } => vec![(inst, *io)],
@@ -207,7 +208,8 @@ impl Prepared {
 /// name the instance. No I/O: a reload checks with it before it commits.
 fn prepare(
     cfg: &Config,
-    daemon: &Daemon,
+    ports: &Net,
+    workers_running: bool,
     net: &NetState,
 ) -> Result<Vec<(String, Prepared)>, String> {
     let mut out = Vec::new();
@@ -216,8 +218,7 @@ fn prepare(
             .interface
             .clone()
             .ok_or_else(|| format!("vrrp_instance {}: no interface", vi.name))?;
-        let port = daemon
-            .net
+        let port = ports
             .ports
             .iter()
             .position(|p| p.name == ifname)
@@ -227,7 +228,7 @@ fn prepare(
                     vi.name
                 )
             })?;
-        let pc = &daemon.net.ports[port];
+        let pc = &ports.ports[port];
         let ifip = pc
             .addrs
             .first()
@@ -240,7 +241,7 @@ fn prepare(
             name: WORKERS_TRACK.into(),
             weight: 0,
             reverse: false,
-            status: if daemon.workers_running {
+            status: if workers_running {
                 TrackStatus::Up
             } else {
                 TrackStatus::Down
@@ -286,8 +287,13 @@ fn prepare(
 
 /// Checks that the VRRP part of `cfg` can run, as the first phase of a
 /// reload does before anything changes.
-pub fn check(cfg: &Config, daemon: &Daemon, net: &NetState) -> Result<(), String> {
-    prepare(cfg, daemon, net).map(|_| ())
+pub fn check(
+    cfg: &Config,
+    ports: &Net,
+    workers_running: bool,
+    net: &NetState,
+) -> Result<(), String> {
+    prepare(cfg, ports, workers_running, net).map(|_| ())
 }
 
 /// What a unit is, to match the units of two configurations.
@@ -319,7 +325,7 @@ fn unit_ids(cfg: &Config) -> Vec<UnitId> {
 struct Driver {
     units: Vec<(UnitId, Unit)>,
     ios: Vec<Io>,
-    daemon: Arc<Mutex<Daemon>>,
+    daemon: DaemonLink,
     net: watch::Receiver<Arc<NetState>>,
     merged_tx: mpsc::Sender<(usize, Received)>,
     track_tx: mpsc::UnboundedSender<(TrackKind, String, bool)>,
@@ -506,8 +512,8 @@ impl Driver {
     /// new one starts.
     fn reload(&mut self, cfg: &Config) {
         let prepared = {
-            let Ok(d) = self.daemon.lock() else { return };
-            match prepare(cfg, &d, &self.net.borrow()) {
+            let v = self.daemon.view.load();
+            match prepare(cfg, &v.net, v.workers_running, &self.net.borrow()) {
                 Ok(p) => p,
                 Err(e) => {
                     error!("VRRP reload: {e}; the instances keep running as they were");
@@ -586,19 +592,8 @@ impl Driver {
 /// The daemon's set of VRRP-managed VIPs follows the configuration: new
 /// ones start released (an instance that is MASTER takes them), those no
 /// instance lists any more are no longer VRRP's.
-fn sync_vip_set(daemon: &Arc<Mutex<Daemon>>, cfg: &Config) {
-    let Ok(mut d) = daemon.lock() else { return };
-    let vips = vrrp_vips(cfg);
-    let before = d.vrrp_vips.clone();
-    d.vrrp_vips.retain(|a, _| vips.contains(a));
-    for v in vips {
-        d.vrrp_vips.entry(v).or_insert(false);
-    }
-    if d.vrrp_vips != before {
-        if let Err(e) = d.publish() {
-            warn!("publishing VIP ownership: {e}");
-        }
-    }
+fn sync_vip_set(daemon: &DaemonLink, cfg: &Config) {
+    let _ = daemon.tx.send(ToDaemon::SyncVips(vrrp_vips(cfg)));
 }
 
 /// Starts the instances, their script trackers and interface watchers.
@@ -606,12 +601,12 @@ fn sync_vip_set(daemon: &Arc<Mutex<Daemon>>, cfg: &Config) {
 /// [`Driver::reload`]); everything runs on the current tokio runtime.
 pub fn start(
     cfg: &Config,
-    daemon: Arc<Mutex<Daemon>>,
+    daemon: DaemonLink,
     net: watch::Receiver<Arc<NetState>>,
 ) -> Result<Handles, String> {
     let prepared = {
-        let d = daemon.lock().map_err(|_| "state lock poisoned")?;
-        prepare(cfg, &d, &net.borrow())?
+        let v = daemon.view.load();
+        prepare(cfg, &v.net, v.workers_running, &net.borrow())?
     };
     let status = Arc::new(Mutex::new(Vec::new()));
     let (stop_tx, stop_rx) = mpsc::channel(1);
@@ -806,7 +801,7 @@ fn publish_status(units: &[(UnitId, Unit)], ios: &[Io], status: &StatusHandle) {
     }
 }
 
-fn carry_out(inst: &Instance, io: &mut Io, actions: Vec<Action>, daemon: &Arc<Mutex<Daemon>>) {
+fn carry_out(inst: &Instance, io: &mut Io, actions: Vec<Action>, daemon: &DaemonLink) {
     for a in actions {
         match a {
             Action::SendAdvert { priority, to } => {
@@ -832,37 +827,24 @@ fn carry_out(inst: &Instance, io: &mut Io, actions: Vec<Action>, daemon: &Arc<Mu
     }
 }
 
-/// Takes the VIPs into the dataplane, or out of it, and publishes.
-fn set_vips(daemon: &Arc<Mutex<Daemon>>, vips: &[Ipv4Addr], active: bool) {
-    let Ok(mut d) = daemon.lock() else { return };
-    for v in vips {
-        d.vrrp_vips.insert(*v, active);
-    }
-    if let Err(e) = d.publish() {
-        warn!("publishing VIP ownership: {e}");
-    }
+/// Takes the VIPs into the dataplane, or out of it: the daemon publishes.
+fn set_vips(daemon: &DaemonLink, vips: &[Ipv4Addr], active: bool) {
+    let _ = daemon.tx.send(ToDaemon::SetVips(vips.to_vec(), active));
 }
 
 /// Gratuitous ARPs for every VIP, out of the instance's port through the
 /// first worker (the dataplane owns the port).
-fn send_garps(inst: &Instance, io: &Io, daemon: &Arc<Mutex<Daemon>>, count: u32) {
+fn send_garps(inst: &Instance, io: &Io, daemon: &DaemonLink, count: u32) {
     send_garps_for(inst, io, daemon, &inst.config().vips, count)
 }
 
-fn send_garps_for(
-    inst: &Instance,
-    io: &Io,
-    daemon: &Arc<Mutex<Daemon>>,
-    vips: &[Ipv4Addr],
-    count: u32,
-) {
-    let Ok(d) = daemon.lock() else { return };
+fn send_garps_for(inst: &Instance, io: &Io, daemon: &DaemonLink, vips: &[Ipv4Addr], count: u32) {
     for _ in 0..count.max(1) {
         for v in vips {
             let mut f = vec![0u8; 64];
             let n = arp::build_gratuitous(&mut f, &io.mac, *v, None);
             f.truncate(n);
-            if !d.dataplane.request(
+            if !daemon.dataplane.request(
                 0,
                 Request::Transmit {
                     port: io.port,
