@@ -11,6 +11,9 @@ use hashbrown::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+/// The smallest MTU a port is given (RFC 791: every IPv4 host handles 68).
+pub const MIN_MTU: u16 = 68;
+
 /// One port the dataplane owns.
 #[derive(Clone, Debug)]
 pub struct PortConf {
@@ -286,7 +289,10 @@ impl SnapshotBuilder {
         self
     }
 
-    pub fn port(&mut self, p: PortConf) -> &mut Self {
+    /// A port. Its MTU is taken as at least IPv4's minimum (RFC 791: 68),
+    /// which TUN's fragmentation and fragmentation-needed rely on.
+    pub fn port(&mut self, mut p: PortConf) -> &mut Self {
+        p.mtu = p.mtu.max(MIN_MTU);
         self.s.ports.push(p);
         self
     }
@@ -422,5 +428,23 @@ mod tests {
             assert_eq!(t.get(a), None);
         }
         assert_eq!(AddrTable::new(&[]).get(5), None);
+    }
+
+    #[test]
+    fn a_port_gets_at_least_the_ipv4_minimum_mtu() {
+        // A port described without an MTU (0) must not reach TUN's
+        // fragmentation, which needs room for an outer header and 8 bytes.
+        let mut b = SnapshotBuilder::new(
+            1,
+            1,
+            std::sync::Arc::new(crate::conn::template::TemplateTable::new(16)),
+        );
+        b.port(PortConf {
+            name: "p0".into(),
+            mac: [2, 0, 0, 0, 0, 1],
+            addrs: vec![],
+            mtu: 0,
+        });
+        assert_eq!(b.build().unwrap().ports[0].mtu, MIN_MTU);
     }
 }

@@ -46,7 +46,9 @@ fn nl_err(e: impl std::fmt::Display) -> NetError {
 pub fn link_of(m: &LinkMessage) -> Option<Link> {
     let mut name = None;
     let mut mac = None;
-    let mut mtu = 0;
+    // A link message without IFLA_MTU (none the kernel sends for an
+    // Ethernet link): Ethernet's.
+    let mut mtu = 1500;
     let mut oper = State::Unknown;
     for a in &m.attributes {
         match a {
