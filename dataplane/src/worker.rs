@@ -1083,7 +1083,10 @@ impl<P: Port> Core<P> {
             return self.drop_pkt(r, pkt);
         };
         let c = *self.conns.get(ci);
-        if !fullnat && fwd::nat::reply_ttl_expired(ip.info.ttl) {
+        // The connection's mode decides, as it decides the rewrite below: a
+        // NAT connection's reply can meet a local address when a client
+        // spoofed one, and its TTL is lowered all the same.
+        if c.fwd != FwdMethod::FullNat && fwd::nat::reply_ttl_expired(ip.info.ttl) {
             return self.drop_pkt(DropReason::TtlExceeded, pkt);
         }
         self.update_state(snap, ci, Dir::Output, flags, now);
