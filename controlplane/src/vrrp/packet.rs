@@ -532,7 +532,11 @@ mod tests {
         let msg = [
             0x31, 0x33, 0x96, 0x01, 0x00, 0x00, 0x00, 0xe6, 0xce, 0xcc, 0x69, 0x64,
         ];
-        let r = Advert::parse(&msg, Ipv4Addr::new(198, 18, 0, 2), Ipv4Addr::new(224, 0, 0, 18));
+        let r = Advert::parse(
+            &msg,
+            Ipv4Addr::new(198, 18, 0, 2),
+            Ipv4Addr::new(224, 0, 0, 18),
+        );
         assert!(matches!(r, Err(PacketError::Checksum { .. })), "{r:?}");
     }
 
