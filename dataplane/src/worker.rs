@@ -193,6 +193,19 @@ struct Ip {
     info: ipv4::Ipv4Info,
 }
 
+/// IPVS's `conn_reuse_mode` 1 (`is_new_conn_expected`): a SYN that finds
+/// its tuple's connection in TIME_WAIT or CLOSE, or in FIN_WAIT where the
+/// director sees no replies (DR, TUN: IPVS's NOOUTPUT), starts a new
+/// connection rather than continuing the old one.
+#[inline]
+fn reuse_is_new(c: &Conn) -> bool {
+    match TcpState::from_u8(c.state) {
+        TcpState::TimeWait | TcpState::Close => true,
+        TcpState::FinWait => !c.fwd.sees_replies(),
+        _ => false,
+    }
+}
+
 impl<P: Port> Worker<P> {
     /// `ports` must be in the snapshot's port order.
     pub fn new(
@@ -647,7 +660,20 @@ impl<P: Port> Core<P> {
     ) {
         // Known flows first: only a new one needs its service.
         let h = self.hash_of(&t);
-        let ci = match self.conns.lookup_in(&t, h) {
+        let mut found = self.conns.lookup_in(&t, h);
+        if let Some(ci) = found {
+            if t.proto == ipv4::PROTO_TCP
+                && flags & (l4::TCP_SYN | l4::TCP_ACK | l4::TCP_RST) == l4::TCP_SYN
+                && reuse_is_new(self.conns.get(ci))
+            {
+                // A client that reuses the port of a finished connection
+                // opens a new one: scheduled afresh, not sent to the old
+                // server (which may have left the service).
+                self.expire_now(snap, ci, now);
+                found = None;
+            }
+        }
+        let ci = match found {
             Some(ci) => {
                 let fwd = self.conns.get(ci).fwd;
                 let dir = if fwd.sees_replies() {
@@ -950,6 +976,20 @@ impl<P: Port> Core<P> {
     /// Established and closing connections are never evicted; with none of
     /// the others left, the new connection is refused (`conn_table_full`).
     #[cold]
+    /// Removes a connection at once, releasing its real server and
+    /// template as expiry does.
+    fn expire_now(&mut self, snap: &Snapshot, ci: u32, now: u64) {
+        let c = *self.conns.get(ci);
+        self.conns.remove(ci);
+        if let Some(e) = snap.dest(c.dest_id) {
+            e.dest.unbind_conn(c.is_active());
+        }
+        if c.flags & F_TEMPLATE_REF != 0 {
+            snap.templates.release(c.tmpl, (now / 1000) as u32);
+        }
+        self.ctr().conns_expired.inc();
+    }
+
     fn make_room(&mut self, snap: &Snapshot, now: u64) -> Result<(), DropReason> {
         let Some(old) = self.conns.evict_oldest(EVICT_BUDGET) else {
             return Err(DropReason::ConnTableFull);

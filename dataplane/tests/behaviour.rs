@@ -621,6 +621,33 @@ fn quiesced_server_keeps_its_connections() {
 }
 
 #[test]
+fn a_syn_on_a_finished_connection_is_scheduled_afresh() {
+    // IPVS's conn_reuse_mode 1: a client reusing the port of a connection
+    // in CLOSE or TIME_WAIT opens a new one, which does not go to a server
+    // that has left meanwhile (here quiesced, as a failed health check
+    // with inhibit_on_failure leaves it).
+    let mut svc = Svc::new(FwdMethod::Dr);
+    svc.weights = vec![1, 1];
+    let mut lab = Lab::new(svc.clone(), 1);
+    let seg = |flags: &str| tcp(CLIENT_MAC, DIR0_MAC, CLIENT, 40000, VIP, 80, 64, flags, b"");
+    assert_eq!(lab.send(0, 0, &seg("S"), 1)[0][0..6], rs_mac(0));
+    lab.send(0, 0, &seg("A"), 1);
+    lab.send(0, 0, &seg("R"), 1);
+    svc.weights = vec![0, 1];
+    lab.republish(2, svc);
+    let again = lab.send(0, 0, &seg("S"), 1);
+    assert_eq!(
+        again[0][0..6],
+        rs_mac(1),
+        "the new connection goes to a live server"
+    );
+    assert_eq!(lab.workers[0].conns().len(), 1, "the old entry is gone");
+    // An established connection keeps its server for any segment.
+    let more = lab.send(0, 0, &seg("A"), 1);
+    assert_eq!(more[0][0..6], rs_mac(1));
+}
+
+#[test]
 fn connection_counts_follow_tcp_states_and_expiry() {
     let mut lab = Lab::new(Svc::new(FwdMethod::Nat), 1);
     let d = lab.dests[0].clone();
