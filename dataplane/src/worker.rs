@@ -193,6 +193,25 @@ struct Ip {
     info: ipv4::Ipv4Info,
 }
 
+/// What a connection that leaves the table holds goes back: its place in
+/// its real server's counts, and its persistence template. With `abandon`
+/// (a half-open connection evicted, or timed out under pressure), a
+/// template it created itself dies with it unless another connection holds
+/// it.
+#[inline]
+fn release_conn(snap: &Snapshot, c: &Conn, now_s: u32, abandon: bool) {
+    if let Some(e) = snap.dest(c.dest_id) {
+        e.dest.unbind_conn(c.is_active());
+    }
+    if c.flags & F_TEMPLATE_REF != 0 {
+        if abandon && c.flags & F_TEMPLATE_FRESH != 0 {
+            snap.templates.release_abandoned(c.tmpl, now_s);
+        } else {
+            snap.templates.release(c.tmpl, now_s);
+        }
+    }
+}
+
 /// IPVS's `conn_reuse_mode` 1 (`is_new_conn_expected`): a SYN that finds
 /// its tuple's connection in TIME_WAIT or CLOSE, or in FIN_WAIT where the
 /// director sees no replies (DR, TUN: IPVS's NOOUTPUT), starts a new
@@ -971,43 +990,28 @@ impl<P: Port> Core<P> {
         Some(ci)
     }
 
-    /// The table is full: evict its oldest half-open TCP or unconfirmed UDP
-    /// entry, releasing its real server and template as expiry would.
-    /// Established and closing connections are never evicted; with none of
-    /// the others left, the new connection is refused (`conn_table_full`).
-    #[cold]
     /// Removes a connection at once, releasing its real server and
     /// template as expiry does.
     fn expire_now(&mut self, snap: &Snapshot, ci: u32, now: u64) {
         let c = *self.conns.get(ci);
         self.conns.remove(ci);
-        if let Some(e) = snap.dest(c.dest_id) {
-            e.dest.unbind_conn(c.is_active());
-        }
-        if c.flags & F_TEMPLATE_REF != 0 {
-            snap.templates.release(c.tmpl, (now / 1000) as u32);
-        }
+        release_conn(snap, &c, (now / 1000) as u32, false);
         self.ctr().conns_expired.inc();
     }
 
+    /// The table is full: evict its oldest half-open TCP or unconfirmed UDP
+    /// entry, releasing its real server and template as expiry would.
+    /// Established and closing connections are never evicted; with none of
+    /// the others left, the new connection is refused (`conn_table_full`).
+    #[cold]
     fn make_room(&mut self, snap: &Snapshot, now: u64) -> Result<(), DropReason> {
         let Some(old) = self.conns.evict_oldest(EVICT_BUDGET) else {
             return Err(DropReason::ConnTableFull);
         };
-        if let Some(e) = snap.dest(old.dest_id) {
-            e.dest.unbind_conn(old.is_active());
-        }
-        if old.flags & F_TEMPLATE_REF != 0 {
-            // A template this half-open connection created dies with it
-            // (unless another connection holds it too): a spoofed flood
-            // must not fill the template table for a persistence timeout.
-            if old.flags & F_TEMPLATE_FRESH != 0 {
-                snap.templates
-                    .release_abandoned(old.tmpl, (now / 1000) as u32);
-            } else {
-                snap.templates.release(old.tmpl, (now / 1000) as u32);
-            }
-        }
+        // A template this half-open connection created dies with it (unless
+        // another connection holds it too): a spoofed flood must not fill
+        // the template table for a persistence timeout.
+        release_conn(snap, &old, (now / 1000) as u32, true);
         let ctr = self.ctr();
         if old.proto == ipv4::PROTO_TCP {
             ctr.evicted_tcp_half_open.inc();
@@ -1407,16 +1411,7 @@ impl<P: Port> Core<P> {
         // template it created with it, as an evicted one does.
         let pressure = self.conns.under_pressure();
         let expired = self.conns.expire(now, EXPIRE_BUDGET, |c| {
-            if let Some(e) = snap.dest(c.dest_id) {
-                e.dest.unbind_conn(c.is_active());
-            }
-            if c.flags & F_TEMPLATE_REF != 0 {
-                if pressure && c.flags & F_TEMPLATE_FRESH != 0 && c.is_unconfirmed() {
-                    snap.templates.release_abandoned(c.tmpl, now_s);
-                } else {
-                    snap.templates.release(c.tmpl, now_s);
-                }
-            }
+            release_conn(snap, c, now_s, pressure && c.is_unconfirmed());
         });
         self.conns.trim_candidates(EXPIRE_BUDGET);
         self.conns.shorten_candidates(now, EXPIRE_BUDGET);
