@@ -570,9 +570,10 @@ impl Daemon {
         }
     }
 
-    /// What `ferrovs status` and `/api/v1/status` show.
+    /// What `ferrovs status` and `/api/v1/status` show: the published
+    /// view, current since every change ends by refreshing it.
     pub fn status_json(&self) -> String {
-        self.snapshot_view().status_json()
+        self.view.load().status_json()
     }
 
     /// Seconds on the workers' clock (they count from the same epoch).
