@@ -58,6 +58,15 @@ pub fn pseudo_header_v4(src: [u8; 4], dst: [u8; 4], proto: u8, len: u16) -> u32 
         + len as u32
 }
 
+/// Partial sum of the IPv6 pseudo-header (RFC 8200 §8.1): both addresses,
+/// the upper-layer length as 32 bits and the next header.
+#[inline]
+pub fn pseudo_header_v6(src: &[u8; 16], dst: &[u8; 16], next_header: u8, len: u32) -> u32 {
+    let mut s = sum(src);
+    s = add(s, sum(dst));
+    add(s, (len >> 16) + (len & 0xffff) + next_header as u32)
+}
+
 /// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m') for a 16-bit field change.
 #[inline(always)]
 pub fn update16(csum: u16, old: u16, new: u16) -> u16 {
@@ -100,6 +109,17 @@ impl Delta {
             u16::from_be_bytes([old[2], old[3]]),
             u16::from_be_bytes([new[2], new[3]]),
         )
+    }
+    /// An IPv6 address change, as eight 16-bit words.
+    #[inline(always)]
+    pub fn addr6(&mut self, old: &[u8; 16], new: &[u8; 16]) -> &mut Self {
+        for i in (0..16).step_by(2) {
+            self.u16(
+                u16::from_be_bytes([old[i], old[i + 1]]),
+                u16::from_be_bytes([new[i], new[i + 1]]),
+            );
+        }
+        self
     }
     /// The updated checksum field value.
     #[inline(always)]
@@ -162,6 +182,32 @@ mod tests {
         let oldp = u16::from_be_bytes([d[20], d[21]]);
         d[20..22].copy_from_slice(&8080u16.to_be_bytes());
         assert_eq!(update16(full, oldp, 8080), checksum(&d));
+    }
+
+    #[test]
+    fn ipv6_pseudo_header_and_address_delta() {
+        let src = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let dst = [
+            0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0xab, 0xcd, 0xff, 2,
+        ];
+        let mut all = src.to_vec();
+        all.extend_from_slice(&dst);
+        all.extend_from_slice(&70000u32.to_be_bytes());
+        all.extend_from_slice(&[0, 0, 0, 6]);
+        assert_eq!(
+            fold(pseudo_header_v6(&src, &dst, 6, 70000)),
+            fold(sum(&all))
+        );
+        // The delta of an address change equals summing again.
+        let body = [1u8, 2, 3, 4, 5, 6, 7, 8];
+        let c = !fold(add(pseudo_header_v6(&src, &dst, 17, 8), sum(&body)));
+        let new = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34];
+        let mut d = Delta::new();
+        d.addr6(&dst, &new);
+        assert_eq!(
+            d.apply(c),
+            !fold(add(pseudo_header_v6(&src, &new, 17, 8), sum(&body)))
+        );
     }
 
     #[test]

@@ -5,7 +5,10 @@ pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod icmp;
+pub mod icmpv6;
 pub mod ipv4;
+pub mod ipv6;
 pub mod l4;
+pub mod ndp;
 
 pub use ethernet::Mac;
