@@ -12,6 +12,7 @@ pub mod dr;
 pub mod fullnat;
 pub mod icmp;
 pub mod nat;
+pub mod nat64;
 pub mod tun;
 
 use crate::counters::{DropReason, WorkerCounters};

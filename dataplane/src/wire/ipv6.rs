@@ -121,17 +121,35 @@ pub fn is_extension(nh: u8) -> bool {
 /// and after a Fragment header whose offset is not 0.
 #[inline]
 pub fn parse(p: &[u8]) -> Result<Ipv6Info, Ipv6Error> {
+    let payload_len = fixed(p)?;
+    if payload_len == 0 || HEADER_LEN + payload_len > p.len() {
+        return Err(Ipv6Error::BadPayloadLen);
+    }
+    walk(p, HEADER_LEN + payload_len)
+}
+
+/// The packet an ICMPv6 error quotes, cut short wherever the error ended:
+/// the walk goes as far as the quoted bytes, and `total_len` is what was
+/// quoted (the payload length field still says what the original carried).
+pub fn parse_quoted(p: &[u8]) -> Result<Ipv6Info, Ipv6Error> {
+    let payload_len = fixed(p)?;
+    walk(p, (HEADER_LEN + payload_len).min(p.len()))
+}
+
+/// Checks the fixed header; returns the payload length field.
+#[inline(always)]
+fn fixed(p: &[u8]) -> Result<usize, Ipv6Error> {
     if p.len() < HEADER_LEN {
         return Err(Ipv6Error::Truncated);
     }
     if p[0] >> 4 != 6 {
         return Err(Ipv6Error::BadVersion);
     }
-    let payload_len = u16::from_be_bytes([p[4], p[5]]) as usize;
-    if payload_len == 0 || HEADER_LEN + payload_len > p.len() {
-        return Err(Ipv6Error::BadPayloadLen);
-    }
-    let total_len = HEADER_LEN + payload_len;
+    Ok(u16::from_be_bytes([p[4], p[5]]) as usize)
+}
+
+#[inline]
+fn walk(p: &[u8], total_len: usize) -> Result<Ipv6Info, Ipv6Error> {
     let mut info = Ipv6Info {
         total_len,
         hop_limit: p[7],
@@ -432,6 +450,19 @@ mod tests {
         let mut q = p.clone();
         q.extend_from_slice(&[0; 6]);
         assert_eq!(parse(&q).unwrap().total_len, p.len());
+    }
+
+    #[test]
+    fn quoted_packets_may_be_cut_short() {
+        let mut frag = vec![0u8; 8];
+        frag[4] = 1;
+        let p = packet(&[(NH_DEST_OPTS, opts(1)), (NH_FRAGMENT, frag)]);
+        let cut = &p[..p.len() - 4];
+        assert_eq!(parse(cut), Err(Ipv6Error::BadPayloadLen));
+        let i = parse_quoted(cut).unwrap();
+        assert_eq!((i.proto, i.l4_offset, i.total_len), (NH_UDP, 56, cut.len()));
+        // Cut inside an extension header: refused.
+        assert_eq!(parse_quoted(&p[..50]), Err(Ipv6Error::BadExtHeader));
     }
 
     #[test]
