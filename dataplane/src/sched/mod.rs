@@ -147,6 +147,30 @@ pub struct SchedInput {
     pub dport: u16,
 }
 
+impl SchedInput {
+    /// The input for an IPv6 connection. The kernel's hashing schedulers
+    /// (sh, dh, mh, lblc, lblcr) hash an IPv6 address as the XOR of its four
+    /// 32-bit words and then exactly as an IPv4 address (`addr_fold` in
+    /// `ip_vs_sh_hashkey` and its siblings), so an IPv6 flow lands on the
+    /// server the kernel would give it; the other schedulers do not look at
+    /// addresses.
+    pub fn v6(caddr: &[u8; 16], cport: u16, daddr: &[u8; 16], dport: u16) -> SchedInput {
+        SchedInput {
+            caddr: fold_v6(caddr),
+            cport,
+            daddr: fold_v6(daddr),
+            dport,
+        }
+    }
+}
+
+/// An IPv6 address folded to 32 bits as IPVS folds it for hashing.
+#[inline]
+pub fn fold_v6(a: &[u8; 16]) -> Ipv4Addr {
+    let w = |i: usize| u32::from_be_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+    Ipv4Addr::from(w(0) ^ w(4) ^ w(8) ^ w(12))
+}
+
 /// Build-time knobs that IPVS takes from kernel config, sysctls or its own
 /// bookkeeping. [`Scheduler::new`] uses the defaults.
 #[derive(Clone, Copy, Debug)]
@@ -608,5 +632,27 @@ mod tests {
         assert!(!heavier(512, 2, 256, 1), "equal loads are not heavier");
         assert_eq!(gcd_weights([0, 12, 18, 0, 30].into_iter()), 6);
         assert_eq!(gcd_weights([0, 0].into_iter()), 0);
+    }
+
+    #[test]
+    fn sched_ipv6_input_folds_as_ipvs() {
+        let c: [u8; 16] = "2001:db8:1:2:3:4:5:6"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
+        let v: [u8; 16] = "2001:db8::64"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
+        // 0x20010db8 ^ 0x00010002 ^ 0x00030004 ^ 0x00050006
+        assert_eq!(
+            fold_v6(&c),
+            Ipv4Addr::from(0x2001_0db8u32 ^ 0x0001_0002 ^ 0x0003_0004 ^ 0x0005_0006)
+        );
+        let i = SchedInput::v6(&c, 40000, &v, 80);
+        assert_eq!(
+            (i.caddr, i.cport, i.daddr, i.dport),
+            (fold_v6(&c), 40000, fold_v6(&v), 80)
+        );
     }
 }
