@@ -15,5 +15,6 @@ pub mod metrics;
 pub mod port_device;
 pub mod rate;
 pub mod southbound;
+pub mod sync;
 pub mod view;
 pub mod vrrp;

@@ -1,0 +1,8 @@
+//! Connection synchronisation between directors, as the IPVS sync daemon
+//! does it (issue 16): the master sends new connections, state changes and
+//! persistence templates in batches over UDP multicast (224.0.0.81:8848 by
+//! default), the backup installs them. [`message`] is the wire format,
+//! byte-compatible with the kernel's version 1 (and version 0 on receive),
+//! so that an operator's captures and tools read it.
+
+pub mod message;
