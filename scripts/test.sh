@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 need_pkgs=()
 for p in build-essential pkg-config iproute2 curl python3 ethtool procps keepalived bc prometheus \
-    libdpdk-dev libclang-dev dpdk dpdk-dev iputils-ping clang llvm libbpf-dev; do
+    libdpdk-dev libclang-dev dpdk dpdk-dev iputils-ping clang llvm libbpf-dev exabgp; do
     dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -23,7 +23,7 @@ fi
 # The tests run keepalived and prometheus themselves, in namespaces; the
 # packaged services must not run on the host.
 if command -v systemctl >/dev/null 2>&1; then
-    systemctl disable --now keepalived prometheus >/dev/null 2>&1 || true
+    systemctl disable --now keepalived prometheus exabgp >/dev/null 2>&1 || true
 fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo not found: install a Rust toolchain (rustup) first" >&2

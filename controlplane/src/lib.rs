@@ -1,6 +1,7 @@
 //! ferrovs control plane.
 pub mod afpacket_ports;
 pub mod afxdp_ports;
+pub mod bgp;
 pub mod check;
 pub mod ctl;
 pub mod ctl_server;
