@@ -20,7 +20,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
 fi
-# The tests run keepalived and prometheus themselves, in namespaces; the
+# The tests run keepalived, prometheus and exabgp themselves; the
 # packaged services must not run on the host.
 if command -v systemctl >/dev/null 2>&1; then
     systemctl disable --now keepalived prometheus exabgp >/dev/null 2>&1 || true

@@ -8,7 +8,9 @@ use ferrovs_dataplane::conn::template::TemplateTable;
 use ferrovs_dataplane::port::memory::{MemPacket, MemPort};
 use ferrovs_dataplane::route::Route;
 use ferrovs_dataplane::sched::{SchedFlags, SchedKind, Scheduler};
-use ferrovs_dataplane::service::{Dest, DestShared, FwdMethod, Persistence, Proto, Service, ServiceShared};
+use ferrovs_dataplane::service::{
+    Dest, DestShared, FwdMethod, Persistence, Proto, Service, ServiceShared,
+};
 use ferrovs_dataplane::snapshot::{PortConf, SnapshotBuilder};
 use ferrovs_dataplane::worker::{Shared, Worker};
 use libfuzzer_sys::fuzz_target;
@@ -19,11 +21,32 @@ const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 
 fn lab() -> (Arc<Shared<MemPacket>>, Vec<Worker<MemPort>>) {
     let mut b = SnapshotBuilder::new(1, 2, Arc::new(TemplateTable::new(64)));
-    b.port(PortConf { name: "p0".into(), mac: [2, 0, 0, 0, 0, 1], addrs: vec![(Ipv4Addr::new(198, 18, 0, 1), 24)], mtu: 1500 });
-    b.port(PortConf { name: "p1".into(), mac: [2, 0, 0, 0, 1, 1], addrs: vec![(Ipv4Addr::new(198, 18, 1, 1), 24)], mtu: 600 });
-    b.route(Route { prefix: Ipv4Addr::UNSPECIFIED, len: 0, port: 0, via: Some(Ipv4Addr::new(198, 18, 0, 2)) });
+    b.port(PortConf {
+        name: "p0".into(),
+        mac: [2, 0, 0, 0, 0, 1],
+        addrs: vec![(Ipv4Addr::new(198, 18, 0, 1), 24)],
+        mtu: 1500,
+    });
+    b.port(PortConf {
+        name: "p1".into(),
+        mac: [2, 0, 0, 0, 1, 1],
+        addrs: vec![(Ipv4Addr::new(198, 18, 1, 1), 24)],
+        mtu: 600,
+    });
+    b.route(Route {
+        prefix: Ipv4Addr::UNSPECIFIED,
+        len: 0,
+        port: 0,
+        via: Some(Ipv4Addr::new(198, 18, 0, 2)),
+    });
     let mut id = 0;
-    let modes = [(80, FwdMethod::Dr), (81, FwdMethod::Nat), (82, FwdMethod::FullNat), (83, FwdMethod::Tun), (0, FwdMethod::Nat)];
+    let modes = [
+        (80, FwdMethod::Dr),
+        (81, FwdMethod::Nat),
+        (82, FwdMethod::FullNat),
+        (83, FwdMethod::Tun),
+        (0, FwdMethod::Nat),
+    ];
     for (svc_id, (port, fwd)) in modes.into_iter().enumerate() {
         for proto in [Proto::Tcp, Proto::Udp] {
             let dests: Vec<Dest> = (0..2)
@@ -45,7 +68,10 @@ fn lab() -> (Arc<Shared<MemPacket>>, Vec<Worker<MemPort>>) {
                 vaddr: VIP,
                 vport: port,
                 sched: Scheduler::new(SchedKind::Wlc, SchedFlags::default(), &dests),
-                persistence: (port == 0 || port == 83).then_some(Persistence { timeout_s: 5, netmask: Ipv4Addr::new(255, 255, 255, 0) }),
+                persistence: (port == 0 || port == 83).then_some(Persistence {
+                    timeout_s: 5,
+                    netmask: Ipv4Addr::new(255, 255, 255, 0),
+                }),
                 dests,
                 laddrs: vec![Ipv4Addr::new(198, 18, 1, 100)],
                 shared: ServiceShared::new(svc_id as u32 * 2 + proto as u32, 2),
@@ -54,7 +80,18 @@ fn lab() -> (Arc<Shared<MemPacket>>, Vec<Worker<MemPort>>) {
     }
     let shared = Shared::new(b.build().expect("fuzz snapshot"));
     let workers = (0..2)
-        .map(|i| Worker::new(i, shared.clone(), vec![MemPort::new([2, 0, 0, 0, 0, 1]), MemPort::new([2, 0, 0, 0, 1, 1])], 16, 0))
+        .map(|i| {
+            Worker::new(
+                i,
+                shared.clone(),
+                vec![
+                    MemPort::new([2, 0, 0, 0, 0, 1]),
+                    MemPort::new([2, 0, 0, 0, 1, 1]),
+                ],
+                16,
+                0,
+            )
+        })
         .collect();
     (shared, workers)
 }
