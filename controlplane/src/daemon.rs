@@ -2,9 +2,9 @@
 //! start pinned workers on the ports, and serve the control socket, reloads
 //! (SIGHUP) and a clean stop (SIGTERM) from a small tokio runtime.
 
-use crate::ctl::{self, CtlRequest, CtlResponse};
 use crate::heartbeat::{Heartbeats, StallDetector};
 use crate::ipvs_state::{v4_key, IpvsState, Net};
+use crate::northbound::ctl::{self, CtlRequest, CtlResponse};
 use crate::port_device::{KernelDevice, PortDevice};
 use crate::southbound::{NetState, Southbound};
 use crate::view::{View, ViewCell};
@@ -846,7 +846,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
                 .unwrap_or(1)
         });
     // Before the ports: a second ferrovs on the same socket stops here.
-    let mut ctl_socket = crate::ctl_server::CtlSocket::open(
+    let mut ctl_socket = crate::northbound::ctl_server::CtlSocket::open(
         &ctl::socket_path(&settings.control_socket),
         settings.control_socket_group.as_deref(),
     )?;
@@ -997,7 +997,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     let http_addr = settings.http_listen;
     let result = rt.block_on(async {
         tokio::spawn(async move {
-            if let Err(e) = crate::http::serve(http_addr, view).await {
+            if let Err(e) = crate::northbound::http::serve(http_addr, view).await {
                 error!("HTTP endpoint {http_addr}: {e}");
             }
         });
@@ -1070,7 +1070,7 @@ struct Owner<'a> {
 impl Owner<'_> {
     async fn serve(
         mut self,
-        ctl_socket: &mut crate::ctl_server::CtlSocket,
+        ctl_socket: &mut crate::northbound::ctl_server::CtlSocket,
         to_daemon: tokio::sync::mpsc::UnboundedSender<ToDaemon>,
         vrrp: &mut Option<tokio::sync::mpsc::Sender<crate::vrrp::driver::StopRequest>>,
     ) -> Result<(), String> {

@@ -2,16 +2,13 @@
 pub mod afpacket_ports;
 pub mod afxdp_ports;
 pub mod check;
-pub mod ctl;
-pub mod ctl_server;
 pub mod daemon;
 #[cfg(feature = "dpdk")]
 pub mod dpdk_ports;
 pub mod health;
 pub mod heartbeat;
-pub mod http;
 pub mod ipvs_state;
-pub mod metrics;
+pub mod northbound;
 pub mod port_device;
 pub mod rate;
 pub mod southbound;
