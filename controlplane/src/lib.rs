@@ -2,6 +2,7 @@
 pub mod afpacket_ports;
 pub mod afxdp_ports;
 pub mod check;
+pub mod core;
 pub mod daemon;
 #[cfg(feature = "dpdk")]
 pub mod dpdk_ports;
