@@ -4,60 +4,31 @@
 //! decisions are the control core's ([`crate::core`]); this is its I/O:
 //! one task (the [`Owner`]) feeds it and carries out what it says.
 
+use crate::core::reload::laddrs_from_config;
 use crate::core::{AdminCommand, Core, CoreError, Desired, Input, Level, Output, Reload};
-use crate::heartbeat::Heartbeats;
+use crate::heartbeat::{worker_clock_ms, Heartbeats};
 use crate::ipvs_state::{v4_key, IpvsState, Net};
+use crate::mailbox::{ConnsQuery, DaemonLink, Pending, ToDaemon};
 use crate::northbound::ctl::{self, CtlRequest, CtlResponse};
 use crate::port_device::{KernelDevice, PortDevice};
+pub use crate::southbound::Dataplane;
 use crate::southbound::{NetState, Southbound};
 use crate::view::{View, ViewCell};
 use crate::vrrp::driver::StatusHandle;
 use ferrovs_config::ipvs::ServiceKey;
-use ferrovs_config::ipvsadm::list::{
-    format_conns, format_list, format_timeout, ConnEntry, ConnProto,
-};
+use ferrovs_config::ipvsadm::list::{format_list, format_timeout, ConnEntry, ConnProto};
 use ferrovs_config::ipvsadm::rules::{format_rules, parse_command, Command};
 use ferrovs_config::{Config, Loaded};
 use ferrovs_dataplane::conn::template::TemplateTable;
-use ferrovs_dataplane::counters::WorkerCounters;
 use ferrovs_dataplane::port::Port;
 use ferrovs_dataplane::snapshot::Snapshot;
-use ferrovs_dataplane::stats::PerWorker;
-use ferrovs_dataplane::worker::{ConnView, Request, Shared, Worker};
+use ferrovs_dataplane::worker::{Request, Shared, Worker};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
-
-/// What the control plane needs of the running dataplane, whatever its
-/// packet type.
-pub trait Dataplane: Send + Sync {
-    fn publish(&self, s: Snapshot);
-    fn request(&self, worker: usize, r: Request) -> bool;
-    fn workers(&self) -> usize;
-    fn counters(&self) -> &PerWorker<WorkerCounters>;
-    fn handover_backlog(&self, to: usize) -> usize;
-}
-
-impl<T: Send + 'static> Dataplane for Shared<T> {
-    fn publish(&self, s: Snapshot) {
-        Shared::publish(self, s)
-    }
-    fn request(&self, worker: usize, r: Request) -> bool {
-        Shared::request(self, worker, r)
-    }
-    fn workers(&self) -> usize {
-        self.workers
-    }
-    fn counters(&self) -> &PerWorker<WorkerCounters> {
-        &self.counters
-    }
-    fn handover_backlog(&self, to: usize) -> usize {
-        Shared::handover_backlog(self, to)
-    }
-}
 
 /// The daemon's edges around its control core ([`crate::core`]): the
 /// dataplane it publishes to, the health checks and the VRRP driver it
@@ -495,32 +466,6 @@ impl Daemon {
     }
 }
 
-/// FULLNAT local addresses of every service, from `laddr_group_name`.
-pub fn laddrs_from_config(cfg: &Config) -> std::collections::HashMap<ServiceKey, Vec<Ipv4Addr>> {
-    let mut out = std::collections::HashMap::new();
-    for vs in &cfg.virtual_servers {
-        let Some(g) = vs
-            .laddr_group_name
-            .as_ref()
-            .and_then(|n| cfg.local_address_group(n))
-        else {
-            continue;
-        };
-        let addrs: Vec<Ipv4Addr> = g
-            .addresses()
-            .into_iter()
-            .filter_map(|a| match a {
-                IpAddr::V4(a) => Some(a),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
-        for k in ferrovs_config::ipvs::service_keys(cfg, vs) {
-            out.insert(k, addrs.clone());
-        }
-    }
-    out
-}
-
 /// Logs a configuration's diagnostics; true when it is usable.
 fn report(loaded: &Loaded) -> bool {
     for d in loaded.diagnostics.warnings() {
@@ -530,96 +475,6 @@ fn report(loaded: &Loaded) -> bool {
         error!("{d}");
     }
     !loaded.diagnostics.has_errors()
-}
-
-/// What the tasks around the daemon ask of it. One task owns the daemon
-/// (see `serve`) and takes these in turn; nothing else touches it.
-pub enum ToDaemon {
-    /// A control-socket request; the answer, as far as the daemon takes it.
-    Ctl(CtlRequest, tokio::sync::oneshot::Sender<Pending>),
-    /// VRRP took (true) or released (false) these VIPs.
-    SetVips(Vec<Ipv4Addr>, bool),
-    /// After a VRRP reload: the VIPs the instances now list.
-    SyncVips(Vec<Ipv4Addr>),
-}
-
-/// What the VRRP driver holds of the daemon: a way to ask it, the
-/// dataplane's request queues (gratuitous ARP) and the published view.
-#[derive(Clone)]
-pub struct DaemonLink {
-    pub tx: tokio::sync::mpsc::UnboundedSender<ToDaemon>,
-    pub dataplane: Arc<dyn Dataplane>,
-    pub view: ViewCell,
-}
-
-/// A control request as far as the daemon took it (see [`Daemon::start`]).
-pub enum Pending {
-    Done(CtlResponse),
-    Conns(ConnsQuery),
-}
-
-impl Pending {
-    /// The answer; a connection listing waits (up to 2 s) for the workers.
-    pub fn finish(self) -> CtlResponse {
-        match self {
-            Pending::Done(r) => r,
-            Pending::Conns(q) => CtlResponse::ok(q.collect()),
-        }
-    }
-}
-
-/// `-Lnc` on its way: the workers answer on `rx`.
-pub struct ConnsQuery {
-    rx: std::sync::mpsc::Receiver<Vec<ConnView>>,
-    asked: usize,
-    deadline: Instant,
-    filter: Option<(ferrovs_dataplane::service::Proto, Ipv4Addr, u16)>,
-    templates: Vec<ConnEntry>,
-    persistent_conn: bool,
-}
-
-impl ConnsQuery {
-    /// Gathers the workers' connections (those that answer by the
-    /// deadline) and formats them as `ipvsadm -Lnc` does.
-    pub fn collect(self) -> String {
-        let mut views: Vec<ConnView> = Vec::new();
-        for _ in 0..self.asked {
-            let left = self.deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(v) => views.extend(v),
-                Err(_) => break,
-            }
-        }
-        let filter = self.filter;
-        let mut out: Vec<ConnEntry> = views
-            .iter()
-            .filter(|c| {
-                filter.is_none_or(|(p, a, port)| {
-                    p as u8 == c.proto && a == c.virt.0 && port == c.virt.1
-                })
-            })
-            .map(|c| ConnEntry {
-                proto: if c.proto == 6 {
-                    ConnProto::Tcp
-                } else {
-                    ConnProto::Udp
-                },
-                expires: c.expires_s,
-                state: c.state.to_string(),
-                client: (IpAddr::V4(c.client.0), c.client.1),
-                virt: (IpAddr::V4(c.virt.0), c.virt.1),
-                dest: (IpAddr::V4(c.dest.0), c.dest.1),
-                pe: None,
-            })
-            .collect();
-        out.extend(self.templates);
-        format_conns(&out, self.persistent_conn)
-    }
-}
-
-/// Milliseconds since `epoch`, offset so that time 0 is never "now".
-pub fn worker_clock_ms(epoch: Instant) -> u64 {
-    epoch.elapsed().as_millis() as u64 + 1_000_000
 }
 
 /// Polls per idle spell before a worker sleeps: some tens of microseconds

@@ -9,6 +9,7 @@ pub mod dpdk_ports;
 pub mod health;
 pub mod heartbeat;
 pub mod ipvs_state;
+pub mod mailbox;
 pub mod northbound;
 pub mod port_device;
 pub mod rate;

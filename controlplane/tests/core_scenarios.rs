@@ -123,9 +123,9 @@ impl Harness {
         }
     }
 
-    /// The workers' clock (see `daemon::worker_clock_ms`).
+    /// The workers' clock.
     fn worker_ms(&self) -> u64 {
-        (self.now - self.epoch).as_millis() as u64 + 1_000_000
+        ferrovs_controlplane::heartbeat::clock_ms(self.epoch, self.now)
     }
 
     /// Feeds one input and carries out the outputs as the daemon does,

@@ -124,7 +124,7 @@ pub struct Core {
     vrrp_running: bool,
     /// Whether a start of the VRRP driver was asked and not yet answered.
     vrrp_starting: bool,
-    /// Where the workers' clock starts (see [`crate::daemon::worker_clock_ms`]).
+    /// Where the workers' clock starts (see [`crate::heartbeat::clock_ms`]).
     epoch: Instant,
     out: Vec<Output>,
 }

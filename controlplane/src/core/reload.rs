@@ -6,9 +6,10 @@
 //! changed is applied, as keepalived's reload does.
 
 use super::{Core, CoreError, Desired, Level, Output};
-use crate::daemon::laddrs_from_config;
-use ferrovs_config::ipvs::initial_table;
-use ferrovs_config::Loaded;
+use ferrovs_config::ipvs::{initial_table, ServiceKey};
+use ferrovs_config::{Config, Loaded};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// A configuration file as read, with what the health checks make of it.
 pub struct Reload {
@@ -131,4 +132,30 @@ impl Core {
         self.config = new_cfg;
         Ok(changes.len())
     }
+}
+
+/// FULLNAT local addresses of every service, from `laddr_group_name`.
+pub fn laddrs_from_config(cfg: &Config) -> HashMap<ServiceKey, Vec<Ipv4Addr>> {
+    let mut out = HashMap::new();
+    for vs in &cfg.virtual_servers {
+        let Some(g) = vs
+            .laddr_group_name
+            .as_ref()
+            .and_then(|n| cfg.local_address_group(n))
+        else {
+            continue;
+        };
+        let addrs: Vec<Ipv4Addr> = g
+            .addresses()
+            .into_iter()
+            .filter_map(|a| match a {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        for k in ferrovs_config::ipvs::service_keys(cfg, vs) {
+            out.insert(k, addrs.clone());
+        }
+    }
+    out
 }

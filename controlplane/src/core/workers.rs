@@ -7,7 +7,7 @@ use std::time::Instant;
 
 impl Core {
     pub(super) fn heartbeats(&mut self, stamps: &[u64], now: Instant) {
-        let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64 + 1_000_000;
+        let now_ms = crate::heartbeat::clock_ms(self.epoch, now);
         let changes = self.workers.check(stamps, now_ms);
         if changes.is_empty() {
             return;
