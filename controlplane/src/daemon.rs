@@ -93,11 +93,7 @@ impl Daemon {
         let devices: Vec<Arc<dyn PortDevice>> = net
             .ports
             .iter()
-            .map(|p| {
-                Arc::new(KernelDevice {
-                    name: p.name.clone(),
-                }) as Arc<dyn PortDevice>
-            })
+            .map(|p| Arc::new(KernelDevice::new(p.name.clone(), None)) as Arc<dyn PortDevice>)
             .collect();
         let core = Core::new(state, net, config, epoch);
         let d = Daemon {
@@ -548,6 +544,9 @@ pub struct OpenRequest<'a> {
     /// Brings an interface up (the exception interfaces a DPDK backend
     /// creates), through the southbound.
     pub link_up: &'a dyn Fn(&str) -> Result<(), String>,
+    /// The kernel's network as the southbound follows it (the ports' link
+    /// state for `/metrics`).
+    pub net: tokio::sync::watch::Receiver<Arc<NetState>>,
 }
 
 pub type PortOpener<P> = dyn Fn(&OpenRequest) -> Result<Opened<P>, String>;
@@ -605,6 +604,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         workers,
         laddrs: all_laddrs,
         link_up: &link_up,
+        net: southbound.subscribe(),
     })
     .map_err(|e| format!("opening ports: {e}"))?;
     // Read again: a DPDK backend has just created its interfaces.
