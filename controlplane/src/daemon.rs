@@ -335,7 +335,7 @@ impl Daemon {
         }
         let out = match AdminCommand::from_command(&cmd, req.stdin.as_deref()) {
             Some(Ok(a)) => self.admin(a).map(|()| String::new()),
-            Some(Err(e)) => Err(e),
+            Some(Err(e)) => Err(e.to_string()),
             None => self.read(&cmd),
         };
         Pending::Done(match out {

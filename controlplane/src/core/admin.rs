@@ -20,14 +20,20 @@ pub enum AdminCommand {
 impl AdminCommand {
     /// The change an ipvsadm command line asks for, if it asks for one
     /// (`-L` and `-S` only read); `-R` takes its rules from `stdin`.
-    pub fn from_command(c: &Command, stdin: Option<&str>) -> Option<Result<AdminCommand, String>> {
+    pub fn from_command(
+        c: &Command,
+        stdin: Option<&str>,
+    ) -> Option<Result<AdminCommand, CoreError>> {
         match c {
             Command::Zero(k) => Some(Ok(AdminCommand::Zero(k.clone()))),
             Command::Restore => {
                 let text = stdin.unwrap_or("");
                 Some(
                     parse_rules(text)
-                        .map_err(|e| format!("line {}: {}", e.line, e.message))
+                        .map_err(|e| CoreError::Rules {
+                            line: e.line,
+                            message: e.message,
+                        })
                         .map(|cmds| {
                             AdminCommand::Restore(
                                 cmds.iter().filter_map(TableChange::from_command).collect(),

@@ -12,6 +12,9 @@ pub enum CoreError {
     /// [`crate::ipvs_state`]'s `check_service`).
     #[error("{0}")]
     Unforwardable(String),
+    /// `-R`'s rules do not parse.
+    #[error("line {line}: {message}")]
+    Rules { line: usize, message: String },
     /// A configuration file with errors; the first one, with its location.
     #[error("configuration {path} has errors{first}; keeping the running configuration")]
     ConfigErrors { path: String, first: String },
