@@ -379,8 +379,23 @@ test_reload() {
     kill -HUP "${PIDS[d1]}"
     t=$(wait_for 10 d1 MASTER) && ok "reload with the instance again: it starts and preempts (${t}s)" || bad "reload with the instance again: not MASTER ($(d1))"
     check "ferrovs still runs after the reloads" kill -0 "${PIDS[d1]}"
+    # Started from a file without any vrrp_instance (no VRRP driver runs),
+    # then a reload brings the first one: VRRP starts with the reload, not
+    # at the next start, and preempts keepalived with 150.
+    term d1
+    drop_vrrp "$WORK/d1.conf"
+    rm -f "$WORK/d1.sock"
+    start_ferrovs 1 "$WORK/d1.conf"
+    wait_for 5 d1_state NONE >/dev/null
+    check "started without vrrp_instance: no instance runs" [ "$(d1_field state)" = NONE ]
+    ferrovs_conf "$WORK/d1.conf" 1 150 3 mcast
+    kill -HUP "${PIDS[d1]}"
+    t=$(wait_for 10 d1 MASTER) && ok "first vrrp_instance by reload: VRRP starts and preempts (${t}s)" || bad "first vrrp_instance by reload: not MASTER ($(d1))"
+    wait_for 5 ka_state BACKUP >/dev/null
+    check "first vrrp_instance by reload: keepalived went BACKUP" [ "$(ka_state)" = BACKUP ]
     lab_down
 }
+d1_state() { d1_field state; }
 
 test_lnc() {
     echo "# ferrovsadm -Lnc of a million connections while VRRPv3 runs at 0.1 s against keepalived"

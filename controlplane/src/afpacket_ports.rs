@@ -110,7 +110,7 @@ pub fn open(req: &OpenRequest) -> Result<Opened<AfPacketPort>, String> {
         }
         let sockets = ports.iter().map(|p| p.counters()).collect();
         devices.push(Arc::new(AfPacketDevice {
-            kernel: KernelDevice { name: i.clone() },
+            kernel: KernelDevice::new(i.clone(), Some(req.net.clone())),
             sockets,
             gso_warned: AtomicU64::new(0),
         }));

@@ -245,7 +245,7 @@ pub fn open(req: &OpenRequest) -> Result<Opened<AfXdpPort>, String> {
         .enumerate()
         .map(|(index, (name, sockets))| {
             Arc::new(XdpDevice {
-                kernel: KernelDevice { name: name.clone() },
+                kernel: KernelDevice::new(name.clone(), Some(req.net.clone())),
                 steering: steering.clone(),
                 index,
                 sockets,

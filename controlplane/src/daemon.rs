@@ -1,86 +1,54 @@
 //! `ferrovs run`: load the configuration, build the dataplane snapshot,
 //! start pinned workers on the ports, and serve the control socket, reloads
-//! (SIGHUP) and a clean stop (SIGTERM) from a small tokio runtime.
+//! (SIGHUP) and a clean stop (SIGTERM) from a small tokio runtime. The
+//! decisions are the control core's ([`crate::core`]); this is its I/O:
+//! one task (the [`Owner`]) feeds it and carries out what it says.
 
-use crate::ctl::{self, CtlRequest, CtlResponse};
-use crate::heartbeat::{Heartbeats, StallDetector};
+use crate::core::reload::laddrs_from_config;
+use crate::core::{AdminCommand, Core, CoreError, Desired, Input, Level, Output, Reload};
+use crate::heartbeat::{worker_clock_ms, Heartbeats};
 use crate::ipvs_state::{v4_key, IpvsState, Net};
+use crate::mailbox::{ConnsQuery, DaemonLink, Pending, ToDaemon};
+use crate::northbound::ctl::{self, CtlRequest, CtlResponse};
 use crate::port_device::{KernelDevice, PortDevice};
+pub use crate::southbound::Dataplane;
 use crate::southbound::{NetState, Southbound};
 use crate::view::{View, ViewCell};
 use crate::vrrp::driver::StatusHandle;
-use ferrovs_config::ipvs::{initial_table, ServiceKey, Table};
-use ferrovs_config::ipvsadm::list::{
-    format_conns, format_list, format_timeout, ConnEntry, ConnProto,
-};
-use ferrovs_config::ipvsadm::rules::{format_rules, parse_command, parse_rules, Command};
+use ferrovs_config::ipvs::ServiceKey;
+use ferrovs_config::ipvsadm::list::{format_list, format_timeout, ConnEntry, ConnProto};
+use ferrovs_config::ipvsadm::rules::{format_rules, parse_command, Command};
 use ferrovs_config::{Config, Loaded};
 use ferrovs_dataplane::conn::template::TemplateTable;
-use ferrovs_dataplane::counters::WorkerCounters;
 use ferrovs_dataplane::port::Port;
 use ferrovs_dataplane::snapshot::Snapshot;
-use ferrovs_dataplane::stats::PerWorker;
-use ferrovs_dataplane::worker::{ConnView, Request, Shared, Worker};
+use ferrovs_dataplane::worker::{Request, Shared, Worker};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
-/// What the control plane needs of the running dataplane, whatever its
-/// packet type.
-pub trait Dataplane: Send + Sync {
-    fn publish(&self, s: Snapshot);
-    fn request(&self, worker: usize, r: Request) -> bool;
-    fn workers(&self) -> usize;
-    fn counters(&self) -> &PerWorker<WorkerCounters>;
-    fn handover_backlog(&self, to: usize) -> usize;
-}
-
-impl<T: Send + 'static> Dataplane for Shared<T> {
-    fn publish(&self, s: Snapshot) {
-        Shared::publish(self, s)
-    }
-    fn request(&self, worker: usize, r: Request) -> bool {
-        Shared::request(self, worker, r)
-    }
-    fn workers(&self) -> usize {
-        self.workers
-    }
-    fn counters(&self) -> &PerWorker<WorkerCounters> {
-        &self.counters
-    }
-    fn handover_backlog(&self, to: usize) -> usize {
-        Shared::handover_backlog(self, to)
-    }
-}
-
-/// The control plane's state, shared by its tasks behind a mutex (never
-/// touched by the workers).
+/// The daemon's edges around its control core ([`crate::core`]): the
+/// dataplane it publishes to, the health checks and the VRRP driver it
+/// carries the core's decisions to, and the view the northbound readers
+/// see. One task owns it (see [`Owner`]); nothing else touches it.
 pub struct Daemon {
-    pub state: IpvsState,
-    pub net: Net,
+    core: Core,
     pub dataplane: Arc<dyn Dataplane>,
     pub config_path: PathBuf,
-    pub config: Config,
-    generation: u64,
     epoch: Instant,
-    pub reloads_ok: u64,
-    pub reloads_failed: u64,
-    pub last_reload_ok: bool,
-    /// Addresses the vrrp_instances carry, and whether we hold them.
-    pub vrrp_vips: std::collections::BTreeMap<Ipv4Addr, bool>,
     /// The VRRP instances' states, kept by the VRRP driver.
-    pub vrrp_status: Arc<Mutex<Vec<crate::vrrp::driver::InstanceStatus>>>,
+    pub vrrp_status: StatusHandle,
     /// Hands a reloaded configuration to the running VRRP driver.
     pub vrrp_reload: Option<tokio::sync::mpsc::UnboundedSender<Config>>,
     /// Tells the running VRRP driver about tracked objects (the workers).
     pub vrrp_track: Option<crate::vrrp::driver::TrackSender>,
-    /// Whether every worker polls (see [`crate::heartbeat`]), and how many
-    /// times one stopped.
-    pub workers_running: bool,
-    pub worker_stalls: u64,
+    /// Stops the running VRRP driver.
+    vrrp_stop: Option<tokio::sync::mpsc::Sender<crate::vrrp::driver::StopRequest>>,
+    /// What a VRRP driver started by the daemon holds of it.
+    pub vrrp_link: Option<DaemonLink>,
     /// The kernel's network as the southbound last announced it.
     pub net_view: Option<tokio::sync::watch::Receiver<Arc<NetState>>>,
     /// The running health checks (the real servers' checkers).
@@ -91,43 +59,15 @@ pub struct Daemon {
     pub on_publish: Option<PublishHook>,
     /// What the northbound readers see (see [`crate::view`]).
     view: ViewCell,
+    /// Ids of the administrators' requests to the core.
+    next_request: u64,
 }
 
-/// FULLNAT local addresses of every service, from `laddr_group_name`.
-pub fn laddrs_from_config(cfg: &Config) -> std::collections::HashMap<ServiceKey, Vec<Ipv4Addr>> {
-    let mut out = std::collections::HashMap::new();
-    for vs in &cfg.virtual_servers {
-        let Some(g) = vs
-            .laddr_group_name
-            .as_ref()
-            .and_then(|n| cfg.local_address_group(n))
-        else {
-            continue;
-        };
-        let addrs: Vec<Ipv4Addr> = g
-            .addresses()
-            .into_iter()
-            .filter_map(|a| match a {
-                IpAddr::V4(a) => Some(a),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
-        for k in ferrovs_config::ipvs::service_keys(cfg, vs) {
-            out.insert(k, addrs.clone());
-        }
-    }
-    out
-}
-
-/// Logs a configuration's diagnostics; true when it is usable.
-fn report(loaded: &Loaded) -> bool {
-    for d in loaded.diagnostics.warnings() {
-        warn!("{d}");
-    }
-    for d in loaded.diagnostics.errors() {
-        error!("{d}");
-    }
-    !loaded.diagnostics.has_errors()
+/// What carrying out the core's outputs answered.
+#[derive(Default)]
+struct Answers {
+    reply: Option<Result<(), CoreError>>,
+    reload: Option<Result<usize, CoreError>>,
 }
 
 impl Daemon {
@@ -138,72 +78,81 @@ impl Daemon {
         path: PathBuf,
         config: Config,
     ) -> Daemon {
+        Daemon::with_epoch(state, net, dataplane, path, config, Instant::now())
+    }
+
+    /// A daemon whose workers' clock starts at `epoch`.
+    pub fn with_epoch(
+        state: IpvsState,
+        net: Net,
+        dataplane: Arc<dyn Dataplane>,
+        path: PathBuf,
+        config: Config,
+        epoch: Instant,
+    ) -> Daemon {
         let devices: Vec<Arc<dyn PortDevice>> = net
             .ports
             .iter()
-            .map(|p| {
-                Arc::new(KernelDevice {
-                    name: p.name.clone(),
-                }) as Arc<dyn PortDevice>
-            })
+            .map(|p| Arc::new(KernelDevice::new(p.name.clone(), None)) as Arc<dyn PortDevice>)
             .collect();
-        let epoch = Instant::now();
-        let vrrp_status: StatusHandle = Default::default();
-        let view = View {
-            state: state.clone(),
-            net: net.clone(),
+        let core = Core::new(state, net, config, epoch);
+        let d = Daemon {
+            core,
             dataplane: dataplane.clone(),
-            devices: devices.clone(),
-            health: None,
-            vrrp_status: vrrp_status.clone(),
-            vrrp_vips: Default::default(),
-            reloads_ok: 0,
-            reloads_failed: 0,
-            last_reload_ok: true,
-            workers_running: true,
-            worker_stalls: 0,
-            epoch,
-        };
-        Daemon {
-            state,
-            dataplane,
             config_path: path,
-            config,
-            generation: 1,
             epoch,
-            reloads_ok: 0,
-            reloads_failed: 0,
-            last_reload_ok: true,
-            vrrp_vips: Default::default(),
-            vrrp_status,
+            vrrp_status: Default::default(),
             vrrp_reload: None,
             vrrp_track: None,
-            workers_running: true,
-            worker_stalls: 0,
+            vrrp_stop: None,
+            vrrp_link: None,
             net_view: None,
             health: None,
             on_publish: None,
             devices,
-            net,
-            view: Arc::new(arc_swap::ArcSwap::from_pointee(view)),
-        }
+            view: Arc::new(arc_swap::ArcSwap::from_pointee(View {
+                state: IpvsState::new(1, Arc::new(TemplateTable::new(1)), 0),
+                net: Net::default(),
+                dataplane,
+                devices: Vec::new(),
+                health: None,
+                vrrp_status: Default::default(),
+                vrrp_vips: Default::default(),
+                reloads_ok: 0,
+                reloads_failed: 0,
+                last_reload_ok: true,
+                workers_running: true,
+                worker_stalls: 0,
+                epoch,
+            })),
+            next_request: 0,
+        };
+        d.refresh_view();
+        d
+    }
+
+    /// The control core (read only: changes go through [`Daemon::feed`]).
+    pub fn core(&self) -> &Core {
+        &self.core
     }
 
     /// The daemon's state as the northbound readers see it now.
     fn snapshot_view(&self) -> View {
+        let c = &self.core;
+        let r = c.reloads();
         View {
-            state: self.state.clone(),
-            net: self.net.clone(),
+            state: c.state().clone(),
+            net: c.net().clone(),
             dataplane: self.dataplane.clone(),
             devices: self.devices.clone(),
             health: self.health.clone(),
             vrrp_status: self.vrrp_status.clone(),
-            vrrp_vips: self.vrrp_vips.clone(),
-            reloads_ok: self.reloads_ok,
-            reloads_failed: self.reloads_failed,
-            last_reload_ok: self.last_reload_ok,
-            workers_running: self.workers_running,
-            worker_stalls: self.worker_stalls,
+            vrrp_vips: c.vrrp_vips().clone(),
+            reloads_ok: r.ok,
+            reloads_failed: r.failed,
+            last_reload_ok: r.last_ok,
+            workers_running: c.workers_running(),
+            worker_stalls: c.worker_stalls(),
             epoch: self.epoch,
         }
     }
@@ -219,32 +168,92 @@ impl Daemon {
         self.view.clone()
     }
 
-    /// Workers stopped or started polling (see [`crate::heartbeat`]): logged
-    /// and counted; VRRP gives the VIPs up while one is stalled.
-    fn workers_changed(&mut self, changes: &[crate::heartbeat::Change], detector: &StallDetector) {
-        for c in changes {
-            if c.stalled {
-                error!(
-                    "worker {} has not polled for {} ms: its flows are not forwarded; VRRP gives the VIPs up",
-                    c.worker, c.silent_ms
-                );
-            } else {
-                info!("worker {} polls again", c.worker);
+    /// Hands one input to the core and carries out what it says.
+    pub fn feed(&mut self, input: Input) {
+        let outs = self.core.handle(input, Instant::now());
+        self.carry_out(outs, None);
+    }
+
+    /// Carries out the core's outputs in order; `plan` is the health
+    /// checks' reload plan, committed if the core says so and dropped
+    /// (the checkers as they were) otherwise.
+    fn carry_out(
+        &mut self,
+        outs: Vec<Output>,
+        mut plan: Option<crate::health::manager::HealthReload<'_>>,
+    ) -> Answers {
+        let mut answers = Answers::default();
+        let mut view = false;
+        for o in outs {
+            match o {
+                Output::Publish(snap) => {
+                    if let Some(h) = &self.on_publish {
+                        h(&snap);
+                    }
+                    self.dataplane.publish(*snap);
+                }
+                Output::CommitHealthPlan => {
+                    if let Some(p) = plan.take() {
+                        p.commit();
+                    }
+                }
+                Output::StartVrrp(cfg) => {
+                    // The driver reads the ports from the view.
+                    self.refresh_view();
+                    let ok = self.start_vrrp(&cfg);
+                    let more = self.core.handle(Input::VrrpStarted(ok), Instant::now());
+                    let a = self.carry_out(more, None);
+                    answers.reply = answers.reply.or(a.reply);
+                }
+                Output::ReloadVrrp(cfg) => {
+                    if let Some(tx) = &self.vrrp_reload {
+                        if tx.send(*cfg).is_err() {
+                            warn!("VRRP has stopped; its configuration was not reloaded");
+                        }
+                    }
+                }
+                Output::TrackWorkers(running) => {
+                    if let Some(tx) = &self.vrrp_track {
+                        let _ = tx.send((
+                            crate::vrrp::TrackKind::Dataplane,
+                            crate::vrrp::driver::WORKERS_TRACK.to_string(),
+                            running,
+                        ));
+                    }
+                }
+                Output::Reply { result, .. } => answers.reply = Some(result),
+                Output::Reloaded(r) => answers.reload = Some(r),
+                Output::ViewChanged => view = true,
+                Output::Log(Level::Info, m) => info!("{m}"),
+                Output::Log(Level::Warn, m) => warn!("{m}"),
+                Output::Log(Level::Error, m) => error!("{m}"),
             }
         }
-        self.worker_stalls = detector.stalls;
-        let running = detector.all_running();
-        if running != self.workers_running {
-            self.workers_running = running;
-            if let Some(tx) = &self.vrrp_track {
-                let _ = tx.send((
-                    crate::vrrp::TrackKind::Dataplane,
-                    crate::vrrp::driver::WORKERS_TRACK.to_string(),
-                    running,
-                ));
+        if view {
+            self.refresh_view();
+        }
+        answers
+    }
+
+    /// Starts the VRRP driver; true when it runs.
+    fn start_vrrp(&mut self, cfg: &Config) -> bool {
+        let (Some(link), Some(net)) = (self.vrrp_link.clone(), self.net_view.clone()) else {
+            return false;
+        };
+        match crate::vrrp::driver::start(cfg, link, net) {
+            Ok(h) => {
+                info!("VRRP starting");
+                self.vrrp_status = h.status;
+                self.vrrp_reload = Some(h.reload);
+                self.vrrp_track = Some(h.track);
+                self.vrrp_stop = Some(h.stop);
+                true
+            }
+            Err(e) => {
+                error!("VRRP: {e}");
+                false
             }
         }
-        self.refresh_view();
     }
 
     /// Takes one message of the tasks around the daemon.
@@ -256,73 +265,9 @@ impl Daemon {
                 // snapshot.
                 self.refresh_view();
             }
-            ToDaemon::SetVips(vips, held) => {
-                for v in vips {
-                    self.vrrp_vips.insert(v, held);
-                }
-                if let Err(e) = self.publish() {
-                    warn!("publishing VIP ownership: {e}");
-                }
-            }
-            ToDaemon::SyncVips(vips) => {
-                let before = self.vrrp_vips.clone();
-                self.vrrp_vips.retain(|a, _| vips.contains(a));
-                for v in vips {
-                    self.vrrp_vips.entry(v).or_insert(false);
-                }
-                if self.vrrp_vips != before {
-                    if let Err(e) = self.publish() {
-                        warn!("publishing VIP ownership: {e}");
-                    }
-                }
-            }
+            ToDaemon::SetVips(vips, held) => self.feed(Input::VipsHeld(vips, held)),
+            ToDaemon::SyncVips(vips) => self.feed(Input::VipsListed(vips)),
         }
-    }
-
-    /// Starts VRRP when the configuration has instances and their
-    /// interfaces have addresses (with DPDK the addresses arrive on the
-    /// exception interfaces after ferrovs created them; until then the
-    /// instances hold nothing, as keepalived's do in FAULT on an interface
-    /// without an address). Returns the driver's stop channel.
-    fn start_vrrp(
-        &mut self,
-        link: &DaemonLink,
-        net: &tokio::sync::watch::Receiver<Arc<NetState>>,
-    ) -> Option<tokio::sync::mpsc::Sender<crate::vrrp::driver::StopRequest>> {
-        if self.config.vrrp_instances.is_empty() || !vrrp_interfaces_ready(self, &self.config) {
-            return None;
-        }
-        match crate::vrrp::driver::start(&self.config, link.clone(), net.clone()) {
-            Ok(h) => {
-                self.vrrp_status = h.status;
-                self.vrrp_reload = Some(h.reload);
-                self.vrrp_track = Some(h.track);
-                self.refresh_view();
-                Some(h.stop)
-            }
-            Err(e) => {
-                error!("VRRP: {e}");
-                None
-            }
-        }
-    }
-
-    fn vrrp_list(&self) -> Vec<(Ipv4Addr, bool)> {
-        self.vrrp_vips.iter().map(|(a, b)| (*a, *b)).collect()
-    }
-
-    /// Builds and publishes a snapshot of the current state.
-    pub fn publish(&mut self) -> Result<(), String> {
-        self.generation += 1;
-        let snap = self
-            .state
-            .build(self.generation, &self.net, &self.vrrp_list())?;
-        if let Some(h) = &self.on_publish {
-            h(&snap);
-        }
-        self.dataplane.publish(snap);
-        self.refresh_view();
-        Ok(())
     }
 
     /// Applies table changes decided by the health checks and publishes.
@@ -330,107 +275,30 @@ impl Daemon {
         if cmds.is_empty() {
             return;
         }
-        let mut t = self.state.table.clone();
-        for c in cmds {
-            apply_upsert(&mut t, c);
-        }
-        let before = std::mem::take(&mut self.state.table);
-        self.state.replace_table(t);
-        if let Err(e) = self.publish() {
-            error!("applying health check changes: {e}");
-            self.state.replace_table(before);
-        }
+        self.feed(Input::Health(Desired::from_commands(cmds)));
     }
 
-    /// SIGHUP: re-read the file; apply only what changed, as keepalived's
-    /// reload does. In two phases: everything the new file means (table,
-    /// FULLNAT local addresses, timeouts, the health checks' plan and the
-    /// dataplane snapshot) is built beside the running state first; only
-    /// when all of it stands is it committed, together. A refused reload
-    /// leaves every part as it was.
+    /// SIGHUP: re-read the file and hand it, with the health checks' plan
+    /// for it, to the core (see [`crate::core::reload`]): all of it is
+    /// committed or none.
     pub fn reload(&mut self) -> Result<(), String> {
-        info!(
-            "Reloading configuration file {}",
-            self.config_path.display()
-        );
         let loaded = ferrovs_config::load_file(&self.config_path);
-        if !report(&loaded) {
-            let first = loaded
-                .diagnostics
-                .errors()
-                .next()
-                .map(|d| format!(" ({d})"))
-                .unwrap_or_default();
-            return Err(format!(
-                "configuration {} has errors{first}; keeping the running configuration",
-                self.config_path.display()
-            ));
-        }
-        let new_cfg = loaded.config;
-
-        // Phase 1. With health checks, they say what the table becomes:
-        // servers in both configurations keep their state (a failed one
-        // stays out). Their plan holds the health state until committed or
-        // dropped.
-        let health = self.health.as_ref().map(|h| h.plan_reload(&new_cfg));
-        let cmds = match &health {
-            Some(plan) => plan.commands().to_vec(),
-            None => ferrovs_config::diff::table_diff(
-                &initial_table(&self.config),
-                &initial_table(&new_cfg),
-            ),
+        let health = self.health.clone();
+        let plan = match &health {
+            Some(h) if !loaded.diagnostics.has_errors() => Some(h.plan_reload(&loaded.config)),
+            _ => None,
         };
-        let mut next = self.state.clone();
-        if new_cfg.global.lvs_timeouts != self.config.global.lvs_timeouts {
-            if let Some(t) = new_cfg.global.lvs_timeouts {
-                next.timeouts.set(t.tcp, t.tcpfin, t.udp);
-            }
+        let input = Input::Reload(Box::new(Reload {
+            path: self.config_path.display().to_string(),
+            health: plan.as_ref().map(|p| Desired::from_commands(p.commands())),
+            loaded,
+        }));
+        let outs = self.core.handle(input, Instant::now());
+        match self.carry_out(outs, plan).reload {
+            Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(e.to_string()),
+            None => Err("internal: the reload was not answered".into()),
         }
-        next.laddrs = laddrs_from_config(&new_cfg);
-        let mut t: Table = next.table.clone();
-        for c in &cmds {
-            apply_upsert(&mut t, c);
-        }
-        next.replace_table(t);
-        let snap = next
-            .build(self.generation + 1, &self.net, &self.vrrp_list())
-            .map_err(|e| format!("reload rejected: {e}; keeping the running configuration"))?;
-        // VRRP: every instance of the new file must be able to run.
-        if self.vrrp_reload.is_some() {
-            if let Some(net) = &self.net_view {
-                let ns = net.borrow().clone();
-                crate::vrrp::driver::check(&new_cfg, &self.net, self.workers_running, &ns)
-                    .map_err(|e| {
-                        format!("reload rejected: {e}; keeping the running configuration")
-                    })?;
-            }
-        }
-
-        // Phase 2: all of it, now.
-        if new_cfg.ferrovs != self.config.ferrovs {
-            warn!("changes to the ferrovs {{}} block take effect at the next start");
-        }
-        self.generation += 1;
-        self.state = next;
-        if let Some(h) = &self.on_publish {
-            h(&snap);
-        }
-        self.dataplane.publish(snap);
-        if let Some(plan) = health {
-            plan.commit();
-        }
-        if let Some(tx) = &self.vrrp_reload {
-            if tx.send(new_cfg.clone()).is_err() {
-                warn!("VRRP has stopped; its configuration was not reloaded");
-            }
-        } else if !new_cfg.vrrp_instances.is_empty() && self.config.vrrp_instances.is_empty() {
-            warn!("vrrp_instances added to a configuration that had none start at the next start");
-        }
-        // (VRRP waiting for its interfaces' addresses starts with the
-        // configuration in force then.)
-        self.config = new_cfg;
-        info!("Reload finished: {} rule change(s)", cmds.len());
-        Ok(())
     }
 
     /// Runs one ipvsadm command line.
@@ -465,13 +333,31 @@ impl Daemon {
         {
             return Pending::Conns(self.ask_connections(service.as_ref(), options.persistent_conn));
         }
-        Pending::Done(match self.run_command(&cmd, req.stdin.as_deref()) {
+        let out = match AdminCommand::from_command(&cmd, req.stdin.as_deref()) {
+            Some(Ok(a)) => self.admin(a).map(|()| String::new()),
+            Some(Err(e)) => Err(e.to_string()),
+            None => self.read(&cmd),
+        };
+        Pending::Done(match out {
             Ok(out) => CtlResponse::ok(out),
             Err(e) => CtlResponse::err(1, e),
         })
     }
 
-    fn run_command(&mut self, cmd: &Command, stdin: Option<&str>) -> Result<String, String> {
+    /// An administrator's change, through the core.
+    fn admin(&mut self, cmd: AdminCommand) -> Result<(), String> {
+        self.next_request += 1;
+        let id = self.next_request;
+        let outs = self.core.handle(Input::Admin { id, cmd }, Instant::now());
+        match self.carry_out(outs, None).reply {
+            Some(r) => r.map_err(|e| e.to_string()),
+            None => Err("internal: the command was not answered".into()),
+        }
+    }
+
+    /// The commands that only read: listings, rules, timeouts.
+    fn read(&self, cmd: &Command) -> Result<String, String> {
+        let state = self.core.state();
         match cmd {
             Command::List {
                 service,
@@ -481,7 +367,7 @@ impl Daemon {
                 daemon,
             } => {
                 if *timeout {
-                    let (a, b, c) = self.state.timeouts.get();
+                    let (a, b, c) = state.timeouts.get();
                     return Ok(format_timeout(a, b, c));
                 }
                 if *daemon {
@@ -491,29 +377,11 @@ impl Daemon {
                     let q = self.ask_connections(service.as_ref(), options.persistent_conn);
                     return Ok(q.collect());
                 }
-                let l = self.state.listing(service.as_ref())?;
+                let l = state.listing(service.as_ref())?;
                 Ok(format_list(&l, options))
             }
-            Command::Save { nosort } => Ok(format_rules(&self.state.table, *nosort)),
-            Command::Zero(k) => self.state.zero(k.as_ref()).map(|_| String::new()),
-            Command::SetTimeout { tcp, tcpfin, udp } => {
-                self.state.timeouts.set(*tcp, *tcpfin, *udp);
-                self.publish().map(|_| String::new())
-            }
-            Command::Restore => {
-                let text = stdin.unwrap_or("");
-                let cmds =
-                    parse_rules(text).map_err(|e| format!("line {}: {}", e.line, e.message))?;
-                for c in &cmds {
-                    self.run_command(c, None)?;
-                }
-                Ok(String::new())
-            }
-            change => {
-                let vrrp = self.vrrp_list();
-                self.state.execute(change, &self.net, &vrrp)?;
-                self.publish().map(|_| String::new())
-            }
+            Command::Save { nosort } => Ok(format_rules(&state.table, *nosort)),
+            other => Err(format!("internal: {other:?} is not a read")),
         }
     }
 
@@ -531,12 +399,13 @@ impl Daemon {
         // Persistence templates: state NONE, client port 0 (IPVS shows them so).
         let now_s = self.now_s();
         let ids: std::collections::HashMap<u32, (IpAddr, u16, ServiceKey)> = self
-            .state
+            .core
+            .state()
             .dests()
             .map(|((k, a, p), d)| (d.id, (*a, *p, k.clone())))
             .collect();
         let mut templates = Vec::new();
-        for t in self.state.templates.iter(now_s) {
+        for t in self.core.state().templates.iter(now_s) {
             let Some((addr, port, key)) = ids.get(&t.dest) else {
                 continue;
             };
@@ -581,170 +450,27 @@ impl Daemon {
         (worker_clock_ms(self.epoch) / 1000) as u32
     }
 
-    /// Periodic work: rate estimation, forgetting drained servers.
+    /// Periodic work: the devices' warnings, then the core's (rate
+    /// estimation, forgetting drained servers).
     pub fn tick(&mut self) {
         for d in &self.devices {
             for w in d.warnings() {
                 warn!("{w}");
             }
         }
-        self.state.estimate();
-        if self.state.reap_draining() > 0 {
-            if let Err(e) = self.publish() {
-                error!("publishing after a change: {e}");
-            }
-        }
-        // The new rate estimates.
-        self.refresh_view();
-    }
-
-    /// Takes the ports' addresses and the routes from the kernel's state
-    /// (the southbound announces every change); true when they changed.
-    /// With DPDK the director's addresses live on the exception interfaces,
-    /// where the operator (or ifupdown) puts them after ferrovs has created
-    /// them, so they are followed, not read once.
-    pub fn refresh_net(&mut self, ns: &NetState) -> bool {
-        let mut ports = Vec::with_capacity(self.net.ports.len());
-        for p in &self.net.ports {
-            match ns.port(&p.name) {
-                Ok(mut n) => {
-                    // The MAC is the data port's, whatever the kernel says.
-                    n.mac = p.mac;
-                    ports.push(n)
-                }
-                // Gone for now: the port keeps its last addresses until
-                // the interface is back.
-                Err(_) => ports.push(p.clone()),
-            }
-        }
-        let routes = ns.routes(&ports);
-        let same_ports = ports
-            .iter()
-            .zip(&self.net.ports)
-            .all(|(a, b)| a.addrs == b.addrs && a.mtu == b.mtu);
-        if same_ports && routes == self.net.routes {
-            return false;
-        }
-        for (a, b) in ports.iter().zip(&self.net.ports) {
-            if a.addrs != b.addrs {
-                info!("{}: addresses now {:?}", a.name, a.addrs);
-            }
-        }
-        self.net = Net { ports, routes };
-        true
+        self.feed(Input::Tick);
     }
 }
 
-/// What the tasks around the daemon ask of it. One task owns the daemon
-/// (see `serve`) and takes these in turn; nothing else touches it.
-pub enum ToDaemon {
-    /// A control-socket request; the answer, as far as the daemon takes it.
-    Ctl(CtlRequest, tokio::sync::oneshot::Sender<Pending>),
-    /// VRRP took (true) or released (false) these VIPs.
-    SetVips(Vec<Ipv4Addr>, bool),
-    /// After a VRRP reload: the VIPs the instances now list.
-    SyncVips(Vec<Ipv4Addr>),
-}
-
-/// What the VRRP driver holds of the daemon: a way to ask it, the
-/// dataplane's request queues (gratuitous ARP) and the published view.
-#[derive(Clone)]
-pub struct DaemonLink {
-    pub tx: tokio::sync::mpsc::UnboundedSender<ToDaemon>,
-    pub dataplane: Arc<dyn Dataplane>,
-    pub view: ViewCell,
-}
-
-/// A control request as far as the daemon took it (see [`Daemon::start`]).
-pub enum Pending {
-    Done(CtlResponse),
-    Conns(ConnsQuery),
-}
-
-impl Pending {
-    /// The answer; a connection listing waits (up to 2 s) for the workers.
-    pub fn finish(self) -> CtlResponse {
-        match self {
-            Pending::Done(r) => r,
-            Pending::Conns(q) => CtlResponse::ok(q.collect()),
-        }
+/// Logs a configuration's diagnostics; true when it is usable.
+fn report(loaded: &Loaded) -> bool {
+    for d in loaded.diagnostics.warnings() {
+        warn!("{d}");
     }
-}
-
-/// `-Lnc` on its way: the workers answer on `rx`.
-pub struct ConnsQuery {
-    rx: std::sync::mpsc::Receiver<Vec<ConnView>>,
-    asked: usize,
-    deadline: Instant,
-    filter: Option<(ferrovs_dataplane::service::Proto, Ipv4Addr, u16)>,
-    templates: Vec<ConnEntry>,
-    persistent_conn: bool,
-}
-
-impl ConnsQuery {
-    /// Gathers the workers' connections (those that answer by the
-    /// deadline) and formats them as `ipvsadm -Lnc` does.
-    pub fn collect(self) -> String {
-        let mut views: Vec<ConnView> = Vec::new();
-        for _ in 0..self.asked {
-            let left = self.deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(v) => views.extend(v),
-                Err(_) => break,
-            }
-        }
-        let filter = self.filter;
-        let mut out: Vec<ConnEntry> = views
-            .iter()
-            .filter(|c| {
-                filter.is_none_or(|(p, a, port)| {
-                    p as u8 == c.proto && a == c.virt.0 && port == c.virt.1
-                })
-            })
-            .map(|c| ConnEntry {
-                proto: if c.proto == 6 {
-                    ConnProto::Tcp
-                } else {
-                    ConnProto::Udp
-                },
-                expires: c.expires_s,
-                state: c.state.to_string(),
-                client: (IpAddr::V4(c.client.0), c.client.1),
-                virt: (IpAddr::V4(c.virt.0), c.virt.1),
-                dest: (IpAddr::V4(c.dest.0), c.dest.1),
-                pe: None,
-            })
-            .collect();
-        out.extend(self.templates);
-        format_conns(&out, self.persistent_conn)
+    for d in loaded.diagnostics.errors() {
+        error!("{d}");
     }
-}
-
-/// Applies a reload change to a table that may have been edited by hand
-/// since the last load: the file is authoritative for what it names, so an
-/// edit of something deleted by hand adds it back, an add of something added
-/// by hand edits it, and a delete of something already gone is a no-op.
-fn apply_upsert(t: &mut Table, c: &Command) {
-    use ferrovs_config::ipvsadm::rules::apply;
-    let r = match apply(t, c) {
-        Ok(()) => return,
-        Err(_) => match c {
-            Command::EditService(s) => apply(t, &Command::AddService(s.clone())),
-            Command::AddService(s) => apply(t, &Command::EditService(s.clone())),
-            Command::EditDest(k, d) => apply(t, &Command::AddDest(k.clone(), d.clone())),
-            Command::AddDest(k, d) => apply(t, &Command::EditDest(k.clone(), d.clone())),
-            Command::DelService(_) | Command::DelDest(..) => Ok(()),
-            other => apply(t, other),
-        },
-    };
-    if let Err(e) = r {
-        warn!("reload: {e} applying {c:?}");
-    }
-}
-
-/// Milliseconds since `epoch`, offset so that time 0 is never "now".
-pub fn worker_clock_ms(epoch: Instant) -> u64 {
-    epoch.elapsed().as_millis() as u64 + 1_000_000
+    !loaded.diagnostics.has_errors()
 }
 
 /// Polls per idle spell before a worker sleeps: some tens of microseconds
@@ -818,6 +544,9 @@ pub struct OpenRequest<'a> {
     /// Brings an interface up (the exception interfaces a DPDK backend
     /// creates), through the southbound.
     pub link_up: &'a dyn Fn(&str) -> Result<(), String>,
+    /// The kernel's network as the southbound follows it (the ports' link
+    /// state for `/metrics`).
+    pub net: tokio::sync::watch::Receiver<Arc<NetState>>,
 }
 
 pub type PortOpener<P> = dyn Fn(&OpenRequest) -> Result<Opened<P>, String>;
@@ -846,7 +575,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
                 .unwrap_or(1)
         });
     // Before the ports: a second ferrovs on the same socket stops here.
-    let mut ctl_socket = crate::ctl_server::CtlSocket::open(
+    let mut ctl_socket = crate::northbound::ctl_server::CtlSocket::open(
         &ctl::socket_path(&settings.control_socket),
         settings.control_socket_group.as_deref(),
     )?;
@@ -875,6 +604,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         workers,
         laddrs: all_laddrs,
         link_up: &link_up,
+        net: southbound.subscribe(),
     })
     .map_err(|e| format!("opening ports: {e}"))?;
     // Read again: a DPDK backend has just created its interfaces.
@@ -980,30 +710,30 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         ifaces.join(", ")
     );
 
-    let mut daemon = Daemon::new(state, net, shared.clone(), path.to_path_buf(), cfg);
-    daemon.epoch = epoch;
+    let mut daemon = Daemon::with_epoch(state, net, shared.clone(), path.to_path_buf(), cfg, epoch);
     daemon.devices = devices;
     daemon.on_publish = on_publish;
-    daemon.vrrp_vips = vrrp_vips.into_iter().collect();
     daemon.net_view = Some(southbound.subscribe());
-    daemon.refresh_view();
     let view = daemon.view();
     let (to_daemon, from_tasks) = tokio::sync::mpsc::unbounded_channel();
-    let link = DaemonLink {
+    daemon.vrrp_link = Some(DaemonLink {
         tx: to_daemon.clone(),
         dataplane: shared.clone(),
         view: view.clone(),
-    };
+    });
     let http_addr = settings.http_listen;
     let result = rt.block_on(async {
         tokio::spawn(async move {
-            if let Err(e) = crate::http::serve(http_addr, view).await {
+            if let Err(e) = crate::northbound::http::serve(http_addr, view).await {
                 error!("HTTP endpoint {http_addr}: {e}");
             }
         });
         let net = southbound.subscribe();
-        let mut vrrp = daemon.start_vrrp(&link, &net);
-        if vrrp.is_none() && !daemon.config.vrrp_instances.is_empty() {
+        // The kernel's network now: VRRP starts if its interfaces have
+        // their addresses.
+        let ns = net.borrow().clone();
+        daemon.feed(Input::NetChange(ns));
+        if !daemon.core().vrrp_running() && !daemon.core().config().vrrp_instances.is_empty() {
             warn!("VRRP waits for an IPv4 address on its interfaces");
         }
         let (htx, hrx) = tokio::sync::mpsc::channel(256);
@@ -1012,14 +742,12 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         daemon.refresh_view();
         let owner = Owner {
             daemon: &mut daemon,
-            link: &link,
             from_tasks,
             health_rx: hrx,
             net,
             heartbeats,
-            epoch,
         };
-        let r = owner.serve(&mut ctl_socket, to_daemon, &mut vrrp).await;
+        let r = owner.serve(&mut ctl_socket, to_daemon).await;
         // omega: notify_down / quorum_down scripts, servers out.
         let last = health.shutdown().await;
         daemon.apply_health(&last);
@@ -1039,40 +767,23 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     result
 }
 
-/// Whether every vrrp_instance's interface has an IPv4 address (VRRP
-/// sends its adverts from it).
-fn vrrp_interfaces_ready(d: &Daemon, cfg: &Config) -> bool {
-    cfg.vrrp_instances.iter().all(|vi| {
-        let Some(ifname) = &vi.interface else {
-            return true; // refused with its error by the driver
-        };
-        d.net
-            .ports
-            .iter()
-            .find(|p| &p.name == ifname)
-            .is_none_or(|p| !p.addrs.is_empty())
-    })
-}
-
 /// The one task that owns the daemon: signals, the 2 s tick, health
 /// events, network changes, worker heartbeats and the other tasks'
-/// messages (control requests, VRRP's VIPs) are taken here, one at a time.
+/// messages (control requests, VRRP's VIPs) are taken here, one at a time,
+/// and handed to the core.
 struct Owner<'a> {
     daemon: &'a mut Daemon,
-    link: &'a DaemonLink,
     from_tasks: tokio::sync::mpsc::UnboundedReceiver<ToDaemon>,
     health_rx: tokio::sync::mpsc::Receiver<crate::health::HealthEvent>,
     net: tokio::sync::watch::Receiver<Arc<NetState>>,
     heartbeats: Heartbeats,
-    epoch: Instant,
 }
 
 impl Owner<'_> {
     async fn serve(
         mut self,
-        ctl_socket: &mut crate::ctl_server::CtlSocket,
+        ctl_socket: &mut crate::northbound::ctl_server::CtlSocket,
         to_daemon: tokio::sync::mpsc::UnboundedSender<ToDaemon>,
-        vrrp: &mut Option<tokio::sync::mpsc::Sender<crate::vrrp::driver::StopRequest>>,
     ) -> Result<(), String> {
         use tokio::signal::unix::{signal, SignalKind};
         // A control request is taken by the owner; a connection listing
@@ -1092,7 +803,6 @@ impl Owner<'_> {
         let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         let mut beats = tokio::time::interval(Duration::from_millis(250));
-        let mut detector = StallDetector::new(self.heartbeats.read().len());
         let d = &mut *self.daemon;
         loop {
             tokio::select! {
@@ -1103,42 +813,16 @@ impl Owner<'_> {
                     while let Ok(ev) = self.health_rx.try_recv() {
                         d.apply_health(&ev.commands);
                     }
-                    let r = d.reload();
-                    d.last_reload_ok = r.is_ok();
-                    match r {
-                        Ok(()) => d.reloads_ok += 1,
-                        Err(e) => {
-                            d.reloads_failed += 1;
-                            error!("{e}");
-                        }
-                    }
-                    d.refresh_view();
-                    if vrrp.is_none() {
-                        *vrrp = d.start_vrrp(self.link, &self.net);
-                    }
+                    // The core logs a refusal and counts it.
+                    let _ = d.reload();
                 }
                 _ = term.recv() => { info!("SIGTERM: stopping"); break; }
                 _ = int.recv() => { info!("SIGINT: stopping"); break; }
                 _ = tick.tick() => d.tick(),
-                _ = beats.tick() => {
-                    let changes = detector.check(&self.heartbeats.read(), worker_clock_ms(self.epoch));
-                    if !changes.is_empty() {
-                        d.workers_changed(&changes, &detector);
-                    }
-                }
+                _ = beats.tick() => d.feed(Input::Heartbeats(self.heartbeats.read())),
                 Ok(()) = self.net.changed() => {
                     let ns = self.net.borrow_and_update().clone();
-                    if d.refresh_net(&ns) {
-                        if let Err(e) = d.publish() {
-                            error!("publishing after a network change: {e}");
-                        }
-                    }
-                    if vrrp.is_none() && !d.config.vrrp_instances.is_empty() {
-                        *vrrp = d.start_vrrp(self.link, &self.net);
-                        if vrrp.is_some() {
-                            info!("VRRP starting: its interfaces have addresses");
-                        }
-                    }
+                    d.feed(Input::NetChange(ns));
                 }
             }
         }
@@ -1146,7 +830,7 @@ impl Owner<'_> {
         // while the dataplane still runs, and what it says while it stops
         // (its VIPs released) still reaches the dataplane: the owner keeps
         // taking messages until it has.
-        if let Some(stop) = vrrp.take() {
+        if let Some(stop) = d.vrrp_stop.take() {
             let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
             if stop.send(done_tx).await.is_ok() {
                 let deadline = tokio::time::sleep(crate::vrrp::driver::STOP_TIMEOUT);

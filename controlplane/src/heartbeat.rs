@@ -9,6 +9,7 @@
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// How old a stamp may be. Far above a worker's longest housekeeping pass
 /// and its 1 ms idle sleep; short enough that the peer takes over within
@@ -89,6 +90,17 @@ impl StallDetector {
     pub fn all_running(&self) -> bool {
         !self.stalled.iter().any(|s| *s)
     }
+}
+
+/// The workers' clock at `now`: milliseconds since `epoch`, offset so
+/// that time 0 is never "now".
+pub fn clock_ms(epoch: Instant, now: Instant) -> u64 {
+    now.saturating_duration_since(epoch).as_millis() as u64 + 1_000_000
+}
+
+/// The workers' clock now.
+pub fn worker_clock_ms(epoch: Instant) -> u64 {
+    clock_ms(epoch, Instant::now())
 }
 
 #[cfg(test)]

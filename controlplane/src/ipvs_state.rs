@@ -7,7 +7,6 @@
 use crate::rate::RateEstimator;
 use ferrovs_config::ipvs::{Fwd, Service as CfgService, ServiceKey, Table};
 use ferrovs_config::ipvsadm::list::{ListedDest, ListedService, Listing, Stats};
-use ferrovs_config::ipvsadm::rules::{apply, Command};
 use ferrovs_config::model::{Netmask, Protocol, Scheduler as CfgScheduler};
 use ferrovs_dataplane::conn::template::TemplateTable;
 use ferrovs_dataplane::conn::Timeouts;
@@ -136,33 +135,9 @@ impl IpvsState {
         }
     }
 
-    /// Applies a rule change with libipvs's error messages, then checks the
-    /// result is something the dataplane can forward by; a rejected change
-    /// leaves the table as it was.
-    pub fn execute(
-        &mut self,
-        cmd: &Command,
-        net: &Net,
-        vrrp: &[(Ipv4Addr, bool)],
-    ) -> Result<(), String> {
-        let mut t = self.table.clone();
-        apply(&mut t, cmd)?;
-        // The snapshot below skips what the IPv4 dataplane cannot carry;
-        // an administrator's command for it is refused instead.
-        if t.services
-            .iter()
-            .any(|s| v4_key(&s.key).is_none() || s.dests.iter().any(|d| !d.addr.is_ipv4()))
-        {
-            return Err("Protocol or address family not supported".into());
-        }
-        let before = std::mem::replace(&mut self.table, t);
-        self.sync();
-        if let Err(e) = self.build(0, net, vrrp) {
-            self.table = before;
-            self.sync();
-            return Err(e);
-        }
-        Ok(())
+    /// How many workers the state's counters have cells for.
+    pub fn workers(&self) -> usize {
+        self.workers
     }
 
     /// Replaces the whole table (configuration load) and syncs identities:

@@ -2,6 +2,10 @@
 //! ports (link state, device counters, packet-buffer pool) for `/metrics`,
 //! whichever backend owns them.
 
+use crate::southbound::NetState;
+use std::sync::Arc;
+use tokio::sync::watch;
+
 /// Device counters, named as Linux names them in sysfs.
 pub const STATS: [(&str, &str); 5] = [
     ("rx_packets", "Packets the device received."),
@@ -46,9 +50,22 @@ pub struct QueueStat {
     pub value: u64,
 }
 
-/// A port whose device the kernel owns (AF_PACKET): sysfs has it all.
+/// A port whose device the kernel owns (AF_PACKET, AF_XDP). Its link
+/// state is the southbound's (rtnetlink announces every operstate change,
+/// so nothing is polled); its counters are read from sysfs when asked
+/// (the kernel announces no counter change, so netlink would need a dump
+/// per scrape for them).
 pub struct KernelDevice {
     pub name: String,
+    /// The kernel's network as the southbound follows it; None (in-process
+    /// tests) reads the operstate from sysfs.
+    net: Option<watch::Receiver<Arc<NetState>>>,
+}
+
+impl KernelDevice {
+    pub fn new(name: String, net: Option<watch::Receiver<Arc<NetState>>>) -> KernelDevice {
+        KernelDevice { name, net }
+    }
 }
 
 impl PortDevice for KernelDevice {
@@ -56,14 +73,54 @@ impl PortDevice for KernelDevice {
         &self.name
     }
     fn link_up(&self) -> bool {
-        std::fs::read_to_string(format!("/sys/class/net/{}/operstate", self.name))
-            .map(|s| matches!(s.trim(), "up" | "unknown"))
-            .unwrap_or(false)
+        match &self.net {
+            Some(net) => net
+                .borrow()
+                .link_by_name(&self.name)
+                .is_some_and(|l| l.oper_up),
+            None => std::fs::read_to_string(format!("/sys/class/net/{}/operstate", self.name))
+                .map(|s| matches!(s.trim(), "up" | "unknown"))
+                .unwrap_or(false),
+        }
     }
     fn stat(&self, stat: &str) -> u64 {
         std::fs::read_to_string(format!("/sys/class/net/{}/statistics/{stat}", self.name))
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::southbound::{Link, NetEvent};
+
+    #[test]
+    fn a_kernel_port_is_up_as_the_southbound_says() {
+        let link = |up: bool| {
+            NetEvent::Link(Link {
+                index: 7,
+                name: "fvs-test0".into(),
+                mac: Some([2, 0, 0, 0, 0, 7]),
+                mtu: 1500,
+                admin_up: true,
+                oper_up: up,
+            })
+        };
+        let mut ns = NetState::new();
+        ns.apply(link(true));
+        let (tx, rx) = watch::channel(Arc::new(ns.clone()));
+        let dev = KernelDevice::new("fvs-test0".into(), Some(rx));
+        assert!(dev.link_up());
+        ns.apply(link(false));
+        tx.send_replace(Arc::new(ns.clone()));
+        assert!(
+            !dev.link_up(),
+            "an operstate change is seen without polling"
+        );
+        ns.apply(NetEvent::LinkGone(7));
+        tx.send_replace(Arc::new(ns));
+        assert!(!dev.link_up(), "a link that is gone is down");
     }
 }

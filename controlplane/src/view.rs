@@ -5,10 +5,10 @@
 //! Counters stay live: the copy shares the services' and servers' counter
 //! blocks and the dataplane's per-worker counters.
 
-use crate::daemon::Dataplane;
 use crate::health::HealthHandle;
 use crate::ipvs_state::{IpvsState, Net};
 use crate::port_device::PortDevice;
+use crate::southbound::Dataplane;
 use crate::vrrp::driver::StatusHandle;
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
@@ -40,7 +40,7 @@ pub type ViewCell = Arc<ArcSwap<View>>;
 impl View {
     /// Seconds on the workers' clock.
     pub fn now_s(&self) -> u32 {
-        (crate::daemon::worker_clock_ms(self.epoch) / 1000) as u32
+        (crate::heartbeat::worker_clock_ms(self.epoch) / 1000) as u32
     }
 
     /// What `ferrovs status` and `/api/v1/status` show.

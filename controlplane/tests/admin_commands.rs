@@ -3,7 +3,7 @@
 
 mod common;
 use common::{daemon, run};
-use ferrovs_controlplane::ctl::CtlRequest;
+use ferrovs_controlplane::northbound::ctl::CtlRequest;
 use ferrovs_dataplane::port::memory::MemPort;
 use ferrovs_dataplane::worker::Worker;
 use std::sync::Arc;

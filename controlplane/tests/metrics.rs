@@ -18,8 +18,9 @@ fn metrics_carry_services_servers_workers() {
     shared.counters.cell(0).conn_pressure.set(1);
     shared.counters.cell(0).conns_unconfirmed.set(7);
     let d = d.view();
-    let text =
-        ferrovs_controlplane::metrics::render(&ferrovs_controlplane::metrics::registry(d.clone()));
+    let text = ferrovs_controlplane::northbound::metrics::render(
+        &ferrovs_controlplane::northbound::metrics::registry(d.clone()),
+    );
     let has = |line: &str| text.lines().any(|l| l == line);
     assert!(has("# TYPE ferrovs_service_connections counter"), "{text}");
     // Flood defence: evictions by reason, pressure, eviction candidates.
@@ -118,8 +119,9 @@ fn grafana_dashboard_queries_only_metrics_we_export() {
     run(&mut d, "-A -t 198.18.0.100:80 -s rr");
     run(&mut d, "-a -t 198.18.0.100:80 -r 198.18.1.11:80 -g");
     let d = d.view();
-    let metrics =
-        ferrovs_controlplane::metrics::render(&ferrovs_controlplane::metrics::registry(d));
+    let metrics = ferrovs_controlplane::northbound::metrics::render(
+        &ferrovs_controlplane::northbound::metrics::registry(d),
+    );
     // Every family is described, samples or not; counters' samples end in
     // _total while their TYPE line names the family.
     let families: Vec<(&str, &str)> = metrics

@@ -15,8 +15,8 @@ fn dump_metrics_sample() {
     let d = d.view();
     std::fs::write(
         path,
-        ferrovs_controlplane::metrics::render_prometheus_text(
-            &ferrovs_controlplane::metrics::registry(d),
+        ferrovs_controlplane::northbound::metrics::render_prometheus_text(
+            &ferrovs_controlplane::northbound::metrics::registry(d),
         ),
     )
     .unwrap();

@@ -78,7 +78,7 @@ fn main() {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Status => {
-            use ferrovs_controlplane::ctl::{call_and_exit, CtlRequest};
+            use ferrovs_controlplane::northbound::ctl::{call_and_exit, CtlRequest};
             call_and_exit(
                 &CtlRequest {
                     argv: vec![],

@@ -3,7 +3,7 @@
 //! as ipvsadm would, so the output formats and error messages are one
 //! implementation.
 
-use ferrovs_controlplane::ctl::{call_and_exit, CtlRequest};
+use ferrovs_controlplane::northbound::ctl::{call_and_exit, CtlRequest};
 use std::io::Read;
 
 fn main() {

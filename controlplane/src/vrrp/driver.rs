@@ -5,8 +5,8 @@
 //! backup neither answers ARP for them nor forwards their traffic),
 //! gratuitous ARP through the dataplane's own port, notify scripts.
 
-use crate::daemon::{DaemonLink, ToDaemon};
 use crate::ipvs_state::Net;
+use crate::mailbox::{DaemonLink, ToDaemon};
 use crate::southbound::NetState;
 use crate::vrrp::instance::{same_settings, vip_changes};
 use crate::vrrp::io::{Received, VrrpSocket};

@@ -2,9 +2,9 @@
 #![allow(dead_code)]
 
 use ferrovs_config::Config;
-use ferrovs_controlplane::ctl::CtlRequest;
 use ferrovs_controlplane::daemon::Daemon;
 use ferrovs_controlplane::ipvs_state::{IpvsState, Net};
+use ferrovs_controlplane::northbound::ctl::CtlRequest;
 use ferrovs_dataplane::conn::template::TemplateTable;
 use ferrovs_dataplane::port::memory::MemPacket;
 use ferrovs_dataplane::snapshot::PortConf;

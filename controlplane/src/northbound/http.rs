@@ -21,7 +21,7 @@ struct App {
 /// The endpoint's routes; they read the daemon's published view and never
 /// take the daemon itself.
 pub fn router(view: ViewCell) -> Router {
-    let registry = Arc::new(crate::metrics::registry(view.clone()));
+    let registry = Arc::new(crate::northbound::metrics::registry(view.clone()));
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -53,9 +53,9 @@ async fn metrics(State(app): State<App>, headers: axum::http::HeaderMap) -> Resp
         .is_some_and(|a| a.contains("application/openmetrics-text"));
     let body = tokio::task::spawn_blocking(move || {
         if om {
-            crate::metrics::render(&app.registry)
+            crate::northbound::metrics::render(&app.registry)
         } else {
-            crate::metrics::render_prometheus_text(&app.registry)
+            crate::northbound::metrics::render_prometheus_text(&app.registry)
         }
     })
     .await

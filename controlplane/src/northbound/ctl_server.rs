@@ -8,7 +8,7 @@
 //! connections and the time a client may take to send a line. A refused
 //! client gets a [`CtlResponse::refused`] that says why.
 
-use crate::ctl::{
+use crate::northbound::ctl::{
     too_large, CtlRequest, CtlResponse, EXIT_PERMISSION, MAX_REQUEST, PERMISSION_DENIED,
 };
 use nix::fcntl::{Flock, FlockArg};
@@ -790,7 +790,7 @@ mod tests {
             ..Limits::default()
         };
         let (calls, _s) = start(&path, limits);
-        let r = crate::ctl::call(
+        let r = crate::northbound::ctl::call(
             &path,
             &CtlRequest {
                 argv: vec!["-L".into(), "-n".into()],

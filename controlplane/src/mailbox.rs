@@ -1,0 +1,99 @@
+//! How the tasks around the daemon reach its owner: the messages
+//! ([`ToDaemon`]), what the VRRP driver holds ([`DaemonLink`]) and a
+//! control request's answer on its way ([`Pending`], the `-Lnc` query that
+//! waits for the workers off the owner). The servers and drivers depend on
+//! this, not on the daemon.
+
+use crate::northbound::ctl::{CtlRequest, CtlResponse};
+use crate::southbound::dataplane::Dataplane;
+use crate::view::ViewCell;
+use ferrovs_config::ipvsadm::list::{format_conns, ConnEntry, ConnProto};
+use ferrovs_dataplane::worker::ConnView;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What the tasks around the daemon ask of it. One task owns the daemon
+/// (see `daemon.rs`'s `Owner`) and takes these in turn; nothing else touches it.
+pub enum ToDaemon {
+    /// A control-socket request; the answer, as far as the daemon takes it.
+    Ctl(CtlRequest, tokio::sync::oneshot::Sender<Pending>),
+    /// VRRP took (true) or released (false) these VIPs.
+    SetVips(Vec<Ipv4Addr>, bool),
+    /// After a VRRP reload: the VIPs the instances now list.
+    SyncVips(Vec<Ipv4Addr>),
+}
+
+/// What the VRRP driver holds of the daemon: a way to ask it, the
+/// dataplane's request queues (gratuitous ARP) and the published view.
+#[derive(Clone)]
+pub struct DaemonLink {
+    pub tx: tokio::sync::mpsc::UnboundedSender<ToDaemon>,
+    pub dataplane: Arc<dyn Dataplane>,
+    pub view: ViewCell,
+}
+
+/// A control request as far as the daemon took it (see `Daemon::start`).
+pub enum Pending {
+    Done(CtlResponse),
+    Conns(ConnsQuery),
+}
+
+impl Pending {
+    /// The answer; a connection listing waits (up to 2 s) for the workers.
+    pub fn finish(self) -> CtlResponse {
+        match self {
+            Pending::Done(r) => r,
+            Pending::Conns(q) => CtlResponse::ok(q.collect()),
+        }
+    }
+}
+
+/// `-Lnc` on its way: the workers answer on `rx`.
+pub struct ConnsQuery {
+    pub(crate) rx: std::sync::mpsc::Receiver<Vec<ConnView>>,
+    pub(crate) asked: usize,
+    pub(crate) deadline: Instant,
+    pub(crate) filter: Option<(ferrovs_dataplane::service::Proto, Ipv4Addr, u16)>,
+    pub(crate) templates: Vec<ConnEntry>,
+    pub(crate) persistent_conn: bool,
+}
+
+impl ConnsQuery {
+    /// Gathers the workers' connections (those that answer by the
+    /// deadline) and formats them as `ipvsadm -Lnc` does.
+    pub fn collect(self) -> String {
+        let mut views: Vec<ConnView> = Vec::new();
+        for _ in 0..self.asked {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(v) => views.extend(v),
+                Err(_) => break,
+            }
+        }
+        let filter = self.filter;
+        let mut out: Vec<ConnEntry> = views
+            .iter()
+            .filter(|c| {
+                filter.is_none_or(|(p, a, port)| {
+                    p as u8 == c.proto && a == c.virt.0 && port == c.virt.1
+                })
+            })
+            .map(|c| ConnEntry {
+                proto: if c.proto == 6 {
+                    ConnProto::Tcp
+                } else {
+                    ConnProto::Udp
+                },
+                expires: c.expires_s,
+                state: c.state.to_string(),
+                client: (IpAddr::V4(c.client.0), c.client.1),
+                virt: (IpAddr::V4(c.virt.0), c.virt.1),
+                dest: (IpAddr::V4(c.dest.0), c.dest.1),
+                pe: None,
+            })
+            .collect();
+        out.extend(self.templates);
+        format_conns(&out, self.persistent_conn)
+    }
+}
