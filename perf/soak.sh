@@ -325,8 +325,10 @@ failer() {
         [ -n "$p" ] || { event rs_error "$rs no httpd pid"; continue; }
         tr '\0' '\n' <"/proc/$p/cmdline" >"$WORK/httpd.$rs.argv"
         t0=$(now)
-        kill "$p"
+        # Logged before the kill: a request the dying server drops at once
+        # must fall inside the failure window that starts here.
         event rs_stop "$rs pid=$p"
+        kill "$p"
         t1=""
         for _ in $(seq 60); do
             if ! listed "$ip"; then t1=$(now); event rs_out "$rs after=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1fs", b - a}')"; break; fi
