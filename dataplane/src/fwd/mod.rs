@@ -12,6 +12,7 @@ pub mod dr;
 pub mod fullnat;
 pub mod icmp;
 pub mod nat;
+pub mod synproxy;
 pub mod tun;
 
 use crate::counters::{DropReason, WorkerCounters};

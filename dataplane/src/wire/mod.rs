@@ -7,5 +7,6 @@ pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;
 pub mod l4;
+pub mod tcp;
 
 pub use ethernet::Mac;
