@@ -48,6 +48,7 @@ fn lab() -> (Arc<Shared<MemPacket>>, Vec<Worker<MemPort>>) {
                 persistence: (port == 0 || port == 83).then_some(Persistence { timeout_s: 5, netmask: Ipv4Addr::new(255, 255, 255, 0) }),
                 dests,
                 laddrs: vec![Ipv4Addr::new(198, 18, 1, 100)],
+                synproxy: false,
                 shared: ServiceShared::new(svc_id as u32 * 2 + proto as u32, 2),
             });
         }
