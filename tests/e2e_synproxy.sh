@@ -264,23 +264,25 @@ sed 's/lb_kind NAT/lb_kind DR/' "$WORK/ferrovs.conf" >"$WORK/dr.conf"
 dr_line=$(grep -n syn_proxy "$WORK/dr.conf" | head -1 | cut -d: -f1)
 err=$("$FERROVS" check -f "$WORK/dr.conf" 2>&1)
 rc=$?
-check "ferrovs check refuses syn_proxy on a DR service with file:line:col ($(echo "$err" | grep syn_proxy | head -1))" \
-    bash -c "[ $rc -ne 0 ] && grep -q '^$WORK/dr.conf:$dr_line:5: .*syn_proxy needs lb_kind NAT or FNAT (DR replies bypass the director)' <<<'$err'"
+dr_refused() {
+    [ "$rc" -ne 0 ] && grep -qF "$WORK/dr.conf:$dr_line:5: Virtual server $FVS_VIP:80: syn_proxy needs lb_kind NAT or FNAT (DR replies bypass the director)" <<<"$err"
+}
+check "ferrovs check refuses syn_proxy on a DR service with file:line:col ($(grep syn_proxy <<<"$err" | head -1))" dr_refused
 check "ferrovs check accepts the NAT and FNAT syn_proxy services" "$FERROVS" check -f "$WORK/ferrovs.conf"
 
 if make_generator && start_ferrovs "$WORK/ferrovs.conf"; then
     # Router: the SYN-ACKs the director sends to spoofed sources end there.
     ip -n "$FVS_NS_ROUTER" route replace blackhole "$SPOOF_NET/16"
     listing=$(adm -Ln)
-    check "ferrovsadm -Ln shows both services with synproxy" \
-        bash -c "grep -q '^TCP  $FVS_VIP:80 rr synproxy\$' <<<'$listing' && grep -q '^TCP  $FVS_VIP:8080 rr synproxy\$' <<<'$listing'"
+    listed() { grep -qx "TCP  $FVS_VIP:80 rr synproxy" <<<"$listing" && grep -qx "TCP  $FVS_VIP:8080 rr synproxy" <<<"$listing"; }
+    check "ferrovsadm -Ln shows both services with synproxy ($(grep -c synproxy <<<"$listing") lines)" listed
     rules=$(adm -Sn)
-    check "ferrovsadm -Sn keeps the flag (-j enable)" \
-        bash -c "[ \$(grep -c -- '-s rr -j enable\$' <<<'$rules') -eq 2 ]"
+    saved() { [ "$(grep -c -- '-s rr -j enable$' <<<"$rules")" -eq 2 ]; }
+    check "ferrovsadm -Sn keeps the flag (-j enable)" saved
     err=$(adm -A -t "$FVS_VIP:81" -s rr -j enable 2>&1 && adm -a -t "$FVS_VIP:81" -r "${FVS_RS_IPS%% *}:81" -g 2>&1)
     rc=$?
-    check "ferrovsadm refuses a -g server under a -j enable service ($err)" \
-        bash -c "[ $rc -ne 0 ] && grep -q 'SYN proxy needs masquerading or fullnat' <<<'$err'"
+    g_refused() { [ "$rc" -ne 0 ] && grep -q 'SYN proxy needs masquerading or fullnat' <<<"$err"; }
+    check "ferrovsadm refuses a -g server under a -j enable service ($err)" g_refused
     adm -D -t "$FVS_VIP:81" >/dev/null 2>&1
 
     test_service 80 "NAT (VIP:80)"

@@ -239,7 +239,7 @@ impl Collector for DaemonCollector {
 
         // Workers.
         let counters = d.dataplane.counters();
-        let worker_counters: [WorkerCounter; 26] = [
+        let worker_counters: [WorkerCounter; 27] = [
             ("ferrovs_worker_rx_packets", "Packets received.", |c| {
                 c.rx_packets.get()
             }),
@@ -344,6 +344,11 @@ impl Collector for DaemonCollector {
                 "ferrovs_worker_synproxy_rs_refused",
                 "SYN proxy: real servers that answered the SYN with a RST (passed on to the client).",
                 |c| c.synproxy_rs_refused.get(),
+            ),
+            (
+                "ferrovs_worker_synproxy_syn_retransmitted",
+                "SYN proxy: SYNs sent to a real server again because the client retransmitted a held segment.",
+                |c| c.synproxy_syn_retransmitted.get(),
             ),
             (
                 "ferrovs_worker_synproxy_early_held",

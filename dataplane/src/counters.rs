@@ -116,6 +116,9 @@ pub struct WorkerCounters {
     pub synproxy_cookies_failed: Counter,
     pub synproxy_rs_established: Counter,
     pub synproxy_rs_refused: Counter,
+    /// SYNs sent to a real server again because the client retransmitted
+    /// a held segment.
+    pub synproxy_syn_retransmitted: Counter,
     pub synproxy_early_held: Counter,
     pub synproxy_early_released: Counter,
     pub synproxy_early_dropped: Counter,

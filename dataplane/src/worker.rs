@@ -170,6 +170,7 @@ struct NhCached {
 struct HeldSeg<K> {
     ci: u32,
     tuple: Tuple,
+    seq: u32,
     port: u16,
     at_ms: u64,
     pkt: K,
@@ -731,7 +732,7 @@ impl<P: Port> Core<P> {
                         // A client RST passes (the server's SYN_RECV takes
                         // it by its sequence number); the rest waits.
                         if flags & l4::TCP_RST == 0 {
-                            return self.synproxy_hold(pkt, ci, t, o, ip, in_port, now);
+                            return self.synproxy_hold(snap, pkt, ci, t, o, ip, in_port, now);
                         }
                     } else {
                         let end = o.l3 + ip.info.total_len;
@@ -1107,7 +1108,7 @@ impl<P: Port> Core<P> {
                 self.count_traffic(snap, c.dest_id, ip.info.total_len as u64, true);
                 self.synproxy_syn(snap, &c, isn, &opts, window, now);
                 if carries {
-                    self.synproxy_hold(pkt, ci, t, o, ip, in_port, now);
+                    self.synproxy_hold(snap, pkt, ci, t, o, ip, in_port, now);
                 }
                 // A bare ACK is consumed: the director acks the server's
                 // SYN-ACK itself.
@@ -1219,10 +1220,14 @@ impl<P: Port> Core<P> {
 
     /// A client segment of a SYN-proxied connection whose server has not
     /// answered yet: data and FIN are held (bounded, [`HOLD_SLOTS`]); a
-    /// bare ACK, or a segment that finds no slot, is dropped.
+    /// bare ACK, or a segment that finds no slot, is dropped. A segment
+    /// already held (the client retransmits: the server is slow, or the
+    /// director's SYN was lost) sends the SYN again, once its sequence
+    /// number proves to be the client's ISN + 1 by the cookie.
     #[allow(clippy::too_many_arguments)]
     fn synproxy_hold(
         &mut self,
+        snap: &Snapshot,
         pkt: P::Pkt,
         ci: u32,
         t: Tuple,
@@ -1236,6 +1241,22 @@ impl<P: Port> Core<P> {
         if !carries {
             return self.drop_pkt(DropReason::SynproxyEarly, pkt);
         }
+        let seq = tcp::seq(seg);
+        if self
+            .held
+            .iter()
+            .any(|h| h.ci == ci && h.tuple == t && h.seq == seq)
+        {
+            let c = *self.conns.get(ci);
+            let isn = seq.wrapping_sub(1);
+            let key = self.shared.synproxy_key;
+            if let Some(opts) = synproxy::check_cookie(&key, &t, isn, c.ring_seq, now / 1000) {
+                let window = tcp::window(seg);
+                self.ctr().synproxy_syn_retransmitted.inc();
+                self.synproxy_syn(snap, &c, isn, &opts, window, now);
+            }
+            return self.drop_pkt(DropReason::SynproxyEarly, pkt);
+        }
         if self.held.len() >= HOLD_SLOTS {
             self.ctr().synproxy_early_dropped.inc();
             return self.drop_pkt(DropReason::SynproxyEarly, pkt);
@@ -1244,6 +1265,7 @@ impl<P: Port> Core<P> {
         self.held.push(HeldSeg {
             ci,
             tuple: t,
+            seq,
             port,
             at_ms: now,
             pkt,

@@ -378,3 +378,28 @@ fn held_segments_expire() {
     assert_eq!(ctr(&lab, |c| c.synproxy_early_dropped.get()), 1);
     assert_eq!(lab.dropped(DropReason::SynproxyEarly), 1);
 }
+
+#[test]
+fn a_lost_syn_to_the_server_is_sent_again_when_the_client_retransmits() {
+    for fwd in [FwdMethod::Nat, FwdMethod::FullNat] {
+        let mut lab = lab(fwd, 1024);
+        let cookie = syn(&mut lab);
+        let ack = client_seg("A", ISN + 1, Some(cookie.wrapping_add(1)), &[], b"");
+        assert_eq!(lab.send(0, 0, &ack, 1).len(), 1, "the SYN, lost on the way");
+        let req = client_seg("AP", ISN + 1, Some(cookie.wrapping_add(1)), &[], b"GET /");
+        assert!(lab.send(0, 0, &req, 1).is_empty());
+        // The client retransmits its request: the SYN goes again.
+        let out = lab.send(0, 0, &req, 1);
+        assert_eq!(out.len(), 1, "{fwd:?}");
+        let (t, _, _, dst) = parse(&out[0]);
+        assert!(t.syn && !t.ack);
+        assert_eq!((t.sequence_number, dst), (ISN, (RS[0], 80)));
+        assert_eq!(ctr(&lab, |c| c.synproxy_syn_retransmitted.get()), 1);
+        assert_eq!(ctr(&lab, |c| c.synproxy_early_held.get()), 1, "held once");
+        // A later segment (not the client's first) sends nothing.
+        let more = client_seg("AP", ISN + 6, Some(cookie.wrapping_add(1)), &[], b"more");
+        assert!(lab.send(0, 0, &more, 1).is_empty());
+        assert!(lab.send(0, 0, &more, 1).is_empty());
+        assert_eq!(ctr(&lab, |c| c.synproxy_syn_retransmitted.get()), 1);
+    }
+}
