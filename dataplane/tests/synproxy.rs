@@ -72,7 +72,9 @@ fn client_seg(
 
 /// A frame's TCP header, payload and (source, destination), checksums
 /// verified by etherparse.
-fn parse(f: &[u8]) -> (TcpHeader, Vec<u8>, ([u8; 4], u16), ([u8; 4], u16)) {
+type Endpoint = ([u8; 4], u16);
+
+fn parse(f: &[u8]) -> (TcpHeader, Vec<u8>, Endpoint, Endpoint) {
     assert_checksums(f);
     let p = SlicedPacket::from_ethernet(f).unwrap();
     let Some(TransportSlice::Tcp(t)) = &p.transport else {

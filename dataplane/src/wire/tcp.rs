@@ -146,7 +146,7 @@ pub fn segment_len(s: &Segment) -> usize {
 /// Writes `s` at the start of `buf` (which starts at the IPv4 header) with
 /// both checksums, DF set and no payload; returns its length.
 pub fn write_segment(buf: &mut [u8], s: &Segment) -> usize {
-    debug_assert!(s.options.len() % 4 == 0 && s.options.len() <= MAX_OPTIONS_LEN);
+    debug_assert!(s.options.len().is_multiple_of(4) && s.options.len() <= MAX_OPTIONS_LEN);
     let tcp_len = 20 + s.options.len();
     let total = ipv4::MIN_HEADER_LEN + tcp_len;
     ipv4::write_header(
@@ -182,7 +182,7 @@ mod tests {
     fn hdr(opts: &[u8]) -> Vec<u8> {
         let mut p = vec![0u8; 20];
         p.extend_from_slice(opts);
-        while p.len() % 4 != 0 {
+        while !p.len().is_multiple_of(4) {
             p.push(0);
         }
         p[12] = ((p.len() / 4) as u8) << 4;
