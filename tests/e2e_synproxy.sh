@@ -15,7 +15,8 @@
 # show the flag as DPVS's ipvsadm does; /metrics counts the cookies sent
 # and validated and the real-server handshakes. `ferrovs check` refuses
 # syn_proxy on a DR service with file:line:col, and ferrovsadm refuses a
-# -g server under a -j enable service. Then, per service, a spoofed SYN
+# -g server under a -j enable service, and a real server that refuses
+# (nothing listens) resets the client at once. Then, per service, a spoofed SYN
 # flood of at least 10 × TABLE SYNs (ferrovs-pktgen, AF_XDP, random
 # sources in 198.19.0.0/16, pinned to the core the worker does not use)
 # while 8 parallel curl loops run: ≥ 99 % of at least 16 requests must
@@ -283,6 +284,19 @@ if make_generator && start_ferrovs "$WORK/ferrovs.conf"; then
     rc=$?
     g_refused() { [ "$rc" -ne 0 ] && grep -q 'SYN proxy needs masquerading or fullnat' <<<"$err"; }
     check "ferrovsadm refuses a -g server under a -j enable service ($err)" g_refused
+    # A real server that refuses (nothing listens on :81): its RST must
+    # reach the client in the client's sequence space, so curl fails at
+    # once instead of waiting for a timeout.
+    adm -a -t "$FVS_VIP:81" -r "${FVS_RS_IPS%% *}:81" -m >/dev/null 2>&1
+    r0=$(metric ferrovs_worker_synproxy_rs_refused_total)
+    t0=$(date +%s.%N)
+    in_ns "$FVS_NS_CLIENT" curl -s -o /dev/null --max-time 8 "http://$FVS_VIP:81/"
+    rc=$?
+    t1=$(date +%s.%N)
+    r1=$(metric ferrovs_worker_synproxy_rs_refused_total)
+    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
+    refused() { [ "$rc" -ne 0 ] && [ "$rc" -ne 28 ] && awk -v s="$secs" 'BEGIN {exit !(s < 3)}' && [ "$r1" -gt "$r0" ]; }
+    check "a refusing real server's RST reaches the client (curl exit $rc after $secs s; rs_refused $r0 -> $r1)" refused
     adm -D -t "$FVS_VIP:81" >/dev/null 2>&1
 
     test_service 80 "NAT (VIP:80)"
