@@ -1079,6 +1079,13 @@ impl<P: Port> Core<P> {
         let end = o.l3 + ip.info.total_len;
         match flags & (l4::TCP_SYN | l4::TCP_ACK | l4::TCP_RST) {
             l4::TCP_SYN => {
+                // Never answer towards an address that cannot have sent it
+                // (RFC 1812 §5.3.7 martians, our own): no loops, no
+                // broadcast.
+                let s = t.saddr;
+                if s[0] == 0 || s[0] == 127 || s[0] >= 224 || snap.addr_kind(s).is_some() {
+                    return self.drop_pkt(DropReason::SynproxyMartian, pkt);
+                }
                 let need = o.l3 + synproxy::MAX_SEGMENT_LEN;
                 if pkt.len() < need && !pkt.set_len(need) {
                     return self.drop_pkt(DropReason::NoBuffer, pkt);

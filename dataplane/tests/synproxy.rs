@@ -266,11 +266,12 @@ fn flood(fwd: FwdMethod) {
     let mut lab = lab(fwd, CAP);
     let n = 10 * CAP as u32;
     for k in 0..n {
-        let src = [198, 18, 0, 30 + (k % 200) as u8];
+        // Sources on the client segment, none of the director's.
+        let src = [198, 18, 0, 101 + (k % 100) as u8];
         let f = seg(
             CLIENT_MAC,
             DIR0_MAC,
-            (src, 1024 + (k / 200) as u16),
+            (src, 1024 + (k / 100) as u16),
             (VIP, 80),
             k.wrapping_mul(2_654_435_761),
             None,
@@ -403,5 +404,106 @@ fn a_lost_syn_to_the_server_is_sent_again_when_the_client_retransmits() {
         assert!(lab.send(0, 0, &more, 1).is_empty());
         assert!(lab.send(0, 0, &more, 1).is_empty());
         assert_eq!(ctr(&lab, |c| c.synproxy_syn_retransmitted.get()), 1);
+    }
+}
+
+#[test]
+fn no_syn_ack_towards_martian_or_own_sources() {
+    let mut lab = lab(FwdMethod::Nat, 1024);
+    for src in [
+        [0, 0, 0, 0],
+        [127, 0, 0, 1],
+        [224, 0, 0, 1],
+        [255, 255, 255, 255],
+        VIP,
+        DIR0_IP,
+    ] {
+        let f = seg(
+            CLIENT_MAC,
+            DIR0_MAC,
+            (src, 1234),
+            (VIP, 80),
+            1,
+            None,
+            "S",
+            1024,
+            &[],
+            b"",
+        );
+        assert!(lab.send(0, 0, &f, 0).is_empty(), "{src:?}");
+    }
+    assert_eq!(ctr(&lab, |c| c.synproxy_cookies_sent.get()), 0);
+    assert!(lab.dropped(DropReason::SynproxyMartian) >= 4);
+}
+
+#[test]
+fn two_workers_hand_the_handshake_to_the_flow_owner() {
+    for fwd in [FwdMethod::Nat, FwdMethod::FullNat] {
+        let mut svc = Svc::new(fwd);
+        svc.synproxy = true;
+        let mut lab = Lab::with(svc, 2, 1024, 1500);
+        let all = |lab: &mut Lab, port: usize| -> Vec<Vec<u8>> {
+            (0..2).flat_map(|w| lab.take(w, port)).collect()
+        };
+        let conns = |lab: &Lab| lab.workers.iter().map(|w| w.conns().len()).sum::<usize>();
+        // SYN on one worker, ACK and data on the other, the server's
+        // answers on either: each reaches the flow's owner.
+        for (k, (syn_w, ack_w, rs_w)) in [(0, 1, 0), (1, 0, 1), (1, 1, 0)].into_iter().enumerate() {
+            let cport = CPORT + k as u16;
+            let syn = seg(
+                CLIENT_MAC,
+                DIR0_MAC,
+                (CLIENT, cport),
+                (VIP, 80),
+                ISN,
+                None,
+                "S",
+                502,
+                &SYN_OPTS,
+                b"",
+            );
+            lab.inject(syn_w, 0, &syn);
+            lab.poll_all();
+            let out = all(&mut lab, 0);
+            assert_eq!(out.len(), 1, "{fwd:?} {k}");
+            let cookie = parse(&out[0]).0.sequence_number;
+            let ack = seg(
+                CLIENT_MAC,
+                DIR0_MAC,
+                (CLIENT, cport),
+                (VIP, 80),
+                ISN + 1,
+                Some(cookie.wrapping_add(1)),
+                "AP",
+                502,
+                &[],
+                b"GET /",
+            );
+            lab.inject(ack_w, 0, &ack);
+            lab.poll_all();
+            let out = all(&mut lab, 1);
+            assert_eq!(out.len(), 1, "{fwd:?} {k}: SYN to the server (data held)");
+            let (t, _, server_side, rs) = parse(&out[0]);
+            assert!(t.syn);
+            let synack = seg(
+                rs_mac(0),
+                DIR1_MAC,
+                rs,
+                server_side,
+                RS_ISN,
+                Some(ISN + 1),
+                "S",
+                65160,
+                &[],
+                b"",
+            );
+            lab.inject(rs_w, 1, &synack);
+            lab.poll_all();
+            let out = all(&mut lab, 1);
+            assert_eq!(out.len(), 2, "{fwd:?} {k}: ACK and the held data");
+            assert_eq!(parse(&out[1]).1, b"GET /");
+            assert_eq!(parse(&out[1]).0.acknowledgment_number, RS_ISN + 1);
+            assert_eq!(conns(&lab), k + 1);
+        }
     }
 }
