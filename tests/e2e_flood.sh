@@ -44,8 +44,9 @@
 # So in FULLNAT the servers' SYN-cookie work stays on the worker's vCPU
 # whatever is set, and 92-100 % of requests succeed from run to run on a
 # 2-vCPU machine: the goal is not met there for FULLNAT, and scripts/test.sh
-# checks FULLNAT_MIN_PCT=85. The SYN proxy (not built) is what would answer
-# the flood at the director, before any server sees it.
+# checks FULLNAT_MIN_PCT=85. This script runs without the SYN proxy, which
+# answers the flood at the director before any server sees it: that is
+# tests/e2e_synproxy.sh.
 # Prints "N passed, M failed".
 set -uo pipefail
 

@@ -264,7 +264,8 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
                     service_changed: o.scheduler != n.scheduler
                         || o.persistence != n.persistence
                         || o.persistence_engine != n.persistence_engine
-                        || o.ops != n.ops,
+                        || o.ops != n.ops
+                        || o.syn_proxy != n.syn_proxy,
                     real_servers,
                 });
             }

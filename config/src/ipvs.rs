@@ -143,6 +143,9 @@ pub struct Service {
     pub pe_name: Option<String>,
     /// One-packet scheduling (`-o`).
     pub ops: bool,
+    /// DPVS SYN proxy (`-j enable`, keepalived `syn_proxy`).
+    #[serde(default)]
+    pub synproxy: bool,
     pub dests: Vec<Dest>,
 }
 
@@ -155,6 +158,7 @@ impl Service {
             persistence: None,
             pe_name: None,
             ops: false,
+            synproxy: false,
             dests: Vec::new(),
         }
     }
@@ -283,6 +287,7 @@ pub fn initial_table(cfg: &Config) -> Table {
             }
             svc.pe_name = vs.persistence_engine.clone();
             svc.ops = vs.ops;
+            svc.synproxy = vs.syn_proxy;
             let mut live_weight: u64 = 0;
             // (dest, alive, inhibit)
             let mut dests: Vec<(Dest, bool, bool)> = Vec::new();

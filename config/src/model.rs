@@ -756,6 +756,11 @@ pub struct VirtualServer {
     pub scheduler: SchedulerSettings,
     /// One-packet scheduling (UDP).
     pub ops: bool,
+    /// DPVS `syn_proxy`: the director answers TCP handshakes with SYN
+    /// cookies and contacts the real server only for clients that complete
+    /// them. NAT and FNAT only.
+    #[serde(default)]
+    pub syn_proxy: bool,
     /// Default forwarding method of the real servers (default NAT).
     pub lb_kind: LbKind,
     pub persistence: Option<Persistence>,

@@ -382,3 +382,23 @@ fn address_families_must_agree_unless_tunnelled() {
         ["k.conf:5:5: Address family of virtual server 198.18.0.1:80 and sorry server 2001:db8::9 don't match"]
     );
 }
+
+#[test]
+fn syn_proxy_needs_nat_or_fnat() {
+    let vs = |kind: &str, rs_kind: &str| {
+        format!(
+            "virtual_server 198.18.0.100 80 {{\n    lb_algo rr\n    lb_kind {kind}\n    protocol TCP\n    syn_proxy\n    real_server 198.18.1.1 80 {{\n{rs_kind}    }}\n}}\n"
+        )
+    };
+    assert_eq!(diags(&vs("NAT", "")), Vec::<String>::new());
+    assert_eq!(
+        diags(&vs("DR", "")),
+        ["k.conf:5:5: Virtual server 198.18.0.100:80: syn_proxy needs lb_kind NAT or FNAT (DR replies bypass the director)"]
+    );
+    assert_eq!(
+        diags(&vs("NAT", "        lb_kind TUN\n")),
+        ["k.conf:5:5: Virtual server 198.18.0.100:80: syn_proxy needs lb_kind NAT or FNAT (TUN replies bypass the director)"]
+    );
+    let l = ferrovs_config::load_str("k.conf", &vs("NAT", ""));
+    assert!(l.config.virtual_servers[0].syn_proxy);
+}

@@ -373,3 +373,57 @@ fn wrapping_comparison_makes_order_depend_on_input_as_in_ipvsadm() {
         "-A -t 99.18.0.12:80 -s wlc\n-A -t 198.17.1.60:80 -s wlc\n-A -t 8.8.1.60:80 -s wlc\n"
     );
 }
+
+#[test]
+fn synproxy_flag_parsed_and_printed_as_dpvs_does() {
+    let Command::AddService(svc) =
+        parse_command(&["-A", "-t", "198.18.0.100:80", "-s", "rr", "-j", "enable"]).unwrap()
+    else {
+        panic!("not an add")
+    };
+    assert!(svc.synproxy);
+    let Command::AddService(off) =
+        parse_command(&["-A", "-t", "198.18.0.100:80", "--synproxy", "disable"]).unwrap()
+    else {
+        panic!("not an add")
+    };
+    assert!(!off.synproxy);
+    assert_eq!(
+        parse_command(&["-A", "-t", "198.18.0.100:80", "-j", "on"]).unwrap_err(),
+        "synproxy switch must be enable or disable"
+    );
+    assert_eq!(
+        parse_command(&["-A", "-u", "198.18.0.100:53", "-j", "enable"]).unwrap_err(),
+        "SYN proxy is only for TCP virtual services"
+    );
+    assert!(parse_command(&[
+        "-a",
+        "-t",
+        "198.18.0.100:80",
+        "-r",
+        "198.18.1.1",
+        "-j",
+        "enable"
+    ])
+    .is_err());
+    let mut s = svc;
+    s.dests = vec![dest("198.18.1.1", 80, Fwd::Masq, 1)];
+    let t = Table { services: vec![s] };
+    assert_eq!(
+        format_list(&Listing::from_table(&t, 4096), &ListOptions::default()),
+        "IP Virtual Server version 1.2.1 (size=4096)\n\
+         Prot LocalAddress:Port Scheduler Flags\n  \
+         -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+         TCP  198.18.0.100:80 rr synproxy\n  \
+         -> 198.18.1.1:80                Masq    1      0          0         \n"
+    );
+    let rules = format_rules(&t, false);
+    assert_eq!(
+        rules,
+        "-A -t 198.18.0.100:80 -s rr -j enable\n\
+         -a -t 198.18.0.100:80 -r 198.18.1.1:80 -m -w 1\n"
+    );
+    // -S | -R keeps it.
+    let back = parse_rules(&rules).unwrap();
+    assert!(matches!(&back[0], Command::AddService(s) if s.synproxy));
+}

@@ -311,6 +311,7 @@ impl IpvsState {
                 persistence,
                 dests,
                 laddrs: self.laddrs.get(&s.key).cloned().unwrap_or_default(),
+                synproxy: s.synproxy,
                 shared: svc_shared,
             });
         }
@@ -415,6 +416,12 @@ fn check_service(s: &CfgService, laddrs: Option<&Vec<Ipv4Addr>>) -> Result<(), S
         if f == FwdMethod::FullNat && laddrs.is_none_or(|l| l.is_empty()) {
             return Err("FULLNAT needs local addresses (local_address_group)".into());
         }
+        if s.synproxy && !f.sees_replies() {
+            return Err(
+                "SYN proxy needs masquerading or fullnat servers (-m, --fullnat): replies bypass the director with -g and -i"
+                    .into(),
+            );
+        }
     }
     Ok(())
 }
@@ -427,6 +434,32 @@ mod tests {
     fn every_configured_scheduler_maps_to_the_dataplane_one_of_its_name() {
         for s in CfgScheduler::ALL {
             assert_eq!(sched_kind(s).name(), s.as_str());
+        }
+    }
+
+    #[test]
+    fn syn_proxy_is_refused_with_servers_whose_replies_bypass_the_director() {
+        let mut s = CfgService::new(ServiceKey::Addr {
+            proto: Protocol::Tcp,
+            addr: "198.18.0.100".parse().unwrap(),
+            port: 80,
+        });
+        s.synproxy = true;
+        let d = |fwd| ferrovs_config::ipvs::Dest {
+            addr: "198.18.1.1".parse().unwrap(),
+            port: 80,
+            fwd,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        };
+        s.dests = vec![d(Fwd::Masq)];
+        assert_eq!(check_service(&s, None), Ok(()));
+        for f in [Fwd::Route, Fwd::Tunnel] {
+            s.dests = vec![d(f)];
+            assert!(check_service(&s, None)
+                .unwrap_err()
+                .starts_with("SYN proxy needs"));
         }
     }
 }

@@ -53,6 +53,9 @@ drop_reasons! {
     ArpIgnored => "arp_ignored": "ARP not for an active address of ours.",
     TooBig => "too_big": "Packet too big for the tunnel with DF set (ICMP sent back).",
     ToKernel => "to_kernel": "Traffic for the director itself, left to the kernel.",
+    SynproxyBadCookie => "synproxy_bad_cookie": "SYN proxy: an ACK without a connection whose cookie is wrong or expired (nothing created).",
+    SynproxyMartian => "synproxy_martian": "SYN proxy: SYN from a source no SYN-ACK may go to (0/8, loopback, multicast, broadcast, an address of the director's own).",
+    SynproxyEarly => "synproxy_early": "SYN proxy: client segment that arrived before the real server's handshake completed and found no free hold slot, or waited too long (the client retransmits).",
 }
 
 pub const NUM_DROP_REASONS: usize = DropReason::ALL.len();
@@ -103,6 +106,23 @@ pub struct WorkerCounters {
     pub conn_pressure: Counter,
     pub conn_pressure_entered: Counter,
     pub conns_untracked: Counter,
+    /// SYN proxy (`fwd/synproxy.rs`): SYN-ACKs with a cookie sent, client
+    /// ACKs whose cookie validated (a connection and a SYN to the real
+    /// server each) or failed, real-server handshakes completed and
+    /// refused (a RST passed on to the client), and client segments that
+    /// came before the real server's handshake: held in the worker's
+    /// bounded buffer, released when it completed, dropped.
+    pub synproxy_cookies_sent: Counter,
+    pub synproxy_cookies_validated: Counter,
+    pub synproxy_cookies_failed: Counter,
+    pub synproxy_rs_established: Counter,
+    pub synproxy_rs_refused: Counter,
+    /// SYNs sent to a real server again because the client retransmitted
+    /// a held segment.
+    pub synproxy_syn_retransmitted: Counter,
+    pub synproxy_early_held: Counter,
+    pub synproxy_early_released: Counter,
+    pub synproxy_early_dropped: Counter,
     pub arp_replies: Counter,
     pub arp_requests: Counter,
     pub icmp_translated: Counter,

@@ -252,6 +252,10 @@ pub struct Service {
     pub dests: Vec<Dest>,
     /// FULLNAT local addresses (DPVS `local_address_group`).
     pub laddrs: Vec<Ipv4Addr>,
+    /// DPVS `syn_proxy` / ipvsadm `-j enable`: TCP handshakes are answered
+    /// with SYN cookies by the director (`fwd/synproxy.rs`). NAT and
+    /// FULLNAT only (the configuration refuses it for DR and TUN).
+    pub synproxy: bool,
     pub shared: Arc<ServiceShared>,
 }
 

@@ -14,12 +14,13 @@
 //! to its owner through a single-producer ring for that pair of workers.
 
 use crate::conn::entry::{
-    F_CONFIRMED, F_INACTIVE, F_OUT_INDEXED, F_REPLIED, F_TEMPLATE_FRESH, F_TEMPLATE_REF,
+    F_CONFIRMED, F_INACTIVE, F_OUT_INDEXED, F_REPLIED, F_SYNPROXY, F_TEMPLATE_FRESH, F_TEMPLATE_REF,
 };
 use crate::conn::template::Lookup;
 use crate::conn::{Conn, ConnTable, Dir, TcpState, Tuple};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::fwd::alloc::{IpIds, PortAllocator};
+use crate::fwd::synproxy::{self, CookieKey};
 use crate::fwd::{self, L34};
 use crate::neigh::{NeighCache, Resolve};
 use crate::port::{Packet, Port, BURST};
@@ -27,7 +28,7 @@ use crate::sched::{SchedInput, SchedState};
 use crate::service::{FwdMethod, ServiceId};
 use crate::snapshot::{AddrKind, Snapshot};
 use crate::stats::PerWorker;
-use crate::wire::{arp, ethernet, icmp, ipv4, l4, Mac};
+use crate::wire::{arp, ethernet, icmp, ipv4, l4, tcp, Mac};
 use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
 use hashbrown::HashMap;
@@ -47,6 +48,18 @@ pub const RING_SIZE: usize = 1024;
 pub const HANDOVER_DRAIN: usize = RING_SIZE / 2;
 /// Neighbour entries per worker.
 pub const NEIGH_CAPACITY: usize = 4096;
+/// SYN proxy: client segments a worker holds while real servers complete
+/// their handshakes, and how long one may wait.
+///
+/// Held rather than dropped: a client sends its request right after its
+/// ACK, before the real server's SYN-ACK can come back, so dropping it
+/// would cost nearly every connection a retransmission timeout (200 ms at
+/// least). The hold is bounded (preallocated slots, each keeping the
+/// buffer the segment arrived in, so nothing is copied or allocated), and
+/// a segment that finds no slot, or waits longer than [`HOLD_MS`], is
+/// dropped and counted (`synproxy_early_dropped`): the client retransmits.
+pub const HOLD_SLOTS: usize = 256;
+pub const HOLD_MS: u64 = 2000;
 
 /// A neighbour learnt by one worker, passed on to the others (ARP replies
 /// reach only one of them).
@@ -85,6 +98,10 @@ pub struct Shared<T> {
     /// Worker-to-worker packet rings, `[from * workers + to]`.
     handover: Vec<ArrayQueue<(u16, T)>>,
     neigh_events: Vec<ArrayQueue<NeighEvent>>,
+    /// The SYN proxy's cookie secret, one per process (every worker must
+    /// check the cookies the others made: a client's SYN and ACK may
+    /// reach different queues).
+    pub synproxy_key: CookieKey,
     /// Control-plane requests, one queue per worker.
     requests: Vec<ArrayQueue<Request>>,
     /// Per worker: rung by peers that hand it packets while it sleeps
@@ -106,6 +123,7 @@ impl<T> Shared<T> {
             handover: (0..w * w).map(|_| ArrayQueue::new(RING_SIZE)).collect(),
             neigh_events: (0..w * w).map(|_| ArrayQueue::new(256)).collect(),
             requests: (0..w).map(|_| ArrayQueue::new(16)).collect(),
+            synproxy_key: CookieKey::random(),
             doorbells: (0..w).map(|_| crate::port::Doorbell::new().ok()).collect(),
             published: Default::default(),
             workers: w,
@@ -148,6 +166,16 @@ struct NhCached {
     until_ms: u64,
 }
 
+/// A client segment held until its real server's handshake completes.
+struct HeldSeg<K> {
+    ci: u32,
+    tuple: Tuple,
+    seq: u32,
+    port: u16,
+    at_ms: u64,
+    pkt: K,
+}
+
 /// Everything a worker mutates, apart from the snapshot it reads.
 struct Core<P: Port> {
     id: usize,
@@ -175,6 +203,9 @@ struct Core<P: Port> {
     nh_cache: [NhCached; NH_CACHE],
     /// When neighbour retries last ran (they need no finer pace).
     neigh_tick_ms: u64,
+    /// SYN proxy: client segments waiting for their real server's
+    /// handshake, at most [`HOLD_SLOTS`], oldest first.
+    held: Vec<HeldSeg<P::Pkt>>,
 }
 
 pub struct Worker<P: Port> {
@@ -260,6 +291,7 @@ impl<P: Port> Worker<P> {
                 kind_hint: None,
                 reap_ms: 0,
                 nh_cache: [NhCached::default(); NH_CACHE],
+                held: Vec::with_capacity(HOLD_SLOTS),
             },
             rx: Vec::with_capacity(BURST),
             fds: Vec::new(),
@@ -694,6 +726,19 @@ impl<P: Port> Core<P> {
         }
         let ci = match found {
             Some(ci) => {
+                let c = self.conns.get(ci);
+                if c.flags & F_SYNPROXY != 0 && c.proto == ipv4::PROTO_TCP {
+                    if c.synproxy_waiting() {
+                        // A client RST passes (the server's SYN_RECV takes
+                        // it by its sequence number); the rest waits.
+                        if flags & l4::TCP_RST == 0 {
+                            return self.synproxy_hold(snap, pkt, ci, t, o, ip, in_port, now);
+                        }
+                    } else {
+                        let end = o.l3 + ip.info.total_len;
+                        synproxy::client_to_rs(&mut pkt.data_mut()[o.l4..end], c.ring_seq);
+                    }
+                }
                 let fwd = self.conns.get(ci).fwd;
                 let dir = if fwd.sees_replies() {
                     Dir::Input
@@ -714,6 +759,19 @@ impl<P: Port> Core<P> {
                 {
                     return self.handover(pkt, in_port, owner);
                 }
+                if svc.synproxy && t.proto == ipv4::PROTO_TCP {
+                    return self.synproxy_first(
+                        snap,
+                        si as usize,
+                        pkt,
+                        ip,
+                        o,
+                        t,
+                        flags,
+                        in_port,
+                        now,
+                    );
+                }
                 // IPVS schedules TCP only on a SYN without RST.
                 if t.proto == ipv4::PROTO_TCP
                     && (flags & l4::TCP_SYN == 0 || flags & l4::TCP_RST != 0)
@@ -728,7 +786,7 @@ impl<P: Port> Core<P> {
                         None => return self.drop_pkt(DropReason::NoConnection, pkt),
                     }
                 } else {
-                    match self.new_conn(snap, si as usize, &t, flags, now) {
+                    match self.new_conn(snap, si as usize, &t, flags, now, None) {
                         Ok(ci) => ci,
                         Err(r) => return self.drop_pkt(r, pkt),
                     }
@@ -755,6 +813,8 @@ impl<P: Port> Core<P> {
     /// the service has one) and adds it to the table. It starts in the state
     /// its first packet leads to, so the timer wheel files it once, for that
     /// state's timeout.
+    /// With `synproxy` (the cookie the client acknowledged), the
+    /// connection is a SYN-proxied one waiting for its server's SYN-ACK.
     fn new_conn(
         &mut self,
         snap: &Snapshot,
@@ -762,6 +822,7 @@ impl<P: Port> Core<P> {
         t: &Tuple,
         flags: u8,
         now: u64,
+        synproxy: Option<u32>,
     ) -> Result<u32, DropReason> {
         if self.conns.is_full() {
             self.make_room(snap, now)?;
@@ -872,7 +933,13 @@ impl<P: Port> Core<P> {
             } else {
                 Dir::InputOnly
             };
-            let first = crate::conn::state::tcp_next(TcpState::None, dir, flags);
+            let mut first = crate::conn::state::tcp_next(TcpState::None, dir, flags);
+            if let Some(cookie) = synproxy {
+                // The director's SYN is on its way to the server.
+                first = TcpState::SynSent;
+                c.flags |= F_SYNPROXY;
+                c.ring_seq = cookie;
+            }
             c.state = first as u8;
             c.timeout_s = self.conns.pressure().tcp_timeout(&snap.timeouts, first);
         } else {
@@ -990,6 +1057,237 @@ impl<P: Port> Core<P> {
         Some(ci)
     }
 
+    /// SYN proxy, a client segment without a connection: a SYN is answered
+    /// with a cookie (nothing is created); an ACK whose cookie validates
+    /// creates the connection and sends the SYN to the real server; any
+    /// other segment, or a bad cookie, is dropped.
+    #[allow(clippy::too_many_arguments)]
+    fn synproxy_first(
+        &mut self,
+        snap: &Snapshot,
+        si: usize,
+        mut pkt: P::Pkt,
+        ip: Ip,
+        o: L34,
+        t: Tuple,
+        flags: u8,
+        in_port: u16,
+        now: u64,
+    ) {
+        let key = self.shared.synproxy_key;
+        let now_s = now / 1000;
+        let end = o.l3 + ip.info.total_len;
+        match flags & (l4::TCP_SYN | l4::TCP_ACK | l4::TCP_RST) {
+            l4::TCP_SYN => {
+                // Never answer towards an address that cannot have sent it
+                // (RFC 1812 §5.3.7 martians, our own): no loops, no
+                // broadcast.
+                let s = t.saddr;
+                if s[0] == 0 || s[0] == 127 || s[0] >= 224 || snap.addr_kind(s).is_some() {
+                    return self.drop_pkt(DropReason::SynproxyMartian, pkt);
+                }
+                let need = o.l3 + synproxy::MAX_SEGMENT_LEN;
+                if pkt.len() < need && !pkt.set_len(need) {
+                    return self.drop_pkt(DropReason::NoBuffer, pkt);
+                }
+                let id = self.ip_ids.fresh();
+                let (n, _) = synproxy::answer_syn(&mut pkt.data_mut()[o.l3..], &key, now_s, id);
+                pkt.set_len(o.l3 + n);
+                self.ctr().synproxy_cookies_sent.inc();
+                self.send(snap, pkt, t.saddr, now);
+            }
+            l4::TCP_ACK => {
+                let seg = &pkt.data()[o.l4..end];
+                let isn = tcp::seq(seg).wrapping_sub(1);
+                let cookie = tcp::ack(seg).wrapping_sub(1);
+                let Some(opts) = synproxy::check_cookie(&key, &t, isn, cookie, now_s) else {
+                    self.ctr().synproxy_cookies_failed.inc();
+                    return self.drop_pkt(DropReason::SynproxyBadCookie, pkt);
+                };
+                let window = tcp::window(seg);
+                let carries = end - o.l4 > tcp::header_len(seg) || flags & l4::TCP_FIN != 0;
+                self.ctr().synproxy_cookies_validated.inc();
+                let ci = match self.new_conn(snap, si, &t, l4::TCP_SYN, now, Some(cookie)) {
+                    Ok(ci) => ci,
+                    Err(r) => return self.drop_pkt(r, pkt),
+                };
+                let c = *self.conns.get(ci);
+                self.count_traffic(snap, c.dest_id, ip.info.total_len as u64, true);
+                self.synproxy_syn(snap, &c, isn, &opts, window, now);
+                if carries {
+                    self.synproxy_hold(snap, pkt, ci, t, o, ip, in_port, now);
+                }
+                // A bare ACK is consumed: the director acks the server's
+                // SYN-ACK itself.
+            }
+            _ => self.drop_pkt(DropReason::NoConnection, pkt),
+        }
+    }
+
+    /// The source the real server sees: the client (NAT) or the local
+    /// address (FULLNAT).
+    #[inline(always)]
+    fn server_side_src(c: &Conn) -> ([u8; 4], u16) {
+        if c.fwd == FwdMethod::FullNat {
+            (c.laddr, c.lport)
+        } else {
+            (c.caddr, c.cport)
+        }
+    }
+
+    /// Sends the director's SYN for connection `c` to its real server.
+    fn synproxy_syn(
+        &mut self,
+        snap: &Snapshot,
+        c: &Conn,
+        isn: u32,
+        opts: &synproxy::CookieOptions,
+        window: u16,
+        now: u64,
+    ) {
+        let port = snap
+            .routes
+            .lookup(Ipv4Addr::from(c.daddr))
+            .map_or(0, |nh| nh.port as usize);
+        let Some(mut pkt) = self.ports.get_mut(port).and_then(|p| p.alloc()) else {
+            return self.ctr().drop(DropReason::NoBuffer);
+        };
+        let l3 = ethernet::HEADER_LEN;
+        if !pkt.set_len(l3 + synproxy::MAX_SEGMENT_LEN) {
+            return self.drop_pkt(DropReason::NoBuffer, pkt);
+        }
+        let id = self.ip_ids.fresh();
+        let d = pkt.data_mut();
+        // The MACs are filled in when the next hop is resolved.
+        ethernet::write_header(d, &[0; 6], &[0; 6], None, ethernet::ETHERTYPE_IPV4);
+        let n = synproxy::syn_to_rs(
+            &mut d[l3..],
+            Self::server_side_src(c),
+            (c.daddr, c.dport),
+            isn,
+            opts,
+            window,
+            id,
+        );
+        pkt.set_len(l3 + n);
+        self.send(snap, pkt, c.daddr, now);
+    }
+
+    /// The real server's SYN-ACK for a SYN-proxied connection: recorded
+    /// (sequence delta, window scale), turned into the ACK that completes
+    /// the server's handshake, and the client's held segments released.
+    fn synproxy_server_synack(
+        &mut self,
+        snap: &Snapshot,
+        mut pkt: P::Pkt,
+        ci: u32,
+        o: L34,
+        end: usize,
+        now: u64,
+    ) {
+        let c = *self.conns.get(ci);
+        let s = synproxy::server_syn_ack(&pkt.data()[o.l4..end], c.ring_seq);
+        let ws_client = synproxy::cookie_options(c.ring_seq).wscale.unwrap_or(0);
+        let timeout = self
+            .conns
+            .pressure()
+            .tcp_timeout(&snap.timeouts, TcpState::Established);
+        let e = self.conns.get_mut(ci);
+        e.ring_seq = s.delta;
+        e.state = (s.ws_rs << 4) | TcpState::Established as u8;
+        e.flags |= F_REPLIED;
+        if e.flags & F_INACTIVE != 0 {
+            e.flags &= !F_INACTIVE;
+            if let Some(d) = snap.dest(e.dest_id) {
+                d.dest.shared.conn_became(true);
+            }
+        }
+        self.conns.set_timeout(ci, timeout, now);
+        self.count_traffic(snap, c.dest_id, (end - o.l3) as u64, false);
+        // Until the client's next segment says otherwise, offer the server
+        // 64 KiB in the client's scale.
+        let window = (65535u32 >> ws_client) as u16;
+        let id = self.ip_ids.fresh();
+        let n = synproxy::ack_to_rs(
+            &mut pkt.data_mut()[o.l3..],
+            Self::server_side_src(&c),
+            window,
+            id,
+        );
+        pkt.set_len(o.l3 + n);
+        self.ctr().synproxy_rs_established.inc();
+        self.send(snap, pkt, c.daddr, now);
+        let t = c.in_tuple();
+        while let Some(i) = self.held.iter().position(|h| h.ci == ci && h.tuple == t) {
+            let h = self.held.remove(i);
+            self.ctr().synproxy_early_released.inc();
+            self.handle(snap, h.pkt, h.port, now, true);
+        }
+    }
+
+    /// A client segment of a SYN-proxied connection whose server has not
+    /// answered yet: data and FIN are held (bounded, [`HOLD_SLOTS`]); a
+    /// bare ACK, or a segment that finds no slot, is dropped. A segment
+    /// already held (the client retransmits: the server is slow, or the
+    /// director's SYN was lost) sends the SYN again, once its sequence
+    /// number proves to be the client's ISN + 1 by the cookie.
+    #[allow(clippy::too_many_arguments)]
+    fn synproxy_hold(
+        &mut self,
+        snap: &Snapshot,
+        pkt: P::Pkt,
+        ci: u32,
+        t: Tuple,
+        o: L34,
+        ip: Ip,
+        port: u16,
+        now: u64,
+    ) {
+        let seg = &pkt.data()[o.l4..o.l3 + ip.info.total_len];
+        let carries = seg.len() > tcp::header_len(seg) || l4::tcp_flags(seg) & l4::TCP_FIN != 0;
+        if !carries {
+            return self.drop_pkt(DropReason::SynproxyEarly, pkt);
+        }
+        let seq = tcp::seq(seg);
+        if self
+            .held
+            .iter()
+            .any(|h| h.ci == ci && h.tuple == t && h.seq == seq)
+        {
+            let c = *self.conns.get(ci);
+            let isn = seq.wrapping_sub(1);
+            let key = self.shared.synproxy_key;
+            if let Some(opts) = synproxy::check_cookie(&key, &t, isn, c.ring_seq, now / 1000) {
+                let window = tcp::window(seg);
+                self.ctr().synproxy_syn_retransmitted.inc();
+                self.synproxy_syn(snap, &c, isn, &opts, window, now);
+            }
+            return self.drop_pkt(DropReason::SynproxyEarly, pkt);
+        }
+        if self.held.len() >= HOLD_SLOTS {
+            self.ctr().synproxy_early_dropped.inc();
+            return self.drop_pkt(DropReason::SynproxyEarly, pkt);
+        }
+        self.ctr().synproxy_early_held.inc();
+        self.held.push(HeldSeg {
+            ci,
+            tuple: t,
+            seq,
+            port,
+            at_ms: now,
+            pkt,
+        });
+    }
+
+    /// Drops the held segments of connection `ci` (its server refused).
+    fn synproxy_drop_held(&mut self, ci: u32, t: &Tuple) {
+        while let Some(i) = self.held.iter().position(|h| h.ci == ci && h.tuple == *t) {
+            let h = self.held.remove(i);
+            self.ctr().synproxy_early_dropped.inc();
+            self.drop_pkt(DropReason::SynproxyEarly, h.pkt);
+        }
+    }
+
     /// Removes a connection at once, releasing its real server and
     /// template as expiry does.
     fn expire_now(&mut self, snap: &Snapshot, ci: u32, now: u64) {
@@ -1078,7 +1376,8 @@ impl<P: Port> Core<P> {
         };
         let c = self.conns.get_mut(ci);
         if new != old {
-            c.state = new as u8;
+            // The high nibble is the SYN proxy's (`F_SYNPROXY`).
+            c.state = (c.state & 0xf0) | new as u8;
             let active = new == TcpState::Established;
             if active != c.is_active() {
                 c.flags ^= F_INACTIVE;
@@ -1132,6 +1431,27 @@ impl<P: Port> Core<P> {
         // spoofed one, and its TTL is lowered all the same.
         if c.fwd != FwdMethod::FullNat && fwd::nat::reply_ttl_expired(ip.info.ttl) {
             return self.drop_pkt(DropReason::TtlExceeded, pkt);
+        }
+        if c.flags & F_SYNPROXY != 0 && c.proto == ipv4::PROTO_TCP {
+            let end = o.l3 + ip.info.total_len;
+            let th = &mut pkt.data_mut()[o.l4..end];
+            if c.synproxy_waiting() {
+                if flags & l4::TCP_RST != 0 {
+                    // Refused: the client gets the RST in its own
+                    // sequence space, and its held segments go.
+                    let d = synproxy::rst_delta(tcp::seq(th), c.ring_seq);
+                    synproxy::rs_to_client(th, d, synproxy::NO_RESCALE);
+                    self.conns.get_mut(ci).ring_seq = d;
+                    self.ctr().synproxy_rs_refused.inc();
+                    self.synproxy_drop_held(ci, &c.in_tuple());
+                } else if flags & (l4::TCP_SYN | l4::TCP_ACK) == l4::TCP_SYN | l4::TCP_ACK {
+                    return self.synproxy_server_synack(snap, pkt, ci, o, end, now);
+                } else {
+                    return self.drop_pkt(DropReason::NoConnection, pkt);
+                }
+            } else {
+                synproxy::rs_to_client(th, c.ring_seq, c.synproxy_ws());
+            }
         }
         self.update_state(snap, ci, Dir::Output, flags, now);
         let len = ip.info.total_len as u64;
@@ -1414,6 +1734,12 @@ impl<P: Port> Core<P> {
             release_conn(snap, c, now_s, pressure && c.is_unconfirmed());
         });
         self.conns.trim_candidates(EXPIRE_BUDGET);
+        // Held SYN-proxy segments whose server never answered.
+        while self.held.first().is_some_and(|h| now >= h.at_ms + HOLD_MS) {
+            let h = self.held.remove(0);
+            self.ctr().synproxy_early_dropped.inc();
+            self.drop_pkt(DropReason::SynproxyEarly, h.pkt);
+        }
         self.conns.shorten_candidates(now, EXPIRE_BUDGET);
         let ctr = self.shared.counters.cell(self.id);
         ctr.conns_expired.add(expired as u64);

@@ -190,6 +190,7 @@ fn unresolved_next_hop_is_queued_then_sent() {
             persistence: None,
             dests: ds,
             laddrs: vec![],
+            synproxy: false,
             shared: lab.svc_shared.clone(),
         });
         b.build().unwrap()

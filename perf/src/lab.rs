@@ -102,6 +102,7 @@ pub fn snapshot(
             } else {
                 vec![]
             },
+            synproxy: false,
             shared: ServiceShared::new(k as u32 + 1, workers),
         });
     }

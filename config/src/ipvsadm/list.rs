@@ -438,6 +438,10 @@ fn service_line(s: &Service, stats: &Stats, o: &ListOptions, out: &mut String) {
         if s.ops {
             out.push_str(" ops");
         }
+        // DPVS's ipvsadm prints it after ops.
+        if s.synproxy {
+            out.push_str(" synproxy");
+        }
     }
     out.push('\n');
 }

@@ -108,6 +108,7 @@ enum Opt {
     Pe,
     SchedFlags,
     TunType,
+    Synproxy,
 }
 
 impl Opt {
@@ -136,6 +137,7 @@ impl Opt {
             Opt::Pe => "pe",
             Opt::SchedFlags => "sched-flags",
             Opt::TunType => "tun-type",
+            Opt::Synproxy => "synproxy",
         }
     }
 }
@@ -147,7 +149,7 @@ fn allowed(cmd: Cmd, opt: Opt) -> char {
     match cmd {
         Cmd::Add | Cmd::Edit => match opt {
             Service => '+',
-            Scheduler | Persistent | Netmask | Ops | Pe | SchedFlags => 'o',
+            Scheduler | Persistent | Netmask | Ops | Pe | SchedFlags | Synproxy => 'o',
             _ => 'x',
         },
         Cmd::Del => match opt {
@@ -287,6 +289,8 @@ const OPTIONS: &[(&str, char, ArgKind)] = &[
     ("pe", '\0', ArgKind::Required),
     ("sched-flags", 'b', ArgKind::Required),
     ("tun-type", '\0', ArgKind::Required),
+    // DPVS's ipvsadm: `-j enable|disable`.
+    ("synproxy", 'j', ArgKind::Required),
 ];
 
 /// Splits argv into (long option name, value) pairs; non-options are kept
@@ -384,6 +388,7 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
     let mut list = ListOptions::default();
     let (mut conns, mut timeout, mut daemon) = (false, false, false);
     let mut ops = false;
+    let mut synproxy = false;
     let mut pe: Option<String> = None;
     let mut sched_flags_arg: Option<String> = None;
     let mut positional: Vec<String> = Vec::new();
@@ -538,6 +543,15 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
                 set_opt(Opt::Ops)?;
                 ops = true;
             }
+            "synproxy" => {
+                set_opt(Opt::Synproxy)?;
+                // DPVS's words for anything else.
+                synproxy = match v.as_str() {
+                    "enable" => true,
+                    "disable" => false,
+                    _ => return Err("synproxy switch must be enable or disable".into()),
+                };
+            }
             "pe" => {
                 set_opt(Opt::Pe)?;
                 pe = Some(v);
@@ -637,6 +651,9 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
             if ops && !is_udp_or_fwmark {
                 return Err("One-Packet Scheduling is only for UDP virtual services".into());
             }
+            if synproxy && is_udp_or_fwmark {
+                return Err("SYN proxy is only for TCP virtual services".into());
+            }
             // Where the kernel would refuse the name, with ipvsadm's words.
             let scheduler = match sched.as_deref() {
                 None => Some(Scheduler::Wlc),
@@ -672,6 +689,7 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
                 }),
                 pe_name: pe,
                 ops,
+                synproxy,
                 dests: Vec::new(),
             };
             Ok(if cmd == Cmd::Add {
@@ -912,6 +930,11 @@ pub fn format_rules(t: &Table, nosort: bool) -> String {
         }
         if s.ops {
             out.push_str(" -o");
+        }
+        // DPVS's ipvsadm leaves it out of -S, which then restores without
+        // it: printed here so that -S | -R keeps the service as it was.
+        if s.synproxy {
+            out.push_str(" -j enable");
         }
         if sched_bits(&s.sched_flags) != 0 {
             let _ = write!(out, " -b {}", sched_flags_text(s.scheduler, &s.sched_flags));

@@ -188,6 +188,7 @@ impl Conv<'_> {
                 delay_loop: Duration::from_secs(60),
                 scheduler: SchedulerSettings::default(),
                 ops: false,
+                syn_proxy: false,
                 lb_kind: LbKind::Nat,
                 persistence: None,
                 persistence_engine: None,
@@ -217,6 +218,7 @@ impl Conv<'_> {
             sorry_fwd: None,
             raw_rs: Vec::new(),
             laddr_loc: None,
+            syn_proxy: None,
         };
         let vs_name = vs_display(&b.vs.address);
         let block = self.block(n);
@@ -236,6 +238,7 @@ impl Conv<'_> {
             sorry_fwd,
             raw_rs,
             laddr_loc,
+            syn_proxy,
         } = b;
         if let Some(t) = timing.delay_loop {
             vs.delay_loop = t;
@@ -445,6 +448,31 @@ impl Conv<'_> {
                 checkers,
             });
         }
+        if let Some(loc) = syn_proxy {
+            // DPVS's SYN proxy answers the handshake itself and translates
+            // sequence numbers both ways: it needs the replies, which DR
+            // and TUN servers send to the client directly.
+            let bypass = std::iter::once(vs.lb_kind)
+                .chain(vs.real_servers.iter().map(|r| r.fwd))
+                .chain(sorry_fwd)
+                .find(|k| matches!(k, LbKind::Dr | LbKind::Tun));
+            if let Some(k) = bypass {
+                self.d().error(
+                    &loc,
+                    format!(
+                        "Virtual server {vs_name}: syn_proxy needs lb_kind NAT or FNAT ({} replies bypass the director)",
+                        k.keyword()
+                    ),
+                );
+            } else if vs.protocol != Protocol::Tcp {
+                self.d().warn(
+                    &loc,
+                    format!("Virtual server {vs_name}: syn_proxy only applies to TCP - ignoring"),
+                );
+            } else {
+                vs.syn_proxy = true;
+            }
+        }
         if let Some((addr, port, loc)) = sorry {
             let fwd = sorry_fwd.unwrap_or(vs.lb_kind);
             if fwd != LbKind::Tun && family.is_some_and(|f| f != addr.is_ipv6()) {
@@ -557,6 +585,8 @@ struct VsDraft {
     sorry_fwd: Option<LbKind>,
     raw_rs: Vec<(RawRs, Location)>,
     laddr_loc: Option<Location>,
+    /// Where `syn_proxy` was given.
+    syn_proxy: Option<Location>,
 }
 
 const VIRTUAL_SERVER: &Keywords<VsDraft> = &[
@@ -572,6 +602,10 @@ const VIRTUAL_SERVER: &Keywords<VsDraft> = &[
     ("mh-port", With(|_, s, b| b.flag_nodes.push(s.clone()))),
     ("mh-fallback", With(|_, s, b| b.flag_nodes.push(s.clone()))),
     ("ops", With(|_, _, b| b.vs.ops = true)),
+    (
+        "syn_proxy",
+        With(|_, s, b| b.syn_proxy = Some(s.loc.clone())),
+    ),
     (
         "lb_kind",
         With(|c, s, b| b.lb_kind = c.lb_kind(s).or(b.lb_kind)),

@@ -239,7 +239,7 @@ impl Collector for DaemonCollector {
 
         // Workers.
         let counters = d.dataplane.counters();
-        let worker_counters: [WorkerCounter; 18] = [
+        let worker_counters: [WorkerCounter; 27] = [
             ("ferrovs_worker_rx_packets", "Packets received.", |c| {
                 c.rx_packets.get()
             }),
@@ -319,6 +319,51 @@ impl Collector for DaemonCollector {
                 "ferrovs_worker_connections_untracked",
                 "Half-open or unconfirmed connections the eviction ring gave up (left to their timeout).",
                 |c| c.conns_untracked.get(),
+            ),
+            (
+                "ferrovs_worker_synproxy_cookies_sent",
+                "SYN proxy: SYN-ACKs carrying a cookie sent (no connection created).",
+                |c| c.synproxy_cookies_sent.get(),
+            ),
+            (
+                "ferrovs_worker_synproxy_cookies_validated",
+                "SYN proxy: client ACKs whose cookie validated (a connection and a SYN to a real server each).",
+                |c| c.synproxy_cookies_validated.get(),
+            ),
+            (
+                "ferrovs_worker_synproxy_cookies_failed",
+                "SYN proxy: client ACKs without a connection whose cookie was wrong or expired (dropped).",
+                |c| c.synproxy_cookies_failed.get(),
+            ),
+            (
+                "ferrovs_worker_synproxy_rs_established",
+                "SYN proxy: real-server handshakes completed.",
+                |c| c.synproxy_rs_established.get(),
+            ),
+            (
+                "ferrovs_worker_synproxy_rs_refused",
+                "SYN proxy: real servers that answered the SYN with a RST (passed on to the client).",
+                |c| c.synproxy_rs_refused.get(),
+            ),
+            (
+                "ferrovs_worker_synproxy_syn_retransmitted",
+                "SYN proxy: SYNs sent to a real server again because the client retransmitted a held segment.",
+                |c| c.synproxy_syn_retransmitted.get(),
+            ),
+            (
+                "ferrovs_worker_synproxy_early_held",
+                "SYN proxy: client segments held until their real server's handshake completed.",
+                |c| c.synproxy_early_held.get(),
+            ),
+            (
+                "ferrovs_worker_synproxy_early_released",
+                "SYN proxy: held client segments forwarded once the handshake completed.",
+                |c| c.synproxy_early_released.get(),
+            ),
+            (
+                "ferrovs_worker_synproxy_early_dropped",
+                "SYN proxy: early client segments dropped (no free hold slot, waited too long, or refused server); the client retransmits.",
+                |c| c.synproxy_early_dropped.get(),
             ),
         ];
         for (name, help, get) in worker_counters {

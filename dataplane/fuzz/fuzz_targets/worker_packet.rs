@@ -74,6 +74,7 @@ fn lab() -> (Arc<Shared<MemPacket>>, Vec<Worker<MemPort>>) {
                 }),
                 dests,
                 laddrs: vec![Ipv4Addr::new(198, 18, 1, 100)],
+                synproxy: false,
                 shared: ServiceShared::new(svc_id as u32 * 2 + proto as u32, 2),
             });
         }

@@ -17,6 +17,16 @@ pub const F_REPLIED: u8 = 0x08;
 /// UDP: the flow came back (a second client packet, or a second reply), so
 /// it is no longer an eviction candidate.
 pub const F_CONFIRMED: u8 = 0x10;
+/// TCP: a SYN-proxied connection (`fwd/synproxy.rs`). TCP never uses
+/// [`F_CONFIRMED`], so the bit is shared. Such a connection is made only
+/// after the client's ACK carried a valid cookie (no spoofed source makes
+/// one), so it is never an eviction candidate and `ring_seq` is free to
+/// hold its sequence numbers: the cookie (the director's ISN) until the
+/// real server's SYN-ACK arrives (`F_REPLIED` clear: the director is
+/// still waiting for it), then the delta `rs_isn - cookie`. The high
+/// nibble of `state` holds the server's window scale (or
+/// `synproxy::NO_RESCALE`).
+pub const F_SYNPROXY: u8 = F_CONFIRMED;
 /// Filed in the table's ring of eviction candidates (half-open TCP,
 /// unconfirmed UDP) under the ticket `ring_seq`.
 pub const F_EVICTABLE: u8 = 0x20;
@@ -58,7 +68,9 @@ pub struct Conn {
     pub prev: u32,
     /// Persistence template slot, when `F_TEMPLATE_REF`.
     pub tmpl: u32,
-    /// Ticket of the entry's place in the eviction ring, when `F_EVICTABLE`.
+    /// Ticket of the entry's place in the eviction ring, when `F_EVICTABLE`;
+    /// with `F_SYNPROXY` (never evictable) the cookie, then the sequence
+    /// delta ([`F_SYNPROXY`]).
     pub ring_seq: u32,
 }
 
@@ -111,6 +123,23 @@ impl Conn {
             dport: self.lport,
         }
     }
+    /// A SYN-proxied connection whose real server has not answered yet.
+    #[inline(always)]
+    pub fn synproxy_waiting(&self) -> bool {
+        self.proto == crate::wire::ipv4::PROTO_TCP
+            && self.flags & (F_SYNPROXY | F_REPLIED) == F_SYNPROXY
+    }
+    /// A SYN-proxied connection whose sequence numbers are translated.
+    #[inline(always)]
+    pub fn synproxy_translated(&self) -> bool {
+        self.proto == crate::wire::ipv4::PROTO_TCP
+            && self.flags & (F_SYNPROXY | F_REPLIED) == F_SYNPROXY | F_REPLIED
+    }
+    /// The real server's window scale of a SYN-proxied connection.
+    #[inline(always)]
+    pub fn synproxy_ws(&self) -> u8 {
+        self.state >> 4
+    }
     #[inline(always)]
     pub fn is_active(&self) -> bool {
         self.flags & F_INACTIVE == 0
@@ -124,7 +153,7 @@ impl Conn {
     #[inline(always)]
     pub fn is_unconfirmed(&self) -> bool {
         if self.proto == crate::wire::ipv4::PROTO_TCP {
-            TcpState::from_u8(self.state).is_half_open()
+            self.flags & F_SYNPROXY == 0 && TcpState::from_u8(self.state).is_half_open()
         } else {
             self.flags & F_CONFIRMED == 0
         }

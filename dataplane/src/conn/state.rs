@@ -35,7 +35,10 @@ const STATES: [TcpState; 11] = [
 
 impl TcpState {
     pub fn from_u8(v: u8) -> TcpState {
-        STATES.get(v as usize).copied().unwrap_or(TcpState::Close)
+        STATES
+            .get((v & 0x0f) as usize)
+            .copied()
+            .unwrap_or(TcpState::Close)
     }
     /// A handshake that has not completed: what a spoofed SYN leaves
     /// behind, and what goes first when the table is full.

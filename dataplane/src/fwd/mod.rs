@@ -13,6 +13,7 @@ pub mod fullnat;
 pub mod icmp;
 pub mod nat;
 pub mod nat64;
+pub mod synproxy;
 pub mod tun;
 
 use crate::counters::{DropReason, WorkerCounters};

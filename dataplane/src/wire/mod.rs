@@ -10,5 +10,6 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod l4;
 pub mod ndp;
+pub mod tcp;
 
 pub use ethernet::Mac;

@@ -50,6 +50,7 @@ pub struct Svc {
     pub rport: u16,
     pub persistence: Option<Persistence>,
     pub vip_active: bool,
+    pub synproxy: bool,
 }
 
 impl Svc {
@@ -63,6 +64,7 @@ impl Svc {
             rport: 80,
             persistence: None,
             vip_active: true,
+            synproxy: false,
         }
     }
 }
@@ -135,6 +137,7 @@ pub fn build_snapshot(
         } else {
             vec![]
         },
+        synproxy: svc.synproxy,
         shared: svc_shared.clone(),
     });
     b.build().unwrap()

@@ -1,0 +1,327 @@
+#!/usr/bin/env bash
+# End-to-end SYN proxy: `ferrovs run` in a namespace lab (scripts/lab.sh,
+# NAT lab: the real servers route through the director) with two
+# syn-proxy virtual servers on the VIP:
+#     VIP:80   lb_kind NAT  syn_proxy  → real servers :8080
+#     VIP:8080 lb_kind FNAT syn_proxy  → real servers :80 (from the LIPs)
+#
+#   tests/e2e_synproxy.sh
+#   BACKEND=afpacket tests/e2e_synproxy.sh      (default afxdp)
+#   REQUESTS=N (sequential requests per service, default 200)
+#   FLOOD_SECONDS=N (default 6)  TABLE=N (conn_table_size, default 16384)
+#
+# Checks, per service: N sequential curl requests all succeed; a 32 MiB
+# download arrives whole (size and sha256); `ferrovsadm -Ln` and `-Sn`
+# show the flag as DPVS's ipvsadm does; /metrics counts the cookies sent
+# and validated and the real-server handshakes. `ferrovs check` refuses
+# syn_proxy on a DR service with file:line:col, and ferrovsadm refuses a
+# -g server under a -j enable service, and a real server that refuses
+# (nothing listens) resets the client at once. Then, per service, a spoofed SYN
+# flood of at least 10 × TABLE SYNs (ferrovs-pktgen, AF_XDP, random
+# sources in 198.19.0.0/16, pinned to the core the worker does not use)
+# while 8 parallel curl loops run: ≥ 99 % of at least 16 requests must
+# succeed, the connection table must stay far from full (its size sampled
+# every 0.5 s, and no eviction or conn_table_full drop), and right after
+# the flood 20 of 20 requests succeed. The director answers the flood
+# with SYN-ACKs to the spoofed sources; the router drops them
+# (blackhole route), so no real server sees any of it.
+# Prints "N passed, M failed".
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+LAB=$ROOT/scripts/lab.sh
+FERROVS=${FERROVS:-$ROOT/target/release/ferrovs}
+FERROVSADM=${FERROVSADM:-$ROOT/target/release/ferrovsadm}
+PKTGEN=${PKTGEN:-$ROOT/target/release/ferrovs-pktgen}
+BACKEND=${BACKEND:-afxdp}
+REQUESTS=${REQUESTS:-200}
+FLOOD_SECONDS=${FLOOD_SECONDS:-6}
+TABLE=${TABLE:-16384}
+SPOOF_NET=198.19.0.0
+RUN_ID=sp$$
+PASS=0
+FAIL=0
+CURRENT_LAB=""
+GEN_NS=""
+FERROVS_PID=""
+WORK=$(mktemp -d /tmp/ferrovs-synproxy.XXXXXX)
+START=$(date +%s)
+
+[ "$(id -u)" -eq 0 ] || { echo "e2e tests need root (network namespaces)" >&2; echo "0 passed, 1 failed"; exit 1; }
+for b in "$FERROVS" "$FERROVSADM" "$PKTGEN"; do
+    [ -x "$b" ] || { echo "build first: cargo build --release -p ferrovs-controlplane -p ferrovs-perf ($b missing)" >&2; echo "0 passed, 1 failed"; exit 1; }
+done
+
+teardown() {
+    stop_ferrovs
+    jobs -p | xargs -r kill 2>/dev/null
+    [ -n "$GEN_NS" ] && ip netns del "$GEN_NS" 2>/dev/null
+    GEN_NS=""
+    [ -n "$CURRENT_LAB" ] && "$LAB" down "$CURRENT_LAB" >/dev/null 2>&1
+    CURRENT_LAB=""
+}
+cleanup() {
+    teardown
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ok() { PASS=$((PASS + 1)); echo "ok - $*"; }
+bad() { FAIL=$((FAIL + 1)); echo "FAIL - $*"; }
+check() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
+
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+adm() { FERROVS_CTL=$WORK/ctl.sock "$FERROVSADM" "$@"; }
+
+stop_ferrovs() {
+    if [ -n "$FERROVS_PID" ]; then
+        kill -TERM "$FERROVS_PID" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$FERROVS_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$FERROVS_PID" 2>/dev/null
+        wait "$FERROVS_PID" 2>/dev/null
+        FERROVS_PID=""
+    fi
+}
+
+start_ferrovs() {
+    FERROVS_CTL=$WORK/ctl.sock ip netns exec "$FVS_NS_DIRECTOR" "$FERROVS" run -f "$1" >>"$WORK/ferrovs.log" 2>&1 &
+    FERROVS_PID=$!
+    for _ in $(seq 100); do
+        [ -S "$WORK/ctl.sock" ] && adm -Ln >/dev/null 2>&1 && return 0
+        kill -0 "$FERROVS_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "ferrovs did not start:" >&2
+    tail -20 "$WORK/ferrovs.log" >&2
+    return 1
+}
+
+metrics() { in_ns "$FVS_NS_DIRECTOR" curl -s --max-time 2 http://127.0.0.1:9180/metrics; }
+# metric NAME [LABEL_FILTER] — summed over the samples whose labels match.
+metric() {
+    metrics | awk -v n="$1" -v f="${2:-}" '$1 ~ "^"n"\\{" && index($1, f) {s += $2} END {printf "%d\n", s + 0}'
+}
+
+write_conf() {
+    local ip
+    {
+        echo "! ferrovs SYN proxy e2e"
+        echo "global_defs {"
+        echo "    router_id FVS_SYNPROXY"
+        echo "}"
+        echo "ferrovs {"
+        echo "    backend $BACKEND"
+        echo "    interface $FVS_DIRECTOR_IF_CLIENT"
+        echo "    interface $FVS_DIRECTOR_IF_SERVER"
+        echo "    workers 1"
+        echo "    conn_table_size $TABLE"
+        echo "}"
+        echo "local_address_group LAG1 {"
+        echo "    $FVS_LIP_RANGE"
+        echo "}"
+        echo "virtual_server $FVS_VIP 80 {"
+        echo "    delay_loop 6"
+        echo "    lb_algo rr"
+        echo "    lb_kind NAT"
+        echo "    protocol TCP"
+        echo "    syn_proxy"
+        for ip in $FVS_RS_IPS; do
+            echo "    real_server $ip 8080 {"
+            echo "        weight 1"
+            echo "    }"
+        done
+        echo "}"
+        echo "virtual_server $FVS_VIP 8080 {"
+        echo "    delay_loop 6"
+        echo "    lb_algo rr"
+        echo "    lb_kind FNAT"
+        echo "    protocol TCP"
+        echo "    laddr_group_name LAG1"
+        echo "    syn_proxy"
+        for ip in $FVS_RS_IPS; do
+            echo "    real_server $ip 80 {"
+            echo "        weight 1"
+            echo "    }"
+        done
+        echo "}"
+    } >"$WORK/ferrovs.conf"
+}
+
+# The flood's generator: a namespace with a veth on the client segment's
+# bridge (named after the lab, removed by teardown).
+make_generator() {
+    local sfx=${FVS_CLIENT_IF#cla-}
+    GEN_NS=$FVS_LAB_NAME-gen
+    GEN_IF=gga-$sfx
+    ip netns add "$GEN_NS" || return 1
+    ip -n "$GEN_NS" link set lo up
+    in_ns "$GEN_NS" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    ip link add name "$GEN_IF" address 02:00:c6:13:00:01 netns "$GEN_NS" type veth \
+        peer name "p$GEN_IF" netns "$FVS_NS_SWITCH" || return 1
+    ip -n "$FVS_NS_SWITCH" link set "p$GEN_IF" master "bra-$sfx" up &&
+        ip -n "$GEN_NS" link set "$GEN_IF" up
+}
+
+GEN_CPU=0
+flood() {
+    local secs=$1; shift
+    in_ns "$GEN_NS" taskset -c "$GEN_CPU" "$PKTGEN" --dev "$GEN_IF" --io afxdp \
+        --dst-mac "$FVS_DIRECTOR_MAC_CLIENT" --dst "$FVS_VIP" --src-net "$SPOOF_NET" \
+        --random-src --seconds "$secs" "$@" >"$WORK/gen.out" 2>"$WORK/gen.err" &
+    GEN_PID=$!
+}
+gen_sent() { sed -n 's/.*sent=\([0-9]*\).*/\1/p' "$WORK/gen.out"; }
+
+url() { if [ "$1" = 80 ]; then echo "http://$FVS_VIP/$2"; else echo "http://$FVS_VIP:$1/$2"; fi; }
+
+# legit_loop PORT FILE — curl requests until the generator is gone; one
+# line per request: the HTTP code (000: failed).
+legit_loop() {
+    local port=$1 out=$2 code
+    while kill -0 "$GEN_PID" 2>/dev/null; do
+        code=$(in_ns "$FVS_NS_CLIENT" curl -s -o /dev/null -w '%{http_code}' \
+            --connect-timeout 8 --max-time 10 "$(url "$port" "")")
+        echo "$code" >>"$out"
+    done
+}
+
+# sample_conns FILE — the table's size every 0.5 s while the generator runs.
+sample_conns() {
+    while kill -0 "$GEN_PID" 2>/dev/null; do
+        metric ferrovs_worker_connections >>"$1"
+        sleep 0.5
+    done
+}
+
+test_service() {
+    local port=$1 name=$2 okn=0 code t0 t1 size sha i
+    t0=$(date +%s.%N)
+    for i in $(seq "$REQUESTS"); do
+        code=$(in_ns "$FVS_NS_CLIENT" curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$(url "$port" "")")
+        [ "$code" = 200 ] && okn=$((okn + 1))
+    done
+    t1=$(date +%s.%N)
+    check "$name: $okn of $REQUESTS sequential requests succeeded ($(awk -v a="$t0" -v b="$t1" -v n="$REQUESTS" 'BEGIN {printf "%.1f ms", 1000 * (b - a) / n}') each)" \
+        [ "$okn" -eq "$REQUESTS" ]
+    rm -f "$WORK/big"
+    t0=$(date +%s.%N)
+    in_ns "$FVS_NS_CLIENT" curl -s --max-time 60 -o "$WORK/big" "$(url "$port" big)"
+    t1=$(date +%s.%N)
+    size=$(stat -c %s "$WORK/big" 2>/dev/null || echo 0)
+    sha=$(sha256sum <"$WORK/big" | cut -d' ' -f1)
+    check "$name: the $FVS_BIG_SIZE-byte download arrived whole ($size bytes, $(awk -v a="$t0" -v b="$t1" -v s="$size" 'BEGIN {printf "%.0f MB/s", s / (b - a) / 1e6}'), sha256 $([ "$sha" = "$FVS_BIG_SHA256" ] && echo matches || echo differs))" \
+        [ "$size" = "$FVS_BIG_SIZE" ] && [ "$sha" = "$FVS_BIG_SHA256" ]
+}
+
+test_flood() {
+    local port=$1 name=$2 loops=() i total okn pct sent after=0 maxc ev full c0 c1
+    rm -f "$WORK"/legit.* "$WORK/conns"
+    c0=$(metric ferrovs_worker_synproxy_cookies_sent_total)
+    flood "$FLOOD_SECONDS" --tcp-syn --dport "$port"
+    sleep 0.3
+    for i in 1 2 3 4 5 6 7 8; do
+        legit_loop "$port" "$WORK/legit.$i" &
+        loops+=($!)
+    done
+    sample_conns "$WORK/conns" &
+    loops+=($!)
+    wait "$GEN_PID"
+    wait "${loops[@]}"
+    sent=$(gen_sent)
+    c1=$(metric ferrovs_worker_synproxy_cookies_sent_total)
+    total=$(cat "$WORK"/legit.* 2>/dev/null | wc -l)
+    okn=$(cat "$WORK"/legit.* 2>/dev/null | grep -c '^200$')
+    pct=$(awk -v o="$okn" -v t="$total" 'BEGIN {printf "%.2f", t ? 100 * o / t : 0}')
+    check "$name: the SYN flood was at least 10 × the table ($sent SYNs in ${FLOOD_SECONDS}s, $(sed 's/.*mpps=\([0-9.]*\).*/\1/' "$WORK/gen.out") Mpps offered; $((c1 - c0)) answered with a cookie)" \
+        [ "${sent:-0}" -ge $((10 * TABLE)) ]
+    check "$name: during the SYN flood $okn of $total requests succeeded ($pct %, need ≥ 99 %)" \
+        awk -v o="$okn" -v t="$total" 'BEGIN {exit !(t >= 16 && o * 100 >= 99 * t)}'
+    maxc=$(sort -n "$WORK/conns" | tail -1)
+    ev=$(metric ferrovs_worker_connections_evicted_total)
+    full=$(metric ferrovs_worker_drops_total 'reason="conn_table_full"')
+    check "$name: the table did not fill (at most ${maxc:-?} of $TABLE entries during the flood, $ev evictions, $full conn_table_full drops)" \
+        [ -n "$maxc" ] && [ "$maxc" -lt $((TABLE / 4)) ] && [ "$ev" -eq 0 ] && [ "$full" -eq 0 ]
+    for i in $(seq 20); do
+        [ "$(in_ns "$FVS_NS_CLIENT" curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$(url "$port" "")")" = 200 ] && after=$((after + 1))
+    done
+    check "$name: right after the flood 20 of 20 requests succeed ($after)" [ "$after" -eq 20 ]
+    check "$name: ferrovs still runs after the SYN flood" kill -0 "$FERROVS_PID"
+    echo "# $name: drops $(metrics | awk '$1 ~ /^ferrovs_worker_drops_total/ && $2 > 0 {sub(/.*reason="/, "", $1); sub(/".*/, "", $1); printf "%s=%s ", $1, $2}')"
+}
+
+echo "== synproxy (backend $BACKEND)"
+env_out=$("$LAB" up --mode nat --name "$RUN_ID" --big-mib 32 2>"$WORK/lab.err") || {
+    bad "lab up: $(tail -3 "$WORK/lab.err")"
+    echo "$PASS passed, $FAIL failed"
+    exit 1
+}
+eval "$env_out"
+CURRENT_LAB=$FVS_LAB_NAME
+write_conf
+
+# Configuration errors first (no director needed).
+sed 's/lb_kind NAT/lb_kind DR/' "$WORK/ferrovs.conf" >"$WORK/dr.conf"
+dr_line=$(grep -n syn_proxy "$WORK/dr.conf" | head -1 | cut -d: -f1)
+err=$("$FERROVS" check -f "$WORK/dr.conf" 2>&1)
+rc=$?
+dr_refused() {
+    [ "$rc" -ne 0 ] && grep -qF "$WORK/dr.conf:$dr_line:5: Virtual server $FVS_VIP:80: syn_proxy needs lb_kind NAT or FNAT (DR replies bypass the director)" <<<"$err"
+}
+check "ferrovs check refuses syn_proxy on a DR service with file:line:col ($(grep syn_proxy <<<"$err" | head -1))" dr_refused
+check "ferrovs check accepts the NAT and FNAT syn_proxy services" "$FERROVS" check -f "$WORK/ferrovs.conf"
+
+if make_generator && start_ferrovs "$WORK/ferrovs.conf"; then
+    # Router: the SYN-ACKs the director sends to spoofed sources end there.
+    ip -n "$FVS_NS_ROUTER" route replace blackhole "$SPOOF_NET/16"
+    listing=$(adm -Ln)
+    listed() { grep -qx "TCP  $FVS_VIP:80 rr synproxy" <<<"$listing" && grep -qx "TCP  $FVS_VIP:8080 rr synproxy" <<<"$listing"; }
+    check "ferrovsadm -Ln shows both services with synproxy ($(grep -c synproxy <<<"$listing") lines)" listed
+    rules=$(adm -Sn)
+    saved() { [ "$(grep -c -- '-s rr -j enable$' <<<"$rules")" -eq 2 ]; }
+    check "ferrovsadm -Sn keeps the flag (-j enable)" saved
+    err=$(adm -A -t "$FVS_VIP:81" -s rr -j enable 2>&1 && adm -a -t "$FVS_VIP:81" -r "${FVS_RS_IPS%% *}:81" -g 2>&1)
+    rc=$?
+    g_refused() { [ "$rc" -ne 0 ] && grep -q 'SYN proxy needs masquerading or fullnat' <<<"$err"; }
+    check "ferrovsadm refuses a -g server under a -j enable service ($err)" g_refused
+    # A real server that refuses (nothing listens on :81): its RST must
+    # reach the client in the client's sequence space, so curl fails at
+    # once instead of waiting for a timeout.
+    adm -a -t "$FVS_VIP:81" -r "${FVS_RS_IPS%% *}:81" -m >/dev/null 2>&1
+    r0=$(metric ferrovs_worker_synproxy_rs_refused_total)
+    t0=$(date +%s.%N)
+    in_ns "$FVS_NS_CLIENT" curl -s -o /dev/null --max-time 8 "http://$FVS_VIP:81/"
+    rc=$?
+    t1=$(date +%s.%N)
+    r1=$(metric ferrovs_worker_synproxy_rs_refused_total)
+    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
+    refused() { [ "$rc" -ne 0 ] && [ "$rc" -ne 28 ] && awk -v s="$secs" 'BEGIN {exit !(s < 3)}' && [ "$r1" -gt "$r0" ]; }
+    check "a refusing real server's RST reaches the client (curl exit $rc after $secs s; rs_refused $r0 -> $r1)" refused
+    adm -D -t "$FVS_VIP:81" >/dev/null 2>&1
+
+    test_service 80 "NAT (VIP:80)"
+    test_service 8080 "FULLNAT (VIP:8080)"
+    sent=$(metric ferrovs_worker_synproxy_cookies_sent_total)
+    val=$(metric ferrovs_worker_synproxy_cookies_validated_total)
+    est=$(metric ferrovs_worker_synproxy_rs_established_total)
+    failed=$(metric ferrovs_worker_synproxy_cookies_failed_total)
+    held=$(metric ferrovs_worker_synproxy_early_held_total)
+    rel=$(metric ferrovs_worker_synproxy_early_released_total)
+    dropped=$(metric ferrovs_worker_synproxy_early_dropped_total)
+    n=$((2 * (REQUESTS + 1)))
+    check "metrics: cookies sent $sent, validated $val, real-server handshakes $est (≥ $n each), failed $failed; early segments held $held, released $rel, dropped $dropped" \
+        [ "$sent" -ge "$n" ] && [ "$val" -ge "$n" ] && [ "$est" -ge "$n" ]
+    created=$(metric ferrovs_worker_connections_created_total)
+    check "every connection was made by a validated cookie ($created created, $val validated)" [ "$created" -eq "$val" ]
+
+    test_flood 80 "NAT (VIP:80)"
+    test_flood 8080 "FULLNAT (VIP:8080)"
+    grep -iE 'panic|error' "$WORK/ferrovs.log" | head -5
+else
+    bad "generator namespace and ferrovs start"
+fi
+teardown
+
+echo "# ran $(($(date +%s) - START)) s"
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]
