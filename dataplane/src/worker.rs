@@ -507,33 +507,29 @@ impl<P: Port> fwd::Egress for Core<P> {
 }
 
 /// A cheap look at a frame for the prefetch pass: its TCP/UDP tuple, and
-/// whether it is a reply (not addressed to a VIP). No validation: the real
-/// parse happens when the packet is handled.
+/// whether it is a reply (not addressed to a VIP). It reads the headers
+/// through the same views as the full parse, without the checks that need
+/// the whole packet (total length, checksum): those come when the packet
+/// is handled.
 #[inline(always)]
 fn peek(snap: &Snapshot, d: &[u8]) -> Option<(Tuple, Option<AddrKind>)> {
     let l2 = ethernet::parse(d)?;
     if l2.ethertype != ethernet::ETHERTYPE_IPV4 {
         return None;
     }
-    let ip = d.get(l2.l3_offset..)?;
-    if ip.len() < ipv4::MIN_HEADER_LEN {
-        return None;
-    }
-    let proto = ip[9];
+    let ip = ipv4::Ipv4Packet::new_checked(d.get(l2.l3_offset..)?).ok()?;
+    let proto = ip.protocol();
     if proto != ipv4::PROTO_TCP && proto != ipv4::PROTO_UDP {
         return None;
     }
-    let l4 = ip.get((ip[0] & 0x0f) as usize * 4..)?;
-    if l4.len() < 4 {
-        return None;
-    }
-    let dst: [u8; 4] = ip[16..20].try_into().ok()?;
+    let ports = l4::Ports::new_checked(ip.payload())?;
+    let dst = ip.dst_addr();
     let t = Tuple {
         proto,
-        saddr: ip[12..16].try_into().ok()?,
-        sport: l4::src_port(l4),
+        saddr: ip.src_addr(),
+        sport: ports.src_port(),
         daddr: dst,
-        dport: l4::dst_port(l4),
+        dport: ports.dst_port(),
     };
     Some((t, snap.addr_kind(dst)))
 }

@@ -66,7 +66,7 @@
 
 use crate::conn::Tuple;
 use crate::wire::checksum::Delta;
-use crate::wire::tcp::{self, Segment, SynOptions};
+use crate::wire::tcp::{self, Segment, SynOptions, TcpPacket};
 use crate::wire::{ipv4, l4};
 use siphasher::sip::SipHasher24;
 use std::hash::Hasher;
@@ -192,13 +192,12 @@ pub fn check_cookie(
 /// length and its cookie. `ip` must be at least [`MAX_SEGMENT_LEN`] long;
 /// the caller has validated the headers.
 pub fn answer_syn(ip: &mut [u8], key: &CookieKey, now_s: u64, ip_id: u16) -> (usize, u32) {
-    let ihl = (ip[0] & 0x0f) as usize * 4;
-    let src: [u8; 4] = ip[12..16].try_into().unwrap();
-    let dst: [u8; 4] = ip[16..20].try_into().unwrap();
-    let th = &ip[ihl..];
-    let (sport, dport) = (l4::src_port(th), l4::dst_port(th));
-    let isn = tcp::seq(th);
-    let o = tcp::parse_syn_options(th);
+    let v = ipv4::Ipv4Packet::new_unchecked(&*ip);
+    let (src, dst) = (v.src_addr(), v.dst_addr());
+    let th = TcpPacket::new_checked(v.payload()).expect("validated by the caller");
+    let (sport, dport) = (th.src_port(), th.dst_port());
+    let isn = th.seq();
+    let o = th.syn_options();
     let t = Tuple {
         proto: ipv4::PROTO_TCP,
         saddr: src,
@@ -306,11 +305,11 @@ pub fn server_syn_ack(th: &[u8], cookie: u32) -> ServerSynAck {
 /// address) back to the server, `seq` = the server's ack, `ack` = its
 /// ISN + 1. `window` is raw, in the client's scale. Returns the length.
 pub fn ack_to_rs(ip: &mut [u8], src: ([u8; 4], u16), window: u16, ip_id: u16) -> usize {
-    let ihl = (ip[0] & 0x0f) as usize * 4;
-    let rs: [u8; 4] = ip[12..16].try_into().unwrap();
-    let th = &ip[ihl..];
-    let rport = l4::src_port(th);
-    let (seq, ack) = (tcp::ack(th), tcp::seq(th).wrapping_add(1));
+    let v = ipv4::Ipv4Packet::new_unchecked(&*ip);
+    let rs = v.src_addr();
+    let th = TcpPacket::new_checked(v.payload()).expect("validated by the caller");
+    let rport = th.src_port();
+    let (seq, ack) = (th.ack(), th.seq().wrapping_add(1));
     tcp::write_segment(
         ip,
         &Segment {

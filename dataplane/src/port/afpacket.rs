@@ -1024,46 +1024,60 @@ impl AsRawFd for AfPacketPort {
     }
 }
 
+/// Where the TCP or UDP segment of an unfragmented IPv4 frame lies, and
+/// its pseudo-header's fields: what checksum offload completion needs.
+pub(crate) struct L4Span {
+    /// Offsets of the segment's start and end in the frame.
+    pub start: usize,
+    pub end: usize,
+    pub proto: u8,
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+}
+
+/// The segment of an IPv4 TCP/UDP frame that is whole (not a fragment,
+/// its total length within the frame); None for anything else.
+pub(crate) fn l4_span(frame: &[u8]) -> Option<L4Span> {
+    let l2 = ethernet::parse(frame)?;
+    if l2.ethertype != ethernet::ETHERTYPE_IPV4 {
+        return None;
+    }
+    let ip = ipv4::Ipv4Packet::new_checked(&frame[l2.l3_offset..]).ok()?;
+    let (ihl, total) = (ip.header_len(), ip.total_len());
+    if total < ihl || total > frame.len() - l2.l3_offset || ip.is_fragment() {
+        return None;
+    }
+    let proto = ip.protocol();
+    if proto != ipv4::PROTO_TCP && proto != ipv4::PROTO_UDP {
+        return None;
+    }
+    let span = L4Span {
+        start: l2.l3_offset + ihl,
+        end: l2.l3_offset + total,
+        proto,
+        src: ip.src_addr(),
+        dst: ip.dst_addr(),
+    };
+    (span.end - span.start >= l4::checksum_offset(proto) + 2).then_some(span)
+}
+
 /// Completes the TCP or UDP checksum of an IPv4 frame whose checksum field
 /// holds only the pseudo-header sum (`CHECKSUM_PARTIAL`): the whole checksum
 /// is computed afresh. Returns false, leaving the frame alone, for anything
 /// else (not IPv4, not TCP/UDP, a fragment, malformed).
 pub fn complete_l4_checksum(frame: &mut [u8]) -> bool {
-    let Some(l2) = ethernet::parse(frame) else {
+    let Some(sp) = l4_span(frame) else {
         return false;
     };
-    if l2.ethertype != ethernet::ETHERTYPE_IPV4 {
-        return false;
-    }
-    let ip = &mut frame[l2.l3_offset..];
-    if ip.len() < ipv4::MIN_HEADER_LEN || ip[0] >> 4 != 4 {
-        return false;
-    }
-    let ihl = (ip[0] & 0x0f) as usize * 4;
-    let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
-    if ihl < ipv4::MIN_HEADER_LEN || total < ihl || total > ip.len() {
-        return false;
-    }
-    let frag = u16::from_be_bytes([ip[6], ip[7]]);
-    if frag & (ipv4::FLAG_MF | ipv4::FRAG_OFFSET_MASK) != 0 {
-        return false;
-    }
-    let proto = ip[9];
-    if proto != ipv4::PROTO_TCP && proto != ipv4::PROTO_UDP {
-        return false;
-    }
-    let src: [u8; 4] = ip[12..16].try_into().unwrap();
-    let dst: [u8; 4] = ip[16..20].try_into().unwrap();
-    let seg = &mut ip[ihl..total];
-    let off = l4::checksum_offset(proto);
-    if seg.len() < off + 2 {
-        return false;
-    }
+    let seg = &mut frame[sp.start..sp.end];
+    let off = l4::checksum_offset(sp.proto);
     seg[off..off + 2].fill(0);
-    let s = checksum::pseudo_header_v4(src, dst, proto, seg.len() as u16)
-        + checksum::fold(checksum::sum(seg)) as u32;
+    let s = checksum::add(
+        checksum::pseudo_header_v4(sp.src, sp.dst, sp.proto, seg.len() as u16),
+        checksum::sum(seg),
+    );
     let mut c = !checksum::fold(s);
-    if proto == ipv4::PROTO_UDP && c == 0 {
+    if sp.proto == ipv4::PROTO_UDP && c == 0 {
         // RFC 768: a computed zero is sent as all ones (0 means "none").
         c = 0xffff;
     }

@@ -57,40 +57,164 @@ impl Ipv4Info {
     }
 }
 
+/// A view of the IPv4 header at the start of a buffer, with its fields by
+/// name (smoltcp's `wire::Ipv4Packet`). [`Ipv4Packet::new_checked`] makes
+/// sure the fixed header and the options are there, which is all the
+/// accessors need; [`parse`] validates the rest (total length, checksum)
+/// into an [`Ipv4Info`]. The worker's prefetch pass and the full parse read
+/// the header through this one view.
+#[derive(Clone, Copy, Debug)]
+pub struct Ipv4Packet<T> {
+    buf: T,
+}
+
+impl<T: AsRef<[u8]>> Ipv4Packet<T> {
+    /// A view without checks: the accessors panic on a short buffer.
+    #[inline(always)]
+    pub fn new_unchecked(buf: T) -> Ipv4Packet<T> {
+        Ipv4Packet { buf }
+    }
+
+    /// A view of a buffer that holds an IPv4 header of at least 20 bytes
+    /// and all of its options.
+    #[inline(always)]
+    pub fn new_checked(buf: T) -> Result<Ipv4Packet<T>, Ipv4Error> {
+        let p = buf.as_ref();
+        if p.len() < MIN_HEADER_LEN {
+            return Err(Ipv4Error::Truncated);
+        }
+        if p[0] >> 4 != 4 {
+            return Err(Ipv4Error::BadVersion);
+        }
+        let hl = ((p[0] & 0x0f) as usize) * 4;
+        if hl < MIN_HEADER_LEN {
+            return Err(Ipv4Error::BadIhl);
+        }
+        if p.len() < hl {
+            return Err(Ipv4Error::Truncated);
+        }
+        Ok(Ipv4Packet { buf })
+    }
+
+    #[inline(always)]
+    pub fn header_len(&self) -> usize {
+        ((self.buf.as_ref()[0] & 0x0f) as usize) * 4
+    }
+    #[inline(always)]
+    pub fn tos(&self) -> u8 {
+        self.buf.as_ref()[1]
+    }
+    #[inline(always)]
+    pub fn total_len(&self) -> usize {
+        let p = self.buf.as_ref();
+        u16::from_be_bytes([p[2], p[3]]) as usize
+    }
+    #[inline(always)]
+    pub fn ident(&self) -> u16 {
+        let p = self.buf.as_ref();
+        u16::from_be_bytes([p[4], p[5]])
+    }
+    /// Flags and fragment offset as on the wire.
+    #[inline(always)]
+    pub fn frag(&self) -> u16 {
+        let p = self.buf.as_ref();
+        u16::from_be_bytes([p[6], p[7]])
+    }
+    /// More fragments follow, or this is not the first fragment.
+    #[inline(always)]
+    pub fn is_fragment(&self) -> bool {
+        self.frag() & (FLAG_MF | FRAG_OFFSET_MASK) != 0
+    }
+    #[inline(always)]
+    pub fn ttl(&self) -> u8 {
+        self.buf.as_ref()[8]
+    }
+    #[inline(always)]
+    pub fn protocol(&self) -> u8 {
+        self.buf.as_ref()[9]
+    }
+    #[inline(always)]
+    pub fn checksum(&self) -> u16 {
+        let p = self.buf.as_ref();
+        u16::from_be_bytes([p[10], p[11]])
+    }
+    #[inline(always)]
+    pub fn src_addr(&self) -> [u8; 4] {
+        self.buf.as_ref()[12..16].try_into().unwrap()
+    }
+    #[inline(always)]
+    pub fn dst_addr(&self) -> [u8; 4] {
+        self.buf.as_ref()[16..20].try_into().unwrap()
+    }
+    /// Whether the header checksum is right.
+    #[inline]
+    pub fn checksum_ok(&self) -> bool {
+        checksum::fold(checksum::sum(&self.buf.as_ref()[..self.header_len()])) == 0xffff
+    }
+    /// What follows the header (options included in the header), up to the
+    /// end of the buffer.
+    #[inline(always)]
+    pub fn payload(&self) -> &[u8] {
+        &self.buf.as_ref()[self.header_len()..]
+    }
+    pub fn into_inner(self) -> T {
+        self.buf
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
+    /// What follows the header, writable.
+    #[inline(always)]
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let hl = self.header_len();
+        &mut self.buf.as_mut()[hl..]
+    }
+}
+
 /// Validates version, IHL, total length and header checksum, as the Linux
 /// receive path (`ip_rcv_core`) does before IPVS sees a packet. Trailing bytes
 /// past the total length (Ethernet padding) are allowed.
 #[inline]
 pub fn parse(p: &[u8]) -> Result<Ipv4Info, Ipv4Error> {
-    if p.len() < MIN_HEADER_LEN {
-        return Err(Ipv4Error::Truncated);
-    }
-    if p[0] >> 4 != 4 {
-        return Err(Ipv4Error::BadVersion);
-    }
-    let header_len = ((p[0] & 0x0f) as usize) * 4;
-    if header_len < MIN_HEADER_LEN {
-        return Err(Ipv4Error::BadIhl);
-    }
-    if p.len() < header_len {
-        return Err(Ipv4Error::Truncated);
-    }
-    let total_len = u16::from_be_bytes([p[2], p[3]]) as usize;
+    let v = Ipv4Packet::new_checked(p)?;
+    let header_len = v.header_len();
+    let total_len = v.total_len();
     if total_len < header_len || total_len > p.len() {
         return Err(Ipv4Error::BadTotalLen);
     }
-    if checksum::fold(checksum::sum(&p[..header_len])) != 0xffff {
+    if !v.checksum_ok() {
         return Err(Ipv4Error::BadChecksum);
     }
     Ok(Ipv4Info {
         header_len,
         total_len,
-        proto: p[9],
-        ttl: p[8],
-        frag: u16::from_be_bytes([p[6], p[7]]),
-        src: [p[12], p[13], p[14], p[15]],
-        dst: [p[16], p[17], p[18], p[19]],
+        proto: v.protocol(),
+        ttl: v.ttl(),
+        frag: v.frag(),
+        src: v.src_addr(),
+        dst: v.dst_addr(),
     })
+}
+
+impl Ipv4Info {
+    /// Writes this header (without options, with a fresh checksum) at the
+    /// start of `p`, with `ident` and `tos`: the emit side of [`parse`].
+    pub fn emit(&self, p: &mut [u8], ident: u16, tos: u8) {
+        write_header(
+            p,
+            self.total_len as u16,
+            ident,
+            self.frag,
+            self.ttl,
+            self.proto,
+            self.src,
+            self.dst,
+        );
+        if tos != 0 {
+            p[1] = tos;
+            fill_checksum(p);
+        }
+    }
 }
 
 #[inline(always)]
@@ -197,6 +321,44 @@ mod tests {
             .unwrap()
             .to_header();
         assert_eq!(e.header_checksum, e.calc_header_checksum());
+    }
+
+    #[test]
+    fn view_and_emit_agree_with_parse() {
+        let p = hdr();
+        let v = Ipv4Packet::new_checked(&p[..]).unwrap();
+        assert_eq!(
+            (
+                v.header_len(),
+                v.total_len(),
+                v.ident(),
+                v.ttl(),
+                v.protocol()
+            ),
+            (20, 24, 7, 64, PROTO_TCP)
+        );
+        assert_eq!(
+            (v.src_addr(), v.dst_addr()),
+            ([198, 18, 0, 1], [198, 18, 0, 100])
+        );
+        assert!(v.checksum_ok() && !v.is_fragment());
+        assert_eq!(v.payload().len(), 4);
+        let i = parse(&p).unwrap();
+        let mut q = [0u8; 24];
+        i.emit(&mut q, 7, 0);
+        assert_eq!(q[..20], p[..20]);
+        i.emit(&mut q, 9, 0xb8);
+        let e = etherparse::Ipv4HeaderSlice::from_slice(&q)
+            .unwrap()
+            .to_header();
+        assert_eq!(
+            (e.identification, e.header_checksum),
+            (9, e.calc_header_checksum())
+        );
+        assert_eq!(
+            Ipv4Packet::new_checked(&p[..19]).err(),
+            Some(Ipv4Error::Truncated)
+        );
     }
 
     #[test]

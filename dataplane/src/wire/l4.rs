@@ -36,6 +36,30 @@ pub fn header_ok(proto: u8, p: &[u8]) -> bool {
     }
 }
 
+/// A view of the first bytes of a TCP or UDP header, which both lay out
+/// alike: the ports. All the worker's prefetch pass reads of a segment;
+/// the TCP fields beyond are [`super::tcp::TcpPacket`]'s.
+#[derive(Clone, Copy, Debug)]
+pub struct Ports<T> {
+    buf: T,
+}
+
+impl<T: AsRef<[u8]>> Ports<T> {
+    /// None when the buffer cannot hold both ports.
+    #[inline(always)]
+    pub fn new_checked(buf: T) -> Option<Ports<T>> {
+        (buf.as_ref().len() >= 4).then_some(Ports { buf })
+    }
+    #[inline(always)]
+    pub fn src_port(&self) -> u16 {
+        src_port(self.buf.as_ref())
+    }
+    #[inline(always)]
+    pub fn dst_port(&self) -> u16 {
+        dst_port(self.buf.as_ref())
+    }
+}
+
 #[inline(always)]
 pub fn src_port(p: &[u8]) -> u16 {
     u16::from_be_bytes([p[0], p[1]])

@@ -42,6 +42,63 @@ pub fn checksum_field(p: &[u8]) -> u16 {
     u16::from_be_bytes([p[16], p[17]])
 }
 
+/// A view of a TCP header at the start of a buffer, with its fields by name
+/// (smoltcp's `wire::TcpPacket`): [`TcpPacket::new_checked`] makes sure the
+/// header, options included, is there.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpPacket<T> {
+    buf: T,
+}
+
+impl<T: AsRef<[u8]>> TcpPacket<T> {
+    #[inline(always)]
+    pub fn new_checked(buf: T) -> Option<TcpPacket<T>> {
+        super::l4::header_ok(ipv4::PROTO_TCP, buf.as_ref()).then_some(TcpPacket { buf })
+    }
+    #[inline(always)]
+    pub fn src_port(&self) -> u16 {
+        super::l4::src_port(self.buf.as_ref())
+    }
+    #[inline(always)]
+    pub fn dst_port(&self) -> u16 {
+        super::l4::dst_port(self.buf.as_ref())
+    }
+    #[inline(always)]
+    pub fn seq(&self) -> u32 {
+        seq(self.buf.as_ref())
+    }
+    #[inline(always)]
+    pub fn ack(&self) -> u32 {
+        ack(self.buf.as_ref())
+    }
+    #[inline(always)]
+    pub fn flags(&self) -> u8 {
+        super::l4::tcp_flags(self.buf.as_ref())
+    }
+    #[inline(always)]
+    pub fn window(&self) -> u16 {
+        window(self.buf.as_ref())
+    }
+    #[inline(always)]
+    pub fn header_len(&self) -> usize {
+        header_len(self.buf.as_ref())
+    }
+    #[inline(always)]
+    pub fn checksum(&self) -> u16 {
+        checksum_field(self.buf.as_ref())
+    }
+    /// The options a SYN proxy reads.
+    #[inline]
+    pub fn syn_options(&self) -> SynOptions {
+        parse_syn_options(self.buf.as_ref())
+    }
+    /// The data after the header.
+    #[inline(always)]
+    pub fn payload(&self) -> &[u8] {
+        &self.buf.as_ref()[self.header_len()..]
+    }
+}
+
 /// The options of a SYN or SYN-ACK that matter to a SYN proxy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SynOptions {

@@ -41,9 +41,9 @@ pub mod steer;
 pub mod umem;
 pub mod xsk;
 
-use super::afpacket::{complete_l4_checksum, if_index, if_mac, if_mtu, set_if_gro};
+use super::afpacket::{complete_l4_checksum, if_index, if_mac, if_mtu, l4_span, set_if_gro};
 use super::{sys, Packet, Port, Window, BURST, HEADROOM};
-use crate::wire::{checksum, ethernet, ipv4, l4, Mac};
+use crate::wire::{checksum, ethernet, l4, Mac};
 use std::ffi::c_void;
 use std::io;
 use std::mem;
@@ -475,41 +475,17 @@ fn frame_of(addr: u64) -> u32 {
 /// pseudo-header sum (CHECKSUM_PARTIAL); see the module doc.
 #[inline]
 pub fn looks_partial(frame: &[u8]) -> bool {
-    let Some(l2) = ethernet::parse(frame) else {
+    let Some(sp) = l4_span(frame) else {
         return false;
     };
-    if l2.ethertype != ethernet::ETHERTYPE_IPV4 {
-        return false;
-    }
-    let ip = &frame[l2.l3_offset..];
-    if ip.len() < ipv4::MIN_HEADER_LEN || ip[0] >> 4 != 4 {
-        return false;
-    }
-    let ihl = (ip[0] & 0x0f) as usize * 4;
-    let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
-    if ihl < ipv4::MIN_HEADER_LEN || total < ihl || total > ip.len() {
-        return false;
-    }
-    if u16::from_be_bytes([ip[6], ip[7]]) & (ipv4::FLAG_MF | ipv4::FRAG_OFFSET_MASK) != 0 {
-        return false;
-    }
-    let proto = ip[9];
-    if proto != ipv4::PROTO_TCP && proto != ipv4::PROTO_UDP {
-        return false;
-    }
-    let off = ihl + l4::checksum_offset(proto);
-    if off + 2 > total {
-        return false;
-    }
-    let field = u16::from_be_bytes([ip[off], ip[off + 1]]);
-    let src: [u8; 4] = ip[12..16].try_into().unwrap();
-    let dst: [u8; 4] = ip[16..20].try_into().unwrap();
+    let off = sp.start + l4::checksum_offset(sp.proto);
+    let field = u16::from_be_bytes([frame[off], frame[off + 1]]);
     field
         == checksum::fold(checksum::pseudo_header_v4(
-            src,
-            dst,
-            proto,
-            (total - ihl) as u16,
+            sp.src,
+            sp.dst,
+            sp.proto,
+            (sp.end - sp.start) as u16,
         ))
 }
 
