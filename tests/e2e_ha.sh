@@ -3,7 +3,7 @@
 # directors, and ferrovs with the real keepalived (Debian's, VRRP only) as
 # its peer, in both roles, VRRPv2 and v3, multicast and unicast, auth PASS.
 #
-#   tests/e2e_ha.sh [pair keepalived scripts reload lnc stall]     (default: all)
+#   tests/e2e_ha.sh [pair keepalived scripts reload lnc stall strangers]   (default: all)
 #
 # Prints "N passed, M failed".
 set -uo pipefail
@@ -11,7 +11,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LAB=$ROOT/scripts/lab.sh
 FERROVS=${FERROVS:-$ROOT/target/release/ferrovs}
-PARTS=${*:-pair keepalived scripts reload lnc stall}
+PARTS=${*:-pair keepalived scripts reload lnc stall strangers}
 RUN_ID=ha$$
 PASS=0
 FAIL=0
@@ -497,6 +497,73 @@ test_stall() {
     lab_down
 }
 
+# forge_advert SRC TTL PRIO COUNT: VRRPv3 adverts for VRID 51 from the
+# client's namespace (a stranger on the director's LAN), sent as whole
+# Ethernet frames so that the source address and TTL are the forger's.
+forge_advert() {
+    ip netns exec "$FVS_NS_CLIENT" python3 - "$FVS_CLIENT_IF" "$FVS_CLIENT_MAC" "$FVS_DIRECTOR_MAC_CLIENT" \
+        "$1" "$FVS_DIRECTOR_IP_CLIENT" "$2" "$3" "$FVS_VIP" "$4" <<'PY'
+import socket, struct, sys, time
+ifc, smac, dmac, src, dst, ttl, prio, vip, count = sys.argv[1:]
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+mac = lambda m: bytes(int(x, 16) for x in m.split(":"))
+ip4 = socket.inet_aton
+msg = struct.pack("!BBBBH", 0x31, 51, int(prio), 1, 100) + b"\0\0" + ip4(vip)
+pseudo = ip4(src) + ip4(dst) + struct.pack("!BBH", 0, 112, len(msg))
+c = csum(pseudo + msg)
+msg = msg[:6] + struct.pack("!H", c) + msg[8:]
+iph = struct.pack("!BBHHHBBH4s4s", 0x45, 0xc0, 20 + len(msg), 0, 0, int(ttl), 112, 0, ip4(src), ip4(dst))
+iph = iph[:10] + struct.pack("!H", csum(iph)) + iph[12:]
+frame = mac(dmac) + mac(smac) + b"\x08\x00" + iph + msg
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifc, 0))
+for _ in range(int(count)):
+    s.send(frame)
+    time.sleep(0.1)
+PY
+}
+
+# Adverts from strangers (keepalived's check_unicast_src, always on in
+# ferrovs): a forged unicast advert at priority 254 from an address that is
+# no unicast_peer, or from the peer's address at a TTL below 255, does not
+# take the VIPs; the same advert from the peer at TTL 255 does (the control
+# that shows the forger's frames arrive).
+test_strangers() {
+    echo "# forged unicast VRRP adverts from a stranger on the LAN"
+    lab_up str || return
+    local tr stranger=${FVS_CLIENT_NET%.0/*}.66 t
+    ferrovs_conf "$WORK/d1.conf" 1 150 3 ucast
+    keepalived_conf "$WORK/ka.conf" 100 3 ucast
+    : >"$WORK/ka.log"
+    start_keepalived "$WORK/ka.conf"
+    start_ferrovs 1 "$WORK/d1.conf"
+    if ! wait_for 10 d1 MASTER >/dev/null || ! wait_for 5 ka_state BACKUP >/dev/null; then
+        bad "strangers: no MASTER/BACKUP pair to start from ($(d1)/$(ka_state))"
+        lab_down
+        return
+    fi
+    tr=$(d1_field transitions)
+    forge_advert "$stranger" 255 254 30
+    check "strangers: an advert from a non-peer does not take the VIPs" [ "$(d1)/$(d1_field transitions)" = "MASTER/$tr" ]
+    check "strangers: it is logged as keepalived logs it" grep -q "unicast source address $stranger not a unicast peer" "$WORK/d1.log"
+    forge_advert "$FVS_DIRECTOR2_IP_CLIENT" 64 254 30
+    check "strangers: the peer's address at TTL 64 does not take the VIPs" [ "$(d1)/$(d1_field transitions)" = "MASTER/$tr" ]
+    check "strangers: the TTL is logged" grep -q "TTL/HL 64 from $FVS_DIRECTOR2_IP_CLIENT not in range \[255, 255\]" "$WORK/d1.log"
+    local fp
+    forge_advert "$FVS_DIRECTOR2_IP_CLIENT" 255 254 5 &
+    fp=$!
+    t=$(wait_for 3 d1 BACKUP) && ok "strangers: control: the same advert from the peer at TTL 255 is obeyed (${t}s)" ||
+        bad "strangers: control: the forged peer advert was not obeyed ($(d1))"
+    wait "$fp"
+    t=$(wait_for 10 d1 MASTER) && ok "strangers: the director is MASTER again once the forger stops (${t}s)" ||
+        bad "strangers: the director did not come back ($(d1))"
+    lab_down
+}
+
 for p in $PARTS; do
     case $p in
         stall) test_stall ;;
@@ -505,6 +572,7 @@ for p in $PARTS; do
         keepalived) test_keepalived ;;
         scripts) test_scripts ;;
         reload) test_reload ;;
+        strangers) test_strangers ;;
     esac
 done
 echo "$PASS passed, $FAIL failed"

@@ -402,7 +402,7 @@ pub struct VrrpInstance {
     pub track_interface: Vec<TrackInterface>,
     pub track_script: Vec<TrackScript>,
     pub unicast_src_ip: Option<IpAddr>,
-    pub unicast_peer: Vec<IpAddr>,
+    pub unicast_peer: Vec<UnicastPeer>,
     /// `mcast_src_ip`: source of multicast adverts.
     pub mcast_src_ip: Option<IpAddr>,
     pub notify: Notify,
@@ -415,6 +415,17 @@ pub struct VrrpInstance {
     /// `accept` / `no_accept` (VRRPv3 accept mode); None = keepalived's default.
     pub accept: Option<bool>,
     pub use_vmac: Option<String>,
+}
+
+/// One `unicast_peer` entry: `ADDRESS [min_ttl N] [max_ttl N]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnicastPeer {
+    pub address: IpAddr,
+    /// The TTL/hop-limit range adverts from this peer must arrive with
+    /// (keepalived 2.2's per-peer check); unset means 255, as RFC 5798
+    /// §7.1 asks of every advert.
+    pub min_ttl: Option<u8>,
+    pub max_ttl: Option<u8>,
 }
 
 // ---------------------------------------------------------------- LVS

@@ -147,6 +147,18 @@ fn malformed_addresses() {
         )),
         ["k.conf:5:9: unicast_peer: invalid IP address '198.18.0.x'"]
     );
+    assert_eq!(
+        diags(&vrrp(
+            "    virtual_router_id 5\n    unicast_peer {\n        198.18.0.3 min_ttl 300\n    }\n"
+        )),
+        ["k.conf:5:28: unicast_peer: min_ttl '300' must be 0-255"]
+    );
+    assert_eq!(
+        diags(&vrrp(
+            "    virtual_router_id 5\n    unicast_peer {\n        198.18.0.3 min_ttl 200 max_ttl 100\n    }\n"
+        )),
+        ["k.conf:5:9: unicast_peer: min_ttl 200 is above max_ttl 100"]
+    );
 }
 
 #[test]

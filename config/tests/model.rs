@@ -201,7 +201,12 @@ fn vrrp_script_tracking_unicast_misc() {
     assert!(i.nopreempt);
     assert_eq!(i.preempt_delay, secs(30));
     assert_eq!(i.unicast_src_ip, Some(ip("198.18.0.2")));
-    assert_eq!(i.unicast_peer, [ip("198.18.0.3")]);
+    assert_eq!(i.unicast_peer.len(), 1);
+    assert_eq!(i.unicast_peer[0].address, ip("198.18.0.3"));
+    assert_eq!(
+        (i.unicast_peer[0].min_ttl, i.unicast_peer[0].max_ttl),
+        (None, None)
+    );
     assert_eq!(
         i.authentication.as_ref().unwrap().auth_pass,
         "01234567",

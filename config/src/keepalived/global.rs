@@ -140,7 +140,8 @@ const GLOBAL_DEFS: &Keywords<GlobalDraft> = &[
     ),
     ("vrrp_iptables", NoEffect),
     ("vrrp_ipsets", NoEffect),
-    ("vrrp_check_unicast_src", NoEffect),
+    // ferrovs always checks a unicast advert's source against unicast_peer.
+    ("vrrp_check_unicast_src", Silent),
     ("vrrp_priority", NoEffect),
     ("checker_priority", NoEffect),
     ("vrrp_no_swap", NoEffect),

@@ -656,22 +656,56 @@ const VRRP_INSTANCE: &Keywords<InstanceDraft> = &[
         "unicast_peer",
         With(|c, s, b| {
             for e in c.block(s) {
-                match parse_ip(&e.key) {
-                    Some(ip) => b.i.unicast_peer.push(ip),
-                    None => c.d().error(
+                let Some(address) = parse_ip(&e.key) else {
+                    c.d().error(
                         &e.loc,
                         format!("unicast_peer: invalid IP address '{}'", e.key),
-                    ),
-                }
-                if let Some(opt) = e.args.first() {
-                    c.d().warn(
-                        &opt.loc,
-                        format!(
-                            "unicast_peer: option '{}' is not supported - ignoring",
-                            opt.text
-                        ),
                     );
+                    continue;
+                };
+                // keepalived 2.2: `ADDRESS [min_ttl N] [max_ttl N]`.
+                let mut peer = UnicastPeer {
+                    address,
+                    min_ttl: None,
+                    max_ttl: None,
+                };
+                let mut args = e.args.iter();
+                while let Some(opt) = args.next() {
+                    let slot = match opt.text.as_str() {
+                        "min_ttl" => &mut peer.min_ttl,
+                        "max_ttl" => &mut peer.max_ttl,
+                        _ => {
+                            c.d().warn(
+                                &opt.loc,
+                                format!(
+                                    "unicast_peer: option '{}' is not supported - ignoring",
+                                    opt.text
+                                ),
+                            );
+                            continue;
+                        }
+                    };
+                    match args.next().map(|v| (v, v.text.parse::<u8>())) {
+                        Some((_, Ok(n))) => *slot = Some(n),
+                        Some((v, Err(_))) => c.d().error(
+                            &v.loc,
+                            format!("unicast_peer: {} '{}' must be 0-255", opt.text, v.text),
+                        ),
+                        None => c.d().error(
+                            &opt.loc,
+                            format!("unicast_peer: {} needs a value", opt.text),
+                        ),
+                    }
                 }
+                if let (Some(lo), Some(hi)) = (peer.min_ttl, peer.max_ttl) {
+                    if lo > hi {
+                        c.d().error(
+                            &e.loc,
+                            format!("unicast_peer: min_ttl {lo} is above max_ttl {hi}"),
+                        );
+                    }
+                }
+                b.i.unicast_peer.push(peer);
             }
         }),
     ),
@@ -711,7 +745,8 @@ const VRRP_INSTANCE: &Keywords<InstanceDraft> = &[
     ("promote_secondaries", NoEffect),
     ("notify_priority_changes", NoEffect),
     ("unicast_ttl", NoEffect),
-    ("check_unicast_src", NoEffect),
+    // ferrovs always checks a unicast advert's source against unicast_peer.
+    ("check_unicast_src", Silent),
     ("native_ipv6", NoEffect),
     ("lower_prio_no_advert", NoEffect),
     ("higher_prio_send_advert", NoEffect),

@@ -3,7 +3,7 @@
 //! primary address, checked as keepalived checks them at load.
 
 use super::instance::PRIORITY_OWNER;
-use super::packet::Version;
+use super::packet::{PeerCheck, Version};
 use super::script::weight_contribution;
 use ferrovs_config::model::{AuthType, Config, GarpSettings, SyncGroup, VrrpInstance, VrrpState};
 use std::net::{IpAddr, Ipv4Addr};
@@ -114,6 +114,9 @@ pub struct InstanceConfig {
     /// adverts from the master it already knows.
     pub skip_check_adv_addr: bool,
     pub tracks: Vec<TrackSpec>,
+    /// Who may send us unicast adverts, and with what TTL (empty for a
+    /// multicast instance).
+    pub peers: Vec<PeerCheck>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -243,7 +246,24 @@ impl InstanceConfig {
             preempt_delay = Duration::ZERO;
         }
 
-        let peers: Vec<Ipv4Addr> = inst.unicast_peer.iter().filter_map(v4).collect();
+        // An unset TTL range is 255..=255: RFC 5798 §7.1 asks TTL 255 of
+        // every advert, and keepalived's unicast exemption lets anyone
+        // routed to us send one. A peer behind a router is given
+        // `min_ttl` as keepalived 2.2 allows.
+        let checks: Vec<PeerCheck> = inst
+            .unicast_peer
+            .iter()
+            .filter_map(|p| {
+                v4(&p.address).map(|addr| PeerCheck {
+                    addr,
+                    min_ttl: p
+                        .min_ttl
+                        .unwrap_or(if p.max_ttl.is_some() { 0 } else { 255 }),
+                    max_ttl: p.max_ttl.unwrap_or(255),
+                })
+            })
+            .collect();
+        let peers: Vec<Ipv4Addr> = checks.iter().map(|p| p.addr).collect();
         let target = if peers.is_empty() {
             AdvertTarget::Multicast(cfg.global.vrrp_mcast_group4)
         } else {
@@ -386,6 +406,7 @@ impl InstanceConfig {
             garp: inst.garp,
             skip_check_adv_addr: cfg.global.vrrp_skip_check_adv_addr,
             tracks,
+            peers: checks,
         })
     }
 }
@@ -400,7 +421,7 @@ mod tests {
         use ferrovs_config::model::{
             Authentication, TrackInterface, TrackScript, VirtualIp, VrrpScript,
         };
-        use ferrovs_config::model::{Script, SyncGroup as Sg};
+        use ferrovs_config::model::{Script, SyncGroup as Sg, UnicastPeer};
         let vip = |a: &str| VirtualIp {
             addr: a.parse().unwrap(),
             prefix_len: 32,
@@ -525,12 +546,31 @@ mod tests {
         u.version = 3;
         u.advert_int = Duration::from_millis(250);
         u.unicast_src_ip = Some("198.18.0.9".parse().unwrap());
-        u.unicast_peer = vec!["198.18.0.2".parse().unwrap()];
+        u.unicast_peer = vec![UnicastPeer {
+            address: "198.18.0.2".parse().unwrap(),
+            min_ttl: None,
+            max_ttl: None,
+        }];
         let c = InstanceConfig::from_config(&config, &u, ip(1)).unwrap();
         assert_eq!(c.version, Version::V3);
         assert_eq!(c.auth_pass, None);
         assert_eq!(c.primary_ip, ip(9));
         assert_eq!(c.target, AdvertTarget::Unicast(vec![ip(2)]));
+        let only_255 = PeerCheck {
+            addr: ip(2),
+            min_ttl: 255,
+            max_ttl: 255,
+        };
+        assert_eq!(c.peers, [only_255]);
+        // A routed peer: keepalived's per-peer range.
+        u.unicast_peer[0].min_ttl = Some(250);
+        let c = InstanceConfig::from_config(&config, &u, ip(1)).unwrap();
+        assert_eq!(c.peers[0].min_ttl, 250);
+        assert_eq!(c.peers[0].max_ttl, 255);
+        u.unicast_peer[0].min_ttl = None;
+        u.unicast_peer[0].max_ttl = Some(64);
+        let c = InstanceConfig::from_config(&config, &u, ip(1)).unwrap();
+        assert_eq!((c.peers[0].min_ttl, c.peers[0].max_ttl), (0, 64));
         assert_eq!(c.advert_int, ms(250));
         let mut ah = inst.clone();
         ah.authentication = Some(Authentication {

@@ -471,6 +471,7 @@ impl Instance {
             vips: &self.cfg.vips,
             check_addresses,
             unicast: self.cfg.target.is_unicast(),
+            peers: &self.cfg.peers,
         }
     }
 

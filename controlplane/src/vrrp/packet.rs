@@ -126,6 +126,13 @@ pub enum PacketError {
         multicast: bool,
     },
     MissingVip(Ipv4Addr),
+    UnknownUnicastSource(Ipv4Addr),
+    TtlRange {
+        received: u8,
+        src: Ipv4Addr,
+        min: u8,
+        max: u8,
+    },
 }
 
 impl fmt::Display for PacketError {
@@ -179,6 +186,16 @@ impl fmt::Display for PacketError {
                 f,
                 "ip address associated with VRID not present in MASTER advert: {a}"
             ),
+            UnknownUnicastSource(a) => write!(f, "unicast source address {a} not a unicast peer"),
+            TtlRange {
+                received,
+                src,
+                min,
+                max,
+            } => write!(
+                f,
+                "TTL/HL {received} from {src} not in range [{min}, {max}]"
+            ),
         }
     }
 }
@@ -218,6 +235,18 @@ pub struct Expect<'a> {
     pub check_addresses: bool,
     /// Unicast instance (unicast_peer given).
     pub unicast: bool,
+    /// The unicast peers adverts may come from (unicast instances).
+    pub peers: &'a [PeerCheck],
+}
+
+/// A `unicast_peer` as the receive check sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerCheck {
+    pub addr: Ipv4Addr,
+    /// The TTL range its adverts must arrive with (255..=255 unless the
+    /// operator gave `min_ttl`/`max_ttl`).
+    pub min_ttl: u8,
+    pub max_ttl: u8,
 }
 
 /// What the caller knows of the received IP header.
@@ -460,8 +489,10 @@ impl Advert {
     /// The per-instance checks of keepalived's `vrrp_check_packet()`, in its
     /// order.
     pub fn check(&self, rx: &RxInfo, ex: &Expect<'_>) -> Result<(), PacketError> {
-        // RFC 3768 §7.1 / RFC 5798 §7.1: TTL must be 255. keepalived checks
-        // it only for multicast instances (unicast peers may be routed).
+        // RFC 3768 §7.1 / RFC 5798 §7.1: TTL must be 255. keepalived
+        // checks it only for multicast instances (unicast peers may be
+        // routed); a unicast advert's TTL is checked against its peer's
+        // range below.
         if !ex.unicast && rx.ttl != VRRP_TTL {
             return Err(PacketError::Ttl { received: rx.ttl });
         }
@@ -509,6 +540,23 @@ impl Advert {
         if ex.check_addresses {
             if let Some(v) = ex.vips.iter().find(|v| !self.addresses.contains(v)) {
                 return Err(PacketError::MissingVip(*v));
+            }
+        }
+        // keepalived's `check_unicast_src`, always on here: a unicast
+        // advert comes from a configured peer, with that peer's TTL range
+        // (255 unless `min_ttl`/`max_ttl` say otherwise). Without it any
+        // host that can reach us takes the VIPs with priority 254.
+        if ex.unicast {
+            let Some(p) = ex.peers.iter().find(|p| p.addr == rx.src) else {
+                return Err(PacketError::UnknownUnicastSource(rx.src));
+            };
+            if !(p.min_ttl..=p.max_ttl).contains(&rx.ttl) {
+                return Err(PacketError::TtlRange {
+                    received: rx.ttl,
+                    src: rx.src,
+                    min: p.min_ttl,
+                    max: p.max_ttl,
+                });
             }
         }
         Ok(())
@@ -746,6 +794,7 @@ mod tests {
             vips,
             check_addresses: true,
             unicast: false,
+            peers: &[],
         }
     }
 
@@ -760,22 +809,60 @@ mod tests {
         };
         assert_eq!(a.check(&rx, &expect(&vips)), Ok(()));
 
-        // TTL 254 on multicast: KO; on a unicast instance not checked.
+        // TTL 254 on multicast: KO.
         let rx254 = RxInfo { ttl: 254, ..rx };
         assert_eq!(
             a.check(&rx254, &expect(&vips)),
             Err(PacketError::Ttl { received: 254 })
         );
+        // Unicast: the source must be a peer, with the peer's TTL range.
         let uni_rx = RxInfo {
             dst: Ipv4Addr::new(10, 123, 0, 2),
-            ttl: 64,
+            ttl: 255,
             ..rx
         };
+        let peer = PeerCheck {
+            addr: rx.src,
+            min_ttl: 255,
+            max_ttl: 255,
+        };
+        let peers = [peer];
         let uni = Expect {
             unicast: true,
+            peers: &peers,
             ..expect(&vips)
         };
         assert_eq!(a.check(&uni_rx, &uni), Ok(()));
+        let stranger = RxInfo {
+            src: Ipv4Addr::new(10, 123, 0, 66),
+            ..uni_rx
+        };
+        let e = a.check(&stranger, &uni).unwrap_err();
+        assert_eq!(e, PacketError::UnknownUnicastSource(stranger.src));
+        assert_eq!(
+            e.to_string(),
+            "unicast source address 10.123.0.66 not a unicast peer"
+        );
+        let routed = RxInfo { ttl: 64, ..uni_rx };
+        let e = a.check(&routed, &uni).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "TTL/HL 64 from 10.123.0.1 not in range [255, 255]"
+        );
+        let wide = [PeerCheck {
+            min_ttl: 60,
+            ..peer
+        }];
+        assert_eq!(
+            a.check(
+                &routed,
+                &Expect {
+                    peers: &wide,
+                    ..uni
+                }
+            ),
+            Ok(())
+        );
         // A unicast instance refuses multicast adverts and vice versa.
         assert_eq!(
             a.check(&rx, &uni),
@@ -866,6 +953,11 @@ mod tests {
             vips: &vips,
             check_addresses: true,
             unicast: true,
+            peers: &[PeerCheck {
+                addr: s,
+                min_ttl: 0,
+                max_ttl: 255,
+            }],
         };
         let rx = RxInfo {
             src: s,

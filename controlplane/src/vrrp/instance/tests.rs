@@ -2,7 +2,7 @@
 //! clock; shared helpers are used by the sync group tests too.
 
 use super::*;
-use crate::vrrp::packet::pass_data;
+use crate::vrrp::packet::{pass_data, PeerCheck};
 use ferrovs_config::model::GarpSettings;
 
 pub const MCAST: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
@@ -36,6 +36,7 @@ pub fn cfg(name: &str, priority: u8, last: u8) -> InstanceConfig {
         garp: GarpSettings::default(),
         skip_check_adv_addr: false,
         tracks: Vec::new(),
+        peers: Vec::new(),
     }
 }
 
@@ -993,4 +994,43 @@ fn reconfigure_keeps_the_status_of_tracked_objects() {
     let acts = i.reconfigure(c, t0);
     assert_eq!(acts, vec![Action::PriorityChanged { from: 70, to: 80 }]);
     assert_eq!(i.tracks()[0].status, TrackStatus::Down);
+}
+
+/// keepalived's `check_unicast_src` (always on): a MASTER of a unicast
+/// instance keeps its VIPs when a stranger, or its peer at a routed TTL,
+/// adverts priority 254; the peer itself at TTL 255 is obeyed.
+#[test]
+fn unicast_adverts_only_from_peers_at_their_ttl() {
+    let mut c = cfg("a", 100, 1);
+    c.target = AdvertTarget::Unicast(vec![ip(2)]);
+    c.peers = vec![PeerCheck {
+        addr: ip(2),
+        min_ttl: 255,
+        max_ttl: 255,
+    }];
+    let mut a = Instance::new(c.clone());
+    let t0 = Instant::now();
+    a.handle(Event::Start, t0);
+    let t = a.next_deadline().unwrap();
+    a.handle(Event::TimerFired, t);
+    assert_eq!(a.state(), State::Master);
+    let forged = |src: Ipv4Addr, ttl: u8| {
+        let mut pc = c.clone();
+        pc.primary_ip = src;
+        let p = Instance::new(pc);
+        let bytes = p.advert(254).encode(src, ip(1));
+        Event::AdvertReceived {
+            rx: RxInfo {
+                src,
+                dst: ip(1),
+                ttl,
+            },
+            advert: Advert::parse(&bytes, src, ip(1)).unwrap(),
+        }
+    };
+    assert_eq!(a.handle(forged(ip(66), 255), t + ms(10)), vec![]);
+    assert_eq!(a.state(), State::Master);
+    assert_eq!(a.handle(forged(ip(2), 64), t + ms(20)), vec![]);
+    assert_eq!(a.state(), State::Master);
+    assert_eq!(a.handle(forged(ip(2), 255), t + ms(30)), lost_master(100));
 }
