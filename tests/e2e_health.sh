@@ -83,7 +83,7 @@ ferrovs {
     interface $FVS_DIRECTOR_IF_SERVER
     workers 1
     control_socket $WORK/ctl.sock
-    http_listen 127.0.0.1:19190
+    http_listen 0.0.0.0:19190
 }
 virtual_server $FVS_VIP 80 {
     delay_loop 2
@@ -177,6 +177,72 @@ api=$(ip netns exec "$FVS_NS_DIRECTOR" curl -s --max-time 2 http://127.0.0.1:191
 check "health state in /api/v1/health" bash -c "echo '$api' | python3 -c 'import json,sys; d=json.load(sys.stdin); assert all(r[\"alive\"] for v in d for r in v[\"real_servers\"]), d'"
 ip netns exec "$FVS_NS_DIRECTOR" curl -s --max-time 2 http://127.0.0.1:19190/metrics >"$WORK/metrics"
 check "health state in /metrics" grep -qF "ferrovs_real_server_up{virtual_server=\"[$FVS_VIP]:tcp:80\",real_server=\"$FVS_RS1_IP\",real_port=\"80\"} 1" "$WORK/metrics"
+
+# The HTTP endpoint under a connection flood from outside (the client's
+# namespace, http_listen 0.0.0.0): 2,000 connections, half of them
+# trickling a request head a byte a second. The endpoint holds at most
+# 128, closes the rest at once (counted), drops the held ones after the
+# 10 s header timeout, and the health checks keep every server in.
+hold_http() { # N SECONDS: prints "opened refused closed-by-server"
+    ip netns exec "$FVS_NS_CLIENT" python3 - "$FVS_DIRECTOR_IP_CLIENT" 19190 "$1" "$2" <<'PY'
+import resource, socket, sys, time
+host, port, n, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+socks, refused = [], 0
+for i in range(n):
+    try:
+        s = socket.create_connection((host, port), timeout=2)
+        if i % 2:
+            s.send(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+        socks.append(s)
+    except OSError:
+        refused += 1
+end = time.time() + secs
+while time.time() < end:
+    for s in socks[1::2]:
+        try:
+            s.send(b"a")
+        except OSError:
+            pass
+    time.sleep(1)
+closed = 0
+for s in socks:
+    s.setblocking(False)
+    try:
+        if s.recv(1) == b"":
+            closed += 1
+    except BlockingIOError:
+        pass
+    except OSError:
+        closed += 1
+print(len(socks), refused, closed)
+PY
+}
+removed0=$(grep -c 'Removing service' "$WORK/ferrovs.log")
+hold_http 2000 15 >"$WORK/hold" 2>&1 &
+HOLD=$!
+sleep 6
+fds=$(ls "/proc/$FPID/fd" | wc -l)
+check "HTTP flood: ferrovs holds few descriptors meanwhile ($fds)" [ "$fds" -lt 400 ]
+check "HTTP flood: every server still in the table, at its weight" bash -c "[ '$(weight_of "$FVS_RS1_IP")/$(weight_of "$FVS_RS2_IP")/$(weight_of "$FVS_RS3_IP")' = 1/2/3 ]"
+wait "$HOLD"
+read -r opened refused closed <"$WORK/hold"
+check "HTTP flood: every held connection was closed by the endpoint ($closed of $opened; $refused refused at connect)" \
+    bash -c "[ '${opened:-0}' -gt 1000 ] && [ '$closed' = '$opened' ]"
+check "HTTP flood: the health checks kept every server in" \
+    bash -c "[ \$(grep -c 'Removing service' '$WORK/ferrovs.log') = $removed0 ] && [ '$(weight_of "$FVS_RS1_IP")/$(weight_of "$FVS_RS2_IP")/$(weight_of "$FVS_RS3_IP")' = 1/2/3 ]"
+ip netns exec "$FVS_NS_DIRECTOR" curl -s --max-time 2 http://127.0.0.1:19190/metrics >"$WORK/metrics-flood"
+refused_metric=$(awk '/^ferrovs_http_refused_connections_total /{print $2}' "$WORK/metrics-flood")
+check "HTTP flood: connections over the cap are counted (${refused_metric:-none})" bash -c "[ '${refused_metric:-0}' -gt 0 ]"
+check "the descriptor limit was raised to the hard limit" \
+    bash -c "awk '/^Max open files/ {exit !(\$4 == \$5)}' /proc/$FPID/limits"
+# http_api local: the JSON API (VRIDs, VIPs, servers) is not served to
+# the outside; /metrics is.
+code=$(ip netns exec "$FVS_NS_CLIENT" curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$FVS_DIRECTOR_IP_CLIENT:19190/api/v1/vrrp")
+check "http_api local: /api/v1/vrrp refused to a remote client ($code)" [ "$code" = 403 ]
+code=$(ip netns exec "$FVS_NS_CLIENT" curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$FVS_DIRECTOR_IP_CLIENT:19190/metrics")
+check "http_api local: /metrics served to a remote client ($code)" [ "$code" = 200 ]
 
 # Prometheus: promtool accepts /metrics, and a real Prometheus server that
 # scrapes ferrovs returns the per-real-server packet counts ferrovsadm shows.

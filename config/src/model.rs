@@ -217,6 +217,21 @@ pub struct FerrovsSettings {
     pub control_socket_group: Option<String>,
     /// Connection table entries per worker; default 1048576.
     pub conn_table_size: u32,
+    /// `http_api local|on|off`: who may read the JSON API under
+    /// `/api/v1/` (VRIDs, priorities, VIPs, servers). `local` (default):
+    /// clients on a loopback address; `/metrics` and `/healthz` are served
+    /// to whoever reaches `http_listen`.
+    pub http_api: HttpApi,
+}
+
+/// Who may read the HTTP JSON API.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpApi {
+    #[default]
+    Local,
+    On,
+    Off,
 }
 
 impl Default for FerrovsSettings {
@@ -230,6 +245,7 @@ impl Default for FerrovsSettings {
             control_socket: PathBuf::from("/run/ferrovs/ctl.sock"),
             control_socket_group: None,
             conn_table_size: 1 << 20,
+            http_api: HttpApi::Local,
         }
     }
 }

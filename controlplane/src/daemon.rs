@@ -558,6 +558,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         return Err(format!("{}: configuration has errors", path.display()));
     }
     let cfg = loaded.config;
+    crate::northbound::http::raise_nofile_limit();
     let settings = cfg.ferrovs.clone();
     let ifaces = settings.effective_interfaces(&cfg);
     if ifaces.is_empty() {
@@ -722,9 +723,10 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         view: view.clone(),
     });
     let http_addr = settings.http_listen;
+    let http_api = settings.http_api;
     let result = rt.block_on(async {
         tokio::spawn(async move {
-            if let Err(e) = crate::northbound::http::serve(http_addr, view).await {
+            if let Err(e) = crate::northbound::http::serve(http_addr, view, http_api).await {
                 error!("HTTP endpoint {http_addr}: {e}");
             }
         });

@@ -351,6 +351,22 @@ const FERROVS: &Keywords<FerrovsSettings> = &[
         }),
     ),
     (
+        "http_api",
+        With(|c, s, f| {
+            if let Some(a) = c.v.one(s, "local, on or off") {
+                match a.text.as_str() {
+                    "local" => f.http_api = HttpApi::Local,
+                    "on" => f.http_api = HttpApi::On,
+                    "off" => f.http_api = HttpApi::Off,
+                    _ => c.d().error(
+                        &a.loc,
+                        format!("http_api: '{}' is not local, on or off", a.text),
+                    ),
+                }
+            }
+        }),
+    ),
+    (
         "conn_table_size",
         With(|c, s, f| {
             if let Some(v) = c.v.one_uint(s, 1, u32::MAX as u64) {

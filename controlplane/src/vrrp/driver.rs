@@ -44,7 +44,8 @@ struct Io {
 /// A standalone instance, or a sync group driving its members.
 enum Unit {
     Single {
-        inst: Instance,
+        // Boxed: an instance is several times the size of a group's handle.
+        inst: Box<Instance>,
         io: usize,
     },
     Group {
@@ -399,7 +400,7 @@ impl Driver {
                 let p = get(name)?;
                 let io = self.open_io(cfg, name, p)?;
                 Ok(Unit::Single {
-                    inst: Instance::new(p.icfg.clone()),
+                    inst: Box::new(Instance::new(p.icfg.clone())),
                     io,
                 })
             }
