@@ -188,6 +188,15 @@ check "a second ferrovs on the socket is refused" bash -c "[ $rc -ne 0 ] && grep
     tail -3 "$WORK/second.log" >&2
 check "the first one still serves" serving
 
+# A second ferrovs with a control socket of its own, on the same
+# interfaces: refused too (both would answer ARP for the VIPs and forward).
+sed "s|control_socket $SOCK|control_socket $WORK/other.sock|; s|http_listen 127.0.0.1:19199|http_listen 127.0.0.1:19198|" "$WORK/k.conf" >"$WORK/k2.conf"
+timeout 20 ip netns exec "$NS" "$FERROVS" run -f "$WORK/k2.conf" >"$WORK/second2.log" 2>&1
+rc=$?
+check "a second ferrovs on the same interfaces is refused" bash -c "[ $rc -ne 0 ] && grep -q 'another ferrovs (pid $FPID) already serves interface' '$WORK/second2.log'" ||
+    tail -3 "$WORK/second2.log" >&2
+check "the first one still serves after it" serving
+
 # SIGKILL leaves the socket behind: the next start replaces it.
 stop_ferrovs KILL
 check "SIGKILL left the socket" [ -S "$SOCK" ]

@@ -123,6 +123,8 @@ pub fn validate(cfg: &Config, locs: &Locations, d: &mut Diagnostics) {
         }
     }
 
+    unowned_vips(cfg, locs, d);
+
     // Bound what groups expand to before expanding them.
     let mut total: u128 = 0;
     for (i, vs) in cfg.virtual_servers.iter().enumerate() {
@@ -199,6 +201,54 @@ pub fn validate(cfg: &Config, locs: &Locations, d: &mut Diagnostics) {
             } else {
                 seen.insert(text, i);
             }
+        }
+    }
+}
+
+/// A service address that no vrrp_instance holds is served by every
+/// director that loads the file: on a VRRP pair both answer ARP for it and
+/// forward its traffic. Only a warning: a file without VRRP, or a VIP
+/// routed to the director, is a setup of its own.
+fn unowned_vips(cfg: &Config, locs: &Locations, d: &mut Diagnostics) {
+    if cfg.vrrp_instances.is_empty() {
+        return;
+    }
+    let held: Vec<std::net::IpAddr> = cfg
+        .vrrp_instances
+        .iter()
+        .flat_map(|i| {
+            i.virtual_ipaddress
+                .iter()
+                .chain(&i.virtual_ipaddress_excluded)
+        })
+        .map(|v| v.addr)
+        .collect();
+    for (i, vs) in cfg.virtual_servers.iter().enumerate() {
+        let addrs: Vec<std::net::IpAddr> = match &vs.address {
+            VsAddress::Addr { addr, .. } => vec![*addr],
+            // A range is checked at its ends: the usual mistake is a whole
+            // group left out, not one address in its middle.
+            VsAddress::Group(g) => cfg
+                .virtual_server_group(g)
+                .map(|g| {
+                    g.entries
+                        .iter()
+                        .flat_map(|e| match e {
+                            VsgEntry::Range { first, last, .. } => vec![*first, *last],
+                            VsgEntry::Fwmark(_) => vec![],
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            VsAddress::Fwmark(_) => vec![],
+        };
+        if let Some(a) = addrs.iter().find(|a| !held.contains(a)) {
+            d.warn(
+                &locs.virtual_servers[i],
+                format!(
+                    "virtual_server address {a} is in no vrrp_instance: every director that loads this file answers ARP for it and forwards its traffic"
+                ),
+            );
         }
     }
 }

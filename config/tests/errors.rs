@@ -214,6 +214,23 @@ fn unknown_keywords_are_located_warnings() {
     );
 }
 
+/// On a pair, a service address no vrrp_instance holds is served by both
+/// directors: `check` says so (issue 18 item 4).
+#[test]
+fn a_service_vip_in_no_instance_warns() {
+    let body = "    virtual_router_id 5\n    virtual_ipaddress {\n        198.18.0.1/32\n    }\n";
+    let vs = |a: &str| format!("virtual_server {a} 80 {{\n{VS_OK}}}\n");
+    let held = format!("{}{}", vrrp(body), vs("198.18.0.1"));
+    assert!(diags(&held).is_empty(), "{:?}", diags(&held));
+    let stray = format!("{}{}", vrrp(body), vs("198.18.0.2"));
+    assert_eq!(
+        diags(&stray),
+        ["k.conf:8:1: warning: virtual_server address 198.18.0.2 is in no vrrp_instance: every director that loads this file answers ARP for it and forwards its traffic"]
+    );
+    // Without VRRP the director serves its VIPs alone: no warning.
+    assert!(diags(&vs("198.18.0.2")).is_empty());
+}
+
 #[test]
 fn deprecated_spellings_warn() {
     let t = format!(
@@ -226,6 +243,7 @@ fn deprecated_spellings_warn() {
         .items
         .iter()
         .filter(|d| !d.message.contains("No VIP specified"))
+        .filter(|d| !d.message.contains("is in no vrrp_instance"))
         .map(|d| d.to_string())
         .collect();
     assert_eq!(

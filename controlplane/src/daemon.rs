@@ -580,6 +580,8 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         &ctl::socket_path(&settings.control_socket),
         settings.control_socket_group.as_deref(),
     )?;
+    let _port_locks =
+        crate::pid_lock::lock_ports(Path::new(crate::pid_lock::PORT_LOCK_DIR), &ifaces)?;
     // The control plane's runtime, first: the southbound follows the
     // kernel's interfaces from now on.
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -12,6 +12,7 @@ pub mod heartbeat;
 pub mod ipvs_state;
 pub mod mailbox;
 pub mod northbound;
+pub mod pid_lock;
 pub mod port_device;
 pub mod rate;
 pub mod southbound;

@@ -11,11 +11,11 @@
 use crate::northbound::ctl::{
     too_large, CtlRequest, CtlResponse, EXIT_PERMISSION, MAX_REQUEST, PERMISSION_DENIED,
 };
-use nix::fcntl::{Flock, FlockArg};
-use std::fs::{self, File};
-use std::io::{Read, Seek, Write};
+use crate::pid_lock::{holder, LockError, PidLock};
+use std::fs;
+use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -169,7 +169,7 @@ pub struct CtlSocket {
     listener: Option<std::os::unix::net::UnixListener>,
     /// The socket file's (device, inode), to remove only our own.
     ino: (u64, u64),
-    _lock: Flock<File>,
+    _lock: PidLock,
 }
 
 impl CtlSocket {
@@ -194,12 +194,6 @@ impl CtlSocket {
         remove_stale(path)?;
         let sock = bind(path, sock_mode, access.group)?;
         let m = fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut lock = lock;
-        // The lock file names the process that serves the socket.
-        let _ = lock.set_len(0).and_then(|_| {
-            lock.rewind()?;
-            writeln!(lock, "{}", std::process::id())
-        });
         Ok(CtlSocket {
             path: path.to_path_buf(),
             access,
@@ -312,37 +306,17 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
 /// The lock file beside the socket (`ctl.sock.lock`), held for the life of
 /// the process: a second ferrovs for the same socket stops here, before
 /// it touches the ports, and names the first one's pid.
-fn take_lock(path: &Path) -> Result<Flock<File>, String> {
+fn take_lock(path: &Path) -> Result<PidLock, String> {
     let mut name = path.as_os_str().to_owned();
     name.push(".lock");
-    let lock_path = PathBuf::from(name);
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&lock_path)
-        .map_err(|e| format!("lock file {}: {e}", lock_path.display()))?;
-    match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
-        Ok(l) => Ok(l),
-        Err((mut f, nix::errno::Errno::EWOULDBLOCK)) => {
-            let mut pid = String::new();
-            let _ = f.read_to_string(&mut pid);
-            let pid = pid.trim();
-            let who = if pid.is_empty() {
-                "another ferrovs".to_string()
-            } else {
-                format!("another ferrovs (pid {pid})")
-            };
-            Err(format!(
-                "{who} serves the control socket {}: stop it first, or give this one another control_socket",
-                path.display()
-            ))
-        }
-        Err((_, e)) => Err(format!("locking {}: {e}", lock_path.display())),
-    }
+    crate::pid_lock::acquire(Path::new(&name)).map_err(|e| match e {
+        LockError::Held(pid) => format!(
+            "{} serves the control socket {}: stop it first, or give this one another control_socket",
+            holder(&pid),
+            path.display()
+        ),
+        e => e.to_string(),
+    })
 }
 
 /// A socket left by a process that was killed is removed; one that a live
@@ -537,7 +511,7 @@ async fn handle_client(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{BufRead, BufReader as StdBufReader};
+    use std::io::{BufRead, BufReader as StdBufReader, Read};
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::net::UnixStream as StdUnixStream;
     use std::sync::atomic::{AtomicUsize, Ordering};
