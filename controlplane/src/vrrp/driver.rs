@@ -8,6 +8,7 @@
 use crate::ipvs_state::Net;
 use crate::mailbox::{DaemonLink, ToDaemon};
 use crate::southbound::NetState;
+use crate::vrrp::garp::GarpPacer;
 use crate::vrrp::instance::{same_settings, vip_changes};
 use crate::vrrp::io::{Received, VrrpSocket};
 use crate::vrrp::notify::{Notifier, NotifyKind};
@@ -39,6 +40,8 @@ struct Io {
     /// The instance left with a reload: its slot stays (indices are
     /// stable), its socket is closed and what it received is dropped.
     retired: bool,
+    /// Gratuitous ARPs the instance asked for, for the driver's pacer.
+    garps: Vec<Vec<u8>>,
 }
 
 /// A standalone instance, or a sync group driving its members.
@@ -122,7 +125,7 @@ impl Unit {
                 if !came.is_empty() {
                     set_vips(daemon, &came, true);
                     let count = inst.config().garp.master_repeat.max(1);
-                    send_garps_for(inst, &ios[*io], daemon, &came, count);
+                    send_garps_for(&mut ios[*io], &came, count);
                 }
             }
             carry_out(inst, &mut ios[*io], acts, daemon);
@@ -331,9 +334,36 @@ struct Driver {
     merged_tx: mpsc::Sender<(usize, Received)>,
     track_tx: mpsc::UnboundedSender<(TrackKind, String, bool)>,
     trackers: Vec<tokio::task::AbortHandle>,
+    garps: GarpPacer,
 }
 
 impl Driver {
+    /// Hands the instances' gratuitous ARPs to the pacer and sends what is
+    /// due.
+    fn flush_garps(&mut self, now: Instant) {
+        for io in self.ios.iter_mut() {
+            for f in io.garps.drain(..) {
+                if !self.garps.push(io.port, f) {
+                    warn!(
+                        "({}) gratuitous ARP dropped: {} queued",
+                        io.ifname,
+                        self.garps.queued()
+                    );
+                }
+            }
+        }
+        let dp = &self.daemon.dataplane;
+        self.garps.poll(now, |port, frame| {
+            dp.request(
+                0,
+                Request::Transmit {
+                    port,
+                    frame: frame.to_vec(),
+                },
+            )
+        });
+    }
+
     /// Opens the instance's socket; its packets reach the driver tagged
     /// with the new slot's index.
     fn open_io(&mut self, cfg: &Config, name: &str, p: &Prepared) -> Result<usize, String> {
@@ -371,6 +401,7 @@ impl Driver {
             transitions: 0,
             stop,
             retired: false,
+            garps: Vec::new(),
         });
         Ok(i)
     }
@@ -512,6 +543,7 @@ impl Driver {
     /// stops as at shutdown (priority-0 advert, VIPs released, notify); a
     /// new one starts.
     fn reload(&mut self, cfg: &Config) {
+        self.garps.set_interval(cfg.global.vrrp_garp_interval);
         let prepared = {
             let v = self.daemon.view.load();
             match prepare(cfg, &v.net, v.workers_running, &self.net.borrow()) {
@@ -623,6 +655,7 @@ pub fn start(
         merged_tx,
         track_tx,
         trackers: Vec::new(),
+        garps: GarpPacer::new(cfg.global.vrrp_garp_interval),
     };
     // Sockets first, so that a failure to open one refuses the start.
     let ids = unit_ids(cfg);
@@ -715,9 +748,15 @@ async fn drive(
     for (_, u) in d.units.iter_mut() {
         u.feed(Event::Start, now, &mut d.ios, &d.daemon);
     }
+    d.flush_garps(now);
     publish_status(&d.units, &d.ios, &status);
     loop {
-        let deadline = d.units.iter().filter_map(|(_, u)| u.deadline()).min();
+        let deadline = d
+            .units
+            .iter()
+            .filter_map(|(_, u)| u.deadline())
+            .chain(d.garps.deadline(Instant::now()))
+            .min();
         let sleep = async {
             match deadline {
                 Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
@@ -777,6 +816,7 @@ async fn drive(
                 return;
             }
         }
+        d.flush_garps(Instant::now());
         publish_status(&d.units, &d.ios, &status);
     }
 }
@@ -818,7 +858,7 @@ fn carry_out(inst: &Instance, io: &mut Io, actions: Vec<Action>, daemon: &Daemon
             }
             Action::ReleaseVips => set_vips(daemon, &inst.config().vips, false),
             Action::BecomeBackup | Action::BecomeFault => io.transitions += 1,
-            Action::SendGarp { count } => send_garps(inst, io, daemon, count),
+            Action::SendGarp { count } => send_garps_for(io, &inst.config().vips, count),
             Action::Notify { state, priority } => {
                 let _ = io.notifier.notify(state, priority);
             }
@@ -833,30 +873,17 @@ fn set_vips(daemon: &DaemonLink, vips: &[Ipv4Addr], active: bool) {
     let _ = daemon.tx.send(ToDaemon::SetVips(vips.to_vec(), active));
 }
 
-/// Gratuitous ARPs for every VIP, out of the instance's port through the
-/// first worker (the dataplane owns the port).
-fn send_garps(inst: &Instance, io: &Io, daemon: &DaemonLink, count: u32) {
-    send_garps_for(inst, io, daemon, &inst.config().vips, count)
-}
-
-fn send_garps_for(inst: &Instance, io: &Io, daemon: &DaemonLink, vips: &[Ipv4Addr], count: u32) {
+/// Gratuitous ARPs for `vips`, `count` rounds (every VIP once a round, as
+/// keepalived sends them), queued on the instance for the driver's pacer;
+/// they leave out of the instance's port through the first worker (the
+/// dataplane owns the port).
+fn send_garps_for(io: &mut Io, vips: &[Ipv4Addr], count: u32) {
     for _ in 0..count.max(1) {
         for v in vips {
             let mut f = vec![0u8; 64];
             let n = arp::build_gratuitous(&mut f, &io.mac, *v, None);
             f.truncate(n);
-            if !daemon.dataplane.request(
-                0,
-                Request::Transmit {
-                    port: io.port,
-                    frame: f,
-                },
-            ) {
-                warn!(
-                    "({}) gratuitous ARP for {v}: worker queue full",
-                    inst.name()
-                );
-            }
+            io.garps.push(f);
         }
     }
 }

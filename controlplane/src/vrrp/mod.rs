@@ -14,6 +14,8 @@
 //! - [`notify`]: notify_master/backup/fault/stop and `notify` scripts;
 //! - [`driver`]: runs the configuration's instances on one task: sockets,
 //!   clock, VIPs into the dataplane, reload reconciliation;
+//! - [`garp`]: gratuitous ARPs paced per interface (`vrrp_garp_interval`)
+//!   and held while the worker's queue is full;
 //! - [`io`]: the raw VRRP sockets.
 //!
 //! The caller (the I/O glue) owns the sockets and the clock: it feeds
@@ -23,6 +25,7 @@
 
 pub mod config;
 pub mod driver;
+pub mod garp;
 pub mod instance;
 pub mod io;
 pub mod notify;

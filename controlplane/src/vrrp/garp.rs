@@ -1,0 +1,199 @@
+//! Gratuitous ARP pacing. A new master sends `garp_master_repeat` GARPs for
+//! every VIP, `vrrp_garp_interval` apart on one interface (keepalived's
+//! per-interface delay; 0 sends them back to back). The frames leave
+//! through a worker's request queue, which is small (16): what does not
+//! fit waits here and goes at the next try, a millisecond later, so every
+//! VIP gets all its repeats however many VIPs an instance holds.
+//!
+//! Sans-IO: frames and time in, frames out through the caller's `send`.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// How soon to try again when the worker's queue was full.
+pub const RETRY: Duration = Duration::from_millis(1);
+/// Frames held at most; beyond, new ones are refused (and counted by the
+/// caller). 64k covers 13,000 VIPs at 5 repeats.
+pub const MAX_QUEUED: usize = 65536;
+
+#[derive(Debug, Default)]
+pub struct GarpPacer {
+    queue: VecDeque<(u16, Vec<u8>)>,
+    interval: Duration,
+    /// Per port: not before this instant (the interval since the last one).
+    next_free: HashMap<u16, Instant>,
+    /// The worker's queue was full: not before this instant.
+    retry_at: Option<Instant>,
+}
+
+impl GarpPacer {
+    pub fn new(interval: Duration) -> GarpPacer {
+        GarpPacer {
+            interval,
+            ..GarpPacer::default()
+        }
+    }
+
+    /// `vrrp_garp_interval`, after a reload.
+    pub fn set_interval(&mut self, interval: Duration) {
+        self.interval = interval;
+    }
+
+    /// Queues one frame for `port`; false when the queue is full.
+    pub fn push(&mut self, port: u16, frame: Vec<u8>) -> bool {
+        if self.queue.len() >= MAX_QUEUED {
+            return false;
+        }
+        self.queue.push_back((port, frame));
+        true
+    }
+
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// When [`poll`](Self::poll) has something to do: `None` with nothing
+    /// queued. A frame pushed since the last poll is due at once (`now`).
+    pub fn deadline(&self, now: Instant) -> Option<Instant> {
+        if self.queue.is_empty() {
+            return None;
+        }
+        let mut t = self
+            .queue
+            .iter()
+            .map(|(p, _)| self.next_free.get(p).copied().unwrap_or(now))
+            .min()
+            .unwrap_or(now);
+        if let Some(r) = self.retry_at {
+            t = t.max(r);
+        }
+        Some(t)
+    }
+
+    /// Sends what is due at `now`, in the order queued (one port's frames
+    /// never overtake each other). `send` returns false when the worker's
+    /// queue is full: the rest waits [`RETRY`]. Returns how many went.
+    pub fn poll(&mut self, now: Instant, mut send: impl FnMut(u16, &[u8]) -> bool) -> usize {
+        if self.retry_at.is_some_and(|r| r > now) {
+            return 0;
+        }
+        self.retry_at = None;
+        let mut sent = 0;
+        let mut blocked: Vec<u16> = Vec::new();
+        let mut keep = VecDeque::with_capacity(self.queue.len());
+        let mut full = false;
+        while let Some((port, frame)) = self.queue.pop_front() {
+            let free = self.next_free.get(&port).is_none_or(|t| *t <= now);
+            if full || blocked.contains(&port) || !free {
+                if !blocked.contains(&port) {
+                    blocked.push(port);
+                }
+                keep.push_back((port, frame));
+                continue;
+            }
+            if !send(port, &frame) {
+                full = true;
+                self.retry_at = Some(now + RETRY);
+                keep.push_back((port, frame));
+                continue;
+            }
+            sent += 1;
+            if !self.interval.is_zero() {
+                self.next_free.insert(port, now + self.interval);
+                blocked.push(port);
+            }
+        }
+        self.queue = keep;
+        // Forget ports whose interval is over, so the map stays small.
+        self.next_free.retain(|_, t| *t > now);
+        sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(vip: u8, rep: u8) -> Vec<u8> {
+        vec![vip, rep]
+    }
+
+    #[test]
+    fn back_to_back_without_an_interval_and_retried_when_the_queue_is_full() {
+        let t = Instant::now();
+        let mut p = GarpPacer::new(Duration::ZERO);
+        // 40 VIPs, 5 repeats: 200 frames through a 16-slot queue.
+        for rep in 0..5 {
+            for vip in 0..40 {
+                assert!(p.push(0, frame(vip, rep)));
+            }
+        }
+        assert_eq!(p.deadline(t), Some(t));
+        let mut out = Vec::new();
+        let mut now = t;
+        let mut rounds = 0;
+        while p.queued() > 0 {
+            let mut room = 16;
+            p.poll(now, |_, f| {
+                if room == 0 {
+                    return false;
+                }
+                room -= 1;
+                out.push(f.to_vec());
+                true
+            });
+            if p.queued() > 0 {
+                assert_eq!(p.deadline(now), Some(now + RETRY));
+                assert_eq!(p.poll(now, |_, _| true), 0, "not before the retry");
+            }
+            now += RETRY;
+            rounds += 1;
+        }
+        assert_eq!(rounds, 13);
+        assert_eq!(out.len(), 200);
+        // In keepalived's order: every VIP once, then the next repeat.
+        for (i, f) in out.iter().enumerate() {
+            assert_eq!(f, &frame((i % 40) as u8, (i / 40) as u8));
+        }
+    }
+
+    #[test]
+    fn an_interval_spaces_each_port_and_not_the_others() {
+        let t = Instant::now();
+        let iv = Duration::from_millis(10);
+        let mut p = GarpPacer::new(iv);
+        for vip in 0..3 {
+            p.push(0, frame(vip, 0));
+            p.push(1, frame(vip, 0));
+        }
+        let mut sent: Vec<(Instant, u16, Vec<u8>)> = Vec::new();
+        let mut now = t;
+        while let Some(d) = p.deadline(now) {
+            now = now.max(d);
+            p.poll(now, |port, f| {
+                sent.push((now, port, f.to_vec()));
+                true
+            });
+        }
+        assert_eq!(sent.len(), 6);
+        for port in [0, 1] {
+            let times: Vec<Instant> = sent.iter().filter(|s| s.1 == port).map(|s| s.0).collect();
+            assert_eq!(times, vec![t, t + iv, t + 2 * iv]);
+            let order: Vec<u8> = sent
+                .iter()
+                .filter(|s| s.1 == port)
+                .map(|s| s.2[0])
+                .collect();
+            assert_eq!(order, vec![0, 1, 2]);
+        }
+    }
+
+    #[test]
+    fn the_queue_is_bounded() {
+        let mut p = GarpPacer::new(Duration::ZERO);
+        for _ in 0..MAX_QUEUED {
+            assert!(p.push(0, vec![]));
+        }
+        assert!(!p.push(0, vec![]));
+    }
+}
