@@ -174,7 +174,12 @@ for _ in range(64):
 s = socket.socket(socket.AF_UNIX)
 s.settimeout(5)
 s.connect(sys.argv[1])
-s.sendall(json.dumps({"argv": ["-Ln"]}).encode() + b"\n")
+# The refusal may already be written and the socket closed: a send that
+# fails then is the server's answer arriving first, not an error.
+try:
+    s.sendall(json.dumps({"argv": ["-Ln"]}).encode() + b"\n")
+except BrokenPipeError:
+    pass
 print(json.loads(s.makefile().readline()).get("refused", ""))
 EOF
 }
