@@ -628,7 +628,14 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         routes,
     };
     let table_size = settings.conn_table_size.max(1024);
-    let templates = Arc::new(TemplateTable::new((table_size as usize).min(1 << 22)));
+    // Templates are shared by every worker: one per connection at most,
+    // so as many as all the workers' tables hold (a spoofed flood of
+    // persistent clients makes one per connection), within 4M slots
+    // (128 MiB); what does not fit is counted (templates_full) and the
+    // connection is forwarded without persistence.
+    let templates = Arc::new(TemplateTable::new(
+        (table_size as usize).saturating_mul(workers).min(1 << 22),
+    ));
     let mut state = IpvsState::new(workers, templates, table_size);
     if let Some(t) = cfg.global.lvs_timeouts {
         state.timeouts.set(t.tcp, t.tcpfin, t.udp);

@@ -229,9 +229,9 @@ impl TemplateTable {
             if !self.lock_from(s, seq) {
                 continue;
             }
-            let (refs, e) = unpack(s.life.load(Acquire));
-            if refs == 0 && e <= now_s {
-                s.life.store(pack(1, exp), Release);
+            let cur = s.life.load(Acquire);
+            let (refs, e) = unpack(cur);
+            if refs == 0 && e <= now_s && Self::claim(s, cur, pack(1, exp)) {
                 s.key.store(k, Release);
                 let evicted = s.dest.swap(dest, AcqRel);
                 s.timeout.store(timeout_s, Release);
@@ -249,6 +249,17 @@ impl TemplateTable {
             Self::unlock(s);
         }
         None
+    }
+
+    /// Turns a dead slot's life word into ours, only if it is still the
+    /// dead one read: the writer lock keeps other writers out, not a
+    /// worker whose clock lags ours and who may still take a reference on
+    /// the old template (`try_acquire` is lock-free). A plain store would
+    /// overwrite that reference, and the undo that follows when the worker
+    /// sees the sequence move would then free ours.
+    #[inline]
+    fn claim(s: &Slot, dead: u64, ours: u64) -> bool {
+        s.life.compare_exchange(dead, ours, AcqRel, Acquire).is_ok()
     }
 
     /// Takes the slot's writer lock, only if the slot is still as read at
@@ -537,5 +548,92 @@ mod tests {
                 "client {c} split across servers"
             );
         }
+    }
+
+    /// The interleaving of the race, step by step: a creator has found a
+    /// slot dead by its clock and holds the writer lock; a worker whose
+    /// clock lags takes a reference on the old template; the creator's
+    /// claim must fail and leave that reference alone.
+    #[test]
+    fn a_reclaim_never_overwrites_a_lagging_acquire() {
+        let t = TemplateTable::new(64);
+        let old = t.create(1, C, 7, 100, 10).unwrap().held;
+        t.release(old.slot, 100);
+        let s = &t.slots[old.slot as usize];
+        // Creator at t=200: dead (expired at 110). It locks the slot.
+        let (_, _, seq) = t.read(s);
+        let dead = s.life.load(Acquire);
+        assert_eq!(unpack(dead), (0, 110));
+        assert!(t.lock_from(s, seq));
+        // A worker at t=105 still sees it alive and takes a reference.
+        assert!(t.try_acquire(s, 105, 10));
+        assert_eq!(unpack(s.life.load(Acquire)).0, 1);
+        // The creator's claim fails; the reference stays.
+        assert!(!TemplateTable::claim(s, dead, pack(1, 210)));
+        assert_eq!(unpack(s.life.load(Acquire)), (1, 115));
+        TemplateTable::unlock(s);
+    }
+
+    /// Several workers with skewed clocks create, look up and release
+    /// templates of a few clients in a small table, so that slots die and
+    /// are reclaimed while a worker whose clock lags still finds them
+    /// alive. At the end every slot's reference count must equal the
+    /// references the workers still hold on it: a reclaim that overwrote
+    /// a concurrent acquire (the bug: a plain store of the new life word)
+    /// loses one, and its undo then frees a reference it never had.
+    #[test]
+    fn refcounts_match_holders_under_skewed_clocks() {
+        use std::sync::Arc;
+        let t = Arc::new(TemplateTable::new(64));
+        let start = Arc::new(std::sync::Barrier::new(4));
+        let threads: Vec<_> = (0..4u32)
+            .map(|w| {
+                let t = t.clone();
+                let start = start.clone();
+                std::thread::spawn(move || {
+                    start.wait();
+                    let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (w as u64 + 1);
+                    let mut next = move || {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        rng
+                    };
+                    let mut held: Vec<u32> = Vec::new();
+                    for i in 0..2_000_000u32 {
+                        // Clocks a few seconds apart, templates of 2 s.
+                        let now = i / 20_000 + w * 3;
+                        let r = next();
+                        if held.len() < 6 && r % 3 != 0 {
+                            let caddr = [198, 19, 0, (r >> 8) as u8 % 48];
+                            match t.lookup(1, caddr, now, 2) {
+                                Lookup::Hit(h) => held.push(h.slot),
+                                Lookup::Miss => {
+                                    if let Some(c) = t.create(1, caddr, w, now, 2) {
+                                        held.push(c.held.slot);
+                                    }
+                                }
+                            }
+                        } else if !held.is_empty() {
+                            let k = (r >> 16) as usize % held.len();
+                            t.release(held.swap_remove(k), now);
+                        }
+                    }
+                    held
+                })
+            })
+            .collect();
+        let mut want = vec![0u32; t.capacity()];
+        for h in threads {
+            for slot in h.join().unwrap() {
+                want[slot as usize] += 1;
+            }
+        }
+        let got: Vec<u32> = t
+            .slots
+            .iter()
+            .map(|s| unpack(s.life.load(Acquire)).0)
+            .collect();
+        assert_eq!(got, want);
     }
 }
