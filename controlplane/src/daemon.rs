@@ -559,6 +559,9 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     }
     let cfg = loaded.config;
     crate::northbound::http::raise_nofile_limit();
+    // A panic anywhere (a worker's too) sends the VIPs' priority 0 and ends
+    // the process, so the peer takes over at once and systemd restarts us.
+    crate::vrrp::last_words::install_panic_hook(true);
     let settings = cfg.ferrovs.clone();
     let ifaces = settings.effective_interfaces(&cfg);
     if ifaces.is_empty() {

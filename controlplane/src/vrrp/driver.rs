@@ -11,6 +11,7 @@ use crate::southbound::NetState;
 use crate::vrrp::garp::GarpPacer;
 use crate::vrrp::instance::{same_settings, vip_changes};
 use crate::vrrp::io::{Received, VrrpSocket};
+use crate::vrrp::last_words::{self, Farewell};
 use crate::vrrp::notify::{Notifier, NotifyKind};
 use crate::vrrp::script::{self, ScriptChange, ScriptTracker};
 use crate::vrrp::{
@@ -338,6 +339,27 @@ struct Driver {
 }
 
 impl Driver {
+    /// Keeps the priority-0 adverts of every instance holding its VIPs
+    /// ready for a dying process (see [`last_words`]).
+    fn prepare_last_words(&self) {
+        let mut words = Vec::new();
+        for (_, u) in &self.units {
+            for (inst, io) in u.instances() {
+                if !inst.vips_set() || self.ios[io].retired {
+                    continue;
+                }
+                for (dst, msg) in inst.encode_adverts(0, &inst.config().target) {
+                    words.push(Farewell {
+                        sock: self.ios[io].sock.clone(),
+                        dst,
+                        msg,
+                    });
+                }
+            }
+        }
+        last_words::set(words);
+    }
+
     /// Hands the instances' gratuitous ARPs to the pacer and sends what is
     /// due.
     fn flush_garps(&mut self, now: Instant) {
@@ -749,6 +771,7 @@ async fn drive(
         u.feed(Event::Start, now, &mut d.ios, &d.daemon);
     }
     d.flush_garps(now);
+    d.prepare_last_words();
     publish_status(&d.units, &d.ios, &status);
     loop {
         let deadline = d
@@ -806,6 +829,8 @@ async fn drive(
                 for (_, u) in d.units.iter_mut() {
                     u.feed(Event::Stop, now, &mut d.ios, &d.daemon);
                 }
+                // Priority 0 went with the stop: nothing more to say.
+                last_words::set(Vec::new());
                 publish_status(&d.units, &d.ios, &status);
                 for t in d.trackers.drain(..) {
                     t.abort();
@@ -817,6 +842,7 @@ async fn drive(
             }
         }
         d.flush_garps(Instant::now());
+        d.prepare_last_words();
         publish_status(&d.units, &d.ios, &status);
     }
 }

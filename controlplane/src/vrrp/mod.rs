@@ -16,7 +16,9 @@
 //!   clock, VIPs into the dataplane, reload reconciliation;
 //! - [`garp`]: gratuitous ARPs paced per interface (`vrrp_garp_interval`)
 //!   and held while the worker's queue is full;
-//! - [`io`]: the raw VRRP sockets.
+//! - [`io`]: the raw VRRP sockets;
+//! - [`last_words`]: priority 0 from a panic hook, for a process that dies
+//!   while MASTER.
 //!
 //! The caller (the I/O glue) owns the sockets and the clock: it feeds
 //! [`instance::Event`]s with `Instant::now()`, carries out the returned
@@ -28,6 +30,7 @@ pub mod driver;
 pub mod garp;
 pub mod instance;
 pub mod io;
+pub mod last_words;
 pub mod notify;
 pub mod packet;
 pub mod script;
