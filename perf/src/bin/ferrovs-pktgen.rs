@@ -60,6 +60,11 @@ struct Args {
     /// How long to send (ignored with --once).
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
+    /// Keep sending past --seconds until at least this many frames have
+    /// gone (a test that needs a flood of a given size on a loaded
+    /// machine); at most four times --seconds in all.
+    #[arg(long, default_value_t = 0)]
+    min_count: u64,
     /// Send each flow's frame exactly once, then stop.
     #[arg(long)]
     once: bool,
@@ -335,7 +340,8 @@ fn send<P: Port>(a: &Args, dst_mac: [u8; 6], port: &mut P) -> String {
         }
         if bursts & 15 == 0 || a.rate > 0 {
             now = Instant::now();
-            if now - start >= limit {
+            let t = now - start;
+            if t >= limit && (sent >= a.min_count || t >= limit * 4) {
                 break;
             }
             if a.rate > 0 {
