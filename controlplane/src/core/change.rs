@@ -10,6 +10,7 @@
 use super::CoreError;
 use ferrovs_config::ipvs::{Dest, Service, ServiceKey, Table};
 use ferrovs_config::ipvsadm::rules::Command;
+use ferrovs_config::ipvsadm::TableError;
 use std::net::IpAddr;
 
 /// One exact change to the table.
@@ -63,18 +64,18 @@ impl TableChange {
     /// Applies a table change to `t` with libipvs's refusals; the
     /// timeouts are not the table's and leave it alone.
     pub fn apply(&self, t: &mut Table) -> Result<(), CoreError> {
-        let no_service = || CoreError::Table("Service not defined".into());
+        let no_service = || CoreError::Table(TableError::ServiceNotDefined);
         match self {
             TableChange::AddService(s) => {
                 if t.find(&s.key).is_some() {
-                    return Err(CoreError::Table("Service already exists".into()));
+                    return Err(CoreError::Table(TableError::ServiceExists));
                 }
                 t.services.push(s.clone());
             }
             TableChange::EditService(s) => {
                 let cur = t
                     .find_mut(&s.key)
-                    .ok_or_else(|| CoreError::Table("No such service".into()))?;
+                    .ok_or(CoreError::Table(TableError::NoSuchService))?;
                 let dests = std::mem::take(&mut cur.dests);
                 *cur = Service { dests, ..s.clone() };
             }
@@ -82,14 +83,14 @@ impl TableChange {
                 let before = t.services.len();
                 t.services.retain(|s| &s.key != k);
                 if t.services.len() == before {
-                    return Err(CoreError::Table("No such service".into()));
+                    return Err(CoreError::Table(TableError::NoSuchService));
                 }
             }
             TableChange::Clear => t.services.clear(),
             TableChange::AddDest(k, d) => {
                 let s = t.find_mut(k).ok_or_else(no_service)?;
                 if s.dests.iter().any(|x| x.addr == d.addr && x.port == d.port) {
-                    return Err(CoreError::Table("Destination already exists".into()));
+                    return Err(CoreError::Table(TableError::DestExists));
                 }
                 s.dests.push(d.clone());
             }
@@ -99,7 +100,7 @@ impl TableChange {
                     .dests
                     .iter_mut()
                     .find(|x| x.addr == d.addr && x.port == d.port)
-                    .ok_or_else(|| CoreError::Table("No such destination".into()))?;
+                    .ok_or(CoreError::Table(TableError::NoSuchDest))?;
                 *x = d.clone();
             }
             TableChange::DelDest(k, a, p) => {
@@ -107,7 +108,7 @@ impl TableChange {
                 let before = s.dests.len();
                 s.dests.retain(|x| !(x.addr == *a && x.port == *p));
                 if s.dests.len() == before {
-                    return Err(CoreError::Table("No such destination".into()));
+                    return Err(CoreError::Table(TableError::NoSuchDest));
                 }
             }
             TableChange::SetTimeouts { .. } => {}

@@ -27,7 +27,7 @@ mod tests;
 
 pub use admin::AdminCommand;
 pub use change::{Desired, TableChange};
-pub use error::CoreError;
+pub use error::{CoreError, Rejected};
 pub use reload::Reload;
 
 use crate::heartbeat::StallDetector;

@@ -105,12 +105,12 @@ impl Core {
         let vip_list: Vec<_> = vips.iter().map(|(a, h)| (*a, *h)).collect();
         let snap = next
             .build(self.generation + 1, &self.net, &vip_list)
-            .map_err(CoreError::ReloadRejected)?;
+            .map_err(|e| CoreError::ReloadRejected(e.into()))?;
         // VRRP: every instance of the new file must be able to run.
         if self.vrrp_running {
             if let Some(ns) = &self.kernel {
                 crate::vrrp::driver::check(&new_cfg, &self.net, self.workers_running, ns)
-                    .map_err(CoreError::ReloadRejected)?;
+                    .map_err(|e| CoreError::ReloadRejected(e.into()))?;
             }
         }
 

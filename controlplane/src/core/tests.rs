@@ -3,6 +3,7 @@
 use super::*;
 use ferrovs_config::ipvs::Table;
 use ferrovs_config::ipvsadm::rules::parse_command;
+use ferrovs_config::ipvsadm::TableError;
 use ferrovs_dataplane::conn::template::TemplateTable;
 use ferrovs_dataplane::snapshot::PortConf;
 use std::time::Duration;
@@ -78,19 +79,19 @@ fn an_exact_change_is_refused_with_libipvs_words() {
     };
     assert_eq!(
         c("-A -t 198.18.0.100:80 -s rr").apply(&mut t),
-        Err(CoreError::Table("Service already exists".into()))
+        Err(CoreError::Table(TableError::ServiceExists))
     );
     assert_eq!(
         c("-e -t 198.18.0.100:80 -r 198.18.1.1:80 -g").apply(&mut t),
-        Err(CoreError::Table("No such destination".into()))
+        Err(CoreError::Table(TableError::NoSuchDest))
     );
     assert_eq!(
         c("-a -t 198.18.0.101:80 -r 198.18.1.1:80 -g").apply(&mut t),
-        Err(CoreError::Table("Service not defined".into()))
+        Err(CoreError::Table(TableError::ServiceNotDefined))
     );
     assert_eq!(
         c("-D -t 198.18.0.101:80").apply(&mut t),
-        Err(CoreError::Table("No such service".into()))
+        Err(CoreError::Table(TableError::NoSuchService))
     );
     assert_eq!(t, table("-A -t 198.18.0.100:80 -s rr\n"));
 }
@@ -174,6 +175,9 @@ fn an_admin_command_is_answered_with_its_id() {
     );
     assert!(outs.iter().any(|o| matches!(
         o,
-        Output::Reply { id: 7, result: Err(CoreError::Table(m)) } if m == "No such service"
+        Output::Reply {
+            id: 7,
+            result: Err(CoreError::Table(TableError::NoSuchService))
+        }
     )));
 }

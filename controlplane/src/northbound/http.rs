@@ -83,7 +83,7 @@ async fn services(State(app): State<App>) -> Response {
     };
     match d.state.listing(None) {
         Ok(l) => Json(l).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 
