@@ -5,7 +5,7 @@
 //! one task (the [`Owner`]) feeds it and carries out what it says.
 
 use crate::core::reload::laddrs_from_config;
-use crate::core::{AdminCommand, Core, CoreError, Desired, Input, Level, Output, Reload};
+use crate::core::{AdminCommand, Core, CoreError, Input, Level, Output, Reload, TableChange};
 use crate::heartbeat::{worker_clock_ms, Heartbeats};
 use crate::ipvs_state::Unforwardable;
 use crate::ipvs_state::{v4_key, IpvsState, Net};
@@ -325,11 +325,11 @@ impl Daemon {
     }
 
     /// Applies table changes decided by the health checks and publishes.
-    pub fn apply_health(&mut self, cmds: &[Command]) {
-        if cmds.is_empty() {
+    pub fn apply_health(&mut self, changes: &[TableChange]) {
+        if changes.is_empty() {
             return;
         }
-        self.feed(Input::Health(Desired::from_commands(cmds)));
+        self.feed(Input::Health(changes.to_vec()));
     }
 
     /// SIGHUP: re-read the file and hand it, with the health checks' plan
@@ -344,7 +344,7 @@ impl Daemon {
         };
         let input = Input::Reload(Box::new(Reload {
             path: self.config_path.display().to_string(),
-            health: plan.as_ref().map(|p| Desired::from_commands(p.commands())),
+            health: plan.as_ref().map(|p| p.table_changes().to_vec()),
             loaded,
         }));
         let outs = self.core.handle(input, Instant::now());
@@ -858,11 +858,11 @@ impl Owner<'_> {
         loop {
             tokio::select! {
                 Some(msg) = self.from_tasks.recv() => d.handle(msg),
-                Some(ev) = self.health_rx.recv() => d.apply_health(&ev.commands),
+                Some(ev) = self.health_rx.recv() => d.apply_health(&ev.table),
                 _ = hup.recv() => {
                     // Health changes already decided go in before the reload.
                     while let Ok(ev) = self.health_rx.try_recv() {
-                        d.apply_health(&ev.commands);
+                        d.apply_health(&ev.table);
                     }
                     // The core logs a refusal and counts it.
                     let _ = d.reload();

@@ -2,7 +2,9 @@
 //!
 //! [`TableChange`] is exact: an add of something present, or an edit or a
 //! delete of something absent, is refused with libipvs's message (what an
-//! administrator's `ferrovsadm` command gets). [`Desired`] is what the
+//! administrator's `ferrovsadm` command gets). It is also what the health
+//! checks and a reload's diff say changed ([`TableChange::diff`]); the
+//! ipvsadm command type stays on the administrator's path. [`Desired`] is what the
 //! configuration file and the health checks say a part of the table must
 //! be; against the running table (which an administrator may have edited by
 //! hand) it resolves to the one exact change that makes it so, or to none.
@@ -14,7 +16,7 @@ use ferrovs_config::ipvsadm::TableError;
 use std::net::IpAddr;
 
 /// One exact change to the table.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum TableChange {
     AddService(Service),
     /// The service's settings; its servers stay.
@@ -54,6 +56,36 @@ impl TableChange {
                 return None
             }
         })
+    }
+
+    /// The fewest exact changes that turn table `old` into `new`;
+    /// entries present in both and equal are left alone (their
+    /// connections survive). A new service comes without its servers,
+    /// which follow it one by one.
+    pub fn diff(old: &Table, new: &Table) -> Vec<TableChange> {
+        let mut out = Vec::new();
+        for o in &old.services {
+            if new.find(&o.key).is_none() {
+                out.push(TableChange::DelService(o.key.clone()));
+            }
+        }
+        for n in &new.services {
+            match old.find(&n.key) {
+                None => {
+                    out.push(TableChange::AddService(without_dests(n)));
+                    for d in &n.dests {
+                        out.push(TableChange::AddDest(n.key.clone(), d.clone()));
+                    }
+                }
+                Some(o) => {
+                    if without_dests(o) != without_dests(n) {
+                        out.push(TableChange::EditService(without_dests(n)));
+                    }
+                    dest_changes(&n.key, o, n, &mut out);
+                }
+            }
+        }
+        out
     }
 
     /// Whether the change is to the table (not to the timeouts).
@@ -117,6 +149,31 @@ impl TableChange {
     }
 }
 
+/// A service's settings alone (an edit leaves its servers alone).
+fn without_dests(s: &Service) -> Service {
+    Service {
+        dests: Vec::new(),
+        ..s.clone()
+    }
+}
+
+/// The servers of one service that `new` adds, removes or changes.
+fn dest_changes(key: &ServiceKey, o: &Service, n: &Service, out: &mut Vec<TableChange>) {
+    let same = |a: &Dest, b: &Dest| a.addr == b.addr && a.port == b.port;
+    for od in &o.dests {
+        if !n.dests.iter().any(|nd| same(od, nd)) {
+            out.push(TableChange::DelDest(key.clone(), od.addr, od.port));
+        }
+    }
+    for nd in &n.dests {
+        match o.dests.iter().find(|od| same(od, nd)) {
+            None => out.push(TableChange::AddDest(key.clone(), nd.clone())),
+            Some(od) if od != nd => out.push(TableChange::EditDest(key.clone(), nd.clone())),
+            _ => {}
+        }
+    }
+}
+
 /// What the file or the health checks say a part of the table is.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Desired {
@@ -131,20 +188,24 @@ pub enum Desired {
 }
 
 impl Desired {
-    /// What a change of the configuration's diff or of the health checks
-    /// means, whatever the running table holds.
-    pub fn from_command(c: &Command) -> Option<Desired> {
+    /// What an exact change made against another view of the table (the
+    /// file's previous table, the health checks' own) means for the
+    /// running one, which an administrator may have edited since: the
+    /// state it leads to. `--set` and `-C` say nothing of one entry.
+    pub fn of(c: &TableChange) -> Option<Desired> {
         Some(match c {
-            Command::AddService(s) | Command::EditService(s) => Desired::Service(s.clone()),
-            Command::AddDest(k, d) | Command::EditDest(k, d) => Desired::Dest(k.clone(), d.clone()),
-            Command::DelService(k) => Desired::NoService(k.clone()),
-            Command::DelDest(k, a, p) => Desired::NoDest(k.clone(), *a, *p),
-            _ => return None,
+            TableChange::AddService(s) | TableChange::EditService(s) => Desired::Service(s.clone()),
+            TableChange::AddDest(k, d) | TableChange::EditDest(k, d) => {
+                Desired::Dest(k.clone(), d.clone())
+            }
+            TableChange::DelService(k) => Desired::NoService(k.clone()),
+            TableChange::DelDest(k, a, p) => Desired::NoDest(k.clone(), *a, *p),
+            TableChange::Clear | TableChange::SetTimeouts { .. } => return None,
         })
     }
 
-    pub fn from_commands(cs: &[Command]) -> Vec<Desired> {
-        cs.iter().filter_map(Desired::from_command).collect()
+    pub fn of_all(cs: &[TableChange]) -> Vec<Desired> {
+        cs.iter().filter_map(Desired::of).collect()
     }
 
     /// The exact change that makes `t` so, or none when it already is
