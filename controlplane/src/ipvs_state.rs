@@ -5,7 +5,9 @@
 //! trash until their connections are gone).
 
 use crate::rate::RateEstimator;
-use ferrovs_config::ipvs::{Fwd, Service as CfgService, ServiceKey, Table};
+use ferrovs_config::ipvs::{
+    check_local_addresses, Fwd, NoLocalAddresses, Service as CfgService, ServiceKey, Table,
+};
 use ferrovs_config::ipvsadm::list::{ListedDest, ListedService, Listing, Stats};
 use ferrovs_config::ipvsadm::TableError;
 use ferrovs_config::model::{Netmask, Protocol, Scheduler as CfgScheduler};
@@ -66,8 +68,8 @@ pub enum Unforwardable {
     PortZeroWithoutPersistence,
     #[error("local forwarding is not supported")]
     LocalForwarding,
-    #[error("FULLNAT needs local addresses (local_address_group)")]
-    NoLocalAddresses,
+    #[error(transparent)]
+    NoLocalAddresses(#[from] NoLocalAddresses),
     #[error("SYN proxy needs masquerading or fullnat servers (-m, --fullnat): replies bypass the director with -g and -i")]
     SynproxyBypassed,
     /// The table and the ids the state keeps for it disagree (a bug).
@@ -425,7 +427,9 @@ impl IpvsState {
 
 /// What the IPv4 dataplane cannot forward by, in ipvsadm's words. Every
 /// change (command, reload, health check) passes here when its snapshot is
-/// built, so this is the one place for these rules.
+/// built, so this is where the control plane checks; FULLNAT's rule itself
+/// is `ferrovs_config::ipvs::check_local_addresses`, which the
+/// configuration check asks too.
 fn check_service(s: &CfgService, laddrs: Option<&Vec<Ipv4Addr>>) -> Result<(), Unforwardable> {
     let Some((_, _, port)) = v4_key(&s.key) else {
         return Err(Unforwardable::Family);
@@ -438,9 +442,7 @@ fn check_service(s: &CfgService, laddrs: Option<&Vec<Ipv4Addr>>) -> Result<(), U
             return Err(Unforwardable::Family);
         }
         let f = fwd_method(d.fwd)?;
-        if f == FwdMethod::FullNat && laddrs.is_none_or(|l| l.is_empty()) {
-            return Err(Unforwardable::NoLocalAddresses);
-        }
+        check_local_addresses(f == FwdMethod::FullNat, laddrs.map_or(0, Vec::len))?;
         if s.synproxy && !f.sees_replies() {
             return Err(Unforwardable::SynproxyBypassed);
         }
