@@ -217,7 +217,10 @@ pub fn open(req: &OpenRequest) -> Result<Opened<AfXdpPort>, String> {
     let mut guards = Vec::new();
     let mut infos = Vec::new();
     for i in req.ifaces {
-        let o = AfXdpPort::open_all(i, req.workers, &opts).map_err(|e| format!("{i}: {e}"))?;
+        // The facts the southbound learned (a missing or non-Ethernet
+        // interface is refused, by name).
+        let iface = req.net.borrow().iface(i).map_err(|e| e.to_string())?;
+        let o = AfXdpPort::open_all(&iface, req.workers, &opts).map_err(|e| format!("{i}: {e}"))?;
         info!(
             "{i}: AF_XDP, XDP program {:?} mode, sockets {}",
             o.steering.mode,
@@ -245,7 +248,11 @@ pub fn open(req: &OpenRequest) -> Result<Opened<AfXdpPort>, String> {
         .enumerate()
         .map(|(index, (name, sockets))| {
             Arc::new(XdpDevice {
-                kernel: KernelDevice::new(name.clone(), Some(req.net.clone())),
+                kernel: KernelDevice::new(
+                    name.clone(),
+                    Some(req.net.clone()),
+                    Some(req.stats.clone()),
+                ),
                 steering: steering.clone(),
                 index,
                 sockets,

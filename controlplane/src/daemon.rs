@@ -147,7 +147,7 @@ impl Daemon {
         let devices: Vec<Arc<dyn PortDevice>> = net
             .ports
             .iter()
-            .map(|p| Arc::new(KernelDevice::new(p.name.clone(), None)) as Arc<dyn PortDevice>)
+            .map(|p| Arc::new(KernelDevice::new(p.name.clone(), None, None)) as Arc<dyn PortDevice>)
             .collect();
         let core = Core::new(state, net, config, epoch);
         let d = Daemon {
@@ -598,9 +598,12 @@ pub struct OpenRequest<'a> {
     /// Brings an interface up (the exception interfaces a DPDK backend
     /// creates), through the southbound.
     pub link_up: &'a dyn Fn(&str) -> Result<(), String>,
-    /// The kernel's network as the southbound follows it (the ports' link
-    /// state for `/metrics`).
+    /// The kernel's network as the southbound follows it: the ports'
+    /// facts (index, MAC, MTU) to open them with, and their link state
+    /// for `/metrics`.
     pub net: tokio::sync::watch::Receiver<Arc<NetState>>,
+    /// The links' counters, as the southbound reads them (`/metrics`).
+    pub stats: tokio::sync::watch::Receiver<Arc<crate::southbound::LinkStatsMap>>,
 }
 
 pub type PortOpener<P> = dyn Fn(&OpenRequest) -> Result<Opened<P>, String>;
@@ -656,6 +659,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), R
         laddrs: all_laddrs,
         link_up: &link_up,
         net: southbound.subscribe(),
+        stats: southbound.subscribe_stats(),
     })
     .map_err(RunError::Ports)?;
     // Read again: a DPDK backend has just created its interfaces.

@@ -90,6 +90,8 @@ impl Harness {
                 mtu: p.mtu as u32,
                 admin_up: true,
                 oper_up: true,
+                ether: true,
+                iflink: None,
             }));
             for (a, len) in &p.addrs {
                 kernel.apply(NetEvent::AddrAdded(Addr {

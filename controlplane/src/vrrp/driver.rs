@@ -912,6 +912,8 @@ mod tests {
             mtu: 1500,
             admin_up: up,
             oper_up: up,
+            ether: true,
+            iflink: None,
         })
     }
 
