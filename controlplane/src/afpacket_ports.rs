@@ -3,7 +3,7 @@
 //! counters for `/metrics`, and the warning that names the fix when GSO
 //! super-frames arrive, which the backend cannot forward.
 
-use crate::daemon::{OpenRequest, Opened};
+use crate::daemon::{OpenRequest, Opened, PortError};
 use crate::port_device::{KernelDevice, PortDevice, QueueStat};
 use ferrovs_dataplane::port::afpacket::{AfPacketOptions, AfPacketPort, PortCounters};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,20 +89,24 @@ fn gso_advice(ifname: &str, peer: Option<u32>, count: u64, max_len: u64) -> Stri
 /// their interfaces (a missing or non-Ethernet one is refused, by name).
 /// The kernel keeps the interfaces, so it sees the director's own traffic
 /// without an exception path.
-pub fn open(req: &OpenRequest) -> Result<Opened<AfPacketPort>, String> {
+pub fn open(req: &OpenRequest) -> Result<Opened<AfPacketPort>, PortError> {
     let opts = AfPacketOptions::default();
     let mut per_worker: Vec<Vec<AfPacketPort>> = (0..req.workers).map(|_| Vec::new()).collect();
     let mut devices: Vec<Arc<dyn PortDevice>> = Vec::new();
     for i in req.ifaces {
         let (iface, peer) = {
             let net = req.net.borrow();
-            let iface = net.iface(i).map_err(|e| e.to_string())?;
+            let iface = net.iface(i)?;
             // A veth names its peer as IFLA_LINK.
             let peer = net.link(iface.index).and_then(|l| l.iflink);
             (iface, peer)
         };
-        let ports = AfPacketPort::open_fanout(&iface, req.workers, &opts)
-            .map_err(|e| format!("{i}: {e}"))?;
+        let ports = AfPacketPort::open_fanout(&iface, req.workers, &opts).map_err(|error| {
+            PortError::Open {
+                iface: i.clone(),
+                error,
+            }
+        })?;
         if let Some(peer) = peer {
             warn!("{i}: a veth (peer ifindex {peer}): with the AF_PACKET backend, TSO/GSO must be off on the peer (`ethtool -K PEER tso off gso off`), or large transfers stall; the AF_XDP backend needs nothing");
         }

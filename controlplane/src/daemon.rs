@@ -70,18 +70,59 @@ pub enum RunError {
     /// The kernel's view of the ports, read after they opened.
     #[error(transparent)]
     Net(#[from] NetError),
-    /// The backend's refusal (its own words).
     #[error("opening ports: {0}")]
-    Ports(String),
+    Ports(#[from] PortError),
     #[error(transparent)]
     Snapshot(#[from] Unforwardable),
-    #[error("starting worker {worker}: {message}")]
-    Worker { worker: usize, message: String },
+    #[error("starting worker {worker}: {error}")]
+    Worker { worker: usize, error: SpawnError },
     #[error("{0}")]
     Signal(std::io::Error),
     /// A backend this binary was built without.
     #[error("{0}")]
     Unsupported(&'static str),
+}
+
+/// Why a worker could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error(transparent)]
+    Thread(#[from] std::io::Error),
+    /// A DPDK worker lcore refused it.
+    #[cfg(feature = "dpdk")]
+    #[error("lcore {lcore}: {error}")]
+    Lcore {
+        lcore: u32,
+        error: ferrovs_dataplane::port::dpdk::DpdkError,
+    },
+}
+
+/// Why a backend could not open its ports.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// The interface as the southbound sees it: missing, not Ethernet.
+    #[error(transparent)]
+    Iface(#[from] NetError),
+    /// The backend's sockets or XDP program on the interface.
+    #[error("{iface}: {error}")]
+    Open {
+        iface: String,
+        error: std::io::Error,
+    },
+    /// A DPDK call, with what it was for (`context`).
+    #[cfg(feature = "dpdk")]
+    #[error("{context}: {error}")]
+    Dpdk {
+        context: String,
+        error: ferrovs_dataplane::port::dpdk::DpdkError,
+    },
+    /// No probed DPDK device is left for an interface.
+    #[cfg(feature = "dpdk")]
+    #[error("interface {iface}: no DPDK device left for it (probed: {probed}); name one with dpdk {{ port {iface} DEVICE }}")]
+    NoDevice { iface: String, probed: String },
+    #[cfg(feature = "dpdk")]
+    #[error("too many workers for DPDK queues")]
+    TooManyWorkers,
 }
 
 /// The daemon's edges around its control core ([`crate::core`]): the
@@ -586,7 +627,7 @@ pub struct Opened<P> {
 pub type PublishHook = Arc<dyn Fn(&Snapshot) + Send + Sync>;
 
 pub type Spawner =
-    dyn Fn(usize, Box<dyn FnOnce() + Send>) -> Result<Box<dyn FnOnce() + Send>, String>;
+    dyn Fn(usize, Box<dyn FnOnce() + Send>) -> Result<Box<dyn FnOnce() + Send>, SpawnError>;
 
 /// What a backend needs to know to open the ports.
 pub struct OpenRequest<'a> {
@@ -597,7 +638,7 @@ pub struct OpenRequest<'a> {
     pub laddrs: Vec<Ipv4Addr>,
     /// Brings an interface up (the exception interfaces a DPDK backend
     /// creates), through the southbound.
-    pub link_up: &'a dyn Fn(&str) -> Result<(), String>,
+    pub link_up: &'a dyn Fn(&str) -> Result<(), NetError>,
     /// The kernel's network as the southbound follows it: the ports'
     /// facts (index, MAC, MTU) to open them with, and their link state
     /// for `/metrics`.
@@ -606,7 +647,7 @@ pub struct OpenRequest<'a> {
     pub stats: tokio::sync::watch::Receiver<Arc<crate::southbound::LinkStatsMap>>,
 }
 
-pub type PortOpener<P> = dyn Fn(&OpenRequest) -> Result<Opened<P>, String>;
+pub type PortOpener<P> = dyn Fn(&OpenRequest) -> Result<Opened<P>, PortError>;
 
 /// Runs the appliance until SIGTERM/SIGINT.
 pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), RunError> {
@@ -642,10 +683,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), R
     let southbound = rt
         .block_on(Southbound::start())
         .map_err(RunError::Southbound)?;
-    let link_up = |name: &str| {
-        rt.block_on(southbound.set_link_up(name))
-            .map_err(|e| e.to_string())
-    };
+    let link_up = |name: &str| rt.block_on(southbound.set_link_up(name));
     let laddrs_by_service = laddrs_from_config(&cfg);
     let mut all_laddrs: Vec<Ipv4Addr> = laddrs_by_service.values().flatten().copied().collect();
     all_laddrs.sort();
@@ -660,8 +698,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), R
         link_up: &link_up,
         net: southbound.subscribe(),
         stats: southbound.subscribe_stats(),
-    })
-    .map_err(RunError::Ports)?;
+    })?;
     // Read again: a DPDK backend has just created its interfaces.
     let ns = rt.block_on(southbound.dump_now())?;
     let mut ports_conf = Vec::new();
@@ -732,8 +769,9 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), R
         let body: Box<dyn FnOnce() + Send> =
             Box::new(move || worker_loop(worker, epoch, stop, hb, w));
         match &spawn {
-            Some(spawn) => joins
-                .push(spawn(w, body).map_err(|message| RunError::Worker { worker: w, message })?),
+            Some(spawn) => {
+                joins.push(spawn(w, body).map_err(|error| RunError::Worker { worker: w, error })?)
+            }
             None => {
                 // Pin only when a core is left for the control plane.
                 let core = if cores.len() > workers {
@@ -751,7 +789,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), R
                     })
                     .map_err(|e| RunError::Worker {
                         worker: w,
-                        message: e.to_string(),
+                        error: e.into(),
                     })?;
                 joins.push(Box::new(move || {
                     let _ = h.join();
