@@ -2,8 +2,6 @@
 //! listed here is unchanged and keeps its state (VRRP state, real-server
 //! health, IPVS entries), as keepalived's reload does.
 
-use crate::ipvs::{Dest, Service, ServiceKey, Table};
-use crate::ipvsadm::Command;
 use crate::model::*;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -273,67 +271,4 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         }
     }
     d
-}
-
-fn service_attrs_eq(a: &Service, b: &Service) -> bool {
-    Service {
-        dests: Vec::new(),
-        ..a.clone()
-    } == Service {
-        dests: Vec::new(),
-        ..b.clone()
-    }
-}
-
-fn same_dest(a: &Dest, b: &Dest) -> bool {
-    a.addr == b.addr && a.port == b.port
-}
-
-/// The fewest ipvsadm commands that turn table `old` into `new`; entries
-/// present in both and equal are left alone (their connections survive).
-pub fn table_diff(old: &Table, new: &Table) -> Vec<Command> {
-    let mut out = Vec::new();
-    for o in &old.services {
-        if new.find(&o.key).is_none() {
-            out.push(Command::DelService(o.key.clone()));
-        }
-    }
-    for n in &new.services {
-        match old.find(&n.key) {
-            None => {
-                out.push(Command::AddService(Service {
-                    dests: Vec::new(),
-                    ..n.clone()
-                }));
-                for d in &n.dests {
-                    out.push(Command::AddDest(n.key.clone(), d.clone()));
-                }
-            }
-            Some(o) => {
-                if !service_attrs_eq(o, n) {
-                    out.push(Command::EditService(Service {
-                        dests: Vec::new(),
-                        ..n.clone()
-                    }));
-                }
-                dest_changes(&n.key, o, n, &mut out);
-            }
-        }
-    }
-    out
-}
-
-fn dest_changes(key: &ServiceKey, o: &Service, n: &Service, out: &mut Vec<Command>) {
-    for od in &o.dests {
-        if !n.dests.iter().any(|nd| same_dest(od, nd)) {
-            out.push(Command::DelDest(key.clone(), od.addr, od.port));
-        }
-    }
-    for nd in &n.dests {
-        match o.dests.iter().find(|od| same_dest(od, nd)) {
-            None => out.push(Command::AddDest(key.clone(), nd.clone())),
-            Some(od) if od != nd => out.push(Command::EditDest(key.clone(), nd.clone())),
-            _ => {}
-        }
-    }
 }

@@ -10,6 +10,18 @@ use std::net::IpAddr;
 #[cfg(test)]
 mod tests {
     #[test]
+    fn fullnat_needs_a_local_address_and_nothing_else_does() {
+        use super::{check_local_addresses, NoLocalAddresses};
+        assert_eq!(check_local_addresses(true, 0), Err(NoLocalAddresses));
+        assert_eq!(check_local_addresses(true, 1), Ok(()));
+        assert_eq!(check_local_addresses(false, 0), Ok(()));
+        assert_eq!(
+            NoLocalAddresses.to_string(),
+            "FULLNAT needs local addresses (local_address_group)"
+        );
+    }
+
+    #[test]
     fn ipv6_text_follows_inet_ntop() {
         let t = |s: &str| super::addr_port(s.parse().unwrap(), 80);
         assert_eq!(t("::1.2.3.4"), "[::1.2.3.4]:80");
@@ -161,6 +173,36 @@ impl Service {
             synproxy: false,
             dests: Vec::new(),
         }
+    }
+}
+
+impl Service {
+    /// Whether any of its servers is reached by FULLNAT.
+    pub fn forwards_by_fullnat(&self) -> bool {
+        self.dests.iter().any(|d| d.fwd == Fwd::FullNat)
+    }
+}
+
+/// A service forwarding by FULLNAT without a local address to put in
+/// place of the client's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("FULLNAT needs local addresses (local_address_group)")]
+pub struct NoLocalAddresses;
+
+/// FULLNAT's rule: forwarding by FULLNAT replaces the client's address
+/// with one of the director's local addresses, so whatever forwards by
+/// FULLNAT needs at least one. Stated here once: the configuration check
+/// (`validate`) asks it of every virtual_server, the control plane of
+/// every service before it publishes a snapshot (an administrator's
+/// `--fullnat` server too); the dataplane takes the control plane's word.
+pub fn check_local_addresses(
+    forwards_by_fullnat: bool,
+    local_addresses: usize,
+) -> Result<(), NoLocalAddresses> {
+    if forwards_by_fullnat && local_addresses == 0 {
+        Err(NoLocalAddresses)
+    } else {
+        Ok(())
     }
 }
 

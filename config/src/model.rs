@@ -843,6 +843,15 @@ pub struct LocalAddressGroup {
     pub ranges: Vec<LocalAddressRange>,
 }
 
+impl VirtualServer {
+    /// Whether it forwards by FULLNAT: declared `lb_kind FNAT`, or with a
+    /// real server that is.
+    pub fn forwards_by_fullnat(&self) -> bool {
+        self.lb_kind == LbKind::FullNat
+            || self.real_servers.iter().any(|r| r.fwd == LbKind::FullNat)
+    }
+}
+
 impl LocalAddressGroup {
     /// Every address of every range, in order.
     pub fn addresses(&self) -> Vec<IpAddr> {

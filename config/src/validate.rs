@@ -2,7 +2,7 @@
 //! duplicates, VRIDs, FULLNAT local addresses.
 
 use crate::diag::{Diagnostics, Location};
-use crate::ipvs::{service_family_v6, service_keys};
+use crate::ipvs::{check_local_addresses, service_family_v6, service_keys};
 use crate::keepalived::Locations;
 use crate::model::*;
 use std::collections::HashMap;
@@ -155,14 +155,20 @@ pub fn validate(cfg: &Config, locs: &Locations, d: &mut Diagnostics) {
                 continue;
             }
         }
-        let fnat = vs.lb_kind == LbKind::FullNat
-            || vs.real_servers.iter().any(|r| r.fwd == LbKind::FullNat);
-        match (&vs.laddr_group_name, fnat) {
-            (None, true) => d.error(
-                loc,
-                "FNAT (FULLNAT) virtual server needs local addresses: add laddr_group_name",
-            ),
-            (Some(name), _) => {
+        // FULLNAT's rule is `ipvs::check_local_addresses`; here it is said
+        // in the configuration's terms, at the virtual_server (a group
+        // without addresses is refused where groups are checked).
+        let fnat = vs.forwards_by_fullnat();
+        match &vs.laddr_group_name {
+            None => {
+                if check_local_addresses(fnat, 0).is_err() {
+                    d.error(
+                        loc,
+                        "FNAT (FULLNAT) virtual server needs local addresses: add laddr_group_name",
+                    )
+                }
+            }
+            Some(name) => {
                 let l = locs.laddr_refs[i].as_ref().unwrap_or(loc);
                 if cfg.local_address_group(name).is_none() {
                     d.error(l, format!("local_address_group {name} does not exist"));
@@ -170,7 +176,6 @@ pub fn validate(cfg: &Config, locs: &Locations, d: &mut Diagnostics) {
                     d.warn(l, "laddr_group_name only matters for FNAT - ignoring");
                 }
             }
-            (None, false) => {}
         }
         if let (VsAddress::Group(g), Some(v6)) = (&vs.address, service_family_v6(vs)) {
             let g = cfg.virtual_server_group(g).expect("checked above");

@@ -389,11 +389,15 @@ fn synproxy_flag_parsed_and_printed_as_dpvs_does() {
     };
     assert!(!off.synproxy);
     assert_eq!(
-        parse_command(&["-A", "-t", "198.18.0.100:80", "-j", "on"]).unwrap_err(),
+        parse_command(&["-A", "-t", "198.18.0.100:80", "-j", "on"])
+            .unwrap_err()
+            .to_string(),
         "synproxy switch must be enable or disable"
     );
     assert_eq!(
-        parse_command(&["-A", "-u", "198.18.0.100:53", "-j", "enable"]).unwrap_err(),
+        parse_command(&["-A", "-u", "198.18.0.100:53", "-j", "enable"])
+            .unwrap_err()
+            .to_string(),
         "SYN proxy is only for TCP virtual services"
     );
     assert!(parse_command(&[

@@ -242,6 +242,59 @@ fn rule_errors_use_ipvsadm_messages() {
         "line 2: Different address family is allowed only for tunneling servers"
     );
     assert_eq!(err("-A -t 198.18.0.1:80 -6"), "line 1: -6 used before -f");
+    // The rest of the typed errors print what the string errors printed.
+    for (rules, text) in [
+        (
+            "-A -t 198.18.0.1:80 -s rr -s wrr",
+            "multiple 'scheduler' options specified",
+        ),
+        ("-A -t 198.18.0.1:80 --weight", "--weight: missing argument"),
+        ("-A -t 198.18.0.1:80 -s", "-s: missing argument"),
+        (
+            "-A -t 198.18.0.1:80 --numeric=1",
+            "--numeric=1: option does not take an argument",
+        ),
+        ("-A -t 198.18.0.1:80 --bogus", "--bogus: unknown option"),
+        ("-t 198.18.0.1:80", "no command specified"),
+        ("-A -t 198.18.0.1:80 extra", "unexpected argument extra"),
+        ("-A -f 0", "invalid fwmark value `0' specified"),
+        (
+            "-A -t [2001:db8::1]:80 -p -M 129",
+            "illegal ipv6 netmask specified",
+        ),
+        (
+            "-A -t 198.18.0.1:80\n-a -t 198.18.0.1:80 -r 198.18.1.1 -x -1",
+            "illegal u_threshold specified",
+        ),
+        (
+            "-A -t 198.18.0.1:80\n-a -t 198.18.0.1:80 -r 198.18.1.1 -y -1",
+            "illegal l_threshold specified",
+        ),
+        (
+            "-A -t 198.18.0.1:80\n-a -t 198.18.0.1:80 -r 198.18.1.1 -m --tun-type ipip",
+            "Tunnel options conflict with forward method",
+        ),
+        (
+            "-A -t 198.18.0.1:80\n-a -t 198.18.0.1:80 -r 198.18.1.1 -i --tun-type gre",
+            "tunnel type `gre' is not supported (only ipip)",
+        ),
+        (
+            "-A -u 198.18.0.1:53 -j enable",
+            "SYN proxy is only for TCP virtual services",
+        ),
+    ] {
+        let e = err(rules);
+        assert_eq!(e.split_once(": ").map(|x| x.1), Some(text), "{rules}");
+    }
+    // And they are typed: a caller matches on what went wrong.
+    assert_eq!(
+        table_from_rules("-D -t 198.18.0.1:80").unwrap_err().problem,
+        RuleProblem::Table(TableError::NoSuchService)
+    );
+    assert_eq!(
+        parse_command(&["-A", "-t", "198.18.0.1:80", "-o"]).unwrap_err(),
+        ParseError::OpsNotUdp
+    );
 }
 
 #[test]
@@ -286,11 +339,11 @@ fn list_and_other_commands_parse() {
         }
     );
     assert_eq!(
-        parse_command(&["--set", "900"]).unwrap_err(),
+        parse_command(&["--set", "900"]).unwrap_err().to_string(),
         "--set option requires 3 timeout values"
     );
     assert_eq!(
-        parse_command(&["-Lnc", "--stats"]).unwrap_err(),
+        parse_command(&["-Lnc", "--stats"]).unwrap_err().to_string(),
         "options conflicts in the list command"
     );
 }

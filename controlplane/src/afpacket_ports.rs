@@ -3,7 +3,7 @@
 //! counters for `/metrics`, and the warning that names the fix when GSO
 //! super-frames arrive, which the backend cannot forward.
 
-use crate::daemon::{OpenRequest, Opened};
+use crate::daemon::{OpenRequest, Opened, PortError};
 use crate::port_device::{KernelDevice, PortDevice, QueueStat};
 use ferrovs_dataplane::port::afpacket::{AfPacketOptions, AfPacketPort, PortCounters};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +13,8 @@ use tracing::warn;
 /// An AF_PACKET interface for `/metrics` and its warnings.
 struct AfPacketDevice {
     kernel: KernelDevice,
+    /// The veth peer's ifindex, when the port is a veth.
+    peer: Option<u32>,
     /// Per worker.
     sockets: Vec<Arc<PortCounters>>,
     /// `rx_gso` when the last warning was given.
@@ -65,14 +67,13 @@ impl PortDevice for AfPacketDevice {
             .map(|c| c.rx_gso_max_len.load(Ordering::Relaxed))
             .max()
             .unwrap_or(0);
-        vec![gso_advice(self.name(), gso, max)]
+        vec![gso_advice(self.name(), self.peer, gso, max)]
     }
 }
 
 /// The warning for GSO super-frames on `ifname`, naming the command that
 /// fixes the sender.
-fn gso_advice(ifname: &str, count: u64, max_len: u64) -> String {
-    let peer = veth_peer_index(ifname);
+fn gso_advice(ifname: &str, peer: Option<u32>, count: u64, max_len: u64) -> String {
     let who = match peer {
         Some(i) => {
             format!("on the veth peer of {ifname} (its ifindex is {i}, maybe in another namespace)")
@@ -84,33 +85,35 @@ fn gso_advice(ifname: &str, count: u64, max_len: u64) -> String {
     )
 }
 
-/// The peer's interface index when `ifname` is one end of a veth pair
-/// (its `iflink` names another interface).
-fn veth_peer_index(ifname: &str) -> Option<u32> {
-    let read = |f: &str| {
-        std::fs::read_to_string(format!("/sys/class/net/{ifname}/{f}"))
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok())
-    };
-    let (idx, link) = (read("ifindex")?, read("iflink")?);
-    (idx != link).then_some(link)
-}
-
-/// Opens the AF_PACKET ports. The kernel keeps the interfaces, so it sees
-/// the director's own traffic without an exception path.
-pub fn open(req: &OpenRequest) -> Result<Opened<AfPacketPort>, String> {
+/// Opens the AF_PACKET ports with the facts the southbound learned of
+/// their interfaces (a missing or non-Ethernet one is refused, by name).
+/// The kernel keeps the interfaces, so it sees the director's own traffic
+/// without an exception path.
+pub fn open(req: &OpenRequest) -> Result<Opened<AfPacketPort>, PortError> {
     let opts = AfPacketOptions::default();
     let mut per_worker: Vec<Vec<AfPacketPort>> = (0..req.workers).map(|_| Vec::new()).collect();
     let mut devices: Vec<Arc<dyn PortDevice>> = Vec::new();
     for i in req.ifaces {
-        let ports =
-            AfPacketPort::open_fanout(i, req.workers, &opts).map_err(|e| format!("{i}: {e}"))?;
-        if let Some(peer) = veth_peer_index(i) {
+        let (iface, peer) = {
+            let net = req.net.borrow();
+            let iface = net.iface(i)?;
+            // A veth names its peer as IFLA_LINK.
+            let peer = net.link(iface.index).and_then(|l| l.iflink);
+            (iface, peer)
+        };
+        let ports = AfPacketPort::open_fanout(&iface, req.workers, &opts).map_err(|error| {
+            PortError::Open {
+                iface: i.clone(),
+                error,
+            }
+        })?;
+        if let Some(peer) = peer {
             warn!("{i}: a veth (peer ifindex {peer}): with the AF_PACKET backend, TSO/GSO must be off on the peer (`ethtool -K PEER tso off gso off`), or large transfers stall; the AF_XDP backend needs nothing");
         }
         let sockets = ports.iter().map(|p| p.counters()).collect();
         devices.push(Arc::new(AfPacketDevice {
-            kernel: KernelDevice::new(i.clone(), Some(req.net.clone())),
+            kernel: KernelDevice::new(i.clone(), Some(req.net.clone()), Some(req.stats.clone())),
+            peer,
             sockets,
             gso_warned: AtomicU64::new(0),
         }));
@@ -135,8 +138,13 @@ mod tests {
 
     #[test]
     fn gso_advice_names_the_command() {
-        let s = gso_advice("nonexistent0", 3, 65226);
+        let s = gso_advice("nonexistent0", None, 3, 65226);
         assert!(s.contains("ethtool -K IFACE tso off gso off"), "{s}");
         assert!(s.contains("3 GSO super-frames (up to 65226 bytes)"), "{s}");
+        let s = gso_advice("veth0", Some(12), 1, 9000);
+        assert!(
+            s.contains("on the veth peer of veth0 (its ifindex is 12"),
+            "{s}"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! program's address map equal to each published snapshot (VRRP ownership,
 //! reload, health), and the rings' figures for `/metrics`.
 
-use crate::daemon::{OpenRequest, Opened};
+use crate::daemon::{OpenRequest, Opened, PortError};
 use crate::port_device::{KernelDevice, PortDevice, QueueStat};
 use ferrovs_dataplane::port::afxdp::steer::{ADDR_NAT_SRC, ADDR_OWN, ADDR_STEER};
 use ferrovs_dataplane::port::afxdp::{
@@ -210,14 +210,21 @@ impl PortDevice for XdpDevice {
 
 /// Opens the AF_XDP ports; the error says why when the kernel or the build
 /// cannot (the caller may fall back to AF_PACKET).
-pub fn open(req: &OpenRequest) -> Result<Opened<AfXdpPort>, String> {
+pub fn open(req: &OpenRequest) -> Result<Opened<AfXdpPort>, PortError> {
     let opts = AfXdpOptions::default();
     let mut per_worker: Vec<Vec<AfXdpPort>> = (0..req.workers).map(|_| Vec::new()).collect();
     let mut programs = Vec::new();
     let mut guards = Vec::new();
     let mut infos = Vec::new();
     for i in req.ifaces {
-        let o = AfXdpPort::open_all(i, req.workers, &opts).map_err(|e| format!("{i}: {e}"))?;
+        // The facts the southbound learned (a missing or non-Ethernet
+        // interface is refused, by name).
+        let iface = req.net.borrow().iface(i)?;
+        let o =
+            AfXdpPort::open_all(&iface, req.workers, &opts).map_err(|error| PortError::Open {
+                iface: i.clone(),
+                error,
+            })?;
         info!(
             "{i}: AF_XDP, XDP program {:?} mode, sockets {}",
             o.steering.mode,
@@ -245,7 +252,11 @@ pub fn open(req: &OpenRequest) -> Result<Opened<AfXdpPort>, String> {
         .enumerate()
         .map(|(index, (name, sockets))| {
             Arc::new(XdpDevice {
-                kernel: KernelDevice::new(name.clone(), Some(req.net.clone())),
+                kernel: KernelDevice::new(
+                    name.clone(),
+                    Some(req.net.clone()),
+                    Some(req.stats.clone()),
+                ),
                 steering: steering.clone(),
                 index,
                 sockets,

@@ -5,19 +5,23 @@
 //! one task (the [`Owner`]) feeds it and carries out what it says.
 
 use crate::core::reload::laddrs_from_config;
-use crate::core::{AdminCommand, Core, CoreError, Desired, Input, Level, Output, Reload};
+use crate::core::{AdminCommand, Core, CoreError, Input, Level, Output, Reload, TableChange};
 use crate::heartbeat::{worker_clock_ms, Heartbeats};
+use crate::ipvs_state::Unforwardable;
 use crate::ipvs_state::{v4_key, IpvsState, Net};
 use crate::mailbox::{ConnsQuery, DaemonLink, Pending, ToDaemon};
 use crate::northbound::ctl::{self, CtlRequest, CtlResponse};
+use crate::northbound::ctl_server::CtlSocketError;
 use crate::port_device::{KernelDevice, PortDevice};
 pub use crate::southbound::Dataplane;
+use crate::southbound::NetError;
 use crate::southbound::{NetState, Southbound};
 use crate::view::{View, ViewCell};
 use crate::vrrp::driver::StatusHandle;
 use ferrovs_config::ipvs::ServiceKey;
 use ferrovs_config::ipvsadm::list::{format_list, format_timeout, ConnEntry, ConnProto};
 use ferrovs_config::ipvsadm::rules::{format_rules, parse_command, Command};
+use ferrovs_config::ipvsadm::TableError;
 use ferrovs_config::{Config, Loaded};
 use ferrovs_dataplane::conn::template::TemplateTable;
 use ferrovs_dataplane::port::Port;
@@ -29,6 +33,99 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
+
+/// Why a request to the daemon (a reload, an administrator's command, a
+/// listing) failed; the text is what `ferrovsadm` and the log show.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The core refused it.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// A listing of a service that does not exist.
+    #[error(transparent)]
+    Table(#[from] TableError),
+    /// The core gave no answer to what it was asked (a bug).
+    #[error("internal: the {0} was not answered")]
+    Unanswered(&'static str),
+    /// A changing command reached the read path (a bug).
+    #[error("internal: {0} is not a read")]
+    NotARead(String),
+}
+
+/// Why `ferrovs run` could not start serving (or stopped serving).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{}: configuration has errors", .0.display())]
+    ConfigErrors(PathBuf),
+    #[error(
+        "no interface to serve: name one in ferrovs {{ interface ... }} or in a vrrp_instance"
+    )]
+    NoInterface,
+    #[error(transparent)]
+    CtlSocket(#[from] CtlSocketError),
+    #[error(transparent)]
+    PortLock(#[from] crate::pid_lock::PortLockError),
+    #[error("tokio runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("following the kernel's interfaces: {0}")]
+    Southbound(NetError),
+    /// The kernel's view of the ports, read after they opened.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("opening ports: {0}")]
+    Ports(#[from] PortError),
+    #[error(transparent)]
+    Snapshot(#[from] Unforwardable),
+    #[error("starting worker {worker}: {error}")]
+    Worker { worker: usize, error: SpawnError },
+    #[error("{0}")]
+    Signal(std::io::Error),
+    /// A backend this binary was built without.
+    #[error("{0}")]
+    Unsupported(&'static str),
+}
+
+/// Why a worker could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error(transparent)]
+    Thread(#[from] std::io::Error),
+    /// A DPDK worker lcore refused it.
+    #[cfg(feature = "dpdk")]
+    #[error("lcore {lcore}: {error}")]
+    Lcore {
+        lcore: u32,
+        error: ferrovs_dataplane::port::dpdk::DpdkError,
+    },
+}
+
+/// Why a backend could not open its ports.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// The interface as the southbound sees it: missing, not Ethernet.
+    #[error(transparent)]
+    Iface(#[from] NetError),
+    /// The backend's sockets or XDP program on the interface.
+    #[error("{iface}: {error}")]
+    Open {
+        iface: String,
+        error: std::io::Error,
+    },
+    /// A DPDK call, with what it was for (`context`).
+    #[cfg(feature = "dpdk")]
+    #[error("{context}: {error}")]
+    Dpdk {
+        context: String,
+        error: ferrovs_dataplane::port::dpdk::DpdkError,
+    },
+    /// No probed DPDK device is left for an interface.
+    #[cfg(feature = "dpdk")]
+    #[error("interface {iface}: no DPDK device left for it (probed: {probed}); name one with dpdk {{ port {iface} DEVICE }}")]
+    NoDevice { iface: String, probed: String },
+    #[cfg(feature = "dpdk")]
+    #[error("too many workers for DPDK queues")]
+    TooManyWorkers,
+}
 
 /// The daemon's edges around its control core ([`crate::core`]): the
 /// dataplane it publishes to, the health checks and the VRRP driver it
@@ -93,7 +190,7 @@ impl Daemon {
         let devices: Vec<Arc<dyn PortDevice>> = net
             .ports
             .iter()
-            .map(|p| Arc::new(KernelDevice::new(p.name.clone(), None)) as Arc<dyn PortDevice>)
+            .map(|p| Arc::new(KernelDevice::new(p.name.clone(), None, None)) as Arc<dyn PortDevice>)
             .collect();
         let core = Core::new(state, net, config, epoch);
         let d = Daemon {
@@ -271,17 +368,17 @@ impl Daemon {
     }
 
     /// Applies table changes decided by the health checks and publishes.
-    pub fn apply_health(&mut self, cmds: &[Command]) {
-        if cmds.is_empty() {
+    pub fn apply_health(&mut self, changes: &[TableChange]) {
+        if changes.is_empty() {
             return;
         }
-        self.feed(Input::Health(Desired::from_commands(cmds)));
+        self.feed(Input::Health(changes.to_vec()));
     }
 
     /// SIGHUP: re-read the file and hand it, with the health checks' plan
     /// for it, to the core (see [`crate::core::reload`]): all of it is
     /// committed or none.
-    pub fn reload(&mut self) -> Result<(), String> {
+    pub fn reload(&mut self) -> Result<(), RequestError> {
         let loaded = ferrovs_config::load_file(&self.config_path);
         let health = self.health.clone();
         let plan = match &health {
@@ -290,14 +387,14 @@ impl Daemon {
         };
         let input = Input::Reload(Box::new(Reload {
             path: self.config_path.display().to_string(),
-            health: plan.as_ref().map(|p| Desired::from_commands(p.commands())),
+            health: plan.as_ref().map(|p| p.table_changes().to_vec()),
             loaded,
         }));
         let outs = self.core.handle(input, Instant::now());
         match self.carry_out(outs, plan).reload {
             Some(Ok(_)) => Ok(()),
-            Some(Err(e)) => Err(e.to_string()),
-            None => Err("internal: the reload was not answered".into()),
+            Some(Err(e)) => Err(e.into()),
+            None => Err(RequestError::Unanswered("reload")),
         }
     }
 
@@ -321,7 +418,7 @@ impl Daemon {
         let args: Vec<&str> = req.argv.iter().map(String::as_str).collect();
         let cmd = match parse_command(&args) {
             Ok(c) => c,
-            Err(e) => return Pending::Done(CtlResponse::err(2, e)),
+            Err(e) => return Pending::Done(CtlResponse::err(2, e.to_string())),
         };
         if let Command::List {
             service,
@@ -335,28 +432,28 @@ impl Daemon {
         }
         let out = match AdminCommand::from_command(&cmd, req.stdin.as_deref()) {
             Some(Ok(a)) => self.admin(a).map(|()| String::new()),
-            Some(Err(e)) => Err(e.to_string()),
+            Some(Err(e)) => Err(e.into()),
             None => self.read(&cmd),
         };
         Pending::Done(match out {
             Ok(out) => CtlResponse::ok(out),
-            Err(e) => CtlResponse::err(1, e),
+            Err(e) => CtlResponse::err(1, e.to_string()),
         })
     }
 
     /// An administrator's change, through the core.
-    fn admin(&mut self, cmd: AdminCommand) -> Result<(), String> {
+    fn admin(&mut self, cmd: AdminCommand) -> Result<(), RequestError> {
         self.next_request += 1;
         let id = self.next_request;
         let outs = self.core.handle(Input::Admin { id, cmd }, Instant::now());
         match self.carry_out(outs, None).reply {
-            Some(r) => r.map_err(|e| e.to_string()),
-            None => Err("internal: the command was not answered".into()),
+            Some(r) => Ok(r?),
+            None => Err(RequestError::Unanswered("command")),
         }
     }
 
     /// The commands that only read: listings, rules, timeouts.
-    fn read(&self, cmd: &Command) -> Result<String, String> {
+    fn read(&self, cmd: &Command) -> Result<String, RequestError> {
         let state = self.core.state();
         match cmd {
             Command::List {
@@ -381,7 +478,7 @@ impl Daemon {
                 Ok(format_list(&l, options))
             }
             Command::Save { nosort } => Ok(format_rules(&state.table, *nosort)),
-            other => Err(format!("internal: {other:?} is not a read")),
+            other => Err(RequestError::NotARead(format!("{other:?}"))),
         }
     }
 
@@ -532,7 +629,7 @@ pub struct Opened<P> {
 pub type PublishHook = Arc<dyn Fn(&Snapshot) + Send + Sync>;
 
 pub type Spawner =
-    dyn Fn(usize, Box<dyn FnOnce() + Send>) -> Result<Box<dyn FnOnce() + Send>, String>;
+    dyn Fn(usize, Box<dyn FnOnce() + Send>) -> Result<Box<dyn FnOnce() + Send>, SpawnError>;
 
 /// What a backend needs to know to open the ports.
 pub struct OpenRequest<'a> {
@@ -543,19 +640,22 @@ pub struct OpenRequest<'a> {
     pub laddrs: Vec<Ipv4Addr>,
     /// Brings an interface up (the exception interfaces a DPDK backend
     /// creates), through the southbound.
-    pub link_up: &'a dyn Fn(&str) -> Result<(), String>,
-    /// The kernel's network as the southbound follows it (the ports' link
-    /// state for `/metrics`).
+    pub link_up: &'a dyn Fn(&str) -> Result<(), NetError>,
+    /// The kernel's network as the southbound follows it: the ports'
+    /// facts (index, MAC, MTU) to open them with, and their link state
+    /// for `/metrics`.
     pub net: tokio::sync::watch::Receiver<Arc<NetState>>,
+    /// The links' counters, as the southbound reads them (`/metrics`).
+    pub stats: tokio::sync::watch::Receiver<Arc<crate::southbound::LinkStatsMap>>,
 }
 
-pub type PortOpener<P> = dyn Fn(&OpenRequest) -> Result<Opened<P>, String>;
+pub type PortOpener<P> = dyn Fn(&OpenRequest) -> Result<Opened<P>, PortError>;
 
 /// Runs the appliance until SIGTERM/SIGINT.
-pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), String> {
+pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), RunError> {
     let loaded = ferrovs_config::load_file(path);
     if !report(&loaded) {
-        return Err(format!("{}: configuration has errors", path.display()));
+        return Err(RunError::ConfigErrors(path.to_path_buf()));
     }
     let cfg = loaded.config;
     crate::northbound::http::raise_nofile_limit();
@@ -565,10 +665,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     let settings = cfg.ferrovs.clone();
     let ifaces = settings.effective_interfaces(&cfg);
     if ifaces.is_empty() {
-        return Err(
-            "no interface to serve: name one in ferrovs { interface ... } or in a vrrp_instance"
-                .into(),
-        );
+        return Err(RunError::NoInterface);
     }
     let workers = settings
         .workers
@@ -590,14 +687,11 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("tokio runtime: {e}"))?;
+        .map_err(RunError::Runtime)?;
     let southbound = rt
         .block_on(Southbound::start())
-        .map_err(|e| format!("following the kernel's interfaces: {e}"))?;
-    let link_up = |name: &str| {
-        rt.block_on(southbound.set_link_up(name))
-            .map_err(|e| e.to_string())
-    };
+        .map_err(RunError::Southbound)?;
+    let link_up = |name: &str| rt.block_on(southbound.set_link_up(name));
     let laddrs_by_service = laddrs_from_config(&cfg);
     let mut all_laddrs: Vec<Ipv4Addr> = laddrs_by_service.values().flatten().copied().collect();
     all_laddrs.sort();
@@ -611,15 +705,13 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
         laddrs: all_laddrs,
         link_up: &link_up,
         net: southbound.subscribe(),
-    })
-    .map_err(|e| format!("opening ports: {e}"))?;
+        stats: southbound.subscribe_stats(),
+    })?;
     // Read again: a DPDK backend has just created its interfaces.
-    let ns = rt
-        .block_on(southbound.dump_now())
-        .map_err(|e| e.to_string())?;
+    let ns = rt.block_on(southbound.dump_now())?;
     let mut ports_conf = Vec::new();
     for (k, i) in ifaces.iter().enumerate() {
-        let mut p = ns.port(i).map_err(|e| e.to_string())?;
+        let mut p = ns.port(i)?;
         if let Some(m) = opened.macs.as_ref().and_then(|m| m.get(k)) {
             p.mac = *m;
         }
@@ -693,7 +785,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
             Box::new(move || worker_loop(worker, epoch, stop, hb, w));
         match &spawn {
             Some(spawn) => {
-                joins.push(spawn(w, body).map_err(|e| format!("starting worker {w}: {e}"))?)
+                joins.push(spawn(w, body).map_err(|error| RunError::Worker { worker: w, error })?)
             }
             None => {
                 // Pin only when a core is left for the control plane.
@@ -710,7 +802,10 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), S
                         }
                         body()
                     })
-                    .map_err(|e| format!("starting worker {w}: {e}"))?;
+                    .map_err(|e| RunError::Worker {
+                        worker: w,
+                        error: e.into(),
+                    })?;
                 joins.push(Box::new(move || {
                     let _ = h.join();
                 }));
@@ -798,7 +893,7 @@ impl Owner<'_> {
         mut self,
         ctl_socket: &mut crate::northbound::ctl_server::CtlSocket,
         to_daemon: tokio::sync::mpsc::UnboundedSender<ToDaemon>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RunError> {
         use tokio::signal::unix::{signal, SignalKind};
         // A control request is taken by the owner; a connection listing
         // then waits for the workers on the request's thread, not here.
@@ -812,20 +907,20 @@ impl Owner<'_> {
                 Err(_) => CtlResponse::err(1, "ferrovs is stopping"),
             }
         }))?;
-        let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
-        let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-        let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+        let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
+        let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         let mut beats = tokio::time::interval(Duration::from_millis(250));
         let d = &mut *self.daemon;
         loop {
             tokio::select! {
                 Some(msg) = self.from_tasks.recv() => d.handle(msg),
-                Some(ev) = self.health_rx.recv() => d.apply_health(&ev.commands),
+                Some(ev) = self.health_rx.recv() => d.apply_health(&ev.table),
                 _ = hup.recv() => {
                     // Health changes already decided go in before the reload.
                     while let Ok(ev) = self.health_rx.try_recv() {
-                        d.apply_health(&ev.commands);
+                        d.apply_health(&ev.table);
                     }
                     // The core logs a refusal and counts it.
                     let _ = d.reload();

@@ -10,7 +10,7 @@
 //! systemd-networkd or `ip addr add`, after ferrovs has created it); the
 //! daemon follows them.
 
-use crate::daemon::{OpenRequest, Opened};
+use crate::daemon::{OpenRequest, Opened, PortError, SpawnError};
 use crate::port_device::PortDevice;
 use ferrovs_dataplane::port::dpdk::{register_thread, Device, DeviceConfig, DpdkPort, Eal};
 use std::sync::Arc;
@@ -45,7 +45,7 @@ pub fn eal_args(configured: &[String], workers: usize, cpus: usize) -> Vec<Strin
 
 /// The device behind each interface: the `port` lines, then the probed
 /// devices nobody named, in port-id order.
-fn device_names(req: &OpenRequest, probed: &[String]) -> Result<Vec<String>, String> {
+fn device_names(req: &OpenRequest, probed: &[String]) -> Result<Vec<String>, PortError> {
     let named = &req.settings.dpdk.ports;
     let mut free = probed
         .iter()
@@ -55,11 +55,13 @@ fn device_names(req: &OpenRequest, probed: &[String]) -> Result<Vec<String>, Str
         .iter()
         .map(|i| match named.iter().find(|(n, _)| n == i) {
             Some((_, dev)) => Ok(dev.clone()),
-            None => free.next().cloned().ok_or_else(|| {
-                format!(
-                    "interface {i}: no DPDK device left for it (probed: {}); name one with dpdk {{ port {i} DEVICE }}",
-                    if probed.is_empty() { "none".to_string() } else { probed.join(", ") }
-                )
+            None => free.next().cloned().ok_or_else(|| PortError::NoDevice {
+                iface: i.clone(),
+                probed: if probed.is_empty() {
+                    "none".to_string()
+                } else {
+                    probed.join(", ")
+                },
             }),
         })
         .collect()
@@ -95,17 +97,20 @@ impl PortDevice for DpdkDevice {
 }
 
 /// Opens the DPDK ports for `run`.
-pub fn open(req: &OpenRequest) -> Result<Opened<DpdkPort>, String> {
+pub fn open(req: &OpenRequest) -> Result<Opened<DpdkPort>, PortError> {
     let d = &req.settings.dpdk;
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
     let args = eal_args(&d.eal_args, req.workers, cpus);
     info!("starting the DPDK EAL: {}", args.join(" "));
-    let eal = Eal::init(&args).map_err(|e| format!("DPDK EAL: {e}"))?;
+    let eal = Eal::init(&args).map_err(|error| PortError::Dpdk {
+        context: "DPDK EAL".into(),
+        error,
+    })?;
     let probed: Vec<String> = eal.devices().into_iter().map(|x| x.name).collect();
     let names = device_names(req, &probed)?;
-    let queues = u16::try_from(req.workers).map_err(|_| "too many workers for DPDK queues")?;
+    let queues = u16::try_from(req.workers).map_err(|_| PortError::TooManyWorkers)?;
     let cfg = DeviceConfig {
         queues,
         rx_desc: d.rx_desc,
@@ -121,8 +126,10 @@ pub fn open(req: &OpenRequest) -> Result<Opened<DpdkPort>, String> {
     let mut devices: Vec<Arc<dyn PortDevice>> = Vec::new();
     let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
     for (ifname, dev_name) in req.ifaces.iter().zip(&names) {
-        let (dev, qs) = Device::open(&eal, dev_name, &cfg)
-            .map_err(|e| format!("{ifname} ({dev_name}): {e}"))?;
+        let (dev, qs) = Device::open(&eal, dev_name, &cfg).map_err(|error| PortError::Dpdk {
+            context: format!("{ifname} ({dev_name})"),
+            error,
+        })?;
         let mac = dev.mac();
         info!(
             "{ifname}: DPDK device {dev_name} (port {}), {} queue(s), MAC {}",
@@ -141,8 +148,11 @@ pub fn open(req: &OpenRequest) -> Result<Opened<DpdkPort>, String> {
             promiscuous: false,
             ..cfg
         };
-        let (tap, tqs) = Device::create_tap(&eal, ifname, mac, &tap_cfg)
-            .map_err(|e| format!("{ifname}: creating the exception interface: {e}"))?;
+        let (tap, tqs) =
+            Device::create_tap(&eal, ifname, mac, &tap_cfg).map_err(|error| PortError::Dpdk {
+                context: format!("{ifname}: creating the exception interface"),
+                error,
+            })?;
         for (w, q) in tqs.into_iter().enumerate() {
             kernel[w].push(q);
         }
@@ -193,7 +203,7 @@ pub fn open(req: &OpenRequest) -> Result<Opened<DpdkPort>, String> {
                 Some(&lcore) => {
                     spawn_eal
                         .launch(lcore, run)
-                        .map_err(|e| format!("lcore {lcore}: {e}"))?;
+                        .map_err(|error| SpawnError::Lcore { lcore, error })?;
                 }
                 None => {
                     std::thread::Builder::new()
@@ -206,7 +216,7 @@ pub fn open(req: &OpenRequest) -> Result<Opened<DpdkPort>, String> {
                             }
                             run()
                         })
-                        .map_err(|e| e.to_string())?;
+                        .map_err(SpawnError::Thread)?;
                 }
             }
             Ok(Box::new(move || {

@@ -5,8 +5,11 @@
 //! trash until their connections are gone).
 
 use crate::rate::RateEstimator;
-use ferrovs_config::ipvs::{Fwd, Service as CfgService, ServiceKey, Table};
+use ferrovs_config::ipvs::{
+    check_local_addresses, Fwd, NoLocalAddresses, Service as CfgService, ServiceKey, Table,
+};
 use ferrovs_config::ipvsadm::list::{ListedDest, ListedService, Listing, Stats};
+use ferrovs_config::ipvsadm::TableError;
 use ferrovs_config::model::{Netmask, Protocol, Scheduler as CfgScheduler};
 use ferrovs_dataplane::conn::template::TemplateTable;
 use ferrovs_dataplane::conn::Timeouts;
@@ -15,7 +18,7 @@ use ferrovs_dataplane::sched::{SchedFlags, SchedKind, Scheduler};
 use ferrovs_dataplane::service::{
     Dest, DestShared, FwdMethod, Persistence, Proto, Service, ServiceShared,
 };
-use ferrovs_dataplane::snapshot::{PortConf, Snapshot, SnapshotBuilder};
+use ferrovs_dataplane::snapshot::{BuildError, PortConf, Snapshot, SnapshotBuilder};
 use ferrovs_dataplane::stats::TrafficTotals;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -55,15 +58,39 @@ pub struct IpvsState {
     pub table_size: u32,
 }
 
+/// What the dataplane cannot forward by, in the words `ferrovsadm` and the
+/// reload log have always used (ipvsadm's where it has some).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unforwardable {
+    #[error("Protocol or address family not supported")]
+    Family,
+    #[error("Invalid argument: a port-0 service needs persistence")]
+    PortZeroWithoutPersistence,
+    #[error("local forwarding is not supported")]
+    LocalForwarding,
+    #[error(transparent)]
+    NoLocalAddresses(#[from] NoLocalAddresses),
+    #[error("SYN proxy needs masquerading or fullnat servers (-m, --fullnat): replies bypass the director with -g and -i")]
+    SynproxyBypassed,
+    /// The table and the ids the state keeps for it disagree (a bug).
+    #[error("internal: service without id")]
+    ServiceWithoutId,
+    #[error("internal: server without id")]
+    ServerWithoutId,
+    /// The dataplane's own refusal of the snapshot.
+    #[error(transparent)]
+    Snapshot(#[from] BuildError),
+}
+
 /// Converts ipvsadm's forwarding method; `Local` (the director itself as a
 /// real server) has no meaning for a userspace director.
-fn fwd_method(f: Fwd) -> Result<FwdMethod, String> {
+fn fwd_method(f: Fwd) -> Result<FwdMethod, Unforwardable> {
     match f {
         Fwd::Route => Ok(FwdMethod::Dr),
         Fwd::Masq => Ok(FwdMethod::Nat),
         Fwd::Tunnel => Ok(FwdMethod::Tun),
         Fwd::FullNat => Ok(FwdMethod::FullNat),
-        Fwd::Local => Err("local forwarding is not supported".into()),
+        Fwd::Local => Err(Unforwardable::LocalForwarding),
     }
 }
 
@@ -221,10 +248,10 @@ impl IpvsState {
     }
 
     /// `-Z`: zero the counters of one service (and its servers) or all.
-    pub fn zero(&mut self, key: Option<&ServiceKey>) -> Result<(), String> {
+    pub fn zero(&mut self, key: Option<&ServiceKey>) -> Result<(), TableError> {
         if let Some(k) = key {
             if self.table.find(k).is_none() {
-                return Err("No such service".into());
+                return Err(TableError::NoSuchService);
             }
         }
         for (k, s) in &self.svc_shared {
@@ -249,7 +276,7 @@ impl IpvsState {
         generation: u64,
         net: &Net,
         vrrp: &[(Ipv4Addr, bool)],
-    ) -> Result<Snapshot, String> {
+    ) -> Result<Snapshot, Unforwardable> {
         let mut b = SnapshotBuilder::new(generation, self.workers, self.templates.clone());
         b.timeouts(self.timeouts);
         for p in &net.ports {
@@ -270,7 +297,7 @@ impl IpvsState {
                 .svc_shared
                 .get(&s.key)
                 .cloned()
-                .ok_or("internal: service without id")?;
+                .ok_or(Unforwardable::ServiceWithoutId)?;
             let mut dests = Vec::with_capacity(s.dests.len());
             for d in &s.dests {
                 let IpAddr::V4(addr) = d.addr else { continue };
@@ -278,7 +305,7 @@ impl IpvsState {
                     .dest_shared
                     .get(&(s.key.clone(), d.addr, d.port))
                     .cloned()
-                    .ok_or("internal: server without id")?;
+                    .ok_or(Unforwardable::ServerWithoutId)?;
                 dests.push(Dest {
                     addr,
                     port: d.port,
@@ -318,7 +345,7 @@ impl IpvsState {
         for d in &self.draining {
             b.draining(d.dest.clone(), d.svc.clone());
         }
-        b.build().map_err(|e| e.to_string())
+        Ok(b.build()?)
     }
 
     /// Feeds the rate estimator from the counters (every 2 s, as IPVS).
@@ -336,10 +363,10 @@ impl IpvsState {
     }
 
     /// What `ipvsadm -L` shows, with live numbers.
-    pub fn listing(&self, service: Option<&ServiceKey>) -> Result<Listing, String> {
+    pub fn listing(&self, service: Option<&ServiceKey>) -> Result<Listing, TableError> {
         if let Some(k) = service {
             if self.table.find(k).is_none() {
-                return Err("No such service".into());
+                return Err(TableError::NoSuchService);
             }
         }
         let mut services = Vec::new();
@@ -400,27 +427,24 @@ impl IpvsState {
 
 /// What the IPv4 dataplane cannot forward by, in ipvsadm's words. Every
 /// change (command, reload, health check) passes here when its snapshot is
-/// built, so this is the one place for these rules.
-fn check_service(s: &CfgService, laddrs: Option<&Vec<Ipv4Addr>>) -> Result<(), String> {
+/// built, so this is where the control plane checks; FULLNAT's rule itself
+/// is `ferrovs_config::ipvs::check_local_addresses`, which the
+/// configuration check asks too.
+fn check_service(s: &CfgService, laddrs: Option<&Vec<Ipv4Addr>>) -> Result<(), Unforwardable> {
     let Some((_, _, port)) = v4_key(&s.key) else {
-        return Err("Protocol or address family not supported".into());
+        return Err(Unforwardable::Family);
     };
     if port == 0 && s.persistence.is_none() {
-        return Err("Invalid argument: a port-0 service needs persistence".into());
+        return Err(Unforwardable::PortZeroWithoutPersistence);
     }
     for d in &s.dests {
         if !d.addr.is_ipv4() {
-            return Err("Protocol or address family not supported".into());
+            return Err(Unforwardable::Family);
         }
         let f = fwd_method(d.fwd)?;
-        if f == FwdMethod::FullNat && laddrs.is_none_or(|l| l.is_empty()) {
-            return Err("FULLNAT needs local addresses (local_address_group)".into());
-        }
+        check_local_addresses(f == FwdMethod::FullNat, laddrs.map_or(0, Vec::len))?;
         if s.synproxy && !f.sees_replies() {
-            return Err(
-                "SYN proxy needs masquerading or fullnat servers (-m, --fullnat): replies bypass the director with -g and -i"
-                    .into(),
-            );
+            return Err(Unforwardable::SynproxyBypassed);
         }
     }
     Ok(())
@@ -457,9 +481,9 @@ mod tests {
         assert_eq!(check_service(&s, None), Ok(()));
         for f in [Fwd::Route, Fwd::Tunnel] {
             s.dests = vec![d(f)];
-            assert!(check_service(&s, None)
-                .unwrap_err()
-                .starts_with("SYN proxy needs"));
+            let e = check_service(&s, None).unwrap_err();
+            assert_eq!(e, Unforwardable::SynproxyBypassed);
+            assert!(e.to_string().starts_with("SYN proxy needs"));
         }
     }
 }

@@ -66,31 +66,47 @@ pub fn acquire(path: &Path) -> Result<PidLock, LockError> {
 /// Where the per-interface locks live.
 pub const PORT_LOCK_DIR: &str = "/run/ferrovs/ports";
 
+/// Why the ports could not be locked.
+#[derive(Debug, thiserror::Error)]
+pub enum PortLockError {
+    #[error("{} already serves interface {iface} in this network namespace: stop it first", holder(.pid))]
+    Held { pid: Option<u32>, iface: String },
+    #[error("{path}: {err}")]
+    Dir { path: String, err: std::io::Error },
+    #[error("/proc/self/ns/net: {0}")]
+    Netns(std::io::Error),
+    #[error(transparent)]
+    Lock(LockError),
+}
+
 /// One ferrovs per interface of a network namespace: a second `ferrovs
 /// run` with another control socket would take the same ports, and both
 /// would answer ARP for the VIPs and forward. The lock is named by the
 /// namespace (its inode, so that directors in separate namespaces with
 /// like-named interfaces do not collide) and the interface.
-pub fn lock_ports(dir: &Path, ifaces: &[String]) -> Result<Vec<PidLock>, String> {
+pub fn lock_ports(dir: &Path, ifaces: &[String]) -> Result<Vec<PidLock>, PortLockError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
+        .map_err(|err| PortLockError::Dir {
+            path: dir.display().to_string(),
+            err,
+        })?;
     let ns = fs::metadata("/proc/self/ns/net")
         .map(|m| m.ino())
-        .map_err(|e| format!("/proc/self/ns/net: {e}"))?;
+        .map_err(PortLockError::Netns)?;
     ifaces
         .iter()
         .map(|i| {
             let file = format!("{ns}-{}.lock", i.replace('/', "_"));
             acquire(&dir.join(file)).map_err(|e| match e {
-                LockError::Held(pid) => format!(
-                    "{} already serves interface {i} in this network namespace: stop it first",
-                    holder(&pid)
-                ),
-                e => e.to_string(),
+                LockError::Held(pid) => PortLockError::Held {
+                    pid,
+                    iface: i.clone(),
+                },
+                e => PortLockError::Lock(e),
             })
         })
         .collect()
@@ -120,7 +136,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ferrovs-portlock-{}", std::process::id()));
         let a = vec!["eth0".to_string(), "eth1".to_string()];
         let held = lock_ports(&dir, &a).unwrap();
-        let e = lock_ports(&dir, &["eth1".to_string()]).unwrap_err();
+        let e = lock_ports(&dir, &["eth1".to_string()])
+            .unwrap_err()
+            .to_string();
         let me = std::process::id();
         assert_eq!(
             e,

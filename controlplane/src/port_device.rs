@@ -2,11 +2,11 @@
 //! ports (link state, device counters, packet-buffer pool) for `/metrics`,
 //! whichever backend owns them.
 
-use crate::southbound::NetState;
+use crate::southbound::{LinkStatsMap, NetState};
 use std::sync::Arc;
 use tokio::sync::watch;
 
-/// Device counters, named as Linux names them in sysfs.
+/// Device counters, named as Linux names them (IFLA_STATS64, sysfs).
 pub const STATS: [(&str, &str); 5] = [
     ("rx_packets", "Packets the device received."),
     ("tx_packets", "Packets the device sent."),
@@ -50,21 +50,28 @@ pub struct QueueStat {
     pub value: u64,
 }
 
-/// A port whose device the kernel owns (AF_PACKET, AF_XDP). Its link
-/// state is the southbound's (rtnetlink announces every operstate change,
-/// so nothing is polled); its counters are read from sysfs when asked
-/// (the kernel announces no counter change, so netlink would need a dump
-/// per scrape for them).
+/// A port whose device the kernel owns (AF_PACKET, AF_XDP), as the
+/// southbound sees it over rtnetlink: its link state as announced (every
+/// operstate change, so nothing is polled), its counters as the last link
+/// dump read them (the kernel announces no counter change; the southbound
+/// reads them every couple of seconds, so a scrape never waits for the
+/// kernel).
 pub struct KernelDevice {
     pub name: String,
     /// The kernel's network as the southbound follows it; None (in-process
-    /// tests) reads the operstate from sysfs.
+    /// tests without a southbound): down.
     net: Option<watch::Receiver<Arc<NetState>>>,
+    /// The links' counters; None: all 0.
+    stats: Option<watch::Receiver<Arc<LinkStatsMap>>>,
 }
 
 impl KernelDevice {
-    pub fn new(name: String, net: Option<watch::Receiver<Arc<NetState>>>) -> KernelDevice {
-        KernelDevice { name, net }
+    pub fn new(
+        name: String,
+        net: Option<watch::Receiver<Arc<NetState>>>,
+        stats: Option<watch::Receiver<Arc<LinkStatsMap>>>,
+    ) -> KernelDevice {
+        KernelDevice { name, net, stats }
     }
 }
 
@@ -73,20 +80,16 @@ impl PortDevice for KernelDevice {
         &self.name
     }
     fn link_up(&self) -> bool {
-        match &self.net {
-            Some(net) => net
-                .borrow()
+        self.net.as_ref().is_some_and(|net| {
+            net.borrow()
                 .link_by_name(&self.name)
-                .is_some_and(|l| l.oper_up),
-            None => std::fs::read_to_string(format!("/sys/class/net/{}/operstate", self.name))
-                .map(|s| matches!(s.trim(), "up" | "unknown"))
-                .unwrap_or(false),
-        }
+                .is_some_and(|l| l.oper_up)
+        })
     }
     fn stat(&self, stat: &str) -> u64 {
-        std::fs::read_to_string(format!("/sys/class/net/{}/statistics/{stat}", self.name))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
+        self.stats
+            .as_ref()
+            .and_then(|s| s.borrow().get(&self.name).and_then(|st| st.get(stat)))
             .unwrap_or(0)
     }
 }
@@ -106,12 +109,14 @@ mod tests {
                 mtu: 1500,
                 admin_up: true,
                 oper_up: up,
+                ether: true,
+                iflink: None,
             })
         };
         let mut ns = NetState::new();
         ns.apply(link(true));
         let (tx, rx) = watch::channel(Arc::new(ns.clone()));
-        let dev = KernelDevice::new("fvs-test0".into(), Some(rx));
+        let dev = KernelDevice::new("fvs-test0".into(), Some(rx), None);
         assert!(dev.link_up());
         ns.apply(link(false));
         tx.send_replace(Arc::new(ns.clone()));
@@ -122,5 +127,30 @@ mod tests {
         ns.apply(NetEvent::LinkGone(7));
         tx.send_replace(Arc::new(ns));
         assert!(!dev.link_up(), "a link that is gone is down");
+    }
+
+    #[test]
+    fn a_kernel_port_counts_what_the_last_link_dump_read() {
+        let mut m = LinkStatsMap::new();
+        m.insert(
+            "fvs-test0".into(),
+            crate::southbound::LinkStats {
+                rx_packets: 10,
+                tx_dropped: 3,
+                ..Default::default()
+            },
+        );
+        let (tx, rx) = watch::channel(Arc::new(m.clone()));
+        let dev = KernelDevice::new("fvs-test0".into(), None, Some(rx));
+        assert_eq!((dev.stat("rx_packets"), dev.stat("tx_dropped")), (10, 3));
+        assert_eq!(dev.stat("no_such_counter"), 0);
+        if let Some(s) = m.get_mut("fvs-test0") {
+            s.rx_packets = 11;
+        }
+        tx.send_replace(Arc::new(m));
+        assert_eq!(dev.stat("rx_packets"), 11);
+        let orphan = KernelDevice::new("fvs-test1".into(), None, None);
+        assert_eq!(orphan.stat("rx_packets"), 0);
+        assert!(!orphan.link_up());
     }
 }

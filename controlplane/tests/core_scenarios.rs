@@ -25,7 +25,7 @@
 //! - `> tick`; `> show rules|timeouts|vips|counters`.
 
 use ferrovs_config::ipvsadm::rules::{format_rules, parse_command};
-use ferrovs_controlplane::core::{AdminCommand, Core, Desired, Input, Level, Output, Reload};
+use ferrovs_controlplane::core::{AdminCommand, Core, Input, Level, Output, Reload, TableChange};
 use ferrovs_controlplane::ipvs_state::{IpvsState, Net};
 use ferrovs_controlplane::southbound::net_state::{Addr, Link, NetEvent};
 use ferrovs_controlplane::southbound::NetState;
@@ -90,6 +90,8 @@ impl Harness {
                 mtu: p.mtu as u32,
                 admin_up: true,
                 oper_up: true,
+                ether: true,
+                iflink: None,
             }));
             for (a, len) in &p.addrs {
                 kernel.apply(NetEvent::AddrAdded(Addr {
@@ -216,7 +218,10 @@ impl Harness {
             }
             ["health", cmd @ ..] => {
                 let c = parse_command(cmd).unwrap_or_else(|e| panic!("{line}: {e}"));
-                let d = Desired::from_command(&c).unwrap_or_else(|| panic!("{line}: no change"));
+                // The scenario files spell a health check's change as an
+                // ipvsadm line; the health manager emits the change itself.
+                let d =
+                    TableChange::from_command(&c).unwrap_or_else(|| panic!("{line}: no change"));
                 self.feed(Input::Health(vec![d]), out);
             }
             ["admin", "-R", "<", name] => {

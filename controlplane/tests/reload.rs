@@ -33,7 +33,7 @@ fn a_reload_is_all_or_nothing() {
     let bad = GOOD.replace("weight 3", "weight 9")
         + "virtual_server 198.18.0.101 80 {\n    lb_algo rr\n    lb_kind TUN\n    protocol TCP\n    real_server 2001:db8::5 80 {\n    }\n}\n";
     std::fs::write(&path, conf("tcp 100 tcpfin 10 udp 5", &bad)).unwrap();
-    let e = d.reload().unwrap_err();
+    let e = d.reload().unwrap_err().to_string();
     assert!(e.contains("reload rejected"), "{e}");
     assert_eq!(
         run(&mut d, "-L --timeout").1,
@@ -48,7 +48,7 @@ fn a_reload_is_all_or_nothing() {
         "virtual_server 198.18.0.100 80 {\n    lb_algo nosuchsched\n}\n",
     )
     .unwrap();
-    let e = d.reload().unwrap_err();
+    let e = d.reload().unwrap_err().to_string();
     assert!(e.contains("keepalived.conf:2:"), "{e}");
     assert_eq!(run(&mut d, "-Ln").1, listing);
     let _ = std::fs::remove_dir_all(&dir);

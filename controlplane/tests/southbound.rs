@@ -136,3 +136,74 @@ fn follows_links_addresses_and_routes_as_they_change() {
         });
     });
 }
+
+/// What the ports are opened with and `/metrics` counts comes from the
+/// same netlink view: a veth's facts and peer, lo refused as a port, and
+/// the links' counters read by the periodic link dump.
+#[test]
+fn gives_ports_their_facts_and_links_their_counters() {
+    in_own_netns(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (conn, h, _) = rtnetlink::new_connection().unwrap();
+            tokio::spawn(conn);
+            let sb = Southbound::start().await.unwrap();
+            let mut rx = sb.subscribe();
+            h.link()
+                .add(LinkVeth::new("fvsf0", "fvsf1").build())
+                .execute()
+                .await
+                .unwrap();
+            until(&mut rx, "veth pair", |s| {
+                s.link_by_name("fvsf0").is_some() && s.link_by_name("fvsf1").is_some()
+            })
+            .await;
+            let (i0, i1) = (index(&h, "fvsf0").await, index(&h, "fvsf1").await);
+            let ns = sb.current();
+            let f = ns.iface("fvsf0").expect("a veth is an Ethernet port");
+            assert_eq!((f.name.as_str(), f.index, f.mtu), ("fvsf0", i0, 1500));
+            assert_ne!(f.mac, [0; 6]);
+            assert_eq!(ns.link(i0).and_then(|l| l.iflink), Some(i1), "the peer");
+            assert_eq!(
+                ns.iface("lo").unwrap_err().to_string(),
+                "lo is not an Ethernet interface; the dataplane's ports need Ethernet"
+            );
+            assert_eq!(
+                ns.iface("fvsnone0").unwrap_err().to_string(),
+                "no interface fvsnone0"
+            );
+
+            // Traffic on lo shows in its counters within a refresh or two.
+            sb.set_link_up("lo").await.unwrap();
+            until(&mut rx, "lo up", |s| {
+                s.link_by_name("lo").is_some_and(|l| l.admin_up)
+            })
+            .await;
+            let mut stats = sb.subscribe_stats();
+            let before = stats.borrow().get("lo").map_or(0, |s| s.tx_packets);
+            let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            for _ in 0..5 {
+                sock.send_to(b"x", "127.0.0.1:9").unwrap();
+            }
+            let t0 = Instant::now();
+            let r = tokio::time::timeout(WAIT, async {
+                loop {
+                    if stats
+                        .borrow_and_update()
+                        .get("lo")
+                        .is_some_and(|s| s.tx_packets >= before + 5)
+                    {
+                        return;
+                    }
+                    stats.changed().await.unwrap();
+                }
+            })
+            .await;
+            assert!(r.is_ok(), "lo's counters did not move within {WAIT:?}");
+            eprintln!("lo counters: seen after {:?}", t0.elapsed());
+        });
+    });
+}

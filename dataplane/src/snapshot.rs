@@ -224,7 +224,6 @@ pub struct SnapshotBuilder {
 pub enum BuildError {
     DuplicateService(Proto, Ipv4Addr, u16),
     PortZeroNeedsPersistence(Proto, Ipv4Addr),
-    FullNatWithoutLaddr(Proto, Ipv4Addr, u16),
     DuplicateDestId(DestId),
 }
 
@@ -238,13 +237,6 @@ impl std::fmt::Display for BuildError {
                 write!(
                     f,
                     "service {} {a}:0 (all ports) requires persistence",
-                    p.name()
-                )
-            }
-            BuildError::FullNatWithoutLaddr(p, a, port) => {
-                write!(
-                    f,
-                    "service {} {a}:{port} has FULLNAT servers but no local addresses",
                     p.name()
                 )
             }
@@ -365,11 +357,11 @@ impl SnapshotBuilder {
             if svc.vport == 0 && svc.persistence.is_none() {
                 return Err(BuildError::PortZeroNeedsPersistence(svc.proto, svc.vaddr));
             }
-            if svc.dests.iter().any(|d| d.fwd == FwdMethod::FullNat) && svc.laddrs.is_empty() {
-                return Err(BuildError::FullNatWithoutLaddr(
-                    svc.proto, svc.vaddr, svc.vport,
-                ));
-            }
+            // FULLNAT without local addresses is the control plane's to
+            // refuse (ferrovs_config::ipvs::check_local_addresses, the one
+            // statement of the rule); should one come through, its new
+            // connections find no local port and are dropped, counted as
+            // laddr_exhausted.
             let active = !self.inactive_vips.contains(&svc.vaddr);
             self.addrs
                 .entry(u32::from(svc.vaddr))

@@ -8,7 +8,7 @@
 use ferrovs_dataplane::port::afpacket::{
     if_gro, set_if_gro, thread_pool_stats, AfPacket, AfPacketOptions, AfPacketPort,
 };
-use ferrovs_dataplane::port::{Packet, Port};
+use ferrovs_dataplane::port::{Iface, Packet, Port};
 use ferrovs_dataplane::wire::arp::{self, Arp};
 use ferrovs_dataplane::wire::Mac;
 use std::collections::{HashMap, HashSet};
@@ -17,6 +17,27 @@ use std::net::Ipv4Addr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
+
+/// The interface's facts as the control plane passes them (it learns them
+/// by rtnetlink; this test reads them from sysfs, as it reads the peer's).
+fn iface(name: &str) -> Iface {
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("/sys/class/net/{name}/{f}"))
+            .unwrap_or_else(|e| panic!("{name}/{f}: {e}"))
+            .trim()
+            .to_string()
+    };
+    let mut mac = [0u8; 6];
+    for (d, x) in mac.iter_mut().zip(read("address").split(':')) {
+        *d = u8::from_str_radix(x, 16).expect("a MAC address");
+    }
+    Iface {
+        name: name.to_string(),
+        index: read("ifindex").parse().expect("an ifindex"),
+        mac,
+        mtu: read("mtu").parse().expect("an MTU"),
+    }
+}
 use std::time::{Duration, Instant};
 
 const HOST_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -472,8 +493,8 @@ fn group_id() -> u16 {
 #[test]
 fn receives_udp_with_completed_checksums() {
     let lab = Lab::new();
-    let mut port =
-        AfPacketPort::open(&lab.host, group_id(), &AfPacketOptions::default()).expect("open");
+    let mut port = AfPacketPort::open(&iface(&lab.host), group_id(), &AfPacketOptions::default())
+        .expect("open");
     assert_eq!(port.mac(), lab.host_mac);
     assert_eq!(port.mtu(), 1500);
     let idx: u32 = std::fs::read_to_string(format!("/sys/class/net/{}/ifindex", lab.host))
@@ -534,8 +555,8 @@ fn receives_udp_with_completed_checksums() {
 #[test]
 fn restores_vlan_tags() {
     let lab = Lab::new();
-    let mut port =
-        AfPacketPort::open(&lab.host, group_id(), &AfPacketOptions::default()).expect("open");
+    let mut port = AfPacketPort::open(&iface(&lab.host), group_id(), &AfPacketOptions::default())
+        .expect("open");
     const PY: &str = r#"
 import socket, struct, sys
 ifname, dst, src, n = sys.argv[1], bytes.fromhex(sys.argv[2]), bytes.fromhex(sys.argv[3]), int(sys.argv[4])
@@ -636,8 +657,8 @@ fn delivers_each_frame_on_its_own() {
     let mtu = ferrovs_dataplane::port::afpacket::MAX_MTU.to_string();
     run(&["ip", "link", "set", &lab.host, "mtu", &mtu], T);
     lab.ns_run(&["ip", "link", "set", &lab.peer, "mtu", &mtu]);
-    let mut port =
-        AfPacketPort::open(&lab.host, group_id(), &AfPacketOptions::default()).expect("open");
+    let mut port = AfPacketPort::open(&iface(&lab.host), group_id(), &AfPacketOptions::default())
+        .expect("open");
     // An ethertype for local experiments (IEEE 802): nothing else sends it.
     const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
     let frame = |seq: u8, vlan: Option<u16>, len: usize| {
@@ -709,8 +730,8 @@ fn delivers_each_frame_on_its_own() {
 #[test]
 fn counts_gso_super_frames() {
     let lab = Lab::new();
-    let mut port =
-        AfPacketPort::open(&lab.host, group_id(), &AfPacketOptions::default()).expect("open");
+    let mut port = AfPacketPort::open(&iface(&lab.host), group_id(), &AfPacketOptions::default())
+        .expect("open");
     lab.static_neigh(HOST_IP, &lab.peer);
     lab.ns_run(&["ethtool", "-K", &lab.peer, "tx-udp-segmentation", "on"]);
     const PY: &str = r#"
@@ -747,8 +768,8 @@ s.sendto(b"g" * 14000, (sys.argv[1], 9999))
 #[test]
 fn transmits_arp_reply_and_udp() {
     let lab = Lab::new();
-    let mut port =
-        AfPacketPort::open(&lab.host, group_id(), &AfPacketOptions::default()).expect("open");
+    let mut port = AfPacketPort::open(&iface(&lab.host), group_id(), &AfPacketOptions::default())
+        .expect("open");
     let listener = lab.ns_spawn(&[
         "python3",
         "-c",
@@ -846,13 +867,13 @@ except socket.timeout:
 fn fanout_splits_flows_and_ignores_own_tx() {
     let lab = Lab::new();
     let opts = AfPacketOptions::default();
-    let mut ports = AfPacketPort::open_fanout(&lab.host, 2, &opts).expect("open fanout");
+    let mut ports = AfPacketPort::open_fanout(&iface(&lab.host), 2, &opts).expect("open fanout");
     assert_eq!(ports[0].fanout_group(), ports[1].fanout_group());
     let tap_opts = AfPacketOptions {
         ignore_outgoing: false,
         ..opts
     };
-    let mut tap = AfPacketPort::open_fanout(&lab.host, 1, &tap_opts)
+    let mut tap = AfPacketPort::open_fanout(&iface(&lab.host), 1, &tap_opts)
         .expect("open tap")
         .pop()
         .unwrap();
@@ -926,7 +947,7 @@ fn fanout_splits_flows_and_ignores_own_tx() {
         qdisc_bypass: false,
         ..opts
     };
-    let mut sender = AfPacketPort::open_fanout(&lab.host, 1, &via_qdisc)
+    let mut sender = AfPacketPort::open_fanout(&iface(&lab.host), 1, &via_qdisc)
         .expect("open sender")
         .pop()
         .unwrap();
@@ -963,27 +984,26 @@ fn fanout_splits_flows_and_ignores_own_tx() {
 }
 
 /// GRO is turned off at open (merged frames would not fit the buffers);
-/// bad interfaces are refused with errors that name them.
+/// bad settings are refused with errors that name them.
 #[test]
 fn open_turns_gro_off_and_rejects_bad_interfaces() {
     let lab = Lab::new();
     set_if_gro(&lab.host, true).expect("turn GRO on for the test");
     assert!(if_gro(&lab.host).unwrap(), "veth should take GRO on");
-    let _port =
-        AfPacketPort::open(&lab.host, group_id(), &AfPacketOptions::default()).expect("open");
+    let _port = AfPacketPort::open(&iface(&lab.host), group_id(), &AfPacketOptions::default())
+        .expect("open");
     assert!(!if_gro(&lab.host).unwrap(), "open left GRO on");
 
-    let e = AfPacketPort::open("fvnoneXXXX", group_id(), &AfPacketOptions::default()).unwrap_err();
-    assert!(e.to_string().contains("fvnoneXXXX"), "{e}");
-    let e = AfPacketPort::open("lo", group_id(), &AfPacketOptions::default()).unwrap_err();
-    assert!(e.to_string().contains("not an Ethernet interface"), "{e}");
+    // A missing or non-Ethernet interface is the control plane's to refuse
+    // (southbound::NetState::iface): the port gets the facts it learned.
     let bad = AfPacketOptions {
         frame_size: 1000,
         ..Default::default()
     };
-    let e = AfPacketPort::open(&lab.host, group_id(), &bad).unwrap_err();
+    let e = AfPacketPort::open(&iface(&lab.host), group_id(), &bad).unwrap_err();
     assert!(e.to_string().contains("frame size 1000"), "{e}");
     run(&["ip", "link", "set", &lab.host, "mtu", "9000"], T);
-    let e = AfPacketPort::open(&lab.host, group_id(), &AfPacketOptions::default()).unwrap_err();
+    let e =
+        AfPacketPort::open(&iface(&lab.host), group_id(), &AfPacketOptions::default()).unwrap_err();
     assert!(e.to_string().contains("MTU 9000"), "{e}");
 }

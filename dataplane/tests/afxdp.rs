@@ -7,11 +7,32 @@
 
 use ferrovs_dataplane::port::afxdp::steer::{ADDR_OWN, ADDR_STEER};
 use ferrovs_dataplane::port::afxdp::{AfXdpOptions, AfXdpPort, AttachMode, XdpPacket};
-use ferrovs_dataplane::port::{Packet, Port};
+use ferrovs_dataplane::port::{Iface, Packet, Port};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The interface's facts as the control plane passes them (it learns them
+/// by rtnetlink; this test reads them from sysfs, as it reads the peer's).
+fn iface(name: &str) -> Iface {
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("/sys/class/net/{name}/{f}"))
+            .unwrap_or_else(|e| panic!("{name}/{f}: {e}"))
+            .trim()
+            .to_string()
+    };
+    let mut mac = [0u8; 6];
+    for (d, x) in mac.iter_mut().zip(read("address").split(':')) {
+        *d = u8::from_str_radix(x, 16).expect("a MAC address");
+    }
+    Iface {
+        name: name.to_string(),
+        index: read("ifindex").parse().expect("an ifindex"),
+        mac,
+        mtu: read("mtu").parse().expect("an MTU"),
+    }
+}
 use std::time::{Duration, Instant};
 
 const PEER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -205,7 +226,7 @@ fn udp_payload(f: &[u8]) -> (Ipv4Addr, Vec<u8>) {
 #[test]
 fn steers_only_what_is_ours_and_transmits_in_place() {
     let lab = Lab::new();
-    let mut opened = AfXdpPort::open_all(&lab.host, 1, &AfXdpOptions::default())
+    let mut opened = AfXdpPort::open_all(&iface(&lab.host), 1, &AfXdpOptions::default())
         .unwrap_or_else(|e| panic!("open: {e}"));
     // veth has native XDP.
     assert_eq!(opened.steering.mode, AttachMode::Driver);
@@ -298,7 +319,7 @@ fn one_worker_owns_every_queue() {
     // Two queues, one worker: the worker's port takes both, so no flow is
     // lost on a queue without a socket.
     let lab = Lab::with_queues(2);
-    let mut opened = AfXdpPort::open_all(&lab.host, 1, &AfXdpOptions::default())
+    let mut opened = AfXdpPort::open_all(&iface(&lab.host), 1, &AfXdpOptions::default())
         .unwrap_or_else(|e| panic!("open: {e}"));
     let mut addrs = HashMap::new();
     addrs.insert(VIP, ADDR_STEER);
@@ -336,7 +357,7 @@ fn queues_raised_for_the_workers_are_put_back() {
     let lab = Lab::with_queues(4);
     run(&["ethtool", "-L", &lab.host, "rx", "1", "tx", "1"]);
     assert_eq!(rx_queues(&lab.host), 1);
-    let opened = AfXdpPort::open_all(&lab.host, 2, &AfXdpOptions::default())
+    let opened = AfXdpPort::open_all(&iface(&lab.host), 2, &AfXdpOptions::default())
         .unwrap_or_else(|e| panic!("open: {e}"));
     assert_eq!(opened.channels.count, 2);
     assert_eq!(rx_queues(&lab.host), 2);

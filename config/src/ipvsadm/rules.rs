@@ -295,7 +295,7 @@ const OPTIONS: &[(&str, char, ArgKind)] = &[
 
 /// Splits argv into (long option name, value) pairs; non-options are kept
 /// with an empty name.
-fn getopt(args: &[&str]) -> Result<Vec<(&'static str, Option<String>)>, String> {
+fn getopt(args: &[&str]) -> Result<Vec<(&'static str, Option<String>)>, ParseError> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < args.len() {
@@ -307,18 +307,16 @@ fn getopt(args: &[&str]) -> Result<Vec<(&'static str, Option<String>)>, String> 
                 None => (long, None),
             };
             let Some(&(lname, _, kind)) = OPTIONS.iter().find(|o| o.0 == name) else {
-                return Err(format!("{a}: unknown option"));
+                return Err(ParseError::UnknownOption(a.to_string()));
             };
             let val = match (kind, inline) {
-                (ArgKind::None, Some(_)) => {
-                    return Err(format!("{a}: option does not take an argument"))
-                }
+                (ArgKind::None, Some(_)) => return Err(ParseError::NoArgumentTaken(a.to_string())),
                 (ArgKind::None, None) => None,
                 (_, Some(v)) => Some(v),
                 (ArgKind::Required, None) => {
                     let v = args
                         .get(i)
-                        .ok_or_else(|| format!("--{name}: missing argument"))?;
+                        .ok_or_else(|| ParseError::MissingArgument(format!("--{name}")))?;
                     i += 1;
                     Some(v.to_string())
                 }
@@ -338,7 +336,7 @@ fn getopt(args: &[&str]) -> Result<Vec<(&'static str, Option<String>)>, String> 
                 let c = chars[j];
                 j += 1;
                 let Some(&(lname, _, kind)) = OPTIONS.iter().find(|o| o.1 == c) else {
-                    return Err(format!("-{c}: unknown option"));
+                    return Err(ParseError::UnknownOption(format!("-{c}")));
                 };
                 let rest: String = chars[j..].iter().collect();
                 let val = match kind {
@@ -350,7 +348,7 @@ fn getopt(args: &[&str]) -> Result<Vec<(&'static str, Option<String>)>, String> 
                     ArgKind::Required => {
                         let v = args
                             .get(i)
-                            .ok_or_else(|| format!("-{c}: missing argument"))?;
+                            .ok_or_else(|| ParseError::MissingArgument(format!("-{c}")))?;
                         i += 1;
                         Some(v.to_string())
                     }
@@ -372,7 +370,7 @@ fn getopt(args: &[&str]) -> Result<Vec<(&'static str, Option<String>)>, String> 
 }
 
 /// Parses one ipvsadm command line (without the program name).
-pub fn parse_command(args: &[&str]) -> Result<Command, String> {
+pub fn parse_command(args: &[&str]) -> Result<Command, ParseError> {
     let opts = getopt(args)?;
     let mut cmd: Option<Cmd> = None;
     let mut used: Vec<Opt> = Vec::new();
@@ -394,16 +392,16 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
     let mut positional: Vec<String> = Vec::new();
     let mut v6_flag = false;
 
-    let set_cmd = |cmd: &mut Option<Cmd>, c: Cmd| -> Result<(), String> {
+    let set_cmd = |cmd: &mut Option<Cmd>, c: Cmd| -> Result<(), ParseError> {
         if cmd.is_some() {
-            return Err("multiple commands specified".into());
+            return Err(ParseError::MultipleCommands);
         }
         *cmd = Some(c);
         Ok(())
     };
-    let mut set_opt = |o: Opt| -> Result<(), String> {
+    let mut set_opt = |o: Opt| -> Result<(), ParseError> {
         if used.contains(&o) {
-            return Err(format!("multiple '{}' options specified", o.name()));
+            return Err(ParseError::MultipleOptions(o.name()));
         }
         used.push(o);
         Ok(())
@@ -432,8 +430,7 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
                     "udp-service" => Protocol::Udp,
                     _ => Protocol::Sctp,
                 };
-                let (addr, port) =
-                    parse_addr_port(&v).ok_or("illegal virtual server address[:port] specified")?;
+                let (addr, port) = parse_addr_port(&v).ok_or(ParseError::IllegalServiceAddress)?;
                 svc_port_given = port.is_some();
                 key = Some(ServiceKey::Addr {
                     proto,
@@ -444,7 +441,7 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
             "fwmark-service" => {
                 set_opt(Opt::Service)?;
                 let m = number(&v, 1, u32::MAX as i64)
-                    .ok_or_else(|| format!("invalid fwmark value `{v}' specified"))?;
+                    .ok_or_else(|| ParseError::InvalidFwmark(v.clone()))?;
                 key = Some(ServiceKey::Fwmark {
                     mark: m as u32,
                     v6: false,
@@ -455,7 +452,7 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
                     *v6 = true;
                     v6_flag = true;
                 }
-                _ => return Err("-6 used before -f".into()),
+                _ => return Err(ParseError::Ipv6BeforeFwmark),
             },
             "scheduler" => {
                 set_opt(Opt::Scheduler)?;
@@ -466,7 +463,7 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
                 persistent = Some(match &val {
                     None => DEFAULT_PERSISTENCE,
                     Some(t) => number(t, 1, MAX_TIMEOUT as i64)
-                        .ok_or_else(|| format!("invalid timeout value `{t}' specified"))?
+                        .ok_or_else(|| ParseError::InvalidTimeout(t.clone()))?
                         as u32,
                 });
             }
@@ -476,9 +473,7 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
             }
             "real-server" => {
                 set_opt(Opt::Server)?;
-                dest = Some(
-                    parse_addr_port(&v).ok_or("illegal real server address[:port] specified")?,
-                );
+                dest = Some(parse_addr_port(&v).ok_or(ParseError::IllegalServerAddress)?);
             }
             "masquerading" | "ipip" | "gatewaying" | "fullnat" => {
                 set_opt(Opt::Forward)?;
@@ -491,15 +486,15 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
             }
             "weight" => {
                 set_opt(Opt::Weight)?;
-                weight = number(&v, 0, 65535).ok_or("illegal weight specified")? as i32;
+                weight = number(&v, 0, 65535).ok_or(ParseError::IllegalWeight)? as i32;
             }
             "u-threshold" => {
                 set_opt(Opt::UThreshold)?;
-                uth = number(&v, 0, i32::MAX as i64).ok_or("illegal u_threshold specified")? as u32;
+                uth = number(&v, 0, i32::MAX as i64).ok_or(ParseError::IllegalUThreshold)? as u32;
             }
             "l-threshold" => {
                 set_opt(Opt::LThreshold)?;
-                lth = number(&v, 0, i32::MAX as i64).ok_or("illegal l_threshold specified")? as u32;
+                lth = number(&v, 0, i32::MAX as i64).ok_or(ParseError::IllegalLThreshold)? as u32;
             }
             "numeric" => set_opt(Opt::Numeric)?,
             "connection" => {
@@ -549,7 +544,7 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
                 synproxy = match v.as_str() {
                     "enable" => true,
                     "disable" => false,
-                    _ => return Err("synproxy switch must be enable or disable".into()),
+                    _ => return Err(ParseError::SynproxySwitch),
                 };
             }
             "pe" => {
@@ -563,42 +558,40 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
             "tun-type" => {
                 set_opt(Opt::TunType)?;
                 if v != "ipip" {
-                    return Err(format!("tunnel type `{v}' is not supported (only ipip)"));
+                    return Err(ParseError::TunType(v));
                 }
             }
-            other => return Err(format!("--{other}: unknown option")),
+            other => return Err(ParseError::UnknownOption(format!("--{other}"))),
         }
     }
     let _ = v6_flag;
-    let cmd = cmd.ok_or("no command specified")?;
+    let cmd = cmd.ok_or(ParseError::NoCommand)?;
 
     // ipvsadm's generic_opt_check.
     for o in &used {
         if allowed(cmd, *o) == 'x' {
-            return Err(format!(
-                "Illegal '{}' option with the '{}' command",
-                o.name(),
-                cmd.name()
-            ));
+            return Err(ParseError::IllegalOption {
+                option: o.name(),
+                command: cmd.name(),
+            });
         }
     }
     for o in [Opt::Service, Opt::Server] {
         if allowed(cmd, o) == '+' && !used.contains(&o) {
-            return Err(format!(
-                "You need to supply the '{}' option for the '{}' command",
-                o.name(),
-                cmd.name()
-            ));
+            return Err(ParseError::MissingOption {
+                option: o.name(),
+                command: cmd.name(),
+            });
         }
     }
     if cmd == Cmd::Timeout {
         if positional.len() != 3 {
-            return Err("--set option requires 3 timeout values".into());
+            return Err(ParseError::SetNeedsThreeValues);
         }
         let t = |s: &str| {
             number(s, 0, MAX_TIMEOUT as i64)
                 .map(|v| v as u32)
-                .ok_or_else(|| format!("invalid timeout value `{s}' specified"))
+                .ok_or_else(|| ParseError::InvalidTimeout(s.to_string()))
         };
         return Ok(Command::SetTimeout {
             tcp: t(&positional[0])?,
@@ -607,7 +600,7 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
         });
     }
     if let Some(p) = positional.first() {
-        return Err(format!("unexpected argument {p}"));
+        return Err(ParseError::UnexpectedArgument(p.clone()));
     }
 
     match cmd {
@@ -621,7 +614,7 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
             if (conns || timeout || daemon) && (list.stats || list.rate || list.thresholds)
                 || (timeout || daemon) && list.persistent_conn
             {
-                return Err("options conflicts in the list command".into());
+                return Err(ParseError::ListConflict);
             }
             Ok(Command::List {
                 service: key,
@@ -637,7 +630,7 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
             if let ServiceKey::Addr { port: 0, .. } = key {
                 if persistent.is_none() {
                     let _ = svc_port_given;
-                    return Err("Zero port specified for non-persistent service".into());
+                    return Err(ParseError::ZeroPort);
                 }
             }
             let is_udp_or_fwmark = matches!(
@@ -649,10 +642,10 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
                     }
             );
             if ops && !is_udp_or_fwmark {
-                return Err("One-Packet Scheduling is only for UDP virtual services".into());
+                return Err(ParseError::OpsNotUdp);
             }
             if synproxy && is_udp_or_fwmark {
-                return Err("SYN proxy is only for TCP virtual services".into());
+                return Err(ParseError::SynproxyNotTcp);
             }
             // Where the kernel would refuse the name, with ipvsadm's words.
             let scheduler = match sched.as_deref() {
@@ -661,7 +654,7 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
             };
             let pe_known = matches!(pe.as_deref(), None | Some("sip"));
             let Some(scheduler) = scheduler.filter(|_| pe_known) else {
-                return Err("Scheduler or persistence engine not found".into());
+                return Err(ParseError::SchedulerNotFound);
             };
             let sched_flags = match &sched_flags_arg {
                 Some(a) => parse_sched_flags(scheduler, a)?,
@@ -672,12 +665,9 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
                 None if v6 => Netmask::V6(128),
                 None => Netmask::V4(Ipv4Addr::BROADCAST),
                 Some(m) if v6 => {
-                    Netmask::V6(number(m, 1, 128).ok_or("illegal ipv6 netmask specified")? as u8)
+                    Netmask::V6(number(m, 1, 128).ok_or(ParseError::IllegalV6Netmask)? as u8)
                 }
-                Some(m) => Netmask::V4(
-                    m.parse()
-                        .map_err(|_| "illegal virtual server persistent mask specified")?,
-                ),
+                Some(m) => Netmask::V4(m.parse().map_err(|_| ParseError::IllegalNetmask)?),
             };
             let svc = Service {
                 key,
@@ -715,12 +705,10 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
                 port = svc_port;
             }
             if daddr.is_ipv6() != key.is_v6() && fwd != Fwd::Tunnel {
-                return Err(
-                    "Different address family is allowed only for tunneling servers".into(),
-                );
+                return Err(ParseError::MixedFamily);
             }
             if used.contains(&Opt::TunType) && fwd != Fwd::Tunnel {
-                return Err("Tunnel options conflict with forward method".into());
+                return Err(ParseError::TunnelConflict);
             }
             let d = Dest {
                 addr: daddr,
@@ -741,12 +729,12 @@ pub fn parse_command(args: &[&str]) -> Result<Command, String> {
 }
 
 /// ipvsadm's `parse_sched_flags`.
-pub fn parse_sched_flags(sched: Scheduler, arg: &str) -> Result<SchedFlags, String> {
+pub fn parse_sched_flags(sched: Scheduler, arg: &str) -> Result<SchedFlags, ParseError> {
     let mut f = SchedFlags::default();
     for flag in arg.split(',').filter(|s| !s.is_empty()) {
-        let need = |s: Scheduler| -> Result<(), String> {
+        let need = |s: Scheduler| -> Result<(), ParseError> {
             if sched != s {
-                Err(format!("incompatible scheduler flag `{flag}'"))
+                Err(ParseError::IncompatibleSchedFlag(flag.to_string()))
             } else {
                 Ok(())
             }
@@ -771,19 +759,122 @@ pub fn parse_sched_flags(sched: Scheduler, arg: &str) -> Result<SchedFlags, Stri
                 need(Scheduler::Mh)?;
                 f.mh_port = true
             }
-            _ => return Err(format!("invalid scheduler flag `{flag}'")),
+            _ => return Err(ParseError::InvalidSchedFlag(flag.to_string())),
         }
     }
     // Normalise flag-N to the scheduler's names (IPVS keeps bits only).
     Ok(super::list::sched_flags_from_bits(sched, sched_bits(&f)))
 }
 
+/// Why an ipvsadm command line is refused. The text is ipvsadm's own
+/// (scripts and the end-to-end suites compare it), so each variant's
+/// message must stay as ipvsadm prints it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The option as given (`--foo`, `-Q`).
+    #[error("{0}: unknown option")]
+    UnknownOption(String),
+    #[error("{0}: option does not take an argument")]
+    NoArgumentTaken(String),
+    #[error("{0}: missing argument")]
+    MissingArgument(String),
+    #[error("multiple commands specified")]
+    MultipleCommands,
+    #[error("multiple '{0}' options specified")]
+    MultipleOptions(&'static str),
+    #[error("illegal virtual server address[:port] specified")]
+    IllegalServiceAddress,
+    #[error("invalid fwmark value `{0}' specified")]
+    InvalidFwmark(String),
+    #[error("-6 used before -f")]
+    Ipv6BeforeFwmark,
+    #[error("invalid timeout value `{0}' specified")]
+    InvalidTimeout(String),
+    #[error("illegal real server address[:port] specified")]
+    IllegalServerAddress,
+    #[error("illegal weight specified")]
+    IllegalWeight,
+    #[error("illegal u_threshold specified")]
+    IllegalUThreshold,
+    #[error("illegal l_threshold specified")]
+    IllegalLThreshold,
+    #[error("synproxy switch must be enable or disable")]
+    SynproxySwitch,
+    #[error("tunnel type `{0}' is not supported (only ipip)")]
+    TunType(String),
+    #[error("no command specified")]
+    NoCommand,
+    #[error("Illegal '{option}' option with the '{command}' command")]
+    IllegalOption {
+        option: &'static str,
+        command: &'static str,
+    },
+    #[error("You need to supply the '{option}' option for the '{command}' command")]
+    MissingOption {
+        option: &'static str,
+        command: &'static str,
+    },
+    #[error("--set option requires 3 timeout values")]
+    SetNeedsThreeValues,
+    #[error("unexpected argument {0}")]
+    UnexpectedArgument(String),
+    #[error("options conflicts in the list command")]
+    ListConflict,
+    #[error("Zero port specified for non-persistent service")]
+    ZeroPort,
+    #[error("One-Packet Scheduling is only for UDP virtual services")]
+    OpsNotUdp,
+    #[error("SYN proxy is only for TCP virtual services")]
+    SynproxyNotTcp,
+    #[error("Scheduler or persistence engine not found")]
+    SchedulerNotFound,
+    #[error("incompatible scheduler flag `{0}'")]
+    IncompatibleSchedFlag(String),
+    #[error("invalid scheduler flag `{0}'")]
+    InvalidSchedFlag(String),
+    #[error("illegal ipv6 netmask specified")]
+    IllegalV6Netmask,
+    #[error("illegal virtual server persistent mask specified")]
+    IllegalNetmask,
+    #[error("Different address family is allowed only for tunneling servers")]
+    MixedFamily,
+    #[error("Tunnel options conflict with forward method")]
+    TunnelConflict,
+}
+
+/// A table change libipvs refuses, in libipvs's words (`ipvsadm` prints
+/// them, and so does `ferrovsadm`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TableError {
+    #[error("Service already exists")]
+    ServiceExists,
+    /// An edit or a delete of a service that is not there.
+    #[error("No such service")]
+    NoSuchService,
+    /// A server change in a service that is not there.
+    #[error("Service not defined")]
+    ServiceNotDefined,
+    #[error("Destination already exists")]
+    DestExists,
+    #[error("No such destination")]
+    NoSuchDest,
+}
+
+/// What is wrong with one line of a rules file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RuleProblem {
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error(transparent)]
+    Table(#[from] TableError),
+}
+
 /// An error in a rules file, with its 1-based line.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}: {message}")]
+#[error("line {line}: {problem}")]
 pub struct RuleError {
     pub line: usize,
-    pub message: String,
+    pub problem: RuleProblem,
 }
 
 /// Parses `ipvsadm -S` / `ipvsadm-restore` input: one command per line,
@@ -799,9 +890,9 @@ pub fn parse_rules(text: &str) -> Result<Vec<Command>, RuleError> {
         if words.first() == Some(&"ipvsadm") {
             words.remove(0);
         }
-        let c = parse_command(&words).map_err(|message| RuleError {
+        let c = parse_command(&words).map_err(|e| RuleError {
             line: i + 1,
-            message,
+            problem: e.into(),
         })?;
         out.push(c);
     }
@@ -810,16 +901,16 @@ pub fn parse_rules(text: &str) -> Result<Vec<Command>, RuleError> {
 
 /// Applies a change command to a table, with libipvs's error messages.
 /// List/save/zero/timeout/restore commands are ignored (they change no rule).
-pub fn apply(t: &mut Table, c: &Command) -> Result<(), String> {
+pub fn apply(t: &mut Table, c: &Command) -> Result<(), TableError> {
     match c {
         Command::AddService(s) => {
             if t.find(&s.key).is_some() {
-                return Err("Service already exists".into());
+                return Err(TableError::ServiceExists);
             }
             t.services.push(s.clone());
         }
         Command::EditService(s) => {
-            let cur = t.find_mut(&s.key).ok_or("No such service")?;
+            let cur = t.find_mut(&s.key).ok_or(TableError::NoSuchService)?;
             let dests = std::mem::take(&mut cur.dests);
             *cur = Service { dests, ..s.clone() };
         }
@@ -827,32 +918,32 @@ pub fn apply(t: &mut Table, c: &Command) -> Result<(), String> {
             let before = t.services.len();
             t.services.retain(|s| &s.key != k);
             if t.services.len() == before {
-                return Err("No such service".into());
+                return Err(TableError::NoSuchService);
             }
         }
         Command::Clear => t.services.clear(),
         Command::AddDest(k, d) => {
-            let s = t.find_mut(k).ok_or("Service not defined")?;
+            let s = t.find_mut(k).ok_or(TableError::ServiceNotDefined)?;
             if s.dests.iter().any(|x| x.addr == d.addr && x.port == d.port) {
-                return Err("Destination already exists".into());
+                return Err(TableError::DestExists);
             }
             s.dests.push(d.clone());
         }
         Command::EditDest(k, d) => {
-            let s = t.find_mut(k).ok_or("Service not defined")?;
+            let s = t.find_mut(k).ok_or(TableError::ServiceNotDefined)?;
             let x = s
                 .dests
                 .iter_mut()
                 .find(|x| x.addr == d.addr && x.port == d.port)
-                .ok_or("No such destination")?;
+                .ok_or(TableError::NoSuchDest)?;
             *x = d.clone();
         }
         Command::DelDest(k, a, p) => {
-            let s = t.find_mut(k).ok_or("Service not defined")?;
+            let s = t.find_mut(k).ok_or(TableError::ServiceNotDefined)?;
             let before = s.dests.len();
             s.dests.retain(|x| !(x.addr == *a && x.port == *p));
             if s.dests.len() == before {
-                return Err("No such destination".into());
+                return Err(TableError::NoSuchDest);
             }
         }
         Command::List { .. }
@@ -868,7 +959,7 @@ pub fn apply(t: &mut Table, c: &Command) -> Result<(), String> {
 pub fn table_from_rules(text: &str) -> Result<Table, RuleError> {
     let mut t = Table::default();
     for (i, c) in parse_rules(text)?.iter().enumerate() {
-        apply(&mut t, c).map_err(|message| RuleError {
+        apply(&mut t, c).map_err(|e| RuleError {
             line: text
                 .lines()
                 .enumerate()
@@ -879,7 +970,7 @@ pub fn table_from_rules(text: &str) -> Result<Table, RuleError> {
                 .nth(i)
                 .map(|(n, _)| n + 1)
                 .unwrap_or(0),
-            message,
+            problem: e.into(),
         })?;
     }
     Ok(t)

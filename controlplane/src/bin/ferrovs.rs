@@ -2,6 +2,7 @@
 
 use clap::{ArgGroup, Parser, Subcommand};
 use ferrovs_controlplane::check::{check, CheckOutput};
+use ferrovs_controlplane::daemon::RunError;
 use ferrovs_controlplane::{afpacket_ports, afxdp_ports};
 use std::io::Write;
 use std::path::PathBuf;
@@ -49,7 +50,7 @@ enum Cmd {
 }
 
 /// Runs the appliance on the backend the configuration names.
-fn run(file: &std::path::Path) -> Result<(), String> {
+fn run(file: &std::path::Path) -> Result<(), RunError> {
     use ferrovs_config::model::Backend;
     let backend = ferrovs_config::load_file(file).config.ferrovs.backend;
     match backend {
@@ -67,10 +68,9 @@ fn run(file: &std::path::Path) -> Result<(), String> {
             ferrovs_controlplane::daemon::run(file, &ferrovs_controlplane::dpdk_ports::open)
         }
         #[cfg(not(feature = "dpdk"))]
-        Backend::Dpdk => Err(
-            "backend dpdk: this ferrovs was built without DPDK support (build with --features dpdk)"
-                .into(),
-        ),
+        Backend::Dpdk => Err(RunError::Unsupported(
+            "backend dpdk: this ferrovs was built without DPDK support (build with --features dpdk)",
+        )),
     }
 }
 

@@ -3,7 +3,7 @@
 //! the state as it stands; see `daemon.rs`.)
 
 use super::{Core, CoreError, TableChange};
-use crate::ipvs_state::v4_key;
+use crate::ipvs_state::{v4_key, Unforwardable};
 use ferrovs_config::ipvs::ServiceKey;
 use ferrovs_config::ipvsadm::rules::{parse_rules, Command};
 
@@ -28,18 +28,11 @@ impl AdminCommand {
             Command::Zero(k) => Some(Ok(AdminCommand::Zero(k.clone()))),
             Command::Restore => {
                 let text = stdin.unwrap_or("");
-                Some(
-                    parse_rules(text)
-                        .map_err(|e| CoreError::Rules {
-                            line: e.line,
-                            message: e.message,
-                        })
-                        .map(|cmds| {
-                            AdminCommand::Restore(
-                                cmds.iter().filter_map(TableChange::from_command).collect(),
-                            )
-                        }),
-                )
+                Some(parse_rules(text).map_err(CoreError::Rules).map(|cmds| {
+                    AdminCommand::Restore(
+                        cmds.iter().filter_map(TableChange::from_command).collect(),
+                    )
+                }))
             }
             other => TableChange::from_command(other).map(|t| Ok(AdminCommand::Change(t))),
         }
@@ -71,9 +64,7 @@ impl Core {
             .iter()
             .any(|s| v4_key(&s.key).is_none() || s.dests.iter().any(|d| !d.addr.is_ipv4()))
         {
-            return Err(CoreError::Unforwardable(
-                "Protocol or address family not supported".into(),
-            ));
+            return Err(CoreError::Unforwardable(Unforwardable::Family));
         }
         let before = self.state.table.clone();
         self.state.replace_table(t);

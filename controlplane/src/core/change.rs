@@ -2,7 +2,9 @@
 //!
 //! [`TableChange`] is exact: an add of something present, or an edit or a
 //! delete of something absent, is refused with libipvs's message (what an
-//! administrator's `ferrovsadm` command gets). [`Desired`] is what the
+//! administrator's `ferrovsadm` command gets). It is also what the health
+//! checks and a reload's diff say changed ([`TableChange::diff`]); the
+//! ipvsadm command type stays on the administrator's path. [`Desired`] is what the
 //! configuration file and the health checks say a part of the table must
 //! be; against the running table (which an administrator may have edited by
 //! hand) it resolves to the one exact change that makes it so, or to none.
@@ -10,10 +12,11 @@
 use super::CoreError;
 use ferrovs_config::ipvs::{Dest, Service, ServiceKey, Table};
 use ferrovs_config::ipvsadm::rules::Command;
+use ferrovs_config::ipvsadm::TableError;
 use std::net::IpAddr;
 
 /// One exact change to the table.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum TableChange {
     AddService(Service),
     /// The service's settings; its servers stay.
@@ -55,6 +58,36 @@ impl TableChange {
         })
     }
 
+    /// The fewest exact changes that turn table `old` into `new`;
+    /// entries present in both and equal are left alone (their
+    /// connections survive). A new service comes without its servers,
+    /// which follow it one by one.
+    pub fn diff(old: &Table, new: &Table) -> Vec<TableChange> {
+        let mut out = Vec::new();
+        for o in &old.services {
+            if new.find(&o.key).is_none() {
+                out.push(TableChange::DelService(o.key.clone()));
+            }
+        }
+        for n in &new.services {
+            match old.find(&n.key) {
+                None => {
+                    out.push(TableChange::AddService(without_dests(n)));
+                    for d in &n.dests {
+                        out.push(TableChange::AddDest(n.key.clone(), d.clone()));
+                    }
+                }
+                Some(o) => {
+                    if without_dests(o) != without_dests(n) {
+                        out.push(TableChange::EditService(without_dests(n)));
+                    }
+                    dest_changes(&n.key, o, n, &mut out);
+                }
+            }
+        }
+        out
+    }
+
     /// Whether the change is to the table (not to the timeouts).
     pub fn is_table(&self) -> bool {
         !matches!(self, TableChange::SetTimeouts { .. })
@@ -63,18 +96,18 @@ impl TableChange {
     /// Applies a table change to `t` with libipvs's refusals; the
     /// timeouts are not the table's and leave it alone.
     pub fn apply(&self, t: &mut Table) -> Result<(), CoreError> {
-        let no_service = || CoreError::Table("Service not defined".into());
+        let no_service = || CoreError::Table(TableError::ServiceNotDefined);
         match self {
             TableChange::AddService(s) => {
                 if t.find(&s.key).is_some() {
-                    return Err(CoreError::Table("Service already exists".into()));
+                    return Err(CoreError::Table(TableError::ServiceExists));
                 }
                 t.services.push(s.clone());
             }
             TableChange::EditService(s) => {
                 let cur = t
                     .find_mut(&s.key)
-                    .ok_or_else(|| CoreError::Table("No such service".into()))?;
+                    .ok_or(CoreError::Table(TableError::NoSuchService))?;
                 let dests = std::mem::take(&mut cur.dests);
                 *cur = Service { dests, ..s.clone() };
             }
@@ -82,14 +115,14 @@ impl TableChange {
                 let before = t.services.len();
                 t.services.retain(|s| &s.key != k);
                 if t.services.len() == before {
-                    return Err(CoreError::Table("No such service".into()));
+                    return Err(CoreError::Table(TableError::NoSuchService));
                 }
             }
             TableChange::Clear => t.services.clear(),
             TableChange::AddDest(k, d) => {
                 let s = t.find_mut(k).ok_or_else(no_service)?;
                 if s.dests.iter().any(|x| x.addr == d.addr && x.port == d.port) {
-                    return Err(CoreError::Table("Destination already exists".into()));
+                    return Err(CoreError::Table(TableError::DestExists));
                 }
                 s.dests.push(d.clone());
             }
@@ -99,7 +132,7 @@ impl TableChange {
                     .dests
                     .iter_mut()
                     .find(|x| x.addr == d.addr && x.port == d.port)
-                    .ok_or_else(|| CoreError::Table("No such destination".into()))?;
+                    .ok_or(CoreError::Table(TableError::NoSuchDest))?;
                 *x = d.clone();
             }
             TableChange::DelDest(k, a, p) => {
@@ -107,12 +140,37 @@ impl TableChange {
                 let before = s.dests.len();
                 s.dests.retain(|x| !(x.addr == *a && x.port == *p));
                 if s.dests.len() == before {
-                    return Err(CoreError::Table("No such destination".into()));
+                    return Err(CoreError::Table(TableError::NoSuchDest));
                 }
             }
             TableChange::SetTimeouts { .. } => {}
         }
         Ok(())
+    }
+}
+
+/// A service's settings alone (an edit leaves its servers alone).
+fn without_dests(s: &Service) -> Service {
+    Service {
+        dests: Vec::new(),
+        ..s.clone()
+    }
+}
+
+/// The servers of one service that `new` adds, removes or changes.
+fn dest_changes(key: &ServiceKey, o: &Service, n: &Service, out: &mut Vec<TableChange>) {
+    let same = |a: &Dest, b: &Dest| a.addr == b.addr && a.port == b.port;
+    for od in &o.dests {
+        if !n.dests.iter().any(|nd| same(od, nd)) {
+            out.push(TableChange::DelDest(key.clone(), od.addr, od.port));
+        }
+    }
+    for nd in &n.dests {
+        match o.dests.iter().find(|od| same(od, nd)) {
+            None => out.push(TableChange::AddDest(key.clone(), nd.clone())),
+            Some(od) if od != nd => out.push(TableChange::EditDest(key.clone(), nd.clone())),
+            _ => {}
+        }
     }
 }
 
@@ -130,20 +188,24 @@ pub enum Desired {
 }
 
 impl Desired {
-    /// What a change of the configuration's diff or of the health checks
-    /// means, whatever the running table holds.
-    pub fn from_command(c: &Command) -> Option<Desired> {
+    /// What an exact change made against another view of the table (the
+    /// file's previous table, the health checks' own) means for the
+    /// running one, which an administrator may have edited since: the
+    /// state it leads to. `--set` and `-C` say nothing of one entry.
+    pub fn of(c: &TableChange) -> Option<Desired> {
         Some(match c {
-            Command::AddService(s) | Command::EditService(s) => Desired::Service(s.clone()),
-            Command::AddDest(k, d) | Command::EditDest(k, d) => Desired::Dest(k.clone(), d.clone()),
-            Command::DelService(k) => Desired::NoService(k.clone()),
-            Command::DelDest(k, a, p) => Desired::NoDest(k.clone(), *a, *p),
-            _ => return None,
+            TableChange::AddService(s) | TableChange::EditService(s) => Desired::Service(s.clone()),
+            TableChange::AddDest(k, d) | TableChange::EditDest(k, d) => {
+                Desired::Dest(k.clone(), d.clone())
+            }
+            TableChange::DelService(k) => Desired::NoService(k.clone()),
+            TableChange::DelDest(k, a, p) => Desired::NoDest(k.clone(), *a, *p),
+            TableChange::Clear | TableChange::SetTimeouts { .. } => return None,
         })
     }
 
-    pub fn from_commands(cs: &[Command]) -> Vec<Desired> {
-        cs.iter().filter_map(Desired::from_command).collect()
+    pub fn of_all(cs: &[TableChange]) -> Vec<Desired> {
+        cs.iter().filter_map(Desired::of).collect()
     }
 
     /// The exact change that makes `t` so, or none when it already is

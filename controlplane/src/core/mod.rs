@@ -27,7 +27,7 @@ mod tests;
 
 pub use admin::AdminCommand;
 pub use change::{Desired, TableChange};
-pub use error::CoreError;
+pub use error::{CoreError, Rejected};
 pub use reload::Reload;
 
 use crate::heartbeat::StallDetector;
@@ -45,8 +45,10 @@ pub enum Input {
     /// SIGHUP: the file as read, and what the health checks' plan makes
     /// of the table (None without health checks: the file's own diff).
     Reload(Box<Reload>),
-    /// The health checks changed servers (weights, servers in or out).
-    Health(Vec<Desired>),
+    /// The health checks changed servers (weights, servers in or out),
+    /// exactly as against their own view of the table; the core applies
+    /// each as the state it leads to (see [`Desired::of`]).
+    Health(Vec<TableChange>),
     /// VRRP took (true) or released (false) these VIPs.
     VipsHeld(Vec<Ipv4Addr>, bool),
     /// After a VRRP reload: the VIPs the instances now list.
@@ -163,7 +165,7 @@ impl Core {
     pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Output> {
         match input {
             Input::Reload(r) => self.reload(*r),
-            Input::Health(changes) => self.health(&changes),
+            Input::Health(changes) => self.health(&Desired::of_all(&changes)),
             Input::VipsHeld(vips, held) => self.vips_held(&vips, held),
             Input::VipsListed(vips) => self.vips_listed(&vips),
             Input::Admin { id, cmd } => {

@@ -5,7 +5,7 @@
 //! together. A refused reload leaves every part as it was. Only what
 //! changed is applied, as keepalived's reload does.
 
-use super::{Core, CoreError, Desired, Level, Output};
+use super::{Core, CoreError, Desired, Level, Output, TableChange};
 use ferrovs_config::ipvs::{initial_table, ServiceKey};
 use ferrovs_config::{Config, Loaded};
 use std::collections::HashMap;
@@ -19,7 +19,7 @@ pub struct Reload {
     /// The health checks' plan for the table: servers in both
     /// configurations keep their state (a failed one stays out). None
     /// without health checks: the files' own difference.
-    pub health: Option<Vec<Desired>>,
+    pub health: Option<Vec<TableChange>>,
 }
 
 impl Core {
@@ -70,13 +70,13 @@ impl Core {
         let new_cfg = r.loaded.config;
 
         // Phase 1: the next state beside the running one.
-        let changes = match r.health {
+        // Changes against the old file's (or the checks') table, which the
+        // running one may no longer be (an administrator's edits): each
+        // is applied as the state it leads to.
+        let changes = Desired::of_all(&match r.health {
             Some(plan) => plan,
-            None => Desired::from_commands(&ferrovs_config::diff::table_diff(
-                &initial_table(&self.config),
-                &initial_table(&new_cfg),
-            )),
-        };
+            None => TableChange::diff(&initial_table(&self.config), &initial_table(&new_cfg)),
+        });
         let mut next = self.state.clone();
         if new_cfg.global.lvs_timeouts != self.config.global.lvs_timeouts {
             if let Some(t) = new_cfg.global.lvs_timeouts {
@@ -105,12 +105,12 @@ impl Core {
         let vip_list: Vec<_> = vips.iter().map(|(a, h)| (*a, *h)).collect();
         let snap = next
             .build(self.generation + 1, &self.net, &vip_list)
-            .map_err(CoreError::ReloadRejected)?;
+            .map_err(|e| CoreError::ReloadRejected(e.into()))?;
         // VRRP: every instance of the new file must be able to run.
         if self.vrrp_running {
             if let Some(ns) = &self.kernel {
                 crate::vrrp::driver::check(&new_cfg, &self.net, self.workers_running, ns)
-                    .map_err(CoreError::ReloadRejected)?;
+                    .map_err(|e| CoreError::ReloadRejected(e.into()))?;
             }
         }
 

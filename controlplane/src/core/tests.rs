@@ -3,6 +3,7 @@
 use super::*;
 use ferrovs_config::ipvs::Table;
 use ferrovs_config::ipvsadm::rules::parse_command;
+use ferrovs_config::ipvsadm::TableError;
 use ferrovs_dataplane::conn::template::TemplateTable;
 use ferrovs_dataplane::snapshot::PortConf;
 use std::time::Duration;
@@ -22,16 +23,20 @@ fn core(workers: usize) -> (Core, Instant) {
     (Core::new(state, net, Config::default(), epoch), epoch)
 }
 
-fn desired(args: &str) -> Desired {
+fn change(args: &str) -> TableChange {
     let a: Vec<&str> = args.split_whitespace().collect();
-    Desired::from_command(&parse_command(&a).unwrap()).unwrap()
+    TableChange::from_command(&parse_command(&a).unwrap()).unwrap()
+}
+
+fn desired(args: &str) -> Desired {
+    Desired::of(&change(args)).unwrap()
 }
 
 fn table(rules: &str) -> Table {
     ferrovs_config::ipvsadm::rules::table_from_rules(rules).unwrap()
 }
 
-fn reload(text: &str, health: Option<Vec<Desired>>) -> Input {
+fn reload(text: &str, health: Option<Vec<TableChange>>) -> Input {
     Input::Reload(Box::new(Reload {
         path: "k.conf".into(),
         loaded: ferrovs_config::load_str("k.conf", text),
@@ -78,19 +83,19 @@ fn an_exact_change_is_refused_with_libipvs_words() {
     };
     assert_eq!(
         c("-A -t 198.18.0.100:80 -s rr").apply(&mut t),
-        Err(CoreError::Table("Service already exists".into()))
+        Err(CoreError::Table(TableError::ServiceExists))
     );
     assert_eq!(
         c("-e -t 198.18.0.100:80 -r 198.18.1.1:80 -g").apply(&mut t),
-        Err(CoreError::Table("No such destination".into()))
+        Err(CoreError::Table(TableError::NoSuchDest))
     );
     assert_eq!(
         c("-a -t 198.18.0.101:80 -r 198.18.1.1:80 -g").apply(&mut t),
-        Err(CoreError::Table("Service not defined".into()))
+        Err(CoreError::Table(TableError::ServiceNotDefined))
     );
     assert_eq!(
         c("-D -t 198.18.0.101:80").apply(&mut t),
-        Err(CoreError::Table("No such service".into()))
+        Err(CoreError::Table(TableError::NoSuchService))
     );
     assert_eq!(t, table("-A -t 198.18.0.100:80 -s rr\n"));
 }
@@ -101,8 +106,8 @@ fn a_reload_takes_the_health_plan_and_commits_it_with_the_snapshot() {
     // The plan says the server is out (its check failed): the table
     // follows the plan, not the file.
     let plan = vec![
-        desired("-A -t 198.18.0.100:80 -s rr"),
-        desired("-d -t 198.18.0.100:80 -r 198.18.1.11:80"),
+        change("-A -t 198.18.0.100:80 -s rr"),
+        change("-d -t 198.18.0.100:80 -r 198.18.1.11:80"),
     ];
     let outs = c.handle(reload(SVC, Some(plan)), now);
     let publish = outs.iter().position(|o| matches!(o, Output::Publish(_)));
@@ -119,10 +124,10 @@ fn a_refused_reload_publishes_nothing_and_commits_no_plan() {
     let (mut c, now) = core(1);
     let bad = SVC.to_string()
         + "virtual_server 198.18.0.101 80 {\n    lb_algo rr\n    lb_kind TUN\n    protocol TCP\n    real_server 2001:db8::5 80 {\n    }\n}\n";
-    let plan = Desired::from_commands(&ferrovs_config::diff::table_diff(
+    let plan = TableChange::diff(
         &Table::default(),
         &ferrovs_config::ipvs::initial_table(&ferrovs_config::load_str("k.conf", &bad).config),
-    ));
+    );
     let outs = c.handle(reload(&bad, Some(plan)), now);
     assert!(!outs
         .iter()
@@ -174,6 +179,78 @@ fn an_admin_command_is_answered_with_its_id() {
     );
     assert!(outs.iter().any(|o| matches!(
         o,
-        Output::Reply { id: 7, result: Err(CoreError::Table(m)) } if m == "No such service"
+        Output::Reply {
+            id: 7,
+            result: Err(CoreError::Table(TableError::NoSuchService))
+        }
     )));
+}
+
+/// Two configurations' tables, as a reload without health checks diffs
+/// them.
+fn tables(old: &str, new: &str) -> (Table, Table) {
+    let t = |text: &str| {
+        let l = ferrovs_config::load_str("k.conf", text);
+        assert!(!l.diagnostics.has_errors(), "{:?}", l.diagnostics.items);
+        ferrovs_config::ipvs::initial_table(&l.config)
+    };
+    (t(old), t(new))
+}
+
+const TWO: &str = "virtual_server 198.18.0.100 80 {\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n    real_server 198.18.1.1 80 {\n        weight 1\n    }\n    real_server 198.18.1.2 80 {\n    }\n}\nvirtual_server 198.18.0.100 443 {\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n    real_server 198.18.1.1 443 {\n    }\n}\n";
+
+#[test]
+fn the_diff_of_equal_tables_is_empty() {
+    let (a, b) = tables(TWO, TWO);
+    assert!(TableChange::diff(&a, &b).is_empty());
+}
+
+#[test]
+fn a_weight_change_is_an_edit_of_one_server() {
+    let (a, b) = tables(TWO, &TWO.replacen("weight 1\n", "weight 5\n", 1));
+    let d = TableChange::diff(&a, &b);
+    assert!(
+        matches!(&d[..], [TableChange::EditDest(_, x)] if x.weight == 5),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn a_scheduler_change_is_a_service_edit() {
+    let (a, b) = tables(TWO, &TWO.replacen("lb_algo rr", "lb_algo wlc", 1));
+    let d = TableChange::diff(&a, &b);
+    assert!(
+        matches!(&d[..], [TableChange::EditService(s)] if s.scheduler == ferrovs_config::Scheduler::Wlc && s.dests.is_empty()),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn the_diff_applied_to_the_old_table_gives_the_new_one() {
+    let new = TWO
+        .replace(
+            "    real_server 198.18.1.2 80 {",
+            "    real_server 198.18.1.3 80\n    real_server 198.18.1.2 80 {",
+        )
+        .replace(
+            "virtual_server 198.18.0.100 443",
+            "virtual_server 198.18.0.101 443",
+        )
+        .replacen("weight 1\n", "weight 7\n", 1);
+    let (mut t, mut want) = tables(TWO, &new);
+    let d = TableChange::diff(&t, &want);
+    // Removed service first, then each new entry exactly once.
+    assert!(matches!(&d[0], TableChange::DelService(_)), "{d:?}");
+    assert_eq!(
+        d.iter()
+            .filter(|c| matches!(c, TableChange::AddService(_)))
+            .count(),
+        1
+    );
+    for c in &d {
+        c.apply(&mut t).unwrap_or_else(|e| panic!("{c:?}: {e}"));
+    }
+    ferrovs_config::ipvsadm::list::sort_table(&mut t);
+    ferrovs_config::ipvsadm::list::sort_table(&mut want);
+    assert_eq!(t, want);
 }

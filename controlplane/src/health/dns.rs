@@ -14,17 +14,41 @@ use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use std::str::FromStr;
 use tokio::time::{timeout_at, Instant};
 
+/// Why the query could not be written (the check reports the server down
+/// with this text, as it always has).
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("bad name {name}: {error}")]
+    Name {
+        name: String,
+        error: hickory_proto::ProtoError,
+    },
+    #[error("bad type {qtype}: {error}")]
+    Type {
+        qtype: String,
+        error: hickory_proto::ProtoError,
+    },
+    #[error(transparent)]
+    Encode(hickory_proto::ProtoError),
+}
+
 /// The query keepalived sends: one question, class IN, RD set, no EDNS.
-pub fn query(id: u16, d: &DnsCheck) -> Result<Vec<u8>, String> {
-    let name = Name::from_ascii(&d.name).map_err(|e| format!("bad name {}: {e}", d.name))?;
-    let rtype = RecordType::from_str(&d.qtype).map_err(|e| format!("bad type {}: {e}", d.qtype))?;
+pub fn query(id: u16, d: &DnsCheck) -> Result<Vec<u8>, QueryError> {
+    let name = Name::from_ascii(&d.name).map_err(|error| QueryError::Name {
+        name: d.name.clone(),
+        error,
+    })?;
+    let rtype = RecordType::from_str(&d.qtype).map_err(|error| QueryError::Type {
+        qtype: d.qtype.clone(),
+        error,
+    })?;
     let mut m = Message::new();
     m.set_id(id)
         .set_message_type(MessageType::Query)
         .set_op_code(OpCode::Query)
         .set_recursion_desired(true)
         .add_query(Query::query(name, rtype));
-    m.to_vec().map_err(|e| e.to_string())
+    m.to_vec().map_err(QueryError::Encode)
 }
 
 pub async fn probe(o: &ConnOpts, d: &DnsCheck) -> Probe {
@@ -35,7 +59,7 @@ pub async fn probe(o: &ConnOpts, d: &DnsCheck) -> Probe {
     let id: u16 = rand::random();
     let q = match query(id, d) {
         Ok(q) => q,
-        Err(e) => return Probe::down(e),
+        Err(e) => return Probe::down(e.to_string()),
     };
     let deadline = Instant::now() + o.timeout;
     match timeout_at(deadline, sock.send(&q)).await {

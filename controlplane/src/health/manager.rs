@@ -1,6 +1,7 @@
 //! The health manager: one tokio task per checker, the decision core behind
-//! a mutex, and an ordered stream of [`HealthEvent`]s (ipvsadm commands)
-//! for the daemon, which owns the table.
+//! a mutex, and an ordered stream of [`HealthEvent`]s (exact table changes,
+//! the control core's [`TableChange`]) for the daemon, which owns the
+//! table.
 //!
 //! How the daemon drives it:
 //!
@@ -10,15 +11,16 @@
 //!    keepalived drops it).
 //! 2. `let health = hm.spawn(tx);` inside the tokio runtime. Each
 //!    [`HealthEvent`] received on the other end of `tx` is applied to the
-//!    table in order (`ferrovs_config::ipvsadm::rules::apply`), then
+//!    table in order (by the control core, which applies each as the state
+//!    it leads to: an administrator may have edited the table), then
 //!    published.
 //! 3. On reload: first apply every event already received
-//!    (`while let Ok(ev) = rx.try_recv()`), then apply the commands
+//!    (`while let Ok(ev) = rx.try_recv()`), then apply the changes
 //!    `health.reload(&new_cfg)` returns, instead of diffing initial tables:
 //!    they take the live state into account (a failed server stays out) and
 //!    include anything not yet delivered, so later events follow them.
 //! 4. At exit, `health.shutdown().await` runs the omega scripts and returns
-//!    the commands that empty the table.
+//!    the changes that empty the table.
 //!
 //! `health.status()` is the view for the API and metrics.
 
@@ -29,9 +31,9 @@ use super::service::{
 };
 use super::smtp::{router_id, Mailer};
 use super::{dns, http, misc, tcp};
+use crate::core::TableChange;
 use crate::vrrp::script::{prepare, PreparedScript, ScriptError};
 use ferrovs_config::ipvs::Table;
-use ferrovs_config::ipvsadm::Command;
 use ferrovs_config::model::{CheckerKind, Config, DnsCheck, GlobalDefs, HttpCheck, Script};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -55,7 +57,7 @@ pub struct HealthEvent {
     /// Increases by one per event.
     pub seq: u64,
     /// To apply in order to the running table.
-    pub commands: Vec<Command>,
+    pub table: Vec<TableChange>,
     pub changes: Vec<Change>,
 }
 
@@ -225,16 +227,16 @@ struct State {
 }
 
 impl State {
-    /// Logs, queues the commands and starts the scripts and mails.
-    fn emit(&mut self, commands: Vec<Command>, fx: Effects, rt: &Handle) {
+    /// Logs, queues the table changes and starts the scripts and mails.
+    fn emit(&mut self, table: Vec<TableChange>, fx: Effects, rt: &Handle) {
         for l in &fx.logs {
             info!("{l}");
         }
-        if !self.closed && (!commands.is_empty() || !fx.changes.is_empty()) {
+        if !self.closed && (!table.is_empty() || !fx.changes.is_empty()) {
             self.seq += 1;
             self.pending.push_back(HealthEvent {
                 seq: self.seq,
-                commands,
+                table,
                 changes: fx.changes,
             });
         }
@@ -422,12 +424,12 @@ pub struct HealthHandle {
 impl HealthHandle {
     /// keepalived's reload: servers present in both configurations keep
     /// their state; checkers restart (after their warmup) with the new
-    /// settings. Returns the commands to apply now: those of events not
+    /// settings. Returns the changes to apply now: those of events not
     /// yet delivered, then the change to the new configuration. Apply the
     /// events already received first (see the module documentation).
-    pub fn reload(&self, new: &Config) -> Vec<Command> {
+    pub fn reload(&self, new: &Config) -> Vec<TableChange> {
         let plan = self.plan_reload(new);
-        let out = plan.commands().to_vec();
+        let out = plan.table_changes().to_vec();
         plan.commit();
         out
     }
@@ -443,10 +445,10 @@ impl HealthHandle {
         let mut core = st.core.clone();
         core.set_alerts(alerts(&new.global));
         let (cmds, fx) = core.reload(&prepared.cfg);
-        let mut commands = Vec::new();
+        let mut table = Vec::new();
         if !st.stopped {
-            commands.extend(st.pending.iter().flat_map(|e| e.commands.iter().cloned()));
-            commands.extend(cmds);
+            table.extend(st.pending.iter().flat_map(|e| e.table.iter().cloned()));
+            table.extend(cmds);
         }
         HealthReload {
             inner: &self.inner,
@@ -455,7 +457,7 @@ impl HealthHandle {
             fx,
             prepared,
             mailer: Mailer::from_global(&new.global),
-            commands,
+            table,
         }
     }
 
@@ -471,9 +473,9 @@ impl HealthHandle {
     /// Stops the checkers and takes every server out, running the
     /// notify_down and quorum_down scripts of `omega` virtual servers
     /// (each for at most a second) and sending the mails (bounded too).
-    /// Returns the commands still undelivered and those that empty the
+    /// Returns the changes still undelivered and those that empty the
     /// table.
-    pub async fn shutdown(self) -> Vec<Command> {
+    pub async fn shutdown(self) -> Vec<TableChange> {
         let mut jobs = JoinSet::new();
         let out = {
             let mut st = self.inner.lock();
@@ -481,7 +483,7 @@ impl HealthHandle {
             for t in st.tasks.drain(..) {
                 t.abort();
             }
-            let mut out: Vec<Command> = st.pending.drain(..).flat_map(|e| e.commands).collect();
+            let mut out: Vec<TableChange> = st.pending.drain(..).flat_map(|e| e.table).collect();
             let (cmds, fx) = st.core.shutdown();
             out.extend(cmds);
             for l in &fx.logs {
@@ -531,13 +533,13 @@ pub struct HealthReload<'a> {
     fx: Effects,
     prepared: Prepared,
     mailer: Option<Mailer>,
-    commands: Vec<Command>,
+    table: Vec<TableChange>,
 }
 
 impl HealthReload<'_> {
     /// The table changes the reload brings, undelivered events first.
-    pub fn commands(&self) -> &[Command] {
-        &self.commands
+    pub fn table_changes(&self) -> &[TableChange] {
+        &self.table
     }
 
     /// The second phase: the new settings take over and the checkers
@@ -556,7 +558,7 @@ impl HealthReload<'_> {
             return;
         }
         for ev in st.pending.iter_mut() {
-            ev.commands.clear();
+            ev.table.clear();
         }
         st.pending.retain(|e| !e.changes.is_empty());
         for t in st.tasks.drain(..) {

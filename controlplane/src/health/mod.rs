@@ -4,7 +4,7 @@
 //! and omega, notify scripts and smtp_alert mails.
 //!
 //! - [`service`]: the decisions, without I/O (keepalived's ipwrapper.c):
-//!   results in, ipvsadm commands, log lines, scripts and mails out.
+//!   results in, table changes (the core's `TableChange`), log lines, scripts and mails out.
 //! - [`checker`]: one checker's retry counting (the checkers' epilogs).
 //! - [`manager`]: the tokio glue and the API the daemon drives.
 //! - [`tcp`], [`http`] (also SSL_GET), [`dns`], [`misc`]: the probes.

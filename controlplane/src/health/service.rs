@@ -9,16 +9,15 @@
 //! `quorum` ± `hysteresis`) decides whether the sorry server replaces the
 //! pool. IPVS changes are not issued one by one as keepalived does: this
 //! module keeps, for every destination, the weight keepalived would have set
-//! (or none), and the commands are the difference of that view before and
+//! (or none), and the table changes are the difference of that view before and
 //! after an event. The result is the same table, and a view that cannot
 //! drift from what was emitted.
 
 use super::checker::{misc_retry_text, next_delay, CheckerState, Probe, Step};
 use super::names::{fmt_rs, fmt_vs};
-use ferrovs_config::diff::table_diff;
+use crate::core::TableChange;
 use ferrovs_config::ipvs::dest_port;
 use ferrovs_config::ipvs::{initial_table, service_keys, Dest, Fwd, Service, ServiceKey, Table};
-use ferrovs_config::ipvsadm::Command;
 use ferrovs_config::model::*;
 use serde::Serialize;
 use std::net::IpAddr;
@@ -1254,7 +1253,7 @@ impl HealthCore {
         }
     }
 
-    /// One checker's result. Returns the IPVS commands to apply, what else
+    /// One checker's result. Returns the table changes to apply, what else
     /// to do, and when that checker runs next. None for an unknown id.
     pub fn report(
         &mut self,
@@ -1262,7 +1261,7 @@ impl HealthCore {
         probe: &Probe,
         at: SystemTime,
         latency: Duration,
-    ) -> Option<(Vec<Command>, Effects, Duration)> {
+    ) -> Option<(Vec<TableChange>, Effects, Duration)> {
         let vs = self.vss.get_mut(id.vs)?;
         vs.rs.get(id.rs)?.checkers.get(id.checker)?;
         let before = Table {
@@ -1299,19 +1298,19 @@ impl HealthCore {
         let after = Table {
             services: vs.view(),
         };
-        Some((table_diff(&before, &after), e, delay))
+        Some((TableChange::diff(&before, &after), e, delay))
     }
 
     /// keepalived's reload: virtual and real servers present in both
     /// configurations keep their state (alive, weight, checker results);
-    /// the rest starts as at startup. Returns the commands that turn this
+    /// the rest starts as at startup. Returns the changes that turn this
     /// state's table into the new one.
-    pub fn reload(&mut self, cfg: &Config) -> (Vec<Command>, Effects) {
+    pub fn reload(&mut self, cfg: &Config) -> (Vec<TableChange>, Effects) {
         let before = self.table();
         let mut e = Effects::default();
         let new = Self::init(cfg, Some(self), self.alerts.clone(), &mut e);
         *self = new;
-        (table_diff(&before, &self.table()), e)
+        (TableChange::diff(&before, &self.table()), e)
     }
 
     /// Changes the mail settings (a reload may change them).
@@ -1321,7 +1320,7 @@ impl HealthCore {
 
     /// keepalived's shutdown (`clear_services()`): every server leaves; with
     /// omega the notify_down and quorum_down scripts run.
-    pub fn shutdown(&mut self) -> (Vec<Command>, Effects) {
+    pub fn shutdown(&mut self) -> (Vec<TableChange>, Effects) {
         let before = self.table();
         let mut e = Effects::default();
         let mut fx = Fx {
@@ -1332,7 +1331,7 @@ impl HealthCore {
             vs.clear_service_vs(true, &mut fx);
             vs.services.clear();
         }
-        (table_diff(&before, &self.table()), e)
+        (TableChange::diff(&before, &self.table()), e)
     }
 
     pub fn status(&self) -> Vec<VirtualServerStatus> {

@@ -24,6 +24,20 @@ pub fn router_id(g: &GlobalDefs) -> String {
     g.router_id.clone().unwrap_or_else(local_name)
 }
 
+/// Why a mail was not sent (logged; a check never waits for it).
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// The message could not be built (an address lettre refuses).
+    #[error(transparent)]
+    Message(#[from] lettre::error::Error),
+    /// The SMTP exchange failed.
+    #[error(transparent)]
+    Smtp(#[from] lettre::transport::smtp::Error),
+    /// The whole exchange outlived three times `smtp_connect_timeout`.
+    #[error("timeout")]
+    Timeout,
+}
+
 #[derive(Clone)]
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -84,16 +98,16 @@ impl Mailer {
     }
 
     /// Sends one mail; the whole exchange is bounded.
-    pub async fn send(&self, subject: &str, body: &str) -> Result<(), String> {
+    pub async fn send(&self, subject: &str, body: &str) -> Result<(), MailError> {
         let mut b = Message::builder().from(self.from.clone()).subject(subject);
         for t in &self.to {
             b = b.to(t.clone());
         }
-        let msg = b.body(body.to_string()).map_err(|e| e.to_string())?;
+        let msg = b.body(body.to_string())?;
         match tokio::time::timeout(self.timeout * 3, self.transport.send(msg)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("timeout".into()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(MailError::Timeout),
         }
     }
 }

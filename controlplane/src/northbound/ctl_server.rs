@@ -24,6 +24,57 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
+/// Why the control socket cannot be set up, or a client may not use it.
+/// The text says which path and which step, as the operator needs it.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlSocketError {
+    /// A client without the right to use the socket (`uid N, pid P`).
+    #[error("{} ({who})", PERMISSION_DENIED)]
+    Denied { who: String },
+    #[error("control_socket_group: no group named '{0}'")]
+    NoGroup(String),
+    #[error("control_socket_group {name}: {source}")]
+    Group {
+        name: String,
+        source: nix::errno::Errno,
+    },
+    /// A file system or socket step (`context` names it and the path).
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    /// The same, for a step made through `nix`.
+    #[error("{context}: {source}")]
+    Sys {
+        context: String,
+        source: nix::errno::Errno,
+    },
+    #[error("control socket directory {} is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    /// The lock is held: `who` is another ferrovs, with its pid if known.
+    #[error("{who} serves the control socket {}: stop it first, or give this one another control_socket", .path.display())]
+    Locked { who: String, path: PathBuf },
+    #[error("control socket {}: the path exists and is not a socket; not replacing it", .0.display())]
+    NotASocket(PathBuf),
+    #[error("control socket {}: a running ferrovs answers on it; stop it first, or give this one another control_socket", .0.display())]
+    Answered(PathBuf),
+    #[error("the control socket is served already")]
+    AlreadyServed,
+}
+
+/// `context: source` for an I/O step.
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CtlSocketError {
+    let context = context.into();
+    move |source| CtlSocketError::Io { context, source }
+}
+
+/// `context: source` for a step made through `nix`.
+fn sys_err(context: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> CtlSocketError {
+    let context = context.into();
+    move |source| CtlSocketError::Sys { context, source }
+}
+
 /// Runs one request (on a blocking thread: it may wait for the workers).
 pub type Handler = Arc<dyn Fn(CtlRequest) -> CtlResponse + Send + Sync>;
 
@@ -122,7 +173,11 @@ impl ProcStatus {
 /// or membership of the configured group, read from `/proc/PID/status`,
 /// which must still show the user that connected (a process that exited
 /// and whose pid went to another user's process proves nothing).
-pub fn authorize(access: &Access, peer: &Peer, status: Option<&ProcStatus>) -> Result<(), String> {
+pub fn authorize(
+    access: &Access,
+    peer: &Peer,
+    status: Option<&ProcStatus>,
+) -> Result<(), CtlSocketError> {
     if peer.uid == 0 || peer.uid == access.own_uid {
         return Ok(());
     }
@@ -134,7 +189,7 @@ pub fn authorize(access: &Access, peer: &Peer, status: Option<&ProcStatus>) -> R
         None => format!("uid {}", peer.uid),
     };
     let Some(st) = status.filter(|s| s.euid == Some(peer.uid)) else {
-        return Err(format!("{PERMISSION_DENIED} ({who})"));
+        return Err(CtlSocketError::Denied { who });
     };
     if st.cap_eff.is_some_and(|c| c & (1 << CAP_NET_ADMIN) != 0) {
         return Ok(());
@@ -142,18 +197,21 @@ pub fn authorize(access: &Access, peer: &Peer, status: Option<&ProcStatus>) -> R
     if access.group.is_some_and(|g| st.groups.contains(&g)) {
         return Ok(());
     }
-    Err(format!("{PERMISSION_DENIED} ({who})"))
+    Err(CtlSocketError::Denied { who })
 }
 
 /// `control_socket_group`: a group name or a numeric gid.
-pub fn resolve_group(name: &str) -> Result<u32, String> {
+pub fn resolve_group(name: &str) -> Result<u32, CtlSocketError> {
     if let Ok(gid) = name.parse::<u32>() {
         return Ok(gid);
     }
     match nix::unistd::Group::from_name(name) {
         Ok(Some(g)) => Ok(g.gid.as_raw()),
-        Ok(None) => Err(format!("control_socket_group: no group named '{name}'")),
-        Err(e) => Err(format!("control_socket_group {name}: {e}")),
+        Ok(None) => Err(CtlSocketError::NoGroup(name.to_string())),
+        Err(source) => Err(CtlSocketError::Group {
+            name: name.to_string(),
+            source,
+        }),
     }
 }
 
@@ -175,7 +233,7 @@ pub struct CtlSocket {
 impl CtlSocket {
     /// Binds the control socket at `path` for root and, with `group`, that
     /// group. Refuses when another ferrovs serves it.
-    pub fn open(path: &Path, group: Option<&str>) -> Result<CtlSocket, String> {
+    pub fn open(path: &Path, group: Option<&str>) -> Result<CtlSocket, CtlSocketError> {
         let access = Access {
             own_uid: nix::unistd::geteuid().as_raw(),
             group: group.map(resolve_group).transpose()?,
@@ -183,7 +241,7 @@ impl CtlSocket {
         Self::open_with(path, access)
     }
 
-    pub fn open_with(path: &Path, access: Access) -> Result<CtlSocket, String> {
+    pub fn open_with(path: &Path, access: Access) -> Result<CtlSocket, CtlSocketError> {
         let (sock_mode, dir_mode) = access.modes();
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
@@ -193,7 +251,7 @@ impl CtlSocket {
         let lock = take_lock(path)?;
         remove_stale(path)?;
         let sock = bind(path, sock_mode, access.group)?;
-        let m = fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let m = fs::symlink_metadata(path).map_err(io_err(path.display().to_string()))?;
         Ok(CtlSocket {
             path: path.to_path_buf(),
             access,
@@ -208,17 +266,14 @@ impl CtlSocket {
     }
 
     /// Starts serving clients on the current tokio runtime.
-    pub fn serve(&mut self, handler: Handler) -> Result<(), String> {
+    pub fn serve(&mut self, handler: Handler) -> Result<(), CtlSocketError> {
         self.serve_with(handler, Limits::default())
     }
 
-    pub fn serve_with(&mut self, handler: Handler, limits: Limits) -> Result<(), String> {
-        let listener = self
-            .listener
-            .take()
-            .ok_or("the control socket is served already")?;
+    pub fn serve_with(&mut self, handler: Handler, limits: Limits) -> Result<(), CtlSocketError> {
+        let listener = self.listener.take().ok_or(CtlSocketError::AlreadyServed)?;
         let listener = UnixListener::from_std(listener)
-            .map_err(|e| format!("control socket {}: {e}", self.path.display()))?;
+            .map_err(io_err(format!("control socket {}", self.path.display())))?;
         tokio::spawn(accept_loop(listener, self.access, limits, handler));
         Ok(())
     }
@@ -237,7 +292,7 @@ impl Drop for CtlSocket {
 /// missing. An existing one keeps its owner and mode, except that write
 /// access for others without the sticky bit is taken away when it is
 /// ours (anyone could replace the socket in it).
-fn prepare_dir(dir: &Path, mode: u32, group: Option<u32>) -> Result<(), String> {
+fn prepare_dir(dir: &Path, mode: u32, group: Option<u32>) -> Result<(), CtlSocketError> {
     let shown = dir.display();
     match fs::metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -246,7 +301,7 @@ fn prepare_dir(dir: &Path, mode: u32, group: Option<u32>) -> Result<(), String> 
                     .recursive(true)
                     .mode(0o755)
                     .create(parent)
-                    .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+                    .map_err(io_err(format!("creating {}", parent.display())))?;
             }
             // Created with at most `mode` (the umask only takes bits
             // away), then given exactly `mode`: never more open than meant.
@@ -255,18 +310,16 @@ fn prepare_dir(dir: &Path, mode: u32, group: Option<u32>) -> Result<(), String> 
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     return prepare_dir(dir, mode, group)
                 }
-                Err(e) => return Err(format!("creating {shown}: {e}")),
+                Err(e) => return Err(io_err(format!("creating {shown}"))(e)),
             }
             if let Some(g) = group {
                 nix::unistd::chown(dir, None, Some(nix::unistd::Gid::from_raw(g)))
-                    .map_err(|e| format!("chgrp {g} {shown}: {e}"))?;
+                    .map_err(sys_err(format!("chgrp {g} {shown}")))?;
             }
             set_mode(dir, mode)
         }
-        Err(e) => Err(format!("control socket directory {shown}: {e}")),
-        Ok(m) if !m.is_dir() => Err(format!(
-            "control socket directory {shown} is not a directory"
-        )),
+        Err(e) => Err(io_err(format!("control socket directory {shown}"))(e)),
+        Ok(m) if !m.is_dir() => Err(CtlSocketError::NotADirectory(dir.to_path_buf())),
         Ok(m) => {
             let cur = m.mode() & 0o7777;
             if cur & 0o022 != 0 && cur & 0o1000 == 0 {
@@ -297,47 +350,49 @@ fn prepare_dir(dir: &Path, mode: u32, group: Option<u32>) -> Result<(), String> 
     }
 }
 
-fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
+fn set_mode(path: &Path, mode: u32) -> Result<(), CtlSocketError> {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("chmod {mode:04o} {}: {e}", path.display()))
+        .map_err(io_err(format!("chmod {mode:04o} {}", path.display())))
 }
 
 /// The lock file beside the socket (`ctl.sock.lock`), held for the life of
 /// the process: a second ferrovs for the same socket stops here, before
 /// it touches the ports, and names the first one's pid.
-fn take_lock(path: &Path) -> Result<PidLock, String> {
+fn take_lock(path: &Path) -> Result<PidLock, CtlSocketError> {
     let mut name = path.as_os_str().to_owned();
     name.push(".lock");
     crate::pid_lock::acquire(Path::new(&name)).map_err(|e| match e {
-        LockError::Held(pid) => format!(
-            "{} serves the control socket {}: stop it first, or give this one another control_socket",
-            holder(&pid),
-            path.display()
-        ),
-        e => e.to_string(),
+        LockError::Held(pid) => CtlSocketError::Locked {
+            who: holder(&pid),
+            path: path.to_path_buf(),
+        },
+        LockError::Io { path, err } => CtlSocketError::Io {
+            context: format!("lock file {path}"),
+            source: err,
+        },
+        LockError::Lock { path, err } => CtlSocketError::Sys {
+            context: format!("locking {path}"),
+            source: err,
+        },
     })
 }
 
 /// A socket left by a process that was killed is removed; one that a live
 /// process answers on is not, nor is anything that is not a socket.
-fn remove_stale(path: &Path) -> Result<(), String> {
+fn remove_stale(path: &Path) -> Result<(), CtlSocketError> {
     let shown = path.display();
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!("control socket {shown}: {e}")),
-        Ok(m) if !m.file_type().is_socket() => Err(format!(
-            "control socket {shown}: the path exists and is not a socket; not replacing it"
-        )),
+        Err(e) => Err(io_err(format!("control socket {shown}"))(e)),
+        Ok(m) if !m.file_type().is_socket() => Err(CtlSocketError::NotASocket(path.to_path_buf())),
         Ok(_) => match std::os::unix::net::UnixStream::connect(path) {
-            Ok(_) => Err(format!(
-                "control socket {shown}: a running ferrovs answers on it; stop it first, or give this one another control_socket"
-            )),
+            Ok(_) => Err(CtlSocketError::Answered(path.to_path_buf())),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 info!("removing the stale control socket {shown}");
-                fs::remove_file(path).map_err(|e| format!("removing {shown}: {e}"))
+                fs::remove_file(path).map_err(io_err(format!("removing {shown}")))
             }
-            Err(e) => Err(format!("control socket {shown}: {e}")),
+            Err(e) => Err(io_err(format!("control socket {shown}"))(e)),
         },
     }
 }
@@ -350,23 +405,21 @@ fn bind(
     path: &Path,
     mode: u32,
     group: Option<u32>,
-) -> Result<std::os::unix::net::UnixListener, String> {
+) -> Result<std::os::unix::net::UnixListener, CtlSocketError> {
     use nix::sys::stat::{fchmod, Mode};
     use socket2::{Domain, SockAddr, Socket, Type};
-    let err = |what: &str, e: &dyn std::fmt::Display| {
-        format!("control socket {}: {what}: {e}", path.display())
-    };
-    let sock = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(|e| err("socket", &e))?;
-    fchmod(&sock, Mode::from_bits_truncate(mode & 0o600)).map_err(|e| err("fchmod", &e))?;
-    let addr = SockAddr::unix(path).map_err(|e| err("address", &e))?;
-    sock.bind(&addr).map_err(|e| err("bind", &e))?;
+    let step = |what: &str| format!("control socket {}: {what}", path.display());
+    let sock = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(io_err(step("socket")))?;
+    fchmod(&sock, Mode::from_bits_truncate(mode & 0o600)).map_err(sys_err(step("fchmod")))?;
+    let addr = SockAddr::unix(path).map_err(io_err(step("address")))?;
+    sock.bind(&addr).map_err(io_err(step("bind")))?;
     if let Some(g) = group {
-        std::os::unix::fs::lchown(path, None, Some(g)).map_err(|e| err("chgrp", &e))?;
+        std::os::unix::fs::lchown(path, None, Some(g)).map_err(io_err(step("chgrp")))?;
     }
     set_mode(path, mode)?;
-    sock.listen(128).map_err(|e| err("listen", &e))?;
+    sock.listen(128).map_err(io_err(step("listen")))?;
     sock.set_nonblocking(true)
-        .map_err(|e| err("non-blocking", &e))?;
+        .map_err(io_err(step("non-blocking")))?;
     Ok(std::os::unix::net::UnixListener::from(OwnedFd::from(sock)))
 }
 
@@ -398,7 +451,10 @@ async fn accept_loop(listener: UnixListener, access: Access, limits: Limits, han
         let status = peer.pid.and_then(ProcStatus::read);
         if let Err(why) = authorize(&access, &peer, status.as_ref()) {
             warn!("control socket: refused a client: {why}");
-            refuse(stream, CtlResponse::refused(EXIT_PERMISSION, why));
+            refuse(
+                stream,
+                CtlResponse::refused(EXIT_PERMISSION, why.to_string()),
+            );
             continue;
         }
         let Ok(permit) = permits.clone().try_acquire_owned() else {
@@ -560,7 +616,9 @@ mod tests {
             groups: vec![],
             cap_eff: Some(0),
         };
-        let e = authorize(&access(None), &nobody, Some(&plain)).unwrap_err();
+        let e = authorize(&access(None), &nobody, Some(&plain))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with(PERMISSION_DENIED), "{e}");
         assert!(e.contains("uid 65534, pid 9"), "{e}");
         assert!(
@@ -608,11 +666,12 @@ mod tests {
 
     #[test]
     fn numeric_and_named_groups() {
-        assert_eq!(resolve_group("990"), Ok(990));
-        assert_eq!(resolve_group("root"), Ok(0));
-        assert!(resolve_group("no-such-group-fvs")
-            .unwrap_err()
-            .contains("no group"));
+        assert_eq!(resolve_group("990").ok(), Some(990));
+        assert_eq!(resolve_group("root").ok(), Some(0));
+        assert_eq!(
+            resolve_group("no-such-group-fvs").unwrap_err().to_string(),
+            "control_socket_group: no group named 'no-such-group-fvs'"
+        );
     }
 
     fn scratch() -> PathBuf {
@@ -688,7 +747,7 @@ mod tests {
         let base = scratch();
         let path = base.join("ctl.sock");
         let first = CtlSocket::open_with(&path, me()).unwrap();
-        let e = CtlSocket::open_with(&path, me()).err().unwrap();
+        let e = CtlSocket::open_with(&path, me()).err().unwrap().to_string();
         assert!(
             e.contains(&format!("another ferrovs (pid {})", std::process::id())),
             "{e}"
@@ -697,7 +756,7 @@ mod tests {
         drop(first);
         // A live listener without the lock (an older ferrovs): refused too.
         let live = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        let e = CtlSocket::open_with(&path, me()).err().unwrap();
+        let e = CtlSocket::open_with(&path, me()).err().unwrap().to_string();
         assert!(e.contains("a running ferrovs answers on it"), "{e}");
         assert!(path.exists());
         // The same file once nobody listens (a killed process): replaced.
@@ -707,7 +766,7 @@ mod tests {
         drop(s);
         // Not a socket: never removed.
         fs::write(&path, "precious").unwrap();
-        let e = CtlSocket::open_with(&path, me()).err().unwrap();
+        let e = CtlSocket::open_with(&path, me()).err().unwrap().to_string();
         assert!(e.contains("not a socket"), "{e}");
         assert_eq!(fs::read_to_string(&path).unwrap(), "precious");
         fs::remove_dir_all(&base).unwrap();

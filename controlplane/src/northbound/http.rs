@@ -335,7 +335,7 @@ async fn services(State(app): State<App>, Extension(peer): Extension<Peer>) -> R
     };
     match d.state.listing(None) {
         Ok(l) => Json(l).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 

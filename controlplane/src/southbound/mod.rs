@@ -9,5 +9,7 @@ pub mod net_state;
 pub mod netlink;
 
 pub use dataplane::Dataplane;
-pub use net_state::{Addr, KernelRoute, Link, NetError, NetEvent, NetState};
+pub use net_state::{
+    Addr, KernelRoute, Link, LinkStats, LinkStatsMap, NetError, NetEvent, NetState,
+};
 pub use netlink::Southbound;

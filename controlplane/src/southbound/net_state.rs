@@ -3,6 +3,7 @@
 //! changes only by [`NetEvent`]s (translated from rtnetlink messages by
 //! `netlink.rs`), so it is tested without a kernel.
 
+use ferrovs_dataplane::port::Iface;
 use ferrovs_dataplane::route::Route;
 use ferrovs_dataplane::snapshot::PortConf;
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,7 +23,40 @@ pub struct Link {
     /// RFC 2863 operational state up, or unknown (a driver that does not
     /// report one, like lo or a TAP): what keepalived treats as running.
     pub oper_up: bool,
+    /// An Ethernet link (ARPHRD_ETHER): what the ports can run on.
+    pub ether: bool,
+    /// IFLA_LINK when it names another interface: a veth's peer (maybe
+    /// in another namespace), a VLAN's parent.
+    pub iflink: Option<u32>,
 }
+
+/// A link's counters (IFLA_STATS64), named as Linux names them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_dropped: u64,
+    pub tx_dropped: u64,
+    pub rx_errors: u64,
+}
+
+impl LinkStats {
+    /// One counter by its Linux name (see `port_device::STATS`).
+    pub fn get(&self, name: &str) -> Option<u64> {
+        Some(match name {
+            "rx_packets" => self.rx_packets,
+            "tx_packets" => self.tx_packets,
+            "rx_dropped" => self.rx_dropped,
+            "tx_dropped" => self.tx_dropped,
+            "rx_errors" => self.rx_errors,
+            _ => return None,
+        })
+    }
+}
+
+/// Every link's counters by name, as the last link dump read them (the
+/// kernel announces no counter change: they are read, not followed).
+pub type LinkStatsMap = BTreeMap<String, LinkStats>;
 
 /// One address of a link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -77,6 +111,8 @@ pub enum NetError {
     NoSuchLink(String),
     #[error("{0} has no MAC address")]
     NoMac(String),
+    #[error("{0} is not an Ethernet interface; the dataplane's ports need Ethernet")]
+    NotEthernet(String),
     #[error("netlink: {0}")]
     Netlink(String),
 }
@@ -171,6 +207,24 @@ impl NetState {
         })
     }
 
+    /// What a kernel-backed port (AF_PACKET, AF_XDP) is opened with:
+    /// refused for a missing or non-Ethernet interface, with its name.
+    pub fn iface(&self, name: &str) -> Result<Iface, NetError> {
+        let l = self
+            .link_by_name(name)
+            .ok_or_else(|| NetError::NoSuchLink(name.to_string()))?;
+        if !l.ether {
+            return Err(NetError::NotEthernet(name.to_string()));
+        }
+        let mac = l.mac.ok_or_else(|| NetError::NoMac(name.to_string()))?;
+        Ok(Iface {
+            name: name.to_string(),
+            index: l.index,
+            mac,
+            mtu: l.mtu,
+        })
+    }
+
     /// IPv4 gateway routes through the given ports, most specific first and,
     /// for one prefix, lowest metric first (the kernel's choice). Connected
     /// routes come from the ports' own addresses.
@@ -214,6 +268,8 @@ mod tests {
             mtu: 1500,
             admin_up: up,
             oper_up: up,
+            ether: true,
+            iflink: None,
         }
     }
 
@@ -354,5 +410,33 @@ mod tests {
         l.mac = None;
         s.apply(NetEvent::Link(l));
         assert_eq!(s.port("tun0").err(), Some(NetError::NoMac("tun0".into())));
+    }
+
+    #[test]
+    fn a_port_opens_with_the_facts_netlink_gave_and_only_on_ethernet() {
+        let mut s = NetState::new();
+        let mut l = link(5, "veth0", true);
+        l.mtu = 9000;
+        s.apply(NetEvent::Link(l));
+        assert_eq!(
+            s.iface("veth0"),
+            Ok(Iface {
+                name: "veth0".into(),
+                index: 5,
+                mac: [2, 0, 0, 0, 0, 5],
+                mtu: 9000
+            })
+        );
+        let e = s.iface("fvnone0").unwrap_err();
+        assert_eq!(e.to_string(), "no interface fvnone0");
+        // lo has an all-zero address, but it is not Ethernet.
+        let mut lo = link(1, "lo", true);
+        lo.ether = false;
+        lo.mac = Some([0; 6]);
+        s.apply(NetEvent::Link(lo));
+        assert_eq!(
+            s.iface("lo").unwrap_err().to_string(),
+            "lo is not an Ethernet interface; the dataplane's ports need Ethernet"
+        );
     }
 }

@@ -2,12 +2,17 @@
 //! multicast notifications (links, IPv4 and IPv6 addresses and routes) as
 //! they happen, published to the rest of the control plane through a
 //! `watch` channel. A full dump every [`RESYNC`] catches what a receive
-//! buffer overrun may have lost.
+//! buffer overrun may have lost. The links' counters (IFLA_STATS64), which
+//! the kernel does not announce, are read by a link dump every
+//! [`STATS_REFRESH`] into a second channel, for `/metrics`: nobody waits
+//! for it.
 
-use super::net_state::{Addr, KernelRoute, Link, NetError, NetEvent, NetState};
+use super::net_state::{
+    Addr, KernelRoute, Link, LinkStats, LinkStatsMap, NetError, NetEvent, NetState,
+};
 use futures_util::stream::{StreamExt, TryStreamExt};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, State};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkLayerType, LinkMessage, State};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType,
 };
@@ -19,10 +24,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// How often the whole state is read again.
 pub const RESYNC: Duration = Duration::from_secs(30);
+
+/// How often the links' counters are read (the daemon's tick, and IPVS's
+/// rate estimator's period).
+pub const STATS_REFRESH: Duration = Duration::from_secs(2);
 
 const GROUPS: [MulticastGroup; 5] = [
     MulticastGroup::Link,
@@ -50,12 +59,14 @@ pub fn link_of(m: &LinkMessage) -> Option<Link> {
     // Ethernet link): Ethernet's.
     let mut mtu = 1500;
     let mut oper = State::Unknown;
+    let mut iflink = None;
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => name = Some(n.clone()),
             LinkAttribute::Address(b) => mac = <[u8; 6]>::try_from(b.as_slice()).ok(),
             LinkAttribute::Mtu(v) => mtu = *v,
             LinkAttribute::OperState(s) => oper = *s,
+            LinkAttribute::Link(i) if *i != m.header.index && *i != 0 => iflink = Some(*i),
             _ => {}
         }
     }
@@ -67,7 +78,31 @@ pub fn link_of(m: &LinkMessage) -> Option<Link> {
         admin_up: m.header.flags.contains(LinkFlags::Up),
         oper_up: matches!(oper, State::Up | State::Unknown)
             && m.header.flags.contains(LinkFlags::Up),
+        ether: m.header.link_layer_type == LinkLayerType::Ether,
+        iflink,
     })
+}
+
+/// The counters a link message carries (IFLA_STATS64), by the link's name.
+pub fn stats_of(m: &LinkMessage) -> Option<(String, LinkStats)> {
+    let mut name = None;
+    let mut stats = None;
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => name = Some(n.clone()),
+            LinkAttribute::Stats64(s) => {
+                stats = Some(LinkStats {
+                    rx_packets: s.rx_packets,
+                    tx_packets: s.tx_packets,
+                    rx_dropped: s.rx_dropped,
+                    tx_dropped: s.tx_dropped,
+                    rx_errors: s.rx_errors,
+                })
+            }
+            _ => {}
+        }
+    }
+    Some((name?, stats?))
 }
 
 /// The address a message describes: IFA_LOCAL when present (on a
@@ -186,10 +221,48 @@ pub async fn dump(handle: &Handle) -> Result<NetState, NetError> {
     Ok(s)
 }
 
-/// The running southbound: the current state, and a handle for requests.
+/// Every link's counters, by one link dump.
+pub async fn dump_stats(handle: &Handle) -> Result<LinkStatsMap, NetError> {
+    let mut out = LinkStatsMap::new();
+    let mut links = handle.link().get().execute();
+    while let Some(m) = links.try_next().await.map_err(nl_err)? {
+        if let Some((name, st)) = stats_of(&m) {
+            out.insert(name, st);
+        }
+    }
+    Ok(out)
+}
+
+/// What an operator wants to read in the log of a change: links that
+/// appear and go (a port's addresses are the core's to report).
+fn describe(before: &NetState, ev: &NetEvent) -> Option<String> {
+    match ev {
+        NetEvent::Link(l) if before.link(l.index).is_none() => Some(format!(
+            "netlink: link {} (index {}) added",
+            l.name, l.index
+        )),
+        NetEvent::LinkGone(i) => before
+            .link(*i)
+            .map(|l| format!("netlink: link {} (index {i}) removed", l.name)),
+        _ => None,
+    }
+}
+
+/// Applies one notification, logging what [`describe`] says of it; true
+/// when the state changed.
+fn apply_logged(state: &mut NetState, ev: NetEvent) -> bool {
+    if let Some(m) = describe(state, &ev) {
+        info!("{m}");
+    }
+    state.apply(ev)
+}
+
+/// The running southbound: the current state, the links' counters, and a
+/// handle for requests.
 #[derive(Clone)]
 pub struct Southbound {
     state: watch::Receiver<Arc<NetState>>,
+    stats: watch::Receiver<Arc<LinkStatsMap>>,
     handle: Handle,
 }
 
@@ -222,11 +295,11 @@ impl Southbound {
                             warn!("netlink: the notification socket closed; following by dumps every {}s", RESYNC.as_secs());
                             break;
                         };
-                        let mut changed = event_of(&m).is_some_and(|e| state.apply(e));
+                        let mut changed = event_of(&m).is_some_and(|e| apply_logged(&mut state, e));
                         // A burst (a link going away with its addresses and
                         // routes) is published once.
                         while let Ok((m, _)) = events.try_recv() {
-                            changed |= event_of(&m).is_some_and(|e| state.apply(e));
+                            changed |= event_of(&m).is_some_and(|e| apply_logged(&mut state, e));
                         }
                         if changed {
                             tx.send_replace(Arc::new(state.clone()));
@@ -245,7 +318,36 @@ impl Southbound {
                 }
             }
         });
-        Ok(Southbound { state: rx, handle })
+        let first = dump_stats(&handle).await.unwrap_or_else(|e| {
+            warn!("netlink: link counters: {e}");
+            LinkStatsMap::new()
+        });
+        let (stats_tx, stats_rx) = watch::channel(Arc::new(first));
+        let reader = handle.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(STATS_REFRESH);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await;
+            loop {
+                tokio::select! {
+                    _ = every.tick() => match dump_stats(&reader).await {
+                        Ok(m) => { stats_tx.send_replace(Arc::new(m)); }
+                        Err(e) => debug!("netlink: link counters: {e}"),
+                    },
+                    _ = stats_tx.closed() => return,
+                }
+            }
+        });
+        Ok(Southbound {
+            state: rx,
+            stats: stats_rx,
+            handle,
+        })
+    }
+
+    /// The links' counters, read every [`STATS_REFRESH`].
+    pub fn subscribe_stats(&self) -> watch::Receiver<Arc<LinkStatsMap>> {
+        self.stats.clone()
     }
 
     /// The state now.
@@ -343,6 +445,70 @@ mod tests {
         assert!(!link_of(&m).unwrap().oper_up);
         m.attributes.remove(0);
         assert_eq!(link_of(&m), None, "a link without a name is not followed");
+    }
+
+    #[test]
+    fn translates_link_type_peer_and_counters() {
+        let mut m = LinkMessage::default();
+        m.header = LinkHeader {
+            index: 7,
+            link_layer_type: LinkLayerType::Ether,
+            ..Default::default()
+        };
+        // Stats64 is non-exhaustive: built from a default.
+        let mut st64 = netlink_packet_route::link::Stats64::default();
+        (st64.rx_packets, st64.tx_packets) = (5, 6);
+        (st64.rx_dropped, st64.rx_errors) = (1, 2);
+        m.attributes = vec![
+            LinkAttribute::IfName("veth0".into()),
+            LinkAttribute::Link(12),
+            LinkAttribute::Stats64(st64),
+        ];
+        let l = link_of(&m).unwrap();
+        assert!(l.ether);
+        assert_eq!(l.iflink, Some(12), "a veth names its peer");
+        let (name, st) = stats_of(&m).unwrap();
+        assert_eq!(name, "veth0");
+        assert_eq!(
+            (
+                st.get("rx_packets"),
+                st.get("tx_packets"),
+                st.get("rx_dropped")
+            ),
+            (Some(5), Some(6), Some(1))
+        );
+        assert_eq!(
+            (st.get("rx_errors"), st.get("tx_dropped")),
+            (Some(2), Some(0))
+        );
+        // Its own index as IFLA_LINK (most links): no peer.
+        m.attributes[1] = LinkAttribute::Link(7);
+        assert_eq!(link_of(&m).unwrap().iflink, None);
+        m.header.link_layer_type = LinkLayerType::Loopback;
+        assert!(!link_of(&m).unwrap().ether);
+    }
+
+    #[test]
+    fn links_that_come_and_go_are_described_for_the_log() {
+        let mut s = NetState::new();
+        let mut m = LinkMessage::default();
+        m.header.index = 9;
+        m.attributes = vec![LinkAttribute::IfName("fvsx0".into())];
+        let l = link_of(&m).unwrap();
+        assert_eq!(
+            describe(&s, &NetEvent::Link(l.clone())).as_deref(),
+            Some("netlink: link fvsx0 (index 9) added")
+        );
+        s.apply(NetEvent::Link(l.clone()));
+        assert_eq!(
+            describe(&s, &NetEvent::Link(l)),
+            None,
+            "a change is not an add"
+        );
+        assert_eq!(
+            describe(&s, &NetEvent::LinkGone(9)).as_deref(),
+            Some("netlink: link fvsx0 (index 9) removed")
+        );
     }
 
     #[test]

@@ -15,8 +15,8 @@ use crate::vrrp::last_words::{self, Farewell};
 use crate::vrrp::notify::{Notifier, NotifyKind};
 use crate::vrrp::script::{self, ScriptChange, ScriptTracker};
 use crate::vrrp::{
-    Action, Advert, AdvertTarget, Event, Instance, InstanceConfig, RxInfo, State, SyncAction,
-    SyncGroup, TrackKind, TrackSpec, TrackStatus,
+    Action, Advert, AdvertTarget, ConfigError, Event, Instance, InstanceConfig, RxInfo, State,
+    SyncAction, SyncGroup, TrackKind, TrackSpec, TrackStatus,
 };
 use ferrovs_config::Config;
 use ferrovs_dataplane::wire::arp;
@@ -209,6 +209,41 @@ impl Prepared {
     }
 }
 
+/// Why the VRRP part of a configuration cannot run here (found before
+/// anything opens; a reload refused for it changes nothing).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PrepareError {
+    #[error("vrrp_instance {0}: no interface")]
+    NoInterface(String),
+    #[error("vrrp_instance {instance}: interface {ifname} is not a dataplane port")]
+    NotAPort { instance: String, ifname: String },
+    #[error("{0} has no IPv4 address")]
+    NoAddress(String),
+    /// The kernel does not know the interface (by netlink).
+    #[error("no interface {0}")]
+    UnknownInterface(String),
+    #[error(transparent)]
+    Instance(#[from] ConfigError),
+    #[error("vrrp_sync_group {group}: no vrrp_instance {instance}")]
+    NoGroupMember { group: String, instance: String },
+    #[error("vrrp_instance {0} is in two sync groups")]
+    InTwoGroups(String),
+    #[error("a vrrp_instance is in two sync groups")]
+    SomeInTwoGroups,
+    #[error("no vrrp_instance {0}")]
+    NoInstance(String),
+}
+
+/// Why the VRRP driver (or one of its units) did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
+    /// The instance's socket (the message names the step that failed).
+    #[error(transparent)]
+    Socket(#[from] std::io::Error),
+}
+
 /// Translates every vrrp_instance of `cfg` for the ports it runs on; errors
 /// name the instance. No I/O: a reload checks with it before it commits.
 fn prepare(
@@ -216,30 +251,28 @@ fn prepare(
     ports: &Net,
     workers_running: bool,
     net: &NetState,
-) -> Result<Vec<(String, Prepared)>, String> {
+) -> Result<Vec<(String, Prepared)>, PrepareError> {
     let mut out = Vec::new();
     for vi in &cfg.vrrp_instances {
         let ifname = vi
             .interface
             .clone()
-            .ok_or_else(|| format!("vrrp_instance {}: no interface", vi.name))?;
+            .ok_or_else(|| PrepareError::NoInterface(vi.name.clone()))?;
         let port = ports
             .ports
             .iter()
             .position(|p| p.name == ifname)
-            .ok_or_else(|| {
-                format!(
-                    "vrrp_instance {}: interface {ifname} is not a dataplane port",
-                    vi.name
-                )
+            .ok_or_else(|| PrepareError::NotAPort {
+                instance: vi.name.clone(),
+                ifname: ifname.clone(),
             })?;
         let pc = &ports.ports[port];
         let ifip = pc
             .addrs
             .first()
             .map(|a| a.0)
-            .ok_or_else(|| format!("{ifname} has no IPv4 address"))?;
-        let mut icfg = InstanceConfig::from_config(cfg, vi, ifip).map_err(|e| e.to_string())?;
+            .ok_or_else(|| PrepareError::NoAddress(ifname.clone()))?;
+        let mut icfg = InstanceConfig::from_config(cfg, vi, ifip)?;
         // Every instance tracks the workers, unweighted.
         icfg.tracks.push(TrackSpec {
             kind: TrackKind::Dataplane,
@@ -255,7 +288,7 @@ fn prepare(
         let ifindex = net
             .link_by_name(&ifname)
             .map(|l| l.index)
-            .ok_or_else(|| format!("no interface {ifname}"))?;
+            .ok_or_else(|| PrepareError::UnknownInterface(ifname.clone()))?;
         out.push((
             vi.name.clone(),
             Prepared {
@@ -271,13 +304,13 @@ fn prepare(
         let mut seen = Vec::new();
         for name in &sg.group {
             if !cfg.vrrp_instances.iter().any(|v| &v.name == name) {
-                return Err(format!(
-                    "vrrp_sync_group {}: no vrrp_instance {name}",
-                    sg.name
-                ));
+                return Err(PrepareError::NoGroupMember {
+                    group: sg.name.clone(),
+                    instance: name.clone(),
+                });
             }
             if seen.contains(&name) {
-                return Err(format!("vrrp_instance {name} is in two sync groups"));
+                return Err(PrepareError::InTwoGroups(name.clone()));
             }
             seen.push(name);
         }
@@ -285,7 +318,7 @@ fn prepare(
     let mut grouped: Vec<&String> = cfg.vrrp_sync_groups.iter().flat_map(|g| &g.group).collect();
     grouped.sort();
     if grouped.windows(2).any(|w| w[0] == w[1]) {
-        return Err("a vrrp_instance is in two sync groups".into());
+        return Err(PrepareError::SomeInTwoGroups);
     }
     Ok(out)
 }
@@ -297,7 +330,7 @@ pub fn check(
     ports: &Net,
     workers_running: bool,
     net: &NetState,
-) -> Result<(), String> {
+) -> Result<(), PrepareError> {
     prepare(cfg, ports, workers_running, net).map(|_| ())
 }
 
@@ -388,17 +421,15 @@ impl Driver {
 
     /// Opens the instance's socket; its packets reach the driver tagged
     /// with the new slot's index.
-    fn open_io(&mut self, cfg: &Config, name: &str, p: &Prepared) -> Result<usize, String> {
+    fn open_io(&mut self, cfg: &Config, name: &str, p: &Prepared) -> Result<usize, StartError> {
         let groups = match &p.icfg.target {
             AdvertTarget::Multicast(g) => vec![*g],
             AdvertTarget::Unicast(_) => vec![],
         };
-        let sock = VrrpSocket::open(&p.ifname, p.ifindex, p.icfg.primary_ip, &groups)
-            .map_err(|e| e.to_string())?;
+        let sock = VrrpSocket::open(&p.ifname, p.ifindex, p.icfg.primary_ip, &groups)?;
         let (tx, mut rx) = mpsc::channel(256);
         let stop = Arc::new(AtomicBool::new(false));
-        sock.spawn_receiver(tx, stop.clone())
-            .map_err(|e| e.to_string())?;
+        sock.spawn_receiver(tx, stop.clone())?;
         let i = self.ios.len();
         let merged = self.merged_tx.clone();
         tokio::spawn(async move {
@@ -440,13 +471,13 @@ impl Driver {
         cfg: &Config,
         id: &UnitId,
         prepared: &[(String, Prepared)],
-    ) -> Result<Unit, String> {
+    ) -> Result<Unit, StartError> {
         let get = |n: &str| {
             prepared
                 .iter()
                 .find(|(name, _)| name == n)
                 .map(|(_, p)| p)
-                .ok_or_else(|| format!("no vrrp_instance {n}"))
+                .ok_or_else(|| PrepareError::NoInstance(n.to_string()))
         };
         match id {
             UnitId::Single(name) => {
@@ -658,7 +689,7 @@ pub fn start(
     cfg: &Config,
     daemon: DaemonLink,
     net: watch::Receiver<Arc<NetState>>,
-) -> Result<Handles, String> {
+) -> Result<Handles, StartError> {
     let prepared = {
         let v = daemon.view.load();
         prepare(cfg, &v.net, v.workers_running, &net.borrow())?
@@ -935,6 +966,8 @@ mod tests {
             mtu: 1500,
             admin_up: up,
             oper_up: up,
+            ether: true,
+            iflink: None,
         })
     }
 

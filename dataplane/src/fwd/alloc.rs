@@ -119,6 +119,13 @@ mod tests {
     }
 
     #[test]
+    fn no_local_address_allocates_nothing() {
+        // The snapshot does not refuse FULLNAT without local addresses
+        // (the control plane does): the worker drops such a connection.
+        assert_eq!(PortAllocator::new(0, 1).alloc(&[], |_, _| false), None);
+    }
+
+    #[test]
     fn a_restarted_allocator_starts_elsewhere() {
         // Four "restarts" of worker 0 all starting on the same port would
         // mean the start is not random (chance 1 in 64,512^3 otherwise).

@@ -136,8 +136,8 @@
 //! - Optional: a `NOTRACK` rule in the raw table for VIP traffic saves the
 //!   kernel conntrack work on copies it will drop anyway.
 
-use super::sys::{self, getsockopt, ifreq_for, ioctl_ifreq, ioctl_socket, setsockopt};
-use super::{Packet, Port, Window, BURST, HEADROOM};
+use super::sys::{self, getsockopt, ioctl_socket, setsockopt};
+use super::{Iface, Packet, Port, Window, BURST, HEADROOM};
 use crate::wire::{checksum, ethernet, ipv4, l4, Mac};
 use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
@@ -416,51 +416,6 @@ fn ifname_err(ifname: &str, what: &str, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{what} of {ifname}: {e}{hint}"))
 }
 
-/// The interface index of `ifname` (`SIOCGIFINDEX`).
-pub fn if_index(ifname: &str) -> io::Result<u32> {
-    let s = ioctl_socket()?;
-    let mut ifr = ifreq_for(ifname)?;
-    ioctl_ifreq(s.as_raw_fd(), libc::SIOCGIFINDEX, &mut ifr)
-        .map_err(|e| ifname_err(ifname, "interface index", e))?;
-    // SAFETY: SIOCGIFINDEX succeeded, so the union holds `ifru_ifindex`.
-    Ok(unsafe { ifr.ifr_ifru.ifru_ifindex } as u32)
-}
-
-/// The MAC address of the Ethernet interface `ifname` (`SIOCGIFHWADDR`);
-/// an error for interfaces that are not Ethernet (loopback, tun, ipip).
-pub fn if_mac(ifname: &str) -> io::Result<Mac> {
-    let s = ioctl_socket()?;
-    let mut ifr = ifreq_for(ifname)?;
-    ioctl_ifreq(s.as_raw_fd(), libc::SIOCGIFHWADDR, &mut ifr)
-        .map_err(|e| ifname_err(ifname, "hardware address", e))?;
-    // SAFETY: SIOCGIFHWADDR succeeded, so the union holds `ifru_hwaddr`.
-    let sa = unsafe { ifr.ifr_ifru.ifru_hwaddr };
-    if sa.sa_family != libc::ARPHRD_ETHER {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!(
-                "{ifname} is not an Ethernet interface (ARPHRD type {}); the AF_PACKET backend needs Ethernet",
-                sa.sa_family
-            ),
-        ));
-    }
-    let mut mac = [0u8; 6];
-    for (d, s) in mac.iter_mut().zip(sa.sa_data.iter()) {
-        *d = *s as u8;
-    }
-    Ok(mac)
-}
-
-/// The MTU of `ifname` (`SIOCGIFMTU`).
-pub fn if_mtu(ifname: &str) -> io::Result<u32> {
-    let s = ioctl_socket()?;
-    let mut ifr = ifreq_for(ifname)?;
-    ioctl_ifreq(s.as_raw_fd(), libc::SIOCGIFMTU, &mut ifr)
-        .map_err(|e| ifname_err(ifname, "MTU", e))?;
-    // SAFETY: SIOCGIFMTU succeeded, so the union holds `ifru_mtu`.
-    Ok(unsafe { ifr.ifr_ifru.ifru_mtu } as u32)
-}
-
 /// `struct ethtool_value` (linux/ethtool.h).
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
@@ -697,17 +652,17 @@ impl AfPacketPort {
     /// and each interface its own (ids are per network namespace, see the
     /// module doc; [`open_fanout`](Self::open_fanout) picks one for you).
     pub fn open(
-        ifname: &str,
+        iface: &Iface,
         fanout_group: u16,
         opts: &AfPacketOptions,
     ) -> io::Result<AfPacketPort> {
-        Self::open_inner(ifname, Group::Id(fanout_group), opts)
+        Self::open_inner(iface, Group::Id(fanout_group), opts)
     }
 
     /// Opens `n` sockets on `ifname`, one per worker, in a fanout group
     /// whose id the kernel picks so that it cannot clash.
     pub fn open_fanout(
-        ifname: &str,
+        iface: &Iface,
         n: usize,
         opts: &AfPacketOptions,
     ) -> io::Result<Vec<AfPacketPort>> {
@@ -715,16 +670,17 @@ impl AfPacketPort {
         if n == 0 {
             return Ok(ports);
         }
-        let first = Self::open_inner(ifname, Group::Unique, opts)?;
+        let first = Self::open_inner(iface, Group::Unique, opts)?;
         let id = first.fanout_group;
         ports.push(first);
         for _ in 1..n {
-            ports.push(Self::open_inner(ifname, Group::Id(id), opts)?);
+            ports.push(Self::open_inner(iface, Group::Id(id), opts)?);
         }
         Ok(ports)
     }
 
-    fn open_inner(ifname: &str, group: Group, opts: &AfPacketOptions) -> io::Result<AfPacketPort> {
+    fn open_inner(iface: &Iface, group: Group, opts: &AfPacketOptions) -> io::Result<AfPacketPort> {
+        let ifname = iface.name.as_str();
         let ctx = |what: &str, e: io::Error| {
             io::Error::new(e.kind(), format!("AF_PACKET port {ifname}: {what}: {e}"))
         };
@@ -737,9 +693,7 @@ impl AfPacketPort {
                 ),
             )
         })?;
-        let ifindex = if_index(ifname)?;
-        let mac = if_mac(ifname)?;
-        let mtu = if_mtu(ifname)?;
+        let (ifindex, mac, mtu) = (iface.index, iface.mac, iface.mtu);
         if mtu > MAX_MTU {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -1468,13 +1422,5 @@ mod tests {
         // SAFETY: slot 0's header is in the mapping.
         unsafe { (*(ring.base as *mut libc::tpacket2_hdr)).tp_snaplen = 2992 };
         assert!(ring.frame().1.is_none());
-    }
-
-    #[test]
-    fn rejects_bad_interface_names() {
-        assert!(if_index("").is_err());
-        assert!(if_index("a-name-that-is-too-long").is_err());
-        let e = if_index("ferrovs-nope0").unwrap_err();
-        assert!(e.to_string().contains("ferrovs-nope0"), "{e}");
     }
 }

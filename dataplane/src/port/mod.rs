@@ -10,6 +10,20 @@ mod sys;
 
 use crate::wire::Mac;
 
+/// What a kernel-backed port (AF_PACKET, AF_XDP) needs to know of its
+/// interface. The control plane learns it from the kernel (rtnetlink) and
+/// passes it in: the dataplane asks the kernel nothing about interfaces,
+/// so there is one view of them, and a missing or non-Ethernet interface
+/// is refused there, before a port opens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Iface {
+    pub name: String,
+    pub index: u32,
+    /// An Ethernet address (the backends forward Ethernet frames).
+    pub mac: Mac,
+    pub mtu: u32,
+}
+
 /// Packets per burst, as DESIGN.md fixes it.
 pub const BURST: usize = 32;
 /// Bytes kept free in front of a received frame so that encapsulation

@@ -92,7 +92,7 @@ pub(crate) fn ioctl_socket() -> io::Result<OwnedFd> {
     )
 }
 
-pub(crate) fn ifreq_for(ifname: &str) -> io::Result<libc::ifreq> {
+fn ifreq_for(ifname: &str) -> io::Result<libc::ifreq> {
     let b = ifname.as_bytes();
     if b.is_empty() || b.len() >= libc::IFNAMSIZ || b.contains(&0) || b.contains(&b'/') {
         return Err(io::Error::new(
@@ -109,7 +109,7 @@ pub(crate) fn ifreq_for(ifname: &str) -> io::Result<libc::ifreq> {
     Ok(ifr)
 }
 
-pub(crate) fn ioctl_ifreq(fd: RawFd, req: libc::c_ulong, ifr: &mut libc::ifreq) -> io::Result<()> {
+fn ioctl_ifreq(fd: RawFd, req: libc::c_ulong, ifr: &mut libc::ifreq) -> io::Result<()> {
     // SAFETY: `ifr` is a valid, writable `ifreq` for the whole call; the
     // interface ioctls used here read and write only within it (and, for
     // SIOCETHTOOL, within the buffer `ifru_data` points to, which the

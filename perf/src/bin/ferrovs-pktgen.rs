@@ -26,7 +26,7 @@
 use clap::Parser;
 use ferrovs_dataplane::port::afpacket::{AfPacketOptions, AfPacketPort};
 use ferrovs_dataplane::port::afxdp::{steer, AfXdpOptions, AfXdpPort};
-use ferrovs_dataplane::port::{Packet, Port, BURST};
+use ferrovs_dataplane::port::{Iface, Packet, Port, BURST};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -250,7 +250,7 @@ fn main() {
     let dst_mac = parse_mac(&a.dst_mac).unwrap_or_else(|| fail("bad --dst-mac"));
     let out = match a.io {
         Io::Afxdp => {
-            let mut opened = AfXdpPort::open_all(&a.dev, 1, &AfXdpOptions::default())
+            let mut opened = AfXdpPort::open_all(&iface(&a.dev), 1, &AfXdpOptions::default())
                 .unwrap_or_else(|e| fail(&e.to_string()));
             let mut port = opened.ports.pop().unwrap_or_else(|| fail("no port"));
             if a.absorb {
@@ -272,13 +272,36 @@ fn main() {
                 frame_count: 1024,
                 ..AfPacketOptions::default()
             };
-            let mut ports = AfPacketPort::open_fanout(&a.dev, 1, &opts)
+            let mut ports = AfPacketPort::open_fanout(&iface(&a.dev), 1, &opts)
                 .unwrap_or_else(|e| fail(&e.to_string()));
             let mut port = ports.pop().unwrap_or_else(|| fail("no port"));
             send(&a, dst_mac, &mut port)
         }
     };
     println!("{out}");
+}
+
+/// `--dev`'s facts for the port (the daemon learns them by rtnetlink; a
+/// one-shot lab tool reads sysfs).
+fn iface(name: &str) -> Iface {
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("/sys/class/net/{name}/{f}"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|e| fail(&format!("--dev {name}: {f}: {e}")))
+    };
+    let mac =
+        parse_mac(&read("address")).unwrap_or_else(|| fail(&format!("--dev {name}: not Ethernet")));
+    let num = |f: &str| {
+        read(f)
+            .parse::<u32>()
+            .unwrap_or_else(|e| fail(&format!("--dev {name}: {f}: {e}")))
+    };
+    Iface {
+        name: name.to_string(),
+        index: num("ifindex"),
+        mac,
+        mtu: num("mtu"),
+    }
 }
 
 /// Sends for `--seconds` (or one pass with `--once`); returns the summary.

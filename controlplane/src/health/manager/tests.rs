@@ -2,7 +2,6 @@
 
 use super::*;
 use ferrovs_config::ipvs::{initial_table, ServiceKey};
-use ferrovs_config::ipvsadm::rules::apply;
 use std::path::PathBuf;
 use tokio::net::TcpListener;
 
@@ -52,17 +51,18 @@ impl Daemon {
             .await
             .expect("an event in time")
             .expect("channel open");
-        for c in &ev.commands {
-            apply(&mut self.table, c).unwrap_or_else(|e| panic!("{c:?}: {e}"));
+        for c in &ev.table {
+            c.apply(&mut self.table)
+                .unwrap_or_else(|e| panic!("{c:?}: {e}"));
         }
         ev
     }
     /// Waits for the next event that changes the table.
-    async fn next_commands(&mut self) -> Vec<Command> {
+    async fn next_changes(&mut self) -> Vec<TableChange> {
         loop {
             let ev = self.next().await;
-            if !ev.commands.is_empty() {
-                return ev.commands;
+            if !ev.table.is_empty() {
+                return ev.table;
             }
         }
     }
@@ -127,10 +127,10 @@ async fn tcp_and_http_failures_take_servers_out_and_back() {
 
     // The TCP server goes away: after one retry it is removed.
     drop(tcp_l);
-    let cmds = d.next_commands().await;
+    let cmds = d.next_changes().await;
     assert_eq!(
         cmds,
-        vec![Command::DelDest(
+        vec![TableChange::DelDest(
             key(),
             "127.0.0.1".parse().unwrap(),
             tcp_port
@@ -146,23 +146,23 @@ async fn tcp_and_http_failures_take_servers_out_and_back() {
 
     // It comes back.
     let tcp_l = TcpListener::bind(("127.0.0.1", tcp_port)).await.unwrap();
-    d.next_commands().await;
+    d.next_changes().await;
     assert_eq!(d.weight(tcp_port), Some(1));
     assert!(h.status()[0].real_servers[0].alive);
 
     // The HTTP server answers 500: removed; 200 again: back.
     *status.lock().unwrap() = 500;
-    let cmds = d.next_commands().await;
+    let cmds = d.next_changes().await;
     assert_eq!(
         cmds,
-        vec![Command::DelDest(
+        vec![TableChange::DelDest(
             key(),
             "127.0.0.1".parse().unwrap(),
             http_port
         )]
     );
     *status.lock().unwrap() = 200;
-    d.next_commands().await;
+    d.next_changes().await;
     assert_eq!(d.weight(http_port), Some(1));
     assert_eq!(d.table, h.table());
     drop(tcp_l);
@@ -182,13 +182,13 @@ async fn misc_check_exit_codes_drive_weight_and_membership() {
     ));
     let (h, mut d) = start(&cfg);
     std::fs::write(&code, "9").unwrap();
-    d.next_commands().await;
+    d.next_changes().await;
     assert_eq!(d.weight(8080), Some(7));
     std::fs::write(&code, "1").unwrap();
-    d.next_commands().await;
+    d.next_changes().await;
     assert_eq!(d.weight(8080), None);
     std::fs::write(&code, "0").unwrap();
-    d.next_commands().await;
+    d.next_changes().await;
     assert_eq!(d.weight(8080), Some(3));
     h.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -223,9 +223,9 @@ async fn reload_keeps_a_failed_server_out_and_delivers_pending_commands_first() 
     .unwrap();
     let cmds = h.reload(&load(&conf(5)));
     for c in &cmds {
-        apply(&mut d.table, c).unwrap();
+        c.apply(&mut d.table).unwrap();
     }
-    assert!(cmds.contains(&Command::DelDest(
+    assert!(cmds.contains(&TableChange::DelDest(
         key(),
         "127.0.0.1".parse().unwrap(),
         closed
@@ -239,10 +239,10 @@ async fn reload_keeps_a_failed_server_out_and_delivers_pending_commands_first() 
     // Events after the reload still apply cleanly on top.
     let mut extra = Vec::new();
     while let Ok(ev) = d.rx.try_recv() {
-        extra.extend(ev.commands);
+        extra.extend(ev.table);
     }
     for c in &extra {
-        apply(&mut d.table, c).unwrap();
+        c.apply(&mut d.table).unwrap();
     }
     assert_eq!(d.table, h.table());
     drop(open_l);
@@ -264,22 +264,22 @@ async fn a_dropped_reload_plan_changes_nothing_and_a_committed_one_applies() {
     {
         let plan = h.plan_reload(&load(&conf(5)));
         assert!(
-            !plan.commands().is_empty(),
+            !plan.table_changes().is_empty(),
             "the plan says what would change"
         );
         // Refused (the snapshot could not be built, say): dropped.
     }
     assert_eq!(h.table(), before, "a dropped plan leaves the health state");
     let plan = h.plan_reload(&load(&conf(5)));
-    let cmds = plan.commands().to_vec();
+    let cmds = plan.table_changes().to_vec();
     plan.commit();
     while let Ok(ev) = d.rx.try_recv() {
-        for c in &ev.commands {
-            apply(&mut d.table, c).unwrap();
+        for c in &ev.table {
+            c.apply(&mut d.table).unwrap();
         }
     }
     for c in &cmds {
-        apply(&mut d.table, c).unwrap();
+        c.apply(&mut d.table).unwrap();
     }
     assert_eq!(d.weight(open), Some(5));
     assert_eq!(d.table, h.table());
@@ -305,7 +305,7 @@ async fn shutdown_with_omega_runs_the_down_scripts() {
     ));
     let (h, _d) = start(&cfg);
     let cmds = h.shutdown().await;
-    assert_eq!(cmds, vec![Command::DelService(key())]);
+    assert_eq!(cmds, vec![TableChange::DelService(key())]);
     assert_eq!(std::fs::read_to_string(&mark).unwrap().trim(), "rs-down");
     drop(l);
     let _ = std::fs::remove_dir_all(&dir);

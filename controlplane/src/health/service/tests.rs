@@ -1,7 +1,7 @@
 //! The decision logic replayed on event sequences, without sockets.
 
 use super::*;
-use ferrovs_config::ipvsadm::Command;
+use crate::core::TableChange;
 
 fn load(text: &str) -> Config {
     let l = ferrovs_config::load_str("t.conf", text);
@@ -61,7 +61,12 @@ impl Bench {
     fn id(rs: usize, checker: usize) -> CheckerId {
         CheckerId { vs: 0, rs, checker }
     }
-    fn report(&mut self, rs: usize, checker: usize, p: Probe) -> (Vec<Command>, Effects, Duration) {
+    fn report(
+        &mut self,
+        rs: usize,
+        checker: usize,
+        p: Probe,
+    ) -> (Vec<TableChange>, Effects, Duration) {
         self.now += Duration::from_secs(1);
         let out = self
             .core
@@ -72,13 +77,13 @@ impl Bench {
                 Duration::from_millis(3),
             )
             .expect("known checker");
-        // The view and the commands never disagree.
+        // The view and the changes never disagree.
         out
     }
-    fn up(&mut self, rs: usize) -> (Vec<Command>, Effects, Duration) {
+    fn up(&mut self, rs: usize) -> (Vec<TableChange>, Effects, Duration) {
         self.report(rs, 0, Probe::up())
     }
-    fn down(&mut self, rs: usize) -> (Vec<Command>, Effects, Duration) {
+    fn down(&mut self, rs: usize) -> (Vec<TableChange>, Effects, Duration) {
         self.report(rs, 0, Probe::down("failed"))
     }
     fn weights(&self) -> Vec<(String, i32)> {
@@ -172,7 +177,10 @@ fn failed_server_is_removed_after_its_retries_and_added_back() {
     }
     // ...the third removes it.
     let (cmds, fx, d) = b.down(0);
-    assert_eq!(cmds, vec![Command::DelDest(key(), ip("198.18.1.11"), 80)]);
+    assert_eq!(
+        cmds,
+        vec![TableChange::DelDest(key(), ip("198.18.1.11"), 80)]
+    );
     assert_eq!(
         fx.logs,
         vec![
@@ -198,7 +206,7 @@ fn failed_server_is_removed_after_its_retries_and_added_back() {
     let (cmds, fx, _) = b.up(0);
     assert_eq!(cmds.len(), 1);
     assert!(
-        matches!(&cmds[0], Command::AddDest(k, d) if *k == key() && d.addr == ip("198.18.1.11") && d.weight == 1)
+        matches!(&cmds[0], TableChange::AddDest(k, d) if *k == key() && d.addr == ip("198.18.1.11") && d.weight == 1)
     );
     assert_eq!(
         fx.logs,
@@ -217,7 +225,10 @@ fn one_failure_is_enough_before_the_first_success() {
     let conf = vs_conf("", &[("198.18.1.11", "  TCP_CHECK {\n   retry 3\n  }")]);
     let (mut b, _) = Bench::new(&conf);
     let (cmds, fx, _) = b.down(0);
-    assert_eq!(cmds, vec![Command::DelDest(key(), ip("198.18.1.11"), 80)]);
+    assert_eq!(
+        cmds,
+        vec![TableChange::DelDest(key(), ip("198.18.1.11"), 80)]
+    );
     assert!(fx
         .logs
         .contains(&"TCP_CHECK on service [198.18.1.11]:tcp:80 failed.".to_string()));
@@ -230,7 +241,10 @@ fn a_server_is_down_when_any_checker_fails_and_up_when_all_pass() {
     b.report(0, 0, Probe::up());
     b.report(0, 1, Probe::up());
     let (cmds, _, _) = b.report(0, 1, Probe::down("failed"));
-    assert_eq!(cmds, vec![Command::DelDest(key(), ip("198.18.1.11"), 80)]);
+    assert_eq!(
+        cmds,
+        vec![TableChange::DelDest(key(), ip("198.18.1.11"), 80)]
+    );
     // The second failure changes nothing.
     let (cmds, fx, _) = b.report(0, 0, Probe::down("failed"));
     assert!(cmds.is_empty());
@@ -241,7 +255,7 @@ fn a_server_is_down_when_any_checker_fails_and_up_when_all_pass() {
     assert!(!b.core.status()[0].real_servers[0].alive);
     let (cmds, _, _) = b.report(0, 0, Probe::up());
     assert_eq!(cmds.len(), 1);
-    assert!(matches!(&cmds[0], Command::AddDest(_, d) if d.addr == ip("198.18.1.11")));
+    assert!(matches!(&cmds[0], TableChange::AddDest(_, d) if d.addr == ip("198.18.1.11")));
 }
 
 #[test]
@@ -252,7 +266,7 @@ fn inhibit_on_failure_sets_weight_zero_instead_of_removing() {
     let (cmds, fx, _) = b.down(0);
     assert_eq!(cmds.len(), 1);
     assert!(
-        matches!(&cmds[0], Command::EditDest(_, d) if d.addr == ip("198.18.1.11") && d.weight == 0)
+        matches!(&cmds[0], TableChange::EditDest(_, d) if d.addr == ip("198.18.1.11") && d.weight == 0)
     );
     assert!(fx.logs.contains(
         &"Disabling service [198.18.1.11]:tcp:80 of VS [198.18.0.100]:tcp:80".to_string()
@@ -262,7 +276,7 @@ fn inhibit_on_failure_sets_weight_zero_instead_of_removing() {
         vec![("198.18.1.11".into(), 0), ("198.18.1.12".into(), 1)]
     );
     let (cmds, fx, _) = b.up(0);
-    assert!(matches!(&cmds[..], [Command::EditDest(_, d)] if d.weight == 5));
+    assert!(matches!(&cmds[..], [TableChange::EditDest(_, d)] if d.weight == 5));
     assert!(fx.logs.contains(
         &"Enabling service [198.18.1.11]:tcp:80 of VS [198.18.0.100]:tcp:80".to_string()
     ));
@@ -286,7 +300,7 @@ fn alpha_servers_join_after_their_first_success() {
         vec![("notify_down", "/bin/down.sh a".to_string())]
     );
     let (cmds, fx, _) = b.up(0);
-    assert!(matches!(&cmds[..], [Command::AddDest(_, d)] if d.addr == ip("198.18.1.11")));
+    assert!(matches!(&cmds[..], [TableChange::AddDest(_, d)] if d.addr == ip("198.18.1.11")));
     assert!(fx
         .logs
         .contains(&"Gained quorum 1+0=1 <= 1 for VS [198.18.0.100]:tcp:80".to_string()));
@@ -329,7 +343,7 @@ fn quorum_and_hysteresis_bring_in_and_take_out_the_sorry_server() {
         scripts(&fx),
         vec![("quorum_down", "/bin/qdown".to_string())]
     );
-    assert!(cmds.contains(&Command::DelDest(key(), ip("198.18.1.13"), 80)));
+    assert!(cmds.contains(&TableChange::DelDest(key(), ip("198.18.1.13"), 80)));
     assert_eq!(b.weights(), vec![("198.18.1.99".into(), 1)]);
     // Back to 2 (< 2+1): the sorry server stays, servers stay out.
     let (cmds, _, _) = b.up(0);
@@ -345,7 +359,7 @@ fn quorum_and_hysteresis_bring_in_and_take_out_the_sorry_server() {
     assert!(fx.logs.contains(
         &"Removing sorry server [198.18.1.99]:tcp:80 from VS [198.18.0.100]:tcp:80".to_string()
     ));
-    assert!(cmds.contains(&Command::DelDest(key(), ip("198.18.1.99"), 80)));
+    assert!(cmds.contains(&TableChange::DelDest(key(), ip("198.18.1.99"), 80)));
     assert_eq!(
         b.weights(),
         vec![
@@ -390,7 +404,7 @@ fn misc_dynamic_exit_codes_set_the_weight() {
     let (mut b, _) = Bench::new(&vs_conf("", &[("198.18.1.11", rs), ("198.18.1.12", TCP)]));
     let (cmds, fx, d) = b.report(0, 0, Probe::Exit(12));
     assert!(
-        matches!(&cmds[..], [Command::EditDest(_, d)] if d.addr == ip("198.18.1.11") && d.weight == 10)
+        matches!(&cmds[..], [TableChange::EditDest(_, d)] if d.addr == ip("198.18.1.11") && d.weight == 10)
     );
     assert_eq!(
         fx.logs,
@@ -405,21 +419,24 @@ fn misc_dynamic_exit_codes_set_the_weight() {
     assert!(cmds.is_empty() && fx.logs.is_empty());
     // 2 means weight 0 (still up).
     let (cmds, _, _) = b.report(0, 0, Probe::Exit(2));
-    assert!(matches!(&cmds[..], [Command::EditDest(_, d)] if d.weight == 0));
+    assert!(matches!(&cmds[..], [TableChange::EditDest(_, d)] if d.weight == 0));
     // 0 restores the configured weight.
     let (cmds, _, _) = b.report(0, 0, Probe::Exit(0));
-    assert!(matches!(&cmds[..], [Command::EditDest(_, d)] if d.weight == 4));
+    assert!(matches!(&cmds[..], [TableChange::EditDest(_, d)] if d.weight == 4));
     // 1 is down at once: MISC_CHECK's retry defaults to 0.
     b.report(0, 0, Probe::Exit(30));
     let (cmds, fx, _) = b.report(0, 0, Probe::Exit(1));
-    assert_eq!(cmds, vec![Command::DelDest(key(), ip("198.18.1.11"), 80)]);
+    assert_eq!(
+        cmds,
+        vec![TableChange::DelDest(key(), ip("198.18.1.11"), 80)]
+    );
     assert_eq!(
         fx.logs[0],
         "Misc check for [[198.18.1.11]:tcp:80 VS [198.18.0.100]:tcp:80] by [/bin/check.sh] failed with retry disabled (exited with status 1)."
     );
     // Back up with 0: the configured weight, not the last dynamic one.
     let (cmds, _, _) = b.report(0, 0, Probe::Exit(0));
-    assert!(matches!(&cmds[..], [Command::AddDest(_, d)] if d.weight == 4));
+    assert!(matches!(&cmds[..], [TableChange::AddDest(_, d)] if d.weight == 4));
 }
 
 #[test]
@@ -584,8 +601,8 @@ fn reload_keeps_the_state_of_servers_in_both_configurations() {
     assert_eq!(
         cmds,
         vec![
-            Command::DelDest(key(), ip("198.18.1.13"), 80),
-            Command::EditDest(
+            TableChange::DelDest(key(), ip("198.18.1.13"), 80),
+            TableChange::EditDest(
                 key(),
                 Dest {
                     addr: ip("198.18.1.12"),
@@ -616,12 +633,15 @@ fn reload_keeps_the_state_of_servers_in_both_configurations() {
     assert!(!st.real_servers[2].alive);
     // .12 had one failure counted: the next one is its last.
     let (cmds, _, _) = b.down(1);
-    assert_eq!(cmds, vec![Command::DelDest(key(), ip("198.18.1.12"), 80)]);
+    assert_eq!(
+        cmds,
+        vec![TableChange::DelDest(key(), ip("198.18.1.12"), 80)]
+    );
     // .11 comes back on success as before.
     let (cmds, _, _) = b.up(0);
-    assert!(matches!(&cmds[..], [Command::AddDest(_, d)] if d.addr == ip("198.18.1.11")));
+    assert!(matches!(&cmds[..], [TableChange::AddDest(_, d)] if d.addr == ip("198.18.1.11")));
     let (cmds, _, _) = b.up(2);
-    assert!(matches!(&cmds[..], [Command::AddDest(_, d)] if d.addr == ip("198.18.1.14")));
+    assert!(matches!(&cmds[..], [TableChange::AddDest(_, d)] if d.addr == ip("198.18.1.14")));
 }
 
 #[test]
@@ -634,8 +654,8 @@ fn reload_removes_a_virtual_server_and_adds_a_new_one() {
     assert!(fx
         .logs
         .contains(&"Removing Virtual Server [198.18.0.100]:tcp:80".to_string()));
-    assert_eq!(cmds[0], Command::DelService(key()));
-    assert!(matches!(&cmds[1], Command::AddService(_)));
+    assert_eq!(cmds[0], TableChange::DelService(key()));
+    assert!(matches!(&cmds[1], TableChange::AddService(_)));
     assert_eq!(b.core.table(), initial_table(&cfg));
 }
 
@@ -645,7 +665,7 @@ fn shutdown_runs_down_scripts_only_with_omega() {
     let conf = vs_conf(" quorum_down /bin/qdown", &[("198.18.1.11", rs)]);
     let (mut b, _) = Bench::new(&conf);
     let (cmds, fx) = b.core.shutdown();
-    assert_eq!(cmds, vec![Command::DelService(key())]);
+    assert_eq!(cmds, vec![TableChange::DelService(key())]);
     assert!(scripts(&fx).is_empty());
     assert!(fx.logs.contains(
         &"Shutting down service [198.18.1.11]:tcp:80 from VS [198.18.0.100]:tcp:80".to_string()

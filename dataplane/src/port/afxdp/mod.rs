@@ -41,7 +41,8 @@ pub mod steer;
 pub mod umem;
 pub mod xsk;
 
-use super::afpacket::{complete_l4_checksum, if_index, if_mac, if_mtu, l4_span, set_if_gro};
+use super::afpacket::{complete_l4_checksum, l4_span, set_if_gro};
+use super::Iface;
 use super::{sys, Packet, Port, Window, BURST, HEADROOM};
 use crate::wire::{checksum, ethernet, l4, Mac};
 use std::ffi::c_void;
@@ -295,13 +296,12 @@ pub struct Opened {
 impl AfXdpPort {
     /// Attaches the XDP program to `ifname` and opens one socket per worker
     /// on queues `0..workers`.
-    pub fn open_all(ifname: &str, workers: usize, opts: &AfXdpOptions) -> io::Result<Opened> {
+    pub fn open_all(iface: &Iface, workers: usize, opts: &AfXdpOptions) -> io::Result<Opened> {
+        let ifname = iface.name.as_str();
         let ctx = |what: &str, e: io::Error| {
             io::Error::new(e.kind(), format!("AF_XDP port {ifname}: {what}: {e}"))
         };
-        let ifindex = if_index(ifname)?;
-        let mac = if_mac(ifname)?;
-        let mtu = if_mtu(ifname)?;
+        let (ifindex, mac, mtu) = (iface.index, iface.mac, iface.mtu);
         if mtu > MAX_MTU {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
