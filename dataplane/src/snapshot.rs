@@ -134,6 +134,10 @@ pub struct Snapshot {
     /// once per snapshot, looked up for every IPv6 packet.
     addrs6: HashMap<u128, AddrKind, ahash::RandomState>,
     pub services6: Vec<Service6>,
+    /// Persistence templates of IPv6 services (`TemplateTable::new_v6`),
+    /// shared by all workers and carried across snapshots like
+    /// `templates`.
+    pub templates6: Arc<TemplateTable>,
     svc_index6: HashMap<(u8, u128, u16), u32, ahash::RandomState>,
 }
 
@@ -368,6 +372,7 @@ impl SnapshotBuilder {
                 port_addrs6: vec![],
                 addrs6: HashMap::with_hasher(ahash::RandomState::new()),
                 services6: vec![],
+                templates6: Arc::new(TemplateTable::new_v6(64)),
                 svc_index6: HashMap::with_hasher(ahash::RandomState::new()),
             },
             extra_routes: vec![],
@@ -449,6 +454,14 @@ impl SnapshotBuilder {
     /// forwarding.
     pub fn inactive_vip6(&mut self, a: Ipv6Addr) -> &mut Self {
         self.inactive_vips6.push(a);
+        self
+    }
+
+    /// The IPv6 persistence templates (made by `TemplateTable::new_v6`;
+    /// pass the same table to every snapshot). Without one, a snapshot
+    /// gets a small table of its own.
+    pub fn templates6(&mut self, t: Arc<TemplateTable>) -> &mut Self {
+        self.s.templates6 = t;
         self
     }
 
