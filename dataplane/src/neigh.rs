@@ -79,13 +79,7 @@ impl<P, A: Copy + Eq + std::hash::Hash> NeighCache<P, A> {
     /// Resolves `ip` reached through `port` for a packet about to be sent.
     /// On `QueuedProbe`/`Queued` the cache keeps the packet; on `Full` the
     /// packet is returned in `pkt` unchanged for the caller to drop.
-    pub fn resolve(
-        &mut self,
-        ip: A,
-        port: u16,
-        now_ms: u64,
-        pkt: &mut Option<P>,
-    ) -> Resolve {
+    pub fn resolve(&mut self, ip: A, port: u16, now_ms: u64, pkt: &mut Option<P>) -> Resolve {
         let key = ip;
         if let Some(e) = self.map.get_mut(&key) {
             if let Some(mac) = e.mac {
@@ -179,12 +173,7 @@ impl<P, A: Copy + Eq + std::hash::Hash> NeighCache<P, A> {
 
     /// Retries and gives up on unresolved entries. Calls `probe(ip, port)`
     /// for each request to send and `dropped(pkt)` for each packet given up.
-    pub fn tick(
-        &mut self,
-        now_ms: u64,
-        mut probe: impl FnMut(A, u16),
-        mut dropped: impl FnMut(P),
-    ) {
+    pub fn tick(&mut self, now_ms: u64, mut probe: impl FnMut(A, u16), mut dropped: impl FnMut(P)) {
         let queued = &mut self.queued;
         self.map.retain(|&k, e| {
             if e.mac.is_some() || now_ms < e.until_ms {

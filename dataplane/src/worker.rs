@@ -1439,8 +1439,7 @@ impl<P: Port> Core<P> {
                 conns.reclassify(ci);
             }
         }
-        conns
-            .set_timeout(ci, pressure.tcp_timeout(&snap.timeouts, new), now);
+        conns.set_timeout(ci, pressure.tcp_timeout(&snap.timeouts, new), now);
     }
 
     /// A reply from a real server: NAT (to the client's address) or FULLNAT

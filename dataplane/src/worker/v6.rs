@@ -425,11 +425,11 @@ impl<P: Port> Core<P> {
             return self.drop_pkt(DropReason::NoBuffer, pkt);
         }
         let hop = ip.info.ttl - 1;
-        let shift = match nat64::tcp_udp_to_v6(pkt.data_mut(), o.l3, &ip.info, a.vaddr, a.caddr, hop)
-        {
-            Ok(s) => s,
-            Err(_) => return self.drop_pkt(DropReason::Nat64Untranslatable, pkt),
-        };
+        let shift =
+            match nat64::tcp_udp_to_v6(pkt.data_mut(), o.l3, &ip.info, a.vaddr, a.caddr, hop) {
+                Ok(s) => s,
+                Err(_) => return self.drop_pkt(DropReason::Nat64Untranslatable, pkt),
+            };
         pkt.adj(shift);
         let end = pkt.len();
         let o6 = L36 {
@@ -842,7 +842,8 @@ impl<P: Port> Core<P> {
                     if !pkt.set_len(l3 + ndp::FRAME_LEN - ethernet::HEADER_LEN) {
                         return self.drop_pkt(DropReason::NoBuffer, pkt);
                     }
-                    let n = ndp::build_reply(pkt.data_mut(), &to, info.src, &mac, ip.l2.vlan, s.target);
+                    let n =
+                        ndp::build_reply(pkt.data_mut(), &to, info.src, &mac, ip.l2.vlan, s.target);
                     pkt.set_len(n);
                     self.ctr().ndp_adverts.inc();
                     self.tx[in_port as usize].push(pkt);
