@@ -1101,3 +1101,76 @@ fn ipv6_persistence_by_prefix_and_hashing_schedulers() {
     }
     assert!(seen.len() > 1, "sh spreads clients over the servers");
 }
+
+#[test]
+fn mh_and_dh_pick_alike_on_every_director_and_worker() {
+    // Maglev over folded IPv6 addresses: two directors (two labs, tables
+    // built separately) and both workers of each give a client one server.
+    for sched in [SchedKind::Mh, SchedKind::Dh] {
+        let mk = || {
+            let mut svc = Svc6::new(FwdMethod::Dr);
+            svc.servers = 3;
+            svc.sched = sched;
+            Lab6::new(svc, 2)
+        };
+        let (mut a, mut b) = (mk(), mk());
+        let mut seen = std::collections::HashSet::new();
+        for k in 0..24u16 {
+            let src = a6(0, 0x2000 + k);
+            let mut macs = vec![];
+            for (lab, w) in [(&mut a, 0usize), (&mut b, 1)] {
+                let syn = tcp6(CLIENT_MAC, DIR0_MAC, src, 40000 + k, VIP6, 80, 64, "S", b"");
+                lab.inject(w, 0, &syn);
+                lab.poll_all();
+                let out: Vec<_> = (0..2).flat_map(|x| lab.take(x, 1)).collect();
+                assert_eq!(out.len(), 1);
+                macs.push(out[0][0..6].to_vec());
+            }
+            assert_eq!(macs[0], macs[1], "{sched:?} client {k}");
+            seen.insert(macs[0].clone());
+        }
+        // dh hashes the destination (one VIP: one server); mh the client.
+        if sched == SchedKind::Mh {
+            assert!(seen.len() > 1);
+        } else {
+            assert_eq!(seen.len(), 1);
+        }
+    }
+}
+
+#[test]
+fn unsolicited_advertisement_for_a_vip_leaves_through_the_worker() {
+    // What the control plane sends on becoming VRRP master, as it sends
+    // gratuitous ARP: built by `ndp::build_unsolicited`, transmitted by a
+    // worker.
+    let mut lab = Lab6::new(Svc6::new(FwdMethod::Dr), 1);
+    let mut f = vec![0u8; ndp::FRAME_LEN];
+    let n = ndp::build_unsolicited(&mut f, &DIR0_MAC, None, VIP6);
+    f.truncate(n);
+    assert!(lab.shared.request(
+        0,
+        ferrovs_dataplane::worker::Request::Transmit {
+            port: 0,
+            frame: f.clone()
+        }
+    ));
+    lab.poll_all();
+    let out = lab.take(0, 0);
+    assert_eq!(out, vec![f]);
+    assert_checksums6(&out[0]);
+    assert_eq!(&out[0][0..6], &[0x33, 0x33, 0, 0, 0, 1]);
+    let p = SlicedPacket::from_ethernet(&out[0]).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = &p.net else {
+        panic!()
+    };
+    assert_eq!(ip.header().hop_limit(), 255);
+    assert_eq!(ip.header().source(), VIP6);
+    let Some(TransportSlice::Icmpv6(i)) = &p.transport else {
+        panic!()
+    };
+    let Icmpv6Type::NeighborAdvertisement(h) = i.icmp_type() else {
+        panic!()
+    };
+    assert!(h.r#override && !h.solicited);
+    assert_eq!(&i.payload()[..16], &VIP6);
+}
