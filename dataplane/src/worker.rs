@@ -85,10 +85,25 @@ pub struct ConnView {
     pub fwd: FwdMethod,
 }
 
+/// An IPv6 connection (or a NAT64 one, whose real server is IPv4) as
+/// `ipvsadm -Lnc` lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnView6 {
+    pub proto: u8,
+    pub state: &'static str,
+    pub expires_s: u32,
+    pub client: (std::net::IpAddr, u16),
+    pub virt: (std::net::IpAddr, u16),
+    pub dest: (std::net::IpAddr, u16),
+    pub fwd: FwdMethod,
+}
+
 /// Requests the control plane sends a worker; answered between bursts.
 pub enum Request {
     /// Every connection of the worker's table.
     ListConns(std::sync::mpsc::SyncSender<Vec<ConnView>>),
+    /// Every connection of the worker's IPv6 table.
+    ListConns6(std::sync::mpsc::SyncSender<Vec<ConnView6>>),
     /// Send a frame the control plane built (gratuitous ARP when a VIP is
     /// taken over) out of a port.
     Transmit { port: u16, frame: Vec<u8> },
@@ -620,12 +635,18 @@ impl<P: Port> Core<P> {
     /// Keeps scheduler state for services that remain, adds it for new ones.
     fn sync_sched(&mut self, snap: &Snapshot) {
         let id = self.id as u64;
-        self.sched
-            .retain(|k, _| snap.services.iter().any(|s| s.id() == *k));
-        for s in &snap.services {
+        // IPv4 and IPv6 services share one id space (the control plane's).
+        let ids = || {
+            snap.services
+                .iter()
+                .map(|s| s.id())
+                .chain(snap.services6.iter().map(|s| s.id()))
+        };
+        self.sched.retain(|k, _| ids().any(|i| i == *k));
+        for i in ids() {
             self.sched
-                .entry(s.id())
-                .or_insert_with(|| SchedState::new(0x9e37_79b9 ^ (id << 32) ^ s.id() as u64));
+                .entry(i)
+                .or_insert_with(|| SchedState::new(0x9e37_79b9 ^ (id << 32) ^ i as u64));
         }
     }
 
@@ -1844,6 +1865,33 @@ impl<P: Port> Core<P> {
                         })
                         .collect();
                     // The requester may have given up waiting.
+                    let _ = reply.try_send(list);
+                }
+                Request::ListConns6(reply) => {
+                    let ip = |a: &[u8; 16]| match crate::conn::entry::unmapped(a) {
+                        Some(v4) => std::net::IpAddr::from(v4),
+                        None => std::net::IpAddr::from(*a),
+                    };
+                    let list = self
+                        .conns6
+                        .iter()
+                        .map(|(i, c)| {
+                            let a = self.conns6.get6(i);
+                            ConnView6 {
+                                proto: c.proto,
+                                state: if c.proto == ipv4::PROTO_TCP {
+                                    TcpState::from_u8(c.state).name()
+                                } else {
+                                    "UDP"
+                                },
+                                expires_s: self.conns6.remaining_ms(i, now).div_ceil(1000) as u32,
+                                client: (ip(&a.caddr), c.cport),
+                                virt: (ip(&a.vaddr), c.vport),
+                                dest: (ip(&a.daddr), c.dport),
+                                fwd: c.fwd,
+                            }
+                        })
+                        .collect();
                     let _ = reply.try_send(list);
                 }
                 Request::Transmit { port, frame } => {

@@ -1174,3 +1174,55 @@ fn unsolicited_advertisement_for_a_vip_leaves_through_the_worker() {
     assert!(h.r#override && !h.solicited);
     assert_eq!(&i.payload()[..16], &VIP6);
 }
+
+#[test]
+fn ipv6_connections_are_listed_expire_and_release_their_server() {
+    let mut svc = Svc6::new(FwdMethod::FullNat);
+    svc.nat64 = true;
+    svc.persistence = Some(Persistence6 {
+        timeout_s: 60,
+        prefix_len: 64,
+    });
+    let mut lab = Lab6::new(svc, 1);
+    let syn = tcp6(CLIENT_MAC, DIR0_MAC, CLIENT6, 40000, VIP6, 80, 64, "S", b"");
+    assert_eq!(lab.send(0, 0, &syn, 1).len(), 1);
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    assert!(lab
+        .shared
+        .request(0, ferrovs_dataplane::worker::Request::ListConns6(tx)));
+    lab.poll_all();
+    let list = rx.recv().unwrap();
+    assert_eq!(list.len(), 1);
+    let c = list[0];
+    assert_eq!(c.state, "SYN_RECV");
+    assert_eq!(c.client, (IpAddr::from(CLIENT6), 40000));
+    assert_eq!(c.virt, (IpAddr::from(VIP6), 80));
+    assert_eq!(c.dest, (IpAddr::from(RS4[0]), 8080));
+    let snap = lab.shared.snapshot.load_full();
+    let dest = &snap.dest(1).unwrap().dest;
+    assert_eq!(dest.shared.inactive(), 1);
+    assert_eq!(
+        dest.shared
+            .persistconns
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // SYN_RECV lasts 60 s; the template outlives its connection by up
+    // to a persistence timeout.
+    lab.now += 61_000;
+    lab.poll_all();
+    assert!(lab.workers[0].conns6().is_empty());
+    assert_eq!(dest.shared.inactive(), 0);
+    lab.now += 200_000;
+    // The reaper visits a slice of the template table every 5 ms.
+    for _ in 0..8 {
+        lab.now += 10;
+        lab.poll_all();
+    }
+    assert_eq!(
+        dest.shared
+            .persistconns
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
