@@ -1226,3 +1226,71 @@ fn ipv6_connections_are_listed_expire_and_release_their_server() {
         0
     );
 }
+
+#[test]
+fn replies_too_big_for_the_client_link_are_answered_not_fragmented() {
+    // NAT64: a 1500-byte IPv4 reply grows to 1520 bytes of IPv6, more than
+    // the client's 1500-byte link: the server hears fragmentation needed
+    // for 1480 (RFC 7915 §4.2) from the local address it sent to.
+    let mut svc = Svc6::new(FwdMethod::FullNat);
+    svc.nat64 = true;
+    let mut lab = Lab6::new(svc, 1);
+    let syn = tcp6(CLIENT_MAC, DIR0_MAC, CLIENT6, 40000, VIP6, 80, 64, "S", b"");
+    let out = lab.send(0, 0, &syn, 1);
+    let lport = common::src_port_of(&out[0]);
+    let big = tcp4(
+        rs_mac(0),
+        DIR1_MAC,
+        RS4[0],
+        8080,
+        LADDR4,
+        lport,
+        64,
+        "A",
+        &[1u8; 1460],
+    );
+    assert_eq!(big.len() - 14, 1500);
+    assert!(lab.send(0, 1, &big, 0).is_empty());
+    let back = lab.take(0, 1);
+    assert_eq!(back.len(), 1);
+    common::assert_checksums(&back[0]);
+    assert_eq!(common::src_ip_of(&back[0]), LADDR4);
+    assert_eq!(common::dst_ip_of(&back[0]), RS4[0]);
+    assert_eq!((back[0][34], back[0][35]), (3, 4));
+    assert_eq!(&back[0][34 + 6..34 + 8], &1480u16.to_be_bytes());
+    assert_eq!(lab.dropped(DropReason::TooBig), 1);
+
+    // FULLNAT66 towards a client link of 1500: a 1501-byte reply gets
+    // Packet Too Big for 1500, from the local address.
+    let mut lab = Lab6::new(Svc6::new(FwdMethod::FullNat), 1);
+    let out = lab.send(0, 0, &syn, 1);
+    let lport = u16::from_be_bytes([out[0][54], out[0][55]]);
+    let big = tcp6(
+        rs_mac(0),
+        DIR1_MAC,
+        RS6[0],
+        8080,
+        LADDR6,
+        lport,
+        64,
+        "A",
+        &[1u8; 1441],
+    );
+    assert_eq!(big.len() - 14, 1501);
+    assert!(lab.send(0, 1, &big, 0).is_empty());
+    let back = lab.take(0, 1);
+    assert_eq!(back.len(), 1);
+    assert_checksums6(&back[0]);
+    let p = SlicedPacket::from_ethernet(&back[0]).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = &p.net else {
+        panic!()
+    };
+    assert_eq!(ip.header().source(), LADDR6);
+    assert_eq!(ip.header().destination(), RS6[0]);
+    let Some(TransportSlice::Icmpv6(i)) = &p.transport else {
+        panic!()
+    };
+    assert_eq!(i.icmp_type(), Icmpv6Type::PacketTooBig { mtu: 1500 });
+    // The error quotes as much as fits in 1280 bytes (RFC 4443 §2.4).
+    assert_eq!(back[0].len() - 14, 1280);
+}
