@@ -47,6 +47,7 @@ drop_reasons! {
     HandoverFull => "handover_full": "Ring to the owning worker full.",
     NoBuffer => "no_buffer": "No packet buffer for a generated packet.",
     Ipv6 => "ipv6": "IPv6 header malformed: another IP version under the IPv6 ethertype, or a payload length the frame does not hold.",
+    Ipv6NotConfigured => "ipv6_not_configured": "IPv6 frame on a director with no IPv6 address, VIP or service: left to the kernel (counted here without an exception path).",
     Ipv6ExtHeaders => "ipv6_ext_headers": "IPv6 extension headers refused: more than eight, one running past the packet, or Hop-by-Hop not first (RFC 8200 §4.1).",
     Ipv6Routing => "ipv6_routing_header": "IPv6 Routing header of type 0 (RFC 5095) or with segments left: the director is not the packet's final destination.",
     Ipv6Fragment => "ipv6_fragment": "IPv6 fragment (not reassembled).",

@@ -239,6 +239,13 @@ impl Snapshot {
             .copied()
     }
 
+    /// Whether anything IPv6 is configured: an IPv6 address on a port, an
+    /// IPv6 VIP or service. Without, the workers leave IPv6 to the kernel.
+    #[inline]
+    pub fn has_ipv6(&self) -> bool {
+        !self.addrs6.is_empty()
+    }
+
     /// The first IPv6 address of a port (the source of its neighbour
     /// solicitations).
     pub fn port_addr6(&self, port: u16) -> Option<Ipv6Addr> {

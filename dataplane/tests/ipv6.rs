@@ -836,6 +836,15 @@ fn hostile_extension_headers_are_counted_and_dropped() {
             },
             DropReason::Ipv6,
         ),
+        // Another IP version under the IPv6 ethertype.
+        (
+            {
+                let mut f = syn.clone();
+                f[14] = 0x45;
+                f
+            },
+            DropReason::Ipv6,
+        ),
         // Cut in the middle of the fixed header.
         (syn[..40].to_vec(), DropReason::Truncated),
     ];
@@ -1293,4 +1302,41 @@ fn replies_too_big_for_the_client_link_are_answered_not_fragmented() {
     assert_eq!(i.icmp_type(), Icmpv6Type::PacketTooBig { mtu: 1500 });
     // The error quotes as much as fits in 1280 bytes (RFC 4443 §2.4).
     assert_eq!(back[0].len() - 14, 1280);
+}
+
+#[test]
+fn the_kernels_own_ipv6_reaches_it_through_the_exception_path() {
+    // With DPDK the kernel sees only what the workers give it: its
+    // link-local addresses, which no snapshot lists, must keep working.
+    let mut lab = Lab6::new(Svc6::new(FwdMethod::Dr), 1);
+    lab.workers[0].set_exception(vec![MemPort::new(DIR0_MAC), MemPort::new(DIR1_MAC)]);
+    let mut ll = [0u8; 16];
+    ll[0] = 0xfe;
+    ll[1] = 0x80;
+    ll[15] = 1;
+    let ssh = tcp6(CLIENT_MAC, DIR0_MAC, CLIENT6, 50000, ll, 22, 64, "S", b"");
+    let ns_ll = ns(CLIENT_MAC, CLIENT6, ll, 255);
+    let ns_vip = ns(CLIENT_MAC, CLIENT6, VIP6, 255);
+    for f in [&ssh, &ns_ll, &ns_vip] {
+        lab.inject(0, 0, f);
+    }
+    lab.poll_all();
+    assert_eq!(lab.workers[0].kernel_mut()[0].take_tx(), vec![ssh, ns_ll]);
+    // The VIP's solicitation was answered by the worker, not the kernel.
+    assert_eq!(lab.take(0, 0).len(), 1);
+    // A director without IPv6 configured leaves all of IPv6 to the kernel.
+    let mut b = SnapshotBuilder::new(2, 1, Arc::new(TemplateTable::new(16)));
+    b.port(PortConf {
+        name: "p0".into(),
+        mac: DIR0_MAC,
+        addrs: vec![(Ipv4Addr::new(198, 18, 0, 1), 24)],
+        mtu: 1500,
+    });
+    let s = b.build().unwrap();
+    assert!(!s.has_ipv6());
+    lab.shared.publish(s);
+    let syn = tcp6(CLIENT_MAC, DIR0_MAC, CLIENT6, 40000, VIP6, 80, 64, "S", b"");
+    lab.inject(0, 0, &syn);
+    lab.poll_all();
+    assert_eq!(lab.workers[0].kernel_mut()[0].take_tx(), vec![syn]);
 }

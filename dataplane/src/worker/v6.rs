@@ -60,6 +60,13 @@ impl<P: Port> Core<P> {
         now: u64,
         handed: bool,
     ) {
+        // A director configured for IPv4 only leaves IPv6 to the kernel, as
+        // before IPv6 was forwarded: its own IPv6 (management, neighbour
+        // discovery for its link-local addresses) keeps working through
+        // the exception path.
+        if !snap.has_ipv6() {
+            return self.pass_to_kernel(pkt, in_port, DropReason::Ipv6NotConfigured);
+        }
         let l3 = l2.l3_offset;
         let data = pkt.data();
         let info = match data.get(l3..).map(ipv6::parse) {
@@ -93,9 +100,10 @@ impl<P: Port> Core<P> {
             Some(AddrKind::Vip { active: false }) | Some(AddrKind::Laddr { active: false }) => {
                 return self.drop_pkt(DropReason::VipInactive, pkt)
             }
-            // Multicast (VRRPv3 adverts, MLD, router advertisements) is the
-            // kernel's; the dataplane never forwards it.
-            None if ipv6::is_multicast(&info.dst) => {
+            // Multicast (VRRPv3 adverts, MLD, router advertisements) and
+            // link-local unicast (never a VIP, RFC 4291 §2.5.6) are the
+            // kernel's; the dataplane never forwards them.
+            None if ipv6::is_multicast(&info.dst) || ipv6::is_link_local(&info.dst) => {
                 return self.pass_to_kernel(pkt, in_port, DropReason::NotOurs)
             }
             _ => {}
@@ -685,6 +693,10 @@ impl<P: Port> Core<P> {
     ) {
         let l3 = ip.l2.l3_offset;
         let orig = &pkt.data()[l3..l3 + ip.info.total_len];
+        // RFC 4443 §2.4(e): no error towards a source that names no node.
+        if !icmpv6::may_answer(orig, &ip.info, icmpv6::TYPE_PACKET_TOO_BIG) {
+            return self.drop_pkt(DropReason::TooBig, pkt);
+        }
         let port = snap
             .routes6
             .lookup(Ipv6Addr::from(ip.info.src))
@@ -849,6 +861,9 @@ impl<P: Port> Core<P> {
                     self.tx[in_port as usize].push(pkt);
                 }
                 Some(AddrKind::Own) => self.pass_to_kernel(pkt, in_port, DropReason::ToKernel),
+                // Not answered. An address the snapshot does not know may
+                // still be the kernel's (its link-local ones): it decides.
+                None => self.pass_to_kernel(pkt, in_port, DropReason::NdpIgnored),
                 _ => self.drop_pkt(DropReason::NdpIgnored, pkt),
             }
         } else {
@@ -869,6 +884,7 @@ impl<P: Port> Core<P> {
             match kind {
                 Some(AddrKind::Own) => self.pass_to_kernel(pkt, in_port, DropReason::ToKernel),
                 _ if learnt => {}
+                None => self.pass_to_kernel(pkt, in_port, DropReason::NdpIgnored),
                 _ => self.drop_pkt(DropReason::NdpIgnored, pkt),
             }
         }
