@@ -46,7 +46,14 @@ drop_reasons! {
     TxFull => "tx_full": "Transmit queue full.",
     HandoverFull => "handover_full": "Ring to the owning worker full.",
     NoBuffer => "no_buffer": "No packet buffer for a generated packet.",
-    Ipv6 => "ipv6": "IPv6 is not forwarded yet.",
+    Ipv6 => "ipv6": "IPv6 header malformed: another IP version under the IPv6 ethertype, or a payload length the frame does not hold.",
+    Ipv6NotConfigured => "ipv6_not_configured": "IPv6 frame on a director with no IPv6 address, VIP or service: left to the kernel (counted here without an exception path).",
+    Ipv6ExtHeaders => "ipv6_ext_headers": "IPv6 extension headers refused: more than eight, one running past the packet, or Hop-by-Hop not first (RFC 8200 §4.1).",
+    Ipv6Routing => "ipv6_routing_header": "IPv6 Routing header of type 0 (RFC 5095) or with segments left: the director is not the packet's final destination.",
+    Ipv6Fragment => "ipv6_fragment": "IPv6 fragment (not reassembled).",
+    NdpInvalid => "ndp_invalid": "Neighbour Discovery message that fails RFC 4861 §7.1 validation (hop limit not 255, checksum, length, options).",
+    NdpIgnored => "ndp_ignored": "Neighbour solicitation not for an active address of ours, or an advertisement nobody asked for.",
+    Nat64Untranslatable => "nat64_untranslatable": "NAT64: a packet RFC 7915 does not translate here (a fragment, an ICMP type without an equivalent).",
     OtherEthertype => "other_ethertype": "Neither IPv4, IPv6 nor ARP.",
     UnsupportedProto => "unsupported_proto": "IP protocol not balanced (not TCP, UDP or ICMP).",
     IcmpUnmatched => "icmp_unmatched": "ICMP to a VIP that is neither an echo nor an error about a tracked flow.",
@@ -60,6 +67,24 @@ drop_reasons! {
 
 pub const NUM_DROP_REASONS: usize = DropReason::ALL.len();
 
+/// One counter per [`DropReason`] (a newtype only because `Default` is not
+/// derived for arrays longer than 32).
+#[derive(Debug)]
+pub struct Drops(pub [Counter; NUM_DROP_REASONS]);
+
+impl Default for Drops {
+    fn default() -> Drops {
+        Drops(std::array::from_fn(|_| Counter::default()))
+    }
+}
+
+impl std::ops::Deref for Drops {
+    type Target = [Counter; NUM_DROP_REASONS];
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
 /// One worker's counters. The worker is the only writer.
 #[derive(Default, Debug)]
 pub struct WorkerCounters {
@@ -67,7 +92,7 @@ pub struct WorkerCounters {
     pub rx_bytes: Counter,
     pub tx_packets: Counter,
     pub tx_bytes: Counter,
-    pub drops: [Counter; NUM_DROP_REASONS],
+    pub drops: Drops,
     /// Packets this worker passed to their owner.
     pub handover_out: Counter,
     /// Packets this worker received from another worker.
@@ -125,6 +150,10 @@ pub struct WorkerCounters {
     pub synproxy_early_dropped: Counter,
     pub arp_replies: Counter,
     pub arp_requests: Counter,
+    /// Neighbour advertisements sent (answers to solicitations for our
+    /// IPv6 addresses) and solicitations sent (resolving next hops).
+    pub ndp_adverts: Counter,
+    pub ndp_solicits: Counter,
     pub icmp_translated: Counter,
     pub fragments_sent: Counter,
     /// Polls that found packets / polls that found none.

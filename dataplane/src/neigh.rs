@@ -1,4 +1,4 @@
-//! The neighbour cache: IPv4 → MAC by ARP, per worker.
+//! The neighbour cache: IPv4 → MAC by ARP and IPv6 → MAC by NDP, per worker.
 //!
 //! A lookup that misses queues the packet (a bounded number per neighbour
 //! and in all, like Linux's `unres_qlen`) and asks the worker to send an ARP
@@ -45,16 +45,18 @@ pub enum Resolve {
     Full,
 }
 
-pub struct NeighCache<P> {
-    map: HashMap<u32, Entry<P>, ahash::RandomState>,
+/// Keyed by the neighbour's address: `Ipv4Addr` (ARP) or `Ipv6Addr` (NDP,
+/// RFC 4861 §7: the same states, solicitations instead of requests).
+pub struct NeighCache<P, A = Ipv4Addr> {
+    map: HashMap<A, Entry<P>, ahash::RandomState>,
     capacity: usize,
     queued: usize,
     /// Bumped whenever a MAC changes, so cached resolutions can be checked.
     pub generation: u64,
 }
 
-impl<P> NeighCache<P> {
-    pub fn new(capacity: usize) -> NeighCache<P> {
+impl<P, A: Copy + Eq + std::hash::Hash> NeighCache<P, A> {
+    pub fn new(capacity: usize) -> NeighCache<P, A> {
         NeighCache {
             map: HashMap::with_capacity_and_hasher(capacity, ahash::RandomState::new()),
             capacity,
@@ -65,21 +67,20 @@ impl<P> NeighCache<P> {
 
     /// The MAC of `ip` if known, without side effects.
     #[inline]
-    pub fn get(&self, ip: Ipv4Addr) -> Option<Mac> {
-        self.map.get(&u32::from(ip)).and_then(|e| e.mac)
+    pub fn get(&self, ip: A) -> Option<Mac> {
+        self.map.get(&ip).and_then(|e| e.mac)
+    }
+
+    /// Whether `ip` is being resolved: an entry waits for an answer.
+    pub fn is_pending(&self, ip: A) -> bool {
+        self.map.get(&ip).is_some_and(|e| e.mac.is_none())
     }
 
     /// Resolves `ip` reached through `port` for a packet about to be sent.
     /// On `QueuedProbe`/`Queued` the cache keeps the packet; on `Full` the
     /// packet is returned in `pkt` unchanged for the caller to drop.
-    pub fn resolve(
-        &mut self,
-        ip: Ipv4Addr,
-        port: u16,
-        now_ms: u64,
-        pkt: &mut Option<P>,
-    ) -> Resolve {
-        let key = u32::from(ip);
+    pub fn resolve(&mut self, ip: A, port: u16, now_ms: u64, pkt: &mut Option<P>) -> Resolve {
+        let key = ip;
         if let Some(e) = self.map.get_mut(&key) {
             if let Some(mac) = e.mac {
                 if now_ms < e.until_ms || now_ms < e.until_ms + RETRY_MS * (e.probes as u64) {
@@ -132,14 +133,14 @@ impl<P> NeighCache<P> {
     /// port.
     pub fn learn(
         &mut self,
-        ip: Ipv4Addr,
+        ip: A,
         mac: Mac,
         port: u16,
         now_ms: u64,
         create: bool,
         ready: &mut Vec<(u16, P)>,
     ) {
-        let key = u32::from(ip);
+        let key = ip;
         let room = self.map.len() < self.capacity;
         match self.map.get_mut(&key) {
             Some(e) => {
@@ -172,12 +173,7 @@ impl<P> NeighCache<P> {
 
     /// Retries and gives up on unresolved entries. Calls `probe(ip, port)`
     /// for each request to send and `dropped(pkt)` for each packet given up.
-    pub fn tick(
-        &mut self,
-        now_ms: u64,
-        mut probe: impl FnMut(Ipv4Addr, u16),
-        mut dropped: impl FnMut(P),
-    ) {
+    pub fn tick(&mut self, now_ms: u64, mut probe: impl FnMut(A, u16), mut dropped: impl FnMut(P)) {
         let queued = &mut self.queued;
         self.map.retain(|&k, e| {
             if e.mac.is_some() || now_ms < e.until_ms {
@@ -190,7 +186,7 @@ impl<P> NeighCache<P> {
             }
             e.probes += 1;
             e.until_ms = now_ms + RETRY_MS;
-            probe(Ipv4Addr::from(k), e.port);
+            probe(k, e.port);
             true
         });
     }
@@ -205,10 +201,10 @@ impl<P> NeighCache<P> {
         self.queued
     }
     /// Resolved entries, for listings.
-    pub fn entries(&self) -> impl Iterator<Item = (Ipv4Addr, Mac, u16)> + '_ {
+    pub fn entries(&self) -> impl Iterator<Item = (A, Mac, u16)> + '_ {
         self.map
             .iter()
-            .filter_map(|(&k, e)| e.mac.map(|m| (Ipv4Addr::from(k), m, e.port)))
+            .filter_map(|(&k, e)| e.mac.map(|m| (k, m, e.port)))
     }
 }
 

@@ -1,7 +1,8 @@
-//! IPv4 routing for the director's own transmissions: connected subnets per
-//! port, static routes and a default gateway, longest prefix first.
+//! Routing for the director's own transmissions, IPv4 and IPv6: connected
+//! subnets per port, static routes and a default gateway, longest prefix
+//! first.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Route {
@@ -65,6 +66,73 @@ impl RouteTable {
     }
 
     pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+}
+
+/// An IPv6 route: connected prefixes of the ports' IPv6 addresses, static
+/// routes and a default gateway (often a router's link-local address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route6 {
+    pub prefix: Ipv6Addr,
+    pub len: u8,
+    pub port: u16,
+    pub via: Option<Ipv6Addr>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NextHop6 {
+    pub port: u16,
+    pub ip: Ipv6Addr,
+}
+
+#[inline(always)]
+fn mask6(len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - len.min(128) as u32)
+    }
+}
+
+/// IPv6 routes, longest prefix first, as [`RouteTable`].
+#[derive(Clone, Debug, Default)]
+pub struct RouteTable6 {
+    routes: Vec<Route6>,
+}
+
+impl RouteTable6 {
+    pub fn new(mut routes: Vec<Route6>) -> RouteTable6 {
+        for r in &mut routes {
+            r.prefix = Ipv6Addr::from(u128::from(r.prefix) & mask6(r.len));
+        }
+        routes.sort_by_key(|r| std::cmp::Reverse(r.len));
+        RouteTable6 { routes }
+    }
+
+    #[inline]
+    pub fn lookup(&self, dst: Ipv6Addr) -> Option<NextHop6> {
+        let d = u128::from(dst);
+        self.routes
+            .iter()
+            .find(|r| d & mask6(r.len) == u128::from(r.prefix))
+            .map(|r| NextHop6 {
+                port: r.port,
+                ip: r.via.unwrap_or(dst),
+            })
+    }
+
+    /// Whether `ip` is on a prefix connected to `port`; link-local
+    /// addresses (fe80::/10) are on every link (RFC 4291 §2.5.6).
+    pub fn is_connected(&self, port: u16, ip: Ipv6Addr) -> bool {
+        let d = u128::from(ip);
+        crate::wire::ipv6::is_link_local(&ip.octets())
+            || self.routes.iter().any(|r| {
+                r.port == port && r.via.is_none() && d & mask6(r.len) == u128::from(r.prefix)
+            })
+    }
+
+    pub fn routes(&self) -> &[Route6] {
         &self.routes
     }
 }

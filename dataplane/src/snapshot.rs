@@ -4,11 +4,11 @@
 
 use crate::conn::template::TemplateTable;
 use crate::conn::Timeouts;
-use crate::route::{Route, RouteTable};
-use crate::service::{Dest, DestId, FwdMethod, Proto, Service, ServiceShared};
+use crate::route::{Route, Route6, RouteTable, RouteTable6};
+use crate::service::{Dest, DestId, FwdMethod, Proto, Service, Service6, ServiceShared};
 use crate::wire::Mac;
 use hashbrown::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 /// The smallest MTU a port is given (RFC 791: every IPv4 host handles 68).
@@ -124,6 +124,21 @@ pub struct Snapshot {
     pub templates: Arc<TemplateTable>,
     /// Keys the NAT owner hash, so clients cannot aim at one worker.
     pub owner_key: u64,
+    /// IPv6, beside IPv4 rather than in the same maps, so that IPv4's
+    /// lookups stay on 32-bit keys (see `service::Service6`).
+    pub routes6: RouteTable6,
+    /// Per port (same order as `ports`): its IPv6 addresses with prefix
+    /// lengths, the director's own (the kernel's, as `PortConf::addrs`).
+    pub port_addrs6: Vec<Vec<(Ipv6Addr, u8)>>,
+    /// Every IPv6 address the director answers for. A keyed hash: built
+    /// once per snapshot, looked up for every IPv6 packet.
+    addrs6: HashMap<u128, AddrKind, ahash::RandomState>,
+    pub services6: Vec<Service6>,
+    /// Persistence templates of IPv6 services (`TemplateTable::new_v6`),
+    /// shared by all workers and carried across snapshots like
+    /// `templates`.
+    pub templates6: Arc<TemplateTable>,
+    svc_index6: HashMap<(u8, u128, u16), u32, ahash::RandomState>,
 }
 
 impl Snapshot {
@@ -203,6 +218,65 @@ impl Snapshot {
         }
     }
 
+    /// What an IPv6 destination address of ours is.
+    #[inline]
+    pub fn addr_kind6(&self, a: &[u8; 16]) -> Option<AddrKind> {
+        self.addrs6.get(&u128::from_be_bytes(*a)).copied()
+    }
+
+    /// Every IPv6 address the snapshot classifies.
+    pub fn addresses6(&self) -> impl Iterator<Item = (Ipv6Addr, AddrKind)> + '_ {
+        self.addrs6.iter().map(|(a, k)| (Ipv6Addr::from(*a), *k))
+    }
+
+    /// The IPv6 service for (proto, vaddr, vport), the exact port first.
+    #[inline]
+    pub fn service6(&self, proto: u8, vaddr: &[u8; 16], vport: u16) -> Option<u32> {
+        let a = u128::from_be_bytes(*vaddr);
+        self.svc_index6
+            .get(&(proto, a, vport))
+            .or_else(|| self.svc_index6.get(&(proto, a, 0)))
+            .copied()
+    }
+
+    /// Whether anything IPv6 is configured: an IPv6 address on a port, an
+    /// IPv6 VIP or service. Without, the workers leave IPv6 to the kernel.
+    #[inline]
+    pub fn has_ipv6(&self) -> bool {
+        !self.addrs6.is_empty()
+    }
+
+    /// The first IPv6 address of a port (the source of its neighbour
+    /// solicitations).
+    pub fn port_addr6(&self, port: u16) -> Option<Ipv6Addr> {
+        self.port_addrs6
+            .get(port as usize)
+            .and_then(|v| v.first().map(|a| a.0))
+    }
+
+    /// [`Snapshot::nat_owner`] for an IPv6 client: the same keyed hash over
+    /// the whole address and the port.
+    #[inline(always)]
+    pub fn nat_owner6(&self, caddr: &[u8; 16], cport: u16) -> usize {
+        if self.workers <= 1 {
+            return 0;
+        }
+        let a = u128::from_be_bytes(*caddr);
+        let mut h = self.owner_key ^ cport as u64;
+        for w in [(a >> 64) as u64, a as u64] {
+            h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            h ^= h >> 29;
+        }
+        (((h >> 32) * self.workers as u64) >> 32) as usize
+    }
+
+    /// [`Snapshot::inbound_owner`] for an IPv6 service.
+    #[inline]
+    pub fn inbound_owner6(&self, svc: &Service6, caddr: &[u8; 16], cport: u16) -> Option<usize> {
+        (self.workers > 1 && svc.dests.iter().any(|d| d.fwd == FwdMethod::Nat))
+            .then(|| self.nat_owner6(caddr, cport))
+    }
+
     pub fn has_nat(&self) -> bool {
         self.services
             .iter()
@@ -217,6 +291,9 @@ pub struct SnapshotBuilder {
     extra_routes: Vec<Route>,
     inactive_vips: Vec<Ipv4Addr>,
     vrrp_vips: Vec<Ipv4Addr>,
+    extra_routes6: Vec<Route6>,
+    inactive_vips6: Vec<Ipv6Addr>,
+    vrrp_vips6: Vec<Ipv6Addr>,
 }
 
 /// Why a snapshot could not be built.
@@ -225,6 +302,15 @@ pub enum BuildError {
     DuplicateService(Proto, Ipv4Addr, u16),
     PortZeroNeedsPersistence(Proto, Ipv4Addr),
     DuplicateDestId(DestId),
+    /// An IPv6 service defined twice.
+    DuplicateService6(Proto, Ipv6Addr, u16),
+    PortZeroNeedsPersistence6(Proto, Ipv6Addr),
+    /// FULLNAT servers of an IPv6 service without local addresses of their
+    /// family (IPv6 ones for IPv6 servers, IPv4 ones for NAT64).
+    FullNatWithoutLaddr6(Proto, Ipv6Addr, u16),
+    /// An IPv4 real server behind an IPv6 VIP that is not FULLNAT: only
+    /// NAT64 in FULLNAT translates between the families.
+    Ipv4ServerNotFullNat(Proto, Ipv6Addr, u16),
 }
 
 impl std::fmt::Display for BuildError {
@@ -241,6 +327,24 @@ impl std::fmt::Display for BuildError {
                 )
             }
             BuildError::DuplicateDestId(id) => write!(f, "real server id {id} used twice"),
+            BuildError::DuplicateService6(p, a, port) => {
+                write!(f, "service {} [{a}]:{port} defined twice", p.name())
+            }
+            BuildError::PortZeroNeedsPersistence6(p, a) => write!(
+                f,
+                "service {} [{a}]:0 (all ports) requires persistence",
+                p.name()
+            ),
+            BuildError::FullNatWithoutLaddr6(p, a, port) => write!(
+                f,
+                "service {} [{a}]:{port} has FULLNAT servers but no local addresses of their family",
+                p.name()
+            ),
+            BuildError::Ipv4ServerNotFullNat(p, a, port) => write!(
+                f,
+                "service {} [{a}]:{port}: an IPv4 real server behind an IPv6 VIP needs FULLNAT (NAT64)",
+                p.name()
+            ),
         }
     }
 }
@@ -263,10 +367,19 @@ impl SnapshotBuilder {
                 timeouts: Timeouts::default(),
                 templates,
                 owner_key: 0x5bd1_e995_0000_0001,
+                routes6: RouteTable6::default(),
+                port_addrs6: vec![],
+                addrs6: HashMap::with_hasher(ahash::RandomState::new()),
+                services6: vec![],
+                templates6: Arc::new(TemplateTable::new_v6(64)),
+                svc_index6: HashMap::with_hasher(ahash::RandomState::new()),
             },
             extra_routes: vec![],
             inactive_vips: vec![],
             vrrp_vips: vec![],
+            extra_routes6: vec![],
+            inactive_vips6: vec![],
+            vrrp_vips6: vec![],
             addrs: HashMap::with_hasher(ahash::RandomState::new()),
         }
     }
@@ -308,6 +421,51 @@ impl SnapshotBuilder {
     /// Marks a VIP inactive (a VRRP backup): no ARP answers, no forwarding.
     pub fn inactive_vip(&mut self, a: Ipv4Addr) -> &mut Self {
         self.inactive_vips.push(a);
+        self
+    }
+
+    /// The IPv6 addresses of port `port` (its index in `port` order), with
+    /// prefix lengths: the director's own, and connected routes.
+    pub fn port_addrs6(&mut self, port: u16, addrs: Vec<(Ipv6Addr, u8)>) -> &mut Self {
+        let p = port as usize;
+        if self.s.port_addrs6.len() <= p {
+            self.s.port_addrs6.resize(p + 1, vec![]);
+        }
+        self.s.port_addrs6[p] = addrs;
+        self
+    }
+
+    pub fn route6(&mut self, r: Route6) -> &mut Self {
+        self.extra_routes6.push(r);
+        self
+    }
+
+    /// [`SnapshotBuilder::vrrp_vip`] for an IPv6 address.
+    pub fn vrrp_vip6(&mut self, a: Ipv6Addr, active: bool) -> &mut Self {
+        if !active {
+            self.inactive_vips6.push(a);
+        }
+        self.vrrp_vips6.push(a);
+        self
+    }
+
+    /// Marks an IPv6 VIP or local address inactive: no NDP answers, no
+    /// forwarding.
+    pub fn inactive_vip6(&mut self, a: Ipv6Addr) -> &mut Self {
+        self.inactive_vips6.push(a);
+        self
+    }
+
+    /// The IPv6 persistence templates (made by `TemplateTable::new_v6`;
+    /// pass the same table to every snapshot). Without one, a snapshot
+    /// gets a small table of its own.
+    pub fn templates6(&mut self, t: Arc<TemplateTable>) -> &mut Self {
+        self.s.templates6 = t;
+        self
+    }
+
+    pub fn service6(&mut self, svc: Service6) -> &mut Self {
+        self.s.services6.push(svc);
         self
     }
 
@@ -394,7 +552,107 @@ impl SnapshotBuilder {
         }
         let entries: Vec<(u32, AddrKind)> = self.addrs.iter().map(|(&a, &k)| (a, k)).collect();
         self.s.addrs = AddrTable::new(&entries);
+        self.build6(&mut seen_ids)?;
         Ok(self.s)
+    }
+
+    /// The IPv6 half of `build`.
+    fn build6(
+        &mut self,
+        seen_ids: &mut std::collections::HashSet<usize>,
+    ) -> Result<(), BuildError> {
+        let s = &mut self.s;
+        s.port_addrs6
+            .resize(s.ports.len().max(s.port_addrs6.len()), vec![]);
+        let mut routes = vec![];
+        for (i, v) in s.port_addrs6.iter().enumerate() {
+            for &(a, len) in v {
+                s.addrs6.insert(u128::from(a), AddrKind::Own);
+                routes.push(Route6 {
+                    prefix: a,
+                    len,
+                    port: i as u16,
+                    via: None,
+                });
+            }
+        }
+        routes.extend(self.extra_routes6.iter().copied());
+        s.routes6 = RouteTable6::new(routes);
+        let inactive = |a: &Ipv6Addr| self.inactive_vips6.contains(a);
+        for (idx, svc) in s.services6.iter().enumerate() {
+            let key = (svc.proto as u8, u128::from(svc.vaddr), svc.vport);
+            if s.svc_index6.insert(key, idx as u32).is_some() {
+                return Err(BuildError::DuplicateService6(
+                    svc.proto, svc.vaddr, svc.vport,
+                ));
+            }
+            if svc.vport == 0 && svc.persistence.is_none() {
+                return Err(BuildError::PortZeroNeedsPersistence6(svc.proto, svc.vaddr));
+            }
+            for (d, a) in svc.dests.iter().zip(&svc.addrs) {
+                let laddrs_ok = match a {
+                    IpAddr::V4(_) if d.fwd != FwdMethod::FullNat => {
+                        return Err(BuildError::Ipv4ServerNotFullNat(
+                            svc.proto, svc.vaddr, svc.vport,
+                        ))
+                    }
+                    IpAddr::V4(_) => !svc.laddrs4.is_empty(),
+                    IpAddr::V6(_) => d.fwd != FwdMethod::FullNat || !svc.laddrs6.is_empty(),
+                };
+                if !laddrs_ok {
+                    return Err(BuildError::FullNatWithoutLaddr6(
+                        svc.proto, svc.vaddr, svc.vport,
+                    ));
+                }
+            }
+            s.addrs6
+                .entry(u128::from(svc.vaddr))
+                .or_insert(AddrKind::Vip {
+                    active: !inactive(&svc.vaddr),
+                });
+            for l in &svc.laddrs6 {
+                s.addrs6.entry(u128::from(*l)).or_insert(AddrKind::Laddr {
+                    active: !inactive(l),
+                });
+            }
+            for d in &svc.dests {
+                let id = d.shared.id as usize;
+                if !seen_ids.insert(id) {
+                    return Err(BuildError::DuplicateDestId(id as DestId));
+                }
+                if s.dests.len() <= id {
+                    s.dests.resize(id + 1, None);
+                }
+                s.dests[id] = Some(DestEntry {
+                    dest: d.clone(),
+                    svc: svc.shared.clone(),
+                });
+            }
+        }
+        // NAT64's IPv4 local addresses answer ARP and take replies like
+        // IPv4 FULLNAT's.
+        let laddrs4: Vec<Ipv4Addr> = s
+            .services6
+            .iter()
+            .flat_map(|v| v.laddrs4.iter().copied())
+            .collect();
+        let entries: Vec<(u32, AddrKind)> = {
+            let mut m: HashMap<u32, AddrKind> =
+                s.addrs.iter().map(|(a, k)| (u32::from(a), k)).collect();
+            for l in laddrs4 {
+                m.entry(u32::from(l)).or_insert(AddrKind::Laddr {
+                    active: !self.inactive_vips.contains(&l),
+                });
+            }
+            m.into_iter().collect()
+        };
+        s.addrs = AddrTable::new(&entries);
+        for a in &self.vrrp_vips6 {
+            s.addrs6.entry(u128::from(*a)).or_insert(AddrKind::Vip {
+                active: !inactive(a),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -438,5 +696,159 @@ mod tests {
             mtu: 0,
         });
         assert_eq!(b.build().unwrap().ports[0].mtu, MIN_MTU);
+    }
+
+    fn v6_service(servers: Vec<(IpAddr, FwdMethod)>, laddrs: Vec<IpAddr>) -> Service6 {
+        use crate::service::{DestShared, RealServer6};
+        let rs = servers
+            .into_iter()
+            .enumerate()
+            .map(|(i, (addr, fwd))| RealServer6 {
+                addr,
+                port: 80,
+                weight: 1,
+                fwd,
+                u_threshold: 0,
+                l_threshold: 0,
+                shared: DestShared::new(10 + i as u32, 1),
+            })
+            .collect();
+        Service6::new(
+            Proto::Tcp,
+            "2001:db8::100".parse().unwrap(),
+            80,
+            crate::sched::SchedKind::Rr,
+            Default::default(),
+            None,
+            rs,
+            laddrs,
+            ServiceShared::new(7, 1),
+        )
+    }
+
+    fn builder() -> SnapshotBuilder {
+        let mut b = SnapshotBuilder::new(1, 2, Arc::new(TemplateTable::new(16)));
+        b.port(PortConf {
+            name: "p0".into(),
+            mac: [2, 0, 0, 0, 0, 1],
+            addrs: vec![(Ipv4Addr::new(198, 18, 0, 1), 24)],
+            mtu: 1500,
+        });
+        b.port_addrs6(0, vec![("2001:db8::1".parse().unwrap(), 64)]);
+        b
+    }
+
+    #[test]
+    fn ipv6_services_addresses_and_routes() {
+        let rs6: IpAddr = "2001:db8:1::11".parse().unwrap();
+        let rs4: IpAddr = "198.18.1.11".parse().unwrap();
+        let l6: IpAddr = "2001:db8:1::100".parse().unwrap();
+        let l4: IpAddr = "198.18.1.100".parse().unwrap();
+        let mut b = builder();
+        b.service6(v6_service(
+            vec![(rs6, FwdMethod::FullNat), (rs4, FwdMethod::FullNat)],
+            vec![l6, l4],
+        ));
+        b.inactive_vip6("2001:db8::200".parse().unwrap());
+        b.vrrp_vip6("2001:db8::200".parse().unwrap(), false);
+        let s = b.build().unwrap();
+        let vip: Ipv6Addr = "2001:db8::100".parse().unwrap();
+        assert_eq!(
+            s.addr_kind6(&vip.octets()),
+            Some(AddrKind::Vip { active: true })
+        );
+        assert_eq!(
+            s.addr_kind6(&"2001:db8::200".parse::<Ipv6Addr>().unwrap().octets()),
+            Some(AddrKind::Vip { active: false })
+        );
+        assert_eq!(
+            s.addr_kind6(&"2001:db8::1".parse::<Ipv6Addr>().unwrap().octets()),
+            Some(AddrKind::Own)
+        );
+        assert_eq!(
+            s.addr_kind6(&"2001:db8:1::100".parse::<Ipv6Addr>().unwrap().octets()),
+            Some(AddrKind::Laddr { active: true })
+        );
+        // NAT64's IPv4 local address is an IPv4 local address.
+        assert_eq!(
+            s.addr_kind([198, 18, 1, 100]),
+            Some(AddrKind::Laddr { active: true })
+        );
+        assert_eq!(s.addr_kind([198, 18, 0, 1]), Some(AddrKind::Own));
+        assert_eq!(s.service6(6, &vip.octets(), 80), Some(0));
+        assert_eq!(s.service6(6, &vip.octets(), 81), None);
+        assert_eq!(s.service6(17, &vip.octets(), 80), None);
+        // The scheduler's view of an IPv6 server is its folded address.
+        let svc = &s.services6[0];
+        assert_eq!(
+            svc.dests[0].addr,
+            crate::sched::fold_v6(&"2001:db8:1::11".parse::<Ipv6Addr>().unwrap().octets())
+        );
+        assert_eq!(svc.dests[1].addr, Ipv4Addr::new(198, 18, 1, 11));
+        assert!(s.dest(10).is_some() && s.dest(11).is_some());
+        let nh = s.routes6.lookup("2001:db8::77".parse().unwrap()).unwrap();
+        assert_eq!((nh.port, nh.ip), (0, "2001:db8::77".parse().unwrap()));
+        assert!(s.routes6.lookup("2001:db9::1".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn ipv6_build_errors() {
+        let rs4: IpAddr = "198.18.1.11".parse().unwrap();
+        let rs6: IpAddr = "2001:db8:1::11".parse().unwrap();
+        let mut b = builder();
+        b.service6(v6_service(vec![(rs4, FwdMethod::Nat)], vec![]));
+        assert!(matches!(
+            b.build(),
+            Err(BuildError::Ipv4ServerNotFullNat(..))
+        ));
+        let mut b = builder();
+        // NAT64 needs IPv4 local addresses; IPv6 ones do not do.
+        b.service6(v6_service(
+            vec![(rs4, FwdMethod::FullNat)],
+            vec!["2001:db8:1::100".parse().unwrap()],
+        ));
+        assert!(matches!(
+            b.build(),
+            Err(BuildError::FullNatWithoutLaddr6(..))
+        ));
+        let mut b = builder();
+        b.service6(v6_service(vec![(rs6, FwdMethod::Dr)], vec![]));
+        b.service6(v6_service(vec![], vec![]));
+        assert!(matches!(b.build(), Err(BuildError::DuplicateService6(..))));
+    }
+
+    #[test]
+    fn ipv6_nat_owner_uses_the_whole_address() {
+        let b = builder();
+        let s = b.build().unwrap();
+        let mut seen = [0usize; 2];
+        for i in 0..256u32 {
+            let mut a = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            // Only the interface identifier varies.
+            a[12..16].copy_from_slice(&i.to_be_bytes());
+            let o = s.nat_owner6(&a, 40000);
+            assert_eq!(o, s.nat_owner6(&a, 40000));
+            seen[o] += 1;
+        }
+        assert!(seen[0] > 64 && seen[1] > 64, "{seen:?}");
+    }
+
+    #[test]
+    fn persistence6_masks_by_prefix_length() {
+        use crate::service::Persistence6;
+        let a: Ipv6Addr = "2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff".parse().unwrap();
+        let m = |len| {
+            Ipv6Addr::from(
+                Persistence6 {
+                    timeout_s: 1,
+                    prefix_len: len,
+                }
+                .mask(&a.octets()),
+            )
+        };
+        assert_eq!(m(128), a);
+        assert_eq!(m(64), "2001:db8:aaaa:bbbb::".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(m(36), "2001:db8:a000::".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(m(0), Ipv6Addr::UNSPECIFIED);
     }
 }

@@ -32,8 +32,11 @@ use crate::wire::{arp, ethernet, icmp, ipv4, l4, tcp, Mac};
 use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
 use hashbrown::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
+
+mod v6;
+pub use v6::NeighEvent6;
 
 /// Entries examined per poll by the expiry wheel and the template reaper.
 pub const EXPIRE_BUDGET: usize = 256;
@@ -82,10 +85,25 @@ pub struct ConnView {
     pub fwd: FwdMethod,
 }
 
+/// An IPv6 connection (or a NAT64 one, whose real server is IPv4) as
+/// `ipvsadm -Lnc` lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnView6 {
+    pub proto: u8,
+    pub state: &'static str,
+    pub expires_s: u32,
+    pub client: (std::net::IpAddr, u16),
+    pub virt: (std::net::IpAddr, u16),
+    pub dest: (std::net::IpAddr, u16),
+    pub fwd: FwdMethod,
+}
+
 /// Requests the control plane sends a worker; answered between bursts.
 pub enum Request {
     /// Every connection of the worker's table.
     ListConns(std::sync::mpsc::SyncSender<Vec<ConnView>>),
+    /// Every connection of the worker's IPv6 table.
+    ListConns6(std::sync::mpsc::SyncSender<Vec<ConnView6>>),
     /// Send a frame the control plane built (gratuitous ARP when a VIP is
     /// taken over) out of a port.
     Transmit { port: u16, frame: Vec<u8> },
@@ -98,6 +116,7 @@ pub struct Shared<T> {
     /// Worker-to-worker packet rings, `[from * workers + to]`.
     handover: Vec<ArrayQueue<(u16, T)>>,
     neigh_events: Vec<ArrayQueue<NeighEvent>>,
+    neigh6_events: Vec<ArrayQueue<NeighEvent6>>,
     /// The SYN proxy's cookie secret, one per process (every worker must
     /// check the cookies the others made: a client's SYN and ACK may
     /// reach different queues).
@@ -122,6 +141,7 @@ impl<T> Shared<T> {
             counters: PerWorker::new(w),
             handover: (0..w * w).map(|_| ArrayQueue::new(RING_SIZE)).collect(),
             neigh_events: (0..w * w).map(|_| ArrayQueue::new(256)).collect(),
+            neigh6_events: (0..w * w).map(|_| ArrayQueue::new(256)).collect(),
             requests: (0..w).map(|_| ArrayQueue::new(16)).collect(),
             synproxy_key: CookieKey::random(),
             doorbells: (0..w).map(|_| crate::port::Doorbell::new().ok()).collect(),
@@ -150,6 +170,11 @@ impl<T> Shared<T> {
         self.published
             .fetch_add(1, std::sync::atomic::Ordering::Release);
     }
+}
+
+/// The IPv6 table's default size for an IPv4 table of `capacity`.
+fn default_capacity6(capacity: usize) -> usize {
+    (capacity / 4).max(1024)
 }
 
 /// Slots of the next-hop cache.
@@ -187,7 +212,13 @@ struct Core<P: Port> {
     kernel: Vec<P>,
     kernel_tx: Vec<Vec<P::Pkt>>,
     conns: ConnTable,
+    /// IPv6 connections (and NAT64's), in a table of their own
+    /// (`ConnTable::new_v6`).
+    conns6: ConnTable,
     neigh: NeighCache<P::Pkt>,
+    neigh6: NeighCache<P::Pkt, Ipv6Addr>,
+    /// When IPv6 templates were last reaped.
+    reap_ms6: u64,
     sched: HashMap<ServiceId, SchedState, ahash::RandomState>,
     lports: PortAllocator,
     tx: Vec<Vec<P::Pkt>>,
@@ -280,7 +311,10 @@ impl<P: Port> Worker<P> {
                 kernel: Vec::new(),
                 kernel_tx: Vec::new(),
                 conns: ConnTable::new(conn_capacity, now_ms),
+                conns6: ConnTable::new_v6(default_capacity6(conn_capacity), now_ms),
                 neigh: NeighCache::new(NEIGH_CAPACITY),
+                neigh6: NeighCache::new(NEIGH_CAPACITY),
+                reap_ms6: 0,
                 sched: HashMap::with_hasher(ahash::RandomState::new()),
                 lports: PortAllocator::new(id, workers),
                 tx: (0..nports).map(|_| Vec::with_capacity(BURST * 4)).collect(),
@@ -328,6 +362,22 @@ impl<P: Port> Worker<P> {
 
     pub fn conns(&self) -> &ConnTable {
         &self.core.conns
+    }
+
+    /// The IPv6 connection table.
+    pub fn conns6(&self) -> &ConnTable {
+        &self.core.conns6
+    }
+
+    /// Gives the IPv6 connection table `capacity` entries (empty, before
+    /// the worker runs; by default a quarter of the IPv4 table's, at least
+    /// 1024, since an IPv6 entry takes twice the memory).
+    pub fn set_conn_capacity6(&mut self, capacity: usize, now_ms: u64) {
+        self.core.conns6 = ConnTable::new_v6(capacity, now_ms);
+    }
+
+    pub fn neigh6(&self) -> &NeighCache<P::Pkt, Ipv6Addr> {
+        &self.core.neigh6
     }
 
     pub fn snapshot(&self) -> &Arc<Snapshot> {
@@ -585,12 +635,18 @@ impl<P: Port> Core<P> {
     /// Keeps scheduler state for services that remain, adds it for new ones.
     fn sync_sched(&mut self, snap: &Snapshot) {
         let id = self.id as u64;
-        self.sched
-            .retain(|k, _| snap.services.iter().any(|s| s.id() == *k));
-        for s in &snap.services {
+        // IPv4 and IPv6 services share one id space (the control plane's).
+        let ids = || {
+            snap.services
+                .iter()
+                .map(|s| s.id())
+                .chain(snap.services6.iter().map(|s| s.id()))
+        };
+        self.sched.retain(|k, _| ids().any(|i| i == *k));
+        for i in ids() {
             self.sched
-                .entry(s.id())
-                .or_insert_with(|| SchedState::new(0x9e37_79b9 ^ (id << 32) ^ s.id() as u64));
+                .entry(i)
+                .or_insert_with(|| SchedState::new(0x9e37_79b9 ^ (id << 32) ^ i as u64));
         }
     }
 
@@ -602,7 +658,7 @@ impl<P: Port> Core<P> {
         match l2.ethertype {
             ethernet::ETHERTYPE_IPV4 => {}
             ethernet::ETHERTYPE_ARP => return self.handle_arp(snap, pkt, l2, in_port, now),
-            ethernet::ETHERTYPE_IPV6 => return self.pass_to_kernel(pkt, in_port, DropReason::Ipv6),
+            ethernet::ETHERTYPE_IPV6 => return self.handle6(snap, pkt, l2, in_port, now, handed),
             _ => return self.pass_to_kernel(pkt, in_port, DropReason::OtherEthertype),
         }
         let info = match ipv4::parse(&data[l2.l3_offset..]) {
@@ -1337,8 +1393,27 @@ impl<P: Port> Core<P> {
     /// timeout and NAT/FULLNAT follow the secure TCP rule (`conn::pressure`).
     #[inline]
     fn update_state(&mut self, snap: &Snapshot, ci: u32, dir: Dir, flags: u8, now: u64) {
-        let pressure = *self.conns.pressure();
-        let c = self.conns.get_mut(ci);
+        self.update_state_in(false, snap, ci, dir, flags, now)
+    }
+
+    /// `update_state` on the IPv6 table (`v6`) or the IPv4 one.
+    #[inline]
+    fn update_state_in(
+        &mut self,
+        v6: bool,
+        snap: &Snapshot,
+        ci: u32,
+        dir: Dir,
+        flags: u8,
+        now: u64,
+    ) {
+        let conns = if v6 {
+            &mut self.conns6
+        } else {
+            &mut self.conns
+        };
+        let pressure = *conns.pressure();
+        let c = conns.get_mut(ci);
         if c.proto != ipv4::PROTO_TCP {
             // UDP: the entry was made by the client's first packet; a second
             // one, or a second reply, shows a flow that came back (a spoofed
@@ -1351,10 +1426,10 @@ impl<P: Port> Core<P> {
                 if confirmed {
                     c.flags |= F_CONFIRMED;
                     c.timeout_s = snap.timeouts.udp;
-                    self.conns.reclassify(ci);
+                    conns.reclassify(ci);
                 }
             }
-            self.conns.touch(ci, now);
+            conns.touch(ci, now);
             return;
         }
         if dir == Dir::Output {
@@ -1370,7 +1445,7 @@ impl<P: Port> Core<P> {
         } else {
             crate::conn::state::tcp_next(old, dir, flags)
         };
-        let c = self.conns.get_mut(ci);
+        let c = conns.get_mut(ci);
         if new != old {
             // The high nibble is the SYN proxy's (`F_SYNPROXY`).
             c.state = (c.state & 0xf0) | new as u8;
@@ -1382,11 +1457,10 @@ impl<P: Port> Core<P> {
                 }
             }
             if new.is_half_open() != old.is_half_open() {
-                self.conns.reclassify(ci);
+                conns.reclassify(ci);
             }
         }
-        self.conns
-            .set_timeout(ci, pressure.tcp_timeout(&snap.timeouts, new), now);
+        conns.set_timeout(ci, pressure.tcp_timeout(&snap.timeouts, new), now);
     }
 
     /// A reply from a real server: NAT (to the client's address) or FULLNAT
@@ -1413,6 +1487,10 @@ impl<P: Port> Core<P> {
         }
         let h = self.hash_of(&t);
         let Some(ci) = self.conns.lookup_out(&t, h) else {
+            // NAT64's replies come to IPv4 local addresses too.
+            if fullnat && !snap.services6.is_empty() {
+                return self.reply64(snap, pkt, ip, o, t, flags, now);
+            }
             // Anything else to a foreign address is not relayed.
             let r = if fullnat {
                 DropReason::NoConnection
@@ -1702,6 +1780,9 @@ impl<P: Port> Core<P> {
                 }
                 let h = self.conns.hash(&t);
                 let Some(ci) = self.conns.lookup_out(&t, h) else {
+                    if fullnat && !snap.services6.is_empty() {
+                        return self.icmp4_to_v6(snap, pkt, &ip, &q, now);
+                    }
                     let r = if fullnat {
                         DropReason::IcmpUnmatched
                     } else {
@@ -1739,8 +1820,10 @@ impl<P: Port> Core<P> {
         self.conns.shorten_candidates(now, EXPIRE_BUDGET);
         let ctr = self.shared.counters.cell(self.id);
         ctr.conns_expired.add(expired as u64);
-        ctr.conns_active.set(self.conns.len() as u64);
-        ctr.conns_unconfirmed.set(self.conns.unconfirmed() as u64);
+        ctr.conns_active
+            .set((self.conns.len() + self.conns6.len()) as u64);
+        ctr.conns_unconfirmed
+            .set((self.conns.unconfirmed() + self.conns6.unconfirmed()) as u64);
         ctr.conn_capacity.set(self.conns.capacity() as u64);
         ctr.conn_pressure.set(self.conns.under_pressure() as u64);
         ctr.conn_pressure_entered
@@ -1748,7 +1831,8 @@ impl<P: Port> Core<P> {
         ctr.conns_untracked.set(self.conns.untracked());
         ctr.neigh_entries.set(self.neigh.len() as u64);
         ctr.neigh_queued.set(self.neigh.queued() as u64);
-        ctr.laddr_ports_in_use.set(self.conns.fullnat_len() as u64);
+        ctr.laddr_ports_in_use
+            .set((self.conns.fullnat_len() + self.conns6.fullnat_len()) as u64);
         // Templates die slowly (seconds): reaping a slice every few
         // milliseconds keeps up without a scan in every poll.
         if now >= self.reap_ms + 5 {
@@ -1783,6 +1867,33 @@ impl<P: Port> Core<P> {
                     // The requester may have given up waiting.
                     let _ = reply.try_send(list);
                 }
+                Request::ListConns6(reply) => {
+                    let ip = |a: &[u8; 16]| match crate::conn::entry::unmapped(a) {
+                        Some(v4) => std::net::IpAddr::from(v4),
+                        None => std::net::IpAddr::from(*a),
+                    };
+                    let list = self
+                        .conns6
+                        .iter()
+                        .map(|(i, c)| {
+                            let a = self.conns6.get6(i);
+                            ConnView6 {
+                                proto: c.proto,
+                                state: if c.proto == ipv4::PROTO_TCP {
+                                    TcpState::from_u8(c.state).name()
+                                } else {
+                                    "UDP"
+                                },
+                                expires_s: self.conns6.remaining_ms(i, now).div_ceil(1000) as u32,
+                                client: (ip(&a.caddr), c.cport),
+                                virt: (ip(&a.vaddr), c.vport),
+                                dest: (ip(&a.daddr), c.dport),
+                                fwd: c.fwd,
+                            }
+                        })
+                        .collect();
+                    let _ = reply.try_send(list);
+                }
                 Request::Transmit { port, frame } => {
                     let p = port as usize;
                     let Some(mut pkt) = self.ports.get_mut(p).and_then(|x| x.alloc()) else {
@@ -1814,7 +1925,9 @@ impl<P: Port> Core<P> {
         }
         self.ready = ready;
 
-        if now < self.neigh_tick_ms + 100 {
+        let neigh_tick = now >= self.neigh_tick_ms + 100;
+        self.housekeeping6(snap, now, neigh_tick);
+        if !neigh_tick {
             self.flush_tx();
             return;
         }

@@ -180,3 +180,85 @@ impl Tuple {
         (a, b)
     }
 }
+
+/// An IPv6 packet's (protocol, source, destination).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tuple6 {
+    pub proto: u8,
+    pub saddr: [u8; 16],
+    pub sport: u16,
+    pub daddr: [u8; 16],
+    pub dport: u16,
+}
+
+impl Tuple6 {
+    /// The tuple for hashing: both addresses whole, then protocol and
+    /// ports.
+    #[inline(always)]
+    pub fn words(&self) -> (u128, u128, u64) {
+        (
+            u128::from_ne_bytes(self.saddr),
+            u128::from_ne_bytes(self.daddr),
+            ((self.proto as u64) << 32) | ((self.sport as u64) << 16) | self.dport as u64,
+        )
+    }
+}
+
+/// The addresses of an IPv6 connection, kept beside its [`Conn`] (same slab
+/// index) in an IPv6 table: one more cache line, so an IPv6 connection
+/// takes 128 bytes and IPv4's stays at 64. The `Conn`'s own 4-byte address
+/// fields then hold each address folded to 32 bits (`sched::fold_v6`),
+/// informative only. NAT64's IPv4 addresses (the real server and the local
+/// address) are kept IPv4-mapped (`::ffff:a.b.c.d`, RFC 4291 §2.5.5.2),
+/// and its `Conn` holds them as they are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub struct Addrs6 {
+    pub caddr: [u8; 16],
+    pub vaddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub laddr: [u8; 16],
+}
+
+const _: () = assert!(std::mem::size_of::<Addrs6>() == 64);
+
+impl Addrs6 {
+    /// The tuple client packets carry, with the `Conn`'s ports.
+    #[inline(always)]
+    pub fn in_tuple(&self, c: &Conn) -> Tuple6 {
+        Tuple6 {
+            proto: c.proto,
+            saddr: self.caddr,
+            sport: c.cport,
+            daddr: self.vaddr,
+            dport: c.vport,
+        }
+    }
+    /// The tuple replies carry.
+    #[inline(always)]
+    pub fn out_tuple(&self, c: &Conn) -> Tuple6 {
+        Tuple6 {
+            proto: c.proto,
+            saddr: self.daddr,
+            sport: c.dport,
+            daddr: self.laddr,
+            dport: c.lport,
+        }
+    }
+}
+
+/// `a` as an IPv4-mapped IPv6 address (RFC 4291 §2.5.5.2).
+#[inline(always)]
+pub fn mapped(a: [u8; 4]) -> [u8; 16] {
+    let mut m = [0u8; 16];
+    m[10] = 0xff;
+    m[11] = 0xff;
+    m[12..].copy_from_slice(&a);
+    m
+}
+
+/// The IPv4 address inside an IPv4-mapped one, if it is one.
+#[inline(always)]
+pub fn unmapped(a: &[u8; 16]) -> Option<[u8; 4]> {
+    (a[..10] == [0; 10] && a[10] == 0xff && a[11] == 0xff).then(|| [a[12], a[13], a[14], a[15]])
+}

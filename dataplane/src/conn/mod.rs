@@ -13,7 +13,7 @@ pub mod table;
 pub mod template;
 pub mod timer;
 
-pub use entry::{Conn, Tuple};
+pub use entry::{Addrs6, Conn, Tuple, Tuple6};
 pub use pressure::Pressure;
 pub use state::{Dir, TcpState, Timeouts};
 pub use table::{ConnTable, TableFull};

@@ -86,6 +86,13 @@ pub struct TemplateView {
 
 pub struct TemplateTable {
     slots: Box<[Slot]>,
+    /// An IPv6 table's masked client addresses, one per slot, published
+    /// under the slot's sequence number with its key (empty in an IPv4
+    /// table, whose 32-bit address is the key itself). An IPv6 slot's key
+    /// holds a keyed 32-bit digest of the address where IPv4's holds the
+    /// address: the probe sequence stays out of a client's control and the
+    /// full address decides a match, so two clients never share a template.
+    addr6: Box<[[AtomicU64; 2]]>,
     mask: usize,
     hasher: ahash::RandomState,
     /// Reaper position, shared so any worker can advance it.
@@ -111,6 +118,60 @@ impl TemplateTable {
             mask: n - 1,
             hasher: ahash::RandomState::new(),
             reap_cursor: CachePadded::new(AtomicU64::new(0)),
+            addr6: Box::new([]),
+        }
+    }
+
+    /// A table for IPv6 services: [`TemplateTable::lookup6`] and
+    /// [`TemplateTable::create6`]; 48 bytes a slot (32 + the address).
+    pub fn new_v6(capacity: usize) -> TemplateTable {
+        let mut t = TemplateTable::new(capacity);
+        t.addr6 = (0..t.slots.len()).map(|_| Default::default()).collect();
+        t
+    }
+
+    /// The key of an IPv6 client (`caddr` already masked).
+    #[inline]
+    fn key6(&self, svc: ServiceId, caddr: &[u8; 16]) -> (u64, u128) {
+        let a = u128::from_be_bytes(*caddr);
+        let digest = self.hasher.hash_one(a) as u32;
+        (key(svc, digest.to_be_bytes()), a)
+    }
+
+    /// [`TemplateTable::lookup`] for an IPv6 client (masked by the
+    /// service's prefix length), in a table made by
+    /// [`TemplateTable::new_v6`].
+    pub fn lookup6(&self, svc: ServiceId, caddr: &[u8; 16], now_s: u32, timeout_s: u32) -> Lookup {
+        if self.addr6.is_empty() {
+            return Lookup::Miss;
+        }
+        let (k, a) = self.key6(svc, caddr);
+        self.lookup_key(k, a, now_s, timeout_s)
+    }
+
+    /// [`TemplateTable::create`] for an IPv6 client; None in an IPv4 table.
+    pub fn create6(
+        &self,
+        svc: ServiceId,
+        caddr: &[u8; 16],
+        dest: DestId,
+        now_s: u32,
+        timeout_s: u32,
+    ) -> Option<Created> {
+        if self.addr6.is_empty() {
+            return None;
+        }
+        let (k, a) = self.key6(svc, caddr);
+        self.create_key(k, a, dest, now_s, timeout_s)
+    }
+
+    /// Whether slot `i`'s IPv6 address is `a` (always, in an IPv4 table).
+    /// Read between the two sequence loads of [`TemplateTable::read`].
+    #[inline(always)]
+    fn addr_is(&self, i: usize, a: u128) -> bool {
+        match self.addr6.get(i) {
+            None => true,
+            Some(w) => ((w[0].load(Acquire) as u128) << 64 | w[1].load(Acquire) as u128) == a,
         }
     }
 
@@ -138,7 +199,11 @@ impl TemplateTable {
     /// Looks up (service, masked client) and, when alive, takes a reference
     /// and restarts its timeout.
     pub fn lookup(&self, svc: ServiceId, caddr: [u8; 4], now_s: u32, timeout_s: u32) -> Lookup {
-        let k = key(svc, caddr);
+        self.lookup_key(key(svc, caddr), 0, now_s, timeout_s)
+    }
+
+    #[inline]
+    fn lookup_key(&self, k: u64, a6: u128, now_s: u32, timeout_s: u32) -> Lookup {
         let h = self.hasher.hash_one(k) as usize;
         for p in 0..MAX_PROBE {
             let i = (h + p) & self.mask;
@@ -148,6 +213,9 @@ impl TemplateTable {
                 return Lookup::Miss;
             }
             if sk != k || d == NO_DEST {
+                continue;
+            }
+            if !self.addr6.is_empty() && (!self.addr_is(i, a6) || s.seq.load(Acquire) != seq) {
                 continue;
             }
             if self.try_acquire(s, now_s, timeout_s) {
@@ -192,14 +260,35 @@ impl TemplateTable {
         now_s: u32,
         timeout_s: u32,
     ) -> Option<Created> {
-        let k = key(svc, caddr);
+        self.create_key(key(svc, caddr), 0, dest, now_s, timeout_s)
+    }
+
+    fn create_key(
+        &self,
+        k: u64,
+        a6: u128,
+        dest: DestId,
+        now_s: u32,
+        timeout_s: u32,
+    ) -> Option<Created> {
         let h = self.hasher.hash_one(k) as usize;
         let exp = now_s.saturating_add(timeout_s);
         let mut p = 0;
         while p < MAX_PROBE {
             let i = (h + p) & self.mask;
             let s = &self.slots[i];
-            let (sk, d, seq) = self.read(s);
+            let (mut sk, d, seq) = self.read(s);
+            if sk == k
+                && !self.addr6.is_empty()
+                && (!self.addr_is(i, a6) || s.seq.load(Acquire) != seq)
+            {
+                // Another client whose digest matches ours: not our key.
+                // (A slot that changed under us is read again.)
+                if s.seq.load(Acquire) != seq {
+                    continue;
+                }
+                sk = !k;
+            }
             if sk == k && d != NO_DEST && self.try_acquire(s, now_s, timeout_s) {
                 if s.seq.load(Acquire) == seq {
                     return Some(Created {
@@ -233,6 +322,10 @@ impl TemplateTable {
             let (refs, e) = unpack(cur);
             if refs == 0 && e <= now_s && Self::claim(s, cur, pack(1, exp)) {
                 s.key.store(k, Release);
+                if let Some(w) = self.addr6.get(i) {
+                    w[0].store((a6 >> 64) as u64, Release);
+                    w[1].store(a6 as u64, Release);
+                }
                 let evicted = s.dest.swap(dest, AcqRel);
                 s.timeout.store(timeout_s, Release);
                 Self::unlock(s);
@@ -409,7 +502,7 @@ impl TemplateTable {
     }
 
     pub fn memory_bytes(&self) -> usize {
-        self.slots.len() * std::mem::size_of::<Slot>()
+        self.slots.len() * std::mem::size_of::<Slot>() + self.addr6.len() * 16
     }
 }
 
@@ -635,5 +728,74 @@ mod tests {
             .map(|s| unpack(s.life.load(Acquire)).0)
             .collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn ipv6_templates_match_the_whole_address() {
+        let t = TemplateTable::new_v6(64);
+        let a: [u8; 16] = "2001:db8::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
+        let b: [u8; 16] = "2001:db8::2"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
+        assert_eq!(t.lookup6(1, &a, 100, 360), Lookup::Miss);
+        let c = t.create6(1, &a, 7, 100, 360).unwrap();
+        assert!(c.fresh);
+        assert_eq!(t.lookup6(1, &a, 101, 360), Lookup::Hit(c.held));
+        assert_eq!(t.lookup6(1, &b, 101, 360), Lookup::Miss);
+        assert_eq!(t.lookup6(2, &a, 101, 360), Lookup::Miss);
+        let d = t.create6(1, &b, 8, 101, 360).unwrap();
+        assert!(d.fresh && d.held.slot != c.held.slot);
+        // Another worker creating the same template gets the first one.
+        let again = t.create6(1, &a, 9, 102, 360).unwrap();
+        assert!(!again.fresh);
+        assert_eq!(again.held.dest, 7);
+        // An IPv4 table refuses IPv6 keys rather than confuse them.
+        let v4 = TemplateTable::new(64);
+        assert_eq!(v4.lookup6(1, &a, 100, 360), Lookup::Miss);
+        assert!(v4.create6(1, &a, 7, 100, 360).is_none());
+        assert_eq!(t.memory_bytes(), 64 * 48);
+    }
+
+    #[test]
+    fn ipv6_template_digest_collisions_do_not_share() {
+        // Force every client onto one digest by testing many: two
+        // addresses whose digests collide must still get their own slots.
+        let t = TemplateTable::new_v6(1 << 12);
+        let mut by_digest = std::collections::HashMap::new();
+        let mut pair = None;
+        for i in 0u32..200_000 {
+            let mut a = [0u8; 16];
+            a[12..].copy_from_slice(&i.to_be_bytes());
+            let (k, _) = t.key6(1, &a);
+            if let Some(prev) = by_digest.insert(k, a) {
+                pair = Some((prev, a));
+                break;
+            }
+        }
+        let (a, b) = pair.expect("a 32-bit digest collides within 200k addresses");
+        let ca = t.create6(1, &a, 7, 100, 360).unwrap();
+        assert!(ca.fresh);
+        assert_eq!(t.lookup6(1, &b, 100, 360), Lookup::Miss);
+        let cb = t.create6(1, &b, 8, 100, 360).unwrap();
+        assert!(cb.fresh);
+        assert_ne!(ca.held.slot, cb.held.slot);
+        assert_eq!(
+            t.lookup6(1, &a, 100, 360),
+            Lookup::Hit(Held {
+                slot: ca.held.slot,
+                dest: 7
+            })
+        );
+        assert_eq!(
+            t.lookup6(1, &b, 100, 360),
+            Lookup::Hit(Held {
+                slot: cb.held.slot,
+                dest: 8
+            })
+        );
     }
 }

@@ -49,8 +49,20 @@ impl PortAllocator {
     pub fn alloc(
         &mut self,
         laddrs: &[Ipv4Addr],
-        mut in_use: impl FnMut([u8; 4], u16) -> bool,
+        in_use: impl FnMut([u8; 4], u16) -> bool,
     ) -> Option<([u8; 4], u16)> {
+        self.alloc_in(laddrs, |a| a.octets(), in_use)
+    }
+
+    /// [`PortAllocator::alloc`] over local addresses of any family (IPv6
+    /// for FULLNAT66); the same slice of ports, so a reply's destination
+    /// port names its owner whatever the family.
+    pub fn alloc_in<L, A: Copy>(
+        &mut self,
+        laddrs: &[L],
+        octets: impl Fn(&L) -> A,
+        mut in_use: impl FnMut(A, u16) -> bool,
+    ) -> Option<(A, u16)> {
         if laddrs.is_empty() {
             return None;
         }
@@ -66,7 +78,7 @@ impl PortAllocator {
                 self.laddr_rr = 0;
                 self.next = (self.next + 1) % span;
             }
-            let la = laddrs[self.laddr_rr].octets();
+            let la = octets(&laddrs[self.laddr_rr]);
             let p = (start + self.next * w + self.worker as u32) as u16;
             if !in_use(la, p) {
                 return Some((la, p));

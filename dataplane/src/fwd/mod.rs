@@ -11,10 +11,13 @@ pub mod alloc;
 pub mod dr;
 pub mod fullnat;
 pub mod icmp;
+pub mod icmp6;
 pub mod nat;
 pub mod nat64;
+pub mod nat66;
 pub mod synproxy;
 pub mod tun;
+pub mod tun6;
 
 use crate::counters::{DropReason, WorkerCounters};
 use crate::port::Packet;

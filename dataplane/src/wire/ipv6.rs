@@ -75,6 +75,9 @@ pub struct Ipv6Info {
     /// Segments Left of a Routing header: not 0 means the packet is on its
     /// way through us to another address (RFC 8200 §4.4).
     pub segments_left: u8,
+    /// The type of the Routing header, if there is one (type 0 is refused
+    /// whatever its segments left, RFC 5095 §3).
+    pub routing_type: Option<u8>,
     /// How many extension headers were walked.
     pub ext_headers: u8,
 }
@@ -159,6 +162,7 @@ fn walk(p: &[u8], total_len: usize) -> Result<Ipv6Info, Ipv6Error> {
         l4_offset: HEADER_LEN,
         frag: None,
         segments_left: 0,
+        routing_type: None,
         ext_headers: 0,
     };
     let mut nh = p[6];
@@ -185,7 +189,10 @@ fn walk(p: &[u8], total_len: usize) -> Result<Ipv6Info, Ipv6Error> {
         }
         info.ext_headers += 1;
         match nh {
-            NH_ROUTING => info.segments_left = h[3],
+            NH_ROUTING => {
+                info.segments_left = h[3];
+                info.routing_type = Some(h[2]);
+            }
             NH_FRAGMENT => {
                 let fo = u16::from_be_bytes([h[2], h[3]]);
                 let f = Fragment {

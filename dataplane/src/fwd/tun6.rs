@@ -1,0 +1,77 @@
+//! TUN for IPv6 services: the packet is carried in an outer IPv6 header to
+//! the real server (IPv6-in-IPv6, RFC 2473; next header 41), as IPVS's
+//! `ip_vs_tunnel_xmit_v6` does. The outer header copies the inner traffic
+//! class and flow label. IPv6 is never fragmented by the director
+//! (RFC 8200 §5): a packet that no longer fits the egress MTU once wrapped
+//! is answered with Packet Too Big for the MTU the tunnel leaves.
+
+use crate::wire::ipv6;
+
+pub const OVERHEAD: usize = ipv6::HEADER_LEN;
+
+/// The MTU the tunnel leaves an inner packet on a link of `mtu`, or None
+/// when the `inner_len` bytes fit.
+#[inline]
+pub fn too_big(inner_len: usize, mtu: u16) -> Option<u32> {
+    (inner_len + OVERHEAD > mtu as usize).then(|| (mtu as u32).saturating_sub(OVERHEAD as u32))
+}
+
+/// Encapsulates in place. `frame` has grown by [`OVERHEAD`] bytes at the
+/// front; the old layer-2 header (`l2_len` bytes) sits right after that gap
+/// and is moved to the front (its ethertype is IPv6 already), then the
+/// outer header is written in front of the inner packet.
+pub fn encap_in_place(frame: &mut [u8], l2_len: usize, src: [u8; 16], dst: [u8; 16]) {
+    frame.copy_within(OVERHEAD..OVERHEAD + l2_len, 0);
+    let inner = l2_len + OVERHEAD;
+    let inner_len = frame.len() - inner;
+    let tc_flow = ipv6::tc_flow(&frame[inner..]);
+    ipv6::write_header_flow(
+        &mut frame[l2_len..],
+        tc_flow,
+        inner_len as u16,
+        ipv6::NH_IPV6,
+        64,
+        src,
+        dst,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::{NetSlice, PacketBuilder, SlicedPacket};
+
+    #[test]
+    fn ipv6_in_ipv6_parses_as_two_headers() {
+        let c = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        let v = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x64];
+        let s = [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let r = [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11];
+        let mut inner = vec![];
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv6(c, v, 64)
+            .tcp(40000, 80, 1, 100)
+            .syn()
+            .write(&mut inner, b"x")
+            .unwrap();
+        inner[15] = 0x0a; // traffic class / flow label bits to copy
+        let mut f = vec![0u8; OVERHEAD];
+        f.extend_from_slice(&inner);
+        encap_in_place(&mut f, 14, s, r);
+        assert_eq!(&f[..14], &inner[..14]);
+        assert_eq!(&f[14 + OVERHEAD..], &inner[14..]);
+        let p = SlicedPacket::from_ethernet(&f).unwrap();
+        let Some(NetSlice::Ipv6(outer)) = p.net else {
+            panic!()
+        };
+        let h = outer.header();
+        assert_eq!(h.next_header().0, 41);
+        assert_eq!(h.source(), s);
+        assert_eq!(h.destination(), r);
+        assert_eq!(h.payload_length() as usize, inner.len() - 14);
+        assert_eq!(ipv6::tc_flow(&f[14..]), ipv6::tc_flow(&inner[14..]));
+        // 1460 + 40 fills a 1500-byte link exactly; one byte more does not.
+        assert_eq!(too_big(1460, 1500), None);
+        assert_eq!(too_big(1461, 1500), Some(1460));
+    }
+}

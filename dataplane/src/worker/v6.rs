@@ -1,0 +1,1259 @@
+//! The worker's IPv6 path: the same steps as IPv4's (parse, classify the
+//! destination, find or make the connection, rewrite, route, resolve) over
+//! the worker's IPv6 connection table and NDP neighbour cache.
+//!
+//! - Parsing walks at most eight extension headers (`wire::ipv6`) and
+//!   refuses, counted, what a balancer must not accept: fragments (the
+//!   director does not reassemble), a Routing header of type 0 (RFC 5095)
+//!   or with segments left (the packet is not ours to end), malformed
+//!   chains.
+//! - DR rewrites the MACs only; NAT66 and FULLNAT66 rewrite addresses and
+//!   ports (`fwd/nat66.rs`); TUN wraps in IPv6 (`fwd/tun6.rs`); NAT64 is
+//!   FULLNAT towards an IPv4 real server from an IPv4 local address,
+//!   translated by `fwd/nat64.rs` (RFC 7915).
+//! - IPv6 is never fragmented (RFC 8200 §5): a packet that does not fit
+//!   its egress link is answered with Packet Too Big.
+//! - NDP (RFC 4861): solicitations are answered for active VIPs and local
+//!   addresses only; next hops are resolved with solicitations; anything
+//!   else is refused or left to the kernel.
+//!
+//! Flow ownership is IPv4's: NAT66 by a keyed hash of the client address
+//! and port, FULLNAT (IPv6 or NAT64) by the local port's slice.
+
+use super::*;
+use crate::conn::entry::{mapped, unmapped};
+use crate::conn::{Addrs6, Tuple6};
+use crate::fwd::nat66::{self, L36};
+use crate::fwd::{icmp6, nat64, tun6};
+use crate::sched::fold_v6;
+use crate::wire::{icmpv6, ipv6, ndp};
+use std::net::{IpAddr, Ipv6Addr};
+
+/// A neighbour learnt over NDP by one worker, passed on to the others.
+#[derive(Clone, Copy, Debug)]
+pub struct NeighEvent6 {
+    pub ip: Ipv6Addr,
+    pub mac: Mac,
+    pub port: u16,
+}
+
+/// The parsed headers of an IPv6 packet being handled.
+#[derive(Clone, Copy)]
+pub(super) struct Ip6 {
+    pub l2: ethernet::L2,
+    pub info: ipv6::Ipv6Info,
+}
+
+#[inline(always)]
+fn folded(a: &[u8; 16]) -> [u8; 4] {
+    fold_v6(a).octets()
+}
+
+impl<P: Port> Core<P> {
+    /// An IPv6 frame.
+    pub(super) fn handle6(
+        &mut self,
+        snap: &Snapshot,
+        pkt: P::Pkt,
+        l2: ethernet::L2,
+        in_port: u16,
+        now: u64,
+        handed: bool,
+    ) {
+        // A director configured for IPv4 only leaves IPv6 to the kernel, as
+        // before IPv6 was forwarded: its own IPv6 (management, neighbour
+        // discovery for its link-local addresses) keeps working through
+        // the exception path.
+        if !snap.has_ipv6() {
+            return self.pass_to_kernel(pkt, in_port, DropReason::Ipv6NotConfigured);
+        }
+        let l3 = l2.l3_offset;
+        let data = pkt.data();
+        let info = match data.get(l3..).map(ipv6::parse) {
+            Some(Ok(i)) => i,
+            Some(Err(e)) => {
+                let r = match e {
+                    ipv6::Ipv6Error::Truncated => DropReason::Truncated,
+                    ipv6::Ipv6Error::BadVersion | ipv6::Ipv6Error::BadPayloadLen => {
+                        DropReason::Ipv6
+                    }
+                    ipv6::Ipv6Error::HopByHopNotFirst
+                    | ipv6::Ipv6Error::TooManyExtHeaders
+                    | ipv6::Ipv6Error::BadExtHeader => DropReason::Ipv6ExtHeaders,
+                };
+                return self.drop_pkt(r, pkt);
+            }
+            None => return self.drop_pkt(DropReason::Truncated, pkt),
+        };
+        let kind = snap.addr_kind6(&info.dst);
+        // Neighbour Discovery first: solicitations travel to
+        // solicited-node groups, which are no address of ours.
+        if info.proto == ipv6::NH_ICMPV6 && !info.is_fragment() {
+            let ty = data.get(l3 + info.l4_offset).copied();
+            if ty == Some(icmpv6::TYPE_NEIGHBOR_SOLICIT) || ty == Some(icmpv6::TYPE_NEIGHBOR_ADVERT)
+            {
+                return self.handle_ndp(snap, pkt, Ip6 { l2, info }, kind, in_port, now);
+            }
+        }
+        match kind {
+            Some(AddrKind::Own) => return self.pass_to_kernel(pkt, in_port, DropReason::ToKernel),
+            Some(AddrKind::Vip { active: false }) | Some(AddrKind::Laddr { active: false }) => {
+                return self.drop_pkt(DropReason::VipInactive, pkt)
+            }
+            // Multicast (VRRPv3 adverts, MLD, router advertisements) and
+            // link-local unicast (never a VIP, RFC 4291 §2.5.6) are the
+            // kernel's; the dataplane never forwards them.
+            None if ipv6::is_multicast(&info.dst) || ipv6::is_link_local(&info.dst) => {
+                return self.pass_to_kernel(pkt, in_port, DropReason::NotOurs)
+            }
+            _ => {}
+        }
+        if info.routing_type == Some(0) || info.segments_left != 0 {
+            return self.drop_pkt(DropReason::Ipv6Routing, pkt);
+        }
+        if info.is_fragment() {
+            return self.drop_pkt(DropReason::Ipv6Fragment, pkt);
+        }
+        let ip = Ip6 { l2, info };
+        match info.proto {
+            ipv6::NH_TCP | ipv6::NH_UDP => {}
+            ipv6::NH_ICMPV6 => return self.handle_icmp6(snap, pkt, ip, kind, in_port, now, handed),
+            _ if kind.is_none() => return self.drop_pkt(DropReason::NotOurs, pkt),
+            _ => return self.drop_pkt(DropReason::UnsupportedProto, pkt),
+        }
+        let o = L36 {
+            l3,
+            l4: l3 + info.l4_offset,
+            end: l3 + info.total_len,
+            proto: info.proto,
+        };
+        let seg = &data[o.l4..o.end];
+        // RFC 8200 §8.1: a UDP datagram over IPv6 without a checksum is
+        // discarded.
+        if !l4::header_ok(info.proto, seg) || (info.proto == ipv6::NH_UDP && seg[6..8] == [0, 0]) {
+            return self.drop_pkt(DropReason::BadL4Header, pkt);
+        }
+        let flags = if info.proto == ipv6::NH_TCP {
+            l4::tcp_flags(seg)
+        } else {
+            0
+        };
+        let t = Tuple6 {
+            proto: info.proto,
+            saddr: info.src,
+            sport: l4::src_port(seg),
+            daddr: info.dst,
+            dport: l4::dst_port(seg),
+        };
+        match kind {
+            Some(AddrKind::Vip { .. }) => {
+                self.inbound6(snap, pkt, ip, o, t, flags, in_port, now, handed)
+            }
+            Some(AddrKind::Laddr { .. }) => {
+                self.reply6(snap, pkt, ip, o, t, flags, true, in_port, now, handed)
+            }
+            _ => self.reply6(snap, pkt, ip, o, t, flags, false, in_port, now, handed),
+        }
+    }
+
+    /// A client packet to an IPv6 VIP.
+    #[allow(clippy::too_many_arguments)]
+    fn inbound6(
+        &mut self,
+        snap: &Snapshot,
+        mut pkt: P::Pkt,
+        ip: Ip6,
+        o: L36,
+        t: Tuple6,
+        flags: u8,
+        in_port: u16,
+        now: u64,
+        handed: bool,
+    ) {
+        let h = self.conns6.hash6(&t);
+        let mut found = self.conns6.lookup_in6(&t, h);
+        if let Some(ci) = found {
+            if t.proto == ipv6::NH_TCP
+                && flags & (l4::TCP_SYN | l4::TCP_ACK | l4::TCP_RST) == l4::TCP_SYN
+                && reuse_is_new(self.conns6.get(ci))
+            {
+                self.expire_now6(snap, ci, now);
+                found = None;
+            }
+        }
+        let ci = match found {
+            Some(ci) => {
+                let dir = if self.conns6.get(ci).fwd.sees_replies() {
+                    Dir::Input
+                } else {
+                    Dir::InputOnly
+                };
+                self.update_state_in(true, snap, ci, dir, flags, now);
+                ci
+            }
+            None => {
+                let Some(si) = snap.service6(t.proto, &t.daddr, t.dport) else {
+                    return self.drop_pkt(DropReason::NoService, pkt);
+                };
+                let svc = &snap.services6[si as usize];
+                if let Some(owner) = snap
+                    .inbound_owner6(svc, &t.saddr, t.sport)
+                    .filter(|&o| !handed && o != self.id)
+                {
+                    return self.handover(pkt, in_port, owner);
+                }
+                // IPVS schedules TCP only on a SYN without RST. (Evicted
+                // IPv6 connections leave no ghost to revive.)
+                if t.proto == ipv6::NH_TCP && (flags & l4::TCP_SYN == 0 || flags & l4::TCP_RST != 0)
+                {
+                    return self.drop_pkt(DropReason::NoConnection, pkt);
+                }
+                match self.new_conn6(snap, si as usize, &t, flags, now) {
+                    Ok(ci) => ci,
+                    Err(r) => return self.drop_pkt(r, pkt),
+                }
+            }
+        };
+        let c = *self.conns6.get(ci);
+        let a = *self.conns6.get6(ci);
+        self.count_traffic(snap, c.dest_id, ip.info.total_len as u64, true);
+        let len = ip.info.total_len;
+        if let (FwdMethod::FullNat, Some(rip4)) = (c.fwd, unmapped(&a.daddr)) {
+            return self.nat64_inbound(snap, pkt, ip, o, &c, &a, rip4, now);
+        }
+        // What the packet needs on the real server's link.
+        let (need, tun) = match c.fwd {
+            FwdMethod::Tun => (len + tun6::OVERHEAD, true),
+            _ => (len, false),
+        };
+        let Some(nh) = snap.routes6.lookup(Ipv6Addr::from(a.daddr)) else {
+            return self.drop_pkt(DropReason::NoRoute, pkt);
+        };
+        let mtu = snap.ports.get(nh.port as usize).map_or(0, |p| p.mtu) as usize;
+        if need > mtu {
+            // From the VIP, the address the client used (as IPVS answers).
+            let room = (mtu - (need - len)) as u32;
+            return self.too_big6(snap, pkt, &ip, a.vaddr, room, now);
+        }
+        let frame = pkt.data_mut();
+        match c.fwd {
+            FwdMethod::Dr => {}
+            FwdMethod::Nat => nat66::inbound(frame, o, &a.daddr, c.dport),
+            FwdMethod::FullNat => {
+                nat66::fullnat_inbound(frame, o, &a.laddr, c.lport, &a.daddr, c.dport)
+            }
+            FwdMethod::Tun => {}
+        }
+        if tun {
+            let Some(src) = snap.port_addr6(nh.port) else {
+                return self.drop_pkt(DropReason::NoRoute, pkt);
+            };
+            // The tunnel carries the IP packet only, without padding.
+            pkt.set_len(o.end);
+            if !pkt.prepend(tun6::OVERHEAD) {
+                return self.drop_pkt(DropReason::NoBuffer, pkt);
+            }
+            tun6::encap_in_place(pkt.data_mut(), o.l3, src.octets(), a.daddr);
+        }
+        self.send6(snap, pkt, a.daddr, now);
+    }
+
+    /// NAT64, client → IPv4 real server: translated (RFC 7915 §5.1, the
+    /// hop limit becomes the TTL less one, as a router's), then the
+    /// addresses are the local address and the server's and the ports the
+    /// connection's.
+    #[allow(clippy::too_many_arguments)]
+    fn nat64_inbound(
+        &mut self,
+        snap: &Snapshot,
+        mut pkt: P::Pkt,
+        ip: Ip6,
+        o: L36,
+        c: &Conn,
+        a: &Addrs6,
+        rip4: [u8; 4],
+        now: u64,
+    ) {
+        if fwd::nat::reply_ttl_expired(ip.info.hop_limit) {
+            return self.drop_pkt(DropReason::TtlExceeded, pkt);
+        }
+        let Some(lip4) = unmapped(&a.laddr) else {
+            return self.drop_pkt(DropReason::Nat64Untranslatable, pkt);
+        };
+        let Some(nh) = snap.routes.lookup(Ipv4Addr::from(rip4)) else {
+            return self.drop_pkt(DropReason::NoRoute, pkt);
+        };
+        let mtu = snap.ports.get(nh.port as usize).map_or(0, |p| p.mtu) as usize;
+        let len4 = o.end - o.l4 + ipv4::MIN_HEADER_LEN;
+        if len4 > mtu {
+            // The IPv6 packet that would fit: the IPv4 MTU plus what the
+            // IPv6 headers take beyond IPv4's (RFC 7915 §4.2's adjustment
+            // the other way), never below IPv6's minimum.
+            let room = (mtu + (o.l4 - o.l3) - ipv4::MIN_HEADER_LEN).max(icmpv6::MIN_MTU) as u32;
+            return self.too_big6(snap, pkt, &ip, a.vaddr, room, now);
+        }
+        pkt.set_len(o.end);
+        let ttl = ip.info.hop_limit - 1;
+        let shift = match nat64::tcp_udp_to_v4(pkt.data_mut(), o.l3, &ip.info, lip4, rip4, ttl) {
+            Ok(s) => s,
+            Err(_) => return self.drop_pkt(DropReason::Nat64Untranslatable, pkt),
+        };
+        pkt.adj(shift);
+        let o4 = L34 {
+            l3: o.l3,
+            l4: o.l3 + ipv4::MIN_HEADER_LEN,
+            proto: o.proto,
+        };
+        fwd::rewrite_tuple(
+            pkt.data_mut(),
+            o4,
+            Some((lip4, c.lport)),
+            Some((rip4, c.dport)),
+        );
+        self.send(snap, pkt, rip4, now);
+    }
+
+    /// A reply from an IPv6 real server: NAT66 (to the client's address)
+    /// or FULLNAT66 (to a local address).
+    #[allow(clippy::too_many_arguments)]
+    fn reply6(
+        &mut self,
+        snap: &Snapshot,
+        mut pkt: P::Pkt,
+        ip: Ip6,
+        o: L36,
+        t: Tuple6,
+        flags: u8,
+        fullnat: bool,
+        in_port: u16,
+        now: u64,
+        handed: bool,
+    ) {
+        if !handed && snap.workers > 1 {
+            let owner = if fullnat {
+                snap.lport_owner(t.dport)
+            } else {
+                snap.nat_owner6(&t.daddr, t.dport)
+            };
+            if owner != self.id {
+                return self.handover(pkt, in_port, owner);
+            }
+        }
+        let h = self.conns6.hash6(&t);
+        let Some(ci) = self.conns6.lookup_out6(&t, h) else {
+            let r = if fullnat {
+                DropReason::NoConnection
+            } else {
+                DropReason::NotOurs
+            };
+            return self.drop_pkt(r, pkt);
+        };
+        let c = *self.conns6.get(ci);
+        let a = *self.conns6.get6(ci);
+        if c.fwd != FwdMethod::FullNat && nat66::reply_hop_limit_expired(ip.info.hop_limit) {
+            return self.drop_pkt(DropReason::TtlExceeded, pkt);
+        }
+        let Some(nh) = snap.routes6.lookup(Ipv6Addr::from(a.caddr)) else {
+            return self.drop_pkt(DropReason::NoRoute, pkt);
+        };
+        let mtu = snap.ports.get(nh.port as usize).map_or(0, |p| p.mtu) as u32;
+        if ip.info.total_len as u32 > mtu {
+            // From the address the server sent to: the local address, or
+            // (NAT66, the director routing) its own address on that link.
+            let from = if fullnat {
+                Some(a.laddr)
+            } else {
+                snap.port_addr6(in_port).map(|x| x.octets())
+            };
+            return match from {
+                Some(f) => self.too_big6(snap, pkt, &ip, f, mtu, now),
+                None => self.drop_pkt(DropReason::TooBig, pkt),
+            };
+        }
+        self.update_state_in(true, snap, ci, Dir::Output, flags, now);
+        self.count_traffic(snap, c.dest_id, ip.info.total_len as u64, false);
+        let frame = pkt.data_mut();
+        if c.fwd == FwdMethod::FullNat {
+            nat66::fullnat_outbound(frame, o, &a.vaddr, c.vport, &a.caddr, c.cport);
+        } else {
+            nat66::outbound(frame, o, &a.vaddr, c.vport);
+        }
+        self.send6(snap, pkt, a.caddr, now);
+    }
+
+    /// NAT64, a reply from an IPv4 real server to an IPv4 local address
+    /// that no IPv4 connection holds: the IPv6 table's, if one of its
+    /// NAT64 connections has that reply tuple (IPv4-mapped). Translated
+    /// to IPv6 from the VIP to the client (RFC 7915 §4.1).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn reply64(
+        &mut self,
+        snap: &Snapshot,
+        mut pkt: P::Pkt,
+        ip: Ip,
+        o: L34,
+        t: Tuple,
+        flags: u8,
+        now: u64,
+    ) {
+        let t6 = Tuple6 {
+            proto: t.proto,
+            saddr: mapped(t.saddr),
+            sport: t.sport,
+            daddr: mapped(t.daddr),
+            dport: t.dport,
+        };
+        let h = self.conns6.hash6(&t6);
+        let Some(ci) = self.conns6.lookup_out6(&t6, h) else {
+            return self.drop_pkt(DropReason::NoConnection, pkt);
+        };
+        let c = *self.conns6.get(ci);
+        let a = *self.conns6.get6(ci);
+        if fwd::nat::reply_ttl_expired(ip.info.ttl) {
+            return self.drop_pkt(DropReason::TtlExceeded, pkt);
+        }
+        if ip.info.is_fragment() {
+            return self.drop_pkt(DropReason::Nat64Untranslatable, pkt);
+        }
+        let Some(nh) = snap.routes6.lookup(Ipv6Addr::from(a.caddr)) else {
+            return self.drop_pkt(DropReason::NoRoute, pkt);
+        };
+        let mtu = snap.ports.get(nh.port as usize).map_or(0, |p| p.mtu) as usize;
+        let len6 = ip.info.total_len - ip.info.header_len + ipv6::HEADER_LEN;
+        if len6 > mtu {
+            // RFC 7915 §4.2: the IPv4 side is told the IPv6 MTU less the
+            // 20 bytes the translation adds. Never an IPv6 fragment.
+            let room = (mtu - nat64::GROWTH) as u16;
+            return self.frag_needed4(snap, pkt, &ip, t.daddr, room, now);
+        }
+        self.update_state_in(true, snap, ci, Dir::Output, flags, now);
+        self.count_traffic(snap, c.dest_id, ip.info.total_len as u64, false);
+        pkt.set_len(o.l3 + ip.info.total_len);
+        if !pkt.prepend(nat64::GROWTH) {
+            return self.drop_pkt(DropReason::NoBuffer, pkt);
+        }
+        let hop = ip.info.ttl - 1;
+        let shift =
+            match nat64::tcp_udp_to_v6(pkt.data_mut(), o.l3, &ip.info, a.vaddr, a.caddr, hop) {
+                Ok(s) => s,
+                Err(_) => return self.drop_pkt(DropReason::Nat64Untranslatable, pkt),
+            };
+        pkt.adj(shift);
+        let end = pkt.len();
+        let o6 = L36 {
+            l3: o.l3,
+            l4: o.l3 + ipv6::HEADER_LEN,
+            end,
+            proto: t.proto,
+        };
+        nat66::rewrite_tuple6(
+            pkt.data_mut(),
+            o6,
+            Some((&a.vaddr, c.vport)),
+            Some((&a.caddr, c.cport)),
+        );
+        self.send6(snap, pkt, a.caddr, now);
+    }
+
+    /// Schedules a new IPv6 connection (through its persistence template)
+    /// and adds it to the IPv6 table, as `new_conn` does for IPv4.
+    fn new_conn6(
+        &mut self,
+        snap: &Snapshot,
+        si: usize,
+        t: &Tuple6,
+        flags: u8,
+        now: u64,
+    ) -> Result<u32, DropReason> {
+        if self.conns6.is_full() {
+            self.make_room6(snap, now)?;
+        }
+        let svc = &snap.services6[si];
+        let now_s = (now / 1000) as u32;
+        let tmpl = &snap.templates6;
+        let mut held = None;
+        let mut fresh_template = false;
+        let mut di = None;
+        let masked = svc.persistence.map(|p| p.mask(&t.saddr));
+        if let (Some(p), Some(m)) = (svc.persistence, masked) {
+            if let Lookup::Hit(h) = tmpl.lookup6(svc.id(), &m, now_s, p.timeout_s) {
+                match svc.dests.iter().position(|d| d.shared.id == h.dest) {
+                    Some(i) => {
+                        held = Some(h);
+                        di = Some(i);
+                    }
+                    None => {
+                        if let Some(d) = tmpl.invalidate(h.slot) {
+                            if let Some(e) = snap.dest(d) {
+                                e.dest.shared.persist_released();
+                            }
+                        }
+                        tmpl.release(h.slot, now_s);
+                    }
+                }
+            }
+        }
+        let di = match di {
+            Some(i) => i,
+            None => {
+                let seed = svc.id() as u64;
+                let st = self
+                    .sched
+                    .entry(svc.id())
+                    .or_insert_with(|| SchedState::new(seed));
+                // sh, dh, mh, lblc and lblcr hash the addresses folded as
+                // IPVS folds IPv6 ones.
+                let input = SchedInput::v6(&t.saddr, t.sport, &t.daddr, t.dport);
+                let Some(mut i) = svc.sched.pick(&svc.dests, st, &input, now_s) else {
+                    return Err(DropReason::NoDest);
+                };
+                if let (Some(p), Some(m)) = (svc.persistence, masked) {
+                    match tmpl.create6(svc.id(), &m, svc.dests[i].shared.id, now_s, p.timeout_s) {
+                        Some(c) => {
+                            let h = c.held;
+                            if let Some(e) = c.evicted.and_then(|d| snap.dest(d)) {
+                                e.dest.shared.persist_released();
+                            }
+                            if c.fresh {
+                                fresh_template = true;
+                                svc.dests[i]
+                                    .shared
+                                    .persistconns
+                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            } else if let Some(j) =
+                                svc.dests.iter().position(|d| d.shared.id == h.dest)
+                            {
+                                i = j;
+                            }
+                            held = Some(h);
+                        }
+                        None => self.ctr().templates_full.inc(),
+                    }
+                }
+                i
+            }
+        };
+        let release = |held: Option<crate::conn::template::Held>| {
+            if let Some(h) = held {
+                tmpl.release(h.slot, now_s);
+            }
+        };
+        let dest = &svc.dests[di];
+        let dport = if dest.port == 0 { t.dport } else { dest.port };
+        let (daddr16, daddr4) = match svc.addrs[di] {
+            IpAddr::V6(x) => (x.octets(), folded(&x.octets())),
+            IpAddr::V4(x) => (mapped(x.octets()), x.octets()),
+        };
+        let mut c = Conn {
+            caddr: folded(&t.saddr),
+            cport: t.sport,
+            vaddr: folded(&t.daddr),
+            vport: t.dport,
+            daddr: daddr4,
+            dport,
+            laddr: folded(&t.saddr),
+            lport: t.sport,
+            proto: t.proto,
+            fwd: dest.fwd,
+            flags: F_INACTIVE,
+            dest_id: dest.shared.id,
+            svc_id: svc.id(),
+            ..Conn::EMPTY
+        };
+        let mut a = Addrs6 {
+            caddr: t.saddr,
+            vaddr: t.daddr,
+            daddr: daddr16,
+            laddr: t.saddr,
+        };
+        if t.proto == ipv6::NH_TCP {
+            let dir = if dest.fwd.sees_replies() {
+                Dir::Input
+            } else {
+                Dir::InputOnly
+            };
+            let first = crate::conn::state::tcp_next(TcpState::None, dir, flags);
+            c.state = first as u8;
+            c.timeout_s = self.conns6.pressure().tcp_timeout(&snap.timeouts, first);
+        } else {
+            c.timeout_s = self.conns6.pressure().udp_timeout(&snap.timeouts, false);
+        }
+        match dest.fwd {
+            FwdMethod::Nat => c.flags |= F_OUT_INDEXED,
+            FwdMethod::FullNat => {
+                let (conns, conns6) = (&self.conns, &self.conns6);
+                let (proto, rp) = (t.proto, dport);
+                let got = match svc.addrs[di] {
+                    IpAddr::V6(_) => self.lports.alloc_in(
+                        &svc.laddrs6,
+                        |l| l.octets(),
+                        |la: [u8; 16], lp| {
+                            conns6.out_tuple_in_use6(&Tuple6 {
+                                proto,
+                                saddr: daddr16,
+                                sport: rp,
+                                daddr: la,
+                                dport: lp,
+                            })
+                        },
+                    ),
+                    // NAT64: an IPv4 local address, which IPv4 FULLNAT
+                    // services may share: free in both tables.
+                    IpAddr::V4(_) => self
+                        .lports
+                        .alloc_in(
+                            &svc.laddrs4,
+                            |l| l.octets(),
+                            |la: [u8; 4], lp| {
+                                conns.out_tuple_in_use(&Tuple {
+                                    proto,
+                                    saddr: daddr4,
+                                    sport: rp,
+                                    daddr: la,
+                                    dport: lp,
+                                }) || conns6.out_tuple_in_use6(&Tuple6 {
+                                    proto,
+                                    saddr: daddr16,
+                                    sport: rp,
+                                    daddr: mapped(la),
+                                    dport: lp,
+                                })
+                            },
+                        )
+                        .map(|(la, lp)| (mapped(la), lp)),
+                };
+                let Some((la, lp)) = got else {
+                    release(held);
+                    return Err(DropReason::LaddrExhausted);
+                };
+                a.laddr = la;
+                c.laddr = unmapped(&la).unwrap_or_else(|| folded(&la));
+                c.lport = lp;
+                c.flags |= F_OUT_INDEXED;
+            }
+            FwdMethod::Dr | FwdMethod::Tun => {}
+        }
+        if let Some(h) = held {
+            c.flags |= F_TEMPLATE_REF;
+            if fresh_template {
+                c.flags |= F_TEMPLATE_FRESH;
+            }
+            c.tmpl = h.slot;
+        }
+        let ci = match self.conns6.insert6(c, a, now) {
+            Ok(ci) => ci,
+            Err(_) => {
+                release(held);
+                return Err(DropReason::ConnTableFull);
+            }
+        };
+        dest.bind_conn(false);
+        self.ctr().conns_created.inc();
+        dest.shared.stats.cell(self.id).conns.inc();
+        svc.shared.stats.cell(self.id).conns.inc();
+        Ok(ci)
+    }
+
+    /// Removes an IPv6 connection at once (a SYN reusing a finished
+    /// connection's tuple).
+    fn expire_now6(&mut self, snap: &Snapshot, ci: u32, now: u64) {
+        let c = *self.conns6.get(ci);
+        self.conns6.remove(ci);
+        release_conn6(snap, &c, (now / 1000) as u32, false);
+        self.ctr().conns_expired.inc();
+    }
+
+    /// `make_room` for the IPv6 table.
+    #[cold]
+    fn make_room6(&mut self, snap: &Snapshot, now: u64) -> Result<(), DropReason> {
+        let Some(old) = self.conns6.evict_oldest(EVICT_BUDGET) else {
+            return Err(DropReason::ConnTableFull);
+        };
+        release_conn6(snap, &old, (now / 1000) as u32, true);
+        let ctr = self.ctr();
+        if old.proto == ipv6::NH_TCP {
+            ctr.evicted_tcp_half_open.inc();
+        } else {
+            ctr.evicted_udp_unconfirmed.inc();
+        }
+        Ok(())
+    }
+
+    /// Answers a packet that does not fit its egress link with Packet Too
+    /// Big (RFC 4443 §3.2) from `from` to its source, quoting it as it
+    /// arrived, and drops it: the director never fragments IPv6.
+    pub(super) fn too_big6(
+        &mut self,
+        snap: &Snapshot,
+        pkt: P::Pkt,
+        ip: &Ip6,
+        from: [u8; 16],
+        mtu: u32,
+        now: u64,
+    ) {
+        let l3 = ip.l2.l3_offset;
+        let orig = &pkt.data()[l3..l3 + ip.info.total_len];
+        // RFC 4443 §2.4(e): no error towards a source that names no node.
+        if !icmpv6::may_answer(orig, &ip.info, icmpv6::TYPE_PACKET_TOO_BIG) {
+            return self.drop_pkt(DropReason::TooBig, pkt);
+        }
+        let port = snap
+            .routes6
+            .lookup(Ipv6Addr::from(ip.info.src))
+            .map_or(0, |nh| nh.port);
+        match self.ports.get_mut(port as usize).and_then(|p| p.alloc()) {
+            Some(mut reply) => {
+                let n = ethernet::HEADER_LEN + icmpv6::error_len(orig.len());
+                if reply.set_len(n) {
+                    let o = reply.data_mut();
+                    ethernet::write_header(o, &[0; 6], &[0; 6], None, ethernet::ETHERTYPE_IPV6);
+                    icmpv6::build_packet_too_big(&mut o[ethernet::HEADER_LEN..], orig, from, mtu);
+                    self.send6(snap, reply, ip.info.src, now);
+                } else {
+                    self.ctr().drop(DropReason::NoBuffer);
+                }
+            }
+            None => self.ctr().drop(DropReason::NoBuffer),
+        }
+        self.drop_pkt(DropReason::TooBig, pkt);
+    }
+
+    /// ICMP fragmentation needed (RFC 1191) from `from` to the source of
+    /// the IPv4 packet `ip`, which is dropped.
+    fn frag_needed4(
+        &mut self,
+        snap: &Snapshot,
+        pkt: P::Pkt,
+        ip: &Ip,
+        from: [u8; 4],
+        mtu: u16,
+        now: u64,
+    ) {
+        let l3 = ip.l2.l3_offset;
+        let port = snap
+            .routes
+            .lookup(Ipv4Addr::from(ip.info.src))
+            .map_or(0, |nh| nh.port);
+        match self.ports.get_mut(port as usize).and_then(|p| p.alloc()) {
+            Some(mut reply) => {
+                let n = ethernet::HEADER_LEN
+                    + icmp::frag_needed_len(ip.info.header_len, ip.info.total_len);
+                if reply.set_len(n) {
+                    let o = reply.data_mut();
+                    ethernet::write_header(o, &[0; 6], &[0; 6], None, ethernet::ETHERTYPE_IPV4);
+                    icmp::build_frag_needed(
+                        &mut o[ethernet::HEADER_LEN..],
+                        &pkt.data()[l3..],
+                        ip.info.header_len,
+                        from,
+                        mtu,
+                    );
+                    self.send(snap, reply, ip.info.src, now);
+                } else {
+                    self.ctr().drop(DropReason::NoBuffer);
+                }
+            }
+            None => self.ctr().drop(DropReason::NoBuffer),
+        }
+        self.drop_pkt(DropReason::TooBig, pkt);
+    }
+
+    /// Routes to `dst` over IPv6, resolves the next hop by NDP and queues
+    /// for transmission.
+    pub(super) fn send6(&mut self, snap: &Snapshot, pkt: P::Pkt, dst: [u8; 16], now: u64) {
+        let Some(nh) = snap.routes6.lookup(Ipv6Addr::from(dst)) else {
+            return self.drop_pkt(DropReason::NoRoute, pkt);
+        };
+        let port = nh.port as usize;
+        if port >= self.ports.len() {
+            return self.drop_pkt(DropReason::NoRoute, pkt);
+        }
+        let mut slot = Some(pkt);
+        match self.neigh6.resolve(nh.ip, nh.port, now, &mut slot) {
+            Resolve::Mac(mac) => {
+                if let Some(p) = slot.take() {
+                    self.queue_tx(port, p, &mac)
+                }
+            }
+            Resolve::MacAndProbe(mac) => {
+                if let Some(p) = slot.take() {
+                    self.queue_tx(port, p, &mac);
+                }
+                self.ndp_probe(snap, nh.ip, nh.port);
+            }
+            Resolve::QueuedProbe => self.ndp_probe(snap, nh.ip, nh.port),
+            Resolve::Queued => {}
+            Resolve::Full => {
+                if let Some(p) = slot.take() {
+                    self.drop_pkt(DropReason::NeighFull, p)
+                }
+            }
+        }
+    }
+
+    /// A neighbour solicitation for `target` out of `port`, from the port's
+    /// IPv6 address (RFC 4861 §7.2.2).
+    pub(super) fn ndp_probe(&mut self, snap: &Snapshot, target: Ipv6Addr, port: u16) {
+        let p = port as usize;
+        let Some(src) = snap.port_addr6(port) else {
+            return self.ctr().drop(DropReason::NoRoute);
+        };
+        let Some(mut pkt) = self.ports.get_mut(p).and_then(|x| x.alloc()) else {
+            return self.ctr().drop(DropReason::NoBuffer);
+        };
+        if !pkt.set_len(ndp::FRAME_LEN) {
+            return self.drop_pkt(DropReason::NoBuffer, pkt);
+        }
+        let mac = self.ports[p].mac();
+        let n = ndp::build_solicit(pkt.data_mut(), &mac, None, src.octets(), target.octets());
+        pkt.set_len(n);
+        self.ctr().ndp_solicits.inc();
+        self.tx[p].push(pkt);
+    }
+
+    /// Neighbour solicitations and advertisements (RFC 4861 §7.1 validation
+    /// in `wire::ndp`): solicitations for active VIPs and local addresses
+    /// are answered; the solicitor and advertised next hops are learnt.
+    fn handle_ndp(
+        &mut self,
+        snap: &Snapshot,
+        mut pkt: P::Pkt,
+        ip: Ip6,
+        kind: Option<AddrKind>,
+        in_port: u16,
+        now: u64,
+    ) {
+        let l3 = ip.l2.l3_offset;
+        let info = ip.info;
+        let p = &pkt.data()[l3..];
+        let solicit = p.get(info.l4_offset) == Some(&icmpv6::TYPE_NEIGHBOR_SOLICIT);
+        if solicit {
+            let Ok(s) = ndp::Solicit::parse(p, &info) else {
+                return self.drop_pkt(DropReason::NdpInvalid, pkt);
+            };
+            let target = snap.addr_kind6(&s.target);
+            let ours = matches!(
+                target,
+                Some(AddrKind::Vip { active: true }) | Some(AddrKind::Laddr { active: true })
+            );
+            // RFC 4861 §7.2.3: a solicitation with a source link-layer
+            // option teaches its sender's address; Linux creates the entry
+            // only when the solicitation is for one of its addresses.
+            let src = Ipv6Addr::from(info.src);
+            if let Some(mac) = s.source_ll {
+                if !ipv6::is_unspecified(&info.src) && snap.routes6.is_connected(in_port, src) {
+                    self.learn6(src, mac, in_port, now, ours);
+                }
+            }
+            match target {
+                _ if ours => {
+                    let mut sender = [0u8; 6];
+                    sender.copy_from_slice(&pkt.data()[6..12]);
+                    let to = s.source_ll.unwrap_or(sender);
+                    let mac = self.ports[in_port as usize].mac();
+                    if !pkt.set_len(l3 + ndp::FRAME_LEN - ethernet::HEADER_LEN) {
+                        return self.drop_pkt(DropReason::NoBuffer, pkt);
+                    }
+                    let n =
+                        ndp::build_reply(pkt.data_mut(), &to, info.src, &mac, ip.l2.vlan, s.target);
+                    pkt.set_len(n);
+                    self.ctr().ndp_adverts.inc();
+                    self.tx[in_port as usize].push(pkt);
+                }
+                Some(AddrKind::Own) => self.pass_to_kernel(pkt, in_port, DropReason::ToKernel),
+                // Not answered. An address the snapshot does not know may
+                // still be the kernel's (its link-local ones): it decides.
+                None => self.pass_to_kernel(pkt, in_port, DropReason::NdpIgnored),
+                _ => self.drop_pkt(DropReason::NdpIgnored, pkt),
+            }
+        } else {
+            let Ok(adv) = ndp::Advert::parse(p, &info) else {
+                return self.drop_pkt(DropReason::NdpInvalid, pkt);
+            };
+            let target = Ipv6Addr::from(adv.target);
+            // RFC 4861 §7.2.5: an advertisement updates an entry that
+            // exists (we asked); it creates none. Without a target
+            // link-layer option it teaches nothing.
+            let learnt = match adv.target_ll {
+                Some(mac) if self.neigh6.get(target).is_some() || self.neigh6_pending(target) => {
+                    self.learn6(target, mac, in_port, now, false);
+                    true
+                }
+                _ => false,
+            };
+            match kind {
+                Some(AddrKind::Own) => self.pass_to_kernel(pkt, in_port, DropReason::ToKernel),
+                _ if learnt => {}
+                None => self.pass_to_kernel(pkt, in_port, DropReason::NdpIgnored),
+                _ => self.drop_pkt(DropReason::NdpIgnored, pkt),
+            }
+        }
+    }
+
+    /// Whether `ip` is being resolved (an entry without a MAC yet).
+    fn neigh6_pending(&self, ip: Ipv6Addr) -> bool {
+        self.neigh6.is_pending(ip)
+    }
+
+    /// Learns an IPv6 neighbour, releases what waited for it and tells the
+    /// other workers.
+    fn learn6(&mut self, ip: Ipv6Addr, mac: Mac, port: u16, now: u64, create: bool) {
+        let mut ready = std::mem::take(&mut self.ready);
+        self.neigh6.learn(ip, mac, port, now, create, &mut ready);
+        if self.neigh6.get(ip) == Some(mac) {
+            let w = self.shared.workers;
+            for to in 0..w {
+                if to != self.id {
+                    let _ = self.shared.neigh6_events[self.id * w + to].push(NeighEvent6 {
+                        ip,
+                        mac,
+                        port,
+                    });
+                }
+            }
+        }
+        for (port, p) in ready.drain(..) {
+            self.queue_tx(port as usize, p, &mac);
+        }
+        self.ready = ready;
+    }
+
+    /// ICMPv6 to an address of ours or about a flow: echo requests to a VIP
+    /// are answered; errors quoting a flow are translated like the flow
+    /// (to ICMPv4 for NAT64); the rest is refused.
+    #[allow(clippy::too_many_arguments)]
+    fn handle_icmp6(
+        &mut self,
+        snap: &Snapshot,
+        mut pkt: P::Pkt,
+        ip: Ip6,
+        kind: Option<AddrKind>,
+        in_port: u16,
+        now: u64,
+        handed: bool,
+    ) {
+        let l3 = ip.l2.l3_offset;
+        let icmp_off = l3 + ip.info.l4_offset;
+        let end = l3 + ip.info.total_len;
+        if end - icmp_off < icmpv6::HEADER_LEN {
+            return self.drop_pkt(DropReason::Truncated, pkt);
+        }
+        if !icmpv6::checksum_ok(&pkt.data()[icmp_off..end], &ip.info.src, &ip.info.dst) {
+            return self.drop_pkt(DropReason::BadL4Header, pkt);
+        }
+        let ty = pkt.data()[icmp_off];
+        if ty == icmpv6::TYPE_ECHO_REQUEST && matches!(kind, Some(AddrKind::Vip { .. })) {
+            // As for IPv4: the director answers pings to its VIPs.
+            icmpv6::echo_reply(&mut pkt.data_mut()[l3..], ip.info.l4_offset);
+            pkt.set_len(end);
+            return self.send6(snap, pkt, ip.info.src, now);
+        }
+        let Some(q) = icmp6::parse_error(pkt.data(), icmp_off, end) else {
+            let r = if kind.is_none() {
+                DropReason::NotOurs
+            } else {
+                DropReason::IcmpUnmatched
+            };
+            return self.drop_pkt(r, pkt);
+        };
+        let t = q.flow();
+        match kind {
+            Some(AddrKind::Vip { .. }) => {
+                // From the client, about a reply we sent (VIP → client).
+                let Some(si) = snap.service6(t.proto, &t.daddr, t.dport) else {
+                    return self.drop_pkt(DropReason::IcmpUnmatched, pkt);
+                };
+                let svc = &snap.services6[si as usize];
+                if let Some(owner) = snap
+                    .inbound_owner6(svc, &t.saddr, t.sport)
+                    .filter(|&o| !handed && o != self.id)
+                {
+                    return self.handover(pkt, in_port, owner);
+                }
+                let h = self.conns6.hash6(&t);
+                let Some(ci) = self.conns6.lookup_in6(&t, h) else {
+                    return self.drop_pkt(DropReason::IcmpUnmatched, pkt);
+                };
+                let c = *self.conns6.get(ci);
+                let a = *self.conns6.get6(ci);
+                self.conns6.touch(ci, now);
+                if let (Some(rip4), Some(lip4)) = (unmapped(&a.daddr), unmapped(&a.laddr)) {
+                    return self.icmp6_to_v4(snap, pkt, &ip, &c, rip4, lip4, now);
+                }
+                self.ctr().icmp_translated.inc();
+                match icmp6::from_client(&c, &a) {
+                    Some(r) => {
+                        icmp6::translate(pkt.data_mut(), l3, end, &q, &r);
+                        pkt.set_len(end);
+                        self.send6(snap, pkt, a.daddr, now);
+                    }
+                    None => {
+                        // TUN: tunnelled to the server as it is.
+                        let Some(nh) = snap.routes6.lookup(Ipv6Addr::from(a.daddr)) else {
+                            return self.drop_pkt(DropReason::NoRoute, pkt);
+                        };
+                        let Some(src) = snap.port_addr6(nh.port) else {
+                            return self.drop_pkt(DropReason::NoRoute, pkt);
+                        };
+                        pkt.set_len(end);
+                        if !pkt.prepend(tun6::OVERHEAD) {
+                            return self.drop_pkt(DropReason::NoBuffer, pkt);
+                        }
+                        tun6::encap_in_place(pkt.data_mut(), l3, src.octets(), a.daddr);
+                        self.send6(snap, pkt, a.daddr, now);
+                    }
+                }
+            }
+            _ => {
+                // From an IPv6 real server, about a packet we forwarded to
+                // it: (client | local address) → RIP.
+                let fullnat = matches!(kind, Some(AddrKind::Laddr { .. }));
+                if !handed && snap.workers > 1 {
+                    let owner = if fullnat {
+                        snap.lport_owner(t.dport)
+                    } else {
+                        snap.nat_owner6(&t.daddr, t.dport)
+                    };
+                    if owner != self.id {
+                        return self.handover(pkt, in_port, owner);
+                    }
+                }
+                let h = self.conns6.hash6(&t);
+                let Some(ci) = self.conns6.lookup_out6(&t, h) else {
+                    let r = if fullnat {
+                        DropReason::IcmpUnmatched
+                    } else {
+                        DropReason::NotOurs
+                    };
+                    return self.drop_pkt(r, pkt);
+                };
+                let c = *self.conns6.get(ci);
+                let a = *self.conns6.get6(ci);
+                self.conns6.touch(ci, now);
+                let r = icmp6::from_server(&c, &a, fullnat);
+                icmp6::translate(pkt.data_mut(), l3, end, &q, &r);
+                pkt.set_len(end);
+                self.ctr().icmp_translated.inc();
+                self.send6(snap, pkt, a.caddr, now);
+            }
+        }
+    }
+
+    /// NAT64: an ICMPv6 error from the client about a reply it got, for
+    /// the IPv4 real server, translated to ICMPv4 (RFC 7915 §5.2) from the
+    /// local address, quoting the server's packet as it left the server.
+    #[allow(clippy::too_many_arguments)]
+    fn icmp6_to_v4(
+        &mut self,
+        snap: &Snapshot,
+        pkt: P::Pkt,
+        ip: &Ip6,
+        c: &Conn,
+        rip4: [u8; 4],
+        lip4: [u8; 4],
+        now: u64,
+    ) {
+        let l3 = ip.l2.l3_offset;
+        let port = snap
+            .routes
+            .lookup(Ipv4Addr::from(rip4))
+            .map_or(0, |nh| nh.port);
+        let Some(mut out) = self.ports.get_mut(port as usize).and_then(|p| p.alloc()) else {
+            self.ctr().drop(DropReason::NoBuffer);
+            return self.drop_pkt(DropReason::NoBuffer, pkt);
+        };
+        if !out.set_len(ethernet::HEADER_LEN + nat64::ERROR_BUF) {
+            self.drop_pkt(DropReason::NoBuffer, out);
+            return self.drop_pkt(DropReason::NoBuffer, pkt);
+        }
+        let addrs = nat64::ErrorAddrs {
+            src: lip4,
+            dst: rip4,
+            quoted_src: (rip4, c.dport),
+            quoted_dst: (lip4, c.lport),
+        };
+        let orig = &pkt.data()[l3..l3 + ip.info.total_len];
+        // Rebuilt by the director, from its local address: a fresh TTL.
+        let res = nat64::error_to_v4(
+            orig,
+            &ip.info,
+            &addrs,
+            64,
+            &mut out.data_mut()[ethernet::HEADER_LEN..],
+        );
+        match res {
+            Ok(n) => {
+                ethernet::write_header(
+                    out.data_mut(),
+                    &[0; 6],
+                    &[0; 6],
+                    None,
+                    ethernet::ETHERTYPE_IPV4,
+                );
+                out.set_len(ethernet::HEADER_LEN + n);
+                self.ctr().icmp_translated.inc();
+                self.drop_pkt_silently(pkt);
+                self.send(snap, out, rip4, now);
+            }
+            Err(_) => {
+                self.drop_pkt(DropReason::Nat64Untranslatable, out);
+                self.drop_pkt(DropReason::Nat64Untranslatable, pkt);
+            }
+        }
+    }
+
+    /// NAT64: an ICMPv4 error from an IPv4 real server to an IPv4 local
+    /// address, quoting a packet of a NAT64 connection: translated to
+    /// ICMPv6 for the client, from the VIP (RFC 7915 §4.2). Called by the
+    /// IPv4 path when no IPv4 connection matches.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn icmp4_to_v6(
+        &mut self,
+        snap: &Snapshot,
+        pkt: P::Pkt,
+        ip: &Ip,
+        q: &fwd::icmp::Quoted,
+        now: u64,
+    ) {
+        let t = q.flow();
+        let t6 = Tuple6 {
+            proto: t.proto,
+            saddr: mapped(t.saddr),
+            sport: t.sport,
+            daddr: mapped(t.daddr),
+            dport: t.dport,
+        };
+        let h = self.conns6.hash6(&t6);
+        let Some(ci) = self.conns6.lookup_out6(&t6, h) else {
+            return self.drop_pkt(DropReason::IcmpUnmatched, pkt);
+        };
+        let c = *self.conns6.get(ci);
+        let a = *self.conns6.get6(ci);
+        self.conns6.touch(ci, now);
+        let port = snap
+            .routes6
+            .lookup(Ipv6Addr::from(a.caddr))
+            .map_or(0, |nh| nh.port);
+        let Some(mut out) = self.ports.get_mut(port as usize).and_then(|p| p.alloc()) else {
+            self.ctr().drop(DropReason::NoBuffer);
+            return self.drop_pkt(DropReason::NoBuffer, pkt);
+        };
+        if !out.set_len(ethernet::HEADER_LEN + nat64::ERROR_BUF) {
+            self.drop_pkt(DropReason::NoBuffer, out);
+            return self.drop_pkt(DropReason::NoBuffer, pkt);
+        }
+        let l3 = ip.l2.l3_offset;
+        let addrs = nat64::ErrorAddrs {
+            src: a.vaddr,
+            dst: a.caddr,
+            quoted_src: (a.caddr, c.cport),
+            quoted_dst: (a.vaddr, c.vport),
+        };
+        let orig = &pkt.data()[l3..l3 + ip.info.total_len];
+        let res = nat64::error_to_v6(
+            orig,
+            &ip.info,
+            &addrs,
+            64,
+            &mut out.data_mut()[ethernet::HEADER_LEN..],
+        );
+        match res {
+            Ok(n) => {
+                ethernet::write_header(
+                    out.data_mut(),
+                    &[0; 6],
+                    &[0; 6],
+                    None,
+                    ethernet::ETHERTYPE_IPV6,
+                );
+                out.set_len(ethernet::HEADER_LEN + n);
+                self.ctr().icmp_translated.inc();
+                self.drop_pkt_silently(pkt);
+                self.send6(snap, out, a.caddr, now);
+            }
+            Err(_) => {
+                self.drop_pkt(DropReason::Nat64Untranslatable, out);
+                self.drop_pkt(DropReason::Nat64Untranslatable, pkt);
+            }
+        }
+    }
+
+    /// Lets a packet buffer go without counting a drop (its content left
+    /// in another buffer).
+    #[inline(always)]
+    fn drop_pkt_silently(&self, _p: P::Pkt) {}
+
+    /// IPv6 housekeeping: expiry, template reaping, neighbours learnt by
+    /// other workers, NDP retries.
+    pub(super) fn housekeeping6(&mut self, snap: &Snapshot, now: u64, neigh_tick: bool) {
+        let now_s = (now / 1000) as u32;
+        let pressure = self.conns6.under_pressure();
+        let expired = self.conns6.expire(now, EXPIRE_BUDGET, |c| {
+            release_conn6(snap, c, now_s, pressure && c.is_unconfirmed());
+        });
+        self.conns6.trim_candidates(EXPIRE_BUDGET);
+        self.conns6.shorten_candidates(now, EXPIRE_BUDGET);
+        self.ctr().conns_expired.add(expired as u64);
+        if now >= self.reap_ms6 + 5 {
+            self.reap_ms6 = now;
+            snap.templates6.reap(now_s, REAP_BUDGET, |d| {
+                if let Some(e) = snap.dest(d) {
+                    e.dest.shared.persist_released();
+                }
+            });
+        }
+        let w = self.shared.workers;
+        let mut ready = std::mem::take(&mut self.ready);
+        for from in 0..w {
+            if from == self.id {
+                continue;
+            }
+            while let Some(ev) = self.shared.neigh6_events[from * w + self.id].pop() {
+                self.neigh6
+                    .learn(ev.ip, ev.mac, ev.port, now, true, &mut ready);
+                for (port, p) in ready.drain(..) {
+                    self.queue_tx(port as usize, p, &ev.mac);
+                }
+            }
+        }
+        self.ready = ready;
+        if !neigh_tick {
+            return;
+        }
+        let mut probes = [(Ipv6Addr::UNSPECIFIED, 0u16); 16];
+        let mut np = 0;
+        let mut dropped = 0u64;
+        self.neigh6.tick(
+            now,
+            |ip, port| {
+                if np < probes.len() {
+                    probes[np] = (ip, port);
+                    np += 1;
+                }
+            },
+            |_p| dropped += 1,
+        );
+        for _ in 0..dropped {
+            self.ctr().drop(DropReason::NeighUnresolved);
+        }
+        for &(ip, port) in &probes[..np] {
+            self.ndp_probe(snap, ip, port);
+        }
+    }
+}
+
+/// `release_conn` for an IPv6 connection: its templates are the IPv6
+/// table's.
+#[inline]
+fn release_conn6(snap: &Snapshot, c: &Conn, now_s: u32, abandon: bool) {
+    if let Some(e) = snap.dest(c.dest_id) {
+        e.dest.unbind_conn(c.is_active());
+    }
+    if c.flags & F_TEMPLATE_REF != 0 {
+        if abandon && c.flags & F_TEMPLATE_FRESH != 0 {
+            snap.templates6.release_abandoned(c.tmpl, now_s);
+        } else {
+            snap.templates6.release(c.tmpl, now_s);
+        }
+    }
+}

@@ -1,0 +1,1342 @@
+//! The IPv6 data path over memory ports: whole TCP flows through DR, NAT66,
+//! FULLNAT66, TUN (IPv6-in-IPv6) and NAT64 with two workers (hand-over),
+//! NDP, hostile extension headers, ICMPv6 error translation and Packet Too
+//! Big. Expected frames are built from scratch by etherparse and compared
+//! byte for byte; checksums are verified by etherparse's own computation.
+
+mod common;
+use common::{arp_reply, rs_mac, CLIENT_MAC, DIR0_MAC, DIR1_MAC};
+use etherparse::{Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use ferrovs_dataplane::conn::template::TemplateTable;
+use ferrovs_dataplane::counters::DropReason;
+use ferrovs_dataplane::port::memory::{MemPacket, MemPort};
+use ferrovs_dataplane::route::Route;
+use ferrovs_dataplane::sched::{SchedFlags, SchedKind};
+use ferrovs_dataplane::service::{
+    DestShared, FwdMethod, Persistence6, Proto, RealServer6, Service6, ServiceShared,
+};
+use ferrovs_dataplane::snapshot::{PortConf, Snapshot, SnapshotBuilder};
+use ferrovs_dataplane::wire::{ndp, Mac};
+use ferrovs_dataplane::worker::{Shared, Worker};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+type A6 = [u8; 16];
+
+const fn a6(net: u16, last: u16) -> A6 {
+    let n = net.to_be_bytes();
+    let l = last.to_be_bytes();
+    [
+        0x20, 0x01, 0x0d, 0xb8, n[0], n[1], 0, 0, 0, 0, 0, 0, 0, 0, l[0], l[1],
+    ]
+}
+
+const DIR0_IP6: A6 = a6(0, 1);
+const DIR1_IP6: A6 = a6(1, 1);
+const CLIENT6: A6 = a6(0, 2);
+const VIP6: A6 = a6(0, 0x100);
+const VIP6_BACKUP: A6 = a6(0, 0x200);
+const LADDR6: A6 = a6(1, 0x100);
+const RS6: [A6; 3] = [a6(1, 0x11), a6(1, 0x12), a6(1, 0x13)];
+const DIR1_IP: [u8; 4] = [198, 18, 1, 1];
+const RS4: [[u8; 4]; 3] = [[198, 18, 1, 11], [198, 18, 1, 12], [198, 18, 1, 13]];
+const LADDR4: [u8; 4] = [198, 18, 1, 100];
+
+struct Lab6 {
+    shared: Arc<Shared<MemPacket>>,
+    workers: Vec<Worker<MemPort>>,
+    now: u64,
+}
+
+#[derive(Clone)]
+struct Svc6 {
+    fwd: FwdMethod,
+    proto: Proto,
+    /// NAT64: IPv4 real servers and an IPv4 local address.
+    nat64: bool,
+    servers: usize,
+    rport: u16,
+    sched: SchedKind,
+    persistence: Option<Persistence6>,
+    mtu1: u16,
+}
+
+impl Svc6 {
+    fn new(fwd: FwdMethod) -> Svc6 {
+        Svc6 {
+            fwd,
+            proto: Proto::Tcp,
+            nat64: false,
+            servers: 1,
+            rport: 8080,
+            sched: SchedKind::Rr,
+            persistence: None,
+            mtu1: 1500,
+        }
+    }
+}
+
+fn snapshot(nworkers: usize, svc: &Svc6) -> Snapshot {
+    let mut b = SnapshotBuilder::new(1, nworkers, Arc::new(TemplateTable::new(64)));
+    b.templates6(Arc::new(TemplateTable::new_v6(1024)));
+    b.port(PortConf {
+        name: "p0".into(),
+        mac: DIR0_MAC,
+        addrs: vec![(Ipv4Addr::new(198, 18, 0, 1), 24)],
+        mtu: 1500,
+    });
+    b.port(PortConf {
+        name: "p1".into(),
+        mac: DIR1_MAC,
+        addrs: vec![(Ipv4Addr::from(DIR1_IP), 24)],
+        mtu: svc.mtu1,
+    });
+    b.port_addrs6(0, vec![(Ipv6Addr::from(DIR0_IP6), 64)]);
+    b.port_addrs6(1, vec![(Ipv6Addr::from(DIR1_IP6), 64)]);
+    b.route(Route {
+        prefix: Ipv4Addr::UNSPECIFIED,
+        len: 0,
+        port: 0,
+        via: Some(Ipv4Addr::new(198, 18, 0, 2)),
+    });
+    b.vrrp_vip6(Ipv6Addr::from(VIP6_BACKUP), false);
+    let servers = (0..svc.servers)
+        .map(|i| RealServer6 {
+            addr: if svc.nat64 {
+                IpAddr::from(RS4[i])
+            } else {
+                IpAddr::from(RS6[i])
+            },
+            port: svc.rport,
+            weight: 1,
+            fwd: svc.fwd,
+            u_threshold: 0,
+            l_threshold: 0,
+            shared: DestShared::new(i as u32 + 1, nworkers),
+        })
+        .collect();
+    let laddrs = match (svc.fwd, svc.nat64) {
+        (FwdMethod::FullNat, true) => vec![IpAddr::from(LADDR4)],
+        (FwdMethod::FullNat, false) => vec![IpAddr::from(LADDR6)],
+        _ => vec![],
+    };
+    b.service6(Service6::new(
+        svc.proto,
+        Ipv6Addr::from(VIP6),
+        80,
+        svc.sched,
+        SchedFlags::default(),
+        svc.persistence,
+        servers,
+        laddrs,
+        ServiceShared::new(1, nworkers),
+    ));
+    b.build().unwrap()
+}
+
+impl Lab6 {
+    fn new(svc: Svc6, nworkers: usize) -> Lab6 {
+        let shared = Shared::new(snapshot(nworkers, &svc));
+        let now = 1_000_000;
+        let workers = (0..nworkers)
+            .map(|i| {
+                Worker::new(
+                    i,
+                    shared.clone(),
+                    vec![MemPort::new(DIR0_MAC), MemPort::new(DIR1_MAC)],
+                    1024,
+                    now,
+                )
+            })
+            .collect();
+        let mut lab = Lab6 {
+            shared,
+            workers,
+            now,
+        };
+        lab.prime();
+        lab
+    }
+
+    /// Teaches worker 0 (which tells the others) the client's and the
+    /// servers' MACs: each solicits an active address of ours, so the
+    /// director creates its entry (RFC 4861 §7.2.3); IPv4 servers by ARP.
+    fn prime(&mut self) {
+        self.inject(0, 0, &ns(CLIENT_MAC, CLIENT6, VIP6, 255));
+        for (i, rs) in RS6.iter().enumerate() {
+            self.inject(0, 1, &ns(rs_mac(i), *rs, VIP6, 255));
+        }
+        for (i, rs) in RS4.iter().enumerate() {
+            self.inject(0, 1, &arp_reply(rs_mac(i), *rs, DIR1_MAC, DIR1_IP));
+        }
+        self.poll_all();
+        for w in 0..self.workers.len() {
+            self.take(w, 0);
+            self.take(w, 1);
+        }
+    }
+
+    fn inject(&mut self, w: usize, port: usize, frame: &[u8]) {
+        self.workers[w].ports_mut()[port].inject(frame);
+    }
+
+    fn poll_all(&mut self) {
+        for _ in 0..2 {
+            for w in &mut self.workers {
+                w.poll(self.now);
+            }
+        }
+    }
+
+    fn take(&mut self, w: usize, port: usize) -> Vec<Vec<u8>> {
+        self.workers[w].ports_mut()[port].take_tx()
+    }
+
+    /// One frame in on (worker, port); what every worker sent on `out`.
+    fn send(&mut self, w: usize, port: usize, frame: &[u8], out: usize) -> Vec<Vec<u8>> {
+        self.inject(w, port, frame);
+        self.poll_all();
+        let mut v = vec![];
+        for i in 0..self.workers.len() {
+            v.extend(self.take(i, out));
+        }
+        v
+    }
+
+    fn dropped(&self, r: DropReason) -> u64 {
+        self.shared.counters.iter().map(|c| c.dropped(r)).sum()
+    }
+
+    fn handovers(&self) -> u64 {
+        self.shared
+            .counters
+            .iter()
+            .map(|c| c.handover_in.get())
+            .sum()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tcp6(
+    smac: Mac,
+    dmac: Mac,
+    src: A6,
+    sport: u16,
+    dst: A6,
+    dport: u16,
+    hl: u8,
+    flags: &str,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(smac, dmac).ipv6(src, dst, hl).tcp(
+        sport,
+        dport,
+        0x1234_5678,
+        64240,
+    );
+    if flags.contains('S') {
+        b = b.syn();
+    }
+    if flags.contains('A') {
+        b = b.ack(0x0bad_beef);
+    }
+    if flags.contains('F') {
+        b = b.fin();
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tcp4(
+    smac: Mac,
+    dmac: Mac,
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    ttl: u8,
+    flags: &str,
+    payload: &[u8],
+) -> Vec<u8> {
+    common::tcp(smac, dmac, src, sport, dst, dport, ttl, flags, payload)
+}
+
+fn udp6(smac: Mac, dmac: Mac, src: A6, sport: u16, dst: A6, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(smac, dmac)
+        .ipv6(src, dst, 64)
+        .udp(sport, dport)
+        .write(&mut v, payload)
+        .unwrap();
+    v
+}
+
+/// A neighbour solicitation for `target` from `src`, to its
+/// solicited-node group, with a source link-layer option.
+fn ns(mac: Mac, src: A6, target: A6, hop_limit: u8) -> Vec<u8> {
+    let mut f = vec![0u8; ndp::FRAME_LEN];
+    let n = ndp::build_solicit(&mut f, &mac, None, src, target);
+    f.truncate(n);
+    if hop_limit != 255 {
+        f[14 + 7] = hop_limit;
+    }
+    f
+}
+
+/// Verifies every checksum of an Ethernet/IPv6 frame by etherparse, and
+/// returns its transport.
+fn assert_checksums6(f: &[u8]) {
+    let p = SlicedPacket::from_ethernet(f).expect("etherparse parses the frame");
+    let Some(NetSlice::Ipv6(ip)) = &p.net else {
+        panic!("not IPv6: {f:02x?}")
+    };
+    let h = ip.header().to_header();
+    match &p.transport {
+        Some(TransportSlice::Tcp(t)) => {
+            let calc = t.to_header().calc_checksum_ipv6(&h, t.payload()).unwrap();
+            assert_eq!(t.checksum(), calc, "TCP checksum");
+        }
+        Some(TransportSlice::Udp(u)) => {
+            let calc = u.to_header().calc_checksum_ipv6(&h, u.payload()).unwrap();
+            assert_eq!(u.checksum(), calc, "UDP checksum");
+        }
+        Some(TransportSlice::Icmpv6(i)) => {
+            let calc = i
+                .header()
+                .icmp_type
+                .calc_checksum(h.source, h.destination, i.payload())
+                .unwrap();
+            assert_eq!(i.checksum(), calc, "ICMPv6 checksum");
+        }
+        other => panic!("unexpected transport {other:?}"),
+    }
+}
+
+/// A whole TCP connection through a mode that sees replies: SYN, SYN-ACK,
+/// ACK, data both ways, FIN both ways. `to_rs(flags, payload)` and
+/// `to_client(...)` are the frames expected on each side; `from_rs` the
+/// server's frames. Client frames go in on worker 0, server frames on the
+/// last worker, so that with two workers one direction is handed over.
+fn flow(
+    lab: &mut Lab6,
+    cport: u16,
+    to_rs: impl Fn(&str, &[u8]) -> Vec<u8>,
+    from_rs: impl Fn(&str, &[u8]) -> Vec<u8>,
+    to_client: impl Fn(&str, &[u8]) -> Vec<u8>,
+) {
+    let last = lab.workers.len() - 1;
+    let c = |flags: &str, payload: &[u8]| {
+        tcp6(
+            CLIENT_MAC, DIR0_MAC, CLIENT6, cport, VIP6, 80, 64, flags, payload,
+        )
+    };
+    for (flags, payload, client) in [
+        ("S", &b""[..], true),
+        ("SA", b"", false),
+        ("A", b"", true),
+        ("A", b"GET / HTTP/1.0\r\n\r\n", true),
+        ("A", b"HTTP/1.0 200 OK\r\n\r\nhello", false),
+        ("FA", b"", true),
+        ("FA", b"", false),
+        ("A", b"", true),
+    ] {
+        if client {
+            let out = lab.send(0, 0, &c(flags, payload), 1);
+            assert_eq!(out.len(), 1, "client {flags}");
+            assert_eq!(
+                out[0],
+                to_rs(flags, payload),
+                "client {flags} to the server"
+            );
+        } else {
+            let out = lab.send(last, 1, &from_rs(flags, payload), 0);
+            assert_eq!(out.len(), 1, "server {flags}");
+            assert_checksums6(&out[0]);
+            assert_eq!(
+                out[0],
+                to_client(flags, payload),
+                "server {flags} to the client"
+            );
+        }
+    }
+}
+
+#[test]
+fn dr6_rewrites_only_macs() {
+    let mut lab = Lab6::new(Svc6::new(FwdMethod::Dr), 2);
+    for (w, cport) in [(0, 40000), (1, 40001)] {
+        let syn = tcp6(CLIENT_MAC, DIR0_MAC, CLIENT6, cport, VIP6, 80, 64, "S", b"");
+        let out = lab.send(w, 0, &syn, 1);
+        let mut want = syn.clone();
+        want[0..6].copy_from_slice(&rs_mac(0));
+        want[6..12].copy_from_slice(&DIR1_MAC);
+        assert_eq!(out, vec![want]);
+        let data = tcp6(
+            CLIENT_MAC, DIR0_MAC, CLIENT6, cport, VIP6, 80, 64, "A", b"data",
+        );
+        let out = lab.send(w, 0, &data, 1);
+        assert_eq!(&out[0][12..], &data[12..]);
+    }
+    assert_eq!(
+        lab.workers[0].conns6().len() + lab.workers[1].conns6().len(),
+        2
+    );
+    assert_eq!(lab.workers[0].conns().len(), 0, "IPv4 table untouched");
+}
+
+#[test]
+fn nat66_flow_with_port_mapping_and_hand_over() {
+    let mut lab = Lab6::new(Svc6::new(FwdMethod::Nat), 2);
+    for cport in 40000..40006 {
+        flow(
+            &mut lab,
+            cport,
+            |f, p| tcp6(DIR1_MAC, rs_mac(0), CLIENT6, cport, RS6[0], 8080, 64, f, p),
+            |f, p| tcp6(rs_mac(0), DIR1_MAC, RS6[0], 8080, CLIENT6, cport, 64, f, p),
+            |f, p| tcp6(DIR0_MAC, CLIENT_MAC, VIP6, 80, CLIENT6, cport, 63, f, p),
+        );
+    }
+    // Six clients over two workers: some of either direction reached the
+    // other worker and were handed over to the owner.
+    assert!(lab.handovers() > 0);
+    assert_eq!(lab.dropped(DropReason::HandoverFull), 0);
+    // A reply nobody asked for is not relayed.
+    let stray = tcp6(rs_mac(0), DIR1_MAC, RS6[0], 8080, CLIENT6, 1, 64, "A", b"");
+    assert!(lab.send(0, 1, &stray, 0).is_empty());
+    assert_eq!(lab.dropped(DropReason::NotOurs), 1);
+}
+
+#[test]
+fn fullnat66_flow_rewrites_both_ends_with_hand_over() {
+    let mut lab = Lab6::new(Svc6::new(FwdMethod::FullNat), 2);
+    for cport in [40000u16, 40001, 40002, 40003] {
+        // The local port comes from a worker's slice: learn it from the SYN.
+        let syn = tcp6(CLIENT_MAC, DIR0_MAC, CLIENT6, cport, VIP6, 80, 64, "S", b"");
+        lab.inject(0, 0, &syn);
+        lab.poll_all();
+        let out: Vec<_> = (0..2).flat_map(|w| lab.take(w, 1)).collect();
+        assert_eq!(out.len(), 1);
+        let lport = u16::from_be_bytes([out[0][54], out[0][55]]);
+        assert_eq!(
+            out[0],
+            tcp6(
+                DIR1_MAC,
+                rs_mac(0),
+                LADDR6,
+                lport,
+                RS6[0],
+                8080,
+                64,
+                "S",
+                b""
+            )
+        );
+        assert_checksums6(&out[0]);
+        // Replies go in on the worker that does not own the port.
+        let other = 1 - (lport as usize % 2);
+        for (f, p) in [("SA", &b""[..]), ("A", b"hello")] {
+            let r = tcp6(rs_mac(0), DIR1_MAC, RS6[0], 8080, LADDR6, lport, 64, f, p);
+            let back = lab.send(other, 1, &r, 0);
+            assert_eq!(
+                back,
+                vec![tcp6(
+                    DIR0_MAC, CLIENT_MAC, VIP6, 80, CLIENT6, cport, 64, f, p
+                )]
+            );
+        }
+        let fin = tcp6(
+            CLIENT_MAC, DIR0_MAC, CLIENT6, cport, VIP6, 80, 64, "FA", b"",
+        );
+        let out = lab.send(0, 0, &fin, 1);
+        assert_eq!(
+            out,
+            vec![tcp6(
+                DIR1_MAC,
+                rs_mac(0),
+                LADDR6,
+                lport,
+                RS6[0],
+                8080,
+                64,
+                "FA",
+                b""
+            )]
+        );
+    }
+    assert!(lab.handovers() >= 4);
+}
+
+#[test]
+fn fullnat66_udp() {
+    let mut svc = Svc6::new(FwdMethod::FullNat);
+    svc.proto = Proto::Udp;
+    svc.rport = 53;
+    let mut lab = Lab6::new(svc, 1);
+    let q = udp6(CLIENT_MAC, DIR0_MAC, CLIENT6, 5353, VIP6, 80, b"query");
+    let out = lab.send(0, 0, &q, 1);
+    assert_eq!(out.len(), 1);
+    assert_checksums6(&out[0]);
+    let lport = u16::from_be_bytes([out[0][54], out[0][55]]);
+    assert_eq!(
+        out[0],
+        udp6(DIR1_MAC, rs_mac(0), LADDR6, lport, RS6[0], 53, b"query")
+    );
+    let a = udp6(rs_mac(0), DIR1_MAC, RS6[0], 53, LADDR6, lport, b"answer");
+    let back = lab.send(0, 1, &a, 0);
+    assert_eq!(
+        back,
+        vec![udp6(
+            DIR0_MAC, CLIENT_MAC, VIP6, 80, CLIENT6, 5353, b"answer"
+        )]
+    );
+    // IPv6 forbids UDP without a checksum (RFC 8200 §8.1).
+    let mut bad = udp6(CLIENT_MAC, DIR0_MAC, CLIENT6, 5354, VIP6, 80, b"query");
+    bad[60] = 0;
+    bad[61] = 0;
+    assert!(lab.send(0, 0, &bad, 1).is_empty());
+    assert_eq!(lab.dropped(DropReason::BadL4Header), 1);
+}
+
+#[test]
+fn tun6_wraps_in_ipv6_and_answers_too_big() {
+    let mut svc = Svc6::new(FwdMethod::Tun);
+    svc.mtu1 = 1400;
+    let mut lab = Lab6::new(svc, 2);
+    let syn = tcp6(
+        CLIENT_MAC, DIR0_MAC, CLIENT6, 40000, VIP6, 80, 64, "S", b"x",
+    );
+    let out = lab.send(1, 0, &syn, 1);
+    assert_eq!(out.len(), 1);
+    let f = &out[0];
+    assert_eq!(&f[0..6], &rs_mac(0));
+    assert_eq!(&f[6..12], &DIR1_MAC);
+    assert_eq!(&f[12..14], &[0x86, 0xdd]);
+    let mut outer = [0u8; 40];
+    outer[0] = 0x60;
+    outer[4..6].copy_from_slice(&((syn.len() - 14) as u16).to_be_bytes());
+    outer[6] = 41;
+    outer[7] = 64;
+    outer[8..24].copy_from_slice(&DIR1_IP6);
+    outer[24..40].copy_from_slice(&RS6[0]);
+    assert_eq!(&f[14..54], &outer[..]);
+    assert_eq!(&f[54..], &syn[14..], "the client's packet, unchanged");
+    // 1361 bytes of IPv6 need 1401 in the tunnel: Packet Too Big for 1360,
+    // from the VIP, quoting the packet; never a fragment.
+    let big = tcp6(
+        CLIENT_MAC,
+        DIR0_MAC,
+        CLIENT6,
+        40000,
+        VIP6,
+        80,
+        64,
+        "A",
+        &vec![7u8; 1361 - 60],
+    );
+    assert_eq!(big.len() - 14, 1361);
+    assert!(lab.send(1, 0, &big, 1).is_empty());
+    let back: Vec<_> = (0..2).flat_map(|w| lab.take(w, 0)).collect();
+    assert_eq!(back.len(), 1);
+    assert_checksums6(&back[0]);
+    let p = SlicedPacket::from_ethernet(&back[0]).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = &p.net else {
+        panic!()
+    };
+    assert_eq!(ip.header().source(), VIP6);
+    assert_eq!(ip.header().destination(), CLIENT6);
+    let Some(TransportSlice::Icmpv6(i)) = &p.transport else {
+        panic!()
+    };
+    assert_eq!(i.icmp_type(), Icmpv6Type::PacketTooBig { mtu: 1360 });
+    assert_eq!(&i.payload()[..40], &big[14..54], "quotes the packet");
+    assert_eq!(lab.dropped(DropReason::TooBig), 1);
+}
+
+#[test]
+fn nat64_flow_ipv6_client_ipv4_server_with_hand_over() {
+    let mut svc = Svc6::new(FwdMethod::FullNat);
+    svc.nat64 = true;
+    let mut lab = Lab6::new(svc, 2);
+    for cport in [40000u16, 40001, 40002] {
+        let syn = tcp6(CLIENT_MAC, DIR0_MAC, CLIENT6, cport, VIP6, 80, 64, "S", b"");
+        lab.inject(0, 0, &syn);
+        lab.poll_all();
+        let out: Vec<_> = (0..2).flat_map(|w| lab.take(w, 1)).collect();
+        assert_eq!(out.len(), 1);
+        common::assert_checksums(&out[0]);
+        let lport = common::src_port_of(&out[0]);
+        // RFC 7915: DF set, TTL one lower, identification 0.
+        let mut want = tcp4(
+            DIR1_MAC,
+            rs_mac(0),
+            LADDR4,
+            lport,
+            RS4[0],
+            8080,
+            63,
+            "S",
+            b"",
+        );
+        let p = SlicedPacket::from_ethernet(&out[0]).unwrap();
+        let Some(NetSlice::Ipv4(v4)) = &p.net else {
+            panic!()
+        };
+        assert!(v4.header().dont_fragment());
+        assert_eq!(v4.header().identification(), 0);
+        // etherparse's builder sets DF too; compare whole frames.
+        want[14 + 10..14 + 12].copy_from_slice(&out[0][14 + 10..14 + 12]);
+        assert_eq!(out[0], want);
+        let other = 1 - (lport as usize % 2);
+        for (f, p) in [("SA", &b""[..]), ("A", b"HTTP/1.0 200 OK\r\n\r\nhello")] {
+            let r = tcp4(rs_mac(0), DIR1_MAC, RS4[0], 8080, LADDR4, lport, 64, f, p);
+            let back = lab.send(other, 1, &r, 0);
+            assert_eq!(back.len(), 1, "reply {f}");
+            assert_checksums6(&back[0]);
+            assert_eq!(
+                back[0],
+                tcp6(DIR0_MAC, CLIENT_MAC, VIP6, 80, CLIENT6, cport, 63, f, p)
+            );
+        }
+        let data = tcp6(
+            CLIENT_MAC, DIR0_MAC, CLIENT6, cport, VIP6, 80, 64, "A", b"GET /",
+        );
+        let out = lab.send(0, 0, &data, 1);
+        assert_eq!(out.len(), 1);
+        common::assert_checksums(&out[0]);
+        assert_eq!(&out[0][54..], b"GET /");
+    }
+    assert!(lab.handovers() >= 3);
+    // An IPv4 reply to the local address that no connection has.
+    let stray = tcp4(
+        rs_mac(0),
+        DIR1_MAC,
+        RS4[0],
+        8080,
+        LADDR4,
+        9999,
+        64,
+        "A",
+        b"",
+    );
+    assert!(lab.send(1, 1, &stray, 0).is_empty());
+    assert_eq!(lab.dropped(DropReason::NoConnection), 1);
+}
+
+#[test]
+fn ndp_answers_only_for_active_vips_and_local_addresses() {
+    let mut svc = Svc6::new(FwdMethod::FullNat);
+    svc.servers = 1;
+    let mut lab = Lab6::new(svc, 1);
+    let peer: Mac = [2, 0, 0, 0, 0, 0x77];
+    let who = a6(0, 0x77);
+    for target in [VIP6, LADDR6] {
+        let port = if target == VIP6 { 0 } else { 1 };
+        let src = if port == 0 { who } else { a6(1, 0x77) };
+        let out = lab.send(0, port, &ns(peer, src, target, 255), port);
+        assert_eq!(out.len(), 1);
+        let f = &out[0];
+        assert_checksums6(f);
+        assert_eq!(&f[0..6], &peer, "to the solicitor");
+        let p = SlicedPacket::from_ethernet(f).unwrap();
+        let Some(NetSlice::Ipv6(ip)) = &p.net else {
+            panic!()
+        };
+        assert_eq!(ip.header().hop_limit(), 255);
+        assert_eq!(ip.header().destination(), src);
+        assert_eq!(ip.header().source(), target);
+        let Some(TransportSlice::Icmpv6(i)) = &p.transport else {
+            panic!()
+        };
+        let Icmpv6Type::NeighborAdvertisement(h) = i.icmp_type() else {
+            panic!("{:?}", i.icmp_type())
+        };
+        assert!(h.solicited && h.r#override && !h.router);
+        assert_eq!(&i.payload()[..16], &target);
+        let mac = if port == 0 { DIR0_MAC } else { DIR1_MAC };
+        assert_eq!(
+            &i.payload()[16..24],
+            &[2, 1, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]]
+        );
+    }
+    assert_eq!(
+        lab.shared
+            .counters
+            .iter()
+            .map(|c| c.ndp_adverts.get())
+            .sum::<u64>(),
+        2 + 4, // and the four of priming (the client, three servers)
+    );
+    // Not ours, inactive (a VRRP backup's), a real server's: no answer.
+    for target in [a6(0, 0x99), VIP6_BACKUP, RS6[0]] {
+        assert!(lab.send(0, 0, &ns(peer, who, target, 255), 0).is_empty());
+    }
+    assert_eq!(lab.dropped(DropReason::NdpIgnored), 3);
+    // Hop limit not 255: from off-link, refused (RFC 4861 §7.1.1).
+    assert!(lab.send(0, 0, &ns(peer, who, VIP6, 64), 0).is_empty());
+    // A bad checksum.
+    let mut bad = ns(peer, who, VIP6, 255);
+    bad[14 + 40 + 2] ^= 0xff;
+    assert!(lab.send(0, 0, &bad, 0).is_empty());
+    assert_eq!(lab.dropped(DropReason::NdpInvalid), 2);
+    // The director's own address is the kernel's.
+    let before = lab.dropped(DropReason::ToKernel);
+    lab.send(0, 0, &ns(peer, who, DIR0_IP6, 255), 0);
+    assert_eq!(lab.dropped(DropReason::ToKernel), before + 1);
+}
+
+#[test]
+fn next_hops_are_resolved_by_solicitation() {
+    // An echo request from an on-link client the director has never
+    // heard of: its reply waits for NDP to resolve the client.
+    let mut lab = Lab6::new(Svc6::new(FwdMethod::Dr), 1);
+    let fresh: Mac = [2, 0, 0, 0, 1, 0x99];
+    let mut echo = vec![];
+    PacketBuilder::ethernet2(fresh, DIR0_MAC)
+        .ipv6(a6(0, 0x55), VIP6, 64)
+        .icmpv6_echo_request(1, 1)
+        .write(&mut echo, b"ping")
+        .unwrap();
+    let to_kernel = lab.dropped(DropReason::ToKernel);
+    let out = lab.send(0, 0, &echo, 0);
+    // The reply waits; a solicitation for the client went out instead.
+    assert_eq!(out.len(), 1);
+    let s = &out[0];
+    assert_checksums6(s);
+    let p = SlicedPacket::from_ethernet(s).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = &p.net else {
+        panic!()
+    };
+    assert_eq!(ip.header().hop_limit(), 255);
+    assert_eq!(ip.header().source(), DIR0_IP6);
+    assert_eq!(
+        ip.header().destination(),
+        [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 0x55]
+    );
+    assert_eq!(&s[0..6], &[0x33, 0x33, 0xff, 0, 0, 0x55]);
+    let Some(TransportSlice::Icmpv6(i)) = &p.transport else {
+        panic!()
+    };
+    assert!(matches!(i.icmp_type(), Icmpv6Type::NeighborSolicitation));
+    // The client advertises itself: the echo reply leaves at once.
+    let mut na = vec![0u8; ndp::FRAME_LEN];
+    let n = ndp::build_reply(&mut na, &DIR0_MAC, DIR0_IP6, &fresh, None, a6(0, 0x55));
+    na.truncate(n);
+    let out = lab.send(0, 0, &na, 0);
+    assert_eq!(out.len(), 1);
+    assert_checksums6(&out[0]);
+    assert_eq!(&out[0][0..6], &fresh);
+    let p = SlicedPacket::from_ethernet(&out[0]).unwrap();
+    let Some(TransportSlice::Icmpv6(i)) = &p.transport else {
+        panic!()
+    };
+    assert!(matches!(i.icmp_type(), Icmpv6Type::EchoReply(_)));
+    // An advertisement nobody asked for creates nothing.
+    let mut na = vec![0u8; ndp::FRAME_LEN];
+    let n = ndp::build_reply(&mut na, &DIR0_MAC, DIR0_IP6, &fresh, None, a6(0, 0x66));
+    na.truncate(n);
+    lab.send(0, 0, &na, 0);
+    assert!(lab.workers[0]
+        .neigh6()
+        .get(Ipv6Addr::from(a6(0, 0x66)))
+        .is_none());
+    // Both advertisements were addressed to the director's own address:
+    // the kernel sees them too, as ARP replies to it.
+    assert_eq!(lab.dropped(DropReason::ToKernel), to_kernel + 2);
+    // One to an address of nobody's is refused.
+    let mut na = vec![0u8; ndp::FRAME_LEN];
+    let n = ndp::build_reply(&mut na, &DIR0_MAC, a6(0, 0x77), &fresh, None, a6(0, 0x66));
+    na.truncate(n);
+    lab.send(0, 0, &na, 0);
+    assert_eq!(lab.dropped(DropReason::NdpIgnored), 1);
+}
+
+/// Inserts extension headers (`ext`, each a whole header whose first byte
+/// will be set to the next one's protocol) between the IPv6 header and the
+/// transport header of `f`.
+fn with_ext(f: &[u8], exts: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    let l4_proto = f[14 + 6];
+    let mut out = f[..54].to_vec();
+    let mut total = 0;
+    for (k, (_, h)) in exts.iter().enumerate() {
+        let mut h = h.clone();
+        h[0] = exts.get(k + 1).map_or(l4_proto, |e| e.0);
+        total += h.len();
+        out.extend_from_slice(&h);
+    }
+    out.extend_from_slice(&f[54..]);
+    out[14 + 6] = exts.first().map_or(l4_proto, |e| e.0);
+    let pl = u16::from_be_bytes([f[18], f[19]]) as usize + total;
+    out[18..20].copy_from_slice(&(pl as u16).to_be_bytes());
+    out
+}
+
+fn dest_opts() -> (u8, Vec<u8>) {
+    // Next header, length 0 (8 bytes), PadN of 4.
+    (60, vec![0, 0, 1, 4, 0, 0, 0, 0])
+}
+
+#[test]
+fn hostile_extension_headers_are_counted_and_dropped() {
+    let mut lab = Lab6::new(Svc6::new(FwdMethod::Nat), 1);
+    let syn = tcp6(CLIENT_MAC, DIR0_MAC, CLIENT6, 40000, VIP6, 80, 64, "S", b"");
+    let cases: Vec<(Vec<u8>, DropReason)> = vec![
+        // Fragments, first and later: not reassembled.
+        (
+            with_ext(&syn, &[(44, vec![0, 0, 0, 1, 0, 0, 0, 7])]),
+            DropReason::Ipv6Fragment,
+        ),
+        (
+            with_ext(&syn, &[(44, vec![0, 0, 0, 0x11, 0, 0, 0, 7])]),
+            DropReason::Ipv6Fragment,
+        ),
+        // Routing header type 0 (RFC 5095), even with no segments left.
+        (
+            with_ext(&syn, &[(43, vec![0, 0, 0, 0, 0, 0, 0, 0])]),
+            DropReason::Ipv6Routing,
+        ),
+        // Type 2 with a segment left: not the final destination.
+        (
+            with_ext(
+                &syn,
+                &[(43, {
+                    let mut h = vec![0, 2, 2, 1, 0, 0, 0, 0];
+                    h.extend_from_slice(&a6(9, 9));
+                    h
+                })],
+            ),
+            DropReason::Ipv6Routing,
+        ),
+        // Nine headers: more than an honest packet carries.
+        (
+            with_ext(&syn, &vec![dest_opts(); 9]),
+            DropReason::Ipv6ExtHeaders,
+        ),
+        // Hop-by-hop after another header.
+        (
+            with_ext(&syn, &[dest_opts(), (0, vec![0, 0, 1, 4, 0, 0, 0, 0])]),
+            DropReason::Ipv6ExtHeaders,
+        ),
+        // A header whose length runs past the packet.
+        (
+            {
+                let mut f = with_ext(&syn, &[dest_opts()]);
+                f[54 + 1] = 200;
+                f
+            },
+            DropReason::Ipv6ExtHeaders,
+        ),
+        // Payload length beyond the frame.
+        (
+            {
+                let mut f = syn.clone();
+                f[18] = 0x40;
+                f
+            },
+            DropReason::Ipv6,
+        ),
+        // Another IP version under the IPv6 ethertype.
+        (
+            {
+                let mut f = syn.clone();
+                f[14] = 0x45;
+                f
+            },
+            DropReason::Ipv6,
+        ),
+        // Cut in the middle of the fixed header.
+        (syn[..40].to_vec(), DropReason::Truncated),
+    ];
+    for (f, r) in cases {
+        let before = lab.dropped(r);
+        assert!(lab.send(0, 0, &f, 1).is_empty(), "{r:?} forwarded");
+        assert_eq!(lab.dropped(r), before + 1, "{r:?} not counted");
+    }
+    assert!(lab.workers[0].conns6().is_empty());
+    // Honest options pass: the rewrite skips them, checksums hold.
+    let f = with_ext(&syn, &[dest_opts(), dest_opts()]);
+    let out = lab.send(0, 0, &f, 1);
+    assert_eq!(out.len(), 1);
+    assert_checksums6(&out[0]);
+    assert_eq!(&out[0][14 + 24..14 + 40], &RS6[0]);
+    assert_eq!(&out[0][54..70], &f[54..70], "options unchanged");
+}
+
+#[test]
+fn icmpv6_errors_are_translated_like_their_flow() {
+    // FULLNAT66: a server's Packet Too Big about LIP → RIP reaches the
+    // client from the VIP about client → VIP.
+    let mut lab = Lab6::new(Svc6::new(FwdMethod::FullNat), 1);
+    let syn = tcp6(CLIENT_MAC, DIR0_MAC, CLIENT6, 40000, VIP6, 80, 64, "S", b"");
+    let out = lab.send(0, 0, &syn, 1);
+    assert_eq!(out.len(), 1);
+    let mut err = vec![];
+    PacketBuilder::ethernet2(rs_mac(0), DIR1_MAC)
+        .ipv6(RS6[0], LADDR6, 64)
+        .icmpv6(Icmpv6Type::PacketTooBig { mtu: 1300 })
+        .write(&mut err, &out[0][14..])
+        .unwrap();
+    let back = lab.send(0, 1, &err, 0);
+    assert_eq!(back.len(), 1);
+    let mut want = vec![];
+    PacketBuilder::ethernet2(DIR0_MAC, CLIENT_MAC)
+        .ipv6(VIP6, CLIENT6, 64)
+        .icmpv6(Icmpv6Type::PacketTooBig { mtu: 1300 })
+        .write(&mut want, &{
+            // The client's own SYN, except for what the server saw: its
+            // quoted checksum stays as quoted.
+            let mut q = syn[14..].to_vec();
+            q[40 + 16..40 + 18].copy_from_slice(&out[0][54 + 16..54 + 18]);
+            q
+        })
+        .unwrap();
+    assert_eq!(back[0], want);
+
+    // NAT66: the client's Destination Unreachable about VIP → client
+    // reaches the server about RIP → client.
+    let mut lab = Lab6::new(Svc6::new(FwdMethod::Nat), 1);
+    let syn = tcp6(CLIENT_MAC, DIR0_MAC, CLIENT6, 40000, VIP6, 80, 64, "S", b"");
+    lab.send(0, 0, &syn, 1);
+    let synack = tcp6(
+        rs_mac(0),
+        DIR1_MAC,
+        RS6[0],
+        8080,
+        CLIENT6,
+        40000,
+        64,
+        "SA",
+        b"",
+    );
+    let to_client = lab.send(0, 1, &synack, 0);
+    let mut err = vec![];
+    PacketBuilder::ethernet2(CLIENT_MAC, DIR0_MAC)
+        .ipv6(CLIENT6, VIP6, 64)
+        .icmpv6(Icmpv6Type::DestinationUnreachable(
+            etherparse::icmpv6::DestUnreachableCode::Port,
+        ))
+        .write(&mut err, &to_client[0][14..])
+        .unwrap();
+    let fwd = lab.send(0, 0, &err, 1);
+    assert_eq!(fwd.len(), 1);
+    assert_checksums6(&fwd[0]);
+    let p = SlicedPacket::from_ethernet(&fwd[0]).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = &p.net else {
+        panic!()
+    };
+    assert_eq!(ip.header().source(), CLIENT6);
+    assert_eq!(ip.header().destination(), RS6[0]);
+    let Some(TransportSlice::Icmpv6(i)) = &p.transport else {
+        panic!()
+    };
+    let q = i.payload();
+    assert_eq!(&q[8..24], &RS6[0], "quoted source is the server again");
+    assert_eq!(&q[40..42], &8080u16.to_be_bytes());
+    assert_eq!(&q[24..40], &CLIENT6);
+    assert_eq!(
+        lab.shared
+            .counters
+            .iter()
+            .map(|c| c.icmp_translated.get())
+            .sum::<u64>(),
+        1
+    );
+
+    // An error quoting nothing of ours.
+    let mut err = vec![];
+    PacketBuilder::ethernet2(CLIENT_MAC, DIR0_MAC)
+        .ipv6(CLIENT6, VIP6, 64)
+        .icmpv6(Icmpv6Type::DestinationUnreachable(
+            etherparse::icmpv6::DestUnreachableCode::Port,
+        ))
+        .write(
+            &mut err,
+            &tcp6(DIR0_MAC, CLIENT_MAC, VIP6, 80, CLIENT6, 1, 64, "SA", b"")[14..],
+        )
+        .unwrap();
+    assert!(lab.send(0, 0, &err, 1).is_empty());
+    assert_eq!(lab.dropped(DropReason::IcmpUnmatched), 1);
+}
+
+#[test]
+fn nat64_icmp_errors_cross_the_families() {
+    let mut svc = Svc6::new(FwdMethod::FullNat);
+    svc.nat64 = true;
+    let mut lab = Lab6::new(svc, 1);
+    let syn = tcp6(CLIENT_MAC, DIR0_MAC, CLIENT6, 40000, VIP6, 80, 64, "S", b"");
+    let out = lab.send(0, 0, &syn, 1);
+    assert_eq!(out.len(), 1);
+    // The IPv4 server says fragmentation needed, MTU 1400: the client
+    // hears Packet Too Big for 1420 from the VIP, about its own packet.
+    let mut err = vec![];
+    PacketBuilder::ethernet2(rs_mac(0), DIR1_MAC)
+        .ipv4(RS4[0], LADDR4, 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+        ))
+        .write(&mut err, &out[0][14..])
+        .unwrap();
+    let back = lab.send(0, 1, &err, 0);
+    assert_eq!(back.len(), 1);
+    assert_checksums6(&back[0]);
+    let p = SlicedPacket::from_ethernet(&back[0]).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = &p.net else {
+        panic!()
+    };
+    assert_eq!(ip.header().source(), VIP6);
+    assert_eq!(ip.header().destination(), CLIENT6);
+    let Some(TransportSlice::Icmpv6(i)) = &p.transport else {
+        panic!()
+    };
+    assert_eq!(i.icmp_type(), Icmpv6Type::PacketTooBig { mtu: 1420 });
+    let q = i.payload();
+    assert_eq!(&q[8..24], &CLIENT6);
+    assert_eq!(&q[24..40], &VIP6);
+    assert_eq!(&q[40..44], &[0x9c, 0x40, 0, 80]);
+
+    // The client's Destination Unreachable about VIP → client reaches the
+    // IPv4 server as ICMPv4 about RIP → LIP.
+    let synack = tcp4(
+        rs_mac(0),
+        DIR1_MAC,
+        RS4[0],
+        8080,
+        LADDR4,
+        common::src_port_of(&out[0]),
+        64,
+        "SA",
+        b"",
+    );
+    let to_client = lab.send(0, 1, &synack, 0);
+    assert_eq!(to_client.len(), 1);
+    let mut err = vec![];
+    PacketBuilder::ethernet2(CLIENT_MAC, DIR0_MAC)
+        .ipv6(CLIENT6, VIP6, 64)
+        .icmpv6(Icmpv6Type::DestinationUnreachable(
+            etherparse::icmpv6::DestUnreachableCode::Port,
+        ))
+        .write(&mut err, &to_client[0][14..])
+        .unwrap();
+    let fwd = lab.send(0, 0, &err, 1);
+    assert_eq!(fwd.len(), 1);
+    common::assert_checksums(&fwd[0]);
+    assert_eq!(common::src_ip_of(&fwd[0]), LADDR4);
+    assert_eq!(common::dst_ip_of(&fwd[0]), RS4[0]);
+    // Port unreachable: ICMPv4 type 3 code 3.
+    assert_eq!((fwd[0][34], fwd[0][35]), (3, 3));
+    let q = &fwd[0][42..];
+    assert_eq!(&q[12..16], &RS4[0]);
+    assert_eq!(&q[16..20], &LADDR4);
+}
+
+#[test]
+fn echo_to_an_ipv6_vip_is_answered() {
+    let mut lab = Lab6::new(Svc6::new(FwdMethod::Dr), 1);
+    let mut echo = vec![];
+    PacketBuilder::ethernet2(CLIENT_MAC, DIR0_MAC)
+        .ipv6(CLIENT6, VIP6, 64)
+        .icmpv6_echo_request(7, 9)
+        .write(&mut echo, b"ping")
+        .unwrap();
+    let out = lab.send(0, 0, &echo, 0);
+    let mut want = vec![];
+    PacketBuilder::ethernet2(DIR0_MAC, CLIENT_MAC)
+        .ipv6(VIP6, CLIENT6, 64)
+        .icmpv6_echo_reply(7, 9)
+        .write(&mut want, b"ping")
+        .unwrap();
+    assert_eq!(out, vec![want]);
+    // Not for an inactive VIP.
+    let mut echo = vec![];
+    PacketBuilder::ethernet2(CLIENT_MAC, DIR0_MAC)
+        .ipv6(CLIENT6, VIP6_BACKUP, 64)
+        .icmpv6_echo_request(7, 9)
+        .write(&mut echo, b"ping")
+        .unwrap();
+    assert!(lab.send(0, 0, &echo, 0).is_empty());
+    assert_eq!(lab.dropped(DropReason::VipInactive), 1);
+}
+
+#[test]
+fn ipv6_persistence_by_prefix_and_hashing_schedulers() {
+    // -p 360 -M 64: two clients of one /64 share a server; sh spreads by
+    // the folded address as IPVS does.
+    let mut svc = Svc6::new(FwdMethod::Dr);
+    svc.servers = 3;
+    svc.persistence = Some(Persistence6 {
+        timeout_s: 360,
+        prefix_len: 64,
+    });
+    let mut lab = Lab6::new(svc, 2);
+    let mut first = None;
+    for (k, w) in [(2u16, 0usize), (3, 1), (0x4444, 0), (0x5555, 1)] {
+        let src = a6(0, k);
+        lab.inject(w, 0, &ns([2, 0, 0, 0, 0, k as u8], src, VIP6, 255));
+        let syn = tcp6(CLIENT_MAC, DIR0_MAC, src, 40000, VIP6, 80, 64, "S", b"");
+        lab.inject(w, 0, &syn);
+        lab.poll_all();
+        let out: Vec<_> = (0..2).flat_map(|x| lab.take(x, 1)).collect();
+        assert_eq!(out.len(), 1);
+        let mac = out[0][0..6].to_vec();
+        match &first {
+            None => first = Some(mac),
+            Some(m) => assert_eq!(&mac, m, "client {k:x} of the same /64"),
+        }
+        for x in 0..2 {
+            lab.take(x, 0);
+        }
+    }
+    // sh: the same client address always gets the same server, whichever
+    // worker schedules it.
+    let mut svc = Svc6::new(FwdMethod::Dr);
+    svc.servers = 3;
+    svc.sched = SchedKind::Sh;
+    let mut lab = Lab6::new(svc, 2);
+    let mut seen = std::collections::HashSet::new();
+    for k in 0..24u16 {
+        let src = a6(0, 0x1000 + k);
+        let mut macs = vec![];
+        for (w, cport) in [(0usize, 40000u16), (1, 40001)] {
+            let syn = tcp6(CLIENT_MAC, DIR0_MAC, src, cport, VIP6, 80, 64, "S", b"");
+            lab.inject(w, 0, &syn);
+            lab.poll_all();
+            let out: Vec<_> = (0..2).flat_map(|x| lab.take(x, 1)).collect();
+            assert_eq!(out.len(), 1);
+            macs.push(out[0][0..6].to_vec());
+        }
+        assert_eq!(macs[0], macs[1]);
+        seen.insert(macs[0].clone());
+    }
+    assert!(seen.len() > 1, "sh spreads clients over the servers");
+}
+
+#[test]
+fn mh_and_dh_pick_alike_on_every_director_and_worker() {
+    // Maglev over folded IPv6 addresses: two directors (two labs, tables
+    // built separately) and both workers of each give a client one server.
+    for sched in [SchedKind::Mh, SchedKind::Dh] {
+        let mk = || {
+            let mut svc = Svc6::new(FwdMethod::Dr);
+            svc.servers = 3;
+            svc.sched = sched;
+            Lab6::new(svc, 2)
+        };
+        let (mut a, mut b) = (mk(), mk());
+        let mut seen = std::collections::HashSet::new();
+        for k in 0..24u16 {
+            let src = a6(0, 0x2000 + k);
+            let mut macs = vec![];
+            for (lab, w) in [(&mut a, 0usize), (&mut b, 1)] {
+                let syn = tcp6(CLIENT_MAC, DIR0_MAC, src, 40000 + k, VIP6, 80, 64, "S", b"");
+                lab.inject(w, 0, &syn);
+                lab.poll_all();
+                let out: Vec<_> = (0..2).flat_map(|x| lab.take(x, 1)).collect();
+                assert_eq!(out.len(), 1);
+                macs.push(out[0][0..6].to_vec());
+            }
+            assert_eq!(macs[0], macs[1], "{sched:?} client {k}");
+            seen.insert(macs[0].clone());
+        }
+        // dh hashes the destination (one VIP: one server); mh the client.
+        if sched == SchedKind::Mh {
+            assert!(seen.len() > 1);
+        } else {
+            assert_eq!(seen.len(), 1);
+        }
+    }
+}
+
+#[test]
+fn unsolicited_advertisement_for_a_vip_leaves_through_the_worker() {
+    // What the control plane sends on becoming VRRP master, as it sends
+    // gratuitous ARP: built by `ndp::build_unsolicited`, transmitted by a
+    // worker.
+    let mut lab = Lab6::new(Svc6::new(FwdMethod::Dr), 1);
+    let mut f = vec![0u8; ndp::FRAME_LEN];
+    let n = ndp::build_unsolicited(&mut f, &DIR0_MAC, None, VIP6);
+    f.truncate(n);
+    assert!(lab.shared.request(
+        0,
+        ferrovs_dataplane::worker::Request::Transmit {
+            port: 0,
+            frame: f.clone()
+        }
+    ));
+    lab.poll_all();
+    let out = lab.take(0, 0);
+    assert_eq!(out, vec![f]);
+    assert_checksums6(&out[0]);
+    assert_eq!(&out[0][0..6], &[0x33, 0x33, 0, 0, 0, 1]);
+    let p = SlicedPacket::from_ethernet(&out[0]).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = &p.net else {
+        panic!()
+    };
+    assert_eq!(ip.header().hop_limit(), 255);
+    assert_eq!(ip.header().source(), VIP6);
+    let Some(TransportSlice::Icmpv6(i)) = &p.transport else {
+        panic!()
+    };
+    let Icmpv6Type::NeighborAdvertisement(h) = i.icmp_type() else {
+        panic!()
+    };
+    assert!(h.r#override && !h.solicited);
+    assert_eq!(&i.payload()[..16], &VIP6);
+}
+
+#[test]
+fn ipv6_connections_are_listed_expire_and_release_their_server() {
+    let mut svc = Svc6::new(FwdMethod::FullNat);
+    svc.nat64 = true;
+    svc.persistence = Some(Persistence6 {
+        timeout_s: 60,
+        prefix_len: 64,
+    });
+    let mut lab = Lab6::new(svc, 1);
+    let syn = tcp6(CLIENT_MAC, DIR0_MAC, CLIENT6, 40000, VIP6, 80, 64, "S", b"");
+    assert_eq!(lab.send(0, 0, &syn, 1).len(), 1);
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    assert!(lab
+        .shared
+        .request(0, ferrovs_dataplane::worker::Request::ListConns6(tx)));
+    lab.poll_all();
+    let list = rx.recv().unwrap();
+    assert_eq!(list.len(), 1);
+    let c = list[0];
+    assert_eq!(c.state, "SYN_RECV");
+    assert_eq!(c.client, (IpAddr::from(CLIENT6), 40000));
+    assert_eq!(c.virt, (IpAddr::from(VIP6), 80));
+    assert_eq!(c.dest, (IpAddr::from(RS4[0]), 8080));
+    let snap = lab.shared.snapshot.load_full();
+    let dest = &snap.dest(1).unwrap().dest;
+    assert_eq!(dest.shared.inactive(), 1);
+    assert_eq!(
+        dest.shared
+            .persistconns
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // SYN_RECV lasts 60 s; the template outlives its connection by up
+    // to a persistence timeout.
+    lab.now += 61_000;
+    lab.poll_all();
+    assert!(lab.workers[0].conns6().is_empty());
+    assert_eq!(dest.shared.inactive(), 0);
+    lab.now += 200_000;
+    // The reaper visits a slice of the template table every 5 ms.
+    for _ in 0..8 {
+        lab.now += 10;
+        lab.poll_all();
+    }
+    assert_eq!(
+        dest.shared
+            .persistconns
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+#[test]
+fn replies_too_big_for_the_client_link_are_answered_not_fragmented() {
+    // NAT64: a 1500-byte IPv4 reply grows to 1520 bytes of IPv6, more than
+    // the client's 1500-byte link: the server hears fragmentation needed
+    // for 1480 (RFC 7915 §4.2) from the local address it sent to.
+    let mut svc = Svc6::new(FwdMethod::FullNat);
+    svc.nat64 = true;
+    let mut lab = Lab6::new(svc, 1);
+    let syn = tcp6(CLIENT_MAC, DIR0_MAC, CLIENT6, 40000, VIP6, 80, 64, "S", b"");
+    let out = lab.send(0, 0, &syn, 1);
+    let lport = common::src_port_of(&out[0]);
+    let big = tcp4(
+        rs_mac(0),
+        DIR1_MAC,
+        RS4[0],
+        8080,
+        LADDR4,
+        lport,
+        64,
+        "A",
+        &[1u8; 1460],
+    );
+    assert_eq!(big.len() - 14, 1500);
+    assert!(lab.send(0, 1, &big, 0).is_empty());
+    let back = lab.take(0, 1);
+    assert_eq!(back.len(), 1);
+    common::assert_checksums(&back[0]);
+    assert_eq!(common::src_ip_of(&back[0]), LADDR4);
+    assert_eq!(common::dst_ip_of(&back[0]), RS4[0]);
+    assert_eq!((back[0][34], back[0][35]), (3, 4));
+    assert_eq!(&back[0][34 + 6..34 + 8], &1480u16.to_be_bytes());
+    assert_eq!(lab.dropped(DropReason::TooBig), 1);
+
+    // FULLNAT66 towards a client link of 1500: a 1501-byte reply gets
+    // Packet Too Big for 1500, from the local address.
+    let mut lab = Lab6::new(Svc6::new(FwdMethod::FullNat), 1);
+    let out = lab.send(0, 0, &syn, 1);
+    let lport = u16::from_be_bytes([out[0][54], out[0][55]]);
+    let big = tcp6(
+        rs_mac(0),
+        DIR1_MAC,
+        RS6[0],
+        8080,
+        LADDR6,
+        lport,
+        64,
+        "A",
+        &[1u8; 1441],
+    );
+    assert_eq!(big.len() - 14, 1501);
+    assert!(lab.send(0, 1, &big, 0).is_empty());
+    let back = lab.take(0, 1);
+    assert_eq!(back.len(), 1);
+    assert_checksums6(&back[0]);
+    let p = SlicedPacket::from_ethernet(&back[0]).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = &p.net else {
+        panic!()
+    };
+    assert_eq!(ip.header().source(), LADDR6);
+    assert_eq!(ip.header().destination(), RS6[0]);
+    let Some(TransportSlice::Icmpv6(i)) = &p.transport else {
+        panic!()
+    };
+    assert_eq!(i.icmp_type(), Icmpv6Type::PacketTooBig { mtu: 1500 });
+    // The error quotes as much as fits in 1280 bytes (RFC 4443 §2.4).
+    assert_eq!(back[0].len() - 14, 1280);
+}
+
+#[test]
+fn the_kernels_own_ipv6_reaches_it_through_the_exception_path() {
+    // With DPDK the kernel sees only what the workers give it: its
+    // link-local addresses, which no snapshot lists, must keep working.
+    let mut lab = Lab6::new(Svc6::new(FwdMethod::Dr), 1);
+    lab.workers[0].set_exception(vec![MemPort::new(DIR0_MAC), MemPort::new(DIR1_MAC)]);
+    let mut ll = [0u8; 16];
+    ll[0] = 0xfe;
+    ll[1] = 0x80;
+    ll[15] = 1;
+    let ssh = tcp6(CLIENT_MAC, DIR0_MAC, CLIENT6, 50000, ll, 22, 64, "S", b"");
+    let ns_ll = ns(CLIENT_MAC, CLIENT6, ll, 255);
+    let ns_vip = ns(CLIENT_MAC, CLIENT6, VIP6, 255);
+    for f in [&ssh, &ns_ll, &ns_vip] {
+        lab.inject(0, 0, f);
+    }
+    lab.poll_all();
+    assert_eq!(lab.workers[0].kernel_mut()[0].take_tx(), vec![ssh, ns_ll]);
+    // The VIP's solicitation was answered by the worker, not the kernel.
+    assert_eq!(lab.take(0, 0).len(), 1);
+    // A director without IPv6 configured leaves all of IPv6 to the kernel.
+    let mut b = SnapshotBuilder::new(2, 1, Arc::new(TemplateTable::new(16)));
+    b.port(PortConf {
+        name: "p0".into(),
+        mac: DIR0_MAC,
+        addrs: vec![(Ipv4Addr::new(198, 18, 0, 1), 24)],
+        mtu: 1500,
+    });
+    let s = b.build().unwrap();
+    assert!(!s.has_ipv6());
+    lab.shared.publish(s);
+    let syn = tcp6(CLIENT_MAC, DIR0_MAC, CLIENT6, 40000, VIP6, 80, 64, "S", b"");
+    lab.inject(0, 0, &syn);
+    lab.poll_all();
+    assert_eq!(lab.workers[0].kernel_mut()[0].take_tx(), vec![syn]);
+}
