@@ -55,6 +55,8 @@ drop_reasons! {
     NdpIgnored => "ndp_ignored": "Neighbour solicitation not for an active address of ours, or an advertisement nobody asked for.",
     Nat64Untranslatable => "nat64_untranslatable": "NAT64: a packet RFC 7915 does not translate here (a fragment, an ICMP type without an equivalent).",
     OtherEthertype => "other_ethertype": "Neither IPv4, IPv6 nor ARP.",
+    VlanTagged => "vlan_tagged": "Frame with an 802.1Q/802.1ad tag (VLAN id not 0) on an untagged port: left to the kernel (counted here without an exception path), never balanced.",
+    OtherHost => "other_host": "Unicast frame for another host's MAC (Linux's PACKET_OTHERHOST): a switch flooding, or a promiscuous port.",
     UnsupportedProto => "unsupported_proto": "IP protocol not balanced (not TCP, UDP or ICMP).",
     IcmpUnmatched => "icmp_unmatched": "ICMP to a VIP that is neither an echo nor an error about a tracked flow.",
     ArpIgnored => "arp_ignored": "ARP not for an active address of ours.",

@@ -655,6 +655,24 @@ impl<P: Port> Core<P> {
         let Some(l2) = ethernet::parse(data) else {
             return self.drop_pkt(DropReason::Truncated, pkt);
         };
+        // Linux's ip_rcv drops PACKET_OTHERHOST frames: a unicast frame for
+        // another MAC reaches us when a switch floods or the port is
+        // promiscuous, and is not ours to balance.
+        let dst = ethernet::dst(data);
+        if dst[0] & 1 == 0
+            && snap
+                .ports
+                .get(in_port as usize)
+                .is_some_and(|p| p.mac != dst)
+        {
+            return self.drop_pkt(DropReason::OtherHost, pkt);
+        }
+        // Ports are untagged: a tagged frame (VLAN id 0 is a priority tag,
+        // untagged for 802.1Q) belongs to a VLAN interface the kernel may
+        // have; the dataplane never balances it.
+        if l2.vlan.is_some_and(|v| v != 0) {
+            return self.pass_to_kernel(pkt, in_port, DropReason::VlanTagged);
+        }
         match l2.ethertype {
             ethernet::ETHERTYPE_IPV4 => {}
             ethernet::ETHERTYPE_ARP => return self.handle_arp(snap, pkt, l2, in_port, now),

@@ -327,6 +327,20 @@ fn bad_input_is_dropped_with_a_reason() {
             },
             DropReason::OtherEthertype,
         ),
+        (
+            {
+                // For another host's MAC (a flooding switch).
+                let mut f = good.clone();
+                f[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0x99, 0x99]);
+                f
+            },
+            DropReason::OtherHost,
+        ),
+        (
+            // Tagged VLAN 100 on an untagged port.
+            [&good[..12], &[0x81, 0x00, 0x00, 100][..], &good[12..]].concat(),
+            DropReason::VlanTagged,
+        ),
     ];
     for (f, r) in cases {
         let before = lab.dropped(r);
@@ -335,6 +349,12 @@ fn bad_input_is_dropped_with_a_reason() {
     }
     // And the good one still goes through.
     assert_eq!(lab.send(0, 0, &good, 1).len(), 1);
+    // A priority tag (VLAN id 0) is untagged traffic for 802.1Q.
+    let other = tcp(
+        CLIENT_MAC, DIR0_MAC, CLIENT, 40001, VIP, 80, 64, "S", b"data",
+    );
+    let prio = [&other[..12], &[0x81, 0x00, 0xa0, 0x00][..], &other[12..]].concat();
+    assert_eq!(lab.send(0, 0, &prio, 1).len(), 1);
 }
 
 #[test]

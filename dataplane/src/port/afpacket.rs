@@ -191,6 +191,7 @@ const ETHTOOL_SGRO: u32 = 0x2c;
 const ETHTOOL_GFLAGS: u32 = 0x25;
 const ETHTOOL_SFLAGS: u32 = 0x26;
 const ETH_FLAG_LRO: u32 = 1 << 15;
+const ETH_FLAG_RXVLAN: u32 = 1 << 8;
 
 type Buf = [u8; BUF_SIZE];
 
@@ -469,6 +470,33 @@ pub fn set_if_gro(ifname: &str, on: bool) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Turns the receive VLAN offload off (`ethtool -K IF rxvlan off`), so that
+/// a tagged frame keeps its tag in the frame where an XDP program and the
+/// workers see it: with the offload on, the NIC strips it into metadata
+/// that an AF_XDP frame does not carry, and a frame of another VLAN would
+/// look untagged. Devices without the flag are left as they are.
+pub fn set_if_rx_vlan_offload(ifname: &str, on: bool) -> io::Result<()> {
+    let s = ioctl_socket()?;
+    let fd = s.as_raw_fd();
+    match ethtool(fd, ifname, ETHTOOL_GFLAGS, 0) {
+        Ok(f) if (f & ETH_FLAG_RXVLAN != 0) != on => {
+            let f = if on {
+                f | ETH_FLAG_RXVLAN
+            } else {
+                f & !ETH_FLAG_RXVLAN
+            };
+            match ethtool(fd, ifname, ETHTOOL_SFLAGS, f) {
+                Ok(_) => Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(()),
+                Err(e) => Err(ifname_err(ifname, "setting rx VLAN offload", e)),
+            }
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(()),
+        Err(e) => Err(ifname_err(ifname, "offload flags", e)),
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -41,7 +41,7 @@ pub mod steer;
 pub mod umem;
 pub mod xsk;
 
-use super::afpacket::{complete_l4_checksum, l4_span, set_if_gro};
+use super::afpacket::{complete_l4_checksum, l4_span, set_if_gro, set_if_rx_vlan_offload};
 use super::Iface;
 use super::{sys, Packet, Port, Window, BURST, HEADROOM};
 use crate::wire::{checksum, ethernet, l4, Mac};
@@ -325,6 +325,9 @@ impl AfXdpPort {
         // many sockets on a few interfaces.
         let need = nq * 4 * (rings.fill + rings.tx);
         let umem = Umem::get(need)?;
+        // Tags in the frame, not in metadata an XDP frame lacks: the
+        // workers must see a frame of another VLAN as tagged (and drop it).
+        set_if_rx_vlan_offload(ifname, false)?;
         let mut steering = Steering::attach(ifname, ifindex, opts.native_only)?;
         if steering.mode == AttachMode::Skb {
             // Generic XDP runs after GRO: merged frames would not fit.
