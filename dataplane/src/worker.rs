@@ -237,6 +237,55 @@ struct Core<P: Port> {
     /// SYN proxy: client segments waiting for their real server's
     /// handshake, at most [`HOLD_SLOTS`], oldest first.
     held: Vec<HeldSeg<P::Pkt>>,
+    /// Paces the ICMP errors the worker originates (time exceeded).
+    icmp_limit: IcmpLimiter,
+}
+
+/// Linux's `icmp_global_allow` (net/ipv4/icmp.c): at most
+/// `net.ipv4.icmp_msgs_per_sec` (1000) ICMP errors a second with a burst
+/// of `icmp_msgs_burst` (50), here per worker, so a flood of TTL-1
+/// packets cannot turn the director into a reflector.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IcmpLimiter {
+    tokens: u32,
+    last_ms: u64,
+}
+
+impl IcmpLimiter {
+    const BURST: u64 = 50;
+
+    fn new() -> IcmpLimiter {
+        IcmpLimiter {
+            tokens: Self::BURST as u32,
+            last_ms: 0,
+        }
+    }
+
+    /// One token a millisecond, at most [`Self::BURST`] saved.
+    #[inline]
+    pub(crate) fn allow(&mut self, now_ms: u64) -> bool {
+        let add = now_ms.saturating_sub(self.last_ms);
+        if add > 0 {
+            self.tokens = (self.tokens as u64 + add).min(Self::BURST) as u32;
+            self.last_ms = now_ms;
+        }
+        if self.tokens > 0 {
+            self.tokens -= 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Martian IPv4 sources, as Linux's `ip_route_input_slow` refuses them
+/// before IPVS sees the packet (`ipv4_is_zeronet`, `ipv4_is_loopback`
+/// without `route_localnet`, `ipv4_is_multicast`, `ipv4_is_lbcast`, and
+/// class E, which `fib_validate_source` finds no route back to): 0/8,
+/// 127/8, 224/4, 240/4 and 255.255.255.255. Three compares.
+#[inline(always)]
+pub(crate) fn martian_src4(s: [u8; 4]) -> bool {
+    s[0] == 0 || s[0] == 127 || s[0] >= 224
 }
 
 pub struct Worker<P: Port> {
@@ -326,6 +375,7 @@ impl<P: Port> Worker<P> {
                 reap_ms: 0,
                 nh_cache: [NhCached::default(); NH_CACHE],
                 held: Vec::with_capacity(HOLD_SLOTS),
+                icmp_limit: IcmpLimiter::new(),
             },
             rx: Vec::with_capacity(BURST),
             fds: Vec::new(),
@@ -690,6 +740,13 @@ impl<P: Port> Core<P> {
             }
             _ => {}
         }
+        // Martian sources never reach IPVS on Linux (`ip_route_input_slow`:
+        // martian_source), nor does a source that is an address of ours
+        // (`fib_validate_source` finds it local): a forged one would be
+        // scheduled, hold a connection and draw replies to nowhere.
+        if martian_src4(info.src) || snap.addr_kind(info.src).is_some() {
+            return self.drop_pkt(DropReason::MartianSource, pkt);
+        }
         if info.is_fragment() {
             return self.drop_pkt(DropReason::Fragment, pkt);
         }
@@ -848,6 +905,16 @@ impl<P: Port> Core<P> {
         let c = *self.conns.get(ci);
         let len = (ip.info.total_len) as u64;
         self.count_traffic(snap, c.dest_id, len, true);
+        // IPVS's transmitters all route through `__ip_vs_get_out_rt`, whose
+        // `decrement_ttl` (ip_vs_xmit.c, Linux >= 4.3) lowers the TTL of
+        // what goes to a real server, NAT, TUN (the inner header) and DR
+        // alike, and answers TTL 1 with ICMP time exceeded from the VIP
+        // (`icmp_send` takes the local destination as its source). The
+        // connection stays, as IPVS's does.
+        if ip.info.ttl <= 1 {
+            return self.time_exceeded(snap, pkt, &ip, Some(t.daddr), now);
+        }
+        ipv4::dec_ttl(&mut pkt.data_mut()[o.l3..]);
         match c.fwd {
             FwdMethod::Dr => {}
             FwdMethod::Nat => fwd::nat::inbound(pkt.data_mut(), o, c.daddr, c.dport),
@@ -1135,7 +1202,7 @@ impl<P: Port> Core<P> {
                 // (RFC 1812 §5.3.7 martians, our own): no loops, no
                 // broadcast.
                 let s = t.saddr;
-                if s[0] == 0 || s[0] == 127 || s[0] >= 224 || snap.addr_kind(s).is_some() {
+                if martian_src4(s) || snap.addr_kind(s).is_some() {
                     return self.drop_pkt(DropReason::SynproxyMartian, pkt);
                 }
                 let need = o.l3 + synproxy::MAX_SEGMENT_LEN;
@@ -1503,8 +1570,12 @@ impl<P: Port> Core<P> {
         // The connection's mode decides, as it decides the rewrite below: a
         // NAT connection's reply can meet a local address when a client
         // spoofed one, and its TTL is lowered all the same.
+        // A NAT reply is forwarded by the kernel (`ip_forward`), which
+        // checks the TTL before the FORWARD hook where IPVS rewrites it: the
+        // server is told, quoting its own packet, from the director's
+        // address towards it.
         if c.fwd != FwdMethod::FullNat && fwd::nat::reply_ttl_expired(ip.info.ttl) {
-            return self.drop_pkt(DropReason::TtlExceeded, pkt);
+            return self.time_exceeded(snap, pkt, &ip, None, now);
         }
         if c.flags & F_SYNPROXY != 0 && c.proto == ipv4::PROTO_TCP {
             let end = o.l3 + ip.info.total_len;
@@ -1537,6 +1608,57 @@ impl<P: Port> Core<P> {
             fwd::nat::outbound(frame, o, c.vaddr, c.vport);
         }
         self.send(snap, pkt, c.caddr, now);
+    }
+
+    /// A packet whose TTL would reach 0: dropped (counted) and, within
+    /// the rate limit, answered with ICMP time exceeded (type 11 code 0)
+    /// quoting it as Linux's `icmp_send` does, from `from` or else the
+    /// director's address on the port towards the sender. `ip`'s packet is
+    /// still as it arrived.
+    #[cold]
+    fn time_exceeded(
+        &mut self,
+        snap: &Snapshot,
+        pkt: P::Pkt,
+        ip: &Ip,
+        from: Option<[u8; 4]>,
+        now: u64,
+    ) {
+        let to = ip.info.src;
+        if self.icmp_limit.allow(now) {
+            if let Some(nh) = snap.routes.lookup(Ipv4Addr::from(to)) {
+                let src = from.or_else(|| snap.port_addr(nh.port).map(|a| a.octets()));
+                let l3 = ip.l2.l3_offset;
+                let orig = pkt.data().get(l3..l3 + ip.info.total_len);
+                if let (Some(src), Some(orig)) = (src, orig) {
+                    let n = ethernet::HEADER_LEN + icmp::time_exceeded_len(orig.len());
+                    let mut reply = fwd::Egress::alloc(self, nh.port);
+                    let fits = reply.as_mut().is_some_and(|r| r.set_len(n));
+                    match reply {
+                        Some(mut reply) if fits => {
+                            let o = reply.data_mut();
+                            ethernet::write_header(
+                                o,
+                                &[0; 6],
+                                &[0; 6],
+                                None,
+                                ethernet::ETHERTYPE_IPV4,
+                            );
+                            let m = icmp::build_time_exceeded(
+                                &mut o[ethernet::HEADER_LEN..],
+                                orig,
+                                src,
+                            );
+                            if m > 0 {
+                                self.send(snap, reply, to, now);
+                            }
+                        }
+                        _ => self.ctr().drop(DropReason::NoBuffer),
+                    }
+                }
+            }
+        }
+        self.drop_pkt(DropReason::TtlExceeded, pkt)
     }
 
     /// Routes to `dst`, resolves the next hop and queues for transmission.

@@ -88,7 +88,10 @@ fn fullnat_icmp_errors_are_translated_both_ways() {
     let err = icmp_unreach(rs_mac(0), DIR1_MAC, RS[0], LADDR, &out[0]);
     let out2 = lab.send(0, 1, &err, 0);
     assert_eq!(out2.len(), 1);
-    let expected = icmp_unreach(DIR0_MAC, CLIENT_MAC, VIP, CLIENT, &syn);
+    // The quote is of the SYN as it left, one hop lower (IPVS's
+    // decrement_ttl): the translation restores addresses and ports only.
+    let syn63 = tcp(CLIENT_MAC, DIR0_MAC, CLIENT, 40000, VIP, 80, 63, "S", b"");
+    let expected = icmp_unreach(DIR0_MAC, CLIENT_MAC, VIP, CLIENT, &syn63);
     assert_eq!(out2[0], expected);
     assert_checksums(&out2[0]);
 

@@ -10,6 +10,42 @@ pub const TYPE_ECHO_REQUEST: u8 = 8;
 pub const TYPE_TIME_EXCEEDED: u8 = 11;
 pub const TYPE_PARAM_PROBLEM: u8 = 12;
 pub const CODE_FRAG_NEEDED: u8 = 4;
+pub const CODE_TTL_EXCEEDED: u8 = 0;
+
+/// The most of the offending packet Linux's `icmp_send` quotes: the error
+/// fits 576 bytes (RFC 1812 §4.3.2.3), less its own IP and ICMP headers.
+pub const MAX_QUOTE: usize = 576 - ipv4::MIN_HEADER_LEN - HEADER_LEN;
+
+/// Length of the IP packet [`build_time_exceeded`] writes about an
+/// `orig_len`-byte packet.
+pub fn time_exceeded_len(orig_len: usize) -> usize {
+    ipv4::MIN_HEADER_LEN + HEADER_LEN + orig_len.min(MAX_QUOTE)
+}
+
+/// Builds a time-exceeded / TTL-exceeded-in-transit message (type 11 code
+/// 0) in `out` (starting at the IP header) about `orig` (its IP packet, no
+/// padding), from `src` to the original sender. Like Linux's `icmp_send` it
+/// quotes as much of the packet as fits 576 bytes. Returns the IP packet
+/// length, or 0 when `orig` is shorter than an IP header or `out` too short.
+pub fn build_time_exceeded(out: &mut [u8], orig: &[u8], src: [u8; 4]) -> usize {
+    if orig.len() < ipv4::MIN_HEADER_LEN {
+        return 0;
+    }
+    let quote = orig.len().min(MAX_QUOTE);
+    let total = ipv4::MIN_HEADER_LEN + HEADER_LEN + quote;
+    if out.len() < total {
+        return 0;
+    }
+    let dst = [orig[12], orig[13], orig[14], orig[15]];
+    ipv4::write_header(out, total as u16, 0, 0, 64, ipv4::PROTO_ICMP, src, dst);
+    let m = &mut out[ipv4::MIN_HEADER_LEN..total];
+    m[0] = TYPE_TIME_EXCEEDED;
+    m[1] = CODE_TTL_EXCEEDED;
+    m[4..8].fill(0);
+    m[HEADER_LEN..].copy_from_slice(&orig[..quote]);
+    fill_checksum(m);
+    total
+}
 
 /// Error messages carry the offending packet's IP header and at least its
 /// first 8 payload bytes.

@@ -108,6 +108,14 @@ impl<P: Port> Core<P> {
             }
             _ => {}
         }
+        // Martian sources, as Linux's `ip6_rcv_core` drops them before
+        // IPVS: multicast, loopback on a wire, IPv4-mapped (RFC 4291
+        // §2.5.5.2); the unspecified address, which no TCP or UDP peer may
+        // use (only DAD's solicitations, handled above); and an address of
+        // ours.
+        if martian_src6(&info.src) || snap.addr_kind6(&info.src).is_some() {
+            return self.drop_pkt(DropReason::MartianSource, pkt);
+        }
         if info.routing_type == Some(0) || info.segments_left != 0 {
             return self.drop_pkt(DropReason::Ipv6Routing, pkt);
         }
@@ -1256,4 +1264,12 @@ fn release_conn6(snap: &Snapshot, c: &Conn, now_s: u32, abandon: bool) {
             snap.templates6.release(c.tmpl, now_s);
         }
     }
+}
+
+/// IPv6 martian sources: ::, ::1, ff00::/8 and ::ffff:0:0/96 (see
+/// `ip6_rcv_core` in net/ipv6/ip6_input.c). A few compares.
+#[inline(always)]
+pub(crate) fn martian_src6(s: &[u8; 16]) -> bool {
+    let a = u128::from_be_bytes(*s);
+    a <= 1 || s[0] == 0xff || a >> 32 == 0xffff
 }
