@@ -1362,3 +1362,90 @@ fn the_kernels_own_ipv6_reaches_it_through_the_exception_path() {
     lab.poll_all();
     assert_eq!(lab.workers[0].kernel_mut()[0].take_tx(), vec![syn]);
 }
+
+/// Martian IPv6 sources (issue 18 item 7), as `ip6_rcv_core` drops them
+/// before IPVS: unspecified, loopback, multicast, IPv4-mapped, and the
+/// director's own addresses. Dropped, counted, never scheduled.
+#[test]
+fn martian_ipv6_sources_are_dropped_and_never_scheduled() {
+    for fwd in [FwdMethod::Dr, FwdMethod::Nat, FwdMethod::FullNat] {
+        let mut lab = Lab6::new(Svc6::new(fwd), 1);
+        let mut mapped = [0u8; 16];
+        mapped[10] = 0xff;
+        mapped[11] = 0xff;
+        mapped[12..].copy_from_slice(&[198, 18, 0, 2]);
+        let martians: [A6; 7] = [
+            [0; 16],
+            {
+                let mut a = [0; 16];
+                a[15] = 1;
+                a
+            },
+            {
+                let mut a = [0; 16];
+                a[0] = 0xff;
+                a[1] = 0x02;
+                a[15] = 1;
+                a
+            },
+            mapped,
+            VIP6,
+            DIR0_IP6,
+            DIR1_IP6,
+        ];
+        for (i, src) in martians.into_iter().enumerate() {
+            let syn = tcp6(
+                CLIENT_MAC,
+                DIR0_MAC,
+                src,
+                40000 + i as u16,
+                VIP6,
+                80,
+                64,
+                "S",
+                b"",
+            );
+            assert!(lab.send(0, 0, &syn, 1).is_empty(), "{fwd:?} {src:?}");
+            assert!(lab.take(0, 0).is_empty());
+        }
+        assert_eq!(lab.dropped(DropReason::MartianSource), 7, "{fwd:?}");
+        assert_eq!(lab.workers[0].conns6().len(), 0, "{fwd:?}");
+        // A real client still gets through, one hop lower.
+        let syn = tcp6(CLIENT_MAC, DIR0_MAC, CLIENT6, 1, VIP6, 80, 64, "S", b"");
+        let out = lab.send(0, 0, &syn, 1);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0][14 + 7], 63);
+    }
+}
+
+/// Hop limit 1 towards a real server: ICMPv6 time exceeded (type 3 code
+/// 0) from the VIP, quoting the packet as it arrived (IPVS's
+/// `decrement_ttl`, `icmpv6_send`); in every mode.
+#[test]
+fn hop_limit_1_is_answered_with_icmpv6_time_exceeded() {
+    for fwd in [
+        FwdMethod::Dr,
+        FwdMethod::Nat,
+        FwdMethod::FullNat,
+        FwdMethod::Tun,
+    ] {
+        let mut lab = Lab6::new(Svc6::new(fwd), 1);
+        let syn = tcp6(
+            CLIENT_MAC, DIR0_MAC, CLIENT6, 40000, VIP6, 80, 1, "S", b"hi",
+        );
+        assert!(lab.send(0, 0, &syn, 1).is_empty(), "{fwd:?}");
+        let back = lab.take(0, 0);
+        assert_eq!(back.len(), 1, "{fwd:?}");
+        assert_checksums6(&back[0]);
+        let mut want = vec![];
+        PacketBuilder::ethernet2(DIR0_MAC, CLIENT_MAC)
+            .ipv6(VIP6, CLIENT6, 64)
+            .icmpv6(Icmpv6Type::TimeExceeded(
+                etherparse::icmpv6::TimeExceededCode::HopLimitExceeded,
+            ))
+            .write(&mut want, &syn[14..])
+            .unwrap();
+        assert_eq!(back[0], want, "{fwd:?}");
+        assert_eq!(lab.dropped(DropReason::TtlExceeded), 1);
+    }
+}
