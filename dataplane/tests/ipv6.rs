@@ -534,7 +534,8 @@ fn tun6_wraps_in_ipv6_and_answers_too_big() {
     outer[0] = 0x60;
     outer[4..6].copy_from_slice(&((syn.len() - 14) as u16).to_be_bytes());
     outer[6] = 41;
-    outer[7] = 64;
+    // The inner hop limit, already lowered (ip_vs_prepare_tunneled_skb).
+    outer[7] = 63;
     outer[8..24].copy_from_slice(&DIR1_IP6);
     outer[24..40].copy_from_slice(&RS6[0]);
     assert_eq!(&f[14..54], &outer[..]);

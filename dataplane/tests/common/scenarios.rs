@@ -190,8 +190,9 @@ pub fn fullnat<L: ForwardLab>(new: impl FnOnce(Svc) -> L) -> L {
     lab
 }
 
-/// TUN puts an outer IPv4 header (DIR1_IP to the real server, DF copied
-/// from the inner packet) in front of the untouched inner packet, for a
+/// TUN puts an outer IPv4 header (DIR1_IP to the real server, DF and TTL
+/// copied from the inner packet) in front of the inner packet, one hop
+/// lower, for a
 /// small frame and a 1054-byte one.
 pub fn tun<L: ForwardLab>(new: impl FnOnce(Svc) -> L) -> L {
     let mut lab = new(Svc::new(FwdMethod::Tun));
@@ -220,9 +221,10 @@ pub fn tun<L: ForwardLab>(new: impl FnOnce(Svc) -> L) -> L {
 /// The IPIP frame expected for an inner IP packet.
 pub fn ipip(inner_frame: &[u8], dst_mac: [u8; 6], id: u16, df: bool) -> Vec<u8> {
     let inner = &inner_frame[14..];
+    // The outer TTL copies the inner one (ip_vs_prepare_tunneled_skb).
     let mut h = etherparse::Ipv4Header::new(
         inner.len() as u16,
-        64,
+        inner[8],
         etherparse::IpNumber::IPV4,
         DIR1_IP,
         RS[0],
