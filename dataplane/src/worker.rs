@@ -741,10 +741,12 @@ impl<P: Port> Core<P> {
             _ => {}
         }
         // Martian sources never reach IPVS on Linux (`ip_route_input_slow`:
-        // martian_source), nor does a source that is an address of ours
-        // (`fib_validate_source` finds it local): a forged one would be
-        // scheduled, hold a connection and draw replies to nowhere.
-        if martian_src4(info.src) || snap.addr_kind(info.src).is_some() {
+        // martian_source): checked on every packet as there, three
+        // compares. A source that is an address of ours (which
+        // `fib_validate_source` finds local) is refused where a connection
+        // would be made (`inbound`): no connection can carry one, so the
+        // table lookup stays off established flows.
+        if martian_src4(info.src) {
             return self.drop_pkt(DropReason::MartianSource, pkt);
         }
         if info.is_fragment() {
@@ -858,6 +860,12 @@ impl<P: Port> Core<P> {
                 ci
             }
             None => {
+                // Our own address as the source (see `handle`): a forged
+                // one would be scheduled, hold a connection and draw the
+                // server's answers to ourselves.
+                if snap.addr_kind(t.saddr).is_some() {
+                    return self.drop_pkt(DropReason::MartianSource, pkt);
+                }
                 let Some(si) = snap.service(t.proto, t.daddr, t.dport) else {
                     return self.drop_pkt(DropReason::NoService, pkt);
                 };
@@ -2074,5 +2082,68 @@ impl<P: Port> Core<P> {
             self.arp_probe(snap, ip, port);
         }
         self.flush_tx();
+    }
+}
+
+#[cfg(test)]
+mod martian_tests {
+    use super::v6::martian_src6;
+    use super::{martian_src4, IcmpLimiter};
+    use std::net::Ipv6Addr;
+
+    #[test]
+    fn ipv4_martian_classes() {
+        for a in [
+            [0, 0, 0, 0],
+            [0, 255, 1, 2],
+            [127, 0, 0, 1],
+            [127, 1, 2, 3],
+            [224, 0, 0, 18],
+            [239, 1, 1, 1],
+            [240, 0, 0, 1],
+            [255, 255, 255, 255],
+        ] {
+            assert!(martian_src4(a), "{a:?}");
+        }
+        for a in [
+            [1, 0, 0, 1],
+            [10, 0, 0, 1],
+            [126, 255, 255, 255],
+            [223, 255, 255, 254],
+        ] {
+            assert!(!martian_src4(a), "{a:?}");
+        }
+    }
+
+    #[test]
+    fn ipv6_martian_classes() {
+        let m = |s: &str| martian_src6(&s.parse::<Ipv6Addr>().unwrap().octets());
+        for a in ["::", "::1", "ff02::1", "ff0e::5", "::ffff:198.18.0.2"] {
+            assert!(m(a), "{a}");
+        }
+        for a in [
+            "2001:db8::1",
+            "fe80::1",
+            "::2",
+            "::198.18.0.2",
+            "64:ff9b::c612:2",
+        ] {
+            assert!(!m(a), "{a}");
+        }
+    }
+
+    #[test]
+    fn icmp_limiter_allows_a_burst_then_one_a_millisecond() {
+        let mut l = IcmpLimiter::new();
+        let sent = (0..100).filter(|_| l.allow(5_000)).count();
+        assert_eq!(sent, 50);
+        assert!(!l.allow(5_000));
+        assert!(l.allow(5_001));
+        assert!(!l.allow(5_001));
+        // A long pause refills to the burst, no more.
+        let sent = (0..100).filter(|_| l.allow(60_000)).count();
+        assert_eq!(sent, 50);
+        // A clock that goes back never underflows.
+        assert!(!l.allow(1));
     }
 }

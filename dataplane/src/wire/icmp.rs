@@ -104,3 +104,44 @@ pub fn build_frag_needed(
     fill_checksum(m);
     total
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(payload: usize) -> Vec<u8> {
+        let mut v = vec![];
+        etherparse::PacketBuilder::ipv4([198, 18, 0, 2], [198, 18, 0, 100], 1)
+            .udp(5000, 53)
+            .write(&mut v, &vec![7u8; payload])
+            .unwrap();
+        v
+    }
+
+    #[test]
+    fn time_exceeded_quotes_up_to_576_bytes() {
+        for (payload, quote) in [(10, 20 + 8 + 10), (2000, MAX_QUOTE)] {
+            let orig = packet(payload);
+            let mut out = vec![0u8; 600];
+            let n = build_time_exceeded(&mut out, &orig, [198, 18, 0, 100]);
+            assert_eq!(n, time_exceeded_len(orig.len()));
+            assert_eq!(n, 20 + 8 + quote);
+            assert!(n <= 576);
+            let (h, rest) = etherparse::Ipv4Header::from_slice(&out[..n]).unwrap();
+            assert_eq!(h.header_checksum, h.calc_header_checksum());
+            assert_eq!(h.source, [198, 18, 0, 100]);
+            assert_eq!(h.destination, [198, 18, 0, 2]);
+            assert_eq!(h.protocol, etherparse::IpNumber::ICMP);
+            assert_eq!((rest[0], rest[1]), (TYPE_TIME_EXCEEDED, 0));
+            assert_eq!(checksum::checksum(rest), 0);
+            assert_eq!(&rest[8..], &orig[..quote]);
+        }
+    }
+
+    #[test]
+    fn time_exceeded_refuses_what_it_cannot_build() {
+        let mut out = [0u8; 40];
+        assert_eq!(build_time_exceeded(&mut out, &[0u8; 12], [1, 2, 3, 4]), 0);
+        assert_eq!(build_time_exceeded(&mut out, &packet(100), [1, 2, 3, 4]), 0);
+    }
+}

@@ -111,9 +111,9 @@ impl<P: Port> Core<P> {
         // Martian sources, as Linux's `ip6_rcv_core` drops them before
         // IPVS: multicast, loopback on a wire, IPv4-mapped (RFC 4291
         // §2.5.5.2); the unspecified address, which no TCP or UDP peer may
-        // use (only DAD's solicitations, handled above); and an address of
-        // ours.
-        if martian_src6(&info.src) || snap.addr_kind6(&info.src).is_some() {
+        // use (only DAD's solicitations, handled above). An address of
+        // ours is refused where a connection would be made (`inbound6`).
+        if martian_src6(&info.src) {
             return self.drop_pkt(DropReason::MartianSource, pkt);
         }
         if info.routing_type == Some(0) || info.segments_left != 0 {
@@ -200,6 +200,10 @@ impl<P: Port> Core<P> {
                 ci
             }
             None => {
+                // Our own address as the source: never a client.
+                if snap.addr_kind6(&t.saddr).is_some() {
+                    return self.drop_pkt(DropReason::MartianSource, pkt);
+                }
                 let Some(si) = snap.service6(t.proto, &t.daddr, t.dport) else {
                     return self.drop_pkt(DropReason::NoService, pkt);
                 };
