@@ -1889,6 +1889,13 @@ impl<P: Port> Core<P> {
                 };
                 let c = *self.conns.get(ci);
                 self.conns.touch(ci, now);
+                // `ip_vs_icmp_xmit` routes through `__ip_vs_get_out_rt` too:
+                // the error goes one hop lower, and one with TTL 1 dies
+                // silently (`icmp_send` never answers an ICMP error).
+                if ip.info.ttl <= 1 {
+                    return self.drop_pkt(DropReason::TtlExceeded, pkt);
+                }
+                ipv4::dec_ttl(&mut pkt.data_mut()[l3..]);
                 let Some(r) = fwd::icmp::from_client(&c) else {
                     self.ctr().icmp_translated.inc();
                     return fwd::tun::transmit(self, snap, pkt, l3, &ip.info, c.daddr, now);
@@ -1922,6 +1929,14 @@ impl<P: Port> Core<P> {
                 };
                 let c = *self.conns.get(ci);
                 self.conns.touch(ci, now);
+                // A NAT server's error is routed on by `ip_forward`, as its
+                // replies are (FULLNAT's, like its replies, keep their TTL).
+                if c.fwd != FwdMethod::FullNat {
+                    if fwd::nat::reply_ttl_expired(ip.info.ttl) {
+                        return self.drop_pkt(DropReason::TtlExceeded, pkt);
+                    }
+                    ipv4::dec_ttl(&mut pkt.data_mut()[l3..]);
+                }
                 let r = fwd::icmp::from_server(&c, fullnat);
                 fwd::icmp::translate(pkt.data_mut(), l3, end, &q, &r);
                 self.ctr().icmp_translated.inc();

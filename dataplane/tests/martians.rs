@@ -259,3 +259,25 @@ fn time_exceeded_is_rate_limited_like_icmp_global_allow() {
         1
     );
 }
+
+#[test]
+fn a_relayed_icmp_error_with_ttl_1_dies_silently() {
+    // ip_vs_icmp_xmit's decrement_ttl: icmp_send never answers an error.
+    let mut svc = Svc::new(FwdMethod::Nat);
+    svc.rport = 8080;
+    let mut lab = Lab::new(svc, 1);
+    let syn = tcp(CLIENT_MAC, DIR0_MAC, CLIENT, 40000, VIP, 80, 64, "S", b"");
+    assert_eq!(lab.send(0, 0, &syn, 1).len(), 1);
+    let reply = tcp(DIR0_MAC, CLIENT_MAC, VIP, 80, CLIENT, 40000, 63, "SA", b"");
+    let mut err = vec![];
+    etherparse::PacketBuilder::ethernet2(CLIENT_MAC, DIR0_MAC)
+        .ipv4(CLIENT, VIP, 1)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::Port,
+        ))
+        .write(&mut err, &reply[14..14 + 28])
+        .unwrap();
+    assert!(lab.send(0, 0, &err, 1).is_empty());
+    assert!(lab.take(0, 0).is_empty(), "no error about an error");
+    assert_eq!(lab.dropped(DropReason::TtlExceeded), 1);
+}
