@@ -231,7 +231,7 @@ run_mode() {
     adm -Lnc >"$WORK/$mode.lnc"
     local listed=0 s
     for s in $martians; do
-        grep -q " $s:" "$WORK/$mode.lnc" && listed=$((listed + 1))
+        grep -qF " $s:" "$WORK/$mode.lnc" && listed=$((listed + 1))
     done
     check "$mode: ferrovsadm -Lnc lists no connection from a martian source" [ "$listed" -eq 0 ]
 
