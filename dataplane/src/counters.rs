@@ -62,7 +62,7 @@ drop_reasons! {
     TooBig => "too_big": "Packet too big for the tunnel with DF set (ICMP sent back).",
     ToKernel => "to_kernel": "Traffic for the director itself, left to the kernel.",
     SynproxyBadCookie => "synproxy_bad_cookie": "SYN proxy: an ACK without a connection whose cookie is wrong or expired (nothing created).",
-    SynproxyMartian => "synproxy_martian": "SYN proxy: SYN from a source no SYN-ACK may go to (0/8, loopback, multicast, broadcast, an address of the director's own).",
+    SynproxyMartian => "synproxy_martian": "SYN proxy: SYN from a source no SYN-ACK may go to (0/8, loopback, multicast, broadcast, an address of the director's own); a guard behind martian_source, which drops these first in every mode.",
     SynproxyEarly => "synproxy_early": "SYN proxy: client segment that arrived before the real server's handshake completed and found no free hold slot, or waited too long (the client retransmits).",
 }
 
