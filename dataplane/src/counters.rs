@@ -32,7 +32,8 @@ drop_reasons! {
     BadIpChecksum => "bad_ip_checksum": "IPv4 header checksum wrong.",
     BadL4Header => "bad_l4_header": "TCP/UDP header truncated or with a bad data offset.",
     Fragment => "fragment": "IPv4 fragment (not reassembled).",
-    TtlExceeded => "ttl_exceeded": "Reply that would leave with TTL 0.",
+    TtlExceeded => "ttl_exceeded": "Packet that would leave with TTL (hop limit) 0: dropped and, as Linux's ip_forward and IPVS's decrement_ttl do, answered with ICMP time exceeded (rate-limited).",
+    MartianSource => "martian_source": "Source no host may use (0/8, 127/8, multicast, class E, 255.255.255.255; ::, ::1, ff00::/8) or an address of the director's own: dropped before scheduling, as Linux's ip_route_input_slow / ip6_rcv_core drop martians before IPVS sees them.",
     NotOurs => "not_ours": "Destination is neither an active VIP, a local address nor a tracked reply: never relayed.",
     VipInactive => "vip_inactive": "VIP held by the other director (VRRP backup).",
     NoService => "no_service": "No virtual service for this protocol and port.",
@@ -63,7 +64,7 @@ drop_reasons! {
     TooBig => "too_big": "Packet too big for the tunnel with DF set (ICMP sent back).",
     ToKernel => "to_kernel": "Traffic for the director itself, left to the kernel.",
     SynproxyBadCookie => "synproxy_bad_cookie": "SYN proxy: an ACK without a connection whose cookie is wrong or expired (nothing created).",
-    SynproxyMartian => "synproxy_martian": "SYN proxy: SYN from a source no SYN-ACK may go to (0/8, loopback, multicast, broadcast, an address of the director's own).",
+    SynproxyMartian => "synproxy_martian": "SYN proxy: SYN from a source no SYN-ACK may go to (0/8, loopback, multicast, broadcast, an address of the director's own); a guard behind martian_source, which drops these first in every mode.",
     SynproxyEarly => "synproxy_early": "SYN proxy: client segment that arrived before the real server's handshake completed and found no free hold slot, or waited too long (the client retransmits).",
 }
 

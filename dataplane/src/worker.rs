@@ -237,6 +237,55 @@ struct Core<P: Port> {
     /// SYN proxy: client segments waiting for their real server's
     /// handshake, at most [`HOLD_SLOTS`], oldest first.
     held: Vec<HeldSeg<P::Pkt>>,
+    /// Paces the ICMP errors the worker originates (time exceeded).
+    icmp_limit: IcmpLimiter,
+}
+
+/// Linux's `icmp_global_allow` (net/ipv4/icmp.c): at most
+/// `net.ipv4.icmp_msgs_per_sec` (1000) ICMP errors a second with a burst
+/// of `icmp_msgs_burst` (50), here per worker, so a flood of TTL-1
+/// packets cannot turn the director into a reflector.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IcmpLimiter {
+    tokens: u32,
+    last_ms: u64,
+}
+
+impl IcmpLimiter {
+    const BURST: u64 = 50;
+
+    fn new() -> IcmpLimiter {
+        IcmpLimiter {
+            tokens: Self::BURST as u32,
+            last_ms: 0,
+        }
+    }
+
+    /// One token a millisecond, at most [`Self::BURST`] saved.
+    #[inline]
+    pub(crate) fn allow(&mut self, now_ms: u64) -> bool {
+        let add = now_ms.saturating_sub(self.last_ms);
+        if add > 0 {
+            self.tokens = (self.tokens as u64 + add).min(Self::BURST) as u32;
+            self.last_ms = now_ms;
+        }
+        if self.tokens > 0 {
+            self.tokens -= 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Martian IPv4 sources, as Linux's `ip_route_input_slow` refuses them
+/// before IPVS sees the packet (`ipv4_is_zeronet`, `ipv4_is_loopback`
+/// without `route_localnet`, `ipv4_is_multicast`, `ipv4_is_lbcast`, and
+/// class E, which `fib_validate_source` finds no route back to): 0/8,
+/// 127/8, 224/4, 240/4 and 255.255.255.255. Three compares.
+#[inline(always)]
+pub(crate) fn martian_src4(s: [u8; 4]) -> bool {
+    s[0] == 0 || s[0] == 127 || s[0] >= 224
 }
 
 pub struct Worker<P: Port> {
@@ -326,6 +375,7 @@ impl<P: Port> Worker<P> {
                 reap_ms: 0,
                 nh_cache: [NhCached::default(); NH_CACHE],
                 held: Vec::with_capacity(HOLD_SLOTS),
+                icmp_limit: IcmpLimiter::new(),
             },
             rx: Vec::with_capacity(BURST),
             fds: Vec::new(),
@@ -708,6 +758,15 @@ impl<P: Port> Core<P> {
             }
             _ => {}
         }
+        // Martian sources never reach IPVS on Linux (`ip_route_input_slow`:
+        // martian_source): checked on every packet as there, three
+        // compares. A source that is an address of ours (which
+        // `fib_validate_source` finds local) is refused where a connection
+        // would be made (`inbound`): no connection can carry one, so the
+        // table lookup stays off established flows.
+        if martian_src4(info.src) {
+            return self.drop_pkt(DropReason::MartianSource, pkt);
+        }
         if info.is_fragment() {
             return self.drop_pkt(DropReason::Fragment, pkt);
         }
@@ -819,6 +878,12 @@ impl<P: Port> Core<P> {
                 ci
             }
             None => {
+                // Our own address as the source (see `handle`): a forged
+                // one would be scheduled, hold a connection and draw the
+                // server's answers to ourselves.
+                if snap.addr_kind(t.saddr).is_some() {
+                    return self.drop_pkt(DropReason::MartianSource, pkt);
+                }
                 let Some(si) = snap.service(t.proto, t.daddr, t.dport) else {
                     return self.drop_pkt(DropReason::NoService, pkt);
                 };
@@ -866,6 +931,16 @@ impl<P: Port> Core<P> {
         let c = *self.conns.get(ci);
         let len = (ip.info.total_len) as u64;
         self.count_traffic(snap, c.dest_id, len, true);
+        // IPVS's transmitters all route through `__ip_vs_get_out_rt`, whose
+        // `decrement_ttl` (ip_vs_xmit.c, Linux >= 4.3) lowers the TTL of
+        // what goes to a real server, NAT, TUN (the inner header) and DR
+        // alike, and answers TTL 1 with ICMP time exceeded from the VIP
+        // (`icmp_send` takes the local destination as its source). The
+        // connection stays, as IPVS's does.
+        if ip.info.ttl <= 1 {
+            return self.time_exceeded(snap, pkt, &ip, Some(t.daddr), now);
+        }
+        ipv4::dec_ttl(&mut pkt.data_mut()[o.l3..]);
         match c.fwd {
             FwdMethod::Dr => {}
             FwdMethod::Nat => fwd::nat::inbound(pkt.data_mut(), o, c.daddr, c.dport),
@@ -1153,7 +1228,7 @@ impl<P: Port> Core<P> {
                 // (RFC 1812 §5.3.7 martians, our own): no loops, no
                 // broadcast.
                 let s = t.saddr;
-                if s[0] == 0 || s[0] == 127 || s[0] >= 224 || snap.addr_kind(s).is_some() {
+                if martian_src4(s) || snap.addr_kind(s).is_some() {
                     return self.drop_pkt(DropReason::SynproxyMartian, pkt);
                 }
                 let need = o.l3 + synproxy::MAX_SEGMENT_LEN;
@@ -1521,8 +1596,12 @@ impl<P: Port> Core<P> {
         // The connection's mode decides, as it decides the rewrite below: a
         // NAT connection's reply can meet a local address when a client
         // spoofed one, and its TTL is lowered all the same.
+        // A NAT reply is forwarded by the kernel (`ip_forward`), which
+        // checks the TTL before the FORWARD hook where IPVS rewrites it: the
+        // server is told, quoting its own packet, from the director's
+        // address towards it.
         if c.fwd != FwdMethod::FullNat && fwd::nat::reply_ttl_expired(ip.info.ttl) {
-            return self.drop_pkt(DropReason::TtlExceeded, pkt);
+            return self.time_exceeded(snap, pkt, &ip, None, now);
         }
         if c.flags & F_SYNPROXY != 0 && c.proto == ipv4::PROTO_TCP {
             let end = o.l3 + ip.info.total_len;
@@ -1555,6 +1634,57 @@ impl<P: Port> Core<P> {
             fwd::nat::outbound(frame, o, c.vaddr, c.vport);
         }
         self.send(snap, pkt, c.caddr, now);
+    }
+
+    /// A packet whose TTL would reach 0: dropped (counted) and, within
+    /// the rate limit, answered with ICMP time exceeded (type 11 code 0)
+    /// quoting it as Linux's `icmp_send` does, from `from` or else the
+    /// director's address on the port towards the sender. `ip`'s packet is
+    /// still as it arrived.
+    #[cold]
+    fn time_exceeded(
+        &mut self,
+        snap: &Snapshot,
+        pkt: P::Pkt,
+        ip: &Ip,
+        from: Option<[u8; 4]>,
+        now: u64,
+    ) {
+        let to = ip.info.src;
+        if self.icmp_limit.allow(now) {
+            if let Some(nh) = snap.routes.lookup(Ipv4Addr::from(to)) {
+                let src = from.or_else(|| snap.port_addr(nh.port).map(|a| a.octets()));
+                let l3 = ip.l2.l3_offset;
+                let orig = pkt.data().get(l3..l3 + ip.info.total_len);
+                if let (Some(src), Some(orig)) = (src, orig) {
+                    let n = ethernet::HEADER_LEN + icmp::time_exceeded_len(orig.len());
+                    let mut reply = fwd::Egress::alloc(self, nh.port);
+                    let fits = reply.as_mut().is_some_and(|r| r.set_len(n));
+                    match reply {
+                        Some(mut reply) if fits => {
+                            let o = reply.data_mut();
+                            ethernet::write_header(
+                                o,
+                                &[0; 6],
+                                &[0; 6],
+                                None,
+                                ethernet::ETHERTYPE_IPV4,
+                            );
+                            let m = icmp::build_time_exceeded(
+                                &mut o[ethernet::HEADER_LEN..],
+                                orig,
+                                src,
+                            );
+                            if m > 0 {
+                                self.send(snap, reply, to, now);
+                            }
+                        }
+                        _ => self.ctr().drop(DropReason::NoBuffer),
+                    }
+                }
+            }
+        }
+        self.drop_pkt(DropReason::TtlExceeded, pkt)
     }
 
     /// Routes to `dst`, resolves the next hop and queues for transmission.
@@ -1777,6 +1907,13 @@ impl<P: Port> Core<P> {
                 };
                 let c = *self.conns.get(ci);
                 self.conns.touch(ci, now);
+                // `ip_vs_icmp_xmit` routes through `__ip_vs_get_out_rt` too:
+                // the error goes one hop lower, and one with TTL 1 dies
+                // silently (`icmp_send` never answers an ICMP error).
+                if ip.info.ttl <= 1 {
+                    return self.drop_pkt(DropReason::TtlExceeded, pkt);
+                }
+                ipv4::dec_ttl(&mut pkt.data_mut()[l3..]);
                 let Some(r) = fwd::icmp::from_client(&c) else {
                     self.ctr().icmp_translated.inc();
                     return fwd::tun::transmit(self, snap, pkt, l3, &ip.info, c.daddr, now);
@@ -1810,6 +1947,14 @@ impl<P: Port> Core<P> {
                 };
                 let c = *self.conns.get(ci);
                 self.conns.touch(ci, now);
+                // A NAT server's error is routed on by `ip_forward`, as its
+                // replies are (FULLNAT's, like its replies, keep their TTL).
+                if c.fwd != FwdMethod::FullNat {
+                    if fwd::nat::reply_ttl_expired(ip.info.ttl) {
+                        return self.drop_pkt(DropReason::TtlExceeded, pkt);
+                    }
+                    ipv4::dec_ttl(&mut pkt.data_mut()[l3..]);
+                }
                 let r = fwd::icmp::from_server(&c, fullnat);
                 fwd::icmp::translate(pkt.data_mut(), l3, end, &q, &r);
                 self.ctr().icmp_translated.inc();
@@ -1970,5 +2115,68 @@ impl<P: Port> Core<P> {
             self.arp_probe(snap, ip, port);
         }
         self.flush_tx();
+    }
+}
+
+#[cfg(test)]
+mod martian_tests {
+    use super::v6::martian_src6;
+    use super::{martian_src4, IcmpLimiter};
+    use std::net::Ipv6Addr;
+
+    #[test]
+    fn ipv4_martian_classes() {
+        for a in [
+            [0, 0, 0, 0],
+            [0, 255, 1, 2],
+            [127, 0, 0, 1],
+            [127, 1, 2, 3],
+            [224, 0, 0, 18],
+            [239, 1, 1, 1],
+            [240, 0, 0, 1],
+            [255, 255, 255, 255],
+        ] {
+            assert!(martian_src4(a), "{a:?}");
+        }
+        for a in [
+            [1, 0, 0, 1],
+            [10, 0, 0, 1],
+            [126, 255, 255, 255],
+            [223, 255, 255, 254],
+        ] {
+            assert!(!martian_src4(a), "{a:?}");
+        }
+    }
+
+    #[test]
+    fn ipv6_martian_classes() {
+        let m = |s: &str| martian_src6(&s.parse::<Ipv6Addr>().unwrap().octets());
+        for a in ["::", "::1", "ff02::1", "ff0e::5", "::ffff:198.18.0.2"] {
+            assert!(m(a), "{a}");
+        }
+        for a in [
+            "2001:db8::1",
+            "fe80::1",
+            "::2",
+            "::198.18.0.2",
+            "64:ff9b::c612:2",
+        ] {
+            assert!(!m(a), "{a}");
+        }
+    }
+
+    #[test]
+    fn icmp_limiter_allows_a_burst_then_one_a_millisecond() {
+        let mut l = IcmpLimiter::new();
+        let sent = (0..100).filter(|_| l.allow(5_000)).count();
+        assert_eq!(sent, 50);
+        assert!(!l.allow(5_000));
+        assert!(l.allow(5_001));
+        assert!(!l.allow(5_001));
+        // A long pause refills to the burst, no more.
+        let sent = (0..100).filter(|_| l.allow(60_000)).count();
+        assert_eq!(sent, 50);
+        // A clock that goes back never underflows.
+        assert!(!l.allow(1));
     }
 }

@@ -16,9 +16,26 @@ fn icmp_unreach(
     dst: [u8; 4],
     quoted: &[u8],
 ) -> Vec<u8> {
+    icmp_unreach_ttl(smac, dmac, src, dst, quoted, 64)
+}
+
+/// The same one hop later: the director relays errors as IPVS does, one
+/// hop lower (`ip_vs_icmp_xmit`'s `decrement_ttl`, `ip_forward`).
+fn relayed(smac: [u8; 6], dmac: [u8; 6], src: [u8; 4], dst: [u8; 4], quoted: &[u8]) -> Vec<u8> {
+    icmp_unreach_ttl(smac, dmac, src, dst, quoted, 63)
+}
+
+fn icmp_unreach_ttl(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    quoted: &[u8],
+    ttl: u8,
+) -> Vec<u8> {
     let q = &quoted[14..14 + 28];
     let b = etherparse::PacketBuilder::ethernet2(smac, dmac)
-        .ipv4(src, dst, 64)
+        .ipv4(src, dst, ttl)
         .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
             etherparse::icmpv4::DestUnreachableHeader::Port,
         ));
@@ -51,7 +68,7 @@ fn nat_icmp_errors_are_translated_both_ways() {
     let out = lab.send(0, 1, &err, 0);
     assert_eq!(out.len(), 1);
     let as_if_from_vip = tcp(CLIENT_MAC, DIR0_MAC, CLIENT, 40000, VIP, 80, 64, "S", b"");
-    let expected = icmp_unreach(DIR0_MAC, CLIENT_MAC, VIP, CLIENT, &as_if_from_vip);
+    let expected = relayed(DIR0_MAC, CLIENT_MAC, VIP, CLIENT, &as_if_from_vip);
     assert_eq!(out[0], expected);
     assert_checksums(&out[0]);
 
@@ -71,7 +88,7 @@ fn nat_icmp_errors_are_translated_both_ways() {
         "SA",
         b"",
     );
-    let expected = icmp_unreach(DIR1_MAC, rs_mac(0), CLIENT, RS[0], &orig_reply);
+    let expected = relayed(DIR1_MAC, rs_mac(0), CLIENT, RS[0], &orig_reply);
     assert_eq!(out[0], expected);
     assert_checksums(&out[0]);
 }
@@ -88,7 +105,10 @@ fn fullnat_icmp_errors_are_translated_both_ways() {
     let err = icmp_unreach(rs_mac(0), DIR1_MAC, RS[0], LADDR, &out[0]);
     let out2 = lab.send(0, 1, &err, 0);
     assert_eq!(out2.len(), 1);
-    let expected = icmp_unreach(DIR0_MAC, CLIENT_MAC, VIP, CLIENT, &syn);
+    // The quote is of the SYN as it left, one hop lower (IPVS's
+    // decrement_ttl): the translation restores addresses and ports only.
+    let syn63 = tcp(CLIENT_MAC, DIR0_MAC, CLIENT, 40000, VIP, 80, 63, "S", b"");
+    let expected = icmp_unreach(DIR0_MAC, CLIENT_MAC, VIP, CLIENT, &syn63);
     assert_eq!(out2[0], expected);
     assert_checksums(&out2[0]);
 
@@ -108,7 +128,7 @@ fn fullnat_icmp_errors_are_translated_both_ways() {
     );
     assert_eq!(
         out3,
-        vec![icmp_unreach(DIR1_MAC, rs_mac(0), LADDR, RS[0], &orig)]
+        vec![relayed(DIR1_MAC, rs_mac(0), LADDR, RS[0], &orig)]
     );
 }
 

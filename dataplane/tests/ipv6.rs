@@ -263,6 +263,14 @@ fn tcp4(
     common::tcp(smac, dmac, src, sport, dst, dport, ttl, flags, payload)
 }
 
+/// The frame one hop later: hop limit lowered by one (IPv6 has no header
+/// checksum).
+fn hop6(frame: &[u8]) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    f[14 + 7] -= 1;
+    f
+}
+
 fn udp6(smac: Mac, dmac: Mac, src: A6, sport: u16, dst: A6, dport: u16, payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::new();
     PacketBuilder::ethernet2(smac, dmac)
@@ -369,7 +377,8 @@ fn dr6_rewrites_only_macs() {
     for (w, cport) in [(0, 40000), (1, 40001)] {
         let syn = tcp6(CLIENT_MAC, DIR0_MAC, CLIENT6, cport, VIP6, 80, 64, "S", b"");
         let out = lab.send(w, 0, &syn, 1);
-        let mut want = syn.clone();
+        // The hop limit one lower: IPVS's decrement_ttl covers DR too.
+        let mut want = hop6(&syn);
         want[0..6].copy_from_slice(&rs_mac(0));
         want[6..12].copy_from_slice(&DIR1_MAC);
         assert_eq!(out, vec![want]);
@@ -377,7 +386,7 @@ fn dr6_rewrites_only_macs() {
             CLIENT_MAC, DIR0_MAC, CLIENT6, cport, VIP6, 80, 64, "A", b"data",
         );
         let out = lab.send(w, 0, &data, 1);
-        assert_eq!(&out[0][12..], &data[12..]);
+        assert_eq!(&out[0][12..], &hop6(&data)[12..]);
     }
     assert_eq!(
         lab.workers[0].conns6().len() + lab.workers[1].conns6().len(),
@@ -393,7 +402,7 @@ fn nat66_flow_with_port_mapping_and_hand_over() {
         flow(
             &mut lab,
             cport,
-            |f, p| tcp6(DIR1_MAC, rs_mac(0), CLIENT6, cport, RS6[0], 8080, 64, f, p),
+            |f, p| tcp6(DIR1_MAC, rs_mac(0), CLIENT6, cport, RS6[0], 8080, 63, f, p),
             |f, p| tcp6(rs_mac(0), DIR1_MAC, RS6[0], 8080, CLIENT6, cport, 64, f, p),
             |f, p| tcp6(DIR0_MAC, CLIENT_MAC, VIP6, 80, CLIENT6, cport, 63, f, p),
         );
@@ -428,7 +437,7 @@ fn fullnat66_flow_rewrites_both_ends_with_hand_over() {
                 lport,
                 RS6[0],
                 8080,
-                64,
+                63,
                 "S",
                 b""
             )
@@ -459,7 +468,7 @@ fn fullnat66_flow_rewrites_both_ends_with_hand_over() {
                 lport,
                 RS6[0],
                 8080,
-                64,
+                63,
                 "FA",
                 b""
             )]
@@ -481,7 +490,15 @@ fn fullnat66_udp() {
     let lport = u16::from_be_bytes([out[0][54], out[0][55]]);
     assert_eq!(
         out[0],
-        udp6(DIR1_MAC, rs_mac(0), LADDR6, lport, RS6[0], 53, b"query")
+        hop6(&udp6(
+            DIR1_MAC,
+            rs_mac(0),
+            LADDR6,
+            lport,
+            RS6[0],
+            53,
+            b"query"
+        ))
     );
     let a = udp6(rs_mac(0), DIR1_MAC, RS6[0], 53, LADDR6, lport, b"answer");
     let back = lab.send(0, 1, &a, 0);
@@ -517,11 +534,16 @@ fn tun6_wraps_in_ipv6_and_answers_too_big() {
     outer[0] = 0x60;
     outer[4..6].copy_from_slice(&((syn.len() - 14) as u16).to_be_bytes());
     outer[6] = 41;
-    outer[7] = 64;
+    // The inner hop limit, already lowered (ip_vs_prepare_tunneled_skb).
+    outer[7] = 63;
     outer[8..24].copy_from_slice(&DIR1_IP6);
     outer[24..40].copy_from_slice(&RS6[0]);
     assert_eq!(&f[14..54], &outer[..]);
-    assert_eq!(&f[54..], &syn[14..], "the client's packet, unchanged");
+    assert_eq!(
+        &f[54..],
+        &hop6(&syn)[14..],
+        "the client's packet, one hop lower"
+    );
     // 1361 bytes of IPv6 need 1401 in the tunnel: Packet Too Big for 1360,
     // from the VIP, quoting the packet; never a fragment.
     let big = tcp6(
@@ -550,7 +572,8 @@ fn tun6_wraps_in_ipv6_and_answers_too_big() {
         panic!()
     };
     assert_eq!(i.icmp_type(), Icmpv6Type::PacketTooBig { mtu: 1360 });
-    assert_eq!(&i.payload()[..40], &big[14..54], "quotes the packet");
+    // Quoted one hop lower: IPVS's decrement_ttl runs before its MTU check.
+    assert_eq!(&i.payload()[..40], &hop6(&big)[14..54], "quotes the packet");
     assert_eq!(lab.dropped(DropReason::TooBig), 1);
 }
 
@@ -886,7 +909,7 @@ fn icmpv6_errors_are_translated_like_their_flow() {
         .write(&mut want, &{
             // The client's own SYN, except for what the server saw: its
             // quoted checksum stays as quoted.
-            let mut q = syn[14..].to_vec();
+            let mut q = hop6(&syn)[14..].to_vec();
             q[40 + 16..40 + 18].copy_from_slice(&out[0][54 + 16..54 + 18]);
             q
         })
@@ -1339,4 +1362,91 @@ fn the_kernels_own_ipv6_reaches_it_through_the_exception_path() {
     lab.inject(0, 0, &syn);
     lab.poll_all();
     assert_eq!(lab.workers[0].kernel_mut()[0].take_tx(), vec![syn]);
+}
+
+/// Martian IPv6 sources (issue 18 item 7), as `ip6_rcv_core` drops them
+/// before IPVS: unspecified, loopback, multicast, IPv4-mapped, and the
+/// director's own addresses. Dropped, counted, never scheduled.
+#[test]
+fn martian_ipv6_sources_are_dropped_and_never_scheduled() {
+    for fwd in [FwdMethod::Dr, FwdMethod::Nat, FwdMethod::FullNat] {
+        let mut lab = Lab6::new(Svc6::new(fwd), 1);
+        let mut mapped = [0u8; 16];
+        mapped[10] = 0xff;
+        mapped[11] = 0xff;
+        mapped[12..].copy_from_slice(&[198, 18, 0, 2]);
+        let martians: [A6; 7] = [
+            [0; 16],
+            {
+                let mut a = [0; 16];
+                a[15] = 1;
+                a
+            },
+            {
+                let mut a = [0; 16];
+                a[0] = 0xff;
+                a[1] = 0x02;
+                a[15] = 1;
+                a
+            },
+            mapped,
+            VIP6,
+            DIR0_IP6,
+            DIR1_IP6,
+        ];
+        for (i, src) in martians.into_iter().enumerate() {
+            let syn = tcp6(
+                CLIENT_MAC,
+                DIR0_MAC,
+                src,
+                40000 + i as u16,
+                VIP6,
+                80,
+                64,
+                "S",
+                b"",
+            );
+            assert!(lab.send(0, 0, &syn, 1).is_empty(), "{fwd:?} {src:?}");
+            assert!(lab.take(0, 0).is_empty());
+        }
+        assert_eq!(lab.dropped(DropReason::MartianSource), 7, "{fwd:?}");
+        assert_eq!(lab.workers[0].conns6().len(), 0, "{fwd:?}");
+        // A real client still gets through, one hop lower.
+        let syn = tcp6(CLIENT_MAC, DIR0_MAC, CLIENT6, 1, VIP6, 80, 64, "S", b"");
+        let out = lab.send(0, 0, &syn, 1);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0][14 + 7], 63);
+    }
+}
+
+/// Hop limit 1 towards a real server: ICMPv6 time exceeded (type 3 code
+/// 0) from the VIP, quoting the packet as it arrived (IPVS's
+/// `decrement_ttl`, `icmpv6_send`); in every mode.
+#[test]
+fn hop_limit_1_is_answered_with_icmpv6_time_exceeded() {
+    for fwd in [
+        FwdMethod::Dr,
+        FwdMethod::Nat,
+        FwdMethod::FullNat,
+        FwdMethod::Tun,
+    ] {
+        let mut lab = Lab6::new(Svc6::new(fwd), 1);
+        let syn = tcp6(
+            CLIENT_MAC, DIR0_MAC, CLIENT6, 40000, VIP6, 80, 1, "S", b"hi",
+        );
+        assert!(lab.send(0, 0, &syn, 1).is_empty(), "{fwd:?}");
+        let back = lab.take(0, 0);
+        assert_eq!(back.len(), 1, "{fwd:?}");
+        assert_checksums6(&back[0]);
+        let mut want = vec![];
+        PacketBuilder::ethernet2(DIR0_MAC, CLIENT_MAC)
+            .ipv6(VIP6, CLIENT6, 64)
+            .icmpv6(Icmpv6Type::TimeExceeded(
+                etherparse::icmpv6::TimeExceededCode::HopLimitExceeded,
+            ))
+            .write(&mut want, &syn[14..])
+            .unwrap();
+        assert_eq!(back[0], want, "{fwd:?}");
+        assert_eq!(lab.dropped(DropReason::TtlExceeded), 1);
+    }
 }

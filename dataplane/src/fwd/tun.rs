@@ -45,12 +45,15 @@ pub fn encap_in_place(frame: &mut [u8], l2_len: usize, id: u16, src: [u8; 4], ds
     let inner = l2_len + OVERHEAD;
     let inner_len = frame.len() - inner;
     let df = u16::from_be_bytes([frame[inner + 6], frame[inner + 7]]) & ipv4::FLAG_DF;
+    // The outer TTL is the inner one, already lowered
+    // (`ip_vs_prepare_tunneled_skb` copies `old_iph->ttl`).
+    let ttl = frame[inner + 8];
     ipv4::write_header(
         &mut frame[l2_len..],
         (inner_len + OVERHEAD) as u16,
         id,
         df,
-        64,
+        ttl,
         ipv4::PROTO_IPIP,
         src,
         dst,
@@ -80,12 +83,14 @@ pub fn write_fragment(
     let n = l2.len();
     out[..n].copy_from_slice(l2);
     let frag = ((off / 8) as u16) | if more { ipv4::FLAG_MF } else { 0 };
+    // The inner TTL, as `ip_vs_prepare_tunneled_skb` copies it.
+    let ttl = inner.get(8).copied().unwrap_or(64);
     ipv4::write_header(
         &mut out[n..],
         (OVERHEAD + len) as u16,
         id,
         frag,
-        64,
+        ttl,
         ipv4::PROTO_IPIP,
         src,
         dst,
@@ -109,12 +114,14 @@ pub fn first_fragment_in_place(
     dst: [u8; 4],
 ) {
     frame.copy_within(OVERHEAD..OVERHEAD + l2_len, 0);
+    // The inner header sits right behind the outer one's place.
+    let ttl = frame[l2_len + OVERHEAD + 8];
     ipv4::write_header(
         &mut frame[l2_len..],
         (OVERHEAD + chunk) as u16,
         id,
         ipv4::FLAG_MF,
-        64,
+        ttl,
         ipv4::PROTO_IPIP,
         src,
         dst,

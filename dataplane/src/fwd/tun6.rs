@@ -25,12 +25,15 @@ pub fn encap_in_place(frame: &mut [u8], l2_len: usize, src: [u8; 16], dst: [u8; 
     let inner = l2_len + OVERHEAD;
     let inner_len = frame.len() - inner;
     let tc_flow = ipv6::tc_flow(&frame[inner..]);
+    // The outer hop limit is the inner one, already lowered
+    // (`ip_vs_prepare_tunneled_skb` copies `old_ipv6h->hop_limit`).
+    let hop_limit = frame[inner + 7];
     ipv6::write_header_flow(
         &mut frame[l2_len..],
         tc_flow,
         inner_len as u16,
         ipv6::NH_IPV6,
-        64,
+        hop_limit,
         src,
         dst,
     );

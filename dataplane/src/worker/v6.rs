@@ -108,6 +108,14 @@ impl<P: Port> Core<P> {
             }
             _ => {}
         }
+        // Martian sources, as Linux's `ip6_rcv_core` drops them before
+        // IPVS: multicast, loopback on a wire, IPv4-mapped (RFC 4291
+        // §2.5.5.2); the unspecified address, which no TCP or UDP peer may
+        // use (only DAD's solicitations, handled above). An address of
+        // ours is refused where a connection would be made (`inbound6`).
+        if martian_src6(&info.src) {
+            return self.drop_pkt(DropReason::MartianSource, pkt);
+        }
         if info.routing_type == Some(0) || info.segments_left != 0 {
             return self.drop_pkt(DropReason::Ipv6Routing, pkt);
         }
@@ -192,6 +200,10 @@ impl<P: Port> Core<P> {
                 ci
             }
             None => {
+                // Our own address as the source: never a client.
+                if snap.addr_kind6(&t.saddr).is_some() {
+                    return self.drop_pkt(DropReason::MartianSource, pkt);
+                }
                 let Some(si) = snap.service6(t.proto, &t.daddr, t.dport) else {
                     return self.drop_pkt(DropReason::NoService, pkt);
                 };
@@ -221,6 +233,14 @@ impl<P: Port> Core<P> {
         if let (FwdMethod::FullNat, Some(rip4)) = (c.fwd, unmapped(&a.daddr)) {
             return self.nat64_inbound(snap, pkt, ip, o, &c, &a, rip4, now);
         }
+        // IPVS's `decrement_ttl` (ip_vs_xmit.c, in `__ip_vs_get_out_rt_v6`
+        // for every transmitter): hop limit 1 is answered with time
+        // exceeded (ICMPv6 type 3 code 0) from the VIP; the rest go one
+        // lower, before the MTU check, as there.
+        if ip.info.hop_limit <= 1 {
+            return self.time_exceeded6(snap, pkt, &ip, a.vaddr, now);
+        }
+        ipv6::dec_hop_limit(&mut pkt.data_mut()[o.l3..]);
         // What the packet needs on the real server's link.
         let (need, tun) = match c.fwd {
             FwdMethod::Tun => (len + tun6::OVERHEAD, true),
@@ -274,8 +294,10 @@ impl<P: Port> Core<P> {
         rip4: [u8; 4],
         now: u64,
     ) {
+        // A router's translation (RFC 7915 §5.1) answers hop limit 1 with
+        // time exceeded, as `ip6_forward` would, from the VIP.
         if fwd::nat::reply_ttl_expired(ip.info.hop_limit) {
-            return self.drop_pkt(DropReason::TtlExceeded, pkt);
+            return self.time_exceeded6(snap, pkt, &ip, a.vaddr, now);
         }
         let Some(lip4) = unmapped(&a.laddr) else {
             return self.drop_pkt(DropReason::Nat64Untranslatable, pkt);
@@ -350,8 +372,14 @@ impl<P: Port> Core<P> {
         };
         let c = *self.conns6.get(ci);
         let a = *self.conns6.get6(ci);
+        // `ip6_forward` checks the hop limit before the FORWARD hook where
+        // IPVS rewrites the reply: the server hears of it, quoting its own
+        // packet, from the director's address on its link.
         if c.fwd != FwdMethod::FullNat && nat66::reply_hop_limit_expired(ip.info.hop_limit) {
-            return self.drop_pkt(DropReason::TtlExceeded, pkt);
+            return match snap.port_addr6(in_port) {
+                Some(from) => self.time_exceeded6(snap, pkt, &ip, from.octets(), now),
+                None => self.drop_pkt(DropReason::TtlExceeded, pkt),
+            };
         }
         let Some(nh) = snap.routes6.lookup(Ipv6Addr::from(a.caddr)) else {
             return self.drop_pkt(DropReason::NoRoute, pkt);
@@ -679,9 +707,63 @@ impl<P: Port> Core<P> {
         Ok(())
     }
 
+    /// A packet whose hop limit would reach 0: dropped (counted) and,
+    /// within the rate limit and where RFC 4443 §2.4(e) allows, answered
+    /// with Time Exceeded (type 3 code 0) from `from`, quoting it as it
+    /// arrived.
+    #[cold]
+    pub(super) fn time_exceeded6(
+        &mut self,
+        snap: &Snapshot,
+        pkt: P::Pkt,
+        ip: &Ip6,
+        from: [u8; 16],
+        now: u64,
+    ) {
+        let l3 = ip.l2.l3_offset;
+        let orig = pkt.data().get(l3..l3 + ip.info.total_len);
+        let route = snap.routes6.lookup(Ipv6Addr::from(ip.info.src));
+        if let (Some(orig), Some(nh)) = (orig, route) {
+            if icmpv6::may_answer(orig, &ip.info, icmpv6::TYPE_TIME_EXCEEDED)
+                && self.icmp_limit.allow(now)
+            {
+                match self.ports.get_mut(nh.port as usize).and_then(|p| p.alloc()) {
+                    Some(mut reply) => {
+                        let n = ethernet::HEADER_LEN + icmpv6::error_len(orig.len());
+                        if reply.set_len(n) {
+                            let o = reply.data_mut();
+                            ethernet::write_header(
+                                o,
+                                &[0; 6],
+                                &[0; 6],
+                                None,
+                                ethernet::ETHERTYPE_IPV6,
+                            );
+                            icmpv6::build_error(
+                                &mut o[ethernet::HEADER_LEN..],
+                                orig,
+                                from,
+                                icmpv6::TYPE_TIME_EXCEEDED,
+                                0,
+                                0,
+                            );
+                            self.send6(snap, reply, ip.info.src, now);
+                        } else {
+                            self.ctr().drop(DropReason::NoBuffer);
+                        }
+                    }
+                    None => self.ctr().drop(DropReason::NoBuffer),
+                }
+            }
+        }
+        self.drop_pkt(DropReason::TtlExceeded, pkt)
+    }
+
     /// Answers a packet that does not fit its egress link with Packet Too
     /// Big (RFC 4443 §3.2) from `from` to its source, quoting it as it
-    /// arrived, and drops it: the director never fragments IPv6.
+    /// stands (a client's packet one hop lower already, as IPVS's
+    /// `decrement_ttl` precedes its MTU check), and drops it: the director
+    /// never fragments IPv6.
     pub(super) fn too_big6(
         &mut self,
         snap: &Snapshot,
@@ -1256,4 +1338,12 @@ fn release_conn6(snap: &Snapshot, c: &Conn, now_s: u32, abandon: bool) {
             snap.templates6.release(c.tmpl, now_s);
         }
     }
+}
+
+/// IPv6 martian sources: ::, ::1, ff00::/8 and ::ffff:0:0/96 (see
+/// `ip6_rcv_core` in net/ipv6/ip6_input.c). A few compares.
+#[inline(always)]
+pub(crate) fn martian_src6(s: &[u8; 16]) -> bool {
+    let a = u128::from_be_bytes(*s);
+    a <= 1 || s[0] == 0xff || a >> 32 == 0xffff
 }

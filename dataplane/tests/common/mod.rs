@@ -349,6 +349,18 @@ pub fn assert_checksums(frame: &[u8]) {
     }
 }
 
+/// The frame one router hop later: IPv4 TTL lowered by one, the header
+/// checksum recomputed from scratch (by etherparse).
+pub fn one_hop_later(frame: &[u8]) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    let (mut h, _) = etherparse::Ipv4Header::from_slice(&f[14..]).unwrap();
+    h.time_to_live -= 1;
+    h.header_checksum = h.calc_header_checksum();
+    let hl = h.header_len();
+    f[14..14 + hl].copy_from_slice(&h.to_bytes());
+    f
+}
+
 pub fn dst_port_of(frame: &[u8]) -> u16 {
     u16::from_be_bytes([frame[36], frame[37]])
 }

@@ -32,7 +32,9 @@ impl ForwardLab for Lab {
     }
 }
 
-/// DR rewrites only the MACs, and a flow sticks to its server.
+/// DR rewrites the MACs and, as IPVS's `decrement_ttl` does for every
+/// transmitter since Linux 4.3, lowers the TTL; a flow sticks to its
+/// server.
 pub fn dr<L: ForwardLab>(new: impl FnOnce(Svc) -> L) -> L {
     let mut lab = new(Svc::new(FwdMethod::Dr));
     for flags in ["S", "A"] {
@@ -47,7 +49,7 @@ pub fn dr<L: ForwardLab>(new: impl FnOnce(Svc) -> L) -> L {
             40000,
             VIP,
             80,
-            64,
+            63,
             flags,
             PAYLOAD,
         );
@@ -74,7 +76,7 @@ pub fn nat_tcp<L: ForwardLab>(new: impl FnOnce(Svc) -> L) -> L {
         40000,
         RS[0],
         8080,
-        64,
+        63,
         "S",
         PAYLOAD,
     );
@@ -117,7 +119,7 @@ pub fn nat_udp<L: ForwardLab>(new: impl FnOnce(Svc) -> L) -> L {
             5000,
             RS[0],
             5353,
-            64,
+            63,
             b"query"
         )]
     );
@@ -145,7 +147,7 @@ pub fn fullnat<L: ForwardLab>(new: impl FnOnce(Svc) -> L) -> L {
         lport,
         RS[0],
         8080,
-        64,
+        63,
         "S",
         PAYLOAD,
     );
@@ -188,8 +190,9 @@ pub fn fullnat<L: ForwardLab>(new: impl FnOnce(Svc) -> L) -> L {
     lab
 }
 
-/// TUN puts an outer IPv4 header (DIR1_IP to the real server, DF copied
-/// from the inner packet) in front of the untouched inner packet, for a
+/// TUN puts an outer IPv4 header (DIR1_IP to the real server, DF and TTL
+/// copied from the inner packet) in front of the inner packet, one hop
+/// lower, for a
 /// small frame and a 1054-byte one.
 pub fn tun<L: ForwardLab>(new: impl FnOnce(Svc) -> L) -> L {
     let mut lab = new(Svc::new(FwdMethod::Tun));
@@ -201,7 +204,9 @@ pub fn tun<L: ForwardLab>(new: impl FnOnce(Svc) -> L) -> L {
         let out = lab.send(0, 0, &input, 1);
         assert_eq!(out.len(), 1);
         let id = u16::from_be_bytes([out[0][18], out[0][19]]);
-        assert_eq!(out[0], ipip(&input, rs_mac(0), id, true));
+        // The inner packet one hop lower (IPVS decrements before
+        // encapsulating).
+        assert_eq!(out[0], ipip(&one_hop_later(&input), rs_mac(0), id, true));
         let outer = etherparse::Ipv4HeaderSlice::from_slice(&out[0][14..])
             .unwrap()
             .to_header();
@@ -216,9 +221,10 @@ pub fn tun<L: ForwardLab>(new: impl FnOnce(Svc) -> L) -> L {
 /// The IPIP frame expected for an inner IP packet.
 pub fn ipip(inner_frame: &[u8], dst_mac: [u8; 6], id: u16, df: bool) -> Vec<u8> {
     let inner = &inner_frame[14..];
+    // The outer TTL copies the inner one (ip_vs_prepare_tunneled_skb).
     let mut h = etherparse::Ipv4Header::new(
         inner.len() as u16,
-        64,
+        inner[8],
         etherparse::IpNumber::IPV4,
         DIR1_IP,
         RS[0],
