@@ -85,7 +85,7 @@ drops() { metric ferrovs_worker_drops_total "reason=\"$1\""; }
 
 # The sender and sniffer: raw frames, checksums computed here.
 cat >"$WORK/raw.py" <<'EOF'
-import select, socket, struct, sys, time
+import os, select, socket, struct, sys, time
 
 def csum(b):
     if len(b) % 2:
@@ -108,7 +108,9 @@ def syn(src, dst, sport, dport, ttl):
     return ip
 
 def send(ifname, dmac, ip):
-    smac = mac(open("/sys/class/net/%s/address" % ifname).read().strip())
+    # The lab's MAC for the client (SMAC), as every other sender here uses:
+    # frames with the address sysfs shows did not reach the director.
+    smac = mac(os.environ["SMAC"]) if "SMAC" in os.environ else mac(open("/sys/class/net/%s/address" % ifname).read().strip())
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     s.bind((ifname, 0))
     s.send(mac(dmac) + smac + b"\x08\x00" + ip)
@@ -174,6 +176,7 @@ run_mode() {
         { bad "$mode: lab: $(tail -2 "$WORK/lab.err")"; return; }
     eval "$env_text"
     LAB_NAME=$FVS_LAB_NAME
+    export SMAC=$FVS_CLIENT_MAC
     # On the client segment, and routed back through the director in NAT
     # (FVS_CLIENT_DIRECT_IP is not).
     local client_ip=$FVS_CLIENT_IP
