@@ -105,11 +105,9 @@ def syn(src, dst, sport, dport, ttl):
     tcp = tcp[:16] + struct.pack("!H", c) + tcp[18:]
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0x1234, 0x4000, ttl, 6, 0, a, b)
     ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
-    return ip
+    return ip + tcp
 
 def send(ifname, dmac, ip):
-    # The lab's MAC for the client (SMAC), as every other sender here uses:
-    # frames with the address sysfs shows did not reach the director.
     smac = mac(os.environ["SMAC"]) if "SMAC" in os.environ else mac(open("/sys/class/net/%s/address" % ifname).read().strip())
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     s.bind((ifname, 0))
