@@ -44,6 +44,7 @@ drop_reasons! {
     NoRoute => "no_route": "No route to the next hop.",
     NeighFull => "neigh_full": "Neighbour table or its pending queue full.",
     NeighUnresolved => "neigh_unresolved": "Next hop did not answer ARP.",
+    NeighRefused => "neigh_refused": "ARP/NDP that may not update the neighbour cache: a broadcast, multicast or zero sender MAC, a martian or own sender address, another MAC within the 1 s lock time, or a full cache with nothing to evict.",
     TxFull => "tx_full": "Transmit queue full.",
     HandoverFull => "handover_full": "Ring to the owning worker full.",
     NoBuffer => "no_buffer": "No packet buffer for a generated packet.",

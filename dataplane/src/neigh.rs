@@ -5,7 +5,18 @@
 //! request; requests are retried once a second up to three times, after
 //! which the queued packets are dropped and counted. Entries are trusted for
 //! `REACHABLE_MS`; after that they are still used while a refresh request
-//! goes out (Linux's STALE → PROBE), and forgotten if nobody answers.
+//! goes out (Linux's STALE → PROBE), and forgotten if nobody answers; one
+//! nobody uses is forgotten `GC_STALE_MS` after it went stale (Linux's
+//! `gc_staletime`).
+//!
+//! What may change an entry follows Linux (`arp_process`, `neigh_update`):
+//! never a broadcast, multicast or zero MAC; a different MAC only when the
+//! entry is older than `LOCKTIME_MS` (`locktime`: the first answer wins a
+//! race, a flood of forged ones cannot flap it). A full cache makes room
+//! before it refuses, as Linux's forced GC does: a stale entry first, then
+//! one learned from a neighbour's unsolicited request rather than one we
+//! resolved ourselves (a real server, a router), never one with packets
+//! waiting.
 
 use crate::wire::Mac;
 use hashbrown::HashMap;
@@ -13,6 +24,12 @@ use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
 pub const REACHABLE_MS: u64 = 300_000;
+/// A stale entry nobody used for this long is forgotten.
+pub const GC_STALE_MS: u64 = 60_000;
+/// An entry changed less than this long ago keeps its MAC.
+pub const LOCKTIME_MS: u64 = 1_000;
+/// Entries looked at for one to evict when the cache is full.
+pub const EVICT_SCAN: usize = 64;
 pub const RETRY_MS: u64 = 1_000;
 pub const MAX_PROBES: u8 = 3;
 /// Packets queued per unresolved neighbour.
@@ -28,6 +45,11 @@ struct Entry<P> {
     until_ms: u64,
     probes: u8,
     pending: VecDeque<P>,
+    /// When its MAC was last set (for the lock time).
+    updated_ms: u64,
+    /// Created because we needed it (a next hop), not learned from a
+    /// neighbour's request: kept over learned ones when making room.
+    ours: bool,
 }
 
 /// What the caller must do after a resolve attempt.
@@ -105,7 +127,9 @@ impl<P, A: Copy + Eq + std::hash::Hash> NeighCache<P, A> {
                 return Resolve::Queued;
             }
         }
-        if self.map.len() >= self.capacity || self.queued >= QUEUE_TOTAL {
+        if self.queued >= QUEUE_TOTAL
+            || (self.map.len() >= self.capacity && !self.evict_one(now_ms))
+        {
             return Resolve::Full;
         }
         let mut pending = VecDeque::with_capacity(QUEUE_PER_NEIGH);
@@ -121,6 +145,8 @@ impl<P, A: Copy + Eq + std::hash::Hash> NeighCache<P, A> {
                 until_ms: now_ms + RETRY_MS,
                 probes: 1,
                 pending,
+                updated_ms: now_ms,
+                ours: true,
             },
         );
         Resolve::QueuedProbe
@@ -129,8 +155,10 @@ impl<P, A: Copy + Eq + std::hash::Hash> NeighCache<P, A> {
     /// Learns `ip` at `mac` (from an ARP reply, or a request or gratuitous
     /// ARP from a connected neighbour). `create` is false for traffic that
     /// only refreshes entries we asked about, as Linux does for requests not
-    /// aimed at us. Returns the queued packets now ready to send with their
-    /// port.
+    /// aimed at us. Queued packets now ready to send go to `ready` with
+    /// their port. False when the update is refused (a broadcast, multicast
+    /// or zero MAC; another MAC within the lock time; no room): the caller
+    /// counts it.
     pub fn learn(
         &mut self,
         ip: A,
@@ -139,35 +167,76 @@ impl<P, A: Copy + Eq + std::hash::Hash> NeighCache<P, A> {
         now_ms: u64,
         create: bool,
         ready: &mut Vec<(u16, P)>,
-    ) {
+    ) -> bool {
+        if mac[0] & 1 != 0 || mac == [0; 6] {
+            return false;
+        }
         let key = ip;
-        let room = self.map.len() < self.capacity;
-        match self.map.get_mut(&key) {
-            Some(e) => {
-                if e.mac != Some(mac) {
-                    self.generation += 1;
+        if let Some(e) = self.map.get_mut(&key) {
+            if let Some(old) = e.mac {
+                if old != mac && now_ms < e.updated_ms + LOCKTIME_MS {
+                    return false;
                 }
-                e.mac = Some(mac);
-                e.port = port;
-                e.until_ms = now_ms + REACHABLE_MS;
-                e.probes = 0;
-                self.queued -= e.pending.len();
-                ready.extend(e.pending.drain(..).map(|p| (port, p)));
             }
-            None if create && room => {
-                self.map.insert(
-                    key,
-                    Entry {
-                        mac: Some(mac),
-                        port,
-                        until_ms: now_ms + REACHABLE_MS,
-                        probes: 0,
-                        pending: VecDeque::new(),
-                    },
-                );
+            if e.mac != Some(mac) {
                 self.generation += 1;
+                e.updated_ms = now_ms;
             }
-            None => {}
+            e.mac = Some(mac);
+            e.port = port;
+            e.until_ms = now_ms + REACHABLE_MS;
+            e.probes = 0;
+            self.queued -= e.pending.len();
+            ready.extend(e.pending.drain(..).map(|p| (port, p)));
+            return true;
+        }
+        if !create {
+            return true;
+        }
+        if self.map.len() >= self.capacity && !self.evict_one(now_ms) {
+            return false;
+        }
+        self.map.insert(
+            key,
+            Entry {
+                mac: Some(mac),
+                port,
+                until_ms: now_ms + REACHABLE_MS,
+                probes: 0,
+                pending: VecDeque::new(),
+                updated_ms: now_ms,
+                ours: false,
+            },
+        );
+        self.generation += 1;
+        true
+    }
+
+    /// Makes room for one entry: among the first [`EVICT_SCAN`] entries, a
+    /// resolved one past its probes (stale), else one learned from a
+    /// neighbour; never one with packets waiting or being resolved.
+    fn evict_one(&mut self, now_ms: u64) -> bool {
+        let mut learned = None;
+        let mut stale = None;
+        for (k, e) in self.map.iter().take(EVICT_SCAN) {
+            if e.mac.is_none() || !e.pending.is_empty() {
+                continue;
+            }
+            if now_ms >= e.until_ms + RETRY_MS * MAX_PROBES as u64 {
+                stale = Some(*k);
+                break;
+            }
+            if !e.ours && learned.is_none() {
+                learned = Some(*k);
+            }
+        }
+        match stale.or(learned) {
+            Some(k) => {
+                self.map.remove(&k);
+                self.generation += 1;
+                true
+            }
+            None => false,
         }
     }
 
@@ -175,8 +244,15 @@ impl<P, A: Copy + Eq + std::hash::Hash> NeighCache<P, A> {
     /// for each request to send and `dropped(pkt)` for each packet given up.
     pub fn tick(&mut self, now_ms: u64, mut probe: impl FnMut(A, u16), mut dropped: impl FnMut(P)) {
         let queued = &mut self.queued;
+        let mut forgot = false;
         self.map.retain(|&k, e| {
-            if e.mac.is_some() || now_ms < e.until_ms {
+            if e.mac.is_some() {
+                // Stale and unused for gc_staletime: forgotten.
+                let keep = now_ms < e.until_ms + GC_STALE_MS || !e.pending.is_empty();
+                forgot |= !keep;
+                return keep;
+            }
+            if now_ms < e.until_ms {
                 return true;
             }
             if e.probes >= MAX_PROBES {
@@ -189,6 +265,9 @@ impl<P, A: Copy + Eq + std::hash::Hash> NeighCache<P, A> {
             probe(k, e.port);
             true
         });
+        if forgot {
+            self.generation += 1;
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -281,5 +360,73 @@ mod tests {
         assert_eq!(n.get(IP), None);
         n.learn(IP, MAC, 1, 0, true, &mut ready);
         assert_eq!(n.get(IP), Some(MAC));
+    }
+
+    const MAC2: Mac = [2, 0, 0, 0, 1, 12];
+
+    #[test]
+    fn bogus_macs_and_the_lock_time() {
+        let mut n: NeighCache<u32> = NeighCache::new(16);
+        let mut ready = vec![];
+        for bad in [
+            [0xff; 6],
+            [0x01, 0, 0x5e, 0, 0, 1],
+            [0x33, 0x33, 0, 0, 0, 1],
+            [0; 6],
+        ] {
+            assert!(!n.learn(IP, bad, 1, 0, true, &mut ready));
+        }
+        assert_eq!(n.get(IP), None);
+        assert!(n.learn(IP, MAC, 1, 0, true, &mut ready));
+        // Another MAC within the lock time: refused; the same one refreshes.
+        assert!(!n.learn(IP, MAC2, 1, LOCKTIME_MS - 1, true, &mut ready));
+        assert_eq!(n.get(IP), Some(MAC));
+        assert!(n.learn(IP, MAC, 1, LOCKTIME_MS - 1, true, &mut ready));
+        // After it, a real server that changed its MAC is followed.
+        assert!(n.learn(IP, MAC2, 1, LOCKTIME_MS, true, &mut ready));
+        assert_eq!(n.get(IP), Some(MAC2));
+    }
+
+    #[test]
+    fn unused_stale_entries_are_forgotten() {
+        let mut n: NeighCache<u32> = NeighCache::new(16);
+        let mut ready = vec![];
+        n.learn(IP, MAC, 1, 0, true, &mut ready);
+        let g = n.generation;
+        n.tick(REACHABLE_MS + GC_STALE_MS - 1, |_, _| {}, |_| {});
+        assert_eq!(n.get(IP), Some(MAC));
+        n.tick(REACHABLE_MS + GC_STALE_MS, |_, _| {}, |_| {});
+        assert_eq!(n.get(IP), None);
+        assert!(n.generation > g);
+    }
+
+    /// A flood of ARP requests from spoofed senders fills the cache with
+    /// learned entries; a next hop we need still gets resolved (a learned
+    /// entry makes room), and what we resolved is kept over what we learned.
+    #[test]
+    fn a_full_cache_makes_room_for_our_next_hops() {
+        let mut n: NeighCache<u32> = NeighCache::new(8);
+        let mut ready = vec![];
+        let hop = Ipv4Addr::new(198, 18, 1, 1);
+        assert_eq!(n.resolve(hop, 1, 0, &mut Some(0)), Resolve::QueuedProbe);
+        n.learn(hop, MAC, 1, 1, false, &mut ready);
+        for i in 0..100u8 {
+            let spoofed = Ipv4Addr::new(198, 18, 2, i);
+            n.learn(spoofed, [2, 0, 0, 9, 0, i], 1, 2, true, &mut ready);
+            assert!(n.len() <= 8);
+        }
+        assert_eq!(n.get(hop), Some(MAC), "our next hop was evicted");
+        let hop2 = Ipv4Addr::new(198, 18, 1, 2);
+        assert_eq!(n.resolve(hop2, 1, 3, &mut Some(1)), Resolve::QueuedProbe);
+        n.learn(hop2, MAC2, 1, 4, false, &mut ready);
+        assert_eq!(n.get(hop2), Some(MAC2));
+        assert_eq!(n.get(hop), Some(MAC));
+        // Only entries we resolved, all fresh, with packets waiting: full.
+        let mut m: NeighCache<u32> = NeighCache::new(2);
+        assert_eq!(m.resolve(hop, 1, 0, &mut Some(0)), Resolve::QueuedProbe);
+        assert_eq!(m.resolve(hop2, 1, 0, &mut Some(0)), Resolve::QueuedProbe);
+        let mut p = Some(9);
+        assert_eq!(m.resolve(IP, 1, 0, &mut p), Resolve::Full);
+        assert_eq!(p, Some(9));
     }
 }

@@ -1808,12 +1808,20 @@ impl<P: Port> Core<P> {
         let target = snap.addr_kind(a.tpa.octets());
         // Learn senders on our subnets: create entries for those talking to
         // one of our addresses, only refresh the others (Linux `arp_process`).
+        // A sender that is a martian or one of our own addresses is a
+        // forger (Linux's arp_process drops both): it updates nothing.
+        let bogus = martian_src4(a.spa.octets()) || snap.addr_kind(a.spa.octets()).is_some();
         if !a.spa.is_unspecified() && snap.routes.is_connected(in_port, a.spa) {
             let create = target.is_some();
             let mut ready = std::mem::take(&mut self.ready);
-            self.neigh
-                .learn(a.spa, a.sha, in_port, now, create, &mut ready);
-            if self.neigh.get(a.spa) == Some(a.sha) {
+            if bogus
+                || !self
+                    .neigh
+                    .learn(a.spa, a.sha, in_port, now, create, &mut ready)
+            {
+                self.ctr().drop(DropReason::NeighRefused);
+            }
+            if !bogus && self.neigh.get(a.spa) == Some(a.sha) {
                 self.share_neigh(NeighEvent {
                     ip: a.spa,
                     mac: a.sha,

@@ -254,7 +254,8 @@ fn fullnat_two_workers_reply_reaches_owner() {
                 lport,
                 rs,
                 8080,
-                64,
+                // One hop lower towards the real server, as IPVS does.
+                63,
                 "S",
                 PAYLOAD
             )
