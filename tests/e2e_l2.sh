@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# End-to-end L2 filtering (issue 18 item 6), attacked from outside: from the
-# client's namespace, a raw-socket sender puts TCP SYNs for the VIP on the
-# wire addressed to another host's MAC (as a flooding switch delivers them)
-# and tagged with VLAN 100 on the director's untagged port. Neither may make
-# a connection; the first is counted as other_host; curl is still served.
+# End-to-end L2 filtering and neighbour sanity (issue 18 items 5 and 6),
+# attacked from outside: from the client's namespace, a raw-socket sender
+# puts TCP SYNs for the VIP on the wire addressed to another host's MAC (as
+# a flooding switch delivers them) and tagged with VLAN 100 on the
+# director's untagged port: neither makes a connection, both are counted.
+# Then it tries to poison the director's entry for the client with ARP (a
+# zero sender MAC for the client's address, the VIP as sender address):
+# refused and counted, and NAT replies still reach the client.
 # Prints "N passed, M failed".
 set -uo pipefail
 
@@ -38,7 +41,7 @@ metric() { # NAME LABEL-FILTER: summed over workers
         awk -v n="$1" -v f="${2:-}" '$1 ~ "^"n"\\{" && index($1, f) {s += $2} END {printf "%d\n", s + 0}'
 }
 
-env_text=$("$LAB" up --mode dr --name "fvs-l2$$" --big-mib 1 2>"$WORK/lab.err") || { bad "lab: $(tail -2 "$WORK/lab.err")"; echo "$PASS passed, $FAIL failed"; exit 1; }
+env_text=$("$LAB" up --mode nat --name "fvs-l2$$" --big-mib 1 2>"$WORK/lab.err") || { bad "lab: $(tail -2 "$WORK/lab.err")"; echo "$PASS passed, $FAIL failed"; exit 1; }
 eval "$env_text"
 LAB_NAME=$FVS_LAB_NAME
 
@@ -52,7 +55,7 @@ ferrovs {
 }
 virtual_server $FVS_VIP 80 {
     lb_algo rr
-    lb_kind DR
+    lb_kind NAT
     protocol TCP
     real_server $FVS_RS1_IP 80 { weight 1 }
     real_server $FVS_RS2_IP 80 { weight 1 }
@@ -120,6 +123,28 @@ n=0
 for p in $(seq 43000 43019); do n=$((n + $(conns_from "$p"))); done
 check "control: the same SYNs, untagged to the director's MAC, make 20 connections ($n)" [ "$n" = 20 ]
 check "a request through the VIP is still served" bash -c "ip netns exec '$FVS_NS_CLIENT' curl -s --max-time 3 'http://$FVS_VIP/' | grep -q '^rs'"
+
+# send_arp SENDER-MAC SENDER-IP TARGET-IP: an ARP request on the wire.
+send_arp() {
+    ip netns exec "$FVS_NS_CLIENT" python3 - "$FVS_CLIENT_IF" "$FVS_CLIENT_MAC" "$1" "$2" "$3" <<'PY'
+import socket, struct, sys
+ifc, smac, sha, spa, tpa = sys.argv[1:]
+mac = lambda m: bytes(int(x, 16) for x in m.split(":"))
+arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac(sha) + socket.inet_aton(spa) + b"\0" * 6 + socket.inet_aton(tpa)
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifc, 0))
+s.send(b"\xff" * 6 + mac(smac) + b"\x08\x06" + arp)
+PY
+}
+r0=$(metric ferrovs_worker_drops_total 'reason="neigh_refused"')
+# A zero MAC for the client's address (replies would go nowhere), and the
+# VIP claimed as a sender's address.
+send_arp 00:00:00:00:00:00 "$FVS_CLIENT_IP" "$FVS_VIP"
+send_arp 02:00:00:00:66:66 "$FVS_VIP" "$FVS_DIRECTOR_IP_CLIENT"
+sleep 0.5
+r1=$(metric ferrovs_worker_drops_total 'reason="neigh_refused"')
+check "ARP with a zero sender MAC or our own address as sender is refused and counted ($((r1 - r0)) of 2)" [ $((r1 - r0)) -eq 2 ]
+check "NAT replies still reach the client (its entry was not poisoned)" bash -c "ip netns exec '$FVS_NS_CLIENT' curl -s --max-time 3 'http://$FVS_VIP/' | grep -q '^rs'"
 
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]
