@@ -14,6 +14,18 @@ balancer (used by tests/lab_selftest.sh; handy for end-to-end tests too).
   arp        --dev IF --target IP [--timeout S]
       Sends an ARP request for TARGET out of IF and prints every MAC that
       answers. Exit 1 when nobody answers.
+  send-syn   --dev IF --dst-mac MAC --src IP --dst IP --sport N
+             [--count N] [--dport N] [--ttl N] [--vlan ID]
+      Sends COUNT TCP SYNs SRC:SPORT.. -> DST:DPORT (source ports counting
+      up), optionally tagged with 802.1Q VLAN ID: what a spoofing or
+      misdirected sender puts on the wire.
+  send-arp   --dev IF --sender-mac MAC --sender IP --target IP
+      Sends one broadcast ARP request whose sender fields are the given
+      ones (a forger's).
+  send-vrrp  --dev IF --dst-mac MAC --src IP --dst IP --vip IP
+             [--vrid N] [--prio N] [--ttl N] [--count N] [--interval S]
+      Sends COUNT VRRPv3 adverts (interval 1 s carried) from SRC with this
+      TTL, INTERVAL seconds apart.
 """
 
 import argparse
@@ -39,8 +51,8 @@ def csum(b):
     return ~s & 0xFFFF
 
 
-def ipv4(src, dst, proto, payload, ident=0x1234):
-    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident, 0x4000, 64, proto, 0,
+def ipv4(src, dst, proto, payload, ident=0x1234, ttl=64):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident, 0x4000, ttl, proto, 0,
                     socket.inet_aton(src), socket.inet_aton(dst))
     return h[:10] + struct.pack("!H", csum(h)) + h[12:] + payload
 
@@ -131,6 +143,42 @@ def arp(a):
     return 0 if seen else 1
 
 
+def pseudo_csum(src, dst, proto, seg):
+    return csum(socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, proto, len(seg)) + seg)
+
+
+def send_syn(a):
+    mac, _ = if_info(a.dev)
+    tag = struct.pack("!HH", 0x8100, a.vlan) if a.vlan else b""
+    s = packet_socket(a.dev, ETH_P_IP)
+    for i in range(a.count):
+        tcp = struct.pack("!HHIIBBHHH", a.sport + i, a.dport, 1000 + i, 0, 5 << 4, 0x02, 64240, 0, 0)
+        tcp = tcp[:16] + struct.pack("!H", pseudo_csum(a.src, a.dst, 6, tcp)) + tcp[18:]
+        pkt = ipv4(a.src, a.dst, 6, tcp, ttl=a.ttl)
+        s.send(mac_bytes(a.dst_mac) + mac + tag + struct.pack("!H", ETH_P_IP) + pkt)
+    return 0
+
+
+def send_arp(a):
+    mac, _ = if_info(a.dev)
+    body = struct.pack("!HHBBH6s4s6s4s", 1, ETH_P_IP, 6, 4, 1, mac_bytes(a.sender_mac),
+                       socket.inet_aton(a.sender), b"\0" * 6, socket.inet_aton(a.target))
+    packet_socket(a.dev, ETH_P_ARP).send(b"\xff" * 6 + mac + struct.pack("!H", ETH_P_ARP) + body)
+    return 0
+
+
+def send_vrrp(a):
+    mac, _ = if_info(a.dev)
+    msg = struct.pack("!BBBBH", 0x31, a.vrid, a.prio, 1, 100) + b"\0\0" + socket.inet_aton(a.vip)
+    msg = msg[:6] + struct.pack("!H", pseudo_csum(a.src, a.dst, 112, msg)) + msg[8:]
+    pkt = ipv4(a.src, a.dst, 112, msg, ident=0, ttl=a.ttl)
+    s = packet_socket(a.dev, ETH_P_IP)
+    for _ in range(a.count):
+        s.send(mac_bytes(a.dst_mac) + mac + struct.pack("!H", ETH_P_IP) + pkt)
+        time.sleep(a.interval)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -151,10 +199,37 @@ def main():
     p.add_argument("--dev", required=True)
     p.add_argument("--target", required=True)
     p.add_argument("--timeout", type=float, default=1)
+    p = sub.add_parser("send-syn")
+    p.add_argument("--dev", required=True)
+    p.add_argument("--dst-mac", required=True)
+    p.add_argument("--src", required=True)
+    p.add_argument("--dst", required=True)
+    p.add_argument("--sport", type=int, required=True)
+    p.add_argument("--dport", type=int, default=80)
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--ttl", type=int, default=64)
+    p.add_argument("--vlan", type=int, default=0)
+    p = sub.add_parser("send-arp")
+    p.add_argument("--dev", required=True)
+    p.add_argument("--sender-mac", required=True)
+    p.add_argument("--sender", required=True)
+    p.add_argument("--target", required=True)
+    p = sub.add_parser("send-vrrp")
+    p.add_argument("--dev", required=True)
+    p.add_argument("--dst-mac", required=True)
+    p.add_argument("--src", required=True)
+    p.add_argument("--dst", required=True)
+    p.add_argument("--vip", required=True)
+    p.add_argument("--vrid", type=int, default=51)
+    p.add_argument("--prio", type=int, default=254)
+    p.add_argument("--ttl", type=int, default=255)
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--interval", type=float, default=0.1)
     a = ap.parse_args()
     if a.cmd == "send-echo" and bool(a.outer_src) != bool(a.outer_dst):
         ap.error("--outer-src and --outer-dst go together")
-    return {"send-echo": send_echo, "recv-echo": recv_echo, "arp": arp}[a.cmd](a)
+    return {"send-echo": send_echo, "recv-echo": recv_echo, "arp": arp, "send-syn": send_syn,
+            "send-arp": send_arp, "send-vrrp": send_vrrp}[a.cmd](a)
 
 
 if __name__ == "__main__":

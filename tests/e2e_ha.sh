@@ -501,30 +501,9 @@ test_stall() {
 # client's namespace (a stranger on the director's LAN), sent as whole
 # Ethernet frames so that the source address and TTL are the forger's.
 forge_advert() {
-    ip netns exec "$FVS_NS_CLIENT" python3 - "$FVS_CLIENT_IF" "$FVS_CLIENT_MAC" "$FVS_DIRECTOR_MAC_CLIENT" \
-        "$1" "$FVS_DIRECTOR_IP_CLIENT" "$2" "$3" "$FVS_VIP" "$4" <<'PY'
-import socket, struct, sys, time
-ifc, smac, dmac, src, dst, ttl, prio, vip, count = sys.argv[1:]
-def csum(b):
-    if len(b) % 2: b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16: s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
-mac = lambda m: bytes(int(x, 16) for x in m.split(":"))
-ip4 = socket.inet_aton
-msg = struct.pack("!BBBBH", 0x31, 51, int(prio), 1, 100) + b"\0\0" + ip4(vip)
-pseudo = ip4(src) + ip4(dst) + struct.pack("!BBH", 0, 112, len(msg))
-c = csum(pseudo + msg)
-msg = msg[:6] + struct.pack("!H", c) + msg[8:]
-iph = struct.pack("!BBHHHBBH4s4s", 0x45, 0xc0, 20 + len(msg), 0, 0, int(ttl), 112, 0, ip4(src), ip4(dst))
-iph = iph[:10] + struct.pack("!H", csum(iph)) + iph[12:]
-frame = mac(dmac) + mac(smac) + b"\x08\x00" + iph + msg
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind((ifc, 0))
-for _ in range(int(count)):
-    s.send(frame)
-    time.sleep(0.1)
-PY
+    ip netns exec "$FVS_NS_CLIENT" python3 "$ROOT/scripts/lab-probe.py" send-vrrp --dev "$FVS_CLIENT_IF" \
+        --dst-mac "$FVS_DIRECTOR_MAC_CLIENT" --src "$1" --dst "$FVS_DIRECTOR_IP_CLIENT" --ttl "$2" \
+        --prio "$3" --vip "$FVS_VIP" --count "$4" --vrid 51
 }
 
 # Adverts from strangers (keepalived's check_unicast_src, always on in

@@ -67,29 +67,8 @@ for _ in $(seq 50); do adm -Ln >/dev/null 2>&1 && break; sleep 0.2; done
 
 # send_syns DST-MAC VLAN(0: none) SPORT-BASE COUNT
 send_syns() {
-    ip netns exec "$FVS_NS_CLIENT" python3 - "$FVS_CLIENT_IF" "$FVS_CLIENT_MAC" "$1" "$2" \
-        "$FVS_CLIENT_IP" "$FVS_VIP" "$3" "$4" <<'PY'
-import socket, struct, sys
-ifc, smac, dmac, vlan, src, dst, base, count = sys.argv[1:]
-mac = lambda m: bytes(int(x, 16) for x in m.split(":"))
-ip4 = socket.inet_aton
-def csum(b):
-    if len(b) % 2: b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16: s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind((ifc, 0))
-for i in range(int(count)):
-    sport = int(base) + i
-    tcp = struct.pack("!HHIIBBHHH", sport, 80, 1000 + i, 0, 5 << 4, 0x02, 64240, 0, 0)
-    c = csum(ip4(src) + ip4(dst) + struct.pack("!BBH", 0, 6, len(tcp)) + tcp)
-    tcp = tcp[:16] + struct.pack("!H", c) + tcp[18:]
-    iph = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), i, 0, 64, 6, 0, ip4(src), ip4(dst))
-    iph = iph[:10] + struct.pack("!H", csum(iph)) + iph[12:]
-    tag = struct.pack("!HH", 0x8100, int(vlan)) if int(vlan) else b""
-    s.send(mac(dmac) + mac(smac) + tag + b"\x08\x00" + iph + tcp)
-PY
+    ip netns exec "$FVS_NS_CLIENT" python3 "$ROOT/scripts/lab-probe.py" send-syn --dev "$FVS_CLIENT_IF" \
+        --dst-mac "$1" --vlan "$2" --src "$FVS_CLIENT_IP" --dst "$FVS_VIP" --sport "$3" --count "$4"
 }
 conns_from() { adm -Lnc | grep -c "$FVS_CLIENT_IP:$1" || true; }
 
@@ -126,15 +105,8 @@ check "a request through the VIP is still served" bash -c "ip netns exec '$FVS_N
 
 # send_arp SENDER-MAC SENDER-IP TARGET-IP: an ARP request on the wire.
 send_arp() {
-    ip netns exec "$FVS_NS_CLIENT" python3 - "$FVS_CLIENT_IF" "$FVS_CLIENT_MAC" "$1" "$2" "$3" <<'PY'
-import socket, struct, sys
-ifc, smac, sha, spa, tpa = sys.argv[1:]
-mac = lambda m: bytes(int(x, 16) for x in m.split(":"))
-arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac(sha) + socket.inet_aton(spa) + b"\0" * 6 + socket.inet_aton(tpa)
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind((ifc, 0))
-s.send(b"\xff" * 6 + mac(smac) + b"\x08\x06" + arp)
-PY
+    ip netns exec "$FVS_NS_CLIENT" python3 "$ROOT/scripts/lab-probe.py" send-arp --dev "$FVS_CLIENT_IF" \
+        --sender-mac "$1" --sender "$2" --target "$3"
 }
 r0=$(metric ferrovs_worker_drops_total 'reason="neigh_refused"')
 # A zero MAC for the client's address (replies would go nowhere), and the
