@@ -1808,10 +1808,10 @@ impl<P: Port> Core<P> {
         let target = snap.addr_kind(a.tpa.octets());
         // Learn senders on our subnets: create entries for those talking to
         // one of our addresses, only refresh the others (Linux `arp_process`).
-        // A sender that is a martian or one of our own addresses is a
-        // forger (Linux's arp_process drops both): it updates nothing.
-        let bogus = martian_src4(a.spa.octets()) || snap.addr_kind(a.spa.octets()).is_some();
         if !a.spa.is_unspecified() && snap.routes.is_connected(in_port, a.spa) {
+            // A sender that is a martian or one of our own addresses is a
+            // forger (Linux's arp_process drops both): it updates nothing.
+            let bogus = martian_src4(a.spa.octets()) || snap.addr_kind(a.spa.octets()).is_some();
             let create = target.is_some();
             let mut ready = std::mem::take(&mut self.ready);
             if bogus

@@ -369,28 +369,38 @@ struct Driver {
     track_tx: mpsc::UnboundedSender<(TrackKind, String, bool)>,
     trackers: Vec<tokio::task::AbortHandle>,
     garps: GarpPacer,
+    /// The sockets (by io) whose instances' last words are set; None after
+    /// a reload, whose settings may change the adverts.
+    last_words_for: Option<Vec<usize>>,
 }
 
 impl Driver {
     /// Keeps the priority-0 adverts of every instance holding its VIPs
-    /// ready for a dying process (see [`last_words`]).
-    fn prepare_last_words(&self) {
+    /// ready for a dying process (see [`last_words`]); encoded again only
+    /// when who holds VIPs changed or a reload came.
+    fn prepare_last_words(&mut self) {
+        let holders: Vec<(&Instance, usize)> = self
+            .units
+            .iter()
+            .flat_map(|(_, u)| u.instances())
+            .filter(|(inst, io)| inst.vips_set() && !self.ios[*io].retired)
+            .collect();
+        let ios: Vec<usize> = holders.iter().map(|(_, io)| *io).collect();
+        if self.last_words_for.as_ref() == Some(&ios) {
+            return;
+        }
         let mut words = Vec::new();
-        for (_, u) in &self.units {
-            for (inst, io) in u.instances() {
-                if !inst.vips_set() || self.ios[io].retired {
-                    continue;
-                }
-                for (dst, msg) in inst.encode_adverts(0, &inst.config().target) {
-                    words.push(Farewell {
-                        sock: self.ios[io].sock.clone(),
-                        dst,
-                        msg,
-                    });
-                }
+        for (inst, io) in holders {
+            for (dst, msg) in inst.encode_adverts(0, &inst.config().target) {
+                words.push(Farewell {
+                    sock: self.ios[io].sock.clone(),
+                    dst,
+                    msg,
+                });
             }
         }
         last_words::set(words);
+        self.last_words_for = Some(ios);
     }
 
     /// Hands the instances' gratuitous ARPs to the pacer and sends what is
@@ -597,6 +607,7 @@ impl Driver {
     /// new one starts.
     fn reload(&mut self, cfg: &Config) {
         self.garps.set_interval(cfg.global.vrrp_garp_interval);
+        self.last_words_for = None;
         let prepared = {
             let v = self.daemon.view.load();
             match prepare(cfg, &v.net, v.workers_running, &self.net.borrow()) {
@@ -709,6 +720,7 @@ pub fn start(
         track_tx,
         trackers: Vec::new(),
         garps: GarpPacer::new(cfg.global.vrrp_garp_interval),
+        last_words_for: None,
     };
     // Sockets first, so that a failure to open one refuses the start.
     let ids = unit_ids(cfg);
