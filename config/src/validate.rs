@@ -181,7 +181,9 @@ pub fn validate(cfg: &Config, locs: &Locations, d: &mut Diagnostics) {
             let g = cfg.virtual_server_group(g).expect("checked above");
             for e in &g.entries {
                 if let VsgEntry::Range { first, .. } = e {
-                    if first.is_ipv6() != v6 {
+                    // NAT64: IPv6 entries, FULLNAT to IPv4 servers.
+                    let nat64 = first.is_ipv6() && !v6 && vs.forwards_by_fullnat();
+                    if first.is_ipv6() != v6 && !nat64 {
                         d.error(
                             loc,
                             format!(
@@ -217,6 +219,27 @@ pub fn validate(cfg: &Config, locs: &Locations, d: &mut Diagnostics) {
 fn unowned_vips(cfg: &Config, locs: &Locations, d: &mut Diagnostics) {
     if cfg.vrrp_instances.is_empty() {
         return;
+    }
+    // VRRP runs over IPv4 only (yet): an instance's IPv6 addresses are
+    // never taken, so never served, rather than served by every director.
+    for (i, inst) in cfg.vrrp_instances.iter().enumerate() {
+        let v6: Vec<String> = inst
+            .virtual_ipaddress
+            .iter()
+            .chain(&inst.virtual_ipaddress_excluded)
+            .filter(|v| v.addr.is_ipv6())
+            .map(|v| v.addr.to_string())
+            .collect();
+        if !v6.is_empty() {
+            d.warn(
+                &locs.vrrp_instances[i],
+                format!(
+                    "({}) VRRP over IPv6 is not supported yet: {} never served",
+                    inst.name,
+                    v6.join(", ")
+                ),
+            );
+        }
     }
     let held: Vec<std::net::IpAddr> = cfg
         .vrrp_instances

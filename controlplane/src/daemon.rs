@@ -693,7 +693,15 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), R
         .map_err(RunError::Southbound)?;
     let link_up = |name: &str| rt.block_on(southbound.set_link_up(name));
     let laddrs_by_service = laddrs_from_config(&cfg);
-    let mut all_laddrs: Vec<Ipv4Addr> = laddrs_by_service.values().flatten().copied().collect();
+    // The IPv4 ones: what the ports steer (DPDK's flow rules, AF_XDP).
+    let mut all_laddrs: Vec<Ipv4Addr> = laddrs_by_service
+        .values()
+        .flatten()
+        .filter_map(|a| match a {
+            IpAddr::V4(a) => Some(*a),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
     all_laddrs.sort();
     all_laddrs.dedup();
     // Ports first: a DPDK backend creates the exception interfaces whose
@@ -718,9 +726,13 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), R
         ports_conf.push(p);
     }
     let routes = ns.routes(&ports_conf);
+    let addrs6 = ports_conf.iter().map(|p| ns.port_addrs6(&p.name)).collect();
+    let routes6 = ns.routes6(&ports_conf);
     let net = Net {
         ports: ports_conf,
         routes,
+        addrs6,
+        routes6,
     };
     let table_size = settings.conn_table_size.max(1024);
     // Templates are shared by every worker: one per connection at most,
@@ -732,10 +744,15 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), R
         (table_size as usize).saturating_mul(workers).min(1 << 22),
     ));
     let mut state = IpvsState::new(workers, templates, table_size);
+    // IPv6 clients' templates: as many, within 1M slots (48 MiB).
+    state.templates6 = Arc::new(TemplateTable::new_v6(
+        (table_size as usize).saturating_mul(workers).min(1 << 20),
+    ));
     if let Some(t) = cfg.global.lvs_timeouts {
         state.timeouts.set(t.tcp, t.tcpfin, t.udp);
     }
     state.laddrs = laddrs_by_service;
+    state.vrrp_vips6 = crate::vrrp::driver::vrrp_vips6(&cfg);
     // The health manager's first table is keepalived's: alpha checkers
     // start failed, inhibited servers at weight 0, the sorry server if the
     // quorum is not met.

@@ -13,15 +13,16 @@ use ferrovs_config::ipvsadm::TableError;
 use ferrovs_config::model::{Netmask, Protocol, Scheduler as CfgScheduler};
 use ferrovs_dataplane::conn::template::TemplateTable;
 use ferrovs_dataplane::conn::Timeouts;
-use ferrovs_dataplane::route::Route;
+use ferrovs_dataplane::route::{Route, Route6};
 use ferrovs_dataplane::sched::{SchedFlags, SchedKind, Scheduler};
 use ferrovs_dataplane::service::{
-    Dest, DestShared, FwdMethod, Persistence, Proto, Service, ServiceShared,
+    Dest, DestShared, FwdMethod, Persistence, Persistence6, Proto, RealServer6, Service, Service6,
+    ServiceShared,
 };
 use ferrovs_dataplane::snapshot::{BuildError, PortConf, Snapshot, SnapshotBuilder};
 use ferrovs_dataplane::stats::TrafficTotals;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 type DestKey = (ServiceKey, IpAddr, u16);
@@ -34,25 +35,34 @@ struct Draining {
     svc: Arc<ServiceShared>,
 }
 
-/// The network the dataplane forwards on: its ports and routes.
+/// The network the dataplane forwards on: its ports and routes, and the
+/// ports' IPv6 addresses (by port index) and IPv6 gateway routes.
 #[derive(Clone, Debug, Default)]
 pub struct Net {
     pub ports: Vec<PortConf>,
     pub routes: Vec<Route>,
+    pub addrs6: Vec<Vec<(Ipv6Addr, u8)>>,
+    pub routes6: Vec<Route6>,
 }
 
 #[derive(Clone)]
 pub struct IpvsState {
     pub table: Table,
     pub timeouts: Timeouts,
-    /// FULLNAT local addresses per service (from `laddr_group_name`).
-    pub laddrs: HashMap<ServiceKey, Vec<Ipv4Addr>>,
+    /// FULLNAT local addresses per service (from `laddr_group_name`): IPv4
+    /// ones for IPv4 servers (NAT64 too), IPv6 ones for IPv6 servers.
+    pub laddrs: HashMap<ServiceKey, Vec<IpAddr>>,
     svc_shared: HashMap<ServiceKey, Arc<ServiceShared>>,
     dest_shared: HashMap<DestKey, Arc<DestShared>>,
     draining: Vec<Draining>,
     next_id: u32,
     workers: usize,
     pub templates: Arc<TemplateTable>,
+    /// IPv6 addresses of vrrp_instances, never served (see
+    /// `vrrp::driver::vrrp_vips6`).
+    pub vrrp_vips6: Vec<Ipv6Addr>,
+    /// IPv6 services' templates (a table of 48-byte slots of its own).
+    pub templates6: Arc<TemplateTable>,
     pub rates: RateEstimator,
     /// The `size=` of the listing header.
     pub table_size: u32,
@@ -72,6 +82,8 @@ pub enum Unforwardable {
     NoLocalAddresses(#[from] NoLocalAddresses),
     #[error("SYN proxy needs masquerading or fullnat servers (-m, --fullnat): replies bypass the director with -g and -i")]
     SynproxyBypassed,
+    #[error("SYN proxy is not supported for IPv6 services")]
+    SynproxyIpv6,
     /// The table and the ids the state keeps for it disagree (a bug).
     #[error("internal: service without id")]
     ServiceWithoutId,
@@ -112,6 +124,17 @@ fn sched_kind(s: CfgScheduler) -> SchedKind {
         CfgScheduler::Ovf => SchedKind::Ovf,
         CfgScheduler::Mh => SchedKind::Mh,
         CfgScheduler::Twos => SchedKind::Twos,
+    }
+}
+
+/// The scheduler flags, keepalived's names (`sh-port`, `mh-fallback`)
+/// being IPVS's flag 1 and 2.
+fn sched_flags(s: &CfgService) -> SchedFlags {
+    let f = s.sched_flags;
+    SchedFlags {
+        flag1: f.flag1 || f.sh_fallback || f.mh_fallback,
+        flag2: f.flag2 || f.sh_port || f.mh_port,
+        flag3: f.flag3,
     }
 }
 
@@ -157,6 +180,8 @@ impl IpvsState {
             next_id: 1,
             workers: workers.max(1),
             templates,
+            vrrp_vips6: Vec::new(),
+            templates6: Arc::new(TemplateTable::new_v6(64)),
             rates: RateEstimator::default(),
             table_size,
         }
@@ -268,9 +293,9 @@ impl IpvsState {
         Ok(())
     }
 
-    /// Builds the dataplane snapshot: the table's IPv4 TCP/UDP services,
-    /// draining servers, the network, and the addresses VRRP manages with
-    /// whether this director holds them.
+    /// Builds the dataplane snapshot: the table's TCP/UDP services (IPv4
+    /// and IPv6), draining servers, the network, and the addresses VRRP
+    /// manages with whether this director holds them.
     pub fn build(
         &self,
         generation: u64,
@@ -285,14 +310,31 @@ impl IpvsState {
         for r in &net.routes {
             b.route(*r);
         }
+        for (i, a) in net.addrs6.iter().enumerate() {
+            b.port_addrs6(i as u16, a.clone());
+        }
+        for r in &net.routes6 {
+            b.route6(*r);
+        }
+        b.templates6(self.templates6.clone());
         for &(a, active) in vrrp {
             b.vrrp_vip(a, active);
         }
+        for &a in &self.vrrp_vips6 {
+            b.vrrp_vip6(a, false);
+        }
         for s in &self.table.services {
+            if !carried_key(&s.key) {
+                continue;
+            }
+            let laddrs = self.laddrs.get(&s.key).map_or(&[][..], Vec::as_slice);
+            check_service(s, laddrs)?;
             let Some((proto, vaddr, vport)) = v4_key(&s.key) else {
+                if let Some(svc) = self.service6(s, laddrs)? {
+                    b.service6(svc);
+                }
                 continue;
             };
-            check_service(s, self.laddrs.get(&s.key))?;
             let svc_shared = self
                 .svc_shared
                 .get(&s.key)
@@ -317,12 +359,7 @@ impl IpvsState {
                 });
             }
             let kind = sched_kind(s.scheduler);
-            let f = s.sched_flags;
-            let flags = SchedFlags {
-                flag1: f.flag1 || f.sh_fallback || f.mh_fallback,
-                flag2: f.flag2 || f.sh_port || f.mh_port,
-                flag3: f.flag3,
-            };
+            let flags = sched_flags(s);
             let persistence = s.persistence.map(|p| Persistence {
                 timeout_s: p.timeout,
                 netmask: match p.granularity {
@@ -337,7 +374,13 @@ impl IpvsState {
                 sched: Scheduler::new(kind, flags, &dests),
                 persistence,
                 dests,
-                laddrs: self.laddrs.get(&s.key).cloned().unwrap_or_default(),
+                laddrs: laddrs
+                    .iter()
+                    .filter_map(|a| match a {
+                        IpAddr::V4(a) => Some(*a),
+                        IpAddr::V6(_) => None,
+                    })
+                    .collect(),
                 synproxy: s.synproxy,
                 shared: svc_shared,
             });
@@ -346,6 +389,70 @@ impl IpvsState {
             b.draining(d.dest.clone(), d.svc.clone());
         }
         Ok(b.build()?)
+    }
+
+    /// The dataplane's IPv6 service for an IPv6 one of the table (None for
+    /// a key it does not forward by: fwmark). Checked by `check_service`.
+    fn service6(
+        &self,
+        s: &CfgService,
+        laddrs: &[IpAddr],
+    ) -> Result<Option<Service6>, Unforwardable> {
+        let ServiceKey::Addr {
+            proto,
+            addr: IpAddr::V6(vaddr),
+            port,
+        } = &s.key
+        else {
+            return Ok(None);
+        };
+        let proto = match proto {
+            Protocol::Tcp => Proto::Tcp,
+            Protocol::Udp => Proto::Udp,
+            Protocol::Sctp => return Err(Unforwardable::Family),
+        };
+        let shared = self
+            .svc_shared
+            .get(&s.key)
+            .cloned()
+            .ok_or(Unforwardable::ServiceWithoutId)?;
+        let mut servers = Vec::with_capacity(s.dests.len());
+        for d in &s.dests {
+            let dshared = self
+                .dest_shared
+                .get(&(s.key.clone(), d.addr, d.port))
+                .cloned()
+                .ok_or(Unforwardable::ServerWithoutId)?;
+            servers.push(RealServer6 {
+                addr: d.addr,
+                port: d.port,
+                weight: d.weight.max(0) as u32,
+                fwd: fwd_method(d.fwd)?,
+                u_threshold: d.u_threshold,
+                l_threshold: d.l_threshold,
+                shared: dshared,
+            });
+        }
+        // `-M` of an IPv6 service is a prefix length (ipvsadm takes
+        // `-M 64`); a dotted mask cannot apply to it: all 128 bits.
+        let persistence = s.persistence.map(|p| Persistence6 {
+            timeout_s: p.timeout,
+            prefix_len: match p.granularity {
+                Netmask::V6(len) => len,
+                Netmask::V4(_) => 128,
+            },
+        });
+        Ok(Some(Service6::new(
+            proto,
+            *vaddr,
+            *port,
+            sched_kind(s.scheduler),
+            sched_flags(s),
+            persistence,
+            servers,
+            laddrs.to_vec(),
+            shared,
+        )))
     }
 
     /// Feeds the rate estimator from the counters (every 2 s, as IPVS).
@@ -430,21 +537,48 @@ impl IpvsState {
 /// built, so this is where the control plane checks; FULLNAT's rule itself
 /// is `ferrovs_config::ipvs::check_local_addresses`, which the
 /// configuration check asks too.
-fn check_service(s: &CfgService, laddrs: Option<&Vec<Ipv4Addr>>) -> Result<(), Unforwardable> {
-    let Some((_, _, port)) = v4_key(&s.key) else {
+/// Whether the dataplane forwards by a service key: TCP and UDP on an
+/// address, either family (not fwmark or SCTP services, which a
+/// configuration may name and the snapshot leaves out).
+pub fn carried_key(k: &ServiceKey) -> bool {
+    matches!(k, ServiceKey::Addr { proto, .. } if *proto != Protocol::Sctp)
+}
+
+/// Whether the dataplane forwards to a server of a service on `vaddr`: one
+/// of the service's family, or an IPv4 one behind an IPv6 VIP by FULLNAT
+/// (NAT64, as DPVS does it). keepalived also takes tunnelled servers of the
+/// other family (IPVS's IPIP to an IPv6 server), which the dataplane does
+/// not: such a service is refused.
+pub fn carried_dest(vaddr: &IpAddr, d: &ferrovs_config::ipvs::Dest) -> bool {
+    d.addr.is_ipv6() == vaddr.is_ipv6()
+        || (d.fwd == Fwd::FullNat && vaddr.is_ipv6() && d.addr.is_ipv4())
+}
+
+/// What the dataplane refuses in a service it carries, checked before
+/// anything is built. FULLNAT needs local addresses of its servers'
+/// family (IPv4 ones for NAT64).
+fn check_service(s: &CfgService, laddrs: &[IpAddr]) -> Result<(), Unforwardable> {
+    let ServiceKey::Addr { addr, port, .. } = &s.key else {
         return Err(Unforwardable::Family);
     };
-    if port == 0 && s.persistence.is_none() {
+    if *port == 0 && s.persistence.is_none() {
         return Err(Unforwardable::PortZeroWithoutPersistence);
     }
     for d in &s.dests {
-        if !d.addr.is_ipv4() {
+        if !carried_dest(addr, d) {
             return Err(Unforwardable::Family);
         }
         let f = fwd_method(d.fwd)?;
-        check_local_addresses(f == FwdMethod::FullNat, laddrs.map_or(0, Vec::len))?;
+        let of_family = laddrs
+            .iter()
+            .filter(|a| a.is_ipv6() == d.addr.is_ipv6())
+            .count();
+        check_local_addresses(f == FwdMethod::FullNat, of_family)?;
         if s.synproxy && !f.sees_replies() {
             return Err(Unforwardable::SynproxyBypassed);
+        }
+        if s.synproxy && addr.is_ipv6() {
+            return Err(Unforwardable::SynproxyIpv6);
         }
     }
     Ok(())
@@ -478,12 +612,120 @@ mod tests {
             l_threshold: 0,
         };
         s.dests = vec![d(Fwd::Masq)];
-        assert_eq!(check_service(&s, None), Ok(()));
+        assert_eq!(check_service(&s, &[]), Ok(()));
         for f in [Fwd::Route, Fwd::Tunnel] {
             s.dests = vec![d(f)];
-            let e = check_service(&s, None).unwrap_err();
+            let e = check_service(&s, &[]).unwrap_err();
             assert_eq!(e, Unforwardable::SynproxyBypassed);
             assert!(e.to_string().starts_with("SYN proxy needs"));
         }
+    }
+
+    fn dest(addr: &str, fwd: Fwd) -> ferrovs_config::ipvs::Dest {
+        ferrovs_config::ipvs::Dest {
+            addr: addr.parse().unwrap(),
+            port: 80,
+            fwd,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        }
+    }
+
+    fn svc6(dests: Vec<ferrovs_config::ipvs::Dest>) -> CfgService {
+        let mut s = CfgService::new(ServiceKey::Addr {
+            proto: Protocol::Tcp,
+            addr: "2001:2::100".parse().unwrap(),
+            port: 80,
+        });
+        s.dests = dests;
+        s
+    }
+
+    #[test]
+    fn ipv6_services_take_servers_of_their_family_but_nat64() {
+        let v4l: Vec<IpAddr> = vec!["198.18.1.100".parse().unwrap()];
+        let v6l: Vec<IpAddr> = vec!["2001:2:0:1::100".parse().unwrap()];
+        for f in [Fwd::Route, Fwd::Masq, Fwd::Tunnel] {
+            assert_eq!(
+                check_service(&svc6(vec![dest("2001:2:0:1::1", f)]), &[]),
+                Ok(())
+            );
+            assert_eq!(
+                check_service(&svc6(vec![dest("198.18.1.1", f)]), &[]),
+                Err(Unforwardable::Family),
+                "{f:?} to an IPv4 server"
+            );
+        }
+        // FULLNAT66 needs IPv6 local addresses, NAT64 IPv4 ones.
+        let full6 = svc6(vec![dest("2001:2:0:1::1", Fwd::FullNat)]);
+        assert!(matches!(
+            check_service(&full6, &v4l),
+            Err(Unforwardable::NoLocalAddresses(_))
+        ));
+        assert_eq!(check_service(&full6, &v6l), Ok(()));
+        let nat64 = svc6(vec![dest("198.18.1.1", Fwd::FullNat)]);
+        assert_eq!(check_service(&nat64, &v4l), Ok(()));
+        assert!(matches!(
+            check_service(&nat64, &v6l),
+            Err(Unforwardable::NoLocalAddresses(_))
+        ));
+        let mut sp = svc6(vec![dest("2001:2:0:1::1", Fwd::Masq)]);
+        sp.synproxy = true;
+        assert_eq!(check_service(&sp, &[]), Err(Unforwardable::SynproxyIpv6));
+    }
+
+    #[test]
+    fn ipv6_services_reach_the_snapshot() {
+        let mut st = IpvsState::new(1, Arc::new(TemplateTable::new(64)), 1024);
+        let mut t = Table::default();
+        let mut dr = svc6(vec![dest("2001:2:0:1::1", Fwd::Route)]);
+        dr.persistence = Some(ferrovs_config::model::Persistence {
+            timeout: 300,
+            granularity: Netmask::V6(64),
+        });
+        t.services.push(dr);
+        let mut nat64 = svc6(vec![dest("198.18.1.1", Fwd::FullNat)]);
+        let ServiceKey::Addr { port, .. } = &mut nat64.key else {
+            unreachable!()
+        };
+        *port = 8080;
+        t.services.push(nat64.clone());
+        st.laddrs
+            .insert(nat64.key.clone(), vec!["198.18.1.100".parse().unwrap()]);
+        st.replace_table(t);
+        st.vrrp_vips6 = vec!["2001:2::200".parse().unwrap()];
+        let net = Net {
+            ports: vec![PortConf {
+                name: "p0".into(),
+                mac: [2, 0, 0, 0, 0, 1],
+                addrs: vec![(Ipv4Addr::new(198, 18, 0, 1), 24)],
+                mtu: 1500,
+            }],
+            addrs6: vec![vec![("2001:2::1".parse().unwrap(), 64)]],
+            ..Default::default()
+        };
+        let snap = st.build(1, &net, &[]).unwrap();
+        assert_eq!(snap.services6.len(), 2);
+        let s = &snap.services6[0];
+        assert_eq!((s.vport, s.dests.len()), (80, 1));
+        assert_eq!(s.persistence.map(|p| p.prefix_len), Some(64));
+        assert_eq!(
+            snap.services6[1].laddrs4,
+            vec![Ipv4Addr::new(198, 18, 1, 100)]
+        );
+        let vip: Ipv6Addr = "2001:2::100".parse().unwrap();
+        assert!(snap.service6(6, &vip.octets(), 80).is_some());
+        assert_eq!(
+            snap.port_addr6(0),
+            Some("2001:2::1".parse().unwrap()),
+            "the port's IPv6 address"
+        );
+        let held: Ipv6Addr = "2001:2::200".parse().unwrap();
+        assert_eq!(
+            snap.addr_kind6(&held.octets()),
+            Some(ferrovs_dataplane::snapshot::AddrKind::Vip { active: false }),
+            "a vrrp_instance's IPv6 address is never served"
+        );
     }
 }

@@ -169,3 +169,76 @@ fn connections_are_listed_from_the_workers() {
         "template listed: {out}"
     );
 }
+
+#[test]
+fn ipv6_services_are_listed_as_ipvsadm_lists_them_and_forwarded() {
+    let (mut d, shared) = daemon();
+    let r = run(&mut d, "-A -t [2001:2::100]:80 -s rr");
+    assert_eq!(r.0, 0, "{r:?}");
+    assert_eq!(
+        run(
+            &mut d,
+            "-a -t [2001:2::100]:80 -r [2001:2:0:1::11]:8080 -m -w 2"
+        )
+        .0,
+        0
+    );
+    let (code, out, _) = run(&mut d, "-Ln");
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        "IP Virtual Server version 1.2.1 (size=4096)\n\
+         Prot LocalAddress:Port Scheduler Flags\n  \
+         -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+         TCP  [2001:2::100]:80 rr\n  \
+         -> [2001:2:0:1::11]:8080        Masq    2      0          0         \n"
+    );
+    assert_eq!(shared.snapshot.load().services6.len(), 1);
+    // An IPv4 server behind an IPv6 VIP is NAT64, FULLNAT's alone.
+    let (code, _, err) = run(&mut d, "-a -t [2001:2::100]:80 -r 198.18.1.12:80 -m");
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            2,
+            "Different address family is allowed only for tunneling servers\n"
+        )
+    );
+    // NAT64 takes IPv4 local addresses (laddr_group_name), none here.
+    let (code, _, err) = run(&mut d, "-a -t [2001:2::100]:80 -r 198.18.1.12:80 --fullnat");
+    assert_eq!(code, 1);
+    assert!(err.contains("local address"), "{err}");
+
+    // A SYN from an IPv6 client is scheduled: the connection is listed.
+    let mut w = Worker::new(
+        0,
+        shared.clone(),
+        vec![
+            MemPort::new([2, 0, 0, 0, 0, 1]),
+            MemPort::new([2, 0, 0, 0, 1, 1]),
+        ],
+        64,
+        1_000_000,
+    );
+    let mut f = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
+        .ipv6(
+            "2001:2::2".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            "2001:2::100"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+            64,
+        )
+        .tcp(40000, 80, 1, 1000)
+        .syn()
+        .write(&mut f, &[])
+        .unwrap();
+    w.ports_mut()[0].inject(&f);
+    w.poll(1_000_000);
+    let st = &shared.snapshot.load().services6[0];
+    assert_eq!(
+        st.shared.stats.totals().conns,
+        1,
+        "one connection scheduled"
+    );
+}

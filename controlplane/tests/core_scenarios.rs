@@ -103,7 +103,7 @@ impl Harness {
         }
         let net = Net {
             ports,
-            routes: vec![],
+            ..Default::default()
         };
         let state = IpvsState::new(WORKERS, Arc::new(TemplateTable::new(1024)), 4096);
         let epoch = Instant::now();
@@ -371,6 +371,40 @@ fn render_snapshot(s: &Snapshot, out: &mut String) {
                 out,
                 "<     -> {}:{} {:?} weight {}",
                 d.addr, d.port, d.fwd, d.weight
+            );
+        }
+    }
+    let mut vips6: Vec<_> = s
+        .addresses6()
+        .filter_map(|(a, k)| match k {
+            AddrKind::Vip { active } => Some((a, active)),
+            _ => None,
+        })
+        .collect();
+    vips6.sort();
+    for (a, active) in vips6 {
+        let _ = writeln!(
+            out,
+            "<   vip [{a}] {}",
+            if active { "active" } else { "inactive" }
+        );
+    }
+    for svc in &s.services6 {
+        let _ = writeln!(
+            out,
+            "<   {:?} [{}]:{} {}",
+            svc.proto,
+            svc.vaddr,
+            svc.vport,
+            svc.sched.kind().name()
+        );
+        for (d, a) in svc.dests.iter().zip(&svc.addrs) {
+            let _ = writeln!(
+                out,
+                "<     -> {} {:?} weight {}",
+                ferrovs_config::ipvs::addr_port(*a, d.port),
+                d.fwd,
+                d.weight
             );
         }
     }

@@ -704,7 +704,10 @@ pub fn parse_command(args: &[&str]) -> Result<Command, ParseError> {
             {
                 port = svc_port;
             }
-            if daddr.is_ipv6() != key.is_v6() && fwd != Fwd::Tunnel {
+            // IPVS's rule, and DPVS's NAT64: an IPv4 FULLNAT server behind
+            // an IPv6 service.
+            let nat64 = fwd == Fwd::FullNat && key.is_v6() && daddr.is_ipv4();
+            if daddr.is_ipv6() != key.is_v6() && fwd != Fwd::Tunnel && !nat64 {
                 return Err(ParseError::MixedFamily);
             }
             if used.contains(&Opt::TunType) && fwd != Fwd::Tunnel {

@@ -377,9 +377,12 @@ impl Conv<'_> {
                 &node_loc,
                 "real server",
             );
-            // Only tunnelled servers may differ in family from the service;
-            // fwmark and group services take theirs from the first server.
-            if fwd != LbKind::Tun {
+            // Only tunnelled servers may differ in family from the service,
+            // and FULLNAT's IPv4 servers behind an IPv6 VIP (NAT64, as
+            // DPVS does it); fwmark and group services take theirs from the
+            // first server.
+            let nat64 = fwd == LbKind::FullNat && family == Some(true) && r.addr.is_ipv4();
+            if fwd != LbKind::Tun && !nat64 {
                 match family {
                     None => family = Some(r.addr.is_ipv6()),
                     Some(f) if f != r.addr.is_ipv6() => {

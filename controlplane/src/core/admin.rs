@@ -3,7 +3,7 @@
 //! the state as it stands; see `daemon.rs`.)
 
 use super::{Core, CoreError, TableChange};
-use crate::ipvs_state::{v4_key, Unforwardable};
+use crate::ipvs_state::{carried_dest, carried_key, Unforwardable};
 use ferrovs_config::ipvs::ServiceKey;
 use ferrovs_config::ipvsadm::rules::{parse_rules, Command};
 
@@ -57,13 +57,16 @@ impl Core {
         }
         let mut t = self.state.table.clone();
         c.apply(&mut t)?;
-        // The snapshot skips what the IPv4 dataplane cannot carry (a
+        // The snapshot skips what the dataplane cannot carry (a
         // configuration may name it); an administrator's command for it
         // is refused instead.
-        if t.services
-            .iter()
-            .any(|s| v4_key(&s.key).is_none() || s.dests.iter().any(|d| !d.addr.is_ipv4()))
-        {
+        let refused = t.services.iter().any(|s| match &s.key {
+            ServiceKey::Addr { addr, .. } if carried_key(&s.key) => {
+                s.dests.iter().any(|d| !carried_dest(addr, d))
+            }
+            _ => true,
+        });
+        if refused {
             return Err(CoreError::Unforwardable(Unforwardable::Family));
         }
         let before = self.state.table.clone();

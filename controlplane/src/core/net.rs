@@ -48,12 +48,19 @@ pub fn follow(cur: &Net, ns: &NetState) -> Option<Net> {
         }
     }
     let routes = ns.routes(&ports);
+    let addrs6: Vec<_> = ports.iter().map(|p| ns.port_addrs6(&p.name)).collect();
+    let routes6 = ns.routes6(&ports);
     let same_ports = ports
         .iter()
         .zip(&cur.ports)
         .all(|(a, b)| a.addrs == b.addrs && a.mtu == b.mtu);
-    if same_ports && routes == cur.routes {
+    if same_ports && routes == cur.routes && addrs6 == cur.addrs6 && routes6 == cur.routes6 {
         return None;
     }
-    Some(Net { ports, routes })
+    Some(Net {
+        ports,
+        routes,
+        addrs6,
+        routes6,
+    })
 }

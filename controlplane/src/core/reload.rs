@@ -9,7 +9,7 @@ use super::{Core, CoreError, Desired, Level, Output, TableChange};
 use ferrovs_config::ipvs::{initial_table, ServiceKey};
 use ferrovs_config::{Config, Loaded};
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 /// A configuration file as read, with what the health checks make of it.
 pub struct Reload {
@@ -84,6 +84,7 @@ impl Core {
             }
         }
         next.laddrs = laddrs_from_config(&new_cfg);
+        next.vrrp_vips6 = crate::vrrp::driver::vrrp_vips6(&new_cfg);
         let mut t = next.table.clone();
         self.reconcile(&mut t, &changes, "reload");
         next.replace_table(t);
@@ -134,8 +135,9 @@ impl Core {
     }
 }
 
-/// FULLNAT local addresses of every service, from `laddr_group_name`.
-pub fn laddrs_from_config(cfg: &Config) -> HashMap<ServiceKey, Vec<Ipv4Addr>> {
+/// FULLNAT local addresses of every service, from `laddr_group_name`, of
+/// both families (DPVS's IPv6 local address groups; IPv4 ones for NAT64).
+pub fn laddrs_from_config(cfg: &Config) -> HashMap<ServiceKey, Vec<IpAddr>> {
     let mut out = HashMap::new();
     for vs in &cfg.virtual_servers {
         let Some(g) = vs
@@ -145,14 +147,7 @@ pub fn laddrs_from_config(cfg: &Config) -> HashMap<ServiceKey, Vec<Ipv4Addr>> {
         else {
             continue;
         };
-        let addrs: Vec<Ipv4Addr> = g
-            .addresses()
-            .into_iter()
-            .filter_map(|a| match a {
-                IpAddr::V4(a) => Some(a),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
+        let addrs = g.addresses();
         for k in ferrovs_config::ipvs::service_keys(cfg, vs) {
             out.insert(k, addrs.clone());
         }

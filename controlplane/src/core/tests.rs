@@ -16,7 +16,7 @@ fn core(workers: usize) -> (Core, Instant) {
             addrs: vec![(Ipv4Addr::new(198, 18, 0, 1), 24)],
             mtu: 1500,
         }],
-        routes: vec![],
+        ..Default::default()
     };
     let state = IpvsState::new(workers, Arc::new(TemplateTable::new(64)), 64);
     let epoch = Instant::now();

@@ -13,7 +13,6 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use std::net::Ipv4Addr;
 
 type Labels = Vec<(String, String)>;
 /// (name, help, reader) of a per-real-server gauge.
@@ -468,7 +467,7 @@ impl Collector for DaemonCollector {
         // The FULLNAT local-port pool: in use per worker (above), and what
         // each worker's slice holds; exhaustion shows as the drop reason
         // `laddr_exhausted`.
-        let laddrs: std::collections::BTreeSet<Ipv4Addr> =
+        let laddrs: std::collections::BTreeSet<std::net::IpAddr> =
             d.state.laddrs.values().flatten().copied().collect();
         let mut f = family(
             &mut enc,

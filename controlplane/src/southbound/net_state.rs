@@ -4,10 +4,10 @@
 //! `netlink.rs`), so it is tested without a kernel.
 
 use ferrovs_dataplane::port::Iface;
-use ferrovs_dataplane::route::Route;
+use ferrovs_dataplane::route::{Route, Route6};
 use ferrovs_dataplane::snapshot::PortConf;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// One interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,6 +193,28 @@ impl NetState {
             .collect()
     }
 
+    /// The IPv6 addresses of a link, in address order: global ones and its
+    /// link-local one (the source of its neighbour discovery, RFC 4861
+    /// §4.3, and the next hop routers advertise).
+    pub fn ipv6_addrs(&self, index: u32) -> Vec<(Ipv6Addr, u8)> {
+        self.addrs
+            .iter()
+            .filter(|a| a.index == index)
+            .filter_map(|a| match a.ip {
+                IpAddr::V6(ip) => Some((ip, a.prefix)),
+                IpAddr::V4(_) => None,
+            })
+            .collect()
+    }
+
+    /// The IPv6 addresses of the interface a port is named after; none when
+    /// it is gone.
+    pub fn port_addrs6(&self, name: &str) -> Vec<(Ipv6Addr, u8)> {
+        self.link_by_name(name)
+            .map(|l| self.ipv6_addrs(l.index))
+            .unwrap_or_default()
+    }
+
     /// The dataplane's description of one interface.
     pub fn port(&self, name: &str) -> Result<PortConf, NetError> {
         let l = self
@@ -244,6 +266,37 @@ impl NetState {
             v.push((
                 r,
                 Route {
+                    prefix,
+                    len: r.len,
+                    port: port as u16,
+                    via: Some(via),
+                },
+            ));
+        }
+        v.sort_by(|(a, _), (b, _)| b.len.cmp(&a.len).then(a.priority.cmp(&b.priority)));
+        v.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// IPv6 gateway routes through the given ports, in the order of
+    /// [`NetState::routes`]. The gateway is often a router's link-local
+    /// address (what router advertisements give); connected prefixes come
+    /// from the ports' own addresses, as for IPv4.
+    pub fn routes6(&self, ports: &[PortConf]) -> Vec<Route6> {
+        let mut v: Vec<(&KernelRoute, Route6)> = Vec::new();
+        for r in &self.routes {
+            let (IpAddr::V6(prefix), Some(IpAddr::V6(via)), Some(oif)) = (r.dst, r.gateway, r.oif)
+            else {
+                continue;
+            };
+            let Some(link) = self.links.get(&oif) else {
+                continue;
+            };
+            let Some(port) = ports.iter().position(|p| p.name == link.name) else {
+                continue;
+            };
+            v.push((
+                r,
+                Route6 {
                     prefix,
                     len: r.len,
                     port: port as u16,
@@ -339,6 +392,57 @@ mod tests {
             "lower metric first"
         );
         assert_eq!(rs[2].via, Some(Ipv4Addr::new(198, 18, 0, 254)));
+        assert!(s.routes6(std::slice::from_ref(&p)).is_empty());
+    }
+
+    #[test]
+    fn ipv6_addresses_and_gateway_routes() {
+        let mut s = NetState::new();
+        s.apply(NetEvent::Link(link(5, "veth0", true)));
+        for (ip, prefix) in [("2001:2::1", 64), ("fe80::1", 64)] {
+            s.apply(NetEvent::AddrAdded(Addr {
+                index: 5,
+                ip: ip.parse().unwrap(),
+                prefix,
+            }));
+        }
+        s.apply(NetEvent::AddrAdded(Addr {
+            index: 5,
+            ip: v4([198, 18, 0, 1]),
+            prefix: 24,
+        }));
+        assert_eq!(
+            s.port_addrs6("veth0"),
+            vec![
+                ("2001:2::1".parse().unwrap(), 64),
+                ("fe80::1".parse().unwrap(), 64)
+            ]
+        );
+        assert!(s.port_addrs6("gone").is_empty());
+        let gw6 = |dst: &str, len, gw: &str, priority| KernelRoute {
+            dst: dst.parse().unwrap(),
+            len,
+            tos: 0,
+            priority,
+            gateway: Some(gw.parse().unwrap()),
+            oif: Some(5),
+        };
+        for r in [
+            gw6("::", 0, "fe80::fe", 1024),
+            gw6("2001:2:0:9::", 64, "2001:2::fd", 1024),
+            route([0, 0, 0, 0], 0, [198, 18, 0, 254], 5, 100),
+        ] {
+            s.apply(NetEvent::Route {
+                route: r,
+                replace: false,
+            });
+        }
+        let p = s.port("veth0").unwrap();
+        let rs = s.routes6(std::slice::from_ref(&p));
+        assert_eq!(rs.len(), 2, "IPv4 routes are not IPv6 ones");
+        assert_eq!(rs[0].len, 64, "most specific first");
+        assert_eq!(rs[1].via, Some("fe80::fe".parse().unwrap()));
+        assert_eq!(s.routes(std::slice::from_ref(&p)).len(), 1);
     }
 
     #[test]

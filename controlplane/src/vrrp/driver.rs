@@ -183,6 +183,24 @@ pub fn vrrp_vips(cfg: &Config) -> Vec<Ipv4Addr> {
         .collect()
 }
 
+/// The IPv6 addresses vrrp_instances list. VRRP runs over IPv4 only (yet),
+/// so no instance ever takes them: they stay released (never served), not
+/// served by every director at once (`validate` warns about them).
+pub fn vrrp_vips6(cfg: &Config) -> Vec<std::net::Ipv6Addr> {
+    cfg.vrrp_instances
+        .iter()
+        .flat_map(|i| {
+            i.virtual_ipaddress
+                .iter()
+                .chain(&i.virtual_ipaddress_excluded)
+        })
+        .filter_map(|v| match v.addr {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => None,
+        })
+        .collect()
+}
+
 /// One vrrp_instance of a configuration, ready to run.
 struct Prepared {
     icfg: InstanceConfig,

@@ -28,7 +28,11 @@ pub fn daemon() -> (Daemon, Arc<Shared<MemPacket>>) {
                 mtu: 1500,
             },
         ],
-        routes: vec![],
+        addrs6: vec![
+            vec![("2001:2::1".parse().unwrap(), 64)],
+            vec![("2001:2:0:1::1".parse().unwrap(), 64)],
+        ],
+        ..Default::default()
     };
     let state = IpvsState::new(1, Arc::new(TemplateTable::new(1024)), 4096);
     let snap = state.build(1, &net, &[]).unwrap();
