@@ -335,6 +335,22 @@ fn fnat_ferrovs_block_and_laddr() {
 }
 
 #[test]
+fn ipv6_services_groups_and_nat64() {
+    let c = corpus("ipv6_services.conf");
+    let g = c.local_address_group("laddr6").unwrap();
+    assert_eq!(g.addresses().len(), 4);
+    assert_eq!(
+        g.ranges[0].interface.as_deref(),
+        Some("eth-lan"),
+        "an interface name with '-' is not a range"
+    );
+    assert_eq!(c.local_address_group("laddr4").unwrap().addresses().len(), 4);
+    let nat64 = &c.virtual_servers[3];
+    assert!(nat64.real_servers.iter().all(|r| r.addr.is_ipv4()));
+    assert_eq!(nat64.lb_kind, LbKind::FullNat);
+}
+
+#[test]
 fn vips_v3_groups_fwmark() {
     let c = corpus("several_vips.conf");
     let i = &c.vrrp_instances[0];

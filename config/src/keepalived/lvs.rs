@@ -92,7 +92,11 @@ impl Conv<'_> {
         for e in self.block(n) {
             // DPVS writes "ADDR[-LAST] IFNAME"; several addresses may share a line.
             for (w, l) in e.words() {
-                if parse_ip(w).is_none() && !w.contains('-') && !g.ranges.is_empty() {
+                // A range starts with an address; an interface name may
+                // have '-' in it too ("eth-lan").
+                let addr_like = parse_ip(w).is_some()
+                    || w.rsplit_once('-').is_some_and(|(f, _)| parse_ip(f).is_some());
+                if !addr_like && !g.ranges.is_empty() {
                     // An interface name following an address.
                     if let Some(r) = g.ranges.last_mut() {
                         r.interface = Some(w.to_string());
