@@ -28,6 +28,7 @@ import argparse
 import hashlib
 import http.server
 import os
+import socket
 import sys
 import threading
 import time
@@ -138,6 +139,15 @@ class Server(http.server.ThreadingHTTPServer):
     request_queue_size = 1024
 
 
+class Server6(Server):
+    address_family = socket.AF_INET6
+
+    def server_bind(self):
+        # IPv6 only, so that it binds beside the IPv4 instance's 0.0.0.0.
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        super().server_bind()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--name", help="answer of GET /")
@@ -145,6 +155,8 @@ def main():
     ap.add_argument("--run-dir", help="switch files, access.log and the ready marker")
     ap.add_argument("--big-mib", type=int, default=64, help="size of /big in MiB")
     ap.add_argument("--big-sha256", action="store_true", help="print the sha256 of /big and exit")
+    ap.add_argument("--ipv6", action="store_true",
+                    help="listen on IPv6 (::, IPv6 only) instead of IPv4; a second instance beside the IPv4 one")
     a = ap.parse_args()
     if a.big_sha256:
         print(big_sha256(a.big_mib))
@@ -161,7 +173,7 @@ def main():
     }
     servers = []
     for port in a.port:
-        s = Server(("0.0.0.0", port), Handler)
+        s = (Server6 if a.ipv6 else Server)(("::" if a.ipv6 else "0.0.0.0", port), Handler)
         s.ctx = ctx
         servers.append(s)
     threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]

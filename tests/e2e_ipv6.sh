@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# End-to-end IPv6 services (issue 15), configured as keepalived users write
+# them: `virtual_server 2001:2::100 80`, IPv6 real servers, an IPv6
+# local_address_group for FULLNAT66, and NAT64 (an IPv6 VIP in front of the
+# lab's IPv4 servers, FULLNAT with IPv4 local addresses, as DPVS does it).
+#
+# A namespace lab per mode (scripts/lab.sh), with IPv6 switched on over the
+# IPv4 lab: the benchmarking prefix 2001:2::/48 (RFC 5180), client segment
+# 2001:2::/64 (client ::10, router ::1, director ::2, VIP ::100), server
+# segment 2001:2:0:1::/64 (router ::1, director ::2, real servers ::11-::13,
+# local addresses ::100-::103), addresses without DAD. The real servers run
+# the lab's HTTP server a second time on IPv6 (scripts/lab-rs-httpd.py
+# --ipv6). Per mode, a real curl from the client:
+#
+#   dr       VIP6 on the real servers' lo, replies around the director by
+#            the router; the director answers neighbour solicitations for
+#            the VIP (the real servers do not: Linux answers NS only for
+#            addresses of the receiving interface);
+#   nat      NAT66: real servers route back through the director;
+#   fullnat  FULLNAT66 on VIP6:80 with IPv6 local addresses, and NAT64 on
+#            VIP6:8080 to the IPv4 servers with IPv4 local addresses;
+#
+# each: requests answered by every real server (rr), an 8 MiB download
+# intact, `ferrovsadm -Ln` in ipvsadm's IPv6 format, and the connections
+# counted per real server.
+#
+#   tests/e2e_ipv6.sh [dr nat fullnat]
+#   BACKEND=afxdp tests/e2e_ipv6.sh     (default afpacket: see the README)
+# Prints "N passed, M failed".
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+LAB=$ROOT/scripts/lab.sh
+HTTPD=$ROOT/scripts/lab-rs-httpd.py
+FERROVS=${FERROVS:-$ROOT/target/release/ferrovs}
+FERROVSADM=${FERROVSADM:-$ROOT/target/release/ferrovsadm}
+BACKEND=${BACKEND:-afpacket}
+MODES=${*:-dr nat fullnat}
+PASS=0
+FAIL=0
+WORK=$(mktemp -d /tmp/ferrovs-ipv6.XXXXXX)
+LAB_NAME=""
+FPID=""
+HTTPD6_PIDS=""
+
+VIP6=2001:2::100
+CLIENT6=2001:2::10
+ROUTER6_A=2001:2::1
+ROUTER6_B=2001:2:0:1::1
+DIR6_A=2001:2::2
+DIR6_B=2001:2:0:1::2
+RS6=("" 2001:2:0:1::11 2001:2:0:1::12 2001:2:0:1::13)
+
+[ "$(id -u)" -eq 0 ] || { echo "needs root" >&2; echo "0 passed, 1 failed"; exit 1; }
+for b in "$FERROVS" "$FERROVSADM"; do
+    [ -x "$b" ] || { echo "build first: cargo build --release -p ferrovs-controlplane ($b missing)" >&2; echo "0 passed, 1 failed"; exit 1; }
+done
+
+ok() { PASS=$((PASS + 1)); echo "ok - $*"; }
+bad() { FAIL=$((FAIL + 1)); echo "FAIL - $*"; }
+check() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
+
+stop_ferrovs() {
+    if [ -n "$FPID" ]; then
+        kill -TERM "$FPID" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$FPID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$FPID" 2>/dev/null
+        wait "$FPID" 2>/dev/null
+        FPID=""
+    fi
+}
+teardown() {
+    local p
+    stop_ferrovs
+    for p in $HTTPD6_PIDS; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    HTTPD6_PIDS=""
+    [ -n "$LAB_NAME" ] && "$LAB" down "$LAB_NAME" >/dev/null 2>&1
+    LAB_NAME=""
+}
+cleanup() {
+    teardown
+    [ -n "${KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+adm() { FERROVS_CTL=$WORK/ctl.sock "$FERROVSADM" "$@"; }
+metrics() { in_ns "$FVS_NS_DIRECTOR" curl -s --max-time 2 http://127.0.0.1:9180/metrics; }
+
+# ipv6_on NS IF... — IPv6 on in a lab namespace (the lab switches it off),
+# without duplicate address detection: the addresses are usable at once.
+ipv6_on() {
+    local ns=$1 i; shift
+    in_ns "$ns" sysctl -q -w net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+    for i in lo "$@"; do in_ns "$ns" sysctl -q -w "net.ipv6.conf.$i.accept_dad=0"; done
+    in_ns "$ns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0
+    for i in lo "$@"; do in_ns "$ns" sysctl -q -w "net.ipv6.conf.$i.disable_ipv6=0"; done
+}
+
+# The IPv6 half of the lab, for MODE.
+lab_ipv6() {
+    local mode=$1 i ns ifn gw
+    ipv6_on "$FVS_NS_CLIENT" "$FVS_CLIENT_IF"
+    ip -n "$FVS_NS_CLIENT" addr add "$CLIENT6/64" dev "$FVS_CLIENT_IF" nodad
+    ip -n "$FVS_NS_CLIENT" -6 route add default via "$ROUTER6_A"
+
+    ipv6_on "$FVS_NS_ROUTER" "$FVS_ROUTER_IF_CLIENT" "$FVS_ROUTER_IF_SERVER"
+    ip -n "$FVS_NS_ROUTER" addr add "$ROUTER6_A/64" dev "$FVS_ROUTER_IF_CLIENT" nodad
+    ip -n "$FVS_NS_ROUTER" addr add "$ROUTER6_B/64" dev "$FVS_ROUTER_IF_SERVER" nodad
+    in_ns "$FVS_NS_ROUTER" sysctl -q -w net.ipv6.conf.all.forwarding=1
+
+    # The director's kernel owns ::2 on both segments (neighbour discovery
+    # for its own addresses, the exception path), never the VIP or the
+    # local addresses; it does not forward.
+    ipv6_on "$FVS_NS_DIRECTOR" "$FVS_DIRECTOR_IF_CLIENT" "$FVS_DIRECTOR_IF_SERVER"
+    in_ns "$FVS_NS_DIRECTOR" sysctl -q -w net.ipv6.conf.all.forwarding=0
+    ip -n "$FVS_NS_DIRECTOR" addr add "$DIR6_A/64" dev "$FVS_DIRECTOR_IF_CLIENT" nodad
+    ip -n "$FVS_NS_DIRECTOR" addr add "$DIR6_B/64" dev "$FVS_DIRECTOR_IF_SERVER" nodad
+    ip -n "$FVS_NS_DIRECTOR" -6 route add default via "$ROUTER6_A"
+
+    gw=$ROUTER6_B
+    [ "$mode" = nat ] && gw=$DIR6_B
+    for i in 1 2 3; do
+        ns=FVS_NS_RS$i ifn=FVS_RS${i}_IF
+        ipv6_on "${!ns}" "${!ifn}"
+        ip -n "${!ns}" addr add "${RS6[$i]}/64" dev "${!ifn}" nodad
+        ip -n "${!ns}" -6 route add default via "$gw"
+        [ "$mode" = dr ] && ip -n "${!ns}" addr add "$VIP6/128" dev lo nodad
+        in_ns "${!ns}" setsid python3 "$HTTPD" --ipv6 --name "rs$i" --port 80 \
+            --run-dir "$WORK/rs$i.6/" --big-mib 8 </dev/null >"$WORK/rs$i.6.log" 2>&1 &
+        HTTPD6_PIDS="$HTTPD6_PIDS $!"
+    done
+    for i in 1 2 3; do
+        for _ in $(seq 50); do [ -e "$WORK/rs$i.6/ready" ] && break; sleep 0.1; done
+        [ -e "$WORK/rs$i.6/ready" ] || { echo "IPv6 HTTP server of rs$i did not start: $(cat "$WORK/rs$i.6.log")" >&2; return 1; }
+    done
+}
+
+write_conf() {
+    local mode=$1 kind i
+    case $mode in dr) kind=DR ;; nat) kind=NAT ;; fullnat) kind=FNAT ;; esac
+    echo "ferrovs {"
+    echo "    backend $BACKEND"
+    echo "    interface $FVS_DIRECTOR_IF_CLIENT"
+    echo "    interface $FVS_DIRECTOR_IF_SERVER"
+    echo "    workers 1"
+    echo "    control_socket $WORK/ctl.sock"
+    echo "}"
+    if [ "$mode" = fullnat ]; then
+        echo "local_address_group laddr6 {"
+        echo "    2001:2:0:1::100-103 $FVS_DIRECTOR_IF_SERVER"
+        echo "}"
+        echo "local_address_group laddr4 {"
+        echo "    198.18.1.100-103 $FVS_DIRECTOR_IF_SERVER"
+        echo "}"
+    fi
+    echo "virtual_server $VIP6 80 {"
+    echo "    lb_algo rr"
+    echo "    lb_kind $kind"
+    echo "    protocol TCP"
+    [ "$mode" = fullnat ] && echo "    laddr_group_name laddr6"
+    for i in 1 2 3; do
+        echo "    real_server ${RS6[$i]} 80 {"
+        echo "        weight 1"
+        echo "    }"
+    done
+    echo "}"
+    if [ "$mode" = fullnat ]; then
+        echo "virtual_server $VIP6 8080 {"
+        echo "    lb_algo rr"
+        echo "    lb_kind FNAT"
+        echo "    protocol TCP"
+        echo "    laddr_group_name laddr4"
+        for i in 1 2 3; do
+            local v="FVS_RS${i}_IP"
+            echo "    real_server ${!v} 8080 {"
+            echo "        weight 1"
+            echo "    }"
+        done
+        echo "}"
+    fi
+}
+
+# served PORT WHAT — requests from the client to VIP6:PORT: every real
+# server answers, a download arrives intact.
+served() {
+    local port=$1 what=$2 i got seen big sum
+    seen=""
+    for i in $(seq 9); do
+        got=$(in_ns "$FVS_NS_CLIENT" curl -s -g --max-time 5 "http://[$VIP6]:$port/")
+        [[ $got =~ ^rs[123]$ ]] && seen="$seen $got"
+    done
+    check "$what: 9 of 9 requests to [$VIP6]:$port answered, by every real server ($seen)" \
+        [ "$(echo "$seen" | wc -w)" -eq 9 ] && [ "$(echo "$seen" | tr ' ' '\n' | sort -u | grep -c rs)" -eq 3 ]
+    big=$WORK/big.$port
+    in_ns "$FVS_NS_CLIENT" curl -s -g --max-time 30 -o "$big" "http://[$VIP6]:$port/big"
+    sum=$(sha256sum <"$big" | cut -d' ' -f1)
+    check "$what: a download through [$VIP6]:$port arrived intact ($(stat -c %s "$big") bytes)" \
+        [ "$sum" = "$(python3 "$HTTPD" --big-sha256 --big-mib "$3")" ]
+}
+
+run_mode() {
+    local mode=$1 env_text
+    rm -f "$WORK/ctl.sock"
+    env_text=$("$LAB" up --mode "$mode" --name "fvs-v6$$" --big-mib 8 2>"$WORK/lab.err") ||
+        { bad "$mode: lab: $(tail -2 "$WORK/lab.err")"; return; }
+    eval "$env_text"
+    LAB_NAME=$FVS_LAB_NAME
+    lab_ipv6 "$mode" || { bad "$mode: the lab's IPv6 half"; teardown; return; }
+    write_conf "$mode" >"$WORK/$mode.conf"
+    if ! "$FERROVS" check -f "$WORK/$mode.conf" >"$WORK/$mode.check" 2>&1; then
+        bad "$mode: ferrovs check: $(cat "$WORK/$mode.check")"
+        teardown
+        return
+    fi
+    FERROVS_CTL=$WORK/ctl.sock in_ns "$FVS_NS_DIRECTOR" "$FERROVS" run -f "$WORK/$mode.conf" >>"$WORK/ferrovs.log" 2>&1 &
+    FPID=$!
+    local up=0
+    for _ in $(seq 100); do
+        [ -S "$WORK/ctl.sock" ] && adm -Ln >/dev/null 2>&1 && { up=1; break; }
+        kill -0 "$FPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ "$up" != 1 ]; then
+        bad "$mode: ferrovs did not start: $(tail -3 "$WORK/ferrovs.log")"
+        teardown
+        return
+    fi
+
+    served 80 "$mode" 8
+    if [ "$mode" = fullnat ]; then
+        # NAT64: the lab's IPv4 servers, their /big is the lab's.
+        served 8080 "nat64" 8
+    fi
+
+    local l
+    l=$(adm -Ln)
+    check "$mode: ferrovsadm -Ln lists the IPv6 service as ipvsadm does" \
+        grep -qE "^TCP  \[$VIP6\]:80 rr" <<<"$l"
+    check "$mode: and its servers as [ADDR]:PORT" \
+        grep -qE "^  -> \[2001:2:0:1::11\]:80 +(Route|Masq|FullNat) +1 " <<<"$l"
+    local conns
+    conns=$(adm -Ln --stats | awk '$1 == "->" && $2 ~ /^\[2001:2:0:1::/ {s += $3} END {print s + 0}')
+    check "$mode: the connections are counted per IPv6 real server ($conns)" [ "$conns" -ge 10 ]
+    if [ "$mode" = fullnat ]; then
+        conns=$(adm -Ln --stats | awk '$1 == "->" && $2 ~ /^198\.18\.1\./ {s += $3} END {print s + 0}')
+        check "nat64: counted on the IPv4 real servers ($conns)" [ "$conns" -ge 10 ]
+    fi
+    check "$mode: ferrovs still runs" kill -0 "$FPID"
+    teardown
+}
+
+for mode in $MODES; do
+    echo "== $mode"
+    run_mode "$mode"
+done
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]
