@@ -21,8 +21,8 @@
 #            VIP6:8080 to the IPv4 servers with IPv4 local addresses;
 #
 # each: requests answered by every real server (rr), an 8 MiB download
-# intact, `ferrovsadm -Ln` in ipvsadm's IPv6 format, and the connections
-# counted per real server.
+# intact, `ferrovsadm -Ln` and `-Lnc` in ipvsadm's IPv6 format, and the
+# connections counted per real server.
 #
 #   tests/e2e_ipv6.sh [dr nat fullnat]
 #   BACKEND=afxdp tests/e2e_ipv6.sh     (default afpacket: see the README)
@@ -240,6 +240,8 @@ run_mode() {
         grep -qE "^TCP  \[$VIP6\]:80 rr" <<<"$l"
     check "$mode: and its servers as [ADDR]:PORT" \
         grep -qE "^  -> \[2001:2:0:1::11\]:80 +(Route|Masq|FullNat) +1 " <<<"$l"
+    check "$mode: ferrovsadm -Lnc lists the client's IPv6 connections" \
+        grep -qE "^TCP .* \[$CLIENT6\]:[0-9]+ +\[$VIP6\]:80 +\[2001:2:0:1::1[123]\]:80" <<<"$(adm -Lnc)"
     local conns
     conns=$(adm -Ln --stats | awk '$1 == "->" && $2 ~ /^\[2001:2:0:1::/ {s += $3} END {print s + 0}')
     check "$mode: the connections are counted per IPv6 real server ($conns)" [ "$conns" -ge 10 ]

@@ -344,7 +344,10 @@ fn ipv6_services_groups_and_nat64() {
         Some("eth-lan"),
         "an interface name with '-' is not a range"
     );
-    assert_eq!(c.local_address_group("laddr4").unwrap().addresses().len(), 4);
+    assert_eq!(
+        c.local_address_group("laddr4").unwrap().addresses().len(),
+        4
+    );
     let nat64 = &c.virtual_servers[3];
     assert!(nat64.real_servers.iter().all(|r| r.addr.is_ipv4()));
     assert_eq!(nat64.lb_kind, LbKind::FullNat);

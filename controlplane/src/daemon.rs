@@ -8,7 +8,7 @@ use crate::core::reload::laddrs_from_config;
 use crate::core::{AdminCommand, Core, CoreError, Input, Level, Output, Reload, TableChange};
 use crate::heartbeat::{worker_clock_ms, Heartbeats};
 use crate::ipvs_state::Unforwardable;
-use crate::ipvs_state::{v4_key, IpvsState, Net};
+use crate::ipvs_state::{IpvsState, Net};
 use crate::mailbox::{ConnsQuery, DaemonLink, Pending, ToDaemon};
 use crate::northbound::ctl::{self, CtlRequest, CtlResponse};
 use crate::northbound::ctl_server::CtlSocketError;
@@ -486,13 +486,31 @@ impl Daemon {
     /// templates now; the answer is gathered by [`ConnsQuery::collect`].
     fn ask_connections(&self, service: Option<&ServiceKey>, persistent_conn: bool) -> ConnsQuery {
         let (tx, rx) = std::sync::mpsc::sync_channel(self.dataplane.workers());
-        let mut asked = 0;
+        let (tx6, rx6) = std::sync::mpsc::sync_channel(self.dataplane.workers());
+        let (mut asked, mut asked6) = (0, 0);
+        let v6 = !self
+            .core
+            .state()
+            .table
+            .services
+            .iter()
+            .all(|s| !s.key.is_v6());
         for w in 0..self.dataplane.workers() {
             if self.dataplane.request(w, Request::ListConns(tx.clone())) {
                 asked += 1;
             }
+            // The IPv6 table only when there is an IPv6 service: a listing
+            // of a big IPv4 table does not wait for a second pass.
+            if v6 && self.dataplane.request(w, Request::ListConns6(tx6.clone())) {
+                asked6 += 1;
+            }
         }
-        let filter = service.and_then(v4_key);
+        let filter = match service {
+            Some(ServiceKey::Addr { proto, addr, port }) => {
+                Some((proto_number(*proto), *addr, *port))
+            }
+            _ => None,
+        };
         // Persistence templates: state NONE, client port 0 (IPVS shows them so).
         let now_s = self.now_s();
         let ids: std::collections::HashMap<u32, (IpAddr, u16, ServiceKey)> = self
@@ -502,33 +520,53 @@ impl Daemon {
             .map(|((k, a, p), d)| (d.id, (*a, *p, k.clone())))
             .collect();
         let mut templates = Vec::new();
-        for t in self.core.state().templates.iter(now_s) {
-            let Some((addr, port, key)) = ids.get(&t.dest) else {
+        let state = self.core.state();
+        let all = state
+            .templates
+            .iter(now_s)
+            .map(|t| (t.dest, t.expires_s, IpAddr::V4(Ipv4Addr::from(t.caddr))))
+            .chain(
+                state
+                    .templates6
+                    .iter6(now_s)
+                    .map(|(t, a)| (t.dest, t.expires_s, IpAddr::V6(a.into()))),
+            );
+        for (dest, expires_s, caddr) in all {
+            let Some((
+                addr,
+                port,
+                ServiceKey::Addr {
+                    proto,
+                    addr: vaddr,
+                    port: vport,
+                },
+            )) = ids.get(&dest)
+            else {
                 continue;
             };
-            let Some((proto, vaddr, vport)) = v4_key(key) else {
-                continue;
-            };
-            if filter.is_some_and(|f| f != (proto, vaddr, vport)) {
+            let p = proto_number(*proto);
+            if filter.is_some_and(|f| f != (p, *vaddr, *vport)) {
                 continue;
             }
             templates.push(ConnEntry {
-                proto: if proto as u8 == 6 {
+                proto: if p == 6 {
                     ConnProto::Tcp
                 } else {
                     ConnProto::Udp
                 },
-                expires: t.expires_s.saturating_sub(now_s),
+                expires: expires_s.saturating_sub(now_s),
                 state: "NONE".into(),
-                client: (IpAddr::V4(Ipv4Addr::from(t.caddr)), 0),
-                virt: (IpAddr::V4(vaddr), vport),
+                client: (caddr, 0),
+                virt: (*vaddr, *vport),
                 dest: (*addr, *port),
                 pe: None,
             });
         }
         ConnsQuery {
             rx,
+            rx6,
             asked,
+            asked6,
             deadline: Instant::now() + Duration::from_secs(2),
             filter,
             templates,
@@ -974,5 +1012,16 @@ impl Owner<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// IANA's protocol number of a service's protocol, as the dataplane's
+/// connections carry it.
+fn proto_number(p: ferrovs_config::model::Protocol) -> u8 {
+    use ferrovs_config::model::Protocol;
+    match p {
+        Protocol::Tcp => 6,
+        Protocol::Udp => 17,
+        Protocol::Sctp => 132,
     }
 }

@@ -8,7 +8,7 @@ use crate::northbound::ctl::{CtlRequest, CtlResponse};
 use crate::southbound::dataplane::Dataplane;
 use crate::view::ViewCell;
 use ferrovs_config::ipvsadm::list::{format_conns, ConnEntry, ConnProto};
-use ferrovs_dataplane::worker::ConnView;
+use ferrovs_dataplane::worker::{ConnView, ConnView6};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -49,12 +49,15 @@ impl Pending {
     }
 }
 
-/// `-Lnc` on its way: the workers answer on `rx`.
+/// `-Lnc` on its way: the workers answer on `rx` (IPv4) and `rx6`.
 pub struct ConnsQuery {
     pub(crate) rx: std::sync::mpsc::Receiver<Vec<ConnView>>,
+    pub(crate) rx6: std::sync::mpsc::Receiver<Vec<ConnView6>>,
     pub(crate) asked: usize,
+    pub(crate) asked6: usize,
     pub(crate) deadline: Instant,
-    pub(crate) filter: Option<(ferrovs_dataplane::service::Proto, Ipv4Addr, u16)>,
+    /// One service's connections only: (protocol number, VIP, port).
+    pub(crate) filter: Option<(u8, IpAddr, u16)>,
     pub(crate) templates: Vec<ConnEntry>,
     pub(crate) persistent_conn: bool,
 }
@@ -71,20 +74,30 @@ impl ConnsQuery {
                 Err(_) => break,
             }
         }
+        let mut views6: Vec<ConnView6> = Vec::new();
+        for _ in 0..self.asked6 {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            match self.rx6.recv_timeout(left) {
+                Ok(v) => views6.extend(v),
+                Err(_) => break,
+            }
+        }
         let filter = self.filter;
+        let wanted = |proto: u8, a: IpAddr, port: u16| {
+            filter.is_none_or(|(p, fa, fp)| p == proto && fa == a && fp == port)
+        };
+        let proto = |p: u8| {
+            if p == 6 {
+                ConnProto::Tcp
+            } else {
+                ConnProto::Udp
+            }
+        };
         let mut out: Vec<ConnEntry> = views
             .iter()
-            .filter(|c| {
-                filter.is_none_or(|(p, a, port)| {
-                    p as u8 == c.proto && a == c.virt.0 && port == c.virt.1
-                })
-            })
+            .filter(|c| wanted(c.proto, IpAddr::V4(c.virt.0), c.virt.1))
             .map(|c| ConnEntry {
-                proto: if c.proto == 6 {
-                    ConnProto::Tcp
-                } else {
-                    ConnProto::Udp
-                },
+                proto: proto(c.proto),
                 expires: c.expires_s,
                 state: c.state.to_string(),
                 client: (IpAddr::V4(c.client.0), c.client.1),
@@ -93,6 +106,20 @@ impl ConnsQuery {
                 pe: None,
             })
             .collect();
+        out.extend(
+            views6
+                .iter()
+                .filter(|c| wanted(c.proto, c.virt.0, c.virt.1))
+                .map(|c| ConnEntry {
+                    proto: proto(c.proto),
+                    expires: c.expires_s,
+                    state: c.state.to_string(),
+                    client: c.client,
+                    virt: c.virt,
+                    dest: c.dest,
+                    pe: None,
+                }),
+        );
         out.extend(self.templates);
         format_conns(&out, self.persistent_conn)
     }

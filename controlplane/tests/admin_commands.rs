@@ -241,4 +241,28 @@ fn ipv6_services_are_listed_as_ipvsadm_lists_them_and_forwarded() {
         1,
         "one connection scheduled"
     );
+    // Listed as ipvsadm -Lnc lists IPv6 connections.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    let h = std::thread::spawn(move || {
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            w.poll(1_000_000);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    });
+    let out = run(&mut d, "-Lnc").1;
+    let one = run(&mut d, "-Lnc -t [2001:2::100]:80").1;
+    let other = run(&mut d, "-Lnc -t [2001:2::100]:81").1;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    h.join().unwrap();
+    assert!(
+        out.lines().any(|l| l.starts_with("TCP ")
+            && l.contains("SYN_RECV")
+            && l.contains("[2001:2::2]:40000")
+            && l.contains("[2001:2::100]:80")
+            && l.contains("[2001:2:0:1::11]:8080")),
+        "{out}"
+    );
+    assert_eq!(one, out, "the service's own");
+    assert_eq!(other.lines().count(), 2, "another service's: none\n{other}");
 }

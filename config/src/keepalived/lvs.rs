@@ -95,7 +95,8 @@ impl Conv<'_> {
                 // A range starts with an address; an interface name may
                 // have '-' in it too ("eth-lan").
                 let addr_like = parse_ip(w).is_some()
-                    || w.rsplit_once('-').is_some_and(|(f, _)| parse_ip(f).is_some());
+                    || w.rsplit_once('-')
+                        .is_some_and(|(f, _)| parse_ip(f).is_some());
                 if !addr_like && !g.ranges.is_empty() {
                     // An interface name following an address.
                     if let Some(r) = g.ranges.last_mut() {

@@ -501,6 +501,38 @@ impl TemplateTable {
         })
     }
 
+    /// Live templates of an IPv6 table with their masked client addresses,
+    /// for listings (none in an IPv4 table).
+    pub fn iter6(&self, now_s: u32) -> impl Iterator<Item = (TemplateView, [u8; 16])> + '_ {
+        self.slots
+            .iter()
+            .zip(self.addr6.iter())
+            .filter_map(move |(s, w)| {
+                // Key, server and address read under one sequence number.
+                let (k, d, a) = loop {
+                    let (k, d, seq) = self.read(s);
+                    let a = (w[0].load(Acquire) as u128) << 64 | w[1].load(Acquire) as u128;
+                    if s.seq.load(Acquire) == seq {
+                        break (k, d, a);
+                    }
+                };
+                let (refs, e) = unpack(s.life.load(Acquire));
+                if k == 0 || d == NO_DEST || (refs == 0 && e <= now_s) {
+                    return None;
+                }
+                Some((
+                    TemplateView {
+                        svc: ((k >> 32) & 0x7fff_ffff) as u32,
+                        caddr: [0; 4],
+                        dest: d,
+                        refs,
+                        expires_s: e,
+                    },
+                    a.to_be_bytes(),
+                ))
+            })
+    }
+
     pub fn memory_bytes(&self) -> usize {
         self.slots.len() * std::mem::size_of::<Slot>() + self.addr6.len() * 16
     }
@@ -758,6 +790,11 @@ mod tests {
         assert_eq!(v4.lookup6(1, &a, 100, 360), Lookup::Miss);
         assert!(v4.create6(1, &a, 7, 100, 360).is_none());
         assert_eq!(t.memory_bytes(), 64 * 48);
+        // Listed with their addresses.
+        let mut l: Vec<_> = t.iter6(102).map(|(v, a)| (v.svc, v.dest, a)).collect();
+        l.sort();
+        assert_eq!(l, vec![(1, 7, a), (1, 8, b)]);
+        assert_eq!(v4.iter6(102).count(), 0);
     }
 
     #[test]
