@@ -463,8 +463,19 @@ impl Lexer<'_> {
             }
         };
         if paths.is_empty() {
-            self.diags
-                .error(loc, format!("include '{pattern}' matches no file"));
+            // keepalived goes on when an include matches nothing ("No
+            // config files matched"): a pattern may match none (`conf.d/*`,
+            // a file present on some hosts only). A plain path that is not
+            // there is a mistake.
+            if pattern.contains(['*', '?', '[']) {
+                self.diags.warn(
+                    loc,
+                    format!("include '{pattern}' matches no file - ignoring"),
+                );
+            } else {
+                self.diags
+                    .error(loc, format!("include '{pattern}': no such file"));
+            }
             return;
         }
         for p in paths {
@@ -619,10 +630,18 @@ mod tests {
             .with("/etc/conf.d/a.conf", "a\n");
         let (w, d) = words(&fs, &LexOptions::default());
         assert_eq!(w, ["a", ";", "b", ";"]);
+        assert_eq!(d.errors().count(), 0);
+        let all: Vec<String> = d.items.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            all,
+            ["/etc/k.conf:2:9: warning: include 'nothing*.conf' matches no file - ignoring"]
+        );
+        let fs = MemFs::new().with("/etc/k.conf", "include conf.d/x.conf\n");
+        let (_, d) = words(&fs, &LexOptions::default());
         let e: Vec<String> = d.errors().map(|e| e.to_string()).collect();
         assert_eq!(
             e,
-            ["/etc/k.conf:2:9: include 'nothing*.conf' matches no file"]
+            ["/etc/k.conf:1:9: include 'conf.d/x.conf': no such file"]
         );
     }
 

@@ -165,7 +165,7 @@ fn malformed_addresses() {
 fn include_matching_nothing() {
     assert_eq!(
         diags("include conf.d/*.conf\n"),
-        ["k.conf:1:9: include 'conf.d/*.conf' matches no file"]
+        ["k.conf:1:9: warning: include 'conf.d/*.conf' matches no file - ignoring"]
     );
 }
 
