@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# The Debian package (scripts/package-deb.sh), installed, upgraded, removed
+# and purged in a throwaway copy of this machine: a mount namespace with an
+# overlay over / (writes go to a temporary upper layer, the machine itself
+# is untouched) and a chroot into it, where no ferrovs was ever installed.
+#
+#   tests/e2e_package.sh            (packs target/release's binaries)
+#   DEB=path.deb tests/e2e_package.sh
+#
+# Checks: dpkg installs it with its dependencies met; the binaries run; the
+# default /etc/ferrovs/ferrovs.conf loads with and without a keepalived.conf
+# (whose services it then shows); the unit is where systemd looks and is
+# neither enabled nor started; an upgrade to a newer version keeps the
+# operator's changes to the conffile and replaces the binaries; remove
+# keeps the configuration, purge takes it away.
+# Prints "N passed, M failed".
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PASS=0
+FAIL=0
+WORK=$(mktemp -d /tmp/ferrovs-pkg.XXXXXX)
+trap '[ -n "${KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"' EXIT
+
+[ "$(id -u)" -eq 0 ] || { echo "needs root" >&2; echo "0 passed, 1 failed"; exit 1; }
+
+ok() { PASS=$((PASS + 1)); echo "ok - $*"; }
+bad() { FAIL=$((FAIL + 1)); echo "FAIL - $*"; }
+
+mkdir -p "$WORK/debs"
+if [ -n "${DEB:-}" ]; then
+    cp "$DEB" "$WORK/debs/old.deb"
+else
+    d=$("$ROOT/scripts/package-deb.sh" --no-build --out "$WORK/build") || { bad "package-deb.sh"; echo "$PASS passed, $FAIL failed"; exit 1; }
+    cp "$d" "$WORK/debs/old.deb"
+fi
+v=$(dpkg-deb -f "$WORK/debs/old.deb" Version)
+d=$("$ROOT/scripts/package-deb.sh" --no-build --version "$v+up1" --out "$WORK/build2") || { bad "package-deb.sh --version"; echo "$PASS passed, $FAIL failed"; exit 1; }
+cp "$d" "$WORK/debs/new.deb"
+echo "# $(dpkg-deb -f "$WORK/debs/old.deb" Package) $v, depends: $(dpkg-deb -f "$WORK/debs/old.deb" Depends); $(du -h "$WORK/debs/old.deb" | cut -f1)"
+
+# What runs inside the chroot: one line per check, "ok - ..." or "FAIL - ...".
+cat >"$WORK/debs/inside.sh" <<'EOF'
+#!/bin/sh
+ok() { echo "ok - $*"; }
+bad() { echo "FAIL - $*"; }
+check() { d=$1; shift; if "$@" >/tmp/out 2>&1; then ok "$d"; else bad "$d: $(tail -3 /tmp/out)"; fi; }
+cd /mnt/debs
+[ ! -e /usr/sbin/ferrovs ] && ok "a copy of the machine without ferrovs" || bad "ferrovs already there"
+check "dpkg -i installs it (dependencies met)" dpkg -i old.deb
+check "dpkg says it is installed" sh -c 'dpkg -s ferrovs | grep -q "^Status: install ok installed"'
+check "ferrovs runs" sh -c '/usr/sbin/ferrovs --help >/dev/null'
+# Without a running ferrovs it says so, as ipvsadm does without IPVS.
+check "ferrovsadm runs" sh -c '/usr/sbin/ferrovsadm -Ln 2>&1 | grep -q "Is ferrovs running?"'
+check "ferrovs-perf runs" sh -c '/usr/bin/ferrovs-perf --help >/dev/null'
+check "the unit is where systemd looks" test -f /lib/systemd/system/ferrovs.service
+check "and is not enabled" test ! -e /etc/systemd/system/multi-user.target.wants/ferrovs.service
+rm -f /etc/keepalived/keepalived.conf
+check "the default configuration loads without a keepalived.conf" ferrovs check -f /etc/ferrovs/ferrovs.conf
+mkdir -p /etc/keepalived
+cat >/etc/keepalived/keepalived.conf <<'KA'
+virtual_server 198.18.0.100 80 {
+    lb_algo wrr
+    lb_kind DR
+    protocol TCP
+    real_server 198.18.1.11 80 {
+        weight 3
+    }
+}
+KA
+check "with one, it serves keepalived.conf's services" sh -c \
+    'ferrovs check -f /etc/ferrovs/ferrovs.conf --dump-rules | grep -qx -- "-a -t 198.18.0.100:80 -r 198.18.1.11:80 -g -w 3"'
+echo "! the operator's line" >>/etc/ferrovs/ferrovs.conf
+echo 'virtual_server 198.18.0.101 80 {
+    lb_kind DR
+    protocol TCP
+    real_server 198.18.1.12 80
+}' >/etc/ferrovs/conf.d/extra.conf
+check "conf.d files are read" sh -c 'ferrovs check -f /etc/ferrovs/ferrovs.conf --dump-rules | grep -q 198.18.0.101'
+check "dpkg -i of a newer version upgrades it" dpkg -i --force-confold new.deb
+check "to the new version" sh -c 'dpkg-query -W -f="\${Version}" ferrovs | grep -q "+up1$"'
+check "keeping the operator's change to the conffile" grep -qx "! the operator's line" /etc/ferrovs/ferrovs.conf
+check "and conf.d" test -f /etc/ferrovs/conf.d/extra.conf
+check "the new package owns the binaries" sh -c 'dpkg -L ferrovs | grep -qx /usr/sbin/ferrovs && [ -x /usr/sbin/ferrovs ]'
+check "dpkg -r removes it" dpkg -r ferrovs
+check "the binaries are gone" test ! -e /usr/sbin/ferrovs
+check "the configuration stays" test -f /etc/ferrovs/ferrovs.conf
+check "dpkg -P purges it" dpkg -P ferrovs
+check "the configuration is gone" test ! -e /etc/ferrovs
+check "dpkg forgets it" sh -c '! dpkg -s ferrovs 2>/dev/null | grep -q "^Status: install"'
+EOF
+chmod +x "$WORK/debs/inside.sh"
+
+mkdir -p "$WORK/upper" "$WORK/work" "$WORK/root"
+unshare -m --propagation private sh -c '
+    set -e
+    W=$1
+    mount -t overlay overlay -o "lowerdir=/,upperdir=$W/upper,workdir=$W/work" "$W/root"
+    mount --bind /proc "$W/root/proc"
+    mount --bind /dev "$W/root/dev"
+    mount -t tmpfs tmpfs "$W/root/run"
+    mount -t tmpfs tmpfs "$W/root/tmp"
+    mkdir -p "$W/root/mnt/debs"
+    mount --bind "$W/debs" "$W/root/mnt/debs"
+    chroot "$W/root" /mnt/debs/inside.sh
+' sh "$WORK" >"$WORK/inside.out" 2>&1
+cat "$WORK/inside.out" | grep -E '^(ok|FAIL) - ' || true
+PASS=$((PASS + $(grep -c '^ok - ' "$WORK/inside.out")))
+FAIL=$((FAIL + $(grep -c '^FAIL - ' "$WORK/inside.out")))
+n=$((PASS + FAIL))
+if [ "$n" -lt 22 ]; then
+    bad "the chroot ran $n checks of 22: $(grep -vE '^(ok|FAIL) - ' "$WORK/inside.out" | tail -5)"
+fi
+# The machine itself was not touched.
+if [ ! -e /usr/sbin/ferrovs ] && ! dpkg -s ferrovs >/dev/null 2>&1; then
+    ok "the machine itself has no ferrovs installed (the overlay took every write)"
+else
+    bad "ferrovs is installed on the machine itself"
+fi
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]
