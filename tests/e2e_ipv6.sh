@@ -25,7 +25,7 @@
 # connections counted per real server.
 #
 #   tests/e2e_ipv6.sh [dr nat fullnat]
-#   BACKEND=afxdp tests/e2e_ipv6.sh     (default afpacket: see the README)
+#   BACKENDS="afxdp" tests/e2e_ipv6.sh     (default: afxdp and afpacket)
 # Prints "N passed, M failed".
 set -uo pipefail
 
@@ -34,7 +34,8 @@ LAB=$ROOT/scripts/lab.sh
 HTTPD=$ROOT/scripts/lab-rs-httpd.py
 FERROVS=${FERROVS:-$ROOT/target/release/ferrovs}
 FERROVSADM=${FERROVSADM:-$ROOT/target/release/ferrovsadm}
-BACKEND=${BACKEND:-afpacket}
+BACKENDS=${BACKENDS:-afxdp afpacket}
+BACKEND=""
 MODES=${*:-dr nat fullnat}
 PASS=0
 FAIL=0
@@ -253,9 +254,11 @@ run_mode() {
     teardown
 }
 
-for mode in $MODES; do
-    echo "== $mode"
-    run_mode "$mode"
+for BACKEND in $BACKENDS; do
+    for mode in $MODES; do
+        echo "== $mode ($BACKEND)"
+        run_mode "$mode"
+    done
 done
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]

@@ -12,7 +12,7 @@ use ferrovs_dataplane::port::afxdp::{
 use ferrovs_dataplane::service::FwdMethod;
 use ferrovs_dataplane::snapshot::{AddrKind, Snapshot};
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use tracing::{info, warn};
@@ -38,6 +38,28 @@ pub fn steer_addrs(snap: &Snapshot) -> HashMap<Ipv4Addr, u32> {
     m
 }
 
+/// [`steer_addrs`] for IPv6: active IPv6 VIPs and local addresses, the
+/// director's own IPv6 addresses, and the IPv6 servers of NAT66 services.
+pub fn steer_addrs6(snap: &Snapshot) -> HashMap<Ipv6Addr, u32> {
+    let mut m: HashMap<Ipv6Addr, u32> = HashMap::new();
+    for (a, k) in snap.addresses6() {
+        let bits = match k {
+            AddrKind::Vip { active: true } | AddrKind::Laddr { active: true } => ADDR_STEER,
+            AddrKind::Own => ADDR_OWN,
+            _ => 0,
+        };
+        *m.entry(a).or_default() |= bits;
+    }
+    for s in &snap.services6 {
+        for (d, a) in s.dests.iter().zip(&s.addrs) {
+            if let (FwdMethod::Nat, IpAddr::V6(a)) = (d.fwd, a) {
+                *m.entry(*a).or_default() |= ADDR_NAT_SRC;
+            }
+        }
+    }
+    m
+}
+
 /// The XDP programs of all interfaces, fed from the snapshots.
 pub struct XdpSteering {
     programs: Mutex<Vec<Steering>>,
@@ -49,11 +71,15 @@ impl XdpSteering {
     /// Makes every program's map follow `snap`.
     pub fn sync(&self, snap: &Snapshot) {
         let want = steer_addrs(snap);
+        let want6 = steer_addrs6(snap);
         let Ok(mut progs) = self.programs.lock() else {
             return;
         };
         for p in progs.iter_mut() {
             if let Err(e) = p.set_addrs(&want) {
+                warn!("{e}");
+            }
+            if let Err(e) = p.set_addrs6(&want6) {
                 warn!("{e}");
             }
         }

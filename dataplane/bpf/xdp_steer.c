@@ -15,7 +15,12 @@
 //   - ARP whose target is an address marked STEER, so that the dataplane
 //     answers for the VIPs it serves; and nothing for an inactive VIP (a VRRP
 //     backup), whose address is simply absent.
-// Broadcast and multicast destinations, IPv6 and everything else pass.
+// The same for IPv6 (`addrs6`, keyed by the 16-byte address): frames to a
+// STEER address, NAT66 replies, and neighbour solicitations whose target is
+// a STEER address (the dataplane answers NDP for its VIPs, RFC 4861 §7.2.3).
+// Neighbour advertisements always pass: the kernel resolves its own
+// neighbours with them, and the workers get a copy from a packet socket.
+// Broadcast and multicast destinations and everything else pass.
 //
 // The control plane keeps `addrs` equal to the published snapshot (VRRP
 // ownership, reload). `xsks` maps the receive queue to the socket of the
@@ -29,6 +34,7 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -58,6 +64,18 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } addrs SEC(".maps");
+
+struct addr6 {
+	__u8 a[16];
+};
+
+// IPv6 address -> ADDR_* bits.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct addr6);
+	__type(value, __u32);
+} addrs6 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -89,6 +107,53 @@ static __always_inline __u32 addr_bits(__be32 a)
 {
 	__u32 *v = bpf_map_lookup_elem(&addrs, &a);
 	return v ? *v : 0;
+}
+
+static __always_inline __u32 addr6_bits(const void *a)
+{
+	struct addr6 k;
+	__builtin_memcpy(&k, a, sizeof(k));
+	__u32 *v = bpf_map_lookup_elem(&addrs6, &k);
+	return v ? *v : 0;
+}
+
+// The start of an ICMPv6 neighbour solicitation (RFC 4861 §4.3).
+struct nd_solicit {
+	__u8 type;
+	__u8 code;
+	__be16 csum;
+	__be32 reserved;
+	__u8 target[16];
+};
+
+#define ICMPV6_NS 135
+
+static __always_inline int steer(struct xdp_md *ctx);
+static __always_inline int pass(void);
+
+static __always_inline int ipv6(struct xdp_md *ctx, void *l3, void *end)
+{
+	struct ipv6hdr *ip6 = l3;
+	if ((void *)(ip6 + 1) > end)
+		return pass();
+	__u32 dst_bits = addr6_bits(&ip6->daddr);
+	if (dst_bits & ADDR_STEER)
+		return steer(ctx);
+	// Solicitations go to the target's solicited-node multicast group: what
+	// they ask for is the target. No extension header comes before NDP's
+	// ICMPv6 in practice; one that does is the kernel's.
+	if (ip6->nexthdr == IPPROTO_ICMPV6) {
+		struct nd_solicit *ns = (void *)(ip6 + 1);
+		if ((void *)(ns + 1) <= end && ns->type == ICMPV6_NS &&
+		    (addr6_bits(ns->target) & ADDR_STEER))
+			return steer(ctx);
+	}
+	// ff00::/8 belongs to the kernel (VRRP, MLD, NDP of its own).
+	if (ip6->daddr.in6_u.u6_addr8[0] == 0xff)
+		return pass();
+	if (!(dst_bits & ADDR_OWN) && (addr6_bits(&ip6->saddr) & ADDR_NAT_SRC))
+		return steer(ctx);
+	return pass();
 }
 
 static __always_inline int pass(void)
@@ -140,6 +205,8 @@ int ferrovs_steer(struct xdp_md *ctx)
 			return steer(ctx);
 		return pass();
 	}
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return ipv6(ctx, l3, end);
 	if (proto != bpf_htons(ETH_P_IP))
 		return pass();
 

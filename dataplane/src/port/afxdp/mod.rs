@@ -257,9 +257,11 @@ pub struct AfXdpPort {
     queues: Vec<Queue>,
     /// The queue the next receive starts at (fairness across queues).
     next_rx: usize,
-    /// AF_PACKET socket receiving copies of the ARP frames the kernel gets
-    /// (first worker only).
-    arp: Option<OwnedFd>,
+    /// AF_PACKET sockets receiving copies of the ARP frames and IPv6
+    /// neighbour advertisements the kernel gets (first worker only): the
+    /// answers to the workers' requests come to the director's own
+    /// addresses, which the kernel must see too.
+    copies: Vec<OwnedFd>,
     umem: &'static Umem,
     ifname: String,
     ifindex: u32,
@@ -372,15 +374,20 @@ impl AfXdpPort {
                 };
                 queues.push(Queue { xsk, info });
             }
-            let arp = if w == 0 {
-                Some(arp_socket(ifindex).map_err(|e| ctx("ARP copy socket", e))?)
+            let copies = if w == 0 {
+                vec![
+                    copy_socket(ifindex, libc::ETH_P_ARP as u16, &[])
+                        .map_err(|e| ctx("ARP copy socket", e))?,
+                    copy_socket(ifindex, libc::ETH_P_IPV6 as u16, &NA_FILTER)
+                        .map_err(|e| ctx("neighbour advertisement copy socket", e))?,
+                ]
             } else {
-                None
+                Vec::new()
             };
             ports.push(AfXdpPort {
                 queues,
                 next_rx: 0,
-                arp,
+                copies,
                 umem,
                 ifname: ifname.to_string(),
                 ifindex,
@@ -420,12 +427,32 @@ impl AfXdpPort {
         self.queues.iter().any(|q| q.xsk.rx_ready())
     }
 
-    /// Reads waiting ARP copies (non-blocking) into `out`.
-    fn read_arp(&mut self, out: &mut Vec<XdpPacket>, room: usize) -> usize {
-        let Some(fd) = &self.arp else { return 0 };
+    /// Reads waiting ARP and neighbour advertisement copies (non-blocking)
+    /// into `out`.
+    fn read_copies(&mut self, out: &mut Vec<XdpPacket>, room: usize) -> usize {
+        let mut n = 0;
+        for fd in &self.copies {
+            n += Self::read_copy(fd, self.umem, out, room - n);
+        }
+        if n > 0 {
+            self.queues[0]
+                .info
+                .counters
+                .rx_arp_copies
+                .fetch_add(n as u64, Ordering::Relaxed);
+        }
+        n
+    }
+
+    fn read_copy(
+        fd: &OwnedFd,
+        umem: &'static Umem,
+        out: &mut Vec<XdpPacket>,
+        room: usize,
+    ) -> usize {
         let mut n = 0;
         while n < room {
-            let Some(mut p) = XdpPacket::new(self.umem) else {
+            let Some(mut p) = XdpPacket::new(umem) else {
                 break;
             };
             p.w.len = MAX_FRAME as u16;
@@ -443,18 +470,11 @@ impl AfXdpPort {
                 if r <= 0 {
                     break;
                 }
-                continue; // truncated: not an ARP frame we can use
+                continue; // truncated: not a frame we can use
             }
             p.w.len = r as u16;
             out.push(p);
             n += 1;
-        }
-        if n > 0 {
-            self.queues[0]
-                .info
-                .counters
-                .rx_arp_copies
-                .fetch_add(n as u64, Ordering::Relaxed);
         }
         n
     }
@@ -567,9 +587,11 @@ impl Port for AfXdpPort {
         } else {
             self.empty_polls = 0;
         }
-        if self.arp.is_some() && (self.empty_polls & 63 == 1 || self.polls & 63 == 0) && got < BURST
+        if !self.copies.is_empty()
+            && (self.empty_polls & 63 == 1 || self.polls & 63 == 0)
+            && got < BURST
         {
-            got += self.read_arp(out, BURST - got);
+            got += self.read_copies(out, BURST - got);
         }
         got
     }
@@ -612,20 +634,48 @@ impl Port for AfXdpPort {
         for q in &self.queues {
             out.push(q.xsk.as_raw_fd());
         }
-        if let Some(a) = &self.arp {
-            out.push(a.as_raw_fd());
+        for c in &self.copies {
+            out.push(c.as_raw_fd());
         }
     }
 }
 
-/// An AF_PACKET socket that receives the ARP frames reaching the kernel on
-/// `ifindex` (not the ones the host sends).
-fn arp_socket(ifindex: u32) -> io::Result<OwnedFd> {
-    let proto = (libc::ETH_P_ARP as u16).to_be();
+/// Only ICMPv6 neighbour advertisements (classic BPF over the Ethernet
+/// frame): next header 58 at 14 + 6, ICMPv6 type 136 at 14 + 40. An
+/// advertisement behind an extension header is not one NDP sends.
+const NA_FILTER: [libc::sock_filter; 6] = [
+    bpf_stmt(0x30, 20),        // ldb [20]
+    bpf_jump(0x15, 58, 0, 3),  // jeq #58, next, drop
+    bpf_stmt(0x30, 54),        // ldb [54]
+    bpf_jump(0x15, 136, 0, 1), // jeq #136, accept, drop
+    bpf_stmt(0x06, 0xffff),    // accept
+    bpf_stmt(0x06, 0),         // drop
+];
+
+const fn bpf_stmt(code: u16, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+const fn bpf_jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
+
+/// An AF_PACKET socket that receives the frames of ethertype `ethertype`
+/// reaching the kernel on `ifindex` (not the ones the host sends), only
+/// those `filter` accepts when it is not empty. It is opened for no
+/// protocol, filtered, then bound, so that nothing unfiltered or from
+/// another interface is ever queued on it.
+fn copy_socket(ifindex: u32, ethertype: u16, filter: &[libc::sock_filter]) -> io::Result<OwnedFd> {
+    let proto = ethertype.to_be();
     let fd = sys::socket(
         libc::AF_PACKET,
         libc::SOCK_RAW | libc::SOCK_NONBLOCK,
-        proto as libc::c_int,
+        0,
         "socket(AF_PACKET)",
     )?;
     let one: libc::c_int = 1;
@@ -635,6 +685,18 @@ fn arp_socket(ifindex: u32) -> io::Result<OwnedFd> {
         libc::PACKET_IGNORE_OUTGOING,
         &one,
     )?;
+    if !filter.is_empty() {
+        let prog = libc::sock_fprog {
+            len: filter.len() as u16,
+            filter: filter.as_ptr() as *mut libc::sock_filter,
+        };
+        sys::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            &prog,
+        )?;
+    }
     // SAFETY: all-zero is a valid sockaddr_ll; fields set below.
     let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;

@@ -11,7 +11,7 @@ use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
 use std::collections::HashMap;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
 
 /// What an address is to the XDP program (bits of the `addrs` map; keep in
@@ -47,8 +47,10 @@ pub struct Steering {
     // (and so the attachment) with the program.
     xsks: XskMap<MapData>,
     addrs: BpfHashMap<MapData, u32, u32>,
+    addrs6: BpfHashMap<MapData, [u8; 16], u32>,
     stats: PerCpuArray<MapData, u64>,
     current: HashMap<u32, u32>,
+    current6: HashMap<[u8; 16], u32>,
     _ebpf: Ebpf,
     pub ifname: String,
     pub ifindex: u32,
@@ -118,13 +120,17 @@ impl Steering {
                 .map_err(|e| err(ifname, "map xsks", e))?;
             let addrs = BpfHashMap::try_from(take(&mut ebpf, "addrs")?)
                 .map_err(|e| err(ifname, "map addrs", e))?;
+            let addrs6 = BpfHashMap::try_from(take(&mut ebpf, "addrs6")?)
+                .map_err(|e| err(ifname, "map addrs6", e))?;
             let stats = PerCpuArray::try_from(take(&mut ebpf, "stats")?)
                 .map_err(|e| err(ifname, "map stats", e))?;
             Ok(Steering {
                 xsks,
                 addrs,
+                addrs6,
                 stats,
                 current: HashMap::new(),
+                current6: HashMap::new(),
                 _ebpf: ebpf,
                 ifname: ifname.to_string(),
                 ifindex,
@@ -155,32 +161,17 @@ impl Steering {
     pub fn set_addrs(&mut self, want: &HashMap<Ipv4Addr, u32>) -> io::Result<()> {
         let want: HashMap<u32, u32> = want
             .iter()
-            .filter(|(_, b)| **b != 0)
             .map(|(a, b)| (u32::from_ne_bytes(a.octets()), *b))
             .collect();
-        let gone: Vec<u32> = self
-            .current
-            .keys()
-            .filter(|k| !want.contains_key(k))
-            .copied()
-            .collect();
-        for k in gone {
-            match self.addrs.remove(&k) {
-                Ok(()) => {}
-                Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(e) => return Err(err(&self.ifname, "address map", e)),
-            }
-            self.current.remove(&k);
-        }
-        for (k, v) in &want {
-            if self.current.get(k) != Some(v) {
-                self.addrs
-                    .insert(k, v, 0)
-                    .map_err(|e| err(&self.ifname, "address map", e))?;
-                self.current.insert(*k, *v);
-            }
-        }
-        Ok(())
+        sync_map(&mut self.addrs, &mut self.current, &want)
+            .map_err(|e| err(&self.ifname, "address map", e))
+    }
+
+    /// [`Steering::set_addrs`] for IPv6 addresses.
+    pub fn set_addrs6(&mut self, want: &HashMap<Ipv6Addr, u32>) -> io::Result<()> {
+        let want: HashMap<[u8; 16], u32> = want.iter().map(|(a, b)| (a.octets(), *b)).collect();
+        sync_map(&mut self.addrs6, &mut self.current6, &want)
+            .map_err(|e| err(&self.ifname, "IPv6 address map", e))
     }
 
     /// The program's counters.
@@ -192,4 +183,35 @@ impl Steering {
             no_socket: sum(2),
         }
     }
+}
+
+/// Makes `map` (mirrored in `current`) hold exactly the non-zero entries of
+/// `want`, touching only what changed.
+fn sync_map<K>(
+    map: &mut BpfHashMap<MapData, K, u32>,
+    current: &mut HashMap<K, u32>,
+    want: &HashMap<K, u32>,
+) -> Result<(), aya::maps::MapError>
+where
+    K: aya::Pod + Eq + std::hash::Hash,
+{
+    let gone: Vec<K> = current
+        .keys()
+        .filter(|k| want.get(*k).is_none_or(|b| *b == 0))
+        .copied()
+        .collect();
+    for k in gone {
+        match map.remove(&k) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(e) => return Err(e),
+        }
+        current.remove(&k);
+    }
+    for (k, v) in want.iter().filter(|(_, v)| **v != 0) {
+        if current.get(k) != Some(v) {
+            map.insert(k, v, 0)?;
+            current.insert(*k, *v);
+        }
+    }
+    Ok(())
 }
