@@ -4,7 +4,8 @@
 #   scripts/package-deb.sh [--no-build] [--version V] [--out DIR]
 #
 # Contents: /usr/sbin/ferrovs and ferrovsadm, /usr/bin/ferrovs-perf and
-# ferrovs-pktgen, the systemd unit (packaging/systemd/ferrovs.service), a
+# ferrovs-pktgen, manual pages (ferrovs(8), ferrovsadm(8), ferrovs.conf(5)),
+# bash, zsh and fish completions of ferrovs, the systemd unit (packaging/systemd/ferrovs.service), a
 # default /etc/ferrovs/ferrovs.conf (packaging/ferrovs.conf: it includes
 # /etc/keepalived/keepalived.conf when there is one) and /etc/ferrovs/conf.d,
 # the README and the Grafana dashboard under /usr/share/doc/ferrovs. The
@@ -56,7 +57,9 @@ STAGE=$(mktemp -d /tmp/ferrovs-deb.XXXXXX)
 trap 'rm -rf "$STAGE"' EXIT
 P=$STAGE/ferrovs
 install -d "$P/DEBIAN" "$P/usr/sbin" "$P/usr/bin" "$P/lib/systemd/system" \
-    "$P/etc/ferrovs/conf.d" "$P/usr/share/doc/ferrovs"
+    "$P/etc/ferrovs/conf.d" "$P/usr/share/doc/ferrovs" "$P/usr/share/man/man8" "$P/usr/share/man/man5" \
+    "$P/usr/share/bash-completion/completions" "$P/usr/share/zsh/vendor-completions" \
+    "$P/usr/share/fish/vendor_completions.d"
 # Without debug information: the release profile keeps it for profiling
 # (perf, callgrind), a package does not need it.
 for b in ferrovs ferrovsadm; do
@@ -71,6 +74,16 @@ install -m 0644 "$ROOT/packaging/ferrovs.conf" "$P/etc/ferrovs/ferrovs.conf"
 install -m 0644 "$ROOT/README.md" "$P/usr/share/doc/ferrovs/README.md"
 install -m 0644 "$ROOT/grafana/ferrovs-dashboard.json" "$P/usr/share/doc/ferrovs/ferrovs-dashboard.json"
 install -m 0644 "$ROOT/examples/keepalived-dr.conf" "$P/usr/share/doc/ferrovs/keepalived-dr.conf.example"
+# Manual pages: ferrovs(8) from the parser's own definitions, the others
+# written by hand (packaging/man); shell completions of ferrovs.
+"$P/usr/sbin/ferrovs" man | gzip -9n >"$P/usr/share/man/man8/ferrovs.8.gz"
+gzip -9nc "$ROOT/packaging/man/ferrovsadm.8" >"$P/usr/share/man/man8/ferrovsadm.8.gz"
+gzip -9nc "$ROOT/packaging/man/ferrovs.conf.5" >"$P/usr/share/man/man5/ferrovs.conf.5.gz"
+"$P/usr/sbin/ferrovs" completions bash >"$P/usr/share/bash-completion/completions/ferrovs"
+"$P/usr/sbin/ferrovs" completions zsh >"$P/usr/share/zsh/vendor-completions/_ferrovs"
+"$P/usr/sbin/ferrovs" completions fish >"$P/usr/share/fish/vendor_completions.d/ferrovs.fish"
+chmod 0644 "$P"/usr/share/man/man*/* "$P"/usr/share/bash-completion/completions/* \
+    "$P"/usr/share/zsh/vendor-completions/* "$P"/usr/share/fish/vendor_completions.d/*
 cat >"$P/usr/share/doc/ferrovs/copyright" <<'EOF'
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: ferrovs

@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 
 need_pkgs=()
 for p in build-essential pkg-config iproute2 curl python3 ethtool procps keepalived bc prometheus \
-    libdpdk-dev libclang-dev dpdk dpdk-dev iputils-ping clang llvm libbpf-dev exabgp; do
+    libdpdk-dev libclang-dev dpdk dpdk-dev iputils-ping clang llvm libbpf-dev exabgp \
+    groff-base xz-utils; do
     dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -8,6 +8,7 @@
 #   DEB=path.deb tests/e2e_package.sh
 #
 # Checks: dpkg installs it with its dependencies met; the binaries run; the
+# manual pages render (groff, no warning) and the completions are there; the
 # default /etc/ferrovs/ferrovs.conf loads with and without a keepalived.conf
 # (whose services it then shows); the unit is where systemd looks and is
 # neither enabled nor started; an upgrade to a newer version keeps the
@@ -54,6 +55,9 @@ check "ferrovs runs" sh -c '/usr/sbin/ferrovs --help >/dev/null'
 check "ferrovsadm runs" sh -c '/usr/sbin/ferrovsadm -Ln 2>&1 | grep -q "Is ferrovs running?"'
 check "ferrovs-perf runs" sh -c '/usr/bin/ferrovs-perf --help >/dev/null'
 check "the unit is where systemd looks" test -f /lib/systemd/system/ferrovs.service
+check "man ferrovs, ferrovsadm and ferrovs.conf render" sh -c \
+    'for p in 8/ferrovs.8 8/ferrovsadm.8 5/ferrovs.conf.5; do zcat /usr/share/man/man$p.gz | groff -man -Tutf8 -ww -z 2>&1 | grep . && exit 1; zcat /usr/share/man/man$p.gz | grep -q "^.SH SEE ALSO" || exit 1; done; exit 0'
+check "bash completes ferrovs's commands" sh -c 'grep -q "check" /usr/share/bash-completion/completions/ferrovs'
 check "and is not enabled" test ! -e /etc/systemd/system/multi-user.target.wants/ferrovs.service
 rm -f /etc/keepalived/keepalived.conf
 check "the default configuration loads without a keepalived.conf" ferrovs check -f /etc/ferrovs/ferrovs.conf
@@ -108,8 +112,8 @@ cat "$WORK/inside.out" | grep -E '^(ok|FAIL) - ' || true
 PASS=$((PASS + $(grep -c '^ok - ' "$WORK/inside.out")))
 FAIL=$((FAIL + $(grep -c '^FAIL - ' "$WORK/inside.out")))
 n=$((PASS + FAIL))
-if [ "$n" -lt 22 ]; then
-    bad "the chroot ran $n checks of 22: $(grep -vE '^(ok|FAIL) - ' "$WORK/inside.out" | tail -5)"
+if [ "$n" -lt 24 ]; then
+    bad "the chroot ran $n checks of 24: $(grep -vE '^(ok|FAIL) - ' "$WORK/inside.out" | tail -5)"
 fi
 # The machine itself was not touched.
 if [ ! -e /usr/sbin/ferrovs ] && ! dpkg -s ferrovs >/dev/null 2>&1; then

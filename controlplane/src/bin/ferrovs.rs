@@ -1,6 +1,6 @@
 //! The `ferrovs` appliance binary.
 
-use clap::{ArgGroup, Parser, Subcommand};
+use clap::{ArgGroup, CommandFactory, Parser, Subcommand};
 use ferrovs_controlplane::check::{check, CheckOutput};
 use ferrovs_controlplane::daemon::RunError;
 use ferrovs_controlplane::{afpacket_ports, afxdp_ports};
@@ -47,6 +47,110 @@ enum Cmd {
         #[arg(short = 'i', long = "config-id", value_name = "ID")]
         config_id: Option<String>,
     },
+    /// Print the manual page ferrovs(8), in roff (for packagers).
+    #[command(hide = true)]
+    Man,
+    /// Print the completion script of a shell (for packagers).
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Text for a roff line: backslashes and leading dots escaped.
+fn roff(s: &str) -> String {
+    let t = s.replace('\\', "\\e").replace('-', "\\-");
+    if t.starts_with('.') || t.starts_with('\'') {
+        format!("\\&{t}")
+    } else {
+        t
+    }
+}
+
+/// ferrovs(8): clap_mangen's page from the parser's own definitions, with
+/// the sections a Debian manual page has that clap does not know.
+fn man_page(out: &mut dyn Write) -> std::io::Result<()> {
+    let cmd = Cli::command()
+        .about("userspace layer-4 load balancer, compatible with LVS and keepalived")
+        .long_about(
+            "ferrovs forwards the traffic of virtual IPs to real servers in DR, NAT, FULLNAT or \
+             TUN mode on AF_XDP, AF_PACKET or DPDK poll-mode cores, and runs VRRP failover, \
+             health checks, reload without dropping flows, an ipvsadm-compatible control \
+             socket (see ferrovsadm(8)) and Prometheus metrics in the same process. Its \
+             configuration is keepalived.conf's syntax (see ferrovs.conf(5)).",
+        );
+    let man = clap_mangen::Man::new(cmd).section("8");
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    // The commands with their options on this page (clap_mangen would
+    // point to a page per command).
+    let cmd = Cli::command();
+    writeln!(out, ".SH COMMANDS")?;
+    for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        writeln!(
+            out,
+            ".TP\n\\fBferrovs {}\\fR\n{}",
+            sub.get_name(),
+            roff(&about)
+        )?;
+        let args: Vec<_> = sub
+            .get_arguments()
+            .filter(|a| !a.is_hide_set() && a.get_id() != "help")
+            .collect();
+        if args.is_empty() {
+            continue;
+        }
+        writeln!(out, ".RS")?;
+        for a in args {
+            let mut names = Vec::new();
+            if let Some(c) = a.get_short() {
+                names.push(format!("\\fB\\-{c}\\fR"));
+            }
+            if let Some(l) = a.get_long() {
+                names.push(format!("\\fB\\-\\-{}\\fR", roff(l)));
+            }
+            let value = a
+                .get_value_names()
+                .map(|v| format!(" \\fI{}\\fR", v.join(" ")))
+                .filter(|_| a.get_action().takes_values())
+                .unwrap_or_default();
+            let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+            writeln!(out, ".TP\n{}{}\n{}", names.join(", "), value, roff(&help))?;
+        }
+        writeln!(out, ".RE")?;
+    }
+    out.write_all(
+        br#".SH SIGNALS
+.TP
+\fBSIGHUP\fR
+Reload the configuration, all or nothing, VRRP included (as keepalived).
+.TP
+\fBSIGTERM\fR
+Hand VRRP over (priority 0 adverts), release the VIPs, stop.
+.SH FILES
+.TP
+\fI/etc/ferrovs/ferrovs.conf\fR
+The configuration of the packaged service (ferrovs.service).
+.TP
+\fI/run/ferrovs/ctl.sock\fR
+The control socket ferrovsadm(8) and \fBferrovs status\fR use.
+.SH ENVIRONMENT
+.TP
+\fBRUST_LOG\fR
+Log filter (default \fBinfo\fR), e.g. \fBferrovs=debug\fR.
+.TP
+\fBFERROVS_CTL\fR
+Another control socket.
+.SH SEE ALSO
+ferrovsadm(8), ferrovs.conf(5), keepalived.conf(5), ipvsadm(8);
+/usr/share/doc/ferrovs/README.md
+"#,
+    )?;
+    man.render_version_section(out)
 }
 
 /// Runs the appliance on the backend the configuration names.
@@ -77,6 +181,20 @@ fn run(file: &std::path::Path) -> Result<(), RunError> {
 fn main() {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Man => {
+            if let Err(e) = man_page(&mut std::io::stdout().lock()) {
+                eprintln!("ferrovs man: {e}");
+                std::process::exit(1);
+            }
+        }
+        Cmd::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "ferrovs",
+                &mut std::io::stdout(),
+            );
+        }
         Cmd::Status => {
             use ferrovs_controlplane::northbound::ctl::{call_and_exit, CtlRequest};
             call_and_exit(
