@@ -15,7 +15,8 @@
 #   dr       VIP6 on the real servers' lo, replies around the director by
 #            the router; the director answers neighbour solicitations for
 #            the VIP (the real servers do not: Linux answers NS only for
-#            addresses of the receiving interface);
+#            addresses of the receiving interface). The VIP6 is a VRRP
+#            instance's virtual_ipaddress_excluded, served once it is MASTER;
 #   nat      NAT66: real servers route back through the director;
 #   fullnat  FULLNAT66 on VIP6:80 with IPv6 local addresses, and NAT64 on
 #            VIP6:8080 to the IPv4 servers with IPv4 local addresses;
@@ -156,6 +157,23 @@ write_conf() {
         echo "    198.18.1.100-103 $FVS_DIRECTOR_IF_SERVER"
         echo "}"
     fi
+    if [ "$mode" = dr ]; then
+        # keepalived's way to give a VRRP instance IPv6 addresses: held
+        # and released with its IPv4 VIP (VRRP itself runs over IPv4).
+        echo "vrrp_instance VI_6 {"
+        echo "    state BACKUP"
+        echo "    interface $FVS_DIRECTOR_IF_CLIENT"
+        echo "    virtual_router_id 61"
+        echo "    priority 150"
+        echo "    advert_int 1"
+        echo "    virtual_ipaddress {"
+        echo "        $FVS_VIP"
+        echo "    }"
+        echo "    virtual_ipaddress_excluded {"
+        echo "        $VIP6"
+        echo "    }"
+        echo "}"
+    fi
     echo "virtual_server $VIP6 80 {"
     echo "    lb_algo rr"
     echo "    lb_kind $kind"
@@ -229,6 +247,16 @@ run_mode() {
         return
     fi
 
+    if [ "$mode" = dr ]; then
+        local held="" t0=$SECONDS
+        while [ $((SECONDS - t0)) -lt 15 ]; do
+            held=$(FERROVS_CTL=$WORK/ctl.sock "$FERROVS" status 2>/dev/null | python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)["vips_held"]))' 2>/dev/null)
+            [[ " $held " == *" $VIP6 "* ]] && break
+            sleep 0.5
+        done
+        check "$mode: the VRRP instance became MASTER and holds its excluded IPv6 address ($held)" \
+            grep -qw -- "$VIP6" <<<"$held"
+    fi
     served 80 "$mode" 8
     if [ "$mode" = fullnat ]; then
         # NAT64: the lab's IPv4 servers, their /big is the lab's.

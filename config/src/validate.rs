@@ -220,23 +220,30 @@ fn unowned_vips(cfg: &Config, locs: &Locations, d: &mut Diagnostics) {
     if cfg.vrrp_instances.is_empty() {
         return;
     }
-    // VRRP runs over IPv4 only (yet): an instance's IPv6 addresses are
-    // never taken, so never served, rather than served by every director.
+    // An instance's family is its first address's, as keepalived takes
+    // it; keepalived ignores addresses of the other family in
+    // virtual_ipaddress (virtual_ipaddress_excluded takes both). VRRP runs
+    // over IPv4 only (yet): an IPv6 instance cannot run.
     for (i, inst) in cfg.vrrp_instances.iter().enumerate() {
-        let v6: Vec<String> = inst
-            .virtual_ipaddress
-            .iter()
-            .chain(&inst.virtual_ipaddress_excluded)
-            .filter(|v| v.addr.is_ipv6())
-            .map(|v| v.addr.to_string())
-            .collect();
-        if !v6.is_empty() {
+        let Some(first) = inst.virtual_ipaddress.first() else {
+            continue;
+        };
+        if first.addr.is_ipv6() {
+            d.error(
+                &locs.vrrp_instances[i],
+                format!(
+                    "({}) VRRP over IPv6 is not supported yet: give the IPv6 addresses to an IPv4 instance's virtual_ipaddress_excluded",
+                    inst.name
+                ),
+            );
+            continue;
+        }
+        for v in inst.virtual_ipaddress.iter().filter(|v| v.addr.is_ipv6()) {
             d.warn(
                 &locs.vrrp_instances[i],
                 format!(
-                    "({}) VRRP over IPv6 is not supported yet: {} never served",
-                    inst.name,
-                    v6.join(", ")
+                    "({}) address family must match VRRP instance [{}] - ignoring",
+                    inst.name, v.addr
                 ),
             );
         }

@@ -790,7 +790,6 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), R
         state.timeouts.set(t.tcp, t.tcpfin, t.udp);
     }
     state.laddrs = laddrs_by_service;
-    state.vrrp_vips6 = crate::vrrp::driver::vrrp_vips6(&cfg);
     // The health manager's first table is keepalived's: alpha checkers
     // start failed, inhibited servers at weight 0, the sorry server if the
     // quorum is not met.
@@ -798,7 +797,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), R
     state.replace_table(health_manager.table());
     // Addresses of vrrp_instances start released: an instance takes them
     // when it becomes MASTER.
-    let vrrp_vips: Vec<(Ipv4Addr, bool)> = crate::vrrp::driver::vrrp_vips(&cfg)
+    let vrrp_vips: Vec<(IpAddr, bool)> = crate::vrrp::driver::vrrp_vips(&cfg)
         .into_iter()
         .map(|a| (a, false))
         .collect();

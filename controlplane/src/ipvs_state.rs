@@ -58,9 +58,6 @@ pub struct IpvsState {
     next_id: u32,
     workers: usize,
     pub templates: Arc<TemplateTable>,
-    /// IPv6 addresses of vrrp_instances, never served (see
-    /// `vrrp::driver::vrrp_vips6`).
-    pub vrrp_vips6: Vec<Ipv6Addr>,
     /// IPv6 services' templates (a table of 48-byte slots of its own).
     pub templates6: Arc<TemplateTable>,
     pub rates: RateEstimator,
@@ -180,7 +177,6 @@ impl IpvsState {
             next_id: 1,
             workers: workers.max(1),
             templates,
-            vrrp_vips6: Vec::new(),
             templates6: Arc::new(TemplateTable::new_v6(64)),
             rates: RateEstimator::default(),
             table_size,
@@ -300,7 +296,7 @@ impl IpvsState {
         &self,
         generation: u64,
         net: &Net,
-        vrrp: &[(Ipv4Addr, bool)],
+        vrrp: &[(IpAddr, bool)],
     ) -> Result<Snapshot, Unforwardable> {
         let mut b = SnapshotBuilder::new(generation, self.workers, self.templates.clone());
         b.timeouts(self.timeouts);
@@ -318,10 +314,10 @@ impl IpvsState {
         }
         b.templates6(self.templates6.clone());
         for &(a, active) in vrrp {
-            b.vrrp_vip(a, active);
-        }
-        for &a in &self.vrrp_vips6 {
-            b.vrrp_vip6(a, false);
+            match a {
+                IpAddr::V4(a) => b.vrrp_vip(a, active),
+                IpAddr::V6(a) => b.vrrp_vip6(a, active),
+            };
         }
         for s in &self.table.services {
             if !carried_key(&s.key) {
@@ -694,7 +690,7 @@ mod tests {
         st.laddrs
             .insert(nat64.key.clone(), vec!["198.18.1.100".parse().unwrap()]);
         st.replace_table(t);
-        st.vrrp_vips6 = vec!["2001:2::200".parse().unwrap()];
+
         let net = Net {
             ports: vec![PortConf {
                 name: "p0".into(),
@@ -705,7 +701,8 @@ mod tests {
             addrs6: vec![vec![("2001:2::1".parse().unwrap(), 64)]],
             ..Default::default()
         };
-        let snap = st.build(1, &net, &[]).unwrap();
+        let held: Ipv6Addr = "2001:2::200".parse().unwrap();
+        let snap = st.build(1, &net, &[(IpAddr::V6(held), false)]).unwrap();
         assert_eq!(snap.services6.len(), 2);
         let s = &snap.services6[0];
         assert_eq!((s.vport, s.dests.len()), (80, 1));
@@ -721,11 +718,16 @@ mod tests {
             Some("2001:2::1".parse().unwrap()),
             "the port's IPv6 address"
         );
-        let held: Ipv6Addr = "2001:2::200".parse().unwrap();
         assert_eq!(
             snap.addr_kind6(&held.octets()),
             Some(ferrovs_dataplane::snapshot::AddrKind::Vip { active: false }),
-            "a vrrp_instance's IPv6 address is never served"
+            "an IPv6 address of a vrrp_instance, released"
+        );
+        let snap = st.build(2, &net, &[(IpAddr::V6(held), true)]).unwrap();
+        assert_eq!(
+            snap.addr_kind6(&held.octets()),
+            Some(ferrovs_dataplane::snapshot::AddrKind::Vip { active: true }),
+            "and held"
         );
     }
 }

@@ -9,7 +9,7 @@ use crate::southbound::dataplane::Dataplane;
 use crate::view::ViewCell;
 use ferrovs_config::ipvsadm::list::{format_conns, ConnEntry, ConnProto};
 use ferrovs_dataplane::worker::{ConnView, ConnView6};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,9 +19,9 @@ pub enum ToDaemon {
     /// A control-socket request; the answer, as far as the daemon takes it.
     Ctl(CtlRequest, tokio::sync::oneshot::Sender<Pending>),
     /// VRRP took (true) or released (false) these VIPs.
-    SetVips(Vec<Ipv4Addr>, bool),
+    SetVips(Vec<IpAddr>, bool),
     /// After a VRRP reload: the VIPs the instances now list.
-    SyncVips(Vec<Ipv4Addr>),
+    SyncVips(Vec<IpAddr>),
 }
 
 /// What the VRRP driver holds of the daemon: a way to ask it, the

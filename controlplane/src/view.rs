@@ -12,7 +12,6 @@ use crate::southbound::Dataplane;
 use crate::vrrp::driver::StatusHandle;
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,7 +24,7 @@ pub struct View {
     pub devices: Vec<Arc<dyn PortDevice>>,
     pub health: Option<HealthHandle>,
     pub vrrp_status: StatusHandle,
-    pub vrrp_vips: BTreeMap<Ipv4Addr, bool>,
+    pub vrrp_vips: BTreeMap<std::net::IpAddr, bool>,
     pub reloads_ok: u64,
     pub reloads_failed: u64,
     pub last_reload_ok: bool,

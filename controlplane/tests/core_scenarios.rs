@@ -240,7 +240,8 @@ impl Harness {
                 self.admin(a, out);
             }
             ["vips", how, addrs @ ..] => {
-                let addrs: Vec<Ipv4Addr> = addrs.iter().map(|a| a.parse().unwrap()).collect();
+                let addrs: Vec<std::net::IpAddr> =
+                    addrs.iter().map(|a| a.parse().unwrap()).collect();
                 let input = match *how {
                     "held" => Input::VipsHeld(addrs, true),
                     "released" => Input::VipsHeld(addrs, false),

@@ -36,7 +36,7 @@ use crate::southbound::NetState;
 use ferrovs_config::Config;
 use ferrovs_dataplane::snapshot::Snapshot;
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -50,9 +50,9 @@ pub enum Input {
     /// each as the state it leads to (see [`Desired::of`]).
     Health(Vec<TableChange>),
     /// VRRP took (true) or released (false) these VIPs.
-    VipsHeld(Vec<Ipv4Addr>, bool),
+    VipsHeld(Vec<IpAddr>, bool),
     /// After a VRRP reload: the VIPs the instances now list.
-    VipsListed(Vec<Ipv4Addr>),
+    VipsListed(Vec<IpAddr>),
     /// A `ferrovsadm` command that changes something; answered by an
     /// [`Output::Reply`] with the same id.
     Admin { id: u64, cmd: AdminCommand },
@@ -115,7 +115,7 @@ pub struct Core {
     net: Net,
     config: Config,
     /// Addresses the vrrp_instances carry, and whether we hold them.
-    vrrp_vips: BTreeMap<Ipv4Addr, bool>,
+    vrrp_vips: BTreeMap<IpAddr, bool>,
     generation: u64,
     reloads: Reloads,
     workers: StallDetector,
@@ -206,7 +206,7 @@ impl Core {
         &self.config
     }
 
-    pub fn vrrp_vips(&self) -> &BTreeMap<Ipv4Addr, bool> {
+    pub fn vrrp_vips(&self) -> &BTreeMap<IpAddr, bool> {
         &self.vrrp_vips
     }
 
@@ -235,7 +235,7 @@ impl Core {
         self.out.push(Output::Log(level, msg.into()));
     }
 
-    fn vrrp_list(&self) -> Vec<(Ipv4Addr, bool)> {
+    fn vrrp_list(&self) -> Vec<(IpAddr, bool)> {
         self.vrrp_vips.iter().map(|(a, b)| (*a, *b)).collect()
     }
 

@@ -84,7 +84,6 @@ impl Core {
             }
         }
         next.laddrs = laddrs_from_config(&new_cfg);
-        next.vrrp_vips6 = crate::vrrp::driver::vrrp_vips6(&new_cfg);
         let mut t = next.table.clone();
         self.reconcile(&mut t, &changes, "reload");
         next.replace_table(t);

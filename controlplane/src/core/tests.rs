@@ -6,6 +6,7 @@ use ferrovs_config::ipvsadm::rules::parse_command;
 use ferrovs_config::ipvsadm::TableError;
 use ferrovs_dataplane::conn::template::TemplateTable;
 use ferrovs_dataplane::snapshot::PortConf;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 fn core(workers: usize) -> (Core, Instant) {

@@ -3,11 +3,11 @@
 //! does).
 
 use super::Core;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 impl Core {
     /// VRRP took (`held`) or released these VIPs.
-    pub(super) fn vips_held(&mut self, vips: &[Ipv4Addr], held: bool) {
+    pub(super) fn vips_held(&mut self, vips: &[IpAddr], held: bool) {
         for v in vips {
             self.vrrp_vips.insert(*v, held);
         }
@@ -16,7 +16,7 @@ impl Core {
 
     /// After a VRRP reload: the VIPs the instances list now. Removed ones
     /// go, new ones start released; held ones stay held.
-    pub(super) fn vips_listed(&mut self, vips: &[Ipv4Addr]) {
+    pub(super) fn vips_listed(&mut self, vips: &[IpAddr]) {
         let before = self.vrrp_vips.clone();
         self.vrrp_vips.retain(|a, _| vips.contains(a));
         for v in vips {

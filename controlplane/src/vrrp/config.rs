@@ -105,6 +105,10 @@ pub struct InstanceConfig {
     pub auth_pass: Option<[u8; 8]>,
     /// The addresses carried in adverts (`virtual_ipaddress`, IPv4).
     pub vips: Vec<Ipv4Addr>,
+    /// `virtual_ipaddress_excluded`: held with the others, never in
+    /// adverts, of either family (keepalived's way to give an IPv4
+    /// instance IPv6 addresses).
+    pub excluded: Vec<IpAddr>,
     /// Our primary address: the source of our adverts and the tie-breaker
     /// (unicast_src_ip, else mcast_src_ip, else the interface's address).
     pub primary_ip: Ipv4Addr,
@@ -161,6 +165,16 @@ fn merge_track(tracks: &mut Vec<TrackSpec>, t: TrackSpec) {
 }
 
 impl InstanceConfig {
+    /// Every address the instance holds as MASTER: its VIPs and its
+    /// excluded addresses.
+    pub fn held(&self) -> Vec<IpAddr> {
+        self.vips
+            .iter()
+            .map(|v| IpAddr::V4(*v))
+            .chain(self.excluded.iter().copied())
+            .collect()
+    }
+
     /// Builds the state machine's configuration from the model.
     /// `interface_ip` is the primary IPv4 address of the instance's
     /// interface (used unless unicast_src_ip / mcast_src_ip is set).
@@ -176,10 +190,20 @@ impl InstanceConfig {
         }
         .ok_or(ConfigError::Version(name.clone(), inst.version))?;
 
-        let mut vips = Vec::new();
-        for v in &inst.virtual_ipaddress {
-            vips.push(v4(&v.addr).ok_or_else(|| ConfigError::Ipv6(name.clone()))?);
+        // The instance's family is its first address's; keepalived ignores
+        // the other family's (`validate` warns).
+        if inst
+            .virtual_ipaddress
+            .first()
+            .is_some_and(|v| v.addr.is_ipv6())
+        {
+            return Err(ConfigError::Ipv6(name));
         }
+        let vips: Vec<Ipv4Addr> = inst
+            .virtual_ipaddress
+            .iter()
+            .filter_map(|v| v4(&v.addr))
+            .collect();
         if vips.is_empty() {
             if version == Version::V3 {
                 return Err(ConfigError::NoVip(name));
@@ -401,6 +425,11 @@ impl InstanceConfig {
             preempt_delay,
             auth_pass,
             vips,
+            excluded: inst
+                .virtual_ipaddress_excluded
+                .iter()
+                .map(|v| v.addr)
+                .collect(),
             primary_ip,
             target,
             garp: inst.garp,
@@ -580,6 +609,24 @@ mod tests {
         assert!(matches!(
             InstanceConfig::from_config(&config, &ah, ip(1)),
             Err(ConfigError::AuthAh(_))
+        ));
+        // IPv6 addresses: ignored in an IPv4 instance's virtual_ipaddress
+        // (keepalived's rule), held with the instance when excluded; an
+        // instance whose first address is IPv6 runs over IPv6: refused.
+        let mut d = inst.clone();
+        d.virtual_ipaddress.push(vip("2001:2::100"));
+        d.virtual_ipaddress_excluded = vec![vip("2001:2::101"), vip("198.18.0.101")];
+        let c = InstanceConfig::from_config(&config, &d, ip(1)).unwrap();
+        assert_eq!(c.vips, vec![VIP]);
+        let held: Vec<IpAddr> = ["198.18.0.100", "2001:2::101", "198.18.0.101"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(c.held(), held);
+        d.virtual_ipaddress.reverse();
+        assert!(matches!(
+            InstanceConfig::from_config(&config, &d, ip(1)),
+            Err(ConfigError::Ipv6(_))
         ));
     }
 }

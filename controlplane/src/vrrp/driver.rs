@@ -21,7 +21,7 @@ use crate::vrrp::{
 use ferrovs_config::Config;
 use ferrovs_dataplane::wire::arp;
 use ferrovs_dataplane::worker::Request;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -117,7 +117,7 @@ impl Unit {
             if same_settings(inst.config(), &c) {
                 continue;
             }
-            let (gone, came) = vip_changes(&inst.config().vips, &c.vips);
+            let (gone, came) = vip_changes(&inst.config().held(), &c.held());
             let acts = inst.reconfigure(c, now);
             if inst.vips_set() {
                 if !gone.is_empty() {
@@ -160,7 +160,7 @@ pub struct InstanceStatus {
     pub priority: u8,
     pub effective_priority: u8,
     pub transitions: u64,
-    pub vips: Vec<Ipv4Addr>,
+    pub vips: Vec<IpAddr>,
 }
 
 /// The instances' states as the driver keeps them.
@@ -170,23 +170,13 @@ pub type StatusHandle = Arc<Mutex<Vec<InstanceStatus>>>;
 /// runs notify_stop, then answers.
 pub type StopRequest = oneshot::Sender<()>;
 
-/// The VIPs every vrrp_instance lists, for the daemon's first snapshot:
-/// they start released and are taken by instances that become MASTER.
-pub fn vrrp_vips(cfg: &Config) -> Vec<Ipv4Addr> {
-    cfg.vrrp_instances
-        .iter()
-        .flat_map(|i| i.virtual_ipaddress.iter())
-        .filter_map(|v| match v.addr {
-            IpAddr::V4(a) => Some(a),
-            IpAddr::V6(_) => None,
-        })
-        .collect()
-}
-
-/// The IPv6 addresses vrrp_instances list. VRRP runs over IPv4 only (yet),
-/// so no instance ever takes them: they stay released (never served), not
-/// served by every director at once (`validate` warns about them).
-pub fn vrrp_vips6(cfg: &Config) -> Vec<std::net::Ipv6Addr> {
+/// The addresses every vrrp_instance lists (`virtual_ipaddress` and
+/// `virtual_ipaddress_excluded`, both families), for the daemon's first
+/// snapshot: they start released and are taken by instances that become
+/// MASTER. An instance over IPv6 does not run yet (VRRP runs over IPv4):
+/// its addresses stay released, never served rather than served by every
+/// director (`validate` says so).
+pub fn vrrp_vips(cfg: &Config) -> Vec<IpAddr> {
     cfg.vrrp_instances
         .iter()
         .flat_map(|i| {
@@ -194,10 +184,7 @@ pub fn vrrp_vips6(cfg: &Config) -> Vec<std::net::Ipv6Addr> {
                 .iter()
                 .chain(&i.virtual_ipaddress_excluded)
         })
-        .filter_map(|v| match v.addr {
-            IpAddr::V6(a) => Some(a),
-            IpAddr::V4(_) => None,
-        })
+        .map(|v| v.addr)
         .collect()
 }
 
@@ -920,7 +907,7 @@ fn publish_status(units: &[(UnitId, Unit)], ios: &[Io], status: &StatusHandle) {
             priority: inst.config().priority,
             effective_priority: inst.effective_priority(),
             transitions: ios[io].transitions,
-            vips: inst.config().vips.clone(),
+            vips: inst.config().held(),
         })
         .collect();
     v.sort_by(|a, b| a.name.cmp(&b.name));
@@ -941,11 +928,11 @@ fn carry_out(inst: &Instance, io: &mut Io, actions: Vec<Action>, daemon: &Daemon
             }
             Action::BecomeMaster => {
                 io.transitions += 1;
-                set_vips(daemon, &inst.config().vips, true);
+                set_vips(daemon, &inst.config().held(), true);
             }
-            Action::ReleaseVips => set_vips(daemon, &inst.config().vips, false),
+            Action::ReleaseVips => set_vips(daemon, &inst.config().held(), false),
             Action::BecomeBackup | Action::BecomeFault => io.transitions += 1,
-            Action::SendGarp { count } => send_garps_for(io, &inst.config().vips, count),
+            Action::SendGarp { count } => send_garps_for(io, &inst.config().held(), count),
             Action::Notify { state, priority } => {
                 let _ = io.notifier.notify(state, priority);
             }
@@ -956,19 +943,28 @@ fn carry_out(inst: &Instance, io: &mut Io, actions: Vec<Action>, daemon: &Daemon
 }
 
 /// Takes the VIPs into the dataplane, or out of it: the daemon publishes.
-fn set_vips(daemon: &DaemonLink, vips: &[Ipv4Addr], active: bool) {
+fn set_vips(daemon: &DaemonLink, vips: &[IpAddr], active: bool) {
     let _ = daemon.tx.send(ToDaemon::SetVips(vips.to_vec(), active));
 }
 
-/// Gratuitous ARPs for `vips`, `count` rounds (every VIP once a round, as
-/// keepalived sends them), queued on the instance for the driver's pacer;
-/// they leave out of the instance's port through the first worker (the
-/// dataplane owns the port).
-fn send_garps_for(io: &mut Io, vips: &[Ipv4Addr], count: u32) {
+/// Gratuitous ARPs for `vips`, and unsolicited neighbour advertisements
+/// for the IPv6 ones (as keepalived sends them, RFC 4861 §7.2.6), `count`
+/// rounds (every VIP once a round), queued on the instance for the
+/// driver's pacer; they leave out of the instance's port through the first
+/// worker (the dataplane owns the port).
+fn send_garps_for(io: &mut Io, vips: &[IpAddr], count: u32) {
     for _ in 0..count.max(1) {
         for v in vips {
-            let mut f = vec![0u8; 64];
-            let n = arp::build_gratuitous(&mut f, &io.mac, *v, None);
+            let mut f = vec![0u8; 128];
+            let n = match v {
+                IpAddr::V4(a) => arp::build_gratuitous(&mut f, &io.mac, *a, None),
+                IpAddr::V6(a) => ferrovs_dataplane::wire::ndp::build_unsolicited(
+                    &mut f,
+                    &io.mac,
+                    None,
+                    a.octets(),
+                ),
+            };
             f.truncate(n);
             io.garps.push(f);
         }

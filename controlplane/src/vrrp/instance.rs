@@ -956,7 +956,7 @@ pub fn same_settings(a: &InstanceConfig, b: &InstanceConfig) -> bool {
 }
 
 /// The VIPs a reconfigured MASTER must release and take: (gone, new).
-pub fn vip_changes(old: &[Ipv4Addr], new: &[Ipv4Addr]) -> (Vec<Ipv4Addr>, Vec<Ipv4Addr>) {
+pub fn vip_changes<A: Copy + PartialEq>(old: &[A], new: &[A]) -> (Vec<A>, Vec<A>) {
     let gone = old.iter().filter(|v| !new.contains(v)).copied().collect();
     let came = new.iter().filter(|v| !old.contains(v)).copied().collect();
     (gone, came)

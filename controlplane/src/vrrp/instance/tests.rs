@@ -31,6 +31,7 @@ pub fn cfg(name: &str, priority: u8, last: u8) -> InstanceConfig {
         preempt_delay: Duration::ZERO,
         auth_pass: Some(pass_data("s3cret")),
         vips: vec![VIP],
+        excluded: vec![],
         primary_ip: ip(last),
         target: AdvertTarget::Multicast(MCAST),
         garp: GarpSettings::default(),
