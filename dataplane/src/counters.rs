@@ -31,7 +31,14 @@ drop_reasons! {
     BadTotalLen => "bad_total_len": "IPv4 total length inconsistent with the frame.",
     BadIpChecksum => "bad_ip_checksum": "IPv4 header checksum wrong.",
     BadL4Header => "bad_l4_header": "TCP/UDP header truncated or with a bad data offset.",
-    Fragment => "fragment": "IPv4 fragment (not reassembled).",
+    Fragment => "fragment": "IPv4 fragment of a protocol not forwarded in fragments: TCP (which avoids fragmentation by MSS and path MTU discovery), ICMP and others; UDP fragments are (frag.rs).",
+    FragTiny => "frag_tiny": "IPv4 first fragment too short to hold its whole UDP header (RFC 1858, RFC 3128: the tiny fragment attack).",
+    FragBad => "frag_bad": "IPv4 fragment past 65535 bytes, not the last and not a multiple of 8 bytes, disagreeing with its datagram's last fragment, overlapping another fragment of its datagram (which gives the datagram up, as Linux does), or of a datagram in too many pieces.",
+    FragDuplicate => "frag_duplicate": "IPv4 fragment whose bytes were already forwarded, or of a datagram already complete.",
+    FragOrphan => "frag_orphan": "IPv4 later fragment whose first fragment found no connection (it was itself dropped, counted under its own reason).",
+    FragHoldFull => "frag_hold_full": "IPv4 fragment that came before its first with no room to hold it (48 per datagram, 256 per worker).",
+    FragTimeout => "frag_timeout": "IPv4 fragment held for a first fragment that did not come within 3 s.",
+    FragEvicted => "frag_evicted": "IPv4 fragment held for a datagram whose entry was evicted, the oldest first, to make room for a new datagram.",
     TtlExceeded => "ttl_exceeded": "Packet that would leave with TTL (hop limit) 0: dropped and, as Linux's ip_forward and IPVS's decrement_ttl do, answered with ICMP time exceeded (rate-limited).",
     MartianSource => "martian_source": "Source no host may use (0/8, 127/8, multicast, class E, 255.255.255.255; ::, ::1, ff00::/8) or an address of the director's own: dropped before scheduling, as Linux's ip_route_input_slow / ip6_rcv_core drop martians before IPVS sees them.",
     NotOurs => "not_ours": "Destination is neither an active VIP, a local address nor a tracked reply: never relayed.",
@@ -160,6 +167,17 @@ pub struct WorkerCounters {
     pub ndp_solicits: Counter,
     pub icmp_translated: Counter,
     pub fragments_sent: Counter,
+    /// IPv4 fragments (frag.rs): datagrams tracked, fragments passed on
+    /// to forwarding (first and later ones; what becomes of them is
+    /// counted as of any packet), later fragments held for their first
+    /// and released when it came, entries given up incomplete when they
+    /// timed out or were evicted to make room.
+    pub frag_datagrams: Counter,
+    pub frag_forwarded: Counter,
+    pub frag_held: Counter,
+    pub frag_released: Counter,
+    pub frag_expired: Counter,
+    pub frag_evicted: Counter,
     /// Polls that found packets / polls that found none.
     pub busy_polls: Counter,
     pub idle_polls: Counter,

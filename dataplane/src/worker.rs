@@ -19,6 +19,7 @@ use crate::conn::entry::{
 use crate::conn::template::Lookup;
 use crate::conn::{Conn, ConnTable, Dir, TcpState, Tuple};
 use crate::counters::{DropReason, WorkerCounters};
+use crate::frag::{self, FragTable, Later};
 use crate::fwd::alloc::{IpIds, PortAllocator};
 use crate::fwd::synproxy::{self, CookieKey};
 use crate::fwd::{self, L34};
@@ -239,6 +240,9 @@ struct Core<P: Port> {
     held: Vec<HeldSeg<P::Pkt>>,
     /// Paces the ICMP errors the worker originates (time exceeded).
     icmp_limit: IcmpLimiter,
+    /// IPv4 fragments: the ports of datagrams whose first fragment came,
+    /// and the fragments that came before it (`frag.rs`).
+    frags: FragTable<P::Pkt>,
 }
 
 /// Linux's `icmp_global_allow` (net/ipv4/icmp.c): at most
@@ -375,6 +379,7 @@ impl<P: Port> Worker<P> {
                 reap_ms: 0,
                 nh_cache: [NhCached::default(); NH_CACHE],
                 held: Vec::with_capacity(HOLD_SLOTS),
+                frags: FragTable::new(frag::CAPACITY),
                 icmp_limit: IcmpLimiter::new(),
             },
             rx: Vec::with_capacity(BURST),
@@ -767,10 +772,10 @@ impl<P: Port> Core<P> {
         if martian_src4(info.src) {
             return self.drop_pkt(DropReason::MartianSource, pkt);
         }
-        if info.is_fragment() {
-            return self.drop_pkt(DropReason::Fragment, pkt);
-        }
         let ip = Ip { l2, info };
+        if info.is_fragment() {
+            return self.fragment(snap, pkt, ip, kind, in_port, now, handed);
+        }
         match info.proto {
             ipv4::PROTO_TCP | ipv4::PROTO_UDP => {}
             ipv4::PROTO_ICMP => return self.handle_icmp(snap, pkt, ip, kind, in_port, now, handed),
@@ -803,12 +808,168 @@ impl<P: Port> Core<P> {
         };
         match kind {
             Some(AddrKind::Vip { .. }) => {
-                self.inbound(snap, pkt, ip, o, t, flags, in_port, now, handed)
+                self.inbound(snap, pkt, ip, o, t, flags, in_port, now, handed, false)
+            }
+            Some(AddrKind::Laddr { .. }) => self.reply(
+                snap, pkt, ip, o, t, flags, true, in_port, now, handed, false,
+            ),
+            _ => self.reply(
+                snap, pkt, ip, o, t, flags, false, in_port, now, handed, false,
+            ),
+        }
+    }
+
+    /// An IPv4 fragment, by shallow reassembly (`frag.rs`): the first
+    /// (offset 0) is forwarded as any packet, on its 5-tuple, and its
+    /// ports are remembered; a later one is forwarded with those ports
+    /// through the same connection (addresses rewritten, the transport
+    /// header being in the first), or held until the first comes. UDP
+    /// only: TCP avoids fragmentation (MSS, path MTU discovery) and a TCP
+    /// fragment is dropped, counted as ICMP's and other protocols' are.
+    ///
+    /// With several workers, a datagram's fragments all reach one worker
+    /// as long as the queue steering hashes fragments on the addresses
+    /// alone (RSS and Linux's flow dissector do: a fragment has no ports
+    /// to hash); that worker remembers the ports, so later fragments are
+    /// handed to the connection's owner exactly as the first was, through
+    /// the same ring, in order, and the owner, having seen the first,
+    /// knows their ports too.
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn fragment(
+        &mut self,
+        snap: &Snapshot,
+        pkt: P::Pkt,
+        ip: Ip,
+        kind: Option<AddrKind>,
+        in_port: u16,
+        now: u64,
+        handed: bool,
+    ) {
+        let info = ip.info;
+        if info.proto != ipv4::PROTO_UDP {
+            return self.drop_pkt(DropReason::Fragment, pkt);
+        }
+        let l3 = ip.l2.l3_offset;
+        let o = L34 {
+            l3,
+            l4: l3 + info.header_len,
+            proto: info.proto,
+        };
+        let end = l3 + info.total_len;
+        let key = frag::Key {
+            src: info.src,
+            dst: info.dst,
+            proto: info.proto,
+            id: ipv4::Ipv4Packet::new_unchecked(&pkt.data()[l3..]).ident(),
+        };
+        let piece = frag::Piece::new(info.frag, info.total_len - info.header_len);
+        let hl = info.header_len as u32;
+        let shared = &self.shared;
+        let id = self.id;
+        let mut dropped = |r: DropReason, _p: P::Pkt| shared.counters.cell(id).drop(r);
+        let first = piece.offset == 0;
+        let verdict = if first {
+            // RFC 1858 §3.1 / RFC 3128: the first fragment must hold the
+            // whole transport header, or its ports could come from a
+            // later, overlapping fragment.
+            let seg = &pkt.data()[o.l4..end];
+            if !l4::header_ok(info.proto, seg) {
+                return self.drop_pkt(DropReason::FragTiny, pkt);
+            }
+            let (sport, dport) = (l4::src_port(seg), l4::dst_port(seg));
+            match self
+                .frags
+                .first(key, &piece, hl, (sport, dport), now, &mut dropped)
+            {
+                Ok(()) => Later::Forward { pkt, sport, dport },
+                Err(r) => Later::Drop(r, pkt),
+            }
+        } else {
+            self.frags
+                .later(key, &piece, hl, pkt, in_port, handed, now, &mut dropped)
+        };
+        let evicted = self.frags.take_evicted();
+        if evicted > 0 {
+            self.ctr().frag_evicted.add(evicted);
+        }
+        let (pkt, sport, dport) = match verdict {
+            Later::Forward { pkt, sport, dport } => (pkt, sport, dport),
+            Later::Held => return self.ctr().frag_held.inc(),
+            Later::Drop(r, pkt) => return self.drop_pkt(r, pkt),
+        };
+        if first {
+            self.ctr().frag_datagrams.inc();
+        }
+        self.forward_fragment(
+            snap,
+            pkt,
+            ip,
+            kind,
+            (sport, dport),
+            !first,
+            in_port,
+            now,
+            handed,
+        );
+        if first {
+            // Those that came before it, in the order they came, with its
+            // ports (the table recorded them when it held them).
+            while let Some((p, port, h)) = self.frags.release(key) {
+                self.ctr().frag_released.inc();
+                let data = p.data();
+                let parsed = ethernet::parse(data)
+                    .and_then(|l2| Some((l2, ipv4::parse(data.get(l2.l3_offset..)?).ok()?)));
+                let Some((l2, info)) = parsed else {
+                    self.drop_pkt(DropReason::Truncated, p);
+                    continue;
+                };
+                let kind = snap.addr_kind(info.dst);
+                let ip = Ip { l2, info };
+                self.forward_fragment(snap, p, ip, kind, (sport, dport), true, port, now, h);
+            }
+        }
+    }
+
+    /// Forwards a fragment the table let through, with its datagram's
+    /// ports; `later`: not the first, so without a transport header.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_fragment(
+        &mut self,
+        snap: &Snapshot,
+        pkt: P::Pkt,
+        ip: Ip,
+        kind: Option<AddrKind>,
+        (sport, dport): (u16, u16),
+        later: bool,
+        in_port: u16,
+        now: u64,
+        handed: bool,
+    ) {
+        self.ctr().frag_forwarded.inc();
+        let info = ip.info;
+        let l3 = ip.l2.l3_offset;
+        let o = L34 {
+            l3,
+            l4: l3 + info.header_len,
+            proto: info.proto,
+        };
+        let t = Tuple {
+            proto: info.proto,
+            saddr: info.src,
+            sport,
+            daddr: info.dst,
+            dport,
+        };
+        match kind {
+            Some(AddrKind::Vip { .. }) => {
+                self.inbound(snap, pkt, ip, o, t, 0, in_port, now, handed, later)
             }
             Some(AddrKind::Laddr { .. }) => {
-                self.reply(snap, pkt, ip, o, t, flags, true, in_port, now, handed)
+                self.reply(snap, pkt, ip, o, t, 0, true, in_port, now, handed, later)
             }
-            _ => self.reply(snap, pkt, ip, o, t, flags, false, in_port, now, handed),
+            _ => self.reply(snap, pkt, ip, o, t, 0, false, in_port, now, handed, later),
         }
     }
 
@@ -837,6 +998,7 @@ impl<P: Port> Core<P> {
         in_port: u16,
         now: u64,
         handed: bool,
+        later: bool,
     ) {
         // Known flows first: only a new one needs its service.
         let h = self.hash_of(&t);
@@ -894,6 +1056,11 @@ impl<P: Port> Core<P> {
                 {
                     return self.handover(pkt, in_port, owner);
                 }
+                // A later fragment never makes a connection: its first
+                // did not (it was dropped, counted).
+                if later {
+                    return self.drop_pkt(DropReason::FragOrphan, pkt);
+                }
                 if svc.synproxy && t.proto == ipv4::PROTO_TCP {
                     return self.synproxy_first(
                         snap,
@@ -938,11 +1105,21 @@ impl<P: Port> Core<P> {
         // (`icmp_send` takes the local destination as its source). The
         // connection stays, as IPVS's does.
         if ip.info.ttl <= 1 {
+            // No ICMP error about a fragment other than the first
+            // (RFC 1122 §3.2.2, Linux's icmp_send).
+            if later {
+                return self.drop_pkt(DropReason::TtlExceeded, pkt);
+            }
             return self.time_exceeded(snap, pkt, &ip, Some(t.daddr), now);
         }
         ipv4::dec_ttl(&mut pkt.data_mut()[o.l3..]);
         match c.fwd {
             FwdMethod::Dr => {}
+            // A later fragment has no transport header: addresses only.
+            FwdMethod::Nat if later => fwd::nat::inbound_fragment(pkt.data_mut(), o, c.daddr),
+            FwdMethod::FullNat if later => {
+                fwd::fullnat::inbound_fragment(pkt.data_mut(), o, c.laddr, c.daddr)
+            }
             FwdMethod::Nat => fwd::nat::inbound(pkt.data_mut(), o, c.daddr, c.dport),
             FwdMethod::FullNat => {
                 fwd::fullnat::inbound(pkt.data_mut(), o, c.laddr, c.lport, c.daddr, c.dport)
@@ -1571,6 +1748,7 @@ impl<P: Port> Core<P> {
         in_port: u16,
         now: u64,
         handed: bool,
+        later: bool,
     ) {
         if !handed && snap.workers > 1 {
             let owner = snap.reply_owner(t.daddr, t.dport, fullnat);
@@ -1580,6 +1758,9 @@ impl<P: Port> Core<P> {
         }
         let h = self.hash_of(&t);
         let Some(ci) = self.conns.lookup_out(&t, h) else {
+            if later {
+                return self.drop_pkt(DropReason::FragOrphan, pkt);
+            }
             // NAT64's replies come to IPv4 local addresses too.
             if fullnat && !snap.services6.is_empty() {
                 return self.reply64(snap, pkt, ip, o, t, flags, now);
@@ -1601,6 +1782,9 @@ impl<P: Port> Core<P> {
         // server is told, quoting its own packet, from the director's
         // address towards it.
         if c.fwd != FwdMethod::FullNat && fwd::nat::reply_ttl_expired(ip.info.ttl) {
+            if later {
+                return self.drop_pkt(DropReason::TtlExceeded, pkt);
+            }
             return self.time_exceeded(snap, pkt, &ip, None, now);
         }
         if c.flags & F_SYNPROXY != 0 && c.proto == ipv4::PROTO_TCP {
@@ -1628,7 +1812,14 @@ impl<P: Port> Core<P> {
         let len = ip.info.total_len as u64;
         self.count_traffic(snap, c.dest_id, len, false);
         let frame = pkt.data_mut();
-        if c.fwd == FwdMethod::FullNat {
+        if later {
+            // A later fragment: addresses only (see `fragment`).
+            if c.fwd == FwdMethod::FullNat {
+                fwd::fullnat::outbound_fragment(frame, o, c.vaddr, c.caddr);
+            } else {
+                fwd::nat::outbound_fragment(frame, o, c.vaddr);
+            }
+        } else if c.fwd == FwdMethod::FullNat {
             fwd::fullnat::outbound(frame, o, c.vaddr, c.vport, c.caddr, c.cport);
         } else {
             fwd::nat::outbound(frame, o, c.vaddr, c.vport);
@@ -2103,6 +2294,14 @@ impl<P: Port> Core<P> {
             return;
         }
         self.neigh_tick_ms = now;
+        if !self.frags.is_empty() {
+            let shared = &self.shared;
+            let id = self.id;
+            let g = self
+                .frags
+                .expire(now, &mut |r, _p| shared.counters.cell(id).drop(r));
+            self.ctr().frag_expired.add(g.expired);
+        }
         let mut probes: [(Ipv4Addr, u16); 16] = [(Ipv4Addr::UNSPECIFIED, 0); 16];
         let mut np = 0;
         let mut dropped = 0u64;

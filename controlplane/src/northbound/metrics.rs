@@ -238,7 +238,7 @@ impl Collector for DaemonCollector {
 
         // Workers.
         let counters = d.dataplane.counters();
-        let worker_counters: [WorkerCounter; 27] = [
+        let worker_counters: [WorkerCounter; 33] = [
             ("ferrovs_worker_rx_packets", "Packets received.", |c| {
                 c.rx_packets.get()
             }),
@@ -363,6 +363,36 @@ impl Collector for DaemonCollector {
                 "ferrovs_worker_synproxy_early_dropped",
                 "SYN proxy: early client segments dropped (no free hold slot, waited too long, or refused server); the client retransmits.",
                 |c| c.synproxy_early_dropped.get(),
+            ),
+            (
+                "ferrovs_worker_frag_datagrams",
+                "IPv4 fragments: datagrams tracked by the shallow reassembly table.",
+                |c| c.frag_datagrams.get(),
+            ),
+            (
+                "ferrovs_worker_frag_forwarded",
+                "IPv4 fragments passed on to forwarding with their datagram's connection.",
+                |c| c.frag_forwarded.get(),
+            ),
+            (
+                "ferrovs_worker_frag_held",
+                "IPv4 fragments held because they came before their datagram's first fragment.",
+                |c| c.frag_held.get(),
+            ),
+            (
+                "ferrovs_worker_frag_released",
+                "IPv4 held fragments released when their first fragment came.",
+                |c| c.frag_released.get(),
+            ),
+            (
+                "ferrovs_worker_frag_expired",
+                "IPv4 fragmented datagrams given up incomplete after 3 s.",
+                |c| c.frag_expired.get(),
+            ),
+            (
+                "ferrovs_worker_frag_evicted",
+                "IPv4 fragmented datagrams evicted, the oldest first, to make room in a full table.",
+                |c| c.frag_evicted.get(),
             ),
         ];
         for (name, help, get) in worker_counters {

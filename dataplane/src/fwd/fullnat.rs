@@ -7,6 +7,7 @@
 //! connection.
 
 use super::{rewrite_tuple, L34};
+use crate::wire::ipv4;
 
 pub use super::alloc::ports_per_worker;
 
@@ -20,4 +21,17 @@ pub fn inbound(frame: &mut [u8], o: L34, laddr: [u8; 4], lport: u16, daddr: [u8;
 #[inline(always)]
 pub fn outbound(frame: &mut [u8], o: L34, vaddr: [u8; 4], vport: u16, caddr: [u8; 4], cport: u16) {
     rewrite_tuple(frame, o, Some((vaddr, vport)), Some((caddr, cport)));
+}
+
+/// [`inbound`] for a later IPv4 fragment (`frag.rs`): addresses only; its
+/// datagram's ports and transport checksum are in the first fragment.
+pub fn inbound_fragment(frame: &mut [u8], o: L34, laddr: [u8; 4], daddr: [u8; 4]) {
+    ipv4::set_src(&mut frame[o.l3..], laddr);
+    ipv4::set_dst(&mut frame[o.l3..], daddr);
+}
+
+/// [`outbound`] for a later IPv4 fragment.
+pub fn outbound_fragment(frame: &mut [u8], o: L34, vaddr: [u8; 4], caddr: [u8; 4]) {
+    ipv4::set_src(&mut frame[o.l3..], vaddr);
+    ipv4::set_dst(&mut frame[o.l3..], caddr);
 }

@@ -13,6 +13,18 @@ pub fn inbound(frame: &mut [u8], o: L34, daddr: [u8; 4], dport: u16) {
     rewrite_tuple(frame, o, None, Some((daddr, dport)));
 }
 
+/// [`inbound`] for a later IPv4 fragment (`frag.rs`): the address only;
+/// its datagram's ports and transport checksum are in the first fragment.
+pub fn inbound_fragment(frame: &mut [u8], o: L34, daddr: [u8; 4]) {
+    ipv4::set_dst(&mut frame[o.l3..], daddr);
+}
+
+/// [`outbound`] for a later IPv4 fragment.
+pub fn outbound_fragment(frame: &mut [u8], o: L34, vaddr: [u8; 4]) {
+    ipv4::set_src(&mut frame[o.l3..], vaddr);
+    ipv4::dec_ttl(&mut frame[o.l3..]);
+}
+
 /// Whether a reply with this TTL must be dropped rather than routed on.
 #[inline(always)]
 pub fn reply_ttl_expired(ttl: u8) -> bool {
