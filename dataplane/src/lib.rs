@@ -2,6 +2,7 @@
 
 pub mod conn;
 pub mod counters;
+pub mod fastpath;
 pub mod fwd;
 pub mod neigh;
 pub mod port;
