@@ -1544,6 +1544,29 @@ impl<P: Port> Core<P> {
         ctr.fast_kept.set(f.kept);
     }
 
+    /// Keeps the next hops of offloaded flows resolved as the packets the
+    /// worker no longer sends would: a stale entry is refreshed by an ARP
+    /// probe (at most one a second, `NeighCache::resolve`), and one that
+    /// goes unanswered is forgotten, which `fast_revalidate` then sees.
+    #[cold]
+    fn fast_refresh_neigh(&mut self, snap: &Snapshot, now: u64) {
+        if self.fast_routes.is_empty() {
+            return;
+        }
+        let hops: Vec<(Ipv4Addr, u16)> = self
+            .fast_routes
+            .keys()
+            .filter_map(|d| snap.routes.lookup(Ipv4Addr::from(*d)))
+            .map(|nh| (nh.ip, nh.port))
+            .collect();
+        for (ip, port) in hops {
+            let mut none = None;
+            if let Resolve::MacAndProbe(_) = self.neigh.resolve(ip, port, now, &mut none) {
+                self.arp_probe(snap, ip, port);
+            }
+        }
+    }
+
     /// The neighbour table or the snapshot (routes) changed: an offloaded
     /// flow whose real server is now reached through another port or MAC
     /// is taken back (a scan of the table, only when one did change).
@@ -2311,6 +2334,7 @@ impl<P: Port> Core<P> {
 
         let neigh_tick = now >= self.neigh_tick_ms + 100;
         if neigh_tick {
+            self.fast_refresh_neigh(snap, now);
             self.fast_revalidate(snap, now);
             self.fast_harvest(snap, now);
         }

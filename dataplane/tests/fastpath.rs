@@ -245,3 +245,37 @@ fn nat_is_never_offloaded() {
     lab.send(0, 0, &dgram(CPORT), 1);
     assert_eq!(lab.workers[0].fast_path().offloaded, 0);
 }
+
+#[test]
+fn the_next_hop_of_offloaded_flows_is_kept_fresh() {
+    // The worker sends nothing to a server whose flows the program
+    // forwards: it must still refresh the server's MAC as its own traffic
+    // would (an ARP probe once the entry is stale), or the entry would be
+    // forgotten and every flow to that server taken back.
+    let mut lab = lab(Proto::Udp);
+    lab.send(0, 0, &dgram(CPORT), 1);
+    lab.send(0, 0, &dgram(CPORT), 1);
+    assert_eq!(map(&mut lab).entries.len(), 1);
+    lab.take(0, 1);
+    // Past REACHABLE_MS (300 s), the program still forwarding the flow.
+    let mut probed = false;
+    for _ in 0..31 {
+        lab.now += 10_000;
+        map(&mut lab).idle.insert(key(17, CPORT), 1_000);
+        lab.poll_all();
+        probed |= lab
+            .take(0, 1)
+            .iter()
+            .any(|f| f[12..14] == [0x08, 0x06] && f[38..42] == RS[0]);
+    }
+    assert!(probed, "an ARP request for the real server");
+    // Answered: the entry stays, and so does the offload.
+    lab.inject(0, 1, &arp_reply(rs_mac(0), RS[0], DIR1_MAC, DIR1_IP));
+    for _ in 0..10 {
+        lab.now += 10_000;
+        map(&mut lab).idle.insert(key(17, CPORT), 1_000);
+        lab.poll_all();
+    }
+    assert_eq!(map(&mut lab).entries.len(), 1);
+    assert_eq!(lab.workers[0].fast_path().removed, 0);
+}
