@@ -6,6 +6,7 @@
 #   perf/veth_pps.sh [--seconds 5] [--flows "1000 1000000"] [--json FILE]
 #                    [--targets "kernel-fwd xdp-bounce ferrovs-afxdp ferrovs-afpacket"]
 #                    [--gen-io afxdp|afpacket] [--no-threaded-napi]
+#                    [--fast-path on|off]
 #                    [--no-search] [--no-build]   (use target/release/* as they are)
 #
 #   gen ns  gen0 ==veth== fvdNNNNN  director ns  dsink ==veth== sink0  sink ns
@@ -31,6 +32,13 @@
 #                     socket and frees them (--absorb)
 #   ferrovs-afxdp     `ferrovs run`, workers 1, DR to the sink, VIP:9 UDP;
 #   ferrovs-afpacket  counted at sink0; ferrovs's drop counters are printed
+#
+# --fast-path (default on) sets ferrovs's `xdp_fast_path` for afxdp: the
+# confirmed DR flows are forwarded by its XDP program, redirected from
+# dgen to dsink (sink0 runs an XDP program, so a veth delivers them);
+# `off` measures the worker alone. ferrovs's warm-up makes two passes over
+# the flows, so that every UDP flow is confirmed (and offloaded) before
+# the measurement, as a flow that lasts would be.
 #
 # After each point, unless --no-search: the zero-loss rate, the highest
 # offered rate that arrives with at most 0.5 % loss (bisection, seven 1 s
@@ -69,9 +77,10 @@ BUILD=1
 GEN_IO=afxdp
 THREADED_NAPI=1
 SEARCH=1
+FAST_PATH=on
 WARM_RATE=150000
 
-usage() { sed -n '2,59p' "$0" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
+usage() { sed -n '2,67p' "$0" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
 die() { echo "veth_pps: error: $*" >&2; exit 1; }
 say() { echo "veth_pps: $*" >&2; }
 
@@ -86,6 +95,7 @@ while [ $# -gt 0 ]; do
     --no-threaded-napi) THREADED_NAPI=0; shift ;;
     --no-build) BUILD=0; shift ;;
     --no-search) SEARCH=0; shift ;;
+    --fast-path) FAST_PATH=${2:-}; shift 2 ;;
     -h | --help) usage 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
@@ -98,6 +108,7 @@ for t in $TARGETS; do
     case $t in kernel-fwd | xdp-bounce | ferrovs-afxdp | ferrovs-afpacket) ;; *) die "unknown target '$t'" ;; esac
 done
 case $GEN_IO in afxdp | afpacket) ;; *) die "--gen-io afxdp|afpacket" ;; esac
+case $FAST_PATH in on | off) ;; *) die "--fast-path on|off" ;; esac
 if [ -z "$FLOWS" ] || [ -z "$TARGETS" ]; then die "empty --flows or --targets"; fi
 [ "$(id -u)" -eq 0 ] || die "run as root (network namespaces)"
 if [ -n "$JSON" ]; then
@@ -106,7 +117,7 @@ if [ -n "$JSON" ]; then
 fi
 for c in ip clang jq taskset; do command -v "$c" >/dev/null 2>&1 || die "$c is missing"; done
 
-BIN=$ROOT/target/release
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 if [ $BUILD = 1 ]; then
     say "building (cargo build --release -p ferrovs-controlplane -p ferrovs-perf)"
     cargo build --release -q -p ferrovs-controlplane -p ferrovs-perf >&2 ||
@@ -355,6 +366,7 @@ ferrovs {
     workers 1
     conn_table_size 2097152
     control_socket $WORK/ctl.sock
+    xdp_fast_path $FAST_PATH
 }
 virtual_server $VIP 9 {
     lb_algo rr
@@ -381,6 +393,7 @@ EOF
         for f in $FLOWS; do
             say "$target, $f flows"
             warm "$f" "$VIP" "$NS_SINK" sink0
+            warm "$f" "$VIP" "$NS_SINK" sink0
             say "  connections after the warm-up: $(FERROVS_CTL=$WORK/ctl.sock "$BIN/ferrovsadm" -Ln --stats 2>/dev/null |
                 awk '$1 == "UDP" { print $3; exit }')"
             measure "$target" "$f" "$VIP" "$NS_SINK" sink0
@@ -391,6 +404,9 @@ EOF
             say "$target: where frames were lost (non-zero drop counters in /metrics):"
             in_ns "$NS_DIR" curl -s --max-time 3 http://127.0.0.1:9180/metrics |
                 grep -E '^ferrovs_(xdp|afpacket|worker)[a-z_]*(drop|full|empty|no_socket|error|gso)[a-z_]*(\{[^}]*\})? [1-9]' >&2 || true
+            say "$target: the XDP fast path (frames forwarded by the program, flows offloaded):"
+            in_ns "$NS_DIR" curl -s --max-time 3 http://127.0.0.1:9180/metrics |
+                grep -E '^ferrovs_(xdp_prog_fast_path|xdp_prog_steered|worker_fast_path_[a-z]+)[a-z_]*(\{[^}]*\})? ' >&2 || true
         fi
     else
         why=$(grep -i -E 'error|fail|cannot|unsupported' "$log" | head -n 1 || true)

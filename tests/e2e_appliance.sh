@@ -6,6 +6,8 @@
 #   BACKEND=afpacket|dpdk tests/e2e_appliance.sh ... (default afxdp;
 #                        tests/e2e_afpacket.sh, tests/e2e_dpdk.sh)
 #   OFFLOADS=on tests/e2e_appliance.sh ...           (TSO/GSO left on)
+#   FAST_PATH=on tests/e2e_appliance.sh dr           (xdp_fast_path on: the
+#                        lab's veths need it asked for; see below)
 #
 # With BACKEND=dpdk the director's veths are handed to DPDK (net_af_packet
 # vdevs, two queue pairs each) the way a NIC is bound to vfio-pci: the
@@ -167,6 +169,7 @@ write_conf() {
         fi
         echo "    workers 2"
         echo "    conn_table_size 65536"
+        [ "$BACKEND" = afxdp ] && [ "$FAST_PATH" != auto ] && echo "    xdp_fast_path $FAST_PATH"
         echo "}"
         if [ "$BACKEND" = dpdk ]; then
             echo "vrrp_instance VI_1 {"
@@ -610,6 +613,57 @@ test_exception_path() {
     check "$MODE dpdk: serving again after the VRRP round trip" all_from_servers "$WORK/after"
 }
 
+# FAST_PATH=on turns the XDP fast path on for the lab's veths (auto leaves it
+# off there): established DR flows are forwarded by ferrovs's XDP program.
+# A veth delivers what an XDP program transmits only if its peer runs an
+# XDP program too, so the director's peers in the switch get one that
+# passes everything.
+FAST_PATH=${FAST_PATH:-auto}
+case $FAST_PATH in on | off | auto) ;; *) echo "FAST_PATH=on|off|auto" >&2; exit 2 ;; esac
+xdp_pass_peers() {
+    local obj=$WORK/xdp_pass.o
+    if [ ! -f "$obj" ]; then
+        printf '%s\n' '#include <linux/bpf.h>' \
+            '__attribute__((section("xdp"), used)) int pass(struct xdp_md *c) { return XDP_PASS; }' \
+            '__attribute__((section("license"), used)) char LICENSE[] = "GPL";' >"$WORK/xdp_pass.c"
+        clang -O2 -target bpf -idirafter "/usr/include/$(gcc -dumpmachine)" \
+            -c "$WORK/xdp_pass.c" -o "$obj" || return 1
+    fi
+    local i
+    for i in "$FVS_DIRECTOR_IF_CLIENT" "$FVS_DIRECTOR_IF_SERVER"; do
+        ip -n "$FVS_NS_SWITCH" link set dev "p$i" xdpdrv obj "$obj" sec xdp || return 1
+    done
+}
+
+# DR with the fast path on: after the handshake a connection's segments are
+# forwarded by the XDP program (its counter grows, the workers' receive
+# counters by less than the segments sent); the FIN still reaches a worker,
+# which takes the entry back; answers still come from the servers.
+test_fast_path() {
+    local fp0 off0 rm0 rx0 fp1 off1 rm1 rx1
+    fp0=$(metric_sum ferrovs_xdp_prog_fast_path_total)
+    off0=$(metric_sum ferrovs_worker_fast_path_offloaded_total)
+    rm0=$(metric_sum ferrovs_worker_fast_path_removed_total)
+    rx0=$(metric_sum ferrovs_worker_rx_packets_total)
+    # One download of /big: many segments (the client's ACKs) on one
+    # established flow, which must arrive intact; then short connections.
+    local sum
+    sum=$(in_ns "$FVS_NS_CLIENT" curl -s --max-time 60 "http://$FVS_VIP/big" | sha256sum | cut -d' ' -f1)
+    requests 10 >"$WORK/fast"
+    sleep 1.2 # the per-server counters are harvested every second
+    fp1=$(metric_sum ferrovs_xdp_prog_fast_path_total)
+    off1=$(metric_sum ferrovs_worker_fast_path_offloaded_total)
+    rm1=$(metric_sum ferrovs_worker_fast_path_removed_total)
+    rx1=$(metric_sum ferrovs_worker_rx_packets_total)
+    check "$MODE fast path: download intact" [ "$sum" = "$FVS_BIG_SHA256" ]
+    check "$MODE fast path: answers from the servers" all_from_servers "$WORK/fast"
+    check "$MODE fast path: connections offloaded ($((off1 - off0)))" [ $((off1 - off0)) -ge 10 ]
+    check "$MODE fast path: segments forwarded in XDP ($((fp1 - fp0)); workers received $((rx1 - rx0)))" \
+        [ $((fp1 - fp0)) -gt 0 ]
+    check "$MODE fast path: FIN reached the workers, entries taken back ($((rm1 - rm0)))" \
+        [ $((rm1 - rm0)) -ge 10 ]
+}
+
 # OFFLOADS=on leaves TSO/GSO and checksum offload on the lab's veths, as a
 # container or VM lab has them: the AF_XDP backend must cope (its XDP program
 # makes the director's peers segment; partial checksums are completed).
@@ -625,6 +679,9 @@ for MODE in $MODES; do
     }
     eval "$env_text"
     CURRENT_LAB=$FVS_LAB_NAME
+    if [ "$BACKEND" = afxdp ] && [ "$FAST_PATH" = on ] && ! xdp_pass_peers; then
+        bad "$MODE: no XDP program on the director's peers (FAST_PATH=on)"
+    fi
     : >"$WORK/ferrovs.log"
     conf=$WORK/$MODE.conf
     write_conf "$conf" "$MODE" rr
@@ -639,6 +696,7 @@ for MODE in $MODES; do
         fi
         [ "$BACKEND" = dpdk ] && test_exception_path
         [ "$MODE" = dr ] && test_net_events
+        [ "$BACKEND" = afxdp ] && [ "$MODE" = dr ] && [ "$FAST_PATH" = on ] && test_fast_path
         [ "$BACKEND" = afxdp ] && [ "$MODE" = dr ] && test_xdp_lifecycle
         [ "$BACKEND" = afpacket ] && [ "$MODE" = nat ] && [ "$OFFLOADS" = off ] && test_afpacket_gso
     else

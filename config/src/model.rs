@@ -222,6 +222,14 @@ pub struct FerrovsSettings {
     /// clients on a loopback address; `/metrics` and `/healthz` are served
     /// to whoever reaches `http_listen`.
     pub http_api: HttpApi,
+    /// `xdp_fast_path on|off|auto` (AF_XDP backend): established DR flows
+    /// are forwarded by the XDP program itself, without reaching a worker
+    /// (dataplane/src/fastpath.rs). `auto` (None, the default): on for
+    /// interfaces backed by a device (NICs), off for virtual ones (veth),
+    /// where a frame the program transmits is lost unless the veth's peer
+    /// runs an XDP program too.
+    #[serde(default)]
+    pub xdp_fast_path: Option<bool>,
 }
 
 /// Who may read the HTTP JSON API.
@@ -246,6 +254,7 @@ impl Default for FerrovsSettings {
             control_socket_group: None,
             conn_table_size: 1 << 20,
             http_api: HttpApi::Local,
+            xdp_fast_path: None,
         }
     }
 }

@@ -526,3 +526,18 @@ fn control_socket_group() {
         assert!(l.diagnostics.has_errors(), "{bad} should be refused");
     }
 }
+
+#[test]
+fn xdp_fast_path_is_auto_unless_set() {
+    let f = |text: &str| {
+        let l = ferrovs_config::load_str("k.conf", text);
+        assert!(!l.diagnostics.has_errors(), "{:?}", l.diagnostics.items);
+        l.config.ferrovs.xdp_fast_path
+    };
+    assert_eq!(f("ferrovs {\n    workers 1\n}\n"), None);
+    assert_eq!(f("ferrovs {\n    xdp_fast_path on\n}\n"), Some(true));
+    assert_eq!(f("ferrovs {\n    xdp_fast_path off\n}\n"), Some(false));
+    assert_eq!(f("ferrovs {\n    xdp_fast_path auto\n}\n"), None);
+    let l = ferrovs_config::load_str("k.conf", "ferrovs {\n    xdp_fast_path maybe\n}\n");
+    assert!(l.diagnostics.has_errors());
+}

@@ -137,6 +137,13 @@ impl PortDevice for XdpDevice {
                 s.passed,
             ));
             v.push(q("xdp_prog_no_socket", "Frames for the balancer on a queue without a worker's socket (passed, and dropped by the kernel).", true, 0, s.no_socket));
+            v.push(q(
+                "xdp_prog_fast_path",
+                "Frames of offloaded DR flows the XDP program forwarded itself (never seen by a worker).",
+                true,
+                0,
+                s.fast,
+            ));
         }
         for s in &self.sockets {
             let _ = s.refresh_kernel_stats();
@@ -234,10 +241,41 @@ impl PortDevice for XdpDevice {
     }
 }
 
+/// Whether the XDP fast path runs on `ifname`: as configured, or with
+/// `auto` on interfaces backed by a device. A virtual one (veth) is left
+/// out: the kernel delivers what an XDP program transmits on a veth only
+/// when the peer runs an XDP program too, and drops it silently otherwise
+/// (seen on Linux 6.18, GRO on the peer or not), which ferrovs cannot see
+/// from its side. `xdp_fast_path on` asks for it there (perf/veth_pps.sh,
+/// whose sink runs one).
+fn fast_path_wanted(setting: Option<bool>, ifname: &str) -> bool {
+    match setting {
+        Some(on) => on,
+        None => {
+            let backed = std::path::Path::new(&format!("/sys/class/net/{ifname}/device")).exists();
+            if !backed {
+                info!(
+                    "{ifname}: virtual interface, XDP fast path off (xdp_fast_path on turns it on)"
+                );
+            }
+            backed
+        }
+    }
+}
+
 /// Opens the AF_XDP ports; the error says why when the kernel or the build
 /// cannot (the caller may fall back to AF_PACKET).
 pub fn open(req: &OpenRequest) -> Result<Opened<AfXdpPort>, PortError> {
-    let opts = AfXdpOptions::default();
+    let workers = req.workers as u32;
+    // Room for every connection the workers can hold (the map is allocated
+    // as flows are offloaded, not up front).
+    let flow_entries = req
+        .settings
+        .conn_table_size
+        .max(1024)
+        .saturating_mul(workers);
+    let mut ifindexes = Vec::new();
+    let mut fast_ifaces = Vec::new();
     let mut per_worker: Vec<Vec<AfXdpPort>> = (0..req.workers).map(|_| Vec::new()).collect();
     let mut programs = Vec::new();
     let mut guards = Vec::new();
@@ -246,6 +284,14 @@ pub fn open(req: &OpenRequest) -> Result<Opened<AfXdpPort>, PortError> {
         // The facts the southbound learned (a missing or non-Ethernet
         // interface is refused, by name).
         let iface = req.net.borrow().iface(i)?;
+        let fast = fast_path_wanted(req.settings.xdp_fast_path, i);
+        let opts = AfXdpOptions {
+            flow_entries: if fast { flow_entries } else { 0 },
+            ..AfXdpOptions::default()
+        };
+        if fast {
+            fast_ifaces.push(i.clone());
+        }
         let o =
             AfXdpPort::open_all(&iface, req.workers, &opts).map_err(|error| PortError::Open {
                 iface: i.clone(),
@@ -261,11 +307,33 @@ pub fn open(req: &OpenRequest) -> Result<Opened<AfXdpPort>, PortError> {
                 .join(",")
         );
         infos.push(o.ports.iter().flat_map(|p| p.infos()).collect::<Vec<_>>());
+        if fast {
+            // Only to interfaces where the fast path was judged safe.
+            ifindexes.push(iface.index);
+        }
         for (w, p) in o.ports.into_iter().enumerate() {
             per_worker[w].push(p);
         }
         programs.push(o.steering);
         guards.push(o.channels);
+    }
+    // The fast path forwards a flow out of the interface its real server is
+    // reached through, which may be another of ours (XDP_TX covers the
+    // same one).
+    if !fast_ifaces.is_empty() {
+        for p in programs.iter_mut() {
+            let own = p.ifindex;
+            for &ix in ifindexes.iter().filter(|&&ix| ix != own) {
+                p.allow_tx_port(ix).map_err(|error| PortError::Open {
+                    iface: p.ifname.clone(),
+                    error,
+                })?;
+            }
+        }
+        info!(
+            "XDP fast path on {}: established DR flows arriving there are forwarded by the XDP program (up to {flow_entries} each)",
+            fast_ifaces.join(", ")
+        );
     }
     let steering = Arc::new(XdpSteering {
         programs: Mutex::new(programs),

@@ -22,6 +22,25 @@
 // neighbours with them, and the workers get a copy from a packet socket.
 // Broadcast and multicast destinations and everything else pass.
 //
+// Fast path (DR): before a frame to a STEER address goes to a socket, its
+// IPv4 TCP/UDP 5-tuple is looked up in `flows`, which the workers fill with
+// the DR connections they have seen established (TCP) or confirmed (UDP).
+// A hit is forwarded here, as the worker would forward it: the MACs
+// rewritten to the real server's next hop, the TTL lowered with an
+// incremental header checksum update, then XDP_TX (same interface) or a
+// redirect through `tx_ports` (another interface of ferrovs). The worker
+// never sees it: no copy into an XDP socket, no skb on transmit. This is
+// the split Katran makes (its XDP program forwards flows from an LRU
+// connection table and leaves everything else to the kernel); here the
+// worker keeps the state machine, so whatever changes a connection's state
+// or needs an answer goes to it as before: SYN, FIN and RST segments, TTL 1
+// (ICMP time exceeded), IP options, fragments, tagged frames, and frames
+// whose TCP/UDP checksum looks like CHECKSUM_PARTIAL (the worker completes
+// it; see port/afxdp/mod.rs). The program stamps `last_seen` on the entry
+// (the worker's timers read it before expiring the connection) and counts
+// packets and bytes per real server in `dest_stats` (harvested into the
+// service and server counters).
+//
 // The control plane keeps `addrs` equal to the published snapshot (VRRP
 // ownership, reload). `xsks` maps the receive queue to the socket of the
 // worker that owns it; a frame for a queue without a socket is counted and
@@ -35,6 +54,8 @@
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -46,7 +67,11 @@
 #define ST_STEERED 0
 #define ST_PASSED 1
 #define ST_NO_SOCKET 2
-#define ST_MAX 3
+#define ST_FAST 3
+#define ST_MAX 4
+
+// Per-real-server counters of the fast path (DestId → slot).
+#define MAX_DESTS 16384
 
 #define MAX_QUEUES 256
 
@@ -83,6 +108,57 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } stats SEC(".maps");
+
+// Keep in step with dataplane/src/fastpath.rs (FlowKey, FlowValue).
+struct flow_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct flow_value {
+	__u8 dmac[6];
+	__u8 smac[6];
+	__u32 ifindex; // egress interface
+	__u32 dest_id; // the worker's DestId, for dest_stats
+	__u32 flags;   // 0: DR (the only mode offloaded so far)
+	__u64 last_seen; // bpf_ktime_get_ns() of the last packet forwarded
+};
+
+// The client→VIP tuple of offloaded connections. A plain hash, allocated on
+// insert: entries are removed by the workers when their connections end,
+// never evicted behind their back; when it is full an insert fails and the
+// flow simply stays on the slow path. max_entries is set at load.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct flow_key);
+	__type(value, struct flow_value);
+} flows SEC(".maps");
+
+// Interfaces the fast path may redirect to (ifindex → ifindex).
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u32);
+} tx_ports SEC(".maps");
+
+struct dest_counts {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_DESTS);
+	__type(key, __u32);
+	__type(value, struct dest_counts);
+} dest_stats SEC(".maps");
 
 struct arp_ipv4 {
 	__be16 htype;
@@ -173,6 +249,96 @@ static __always_inline int steer(struct xdp_md *ctx)
 	return bpf_redirect_map(&xsks, q, XDP_PASS);
 }
 
+static __always_inline __u16 fold(__u32 s)
+{
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)s;
+}
+
+// Forwards an offloaded DR flow's frame; returns -1 to leave it to the
+// worker. `ip` is untagged IPv4 right after `eth` (checked by the caller).
+static __always_inline int fast_path(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *ip,
+				     void *end)
+{
+	struct flow_key k = {};
+	__u16 *csum;
+
+	// Options, fragments and TTL 1 are the worker's (the first two are rare,
+	// the last needs an ICMP answer).
+	if (ip->ihl != 5 || (ip->frag_off & bpf_htons(0x3fff)) || ip->ttl <= 1)
+		return -1;
+	void *l4 = ip + 1;
+	if (ip->protocol == IPPROTO_TCP) {
+		struct tcphdr *t = l4;
+		if ((void *)(t + 1) > end)
+			return -1;
+		// State changes stay with the worker's state machine.
+		if (t->syn || t->fin || t->rst)
+			return -1;
+		k.sport = t->source;
+		k.dport = t->dest;
+		csum = &t->check;
+	} else if (ip->protocol == IPPROTO_UDP) {
+		struct udphdr *u = l4;
+		if ((void *)(u + 1) > end)
+			return -1;
+		k.sport = u->source;
+		k.dport = u->dest;
+		csum = &u->check;
+	} else {
+		return -1;
+	}
+	k.saddr = ip->saddr;
+	k.daddr = ip->daddr;
+	k.proto = ip->protocol;
+
+	struct flow_value *v = bpf_map_lookup_elem(&flows, &k);
+	if (!v)
+		return -1;
+
+	// A frame from a local sender on a veth with checksum offload carries
+	// only the pseudo-header sum; forwarded as it is, the real server would
+	// drop it. The worker completes such checksums.
+	__u16 l4len = bpf_ntohs(ip->tot_len) - sizeof(*ip);
+	__u32 ph = (ip->saddr & 0xffff) + (ip->saddr >> 16) + (ip->daddr & 0xffff) +
+		   (ip->daddr >> 16) + bpf_htons(ip->protocol) + bpf_htons(l4len);
+	if (*csum == fold(ph))
+		return -1;
+
+	__u32 out = v->ifindex;
+	int xdp_tx = out == ctx->ingress_ifindex;
+	if (!xdp_tx && !bpf_map_lookup_elem(&tx_ports, &out))
+		return -1;
+
+	__builtin_memcpy(eth->h_dest, v->dmac, 6);
+	__builtin_memcpy(eth->h_source, v->smac, 6);
+	// TTL - 1: the header's checksum word (TTL, protocol) drops by 0x0100;
+	// the same incremental update as the kernel's ip_decrease_ttl.
+	__u32 c = ip->check;
+	c += bpf_htons(0x0100);
+	ip->check = (__u16)(c + (c >= 0xffff));
+	ip->ttl -= 1;
+
+	// Timers read this before expiring the connection. Written at most
+	// every 100 ms, so that a flow spread over CPUs does not bounce the line
+	// on every frame.
+	__u64 now = bpf_ktime_get_ns();
+	if (now - v->last_seen > 100000000ULL)
+		v->last_seen = now;
+
+	__u32 d = v->dest_id;
+	struct dest_counts *dc = bpf_map_lookup_elem(&dest_stats, &d);
+	if (dc) {
+		dc->packets += 1;
+		dc->bytes += bpf_ntohs(ip->tot_len);
+	}
+	count(ST_FAST);
+	if (xdp_tx)
+		return XDP_TX;
+	return bpf_redirect_map(&tx_ports, out, 0);
+}
+
 SEC("xdp")
 int ferrovs_steer(struct xdp_md *ctx)
 {
@@ -181,6 +347,7 @@ int ferrovs_steer(struct xdp_md *ctx)
 	struct ethhdr *eth = data;
 	void *l3;
 	__be16 proto;
+	int tagged = 0;
 
 	if ((void *)(eth + 1) > end)
 		return pass();
@@ -193,6 +360,7 @@ int ferrovs_steer(struct xdp_md *ctx)
 			return pass();
 		proto = tag[1];
 		l3 = tag + 2;
+		tagged = 1;
 	}
 
 	if (proto == bpf_htons(ETH_P_ARP)) {
@@ -214,8 +382,14 @@ int ferrovs_steer(struct xdp_md *ctx)
 	if ((void *)(ip + 1) > end)
 		return pass();
 	__u32 dst_bits = addr_bits(ip->daddr);
-	if (dst_bits & ADDR_STEER)
+	if (dst_bits & ADDR_STEER) {
+		if (!tagged) {
+			int r = fast_path(ctx, eth, ip, end);
+			if (r >= 0)
+				return r;
+		}
 		return steer(ctx);
+	}
 	// 224.0.0.0/4 and 255.255.255.255 belong to the kernel (VRRP adverts).
 	__u8 first = ((__u8 *)&ip->daddr)[0];
 	if (first >= 224)

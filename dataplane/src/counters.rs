@@ -178,6 +178,13 @@ pub struct WorkerCounters {
     pub frag_released: Counter,
     pub frag_expired: Counter,
     pub frag_evicted: Counter,
+    /// XDP fast path (`fastpath`): DR connections offered to the XDP
+    /// program's flow map and taken back, offers the map refused (full),
+    /// and timer firings that found the program still forwarding the flow.
+    pub fast_offloaded: Counter,
+    pub fast_removed: Counter,
+    pub fast_refused: Counter,
+    pub fast_kept: Counter,
     /// Polls that found packets / polls that found none.
     pub busy_polls: Counter,
     pub idle_polls: Counter,

@@ -3,6 +3,7 @@
 pub mod conn;
 pub mod counters;
 pub mod frag;
+pub mod fastpath;
 pub mod fwd;
 pub mod neigh;
 pub mod port;

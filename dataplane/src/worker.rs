@@ -19,6 +19,7 @@ use crate::conn::entry::{
 use crate::conn::template::Lookup;
 use crate::conn::{Conn, ConnTable, Dir, TcpState, Tuple};
 use crate::counters::{DropReason, WorkerCounters};
+use crate::fastpath::{self, FastPath, FastPathCounters, FlowKey, FlowValue};
 use crate::frag::{self, FragTable, Later};
 use crate::fwd::alloc::{IpIds, PortAllocator};
 use crate::fwd::synproxy::{self, CookieKey};
@@ -243,6 +244,19 @@ struct Core<P: Port> {
     /// IPv4 fragments: the ports of datagrams whose first fragment came,
     /// and the fragments that came before it (`frag.rs`).
     frags: FragTable<P::Pkt>,
+    /// The XDP fast path: queued flow-map changes (`fastpath`).
+    fast: FastPath,
+    /// Where offloaded flows go, per real server address: the egress port
+    /// and next-hop MAC their entries hold. Checked when the neighbour
+    /// table or the snapshot changes; entries of a changed one are taken
+    /// back (their next packet through the worker offloads them afresh).
+    fast_routes: HashMap<[u8; 4], (u16, Mac), ahash::RandomState>,
+    /// (neighbour generation, snapshot generation) last checked.
+    fast_seen: (u64, u64),
+    /// When the program's per-server counters were last read, and the
+    /// totals read then, per (port, DestId).
+    fast_harvest_ms: u64,
+    fast_harvested: HashMap<(u16, u32), (u64, u64), ahash::RandomState>,
 }
 
 /// Linux's `icmp_global_allow` (net/ipv4/icmp.c): at most
@@ -381,6 +395,11 @@ impl<P: Port> Worker<P> {
                 held: Vec::with_capacity(HOLD_SLOTS),
                 frags: FragTable::new(frag::CAPACITY),
                 icmp_limit: IcmpLimiter::new(),
+                fast: FastPath::new(),
+                fast_routes: HashMap::with_hasher(ahash::RandomState::new()),
+                fast_seen: (0, 0),
+                fast_harvest_ms: now_ms,
+                fast_harvested: HashMap::with_hasher(ahash::RandomState::new()),
             },
             rx: Vec::with_capacity(BURST),
             fds: Vec::new(),
@@ -441,6 +460,16 @@ impl<P: Port> Worker<P> {
 
     pub fn neigh(&self) -> &NeighCache<P::Pkt> {
         &self.core.neigh
+    }
+
+    /// The XDP fast path's counters (`fastpath`).
+    pub fn fast_path(&self) -> FastPathCounters {
+        self.core.fast.counters
+    }
+
+    /// Flow-map changes waiting for their flush.
+    pub fn fast_path_pending(&self) -> usize {
+        self.core.fast.pending()
     }
 
     /// Sleeps until a port has frames, a peer hands over packets, or
@@ -559,6 +588,8 @@ impl<P: Port> Worker<P> {
             core.ctr().idle_polls.inc();
         }
         core.housekeeping(snap, now_ms);
+        // After housekeeping, which may have queued removals.
+        core.flush_fast(now_ms, n == 0);
         n
     }
 
@@ -1036,7 +1067,15 @@ impl<P: Port> Core<P> {
                 } else {
                     Dir::InputOnly
                 };
+                let offloaded = fastpath::offloaded_port(self.conns.get(ci));
                 self.update_state(snap, ci, dir, flags, now);
+                if let Some(p) = offloaded {
+                    // A FIN or RST (the program leaves them to us) moves
+                    // the connection out of ESTABLISHED: take it back.
+                    if !fastpath::eligible(self.conns.get(ci)) {
+                        self.unoffload(ci, p, now);
+                    }
+                }
                 ci
             }
             None => {
@@ -1114,7 +1153,15 @@ impl<P: Port> Core<P> {
         }
         ipv4::dec_ttl(&mut pkt.data_mut()[o.l3..]);
         match c.fwd {
-            FwdMethod::Dr => {}
+            FwdMethod::Dr => {
+                if !later
+                    && c.state & fastpath::OFFLOADED == 0
+                    && ip.l2.vlan.is_none()
+                    && fastpath::eligible(&c)
+                {
+                    self.offload(snap, ci, &t, in_port, now);
+                }
+            }
             // A later fragment has no transport header: addresses only.
             FwdMethod::Nat if later => fwd::nat::inbound_fragment(pkt.data_mut(), o, c.daddr),
             FwdMethod::FullNat if later => {
@@ -1612,7 +1659,170 @@ impl<P: Port> Core<P> {
 
     /// Removes a connection at once, releasing its real server and
     /// template as expiry does.
+    /// Offers an established DR connection to the XDP program of the port
+    /// its packets come in on, if that port has one and the real server's
+    /// next hop is resolved (else the next packet tries again).
+    #[cold]
+    fn offload(&mut self, snap: &Snapshot, ci: u32, t: &Tuple, in_port: u16, now: u64) {
+        let p = in_port as usize;
+        if p >= fastpath::MAX_PORTS || self.ports[p].flow_map().is_none() {
+            return;
+        }
+        let daddr = self.conns.get(ci).daddr;
+        let Some(nh) = snap.routes.lookup(Ipv4Addr::from(daddr)) else {
+            return;
+        };
+        let out = nh.port as usize;
+        if out >= self.ports.len() {
+            return;
+        }
+        let Some(mac) = self.neigh.get(nh.ip) else {
+            return;
+        };
+        let ifindex = self.ports[out].ifindex();
+        if ifindex == 0 {
+            return;
+        }
+        let v = FlowValue {
+            dmac: mac,
+            smac: self.ports[out].mac(),
+            ifindex,
+            dest_id: self.conns.get(ci).dest_id,
+            flags: 0,
+            last_seen: 0,
+        };
+        if self.fast.add(in_port, FlowKey::of(t), v, now) {
+            fastpath::mark(self.conns.get_mut(ci), p);
+            self.fast_routes.insert(daddr, (nh.port, mac));
+        }
+    }
+
+    /// Takes an offloaded connection back: its entry leaves the map with
+    /// the next flush.
+    fn unoffload(&mut self, ci: u32, port: usize, now: u64) {
+        let c = self.conns.get_mut(ci);
+        let k = FlowKey::of(&c.in_tuple());
+        fastpath::unmark(c);
+        self.fast.del(port as u16, k, now);
+    }
+
+    /// Writes the queued flow-map changes when due (`FastPath::due`).
+    fn flush_fast(&mut self, now: u64, idle: bool) {
+        if !self.fast.due(now, idle) {
+            return;
+        }
+        let ports = &mut self.ports;
+        self.fast.flush(ports.len(), |p, ops| {
+            ports[p].flow_map().map_or(0, |m| m.apply(ops))
+        });
+        let (f, ctr) = (self.fast.counters, self.shared.counters.cell(self.id));
+        ctr.fast_offloaded.set(f.offloaded);
+        ctr.fast_removed.set(f.removed);
+        ctr.fast_refused.set(f.refused);
+        ctr.fast_kept.set(f.kept);
+    }
+
+    /// Keeps the next hops of offloaded flows resolved as the packets the
+    /// worker no longer sends would: a stale entry is refreshed by an ARP
+    /// probe (at most one a second, `NeighCache::resolve`), and one that
+    /// goes unanswered is forgotten, which `fast_revalidate` then sees.
+    #[cold]
+    fn fast_refresh_neigh(&mut self, snap: &Snapshot, now: u64) {
+        if self.fast_routes.is_empty() {
+            return;
+        }
+        let hops: Vec<(Ipv4Addr, u16)> = self
+            .fast_routes
+            .keys()
+            .filter_map(|d| snap.routes.lookup(Ipv4Addr::from(*d)))
+            .map(|nh| (nh.ip, nh.port))
+            .collect();
+        for (ip, port) in hops {
+            let mut none = None;
+            if let Resolve::MacAndProbe(_) = self.neigh.resolve(ip, port, now, &mut none) {
+                self.arp_probe(snap, ip, port);
+            }
+        }
+    }
+
+    /// The neighbour table or the snapshot (routes) changed: an offloaded
+    /// flow whose real server is now reached through another port or MAC
+    /// is taken back (a scan of the table, only when one did change).
+    #[cold]
+    fn fast_revalidate(&mut self, snap: &Snapshot, now: u64) {
+        let seen = (self.neigh.generation, snap.generation);
+        if self.fast_routes.is_empty() || seen == self.fast_seen {
+            self.fast_seen = seen;
+            return;
+        }
+        self.fast_seen = seen;
+        let neigh = &self.neigh;
+        let changed: Vec<[u8; 4]> = self
+            .fast_routes
+            .iter()
+            .filter(|(d, &(port, mac))| {
+                let now_nh = snap
+                    .routes
+                    .lookup(Ipv4Addr::from(**d))
+                    .and_then(|nh| neigh.get(nh.ip).map(|m| (nh.port, m)));
+                now_nh != Some((port, mac))
+            })
+            .map(|(d, _)| *d)
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        for d in &changed {
+            self.fast_routes.remove(d);
+        }
+        let stale: Vec<(u32, usize)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| changed.contains(&c.daddr))
+            .filter_map(|(i, c)| fastpath::offloaded_port(c).map(|p| (i, p)))
+            .collect();
+        for (ci, p) in stale {
+            self.unoffload(ci, p, now);
+        }
+    }
+
+    /// Credits what the XDP program forwarded to the servers' and services'
+    /// counters (inbound packets and bytes; DR sees nothing else). Worker 0
+    /// does it for every port: the program's counters are per interface,
+    /// not per worker.
+    #[cold]
+    fn fast_harvest(&mut self, snap: &Snapshot, now: u64) {
+        if self.id != 0 || now < self.fast_harvest_ms + fastpath::HARVEST_MS {
+            return;
+        }
+        self.fast_harvest_ms = now;
+        for p in 0..self.ports.len() {
+            let Some(map) = self.ports[p].flow_map() else {
+                continue;
+            };
+            for e in snap.dests() {
+                let id = e.dest.shared.id;
+                let Some((pk, by)) = map.dest_totals(id) else {
+                    continue;
+                };
+                let last = self.fast_harvested.entry((p as u16, id)).or_default();
+                let (dp, db) = (pk.saturating_sub(last.0), by.saturating_sub(last.1));
+                *last = (pk, by);
+                if dp == 0 && db == 0 {
+                    continue;
+                }
+                for c in [e.dest.shared.stats.cell(self.id), e.svc.stats.cell(self.id)] {
+                    c.inpkts.add(dp);
+                    c.inbytes.add(db);
+                }
+            }
+        }
+    }
+
     fn expire_now(&mut self, snap: &Snapshot, ci: u32, now: u64) {
+        if let Some(p) = fastpath::offloaded_port(self.conns.get(ci)) {
+            self.unoffload(ci, p, now);
+        }
         let c = *self.conns.get(ci);
         self.conns.remove(ci);
         release_conn(snap, &c, (now / 1000) as u32, false);
@@ -1628,6 +1838,11 @@ impl<P: Port> Core<P> {
         let Some(old) = self.conns.evict_oldest(EVICT_BUDGET) else {
             return Err(DropReason::ConnTableFull);
         };
+        // Only half-open and unconfirmed connections are evicted, and those
+        // are never offloaded; should one be, its entry must go too.
+        if let Some(p) = fastpath::offloaded_port(&old) {
+            self.fast.del(p as u16, FlowKey::of(&old.in_tuple()), now);
+        }
         // A template this half-open connection created dies with it (unless
         // another connection holds it too): a spoofed flood must not fill
         // the template table for a persistence timeout.
@@ -2169,9 +2384,31 @@ impl<P: Port> Core<P> {
         // Under pressure a half-open connection that times out takes the
         // template it created with it, as an evicted one does.
         let pressure = self.conns.under_pressure();
-        let expired = self.conns.expire(now, EXPIRE_BUDGET, |c| {
-            release_conn(snap, c, now_s, pressure && c.is_unconfirmed());
-        });
+        // An offloaded connection's packets go through the XDP program, not
+        // through us, so its timer knows only the packets we saw: ask the
+        // program when it last forwarded one before letting it go (a
+        // syscall, on the timer's slow path only).
+        let ports = &mut self.ports;
+        let fast = &mut self.fast;
+        let mut kept = 0;
+        let expired = self.conns.expire_or_keep(
+            now,
+            EXPIRE_BUDGET,
+            |c| {
+                let p = fastpath::offloaded_port(c)?;
+                let idle = ports[p].flow_map()?.idle_ms(&FlowKey::of(&c.in_tuple()));
+                let keep = fastpath::keep_ms(c.timeout_s, idle);
+                kept += keep.is_some() as u64;
+                keep
+            },
+            |c| {
+                if let Some(p) = fastpath::offloaded_port(c) {
+                    fast.del(p as u16, FlowKey::of(&c.in_tuple()), now);
+                }
+                release_conn(snap, c, now_s, pressure && c.is_unconfirmed());
+            },
+        );
+        self.fast.counters.kept += kept;
         self.conns.trim_candidates(EXPIRE_BUDGET);
         // Held SYN-proxy segments whose server never answered.
         while self.held.first().is_some_and(|h| now >= h.at_ms + HOLD_MS) {
@@ -2288,6 +2525,11 @@ impl<P: Port> Core<P> {
         self.ready = ready;
 
         let neigh_tick = now >= self.neigh_tick_ms + 100;
+        if neigh_tick {
+            self.fast_refresh_neigh(snap, now);
+            self.fast_revalidate(snap, now);
+            self.fast_harvest(snap, now);
+        }
         self.housekeeping6(snap, now, neigh_tick);
         if !neigh_tick {
             self.flush_tx();

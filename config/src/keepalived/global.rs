@@ -374,6 +374,16 @@ const FERROVS: &Keywords<FerrovsSettings> = &[
             }
         }),
     ),
+    (
+        "xdp_fast_path",
+        With(|c, s, f| {
+            if s.args.first().is_some_and(|a| a.text == "auto") {
+                f.xdp_fast_path = None;
+            } else {
+                f.xdp_fast_path = Some(c.v.flag(s));
+            }
+        }),
+    ),
 ];
 
 const DPDK: &Keywords<DpdkSettings> = &[

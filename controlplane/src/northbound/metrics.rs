@@ -238,7 +238,7 @@ impl Collector for DaemonCollector {
 
         // Workers.
         let counters = d.dataplane.counters();
-        let worker_counters: [WorkerCounter; 33] = [
+        let worker_counters: [WorkerCounter; 37] = [
             ("ferrovs_worker_rx_packets", "Packets received.", |c| {
                 c.rx_packets.get()
             }),
@@ -270,6 +270,26 @@ impl Collector for DaemonCollector {
                 "ferrovs_worker_connections_expired",
                 "Connections expired.",
                 |c| c.conns_expired.get(),
+            ),
+            (
+                "ferrovs_worker_fast_path_offloaded",
+                "DR connections offered to the XDP program's flow map (fast path).",
+                |c| c.fast_offloaded.get(),
+            ),
+            (
+                "ferrovs_worker_fast_path_removed",
+                "Offloaded connections taken back from the XDP flow map (FIN/RST, expiry, next-hop change).",
+                |c| c.fast_removed.get(),
+            ),
+            (
+                "ferrovs_worker_fast_path_refused",
+                "Offers the XDP flow map refused (full): those flows stay with the worker.",
+                |c| c.fast_refused.get(),
+            ),
+            (
+                "ferrovs_worker_fast_path_kept",
+                "Timer firings that found the XDP program still forwarding the connection (re-armed).",
+                |c| c.fast_kept.get(),
             ),
             (
                 "ferrovs_worker_busy_polls",

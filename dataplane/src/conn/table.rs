@@ -445,10 +445,18 @@ impl ConnTable {
 
     /// Expires due entries, examining at most `budget`; `on_expire` sees each
     /// one before it is removed (to release its server and template).
-    pub fn expire(
+    pub fn expire(&mut self, now_ms: u64, budget: usize, on_expire: impl FnMut(&Conn)) -> usize {
+        self.expire_or_keep(now_ms, budget, |_| None, on_expire)
+    }
+
+    /// [`expire`](Self::expire), but an entry for which `keep` answers
+    /// `Some(ms)` is filed again to expire that much later instead (an
+    /// entry the XDP fast path still forwards: `fastpath::keep_ms`).
+    pub fn expire_or_keep(
         &mut self,
         now_ms: u64,
         budget: usize,
+        mut keep: impl FnMut(&Conn) -> Option<u64>,
         mut on_expire: impl FnMut(&Conn),
     ) -> usize {
         let now = ticks(now_ms);
@@ -471,10 +479,17 @@ impl ConnTable {
                 }
             }
             for &i in &dead[..n] {
+                if let Some(ms) = keep(&self.slab[i as usize]) {
+                    // Unlinked by the wheel: file it again, never in a
+                    // slot already passed (link clamps to the cursor).
+                    self.slab[i as usize].expires = ticks(now_ms + ms).max(now + 1);
+                    self.wheel.link(&mut self.slab, i);
+                    continue;
+                }
                 on_expire(&self.slab[i as usize]);
                 self.remove_unlinked(i);
+                total += 1;
             }
-            total += n;
             if examined < step {
                 break;
             }

@@ -78,6 +78,65 @@ pub struct MemPort {
     /// When set, at most this many packets are accepted per TX burst (to
     /// test TX-full handling).
     pub tx_limit: Option<usize>,
+    /// A stand-in for the XDP flow map (`fastpath`), for tests of the
+    /// worker's offload logic; `None`: the port has no fast path.
+    pub flows: Option<MemFlowMap>,
+}
+
+/// The flow map of a memory port: what the worker put in it, and what the
+/// test says the "program" did (idle times, per-server counts).
+#[derive(Debug, Default)]
+pub struct MemFlowMap {
+    pub entries: std::collections::HashMap<crate::fastpath::FlowKey, crate::fastpath::FlowValue>,
+    /// Inserts beyond this many are refused.
+    pub capacity: usize,
+    /// ms since the "program" last forwarded the flow (absent: never).
+    pub idle: std::collections::HashMap<crate::fastpath::FlowKey, u64>,
+    pub dest_totals: std::collections::HashMap<u32, (u64, u64)>,
+    /// Batches applied.
+    pub batches: usize,
+}
+
+impl MemFlowMap {
+    pub fn new(capacity: usize) -> MemFlowMap {
+        MemFlowMap {
+            capacity,
+            ..Default::default()
+        }
+    }
+}
+
+impl crate::fastpath::FlowMap for MemFlowMap {
+    fn apply(&mut self, ops: &[crate::fastpath::Op]) -> usize {
+        use crate::fastpath::Op;
+        self.batches += 1;
+        let mut refused = 0;
+        for op in ops {
+            match *op {
+                Op::Add(k, v) => {
+                    if self.entries.len() >= self.capacity && !self.entries.contains_key(&k) {
+                        refused += 1;
+                    } else {
+                        self.entries.insert(k, v);
+                    }
+                }
+                Op::Del(k) => {
+                    self.entries.remove(&k);
+                    self.idle.remove(&k);
+                }
+            }
+        }
+        refused
+    }
+    fn idle_ms(&mut self, key: &crate::fastpath::FlowKey) -> Option<u64> {
+        if !self.entries.contains_key(key) {
+            return None;
+        }
+        self.idle.get(key).copied()
+    }
+    fn dest_totals(&mut self, dest: u32) -> Option<(u64, u64)> {
+        self.dest_totals.get(&dest).copied()
+    }
 }
 
 impl MemPort {
@@ -88,6 +147,7 @@ impl MemPort {
             tx: Vec::new(),
             spare: Vec::new(),
             tx_limit: None,
+            flows: None,
         }
     }
     pub fn inject(&mut self, frame: &[u8]) {
@@ -125,5 +185,16 @@ impl Port for MemPort {
 
     fn mac(&self) -> Mac {
         self.mac
+    }
+
+    fn ifindex(&self) -> u32 {
+        // Distinct per MAC, never 0 (0 means unknown).
+        u32::from_be_bytes([self.mac[2], self.mac[3], self.mac[4], self.mac[5]]) | 1 << 31
+    }
+
+    fn flow_map(&mut self) -> Option<&mut dyn crate::fastpath::FlowMap> {
+        self.flows
+            .as_mut()
+            .map(|m| m as &mut dyn crate::fastpath::FlowMap)
     }
 }

@@ -129,6 +129,16 @@ pub trait Port: Send {
     /// worker to sleep on (poll(2)) instead of spinning. Backends that
     /// cannot wake a sleeper add none, and their workers keep polling.
     fn poll_fds(&self, _out: &mut Vec<std::os::fd::RawFd>) {}
+    /// The interface's index, for a fast-path entry that leaves through
+    /// it (0: unknown).
+    fn ifindex(&self) -> u32 {
+        0
+    }
+    /// The XDP flow map of the port's interface (`fastpath`), when the
+    /// backend has one and it is enabled.
+    fn flow_map(&mut self) -> Option<&mut dyn crate::fastpath::FlowMap> {
+        None
+    }
 }
 
 /// Asks the CPU to bring the cache line holding `*p` closer, so a lookup

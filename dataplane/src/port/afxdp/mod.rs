@@ -37,6 +37,7 @@
 //! clone, so the program passes them and the first worker's port reads a
 //! copy from an AF_PACKET socket bound to ARP only (a few frames a second).
 
+pub mod flows;
 pub mod steer;
 pub mod umem;
 pub mod xsk;
@@ -155,6 +156,9 @@ pub struct AfXdpOptions {
     pub native_only: bool,
     /// Try zero-copy first (falls back to copy mode when refused).
     pub zero_copy: bool,
+    /// The XDP fast path (`fastpath`): room for this many offloaded flows
+    /// per interface; 0 turns it off.
+    pub flow_entries: u32,
 }
 
 impl Default for AfXdpOptions {
@@ -163,6 +167,7 @@ impl Default for AfXdpOptions {
             rings: RingSizes::default(),
             native_only: false,
             zero_copy: true,
+            flow_entries: 0,
         }
     }
 }
@@ -269,6 +274,8 @@ pub struct AfXdpPort {
     mtu: u32,
     polls: u32,
     empty_polls: u32,
+    /// This interface's fast-path flow map, when the fast path is on.
+    flows: Option<flows::XdpFlowMap>,
 }
 
 impl std::fmt::Debug for AfXdpPort {
@@ -330,7 +337,7 @@ impl AfXdpPort {
         // Tags in the frame, not in metadata an XDP frame lacks: the
         // workers must see a frame of another VLAN as tagged (and drop it).
         set_if_rx_vlan_offload(ifname, false)?;
-        let mut steering = Steering::attach(ifname, ifindex, opts.native_only)?;
+        let mut steering = Steering::attach(ifname, ifindex, opts.native_only, opts.flow_entries)?;
         if steering.mode == AttachMode::Skb {
             // Generic XDP runs after GRO: merged frames would not fit.
             set_if_gro(ifname, false)?;
@@ -395,6 +402,7 @@ impl AfXdpPort {
                 mtu,
                 polls: 0,
                 empty_polls: 0,
+                flows: steering.flow_fds().map(flows::XdpFlowMap::new),
             });
         }
         Ok(Opened {
@@ -514,6 +522,16 @@ pub fn looks_partial(frame: &[u8]) -> bool {
 
 impl Port for AfXdpPort {
     type Pkt = XdpPacket;
+
+    fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    fn flow_map(&mut self) -> Option<&mut dyn crate::fastpath::FlowMap> {
+        self.flows
+            .as_mut()
+            .map(|m| m as &mut dyn crate::fastpath::FlowMap)
+    }
 
     fn rx_burst(&mut self, out: &mut Vec<XdpPacket>) -> usize {
         self.polls = self.polls.wrapping_add(1);

@@ -6,13 +6,15 @@
 //! included), the kernel closes the link and detaches the program, so the
 //! interface is left as it was and the next start finds it free.
 
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, XskMap};
+use super::flows::FlowMapFds;
+use aya::maps::{DevMapHash, HashMap as BpfHashMap, MapData, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpMode};
-use aya::Ebpf;
+use aya::{Ebpf, EbpfLoader};
 use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, RawFd};
+use std::sync::Arc;
 
 /// What an address is to the XDP program (bits of the `addrs` map; keep in
 /// step with xdp_steer.c).
@@ -36,6 +38,8 @@ pub struct SteerStats {
     pub steered: u64,
     pub passed: u64,
     pub no_socket: u64,
+    /// Frames of offloaded flows the program forwarded itself (fast path).
+    pub fast: u64,
 }
 
 #[cfg(not(ferrovs_no_xdp_prog))]
@@ -49,6 +53,10 @@ pub struct Steering {
     addrs: BpfHashMap<MapData, u32, u32>,
     addrs6: BpfHashMap<MapData, [u8; 16], u32>,
     stats: PerCpuArray<MapData, u64>,
+    tx_ports: DevMapHash<MapData>,
+    /// The fast path's maps, shared with the workers' ports (`None`: the
+    /// fast path is off and the flow map has a single, unused slot).
+    flow_fds: Option<Arc<FlowMapFds>>,
     current: HashMap<u32, u32>,
     current6: HashMap<[u8; 16], u32>,
     _ebpf: Ebpf,
@@ -72,11 +80,18 @@ fn err(ifname: &str, what: &str, e: impl std::fmt::Display) -> io::Error {
 
 impl Steering {
     /// Loads the program and attaches it to `ifname`: natively when the
-    /// driver can, else generically (unless `native_only`).
-    pub fn attach(ifname: &str, ifindex: u32, native_only: bool) -> io::Result<Steering> {
+    /// driver can, else generically (unless `native_only`). With
+    /// `flow_entries` > 0 the fast path's flow map holds that many flows
+    /// (allocated as they come), else the fast path is off.
+    pub fn attach(
+        ifname: &str,
+        ifindex: u32,
+        native_only: bool,
+        flow_entries: u32,
+    ) -> io::Result<Steering> {
         #[cfg(ferrovs_no_xdp_prog)]
         {
-            let _ = (ifindex, native_only);
+            let _ = (ifindex, native_only, flow_entries);
             Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 format!("XDP program on {ifname}: this ferrovs was built without it (clang was missing at build time: apt-get install clang libbpf-dev, then rebuild)"),
@@ -84,7 +99,10 @@ impl Steering {
         }
         #[cfg(not(ferrovs_no_xdp_prog))]
         {
-            let mut ebpf = Ebpf::load(PROGRAM).map_err(|e| err(ifname, "load", e))?;
+            let mut ebpf = EbpfLoader::new()
+                .map_max_entries("flows", flow_entries.max(1))
+                .load(PROGRAM)
+                .map_err(|e| err(ifname, "load", e))?;
             let prog: &mut Xdp = ebpf
                 .program_mut("ferrovs_steer")
                 .ok_or_else(|| err(ifname, "load", "no program ferrovs_steer in the object"))?
@@ -124,11 +142,32 @@ impl Steering {
                 .map_err(|e| err(ifname, "map addrs6", e))?;
             let stats = PerCpuArray::try_from(take(&mut ebpf, "stats")?)
                 .map_err(|e| err(ifname, "map stats", e))?;
+            let tx_ports = DevMapHash::try_from(take(&mut ebpf, "tx_ports")?)
+                .map_err(|e| err(ifname, "map tx_ports", e))?;
+            let flows = take(&mut ebpf, "flows")?;
+            let dest_stats = take(&mut ebpf, "dest_stats")?;
+            let flow_fds = if flow_entries > 0 {
+                let dup = |m: &aya::maps::Map| match m {
+                    aya::maps::Map::HashMap(d) | aya::maps::Map::PerCpuArray(d) => {
+                        d.fd().as_fd().try_clone_to_owned()
+                    }
+                    other => Err(io::Error::other(format!("unexpected map type {other:?}"))),
+                };
+                Some(Arc::new(FlowMapFds {
+                    flows: dup(&flows).map_err(|e| err(ifname, "map flows", e))?,
+                    dest_stats: dup(&dest_stats).map_err(|e| err(ifname, "map dest_stats", e))?,
+                    ncpus: aya::util::nr_cpus().map_err(|(f, e)| err(ifname, f, e))?,
+                }))
+            } else {
+                None
+            };
             Ok(Steering {
                 xsks,
                 addrs,
                 addrs6,
                 stats,
+                tx_ports,
+                flow_fds,
                 current: HashMap::new(),
                 current6: HashMap::new(),
                 _ebpf: ebpf,
@@ -181,7 +220,21 @@ impl Steering {
             steered: sum(0),
             passed: sum(1),
             no_socket: sum(2),
+            fast: sum(3),
         }
+    }
+
+    /// The fast path's maps, for the workers' ports (`None` when it is off).
+    pub fn flow_fds(&self) -> Option<Arc<FlowMapFds>> {
+        self.flow_fds.clone()
+    }
+
+    /// Lets the fast path redirect to interface `ifindex` (another port of
+    /// ferrovs; the interface the frame came in on needs no entry: XDP_TX).
+    pub fn allow_tx_port(&mut self, ifindex: u32) -> io::Result<()> {
+        self.tx_ports
+            .insert(ifindex, ifindex, None, 0)
+            .map_err(|e| err(&self.ifname, &format!("tx port {ifindex}"), e))
     }
 }
 
