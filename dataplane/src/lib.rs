@@ -2,8 +2,8 @@
 
 pub mod conn;
 pub mod counters;
-pub mod frag;
 pub mod fastpath;
+pub mod frag;
 pub mod fwd;
 pub mod neigh;
 pub mod port;

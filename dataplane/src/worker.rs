@@ -246,6 +246,12 @@ struct Core<P: Port> {
     frags: FragTable<P::Pkt>,
     /// The XDP fast path: queued flow-map changes (`fastpath`).
     fast: FastPath,
+    /// Some port has a flow map (AF_XDP with the fast path on): checked
+    /// before anything else of the fast path, so that packets of other
+    /// ports pay one branch for it. Worked out again at the next poll
+    /// after the ports were handed out mutably (`fast_known` false).
+    fast_on: bool,
+    fast_known: bool,
     /// Where offloaded flows go, per real server address: the egress port
     /// and next-hop MAC their entries hold. Checked when the neighbour
     /// table or the snapshot changes; entries of a changed one are taken
@@ -396,6 +402,8 @@ impl<P: Port> Worker<P> {
                 frags: FragTable::new(frag::CAPACITY),
                 icmp_limit: IcmpLimiter::new(),
                 fast: FastPath::new(),
+                fast_on: false,
+                fast_known: false,
                 fast_routes: HashMap::with_hasher(ahash::RandomState::new()),
                 fast_seen: (0, 0),
                 fast_harvest_ms: now_ms,
@@ -426,6 +434,8 @@ impl<P: Port> Worker<P> {
     }
 
     pub fn ports_mut(&mut self) -> &mut [P] {
+        // A flow map may come or go: looked for again at the next poll.
+        self.core.fast_known = false;
         &mut self.core.ports
     }
 
@@ -513,6 +523,10 @@ impl<P: Port> Worker<P> {
         let snap = &*self.snap;
         let core = &mut self.core;
         let mut n = 0;
+        if !core.fast_known {
+            core.fast_on = core.ports.iter_mut().any(|p| p.flow_map().is_some());
+            core.fast_known = true;
+        }
 
         // Packets other workers passed to us.
         let w = core.shared.workers;
@@ -1154,7 +1168,8 @@ impl<P: Port> Core<P> {
         ipv4::dec_ttl(&mut pkt.data_mut()[o.l3..]);
         match c.fwd {
             FwdMethod::Dr => {
-                if !later
+                if self.fast_on
+                    && !later
                     && c.state & fastpath::OFFLOADED == 0
                     && ip.l2.vlan.is_none()
                     && fastpath::eligible(&c)
