@@ -68,11 +68,20 @@ fn l(pairs: &[(&str, String)]) -> Labels {
         .collect()
 }
 
+/// An address as ipvsadm writes it (glibc's inet_ntop for IPv6, which
+/// differs from Rust's Display for IPv4-compatible forms).
+fn ip_text(a: &std::net::IpAddr) -> String {
+    match a {
+        std::net::IpAddr::V4(a) => a.to_string(),
+        std::net::IpAddr::V6(a) => ferrovs_config::ipvs::ntop6(a),
+    }
+}
+
 fn service_labels(k: &ServiceKey) -> Labels {
     match k {
         ServiceKey::Addr { proto, addr, port } => l(&[
             ("protocol", proto.name().to_string()),
-            ("vip", addr.to_string()),
+            ("vip", ip_text(addr)),
             ("port", port.to_string()),
         ]),
         ServiceKey::Fwmark { mark, .. } => l(&[
@@ -147,7 +156,7 @@ impl Collector for DaemonCollector {
 
         let rs_labels = |k: &ServiceKey, a: &std::net::IpAddr, p: u16| {
             let mut lb = service_labels(k);
-            lb.push(("real_server".into(), a.to_string()));
+            lb.push(("real_server".into(), ip_text(a)));
             lb.push(("real_port".into(), p.to_string()));
             lb
         };
@@ -667,7 +676,7 @@ impl Collector for DaemonCollector {
         let hl = |vs: &crate::health::VirtualServerStatus, rs: &crate::health::RealServerStatus| {
             l(&[
                 ("virtual_server", vs.name.clone()),
-                ("real_server", rs.addr.to_string()),
+                ("real_server", ip_text(&rs.addr)),
                 ("real_port", rs.port.to_string()),
             ])
         };
