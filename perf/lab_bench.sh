@@ -7,7 +7,8 @@
 #                     [--targets "direct haproxy nginx-stream ferrovs"]
 #                     [--backends "afpacket"] [--json FILE] [--offloads off|on]
 #                     [--no-build]   (use target/release/ferrovs as it is)
-#   FERROVS=/path/ferrovs FERROVSADM=/path/ferrovsadm perf/lab_bench.sh ...
+#   FAST_PATH=on perf/lab_bench.sh ...   afxdp with the XDP fast path on
+  FERROVS=/path/ferrovs FERROVSADM=/path/ferrovsadm perf/lab_bench.sh ...
 #                     runs those binaries (and builds nothing)
 #
 # Real servers: Debian's nginx in each real server's namespace on port 80
@@ -469,6 +470,9 @@ write_ferrovs_conf() { # write_ferrovs_conf FILE BACKEND MODE
             echo "    backend $backend"
             echo "    interface $FVS_DIRECTOR_IF_CLIENT"
             echo "    interface $FVS_DIRECTOR_IF_SERVER"
+            # FAST_PATH=on|off: the XDP fast path (auto leaves it off on
+            # the lab's veths; see the README).
+            [ "$backend" = afxdp ] && [ -n "${FAST_PATH:-}" ] && echo "    xdp_fast_path $FAST_PATH"
             ;;
         dpdk-af_packet | dpdk-af_xdp)
             echo "    backend dpdk"
