@@ -251,30 +251,15 @@ impl NetState {
     /// for one prefix, lowest metric first (the kernel's choice). Connected
     /// routes come from the ports' own addresses.
     pub fn routes(&self, ports: &[PortConf]) -> Vec<Route> {
-        let mut v: Vec<(&KernelRoute, Route)> = Vec::new();
-        for r in &self.routes {
-            let (IpAddr::V4(prefix), Some(IpAddr::V4(via)), Some(oif)) = (r.dst, r.gateway, r.oif)
-            else {
-                continue;
-            };
-            let Some(link) = self.links.get(&oif) else {
-                continue;
-            };
-            let Some(port) = ports.iter().position(|p| p.name == link.name) else {
-                continue;
-            };
-            v.push((
-                r,
-                Route {
-                    prefix,
-                    len: r.len,
-                    port: port as u16,
-                    via: Some(via),
-                },
-            ));
-        }
-        v.sort_by(|(a, _), (b, _)| b.len.cmp(&a.len).then(a.priority.cmp(&b.priority)));
-        v.into_iter().map(|(_, r)| r).collect()
+        self.gateway_routes(ports, |r, port| match (r.dst, r.gateway) {
+            (IpAddr::V4(prefix), Some(IpAddr::V4(via))) => Some(Route {
+                prefix,
+                len: r.len,
+                port,
+                via: Some(via),
+            }),
+            _ => None,
+        })
     }
 
     /// IPv6 gateway routes through the given ports, in the order of
@@ -282,27 +267,36 @@ impl NetState {
     /// address (what router advertisements give); connected prefixes come
     /// from the ports' own addresses, as for IPv4.
     pub fn routes6(&self, ports: &[PortConf]) -> Vec<Route6> {
-        let mut v: Vec<(&KernelRoute, Route6)> = Vec::new();
+        self.gateway_routes(ports, |r, port| match (r.dst, r.gateway) {
+            (IpAddr::V6(prefix), Some(IpAddr::V6(via))) => Some(Route6 {
+                prefix,
+                len: r.len,
+                port,
+                via: Some(via),
+            }),
+            _ => None,
+        })
+    }
+
+    /// The routes through one of `ports` that `make` takes (given the
+    /// route and the port's index), most specific first and, for one
+    /// prefix, lowest metric first.
+    fn gateway_routes<R>(
+        &self,
+        ports: &[PortConf],
+        make: impl Fn(&KernelRoute, u16) -> Option<R>,
+    ) -> Vec<R> {
+        let mut v: Vec<(&KernelRoute, R)> = Vec::new();
         for r in &self.routes {
-            let (IpAddr::V6(prefix), Some(IpAddr::V6(via)), Some(oif)) = (r.dst, r.gateway, r.oif)
-            else {
-                continue;
-            };
-            let Some(link) = self.links.get(&oif) else {
+            let Some(link) = r.oif.and_then(|oif| self.links.get(&oif)) else {
                 continue;
             };
             let Some(port) = ports.iter().position(|p| p.name == link.name) else {
                 continue;
             };
-            v.push((
-                r,
-                Route6 {
-                    prefix,
-                    len: r.len,
-                    port: port as u16,
-                    via: Some(via),
-                },
-            ));
+            if let Some(route) = make(r, port as u16) {
+                v.push((r, route));
+            }
         }
         v.sort_by(|(a, _), (b, _)| b.len.cmp(&a.len).then(a.priority.cmp(&b.priority)));
         v.into_iter().map(|(_, r)| r).collect()
