@@ -506,9 +506,7 @@ impl Daemon {
             }
         }
         let filter = match service {
-            Some(ServiceKey::Addr { proto, addr, port }) => {
-                Some((proto_number(*proto), *addr, *port))
-            }
+            Some(ServiceKey::Addr { proto, addr, port }) => Some((proto.number(), *addr, *port)),
             _ => None,
         };
         // Persistence templates: state NONE, client port 0 (IPVS shows them so).
@@ -544,7 +542,7 @@ impl Daemon {
             else {
                 continue;
             };
-            let p = proto_number(*proto);
+            let p = proto.number();
             if filter.is_some_and(|f| f != (p, *vaddr, *vport)) {
                 continue;
             }
@@ -1011,16 +1009,5 @@ impl Owner<'_> {
             }
         }
         Ok(())
-    }
-}
-
-/// IANA's protocol number of a service's protocol, as the dataplane's
-/// connections carry it.
-fn proto_number(p: ferrovs_config::model::Protocol) -> u8 {
-    use ferrovs_config::model::Protocol;
-    match p {
-        Protocol::Tcp => 6,
-        Protocol::Udp => 17,
-        Protocol::Sctp => 132,
     }
 }
