@@ -17,18 +17,23 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use tracing::{info, warn};
 
+/// The program's bits for one of our addresses: active VIPs and local
+/// addresses are steered, the director's own never.
+fn kind_bits(k: AddrKind) -> u32 {
+    match k {
+        AddrKind::Vip { active: true } | AddrKind::Laddr { active: true } => ADDR_STEER,
+        AddrKind::Own => ADDR_OWN,
+        _ => 0,
+    }
+}
+
 /// What the XDP program must steer for `snap`: active VIPs and local
 /// addresses, the director's own addresses (never steered), and the real
 /// servers of NAT services (whose replies to clients come back through us).
 pub fn steer_addrs(snap: &Snapshot) -> HashMap<Ipv4Addr, u32> {
     let mut m: HashMap<Ipv4Addr, u32> = HashMap::new();
     for (a, k) in snap.addresses() {
-        let bits = match k {
-            AddrKind::Vip { active: true } | AddrKind::Laddr { active: true } => ADDR_STEER,
-            AddrKind::Own => ADDR_OWN,
-            _ => 0,
-        };
-        *m.entry(a).or_default() |= bits;
+        *m.entry(a).or_default() |= kind_bits(k);
     }
     for d in snap.dests() {
         if d.dest.fwd == FwdMethod::Nat {
@@ -43,12 +48,7 @@ pub fn steer_addrs(snap: &Snapshot) -> HashMap<Ipv4Addr, u32> {
 pub fn steer_addrs6(snap: &Snapshot) -> HashMap<Ipv6Addr, u32> {
     let mut m: HashMap<Ipv6Addr, u32> = HashMap::new();
     for (a, k) in snap.addresses6() {
-        let bits = match k {
-            AddrKind::Vip { active: true } | AddrKind::Laddr { active: true } => ADDR_STEER,
-            AddrKind::Own => ADDR_OWN,
-            _ => 0,
-        };
-        *m.entry(a).or_default() |= bits;
+        *m.entry(a).or_default() |= kind_bits(k);
     }
     for s in &snap.services6 {
         for (d, a) in s.dests.iter().zip(&s.addrs) {
