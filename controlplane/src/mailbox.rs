@@ -66,22 +66,8 @@ impl ConnsQuery {
     /// Gathers the workers' connections (those that answer by the
     /// deadline) and formats them as `ipvsadm -Lnc` does.
     pub fn collect(self) -> String {
-        let mut views: Vec<ConnView> = Vec::new();
-        for _ in 0..self.asked {
-            let left = self.deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(v) => views.extend(v),
-                Err(_) => break,
-            }
-        }
-        let mut views6: Vec<ConnView6> = Vec::new();
-        for _ in 0..self.asked6 {
-            let left = self.deadline.saturating_duration_since(Instant::now());
-            match self.rx6.recv_timeout(left) {
-                Ok(v) => views6.extend(v),
-                Err(_) => break,
-            }
-        }
+        let views = gather(&self.rx, self.asked, self.deadline);
+        let views6 = gather(&self.rx6, self.asked6, self.deadline);
         let filter = self.filter;
         let wanted = |proto: u8, a: IpAddr, port: u16| {
             filter.is_none_or(|(p, fa, fp)| p == proto && fa == a && fp == port)
@@ -123,4 +109,16 @@ impl ConnsQuery {
         out.extend(self.templates);
         format_conns(&out, self.persistent_conn)
     }
+}
+
+/// The answers of the `asked` workers that come by `deadline`, together.
+fn gather<T>(rx: &std::sync::mpsc::Receiver<Vec<T>>, asked: usize, deadline: Instant) -> Vec<T> {
+    let mut all = Vec::new();
+    for _ in 0..asked {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(v) => all.extend(v),
+            Err(_) => break,
+        }
+    }
+    all
 }
