@@ -8,6 +8,27 @@ use ferrovs_dataplane::port::memory::MemPort;
 use ferrovs_dataplane::worker::Worker;
 use std::sync::Arc;
 
+/// Runs `cmds` while `w` polls on a thread of its own (the worker answers
+/// connection listings between bursts); their standard output.
+fn run_polling(
+    d: &mut ferrovs_controlplane::daemon::Daemon,
+    mut w: Worker<MemPort>,
+    cmds: &[&str],
+) -> Vec<String> {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    let h = std::thread::spawn(move || {
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            w.poll(1_000_000);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    });
+    let out = cmds.iter().map(|c| run(d, c).1).collect();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    h.join().unwrap();
+    out
+}
+
 #[test]
 fn add_list_edit_delete() {
     let (mut d, _) = daemon();
@@ -139,17 +160,7 @@ fn connections_are_listed_from_the_workers() {
     w.ports_mut()[0].inject(&f);
     w.poll(1_000_000);
     // The worker answers requests between bursts: run it while listing.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let s2 = stop.clone();
-    let h = std::thread::spawn(move || {
-        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
-            w.poll(1_000_000);
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-    });
-    let out = run(&mut d, "-Lnc").1;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    h.join().unwrap();
+    let out = run_polling(&mut d, w, &["-Lnc"]).remove(0);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "IPVS connection entries");
     assert_eq!(
@@ -242,19 +253,17 @@ fn ipv6_services_are_listed_as_ipvsadm_lists_them_and_forwarded() {
         "one connection scheduled"
     );
     // Listed as ipvsadm -Lnc lists IPv6 connections.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let s2 = stop.clone();
-    let h = std::thread::spawn(move || {
-        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
-            w.poll(1_000_000);
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-    });
-    let out = run(&mut d, "-Lnc").1;
-    let one = run(&mut d, "-Lnc -t [2001:2::100]:80").1;
-    let other = run(&mut d, "-Lnc -t [2001:2::100]:81").1;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    h.join().unwrap();
+    let [out, one, other]: [String; 3] = run_polling(
+        &mut d,
+        w,
+        &[
+            "-Lnc",
+            "-Lnc -t [2001:2::100]:80",
+            "-Lnc -t [2001:2::100]:81",
+        ],
+    )
+    .try_into()
+    .unwrap();
     assert!(
         out.lines().any(|l| l.starts_with("TCP ")
             && l.contains("SYN_RECV")
