@@ -8,7 +8,7 @@
 #                     [--backends "afpacket"] [--json FILE] [--offloads off|on]
 #                     [--no-build]   (use target/release/ferrovs as it is)
 #   FAST_PATH=on perf/lab_bench.sh ...   afxdp with the XDP fast path on
-  FERROVS=/path/ferrovs FERROVSADM=/path/ferrovsadm perf/lab_bench.sh ...
+#   FERROVS=/path/ferrovs FERROVSADM=/path/ferrovsadm perf/lab_bench.sh ...
 #                     runs those binaries (and builds nothing)
 #
 # Real servers: Debian's nginx in each real server's namespace on port 80
