@@ -18,6 +18,16 @@
 #     address, so now and then one shares a real datagram's id and spoils
 #     it (as it would Linux's reassembly): the client asks again, as DNS
 #     resolvers do, and every exchange must be answered within 3 tries;
+#   - TCP: uploads to a TCP service on VIP:5301 from the client, routed
+#     through the lab's router whose route to the VIP has MTU 1000, and the
+#     client's path MTU discovery off (DF clear), as behind a tunnel or an
+#     old router: the router fragments the client's full-sized segments,
+#     the director forwards each fragment of each segment with the flow
+#     (the first fragment's flags move the connection's state), the real
+#     server reassembles and answers with the sha256 of what it got, which
+#     must be what was sent. Two workers: a fragment that the veth's queue
+#     steering (addresses only) gives to the worker not holding the flow is
+#     passed to the other (frag_chained);
 #   - /metrics shows the fragment counters.
 # Today's code (before item 8) drops every fragment: the exchanges fail.
 #
@@ -33,7 +43,9 @@ FERROVS=${FERROVS:-$ROOT/target/release/ferrovs}
 FERROVSADM=${FERROVSADM:-$ROOT/target/release/ferrovsadm}
 BACKEND=${BACKEND:-afxdp}
 MODES=${MODES:-dr nat fullnat tun}
+WORKERS=${WORKERS:-2}
 PORT=5300
+TPORT=5301
 PASS=0
 FAIL=0
 WORK=$(mktemp -d /tmp/ferrovs-frag.XXXXXX)
@@ -108,6 +120,62 @@ if cmd == "echo":
         for s in select.select(socks, [], [])[0]:
             data, peer = s.recvfrom(65535)
             s.sendto(data, peer)
+elif cmd == "tcpsum":
+    # tcpsum PORT ADDR... — for every connection to one of the addresses:
+    # read to EOF, answer the hex sha256 of what came, close.
+    import hashlib, threading
+    port, socks = int(sys.argv[2]), []
+    for a in sys.argv[3:]:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((a, port))
+        except OSError:
+            continue
+        s.listen(64)
+        socks.append(s)
+    def serve(c):
+        with c:
+            c.settimeout(20)
+            h = hashlib.sha256()
+            try:
+                while True:
+                    b = c.recv(65536)
+                    if not b:
+                        break
+                    h.update(b)
+                c.sendall(h.hexdigest().encode())
+            except OSError:
+                pass
+    open(os.environ["READY"], "w").write("ready\n")
+    while True:
+        for s in select.select(socks, [], [])[0]:
+            c, _ = s.accept()
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+elif cmd == "upload":
+    # upload VIP PORT SIZE COUNT — COUNT connections, each sending SIZE
+    # random bytes and checking the sha256 the server answers; prints
+    # {"sent": n, "intact": n}.
+    import hashlib
+    vip, port, size, count = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+    r = {"sent": count, "intact": 0}
+    for i in range(count):
+        payload = os.urandom(size)
+        try:
+            s = socket.create_connection((vip, port), timeout=10)
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+            got = b""
+            while True:
+                b = s.recv(256)
+                if not b:
+                    break
+                got += b
+            s.close()
+            r["intact"] += got.decode() == hashlib.sha256(payload).hexdigest()
+        except OSError as e:
+            print(f"upload {i}: {e}", file=sys.stderr)
+    print(json.dumps(r))
 elif cmd == "exchange":
     # exchange VIP PORT SIZE COUNT — COUNT datagrams of SIZE bytes, each
     # from a fresh socket, each asked up to 3 times (1 s apart); prints
@@ -164,12 +232,28 @@ start_echo() {
         READY=$WORK/echo$i.ready ip netns exec "${!ns}" python3 "$WORK/frag.py" echo "$PORT" "$FVS_VIP" "${!ip}" \
             </dev/null >"$WORK/echo$i.log" 2>&1 &
         ECHO_PIDS="$ECHO_PIDS $!"
+        READY=$WORK/sum$i.ready ip netns exec "${!ns}" python3 "$WORK/frag.py" tcpsum "$TPORT" "$FVS_VIP" "${!ip}" \
+            </dev/null >"$WORK/sum$i.log" 2>&1 &
+        ECHO_PIDS="$ECHO_PIDS $!"
     done
     for _ in $(seq 50); do
-        [ -e "$WORK/echo1.ready" ] && [ -e "$WORK/echo2.ready" ] && [ -e "$WORK/echo3.ready" ] && return 0
+        [ "$(ls "$WORK"/*.ready 2>/dev/null | wc -l)" -eq 6 ] && return 0
         sleep 0.1
     done
     return 1
+}
+
+# The client reaches the VIP through the router, whose route to it has a
+# smaller MTU, with path MTU discovery off (no DF): the router fragments
+# the client's full-sized TCP segments on their way to the director.
+fragmenting_path() {
+    in_ns "$FVS_NS_CLIENT" sysctl -qw net.ipv4.ip_no_pmtu_disc=1 &&
+        in_ns "$FVS_NS_CLIENT" sysctl -qw net.ipv4.conf.all.accept_redirects=0 &&
+        in_ns "$FVS_NS_CLIENT" sysctl -qw "net.ipv4.conf.$FVS_CLIENT_IF.accept_redirects=0" &&
+        in_ns "$FVS_NS_ROUTER" sysctl -qw net.ipv4.conf.all.send_redirects=0 &&
+        in_ns "$FVS_NS_ROUTER" sysctl -qw "net.ipv4.conf.$FVS_ROUTER_IF_CLIENT.send_redirects=0" &&
+        in_ns "$FVS_NS_ROUTER" ip route replace "$FVS_VIP/32" via "$FVS_DIRECTOR_IP_CLIENT" mtu 1000 &&
+        in_ns "$FVS_NS_CLIENT" ip route replace "$FVS_VIP/32" via "$FVS_ROUTER_IP_CLIENT"
 }
 
 exchange() { in_ns "$FVS_NS_CLIENT" python3 "$WORK/frag.py" exchange "$FVS_VIP" "$PORT" "$@"; }
@@ -178,7 +262,7 @@ jget() { python3 -c "import json,sys; print(json.load(sys.stdin)[sys.argv[1]])" 
 run_mode() {
     local mode=$1 kind
     case $mode in nat) kind=NAT ;; dr) kind=DR ;; fullnat) kind=FNAT ;; tun) kind=TUN ;; *) bad "unknown mode $mode"; return ;; esac
-    rm -f "$WORK/ctl.sock" "$WORK"/echo*.ready
+    rm -f "$WORK/ctl.sock" "$WORK"/*.ready
     local env_text
     env_text=$("$LAB" up --mode "$mode" --name "fvs-fr$$" 2>"$WORK/lab.err") ||
         { bad "$mode: lab: $(tail -2 "$WORK/lab.err")"; return; }
@@ -190,7 +274,7 @@ run_mode() {
         echo "    backend $BACKEND"
         echo "    interface $FVS_DIRECTOR_IF_CLIENT"
         echo "    interface $FVS_DIRECTOR_IF_SERVER"
-        echo "    workers 1"
+        echo "    workers $WORKERS"
         echo "    control_socket $WORK/ctl.sock"
         echo "}"
         if [ "$mode" = fullnat ]; then
@@ -205,6 +289,17 @@ run_mode() {
         [ "$mode" = fullnat ] && echo "    laddr_group_name LAG1"
         for ip in $FVS_RS_IPS; do
             echo "    real_server $ip $PORT {"
+            echo "        weight 1"
+            echo "    }"
+        done
+        echo "}"
+        echo "virtual_server $FVS_VIP $TPORT {"
+        echo "    lb_algo rr"
+        echo "    lb_kind $kind"
+        echo "    protocol TCP"
+        [ "$mode" = fullnat ] && echo "    laddr_group_name LAG1"
+        for ip in $FVS_RS_IPS; do
+            echo "    real_server $ip $TPORT {"
             echo "        weight 1"
             echo "    }"
         done
@@ -260,6 +355,25 @@ run_mode() {
     echo "# $mode: frag counters: held $(metric ferrovs_worker_frag_held_total), released $(metric ferrovs_worker_frag_released_total), expired $(metric ferrovs_worker_frag_expired_total), datagrams $(metric ferrovs_worker_frag_datagrams_total)"
     r=$(exchange 3000 5)
     check "$mode: after the flood, fragmented exchanges work ($r)" [ "$(echo "$r" | jget answered)" = 5 ]
+
+    # TCP, fragmented on its way by a router.
+    local d0 c0
+    d0=$(metric ferrovs_worker_frag_datagrams_total)
+    r=$(in_ns "$FVS_NS_CLIENT" python3 "$WORK/frag.py" upload "$FVS_VIP" "$TPORT" 20000 2)
+    check "$mode: TCP uploads not fragmented arrive intact ($r)" [ "$(echo "$r" | jget intact)" = 2 ]
+    if fragmenting_path; then
+        r=$(in_ns "$FVS_NS_CLIENT" python3 "$WORK/frag.py" upload "$FVS_VIP" "$TPORT" 200000 10 2>>"$WORK/upload.err")
+        check "$mode: TCP uploads fragmented by a router on the way arrive intact ($r)" \
+            [ "$(echo "$r" | jget intact)" = 10 ]
+        n=$(( $(metric ferrovs_worker_frag_datagrams_total) - d0 ))
+        c0=$(metric ferrovs_worker_frag_chained_total)
+        check "$mode: the director saw them as fragments ($n segments, $c0 fragments passed between workers)" \
+            [ "$n" -ge 1000 ]
+        check "$mode: no TCP fragment dropped as unforwardable ($(drops fragment), orphans $(drops frag_orphan))" \
+            [ "$(drops fragment)" = 0 ]
+    else
+        bad "$mode: could not set up the fragmenting path"
+    fi
     teardown
 }
 

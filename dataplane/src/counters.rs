@@ -31,7 +31,7 @@ drop_reasons! {
     BadTotalLen => "bad_total_len": "IPv4 total length inconsistent with the frame.",
     BadIpChecksum => "bad_ip_checksum": "IPv4 header checksum wrong.",
     BadL4Header => "bad_l4_header": "TCP/UDP header truncated or with a bad data offset.",
-    Fragment => "fragment": "IPv4 fragment of a protocol not forwarded in fragments: TCP (which avoids fragmentation by MSS and path MTU discovery), ICMP and others; UDP fragments are (frag.rs).",
+    Fragment => "fragment": "IPv4 fragment of a protocol not forwarded in fragments (ICMP and others; UDP and TCP fragments are, frag.rs), or a TCP fragment of a SYN-proxied connection still waiting for its server.",
     FragTiny => "frag_tiny": "IPv4 first fragment too short to hold its whole UDP header (RFC 1858, RFC 3128: the tiny fragment attack).",
     FragBad => "frag_bad": "IPv4 fragment past 65535 bytes, not the last and not a multiple of 8 bytes, disagreeing with its datagram's last fragment, overlapping another fragment of its datagram (which gives the datagram up, as Linux does), or of a datagram in too many pieces.",
     FragDuplicate => "frag_duplicate": "IPv4 fragment whose bytes were already forwarded, or of a datagram already complete.",
@@ -171,13 +171,15 @@ pub struct WorkerCounters {
     /// to forwarding (first and later ones; what becomes of them is
     /// counted as of any packet), later fragments held for their first
     /// and released when it came, entries given up incomplete when they
-    /// timed out or were evicted to make room.
+    /// timed out or were evicted to make room, fragments passed to the
+    /// next worker looking for their connection (`chain_fragment`).
     pub frag_datagrams: Counter,
     pub frag_forwarded: Counter,
     pub frag_held: Counter,
     pub frag_released: Counter,
     pub frag_expired: Counter,
     pub frag_evicted: Counter,
+    pub frag_chained: Counter,
     /// XDP fast path (`fastpath`): DR connections offered to the XDP
     /// program's flow map and taken back, offers the map refused (full),
     /// and timer firings that found the program still forwarding the flow.

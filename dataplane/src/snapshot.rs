@@ -311,7 +311,14 @@ pub enum BuildError {
     /// An IPv4 real server behind an IPv6 VIP that is not FULLNAT: only
     /// NAT64 in FULLNAT translates between the families.
     Ipv4ServerNotFullNat(Proto, Ipv6Addr, u16),
+    /// More ports than a handover ring's word carries
+    /// ([`MAX_PORTS`]).
+    TooManyPorts(usize),
 }
+
+/// The most ports a dataplane drives: a handover carries the port in the
+/// low bits of a 16-bit word (`worker::PORT_MASK`).
+pub const MAX_PORTS: usize = 255;
 
 impl std::fmt::Display for BuildError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -327,6 +334,9 @@ impl std::fmt::Display for BuildError {
                 )
             }
             BuildError::DuplicateDestId(id) => write!(f, "real server id {id} used twice"),
+            BuildError::TooManyPorts(n) => {
+                write!(f, "{n} interfaces: at most {MAX_PORTS} are supported")
+            }
             BuildError::DuplicateService6(p, a, port) => {
                 write!(f, "service {} [{a}]:{port} defined twice", p.name())
             }
@@ -489,6 +499,9 @@ impl SnapshotBuilder {
 
     pub fn build(mut self) -> Result<Snapshot, BuildError> {
         let s = &mut self.s;
+        if s.ports.len() > MAX_PORTS {
+            return Err(BuildError::TooManyPorts(s.ports.len()));
+        }
         let mut routes = vec![];
         for (i, p) in s.ports.iter().enumerate() {
             for &(a, len) in &p.addrs {

@@ -51,6 +51,11 @@ pub const EVICT_BUDGET: usize = 1024;
 pub const RING_SIZE: usize = 1024;
 /// Packets taken from each peer's ring per poll, at most.
 pub const HANDOVER_DRAIN: usize = RING_SIZE / 2;
+/// A handover ring carries (word, packet): the word is the port the packet
+/// came in on, in its low bits (`snapshot::MAX_PORTS`), and above them the
+/// hops of a fragment passed round the workers (`chain_fragment`).
+const CHAIN_SHIFT: u16 = 8;
+const PORT_MASK: u16 = (1 << CHAIN_SHIFT) - 1;
 /// Neighbour entries per worker.
 pub const NEIGH_CAPACITY: usize = 4096;
 /// SYN proxy: client segments a worker holds while real servers complete
@@ -244,6 +249,10 @@ struct Core<P: Port> {
     /// IPv4 fragments: the ports of datagrams whose first fragment came,
     /// and the fragments that came before it (`frag.rs`).
     frags: FragTable<P::Pkt>,
+    /// How many workers the packet being handled has been passed through
+    /// looking for its connection (`chain_fragment`); 0 for a packet from a
+    /// port or an ordinary handover.
+    chain_hops: u16,
     /// The XDP fast path: queued flow-map changes (`fastpath`).
     fast: FastPath,
     /// Some port has a flow map (AF_XDP with the fast path on): checked
@@ -400,6 +409,7 @@ impl<P: Port> Worker<P> {
                 nh_cache: [NhCached::default(); NH_CACHE],
                 held: Vec::with_capacity(HOLD_SLOTS),
                 frags: FragTable::new(frag::CAPACITY),
+                chain_hops: 0,
                 icmp_limit: IcmpLimiter::new(),
                 fast: FastPath::new(),
                 fast_on: false,
@@ -539,11 +549,14 @@ impl<P: Port> Worker<P> {
             // bursts' worth, or the ring fills and drops while this core
             // has time to spare.
             for _ in 0..HANDOVER_DRAIN {
-                let Some((port, pkt)) = core.shared.handover[from * w + core.id].pop() else {
+                let Some((word, pkt)) = core.shared.handover[from * w + core.id].pop() else {
                     break;
                 };
                 core.ctr().handover_in.inc();
+                let (port, hops) = (word & PORT_MASK, word >> CHAIN_SHIFT);
+                core.chain_hops = hops;
                 core.handle(snap, pkt, port, now_ms, true);
+                core.chain_hops = 0;
                 n += 1;
             }
         }
@@ -868,9 +881,12 @@ impl<P: Port> Core<P> {
     /// (offset 0) is forwarded as any packet, on its 5-tuple, and its
     /// ports are remembered; a later one is forwarded with those ports
     /// through the same connection (addresses rewritten, the transport
-    /// header being in the first), or held until the first comes. UDP
-    /// only: TCP avoids fragmentation (MSS, path MTU discovery) and a TCP
-    /// fragment is dropped, counted as ICMP's and other protocols' are.
+    /// header being in the first), or held until the first comes. UDP and
+    /// TCP (which rarely fragments, thanks to MSS and path MTU discovery,
+    /// but IPVS takes what Linux reassembles): the first fragment carries
+    /// the TCP flags, so it alone drives the connection's state and the SYN
+    /// proxy's sequence translation, once per datagram as IPVS does on the
+    /// whole datagram. ICMP and other protocols' fragments are dropped.
     ///
     /// With several workers, a datagram's fragments all reach one worker
     /// as long as the queue steering hashes fragments on the addresses
@@ -878,7 +894,11 @@ impl<P: Port> Core<P> {
     /// to hash); that worker remembers the ports, so later fragments are
     /// handed to the connection's owner exactly as the first was, through
     /// the same ring, in order, and the owner, having seen the first,
-    /// knows their ports too.
+    /// knows their ports too. The owner is known for NAT (a hash of the
+    /// client) and for replies; an inbound fragment of a DR, TUN or FULLNAT
+    /// flow is passed round the workers until one has its connection
+    /// (`chain_fragment`), since steering put the flow's unfragmented
+    /// packets wherever their four fields hashed.
     #[cold]
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
@@ -893,7 +913,7 @@ impl<P: Port> Core<P> {
         handed: bool,
     ) {
         let info = ip.info;
-        if info.proto != ipv4::PROTO_UDP {
+        if info.proto != ipv4::PROTO_UDP && info.proto != ipv4::PROTO_TCP {
             return self.drop_pkt(DropReason::Fragment, pkt);
         }
         let l3 = ip.l2.l3_offset;
@@ -915,6 +935,7 @@ impl<P: Port> Core<P> {
         let id = self.id;
         let mut dropped = |r: DropReason, _p: P::Pkt| shared.counters.cell(id).drop(r);
         let first = piece.offset == 0;
+        let mut flags = 0;
         let verdict = if first {
             // RFC 1858 §3.1 / RFC 3128: the first fragment must hold the
             // whole transport header, or its ports could come from a
@@ -924,6 +945,9 @@ impl<P: Port> Core<P> {
                 return self.drop_pkt(DropReason::FragTiny, pkt);
             }
             let (sport, dport) = (l4::src_port(seg), l4::dst_port(seg));
+            if info.proto == ipv4::PROTO_TCP {
+                flags = l4::tcp_flags(seg);
+            }
             match self
                 .frags
                 .first(key, &piece, hl, (sport, dport), now, &mut dropped)
@@ -953,6 +977,7 @@ impl<P: Port> Core<P> {
             ip,
             kind,
             (sport, dport),
+            flags,
             !first,
             in_port,
             now,
@@ -972,13 +997,14 @@ impl<P: Port> Core<P> {
                 };
                 let kind = snap.addr_kind(info.dst);
                 let ip = Ip { l2, info };
-                self.forward_fragment(snap, p, ip, kind, (sport, dport), true, port, now, h);
+                self.forward_fragment(snap, p, ip, kind, (sport, dport), 0, true, port, now, h);
             }
         }
     }
 
     /// Forwards a fragment the table let through, with its datagram's
-    /// ports; `later`: not the first, so without a transport header.
+    /// ports and, for the first of a TCP datagram, its flags; `later`: not
+    /// the first, so without a transport header.
     #[allow(clippy::too_many_arguments)]
     fn forward_fragment(
         &mut self,
@@ -987,6 +1013,7 @@ impl<P: Port> Core<P> {
         ip: Ip,
         kind: Option<AddrKind>,
         (sport, dport): (u16, u16),
+        flags: u8,
         later: bool,
         in_port: u16,
         now: u64,
@@ -1009,18 +1036,53 @@ impl<P: Port> Core<P> {
         };
         match kind {
             Some(AddrKind::Vip { .. }) => {
-                self.inbound(snap, pkt, ip, o, t, 0, in_port, now, handed, later)
+                self.inbound(snap, pkt, ip, o, t, flags, in_port, now, handed, later)
             }
-            Some(AddrKind::Laddr { .. }) => {
-                self.reply(snap, pkt, ip, o, t, 0, true, in_port, now, handed, later)
-            }
-            _ => self.reply(snap, pkt, ip, o, t, 0, false, in_port, now, handed, later),
+            Some(AddrKind::Laddr { .. }) => self.reply(
+                snap, pkt, ip, o, t, flags, true, in_port, now, handed, later,
+            ),
+            _ => self.reply(
+                snap, pkt, ip, o, t, flags, false, in_port, now, handed, later,
+            ),
         }
     }
 
     fn handover(&mut self, pkt: P::Pkt, in_port: u16, owner: usize) {
+        self.handover_word(pkt, in_port, owner)
+    }
+
+    /// An inbound fragment of a flow this worker has no connection for,
+    /// in a service whose flows belong to the worker the port's queue
+    /// steering gave them (DR, TUN, FULLNAT: `Snapshot::inbound_owner` is
+    /// None). Steering hashes a fragment on its addresses alone, having no
+    /// ports, and the flow's other packets on all four fields, so the
+    /// connection may live on another worker: the fragment is passed round
+    /// the workers, each looking in its own table, and the last one takes
+    /// it as any packet (makes the connection, or drops it counted). Only
+    /// fragments that miss pay this; IPVS has one table and needs none of
+    /// it, DPVS redirects to the owning core by a shared table instead.
+    /// Returns the packet when this worker is the last (or the only).
+    fn chain_fragment(
+        &mut self,
+        snap: &Snapshot,
+        pkt: P::Pkt,
+        in_port: u16,
+        nat_owned: bool,
+    ) -> Option<P::Pkt> {
+        // The hops live in the word's high byte.
+        let w = snap.workers.min(self.shared.workers).min(256);
+        if nat_owned || w < 2 || self.chain_hops as usize + 1 >= w {
+            return Some(pkt);
+        }
+        self.ctr().frag_chained.inc();
+        let word = in_port | (self.chain_hops + 1) << CHAIN_SHIFT;
+        self.handover_word(pkt, word, (self.id + 1) % w);
+        None
+    }
+
+    fn handover_word(&mut self, pkt: P::Pkt, word: u16, owner: usize) {
         let w = self.shared.workers;
-        match self.shared.handover[self.id * w + owner].push((in_port, pkt)) {
+        match self.shared.handover[self.id * w + owner].push((word, pkt)) {
             Ok(()) => {
                 self.ctr().handover_out.inc();
                 if let Some(d) = &self.shared.doorbells[owner] {
@@ -1065,12 +1127,19 @@ impl<P: Port> Core<P> {
                 let c = self.conns.get(ci);
                 if c.flags & F_SYNPROXY != 0 && c.proto == ipv4::PROTO_TCP {
                     if c.synproxy_waiting() {
+                        // Held segments are replayed whole; a fragment of
+                        // one would be taken for a repeat. The client
+                        // retransmits after the server's one round trip.
+                        if ip.info.is_fragment() {
+                            return self.drop_pkt(DropReason::Fragment, pkt);
+                        }
                         // A client RST passes (the server's SYN_RECV takes
                         // it by its sequence number); the rest waits.
                         if flags & l4::TCP_RST == 0 {
                             return self.synproxy_hold(snap, pkt, ci, t, o, ip, in_port, now);
                         }
-                    } else {
+                    } else if !later {
+                        // The header is in the first fragment only.
                         let end = o.l3 + ip.info.total_len;
                         synproxy::client_to_rs(&mut pkt.data_mut()[o.l4..end], c.ring_seq);
                     }
@@ -1082,7 +1151,11 @@ impl<P: Port> Core<P> {
                     Dir::InputOnly
                 };
                 let offloaded = fastpath::offloaded_port(self.conns.get(ci));
-                self.update_state(snap, ci, dir, flags, now);
+                // A later fragment has no flags: its datagram's first
+                // fragment moved the state.
+                if !later {
+                    self.update_state(snap, ci, dir, flags, now);
+                }
                 if let Some(p) = offloaded {
                     // A FIN or RST (the program leaves them to us) moves
                     // the connection out of ESTABLISHED: take it back.
@@ -1103,11 +1176,15 @@ impl<P: Port> Core<P> {
                     return self.drop_pkt(DropReason::NoService, pkt);
                 };
                 let svc = &snap.services[si as usize];
-                if let Some(owner) = snap
-                    .inbound_owner(svc, t.saddr, t.sport)
-                    .filter(|&o| !handed && o != self.id)
-                {
+                let owner = snap.inbound_owner(svc, t.saddr, t.sport);
+                if let Some(owner) = owner.filter(|&o| !handed && o != self.id) {
                     return self.handover(pkt, in_port, owner);
+                }
+                if ip.info.is_fragment() {
+                    match self.chain_fragment(snap, pkt, in_port, owner.is_some()) {
+                        Some(p) => pkt = p,
+                        None => return,
+                    }
                 }
                 // A later fragment never makes a connection: its first
                 // did not (it was dropped, counted).
@@ -2020,7 +2097,13 @@ impl<P: Port> Core<P> {
         if c.flags & F_SYNPROXY != 0 && c.proto == ipv4::PROTO_TCP {
             let end = o.l3 + ip.info.total_len;
             let th = &mut pkt.data_mut()[o.l4..end];
-            if c.synproxy_waiting() {
+            if c.synproxy_waiting() && ip.info.is_fragment() {
+                // The server's SYN-ACK or RST, which this waits for, is
+                // never fragmented.
+                return self.drop_pkt(DropReason::Fragment, pkt);
+            } else if later {
+                // The header is in the first fragment only.
+            } else if c.synproxy_waiting() {
                 if flags & l4::TCP_RST != 0 {
                     // Refused: the client gets the RST in its own
                     // sequence space, and its held segments go.
@@ -2038,7 +2121,9 @@ impl<P: Port> Core<P> {
                 synproxy::rs_to_client(th, c.ring_seq, c.synproxy_ws());
             }
         }
-        self.update_state(snap, ci, Dir::Output, flags, now);
+        if !later {
+            self.update_state(snap, ci, Dir::Output, flags, now);
+        }
         let len = ip.info.total_len as u64;
         self.count_traffic(snap, c.dest_id, len, false);
         let frame = pkt.data_mut();

@@ -307,9 +307,11 @@ fn bad_input_is_dropped_with_a_reason() {
         (good[..14 + 20 + 10].to_vec(), DropReason::BadTotalLen),
         (
             {
-                // Fragment: set MF and fix the checksum.
+                // A fragment of a protocol not forwarded in fragments
+                // (ICMP): set MF and the protocol, fix the checksum.
                 let mut f = good.clone();
                 f[20] |= 0x20;
+                f[23] = 1;
                 f[24] = 0;
                 f[25] = 0;
                 let c = ferrovs_dataplane::wire::checksum::checksum(&f[14..34]);

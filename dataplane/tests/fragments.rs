@@ -1,5 +1,5 @@
-//! IPv4 fragments (issue 18 item 8): a fragmented UDP datagram goes
-//! through the director as Linux's defrag + IPVS + refragment sends it,
+//! IPv4 fragments (issue 18 item 8): a fragmented UDP datagram or TCP
+//! segment goes through the director as Linux's defrag + IPVS + refragment sends it,
 //! fragment for fragment, in DR, NAT and FULLNAT, both ways where the
 //! director sees both, in order and out of order, on one worker and on
 //! two. Each fragment is checked byte for byte against the fragments of
@@ -15,71 +15,6 @@ use ferrovs_dataplane::wire::Mac;
 /// IP payload bytes per fragment at MTU 1500.
 const CHUNK: usize = 1480;
 const ID: u16 = 0x4242;
-
-/// Splits an unfragmented Ethernet/IPv4 frame into fragments of at most
-/// `chunk` payload bytes (a multiple of 8), as a host's IP layer does
-/// (RFC 791), with identification `id`.
-fn fragment(frame: &[u8], chunk: usize, id: u16) -> Vec<Vec<u8>> {
-    let (h, _) = etherparse::Ipv4Header::from_slice(&frame[14..]).unwrap();
-    let hl = h.header_len();
-    let payload = &frame[14 + hl..14 + h.total_len as usize];
-    let mut out = vec![];
-    let mut off = 0;
-    while off < payload.len() {
-        let n = chunk.min(payload.len() - off);
-        let more = off + n < payload.len();
-        let mut fh = h.clone();
-        fh.identification = id;
-        fh.total_len = (hl + n) as u16;
-        fh.more_fragments = more;
-        fh.fragment_offset = etherparse::IpFragOffset::try_new((off / 8) as u16).unwrap();
-        fh.header_checksum = fh.calc_header_checksum();
-        let mut f = frame[..14].to_vec();
-        f.extend_from_slice(&fh.to_bytes());
-        f.extend_from_slice(&payload[off..off + n]);
-        out.push(f);
-        off += n;
-    }
-    out
-}
-
-/// Reassembles fragments (any order), checking each IP header checksum,
-/// into one Ethernet/IPv4 frame whose checksums are then verified.
-fn reassemble(frags: &[Vec<u8>]) -> Vec<u8> {
-    let mut parts: Vec<(usize, bool, Vec<u8>)> = vec![];
-    let mut first_hdr = None;
-    for f in frags {
-        let (h, rest) = etherparse::Ipv4Header::from_slice(&f[14..]).unwrap();
-        assert_eq!(
-            h.header_checksum,
-            h.calc_header_checksum(),
-            "fragment IP checksum"
-        );
-        let off = h.fragment_offset.value() as usize * 8;
-        let n = h.total_len as usize - h.header_len();
-        if off == 0 {
-            first_hdr = Some((f[..14].to_vec(), h.clone()));
-        }
-        parts.push((off, h.more_fragments, rest[..n].to_vec()));
-    }
-    parts.sort_by_key(|p| p.0);
-    let mut payload = vec![];
-    for (off, _, p) in &parts {
-        assert_eq!(*off, payload.len(), "contiguous");
-        payload.extend_from_slice(p);
-    }
-    assert!(!parts.last().unwrap().1, "last fragment has MF clear");
-    let (l2, mut h) = first_hdr.expect("a first fragment");
-    h.more_fragments = false;
-    h.fragment_offset = etherparse::IpFragOffset::ZERO;
-    h.total_len = (h.header_len() + payload.len()) as u16;
-    h.header_checksum = h.calc_header_checksum();
-    let mut f = l2;
-    f.extend_from_slice(&h.to_bytes());
-    f.extend_from_slice(&payload);
-    assert_checksums(&f);
-    f
-}
 
 /// A UDP datagram of `len` payload bytes, with a recognisable pattern.
 #[allow(clippy::too_many_arguments)]
@@ -323,10 +258,13 @@ fn bad_fragments_are_dropped_and_counted() {
     assert!(lab.send(0, 0, &frags2[0], 1).is_empty()); // overlaps: given up
     assert_eq!(lab.dropped(DropReason::FragBad), 3);
 
-    // TCP fragments are not forwarded.
-    let t = tcp(
-        CLIENT_MAC, DIR0_MAC, CLIENT, 1, VIP, 53, 64, "S", &[0; 3000],
-    );
+    // ICMP fragments (a big ping) are not forwarded.
+    let mut t = Vec::new();
+    etherparse::PacketBuilder::ethernet2(CLIENT_MAC, DIR0_MAC)
+        .ipv4(CLIENT, VIP, 64)
+        .icmpv4_echo_request(1, 1)
+        .write(&mut t, &[0; 3000])
+        .unwrap();
     for f in fragment(&t, CHUNK, 3) {
         assert!(lab.send(0, 0, &f, 1).is_empty());
     }
@@ -413,4 +351,131 @@ fn ttl_1_fragments_are_dropped_and_only_the_first_is_answered() {
     assert_eq!(icmp, 1);
     assert_eq!(lab.dropped(DropReason::TtlExceeded), 3);
     assert!(out_all(&mut lab, 1).is_empty());
+}
+
+/// A TCP segment of `len` payload bytes with a recognisable pattern.
+#[allow(clippy::too_many_arguments)]
+fn segment(
+    smac: Mac,
+    dmac: Mac,
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    ttl: u8,
+    flags: &str,
+    len: usize,
+) -> Vec<u8> {
+    let payload: Vec<u8> = (0..len).map(|i| (i * 5 + 1) as u8).collect();
+    tcp(smac, dmac, src, sport, dst, dport, ttl, flags, &payload)
+}
+
+#[test]
+fn tcp_fragments_follow_their_connection_and_only_the_first_moves_its_state() {
+    for fwd in [FwdMethod::Nat, FwdMethod::FullNat, FwdMethod::Dr] {
+        for workers in [1, 2] {
+            for (k, order) in orders(3).into_iter().enumerate() {
+                let what = format!("{fwd:?}, {workers} workers, order {order:?}");
+                let mut lab = Lab::new(Svc::new(fwd), workers);
+                let sport = 45000 + k as u16;
+                // A fragmented SYN (with data, as TCP Fast Open sends)
+                // makes the connection from its first fragment.
+                let syn = segment(CLIENT_MAC, DIR0_MAC, CLIENT, sport, VIP, 80, 64, "S", 3000);
+                let got = by_offset(send_frags(
+                    &mut lab,
+                    0,
+                    0,
+                    &fragment(&syn, CHUNK, ID),
+                    &order,
+                    1,
+                ));
+                assert_eq!(got.len(), 3, "{what}: the SYN's fragments");
+                let (src, lport) = match fwd {
+                    FwdMethod::FullNat => (LADDR, src_port_of(&got[0])),
+                    _ => (CLIENT, sport),
+                };
+                let vip_or_rs = if fwd == FwdMethod::Dr { VIP } else { RS[0] };
+                let want = segment(
+                    DIR1_MAC,
+                    rs_mac(0),
+                    src,
+                    lport,
+                    vip_or_rs,
+                    80,
+                    63,
+                    "S",
+                    3000,
+                );
+                assert_frames(&got, &fragment(&want, CHUNK, ID), &format!("{what}: SYN"));
+                reassemble(&got);
+                assert_eq!(lab.dests[0].inactive(), 1, "{what}: SYN_RECV");
+
+                // Data: the first fragment's ACK establishes; the later
+                // ones, without a header, change nothing.
+                let data = segment(CLIENT_MAC, DIR0_MAC, CLIENT, sport, VIP, 80, 64, "A", 4000);
+                let frags = fragment(&data, CHUNK, ID + 1);
+                let got = by_offset(send_frags(&mut lab, workers - 1, 0, &frags, &order, 1));
+                let want = segment(
+                    DIR1_MAC,
+                    rs_mac(0),
+                    src,
+                    lport,
+                    vip_or_rs,
+                    80,
+                    63,
+                    "A",
+                    4000,
+                );
+                assert_frames(
+                    &got,
+                    &fragment(&want, CHUNK, ID + 1),
+                    &format!("{what}: data"),
+                );
+                reassemble(&got);
+                assert_eq!(lab.dests[0].active(), 1, "{what}: ESTABLISHED");
+                // Sent to the other worker than the SYN's: NAT knows the
+                // owner; the other modes pass the fragments round.
+                let chained = ctr(&lab, |c| c.frag_chained.get());
+                if workers == 2 && fwd != FwdMethod::Nat {
+                    assert_eq!(chained, 3, "{what}: passed to the SYN's worker");
+                } else {
+                    assert_eq!(chained, 0, "{what}");
+                }
+
+                if fwd != FwdMethod::Dr {
+                    // The server's fragmented answer, back to the client.
+                    let rep = segment(rs_mac(0), DIR1_MAC, RS[0], 80, src, lport, 64, "A", 4000);
+                    let frags = fragment(&rep, CHUNK, 99);
+                    let got = by_offset(send_frags(&mut lab, workers - 1, 1, &frags, &order, 0));
+                    // FULLNAT does not lower a reply's TTL (fwd/fullnat.rs).
+                    let ttl = if fwd == FwdMethod::FullNat { 64 } else { 63 };
+                    let want =
+                        segment(DIR0_MAC, CLIENT_MAC, VIP, 80, CLIENT, sport, ttl, "A", 4000);
+                    assert_frames(&got, &fragment(&want, CHUNK, 99), &format!("{what}: reply"));
+                    reassemble(&got);
+                }
+
+                // A fragmented FIN: its first fragment closes, once.
+                let fin = segment(CLIENT_MAC, DIR0_MAC, CLIENT, sport, VIP, 80, 64, "FA", 3000);
+                let got = send_frags(&mut lab, 0, 0, &fragment(&fin, CHUNK, ID + 2), &order, 1);
+                assert_eq!(got.len(), 3, "{what}: the FIN's fragments");
+                assert_eq!(lab.dests[0].active(), 0, "{what}: out of ESTABLISHED");
+                assert_eq!(lab.dropped(DropReason::Fragment), 0, "{what}");
+                assert_eq!(lab.dropped(DropReason::FragOrphan), 0, "{what}");
+            }
+        }
+    }
+}
+
+#[test]
+fn tcp_fragments_of_no_connection_are_orphans() {
+    let mut lab = Lab::new(Svc::new(FwdMethod::Nat), 1);
+    // No SYN came: the first fragment is refused (no connection), the
+    // later ones follow it.
+    let data = segment(CLIENT_MAC, DIR0_MAC, CLIENT, 46000, VIP, 80, 64, "R", 3000);
+    let got = send_frags(&mut lab, 0, 0, &fragment(&data, CHUNK, ID), &[0, 1, 2], 1);
+    assert!(got.is_empty());
+    assert_eq!(lab.dropped(DropReason::NoConnection), 1);
+    assert_eq!(lab.dropped(DropReason::FragOrphan), 2);
+    assert_eq!(lab.workers[0].conns().len(), 0);
 }

@@ -510,3 +510,77 @@ fn two_workers_hand_the_handshake_to_the_flow_owner() {
         }
     }
 }
+
+#[test]
+fn fragmented_segments_are_translated_in_their_first_fragment() {
+    for fwd in [FwdMethod::Nat, FwdMethod::FullNat] {
+        let mut lab = lab(fwd, 1024);
+        let cookie = syn(&mut lab);
+        let c1 = cookie.wrapping_add(1);
+        let ack = client_seg("A", ISN + 1, Some(c1), &[], b"");
+        let out = lab.send(0, 0, &ack, 1);
+        let (_, _, server_side, _) = parse(&out[0]);
+        // While the server has not answered, a fragmented segment is
+        // dropped (held segments are replayed whole), counted.
+        let big: Vec<u8> = (0..3000).map(|i| (i * 3) as u8).collect();
+        let req = client_seg("AP", ISN + 1, Some(c1), &[], &big);
+        let frags = fragment(&req, 1480, 7);
+        for f in &frags {
+            assert!(lab.send(0, 0, f, 1).is_empty());
+        }
+        assert_eq!(lab.dropped(DropReason::Fragment), 3, "{fwd:?}");
+        let synack = seg(
+            rs_mac(0),
+            DIR1_MAC,
+            (RS[0], 80),
+            server_side,
+            RS_ISN,
+            Some(ISN + 1),
+            "S",
+            65160,
+            &[],
+            b"",
+        );
+        assert_eq!(lab.send(0, 1, &synack, 1).len(), 1, "{fwd:?}: the ACK");
+        // Established: the client's retransmission, fragmented, reaches
+        // the server with its acknowledgement in the server's space.
+        let mut got = vec![];
+        for f in fragment(&req, 1480, 8) {
+            got.extend(lab.send(0, 0, &f, 1));
+        }
+        assert_eq!(got.len(), 3, "{fwd:?}");
+        let whole = reassemble(&got);
+        let (t, p, src, dst) = parse(&whole);
+        assert_eq!(p, big);
+        assert_eq!((src, dst), (server_side, (RS[0], 80)));
+        assert_eq!(
+            (t.sequence_number, t.acknowledgment_number),
+            (ISN + 1, RS_ISN + 1)
+        );
+        // And the server's fragmented answer reaches the client in its.
+        let rep = seg(
+            rs_mac(0),
+            DIR1_MAC,
+            (RS[0], 80),
+            server_side,
+            RS_ISN + 1,
+            Some(ISN + 3001),
+            "A",
+            100,
+            &[],
+            &big,
+        );
+        let mut got = vec![];
+        for f in fragment(&rep, 1480, 9) {
+            got.extend(lab.send(0, 1, &f, 0));
+        }
+        assert_eq!(got.len(), 3, "{fwd:?}");
+        let (t, p, src, dst) = parse(&reassemble(&got));
+        assert_eq!(p, big);
+        assert_eq!((src, dst), ((VIP, 80), (CLIENT, CPORT)));
+        assert_eq!(
+            (t.sequence_number, t.acknowledgment_number),
+            (c1, ISN + 3001)
+        );
+    }
+}

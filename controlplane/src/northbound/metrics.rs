@@ -247,7 +247,7 @@ impl Collector for DaemonCollector {
 
         // Workers.
         let counters = d.dataplane.counters();
-        let worker_counters: [WorkerCounter; 37] = [
+        let worker_counters: [WorkerCounter; 38] = [
             ("ferrovs_worker_rx_packets", "Packets received.", |c| {
                 c.rx_packets.get()
             }),
@@ -417,6 +417,11 @@ impl Collector for DaemonCollector {
                 "ferrovs_worker_frag_expired",
                 "IPv4 fragmented datagrams given up incomplete after 3 s.",
                 |c| c.frag_expired.get(),
+            ),
+            (
+                "ferrovs_worker_frag_chained",
+                "IPv4 fragments of a flow this worker had no connection for, passed to the next worker to look in its table.",
+                |c| c.frag_chained.get(),
             ),
             (
                 "ferrovs_worker_frag_evicted",

@@ -373,3 +373,68 @@ pub fn dst_ip_of(frame: &[u8]) -> [u8; 4] {
 pub fn src_ip_of(frame: &[u8]) -> [u8; 4] {
     frame[26..30].try_into().unwrap()
 }
+
+/// Splits an unfragmented Ethernet/IPv4 frame into fragments of at most
+/// `chunk` payload bytes (a multiple of 8), as a host's IP layer does
+/// (RFC 791), with identification `id`.
+pub fn fragment(frame: &[u8], chunk: usize, id: u16) -> Vec<Vec<u8>> {
+    let (h, _) = etherparse::Ipv4Header::from_slice(&frame[14..]).unwrap();
+    let hl = h.header_len();
+    let payload = &frame[14 + hl..14 + h.total_len as usize];
+    let mut out = vec![];
+    let mut off = 0;
+    while off < payload.len() {
+        let n = chunk.min(payload.len() - off);
+        let more = off + n < payload.len();
+        let mut fh = h.clone();
+        fh.identification = id;
+        fh.total_len = (hl + n) as u16;
+        fh.more_fragments = more;
+        fh.fragment_offset = etherparse::IpFragOffset::try_new((off / 8) as u16).unwrap();
+        fh.header_checksum = fh.calc_header_checksum();
+        let mut f = frame[..14].to_vec();
+        f.extend_from_slice(&fh.to_bytes());
+        f.extend_from_slice(&payload[off..off + n]);
+        out.push(f);
+        off += n;
+    }
+    out
+}
+
+/// Reassembles fragments (any order), checking each IP header checksum,
+/// into one Ethernet/IPv4 frame whose checksums are then verified.
+pub fn reassemble(frags: &[Vec<u8>]) -> Vec<u8> {
+    let mut parts: Vec<(usize, bool, Vec<u8>)> = vec![];
+    let mut first_hdr = None;
+    for f in frags {
+        let (h, rest) = etherparse::Ipv4Header::from_slice(&f[14..]).unwrap();
+        assert_eq!(
+            h.header_checksum,
+            h.calc_header_checksum(),
+            "fragment IP checksum"
+        );
+        let off = h.fragment_offset.value() as usize * 8;
+        let n = h.total_len as usize - h.header_len();
+        if off == 0 {
+            first_hdr = Some((f[..14].to_vec(), h.clone()));
+        }
+        parts.push((off, h.more_fragments, rest[..n].to_vec()));
+    }
+    parts.sort_by_key(|p| p.0);
+    let mut payload = vec![];
+    for (off, _, p) in &parts {
+        assert_eq!(*off, payload.len(), "contiguous");
+        payload.extend_from_slice(p);
+    }
+    assert!(!parts.last().unwrap().1, "last fragment has MF clear");
+    let (l2, mut h) = first_hdr.expect("a first fragment");
+    h.more_fragments = false;
+    h.fragment_offset = etherparse::IpFragOffset::ZERO;
+    h.total_len = (h.header_len() + payload.len()) as u16;
+    h.header_checksum = h.calc_header_checksum();
+    let mut f = l2;
+    f.extend_from_slice(&h.to_bytes());
+    f.extend_from_slice(&payload);
+    assert_checksums(&f);
+    f
+}
