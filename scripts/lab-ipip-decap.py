@@ -14,7 +14,13 @@ The kernel hands every local IP protocol 4 packet to the raw socket (after
 reassembly, so outer fragments work) and, since a raw socket took it, sends
 no "protocol unreachable".
 
-usage: lab-ipip-decap.py --dev tunl0 --ready FILE
+With --ipv6 it does the same for IPv6-in-IPv6 (next header 41, RFC 2473),
+which IPVS sends to IPv6 TUN real servers, for kernels without ip6_tunnel:
+an IPv6 raw socket hands over what follows the outer header, the inner
+IPv6 packet, which goes into the TUN device (the kernel tells the families
+apart by the version nibble).
+
+usage: lab-ipip-decap.py [--ipv6] --dev tunl0 --ready FILE
 """
 
 import argparse
@@ -28,23 +34,36 @@ TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 IPPROTO_IPIP = 4
+IPPROTO_IPV6 = 41
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dev", default="tunl0", help="the (persistent) TUN device to attach to")
     ap.add_argument("--ready", help="file written once attached and listening")
+    ap.add_argument("--ipv6", action="store_true", help="IPv6-in-IPv6 instead of IPv4-in-IPv4")
     a = ap.parse_args()
 
     tun = os.open("/dev/net/tun", os.O_RDWR)
     fcntl.ioctl(tun, TUNSETIFF, struct.pack("16sH", a.dev.encode(), IFF_TUN | IFF_NO_PI))
-    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_IPIP)
+    if a.ipv6:
+        raw = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_IPV6)
+    else:
+        raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_IPIP)
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     if a.ready:
         with open(a.ready, "w") as f:
             f.write("%d\n" % os.getpid())
     while True:
         pkt = raw.recv(65535)
+        if a.ipv6:
+            # IPv6 raw sockets deliver the payload: here the inner packet.
+            if len(pkt) >= 40 and pkt[0] >> 4 == 6:
+                try:
+                    os.write(tun, pkt)
+                except OSError:
+                    pass
+            continue
         if len(pkt) < 20 or pkt[0] >> 4 != 4:
             continue
         inner = pkt[(pkt[0] & 0x0F) * 4:]

@@ -307,7 +307,8 @@ run_mode() {
     } >"$WORK/$mode.conf"
 
     start_echo || { bad "$mode: echo servers did not start: $(cat "$WORK"/echo*.log)"; teardown; return; }
-    FERROVS_CTL=$WORK/ctl.sock in_ns "$FVS_NS_DIRECTOR" "$FERROVS" run -f "$WORK/$mode.conf" >>"$WORK/ferrovs.log" 2>&1 &
+    # ip netns exec execs ferrovs: $! is its pid (for signals).
+    FERROVS_CTL=$WORK/ctl.sock ip netns exec "$FVS_NS_DIRECTOR" "$FERROVS" run -f "$WORK/$mode.conf" >>"$WORK/ferrovs.log" 2>&1 &
     FPID=$!
     local up=0
     for _ in $(seq 100); do

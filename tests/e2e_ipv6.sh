@@ -20,12 +20,20 @@
 #   nat      NAT66: real servers route back through the director;
 #   fullnat  FULLNAT66 on VIP6:80 with IPv6 local addresses, and NAT64 on
 #            VIP6:8080 to the IPv4 servers with IPv4 local addresses;
+#   tun      IPv6-in-IPv6 to the real servers, which decapsulate it in
+#            userspace (scripts/lab-ipip-decap.py --ipv6: this kernel has no
+#            ip6_tunnel) into a TUN device, VIP6 on lo, replies around the
+#            director by the router;
 #
 # each: requests answered by every real server (rr), an 8 MiB download
-# intact, `ferrovsadm -Ln` and `-Lnc` in ipvsadm's IPv6 format, and the
-# connections counted per real server.
+# intact, `ferrovsadm -Ln` and `-Lnc` in ipvsadm's IPv6 format, the
+# connections counted per real server, and HTTP_GET health checks over
+# IPv6 taking a failing server out and putting it back. In NAT66 also: a
+# drained server (`ferrovsadm -e ... -w 0`) gets no new connection, and a
+# reload (SIGHUP) that removes a server takes effect while a download
+# through the VIP runs on, intact.
 #
-#   tests/e2e_ipv6.sh [dr nat fullnat]
+#   tests/e2e_ipv6.sh [dr nat fullnat tun]
 #   BACKENDS="afxdp" tests/e2e_ipv6.sh     (default: afxdp and afpacket)
 # Prints "N passed, M failed".
 set -uo pipefail
@@ -33,11 +41,12 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LAB=$ROOT/scripts/lab.sh
 HTTPD=$ROOT/scripts/lab-rs-httpd.py
+DECAP=$ROOT/scripts/lab-ipip-decap.py
 FERROVS=${FERROVS:-$ROOT/target/release/ferrovs}
 FERROVSADM=${FERROVSADM:-$ROOT/target/release/ferrovsadm}
 BACKENDS=${BACKENDS:-afxdp afpacket}
 BACKEND=""
-MODES=${*:-dr nat fullnat}
+MODES=${*:-dr nat fullnat tun}
 PASS=0
 FAIL=0
 WORK=$(mktemp -d /tmp/ferrovs-ipv6.XXXXXX)
@@ -128,7 +137,15 @@ lab_ipv6() {
         ipv6_on "${!ns}" "${!ifn}"
         ip -n "${!ns}" addr add "${RS6[$i]}/64" dev "${!ifn}" nodad
         ip -n "${!ns}" -6 route add default via "$gw"
-        [ "$mode" = dr ] && ip -n "${!ns}" addr add "$VIP6/128" dev lo nodad
+        case $mode in dr | tun) ip -n "${!ns}" addr add "$VIP6/128" dev lo nodad ;; esac
+        if [ "$mode" = tun ]; then
+            ip -n "${!ns}" tuntap add dev tun6l mode tun
+            ipv6_on "${!ns}" tun6l
+            ip -n "${!ns}" link set tun6l up
+            in_ns "${!ns}" setsid python3 "$DECAP" --ipv6 --dev tun6l --ready "$WORK/decap$i.ready" \
+                </dev/null >"$WORK/decap$i.log" 2>&1 &
+            HTTPD6_PIDS="$HTTPD6_PIDS $!"
+        fi
         in_ns "${!ns}" setsid python3 "$HTTPD" --ipv6 --name "rs$i" --port 80 \
             --run-dir "$WORK/rs$i.6/" --big-mib 8 </dev/null >"$WORK/rs$i.6.log" 2>&1 &
         HTTPD6_PIDS="$HTTPD6_PIDS $!"
@@ -136,12 +153,17 @@ lab_ipv6() {
     for i in 1 2 3; do
         for _ in $(seq 50); do [ -e "$WORK/rs$i.6/ready" ] && break; sleep 0.1; done
         [ -e "$WORK/rs$i.6/ready" ] || { echo "IPv6 HTTP server of rs$i did not start: $(cat "$WORK/rs$i.6.log")" >&2; return 1; }
+        if [ "$mode" = tun ]; then
+            for _ in $(seq 50); do [ -e "$WORK/decap$i.ready" ] && break; sleep 0.1; done
+            [ -e "$WORK/decap$i.ready" ] || { echo "decapsulator of rs$i did not start: $(cat "$WORK/decap$i.log")" >&2; return 1; }
+        fi
     done
 }
 
 write_conf() {
     local mode=$1 kind i
-    case $mode in dr) kind=DR ;; nat) kind=NAT ;; fullnat) kind=FNAT ;; esac
+    local skip=${2:-}
+    case $mode in dr) kind=DR ;; nat) kind=NAT ;; fullnat) kind=FNAT ;; tun) kind=TUN ;; esac
     echo "ferrovs {"
     echo "    backend $BACKEND"
     echo "    interface $FVS_DIRECTOR_IF_CLIENT"
@@ -175,13 +197,26 @@ write_conf() {
         echo "}"
     fi
     echo "virtual_server $VIP6 80 {"
+    echo "    delay_loop 1"
     echo "    lb_algo rr"
     echo "    lb_kind $kind"
     echo "    protocol TCP"
     [ "$mode" = fullnat ] && echo "    laddr_group_name laddr6"
     for i in 1 2 3; do
+        [ "$i" = "$skip" ] && continue
         echo "    real_server ${RS6[$i]} 80 {"
         echo "        weight 1"
+        # Checked over IPv6, from the director's own address on the
+        # server segment.
+        echo "        HTTP_GET {"
+        echo "            url {"
+        echo "                path /health"
+        echo "                status_code 200"
+        echo "            }"
+        echo "            connect_timeout 1"
+        echo "            retry 1"
+        echo "            delay_before_retry 1"
+        echo "        }"
         echo "    }"
     done
     echo "}"
@@ -233,7 +268,8 @@ run_mode() {
         teardown
         return
     fi
-    FERROVS_CTL=$WORK/ctl.sock in_ns "$FVS_NS_DIRECTOR" "$FERROVS" run -f "$WORK/$mode.conf" >>"$WORK/ferrovs.log" 2>&1 &
+    # ip netns exec execs ferrovs: $! is its pid (for signals).
+    FERROVS_CTL=$WORK/ctl.sock ip netns exec "$FVS_NS_DIRECTOR" "$FERROVS" run -f "$WORK/$mode.conf" >>"$WORK/ferrovs.log" 2>&1 &
     FPID=$!
     local up=0
     for _ in $(seq 100); do
@@ -268,7 +304,7 @@ run_mode() {
     check "$mode: ferrovsadm -Ln lists the IPv6 service as ipvsadm does" \
         grep -qE "^TCP  \[$VIP6\]:80 rr" <<<"$l"
     check "$mode: and its servers as [ADDR]:PORT" \
-        grep -qE "^  -> \[2001:2:0:1::11\]:80 +(Route|Masq|FullNat) +1 " <<<"$l"
+        grep -qE "^  -> \[2001:2:0:1::11\]:80 +(Route|Masq|FullNat|Tunnel) +1 " <<<"$l"
     check "$mode: ferrovsadm -Lnc lists the client's IPv6 connections" \
         grep -qE "^TCP .* \[$CLIENT6\]:[0-9]+ +\[$VIP6\]:80 +\[2001:2:0:1::1[123]\]:80" <<<"$(adm -Lnc)"
     local conns
@@ -278,8 +314,70 @@ run_mode() {
         conns=$(adm -Ln --stats | awk '$1 == "->" && $2 ~ /^198\.18\.1\./ {s += $3} END {print s + 0}')
         check "nat64: counted on the IPv4 real servers ($conns)" [ "$conns" -ge 10 ]
     fi
+    health_out_and_back "$mode"
+    if [ "$mode" = nat ]; then
+        drain_and_back "$mode"
+        reload_removes_a_server "$mode"
+    fi
     check "$mode: ferrovs still runs" kill -0 "$FPID"
     teardown
+}
+
+listed() { adm -Ln | grep -qF -- "-> [$1]:80 "; }
+gone() { ! listed "$1"; }
+both_listed() { listed "$1" && listed "$2"; }
+wait_until() {
+    local t=$1 i; shift
+    for i in $(seq $((t * 5))); do "$@" && return 0; sleep 0.2; done
+    return 1
+}
+
+# rs1 answers 500 to its HTTP_GET: the checker takes it out; fixed, back.
+health_out_and_back() {
+    local mode=$1
+    echo 500 >"$WORK/rs1.6/fail"
+    check "$mode: an HTTP_GET over IPv6 takes failing rs1 out of -Ln" wait_until 15 gone "${RS6[1]}"
+    rm -f "$WORK/rs1.6/fail"
+    check "$mode: and puts it back once it answers 200" wait_until 15 listed "${RS6[1]}"
+}
+
+# seen N — which real servers answer N requests through the VIP.
+seen() {
+    local i
+    for i in $(seq "$1"); do
+        in_ns "$FVS_NS_CLIENT" curl -s -g --max-time 5 "http://[$VIP6]:80/"
+    done | sort | uniq -c | awk '{printf "%s=%s ", $2, $1}'
+}
+
+drain_and_back() {
+    local mode=$1 s
+    adm -e -t "[$VIP6]:80" -r "[${RS6[1]}]:80" -m -w 0
+    s=$(seen 9)
+    check "$mode: drained rs1 (weight 0) gets no new connection ($s)" \
+        bash -c "[[ '$s' != *rs1=* ]] && [[ '$s' == *rs2=* ]] && [[ '$s' == *rs3=* ]]"
+    adm -e -t "[$VIP6]:80" -r "[${RS6[1]}]:80" -m -w 1
+    s=$(seen 9)
+    check "$mode: weight 1 again, rs1 serves again ($s)" bash -c "[[ '$s' == *rs1=* ]]"
+}
+
+# A download runs (rate-limited: ~4 s) while the configuration loses rs3.
+reload_removes_a_server() {
+    local mode=$1 big=$WORK/big.reload pid sum
+    in_ns "$FVS_NS_CLIENT" curl -s -g --max-time 60 --limit-rate 2M -o "$big" "http://[$VIP6]:80/big" &
+    pid=$!
+    sleep 1
+    write_conf "$mode" 3 >"$WORK/$mode.conf"
+    kill -HUP "$FPID"
+    check "$mode: a reload without rs3 takes it out of -Ln" wait_until 10 gone "${RS6[3]}"
+    check "$mode: the others stay" both_listed "${RS6[1]}" "${RS6[2]}"
+    wait "$pid"
+    sum=$(sha256sum <"$big" | cut -d' ' -f1)
+    check "$mode: the download that ran through the reload arrived intact ($(stat -c %s "$big") bytes)" \
+        [ "$sum" = "$(python3 "$HTTPD" --big-sha256 --big-mib 8)" ]
+    local s
+    s=$(seen 6)
+    check "$mode: new connections go to rs1 and rs2 only ($s)" \
+        bash -c "[[ '$s' != *rs3=* ]] && [[ '$s' == *rs1=* ]] && [[ '$s' == *rs2=* ]]"
 }
 
 for BACKEND in $BACKENDS; do
