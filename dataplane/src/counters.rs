@@ -47,6 +47,7 @@ drop_reasons! {
     NoConnection => "no_connection": "TCP segment without SYN and without a connection.",
     NoDest => "no_dest": "No available real server.",
     ConnTableFull => "conn_table_full": "Connection table full of established and closing connections (nothing half-open or unconfirmed to evict): new flow refused.",
+    Addrs6PoolFull => "addrs6_pool_full": "New IPv6 flow refused: its worker's IPv6 connections already name as many distinct VIP, server and local addresses as its pool holds (twice what the configuration names, at least 4096, at most 65535; conn/addr_pool.rs).",
     LaddrExhausted => "laddr_exhausted": "No free FULLNAT local port.",
     NoRoute => "no_route": "No route to the next hop.",
     NeighFull => "neigh_full": "Neighbour table or its pending queue full.",

@@ -277,6 +277,16 @@ impl Snapshot {
             .then(|| self.nat_owner6(caddr, cport))
     }
 
+    /// At most how many distinct IPv6 (and NAT64's IPv4-mapped) VIPs,
+    /// servers and local addresses the IPv6 services name: what an IPv6
+    /// connection table's address pool needs room for.
+    pub fn addrs6_named(&self) -> usize {
+        self.services6
+            .iter()
+            .map(|s| 1 + s.addrs.len() + s.laddrs6.len() + s.laddrs4.len())
+            .sum()
+    }
+
     pub fn has_nat(&self) -> bool {
         self.services
             .iter()

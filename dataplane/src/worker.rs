@@ -634,6 +634,12 @@ impl<P: Port> Worker<P> {
         if cur.generation != self.snap.generation || !Arc::ptr_eq(&cur, &self.snap) {
             self.snap = arc_swap::Guard::into_inner(cur);
             self.core.sync_sched(&self.snap);
+            // Room for the new configuration's IPv6 addresses besides the
+            // old one's, which connections may still name (allocates only
+            // when a snapshot names more than ever before).
+            self.core
+                .conns6
+                .reserve_addrs6(2 * self.snap.addrs6_named() + 64);
         }
     }
 }

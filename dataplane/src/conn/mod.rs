@@ -3,6 +3,7 @@
 //! eviction of half-open and unconfirmed entries, oldest first), and the
 //! persistence templates shared by all workers.
 
+pub mod addr_pool;
 pub mod entry;
 pub mod evict;
 pub mod ghost;
@@ -16,4 +17,4 @@ pub mod timer;
 pub use entry::{Addrs6, Conn, Tuple, Tuple6};
 pub use pressure::Pressure;
 pub use state::{Dir, TcpState, Timeouts};
-pub use table::{ConnTable, TableFull};
+pub use table::{ConnTable, Refused6, TableFull};

@@ -13,6 +13,7 @@
 //! makes room by removing the oldest of them. The table tracks its pressure
 //! level as its occupancy changes.
 
+use super::addr_pool::{self, AddrPool};
 use super::entry::{Addrs6, Conn, Tuple, Tuple6, F_EVICTABLE, F_OUT_INDEXED, F_USED, NIL};
 use super::evict::EvictRing;
 use super::ghost::{Ghost, GhostCache};
@@ -25,6 +26,38 @@ use crate::service::FwdMethod;
 /// The table is full; the new connection was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableFull;
+
+/// Why an IPv6 table refused a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused6 {
+    /// No free entry (or an IPv4 table).
+    Full,
+    /// Its VIP, server or local address would be one more than the table's
+    /// address pool holds ([`addr_pool`]).
+    AddrPoolFull,
+}
+
+/// Addresses an IPv6 table's pool holds before any snapshot asked for more
+/// ([`ConnTable::reserve_addrs6`]): VIPs, real servers and local addresses
+/// in use at once.
+pub const POOL6_INITIAL: usize = 4096;
+
+/// An IPv6 entry's addresses as stored: the client's own, and for the VIP,
+/// the real server and the local address, indices into the table's pool
+/// (`addr_pool.rs`), the local address [`addr_pool::CLIENT`] when it is the
+/// client's (NAT, DR, TUN).
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+struct Slot6 {
+    caddr: [u8; 16],
+    vaddr: u16,
+    daddr: u16,
+    laddr: u16,
+}
+
+// 22 bytes, not padded to 24: the two bytes per entry are what keeps an
+// IPv6 connection within 128 bytes with the table.
+const _: () = assert!(std::mem::size_of::<Slot6>() == 22);
 
 pub struct ConnTable {
     slab: Vec<Conn>,
@@ -55,7 +88,9 @@ pub struct ConnTable {
     /// IPv6 table reuses everything else unchanged (indexes, the expiry
     /// wheel, pressure, eviction) and only hashes and compares through
     /// these addresses.
-    addrs6: Vec<Addrs6>,
+    slots6: Vec<Slot6>,
+    /// The VIPs, servers and local addresses `slots6` name.
+    pool6: AddrPool,
 }
 
 /// Converts milliseconds to wheel ticks.
@@ -96,20 +131,70 @@ impl ConnTable {
             untracked: 0,
             ghosts: GhostCache::for_table(capacity),
             pressure: Pressure::new(capacity),
-            addrs6: Vec::new(),
+            slots6: Vec::new(),
+            pool6: AddrPool::with_capacity(0),
         }
     }
 
     /// A table for IPv6 connections (and NAT64's, whose client side is
-    /// IPv6): use the `*6` lookups and [`ConnTable::insert6`].
+    /// IPv6): use the `*6` lookups and [`ConnTable::insert6`]. It keeps no
+    /// ghosts (their 4-byte local address cannot hold an IPv6 one).
     pub fn new_v6(capacity: usize, now_ms: u64) -> ConnTable {
         let mut t = ConnTable::new(capacity, now_ms);
-        t.addrs6 = vec![Addrs6::default(); t.slab.len()];
+        t.slots6 = vec![Slot6::default(); t.slab.len()];
+        t.pool6 = AddrPool::with_capacity(POOL6_INITIAL);
+        t.ghosts = GhostCache::with_ghosts(1);
         t
     }
 
     pub fn is_v6(&self) -> bool {
-        !self.addrs6.is_empty()
+        !self.slots6.is_empty()
+    }
+
+    /// Room in an IPv6 table's address pool for `n` VIPs, servers and local
+    /// addresses at once. Allocates: for a new snapshot, not per packet.
+    pub fn reserve_addrs6(&mut self, n: usize) {
+        if self.is_v6() {
+            self.pool6.reserve(n);
+        }
+    }
+
+    /// The pool's (addresses held, capacity).
+    pub fn addrs6_pooled(&self) -> (usize, usize) {
+        (self.pool6.len(), self.pool6.capacity())
+    }
+
+    #[inline(always)]
+    fn laddr6<'a>(pool: &'a AddrPool, s: &'a Slot6) -> &'a [u8; 16] {
+        if s.laddr == addr_pool::CLIENT {
+            &s.caddr
+        } else {
+            pool.get(s.laddr)
+        }
+    }
+
+    #[inline(always)]
+    fn in_tuple6(&self, i: u32) -> Tuple6 {
+        let (c, s) = (&self.slab[i as usize], &self.slots6[i as usize]);
+        Tuple6 {
+            proto: c.proto,
+            saddr: s.caddr,
+            sport: c.cport,
+            daddr: *self.pool6.get(s.vaddr),
+            dport: c.vport,
+        }
+    }
+
+    #[inline(always)]
+    fn out_tuple6(&self, i: u32) -> Tuple6 {
+        let (c, s) = (&self.slab[i as usize], &self.slots6[i as usize]);
+        Tuple6 {
+            proto: c.proto,
+            saddr: *self.pool6.get(s.daddr),
+            sport: c.dport,
+            daddr: *Self::laddr6(&self.pool6, s),
+            dport: c.lport,
+        }
     }
 
     #[inline(always)]
@@ -120,36 +205,46 @@ impl ConnTable {
     /// The client-tuple hash of entry `i`, by its family.
     #[inline(always)]
     fn in_hash(&self, i: u32) -> u64 {
-        let c = &self.slab[i as usize];
-        match self.addrs6.get(i as usize) {
-            Some(a) => self.hash6(&a.in_tuple(c)),
-            None => self.hash(&c.in_tuple()),
+        if self.is_v6() {
+            self.hash6(&self.in_tuple6(i))
+        } else {
+            self.hash(&self.slab[i as usize].in_tuple())
         }
     }
 
     /// The reply-tuple hash of entry `i`, by its family.
     #[inline(always)]
     fn out_hash(&self, i: u32) -> u64 {
-        let c = &self.slab[i as usize];
-        match self.addrs6.get(i as usize) {
-            Some(a) => self.hash6(&a.out_tuple(c)),
-            None => self.hash(&c.out_tuple()),
+        if self.is_v6() {
+            self.hash6(&self.out_tuple6(i))
+        } else {
+            self.hash(&self.slab[i as usize].out_tuple())
         }
     }
 
-    /// The addresses of IPv6 entry `i`.
+    /// The addresses of IPv6 entry `i` (an IPv6 table's entry).
     #[inline(always)]
-    pub fn get6(&self, i: u32) -> &Addrs6 {
-        &self.addrs6[i as usize]
+    pub fn get6(&self, i: u32) -> Addrs6 {
+        let s = &self.slots6[i as usize];
+        Addrs6 {
+            caddr: s.caddr,
+            vaddr: *self.pool6.get(s.vaddr),
+            daddr: *self.pool6.get(s.daddr),
+            laddr: *Self::laddr6(&self.pool6, s),
+        }
     }
 
     /// Finds the IPv6 connection whose client-side tuple is `t`.
     #[inline]
     pub fn lookup_in6(&self, t: &Tuple6, h: u64) -> Option<u32> {
-        let (slab, a6) = (&self.slab, &self.addrs6);
+        let (slab, s6, pool) = (&self.slab, &self.slots6, &self.pool6);
         self.in_idx.find(h, |i| {
-            a6.get(i as usize)
-                .is_some_and(|a| a.in_tuple(&slab[i as usize]) == *t)
+            let (c, s) = (&slab[i as usize], &s6[i as usize]);
+            c.cport == t.sport
+                && c.vport == t.dport
+                && c.proto == t.proto
+                && s.caddr == t.saddr
+                && *pool.get(s.vaddr) == t.daddr
         })
     }
 
@@ -157,10 +252,14 @@ impl ConnTable {
     /// with IPv4-mapped addresses).
     #[inline]
     pub fn lookup_out6(&self, t: &Tuple6, h: u64) -> Option<u32> {
-        let (slab, a6) = (&self.slab, &self.addrs6);
+        let (slab, s6, pool) = (&self.slab, &self.slots6, &self.pool6);
         self.out_idx.find(h, |i| {
-            a6.get(i as usize)
-                .is_some_and(|a| a.out_tuple(&slab[i as usize]) == *t)
+            let (c, s) = (&slab[i as usize], &s6[i as usize]);
+            c.dport == t.sport
+                && c.lport == t.dport
+                && c.proto == t.proto
+                && *pool.get(s.daddr) == t.saddr
+                && *Self::laddr6(pool, s) == t.daddr
         })
     }
 
@@ -171,11 +270,35 @@ impl ConnTable {
 
     /// [`ConnTable::insert`] for an IPv6 table: the connection and its
     /// addresses. Refused (as full) by an IPv4 table.
-    pub fn insert6(&mut self, c: Conn, a: Addrs6, now_ms: u64) -> Result<u32, TableFull> {
-        if self.addrs6.is_empty() {
-            return Err(TableFull);
+    pub fn insert6(&mut self, c: Conn, a: Addrs6, now_ms: u64) -> Result<u32, Refused6> {
+        if !self.is_v6() || self.free == NIL {
+            return Err(Refused6::Full);
         }
-        self.insert_with(c, Some(a), now_ms)
+        let pool = &mut self.pool6;
+        let Some(vaddr) = pool.intern(&a.vaddr) else {
+            return Err(Refused6::AddrPoolFull);
+        };
+        let Some(daddr) = pool.intern(&a.daddr) else {
+            pool.release(vaddr);
+            return Err(Refused6::AddrPoolFull);
+        };
+        let laddr = if a.laddr == a.caddr {
+            addr_pool::CLIENT
+        } else if let Some(l) = pool.intern(&a.laddr) {
+            l
+        } else {
+            pool.release(vaddr);
+            pool.release(daddr);
+            return Err(Refused6::AddrPoolFull);
+        };
+        let s = Slot6 {
+            caddr: a.caddr,
+            vaddr,
+            daddr,
+            laddr,
+        };
+        self.insert_with(c, Some(s), now_ms)
+            .map_err(|_| Refused6::Full)
     }
 
     #[inline(always)]
@@ -232,7 +355,7 @@ impl ConnTable {
     /// Adds a connection; it expires `c.timeout_s` from `now_ms` unless
     /// refreshed. Indexed by its reply tuple too when `F_OUT_INDEXED` is set.
     pub fn insert(&mut self, c: Conn, now_ms: u64) -> Result<u32, TableFull> {
-        if !self.addrs6.is_empty() {
+        if self.is_v6() {
             // An IPv6 entry needs its addresses.
             return Err(TableFull);
         }
@@ -243,7 +366,7 @@ impl ConnTable {
     fn insert_with(
         &mut self,
         mut c: Conn,
-        a6: Option<Addrs6>,
+        a6: Option<Slot6>,
         now_ms: u64,
     ) -> Result<u32, TableFull> {
         if self.free == NIL {
@@ -255,7 +378,7 @@ impl ConnTable {
         c.expires = ticks(now_ms) + secs_to_ticks(c.timeout_s);
         self.slab[i as usize] = c;
         if let Some(a) = a6 {
-            self.addrs6[i as usize] = a;
+            self.slots6[i as usize] = a;
         }
         let h = self.in_hash(i);
         self.in_idx.insert(h, i);
@@ -328,7 +451,7 @@ impl ConnTable {
                 self.remove(j);
                 // Ghosts keep a 4-byte local address: IPv6 entries leave
                 // none (their client's next segment finds no connection).
-                if c.proto == crate::wire::ipv4::PROTO_TCP && self.addrs6.is_empty() {
+                if c.proto == crate::wire::ipv4::PROTO_TCP && !self.is_v6() {
                     self.ghosts.remember(
                         h,
                         c.dest_id,
@@ -515,6 +638,12 @@ impl ConnTable {
             let h = self.out_hash(i);
             self.out_idx.remove(h, i);
         }
+        if let Some(s) = self.slots6.get(i as usize) {
+            let s = *s;
+            self.pool6.release(s.vaddr);
+            self.pool6.release(s.daddr);
+            self.pool6.release(s.laddr);
+        }
         let e = &mut self.slab[i as usize];
         e.flags = 0;
         e.next = self.free;
@@ -561,7 +690,8 @@ impl ConnTable {
     /// wheel, eviction ring.
     pub fn memory_bytes(&self) -> usize {
         self.slab.capacity() * std::mem::size_of::<Conn>()
-            + self.addrs6.capacity() * std::mem::size_of::<Addrs6>()
+            + self.slots6.capacity() * std::mem::size_of::<Slot6>()
+            + self.pool6.memory_bytes()
             + self.in_idx.memory_bytes()
             + self.out_idx.memory_bytes()
             + self.wheel.memory_bytes()
@@ -986,25 +1116,23 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_entries_take_two_cache_lines() {
-        // The IPv6 connection: the 64-byte entry plus its 64 bytes of
-        // addresses; IPv4's stays at one line.
+    fn ipv6_entries_take_86_bytes_and_128_with_the_table() {
+        // The 64-byte entry, the client's address and three pool indices;
+        // IPv4's stays at one line.
         assert_eq!(std::mem::size_of::<Conn>(), 64);
-        assert_eq!(
-            std::mem::size_of::<Conn>() + std::mem::size_of::<Addrs6>(),
-            128
-        );
-        let cap = 1 << 16;
+        assert_eq!(std::mem::size_of::<Slot6>(), 22);
+        // Issue 15's goal: at most 128 bytes per IPv6 connection, table
+        // included (indexes, wheel, eviction ring, the address pool; no
+        // ghosts), at a million entries.
+        let cap = 1 << 20;
         let v4 = ConnTable::new(cap, 0).memory_bytes();
         let v6 = ConnTable::new_v6(cap, 0).memory_bytes();
-        assert_eq!(v6 - v4, cap * 64);
-        // Table included (indexes, wheel, eviction ring, ghosts): printed
-        // for the record (cargo test -- --nocapture).
         println!(
-            "bytes per connection, table included: IPv4 {} IPv6 {}",
-            v4 / cap,
-            v6 / cap
+            "bytes per connection, table included: IPv4 {:.1} IPv6 {:.1}",
+            v4 as f64 / cap as f64,
+            v6 as f64 / cap as f64
         );
+        assert!(v6 <= 128 * cap, "{} bytes per IPv6 connection", v6 / cap);
     }
 
     #[test]
@@ -1014,14 +1142,14 @@ mod tests {
         let (c, a) = v6(1, FwdMethod::FullNat);
         // An IPv6 table takes no IPv4 entry, an IPv4 table no IPv6 one.
         assert_eq!(t.insert(conn(1, FwdMethod::Nat, 60), 0), Err(TableFull));
-        assert_eq!(ConnTable::new(4, 0).insert6(c, a, 0), Err(TableFull));
+        assert_eq!(ConnTable::new(4, 0).insert6(c, a, 0), Err(Refused6::Full));
         let i = t.insert6(c, a, 0).unwrap();
         let tin = a.in_tuple(&c);
         let tout = a.out_tuple(&c);
         assert_eq!(t.lookup_in6(&tin, t.hash6(&tin)), Some(i));
         assert_eq!(t.lookup_out6(&tout, t.hash6(&tout)), Some(i));
         assert!(t.out_tuple_in_use6(&tout));
-        assert_eq!(*t.get6(i), a);
+        assert_eq!(t.get6(i), a);
         // One bit elsewhere in the client address: another flow.
         let mut other = tin;
         other.saddr[3] ^= 1;
@@ -1056,5 +1184,56 @@ mod tests {
         for tu in &tuples {
             assert_eq!(t.lookup_in6(tu, t.hash6(tu)), None);
         }
+    }
+
+    #[test]
+    fn ipv6_entries_share_pooled_addresses_and_give_them_back() {
+        let mut t = ConnTable::new_v6(64, 0);
+        let mut ids = vec![];
+        for k in 0..10 {
+            let (c, a) = v6(k, FwdMethod::FullNat);
+            ids.push(t.insert6(c, a, 0).unwrap());
+        }
+        // One VIP (v6() gives the local address the same one) and one
+        // server for ten connections.
+        assert_eq!(t.addrs6_pooled().0, 2);
+        for k in 0..3 {
+            let (c, a) = v6(100 + k, FwdMethod::Nat);
+            let i = t.insert6(c, a, 0).unwrap();
+            // NAT: the reply goes to the client, which is not pooled.
+            assert_eq!(t.get6(i), a);
+            assert_eq!(t.get6(i).laddr, a.caddr);
+            ids.push(i);
+        }
+        assert_eq!(t.addrs6_pooled().0, 2);
+        for i in ids {
+            t.remove(i);
+        }
+        assert_eq!(t.addrs6_pooled().0, 0, "the last connection gives them back");
+    }
+
+    #[test]
+    fn a_full_address_pool_refuses_and_leaks_nothing() {
+        let mut t = ConnTable::new_v6(POOL6_INITIAL + 16, 0);
+        let cap = t.addrs6_pooled().1;
+        assert_eq!(cap, POOL6_INITIAL);
+        // Every connection to a server of its own: the VIP and cap - 1
+        // servers fill the pool.
+        let with_server = |k: u16| {
+            let (c, mut a) = v6(k, FwdMethod::Nat);
+            a.daddr[12..14].copy_from_slice(&k.to_be_bytes());
+            (c, a)
+        };
+        for k in 0..(cap - 1) as u16 {
+            let (c, a) = with_server(k);
+            t.insert6(c, a, 0).unwrap();
+        }
+        let (c, a) = with_server(cap as u16);
+        assert_eq!(t.insert6(c, a, 0), Err(Refused6::AddrPoolFull));
+        assert_eq!(t.len(), cap - 1);
+        assert_eq!(t.addrs6_pooled().0, cap, "the VIP's reference given back");
+        // Room made at a snapshot change: it fits.
+        t.reserve_addrs6(cap + 1);
+        assert!(t.insert6(c, a, 0).is_ok());
     }
 }

@@ -22,7 +22,7 @@
 
 use super::*;
 use crate::conn::entry::{mapped, unmapped};
-use crate::conn::{Addrs6, Tuple6};
+use crate::conn::{Addrs6, Refused6, Tuple6};
 use crate::fwd::nat66::{self, L36};
 use crate::fwd::{icmp6, nat64, tun6};
 use crate::sched::fold_v6;
@@ -227,7 +227,7 @@ impl<P: Port> Core<P> {
             }
         };
         let c = *self.conns6.get(ci);
-        let a = *self.conns6.get6(ci);
+        let a = self.conns6.get6(ci);
         self.count_traffic(snap, c.dest_id, ip.info.total_len as u64, true);
         let len = ip.info.total_len;
         if let (FwdMethod::FullNat, Some(rip4)) = (c.fwd, unmapped(&a.daddr)) {
@@ -371,7 +371,7 @@ impl<P: Port> Core<P> {
             return self.drop_pkt(r, pkt);
         };
         let c = *self.conns6.get(ci);
-        let a = *self.conns6.get6(ci);
+        let a = self.conns6.get6(ci);
         // `ip6_forward` checks the hop limit before the FORWARD hook where
         // IPVS rewrites the reply: the server hears of it, quoting its own
         // packet, from the director's address on its link.
@@ -436,7 +436,7 @@ impl<P: Port> Core<P> {
             return self.drop_pkt(DropReason::NoConnection, pkt);
         };
         let c = *self.conns6.get(ci);
-        let a = *self.conns6.get6(ci);
+        let a = self.conns6.get6(ci);
         if fwd::nat::reply_ttl_expired(ip.info.ttl) {
             return self.drop_pkt(DropReason::TtlExceeded, pkt);
         }
@@ -670,9 +670,12 @@ impl<P: Port> Core<P> {
         }
         let ci = match self.conns6.insert6(c, a, now) {
             Ok(ci) => ci,
-            Err(_) => {
+            Err(e) => {
                 release(held);
-                return Err(DropReason::ConnTableFull);
+                return Err(match e {
+                    Refused6::Full => DropReason::ConnTableFull,
+                    Refused6::AddrPoolFull => DropReason::Addrs6PoolFull,
+                });
             }
         };
         dest.bind_conn(false);
@@ -1057,7 +1060,7 @@ impl<P: Port> Core<P> {
                     return self.drop_pkt(DropReason::IcmpUnmatched, pkt);
                 };
                 let c = *self.conns6.get(ci);
-                let a = *self.conns6.get6(ci);
+                let a = self.conns6.get6(ci);
                 self.conns6.touch(ci, now);
                 if let (Some(rip4), Some(lip4)) = (unmapped(&a.daddr), unmapped(&a.laddr)) {
                     return self.icmp6_to_v4(snap, pkt, &ip, &c, rip4, lip4, now);
@@ -1110,7 +1113,7 @@ impl<P: Port> Core<P> {
                     return self.drop_pkt(r, pkt);
                 };
                 let c = *self.conns6.get(ci);
-                let a = *self.conns6.get6(ci);
+                let a = self.conns6.get6(ci);
                 self.conns6.touch(ci, now);
                 let r = icmp6::from_server(&c, &a, fullnat);
                 icmp6::translate(pkt.data_mut(), l3, end, &q, &r);
@@ -1210,7 +1213,7 @@ impl<P: Port> Core<P> {
             return self.drop_pkt(DropReason::IcmpUnmatched, pkt);
         };
         let c = *self.conns6.get(ci);
-        let a = *self.conns6.get6(ci);
+        let a = self.conns6.get6(ci);
         self.conns6.touch(ci, now);
         let port = snap
             .routes6
