@@ -14,11 +14,14 @@ The kernel hands every local IP protocol 4 packet to the raw socket (after
 reassembly, so outer fragments work) and, since a raw socket took it, sends
 no "protocol unreachable".
 
-With --ipv6 it does the same for IPv6-in-IPv6 (next header 41, RFC 2473),
-which IPVS sends to IPv6 TUN real servers, for kernels without ip6_tunnel:
-an IPv6 raw socket hands over what follows the outer header, the inner
-IPv6 packet, which goes into the TUN device (the kernel tells the families
-apart by the version nibble).
+With --ipv6 it does the same for what IPVS tunnels to the servers of an
+IPv6 service, for kernels without ip6_tunnel and sit: IPv6-in-IPv6 (next
+header 41, RFC 2473), for which an IPv6 raw socket hands over what follows
+the outer header, the inner IPv6 packet; and IPv6-in-IPv4 (protocol 41,
+RFC 4213), to an IPv4 server of an IPv6 service, for which an IPv4 raw
+socket hands over the whole packet, outer header included. The inner
+packet goes into the TUN device (the kernel tells the families apart by
+the version nibble).
 
 usage: lab-ipip-decap.py [--ipv6] --dev tunl0 --ready FILE
 """
@@ -26,6 +29,7 @@ usage: lab-ipip-decap.py [--ipv6] --dev tunl0 --ready FILE
 import argparse
 import fcntl
 import os
+import select
 import socket
 import struct
 import sys
@@ -47,23 +51,33 @@ def main():
     tun = os.open("/dev/net/tun", os.O_RDWR)
     fcntl.ioctl(tun, TUNSETIFF, struct.pack("16sH", a.dev.encode(), IFF_TUN | IFF_NO_PI))
     if a.ipv6:
-        raw = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_IPV6)
-    else:
-        raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_IPIP)
+        six = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_IPV6)
+        six.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sit = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_IPV6)
+        sit.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        if a.ready:
+            with open(a.ready, "w") as f:
+                f.write("%d\n" % os.getpid())
+        while True:
+            for s in select.select([six, sit], [], [])[0]:
+                pkt = s.recv(65535)
+                if s is sit:
+                    # IPv4 raw sockets deliver the outer header too.
+                    if len(pkt) < 20 or pkt[0] >> 4 != 4:
+                        continue
+                    pkt = pkt[(pkt[0] & 0x0F) * 4:]
+                if len(pkt) >= 40 and pkt[0] >> 4 == 6:
+                    try:
+                        os.write(tun, pkt)
+                    except OSError:
+                        pass
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_IPIP)
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     if a.ready:
         with open(a.ready, "w") as f:
             f.write("%d\n" % os.getpid())
     while True:
         pkt = raw.recv(65535)
-        if a.ipv6:
-            # IPv6 raw sockets deliver the payload: here the inner packet.
-            if len(pkt) >= 40 and pkt[0] >> 4 == 6:
-                try:
-                    os.write(tun, pkt)
-                except OSError:
-                    pass
-            continue
         if len(pkt) < 20 or pkt[0] >> 4 != 4:
             continue
         inner = pkt[(pkt[0] & 0x0F) * 4:]

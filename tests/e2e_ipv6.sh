@@ -23,7 +23,9 @@
 #   tun      IPv6-in-IPv6 to the real servers, which decapsulate it in
 #            userspace (scripts/lab-ipip-decap.py --ipv6: this kernel has no
 #            ip6_tunnel) into a TUN device, VIP6 on lo, replies around the
-#            director by the router;
+#            director by the router; and a second VIP6 (::101) tunnelled to
+#            the lab's IPv4 addresses of the same servers, IPv6 in IPv4, as
+#            IPVS tunnels to a server of the other family;
 #
 # each: requests answered by every real server (rr), an 8 MiB download
 # intact, `ferrovsadm -Ln` and `-Lnc` in ipvsadm's IPv6 format, the
@@ -55,6 +57,7 @@ FPID=""
 HTTPD6_PIDS=""
 
 VIP6=2001:2::100
+VIP6B=2001:2::101
 CLIENT6=2001:2::10
 ROUTER6_A=2001:2::1
 ROUTER6_B=2001:2:0:1::1
@@ -138,6 +141,7 @@ lab_ipv6() {
         ip -n "${!ns}" addr add "${RS6[$i]}/64" dev "${!ifn}" nodad
         ip -n "${!ns}" -6 route add default via "$gw"
         case $mode in dr | tun) ip -n "${!ns}" addr add "$VIP6/128" dev lo nodad ;; esac
+        [ "$mode" = tun ] && ip -n "${!ns}" addr add "$VIP6B/128" dev lo nodad
         if [ "$mode" = tun ]; then
             ip -n "${!ns}" tuntap add dev tun6l mode tun
             ipv6_on "${!ns}" tun6l
@@ -220,6 +224,20 @@ write_conf() {
         echo "    }"
     done
     echo "}"
+    if [ "$mode" = tun ]; then
+        # IPv6 in IPv4, to the servers' IPv4 addresses.
+        echo "virtual_server $VIP6B 80 {"
+        echo "    lb_algo rr"
+        echo "    lb_kind TUN"
+        echo "    protocol TCP"
+        for i in 1 2 3; do
+            local v4="FVS_RS${i}_IP"
+            echo "    real_server ${!v4} 80 {"
+            echo "        weight 1"
+            echo "    }"
+        done
+        echo "}"
+    fi
     if [ "$mode" = fullnat ]; then
         echo "virtual_server $VIP6 8080 {"
         echo "    lb_algo rr"
@@ -236,10 +254,10 @@ write_conf() {
     fi
 }
 
-# served PORT WHAT — requests from the client to VIP6:PORT: every real
-# server answers, a download arrives intact.
+# served PORT WHAT MIB [VIP] — requests from the client to VIP:PORT (VIP6
+# by default): every real server answers, a download arrives intact.
 served() {
-    local port=$1 what=$2 i got seen big sum
+    local port=$1 what=$2 i got seen big sum VIP6=${4:-$VIP6}
     seen=""
     for i in $(seq 9); do
         got=$(in_ns "$FVS_NS_CLIENT" curl -s -g --max-time 5 "http://[$VIP6]:$port/")
@@ -297,6 +315,13 @@ run_mode() {
     if [ "$mode" = fullnat ]; then
         # NAT64: the lab's IPv4 servers, their /big is the lab's.
         served 8080 "nat64" 8
+    fi
+    if [ "$mode" = tun ]; then
+        # IPv6 in IPv4: the same IPv6 HTTP servers, reached by their IPv4
+        # addresses.
+        served 80 "tun 6in4" 8 "$VIP6B"
+        check "tun 6in4: ferrovsadm -Ln lists IPv4 tunnel servers under the IPv6 VIP" \
+            grep -qE "^  -> 198\.18\.1\.11:80 +Tunnel +1 " <<<"$(adm -Ln)"
     fi
 
     local l

@@ -541,13 +541,14 @@ pub fn carried_key(k: &ServiceKey) -> bool {
 }
 
 /// Whether the dataplane forwards to a server of a service on `vaddr`: one
-/// of the service's family, or an IPv4 one behind an IPv6 VIP by FULLNAT
-/// (NAT64, as DPVS does it). keepalived also takes tunnelled servers of the
-/// other family (IPVS's IPIP to an IPv6 server), which the dataplane does
-/// not: such a service is refused.
+/// of the service's family; or an IPv4 one behind an IPv6 VIP, by FULLNAT
+/// (NAT64, as DPVS does it) or by TUN (IPv6 in IPv4, as IPVS tunnels to a
+/// server of the other family). IPVS's other mixed case, an IPv4 VIP's
+/// tunnel to an IPv6 server (IPv4 in IPv6), the dataplane does not do:
+/// such a service is refused.
 pub fn carried_dest(vaddr: &IpAddr, d: &ferrovs_config::ipvs::Dest) -> bool {
     d.addr.is_ipv6() == vaddr.is_ipv6()
-        || (d.fwd == Fwd::FullNat && vaddr.is_ipv6() && d.addr.is_ipv4())
+        || (matches!(d.fwd, Fwd::FullNat | Fwd::Tunnel) && vaddr.is_ipv6() && d.addr.is_ipv4())
 }
 
 /// What the dataplane refuses in a service it carries, checked before
@@ -639,7 +640,20 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_services_take_servers_of_their_family_but_nat64() {
+    fn ipv4_services_do_not_tunnel_to_ipv6_servers() {
+        // IPVS does (IPv4 in IPv6); the dataplane does not: refused, not
+        // silently dropped.
+        let mut s = CfgService::new(ServiceKey::Addr {
+            proto: Protocol::Tcp,
+            addr: "198.18.0.100".parse().unwrap(),
+            port: 80,
+        });
+        s.dests = vec![dest("2001:2:0:1::1", Fwd::Tunnel)];
+        assert_eq!(check_service(&s, &[]), Err(Unforwardable::Family));
+    }
+
+    #[test]
+    fn ipv6_services_take_servers_of_their_family_but_nat64_and_tunnels() {
         let v4l: Vec<IpAddr> = vec!["198.18.1.100".parse().unwrap()];
         let v6l: Vec<IpAddr> = vec!["2001:2:0:1::100".parse().unwrap()];
         for f in [Fwd::Route, Fwd::Masq, Fwd::Tunnel] {
@@ -647,12 +661,19 @@ mod tests {
                 check_service(&svc6(vec![dest("2001:2:0:1::1", f)]), &[]),
                 Ok(())
             );
+        }
+        for f in [Fwd::Route, Fwd::Masq] {
             assert_eq!(
                 check_service(&svc6(vec![dest("198.18.1.1", f)]), &[]),
                 Err(Unforwardable::Family),
                 "{f:?} to an IPv4 server"
             );
         }
+        // IPv6 in IPv4 to a tunnel server, as IPVS does.
+        assert_eq!(
+            check_service(&svc6(vec![dest("198.18.1.1", Fwd::Tunnel)]), &[]),
+            Ok(())
+        );
         // FULLNAT66 needs IPv6 local addresses, NAT64 IPv4 ones.
         let full6 = svc6(vec![dest("2001:2:0:1::1", Fwd::FullNat)]);
         assert!(matches!(

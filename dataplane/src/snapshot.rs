@@ -318,8 +318,8 @@ pub enum BuildError {
     /// FULLNAT servers of an IPv6 service without local addresses of their
     /// family (IPv6 ones for IPv6 servers, IPv4 ones for NAT64).
     FullNatWithoutLaddr6(Proto, Ipv6Addr, u16),
-    /// An IPv4 real server behind an IPv6 VIP that is not FULLNAT: only
-    /// NAT64 in FULLNAT translates between the families.
+    /// An IPv4 real server behind an IPv6 VIP that is neither FULLNAT
+    /// (NAT64 translates between the families) nor TUN (IPv6 in IPv4).
     Ipv4ServerNotFullNat(Proto, Ipv6Addr, u16),
     /// More ports than a handover ring's word carries
     /// ([`MAX_PORTS`]).
@@ -362,7 +362,7 @@ impl std::fmt::Display for BuildError {
             ),
             BuildError::Ipv4ServerNotFullNat(p, a, port) => write!(
                 f,
-                "service {} [{a}]:{port}: an IPv4 real server behind an IPv6 VIP needs FULLNAT (NAT64)",
+                "service {} [{a}]:{port}: an IPv4 real server behind an IPv6 VIP needs FULLNAT (NAT64) or TUN",
                 p.name()
             ),
         }
@@ -614,6 +614,9 @@ impl SnapshotBuilder {
             }
             for (d, a) in svc.dests.iter().zip(&svc.addrs) {
                 let laddrs_ok = match a {
+                    // IPVS tunnels to a server of the other family
+                    // (`ip_vs_tunnel_xmit`: IPv6 in IPv4, protocol 41).
+                    IpAddr::V4(_) if d.fwd == FwdMethod::Tun => true,
                     IpAddr::V4(_) if d.fwd != FwdMethod::FullNat => {
                         return Err(BuildError::Ipv4ServerNotFullNat(
                             svc.proto, svc.vaddr, svc.vport,

@@ -578,6 +578,64 @@ fn tun6_wraps_in_ipv6_and_answers_too_big() {
 }
 
 #[test]
+fn tun_to_an_ipv4_server_wraps_ipv6_in_ipv4_and_answers_too_big() {
+    // IPVS tunnels to a server of the other family (ip_vs_tunnel_xmit,
+    // protocol 41): an IPv6 VIP, an IPv4 TUN server.
+    let mut svc = Svc6::new(FwdMethod::Tun);
+    svc.nat64 = true; // IPv4 servers
+    svc.mtu1 = 1400;
+    let mut lab = Lab6::new(svc, 2);
+    let syn = tcp6(
+        CLIENT_MAC, DIR0_MAC, CLIENT6, 40000, VIP6, 80, 64, "S", b"x",
+    );
+    let out = lab.send(1, 0, &syn, 1);
+    assert_eq!(out.len(), 1);
+    let f = &out[0];
+    assert_eq!(&f[0..6], &rs_mac(0));
+    assert_eq!(&f[6..12], &DIR1_MAC);
+    assert_eq!(&f[12..14], &[0x08, 0x00], "an IPv4 frame");
+    // The outer header, checked by etherparse (checksum from scratch).
+    let (h, inner) = etherparse::Ipv4Header::from_slice(&f[14..]).unwrap();
+    assert_eq!(h.header_checksum, h.calc_header_checksum());
+    assert_eq!(h.protocol, etherparse::IpNumber(41));
+    assert_eq!(h.source, DIR1_IP);
+    assert_eq!(h.destination, RS4[0]);
+    assert_eq!(h.time_to_live, 63, "the inner hop limit, already lowered");
+    assert!(!h.dont_fragment, "DF clear for an IPv6 inner packet, as IPVS");
+    assert_eq!(h.total_len as usize, 20 + syn.len() - 14);
+    assert_eq!(inner, &hop6(&syn)[14..], "the client's packet, one hop lower");
+    // 1381 bytes of IPv6 need 1401 in the tunnel: Packet Too Big for 1380.
+    let big = tcp6(
+        CLIENT_MAC,
+        DIR0_MAC,
+        CLIENT6,
+        40000,
+        VIP6,
+        80,
+        64,
+        "A",
+        &vec![7u8; 1381 - 60],
+    );
+    assert!(lab.send(1, 0, &big, 1).is_empty());
+    let back: Vec<_> = (0..2).flat_map(|w| lab.take(w, 0)).collect();
+    assert_eq!(back.len(), 1);
+    assert_checksums6(&back[0]);
+    let p = SlicedPacket::from_ethernet(&back[0]).unwrap();
+    let Some(TransportSlice::Icmpv6(i)) = &p.transport else {
+        panic!()
+    };
+    assert_eq!(i.icmp_type(), Icmpv6Type::PacketTooBig { mtu: 1380 });
+    assert_eq!(lab.dropped(DropReason::TooBig), 1);
+    // The director still does not take an IPv4 server in other modes.
+    for fwd in [FwdMethod::Dr, FwdMethod::Nat] {
+        let mut svc = Svc6::new(fwd);
+        svc.nat64 = true;
+        let r = std::panic::catch_unwind(|| snapshot(1, &svc));
+        assert!(r.is_err(), "{fwd:?} to an IPv4 server is refused");
+    }
+}
+
+#[test]
 fn nat64_flow_ipv6_client_ipv4_server_with_hand_over() {
     let mut svc = Svc6::new(FwdMethod::FullNat);
     svc.nat64 = true;

@@ -60,6 +60,36 @@ pub fn encap_in_place(frame: &mut [u8], l2_len: usize, id: u16, src: [u8; 4], ds
     );
 }
 
+/// IPv6 in IPv4 (protocol 41, RFC 4213 §3.5), for an IPv6 service's IPv4
+/// tunnel server, as IPVS's `ip_vs_tunnel_xmit` sends it to a server of
+/// the other family. `frame` has grown by [`OVERHEAD`] bytes at the front;
+/// the old layer-2 header (`l2_len` bytes, ethertype IPv6) sits after that
+/// gap and is moved to the front with the ethertype IPv4. The outer TTL is
+/// the inner hop limit, already lowered, and DF is clear as IPVS leaves it
+/// for an IPv6 inner packet (`ip_vs_prepare_tunneled_skb`); the caller
+/// never sends one that needs fragments (IPv6 is not fragmented on the
+/// way, RFC 8200 §5: it answers Packet Too Big instead).
+pub fn encap_6in4_in_place(frame: &mut [u8], l2_len: usize, id: u16, src: [u8; 4], dst: [u8; 4]) {
+    frame.copy_within(OVERHEAD..OVERHEAD + l2_len, 0);
+    frame[l2_len - 2..l2_len].copy_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
+    let inner = l2_len + OVERHEAD;
+    let inner_len = frame.len() - inner;
+    let hop_limit = frame[inner + 7];
+    ipv4::write_header(
+        &mut frame[l2_len..],
+        (inner_len + OVERHEAD) as u16,
+        id,
+        0,
+        hop_limit,
+        PROTO_IPV6,
+        src,
+        dst,
+    );
+}
+
+/// IPv6 encapsulated in IPv4 (RFC 4213).
+pub const PROTO_IPV6: u8 = 41;
+
 /// Payload bytes per outer fragment: what fits the MTU, in 8-byte units.
 #[inline]
 pub fn fragment_payload(mtu: u16) -> usize {

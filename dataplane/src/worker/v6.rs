@@ -24,7 +24,7 @@ use super::*;
 use crate::conn::entry::{mapped, unmapped};
 use crate::conn::{Addrs6, Refused6, Tuple6};
 use crate::fwd::nat66::{self, L36};
-use crate::fwd::{icmp6, nat64, tun6};
+use crate::fwd::{icmp6, nat64, tun, tun6};
 use crate::sched::fold_v6;
 use crate::wire::{icmpv6, ipv6, ndp};
 use std::net::{IpAddr, Ipv6Addr};
@@ -241,6 +241,9 @@ impl<P: Port> Core<P> {
             return self.time_exceeded6(snap, pkt, &ip, a.vaddr, now);
         }
         ipv6::dec_hop_limit(&mut pkt.data_mut()[o.l3..]);
+        if let (FwdMethod::Tun, Some(rip4)) = (c.fwd, unmapped(&a.daddr)) {
+            return self.tunnel_6in4(snap, pkt, &ip, o.end, a.vaddr, rip4, now);
+        }
         // What the packet needs on the real server's link.
         let (need, tun) = match c.fwd {
             FwdMethod::Tun => (len + tun6::OVERHEAD, true),
@@ -276,6 +279,43 @@ impl<P: Port> Core<P> {
             tun6::encap_in_place(pkt.data_mut(), o.l3, src.octets(), a.daddr);
         }
         self.send6(snap, pkt, a.daddr, now);
+    }
+
+    /// TUN to an IPv4 server behind an IPv6 VIP: the packet (up to `end`,
+    /// without padding) in an IPv4 header, protocol 41, as IPVS tunnels to
+    /// a server of the other family; one that would not fit the server's
+    /// link once wrapped is answered with Packet Too Big from `from` for
+    /// the MTU the tunnel leaves (IPv6 is never fragmented on the way).
+    #[allow(clippy::too_many_arguments)]
+    fn tunnel_6in4(
+        &mut self,
+        snap: &Snapshot,
+        mut pkt: P::Pkt,
+        ip: &Ip6,
+        end: usize,
+        from: [u8; 16],
+        rip4: [u8; 4],
+        now: u64,
+    ) {
+        let l3 = ip.l2.l3_offset;
+        let Some(nh) = snap.routes.lookup(std::net::Ipv4Addr::from(rip4)) else {
+            return self.drop_pkt(DropReason::NoRoute, pkt);
+        };
+        let mtu = snap.ports.get(nh.port as usize).map_or(0, |p| p.mtu) as usize;
+        if end - l3 + tun::OVERHEAD > mtu {
+            let room = mtu.saturating_sub(tun::OVERHEAD) as u32;
+            return self.too_big6(snap, pkt, ip, from, room, now);
+        }
+        let Some(src) = snap.port_addr(nh.port) else {
+            return self.drop_pkt(DropReason::NoRoute, pkt);
+        };
+        pkt.set_len(end);
+        if !pkt.prepend(tun::OVERHEAD) {
+            return self.drop_pkt(DropReason::NoBuffer, pkt);
+        }
+        let id = self.ip_ids.fresh();
+        tun::encap_6in4_in_place(pkt.data_mut(), l3, id, src.octets(), rip4);
+        self.send(snap, pkt, rip4, now);
     }
 
     /// NAT64, client → IPv4 real server: translated (RFC 7915 §5.1, the
@@ -1071,6 +1111,11 @@ impl<P: Port> Core<P> {
                         icmp6::translate(pkt.data_mut(), l3, end, &q, &r);
                         pkt.set_len(end);
                         self.send6(snap, pkt, a.daddr, now);
+                    }
+                    None if unmapped(&a.daddr).is_some() => {
+                        // TUN to an IPv4 server: IPv6 in IPv4.
+                        let rip4 = unmapped(&a.daddr).unwrap_or_default();
+                        self.tunnel_6in4(snap, pkt, &ip, end, a.vaddr, rip4, now);
                     }
                     None => {
                         // TUN: tunnelled to the server as it is.
