@@ -19,7 +19,8 @@ IPv6 service, for kernels without ip6_tunnel and sit: IPv6-in-IPv6 (next
 header 41, RFC 2473), for which an IPv6 raw socket hands over what follows
 the outer header, the inner IPv6 packet; and IPv6-in-IPv4 (protocol 41,
 RFC 4213), to an IPv4 server of an IPv6 service, for which an IPv4 raw
-socket hands over the whole packet, outer header included. The inner
+socket hands over the whole packet, outer header included; and, for an
+IPv4 service's IPv6 server, IPv4-in-IPv6 (next header 4). The inner
 packet goes into the TUN device (the kernel tells the families apart by
 the version nibble).
 
@@ -55,18 +56,25 @@ def main():
         six.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         sit = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_IPV6)
         sit.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        four = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_IPIP)
+        four.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         if a.ready:
             with open(a.ready, "w") as f:
                 f.write("%d\n" % os.getpid())
         while True:
-            for s in select.select([six, sit], [], [])[0]:
+            for s in select.select([six, sit, four], [], [])[0]:
                 pkt = s.recv(65535)
                 if s is sit:
                     # IPv4 raw sockets deliver the outer header too.
                     if len(pkt) < 20 or pkt[0] >> 4 != 4:
                         continue
                     pkt = pkt[(pkt[0] & 0x0F) * 4:]
-                if len(pkt) >= 40 and pkt[0] >> 4 == 6:
+                if s is four and len(pkt) >= 20 and pkt[0] >> 4 == 4:
+                    try:
+                        os.write(tun, pkt)
+                    except OSError:
+                        pass
+                elif len(pkt) >= 40 and pkt[0] >> 4 == 6:
                     try:
                         os.write(tun, pkt)
                     except OSError:

@@ -25,7 +25,8 @@
 #            ip6_tunnel) into a TUN device, VIP6 on lo, replies around the
 #            director by the router; and a second VIP6 (::101) tunnelled to
 #            the lab's IPv4 addresses of the same servers, IPv6 in IPv4, as
-#            IPVS tunnels to a server of the other family;
+#            IPVS tunnels to a server of the other family, and the IPv4 VIP
+#            tunnelled to their IPv6 addresses (IPv4 in IPv6);
 #
 # each: requests answered by every real server (rr), an 8 MiB download
 # intact, `ferrovsadm -Ln` and `-Lnc` in ipvsadm's IPv6 format, the
@@ -145,6 +146,7 @@ lab_ipv6() {
         if [ "$mode" = tun ]; then
             ip -n "${!ns}" tuntap add dev tun6l mode tun
             ipv6_on "${!ns}" tun6l
+            in_ns "${!ns}" sysctl -q -w net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.tun6l.rp_filter=0
             ip -n "${!ns}" link set tun6l up
             in_ns "${!ns}" setsid python3 "$DECAP" --ipv6 --dev tun6l --ready "$WORK/decap$i.ready" \
                 </dev/null >"$WORK/decap$i.log" 2>&1 &
@@ -237,6 +239,17 @@ write_conf() {
             echo "    }"
         done
         echo "}"
+        # IPv4 in IPv6: the lab's IPv4 VIP to the servers' IPv6 addresses.
+        echo "virtual_server $FVS_VIP 80 {"
+        echo "    lb_algo rr"
+        echo "    lb_kind TUN"
+        echo "    protocol TCP"
+        for i in 1 2 3; do
+            echo "    real_server ${RS6[$i]} 80 {"
+            echo "        weight 1"
+            echo "    }"
+        done
+        echo "}"
     fi
     if [ "$mode" = fullnat ]; then
         echo "virtual_server $VIP6 8080 {"
@@ -257,16 +270,18 @@ write_conf() {
 # served PORT WHAT MIB [VIP] — requests from the client to VIP:PORT (VIP6
 # by default): every real server answers, a download arrives intact.
 served() {
-    local port=$1 what=$2 i got seen big sum VIP6=${4:-$VIP6}
+    local port=$1 what=$2 i got seen big sum VIP6=${4:-$VIP6} host
+    host=$VIP6
+    [[ $VIP6 == *:* ]] && host="[$VIP6]"
     seen=""
     for i in $(seq 9); do
-        got=$(in_ns "$FVS_NS_CLIENT" curl -s -g --max-time 5 "http://[$VIP6]:$port/")
+        got=$(in_ns "$FVS_NS_CLIENT" curl -s -g --max-time 5 "http://$host:$port/")
         [[ $got =~ ^rs[123]$ ]] && seen="$seen $got"
     done
     check "$what: 9 of 9 requests to [$VIP6]:$port answered, by every real server ($seen)" \
         [ "$(echo "$seen" | wc -w)" -eq 9 ] && [ "$(echo "$seen" | tr ' ' '\n' | sort -u | grep -c rs)" -eq 3 ]
     big=$WORK/big.$port
-    in_ns "$FVS_NS_CLIENT" curl -s -g --max-time 30 -o "$big" "http://[$VIP6]:$port/big"
+    in_ns "$FVS_NS_CLIENT" curl -s -g --max-time 30 -o "$big" "http://$host:$port/big"
     sum=$(sha256sum <"$big" | cut -d' ' -f1)
     check "$what: a download through [$VIP6]:$port arrived intact ($(stat -c %s "$big") bytes)" \
         [ "$sum" = "$(python3 "$HTTPD" --big-sha256 --big-mib "$3")" ]
@@ -322,6 +337,12 @@ run_mode() {
         served 80 "tun 6in4" 8 "$VIP6B"
         check "tun 6in4: ferrovsadm -Ln lists IPv4 tunnel servers under the IPv6 VIP" \
             grep -qE "^  -> 198\.18\.1\.11:80 +Tunnel +1 " <<<"$(adm -Ln)"
+        # IPv4 in IPv6: the IPv4 VIP's servers are the IPv6 addresses.
+        served 80 "tun 4in6" 8 "$FVS_VIP"
+        check "tun 4in6: ferrovsadm -Ln lists IPv6 tunnel servers under the IPv4 VIP" \
+            grep -qE "^  -> \[2001:2:0:1::11\]:80 +Tunnel +1 " <<<"$(adm -Ln)"
+        check "tun 4in6: ferrovsadm -Lnc lists the IPv4 client's connection to an IPv6 server" \
+            grep -qE "^TCP .* 198\.18\.0\.10:[0-9]+ +198\.18\.0\.100:80 +\[2001:2:0:1::1[123]\]:80" <<<"$(adm -Lnc)"
     fi
 
     local l
@@ -348,7 +369,11 @@ run_mode() {
     teardown
 }
 
-listed() { adm -Ln | grep -qF -- "-> [$1]:80 "; }
+# listed RS6 — whether the service [VIP6]:80 lists the server.
+listed() {
+    adm -Ln | awk -v svc="[$VIP6]:80" '$1 ~ /^(TCP|UDP)$/ {in_svc = ($2 == svc)} in_svc' |
+        grep -qF -- "-> [$1]:80 "
+}
 gone() { ! listed "$1"; }
 both_listed() { listed "$1" && listed "$2"; }
 wait_until() {

@@ -218,7 +218,19 @@ impl IpvsState {
                         Some(i) => self.draining.swap_remove(i).dest.shared,
                         None => {
                             self.next_id += 1;
-                            DestShared::new(self.next_id, self.workers)
+                            // An IPv4 service's IPv6 server: the tunnel's
+                            // address rides with its identity.
+                            let tunnel6 = match (&s.key, d.addr) {
+                                (
+                                    ServiceKey::Addr {
+                                        addr: IpAddr::V4(_),
+                                        ..
+                                    },
+                                    IpAddr::V6(a),
+                                ) => Some(a),
+                                _ => None,
+                            };
+                            DestShared::with_tunnel6(self.next_id, self.workers, tunnel6)
                         }
                     },
                 };
@@ -338,7 +350,13 @@ impl IpvsState {
                 .ok_or(Unforwardable::ServiceWithoutId)?;
             let mut dests = Vec::with_capacity(s.dests.len());
             for d in &s.dests {
-                let IpAddr::V4(addr) = d.addr else { continue };
+                // An IPv6 server (a tunnel, checked above) stands in the
+                // IPv4 tables as its folded address; its own is in
+                // `DestShared::tunnel6`.
+                let addr = match d.addr {
+                    IpAddr::V4(a) => a,
+                    IpAddr::V6(a) => ferrovs_dataplane::sched::fold_v6(&a.octets()),
+                };
                 let shared = self
                     .dest_shared
                     .get(&(s.key.clone(), d.addr, d.port))
@@ -543,12 +561,12 @@ pub fn carried_key(k: &ServiceKey) -> bool {
 /// Whether the dataplane forwards to a server of a service on `vaddr`: one
 /// of the service's family; or an IPv4 one behind an IPv6 VIP, by FULLNAT
 /// (NAT64, as DPVS does it) or by TUN (IPv6 in IPv4, as IPVS tunnels to a
-/// server of the other family). IPVS's other mixed case, an IPv4 VIP's
-/// tunnel to an IPv6 server (IPv4 in IPv6), the dataplane does not do:
-/// such a service is refused.
+/// server of the other family); or an IPv6 one behind an IPv4 VIP by TUN
+/// (IPv4 in IPv6, IPVS's other mixed case).
 pub fn carried_dest(vaddr: &IpAddr, d: &ferrovs_config::ipvs::Dest) -> bool {
     d.addr.is_ipv6() == vaddr.is_ipv6()
-        || (matches!(d.fwd, Fwd::FullNat | Fwd::Tunnel) && vaddr.is_ipv6() && d.addr.is_ipv4())
+        || d.fwd == Fwd::Tunnel
+        || (d.fwd == Fwd::FullNat && vaddr.is_ipv6() && d.addr.is_ipv4())
 }
 
 /// What the dataplane refuses in a service it carries, checked before
@@ -640,16 +658,19 @@ mod tests {
     }
 
     #[test]
-    fn ipv4_services_do_not_tunnel_to_ipv6_servers() {
-        // IPVS does (IPv4 in IPv6); the dataplane does not: refused, not
-        // silently dropped.
+    fn ipv4_services_tunnel_to_ipv6_servers_only() {
+        // IPVS's IPv4 in IPv6: TUN only.
         let mut s = CfgService::new(ServiceKey::Addr {
             proto: Protocol::Tcp,
             addr: "198.18.0.100".parse().unwrap(),
             port: 80,
         });
         s.dests = vec![dest("2001:2:0:1::1", Fwd::Tunnel)];
-        assert_eq!(check_service(&s, &[]), Err(Unforwardable::Family));
+        assert_eq!(check_service(&s, &[]), Ok(()));
+        for f in [Fwd::Route, Fwd::Masq, Fwd::FullNat] {
+            s.dests = vec![dest("2001:2:0:1::1", f)];
+            assert_eq!(check_service(&s, &[]), Err(Unforwardable::Family), "{f:?}");
+        }
     }
 
     #[test]

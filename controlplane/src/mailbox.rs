@@ -88,7 +88,7 @@ impl ConnsQuery {
                 state: c.state.to_string(),
                 client: (IpAddr::V4(c.client.0), c.client.1),
                 virt: (IpAddr::V4(c.virt.0), c.virt.1),
-                dest: (IpAddr::V4(c.dest.0), c.dest.1),
+                dest: c.dest,
                 pe: None,
             })
             .collect();

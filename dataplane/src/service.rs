@@ -87,10 +87,19 @@ pub struct DestShared {
     /// lower one.
     overloaded: AtomicBool,
     pub stats: PerWorker<TrafficCounters>,
+    /// An IPv4 service's TUN server that is IPv6 (IPVS's IPv4-in-IPv6
+    /// tunnel to a server of the other family): its address, which the
+    /// 4-byte `Dest::addr` and `Conn::daddr` only stand for (folded).
+    pub tunnel6: Option<Ipv6Addr>,
 }
 
 impl DestShared {
     pub fn new(id: DestId, workers: usize) -> Arc<DestShared> {
+        Self::with_tunnel6(id, workers, None)
+    }
+
+    /// A server reached as [`DestShared::tunnel6`] says.
+    pub fn with_tunnel6(id: DestId, workers: usize, tunnel6: Option<Ipv6Addr>) -> Arc<DestShared> {
         Arc::new(DestShared {
             id,
             activeconns: AtomicU32::new(0),
@@ -98,6 +107,7 @@ impl DestShared {
             persistconns: AtomicU32::new(0),
             overloaded: AtomicBool::new(false),
             stats: PerWorker::new(workers),
+            tunnel6,
         })
     }
     #[inline]

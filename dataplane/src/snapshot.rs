@@ -321,6 +321,8 @@ pub enum BuildError {
     /// An IPv4 real server behind an IPv6 VIP that is neither FULLNAT
     /// (NAT64 translates between the families) nor TUN (IPv6 in IPv4).
     Ipv4ServerNotFullNat(Proto, Ipv6Addr, u16),
+    /// An IPv6 real server behind an IPv4 VIP that is not TUN.
+    Ipv6ServerNotTun(Proto, Ipv4Addr, u16),
     /// More ports than a handover ring's word carries
     /// ([`MAX_PORTS`]).
     TooManyPorts(usize),
@@ -344,6 +346,11 @@ impl std::fmt::Display for BuildError {
                 )
             }
             BuildError::DuplicateDestId(id) => write!(f, "real server id {id} used twice"),
+            BuildError::Ipv6ServerNotTun(p, a, port) => write!(
+                f,
+                "service {} {a}:{port}: an IPv6 real server behind an IPv4 VIP needs TUN",
+                p.name()
+            ),
             BuildError::TooManyPorts(n) => {
                 write!(f, "{n} interfaces: at most {MAX_PORTS} are supported")
             }
@@ -556,6 +563,13 @@ impl SnapshotBuilder {
                 let id = d.shared.id as usize;
                 if !seen_ids.insert(id) {
                     return Err(BuildError::DuplicateDestId(id as DestId));
+                }
+                // An IPv6 server of an IPv4 service is reached by tunnel
+                // only (IPVS's rule for servers of the other family).
+                if d.shared.tunnel6.is_some() && d.fwd != FwdMethod::Tun {
+                    return Err(BuildError::Ipv6ServerNotTun(
+                        svc.proto, svc.vaddr, svc.vport,
+                    ));
                 }
                 if s.dests.len() <= id {
                     s.dests.resize(id + 1, None);

@@ -88,7 +88,8 @@ pub struct ConnView {
     pub expires_s: u32,
     pub client: (Ipv4Addr, u16),
     pub virt: (Ipv4Addr, u16),
-    pub dest: (Ipv4Addr, u16),
+    /// IPv6 for an IPv4 service's tunnel to an IPv6 server.
+    pub dest: (std::net::IpAddr, u16),
     pub fwd: FwdMethod,
 }
 
@@ -354,6 +355,16 @@ fn release_conn(snap: &Snapshot, c: &Conn, now_s: u32, abandon: bool) {
             snap.templates.release(c.tmpl, now_s);
         }
     }
+}
+
+/// The IPv6 address of a TUN connection's server when it is one (an IPv4
+/// service tunnelling to a server of the other family): only TUN
+/// connections ask, and the server's entry is an index away.
+#[inline]
+fn tunnel6(snap: &Snapshot, c: &Conn) -> Option<[u8; 16]> {
+    snap.dest(c.dest_id)
+        .and_then(|e| e.dest.shared.tunnel6)
+        .map(|a| a.octets())
 }
 
 /// IPVS's `conn_reuse_mode` 1 (`is_new_conn_expected`): a SYN that finds
@@ -1270,7 +1281,18 @@ impl<P: Port> Core<P> {
                 fwd::fullnat::inbound(pkt.data_mut(), o, c.laddr, c.lport, c.daddr, c.dport)
             }
             FwdMethod::Tun => {
-                return fwd::tun::transmit(self, snap, pkt, ip.l2.l3_offset, &ip.info, c.daddr, now)
+                if let Some(rip6) = tunnel6(snap, &c) {
+                    return self.tunnel_4in6(snap, pkt, &ip, true, rip6, now);
+                }
+                return fwd::tun::transmit(
+                    self,
+                    snap,
+                    pkt,
+                    ip.l2.l3_offset,
+                    &ip.info,
+                    c.daddr,
+                    now,
+                );
             }
         }
         self.send(snap, pkt, c.daddr, now);
@@ -2436,6 +2458,9 @@ impl<P: Port> Core<P> {
                 ipv4::dec_ttl(&mut pkt.data_mut()[l3..]);
                 let Some(r) = fwd::icmp::from_client(&c) else {
                     self.ctr().icmp_translated.inc();
+                    if let Some(rip6) = tunnel6(snap, &c) {
+                        return self.tunnel_4in6(snap, pkt, &ip, false, rip6, now);
+                    }
                     return fwd::tun::transmit(self, snap, pkt, l3, &ip.info, c.daddr, now);
                 };
                 fwd::icmp::translate(pkt.data_mut(), l3, end, &q, &r);
@@ -2565,7 +2590,12 @@ impl<P: Port> Core<P> {
                             expires_s: self.conns.remaining_ms(i, now).div_ceil(1000) as u32,
                             client: (Ipv4Addr::from(c.caddr), c.cport),
                             virt: (Ipv4Addr::from(c.vaddr), c.vport),
-                            dest: (Ipv4Addr::from(c.daddr), c.dport),
+                            dest: (
+                                tunnel6(snap, c).map_or(Ipv4Addr::from(c.daddr).into(), |a| {
+                                    std::net::Ipv6Addr::from(a).into()
+                                }),
+                                c.dport,
+                            ),
                             fwd: c.fwd,
                         })
                         .collect();

@@ -13,7 +13,7 @@ use ferrovs_dataplane::port::memory::{MemPacket, MemPort};
 use ferrovs_dataplane::route::Route;
 use ferrovs_dataplane::sched::{SchedFlags, SchedKind};
 use ferrovs_dataplane::service::{
-    DestShared, FwdMethod, Persistence6, Proto, RealServer6, Service6, ServiceShared,
+    Dest, DestShared, FwdMethod, Persistence6, Proto, RealServer6, Service, Service6, ServiceShared,
 };
 use ferrovs_dataplane::snapshot::{PortConf, Snapshot, SnapshotBuilder};
 use ferrovs_dataplane::wire::{ndp, Mac};
@@ -41,6 +41,8 @@ const RS6: [A6; 3] = [a6(1, 0x11), a6(1, 0x12), a6(1, 0x13)];
 const DIR1_IP: [u8; 4] = [198, 18, 1, 1];
 const RS4: [[u8; 4]; 3] = [[198, 18, 1, 11], [198, 18, 1, 12], [198, 18, 1, 13]];
 const LADDR4: [u8; 4] = [198, 18, 1, 100];
+const VIP4: [u8; 4] = [198, 18, 0, 100];
+const CLIENT4: [u8; 4] = [198, 18, 0, 2];
 
 struct Lab6 {
     shared: Arc<Shared<MemPacket>>,
@@ -59,6 +61,9 @@ struct Svc6 {
     sched: SchedKind,
     persistence: Option<Persistence6>,
     mtu1: u16,
+    /// Also an IPv4 service, VIP4:80, tunnelled to the IPv6 servers (IPv4
+    /// in IPv6).
+    tun4in6: bool,
 }
 
 impl Svc6 {
@@ -72,6 +77,7 @@ impl Svc6 {
             sched: SchedKind::Rr,
             persistence: None,
             mtu1: 1500,
+            tun4in6: false,
         }
     }
 }
@@ -131,6 +137,38 @@ fn snapshot(nworkers: usize, svc: &Svc6) -> Snapshot {
         laddrs,
         ServiceShared::new(1, nworkers),
     ));
+    if svc.tun4in6 {
+        let dests: Vec<Dest> = (0..svc.servers)
+            .map(|i| Dest {
+                addr: ferrovs_dataplane::sched::fold_v6(&RS6[i]),
+                port: 80,
+                weight: 1,
+                fwd: FwdMethod::Tun,
+                u_threshold: 0,
+                l_threshold: 0,
+                shared: DestShared::with_tunnel6(
+                    100 + i as u32,
+                    nworkers,
+                    Some(Ipv6Addr::from(RS6[i])),
+                ),
+            })
+            .collect();
+        b.service(Service {
+            proto: Proto::Tcp,
+            vaddr: Ipv4Addr::from(VIP4),
+            vport: 80,
+            sched: ferrovs_dataplane::sched::Scheduler::new(
+                SchedKind::Rr,
+                SchedFlags::default(),
+                &dests,
+            ),
+            persistence: None,
+            dests,
+            laddrs: vec![],
+            synproxy: false,
+            shared: ServiceShared::new(2, nworkers),
+        });
+    }
     b.build().unwrap()
 }
 
@@ -601,9 +639,16 @@ fn tun_to_an_ipv4_server_wraps_ipv6_in_ipv4_and_answers_too_big() {
     assert_eq!(h.source, DIR1_IP);
     assert_eq!(h.destination, RS4[0]);
     assert_eq!(h.time_to_live, 63, "the inner hop limit, already lowered");
-    assert!(!h.dont_fragment, "DF clear for an IPv6 inner packet, as IPVS");
+    assert!(
+        !h.dont_fragment,
+        "DF clear for an IPv6 inner packet, as IPVS"
+    );
     assert_eq!(h.total_len as usize, 20 + syn.len() - 14);
-    assert_eq!(inner, &hop6(&syn)[14..], "the client's packet, one hop lower");
+    assert_eq!(
+        inner,
+        &hop6(&syn)[14..],
+        "the client's packet, one hop lower"
+    );
     // 1381 bytes of IPv6 need 1401 in the tunnel: Packet Too Big for 1380.
     let big = tcp6(
         CLIENT_MAC,
@@ -633,6 +678,80 @@ fn tun_to_an_ipv4_server_wraps_ipv6_in_ipv4_and_answers_too_big() {
         let r = std::panic::catch_unwind(|| snapshot(1, &svc));
         assert!(r.is_err(), "{fwd:?} to an IPv4 server is refused");
     }
+}
+
+#[test]
+fn tun_to_an_ipv6_server_wraps_ipv4_in_ipv6() {
+    // IPVS's other mixed-family tunnel: an IPv4 VIP, IPv6 TUN servers.
+    let mut svc = Svc6::new(FwdMethod::Tun);
+    svc.tun4in6 = true;
+    svc.mtu1 = 1400;
+    let mut lab = Lab6::new(svc, 2);
+    // The IPv4 client's MAC, for the ICMP error below.
+    lab.inject(
+        0,
+        0,
+        &arp_reply(CLIENT_MAC, CLIENT4, DIR0_MAC, [198, 18, 0, 1]),
+    );
+    lab.poll_all();
+    let syn = tcp4(
+        CLIENT_MAC, DIR0_MAC, CLIENT4, 40000, VIP4, 80, 64, "S", b"x",
+    );
+    let out = lab.send(1, 0, &syn, 1);
+    assert_eq!(out.len(), 1);
+    let f = &out[0];
+    assert_eq!(&f[0..6], &rs_mac(0));
+    assert_eq!(&f[12..14], &[0x86, 0xdd], "an IPv6 frame");
+    let mut outer = [0u8; 40];
+    outer[0] = 0x60;
+    outer[4..6].copy_from_slice(&((syn.len() - 14) as u16).to_be_bytes());
+    outer[6] = 4;
+    outer[7] = 63; // the inner TTL, already lowered
+    outer[8..24].copy_from_slice(&DIR1_IP6);
+    outer[24..40].copy_from_slice(&RS6[0]);
+    assert_eq!(&f[14..54], &outer[..]);
+    let inner = &f[54..];
+    let (h, _) = etherparse::Ipv4Header::from_slice(inner).unwrap();
+    assert_eq!(h.time_to_live, 63);
+    assert_eq!(h.header_checksum, h.calc_header_checksum());
+    assert_eq!(&inner[20..], &syn[34..], "the client's segment as it came");
+    // -Lnc shows the IPv6 server.
+    let listed = lab.workers[1].conns();
+    assert_eq!(listed.len(), 1);
+    // Too big with DF (TCP sets it): fragmentation needed for 1360.
+    let big = tcp4(
+        CLIENT_MAC,
+        DIR0_MAC,
+        CLIENT4,
+        40000,
+        VIP4,
+        80,
+        64,
+        "A",
+        &vec![1u8; 1361 - 40],
+    );
+    let mut big = big;
+    big[20] |= 0x40; // DF
+    let c = {
+        big[24] = 0;
+        big[25] = 0;
+        ferrovs_dataplane::wire::checksum::checksum(&big[14..34])
+    };
+    big[24..26].copy_from_slice(&c.to_be_bytes());
+    assert!(lab.send(1, 0, &big, 1).is_empty());
+    let back: Vec<_> = (0..2).flat_map(|w| lab.take(w, 0)).collect();
+    assert_eq!(back.len(), 1);
+    let p = SlicedPacket::from_ethernet(&back[0]).unwrap();
+    let Some(TransportSlice::Icmpv4(i)) = &p.transport else {
+        panic!("not ICMP")
+    };
+    assert_eq!(
+        i.icmp_type(),
+        etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1360 }
+        )
+    );
+    assert_eq!(lab.dropped(DropReason::TooBig), 1);
 }
 
 #[test]

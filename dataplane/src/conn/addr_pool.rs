@@ -94,7 +94,8 @@ impl AddrPool {
         }
         *r -= 1;
         if *r == 0 {
-            self.index.remove(&u128::from_be_bytes(self.addrs[ix as usize]));
+            self.index
+                .remove(&u128::from_be_bytes(self.addrs[ix as usize]));
             self.free.push(ix);
         }
     }

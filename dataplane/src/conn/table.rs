@@ -1209,7 +1209,11 @@ mod tests {
         for i in ids {
             t.remove(i);
         }
-        assert_eq!(t.addrs6_pooled().0, 0, "the last connection gives them back");
+        assert_eq!(
+            t.addrs6_pooled().0,
+            0,
+            "the last connection gives them back"
+        );
     }
 
     #[test]

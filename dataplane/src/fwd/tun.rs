@@ -208,7 +208,7 @@ pub fn transmit<E: Egress>(
 /// DF set and too big: the client is told the tunnel's MTU, from the VIP
 /// (the address it used, as IPVS answers), and the packet is dropped.
 #[allow(clippy::too_many_arguments)]
-fn too_big<E: Egress>(
+pub(crate) fn too_big<E: Egress>(
     out: &mut E,
     snap: &Snapshot,
     pkt: E::Pkt,

@@ -39,6 +39,35 @@ pub fn encap_in_place(frame: &mut [u8], l2_len: usize, src: [u8; 16], dst: [u8; 
     );
 }
 
+/// IPv4 in IPv6 (next header 4, RFC 2473), for an IPv4 service's IPv6 TUN
+/// server, as IPVS's `ip_vs_tunnel_xmit_v6` sends it to a server of the
+/// other family. `frame` has grown by [`OVERHEAD`] bytes at the front; the
+/// old layer-2 header (`l2_len` bytes, ethertype IPv4) sits after that gap
+/// and is moved to the front with the ethertype IPv6. The outer hop limit
+/// is the inner TTL, already lowered, and the traffic class the inner TOS
+/// (`ip_vs_prepare_tunneled_skb`).
+pub fn encap_4in6_in_place(frame: &mut [u8], l2_len: usize, src: [u8; 16], dst: [u8; 16]) {
+    frame.copy_within(OVERHEAD..OVERHEAD + l2_len, 0);
+    frame[l2_len - 2..l2_len].copy_from_slice(&crate::wire::ethernet::ETHERTYPE_IPV6.to_be_bytes());
+    let inner = l2_len + OVERHEAD;
+    let inner_len = frame.len() - inner;
+    let tos = frame[inner + 1];
+    let ttl = frame[inner + 8];
+    let h = &mut frame[l2_len..inner];
+    h[0] = 0x60 | tos >> 4;
+    h[1] = tos << 4;
+    h[2] = 0;
+    h[3] = 0;
+    h[4..6].copy_from_slice(&(inner_len as u16).to_be_bytes());
+    h[6] = PROTO_IPIP;
+    h[7] = ttl;
+    h[8..24].copy_from_slice(&src);
+    h[24..40].copy_from_slice(&dst);
+}
+
+/// IPv4 encapsulated in IPv6.
+pub const PROTO_IPIP: u8 = 4;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -281,6 +281,46 @@ impl<P: Port> Core<P> {
         self.send6(snap, pkt, a.daddr, now);
     }
 
+    /// TUN to an IPv6 server of an IPv4 service: the IPv4 packet in an IPv6
+    /// header (next header 4), as IPVS tunnels to a server of the other
+    /// family. One that would not fit the server's link once wrapped is
+    /// answered, with DF, by fragmentation needed for the MTU the tunnel
+    /// leaves (`answer`: not for an ICMP error, which gets no error); one
+    /// without DF is dropped, counted as `too_big` (IPVS would fragment
+    /// the outer IPv6 packet; the dataplane does not yet).
+    pub(super) fn tunnel_4in6(
+        &mut self,
+        snap: &Snapshot,
+        mut pkt: P::Pkt,
+        ip: &Ip,
+        answer: bool,
+        rip6: [u8; 16],
+        now: u64,
+    ) {
+        let l3 = ip.l2.l3_offset;
+        let len = ip.info.total_len;
+        let Some(nh) = snap.routes6.lookup(Ipv6Addr::from(rip6)) else {
+            return self.drop_pkt(DropReason::NoRoute, pkt);
+        };
+        let mtu = snap.ports.get(nh.port as usize).map_or(0, |p| p.mtu) as usize;
+        if len + tun6::OVERHEAD > mtu {
+            if answer && ip.info.df() {
+                let m = mtu.saturating_sub(tun6::OVERHEAD) as u16;
+                return fwd::tun::too_big(self, snap, pkt, l3, &ip.info, nh.port, m, now);
+            }
+            return self.drop_pkt(DropReason::TooBig, pkt);
+        }
+        let Some(src) = snap.port_addr6(nh.port) else {
+            return self.drop_pkt(DropReason::NoRoute, pkt);
+        };
+        pkt.set_len(l3 + len);
+        if !pkt.prepend(tun6::OVERHEAD) {
+            return self.drop_pkt(DropReason::NoBuffer, pkt);
+        }
+        tun6::encap_4in6_in_place(pkt.data_mut(), l3, src.octets(), rip6);
+        self.send6(snap, pkt, rip6, now);
+    }
+
     /// TUN to an IPv4 server behind an IPv6 VIP: the packet (up to `end`,
     /// without padding) in an IPv4 header, protocol 41, as IPVS tunnels to
     /// a server of the other family; one that would not fit the server's
