@@ -752,6 +752,52 @@ fn tun_to_an_ipv6_server_wraps_ipv4_in_ipv6() {
         )
     );
     assert_eq!(lab.dropped(DropReason::TooBig), 1);
+    // Without DF: outer IPv6 fragments (the director is their source),
+    // whose payloads make up the inner packet, one hop lower.
+    let mut nodf = tcp4(
+        CLIENT_MAC,
+        DIR0_MAC,
+        CLIENT4,
+        40000,
+        VIP4,
+        80,
+        64,
+        "A",
+        &vec![2u8; 1800],
+    );
+    nodf[20] &= !0x40;
+    nodf[24] = 0;
+    nodf[25] = 0;
+    let c = ferrovs_dataplane::wire::checksum::checksum(&nodf[14..34]);
+    nodf[24..26].copy_from_slice(&c.to_be_bytes());
+    let frags = lab.send(1, 0, &nodf, 1);
+    assert_eq!(frags.len(), 2, "1840 bytes in fragments of at most 1352");
+    // Later fragments go first (the first reuses the packet).
+    let mut frags = frags;
+    frags.sort_by_key(|f| u16::from_be_bytes([f[14 + 42], f[14 + 43]]) >> 3);
+    let mut whole = vec![];
+    let mut id = None;
+    for (k, f) in frags.iter().enumerate() {
+        assert_eq!(&f[12..14], &[0x86, 0xdd]);
+        let ip = &f[14..];
+        assert!(f.len() <= 14 + 1400, "fits the link");
+        assert_eq!(ip[6], 44, "a Fragment header");
+        assert_eq!(&ip[8..24], &DIR1_IP6);
+        assert_eq!(&ip[24..40], &RS6[0]);
+        let plen = u16::from_be_bytes([ip[4], ip[5]]) as usize;
+        assert_eq!(plen + 40, f.len() - 14);
+        assert_eq!(ip[40], 4, "IPv4 inside");
+        let word = u16::from_be_bytes([ip[42], ip[43]]);
+        assert_eq!((word >> 3) as usize * 8, whole.len(), "offsets in order");
+        assert_eq!(word & 1 == 1, k + 1 < frags.len(), "M on all but the last");
+        let fid = u32::from_be_bytes([ip[44], ip[45], ip[46], ip[47]]);
+        assert_eq!(*id.get_or_insert(fid), fid, "one identification");
+        whole.extend_from_slice(&ip[48..]);
+    }
+    let (h, _) = etherparse::Ipv4Header::from_slice(&whole).unwrap();
+    assert_eq!(h.time_to_live, 63);
+    assert_eq!(h.header_checksum, h.calc_header_checksum());
+    assert_eq!(&whole[20..], &nodf[34..], "the inner packet, whole");
 }
 
 #[test]

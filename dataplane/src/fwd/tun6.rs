@@ -68,6 +68,111 @@ pub fn encap_4in6_in_place(frame: &mut [u8], l2_len: usize, src: [u8; 16], dst: 
 /// IPv4 encapsulated in IPv6.
 pub const PROTO_IPIP: u8 = 4;
 
+/// An outer IPv6 fragment's headers: the IPv6 header and a Fragment header
+/// (RFC 8200 §4.5).
+pub const FRAG_OVERHEAD: usize = OVERHEAD + 8;
+
+/// Inner bytes per outer fragment: what fits the MTU, in 8-byte units.
+#[inline]
+pub fn fragment_payload(mtu: u16) -> usize {
+    (mtu as usize).saturating_sub(FRAG_OVERHEAD) & !7
+}
+
+/// The IPv6 header and Fragment header of an outer fragment of an IPv4
+/// packet (`tos`, `ttl`: the inner header's) into `h` (48 bytes): the
+/// tunnel's entry point is the outer packet's source, which IPv6 lets
+/// fragment (RFC 2473 §7.1), as Linux's `ip6_fragment` does under IPVS.
+#[allow(clippy::too_many_arguments)]
+fn fragment_headers(
+    h: &mut [u8],
+    tos: u8,
+    ttl: u8,
+    len: usize,
+    off: usize,
+    more: bool,
+    id: u32,
+    src: [u8; 16],
+    dst: [u8; 16],
+) {
+    h[0] = 0x60 | tos >> 4;
+    h[1] = tos << 4;
+    h[2] = 0;
+    h[3] = 0;
+    h[4..6].copy_from_slice(&((8 + len) as u16).to_be_bytes());
+    h[6] = crate::wire::ipv6::NH_FRAGMENT;
+    h[7] = ttl;
+    h[8..24].copy_from_slice(&src);
+    h[24..40].copy_from_slice(&dst);
+    h[40] = PROTO_IPIP;
+    h[41] = 0;
+    let word = (off as u16) | more as u16;
+    h[42..44].copy_from_slice(&word.to_be_bytes());
+    h[44..48].copy_from_slice(&id.to_be_bytes());
+}
+
+/// Writes one outer fragment (layer-2 header from `l2`, its ethertype made
+/// IPv6) carrying `inner[off..off + len]` into `out`; returns its length.
+#[allow(clippy::too_many_arguments)]
+pub fn write_fragment(
+    out: &mut [u8],
+    l2: &[u8],
+    inner: &[u8],
+    off: usize,
+    len: usize,
+    more: bool,
+    id: u32,
+    src: [u8; 16],
+    dst: [u8; 16],
+) -> usize {
+    let n = l2.len();
+    out[..n].copy_from_slice(l2);
+    out[n - 2..n].copy_from_slice(&crate::wire::ethernet::ETHERTYPE_IPV6.to_be_bytes());
+    let (tos, ttl) = (inner[1], inner[8]);
+    fragment_headers(
+        &mut out[n..n + FRAG_OVERHEAD],
+        tos,
+        ttl,
+        len,
+        off,
+        more,
+        id,
+        src,
+        dst,
+    );
+    out[n + FRAG_OVERHEAD..n + FRAG_OVERHEAD + len].copy_from_slice(&inner[off..off + len]);
+    n + FRAG_OVERHEAD + len
+}
+
+/// Turns a packet whose later fragments were sent into the first outer
+/// fragment, in place: `frame` has grown by [`FRAG_OVERHEAD`] bytes at the
+/// front, its layer-2 header (`l2_len` bytes) moves there, the headers for
+/// the first `chunk` inner bytes follow. The caller trims the frame to
+/// `l2_len + FRAG_OVERHEAD + chunk`.
+pub fn first_fragment_in_place(
+    frame: &mut [u8],
+    l2_len: usize,
+    chunk: usize,
+    id: u32,
+    src: [u8; 16],
+    dst: [u8; 16],
+) {
+    frame.copy_within(FRAG_OVERHEAD..FRAG_OVERHEAD + l2_len, 0);
+    frame[l2_len - 2..l2_len].copy_from_slice(&crate::wire::ethernet::ETHERTYPE_IPV6.to_be_bytes());
+    let inner = l2_len + FRAG_OVERHEAD;
+    let (tos, ttl) = (frame[inner + 1], frame[inner + 8]);
+    fragment_headers(
+        &mut frame[l2_len..inner],
+        tos,
+        ttl,
+        chunk,
+        0,
+        true,
+        id,
+        src,
+        dst,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -285,9 +285,10 @@ impl<P: Port> Core<P> {
     /// header (next header 4), as IPVS tunnels to a server of the other
     /// family. One that would not fit the server's link once wrapped is
     /// answered, with DF, by fragmentation needed for the MTU the tunnel
-    /// leaves (`answer`: not for an ICMP error, which gets no error); one
-    /// without DF is dropped, counted as `too_big` (IPVS would fragment
-    /// the outer IPv6 packet; the dataplane does not yet).
+    /// leaves (`answer`: not for an ICMP error, which gets no error, and
+    /// is dropped, counted as `too_big`); one without DF goes as outer
+    /// IPv6 fragments, as IPVS's (`ip6_fragment`: the director is the
+    /// outer packet's source).
     pub(super) fn tunnel_4in6(
         &mut self,
         snap: &Snapshot,
@@ -303,21 +304,90 @@ impl<P: Port> Core<P> {
             return self.drop_pkt(DropReason::NoRoute, pkt);
         };
         let mtu = snap.ports.get(nh.port as usize).map_or(0, |p| p.mtu) as usize;
-        if len + tun6::OVERHEAD > mtu {
-            if answer && ip.info.df() {
-                let m = mtu.saturating_sub(tun6::OVERHEAD) as u16;
-                return fwd::tun::too_big(self, snap, pkt, l3, &ip.info, nh.port, m, now);
-            }
-            return self.drop_pkt(DropReason::TooBig, pkt);
-        }
         let Some(src) = snap.port_addr6(nh.port) else {
             return self.drop_pkt(DropReason::NoRoute, pkt);
         };
+        if len + tun6::OVERHEAD > mtu {
+            if ip.info.df() && answer {
+                let m = mtu.saturating_sub(tun6::OVERHEAD) as u16;
+                return fwd::tun::too_big(self, snap, pkt, l3, &ip.info, nh.port, m, now);
+            }
+            if ip.info.df() || tun6::fragment_payload(mtu as u16) == 0 {
+                return self.drop_pkt(DropReason::TooBig, pkt);
+            }
+            return self.fragment_4in6(
+                snap,
+                pkt,
+                l3,
+                len,
+                mtu as u16,
+                nh.port,
+                src.octets(),
+                rip6,
+                now,
+            );
+        }
         pkt.set_len(l3 + len);
         if !pkt.prepend(tun6::OVERHEAD) {
             return self.drop_pkt(DropReason::NoBuffer, pkt);
         }
         tun6::encap_4in6_in_place(pkt.data_mut(), l3, src.octets(), rip6);
+        self.send6(snap, pkt, rip6, now);
+    }
+
+    /// [`Core::tunnel_4in6`] for an IPv4 packet without DF too big for the
+    /// tunnel: outer IPv6 fragments of it. Later fragments are copies; the
+    /// first reuses the packet.
+    #[allow(clippy::too_many_arguments)]
+    fn fragment_4in6(
+        &mut self,
+        snap: &Snapshot,
+        mut pkt: P::Pkt,
+        l3: usize,
+        inner_len: usize,
+        mtu: u16,
+        port: u16,
+        src: [u8; 16],
+        rip6: [u8; 16],
+        now: u64,
+    ) {
+        let chunk = tun6::fragment_payload(mtu);
+        let id = u32::from(self.ip_ids.fresh()) << 16 | u32::from(self.ip_ids.fresh());
+        let mut off = chunk;
+        while off < inner_len {
+            let len = chunk.min(inner_len - off);
+            let more = off + len < inner_len;
+            let Some(mut f) = self.ports.get_mut(port as usize).and_then(|p| p.alloc()) else {
+                self.ctr().drop(DropReason::NoBuffer);
+                return self.drop_pkt(DropReason::NoBuffer, pkt);
+            };
+            if !f.set_len(l3 + tun6::FRAG_OVERHEAD + len) {
+                self.ctr().drop(DropReason::NoBuffer);
+                return self.drop_pkt(DropReason::NoBuffer, pkt);
+            }
+            let frame = pkt.data();
+            tun6::write_fragment(
+                f.data_mut(),
+                &frame[..l3],
+                &frame[l3..l3 + inner_len],
+                off,
+                len,
+                more,
+                id,
+                src,
+                rip6,
+            );
+            self.ctr().fragments_sent.inc();
+            self.send6(snap, f, rip6, now);
+            off += len;
+        }
+        pkt.set_len(l3 + inner_len);
+        if !pkt.prepend(tun6::FRAG_OVERHEAD) {
+            return self.drop_pkt(DropReason::NoBuffer, pkt);
+        }
+        tun6::first_fragment_in_place(pkt.data_mut(), l3, chunk, id, src, rip6);
+        pkt.set_len(l3 + tun6::FRAG_OVERHEAD + chunk);
+        self.ctr().fragments_sent.inc();
         self.send6(snap, pkt, rip6, now);
     }
 
