@@ -27,11 +27,12 @@ fn a_reload_is_all_or_nothing() {
     let listing = run(&mut d, "-Ln").1;
     assert!(listing.contains("198.18.1.11:8080             Masq    3"));
 
-    // The file is valid as keepalived reads it, but an IPv6 real server
-    // behind an IPv4 service cannot be forwarded to by this dataplane: the
-    // snapshot refuses it, and with it the new timeouts and the new weight.
+    // The file is valid as keepalived reads it, but NAT64 (an IPv4 server
+    // behind an IPv6 VIP) needs IPv4 local addresses, and the group has
+    // only an IPv6 one: the snapshot refuses it, and with it the new
+    // timeouts and the new weight.
     let bad = GOOD.replace("weight 3", "weight 9")
-        + "virtual_server 198.18.0.101 80 {\n    lb_algo rr\n    lb_kind TUN\n    protocol TCP\n    real_server 2001:db8::5 80 {\n    }\n}\n";
+        + "local_address_group L6 {\n    2001:db8:1::100\n}\nvirtual_server 2001:db8::101 80 {\n    lb_algo rr\n    lb_kind FNAT\n    protocol TCP\n    laddr_group_name L6\n    real_server 198.18.1.5 80 {\n    }\n}\n";
     std::fs::write(&path, conf("tcp 100 tcpfin 10 udp 5", &bad)).unwrap();
     let e = d.reload().unwrap_err().to_string();
     assert!(e.contains("reload rejected"), "{e}");
