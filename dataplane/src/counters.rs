@@ -60,7 +60,7 @@ drop_reasons! {
     Ipv6NotConfigured => "ipv6_not_configured": "IPv6 frame on a director with no IPv6 address, VIP or service: left to the kernel (counted here without an exception path).",
     Ipv6ExtHeaders => "ipv6_ext_headers": "IPv6 extension headers refused: more than eight, one running past the packet, or Hop-by-Hop not first (RFC 8200 §4.1).",
     Ipv6Routing => "ipv6_routing_header": "IPv6 Routing header of type 0 (RFC 5095) or with segments left: the director is not the packet's final destination.",
-    Ipv6Fragment => "ipv6_fragment": "IPv6 fragment (not reassembled).",
+    Ipv6Fragment => "ipv6_fragment": "IPv6 fragment of a protocol not forwarded in fragments (ICMPv6 and others; TCP and UDP fragments are, frag.rs).",
     NdpInvalid => "ndp_invalid": "Neighbour Discovery message that fails RFC 4861 §7.1 validation (hop limit not 255, checksum, length, options).",
     NdpIgnored => "ndp_ignored": "Neighbour solicitation not for an active address of ours, or an advertisement nobody asked for.",
     Nat64Untranslatable => "nat64_untranslatable": "NAT64: a packet RFC 7915 does not translate here (a fragment, an ICMP type without an equivalent).",

@@ -57,13 +57,27 @@ pub const HOLD_TOTAL: usize = 256;
 /// fragments merge, so in-order traffic uses one.
 pub const MAX_PIECES: usize = 8;
 
-/// What identifies a datagram (RFC 791 §3.2).
+/// What identifies a datagram: source, destination, protocol and
+/// identification (RFC 791 §3.2; RFC 8200 §4.5 for IPv6, whose 32-bit
+/// identification goes with the addresses). IPv4 addresses are kept
+/// IPv4-mapped, so one table serves both families.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Key {
-    pub src: [u8; 4],
-    pub dst: [u8; 4],
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
     pub proto: u8,
-    pub id: u16,
+    pub id: u32,
+}
+
+impl Key {
+    pub fn v4(src: [u8; 4], dst: [u8; 4], proto: u8, id: u16) -> Key {
+        Key {
+            src: crate::conn::entry::mapped(src),
+            dst: crate::conn::entry::mapped(dst),
+            proto,
+            id: id as u32,
+        }
+    }
 }
 
 /// One fragment, as read from its IPv4 header.
@@ -456,19 +470,19 @@ impl<P> FragTable<P> {
 mod tests {
     use super::*;
 
-    const K: Key = Key {
-        src: [198, 18, 0, 1],
-        dst: [198, 18, 0, 100],
-        proto: 17,
-        id: 7,
-    };
+    fn k() -> Key {
+        Key::v4([198, 18, 0, 1], [198, 18, 0, 100], 17, 7)
+    }
 
     fn pc(offset: u32, len: u32, more: bool) -> Piece {
         Piece { offset, len, more }
     }
 
     fn key(id: u16) -> Key {
-        Key { id, ..K }
+        Key {
+            id: id as u32,
+            ..k()
+        }
     }
 
     /// The table, and the packets it gave up.
@@ -488,12 +502,12 @@ mod tests {
         let (mut t, mut d) = table();
         let mut drop = |r, p| d.push((r, p));
         assert_eq!(
-            t.first(K, &pc(0, 1480, true), 20, (53, 5353), 0, &mut drop),
+            t.first(k(), &pc(0, 1480, true), 20, (53, 5353), 0, &mut drop),
             Ok(())
         );
-        assert_eq!(t.release(K), None);
+        assert_eq!(t.release(k()), None);
         assert_eq!(
-            t.later(K, &pc(1480, 1480, true), 20, 1, 0, false, 1, &mut drop),
+            t.later(k(), &pc(1480, 1480, true), 20, 1, 0, false, 1, &mut drop),
             Later::Forward {
                 pkt: 1,
                 sport: 53,
@@ -501,7 +515,7 @@ mod tests {
             }
         );
         assert_eq!(
-            t.later(K, &pc(2960, 100, false), 20, 2, 0, false, 1, &mut drop),
+            t.later(k(), &pc(2960, 100, false), 20, 2, 0, false, 1, &mut drop),
             Later::Forward {
                 pkt: 2,
                 sport: 53,
@@ -510,7 +524,7 @@ mod tests {
         );
         // Complete: the same bytes again are a duplicate.
         assert_eq!(
-            t.later(K, &pc(2960, 100, false), 20, 3, 0, false, 2, &mut drop),
+            t.later(k(), &pc(2960, 100, false), 20, 3, 0, false, 2, &mut drop),
             Later::Drop(DropReason::FragDuplicate, 3)
         );
         assert!(d.is_empty());
@@ -521,11 +535,11 @@ mod tests {
         let (mut t, mut d) = table();
         let mut drop = |r, p| d.push((r, p));
         assert_eq!(
-            t.later(K, &pc(2960, 100, false), 20, 10, 1, false, 0, &mut drop),
+            t.later(k(), &pc(2960, 100, false), 20, 10, 1, false, 0, &mut drop),
             Later::Held
         );
         assert_eq!(
-            t.later(K, &pc(1480, 1480, true), 20, 11, 2, true, 0, &mut drop),
+            t.later(k(), &pc(1480, 1480, true), 20, 11, 2, true, 0, &mut drop),
             Later::Held
         );
         // Another datagram's held fragment stays.
@@ -535,17 +549,17 @@ mod tests {
         );
         assert_eq!(t.held(), 3);
         assert_eq!(
-            t.first(K, &pc(0, 1480, true), 20, (1, 2), 5, &mut drop),
+            t.first(k(), &pc(0, 1480, true), 20, (1, 2), 5, &mut drop),
             Ok(())
         );
-        assert_eq!(t.release(K), Some((10, 1, false)));
-        assert_eq!(t.release(K), Some((11, 2, true)));
-        assert_eq!(t.release(K), None);
+        assert_eq!(t.release(k()), Some((10, 1, false)));
+        assert_eq!(t.release(k()), Some((11, 2, true)));
+        assert_eq!(t.release(k()), None);
         assert_eq!(t.held(), 1);
         // Released fragments were recorded when held (the worker forwards
         // them with the first's ports): a copy is a duplicate.
         assert_eq!(
-            t.later(K, &pc(1480, 1480, true), 20, 12, 0, false, 6, &mut drop),
+            t.later(k(), &pc(1480, 1480, true), 20, 12, 0, false, 6, &mut drop),
             Later::Drop(DropReason::FragDuplicate, 12)
         );
         assert!(d.is_empty());
@@ -555,7 +569,7 @@ mod tests {
     fn entries_and_held_fragments_expire() {
         let (mut t, mut d) = table();
         let mut drop = |r, p| d.push((r, p));
-        t.later(K, &pc(8, 8, false), 20, 1, 0, false, 100, &mut drop);
+        t.later(k(), &pc(8, 8, false), 20, 1, 0, false, 100, &mut drop);
         t.first(key(2), &pc(0, 8, true), 20, (1, 2), 200, &mut drop)
             .unwrap();
         assert_eq!(t.expire(100 + TIMEOUT_MS - 1, &mut drop), Given::default());
@@ -618,12 +632,12 @@ mod tests {
         for i in 0..HOLD_PER_DATAGRAM as u32 {
             // Adjacent pieces: they merge, so only the hold bound counts.
             assert_eq!(
-                t.later(K, &pc(8 + 8 * i, 8, true), 20, i, 0, false, 0, &mut drop),
+                t.later(k(), &pc(8 + 8 * i, 8, true), 20, i, 0, false, 0, &mut drop),
                 Later::Held
             );
         }
         assert_eq!(
-            t.later(K, &pc(8 * 1000, 8, true), 20, 99, 0, false, 0, &mut drop),
+            t.later(k(), &pc(8 * 1000, 8, true), 20, 99, 0, false, 0, &mut drop),
             Later::Drop(DropReason::FragHoldFull, 99)
         );
         let mut id = 1;
@@ -644,16 +658,16 @@ mod tests {
         let mut drop = |r, p| d.push((r, p));
         // Past 65535 with its header.
         assert_eq!(
-            t.later(K, &pc(65528, 8, false), 20, 1, 0, false, 0, &mut drop),
+            t.later(k(), &pc(65528, 8, false), 20, 1, 0, false, 0, &mut drop),
             Later::Drop(DropReason::FragBad, 1)
         );
         // Not the last and not a multiple of 8.
         assert_eq!(
-            t.later(K, &pc(8, 12, true), 20, 2, 0, false, 0, &mut drop),
+            t.later(k(), &pc(8, 12, true), 20, 2, 0, false, 0, &mut drop),
             Later::Drop(DropReason::FragBad, 2)
         );
         assert_eq!(
-            t.first(K, &pc(0, 1001, true), 20, (1, 2), 0, &mut drop),
+            t.first(k(), &pc(0, 1001, true), 20, (1, 2), 0, &mut drop),
             Err(DropReason::FragBad)
         );
         assert!(t.is_empty());
@@ -664,21 +678,21 @@ mod tests {
         let (mut t, mut d) = table();
         let mut drop = |r, p| d.push((r, p));
         assert_eq!(
-            t.later(K, &pc(800, 800, true), 20, 1, 0, false, 0, &mut drop),
+            t.later(k(), &pc(800, 800, true), 20, 1, 0, false, 0, &mut drop),
             Later::Held
         );
         // Overlaps 800..1600 from below.
         assert_eq!(
-            t.later(K, &pc(400, 800, true), 20, 2, 0, false, 0, &mut drop),
+            t.later(k(), &pc(400, 800, true), 20, 2, 0, false, 0, &mut drop),
             Later::Drop(DropReason::FragBad, 2)
         );
         // Dead: its first is refused too, and the rest.
         assert_eq!(
-            t.first(K, &pc(0, 400, true), 20, (1, 2), 0, &mut drop),
+            t.first(k(), &pc(0, 400, true), 20, (1, 2), 0, &mut drop),
             Err(DropReason::FragBad)
         );
         assert_eq!(
-            t.later(K, &pc(1600, 8, false), 20, 3, 0, false, 0, &mut drop),
+            t.later(k(), &pc(1600, 8, false), 20, 3, 0, false, 0, &mut drop),
             Later::Drop(DropReason::FragBad, 3)
         );
         // The fragment it held went with it.
@@ -689,12 +703,12 @@ mod tests {
     fn a_first_fragment_overlapping_a_held_one_gives_both_up() {
         let (mut t, mut d) = table();
         let mut drop = |r, p| d.push((r, p));
-        t.later(K, &pc(8, 800, true), 20, 1, 0, false, 0, &mut drop);
+        t.later(k(), &pc(8, 800, true), 20, 1, 0, false, 0, &mut drop);
         assert_eq!(
-            t.first(K, &pc(0, 800, true), 20, (1, 2), 0, &mut drop),
+            t.first(k(), &pc(0, 800, true), 20, (1, 2), 0, &mut drop),
             Err(DropReason::FragBad)
         );
-        assert_eq!(t.release(K), None);
+        assert_eq!(t.release(k()), None);
         assert_eq!(t.held(), 0);
         assert_eq!(d, vec![(DropReason::FragBad, 1)]);
     }
@@ -703,10 +717,10 @@ mod tests {
     fn last_fragments_must_agree() {
         let (mut t, mut d) = table();
         let mut drop = |r, p| d.push((r, p));
-        t.first(K, &pc(0, 800, true), 20, (1, 2), 0, &mut drop)
+        t.first(k(), &pc(0, 800, true), 20, (1, 2), 0, &mut drop)
             .unwrap();
         assert_eq!(
-            t.later(K, &pc(1600, 100, false), 20, 1, 0, false, 0, &mut drop),
+            t.later(k(), &pc(1600, 100, false), 20, 1, 0, false, 0, &mut drop),
             Later::Forward {
                 pkt: 1,
                 sport: 1,
@@ -715,16 +729,16 @@ mod tests {
         );
         // Past the end the last fragment set.
         assert_eq!(
-            t.later(K, &pc(1704, 8, true), 20, 2, 0, false, 0, &mut drop),
+            t.later(k(), &pc(1704, 8, true), 20, 2, 0, false, 0, &mut drop),
             Later::Drop(DropReason::FragBad, 2)
         );
         let mut t2: FragTable<u32> = FragTable::new(4);
-        t2.first(K, &pc(0, 800, true), 20, (1, 2), 0, &mut drop)
+        t2.first(k(), &pc(0, 800, true), 20, (1, 2), 0, &mut drop)
             .unwrap();
-        t2.later(K, &pc(1600, 100, false), 20, 1, 0, false, 0, &mut drop);
+        t2.later(k(), &pc(1600, 100, false), 20, 1, 0, false, 0, &mut drop);
         // A second, different last fragment.
         assert_eq!(
-            t2.later(K, &pc(800, 8, false), 20, 3, 0, false, 0, &mut drop),
+            t2.later(k(), &pc(800, 8, false), 20, 3, 0, false, 0, &mut drop),
             Later::Drop(DropReason::FragBad, 3)
         );
     }
@@ -753,16 +767,16 @@ mod tests {
     fn a_first_fragment_after_completion_starts_a_new_datagram() {
         let (mut t, mut d) = table();
         let mut drop = |r, p| d.push((r, p));
-        t.first(K, &pc(0, 8, true), 20, (1, 2), 0, &mut drop)
+        t.first(k(), &pc(0, 8, true), 20, (1, 2), 0, &mut drop)
             .unwrap();
-        t.later(K, &pc(8, 8, false), 20, 1, 0, false, 0, &mut drop);
+        t.later(k(), &pc(8, 8, false), 20, 1, 0, false, 0, &mut drop);
         // The id wrapped: a new datagram with other ports.
         assert_eq!(
-            t.first(K, &pc(0, 8, true), 20, (3, 4), 1, &mut drop),
+            t.first(k(), &pc(0, 8, true), 20, (3, 4), 1, &mut drop),
             Ok(())
         );
         assert_eq!(
-            t.later(K, &pc(8, 8, false), 20, 2, 0, false, 1, &mut drop),
+            t.later(k(), &pc(8, 8, false), 20, 2, 0, false, 1, &mut drop),
             Later::Forward {
                 pkt: 2,
                 sport: 3,

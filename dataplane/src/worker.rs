@@ -940,12 +940,12 @@ impl<P: Port> Core<P> {
             proto: info.proto,
         };
         let end = l3 + info.total_len;
-        let key = frag::Key {
-            src: info.src,
-            dst: info.dst,
-            proto: info.proto,
-            id: ipv4::Ipv4Packet::new_unchecked(&pkt.data()[l3..]).ident(),
-        };
+        let key = frag::Key::v4(
+            info.src,
+            info.dst,
+            info.proto,
+            ipv4::Ipv4Packet::new_unchecked(&pkt.data()[l3..]).ident(),
+        );
         let piece = frag::Piece::new(info.frag, info.total_len - info.header_len);
         let hl = info.header_len as u32;
         let shared = &self.shared;

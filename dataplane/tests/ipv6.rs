@@ -1028,14 +1028,15 @@ fn hostile_extension_headers_are_counted_and_dropped() {
     let mut lab = Lab6::new(Svc6::new(FwdMethod::Nat), 1);
     let syn = tcp6(CLIENT_MAC, DIR0_MAC, CLIENT6, 40000, VIP6, 80, 64, "S", b"");
     let cases: Vec<(Vec<u8>, DropReason)> = vec![
-        // Fragments, first and later: not reassembled.
+        // Fragments, first and later, with more to come but a length that
+        // is no multiple of 8 (RFC 8200 §4.5): malformed.
         (
             with_ext(&syn, &[(44, vec![0, 0, 0, 1, 0, 0, 0, 7])]),
-            DropReason::Ipv6Fragment,
+            DropReason::FragBad,
         ),
         (
             with_ext(&syn, &[(44, vec![0, 0, 0, 0x11, 0, 0, 0, 7])]),
-            DropReason::Ipv6Fragment,
+            DropReason::FragBad,
         ),
         // Routing header type 0 (RFC 5095), even with no segments left.
         (
@@ -1672,4 +1673,168 @@ fn hop_limit_1_is_answered_with_icmpv6_time_exceeded() {
         assert_eq!(back[0], want, "{fwd:?}");
         assert_eq!(lab.dropped(DropReason::TtlExceeded), 1);
     }
+}
+
+/// A UDP datagram over IPv6 with hop limit `hop`.
+#[allow(clippy::too_many_arguments)]
+fn udp6_hop(
+    smac: Mac,
+    dmac: Mac,
+    src: A6,
+    sport: u16,
+    dst: A6,
+    dport: u16,
+    hop: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(smac, dmac)
+        .ipv6(src, dst, hop)
+        .udp(sport, dport)
+        .write(&mut v, payload)
+        .unwrap();
+    v
+}
+
+/// Splits an IPv6 packet (no extension headers) into fragments of `chunk`
+/// bytes (a multiple of 8) with a Fragment header, as a host does
+/// (RFC 8200 §4.5).
+fn frag6(frame: &[u8], chunk: usize, id: u32) -> Vec<Vec<u8>> {
+    let nh = frame[14 + 6];
+    let payload = &frame[54..];
+    let mut out = vec![];
+    let mut off = 0;
+    while off < payload.len() {
+        let n = chunk.min(payload.len() - off);
+        let more = off + n < payload.len();
+        let mut f = frame[..54].to_vec();
+        f[14 + 4..14 + 6].copy_from_slice(&((8 + n) as u16).to_be_bytes());
+        f[14 + 6] = 44;
+        f.extend_from_slice(&[nh, 0]);
+        f.extend_from_slice(&((off as u16) | more as u16).to_be_bytes());
+        f.extend_from_slice(&id.to_be_bytes());
+        f.extend_from_slice(&payload[off..off + n]);
+        out.push(f);
+        off += n;
+    }
+    out
+}
+
+/// Puts fragments (sorted by offset) back together and checks the
+/// datagram's checksums.
+fn unfrag6(frags: &[Vec<u8>]) -> Vec<u8> {
+    let mut v = frags.to_vec();
+    v.sort_by_key(|f| u16::from_be_bytes([f[56], f[57]]) >> 3);
+    let mut whole = v[0][..54].to_vec();
+    whole[14 + 6] = v[0][54];
+    let mut payload = vec![];
+    for f in &v {
+        assert_eq!(
+            (u16::from_be_bytes([f[56], f[57]]) >> 3) as usize * 8,
+            payload.len()
+        );
+        payload.extend_from_slice(&f[62..]);
+    }
+    whole[14 + 4..14 + 6].copy_from_slice(&(payload.len() as u16).to_be_bytes());
+    whole.extend_from_slice(&payload);
+    assert_checksums6(&whole);
+    whole
+}
+
+#[test]
+fn ipv6_fragments_follow_their_flow_both_ways() {
+    let payload: Vec<u8> = (0..3000).map(|i| (i * 7 + 1) as u8).collect();
+    for fwd in [FwdMethod::Nat, FwdMethod::FullNat, FwdMethod::Dr] {
+        for workers in [1, 2] {
+            for rev in [false, true] {
+                let what = format!("{fwd:?}, {workers} workers, reversed {rev}");
+                let mut svc = Svc6::new(fwd);
+                svc.proto = Proto::Udp;
+                if fwd == FwdMethod::Dr {
+                    svc.rport = 80;
+                }
+                let mut lab = Lab6::new(svc, workers);
+                let order = |mut v: Vec<Vec<u8>>| {
+                    if rev {
+                        v.reverse();
+                    }
+                    v
+                };
+                let inp = udp6_hop(CLIENT_MAC, DIR0_MAC, CLIENT6, 41000, VIP6, 80, 64, &payload);
+                let mut got = vec![];
+                for f in order(frag6(&inp, 1448, 0x1234_5678)) {
+                    got.extend(lab.send(workers - 1, 0, &f, 1));
+                }
+                assert_eq!(got.len(), 3, "{what}: every fragment forwarded");
+                got.sort_by_key(|f| u16::from_be_bytes([f[56], f[57]]) >> 3);
+                let (src, sport) = match fwd {
+                    FwdMethod::FullNat => (LADDR6, u16::from_be_bytes([got[0][62], got[0][63]])),
+                    _ => (CLIENT6, 41000),
+                };
+                let (dst, dport) = match fwd {
+                    FwdMethod::Dr => (VIP6, 80),
+                    _ => (RS6[0], 8080),
+                };
+                let want = udp6_hop(DIR1_MAC, rs_mac(0), src, sport, dst, dport, 63, &payload);
+                assert_eq!(got, frag6(&want, 1448, 0x1234_5678), "{what}: inbound");
+                unfrag6(&got);
+                if fwd == FwdMethod::Dr {
+                    continue;
+                }
+                let rep = udp6_hop(rs_mac(0), DIR1_MAC, RS6[0], 8080, src, sport, 64, &payload);
+                let mut back = vec![];
+                for f in order(frag6(&rep, 1448, 77)) {
+                    back.extend(lab.send(0, 1, &f, 0));
+                    for w in 1..workers {
+                        back.extend(lab.take(w, 0));
+                    }
+                }
+                back.sort_by_key(|f| u16::from_be_bytes([f[56], f[57]]) >> 3);
+                let hop = if fwd == FwdMethod::FullNat { 64 } else { 63 };
+                let want = udp6_hop(
+                    DIR0_MAC, CLIENT_MAC, VIP6, 80, CLIENT6, 41000, hop, &payload,
+                );
+                assert_eq!(back, frag6(&want, 1448, 77), "{what}: reply");
+                unfrag6(&back);
+                assert_eq!(lab.dropped(DropReason::Ipv6Fragment), 0, "{what}");
+            }
+        }
+    }
+}
+
+#[test]
+fn ipv6_fragments_of_icmp_and_orphans_are_dropped_counted() {
+    let mut svc = Svc6::new(FwdMethod::Nat);
+    svc.proto = Proto::Udp;
+    let mut lab = Lab6::new(svc, 1);
+    let payload = vec![9u8; 3000];
+    // A later fragment whose first never comes: held, then given up.
+    let inp = udp6_hop(CLIENT_MAC, DIR0_MAC, CLIENT6, 41001, VIP6, 80, 64, &payload);
+    let frags = frag6(&inp, 1448, 5);
+    assert!(lab.send(0, 0, &frags[1], 1).is_empty());
+    // A first fragment to a port without a service: refused, and its
+    // later fragments with it.
+    let other = udp6_hop(CLIENT_MAC, DIR0_MAC, CLIENT6, 41002, VIP6, 9, 64, &payload);
+    for f in frag6(&other, 1448, 6) {
+        assert!(lab.send(0, 0, &f, 1).is_empty());
+    }
+    assert_eq!(lab.dropped(DropReason::NoService), 3);
+    // A big ping: ICMPv6 fragments are not forwarded.
+    let mut ping = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, DIR0_MAC)
+        .ipv6(CLIENT6, VIP6, 64)
+        .icmpv6_echo_request(1, 1)
+        .write(&mut ping, &payload)
+        .unwrap();
+    for f in frag6(&ping, 1448, 7) {
+        assert!(lab.send(0, 0, &f, 1).is_empty());
+    }
+    assert_eq!(lab.dropped(DropReason::Ipv6Fragment), 3);
+    // A first fragment too short for the UDP header (RFC 7112).
+    let tiny = frag6(&inp, 8, 8);
+    let mut first = tiny[0].clone();
+    first.truncate(62 + 4);
+    first[14 + 4..14 + 6].copy_from_slice(&12u16.to_be_bytes());
+    assert!(lab.send(0, 0, &first, 1).is_empty());
+    assert_eq!(lab.dropped(DropReason::FragTiny), 1);
 }

@@ -47,6 +47,28 @@ pub fn rewrite_tuple6(
     l4::apply_delta(o.proto, &mut frame[o.l4..o.end], &d);
 }
 
+/// A later fragment (no transport header: its first fragment's checksum
+/// update covers the datagram): the addresses alone; the hop limit drops
+/// by one when `hop`, as [`outbound`] lowers it.
+#[inline]
+pub fn fragment(
+    frame: &mut [u8],
+    l3: usize,
+    src: Option<&[u8; 16]>,
+    dst: Option<&[u8; 16]>,
+    hop: bool,
+) {
+    if let Some(a) = src {
+        ipv6::set_src(&mut frame[l3..], *a);
+    }
+    if let Some(a) = dst {
+        ipv6::set_dst(&mut frame[l3..], *a);
+    }
+    if hop {
+        ipv6::dec_hop_limit(&mut frame[l3..]);
+    }
+}
+
 /// NAT66, client → real server: VIP:vport becomes RIP:rport.
 #[inline(always)]
 pub fn inbound(frame: &mut [u8], o: L36, daddr: &[u8; 16], dport: u16) {

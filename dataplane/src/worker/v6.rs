@@ -119,10 +119,10 @@ impl<P: Port> Core<P> {
         if info.routing_type == Some(0) || info.segments_left != 0 {
             return self.drop_pkt(DropReason::Ipv6Routing, pkt);
         }
-        if info.is_fragment() {
-            return self.drop_pkt(DropReason::Ipv6Fragment, pkt);
-        }
         let ip = Ip6 { l2, info };
+        if info.is_fragment() {
+            return self.fragment6(snap, pkt, ip, kind, in_port, now, handed);
+        }
         match info.proto {
             ipv6::NH_TCP | ipv6::NH_UDP => {}
             ipv6::NH_ICMPV6 => return self.handle_icmp6(snap, pkt, ip, kind, in_port, now, handed),
@@ -155,12 +155,165 @@ impl<P: Port> Core<P> {
         };
         match kind {
             Some(AddrKind::Vip { .. }) => {
-                self.inbound6(snap, pkt, ip, o, t, flags, in_port, now, handed)
+                self.inbound6(snap, pkt, ip, o, t, flags, in_port, now, handed, false)
             }
-            Some(AddrKind::Laddr { .. }) => {
-                self.reply6(snap, pkt, ip, o, t, flags, true, in_port, now, handed)
+            Some(AddrKind::Laddr { .. }) => self.reply6(
+                snap, pkt, ip, o, t, flags, true, in_port, now, handed, false,
+            ),
+            _ => self.reply6(
+                snap, pkt, ip, o, t, flags, false, in_port, now, handed, false,
+            ),
+        }
+    }
+
+    /// An IPv6 fragment, by the shallow reassembly of IPv4's (`fragment`,
+    /// `frag.rs`): Linux reassembles before IPVS (`nf_defrag_ipv6`) and
+    /// sends the datagram on in fragments no larger; the director forwards
+    /// the fragments as they come. The first carries the transport header
+    /// (RFC 8200 §4.5, RFC 7112: a first fragment without the whole
+    /// upper-layer header is dropped) and is forwarded as any packet, its
+    /// ports remembered under source, destination and identification;
+    /// later ones follow it with the address rewrite alone. TCP and UDP
+    /// only; NAT64 does not translate fragments (dropped, counted).
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn fragment6(
+        &mut self,
+        snap: &Snapshot,
+        pkt: P::Pkt,
+        ip: Ip6,
+        kind: Option<AddrKind>,
+        in_port: u16,
+        now: u64,
+        handed: bool,
+    ) {
+        let info = ip.info;
+        let Some(f) = info.frag else {
+            return self.drop_pkt(DropReason::Ipv6Fragment, pkt);
+        };
+        if info.proto != ipv6::NH_TCP && info.proto != ipv6::NH_UDP {
+            return self.drop_pkt(DropReason::Ipv6Fragment, pkt);
+        }
+        let l3 = ip.l2.l3_offset;
+        let key = frag::Key {
+            src: info.src,
+            dst: info.dst,
+            proto: info.proto,
+            id: f.id,
+        };
+        // The fragmentable part: what follows the Fragment header (where
+        // the walk stops for a later fragment; for a first one, the
+        // transport header's start, the same offset when no other
+        // extension header follows the Fragment header).
+        let piece = frag::Piece {
+            offset: f.offset as u32 * 8,
+            len: (info.total_len - info.l4_offset) as u32,
+            more: f.more,
+        };
+        // RFC 8200 §4.5: the unfragmentable part and the fragments make at
+        // most 65535 bytes of payload.
+        let hl = (info.l4_offset - ipv6::HEADER_LEN) as u32;
+        let shared = &self.shared;
+        let id = self.id;
+        let mut dropped = |r: DropReason, _p: P::Pkt| shared.counters.cell(id).drop(r);
+        let first = f.offset == 0;
+        let mut flags = 0;
+        let verdict = if first {
+            let seg = &pkt.data()[l3 + info.l4_offset..l3 + info.total_len];
+            if !l4::header_ok(info.proto, seg) {
+                return self.drop_pkt(DropReason::FragTiny, pkt);
             }
-            _ => self.reply6(snap, pkt, ip, o, t, flags, false, in_port, now, handed),
+            let (sport, dport) = (l4::src_port(seg), l4::dst_port(seg));
+            if info.proto == ipv6::NH_TCP {
+                flags = l4::tcp_flags(seg);
+            }
+            match self
+                .frags
+                .first(key, &piece, hl, (sport, dport), now, &mut dropped)
+            {
+                Ok(()) => frag::Later::Forward { pkt, sport, dport },
+                Err(r) => frag::Later::Drop(r, pkt),
+            }
+        } else {
+            self.frags
+                .later(key, &piece, hl, pkt, in_port, handed, now, &mut dropped)
+        };
+        let evicted = self.frags.take_evicted();
+        if evicted > 0 {
+            self.ctr().frag_evicted.add(evicted);
+        }
+        let (pkt, sport, dport) = match verdict {
+            frag::Later::Forward { pkt, sport, dport } => (pkt, sport, dport),
+            frag::Later::Held => return self.ctr().frag_held.inc(),
+            frag::Later::Drop(r, pkt) => return self.drop_pkt(r, pkt),
+        };
+        if first {
+            self.ctr().frag_datagrams.inc();
+        }
+        let ports = (sport, dport);
+        self.forward_fragment6(
+            snap, pkt, ip, kind, ports, flags, !first, in_port, now, handed,
+        );
+        if first {
+            while let Some((p, port, h)) = self.frags.release(key) {
+                self.ctr().frag_released.inc();
+                let data = p.data();
+                let parsed = ethernet::parse(data)
+                    .and_then(|l2| Some((l2, ipv6::parse(data.get(l2.l3_offset..)?).ok()?)));
+                let Some((l2, info)) = parsed else {
+                    self.drop_pkt(DropReason::Truncated, p);
+                    continue;
+                };
+                let kind = snap.addr_kind6(&info.dst);
+                let ip = Ip6 { l2, info };
+                self.forward_fragment6(snap, p, ip, kind, ports, 0, true, port, now, h);
+            }
+        }
+    }
+
+    /// Forwards an IPv6 fragment the table let through, with its
+    /// datagram's ports and, for the first of a TCP segment, its flags.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_fragment6(
+        &mut self,
+        snap: &Snapshot,
+        pkt: P::Pkt,
+        ip: Ip6,
+        kind: Option<AddrKind>,
+        (sport, dport): (u16, u16),
+        flags: u8,
+        later: bool,
+        in_port: u16,
+        now: u64,
+        handed: bool,
+    ) {
+        self.ctr().frag_forwarded.inc();
+        let info = ip.info;
+        let l3 = ip.l2.l3_offset;
+        let o = L36 {
+            l3,
+            l4: l3 + info.l4_offset,
+            end: l3 + info.total_len,
+            proto: info.proto,
+        };
+        let t = Tuple6 {
+            proto: info.proto,
+            saddr: info.src,
+            sport,
+            daddr: info.dst,
+            dport,
+        };
+        match kind {
+            Some(AddrKind::Vip { .. }) => {
+                self.inbound6(snap, pkt, ip, o, t, flags, in_port, now, handed, later)
+            }
+            Some(AddrKind::Laddr { .. }) => self.reply6(
+                snap, pkt, ip, o, t, flags, true, in_port, now, handed, later,
+            ),
+            _ => self.reply6(
+                snap, pkt, ip, o, t, flags, false, in_port, now, handed, later,
+            ),
         }
     }
 
@@ -177,6 +330,7 @@ impl<P: Port> Core<P> {
         in_port: u16,
         now: u64,
         handed: bool,
+        later: bool,
     ) {
         let h = self.conns6.hash6(&t);
         let mut found = self.conns6.lookup_in6(&t, h);
@@ -196,7 +350,10 @@ impl<P: Port> Core<P> {
                 } else {
                     Dir::InputOnly
                 };
-                self.update_state_in(true, snap, ci, dir, flags, now);
+                // A later fragment has no flags: its first moved the state.
+                if !later {
+                    self.update_state_in(true, snap, ci, dir, flags, now);
+                }
                 ci
             }
             None => {
@@ -208,11 +365,19 @@ impl<P: Port> Core<P> {
                     return self.drop_pkt(DropReason::NoService, pkt);
                 };
                 let svc = &snap.services6[si as usize];
-                if let Some(owner) = snap
-                    .inbound_owner6(svc, &t.saddr, t.sport)
-                    .filter(|&o| !handed && o != self.id)
-                {
+                let owner = snap.inbound_owner6(svc, &t.saddr, t.sport);
+                if let Some(owner) = owner.filter(|&o| !handed && o != self.id) {
                     return self.handover(pkt, in_port, owner);
+                }
+                if ip.info.is_fragment() {
+                    match self.chain_fragment(snap, pkt, in_port, owner.is_some()) {
+                        Some(p) => pkt = p,
+                        None => return,
+                    }
+                }
+                // A later fragment never makes a connection.
+                if later {
+                    return self.drop_pkt(DropReason::FragOrphan, pkt);
                 }
                 // IPVS schedules TCP only on a SYN without RST. (Evicted
                 // IPv6 connections leave no ghost to revive.)
@@ -231,6 +396,9 @@ impl<P: Port> Core<P> {
         self.count_traffic(snap, c.dest_id, ip.info.total_len as u64, true);
         let len = ip.info.total_len;
         if let (FwdMethod::FullNat, Some(rip4)) = (c.fwd, unmapped(&a.daddr)) {
+            if ip.info.is_fragment() {
+                return self.drop_pkt(DropReason::Nat64Untranslatable, pkt);
+            }
             return self.nat64_inbound(snap, pkt, ip, o, &c, &a, rip4, now);
         }
         // IPVS's `decrement_ttl` (ip_vs_xmit.c, in `__ip_vs_get_out_rt_v6`
@@ -238,6 +406,9 @@ impl<P: Port> Core<P> {
         // exceeded (ICMPv6 type 3 code 0) from the VIP; the rest go one
         // lower, before the MTU check, as there.
         if ip.info.hop_limit <= 1 {
+            if later {
+                return self.drop_pkt(DropReason::TtlExceeded, pkt);
+            }
             return self.time_exceeded6(snap, pkt, &ip, a.vaddr, now);
         }
         ipv6::dec_hop_limit(&mut pkt.data_mut()[o.l3..]);
@@ -261,6 +432,11 @@ impl<P: Port> Core<P> {
         let frame = pkt.data_mut();
         match c.fwd {
             FwdMethod::Dr => {}
+            // A later fragment: the addresses alone (see `fragment6`).
+            FwdMethod::Nat if later => nat66::fragment(frame, o.l3, None, Some(&a.daddr), false),
+            FwdMethod::FullNat if later => {
+                nat66::fragment(frame, o.l3, Some(&a.laddr), Some(&a.daddr), false)
+            }
             FwdMethod::Nat => nat66::inbound(frame, o, &a.daddr, c.dport),
             FwdMethod::FullNat => {
                 nat66::fullnat_inbound(frame, o, &a.laddr, c.lport, &a.daddr, c.dport)
@@ -500,6 +676,7 @@ impl<P: Port> Core<P> {
         in_port: u16,
         now: u64,
         handed: bool,
+        later: bool,
     ) {
         if !handed && snap.workers > 1 {
             let owner = if fullnat {
@@ -513,7 +690,9 @@ impl<P: Port> Core<P> {
         }
         let h = self.conns6.hash6(&t);
         let Some(ci) = self.conns6.lookup_out6(&t, h) else {
-            let r = if fullnat {
+            let r = if later {
+                DropReason::FragOrphan
+            } else if fullnat {
                 DropReason::NoConnection
             } else {
                 DropReason::NotOurs
@@ -526,6 +705,9 @@ impl<P: Port> Core<P> {
         // IPVS rewrites the reply: the server hears of it, quoting its own
         // packet, from the director's address on its link.
         if c.fwd != FwdMethod::FullNat && nat66::reply_hop_limit_expired(ip.info.hop_limit) {
+            if later {
+                return self.drop_pkt(DropReason::TtlExceeded, pkt);
+            }
             return match snap.port_addr6(in_port) {
                 Some(from) => self.time_exceeded6(snap, pkt, &ip, from.octets(), now),
                 None => self.drop_pkt(DropReason::TtlExceeded, pkt),
@@ -548,10 +730,19 @@ impl<P: Port> Core<P> {
                 None => self.drop_pkt(DropReason::TooBig, pkt),
             };
         }
-        self.update_state_in(true, snap, ci, Dir::Output, flags, now);
+        if !later {
+            self.update_state_in(true, snap, ci, Dir::Output, flags, now);
+        }
         self.count_traffic(snap, c.dest_id, ip.info.total_len as u64, false);
         let frame = pkt.data_mut();
-        if c.fwd == FwdMethod::FullNat {
+        if later {
+            // A later fragment: the addresses alone (see `fragment6`).
+            if c.fwd == FwdMethod::FullNat {
+                nat66::fragment(frame, o.l3, Some(&a.vaddr), Some(&a.caddr), false);
+            } else {
+                nat66::fragment(frame, o.l3, Some(&a.vaddr), None, true);
+            }
+        } else if c.fwd == FwdMethod::FullNat {
             nat66::fullnat_outbound(frame, o, &a.vaddr, c.vport, &a.caddr, c.cport);
         } else {
             nat66::outbound(frame, o, &a.vaddr, c.vport);
