@@ -30,8 +30,11 @@
 #
 # each: requests answered by every real server (rr), an 8 MiB download
 # intact, `ferrovsadm -Ln` and `-Lnc` in ipvsadm's IPv6 format, the
-# connections counted per real server, and HTTP_GET health checks over
-# IPv6 taking a failing server out and putting it back. In NAT66 also: a
+# connections counted per real server, HTTP_GET health checks over IPv6
+# taking a failing server out and putting it back, and UDP datagrams of 3000
+# and 6000 bytes to VIP6:5300 echoed intact (the client's kernel fragments
+# them, the servers' kernels fragment the answers: the director forwards
+# IPv6 fragments). In NAT66 also: a
 # drained server (`ferrovsadm -e ... -w 0`) gets no new connection, and a
 # reload (SIGHUP) that removes a server takes effect while a download
 # through the VIP runs on, intact.
@@ -152,6 +155,24 @@ lab_ipv6() {
                 </dev/null >"$WORK/decap$i.log" 2>&1 &
             HTTPD6_PIDS="$HTTPD6_PIDS $!"
         fi
+        # A UDP echo on VIP6 and the server's address, port 5300: answers
+        # from the address asked (the VIP in DR and TUN).
+        local addrs="${RS6[$i]}"
+        case $mode in dr | tun) addrs="$addrs $VIP6" ;; esac
+        in_ns "${!ns}" setsid python3 -c '
+import select, socket, sys
+socks = []
+for a in sys.argv[1:]:
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    s.bind((a, 5300))
+    socks.append(s)
+while True:
+    for s in select.select(socks, [], [])[0]:
+        d, peer = s.recvfrom(65535)
+        s.sendto(d, peer)
+' $addrs </dev/null >"$WORK/echo6.$i.log" 2>&1 &
+        HTTPD6_PIDS="$HTTPD6_PIDS $!"
         in_ns "${!ns}" setsid python3 "$HTTPD" --ipv6 --name "rs$i" --port 80 \
             --run-dir "$WORK/rs$i.6/" --big-mib 8 </dev/null >"$WORK/rs$i.6.log" 2>&1 &
         HTTPD6_PIDS="$HTTPD6_PIDS $!"
@@ -223,6 +244,18 @@ write_conf() {
         echo "            retry 1"
         echo "            delay_before_retry 1"
         echo "        }"
+        echo "    }"
+    done
+    echo "}"
+    local rport=5300
+    echo "virtual_server $VIP6 5300 {"
+    echo "    lb_algo rr"
+    echo "    lb_kind $kind"
+    echo "    protocol UDP"
+    [ "$mode" = fullnat ] && echo "    laddr_group_name laddr6"
+    for i in 1 2 3; do
+        echo "    real_server ${RS6[$i]} $rport {"
+        echo "        weight 1"
         echo "    }"
     done
     echo "}"
@@ -360,6 +393,7 @@ run_mode() {
         conns=$(adm -Ln --stats | awk '$1 == "->" && $2 ~ /^198\.18\.1\./ {s += $3} END {print s + 0}')
         check "nat64: counted on the IPv4 real servers ($conns)" [ "$conns" -ge 10 ]
     fi
+    udp6_fragments "$mode"
     health_out_and_back "$mode"
     if [ "$mode" = nat ]; then
         drain_and_back "$mode"
@@ -380,6 +414,40 @@ wait_until() {
     local t=$1 i; shift
     for i in $(seq $((t * 5))); do "$@" && return 0; sleep 0.2; done
     return 1
+}
+
+# Datagrams to VIP6:5300 from fresh sockets, each asked up to 3 times.
+udp6_fragments() {
+    local mode=$1 size r d0
+    d0=$(metrics | awk '$1 ~ /^ferrovs_worker_frag_datagrams_total/ {s += $2} END {print s + 0}')
+    for size in 1000 3000 6000; do
+        r=$(in_ns "$FVS_NS_CLIENT" python3 -c '
+import os, select, socket, sys
+vip, size, n = sys.argv[1], int(sys.argv[2]), 10
+ok = 0
+for i in range(n):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.connect((vip, 5300))
+    p = os.urandom(size)
+    for _ in range(3):
+        try:
+            # TUN: the first big datagram draws Packet Too Big (the tunnel
+            # takes 40 bytes); the socket reports it as EMSGSIZE, and the
+            # kernel fragments smaller from then on: ask again.
+            s.send(p)
+            if select.select([s], [], [], 1.0)[0] and s.recv(65535) == p:
+                ok += 1
+                break
+        except OSError:
+            pass
+    s.close()
+print(ok)
+' "$VIP6" "$size")
+        check "$mode: UDP datagrams of $size bytes over IPv6 echoed intact ($r of 10)" [ "$r" = 10 ]
+    done
+    local d1
+    d1=$(metrics | awk '$1 ~ /^ferrovs_worker_frag_datagrams_total/ {s += $2} END {print s + 0}')
+    check "$mode: the director forwarded them as IPv6 fragments ($((d1 - d0)) datagrams)" [ $((d1 - d0)) -ge 20 ]
 }
 
 # rs1 answers 500 to its HTTP_GET: the checker takes it out; fixed, back.
