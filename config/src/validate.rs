@@ -170,10 +170,29 @@ pub fn validate(cfg: &Config, locs: &Locations, d: &mut Diagnostics) {
             }
             Some(name) => {
                 let l = locs.laddr_refs[i].as_ref().unwrap_or(loc);
-                if cfg.local_address_group(name).is_none() {
-                    d.error(l, format!("local_address_group {name} does not exist"));
-                } else if !fnat {
-                    d.warn(l, "laddr_group_name only matters for FNAT - ignoring");
+                match cfg.local_address_group(name) {
+                    None => d.error(l, format!("local_address_group {name} does not exist")),
+                    Some(_) if !fnat => {
+                        d.warn(l, "laddr_group_name only matters for FNAT - ignoring")
+                    }
+                    Some(g) => {
+                        // A FULLNAT server is reached from a local address
+                        // of its own family: IPv4 ones for NAT64.
+                        let addrs = g.addresses();
+                        for r in vs.real_servers.iter().filter(|r| r.fwd == LbKind::FullNat) {
+                            if !addrs.iter().any(|a| a.is_ipv6() == r.addr.is_ipv6()) {
+                                let fam = if r.addr.is_ipv6() { "IPv6" } else { "IPv4" };
+                                d.error(
+                                    l,
+                                    format!(
+                                        "FNAT real server {} needs {fam} local addresses, and local_address_group {name} has none",
+                                        r.addr
+                                    ),
+                                );
+                                break;
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -115,6 +115,22 @@ fn fnat_without_local_addresses() {
 }
 
 #[test]
+fn fnat_servers_need_local_addresses_of_their_family() {
+    // NAT64: an IPv6 VIP, an IPv4 server, and only IPv6 local addresses.
+    let t = "local_address_group L6 {\n    2001:db8:1::100\n}\nvirtual_server 2001:db8::1 80 {\n    lb_algo rr\n    lb_kind FNAT\n    protocol TCP\n    laddr_group_name L6\n    real_server 198.18.1.1 80\n}\n";
+    assert_eq!(
+        diags(t),
+        ["k.conf:8:22: FNAT real server 198.18.1.1 needs IPv4 local addresses, and local_address_group L6 has none"]
+    );
+    // With an IPv4 one beside it: usable.
+    let ok = t.replace(
+        "    2001:db8:1::100\n",
+        "    2001:db8:1::100\n    198.18.1.100\n",
+    );
+    assert!(diags(&ok).is_empty(), "{:?}", diags(&ok));
+}
+
+#[test]
 fn malformed_addresses() {
     assert_eq!(
         diags(&vrrp("    virtual_router_id 5\n    virtual_ipaddress {\n        198.18.0.300/24 dev eth0\n    }\n")),

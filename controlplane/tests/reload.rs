@@ -27,12 +27,11 @@ fn a_reload_is_all_or_nothing() {
     let listing = run(&mut d, "-Ln").1;
     assert!(listing.contains("198.18.1.11:8080             Masq    3"));
 
-    // The file is valid as keepalived reads it, but NAT64 (an IPv4 server
-    // behind an IPv6 VIP) needs IPv4 local addresses, and the group has
-    // only an IPv6 one: the snapshot refuses it, and with it the new
+    // The file is valid as keepalived reads it, but the dataplane has no
+    // SYN proxy for IPv6: the snapshot refuses it, and with it the new
     // timeouts and the new weight.
     let bad = GOOD.replace("weight 3", "weight 9")
-        + "local_address_group L6 {\n    2001:db8:1::100\n}\nvirtual_server 2001:db8::101 80 {\n    lb_algo rr\n    lb_kind FNAT\n    protocol TCP\n    laddr_group_name L6\n    real_server 198.18.1.5 80 {\n    }\n}\n";
+        + "virtual_server 2001:db8::101 80 {\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n    syn_proxy\n    real_server 2001:db8:1::5 80 {\n    }\n}\n";
     std::fs::write(&path, conf("tcp 100 tcpfin 10 udp 5", &bad)).unwrap();
     let e = d.reload().unwrap_err().to_string();
     assert!(e.contains("reload rejected"), "{e}");

@@ -124,7 +124,7 @@ fn a_reload_takes_the_health_plan_and_commits_it_with_the_snapshot() {
 fn a_refused_reload_publishes_nothing_and_commits_no_plan() {
     let (mut c, now) = core(1);
     let bad = SVC.to_string()
-        + "local_address_group L6 {\n    2001:db8:1::100\n}\nvirtual_server 2001:db8::101 80 {\n    lb_algo rr\n    lb_kind FNAT\n    protocol TCP\n    laddr_group_name L6\n    real_server 198.18.1.5 80 {\n    }\n}\n";
+        + "virtual_server 2001:db8::101 80 {\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n    syn_proxy\n    real_server 2001:db8:1::5 80 {\n    }\n}\n";
     let plan = TableChange::diff(
         &Table::default(),
         &ferrovs_config::ipvs::initial_table(&ferrovs_config::load_str("k.conf", &bad).config),
