@@ -263,13 +263,17 @@ fn steers_only_what_is_ours_and_transmits_in_place() {
             let d = p.data_mut();
             let (a, b) = d.split_at_mut(6);
             a.swap_with_slice(&mut b[..6]);
-            let listener = std::process::Command::new("ip")
+            // The listener says when it is bound (a fixed sleep was too
+            // short on a loaded machine, and the datagram was lost).
+            let mut listener = std::process::Command::new("ip")
                 .args(["netns", "exec", &lab.ns, "python3", "-c",
-                    "import socket; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('198.18.0.2',9999)); s.settimeout(5); print(s.recvfrom(100)[0].decode(), flush=True)"])
+                    "import socket; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('198.18.0.2',9999)); s.settimeout(10); print('ready', flush=True); print(s.recvfrom(100)[0].decode(), flush=True)"])
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap();
-            std::thread::sleep(Duration::from_millis(300));
+            let mut lines =
+                std::io::BufRead::lines(std::io::BufReader::new(listener.stdout.take().unwrap()));
+            assert_eq!(lines.next().unwrap().unwrap(), "ready");
             let ip = &mut d[14..34];
             // From the VIP (a datagram from the peer's own address would be
             // a martian there).
@@ -285,8 +289,9 @@ fn steers_only_what_is_ours_and_transmits_in_place() {
             let mut v = vec![p];
             port.tx_burst(&mut v);
             assert!(v.is_empty(), "the TX ring took the packet");
-            let out = listener.wait_with_output().unwrap();
-            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "to the vip 2");
+            let got = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+            listener.wait().unwrap();
+            assert_eq!(got.trim(), "to the vip 2");
         }
     }
     assert!(opened.steering.stats().steered >= 3);
