@@ -365,6 +365,7 @@ impl Conv<'_> {
             nopreempt_loc: None,
             auth_type: None,
             auth_pass: None,
+            version_loc: None,
         };
         let block = self.block(n);
         self.read(block, VRRP_INSTANCE, &mut b);
@@ -379,7 +380,27 @@ impl Conv<'_> {
             nopreempt_loc,
             auth_type,
             auth_pass,
+            version_loc,
         } = b;
+        // keepalived: an instance whose first address is IPv6 runs over
+        // IPv6, as VRRPv3 (the global vrrp_version is for IPv4 instances).
+        // VRRPv2 is IPv4 only (RFC 3768): `version 2` in an IPv6 instance
+        // gets keepalived's strict-mode answer.
+        if i.virtual_ipaddress
+            .first()
+            .is_some_and(|v| v.addr.is_ipv6())
+        {
+            if let (Some(loc), 2) = (&version_loc, i.version) {
+                self.d().warn(
+                    loc,
+                    format!(
+                        "({}) cannot use IPv6 with VRRP version 2; setting version 3",
+                        i.name
+                    ),
+                );
+            }
+            i.version = 3;
+        }
         match (auth_type, auth_pass) {
             (Some(t), p) => {
                 i.authentication = Some(Authentication {
@@ -490,6 +511,8 @@ struct InstanceDraft {
     nopreempt_loc: Option<Location>,
     auth_type: Option<AuthType>,
     auth_pass: Option<String>,
+    /// Where the instance's own `version` was given.
+    version_loc: Option<Location>,
 }
 
 const VRRP_INSTANCE: &Keywords<InstanceDraft> = &[
@@ -579,6 +602,7 @@ const VRRP_INSTANCE: &Keywords<InstanceDraft> = &[
         With(|c, s, b| {
             if let Some(v) = c.v.one_uint(s, 2, 3) {
                 b.i.version = v as u8;
+                b.version_loc = Some(s.loc.clone());
             }
         }),
     ),
