@@ -1,6 +1,9 @@
-//! Gratuitous ARP pacing. A new master sends `garp_master_repeat` GARPs for
-//! every VIP, `vrrp_garp_interval` apart on one interface (keepalived's
-//! per-interface delay; 0 sends them back to back). The frames leave
+//! Gratuitous ARP and unsolicited neighbour advertisement pacing. A new
+//! master sends `garp_master_repeat` GARPs for every IPv4 VIP,
+//! `vrrp_garp_interval` apart on one interface, and as many unsolicited
+//! NAs for every IPv6 one, `vrrp_gna_interval` apart (keepalived's
+//! per-interface delays, one for each kind, running independently; 0 sends
+//! them back to back). The frames leave
 //! through a worker's request queue, which is small (16): what does not
 //! fit waits here and goes at the next try, a millisecond later, so every
 //! VIP gets all its repeats however many VIPs an instance holds.
@@ -16,35 +19,56 @@ pub const RETRY: Duration = Duration::from_millis(1);
 /// caller). 64k covers 13,000 VIPs at 5 repeats.
 pub const MAX_QUEUED: usize = 65536;
 
+/// What a frame announces, for its pacing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Announce {
+    /// Gratuitous ARP (IPv4): `vrrp_garp_interval`.
+    Arp,
+    /// Unsolicited neighbour advertisement (IPv6): `vrrp_gna_interval`.
+    Na,
+}
+
 #[derive(Debug, Default)]
 pub struct GarpPacer {
-    queue: VecDeque<(u16, Vec<u8>)>,
-    interval: Duration,
-    /// Per port: not before this instant (the interval since the last one).
-    next_free: HashMap<u16, Instant>,
+    queue: VecDeque<((u16, Announce), Vec<u8>)>,
+    garp_interval: Duration,
+    gna_interval: Duration,
+    /// Per port and kind: not before this instant (the interval since the
+    /// last one).
+    next_free: HashMap<(u16, Announce), Instant>,
     /// The worker's queue was full: not before this instant.
     retry_at: Option<Instant>,
 }
 
 impl GarpPacer {
-    pub fn new(interval: Duration) -> GarpPacer {
+    /// `vrrp_garp_interval` and `vrrp_gna_interval`.
+    pub fn new(garp_interval: Duration, gna_interval: Duration) -> GarpPacer {
         GarpPacer {
-            interval,
+            garp_interval,
+            gna_interval,
             ..GarpPacer::default()
         }
     }
 
-    /// `vrrp_garp_interval`, after a reload.
-    pub fn set_interval(&mut self, interval: Duration) {
-        self.interval = interval;
+    /// The intervals, after a reload.
+    pub fn set_intervals(&mut self, garp_interval: Duration, gna_interval: Duration) {
+        self.garp_interval = garp_interval;
+        self.gna_interval = gna_interval;
+    }
+
+    fn interval(&self, kind: Announce) -> Duration {
+        match kind {
+            Announce::Arp => self.garp_interval,
+            Announce::Na => self.gna_interval,
+        }
     }
 
     /// Queues one frame for `port`; false when the queue is full.
-    pub fn push(&mut self, port: u16, frame: Vec<u8>) -> bool {
+    pub fn push(&mut self, port: u16, kind: Announce, frame: Vec<u8>) -> bool {
         if self.queue.len() >= MAX_QUEUED {
             return false;
         }
-        self.queue.push_back((port, frame));
+        self.queue.push_back(((port, kind), frame));
         true
     }
 
@@ -71,7 +95,7 @@ impl GarpPacer {
     }
 
     /// Sends what is due at `now`, in the order queued (one port's frames
-    /// never overtake each other). `send` returns false when the worker's
+    /// of a kind never overtake each other). `send` returns false when the worker's
     /// queue is full: the rest waits [`RETRY`]. Returns how many went.
     pub fn poll(&mut self, now: Instant, mut send: impl FnMut(u16, &[u8]) -> bool) -> usize {
         if self.retry_at.is_some_and(|r| r > now) {
@@ -79,7 +103,7 @@ impl GarpPacer {
         }
         self.retry_at = None;
         let mut sent = 0;
-        let mut blocked: Vec<u16> = Vec::new();
+        let mut blocked: Vec<(u16, Announce)> = Vec::new();
         let mut keep = VecDeque::with_capacity(self.queue.len());
         let mut full = false;
         while let Some((port, frame)) = self.queue.pop_front() {
@@ -91,15 +115,16 @@ impl GarpPacer {
                 keep.push_back((port, frame));
                 continue;
             }
-            if !send(port, &frame) {
+            if !send(port.0, &frame) {
                 full = true;
                 self.retry_at = Some(now + RETRY);
                 keep.push_back((port, frame));
                 continue;
             }
             sent += 1;
-            if !self.interval.is_zero() {
-                self.next_free.insert(port, now + self.interval);
+            let iv = self.interval(port.1);
+            if !iv.is_zero() {
+                self.next_free.insert(port, now + iv);
                 blocked.push(port);
             }
         }
@@ -121,11 +146,11 @@ mod tests {
     #[test]
     fn back_to_back_without_an_interval_and_retried_when_the_queue_is_full() {
         let t = Instant::now();
-        let mut p = GarpPacer::new(Duration::ZERO);
+        let mut p = GarpPacer::new(Duration::ZERO, Duration::ZERO);
         // 40 VIPs, 5 repeats: 200 frames through a 16-slot queue.
         for rep in 0..5 {
             for vip in 0..40 {
-                assert!(p.push(0, frame(vip, rep)));
+                assert!(p.push(0, Announce::Arp, frame(vip, rep)));
             }
         }
         assert_eq!(p.deadline(t), Some(t));
@@ -161,10 +186,10 @@ mod tests {
     fn an_interval_spaces_each_port_and_not_the_others() {
         let t = Instant::now();
         let iv = Duration::from_millis(10);
-        let mut p = GarpPacer::new(iv);
+        let mut p = GarpPacer::new(iv, Duration::ZERO);
         for vip in 0..3 {
-            p.push(0, frame(vip, 0));
-            p.push(1, frame(vip, 0));
+            p.push(0, Announce::Arp, frame(vip, 0));
+            p.push(1, Announce::Arp, frame(vip, 0));
         }
         let mut sent: Vec<(Instant, u16, Vec<u8>)> = Vec::new();
         let mut now = t;
@@ -190,10 +215,48 @@ mod tests {
 
     #[test]
     fn the_queue_is_bounded() {
-        let mut p = GarpPacer::new(Duration::ZERO);
+        let mut p = GarpPacer::new(Duration::ZERO, Duration::ZERO);
         for _ in 0..MAX_QUEUED {
-            assert!(p.push(0, vec![]));
+            assert!(p.push(0, Announce::Arp, vec![]));
         }
-        assert!(!p.push(0, vec![]));
+        assert!(!p.push(0, Announce::Na, vec![]));
+    }
+
+    #[test]
+    fn arps_and_nas_are_paced_by_their_own_intervals() {
+        // keepalived keeps garp_next_time and gna_next_time per interface:
+        // ARPs vrrp_garp_interval apart, NAs vrrp_gna_interval apart, the
+        // one not waiting on the other.
+        let t = Instant::now();
+        let (garp, gna) = (Duration::from_millis(10), Duration::from_millis(25));
+        let mut p = GarpPacer::new(garp, gna);
+        for vip in 0..3 {
+            p.push(0, Announce::Arp, frame(vip, 4));
+            p.push(0, Announce::Na, frame(vip, 6));
+        }
+        let mut sent: Vec<(Instant, Vec<u8>)> = Vec::new();
+        let mut now = t;
+        while let Some(d) = p.deadline(now) {
+            now = now.max(d);
+            p.poll(now, |_, f| {
+                sent.push((now, f.to_vec()));
+                true
+            });
+        }
+        let times = |kind: u8| -> Vec<Instant> {
+            sent.iter()
+                .filter(|s| s.1[1] == kind)
+                .map(|s| s.0)
+                .collect()
+        };
+        assert_eq!(times(4), vec![t, t + garp, t + 2 * garp]);
+        assert_eq!(times(6), vec![t, t + gna, t + 2 * gna]);
+        // Zero NA interval: back to back whatever the ARP interval.
+        p.set_intervals(garp, Duration::ZERO);
+        for vip in 0..3 {
+            p.push(0, Announce::Na, frame(vip, 6));
+        }
+        let later = t + Duration::from_secs(1);
+        assert_eq!(p.poll(later, |_, _| true), 3);
     }
 }
