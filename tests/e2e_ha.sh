@@ -163,8 +163,10 @@ term() { kill -TERM "${PIDS[$1]}" 2>/dev/null; wait "${PIDS[$1]}" 2>/dev/null; u
 ferrovs_state() { # DIRECTOR
     FERROVS_CTL=$WORK/d$1.sock "$FERROVS" status 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["vrrp"][0]["state"])' 2>/dev/null || echo DOWN
 }
+# grep reads all of ip's output: with -q it would exit at the first match,
+# ip could die of SIGPIPE, and pipefail would call a MASTER a BACKUP.
 ka_state() {
-    if ip netns exec "$FVS_NS_DIRECTOR2" ip -4 addr show dev "$FVS_DIRECTOR2_IF_CLIENT" | grep -q " $FVS_VIP/"; then echo MASTER; else echo BACKUP; fi
+    if ip netns exec "$FVS_NS_DIRECTOR2" ip -4 addr show dev "$FVS_DIRECTOR2_IF_CLIENT" | grep " $FVS_VIP/" >/dev/null; then echo MASTER; else echo BACKUP; fi
 }
 # wait_for SECONDS CMD EXPECTED — polls every 50 ms; prints the seconds taken.
 wait_for() {
