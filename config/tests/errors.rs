@@ -464,3 +464,27 @@ fn ipv6_instances_are_vrrpv3() {
     let l = load_with(&fs, Path::new("/k.conf"), &LexOptions::default());
     assert_eq!(l.config.vrrp_instances[0].version, 3);
 }
+
+/// keepalived's garp_group: per-interface GARP / NA intervals; a group
+/// without any is removed, an interface already in a group stays there.
+#[test]
+fn garp_groups() {
+    let text = "garp_group {\n    garp_interval 0.01\n    gna_interval 0.02\n    interface eth0\n}\ngarp_group {\n    gna_interval 0.005\n    interfaces {\n        eth0\n        eth1 eth2\n    }\n}\ngarp_group {\n    interface eth3\n}\n";
+    assert_eq!(
+        diags(text),
+        [
+            "k.conf:6:1: warning: garp_group already specified for eth0 - ignoring",
+            "k.conf:13:1: warning: garp group 3 does not have any delay set - removing",
+        ]
+    );
+    let fs = MemFs::new().with("/k.conf", text);
+    let l = load_with(&fs, Path::new("/k.conf"), &LexOptions::default());
+    let g = &l.config.garp_groups;
+    assert_eq!(g.len(), 2);
+    assert_eq!(g[0].garp_interval, Some(std::time::Duration::from_millis(10)));
+    assert_eq!(g[0].gna_interval, Some(std::time::Duration::from_millis(20)));
+    assert_eq!(g[0].interfaces, ["eth0"]);
+    assert_eq!(g[1].garp_interval, None);
+    assert_eq!(g[1].gna_interval, Some(std::time::Duration::from_millis(5)));
+    assert_eq!(g[1].interfaces, ["eth1", "eth2"]);
+}

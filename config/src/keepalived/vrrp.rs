@@ -98,7 +98,78 @@ const SYNC_GROUP: &Keywords<SyncGroupDraft> = &[
     ("notify_priority_changes", NoEffect),
 ];
 
+/// `garp_group { garp_interval S  gna_interval S  interface NAME
+/// interfaces { NAME... } }` (keepalived 2.2's vrrp_parser.c).
+const GARP_GROUP: &Keywords<GarpGroup> = &[
+    (
+        "garp_interval",
+        With(|c, s, g| g.garp_interval = c.v.one_duration(s)),
+    ),
+    (
+        "gna_interval",
+        With(|c, s, g| g.gna_interval = c.v.one_duration(s)),
+    ),
+    (
+        "interface",
+        With(|c, s, g| {
+            if let Some(a) = c.v.one(s, "interface") {
+                g.interfaces.push(a.text.clone());
+            }
+        }),
+    ),
+    (
+        "interfaces",
+        With(|c, s, g| {
+            let block = c.block(s);
+            if block.is_empty() {
+                c.d().warn(
+                    &s.loc,
+                    "Warning - empty garp_group interfaces block".to_string(),
+                );
+            }
+            for e in block {
+                g.interfaces.extend(e.words().map(|(w, _)| w.to_string()));
+            }
+        }),
+    ),
+];
+
 impl Conv<'_> {
+    /// A garp_group; `None` (with keepalived's warning) when it sets no
+    /// interval. An interface already in an earlier group stays there.
+    pub(super) fn garp_group(&mut self, n: &Node, earlier: &[GarpGroup]) -> Option<GarpGroup> {
+        let mut g = GarpGroup {
+            garp_interval: None,
+            gna_interval: None,
+            interfaces: Vec::new(),
+        };
+        let block = self.block(n);
+        self.read(block, GARP_GROUP, &mut g);
+        if g.garp_interval.is_none() && g.gna_interval.is_none() {
+            self.d().warn(
+                &n.loc,
+                format!(
+                    "garp group {} does not have any delay set - removing",
+                    earlier.len() + 1
+                ),
+            );
+            return None;
+        }
+        let mut seen: Vec<String> = Vec::new();
+        g.interfaces.retain(|i| {
+            let dup = seen.contains(i) || earlier.iter().any(|e| e.interfaces.contains(i));
+            seen.push(i.clone());
+            !dup
+        });
+        for i in seen.iter().filter(|i| !g.interfaces.contains(i)) {
+            self.d().warn(
+                &n.loc,
+                format!("garp_group already specified for {i} - ignoring"),
+            );
+        }
+        Some(g)
+    }
+
     pub(super) fn vrrp_script(&mut self, n: &Node) -> Option<VrrpScript> {
         let name = self.name(n)?;
         let mut b = ScriptDraft {

@@ -9,7 +9,7 @@ use crate::ipvs_state::Net;
 use crate::mailbox::{DaemonLink, ToDaemon};
 use crate::southbound::NetState;
 use crate::vrrp::config::LocalAddrs;
-use crate::vrrp::garp::{Announce, GarpPacer};
+use crate::vrrp::garp::{Announce, GarpPacer, GroupPacing};
 use crate::vrrp::instance::{same_settings, vip_changes};
 use crate::vrrp::io::{Received, VrrpSocket};
 use crate::vrrp::last_words::{self, Farewell};
@@ -22,6 +22,7 @@ use crate::vrrp::{
 use ferrovs_config::Config;
 use ferrovs_dataplane::wire::arp;
 use ferrovs_dataplane::worker::Request;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -628,7 +629,10 @@ impl Driver {
         let prepared = {
             let v = self.daemon.view.load();
             match prepare(cfg, &v.net, v.workers_running, &self.net.borrow()) {
-                Ok(p) => p,
+                Ok(p) => {
+                    self.garps.set_groups(garp_groups(cfg, &v.net));
+                    p
+                }
                 Err(e) => {
                     error!("VRRP reload: {e}; the instances keep running as they were");
                     return;
@@ -710,6 +714,24 @@ fn sync_vip_set(daemon: &DaemonLink, cfg: &Config) {
     let _ = daemon.tx.send(ToDaemon::SyncVips(vrrp_vips(cfg)));
 }
 
+/// The dataplane ports in `garp_group`s, for the pacer (an interface
+/// that is not a port sends no GARPs of ours).
+fn garp_groups(cfg: &Config, ports: &Net) -> HashMap<u16, GroupPacing> {
+    let mut out = HashMap::new();
+    for (i, g) in cfg.garp_groups.iter().enumerate() {
+        for name in &g.interfaces {
+            if let Some(port) = ports.ports.iter().position(|p| &p.name == name) {
+                out.entry(port as u16).or_insert(GroupPacing {
+                    group: i as u32,
+                    garp_interval: g.garp_interval.unwrap_or_default(),
+                    gna_interval: g.gna_interval.unwrap_or_default(),
+                });
+            }
+        }
+    }
+    out
+}
+
 /// Starts the instances, their script trackers and interface watchers.
 /// Returns a status handle, a stop channel and a reload channel (see
 /// [`Driver::reload`]); everything runs on the current tokio runtime.
@@ -718,9 +740,12 @@ pub fn start(
     daemon: DaemonLink,
     net: watch::Receiver<Arc<NetState>>,
 ) -> Result<Handles, StartError> {
-    let prepared = {
+    let (prepared, groups) = {
         let v = daemon.view.load();
-        prepare(cfg, &v.net, v.workers_running, &net.borrow())?
+        (
+            prepare(cfg, &v.net, v.workers_running, &net.borrow())?,
+            garp_groups(cfg, &v.net),
+        )
     };
     let status = Arc::new(Mutex::new(Vec::new()));
     let (stop_tx, stop_rx) = mpsc::channel(1);
@@ -739,6 +764,7 @@ pub fn start(
         garps: GarpPacer::new(cfg.global.vrrp_garp_interval, cfg.global.vrrp_gna_interval),
         last_words_for: None,
     };
+    driver.garps.set_groups(groups);
     // Sockets first, so that a failure to open one refuses the start.
     let ids = unit_ids(cfg);
     let mut units = Vec::new();
