@@ -12,6 +12,9 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LAB=$ROOT/scripts/lab.sh
 FERROVS=${FERROVS:-$ROOT/target/release/ferrovs}
+# The other binaries next to it (a CARGO_TARGET_DIR build puts them there).
+FERROVSADM=${FERROVSADM:-$(dirname "$FERROVS")/ferrovsadm}
+PKTGEN=${PKTGEN:-$(dirname "$FERROVS")/ferrovs-pktgen}
 PARTS=${*:-pair keepalived scripts reload lnc stall strangers garp ipv6}
 RUN_ID=ha$$
 PASS=0
@@ -365,7 +368,7 @@ test_reload() {
     sleep 4
     check "reload without VRRP changes: ferrovs stays MASTER, no transition" [ "$(d1)/$(d1_field transitions)" = "MASTER/$tr" ]
     check "reload without VRRP changes: keepalived never became MASTER" [ "$(ka_masters)" = "$km" ]
-    check "reload without VRRP changes: the table change is in force" bash -c "FERROVS_CTL=$WORK/d1.sock $ROOT/target/release/ferrovsadm -Ln | grep -Eq ' +Route +7 '"
+    check "reload without VRRP changes: the table change is in force" bash -c "FERROVS_CTL=$WORK/d1.sock $FERROVSADM -Ln | grep -Eq ' +Route +7 '"
     # A lower priority than keepalived's: keepalived preempts.
     ferrovs_conf "$WORK/d1.conf" 1 50 3 mcast
     kill -HUP "${PIDS[d1]}"
@@ -426,19 +429,19 @@ test_lnc() {
     # A million UDP flows from 198.19.0.0/16, one datagram each per pass;
     # the second pass fills in what a veth dropped.
     for k in 1 2; do
-        ip netns exec "$FVS_NS_CLIENT" "$ROOT/target/release/ferrovs-pktgen" --dev "$FVS_CLIENT_IF" \
+        ip netns exec "$FVS_NS_CLIENT" "$PKTGEN" --dev "$FVS_CLIENT_IF" \
             --dst-mac "$FVS_DIRECTOR_MAC_CLIENT" --dst "$FVS_VIP" --dport 9 --flows 1000000 --once \
             --rate 200000 >"$WORK/pktgen.log" 2>&1 || bad "lnc: ferrovs-pktgen failed: $(tail -2 "$WORK/pktgen.log")"
     done
     sleep 1
-    n=$(FERROVS_CTL=$WORK/d1.sock "$ROOT/target/release/ferrovsadm" -Lnc | grep -c '^UDP ')
+    n=$(FERROVS_CTL=$WORK/d1.sock "$FERROVSADM" -Lnc | grep -c '^UDP ')
     echo "# -Lnc lists $n connections"
     check "lnc: the table holds about a million connections ($n)" [ "$n" -ge 950000 ]
     tr=$(d1_field transitions)
     km=$(ka_masters)
     for k in 1 2 3; do
         t0=$(date +%s%N)
-        FERROVS_CTL=$WORK/d1.sock "$ROOT/target/release/ferrovsadm" -Lnc >/dev/null
+        FERROVS_CTL=$WORK/d1.sock "$FERROVSADM" -Lnc >/dev/null
         t1=$(date +%s%N)
         echo "# -Lnc #$k took $(((t1 - t0) / 1000000)) ms"
     done
