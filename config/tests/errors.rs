@@ -481,8 +481,14 @@ fn garp_groups() {
     let l = load_with(&fs, Path::new("/k.conf"), &LexOptions::default());
     let g = &l.config.garp_groups;
     assert_eq!(g.len(), 2);
-    assert_eq!(g[0].garp_interval, Some(std::time::Duration::from_millis(10)));
-    assert_eq!(g[0].gna_interval, Some(std::time::Duration::from_millis(20)));
+    assert_eq!(
+        g[0].garp_interval,
+        Some(std::time::Duration::from_millis(10))
+    );
+    assert_eq!(
+        g[0].gna_interval,
+        Some(std::time::Duration::from_millis(20))
+    );
     assert_eq!(g[0].interfaces, ["eth0"]);
     assert_eq!(g[1].garp_interval, None);
     assert_eq!(g[1].gna_interval, Some(std::time::Duration::from_millis(5)));
