@@ -217,7 +217,9 @@ impl VrrpSocket {
         std::thread::Builder::new()
             .name("ferrovs-vrrp-rx".into())
             .spawn(move || {
-                let mut buf = [0u8; 2048];
+                // The longest advert: 255 IPv6 addresses, 4,088 bytes
+                // (RFC 5798 §5.2.5); a jumbo frame's worth.
+                let mut buf = [0u8; 9216];
                 while !stop.load(Ordering::Relaxed) {
                     let got = if v6 {
                         recv_v6(&sock, &mut buf)
@@ -252,9 +254,10 @@ impl VrrpSocket {
 
 /// Receives one IPv6 VRRP message with its header facts; `None` for one
 /// whose hop limit or destination the kernel did not report (then the
-/// checks could not be made: it is dropped, and logged).
+/// checks could not be made: it is dropped, and logged). A message longer
+/// than the buffer comes cut, and the codec refuses it for its length.
 fn recv_v6(sock: &Socket, buf: &mut [u8]) -> io::Result<Option<Received>> {
-    let mut cmsg = nix::cmsg_space!(libc_in6_pktinfo, i32);
+    let mut cmsg = nix::cmsg_space!(nix::libc::in6_pktinfo, nix::libc::c_int);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = recvmsg::<SockaddrIn6>(
         sock.as_raw_fd(),
@@ -275,9 +278,10 @@ fn recv_v6(sock: &Socket, buf: &mut [u8]) -> io::Result<Option<Received>> {
             _ => {}
         }
     }
-    let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC);
-    let (Some(src), Some(dst), Some(ttl), false) = (src, dst, ttl, truncated) else {
-        tracing::warn!("VRRP: an IPv6 packet without its source, destination or hop limit, or truncated: dropped");
+    let (Some(src), Some(dst), Some(ttl)) = (src, dst, ttl) else {
+        tracing::warn!(
+            "VRRP: an IPv6 packet without its source, destination or hop limit: dropped"
+        );
         return Ok(None);
     };
     Ok(Some(Received {
@@ -287,10 +291,6 @@ fn recv_v6(sock: &Socket, buf: &mut [u8]) -> io::Result<Option<Received>> {
         payload: iov[0][..n].to_vec(),
     }))
 }
-
-/// The in6_pktinfo type, for sizing the ancillary buffer.
-#[allow(non_camel_case_types)]
-type libc_in6_pktinfo = nix::libc::in6_pktinfo;
 
 /// Splits a received IPv4 datagram into header facts and payload.
 pub fn parse_ip(b: &[u8]) -> Option<Received> {
