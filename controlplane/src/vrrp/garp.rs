@@ -310,7 +310,8 @@ mod tests {
             p.push(0, Announce::Na, frame(vip, 6));
             p.push(2, Announce::Arp, frame(vip, 2));
         }
-        let mut sent: Vec<(Instant, u16, Vec<u8>)> = Vec::new();
+        type Sent = (Instant, u16, Vec<u8>);
+        let mut sent: Vec<Sent> = Vec::new();
         let mut now = t;
         while let Some(d) = p.deadline(now) {
             now = now.max(d);
@@ -319,7 +320,7 @@ mod tests {
                 true
             });
         }
-        let at = |pred: &dyn Fn(&(Instant, u16, Vec<u8>)) -> bool| -> Vec<Instant> {
+        let at = |pred: &dyn Fn(&Sent) -> bool| -> Vec<Instant> {
             sent.iter().filter(|s| pred(s)).map(|s| s.0).collect()
         };
         // Ports 0 and 1: four ARPs on one 10 ms timer, in queue order.
