@@ -244,19 +244,19 @@ fn unowned_vips(cfg: &Config, locs: &Locations, d: &mut Diagnostics) {
                 ),
             );
         }
-        for (what, a) in [
-            ("unicast_src_ip", inst.unicast_src_ip),
-            ("mcast_src_ip", inst.mcast_src_ip),
-        ] {
-            if let Some(a) = a.filter(|a| a.is_ipv6() != v6) {
-                d.warn(
-                    loc,
-                    format!(
-                        "({}) {what} [{a}] MUST be of the same family as the VRRP instance - ignoring",
-                        inst.name
-                    ),
-                );
-            }
+        // keepalived's words (vrrp_parser.c, vrrp_data.c).
+        for a in [inst.unicast_src_ip, inst.mcast_src_ip]
+            .into_iter()
+            .flatten()
+            .filter(|a| a.is_ipv6() != v6)
+        {
+            d.warn(
+                loc,
+                format!(
+                    "Configuration error: VRRP instance[{}] and src address[{a}] MUST be of the same family !!! Skipping...",
+                    inst.name
+                ),
+            );
         }
         for p in inst
             .unicast_peer
@@ -266,7 +266,7 @@ fn unowned_vips(cfg: &Config, locs: &Locations, d: &mut Diagnostics) {
             d.warn(
                 loc,
                 format!(
-                    "({}) unicast_peer [{}] MUST be of the same family as the VRRP instance - ignoring",
+                    "Configuration error: VRRP instance[{}] and unicast peer address[{}] MUST be of the same family !!! Skipping...",
                     inst.name, p.address
                 ),
             );

@@ -448,8 +448,8 @@ fn ipv6_instances_are_vrrpv3() {
         [
             "k.conf:7:5: warning: (VI_1) cannot use IPv6 with VRRP version 2; setting version 3",
             "k.conf:4:1: warning: (VI_1) address family must match VRRP instance [198.18.0.100] - ignoring",
-            "k.conf:4:1: warning: (VI_1) unicast_src_ip [198.18.0.1] MUST be of the same family as the VRRP instance - ignoring",
-            "k.conf:4:1: warning: (VI_1) unicast_peer [198.18.0.2] MUST be of the same family as the VRRP instance - ignoring",
+            "k.conf:4:1: warning: Configuration error: VRRP instance[VI_1] and src address[198.18.0.1] MUST be of the same family !!! Skipping...",
+            "k.conf:4:1: warning: Configuration error: VRRP instance[VI_1] and unicast peer address[198.18.0.2] MUST be of the same family !!! Skipping...",
         ]
     );
     let fs = MemFs::new().with("/k.conf", &text);
