@@ -8,7 +8,7 @@ use super::script::weight_contribution;
 use ferrovs_config::model::{AuthType, Config, GarpSettings, SyncGroup, VrrpInstance, VrrpState};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
-use tracing::warn;
+use tracing::{info, warn};
 
 /// Where adverts go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -344,6 +344,14 @@ impl InstanceConfig {
             .ok_or_else(|| {
                 ConfigError::NoSource(name.clone(), if ipv6 { "IPv6 link-local" } else { "IPv4" })
             })?;
+        // RFC 5798 §5.2.9 wants an IPv6 advert's first address to be the
+        // virtual router's link-local one; keepalived (outside strict mode)
+        // only says so, and so does ferrovs.
+        if let (Some(IpAddr::V6(first)), false) = (vips.first(), target.is_unicast()) {
+            if !super::packet::is_link_local(first) {
+                info!("({name}) the first IPv6 VIP address should be link local");
+            }
+        }
         if let (IpAddr::V6(a), false) = (primary_ip, target.is_unicast()) {
             if !super::packet::is_link_local(&a) {
                 // keepalived logs it too (non-strict mode); the peers drop
