@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end tests of high availability in the namespace lab: two ferrovs
 # directors, and ferrovs with the real keepalived (Debian's, VRRP only) as
-# its peer, in both roles, VRRPv2 and v3, multicast and unicast, auth PASS.
+# its peer, in both roles, VRRPv2 and v3, multicast and unicast, auth PASS;
+# and VRRPv3 over IPv6 with keepalived in both roles (part ipv6).
 #
-#   tests/e2e_ha.sh [pair keepalived scripts reload lnc stall strangers garp]   (default: all)
+#   tests/e2e_ha.sh [pair keepalived scripts reload lnc stall strangers garp ipv6]   (default: all)
 #
 # Prints "N passed, M failed".
 set -uo pipefail
@@ -11,11 +12,17 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LAB=$ROOT/scripts/lab.sh
 FERROVS=${FERROVS:-$ROOT/target/release/ferrovs}
-PARTS=${*:-pair keepalived scripts reload lnc stall strangers garp}
+# The other binaries next to it (a CARGO_TARGET_DIR build puts them there).
+FERROVSADM=${FERROVSADM:-$(dirname "$FERROVS")/ferrovsadm}
+PKTGEN=${PKTGEN:-$(dirname "$FERROVS")/ferrovs-pktgen}
+PARTS=${*:-pair keepalived scripts reload lnc stall strangers garp ipv6}
 RUN_ID=ha$$
 PASS=0
 FAIL=0
 WORK=$(mktemp -d /tmp/ferrovs-ha.XXXXXX)
+# The ipv6 part's HTTP servers' run directories: outside $WORK, whose
+# processes stop_all ends between the roles.
+WORK6=$(mktemp -d /tmp/ferrovs-ha6.XXXXXX)
 LAB_NAME=""
 declare -A PIDS=()
 
@@ -46,6 +53,8 @@ stop_all() {
 }
 cleanup() {
     stop_all
+    declare -F stop_httpd6 >/dev/null && stop_httpd6
+    rm -rf "$WORK6"
     [ -n "$LAB_NAME" ] && "$LAB" down "$LAB_NAME" >/dev/null 2>&1
     [ -n "${KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
 }
@@ -163,8 +172,10 @@ term() { kill -TERM "${PIDS[$1]}" 2>/dev/null; wait "${PIDS[$1]}" 2>/dev/null; u
 ferrovs_state() { # DIRECTOR
     FERROVS_CTL=$WORK/d$1.sock "$FERROVS" status 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["vrrp"][0]["state"])' 2>/dev/null || echo DOWN
 }
+# grep reads all of ip's output: with -q it would exit at the first match,
+# ip could die of SIGPIPE, and pipefail would call a MASTER a BACKUP.
 ka_state() {
-    if ip netns exec "$FVS_NS_DIRECTOR2" ip -4 addr show dev "$FVS_DIRECTOR2_IF_CLIENT" | grep -q " $FVS_VIP/"; then echo MASTER; else echo BACKUP; fi
+    if ip netns exec "$FVS_NS_DIRECTOR2" ip -4 addr show dev "$FVS_DIRECTOR2_IF_CLIENT" | grep " $FVS_VIP/" >/dev/null; then echo MASTER; else echo BACKUP; fi
 }
 # wait_for SECONDS CMD EXPECTED — polls every 50 ms; prints the seconds taken.
 wait_for() {
@@ -357,7 +368,7 @@ test_reload() {
     sleep 4
     check "reload without VRRP changes: ferrovs stays MASTER, no transition" [ "$(d1)/$(d1_field transitions)" = "MASTER/$tr" ]
     check "reload without VRRP changes: keepalived never became MASTER" [ "$(ka_masters)" = "$km" ]
-    check "reload without VRRP changes: the table change is in force" bash -c "FERROVS_CTL=$WORK/d1.sock $ROOT/target/release/ferrovsadm -Ln | grep -Eq ' +Route +7 '"
+    check "reload without VRRP changes: the table change is in force" bash -c "FERROVS_CTL=$WORK/d1.sock $FERROVSADM -Ln | grep -Eq ' +Route +7 '"
     # A lower priority than keepalived's: keepalived preempts.
     ferrovs_conf "$WORK/d1.conf" 1 50 3 mcast
     kill -HUP "${PIDS[d1]}"
@@ -418,19 +429,19 @@ test_lnc() {
     # A million UDP flows from 198.19.0.0/16, one datagram each per pass;
     # the second pass fills in what a veth dropped.
     for k in 1 2; do
-        ip netns exec "$FVS_NS_CLIENT" "$ROOT/target/release/ferrovs-pktgen" --dev "$FVS_CLIENT_IF" \
+        ip netns exec "$FVS_NS_CLIENT" "$PKTGEN" --dev "$FVS_CLIENT_IF" \
             --dst-mac "$FVS_DIRECTOR_MAC_CLIENT" --dst "$FVS_VIP" --dport 9 --flows 1000000 --once \
             --rate 200000 >"$WORK/pktgen.log" 2>&1 || bad "lnc: ferrovs-pktgen failed: $(tail -2 "$WORK/pktgen.log")"
     done
     sleep 1
-    n=$(FERROVS_CTL=$WORK/d1.sock "$ROOT/target/release/ferrovsadm" -Lnc | grep -c '^UDP ')
+    n=$(FERROVS_CTL=$WORK/d1.sock "$FERROVSADM" -Lnc | grep -c '^UDP ')
     echo "# -Lnc lists $n connections"
     check "lnc: the table holds about a million connections ($n)" [ "$n" -ge 950000 ]
     tr=$(d1_field transitions)
     km=$(ka_masters)
     for k in 1 2 3; do
         t0=$(date +%s%N)
-        FERROVS_CTL=$WORK/d1.sock "$ROOT/target/release/ferrovsadm" -Lnc >/dev/null
+        FERROVS_CTL=$WORK/d1.sock "$FERROVSADM" -Lnc >/dev/null
         t1=$(date +%s%N)
         echo "# -Lnc #$k took $(((t1 - t0) / 1000000)) ms"
     done
@@ -621,6 +632,273 @@ PY
     lab_down
 }
 
+# --- VRRPv3 over IPv6 against keepalived (issue 15, item 6) ---------------
+# The IPv6 half of the lab as tests/e2e_ipv6.sh builds it (2001:2::/48,
+# RFC 5180; no DAD, so link-local addresses are usable at once): client
+# 2001:2::10, router ::1 / 2001:2:0:1::1, director ::2 / 2001:2:0:1::2,
+# director 2 (keepalived) ::3, real servers 2001:2:0:1::11-13 with VIP6 on
+# lo for DR, answering on IPv6 with the lab's HTTP server.
+VIP6=2001:2::100
+CLIENT6=2001:2::10
+ROUTER6_A=2001:2::1
+ROUTER6_B=2001:2:0:1::1
+DIR6_A=2001:2::2
+DIR6_B=2001:2:0:1::2
+DIR2_6=2001:2::3
+RS6=("" 2001:2:0:1::11 2001:2:0:1::12 2001:2:0:1::13)
+HTTPD6_PIDS=""
+
+ipv6_on() { # NS IF...
+    local ns=$1 i; shift
+    ip netns exec "$ns" sysctl -q -w net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+    for i in lo "$@"; do ip netns exec "$ns" sysctl -q -w "net.ipv6.conf.$i.accept_dad=0"; done
+    ip netns exec "$ns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0
+    for i in lo "$@"; do ip netns exec "$ns" sysctl -q -w "net.ipv6.conf.$i.disable_ipv6=0"; done
+}
+
+lab_ipv6() {
+    local i ns ifn
+    ipv6_on "$FVS_NS_CLIENT" "$FVS_CLIENT_IF"
+    ip -n "$FVS_NS_CLIENT" addr add "$CLIENT6/64" dev "$FVS_CLIENT_IF" nodad
+    ip -n "$FVS_NS_CLIENT" -6 route add default via "$ROUTER6_A"
+    ipv6_on "$FVS_NS_ROUTER" "$FVS_ROUTER_IF_CLIENT" "$FVS_ROUTER_IF_SERVER"
+    ip -n "$FVS_NS_ROUTER" addr add "$ROUTER6_A/64" dev "$FVS_ROUTER_IF_CLIENT" nodad
+    ip -n "$FVS_NS_ROUTER" addr add "$ROUTER6_B/64" dev "$FVS_ROUTER_IF_SERVER" nodad
+    ip netns exec "$FVS_NS_ROUTER" sysctl -q -w net.ipv6.conf.all.forwarding=1
+    ipv6_on "$FVS_NS_DIRECTOR" "$FVS_DIRECTOR_IF_CLIENT" "$FVS_DIRECTOR_IF_SERVER"
+    ip netns exec "$FVS_NS_DIRECTOR" sysctl -q -w net.ipv6.conf.all.forwarding=0
+    ip -n "$FVS_NS_DIRECTOR" addr add "$DIR6_A/64" dev "$FVS_DIRECTOR_IF_CLIENT" nodad
+    ip -n "$FVS_NS_DIRECTOR" addr add "$DIR6_B/64" dev "$FVS_DIRECTOR_IF_SERVER" nodad
+    ip -n "$FVS_NS_DIRECTOR" -6 route add default via "$ROUTER6_A"
+    ipv6_on "$FVS_NS_DIRECTOR2" "$FVS_DIRECTOR2_IF_CLIENT"
+    ip -n "$FVS_NS_DIRECTOR2" addr add "$DIR2_6/64" dev "$FVS_DIRECTOR2_IF_CLIENT" nodad
+    for i in 1 2 3; do
+        ns=FVS_NS_RS$i ifn=FVS_RS${i}_IF
+        ipv6_on "${!ns}" "${!ifn}"
+        ip -n "${!ns}" addr add "${RS6[$i]}/64" dev "${!ifn}" nodad
+        ip -n "${!ns}" -6 route add default via "$ROUTER6_B"
+        ip -n "${!ns}" addr add "$VIP6/128" dev lo nodad
+        ip netns exec "${!ns}" setsid python3 "$ROOT/scripts/lab-rs-httpd.py" --ipv6 --name "rs$i" --port 80 \
+            --run-dir "$WORK6/rs$i/" --big-mib 1 </dev/null >"$WORK6/rs$i.log" 2>&1 &
+        HTTPD6_PIDS="$HTTPD6_PIDS $!"
+    done
+    for i in 1 2 3; do
+        for _ in $(seq 50); do [ -e "$WORK6/rs$i/ready" ] && break; sleep 0.1; done
+        [ -e "$WORK6/rs$i/ready" ] || return 1
+    done
+}
+stop_httpd6() {
+    local p
+    for p in $HTTPD6_PIDS; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    HTTPD6_PIDS=""
+}
+
+# vrrp6_block IF PRIO MODE(mcast|ucast) SRC PEER — an IPv6 instance: no
+# version given (keepalived and ferrovs both make it VRRPv3), the VIP
+# first, so the instance's family is IPv6. PEER may carry options.
+vrrp6_block() {
+    local ifc=$1 prio=$2 mode=$3 src=$4 peer=$5
+    echo "vrrp_instance VI_6 {"
+    echo "    state BACKUP"
+    echo "    interface $ifc"
+    echo "    virtual_router_id 61"
+    echo "    priority $prio"
+    echo "    advert_int 1"
+    if [ "$mode" = ucast ]; then
+        echo "    unicast_src_ip $src"
+        echo "    unicast_peer {"
+        echo "        $peer"
+        echo "    }"
+    fi
+    echo "    virtual_ipaddress {"
+    echo "        $VIP6/128"
+    echo "    }"
+    echo "}"
+}
+ferrovs_conf6() { # FILE PRIO MODE
+    {
+        echo "ferrovs {"
+        echo "    interface $FVS_DIRECTOR_IF_CLIENT"
+        echo "    interface $FVS_DIRECTOR_IF_SERVER"
+        echo "    workers 1"
+        echo "    control_socket $WORK/d1.sock"
+        echo "    http_listen 127.0.0.1:19181"
+        echo "}"
+        # keepalived 2.2.7 sends IPv6 unicast adverts at the kernel's
+        # default hop limit (64) unless given unicast_ttl (RFC 5798 §5.1.2.3
+        # asks 255); ferrovs checks a peer's hop limit, so its peer entry
+        # says what keepalived sends, as a user's would.
+        vrrp6_block "$FVS_DIRECTOR_IF_CLIENT" "$2" "$3" "$DIR6_A" "$DIR2_6 min_ttl 64"
+        echo "virtual_server $VIP6 80 {"
+        echo "    lb_algo rr"
+        echo "    lb_kind DR"
+        echo "    protocol TCP"
+        for i in 1 2 3; do echo "    real_server ${RS6[$i]} 80 { weight 1 }"; done
+        echo "}"
+    } >"$1"
+}
+keepalived_conf6() { # FILE PRIO MODE
+    {
+        echo "global_defs {"
+        echo "    router_id KA_D2"
+        echo "}"
+        vrrp6_block "$FVS_DIRECTOR2_IF_CLIENT" "$2" "$3" "$DIR2_6" "$DIR6_A"
+    } >"$1"
+}
+ka_state6() {
+    if ip netns exec "$FVS_NS_DIRECTOR2" ip -6 addr show dev "$FVS_DIRECTOR2_IF_CLIENT" | grep " $VIP6/" >/dev/null; then echo MASTER; else echo BACKUP; fi
+}
+ka_log_master() { grep -q 'Entering MASTER STATE' "$WORK/ka.log" && echo yes || echo no; }
+vip6_mac() { ip netns exec "$FVS_NS_CLIENT" ip -6 neigh show "$VIP6" dev "$FVS_CLIENT_IF" | awk '{print $3}'; }
+d1_dropped() {
+    ip netns exec "$FVS_NS_DIRECTOR" curl -s --max-time 2 http://127.0.0.1:19181/metrics |
+        awk '$1 ~ /^ferrovs_vrrp_dropped_adverts(_total)?\{instance="VI_6"\}$/ {print $2}'
+}
+
+# forge6 SRC HOPLIMIT COUNT — priority-254 VRRPv3 adverts for VRID 61 with
+# VIP6, from the client to ff02::12 (checksum over the IPv6 pseudo-header
+# computed here), one every 200 ms.
+forge6() {
+    ip netns exec "$FVS_NS_CLIENT" python3 - "$FVS_CLIENT_IF" "$1" "$2" "$3" "$VIP6" <<'PY'
+import socket, struct, sys, time
+ifc, src, hops, count, vip = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+idx = socket.if_nametoindex(ifc)
+dst = "ff02::12"
+msg = bytearray(struct.pack("!BBBBHH", 0x31, 61, 254, 1, 100, 0) + socket.inet_pton(socket.AF_INET6, vip))
+ph = socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst) + struct.pack("!I3xB", len(msg), 112)
+data = ph + bytes(msg)
+s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+while s >> 16:
+    s = (s & 0xffff) + (s >> 16)
+msg[6:8] = struct.pack("!H", ~s & 0xffff)
+sk = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 112)
+sk.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, hops)
+sk.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, idx)
+sk.bind((src, 0, 0, idx if src.startswith("fe80") else 0))
+for _ in range(count):
+    sk.sendto(bytes(msg), (dst, 0, 0, idx))
+    time.sleep(0.2)
+PY
+}
+
+# sniff_na SECONDS — unsolicited neighbour advertisements for VIP6 from the
+# director's MAC seen by the client, one line each: time, target.
+sniff_na() {
+    ip netns exec "$FVS_NS_CLIENT" python3 - "$FVS_CLIENT_IF" "$FVS_DIRECTOR_MAC_CLIENT" "$1" "$VIP6" <<'PY'
+import socket, struct, sys, time
+ifc, mac, secs, vip = sys.argv[1], bytes(int(x, 16) for x in sys.argv[2].split(":")), float(sys.argv[3]), sys.argv[4]
+target = socket.inet_pton(socket.AF_INET6, vip)
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x86dd))
+s.bind((ifc, 0))
+s.settimeout(0.2)
+end = time.time() + secs
+while time.time() < end:
+    try:
+        f = s.recv(256)
+    except socket.timeout:
+        continue
+    # Ethernet from the director, IPv6 next header 58, ICMPv6 type 136 (NA),
+    # not solicited (RFC 4861 §7.2.6: S clear, O set), target VIP6.
+    if len(f) >= 78 and f[6:12] == mac and f[20] == 58 and f[54] == 136 and f[58] & 0x40 == 0 and f[58] & 0x20 and f[62:78] == target:
+        print("%.6f %s" % (time.time(), vip), flush=True)
+PY
+}
+
+test_ipv6() {
+    echo "# VRRPv3 over IPv6 with keepalived as the peer"
+    lab_up v6 || return
+    if ! lab_ipv6; then
+        bad "ipv6: the lab's IPv6 half did not come up"
+        stop_httpd6
+        lab_down
+        return
+    fi
+    local mode t tag got seen i
+    for mode in ${HA_MODES:-mcast ucast}; do
+        tag="ipv6 $mode"
+        # ferrovs 150 MASTER, keepalived 100 BACKUP.
+        ferrovs_conf6 "$WORK/d1v6.conf" 150 "$mode"
+        keepalived_conf6 "$WORK/ka6.conf" 100 "$mode"
+        if ! "$FERROVS" check -f "$WORK/d1v6.conf" >"$WORK/check6" 2>&1; then
+            bad "$tag: ferrovs check refused the IPv6 instance: $(cat "$WORK/check6")"
+            continue
+        fi
+        # ferrovs first: keepalived then hears its adverts from its start,
+        # and would become MASTER after its master-down interval (3.61 s)
+        # if it did not accept them.
+        start_ferrovs 1 "$WORK/d1v6.conf"
+        t=$(wait_for 10 d1 MASTER) && ok "$tag: ferrovs (150) becomes MASTER (${t}s)" || bad "$tag: ferrovs did not become MASTER ($(d1)): $(tail -3 "$WORK/d1.log")"
+        : >"$WORK/ka.log"
+        start_keepalived "$WORK/ka6.conf"
+        sleep 5
+        check "$tag: keepalived (100) stays BACKUP (no $VIP6 on its interface)" [ "$(ka_state6)" = BACKUP ]
+        check "$tag: keepalived never entered MASTER: it takes ferrovs's IPv6 adverts" bash -c "grep -q 'Entering BACKUP STATE' '$WORK/ka.log' && ! grep -q 'Entering MASTER STATE' '$WORK/ka.log'"
+        seen=""
+        for i in $(seq 6); do
+            got=$(ip netns exec "$FVS_NS_CLIENT" curl -6 -s -g --max-time 3 "http://[$VIP6]/")
+            [[ $got =~ ^rs[123]$ ]] && seen="$seen $got"
+        done
+        check "$tag: curl -6 to [$VIP6] served through ferrovs (DR) ($seen)" [ "$(echo "$seen" | wc -w)" -eq 6 ]
+        check "$tag: the client's neighbour entry for $VIP6 is ferrovs's MAC ($(vip6_mac))" [ "$(vip6_mac)" = "$FVS_DIRECTOR_MAC_CLIENT" ]
+        if [ "$mode" = mcast ]; then
+            # Forged adverts (priority 254, valid checksum) from the client:
+            # a global source, or hop limit 254, are refused and counted;
+            # from its link-local address at hop limit 255 they win, which
+            # shows the forger's adverts are otherwise good.
+            local before after ll
+            ll=$(ip netns exec "$FVS_NS_CLIENT" ip -6 addr show dev "$FVS_CLIENT_IF" scope link | awk '/inet6/ {sub(/\/.*/, "", $2); print $2; exit}')
+            before=$(d1_dropped)
+            forge6 "$CLIENT6" 255 10
+            check "$tag: a forged advert from a global source is ignored (ferrovs $(d1))" [ "$(d1)" = MASTER ]
+            forge6 "$ll" 254 10
+            check "$tag: a forged advert with hop limit 254 is ignored (ferrovs $(d1))" [ "$(d1)" = MASTER ]
+            after=$(d1_dropped)
+            check "$tag: the refused adverts are counted in ferrovs_vrrp_dropped_adverts (${before:-none} -> ${after:-none})" \
+                bash -c "[ -n '$after' ] && [ \$(echo '${after:-0} - ${before:-0} >= 20' | bc) = 1 ]"
+            forge6 "$ll" 255 5
+            check "$tag: the same advert from link-local $ll at hop limit 255 is obeyed (ferrovs $(d1))" [ "$(d1)" = BACKUP ]
+            t=$(wait_for 8 d1 MASTER) && ok "$tag: the forger gone, ferrovs is MASTER again (${t}s)" || bad "$tag: ferrovs did not come back ($(d1))"
+            sleep 1
+        fi
+        kill9 d1
+        t=$(wait_for 8 ka_state6 MASTER) && ok "$tag: kill -9 ferrovs, keepalived takes over in ${t}s" || bad "$tag: keepalived did not take over"
+        check "$tag: takeover within master-down (3 x 1 s + skew 0.61 s) and polling" bash -c "[ \$(echo '${t:-99} <= 4.3' | bc) = 1 ]"
+        stop_all
+
+        # keepalived 150 MASTER, ferrovs 100 BACKUP.
+        ferrovs_conf6 "$WORK/d1v6.conf" 100 "$mode"
+        keepalived_conf6 "$WORK/ka6.conf" 150 "$mode"
+        : >"$WORK/ka.log"
+        start_keepalived "$WORK/ka6.conf"
+        # Its own word that it is MASTER, not only the VIP on the interface
+        # (which a stopped predecessor may have left).
+        t=$(wait_for 10 ka_log_master yes) || bad "$tag: keepalived (150) did not become MASTER: $(tail -3 "$WORK/ka.log")"
+        start_ferrovs 1 "$WORK/d1v6.conf"
+        sleep 4.5
+        check "$tag: keepalived (150) stays MASTER ($(ip netns exec "$FVS_NS_DIRECTOR2" ip -6 -o addr show dev "$FVS_DIRECTOR2_IF_CLIENT" | awk '{printf "%s ", $4}'))" [ "$(ka_state6)" = MASTER ]
+        check "$tag: ferrovs (100) is BACKUP" [ "$(d1)" = BACKUP ]
+        ip netns exec "$FVS_NS_CLIENT" ip -6 neigh flush to "$VIP6" 2>/dev/null
+        ip netns exec "$FVS_NS_CLIENT" ping -6 -c 1 -W 1 "$VIP6" >/dev/null 2>&1
+        sleep 0.3
+        check "$tag: a backup ferrovs does not answer neighbour solicitations for $VIP6 ($(vip6_mac))" [ "$(vip6_mac)" = "$FVS_DIRECTOR2_MAC_CLIENT" ]
+        sniff_na 9 >"$WORK/nas" 2>&1 &
+        local sniff=$!
+        sleep 0.5
+        term ka
+        t=$(wait_for 5 d1 MASTER) && ok "$tag: keepalived stops cleanly (priority 0), ferrovs takes over in ${t}s" || bad "$tag: ferrovs did not take over after keepalived stopped"
+        sleep 1
+        # No traffic from the client since: only ferrovs's unsolicited NA
+        # (override flag) can have moved the entry.
+        check "$tag: unsolicited NA moved the client's entry for $VIP6 to ferrovs's MAC ($(vip6_mac))" [ "$(vip6_mac)" = "$FVS_DIRECTOR_MAC_CLIENT" ]
+        wait "$sniff"
+        check "$tag: garp_master_repeat (5) unsolicited NAs for $VIP6 at once, 5 more after garp_master_delay (5 s) ($(wc -l <"$WORK/nas") seen)" [ "$(wc -l <"$WORK/nas")" -eq 10 ]
+        stop_all
+        cp "$WORK/ka.log" "$WORK/ka-ipv6-$mode.log"
+    done
+    stop_httpd6
+    lab_down
+}
+
 for p in $PARTS; do
     case $p in
         stall) test_stall ;;
@@ -631,6 +909,7 @@ for p in $PARTS; do
         reload) test_reload ;;
         strangers) test_strangers ;;
         garp) test_garp ;;
+        ipv6) test_ipv6 ;;
     esac
 done
 echo "$PASS passed, $FAIL failed"

@@ -20,6 +20,7 @@ pub struct Config {
     pub virtual_server_groups: Vec<VirtualServerGroup>,
     pub local_address_groups: Vec<LocalAddressGroup>,
     pub virtual_servers: Vec<VirtualServer>,
+    pub garp_groups: Vec<GarpGroup>,
 }
 
 impl Config {
@@ -165,6 +166,19 @@ impl Default for GarpSettings {
             lower_prio_repeat: None,
         }
     }
+}
+
+/// `garp_group`: gratuitous ARP and unsolicited NA pacing for some
+/// interfaces instead of `vrrp_garp_interval` / `vrrp_gna_interval`. As in
+/// keepalived, the interfaces of one group share its timers (one ARP every
+/// `garp_interval` across all of them), and an interval the group does not
+/// give is none (no pacing), not the global one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GarpGroup {
+    pub garp_interval: Option<Duration>,
+    pub gna_interval: Option<Duration>,
+    /// `interface NAME` lines and the `interfaces { }` block.
+    pub interfaces: Vec<String>,
 }
 
 /// `lvs_sync_daemon INTERFACE VRRP_INSTANCE [id SYNC_ID] [maxlen LEN] [port PORT] [ttl TTL] [group IP]`

@@ -240,29 +240,53 @@ fn unowned_vips(cfg: &Config, locs: &Locations, d: &mut Diagnostics) {
         return;
     }
     // An instance's family is its first address's, as keepalived takes
-    // it; keepalived ignores addresses of the other family in
-    // virtual_ipaddress (virtual_ipaddress_excluded takes both). VRRP runs
-    // over IPv4 only (yet): an IPv6 instance cannot run.
+    // it (an IPv6 instance runs VRRPv3 over IPv6); keepalived ignores
+    // addresses of the other family in virtual_ipaddress
+    // (virtual_ipaddress_excluded takes both), and skips a unicast_src_ip
+    // or unicast_peer of the other family.
     for (i, inst) in cfg.vrrp_instances.iter().enumerate() {
         let Some(first) = inst.virtual_ipaddress.first() else {
             continue;
         };
-        if first.addr.is_ipv6() {
-            d.error(
-                &locs.vrrp_instances[i],
-                format!(
-                    "({}) VRRP over IPv6 is not supported yet: give the IPv6 addresses to an IPv4 instance's virtual_ipaddress_excluded",
-                    inst.name
-                ),
-            );
-            continue;
-        }
-        for v in inst.virtual_ipaddress.iter().filter(|v| v.addr.is_ipv6()) {
+        let v6 = first.addr.is_ipv6();
+        let loc = &locs.vrrp_instances[i];
+        for v in inst
+            .virtual_ipaddress
+            .iter()
+            .filter(|v| v.addr.is_ipv6() != v6)
+        {
             d.warn(
-                &locs.vrrp_instances[i],
+                loc,
                 format!(
                     "({}) address family must match VRRP instance [{}] - ignoring",
                     inst.name, v.addr
+                ),
+            );
+        }
+        // keepalived's words (vrrp_parser.c, vrrp_data.c).
+        for a in [inst.unicast_src_ip, inst.mcast_src_ip]
+            .into_iter()
+            .flatten()
+            .filter(|a| a.is_ipv6() != v6)
+        {
+            d.warn(
+                loc,
+                format!(
+                    "Configuration error: VRRP instance[{}] and src address[{a}] MUST be of the same family !!! Skipping...",
+                    inst.name
+                ),
+            );
+        }
+        for p in inst
+            .unicast_peer
+            .iter()
+            .filter(|p| p.address.is_ipv6() != v6)
+        {
+            d.warn(
+                loc,
+                format!(
+                    "Configuration error: VRRP instance[{}] and unicast peer address[{}] MUST be of the same family !!! Skipping...",
+                    inst.name, p.address
                 ),
             );
         }

@@ -448,3 +448,65 @@ fn syn_proxy_needs_nat_or_fnat() {
     let l = ferrovs_config::load_str("k.conf", &vs("NAT", ""));
     assert!(l.config.virtual_servers[0].syn_proxy);
 }
+
+/// An instance whose first address is IPv6 runs VRRPv3 over IPv6, as
+/// keepalived runs it: the global vrrp_version does not apply, `version 2`
+/// gets keepalived's strict-mode warning and version 3, and addresses,
+/// sources and peers of the other family are ignored with a warning.
+#[test]
+fn ipv6_instances_are_vrrpv3() {
+    let text = "global_defs {\n    vrrp_version 2\n}\n".to_string()
+        + &vrrp(
+            "    virtual_router_id 61\n    version 2\n    unicast_src_ip 198.18.0.1\n    unicast_peer {\n        2001:2::2\n        198.18.0.2\n    }\n    virtual_ipaddress {\n        2001:2::100/64\n        198.18.0.100\n    }\n",
+        );
+    assert_eq!(
+        diags(&text),
+        [
+            "k.conf:7:5: warning: (VI_1) cannot use IPv6 with VRRP version 2; setting version 3",
+            "k.conf:4:1: warning: (VI_1) address family must match VRRP instance [198.18.0.100] - ignoring",
+            "k.conf:4:1: warning: Configuration error: VRRP instance[VI_1] and src address[198.18.0.1] MUST be of the same family !!! Skipping...",
+            "k.conf:4:1: warning: Configuration error: VRRP instance[VI_1] and unicast peer address[198.18.0.2] MUST be of the same family !!! Skipping...",
+        ]
+    );
+    let fs = MemFs::new().with("/k.conf", &text);
+    let l = load_with(&fs, Path::new("/k.conf"), &LexOptions::default());
+    assert!(!l.diagnostics.has_errors());
+    assert_eq!(l.config.vrrp_instances[0].version, 3);
+    // Without `version`, the global vrrp_version 2 is for IPv4 instances.
+    let text = "global_defs {\n    vrrp_version 2\n}\n".to_string()
+        + &vrrp("    virtual_router_id 61\n    virtual_ipaddress {\n        2001:2::100\n    }\n");
+    assert!(diags(&text).is_empty(), "{:?}", diags(&text));
+    let fs = MemFs::new().with("/k.conf", &text);
+    let l = load_with(&fs, Path::new("/k.conf"), &LexOptions::default());
+    assert_eq!(l.config.vrrp_instances[0].version, 3);
+}
+
+/// keepalived's garp_group: per-interface GARP / NA intervals; a group
+/// without any is removed, an interface already in a group stays there.
+#[test]
+fn garp_groups() {
+    let text = "garp_group {\n    garp_interval 0.01\n    gna_interval 0.02\n    interface eth0\n}\ngarp_group {\n    gna_interval 0.005\n    interfaces {\n        eth0\n        eth1 eth2\n    }\n}\ngarp_group {\n    interface eth3\n}\n";
+    assert_eq!(
+        diags(text),
+        [
+            "k.conf:6:1: warning: garp_group already specified for eth0 - ignoring",
+            "k.conf:13:1: warning: garp group 3 does not have any delay set - removing",
+        ]
+    );
+    let fs = MemFs::new().with("/k.conf", text);
+    let l = load_with(&fs, Path::new("/k.conf"), &LexOptions::default());
+    let g = &l.config.garp_groups;
+    assert_eq!(g.len(), 2);
+    assert_eq!(
+        g[0].garp_interval,
+        Some(std::time::Duration::from_millis(10))
+    );
+    assert_eq!(
+        g[0].gna_interval,
+        Some(std::time::Duration::from_millis(20))
+    );
+    assert_eq!(g[0].interfaces, ["eth0"]);
+    assert_eq!(g[1].garp_interval, None);
+    assert_eq!(g[1].gna_interval, Some(std::time::Duration::from_millis(5)));
+    assert_eq!(g[1].interfaces, ["eth1", "eth2"]);
+}

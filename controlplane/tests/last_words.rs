@@ -50,19 +50,19 @@ fn a_panic_sends_priority_zero_for_the_vips_held() {
         let rx = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
         rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         let rx = std::net::UdpSocket::from(rx);
-        let sock = VrrpSocket::open("lo", 1, me, &[]).unwrap();
+        let sock = VrrpSocket::open("lo", 1, me.into(), &[]).unwrap();
         let advert = Advert {
             version: Version::V3,
             vrid: 51,
             priority: 0,
             interval: 100,
-            addresses: vec![Ipv4Addr::new(198, 18, 0, 100)],
+            addresses: vec![Ipv4Addr::new(198, 18, 0, 100).into()],
             auth_type: 0,
             auth_data: [0; 8],
         };
         last_words::set(vec![Farewell {
             sock,
-            dst: me,
+            dst: me.into(),
             msg: advert.encode(me, me),
         }]);
         last_words::install_panic_hook(false);

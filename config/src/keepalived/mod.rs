@@ -145,7 +145,14 @@ const ROOT: &Keywords<Root> = &[
     ("static_routes", Unsupported),
     ("static_rules", Unsupported),
     ("track_group", Unsupported),
-    ("garp_group", Unsupported),
+    (
+        "garp_group",
+        With(|c, n, r| {
+            if let Some(g) = c.garp_group(n, &r.cfg.garp_groups) {
+                r.cfg.garp_groups.push(g);
+            }
+        }),
+    ),
     ("linkbeat_interfaces", Unsupported),
     ("vrrp_track_process", Unsupported),
     ("vrrp_track_file", Unsupported),

@@ -98,7 +98,78 @@ const SYNC_GROUP: &Keywords<SyncGroupDraft> = &[
     ("notify_priority_changes", NoEffect),
 ];
 
+/// `garp_group { garp_interval S  gna_interval S  interface NAME
+/// interfaces { NAME... } }` (keepalived 2.2's vrrp_parser.c).
+const GARP_GROUP: &Keywords<GarpGroup> = &[
+    (
+        "garp_interval",
+        With(|c, s, g| g.garp_interval = c.v.one_duration(s)),
+    ),
+    (
+        "gna_interval",
+        With(|c, s, g| g.gna_interval = c.v.one_duration(s)),
+    ),
+    (
+        "interface",
+        With(|c, s, g| {
+            if let Some(a) = c.v.one(s, "interface") {
+                g.interfaces.push(a.text.clone());
+            }
+        }),
+    ),
+    (
+        "interfaces",
+        With(|c, s, g| {
+            let block = c.block(s);
+            if block.is_empty() {
+                c.d().warn(
+                    &s.loc,
+                    "Warning - empty garp_group interfaces block".to_string(),
+                );
+            }
+            for e in block {
+                g.interfaces.extend(e.words().map(|(w, _)| w.to_string()));
+            }
+        }),
+    ),
+];
+
 impl Conv<'_> {
+    /// A garp_group; `None` (with keepalived's warning) when it sets no
+    /// interval. An interface already in an earlier group stays there.
+    pub(super) fn garp_group(&mut self, n: &Node, earlier: &[GarpGroup]) -> Option<GarpGroup> {
+        let mut g = GarpGroup {
+            garp_interval: None,
+            gna_interval: None,
+            interfaces: Vec::new(),
+        };
+        let block = self.block(n);
+        self.read(block, GARP_GROUP, &mut g);
+        if g.garp_interval.is_none() && g.gna_interval.is_none() {
+            self.d().warn(
+                &n.loc,
+                format!(
+                    "garp group {} does not have any delay set - removing",
+                    earlier.len() + 1
+                ),
+            );
+            return None;
+        }
+        let mut seen: Vec<String> = Vec::new();
+        g.interfaces.retain(|i| {
+            let dup = seen.contains(i) || earlier.iter().any(|e| e.interfaces.contains(i));
+            seen.push(i.clone());
+            !dup
+        });
+        for i in seen.iter().filter(|i| !g.interfaces.contains(i)) {
+            self.d().warn(
+                &n.loc,
+                format!("garp_group already specified for {i} - ignoring"),
+            );
+        }
+        Some(g)
+    }
+
     pub(super) fn vrrp_script(&mut self, n: &Node) -> Option<VrrpScript> {
         let name = self.name(n)?;
         let mut b = ScriptDraft {
@@ -365,6 +436,7 @@ impl Conv<'_> {
             nopreempt_loc: None,
             auth_type: None,
             auth_pass: None,
+            version_loc: None,
         };
         let block = self.block(n);
         self.read(block, VRRP_INSTANCE, &mut b);
@@ -379,7 +451,27 @@ impl Conv<'_> {
             nopreempt_loc,
             auth_type,
             auth_pass,
+            version_loc,
         } = b;
+        // keepalived: an instance whose first address is IPv6 runs over
+        // IPv6, as VRRPv3 (the global vrrp_version is for IPv4 instances).
+        // VRRPv2 is IPv4 only (RFC 3768): `version 2` in an IPv6 instance
+        // gets keepalived's strict-mode answer.
+        if i.virtual_ipaddress
+            .first()
+            .is_some_and(|v| v.addr.is_ipv6())
+        {
+            if let (Some(loc), 2) = (&version_loc, i.version) {
+                self.d().warn(
+                    loc,
+                    format!(
+                        "({}) cannot use IPv6 with VRRP version 2; setting version 3",
+                        i.name
+                    ),
+                );
+            }
+            i.version = 3;
+        }
         match (auth_type, auth_pass) {
             (Some(t), p) => {
                 i.authentication = Some(Authentication {
@@ -490,6 +582,8 @@ struct InstanceDraft {
     nopreempt_loc: Option<Location>,
     auth_type: Option<AuthType>,
     auth_pass: Option<String>,
+    /// Where the instance's own `version` was given.
+    version_loc: Option<Location>,
 }
 
 const VRRP_INSTANCE: &Keywords<InstanceDraft> = &[
@@ -579,6 +673,7 @@ const VRRP_INSTANCE: &Keywords<InstanceDraft> = &[
         With(|c, s, b| {
             if let Some(v) = c.v.one_uint(s, 2, 3) {
                 b.i.version = v as u8;
+                b.version_loc = Some(s.loc.clone());
             }
         }),
     ),

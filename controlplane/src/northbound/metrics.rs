@@ -675,6 +675,15 @@ impl Collector for DaemonCollector {
         for i in &vrrp {
             f.counter(&l(&[("instance", i.name.clone())]), i.transitions)?;
         }
+        let mut f = family(
+            &mut enc,
+            "ferrovs_vrrp_dropped_adverts",
+            "VRRP packets received for the instance and dropped: malformed, or refused by the receive checks (TTL/hop limit, source, auth, VIP list), IPv4 and IPv6 alike.",
+            MetricType::Counter,
+        )?;
+        for i in &vrrp {
+            f.counter(&l(&[("instance", i.name.clone())]), i.dropped_adverts)?;
+        }
 
         // Health checks.
         let health = d.health.as_ref().map(|h| h.status()).unwrap_or_default();

@@ -6,18 +6,19 @@ use super::instance::PRIORITY_OWNER;
 use super::packet::{PeerCheck, Version};
 use super::script::weight_contribution;
 use ferrovs_config::model::{AuthType, Config, GarpSettings, SyncGroup, VrrpInstance, VrrpState};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
-use tracing::warn;
+use tracing::{info, warn};
 
 /// Where adverts go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AdvertTarget {
-    /// To the group (224.0.0.18 or `vrrp_mcast_group4`), TTL 255.
-    Multicast(Ipv4Addr),
+    /// To the group (224.0.0.18 or `vrrp_mcast_group4`; ff02::12 or
+    /// `vrrp_mcast_group6` for an IPv6 instance), TTL / hop limit 255.
+    Multicast(IpAddr),
     /// One copy to each `unicast_peer`; the v3 checksum of each copy covers
     /// that peer's address.
-    Unicast(Vec<Ipv4Addr>),
+    Unicast(Vec<IpAddr>),
 }
 
 impl AdvertTarget {
@@ -25,7 +26,7 @@ impl AdvertTarget {
         matches!(self, AdvertTarget::Unicast(_))
     }
     /// The destination address of every copy.
-    pub fn destinations(&self) -> Vec<Ipv4Addr> {
+    pub fn destinations(&self) -> Vec<IpAddr> {
         match self {
             AdvertTarget::Multicast(g) => vec![*g],
             AdvertTarget::Unicast(p) => p.clone(),
@@ -103,15 +104,18 @@ pub struct InstanceConfig {
     pub preempt_delay: Duration,
     /// `auth_type PASS` password as carried (v2 only).
     pub auth_pass: Option<[u8; 8]>,
-    /// The addresses carried in adverts (`virtual_ipaddress`, IPv4).
-    pub vips: Vec<Ipv4Addr>,
+    /// The addresses carried in adverts: `virtual_ipaddress`, those of the
+    /// instance's family (its first address's, as keepalived takes it).
+    pub vips: Vec<IpAddr>,
     /// `virtual_ipaddress_excluded`: held with the others, never in
     /// adverts, of either family (keepalived's way to give an IPv4
     /// instance IPv6 addresses).
     pub excluded: Vec<IpAddr>,
     /// Our primary address: the source of our adverts and the tie-breaker
-    /// (unicast_src_ip, else mcast_src_ip, else the interface's address).
-    pub primary_ip: Ipv4Addr,
+    /// (unicast_src_ip, else mcast_src_ip, else the interface's address:
+    /// its primary IPv4 one, or for an IPv6 instance its link-local one, as
+    /// RFC 5798 §5.1.2.1 and keepalived have it).
+    pub primary_ip: IpAddr,
     pub target: AdvertTarget,
     pub garp: GarpSettings,
     /// `vrrp_skip_check_adv_addr`: a backup skips the VIP list check for
@@ -125,9 +129,11 @@ pub struct InstanceConfig {
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    /// IPv6 VRRP instances are not handled by this state machine.
-    #[error("({0}) IPv6 VRRP instances are not supported")]
-    Ipv6(String),
+    /// No address to send adverts from: the interface has no IPv4 address
+    /// (IPv4 instance) or no link-local one (IPv6 instance), and no
+    /// unicast_src_ip / mcast_src_ip of the family is given.
+    #[error("({0}) interface has no {1} address to send adverts from")]
+    NoSource(String, &'static str),
     /// IPSEC-AH authentication is not supported.
     #[error("({0}) auth_type AH is not supported")]
     AuthAh(String),
@@ -140,10 +146,22 @@ pub enum ConfigError {
     Interval(String, Duration),
 }
 
-fn v4(a: &IpAddr) -> Option<Ipv4Addr> {
-    match a {
-        IpAddr::V4(a) => Some(*a),
-        IpAddr::V6(_) => None,
+/// The interface's addresses an instance may send from when the
+/// configuration names none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocalAddrs {
+    /// The interface's primary IPv4 address.
+    pub v4: Option<Ipv4Addr>,
+    /// The interface's IPv6 link-local address (fe80::/10).
+    pub link_local: Option<Ipv6Addr>,
+}
+
+impl From<Ipv4Addr> for LocalAddrs {
+    fn from(a: Ipv4Addr) -> LocalAddrs {
+        LocalAddrs {
+            v4: Some(a),
+            link_local: None,
+        }
     }
 }
 
@@ -170,39 +188,51 @@ impl InstanceConfig {
     pub fn held(&self) -> Vec<IpAddr> {
         self.vips
             .iter()
-            .map(|v| IpAddr::V4(*v))
-            .chain(self.excluded.iter().copied())
+            .chain(self.excluded.iter())
+            .copied()
             .collect()
     }
 
-    /// Builds the state machine's configuration from the model.
-    /// `interface_ip` is the primary IPv4 address of the instance's
-    /// interface (used unless unicast_src_ip / mcast_src_ip is set).
+    /// An instance over IPv6 (RFC 5798 §5.1.2).
+    pub fn is_ipv6(&self) -> bool {
+        self.primary_ip.is_ipv6()
+    }
+
+    /// Builds the state machine's configuration from the model. `local`
+    /// holds the addresses of the instance's interface (used unless
+    /// unicast_src_ip / mcast_src_ip is set).
     pub fn from_config(
         cfg: &Config,
         inst: &VrrpInstance,
-        interface_ip: Ipv4Addr,
+        local: LocalAddrs,
     ) -> Result<InstanceConfig, ConfigError> {
         let name = inst.name.clone();
-        let version = match inst.version {
+        // The instance's family is its first address's, as keepalived takes
+        // it; addresses of the other family in virtual_ipaddress are
+        // ignored (`validate` warns, in keepalived's words).
+        let ipv6 = inst
+            .virtual_ipaddress
+            .first()
+            .is_some_and(|v| v.addr.is_ipv6());
+        let mut version = match inst.version {
+            0 if ipv6 => Some(Version::V3),
             0 => Version::from_number(cfg.global.vrrp_version),
             v => Version::from_number(v),
         }
         .ok_or(ConfigError::Version(name.clone(), inst.version))?;
-
-        // The instance's family is its first address's; keepalived ignores
-        // the other family's (`validate` warns).
-        if inst
-            .virtual_ipaddress
-            .first()
-            .is_some_and(|v| v.addr.is_ipv6())
-        {
-            return Err(ConfigError::Ipv6(name));
+        if ipv6 && version == Version::V2 {
+            // VRRPv2 is IPv4 only (RFC 3768). keepalived's strict mode says
+            // this and runs version 3; the parser already did so for a
+            // file, this covers a model built otherwise.
+            warn!("({name}) cannot use IPv6 with VRRP version 2; setting version 3");
+            version = Version::V3;
         }
-        let vips: Vec<Ipv4Addr> = inst
+        let same_family = |a: &IpAddr| a.is_ipv6() == ipv6;
+        let vips: Vec<IpAddr> = inst
             .virtual_ipaddress
             .iter()
-            .filter_map(|v| v4(&v.addr))
+            .map(|v| v.addr)
+            .filter(same_family)
             .collect();
         if vips.is_empty() {
             if version == Version::V3 {
@@ -274,31 +304,61 @@ impl InstanceConfig {
         // every advert, and keepalived's unicast exemption lets anyone
         // routed to us send one. A peer behind a router is given
         // `min_ttl` as keepalived 2.2 allows.
+        // Peers of the other family are skipped, as keepalived skips them
+        // ("MUST be of the same family"; `validate` warns).
         let checks: Vec<PeerCheck> = inst
             .unicast_peer
             .iter()
-            .filter_map(|p| {
-                v4(&p.address).map(|addr| PeerCheck {
-                    addr,
-                    min_ttl: p
-                        .min_ttl
-                        .unwrap_or(if p.max_ttl.is_some() { 0 } else { 255 }),
-                    max_ttl: p.max_ttl.unwrap_or(255),
-                })
+            .filter(|p| same_family(&p.address))
+            .map(|p| PeerCheck {
+                addr: p.address,
+                min_ttl: p
+                    .min_ttl
+                    .unwrap_or(if p.max_ttl.is_some() { 0 } else { 255 }),
+                max_ttl: p.max_ttl.unwrap_or(255),
             })
             .collect();
-        let peers: Vec<Ipv4Addr> = checks.iter().map(|p| p.addr).collect();
+        let peers: Vec<IpAddr> = checks.iter().map(|p| p.addr).collect();
         let target = if peers.is_empty() {
-            AdvertTarget::Multicast(cfg.global.vrrp_mcast_group4)
+            AdvertTarget::Multicast(if ipv6 {
+                cfg.global.vrrp_mcast_group6
+            } else {
+                IpAddr::V4(cfg.global.vrrp_mcast_group4)
+            })
         } else {
             AdvertTarget::Unicast(peers)
         };
+        // keepalived sends IPv6 adverts from the interface's link-local
+        // address (RFC 5798 §5.1.2.1) unless unicast_src_ip (which may be a
+        // global address) or mcast_src_ip says otherwise.
+        let interface_ip = if ipv6 {
+            local.link_local.map(IpAddr::V6)
+        } else {
+            local.v4.map(IpAddr::V4)
+        };
         let primary_ip = inst
             .unicast_src_ip
-            .as_ref()
-            .and_then(v4)
-            .or_else(|| inst.mcast_src_ip.as_ref().and_then(v4))
-            .unwrap_or(interface_ip);
+            .filter(same_family)
+            .or_else(|| inst.mcast_src_ip.filter(same_family))
+            .or(interface_ip)
+            .ok_or_else(|| {
+                ConfigError::NoSource(name.clone(), if ipv6 { "IPv6 link-local" } else { "IPv4" })
+            })?;
+        // RFC 5798 §5.2.9 wants an IPv6 advert's first address to be the
+        // virtual router's link-local one; keepalived (outside strict mode)
+        // only says so, and so does ferrovs.
+        if let (Some(IpAddr::V6(first)), false) = (vips.first(), target.is_unicast()) {
+            if !super::packet::is_link_local(first) {
+                info!("({name}) the first IPv6 VIP address should be link local");
+            }
+        }
+        if let (IpAddr::V6(a), false) = (primary_ip, target.is_unicast()) {
+            if !super::packet::is_link_local(&a) {
+                // keepalived logs it too (non-strict mode); the peers drop
+                // such adverts if they check the source as ferrovs does.
+                warn!("({name}) IPv6 multicast adverts are sent from {a}, which is not link-local (RFC 5798 §5.1.2.1)");
+            }
+        }
 
         let group: Option<&SyncGroup> = cfg
             .vrrp_sync_groups
@@ -526,7 +586,7 @@ mod tests {
             vrrp_instances: vec![inst.clone()],
             ..Default::default()
         };
-        let c = InstanceConfig::from_config(&config, &inst, ip(1)).unwrap();
+        let c = InstanceConfig::from_config(&config, &inst, local()).unwrap();
         assert!(c.initial_master);
         assert!(!c.nopreempt, "state MASTER clears nopreempt");
         assert_eq!(c.preempt_delay, Duration::ZERO);
@@ -560,7 +620,7 @@ mod tests {
             notify: Default::default(),
             smtp_alert: false,
         }];
-        let c = InstanceConfig::from_config(&config, &inst, ip(1)).unwrap();
+        let c = InstanceConfig::from_config(&config, &inst, local()).unwrap();
         let names: Vec<_> = c
             .tracks
             .iter()
@@ -580,7 +640,7 @@ mod tests {
             min_ttl: None,
             max_ttl: None,
         }];
-        let c = InstanceConfig::from_config(&config, &u, ip(1)).unwrap();
+        let c = InstanceConfig::from_config(&config, &u, local()).unwrap();
         assert_eq!(c.version, Version::V3);
         assert_eq!(c.auth_pass, None);
         assert_eq!(c.primary_ip, ip(9));
@@ -593,12 +653,12 @@ mod tests {
         assert_eq!(c.peers, [only_255]);
         // A routed peer: keepalived's per-peer range.
         u.unicast_peer[0].min_ttl = Some(250);
-        let c = InstanceConfig::from_config(&config, &u, ip(1)).unwrap();
+        let c = InstanceConfig::from_config(&config, &u, local()).unwrap();
         assert_eq!(c.peers[0].min_ttl, 250);
         assert_eq!(c.peers[0].max_ttl, 255);
         u.unicast_peer[0].min_ttl = None;
         u.unicast_peer[0].max_ttl = Some(64);
-        let c = InstanceConfig::from_config(&config, &u, ip(1)).unwrap();
+        let c = InstanceConfig::from_config(&config, &u, local()).unwrap();
         assert_eq!((c.peers[0].min_ttl, c.peers[0].max_ttl), (0, 64));
         assert_eq!(c.advert_int, ms(250));
         let mut ah = inst.clone();
@@ -607,7 +667,7 @@ mod tests {
             auth_pass: "x".into(),
         });
         assert!(matches!(
-            InstanceConfig::from_config(&config, &ah, ip(1)),
+            InstanceConfig::from_config(&config, &ah, local()),
             Err(ConfigError::AuthAh(_))
         ));
         // IPv6 addresses: ignored in an IPv4 instance's virtual_ipaddress
@@ -616,17 +676,81 @@ mod tests {
         let mut d = inst.clone();
         d.virtual_ipaddress.push(vip("2001:2::100"));
         d.virtual_ipaddress_excluded = vec![vip("2001:2::101"), vip("198.18.0.101")];
-        let c = InstanceConfig::from_config(&config, &d, ip(1)).unwrap();
+        let c = InstanceConfig::from_config(&config, &d, local()).unwrap();
         assert_eq!(c.vips, vec![VIP]);
         let held: Vec<IpAddr> = ["198.18.0.100", "2001:2::101", "198.18.0.101"]
             .iter()
             .map(|a| a.parse().unwrap())
             .collect();
         assert_eq!(c.held(), held);
+        // An instance whose first address is IPv6 runs over IPv6 (RFC
+        // 5798 §5.1.2): version 3 whatever `version 2` said (keepalived's
+        // strict mode; v2 is IPv4 only), its IPv4 VIPs ignored, sent from
+        // the link-local address to ff02::12.
         d.virtual_ipaddress.reverse();
-        assert!(matches!(
-            InstanceConfig::from_config(&config, &d, ip(1)),
-            Err(ConfigError::Ipv6(_))
-        ));
+        let c = InstanceConfig::from_config(&config, &d, local()).unwrap();
+        assert!(c.is_ipv6());
+        assert_eq!(c.version, Version::V3);
+        assert_eq!(c.auth_pass, None);
+        let v6 = |a: &str| -> IpAddr { a.parse().unwrap() };
+        assert_eq!(c.vips, vec![v6("2001:2::100")]);
+        assert_eq!(c.primary_ip, v6("fe80::1"));
+        assert_eq!(c.target, AdvertTarget::Multicast(v6("ff02::12")));
+        assert_eq!(
+            c.held(),
+            vec![v6("2001:2::100"), v6("2001:2::101"), v6("198.18.0.101")]
+        );
+        // vrrp_mcast_group6 is the group.
+        let mut other_group = config.clone();
+        other_group.global.vrrp_mcast_group6 = v6("ff02::1:12");
+        let c = InstanceConfig::from_config(&other_group, &d, local()).unwrap();
+        assert_eq!(c.target, AdvertTarget::Multicast(v6("ff02::1:12")));
+        // No link-local address on the interface: nothing to send from.
+        assert_eq!(
+            InstanceConfig::from_config(&config, &d, ip4(1).into()),
+            Err(ConfigError::NoSource("VI_1".into(), "IPv6 link-local"))
+        );
+        // Unicast over IPv6: a global unicast_src_ip, IPv6 peers only (an
+        // IPv4 peer is skipped as keepalived skips it).
+        d.unicast_src_ip = Some(v6("2001:2::1"));
+        d.unicast_peer = vec![
+            UnicastPeer {
+                address: v6("2001:2::2"),
+                min_ttl: None,
+                max_ttl: None,
+            },
+            UnicastPeer {
+                address: v6("198.18.0.2"),
+                min_ttl: None,
+                max_ttl: None,
+            },
+        ];
+        let c = InstanceConfig::from_config(&config, &d, ip4(1).into()).unwrap();
+        assert_eq!(c.primary_ip, v6("2001:2::1"));
+        assert_eq!(c.target, AdvertTarget::Unicast(vec![v6("2001:2::2")]));
+        assert_eq!(
+            c.peers,
+            [PeerCheck {
+                addr: v6("2001:2::2"),
+                min_ttl: 255,
+                max_ttl: 255
+            }]
+        );
+        // The IPv4 unicast_src_ip of an IPv6 instance is ignored.
+        d.unicast_src_ip = Some(v6("198.18.0.9"));
+        let c = InstanceConfig::from_config(&config, &d, local()).unwrap();
+        assert_eq!(c.primary_ip, v6("fe80::1"));
+    }
+
+    fn ip4(last: u8) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, 0, last)
+    }
+
+    /// The interface's addresses: 198.18.0.1 and fe80::1.
+    fn local() -> LocalAddrs {
+        LocalAddrs {
+            v4: Some(ip4(1)),
+            link_local: Some("fe80::1".parse().unwrap()),
+        }
     }
 }

@@ -8,7 +8,8 @@
 use crate::ipvs_state::Net;
 use crate::mailbox::{DaemonLink, ToDaemon};
 use crate::southbound::NetState;
-use crate::vrrp::garp::GarpPacer;
+use crate::vrrp::config::LocalAddrs;
+use crate::vrrp::garp::{Announce, GarpPacer, GroupPacing};
 use crate::vrrp::instance::{same_settings, vip_changes};
 use crate::vrrp::io::{Received, VrrpSocket};
 use crate::vrrp::last_words::{self, Farewell};
@@ -21,6 +22,7 @@ use crate::vrrp::{
 use ferrovs_config::Config;
 use ferrovs_dataplane::wire::arp;
 use ferrovs_dataplane::worker::Request;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -41,8 +43,12 @@ struct Io {
     /// The instance left with a reload: its slot stays (indices are
     /// stable), its socket is closed and what it received is dropped.
     retired: bool,
-    /// Gratuitous ARPs the instance asked for, for the driver's pacer.
-    garps: Vec<Vec<u8>>,
+    /// Gratuitous ARPs and unsolicited neighbour advertisements the
+    /// instance asked for, for the driver's pacer.
+    garps: Vec<(Announce, Vec<u8>)>,
+    /// Packets received on the instance's socket that were not adverts
+    /// (malformed: too short, bad length, version, type or checksum).
+    malformed: u64,
 }
 
 /// A standalone instance, or a sync group driving its members.
@@ -161,6 +167,10 @@ pub struct InstanceStatus {
     pub effective_priority: u8,
     pub transitions: u64,
     pub vips: Vec<IpAddr>,
+    /// Received VRRP packets dropped: malformed ones and adverts the
+    /// instance's checks refused (TTL / hop limit, source, auth, VIPs...),
+    /// of either family.
+    pub dropped_adverts: u64,
 }
 
 /// The instances' states as the driver keeps them.
@@ -173,9 +183,7 @@ pub type StopRequest = oneshot::Sender<()>;
 /// The addresses every vrrp_instance lists (`virtual_ipaddress` and
 /// `virtual_ipaddress_excluded`, both families), for the daemon's first
 /// snapshot: they start released and are taken by instances that become
-/// MASTER. An instance over IPv6 does not run yet (VRRP runs over IPv4):
-/// its addresses stay released, never served rather than served by every
-/// director (`validate` says so).
+/// MASTER (IPv4 and IPv6 instances alike).
 pub fn vrrp_vips(cfg: &Config) -> Vec<IpAddr> {
     cfg.vrrp_instances
         .iter()
@@ -222,8 +230,6 @@ pub enum PrepareError {
     NoInterface(String),
     #[error("vrrp_instance {instance}: interface {ifname} is not a dataplane port")]
     NotAPort { instance: String, ifname: String },
-    #[error("{0} has no IPv4 address")]
-    NoAddress(String),
     /// The kernel does not know the interface (by netlink).
     #[error("no interface {0}")]
     UnknownInterface(String),
@@ -272,12 +278,21 @@ fn prepare(
                 ifname: ifname.clone(),
             })?;
         let pc = &ports.ports[port];
-        let ifip = pc
-            .addrs
-            .first()
-            .map(|a| a.0)
-            .ok_or_else(|| PrepareError::NoAddress(ifname.clone()))?;
-        let mut icfg = InstanceConfig::from_config(cfg, vi, ifip)?;
+        let ifindex = net
+            .link_by_name(&ifname)
+            .map(|l| l.index)
+            .ok_or_else(|| PrepareError::UnknownInterface(ifname.clone()))?;
+        // The kernel's view of the link (netlink): an IPv6 instance sends
+        // from the link-local address (RFC 5798 §5.1.2.1).
+        let local = LocalAddrs {
+            v4: pc.addrs.first().map(|a| a.0),
+            link_local: net
+                .ipv6_addrs(ifindex)
+                .into_iter()
+                .map(|(a, _)| a)
+                .find(crate::vrrp::packet::is_link_local),
+        };
+        let mut icfg = InstanceConfig::from_config(cfg, vi, local)?;
         // Every instance tracks the workers, unweighted.
         icfg.tracks.push(TrackSpec {
             kind: TrackKind::Dataplane,
@@ -290,10 +305,6 @@ fn prepare(
                 TrackStatus::Down
             },
         });
-        let ifindex = net
-            .link_by_name(&ifname)
-            .map(|l| l.index)
-            .ok_or_else(|| PrepareError::UnknownInterface(ifname.clone()))?;
         out.push((
             vi.name.clone(),
             Prepared {
@@ -412,8 +423,8 @@ impl Driver {
     /// due.
     fn flush_garps(&mut self, now: Instant) {
         for io in self.ios.iter_mut() {
-            for f in io.garps.drain(..) {
-                if !self.garps.push(io.port, f) {
+            for (kind, f) in io.garps.drain(..) {
+                if !self.garps.push(io.port, kind, f) {
                     warn!(
                         "({}) gratuitous ARP dropped: {} queued",
                         io.ifname,
@@ -437,7 +448,7 @@ impl Driver {
     /// Opens the instance's socket; its packets reach the driver tagged
     /// with the new slot's index.
     fn open_io(&mut self, cfg: &Config, name: &str, p: &Prepared) -> Result<usize, StartError> {
-        let groups = match &p.icfg.target {
+        let groups: Vec<IpAddr> = match &p.icfg.target {
             AdvertTarget::Multicast(g) => vec![*g],
             AdvertTarget::Unicast(_) => vec![],
         };
@@ -470,6 +481,7 @@ impl Driver {
             stop,
             retired: false,
             garps: Vec::new(),
+            malformed: 0,
         });
         Ok(i)
     }
@@ -611,12 +623,16 @@ impl Driver {
     /// stops as at shutdown (priority-0 advert, VIPs released, notify); a
     /// new one starts.
     fn reload(&mut self, cfg: &Config) {
-        self.garps.set_interval(cfg.global.vrrp_garp_interval);
+        self.garps
+            .set_intervals(cfg.global.vrrp_garp_interval, cfg.global.vrrp_gna_interval);
         self.last_words_for = None;
         let prepared = {
             let v = self.daemon.view.load();
             match prepare(cfg, &v.net, v.workers_running, &self.net.borrow()) {
-                Ok(p) => p,
+                Ok(p) => {
+                    self.garps.set_groups(garp_groups(cfg, &v.net));
+                    p
+                }
                 Err(e) => {
                     error!("VRRP reload: {e}; the instances keep running as they were");
                     return;
@@ -698,6 +714,24 @@ fn sync_vip_set(daemon: &DaemonLink, cfg: &Config) {
     let _ = daemon.tx.send(ToDaemon::SyncVips(vrrp_vips(cfg)));
 }
 
+/// The dataplane ports in `garp_group`s, for the pacer (an interface
+/// that is not a port sends no GARPs of ours).
+fn garp_groups(cfg: &Config, ports: &Net) -> HashMap<u16, GroupPacing> {
+    let mut out = HashMap::new();
+    for (i, g) in cfg.garp_groups.iter().enumerate() {
+        for name in &g.interfaces {
+            if let Some(port) = ports.ports.iter().position(|p| &p.name == name) {
+                out.entry(port as u16).or_insert(GroupPacing {
+                    group: i as u32,
+                    garp_interval: g.garp_interval.unwrap_or_default(),
+                    gna_interval: g.gna_interval.unwrap_or_default(),
+                });
+            }
+        }
+    }
+    out
+}
+
 /// Starts the instances, their script trackers and interface watchers.
 /// Returns a status handle, a stop channel and a reload channel (see
 /// [`Driver::reload`]); everything runs on the current tokio runtime.
@@ -706,9 +740,12 @@ pub fn start(
     daemon: DaemonLink,
     net: watch::Receiver<Arc<NetState>>,
 ) -> Result<Handles, StartError> {
-    let prepared = {
+    let (prepared, groups) = {
         let v = daemon.view.load();
-        prepare(cfg, &v.net, v.workers_running, &net.borrow())?
+        (
+            prepare(cfg, &v.net, v.workers_running, &net.borrow())?,
+            garp_groups(cfg, &v.net),
+        )
     };
     let status = Arc::new(Mutex::new(Vec::new()));
     let (stop_tx, stop_rx) = mpsc::channel(1);
@@ -724,9 +761,10 @@ pub fn start(
         merged_tx,
         track_tx,
         trackers: Vec::new(),
-        garps: GarpPacer::new(cfg.global.vrrp_garp_interval),
+        garps: GarpPacer::new(cfg.global.vrrp_garp_interval, cfg.global.vrrp_gna_interval),
         last_words_for: None,
     };
+    driver.garps.set_groups(groups);
     // Sockets first, so that a failure to open one refuses the start.
     let ids = unit_ids(cfg);
     let mut units = Vec::new();
@@ -852,7 +890,11 @@ async fn drive(
                             }
                         }
                     }
-                    Err(e) => warn!("bad VRRP packet on {} from {}: {e}", d.ios[i].ifname, r.src),
+                    Err(e) => {
+                        // Counted with the instance's refused adverts.
+                        d.ios[i].malformed += 1;
+                        warn!("bad VRRP packet on {} from {}: {e}", d.ios[i].ifname, r.src)
+                    }
                 }
             }
             t = track_rx.recv() => {
@@ -908,6 +950,7 @@ fn publish_status(units: &[(UnitId, Unit)], ios: &[Io], status: &StatusHandle) {
             effective_priority: inst.effective_priority(),
             transitions: ios[io].transitions,
             vips: inst.config().held(),
+            dropped_adverts: ios[io].malformed + inst.refused_adverts(),
         })
         .collect();
     v.sort_by(|a, b| a.name.cmp(&b.name));
@@ -950,23 +993,31 @@ fn set_vips(daemon: &DaemonLink, vips: &[IpAddr], active: bool) {
 /// Gratuitous ARPs for `vips`, and unsolicited neighbour advertisements
 /// for the IPv6 ones (as keepalived sends them, RFC 4861 §7.2.6), `count`
 /// rounds (every VIP once a round), queued on the instance for the
-/// driver's pacer; they leave out of the instance's port through the first
-/// worker (the dataplane owns the port).
+/// driver's pacer (ARPs `vrrp_garp_interval` apart, NAs
+/// `vrrp_gna_interval` apart, as keepalived paces them per interface);
+/// they leave out of the instance's port through the first worker (the
+/// dataplane owns the port).
 fn send_garps_for(io: &mut Io, vips: &[IpAddr], count: u32) {
     for _ in 0..count.max(1) {
         for v in vips {
             let mut f = vec![0u8; 128];
-            let n = match v {
-                IpAddr::V4(a) => arp::build_gratuitous(&mut f, &io.mac, *a, None),
-                IpAddr::V6(a) => ferrovs_dataplane::wire::ndp::build_unsolicited(
-                    &mut f,
-                    &io.mac,
-                    None,
-                    a.octets(),
+            let (kind, n) = match v {
+                IpAddr::V4(a) => (
+                    Announce::Arp,
+                    arp::build_gratuitous(&mut f, &io.mac, *a, None),
+                ),
+                IpAddr::V6(a) => (
+                    Announce::Na,
+                    ferrovs_dataplane::wire::ndp::build_unsolicited(
+                        &mut f,
+                        &io.mac,
+                        None,
+                        a.octets(),
+                    ),
                 ),
             };
             f.truncate(n);
-            io.garps.push(f);
+            io.garps.push((kind, f));
         }
     }
 }

@@ -40,7 +40,7 @@ use super::config::{AdvertTarget, InstanceConfig, TrackKind, TrackSpec, TrackSta
 use super::notify::NotifyState;
 use super::packet::{Advert, Expect, PacketError, RxInfo, Version, AUTH_NONE, AUTH_PASS};
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
@@ -174,11 +174,13 @@ pub struct Instance {
     /// BACKUP: end of the running preempt delay.
     preempt_time: Option<Instant>,
     /// Source of the last advert seen as backup.
-    master_ip: Option<Ipv4Addr>,
+    master_ip: Option<IpAddr>,
     vips_set: bool,
     /// A FAULT notify went out since entering FAULT (an instance waiting
     /// for its scripts is in FAULT without one).
     fault_notified: bool,
+    /// Adverts for our VRID that the receive checks refused.
+    refused: u64,
 }
 
 impl Instance {
@@ -202,6 +204,7 @@ impl Instance {
             master_ip: None,
             vips_set: false,
             fault_notified: false,
+            refused: 0,
             cfg,
         };
         i.effective_priority = i.compute_priority();
@@ -224,6 +227,11 @@ impl Instance {
     /// The master's advert interval as this instance uses it.
     pub fn master_adver_int(&self) -> Duration {
         self.master_adver_int
+    }
+    /// Adverts for our VRID refused by the receive checks (keepalived's
+    /// VRRP_PACKET_KO and _DROP), since the instance started.
+    pub fn refused_adverts(&self) -> u64 {
+        self.refused
     }
     /// Whether the VIPs are held (between `BecomeMaster` and `ReleaseVips`).
     pub fn vips_set(&self) -> bool {
@@ -302,7 +310,7 @@ impl Instance {
 
     /// The VRRP messages to send for `SendAdvert { priority, to }`: one per
     /// destination, from our primary address.
-    pub fn encode_adverts(&self, priority: u8, to: &AdvertTarget) -> Vec<(Ipv4Addr, Vec<u8>)> {
+    pub fn encode_adverts(&self, priority: u8, to: &AdvertTarget) -> Vec<(IpAddr, Vec<u8>)> {
         let a = self.advert(priority);
         to.destinations()
             .into_iter()
@@ -475,17 +483,24 @@ impl Instance {
         }
     }
 
-    fn check(&self, rx: &RxInfo, adv: &Advert, check_addresses: bool) -> Result<(), PacketError> {
+    fn check(
+        &mut self,
+        rx: &RxInfo,
+        adv: &Advert,
+        check_addresses: bool,
+    ) -> Result<(), PacketError> {
         if adv.vrid != self.cfg.vrid {
             return Err(PacketError::Vrid {
                 received: adv.vrid,
                 ours: self.cfg.vrid,
             });
         }
-        adv.check(rx, &self.expect(check_addresses))
-            .inspect_err(|e| {
-                info!("({}) {e} (from {})", self.cfg.name, rx.src);
-            })
+        let r = adv.check(rx, &self.expect(check_addresses));
+        if let Err(e) = &r {
+            self.refused += 1;
+            info!("({}) {e} (from {})", self.cfg.name, rx.src);
+        }
+        r
     }
 
     /// v3: take the master's interval (RFC 5798 §6.4.2). A zero interval

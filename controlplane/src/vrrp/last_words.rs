@@ -14,14 +14,14 @@
 
 use super::io::VrrpSocket;
 use arc_swap::ArcSwap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::{Arc, LazyLock, Once};
 
 /// One priority-0 advert and where it goes.
 #[derive(Clone)]
 pub struct Farewell {
     pub sock: VrrpSocket,
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
     pub msg: Vec<u8>,
 }
 

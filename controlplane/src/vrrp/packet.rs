@@ -1,5 +1,11 @@
-//! VRRP advertisement codec for IPv4: VRRPv2 (RFC 3768 §5) and VRRPv3
-//! (RFC 5798 §5).
+//! VRRP advertisement codec: VRRPv2 over IPv4 (RFC 3768 §5) and VRRPv3
+//! over IPv4 and IPv6 (RFC 5798 §5).
+//!
+//! The family of an advert is its IP header's: the addresses it carries are
+//! 4 bytes over IPv4 and 16 over IPv6 (RFC 5798 §5.2.9), and the v3
+//! checksum covers the pseudo-header of that family (RFC 5798 §5.2.8, RFC
+//! 8200 §8.1 for IPv6). VRRPv2 is defined over IPv4 only (RFC 3768): a v2
+//! message over IPv6 is refused.
 //!
 //! [`Advert::parse`] checks what can be checked without knowing the receiving
 //! instance (version, type, length against the address count, checksum);
@@ -9,13 +15,14 @@
 
 use ferrovs_dataplane::wire::checksum;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 /// IP protocol number of VRRP.
 pub const IPPROTO_VRRP: u8 = 112;
-/// TTL of every advert we send, and the one a multicast advert must carry
-/// (RFC 3768 §7.1, RFC 5798 §7.1).
+/// TTL (hop limit over IPv6) of every advert we send, and the one a
+/// multicast advert must carry (RFC 3768 §7.1, RFC 5798 §5.1.1.3, §5.1.2.3,
+/// §7.1).
 pub const VRRP_TTL: u8 = 255;
 /// Length of the v2 authentication data (RFC 3768 §5.3.10).
 pub const AUTH_DATA_LEN: usize = 8;
@@ -61,7 +68,8 @@ pub struct Advert {
     /// Advertisement interval as carried: seconds (v2, 8 bits) or
     /// centiseconds (v3, 12 bits).
     pub interval: u16,
-    pub addresses: Vec<Ipv4Addr>,
+    /// Of the advert's IP family (v2: IPv4 only).
+    pub addresses: Vec<IpAddr>,
     /// v2 only (0 for v3).
     pub auth_type: u8,
     /// v2 only: the password, cut to 8 bytes and zero padded (all zero for
@@ -85,6 +93,9 @@ pub enum PacketError {
     },
     Protocol(u8),
     Version(u8),
+    /// VRRPv2 exists over IPv4 only (RFC 3768; keepalived's strict mode
+    /// refuses it, and ferrovs runs IPv6 instances as v3).
+    V2OverIpv6,
     Type(u8),
     Length {
         len: usize,
@@ -125,11 +136,15 @@ pub enum PacketError {
     UnexpectedCast {
         multicast: bool,
     },
-    MissingVip(Ipv4Addr),
-    UnknownUnicastSource(Ipv4Addr),
+    MissingVip(IpAddr),
+    UnknownUnicastSource(IpAddr),
+    /// A multicast IPv6 advert whose source is not link-local: RFC 5798
+    /// §5.1.2.1 has the router send from its link-local address, so it was
+    /// not sent by a VRRP router on this link.
+    NotLinkLocal(Ipv6Addr),
     TtlRange {
         received: u8,
-        src: Ipv4Addr,
+        src: IpAddr,
         min: u8,
         max: u8,
     },
@@ -148,6 +163,7 @@ impl fmt::Display for PacketError {
             ),
             Protocol(p) => write!(f, "IP protocol {p} is not VRRP"),
             Version(v) => write!(f, "unknown VRRP version {v}"),
+            V2OverIpv6 => write!(f, "VRRP version 2 over IPv6"),
             Type(t) => write!(f, "Invalid packet type. {t} and expect 1"),
             Length { len, expected } => write!(
                 f,
@@ -187,6 +203,7 @@ impl fmt::Display for PacketError {
                 "ip address associated with VRID not present in MASTER advert: {a}"
             ),
             UnknownUnicastSource(a) => write!(f, "unicast source address {a} not a unicast peer"),
+            NotLinkLocal(a) => write!(f, "IPv6 source address {a} is not link-local"),
             TtlRange {
                 received,
                 src,
@@ -231,7 +248,7 @@ pub struct Expect<'a> {
     /// Our configured interval in the packet's unit (v2: seconds).
     pub interval: u16,
     /// Our VIPs; checked against the advert when `check_addresses`.
-    pub vips: &'a [Ipv4Addr],
+    pub vips: &'a [IpAddr],
     pub check_addresses: bool,
     /// Unicast instance (unicast_peer given).
     pub unicast: bool,
@@ -242,18 +259,22 @@ pub struct Expect<'a> {
 /// A `unicast_peer` as the receive check sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerCheck {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     /// The TTL range its adverts must arrive with (255..=255 unless the
     /// operator gave `min_ttl`/`max_ttl`).
     pub min_ttl: u8,
     pub max_ttl: u8,
 }
 
-/// What the caller knows of the received IP header.
+/// What the caller knows of the received IP header (over IPv6, from the
+/// socket: the source from `recvmsg`, the destination from IPV6_PKTINFO and
+/// the hop limit from IPV6_HOPLIMIT, as a raw IPv6 socket does not hand
+/// the header over).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RxInfo {
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// TTL (IPv4) or hop limit (IPv6).
     pub ttl: u8,
 }
 
@@ -263,20 +284,51 @@ impl RxInfo {
     }
 }
 
-/// Wire length of a VRRP message with `count` addresses.
-pub fn message_len(version: Version, count: usize) -> usize {
+/// Bytes of one address in an advert of that family (RFC 5798 §5.2.9).
+pub fn addr_len(ipv6: bool) -> usize {
+    if ipv6 {
+        16
+    } else {
+        4
+    }
+}
+
+/// Wire length of a VRRP message with `count` addresses of a family.
+pub fn message_len(version: Version, count: usize, ipv6: bool) -> usize {
     HEADER_LEN
-        + 4 * count
+        + addr_len(ipv6) * count
         + match version {
             Version::V2 => AUTH_DATA_LEN,
             Version::V3 => 0,
         }
 }
 
-/// The v3 checksum's IPv4 pseudo-header partial sum (RFC 5798 §5.2.8):
-/// source, destination, zero, protocol 112, VRRP length.
-fn v3_pseudo_sum(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> u32 {
-    checksum::pseudo_header_v4(src.octets(), dst.octets(), IPPROTO_VRRP, len as u16)
+/// The v3 checksum's pseudo-header partial sum (RFC 5798 §5.2.8): over
+/// IPv4 source, destination, zero, protocol 112, VRRP length; over IPv6
+/// (RFC 8200 §8.1) source, destination, the VRRP length as 32 bits, three
+/// zero bytes and next header 112. Addresses of two families (no caller
+/// builds them) are summed as IPv4-mapped IPv6 ones.
+fn v3_pseudo_sum(src: IpAddr, dst: IpAddr, len: usize) -> u32 {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            checksum::pseudo_header_v4(s.octets(), d.octets(), IPPROTO_VRRP, len as u16)
+        }
+        (s, d) => {
+            checksum::pseudo_header_v6(&v6(s).octets(), &v6(d).octets(), IPPROTO_VRRP, len as u32)
+        }
+    }
+}
+
+fn v6(a: IpAddr) -> Ipv6Addr {
+    match a {
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+        IpAddr::V6(a) => a,
+    }
+}
+
+/// RFC 4291 §2.5.6: fe80::/10.
+pub fn is_link_local(a: &Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
 }
 
 impl Advert {
@@ -297,20 +349,26 @@ impl Advert {
             vrid,
             priority,
             interval: interval_secs as u16,
-            addresses,
+            addresses: addresses.into_iter().map(IpAddr::V4).collect(),
             auth_type,
             auth_data,
         }
     }
 
-    /// A VRRPv3 advert; the interval is cut to its 12 bits.
-    pub fn v3(vrid: u8, priority: u8, interval_cs: u16, addresses: Vec<Ipv4Addr>) -> Advert {
+    /// A VRRPv3 advert (addresses of one family); the interval is cut to
+    /// its 12 bits.
+    pub fn v3<A: Into<IpAddr>>(
+        vrid: u8,
+        priority: u8,
+        interval_cs: u16,
+        addresses: Vec<A>,
+    ) -> Advert {
         Advert {
             version: Version::V3,
             vrid,
             priority,
             interval: interval_cs.min(V3_MAX_INTERVAL_CS),
-            addresses,
+            addresses: addresses.into_iter().map(Into::into).collect(),
             auth_type: AUTH_NONE,
             auth_data: [0; AUTH_DATA_LEN],
         }
@@ -325,7 +383,16 @@ impl Advert {
     }
 
     pub fn len(&self) -> usize {
-        message_len(self.version, self.addresses.len())
+        let count = self.addresses.len().min(255);
+        HEADER_LEN
+            + self.addresses[..count]
+                .iter()
+                .map(|a| addr_len(a.is_ipv6()))
+                .sum::<usize>()
+            + match self.version {
+                Version::V2 => AUTH_DATA_LEN,
+                Version::V3 => 0,
+            }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -334,10 +401,13 @@ impl Advert {
 
     /// The VRRP message with its checksum. `src`/`dst` are the IP header's
     /// addresses: v3 covers them through the pseudo-header (for unicast the
-    /// destination is the peer the copy goes to); v2 ignores them.
-    pub fn encode(&self, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    /// destination is the peer the copy goes to); v2 ignores them. Each
+    /// address is written in its family's length: an instance's are all of
+    /// its own family.
+    pub fn encode(&self, src: impl Into<IpAddr>, dst: impl Into<IpAddr>) -> Vec<u8> {
+        let (src, dst) = (src.into(), dst.into());
         let count = self.addresses.len().min(255);
-        let mut b = Vec::with_capacity(message_len(self.version, count));
+        let mut b = Vec::with_capacity(self.len());
         b.push((self.version.number() << 4) | TYPE_ADVERTISEMENT);
         b.push(self.vrid);
         b.push(self.priority);
@@ -355,7 +425,10 @@ impl Advert {
         }
         b.extend_from_slice(&[0, 0]);
         for a in &self.addresses[..count] {
-            b.extend_from_slice(&a.octets());
+            match a {
+                IpAddr::V4(a) => b.extend_from_slice(&a.octets()),
+                IpAddr::V6(a) => b.extend_from_slice(&a.octets()),
+            }
         }
         if self.version == Version::V2 {
             b.extend_from_slice(&self.auth_data);
@@ -390,16 +463,26 @@ impl Advert {
     }
 
     /// Parses a VRRP message received from `src` to `dst` (the IP header's
-    /// addresses) and verifies its version, type, length and checksum.
-    pub fn parse(msg: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> Result<Advert, PacketError> {
+    /// addresses, whose family is the advert's) and verifies its version,
+    /// type, length and checksum.
+    pub fn parse(
+        msg: &[u8],
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
+    ) -> Result<Advert, PacketError> {
+        let (src, dst) = (src.into(), dst.into());
+        let ipv6 = src.is_ipv6();
         if msg.len() < HEADER_LEN {
             return Err(PacketError::TooShort { len: msg.len() });
         }
         let version = Version::from_number(msg[0] >> 4).ok_or(PacketError::Version(msg[0] >> 4))?;
+        if ipv6 && version == Version::V2 {
+            return Err(PacketError::V2OverIpv6);
+        }
         let count = msg[3] as usize;
         // RFC 3768 §7.1 / RFC 5798 §7.1: the packet must hold the whole
         // message; keepalived insists on an exact length.
-        let expected = message_len(version, count);
+        let expected = message_len(version, count, ipv6);
         if msg.len() != expected {
             return Err(PacketError::Length {
                 len: msg.len(),
@@ -428,9 +511,18 @@ impl Advert {
             };
             return Err(PacketError::Checksum { carried, computed });
         }
-        let addresses = msg[HEADER_LEN..HEADER_LEN + 4 * count]
-            .chunks_exact(4)
-            .map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3]))
+        let al = addr_len(ipv6);
+        let addresses = msg[HEADER_LEN..HEADER_LEN + al * count]
+            .chunks_exact(al)
+            .map(|c| {
+                let mut o = [0u8; 16];
+                o[..al].copy_from_slice(c);
+                if ipv6 {
+                    IpAddr::V6(Ipv6Addr::from(o))
+                } else {
+                    IpAddr::V4(Ipv4Addr::new(o[0], o[1], o[2], o[3]))
+                }
+            })
             .collect();
         let (interval, auth_type, mut auth_data) = match version {
             Version::V2 => (msg[5] as u16, msg[4], [0u8; AUTH_DATA_LEN]),
@@ -478,8 +570,8 @@ impl Advert {
             return Err(PacketError::Protocol(pkt[9]));
         }
         let rx = RxInfo {
-            src: Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]),
-            dst: Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]),
+            src: Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]).into(),
+            dst: Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]).into(),
             ttl: pkt[8],
         };
         let adv = Advert::parse(&pkt[ihl..], rx.src, rx.dst)?;
@@ -495,6 +587,16 @@ impl Advert {
         // range below.
         if !ex.unicast && rx.ttl != VRRP_TTL {
             return Err(PacketError::Ttl { received: rx.ttl });
+        }
+        // RFC 5798 §5.1.2.1: a router sends its IPv6 adverts from its
+        // link-local address. keepalived 2.2 does not check it on receive;
+        // ferrovs does for multicast (as it applies check_unicast_src to
+        // unicast): with hop limit 255 it keeps a host that forged a global
+        // source from winning the election by the address tie-break.
+        if let IpAddr::V6(s) = rx.src {
+            if !ex.unicast && !is_link_local(&s) {
+                return Err(PacketError::NotLinkLocal(s));
+            }
         }
         if self.version != ex.version {
             return Err(PacketError::VersionMismatch {
@@ -621,7 +723,7 @@ mod tests {
         assert_eq!(a.vrid, 51);
         assert_eq!(a.priority, 150);
         assert_eq!(a.interval, 1);
-        assert_eq!(a.addresses, vec![Ipv4Addr::new(10, 123, 0, 100)]);
+        assert_eq!(a.addresses, vec![IpAddr::from([10, 123, 0, 100])]);
         assert_eq!(a.auth_type, AUTH_PASS);
         assert_eq!(&a.auth_data, b"s3cret\0\0");
         assert_eq!(a.interval_duration(), Duration::from_secs(1));
@@ -706,8 +808,8 @@ mod tests {
             assert_eq!(
                 rx,
                 RxInfo {
-                    src: s,
-                    dst: MCAST,
+                    src: s.into(),
+                    dst: MCAST.into(),
                     ttl: 255
                 }
             );
@@ -785,7 +887,7 @@ mod tests {
         assert_eq!(Advert::parse_ipv4(&v6), Err(PacketError::NotIpv4));
     }
 
-    fn expect<'a>(vips: &'a [Ipv4Addr]) -> Expect<'a> {
+    fn expect<'a>(vips: &'a [IpAddr]) -> Expect<'a> {
         Expect {
             version: Version::V2,
             auth_type: AUTH_PASS,
@@ -800,11 +902,11 @@ mod tests {
 
     #[test]
     fn instance_checks_in_keepalived_order() {
-        let vips = [Ipv4Addr::new(10, 123, 0, 100)];
+        let vips = [IpAddr::from([10, 123, 0, 100])];
         let a = Advert::parse(&captured_v2(), Ipv4Addr::new(10, 123, 0, 1), MCAST).unwrap();
         let rx = RxInfo {
-            src: Ipv4Addr::new(10, 123, 0, 1),
-            dst: MCAST,
+            src: Ipv4Addr::new(10, 123, 0, 1).into(),
+            dst: MCAST.into(),
             ttl: 255,
         };
         assert_eq!(a.check(&rx, &expect(&vips)), Ok(()));
@@ -817,7 +919,7 @@ mod tests {
         );
         // Unicast: the source must be a peer, with the peer's TTL range.
         let uni_rx = RxInfo {
-            dst: Ipv4Addr::new(10, 123, 0, 2),
+            dst: Ipv4Addr::new(10, 123, 0, 2).into(),
             ttl: 255,
             ..rx
         };
@@ -834,7 +936,7 @@ mod tests {
         };
         assert_eq!(a.check(&uni_rx, &uni), Ok(()));
         let stranger = RxInfo {
-            src: Ipv4Addr::new(10, 123, 0, 66),
+            src: Ipv4Addr::new(10, 123, 0, 66).into(),
             ..uni_rx
         };
         let e = a.check(&stranger, &uni).unwrap_err();
@@ -918,7 +1020,7 @@ mod tests {
             }
         );
         // VIP list.
-        let other = [Ipv4Addr::new(10, 123, 0, 101)];
+        let other = [IpAddr::from([10, 123, 0, 101])];
         assert_eq!(
             a.check(&rx, &expect(&other)),
             Err(PacketError::MissingVip(other[0]))
@@ -941,7 +1043,7 @@ mod tests {
 
     #[test]
     fn v3_interval_not_checked() {
-        let vips = [Ipv4Addr::new(10, 123, 0, 200)];
+        let vips = [IpAddr::from([10, 123, 0, 200])];
         let s = Ipv4Addr::new(10, 123, 0, 1);
         let d = Ipv4Addr::new(10, 123, 0, 2);
         let a = Advert::parse(&captured_v3(), s, d).unwrap();
@@ -954,16 +1056,232 @@ mod tests {
             check_addresses: true,
             unicast: true,
             peers: &[PeerCheck {
-                addr: s,
+                addr: s.into(),
                 min_ttl: 0,
                 max_ttl: 255,
             }],
         };
         let rx = RxInfo {
-            src: s,
-            dst: d,
+            src: s.into(),
+            dst: d.into(),
             ttl: 64,
         };
         assert_eq!(a.check(&rx, &ex), Ok(()));
+    }
+
+    // IPv6 (RFC 5798 §5.1.2, §5.2).
+
+    const LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+    const MCAST6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
+    const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x100);
+
+    /// The v3 checksum as RFC 8200 §8.1 lays the pseudo-header out, summed
+    /// by etherparse (not by the dataplane's checksum module the codec
+    /// uses): source, destination, the upper-layer length as 32 bits, three
+    /// zero bytes, next header 112, then the message with a zero checksum.
+    fn etherparse_v6_checksum(src: Ipv6Addr, dst: Ipv6Addr, msg: &[u8]) -> u16 {
+        let mut zeroed = msg.to_vec();
+        zeroed[6] = 0;
+        zeroed[7] = 0;
+        let mut s = etherparse::checksum::Sum16BitWords::new();
+        s = s.add_16bytes(src.octets());
+        s = s.add_16bytes(dst.octets());
+        s = s.add_4bytes((msg.len() as u32).to_be_bytes());
+        s = s.add_4bytes([0, 0, 0, IPPROTO_VRRP]);
+        s.add_slice(&zeroed).ones_complement().to_be()
+    }
+
+    /// VRID 51, priority 150, 100 cs, one address 2001:2::100, from
+    /// fe80::1 to ff02::12. The checksum 0x1945 was computed outside Rust
+    /// (RFC 1071 sum in Python over the RFC 8200 pseudo-header).
+    fn golden_v6() -> Vec<u8> {
+        hex("31 33 96 01 0064 1945 20010002000000000000000000000100")
+    }
+
+    #[test]
+    fn v6_advert_builds_byte_exact_with_the_ipv6_pseudo_header_checksum() {
+        let a = Advert::v3(51, 150, 100, vec![VIP6]);
+        let b = a.encode(LL, MCAST6);
+        assert_eq!(b, golden_v6());
+        assert_eq!(b.len(), 8 + 16);
+        assert_eq!(a.len(), b.len());
+        assert_eq!(
+            u16::from_be_bytes([b[6], b[7]]),
+            etherparse_v6_checksum(LL, MCAST6, &b)
+        );
+        // Unicast: the pseudo-header's destination is the peer.
+        let (s, d): (Ipv6Addr, Ipv6Addr) =
+            ("2001:2::1".parse().unwrap(), "2001:2::2".parse().unwrap());
+        let u = a.encode(s, d);
+        assert_eq!(u16::from_be_bytes([u[6], u[7]]), 0xd6d2);
+        assert_eq!(
+            u16::from_be_bytes([u[6], u[7]]),
+            etherparse_v6_checksum(s, d, &u)
+        );
+    }
+
+    #[test]
+    fn v6_advert_parses_and_round_trips() {
+        let a = Advert::parse(&golden_v6(), LL, MCAST6).unwrap();
+        assert_eq!(a.version, Version::V3);
+        assert_eq!((a.vrid, a.priority, a.interval), (51, 150, 100));
+        assert_eq!(a.addresses, vec![IpAddr::V6(VIP6)]);
+        let many: Vec<Ipv6Addr> = (1..=5)
+            .map(|i| Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, i))
+            .collect();
+        let a = Advert::v3(200, 1, 4095, many);
+        let b = a.encode(LL, MCAST6);
+        assert_eq!(b.len(), 8 + 5 * 16);
+        assert_eq!(Advert::parse(&b, LL, MCAST6).unwrap(), a);
+    }
+
+    #[test]
+    fn v6_malformed_adverts_are_errors() {
+        let good = golden_v6();
+        // The checksum covers the pseudo-header: another source breaks it.
+        let other = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
+        assert!(matches!(
+            Advert::parse(&good, other, MCAST6),
+            Err(PacketError::Checksum {
+                carried: 0x1945,
+                ..
+            })
+        ));
+        // A flipped address bit.
+        let mut b = good.clone();
+        b[23] ^= 1;
+        assert!(matches!(
+            Advert::parse(&b, LL, MCAST6),
+            Err(PacketError::Checksum { .. })
+        ));
+        // Count 2 with one address: 16-byte addresses are counted.
+        let mut b = good.clone();
+        b[3] = 2;
+        assert_eq!(
+            Advert::parse(&b, LL, MCAST6),
+            Err(PacketError::Length {
+                len: 24,
+                expected: 40
+            })
+        );
+        // An IPv4-sized address list over IPv6.
+        let v4ish =
+            Advert::v3(51, 150, 100, vec![Ipv4Addr::new(198, 18, 0, 100)]).encode(LL, MCAST6);
+        assert_eq!(
+            Advert::parse(&v4ish, LL, MCAST6),
+            Err(PacketError::Length {
+                len: 12,
+                expected: 24
+            })
+        );
+        // Truncated, and VRRPv2 over IPv6.
+        assert_eq!(
+            Advert::parse(&good[..5], LL, MCAST6),
+            Err(PacketError::TooShort { len: 5 })
+        );
+        let mut b = good.clone();
+        b[0] = 0x21;
+        assert_eq!(Advert::parse(&b, LL, MCAST6), Err(PacketError::V2OverIpv6));
+        // Every prefix and every single-byte corruption is an error or an
+        // advert, never a panic.
+        for n in 0..good.len() {
+            let _ = Advert::parse(&good[..n], LL, MCAST6);
+        }
+        for i in 0..good.len() {
+            for x in [0x01, 0x80, 0xff] {
+                let mut b = good.clone();
+                b[i] ^= x;
+                assert!(Advert::parse(&b, LL, MCAST6).is_err(), "byte {i} ^ {x:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn v6_receive_checks() {
+        let vips = [IpAddr::V6(VIP6)];
+        let a = Advert::parse(&golden_v6(), LL, MCAST6).unwrap();
+        let ex = Expect {
+            version: Version::V3,
+            auth_type: 0,
+            auth_data: [0; 8],
+            interval: 100,
+            vips: &vips,
+            check_addresses: true,
+            unicast: false,
+            peers: &[],
+        };
+        let rx = RxInfo {
+            src: LL.into(),
+            dst: MCAST6.into(),
+            ttl: 255,
+        };
+        assert_eq!(a.check(&rx, &ex), Ok(()));
+        // RFC 5798 §5.1.2.3 / §7.1: hop limit 255.
+        assert_eq!(
+            a.check(&RxInfo { ttl: 254, ..rx }, &ex),
+            Err(PacketError::Ttl { received: 254 })
+        );
+        // RFC 5798 §5.1.2.1: multicast adverts come from link-local
+        // addresses.
+        let global: Ipv6Addr = "2001:2::66".parse().unwrap();
+        let e = a
+            .check(
+                &RxInfo {
+                    src: global.into(),
+                    ..rx
+                },
+                &ex,
+            )
+            .unwrap_err();
+        assert_eq!(e, PacketError::NotLinkLocal(global));
+        assert_eq!(
+            e.to_string(),
+            "IPv6 source address 2001:2::66 is not link-local"
+        );
+        assert!(is_link_local(&"febf::1".parse().unwrap()));
+        assert!(!is_link_local(&"fec0::1".parse().unwrap()));
+        // Another VIP list, or count.
+        let other = [IpAddr::V6("2001:2::101".parse().unwrap())];
+        assert_eq!(
+            a.check(&rx, &Expect { vips: &other, ..ex }),
+            Err(PacketError::MissingVip(other[0]))
+        );
+        // Unicast: global addresses are fine, from a peer only, hop limit 255.
+        let peer: Ipv6Addr = "2001:2::1".parse().unwrap();
+        let me: Ipv6Addr = "2001:2::2".parse().unwrap();
+        let peers = [PeerCheck {
+            addr: peer.into(),
+            min_ttl: 255,
+            max_ttl: 255,
+        }];
+        let uni = Expect {
+            unicast: true,
+            peers: &peers,
+            ..ex
+        };
+        let urx = RxInfo {
+            src: peer.into(),
+            dst: me.into(),
+            ttl: 255,
+        };
+        assert_eq!(a.check(&urx, &uni), Ok(()));
+        assert_eq!(
+            a.check(
+                &RxInfo {
+                    src: global.into(),
+                    ..urx
+                },
+                &uni
+            ),
+            Err(PacketError::UnknownUnicastSource(global.into()))
+        );
+        assert!(matches!(
+            a.check(&RxInfo { ttl: 64, ..urx }, &uni),
+            Err(PacketError::TtlRange { received: 64, .. })
+        ));
+        assert_eq!(
+            a.check(&rx, &uni),
+            Err(PacketError::UnexpectedCast { multicast: true })
+        );
     }
 }

@@ -5,11 +5,13 @@ use super::*;
 use crate::vrrp::packet::{pass_data, PeerCheck};
 use ferrovs_config::model::GarpSettings;
 
-pub const MCAST: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
-pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-pub fn ip(last: u8) -> Ipv4Addr {
-    Ipv4Addr::new(198, 18, 0, last)
+pub const MCAST: IpAddr = IpAddr::V4(Ipv4Addr::new(224, 0, 0, 18));
+pub const VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100));
+
+pub fn ip(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(198, 18, 0, last))
 }
 
 pub fn ms(n: u64) -> Duration {
@@ -1015,7 +1017,7 @@ fn unicast_adverts_only_from_peers_at_their_ttl() {
     let t = a.next_deadline().unwrap();
     a.handle(Event::TimerFired, t);
     assert_eq!(a.state(), State::Master);
-    let forged = |src: Ipv4Addr, ttl: u8| {
+    let forged = |src: IpAddr, ttl: u8| {
         let mut pc = c.clone();
         pc.primary_ip = src;
         let p = Instance::new(pc);
@@ -1034,4 +1036,73 @@ fn unicast_adverts_only_from_peers_at_their_ttl() {
     assert_eq!(a.handle(forged(ip(2), 64), t + ms(20)), vec![]);
     assert_eq!(a.state(), State::Master);
     assert_eq!(a.handle(forged(ip(2), 255), t + ms(30)), lost_master(100));
+}
+
+/// An IPv6 instance (RFC 5798 §5.1.2): its adverts carry 16-byte
+/// addresses from its link-local address; a backup takes over after
+/// Master_Down_Interval as an IPv4 one does and holds its IPv6 VIPs
+/// (announced with unsolicited NAs through `SendGarp`); forged adverts with
+/// a hop limit below 255 or a global source are refused and counted, and a
+/// real one from the higher-priority peer's link-local address is obeyed.
+#[test]
+fn ipv6_instance_fails_over_and_refuses_forged_adverts() {
+    let ll = |last: u16| IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, last));
+    let group = IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12));
+    let vip6 = IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x100));
+    let six = |prio: u8, last: u16| {
+        let mut c = v3(cfg("v6", prio, 1), 1000);
+        c.vips = vec![vip6];
+        c.primary_ip = ll(last);
+        c.target = AdvertTarget::Multicast(group);
+        c
+    };
+    let mut b = Instance::new(six(100, 2));
+    let t0 = Instant::now();
+    assert_eq!(b.handle(Event::Start, t0), started_backup(100));
+    // Master_Down_Interval = 3 × 1 s + (256 − 100) × 1 s / 256.
+    let down = b.master_down_interval();
+    assert_eq!(down, ms(3000) + us(609_375));
+    let acts = b.handle(Event::TimerFired, t0 + down);
+    assert_eq!(
+        acts[0],
+        Action::SendAdvert {
+            priority: 100,
+            to: AdvertTarget::Multicast(group)
+        }
+    );
+    assert!(acts.contains(&Action::BecomeMaster));
+    assert!(acts.contains(&Action::SendGarp { count: 5 }));
+    assert_eq!(b.config().held(), vec![vip6]);
+    // What goes on the wire: one copy to ff02::12, a v3 message with the
+    // 16-byte VIP, summed over the IPv6 pseudo-header from fe80::2.
+    let sent = b.encode_adverts(100, &b.config().target.clone());
+    assert_eq!(sent.len(), 1);
+    let (dst, msg) = &sent[0];
+    assert_eq!(*dst, group);
+    assert_eq!(msg.len(), 8 + 16);
+    let back = Advert::parse(msg, ll(2), group).unwrap();
+    assert_eq!(back.addresses, vec![vip6]);
+
+    // A higher-priority peer's advert, as received.
+    let peer = Instance::new(six(200, 1));
+    let real = |src: IpAddr, ttl: u8| {
+        let bytes = peer.advert(200).encode(src, group);
+        Event::AdvertReceived {
+            rx: RxInfo {
+                src,
+                dst: group,
+                ttl,
+            },
+            advert: Advert::parse(&bytes, src, group).unwrap(),
+        }
+    };
+    let t = t0 + down + ms(10);
+    assert_eq!(b.handle(real(ll(1), 254), t), vec![]);
+    assert_eq!(b.state(), State::Master);
+    let global = IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x66));
+    assert_eq!(b.handle(real(global, 255), t), vec![]);
+    assert_eq!(b.state(), State::Master);
+    assert_eq!(b.refused_adverts(), 2);
+    assert_eq!(b.handle(real(ll(1), 255), t + ms(10)), lost_master(100));
+    assert_eq!(b.refused_adverts(), 2);
 }
