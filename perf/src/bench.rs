@@ -483,7 +483,10 @@ fn trace_source(t: Arc<Trace>) -> Source {
 fn spray(traces: &[&Trace], w: usize) -> Trace {
     let nw = traces.len();
     let total: usize = traces.iter().map(|t| t.frames).sum();
-    let mut out = Trace::with_capacity(total / nw + nw);
+    let (stride, len) = traces.first().map_or((traffic::STRIDE, FRAME_LEN), |t| {
+        (t.stride(), t.frame_len())
+    });
+    let mut out = Trace::with_layout(total / nw + nw, stride, len);
     let longest = traces.iter().map(|t| t.frames).max().unwrap_or(0);
     for i in 0..longest {
         for (v, t) in traces.iter().enumerate() {

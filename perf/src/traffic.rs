@@ -1,16 +1,18 @@
 //! Pre-built traffic: frames laid out in the order they will be sent, at a
-//! fixed stride, so feeding them costs a sequential copy (like a NIC's DMA
-//! into a ring) and the flow order seen by the worker is random.
+//! fixed stride per trace, so feeding them costs a sequential copy (like a
+//! NIC's DMA into a ring) and the flow order seen by the worker is random.
 
 use crate::lab::{CLIENT_MAC, DIR0_MAC, DIR1_MAC, RS_MAC, RS_NET, VIP};
 use ferrovs_dataplane::wire::{checksum, ipv4};
 
+/// IPv4 traces: 60-byte frames in 64-byte slots (one cache line each).
 pub const STRIDE: usize = 64;
 pub const FRAME_LEN: usize = 60;
-/// Where a slot keeps its frame's length and flags (mixed traces only; the
-/// established-flow traces are all `FRAME_LEN` long).
-const META_LEN: usize = FRAME_LEN;
-const META_FLAGS: usize = FRAME_LEN + 1;
+/// Where a slot keeps its frame's length and flags, relative to the trace's
+/// frame length (mixed traces only; the established-flow traces are all
+/// `frame_len` long).
+const META_LEN: usize = 0;
+const META_FLAGS: usize = 1;
 /// Slot flag: a new connection's packet, whose client the generator renews
 /// on every lap of the trace (see `genport::Renew`).
 pub const RENEW: u8 = 1;
@@ -147,6 +149,10 @@ pub struct Trace {
     pub frames: usize,
     /// Port each frame arrives on.
     pub ports: Vec<u8>,
+    /// Bytes per slot, and the length of a full frame in it (the slot's
+    /// meta bytes follow the frame).
+    stride: usize,
+    frame_len: usize,
 }
 
 impl Default for Trace {
@@ -156,53 +162,69 @@ impl Default for Trace {
 }
 
 impl Trace {
+    /// An IPv4 trace (`STRIDE`, `FRAME_LEN`).
     pub fn new() -> Trace {
-        Trace {
-            bytes: vec![],
-            frames: 0,
-            ports: vec![],
-        }
+        Trace::with_capacity(0)
     }
     pub fn with_capacity(frames: usize) -> Trace {
+        Trace::with_layout(frames, STRIDE, FRAME_LEN)
+    }
+    pub fn with_layout(frames: usize, stride: usize, frame_len: usize) -> Trace {
+        // Room for the two meta bytes after a full frame.
+        assert!(frame_len + 2 <= stride);
         Trace {
-            bytes: Vec::with_capacity(frames * STRIDE),
+            bytes: Vec::with_capacity(frames * stride),
             frames: 0,
             ports: Vec::with_capacity(frames),
+            stride,
+            frame_len,
         }
+    }
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+    pub fn frame_len(&self) -> usize {
+        self.frame_len
     }
     pub fn push(&mut self, port: u8, f: impl FnOnce(&mut [u8])) {
         let start = self.bytes.len();
-        self.bytes.resize(start + STRIDE, 0);
-        f(&mut self.bytes[start..start + STRIDE]);
+        self.bytes.resize(start + self.stride, 0);
+        f(&mut self.bytes[start..start + self.stride]);
         self.ports.push(port);
         self.frames += 1;
     }
-    /// Adds a frame of `len` bytes (at most `FRAME_LEN`) with slot flags,
-    /// read back by `frame_meta`.
+    /// Adds a frame of `len` bytes (at most the trace's frame length) with
+    /// slot flags, read back by `frame_meta`.
     pub fn push_meta(&mut self, port: u8, len: usize, flags: u8, f: impl FnOnce(&mut [u8])) {
-        assert!(len <= FRAME_LEN);
+        assert!(len <= self.frame_len);
+        let meta = self.frame_len;
         self.push(port, |b| {
             f(b);
-            b[META_LEN] = len as u8;
-            b[META_FLAGS] = flags;
+            b[meta + META_LEN] = len as u8;
+            b[meta + META_FLAGS] = flags;
         });
     }
-    /// Copies frame `i` of another trace (its slot, flags included).
+    /// Copies frame `i` of another trace of the same layout (its slot,
+    /// flags included).
     pub fn push_slot(&mut self, from: &Trace, i: usize) {
+        assert_eq!((self.stride, self.frame_len), (from.stride, from.frame_len));
+        let st = self.stride;
         self.bytes
-            .extend_from_slice(&from.bytes[i * STRIDE..(i + 1) * STRIDE]);
+            .extend_from_slice(&from.bytes[i * st..(i + 1) * st]);
         self.ports.push(from.ports[i]);
         self.frames += 1;
     }
     #[inline(always)]
     pub fn frame(&self, i: usize) -> &[u8] {
-        &self.bytes[i * STRIDE..i * STRIDE + FRAME_LEN]
+        let at = i * self.stride;
+        &self.bytes[at..at + self.frame_len]
     }
     /// Frame `i` at its own length, and its slot flags.
     #[inline(always)]
     pub fn frame_meta(&self, i: usize) -> (&[u8], u8) {
-        let s = &self.bytes[i * STRIDE..(i + 1) * STRIDE];
-        (&s[..s[META_LEN] as usize], s[META_FLAGS])
+        let s = &self.bytes[i * self.stride..(i + 1) * self.stride];
+        let m = &s[self.frame_len..];
+        (&s[..m[META_LEN] as usize], m[META_FLAGS])
     }
 }
 
