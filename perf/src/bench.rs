@@ -2,9 +2,9 @@
 //! ports with pre-built traffic, and the figures they produce.
 
 use crate::genport::{GenPort, Pool, Renew, Source};
-use crate::lab;
+use crate::lab::{self, Family};
 use crate::mix::{self, Item, NewConnTuples, Side};
-use crate::traffic::{self, Flow, Trace, FRAME_LEN, RENEW};
+use crate::traffic::{self, Flow, Trace, FRAME_LEN, FRAME_LEN6, RENEW};
 use clap::ValueEnum;
 use ferrovs_dataplane::conn::{TcpState, Timeouts};
 use ferrovs_dataplane::counters::DropReason;
@@ -94,11 +94,25 @@ pub struct Scenario {
     pub kind: Kind,
     pub flows: u64,
     pub workers: usize,
+    pub family: Family,
 }
 
 impl Scenario {
     /// Why the scenario cannot run, if it cannot.
     pub fn check(&self) -> Result<(), String> {
+        if self.family == Family::Nat64 && self.mode != Mode::Fullnat {
+            return Err(format!(
+                "NAT64 needs FULLNAT (an IPv6 client cannot be answered by an IPv4 server in {} mode: only FULLNAT owns both sides of the connection)",
+                self.mode.name()
+            ));
+        }
+        if self.family != Family::V4 && self.kind != Kind::Established {
+            return Err(format!(
+                "{} runs established flows only (not {}): the new-connection, mixed and hand-over traffic is IPv4",
+                self.family.name(),
+                self.kind.name()
+            ));
+        }
         if self.kind == Kind::Handover {
             if !self.mode.sees_replies() {
                 return Err(format!(
@@ -121,6 +135,7 @@ impl Scenario {
 #[derive(Serialize, Clone, Debug)]
 pub struct Report {
     pub mode: Mode,
+    pub family: Family,
     pub scenario: Kind,
     pub flows: u64,
     pub workers: usize,
@@ -231,13 +246,23 @@ pub fn run(sc: &Scenario, seconds: f64, pin: bool) -> Result<Report, String> {
         }
         Kind::Established | Kind::Handover => {}
     }
-    let snap = lab::snapshot(
-        sc.mode.fwd(),
-        workers,
-        timeouts,
-        sc.kind == Kind::Mixed,
-        lab::laddrs_for(sc.flows),
-    );
+    let snap = if sc.family == Family::V4 {
+        lab::snapshot(
+            sc.mode.fwd(),
+            workers,
+            timeouts,
+            sc.kind == Kind::Mixed,
+            lab::laddrs_for(sc.flows),
+        )
+    } else {
+        lab::snapshot6(
+            sc.mode.fwd(),
+            workers,
+            timeouts,
+            lab::laddrs_for(sc.flows),
+            sc.family == Family::Nat64,
+        )
+    };
     let shared: Arc<Shared<MemPacket>> = Shared::new(snap);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let start = Arc::new(Barrier::new(workers + 1));
@@ -337,6 +362,7 @@ fn summarise(
     let opens = matches!(sc.kind, Kind::NewConns | Kind::SynFlood | Kind::Mixed);
     Report {
         mode: sc.mode,
+        family: sc.family,
         scenario: sc.kind,
         flows: sc.flows,
         workers,
@@ -396,8 +422,44 @@ struct Ctx {
 #[derive(Clone, Copy, Default, Debug)]
 struct Learned {
     rs: u8,
-    laddr: [u8; 4],
+    /// The source address the director gave the forwarded frame (FULLNAT:
+    /// the local address); an IPv4 one in the first 4 bytes.
+    laddr: [u8; 16],
     lport: u16,
+}
+
+impl Learned {
+    fn laddr4(&self) -> [u8; 4] {
+        self.laddr[..4].try_into().unwrap()
+    }
+
+    /// Parses a frame forwarded to a real server: IPv4 (DR, NAT, FULLNAT,
+    /// NAT64's translated frames, IPIP) or IPv6 (TCP, or IPv6-in-IPv6 whose
+    /// "port" is then meaningless and unused: TUN sees no replies). Other
+    /// frames (none expected) are not the flow's.
+    fn from_frame(f: &[u8]) -> Option<Learned> {
+        let rs = f[5].wrapping_sub(lab::RS_MAC[5]);
+        let mut laddr = [0u8; 16];
+        match f.get(12..14)? {
+            [0x08, 0x00] if f.len() >= 36 => {
+                laddr[..4].copy_from_slice(&f[26..30]);
+                Some(Learned {
+                    rs,
+                    laddr,
+                    lport: u16::from_be_bytes([f[34], f[35]]),
+                })
+            }
+            [0x86, 0xdd] if f.len() >= 56 && matches!(f[20], 6 | 41) => {
+                laddr.copy_from_slice(&f[22..38]);
+                Some(Learned {
+                    rs,
+                    laddr,
+                    lport: u16::from_be_bytes([f[54], f[55]]),
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Writes frame `i` of a sequence into a buffer.
@@ -408,22 +470,24 @@ fn now(epoch: &Instant) -> u64 {
     epoch.elapsed().as_millis() as u64 + 1_000_000
 }
 
-/// Sends `n` frames (`first(i)`) through the worker in bursts and learns
-/// from each forwarded frame where its flow went; then, if given, sends
-/// `then(i)` for the same flows (to take them past SYN_RECV).
+/// Sends `n` frames (`first(i)`, `len` bytes long) through the worker in
+/// bursts and learns from each forwarded frame where its flow went; then,
+/// if given, sends `then(i)` for the same flows (to take them past
+/// SYN_RECV).
 fn learn(
     worker: &mut Worker<GenPort>,
     epoch: &Instant,
     n: usize,
+    len: usize,
     first: &FrameFn<'_>,
     then: Option<&FrameFn<'_>>,
 ) -> Vec<Learned> {
     let mut out = Vec::with_capacity(n);
     let frames = |r: std::ops::Range<usize>, f: &dyn Fn(usize, &mut [u8])| {
         r.map(|i| {
-            let mut b = vec![0u8; traffic::STRIDE];
+            let mut b = vec![0u8; traffic::STRIDE6];
             f(i, &mut b);
-            b.truncate(FRAME_LEN);
+            b.truncate(len);
             b
         })
         .collect::<VecDeque<_>>()
@@ -433,10 +497,7 @@ fn learn(
         worker.ports_mut()[0].source = Source::Queue(frames(lo..hi, first));
         worker.poll(now(epoch));
         let sent = std::mem::take(&mut worker.ports_mut()[1].captured);
-        let sent: Vec<_> = sent
-            .into_iter()
-            .filter(|f| f.len() >= 36 && f[12..14] == [0x08, 0x00])
-            .collect();
+        let sent: Vec<_> = sent.iter().filter_map(|f| Learned::from_frame(f)).collect();
         assert_eq!(
             sent.len(),
             hi - lo,
@@ -444,11 +505,7 @@ fn learn(
             hi - lo,
             sent.len()
         );
-        out.extend(sent.iter().map(|f| Learned {
-            rs: f[5] - lab::RS_MAC[5],
-            laddr: f[26..30].try_into().unwrap(),
-            lport: u16::from_be_bytes([f[34], f[35]]),
-        }));
+        out.extend(sent);
         if let Some(then) = then {
             worker.ports_mut()[0].source = Source::Queue(frames(lo..hi, then));
             worker.poll(now(epoch));
@@ -463,10 +520,62 @@ fn learn(
 /// the director chose for FULLNAT.
 fn reply_to(mode: Mode, f: Flow, l: &Learned) -> ([u8; 4], u16) {
     if mode == Mode::Fullnat {
-        (l.laddr, l.lport)
+        (l.laddr4(), l.lport)
     } else {
         (f.caddr, f.cport)
     }
+}
+
+/// An IPv6-client worker's established traffic: the warm-up opens its
+/// flows with SYNs and learns where they went, then the client side sends
+/// ACKs in random flow order and, for NAT and FULLNAT, the servers answer:
+/// IPv6 replies (NAT66 to the client, FULLNAT66 to the local address and
+/// port), or with NAT64 IPv4 replies to the IPv4 local address.
+fn traces6(
+    worker: &mut Worker<GenPort>,
+    epoch: &Instant,
+    sc: Scenario,
+    mut order: Vec<u64>,
+    w: usize,
+) -> (Trace, Trace) {
+    mix::shuffle(&mut order, 0x9e37_79b9_7f4a_7c15 ^ w as u64);
+    let learned = learn(
+        worker,
+        epoch,
+        order.len(),
+        FRAME_LEN6,
+        &|k, b| traffic::inbound6(b, traffic::flow6(order[k]), TCP_SYN),
+        None,
+    );
+    let mut inbound = Trace::with_capacity6(order.len());
+    let n = if sc.mode.sees_replies() {
+        order.len()
+    } else {
+        0
+    };
+    let mut replies = if sc.family == Family::Nat64 {
+        Trace::with_capacity(n)
+    } else {
+        Trace::with_capacity6(n)
+    };
+    for (&i, l) in order.iter().zip(&learned) {
+        let f = traffic::flow6(i);
+        let rs = l.rs as usize;
+        inbound.push(0, |b| traffic::inbound6(b, f, TCP_ACK));
+        match (sc.mode, sc.family) {
+            (Mode::Nat, _) => {
+                replies.push(1, |b| traffic::reply6(b, rs, f.caddr, f.cport, TCP_ACK))
+            }
+            (Mode::Fullnat, Family::Nat64) => {
+                replies.push(1, |b| traffic::reply(b, rs, l.laddr4(), l.lport, TCP_ACK))
+            }
+            (Mode::Fullnat, _) => {
+                replies.push(1, |b| traffic::reply6(b, rs, l.laddr, l.lport, TCP_ACK))
+            }
+            (Mode::Dr | Mode::Tun, _) => {}
+        }
+    }
+    (inbound, replies)
 }
 
 fn trace_source(t: Arc<Trace>) -> Source {
@@ -515,19 +624,25 @@ fn run_worker(cx: Ctx) -> WorkerResult {
         GenPort::new(lab::DIR1_MAC, pool),
     ];
     let snap = shared.snapshot.load_full();
-    let owns = |f: Flow, i: u64| match mode {
+    let v6 = sc.family.v6_clients();
+    let owns = |i: u64| match mode {
         // NAT flows belong to a hash of the client; feed each worker its
         // own, as symmetric RSS would.
-        Mode::Nat => snap.nat_owner(f.caddr, f.cport) == w,
+        Mode::Nat if v6 => {
+            let f = traffic::flow6(i);
+            snap.nat_owner6(&f.caddr, f.cport) == w
+        }
+        Mode::Nat => {
+            let f = traffic::flow(i);
+            snap.nat_owner(f.caddr, f.cport) == w
+        }
         _ => i as usize % nworkers == w,
     };
     let opens = matches!(sc.kind, Kind::NewConns | Kind::SynFlood);
     let my_flows: Vec<u64> = if opens {
         vec![]
     } else {
-        (0..sc.flows)
-            .filter(|&i| owns(traffic::flow(i), i))
-            .collect()
+        (0..sc.flows).filter(|&i| owns(i)).collect()
     };
     let client_plan = (sc.kind == Kind::Mixed)
         .then(|| mix::plan(Side::Client, my_flows.len(), 0, 0x51ed_270b ^ w as u64));
@@ -537,10 +652,26 @@ fn run_worker(cx: Ctx) -> WorkerResult {
         None => (my_flows.len() * 9 / 8).max(1024),
     };
     let epoch = Instant::now();
-    let mut worker = Worker::new(w, shared.clone(), ports, capacity, now(&epoch));
+    // IPv6 runs size the IPv6 table to the flows and leave the IPv4 one
+    // small (it is not used, and its memory is not counted).
+    let mut worker = Worker::new(
+        w,
+        shared.clone(),
+        ports,
+        if v6 { 1024 } else { capacity },
+        now(&epoch),
+    );
+    if v6 {
+        worker.set_conn_capacity6(capacity, now(&epoch));
+    }
 
     // Warm-up: neighbours first.
-    for (port, f) in lab::neighbour_frames() {
+    let neighbours = if v6 {
+        lab::neighbour_frames6(sc.family == Family::Nat64)
+    } else {
+        lab::neighbour_frames()
+    };
+    for (port, f) in neighbours {
         worker.ports_mut()[port].source = Source::Queue(VecDeque::from(vec![f]));
         worker.poll(now(&epoch));
     }
@@ -561,6 +692,13 @@ fn run_worker(cx: Ctx) -> WorkerResult {
             };
             worker.ports_mut()[1].source = Source::Idle;
         }
+        // `Scenario::check` lets IPv6 clients through for established
+        // flows only (no hand-over).
+        Kind::Established if v6 => {
+            let (inbound, replies) = traces6(&mut worker, &epoch, sc, my_flows, w);
+            worker.ports_mut()[0].source = trace_source(Arc::new(inbound));
+            worker.ports_mut()[1].source = trace_source(Arc::new(replies));
+        }
         Kind::Established | Kind::Handover => {
             let mut order = my_flows;
             mix::shuffle(&mut order, 0x9e37_79b9_7f4a_7c15 ^ w as u64);
@@ -568,6 +706,7 @@ fn run_worker(cx: Ctx) -> WorkerResult {
                 &mut worker,
                 &epoch,
                 order.len(),
+                FRAME_LEN,
                 &|k, b| traffic::inbound(b, traffic::flow(order[k]), TCP_SYN),
                 None,
             );
@@ -617,6 +756,7 @@ fn run_worker(cx: Ctx) -> WorkerResult {
                 &mut worker,
                 &epoch,
                 my_flows.len(),
+                FRAME_LEN,
                 &|k, b| traffic::inbound(b, traffic::flow(my_flows[k]), TCP_SYN),
                 Some(&|k, b| traffic::inbound(b, traffic::flow(my_flows[k]), TCP_ACK)),
             );
@@ -624,6 +764,7 @@ fn run_worker(cx: Ctx) -> WorkerResult {
                 &mut worker,
                 &epoch,
                 plan.udp_flows as usize,
+                FRAME_LEN,
                 &|k, b| traffic::udp_inbound(b, flow_of(k as u32)),
                 None,
             );
@@ -793,6 +934,7 @@ fn run_worker(cx: Ctx) -> WorkerResult {
         }
     }
     let elapsed = t0.elapsed();
+    let table = if v6 { worker.conns6() } else { worker.conns() };
     WorkerResult {
         handled,
         burst_hist: hist,
@@ -807,9 +949,9 @@ fn run_worker(cx: Ctx) -> WorkerResult {
             .map(|(d, b)| d.get() - b)
             .collect(),
         elapsed,
-        table_bytes: worker.conns().memory_bytes(),
-        table_len: worker.conns().len().max(1),
-        table_capacity: worker.conns().capacity(),
+        table_bytes: table.memory_bytes(),
+        table_len: table.len().max(1),
+        table_capacity: table.capacity(),
     }
 }
 
@@ -823,6 +965,7 @@ mod tests {
             kind,
             flows: 500,
             workers,
+            family: Family::V4,
         };
         run(&sc, 0.2, false).expect("runs")
     }
@@ -885,6 +1028,7 @@ mod tests {
             kind: Kind::Handover,
             flows: 10,
             workers,
+            family: Family::V4,
         };
         assert!(run(&sc(Mode::Dr, 2), 0.01, false).is_err());
         assert!(run(&sc(Mode::Nat, 1), 0.01, false).is_err());
@@ -894,6 +1038,57 @@ mod tests {
     fn established_traffic_still_runs() {
         let r = quick(Mode::Fullnat, Kind::Established, 1);
         assert!(r.forwarded > 0 && r.drops == 0 && r.handovers == 0, "{r:?}");
+    }
+
+    fn quick6(mode: Mode, family: Family) -> Report {
+        let sc = Scenario {
+            mode,
+            kind: Kind::Established,
+            flows: 500,
+            workers: 1,
+            family,
+        };
+        run(&sc, 0.2, false).expect("runs")
+    }
+
+    /// Every packet offered is forwarded: nothing dropped, and the replies
+    /// (NAT, FULLNAT) go through too, so the table holds every flow.
+    #[test]
+    fn ipv6_established_traffic_is_forwarded_in_every_mode() {
+        let runs = Mode::ALL
+            .into_iter()
+            .map(|m| (m, Family::V6))
+            .chain([(Mode::Fullnat, Family::Nat64)]);
+        for (mode, family) in runs {
+            let r = quick6(mode, family);
+            assert!(r.packets > 0, "{mode:?} {family:?}: {r:?}");
+            assert_eq!(r.drops, 0, "{mode:?} {family:?}: {r:?}");
+            assert!(
+                r.forwarded as f64 >= r.packets as f64 * 0.99,
+                "{mode:?} {family:?}: {r:?}"
+            );
+            assert!(r.bytes_per_conn > 0.0, "{mode:?} {family:?}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn ipv6_refuses_what_it_cannot_run() {
+        let sc = |mode, kind, family| Scenario {
+            mode,
+            kind,
+            flows: 10,
+            workers: 1,
+            family,
+        };
+        assert!(sc(Mode::Nat, Kind::Established, Family::Nat64)
+            .check()
+            .unwrap_err()
+            .contains("FULLNAT"));
+        assert!(sc(Mode::Dr, Kind::Mixed, Family::V6).check().is_err());
+        assert!(sc(Mode::Nat, Kind::Handover, Family::V6).check().is_err());
+        assert!(sc(Mode::Fullnat, Kind::Established, Family::Nat64)
+            .check()
+            .is_ok());
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod traffic;
 
 use bench::{Kind, Mode, Report, Scenario};
 use clap::Parser;
+use lab::Family;
 use std::collections::BTreeMap;
 
 const MIX_HELP: &str = "Mixed traffic in one run. Client side (port 0), by packet count:
@@ -91,6 +92,23 @@ struct Args {
     /// and --workers.
     #[arg(long = "scenario", value_name = "SPEC")]
     scenarios: Vec<String>,
+    /// IPv6 clients, VIP and real servers (FULLNAT66 with IPv6 local
+    /// addresses, TUN as IPv6-in-IPv6); established flows only.
+    #[arg(long, conflicts_with = "nat64")]
+    ipv6: bool,
+    /// NAT64 (FULLNAT only): IPv6 clients and VIP, IPv4 real servers and
+    /// local addresses; established flows only.
+    #[arg(long)]
+    nat64: bool,
+    /// Run every mode in IPv4 and in IPv6, and NAT64 against IPv4 FULLNAT,
+    /// at --flows: each pair back to back, all of them --rounds times, and
+    /// print the ratios against issue 15's goals (DR and NAT ≥ 0.8, NAT64
+    /// ≥ 0.6 of IPv4 FULLNAT).
+    #[arg(long, conflicts_with_all = ["matrix", "scenarios", "ipv6", "nat64", "mix", "handover", "new_conns", "syn_flood"])]
+    compare_ipv6: bool,
+    /// Rounds of --compare-ipv6.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// JSON: one object, or an array of them in table mode.
     #[arg(long)]
     json: bool,
@@ -100,6 +118,15 @@ struct Args {
 }
 
 impl Args {
+    fn family(&self) -> Family {
+        if self.nat64 {
+            Family::Nat64
+        } else if self.ipv6 {
+            Family::V6
+        } else {
+            Family::V4
+        }
+    }
     fn kind(&self) -> Kind {
         if self.syn_flood {
             Kind::SynFlood
@@ -126,6 +153,9 @@ fn main() {
         return run_dpdk(&args);
     }
     let workers = args.workers.max(1);
+    if args.compare_ipv6 {
+        return compare_ipv6(&args, workers);
+    }
     let table_mode = args.matrix || !args.scenarios.is_empty();
     if !table_mode {
         let sc = Scenario {
@@ -133,6 +163,7 @@ fn main() {
             kind: args.kind(),
             flows: args.flows,
             workers,
+            family: args.family(),
         };
         let report = bench::run(&sc, args.seconds, !args.no_pin).unwrap_or_else(|e| fail(&e));
         if args.json {
@@ -142,6 +173,7 @@ fn main() {
             );
         } else {
             print_drop_reasons(&report.drops_by_reason, "");
+            warn_unforwarded(&report, "");
             println!("{}", line(&report));
         }
         return;
@@ -153,13 +185,17 @@ fn main() {
             args.kind(),
             &table::parse_counts(&args.matrix_flows).unwrap_or_else(|e| fail(&e)),
             workers,
+            args.family(),
         ));
         if args.kind() == Kind::Handover {
             eprintln!("ferrovs-perf: hand-over runs only NAT and FULLNAT");
         }
     }
     for s in &args.scenarios {
-        runs.push(table::parse_scenario(s, args.flows, workers).unwrap_or_else(|e| fail(&e)));
+        runs.push(
+            table::parse_scenario(s, args.flows, workers, args.family())
+                .unwrap_or_else(|e| fail(&e)),
+        );
     }
     if runs.is_empty() {
         fail("nothing to run");
@@ -168,7 +204,7 @@ fn main() {
     for sc in &runs {
         let label = format!(
             "{} {} {} flows, {} worker(s)",
-            sc.mode.name(),
+            table::mode_label(sc.mode, sc.family),
             sc.kind.name(),
             table::count_name(sc.flows),
             sc.workers
@@ -176,6 +212,7 @@ fn main() {
         eprintln!("ferrovs-perf: running {label}");
         let r = bench::run(sc, args.seconds, !args.no_pin).unwrap_or_else(|e| fail(&e));
         print_drop_reasons(&r.drops_by_reason, &format!("[{label}] "));
+        warn_unforwarded(&r, &format!("[{label}] "));
         reports.push(r);
     }
     if args.json {
@@ -225,6 +262,83 @@ fn run_dpdk(args: &Args) {
     }
 }
 
+/// `--compare-ipv6`: every mode IPv4 then IPv6, and IPv4 FULLNAT then
+/// NAT64, back to back so that both runs of a pair see the same machine;
+/// the pairs in turn, `--rounds` times, so that a noisy moment spoils one
+/// round's ratio rather than one side of every ratio.
+fn compare_ipv6(args: &Args, workers: usize) {
+    let mut rows: Vec<table::Comparison> = [
+        (Mode::Dr, Family::V6, Some(0.8)),
+        (Mode::Nat, Family::V6, Some(0.8)),
+        (Mode::Fullnat, Family::V6, None),
+        (Mode::Tun, Family::V6, None),
+        (Mode::Fullnat, Family::Nat64, Some(0.6)),
+    ]
+    .into_iter()
+    .map(|(mode, family, goal)| table::Comparison {
+        mode,
+        family,
+        v4: vec![],
+        v6: vec![],
+        goal,
+    })
+    .collect();
+    for round in 1..=args.rounds.max(1) {
+        for c in &mut rows {
+            for family in [Family::V4, c.family] {
+                let sc = Scenario {
+                    mode: c.mode,
+                    kind: Kind::Established,
+                    flows: args.flows,
+                    workers,
+                    family,
+                };
+                let label = format!(
+                    "round {round}: {} {} flows",
+                    table::mode_label(sc.mode, family),
+                    table::count_name(sc.flows)
+                );
+                eprintln!("ferrovs-perf: running {label}");
+                let r = bench::run(&sc, args.seconds, !args.no_pin).unwrap_or_else(|e| fail(&e));
+                print_drop_reasons(&r.drops_by_reason, &format!("[{label}] "));
+                warn_unforwarded(&r, &format!("[{label}] "));
+                eprintln!("  {}", line(&r));
+                if family == Family::V4 {
+                    c.v4.push(r);
+                } else {
+                    c.v6.push(r);
+                }
+            }
+        }
+    }
+    if args.json {
+        let all: Vec<&Report> = rows.iter().flat_map(|c| c.v4.iter().chain(&c.v6)).collect();
+        println!(
+            "{}",
+            serde_json::to_string(&all).expect("serialisable reports")
+        );
+    } else {
+        print!("{}", table::compare_markdown(&rows));
+    }
+}
+
+/// Established flows must all be forwarded: every packet in is one out.
+/// Other traffic has junk to drop and echo replies to add.
+fn warn_unforwarded(r: &Report, prefix: &str) {
+    if r.scenario != Kind::Established || r.packets == 0 {
+        return;
+    }
+    let share = r.forwarded as f64 / r.packets as f64;
+    if !(0.99..=1.01).contains(&share) {
+        eprintln!(
+            "  {prefix}warning: {} packets in, {} forwarded ({:.1} %)",
+            r.packets,
+            r.forwarded,
+            share * 100.0
+        );
+    }
+}
+
 fn print_drop_reasons(drops: &BTreeMap<&str, u64>, prefix: &str) {
     for (name, n) in drops {
         eprintln!("  {prefix}dropped {name}: {n}");
@@ -238,8 +352,12 @@ fn line(r: &Report) -> String {
         _ => String::new(),
     };
     let mut s = format!(
-        "mode {:?} flows {} workers {}{}: {:.2} Mpps ({:.2} Mpps/core, {:.1} ns/packet), new conns {:.0}/s, {:.1} B/conn, drops {}, hand-overs {}, burst p50/p99/p99.9 {:.0}/{:.0}/{:.0} ns",
-        r.mode,
+        "mode {} flows {} workers {}{}: {:.2} Mpps ({:.2} Mpps/core, {:.1} ns/packet), new conns {:.0}/s, {:.1} B/conn, drops {}, hand-overs {}, burst p50/p99/p99.9 {:.0}/{:.0}/{:.0} ns",
+        match r.family {
+            // As before IPv6 existed (scripts may read it).
+            Family::V4 => format!("{:?}", r.mode),
+            f => format!("{:?} {}", r.mode, f.name()),
+        },
         r.flows,
         r.workers,
         scenario,

@@ -2,6 +2,7 @@
 //! printing their results as a Markdown table.
 
 use crate::bench::{Kind, Mode, Report, Scenario};
+use crate::lab::Family;
 use std::fmt::Write;
 
 /// A flow count: digits with an optional `k` (×1000) or `M` (×1 000 000)
@@ -61,8 +62,13 @@ fn parse_kind(s: &str) -> Result<Kind, String> {
 }
 
 /// `MODE:KIND[:FLOWS[:WORKERS]]`, e.g. `nat:mixed:1M:2`; what is left out
-/// comes from `flows` and `workers`.
-pub fn parse_scenario(s: &str, flows: u64, workers: usize) -> Result<Scenario, String> {
+/// comes from `flows` and `workers`; the address family is the run's.
+pub fn parse_scenario(
+    s: &str,
+    flows: u64,
+    workers: usize,
+    family: Family,
+) -> Result<Scenario, String> {
     let parts: Vec<&str> = s.split(':').collect();
     if !(2..=4).contains(&parts.len()) {
         return Err(format!(
@@ -84,14 +90,16 @@ pub fn parse_scenario(s: &str, flows: u64, workers: usize) -> Result<Scenario, S
                 .ok_or_else(|| format!("scenario {s:?}: bad worker count {w:?}"))?,
             None => workers,
         },
+        family,
     };
     sc.check().map_err(|e| format!("scenario {s:?}: {e}"))?;
     Ok(sc)
 }
 
-/// Every mode × every flow count, for one kind of traffic; combinations
-/// that cannot run (hand-over with DR or TUN) are left out.
-pub fn matrix(kind: Kind, flows: &[u64], workers: usize) -> Vec<Scenario> {
+/// Every mode × every flow count, for one kind of traffic and address
+/// family; combinations that cannot run (hand-over with DR or TUN, NAT64
+/// outside FULLNAT, IPv6 beyond established flows) are left out.
+pub fn matrix(kind: Kind, flows: &[u64], workers: usize, family: Family) -> Vec<Scenario> {
     let mut out = vec![];
     for mode in Mode::ALL {
         for &f in flows {
@@ -100,6 +108,7 @@ pub fn matrix(kind: Kind, flows: &[u64], workers: usize) -> Vec<Scenario> {
                 kind,
                 flows: f,
                 workers,
+                family,
             };
             if sc.check().is_ok() {
                 out.push(sc);
@@ -128,6 +137,83 @@ fn us(ns: f64) -> String {
 
 pub const HEADER: &str = "| mode | scenario | flows | workers | Mpps | Mpps/core | ns/pkt | new conns/s | drops | hand-overs/s | burst p50 µs | p99 µs | p99.9 µs |";
 
+/// A mode with its address family when not IPv4: `dr`, `nat ipv6`,
+/// `fullnat nat64`.
+pub fn mode_label(mode: Mode, family: Family) -> String {
+    match family {
+        Family::V4 => mode.name().to_string(),
+        f => format!("{} {}", mode.name(), f.name()),
+    }
+}
+
+/// One line of the IPv6 comparison: a mode's IPv4 runs and the IPv6 (or
+/// NAT64) runs interleaved with them, and the goal the ratio is held to.
+pub struct Comparison {
+    pub mode: Mode,
+    pub family: Family,
+    pub v4: Vec<Report>,
+    pub v6: Vec<Report>,
+    pub goal: Option<f64>,
+}
+
+fn median(mut x: Vec<f64>) -> f64 {
+    if x.is_empty() {
+        return 0.0;
+    }
+    x.sort_by(|a, b| a.total_cmp(b));
+    let n = x.len();
+    if n % 2 == 1 {
+        x[n / 2]
+    } else {
+        (x[n / 2 - 1] + x[n / 2]) / 2.0
+    }
+}
+
+pub const COMPARE_HEADER: &str = "| mode | IPv4 Mpps/core | IPv6 Mpps/core | ratio (median) | ratios per round | goal | IPv4 B/conn | IPv6 B/conn |";
+
+/// The comparison as a Markdown table: medians of the rounds, the ratio of
+/// each round (IPv6 over the IPv4 run next to it) and whether the median
+/// ratio meets the goal.
+pub fn compare_markdown(rows: &[Comparison]) -> String {
+    let mut s = String::new();
+    s.push_str(COMPARE_HEADER);
+    s.push('\n');
+    s.push_str("|---|---:|---:|---:|---|---|---:|---:|\n");
+    for c in rows {
+        let per = |rs: &[Report]| median(rs.iter().map(|r| r.mpps_per_core).collect());
+        let bytes = |rs: &[Report]| median(rs.iter().map(|r| r.bytes_per_conn).collect());
+        let ratios: Vec<f64> =
+            c.v4.iter()
+                .zip(&c.v6)
+                .map(|(a, b)| b.mpps_per_core / a.mpps_per_core.max(1e-9))
+                .collect();
+        let ratio = median(ratios.clone());
+        let goal = match c.goal {
+            Some(g) if ratio >= g => format!("≥ {g:.1}: met"),
+            Some(g) => format!("≥ {g:.1}: **missed**"),
+            None => "–".into(),
+        };
+        let _ = writeln!(
+            s,
+            "| {} vs {} | {:.2} | {:.2} | {:.2} | {} | {} | {:.0} | {:.0} |",
+            mode_label(c.mode, c.family),
+            c.mode.name(),
+            per(&c.v4),
+            per(&c.v6),
+            ratio,
+            ratios
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            goal,
+            bytes(&c.v4),
+            bytes(&c.v6),
+        );
+    }
+    s
+}
+
 /// The results as a Markdown table, one row per run.
 pub fn markdown(reports: &[Report]) -> String {
     let mut s = String::new();
@@ -147,7 +233,7 @@ pub fn markdown(reports: &[Report]) -> String {
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {} | {} | {} |",
-            r.mode.name(),
+            mode_label(r.mode, r.family),
             r.scenario.name(),
             count_name(r.flows),
             r.workers,
@@ -189,46 +275,90 @@ mod tests {
         assert_eq!(count_name(1500), "1500");
     }
 
+    fn parse_scenario_v4(s: &str, flows: u64, workers: usize) -> Result<Scenario, String> {
+        parse_scenario(s, flows, workers, Family::V4)
+    }
+
+    #[test]
+    fn ipv6_scenarios() {
+        let sc = parse_scenario("tun:est:1M", 5, 1, Family::V6).unwrap();
+        assert_eq!((sc.mode, sc.family), (Mode::Tun, Family::V6));
+        assert!(parse_scenario("nat:est", 5, 1, Family::Nat64).is_err());
+        assert!(parse_scenario("nat:mixed", 5, 1, Family::V6).is_err());
+        let m = matrix(Kind::Established, &[1000], 1, Family::Nat64);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].mode, Mode::Fullnat);
+        assert_eq!(matrix(Kind::Established, &[1000], 1, Family::V6).len(), 4);
+        assert!(matrix(Kind::Mixed, &[1000], 1, Family::V6).is_empty());
+    }
+
+    #[test]
+    fn comparison_rows() {
+        let r = |mpps: f64, bytes: f64| Report {
+            mpps_per_core: mpps,
+            bytes_per_conn: bytes,
+            ..report(0, 0.0)
+        };
+        let t = compare_markdown(&[Comparison {
+            mode: Mode::Nat,
+            family: Family::V6,
+            v4: vec![r(10.0, 70.0), r(12.0, 70.0), r(11.0, 70.0)],
+            v6: vec![r(7.0, 140.0), r(9.0, 140.0), r(8.5, 140.0)],
+            goal: Some(0.8),
+        }]);
+        let row = t.lines().nth(2).unwrap();
+        assert!(
+            row.starts_with("| nat ipv6 vs nat | 11.00 | 8.50 | 0.75 | 0.70, 0.75, 0.77 |"),
+            "{row}"
+        );
+        assert!(
+            row.contains("**missed**") && row.ends_with("| 70 | 140 |"),
+            "{row}"
+        );
+    }
+
     #[test]
     fn scenarios() {
-        let sc = parse_scenario("nat:mixed:1M:2", 5, 1).unwrap();
+        let sc = parse_scenario_v4("nat:mixed:1M:2", 5, 1).unwrap();
         assert_eq!(
             sc,
             Scenario {
                 mode: Mode::Nat,
                 kind: Kind::Mixed,
                 flows: 1_000_000,
-                workers: 2
+                workers: 2,
+                family: Family::V4,
             }
         );
-        let sc = parse_scenario("DR:est", 5, 3).unwrap();
+        let sc = parse_scenario_v4("DR:est", 5, 3).unwrap();
         assert_eq!((sc.kind, sc.flows, sc.workers), (Kind::Established, 5, 3));
-        assert!(parse_scenario("dr:handover:1k:2", 5, 1).is_err());
-        assert!(parse_scenario("nat:handover:1k:1", 5, 1).is_err());
-        assert!(parse_scenario("nat:handover:1k:2", 5, 1).is_ok());
-        assert!(parse_scenario("nat", 5, 1).is_err());
-        assert!(parse_scenario("foo:mixed", 5, 1).is_err());
-        assert!(parse_scenario("nat:bar", 5, 1).is_err());
-        assert!(parse_scenario("nat:mixed:1k:0", 5, 1).is_err());
+        assert!(parse_scenario_v4("dr:handover:1k:2", 5, 1).is_err());
+        assert!(parse_scenario_v4("nat:handover:1k:1", 5, 1).is_err());
+        assert!(parse_scenario_v4("nat:handover:1k:2", 5, 1).is_ok());
+        assert!(parse_scenario_v4("nat", 5, 1).is_err());
+        assert!(parse_scenario_v4("foo:mixed", 5, 1).is_err());
+        assert!(parse_scenario_v4("nat:bar", 5, 1).is_err());
+        assert!(parse_scenario_v4("nat:mixed:1k:0", 5, 1).is_err());
     }
 
     #[test]
     fn matrix_leaves_out_what_cannot_run() {
-        let m = matrix(Kind::Established, &[1000, 1_000_000], 1);
+        let m = matrix(Kind::Established, &[1000, 1_000_000], 1, Family::V4);
         assert_eq!(m.len(), 8);
         assert_eq!((m[0].mode, m[0].flows), (Mode::Dr, 1000));
         assert_eq!((m[1].mode, m[1].flows), (Mode::Dr, 1_000_000));
-        let h = matrix(Kind::Handover, &[1000], 2);
+        let h = matrix(Kind::Handover, &[1000], 2, Family::V4);
         assert_eq!(
             h.iter().map(|s| s.mode).collect::<Vec<_>>(),
             vec![Mode::Nat, Mode::Fullnat]
         );
-        assert!(matrix(Kind::Handover, &[1000], 1).is_empty());
+        assert!(matrix(Kind::Handover, &[1000], 1, Family::V4).is_empty());
     }
 
     fn report(drops: u64, handovers_per_sec: f64) -> Report {
         Report {
             mode: Mode::Fullnat,
+            family: Family::V4,
             scenario: Kind::Handover,
             flows: 1_000_000,
             workers: 2,

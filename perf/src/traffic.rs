@@ -2,12 +2,17 @@
 //! fixed stride per trace, so feeding them costs a sequential copy (like a
 //! NIC's DMA into a ring) and the flow order seen by the worker is random.
 
-use crate::lab::{CLIENT_MAC, DIR0_MAC, DIR1_MAC, RS_MAC, RS_NET, VIP};
-use ferrovs_dataplane::wire::{checksum, ipv4};
+use crate::lab::{self, CLIENT_MAC, DIR0_MAC, DIR1_MAC, RS_MAC, RS_NET, VIP, VIP6};
+use ferrovs_dataplane::wire::{checksum, ipv4, ipv6};
 
 /// IPv4 traces: 60-byte frames in 64-byte slots (one cache line each).
 pub const STRIDE: usize = 64;
 pub const FRAME_LEN: usize = 60;
+/// IPv6 traces: a TCP segment without options is 74 bytes (14 + 40 + 20),
+/// so it takes two cache lines; 128 keeps every slot line-aligned as the
+/// IPv4 ones are.
+pub const STRIDE6: usize = 128;
+pub const FRAME_LEN6: usize = 74;
 /// Where a slot keeps its frame's length and flags, relative to the trace's
 /// frame length (mixed traces only; the established-flow traces are all
 /// `frame_len` long).
@@ -50,6 +55,74 @@ pub fn new_conn_flow(n: u64) -> Flow {
         caddr: a.to_be_bytes(),
         cport: 1024 + (n % 64_512) as u16,
     }
+}
+
+/// An IPv6 client flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Flow6 {
+    pub caddr: [u8; 16],
+    pub cport: u16,
+}
+
+/// The n-th IPv6 client flow: the n-th IPv4 flow's host number and port,
+/// the host in 2001:2:0:8000::/64 (beyond the gateway of port 0).
+pub fn flow6(n: u64) -> Flow6 {
+    let f = flow(n);
+    let host = u32::from_be_bytes(f.caddr) - (198u32 << 24 | 18 << 16 | 128 << 8);
+    let mut a = lab::v6(0x8000, 0);
+    a[12..16].copy_from_slice(&(host + 1).to_be_bytes());
+    Flow6 {
+        caddr: a,
+        cport: f.cport,
+    }
+}
+
+/// A minimal IPv6 TCP segment (no options, no payload, a `FRAME_LEN6`
+/// frame) with a valid checksum.
+#[allow(clippy::too_many_arguments)]
+pub fn tcp_frame6(
+    out: &mut [u8],
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: [u8; 16],
+    sport: u16,
+    dst: [u8; 16],
+    dport: u16,
+    flags: u8,
+) {
+    out[..FRAME_LEN6].fill(0);
+    out[0..6].copy_from_slice(&dmac);
+    out[6..12].copy_from_slice(&smac);
+    out[12..14].copy_from_slice(&[0x86, 0xdd]);
+    let ip = &mut out[14..54];
+    ip[0] = 0x60;
+    ip[4..6].copy_from_slice(&20u16.to_be_bytes());
+    ip[6] = ipv6::NH_TCP;
+    ip[7] = 64;
+    ip[8..24].copy_from_slice(&src);
+    ip[24..40].copy_from_slice(&dst);
+    let t = &mut out[54..74];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t[4..8].copy_from_slice(&1u32.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    let ph = checksum::pseudo_header_v6(&src, &dst, ipv6::NH_TCP, 20);
+    let c = !checksum::fold(checksum::add(ph, checksum::sum(t)));
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Client → [VIP6]:80 segment for an IPv6 flow.
+pub fn inbound6(out: &mut [u8], f: Flow6, flags: u8) {
+    tcp_frame6(out, CLIENT_MAC, DIR0_MAC, f.caddr, f.cport, VIP6, 80, flags);
+}
+
+/// IPv6 real server → client (NAT66) or → local address (FULLNAT66).
+pub fn reply6(out: &mut [u8], rs: usize, dst: [u8; 16], dport: u16, flags: u8) {
+    let mut mac = RS_MAC;
+    mac[5] += rs as u8;
+    tcp_frame6(out, mac, DIR1_MAC, lab::rs6(rs), 80, dst, dport, flags);
 }
 
 fn eth_ip(
@@ -168,6 +241,10 @@ impl Trace {
     }
     pub fn with_capacity(frames: usize) -> Trace {
         Trace::with_layout(frames, STRIDE, FRAME_LEN)
+    }
+    /// An IPv6 trace (`STRIDE6`, `FRAME_LEN6`).
+    pub fn with_capacity6(frames: usize) -> Trace {
+        Trace::with_layout(frames, STRIDE6, FRAME_LEN6)
     }
     pub fn with_layout(frames: usize, stride: usize, frame_len: usize) -> Trace {
         // Room for the two meta bytes after a full frame.
@@ -308,6 +385,59 @@ mod tests {
         let ip = ipv4::parse(&b[14..FRAME_LEN]).expect("icmp frame");
         assert_eq!((ip.proto, ip.dst), (ipv4::PROTO_ICMP, VIP));
         assert_eq!(checksum::fold(checksum::sum(&b[34..60])), 0xffff);
+    }
+
+    #[test]
+    fn ipv6_flows_stay_in_the_benchmarking_range() {
+        for n in [0, 49_999, 50_000, 10_000_000, 1 << 40, u64::MAX] {
+            let f = flow6(n);
+            assert_eq!(&f.caddr[..8], &[0x20, 0x01, 0, 2, 0, 0, 0x80, 0]);
+            assert_eq!(f.cport, flow(n).cport);
+        }
+        assert_ne!(flow6(49_999), flow6(50_000));
+    }
+
+    /// Checked by an independent parser: etherparse, as the dataplane's
+    /// IPv6 golden tests do.
+    #[test]
+    fn ipv6_frames_parse_with_good_checksums() {
+        use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+        let mut b = [0u8; STRIDE6];
+        let check = |b: &[u8], src: [u8; 16], dst: [u8; 16], sport: u16, dport: u16| {
+            let p = SlicedPacket::from_ethernet(&b[..FRAME_LEN6]).expect("parses");
+            let Some(NetSlice::Ipv6(ip)) = &p.net else {
+                panic!("not IPv6")
+            };
+            let h = ip.header().to_header();
+            assert_eq!((h.source, h.destination), (src, dst));
+            let Some(TransportSlice::Tcp(t)) = &p.transport else {
+                panic!("not TCP")
+            };
+            assert_eq!((t.source_port(), t.destination_port()), (sport, dport));
+            let calc = t.to_header().calc_checksum_ipv6(&h, t.payload()).unwrap();
+            assert_eq!(t.checksum(), calc);
+        };
+        let f = flow6(7);
+        inbound6(&mut b, f, l4::TCP_SYN);
+        check(&b, f.caddr, VIP6, f.cport, 80);
+        reply6(&mut b, 2, f.caddr, f.cport, l4::TCP_ACK);
+        check(&b, lab::rs6(2), f.caddr, 80, f.cport);
+        reply6(&mut b, 0, lab::laddr6(3), 4242, l4::TCP_ACK);
+        check(&b, lab::rs6(0), lab::laddr6(3), 80, 4242);
+    }
+
+    #[test]
+    fn ipv6_slots_keep_their_layout() {
+        let mut t = Trace::with_capacity6(2);
+        t.push_meta(0, FRAME_LEN6, RENEW, |b| inbound6(b, flow6(1), l4::TCP_ACK));
+        t.push(1, |b| reply6(b, 1, flow6(2).caddr, 9, l4::TCP_ACK));
+        assert_eq!(t.bytes.len(), 2 * STRIDE6);
+        assert_eq!(t.frame(1).len(), FRAME_LEN6);
+        assert_eq!(t.frame_meta(0), (t.frame(0), RENEW));
+        // IPv4 traces keep their 64-byte slots with the meta bytes at 60.
+        let mut u = Trace::new();
+        u.push_meta(0, 30, RENEW, |b| inbound(b, flow(1), l4::TCP_ACK));
+        assert_eq!((u.bytes.len(), u.bytes[60], u.bytes[61]), (64, 30, RENEW));
     }
 
     #[test]
