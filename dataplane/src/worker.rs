@@ -934,12 +934,7 @@ impl<P: Port> Core<P> {
             return self.drop_pkt(DropReason::Fragment, pkt);
         }
         let l3 = ip.l2.l3_offset;
-        let o = L34 {
-            l3,
-            l4: l3 + info.header_len,
-            proto: info.proto,
-        };
-        let end = l3 + info.total_len;
+        let (l4_at, end) = (l3 + info.header_len, l3 + info.total_len);
         let key = frag::Key::v4(
             info.src,
             info.dst,
@@ -948,46 +943,12 @@ impl<P: Port> Core<P> {
         );
         let piece = frag::Piece::new(info.frag, info.total_len - info.header_len);
         let hl = info.header_len as u32;
-        let shared = &self.shared;
-        let id = self.id;
-        let mut dropped = |r: DropReason, _p: P::Pkt| shared.counters.cell(id).drop(r);
         let first = piece.offset == 0;
-        let mut flags = 0;
-        let verdict = if first {
-            // RFC 1858 §3.1 / RFC 3128: the first fragment must hold the
-            // whole transport header, or its ports could come from a
-            // later, overlapping fragment.
-            let seg = &pkt.data()[o.l4..end];
-            if !l4::header_ok(info.proto, seg) {
-                return self.drop_pkt(DropReason::FragTiny, pkt);
-            }
-            let (sport, dport) = (l4::src_port(seg), l4::dst_port(seg));
-            if info.proto == ipv4::PROTO_TCP {
-                flags = l4::tcp_flags(seg);
-            }
-            match self
-                .frags
-                .first(key, &piece, hl, (sport, dport), now, &mut dropped)
-            {
-                Ok(()) => Later::Forward { pkt, sport, dport },
-                Err(r) => Later::Drop(r, pkt),
-            }
-        } else {
-            self.frags
-                .later(key, &piece, hl, pkt, in_port, handed, now, &mut dropped)
+        let Some((pkt, (sport, dport), flags)) =
+            self.frag_admit(pkt, key, &piece, hl, l4_at, end, in_port, handed, now)
+        else {
+            return;
         };
-        let evicted = self.frags.take_evicted();
-        if evicted > 0 {
-            self.ctr().frag_evicted.add(evicted);
-        }
-        let (pkt, sport, dport) = match verdict {
-            Later::Forward { pkt, sport, dport } => (pkt, sport, dport),
-            Later::Held => return self.ctr().frag_held.inc(),
-            Later::Drop(r, pkt) => return self.drop_pkt(r, pkt),
-        };
-        if first {
-            self.ctr().frag_datagrams.inc();
-        }
         self.forward_fragment(
             snap,
             pkt,
@@ -1015,6 +976,75 @@ impl<P: Port> Core<P> {
                 let kind = snap.addr_kind(info.dst);
                 let ip = Ip { l2, info };
                 self.forward_fragment(snap, p, ip, kind, (sport, dport), 0, true, port, now, h);
+            }
+        }
+    }
+
+    /// A fragment of either family through the shallow reassembly table
+    /// (`frag.rs`): a first one (offset 0), whose transport header at
+    /// `l4_at..end` must be whole (RFC 1858 §3.1, RFC 3128; RFC 7112 for
+    /// IPv6: otherwise its ports could come from a later, overlapping
+    /// fragment), records its ports; a later one takes them, or is held
+    /// until its first comes. Returns the fragment to forward with its
+    /// datagram's ports and, for a TCP first fragment, its flags; None
+    /// when the table held it or it was dropped (counted).
+    #[allow(clippy::too_many_arguments)]
+    fn frag_admit(
+        &mut self,
+        pkt: P::Pkt,
+        key: frag::Key,
+        piece: &frag::Piece,
+        hl: u32,
+        l4_at: usize,
+        end: usize,
+        in_port: u16,
+        handed: bool,
+        now: u64,
+    ) -> Option<(P::Pkt, (u16, u16), u8)> {
+        let shared = &self.shared;
+        let id = self.id;
+        let mut dropped = |r: DropReason, _p: P::Pkt| shared.counters.cell(id).drop(r);
+        let first = piece.offset == 0;
+        let mut flags = 0;
+        let verdict = if first {
+            let seg = &pkt.data()[l4_at..end];
+            if !l4::header_ok(key.proto, seg) {
+                self.drop_pkt(DropReason::FragTiny, pkt);
+                return None;
+            }
+            let (sport, dport) = (l4::src_port(seg), l4::dst_port(seg));
+            if key.proto == ipv4::PROTO_TCP {
+                flags = l4::tcp_flags(seg);
+            }
+            match self
+                .frags
+                .first(key, piece, hl, (sport, dport), now, &mut dropped)
+            {
+                Ok(()) => Later::Forward { pkt, sport, dport },
+                Err(r) => Later::Drop(r, pkt),
+            }
+        } else {
+            self.frags
+                .later(key, piece, hl, pkt, in_port, handed, now, &mut dropped)
+        };
+        let evicted = self.frags.take_evicted();
+        if evicted > 0 {
+            self.ctr().frag_evicted.add(evicted);
+        }
+        match verdict {
+            Later::Forward { pkt, sport, dport } => {
+                if first {
+                    self.ctr().frag_datagrams.inc();
+                }
+                Some((pkt, (sport, dport), flags))
+            }
+            Later::Held => {
+                self.ctr().frag_held.inc();
+                None
+            }
+            Later::Drop(r, pkt) => {
+                self.drop_pkt(r, pkt);
+                None
             }
         }
     }

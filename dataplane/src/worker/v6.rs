@@ -214,43 +214,13 @@ impl<P: Port> Core<P> {
         // RFC 8200 §4.5: the unfragmentable part and the fragments make at
         // most 65535 bytes of payload.
         let hl = (info.l4_offset - ipv6::HEADER_LEN) as u32;
-        let shared = &self.shared;
-        let id = self.id;
-        let mut dropped = |r: DropReason, _p: P::Pkt| shared.counters.cell(id).drop(r);
         let first = f.offset == 0;
-        let mut flags = 0;
-        let verdict = if first {
-            let seg = &pkt.data()[l3 + info.l4_offset..l3 + info.total_len];
-            if !l4::header_ok(info.proto, seg) {
-                return self.drop_pkt(DropReason::FragTiny, pkt);
-            }
-            let (sport, dport) = (l4::src_port(seg), l4::dst_port(seg));
-            if info.proto == ipv6::NH_TCP {
-                flags = l4::tcp_flags(seg);
-            }
-            match self
-                .frags
-                .first(key, &piece, hl, (sport, dport), now, &mut dropped)
-            {
-                Ok(()) => frag::Later::Forward { pkt, sport, dport },
-                Err(r) => frag::Later::Drop(r, pkt),
-            }
-        } else {
-            self.frags
-                .later(key, &piece, hl, pkt, in_port, handed, now, &mut dropped)
+        let (l4_at, end) = (l3 + info.l4_offset, l3 + info.total_len);
+        let Some((pkt, (sport, dport), flags)) =
+            self.frag_admit(pkt, key, &piece, hl, l4_at, end, in_port, handed, now)
+        else {
+            return;
         };
-        let evicted = self.frags.take_evicted();
-        if evicted > 0 {
-            self.ctr().frag_evicted.add(evicted);
-        }
-        let (pkt, sport, dport) = match verdict {
-            frag::Later::Forward { pkt, sport, dport } => (pkt, sport, dport),
-            frag::Later::Held => return self.ctr().frag_held.inc(),
-            frag::Later::Drop(r, pkt) => return self.drop_pkt(r, pkt),
-        };
-        if first {
-            self.ctr().frag_datagrams.inc();
-        }
         let ports = (sport, dport);
         self.forward_fragment6(
             snap, pkt, ip, kind, ports, flags, !first, in_port, now, handed,
