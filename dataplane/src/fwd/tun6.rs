@@ -51,18 +51,16 @@ pub fn encap_4in6_in_place(frame: &mut [u8], l2_len: usize, src: [u8; 16], dst: 
     frame[l2_len - 2..l2_len].copy_from_slice(&crate::wire::ethernet::ETHERTYPE_IPV6.to_be_bytes());
     let inner = l2_len + OVERHEAD;
     let inner_len = frame.len() - inner;
-    let tos = frame[inner + 1];
-    let ttl = frame[inner + 8];
-    let h = &mut frame[l2_len..inner];
-    h[0] = 0x60 | tos >> 4;
-    h[1] = tos << 4;
-    h[2] = 0;
-    h[3] = 0;
-    h[4..6].copy_from_slice(&(inner_len as u16).to_be_bytes());
-    h[6] = PROTO_IPIP;
-    h[7] = ttl;
-    h[8..24].copy_from_slice(&src);
-    h[24..40].copy_from_slice(&dst);
+    let (tos, ttl) = (frame[inner + 1], frame[inner + 8]);
+    ipv6::write_header_flow(
+        &mut frame[l2_len..],
+        (tos as u32) << 20,
+        inner_len as u16,
+        PROTO_IPIP,
+        ttl,
+        src,
+        dst,
+    );
 }
 
 /// IPv4 encapsulated in IPv6.
@@ -94,15 +92,15 @@ fn fragment_headers(
     src: [u8; 16],
     dst: [u8; 16],
 ) {
-    h[0] = 0x60 | tos >> 4;
-    h[1] = tos << 4;
-    h[2] = 0;
-    h[3] = 0;
-    h[4..6].copy_from_slice(&((8 + len) as u16).to_be_bytes());
-    h[6] = crate::wire::ipv6::NH_FRAGMENT;
-    h[7] = ttl;
-    h[8..24].copy_from_slice(&src);
-    h[24..40].copy_from_slice(&dst);
+    ipv6::write_header_flow(
+        h,
+        (tos as u32) << 20,
+        (8 + len) as u16,
+        ipv6::NH_FRAGMENT,
+        ttl,
+        src,
+        dst,
+    );
     h[40] = PROTO_IPIP;
     h[41] = 0;
     let word = (off as u16) | more as u16;
