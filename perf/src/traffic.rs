@@ -94,20 +94,9 @@ pub fn tcp_frame6(
     out[0..6].copy_from_slice(&dmac);
     out[6..12].copy_from_slice(&smac);
     out[12..14].copy_from_slice(&[0x86, 0xdd]);
-    let ip = &mut out[14..54];
-    ip[0] = 0x60;
-    ip[4..6].copy_from_slice(&20u16.to_be_bytes());
-    ip[6] = ipv6::NH_TCP;
-    ip[7] = 64;
-    ip[8..24].copy_from_slice(&src);
-    ip[24..40].copy_from_slice(&dst);
+    ipv6::write_header(&mut out[14..54], 20, ipv6::NH_TCP, 64, src, dst);
     let t = &mut out[54..74];
-    t[0..2].copy_from_slice(&sport.to_be_bytes());
-    t[2..4].copy_from_slice(&dport.to_be_bytes());
-    t[4..8].copy_from_slice(&1u32.to_be_bytes());
-    t[12] = 5 << 4;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    tcp_header(t, sport, dport, flags);
     let ph = checksum::pseudo_header_v6(&src, &dst, ipv6::NH_TCP, 20);
     let c = !checksum::fold(checksum::add(ph, checksum::sum(t)));
     t[16..18].copy_from_slice(&c.to_be_bytes());
@@ -150,6 +139,17 @@ fn eth_ip(
     );
 }
 
+/// A 20-byte TCP header's fields (sequence 1, window 64240), the
+/// checksum left to the caller (it needs the pseudo-header).
+fn tcp_header(t: &mut [u8], sport: u16, dport: u16, flags: u8) {
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t[4..8].copy_from_slice(&1u32.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&64240u16.to_be_bytes());
+}
+
 /// A minimal TCP segment (no options, no payload) with valid checksums.
 #[allow(clippy::too_many_arguments)]
 pub fn tcp_frame(
@@ -164,12 +164,7 @@ pub fn tcp_frame(
 ) {
     eth_ip(out, smac, dmac, 40, ipv4::PROTO_TCP, src, dst);
     let t = &mut out[34..54];
-    t[0..2].copy_from_slice(&sport.to_be_bytes());
-    t[2..4].copy_from_slice(&dport.to_be_bytes());
-    t[4..8].copy_from_slice(&1u32.to_be_bytes());
-    t[12] = 5 << 4;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    tcp_header(t, sport, dport, flags);
     let ph = checksum::pseudo_header_v4(src, dst, ipv4::PROTO_TCP, 20);
     let c = !checksum::fold(checksum::add(ph, checksum::sum(t)));
     t[16..18].copy_from_slice(&c.to_be_bytes());
