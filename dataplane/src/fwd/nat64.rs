@@ -69,8 +69,9 @@ pub fn tcp_udp_to_v4(
     l4::apply_delta(info.proto, &mut frame[l4..l3 + info.total_len], &d);
     let new_l3 = l4 - ipv4::MIN_HEADER_LEN;
     let total = (info.l4_len() + ipv4::MIN_HEADER_LEN) as u16;
-    ipv4::write_header(
+    ipv4::write_header_tos(
         &mut frame[new_l3..],
+        tos,
         total,
         0,
         ipv4::FLAG_DF,
@@ -79,8 +80,6 @@ pub fn tcp_udp_to_v4(
         src,
         dst,
     );
-    frame[new_l3 + 1] = tos;
-    ipv4::fill_checksum(&mut frame[new_l3..]);
     let shift = new_l3 - l3;
     move_l2(frame, 0, shift, l2_len, ethernet::ETHERTYPE_IPV4);
     Ok(shift)
