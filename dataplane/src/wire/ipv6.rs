@@ -128,7 +128,13 @@ pub fn parse(p: &[u8]) -> Result<Ipv6Info, Ipv6Error> {
     if payload_len == 0 || HEADER_LEN + payload_len > p.len() {
         return Err(Ipv6Error::BadPayloadLen);
     }
-    walk(p, HEADER_LEN + payload_len)
+    let info = base(p, HEADER_LEN + payload_len);
+    // Most packets carry their transport header right after the fixed one:
+    // no walk, and no call that returns the whole `Ipv6Info` through memory.
+    if !is_extension(info.proto) {
+        return Ok(info);
+    }
+    walk(p, info)
 }
 
 /// The packet an ICMPv6 error quotes, cut short wherever the error ended:
@@ -136,7 +142,7 @@ pub fn parse(p: &[u8]) -> Result<Ipv6Info, Ipv6Error> {
 /// quoted (the payload length field still says what the original carried).
 pub fn parse_quoted(p: &[u8]) -> Result<Ipv6Info, Ipv6Error> {
     let payload_len = fixed(p)?;
-    walk(p, (HEADER_LEN + payload_len).min(p.len()))
+    walk(p, base(p, (HEADER_LEN + payload_len).min(p.len())))
 }
 
 /// Checks the fixed header; returns the payload length field.
@@ -151,9 +157,10 @@ fn fixed(p: &[u8]) -> Result<usize, Ipv6Error> {
     Ok(u16::from_be_bytes([p[4], p[5]]) as usize)
 }
 
-#[inline]
-fn walk(p: &[u8], total_len: usize) -> Result<Ipv6Info, Ipv6Error> {
-    let mut info = Ipv6Info {
+/// The fixed header's fields, before any extension header is walked.
+#[inline(always)]
+fn base(p: &[u8], total_len: usize) -> Ipv6Info {
+    Ipv6Info {
         total_len,
         hop_limit: p[7],
         src: p[8..24].try_into().unwrap(),
@@ -164,7 +171,13 @@ fn walk(p: &[u8], total_len: usize) -> Result<Ipv6Info, Ipv6Error> {
         segments_left: 0,
         routing_type: None,
         ext_headers: 0,
-    };
+    }
+}
+
+/// Walks the extension headers after the fixed header `info` describes.
+#[inline(never)]
+fn walk(p: &[u8], mut info: Ipv6Info) -> Result<Ipv6Info, Ipv6Error> {
+    let total_len = info.total_len;
     let mut nh = p[6];
     let mut off = HEADER_LEN;
     while is_extension(nh) {
