@@ -139,6 +139,9 @@ pub struct Snapshot {
     /// `templates`.
     pub templates6: Arc<TemplateTable>,
     svc_index6: HashMap<(u8, u128, u16), u32, ahash::RandomState>,
+    /// NAT64's IPv4 local addresses, sorted: their replies are looked up
+    /// in the IPv6 table (the burst's prefetch pass needs to know).
+    laddrs64: Vec<u32>,
 }
 
 impl Snapshot {
@@ -237,6 +240,13 @@ impl Snapshot {
             .get(&(proto, a, vport))
             .or_else(|| self.svc_index6.get(&(proto, a, 0)))
             .copied()
+    }
+
+    /// Whether `a` is a local address of a NAT64 service (IPv4 replies to
+    /// it may belong to the IPv6 table).
+    #[inline]
+    pub fn is_laddr64(&self, a: [u8; 4]) -> bool {
+        !self.laddrs64.is_empty() && self.laddrs64.binary_search(&u32::from_be_bytes(a)).is_ok()
     }
 
     /// Whether anything IPv6 is configured: an IPv6 address on a port, an
@@ -397,6 +407,7 @@ impl SnapshotBuilder {
                 routes6: RouteTable6::default(),
                 port_addrs6: vec![],
                 addrs6: HashMap::with_hasher(ahash::RandomState::new()),
+                laddrs64: vec![],
                 services6: vec![],
                 templates6: Arc::new(TemplateTable::new_v6(64)),
                 svc_index6: HashMap::with_hasher(ahash::RandomState::new()),
@@ -676,6 +687,9 @@ impl SnapshotBuilder {
             .iter()
             .flat_map(|v| v.laddrs4.iter().copied())
             .collect();
+        s.laddrs64 = laddrs4.iter().map(|&l| u32::from(l)).collect();
+        s.laddrs64.sort_unstable();
+        s.laddrs64.dedup();
         let entries: Vec<(u32, AddrKind)> = {
             let mut m: HashMap<u32, AddrKind> =
                 s.addrs.iter().map(|(a, k)| (u32::from(a), k)).collect();

@@ -14,10 +14,11 @@
 //! to its owner through a single-producer ring for that pair of workers.
 
 use crate::conn::entry::{
-    F_CONFIRMED, F_INACTIVE, F_OUT_INDEXED, F_REPLIED, F_SYNPROXY, F_TEMPLATE_FRESH, F_TEMPLATE_REF,
+    mapped, F_CONFIRMED, F_INACTIVE, F_OUT_INDEXED, F_REPLIED, F_SYNPROXY, F_TEMPLATE_FRESH,
+    F_TEMPLATE_REF,
 };
 use crate::conn::template::Lookup;
-use crate::conn::{Conn, ConnTable, Dir, TcpState, Tuple};
+use crate::conn::{Conn, ConnTable, Dir, TcpState, Tuple, Tuple6};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::fastpath::{self, FastPath, FastPathCounters, FlowKey, FlowValue};
 use crate::frag::{self, FragTable, Later};
@@ -30,7 +31,7 @@ use crate::sched::{SchedInput, SchedState};
 use crate::service::{FwdMethod, ServiceId};
 use crate::snapshot::{AddrKind, Snapshot};
 use crate::stats::PerWorker;
-use crate::wire::{arp, ethernet, icmp, ipv4, l4, tcp, Mac};
+use crate::wire::{arp, ethernet, icmp, ipv4, ipv6, l4, tcp, Mac};
 use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
 use hashbrown::HashMap;
@@ -191,8 +192,8 @@ const NH_CACHE: usize = 64;
 /// A resolved next hop, valid for a second while the neighbour table's
 /// generation is unchanged (so stale entries still get their refresh probes).
 #[derive(Clone, Copy, Default)]
-struct NhCached {
-    ip: u32,
+struct NhCached<A = u32> {
+    ip: A,
     port: u16,
     mac: Mac,
     generation: u64,
@@ -237,9 +238,14 @@ struct Core<P: Port> {
     hash_hint: Option<(Tuple, u64)>,
     /// The destination's classification from the same pass.
     kind_hint: Option<([u8; 4], Option<AddrKind>)>,
+    /// The same two for an IPv6 packet.
+    hash_hint6: Option<(Tuple6, u64)>,
+    kind_hint6: Option<([u8; 16], Option<AddrKind>)>,
     /// When templates were last reaped.
     reap_ms: u64,
     nh_cache: [NhCached; NH_CACHE],
+    /// The same for IPv6 next hops.
+    nh_cache6: [NhCached<u128>; NH_CACHE],
     /// When neighbour retries last ran (they need no finer pace).
     neigh_tick_ms: u64,
     /// SYN proxy: client segments waiting for their real server's
@@ -416,8 +422,11 @@ impl<P: Port> Worker<P> {
                 neigh_tick_ms: 0,
                 hash_hint: None,
                 kind_hint: None,
+                hash_hint6: None,
+                kind_hint6: None,
                 reap_ms: 0,
                 nh_cache: [NhCached::default(); NH_CACHE],
+                nh_cache6: [NhCached::default(); NH_CACHE],
                 held: Vec::with_capacity(HOLD_SLOTS),
                 frags: FragTable::new(frag::CAPACITY),
                 chain_hops: 0,
@@ -584,23 +593,34 @@ impl<P: Port> Worker<P> {
             // index bucket, then every candidate entry, then handle.
             let mut pre = [None; BURST];
             for (k, p) in self.rx.iter().enumerate().take(BURST) {
-                pre[k] = peek(snap, p.data()).map(|(t, kind)| {
-                    let h = core.conns.hash(&t);
-                    let reply = !matches!(kind, Some(AddrKind::Vip { .. }));
-                    core.conns.prefetch_bucket(h, reply);
-                    (t, h, kind)
-                });
+                pre[k] = peek(snap, p.data(), &core.conns, &core.conns6);
+                if let Some(pk) = &pre[k] {
+                    pk.prefetch(&core.conns, &core.conns6, false);
+                }
             }
-            for &(_, h, kind) in pre.iter().take(got).flatten() {
-                core.conns
-                    .prefetch_entry(h, !matches!(kind, Some(AddrKind::Vip { .. })));
+            for pk in pre.iter().take(got).flatten() {
+                pk.prefetch(&core.conns, &core.conns6, true);
             }
             for (k, p) in self.rx.drain(..).enumerate() {
                 core.ctr().rx_bytes.add(p.len() as u64);
-                let hint = pre.get(k).copied().flatten();
-                core.hash_hint = hint.map(|(t, h, _)| (t, h));
-                core.kind_hint = hint.map(|(t, _, kind)| (t.daddr, kind));
+                match pre.get(k).copied().flatten() {
+                    Some(Peeked::V4(t, h, kind, h64)) => {
+                        core.hash_hint = Some((t, h));
+                        core.kind_hint = Some((t.daddr, kind));
+                        core.hash_hint6 = h64.map(|h6| (mapped_tuple(&t), h6));
+                    }
+                    Some(Peeked::V6(t, h, kind)) => {
+                        core.hash_hint6 = Some((t, h));
+                        core.kind_hint6 = Some((t.daddr, kind));
+                    }
+                    None => {}
+                }
                 core.handle(snap, p, port as u16, now_ms, false);
+                // A hint the packet did not use must not meet the next one.
+                core.hash_hint = None;
+                core.kind_hint = None;
+                core.hash_hint6 = None;
+                core.kind_hint6 = None;
             }
             n += got;
         }
@@ -686,32 +706,102 @@ impl<P: Port> fwd::Egress for Core<P> {
     }
 }
 
-/// A cheap look at a frame for the prefetch pass: its TCP/UDP tuple, and
-/// whether it is a reply (not addressed to a VIP). It reads the headers
-/// through the same views as the full parse, without the checks that need
-/// the whole packet (total length, checksum): those come when the packet
-/// is handled.
+/// What the prefetch pass learnt of a frame: its TCP/UDP tuple, the
+/// tuple's hash in its family's table, and its destination's class; for an
+/// IPv4 reply to a NAT64 local address, also its IPv4-mapped hash in the
+/// IPv6 table, where NAT64's connections live.
+#[derive(Clone, Copy)]
+enum Peeked {
+    V4(Tuple, u64, Option<AddrKind>, Option<u64>),
+    V6(Tuple6, u64, Option<AddrKind>),
+}
+
+impl Peeked {
+    /// Fetches the index bucket (`entry` false) or the candidate entry the
+    /// bucket names (`entry` true) of every lookup the frame will make. A
+    /// frame to a VIP is looked up by its client tuple, any other (a
+    /// server's reply) by its reply tuple.
+    #[inline(always)]
+    fn prefetch(&self, v4: &ConnTable, v6: &ConnTable, entry: bool) {
+        let go = |t: &ConnTable, h: u64, kind: Option<AddrKind>| {
+            let reply = !matches!(kind, Some(AddrKind::Vip { .. }));
+            if entry {
+                t.prefetch_entry(h, reply)
+            } else {
+                t.prefetch_bucket(h, reply)
+            }
+        };
+        match *self {
+            Peeked::V4(_, h, kind, h64) => {
+                go(v4, h, kind);
+                if let Some(h6) = h64 {
+                    go(v6, h6, kind);
+                }
+            }
+            Peeked::V6(_, h, kind) => go(v6, h, kind),
+        }
+    }
+}
+
+/// A NAT64 reply's tuple as the IPv6 table keys it (IPv4-mapped).
 #[inline(always)]
-fn peek(snap: &Snapshot, d: &[u8]) -> Option<(Tuple, Option<AddrKind>)> {
+fn mapped_tuple(t: &Tuple) -> Tuple6 {
+    Tuple6 {
+        proto: t.proto,
+        saddr: mapped(t.saddr),
+        sport: t.sport,
+        daddr: mapped(t.daddr),
+        dport: t.dport,
+    }
+}
+
+/// A cheap look at a frame for the prefetch pass. It reads the headers
+/// through the same views as the full parse, without the checks that need
+/// the whole packet (total length, checksum, extension headers): those come
+/// when the packet is handled, and an IPv6 packet with extension headers
+/// simply gets no prefetch.
+#[inline(always)]
+fn peek(snap: &Snapshot, d: &[u8], v4: &ConnTable, v6: &ConnTable) -> Option<Peeked> {
     let l2 = ethernet::parse(d)?;
-    if l2.ethertype != ethernet::ETHERTYPE_IPV4 {
-        return None;
+    match l2.ethertype {
+        ethernet::ETHERTYPE_IPV4 => {
+            let ip = ipv4::Ipv4Packet::new_checked(d.get(l2.l3_offset..)?).ok()?;
+            let proto = ip.protocol();
+            if proto != ipv4::PROTO_TCP && proto != ipv4::PROTO_UDP {
+                return None;
+            }
+            let ports = l4::Ports::new_checked(ip.payload())?;
+            let dst = ip.dst_addr();
+            let t = Tuple {
+                proto,
+                saddr: ip.src_addr(),
+                sport: ports.src_port(),
+                daddr: dst,
+                dport: ports.dst_port(),
+            };
+            let kind = snap.addr_kind(dst);
+            let h64 = (matches!(kind, Some(AddrKind::Laddr { .. })) && snap.is_laddr64(dst))
+                .then(|| v6.hash6(&mapped_tuple(&t)));
+            Some(Peeked::V4(t, v4.hash(&t), kind, h64))
+        }
+        ethernet::ETHERTYPE_IPV6 if snap.has_ipv6() => {
+            let p = d.get(l2.l3_offset..)?;
+            let proto = *p.get(6)?;
+            if p[0] >> 4 != 6 || (proto != ipv6::NH_TCP && proto != ipv6::NH_UDP) {
+                return None;
+            }
+            let ports = l4::Ports::new_checked(p.get(ipv6::HEADER_LEN..)?)?;
+            let t = Tuple6 {
+                proto,
+                saddr: ipv6::src(p),
+                sport: ports.src_port(),
+                daddr: ipv6::dst(p),
+                dport: ports.dst_port(),
+            };
+            Some(Peeked::V6(t, v6.hash6(&t), snap.addr_kind6(&t.daddr)))
+        }
+        _ => None,
     }
-    let ip = ipv4::Ipv4Packet::new_checked(d.get(l2.l3_offset..)?).ok()?;
-    let proto = ip.protocol();
-    if proto != ipv4::PROTO_TCP && proto != ipv4::PROTO_UDP {
-        return None;
-    }
-    let ports = l4::Ports::new_checked(ip.payload())?;
-    let dst = ip.dst_addr();
-    let t = Tuple {
-        proto,
-        saddr: ip.src_addr(),
-        sport: ports.src_port(),
-        daddr: dst,
-        dport: ports.dst_port(),
-    };
-    Some((t, snap.addr_kind(dst)))
 }
 
 impl<P: Port> Core<P> {

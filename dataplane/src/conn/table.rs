@@ -344,6 +344,12 @@ impl ConnTable {
         };
         if let Some(i) = c {
             prefetch(&self.slab[i as usize]);
+            // An IPv6 lookup compares the client's address too, in the
+            // entry's slot: 22 bytes that may straddle two lines.
+            if let Some(s) = self.slots6.get(i as usize) {
+                prefetch(&s.caddr);
+                prefetch(&s.laddr);
+            }
         }
     }
 

@@ -25,6 +25,7 @@ use crate::conn::entry::{mapped, unmapped};
 use crate::conn::{Addrs6, Refused6, Tuple6};
 use crate::fwd::nat66::{self, L36};
 use crate::fwd::{icmp6, nat64, tun, tun6};
+use crate::route::NextHop6;
 use crate::sched::fold_v6;
 use crate::wire::{icmpv6, ipv6, ndp};
 use std::net::{IpAddr, Ipv6Addr};
@@ -50,6 +51,15 @@ fn folded(a: &[u8; 16]) -> [u8; 4] {
 }
 
 impl<P: Port> Core<P> {
+    /// The flow hash, from the prefetch pass when it saw this very tuple.
+    #[inline(always)]
+    fn hash6_of(&mut self, t: &Tuple6) -> u64 {
+        match self.hash_hint6.take() {
+            Some((ht, h)) if ht == *t => h,
+            _ => self.conns6.hash6(t),
+        }
+    }
+
     /// An IPv6 frame.
     pub(super) fn handle6(
         &mut self,
@@ -85,7 +95,10 @@ impl<P: Port> Core<P> {
             }
             None => return self.drop_pkt(DropReason::Truncated, pkt),
         };
-        let kind = snap.addr_kind6(&info.dst);
+        let kind = match self.kind_hint6.take() {
+            Some((d, k)) if d == info.dst => k,
+            _ => snap.addr_kind6(&info.dst),
+        };
         // Neighbour Discovery first: solicitations travel to
         // solicited-node groups, which are no address of ours.
         if info.proto == ipv6::NH_ICMPV6 && !info.is_fragment() {
@@ -302,7 +315,7 @@ impl<P: Port> Core<P> {
         handed: bool,
         later: bool,
     ) {
-        let h = self.conns6.hash6(&t);
+        let h = self.hash6_of(&t);
         let mut found = self.conns6.lookup_in6(&t, h);
         if let Some(ci) = found {
             if t.proto == ipv6::NH_TCP
@@ -424,7 +437,7 @@ impl<P: Port> Core<P> {
             }
             tun6::encap_in_place(pkt.data_mut(), o.l3, src.octets(), a.daddr);
         }
-        self.send6(snap, pkt, a.daddr, now);
+        self.send6_via(snap, pkt, nh, now);
     }
 
     /// TUN to an IPv6 server of an IPv4 service: the IPv4 packet in an IPv6
@@ -658,7 +671,7 @@ impl<P: Port> Core<P> {
                 return self.handover(pkt, in_port, owner);
             }
         }
-        let h = self.conns6.hash6(&t);
+        let h = self.hash6_of(&t);
         let Some(ci) = self.conns6.lookup_out6(&t, h) else {
             let r = if later {
                 DropReason::FragOrphan
@@ -717,7 +730,7 @@ impl<P: Port> Core<P> {
         } else {
             nat66::outbound(frame, o, &a.vaddr, c.vport);
         }
-        self.send6(snap, pkt, a.caddr, now);
+        self.send6_via(snap, pkt, nh, now);
     }
 
     /// NAT64, a reply from an IPv4 real server to an IPv4 local address
@@ -735,14 +748,8 @@ impl<P: Port> Core<P> {
         flags: u8,
         now: u64,
     ) {
-        let t6 = Tuple6 {
-            proto: t.proto,
-            saddr: mapped(t.saddr),
-            sport: t.sport,
-            daddr: mapped(t.daddr),
-            dport: t.dport,
-        };
-        let h = self.conns6.hash6(&t6);
+        let t6 = mapped_tuple(&t);
+        let h = self.hash6_of(&t6);
         let Some(ci) = self.conns6.lookup_out6(&t6, h) else {
             return self.drop_pkt(DropReason::NoConnection, pkt);
         };
@@ -1160,13 +1167,37 @@ impl<P: Port> Core<P> {
         let Some(nh) = snap.routes6.lookup(Ipv6Addr::from(dst)) else {
             return self.drop_pkt(DropReason::NoRoute, pkt);
         };
+        self.send6_via(snap, pkt, nh, now)
+    }
+
+    /// [`Core::send6`] to a next hop the caller already looked up.
+    pub(super) fn send6_via(&mut self, snap: &Snapshot, pkt: P::Pkt, nh: NextHop6, now: u64) {
         let port = nh.port as usize;
         if port >= self.ports.len() {
             return self.drop_pkt(DropReason::NoRoute, pkt);
         }
+        // As IPv4's `send`: a direct-mapped cache of resolved next hops.
+        let key = u128::from(nh.ip);
+        let at = key as usize % NH_CACHE;
+        let c = &self.nh_cache6[at];
+        if c.ip == key
+            && c.port == nh.port
+            && c.generation == self.neigh6.generation
+            && now < c.until_ms
+        {
+            let mac = c.mac;
+            return self.queue_tx(port, pkt, &mac);
+        }
         let mut slot = Some(pkt);
         match self.neigh6.resolve(nh.ip, nh.port, now, &mut slot) {
             Resolve::Mac(mac) => {
+                self.nh_cache6[at] = NhCached {
+                    ip: key,
+                    port: nh.port,
+                    mac,
+                    generation: self.neigh6.generation,
+                    until_ms: now + 1000,
+                };
                 if let Some(p) = slot.take() {
                     self.queue_tx(port, p, &mac)
                 }
@@ -1366,7 +1397,7 @@ impl<P: Port> Core<P> {
                 {
                     return self.handover(pkt, in_port, owner);
                 }
-                let h = self.conns6.hash6(&t);
+                let h = self.hash6_of(&t);
                 let Some(ci) = self.conns6.lookup_in6(&t, h) else {
                     return self.drop_pkt(DropReason::IcmpUnmatched, pkt);
                 };
@@ -1419,7 +1450,7 @@ impl<P: Port> Core<P> {
                         return self.handover(pkt, in_port, owner);
                     }
                 }
-                let h = self.conns6.hash6(&t);
+                let h = self.hash6_of(&t);
                 let Some(ci) = self.conns6.lookup_out6(&t, h) else {
                     let r = if fullnat {
                         DropReason::IcmpUnmatched
@@ -1517,14 +1548,8 @@ impl<P: Port> Core<P> {
         now: u64,
     ) {
         let t = q.flow();
-        let t6 = Tuple6 {
-            proto: t.proto,
-            saddr: mapped(t.saddr),
-            sport: t.sport,
-            daddr: mapped(t.daddr),
-            dport: t.dport,
-        };
-        let h = self.conns6.hash6(&t6);
+        let t6 = mapped_tuple(&t);
+        let h = self.hash6_of(&t6);
         let Some(ci) = self.conns6.lookup_out6(&t6, h) else {
             return self.drop_pkt(DropReason::IcmpUnmatched, pkt);
         };
