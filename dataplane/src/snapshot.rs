@@ -51,27 +51,48 @@ pub struct DestEntry {
 /// probe lengths depend on our own addresses only, whatever packets arrive;
 /// that makes an unkeyed hash safe here and twice as fast as a keyed one.
 #[derive(Clone, Debug)]
-struct AddrTable {
-    keys: Box<[u32]>,
+struct AddrTable<K = u32> {
+    keys: Box<[K]>,
     kinds: Box<[AddrKind]>,
     shift: u32,
 }
 
-impl AddrTable {
-    fn new(entries: &[(u32, AddrKind)]) -> AddrTable {
+/// An address as an [`AddrTable`] key: 0 (0.0.0.0, ::) marks an empty
+/// slot, never an address of ours.
+trait AddrKey: Copy + Eq + Default {
+    /// 32 bits of the address for the multiplicative hash.
+    fn mix(self) -> u32;
+}
+
+impl AddrKey for u32 {
+    #[inline(always)]
+    fn mix(self) -> u32 {
+        self
+    }
+}
+
+impl AddrKey for u128 {
+    #[inline(always)]
+    fn mix(self) -> u32 {
+        let x = (self as u64) ^ ((self >> 64) as u64).rotate_left(29);
+        (x ^ (x >> 32)) as u32
+    }
+}
+
+impl<K: AddrKey> AddrTable<K> {
+    fn new(entries: &[(K, AddrKind)]) -> AddrTable<K> {
         let n = (entries.len().max(1) * 4).next_power_of_two().max(16);
         let mut t = AddrTable {
-            keys: vec![0; n].into_boxed_slice(),
+            keys: vec![K::default(); n].into_boxed_slice(),
             kinds: vec![AddrKind::Own; n].into_boxed_slice(),
             shift: 32 - n.trailing_zeros(),
         };
         for &(a, k) in entries {
-            // 0.0.0.0 marks an empty slot; it is never an address of ours.
-            if a == 0 {
+            if a == K::default() {
                 continue;
             }
             let mut i = t.slot(a);
-            while t.keys[i] != 0 && t.keys[i] != a {
+            while t.keys[i] != K::default() && t.keys[i] != a {
                 i = (i + 1) & (n - 1);
             }
             t.keys[i] = a;
@@ -81,29 +102,33 @@ impl AddrTable {
     }
 
     /// Every address in the table.
-    fn iter(&self) -> impl Iterator<Item = (Ipv4Addr, AddrKind)> + '_ {
+    fn iter(&self) -> impl Iterator<Item = (K, AddrKind)> + '_ {
         self.keys
             .iter()
             .zip(self.kinds.iter())
-            .filter(|(k, _)| **k != 0)
-            .map(|(k, v)| (Ipv4Addr::from(*k), *v))
+            .filter(|(k, _)| **k != K::default())
+            .map(|(k, v)| (*k, *v))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.keys.iter().all(|k| *k == K::default())
     }
 
     #[inline(always)]
-    fn slot(&self, a: u32) -> usize {
-        (a.wrapping_mul(0x9e37_79b1) >> self.shift) as usize
+    fn slot(&self, a: K) -> usize {
+        (a.mix().wrapping_mul(0x9e37_79b1) >> self.shift) as usize
     }
 
     #[inline(always)]
-    fn get(&self, a: u32) -> Option<AddrKind> {
+    fn get(&self, a: K) -> Option<AddrKind> {
         let mask = self.keys.len() - 1;
         let mut i = self.slot(a);
         loop {
             let k = self.keys[i];
-            if k == a && a != 0 {
+            if k == a && a != K::default() {
                 return Some(self.kinds[i]);
             }
-            if k == 0 {
+            if k == K::default() {
                 return None;
             }
             i = (i + 1) & mask;
@@ -130,9 +155,9 @@ pub struct Snapshot {
     /// Per port (same order as `ports`): its IPv6 addresses with prefix
     /// lengths, the director's own (the kernel's, as `PortConf::addrs`).
     pub port_addrs6: Vec<Vec<(Ipv6Addr, u8)>>,
-    /// Every IPv6 address the director answers for. A keyed hash: built
-    /// once per snapshot, looked up for every IPv6 packet.
-    addrs6: HashMap<u128, AddrKind, ahash::RandomState>,
+    /// Every IPv6 address the director answers for, as `addrs` holds the
+    /// IPv4 ones.
+    addrs6: AddrTable<u128>,
     pub services6: Vec<Service6>,
     /// Persistence templates of IPv6 services (`TemplateTable::new_v6`),
     /// shared by all workers and carried across snapshots like
@@ -153,7 +178,7 @@ impl Snapshot {
     /// Every address the snapshot classifies (VIPs, local addresses, the
     /// director's own), for steering outside the workers (the XDP program).
     pub fn addresses(&self) -> impl Iterator<Item = (Ipv4Addr, AddrKind)> + '_ {
-        self.addrs.iter()
+        self.addrs.iter().map(|(a, k)| (Ipv4Addr::from(a), k))
     }
 
     /// The service for a packet to (proto, vaddr, vport): the exact port
@@ -224,12 +249,12 @@ impl Snapshot {
     /// What an IPv6 destination address of ours is.
     #[inline]
     pub fn addr_kind6(&self, a: &[u8; 16]) -> Option<AddrKind> {
-        self.addrs6.get(&u128::from_be_bytes(*a)).copied()
+        self.addrs6.get(u128::from_be_bytes(*a))
     }
 
     /// Every IPv6 address the snapshot classifies.
     pub fn addresses6(&self) -> impl Iterator<Item = (Ipv6Addr, AddrKind)> + '_ {
-        self.addrs6.iter().map(|(a, k)| (Ipv6Addr::from(*a), *k))
+        self.addrs6.iter().map(|(a, k)| (Ipv6Addr::from(a), k))
     }
 
     /// The IPv6 service for (proto, vaddr, vport), the exact port first.
@@ -406,7 +431,7 @@ impl SnapshotBuilder {
                 owner_key: 0x5bd1_e995_0000_0001,
                 routes6: RouteTable6::default(),
                 port_addrs6: vec![],
-                addrs6: HashMap::with_hasher(ahash::RandomState::new()),
+                addrs6: AddrTable::new(&[]),
                 laddrs64: vec![],
                 services6: vec![],
                 templates6: Arc::new(TemplateTable::new_v6(64)),
@@ -610,12 +635,13 @@ impl SnapshotBuilder {
         seen_ids: &mut std::collections::HashSet<usize>,
     ) -> Result<(), BuildError> {
         let s = &mut self.s;
+        let mut addrs6: HashMap<u128, AddrKind> = HashMap::default();
         s.port_addrs6
             .resize(s.ports.len().max(s.port_addrs6.len()), vec![]);
         let mut routes = vec![];
         for (i, v) in s.port_addrs6.iter().enumerate() {
             for &(a, len) in v {
-                s.addrs6.insert(u128::from(a), AddrKind::Own);
+                addrs6.insert(u128::from(a), AddrKind::Own);
                 routes.push(Route6 {
                     prefix: a,
                     len,
@@ -656,13 +682,13 @@ impl SnapshotBuilder {
                     ));
                 }
             }
-            s.addrs6
+            addrs6
                 .entry(u128::from(svc.vaddr))
                 .or_insert(AddrKind::Vip {
                     active: !inactive(&svc.vaddr),
                 });
             for l in &svc.laddrs6 {
-                s.addrs6.entry(u128::from(*l)).or_insert(AddrKind::Laddr {
+                addrs6.entry(u128::from(*l)).or_insert(AddrKind::Laddr {
                     active: !inactive(l),
                 });
             }
@@ -691,8 +717,7 @@ impl SnapshotBuilder {
         s.laddrs64.sort_unstable();
         s.laddrs64.dedup();
         let entries: Vec<(u32, AddrKind)> = {
-            let mut m: HashMap<u32, AddrKind> =
-                s.addrs.iter().map(|(a, k)| (u32::from(a), k)).collect();
+            let mut m: HashMap<u32, AddrKind> = s.addrs.iter().collect();
             for l in laddrs4 {
                 m.entry(u32::from(l)).or_insert(AddrKind::Laddr {
                     active: !self.inactive_vips.contains(&l),
@@ -702,10 +727,12 @@ impl SnapshotBuilder {
         };
         s.addrs = AddrTable::new(&entries);
         for a in &self.vrrp_vips6 {
-            s.addrs6.entry(u128::from(*a)).or_insert(AddrKind::Vip {
+            addrs6.entry(u128::from(*a)).or_insert(AddrKind::Vip {
                 active: !inactive(a),
             });
         }
+        let entries: Vec<(u128, AddrKind)> = addrs6.into_iter().collect();
+        s.addrs6 = AddrTable::new(&entries);
         Ok(())
     }
 }
@@ -731,7 +758,29 @@ mod tests {
         for a in [0u32, 1, u32::from(Ipv4Addr::new(198, 19, 0, 1)), u32::MAX] {
             assert_eq!(t.get(a), None);
         }
-        assert_eq!(AddrTable::new(&[]).get(5), None);
+        assert_eq!(AddrTable::<u32>::new(&[]).get(5), None);
+    }
+
+    /// The IPv6 table the same way, with addresses that differ only in
+    /// their low or their high bits.
+    #[test]
+    fn addr_table6_finds_exactly_its_entries() {
+        let base = u128::from("2001:db8::".parse::<Ipv6Addr>().unwrap());
+        let entries: Vec<(u128, AddrKind)> = (0..300u128)
+            .map(|i| {
+                let a = if i % 2 == 0 { base + i } else { base | (i << 64) };
+                (a, AddrKind::Laddr { active: i % 3 == 0 })
+            })
+            .collect();
+        let t = AddrTable::new(&entries);
+        for &(a, k) in &entries {
+            assert_eq!(t.get(a), Some(k));
+        }
+        for a in [0u128, 1, base + 1000, u128::MAX] {
+            assert_eq!(t.get(a), None);
+        }
+        assert_eq!(t.iter().count(), 300);
+        assert!(AddrTable::<u128>::new(&[]).is_empty());
     }
 
     #[test]
