@@ -57,14 +57,20 @@ pub struct Fragment {
 }
 
 /// The fields of a validated IPv6 packet that forwarding needs.
+///
+/// The addresses come first, on 16-byte boundaries: the struct is built
+/// from the header and then moved by 16-byte copies, which then read back
+/// exactly what was stored (a copy straddling two stores stalls on store
+/// forwarding, measurably at 1M flows).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(16))]
 pub struct Ipv6Info {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
     /// 40 plus the payload length: the packet ends there (Ethernet padding
     /// may follow).
     pub total_len: usize,
     pub hop_limit: u8,
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
     /// The protocol after the extension headers: TCP, UDP, ICMPv6, or what
     /// the walk stopped at (ESP, No Next Header, an unknown value, or the
     /// header after a non-first fragment, which cannot be read).

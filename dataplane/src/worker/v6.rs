@@ -168,13 +168,13 @@ impl<P: Port> Core<P> {
         };
         match kind {
             Some(AddrKind::Vip { .. }) => {
-                self.inbound6(snap, pkt, ip, o, t, flags, in_port, now, handed, false)
+                self.inbound6(snap, pkt, &ip, o, &t, flags, in_port, now, handed, false)
             }
             Some(AddrKind::Laddr { .. }) => self.reply6(
-                snap, pkt, ip, o, t, flags, true, in_port, now, handed, false,
+                snap, pkt, &ip, o, &t, flags, true, in_port, now, handed, false,
             ),
             _ => self.reply6(
-                snap, pkt, ip, o, t, flags, false, in_port, now, handed, false,
+                snap, pkt, &ip, o, &t, flags, false, in_port, now, handed, false,
             ),
         }
     }
@@ -289,13 +289,13 @@ impl<P: Port> Core<P> {
         };
         match kind {
             Some(AddrKind::Vip { .. }) => {
-                self.inbound6(snap, pkt, ip, o, t, flags, in_port, now, handed, later)
+                self.inbound6(snap, pkt, &ip, o, &t, flags, in_port, now, handed, later)
             }
             Some(AddrKind::Laddr { .. }) => self.reply6(
-                snap, pkt, ip, o, t, flags, true, in_port, now, handed, later,
+                snap, pkt, &ip, o, &t, flags, true, in_port, now, handed, later,
             ),
             _ => self.reply6(
-                snap, pkt, ip, o, t, flags, false, in_port, now, handed, later,
+                snap, pkt, &ip, o, &t, flags, false, in_port, now, handed, later,
             ),
         }
     }
@@ -306,17 +306,17 @@ impl<P: Port> Core<P> {
         &mut self,
         snap: &Snapshot,
         mut pkt: P::Pkt,
-        ip: Ip6,
+        ip: &Ip6,
         o: L36,
-        t: Tuple6,
+        t: &Tuple6,
         flags: u8,
         in_port: u16,
         now: u64,
         handed: bool,
         later: bool,
     ) {
-        let h = self.hash6_of(&t);
-        let mut found = self.conns6.lookup_in6(&t, h);
+        let h = self.hash6_of(t);
+        let mut found = self.conns6.lookup_in6(t, h);
         if let Some(ci) = found {
             if t.proto == ipv6::NH_TCP
                 && flags & (l4::TCP_SYN | l4::TCP_ACK | l4::TCP_RST) == l4::TCP_SYN
@@ -368,7 +368,7 @@ impl<P: Port> Core<P> {
                 {
                     return self.drop_pkt(DropReason::NoConnection, pkt);
                 }
-                match self.new_conn6(snap, si as usize, &t, flags, now) {
+                match self.new_conn6(snap, si as usize, t, flags, now) {
                     Ok(ci) => ci,
                     Err(r) => return self.drop_pkt(r, pkt),
                 }
@@ -382,7 +382,7 @@ impl<P: Port> Core<P> {
             if ip.info.is_fragment() {
                 return self.drop_pkt(DropReason::Nat64Untranslatable, pkt);
             }
-            return self.nat64_inbound(snap, pkt, ip, o, &c, &a, rip4, now);
+            return self.nat64_inbound(snap, pkt, *ip, o, &c, &a, rip4, now);
         }
         // IPVS's `decrement_ttl` (ip_vs_xmit.c, in `__ip_vs_get_out_rt_v6`
         // for every transmitter): hop limit 1 is answered with time
@@ -392,11 +392,11 @@ impl<P: Port> Core<P> {
             if later {
                 return self.drop_pkt(DropReason::TtlExceeded, pkt);
             }
-            return self.time_exceeded6(snap, pkt, &ip, a.vaddr, now);
+            return self.time_exceeded6(snap, pkt, ip, a.vaddr, now);
         }
         ipv6::dec_hop_limit(&mut pkt.data_mut()[o.l3..]);
         if let (FwdMethod::Tun, Some(rip4)) = (c.fwd, unmapped(&a.daddr)) {
-            return self.tunnel_6in4(snap, pkt, &ip, o.end, a.vaddr, rip4, now);
+            return self.tunnel_6in4(snap, pkt, ip, o.end, a.vaddr, rip4, now);
         }
         // What the packet needs on the real server's link.
         let (need, tun) = match c.fwd {
@@ -410,7 +410,7 @@ impl<P: Port> Core<P> {
         if need > mtu {
             // From the VIP, the address the client used (as IPVS answers).
             let room = (mtu - (need - len)) as u32;
-            return self.too_big6(snap, pkt, &ip, a.vaddr, room, now);
+            return self.too_big6(snap, pkt, ip, a.vaddr, room, now);
         }
         let frame = pkt.data_mut();
         match c.fwd {
@@ -651,9 +651,9 @@ impl<P: Port> Core<P> {
         &mut self,
         snap: &Snapshot,
         mut pkt: P::Pkt,
-        ip: Ip6,
+        ip: &Ip6,
         o: L36,
-        t: Tuple6,
+        t: &Tuple6,
         flags: u8,
         fullnat: bool,
         in_port: u16,
@@ -671,8 +671,8 @@ impl<P: Port> Core<P> {
                 return self.handover(pkt, in_port, owner);
             }
         }
-        let h = self.hash6_of(&t);
-        let Some(ci) = self.conns6.lookup_out6(&t, h) else {
+        let h = self.hash6_of(t);
+        let Some(ci) = self.conns6.lookup_out6(t, h) else {
             let r = if later {
                 DropReason::FragOrphan
             } else if fullnat {
@@ -692,7 +692,7 @@ impl<P: Port> Core<P> {
                 return self.drop_pkt(DropReason::TtlExceeded, pkt);
             }
             return match snap.port_addr6(in_port) {
-                Some(from) => self.time_exceeded6(snap, pkt, &ip, from.octets(), now),
+                Some(from) => self.time_exceeded6(snap, pkt, ip, from.octets(), now),
                 None => self.drop_pkt(DropReason::TtlExceeded, pkt),
             };
         }
@@ -709,7 +709,7 @@ impl<P: Port> Core<P> {
                 snap.port_addr6(in_port).map(|x| x.octets())
             };
             return match from {
-                Some(f) => self.too_big6(snap, pkt, &ip, f, mtu, now),
+                Some(f) => self.too_big6(snap, pkt, ip, f, mtu, now),
                 None => self.drop_pkt(DropReason::TooBig, pkt),
             };
         }
