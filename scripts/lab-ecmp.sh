@@ -409,7 +409,15 @@ cmd_up() {
     link client a "cla-$SFX" "$(mac_of "$CLIENT_IP")"
     for a in $CLIENT_SOURCES; do ip -n "$ns" addr add "$a/$PLEN" dev "cla-$SFX"; done
     ip -n "$ns" route add default via "$ROUTER_A"
-    nsx "$ns" sysctl -q -w net.ipv4.ip_local_port_range="20000 60999"
+    # net.core.txrehash=0: a TCP socket keeps its flow hash. Veths carry a
+    # packet's hash (skb->hash, from the socket) across namespaces, and the
+    # router's multipath selection uses a hash it finds rather than hashing
+    # the headers itself; by default Linux picks a new hash for a socket at
+    # each retransmission timeout, so a flow stuck on a dead or ignorant
+    # director would hop to another one, which no router on a wire does
+    # (it hashes the 5-tuple: one flow, one next hop). With rehashing off
+    # each flow keeps one next hop for as long as the route is the same.
+    nsx "$ns" sysctl -q -w net.ipv4.ip_local_port_range="20000 60999" net.core.txrehash=0
 
     # Router: forwards, ECMP hashed on the 5-tuple, no rp_filter (DR replies
     # come from the VIP on the server side), no redirects.

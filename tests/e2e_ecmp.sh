@@ -1,0 +1,369 @@
+#!/usr/bin/env bash
+# End-to-end test of active-active directors behind ECMP (issue 16, part 2),
+# in the lab of scripts/lab-ecmp.sh: three ferrovs directors (DR, mh with
+# the port, sloppy_tcp) announce the VIP over BGP to an FRR router that
+# balances over them; 1000 long-lived connections (scripts/lab-longconn.py,
+# every exchange checked with a running sha256) run through each change:
+#
+#   remove   kill -9 the ferrovs of dir2: the router withdraws its path; at
+#            least 99 % of the connections stay intact
+#   add      start it again: the router balances over three again; >= 99 %
+#   drain    `ferrovsadm --drain` on dir1: its path is withdrawn (seen on
+#            the router) while it keeps serving; 100 %; then --undrain
+#
+# Every routing fact is read on the router with vtysh (FRR's own JSON) and
+# from its kernel's route, never from ferrovs's logs.
+#
+#   tests/e2e_ecmp.sh
+#   SPEAKER=exabgp tests/e2e_ecmp.sh   a plain ExaBGP per director announces
+#                                      (lab-ecmp.sh --speaker exabgp), ferrovs
+#                                      without its bgp block; drain = withdraw
+#   SLOPPY=off                         ferrovs without sloppy_tcp (to see
+#                                      what it is for: the test then fails)
+#   CONNS=1000 HOLD=10                 connections; seconds of traffic after
+#                                      each change has converged
+#   FERROVS=path/to/ferrovs            (default target/release/ferrovs)
+#
+# Prints "N passed, M failed"; the measured percentages are in the ok/FAIL
+# lines. Runs in about three minutes.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+LAB=$ROOT/scripts/lab-ecmp.sh
+FERROVS=${FERROVS:-$ROOT/target/release/ferrovs}
+FERROVSADM=${FERROVSADM:-$(dirname "$FERROVS")/ferrovsadm}
+SPEAKER=${SPEAKER:-ferrovs}
+SLOPPY=${SLOPPY:-on}
+CONNS=${CONNS:-1000}
+HOLD=${HOLD:-10}
+STALL=${STALL:-25}
+RUN_ID=ecmp$$
+PASS=0
+FAIL=0
+WORK=$(mktemp -d /tmp/ferrovs-ecmp.XXXXXX)
+LAB_NAME=""
+CLIENT_PID=""
+declare -A PIDS=()
+if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY=python3; fi
+
+ok() { PASS=$((PASS + 1)); echo "ok - $*"; }
+bad() { FAIL=$((FAIL + 1)); echo "FAIL - $*"; }
+check() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
+note() { echo "# $*"; }
+
+[ "$(id -u)" -eq 0 ] || { echo "needs root" >&2; echo "0 passed, 1 failed"; exit 1; }
+[ -x "$FERROVS" ] || { echo "build first: cargo build --release -p ferrovs-controlplane" >&2; echo "0 passed, 1 failed"; exit 1; }
+case $SPEAKER in ferrovs | exabgp) ;; *) echo "SPEAKER=ferrovs|exabgp" >&2; echo "0 passed, 1 failed"; exit 1 ;; esac
+
+cleanup() {
+    [ -n "$CLIENT_PID" ] && kill -KILL "$CLIENT_PID" 2>/dev/null
+    local k
+    for k in "${!PIDS[@]}"; do kill -TERM "${PIDS[$k]}" 2>/dev/null; done
+    sleep 0.3
+    for k in "${!PIDS[@]}"; do kill -KILL "${PIDS[$k]}" 2>/dev/null; wait "${PIDS[$k]}" 2>/dev/null; done
+    # The lab's teardown ends whatever is left in its namespaces (ExaBGP
+    # children included).
+    [ -n "$LAB_NAME" ] && cp "$FVE_FRR_DIR"/*.log "$WORK/" 2>/dev/null
+    [ -n "$LAB_NAME" ] && "$LAB" down "$LAB_NAME" >/dev/null 2>&1
+    [ -n "${KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+vty() { "$LAB" vtysh "$LAB_NAME" -c "$1"; }
+
+# The router's view, as FRR and its kernel say it:
+# established      the directors whose BGP session is Established
+# bgp_paths        the directors (next hops) of the VIP's valid BGP paths
+# fib_nexthops     the next hops FRR installed in the kernel for the VIP
+# kernel_nexthops  the next hops of the kernel's route (ip route)
+established() {
+    vty 'show bgp ipv4 unicast summary json' | "$PY" -c '
+import json, sys
+d = json.load(sys.stdin)
+peers = d.get("peers") or d.get("ipv4Unicast", {}).get("peers", {})
+print(" ".join(sorted(a for a, p in peers.items() if p.get("state") == "Established")))'
+}
+bgp_paths() {
+    vty "show ip bgp $FVE_VIP/32 json" | "$PY" -c '
+import json, sys
+d = json.load(sys.stdin)
+hops = [p["nexthops"][0]["ip"] for p in d.get("paths", []) if p.get("valid")]
+print(" ".join(sorted(hops)))'
+}
+bgp_multipath() { # the number of valid paths FRR marks best or multipath
+    vty "show ip bgp $FVE_VIP/32 json" | "$PY" -c '
+import json, sys
+d = json.load(sys.stdin)
+print(sum(1 for p in d.get("paths", []) if p.get("valid") and (p.get("multipath") or p.get("bestpath"))))'
+}
+fib_nexthops() {
+    vty "show ip route $FVE_VIP/32 json" | "$PY" -c '
+import json, sys
+d = json.load(sys.stdin)
+r = [x for x in d.get(sys.argv[1], []) if x.get("protocol") == "bgp" and x.get("installed")]
+print(" ".join(sorted(h["ip"] for x in r for h in x["nexthops"] if h.get("fib"))))' "$FVE_VIP/32"
+}
+kernel_nexthops() {
+    ip netns exec "$FVE_NS_ROUTER" ip -4 route show "$FVE_VIP/32" |
+        awk '/nexthop via/ {print $3} /^[0-9.]+ via/ {print $3}' | sort | tr '\n' ' ' | sed 's/ $//'
+}
+dir_ip() { eval echo "\$FVE_DIR${1#dir}_IP"; }
+dir_ns() { eval echo "\$FVE_NS_DIR${1#dir}"; }
+ips_of() { local d out=""; for d in "$@"; do out="$out $(dir_ip "$d")"; done; echo "$out" | tr ' ' '\n' | sed '/^$/d' | sort | tr '\n' ' ' | sed 's/ $//'; }
+
+# routed_to DIRS...: FRR's BGP paths, its FIB and the kernel all name exactly
+# these directors.
+routed_to() {
+    local want
+    want=$(ips_of "$@")
+    [ "$(bgp_paths)" = "$want" ] && [ "$(fib_nexthops)" = "$want" ] && [ "$(kernel_nexthops)" = "$want" ]
+}
+# wait_until SECONDS cmd...: polls every 0.2 s; prints the seconds it took.
+wait_until() {
+    local limit=$1 t0 now
+    shift
+    t0=$(date +%s%N)
+    while :; do
+        if "$@" >/dev/null 2>&1; then
+            now=$(date +%s%N)
+            echo "scale=1; ($now - $t0) / 1000000000" | bc
+            return 0
+        fi
+        now=$(date +%s%N)
+        [ $(((now - t0) / 1000000)) -ge $((limit * 1000)) ] && return 1
+        sleep 0.2
+    done
+}
+
+# Frames the switch sent to each director's uplink port (the bridge port's
+# tx counter in the switch namespace: nothing of ferrovs's).
+uplink_frames() { # DIR
+    local n=${1#dir} ifs
+    ifs=$(eval echo "\$FVE_DIR${n}_IFS")
+    ip netns exec "$FVE_NS_SWITCH" cat "/sys/class/net/p${ifs%% *}/statistics/tx_packets"
+}
+
+start_ferrovs() { # DIR
+    local d=$1 args=()
+    [ "$SPEAKER" = ferrovs ] && args+=(--bgp)
+    [ "$SLOPPY" = on ] && args+=(--sloppy)
+    mkdir -p "$WORK/$d"
+    "$LAB" ferrovs-conf "$LAB_NAME" "$d" --workdir "$WORK/$d" "${args[@]}" >"$WORK/$d/ferrovs.conf" || return 1
+    rm -f "$WORK/$d/ctl.sock"
+    ip netns exec "$(dir_ns "$d")" "$FERROVS" run -f "$WORK/$d/ferrovs.conf" >>"$WORK/$d/ferrovs.log" 2>&1 &
+    PIDS[$d]=$!
+    local i
+    for i in $(seq 100); do
+        [ -S "$WORK/$d/ctl.sock" ] && return 0
+        kill -0 "${PIDS[$d]}" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "ferrovs on $d did not start: $(tail -5 "$WORK/$d/ferrovs.log")" >&2
+    return 1
+}
+kill9_ferrovs() { # DIR
+    kill -KILL "${PIDS[$1]}" 2>/dev/null
+    wait "${PIDS[$1]}" 2>/dev/null
+    unset "PIDS[$1]"
+}
+adm() { # DIR args...
+    local d=$1
+    shift
+    FERROVS_CTL=$WORK/$d/ctl.sock "$FERROVSADM" "$@"
+}
+active_conns() { # DIR: the connections ferrovs's table holds (ipvsadm -Ln's columns)
+    adm "$1" -L -n 2>/dev/null | awk '$1 == "->" && $2 ~ /:/ && $2 !~ /RemoteAddress/ {a += $5 + $6} END {print a + 0}'
+}
+
+# Long-lived connections: start, wait until every one has been answered once.
+client_start() { # TAG
+    local tag=$1 sources i
+    sources=$(echo "$FVE_CLIENT_SOURCES" | tr ' ' ',')
+    rm -f "$WORK/$tag.ready" "$WORK/$tag.json"
+    ip netns exec "$FVE_NS_CLIENT" "$PY" "$FVE_LONGCONN" client --dst "$FVE_VIP" --port "$FVE_VPORT" \
+        --conns "$CONNS" --sources "$sources" --interval 0.2 --stall-timeout "$STALL" --duration 240 \
+        --ready "$WORK/$tag.ready" --report "$WORK/$tag.json" >"$WORK/$tag.log" 2>&1 &
+    CLIENT_PID=$!
+    for i in $(seq 300); do
+        [ -s "$WORK/$tag.ready" ] && break
+        kill -0 "$CLIENT_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    local opened
+    opened=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["opened"])' "$WORK/$tag.ready" 2>/dev/null || echo 0)
+    if [ "$opened" = "$CONNS" ]; then
+        ok "$tag: $CONNS connections open through the VIP, each answered once"
+        return 0
+    fi
+    bad "$tag: only ${opened:-0} of $CONNS connections opened: $(tail -3 "$WORK/$tag.log")"
+    return 1
+}
+# client_stop TAG MIN_PCT: stop the client, every connection finishes its
+# exchange; check the intact share.
+client_stop() {
+    local tag=$1 min=$2 i
+    kill -TERM "$CLIENT_PID" 2>/dev/null
+    for i in $(seq $(((STALL + 30) * 10))); do
+        kill -0 "$CLIENT_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    wait "$CLIENT_PID" 2>/dev/null
+    CLIENT_PID=""
+    if [ ! -s "$WORK/$tag.json" ]; then
+        bad "$tag: the client wrote no report: $(tail -3 "$WORK/$tag.log")"
+        return
+    fi
+    local line
+    line=$("$PY" - "$WORK/$tag.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+other = {k: v for k, v in r["states"].items() if k != "intact"}
+print(r["intact"], r["opened"], "%.2f" % r["intact_pct"],
+      ",".join("%s=%d" % kv for kv in sorted(r["by_rs"].items())),
+      ",".join("%s=%d" % kv for kv in sorted(other.items())) or "none",
+      r["max_rtt_s"], r["conns_with_slow_exchange"], r["exchanges"])
+PY
+)
+    local intact opened pct by_rs other maxrtt slow exch
+    read -r intact opened pct by_rs other maxrtt slow exch <<<"$line"
+    note "$tag: $exch exchanges; real servers $by_rs; longest exchange ${maxrtt}s; $slow connections had an exchange over 1 s; failed: $other"
+    if [ "$(echo "$pct >= $min" | bc)" = 1 ] && [ "$opened" = "$CONNS" ]; then
+        ok "$tag: $intact/$opened connections intact ($pct %, goal >= $min %)"
+    else
+        bad "$tag: $intact/$opened connections intact ($pct %, goal >= $min %); first failures: $("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["failures"][:3])' "$WORK/$tag.json")"
+    fi
+    RESULTS="${RESULTS:-}$tag=$pct% "
+}
+
+remove_dir() { # DIR: the failure
+    kill9_ferrovs "$1"
+    [ "$SPEAKER" = exabgp ] && "$LAB" speaker "$LAB_NAME" "$1" kill
+    return 0
+}
+add_dir() { # DIR
+    start_ferrovs "$1" || return 1
+    [ "$SPEAKER" = exabgp ] && "$LAB" speaker "$LAB_NAME" "$1" start
+    return 0
+}
+drain_dir() {
+    if [ "$SPEAKER" = exabgp ]; then "$LAB" speaker "$LAB_NAME" "$1" withdraw; else adm "$1" --drain; fi
+}
+undrain_dir() {
+    if [ "$SPEAKER" = exabgp ]; then "$LAB" speaker "$LAB_NAME" "$1" announce; else adm "$1" --undrain; fi
+}
+
+# ------------------------------------------------------------------ the run
+
+labspk=none
+[ "$SPEAKER" = exabgp ] && labspk=exabgp
+note "speaker $SPEAKER, sloppy_tcp $SLOPPY, $CONNS connections, ferrovs $FERROVS"
+if ! env_text=$("$LAB" up --name "fve-$RUN_ID" --speaker "$labspk" 2>"$WORK/lab.err"); then
+    bad "the lab did not come up: $(tail -3 "$WORK/lab.err")"
+    echo "$PASS passed, $FAIL failed"
+    exit 1
+fi
+eval "$env_text"
+LAB_NAME=$FVE_LAB_NAME
+ok "lab $LAB_NAME up (FRR router, three directors, three DR real servers)"
+# The router's route changes, time-stamped, for the record (KEEP=1 keeps it).
+ip netns exec "$FVE_NS_ROUTER" ip -ts monitor route >"$WORK/routes.log" 2>&1 &
+PIDS[monitor]=$!
+
+for d in dir1 dir2 dir3; do
+    if ! start_ferrovs "$d"; then
+        bad "ferrovs did not start on $d: $(tail -3 "$WORK/$d/ferrovs.log")"
+        echo "$PASS passed, $FAIL failed"
+        exit 1
+    fi
+done
+ok "ferrovs runs on dir1 dir2 dir3"
+
+ALL=$(ips_of dir1 dir2 dir3)
+t=$(wait_until 30 routed_to dir1 dir2 dir3) &&
+    ok "the router has the VIP over BGP from all three directors, in its FIB and kernel, in ${t}s" ||
+    bad "the router does not route the VIP to all three (BGP: $(bgp_paths); FIB: $(fib_nexthops); kernel: $(kernel_nexthops))"
+check "three BGP sessions Established on the router ($(established))" [ "$(established)" = "$ALL" ]
+check "FRR uses all three paths (multipath: $(bgp_multipath))" [ "$(bgp_multipath)" = 3 ]
+vty 'show bgp summary' | sed -n '/^Neighbor/,/^$/p' | sed 's/^/#   /'
+vty "show ip bgp $FVE_VIP/32" | sed 's/^/#   /' | head -20
+ip netns exec "$FVE_NS_ROUTER" ip -4 route show "$FVE_VIP/32" | sed 's/^/#   kernel: /'
+if [ "$SPEAKER" = ferrovs ]; then
+    adm dir1 -L --bgp 2>&1 | sed 's/^/#   dir1 ferrovsadm -L --bgp: /'
+fi
+
+# --- remove: kill -9 one director under load.
+if client_start remove; then
+    sleep 2
+    declare -A f0=()
+    for d in dir1 dir2 dir3; do f0[$d]=$(uplink_frames "$d"); done
+    sleep 2
+    share=""
+    spread=1
+    for d in dir1 dir2 dir3; do
+        n=$(($(uplink_frames "$d") - f0[$d]))
+        share="$share $d=$n"
+        [ "$n" -ge 200 ] || spread=0
+    done
+    check "ECMP spreads the client's flows over the three directors (frames in 2 s:$share)" [ $spread = 1 ]
+    note "connections in the directors' tables: dir1=$(active_conns dir1) dir2=$(active_conns dir2) dir3=$(active_conns dir3)"
+    remove_dir dir2
+    t=$(wait_until $((FVE_HOLD_TIME + 6)) routed_to dir1 dir3) &&
+        ok "remove: kill -9 of dir2's ferrovs; the router withdrew its path in ${t}s ($(bgp_paths))" ||
+        bad "remove: the router still routes to dir2 (BGP: $(bgp_paths); kernel: $(kernel_nexthops))"
+    sleep "$HOLD"
+    client_stop remove 99
+fi
+
+# --- add: dir2 comes back under load.
+if client_start add; then
+    sleep 3
+    f2=$(uplink_frames dir2)
+    add_dir dir2 || bad "add: ferrovs did not start again on dir2"
+    t=$(wait_until 30 routed_to dir1 dir2 dir3) &&
+        ok "add: dir2 back; the router balances over three again in ${t}s" ||
+        bad "add: the router did not take dir2 back (BGP: $(bgp_paths); kernel: $(kernel_nexthops))"
+    sleep "$HOLD"
+    n=$(($(uplink_frames dir2) - f2))
+    check "add: flows move to dir2 again ($n frames to it)" [ "$n" -ge 500 ]
+    note "connections in the directors' tables: dir1=$(active_conns dir1) dir2=$(active_conns dir2) dir3=$(active_conns dir3)"
+    client_stop add 99
+fi
+
+# --- drain: graceful withdrawal keeps every connection.
+if client_start drain; then
+    sleep 3
+    if drain_dir dir1 >"$WORK/drain.out" 2>&1; then
+        ok "drain: $([ "$SPEAKER" = exabgp ] && echo "ExaBGP withdraw" || echo "ferrovsadm --drain") on dir1 accepted"
+    else
+        bad "drain: dir1 refused: $(tail -3 "$WORK/drain.out")"
+    fi
+    t=$(wait_until 15 routed_to dir2 dir3) &&
+        ok "drain: the router withdrew dir1's path in ${t}s (BGP: $(bgp_paths); kernel: $(kernel_nexthops))" ||
+        bad "drain: the router still routes to dir1 (BGP: $(bgp_paths); kernel: $(kernel_nexthops))"
+    check "drain: dir1's BGP session stays up ($(established))" [ "$(established)" = "$ALL" ]
+    if [ "$SPEAKER" = ferrovs ]; then
+        adm dir1 -L --bgp 2>&1 | sed 's/^/#   dir1 drained, ferrovsadm -L --bgp: /'
+        check "drain: dir1's ferrovs still runs" kill -0 "${PIDS[dir1]}"
+    fi
+    sleep "$HOLD"
+    client_stop drain 100
+    undrain_dir dir1 >"$WORK/undrain.out" 2>&1 || bad "undrain: dir1 refused: $(tail -3 "$WORK/undrain.out")"
+    t=$(wait_until 15 routed_to dir1 dir2 dir3) &&
+        ok "undrain: dir1 announces again, the router balances over three in ${t}s" ||
+        bad "undrain: dir1 not back (BGP: $(bgp_paths))"
+fi
+
+# --- shutdown: SIGTERM withdraws (ferrovs's speaker only).
+if [ "$SPEAKER" = ferrovs ]; then
+    kill -TERM "${PIDS[dir3]}" 2>/dev/null
+    t=$(wait_until 15 routed_to dir1 dir2) &&
+        ok "SIGTERM on dir3: its path withdrawn in ${t}s" ||
+        bad "SIGTERM on dir3: the router still routes to it (BGP: $(bgp_paths))"
+    wait "${PIDS[dir3]}" 2>/dev/null
+    unset "PIDS[dir3]"
+fi
+
+note "measured: ${RESULTS:-nothing}"
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]
