@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 need_pkgs=()
 for p in build-essential pkg-config iproute2 curl python3 ethtool procps keepalived bc prometheus \
-    libdpdk-dev libclang-dev dpdk dpdk-dev iputils-ping clang llvm libbpf-dev exabgp \
+    libdpdk-dev libclang-dev dpdk dpdk-dev iputils-ping clang llvm libbpf-dev exabgp frr \
     groff-base xz-utils; do
     dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
@@ -19,12 +19,23 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
         exit 1
     fi
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
+    # Packaged services (keepalived, frr, ...) must not start on the host
+    # while they install: where no policy-rc.d says so already, one does
+    # for the time of the installation (machines without systemd start
+    # them through invoke-rc.d otherwise).
+    policy_rc=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && policy_rc=/usr/sbin/policy-rc.d
+    fi
+    rc=0
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" || rc=$?
+    [ -z "$policy_rc" ] || rm -f "$policy_rc"
+    [ "$rc" -eq 0 ] || exit "$rc"
 fi
-# The tests run keepalived, prometheus and exabgp themselves; the
-# packaged services must not run on the host.
+# The tests run keepalived, prometheus, exabgp and FRR (in the ECMP lab's
+# router namespace) themselves; the packaged services must not run on the host.
 if command -v systemctl >/dev/null 2>&1; then
-    systemctl disable --now keepalived prometheus exabgp >/dev/null 2>&1 || true
+    systemctl disable --now keepalived prometheus exabgp frr >/dev/null 2>&1 || true
 fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo not found: install a Rust toolchain (rustup) first" >&2
@@ -60,7 +71,7 @@ cargo build --release -q -p ferrovs-controlplane --features dpdk
 cargo build --release -q -p ferrovs-perf --bin ferrovs-pktgen --bin ferrovs-perf
 total_pass=$cargo_pass
 total_fail=$cargo_fail
-for t in tests/lab_selftest.sh tests/e2e_appliance.sh tests/e2e_appliance.sh+fastpath tests/e2e_afpacket.sh tests/e2e_dpdk.sh tests/e2e_health.sh tests/e2e_ha.sh tests/e2e_ctl.sh tests/e2e_service.sh tests/e2e_flood.sh tests/e2e_synproxy.sh tests/e2e_l2.sh tests/e2e_martians.sh tests/e2e_frag.sh tests/e2e_ipv6.sh tests/e2e_package.sh vagrant/validate.sh; do
+for t in tests/lab_selftest.sh tests/e2e_appliance.sh tests/e2e_appliance.sh+fastpath tests/e2e_afpacket.sh tests/e2e_dpdk.sh tests/e2e_health.sh tests/e2e_ha.sh tests/e2e_ctl.sh tests/e2e_service.sh tests/e2e_flood.sh tests/e2e_synproxy.sh tests/e2e_l2.sh tests/e2e_martians.sh tests/e2e_frag.sh tests/e2e_ipv6.sh tests/e2e_ecmp.sh tests/e2e_package.sh vagrant/validate.sh; do
     echo "== $t"
     out=$(mktemp)
     case $t in
