@@ -249,10 +249,17 @@ frr defaults traditional
 hostname $NAME-router
 log file $RUN/frr/bgpd.log informational
 !
+! Policies first: a route-map a neighbour names before it exists filters
+! everything until the session is refreshed.
+ip prefix-list VIPS seq 5 permit ${VIP%.*}.0/24 ge 32
+route-map DIRECTORS-IN permit 10
+ match ip address prefix-list VIPS
+exit
+route-map DIRECTORS-OUT deny 10
+exit
+!
 router bgp $ROUTER_AS
  bgp router-id $ROUTER_C
- ! Routes from any director, no policy needed (lab only).
- no bgp ebgp-requires-policy
  ! Equal paths from different neighbour ASes (one AS per director).
  bgp bestpath as-path multipath-relax
  bgp log-neighbor-changes
@@ -266,14 +273,14 @@ EOF
     echo " !"
     echo " address-family ipv4 unicast"
     echo "  maximum-paths 8"
-    # The directors only announce: send them nothing.
-    for d in 1 2 3; do echo "  neighbor ${DIR_C[$d]} route-map DIRECTORS-OUT out"; done
-    cat <<EOF
- exit-address-family
-!
-route-map DIRECTORS-OUT deny 10
-!
-EOF
+    # From the directors only host routes in the VIP range; to them nothing
+    # (they only announce).
+    for d in 1 2 3; do
+        echo "  neighbor ${DIR_C[$d]} route-map DIRECTORS-IN in"
+        echo "  neighbor ${DIR_C[$d]} route-map DIRECTORS-OUT out"
+    done
+    echo " exit-address-family"
+    echo "!"
 }
 
 start_frr() {
