@@ -10,11 +10,14 @@
 #   add      start it again: the router balances over three again; >= 99 %
 #   drain    `ferrovsadm --drain` on dir1: its path is withdrawn (seen on
 #            the router) while it keeps serving; 100 %; then --undrain
+#   linkdown dir3's uplink goes down without a word: the router withdraws
+#            after the BGP hold time (9 s); >= 99 %; then the link comes back
+#   sigterm  (ferrovs's speaker) SIGTERM on dir3 withdraws its path
 #
 # Every routing fact is read on the router with vtysh (FRR's own JSON) and
 # from its kernel's route, never from ferrovs's logs.
 #
-#   tests/e2e_ecmp.sh
+#   tests/e2e_ecmp.sh [remove add drain linkdown sigterm]   (default: all)
 #   SPEAKER=exabgp tests/e2e_ecmp.sh   a plain ExaBGP per director announces
 #                                      (lab-ecmp.sh --speaker exabgp), ferrovs
 #                                      without its bgp block; drain = withdraw
@@ -45,6 +48,8 @@ LAB_NAME=""
 CLIENT_PID=""
 declare -A PIDS=()
 if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY=python3; fi
+PARTS=${*:-remove add drain linkdown sigterm}
+part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 ok() { PASS=$((PASS + 1)); echo "ok - $*"; }
 bad() { FAIL=$((FAIL + 1)); echo "FAIL - $*"; }
@@ -293,7 +298,7 @@ if [ "$SPEAKER" = ferrovs ]; then
 fi
 
 # --- remove: kill -9 one director under load.
-if client_start remove; then
+if part remove && client_start remove; then
     sleep 2
     declare -A f0=()
     for d in dir1 dir2 dir3; do f0[$d]=$(uplink_frames "$d"); done
@@ -315,8 +320,12 @@ if client_start remove; then
     client_stop remove 99
 fi
 
-# --- add: dir2 comes back under load.
-if client_start add; then
+# --- add: dir2 comes back under load (started here if remove did not run).
+if part add && [ -v "PIDS[dir2]" ]; then
+    remove_dir dir2
+    wait_until $((FVE_HOLD_TIME + 6)) routed_to dir1 dir3 >/dev/null || bad "add: dir2 could not be removed first"
+fi
+if part add && client_start add; then
     sleep 3
     f2=$(uplink_frames dir2)
     add_dir dir2 || bad "add: ferrovs did not start again on dir2"
@@ -331,7 +340,7 @@ if client_start add; then
 fi
 
 # --- drain: graceful withdrawal keeps every connection.
-if client_start drain; then
+if part drain && client_start drain; then
     sleep 3
     if drain_dir dir1 >"$WORK/drain.out" 2>&1; then
         ok "drain: $([ "$SPEAKER" = exabgp ] && echo "ExaBGP withdraw" || echo "ferrovsadm --drain") on dir1 accepted"
@@ -354,8 +363,25 @@ if client_start drain; then
         bad "undrain: dir1 not back (BGP: $(bgp_paths))"
 fi
 
+# --- linkdown: dir3's uplink goes down silently (no BGP close): the router
+# withdraws after the hold time, its flows stall until then.
+if part linkdown && client_start linkdown; then
+    sleep 3
+    up3=${FVE_DIR3_IFS%% *}
+    ip netns exec "$FVE_NS_DIR3" ip link set "$up3" down
+    t=$(wait_until $((FVE_HOLD_TIME + 6)) routed_to dir1 dir2) &&
+        ok "linkdown: dir3's uplink down; the router withdrew its path after ${t}s (hold time ${FVE_HOLD_TIME}s)" ||
+        bad "linkdown: the router still routes to dir3 (BGP: $(bgp_paths); kernel: $(kernel_nexthops))"
+    sleep "$HOLD"
+    client_stop linkdown 99
+    ip netns exec "$FVE_NS_DIR3" ip link set "$up3" up
+    t=$(wait_until 40 routed_to dir1 dir2 dir3) &&
+        ok "linkdown: the uplink back, dir3 announces again in ${t}s" ||
+        bad "linkdown: dir3 not back after its link came up (BGP: $(bgp_paths))"
+fi
+
 # --- shutdown: SIGTERM withdraws (ferrovs's speaker only).
-if [ "$SPEAKER" = ferrovs ]; then
+if part sigterm && [ "$SPEAKER" = ferrovs ]; then
     kill -TERM "${PIDS[dir3]}" 2>/dev/null
     t=$(wait_until 15 routed_to dir1 dir2) &&
         ok "SIGTERM on dir3: its path withdrawn in ${t}s" ||
