@@ -788,6 +788,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), R
         state.timeouts.set(t.tcp, t.tcpfin, t.udp);
     }
     state.laddrs = laddrs_by_service;
+    state.sloppy_tcp = cfg.ferrovs.sloppy_tcp;
     // The health manager's first table is keepalived's: alpha checkers
     // start failed, inhibited servers at weight 0, the sorry server if the
     // quorum is not met.
