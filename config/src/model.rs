@@ -244,6 +244,42 @@ pub struct FerrovsSettings {
     /// runs an XDP program too.
     #[serde(default)]
     pub xdp_fast_path: Option<bool>,
+    /// `sloppy_tcp on|off` (IPVS's `net.ipv4.vs.sloppy_tcp`): a TCP segment
+    /// without SYN of a flow not in the table makes a connection instead
+    /// of being dropped, so that a flow another director started (behind
+    /// ECMP) goes on here; with `mh` every director picks the same server.
+    #[serde(default)]
+    pub sloppy_tcp: bool,
+    /// `bgp { }`: announce the VIPs to routers (active-active behind ECMP).
+    #[serde(default)]
+    pub bgp: Option<BgpSettings>,
+}
+
+/// `bgp { }` in the ferrovs block: the BGP speaker ferrovs drives (ExaBGP)
+/// and the routers it peers with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BgpSettings {
+    pub router_id: Ipv4Addr,
+    pub local_as: u32,
+    pub neighbors: Vec<BgpNeighbor>,
+    /// `next_hop ADDR`; None: `next-hop self`.
+    pub next_hop: Option<IpAddr>,
+    pub med: Option<u32>,
+    /// `community ASN:VALUE ...`
+    pub communities: Vec<(u16, u16)>,
+    /// `exabgp PATH`, default /usr/sbin/exabgp.
+    pub exabgp: PathBuf,
+}
+
+/// `neighbor ADDR { peer_as N; local_address ADDR; hold_time N; md5_password S }`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BgpNeighbor {
+    pub address: IpAddr,
+    pub peer_as: u32,
+    pub local_address: IpAddr,
+    /// Seconds (RFC 4271: 0, or 3 and more); default 90.
+    pub hold_time: u16,
+    pub md5_password: Option<String>,
 }
 
 /// Who may read the HTTP JSON API.
@@ -269,6 +305,8 @@ impl Default for FerrovsSettings {
             conn_table_size: 1 << 20,
             http_api: HttpApi::Local,
             xdp_fast_path: None,
+            sloppy_tcp: false,
+            bgp: None,
         }
     }
 }

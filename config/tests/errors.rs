@@ -510,3 +510,34 @@ fn garp_groups() {
     assert_eq!(g[1].gna_interval, Some(std::time::Duration::from_millis(5)));
     assert_eq!(g[1].interfaces, ["eth1", "eth2"]);
 }
+
+/// `ferrovs { bgp { } }`: what a BGP configuration must have, with the
+/// error at the place a reader fixes it.
+#[test]
+fn bgp_block_errors() {
+    assert_eq!(
+        diags("ferrovs {\n  bgp {\n    router_id 198.18.2.11\n  }\n}\n"),
+        [
+            "k.conf:2:3: bgp: missing local_as",
+            "k.conf:2:3: bgp: no neighbor (neighbor ADDR { peer_as N; local_address ADDR })"
+        ]
+    );
+    assert_eq!(
+        diags("ferrovs {\n  bgp {\n    local_as 0\n    neighbor 198.18.2.1 {\n      peer_as 65000\n    }\n  }\n}\n"),
+        [
+            "k.conf:3:14: local_as: '0' is not a number in 1-4294967295",
+            "k.conf:4:5: neighbor 198.18.2.1: needs peer_as and local_address",
+            "k.conf:2:3: bgp: missing local_as",
+            "k.conf:2:3: bgp: no neighbor (neighbor ADDR { peer_as N; local_address ADDR })"
+        ]
+    );
+    assert_eq!(
+        diags("ferrovs {\n  bgp {\n    local_as 65011\n    neighbor 198.18.2.1 {\n      peer_as 65000\n      local_address 2001:db8::1\n      hold_time 2\n    }\n    community 65000:1 x:2\n  }\n}\n"),
+        [
+            "k.conf:7:7: hold_time: 0 or at least 3 seconds (RFC 4271)",
+            "k.conf:4:5: neighbor 198.18.2.1: local_address 2001:db8::1 is of the other family",
+            "k.conf:9:23: community: 'x:2' is not ASN:VALUE (two numbers 0-65535)",
+            "k.conf:2:3: bgp: no neighbor (neighbor ADDR { peer_as N; local_address ADDR })"
+        ]
+    );
+}

@@ -541,3 +541,32 @@ fn xdp_fast_path_is_auto_unless_set() {
     let l = ferrovs_config::load_str("k.conf", "ferrovs {\n    xdp_fast_path maybe\n}\n");
     assert!(l.diagnostics.has_errors());
 }
+
+#[test]
+fn ferrovs_bgp_block_and_sloppy_tcp() {
+    let text = "ferrovs {\n  sloppy_tcp on\n  bgp {\n    local_as 65011\n    neighbor 198.18.2.1 {\n      peer_as 65000\n      local_address 198.18.2.11\n      hold_time 9\n    }\n    neighbor 2001:db8:2::1 {\n      peer_as 65000\n      local_address 2001:db8:2::11\n      md5_password \"s3cret\"\n    }\n    med 10\n    community 65000:1 65000:2\n  }\n}\n";
+    let fs = ferrovs_config::MemFs::new().with("/etc/keepalived/keepalived.conf", text);
+    let l = ferrovs_config::load_with(
+        &fs,
+        std::path::Path::new("/etc/keepalived/keepalived.conf"),
+        &ferrovs_config::LexOptions::default(),
+    );
+    assert!(!l.diagnostics.has_errors(), "{:?}", l.diagnostics.items);
+    let f = &l.config.ferrovs;
+    assert!(f.sloppy_tcp);
+    let b = f.bgp.as_ref().unwrap();
+    // The router id is the first IPv4 local address when not given.
+    assert_eq!(
+        b.router_id,
+        "198.18.2.11".parse::<std::net::Ipv4Addr>().unwrap()
+    );
+    assert_eq!(b.local_as, 65011);
+    assert_eq!(b.neighbors.len(), 2);
+    assert_eq!(b.neighbors[0].hold_time, 9);
+    assert_eq!(b.neighbors[1].hold_time, 90);
+    assert_eq!(b.neighbors[1].md5_password.as_deref(), Some("s3cret"));
+    assert_eq!(b.med, Some(10));
+    assert_eq!(b.communities, [(65000, 1), (65000, 2)]);
+    assert_eq!(b.next_hop, None);
+    assert_eq!(b.exabgp, std::path::PathBuf::from("/usr/sbin/exabgp"));
+}

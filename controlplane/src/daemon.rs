@@ -158,6 +158,8 @@ pub struct Daemon {
     view: ViewCell,
     /// Ids of the administrators' requests to the core.
     next_request: u64,
+    /// The BGP announcer's task, when `ferrovs { bgp { } }` is configured.
+    pub bgp: Option<crate::bgp::driver::BgpHandle>,
 }
 
 /// What carrying out the core's outputs answered.
@@ -223,6 +225,7 @@ impl Daemon {
                 epoch,
             })),
             next_request: 0,
+            bgp: None,
         };
         d.refresh_view();
         d
@@ -353,6 +356,42 @@ impl Daemon {
         }
     }
 
+    /// ferrovs's own commands beside ipvsadm's, for BGP (`--drain`,
+    /// `--undrain`, `-L --bgp`); None for anything else.
+    fn bgp_command(&mut self, args: &[&str]) -> Option<CtlResponse> {
+        use crate::bgp::driver::Command as Bgp;
+        let list = args
+            .iter()
+            .any(|a| matches!(*a, "-L" | "-l" | "--list" | "-Ln" | "-nL"));
+        let what = match args {
+            ["--drain"] => Some(Bgp::Drain),
+            ["--undrain"] => Some(Bgp::Undrain),
+            _ if list && args.contains(&"--bgp") => None,
+            _ => return None,
+        };
+        let Some(h) = &self.bgp else {
+            return Some(CtlResponse::err(
+                2,
+                "BGP is not configured (ferrovs { bgp { ... } } in the configuration)",
+            ));
+        };
+        match what {
+            Some(cmd) => {
+                let drain = matches!(cmd, Bgp::Drain);
+                if h.tx.send(cmd).is_err() {
+                    return Some(CtlResponse::err(1, "the BGP task has stopped"));
+                }
+                Some(CtlResponse::ok(if drain {
+                    "Draining: every VIP is withdrawn; established flows go on being forwarded\n"
+                        .into()
+                } else {
+                    "Drain ended: the VIPs are announced again where they should be\n".into()
+                }))
+            }
+            None => Some(CtlResponse::ok(h.status.load().render())),
+        }
+    }
+
     /// Takes one message of the tasks around the daemon.
     pub fn handle(&mut self, msg: ToDaemon) {
         match msg {
@@ -416,6 +455,9 @@ impl Daemon {
             }
         }
         let args: Vec<&str> = req.argv.iter().map(String::as_str).collect();
+        if let Some(r) = self.bgp_command(&args) {
+            return Pending::Done(r);
+        }
         let cmd = match parse_command(&args) {
             Ok(c) => c,
             Err(e) => return Pending::Done(CtlResponse::err(2, e.to_string())),
@@ -788,6 +830,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), R
         state.timeouts.set(t.tcp, t.tcpfin, t.udp);
     }
     state.laddrs = laddrs_by_service;
+    state.sloppy_tcp = cfg.ferrovs.sloppy_tcp;
     // The health manager's first table is keepalived's: alpha checkers
     // start failed, inhibited servers at weight 0, the sorry server if the
     // quorum is not met.
@@ -901,6 +944,17 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), R
         let health = health_manager.spawn(htx);
         daemon.health = Some(health.clone());
         daemon.refresh_view();
+        if let Some(b) = &settings.bgp {
+            // Beside the control socket: root's directory.
+            let dir = ctl::socket_path(&settings.control_socket)
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("/run/ferrovs"));
+            match crate::bgp::driver::spawn(b, daemon.view(), &dir) {
+                Ok(h) => daemon.bgp = Some(h),
+                Err(e) => error!("BGP: cannot start: {e}"),
+            }
+        }
         let owner = Owner {
             daemon: &mut daemon,
             from_tasks,
@@ -985,6 +1039,17 @@ impl Owner<'_> {
                     let ns = self.net.borrow_and_update().clone();
                     d.feed(Input::NetChange(ns));
                 }
+            }
+        }
+        // BGP first: the routers move the traffic to the other directors
+        // while this one still forwards.
+        if let Some(b) = d.bgp.take() {
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            if b.tx
+                .send(crate::bgp::driver::Command::Shutdown(done_tx))
+                .is_ok()
+            {
+                let _ = tokio::time::timeout(Duration::from_secs(6), done_rx).await;
             }
         }
         // VRRP goes first: priority-0 adverts hand the VIPs over at once

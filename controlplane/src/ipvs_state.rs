@@ -63,6 +63,8 @@ pub struct IpvsState {
     pub rates: RateEstimator,
     /// The `size=` of the listing header.
     pub table_size: u32,
+    /// `sloppy_tcp` of the ferrovs block.
+    pub sloppy_tcp: bool,
 }
 
 /// What the dataplane cannot forward by, in the words `ferrovsadm` and the
@@ -180,6 +182,7 @@ impl IpvsState {
             templates6: Arc::new(TemplateTable::new_v6(64)),
             rates: RateEstimator::default(),
             table_size,
+            sloppy_tcp: false,
         }
     }
 
@@ -312,6 +315,7 @@ impl IpvsState {
     ) -> Result<Snapshot, Unforwardable> {
         let mut b = SnapshotBuilder::new(generation, self.workers, self.templates.clone());
         b.timeouts(self.timeouts);
+        b.sloppy_tcp(self.sloppy_tcp);
         for p in &net.ports {
             b.port(p.clone());
         }

@@ -130,6 +130,9 @@ pub struct WorkerCounters {
     /// Evicted half-open connections brought back by the client's next
     /// segment (their ghost, `conn::ghost`).
     pub conns_revived: Counter,
+    /// Connections made for a mid-flow TCP segment under `sloppy_tcp`
+    /// (a flow another director started, behind ECMP).
+    pub conns_picked_up: Counter,
     /// Client segments that would have established a NAT/FULLNAT
     /// connection under pressure before the real server answered (IPVS
     /// secure_tcp), left half-open.

@@ -163,6 +163,10 @@ pub struct Snapshot {
     /// shared by all workers and carried across snapshots like
     /// `templates`.
     pub templates6: Arc<TemplateTable>,
+    /// IPVS's `sloppy_tcp`: a TCP segment without SYN of a flow not in the
+    /// table makes a connection (a flow another director started, behind
+    /// ECMP), instead of being dropped.
+    pub sloppy_tcp: bool,
     svc_index6: HashMap<(u8, u128, u16), u32, ahash::RandomState>,
     /// NAT64's IPv4 local addresses, sorted: their replies are looked up
     /// in the IPv6 table (the burst's prefetch pass needs to know).
@@ -433,6 +437,7 @@ impl SnapshotBuilder {
                 port_addrs6: vec![],
                 addrs6: AddrTable::new(&[]),
                 laddrs64: vec![],
+                sloppy_tcp: false,
                 services6: vec![],
                 templates6: Arc::new(TemplateTable::new_v6(64)),
                 svc_index6: HashMap::with_hasher(ahash::RandomState::new()),
@@ -449,6 +454,11 @@ impl SnapshotBuilder {
 
     pub fn owner_key(&mut self, k: u64) -> &mut Self {
         self.s.owner_key = k;
+        self
+    }
+
+    pub fn sloppy_tcp(&mut self, on: bool) -> &mut Self {
+        self.s.sloppy_tcp = on;
         self
     }
 
@@ -768,7 +778,11 @@ mod tests {
         let base = u128::from("2001:db8::".parse::<Ipv6Addr>().unwrap());
         let entries: Vec<(u128, AddrKind)> = (0..300u128)
             .map(|i| {
-                let a = if i % 2 == 0 { base + i } else { base | (i << 64) };
+                let a = if i % 2 == 0 {
+                    base + i
+                } else {
+                    base | (i << 64)
+                };
                 (a, AddrKind::Laddr { active: i % 3 == 0 })
             })
             .collect();

@@ -706,6 +706,18 @@ impl<P: Port> fwd::Egress for Core<P> {
     }
 }
 
+/// Whether a TCP segment without SYN of a flow not in the table makes a
+/// connection (IPVS's `sloppy_tcp`): not a RST (which ends a flow, never
+/// starts one), and not to FULLNAT servers, which would see the flow come
+/// from a new local port (the one its first director chose is not known
+/// here).
+#[inline]
+fn sloppy_pickup(snap: &Snapshot, dests: &[crate::service::Dest], flags: u8) -> bool {
+    snap.sloppy_tcp
+        && flags & l4::TCP_RST == 0
+        && !dests.iter().any(|d| d.fwd == FwdMethod::FullNat)
+}
+
 /// What the prefetch pass learnt of a frame: its TCP/UDP tuple, the
 /// tuple's hash in its family's table, and its destination's class; for an
 /// IPv4 reply to a NAT64 local address, also its IPv4-mapped hash in the
@@ -1352,6 +1364,12 @@ impl<P: Port> Core<P> {
                     };
                     match revived {
                         Some(ci) => ci,
+                        None if sloppy_pickup(snap, &svc.dests, flags) => {
+                            match self.new_conn(snap, si as usize, &t, flags, now, None) {
+                                Ok(ci) => self.picked_up(snap, false, ci, now),
+                                Err(r) => return self.drop_pkt(r, pkt),
+                            }
+                        }
                         None => return self.drop_pkt(DropReason::NoConnection, pkt),
                     }
                 } else {
@@ -1664,6 +1682,32 @@ impl<P: Port> Core<P> {
         };
         self.update_state(snap, ci, dir, flags, now);
         Some(ci)
+    }
+
+    /// A connection just made for a mid-flow segment (`sloppy_tcp`): it
+    /// starts half-open (SYN_RECV) rather than ESTABLISHED, so that it is
+    /// an eviction candidate until the client's next segment confirms it
+    /// (the state machine moves SYN_RECV to ESTABLISHED on an ACK): a flood
+    /// of spoofed ACKs then costs no established connection its place. A
+    /// picked-up connection that expires costs nothing either: the next
+    /// segment picks it up again, with `mh` to the same server.
+    pub(super) fn picked_up(&mut self, snap: &Snapshot, v6: bool, ci: u32, now: u64) -> u32 {
+        let table = if v6 {
+            &mut self.conns6
+        } else {
+            &mut self.conns
+        };
+        let e = table.get_mut(ci);
+        if TcpState::from_u8(e.state) == TcpState::Established {
+            e.state = TcpState::SynRecv as u8;
+            let secs = table
+                .pressure()
+                .tcp_timeout(&snap.timeouts, TcpState::SynRecv);
+            table.set_timeout(ci, secs, now);
+            table.reclassify(ci);
+        }
+        self.ctr().conns_picked_up.inc();
+        ci
     }
 
     /// SYN proxy, a client segment without a connection: a SYN is answered

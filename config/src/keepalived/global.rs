@@ -1,6 +1,8 @@
 //! global_defs and ferrovs' own block.
 
 use super::*;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
 
 /// global_defs as it is read.
 struct GlobalDraft {
@@ -266,7 +268,214 @@ impl Conv<'_> {
         let block = self.block(n);
         self.read(block, FERROVS, f);
     }
+
+    /// `bgp { }`: what is missing is an error at the block, so that a
+    /// director never starts announcing with half a configuration.
+    fn bgp(&mut self, n: &Node) -> Option<BgpSettings> {
+        let block = self.block(n);
+        let mut d = BgpDraft::default();
+        self.read(block, BGP, &mut d);
+        let mut ok = true;
+        if d.local_as.is_none() {
+            self.d().error(&n.loc, "bgp: missing local_as");
+            ok = false;
+        }
+        if d.neighbors.is_empty() {
+            self.d().error(
+                &n.loc,
+                "bgp: no neighbor (neighbor ADDR { peer_as N; local_address ADDR })",
+            );
+            ok = false;
+        }
+        // ExaBGP needs a router id; the first IPv4 local address serves, as
+        // BGP speakers usually take one of their addresses.
+        let router_id = d.router_id.or_else(|| {
+            d.neighbors.iter().find_map(|nb| match nb.local_address {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            })
+        });
+        if router_id.is_none() && ok {
+            self.d().error(
+                &n.loc,
+                "bgp: missing router_id (no IPv4 local_address to take it from)",
+            );
+            ok = false;
+        }
+        if !ok || d.failed {
+            return None;
+        }
+        Some(BgpSettings {
+            router_id: router_id?,
+            local_as: d.local_as?,
+            neighbors: d.neighbors,
+            next_hop: d.next_hop,
+            med: d.med,
+            communities: d.communities,
+            exabgp: d
+                .exabgp
+                .unwrap_or_else(|| PathBuf::from("/usr/sbin/exabgp")),
+        })
+    }
+
+    fn bgp_neighbor(&mut self, n: &Node, d: &mut BgpDraft) {
+        let Some(a) = self.v.arg(n, 0, "neighbor address") else {
+            d.failed = true;
+            return;
+        };
+        let Some(address) = self.v.ip(a, "neighbor") else {
+            d.failed = true;
+            return;
+        };
+        let block = self.block(n);
+        let mut nb = NeighborDraft::default();
+        self.read(block, BGP_NEIGHBOR, &mut nb);
+        let (Some(peer_as), Some(local_address)) = (nb.peer_as, nb.local_address) else {
+            self.d().error(
+                &n.loc,
+                format!("neighbor {address}: needs peer_as and local_address"),
+            );
+            d.failed = true;
+            return;
+        };
+        if local_address.is_ipv4() != address.is_ipv4() {
+            self.d().error(
+                &n.loc,
+                format!("neighbor {address}: local_address {local_address} is of the other family"),
+            );
+            d.failed = true;
+            return;
+        }
+        if d.neighbors.iter().any(|x| x.address == address) {
+            self.d()
+                .error(&n.loc, format!("neighbor {address}: given twice"));
+            d.failed = true;
+            return;
+        }
+        d.neighbors.push(BgpNeighbor {
+            address,
+            peer_as,
+            local_address,
+            hold_time: nb.hold_time.unwrap_or(90),
+            md5_password: nb.md5_password,
+        });
+    }
 }
+
+#[derive(Default)]
+struct BgpDraft {
+    router_id: Option<Ipv4Addr>,
+    local_as: Option<u32>,
+    neighbors: Vec<BgpNeighbor>,
+    next_hop: Option<IpAddr>,
+    med: Option<u32>,
+    communities: Vec<(u16, u16)>,
+    exabgp: Option<PathBuf>,
+    failed: bool,
+}
+
+#[derive(Default)]
+struct NeighborDraft {
+    peer_as: Option<u32>,
+    local_address: Option<IpAddr>,
+    hold_time: Option<u16>,
+    md5_password: Option<String>,
+}
+
+/// An AS number: 1 to 2^32 - 1 (RFC 6793), 0 being reserved (RFC 7607).
+fn asn(c: &mut Conv<'_>, s: &Node) -> Option<u32> {
+    c.v.one_uint(s, 1, u32::MAX as u64).map(|v| v as u32)
+}
+
+const BGP: &Keywords<BgpDraft> = &[
+    (
+        "router_id",
+        With(|c, s, d| {
+            if let Some(a) = c.v.one(s, "IPv4 address") {
+                d.router_id = c.v.ipv4(a, "router_id");
+            }
+        }),
+    ),
+    ("local_as", With(|c, s, d| d.local_as = asn(c, s))),
+    ("neighbor", With(|c, s, d| c.bgp_neighbor(s, d))),
+    (
+        "next_hop",
+        With(|c, s, d| {
+            if let Some(a) = c.v.one(s, "address or self") {
+                if a.text != "self" {
+                    d.next_hop = c.v.ip(a, "next_hop");
+                }
+            }
+        }),
+    ),
+    (
+        "med",
+        With(|c, s, d| d.med = c.v.one_uint(s, 0, u32::MAX as u64).map(|v| v as u32)),
+    ),
+    (
+        "community",
+        With(|c, s, d| {
+            for a in &s.args {
+                let parsed = a
+                    .text
+                    .split_once(':')
+                    .and_then(|(x, y)| Some((x.parse::<u16>().ok()?, y.parse::<u16>().ok()?)));
+                match parsed {
+                    Some(p) => d.communities.push(p),
+                    None => c.d().error(
+                        &a.loc,
+                        format!(
+                            "community: '{}' is not ASN:VALUE (two numbers 0-65535)",
+                            a.text
+                        ),
+                    ),
+                }
+            }
+        }),
+    ),
+    (
+        "exabgp",
+        With(|c, s, d| {
+            if let Some(a) = c.v.one(s, "path") {
+                d.exabgp = Some(a.text.clone().into());
+            }
+        }),
+    ),
+];
+
+const BGP_NEIGHBOR: &Keywords<NeighborDraft> = &[
+    ("peer_as", With(|c, s, n| n.peer_as = asn(c, s))),
+    (
+        "local_address",
+        With(|c, s, n| {
+            if let Some(a) = c.v.one(s, "address") {
+                n.local_address = c.v.ip(a, "local_address");
+            }
+        }),
+    ),
+    (
+        "hold_time",
+        With(|c, s, n| {
+            // RFC 4271 §4.2: 0 (no keepalives) or at least 3 seconds.
+            if let Some(v) = c.v.one_uint(s, 0, 65535) {
+                if v == 1 || v == 2 {
+                    c.d()
+                        .error(&s.loc, "hold_time: 0 or at least 3 seconds (RFC 4271)");
+                } else {
+                    n.hold_time = Some(v as u16);
+                }
+            }
+        }),
+    ),
+    (
+        "md5_password",
+        With(|c, s, n| {
+            if let Some(a) = c.v.one(s, "password") {
+                n.md5_password = Some(a.text.clone());
+            }
+        }),
+    ),
+];
 
 const FERROVS: &Keywords<FerrovsSettings> = &[
     (
@@ -374,6 +583,8 @@ const FERROVS: &Keywords<FerrovsSettings> = &[
             }
         }),
     ),
+    ("sloppy_tcp", With(|c, s, f| f.sloppy_tcp = c.v.flag(s))),
+    ("bgp", With(|c, s, f| f.bgp = c.bgp(s))),
     (
         "xdp_fast_path",
         With(|c, s, f| {

@@ -10,4 +10,6 @@
 //! reloaded for every change; GoBGP would bring gRPC.
 
 pub mod announcer;
+pub mod driver;
 pub mod exabgp;
+pub mod relay;

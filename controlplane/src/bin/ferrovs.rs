@@ -47,6 +47,13 @@ enum Cmd {
         #[arg(short = 'i', long = "config-id", value_name = "ID")]
         config_id: Option<String>,
     },
+    /// The process ExaBGP runs for its API: relays between ExaBGP and the
+    /// daemon's BGP socket (started by ferrovs itself).
+    #[command(hide = true)]
+    BgpRelay {
+        #[arg(long, value_name = "PATH")]
+        socket: PathBuf,
+    },
     /// Print the manual page ferrovs(8), in roff (for packagers).
     #[command(hide = true)]
     Man,
@@ -181,6 +188,12 @@ fn run(file: &std::path::Path) -> Result<(), RunError> {
 fn main() {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::BgpRelay { socket } => {
+            if let Err(e) = ferrovs_controlplane::bgp::relay::run(&socket) {
+                eprintln!("ferrovs bgp-relay: {}: {e}", socket.display());
+                std::process::exit(1);
+            }
+        }
         Cmd::Man => {
             if let Err(e) = man_page(&mut std::io::stdout().lock()) {
                 eprintln!("ferrovs man: {e}");

@@ -84,6 +84,7 @@ impl Core {
             }
         }
         next.laddrs = laddrs_from_config(&new_cfg);
+        next.sloppy_tcp = new_cfg.ferrovs.sloppy_tcp;
         let mut t = next.table.clone();
         self.reconcile(&mut t, &changes, "reload");
         next.replace_table(t);

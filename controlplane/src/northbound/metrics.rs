@@ -247,7 +247,7 @@ impl Collector for DaemonCollector {
 
         // Workers.
         let counters = d.dataplane.counters();
-        let worker_counters: [WorkerCounter; 38] = [
+        let worker_counters: [WorkerCounter; 39] = [
             ("ferrovs_worker_rx_packets", "Packets received.", |c| {
                 c.rx_packets.get()
             }),
@@ -337,6 +337,11 @@ impl Collector for DaemonCollector {
                 "ferrovs_worker_connections_revived",
                 "Half-open connections evicted by a flood and brought back by the client's next segment (to the same real server).",
                 |c| c.conns_revived.get(),
+            ),
+            (
+                "ferrovs_worker_connections_picked_up",
+                "Connections made for a mid-flow TCP segment of a flow this director did not know (sloppy_tcp: another director started it, behind ECMP).",
+                |c| c.conns_picked_up.get(),
             ),
             (
                 "ferrovs_worker_conn_table_pressure_entered",

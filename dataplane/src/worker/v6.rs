@@ -364,11 +364,13 @@ impl<P: Port> Core<P> {
                 }
                 // IPVS schedules TCP only on a SYN without RST. (Evicted
                 // IPv6 connections leave no ghost to revive.)
-                if t.proto == ipv6::NH_TCP && (flags & l4::TCP_SYN == 0 || flags & l4::TCP_RST != 0)
-                {
+                let pickup = t.proto == ipv6::NH_TCP
+                    && (flags & l4::TCP_SYN == 0 || flags & l4::TCP_RST != 0);
+                if pickup && !sloppy_pickup(snap, &svc.dests, flags) {
                     return self.drop_pkt(DropReason::NoConnection, pkt);
                 }
                 match self.new_conn6(snap, si as usize, t, flags, now) {
+                    Ok(ci) if pickup => self.picked_up(snap, true, ci, now),
                     Ok(ci) => ci,
                     Err(r) => return self.drop_pkt(r, pkt),
                 }

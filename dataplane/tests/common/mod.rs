@@ -51,6 +51,8 @@ pub struct Svc {
     pub persistence: Option<Persistence>,
     pub vip_active: bool,
     pub synproxy: bool,
+    /// The snapshot's `sloppy_tcp`.
+    pub sloppy: bool,
 }
 
 impl Svc {
@@ -65,6 +67,7 @@ impl Svc {
             persistence: None,
             vip_active: true,
             synproxy: false,
+            sloppy: false,
         }
     }
 }
@@ -110,6 +113,7 @@ pub fn build_snapshot(
     if !svc.vip_active {
         b.inactive_vip(ip(VIP));
     }
+    b.sloppy_tcp(svc.sloppy);
     let ds: Vec<Dest> = svc
         .weights
         .iter()

@@ -1,0 +1,481 @@
+//! The I/O around the announcer: runs ExaBGP as a child process, talks to
+//! its API through `ferrovs bgp-relay` over a Unix socket, and feeds the
+//! announcer from the daemon's published view (services, quorum, worker
+//! liveness, VRRP ownership) and from the control socket (drain). The
+//! decisions are the announcer's (`announcer.rs`, sans-IO); this task only
+//! carries them out.
+//!
+//! ExaBGP keeps what the API announced through a session flap and gives it
+//! to the peer again; when ExaBGP itself restarts (it died, or was killed)
+//! the relay connects again and everything wanted is announced anew. On
+//! SIGTERM every VIP is withdrawn before the process goes, so that routers
+//! move the traffic before the dataplane stops.
+
+use super::announcer::{Announcer, Input, Output};
+use super::exabgp::{self, Attributes, Neighbor, Reply, Speaker};
+use crate::view::ViewCell;
+use arc_swap::ArcSwap;
+use ferrovs_config::ipvs::ServiceKey;
+use ferrovs_config::model::BgpSettings;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, info, warn};
+
+/// How often the view is read for changes of quorum, workers and VIPs.
+const POLL: Duration = Duration::from_millis(200);
+/// How long a stopping director waits for ExaBGP to take its withdrawals.
+const WITHDRAW_WAIT: Duration = Duration::from_secs(3);
+
+/// What the control socket and the owner ask of the BGP task.
+pub enum Command {
+    /// Withdraw every VIP and keep forwarding (`ferrovsadm --drain`).
+    Drain,
+    /// Announce again what should be (`ferrovsadm --undrain`).
+    Undrain,
+    /// SIGTERM: withdraw everything, stop ExaBGP, then answer.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// What `ferrovsadm -L --bgp` and the JSON status show.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct BgpStatus {
+    /// "starting", "running", "restarting" or "stopped".
+    pub speaker: String,
+    pub speaker_restarts: u64,
+    /// Each neighbor and whether its session is up (as ExaBGP says).
+    pub neighbors: BTreeMap<IpAddr, bool>,
+    /// VIPs announced now.
+    pub announced: Vec<IpAddr>,
+    /// VIPs this director may announce, with whether one of their
+    /// services has quorum.
+    pub vips: BTreeMap<IpAddr, bool>,
+    pub draining: bool,
+    pub workers_alive: bool,
+}
+
+impl BgpStatus {
+    /// The listing `ferrovsadm -L --bgp` prints.
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "BGP speaker ExaBGP: {} (restarts {}){}\n",
+            self.speaker,
+            self.speaker_restarts,
+            if self.draining { ", draining" } else { "" }
+        );
+        for (a, up) in &self.neighbors {
+            s.push_str(&format!(
+                "  neighbor {a} {}\n",
+                if *up { "up" } else { "down" }
+            ));
+        }
+        for (vip, quorum) in &self.vips {
+            let state = if self.announced.contains(vip) {
+                "announced"
+            } else {
+                "withdrawn"
+            };
+            let why = if !quorum {
+                " (no quorum)"
+            } else if !self.workers_alive {
+                " (a worker stalled)"
+            } else if self.draining {
+                " (draining)"
+            } else {
+                ""
+            };
+            s.push_str(&format!("  {vip} {state}{why}\n"));
+        }
+        s
+    }
+}
+
+#[derive(Clone)]
+pub struct BgpHandle {
+    pub tx: mpsc::UnboundedSender<Command>,
+    pub status: Arc<ArcSwap<BgpStatus>>,
+}
+
+/// The VIPs the view says this director may announce, each with whether a
+/// service of it has quorum: every TCP/UDP service's address; quorum as
+/// the health checks decide it (a service no virtual_server checks, one an
+/// administrator added, has quorum while a server has weight); a VIP that
+/// VRRP manages only while this director holds it.
+pub fn wanted(view: &crate::view::View) -> (Vec<(IpAddr, bool)>, bool) {
+    let health = view.health.as_ref().map(|h| h.status()).unwrap_or_default();
+    let mut vips: BTreeMap<IpAddr, bool> = BTreeMap::new();
+    for s in &view.state.table.services {
+        let ServiceKey::Addr { addr, .. } = s.key else {
+            continue;
+        };
+        if view.vrrp_vips.get(&addr) == Some(&false) {
+            continue;
+        }
+        let quorum = match health.iter().find(|v| v.services.contains(&s.key)) {
+            Some(v) => v.quorum_up,
+            None => s.dests.iter().any(|d| d.weight > 0),
+        };
+        *vips.entry(addr).or_insert(false) |= quorum;
+    }
+    (vips.into_iter().collect(), view.workers_running)
+}
+
+/// Starts the BGP task on the current runtime: writes ExaBGP's
+/// configuration into `dir`, listens for the relay there, and runs ExaBGP.
+pub fn spawn(settings: &BgpSettings, view: ViewCell, dir: &Path) -> std::io::Result<BgpHandle> {
+    std::fs::create_dir_all(dir)?;
+    let sock_path = dir.join("bgp.sock");
+    let _ = std::fs::remove_file(&sock_path);
+    let listener = UnixListener::bind(&sock_path)?;
+    // The relay runs as root (ExaBGP is told not to drop privileges).
+    std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o600))?;
+    let exe = std::env::current_exe()?;
+    let speaker = Speaker {
+        router_id: settings.router_id,
+        local_as: settings.local_as,
+        neighbors: settings
+            .neighbors
+            .iter()
+            .map(|n| Neighbor {
+                address: n.address,
+                peer_as: n.peer_as,
+                local_address: n.local_address,
+                hold_time: n.hold_time,
+                md5_password: n.md5_password.clone(),
+            })
+            .collect(),
+        relay: vec![
+            exe.display().to_string(),
+            "bgp-relay".into(),
+            "--socket".into(),
+            sock_path.display().to_string(),
+        ],
+    };
+    let conf = dir.join("exabgp.conf");
+    std::fs::write(&conf, speaker.render())?;
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600))?;
+    let attrs = Attributes {
+        next_hop: settings.next_hop,
+        med: settings.med,
+        communities: settings.communities.clone(),
+    };
+    let status = Arc::new(ArcSwap::from_pointee(BgpStatus {
+        speaker: "starting".into(),
+        workers_alive: true,
+        ..BgpStatus::default()
+    }));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = Task {
+        exabgp: settings.exabgp.clone(),
+        conf,
+        attrs,
+        listener,
+        view,
+        status: status.clone(),
+        announcer: Announcer::new(),
+        st: BgpStatus {
+            speaker: "starting".into(),
+            workers_alive: true,
+            ..BgpStatus::default()
+        },
+        relay: None,
+    };
+    tokio::spawn(task.run(rx));
+    Ok(BgpHandle { tx, status })
+}
+
+struct Task {
+    exabgp: PathBuf,
+    conf: PathBuf,
+    attrs: Attributes,
+    listener: UnixListener,
+    view: ViewCell,
+    status: Arc<ArcSwap<BgpStatus>>,
+    announcer: Announcer,
+    st: BgpStatus,
+    relay: Option<tokio::net::unix::OwnedWriteHalf>,
+}
+
+impl Task {
+    fn start_speaker(&self) -> std::io::Result<tokio::process::Child> {
+        let mut cmd = tokio::process::Command::new(&self.exabgp);
+        cmd.arg(&self.conf)
+            // ExaBGP would drop to `nobody`, and its relay could not reach
+            // the daemon's root-only socket; no CLI pipes either (ferrovsadm
+            // is the interface), logs on its stderr, which we log.
+            .env("exabgp.daemon.user", "root")
+            .env("exabgp.daemon.daemonize", "false")
+            .env("exabgp.api.ack", "true")
+            .env("exabgp.api.cli", "false")
+            .env("exabgp.log.destination", "stderr")
+            .env("exabgp.daemon.pid", "")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn()?;
+        for out in [
+            child
+                .stdout
+                .take()
+                .map(|o| Box::new(o) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child
+                .stderr
+                .take()
+                .map(|o| Box::new(o) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(out).lines();
+                while let Ok(Some(l)) = lines.next_line().await {
+                    debug!("exabgp: {l}");
+                }
+            });
+        }
+        Ok(child)
+    }
+
+    async fn send(&mut self, outs: Vec<Output>) {
+        for o in outs {
+            let line = exabgp::command(&o, &self.attrs);
+            // Without a relay the command is not said; the next relay's
+            // `SpeakerUp` says what is wanted then.
+            if self.relay.is_some() {
+                match o {
+                    Output::Announce(a) => info!("BGP: announcing {a}"),
+                    Output::Withdraw(a) => info!("BGP: withdrawing {a}"),
+                }
+            }
+            if let Some(w) = &mut self.relay {
+                if w.write_all(format!("{line}\n").as_bytes()).await.is_err() {
+                    // The relay is gone: its replacement announces anew.
+                    self.relay = None;
+                }
+            }
+        }
+        self.publish();
+    }
+
+    fn publish(&mut self) {
+        self.st.announced = self
+            .st
+            .vips
+            .keys()
+            .filter(|a| self.announcer.announced(a))
+            .copied()
+            .collect();
+        self.st.draining = self.announcer.draining();
+        self.status.store(Arc::new(self.st.clone()));
+    }
+
+    /// Reads the view; feeds what changed.
+    async fn poll_view(&mut self) {
+        let view = self.view.load();
+        let (vips, alive) = wanted(&view);
+        let map: BTreeMap<IpAddr, bool> = vips.iter().copied().collect();
+        if map != self.st.vips {
+            self.st.vips = map;
+            let outs = self.announcer.handle(Input::SetVips(vips));
+            self.send(outs).await;
+        }
+        if alive != self.st.workers_alive {
+            self.st.workers_alive = alive;
+            if !alive {
+                warn!("BGP: a worker stalled: withdrawing");
+            }
+            let outs = self.announcer.handle(Input::Workers(alive));
+            self.send(outs).await;
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        let mut child = match self.start_speaker() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                error!("BGP: cannot start {}: {e}", self.exabgp.display());
+                None
+            }
+        };
+        self.st.speaker = if child.is_some() {
+            "running"
+        } else {
+            "stopped"
+        }
+        .into();
+        let mut poll = tokio::time::interval(POLL);
+        let mut retry_at: Option<tokio::time::Instant> = None;
+        let mut backoff = Duration::from_secs(1);
+        let mut lines: Option<tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>> = None;
+        loop {
+            let exited = async {
+                match child.as_mut() {
+                    Some(c) => c.wait().await.ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            let retry = async {
+                match retry_at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let line = async {
+                match lines.as_mut() {
+                    Some(l) => l.next_line().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = poll.tick() => self.poll_view().await,
+                Ok((stream, _)) = self.listener.accept() => {
+                    self.connected(stream, &mut lines).await;
+                    backoff = Duration::from_secs(1);
+                }
+                l = line => match l {
+                    Ok(Some(l)) => self.reply(&l),
+                    _ => {
+                        lines = None;
+                        self.relay = None;
+                    }
+                },
+                status = exited => {
+                    warn!("BGP: ExaBGP exited ({status:?}); starting it again in {backoff:?}");
+                    child = None;
+                    self.relay = None;
+                    lines = None;
+                    self.st.neighbors.values_mut().for_each(|u| *u = false);
+                    self.st.speaker = "restarting".into();
+                    self.publish();
+                    retry_at = Some(tokio::time::Instant::now() + backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                _ = retry => {
+                    retry_at = None;
+                    match self.start_speaker() {
+                        Ok(c) => {
+                            child = Some(c);
+                            self.st.speaker_restarts += 1;
+                            self.st.speaker = "running".into();
+                        }
+                        Err(e) => {
+                            error!("BGP: cannot start {}: {e}", self.exabgp.display());
+                            retry_at = Some(tokio::time::Instant::now() + backoff);
+                        }
+                    }
+                    self.publish();
+                }
+                cmd = rx.recv() => match cmd {
+                    Some(Command::Drain) => {
+                        info!("BGP: draining: withdrawing every VIP, forwarding goes on");
+                        let outs = self.announcer.handle(Input::Drain);
+                        self.send(outs).await;
+                    }
+                    Some(Command::Undrain) => {
+                        info!("BGP: drain ended");
+                        let outs = self.announcer.handle(Input::Undrain);
+                        self.send(outs).await;
+                    }
+                    Some(Command::Shutdown(done)) => {
+                        let outs = self.announcer.handle(Input::Shutdown);
+                        self.send(outs).await;
+                        self.stop(child.take(), lines.take()).await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => {
+                        self.stop(child.take(), lines.take()).await;
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    /// A relay connected: ExaBGP (re)started and knows nothing we said.
+    async fn connected(
+        &mut self,
+        stream: UnixStream,
+        lines: &mut Option<tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>>,
+    ) {
+        let (r, w) = stream.into_split();
+        self.relay = Some(w);
+        *lines = Some(BufReader::new(r).lines());
+        info!("BGP: ExaBGP's API connected");
+        // The view first, so that the first announcements are right.
+        self.poll_view().await;
+        let outs = self.announcer.handle(Input::SpeakerUp);
+        self.send(outs).await;
+    }
+
+    fn reply(&mut self, line: &str) {
+        match exabgp::parse_reply(line) {
+            Reply::Done => {}
+            Reply::Error => warn!("BGP: ExaBGP refused a command"),
+            Reply::Neighbor { addr, up } => {
+                // ExaBGP tells every connection attempt: log changes only.
+                if self.st.neighbors.insert(addr, up) != Some(up) {
+                    info!("BGP: neighbor {addr} {}", if up { "up" } else { "down" });
+                    self.publish();
+                }
+            }
+            Reply::Other(l) => debug!("exabgp: {l}"),
+        }
+    }
+
+    /// Gives ExaBGP the time to send the withdrawals (their "done" acks, up
+    /// to [`WITHDRAW_WAIT`]), then stops it.
+    async fn stop(
+        &mut self,
+        child: Option<tokio::process::Child>,
+        mut lines: Option<tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>>,
+    ) {
+        let pending = self.st.vips.len();
+        if let (Some(l), true) = (lines.as_mut(), self.relay.is_some()) {
+            let deadline = tokio::time::sleep(WITHDRAW_WAIT);
+            tokio::pin!(deadline);
+            let mut acks = 0;
+            while acks < pending {
+                tokio::select! {
+                    _ = &mut deadline => break,
+                    l = l.next_line() => match l {
+                        Ok(Some(l)) => {
+                            if exabgp::parse_reply(&l) == Reply::Done {
+                                acks += 1;
+                            }
+                        }
+                        _ => break,
+                    },
+                }
+            }
+            // The UPDATEs leave after the acks: a moment for them.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        self.relay = None;
+        if let Some(mut c) = child {
+            // The withdrawals have left. SIGTERM: ExaBGP ends its sessions
+            // with a NOTIFICATION (cease); killed if it takes too long.
+            if let Some(pid) = c.id() {
+                let pid = nix::unistd::Pid::from_raw(pid as i32);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            }
+            if tokio::time::timeout(Duration::from_secs(2), c.wait())
+                .await
+                .is_err()
+            {
+                let _ = c.kill().await;
+            }
+        }
+        self.st.speaker = "stopped".into();
+        self.publish();
+        info!("BGP: stopped");
+    }
+}
