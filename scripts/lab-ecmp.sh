@@ -10,8 +10,8 @@
 #   scripts/lab-ecmp.sh env [NAME]              print a lab's variables again
 #   scripts/lab-ecmp.sh list                    the labs this script made
 #   scripts/lab-ecmp.sh vtysh NAME [-c CMD]...  FRR's shell on the lab's router
-#   scripts/lab-ecmp.sh ferrovs-conf NAME dirN [--bgp] [--sloppy] [--workdir DIR]
-#                                               a ferrovs configuration for dirN
+#   scripts/lab-ecmp.sh ferrovs-conf NAME dirN [--bgp] [--sloppy] [--workdir DIR] [--rs "1 2 3"]
+#                                               a ferrovs configuration for dirN (with those real servers)
 #   scripts/lab-ecmp.sh speaker NAME dirN start|kill|announce|withdraw
 #                                               a plain ExaBGP on dirN (see --speaker)
 #
@@ -588,9 +588,9 @@ cmd_vtysh() {
 # the hash (every director builds the same Maglev table), one worker, both
 # interfaces; --sloppy and --bgp add the active-active keywords.
 cmd_ferrovs_conf() {
-    [ $# -ge 2 ] || die "usage: $0 ferrovs-conf NAME dirN [--bgp] [--sloppy] [--workdir DIR]"
+    [ $# -ge 2 ] || die "usage: $0 ferrovs-conf NAME dirN [--bgp] [--sloppy] [--workdir DIR] [--rs \"1 2 3\"]"
     need_lab "$1"
-    local d bgp=0 sloppy=0 work i
+    local d bgp=0 sloppy=0 work i rs="1 2 3"
     d=$(dir_num "$2"); shift 2
     work=$RUN/dir$d
     while [ $# -gt 0 ]; do
@@ -598,6 +598,7 @@ cmd_ferrovs_conf() {
         --bgp) bgp=1; shift ;;
         --sloppy) sloppy=1; shift ;;
         --workdir) work=${2:-}; shift 2 ;;
+        --rs) rs=${2:-}; shift 2 ;;
         *) die "ferrovs-conf: unknown argument '$1'" ;;
         esac
     done
@@ -640,7 +641,10 @@ virtual_server $VIP $VPORT {
     lb_kind DR
     protocol TCP
 EOF
-    for i in 1 2 3; do echo "    real_server ${RS_IP[$i]} $VPORT { weight 1 }"; done
+    for i in $rs; do
+        case $i in 1 | 2 | 3) ;; *) die "ferrovs-conf: --rs takes numbers of real servers (\"1 2 3\")" ;; esac
+        echo "    real_server ${RS_IP[$i]} $VPORT { weight 1 }"
+    done
     echo "}"
 }
 

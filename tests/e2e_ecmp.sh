@@ -12,12 +12,15 @@
 #            the router) while it keeps serving; 100 %; then --undrain
 #   linkdown dir3's uplink goes down without a word: the router withdraws
 #            after the BGP hold time (9 s); >= 99 %; then the link comes back
+#   rschange what breaks: rs3 leaves every director's configuration (SIGHUP)
+#            as dir1 drains; measured, and the flows of rs1 and rs2 must
+#            survive (>= 98 %)
 #   sigterm  (ferrovs's speaker) SIGTERM on dir3 withdraws its path
 #
 # Every routing fact is read on the router with vtysh (FRR's own JSON) and
 # from its kernel's route, never from ferrovs's logs.
 #
-#   tests/e2e_ecmp.sh [remove add drain linkdown sigterm]   (default: all)
+#   tests/e2e_ecmp.sh [remove add drain linkdown rschange sigterm]   (default: all)
 #   SPEAKER=exabgp tests/e2e_ecmp.sh   a plain ExaBGP per director announces
 #                                      (lab-ecmp.sh --speaker exabgp), ferrovs
 #                                      without its bgp block; drain = withdraw
@@ -48,7 +51,7 @@ LAB_NAME=""
 CLIENT_PID=""
 declare -A PIDS=()
 if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY=python3; fi
-PARTS=${*:-remove add drain linkdown sigterm}
+PARTS=${*:-remove add drain linkdown rschange sigterm}
 part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 ok() { PASS=$((PASS + 1)); echo "ok - $*"; }
@@ -149,12 +152,16 @@ uplink_frames() { # DIR
     ip netns exec "$FVE_NS_SWITCH" cat "/sys/class/net/p${ifs%% *}/statistics/tx_packets"
 }
 
-start_ferrovs() { # DIR
-    local d=$1 args=()
+write_conf() { # DIR [REAL SERVERS ("1 2 3")]
+    local d=$1 rs=${2:-1 2 3} args=()
     [ "$SPEAKER" = ferrovs ] && args+=(--bgp)
     [ "$SLOPPY" = on ] && args+=(--sloppy)
     mkdir -p "$WORK/$d"
-    "$LAB" ferrovs-conf "$LAB_NAME" "$d" --workdir "$WORK/$d" "${args[@]}" >"$WORK/$d/ferrovs.conf" || return 1
+    "$LAB" ferrovs-conf "$LAB_NAME" "$d" --workdir "$WORK/$d" --rs "$rs" "${args[@]}" >"$WORK/$d/ferrovs.conf"
+}
+start_ferrovs() { # DIR
+    local d=$1
+    write_conf "$d" || return 1
     rm -f "$WORK/$d/ctl.sock"
     ip netns exec "$(dir_ns "$d")" "$FERROVS" run -f "$WORK/$d/ferrovs.conf" >>"$WORK/$d/ferrovs.log" 2>&1 &
     PIDS[$d]=$!
@@ -233,7 +240,9 @@ PY
     local intact opened pct by_rs other maxrtt slow exch
     read -r intact opened pct by_rs other maxrtt slow exch <<<"$line"
     note "$tag: $exch exchanges; real servers $by_rs; longest exchange ${maxrtt}s; $slow connections had an exchange over 1 s; failed: $other"
-    if [ "$(echo "$pct >= $min" | bc)" = 1 ] && [ "$opened" = "$CONNS" ]; then
+    if [ "${3:-}" = report ]; then
+        note "$tag: $intact/$opened connections intact ($pct %)"
+    elif [ "$(echo "$pct >= $min" | bc)" = 1 ] && [ "$opened" = "$CONNS" ]; then
         ok "$tag: $intact/$opened connections intact ($pct %, goal >= $min %)"
     else
         bad "$tag: $intact/$opened connections intact ($pct %, goal >= $min %); first failures: $("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["failures"][:3])' "$WORK/$tag.json")"
@@ -378,6 +387,42 @@ if part linkdown && client_start linkdown; then
     t=$(wait_until 40 routed_to dir1 dir2 dir3) &&
         ok "linkdown: the uplink back, dir3 announces again in ${t}s" ||
         bad "linkdown: dir3 not back after its link came up (BGP: $(bgp_paths))"
+fi
+
+# --- rschange: what breaks. rs3 leaves the configuration of every director
+# (SIGHUP) at the same moment as dir1 drains. A director keeps its own
+# connections to rs3 (a removed server drains), but a flow that changes
+# director now is scheduled from the new Maglev table; those of rs3's flows
+# go to rs1 or rs2, which reset them. Flows of rs1 and rs2 keep their
+# server (Maglev moves only a few of them) and survive.
+if part rschange && client_start rschange; then
+    sleep 3
+    for d in dir1 dir2 dir3; do write_conf "$d" "1 2" && kill -HUP "${PIDS[$d]}"; done
+    drain_dir dir1 >"$WORK/drain2.out" 2>&1 || bad "rschange: dir1 refused to drain: $(tail -3 "$WORK/drain2.out")"
+    wait_until 15 routed_to dir2 dir3 >/dev/null || bad "rschange: the router still routes to dir1 (BGP: $(bgp_paths))"
+    sleep "$HOLD"
+    client_stop rschange 0 report
+    read -r on_rs3 lost_rs3 other lost_other < <("$PY" - "$WORK/rschange.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+fails = r["failures"]
+lost = r["opened"] - r["intact"]
+lost3 = sum(1 for f in fails if f["rs"] == "rs3")
+on3 = r["by_rs"].get("rs3", 0)
+ok = lost == len(fails)
+print(on3, lost3 if ok else -1, r["opened"] - on3, lost - lost3 if ok else -1)
+PY
+)
+    note "rschange: of $on_rs3 connections to rs3, $lost_rs3 lost; of $other to rs1 and rs2, $lost_other lost"
+    if [ "$lost_other" -ge 0 ] && [ $(((other - lost_other) * 100)) -ge $((other * 98)) ]; then
+        ok "rschange: the connections of rs1 and rs2 survive ($((other - lost_other))/$other)"
+    else
+        bad "rschange: the connections of rs1 and rs2 do not survive ($((other - lost_other))/$other)"
+    fi
+    # Back to three real servers and three directors.
+    for d in dir1 dir2 dir3; do write_conf "$d" && kill -HUP "${PIDS[$d]}"; done
+    undrain_dir dir1 >"$WORK/undrain2.out" 2>&1
+    wait_until 15 routed_to dir1 dir2 dir3 >/dev/null || bad "rschange: dir1 not back after --undrain (BGP: $(bgp_paths))"
 fi
 
 # --- shutdown: SIGTERM withdraws (ferrovs's speaker only).
