@@ -336,11 +336,10 @@ speaker_start() {
     mkdir -p "$RUN/dir$d"
     speaker_conf "$d" >"$RUN/dir$d/exabgp.conf"
     [ -e "$RUN/dir$d/exabgp.cmds" ] || echo "announce route $VIP/32 next-hop self" >"$RUN/dir$d/exabgp.cmds"
-    # setsid: ExaBGP and its `tail` in a session (and process group) of
-    # their own, that `speaker kill` kills whole.
+    # setsid: ExaBGP in a session of its own (no terminal, no job control).
     env exabgp.daemon.user=root exabgp.daemon.daemonize=false \
         exabgp.log.destination=stdout exabgp.api.ack=false exabgp.tcp.bind='' \
-        exabgp.api.pipename="lab-$NAME-dir$d" \
+        exabgp.api.cli=false \
         ip netns exec "$(ns_of "$NAME" "dir$d")" setsid exabgp "$RUN/dir$d/exabgp.conf" \
         </dev/null >>"$RUN/dir$d/exabgp.log" 2>&1 &
     pid=$!
@@ -351,10 +350,12 @@ speaker_start() {
 speaker_kill() {
     local d=$1 pid
     pid=$(cat "$RUN/dir$d/exabgp.mainpid" 2>/dev/null) || die "no ExaBGP started on dir$d"
-    # ExaBGP and its `tail` (same session): SIGKILL, the kernel closes the
-    # BGP session's socket and the router drops the session at once.
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    pkill -KILL -f -- "tail -n \+1 -F $RUN/dir$d/exabgp.cmds" 2>/dev/null || true
+    # ExaBGP and its `tail` (its child), by their ids: SIGKILL, the kernel
+    # closes the BGP session's socket and the router drops the session at once.
+    local kids
+    kids=$(ps -o pid= --ppid "$pid" 2>/dev/null || true)
+    # shellcheck disable=SC2086
+    kill -KILL "$pid" $kids 2>/dev/null || true
     rm -f "$RUN/dir$d/exabgp.mainpid"
 }
 
