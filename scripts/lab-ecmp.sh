@@ -11,7 +11,7 @@
 #   scripts/lab-ecmp.sh list                    the labs this script made
 #   scripts/lab-ecmp.sh vtysh NAME [-c CMD]...  FRR's shell on the lab's router
 #   scripts/lab-ecmp.sh ferrovs-conf NAME dirN [--bgp] [--sloppy] [--workdir DIR] [--rs "1 2 3"]
-#                                               a ferrovs configuration for dirN (with those real servers)
+#                        [--backend afxdp|afpacket]  a ferrovs configuration for dirN
 #   scripts/lab-ecmp.sh speaker NAME dirN start|kill|announce|withdraw
 #                                               a plain ExaBGP on dirN (see --speaker)
 #
@@ -589,9 +589,9 @@ cmd_vtysh() {
 # the hash (every director builds the same Maglev table), one worker, both
 # interfaces; --sloppy and --bgp add the active-active keywords.
 cmd_ferrovs_conf() {
-    [ $# -ge 2 ] || die "usage: $0 ferrovs-conf NAME dirN [--bgp] [--sloppy] [--workdir DIR] [--rs \"1 2 3\"]"
+    [ $# -ge 2 ] || die "usage: $0 ferrovs-conf NAME dirN [--bgp] [--sloppy] [--workdir DIR] [--rs \"1 2 3\"] [--backend B]"
     need_lab "$1"
-    local d bgp=0 sloppy=0 work i rs="1 2 3"
+    local d bgp=0 sloppy=0 work i rs="1 2 3" backend=""
     d=$(dir_num "$2"); shift 2
     work=$RUN/dir$d
     while [ $# -gt 0 ]; do
@@ -600,6 +600,7 @@ cmd_ferrovs_conf() {
         --sloppy) sloppy=1; shift ;;
         --workdir) work=${2:-}; shift 2 ;;
         --rs) rs=${2:-}; shift 2 ;;
+        --backend) backend=${2:-}; shift 2 ;;
         *) die "ferrovs-conf: unknown argument '$1'" ;;
         esac
     done
@@ -616,7 +617,8 @@ global_defs {
 ferrovs {
     interface d${d}c-$sfx
     interface d${d}b-$sfx
-    workers 1
+    workers 1${backend:+
+    backend $backend}
     control_socket $work/ctl.sock
     http_listen 127.0.0.1:$((19280 + d))
 EOF

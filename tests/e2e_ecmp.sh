@@ -24,6 +24,7 @@
 #   SPEAKER=exabgp tests/e2e_ecmp.sh   a plain ExaBGP per director announces
 #                                      (lab-ecmp.sh --speaker exabgp), ferrovs
 #                                      without its bgp block; drain = withdraw
+#   BACKEND=afpacket                   (default: ferrovs's, AF_XDP here)
 #   SLOPPY=off                         ferrovs without sloppy_tcp (to see
 #                                      what it is for: the test then fails)
 #   CONNS=1000 HOLD=10                 connections; seconds of traffic after
@@ -40,6 +41,7 @@ FERROVS=${FERROVS:-$ROOT/target/release/ferrovs}
 FERROVSADM=${FERROVSADM:-$(dirname "$FERROVS")/ferrovsadm}
 SPEAKER=${SPEAKER:-ferrovs}
 SLOPPY=${SLOPPY:-on}
+BACKEND=${BACKEND:-}
 CONNS=${CONNS:-1000}
 HOLD=${HOLD:-10}
 STALL=${STALL:-25}
@@ -156,6 +158,7 @@ write_conf() { # DIR [REAL SERVERS ("1 2 3")]
     local d=$1 rs=${2:-1 2 3} args=()
     [ "$SPEAKER" = ferrovs ] && args+=(--bgp)
     [ "$SLOPPY" = on ] && args+=(--sloppy)
+    [ -n "$BACKEND" ] && args+=(--backend "$BACKEND")
     mkdir -p "$WORK/$d"
     "$LAB" ferrovs-conf "$LAB_NAME" "$d" --workdir "$WORK/$d" --rs "$rs" "${args[@]}" >"$WORK/$d/ferrovs.conf"
 }
@@ -271,7 +274,7 @@ undrain_dir() {
 
 labspk=none
 [ "$SPEAKER" = exabgp ] && labspk=exabgp
-note "speaker $SPEAKER, sloppy_tcp $SLOPPY, $CONNS connections, ferrovs $FERROVS"
+note "speaker $SPEAKER, sloppy_tcp $SLOPPY, backend ${BACKEND:-default}, $CONNS connections, ferrovs $FERROVS"
 if ! env_text=$("$LAB" up --name "fve-$RUN_ID" --speaker "$labspk" 2>"$WORK/lab.err"); then
     bad "the lab did not come up: $(tail -3 "$WORK/lab.err")"
     echo "$PASS passed, $FAIL failed"
