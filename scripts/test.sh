@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 need_pkgs=()
 for p in build-essential pkg-config iproute2 curl python3 ethtool procps keepalived bc prometheus \
-    libdpdk-dev libclang-dev dpdk dpdk-dev iputils-ping clang llvm libbpf-dev exabgp \
+    libdpdk-dev libclang-dev dpdk dpdk-dev iputils-ping clang llvm libbpf-dev exabgp frr \
     groff-base xz-utils; do
     dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
@@ -21,10 +21,10 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
 fi
-# The tests run keepalived, prometheus and exabgp themselves; the
+# The tests run keepalived, prometheus, exabgp and FRR themselves; the
 # packaged services must not run on the host.
 if command -v systemctl >/dev/null 2>&1; then
-    systemctl disable --now keepalived prometheus exabgp >/dev/null 2>&1 || true
+    systemctl disable --now keepalived prometheus exabgp frr >/dev/null 2>&1 || true
 fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo not found: install a Rust toolchain (rustup) first" >&2
@@ -60,7 +60,7 @@ cargo build --release -q -p ferrovs-controlplane --features dpdk
 cargo build --release -q -p ferrovs-perf --bin ferrovs-pktgen --bin ferrovs-perf
 total_pass=$cargo_pass
 total_fail=$cargo_fail
-for t in tests/lab_selftest.sh tests/e2e_appliance.sh tests/e2e_appliance.sh+fastpath tests/e2e_afpacket.sh tests/e2e_dpdk.sh tests/e2e_health.sh tests/e2e_ha.sh tests/e2e_ctl.sh tests/e2e_service.sh tests/e2e_flood.sh tests/e2e_synproxy.sh tests/e2e_l2.sh tests/e2e_martians.sh tests/e2e_frag.sh tests/e2e_ipv6.sh tests/e2e_package.sh vagrant/validate.sh; do
+for t in tests/lab_selftest.sh tests/e2e_appliance.sh tests/e2e_appliance.sh+fastpath tests/e2e_afpacket.sh tests/e2e_dpdk.sh tests/e2e_health.sh tests/e2e_ha.sh tests/e2e_ctl.sh tests/e2e_service.sh tests/e2e_flood.sh tests/e2e_synproxy.sh tests/e2e_l2.sh tests/e2e_martians.sh tests/e2e_frag.sh tests/e2e_ipv6.sh tests/e2e_bgp.sh tests/e2e_package.sh vagrant/validate.sh; do
     echo "== $t"
     out=$(mktemp)
     case $t in
