@@ -419,6 +419,13 @@ impl Daemon {
     /// committed or none.
     pub fn reload(&mut self) -> Result<(), RequestError> {
         let loaded = ferrovs_config::load_file(&self.config_path);
+        // The BGP speaker runs with the settings it started with: said at
+        // once rather than discovered when a router disagrees.
+        if !loaded.diagnostics.has_errors()
+            && loaded.config.ferrovs.bgp != self.core.config().ferrovs.bgp
+        {
+            warn!("reload: the bgp block changed; it takes effect at the next start of ferrovs");
+        }
         let health = self.health.clone();
         let plan = match &health {
             Some(h) if !loaded.diagnostics.has_errors() => Some(h.plan_reload(&loaded.config)),

@@ -64,6 +64,8 @@ struct Svc6 {
     /// Also an IPv4 service, VIP4:80, tunnelled to the IPv6 servers (IPv4
     /// in IPv6).
     tun4in6: bool,
+    /// The snapshot's `sloppy_tcp`.
+    sloppy: bool,
 }
 
 impl Svc6 {
@@ -78,6 +80,7 @@ impl Svc6 {
             persistence: None,
             mtu1: 1500,
             tun4in6: false,
+            sloppy: false,
         }
     }
 }
@@ -106,6 +109,7 @@ fn snapshot(nworkers: usize, svc: &Svc6) -> Snapshot {
         via: Some(Ipv4Addr::new(198, 18, 0, 2)),
     });
     b.vrrp_vip6(Ipv6Addr::from(VIP6_BACKUP), false);
+    b.sloppy_tcp(svc.sloppy);
     let servers = (0..svc.servers)
         .map(|i| RealServer6 {
             addr: if svc.nat64 {
@@ -1390,6 +1394,58 @@ fn mh_and_dh_pick_alike_on_every_director_and_worker() {
             assert!(seen.len() > 1);
         } else {
             assert_eq!(seen.len(), 1);
+        }
+    }
+}
+
+/// `sloppy_tcp` over IPv6: a flow started on director A goes on through
+/// director B (same configuration, mh), to the same server; without it B
+/// drops the mid-flow segment.
+#[test]
+fn ipv6_flow_moves_to_another_director_with_sloppy_tcp() {
+    for sloppy in [true, false] {
+        let mk = || {
+            let mut svc = Svc6::new(FwdMethod::Dr);
+            svc.servers = 3;
+            svc.sched = SchedKind::Mh;
+            svc.sloppy = sloppy;
+            Lab6::new(svc, 1)
+        };
+        let (mut a, mut b) = (mk(), mk());
+        for k in 0..24u16 {
+            let src = a6(0, 0x3000 + k);
+            let syn = tcp6(CLIENT_MAC, DIR0_MAC, src, 41000 + k, VIP6, 80, 64, "S", b"");
+            let first = a.send(0, 0, &syn, 1);
+            assert_eq!(first.len(), 1);
+            let ack = tcp6(
+                CLIENT_MAC,
+                DIR0_MAC,
+                src,
+                41000 + k,
+                VIP6,
+                80,
+                64,
+                "A",
+                b"x",
+            );
+            let later = b.send(0, 0, &ack, 1);
+            if sloppy {
+                assert_eq!(later.len(), 1, "client {k}");
+                assert_eq!(later[0][..6], first[0][..6], "client {k}: same server");
+                assert_checksums6(&later[0]);
+            } else {
+                assert!(later.is_empty());
+            }
+        }
+        let picked: u64 = b
+            .shared
+            .counters
+            .iter()
+            .map(|c| c.conns_picked_up.get())
+            .sum();
+        assert_eq!(picked, if sloppy { 24 } else { 0 });
+        if !sloppy {
+            assert_eq!(b.dropped(DropReason::NoConnection), 24);
         }
     }
 }

@@ -234,6 +234,25 @@ impl ConnTable {
         }
     }
 
+    /// The real server of IPv6 entry `i`, alone: what DR needs, without
+    /// the rest of [`ConnTable::get6`].
+    #[inline(always)]
+    pub fn daddr6(&self, i: u32) -> [u8; 16] {
+        *self.pool6.get(self.slots6[i as usize].daddr)
+    }
+
+    /// The VIP of IPv6 entry `i`.
+    #[inline(always)]
+    pub fn vaddr6(&self, i: u32) -> [u8; 16] {
+        *self.pool6.get(self.slots6[i as usize].vaddr)
+    }
+
+    /// The local address of IPv6 entry `i` (the client's, but in FULLNAT).
+    #[inline(always)]
+    pub fn laddr6_of(&self, i: u32) -> [u8; 16] {
+        *Self::laddr6(&self.pool6, &self.slots6[i as usize])
+    }
+
     /// Finds the IPv6 connection whose client-side tuple is `t`.
     #[inline]
     pub fn lookup_in6(&self, t: &Tuple6, h: u64) -> Option<u32> {

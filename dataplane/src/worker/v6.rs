@@ -377,13 +377,16 @@ impl<P: Port> Core<P> {
             }
         };
         let c = *self.conns6.get(ci);
-        let a = self.conns6.get6(ci);
+        // The server's address alone: the VIP and local address are read
+        // where they are needed (DR needs neither).
+        let daddr = self.conns6.daddr6(ci);
         self.count_traffic(snap, c.dest_id, ip.info.total_len as u64, true);
         let len = ip.info.total_len;
-        if let (FwdMethod::FullNat, Some(rip4)) = (c.fwd, unmapped(&a.daddr)) {
+        if let (FwdMethod::FullNat, Some(rip4)) = (c.fwd, unmapped(&daddr)) {
             if ip.info.is_fragment() {
                 return self.drop_pkt(DropReason::Nat64Untranslatable, pkt);
             }
+            let a = self.conns6.get6(ci);
             return self.nat64_inbound(snap, pkt, *ip, o, &c, &a, rip4, now);
         }
         // IPVS's `decrement_ttl` (ip_vs_xmit.c, in `__ip_vs_get_out_rt_v6`
@@ -394,37 +397,44 @@ impl<P: Port> Core<P> {
             if later {
                 return self.drop_pkt(DropReason::TtlExceeded, pkt);
             }
-            return self.time_exceeded6(snap, pkt, ip, a.vaddr, now);
+            let vaddr = self.conns6.vaddr6(ci);
+            return self.time_exceeded6(snap, pkt, ip, vaddr, now);
         }
         ipv6::dec_hop_limit(&mut pkt.data_mut()[o.l3..]);
-        if let (FwdMethod::Tun, Some(rip4)) = (c.fwd, unmapped(&a.daddr)) {
-            return self.tunnel_6in4(snap, pkt, ip, o.end, a.vaddr, rip4, now);
+        if let (FwdMethod::Tun, Some(rip4)) = (c.fwd, unmapped(&daddr)) {
+            let vaddr = self.conns6.vaddr6(ci);
+            return self.tunnel_6in4(snap, pkt, ip, o.end, vaddr, rip4, now);
         }
         // What the packet needs on the real server's link.
         let (need, tun) = match c.fwd {
             FwdMethod::Tun => (len + tun6::OVERHEAD, true),
             _ => (len, false),
         };
-        let Some(nh) = snap.routes6.lookup(Ipv6Addr::from(a.daddr)) else {
+        let Some(nh) = snap.routes6.lookup(Ipv6Addr::from(daddr)) else {
             return self.drop_pkt(DropReason::NoRoute, pkt);
         };
         let mtu = snap.ports.get(nh.port as usize).map_or(0, |p| p.mtu) as usize;
         if need > mtu {
             // From the VIP, the address the client used (as IPVS answers).
             let room = (mtu - (need - len)) as u32;
-            return self.too_big6(snap, pkt, ip, a.vaddr, room, now);
+            let vaddr = self.conns6.vaddr6(ci);
+            return self.too_big6(snap, pkt, ip, vaddr, room, now);
         }
+        let laddr = match c.fwd {
+            FwdMethod::FullNat => self.conns6.laddr6_of(ci),
+            _ => [0; 16],
+        };
         let frame = pkt.data_mut();
         match c.fwd {
             FwdMethod::Dr => {}
             // A later fragment: the addresses alone (see `fragment6`).
-            FwdMethod::Nat if later => nat66::fragment(frame, o.l3, None, Some(&a.daddr), false),
+            FwdMethod::Nat if later => nat66::fragment(frame, o.l3, None, Some(&daddr), false),
             FwdMethod::FullNat if later => {
-                nat66::fragment(frame, o.l3, Some(&a.laddr), Some(&a.daddr), false)
+                nat66::fragment(frame, o.l3, Some(&laddr), Some(&daddr), false)
             }
-            FwdMethod::Nat => nat66::inbound(frame, o, &a.daddr, c.dport),
+            FwdMethod::Nat => nat66::inbound(frame, o, &daddr, c.dport),
             FwdMethod::FullNat => {
-                nat66::fullnat_inbound(frame, o, &a.laddr, c.lport, &a.daddr, c.dport)
+                nat66::fullnat_inbound(frame, o, &laddr, c.lport, &daddr, c.dport)
             }
             FwdMethod::Tun => {}
         }
@@ -437,7 +447,7 @@ impl<P: Port> Core<P> {
             if !pkt.prepend(tun6::OVERHEAD) {
                 return self.drop_pkt(DropReason::NoBuffer, pkt);
             }
-            tun6::encap_in_place(pkt.data_mut(), o.l3, src.octets(), a.daddr);
+            tun6::encap_in_place(pkt.data_mut(), o.l3, src.octets(), daddr);
         }
         self.send6_via(snap, pkt, nh, now);
     }

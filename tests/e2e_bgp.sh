@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# End-to-end BGP announcements (issue 16 part 2), checked on the router:
+# one director namespace running `ferrovs run` with `ferrovs { bgp { } }`
+# (ferrovs starts ExaBGP itself) and a router namespace running FRR's
+# zebra and bgpd, peering over a veth. A real server (a Python HTTP
+# server in the router namespace) is checked with TCP_CHECK, so that the
+# service's quorum follows it. What FRR says (`vtysh -c 'show ip bgp'`,
+# `show ip route`), not our log, decides:
+#
+#   - the session comes up and the VIP is learnt, installed as a route;
+#   - `ferrovsadm -L --bgp` shows the neighbor up and the VIP announced;
+#   - the real server stops: quorum lost, the route is withdrawn; it comes
+#     back: announced again;
+#   - `ferrovsadm --drain` withdraws it, `--undrain` announces it again;
+#   - SIGTERM withdraws it before ferrovs exits (the route is gone while
+#     the session would still hold it for hold_time);
+#   - `ferrovsadm --drain` against a ferrovs without BGP is refused clearly.
+#
+#   tests/e2e_bgp.sh
+# Prints "N passed, M failed".
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+FERROVS=${FERROVS:-$ROOT/target/release/ferrovs}
+FERROVSADM=${FERROVSADM:-$ROOT/target/release/ferrovsadm}
+FRR_DIR=${FRR_DIR:-/usr/lib/frr}
+PASS=0
+FAIL=0
+WORK=$(mktemp -d /tmp/ferrovs-bgp.XXXXXX)
+# FRR drops to its own user, which must reach its state directory.
+chmod 755 "$WORK"
+NSD=fvs-bgp-d-$$
+NSR=fvs-bgp-r-$$
+FPID=""
+
+[ "$(id -u)" -eq 0 ] || { echo "needs root" >&2; echo "0 passed, 1 failed"; exit 1; }
+for b in "$FERROVS" "$FERROVSADM" "$FRR_DIR/zebra" "$FRR_DIR/bgpd" "$(command -v vtysh)" "$(command -v exabgp)"; do
+    [ -x "$b" ] || { echo "missing $b (build with cargo build --release; apt-get install frr exabgp)" >&2; echo "0 passed, 1 failed"; exit 1; }
+done
+
+ok() { PASS=$((PASS + 1)); echo "ok - $*"; }
+bad() { FAIL=$((FAIL + 1)); echo "FAIL - $*"; }
+check() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
+
+cleanup() {
+    [ -n "$FPID" ] && kill -KILL "$FPID" 2>/dev/null
+    for ns in "$NSD" "$NSR"; do
+        ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
+        ip netns del "$ns" 2>/dev/null
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Waits up to $1 seconds for a command to succeed.
+wait_for() {
+    local t=$1; shift
+    for _ in $(seq $((t * 5))); do "$@" && return 0; sleep 0.2; done
+    return 1
+}
+
+vty() { ip netns exec "$NSR" vtysh --vty_socket "$WORK/frr" -c "$1" 2>/dev/null; }
+learnt() { vty "show ip bgp" | grep -q "198.18.0.100/32"; }
+gone() { ! learnt; }
+routed() { vty "show ip route 198.18.0.100/32" | grep -q "198.18.2.11"; }
+adm() { ip netns exec "$NSD" env FERROVS_CTL="$WORK/run/ctl.sock" "$FERROVSADM" "$@"; }
+
+ip netns add "$NSD"
+ip netns add "$NSR"
+ip link add fvbgp0 netns "$NSD" type veth peer name fvbgp1 netns "$NSR"
+ip -n "$NSD" addr add 198.18.2.11/24 dev fvbgp0
+ip -n "$NSR" addr add 198.18.2.1/24 dev fvbgp1
+for ns in "$NSD" "$NSR"; do ip -n "$ns" link set lo up; done
+ip -n "$NSD" link set fvbgp0 up
+ip -n "$NSR" link set fvbgp1 up
+ip -n "$NSD" route add default via 198.18.2.1
+ip netns exec "$NSD" ethtool -K fvbgp0 gro off gso off tso off >/dev/null 2>&1
+
+# FRR, as a router peering with each director (ECMP over equal paths).
+mkdir -p "$WORK/frr" "$WORK/run"
+printf 'hostname bgp-router\n' >"$WORK/frr/zebra.conf"
+cat >"$WORK/frr/bgpd.conf" <<EOF
+hostname bgp-router
+router bgp 65000
+ bgp router-id 198.18.2.1
+ no bgp ebgp-requires-policy
+ neighbor 198.18.2.11 remote-as 65011
+ neighbor 198.18.2.11 timers 3 9
+ address-family ipv4 unicast
+  maximum-paths 8
+ exit-address-family
+EOF
+chown -R frr:frr "$WORK/frr"
+ip netns exec "$NSR" "$FRR_DIR/zebra" -f "$WORK/frr/zebra.conf" -i "$WORK/frr/zebra.pid" \
+    -z "$WORK/frr/zserv.api" --vty_socket "$WORK/frr" -P 0 >"$WORK/zebra.out" 2>&1 &
+disown
+wait_for 10 test -S "$WORK/frr/zserv.api" || bad "zebra did not start: $(tail -3 "$WORK/zebra.out")"
+ip netns exec "$NSR" "$FRR_DIR/bgpd" -f "$WORK/frr/bgpd.conf" -i "$WORK/frr/bgpd.pid" \
+    -z "$WORK/frr/zserv.api" --vty_socket "$WORK/frr" -P 0 -l 198.18.2.1 -p 179 >"$WORK/bgpd.out" 2>&1 &
+disown
+wait_for 10 vty "show bgp summary" >/dev/null || bad "bgpd did not start: $(tail -3 "$WORK/bgpd.out")"
+
+# The real server the checker watches: on the router's address.
+start_rs() {
+    ip netns exec "$NSR" python3 -m http.server 8080 --bind 198.18.2.1 >/dev/null 2>&1 &
+    RS_PID=$!
+    disown
+}
+start_rs
+
+cat >"$WORK/ferrovs.conf" <<EOF
+ferrovs {
+    backend afpacket
+    interface fvbgp0
+    workers 1
+    control_socket $WORK/run/ctl.sock
+    http_listen 127.0.0.1:9197
+    sloppy_tcp on
+    bgp {
+        local_as 65011
+        neighbor 198.18.2.1 {
+            peer_as 65000
+            local_address 198.18.2.11
+            hold_time 9
+        }
+    }
+}
+virtual_server 198.18.0.100 8080 {
+    delay_loop 1
+    lb_algo mh
+    lb_kind DR
+    protocol TCP
+    real_server 198.18.2.1 8080 {
+        weight 1
+        TCP_CHECK {
+            connect_timeout 1
+            retry 1
+            delay_before_retry 1
+        }
+    }
+}
+EOF
+ip netns exec "$NSD" "$FERROVS" run -f "$WORK/ferrovs.conf" >"$WORK/ferrovs.log" 2>&1 &
+FPID=$!
+
+check "the router learns the VIP over BGP" wait_for 30 learnt
+check "and routes it to the director" wait_for 5 routed
+check "the session is established on the router" bash -c "ip netns exec $NSR vtysh --vty_socket $WORK/frr -c 'show bgp summary' 2>/dev/null | grep -qE '^198\.18\.2\.11 .* 1 +[0-9N]'"
+out=$(adm -L --bgp)
+check "ferrovsadm -L --bgp: neighbor up, VIP announced" bash -c "grep -q 'neighbor 198.18.2.1 up' <<<'$out' && grep -q '198.18.0.100 announced' <<<'$out'"
+
+kill "$RS_PID"
+check "the real server fails: quorum lost, the route is withdrawn" wait_for 15 gone
+out=$(adm -L --bgp)
+check "ferrovsadm -L --bgp says why" grep -q '198.18.0.100 withdrawn (no quorum)' <<<"$out"
+start_rs
+check "it comes back: announced again" wait_for 15 learnt
+
+adm --drain >/dev/null
+check "ferrovsadm --drain withdraws the VIP" wait_for 10 gone
+check "ferrovsadm -L --bgp shows the drain" bash -c "$(declare -f adm); NSD=$NSD WORK=$WORK FERROVSADM=$FERROVSADM; adm -L --bgp | grep -q 'withdrawn (draining)'"
+adm --undrain >/dev/null
+check "ferrovsadm --undrain announces it again" wait_for 10 learnt
+
+kill -TERM "$FPID"
+t0=$(date +%s%N)
+wait "$FPID" 2>/dev/null
+FPID=""
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+# hold_time is 9 s: had ferrovs just vanished, the router would keep the
+# route that long; it is gone at once because it was withdrawn.
+check "SIGTERM withdraws the VIP before ferrovs exits (exited in ${ms} ms)" gone
+check "and ExaBGP stopped with it" bash -c "! ip netns pids $NSD | xargs -r ps -o comm= -p 2>/dev/null | grep -q exabgp"
+
+# Without a bgp block: a clear refusal.
+sed -e '/sloppy_tcp/,/^    }$/d' "$WORK/ferrovs.conf" >"$WORK/nobgp.conf"
+ip netns exec "$NSD" "$FERROVS" run -f "$WORK/nobgp.conf" >"$WORK/nobgp.log" 2>&1 &
+FPID=$!
+wait_for 10 test -S "$WORK/run/ctl.sock"
+sleep 0.5
+out=$(adm --drain 2>&1); rc=$?
+check "--drain without BGP is refused (exit $rc): $out" bash -c "[ $rc -ne 0 ] && grep -q 'BGP is not configured' <<<'$out'"
+kill -TERM "$FPID"; wait "$FPID" 2>/dev/null; FPID=""
+
+if [ "$FAIL" -ne 0 ]; then
+    echo "--- ferrovs log"; grep -v ' DEBUG ' "$WORK/ferrovs.log" | tail -30
+fi
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]
