@@ -15,7 +15,8 @@
 #   rschange what breaks: rs3 leaves every director's configuration (SIGHUP)
 #            as dir1 drains; measured, and the flows of rs1 and rs2 must
 #            survive (>= 98 %)
-#   sigterm  (ferrovs's speaker) SIGTERM on dir3 withdraws its path
+#   sigterm  (ferrovs's speaker) SIGTERM on dir3: its path is withdrawn
+#            before it stops forwarding; >= 99 %
 #
 # Every routing fact is read on the router with vtysh (FRR's own JSON) and
 # from its kernel's route, never from ferrovs's logs.
@@ -428,14 +429,18 @@ PY
     wait_until 15 routed_to dir1 dir2 dir3 >/dev/null || bad "rschange: dir1 not back after --undrain (BGP: $(bgp_paths))"
 fi
 
-# --- shutdown: SIGTERM withdraws (ferrovs's speaker only).
-if part sigterm && [ "$SPEAKER" = ferrovs ]; then
+# --- sigterm: SIGTERM withdraws first and forwards until the routers have
+# moved the flows (ferrovs's speaker only).
+if part sigterm && [ "$SPEAKER" = ferrovs ] && client_start sigterm; then
+    sleep 3
     kill -TERM "${PIDS[dir3]}" 2>/dev/null
     t=$(wait_until 15 routed_to dir1 dir2) &&
-        ok "SIGTERM on dir3: its path withdrawn in ${t}s" ||
-        bad "SIGTERM on dir3: the router still routes to it (BGP: $(bgp_paths))"
+        ok "sigterm: SIGTERM on dir3, its path withdrawn in ${t}s" ||
+        bad "sigterm: the router still routes to dir3 after SIGTERM (BGP: $(bgp_paths))"
     wait "${PIDS[dir3]}" 2>/dev/null
     unset "PIDS[dir3]"
+    sleep "$HOLD"
+    client_stop sigterm 99
 fi
 
 note "measured: ${RESULTS:-nothing}"
