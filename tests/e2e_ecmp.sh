@@ -33,7 +33,7 @@
 #   FERROVS=path/to/ferrovs            (default target/release/ferrovs)
 #
 # Prints "N passed, M failed"; the measured percentages are in the ok/FAIL
-# lines. Runs in about three minutes.
+# lines. Runs in about two minutes.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
