@@ -1796,7 +1796,7 @@ impl<P: Port> Core<P> {
     ) {
         let c = *self.conns.get(ci);
         let s = synproxy::server_syn_ack(&pkt.data()[o.l4..end], c.ring_seq);
-        let ws_client = synproxy::cookie_options(c.ring_seq).wscale.unwrap_or(0);
+        let ws_client = synproxy::cookie_wscale(c.ring_seq).unwrap_or(0);
         let timeout = self
             .conns
             .pressure()
