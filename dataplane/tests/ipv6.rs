@@ -2235,3 +2235,22 @@ fn synproxy6_refusing_server_rst_reaches_the_client_in_sequence() {
         assert_eq!(sp_ctr(&lab, |c| c.synproxy_early_dropped.get()), 1);
     }
 }
+
+/// A handshake segment is never fragmented: a fragmented SYN to a
+/// syn-proxy service is dropped and counted, not answered (the SYN-ACK is
+/// written over the SYN, whose header chain it replaces), and its later
+/// fragments make nothing either.
+#[test]
+fn synproxy6_fragmented_syn_is_dropped_counted() {
+    let mut lab = sp_lab(FwdMethod::Nat, false, 1);
+    let syn = client_seg6(40000, "S", ISN, None, &[7u8; 120]);
+    let frags = frag6(&syn, 64, 9);
+    assert_eq!(frags.len(), 3);
+    for f in &frags {
+        assert!(lab.send(0, 0, f, 0).is_empty());
+    }
+    assert!(lab.take(0, 1).is_empty());
+    assert_eq!(lab.dropped(DropReason::Fragment), 3);
+    assert_eq!(sp_ctr(&lab, |c| c.synproxy_cookies_sent.get()), 0);
+    assert_eq!(sp_conns(&lab), 0);
+}

@@ -1,5 +1,6 @@
-//! SYN proxy for NAT and FULLNAT virtual servers (DPVS `syn_proxy`), as
-//! pure functions over byte slices; `worker.rs` only hooks them in.
+//! SYN proxy for NAT and FULLNAT virtual servers, IPv4 and IPv6 (DPVS
+//! `syn_proxy`), as pure functions over byte slices; `worker.rs` and
+//! `worker/synproxy6.rs` only hook them in.
 //!
 //! ## The handshake
 //!
