@@ -36,8 +36,9 @@
 #     [VIP6]:8081 FNAT (NAT64)     → the IPv4 real servers :8080 (IPv4 LIPs)
 # each: REQUESTS6 (default 50) sequential `curl -6` requests succeed and a
 # 32 MiB download arrives whole (sha256); `ferrovsadm -Ln` lists them with
-# synproxy; every connection made by a validated cookie. Then a spoofed
-# IPv6 SYN flood to [VIP6]:80 (a Python raw socket, random sources in
+# synproxy; every connection made by a validated cookie. Then, against
+# [VIP6]:80 and [VIP6]:8081 (NAT64), a spoofed IPv6 SYN flood (a Python
+# raw socket, random sources in
 # 2001:2:0:ff00::/64, at least 2 x TABLE SYNs and at most FLOOD6_SECONDS,
 # default 10; the router blackholes the SYN-ACKs) while 4 curl loops run:
 # >= 99 % of at least 16 requests succeed, the table stays small, 20 of 20
@@ -495,6 +496,7 @@ run_ipv6() {
     check "IPv6: every connection was made by a validated cookie ($created created, $val validated, $(metric ferrovs_worker_synproxy_rs_established_total) server handshakes, need >= $((3 * (REQUESTS6 + 1))))" \
         [ "$created" -eq "$val" ] && [ "$val" -ge $((3 * (REQUESTS6 + 1))) ]
     test_flood6 80 "NAT66 ([VIP6]:80)"
+    test_flood6 8081 "NAT64 ([VIP6]:8081)"
     grep -iE 'panic' "$WORK/ferrovs.log" | head -5
 }
 
