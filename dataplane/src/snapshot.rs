@@ -768,7 +768,11 @@ mod tests {
         let base = u128::from("2001:db8::".parse::<Ipv6Addr>().unwrap());
         let entries: Vec<(u128, AddrKind)> = (0..300u128)
             .map(|i| {
-                let a = if i % 2 == 0 { base + i } else { base | (i << 64) };
+                let a = if i % 2 == 0 {
+                    base + i
+                } else {
+                    base | (i << 64)
+                };
                 (a, AddrKind::Laddr { active: i % 3 == 0 })
             })
             .collect();
