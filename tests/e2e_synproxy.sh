@@ -25,6 +25,24 @@
 # the flood 20 of 20 requests succeed. The director answers the flood
 # with SYN-ACKs to the spoofed sources; the router drops them
 # (blackhole route), so no real server sees any of it.
+#
+# Then IPv6, on the same lab with its IPv6 half switched on (the prefixes of
+# tests/e2e_ipv6.sh: client segment 2001:2::/64, VIP6 2001:2::100, server
+# segment 2001:2:0:1::/64, real servers ::11-::13 running the lab's HTTP
+# server on IPv6 too, routing back through the director), the director
+# restarted with three syn-proxy services on VIP6:
+#     [VIP6]:80   NAT66            → IPv6 real servers :80
+#     [VIP6]:8080 FNAT (FULLNAT66) → IPv6 real servers :80 (IPv6 LIPs)
+#     [VIP6]:8081 FNAT (NAT64)     → the IPv4 real servers :8080 (IPv4 LIPs)
+# each: REQUESTS6 (default 50) sequential `curl -6` requests succeed and a
+# 32 MiB download arrives whole (sha256); `ferrovsadm -Ln` lists them with
+# synproxy; every connection made by a validated cookie. Then, against
+# [VIP6]:80 and [VIP6]:8081 (NAT64), a spoofed IPv6 SYN flood (a Python
+# raw socket, random sources in
+# 2001:2:0:ff00::/64, at least 2 x TABLE SYNs and at most FLOOD6_SECONDS,
+# default 10; the router blackholes the SYN-ACKs) while 4 curl loops run:
+# >= 99 % of at least 16 requests succeed, the table stays small, 20 of 20
+# right after.
 # Prints "N passed, M failed".
 set -uo pipefail
 
@@ -37,6 +55,18 @@ BACKEND=${BACKEND:-afxdp}
 REQUESTS=${REQUESTS:-200}
 FLOOD_SECONDS=${FLOOD_SECONDS:-6}
 TABLE=${TABLE:-16384}
+REQUESTS6=${REQUESTS6:-50}
+FLOOD6_SECONDS=${FLOOD6_SECONDS:-10}
+HTTPD=$ROOT/scripts/lab-rs-httpd.py
+VIP6=2001:2::100
+CLIENT6=2001:2::10
+ROUTER6_A=2001:2::1
+ROUTER6_B=2001:2:0:1::1
+DIR6_A=2001:2::2
+DIR6_B=2001:2:0:1::2
+RS6=("" 2001:2:0:1::11 2001:2:0:1::12 2001:2:0:1::13)
+SPOOF6_NET=2001:2:0:ff00::
+HTTPD6_PIDS=""
 SPOOF_NET=198.19.0.0
 RUN_ID=sp$$
 PASS=0
@@ -53,7 +83,10 @@ for b in "$FERROVS" "$FERROVSADM" "$PKTGEN"; do
 done
 
 teardown() {
+    local p
     stop_ferrovs
+    for p in $HTTPD6_PIDS; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    HTTPD6_PIDS=""
     jobs -p | xargs -r kill 2>/dev/null
     [ -n "$GEN_NS" ] && ip netns del "$GEN_NS" 2>/dev/null
     GEN_NS=""
@@ -252,6 +285,221 @@ test_flood() {
     echo "# $name: drops $(metrics | awk '$1 ~ /^ferrovs_worker_drops_total/ && $2 > 0 {sub(/.*reason="/, "", $1); sub(/".*/, "", $1); printf "%s=%s ", $1, $2}')"
 }
 
+# ---- IPv6 ----
+
+# ipv6_on NS IF... — IPv6 on in a lab namespace (the lab switches it off),
+# without duplicate address detection: the addresses are usable at once.
+ipv6_on() {
+    local ns=$1 i; shift
+    in_ns "$ns" sysctl -q -w net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+    for i in lo "$@"; do in_ns "$ns" sysctl -q -w "net.ipv6.conf.$i.accept_dad=0"; done
+    in_ns "$ns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0
+    for i in lo "$@"; do in_ns "$ns" sysctl -q -w "net.ipv6.conf.$i.disable_ipv6=0"; done
+}
+
+# The lab's IPv6 half, as tests/e2e_ipv6.sh builds it for NAT (the real
+# servers route back through the director), with IPv6 HTTP servers.
+lab_ipv6() {
+    local i ns ifn
+    ipv6_on "$FVS_NS_CLIENT" "$FVS_CLIENT_IF"
+    ip -n "$FVS_NS_CLIENT" addr add "$CLIENT6/64" dev "$FVS_CLIENT_IF" nodad
+    ip -n "$FVS_NS_CLIENT" -6 route add default via "$ROUTER6_A"
+    ipv6_on "$FVS_NS_ROUTER" "$FVS_ROUTER_IF_CLIENT" "$FVS_ROUTER_IF_SERVER"
+    ip -n "$FVS_NS_ROUTER" addr add "$ROUTER6_A/64" dev "$FVS_ROUTER_IF_CLIENT" nodad
+    ip -n "$FVS_NS_ROUTER" addr add "$ROUTER6_B/64" dev "$FVS_ROUTER_IF_SERVER" nodad
+    in_ns "$FVS_NS_ROUTER" sysctl -q -w net.ipv6.conf.all.forwarding=1
+    # The SYN-ACKs to the flood's spoofed sources end at the router.
+    ip -n "$FVS_NS_ROUTER" -6 route add blackhole "$SPOOF6_NET/64"
+    ipv6_on "$FVS_NS_DIRECTOR" "$FVS_DIRECTOR_IF_CLIENT" "$FVS_DIRECTOR_IF_SERVER"
+    in_ns "$FVS_NS_DIRECTOR" sysctl -q -w net.ipv6.conf.all.forwarding=0
+    ip -n "$FVS_NS_DIRECTOR" addr add "$DIR6_A/64" dev "$FVS_DIRECTOR_IF_CLIENT" nodad
+    ip -n "$FVS_NS_DIRECTOR" addr add "$DIR6_B/64" dev "$FVS_DIRECTOR_IF_SERVER" nodad
+    ip -n "$FVS_NS_DIRECTOR" -6 route add default via "$ROUTER6_A"
+    for i in 1 2 3; do
+        ns=FVS_NS_RS$i ifn=FVS_RS${i}_IF
+        ipv6_on "${!ns}" "${!ifn}"
+        ip -n "${!ns}" addr add "${RS6[$i]}/64" dev "${!ifn}" nodad
+        ip -n "${!ns}" -6 route add default via "$DIR6_B"
+        in_ns "${!ns}" setsid python3 "$HTTPD" --ipv6 --name "rs$i" --port 80 \
+            --run-dir "$WORK/rs$i.6/" --big-mib 32 </dev/null >"$WORK/rs$i.6.log" 2>&1 &
+        HTTPD6_PIDS="$HTTPD6_PIDS $!"
+    done
+    for i in 1 2 3; do
+        for _ in $(seq 50); do [ -e "$WORK/rs$i.6/ready" ] && break; sleep 0.1; done
+        [ -e "$WORK/rs$i.6/ready" ] || { echo "IPv6 HTTP server of rs$i did not start: $(cat "$WORK/rs$i.6.log")" >&2; return 1; }
+    done
+}
+
+write_conf6() {
+    local i
+    {
+        echo "! ferrovs SYN proxy e2e, IPv6"
+        echo "ferrovs {"
+        echo "    backend $BACKEND"
+        echo "    interface $FVS_DIRECTOR_IF_CLIENT"
+        echo "    interface $FVS_DIRECTOR_IF_SERVER"
+        echo "    workers 1"
+        echo "    conn_table_size $TABLE"
+        echo "}"
+        echo "local_address_group LAG6 {"
+        echo "    2001:2:0:1::100-103 $FVS_DIRECTOR_IF_SERVER"
+        echo "}"
+        echo "local_address_group LAG4 {"
+        echo "    $FVS_LIP_RANGE"
+        echo "}"
+        echo "virtual_server $VIP6 80 {"
+        echo "    lb_algo rr"
+        echo "    lb_kind NAT"
+        echo "    protocol TCP"
+        echo "    syn_proxy"
+        for i in 1 2 3; do echo "    real_server ${RS6[$i]} 80 {"; echo "    }"; done
+        echo "}"
+        echo "virtual_server $VIP6 8080 {"
+        echo "    lb_algo rr"
+        echo "    lb_kind FNAT"
+        echo "    protocol TCP"
+        echo "    laddr_group_name LAG6"
+        echo "    syn_proxy"
+        for i in 1 2 3; do echo "    real_server ${RS6[$i]} 80 {"; echo "    }"; done
+        echo "}"
+        echo "virtual_server $VIP6 8081 {"
+        echo "    lb_algo rr"
+        echo "    lb_kind FNAT"
+        echo "    protocol TCP"
+        echo "    laddr_group_name LAG4"
+        echo "    syn_proxy"
+        for i in $FVS_RS_IPS; do echo "    real_server $i 8080 {"; echo "    }"; done
+        echo "}"
+    } >"$WORK/ferrovs6.conf"
+}
+
+url6() { echo "http://[$VIP6]:$1/$2"; }
+
+test_service6() {
+    local port=$1 name=$2 okn=0 code size sha i
+    for i in $(seq "$REQUESTS6"); do
+        code=$(in_ns "$FVS_NS_CLIENT" curl -6 -g -s -o /dev/null -w '%{http_code}' --max-time 5 "$(url6 "$port" "")")
+        [ "$code" = 200 ] && okn=$((okn + 1))
+    done
+    check "$name: $okn of $REQUESTS6 sequential curl -6 requests succeeded" [ "$okn" -eq "$REQUESTS6" ]
+    rm -f "$WORK/big6"
+    in_ns "$FVS_NS_CLIENT" curl -6 -g -s --max-time 60 -o "$WORK/big6" "$(url6 "$port" big)"
+    size=$(stat -c %s "$WORK/big6" 2>/dev/null || echo 0)
+    sha=$(sha256sum <"$WORK/big6" | cut -d' ' -f1)
+    check "$name: the $FVS_BIG_SIZE-byte download arrived whole ($size bytes, sha256 $([ "$sha" = "$FVS_BIG_SHA256" ] && echo matches || echo differs))" \
+        [ "$size" = "$FVS_BIG_SIZE" ] && [ "$sha" = "$FVS_BIG_SHA256" ]
+}
+
+# flood6 COUNT SECONDS PORT — spoofed IPv6 SYNs from the generator (raw
+# frames to the director's MAC, random sources in SPOOF6_NET/64), at most
+# COUNT of them and for at most SECONDS; prints "sent=N seconds=S".
+flood6() {
+    cat >"$WORK/flood6.py" <<'PY'
+import os, random, socket, struct, sys, time
+dev, dmac, smac, vip, dport, count, secs, net = sys.argv[1:9]
+dport, count, secs = int(dport), int(count), float(secs)
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((dev, 0))
+eth = bytes.fromhex(dmac.replace(":", "")) + bytes.fromhex(smac.replace(":", "")) + b"\x86\xdd"
+dst = socket.inet_pton(socket.AF_INET6, vip)
+prefix = socket.inet_pton(socket.AF_INET6, net)[:8]
+def csum(b):
+    t = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while t >> 16:
+        t = (t & 0xFFFF) + (t >> 16)
+    return ~t & 0xFFFF
+sent, t0 = 0, time.time()
+while sent < count and time.time() - t0 < secs:
+    src = prefix + os.urandom(8)
+    tcp = struct.pack("!HHIIBBHHH", random.randrange(1024, 65536), dport,
+                      random.getrandbits(32), 0, 5 << 4, 0x02, 64240, 0, 0)
+    c = csum(src + dst + struct.pack("!IxxxB", 20, 6) + tcp)
+    tcp = tcp[:16] + struct.pack("!H", c) + tcp[18:]
+    s.send(eth + struct.pack("!IHBB", 6 << 28, 20, 6, 64) + src + dst + tcp)
+    sent += 1
+print("sent=%d seconds=%.2f" % (sent, time.time() - t0))
+PY
+    in_ns "$GEN_NS" python3 "$WORK/flood6.py" "$GEN_IF" "$FVS_DIRECTOR_MAC_CLIENT" 02:00:c6:13:00:01 \
+        "$VIP6" "$3" "$1" "$2" "$SPOOF6_NET" >"$WORK/gen6.out" 2>"$WORK/gen6.err" &
+    GEN_PID=$!
+}
+
+legit_loop6() {
+    local port=$1 out=$2 code
+    while kill -0 "$GEN_PID" 2>/dev/null; do
+        code=$(in_ns "$FVS_NS_CLIENT" curl -6 -g -s -o /dev/null -w '%{http_code}' \
+            --connect-timeout 8 --max-time 10 "$(url6 "$port" "")")
+        echo "$code" >>"$out"
+    done
+}
+
+test_flood6() {
+    local port=$1 name=$2 loops=() i total okn sent after=0 maxc full c0 c1
+    rm -f "$WORK"/legit6.* "$WORK/conns6"
+    c0=$(metric ferrovs_worker_synproxy_cookies_sent_total)
+    flood6 $((10 * TABLE)) "$FLOOD6_SECONDS" "$port"
+    sleep 0.3
+    for i in 1 2 3 4; do
+        legit_loop6 "$port" "$WORK/legit6.$i" &
+        loops+=($!)
+    done
+    sample_conns "$WORK/conns6" &
+    loops+=($!)
+    wait "$GEN_PID"
+    wait "${loops[@]}"
+    sent=$(sed -n 's/.*sent=\([0-9]*\).*/\1/p' "$WORK/gen6.out")
+    c1=$(metric ferrovs_worker_synproxy_cookies_sent_total)
+    total=$(cat "$WORK"/legit6.* 2>/dev/null | wc -l)
+    okn=$(cat "$WORK"/legit6.* 2>/dev/null | grep -c '^200$')
+    check "$name: the spoofed IPv6 SYN flood was bigger than the table ($(cat "$WORK/gen6.out" "$WORK/gen6.err" | tr '\n' ' ')- $((c1 - c0)) answered with a cookie)" \
+        [ "${sent:-0}" -ge $((2 * TABLE)) ]
+    check "$name: during the IPv6 SYN flood $okn of $total requests succeeded (need >= 99 %)" \
+        awk -v o="$okn" -v t="$total" 'BEGIN {exit !(t >= 16 && o * 100 >= 99 * t)}'
+    maxc=$(sort -n "$WORK/conns6" | tail -1)
+    full=$(metric ferrovs_worker_drops_total 'reason="conn_table_full"')
+    check "$name: the table did not fill (at most ${maxc:-?} of $TABLE entries during the flood, $full conn_table_full drops)" \
+        [ -n "$maxc" ] && [ "$maxc" -lt $((TABLE / 4)) ] && [ "$full" -eq 0 ]
+    for i in $(seq 20); do
+        [ "$(in_ns "$FVS_NS_CLIENT" curl -6 -g -s -o /dev/null -w '%{http_code}' --max-time 5 "$(url6 "$port" "")")" = 200 ] && after=$((after + 1))
+    done
+    check "$name: right after the IPv6 flood 20 of 20 requests succeed ($after)" [ "$after" -eq 20 ]
+    check "$name: ferrovs still runs after the IPv6 SYN flood" kill -0 "$FERROVS_PID"
+}
+
+run_ipv6() {
+    local listing created val
+    echo "== synproxy IPv6 (backend $BACKEND)"
+    stop_ferrovs
+    rm -f "$WORK/ctl.sock"
+    lab_ipv6 || { bad "the lab's IPv6 half"; return; }
+    write_conf6
+    check "ferrovs check accepts syn_proxy on IPv6 NAT66, FULLNAT66 and NAT64 services" \
+        "$FERROVS" check -f "$WORK/ferrovs6.conf"
+    sed 's/lb_kind NAT/lb_kind DR/' "$WORK/ferrovs6.conf" >"$WORK/dr6.conf"
+    err=$("$FERROVS" check -f "$WORK/dr6.conf" 2>&1)
+    rc=$?
+    dr6_refused() { [ "$rc" -ne 0 ] && grep -qF "Virtual server [$VIP6]:80: syn_proxy needs lb_kind NAT or FNAT (DR replies bypass the director)" <<<"$err"; }
+    check "ferrovs check refuses syn_proxy on an IPv6 DR service ($(grep syn_proxy <<<"$err" | head -1))" dr6_refused
+    start_ferrovs "$WORK/ferrovs6.conf" || { bad "ferrovs start (IPv6)"; return; }
+    listing=$(adm -Ln)
+    listed6() {
+        grep -qx "TCP  \[$VIP6\]:80 rr synproxy" <<<"$listing" &&
+            grep -qx "TCP  \[$VIP6\]:8080 rr synproxy" <<<"$listing" &&
+            grep -qx "TCP  \[$VIP6\]:8081 rr synproxy" <<<"$listing"
+    }
+    check "ferrovsadm -Ln shows the three IPv6 services with synproxy ($(grep -c synproxy <<<"$listing") lines)" listed6
+    test_service6 80 "NAT66 ([VIP6]:80)"
+    test_service6 8080 "FULLNAT66 ([VIP6]:8080)"
+    test_service6 8081 "NAT64 ([VIP6]:8081)"
+    val=$(metric ferrovs_worker_synproxy_cookies_validated_total)
+    created=$(metric ferrovs_worker_connections_created_total)
+    check "IPv6: every connection was made by a validated cookie ($created created, $val validated, $(metric ferrovs_worker_synproxy_rs_established_total) server handshakes, need >= $((3 * (REQUESTS6 + 1))))" \
+        [ "$created" -eq "$val" ] && [ "$val" -ge $((3 * (REQUESTS6 + 1))) ]
+    test_flood6 80 "NAT66 ([VIP6]:80)"
+    test_flood6 8081 "NAT64 ([VIP6]:8081)"
+    grep -iE 'panic' "$WORK/ferrovs.log" | head -5
+}
+
 echo "== synproxy (backend $BACKEND)"
 env_out=$("$LAB" up --mode nat --name "$RUN_ID" --big-mib 32 2>"$WORK/lab.err") || {
     bad "lab up: $(tail -3 "$WORK/lab.err")"
@@ -319,6 +567,7 @@ if make_generator && start_ferrovs "$WORK/ferrovs.conf"; then
     test_flood 80 "NAT (VIP:80)"
     test_flood 8080 "FULLNAT (VIP:8080)"
     grep -iE 'panic|error' "$WORK/ferrovs.log" | head -5
+    run_ipv6
 else
     bad "generator namespace and ferrovs start"
 fi

@@ -449,6 +449,35 @@ fn syn_proxy_needs_nat_or_fnat() {
     assert!(l.config.virtual_servers[0].syn_proxy);
 }
 
+/// IPv6 services take syn_proxy as IPv4 ones do (NAT66, FULLNAT66, NAT64),
+/// with the same refusal where replies bypass the director.
+#[test]
+fn syn_proxy_for_ipv6_services() {
+    let vs = |kind: &str, rs: &str, extra: &str| {
+        format!(
+            "local_address_group L6 {{\n    2001:db8:1::100\n}}\nlocal_address_group L4 {{\n    198.18.1.100\n}}\nvirtual_server 2001:db8::100 80 {{\n    lb_algo rr\n    lb_kind {kind}\n{extra}    protocol TCP\n    syn_proxy\n    real_server {rs} 80 {{\n    }}\n}}\n"
+        )
+    };
+    for (kind, rs, extra) in [
+        ("NAT", "2001:db8:1::5", ""),
+        ("FNAT", "2001:db8:1::5", "    laddr_group_name L6\n"),
+        ("FNAT", "198.18.1.5", "    laddr_group_name L4\n"),
+    ] {
+        let conf = vs(kind, rs, extra);
+        assert_eq!(diags(&conf), Vec::<String>::new(), "{kind} {rs}");
+        let l = ferrovs_config::load_str("k.conf", &conf);
+        assert!(l.config.virtual_servers[0].syn_proxy, "{kind} {rs}");
+    }
+    assert_eq!(
+        diags(&vs("DR", "2001:db8:1::5", "")),
+        ["k.conf:11:5: Virtual server [2001:db8::100]:80: syn_proxy needs lb_kind NAT or FNAT (DR replies bypass the director)"]
+    );
+    assert_eq!(
+        diags(&vs("TUN", "198.18.1.5", "")),
+        ["k.conf:11:5: Virtual server [2001:db8::100]:80: syn_proxy needs lb_kind NAT or FNAT (TUN replies bypass the director)"]
+    );
+}
+
 /// An instance whose first address is IPv6 runs VRRPv3 over IPv6, as
 /// keepalived runs it: the global vrrp_version does not apply, `version 2`
 /// gets keepalived's strict-mode warning and version 3, and addresses,

@@ -81,8 +81,6 @@ pub enum Unforwardable {
     NoLocalAddresses(#[from] NoLocalAddresses),
     #[error("SYN proxy needs masquerading or fullnat servers (-m, --fullnat): replies bypass the director with -g and -i")]
     SynproxyBypassed,
-    #[error("SYN proxy is not supported for IPv6 services")]
-    SynproxyIpv6,
     /// The table and the ids the state keeps for it disagree (a bug).
     #[error("internal: service without id")]
     ServiceWithoutId,
@@ -460,7 +458,7 @@ impl IpvsState {
                 Netmask::V4(_) => 128,
             },
         });
-        Ok(Some(Service6::new(
+        let mut svc = Service6::new(
             proto,
             *vaddr,
             *port,
@@ -470,7 +468,9 @@ impl IpvsState {
             servers,
             laddrs.to_vec(),
             shared,
-        )))
+        );
+        svc.synproxy = s.synproxy;
+        Ok(Some(svc))
     }
 
     /// Feeds the rate estimator from the counters (every 2 s, as IPVS).
@@ -596,9 +596,6 @@ fn check_service(s: &CfgService, laddrs: &[IpAddr]) -> Result<(), Unforwardable>
         if s.synproxy && !f.sees_replies() {
             return Err(Unforwardable::SynproxyBypassed);
         }
-        if s.synproxy && addr.is_ipv6() {
-            return Err(Unforwardable::SynproxyIpv6);
-        }
     }
     Ok(())
 }
@@ -712,9 +709,29 @@ mod tests {
             check_service(&nat64, &v6l),
             Err(Unforwardable::NoLocalAddresses(_))
         ));
-        let mut sp = svc6(vec![dest("2001:2:0:1::1", Fwd::Masq)]);
-        sp.synproxy = true;
-        assert_eq!(check_service(&sp, &[]), Err(Unforwardable::SynproxyIpv6));
+        // SYN proxy for IPv6 as for IPv4: NAT66, FULLNAT66 and NAT64
+        // carry it; DR and TUN replies bypass the director.
+        for (d, l) in [
+            (dest("2001:2:0:1::1", Fwd::Masq), &[][..]),
+            (dest("2001:2:0:1::1", Fwd::FullNat), &v6l[..]),
+            (dest("198.18.1.1", Fwd::FullNat), &v4l[..]),
+        ] {
+            let mut sp = svc6(vec![d]);
+            sp.synproxy = true;
+            assert_eq!(check_service(&sp, l), Ok(()));
+        }
+        for d in [
+            dest("2001:2:0:1::1", Fwd::Route),
+            dest("2001:2:0:1::1", Fwd::Tunnel),
+            dest("198.18.1.1", Fwd::Tunnel),
+        ] {
+            let mut sp = svc6(vec![d]);
+            sp.synproxy = true;
+            assert_eq!(
+                check_service(&sp, &[]),
+                Err(Unforwardable::SynproxyBypassed)
+            );
+        }
     }
 
     #[test]

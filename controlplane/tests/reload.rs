@@ -27,14 +27,17 @@ fn a_reload_is_all_or_nothing() {
     let listing = run(&mut d, "-Ln").1;
     assert!(listing.contains("198.18.1.11:8080             Masq    3"));
 
-    // The file is valid as keepalived reads it, but the dataplane has no
-    // SYN proxy for IPv6: the snapshot refuses it, and with it the new
-    // timeouts and the new weight.
+    // NAT64 (an IPv4 server behind an IPv6 VIP) without IPv4 local
+    // addresses: the whole file is refused, with it the new timeouts and
+    // the new weight. (A table the dataplane cannot forward by, from a
+    // file keepalived accepts, is refused whole the same way: the core's
+    // `a_refused_reload_publishes_nothing_and_commits_no_plan`.)
     let bad = GOOD.replace("weight 3", "weight 9")
-        + "virtual_server 2001:db8::101 80 {\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n    syn_proxy\n    real_server 2001:db8:1::5 80 {\n    }\n}\n";
+        + "local_address_group LAG6 {\n    2001:db8:1::100\n}\nvirtual_server 2001:db8::101 80 {\n    lb_algo rr\n    lb_kind FNAT\n    laddr_group_name LAG6\n    protocol TCP\n    real_server 198.18.1.12 80 {\n    }\n}\n";
     std::fs::write(&path, conf("tcp 100 tcpfin 10 udp 5", &bad)).unwrap();
     let e = d.reload().unwrap_err().to_string();
-    assert!(e.contains("reload rejected"), "{e}");
+    assert!(e.contains("needs IPv4 local addresses"), "{e}");
+    assert!(e.contains("keeping the running configuration"), "{e}");
     assert_eq!(
         run(&mut d, "-L --timeout").1,
         "Timeout (tcp tcpfin udp): 600 60 30\n",

@@ -336,6 +336,9 @@ pub struct Service6 {
     /// NAT64 (an IPv6 VIP in front of IPv4 servers, as DPVS does it).
     pub laddrs6: Vec<Ipv6Addr>,
     pub laddrs4: Vec<Ipv4Addr>,
+    /// [`Service::synproxy`] for an IPv6 VIP: NAT66, FULLNAT66 and NAT64
+    /// (`fwd/synproxy.rs`). [`Service6::new`] leaves it off.
+    pub synproxy: bool,
     pub shared: Arc<ServiceShared>,
 }
 
@@ -390,6 +393,7 @@ impl Service6 {
                     IpAddr::V6(_) => None,
                 })
                 .collect(),
+            synproxy: false,
             shared,
         }
     }

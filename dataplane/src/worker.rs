@@ -38,6 +38,7 @@ use hashbrown::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+mod synproxy6;
 mod v6;
 pub use v6::NeighEvent6;
 
@@ -203,11 +204,20 @@ struct NhCached<A = u32> {
 /// A client segment held until its real server's handshake completes.
 struct HeldSeg<K> {
     ci: u32,
-    tuple: Tuple,
+    flow: HeldFlow,
     seq: u32,
     port: u16,
     at_ms: u64,
     pkt: K,
+}
+
+/// The client flow a held segment belongs to: with the entry index, it
+/// tells a reused slot from the connection that held the segment, and the
+/// IPv4 table's slots from the IPv6 table's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HeldFlow {
+    V4(Tuple),
+    V6(Tuple6),
 }
 
 /// Everything a worker mutates, apart from the snapshot it reads.
@@ -1285,7 +1295,9 @@ impl<P: Port> Core<P> {
                         // A client RST passes (the server's SYN_RECV takes
                         // it by its sequence number); the rest waits.
                         if flags & l4::TCP_RST == 0 {
-                            return self.synproxy_hold(snap, pkt, ci, t, o, ip, in_port, now);
+                            let seg = o.l4..o.l3 + ip.info.total_len;
+                            let flow = HeldFlow::V4(t);
+                            return self.synproxy_hold(snap, pkt, ci, flow, seg, in_port, now);
                         }
                     } else if !later {
                         // The header is in the first fragment only.
@@ -1768,7 +1780,8 @@ impl<P: Port> Core<P> {
                 self.count_traffic(snap, c.dest_id, ip.info.total_len as u64, true);
                 self.synproxy_syn(snap, &c, isn, &opts, window, now);
                 if carries {
-                    self.synproxy_hold(snap, pkt, ci, t, o, ip, in_port, now);
+                    let seg = o.l4..end;
+                    self.synproxy_hold(snap, pkt, ci, HeldFlow::V4(t), seg, in_port, now);
                 }
                 // A bare ACK is consumed: the director acks the server's
                 // SYN-ACK itself.
@@ -1788,6 +1801,55 @@ impl<P: Port> Core<P> {
         }
     }
 
+    /// A frame from `port`'s pool for a segment the director writes: an
+    /// Ethernet header of `ethertype` (the MACs are filled in when the
+    /// next hop is resolved) and room for `len` bytes of IP after it.
+    pub(super) fn synproxy_frame(
+        &mut self,
+        port: usize,
+        ethertype: u16,
+        len: usize,
+    ) -> Option<P::Pkt> {
+        let Some(mut pkt) = self.ports.get_mut(port).and_then(|p| p.alloc()) else {
+            self.ctr().drop(DropReason::NoBuffer);
+            return None;
+        };
+        if !pkt.set_len(ethernet::HEADER_LEN + len) {
+            self.drop_pkt(DropReason::NoBuffer, pkt);
+            return None;
+        }
+        ethernet::write_header(pkt.data_mut(), &[0; 6], &[0; 6], None, ethertype);
+        Some(pkt)
+    }
+
+    /// Sends the director's IPv4 SYN from `src` to the real server `rs`
+    /// (IPv4 NAT and FULLNAT, and NAT64's IPv4 side).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn synproxy_syn4(
+        &mut self,
+        snap: &Snapshot,
+        src: ([u8; 4], u16),
+        rs: ([u8; 4], u16),
+        isn: u32,
+        opts: &synproxy::CookieOptions,
+        window: u16,
+        now: u64,
+    ) {
+        let port = snap
+            .routes
+            .lookup(Ipv4Addr::from(rs.0))
+            .map_or(0, |nh| nh.port as usize);
+        let l3 = ethernet::HEADER_LEN;
+        let eth = ethernet::ETHERTYPE_IPV4;
+        let Some(mut pkt) = self.synproxy_frame(port, eth, synproxy::MAX_SEGMENT_LEN) else {
+            return;
+        };
+        let id = self.ip_ids.fresh();
+        let n = synproxy::syn_to_rs(&mut pkt.data_mut()[l3..], src, rs, isn, opts, window, id);
+        pkt.set_len(l3 + n);
+        self.send(snap, pkt, rs.0, now);
+    }
+
     /// Sends the director's SYN for connection `c` to its real server.
     fn synproxy_syn(
         &mut self,
@@ -1798,32 +1860,8 @@ impl<P: Port> Core<P> {
         window: u16,
         now: u64,
     ) {
-        let port = snap
-            .routes
-            .lookup(Ipv4Addr::from(c.daddr))
-            .map_or(0, |nh| nh.port as usize);
-        let Some(mut pkt) = self.ports.get_mut(port).and_then(|p| p.alloc()) else {
-            return self.ctr().drop(DropReason::NoBuffer);
-        };
-        let l3 = ethernet::HEADER_LEN;
-        if !pkt.set_len(l3 + synproxy::MAX_SEGMENT_LEN) {
-            return self.drop_pkt(DropReason::NoBuffer, pkt);
-        }
-        let id = self.ip_ids.fresh();
-        let d = pkt.data_mut();
-        // The MACs are filled in when the next hop is resolved.
-        ethernet::write_header(d, &[0; 6], &[0; 6], None, ethernet::ETHERTYPE_IPV4);
-        let n = synproxy::syn_to_rs(
-            &mut d[l3..],
-            Self::server_side_src(c),
-            (c.daddr, c.dport),
-            isn,
-            opts,
-            window,
-            id,
-        );
-        pkt.set_len(l3 + n);
-        self.send(snap, pkt, c.daddr, now);
+        let src = Self::server_side_src(c);
+        self.synproxy_syn4(snap, src, (c.daddr, c.dport), isn, opts, window, now);
     }
 
     /// The real server's SYN-ACK for a SYN-proxied connection: recorded
@@ -1838,28 +1876,8 @@ impl<P: Port> Core<P> {
         end: usize,
         now: u64,
     ) {
-        let c = *self.conns.get(ci);
-        let s = synproxy::server_syn_ack(&pkt.data()[o.l4..end], c.ring_seq);
-        let ws_client = synproxy::cookie_options(c.ring_seq).wscale.unwrap_or(0);
-        let timeout = self
-            .conns
-            .pressure()
-            .tcp_timeout(&snap.timeouts, TcpState::Established);
-        let e = self.conns.get_mut(ci);
-        e.ring_seq = s.delta;
-        e.state = (s.ws_rs << 4) | TcpState::Established as u8;
-        e.flags |= F_REPLIED;
-        if e.flags & F_INACTIVE != 0 {
-            e.flags &= !F_INACTIVE;
-            if let Some(d) = snap.dest(e.dest_id) {
-                d.dest.shared.conn_became(true);
-            }
-        }
-        self.conns.set_timeout(ci, timeout, now);
+        let (c, window) = self.synproxy_record(false, snap, ci, o.l4..end, &pkt, now);
         self.count_traffic(snap, c.dest_id, (end - o.l3) as u64, false);
-        // Until the client's next segment says otherwise, offer the server
-        // 64 KiB in the client's scale.
-        let window = (65535u32 >> ws_client) as u16;
         let id = self.ip_ids.fresh();
         let n = synproxy::ack_to_rs(
             &mut pkt.data_mut()[o.l3..],
@@ -1870,8 +1888,53 @@ impl<P: Port> Core<P> {
         pkt.set_len(o.l3 + n);
         self.ctr().synproxy_rs_established.inc();
         self.send(snap, pkt, c.daddr, now);
-        let t = c.in_tuple();
-        while let Some(i) = self.held.iter().position(|h| h.ci == ci && h.tuple == t) {
+        self.synproxy_release(snap, ci, HeldFlow::V4(c.in_tuple()), now);
+    }
+
+    /// Records the real server's SYN-ACK (its TCP header at `th` in
+    /// `pkt`) in connection `ci` of the IPv4 or the IPv6 table: the
+    /// sequence delta and the server's window scale, ESTABLISHED, active.
+    /// Returns the connection as it was and the window of the director's
+    /// ACK: until the client's next segment says otherwise, 64 KiB in the
+    /// client's scale.
+    pub(super) fn synproxy_record(
+        &mut self,
+        v6: bool,
+        snap: &Snapshot,
+        ci: u32,
+        th: std::ops::Range<usize>,
+        pkt: &P::Pkt,
+        now: u64,
+    ) -> (Conn, u16) {
+        let conns = if v6 {
+            &mut self.conns6
+        } else {
+            &mut self.conns
+        };
+        let c = *conns.get(ci);
+        let s = synproxy::server_syn_ack(&pkt.data()[th], c.ring_seq);
+        let ws_client = synproxy::cookie_wscale(c.ring_seq).unwrap_or(0);
+        let timeout = conns
+            .pressure()
+            .tcp_timeout(&snap.timeouts, TcpState::Established);
+        let e = conns.get_mut(ci);
+        e.ring_seq = s.delta;
+        e.state = (s.ws_rs << 4) | TcpState::Established as u8;
+        e.flags |= F_REPLIED;
+        if e.flags & F_INACTIVE != 0 {
+            e.flags &= !F_INACTIVE;
+            if let Some(d) = snap.dest(e.dest_id) {
+                d.dest.shared.conn_became(true);
+            }
+        }
+        conns.set_timeout(ci, timeout, now);
+        (c, (65535u32 >> ws_client) as u16)
+    }
+
+    /// Releases the client segments held for connection `ci` (its server
+    /// has answered): each goes through the worker again, now translated.
+    pub(super) fn synproxy_release(&mut self, snap: &Snapshot, ci: u32, flow: HeldFlow, now: u64) {
+        while let Some(i) = self.held.iter().position(|h| h.ci == ci && h.flow == flow) {
             let h = self.held.remove(i);
             self.ctr().synproxy_early_released.inc();
             self.handle(snap, h.pkt, h.port, now, true);
@@ -1885,18 +1948,17 @@ impl<P: Port> Core<P> {
     /// director's SYN was lost) sends the SYN again, once its sequence
     /// number proves to be the client's ISN + 1 by the cookie.
     #[allow(clippy::too_many_arguments)]
-    fn synproxy_hold(
+    pub(super) fn synproxy_hold(
         &mut self,
         snap: &Snapshot,
         pkt: P::Pkt,
         ci: u32,
-        t: Tuple,
-        o: L34,
-        ip: Ip,
+        flow: HeldFlow,
+        seg: std::ops::Range<usize>,
         port: u16,
         now: u64,
     ) {
-        let seg = &pkt.data()[o.l4..o.l3 + ip.info.total_len];
+        let seg = &pkt.data()[seg];
         let carries = seg.len() > tcp::header_len(seg) || l4::tcp_flags(seg) & l4::TCP_FIN != 0;
         if !carries {
             return self.drop_pkt(DropReason::SynproxyEarly, pkt);
@@ -1905,15 +1967,26 @@ impl<P: Port> Core<P> {
         if self
             .held
             .iter()
-            .any(|h| h.ci == ci && h.tuple == t && h.seq == seq)
+            .any(|h| h.ci == ci && h.flow == flow && h.seq == seq)
         {
-            let c = *self.conns.get(ci);
-            let isn = seq.wrapping_sub(1);
+            let (isn, window) = (seq.wrapping_sub(1), tcp::window(seg));
             let key = self.shared.synproxy_key;
-            if let Some(opts) = synproxy::check_cookie(&key, &t, isn, c.ring_seq, now / 1000) {
-                let window = tcp::window(seg);
-                self.ctr().synproxy_syn_retransmitted.inc();
-                self.synproxy_syn(snap, &c, isn, &opts, window, now);
+            let now_s = now / 1000;
+            match flow {
+                HeldFlow::V4(t) => {
+                    let c = *self.conns.get(ci);
+                    if let Some(opts) = synproxy::check_cookie(&key, &t, isn, c.ring_seq, now_s) {
+                        self.ctr().synproxy_syn_retransmitted.inc();
+                        self.synproxy_syn(snap, &c, isn, &opts, window, now);
+                    }
+                }
+                HeldFlow::V6(t) => {
+                    let cookie = self.conns6.get(ci).ring_seq;
+                    if let Some(opts) = synproxy::check_cookie(&key, &t, isn, cookie, now_s) {
+                        self.ctr().synproxy_syn_retransmitted.inc();
+                        self.synproxy_syn6(snap, ci, isn, &opts, window, now);
+                    }
+                }
             }
             return self.drop_pkt(DropReason::SynproxyEarly, pkt);
         }
@@ -1924,7 +1997,7 @@ impl<P: Port> Core<P> {
         self.ctr().synproxy_early_held.inc();
         self.held.push(HeldSeg {
             ci,
-            tuple: t,
+            flow,
             seq,
             port,
             at_ms: now,
@@ -1933,8 +2006,8 @@ impl<P: Port> Core<P> {
     }
 
     /// Drops the held segments of connection `ci` (its server refused).
-    fn synproxy_drop_held(&mut self, ci: u32, t: &Tuple) {
-        while let Some(i) = self.held.iter().position(|h| h.ci == ci && h.tuple == *t) {
+    pub(super) fn synproxy_drop_held(&mut self, ci: u32, flow: HeldFlow) {
+        while let Some(i) = self.held.iter().position(|h| h.ci == ci && h.flow == flow) {
             let h = self.held.remove(i);
             self.ctr().synproxy_early_dropped.inc();
             self.drop_pkt(DropReason::SynproxyEarly, h.pkt);
@@ -2303,7 +2376,7 @@ impl<P: Port> Core<P> {
                     synproxy::rs_to_client(th, d, synproxy::NO_RESCALE);
                     self.conns.get_mut(ci).ring_seq = d;
                     self.ctr().synproxy_rs_refused.inc();
-                    self.synproxy_drop_held(ci, &c.in_tuple());
+                    self.synproxy_drop_held(ci, HeldFlow::V4(c.in_tuple()));
                 } else if flags & (l4::TCP_SYN | l4::TCP_ACK) == l4::TCP_SYN | l4::TCP_ACK {
                     return self.synproxy_server_synack(snap, pkt, ci, o, end, now);
                 } else {

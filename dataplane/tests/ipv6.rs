@@ -6,7 +6,9 @@
 
 mod common;
 use common::{arp_reply, rs_mac, CLIENT_MAC, DIR0_MAC, DIR1_MAC};
-use etherparse::{Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use etherparse::{
+    Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice,
+};
 use ferrovs_dataplane::conn::template::TemplateTable;
 use ferrovs_dataplane::counters::DropReason;
 use ferrovs_dataplane::port::memory::{MemPacket, MemPort};
@@ -66,6 +68,8 @@ struct Svc6 {
     tun4in6: bool,
     /// The snapshot's `sloppy_tcp`.
     sloppy: bool,
+    /// DPVS `syn_proxy` on the IPv6 service.
+    synproxy: bool,
 }
 
 impl Svc6 {
@@ -81,6 +85,7 @@ impl Svc6 {
             mtu1: 1500,
             tun4in6: false,
             sloppy: false,
+            synproxy: false,
         }
     }
 }
@@ -130,7 +135,7 @@ fn snapshot(nworkers: usize, svc: &Svc6) -> Snapshot {
         (FwdMethod::FullNat, false) => vec![IpAddr::from(LADDR6)],
         _ => vec![],
     };
-    b.service6(Service6::new(
+    let mut s6 = Service6::new(
         svc.proto,
         Ipv6Addr::from(VIP6),
         80,
@@ -140,7 +145,9 @@ fn snapshot(nworkers: usize, svc: &Svc6) -> Snapshot {
         servers,
         laddrs,
         ServiceShared::new(1, nworkers),
-    ));
+    );
+    s6.synproxy = svc.synproxy;
+    b.service6(s6);
     if svc.tun4in6 {
         let dests: Vec<Dest> = (0..svc.servers)
             .map(|i| Dest {
@@ -1893,4 +1900,413 @@ fn ipv6_fragments_of_icmp_and_orphans_are_dropped_counted() {
     first[14 + 4..14 + 6].copy_from_slice(&12u16.to_be_bytes());
     assert!(lab.send(0, 0, &first, 1).is_empty());
     assert_eq!(lab.dropped(DropReason::FragTiny), 1);
+}
+
+// SYN proxy for IPv6 services: NAT66, FULLNAT66 and NAT64.
+
+const ISN: u32 = 1000;
+const RS_ISN: u32 = 5_000_000;
+
+/// A TCP segment with every field chosen, over IPv6 or (NAT64's server
+/// side) IPv4, by etherparse.
+#[allow(clippy::too_many_arguments)]
+fn sp_seg(
+    macs: (Mac, Mac),
+    src: (IpAddr, u16),
+    dst: (IpAddr, u16),
+    seq: u32,
+    ack: Option<u32>,
+    flags: &str,
+    window: u16,
+    opts: &[TcpOptionElement],
+    payload: &[u8],
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(macs.0, macs.1);
+    let b = match (src.0, dst.0) {
+        (IpAddr::V6(s), IpAddr::V6(d)) => b.ipv6(s.octets(), d.octets(), 64),
+        (IpAddr::V4(s), IpAddr::V4(d)) => b.ipv4(s.octets(), d.octets(), 64),
+        _ => unreachable!(),
+    };
+    let mut b = b.tcp(src.1, dst.1, seq, window);
+    if flags.contains('S') {
+        b = b.syn();
+    }
+    if let Some(a) = ack {
+        b = b.ack(a);
+    }
+    if flags.contains('R') {
+        b = b.rst();
+    }
+    if flags.contains('P') {
+        b = b.psh();
+    }
+    let b = b.options(opts).unwrap();
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+type Ends = ((IpAddr, u16), (IpAddr, u16));
+
+/// A frame's TCP header, payload and ends, every checksum verified by
+/// etherparse (IPv6 or IPv4).
+fn sp_parse(f: &[u8]) -> (etherparse::TcpHeader, Vec<u8>, Ends) {
+    let p = SlicedPacket::from_ethernet(f).unwrap();
+    let (s, d): (IpAddr, IpAddr) = match &p.net {
+        Some(NetSlice::Ipv6(ip)) => {
+            assert_checksums6(f);
+            let h = ip.header();
+            (h.source_addr().into(), h.destination_addr().into())
+        }
+        Some(NetSlice::Ipv4(ip)) => {
+            common::assert_checksums(f);
+            let h = ip.header();
+            (h.source_addr().into(), h.destination_addr().into())
+        }
+        _ => panic!("not IP"),
+    };
+    let Some(TransportSlice::Tcp(t)) = &p.transport else {
+        panic!("not TCP")
+    };
+    let h = t.to_header();
+    let ends = ((s, h.source_port), (d, h.destination_port));
+    (h, t.payload().to_vec(), ends)
+}
+
+fn sp_ctr(lab: &Lab6, f: impl Fn(&ferrovs_dataplane::counters::WorkerCounters) -> u64) -> u64 {
+    lab.shared.counters.iter().map(f).sum()
+}
+
+fn sp_conns(lab: &Lab6) -> usize {
+    lab.workers.iter().map(|w| w.conns6().len()).sum()
+}
+
+fn sp_lab(fwd: FwdMethod, nat64: bool, nworkers: usize) -> Lab6 {
+    let mut svc = Svc6::new(fwd);
+    svc.nat64 = nat64;
+    svc.synproxy = true;
+    Lab6::new(svc, nworkers)
+}
+
+fn client6(cport: u16) -> (IpAddr, u16) {
+    (IpAddr::from(CLIENT6), cport)
+}
+fn vip6() -> (IpAddr, u16) {
+    (IpAddr::from(VIP6), 80)
+}
+
+const SP_OPTS: [TcpOptionElement; 3] = [
+    TcpOptionElement::MaximumSegmentSize(1440),
+    TcpOptionElement::SelectiveAcknowledgementPermitted,
+    TcpOptionElement::WindowScale(7),
+];
+
+fn client_seg6(cport: u16, flags: &str, seq: u32, ack: Option<u32>, p: &[u8]) -> Vec<u8> {
+    let opts: &[TcpOptionElement] = if flags == "S" { &SP_OPTS } else { &[] };
+    sp_seg(
+        (CLIENT_MAC, DIR0_MAC),
+        client6(cport),
+        vip6(),
+        seq,
+        ack,
+        flags,
+        502,
+        opts,
+        p,
+    )
+}
+
+/// Client SYN → the director's IPv6 SYN-ACK with a cookie, and no
+/// connection; returns the cookie.
+fn sp_syn(lab: &mut Lab6, cport: u16) -> u32 {
+    let n = sp_conns(lab);
+    let out = lab.send(0, 0, &client_seg6(cport, "S", ISN, None, b""), 0);
+    assert_eq!(out.len(), 1, "one SYN-ACK");
+    let (t, _, ends) = sp_parse(&out[0]);
+    assert!(t.syn && t.ack && !t.rst);
+    assert_eq!(ends, (vip6(), client6(cport)));
+    assert_eq!(&out[0][0..6], &CLIENT_MAC);
+    assert_eq!(out[0][14 + 7], 64, "hop limit");
+    assert_eq!(t.acknowledgment_number, ISN + 1);
+    // MSS 1440: a 1500-byte link less the IPv6 and TCP headers.
+    assert_eq!(
+        t.options_iterator().map(|o| o.unwrap()).collect::<Vec<_>>(),
+        vec![
+            TcpOptionElement::MaximumSegmentSize(1440),
+            TcpOptionElement::Noop,
+            TcpOptionElement::Noop,
+            TcpOptionElement::SelectiveAcknowledgementPermitted,
+            TcpOptionElement::Noop,
+            TcpOptionElement::WindowScale(7),
+        ]
+    );
+    assert!((0..lab.workers.len()).all(|w| lab.take(w, 1).is_empty()));
+    assert_eq!(sp_conns(lab), n, "no entry for a SYN");
+    t.sequence_number
+}
+
+/// The server's end of a flow and what the director's segments to it
+/// come from: the client (NAT66), the IPv6 local address (FULLNAT66) or
+/// the IPv4 one (NAT64).
+fn sp_server(fwd: FwdMethod, nat64: bool) -> (IpAddr, u16) {
+    match (fwd, nat64) {
+        (_, true) => (IpAddr::from(RS4[0]), 8080),
+        _ => (IpAddr::from(RS6[0]), 8080),
+    }
+}
+
+fn synproxy6_handshake(fwd: FwdMethod, nat64: bool) {
+    let what = format!("{fwd:?} nat64={nat64}");
+    let mut lab = sp_lab(fwd, nat64, 2);
+    let cport = 40000;
+    let cookie = sp_syn(&mut lab, cport);
+    assert_eq!(sp_syn(&mut lab, cport), cookie, "a retransmitted SYN");
+
+    // The ACK validates: the server gets a SYN with the client's ISN and
+    // its options (the cookie's IPv6 MSS table has 1440).
+    let ack = client_seg6(cport, "A", ISN + 1, Some(cookie.wrapping_add(1)), b"");
+    let out = lab.send(0, 0, &ack, 1);
+    assert_eq!(out.len(), 1, "{what}: SYN to the real server");
+    let (t, _, (src, dst)) = sp_parse(&out[0]);
+    assert!(t.syn && !t.ack, "{what}");
+    assert_eq!(t.sequence_number, ISN);
+    assert_eq!(dst, sp_server(fwd, nat64));
+    match (fwd, nat64) {
+        (FwdMethod::Nat, _) => assert_eq!(src, client6(cport)),
+        (_, true) => assert_eq!(src.0, IpAddr::from(LADDR4)),
+        _ => assert_eq!(src.0, IpAddr::from(LADDR6)),
+    }
+    assert_eq!(&out[0][0..6], &rs_mac(0));
+    assert_eq!(
+        t.options_iterator().map(|o| o.unwrap()).collect::<Vec<_>>(),
+        vec![
+            TcpOptionElement::MaximumSegmentSize(1440),
+            TcpOptionElement::Noop,
+            TcpOptionElement::Noop,
+            TcpOptionElement::SelectiveAcknowledgementPermitted,
+            TcpOptionElement::Noop,
+            TcpOptionElement::WindowScale(7),
+        ]
+    );
+    assert_eq!(t.window_size, 502 << 7);
+    assert_eq!(sp_conns(&lab), 1);
+    assert_eq!(sp_ctr(&lab, |c| c.synproxy_cookies_validated.get()), 1);
+
+    // The request before the server answers: held. Sent again, it sends
+    // the SYN again (the server may not have got it).
+    let req = client_seg6(cport, "AP", ISN + 1, Some(cookie.wrapping_add(1)), b"GET /");
+    assert!(lab.send(0, 0, &req, 1).is_empty());
+    assert_eq!(sp_ctr(&lab, |c| c.synproxy_early_held.get()), 1);
+    let again = lab.send(0, 0, &req, 1);
+    assert_eq!(again.len(), 1, "{what}: the SYN again");
+    assert!(sp_parse(&again[0]).0.syn);
+    assert_eq!(sp_ctr(&lab, |c| c.synproxy_syn_retransmitted.get()), 1);
+
+    // The server's SYN-ACK is consumed: the director acks it and the held
+    // request follows, its ack in the server's sequence space.
+    let server = sp_server(fwd, nat64);
+    let rs_synack = sp_seg(
+        (rs_mac(0), DIR1_MAC),
+        server,
+        src,
+        RS_ISN,
+        Some(ISN + 1),
+        "S",
+        65160,
+        &[
+            TcpOptionElement::MaximumSegmentSize(1400),
+            TcpOptionElement::Noop,
+            TcpOptionElement::WindowScale(9),
+        ],
+        b"",
+    );
+    let last = lab.workers.len() - 1;
+    lab.inject(last, 1, &rs_synack);
+    lab.poll_all();
+    let to_client: Vec<_> = (0..2).flat_map(|w| lab.take(w, 0)).collect();
+    assert!(to_client.is_empty(), "{what}: the SYN-ACK stays");
+    let out: Vec<_> = (0..2).flat_map(|w| lab.take(w, 1)).collect();
+    assert_eq!(out.len(), 2, "{what}: ACK and the held request");
+    let (t, p, ends) = sp_parse(&out[0]);
+    assert!(t.ack && !t.syn && p.is_empty());
+    assert_eq!(
+        (t.sequence_number, t.acknowledgment_number),
+        (ISN + 1, RS_ISN + 1)
+    );
+    assert_eq!(ends, (src, server));
+    let (t, p, ends) = sp_parse(&out[1]);
+    assert_eq!(p, b"GET /");
+    assert_eq!(
+        (t.sequence_number, t.acknowledgment_number),
+        (ISN + 1, RS_ISN + 1)
+    );
+    assert_eq!(ends, (src, server));
+    assert_eq!(sp_ctr(&lab, |c| c.synproxy_rs_established.get()), 1);
+    assert_eq!(sp_ctr(&lab, |c| c.synproxy_early_released.get()), 1);
+
+    // Server data reaches the client in the cookie's sequence space, its
+    // window rescaled from shift 9 to 7, over IPv6 from the VIP.
+    let body = b"HTTP/1.0 200 OK\r\n\r\nhello";
+    let data = sp_seg(
+        (rs_mac(0), DIR1_MAC),
+        server,
+        src,
+        RS_ISN + 1,
+        Some(ISN + 6),
+        "AP",
+        300,
+        &[],
+        body,
+    );
+    let out = lab.send(last, 1, &data, 0);
+    assert_eq!(out.len(), 1, "{what}: data to the client");
+    let (t, p, ends) = sp_parse(&out[0]);
+    assert_eq!(p, body);
+    assert_eq!(ends, (vip6(), client6(cport)));
+    assert_eq!(t.sequence_number, cookie.wrapping_add(1));
+    assert_eq!(t.acknowledgment_number, ISN + 6);
+    assert_eq!(t.window_size, 1200);
+
+    // The client's ack of it, with a SACK block, into the server's space.
+    let n = body.len() as u32;
+    let c1 = cookie.wrapping_add(1);
+    let sack = sp_seg(
+        (CLIENT_MAC, DIR0_MAC),
+        client6(cport),
+        vip6(),
+        ISN + 6,
+        Some(c1.wrapping_add(n)),
+        "A",
+        502,
+        &[TcpOptionElement::SelectiveAcknowledgement(
+            (c1.wrapping_add(100), c1.wrapping_add(200)),
+            [None, None, None],
+        )],
+        b"",
+    );
+    let out = lab.send(0, 0, &sack, 1);
+    assert_eq!(out.len(), 1);
+    let (t, _, ends) = sp_parse(&out[0]);
+    assert_eq!(ends, (src, server));
+    assert_eq!(t.acknowledgment_number, RS_ISN + 1 + n);
+    assert_eq!(
+        t.options_iterator().map(|o| o.unwrap()).last(),
+        Some(TcpOptionElement::SelectiveAcknowledgement(
+            (RS_ISN + 101, RS_ISN + 201),
+            [None, None, None]
+        ))
+    );
+}
+
+#[test]
+fn synproxy6_nat66_handshake_and_translation() {
+    synproxy6_handshake(FwdMethod::Nat, false);
+}
+
+#[test]
+fn synproxy6_fullnat66_handshake_and_translation() {
+    synproxy6_handshake(FwdMethod::FullNat, false);
+}
+
+#[test]
+fn synproxy6_nat64_ipv6_client_side_ipv4_server_side() {
+    synproxy6_handshake(FwdMethod::FullNat, true);
+}
+
+#[test]
+fn synproxy6_spoofed_flood_creates_nothing_and_forged_acks_fail() {
+    for (fwd, nat64) in [
+        (FwdMethod::Nat, false),
+        (FwdMethod::FullNat, false),
+        (FwdMethod::FullNat, true),
+    ] {
+        let mut lab = sp_lab(fwd, nat64, 1);
+        for i in 0..2000u32 {
+            let mut src = CLIENT6;
+            src[8..12].copy_from_slice(&i.to_be_bytes());
+            let f = sp_seg(
+                (CLIENT_MAC, DIR0_MAC),
+                (IpAddr::from(src), 1024 + (i % 50000) as u16),
+                vip6(),
+                i.wrapping_mul(2_654_435_761),
+                None,
+                "S",
+                1024,
+                &[],
+                b"",
+            );
+            lab.inject(0, 0, &f);
+            if i % 32 == 31 {
+                lab.poll_all();
+                lab.take(0, 0);
+            }
+        }
+        lab.poll_all();
+        lab.take(0, 0);
+        assert_eq!(sp_ctr(&lab, |c| c.synproxy_cookies_sent.get()), 2000);
+        assert_eq!(sp_conns(&lab), 0, "a flood of SYNs makes no entry");
+        assert!(lab.take(0, 1).is_empty(), "nothing reaches the servers");
+        // A forged ACK (wrong cookie) creates nothing.
+        let forged = client_seg6(41000, "A", ISN + 1, Some(0x1234_5678), b"");
+        assert!(lab.send(0, 0, &forged, 1).is_empty());
+        assert_eq!(sp_ctr(&lab, |c| c.synproxy_cookies_failed.get()), 1);
+        assert_eq!(lab.dropped(DropReason::SynproxyBadCookie), 1);
+        assert_eq!(sp_conns(&lab), 0);
+        // A legitimate client still gets through.
+        let cookie = sp_syn(&mut lab, 42000);
+        let ack = client_seg6(42000, "A", ISN + 1, Some(cookie.wrapping_add(1)), b"");
+        assert_eq!(lab.send(0, 0, &ack, 1).len(), 1);
+        assert_eq!(sp_conns(&lab), 1);
+    }
+}
+
+#[test]
+fn synproxy6_refusing_server_rst_reaches_the_client_in_sequence() {
+    for (fwd, nat64) in [(FwdMethod::Nat, false), (FwdMethod::FullNat, true)] {
+        let mut lab = sp_lab(fwd, nat64, 1);
+        let cookie = sp_syn(&mut lab, 40000);
+        let ack = client_seg6(40000, "A", ISN + 1, Some(cookie.wrapping_add(1)), b"");
+        let out = lab.send(0, 0, &ack, 1);
+        let (_, _, (src, _)) = sp_parse(&out[0]);
+        let req = client_seg6(40000, "AP", ISN + 1, Some(cookie.wrapping_add(1)), b"GET /");
+        assert!(lab.send(0, 0, &req, 1).is_empty());
+        let rst = sp_seg(
+            (rs_mac(0), DIR1_MAC),
+            sp_server(fwd, nat64),
+            src,
+            0,
+            Some(ISN + 1),
+            "R",
+            0,
+            &[],
+            b"",
+        );
+        let out = lab.send(0, 1, &rst, 0);
+        assert_eq!(out.len(), 1, "the RST to the client");
+        let (t, _, ends) = sp_parse(&out[0]);
+        assert!(t.rst);
+        assert_eq!(ends, (vip6(), client6(40000)));
+        assert_eq!(t.sequence_number, cookie.wrapping_add(1));
+        assert_eq!(sp_ctr(&lab, |c| c.synproxy_rs_refused.get()), 1);
+        assert_eq!(sp_ctr(&lab, |c| c.synproxy_early_dropped.get()), 1);
+    }
+}
+
+/// A handshake segment is never fragmented: a fragmented SYN to a
+/// syn-proxy service is dropped and counted, not answered (the SYN-ACK is
+/// written over the SYN, whose header chain it replaces), and its later
+/// fragments make nothing either.
+#[test]
+fn synproxy6_fragmented_syn_is_dropped_counted() {
+    let mut lab = sp_lab(FwdMethod::Nat, false, 1);
+    let syn = client_seg6(40000, "S", ISN, None, &[7u8; 120]);
+    let frags = frag6(&syn, 64, 9);
+    assert_eq!(frags.len(), 3);
+    for f in &frags {
+        assert!(lab.send(0, 0, f, 0).is_empty());
+    }
+    assert!(lab.take(0, 1).is_empty());
+    assert_eq!(lab.dropped(DropReason::Fragment), 3);
+    assert_eq!(sp_ctr(&lab, |c| c.synproxy_cookies_sent.get()), 0);
+    assert_eq!(sp_conns(&lab), 0);
 }

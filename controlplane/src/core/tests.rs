@@ -123,13 +123,22 @@ fn a_reload_takes_the_health_plan_and_commits_it_with_the_snapshot() {
 #[test]
 fn a_refused_reload_publishes_nothing_and_commits_no_plan() {
     let (mut c, now) = core(1);
-    let bad = SVC.to_string()
-        + "virtual_server 2001:db8::101 80 {\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n    syn_proxy\n    real_server 2001:db8:1::5 80 {\n    }\n}\n";
-    let plan = TableChange::diff(
-        &Table::default(),
-        &ferrovs_config::ipvs::initial_table(&ferrovs_config::load_str("k.conf", &bad).config),
-    );
-    let outs = c.handle(reload(&bad, Some(plan)), now);
+    // A table the dataplane cannot forward by: a port-0 service without
+    // persistence (IPVS refuses it too), which a file never yields (the
+    // configuration checks refuse it first), made by hand.
+    let mut table =
+        ferrovs_config::ipvs::initial_table(&ferrovs_config::load_str("k.conf", SVC).config);
+    let mut extra = table.services[0].clone();
+    extra.key = ferrovs_config::ipvs::ServiceKey::Addr {
+        proto: ferrovs_config::model::Protocol::Tcp,
+        addr: "198.18.0.101".parse().unwrap(),
+        port: 0,
+    };
+    extra.persistence = None;
+    table.services.push(extra);
+    let bad = SVC;
+    let plan = TableChange::diff(&Table::default(), &table);
+    let outs = c.handle(reload(bad, Some(plan)), now);
     assert!(!outs
         .iter()
         .any(|o| matches!(o, Output::Publish(_) | Output::CommitHealthPlan)));

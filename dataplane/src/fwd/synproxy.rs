@@ -1,5 +1,6 @@
-//! SYN proxy for NAT and FULLNAT virtual servers (DPVS `syn_proxy`), as
-//! pure functions over byte slices; `worker.rs` only hooks them in.
+//! SYN proxy for NAT and FULLNAT virtual servers, IPv4 and IPv6 (DPVS
+//! `syn_proxy`), as pure functions over byte slices; `worker.rs` and
+//! `worker/synproxy6.rs` only hook them in.
 //!
 //! ## The handshake
 //!
@@ -63,20 +64,55 @@
 //!   below the SYN-ACK's), a second 32-bit field that the 64-byte
 //!   connection entry has no room for. Linux's trick of carrying the
 //!   options in the TSval is not needed: they fit in the cookie.
+//!
+//! ## IPv6 (NAT66, FULLNAT66, NAT64)
+//!
+//! The same handshake, cookie layout and translation; what differs is the
+//! family's alone, behind [`CookieFlow`] and the `*6` writers:
+//!
+//! - the MAC covers the IPv6 4-tuple ([`Tuple6`]);
+//! - the cookie's MSS index points into Linux's IPv6 table
+//!   (`net/ipv6/syncookies.c`: 1280, 1480, 1500 and 9000-byte links less
+//!   60 bytes of headers), and a SYN without MSS means 1220
+//!   (RFC 9293 §3.7.1: the IPv6 minimum MTU less 60), not IPv4's 536;
+//! - the SYN-ACK announces [`DIRECTOR_MSS6`] = 1440, what Linux announces on
+//!   a 1500-byte link (`tcp_v6_syn_recv_sock`'s advmss: MTU less the 40-byte
+//!   IPv6 and 20-byte TCP headers). DPVS announces one configured MSS
+//!   (`synproxy init_mss`, 1452 by default) for both families, which on a
+//!   1500-byte link is 12 bytes more than an IPv6 segment can carry and
+//!   leans on Path MTU discovery; a director that never fragments IPv6
+//!   answers the first full segment with Packet Too Big, so it announces
+//!   what fits instead;
+//! - the director's segments are written with a fixed IPv6 header (no
+//!   extension headers, flow label 0, hop limit [`TTL`]) and the TCP
+//!   checksum over the IPv6 pseudo-header ([`answer_syn6`], [`syn_to_rs6`],
+//!   [`ack_to_rs6`]).
+//!
+//! NAT64 is IPv6 towards the client (cookie, SYN-ACK) and IPv4 towards the
+//! server ([`syn_to_rs`], [`ack_to_rs`] from the IPv4 local address): the
+//! MSS the server is given is the client's, payload bytes being the same
+//! in both families, and the sequence translation runs on the TCP header
+//! before or after the RFC 7915 translation, which leaves it alone.
 
-use crate::conn::Tuple;
+use crate::conn::{Tuple, Tuple6};
 use crate::wire::checksum::Delta;
 use crate::wire::tcp::{self, Segment, SynOptions, TcpPacket};
-use crate::wire::{ipv4, l4};
+use crate::wire::{ipv4, ipv6, l4};
 use siphasher::sip::SipHasher24;
 use std::hash::Hasher;
 
-/// MSS values a cookie can carry (Linux's `msstab`).
+/// MSS values an IPv4 cookie can carry (Linux's `msstab`).
 pub const MSS_TABLE: [u16; 4] = [536, 1300, 1440, 1460];
+/// MSS values an IPv6 cookie can carry (Linux's IPv6 `msstab`: 1280,
+/// 1480, 1500 and 9000-byte links less 60 bytes of IPv6 and TCP headers).
+pub const MSS_TABLE6: [u16; 4] = [1220, 1420, 1440, 8940];
 /// Length of a cookie time slot.
 pub const SLOT_SECS: u64 = 64;
-/// The MSS the director announces in its SYN-ACK.
+/// The MSS the director announces in its IPv4 SYN-ACK.
 pub const DIRECTOR_MSS: u16 = 1460;
+/// The MSS the director announces in its IPv6 SYN-ACK: a 1500-byte link
+/// less the 40-byte IPv6 and 20-byte TCP headers (see the module notes).
+pub const DIRECTOR_MSS6: u16 = 1440;
 /// The window scale the director announces to clients that offer one.
 pub const DIRECTOR_WSCALE: u8 = 7;
 /// The (unscaled) window of the SYN-ACK: bounds what a client sends before
@@ -85,10 +121,12 @@ pub const SYNACK_WINDOW: u16 = 14600;
 /// Stored instead of the server's shift when no rescaling applies (the
 /// client offered no window scale, so neither side scales).
 pub const NO_RESCALE: u8 = 0x0f;
-/// TTL of the segments the director makes.
+/// TTL (IPv4) and hop limit (IPv6) of the segments the director makes.
 pub const TTL: u8 = 64;
 /// Largest IPv4 + TCP length [`answer_syn`] and [`syn_to_rs`] write.
 pub const MAX_SEGMENT_LEN: usize = 20 + 20 + 12;
+/// Largest IPv6 + TCP length [`answer_syn6`] and [`syn_to_rs6`] write.
+pub const MAX_SEGMENT_LEN6: usize = ipv6::HEADER_LEN + 20 + 12;
 
 const WS_NONE: u8 = 0x0f;
 
@@ -113,6 +151,41 @@ impl CookieKey {
     }
 }
 
+/// What a cookie depends on in a client flow (client → VIP), per address
+/// family: the rest of the cookie is the same for both.
+pub trait CookieFlow {
+    /// The MSS values the cookie's 2-bit index selects from.
+    const MSS_TABLE: [u16; 4];
+    /// The MSS of a SYN that announces none (RFC 9293 §3.7.1).
+    const DEFAULT_MSS: u16;
+    /// Feeds (client address, VIP, client port, virtual port) to the MAC.
+    fn feed(&self, h: &mut SipHasher24);
+}
+
+impl CookieFlow for Tuple {
+    const MSS_TABLE: [u16; 4] = MSS_TABLE;
+    const DEFAULT_MSS: u16 = 536;
+    #[inline]
+    fn feed(&self, h: &mut SipHasher24) {
+        h.write(&self.saddr);
+        h.write(&self.daddr);
+        h.write(&self.sport.to_be_bytes());
+        h.write(&self.dport.to_be_bytes());
+    }
+}
+
+impl CookieFlow for Tuple6 {
+    const MSS_TABLE: [u16; 4] = MSS_TABLE6;
+    const DEFAULT_MSS: u16 = 1220;
+    #[inline]
+    fn feed(&self, h: &mut SipHasher24) {
+        h.write(&self.saddr);
+        h.write(&self.daddr);
+        h.write(&self.sport.to_be_bytes());
+        h.write(&self.dport.to_be_bytes());
+    }
+}
+
 /// What a valid cookie says about the client's SYN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CookieOptions {
@@ -128,48 +201,56 @@ pub fn slot(now_s: u64) -> u64 {
 }
 
 #[inline]
-fn mac24(key: &CookieKey, t: &Tuple, isn: u32, slot: u64, data: u8) -> u32 {
-    let mut b = [0u8; 25];
-    b[0..4].copy_from_slice(&t.saddr);
-    b[4..8].copy_from_slice(&t.daddr);
-    b[8..10].copy_from_slice(&t.sport.to_be_bytes());
-    b[10..12].copy_from_slice(&t.dport.to_be_bytes());
-    b[12..16].copy_from_slice(&isn.to_be_bytes());
-    b[16..24].copy_from_slice(&slot.to_be_bytes());
-    b[24] = data;
+fn mac24<F: CookieFlow>(key: &CookieKey, t: &F, isn: u32, slot: u64, data: u8) -> u32 {
+    // SipHash is a streaming hash: the pieces hash as their concatenation.
     let mut h = SipHasher24::new_with_keys(key.k0, key.k1);
-    h.write(&b);
+    t.feed(&mut h);
+    h.write(&isn.to_be_bytes());
+    h.write(&slot.to_be_bytes());
+    h.write(&[data]);
     (h.finish() as u32) & 0x00ff_ffff
 }
 
 /// The cookie for a client SYN with tuple `t` (client → VIP), ISN `isn`
 /// and options `o`, at `now_s`.
-pub fn make_cookie(key: &CookieKey, t: &Tuple, isn: u32, o: &SynOptions, now_s: u64) -> u32 {
+pub fn make_cookie<F: CookieFlow>(
+    key: &CookieKey,
+    t: &F,
+    isn: u32,
+    o: &SynOptions,
+    now_s: u64,
+) -> u32 {
     let s = slot(now_s);
-    let mss = o.mss.unwrap_or(536);
-    let idx = MSS_TABLE.iter().rposition(|&m| m <= mss).unwrap_or(0) as u8;
+    let mss = o.mss.unwrap_or(F::DEFAULT_MSS);
+    let idx = F::MSS_TABLE.iter().rposition(|&m| m <= mss).unwrap_or(0) as u8;
     let ws = o.wscale.map_or(WS_NONE, |w| w.min(tcp::MAX_WSCALE));
     let data = ((s as u8 & 1) << 7) | (idx << 5) | (ws << 1) | o.sack_perm as u8;
     (mac24(key, t, isn, s, data) << 8) | data as u32
 }
 
-/// The options a cookie carries, read without checking it.
+/// The client's window scale a cookie carries (either family).
 #[inline]
-pub fn cookie_options(cookie: u32) -> CookieOptions {
+pub fn cookie_wscale(cookie: u32) -> Option<u8> {
+    let ws = (cookie as u8 >> 1) & 0x0f;
+    (ws != WS_NONE).then_some(ws)
+}
+
+/// The options a cookie of family `F` carries, read without checking it.
+#[inline]
+pub fn cookie_options<F: CookieFlow>(cookie: u32) -> CookieOptions {
     let data = cookie as u8;
-    let ws = (data >> 1) & 0x0f;
     CookieOptions {
-        mss: MSS_TABLE[((data >> 5) & 3) as usize],
-        wscale: (ws != WS_NONE).then_some(ws),
+        mss: F::MSS_TABLE[((data >> 5) & 3) as usize],
+        wscale: cookie_wscale(cookie),
         sack_perm: data & 1 != 0,
     }
 }
 
 /// Checks `cookie` for tuple `t` and client ISN `isn` at `now_s`: it must
 /// have been made in the current or the previous time slot with this key.
-pub fn check_cookie(
+pub fn check_cookie<F: CookieFlow>(
     key: &CookieKey,
-    t: &Tuple,
+    t: &F,
     isn: u32,
     cookie: u32,
     now_s: u64,
@@ -184,7 +265,49 @@ pub fn check_cookie(
     if data >> 1 & 0x0f > tcp::MAX_WSCALE && data >> 1 & 0x0f != WS_NONE {
         return None;
     }
-    (mac24(key, t, isn, s, data) == cookie >> 8).then(|| cookie_options(cookie))
+    (mac24(key, t, isn, s, data) == cookie >> 8).then(|| cookie_options::<F>(cookie))
+}
+
+/// The director's SYN-ACK to the client SYN `th` of flow `t` (addresses
+/// `client` and `vip` in the family's form), announcing `mss`; its options
+/// are encoded into `opts`. Returns the segment and its cookie.
+#[allow(clippy::too_many_arguments)]
+fn syn_ack<'o, F: CookieFlow, A: Copy>(
+    th: &[u8],
+    t: &F,
+    client: A,
+    vip: A,
+    key: &CookieKey,
+    now_s: u64,
+    mss: u16,
+    ip_id: u16,
+    opts: &'o mut [u8; 12],
+) -> (Segment<'o, A>, u32) {
+    let th = TcpPacket::new_checked(th).expect("validated by the caller");
+    let isn = th.seq();
+    let o = th.syn_options();
+    let cookie = make_cookie(key, t, isn, &o, now_s);
+    let mine = SynOptions {
+        mss: Some(mss),
+        wscale: o.wscale.map(|_| DIRECTOR_WSCALE),
+        sack_perm: o.sack_perm,
+        timestamp: None,
+    };
+    let n = tcp::emit_syn_options(opts, &mine);
+    let seg = Segment {
+        src: vip,
+        dst: client,
+        sport: th.dst_port(),
+        dport: th.src_port(),
+        seq: cookie,
+        ack: isn.wrapping_add(1),
+        flags: l4::TCP_SYN | l4::TCP_ACK,
+        window: SYNACK_WINDOW,
+        ttl: TTL,
+        ip_id,
+        options: &opts[..n],
+    };
+    (seg, cookie)
 }
 
 /// Turns the client SYN at the start of `ip` (its IPv4 header, then TCP)
@@ -194,51 +317,79 @@ pub fn check_cookie(
 pub fn answer_syn(ip: &mut [u8], key: &CookieKey, now_s: u64, ip_id: u16) -> (usize, u32) {
     let v = ipv4::Ipv4Packet::new_unchecked(&*ip);
     let (src, dst) = (v.src_addr(), v.dst_addr());
-    let th = TcpPacket::new_checked(v.payload()).expect("validated by the caller");
-    let (sport, dport) = (th.src_port(), th.dst_port());
-    let isn = th.seq();
-    let o = th.syn_options();
+    let th = v.payload();
     let t = Tuple {
         proto: ipv4::PROTO_TCP,
         saddr: src,
-        sport,
+        sport: l4::src_port(th),
         daddr: dst,
-        dport,
+        dport: l4::dst_port(th),
     };
-    let cookie = make_cookie(key, &t, isn, &o, now_s);
-    let mine = SynOptions {
-        mss: Some(DIRECTOR_MSS),
-        wscale: o.wscale.map(|_| DIRECTOR_WSCALE),
+    let mut opts = [0u8; 12];
+    let (seg, cookie) = syn_ack(th, &t, src, dst, key, now_s, DIRECTOR_MSS, ip_id, &mut opts);
+    (tcp::write_segment(ip, &seg), cookie)
+}
+
+/// [`answer_syn`] for IPv6: the client SYN starts at `ip` (its IPv6
+/// header), its TCP header at `ip[l4..]` (after any extension headers);
+/// the SYN-ACK replaces it with a fixed IPv6 header and no extension
+/// headers. `ip` must be at least [`MAX_SEGMENT_LEN6`] long.
+pub fn answer_syn6(ip: &mut [u8], l4: usize, key: &CookieKey, now_s: u64) -> (usize, u32) {
+    let (src, dst) = (ipv6::src(ip), ipv6::dst(ip));
+    let th = &ip[l4..];
+    let t = Tuple6 {
+        proto: ipv6::NH_TCP,
+        saddr: src,
+        sport: l4::src_port(th),
+        daddr: dst,
+        dport: l4::dst_port(th),
+    };
+    let mut opts = [0u8; 12];
+    let (seg, cookie) = syn_ack(th, &t, src, dst, key, now_s, DIRECTOR_MSS6, 0, &mut opts);
+    (tcp::write_segment6(ip, &seg), cookie)
+}
+
+/// The SYN to the real server: from `src:sport` (the client for NAT, the
+/// local address for FULLNAT) to `dst:dport`, with the client's ISN and
+/// the options from its cookie, encoded into `opts`.
+fn rs_syn<'o, A: Copy>(
+    src: (A, u16),
+    dst: (A, u16),
+    client_isn: u32,
+    o: &CookieOptions,
+    client_window: u16,
+    ip_id: u16,
+    opts: &'o mut [u8; 12],
+) -> Segment<'o, A> {
+    let so = SynOptions {
+        mss: Some(o.mss),
+        wscale: o.wscale,
         sack_perm: o.sack_perm,
         timestamp: None,
     };
-    let mut opts = [0u8; 12];
-    let n = tcp::emit_syn_options(&mut opts, &mine);
-    let len = tcp::write_segment(
-        ip,
-        &Segment {
-            src: dst,
-            dst: src,
-            sport: dport,
-            dport: sport,
-            seq: cookie,
-            ack: isn.wrapping_add(1),
-            flags: l4::TCP_SYN | l4::TCP_ACK,
-            window: SYNACK_WINDOW,
-            ttl: TTL,
-            ip_id,
-            options: &opts[..n],
-        },
-    );
-    (len, cookie)
+    let n = tcp::emit_syn_options(opts, &so);
+    // A SYN's window is never scaled.
+    let window = ((client_window as u32) << o.wscale.unwrap_or(0)).min(65535) as u16;
+    Segment {
+        src: src.0,
+        dst: dst.0,
+        sport: src.1,
+        dport: dst.1,
+        seq: client_isn,
+        ack: 0,
+        flags: l4::TCP_SYN,
+        window,
+        ttl: TTL,
+        ip_id,
+        options: &opts[..n],
+    }
 }
 
 /// Writes the SYN to the real server at the start of `out` (an IPv4
 /// header, then TCP): from `src:sport` (the client for NAT, the local
-/// address for FULLNAT) to `dst:dport`, with the client's ISN and the
-/// options from its cookie. `client_window` is the raw window of the
-/// client's ACK. Returns the length written.
-#[allow(clippy::too_many_arguments)]
+/// address for FULLNAT and NAT64) to `dst:dport`, with the client's ISN
+/// and the options from its cookie. `client_window` is the raw window of
+/// the client's ACK. Returns the length written.
 pub fn syn_to_rs(
     out: &mut [u8],
     src: ([u8; 4], u16),
@@ -248,32 +399,24 @@ pub fn syn_to_rs(
     client_window: u16,
     ip_id: u16,
 ) -> usize {
-    let so = SynOptions {
-        mss: Some(o.mss),
-        wscale: o.wscale,
-        sack_perm: o.sack_perm,
-        timestamp: None,
-    };
     let mut opts = [0u8; 12];
-    let n = tcp::emit_syn_options(&mut opts, &so);
-    // A SYN's window is never scaled.
-    let window = ((client_window as u32) << o.wscale.unwrap_or(0)).min(65535) as u16;
-    tcp::write_segment(
-        out,
-        &Segment {
-            src: src.0,
-            dst: dst.0,
-            sport: src.1,
-            dport: dst.1,
-            seq: client_isn,
-            ack: 0,
-            flags: l4::TCP_SYN,
-            window,
-            ttl: TTL,
-            ip_id,
-            options: &opts[..n],
-        },
-    )
+    let seg = rs_syn(src, dst, client_isn, o, client_window, ip_id, &mut opts);
+    tcp::write_segment(out, &seg)
+}
+
+/// [`syn_to_rs`] for an IPv6 real server (NAT66, FULLNAT66): a fixed IPv6
+/// header, then TCP. `out` must be at least [`MAX_SEGMENT_LEN6`] long.
+pub fn syn_to_rs6(
+    out: &mut [u8],
+    src: ([u8; 16], u16),
+    dst: ([u8; 16], u16),
+    client_isn: u32,
+    o: &CookieOptions,
+    client_window: u16,
+) -> usize {
+    let mut opts = [0u8; 12];
+    let seg = rs_syn(src, dst, client_isn, o, client_window, 0, &mut opts);
+    tcp::write_segment6(out, &seg)
 }
 
 /// What the real server's SYN-ACK tells the director.
@@ -289,7 +432,7 @@ pub struct ServerSynAck {
 /// client got `cookie`.
 pub fn server_syn_ack(th: &[u8], cookie: u32) -> ServerSynAck {
     let o = tcp::parse_syn_options(th);
-    let client_scales = cookie_options(cookie).wscale.is_some();
+    let client_scales = cookie_wscale(cookie).is_some();
     ServerSynAck {
         delta: tcp::seq(th).wrapping_sub(cookie),
         ws_rs: if client_scales {
@@ -300,32 +443,46 @@ pub fn server_syn_ack(th: &[u8], cookie: u32) -> ServerSynAck {
     }
 }
 
+/// The ACK that completes the real server's handshake, answering its
+/// SYN-ACK `th` (from `rs`): from `src:sport` back to the server,
+/// `seq` = the server's ack, `ack` = its ISN + 1.
+fn rs_ack<A: Copy>(
+    th: &[u8],
+    rs: A,
+    src: (A, u16),
+    window: u16,
+    ip_id: u16,
+) -> Segment<'static, A> {
+    Segment {
+        src: src.0,
+        dst: rs,
+        sport: src.1,
+        dport: l4::src_port(th),
+        seq: tcp::ack(th),
+        ack: tcp::seq(th).wrapping_add(1),
+        flags: l4::TCP_ACK,
+        window,
+        ttl: TTL,
+        ip_id,
+        options: &[],
+    }
+}
+
 /// Turns the real server's SYN-ACK at the start of `ip` into the ACK that
 /// completes its handshake, in place: from `src:sport` (client or local
 /// address) back to the server, `seq` = the server's ack, `ack` = its
 /// ISN + 1. `window` is raw, in the client's scale. Returns the length.
 pub fn ack_to_rs(ip: &mut [u8], src: ([u8; 4], u16), window: u16, ip_id: u16) -> usize {
     let v = ipv4::Ipv4Packet::new_unchecked(&*ip);
-    let rs = v.src_addr();
-    let th = TcpPacket::new_checked(v.payload()).expect("validated by the caller");
-    let rport = th.src_port();
-    let (seq, ack) = (th.ack(), th.seq().wrapping_add(1));
-    tcp::write_segment(
-        ip,
-        &Segment {
-            src: src.0,
-            dst: rs,
-            sport: src.1,
-            dport: rport,
-            seq,
-            ack,
-            flags: l4::TCP_ACK,
-            window,
-            ttl: TTL,
-            ip_id,
-            options: &[],
-        },
-    )
+    let seg = rs_ack(v.payload(), v.src_addr(), src, window, ip_id);
+    tcp::write_segment(ip, &seg)
+}
+
+/// [`ack_to_rs`] for an IPv6 server's SYN-ACK: its IPv6 header at `ip`, its
+/// TCP header at `ip[l4..]`; the ACK gets a fixed IPv6 header.
+pub fn ack_to_rs6(ip: &mut [u8], l4: usize, src: ([u8; 16], u16), window: u16) -> usize {
+    let seg = rs_ack(&ip[l4..], ipv6::src(ip), src, window, 0);
+    tcp::write_segment6(ip, &seg)
 }
 
 #[inline(always)]
@@ -712,5 +869,288 @@ mod tests {
         assert!(t.rst());
         assert_eq!(t.sequence_number(), cookie.wrapping_add(1));
         assert_eq!(t.acknowledgment_number(), 1001);
+    }
+
+    // IPv6.
+
+    const CIP6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+    const VIP6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+    const RIP6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11];
+    const LIP6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+
+    fn tuple6() -> Tuple6 {
+        Tuple6 {
+            proto: 6,
+            saddr: CIP6,
+            sport: 40000,
+            daddr: VIP6,
+            dport: 80,
+        }
+    }
+
+    /// Checks the IPv6 header and the TCP checksum over the IPv6
+    /// pseudo-header with etherparse; returns the header and the TCP one.
+    fn verified6(ip: &[u8]) -> (etherparse::Ipv6Header, TcpHeaderSlice<'_>) {
+        let h = etherparse::Ipv6HeaderSlice::from_slice(ip)
+            .unwrap()
+            .to_header();
+        assert_eq!(h.next_header, etherparse::IpNumber::TCP);
+        assert_eq!(40 + h.payload_length as usize, ip.len());
+        let t = TcpHeaderSlice::from_slice(&ip[40..]).unwrap();
+        let calc = t
+            .to_header()
+            .calc_checksum_ipv6(&h, &ip[40 + t.slice().len()..])
+            .unwrap();
+        assert_eq!(
+            t.checksum(),
+            calc,
+            "TCP checksum over the IPv6 pseudo-header"
+        );
+        (h, t)
+    }
+
+    /// A client SYN over IPv6, with `ext` bytes of a destination options
+    /// header before TCP when `ext` (8 bytes, padding only).
+    fn syn6(o: &SynOptions, isn: u32, ext: bool) -> (Vec<u8>, usize) {
+        let mut opts = [0u8; 40];
+        let n = tcp::emit_syn_options(&mut opts, o);
+        let mut tcp = vec![0u8; 40 + MAX_SEGMENT_LEN6];
+        let len = tcp::write_segment6(
+            &mut tcp,
+            &Segment {
+                src: CIP6,
+                dst: VIP6,
+                sport: 40000,
+                dport: 80,
+                seq: isn,
+                ack: 0,
+                flags: l4::TCP_SYN,
+                window: 64800,
+                ttl: 64,
+                ip_id: 0,
+                options: &opts[..n],
+            },
+        );
+        tcp.truncate(len);
+        if !ext {
+            return (tcp, 40);
+        }
+        // Destination options (next header TCP, length 0: 8 bytes, PadN).
+        let mut v = tcp[..40].to_vec();
+        v[6] = ipv6::NH_DEST_OPTS;
+        let pl = (len - 40 + 8) as u16;
+        v[4..6].copy_from_slice(&pl.to_be_bytes());
+        v.extend_from_slice(&[ipv6::NH_TCP, 0, 1, 4, 0, 0, 0, 0]);
+        v.extend_from_slice(&tcp[40..]);
+        (v, 48)
+    }
+
+    #[test]
+    fn syn_ack6_for_each_option_combination() {
+        for ext in [false, true] {
+            for mss in [None, Some(1200), Some(1220), Some(1440), Some(8960)] {
+                for ws in [None, Some(0), Some(7), Some(14)] {
+                    for sack in [false, true] {
+                        let o = SynOptions {
+                            mss,
+                            wscale: ws,
+                            sack_perm: sack,
+                            timestamp: None,
+                        };
+                        let (mut p, l4) = syn6(&o, 1000, ext);
+                        p.resize(p.len().max(MAX_SEGMENT_LEN6), 0);
+                        let (len, cookie) = answer_syn6(&mut p, l4, &KEY, NOW);
+                        let (h, t) = verified6(&p[..len]);
+                        assert_eq!(h.hop_limit, TTL);
+                        assert_eq!((h.traffic_class, h.flow_label.value()), (0, 0));
+                        assert_eq!(h.source, VIP6);
+                        assert_eq!(h.destination, CIP6);
+                        assert!(t.syn() && t.ack() && !t.rst());
+                        assert_eq!((t.source_port(), t.destination_port()), (80, 40000));
+                        assert_eq!(t.sequence_number(), cookie);
+                        assert_eq!(t.acknowledgment_number(), 1001);
+                        assert_eq!(t.window_size(), SYNACK_WINDOW);
+                        // Byte for byte: MSS 1440 (0x05a0), then what the
+                        // client offered.
+                        let mut want = vec![2, 4, 0x05, 0xa0];
+                        if sack {
+                            want.extend_from_slice(&[1, 1, 4, 2]);
+                        }
+                        if ws.is_some() {
+                            want.extend_from_slice(&[1, 3, 3, DIRECTOR_WSCALE]);
+                        }
+                        assert_eq!(t.options(), &want[..], "{o:?}");
+                        assert_eq!(len, 60 + want.len());
+                        // The cookie decodes to the client's options, the
+                        // MSS from the IPv6 table (1220 without one).
+                        let d = check_cookie(&KEY, &tuple6(), 1000, cookie, NOW).unwrap();
+                        let want_mss = match mss {
+                            None | Some(1200) | Some(1220) => 1220,
+                            Some(1440) => 1440,
+                            _ => 8940,
+                        };
+                        assert_eq!(d.mss, want_mss, "{o:?}");
+                        assert_eq!(d.wscale, ws);
+                        assert_eq!(d.sack_perm, sack);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_cookies_bind_the_ipv6_tuple() {
+        let o = SynOptions::default();
+        let c = make_cookie(&KEY, &tuple6(), 5, &o, NOW);
+        assert!(check_cookie(&KEY, &tuple6(), 5, c, NOW + SLOT_SECS).is_some());
+        assert!(check_cookie(&KEY, &tuple6(), 5, c, NOW + 2 * SLOT_SECS).is_none());
+        // Any bit of either address, either port, the ISN.
+        for byte in 0..16 {
+            let mut t = tuple6();
+            t.saddr[byte] ^= 0x80;
+            assert!(check_cookie(&KEY, &t, 5, c, NOW).is_none());
+            let mut t = tuple6();
+            t.daddr[byte] ^= 1;
+            assert!(check_cookie(&KEY, &t, 5, c, NOW).is_none());
+        }
+        let mut t = tuple6();
+        t.dport += 1;
+        assert!(check_cookie(&KEY, &t, 5, c, NOW).is_none());
+        assert!(check_cookie(&KEY, &tuple6(), 6, c, NOW).is_none());
+        for b in 0..32 {
+            assert!(check_cookie(&KEY, &tuple6(), 5, c ^ (1 << b), NOW).is_none());
+        }
+        // The IPv4 MAC input is unchanged by the shared implementation:
+        // SipHash-2-4 of the 25 bytes it always hashed.
+        let v4 = make_cookie(&KEY, &tuple(), 5, &o, NOW);
+        let data = v4 as u8;
+        let mut b = [0u8; 25];
+        b[0..4].copy_from_slice(&CIP);
+        b[4..8].copy_from_slice(&VIP);
+        b[8..10].copy_from_slice(&40000u16.to_be_bytes());
+        b[10..12].copy_from_slice(&80u16.to_be_bytes());
+        b[12..16].copy_from_slice(&5u32.to_be_bytes());
+        b[16..24].copy_from_slice(&slot(NOW).to_be_bytes());
+        b[24] = data;
+        let mut h = SipHasher24::new_with_keys(0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210);
+        h.write(&b);
+        assert_eq!(v4 >> 8, (h.finish() as u32) & 0x00ff_ffff);
+    }
+
+    #[test]
+    fn syn_to_rs6_carries_client_isn_and_cookie_options() {
+        let o = CookieOptions {
+            mss: 1420,
+            wscale: Some(7),
+            sack_perm: true,
+        };
+        let mut b = [0u8; MAX_SEGMENT_LEN6];
+        let n = syn_to_rs6(&mut b, (LIP6, 5000), (RIP6, 8080), 4242, &o, 502);
+        assert_eq!(n, MAX_SEGMENT_LEN6);
+        let (h, t) = verified6(&b[..n]);
+        assert_eq!((h.source, h.destination, h.hop_limit), (LIP6, RIP6, TTL));
+        assert!(t.syn() && !t.ack());
+        assert_eq!(t.sequence_number(), 4242);
+        assert_eq!((t.source_port(), t.destination_port()), (5000, 8080));
+        assert_eq!(t.window_size(), 502 << 7);
+        assert_eq!(t.options(), &[2, 4, 0x05, 0x8c, 1, 1, 4, 2, 1, 3, 3, 7]);
+        // Byte for byte, the fixed header: version 6, no class or label,
+        // payload 32, next header TCP, hop limit 64.
+        assert_eq!(&b[..8], &[0x60, 0, 0, 0, 0, 32, 6, 64]);
+        let o = CookieOptions {
+            mss: 1220,
+            wscale: None,
+            sack_perm: false,
+        };
+        let n = syn_to_rs6(&mut b, (CIP6, 1), (RIP6, 80), 1, &o, 500);
+        let (_, t) = verified6(&b[..n]);
+        assert_eq!(t.options(), &[2, 4, 0x04, 0xc4]);
+        assert_eq!(t.window_size(), 500);
+    }
+
+    #[test]
+    fn server_syn_ack6_becomes_the_ack() {
+        let cookie = make_cookie(
+            &KEY,
+            &tuple6(),
+            99,
+            &SynOptions {
+                wscale: Some(7),
+                ..Default::default()
+            },
+            NOW,
+        );
+        // The server's SYN-ACK, behind a destination options header.
+        let mut p = vec![0u8; 80];
+        let n = tcp::write_segment6(
+            &mut p,
+            &Segment {
+                src: RIP6,
+                dst: LIP6,
+                sport: 8080,
+                dport: 5000,
+                seq: 7_000_000,
+                ack: 100,
+                flags: l4::TCP_SYN | l4::TCP_ACK,
+                window: 65160,
+                ttl: 64,
+                ip_id: 0,
+                options: &[1, 3, 3, 9],
+            },
+        );
+        let mut q = p[..40].to_vec();
+        q[6] = ipv6::NH_DEST_OPTS;
+        q[4..6].copy_from_slice(&((n - 40 + 8) as u16).to_be_bytes());
+        q.extend_from_slice(&[ipv6::NH_TCP, 0, 1, 4, 0, 0, 0, 0]);
+        q.extend_from_slice(&p[40..n]);
+        let s = server_syn_ack(&q[48..], cookie);
+        assert_eq!(s.delta, 7_000_000u32.wrapping_sub(cookie));
+        assert_eq!(s.ws_rs, 9);
+        let n = ack_to_rs6(&mut q, 48, (LIP6, 5000), 502);
+        assert_eq!(n, 60);
+        let (h, t) = verified6(&q[..n]);
+        assert_eq!((h.source, h.destination), (LIP6, RIP6));
+        assert!(t.ack() && !t.syn() && t.options().is_empty());
+        assert_eq!(
+            (t.sequence_number(), t.acknowledgment_number()),
+            (100, 7_000_001)
+        );
+        assert_eq!((t.source_port(), t.destination_port()), (5000, 8080));
+        assert_eq!(t.window_size(), 502);
+    }
+
+    /// The translation is the TCP header's alone: over IPv6 the
+    /// incrementally updated checksum is still right for the IPv6
+    /// pseudo-header.
+    #[test]
+    fn sequence_translation_over_ipv6() {
+        let mut opts = vec![1, 1, 5, 10];
+        opts.extend_from_slice(&0x0010_2000u32.to_be_bytes());
+        opts.extend_from_slice(&0x0010_3000u32.to_be_bytes());
+        let mut p = vec![0u8; 40 + 20 + opts.len()];
+        tcp::write_segment6(
+            &mut p,
+            &Segment {
+                src: CIP6,
+                dst: VIP6,
+                sport: 40000,
+                dport: 80,
+                seq: 777,
+                ack: 0x0010_1000,
+                flags: l4::TCP_ACK,
+                window: 501,
+                ttl: 64,
+                ip_id: 0,
+                options: &opts,
+            },
+        );
+        client_to_rs(&mut p[40..], 0xfff0_0000);
+        let (_, t) = verified6(&p);
+        assert_eq!(t.acknowledgment_number(), 0x0000_1000);
+        assert_eq!(&t.options()[4..12], &[0, 0, 0x20, 0, 0, 0, 0x30, 0]);
+        rs_to_client(&mut p[40..], 0x10, 9);
+        let (_, t) = verified6(&p);
+        assert_eq!(t.sequence_number(), 777 - 0x10);
+        assert_eq!(t.window_size(), 501 * 4);
     }
 }

@@ -1,12 +1,13 @@
 //! TCP (RFC 9293) sequence fields and options (RFC 9293 §3.2, RFC 7323,
 //! RFC 2018): a bounded walker that reads the options a SYN proxy cares
 //! about, an emitter for the options of the segments it builds, and a
-//! writer for whole option-carrying IPv4 TCP segments.
+//! writer for whole option-carrying TCP segments over IPv4 or IPv6.
 //!
 //! Functions take the slice that starts at the TCP header.
 
 use super::checksum;
 use super::ipv4;
+use super::ipv6;
 
 pub const OPT_EOL: u8 = 0;
 pub const OPT_NOP: u8 = 1;
@@ -177,18 +178,22 @@ pub fn emit_syn_options(out: &mut [u8], o: &SynOptions) -> usize {
     n
 }
 
-/// A TCP segment to write whole, with an option-less IPv4 header.
+/// A TCP segment to write whole, with an option-less IPv4 header
+/// (`A = [u8; 4]`, [`write_segment`]) or a fixed IPv6 header without
+/// extension headers (`A = [u8; 16]`, [`write_segment6`]).
 #[derive(Clone, Copy, Debug)]
-pub struct Segment<'a> {
-    pub src: [u8; 4],
-    pub dst: [u8; 4],
+pub struct Segment<'a, A = [u8; 4]> {
+    pub src: A,
+    pub dst: A,
     pub sport: u16,
     pub dport: u16,
     pub seq: u32,
     pub ack: u32,
     pub flags: u8,
     pub window: u16,
+    /// TTL, or the IPv6 hop limit.
     pub ttl: u8,
+    /// IPv4 identification; IPv6 has none in its fixed header (ignored).
     pub ip_id: u16,
     /// Already encoded options, a multiple of 4 bytes long, at most 40.
     pub options: &'a [u8],
@@ -200,10 +205,26 @@ pub fn segment_len(s: &Segment) -> usize {
     ipv4::MIN_HEADER_LEN + 20 + s.options.len()
 }
 
+/// Writes the TCP header of `s` (any family) into `t`, exactly its length,
+/// with the checksum over `pseudo` (the family's pseudo-header sum).
+fn write_tcp<A>(t: &mut [u8], s: &Segment<A>, pseudo: u32) {
+    debug_assert!(s.options.len().is_multiple_of(4) && s.options.len() <= MAX_OPTIONS_LEN);
+    t[0..2].copy_from_slice(&s.sport.to_be_bytes());
+    t[2..4].copy_from_slice(&s.dport.to_be_bytes());
+    t[4..8].copy_from_slice(&s.seq.to_be_bytes());
+    t[8..12].copy_from_slice(&s.ack.to_be_bytes());
+    t[12] = ((t.len() / 4) as u8) << 4;
+    t[13] = s.flags;
+    t[14..16].copy_from_slice(&s.window.to_be_bytes());
+    t[16..20].fill(0);
+    t[20..].copy_from_slice(s.options);
+    let c = !checksum::fold(checksum::add(pseudo, checksum::sum(t)));
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+}
+
 /// Writes `s` at the start of `buf` (which starts at the IPv4 header) with
 /// both checksums, DF set and no payload; returns its length.
 pub fn write_segment(buf: &mut [u8], s: &Segment) -> usize {
-    debug_assert!(s.options.len().is_multiple_of(4) && s.options.len() <= MAX_OPTIONS_LEN);
     let tcp_len = 20 + s.options.len();
     let total = ipv4::MIN_HEADER_LEN + tcp_len;
     ipv4::write_header(
@@ -216,19 +237,21 @@ pub fn write_segment(buf: &mut [u8], s: &Segment) -> usize {
         s.src,
         s.dst,
     );
-    let t = &mut buf[ipv4::MIN_HEADER_LEN..total];
-    t[0..2].copy_from_slice(&s.sport.to_be_bytes());
-    t[2..4].copy_from_slice(&s.dport.to_be_bytes());
-    t[4..8].copy_from_slice(&s.seq.to_be_bytes());
-    t[8..12].copy_from_slice(&s.ack.to_be_bytes());
-    t[12] = ((tcp_len / 4) as u8) << 4;
-    t[13] = s.flags;
-    t[14..16].copy_from_slice(&s.window.to_be_bytes());
-    t[16..20].fill(0);
-    t[20..].copy_from_slice(s.options);
     let ph = checksum::pseudo_header_v4(s.src, s.dst, ipv4::PROTO_TCP, tcp_len as u16);
-    let c = !checksum::fold(checksum::add(ph, checksum::sum(t)));
-    t[16..18].copy_from_slice(&c.to_be_bytes());
+    write_tcp(&mut buf[ipv4::MIN_HEADER_LEN..total], s, ph);
+    total
+}
+
+/// Writes `s` at the start of `buf` (which starts at the IPv6 header):
+/// a fixed header (traffic class and flow label 0, next header TCP, hop
+/// limit `s.ttl`), then TCP with its checksum over the IPv6 pseudo-header
+/// (RFC 8200 §8.1); no payload. Returns its length.
+pub fn write_segment6(buf: &mut [u8], s: &Segment<[u8; 16]>) -> usize {
+    let tcp_len = 20 + s.options.len();
+    let total = ipv6::HEADER_LEN + tcp_len;
+    ipv6::write_header(buf, tcp_len as u16, ipv6::NH_TCP, s.ttl, s.src, s.dst);
+    let ph = checksum::pseudo_header_v6(&s.src, &s.dst, ipv6::NH_TCP, tcp_len as u32);
+    write_tcp(&mut buf[ipv6::HEADER_LEN..total], s, ph);
     total
 }
 

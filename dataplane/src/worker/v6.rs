@@ -328,6 +328,14 @@ impl<P: Port> Core<P> {
         }
         let ci = match found {
             Some(ci) => {
+                let frag = ip.info.is_fragment();
+                let seg = o.l4..o.end;
+                pkt = match self
+                    .synproxy_client6(snap, pkt, ci, t, seg, frag, later, flags, in_port, now)
+                {
+                    Some(p) => p,
+                    None => return,
+                };
                 let dir = if self.conns6.get(ci).fwd.sees_replies() {
                     Dir::Input
                 } else {
@@ -352,6 +360,16 @@ impl<P: Port> Core<P> {
                 if let Some(owner) = owner.filter(|&o| !handed && o != self.id) {
                     return self.handover(pkt, in_port, owner);
                 }
+                if svc.synproxy && t.proto == ipv6::NH_TCP {
+                    // The segments of a handshake are never fragmented:
+                    // the SYN-ACK is written over the SYN, whose header
+                    // chain it replaces.
+                    if ip.info.is_fragment() {
+                        return self.drop_pkt(DropReason::Fragment, pkt);
+                    }
+                    let si = si as usize;
+                    return self.synproxy_first6(snap, si, pkt, o, t, flags, in_port, now);
+                }
                 if ip.info.is_fragment() {
                     match self.chain_fragment(snap, pkt, in_port, owner.is_some()) {
                         Some(p) => pkt = p,
@@ -369,7 +387,7 @@ impl<P: Port> Core<P> {
                 if pickup && !sloppy_pickup(snap, &svc.dests, flags) {
                     return self.drop_pkt(DropReason::NoConnection, pkt);
                 }
-                match self.new_conn6(snap, si as usize, t, flags, now) {
+                match self.new_conn6(snap, si as usize, t, flags, now, None) {
                     Ok(ci) if pickup => self.picked_up(snap, true, ci, now),
                     Ok(ci) => ci,
                     Err(r) => return self.drop_pkt(r, pkt),
@@ -725,6 +743,12 @@ impl<P: Port> Core<P> {
                 None => self.drop_pkt(DropReason::TooBig, pkt),
             };
         }
+        let frag = ip.info.is_fragment();
+        let seg = o.l4..o.end;
+        pkt = match self.synproxy_server6(snap, pkt, ci, o.l3, seg, frag, later, flags, now) {
+            Some(p) => p,
+            None => return,
+        };
         if !later {
             self.update_state_in(true, snap, ci, Dir::Output, flags, now);
         }
@@ -773,6 +797,13 @@ impl<P: Port> Core<P> {
         if ip.info.is_fragment() {
             return self.drop_pkt(DropReason::Nat64Untranslatable, pkt);
         }
+        // The SYN proxy's sequence translation, on the IPv4 TCP header
+        // before it is translated (RFC 7915 leaves it as it is).
+        let seg = o.l4..o.l3 + ip.info.total_len;
+        pkt = match self.synproxy_server6(snap, pkt, ci, o.l3, seg, false, false, flags, now) {
+            Some(p) => p,
+            None => return,
+        };
         let Some(nh) = snap.routes6.lookup(Ipv6Addr::from(a.caddr)) else {
             return self.drop_pkt(DropReason::NoRoute, pkt);
         };
@@ -814,14 +845,17 @@ impl<P: Port> Core<P> {
     }
 
     /// Schedules a new IPv6 connection (through its persistence template)
-    /// and adds it to the IPv6 table, as `new_conn` does for IPv4.
-    fn new_conn6(
+    /// and adds it to the IPv6 table, as `new_conn` does for IPv4; with
+    /// `synproxy` (the cookie the client acknowledged), a SYN-proxied one
+    /// waiting for its server's SYN-ACK.
+    pub(super) fn new_conn6(
         &mut self,
         snap: &Snapshot,
         si: usize,
         t: &Tuple6,
         flags: u8,
         now: u64,
+        synproxy: Option<u32>,
     ) -> Result<u32, DropReason> {
         if self.conns6.is_full() {
             self.make_room6(snap, now)?;
@@ -930,7 +964,13 @@ impl<P: Port> Core<P> {
             } else {
                 Dir::InputOnly
             };
-            let first = crate::conn::state::tcp_next(TcpState::None, dir, flags);
+            let mut first = crate::conn::state::tcp_next(TcpState::None, dir, flags);
+            if let Some(cookie) = synproxy {
+                // The director's SYN is on its way to the server.
+                first = TcpState::SynSent;
+                c.flags |= F_SYNPROXY;
+                c.ring_seq = cookie;
+            }
             c.state = first as u8;
             c.timeout_s = self.conns6.pressure().tcp_timeout(&snap.timeouts, first);
         } else {
