@@ -37,6 +37,7 @@ use hashbrown::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+mod sync;
 mod v6;
 pub use v6::NeighEvent6;
 
@@ -115,6 +116,9 @@ pub enum Request {
     /// Send a frame the control plane built (gratuitous ARP when a VIP is
     /// taken over) out of a port.
     Transmit { port: u16, frame: Vec<u8> },
+    /// Connections and templates a sync master sent (`sync.rs`), to
+    /// install in this worker's table.
+    SyncInstall(Vec<crate::sync::SyncRecord>),
 }
 
 /// What all workers share: the published snapshot, counters and rings.
@@ -129,6 +133,8 @@ pub struct Shared<T> {
     /// check the cookies the others made: a client's SYN and ACK may
     /// reach different queues).
     pub synproxy_key: CookieKey,
+    /// Connection sync: the master flag and the workers' record rings.
+    pub sync: crate::sync::SyncShared,
     /// Control-plane requests, one queue per worker.
     requests: Vec<ArrayQueue<Request>>,
     /// Per worker: rung by peers that hand it packets while it sleeps
@@ -152,6 +158,7 @@ impl<T> Shared<T> {
             neigh6_events: (0..w * w).map(|_| ArrayQueue::new(256)).collect(),
             requests: (0..w).map(|_| ArrayQueue::new(16)).collect(),
             synproxy_key: CookieKey::random(),
+            sync: crate::sync::SyncShared::new(w),
             doorbells: (0..w).map(|_| crate::port::Doorbell::new().ok()).collect(),
             published: Default::default(),
             workers: w,
@@ -168,6 +175,18 @@ impl<T> Shared<T> {
     /// Queues a request for worker `w`; false when its queue is full.
     pub fn request(&self, w: usize, r: Request) -> bool {
         self.requests.get(w).is_some_and(|q| q.push(r).is_ok())
+    }
+
+    /// Queues a request and wakes the worker if it sleeps (installing
+    /// synced connections should not wait for its idle timeout).
+    pub fn request_now(&self, w: usize, r: Request) -> bool {
+        let ok = self.request(w, r);
+        if ok {
+            if let Some(Some(d)) = self.doorbells.get(w) {
+                d.ring();
+            }
+        }
+        ok
     }
 
     /// Publishes a new snapshot; workers switch at their next burst.
@@ -273,6 +292,12 @@ struct Core<P: Port> {
     /// totals read then, per (port, DestId).
     fast_harvest_ms: u64,
     fast_harvested: HashMap<(u16, u32), (u64, u64), ahash::RandomState>,
+    /// Connection sync: whether this worker records (read from
+    /// `Shared::sync` once a poll), which records it sends, and its
+    /// connections' inbound packet counts (`sync.rs`).
+    sync_on: bool,
+    sync_policy: crate::sync::Policy,
+    sync_meta: crate::sync::Meta,
 }
 
 /// Linux's `icmp_global_allow` (net/ipv4/icmp.c): at most
@@ -429,6 +454,9 @@ impl<P: Port> Worker<P> {
                 fast_seen: (0, 0),
                 fast_harvest_ms: now_ms,
                 fast_harvested: HashMap::with_hasher(ahash::RandomState::new()),
+                sync_on: false,
+                sync_policy: crate::sync::Policy::default(),
+                sync_meta: crate::sync::Meta::default(),
             },
             rx: Vec::with_capacity(BURST),
             fds: Vec::new(),
@@ -547,6 +575,12 @@ impl<P: Port> Worker<P> {
         if !core.fast_known {
             core.fast_on = core.ports.iter_mut().any(|p| p.flow_map().is_some());
             core.fast_known = true;
+        }
+        core.sync_on = core.shared.sync.is_master();
+        if core.sync_on && !core.sync_meta.is_ready() {
+            // Once, when the worker first becomes a sync master: the
+            // counters of the connections already there start at zero.
+            core.sync_meta.prepare(core.conns.capacity());
         }
 
         // Packets other workers passed to us.
@@ -1202,6 +1236,9 @@ impl<P: Port> Core<P> {
                 // fragment moved the state.
                 if !later {
                     self.update_state(snap, ci, dir, flags, now);
+                    if self.sync_on {
+                        self.sync_note(snap, ci);
+                    }
                 }
                 if let Some(p) = offloaded {
                     // A FIN or RST (the program leaves them to us) moves
@@ -1503,6 +1540,8 @@ impl<P: Port> Core<P> {
             }
         };
         dest.bind_conn(false);
+        // The creating packet is the connection's first (IPVS's in_pkts).
+        self.sync_meta.started(ci);
         self.ctr().conns_created.inc();
         dest.shared.stats.cell(self.id).conns.inc();
         svc.shared.stats.cell(self.id).conns.inc();
@@ -1566,6 +1605,7 @@ impl<P: Port> Core<P> {
         }
         let ci = self.conns.insert(c, now).ok()?;
         dest.bind_conn(false);
+        self.sync_meta.started(ci);
         self.ctr().conns_revived.inc();
         let dir = if dest.fwd.sees_replies() {
             Dir::Input
@@ -1844,6 +1884,11 @@ impl<P: Port> Core<P> {
         if self.fast.add(in_port, FlowKey::of(t), v, now) {
             fastpath::mark(self.conns.get_mut(ci), p);
             self.fast_routes.insert(daddr, (nh.port, mac));
+            // The worker no longer counts this flow's packets: the backup
+            // gets it now rather than at a threshold packet it won't see.
+            if self.sync_on {
+                self.sync_send(snap, ci);
+            }
         }
     }
 
@@ -2670,6 +2715,14 @@ impl<P: Port> Core<P> {
                         continue;
                     }
                     self.tx[p].push(pkt);
+                }
+                Request::SyncInstall(records) => {
+                    for r in &records {
+                        match self.sync_install(snap, r, now) {
+                            Ok(()) => self.ctr().sync_installed.inc(),
+                            Err(_) => self.ctr().sync_refused.inc(),
+                        }
+                    }
                 }
             }
         }
