@@ -196,6 +196,9 @@ pub struct WorkerCounters {
     pub sync_ring_full: Counter,
     pub sync_installed: Counter,
     pub sync_refused: Counter,
+    /// TCP segments without a connection passed to the next worker
+    /// looking for a synced one (`SyncShared::holds_installed`).
+    pub sync_chained: Counter,
     /// Polls that found packets / polls that found none.
     pub busy_polls: Counter,
     pub idle_polls: Counter,

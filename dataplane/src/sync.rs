@@ -168,6 +168,11 @@ impl Meta {
 /// (the master role), and one ring of records per worker.
 pub struct SyncShared {
     master: CachePadded<AtomicBool>,
+    /// Set once a worker installed a received connection: from then on a
+    /// TCP segment that finds no connection on a worker of several looks
+    /// round the others (the installing worker may not be the one the
+    /// receive steering picks).
+    installed: AtomicBool,
     rings: Vec<ArrayQueue<SyncRecord>>,
 }
 
@@ -175,6 +180,7 @@ impl SyncShared {
     pub fn new(workers: usize) -> SyncShared {
         SyncShared {
             master: CachePadded::new(AtomicBool::new(false)),
+            installed: AtomicBool::new(false),
             // Allocated lazily would mean a fast-path branch on every push;
             // 8192 × 40 bytes per worker is small.
             rings: (0..workers.max(1))
@@ -188,6 +194,15 @@ impl SyncShared {
     }
     pub fn is_master(&self) -> bool {
         self.master.load(Relaxed)
+    }
+    pub fn mark_installed(&self) {
+        if !self.installed.load(Relaxed) {
+            self.installed.store(true, Relaxed);
+        }
+    }
+    #[inline]
+    pub fn holds_installed(&self) -> bool {
+        self.installed.load(Relaxed)
     }
     /// A worker's record; false when its ring is full.
     #[inline]
@@ -217,8 +232,9 @@ impl SyncShared {
 /// ownership gives (DESIGN.md): NAT's by the client hash both directions
 /// carry, FULLNAT's by the local port's slice its replies are steered by.
 /// DR and TUN see only the inbound direction, whose worker is the
-/// receive queue's steering: the client hash stands in for it (exact with
-/// one worker).
+/// receive queue's steering, which the control plane cannot compute: the
+/// client hash stands in for it, and an inbound segment that misses on
+/// the steered worker is passed round the others (`SyncShared::installed`).
 pub fn owner(snap: &Snapshot, r: &SyncRecord) -> usize {
     match r.fwd {
         FwdMethod::FullNat if !r.template => snap.lport_owner(r.lport),

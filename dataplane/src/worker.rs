@@ -1150,12 +1150,29 @@ impl<P: Port> Core<P> {
         in_port: u16,
         nat_owned: bool,
     ) -> Option<P::Pkt> {
+        self.chain(snap, pkt, in_port, nat_owned, true)
+    }
+
+    /// [`Self::chain_fragment`]'s walk, for a fragment or (`fragment`
+    /// false) a TCP segment that may belong to a synced connection.
+    fn chain(
+        &mut self,
+        snap: &Snapshot,
+        pkt: P::Pkt,
+        in_port: u16,
+        nat_owned: bool,
+        fragment: bool,
+    ) -> Option<P::Pkt> {
         // The hops live in the word's high byte.
         let w = snap.workers.min(self.shared.workers).min(256);
         if nat_owned || w < 2 || self.chain_hops as usize + 1 >= w {
             return Some(pkt);
         }
-        self.ctr().frag_chained.inc();
+        if fragment {
+            self.ctr().frag_chained.inc();
+        } else {
+            self.ctr().sync_chained.inc();
+        }
         let word = in_port | (self.chain_hops + 1) << CHAIN_SHIFT;
         self.handover_word(pkt, word, (self.id + 1) % w);
         None
@@ -1266,6 +1283,20 @@ impl<P: Port> Core<P> {
                 }
                 if ip.info.is_fragment() {
                     match self.chain_fragment(snap, pkt, in_port, owner.is_some()) {
+                        Some(p) => pkt = p,
+                        None => return,
+                    }
+                } else if t.proto == ipv4::PROTO_TCP
+                    && flags & l4::TCP_SYN == 0
+                    && snap.workers > 1
+                    && self.shared.sync.holds_installed()
+                {
+                    // A synced connection (`sync.rs`) was installed on the
+                    // worker its owner rule names, which the receive
+                    // steering of a DR, TUN or FULLNAT flow may not be: a
+                    // segment that would be refused for want of one looks
+                    // round the workers first, as fragments do.
+                    match self.chain(snap, pkt, in_port, owner.is_some(), false) {
                         Some(p) => pkt = p,
                         None => return,
                     }

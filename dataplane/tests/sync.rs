@@ -308,3 +308,45 @@ fn an_update_moves_the_state_and_a_stranger_is_refused() {
     let c = &b.shared.counters;
     assert_eq!(c.iter().map(|c| c.sync_refused.get()).sum::<u64>(), 1);
 }
+
+/// With two workers, a synced DR or FULLNAT connection lives on the worker
+/// its owner rule names; a segment that the receive steering puts on the
+/// other one finds it by looking round the workers.
+fn steered_elsewhere(fwd: FwdMethod) {
+    let mut m = master(fwd);
+    let seen = client_flow(&mut m, 40030, 1);
+    let last_master = seen.last().unwrap().clone();
+    let records = drain(&m);
+    let r = records[0];
+    let mut svc = Svc::new(fwd);
+    svc.weights = vec![1, 1, 1];
+    let mut b = Lab::new(svc, 2);
+    let snap = b.shared.snapshot.load_full();
+    let owner = sync::owner(&snap, &r);
+    assert!(b.shared.request_now(owner, Request::SyncInstall(records)));
+    b.poll_all();
+    assert_eq!(b.workers[owner].conns().len(), 1);
+    let other = 1 - owner;
+    let out = b.send(
+        other,
+        0,
+        &tcp(CLIENT_MAC, DIR0_MAC, CLIENT, 40030, VIP, 80, 64, "A", b"x"),
+        1,
+    );
+    assert_eq!(out.len(), 1, "{fwd:?}: found on the other worker");
+    assert_eq!(out[0][..6], last_master[..6]);
+    assert_eq!(src_port_of(&out[0]), src_port_of(&last_master));
+    assert_eq!(b.workers[other].conns().len(), 0, "no second connection");
+    let c = &b.shared.counters;
+    assert_eq!(c.iter().map(|c| c.sync_chained.get()).sum::<u64>(), 1);
+}
+
+#[test]
+fn a_dr_segment_steered_to_another_worker_finds_its_synced_connection() {
+    steered_elsewhere(FwdMethod::Dr);
+}
+
+#[test]
+fn a_fullnat_segment_steered_to_another_worker_finds_its_synced_connection() {
+    steered_elsewhere(FwdMethod::FullNat);
+}

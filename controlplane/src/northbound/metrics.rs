@@ -247,7 +247,7 @@ impl Collector for DaemonCollector {
 
         // Workers.
         let counters = d.dataplane.counters();
-        let worker_counters: [WorkerCounter; 38] = [
+        let worker_counters: [WorkerCounter; 39] = [
             ("ferrovs_worker_rx_packets", "Packets received.", |c| {
                 c.rx_packets.get()
             }),
@@ -299,6 +299,11 @@ impl Collector for DaemonCollector {
                 "ferrovs_worker_fast_path_kept",
                 "Timer firings that found the XDP program still forwarding the connection (re-armed).",
                 |c| c.fast_kept.get(),
+            ),
+            (
+                "ferrovs_worker_sync_chained",
+                "TCP segments without a connection passed to the next worker looking for a synced one.",
+                |c| c.sync_chained.get(),
             ),
             (
                 "ferrovs_worker_busy_polls",

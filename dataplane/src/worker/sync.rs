@@ -213,6 +213,7 @@ impl<P: Port> Core<P> {
         let ci = self.conns.insert(c, now).map_err(|_| Refused::TableFull)?;
         dest.bind_conn(active);
         self.sync_meta.installed(ci);
+        self.shared.sync.mark_installed();
         Ok(())
     }
 }
