@@ -26,10 +26,13 @@ use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-/// Records each worker's ring holds: at 100k new connections a second a
-/// ring drained every millisecond needs about a hundred; the rest absorbs
-/// a control plane that was busy for a while.
-pub const RING_SIZE: usize = 8192;
+/// Records each worker's ring holds (40 bytes each, 1.3 MB): the sync
+/// daemon drains the rings every 10 ms, and a worker opening 200k
+/// connections a second records about 500k a second (two each, plus the
+/// refreshes of established flows), 5,000 a tick; the rest absorbs a
+/// control plane that was scheduled late (measured with `ferrovs-perf
+/// --sync` on a loaded two-core machine, 8192 overflowed).
+pub const RING_SIZE: usize = 32768;
 
 /// One connection or template as the sync daemon carries it (IPv4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,6 +158,15 @@ impl Meta {
             None => (0, 0),
         }
     }
+    /// Fetches slot `i`'s counter ahead of its packet (the burst's
+    /// prefetch pass): the counters are as many as the table's slots, too
+    /// many to stay in cache.
+    #[inline(always)]
+    pub fn prefetch(&self, i: u32) {
+        if let Some(m) = self.v.get(i as usize) {
+            crate::port::prefetch(m);
+        }
+    }
     /// Slot `i` was sent in `state`.
     #[inline]
     pub fn sent(&mut self, i: u32, state: u8) {
@@ -182,7 +194,7 @@ impl SyncShared {
             master: CachePadded::new(AtomicBool::new(false)),
             installed: AtomicBool::new(false),
             // Allocated lazily would mean a fast-path branch on every push;
-            // 8192 × 40 bytes per worker is small.
+            // RING_SIZE × 40 bytes per worker is small.
             rings: (0..workers.max(1))
                 .map(|_| ArrayQueue::new(RING_SIZE))
                 .collect(),

@@ -626,8 +626,12 @@ impl<P: Port> Worker<P> {
                 });
             }
             for &(_, h, kind) in pre.iter().take(got).flatten() {
-                core.conns
-                    .prefetch_entry(h, !matches!(kind, Some(AddrKind::Vip { .. })));
+                let inbound = matches!(kind, Some(AddrKind::Vip { .. }));
+                let c = core.conns.prefetch_entry(h, !inbound);
+                // A sync master counts inbound packets beside the table.
+                if let (true, true, Some(i)) = (core.sync_on, inbound, c) {
+                    core.sync_meta.prefetch(i);
+                }
             }
             for (k, p) in self.rx.drain(..).enumerate() {
                 core.ctr().rx_bytes.add(p.len() as u64);

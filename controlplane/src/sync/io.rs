@@ -28,8 +28,9 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 /// How often the master drains the workers' rings: records wait at most
-/// this long before batching (a ring holds 8192, at 100k new connections a
-/// second per worker a few hundred come in a tick).
+/// this long before batching (a ring holds `RING_SIZE`, 32,768; at 100k
+/// new connections a second per worker about 2,500 records come in a
+/// tick).
 const TICK: Duration = Duration::from_millis(10);
 
 /// The followed VRRP instance.

@@ -334,9 +334,10 @@ impl ConnTable {
         }
     }
 
-    /// Second stage: fetch the entry the bucket points at.
+    /// Second stage: fetch the entry the bucket points at; returns its
+    /// index (for what the caller keeps beside the entry).
     #[inline(always)]
-    pub fn prefetch_entry(&self, h: u64, reply: bool) {
+    pub fn prefetch_entry(&self, h: u64, reply: bool) -> Option<u32> {
         let c = if reply {
             self.out_idx.first_candidate(h)
         } else {
@@ -345,6 +346,7 @@ impl ConnTable {
         if let Some(i) = c {
             prefetch(&self.slab[i as usize]);
         }
+        c
     }
 
     /// Whether a reply tuple is already taken (FULLNAT port allocation).
