@@ -11,6 +11,7 @@
 #   CONNS=200 RATE=96k BIG_MIB=1 tests/e2e_sync.sh   (the defaults)
 #   SYNC=off tests/e2e_sync.sh dr   the control run: without lvs_sync_daemon
 #                                   the failover must break the downloads
+#   WORKERS=2 tests/e2e_sync.sh     two workers per director
 #
 # The directors are a sync group of two instances, as LVS-NAT pairs run
 # keepalived: VI_1 holds the VIP on the client side (and is the instance
@@ -33,6 +34,7 @@ CONNS=${CONNS:-200}
 RATE=${RATE:-96k}
 BIG_MIB=${BIG_MIB:-1}
 SYNC=${SYNC:-on}
+WORKERS=${WORKERS:-1}
 RUN_ID=sy$$
 PASS=0
 FAIL=0
@@ -106,7 +108,7 @@ director_conf() {
         echo "ferrovs {"
         echo "    interface $ifa"
         echo "    interface $ifb"
-        echo "    workers 1"
+        echo "    workers $WORKERS"
         echo "    conn_table_size 65536"
         echo "    control_socket $WORK/d$dn.sock"
         echo "    http_listen 127.0.0.1:$((19280 + dn))"
