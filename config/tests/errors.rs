@@ -570,3 +570,26 @@ fn bgp_block_errors() {
         ]
     );
 }
+
+#[test]
+fn lvs_sync_daemon_groups_ferrovs_cannot_use() {
+    let t = |g: &str| {
+        let text = format!(
+            "global_defs {{\n    lvs_sync_daemon eth0 VI_1 group {g}\n}}\n{}",
+            vrrp("    virtual_router_id 5\n    virtual_ipaddress {\n        198.18.0.100\n    }\n")
+        );
+        diags(&text)
+            .into_iter()
+            .filter(|d| d.contains("lvs_sync_daemon"))
+            .collect::<Vec<_>>()
+    };
+    assert!(t("224.0.0.81").is_empty());
+    assert_eq!(
+        t("198.18.0.9"),
+        ["k.conf:2:5: lvs_sync_daemon: group 198.18.0.9 is not a multicast address"]
+    );
+    assert_eq!(
+        t("ff02::81"),
+        ["k.conf:2:5: lvs_sync_daemon: group ff02::81: ferrovs syncs over IPv4 multicast only"]
+    );
+}

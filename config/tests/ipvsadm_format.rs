@@ -431,3 +431,87 @@ fn synproxy_flag_parsed_and_printed_as_dpvs_does() {
     let back = parse_rules(&rules).unwrap();
     assert!(matches!(&back[0], Command::AddService(s) if s.synproxy));
 }
+
+#[test]
+fn sync_daemon_commands_parse_with_ipvsadm_checks() {
+    use ferrovs_config::ipvsadm::{parse_command, Command, DaemonOptions};
+    let c = parse_command(&[
+        "--start-daemon",
+        "master",
+        "--mcast-interface",
+        "eth0",
+        "--syncid",
+        "7",
+        "--sync-maxlen",
+        "1200",
+        "--mcast-group",
+        "239.1.1.1",
+        "--mcast-port",
+        "9000",
+        "--mcast-ttl",
+        "2",
+    ])
+    .unwrap();
+    assert_eq!(
+        c,
+        Command::StartDaemon(DaemonOptions {
+            master: true,
+            mcast_ifn: Some("eth0".into()),
+            syncid: Some(7),
+            maxlen: Some(1200),
+            group: Some("239.1.1.1".parse().unwrap()),
+            port: Some(9000),
+            ttl: Some(2),
+        })
+    );
+    assert_eq!(
+        parse_command(&["--stop-daemon", "backup"]).unwrap(),
+        Command::StopDaemon { master: false }
+    );
+    let err = |a: &[&str]| parse_command(a).unwrap_err().to_string();
+    assert_eq!(
+        err(&["--start-daemon", "boss"]),
+        "illegal start-daemon parameter specified"
+    );
+    assert_eq!(
+        err(&["--stop-daemon", "x"]),
+        "illegal stop_daemon parameter specified"
+    );
+    assert_eq!(
+        err(&["--start-daemon", "master", "--syncid", "256"]),
+        "illegal syncid specified"
+    );
+    assert_eq!(
+        err(&["--start-daemon", "master", "--mcast-group", "198.18.0.1"]),
+        "illegal mcast-group specified"
+    );
+    assert_eq!(
+        err(&["--start-daemon", "master", "--mcast-port", "0"]),
+        "illegal mcast-port specified"
+    );
+    assert_eq!(
+        err(&["--start-daemon", "master", "--mcast-ttl", "300"]),
+        "illegal mcast-ttl specified"
+    );
+    assert_eq!(
+        err(&["--start-daemon", "master", "--sync-maxlen", "65508"]),
+        "illegal sync-maxlen specified"
+    );
+    assert_eq!(
+        err(&[
+            "--start-daemon",
+            "master",
+            "--mcast-interface",
+            "a-name-far-too-long"
+        ]),
+        "illegal mcast-interface specified"
+    );
+    assert_eq!(
+        err(&["-L", "--syncid", "3"]),
+        "Illegal 'syncid' option without --start-daemon"
+    );
+    assert_eq!(
+        err(&["--stop-daemon", "master", "--syncid", "3"]),
+        "Illegal 'syncid' option with the 'stop-daemon' command"
+    );
+}

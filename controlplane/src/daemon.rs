@@ -150,6 +150,8 @@ pub struct Daemon {
     pub net_view: Option<tokio::sync::watch::Receiver<Arc<NetState>>>,
     /// The running health checks (the real servers' checkers).
     pub health: Option<crate::health::HealthHandle>,
+    /// The connection sync daemon's task (`crate::sync::io`).
+    pub sync: Option<crate::sync::io::SyncHandle>,
     /// The devices behind the ports, in port order (for `/metrics`).
     pub devices: Vec<Arc<dyn PortDevice>>,
     /// See [`Opened::on_publish`].
@@ -206,6 +208,7 @@ impl Daemon {
             vrrp_stop: None,
             vrrp_link: None,
             net_view: None,
+            sync: None,
             health: None,
             on_publish: None,
             devices,
@@ -223,6 +226,7 @@ impl Daemon {
                 workers_running: true,
                 worker_stalls: 0,
                 epoch,
+                sync: None,
             })),
             next_request: 0,
             bgp: None,
@@ -254,6 +258,7 @@ impl Daemon {
             workers_running: c.workers_running(),
             worker_stalls: c.worker_stalls(),
             epoch: self.epoch,
+            sync: self.sync.clone(),
         }
     }
 
@@ -301,11 +306,15 @@ impl Daemon {
                     // The driver reads the ports from the view.
                     self.refresh_view();
                     let ok = self.start_vrrp(&cfg);
+                    if ok {
+                        self.follow_sync(&cfg);
+                    }
                     let more = self.core.handle(Input::VrrpStarted(ok), Instant::now());
                     let a = self.carry_out(more, None);
                     answers.reply = answers.reply.or(a.reply);
                 }
                 Output::ReloadVrrp(cfg) => {
+                    self.follow_sync(&cfg);
                     if let Some(tx) = &self.vrrp_reload {
                         if tx.send(*cfg).is_err() {
                             warn!("VRRP has stopped; its configuration was not reloaded");
@@ -333,6 +342,65 @@ impl Daemon {
             self.refresh_view();
         }
         answers
+    }
+
+    /// Tells the sync daemon which VRRP instance to follow, as
+    /// `lvs_sync_daemon` says (or none).
+    fn follow_sync(&self, cfg: &Config) {
+        let Some(h) = &self.sync else {
+            return;
+        };
+        let follow = cfg.global.lvs_sync_daemon.as_ref().and_then(|sd| {
+            let vrid = cfg.vrrp_instance(&sd.vrrp_instance)?.virtual_router_id;
+            match crate::sync::settings::Settings::from_keepalived(sd, vrid) {
+                Ok(settings) => Some(crate::sync::io::Follow {
+                    instance: sd.vrrp_instance.clone(),
+                    settings,
+                    vrrp: self.vrrp_status.clone(),
+                }),
+                Err(e) => {
+                    error!("lvs_sync_daemon: {e}");
+                    None
+                }
+            }
+        });
+        let _ = h.tx.send(crate::sync::io::SyncCtl::Follow(follow));
+    }
+
+    /// `--start-daemon` / `--stop-daemon`.
+    fn sync_command(&self, cmd: &Command) -> Result<String, String> {
+        use crate::sync::io::SyncCtl;
+        let h = self.sync.as_ref().ok_or("the sync daemon is not running")?;
+        let name = |m: bool| if m { "master" } else { "backup" };
+        let ctl = match cmd {
+            Command::StartDaemon(o) => {
+                let settings = crate::sync::settings::Settings::from_ipvsadm(o)?;
+                if let Some(net) = &self.net_view {
+                    net.borrow()
+                        .iface(&settings.ifname)
+                        .map_err(|e| format!("--mcast-interface: {e}"))?;
+                }
+                if h.running(o.master) {
+                    return Err(format!(
+                        "a {} sync daemon is already running",
+                        name(o.master)
+                    ));
+                }
+                SyncCtl::Start {
+                    master: o.master,
+                    settings,
+                }
+            }
+            Command::StopDaemon { master } => {
+                if !h.running(*master) {
+                    return Err(format!("no {} sync daemon is running", name(*master)));
+                }
+                SyncCtl::Stop { master: *master }
+            }
+            _ => return Err("not a sync daemon command".into()),
+        };
+        h.tx.send(ctl).map_err(|_| "the sync daemon has stopped")?;
+        Ok(String::new())
     }
 
     /// Starts the VRRP driver; true when it runs.
@@ -479,6 +547,12 @@ impl Daemon {
         {
             return Pending::Conns(self.ask_connections(service.as_ref(), options.persistent_conn));
         }
+        if matches!(cmd, Command::StartDaemon(_) | Command::StopDaemon { .. }) {
+            return Pending::Done(match self.sync_command(&cmd) {
+                Ok(out) => CtlResponse::ok(out),
+                Err(e) => CtlResponse::err(1, e),
+            });
+        }
         let out = match AdminCommand::from_command(&cmd, req.stdin.as_deref()) {
             Some(Ok(a)) => self.admin(a).map(|()| String::new()),
             Some(Err(e)) => Err(e.into()),
@@ -517,7 +591,12 @@ impl Daemon {
                     return Ok(format_timeout(a, b, c));
                 }
                 if *daemon {
-                    return Ok(String::new());
+                    let l = self
+                        .sync
+                        .as_ref()
+                        .and_then(|h| h.listing.lock().ok().map(|l| l.clone()))
+                        .unwrap_or_default();
+                    return Ok(ferrovs_config::ipvsadm::format_daemons(&l));
                 }
                 if *connections {
                     let q = self.ask_connections(service.as_ref(), options.persistent_conn);
@@ -939,6 +1018,10 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), R
                 error!("HTTP endpoint {http_addr}: {e}");
             }
         });
+        daemon.sync = Some(crate::sync::io::spawn(
+            daemon.dataplane.clone(),
+            southbound.subscribe(),
+        ));
         let net = southbound.subscribe();
         // The kernel's network now: VRRP starts if its interfaces have
         // their addresses.

@@ -31,6 +31,8 @@ pub struct View {
     pub workers_running: bool,
     pub worker_stalls: u64,
     pub epoch: Instant,
+    /// The connection sync daemon, when it runs.
+    pub sync: Option<crate::sync::io::SyncHandle>,
 }
 
 /// Where the current view is published.

@@ -191,6 +191,17 @@ pub struct WorkerCounters {
     pub fast_removed: Counter,
     pub fast_refused: Counter,
     pub fast_kept: Counter,
+    /// Connection sync (`sync.rs`): records this worker put in its ring
+    /// as a master, records a full ring refused, and received connections
+    /// and templates installed or refused (no such service or real server,
+    /// a FULLNAT local address unknown or in use, a full table).
+    pub sync_recorded: Counter,
+    pub sync_ring_full: Counter,
+    pub sync_installed: Counter,
+    pub sync_refused: Counter,
+    /// TCP segments without a connection passed to the next worker
+    /// looking for a synced one (`SyncShared::holds_installed`).
+    pub sync_chained: Counter,
     /// Polls that found packets / polls that found none.
     pub busy_polls: Counter,
     pub idle_polls: Counter,

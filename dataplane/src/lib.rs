@@ -12,5 +12,6 @@ pub mod sched;
 pub mod service;
 pub mod snapshot;
 pub mod stats;
+pub mod sync;
 pub mod wire;
 pub mod worker;

@@ -38,6 +38,7 @@ use hashbrown::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+mod sync;
 mod synproxy6;
 mod v6;
 pub use v6::NeighEvent6;
@@ -117,6 +118,9 @@ pub enum Request {
     /// Send a frame the control plane built (gratuitous ARP when a VIP is
     /// taken over) out of a port.
     Transmit { port: u16, frame: Vec<u8> },
+    /// Connections and templates a sync master sent (`sync.rs`), to
+    /// install in this worker's table.
+    SyncInstall(Vec<crate::sync::SyncRecord>),
 }
 
 /// What all workers share: the published snapshot, counters and rings.
@@ -131,6 +135,8 @@ pub struct Shared<T> {
     /// check the cookies the others made: a client's SYN and ACK may
     /// reach different queues).
     pub synproxy_key: CookieKey,
+    /// Connection sync: the master flag and the workers' record rings.
+    pub sync: crate::sync::SyncShared,
     /// Control-plane requests, one queue per worker.
     requests: Vec<ArrayQueue<Request>>,
     /// Per worker: rung by peers that hand it packets while it sleeps
@@ -154,6 +160,7 @@ impl<T> Shared<T> {
             neigh6_events: (0..w * w).map(|_| ArrayQueue::new(256)).collect(),
             requests: (0..w).map(|_| ArrayQueue::new(16)).collect(),
             synproxy_key: CookieKey::random(),
+            sync: crate::sync::SyncShared::new(w),
             doorbells: (0..w).map(|_| crate::port::Doorbell::new().ok()).collect(),
             published: Default::default(),
             workers: w,
@@ -170,6 +177,18 @@ impl<T> Shared<T> {
     /// Queues a request for worker `w`; false when its queue is full.
     pub fn request(&self, w: usize, r: Request) -> bool {
         self.requests.get(w).is_some_and(|q| q.push(r).is_ok())
+    }
+
+    /// Queues a request and wakes the worker if it sleeps (installing
+    /// synced connections should not wait for its idle timeout).
+    pub fn request_now(&self, w: usize, r: Request) -> bool {
+        let ok = self.request(w, r);
+        if ok {
+            if let Some(Some(d)) = self.doorbells.get(w) {
+                d.ring();
+            }
+        }
+        ok
     }
 
     /// Publishes a new snapshot; workers switch at their next burst.
@@ -289,6 +308,12 @@ struct Core<P: Port> {
     /// totals read then, per (port, DestId).
     fast_harvest_ms: u64,
     fast_harvested: HashMap<(u16, u32), (u64, u64), ahash::RandomState>,
+    /// Connection sync: whether this worker records (read from
+    /// `Shared::sync` once a poll), which records it sends, and its
+    /// connections' inbound packet counts (`sync.rs`).
+    sync_on: bool,
+    sync_policy: crate::sync::Policy,
+    sync_meta: crate::sync::Meta,
 }
 
 /// Linux's `icmp_global_allow` (net/ipv4/icmp.c): at most
@@ -448,6 +473,9 @@ impl<P: Port> Worker<P> {
                 fast_seen: (0, 0),
                 fast_harvest_ms: now_ms,
                 fast_harvested: HashMap::with_hasher(ahash::RandomState::new()),
+                sync_on: false,
+                sync_policy: crate::sync::Policy::default(),
+                sync_meta: crate::sync::Meta::default(),
             },
             rx: Vec::with_capacity(BURST),
             fds: Vec::new(),
@@ -567,6 +595,12 @@ impl<P: Port> Worker<P> {
             core.fast_on = core.ports.iter_mut().any(|p| p.flow_map().is_some());
             core.fast_known = true;
         }
+        core.sync_on = core.shared.sync.is_master();
+        if core.sync_on && !core.sync_meta.is_ready() {
+            // Once, when the worker first becomes a sync master: the
+            // counters of the connections already there start at zero.
+            core.sync_meta.prepare(core.conns.capacity());
+        }
 
         // Packets other workers passed to us.
         let w = core.shared.workers;
@@ -609,7 +643,11 @@ impl<P: Port> Worker<P> {
                 }
             }
             for pk in pre.iter().take(got).flatten() {
-                pk.prefetch(&core.conns, &core.conns6, true);
+                let c = pk.prefetch(&core.conns, &core.conns6, true);
+                // A sync master counts inbound packets beside the table.
+                if let (true, Some(i)) = (core.sync_on, c) {
+                    core.sync_meta.prefetch(i);
+                }
             }
             for (k, p) in self.rx.drain(..).enumerate() {
                 core.ctr().rx_bytes.add(p.len() as u64);
@@ -742,25 +780,32 @@ impl Peeked {
     /// Fetches the index bucket (`entry` false) or the candidate entry the
     /// bucket names (`entry` true) of every lookup the frame will make. A
     /// frame to a VIP is looked up by its client tuple, any other (a
-    /// server's reply) by its reply tuple.
+    /// server's reply) by its reply tuple. At the entry stage, returns the
+    /// candidate of an IPv4 frame to a VIP (a sync master counts its
+    /// packets beside the table, `sync.rs`).
     #[inline(always)]
-    fn prefetch(&self, v4: &ConnTable, v6: &ConnTable, entry: bool) {
+    fn prefetch(&self, v4: &ConnTable, v6: &ConnTable, entry: bool) -> Option<u32> {
         let go = |t: &ConnTable, h: u64, kind: Option<AddrKind>| {
             let reply = !matches!(kind, Some(AddrKind::Vip { .. }));
             if entry {
                 t.prefetch_entry(h, reply)
             } else {
-                t.prefetch_bucket(h, reply)
+                t.prefetch_bucket(h, reply);
+                None
             }
         };
         match *self {
             Peeked::V4(_, h, kind, h64) => {
-                go(v4, h, kind);
+                let c = go(v4, h, kind);
                 if let Some(h6) = h64 {
                     go(v6, h6, kind);
                 }
+                c.filter(|_| matches!(kind, Some(AddrKind::Vip { .. })))
             }
-            Peeked::V6(_, h, kind) => go(v6, h, kind),
+            Peeked::V6(_, h, kind) => {
+                go(v6, h, kind);
+                None
+            }
         }
     }
 }
@@ -1228,12 +1273,29 @@ impl<P: Port> Core<P> {
         in_port: u16,
         nat_owned: bool,
     ) -> Option<P::Pkt> {
+        self.chain(snap, pkt, in_port, nat_owned, true)
+    }
+
+    /// [`Self::chain_fragment`]'s walk, for a fragment or (`fragment`
+    /// false) a TCP segment that may belong to a synced connection.
+    fn chain(
+        &mut self,
+        snap: &Snapshot,
+        pkt: P::Pkt,
+        in_port: u16,
+        nat_owned: bool,
+        fragment: bool,
+    ) -> Option<P::Pkt> {
         // The hops live in the word's high byte.
         let w = snap.workers.min(self.shared.workers).min(256);
         if nat_owned || w < 2 || self.chain_hops as usize + 1 >= w {
             return Some(pkt);
         }
-        self.ctr().frag_chained.inc();
+        if fragment {
+            self.ctr().frag_chained.inc();
+        } else {
+            self.ctr().sync_chained.inc();
+        }
         let word = in_port | (self.chain_hops + 1) << CHAIN_SHIFT;
         self.handover_word(pkt, word, (self.id + 1) % w);
         None
@@ -1316,6 +1378,9 @@ impl<P: Port> Core<P> {
                 // fragment moved the state.
                 if !later {
                     self.update_state(snap, ci, dir, flags, now);
+                    if self.sync_on {
+                        self.sync_note(snap, ci);
+                    }
                 }
                 if let Some(p) = offloaded {
                     // A FIN or RST (the program leaves them to us) moves
@@ -1343,6 +1408,20 @@ impl<P: Port> Core<P> {
                 }
                 if ip.info.is_fragment() {
                     match self.chain_fragment(snap, pkt, in_port, owner.is_some()) {
+                        Some(p) => pkt = p,
+                        None => return,
+                    }
+                } else if t.proto == ipv4::PROTO_TCP
+                    && flags & l4::TCP_SYN == 0
+                    && snap.workers > 1
+                    && self.shared.sync.holds_installed()
+                {
+                    // A synced connection (`sync.rs`) was installed on the
+                    // worker its owner rule names, which the receive
+                    // steering of a DR, TUN or FULLNAT flow may not be: a
+                    // segment that would be refused for want of one looks
+                    // round the workers first, as fragments do.
+                    match self.chain(snap, pkt, in_port, owner.is_some(), false) {
                         Some(p) => pkt = p,
                         None => return,
                     }
@@ -1623,6 +1702,8 @@ impl<P: Port> Core<P> {
             }
         };
         dest.bind_conn(false);
+        // The creating packet is the connection's first (IPVS's in_pkts).
+        self.sync_meta.started(ci);
         self.ctr().conns_created.inc();
         dest.shared.stats.cell(self.id).conns.inc();
         svc.shared.stats.cell(self.id).conns.inc();
@@ -1686,6 +1767,7 @@ impl<P: Port> Core<P> {
         }
         let ci = self.conns.insert(c, now).ok()?;
         dest.bind_conn(false);
+        self.sync_meta.started(ci);
         self.ctr().conns_revived.inc();
         let dir = if dest.fwd.sees_replies() {
             Dir::Input
@@ -2051,6 +2133,11 @@ impl<P: Port> Core<P> {
         if self.fast.add(in_port, FlowKey::of(t), v, now) {
             fastpath::mark(self.conns.get_mut(ci), p);
             self.fast_routes.insert(daddr, (nh.port, mac));
+            // The worker no longer counts this flow's packets: the backup
+            // gets it now rather than at a threshold packet it won't see.
+            if self.sync_on {
+                self.sync_send(snap, ci);
+            }
         }
     }
 
@@ -2877,6 +2964,14 @@ impl<P: Port> Core<P> {
                         continue;
                     }
                     self.tx[p].push(pkt);
+                }
+                Request::SyncInstall(records) => {
+                    for r in &records {
+                        match self.sync_install(snap, r, now) {
+                            Ok(()) => self.ctr().sync_installed.inc(),
+                            Err(_) => self.ctr().sync_refused.inc(),
+                        }
+                    }
                 }
             }
         }

@@ -163,6 +163,10 @@ pub struct Report {
     pub drops_by_reason: BTreeMap<&'static str, u64>,
     /// Time to build the traffic and warm the tables, before measuring.
     pub setup_seconds: f64,
+    /// With the workers as sync masters (`--sync`): records they put in
+    /// their rings per second, and records a full ring refused.
+    pub sync_records_per_sec: f64,
+    pub sync_ring_full: u64,
 }
 
 struct WorkerResult {
@@ -220,6 +224,15 @@ pub const TRUNCATED_LEN: usize = 30;
 
 /// Runs one scenario for `seconds` and reports.
 pub fn run(sc: &Scenario, seconds: f64, pin: bool) -> Result<Report, String> {
+    run_with(sc, seconds, pin, false)
+}
+
+/// [`run`], with the workers as connection sync masters when `sync`: they
+/// record connections by IPVS's rules (`ferrovs_dataplane::sync`) and a
+/// thread drains their rings every 10 ms, as the sync daemon does (it
+/// only counts them: batching and sending are the control plane's, on
+/// another core).
+pub fn run_with(sc: &Scenario, seconds: f64, pin: bool, sync: bool) -> Result<Report, String> {
     sc.check()?;
     let setup = Instant::now();
     let workers = sc.workers.max(1);
@@ -264,6 +277,7 @@ pub fn run(sc: &Scenario, seconds: f64, pin: bool) -> Result<Report, String> {
         )
     };
     let shared: Arc<Shared<MemPacket>> = Shared::new(snap);
+    shared.sync.set_master(sync);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let start = Arc::new(Barrier::new(workers + 1));
     let stop = Arc::new(AtomicBool::new(false));
@@ -304,13 +318,34 @@ pub fn run(sc: &Scenario, seconds: f64, pin: bool) -> Result<Report, String> {
 
     start.wait();
     let setup_seconds = setup.elapsed().as_secs_f64();
+    let drainer = sync.then(|| {
+        let (shared, stop) = (shared.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for w in 0..shared.sync.workers() {
+                    n += shared.sync.drain(w, usize::MAX, |_| ()) as u64;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            n
+        })
+    });
     std::thread::sleep(Duration::from_secs_f64(seconds));
     stop.store(true, Ordering::Relaxed);
     let results: Vec<WorkerResult> = handles
         .into_iter()
         .map(|h| h.join().map_err(|_| "a worker thread failed".to_string()))
         .collect::<Result<_, _>>()?;
-    Ok(summarise(sc, workers, &results, setup_seconds))
+    let mut r = summarise(sc, workers, &results, setup_seconds);
+    if let Some(d) = drainer {
+        let n = d
+            .join()
+            .map_err(|_| "the sync drainer failed".to_string())?;
+        r.sync_records_per_sec = n as f64 / r.seconds.max(1e-9);
+        r.sync_ring_full = shared.counters.iter().map(|c| c.sync_ring_full.get()).sum();
+    }
+    Ok(r)
 }
 
 fn new_pool(n: usize) -> Pool {
@@ -396,6 +431,8 @@ fn summarise(
         },
         drops_by_reason,
         setup_seconds,
+        sync_records_per_sec: 0.0,
+        sync_ring_full: 0,
     }
 }
 

@@ -115,6 +115,11 @@ struct Args {
     /// Do not pin worker threads to cores.
     #[arg(long)]
     no_pin: bool,
+    /// The workers are connection sync masters: they record connections
+    /// for the sync daemon (IPVS's rules) and a thread drains their rings
+    /// every 10 ms. Single runs only.
+    #[arg(long, conflicts_with_all = ["matrix", "scenarios", "compare_ipv6"])]
+    sync: bool,
 }
 
 impl Args {
@@ -165,7 +170,8 @@ fn main() {
             workers,
             family: args.family(),
         };
-        let report = bench::run(&sc, args.seconds, !args.no_pin).unwrap_or_else(|e| fail(&e));
+        let report = bench::run_with(&sc, args.seconds, !args.no_pin, args.sync)
+            .unwrap_or_else(|e| fail(&e));
         if args.json {
             println!(
                 "{}",
@@ -377,6 +383,12 @@ fn line(r: &Report) -> String {
             ", hand-overs {:.2} M/s ({:.0} % of packets)",
             r.handovers_per_sec / 1e6,
             r.handover_share * 100.0
+        );
+    }
+    if r.sync_records_per_sec > 0.0 || r.sync_ring_full > 0 {
+        s += &format!(
+            ", sync records {:.0}/s (ring full {})",
+            r.sync_records_per_sec, r.sync_ring_full
         );
     }
     s

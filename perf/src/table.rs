@@ -379,6 +379,8 @@ mod tests {
             handover_share: 0.25,
             drops_by_reason: BTreeMap::new(),
             setup_seconds: 1.0,
+            sync_records_per_sec: 0.0,
+            sync_ring_full: 0,
         }
     }
 

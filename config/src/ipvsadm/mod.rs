@@ -9,6 +9,6 @@ pub use list::{
     IPVS_DEFAULT_TABLE_SIZE,
 };
 pub use rules::{
-    apply, format_rules, parse_command, parse_rules, table_from_rules, Command, ParseError,
-    RuleError, RuleProblem, TableError,
+    apply, format_rules, parse_command, parse_rules, table_from_rules, Command, DaemonOptions,
+    ParseError, RuleError, RuleProblem, TableError,
 };

@@ -45,6 +45,144 @@ pub enum Command {
     },
     /// `-R`: rules follow on standard input.
     Restore,
+    /// `--start-daemon master|backup` with its options.
+    StartDaemon(DaemonOptions),
+    /// `--stop-daemon master|backup`: true for master.
+    StopDaemon {
+        master: bool,
+    },
+}
+
+/// `--start-daemon`'s state and options (ipvsadm 1.31: `--mcast-interface`,
+/// `--syncid`, `--sync-maxlen`, `--mcast-group`, `--mcast-port`,
+/// `--mcast-ttl`); None where not given.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DaemonOptions {
+    pub master: bool,
+    pub mcast_ifn: Option<String>,
+    pub syncid: Option<u8>,
+    pub maxlen: Option<u16>,
+    pub group: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub ttl: Option<u8>,
+}
+
+/// The sync daemon's options, which only `--start-daemon` takes.
+const DAEMON_OPTIONS: [&str; 6] = [
+    "mcast-interface",
+    "syncid",
+    "sync-maxlen",
+    "mcast-group",
+    "mcast-port",
+    "mcast-ttl",
+];
+
+/// `--start-daemon` / `--stop-daemon` and the daemon's options, with
+/// ipvsadm's checks and words (ipvsadm.c `parse_options`).
+fn parse_daemon(opts: &[(&'static str, Option<String>)]) -> Result<Command, ParseError> {
+    let mut cmd: Option<Command> = None;
+    let mut o = DaemonOptions::default();
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, val) in opts {
+        let v = val.clone().unwrap_or_default();
+        if DAEMON_OPTIONS.contains(name) {
+            if seen.contains(name) {
+                return Err(ParseError::MultipleOptions(name));
+            }
+            seen.push(name);
+        }
+        match *name {
+            "start-daemon" | "stop-daemon" => {
+                if cmd.is_some() {
+                    return Err(ParseError::MultipleCommands);
+                }
+                let master = match v.as_str() {
+                    "master" => true,
+                    "backup" => false,
+                    _ if *name == "start-daemon" => {
+                        return Err(ParseError::Daemon(
+                            "illegal start-daemon parameter specified",
+                        ))
+                    }
+                    _ => {
+                        return Err(ParseError::Daemon(
+                            "illegal stop_daemon parameter specified",
+                        ))
+                    }
+                };
+                cmd = Some(if *name == "start-daemon" {
+                    Command::StartDaemon(DaemonOptions::default())
+                } else {
+                    Command::StopDaemon { master }
+                });
+                o.master = master;
+            }
+            "mcast-interface" => {
+                // IP_VS_IFNAME_MAXLEN: 16 with its NUL.
+                if v.is_empty() || v.len() >= 16 {
+                    return Err(ParseError::Daemon("illegal mcast-interface specified"));
+                }
+                o.mcast_ifn = Some(v);
+            }
+            "syncid" => {
+                o.syncid = Some(
+                    number(&v, 0, 255).ok_or(ParseError::Daemon("illegal syncid specified"))? as u8,
+                );
+            }
+            "sync-maxlen" => {
+                o.maxlen = Some(
+                    number(&v, 1, 65535 - 20 - 8)
+                        .ok_or(ParseError::Daemon("illegal sync-maxlen specified"))?
+                        as u16,
+                );
+            }
+            "mcast-group" => {
+                let a: IpAddr = v
+                    .parse()
+                    .map_err(|_| ParseError::Daemon("illegal mcast-group specified"))?;
+                if !a.is_multicast() {
+                    return Err(ParseError::Daemon("illegal mcast-group specified"));
+                }
+                o.group = Some(a);
+            }
+            "mcast-port" => {
+                o.port = Some(
+                    number(&v, 1, 65535)
+                        .ok_or(ParseError::Daemon("illegal mcast-port specified"))?
+                        as u16,
+                );
+            }
+            "mcast-ttl" => {
+                o.ttl = Some(
+                    number(&v, 1, 255).ok_or(ParseError::Daemon("illegal mcast-ttl specified"))?
+                        as u8,
+                );
+            }
+            "" => return Err(ParseError::UnexpectedArgument(v)),
+            other => {
+                return Err(ParseError::IllegalOption {
+                    option: OPTIONS
+                        .iter()
+                        .find(|x| x.0 == other)
+                        .map_or("option", |x| x.0),
+                    command: "start-daemon",
+                })
+            }
+        }
+    }
+    match cmd {
+        Some(Command::StartDaemon(_)) => Ok(Command::StartDaemon(o)),
+        Some(Command::StopDaemon { master }) => {
+            if let Some(n) = seen.first() {
+                return Err(ParseError::IllegalOption {
+                    option: OPTIONS.iter().find(|x| x.0 == *n).map_or("option", |x| x.0),
+                    command: "stop-daemon",
+                });
+            }
+            Ok(Command::StopDaemon { master })
+        }
+        _ => Err(ParseError::NoCommand),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -277,6 +415,14 @@ const OPTIONS: &[(&str, char, ArgKind)] = &[
     ("connection", 'c', ArgKind::None),
     ("timeout", '\0', ArgKind::None),
     ("daemon", '\0', ArgKind::None),
+    ("start-daemon", '\0', ArgKind::Required),
+    ("stop-daemon", '\0', ArgKind::Required),
+    ("mcast-interface", '\0', ArgKind::Required),
+    ("syncid", '\0', ArgKind::Required),
+    ("sync-maxlen", '\0', ArgKind::Required),
+    ("mcast-group", '\0', ArgKind::Required),
+    ("mcast-port", '\0', ArgKind::Required),
+    ("mcast-ttl", '\0', ArgKind::Required),
     ("stats", '\0', ArgKind::None),
     ("rate", '\0', ArgKind::None),
     ("thresholds", '\0', ArgKind::None),
@@ -372,6 +518,15 @@ fn getopt(args: &[&str]) -> Result<Vec<(&'static str, Option<String>)>, ParseErr
 /// Parses one ipvsadm command line (without the program name).
 pub fn parse_command(args: &[&str]) -> Result<Command, ParseError> {
     let opts = getopt(args)?;
+    if opts
+        .iter()
+        .any(|(n, _)| *n == "start-daemon" || *n == "stop-daemon")
+    {
+        return parse_daemon(&opts);
+    }
+    if let Some((n, _)) = opts.iter().find(|(n, _)| DAEMON_OPTIONS.contains(n)) {
+        return Err(ParseError::DaemonOptionAlone(n));
+    }
     let mut cmd: Option<Cmd> = None;
     let mut used: Vec<Opt> = Vec::new();
     let mut key: Option<ServiceKey> = None;
@@ -843,6 +998,11 @@ pub enum ParseError {
     MixedFamily,
     #[error("Tunnel options conflict with forward method")]
     TunnelConflict,
+    /// A sync daemon option's value, in ipvsadm's words.
+    #[error("{0}")]
+    Daemon(&'static str),
+    #[error("Illegal '{0}' option without --start-daemon")]
+    DaemonOptionAlone(&'static str),
 }
 
 /// A table change libipvs refuses, in libipvs's words (`ipvsadm` prints
@@ -953,7 +1113,9 @@ pub fn apply(t: &mut Table, c: &Command) -> Result<(), TableError> {
         | Command::Save { .. }
         | Command::Zero(_)
         | Command::SetTimeout { .. }
-        | Command::Restore => {}
+        | Command::Restore
+        | Command::StartDaemon(_)
+        | Command::StopDaemon { .. } => {}
     }
     Ok(())
 }

@@ -52,9 +52,12 @@ impl TableChange {
                 tcpfin: *tcpfin,
                 udp: *udp,
             },
-            Command::List { .. } | Command::Save { .. } | Command::Zero(_) | Command::Restore => {
-                return None
-            }
+            Command::List { .. }
+            | Command::Save { .. }
+            | Command::Zero(_)
+            | Command::Restore
+            | Command::StartDaemon(_)
+            | Command::StopDaemon { .. } => return None,
         })
     }
 

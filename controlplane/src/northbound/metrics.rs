@@ -247,7 +247,7 @@ impl Collector for DaemonCollector {
 
         // Workers.
         let counters = d.dataplane.counters();
-        let worker_counters: [WorkerCounter; 39] = [
+        let worker_counters: [WorkerCounter; 40] = [
             ("ferrovs_worker_rx_packets", "Packets received.", |c| {
                 c.rx_packets.get()
             }),
@@ -299,6 +299,11 @@ impl Collector for DaemonCollector {
                 "ferrovs_worker_fast_path_kept",
                 "Timer firings that found the XDP program still forwarding the connection (re-armed).",
                 |c| c.fast_kept.get(),
+            ),
+            (
+                "ferrovs_worker_sync_chained",
+                "TCP segments without a connection passed to the next worker looking for a synced one.",
+                |c| c.sync_chained.get(),
             ),
             (
                 "ferrovs_worker_busy_polls",
@@ -778,6 +783,86 @@ impl Collector for DaemonCollector {
             MetricType::Counter,
         )?;
         f.counter(&l(&[]), d.worker_stalls)?;
+        // Connection sync (the daemon's counters and the workers').
+        let sum = |g: fn(&ferrovs_dataplane::counters::WorkerCounters) -> u64| -> u64 {
+            d.dataplane.counters().iter().map(g).sum()
+        };
+        let st = d.sync.as_ref().map(|h| h.stats.clone()).unwrap_or_default();
+        let get = crate::sync::stats::SyncStats::get;
+        let listing = d
+            .sync
+            .as_ref()
+            .and_then(|h| h.listing.lock().ok().map(|l| l.clone()))
+            .unwrap_or_default();
+        let mut f = family(
+            &mut enc,
+            "ferrovs_sync_daemon_running",
+            "Whether the connection sync daemon runs in this role (master sends, backup receives).",
+            MetricType::Gauge,
+        )?;
+        for (role, m) in [("master", true), ("backup", false)] {
+            f.gauge(
+                &l(&[("role", role.into())]),
+                listing.iter().any(|x| x.master == m) as i64,
+            )?;
+        }
+        for (name, help, v) in [
+            (
+                "ferrovs_sync_messages_sent",
+                "Sync messages sent by the master.",
+                get(&st.messages_sent),
+            ),
+            (
+                "ferrovs_sync_entries_sent",
+                "Connections and templates sent by the master.",
+                get(&st.entries_sent),
+            ),
+            (
+                "ferrovs_sync_messages_received",
+                "Sync messages received by the backup.",
+                get(&st.messages_received),
+            ),
+            (
+                "ferrovs_sync_entries_received",
+                "Entries in the sync messages the backup accepted.",
+                get(&st.entries_received),
+            ),
+            (
+                "ferrovs_sync_entries_installed",
+                "Received connections and templates installed (or updated) in a worker's table.",
+                sum(|c| c.sync_installed.get()),
+            ),
+        ] {
+            let mut f = family(&mut enc, name, help, MetricType::Counter)?;
+            f.counter(&l(&[]), v)?;
+        }
+        let mut f = family(
+            &mut enc,
+            "ferrovs_sync_dropped_messages",
+            "Sync messages lost: sending failed, or received malformed or with another sync id.",
+            MetricType::Counter,
+        )?;
+        for (reason, v) in [
+            ("send_error", get(&st.send_errors)),
+            ("bad_message", get(&st.bad_messages)),
+            ("wrong_syncid", get(&st.wrong_syncid)),
+        ] {
+            f.counter(&l(&[("reason", reason.into())]), v)?;
+        }
+        let mut f = family(
+            &mut enc,
+            "ferrovs_sync_dropped_entries",
+            "Sync entries lost: a worker's ring full on the master; on the backup a worker's request queue full, an entry not installable here (IPv6, fwmark, FULLNAT without local address), or refused by the worker (no such service or server, local port in use, table full).",
+            MetricType::Counter,
+        )?;
+        for (reason, v) in [
+            ("ring_full", sum(|c| c.sync_ring_full.get())),
+            ("queue_full", get(&st.queue_full_entries)),
+            ("unusable", get(&st.unusable_entries)),
+            ("refused", sum(|c| c.sync_refused.get())),
+        ] {
+            f.counter(&l(&[("reason", reason.into())]), v)?;
+        }
         let mut f = family(
             &mut enc,
             "ferrovs_build_info",

@@ -14,6 +14,12 @@ pub trait Dataplane: Send + Sync {
     fn workers(&self) -> usize;
     fn counters(&self) -> &PerWorker<WorkerCounters>;
     fn handover_backlog(&self, to: usize) -> usize;
+    /// Connection sync: the master flag and the workers' record rings.
+    fn sync(&self) -> &ferrovs_dataplane::sync::SyncShared;
+    /// A request that wakes a sleeping worker.
+    fn request_now(&self, worker: usize, r: Request) -> bool;
+    /// The snapshot the workers forward by.
+    fn snapshot(&self) -> std::sync::Arc<Snapshot>;
 }
 
 impl<T: Send + 'static> Dataplane for Shared<T> {
@@ -31,5 +37,14 @@ impl<T: Send + 'static> Dataplane for Shared<T> {
     }
     fn handover_backlog(&self, to: usize) -> usize {
         Shared::handover_backlog(self, to)
+    }
+    fn sync(&self) -> &ferrovs_dataplane::sync::SyncShared {
+        &self.sync
+    }
+    fn request_now(&self, worker: usize, r: Request) -> bool {
+        Shared::request_now(self, worker, r)
+    }
+    fn snapshot(&self) -> std::sync::Arc<Snapshot> {
+        self.snapshot.load_full()
     }
 }

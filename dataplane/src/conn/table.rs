@@ -353,9 +353,10 @@ impl ConnTable {
         }
     }
 
-    /// Second stage: fetch the entry the bucket points at.
+    /// Second stage: fetch the entry the bucket points at; returns its
+    /// index (for what the caller keeps beside the entry).
     #[inline(always)]
-    pub fn prefetch_entry(&self, h: u64, reply: bool) {
+    pub fn prefetch_entry(&self, h: u64, reply: bool) -> Option<u32> {
         let c = if reply {
             self.out_idx.first_candidate(h)
         } else {
@@ -370,6 +371,7 @@ impl ConnTable {
                 prefetch(&s.laddr);
             }
         }
+        c
     }
 
     /// Whether a reply tuple is already taken (FULLNAT port allocation).

@@ -1,0 +1,121 @@
+//! The backup's side of the wire: a received message decoded (a wrong
+//! sync id or a malformed message dropped whole, as the kernel drops it),
+//! its entries turned into records and sorted by the worker that must
+//! hold each (`ferrovs_dataplane::sync::owner`).
+
+use super::batch::from_wire;
+use super::message::{decode, MessageError};
+use ferrovs_dataplane::snapshot::Snapshot;
+use ferrovs_dataplane::sync::{owner, SyncRecord};
+
+/// One message's records, per worker.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Routed {
+    pub per_worker: Vec<Vec<SyncRecord>>,
+    /// Entries in the message.
+    pub entries: usize,
+    /// Entries the decoder skipped (unknown protocol, state or mandatory
+    /// option) or that cannot be installed here (IPv6, fwmark, other
+    /// forwarding methods, FULLNAT without a local address).
+    pub unusable: usize,
+}
+
+/// Decodes `msg` for sync id `want` (0: any, as the kernel's backup).
+pub fn route(msg: &[u8], want: u8, snap: &Snapshot) -> Result<Routed, MessageError> {
+    let d = decode(msg, want)?;
+    let workers = snap.workers.max(1);
+    let mut out = Routed {
+        per_worker: vec![Vec::new(); workers],
+        entries: d.conns.len() + d.skipped.len(),
+        unusable: d.skipped.len(),
+    };
+    for c in &d.conns {
+        match from_wire(c) {
+            Ok(r) => {
+                let w = owner(snap, &r).min(workers - 1);
+                out.per_worker[w].push(r);
+            }
+            Err(_) => out.unusable += 1,
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::batch::Batcher;
+    use super::*;
+    use ferrovs_dataplane::conn::template::TemplateTable;
+    use ferrovs_dataplane::service::FwdMethod;
+    use ferrovs_dataplane::snapshot::SnapshotBuilder;
+    use std::sync::Arc;
+
+    fn snap(workers: usize) -> Snapshot {
+        SnapshotBuilder::new(1, workers, Arc::new(TemplateTable::new(64)))
+            .build()
+            .unwrap()
+    }
+
+    fn rec(cport: u16, fwd: FwdMethod, lport: u16) -> SyncRecord {
+        SyncRecord {
+            proto: 6,
+            state: 1,
+            fwd,
+            template: false,
+            caddr: [198, 18, 0, 10],
+            cport,
+            vaddr: [198, 18, 0, 100],
+            vport: 80,
+            daddr: [198, 18, 1, 11],
+            dport: 80,
+            laddr: [198, 18, 1, 100],
+            lport,
+            timeout_s: 900,
+        }
+    }
+
+    fn message(syncid: u8, recs: &[SyncRecord]) -> Vec<u8> {
+        let mut b = Batcher::new(syncid, 1472);
+        for r in recs {
+            b.push(r, 0, |_, _| panic!("one message"));
+        }
+        let mut m = Vec::new();
+        b.flush(0, true, |x, _| m = x.to_vec());
+        m
+    }
+
+    #[test]
+    fn entries_go_to_their_owners() {
+        let s = snap(4);
+        let recs: Vec<SyncRecord> = (0..8)
+            .map(|i| rec(1000 + i, FwdMethod::FullNat, 2000 + i))
+            .collect();
+        let r = route(&message(5, &recs), 5, &s).unwrap();
+        assert_eq!(r.entries, 8);
+        for (w, v) in r.per_worker.iter().enumerate() {
+            assert_eq!(v.len(), 2);
+            assert!(
+                v.iter().all(|x| x.lport as usize % 4 == w),
+                "local port slice"
+            );
+        }
+        // NAT: the client hash both directions use.
+        let nat: Vec<SyncRecord> = (0..8).map(|i| rec(3000 + i, FwdMethod::Nat, 0)).collect();
+        let r = route(&message(5, &nat), 0, &s).unwrap();
+        for (w, v) in r.per_worker.iter().enumerate() {
+            assert!(v.iter().all(|x| s.nat_owner(x.caddr, x.cport) == w));
+        }
+    }
+
+    #[test]
+    fn a_wrong_syncid_or_a_cut_message_is_dropped_whole() {
+        let s = snap(1);
+        let m = message(5, &[rec(1, FwdMethod::Dr, 0)]);
+        assert_eq!(
+            route(&m, 6, &s),
+            Err(MessageError::OtherSyncId { got: 5, want: 6 })
+        );
+        assert!(route(&m[..m.len() - 1], 5, &s).is_err());
+        assert_eq!(route(&m, 0, &s).unwrap().per_worker[0].len(), 1);
+    }
+}

@@ -1,0 +1,143 @@
+//! A sync daemon's settings, from keepalived's `lvs_sync_daemon` or
+//! ipvsadm's `--start-daemon`, with the kernel's defaults, and how
+//! `ipvsadm -L --daemon` shows them.
+
+use super::message::{DEFAULT_GROUP, DEFAULT_PORT, HEADER_LEN};
+use ferrovs_config::ipvsadm::{DaemonOptions, SyncDaemon};
+use ferrovs_config::LvsSyncDaemon;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// IP and UDP headers: the message fits the interface MTU less these
+/// (the kernel's `sync_maxlen` default).
+const IP_UDP: u32 = 20 + 8;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub ifname: String,
+    pub syncid: u8,
+    /// 0: the interface's MTU less the IP and UDP headers.
+    pub maxlen: u16,
+    pub group: Ipv4Addr,
+    pub port: u16,
+    pub ttl: u8,
+}
+
+impl Settings {
+    /// keepalived's `lvs_sync_daemon`: without `id`, keepalived takes the
+    /// VRRP instance's VRID as the sync id.
+    pub fn from_keepalived(sd: &LvsSyncDaemon, vrid: u8) -> Result<Settings, String> {
+        Ok(Settings {
+            ifname: sd.interface.clone(),
+            syncid: sd.sync_id.unwrap_or(vrid),
+            maxlen: sd.maxlen.unwrap_or(0),
+            group: group_v4(sd.group)?,
+            port: sd.port,
+            ttl: sd.ttl,
+        })
+    }
+
+    /// ipvsadm's `--start-daemon`: the interface is needed (the kernel
+    /// refuses a daemon without one).
+    pub fn from_ipvsadm(o: &DaemonOptions) -> Result<Settings, String> {
+        let ifname = o
+            .mcast_ifn
+            .clone()
+            .ok_or("--start-daemon needs --mcast-interface")?;
+        Ok(Settings {
+            ifname,
+            syncid: o.syncid.unwrap_or(0),
+            maxlen: o.maxlen.unwrap_or(0),
+            group: group_v4(o.group.unwrap_or(IpAddr::V4(DEFAULT_GROUP)))?,
+            port: o.port.unwrap_or(DEFAULT_PORT),
+            ttl: o.ttl.unwrap_or(1),
+        })
+    }
+
+    /// The message size for an interface of `mtu` bytes.
+    pub fn effective_maxlen(&self, mtu: Option<u32>) -> usize {
+        let auto = mtu.unwrap_or(1500).saturating_sub(IP_UDP) as usize;
+        let m = if self.maxlen == 0 {
+            auto
+        } else {
+            self.maxlen as usize
+        };
+        m.max(HEADER_LEN + super::message::ENTRY_V6_LEN)
+    }
+
+    /// As `ipvsadm -L --daemon` prints it.
+    pub fn listing(&self, master: bool, mtu: Option<u32>) -> SyncDaemon {
+        SyncDaemon {
+            master,
+            mcast_ifn: self.ifname.clone(),
+            syncid: self.syncid,
+            maxlen: self.effective_maxlen(mtu) as u16,
+            group: Some(IpAddr::V4(self.group)),
+            port: self.port,
+            ttl: self.ttl,
+        }
+    }
+}
+
+fn group_v4(g: IpAddr) -> Result<Ipv4Addr, String> {
+    match g {
+        IpAddr::V4(a) if a.is_multicast() => Ok(a),
+        IpAddr::V4(a) => Err(format!("sync group {a} is not a multicast address")),
+        IpAddr::V6(a) => Err(format!(
+            "sync group {a}: IPv6 sync groups are not supported yet"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrovs_config::ipvsadm::format_daemons;
+
+    #[test]
+    fn keepalived_defaults_take_the_vrid_and_list_as_ipvsadm() {
+        let sd = LvsSyncDaemon {
+            interface: "eth0".into(),
+            vrrp_instance: "VI_1".into(),
+            sync_id: None,
+            maxlen: None,
+            port: 8848,
+            ttl: 1,
+            group: IpAddr::V4(DEFAULT_GROUP),
+        };
+        let s = Settings::from_keepalived(&sd, 51).unwrap();
+        assert_eq!(s.syncid, 51);
+        assert_eq!(
+            format_daemons(&[s.listing(true, Some(1500))]),
+            "master sync daemon (mcast=eth0, syncid=51, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
+        );
+        let sd = LvsSyncDaemon {
+            sync_id: Some(0),
+            maxlen: Some(1000),
+            ..sd
+        };
+        let s = Settings::from_keepalived(&sd, 51).unwrap();
+        assert_eq!(
+            format_daemons(&[s.listing(false, Some(9000))]),
+            "backup sync daemon (mcast=eth0, syncid=0, maxlen=1000, group=224.0.0.81, port=8848, ttl=1)\n"
+        );
+    }
+
+    #[test]
+    fn ipvsadm_needs_an_interface_and_a_v4_multicast_group() {
+        let mut o = DaemonOptions {
+            master: true,
+            ..Default::default()
+        };
+        assert!(Settings::from_ipvsadm(&o)
+            .unwrap_err()
+            .contains("--mcast-interface"));
+        o.mcast_ifn = Some("eth1".into());
+        let s = Settings::from_ipvsadm(&o).unwrap();
+        assert_eq!(
+            (s.syncid, s.port, s.ttl, s.group),
+            (0, 8848, 1, DEFAULT_GROUP)
+        );
+        o.group = Some("ff02::81".parse().unwrap());
+        assert!(Settings::from_ipvsadm(&o).unwrap_err().contains("IPv6"));
+    }
+}
