@@ -99,6 +99,9 @@ fn mask6(len: u8) -> u128 {
 #[derive(Clone, Debug, Default)]
 pub struct RouteTable6 {
     routes: Vec<Route6>,
+    /// Per route, in the same order: (prefix, mask) as integers, so that a
+    /// lookup (one per IPv6 packet) neither converts nor shifts.
+    keys: Vec<(u128, u128)>,
 }
 
 impl RouteTable6 {
@@ -107,19 +110,22 @@ impl RouteTable6 {
             r.prefix = Ipv6Addr::from(u128::from(r.prefix) & mask6(r.len));
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.len));
-        RouteTable6 { routes }
+        let keys = routes
+            .iter()
+            .map(|r| (u128::from(r.prefix), mask6(r.len)))
+            .collect();
+        RouteTable6 { routes, keys }
     }
 
     #[inline]
     pub fn lookup(&self, dst: Ipv6Addr) -> Option<NextHop6> {
         let d = u128::from(dst);
-        self.routes
-            .iter()
-            .find(|r| d & mask6(r.len) == u128::from(r.prefix))
-            .map(|r| NextHop6 {
-                port: r.port,
-                ip: r.via.unwrap_or(dst),
-            })
+        let i = self.keys.iter().position(|&(p, m)| d & m == p)?;
+        let r = &self.routes[i];
+        Some(NextHop6 {
+            port: r.port,
+            ip: r.via.unwrap_or(dst),
+        })
     }
 
     /// Whether `ip` is on a prefix connected to `port`; link-local

@@ -241,6 +241,12 @@ impl ConnTable {
         *self.pool6.get(self.slots6[i as usize].daddr)
     }
 
+    /// The client of IPv6 entry `i`.
+    #[inline(always)]
+    pub fn caddr6(&self, i: u32) -> [u8; 16] {
+        self.slots6[i as usize].caddr
+    }
+
     /// The VIP of IPv6 entry `i`.
     #[inline(always)]
     pub fn vaddr6(&self, i: u32) -> [u8; 16] {

@@ -128,7 +128,7 @@ pub fn is_extension(nh: u8) -> bool {
 /// most [`MAX_EXT_HEADERS`] of them and never past the payload. The walk
 /// stops at the first non-extension header, at ESP (encrypted from there),
 /// and after a Fragment header whose offset is not 0.
-#[inline]
+#[inline(always)]
 pub fn parse(p: &[u8]) -> Result<Ipv6Info, Ipv6Error> {
     let payload_len = fixed(p)?;
     if payload_len == 0 || HEADER_LEN + payload_len > p.len() {

@@ -713,7 +713,9 @@ impl<P: Port> Core<P> {
             return self.drop_pkt(r, pkt);
         };
         let c = *self.conns6.get(ci);
-        let a = self.conns6.get6(ci);
+        // What the rewrite needs: the client and the VIP (the local
+        // address only for a too-big answer).
+        let (caddr, vaddr) = (self.conns6.caddr6(ci), self.conns6.vaddr6(ci));
         // `ip6_forward` checks the hop limit before the FORWARD hook where
         // IPVS rewrites the reply: the server hears of it, quoting its own
         // packet, from the director's address on its link.
@@ -726,7 +728,7 @@ impl<P: Port> Core<P> {
                 None => self.drop_pkt(DropReason::TtlExceeded, pkt),
             };
         }
-        let Some(nh) = snap.routes6.lookup(Ipv6Addr::from(a.caddr)) else {
+        let Some(nh) = snap.routes6.lookup(Ipv6Addr::from(caddr)) else {
             return self.drop_pkt(DropReason::NoRoute, pkt);
         };
         let mtu = snap.ports.get(nh.port as usize).map_or(0, |p| p.mtu) as u32;
@@ -734,7 +736,7 @@ impl<P: Port> Core<P> {
             // From the address the server sent to: the local address, or
             // (NAT66, the director routing) its own address on that link.
             let from = if fullnat {
-                Some(a.laddr)
+                Some(self.conns6.laddr6_of(ci))
             } else {
                 snap.port_addr6(in_port).map(|x| x.octets())
             };
@@ -757,14 +759,14 @@ impl<P: Port> Core<P> {
         if later {
             // A later fragment: the addresses alone (see `fragment6`).
             if c.fwd == FwdMethod::FullNat {
-                nat66::fragment(frame, o.l3, Some(&a.vaddr), Some(&a.caddr), false);
+                nat66::fragment(frame, o.l3, Some(&vaddr), Some(&caddr), false);
             } else {
-                nat66::fragment(frame, o.l3, Some(&a.vaddr), None, true);
+                nat66::fragment(frame, o.l3, Some(&vaddr), None, true);
             }
         } else if c.fwd == FwdMethod::FullNat {
-            nat66::fullnat_outbound(frame, o, &a.vaddr, c.vport, &a.caddr, c.cport);
+            nat66::fullnat_outbound(frame, o, &vaddr, c.vport, &caddr, c.cport);
         } else {
-            nat66::outbound(frame, o, &a.vaddr, c.vport);
+            nat66::outbound(frame, o, &vaddr, c.vport);
         }
         self.send6_via(snap, pkt, nh, now);
     }
