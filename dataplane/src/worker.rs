@@ -852,11 +852,15 @@ fn peek(snap: &Snapshot, d: &[u8], v4: &ConnTable, v6: &ConnTable) -> Option<Pee
             Some(Peeked::V4(t, v4.hash(&t), kind, h64))
         }
         ethernet::ETHERTYPE_IPV6 if snap.has_ipv6() => {
-            let p = d.get(l2.l3_offset..)?;
-            let proto = *p.get(6)?;
-            if p[0] >> 4 != 6 || (proto != ipv6::NH_TCP && proto != ipv6::NH_UDP) {
+            // The fixed header's fields through the same accessors as the
+            // full parse (`ipv6::parse`), without its extension-header walk:
+            // a packet with extension headers gets no prefetch.
+            let p = d.get(l2.l3_offset..)?.get(..ipv6::HEADER_LEN)?;
+            let proto = ipv6::next_header(p);
+            if ipv6::version(p) != 6 || (proto != ipv6::NH_TCP && proto != ipv6::NH_UDP) {
                 return None;
             }
+            let p = &d[l2.l3_offset..];
             let ports = l4::Ports::new_checked(p.get(ipv6::HEADER_LEN..)?)?;
             let t = Tuple6 {
                 proto,

@@ -157,7 +157,7 @@ fn fixed(p: &[u8]) -> Result<usize, Ipv6Error> {
     if p.len() < HEADER_LEN {
         return Err(Ipv6Error::Truncated);
     }
-    if p[0] >> 4 != 6 {
+    if version(p) != 6 {
         return Err(Ipv6Error::BadVersion);
     }
     Ok(u16::from_be_bytes([p[4], p[5]]) as usize)
@@ -169,9 +169,9 @@ fn base(p: &[u8], total_len: usize) -> Ipv6Info {
     Ipv6Info {
         total_len,
         hop_limit: p[7],
-        src: p[8..24].try_into().unwrap(),
-        dst: p[24..40].try_into().unwrap(),
-        proto: p[6],
+        src: src(p),
+        dst: dst(p),
+        proto: next_header(p),
         l4_offset: HEADER_LEN,
         frag: None,
         segments_left: 0,
@@ -237,6 +237,16 @@ fn walk(p: &[u8], mut info: Ipv6Info) -> Result<Ipv6Info, Ipv6Error> {
     Ok(info)
 }
 
+/// The version field of a fixed header (`p` holds at least 40 bytes).
+#[inline(always)]
+pub fn version(p: &[u8]) -> u8 {
+    p[0] >> 4
+}
+/// The first Next Header field (the fixed header's).
+#[inline(always)]
+pub fn next_header(p: &[u8]) -> u8 {
+    p[6]
+}
 #[inline(always)]
 pub fn src(p: &[u8]) -> [u8; 16] {
     p[8..24].try_into().unwrap()
