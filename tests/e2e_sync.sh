@@ -225,6 +225,10 @@ test_mode() {
     else
         bad "$mode: the backup holds $(established 2) of $CONNS connections"
         adm 2 -Lnc 2>&1 | head -4
+        # What the backup's sync daemon saw, and what its workers did.
+        ip netns exec "$FVS_NS_DIRECTOR2" curl -s --max-time 2 "http://127.0.0.1:19282/metrics" 2>/dev/null |
+            grep -E '^ferrovs_(sync|worker_sync)' | grep -v ' 0$' | head -20
+        adm 2 -L --daemon 2>&1 | head -2
     fi
     local sent
     sent=$(metric 1 ferrovs_sync_entries_sent_total)
