@@ -166,11 +166,12 @@ pub fn spawn(settings: &BgpSettings, view: ViewCell, dir: &Path) -> std::io::Res
         med: settings.med,
         communities: settings.communities.clone(),
     };
-    let status = Arc::new(ArcSwap::from_pointee(BgpStatus {
+    let st = BgpStatus {
         speaker: "starting".into(),
         workers_alive: true,
         ..BgpStatus::default()
-    }));
+    };
+    let status = Arc::new(ArcSwap::from_pointee(st.clone()));
     let (tx, rx) = mpsc::unbounded_channel();
     let task = Task {
         exabgp: settings.exabgp.clone(),
@@ -180,11 +181,7 @@ pub fn spawn(settings: &BgpSettings, view: ViewCell, dir: &Path) -> std::io::Res
         view,
         status: status.clone(),
         announcer: Announcer::new(),
-        st: BgpStatus {
-            speaker: "starting".into(),
-            workers_alive: true,
-            ..BgpStatus::default()
-        },
+        st,
         relay: None,
     };
     tokio::spawn(task.run(rx));
