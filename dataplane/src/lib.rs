@@ -6,6 +6,7 @@ pub mod fastpath;
 pub mod frag;
 pub mod fwd;
 pub mod neigh;
+pub mod persist;
 pub mod port;
 pub mod route;
 pub mod sched;

@@ -38,9 +38,12 @@ use hashbrown::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+mod restore;
 mod sync;
 mod synproxy6;
 mod v6;
+
+pub use restore::{restore_owner, RestoreStats};
 pub use v6::NeighEvent6;
 
 /// Entries examined per poll by the expiry wheel and the template reaper.
@@ -2006,6 +2009,9 @@ impl<P: Port> Core<P> {
         let e = conns.get_mut(ci);
         e.ring_seq = s.delta;
         e.state = (s.ws_rs << 4) | TcpState::Established as u8;
+        // The delta before the flag that makes it one: what a crash leaves
+        // is read by the next process (`crate::persist`).
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::Release);
         e.flags |= F_REPLIED;
         if e.flags & F_INACTIVE != 0 {
             e.flags &= !F_INACTIVE;

@@ -15,6 +15,7 @@
 //! [`AddrPool::reserve`] (the worker calls it when a snapshot arrives, not
 //! per packet): a pool that is full refuses, and the caller counts it.
 
+use crate::port::shm::Region;
 use hashbrown::HashMap;
 
 /// An index that names no pooled address: the entry's laddr is its client's
@@ -29,6 +30,10 @@ pub struct AddrPool {
     index: HashMap<u128, u16, ahash::RandomState>,
     free: Vec<u16>,
     cap: usize,
+    /// Every address interned, at its index, in a file the next process
+    /// reads (`crate::persist`); written only when an index takes a new
+    /// address, so never per packet.
+    mirror: Region<[u8; 16]>,
 }
 
 impl AddrPool {
@@ -41,6 +46,7 @@ impl AddrPool {
             index: HashMap::with_capacity_and_hasher(cap, ahash::RandomState::new()),
             free: Vec::with_capacity(cap),
             cap,
+            mirror: Region::default(),
         }
     }
 
@@ -80,7 +86,21 @@ impl AddrPool {
             None => return None,
         };
         self.index.insert(key, ix);
+        if let Some(m) = self.mirror.get_mut(ix as usize) {
+            *m = *a;
+        }
         Some(ix)
+    }
+
+    /// Keeps a copy of every address in `mirror` ([`MAX`] entries, by
+    /// index), from now on and for the addresses already held.
+    pub fn set_mirror(&mut self, mut mirror: Region<[u8; 16]>) {
+        for (i, a) in self.addrs.iter().enumerate() {
+            if let Some(m) = mirror.get_mut(i) {
+                *m = *a;
+            }
+        }
+        self.mirror = mirror;
     }
 
     /// Gives back a reference taken by [`AddrPool::intern`]; the last one

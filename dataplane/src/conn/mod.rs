@@ -16,5 +16,5 @@ pub mod timer;
 
 pub use entry::{Addrs6, Conn, Tuple, Tuple6};
 pub use pressure::Pressure;
-pub use state::{Dir, TcpState, Timeouts};
+pub use state::{Dir, TcpState, Timeouts, TCP_STATES};
 pub use table::{ConnTable, Refused6, TableFull};

@@ -19,7 +19,10 @@ pub enum TcpState {
     SynAck,
 }
 
-const STATES: [TcpState; 11] = [
+/// How many TCP states there are (their numbers are `0..TCP_STATES`).
+pub const TCP_STATES: usize = 11;
+
+const STATES: [TcpState; TCP_STATES] = [
     TcpState::None,
     TcpState::Established,
     TcpState::SynSent,

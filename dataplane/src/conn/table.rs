@@ -20,8 +20,11 @@ use super::ghost::{Ghost, GhostCache};
 use super::index::FlowIndex;
 use super::pressure::Pressure;
 use super::timer::{Wheel, TICK_MS};
+use crate::persist::{Kind, Store};
 use crate::port::prefetch;
+use crate::port::shm::Region;
 use crate::service::FwdMethod;
+use std::sync::atomic::{compiler_fence, Ordering};
 
 /// The table is full; the new connection was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +63,8 @@ struct Slot6 {
 const _: () = assert!(std::mem::size_of::<Slot6>() == 22);
 
 pub struct ConnTable {
-    slab: Vec<Conn>,
+    /// On the heap, or in a file the next process reads (`crate::persist`).
+    slab: Region<Conn>,
     free: u32,
     len: usize,
     fullnat_len: usize,
@@ -88,7 +92,7 @@ pub struct ConnTable {
     /// IPv6 table reuses everything else unchanged (indexes, the expiry
     /// wheel, pressure, eviction) and only hashes and compares through
     /// these addresses.
-    slots6: Vec<Slot6>,
+    slots6: Region<Slot6>,
     /// The VIPs, servers and local addresses `slots6` name.
     pool6: AddrPool,
 }
@@ -108,7 +112,48 @@ pub fn secs_to_ticks(s: u32) -> u32 {
 impl ConnTable {
     pub fn new(capacity: usize, now_ms: u64) -> ConnTable {
         let capacity = capacity.clamp(1, (NIL - 1) as usize);
-        let mut slab = vec![Conn::EMPTY; capacity];
+        ConnTable::with_slab(Region::heap(capacity, Conn::EMPTY), now_ms)
+    }
+
+    /// [`ConnTable::new`], its entries in `store`'s file for this worker, so
+    /// that they outlive the process (issue 17).
+    pub fn new_stored(capacity: usize, now_ms: u64, store: &Store) -> std::io::Result<ConnTable> {
+        let capacity = capacity.clamp(1, (NIL - 1) as usize);
+        let slab = store.region(Kind::Conn4, capacity, Conn::EMPTY)?;
+        Ok(ConnTable::with_slab(slab, now_ms))
+    }
+
+    /// [`ConnTable::new_v6`] in `store`'s files: the slab, the slots and a
+    /// copy of the address pool.
+    pub fn new_v6_stored(
+        capacity: usize,
+        now_ms: u64,
+        store: &Store,
+    ) -> std::io::Result<ConnTable> {
+        let capacity = capacity.clamp(1, (NIL - 1) as usize);
+        let slab = store.region(Kind::Conn6, capacity, Conn::EMPTY)?;
+        let mut t = ConnTable::with_slab(slab, now_ms);
+        t.slots6 = store.region(Kind::Slots6, capacity, Slot6::default())?;
+        t.pool6 = AddrPool::with_capacity(POOL6_INITIAL);
+        t.pool6
+            .set_mirror(store.region(Kind::Pool6, addr_pool::MAX, [0u8; 16])?);
+        t.ghosts = GhostCache::with_ghosts(1);
+        Ok(t)
+    }
+
+    /// Stamps the table's file as written by a clean stop (`persist::CLEAN_AT`).
+    pub fn mark_clean(&mut self, at_mono_ms: u64) {
+        self.slab
+            .write_header(crate::persist::CLEAN_AT, &at_mono_ms.to_le_bytes());
+    }
+
+    /// Whether the entries live in a file.
+    pub fn is_stored(&self) -> bool {
+        self.slab.is_mapped()
+    }
+
+    fn with_slab(mut slab: Region<Conn>, now_ms: u64) -> ConnTable {
+        let capacity = slab.len();
         for (i, e) in slab.iter_mut().enumerate() {
             e.next = if i + 1 < capacity {
                 (i + 1) as u32
@@ -131,7 +176,7 @@ impl ConnTable {
             untracked: 0,
             ghosts: GhostCache::for_table(capacity),
             pressure: Pressure::new(capacity),
-            slots6: Vec::new(),
+            slots6: Region::default(),
             pool6: AddrPool::with_capacity(0),
         }
     }
@@ -141,7 +186,7 @@ impl ConnTable {
     /// ghosts (their 4-byte local address cannot hold an IPv6 one).
     pub fn new_v6(capacity: usize, now_ms: u64) -> ConnTable {
         let mut t = ConnTable::new(capacity, now_ms);
-        t.slots6 = vec![Slot6::default(); t.slab.len()];
+        t.slots6 = Region::heap(t.slab.len(), Slot6::default());
         t.pool6 = AddrPool::with_capacity(POOL6_INITIAL);
         t.ghosts = GhostCache::with_ghosts(1);
         t
@@ -407,12 +452,18 @@ impl ConnTable {
         }
         let i = self.free;
         self.free = self.slab[i as usize].next;
-        c.flags = (c.flags | F_USED) & !F_EVICTABLE;
+        c.flags &= !(F_USED | F_EVICTABLE);
         c.expires = ticks(now_ms) + secs_to_ticks(c.timeout_s);
-        self.slab[i as usize] = c;
+        // The addresses and the entry first, "used" last: a process killed
+        // in between leaves a free slot, never a half-written connection
+        // for the next one to read (`crate::persist`).
         if let Some(a) = a6 {
             self.slots6[i as usize] = a;
         }
+        self.slab[i as usize] = c;
+        compiler_fence(Ordering::Release);
+        self.slab[i as usize].flags |= F_USED;
+        c.flags |= F_USED;
         let h = self.in_hash(i);
         self.in_idx.insert(h, i);
         if c.flags & F_OUT_INDEXED != 0 {
@@ -722,8 +773,8 @@ impl ConnTable {
     /// Bytes the table holds, whether used or not: slab, both indexes,
     /// wheel, eviction ring.
     pub fn memory_bytes(&self) -> usize {
-        self.slab.capacity() * std::mem::size_of::<Conn>()
-            + self.slots6.capacity() * std::mem::size_of::<Slot6>()
+        self.slab.len() * std::mem::size_of::<Conn>()
+            + self.slots6.len() * std::mem::size_of::<Slot6>()
             + self.pool6.memory_bytes()
             + self.in_idx.memory_bytes()
             + self.out_idx.memory_bytes()

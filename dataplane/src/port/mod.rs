@@ -6,6 +6,7 @@ pub mod afxdp;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod memory;
+pub mod shm;
 mod sys;
 
 use crate::wire::Mac;
