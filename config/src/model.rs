@@ -253,6 +253,16 @@ pub struct FerrovsSettings {
     /// `bgp { }`: announce the VIPs to routers (active-active behind ECMP).
     #[serde(default)]
     pub bgp: Option<BgpSettings>,
+    /// `state_dir PATH|off`: where the connection tables live, as files the
+    /// next process reads after an upgrade, a restart or a crash (issue
+    /// 17); a tmpfs, so that they die with the boot. None: `off`, the
+    /// tables on the heap and lost on a restart. Default /run/ferrovs/state.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: Option<PathBuf>,
+}
+
+fn default_state_dir() -> Option<PathBuf> {
+    Some(PathBuf::from("/run/ferrovs/state"))
 }
 
 /// `bgp { }` in the ferrovs block: the BGP speaker ferrovs drives (ExaBGP)
@@ -301,6 +311,7 @@ impl Default for FerrovsSettings {
             dpdk: DpdkSettings::default(),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 9180)),
             control_socket: PathBuf::from("/run/ferrovs/ctl.sock"),
+            state_dir: default_state_dir(),
             control_socket_group: None,
             conn_table_size: 1 << 20,
             http_api: HttpApi::Local,

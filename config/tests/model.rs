@@ -570,3 +570,22 @@ fn ferrovs_bgp_block_and_sloppy_tcp() {
     assert_eq!(b.next_hop, None);
     assert_eq!(b.exabgp, std::path::PathBuf::from("/usr/sbin/exabgp"));
 }
+
+#[test]
+fn ferrovs_state_dir() {
+    let f = |t: &str| ferrovs_config::load_str("k.conf", t);
+    let d = f("ferrovs {\n}\n");
+    assert_eq!(
+        d.config.ferrovs.state_dir.as_deref(),
+        Some(std::path::Path::new("/run/ferrovs/state"))
+    );
+    let l = f("ferrovs {\n    state_dir /dev/shm/ferrovs\n}\n");
+    assert_eq!(
+        l.config.ferrovs.state_dir.as_deref(),
+        Some(std::path::Path::new("/dev/shm/ferrovs"))
+    );
+    assert_eq!(f("ferrovs {\n    state_dir off\n}\n").config.ferrovs.state_dir, None);
+    let l = f("ferrovs {\n    state_dir relative/dir\n}\n");
+    assert!(l.diagnostics.has_errors());
+    assert!(format!("{:?}", l.diagnostics.items).contains("absolute path"));
+}

@@ -162,6 +162,14 @@ pub struct Daemon {
     next_request: u64,
     /// The BGP announcer's task, when `ferrovs { bgp { } }` is configured.
     pub bgp: Option<crate::bgp::driver::BgpHandle>,
+    /// The VRRP instances the process that handed over to this one was
+    /// MASTER of: they start in MASTER (taken by the first start).
+    pub vrrp_resume: Vec<String>,
+    /// `ferrovs upgrade` asked for this binary: the owner stops and the
+    /// process executes it.
+    pub upgrade: Option<crate::upgrade::Plan>,
+    /// What this process restored at its start.
+    pub restored: crate::state_files::Report,
 }
 
 /// What carrying out the core's outputs answered.
@@ -206,6 +214,9 @@ impl Daemon {
             vrrp_reload: None,
             vrrp_track: None,
             vrrp_stop: None,
+            vrrp_resume: Vec::new(),
+            upgrade: None,
+            restored: Default::default(),
             vrrp_link: None,
             net_view: None,
             sync: None,
@@ -408,7 +419,8 @@ impl Daemon {
         let (Some(link), Some(net)) = (self.vrrp_link.clone(), self.net_view.clone()) else {
             return false;
         };
-        match crate::vrrp::driver::start(cfg, link, net) {
+        let resume = std::mem::take(&mut self.vrrp_resume);
+        match crate::vrrp::driver::start(cfg, link, net, &resume) {
             Ok(h) => {
                 info!("VRRP starting");
                 self.vrrp_status = h.status;
@@ -422,6 +434,29 @@ impl Daemon {
                 false
             }
         }
+    }
+
+    /// `ferrovs upgrade [--force] BINARY`: checked off the owner (the checks
+    /// run the binary), then handed over (`crate::upgrade`).
+    fn upgrade_request(&mut self, argv: &[String]) -> Pending {
+        let force = argv.iter().any(|a| a == "--force");
+        let bins: Vec<&String> = argv.iter().filter(|a| !a.starts_with("--")).collect();
+        let [binary] = bins[..] else {
+            return Pending::Done(CtlResponse::err(2, "upgrade: one binary path expected"));
+        };
+        if self.upgrade.is_some() {
+            return Pending::Done(CtlResponse::err(1, "an upgrade is already under way"));
+        }
+        let Some(link) = &self.vrrp_link else {
+            return Pending::Done(CtlResponse::err(1, "ferrovs is starting"));
+        };
+        Pending::Upgrade(crate::mailbox::UpgradeCheck {
+            binary: binary.into(),
+            config: self.config_path.clone(),
+            state_dir: self.core.config().ferrovs.state_dir.clone(),
+            force,
+            tx: link.tx.clone(),
+        })
     }
 
     /// ferrovs's own commands beside ipvsadm's, for BGP (`--drain`,
@@ -471,6 +506,12 @@ impl Daemon {
             }
             ToDaemon::SetVips(vips, held) => self.feed(Input::VipsHeld(vips, held)),
             ToDaemon::SyncVips(vips) => self.feed(Input::VipsListed(vips)),
+            ToDaemon::Upgrade(plan) => {
+                if self.upgrade.is_none() {
+                    info!("upgrade: handing over to {}", plan.binary.display());
+                    self.upgrade = Some(plan);
+                }
+            }
         }
     }
 
@@ -493,6 +534,11 @@ impl Daemon {
             && loaded.config.ferrovs.bgp != self.core.config().ferrovs.bgp
         {
             warn!("reload: the bgp block changed; it takes effect at the next start of ferrovs");
+        }
+        if !loaded.diagnostics.has_errors()
+            && loaded.config.ferrovs.state_dir != self.core.config().ferrovs.state_dir
+        {
+            warn!("reload: state_dir changed; it takes effect at the next start of ferrovs");
         }
         let health = self.health.clone();
         let plan = match &health {
@@ -525,6 +571,12 @@ impl Daemon {
         match req.op.as_deref() {
             None => {}
             Some("status") => return Pending::Done(CtlResponse::ok(self.status_json())),
+            Some("restored") => {
+                return Pending::Done(CtlResponse::ok(
+                    serde_json::to_string(&self.restored).unwrap_or_default(),
+                ))
+            }
+            Some("upgrade") => return self.upgrade_request(&req.argv),
             Some(other) => {
                 return Pending::Done(CtlResponse::err(2, format!("unknown operation {other}")))
             }
@@ -768,6 +820,18 @@ pub fn worker_loop<P: Port>(
             idle = 0;
         }
     }
+    // Its tables are final: the next process reads them as a clean stop's.
+    w.mark_clean(ferrovs_dataplane::port::shm::monotonic_ms());
+}
+
+/// How `run` ended.
+#[derive(Debug)]
+pub enum Exit {
+    /// SIGTERM or SIGINT.
+    Stopped,
+    /// `ferrovs upgrade`: everything is stopped and closed; the caller
+    /// executes the plan.
+    Upgrade(crate::upgrade::Plan),
 }
 
 /// What a backend opened for `run`.
@@ -815,8 +879,10 @@ pub struct OpenRequest<'a> {
 
 pub type PortOpener<P> = dyn Fn(&OpenRequest) -> Result<Opened<P>, PortError>;
 
-/// Runs the appliance until SIGTERM/SIGINT.
-pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), RunError> {
+/// Runs the appliance until SIGTERM/SIGINT, or until it hands over to a
+/// new binary (`ferrovs upgrade`).
+pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit, RunError> {
+    let t_run = Instant::now();
     let loaded = ferrovs_config::load_file(path);
     if !report(&loaded) {
         return Err(RunError::ConfigErrors(path.to_path_buf()));
@@ -935,6 +1001,23 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), R
     let shared = Shared::<P::Pkt>::new(snap);
 
     let epoch = Instant::now();
+    let mono_now = ferrovs_dataplane::port::shm::monotonic_ms;
+    // A worker's clock plus this is CLOCK_MONOTONIC (`persist::Header`).
+    let epoch_mono = mono_now().saturating_sub(worker_clock_ms(epoch));
+    // The connection tables the previous process left, and where this
+    // one's go (issue 17).
+    let (store, previous) = open_state(settings.state_dir.as_deref(), workers, epoch_mono);
+    let mut routed: Vec<Vec<ferrovs_dataplane::persist::Saved>> = vec![Vec::new(); workers];
+    {
+        let snap = shared.snapshot.load_full();
+        for (old, saved) in &previous.per_worker {
+            for s in saved {
+                let w = ferrovs_dataplane::worker::restore_owner(&snap, s, *old).min(workers - 1);
+                routed[w].push(*s);
+            }
+        }
+    }
+    let mut restored = ferrovs_dataplane::worker::RestoreStats::default();
     let heartbeats = Heartbeats::new(workers, worker_clock_ms(epoch));
     let stop = Arc::new(AtomicBool::new(false));
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -959,6 +1042,15 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), R
         );
         if let Some(k) = kernel.next().filter(|k| !k.is_empty()) {
             worker.set_exception(k);
+        }
+        if let Some(s) = &store {
+            if let Err(e) = worker.use_store(s, worker_clock_ms(epoch)) {
+                warn!("worker {w}: its connections will not survive a restart: {e}");
+            }
+        }
+        let mine = std::mem::take(&mut routed[w]);
+        if !mine.is_empty() {
+            restored.add(&worker.restore(&mine, worker_clock_ms(epoch)));
         }
         let stop = stop.clone();
         let hb = heartbeats.clone();
@@ -998,10 +1090,50 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), R
         workers,
         ifaces.join(", ")
     );
+    let report = crate::state_files::Report {
+        started_mono_ms: epoch_mono,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        previous: if previous.workers == 0 {
+            "none"
+        } else if previous.clean {
+            "clean stop"
+        } else {
+            "crash"
+        }
+        .into(),
+        read: previous.stats.taken,
+        restored: restored.restored,
+        inconsistent: previous.stats.bad,
+        expired: previous.stats.expired,
+        refused: restored.refused(),
+        errors: previous.errors.clone(),
+        start_ms: t_run.elapsed().as_millis() as u64,
+    };
+    if previous.workers > 0 {
+        info!("{}", report.summary());
+        if restored.refused() > 0 {
+            info!("restore refusals: {restored:?}");
+        }
+    }
+    if let Some(s) = &store {
+        crate::state_files::finish(&s.dir);
+        if let Err(e) = report.write(&s.dir) {
+            warn!("{}: {e}", s.dir.display());
+        }
+    }
+    drop(previous);
 
     let mut daemon = Daemon::with_epoch(state, net, shared.clone(), path.to_path_buf(), cfg, epoch);
     daemon.devices = devices;
     daemon.on_publish = on_publish;
+    daemon.restored = report;
+    daemon.vrrp_resume = crate::upgrade::take_masters(&ctl_dir(&settings), mono_now());
+    if !daemon.vrrp_resume.is_empty() {
+        info!(
+            "VRRP: resuming as MASTER of {} (handed over by the previous process)",
+            daemon.vrrp_resume.join(", ")
+        );
+    }
     daemon.net_view = Some(southbound.subscribe());
     let view = daemon.view();
     let (to_daemon, from_tasks) = tokio::sync::mpsc::unbounded_channel();
@@ -1053,9 +1185,13 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), R
             heartbeats,
         };
         let r = owner.serve(&mut ctl_socket, to_daemon).await;
-        // omega: notify_down / quorum_down scripts, servers out.
+        // omega: notify_down / quorum_down scripts, servers out; not when
+        // handing over, where the servers stay in and their checks go on
+        // in the next process.
         let last = health.shutdown().await;
-        daemon.apply_health(&last);
+        if daemon.upgrade.is_none() {
+            daemon.apply_health(&last);
+        }
         r
     });
     stop.store(true, Ordering::Relaxed);
@@ -1065,11 +1201,66 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<(), R
     // The daemon holds the devices: close them (the runtime's tasks hold
     // it too) before what `keep` holds.
     drop(rt);
+    let upgrade = daemon.upgrade.take();
     drop(daemon);
     drop(keep);
     drop(ctl_socket);
-    info!("ferrovs stopped");
-    result
+    result?;
+    Ok(match upgrade {
+        Some(plan) => {
+            info!("ferrovs stopped: handing over to {}", plan.binary.display());
+            Exit::Upgrade(plan)
+        }
+        None => {
+            info!("ferrovs stopped");
+            Exit::Stopped
+        }
+    })
+}
+
+/// The directory of the control socket: root's, where the VRRP hand-over
+/// is written.
+fn ctl_dir(settings: &ferrovs_config::model::FerrovsSettings) -> PathBuf {
+    ctl::socket_path(&settings.control_socket)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/run/ferrovs"))
+}
+
+/// Prepares the state directory: moves the previous process's tables
+/// aside and reads them. Without a directory (or when it cannot be made),
+/// the tables live on the heap and die with the process.
+fn open_state(
+    dir: Option<&Path>,
+    workers: usize,
+    epoch_mono_ms: u64,
+) -> (
+    Option<ferrovs_dataplane::persist::Store>,
+    crate::state_files::Previous,
+) {
+    let Some(dir) = dir else {
+        return (None, Default::default());
+    };
+    if let Err(e) = crate::state_files::prepare(dir) {
+        warn!(
+            "state_dir {}: {e}; the connection table will not survive a restart",
+            dir.display()
+        );
+        return (None, Default::default());
+    }
+    let previous =
+        crate::state_files::read_previous(dir, ferrovs_dataplane::port::shm::monotonic_ms());
+    for e in &previous.errors {
+        warn!("previous connection table: {e}");
+    }
+    let store = ferrovs_dataplane::persist::Store {
+        dir: dir.to_path_buf(),
+        worker: 0,
+        workers,
+        epoch_mono_ms,
+        boot_id: ferrovs_dataplane::persist::boot_id(),
+    };
+    (Some(store), previous)
 }
 
 /// The one task that owns the daemon: signals, the 2 s tick, health
@@ -1111,7 +1302,12 @@ impl Owner<'_> {
         let d = &mut *self.daemon;
         loop {
             tokio::select! {
-                Some(msg) = self.from_tasks.recv() => d.handle(msg),
+                Some(msg) = self.from_tasks.recv() => {
+                    d.handle(msg);
+                    if d.upgrade.is_some() {
+                        break;
+                    }
+                }
                 Some(ev) = self.health_rx.recv() => d.apply_health(&ev.table),
                 _ = hup.recv() => {
                     // Health changes already decided go in before the reload.
@@ -1146,9 +1342,40 @@ impl Owner<'_> {
         // while the dataplane still runs, and what it says while it stops
         // (its VIPs released) still reaches the dataplane: the owner keeps
         // taking messages until it has.
+        let hand_over = d.upgrade.is_some();
+        if hand_over {
+            // The answer to `ferrovs upgrade` is written by the control
+            // socket's task, on this runtime: let it run before the runtime
+            // goes (the workers forward meanwhile).
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            // The instances this process is MASTER of: the next one starts
+            // MASTER of them, and the peer hears no priority 0 meanwhile.
+            let masters: Vec<String> = d
+                .vrrp_status
+                .lock()
+                .map(|v| {
+                    v.iter()
+                        .filter(|i| i.state == "MASTER")
+                        .map(|i| i.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let dir = ctl_dir(&d.core.config().ferrovs);
+            if let Err(e) = crate::upgrade::write_masters(
+                &dir,
+                &masters,
+                ferrovs_dataplane::port::shm::monotonic_ms(),
+            ) {
+                warn!("upgrade: recording the VRRP states in {}: {e}", dir.display());
+            }
+        }
         if let Some(stop) = d.vrrp_stop.take() {
             let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
-            if stop.send(done_tx).await.is_ok() {
+            let req = crate::vrrp::driver::StopRequest {
+                done: done_tx,
+                hand_over,
+            };
+            if stop.send(req).await.is_ok() {
                 let deadline = tokio::time::sleep(crate::vrrp::driver::STOP_TIMEOUT);
                 tokio::pin!(deadline);
                 loop {

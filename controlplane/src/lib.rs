@@ -16,6 +16,8 @@ pub mod pid_lock;
 pub mod port_device;
 pub mod rate;
 pub mod southbound;
+pub mod state_files;
 pub mod sync;
+pub mod upgrade;
 pub mod view;
 pub mod vrrp;

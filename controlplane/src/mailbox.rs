@@ -22,6 +22,8 @@ pub enum ToDaemon {
     SetVips(Vec<IpAddr>, bool),
     /// After a VRRP reload: the VIPs the instances now list.
     SyncVips(Vec<IpAddr>),
+    /// `ferrovs upgrade` checked the new binary: hand over to it.
+    Upgrade(crate::upgrade::Plan),
 }
 
 /// What the VRRP driver holds of the daemon: a way to ask it, the
@@ -37,14 +39,55 @@ pub struct DaemonLink {
 pub enum Pending {
     Done(CtlResponse),
     Conns(ConnsQuery),
+    Upgrade(UpgradeCheck),
 }
 
 impl Pending {
-    /// The answer; a connection listing waits (up to 2 s) for the workers.
+    /// The answer; a connection listing waits (up to 2 s) for the workers,
+    /// an upgrade for the checks of the new binary (which run it).
     pub fn finish(self) -> CtlResponse {
         match self {
             Pending::Done(r) => r,
             Pending::Conns(q) => CtlResponse::ok(q.collect()),
+            Pending::Upgrade(u) => u.run(),
+        }
+    }
+}
+
+/// `ferrovs upgrade` on its way: the new binary is checked on the request's
+/// thread (it runs the binary), then the owner is told to hand over.
+pub struct UpgradeCheck {
+    pub(crate) binary: std::path::PathBuf,
+    pub(crate) config: std::path::PathBuf,
+    pub(crate) state_dir: Option<std::path::PathBuf>,
+    pub(crate) force: bool,
+    pub(crate) tx: tokio::sync::mpsc::UnboundedSender<ToDaemon>,
+}
+
+impl UpgradeCheck {
+    fn run(self) -> CtlResponse {
+        match crate::upgrade::check(
+            &self.binary,
+            &self.config,
+            self.state_dir.as_deref(),
+            self.force,
+        ) {
+            Ok((plan, notes)) => {
+                let mut out = String::new();
+                for n in notes {
+                    out.push_str(&format!("{n}\n"));
+                }
+                out.push_str(&format!(
+                    "handing over to {} (pid {})\n",
+                    plan.binary.display(),
+                    std::process::id()
+                ));
+                if self.tx.send(ToDaemon::Upgrade(plan)).is_err() {
+                    return CtlResponse::err(1, "ferrovs is stopping");
+                }
+                CtlResponse::ok(out)
+            }
+            Err(e) => CtlResponse::err(1, format!("upgrade refused: {e}")),
         }
     }
 }

@@ -584,6 +584,23 @@ const FERROVS: &Keywords<FerrovsSettings> = &[
         }),
     ),
     ("sloppy_tcp", With(|c, s, f| f.sloppy_tcp = c.v.flag(s))),
+    (
+        "state_dir",
+        With(|c, s, f| {
+            if let Some(a) = c.v.one(s, "path or off") {
+                if a.text == "off" {
+                    f.state_dir = None;
+                } else if !a.text.starts_with('/') {
+                    c.d().error(
+                        &a.loc,
+                        format!("state_dir: '{}' is not an absolute path (or off)", a.text),
+                    );
+                } else {
+                    f.state_dir = Some(a.text.clone().into());
+                }
+            }
+        }),
+    ),
     ("bgp", With(|c, s, f| f.bgp = c.bgp(s))),
     (
         "xdp_fast_path",

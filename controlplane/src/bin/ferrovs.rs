@@ -2,7 +2,7 @@
 
 use clap::{ArgGroup, CommandFactory, Parser, Subcommand};
 use ferrovs_controlplane::check::{check, CheckOutput};
-use ferrovs_controlplane::daemon::RunError;
+use ferrovs_controlplane::daemon::{Exit, RunError};
 use ferrovs_controlplane::{afpacket_ports, afxdp_ports};
 use std::io::Write;
 use std::path::PathBuf;
@@ -47,6 +47,23 @@ enum Cmd {
         #[arg(short = 'i', long = "config-id", value_name = "ID")]
         config_id: Option<String>,
     },
+    /// Hand the running appliance over to a new binary without losing a
+    /// flow: the running process checks BINARY, stops, and executes it in
+    /// its place (same PID); the new process reads the connection table
+    /// back from the state directory. Prints what was restored.
+    Upgrade {
+        /// The new binary; default: this one.
+        #[arg(value_name = "BINARY")]
+        binary: Option<PathBuf>,
+        /// Upgrade even when the connection table would be lost (another
+        /// state layout, `state_dir off`).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the connection-table layout this binary reads (`ferrovs
+    /// upgrade` asks the new binary).
+    #[command(hide = true)]
+    StateLayout,
     /// The process ExaBGP runs for its API: relays between ExaBGP and the
     /// daemon's BGP socket (started by ferrovs itself).
     #[command(hide = true)]
@@ -160,8 +177,71 @@ ferrovsadm(8), ferrovs.conf(5), keepalived.conf(5), ipvsadm(8);
     man.render_version_section(out)
 }
 
+/// `ferrovs upgrade`: asks the running appliance to hand over, then waits for
+/// the new process to answer with what it restored.
+fn upgrade(binary: Option<PathBuf>, force: bool) -> ! {
+    use ferrovs_controlplane::northbound::ctl::{call, socket_path, CtlRequest, DEFAULT_SOCKET};
+    use ferrovs_controlplane::state_files::Report;
+    let path = socket_path(std::path::Path::new(DEFAULT_SOCKET));
+    let fail = |msg: String| -> ! {
+        eprintln!("ferrovs upgrade: {msg}");
+        std::process::exit(1)
+    };
+    let binary = match binary.map(Ok).unwrap_or_else(std::env::current_exe) {
+        Ok(b) => b,
+        Err(e) => fail(format!("which binary: {e}")),
+    };
+    let op = |op: &str, argv: Vec<String>| CtlRequest {
+        argv,
+        stdin: None,
+        op: Some(op.into()),
+    };
+    let report = |r: &ferrovs_controlplane::northbound::ctl::CtlResponse| -> Option<Report> {
+        serde_json::from_str(&r.stdout).ok()
+    };
+    let before = match call(&path, &op("restored", vec![])) {
+        Ok(r) if r.code == 0 => report(&r),
+        Ok(r) => fail(format!("{}{}", r.stdout, r.stderr)),
+        Err(e) => fail(format!("{} ({e}). Is ferrovs running?", path.display())),
+    };
+    let mut argv = vec![binary.display().to_string()];
+    if force {
+        argv.push("--force".into());
+    }
+    let t0 = std::time::Instant::now();
+    match call(&path, &op("upgrade", argv)) {
+        Ok(r) if r.code == 0 => print!("{}", r.stdout),
+        Ok(r) => {
+            eprint!("{}", r.stderr);
+            std::process::exit(r.code)
+        }
+        Err(e) => fail(format!("{}: {e}", path.display())),
+    }
+    // The new process answers once its workers run.
+    let deadline = t0 + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let Ok(r) = call(&path, &op("restored", vec![])) else {
+            continue;
+        };
+        let Some(now) = report(&r) else { continue };
+        if before.as_ref().is_some_and(|b| b.started_mono_ms == now.started_mono_ms) {
+            continue;
+        }
+        println!(
+            "ferrovs {} running ({} ms after the request; its start took {} ms): {}",
+            now.version,
+            t0.elapsed().as_millis(),
+            now.start_ms,
+            now.summary()
+        );
+        std::process::exit(0);
+    }
+    fail("the new process did not answer within 60 s; see the log".into())
+}
+
 /// Runs the appliance on the backend the configuration names.
-fn run(file: &std::path::Path) -> Result<(), RunError> {
+fn run(file: &std::path::Path) -> Result<Exit, RunError> {
     use ferrovs_config::model::Backend;
     let backend = ferrovs_config::load_file(file).config.ferrovs.backend;
     match backend {
@@ -208,6 +288,8 @@ fn main() {
                 &mut std::io::stdout(),
             );
         }
+        Cmd::StateLayout => println!("{}", ferrovs_controlplane::upgrade::layout_line()),
+        Cmd::Upgrade { binary, force } => upgrade(binary, force),
         Cmd::Status => {
             use ferrovs_controlplane::northbound::ctl::{call_and_exit, CtlRequest};
             call_and_exit(
@@ -233,9 +315,19 @@ fn main() {
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
-            if let Err(e) = run(&file) {
-                tracing::error!("{e}");
-                std::process::exit(1);
+            match run(&file) {
+                Ok(Exit::Stopped) => {}
+                Ok(Exit::Upgrade(plan)) => {
+                    let e = ferrovs_controlplane::upgrade::exec(&plan);
+                    // The tables are in the state directory: a supervisor's
+                    // restart of the old binary finds them too.
+                    tracing::error!("upgrade: executing {}: {e}", plan.binary.display());
+                    std::process::exit(1);
+                }
+                Err(e) => {
+                    tracing::error!("{e}");
+                    std::process::exit(1);
+                }
             }
         }
         Cmd::Check {

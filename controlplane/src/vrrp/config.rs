@@ -100,6 +100,12 @@ pub struct InstanceConfig {
     pub advert_int: Duration,
     /// `state MASTER` (keepalived's initial wantstate).
     pub initial_master: bool,
+    /// This process takes over from a ferrovs that was MASTER of the
+    /// instance a moment ago (`ferrovs upgrade`): it starts in MASTER at
+    /// once, as an address owner does, so that the peer, which heard
+    /// adverts until the hand-over, never sees a gap long enough to take
+    /// the VIPs (keepalived has no such case: its restart hands over).
+    pub resume_master: bool,
     pub nopreempt: bool,
     pub preempt_delay: Duration,
     /// `auth_type PASS` password as carried (v2 only).
@@ -481,6 +487,7 @@ impl InstanceConfig {
             priority: inst.priority,
             advert_int,
             initial_master,
+            resume_master: false,
             nopreempt,
             preempt_delay,
             auth_pass,

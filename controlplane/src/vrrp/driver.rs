@@ -176,9 +176,15 @@ pub struct InstanceStatus {
 /// The instances' states as the driver keeps them.
 pub type StatusHandle = Arc<Mutex<Vec<InstanceStatus>>>;
 
-/// Asks the driver to stop: it sends priority-0 adverts, releases the VIPs,
-/// runs notify_stop, then answers.
-pub type StopRequest = oneshot::Sender<()>;
+/// Asks the driver to stop, then answers on `done`: as keepalived stops
+/// (priority-0 adverts, the VIPs released, notify_stop), or, for a hand-over
+/// to the next ferrovs (`ferrovs upgrade`), silently: no priority 0, no
+/// notify, so that the peer keeps its role while the new process starts in
+/// the states this one had (`InstanceConfig::resume_master`).
+pub struct StopRequest {
+    pub done: oneshot::Sender<()>,
+    pub hand_over: bool,
+}
 
 /// The addresses every vrrp_instance lists (`virtual_ipaddress` and
 /// `virtual_ipaddress_excluded`, both families), for the daemon's first
@@ -735,18 +741,24 @@ fn garp_groups(cfg: &Config, ports: &Net) -> HashMap<u16, GroupPacing> {
 /// Starts the instances, their script trackers and interface watchers.
 /// Returns a status handle, a stop channel and a reload channel (see
 /// [`Driver::reload`]); everything runs on the current tokio runtime.
+/// `resume`: the instances a ferrovs that handed over to this one was
+/// MASTER of (they start in MASTER).
 pub fn start(
     cfg: &Config,
     daemon: DaemonLink,
     net: watch::Receiver<Arc<NetState>>,
+    resume: &[String],
 ) -> Result<Handles, StartError> {
-    let (prepared, groups) = {
+    let (mut prepared, groups) = {
         let v = daemon.view.load();
         (
             prepare(cfg, &v.net, v.workers_running, &net.borrow())?,
             garp_groups(cfg, &v.net),
         )
     };
+    for (name, p) in &mut prepared {
+        p.icfg.resume_master = resume.contains(name);
+    }
     let status = Arc::new(Mutex::new(Vec::new()));
     let (stop_tx, stop_rx) = mpsc::channel(1);
     let (reload_tx, reload_rx) = mpsc::unbounded_channel();
@@ -916,8 +928,11 @@ async fn drive(
             Some(cfg) = reload_rx.recv() => d.reload(&cfg),
             req = stop_rx.recv() => {
                 let now = Instant::now();
-                for (_, u) in d.units.iter_mut() {
-                    u.feed(Event::Stop, now, &mut d.ios, &d.daemon);
+                let hand_over = req.as_ref().is_some_and(|r| r.hand_over);
+                if !hand_over {
+                    for (_, u) in d.units.iter_mut() {
+                        u.feed(Event::Stop, now, &mut d.ios, &d.daemon);
+                    }
                 }
                 // Priority 0 went with the stop: nothing more to say.
                 last_words::set(Vec::new());
@@ -925,8 +940,8 @@ async fn drive(
                 for t in d.trackers.drain(..) {
                     t.abort();
                 }
-                if let Some(done) = req {
-                    let _ = done.send(());
+                if let Some(r) = req {
+                    let _ = r.done.send(());
                 }
                 return;
             }

@@ -400,12 +400,12 @@ impl Instance {
             |g| g.state,
         );
         let waiting = self.init_pending() || group.is_some_and(|g| g.others_init);
-        if !faulted
-            && !waiting
-            && group_state == State::Master
+        let owner = group_state == State::Master
             && self.base_priority == PRIORITY_OWNER
-            && self.want == Want::Master
-        {
+            && self.want == Want::Master;
+        // A group decides for its members; a lone instance for itself.
+        let resume = self.cfg.resume_master && group.is_none_or(|g| g.state == State::Master);
+        if !faulted && !waiting && (owner || resume) {
             // keepalived sets a 1 µs master-down timer "as the simplest way
             // to become master"; we go there directly.
             self.state = State::Backup;

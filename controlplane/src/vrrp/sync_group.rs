@@ -178,7 +178,8 @@ impl SyncGroup {
         } else if self.members.iter().any(Instance::init_pending) {
             State::Init
         } else if self.members.iter().all(|m| {
-            m.config().initial_master && m.config().priority == super::instance::PRIORITY_OWNER
+            (m.config().initial_master && m.config().priority == super::instance::PRIORITY_OWNER)
+                || m.config().resume_master
         }) {
             State::Master
         } else {

@@ -1,0 +1,236 @@
+//! The state directory (`ferrovs { state_dir }`, default /run/ferrovs/state):
+//! the workers' connection tables as files (`ferrovs_dataplane::persist`),
+//! and what this process found there when it started.
+//!
+//! At start, the files a previous process left are moved to `previous/`
+//! (so that this process's new files take their names), read, and removed
+//! once their connections are in the new tables. A file that cannot be
+//! read (another layout, another boot, truncated) is reported and left
+//! out; the process starts with what the others held.
+
+use ferrovs_dataplane::persist::{self, Kind, ReadStats, Saved, TableFiles};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// What a previous process left.
+#[derive(Debug, Default)]
+pub struct Previous {
+    /// By the worker that held them.
+    pub per_worker: Vec<(usize, Vec<Saved>)>,
+    pub stats: ReadStats,
+    /// Every table file carried a clean-stop stamp (an upgrade or a
+    /// stop), rather than being left by a crash.
+    pub clean: bool,
+    /// The worker count it ran with (0: no files).
+    pub workers: usize,
+    /// Files that were not read, and why.
+    pub errors: Vec<String>,
+}
+
+impl Previous {
+    pub fn is_empty(&self) -> bool {
+        self.per_worker.is_empty() && self.errors.is_empty()
+    }
+}
+
+fn previous_dir(dir: &Path) -> PathBuf {
+    dir.join("previous")
+}
+
+/// Creates the directory (root's alone: the files hold every client
+/// address) and moves what a previous process left into `previous/`.
+pub fn prepare(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    let prev = previous_dir(dir);
+    let moving: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| is_table_file(p))
+        .collect();
+    if moving.is_empty() {
+        return Ok(());
+    }
+    // A `previous/` still there: the process before died while restoring
+    // it, and its own files are newer. They win.
+    let _ = std::fs::remove_dir_all(&prev);
+    std::fs::create_dir(&prev)?;
+    for p in moving {
+        if let Some(name) = p.file_name() {
+            std::fs::rename(&p, prev.join(name))?;
+        }
+    }
+    Ok(())
+}
+
+fn is_table_file(p: &Path) -> bool {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.starts_with('w')
+        && [".conn4", ".conn6", ".slots6", ".pool6"]
+            .iter()
+            .any(|e| name.ends_with(e))
+}
+
+/// Reads what [`prepare`] moved aside; `now_mono_ms` is CLOCK_MONOTONIC.
+pub fn read_previous(dir: &Path, now_mono_ms: u64) -> Previous {
+    let prev = previous_dir(dir);
+    let boot = persist::boot_id();
+    let mut out = Previous {
+        clean: true,
+        ..Previous::default()
+    };
+    let mut w = 0;
+    let mut any = false;
+    loop {
+        let file = |k: Kind| prev.join(k.file_name(w));
+        let c4 = std::fs::read(file(Kind::Conn4));
+        let c6 = std::fs::read(file(Kind::Conn6));
+        if c4.is_err() && c6.is_err() {
+            break;
+        }
+        any = true;
+        let mut saved = Vec::new();
+        if let Ok(b) = &c4 {
+            read_one(&mut out, &mut saved, b, None, &file(Kind::Conn4), &boot, now_mono_ms);
+        }
+        if let Ok(b) = &c6 {
+            match (
+                std::fs::read(file(Kind::Slots6)),
+                std::fs::read(file(Kind::Pool6)),
+            ) {
+                (Ok(s), Ok(p)) => read_one(
+                    &mut out,
+                    &mut saved,
+                    b,
+                    Some((&s, &p)),
+                    &file(Kind::Conn6),
+                    &boot,
+                    now_mono_ms,
+                ),
+                _ => out.errors.push(format!(
+                    "{}: its slots or pool file is missing",
+                    file(Kind::Conn6).display()
+                )),
+            }
+        }
+        out.per_worker.push((w, saved));
+        w += 1;
+    }
+    out.workers = w;
+    if !any {
+        out.clean = false;
+    }
+    out
+}
+
+fn read_one(
+    out: &mut Previous,
+    saved: &mut Vec<Saved>,
+    conns: &[u8],
+    v6: Option<(&[u8], &[u8])>,
+    path: &Path,
+    boot: &[u8; 36],
+    now_mono_ms: u64,
+) {
+    match persist::read_table(&TableFiles { conns, v6 }, boot, now_mono_ms, |s| {
+        saved.push(s)
+    }) {
+        Ok((h, st)) => {
+            out.clean &= h.clean_at_mono_ms != 0;
+            out.stats.taken += st.taken;
+            out.stats.bad += st.bad;
+            out.stats.expired += st.expired;
+        }
+        Err(e) => {
+            out.clean = false;
+            out.errors.push(format!("{}: {e}", path.display()));
+        }
+    }
+}
+
+/// Removes what was restored.
+pub fn finish(dir: &Path) {
+    let _ = std::fs::remove_dir_all(previous_dir(dir));
+}
+
+/// The line `ferrovs upgrade` and the log print, and what
+/// `{state_dir}/restored.json` holds for the next `ferrovs upgrade` to read.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Report {
+    /// CLOCK_MONOTONIC (ms) when this process started.
+    pub started_mono_ms: u64,
+    pub version: String,
+    /// "clean stop", "crash" or "none".
+    pub previous: String,
+    pub read: usize,
+    pub restored: usize,
+    /// Entries a crash left half-written or foreign (never restored).
+    pub inconsistent: usize,
+    pub expired: usize,
+    /// Refused against this configuration (service or server gone...).
+    pub refused: usize,
+    pub errors: Vec<String>,
+    /// Milliseconds from the start of the process to its workers running.
+    pub start_ms: u64,
+}
+
+impl Report {
+    pub fn summary(&self) -> String {
+        if self.previous == "none" {
+            return "no connections to restore".into();
+        }
+        let mut s = format!(
+            "restored {} connection(s) after a {} ({} read, {} refused by this configuration, {} inconsistent, {} expired)",
+            self.restored, self.previous, self.read, self.refused, self.inconsistent, self.expired
+        );
+        for e in &self.errors {
+            s.push_str(&format!("; {e}"));
+        }
+        s
+    }
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join("restored.json")
+    }
+    pub fn write(&self, dir: &Path) -> io::Result<()> {
+        let tmp = dir.join("restored.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(self).map_err(io::Error::other)?)?;
+        std::fs::rename(tmp, Self::path(dir))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepare_moves_only_table_files_aside() {
+        let d = std::env::temp_dir().join(format!("ferrovs-sf-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        for f in ["w0.conn4", "w0.conn6", "w0.slots6", "w0.pool6", "restored.json", "other"] {
+            std::fs::write(d.join(f), b"x").unwrap();
+        }
+        prepare(&d).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["other", "previous", "restored.json"]);
+        // Not ferrovs files: reported, nothing taken.
+        let p = read_previous(&d, 0);
+        assert_eq!(p.workers, 1);
+        assert_eq!(p.stats, ReadStats::default());
+        assert_eq!(p.errors.len(), 2, "{:?}", p.errors);
+        assert!(!p.clean);
+        finish(&d);
+        assert!(!d.join("previous").exists());
+        // Nothing left: nothing to read.
+        assert!(read_previous(&d, 0).is_empty());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
