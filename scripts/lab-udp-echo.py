@@ -21,6 +21,14 @@
       answered by the same real server. Prints one JSON object: requests,
       answered (at all), first_try (answered without asking again), and the
       stream's sent, answered and servers.
+
+  gap --dst IP --port P [--interval S] [--duration S] [--while-exists FILE]
+      One flow that sends a numbered datagram every S seconds (default
+      0.001) and records when each answer comes back, for DURATION
+      seconds or while FILE exists. Prints one JSON object: sent,
+      answered, max_gap_ms (the longest time between two answers: how
+      long the path was down), gap_at_s (when that gap began, from the
+      start) and servers.
 """
 
 import argparse
@@ -165,6 +173,59 @@ def probe(a):
     print(json.dumps(st))
 
 
+def gap(a):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect((a.dst, a.port))
+    s.settimeout(0.2)
+    t0 = time.monotonic()
+    arrivals = []
+    servers = set()
+    running = [True]
+
+    def receiver():
+        while running[0]:
+            try:
+                data = s.recv(2048)
+            except (socket.timeout, OSError):
+                continue
+            arrivals.append(time.monotonic())
+            servers.add(data.split(b" ", 1)[0].decode(errors="replace"))
+
+    th = threading.Thread(target=receiver, daemon=True)
+    th.start()
+    sent = 0
+    nxt = time.monotonic()
+    while True:
+        now = time.monotonic()
+        if a.while_exists and not os.path.exists(a.while_exists):
+            break
+        if not a.while_exists and now - t0 >= a.duration:
+            break
+        try:
+            s.send(b"%d" % sent)
+            sent += 1
+        except OSError:
+            pass
+        nxt += a.interval
+        delay = nxt - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    time.sleep(0.3)
+    running[0] = False
+    th.join()
+    worst, at = 0.0, 0.0
+    for x, y in zip(arrivals, arrivals[1:]):
+        if y - x > worst:
+            worst, at = y - x, x - t0
+    print(json.dumps({
+        "sent": sent,
+        "answered": len(arrivals),
+        "max_gap_ms": round(worst * 1000, 1),
+        "gap_at_s": round(at, 3),
+        "servers": sorted(servers),
+    }))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -184,9 +245,17 @@ def main():
     p.add_argument("--while-exists")
     p.add_argument("--stream-interval", type=float, default=0.0)
     p.add_argument("--pause", type=float, default=0.0, help="seconds each thread waits between requests")
+    g = sub.add_parser("gap")
+    g.add_argument("--dst", required=True)
+    g.add_argument("--port", type=int, required=True)
+    g.add_argument("--interval", type=float, default=0.001)
+    g.add_argument("--duration", type=float, default=5.0)
+    g.add_argument("--while-exists")
     a = ap.parse_args()
     if a.cmd == "serve":
         serve(a)
+    elif a.cmd == "gap":
+        gap(a)
     else:
         probe(a)
 

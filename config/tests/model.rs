@@ -584,7 +584,13 @@ fn ferrovs_state_dir() {
         l.config.ferrovs.state_dir.as_deref(),
         Some(std::path::Path::new("/dev/shm/ferrovs"))
     );
-    assert_eq!(f("ferrovs {\n    state_dir off\n}\n").config.ferrovs.state_dir, None);
+    assert_eq!(
+        f("ferrovs {\n    state_dir off\n}\n")
+            .config
+            .ferrovs
+            .state_dir,
+        None
+    );
     let l = f("ferrovs {\n    state_dir relative/dir\n}\n");
     assert!(l.diagnostics.has_errors());
     assert!(format!("{:?}", l.diagnostics.items).contains("absolute path"));

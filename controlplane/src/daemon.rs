@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// Why a request to the daemon (a reload, an administrator's command, a
 /// listing) failed; the text is what `ferrovsadm` and the log show.
@@ -883,6 +883,7 @@ pub type PortOpener<P> = dyn Fn(&OpenRequest) -> Result<Opened<P>, PortError>;
 /// new binary (`ferrovs upgrade`).
 pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit, RunError> {
     let t_run = Instant::now();
+    debug!("starting");
     let loaded = ferrovs_config::load_file(path);
     if !report(&loaded) {
         return Err(RunError::ConfigErrors(path.to_path_buf()));
@@ -945,6 +946,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
         net: southbound.subscribe(),
         stats: southbound.subscribe_stats(),
     })?;
+    debug!("ports open");
     // Read again: a DPDK backend has just created its interfaces.
     let ns = rt.block_on(southbound.dump_now())?;
     let mut ports_conf = Vec::new();
@@ -1018,6 +1020,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
         }
     }
     let mut restored = ferrovs_dataplane::worker::RestoreStats::default();
+    debug!("previous tables read");
     let heartbeats = Heartbeats::new(workers, worker_clock_ms(epoch));
     let stop = Arc::new(AtomicBool::new(false));
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -1033,20 +1036,20 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
     } = opened;
     let mut kernel = kernel.into_iter();
     for (w, ports) in all_ports.into_iter().enumerate() {
-        let mut worker = Worker::new(
-            w,
-            shared.clone(),
-            ports,
-            table_size as usize,
-            worker_clock_ms(epoch),
-        );
+        let now = worker_clock_ms(epoch);
+        // Back to the heap when the files cannot be made (a full tmpfs): the
+        // director forwards, its table will not outlive it.
+        let tables = store.as_ref().and_then(|s| {
+            Worker::<P>::stored_tables(s, w, table_size as usize, now)
+                .map_err(|e| warn!("worker {w}: its connections will not survive a restart: {e}"))
+                .ok()
+        });
+        let mut worker = match tables {
+            Some((c4, c6)) => Worker::with_tables(w, shared.clone(), ports, c4, c6, now),
+            None => Worker::new(w, shared.clone(), ports, table_size as usize, now),
+        };
         if let Some(k) = kernel.next().filter(|k| !k.is_empty()) {
             worker.set_exception(k);
-        }
-        if let Some(s) = &store {
-            if let Err(e) = worker.use_store(s, worker_clock_ms(epoch)) {
-                warn!("worker {w}: its connections will not survive a restart: {e}");
-            }
         }
         let mine = std::mem::take(&mut routed[w]);
         if !mine.is_empty() {
@@ -1198,6 +1201,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
     for j in joins {
         j();
     }
+    debug!("workers stopped");
     // The daemon holds the devices: close them (the runtime's tasks hold
     // it too) before what `keep` holds.
     drop(rt);
@@ -1205,6 +1209,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
     drop(daemon);
     drop(keep);
     drop(ctl_socket);
+    debug!("ports closed");
     result?;
     Ok(match upgrade {
         Some(plan) => {
@@ -1366,7 +1371,10 @@ impl Owner<'_> {
                 &masters,
                 ferrovs_dataplane::port::shm::monotonic_ms(),
             ) {
-                warn!("upgrade: recording the VRRP states in {}: {e}", dir.display());
+                warn!(
+                    "upgrade: recording the VRRP states in {}: {e}",
+                    dir.display()
+                );
             }
         }
         if let Some(stop) = d.vrrp_stop.take() {

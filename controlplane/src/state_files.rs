@@ -95,7 +95,15 @@ pub fn read_previous(dir: &Path, now_mono_ms: u64) -> Previous {
         any = true;
         let mut saved = Vec::new();
         if let Ok(b) = &c4 {
-            read_one(&mut out, &mut saved, b, None, &file(Kind::Conn4), &boot, now_mono_ms);
+            read_one(
+                &mut out,
+                &mut saved,
+                b,
+                None,
+                &file(Kind::Conn4),
+                &boot,
+                now_mono_ms,
+            );
         }
         if let Ok(b) = &c6 {
             match (
@@ -211,7 +219,14 @@ mod tests {
         let d = std::env::temp_dir().join(format!("ferrovs-sf-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
-        for f in ["w0.conn4", "w0.conn6", "w0.slots6", "w0.pool6", "restored.json", "other"] {
+        for f in [
+            "w0.conn4",
+            "w0.conn6",
+            "w0.slots6",
+            "w0.pool6",
+            "restored.json",
+            "other",
+        ] {
             std::fs::write(d.join(f), b"x").unwrap();
         }
         prepare(&d).unwrap();

@@ -97,10 +97,7 @@ pub fn check(
     }
     if !losses.is_empty() {
         if !force {
-            return Err(format!(
-                "{}; --force upgrades anyway",
-                losses.join("; ")
-            ));
+            return Err(format!("{}; --force upgrades anyway", losses.join("; ")));
         }
         notes.extend(losses.into_iter().map(|l| format!("forced: {l}")));
     }
@@ -185,9 +182,17 @@ mod tests {
 
     #[test]
     fn a_binary_that_is_not_there_or_not_executable_is_refused() {
-        let e = check(Path::new("/nonexistent/ferrovs"), Path::new("/etc/x"), None, false);
+        let e = check(
+            Path::new("/nonexistent/ferrovs"),
+            Path::new("/etc/x"),
+            None,
+            false,
+        );
         assert!(e.unwrap_err().contains("/nonexistent/ferrovs"));
-        let e = check(Path::new("/etc/hostname"), Path::new("/etc/x"), None, false);
+        let f = std::env::temp_dir().join(format!("ferrovs-up-noexec-{}", std::process::id()));
+        std::fs::write(&f, b"#!/bin/sh\n").unwrap();
+        let e = check(&f, Path::new("/etc/x"), None, false);
+        std::fs::remove_file(&f).unwrap();
         assert!(e.unwrap_err().contains("not an executable"));
     }
 }

@@ -433,6 +433,35 @@ impl<P: Port> Worker<P> {
         conn_capacity: usize,
         now_ms: u64,
     ) -> Worker<P> {
+        let conns = ConnTable::new(conn_capacity, now_ms);
+        let conns6 = ConnTable::new_v6(default_capacity6(conn_capacity), now_ms);
+        Worker::with_tables(id, shared, ports, conns, conns6, now_ms)
+    }
+
+    /// Worker `id`'s IPv4 and IPv6 connection tables (the capacities
+    /// [`Worker::new`] gives them) in `store`'s files, so that they outlive
+    /// the process (`crate::persist`); for [`Worker::with_tables`].
+    pub fn stored_tables(
+        store: &crate::persist::Store,
+        id: usize,
+        conn_capacity: usize,
+        now_ms: u64,
+    ) -> std::io::Result<(ConnTable, ConnTable)> {
+        let store = store.for_worker(id);
+        let conns = ConnTable::new_stored(conn_capacity, now_ms, &store)?;
+        let conns6 = ConnTable::new_v6_stored(default_capacity6(conn_capacity), now_ms, &store)?;
+        Ok((conns, conns6))
+    }
+
+    /// [`Worker::new`] with the given IPv4 and IPv6 tables.
+    pub fn with_tables(
+        id: usize,
+        shared: Arc<Shared<P::Pkt>>,
+        ports: Vec<P>,
+        conns: ConnTable,
+        conns6: ConnTable,
+        now_ms: u64,
+    ) -> Worker<P> {
         // The count first: a publish in between is then seen next poll.
         let seen_published = shared.published.load(std::sync::atomic::Ordering::Acquire);
         let snap = shared.snapshot.load_full();
@@ -447,8 +476,8 @@ impl<P: Port> Worker<P> {
                 ports,
                 kernel: Vec::new(),
                 kernel_tx: Vec::new(),
-                conns: ConnTable::new(conn_capacity, now_ms),
-                conns6: ConnTable::new_v6(default_capacity6(conn_capacity), now_ms),
+                conns,
+                conns6,
                 neigh: NeighCache::new(NEIGH_CAPACITY),
                 neigh6: NeighCache::new(NEIGH_CAPACITY),
                 reap_ms6: 0,

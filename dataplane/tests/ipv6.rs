@@ -2310,3 +2310,132 @@ fn synproxy6_fragmented_syn_is_dropped_counted() {
     assert_eq!(sp_ctr(&lab, |c| c.synproxy_cookies_sent.get()), 0);
     assert_eq!(sp_conns(&lab), 0);
 }
+
+/// Issue 17: IPv6 flows (and NAT64's) outlive the process like IPv4's: a
+/// worker whose tables are files goes away as `kill -9` takes it, a new
+/// one reads the slots and the address pool back and forwards the same
+/// flow byte for byte, both ways.
+#[test]
+fn ipv6_and_nat64_flows_survive_a_restart() {
+    use ferrovs_dataplane::persist::{self, Store, TableFiles};
+    const BOOT: [u8; 36] = *b"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+    const EPOCH: u64 = 70_000_000;
+    for (fwd, nat64) in [
+        (FwdMethod::Dr, false),
+        (FwdMethod::Nat, false),
+        (FwdMethod::FullNat, false),
+        (FwdMethod::FullNat, true),
+    ] {
+        let dir = std::env::temp_dir().join(format!(
+            "ferrovs-persist6-{fwd:?}-{nat64}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = |d: &std::path::Path| Store {
+            dir: d.to_path_buf(),
+            worker: 0,
+            workers: 1,
+            epoch_mono_ms: EPOCH,
+            boot_id: BOOT,
+        };
+        let mut svc = Svc6::new(fwd);
+        svc.nat64 = nat64;
+        let mut a = Lab6::new(svc.clone(), 1);
+        a.workers[0].use_store(&store(&dir), a.now).unwrap();
+        let c = |cport: u16, f: &str, p: &[u8]| {
+            tcp6(CLIENT_MAC, DIR0_MAC, CLIENT6, cport, VIP6, 80, 64, f, p)
+        };
+        let mut before = Vec::new();
+        for cport in [41000u16, 41001, 41002] {
+            let out = a.send(0, 0, &c(cport, "S", b""), 1);
+            assert_eq!(out.len(), 1, "{fwd:?} SYN");
+            if fwd.sees_replies() {
+                // The server's SYN-ACK, back the way the SYN went.
+                let syn = &out[0];
+                let back = if nat64 {
+                    let lport = common::src_port_of(syn);
+                    tcp4(
+                        rs_mac(0),
+                        DIR1_MAC,
+                        RS4[0],
+                        8080,
+                        LADDR4,
+                        lport,
+                        64,
+                        "SA",
+                        b"",
+                    )
+                } else {
+                    let p = SlicedPacket::from_ethernet(syn).unwrap();
+                    let Some(NetSlice::Ipv6(v6)) = &p.net else {
+                        panic!()
+                    };
+                    let (s, d) = (v6.header().source(), v6.header().destination());
+                    let Some(etherparse::TransportSlice::Tcp(t)) = &p.transport else {
+                        panic!()
+                    };
+                    tcp6(
+                        rs_mac(0),
+                        DIR1_MAC,
+                        d,
+                        t.destination_port(),
+                        s,
+                        t.source_port(),
+                        64,
+                        "SA",
+                        b"",
+                    )
+                };
+                assert_eq!(a.send(0, 1, &back, 0).len(), 1, "{fwd:?} SYN-ACK");
+            }
+            a.send(0, 0, &c(cport, "A", b""), 1);
+            let out = a.send(0, 0, &c(cport, "A", b"data"), 1);
+            assert_eq!(out.len(), 1);
+            before.push(out[0].clone());
+        }
+        let now_mono = EPOCH + a.now;
+        drop(a);
+
+        let read = |n: &str| std::fs::read(dir.join(n)).unwrap();
+        let (c6, s6, p6) = (read("w0.conn6"), read("w0.slots6"), read("w0.pool6"));
+        let mut saved = Vec::new();
+        let (_, st) = persist::read_table(
+            &TableFiles {
+                conns: &c6,
+                v6: Some((&s6, &p6)),
+            },
+            &BOOT,
+            now_mono + 500,
+            |s| saved.push(s),
+        )
+        .unwrap();
+        assert_eq!((st.taken, st.bad), (3, 0), "{fwd:?} nat64={nat64}");
+        let dir2 = dir.join("next");
+        std::fs::create_dir_all(&dir2).unwrap();
+        let mut b = Lab6::new(svc, 1);
+        b.workers[0].use_store(&store(&dir2), b.now).unwrap();
+        let r = b.workers[0].restore(&saved, b.now);
+        assert_eq!(r.restored, 3, "{fwd:?} nat64={nat64}: {r:?}");
+        for (k, cport) in [41000u16, 41001, 41002].into_iter().enumerate() {
+            let out = b.send(0, 0, &c(cport, "A", b"data"), 1);
+            assert_eq!(
+                out.len(),
+                1,
+                "{fwd:?} nat64={nat64} {cport} after the restart"
+            );
+            let mut got = out[0].clone();
+            let mut want = before[k].clone();
+            if nat64 {
+                // The IPv4 header's identification is the process's own.
+                got[18..20].fill(0);
+                got[24..26].fill(0);
+                want[18..20].fill(0);
+                want[24..26].fill(0);
+            }
+            assert_eq!(got, want, "{fwd:?} nat64={nat64} {cport}: the same frame");
+        }
+        assert_eq!(b.workers[0].conns6().len(), 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -42,6 +42,7 @@ fn cfg(version: Version, priority: u8, master: bool, v6: bool) -> InstanceConfig
         priority,
         advert_int: Duration::from_secs(1),
         initial_master: master,
+        resume_master: false,
         nopreempt: false,
         preempt_delay: Duration::ZERO,
         auth_pass: None,

@@ -225,7 +225,10 @@ fn upgrade(binary: Option<PathBuf>, force: bool) -> ! {
             continue;
         };
         let Some(now) = report(&r) else { continue };
-        if before.as_ref().is_some_and(|b| b.started_mono_ms == now.started_mono_ms) {
+        if before
+            .as_ref()
+            .is_some_and(|b| b.started_mono_ms == now.started_mono_ms)
+        {
             continue;
         }
         println!(

@@ -29,6 +29,7 @@ pub fn cfg(name: &str, priority: u8, last: u8) -> InstanceConfig {
         priority,
         advert_int: Duration::from_secs(1),
         initial_master: false,
+        resume_master: false,
         nopreempt: false,
         preempt_delay: Duration::ZERO,
         auth_pass: Some(pass_data("s3cret")),
@@ -741,6 +742,22 @@ fn start_state_master() {
     let down = ms(3000) + us(56 * 1_000_000 / 256);
     assert_eq!(a.next_deadline(), Some(t + down));
     assert_eq!(a.handle(Event::TimerFired, t + down), became_master(200));
+}
+
+#[test]
+fn a_process_handed_over_to_resumes_master_at_once() {
+    // `ferrovs upgrade`: the old process was MASTER at 150 and sent no
+    // priority 0; the new one takes over at once instead of waiting the
+    // master-down interval, during which the peer would take the VIPs.
+    let t = Instant::now();
+    let mut c = cfg("a", 150, 1);
+    c.resume_master = true;
+    let mut a = Instance::new(c);
+    assert_eq!(a.handle(Event::Start, t), became_master(150));
+    assert_eq!(a.state(), State::Master);
+    // Then as any master: a higher priority takes the VIPs from it.
+    let b = Instance::new(cfg("b", 200, 2));
+    assert_eq!(a.handle(adv(&b, 200), t + ms(100)), lost_master(150));
 }
 
 #[test]

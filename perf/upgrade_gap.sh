@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The longest forwarding gap while ferrovs upgrades or restarts (issue 17):
+# one flow sends a UDP datagram through the director every millisecond
+# (scripts/lab-udp-echo.py gap), a real server echoes it, and the client
+# records when each answer comes back. The longest time between two
+# answers is how long the path was down.
+#
+#   perf/upgrade_gap.sh [upgrade|restart] [dr|nat|fullnat|tun]
+#   ROUNDS=3 BACKEND=afpacket perf/upgrade_gap.sh upgrade dr
+#
+# Prints one line per round and the worst.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+LAB=$ROOT/scripts/lab.sh
+FERROVS=${FERROVS:-$ROOT/target/release/ferrovs}
+UDP_ECHO=$ROOT/scripts/lab-udp-echo.py
+EVENT=${1:-upgrade}
+MODE=${2:-dr}
+ROUNDS=${ROUNDS:-3}
+BACKEND=${BACKEND:-}
+PORT=5300
+WORK=$(mktemp -d /tmp/ferrovs-gap.XXXXXX)
+LAB_NAME=""
+PID=""
+ECHO_PIDS=()
+
+[ "$(id -u)" -eq 0 ] || { echo "needs root" >&2; exit 1; }
+cleanup() {
+    [ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && sleep 0.5 && kill -KILL "$PID" 2>/dev/null
+    for p in "${ECHO_PIDS[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done
+    [ -n "$LAB_NAME" ] && "$LAB" down "$LAB_NAME" >/dev/null 2>&1
+    [ -n "${KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+env_text=$("$LAB" up --mode "$MODE" --directors 1 --name "fvs-gap$$" --big-mib 1) || exit 1
+eval "$env_text"
+LAB_NAME=$FVS_LAB_NAME
+kind=$(case $MODE in dr) echo DR ;; nat) echo NAT ;; fullnat) echo FNAT ;; tun) echo TUN ;; esac)
+{
+    echo "ferrovs {"
+    [ -n "$BACKEND" ] && echo "    backend $BACKEND"
+    echo "    interface $FVS_DIRECTOR_IF_CLIENT"
+    echo "    interface $FVS_DIRECTOR_IF_SERVER"
+    echo "    workers 1"
+    echo "    control_socket $WORK/ctl.sock"
+    echo "    http_listen 127.0.0.1:19391"
+    echo "    state_dir $WORK/state"
+    echo "}"
+    [ "$MODE" = fullnat ] && printf 'local_address_group LAG1 {\n    %s\n}\n' "$FVS_LIP_RANGE"
+    echo "virtual_server $FVS_VIP $PORT {"
+    echo "    lb_algo rr"
+    echo "    lb_kind $kind"
+    echo "    protocol UDP"
+    [ "$MODE" = fullnat ] && echo "    laddr_group_name LAG1"
+    for ip in $FVS_RS_IPS; do echo "    real_server $ip $PORT"; done
+    echo "}"
+} >"$WORK/d.conf"
+for i in 1 2 3; do
+    ns=FVS_NS_RS$i ip=FVS_RS${i}_IP
+    ip netns exec "${!ns}" setsid "$(command -v python3)" "$UDP_ECHO" serve --name "rs$i" \
+        --port "$PORT" --addr "$FVS_VIP" --addr "${!ip}" --ready "$WORK/udp$i.ready" \
+        </dev/null >"$WORK/udp$i.log" 2>&1 &
+    ECHO_PIDS+=($!)
+done
+start() {
+    rm -f "$WORK/ctl.sock"
+    RUST_LOG=${RUST_LOG:-info,ferrovs_controlplane::daemon=debug} ip netns exec "$FVS_NS_DIRECTOR" "$FERROVS" run -f "$WORK/d.conf" >>"$WORK/d.log" 2>&1 &
+    PID=$!
+    for _ in $(seq 100); do [ -S "$WORK/ctl.sock" ] && return 0; sleep 0.05; done
+    echo "ferrovs did not start: $(tail -3 "$WORK/d.log")" >&2
+    exit 1
+}
+start
+sleep 1
+worst=0
+for r in $(seq "$ROUNDS"); do
+    touch "$WORK/run"
+    ip netns exec "$FVS_NS_CLIENT" python3 "$UDP_ECHO" gap --dst "$FVS_VIP" --port "$PORT" \
+        --while-exists "$WORK/run" >"$WORK/gap.json" &
+    probe=$!
+    sleep 2
+    case $EVENT in
+        upgrade)
+            cp "$FERROVS" "$WORK/ferrovs-new"
+            FERROVS_CTL=$WORK/ctl.sock "$WORK/ferrovs-new" upgrade "$WORK/ferrovs-new" >"$WORK/up.out" 2>&1 ||
+                { echo "upgrade failed: $(cat "$WORK/up.out")" >&2; exit 1; }
+            ;;
+        restart)
+            kill -TERM "$PID"; wait "$PID" 2>/dev/null; start ;;
+        *) echo "unknown event $EVENT" >&2; exit 2 ;;
+    esac
+    sleep 2
+    rm -f "$WORK/run"
+    wait "$probe"
+    g=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["max_gap_ms"])' "$WORK/gap.json")
+    echo "round $r: $EVENT ($MODE${BACKEND:+, $BACKEND}): longest gap $g ms ($(cat "$WORK/gap.json"))"
+    worst=$(python3 -c "print(max($worst, $g))")
+done
+echo "worst gap: $worst ms"
