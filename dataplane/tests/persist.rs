@@ -271,3 +271,45 @@ fn expired_entries_stay_behind() {
     assert!(saved.is_empty());
     assert_eq!(st.expired, 1);
 }
+
+#[test]
+fn a_restored_connection_brings_its_persistence_template_back() {
+    use ferrovs_dataplane::service::Persistence;
+    let persistent = || {
+        let mut svc = Svc::new(FwdMethod::Dr);
+        svc.weights = vec![1, 1, 1];
+        svc.persistence = Some(Persistence {
+            timeout_s: 300,
+            netmask: std::net::Ipv4Addr::new(255, 255, 255, 255),
+        });
+        svc
+    };
+    let dir = TempDir::new("tmpl");
+    let mut a = Lab::new(persistent(), 1);
+    a.workers[0].use_store(&store(&dir.0, 1), a.now).unwrap();
+    let first = handshake(&mut a, 45000);
+    let server = dst_mac_of(&first);
+    let now_mono = EPOCH_MONO + a.now;
+    drop(a);
+    let (saved, _) = read_back(&dir.0, now_mono);
+    let dir2 = TempDir::new("tmpl-next");
+    // rr would give the next new connection the next server; the template
+    // made again from the restored connection keeps the client on its own.
+    let mut b = Lab::new(persistent(), 1);
+    b.workers[0].use_store(&store(&dir2.0, 1), b.now).unwrap();
+    assert_eq!(b.workers[0].restore(&saved, b.now).restored, 1);
+    for p in 45001..45004 {
+        let syn = b.send(
+            0,
+            0,
+            &tcp(CLIENT_MAC, DIR0_MAC, CLIENT, p, VIP, 80, 64, "S", b""),
+            1,
+        );
+        assert_eq!(syn.len(), 1);
+        assert_eq!(dst_mac_of(&syn[0]), server, "port {p}: the same server");
+    }
+}
+
+fn dst_mac_of(f: &[u8]) -> [u8; 6] {
+    f[0..6].try_into().unwrap()
+}

@@ -12,9 +12,12 @@
 //! the service's, is refused and counted: its flow ends as it would after
 //! such a reload.
 //!
-//! A restored connection holds no persistence template: the templates
-//! are the shared table's and are not in the files. A client's next
-//! connection is scheduled afresh (the one that is open keeps its server).
+//! Persistence templates are the shared table's and are not in the files:
+//! a restored connection that held one makes it again (its client, masked,
+//! to its server, with the service's persistence timeout) and holds it, as
+//! IPVS's connection holds its controller. So a client with a connection
+//! open keeps its server for its next ones; a template no connection held
+//! (a client that has gone quiet within the timeout) is lost.
 
 use super::*;
 use crate::conn::entry::unmapped;
@@ -112,7 +115,7 @@ impl<P: Port> Core<P> {
                 d.addr.octets() == c.daddr && (d.port == c.dport || d.port == 0) && d.fwd == c.fwd
             })
             .ok_or(Refused::NoDest)?;
-        let e = Self::fresh_entry(s, dest.shared.id, svc.id());
+        let mut e = Self::fresh_entry(s, dest.shared.id, svc.id());
         if c.fwd == FwdMethod::FullNat {
             if !svc.laddrs.contains(&Ipv4Addr::from(c.laddr)) {
                 return Err(Refused::NoLaddr);
@@ -128,7 +131,23 @@ impl<P: Port> Core<P> {
         {
             return Err(Refused::TableFull);
         }
-        let ci = self.conns.insert(e, now).map_err(|_| Refused::TableFull)?;
+        let now_s = (now / 1000) as u32;
+        let held = match (c.flags & F_TEMPLATE_REF != 0, svc.persistence) {
+            (true, Some(p)) => {
+                let m = (u32::from_be_bytes(c.caddr) & u32::from(p.netmask)).to_be_bytes();
+                let made = snap
+                    .templates
+                    .create(svc.id(), m, dest.shared.id, now_s, p.timeout_s);
+                self.hold_template(snap, &mut e, dest, made)
+            }
+            _ => None,
+        };
+        let Ok(ci) = self.conns.insert(e, now) else {
+            if let Some(slot) = held {
+                snap.templates.release(slot, now_s);
+            }
+            return Err(Refused::TableFull);
+        };
         self.conns.get_mut(ci).timeout_s = c.timeout_s;
         dest.bind_conn(e.is_active());
         self.sync_meta.installed(ci);
@@ -169,7 +188,7 @@ impl<P: Port> Core<P> {
                 return Err(Refused::NoLaddr);
             }
         }
-        let e = Self::fresh_entry(s, dest.shared.id, svc.id());
+        let mut e = Self::fresh_entry(s, dest.shared.id, svc.id());
         let t = Tuple6 {
             proto: c.proto,
             saddr: a.caddr,
@@ -192,13 +211,59 @@ impl<P: Port> Core<P> {
                 return Err(Refused::LportInUse);
             }
         }
-        let ci = self
-            .conns6
-            .insert6(e, *a, now)
-            .map_err(|_| Refused::TableFull)?;
+        let now_s = (now / 1000) as u32;
+        let held = match (c.flags & F_TEMPLATE_REF != 0, svc.persistence) {
+            (true, Some(p)) => {
+                let made = snap.templates6.create6(
+                    svc.id(),
+                    &p.mask(&a.caddr),
+                    dest.shared.id,
+                    now_s,
+                    p.timeout_s,
+                );
+                self.hold_template(snap, &mut e, dest, made)
+            }
+            _ => None,
+        };
+        let Ok(ci) = self.conns6.insert6(e, *a, now) else {
+            if let Some(slot) = held {
+                snap.templates6.release(slot, now_s);
+            }
+            return Err(Refused::TableFull);
+        };
         self.conns6.get_mut(ci).timeout_s = c.timeout_s;
         dest.bind_conn(e.is_active());
         Ok(())
+    }
+}
+
+impl<P: Port> Core<P> {
+    /// Makes `e` hold the template `made` (as a new connection does): its
+    /// slot, or None when the table had no room (counted; the connection
+    /// goes on without).
+    fn hold_template(
+        &self,
+        snap: &Snapshot,
+        e: &mut Conn,
+        dest: &crate::service::Dest,
+        made: Option<crate::conn::template::Created>,
+    ) -> Option<u32> {
+        let Some(made) = made else {
+            self.ctr().templates_full.inc();
+            return None;
+        };
+        if let Some(ev) = made.evicted.and_then(|d| snap.dest(d)) {
+            ev.dest.shared.persist_released();
+        }
+        if made.fresh {
+            dest.shared
+                .persistconns
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            e.flags |= F_TEMPLATE_FRESH;
+        }
+        e.flags |= F_TEMPLATE_REF;
+        e.tmpl = made.held.slot;
+        Some(made.held.slot)
     }
 }
 
