@@ -136,10 +136,14 @@ set -e
 # the director once its configuration is right (`ferrovs check`).
 if [ "$1" = configure ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || true
-    # An upgrade restarts a running director (SIGTERM hands VRRP over to
-    # the peer first), so that it runs the new binary.
+    # An upgrade hands a running director over to the new binary without
+    # losing a flow (`ferrovs upgrade`: same process, the connection table
+    # read back, VRRP kept). When the new binary cannot take the table
+    # over, the old one keeps running and the operator chooses.
     if [ -n "$2" ] && systemctl is-active --quiet ferrovs.service; then
-        systemctl try-restart ferrovs.service || true
+        if ! /usr/sbin/ferrovs upgrade /usr/sbin/ferrovs; then
+            echo "ferrovs: the running director keeps its old binary; 'ferrovs upgrade --force' or 'systemctl restart ferrovs' starts the new one" >&2
+        fi
     fi
 fi
 exit 0

@@ -71,7 +71,7 @@ cargo build --release -q -p ferrovs-controlplane --features dpdk
 cargo build --release -q -p ferrovs-perf --bin ferrovs-pktgen --bin ferrovs-perf
 total_pass=$cargo_pass
 total_fail=$cargo_fail
-for t in tests/lab_selftest.sh tests/e2e_appliance.sh tests/e2e_appliance.sh+fastpath tests/e2e_afpacket.sh tests/e2e_dpdk.sh tests/e2e_health.sh tests/e2e_ha.sh tests/e2e_sync.sh tests/e2e_ctl.sh tests/e2e_service.sh tests/e2e_flood.sh tests/e2e_synproxy.sh tests/e2e_l2.sh tests/e2e_martians.sh tests/e2e_frag.sh tests/e2e_ipv6.sh tests/e2e_bgp.sh tests/e2e_ecmp.sh tests/e2e_package.sh vagrant/validate.sh; do
+for t in tests/lab_selftest.sh tests/e2e_appliance.sh tests/e2e_appliance.sh+fastpath tests/e2e_afpacket.sh tests/e2e_dpdk.sh tests/e2e_health.sh tests/e2e_ha.sh tests/e2e_sync.sh tests/e2e_upgrade.sh tests/e2e_ctl.sh tests/e2e_service.sh tests/e2e_flood.sh tests/e2e_synproxy.sh tests/e2e_l2.sh tests/e2e_martians.sh tests/e2e_frag.sh tests/e2e_ipv6.sh tests/e2e_bgp.sh tests/e2e_ecmp.sh tests/e2e_package.sh vagrant/validate.sh; do
     echo "== $t"
     out=$(mktemp)
     case $t in

@@ -224,7 +224,7 @@ pub const TRUNCATED_LEN: usize = 30;
 
 /// Runs one scenario for `seconds` and reports.
 pub fn run(sc: &Scenario, seconds: f64, pin: bool) -> Result<Report, String> {
-    run_with(sc, seconds, pin, false)
+    run_with(sc, seconds, pin, false, None)
 }
 
 /// [`run`], with the workers as connection sync masters when `sync`: they
@@ -232,7 +232,16 @@ pub fn run(sc: &Scenario, seconds: f64, pin: bool) -> Result<Report, String> {
 /// thread drains their rings every 10 ms, as the sync daemon does (it
 /// only counts them: batching and sending are the control plane's, on
 /// another core).
-pub fn run_with(sc: &Scenario, seconds: f64, pin: bool, sync: bool) -> Result<Report, String> {
+///
+/// With `state_dir`, the workers' connection tables live in files there, as
+/// the appliance keeps them (`state_dir`, issue 17), instead of the heap.
+pub fn run_with(
+    sc: &Scenario,
+    seconds: f64,
+    pin: bool,
+    sync: bool,
+    state_dir: Option<&std::path::Path>,
+) -> Result<Report, String> {
     sc.check()?;
     let setup = Instant::now();
     let workers = sc.workers.max(1);
@@ -294,6 +303,7 @@ pub fn run_with(sc: &Scenario, seconds: f64, pin: bool, sync: bool) -> Result<Re
     let handles: Vec<_> = (0..workers)
         .map(|w| {
             let cx = Ctx {
+                state_dir: state_dir.map(std::path::Path::to_path_buf),
                 w,
                 shared: shared.clone(),
                 sc: *sc,
@@ -447,6 +457,7 @@ struct Exchange {
 
 struct Ctx {
     w: usize,
+    state_dir: Option<std::path::PathBuf>,
     shared: Arc<Shared<MemPacket>>,
     sc: Scenario,
     pool: Pool,
@@ -647,6 +658,7 @@ fn spray(traces: &[&Trace], w: usize) -> Trace {
 fn run_worker(cx: Ctx) -> WorkerResult {
     let Ctx {
         w,
+        state_dir,
         shared,
         sc,
         pool,
@@ -691,16 +703,41 @@ fn run_worker(cx: Ctx) -> WorkerResult {
     let epoch = Instant::now();
     // IPv6 runs size the IPv6 table to the flows and leave the IPv4 one
     // small (it is not used, and its memory is not counted).
-    let mut worker = Worker::new(
-        w,
-        shared.clone(),
-        ports,
-        if v6 { 1024 } else { capacity },
-        now(&epoch),
-    );
-    if v6 {
-        worker.set_conn_capacity6(capacity, now(&epoch));
-    }
+    let mut worker = match &state_dir {
+        None => {
+            let mut worker = Worker::new(
+                w,
+                shared.clone(),
+                ports,
+                if v6 { 1024 } else { capacity },
+                now(&epoch),
+            );
+            if v6 {
+                worker.set_conn_capacity6(capacity, now(&epoch));
+            }
+            worker
+        }
+        Some(dir) => {
+            use ferrovs_dataplane::conn::ConnTable;
+            let store = ferrovs_dataplane::persist::Store {
+                dir: dir.clone(),
+                worker: w,
+                workers: sc.workers,
+                epoch_mono_ms: 0,
+                boot_id: ferrovs_dataplane::persist::boot_id(),
+            };
+            let t = now(&epoch);
+            let (c4, c6) = if v6 {
+                (1024, capacity)
+            } else {
+                (capacity, 1024)
+            };
+            let tables = ConnTable::new_stored(c4, t, &store)
+                .and_then(|a| Ok((a, ConnTable::new_v6_stored(c6, t, &store)?)));
+            let (a, b) = tables.unwrap_or_else(|e| panic!("state dir {}: {e}", dir.display()));
+            Worker::with_tables(w, shared.clone(), ports, a, b, t)
+        }
+    };
 
     // Warm-up: neighbours first.
     let neighbours = if v6 {

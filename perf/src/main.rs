@@ -120,6 +120,11 @@ struct Args {
     /// every 10 ms. Single runs only.
     #[arg(long, conflicts_with_all = ["matrix", "scenarios", "compare_ipv6"])]
     sync: bool,
+    /// The workers' connection tables live in files in DIR (a tmpfs), as
+    /// the appliance keeps them by default (`state_dir`), instead of on the
+    /// heap. Single runs only.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["matrix", "scenarios", "compare_ipv6"])]
+    state_dir: Option<std::path::PathBuf>,
 }
 
 impl Args {
@@ -170,7 +175,13 @@ fn main() {
             workers,
             family: args.family(),
         };
-        let report = bench::run_with(&sc, args.seconds, !args.no_pin, args.sync)
+        let report = bench::run_with(
+            &sc,
+            args.seconds,
+            !args.no_pin,
+            args.sync,
+            args.state_dir.as_deref(),
+        )
             .unwrap_or_else(|e| fail(&e));
         if args.json {
             println!(
