@@ -198,6 +198,7 @@ test_mode() {
         local running
         running=$(find "$WORK/dl" -name '*.sum' -size +0 | wc -l)
         check "$mode $ev: the downloads are streaming ($running of $CONNS done)" [ "$running" -eq 0 ]
+        [ "$running" -gt 0 ] && find "$WORK/dl" -name '*.sum' -size +0 -exec sh -c 'echo "    done early: $1 $(cat "$1")"' _ {} \;
         rm -f "$WORK/state/restored.json"
         event "$mode" "$ev"
         for p in "${DL_PIDS[@]}"; do wait "$p" 2>/dev/null; done
