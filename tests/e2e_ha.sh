@@ -4,7 +4,7 @@
 # its peer, in both roles, VRRPv2 and v3, multicast and unicast, auth PASS;
 # and VRRPv3 over IPv6 with keepalived in both roles (part ipv6).
 #
-#   tests/e2e_ha.sh [pair keepalived scripts reload lnc stall strangers garp ipv6]   (default: all)
+#   tests/e2e_ha.sh [pair keepalived scripts reload upgrade lnc stall strangers garp ipv6]   (default: all)
 #
 # Prints "N passed, M failed".
 set -uo pipefail
@@ -15,7 +15,7 @@ FERROVS=${FERROVS:-$ROOT/target/release/ferrovs}
 # The other binaries next to it (a CARGO_TARGET_DIR build puts them there).
 FERROVSADM=${FERROVSADM:-$(dirname "$FERROVS")/ferrovsadm}
 PKTGEN=${PKTGEN:-$(dirname "$FERROVS")/ferrovs-pktgen}
-PARTS=${*:-pair keepalived scripts reload lnc stall strangers garp ipv6}
+PARTS=${*:-pair keepalived scripts reload upgrade lnc stall strangers garp ipv6}
 RUN_ID=ha$$
 PASS=0
 FAIL=0
@@ -343,6 +343,39 @@ d1_field() { # FIELD of the first instance in `ferrovs status`, or NONE
 ka_masters() { grep -c "Entering MASTER STATE" "$WORK/ka.log"; }
 # The ferrovs configuration without its vrrp_instance.
 drop_vrrp() { awk '/^vrrp_instance/ { skip = 1 } skip && /^}/ { skip = 0; next } !skip' "$1" >"$1.new" && mv "$1.new" "$1"; }
+
+test_upgrade() {
+    echo "# ferrovs upgrade keeps VRRP: no priority 0, the new process resumes MASTER; keepalived as the peer"
+    lab_up up || return
+    local km pid out
+    ferrovs_conf "$WORK/d1.conf" 1 150 3 mcast
+    keepalived_conf "$WORK/ka.conf" 100 3 mcast
+    : >"$WORK/ka.log"
+    start_keepalived "$WORK/ka.conf"
+    start_ferrovs 1 "$WORK/d1.conf"
+    if ! wait_for 10 d1 MASTER >/dev/null || ! wait_for 5 ka_state BACKUP >/dev/null; then
+        bad "upgrade: no MASTER/BACKUP pair to start from ($(d1)/$(ka_state))"
+        lab_down
+        return
+    fi
+    km=$(ka_masters)
+    pid=${PIDS[d1]}
+    cp "$FERROVS" "$WORK/ferrovs-new"
+    out=$(FERROVS_CTL=$WORK/d1.sock "$WORK/ferrovs-new" upgrade "$WORK/ferrovs-new" 2>&1)
+    check "upgrade: ferrovs upgrade succeeds ($(echo "$out" | tail -1))" [ $? = 0 ]
+    check "upgrade: the same process runs the new binary" [ "$(readlink "/proc/$pid/exe")" = "$WORK/ferrovs-new" ]
+    check "upgrade: the new process is MASTER at once" [ "$(d1)" = MASTER ]
+    check "upgrade: it says it resumed" grep -q "resuming as MASTER of VI_1" "$WORK/d1.log"
+    # Longer than keepalived's master-down interval (3 s and its skew):
+    # had the old process sent priority 0, or the new one waited as BACKUP,
+    # keepalived would have taken the VIP.
+    sleep 4
+    check "upgrade: keepalived never became MASTER ($(ka_masters) vs $km)" [ "$(ka_masters)" = "$km" ]
+    check "upgrade: keepalived is BACKUP" [ "$(ka_state)" = BACKUP ]
+    check "upgrade: ferrovs is still MASTER" [ "$(d1)" = MASTER ]
+    check "upgrade: the VIP serves" bash -c "ip netns exec $FVS_NS_CLIENT curl -s --max-time 3 -o /dev/null -w '%{http_code}' http://$FVS_VIP/ | grep -qx 200"
+    lab_down
+}
 
 test_reload() {
     echo "# SIGHUP reloads VRRP as keepalived does; keepalived as the peer"
@@ -907,6 +940,7 @@ for p in $PARTS; do
         keepalived) test_keepalived ;;
         scripts) test_scripts ;;
         reload) test_reload ;;
+        upgrade) test_upgrade ;;
         strangers) test_strangers ;;
         garp) test_garp ;;
         ipv6) test_ipv6 ;;
