@@ -54,6 +54,8 @@ pub(super) struct Seg6 {
     pub hop_limit: u8,
     /// Part of a fragmented packet (`Ipv6Info::is_fragment`).
     pub frag: bool,
+    /// The tuple's hash, when the burst's prefetch pass computed it.
+    pub hash: Option<u64>,
 }
 
 /// The drop reason for an IPv6 header `ipv6::parse` refuses.
@@ -80,6 +82,18 @@ impl<P: Port> Core<P> {
         match self.hash_hint6.take() {
             Some((ht, h)) if ht == *t => h,
             _ => self.conns6.hash6(t),
+        }
+    }
+
+    /// The hash of a packet's tuple `t`: the prefetch pass's, or computed.
+    #[inline(always)]
+    fn seg_hash6(&mut self, s: &Seg6, t: &Tuple6) -> u64 {
+        match s.hash {
+            Some(h) => {
+                debug_assert_eq!(h, self.conns6.hash6(t));
+                h
+            }
+            None => self.hash6_of(t),
         }
     }
 
@@ -120,10 +134,9 @@ impl<P: Port> Core<P> {
             Ok(i) => i,
             Err(e) => return self.drop_pkt(ipv6_drop_reason(e), pkt),
         };
-        let kind = match self.kind_hint6.take() {
-            Some((d, k)) if d == info.dst => k,
-            _ => snap.addr_kind6(&info.dst),
-        };
+        // (No prefetch hint: the pass peeks only at TCP and UDP right
+        // after the fixed header, which `tcp_udp6` took.)
+        let kind = snap.addr_kind6(&info.dst);
         // Neighbour Discovery first: solicitations travel to
         // solicited-node groups, which are no address of ours.
         if info.proto == ipv6::NH_ICMPV6 && !info.is_fragment() {
@@ -176,6 +189,7 @@ impl<P: Port> Core<P> {
             },
             hop_limit: info.hop_limit,
             frag: false,
+            hash: None,
         };
         self.tcp_udp_seg6(snap, pkt, s, kind, in_port, now, handed)
     }
@@ -197,10 +211,12 @@ impl<P: Port> Core<P> {
     ) {
         let p = &pkt.data()[l3..];
         let dst = ipv6::dst_ref(p);
-        let kind = match self.kind_hint6.take() {
-            Some((d, k)) if d == *dst => k,
-            _ => snap.addr_kind6(dst),
+        let hint = self.peek6.take();
+        let kind = match hint {
+            Some((_, k)) => k,
+            None => snap.addr_kind6(dst),
         };
+        debug_assert!(hint.is_none_or(|(_, k)| k == snap.addr_kind6(dst)));
         match kind {
             Some(AddrKind::Own) => return self.pass_to_kernel(pkt, in_port, DropReason::ToKernel),
             Some(AddrKind::Vip { active: false }) | Some(AddrKind::Laddr { active: false }) => {
@@ -223,6 +239,7 @@ impl<P: Port> Core<P> {
             },
             hop_limit: fx.hop_limit,
             frag: false,
+            hash: hint.map(|(h, _)| h),
         };
         self.tcp_udp_seg6(snap, pkt, s, kind, in_port, now, handed)
     }
@@ -411,6 +428,7 @@ impl<P: Port> Core<P> {
             },
             hop_limit: info.hop_limit,
             frag: info.is_fragment(),
+            hash: None,
         };
         let t = Tuple6 {
             proto: info.proto,
@@ -445,7 +463,7 @@ impl<P: Port> Core<P> {
         later: bool,
     ) {
         let o = s.o;
-        let h = self.hash6_of(t);
+        let h = self.seg_hash6(s, t);
         let mut found = self.conns6.lookup_in6(t, h);
         if let Some(ci) = found {
             if t.proto == ipv6::NH_TCP
@@ -837,7 +855,7 @@ impl<P: Port> Core<P> {
                 return self.handover(pkt, in_port, owner);
             }
         }
-        let h = self.hash6_of(t);
+        let h = self.seg_hash6(s, t);
         let Some(ci) = self.conns6.lookup_out6(t, h) else {
             let r = if later {
                 DropReason::FragOrphan
