@@ -910,12 +910,16 @@ impl<P: Port> Core<P> {
                 None => self.drop_pkt(DropReason::TooBig, pkt),
             };
         }
-        let frag = s.frag;
-        let seg = o.l4..o.end;
-        pkt = match self.synproxy_server6(snap, pkt, ci, o.l3, seg, frag, later, flags, now) {
-            Some(p) => p,
-            None => return,
-        };
+        // Only a SYN-proxied TCP connection's replies are the proxy's
+        // business: checked here, on the copy in hand, as IPv4's `reply`
+        // does, rather than in a call that copies the entry again.
+        if c.flags & F_SYNPROXY != 0 && c.proto == ipv6::NH_TCP {
+            let seg = o.l4..o.end;
+            pkt = match self.synproxy_server6(snap, pkt, ci, o.l3, seg, s.frag, later, flags, now) {
+                Some(p) => p,
+                None => return,
+            };
+        }
         if !later {
             self.update_state_in(true, snap, ci, Dir::Output, flags, now);
         }
