@@ -270,9 +270,14 @@ struct Core<P: Port> {
     hash_hint: Option<(Tuple, u64)>,
     /// The destination's classification from the same pass.
     kind_hint: Option<([u8; 4], Option<AddrKind>)>,
-    /// The same two for an IPv6 packet.
+    /// The IPv6-table tuple and hash of an IPv4 reply to a NAT64 local
+    /// address, from the same pass.
     hash_hint6: Option<(Tuple6, u64)>,
-    kind_hint6: Option<([u8; 16], Option<AddrKind>)>,
+    /// For an IPv6 frame with TCP or UDP right after the fixed header, the
+    /// pass's tuple hash and destination class. No tuple to check them
+    /// against: the fast path (`tcp_udp6`) takes them at once, and only for
+    /// such a frame, whose tuple it reads from the very bytes the pass read.
+    peek6: Option<(u64, Option<AddrKind>)>,
     /// When templates were last reaped.
     reap_ms: u64,
     nh_cache: [NhCached; NH_CACHE],
@@ -490,7 +495,7 @@ impl<P: Port> Worker<P> {
                 hash_hint: None,
                 kind_hint: None,
                 hash_hint6: None,
-                kind_hint6: None,
+                peek6: None,
                 reap_ms: 0,
                 nh_cache: [NhCached::default(); NH_CACHE],
                 nh_cache6: [NhCached::default(); NH_CACHE],
@@ -689,10 +694,7 @@ impl<P: Port> Worker<P> {
                         core.kind_hint = Some((t.daddr, kind));
                         core.hash_hint6 = h64.map(|h6| (mapped_tuple(&t), h6));
                     }
-                    Some(Peeked::V6(t, h, kind)) => {
-                        core.hash_hint6 = Some((t, h));
-                        core.kind_hint6 = Some((t.daddr, kind));
-                    }
+                    Some(Peeked::V6(h, kind)) => core.peek6 = Some((h, kind)),
                     None => {}
                 }
                 core.handle(snap, p, port as u16, now_ms, false);
@@ -700,7 +702,7 @@ impl<P: Port> Worker<P> {
                 core.hash_hint = None;
                 core.kind_hint = None;
                 core.hash_hint6 = None;
-                core.kind_hint6 = None;
+                core.peek6 = None;
             }
             n += got;
         }
@@ -805,7 +807,7 @@ fn sloppy_pickup(snap: &Snapshot, dests: &[crate::service::Dest], flags: u8) -> 
 #[derive(Clone, Copy)]
 enum Peeked {
     V4(Tuple, u64, Option<AddrKind>, Option<u64>),
-    V6(Tuple6, u64, Option<AddrKind>),
+    V6(u64, Option<AddrKind>),
 }
 
 impl Peeked {
@@ -834,7 +836,7 @@ impl Peeked {
                 }
                 c.filter(|_| matches!(kind, Some(AddrKind::Vip { .. })))
             }
-            Peeked::V6(_, h, kind) => {
+            Peeked::V6(h, kind) => {
                 go(v6, h, kind);
                 None
             }
@@ -901,7 +903,7 @@ fn peek(snap: &Snapshot, d: &[u8], v4: &ConnTable, v6: &ConnTable) -> Option<Pee
                 daddr: ipv6::dst(p),
                 dport: ports.dst_port(),
             };
-            Some(Peeked::V6(t, v6.hash6(&t), snap.addr_kind6(&t.daddr)))
+            Some(Peeked::V6(v6.hash6(&t), snap.addr_kind6(&t.daddr)))
         }
         _ => None,
     }

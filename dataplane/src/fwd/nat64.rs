@@ -57,18 +57,67 @@ pub fn tcp_udp_to_v4(
     if info.frag.is_some() {
         return Err(Untranslatable::Fragment);
     }
-    if info.proto != ipv4::PROTO_TCP && info.proto != ipv4::PROTO_UDP {
+    let h = Headers6 {
+        src: info.src,
+        dst: info.dst,
+        l4_offset: info.l4_offset,
+        total_len: info.total_len,
+        proto: info.proto,
+    };
+    tcp_udp_headers_to_v4(frame, l2_len, &h, src, dst, ttl)
+}
+
+/// What [`tcp_udp_headers_to_v4`] needs of a packet that carries no
+/// Fragment header: its addresses and where its transport header starts
+/// and its packet ends (from the start of the IPv6 header).
+#[derive(Clone, Copy, Debug)]
+pub struct Headers6 {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub l4_offset: usize,
+    pub total_len: usize,
+    pub proto: u8,
+}
+
+impl Headers6 {
+    /// A packet whose transport header follows its fixed header (no
+    /// extension header at all), `total_len` bytes long from `p`.
+    #[inline(always)]
+    pub fn fixed(p: &[u8], total_len: usize, proto: u8) -> Headers6 {
+        Headers6 {
+            src: ipv6::src(p),
+            dst: ipv6::dst(p),
+            l4_offset: ipv6::HEADER_LEN,
+            total_len,
+            proto,
+        }
+    }
+}
+
+/// [`tcp_udp_to_v4`] for a packet `h` describes, known to carry no
+/// Fragment header: the forwarding fast path's, without a whole
+/// [`Ipv6Info`].
+#[inline]
+pub fn tcp_udp_headers_to_v4(
+    frame: &mut [u8],
+    l2_len: usize,
+    h: &Headers6,
+    src: [u8; 4],
+    dst: [u8; 4],
+    ttl: u8,
+) -> Result<usize, Untranslatable> {
+    if h.proto != ipv4::PROTO_TCP && h.proto != ipv4::PROTO_UDP {
         return Err(Untranslatable::Protocol);
     }
     let l3 = l2_len;
-    let l4 = l3 + info.l4_offset;
+    let l4 = l3 + h.l4_offset;
     let tos = (ipv6::tc_flow(&frame[l3..]) >> 20) as u8;
     let mut d = Delta::new();
-    d.addr6(&info.src, &[0; 16]).addr6(&info.dst, &[0; 16]);
+    d.addr6(&h.src, &[0; 16]).addr6(&h.dst, &[0; 16]);
     d.addr([0; 4], src).addr([0; 4], dst);
-    l4::apply_delta(info.proto, &mut frame[l4..l3 + info.total_len], &d);
+    l4::apply_delta(h.proto, &mut frame[l4..l3 + h.total_len], &d);
     let new_l3 = l4 - ipv4::MIN_HEADER_LEN;
-    let total = (info.l4_len() + ipv4::MIN_HEADER_LEN) as u16;
+    let total = (h.total_len - h.l4_offset + ipv4::MIN_HEADER_LEN) as u16;
     ipv4::write_header_tos(
         &mut frame[new_l3..],
         tos,
@@ -76,7 +125,7 @@ pub fn tcp_udp_to_v4(
         0,
         ipv4::FLAG_DF,
         ttl,
-        info.proto,
+        h.proto,
         src,
         dst,
     );

@@ -117,19 +117,25 @@ impl Delta {
             u16::from_be_bytes([new[2], new[3]]),
         )
     }
-    /// An IPv6 address change. Summed a 32-bit word at a time and folded,
-    /// which gives the same one's complement sum as eight 16-bit words
-    /// (RFC 1071 §2(C), parallel summation): `!` of a word complements each
-    /// of its 16-bit parts, and 2^16 is 1 modulo 0xffff.
+    /// An IPv6 address change. Summed a 64-bit word at a time in the
+    /// machine's byte order and folded, which gives the same one's
+    /// complement sum as eight 16-bit words (RFC 1071 §2(C), parallel
+    /// summation: `!` of a word complements each of its 16-bit parts, and
+    /// 2^16 is 1 modulo 0xffff), byte-swapped on a little-endian machine
+    /// (§2(B), byte order independence), which one swap of the folded
+    /// 16 bits undoes. The result is 0 exactly when every 16-bit part's
+    /// change is (old all ones, new all zeros), as a 16-bit sum's would be.
     #[inline(always)]
     pub fn addr6(&mut self, old: &[u8; 16], new: &[u8; 16]) -> &mut Self {
-        let w = |a: &[u8; 16], i: usize| u32::from_be_bytes(a[i..i + 4].try_into().unwrap());
-        let mut acc: u64 = 0;
-        for i in [0, 4, 8, 12] {
-            acc += (!w(old, i)) as u64 + w(new, i) as u64;
-        }
-        // At most 35 bits: the sum of its 16-bit digits is under 2^18.
-        self.0 += ((acc & 0xffff) + ((acc >> 16) & 0xffff) + (acc >> 32)) as u32;
+        let w = |a: &[u8; 16], i: usize| u64::from_ne_bytes(a[i..i + 8].try_into().unwrap());
+        let acc =
+            (!w(old, 0)) as u128 + w(new, 0) as u128 + (!w(old, 8)) as u128 + w(new, 8) as u128;
+        // Under 2^66: the carries out of 64 bits come back in at the bottom.
+        let (s, c) = (acc as u64).overflowing_add((acc >> 64) as u64);
+        let s = s + c as u64;
+        let s = (s & 0xffff_ffff) + (s >> 32);
+        let s = (s & 0xffff_ffff) + (s >> 32);
+        self.0 += u16::from_be(fold(s as u32)) as u32;
         self
     }
     /// The updated checksum field value.

@@ -130,17 +130,41 @@ pub fn is_extension(nh: u8) -> bool {
 /// and after a Fragment header whose offset is not 0.
 #[inline(always)]
 pub fn parse(p: &[u8]) -> Result<Ipv6Info, Ipv6Error> {
-    let payload_len = fixed(p)?;
-    if payload_len == 0 || HEADER_LEN + payload_len > p.len() {
-        return Err(Ipv6Error::BadPayloadLen);
-    }
-    let info = base(p, HEADER_LEN + payload_len);
+    let info = base(p, parse_fixed(p)?.total_len);
     // Most packets carry their transport header right after the fixed one:
     // no walk, and no call that returns the whole `Ipv6Info` through memory.
     if !is_extension(info.proto) {
         return Ok(info);
     }
     walk(p, info)
+}
+
+/// The fixed header's own fields, validated as [`parse`] validates them,
+/// with nothing walked and the addresses left in the packet: what a packet
+/// whose transport header follows the fixed header needs (the forwarding
+/// fast path reads its addresses in place).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fixed {
+    /// 40 plus the payload length.
+    pub total_len: usize,
+    /// The fixed header's Next Header.
+    pub next_header: u8,
+    pub hop_limit: u8,
+}
+
+/// Validates version and payload length, as [`parse`] does, without
+/// walking the extension headers.
+#[inline(always)]
+pub fn parse_fixed(p: &[u8]) -> Result<Fixed, Ipv6Error> {
+    let payload_len = fixed(p)?;
+    if payload_len == 0 || HEADER_LEN + payload_len > p.len() {
+        return Err(Ipv6Error::BadPayloadLen);
+    }
+    Ok(Fixed {
+        total_len: HEADER_LEN + payload_len,
+        next_header: next_header(p),
+        hop_limit: p[7],
+    })
 }
 
 /// The packet an ICMPv6 error quotes, cut short wherever the error ended:
@@ -253,6 +277,16 @@ pub fn src(p: &[u8]) -> [u8; 16] {
 }
 #[inline(always)]
 pub fn dst(p: &[u8]) -> [u8; 16] {
+    p[24..40].try_into().unwrap()
+}
+/// The source address where it lies in the header.
+#[inline(always)]
+pub fn src_ref(p: &[u8]) -> &[u8; 16] {
+    p[8..24].try_into().unwrap()
+}
+/// The destination address where it lies in the header.
+#[inline(always)]
+pub fn dst_ref(p: &[u8]) -> &[u8; 16] {
     p[24..40].try_into().unwrap()
 }
 /// Rewrites the source address; the caller updates the upper layer's
