@@ -1008,7 +1008,8 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
     let epoch_mono = mono_now().saturating_sub(worker_clock_ms(epoch));
     // The connection tables the previous process left, and where this
     // one's go (issue 17).
-    let (store, previous) = open_state(settings.state_dir.as_deref(), workers, epoch_mono);
+    let (store, previous, _state_lock) =
+        open_state(settings.state_dir.as_deref(), &ifaces, workers, epoch_mono);
     let mut routed: Vec<Vec<ferrovs_dataplane::persist::Saved>> = vec![Vec::new(); workers];
     {
         let snap = shared.snapshot.load_full();
@@ -1237,22 +1238,28 @@ fn ctl_dir(settings: &ferrovs_config::model::FerrovsSettings) -> PathBuf {
 /// the tables live on the heap and die with the process.
 fn open_state(
     dir: Option<&Path>,
+    ifaces: &[String],
     workers: usize,
     epoch_mono_ms: u64,
 ) -> (
     Option<ferrovs_dataplane::persist::Store>,
     crate::state_files::Previous,
+    Option<crate::pid_lock::PidLock>,
 ) {
     let Some(dir) = dir else {
-        return (None, Default::default());
+        return (None, Default::default(), None);
     };
-    if let Err(e) = crate::state_files::prepare(dir) {
-        warn!(
-            "state_dir {}: {e}; the connection table will not survive a restart",
-            dir.display()
-        );
-        return (None, Default::default());
-    }
+    let identity = crate::state_files::identity(ifaces);
+    let lock = match crate::state_files::prepare(dir, &identity) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(
+                "state_dir {}: {e}; the connection table will not survive a restart",
+                dir.display()
+            );
+            return (None, Default::default(), None);
+        }
+    };
     let previous =
         crate::state_files::read_previous(dir, ferrovs_dataplane::port::shm::monotonic_ms());
     for e in &previous.errors {
@@ -1265,7 +1272,7 @@ fn open_state(
         epoch_mono_ms,
         boot_id: ferrovs_dataplane::persist::boot_id(),
     };
-    (Some(store), previous)
+    (Some(store), previous, Some(lock))
 }
 
 /// The one task that owns the daemon: signals, the 2 s tick, health

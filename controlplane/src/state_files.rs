@@ -7,6 +7,13 @@
 //! once their connections are in the new tables. A file that cannot be
 //! read (another layout, another boot, truncated) is reported and left
 //! out; the process starts with what the others held.
+//!
+//! A directory serves one director: a process holds `lock` for its life
+//! (a second ferrovs on the same host, in another network namespace, runs
+//! without one rather than take the first one's tables), and `owner` names
+//! the network namespace and interfaces its files were for, so that files
+//! another director left (a lab torn down and made again) are discarded,
+//! never restored into this one.
 
 use ferrovs_dataplane::persist::{self, Kind, ReadStats, Saved, TableFiles};
 use std::io;
@@ -37,23 +44,61 @@ fn previous_dir(dir: &Path) -> PathBuf {
     dir.join("previous")
 }
 
+/// Why the state directory is not used.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("held by {}", crate::pid_lock::holder(.0))]
+    Held(Option<u32>),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Lock(crate::pid_lock::LockError),
+}
+
+/// This director, as the `owner` file names it: its network namespace and
+/// its interfaces.
+pub fn identity(ifaces: &[String]) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let ns = std::fs::metadata("/proc/self/ns/net")
+        .map(|m| m.ino())
+        .unwrap_or(0);
+    format!("netns {ns} interfaces {}\n", ifaces.join(" "))
+}
+
 /// Creates the directory (root's alone: the files hold every client
-/// address) and moves what a previous process left into `previous/`.
-pub fn prepare(dir: &Path) -> io::Result<()> {
+/// address), takes its lock (held as long as the returned value lives),
+/// and moves what a previous process of this director left into
+/// `previous/`; what another director left is removed.
+pub fn prepare(dir: &Path, identity: &str) -> Result<crate::pid_lock::PidLock, PrepareError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    let lock = crate::pid_lock::acquire(&dir.join("lock")).map_err(|e| match e {
+        crate::pid_lock::LockError::Held(pid) => PrepareError::Held(pid),
+        e => PrepareError::Lock(e),
+    })?;
     let prev = previous_dir(dir);
     let moving: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| is_table_file(p))
         .collect();
+    let owner = dir.join("owner");
+    let ours = std::fs::read_to_string(&owner).is_ok_and(|o| o == identity);
+    std::fs::write(&owner, identity)?;
+    if !ours {
+        // Another director's (or none's): never restored here.
+        for p in &moving {
+            let _ = std::fs::remove_file(p);
+        }
+        let _ = std::fs::remove_dir_all(&prev);
+        return Ok(lock);
+    }
     if moving.is_empty() {
-        return Ok(());
+        return Ok(lock);
     }
     // A `previous/` still there: the process before died while restoring
     // it, and its own files are newer. They win.
@@ -64,7 +109,7 @@ pub fn prepare(dir: &Path) -> io::Result<()> {
             std::fs::rename(&p, prev.join(name))?;
         }
     }
-    Ok(())
+    Ok(lock)
 }
 
 fn is_table_file(p: &Path) -> bool {
@@ -219,23 +264,39 @@ mod tests {
         let d = std::env::temp_dir().join(format!("ferrovs-sf-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
-        for f in [
+        let files = [
             "w0.conn4",
             "w0.conn6",
             "w0.slots6",
             "w0.pool6",
             "restored.json",
             "other",
-        ] {
+        ];
+        for f in files {
             std::fs::write(d.join(f), b"x").unwrap();
         }
-        prepare(&d).unwrap();
+        // Files another director left: removed, never read.
+        let me = "netns 1 interfaces a b\n";
+        let lock = prepare(&d, me).unwrap();
+        assert!(!d.join("w0.conn4").exists());
+        assert!(read_previous(&d, 0).is_empty());
+        // A second process while the first holds the directory.
+        assert!(matches!(prepare(&d, me), Err(PrepareError::Held(Some(_)))));
+        drop(lock);
+        // Our own files: moved aside for reading.
+        for f in files {
+            std::fs::write(d.join(f), b"x").unwrap();
+        }
+        let _lock = prepare(&d, me).unwrap();
         let mut left: Vec<String> = std::fs::read_dir(&d)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         left.sort();
-        assert_eq!(left, ["other", "previous", "restored.json"]);
+        assert_eq!(
+            left,
+            ["lock", "other", "owner", "previous", "restored.json"]
+        );
         // Not ferrovs files: reported, nothing taken.
         let p = read_previous(&d, 0);
         assert_eq!(p.workers, 1);

@@ -182,7 +182,7 @@ fn main() {
             args.sync,
             args.state_dir.as_deref(),
         )
-            .unwrap_or_else(|e| fail(&e));
+        .unwrap_or_else(|e| fail(&e));
         if args.json {
             println!(
                 "{}",
