@@ -159,6 +159,9 @@ event() {
     check "$mode $ev: it restored the $CONNS connections ($restored)" \
         [ "${restored:-0}" -ge "$CONNS" ]
     check "$mode $ev: nothing inconsistent ($(report inconsistent))" [ "$(report inconsistent)" = 0 ]
+    if [ "$ev" != crash ]; then
+        check "$mode $ev: the neighbours came back too ($(report neighbours))" [ "$(report neighbours)" -ge 2 ]
+    fi
 }
 
 test_mode() {

@@ -805,6 +805,7 @@ pub fn worker_loop<P: Port>(
     stop: Arc<AtomicBool>,
     heartbeats: Heartbeats,
     index: usize,
+    neigh_file: Option<PathBuf>,
 ) {
     let mut idle = 0u32;
     while !stop.load(Ordering::Relaxed) {
@@ -820,7 +821,13 @@ pub fn worker_loop<P: Port>(
             idle = 0;
         }
     }
-    // Its tables are final: the next process reads them as a clean stop's.
+    // Its tables are final: the next process reads them as a clean stop's,
+    // and takes its neighbours.
+    if let Some(f) = neigh_file {
+        if let Err(e) = crate::state_files::write_neighbours(&f, &w.neighbours()) {
+            warn!("{}: {e}", f.display());
+        }
+    }
     w.mark_clean(ferrovs_dataplane::port::shm::monotonic_ms());
 }
 
@@ -1052,6 +1059,10 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
         if let Some(k) = kernel.next().filter(|k| !k.is_empty()) {
             worker.set_exception(k);
         }
+        worker.seed_neighbours(&previous.neighbours, now);
+        let neigh_file = store
+            .as_ref()
+            .map(|s| crate::state_files::neighbours_path(&s.dir, w));
         let mine = std::mem::take(&mut routed[w]);
         if !mine.is_empty() {
             restored.add(&worker.restore(&mine, worker_clock_ms(epoch)));
@@ -1059,7 +1070,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
         let stop = stop.clone();
         let hb = heartbeats.clone();
         let body: Box<dyn FnOnce() + Send> =
-            Box::new(move || worker_loop(worker, epoch, stop, hb, w));
+            Box::new(move || worker_loop(worker, epoch, stop, hb, w, neigh_file));
         match &spawn {
             Some(spawn) => {
                 joins.push(spawn(w, body).map_err(|error| RunError::Worker { worker: w, error })?)
@@ -1112,6 +1123,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
         refused: restored.refused(),
         errors: previous.errors.clone(),
         start_ms: t_run.elapsed().as_millis() as u64,
+        neighbours: previous.neighbours.len(),
     };
     if previous.workers > 0 {
         info!("{}", report.summary());

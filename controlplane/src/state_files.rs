@@ -32,6 +32,8 @@ pub struct Previous {
     pub workers: usize,
     /// Files that were not read, and why.
     pub errors: Vec<String>,
+    /// The neighbours its workers had resolved (left by a clean stop).
+    pub neighbours: Vec<(std::net::IpAddr, ferrovs_dataplane::wire::Mac, u16)>,
 }
 
 impl Previous {
@@ -115,7 +117,7 @@ pub fn prepare(dir: &Path, identity: &str) -> Result<crate::pid_lock::PidLock, P
 fn is_table_file(p: &Path) -> bool {
     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
     name.starts_with('w')
-        && [".conn4", ".conn6", ".slots6", ".pool6"]
+        && [".conn4", ".conn6", ".slots6", ".pool6", ".neigh"]
             .iter()
             .any(|e| name.ends_with(e))
 }
@@ -177,7 +179,54 @@ pub fn read_previous(dir: &Path, now_mono_ms: u64) -> Previous {
     if !any {
         out.clean = false;
     }
+    for w in 0..out.workers {
+        if let Ok(s) = std::fs::read_to_string(prev.join(format!("w{w}.neigh"))) {
+            for n in parse_neighbours(&s) {
+                if !out.neighbours.iter().any(|(ip, _, _)| *ip == n.0) {
+                    out.neighbours.push(n);
+                }
+            }
+        }
+    }
     out
+}
+
+/// Where worker `w` leaves its neighbours at a clean stop.
+pub fn neighbours_path(dir: &Path, w: usize) -> PathBuf {
+    dir.join(format!("w{w}.neigh"))
+}
+
+/// Writes neighbours one per line: address, MAC, port.
+pub fn write_neighbours(
+    path: &Path,
+    n: &[(std::net::IpAddr, ferrovs_dataplane::wire::Mac, u16)],
+) -> io::Result<()> {
+    let mut s = String::new();
+    for (ip, m, port) in n {
+        s.push_str(&format!(
+            "{ip} {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} {port}\n",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        ));
+    }
+    std::fs::write(path, s)
+}
+
+/// Reads what [`write_neighbours`] wrote; a line that does not parse is
+/// skipped.
+pub fn parse_neighbours(s: &str) -> Vec<(std::net::IpAddr, ferrovs_dataplane::wire::Mac, u16)> {
+    s.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let ip = f.next()?.parse().ok()?;
+            let mut mac = [0u8; 6];
+            let mut parts = f.next()?.split(':');
+            for b in &mut mac {
+                *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+            }
+            let port = f.next()?.parse().ok()?;
+            Some((ip, mac, port))
+        })
+        .collect()
 }
 
 fn read_one(
@@ -229,6 +278,9 @@ pub struct Report {
     pub errors: Vec<String>,
     /// Milliseconds from the start of the process to its workers running.
     pub start_ms: u64,
+    /// Neighbours taken from the previous process (after a clean stop).
+    #[serde(default)]
+    pub neighbours: usize,
 }
 
 impl Report {
@@ -237,8 +289,8 @@ impl Report {
             return "no connections to restore".into();
         }
         let mut s = format!(
-            "restored {} connection(s) after a {} ({} read, {} refused by this configuration, {} inconsistent, {} expired)",
-            self.restored, self.previous, self.read, self.refused, self.inconsistent, self.expired
+            "restored {} connection(s) and {} neighbour(s) after a {} ({} read, {} refused by this configuration, {} inconsistent, {} expired)",
+            self.restored, self.neighbours, self.previous, self.read, self.refused, self.inconsistent, self.expired
         );
         for e in &self.errors {
             s.push_str(&format!("; {e}"));
@@ -258,6 +310,21 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn neighbours_round_trip_and_bad_lines_are_skipped() {
+        let n = vec![
+            ("198.18.1.11".parse().unwrap(), [2, 0, 0, 0, 1, 11], 1),
+            ("2001:db8:1::11".parse().unwrap(), [2, 0, 0, 0, 1, 0xab], 0),
+        ];
+        let p = std::env::temp_dir().join(format!("ferrovs-neigh-{}", std::process::id()));
+        write_neighbours(&p, &n).unwrap();
+        let mut s = std::fs::read_to_string(&p).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        assert_eq!(parse_neighbours(&s), n);
+        s.push_str("198.18.1.12 zz:00:00:00:00:00 1\nnonsense\n");
+        assert_eq!(parse_neighbours(&s), n);
+    }
 
     #[test]
     fn prepare_moves_only_table_files_aside() {

@@ -300,6 +300,49 @@ impl<P: Port> Worker<P> {
         st
     }
 
+    /// The neighbours this worker has resolved (IPv4 and IPv6), with their
+    /// MAC and port: what a stopping process leaves the next one.
+    pub fn neighbours(&self) -> Vec<(IpAddr, crate::wire::Mac, u16)> {
+        let v4 = self
+            .core
+            .neigh
+            .entries()
+            .map(|(a, m, p)| (IpAddr::V4(a), m, p));
+        let v6 = self
+            .core
+            .neigh6
+            .entries()
+            .map(|(a, m, p)| (IpAddr::V6(a), m, p));
+        v4.chain(v6).collect()
+    }
+
+    /// Learns neighbours a previous process resolved, before the worker
+    /// runs: its first packets to them go at once instead of waiting for
+    /// ARP or NDP. They are confirmed again as any entry is, when they
+    /// age. Returns how many were taken.
+    pub fn seed_neighbours(&mut self, n: &[(IpAddr, crate::wire::Mac, u16)], now_ms: u64) -> usize {
+        let ports = self.core.ports.len() as u16;
+        let mut ready = Vec::new();
+        let mut taken = 0;
+        for &(ip, mac, port) in n {
+            if port >= ports {
+                continue;
+            }
+            let ok = match ip {
+                IpAddr::V4(a) => self
+                    .core
+                    .neigh
+                    .learn(a, mac, port, now_ms, true, &mut ready),
+                IpAddr::V6(a) => self
+                    .core
+                    .neigh6
+                    .learn(a, mac, port, now_ms, true, &mut ready),
+            };
+            taken += ok as usize;
+        }
+        taken
+    }
+
     /// Stamps the tables' files as left by a clean stop.
     pub fn mark_clean(&mut self, at_mono_ms: u64) {
         self.core.conns.mark_clean(at_mono_ms);
