@@ -21,6 +21,7 @@ ROUNDS=${ROUNDS:-3}
 BACKEND=${BACKEND:-}
 PORT=5300
 WORK=$(mktemp -d /tmp/ferrovs-gap.XXXXXX)
+STATE=/dev/shm/ferrovs-gap-$$
 LAB_NAME=""
 PID=""
 ECHO_PIDS=()
@@ -30,6 +31,7 @@ cleanup() {
     [ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && sleep 0.5 && kill -KILL "$PID" 2>/dev/null
     for p in "${ECHO_PIDS[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done
     [ -n "$LAB_NAME" ] && "$LAB" down "$LAB_NAME" >/dev/null 2>&1
+    rm -rf "$STATE"
     [ -n "${KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -47,7 +49,7 @@ kind=$(case $MODE in dr) echo DR ;; nat) echo NAT ;; fullnat) echo FNAT ;; tun) 
     echo "    workers 1"
     echo "    control_socket $WORK/ctl.sock"
     echo "    http_listen 127.0.0.1:19391"
-    echo "    state_dir $WORK/state"
+    echo "    state_dir $STATE"
     echo "}"
     [ "$MODE" = fullnat ] && printf 'local_address_group LAG1 {\n    %s\n}\n' "$FVS_LIP_RANGE"
     echo "virtual_server $FVS_VIP $PORT {"

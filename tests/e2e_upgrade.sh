@@ -35,6 +35,8 @@ RUN_ID=up$$
 PASS=0
 FAIL=0
 WORK=$(mktemp -d /tmp/ferrovs-upgrade.XXXXXX)
+# The tables' directory must be a tmpfs (ferrovs refuses another).
+STATE=/dev/shm/ferrovs-upgrade-$$
 LAB_NAME=""
 PID=""
 DL_PIDS=()
@@ -61,6 +63,7 @@ stop_all() {
 cleanup() {
     stop_all
     [ -n "$LAB_NAME" ] && "$LAB" down "$LAB_NAME" >/dev/null 2>&1
+    rm -rf "$STATE"
     [ -n "${KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -83,7 +86,7 @@ conf() { # FILE MODE
         echo "    conn_table_size 65536"
         echo "    control_socket $WORK/d1.sock"
         echo "    http_listen 127.0.0.1:19381"
-        echo "    state_dir $WORK/state"
+        echo "    state_dir $STATE"
         echo "}"
         if [ "$2" = fullnat ]; then
             echo "local_address_group LAG1 {"
@@ -115,7 +118,7 @@ wait_until() { # SECONDS CMD... — polls every 100 ms
     return 1
 }
 at_least() { local want=$1; shift; [ "$("$@")" -ge "$want" ]; }
-report() { python3 -c "import json,sys; r=json.load(open('$WORK/state/restored.json')); print(r[sys.argv[1]])" "$1" 2>/dev/null; }
+report() { python3 -c "import json,sys; r=json.load(open('$STATE/restored.json')); print(r[sys.argv[1]])" "$1" 2>/dev/null; }
 
 # event MODE EVENT: the event while the downloads stream.
 event() {
@@ -148,12 +151,12 @@ event() {
             start_ferrovs "$WORK/d1.conf" || bad "$mode: ferrovs did not start again"
             ;;
     esac
-    wait_until 10 test -s "$WORK/state/restored.json"
+    wait_until 10 test -s "$STATE/restored.json"
     local prev restored want_prev=clean
     [ "$ev" = crash ] && want_prev=crash
     prev=$(report previous)
     restored=$(report restored)
-    echo "    report: $(cat "$WORK/state/restored.json" 2>/dev/null)"
+    echo "    report: $(cat "$STATE/restored.json" 2>/dev/null)"
     check "$mode $ev: the new process read a ${want_prev} table ($prev)" \
         bash -c "[[ '$prev' == $want_prev* ]]"
     check "$mode $ev: it restored the $CONNS connections ($restored)" \
@@ -176,7 +179,7 @@ test_mode() {
     # A small receive buffer: the window holds the servers back, so the
     # data is still in flight during the event (see e2e_sync.sh).
     ip netns exec "$FVS_NS_CLIENT" sysctl -qw net.ipv4.tcp_rmem="4096 65536 65536"
-    rm -rf "$WORK/state" "$WORK/d1.log"
+    rm -rf "$STATE" "$WORK/d1.log"
     conf "$WORK/d1.conf" "$mode"
     start_ferrovs "$WORK/d1.conf" || {
         bad "$mode: ferrovs did not start: $(tail -3 "$WORK/d1.log")"
@@ -202,7 +205,7 @@ test_mode() {
         running=$(find "$WORK/dl" -name '*.sum' -size +0 | wc -l)
         check "$mode $ev: the downloads are streaming ($running of $CONNS done)" [ "$running" -eq 0 ]
         [ "$running" -gt 0 ] && find "$WORK/dl" -name '*.sum' -size +0 -exec sh -c 'echo "    done early: $1 $(cat "$1")"' _ {} \;
-        rm -f "$WORK/state/restored.json"
+        rm -f "$STATE/restored.json"
         event "$mode" "$ev"
         for p in "${DL_PIDS[@]}"; do wait "$p" 2>/dev/null; done
         DL_PIDS=()

@@ -170,6 +170,8 @@ pub struct Daemon {
     pub upgrade: Option<crate::upgrade::Plan>,
     /// What this process restored at its start.
     pub restored: crate::state_files::Report,
+    /// The state directory the workers' tables live in, if they do.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// What carrying out the core's outputs answered.
@@ -217,6 +219,7 @@ impl Daemon {
             vrrp_resume: Vec::new(),
             upgrade: None,
             restored: Default::default(),
+            state_dir: None,
             vrrp_link: None,
             net_view: None,
             sync: None,
@@ -453,7 +456,7 @@ impl Daemon {
         Pending::Upgrade(crate::mailbox::UpgradeCheck {
             binary: binary.into(),
             config: self.config_path.clone(),
-            state_dir: self.core.config().ferrovs.state_dir.clone(),
+            state_dir: self.state_dir.clone(),
             force,
             tx: link.tx.clone(),
         })
@@ -1143,6 +1146,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
     daemon.devices = devices;
     daemon.on_publish = on_publish;
     daemon.restored = report;
+    daemon.state_dir = store.as_ref().map(|s| s.dir.clone());
     daemon.vrrp_resume = crate::upgrade::take_masters(&ctl_dir(&settings), mono_now());
     if !daemon.vrrp_resume.is_empty() {
         info!(

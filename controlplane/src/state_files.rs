@@ -55,6 +55,17 @@ pub enum PrepareError {
     Io(#[from] io::Error),
     #[error(transparent)]
     Lock(crate::pid_lock::LockError),
+    /// Its pages would be written back to disk while the workers write
+    /// them (latency in the fast path, and disk traffic without end).
+    #[error("not on a tmpfs; point state_dir at one (/dev/shm, or /run where it is a tmpfs)")]
+    NotMemory,
+}
+
+/// Whether `dir` is on a filesystem that lives in memory.
+fn in_memory(dir: &Path) -> io::Result<bool> {
+    use nix::sys::statfs::{statfs, HUGETLBFS_MAGIC, TMPFS_MAGIC};
+    let t = statfs(dir).map_err(io::Error::from)?.filesystem_type();
+    Ok(t == TMPFS_MAGIC || t == HUGETLBFS_MAGIC)
 }
 
 /// This director, as the `owner` file names it: its network namespace and
@@ -78,6 +89,9 @@ pub fn prepare(dir: &Path, identity: &str) -> Result<crate::pid_lock::PidLock, P
         .mode(0o700)
         .create(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    if !in_memory(dir)? {
+        return Err(PrepareError::NotMemory);
+    }
     let lock = crate::pid_lock::acquire(&dir.join("lock")).map_err(|e| match e {
         crate::pid_lock::LockError::Held(pid) => PrepareError::Held(pid),
         e => PrepareError::Lock(e),
@@ -328,7 +342,8 @@ mod tests {
 
     #[test]
     fn prepare_moves_only_table_files_aside() {
-        let d = std::env::temp_dir().join(format!("ferrovs-sf-{}", std::process::id()));
+        // A tmpfs, as prepare requires.
+        let d = std::path::PathBuf::from(format!("/dev/shm/ferrovs-sf-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         let files = [

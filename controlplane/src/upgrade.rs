@@ -74,7 +74,7 @@ pub fn check(
     }
     match state_dir {
         None => losses.push(
-            "state_dir is off: the connection table is not kept across a restart".to_string(),
+            "the connection table is not kept across a restart (state_dir off, or not usable: see the log)".to_string(),
         ),
         Some(_) => {
             let out = Command::new(&binary).arg("state-layout").output();
