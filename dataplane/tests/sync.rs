@@ -8,15 +8,22 @@ mod common;
 use common::*;
 use ferrovs_dataplane::conn::TcpState;
 use ferrovs_dataplane::service::{FwdMethod, Persistence};
-use ferrovs_dataplane::sync::{self, SyncRecord};
+use ferrovs_dataplane::sync::{self, Record, SyncRecord};
 use ferrovs_dataplane::worker::Request;
 
+/// The IPv4 records every worker made.
 fn drain(lab: &Lab) -> Vec<SyncRecord> {
     let mut v = Vec::new();
     for w in 0..lab.shared.sync.workers() {
-        lab.shared.sync.drain(w, usize::MAX, |r| v.push(r));
+        lab.shared.sync.drain(w, usize::MAX, |r| {
+            v.push(*r.v4().expect("IPv4 records only"))
+        });
     }
     v
+}
+
+fn install(recs: &[SyncRecord]) -> Request {
+    Request::SyncInstall(recs.iter().map(|&r| r.into()).collect())
 }
 
 /// A client's handshake and `data` data segments on port `cport`; returns
@@ -160,7 +167,7 @@ fn a_template_rides_with_its_connection() {
     // The backup takes the template: a new connection of the client's
     // network goes to the same server, though rr would pick the next.
     let mut b = Lab::new(svc, 1);
-    assert!(b.shared.request_now(0, Request::SyncInstall(vec![*t])));
+    assert!(b.shared.request_now(0, install(&[*t])));
     b.poll_all();
     for port in [50000, 50001, 50002] {
         let out = b.send(
@@ -192,6 +199,7 @@ fn a_full_ring_is_counted() {
         laddr: [0; 4],
         lport: 0,
         timeout_s: 900,
+        synproxy: None,
     };
     while m.shared.sync.push(0, filler) {}
     client_flow(&mut m, 40003, 1);
@@ -222,8 +230,8 @@ fn failover(fwd: FwdMethod) {
     let mut b = Lab::new(svc, 1);
     assert_eq!(r.daddr, RS[1]);
     let snap = b.shared.snapshot.load_full();
-    assert_eq!(sync::owner(&snap, &r), 0);
-    assert!(b.shared.request_now(0, Request::SyncInstall(records)));
+    assert_eq!(sync::owner(&snap, &Record::V4(r)), 0);
+    assert!(b.shared.request_now(0, install(&records)));
     b.poll_all();
     let c = &b.shared.counters;
     assert_eq!(c.iter().map(|c| c.sync_installed.get()).sum::<u64>(), 1);
@@ -290,14 +298,13 @@ fn an_update_moves_the_state_and_a_stranger_is_refused() {
     client_flow(&mut m, 40020, 1);
     let mut r = drain(&m)[0];
     let mut b = Lab::new(m.svc.clone(), 1);
-    b.shared.request_now(0, Request::SyncInstall(vec![r]));
+    b.shared.request_now(0, install(&[r]));
     b.poll_all();
     r.state = TcpState::FinWait as u8;
     r.timeout_s = 120;
     let mut stranger = r;
     stranger.vport = 81;
-    b.shared
-        .request_now(0, Request::SyncInstall(vec![r, stranger]));
+    b.shared.request_now(0, install(&[r, stranger]));
     b.poll_all();
     assert_eq!(b.workers[0].conns().len(), 1);
     let (_, c) = b.workers[0].conns().iter().next().unwrap();
@@ -322,8 +329,8 @@ fn steered_elsewhere(fwd: FwdMethod) {
     svc.weights = vec![1, 1, 1];
     let mut b = Lab::new(svc, 2);
     let snap = b.shared.snapshot.load_full();
-    let owner = sync::owner(&snap, &r);
-    assert!(b.shared.request_now(owner, Request::SyncInstall(records)));
+    let owner = sync::owner(&snap, &Record::V4(r));
+    assert!(b.shared.request_now(owner, install(&records)));
     b.poll_all();
     assert_eq!(b.workers[owner].conns().len(), 1);
     let other = 1 - owner;

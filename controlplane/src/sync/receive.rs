@@ -6,17 +6,17 @@
 use super::batch::from_wire;
 use super::message::{decode, MessageError};
 use ferrovs_dataplane::snapshot::Snapshot;
-use ferrovs_dataplane::sync::{owner, SyncRecord};
+use ferrovs_dataplane::sync::{owner, Record};
 
 /// One message's records, per worker.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Routed {
-    pub per_worker: Vec<Vec<SyncRecord>>,
+    pub per_worker: Vec<Vec<Record>>,
     /// Entries in the message.
     pub entries: usize,
     /// Entries the decoder skipped (unknown protocol, state or mandatory
-    /// option) or that cannot be installed here (IPv6, fwmark, other
-    /// forwarding methods, FULLNAT without a local address).
+    /// option) or that cannot be installed here (fwmark, other forwarding
+    /// methods, FULLNAT without a local address).
     pub unusable: usize,
 }
 
@@ -48,6 +48,7 @@ mod tests {
     use ferrovs_dataplane::conn::template::TemplateTable;
     use ferrovs_dataplane::service::FwdMethod;
     use ferrovs_dataplane::snapshot::SnapshotBuilder;
+    use ferrovs_dataplane::sync::SyncRecord;
     use std::sync::Arc;
 
     fn snap(workers: usize) -> Snapshot {
@@ -71,13 +72,14 @@ mod tests {
             laddr: [198, 18, 1, 100],
             lport,
             timeout_s: 900,
+            synproxy: None,
         }
     }
 
     fn message(syncid: u8, recs: &[SyncRecord]) -> Vec<u8> {
         let mut b = Batcher::new(syncid, 1472);
         for r in recs {
-            b.push(r, 0, |_, _| panic!("one message"));
+            b.push(&(*r).into(), 0, |_, _| panic!("one message"));
         }
         let mut m = Vec::new();
         b.flush(0, true, |x, _| m = x.to_vec());
@@ -95,7 +97,7 @@ mod tests {
         for (w, v) in r.per_worker.iter().enumerate() {
             assert_eq!(v.len(), 2);
             assert!(
-                v.iter().all(|x| x.lport as usize % 4 == w),
+                v.iter().all(|x| x.v4().unwrap().lport as usize % 4 == w),
                 "local port slice"
             );
         }
@@ -103,7 +105,9 @@ mod tests {
         let nat: Vec<SyncRecord> = (0..8).map(|i| rec(3000 + i, FwdMethod::Nat, 0)).collect();
         let r = route(&message(5, &nat), 0, &s).unwrap();
         for (w, v) in r.per_worker.iter().enumerate() {
-            assert!(v.iter().all(|x| s.nat_owner(x.caddr, x.cport) == w));
+            assert!(v
+                .iter()
+                .all(|x| s.nat_owner(x.v4().unwrap().caddr, x.v4().unwrap().cport) == w));
         }
     }
 
