@@ -334,6 +334,125 @@ mod tests {
         assert_eq!(from_wire(&c), Ok(t));
     }
 
+    fn a6(s: &str) -> [u8; 16] {
+        s.parse::<Ipv6Addr>().unwrap().octets()
+    }
+
+    fn rec6(fwd: FwdMethod, nat64: bool) -> SyncRecord6 {
+        let server = if nat64 {
+            Ipv4Addr::new(198, 18, 1, 11).to_ipv6_mapped().octets()
+        } else {
+            a6("2001:db8:2::b")
+        };
+        let laddr = match (fwd, nat64) {
+            (FwdMethod::FullNat, true) => Ipv4Addr::new(198, 18, 1, 100).to_ipv6_mapped().octets(),
+            (FwdMethod::FullNat, false) => a6("2001:db8:2::100"),
+            _ => [0; 16],
+        };
+        SyncRecord6 {
+            proto: ipv4::PROTO_TCP,
+            state: 1,
+            fwd,
+            template: false,
+            caddr: a6("2001:db8:1::10"),
+            cport: 40000,
+            vaddr: a6("2001:db8::64"),
+            vport: 80,
+            daddr: server,
+            dport: 8080,
+            laddr,
+            lport: if fwd == FwdMethod::FullNat { 1025 } else { 0 },
+            timeout_s: 900,
+            synproxy: None,
+        }
+    }
+
+    #[test]
+    fn ipv6_and_nat64_records_survive_the_wire() {
+        for fwd in [
+            FwdMethod::Dr,
+            FwdMethod::Nat,
+            FwdMethod::FullNat,
+            FwdMethod::Tun,
+        ] {
+            let r: Record = rec6(fwd, false).into();
+            let c = to_wire(&r);
+            assert!(c.caddr.is_ipv6() && c.daddr.is_ipv6(), "{fwd:?}");
+            assert_eq!(from_wire(&c), Ok(r), "{fwd:?}");
+        }
+        // NAT64 and TUN to an IPv4 server: the server (and NAT64's local
+        // address) go out as IPv4 and come back IPv4-mapped.
+        for fwd in [FwdMethod::FullNat, FwdMethod::Tun] {
+            let r: Record = rec6(fwd, true).into();
+            let c = to_wire(&r);
+            assert_eq!(c.daddr, IpAddr::V4(Ipv4Addr::new(198, 18, 1, 11)));
+            if fwd == FwdMethod::FullNat {
+                assert_eq!(
+                    c.fullnat,
+                    Some((IpAddr::V4(Ipv4Addr::new(198, 18, 1, 100)), 1025))
+                );
+            }
+            assert_eq!(from_wire(&c), Ok(r), "{fwd:?}");
+        }
+        // A template of a /64 prefix.
+        let mut t = rec6(FwdMethod::Dr, false);
+        t.template = true;
+        t.state = 0;
+        t.cport = 0;
+        t.caddr = a6("2001:db8:1::");
+        let c = to_wire(&t.into());
+        assert_eq!(c.flags, flags::DROUTE | flags::NOOUTPUT | flags::TEMPLATE);
+        assert_eq!(from_wire(&c), Ok(t.into()));
+    }
+
+    /// The SYN proxy's delta `rs_isn - cookie` goes out as IPVS's
+    /// `out_seq.delta = cookie - rs_isn` with OUT_SEQ, and comes back.
+    #[test]
+    fn a_synproxy_delta_rides_in_the_sequence_option() {
+        for mut r in [
+            rec(1, FwdMethod::Nat),
+            Record::V6(rec6(FwdMethod::FullNat, true)),
+        ] {
+            let s = SynSeq {
+                delta: 0x1000_0005,
+                ws: 7,
+            };
+            match &mut r {
+                Record::V4(x) => x.synproxy = Some(s),
+                Record::V6(x) => x.synproxy = Some(s),
+            }
+            let c = to_wire(&r);
+            assert_eq!(c.flags & flags::SEQ_MASK, flags::OUT_SEQ);
+            let (i, o) = c.seq.unwrap();
+            assert_eq!(i, Seq::default());
+            assert_eq!(
+                o,
+                Seq {
+                    init_seq: 0,
+                    delta: 0xefff_fffb,
+                    previous_delta: 0xefff_fffb
+                }
+            );
+            assert_eq!(c.synproxy_ws, Some(7));
+            assert_eq!(from_wire(&c), Ok(r));
+            // A kernel master's sequence data (an application helper's)
+            // is no SYN proxy: installed without translation.
+            let mut k = c.clone();
+            k.synproxy_ws = None;
+            assert!(match from_wire(&k).unwrap() {
+                Record::V4(x) => x.synproxy.is_none(),
+                Record::V6(x) => x.synproxy.is_none(),
+            });
+        }
+    }
+
+    #[test]
+    fn an_ipv6_client_with_an_ipv4_vip_is_unusable() {
+        let mut c = to_wire(&rec6(FwdMethod::Dr, false).into());
+        c.vaddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100));
+        assert_eq!(from_wire(&c), Err(Unusable::Families));
+    }
+
     #[test]
     fn flags_are_ipvs_ones() {
         let c = to_wire(&rec(1, FwdMethod::Dr));

@@ -643,6 +643,146 @@ mod tests {
         );
     }
 
+    fn v6(s: &str) -> IpAddr {
+        IpAddr::V6(s.parse::<Ipv6Addr>().unwrap())
+    }
+
+    /// An IPv6 DR connection: the header, then one 72-byte `struct
+    /// ip_vs_sync_v6` (type 1 = STYPE_F_INET6, the 24 bytes IPv4 has, then
+    /// caddr, vaddr, daddr as 16-byte `in6_addr`s), written by hand.
+    #[test]
+    fn one_ipv6_entry_byte_for_byte() {
+        let mut c = conn();
+        c.flags = flags::DROUTE | flags::NOOUTPUT;
+        c.caddr = v6("2001:db8:1::10");
+        c.vaddr = v6("2001:db8::64");
+        c.daddr = v6("2001:db8:2::b");
+        let mut e = Encoder::new(7, 1472);
+        e.push(&c).unwrap();
+        let want: Vec<u8> = [
+            // reserved, syncid, size 80, count 1, version 1, spare
+            &[0, 7, 0, 80, 1, 1, 0, 0][..],
+            // type (IPv6), protocol TCP, ver_size (version 0, size 72)
+            &[1, 6, 0, 72],
+            // flags: DROUTE 0x03 | NOOUTPUT 0x80
+            &[0, 0, 0, 0x83],
+            // state ESTABLISHED, cport 40000, vport 80, dport 80
+            &[0, 1, 0x9c, 0x40, 0, 80, 0, 80],
+            // fwmark, timeout 900 s
+            &[0, 0, 0, 0, 0, 0, 0x03, 0x84],
+            &[
+                0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+            ],
+            &[
+                0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x64,
+            ],
+            &[
+                0x20, 0x01, 0x0d, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0b,
+            ],
+        ]
+        .concat();
+        assert_eq!(e.bytes(), &want[..]);
+        assert_eq!(decode(&want, 7).unwrap().conns, vec![c]);
+    }
+
+    /// A SYN-proxied NAT64 connection: an IPv6 entry whose daddr is the
+    /// IPv4-mapped server, then `IPVS_OPT_SEQ_DATA` (type 1, length 24:
+    /// `struct ip_vs_sync_conn_options`, in_seq then out_seq, each
+    /// init_seq, delta, previous_delta, big-endian), ferrovs's FULLNAT
+    /// option, the mandatory IPv4-server option (type 9: bit 6,
+    /// IPVS_OPT_F_PARAM, clear) and the optional window-scale one.
+    #[test]
+    fn a_synproxied_nat64_entry_byte_for_byte() {
+        let mut c = conn();
+        c.flags = flags::FULLNAT | flags::OUT_SEQ;
+        c.caddr = v6("2001:db8:1::10");
+        c.vaddr = v6("2001:db8::64");
+        c.daddr = v4([198, 18, 1, 11]);
+        c.seq = Some((
+            Seq::default(),
+            Seq {
+                init_seq: 0,
+                delta: 0xf000_0001,
+                previous_delta: 0xf000_0001,
+            },
+        ));
+        c.fullnat = Some((v4([198, 18, 1, 100]), 1025));
+        c.synproxy_ws = Some(7);
+        let mut e = Encoder::new(2, 1472);
+        e.push(&c).unwrap();
+        // 72 + 26 (seq) + 8 (FULLNAT) + 6 (IPv4 server) + 3 (wscale).
+        let want: Vec<u8> = [
+            &[0, 2, 0, 123, 1, 1, 0, 0][..],
+            &[1, 6, 0, 115],
+            // flags: FULLNAT 0x05 | OUT_SEQ 0x0200
+            &[0, 0, 0x02, 0x05],
+            &[0, 1, 0x9c, 0x40, 0, 80, 0, 80],
+            &[0, 0, 0, 0, 0, 0, 0x03, 0x84],
+            &[
+                0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+            ],
+            &[
+                0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x64,
+            ],
+            // ::ffff:198.18.1.11
+            &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 1, 11],
+            &[1, 24],
+            &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[0, 0, 0, 0, 0xf0, 0, 0, 1, 0xf0, 0, 0, 1],
+            &[0x48, 6, 198, 18, 1, 100, 0x04, 0x01],
+            &[9, 4, 198, 18, 1, 11],
+            &[0x4a, 1, 7],
+        ]
+        .concat();
+        assert_eq!(e.bytes(), &want[..]);
+        assert_eq!(decode(&want, 0).unwrap().conns, vec![c]);
+        assert_eq!(OPT_DADDR4 & OPT_F_PARAM, 0, "mandatory: a kernel skips it");
+        assert_ne!(OPT_SYNPROXY & OPT_F_PARAM, 0, "optional");
+    }
+
+    /// The IPv4-server option is checked: in an IPv4 entry, or naming
+    /// another address than the mapped daddr, the entry is skipped (the
+    /// message's others are used); a kernel's IPv6 entry with a mapped
+    /// daddr and no option stays an IPv6 one.
+    #[test]
+    fn the_ipv4_server_option_must_agree() {
+        let mut c = conn();
+        c.caddr = v6("2001:db8:1::10");
+        c.vaddr = v6("2001:db8::64");
+        c.daddr = v4([198, 18, 1, 11]);
+        let mut e = Encoder::new(0, 1472);
+        e.push(&c).unwrap();
+        e.push(&conn()).unwrap();
+        let good = e.bytes().to_vec();
+        // The option's address is at 8 + 72 + 2 (the entry is 78 long).
+        let mut m = good.clone();
+        m[8 + 72 + 2 + 3] = 12;
+        let d = decode(&m, 0).unwrap();
+        assert_eq!(d.skipped, vec![EntryError::BadDaddr4]);
+        assert_eq!(d.conns.len(), 1);
+        // Without the option (a kernel master's, by hand): the mapped
+        // address is an IPv6 one.
+        let mut m = good[..8 + 72].to_vec();
+        m[8 + 2..8 + 4].copy_from_slice(&72u16.to_be_bytes());
+        m[2..4].copy_from_slice(&80u16.to_be_bytes());
+        m[4] = 1;
+        let d = decode(&m, 0).unwrap();
+        assert_eq!(d.conns[0].daddr, v6("::ffff:198.18.1.11"));
+        // An IPv4 entry with it is skipped.
+        let mut m = good[8 + 80..].to_vec();
+        m.splice(0..0, [0, 0, 0, 0, 1, 1, 0, 0]);
+        m.extend_from_slice(&[9, 4, 198, 18, 1, 11]);
+        m[8 + 2..8 + 4].copy_from_slice(&42u16.to_be_bytes());
+        let n = m.len() as u16;
+        m[2..4].copy_from_slice(&n.to_be_bytes());
+        let d = decode(&m, 0).unwrap();
+        assert_eq!(d.skipped, vec![EntryError::BadDaddr4]);
+        // Mixed the other way is refused by the encoder.
+        let mut bad = conn();
+        bad.daddr = v6("2001:db8:2::b");
+        assert_eq!(e.push(&bad), Err(EncodeError::MixedFamilies));
+    }
+
     #[test]
     fn options_padding_and_round_trip() {
         let mut e = Encoder::new(0, 1472);
