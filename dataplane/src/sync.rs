@@ -463,6 +463,12 @@ mod tests {
     }
 
     #[test]
+    fn a_record_is_the_size_the_ring_budget_says() {
+        // RING_SIZE's memory is counted with this (see its docs).
+        assert_eq!(std::mem::size_of::<Record>(), 92);
+    }
+
+    #[test]
     fn rings_are_bounded_and_drained_in_order() {
         let s = SyncShared::new(2);
         let r = |n: u16| SyncRecord {

@@ -857,3 +857,37 @@ fn a_synproxied_nat64_connection_is_installed_translated() {
     assert_eq!(t.sequence_number(), cookie + 5);
     assert_eq!(t.window_size(), 400);
 }
+
+// ---- Master and backup at once (active-active) ---------------------------
+
+/// A director running both daemons (`--start-daemon master` and
+/// `--start-daemon backup`, as two directors behind ECMP do) installs what
+/// its peer sends without recording it again: nothing is echoed back to
+/// the peer until the director forwards the flow itself, and then by the
+/// same rules as its own connections (IPVS sends every connection its
+/// master daemon sees packets of).
+#[test]
+fn installing_as_a_backup_records_nothing_while_master() {
+    let mut peer = master(FwdMethod::Nat);
+    client_flow(&mut peer, 40040, 1);
+    let recs = drain(&peer);
+    assert_eq!(recs.len(), 1);
+    let mut both = master(FwdMethod::Nat);
+    for _ in 0..3 {
+        // The peer refreshes it (every 50 packets): still nothing back.
+        assert!(both.shared.request_now(0, install(&recs)));
+        both.poll_all();
+        assert!(drain(&both).is_empty(), "an installed entry is not echoed");
+    }
+    assert_eq!(both.workers[0].conns().len(), 1);
+    // Its own traffic: recorded at the third inbound packet it forwards.
+    for n in 1..=3 {
+        both.send(
+            0,
+            0,
+            &tcp(CLIENT_MAC, DIR0_MAC, CLIENT, 40040, VIP, 80, 64, "A", b"x"),
+            1,
+        );
+        assert_eq!(drain(&both).len(), usize::from(n == 3), "packet {n}");
+    }
+}
