@@ -111,6 +111,70 @@ mod tests {
         }
     }
 
+    /// IPv6 entries go to their owners by the IPv6 rules: NAT66 by the
+    /// IPv6 client hash, FULLNAT66 and NAT64 by the local port's slice.
+    #[test]
+    fn ipv6_entries_go_to_their_owners() {
+        use ferrovs_dataplane::sync::SyncRecord6;
+        let s = snap(4);
+        let mut b = Batcher::new(5, 1472);
+        let mut recs = Vec::new();
+        for i in 0..12u16 {
+            let fwd = [FwdMethod::Nat, FwdMethod::FullNat, FwdMethod::Dr][i as usize % 3];
+            let mut caddr = [0x20, 1, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            caddr[15] = i as u8;
+            let r = SyncRecord6 {
+                proto: 6,
+                state: 1,
+                fwd,
+                template: false,
+                caddr,
+                cport: 1000 + i,
+                vaddr: [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0],
+                vport: 80,
+                // NAT64's IPv4 server and local address, mapped.
+                daddr: std::net::Ipv4Addr::new(198, 18, 1, 11)
+                    .to_ipv6_mapped()
+                    .octets(),
+                dport: 80,
+                laddr: if fwd == FwdMethod::FullNat {
+                    std::net::Ipv4Addr::new(198, 18, 1, 100)
+                        .to_ipv6_mapped()
+                        .octets()
+                } else {
+                    [0; 16]
+                },
+                lport: if fwd == FwdMethod::FullNat {
+                    2000 + i
+                } else {
+                    0
+                },
+                timeout_s: 900,
+                synproxy: None,
+            };
+            recs.push(r);
+            b.push(&r.into(), 0, |_, _| panic!("one message"));
+        }
+        let mut m = Vec::new();
+        b.flush(0, true, |x, _| m = x.to_vec());
+        let r = route(&m, 5, &s).unwrap();
+        assert_eq!((r.entries, r.unusable), (12, 0));
+        let mut seen = 0;
+        for (w, v) in r.per_worker.iter().enumerate() {
+            for x in v {
+                let x = x.v6().expect("an IPv6 record");
+                assert!(recs.contains(x), "came back as sent");
+                let want = match x.fwd {
+                    FwdMethod::FullNat => x.lport as usize % 4,
+                    _ => s.nat_owner6(&x.caddr, x.cport),
+                };
+                assert_eq!(w, want, "{:?}", x.fwd);
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 12);
+    }
+
     #[test]
     fn a_wrong_syncid_or_a_cut_message_is_dropped_whole() {
         let s = snap(1);
