@@ -24,6 +24,9 @@
 #   SYNC=off tests/e2e_sync.sh dr   the control run: without lvs_sync_daemon
 #                                   the failover must break the downloads
 #   WORKERS=2 tests/e2e_sync.sh     two workers per director
+#   SYNC=both tests/e2e_sync.sh dr  active-active: no lvs_sync_daemon, each
+#                                   director runs `--start-daemon master`
+#                                   and `--start-daemon backup` at once
 #
 # The directors are a sync group of two instances, as LVS-NAT pairs run
 # keepalived: VI_1 holds the VIP on the client side (and is the instance
@@ -340,10 +343,27 @@ test_mode() {
     fi
     check "$mode: director 2 is BACKUP" [ "$(state 2)" = BACKUP ]
     local ifa1=$FVS_DIRECTOR_IF_CLIENT ifa2=$FVS_DIRECTOR2_IF_CLIENT
+    if [ "$SYNC" = both ]; then
+        # Active-active: each director runs both daemons by hand, as
+        # ipvsadm users start them, whatever its VRRP state.
+        adm 1 --start-daemon master --mcast-interface "$ifa1" --syncid 51
+        adm 1 --start-daemon backup --mcast-interface "$ifa1" --syncid 51
+        adm 2 --start-daemon master --mcast-interface "$ifa2" --syncid 51
+        adm 2 --start-daemon backup --mcast-interface "$ifa2" --syncid 51
+    fi
     wait_until 3 bash -c "FERROVS_CTL=$WORK/d1.sock $FERROVSADM -L --daemon | grep -q master"
     local d1d d2d
     d1d=$(adm 1 -L --daemon)
     d2d=$(adm 2 -L --daemon)
+    if [ "$SYNC" = both ]; then
+        # Only the first line (the master's) is compared below.
+        check "$mode: both daemons on director 1 ($(echo "$d1d" | cut -d' ' -f1 | tr '\n' ' '))" \
+            [ "$(echo "$d1d" | cut -d' ' -f1 | tr '\n' ' ')" = "master backup " ]
+        check "$mode: both daemons on director 2 ($(echo "$d2d" | cut -d' ' -f1 | tr '\n' ' '))" \
+            [ "$(echo "$d2d" | cut -d' ' -f1 | tr '\n' ' ')" = "master backup " ]
+        d1d=$(echo "$d1d" | head -1)
+        d2d="backup${d2d#*backup}"
+    fi
     check "$mode: ferrovsadm -L --daemon on the master ($d1d)" \
         [ "$d1d" = "master sync daemon (mcast=$ifa1, syncid=51, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)" ]
     check "$mode: ferrovsadm -L --daemon on the backup ($d2d)" \
@@ -377,7 +397,7 @@ test_mode() {
         tail -5 "$WORK/d1.log"
     fi
     local synced
-    if [ "$SYNC" != on ]; then
+    if [ "$SYNC" = off ]; then
         bad "$mode: control run without sync: the backup holds $(established 2) connections"
     elif wait_until 10 at_least "$CONNS" established 2; then
         synced=$(established 2)
@@ -396,6 +416,14 @@ test_mode() {
     local running
     running=$(find "$WORK/dl" -name '*.sum' -size +0 | wc -l)
     check "$mode: the downloads are still streaming when the master dies ($running of $CONNS done)" [ "$running" -eq 0 ]
+    if [ "$SYNC" = both ]; then
+        # Director 1's own messages never reached its own backup daemon;
+        # director 2's master, with no traffic, sent none.
+        check "$mode: director 1 heard none of its own messages ($(metric 1 ferrovs_sync_messages_received_total))" \
+            [ "$(metric 1 ferrovs_sync_messages_received_total)" = 0 ]
+        check "$mode: director 2 sent nothing back ($(metric 2 ferrovs_sync_entries_sent_total))" \
+            [ "$(metric 2 ferrovs_sync_entries_sent_total)" = 0 ]
+    fi
 
     kill -KILL "${PIDS[d1]}" 2>/dev/null
     wait "${PIDS[d1]}" 2>/dev/null
@@ -411,7 +439,7 @@ test_mode() {
     local good
     good=$(cat "$WORK"/dl/*.sum 2>/dev/null | grep -cx "$big_sha")
     check "$mode: $good of $CONNS downloads completed across the failover with their sha256 intact" [ "$good" -eq "$CONNS" ]
-    d2d=$(adm 2 -L --daemon)
+    d2d=$(adm 2 -L --daemon | head -1)
     check "$mode: the new master runs the master sync daemon ($d2d)" \
         [ "$d2d" = "master sync daemon (mcast=$ifa2, syncid=51, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)" ]
     local inst drop
