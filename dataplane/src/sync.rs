@@ -33,13 +33,12 @@ use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-/// Records each worker's ring holds (92 bytes each, IPv6's size, 3 MB):
-/// the sync
-/// daemon drains the rings every 10 ms, and a worker opening 200k
-/// connections a second records about 500k a second (two each, plus the
-/// refreshes of established flows), 5,000 a tick; the rest absorbs a
-/// control plane that was scheduled late (measured with `ferrovs-perf
-/// --sync` on a loaded two-core machine, 8192 overflowed).
+/// Records each worker's ring holds (92 bytes each, an IPv6 record's
+/// size, 3 MB): the sync daemon drains the rings every 10 ms, and a worker
+/// opening 200k connections a second records about 500k a second (two
+/// each, plus the refreshes of established flows), 5,000 a tick; the rest
+/// absorbs a control plane that was scheduled late (measured with
+/// `ferrovs-perf --sync` on a loaded two-core machine, 8192 overflowed).
 pub const RING_SIZE: usize = 32768;
 
 /// A SYN-proxied connection's translation (`fwd/synproxy.rs`, the
