@@ -729,9 +729,20 @@ impl SnapshotBuilder {
         let entries: Vec<(u32, AddrKind)> = {
             let mut m: HashMap<u32, AddrKind> = s.addrs.iter().collect();
             for l in laddrs4 {
-                m.entry(u32::from(l)).or_insert(AddrKind::Laddr {
+                let k = AddrKind::Laddr {
                     active: !self.inactive_vips.contains(&l),
-                });
+                };
+                // A VRRP instance may hold it (a pair puts FULLNAT's local
+                // addresses in a server-side instance, so that the new
+                // master's ARPs reach the servers): `build` filed it as a
+                // VIP then, and NAT64's replies to it would be taken for
+                // clients'. It is a local address unless a service's VIP,
+                // as IPv4 FULLNAT's are (filed before the VRRP ones).
+                let svc_vip = s.services.iter().any(|v| v.vaddr == l);
+                let e = m.entry(u32::from(l)).or_insert(k);
+                if matches!(e, AddrKind::Vip { .. }) && !svc_vip {
+                    *e = k;
+                }
             }
             m.into_iter().collect()
         };
@@ -769,6 +780,57 @@ mod tests {
             assert_eq!(t.get(a), None);
         }
         assert_eq!(AddrTable::<u32>::new(&[]).get(5), None);
+    }
+
+    /// NAT64's IPv4 local addresses stay local addresses when a VRRP
+    /// instance holds them too (as a pair's server-side instance does), as
+    /// IPv4 FULLNAT's do, active or not by the instance's state.
+    #[test]
+    fn nat64_local_addresses_held_by_vrrp_are_local_addresses() {
+        use crate::service::{DestShared, RealServer6};
+        let mut b = SnapshotBuilder::new(1, 1, Arc::new(TemplateTable::new(16)));
+        b.templates6(Arc::new(TemplateTable::new_v6(16)));
+        let (l1, l2) = (
+            Ipv4Addr::new(198, 18, 1, 100),
+            Ipv4Addr::new(198, 18, 1, 101),
+        );
+        b.vrrp_vip(l1, true);
+        b.vrrp_vip(l2, false);
+        b.vrrp_vip(Ipv4Addr::new(198, 18, 1, 254), true);
+        b.service6(Service6::new(
+            Proto::Tcp,
+            "2001:db8::100".parse().unwrap(),
+            80,
+            crate::sched::SchedKind::Rr,
+            crate::sched::SchedFlags::default(),
+            None,
+            vec![RealServer6 {
+                addr: IpAddr::V4(Ipv4Addr::new(198, 18, 1, 11)),
+                port: 80,
+                weight: 1,
+                fwd: FwdMethod::FullNat,
+                u_threshold: 0,
+                l_threshold: 0,
+                shared: DestShared::new(1, 1),
+            }],
+            vec![IpAddr::V4(l1), IpAddr::V4(l2)],
+            ServiceShared::new(1, 1),
+        ));
+        let s = b.build().unwrap();
+        assert_eq!(
+            s.addr_kind(l1.octets()),
+            Some(AddrKind::Laddr { active: true })
+        );
+        assert_eq!(
+            s.addr_kind(l2.octets()),
+            Some(AddrKind::Laddr { active: false })
+        );
+        assert!(s.is_laddr64(l1.octets()));
+        // A VRRP address that is no local address stays a VIP.
+        assert_eq!(
+            s.addr_kind([198, 18, 1, 254]),
+            Some(AddrKind::Vip { active: true })
+        );
     }
 
     /// The IPv6 table the same way, with addresses that differ only in

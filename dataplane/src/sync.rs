@@ -15,8 +15,15 @@
 //! connection).
 //!
 //! Sans-IO and allocation-free on the fast path: a record is a `Copy`
-//! struct pushed into a preallocated `ArrayQueue`; a full ring is a counted
+//! value pushed into a preallocated `ArrayQueue`; a full ring is a counted
 //! drop (the next refresh, 50 packets later, sends the connection again).
+//!
+//! IPv4 connections are [`SyncRecord`]s, IPv6 ones (DR, NAT66, FULLNAT66,
+//! TUN, and NAT64's and TUN's IPv4 servers behind an IPv6 VIP)
+//! [`SyncRecord6`]s, whose IPv4 server and local addresses are kept
+//! IPv4-mapped as the IPv6 table keeps them (`conn::entry::Addrs6`). A
+//! SYN-proxied connection carries its sequence delta and the server's
+//! window scale ([`SynSeq`]), which a backup needs to go on translating.
 
 use crate::conn::TcpState;
 use crate::service::FwdMethod;
@@ -26,13 +33,23 @@ use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-/// Records each worker's ring holds (40 bytes each, 1.3 MB): the sync
-/// daemon drains the rings every 10 ms, and a worker opening 200k
-/// connections a second records about 500k a second (two each, plus the
-/// refreshes of established flows), 5,000 a tick; the rest absorbs a
-/// control plane that was scheduled late (measured with `ferrovs-perf
-/// --sync` on a loaded two-core machine, 8192 overflowed).
+/// Records each worker's ring holds (92 bytes each, an IPv6 record's
+/// size, 3 MB): the sync daemon drains the rings every 10 ms, and a worker
+/// opening 200k connections a second records about 500k a second (two
+/// each, plus the refreshes of established flows), 5,000 a tick; the rest
+/// absorbs a control plane that was scheduled late (measured with
+/// `ferrovs-perf --sync` on a loaded two-core machine, 8192 overflowed).
 pub const RING_SIZE: usize = 32768;
+
+/// A SYN-proxied connection's translation (`fwd/synproxy.rs`, the
+/// [`crate::conn::entry::F_SYNPROXY`] docs): `delta` is `rs_isn - cookie`
+/// (the connection's `ring_seq` once the server answered), `ws` the
+/// server's window scale (or `synproxy::NO_RESCALE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SynSeq {
+    pub delta: u32,
+    pub ws: u8,
+}
 
 /// One connection or template as the sync daemon carries it (IPv4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +70,72 @@ pub struct SyncRecord {
     pub laddr: [u8; 4],
     pub lport: u16,
     pub timeout_s: u32,
+    /// A SYN-proxied connection whose server answered.
+    pub synproxy: Option<SynSeq>,
+}
+
+/// One IPv6 connection or template. `daddr` and `laddr` are IPv4-mapped
+/// (`::ffff:a.b.c.d`) for an IPv4 real server (NAT64, TUN to an IPv4
+/// server) and an IPv4 local address (NAT64).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncRecord6 {
+    pub proto: u8,
+    /// IPVS's state number (`TcpState` as u8; 0 for UDP).
+    pub state: u8,
+    pub fwd: FwdMethod,
+    /// A persistence template: `caddr` is the client's prefix, `cport` 0.
+    pub template: bool,
+    pub caddr: [u8; 16],
+    pub cport: u16,
+    pub vaddr: [u8; 16],
+    pub vport: u16,
+    pub daddr: [u8; 16],
+    pub dport: u16,
+    /// FULLNAT's local address and port (zero otherwise).
+    pub laddr: [u8; 16],
+    pub lport: u16,
+    pub timeout_s: u32,
+    pub synproxy: Option<SynSeq>,
+}
+
+/// What a ring holds: a record of either family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Record {
+    V4(SyncRecord),
+    V6(SyncRecord6),
+}
+
+impl Record {
+    pub fn v4(&self) -> Option<&SyncRecord> {
+        match self {
+            Record::V4(r) => Some(r),
+            Record::V6(_) => None,
+        }
+    }
+    pub fn v6(&self) -> Option<&SyncRecord6> {
+        match self {
+            Record::V6(r) => Some(r),
+            Record::V4(_) => None,
+        }
+    }
+    pub fn is_template(&self) -> bool {
+        match self {
+            Record::V4(r) => r.template,
+            Record::V6(r) => r.template,
+        }
+    }
+}
+
+impl From<SyncRecord> for Record {
+    fn from(r: SyncRecord) -> Record {
+        Record::V4(r)
+    }
+}
+
+impl From<SyncRecord6> for Record {
+    fn from(r: SyncRecord6) -> Record {
+        Record::V6(r)
+    }
 }
 
 /// `sync_threshold` and `sync_period` (`net.ipv4.vs.sync_threshold`, "3 50").
@@ -185,7 +268,7 @@ pub struct SyncShared {
     /// round the others (the installing worker may not be the one the
     /// receive steering picks).
     installed: AtomicBool,
-    rings: Vec<ArrayQueue<SyncRecord>>,
+    rings: Vec<ArrayQueue<Record>>,
 }
 
 impl SyncShared {
@@ -194,7 +277,7 @@ impl SyncShared {
             master: CachePadded::new(AtomicBool::new(false)),
             installed: AtomicBool::new(false),
             // Allocated lazily would mean a fast-path branch on every push;
-            // RING_SIZE × 40 bytes per worker is small.
+            // RING_SIZE × 92 bytes per worker is small beside the tables.
             rings: (0..workers.max(1))
                 .map(|_| ArrayQueue::new(RING_SIZE))
                 .collect(),
@@ -218,11 +301,11 @@ impl SyncShared {
     }
     /// A worker's record; false when its ring is full.
     #[inline]
-    pub fn push(&self, worker: usize, r: SyncRecord) -> bool {
-        self.rings[worker].push(r).is_ok()
+    pub fn push(&self, worker: usize, r: impl Into<Record>) -> bool {
+        self.rings[worker].push(r.into()).is_ok()
     }
     /// Takes up to `max` records of worker `w`'s ring.
-    pub fn drain(&self, w: usize, max: usize, mut f: impl FnMut(SyncRecord)) -> usize {
+    pub fn drain(&self, w: usize, max: usize, mut f: impl FnMut(Record)) -> usize {
         let mut n = 0;
         while n < max {
             match self.rings.get(w).and_then(|r| r.pop()) {
@@ -247,10 +330,18 @@ impl SyncShared {
 /// receive queue's steering, which the control plane cannot compute: the
 /// client hash stands in for it, and an inbound segment that misses on
 /// the steered worker is passed round the others (`SyncShared::installed`).
-pub fn owner(snap: &Snapshot, r: &SyncRecord) -> usize {
-    match r.fwd {
-        FwdMethod::FullNat if !r.template => snap.lport_owner(r.lport),
-        _ => snap.nat_owner(r.caddr, r.cport),
+/// IPv6 follows the same rules (`worker/v6.rs`: NAT66 by the IPv6 client
+/// hash, FULLNAT66 and NAT64 by the local port).
+pub fn owner(snap: &Snapshot, r: &Record) -> usize {
+    match r {
+        Record::V4(r) => match r.fwd {
+            FwdMethod::FullNat if !r.template => snap.lport_owner(r.lport),
+            _ => snap.nat_owner(r.caddr, r.cport),
+        },
+        Record::V6(r) => match r.fwd {
+            FwdMethod::FullNat if !r.template => snap.lport_owner(r.lport),
+            _ => snap.nat_owner6(&r.caddr, r.cport),
+        },
     }
 }
 
@@ -270,6 +361,8 @@ pub enum Refused {
     NoLaddr,
     /// The template table had no room.
     TemplateFull,
+    /// IPv6: the table's address pool had no room for a new address.
+    AddrPoolFull,
 }
 
 #[cfg(test)]
@@ -369,6 +462,12 @@ mod tests {
     }
 
     #[test]
+    fn a_record_is_the_size_the_ring_budget_says() {
+        // RING_SIZE's memory is counted with this (see its docs).
+        assert_eq!(std::mem::size_of::<Record>(), 92);
+    }
+
+    #[test]
     fn rings_are_bounded_and_drained_in_order() {
         let s = SyncShared::new(2);
         let r = |n: u16| SyncRecord {
@@ -385,6 +484,7 @@ mod tests {
             laddr: [0; 4],
             lport: 0,
             timeout_s: 900,
+            synproxy: None,
         };
         let mut pushed = 0;
         for n in 0..(RING_SIZE as u16 + 5) {
@@ -394,7 +494,7 @@ mod tests {
         }
         assert_eq!(pushed, RING_SIZE);
         let mut got = Vec::new();
-        assert_eq!(s.drain(1, 3, |x| got.push(x.cport)), 3);
+        assert_eq!(s.drain(1, 3, |x| got.push(x.v4().unwrap().cport)), 3);
         assert_eq!(got, vec![0, 1, 2]);
         assert_eq!(s.drain(0, 10, |_| ()), 0);
     }

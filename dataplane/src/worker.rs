@@ -123,7 +123,7 @@ pub enum Request {
     Transmit { port: u16, frame: Vec<u8> },
     /// Connections and templates a sync master sent (`sync.rs`), to
     /// install in this worker's table.
-    SyncInstall(Vec<crate::sync::SyncRecord>),
+    SyncInstall(Vec<crate::sync::Record>),
 }
 
 /// What all workers share: the published snapshot, counters and rings.
@@ -322,6 +322,8 @@ struct Core<P: Port> {
     sync_on: bool,
     sync_policy: crate::sync::Policy,
     sync_meta: crate::sync::Meta,
+    /// The same counters for the IPv6 table's slots.
+    sync_meta6: crate::sync::Meta,
 }
 
 /// Linux's `icmp_global_allow` (net/ipv4/icmp.c): at most
@@ -513,6 +515,7 @@ impl<P: Port> Worker<P> {
                 sync_on: false,
                 sync_policy: crate::sync::Policy::default(),
                 sync_meta: crate::sync::Meta::default(),
+                sync_meta6: crate::sync::Meta::default(),
             },
             rx: Vec::with_capacity(BURST),
             fds: Vec::new(),
@@ -563,6 +566,8 @@ impl<P: Port> Worker<P> {
     /// 1024, since an IPv6 entry takes twice the memory).
     pub fn set_conn_capacity6(&mut self, capacity: usize, now_ms: u64) {
         self.core.conns6 = ConnTable::new_v6(capacity, now_ms);
+        // Sized again for the new table when the worker next records.
+        self.core.sync_meta6 = crate::sync::Meta::default();
     }
 
     pub fn neigh6(&self) -> &NeighCache<P::Pkt, Ipv6Addr> {
@@ -637,6 +642,9 @@ impl<P: Port> Worker<P> {
             // Once, when the worker first becomes a sync master: the
             // counters of the connections already there start at zero.
             core.sync_meta.prepare(core.conns.capacity());
+        }
+        if core.sync_on && !core.sync_meta6.is_ready() {
+            core.sync_meta6.prepare(core.conns6.capacity());
         }
 
         // Packets other workers passed to us.
@@ -3008,7 +3016,11 @@ impl<P: Port> Core<P> {
                 }
                 Request::SyncInstall(records) => {
                     for r in &records {
-                        match self.sync_install(snap, r, now) {
+                        let done = match r {
+                            crate::sync::Record::V4(r) => self.sync_install(snap, r, now),
+                            crate::sync::Record::V6(r) => self.sync_install6(snap, r, now),
+                        };
+                        match done {
                             Ok(()) => self.ctr().sync_installed.inc(),
                             Err(_) => self.ctr().sync_refused.inc(),
                         }

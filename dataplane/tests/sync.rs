@@ -8,15 +8,22 @@ mod common;
 use common::*;
 use ferrovs_dataplane::conn::TcpState;
 use ferrovs_dataplane::service::{FwdMethod, Persistence};
-use ferrovs_dataplane::sync::{self, SyncRecord};
+use ferrovs_dataplane::sync::{self, Record, SyncRecord};
 use ferrovs_dataplane::worker::Request;
 
+/// The IPv4 records every worker made.
 fn drain(lab: &Lab) -> Vec<SyncRecord> {
     let mut v = Vec::new();
     for w in 0..lab.shared.sync.workers() {
-        lab.shared.sync.drain(w, usize::MAX, |r| v.push(r));
+        lab.shared.sync.drain(w, usize::MAX, |r| {
+            v.push(*r.v4().expect("IPv4 records only"))
+        });
     }
     v
+}
+
+fn install(recs: &[SyncRecord]) -> Request {
+    Request::SyncInstall(recs.iter().map(|&r| r.into()).collect())
 }
 
 /// A client's handshake and `data` data segments on port `cport`; returns
@@ -160,7 +167,7 @@ fn a_template_rides_with_its_connection() {
     // The backup takes the template: a new connection of the client's
     // network goes to the same server, though rr would pick the next.
     let mut b = Lab::new(svc, 1);
-    assert!(b.shared.request_now(0, Request::SyncInstall(vec![*t])));
+    assert!(b.shared.request_now(0, install(&[*t])));
     b.poll_all();
     for port in [50000, 50001, 50002] {
         let out = b.send(
@@ -192,6 +199,7 @@ fn a_full_ring_is_counted() {
         laddr: [0; 4],
         lport: 0,
         timeout_s: 900,
+        synproxy: None,
     };
     while m.shared.sync.push(0, filler) {}
     client_flow(&mut m, 40003, 1);
@@ -222,8 +230,8 @@ fn failover(fwd: FwdMethod) {
     let mut b = Lab::new(svc, 1);
     assert_eq!(r.daddr, RS[1]);
     let snap = b.shared.snapshot.load_full();
-    assert_eq!(sync::owner(&snap, &r), 0);
-    assert!(b.shared.request_now(0, Request::SyncInstall(records)));
+    assert_eq!(sync::owner(&snap, &Record::V4(r)), 0);
+    assert!(b.shared.request_now(0, install(&records)));
     b.poll_all();
     let c = &b.shared.counters;
     assert_eq!(c.iter().map(|c| c.sync_installed.get()).sum::<u64>(), 1);
@@ -290,14 +298,13 @@ fn an_update_moves_the_state_and_a_stranger_is_refused() {
     client_flow(&mut m, 40020, 1);
     let mut r = drain(&m)[0];
     let mut b = Lab::new(m.svc.clone(), 1);
-    b.shared.request_now(0, Request::SyncInstall(vec![r]));
+    b.shared.request_now(0, install(&[r]));
     b.poll_all();
     r.state = TcpState::FinWait as u8;
     r.timeout_s = 120;
     let mut stranger = r;
     stranger.vport = 81;
-    b.shared
-        .request_now(0, Request::SyncInstall(vec![r, stranger]));
+    b.shared.request_now(0, install(&[r, stranger]));
     b.poll_all();
     assert_eq!(b.workers[0].conns().len(), 1);
     let (_, c) = b.workers[0].conns().iter().next().unwrap();
@@ -322,8 +329,8 @@ fn steered_elsewhere(fwd: FwdMethod) {
     svc.weights = vec![1, 1, 1];
     let mut b = Lab::new(svc, 2);
     let snap = b.shared.snapshot.load_full();
-    let owner = sync::owner(&snap, &r);
-    assert!(b.shared.request_now(owner, Request::SyncInstall(records)));
+    let owner = sync::owner(&snap, &Record::V4(r));
+    assert!(b.shared.request_now(owner, install(&records)));
     b.poll_all();
     assert_eq!(b.workers[owner].conns().len(), 1);
     let other = 1 - owner;
@@ -349,4 +356,538 @@ fn a_dr_segment_steered_to_another_worker_finds_its_synced_connection() {
 #[test]
 fn a_fullnat_segment_steered_to_another_worker_finds_its_synced_connection() {
     steered_elsewhere(FwdMethod::FullNat);
+}
+
+// ---- IPv6, NAT64 and TUN behind an IPv6 VIP ------------------------------
+
+use common::lab6::{self, Lab6, Svc6, CLIENT6, LADDR4, LADDR6, RS4, RS6, VIP6};
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use ferrovs_dataplane::service::Persistence6;
+use ferrovs_dataplane::sync::{SynSeq, SyncRecord6};
+use std::net::IpAddr;
+
+fn drain6(lab: &Lab6) -> Vec<SyncRecord6> {
+    let mut v = Vec::new();
+    for w in 0..lab.shared.sync.workers() {
+        lab.shared.sync.drain(w, usize::MAX, |r| {
+            v.push(*r.v6().expect("IPv6 records only"))
+        });
+    }
+    v
+}
+
+/// A frame's (source, source port, destination, destination port), IPv4
+/// or IPv6.
+fn ends(f: &[u8]) -> (IpAddr, u16, IpAddr, u16) {
+    let p = SlicedPacket::from_ethernet(f).expect("parses");
+    let (s, d) = match &p.net {
+        Some(NetSlice::Ipv4(ip)) => (
+            IpAddr::from(ip.header().source()),
+            IpAddr::from(ip.header().destination()),
+        ),
+        Some(NetSlice::Ipv6(ip)) => (
+            IpAddr::from(ip.header().source()),
+            IpAddr::from(ip.header().destination()),
+        ),
+        _ => panic!("not IP"),
+    };
+    let Some(TransportSlice::Tcp(t)) = &p.transport else {
+        panic!("not TCP")
+    };
+    (s, t.source_port(), d, t.destination_port())
+}
+
+/// A TCP segment from `src` to `dst` (either family) with explicit
+/// sequence numbers and window.
+#[allow(clippy::too_many_arguments)]
+fn seg(
+    macs: (ferrovs_dataplane::wire::Mac, ferrovs_dataplane::wire::Mac),
+    src: (IpAddr, u16),
+    dst: (IpAddr, u16),
+    seq: u32,
+    ack: u32,
+    flags: &str,
+    window: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let e = PacketBuilder::ethernet2(macs.0, macs.1);
+    let ip = match (src.0, dst.0) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => e.ipv4(s.octets(), d.octets(), 64),
+        (IpAddr::V6(s), IpAddr::V6(d)) => e.ipv6(s.octets(), d.octets(), 64),
+        _ => panic!("mixed"),
+    };
+    let mut b = ip.tcp(src.1, dst.1, seq, window).ack(ack);
+    if flags.contains('S') {
+        b = b.syn();
+    }
+    if flags.contains('P') {
+        b = b.psh();
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+fn svc6(fwd: FwdMethod, nat64: bool) -> Svc6 {
+    let mut s = Svc6::new(fwd);
+    s.nat64 = nat64;
+    s.servers = 3;
+    s
+}
+
+/// A client's IPv6 handshake and one data segment: the third inbound
+/// packet, which a master sends. Returns the frames the servers' side saw.
+fn client_flow6(lab: &mut Lab6, cport: u16, sees_replies: bool) -> Vec<Vec<u8>> {
+    let c = |flags: &str, p: &[u8]| {
+        lab6::tcp6(CLIENT_MAC, DIR0_MAC, CLIENT6, cport, VIP6, 80, 64, flags, p)
+    };
+    let mut out = lab.send(0, 0, &c("S", b""), 1);
+    assert_eq!(out.len(), 1, "SYN forwarded");
+    if sees_replies {
+        let (s, sp, d, dp) = ends(&out[0]);
+        let rs = match s {
+            IpAddr::V4(_) => RS4.iter().position(|a| IpAddr::from(*a) == d),
+            IpAddr::V6(_) => RS6.iter().position(|a| IpAddr::from(*a) == d),
+        }
+        .unwrap();
+        let synack = seg(
+            (rs_mac(rs), DIR1_MAC),
+            (d, dp),
+            (s, sp),
+            7,
+            1,
+            "S",
+            502,
+            b"",
+        );
+        assert_eq!(lab.send(0, 1, &synack, 0).len(), 1, "SYN-ACK relayed");
+    }
+    out.extend(lab.send(0, 0, &c("A", b""), 1));
+    out.extend(lab.send(0, 0, &c("A", b"x"), 1));
+    out
+}
+
+/// An IPv6 connection recorded by a master is installed on a backup,
+/// which forwards its next segment exactly as the master did (same
+/// server, same rewrite, same local address and port) and relays the
+/// server's reply.
+fn failover6(fwd: FwdMethod, nat64: bool) {
+    let replies = fwd.sees_replies();
+    let mut m = Lab6::new(svc6(fwd, nat64), 1);
+    m.shared.sync.set_master(true);
+    // A first client takes the first server: ours gets the second, which
+    // the backup's own scheduler would not pick.
+    client_flow6(&mut m, 39999, replies);
+    drain6(&m);
+    let seen = client_flow6(&mut m, 40010, replies);
+    let last_master = seen.last().unwrap().clone();
+    let recs = drain6(&m);
+    assert_eq!(recs.len(), 1, "{fwd:?} nat64={nat64}: {recs:?}");
+    let r = recs[0];
+    assert_eq!(
+        (r.caddr, r.cport, r.vaddr, r.vport),
+        (CLIENT6, 40010, VIP6, 80)
+    );
+    assert_eq!(r.state, TcpState::Established as u8);
+    let server = if nat64 {
+        std::net::Ipv4Addr::from(RS4[1]).to_ipv6_mapped().octets()
+    } else {
+        RS6[1]
+    };
+    assert_eq!(
+        r.daddr, server,
+        "{fwd:?}: the second server, mapped if IPv4"
+    );
+    if fwd == FwdMethod::FullNat {
+        let la = if nat64 {
+            std::net::Ipv4Addr::from(LADDR4).to_ipv6_mapped().octets()
+        } else {
+            LADDR6
+        };
+        assert_eq!(r.laddr, la);
+        assert_ne!(r.lport, 0);
+    }
+
+    let mut b = Lab6::new(svc6(fwd, nat64), 1);
+    let snap = b.shared.snapshot.load_full();
+    assert_eq!(sync::owner(&snap, &Record::V6(r)), 0);
+    assert!(b
+        .shared
+        .request_now(0, Request::SyncInstall(vec![Record::V6(r)])));
+    b.poll_all();
+    let ctr = |l: &Lab6, f: fn(&ferrovs_dataplane::counters::WorkerCounters) -> u64| {
+        l.shared.counters.iter().map(f).sum::<u64>()
+    };
+    assert_eq!(ctr(&b, |c| c.sync_installed.get()), 1, "{fwd:?}");
+    assert_eq!(b.workers[0].conns6().len(), 1);
+    assert_eq!(b.workers[0].conns().len(), 0);
+
+    let data = lab6::tcp6(
+        CLIENT_MAC, DIR0_MAC, CLIENT6, 40010, VIP6, 80, 64, "A", b"x",
+    );
+    let out = b.send(0, 0, &data, 1);
+    assert_eq!(out.len(), 1, "{fwd:?} nat64={nat64}: forwarded at once");
+    if nat64 && fwd == FwdMethod::Tun {
+        // IPv6 in IPv4: the outer header's identification (and so its
+        // checksum) is the director's own.
+        let blank = |f: &[u8]| {
+            let mut f = f.to_vec();
+            f[18..20].fill(0);
+            f[24..26].fill(0);
+            f
+        };
+        assert_eq!(blank(&out[0]), blank(&last_master));
+        assert_eq!(out[0][23], 41, "IPv6 in IPv4");
+    } else if nat64 {
+        // The IPv4 header's identification is the director's own.
+        assert_eq!(ends(&out[0]), ends(&last_master));
+        assert_eq!(out[0][..6], last_master[..6]);
+    } else {
+        assert_eq!(out[0], last_master, "{fwd:?}: the master's very frame");
+    }
+    if replies {
+        let (s, sp, d, dp) = ends(&out[0]);
+        let back = b.send(
+            0,
+            1,
+            &seg(
+                (rs_mac(1), DIR1_MAC),
+                (d, dp),
+                (s, sp),
+                8,
+                2,
+                "A",
+                502,
+                b"y",
+            ),
+            0,
+        );
+        assert_eq!(back.len(), 1, "{fwd:?}: reply relayed");
+        assert_eq!(
+            ends(&back[0]),
+            (IpAddr::from(VIP6), 80, IpAddr::from(CLIENT6), 40010)
+        );
+    }
+}
+
+#[test]
+fn ipv6_dr_flows_are_forwarded_at_once_after_failover() {
+    failover6(FwdMethod::Dr, false);
+}
+
+#[test]
+fn nat66_flows_are_forwarded_at_once_after_failover() {
+    failover6(FwdMethod::Nat, false);
+}
+
+#[test]
+fn fullnat66_flows_keep_their_local_port_after_failover() {
+    failover6(FwdMethod::FullNat, false);
+}
+
+#[test]
+fn tun6_flows_are_forwarded_at_once_after_failover() {
+    failover6(FwdMethod::Tun, false);
+}
+
+#[test]
+fn tun_to_an_ipv4_server_behind_an_ipv6_vip_survives_failover() {
+    failover6(FwdMethod::Tun, true);
+}
+
+#[test]
+fn nat64_flows_keep_their_ipv4_local_port_after_failover() {
+    failover6(FwdMethod::FullNat, true);
+}
+
+/// IPv6 persistence: the template of the client's /64 rides with its
+/// connection, and on the backup sends the prefix's new connections to
+/// the same server.
+#[test]
+fn an_ipv6_template_rides_with_its_connection() {
+    let mut svc = svc6(FwdMethod::Dr, false);
+    svc.persistence = Some(Persistence6 {
+        timeout_s: 300,
+        prefix_len: 64,
+    });
+    let mut m = Lab6::new(svc.clone(), 1);
+    m.shared.sync.set_master(true);
+    client_flow6(&mut m, 40002, false);
+    let r = drain6(&m);
+    assert_eq!(r.len(), 2, "{r:?}");
+    let t = r.iter().find(|r| r.template).unwrap();
+    let mut prefix = CLIENT6;
+    prefix[8..].fill(0);
+    assert_eq!(t.caddr, prefix);
+    assert_eq!((t.cport, t.vport, t.timeout_s), (0, 80, 300));
+    let c = r.iter().find(|r| !r.template).unwrap();
+    assert_eq!(t.daddr, c.daddr);
+
+    let mut b = Lab6::new(svc, 1);
+    assert!(b
+        .shared
+        .request_now(0, Request::SyncInstall(vec![Record::V6(*t)])));
+    b.poll_all();
+    for port in [50000, 50001, 50002] {
+        let syn = lab6::tcp6(CLIENT_MAC, DIR0_MAC, CLIENT6, port, VIP6, 80, 64, "S", b"");
+        let out = b.send(0, 0, &syn, 1);
+        assert_eq!(out.len(), 1);
+        let i = (0..3).find(|&i| rs_mac(i) == out[0][0..6]).unwrap();
+        assert_eq!(RS6[i], t.daddr, "port {port}");
+    }
+}
+
+/// With two workers, a synced IPv6 DR connection installed on the worker
+/// its owner rule names is found from the other one.
+#[test]
+fn an_ipv6_segment_steered_to_another_worker_finds_its_synced_connection() {
+    let mut m = Lab6::new(svc6(FwdMethod::Dr, false), 1);
+    m.shared.sync.set_master(true);
+    let seen = client_flow6(&mut m, 40030, false);
+    let r = drain6(&m)[0];
+    let mut b = Lab6::new(svc6(FwdMethod::Dr, false), 2);
+    let snap = b.shared.snapshot.load_full();
+    let owner = sync::owner(&snap, &Record::V6(r));
+    assert!(b
+        .shared
+        .request_now(owner, Request::SyncInstall(vec![Record::V6(r)])));
+    b.poll_all();
+    let other = 1 - owner;
+    let data = lab6::tcp6(
+        CLIENT_MAC, DIR0_MAC, CLIENT6, 40030, VIP6, 80, 64, "A", b"x",
+    );
+    let out = b.send(other, 0, &data, 1);
+    assert_eq!(out, vec![seen.last().unwrap().clone()]);
+    assert_eq!(b.workers[other].conns6().len(), 0, "no second connection");
+    let chained: u64 = b.shared.counters.iter().map(|c| c.sync_chained.get()).sum();
+    assert_eq!(chained, 1);
+}
+
+// ---- SYN-proxied connections ---------------------------------------------
+
+const ISN: u32 = 1000;
+const RS_ISN: u32 = 5_000_000;
+
+/// A SYN-proxied NAT connection, once its server answered, is sent with
+/// its delta and the server's window scale; the backup installs it
+/// translated: the client's acknowledgements reach the server in its
+/// sequence space, the server's segments the client in the cookie's,
+/// windows rescaled from the server's shift 9 to the announced 7.
+#[test]
+fn a_synproxied_connection_keeps_its_translation_after_failover() {
+    let mut svc = Svc::new(FwdMethod::Nat);
+    svc.synproxy = true;
+    let mut m = Lab::new(svc.clone(), 1);
+    m.shared.sync.set_master(true);
+    let client = (IpAddr::from(CLIENT), 40000);
+    let vip = (IpAddr::from(VIP), 80);
+    let rs = (IpAddr::from(RS[0]), 80);
+    let from_client = |seq, ack, flags: &str, p: &[u8]| {
+        seg((CLIENT_MAC, DIR0_MAC), client, vip, seq, ack, flags, 502, p)
+    };
+    // The SYN with window scale 7, answered with a cookie.
+    let mut syn = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, DIR0_MAC)
+        .ipv4(CLIENT, VIP, 64)
+        .tcp(40000, 80, ISN, 502)
+        .syn()
+        .options(&[etherparse::TcpOptionElement::WindowScale(7)])
+        .unwrap()
+        .write(&mut syn, b"")
+        .unwrap();
+    let out = m.send(0, 0, &syn, 0);
+    let cookie = SlicedPacket::from_ethernet(&out[0])
+        .map(|p| match p.transport {
+            Some(TransportSlice::Tcp(t)) => t.sequence_number(),
+            _ => panic!(),
+        })
+        .unwrap();
+    assert_eq!(
+        m.send(0, 0, &from_client(ISN + 1, cookie + 1, "A", b""), 1)
+            .len(),
+        1,
+        "SYN to the server"
+    );
+    let mut synack = Vec::new();
+    PacketBuilder::ethernet2(rs_mac(0), DIR1_MAC)
+        .ipv4(RS[0], CLIENT, 64)
+        .tcp(80, 40000, RS_ISN, 65160)
+        .syn()
+        .ack(ISN + 1)
+        .options(&[etherparse::TcpOptionElement::WindowScale(9)])
+        .unwrap()
+        .write(&mut synack, b"")
+        .unwrap();
+    m.send(0, 1, &synack, 0);
+    assert!(drain(&m).is_empty(), "not before the threshold packet");
+    m.send(0, 0, &from_client(ISN + 1, cookie + 1, "A", b"a"), 1);
+    m.send(0, 0, &from_client(ISN + 2, cookie + 1, "A", b"b"), 1);
+    let recs = drain(&m);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let r = recs[0];
+    assert_eq!(
+        r.synproxy,
+        Some(SynSeq {
+            delta: RS_ISN.wrapping_sub(cookie),
+            ws: 9
+        })
+    );
+
+    let mut b = Lab::new(svc, 1);
+    assert!(b.shared.request_now(0, install(&[r])));
+    b.poll_all();
+    let (_, c) = b.workers[0].conns().iter().next().unwrap();
+    assert!(c.synproxy_translated());
+    assert_eq!(c.synproxy_ws(), 9);
+    let out = b.send(0, 0, &from_client(ISN + 3, cookie + 11, "A", b"c"), 1);
+    assert_eq!(out.len(), 1);
+    assert_checksums(&out[0]);
+    let p = SlicedPacket::from_ethernet(&out[0]).unwrap();
+    let Some(TransportSlice::Tcp(t)) = p.transport else {
+        panic!()
+    };
+    assert_eq!(ends(&out[0]), (client.0, client.1, rs.0, rs.1));
+    assert_eq!(t.acknowledgment_number(), RS_ISN + 11, "server's space");
+    let reply = seg(
+        (rs_mac(0), DIR1_MAC),
+        rs,
+        client,
+        RS_ISN + 11,
+        ISN + 4,
+        "P",
+        100,
+        b"ok",
+    );
+    let out = b.send(0, 1, &reply, 0);
+    assert_eq!(out.len(), 1);
+    assert_checksums(&out[0]);
+    let p = SlicedPacket::from_ethernet(&out[0]).unwrap();
+    let Some(TransportSlice::Tcp(t)) = p.transport else {
+        panic!()
+    };
+    assert_eq!(ends(&out[0]), (vip.0, vip.1, client.0, client.1));
+    assert_eq!(t.sequence_number(), cookie + 11, "client's space");
+    assert_eq!(t.window_size(), 400, "100 << 9 >> 7");
+}
+
+/// The same on the IPv6 table, for a NAT64 connection installed from a
+/// record: translated on both sides of the families.
+#[test]
+fn a_synproxied_nat64_connection_is_installed_translated() {
+    let mut svc = svc6(FwdMethod::FullNat, true);
+    svc.servers = 1;
+    svc.synproxy = true;
+    let mut b = Lab6::new(svc, 1);
+    let cookie: u32 = 0x0100_0000;
+    let server = std::net::Ipv4Addr::from(RS4[0]).to_ipv6_mapped().octets();
+    let laddr = std::net::Ipv4Addr::from(LADDR4).to_ipv6_mapped().octets();
+    let r = SyncRecord6 {
+        proto: 6,
+        state: TcpState::Established as u8,
+        fwd: FwdMethod::FullNat,
+        template: false,
+        caddr: CLIENT6,
+        cport: 40000,
+        vaddr: VIP6,
+        vport: 80,
+        daddr: server,
+        dport: 8080,
+        laddr,
+        lport: 2000,
+        timeout_s: 900,
+        synproxy: Some(SynSeq {
+            delta: RS_ISN.wrapping_sub(cookie),
+            ws: 9,
+        }),
+    };
+    assert!(b
+        .shared
+        .request_now(0, Request::SyncInstall(vec![Record::V6(r)])));
+    b.poll_all();
+    assert_eq!(b.workers[0].conns6().len(), 1);
+    let client = (IpAddr::from(CLIENT6), 40000);
+    let vip = (IpAddr::from(VIP6), 80);
+    let lside = (IpAddr::from(LADDR4), 2000);
+    let rs = (IpAddr::from(RS4[0]), 8080);
+    let out = b.send(
+        0,
+        0,
+        &seg(
+            (CLIENT_MAC, DIR0_MAC),
+            client,
+            vip,
+            ISN + 1,
+            cookie + 5,
+            "A",
+            502,
+            b"q",
+        ),
+        1,
+    );
+    assert_eq!(out.len(), 1);
+    assert_checksums(&out[0]);
+    assert_eq!(ends(&out[0]), (lside.0, lside.1, rs.0, rs.1));
+    let p = SlicedPacket::from_ethernet(&out[0]).unwrap();
+    let Some(TransportSlice::Tcp(t)) = p.transport else {
+        panic!()
+    };
+    assert_eq!(t.acknowledgment_number(), RS_ISN + 5);
+    let out = b.send(
+        0,
+        1,
+        &seg(
+            (rs_mac(0), DIR1_MAC),
+            rs,
+            lside,
+            RS_ISN + 5,
+            ISN + 2,
+            "P",
+            100,
+            b"r",
+        ),
+        0,
+    );
+    assert_eq!(out.len(), 1);
+    lab6::assert_checksums6(&out[0]);
+    assert_eq!(ends(&out[0]), (vip.0, vip.1, client.0, client.1));
+    let p = SlicedPacket::from_ethernet(&out[0]).unwrap();
+    let Some(TransportSlice::Tcp(t)) = p.transport else {
+        panic!()
+    };
+    assert_eq!(t.sequence_number(), cookie + 5);
+    assert_eq!(t.window_size(), 400);
+}
+
+// ---- Master and backup at once (active-active) ---------------------------
+
+/// A director running both daemons (`--start-daemon master` and
+/// `--start-daemon backup`, as two directors behind ECMP do) installs what
+/// its peer sends without recording it again: nothing is echoed back to
+/// the peer until the director forwards the flow itself, and then by the
+/// same rules as its own connections (IPVS sends every connection its
+/// master daemon sees packets of).
+#[test]
+fn installing_as_a_backup_records_nothing_while_master() {
+    let mut peer = master(FwdMethod::Nat);
+    client_flow(&mut peer, 40040, 1);
+    let recs = drain(&peer);
+    assert_eq!(recs.len(), 1);
+    let mut both = master(FwdMethod::Nat);
+    for _ in 0..3 {
+        // The peer refreshes it (every 50 packets): still nothing back.
+        assert!(both.shared.request_now(0, install(&recs)));
+        both.poll_all();
+        assert!(drain(&both).is_empty(), "an installed entry is not echoed");
+    }
+    assert_eq!(both.workers[0].conns().len(), 1);
+    // Its own traffic: recorded at the third inbound packet it forwards.
+    for n in 1..=3 {
+        both.send(
+            0,
+            0,
+            &tcp(CLIENT_MAC, DIR0_MAC, CLIENT, 40040, VIP, 80, 64, "A", b"x"),
+            1,
+        );
+        assert_eq!(drain(&both).len(), usize::from(n == 3), "packet {n}");
+    }
 }

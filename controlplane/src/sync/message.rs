@@ -11,6 +11,29 @@
 //! ([`OPT_FULLNAT`]), which the kernel ignores and which carries what a
 //! backup needs to forward a FULLNAT flow after failover.
 //!
+//! IPv6 entries (type bit 0, `STYPE_F_INET6`) are the kernel's `struct
+//! ip_vs_sync_v6`: the same 24 bytes, then three 16-byte addresses. IPVS
+//! has no wire form for a connection of mixed families (its own
+//! `ip_vs_proc_conn` assumes "svc_af is the same as the dest_af"): ferrovs
+//! sends NAT64's and TUN's IPv4 real server behind an IPv6 VIP as an IPv6
+//! entry whose daddr is the IPv4-mapped `::ffff:a.b.c.d`, followed by the
+//! mandatory option [`OPT_DADDR4`] with the IPv4 address. A kernel backup
+//! skips such an entry alone ("Unknown mandatory param", the rest of the
+//! message is used) rather than install a connection to an address it
+//! cannot reach; ferrovs reads the IPv4 server from it.
+//!
+//! A SYN-proxied connection carries its translation in IPVS's own
+//! `IPVS_OPT_SEQ_DATA` (`struct ip_vs_sync_conn_options`: `in_seq` then
+//! `out_seq`, each `init_seq`, `delta`, `previous_delta`) with
+//! `IP_VS_CONN_F_OUT_SEQ`: the server's sequence numbers reach the client
+//! shifted by `out_seq.delta` (`cookie - rs_isn`), whatever their value
+//! (`init_seq` 0, `previous_delta` = `delta`, as `vs_fix_seq` reads it),
+//! and the client's acknowledgements go back by the same delta. The
+//! server's window scale, which IPVS has no field for, rides in the
+//! optional [`OPT_SYNPROXY`]; a kernel backup keeps the sequence data but
+//! applies it only through an application helper, so a SYN-proxied flow
+//! fails over only to a ferrovs backup.
+//!
 //! Sans-IO: [`Encoder`] fills one datagram at a time, [`decode`] reads one.
 //! Receiving follows the kernel's checks: a message whose size field is not
 //! its length, or whose entries run past it, is dropped whole; an entry with
@@ -42,6 +65,13 @@ pub const OPT_F_PARAM: u8 = 1 << 6;
 /// ferrovs's optional option: the FULLNAT local address and port (6 bytes
 /// for IPv4, 18 for IPv6).
 pub const OPT_FULLNAT: u8 = OPT_F_PARAM | 8;
+/// ferrovs's mandatory option of an IPv6 entry whose real server is IPv4
+/// (NAT64, TUN): the server's IPv4 address (4 bytes). Mandatory so that a
+/// kernel backup skips the entry.
+pub const OPT_DADDR4: u8 = 9;
+/// ferrovs's optional option of a SYN-proxied connection: the server's
+/// window scale (1 byte, 15 when windows are not rescaled).
+pub const OPT_SYNPROXY: u8 = OPT_F_PARAM | 10;
 /// `IP_VS_PEDATA_MAXLEN` and `IP_VS_PENAME_MAXLEN`.
 const PE_DATA_MAX: usize = 255;
 const PE_NAME_MAX: usize = 16;
@@ -105,6 +135,8 @@ pub struct SyncConn {
     pub pe: Option<(Vec<u8>, String)>,
     /// The FULLNAT local address and port.
     pub fullnat: Option<(IpAddr, u16)>,
+    /// A SYN-proxied connection's server window scale ([`OPT_SYNPROXY`]).
+    pub synproxy_ws: Option<u8>,
 }
 
 impl SyncConn {
@@ -130,7 +162,19 @@ impl SyncConn {
         if let Some((a, _)) = self.fullnat {
             n += 2 + if a.is_ipv6() { 18 } else { 6 };
         }
+        if self.is_v6() && self.daddr.is_ipv4() {
+            n += 2 + 4;
+        }
+        if self.synproxy_ws.is_some() {
+            n += 2 + 1;
+        }
         n
+    }
+    /// Whether the families are ones the wire can carry: all IPv4, all
+    /// IPv6, or an IPv6 client and VIP with an IPv4 real server.
+    fn families_ok(&self) -> bool {
+        let v6 = self.is_v6();
+        self.vaddr.is_ipv6() == v6 && (self.daddr.is_ipv6() == v6 || v6)
     }
 }
 
@@ -174,7 +218,7 @@ impl Encoder {
     /// (the count is one byte): send this message and start another.
     pub fn push(&mut self, c: &SyncConn) -> Result<(), EncodeError> {
         let v6 = c.is_v6();
-        if c.vaddr.is_ipv6() != v6 || c.daddr.is_ipv6() != v6 {
+        if !c.families_ok() {
             return Err(EncodeError::MixedFamilies);
         }
         if let Some((data, name)) = &c.pe {
@@ -199,7 +243,11 @@ impl Encoder {
         b.extend_from_slice(&c.dport.to_be_bytes());
         b.extend_from_slice(&c.fwmark.to_be_bytes());
         b.extend_from_slice(&c.timeout_s.to_be_bytes());
-        for a in [c.caddr, c.vaddr, c.daddr] {
+        let daddr = match (v6, c.daddr) {
+            (true, IpAddr::V4(a)) => IpAddr::V6(a.to_ipv6_mapped()),
+            (_, a) => a,
+        };
+        for a in [c.caddr, c.vaddr, daddr] {
             put_addr(b, a);
         }
         if let Some((i, o)) = c.seq {
@@ -222,6 +270,13 @@ impl Encoder {
             b.extend_from_slice(&[OPT_FULLNAT, if a.is_ipv6() { 18 } else { 6 }]);
             put_addr(b, a);
             b.extend_from_slice(&p.to_be_bytes());
+        }
+        if let (true, IpAddr::V4(a)) = (v6, c.daddr) {
+            b.extend_from_slice(&[OPT_DADDR4, 4]);
+            b.extend_from_slice(&a.octets());
+        }
+        if let Some(ws) = c.synproxy_ws {
+            b.extend_from_slice(&[OPT_SYNPROXY, 1, ws]);
         }
         b[4] += 1;
         let size = b.len() as u16;
@@ -277,6 +332,8 @@ pub enum EntryError {
     State { protocol: u8, state: u16 },
     #[error("persistence data without an engine name")]
     PeWithoutName,
+    #[error("IPv4 server option in an IPv4 entry, or not matching the daddr field")]
+    BadDaddr4,
 }
 
 /// What one message held, in order.
@@ -372,7 +429,9 @@ fn entry_v1(e: &[u8]) -> Result<Result<SyncConn, EntryError>, ()> {
         seq: None,
         pe: None,
         fullnat: None,
+        synproxy_ws: None,
     };
+    let mut daddr4 = None;
     let mut pe_data: Option<&[u8]> = None;
     let mut pe_name: Option<&[u8]> = None;
     let mut unknown = None;
@@ -409,6 +468,13 @@ fn entry_v1(e: &[u8]) -> Result<Result<SyncConn, EntryError>, ()> {
                     return Err(());
                 }
             }
+            OPT_DADDR4 if ty == OPT_DADDR4 => {
+                if len != 4 || daddr4.is_some() {
+                    return Err(());
+                }
+                daddr4 = Some(std::net::Ipv4Addr::new(v[0], v[1], v[2], v[3]));
+            }
+            _ if ty == OPT_SYNPROXY && len == 1 => c.synproxy_ws = Some(v[0]),
             _ if ty == OPT_FULLNAT && (len == 6 || len == 18) => {
                 c.fullnat = Some((
                     read_addr(&v[..len - 2]),
@@ -422,6 +488,14 @@ fn entry_v1(e: &[u8]) -> Result<Result<SyncConn, EntryError>, ()> {
     }
     if let Some(ty) = unknown {
         return Ok(Err(EntryError::UnknownOption(ty)));
+    }
+    if let Some(a) = daddr4 {
+        // Only an IPv6 entry has an IPv4 server, and its daddr field must
+        // say the same address, mapped.
+        if !v6 || c.daddr != IpAddr::V6(a.to_ipv6_mapped()) {
+            return Ok(Err(EntryError::BadDaddr4));
+        }
+        c.daddr = IpAddr::V4(a);
     }
     match (pe_data, pe_name) {
         (Some(d), Some(n)) => c.pe = Some((d.to_vec(), String::from_utf8_lossy(n).into_owned())),
@@ -505,6 +579,7 @@ fn decode_v0(m: &[u8]) -> Result<Decoded, MessageError> {
             seq,
             pe: None,
             fullnat: None,
+            synproxy_ws: None,
         };
         match check_state(c) {
             Ok(c) => out.conns.push(c),
@@ -540,6 +615,7 @@ mod tests {
             seq: None,
             pe: None,
             fullnat: None,
+            synproxy_ws: None,
         }
     }
 
@@ -565,6 +641,146 @@ mod tests {
             (d.syncid, d.version, d.conns, d.skipped),
             (7, 1, vec![c], vec![])
         );
+    }
+
+    fn v6(s: &str) -> IpAddr {
+        IpAddr::V6(s.parse::<Ipv6Addr>().unwrap())
+    }
+
+    /// An IPv6 DR connection: the header, then one 72-byte `struct
+    /// ip_vs_sync_v6` (type 1 = STYPE_F_INET6, the 24 bytes IPv4 has, then
+    /// caddr, vaddr, daddr as 16-byte `in6_addr`s), written by hand.
+    #[test]
+    fn one_ipv6_entry_byte_for_byte() {
+        let mut c = conn();
+        c.flags = flags::DROUTE | flags::NOOUTPUT;
+        c.caddr = v6("2001:db8:1::10");
+        c.vaddr = v6("2001:db8::64");
+        c.daddr = v6("2001:db8:2::b");
+        let mut e = Encoder::new(7, 1472);
+        e.push(&c).unwrap();
+        let want: Vec<u8> = [
+            // reserved, syncid, size 80, count 1, version 1, spare
+            &[0, 7, 0, 80, 1, 1, 0, 0][..],
+            // type (IPv6), protocol TCP, ver_size (version 0, size 72)
+            &[1, 6, 0, 72],
+            // flags: DROUTE 0x03 | NOOUTPUT 0x80
+            &[0, 0, 0, 0x83],
+            // state ESTABLISHED, cport 40000, vport 80, dport 80
+            &[0, 1, 0x9c, 0x40, 0, 80, 0, 80],
+            // fwmark, timeout 900 s
+            &[0, 0, 0, 0, 0, 0, 0x03, 0x84],
+            &[
+                0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+            ],
+            &[
+                0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x64,
+            ],
+            &[
+                0x20, 0x01, 0x0d, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0b,
+            ],
+        ]
+        .concat();
+        assert_eq!(e.bytes(), &want[..]);
+        assert_eq!(decode(&want, 7).unwrap().conns, vec![c]);
+    }
+
+    /// A SYN-proxied NAT64 connection: an IPv6 entry whose daddr is the
+    /// IPv4-mapped server, then `IPVS_OPT_SEQ_DATA` (type 1, length 24:
+    /// `struct ip_vs_sync_conn_options`, in_seq then out_seq, each
+    /// init_seq, delta, previous_delta, big-endian), ferrovs's FULLNAT
+    /// option, the mandatory IPv4-server option (type 9: bit 6,
+    /// IPVS_OPT_F_PARAM, clear) and the optional window-scale one.
+    #[test]
+    fn a_synproxied_nat64_entry_byte_for_byte() {
+        let mut c = conn();
+        c.flags = flags::FULLNAT | flags::OUT_SEQ;
+        c.caddr = v6("2001:db8:1::10");
+        c.vaddr = v6("2001:db8::64");
+        c.daddr = v4([198, 18, 1, 11]);
+        c.seq = Some((
+            Seq::default(),
+            Seq {
+                init_seq: 0,
+                delta: 0xf000_0001,
+                previous_delta: 0xf000_0001,
+            },
+        ));
+        c.fullnat = Some((v4([198, 18, 1, 100]), 1025));
+        c.synproxy_ws = Some(7);
+        let mut e = Encoder::new(2, 1472);
+        e.push(&c).unwrap();
+        // 72 + 26 (seq) + 8 (FULLNAT) + 6 (IPv4 server) + 3 (wscale).
+        let want: Vec<u8> = [
+            &[0, 2, 0, 123, 1, 1, 0, 0][..],
+            &[1, 6, 0, 115],
+            // flags: FULLNAT 0x05 | OUT_SEQ 0x0200
+            &[0, 0, 0x02, 0x05],
+            &[0, 1, 0x9c, 0x40, 0, 80, 0, 80],
+            &[0, 0, 0, 0, 0, 0, 0x03, 0x84],
+            &[
+                0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+            ],
+            &[
+                0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x64,
+            ],
+            // ::ffff:198.18.1.11
+            &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 1, 11],
+            &[1, 24],
+            &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[0, 0, 0, 0, 0xf0, 0, 0, 1, 0xf0, 0, 0, 1],
+            &[0x48, 6, 198, 18, 1, 100, 0x04, 0x01],
+            &[9, 4, 198, 18, 1, 11],
+            &[0x4a, 1, 7],
+        ]
+        .concat();
+        assert_eq!(e.bytes(), &want[..]);
+        assert_eq!(decode(&want, 0).unwrap().conns, vec![c]);
+        assert_eq!(OPT_DADDR4 & OPT_F_PARAM, 0, "mandatory: a kernel skips it");
+        assert_ne!(OPT_SYNPROXY & OPT_F_PARAM, 0, "optional");
+    }
+
+    /// The IPv4-server option is checked: in an IPv4 entry, or naming
+    /// another address than the mapped daddr, the entry is skipped (the
+    /// message's others are used); a kernel's IPv6 entry with a mapped
+    /// daddr and no option stays an IPv6 one.
+    #[test]
+    fn the_ipv4_server_option_must_agree() {
+        let mut c = conn();
+        c.caddr = v6("2001:db8:1::10");
+        c.vaddr = v6("2001:db8::64");
+        c.daddr = v4([198, 18, 1, 11]);
+        let mut e = Encoder::new(0, 1472);
+        e.push(&c).unwrap();
+        e.push(&conn()).unwrap();
+        let good = e.bytes().to_vec();
+        // The option's address is at 8 + 72 + 2 (the entry is 78 long).
+        let mut m = good.clone();
+        m[8 + 72 + 2 + 3] = 12;
+        let d = decode(&m, 0).unwrap();
+        assert_eq!(d.skipped, vec![EntryError::BadDaddr4]);
+        assert_eq!(d.conns.len(), 1);
+        // Without the option (a kernel master's, by hand): the mapped
+        // address is an IPv6 one.
+        let mut m = good[..8 + 72].to_vec();
+        m[8 + 2..8 + 4].copy_from_slice(&72u16.to_be_bytes());
+        m[2..4].copy_from_slice(&80u16.to_be_bytes());
+        m[4] = 1;
+        let d = decode(&m, 0).unwrap();
+        assert_eq!(d.conns[0].daddr, v6("::ffff:198.18.1.11"));
+        // An IPv4 entry with it is skipped.
+        let mut m = good[8 + 80..].to_vec();
+        m.splice(0..0, [0, 0, 0, 0, 1, 1, 0, 0]);
+        m.extend_from_slice(&[9, 4, 198, 18, 1, 11]);
+        m[8 + 2..8 + 4].copy_from_slice(&42u16.to_be_bytes());
+        let n = m.len() as u16;
+        m[2..4].copy_from_slice(&n.to_be_bytes());
+        let d = decode(&m, 0).unwrap();
+        assert_eq!(d.skipped, vec![EntryError::BadDaddr4]);
+        // Mixed the other way is refused by the encoder.
+        let mut bad = conn();
+        bad.daddr = v6("2001:db8:2::b");
+        assert_eq!(e.push(&bad), Err(EncodeError::MixedFamilies));
     }
 
     #[test]
@@ -664,7 +880,7 @@ mod tests {
             )
         );
         // An unknown mandatory option skips it; an optional one is ignored.
-        for (ty, ok) in [(9u8, false), (OPT_F_PARAM | 9, true)] {
+        for (ty, ok) in [(11u8, false), (OPT_F_PARAM | 11, true)] {
             let mut m = good.clone();
             m.extend_from_slice(&[ty, 2, 0xaa, 0xbb]);
             m[10..12].copy_from_slice(&40u16.to_be_bytes());

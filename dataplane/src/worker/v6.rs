@@ -492,6 +492,9 @@ impl<P: Port> Core<P> {
                 // A later fragment has no flags: its first moved the state.
                 if !later {
                     self.update_state_in(true, snap, ci, dir, flags, now);
+                    if self.sync_on {
+                        self.sync_note6(snap, ci);
+                    }
                 }
                 ci
             }
@@ -507,6 +510,21 @@ impl<P: Port> Core<P> {
                 let owner = snap.inbound_owner6(svc, &t.saddr, t.sport);
                 if let Some(owner) = owner.filter(|&o| !handed && o != self.id) {
                     return self.handover(pkt, in_port, owner);
+                }
+                if t.proto == ipv6::NH_TCP
+                    && flags & l4::TCP_SYN == 0
+                    && !ip.info.is_fragment()
+                    && snap.workers > 1
+                    && self.shared.sync.holds_installed()
+                {
+                    // A synced connection may live on another worker than
+                    // the receive steering's (see `inbound`): looked for
+                    // round the workers before a SYN proxy takes the
+                    // segment for a cookie or it is refused.
+                    match self.chain(snap, pkt, in_port, owner.is_some(), false) {
+                        Some(p) => pkt = p,
+                        None => return,
+                    }
                 }
                 if svc.synproxy && t.proto == ipv6::NH_TCP {
                     // The segments of a handshake are never fragmented:
@@ -1220,6 +1238,8 @@ impl<P: Port> Core<P> {
             }
         };
         dest.bind_conn(false);
+        // The creating packet is the connection's first (IPVS's in_pkts).
+        self.sync_meta6.started(ci);
         self.ctr().conns_created.inc();
         dest.shared.stats.cell(self.id).conns.inc();
         svc.shared.stats.cell(self.id).conns.inc();
@@ -1237,7 +1257,7 @@ impl<P: Port> Core<P> {
 
     /// `make_room` for the IPv6 table.
     #[cold]
-    fn make_room6(&mut self, snap: &Snapshot, now: u64) -> Result<(), DropReason> {
+    pub(super) fn make_room6(&mut self, snap: &Snapshot, now: u64) -> Result<(), DropReason> {
         let Some(old) = self.conns6.evict_oldest(EVICT_BUDGET) else {
             return Err(DropReason::ConnTableFull);
         };

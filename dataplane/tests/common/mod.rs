@@ -3,6 +3,7 @@
 //! three real servers, a VIP and a FULLNAT local address.
 #![allow(dead_code)]
 
+pub mod lab6;
 pub mod scenarios;
 
 use etherparse::{PacketBuilder, SlicedPacket};
