@@ -513,7 +513,7 @@ impl<P: Port> Core<P> {
                 }
                 if t.proto == ipv6::NH_TCP
                     && flags & l4::TCP_SYN == 0
-                    && !ip.info.is_fragment()
+                    && !s.frag
                     && snap.workers > 1
                     && self.shared.sync.holds_installed()
                 {
