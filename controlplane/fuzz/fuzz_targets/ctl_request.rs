@@ -7,7 +7,7 @@
 
 use ferrovs_config::ipvsadm::rules::{parse_command, Command};
 use ferrovs_config::Config;
-use ferrovs_controlplane::ctl::CtlRequest;
+use ferrovs_controlplane::northbound::ctl::CtlRequest;
 use ferrovs_controlplane::daemon::Daemon;
 use ferrovs_controlplane::ipvs_state::{IpvsState, Net};
 use ferrovs_dataplane::conn::template::TemplateTable;
@@ -27,6 +27,8 @@ fn daemon() -> Daemon {
             mtu: 1500,
         }],
         routes: vec![],
+        addrs6: vec![vec![]],
+        routes6: vec![],
     };
     let state = IpvsState::new(1, Arc::new(TemplateTable::new(64)), 4096);
     let snap = state.build(1, &net, &[]).expect("empty snapshot");

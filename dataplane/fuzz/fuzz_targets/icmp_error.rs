@@ -95,6 +95,7 @@ fn lab() -> (Arc<Shared<MemPacket>>, Vec<Worker<MemPort>>) {
                 }),
                 dests,
                 laddrs: vec![LADDR.into()],
+                synproxy: false,
                 shared: ServiceShared::new(svc_id as u32 * 2 + proto as u32, 2),
             });
         }
