@@ -1018,8 +1018,17 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
     let epoch_mono = mono_now().saturating_sub(worker_clock_ms(epoch));
     // The connection tables the previous process left, and where this
     // one's go (issue 17).
-    let (store, previous, _state_lock) =
-        open_state(settings.state_dir.as_deref(), &ifaces, workers, epoch_mono);
+    let need = ferrovs_dataplane::persist::bytes_per_worker(
+        table_size as usize,
+        ferrovs_dataplane::worker::default_capacity6(table_size as usize),
+    ) * workers as u64;
+    let (store, previous, _state_lock) = open_state(
+        settings.state_dir.as_deref(),
+        &ifaces,
+        workers,
+        epoch_mono,
+        need,
+    );
     let mut routed: Vec<Vec<ferrovs_dataplane::persist::Saved>> = vec![Vec::new(); workers];
     {
         let snap = shared.snapshot.load_full();
@@ -1257,6 +1266,7 @@ fn open_state(
     ifaces: &[String],
     workers: usize,
     epoch_mono_ms: u64,
+    need_bytes: u64,
 ) -> (
     Option<ferrovs_dataplane::persist::Store>,
     crate::state_files::Previous,
@@ -1278,6 +1288,19 @@ fn open_state(
     };
     let previous =
         crate::state_files::read_previous(dir, ferrovs_dataplane::port::shm::monotonic_ms());
+    match crate::state_files::room_for(dir, need_bytes) {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => {
+            warn!(
+                "state_dir {}: {why}; the connection table stays on the heap and will not survive a restart",
+                dir.display()
+            );
+            // What was read is restored all the same, from memory.
+            crate::state_files::finish(dir);
+            return (None, previous, Some(lock));
+        }
+        Err(e) => warn!("state_dir {}: {e}", dir.display()),
+    }
     for e in &previous.errors {
         warn!("previous connection table: {e}");
     }

@@ -61,6 +61,25 @@ pub enum PrepareError {
     NotMemory,
 }
 
+/// Whether `need` bytes fit in `dir`'s filesystem leaving a quarter of it
+/// free: /run is a tenth of the memory on Debian, and the tables must not
+/// take the room other services keep their runtime files in.
+pub fn room_for(dir: &Path, need: u64) -> io::Result<Result<(), String>> {
+    let s = nix::sys::statvfs::statvfs(dir).map_err(io::Error::from)?;
+    let unit = s.fragment_size() as u64;
+    let total = s.blocks() as u64 * unit;
+    let avail = s.blocks_available() as u64 * unit;
+    if need.saturating_add(total / 4) > avail {
+        return Ok(Err(format!(
+            "the tables need {} MiB and {} MiB of its {} MiB are free (a quarter is kept for others)",
+            need >> 20,
+            avail >> 20,
+            total >> 20
+        )));
+    }
+    Ok(Ok(()))
+}
+
 /// Whether `dir` is on a filesystem that lives in memory.
 fn in_memory(dir: &Path) -> io::Result<bool> {
     use nix::sys::statfs::{statfs, HUGETLBFS_MAGIC, TMPFS_MAGIC};
@@ -324,6 +343,15 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_that_would_crowd_the_filesystem_are_refused() {
+        assert!(room_for(Path::new("/dev/shm"), 1 << 20).unwrap().is_ok());
+        let why = room_for(Path::new("/dev/shm"), u64::MAX / 2)
+            .unwrap()
+            .unwrap_err();
+        assert!(why.contains("a quarter is kept"), "{why}");
+    }
 
     #[test]
     fn neighbours_round_trip_and_bad_lines_are_skipped() {

@@ -230,6 +230,16 @@ impl Header {
     }
 }
 
+/// The bytes one worker's files take for a table of `capacity` IPv4 and
+/// `capacity6` IPv6 entries (headers, slabs, IPv6 slots, the address pool).
+pub fn bytes_per_worker(capacity: usize, capacity6: usize) -> u64 {
+    let c = size_of::<Conn>() as u64;
+    4 * HEADER_BYTES as u64
+        + capacity as u64 * c
+        + capacity6 as u64 * (c + SLOT6_BYTES as u64)
+        + crate::conn::addr_pool::MAX as u64 * 16
+}
+
 /// This boot's id, as the header keeps it.
 pub fn boot_id() -> [u8; 36] {
     let mut id = [0u8; 36];

@@ -205,7 +205,7 @@ impl<T> Shared<T> {
 }
 
 /// The IPv6 table's default size for an IPv4 table of `capacity`.
-fn default_capacity6(capacity: usize) -> usize {
+pub fn default_capacity6(capacity: usize) -> usize {
     (capacity / 4).max(1024)
 }
 
