@@ -348,7 +348,9 @@ test_upgrade() {
     echo "# ferrovs upgrade keeps VRRP: no priority 0, the new process resumes MASTER; keepalived as the peer"
     lab_up up || return
     local km pid out
-    ferrovs_conf "$WORK/d1.conf" 1 150 3 mcast
+    # The tables in a tmpfs (ferrovs keeps them on the heap elsewhere, and
+    # then an upgrade asks for --force).
+    EXTRA_FERROVS="    state_dir /dev/shm/ferrovs-ha-$$" ferrovs_conf "$WORK/d1.conf" 1 150 3 mcast
     keepalived_conf "$WORK/ka.conf" 100 3 mcast
     : >"$WORK/ka.log"
     start_keepalived "$WORK/ka.conf"
@@ -362,7 +364,8 @@ test_upgrade() {
     pid=${PIDS[d1]}
     cp "$FERROVS" "$WORK/ferrovs-new"
     out=$(FERROVS_CTL=$WORK/d1.sock "$WORK/ferrovs-new" upgrade "$WORK/ferrovs-new" 2>&1)
-    check "upgrade: ferrovs upgrade succeeds ($(echo "$out" | tail -1))" [ $? = 0 ]
+    local rc=$?
+    check "upgrade: ferrovs upgrade succeeds ($(echo "$out" | tail -1))" [ "$rc" = 0 ]
     check "upgrade: the same process runs the new binary" [ "$(readlink "/proc/$pid/exe")" = "$WORK/ferrovs-new" ]
     check "upgrade: the new process is MASTER at once" [ "$(d1)" = MASTER ]
     check "upgrade: it says it resumed" grep -q "resuming as MASTER of VI_1" "$WORK/d1.log"
@@ -375,6 +378,7 @@ test_upgrade() {
     check "upgrade: ferrovs is still MASTER" [ "$(d1)" = MASTER ]
     check "upgrade: the VIP serves" bash -c "ip netns exec $FVS_NS_CLIENT curl -s --max-time 3 -o /dev/null -w '%{http_code}' http://$FVS_VIP/ | grep -qx 200"
     lab_down
+    rm -rf "/dev/shm/ferrovs-ha-$$"
 }
 
 test_reload() {
