@@ -237,8 +237,8 @@ pub fn write_neighbours(
     let mut s = String::new();
     for (ip, m, port) in n {
         s.push_str(&format!(
-            "{ip} {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} {port}\n",
-            m[0], m[1], m[2], m[3], m[4], m[5]
+            "{ip} {} {port}\n",
+            ferrovs_dataplane::wire::ethernet::fmt_mac(m)
         ));
     }
     std::fs::write(path, s)

@@ -193,13 +193,7 @@ impl<T: Copy> Default for Region<T> {
 /// shared by every process of one boot, so an expiry written by one
 /// process means the same moment to the next.
 pub fn monotonic_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec we pass and nothing else.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+    super::sys::monotonic_ns() / 1_000_000
 }
 
 #[cfg(test)]

@@ -130,3 +130,14 @@ pub(crate) fn ethtool<T>(fd: RawFd, ifname: &str, cmd: &mut T) -> io::Result<()>
     ifr.ifr_ifru.ifru_data = cmd as *mut T as *mut libc::c_char;
     ioctl_ifreq(fd, libc::SIOCETHTOOL, &mut ifr)
 }
+
+/// CLOCK_MONOTONIC in nanoseconds.
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we pass and nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

@@ -8,6 +8,8 @@
 //! the `Steering`, on the control plane's side).
 
 use crate::fastpath::{FlowKey, FlowMap, FlowValue, Op};
+// CLOCK_MONOTONIC: bpf_ktime_get_ns's clock.
+use crate::port::sys::monotonic_ns;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
@@ -145,17 +147,6 @@ impl XdpFlowMap {
             }
         }
     }
-}
-
-/// CLOCK_MONOTONIC in ns: bpf_ktime_get_ns's clock.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 impl FlowMap for XdpFlowMap {
