@@ -334,14 +334,16 @@ pub struct ReadStats {
 
 const F_USED: u8 = crate::conn::entry::F_USED;
 
-/// Decodes entry `rec` (the 64 bytes of one slab slot), or None for a
-/// free slot. `epoch_mono_ms` is the writer's epoch, `now_mono_ms` now.
+/// Decodes entry `rec` (the 64 bytes of one slab slot) with the time it
+/// has left (ms), or None for a free slot. `epoch_mono_ms` is the
+/// writer's epoch, `now_mono_ms` now. The entry's own list links, expiry
+/// tick and template slot belong to the old table and are not read.
 pub fn decode_conn(
     rec: &[u8],
     tick_ms: u64,
     epoch_mono_ms: u64,
     now_mono_ms: u64,
-) -> Option<Result<Conn, BadEntry>> {
+) -> Option<Result<(Conn, u64), BadEntry>> {
     if rec.len() < size_of::<Conn>() {
         return Some(Err(BadEntry::Field));
     }
@@ -395,12 +397,10 @@ pub fn decode_conn(
         dest_id: u32n(offset_of!(Conn, dest_id)),
         svc_id: u32n(offset_of!(Conn, svc_id)),
         timeout_s,
-        // Carries the time left to the caller (see `read_table`).
-        expires: (at - now_mono_ms).min(u32::MAX as u64) as u32,
         ring_seq: u32n(offset_of!(Conn, ring_seq)),
         ..Conn::EMPTY
     };
-    Some(Ok(c))
+    Some(Ok((c, at - now_mono_ms)))
 }
 
 /// The files of one worker's table, as bytes.
@@ -440,7 +440,7 @@ pub fn read_table(
     let es = size_of::<Conn>();
     for i in 0..h.capacity as usize {
         let rec = &body[i * es..(i + 1) * es];
-        let c = match decode_conn(rec, h.tick_ms, h.epoch_mono_ms, now_mono_ms) {
+        let (conn, remaining_ms) = match decode_conn(rec, h.tick_ms, h.epoch_mono_ms, now_mono_ms) {
             None => continue,
             Some(Ok(c)) => c,
             Some(Err(BadEntry::Expired)) => {
@@ -468,10 +468,9 @@ pub fn read_table(
                 }
             }
         };
-        let remaining_ms = c.expires as u64;
         st.taken += 1;
         take(Saved {
-            conn: Conn { expires: 0, ..c },
+            conn,
             addrs6,
             remaining_ms,
         });
