@@ -395,6 +395,25 @@ struct Ip {
 /// template it created itself dies with it unless another connection holds
 /// it.
 #[inline]
+/// A persistence template was made (`TemplateTable::create`): the server
+/// of the one it took the place of lets go of it, and a fresh one counts
+/// for `dest` (ipvsadm's PersistConn). Whether it is fresh.
+fn template_made(
+    snap: &Snapshot,
+    dest: &crate::service::Dest,
+    made: &crate::conn::template::Created,
+) -> bool {
+    if let Some(e) = made.evicted.and_then(|d| snap.dest(d)) {
+        e.dest.shared.persist_released();
+    }
+    if made.fresh {
+        dest.shared
+            .persistconns
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    made.fresh
+}
+
 fn release_conn(snap: &Snapshot, c: &Conn, now_s: u32, abandon: bool) {
     if let Some(e) = snap.dest(c.dest_id) {
         e.dest.unbind_conn(c.is_active());
@@ -1645,15 +1664,8 @@ impl<P: Port> Core<P> {
                     ) {
                         Some(c) => {
                             let h = c.held;
-                            if let Some(e) = c.evicted.and_then(|d| snap.dest(d)) {
-                                e.dest.shared.persist_released();
-                            }
-                            if c.fresh {
+                            if template_made(snap, &svc.dests[i], &c) {
                                 fresh_template = true;
-                                svc.dests[i]
-                                    .shared
-                                    .persistconns
-                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             } else if let Some(j) =
                                 svc.dests.iter().position(|d| d.shared.id == h.dest)
                             {

@@ -252,13 +252,7 @@ impl<P: Port> Core<P> {
             self.ctr().templates_full.inc();
             return None;
         };
-        if let Some(ev) = made.evicted.and_then(|d| snap.dest(d)) {
-            ev.dest.shared.persist_released();
-        }
-        if made.fresh {
-            dest.shared
-                .persistconns
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if template_made(snap, dest, &made) {
             e.flags |= F_TEMPLATE_FRESH;
         }
         e.flags |= F_TEMPLATE_REF;

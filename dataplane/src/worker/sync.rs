@@ -279,14 +279,7 @@ impl<P: Port> Core<P> {
                 .templates
                 .create(svc.id(), r.caddr, dest.shared.id, now_s, timeout)
                 .ok_or(Refused::TemplateFull)?;
-            if let Some(e) = c.evicted.and_then(|d| snap.dest(d)) {
-                e.dest.shared.persist_released();
-            }
-            if c.fresh {
-                dest.shared
-                    .persistconns
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
+            template_made(snap, dest, &c);
             // No connection holds it: it lives until its timeout.
             snap.templates.release(c.held.slot, now_s);
             return Ok(());
@@ -390,14 +383,7 @@ impl<P: Port> Core<P> {
                 .templates6
                 .create6(svc.id(), &r.caddr, dest.shared.id, now_s, timeout)
                 .ok_or(Refused::TemplateFull)?;
-            if let Some(e) = c.evicted.and_then(|d| snap.dest(d)) {
-                e.dest.shared.persist_released();
-            }
-            if c.fresh {
-                dest.shared
-                    .persistconns
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
+            template_made(snap, dest, &c);
             snap.templates6.release(c.held.slot, now_s);
             return Ok(());
         }

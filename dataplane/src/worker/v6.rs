@@ -1092,15 +1092,8 @@ impl<P: Port> Core<P> {
                     match tmpl.create6(svc.id(), &m, svc.dests[i].shared.id, now_s, p.timeout_s) {
                         Some(c) => {
                             let h = c.held;
-                            if let Some(e) = c.evicted.and_then(|d| snap.dest(d)) {
-                                e.dest.shared.persist_released();
-                            }
-                            if c.fresh {
+                            if template_made(snap, &svc.dests[i], &c) {
                                 fresh_template = true;
-                                svc.dests[i]
-                                    .shared
-                                    .persistconns
-                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             } else if let Some(j) =
                                 svc.dests.iter().position(|d| d.shared.id == h.dest)
                             {
