@@ -186,6 +186,9 @@ test_mode() {
         stop_all; "$LAB" down "$LAB_NAME" >/dev/null 2>&1; LAB_NAME=""
         return
     }
+    # The control socket is bound before the ports open; the report
+    # comes once the workers run.
+    wait_until 10 test -s "$STATE/restored.json"
     check "$mode: a first start restores nothing ($(report previous))" [ "$(report previous)" = none ]
     for ev in $EVENTS; do
         mkdir -p "$WORK/dl"
