@@ -98,6 +98,12 @@ pub const SLOT6_CLIENT: u16 = u16::MAX;
 /// Where the clean-stop stamp is written (`u64`, CLOCK_MONOTONIC ms; 0
 /// while the process runs).
 pub const CLEAN_AT: usize = 128;
+/// Where a clean stop writes one more than the highest slab index ever
+/// used (`u64`; 0: unknown, as after a crash). Entries at and beyond it
+/// were never written, so a reader stops there instead of walking the whole
+/// capacity: the hand-over's pause then grows with the connections, not
+/// with the table's size.
+pub const USED_BELOW_AT: usize = 136;
 
 /// A state file's header.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,6 +122,8 @@ pub struct Header {
     pub boot_id: [u8; 36],
     /// When the process stopped cleanly (CLOCK_MONOTONIC ms), or 0.
     pub clean_at_mono_ms: u64,
+    /// Entries `used_below..capacity` were never used (None: unknown).
+    pub used_below: Option<u64>,
 }
 
 /// Why a state file was not read.
@@ -162,10 +170,16 @@ fn u64_at(b: &[u8], o: usize) -> u64 {
     u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or_default())
 }
 
+/// The stored form of [`Header::used_below`]: one more than the count, 0
+/// for unknown.
+pub fn encode_used_below(n: Option<u64>) -> u64 {
+    n.map_or(0, |n| n + 1)
+}
+
 impl Header {
     /// The header bytes (little-endian fields at fixed offsets).
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = vec![0u8; CLEAN_AT + 8];
+        let mut b = vec![0u8; USED_BELOW_AT + 8];
         b[0..8].copy_from_slice(&MAGIC);
         b[8..12].copy_from_slice(&LAYOUT.to_le_bytes());
         b[12..16].copy_from_slice(&(self.kind as u32).to_le_bytes());
@@ -178,6 +192,8 @@ impl Header {
         b[48..56].copy_from_slice(&self.tick_ms.to_le_bytes());
         b[56..92].copy_from_slice(&self.boot_id);
         b[CLEAN_AT..CLEAN_AT + 8].copy_from_slice(&self.clean_at_mono_ms.to_le_bytes());
+        b[USED_BELOW_AT..USED_BELOW_AT + 8]
+            .copy_from_slice(&encode_used_below(self.used_below).to_le_bytes());
         b
     }
 
@@ -218,6 +234,7 @@ impl Header {
             tick_ms: u64_at(b, 48),
             boot_id: boot,
             clean_at_mono_ms: u64_at(b, CLEAN_AT),
+            used_below: u64_at(b, USED_BELOW_AT).checked_sub(1),
         };
         let need = (h.capacity as usize)
             .checked_mul(elem_size as usize)
@@ -294,6 +311,7 @@ impl Store {
             tick_ms: TICK_MS,
             boot_id: self.boot_id,
             clean_at_mono_ms: 0,
+            used_below: None,
         };
         let path = self.path(kind);
         crate::port::shm::Region::create(&path, &h.encode(), len, fill)
@@ -438,7 +456,13 @@ pub fn read_table(
     let mut st = ReadStats::default();
     let body = &files.conns[HEADER_BYTES..];
     let es = size_of::<Conn>();
-    for i in 0..h.capacity as usize {
+    // A clean stop says how far entries were ever used; after a crash the
+    // whole slab is walked.
+    let end = match (h.clean_at_mono_ms, h.used_below) {
+        (c, Some(n)) if c != 0 => n.min(h.capacity),
+        _ => h.capacity,
+    };
+    for i in 0..end as usize {
         let rec = &body[i * es..(i + 1) * es];
         let (conn, remaining_ms) = match decode_conn(rec, h.tick_ms, h.epoch_mono_ms, now_mono_ms) {
             None => continue,
@@ -520,6 +544,7 @@ mod tests {
             tick_ms: TICK_MS,
             boot_id: BOOT,
             clean_at_mono_ms: 0,
+            used_below: None,
         }
     }
 
@@ -648,6 +673,38 @@ mod tests {
             (7, 3, 0xdead_beef, 900)
         );
         assert_eq!(c.flags, F_USED | F_OUT_INDEXED);
+    }
+
+    #[test]
+    fn a_clean_stop_says_how_far_to_read_and_a_crash_does_not() {
+        let exp = 2000;
+        let now = 1_000_000 + exp as u64 * TICK_MS - 30_000;
+        let mut h = header(Kind::Conn4, 8);
+        // Entry 5 lies beyond the mark: never used as far as the writer
+        // knew, so never read (a clean stop's mark is exact).
+        let entries = [(1, conn(1000, exp)), (5, conn(1001, exp))];
+        let count = |h: &Header| {
+            let b = file(h, &entries);
+            let files = TableFiles {
+                conns: &b,
+                v6: None,
+            };
+            let mut n = 0;
+            read_table(&files, &BOOT, now, |_| n += 1).unwrap();
+            n
+        };
+        h.used_below = Some(2);
+        assert_eq!(count(&h), 2, "not stamped clean: the mark is not trusted");
+        h.clean_at_mono_ms = 999_000;
+        assert_eq!(count(&h), 1);
+        assert_eq!(
+            Header::decode(&file(&h, &[]), &BOOT).unwrap().used_below,
+            Some(2)
+        );
+        h.used_below = None;
+        assert_eq!(count(&h), 2);
+        h.used_below = Some(0);
+        assert_eq!(count(&h), 0, "an empty table is read in no time");
     }
 
     #[test]

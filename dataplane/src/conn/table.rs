@@ -66,6 +66,9 @@ pub struct ConnTable {
     /// On the heap, or in a file the next process reads (`crate::persist`).
     slab: Region<Conn>,
     free: u32,
+    /// One more than the highest slab index ever used (a clean stop writes
+    /// it, `persist::USED_BELOW_AT`).
+    used_below: u32,
     len: usize,
     fullnat_len: usize,
     in_idx: FlowIndex,
@@ -143,6 +146,9 @@ impl ConnTable {
 
     /// Stamps the table's file as written by a clean stop (`persist::CLEAN_AT`).
     pub fn mark_clean(&mut self, at_mono_ms: u64) {
+        let ub = crate::persist::encode_used_below(Some(self.used_below as u64));
+        self.slab
+            .write_header(crate::persist::USED_BELOW_AT, &ub.to_le_bytes());
         self.slab
             .write_header(crate::persist::CLEAN_AT, &at_mono_ms.to_le_bytes());
     }
@@ -164,6 +170,7 @@ impl ConnTable {
         ConnTable {
             slab,
             free: 0,
+            used_below: 0,
             len: 0,
             fullnat_len: 0,
             in_idx: FlowIndex::with_capacity(capacity),
@@ -452,6 +459,7 @@ impl ConnTable {
         }
         let i = self.free;
         self.free = self.slab[i as usize].next;
+        self.used_below = self.used_below.max(i + 1);
         c.flags &= !(F_USED | F_EVICTABLE);
         c.expires = ticks(now_ms) + secs_to_ticks(c.timeout_s);
         // The addresses and the entry first, "used" last: a process killed

@@ -189,6 +189,63 @@ impl<T: Copy> Default for Region<T> {
     }
 }
 
+/// A file mapped read-only: the previous process's table, read where it
+/// lies (only the pages the reader touches are read, where a copy would
+/// read the whole capacity).
+pub struct MappedFile {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl MappedFile {
+    pub fn open(path: &Path) -> io::Result<MappedFile> {
+        let f = std::fs::File::open(path)?;
+        let len = f.metadata()?.len() as usize;
+        if len == 0 {
+            return Ok(MappedFile {
+                ptr: NonNull::dangling(),
+                len: 0,
+            });
+        }
+        // SAFETY: a private read-only mapping of the whole file, at an
+        // address the kernel picks; checked below. The files are renamed
+        // aside before they are read, so no process writes them meanwhile.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(p as *mut u8).ok_or_else(io::Error::last_os_error)?;
+        Ok(MappedFile { ptr, len })
+    }
+}
+
+impl Deref for MappedFile {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `len` readable bytes mapped for as long as `self` lives
+        // (or a dangling pointer with length 0).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for MappedFile {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: exactly the mapping made in `open`.
+            unsafe { libc::munmap(self.ptr.as_ptr() as *mut libc::c_void, self.len) };
+        }
+    }
+}
+
 /// CLOCK_MONOTONIC in milliseconds: the clock `Instant` reads on Linux,
 /// shared by every process of one boot, so an expiry written by one
 /// process means the same moment to the next.
