@@ -86,9 +86,13 @@ for r in $(seq "$ROUNDS"); do
     sleep 2
     case $EVENT in
         upgrade)
-            cp "$FERROVS" "$WORK/ferrovs-new"
-            FERROVS_CTL=$WORK/ctl.sock "$WORK/ferrovs-new" upgrade "$WORK/ferrovs-new" >"$WORK/up.out" 2>&1 ||
+            # A fresh file each round: the one before runs.
+            cp "$FERROVS" "$WORK/ferrovs-new$r"
+            FERROVS_CTL=$WORK/ctl.sock "$WORK/ferrovs-new$r" upgrade "$WORK/ferrovs-new$r" >"$WORK/up.out" 2>&1 ||
                 { echo "upgrade failed: $(cat "$WORK/up.out")" >&2; exit 1; }
+            # On AF_XDP a new process took over: follow it.
+            new=$(sed -n 's/^handing over to .* (pid \([0-9]*\))$/\1/p' "$WORK/up.out" | tail -1)
+            [ -n "$new" ] && PID=$new
             ;;
         restart)
             kill -TERM "$PID"; wait "$PID" 2>/dev/null; start ;;

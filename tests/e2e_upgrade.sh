@@ -3,8 +3,10 @@
 # one ferrovs director, three real HTTP servers, N long-lived TCP
 # connections (curl downloading /big at a bounded rate, its sha256
 # checked), and, while they stream:
-#   upgrade  `ferrovs upgrade` to a freshly copied binary (the process
-#            executes it in its place; the new one reads the table back)
+#   upgrade  `ferrovs upgrade` to a freshly copied binary (on AF_XDP a new
+#            process takes the sockets over and the old one exits; on
+#            AF_PACKET the process executes it in its place; either way the
+#            new one reads the table back)
 #   restart  SIGTERM, then a new process, as `systemctl restart` does
 #   crash    `kill -9`, then a new process within 5 s, as systemd's
 #            Restart=on-failure does
@@ -15,6 +17,7 @@
 #   EVENTS="upgrade restart crash" CONNS=200 RATE=96k BIG_MIB=1 (defaults)
 #   BACKEND=afpacket tests/e2e_upgrade.sh   another backend (default: none set,
 #                                           AF_XDP where the kernel has it)
+#   WORKERS=2 tests/e2e_upgrade.sh          more workers (default 1)
 #
 # Load is bounded: N curl processes at RATE each for BIG_MIB MiB (about
 # 11 s at the defaults), one worker.
@@ -31,6 +34,7 @@ CONNS=${CONNS:-200}
 RATE=${RATE:-96k}
 BIG_MIB=${BIG_MIB:-1}
 BACKEND=${BACKEND:-}
+WORKERS=${WORKERS:-1}
 RUN_ID=up$$
 PASS=0
 FAIL=0
@@ -48,10 +52,17 @@ ok() { PASS=$((PASS + 1)); echo "ok - $*"; }
 bad() { FAIL=$((FAIL + 1)); echo "FAIL - $*"; }
 check() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
 
+# Whether process $1 has ended (reaped, or a zombie of ours). After an
+# AF_XDP upgrade the process that forwards is not this shell's child.
+gone() { [ ! -e "/proc/$1" ] || grep -q ') Z' "/proc/$1/stat" 2>/dev/null; }
+wait_gone() { # PID SECONDS
+    for _ in $(seq $(($2 * 20))); do gone "$1" && break; sleep 0.05; done
+    gone "$1" && { wait "$1" 2>/dev/null; true; }
+}
 stop_all() {
     if [ -n "$PID" ]; then
         kill -TERM "$PID" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq 50); do gone "$PID" && break; sleep 0.1; done
         kill -KILL "$PID" 2>/dev/null
         wait "$PID" 2>/dev/null
         PID=""
@@ -82,7 +93,7 @@ conf() { # FILE MODE
         [ -n "$BACKEND" ] && echo "    backend $BACKEND"
         echo "    interface $FVS_DIRECTOR_IF_CLIENT"
         echo "    interface $FVS_DIRECTOR_IF_SERVER"
-        echo "    workers 1"
+        echo "    workers $WORKERS"
         echo "    conn_table_size 65536"
         echo "    control_socket $WORK/d1.sock"
         echo "    http_listen 127.0.0.1:19381"
@@ -132,21 +143,30 @@ event() {
             local rc=$?
             echo "$out" | sed 's/^/    /'
             check "$mode: ferrovs upgrade succeeds" [ "$rc" = 0 ]
-            check "$mode: the process kept its pid" kill -0 "$PID"
-            check "$mode: it runs the new binary" \
+            local newpid
+            newpid=$(echo "$out" | sed -n 's/^handing over to .* (pid \([0-9]*\))$/\1/p' | tail -1)
+            check "$mode: ferrovs upgrade names the process that forwards ($newpid)" [ -n "$newpid" ]
+            if [ -n "$newpid" ] && [ "$newpid" != "$PID" ]; then
+                # AF_XDP: a new process took the ports over, the old one
+                # exits once it forwards.
+                wait_gone "$PID" 10
+                check "$mode: the old process exited" gone "$PID"
+                PID=$newpid
+            fi
+            check "$mode: the new binary runs" \
                 [ "$(readlink "/proc/$PID/exe")" = "$WORK/ferrovs-new" ]
             ;;
         restart)
             t0=$(date +%s%N)
             kill -TERM "$PID"
-            wait "$PID" 2>/dev/null
+            wait_gone "$PID" 10
             start_ferrovs "$WORK/d1.conf" || bad "$mode: ferrovs did not start again"
             t1=$(date +%s%N)
             echo "    stop and start took $(((t1 - t0) / 1000000)) ms"
             ;;
         crash)
             kill -KILL "$PID"
-            wait "$PID" 2>/dev/null
+            wait_gone "$PID" 5
             sleep 1
             start_ferrovs "$WORK/d1.conf" || bad "$mode: ferrovs did not start again"
             ;;

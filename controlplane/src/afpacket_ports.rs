@@ -129,6 +129,7 @@ pub fn open(req: &OpenRequest) -> Result<Opened<AfPacketPort>, PortError> {
         spawn: None,
         keep: Vec::new(),
         on_publish: None,
+        handover: None,
     })
 }
 

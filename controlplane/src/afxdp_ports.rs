@@ -6,8 +6,9 @@
 use crate::daemon::{OpenRequest, Opened, PortError};
 use crate::port_device::{KernelDevice, PortDevice, QueueStat};
 use ferrovs_dataplane::port::afxdp::steer::{ADDR_NAT_SRC, ADDR_OWN, ADDR_STEER};
+use ferrovs_dataplane::port::afxdp::umem::Umem;
 use ferrovs_dataplane::port::afxdp::{
-    AfXdpOptions, AfXdpPort, ChannelsGuard, Steering, XdpPortInfo,
+    AfXdpOptions, AfXdpPort, ChannelsGuard, IfaceHandover, Steering, XdpPortInfo,
 };
 use ferrovs_dataplane::service::FwdMethod;
 use ferrovs_dataplane::snapshot::{AddrKind, Snapshot};
@@ -63,8 +64,44 @@ pub fn steer_addrs6(snap: &Snapshot) -> HashMap<Ipv6Addr, u32> {
 /// The XDP programs of all interfaces, fed from the snapshots.
 pub struct XdpSteering {
     programs: Mutex<Vec<Steering>>,
-    /// Put back the queue counts raised at open, when dropped.
-    _channels: Vec<ChannelsGuard>,
+    /// Put back the queue counts raised at open, when dropped (not after
+    /// a hand-over: the next process runs on them).
+    channels: Mutex<Vec<ChannelsGuard>>,
+    /// Every socket, per interface (in the order of the programs).
+    sockets: Vec<Vec<XdpPortInfo>>,
+}
+
+impl crate::daemon::HandOverPorts for XdpSteering {
+    fn before_stop(&self) {
+        ferrovs_dataplane::port::afxdp::hand_over_on_stop();
+        if let Ok(mut c) = self.channels.lock() {
+            for g in c.iter_mut() {
+                g.keep_on_drop();
+            }
+        }
+    }
+
+    fn export(&self) -> std::io::Result<crate::handover::Ports> {
+        let umem =
+            Umem::existing().ok_or_else(|| std::io::Error::other("no AF_XDP packet memory"))?;
+        let progs = self
+            .programs
+            .lock()
+            .map_err(|_| std::io::Error::other("the XDP programs' lock is poisoned"))?;
+        let ifaces = progs
+            .iter()
+            .zip(&self.sockets)
+            .map(|(p, s)| IfaceHandover::of(p, s))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        // What this thread freed last (packets queued between workers).
+        umem.flush_thread_cache();
+        Ok(crate::handover::Ports {
+            umem: umem.dup_fd()?,
+            frames: umem.frames(),
+            free: umem.take_free(),
+            ifaces,
+        })
+    }
 }
 
 impl XdpSteering {
@@ -280,6 +317,18 @@ pub fn open(req: &OpenRequest) -> Result<Opened<AfXdpPort>, PortError> {
     let mut programs = Vec::new();
     let mut guards = Vec::new();
     let mut infos = Vec::new();
+    // A hand-over: the packet memory first, then each interface's program
+    // and sockets, as the previous process left them.
+    let mut adopted: Option<std::collections::VecDeque<IfaceHandover>> = match req.takeover.take() {
+        Some(p) => {
+            Umem::adopt(p.umem, p.frames, &p.free).map_err(|error| PortError::Open {
+                iface: req.ifaces.join(","),
+                error,
+            })?;
+            Some(p.ifaces.into())
+        }
+        None => None,
+    };
     for i in req.ifaces {
         // The facts the southbound learned (a missing or non-Ethernet
         // interface is refused, by name).
@@ -292,11 +341,20 @@ pub fn open(req: &OpenRequest) -> Result<Opened<AfXdpPort>, PortError> {
         if fast {
             fast_ifaces.push(i.clone());
         }
-        let o =
-            AfXdpPort::open_all(&iface, req.workers, &opts).map_err(|error| PortError::Open {
-                iface: i.clone(),
-                error,
-            })?;
+        let o = match adopted.as_mut() {
+            None => AfXdpPort::open_all(&iface, req.workers, &opts),
+            Some(q) => match q.pop_front() {
+                Some(h) if h.ifname == *i => AfXdpPort::adopt_all(&iface, req.workers, h),
+                other => Err(std::io::Error::other(format!(
+                    "the previous process handed over {} here",
+                    other.map_or("nothing".to_string(), |h| h.ifname)
+                ))),
+            },
+        }
+        .map_err(|error| PortError::Open {
+            iface: i.clone(),
+            error,
+        })?;
         info!(
             "{i}: AF_XDP, XDP program {:?} mode, sockets {}",
             o.steering.mode,
@@ -337,7 +395,8 @@ pub fn open(req: &OpenRequest) -> Result<Opened<AfXdpPort>, PortError> {
     }
     let steering = Arc::new(XdpSteering {
         programs: Mutex::new(programs),
-        _channels: guards,
+        channels: Mutex::new(guards),
+        sockets: infos.clone(),
     });
     let devices = req
         .ifaces
@@ -364,7 +423,8 @@ pub fn open(req: &OpenRequest) -> Result<Opened<AfXdpPort>, PortError> {
         macs: None,
         devices,
         spawn: None,
-        keep: vec![Box::new(steering)],
+        keep: vec![Box::new(steering.clone())],
         on_publish: Some(Arc::new(move |s: &Snapshot| hook.sync(s))),
+        handover: Some(steering),
     })
 }

@@ -83,6 +83,9 @@ pub enum RunError {
     /// A backend this binary was built without.
     #[error("{0}")]
     Unsupported(&'static str),
+    /// Taking over from a running process (`crate::handover`).
+    #[error("taking the ports over: {0}")]
+    Handover(String),
 }
 
 /// Why a worker could not be started.
@@ -168,6 +171,12 @@ pub struct Daemon {
     /// `ferrovs upgrade` asked for this binary: the owner stops and the
     /// process executes it.
     pub upgrade: Option<crate::upgrade::Plan>,
+    /// The new process of a hand-over, ready to take the ports.
+    pub handover: Option<crate::handover::Parent>,
+    /// A new process was started and is not ready yet.
+    upgrade_starting: bool,
+    /// The backend can hand its ports to a new process (AF_XDP).
+    pub can_hand_over: bool,
     /// What this process restored at its start.
     pub restored: crate::state_files::Report,
     /// The state directory the workers' tables live in, if they do.
@@ -218,6 +227,9 @@ impl Daemon {
             vrrp_stop: None,
             vrrp_resume: Vec::new(),
             upgrade: None,
+            handover: None,
+            upgrade_starting: false,
+            can_hand_over: false,
             restored: Default::default(),
             state_dir: None,
             vrrp_link: None,
@@ -509,13 +521,79 @@ impl Daemon {
             }
             ToDaemon::SetVips(vips, held) => self.feed(Input::VipsHeld(vips, held)),
             ToDaemon::SyncVips(vips) => self.feed(Input::VipsListed(vips)),
-            ToDaemon::Upgrade(plan) => {
-                if self.upgrade.is_none() {
-                    info!("upgrade: handing over to {}", plan.binary.display());
-                    self.upgrade = Some(plan);
+            ToDaemon::Upgrade(plan, reply) => self.start_upgrade(plan, reply),
+            ToDaemon::HandoverReady(parent, plan, ready, reply) => {
+                self.upgrade_starting = false;
+                match ready {
+                    Ok(()) => {
+                        info!(
+                            "upgrade: {} (pid {}) is ready: handing the ports over",
+                            plan.binary.display(),
+                            parent.pid()
+                        );
+                        let _ = reply.send(Ok(format!(
+                            "handing over to {} (pid {})\n",
+                            plan.binary.display(),
+                            parent.pid()
+                        )));
+                        self.upgrade = Some(plan);
+                        self.handover = Some(*parent);
+                    }
+                    Err(e) => {
+                        error!("upgrade: {e}; this process goes on forwarding");
+                        parent.abort();
+                        let _ = reply.send(Err(format!("{e}; the running process goes on")));
+                    }
                 }
             }
         }
+    }
+
+    /// Hands over to `plan`: on AF_XDP, a new process is started beside
+    /// this one and takes the ports once ready (`crate::handover`); on the
+    /// other backends this one stops and executes it (`crate::upgrade`).
+    fn start_upgrade(&mut self, plan: crate::upgrade::Plan, reply: crate::mailbox::UpgradeReply) {
+        if self.upgrade.is_some() || self.upgrade_starting {
+            let _ = reply.send(Err("an upgrade is already under way".into()));
+            return;
+        }
+        if !self.can_hand_over {
+            info!("upgrade: handing over to {}", plan.binary.display());
+            let _ = reply.send(Ok(format!(
+                "handing over to {} (pid {})\n",
+                plan.binary.display(),
+                std::process::id()
+            )));
+            self.upgrade = Some(plan);
+            return;
+        }
+        let Some(link) = &self.vrrp_link else {
+            let _ = reply.send(Err("ferrovs is starting".into()));
+            return;
+        };
+        let mut parent = match crate::handover::Parent::spawn(&plan) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = reply.send(Err(format!("starting {}: {e}", plan.binary.display())));
+                return;
+            }
+        };
+        info!(
+            "upgrade: started {} (pid {}); forwarding until it is ready",
+            plan.binary.display(),
+            parent.pid()
+        );
+        self.upgrade_starting = true;
+        let tx = link.tx.clone();
+        std::thread::spawn(move || {
+            let ready = parent.wait_ready();
+            let _ = tx.send(ToDaemon::HandoverReady(
+                Box::new(parent),
+                plan,
+                ready,
+                reply,
+            ));
+        });
     }
 
     /// Applies table changes decided by the health checks and publishes.
@@ -832,6 +910,11 @@ pub fn worker_loop<P: Port>(
         }
     }
     w.mark_clean(ferrovs_dataplane::port::shm::monotonic_ms());
+    if ferrovs_dataplane::port::afxdp::handing_over() {
+        w.leak_tables();
+    }
+    drop(w);
+    debug!("worker {index}: stopped");
 }
 
 /// How `run` ended.
@@ -839,6 +922,9 @@ pub fn worker_loop<P: Port>(
 pub enum Exit {
     /// SIGTERM or SIGINT.
     Stopped,
+    /// `ferrovs upgrade` on AF_XDP: a new process took the ports over and
+    /// forwards; this one exits.
+    HandedOver,
     /// `ferrovs upgrade`: everything is stopped and closed; the caller
     /// executes the plan.
     Upgrade(crate::upgrade::Plan),
@@ -862,6 +948,16 @@ pub struct Opened<P> {
     /// Called with every snapshot before the workers get it (the AF_XDP
     /// backend's XDP program follows the active addresses).
     pub on_publish: Option<PublishHook>,
+    /// The backend can hand its ports to a new process (AF_XDP).
+    pub handover: Option<Arc<dyn HandOverPorts>>,
+}
+
+/// A backend that can hand its ports to a new process (`crate::handover`).
+pub trait HandOverPorts: Send + Sync {
+    /// Before the workers stop: they must leave their rings as they are.
+    fn before_stop(&self);
+    /// Once they have stopped: the ports, as descriptors.
+    fn export(&self) -> std::io::Result<crate::handover::Ports>;
 }
 
 pub type PublishHook = Arc<dyn Fn(&Snapshot) + Send + Sync>;
@@ -885,6 +981,9 @@ pub struct OpenRequest<'a> {
     pub net: tokio::sync::watch::Receiver<Arc<NetState>>,
     /// The links' counters, as the southbound reads them (`/metrics`).
     pub stats: tokio::sync::watch::Receiver<Arc<crate::southbound::LinkStatsMap>>,
+    /// The ports the previous process handed over, to be adopted instead
+    /// of opened (`crate::handover`; AF_XDP only).
+    pub takeover: std::cell::Cell<Option<crate::handover::Ports>>,
 }
 
 pub type PortOpener<P> = dyn Fn(&OpenRequest) -> Result<Opened<P>, PortError>;
@@ -916,13 +1015,26 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
                 .map(|n| n.get().saturating_sub(1).max(1))
                 .unwrap_or(1)
         });
+    // Started by `ferrovs upgrade` to take a running process's ports over
+    // (`crate::handover`): its socket and locks are taken once it lets go.
+    let takeover = match crate::handover::Child::from_env() {
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => return Err(RunError::Handover(e.to_string())),
+        None => None,
+    };
+    let open_ctl = || {
+        crate::northbound::ctl_server::CtlSocket::open(
+            &ctl::socket_path(&settings.control_socket),
+            settings.control_socket_group.as_deref(),
+        )
+    };
+    let lock_ports =
+        || crate::pid_lock::lock_ports(Path::new(crate::pid_lock::PORT_LOCK_DIR), &ifaces);
     // Before the ports: a second ferrovs on the same socket stops here.
-    let mut ctl_socket = crate::northbound::ctl_server::CtlSocket::open(
-        &ctl::socket_path(&settings.control_socket),
-        settings.control_socket_group.as_deref(),
-    )?;
-    let _port_locks =
-        crate::pid_lock::lock_ports(Path::new(crate::pid_lock::PORT_LOCK_DIR), &ifaces)?;
+    let (mut ctl_socket, mut port_locks) = match takeover {
+        None => (Some(open_ctl()?), Some(lock_ports()?)),
+        Some(_) => (None, None),
+    };
     // The control plane's runtime, first: the southbound follows the
     // kernel's interfaces from now on.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -945,24 +1057,34 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
         .collect();
     all_laddrs.sort();
     all_laddrs.dedup();
-    // Ports first: a DPDK backend creates the exception interfaces whose
-    // addresses are read next.
-    let opened = open(&OpenRequest {
+    let request = |takeover| OpenRequest {
         settings: &settings,
         ifaces: &ifaces,
         workers,
-        laddrs: all_laddrs,
+        laddrs: all_laddrs.clone(),
         link_up: &link_up,
         net: southbound.subscribe(),
         stats: southbound.subscribe_stats(),
-    })?;
+        takeover: std::cell::Cell::new(takeover),
+    };
+    // Ports first: a DPDK backend creates the exception interfaces whose
+    // addresses are read next. A hand-over takes them last, once this
+    // process is ready.
+    let mut opened = match takeover {
+        None => Some(open(&request(None))?),
+        Some(_) => None,
+    };
     debug!("ports open");
     // Read again: a DPDK backend has just created its interfaces.
     let ns = rt.block_on(southbound.dump_now())?;
     let mut ports_conf = Vec::new();
     for (k, i) in ifaces.iter().enumerate() {
         let mut p = ns.port(i)?;
-        if let Some(m) = opened.macs.as_ref().and_then(|m| m.get(k)) {
+        if let Some(m) = opened
+            .as_ref()
+            .and_then(|o| o.macs.as_ref())
+            .and_then(|m| m.get(k))
+        {
             p.mac = *m;
         }
         ports_conf.push(p);
@@ -1007,7 +1129,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
         .map(|a| (a, false))
         .collect();
     let snap = state.build(1, &net, &vrrp_vips)?;
-    if let Some(h) = &opened.on_publish {
+    if let Some(h) = opened.as_ref().and_then(|o| o.on_publish.as_ref()) {
         h(&snap);
     }
     let shared = Shared::<P::Pkt>::new(snap);
@@ -1022,13 +1144,88 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
         table_size as usize,
         ferrovs_dataplane::worker::default_capacity6(table_size as usize),
     ) * workers as u64;
-    let (store, previous, _state_lock) = open_state(
-        settings.state_dir.as_deref(),
-        &ifaces,
-        workers,
-        epoch_mono,
-        need,
-    );
+    // A hand-over makes its tables before it takes anything: in a
+    // directory of their own, moved in place once the previous process's
+    // files are aside.
+    let (mut store, mut previous, mut state_lock) = match takeover {
+        None => open_state(
+            settings.state_dir.as_deref(),
+            &ifaces,
+            workers,
+            epoch_mono,
+            need,
+        ),
+        Some(_) => (
+            stage_state(settings.state_dir.as_deref(), workers, epoch_mono, need),
+            Default::default(),
+            None,
+        ),
+    };
+    let mut tables: Vec<
+        Option<(
+            ferrovs_dataplane::conn::ConnTable,
+            ferrovs_dataplane::conn::ConnTable,
+        )>,
+    > = (0..workers)
+        .map(|w| {
+            // Back to the heap when the files cannot be made (a full
+            // tmpfs): the director forwards, its table will not outlive it.
+            store.as_ref().and_then(|s| {
+                Worker::<P>::stored_tables(s, w, table_size as usize, worker_clock_ms(epoch))
+                    .map_err(|e| {
+                        warn!("worker {w}: its connections will not survive a restart: {e}")
+                    })
+                    .ok()
+            })
+        })
+        .collect();
+    if let Some(child) = &takeover {
+        debug!("ready to take over");
+        let t0 = Instant::now();
+        let ports = match child.take_over() {
+            Ok(p) => p,
+            Err(e) => {
+                child.failed(&e);
+                return Err(RunError::Handover(e));
+            }
+        };
+        let took = (|| -> Result<Opened<P>, RunError> {
+            ctl_socket = Some(open_ctl()?);
+            port_locks = Some(lock_ports()?);
+            let o = open(&request(Some(ports)))?;
+            if let Some(h) = &o.on_publish {
+                h(&shared.snapshot.load_full());
+            }
+            Ok(o)
+        })();
+        let o = match took {
+            Ok(o) => o,
+            Err(e) => {
+                child.failed(&e.to_string());
+                return Err(e);
+            }
+        };
+        opened = Some(o);
+        let (s, p, l) = take_state(
+            settings.state_dir.as_deref(),
+            &ifaces,
+            store.take(),
+            &mut tables,
+        );
+        (store, previous, state_lock) = (s, p, l);
+        info!(
+            "upgrade: took the ports over in {} ms",
+            t0.elapsed().as_millis()
+        );
+    }
+    let _state_lock = state_lock;
+    let _port_locks = port_locks;
+    let Some(opened) = opened else {
+        return Err(RunError::Handover("no ports".into()));
+    };
+    let Some(mut ctl_socket) = ctl_socket else {
+        return Err(RunError::Handover("no control socket".into()));
+    };
     let mut routed: Vec<Vec<ferrovs_dataplane::persist::Saved>> = vec![Vec::new(); workers];
     {
         let snap = shared.snapshot.load_full();
@@ -1052,19 +1249,13 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
         spawn,
         keep,
         on_publish,
+        handover: hand_over_ports,
         ..
     } = opened;
     let mut kernel = kernel.into_iter();
     for (w, ports) in all_ports.into_iter().enumerate() {
         let now = worker_clock_ms(epoch);
-        // Back to the heap when the files cannot be made (a full tmpfs): the
-        // director forwards, its table will not outlive it.
-        let tables = store.as_ref().and_then(|s| {
-            Worker::<P>::stored_tables(s, w, table_size as usize, now)
-                .map_err(|e| warn!("worker {w}: its connections will not survive a restart: {e}"))
-                .ok()
-        });
-        let mut worker = match tables {
+        let mut worker = match tables[w].take() {
             Some((c4, c6)) => Worker::with_tables(w, shared.clone(), ports, c4, c6, now),
             None => Worker::new(w, shared.clone(), ports, table_size as usize, now),
         };
@@ -1117,6 +1308,11 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
         workers,
         ifaces.join(", ")
     );
+    match &takeover {
+        // The old process tells systemd this one's PID.
+        Some(child) => child.forwarding(),
+        None => crate::sd_notify::notify("READY=1"),
+    }
     let report = crate::state_files::Report {
         started_mono_ms: epoch_mono,
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -1155,6 +1351,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
     daemon.devices = devices;
     daemon.on_publish = on_publish;
     daemon.restored = report;
+    daemon.can_hand_over = hand_over_ports.is_some();
     daemon.state_dir = store.as_ref().map(|s| s.dir.clone());
     daemon.vrrp_resume = crate::upgrade::take_masters(&ctl_dir(&settings), mono_now());
     if !daemon.vrrp_resume.is_empty() {
@@ -1223,16 +1420,48 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
         }
         r
     });
+    let parent = daemon.handover.take();
+    if let (Some(_), Some(h)) = (&parent, &hand_over_ports) {
+        h.before_stop();
+    }
+    debug!("stopping the workers");
     stop.store(true, Ordering::Relaxed);
     for j in joins {
         j();
     }
     debug!("workers stopped");
+    shared.drop_queued_packets();
     // The daemon holds the devices: close them (the runtime's tasks hold
     // it too) before what `keep` holds.
     drop(rt);
     let upgrade = daemon.upgrade.take();
     drop(daemon);
+    if let (Some(parent), Some(h)) = (parent, hand_over_ports) {
+        // The new process takes the ports, then the socket and the locks.
+        let ports = h.export();
+        drop(ctl_socket);
+        drop(_port_locks);
+        drop(_state_lock);
+        let sent = ports.and_then(|p| parent.send_ports(&p));
+        debug!("ports sent");
+        let outcome = match sent {
+            Ok(()) => parent.wait_forwarding(),
+            Err(e) => Err(format!("sending the ports: {e}")),
+        };
+        drop(keep);
+        result?;
+        return match outcome {
+            Ok(()) => {
+                crate::sd_notify::notify(&format!("MAINPID={}", parent.pid()));
+                info!("ferrovs stopped: pid {} forwards now", parent.pid());
+                Ok(Exit::HandedOver)
+            }
+            Err(e) => Err(RunError::Handover(format!(
+                "the new process (pid {}) did not take over: {e}",
+                parent.pid()
+            ))),
+        };
+    }
     drop(keep);
     drop(ctl_socket);
     debug!("ports closed");
@@ -1312,6 +1541,78 @@ fn open_state(
         boot_id: ferrovs_dataplane::persist::boot_id(),
     };
     (Some(store), previous, Some(lock))
+}
+
+/// Where a process that takes over makes its tables before the previous
+/// one stops: `state_dir/incoming`, emptied first.
+fn stage_state(
+    dir: Option<&Path>,
+    workers: usize,
+    epoch_mono_ms: u64,
+    need_bytes: u64,
+) -> Option<ferrovs_dataplane::persist::Store> {
+    let dir = dir?;
+    let incoming = crate::state_files::incoming_dir(dir);
+    let _ = std::fs::remove_dir_all(&incoming);
+    let made = std::fs::create_dir_all(&incoming).and_then(|()| {
+        crate::state_files::room_for(dir, need_bytes)
+            .map(|r| r.map_err(|why| std::io::Error::other(why.to_string())))?
+    });
+    if let Err(e) = made {
+        warn!(
+            "state_dir {}: {e}; the connection table stays on the heap and will not survive a restart",
+            dir.display()
+        );
+        return None;
+    }
+    Some(ferrovs_dataplane::persist::Store {
+        dir: incoming,
+        worker: 0,
+        workers,
+        epoch_mono_ms,
+        boot_id: ferrovs_dataplane::persist::boot_id(),
+    })
+}
+
+/// Once the previous process has stopped: its tables are moved aside and
+/// read ([`open_state`]), and the tables made in `incoming` take their
+/// place. Tables that cannot be moved in stay on the heap.
+fn take_state(
+    dir: Option<&Path>,
+    ifaces: &[String],
+    staged: Option<ferrovs_dataplane::persist::Store>,
+    tables: &mut [Option<(
+        ferrovs_dataplane::conn::ConnTable,
+        ferrovs_dataplane::conn::ConnTable,
+    )>],
+) -> (
+    Option<ferrovs_dataplane::persist::Store>,
+    crate::state_files::Previous,
+    Option<crate::pid_lock::PidLock>,
+) {
+    let Some(dir) = dir else {
+        return (None, Default::default(), None);
+    };
+    let (_, previous, lock) = open_state(Some(dir), ifaces, 0, 0, 0);
+    let Some(mut store) = staged else {
+        return (None, previous, lock);
+    };
+    match crate::state_files::move_in(dir) {
+        Ok(()) => {
+            store.dir = dir.to_path_buf();
+            (Some(store), previous, lock)
+        }
+        Err(e) => {
+            warn!(
+                "state_dir {}: moving the new tables in: {e}; they will not survive a restart",
+                dir.display()
+            );
+            for t in tables.iter_mut() {
+                *t = None;
+            }
+            (None, previous, lock)
+        }
+    }
 }
 
 /// The one task that owns the daemon: signals, the 2 s tick, health

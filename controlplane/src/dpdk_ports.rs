@@ -225,6 +225,7 @@ pub fn open(req: &OpenRequest) -> Result<Opened<DpdkPort>, PortError> {
         })),
         keep,
         on_publish: None,
+        handover: None,
     })
 }
 

@@ -7,6 +7,7 @@ pub mod core;
 pub mod daemon;
 #[cfg(feature = "dpdk")]
 pub mod dpdk_ports;
+pub mod handover;
 pub mod health;
 pub mod heartbeat;
 pub mod ipvs_state;
@@ -15,6 +16,7 @@ pub mod northbound;
 pub mod pid_lock;
 pub mod port_device;
 pub mod rate;
+pub mod sd_notify;
 pub mod southbound;
 pub mod state_files;
 pub mod sync;

@@ -22,9 +22,21 @@ pub enum ToDaemon {
     SetVips(Vec<IpAddr>, bool),
     /// After a VRRP reload: the VIPs the instances now list.
     SyncVips(Vec<IpAddr>),
-    /// `ferrovs upgrade` checked the new binary: hand over to it.
-    Upgrade(crate::upgrade::Plan),
+    /// `ferrovs upgrade` checked the new binary: hand over to it, and say
+    /// on the sender how it went (the line `ferrovs upgrade` prints).
+    Upgrade(crate::upgrade::Plan, UpgradeReply),
+    /// The new process of a hand-over got ready (Ok), or did not.
+    HandoverReady(
+        Box<crate::handover::Parent>,
+        crate::upgrade::Plan,
+        Result<(), String>,
+        UpgradeReply,
+    ),
 }
+
+/// Where the owner answers `ferrovs upgrade`: Ok with the line to print,
+/// Err with why it was given up.
+pub type UpgradeReply = std::sync::mpsc::Sender<Result<String, String>>;
 
 /// What the VRRP driver holds of the daemon: a way to ask it, the
 /// dataplane's request queues (gratuitous ARP) and the published view.
@@ -77,15 +89,19 @@ impl UpgradeCheck {
                 for n in notes {
                     out.push_str(&format!("{n}\n"));
                 }
-                out.push_str(&format!(
-                    "handing over to {} (pid {})\n",
-                    plan.binary.display(),
-                    std::process::id()
-                ));
-                if self.tx.send(ToDaemon::Upgrade(plan)).is_err() {
+                let (tx, rx) = std::sync::mpsc::channel();
+                if self.tx.send(ToDaemon::Upgrade(plan, tx)).is_err() {
                     return CtlResponse::err(1, "ferrovs is stopping");
                 }
-                CtlResponse::ok(out)
+                // A hand-over answers once the new process is ready.
+                match rx.recv_timeout(std::time::Duration::from_secs(90)) {
+                    Ok(Ok(line)) => {
+                        out.push_str(&line);
+                        CtlResponse::ok(out)
+                    }
+                    Ok(Err(e)) => CtlResponse::err(1, format!("upgrade failed: {e}")),
+                    Err(_) => CtlResponse::err(1, "upgrade: no answer from the daemon"),
+                }
             }
             Err(e) => CtlResponse::err(1, format!("upgrade refused: {e}")),
         }

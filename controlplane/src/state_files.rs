@@ -46,6 +46,25 @@ fn previous_dir(dir: &Path) -> PathBuf {
     dir.join("previous")
 }
 
+/// Where a process taking over (`crate::handover`) makes its tables while
+/// the previous one still forwards.
+pub fn incoming_dir(dir: &Path) -> PathBuf {
+    dir.join("incoming")
+}
+
+/// Moves the tables made in [`incoming_dir`] into `dir` (after
+/// [`prepare`] moved the previous process's aside) and removes it.
+pub fn move_in(dir: &Path) -> io::Result<()> {
+    let incoming = incoming_dir(dir);
+    for e in std::fs::read_dir(&incoming)? {
+        let p = e?.path();
+        if let Some(name) = p.file_name() {
+            std::fs::rename(&p, dir.join(name))?;
+        }
+    }
+    std::fs::remove_dir(&incoming)
+}
+
 /// Why the state directory is not used.
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
@@ -167,8 +186,9 @@ pub fn read_previous(dir: &Path, now_mono_ms: u64) -> Previous {
     let mut any = false;
     loop {
         let file = |k: Kind| prev.join(k.file_name(w));
-        let c4 = std::fs::read(file(Kind::Conn4));
-        let c6 = std::fs::read(file(Kind::Conn6));
+        let read = |k| ferrovs_dataplane::port::shm::MappedFile::open(&file(k));
+        let c4 = read(Kind::Conn4);
+        let c6 = read(Kind::Conn6);
         if c4.is_err() && c6.is_err() {
             break;
         }
@@ -186,15 +206,12 @@ pub fn read_previous(dir: &Path, now_mono_ms: u64) -> Previous {
             );
         }
         if let Ok(b) = &c6 {
-            match (
-                std::fs::read(file(Kind::Slots6)),
-                std::fs::read(file(Kind::Pool6)),
-            ) {
+            match (read(Kind::Slots6), read(Kind::Pool6)) {
                 (Ok(s), Ok(p)) => read_one(
                     &mut out,
                     &mut saved,
                     b,
-                    Some((&s, &p)),
+                    Some((&s[..], &p[..])),
                     &file(Kind::Conn6),
                     &boot,
                     now_mono_ms,

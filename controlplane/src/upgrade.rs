@@ -2,21 +2,22 @@
 //! without losing a flow (issue 17).
 //!
 //! How: the process checks the new binary (it must read this process's
-//! state layout and accept the configuration), stops as for a restart but
-//! without a word to the VRRP peer (no priority 0: the new process starts
-//! MASTER of what this one was, `vrrp::config::InstanceConfig::resume_master`),
-//! its workers leave their tables in the state directory stamped clean,
-//! and it executes the new binary in its own place: the same PID, so a
-//! supervisor (systemd) sees one service that never stopped. The new
-//! process reads the tables back (`crate::state_files`) before its workers
-//! start. If the exec fails, the process exits and its supervisor's
-//! restart finds the same files.
+//! state layout and accept the configuration), then hands over without a
+//! word to the VRRP peer (no priority 0: the new process starts MASTER of
+//! what this one was, `vrrp::config::InstanceConfig::resume_master`), its
+//! workers leaving their tables in the state directory stamped clean, which
+//! the new process reads back (`crate::state_files`) before its workers
+//! start. Two ways:
 //!
-//! Why exec and not a second process that takes the sockets over: the
-//! kernel binds one AF_XDP socket per queue, the ports are opened again
-//! anyway, and the tables are files, so a hand-over needs nothing but a
-//! short pause; exec keeps the PID, the cgroup and the unit's view of the
-//! service without any supervisor protocol.
+//! - AF_XDP: the new binary is started beside this process and takes the
+//!   sockets, the packet memory and the XDP program over once it is ready
+//!   (`crate::handover`): the pause is the hand-over alone, and a new
+//!   binary that fails to start costs nothing.
+//! - AF_PACKET and DPDK: the process stops and executes the new binary in
+//!   its own place ([`exec`]), the same PID; the new process opens the
+//!   ports again. A DPDK port cannot be shared by two processes. If the
+//!   exec fails, the process exits and its supervisor's restart finds the
+//!   same files.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -153,6 +153,15 @@ pub struct Shared<T> {
 }
 
 impl<T> Shared<T> {
+    /// Drops the packets still queued between workers, once they have
+    /// stopped: their buffers go back to the port's pool now rather than
+    /// when the last reference goes (a hand-over counts the free ones).
+    pub fn drop_queued_packets(&self) {
+        for q in &self.handover {
+            while q.pop().is_some() {}
+        }
+    }
+
     pub fn new(snapshot: Snapshot) -> Arc<Shared<T>> {
         let w = snapshot.workers.max(1);
         Arc::new(Shared {

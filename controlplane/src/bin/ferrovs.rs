@@ -319,7 +319,7 @@ fn main() {
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
             match run(&file) {
-                Ok(Exit::Stopped) => {}
+                Ok(Exit::Stopped) | Ok(Exit::HandedOver) => {}
                 Ok(Exit::Upgrade(plan)) => {
                     let e = ferrovs_controlplane::upgrade::exec(&plan);
                     // The tables are in the state directory: a supervisor's

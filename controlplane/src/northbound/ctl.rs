@@ -93,7 +93,13 @@ pub fn call(path: &std::path::Path, req: &CtlRequest) -> std::io::Result<CtlResp
         return Ok(CtlResponse::refused(1, too_large(line.len(), MAX_REQUEST)));
     }
     let mut s = std::os::unix::net::UnixStream::connect(path)?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    // An upgrade answers once the new process is ready (its tables made).
+    let wait = if req.op.as_deref() == Some("upgrade") {
+        90
+    } else {
+        10
+    };
+    s.set_read_timeout(Some(std::time::Duration::from_secs(wait)))?;
     // A daemon that refuses us answers and closes without reading: its
     // answer is worth more than the broken pipe.
     let sent = s.write_all(line.as_bytes());

@@ -5,6 +5,7 @@ pub mod afpacket;
 pub mod afxdp;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+pub mod handover;
 pub mod memory;
 pub mod shm;
 mod sys;

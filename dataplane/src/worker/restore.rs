@@ -342,4 +342,14 @@ impl<P: Port> Worker<P> {
         self.core.conns.mark_clean(at_mono_ms);
         self.core.conns6.mark_clean(at_mono_ms);
     }
+
+    /// Leaves the tables' memory to the process's exit instead of freeing
+    /// it: freeing a large table takes tens of milliseconds, and in a
+    /// hand-over (`ferrovs upgrade`) no process forwards meanwhile.
+    pub fn leak_tables(&mut self) {
+        let c4 = std::mem::replace(&mut self.core.conns, ConnTable::new(1, 0));
+        let c6 = std::mem::replace(&mut self.core.conns6, ConnTable::new_v6(1, 0));
+        std::mem::forget(c4);
+        std::mem::forget(c6);
+    }
 }

@@ -50,9 +50,9 @@ use std::ffi::c_void;
 use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-pub use steer::{AttachMode, SteerStats, Steering};
+pub use steer::{AttachMode, SteerStats, Steering, SteeringFds};
 use umem::{Umem, FRAME_SIZE};
 use xsk::Xsk;
 pub use xsk::{BindMode, RingSizes};
@@ -208,11 +208,17 @@ pub struct XdpPortInfo {
     pub ifname: String,
     pub queue: u32,
     pub mode: BindMode,
+    pub rings: RingSizes,
     pub counters: Arc<XdpCounters>,
     fd: Arc<OwnedFd>,
 }
 
 impl XdpPortInfo {
+    /// A duplicate of the socket's descriptor, for the next process.
+    pub fn dup_fd(&self) -> io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
+
     /// Reads the kernel's statistics into the counters (a syscall: from
     /// housekeeping, not per burst).
     pub fn refresh_kernel_stats(&self) -> io::Result<()> {
@@ -243,6 +249,52 @@ fn xsk_statistics(fd: RawFd) -> io::Result<libc::xdp_statistics> {
 struct BurstCounts {
     invalid: u64,
     csum: u64,
+}
+
+// ---------------------------------------------------------------------------
+// Hand-over
+
+/// One socket handed to the next process.
+#[derive(Debug)]
+pub struct SocketHandover {
+    pub queue: u32,
+    pub mode: BindMode,
+    pub rings: RingSizes,
+    pub fd: OwnedFd,
+}
+
+/// One interface's program and sockets handed to the next process.
+#[derive(Debug)]
+pub struct IfaceHandover {
+    pub ifname: String,
+    pub ifindex: u32,
+    pub mode: AttachMode,
+    pub steering: SteeringFds,
+    pub sockets: Vec<SocketHandover>,
+}
+
+impl IfaceHandover {
+    /// What `steering` and its `sockets` (as the control plane keeps them)
+    /// hand over.
+    pub fn of(steering: &Steering, sockets: &[XdpPortInfo]) -> io::Result<IfaceHandover> {
+        Ok(IfaceHandover {
+            ifname: steering.ifname.clone(),
+            ifindex: steering.ifindex,
+            mode: steering.mode,
+            steering: steering.hand_over()?,
+            sockets: sockets
+                .iter()
+                .map(|i| {
+                    Ok(SocketHandover {
+                        queue: i.queue,
+                        mode: i.mode,
+                        rings: i.rings,
+                        fd: i.dup_fd()?,
+                    })
+                })
+                .collect::<io::Result<_>>()?,
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -375,12 +427,96 @@ impl AfXdpPort {
                     ifname: ifname.to_string(),
                     queue: q,
                     mode: xsk.mode,
+                    rings,
                     counters: Arc::new(XdpCounters::default()),
                     // SAFETY: a fresh descriptor nothing else owns.
                     fd: Arc::new(unsafe { OwnedFd::from_raw_fd(dup) }),
                 };
                 queues.push(Queue { xsk, info });
             }
+            let copies = if w == 0 {
+                vec![
+                    copy_socket(ifindex, libc::ETH_P_ARP as u16, &[])
+                        .map_err(|e| ctx("ARP copy socket", e))?,
+                    copy_socket(ifindex, libc::ETH_P_IPV6 as u16, &NA_FILTER)
+                        .map_err(|e| ctx("neighbour advertisement copy socket", e))?,
+                ]
+            } else {
+                Vec::new()
+            };
+            ports.push(AfXdpPort {
+                queues,
+                next_rx: 0,
+                copies,
+                umem,
+                ifname: ifname.to_string(),
+                ifindex,
+                mac,
+                mtu,
+                polls: 0,
+                empty_polls: 0,
+                flows: steering.flow_fds().map(flows::XdpFlowMap::new),
+            });
+        }
+        Ok(Opened {
+            ports,
+            steering,
+            channels,
+        })
+    }
+
+    /// The ports another process handed over on one interface: its XDP
+    /// program (kept attached) and its sockets, worker `w` taking queues
+    /// `w, w + workers, ...` as [`AfXdpPort::open_all`] gives them. The
+    /// packet memory must have been adopted first ([`Umem::adopt`]).
+    pub fn adopt_all(iface: &Iface, workers: usize, h: IfaceHandover) -> io::Result<Opened> {
+        let ifname = iface.name.as_str();
+        let ctx = |what: &str, e: io::Error| {
+            io::Error::new(e.kind(), format!("AF_XDP port {ifname}: {what}: {e}"))
+        };
+        let umem = Umem::existing().ok_or_else(|| {
+            io::Error::other(format!(
+                "AF_XDP port {ifname}: no packet memory handed over"
+            ))
+        })?;
+        let (ifindex, mac, mtu) = (iface.index, iface.mac, iface.mtu);
+        if h.ifindex != ifindex {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "AF_XDP port {ifname}: handed over as interface {}, it is {ifindex} now",
+                    h.ifindex
+                ),
+            ));
+        }
+        let channels = ensure_queues(ifname, workers as u32).map_err(|e| ctx("queues", e))?;
+        let steering = Steering::adopt(ifname, ifindex, h.mode, h.steering)?;
+        let mut by_worker: Vec<Vec<Queue>> = (0..workers).map(|_| Vec::new()).collect();
+        for s in h.sockets {
+            let w = s.queue as usize % workers;
+            let xsk = Xsk::adopt(s.fd, s.mode, s.rings)
+                .map_err(|e| ctx(&format!("socket of queue {}", s.queue), e))?;
+            let dup = xsk.dup_fd().map_err(|e| ctx("dup", e))?;
+            let info = XdpPortInfo {
+                ifname: ifname.to_string(),
+                queue: s.queue,
+                mode: s.mode,
+                rings: s.rings,
+                counters: Arc::new(XdpCounters::default()),
+                fd: Arc::new(dup),
+            };
+            by_worker[w].push(Queue { xsk, info });
+        }
+        let mut ports = Vec::with_capacity(workers);
+        for (w, mut queues) in by_worker.into_iter().enumerate() {
+            if queues.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("AF_XDP port {ifname}: no socket handed over for worker {w} (the number of workers changed?)"),
+                ));
+            }
+            // The worker's own queue first: the one it transmits on.
+            queues.sort_by_key(|q| q.info.queue);
             let copies = if w == 0 {
                 vec![
                     copy_socket(ifindex, libc::ETH_P_ARP as u16, &[])
@@ -488,8 +624,34 @@ impl AfXdpPort {
     }
 }
 
+/// Set once the ports are being handed to the next process: a port that
+/// stops then leaves its rings exactly as they are (their indices are
+/// shared with the kernel and the next process reads them back), where it
+/// otherwise takes back the frames it lent.
+static HANDING_OVER: AtomicBool = AtomicBool::new(false);
+
+/// Makes every port dropped from now on leave its rings untouched (see
+/// [`HANDING_OVER`]); called before the workers stop for `ferrovs upgrade`.
+pub fn hand_over_on_stop() {
+    HANDING_OVER.store(true, Ordering::SeqCst);
+}
+
+/// Whether the ports are being handed over (see [`HANDING_OVER`]).
+pub fn handing_over() -> bool {
+    HANDING_OVER.load(Ordering::SeqCst)
+}
+
 impl Drop for AfXdpPort {
     fn drop(&mut self) {
+        if HANDING_OVER.load(Ordering::SeqCst) {
+            // Closing an AF_PACKET socket waits for an RCU grace period
+            // (packet_release), tens of milliseconds while no process
+            // forwards: the process's exit closes them.
+            for c in self.copies.drain(..) {
+                std::mem::forget(c);
+            }
+            return;
+        }
         let umem = self.umem;
         for q in &mut self.queues {
             q.xsk.drain(|a| umem.free(frame_of(a)));
@@ -759,6 +921,14 @@ pub struct ChannelsGuard {
     /// Receive queues in use now.
     pub count: u32,
     restore: Option<(String, EthtoolChannels)>,
+}
+
+impl ChannelsGuard {
+    /// Leaves the queue count as it is when dropped (the next process of
+    /// a hand-over runs on it).
+    pub fn keep_on_drop(&mut self) {
+        self.restore = None;
+    }
 }
 
 impl Drop for ChannelsGuard {

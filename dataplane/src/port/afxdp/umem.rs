@@ -12,11 +12,18 @@
 //!
 //! Frames are handed out by a per-thread cache over a global lock-free
 //! queue: a worker allocates and frees without atomics until its cache runs
-//! dry or overflows, then moves frames in batches.
+//! dry or overflows, then moves frames in batches. A thread that ends gives
+//! its cache back.
+//!
+//! The region is a memfd mapped shared, so that `ferrovs upgrade` can hand
+//! it to the next process with the sockets (`crate::port::afxdp::handover`):
+//! the kernel keeps the pages it pinned for each socket, and the new process
+//! maps the same pages and goes on from the frames the old one left free.
 
 use crossbeam_queue::ArrayQueue;
 use std::cell::RefCell;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -33,6 +40,8 @@ const CACHE_MAX: usize = 4 * BATCH;
 pub struct Umem {
     base: *mut u8,
     frames: u32,
+    /// The memfd behind the mapping (handed to the next process).
+    fd: OwnedFd,
     free: ArrayQueue<u32>,
     /// Frames a thread wanted when both its cache and the queue were empty.
     pub exhausted: AtomicU64,
@@ -51,8 +60,47 @@ static INIT: Mutex<()> = Mutex::new(());
 /// state check per packet).
 static BASE: AtomicPtr<u8> = AtomicPtr::new(ptr::null_mut());
 
+/// A thread's frames; given back to the global queue when the thread ends
+/// (a stopped worker's frames must not be lost to a hand-over).
+struct Cache(Vec<u32>);
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        if let Some(u) = UMEM.get() {
+            for f in self.0.drain(..) {
+                let _ = u.free.push(f);
+            }
+        }
+    }
+}
+
 thread_local! {
-    static CACHE: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    static CACHE: RefCell<Cache> = const { RefCell::new(Cache(Vec::new())) };
+}
+
+/// Maps `len` bytes of the memfd `fd` shared.
+fn map_shared(fd: &OwnedFd, len: usize) -> io::Result<*mut u8> {
+    // SAFETY: a shared mapping of our own memfd at an address the kernel
+    // picks; checked below. MAP_POPULATE: the kernel pins the pages at
+    // registration anyway.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("mapping {} MiB of AF_XDP packet memory: {e}", len >> 20),
+        ));
+    }
+    Ok(p as *mut u8)
 }
 
 impl Umem {
@@ -74,36 +122,84 @@ impl Umem {
         }
         let frames = frames.max(DEFAULT_FRAMES);
         let len = frames as usize * FRAME_SIZE;
-        // SAFETY: an anonymous private mapping; no file, no fixed address.
-        // MAP_POPULATE: the kernel pins the pages at registration anyway.
-        let p = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(
-                e.kind(),
-                format!("mapping {} MiB of AF_XDP packet memory: {e}", len >> 20),
-            ));
+        // SAFETY: memfd_create with a constant name; the result is checked.
+        let raw = unsafe { libc::memfd_create(c"ferrovs-umem".as_ptr(), libc::MFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
         }
+        // SAFETY: a fresh descriptor nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: ftruncate on our own memfd.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let p = map_shared(&fd, len)?;
         let free = ArrayQueue::new(frames as usize);
         for i in 0..frames {
             let _ = free.push(i * FRAME_SIZE as u32);
         }
-        BASE.store(p as *mut u8, Ordering::Release);
+        BASE.store(p, Ordering::Release);
         Ok(UMEM.get_or_init(|| Umem {
-            base: p as *mut u8,
+            base: p,
             frames,
+            fd,
             free,
             exhausted: AtomicU64::new(0),
         }))
+    }
+
+    /// The region another process handed over (`fd`, `frames` frames),
+    /// with the frames it left free; the others are in the sockets' rings
+    /// or the kernel's hands and come back through them.
+    pub fn adopt(fd: OwnedFd, frames: u32, free_frames: &[u32]) -> io::Result<&'static Umem> {
+        let _g = INIT.lock().unwrap_or_else(|e| e.into_inner());
+        if UMEM.get().is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the AF_XDP packet memory is mapped already",
+            ));
+        }
+        let len = frames as usize * FRAME_SIZE;
+        let size = fstat_size(&fd)?;
+        if size < len as u64 || frames == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the packet memory handed over has {size} bytes, {len} expected"),
+            ));
+        }
+        let p = map_shared(&fd, len)?;
+        let free = ArrayQueue::new(frames as usize);
+        for &f in free_frames {
+            // Only frame starts inside the region: a bad list loses
+            // frames, never hands out memory outside it.
+            if f % FRAME_SIZE as u32 == 0 && (f as usize) < len {
+                let _ = free.push(f);
+            }
+        }
+        BASE.store(p, Ordering::Release);
+        Ok(UMEM.get_or_init(|| Umem {
+            base: p,
+            frames,
+            fd,
+            free,
+            exhausted: AtomicU64::new(0),
+        }))
+    }
+
+    /// A duplicate of the region's memfd, for the next process.
+    pub fn dup_fd(&self) -> io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
+
+    /// Empties the global queue: the frames free once every worker has
+    /// stopped (their caches came back when their threads ended), for the
+    /// next process.
+    pub fn take_free(&self) -> Vec<u32> {
+        let mut v = Vec::with_capacity(self.free.len());
+        while let Some(f) = self.free.pop() {
+            v.push(f);
+        }
+        v
     }
 
     /// The region, if it was mapped.
@@ -132,7 +228,7 @@ impl Umem {
     #[inline]
     pub fn alloc(&self) -> Option<u32> {
         let got = CACHE.try_with(|c| {
-            let mut c = c.borrow_mut();
+            let c = &mut c.borrow_mut().0;
             if c.is_empty() {
                 for _ in 0..BATCH {
                     match self.free.pop() {
@@ -158,7 +254,7 @@ impl Umem {
     #[inline]
     pub fn free(&self, frame: u32) {
         let cached = CACHE.try_with(|c| {
-            let mut c = c.borrow_mut();
+            let c = &mut c.borrow_mut().0;
             if c.len() >= CACHE_MAX {
                 for f in c.drain(CACHE_MAX - BATCH..) {
                     // Cannot fail: the queue holds every frame.
@@ -176,11 +272,21 @@ impl Umem {
     /// that stops, so that its frames are not stranded).
     pub fn flush_thread_cache(&self) {
         let _ = CACHE.try_with(|c| {
-            for f in c.borrow_mut().drain(..) {
+            for f in c.borrow_mut().0.drain(..) {
                 let _ = self.free.push(f);
             }
         });
     }
+}
+
+fn fstat_size(fd: &OwnedFd) -> io::Result<u64> {
+    // SAFETY: all-zero is a valid stat (integers only); fstat fills it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on our own descriptor into a local.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.st_size as u64)
 }
 
 /// The base of the region. Only called for packets, which exist only once

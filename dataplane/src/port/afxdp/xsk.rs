@@ -156,6 +156,48 @@ impl Drop for Ring {
     }
 }
 
+/// A socket's four rings, mapped.
+struct Rings {
+    fill: Ring,
+    comp: Ring,
+    rx: Ring,
+    tx: Ring,
+}
+
+impl Rings {
+    /// Maps the rings of socket `s` (sizes set already). The producer
+    /// rings (fill, TX) start at the kernel's current indices.
+    fn map(s: RawFd, sizes: RingSizes) -> io::Result<Rings> {
+        let ctx = |what: &str, e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
+        // SAFETY: all-zero is a valid xdp_mmap_offsets (integers only).
+        let mut off: libc::xdp_mmap_offsets = unsafe { mem::zeroed() };
+        sys::getsockopt_into(s, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS, &mut off)
+            .map_err(|e| ctx("XDP_MMAP_OFFSETS", e))?;
+        let fill = Ring::map::<u64>(s, &off.fr, sizes.fill, libc::XDP_UMEM_PGOFF_FILL_RING)
+            .map_err(|e| ctx("mmap fill ring", e))?;
+        let comp = Ring::map::<u64>(s, &off.cr, sizes.comp, libc::XDP_UMEM_PGOFF_COMPLETION_RING)
+            .map_err(|e| ctx("mmap completion ring", e))?;
+        let rx = Ring::map::<libc::xdp_desc>(s, &off.rx, sizes.rx, libc::XDP_PGOFF_RX_RING as u64)
+            .map_err(|e| ctx("mmap RX ring", e))?;
+        let mut tx =
+            Ring::map::<libc::xdp_desc>(s, &off.tx, sizes.tx, libc::XDP_PGOFF_TX_RING as u64)
+                .map_err(|e| ctx("mmap TX ring", e))?;
+        // The TX ring starts empty: all of it is ours to fill.
+        tx.remote = tx.cons().load(Ordering::Acquire);
+        tx.local = tx.prod().load(Ordering::Relaxed);
+        let mut fillr = fill;
+        fillr.local = fillr.prod().load(Ordering::Relaxed);
+        fillr.remote = fillr.cons().load(Ordering::Acquire);
+
+        Ok(Rings {
+            fill: fillr,
+            comp,
+            rx,
+            tx,
+        })
+    }
+}
+
 /// An XDP socket bound to one queue of one interface, with the process's
 /// UMEM registered.
 pub struct Xsk {
@@ -166,6 +208,7 @@ pub struct Xsk {
     tx: Ring,
     fd: OwnedFd,
     pub mode: BindMode,
+    pub sizes: RingSizes,
     /// TX descriptors submitted and not yet completed.
     pub tx_outstanding: u32,
 }
@@ -205,26 +248,7 @@ impl Xsk {
             .map_err(|e| ctx("XDP_UMEM_COMPLETION_RING", e))?;
         setsockopt(s, libc::XDP_RX_RING, &sizes.rx).map_err(|e| ctx("XDP_RX_RING", e))?;
         setsockopt(s, libc::XDP_TX_RING, &sizes.tx).map_err(|e| ctx("XDP_TX_RING", e))?;
-        // SAFETY: all-zero is a valid xdp_mmap_offsets (integers only).
-        let mut off: libc::xdp_mmap_offsets = unsafe { mem::zeroed() };
-        sys::getsockopt_into(s, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS, &mut off)
-            .map_err(|e| ctx("XDP_MMAP_OFFSETS", e))?;
-        let fill = Ring::map::<u64>(s, &off.fr, sizes.fill, libc::XDP_UMEM_PGOFF_FILL_RING)
-            .map_err(|e| ctx("mmap fill ring", e))?;
-        let comp = Ring::map::<u64>(s, &off.cr, sizes.comp, libc::XDP_UMEM_PGOFF_COMPLETION_RING)
-            .map_err(|e| ctx("mmap completion ring", e))?;
-        let rx = Ring::map::<libc::xdp_desc>(s, &off.rx, sizes.rx, libc::XDP_PGOFF_RX_RING as u64)
-            .map_err(|e| ctx("mmap RX ring", e))?;
-        let mut tx =
-            Ring::map::<libc::xdp_desc>(s, &off.tx, sizes.tx, libc::XDP_PGOFF_TX_RING as u64)
-                .map_err(|e| ctx("mmap TX ring", e))?;
-        // The TX ring starts empty: all of it is ours to fill.
-        tx.remote = tx.cons().load(Ordering::Acquire);
-        tx.local = tx.prod().load(Ordering::Relaxed);
-        let mut fillr = fill;
-        fillr.local = fillr.prod().load(Ordering::Relaxed);
-        fillr.remote = fillr.cons().load(Ordering::Acquire);
-
+        let rings = Rings::map(s, sizes).map_err(|e| ctx("rings", e))?;
         let flags = libc::XDP_USE_NEED_WAKEUP
             | match mode {
                 BindMode::ZeroCopy => libc::XDP_ZEROCOPY,
@@ -250,14 +274,44 @@ impl Xsk {
             return Err(ctx(&format!("bind to queue {queue} ({mode:?})"), e));
         }
         Ok(Xsk {
-            fill: fillr,
-            comp,
-            rx,
-            tx,
+            fill: rings.fill,
+            comp: rings.comp,
+            rx: rings.rx,
+            tx: rings.tx,
             fd,
             mode,
+            sizes,
             tx_outstanding: 0,
         })
+    }
+
+    /// A bound socket another process handed over (`ferrovs upgrade`), its
+    /// rings as that process left them: every index is read back from the
+    /// rings themselves, so what the kernel received meanwhile is taken,
+    /// what it completed is freed, and what it still holds (fill ring, TX
+    /// in flight) comes back through the rings as before.
+    pub fn adopt(fd: OwnedFd, mode: BindMode, sizes: RingSizes) -> io::Result<Xsk> {
+        let mut r = Rings::map(fd.as_raw_fd(), sizes)?;
+        for ring in [&mut r.comp, &mut r.rx] {
+            ring.local = ring.cons().load(Ordering::Acquire);
+            ring.remote = ring.local;
+        }
+        let tx_outstanding = r.tx.local.wrapping_sub(r.comp.local);
+        Ok(Xsk {
+            fill: r.fill,
+            comp: r.comp,
+            rx: r.rx,
+            tx: r.tx,
+            fd,
+            mode,
+            sizes,
+            tx_outstanding,
+        })
+    }
+
+    /// A duplicate of the socket, for the next process.
+    pub fn dup_fd(&self) -> io::Result<OwnedFd> {
+        self.fd.try_clone()
     }
 
     /// Lends frames to the kernel: up to `max`, taken from `next` until it
