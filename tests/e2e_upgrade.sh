@@ -73,6 +73,7 @@ stop_all() {
 }
 cleanup() {
     stop_all
+    [ -n "$NOTIFY_PID" ] && kill "$NOTIFY_PID" 2>/dev/null
     [ -n "$LAB_NAME" ] && "$LAB" down "$LAB_NAME" >/dev/null 2>&1
     rm -rf "$STATE"
     [ -n "${KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
@@ -114,9 +115,32 @@ conf() { # FILE MODE
     } >"$1"
 }
 
+# A stand-in for systemd's notification socket (sd_notify(3)): every
+# datagram, with the sender's pid from its credentials, one per line.
+NOTIFY_PID=""
+start_notify_listener() {
+    rm -f "$WORK/notify.sock" "$WORK/notify.log"
+    python3 - "$WORK/notify.sock" "$WORK/notify.log" <<'PY' &
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "a", buffering=1) as log:
+    while True:
+        msg, anc, _, _ = s.recvmsg(4096, socket.CMSG_SPACE(12))
+        pid = next((struct.unpack("iII", d[:12])[0] for l, t, d in anc
+                    if l == socket.SOL_SOCKET and t == socket.SCM_CREDENTIALS), 0)
+        for line in msg.decode().splitlines():
+            log.write(f"{pid} {line}\n")
+PY
+    NOTIFY_PID=$!
+    for _ in $(seq 50); do [ -S "$WORK/notify.sock" ] && break; sleep 0.05; done
+}
+notified() { grep -qx "$1" "$WORK/notify.log" 2>/dev/null; }
+
 start_ferrovs() { # CONF
     rm -f "$WORK/d1.sock"
-    ip netns exec "$FVS_NS_DIRECTOR" "$FERROVS" run -f "$1" >>"$WORK/d1.log" 2>&1 &
+    NOTIFY_SOCKET=$WORK/notify.sock ip netns exec "$FVS_NS_DIRECTOR" "$FERROVS" run -f "$1" >>"$WORK/d1.log" 2>&1 &
     PID=$!
     for _ in $(seq 100); do [ -S "$WORK/d1.sock" ] && return 0; sleep 0.05; done
     return 1
@@ -148,9 +172,12 @@ event() {
             check "$mode: ferrovs upgrade names the process that forwards ($newpid)" [ -n "$newpid" ]
             if [ -n "$newpid" ] && [ "$newpid" != "$PID" ]; then
                 # AF_XDP: a new process took the ports over, the old one
-                # exits once it forwards.
+                # exits once it forwards, having told systemd who the
+                # service's main process is now.
                 wait_gone "$PID" 10
                 check "$mode: the old process exited" gone "$PID"
+                wait_until 5 notified "$PID MAINPID=$newpid"
+                check "$mode: it told the service manager MAINPID=$newpid" notified "$PID MAINPID=$newpid"
                 PID=$newpid
             fi
             check "$mode: the new binary runs" \
@@ -209,6 +236,8 @@ test_mode() {
     # The control socket is bound before the ports open; the report
     # comes once the workers run.
     wait_until 10 test -s "$STATE/restored.json"
+    wait_until 5 notified "$PID READY=1"
+    check "$mode: ferrovs told the service manager it is ready" notified "$PID READY=1"
     check "$mode: a first start restores nothing ($(report previous))" [ "$(report previous)" = none ]
     for ev in $EVENTS; do
         mkdir -p "$WORK/dl"
@@ -241,6 +270,7 @@ test_mode() {
     LAB_NAME=""
 }
 
+start_notify_listener
 for m in $MODES; do
     case $m in
         dr | nat | fullnat | tun) test_mode "$m" ;;
