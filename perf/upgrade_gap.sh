@@ -7,6 +7,8 @@
 #
 #   perf/upgrade_gap.sh [upgrade|restart] [dr|nat|fullnat|tun]
 #   ROUNDS=3 BACKEND=afpacket perf/upgrade_gap.sh upgrade dr
+#   FILL=100000 perf/upgrade_gap.sh upgrade dr   with that many connections
+#                                                in the table (UDP, pktgen)
 #
 # Prints one line per round and the worst.
 set -uo pipefail
@@ -77,6 +79,17 @@ start() {
 }
 start
 sleep 1
+if [ "${FILL:-0}" -gt 0 ]; then
+    # FILL connections in the table before the rounds (UDP flows from
+    # 198.19.0.0/16, one datagram each, twice for what a veth drops): the
+    # new process reads them back inside the pause.
+    for _ in 1 2; do
+        ip netns exec "$FVS_NS_CLIENT" "$(dirname "$FERROVS")/ferrovs-pktgen" --dev "$FVS_CLIENT_IF" \
+            --dst-mac "$FVS_DIRECTOR_MAC_CLIENT" --dst "$FVS_VIP" --dport "$PORT" --flows "$FILL" \
+            --once --rate 200000 >"$WORK/pktgen.log" 2>&1 || { echo "pktgen: $(tail -2 "$WORK/pktgen.log")" >&2; exit 1; }
+    done
+    echo "table: $(FERROVS_CTL=$WORK/ctl.sock "$(dirname "$FERROVS")/ferrovsadm" -Lnc | grep -c '^UDP ') connections"
+fi
 worst=0
 for r in $(seq "$ROUNDS"); do
     touch "$WORK/run"

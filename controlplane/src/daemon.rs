@@ -1189,6 +1189,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
                 return Err(RunError::Handover(e));
             }
         };
+        debug!("ports received");
         let took = (|| -> Result<Opened<P>, RunError> {
             ctl_socket = Some(open_ctl()?);
             port_locks = Some(lock_ports()?);
@@ -1206,6 +1207,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
             }
         };
         opened = Some(o);
+        debug!("ports adopted");
         let (s, p, l) = take_state(
             settings.state_dir.as_deref(),
             &ifaces,
@@ -1229,10 +1231,19 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
     let mut routed: Vec<Vec<ferrovs_dataplane::persist::Saved>> = vec![Vec::new(); workers];
     {
         let snap = shared.snapshot.load_full();
-        for (old, saved) in &previous.per_worker {
+        let owner = |s: &ferrovs_dataplane::persist::Saved, old: usize| {
+            ferrovs_dataplane::worker::restore_owner(&snap, s, old).min(workers - 1)
+        };
+        for (old, saved) in std::mem::take(&mut previous.per_worker) {
+            // The usual case (the same workers): the whole list stays with
+            // its worker, not copied entry by entry.
+            if old < workers && routed[old].is_empty() && saved.iter().all(|s| owner(s, old) == old)
+            {
+                routed[old] = saved;
+                continue;
+            }
             for s in saved {
-                let w = ferrovs_dataplane::worker::restore_owner(&snap, s, *old).min(workers - 1);
-                routed[w].push(*s);
+                routed[owner(&s, old)].push(s);
             }
         }
     }
@@ -1269,6 +1280,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
         let mine = std::mem::take(&mut routed[w]);
         if !mine.is_empty() {
             restored.add(&worker.restore(&mine, worker_clock_ms(epoch)));
+            debug!("worker {w}: {} connection(s) restored", mine.len());
         }
         let stop = stop.clone();
         let hb = heartbeats.clone();

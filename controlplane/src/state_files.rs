@@ -288,6 +288,13 @@ fn read_one(
     boot: &[u8; 36],
     now_mono_ms: u64,
 ) {
+    // A clean stop says how many entries at most: room for them at once
+    // (this runs while no process forwards, during a hand-over).
+    if let Ok(h) = persist::Header::decode(conns, boot) {
+        if h.clean_at_mono_ms != 0 {
+            saved.reserve(h.used_below.unwrap_or(0).min(h.capacity) as usize);
+        }
+    }
     match persist::read_table(&TableFiles { conns, v6 }, boot, now_mono_ms, |s| {
         saved.push(s)
     }) {

@@ -78,17 +78,20 @@ thread_local! {
     static CACHE: RefCell<Cache> = const { RefCell::new(Cache(Vec::new())) };
 }
 
-/// Maps `len` bytes of the memfd `fd` shared.
-fn map_shared(fd: &OwnedFd, len: usize) -> io::Result<*mut u8> {
+/// Maps `len` bytes of the memfd `fd` shared; `populate` maps every page
+/// now (a new region: the kernel pins them at registration anyway; an
+/// adopted one's pages exist, and mapping 64 MiB of them would lengthen
+/// the hand-over's pause: they are mapped as they are touched).
+fn map_shared(fd: &OwnedFd, len: usize, populate: bool) -> io::Result<*mut u8> {
+    let flags = libc::MAP_SHARED | if populate { libc::MAP_POPULATE } else { 0 };
     // SAFETY: a shared mapping of our own memfd at an address the kernel
-    // picks; checked below. MAP_POPULATE: the kernel pins the pages at
-    // registration anyway.
+    // picks; checked below.
     let p = unsafe {
         libc::mmap(
             ptr::null_mut(),
             len,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_POPULATE,
+            flags,
             fd.as_raw_fd(),
             0,
         )
@@ -133,7 +136,7 @@ impl Umem {
         if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        let p = map_shared(&fd, len)?;
+        let p = map_shared(&fd, len, true)?;
         let free = ArrayQueue::new(frames as usize);
         for i in 0..frames {
             let _ = free.push(i * FRAME_SIZE as u32);
@@ -167,7 +170,7 @@ impl Umem {
                 format!("the packet memory handed over has {size} bytes, {len} expected"),
             ));
         }
-        let p = map_shared(&fd, len)?;
+        let p = map_shared(&fd, len, false)?;
         let free = ArrayQueue::new(frames as usize);
         for &f in free_frames {
             // Only frame starts inside the region: a bad list loses
