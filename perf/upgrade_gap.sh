@@ -9,6 +9,13 @@
 #   ROUNDS=3 BACKEND=afpacket perf/upgrade_gap.sh upgrade dr
 #   FILL=100000 perf/upgrade_gap.sh upgrade dr   with that many connections
 #                                                in the table (UDP, pktgen)
+#   BACKEND=dpdk perf/upgrade_gap.sh upgrade dr  DPDK on the veths
+#                                                (net_af_packet), built with
+#                                                --features dpdk
+#
+# With DPDK the exception TAPs (fvs0, fvs1) go with the process: the
+# script puts the director's addresses back on the new ones as soon as
+# they appear, as ifupdown's allow-hotplug would.
 #
 # Prints one line per round and the worst.
 set -uo pipefail
@@ -45,9 +52,22 @@ LAB_NAME=$FVS_LAB_NAME
 kind=$(case $MODE in dr) echo DR ;; nat) echo NAT ;; fullnat) echo FNAT ;; tun) echo TUN ;; esac)
 {
     echo "ferrovs {"
-    [ -n "$BACKEND" ] && echo "    backend $BACKEND"
-    echo "    interface $FVS_DIRECTOR_IF_CLIENT"
-    echo "    interface $FVS_DIRECTOR_IF_SERVER"
+    if [ "$BACKEND" = dpdk ]; then
+        echo "    backend dpdk"
+        echo "    interface fvs0"
+        echo "    interface fvs1"
+        echo "    dpdk {"
+        echo "        eal_args \"--no-huge -m 512 --no-pci --no-shconf --file-prefix=fvs-gap$$\""
+        echo "        eal_args \"--vdev=net_af_packet0,iface=$FVS_DIRECTOR_IF_CLIENT\""
+        echo "        eal_args \"--vdev=net_af_packet1,iface=$FVS_DIRECTOR_IF_SERVER\""
+        echo "        port fvs0 net_af_packet0"
+        echo "        port fvs1 net_af_packet1"
+        echo "    }"
+    else
+        [ -n "$BACKEND" ] && echo "    backend $BACKEND"
+        echo "    interface $FVS_DIRECTOR_IF_CLIENT"
+        echo "    interface $FVS_DIRECTOR_IF_SERVER"
+    fi
     echo "    workers 1"
     echo "    control_socket $WORK/ctl.sock"
     echo "    http_listen 127.0.0.1:19391"
@@ -69,11 +89,42 @@ for i in 1 2 3; do
         </dev/null >"$WORK/udp$i.log" 2>&1 &
     ECHO_PIDS+=($!)
 done
+in_director() { ip netns exec "$FVS_NS_DIRECTOR" "$@"; }
+# DPDK: the veths belong to DPDK (no address, no ARP left to the kernel on
+# them, another MAC on the kernel's side, as after binding a NIC to
+# vfio-pci); the director's addresses go on the exception TAPs.
+dpdk_take_nics() {
+    local ifn k=0
+    for ifn in $FVS_DIRECTOR_IFS; do
+        k=$((k + 1))
+        in_director ip addr flush dev "$ifn"
+        in_director ip link set dev "$ifn" arp off
+        in_director sysctl -q -w "net.ipv6.conf.$ifn.disable_ipv6=1"
+        in_director ip link set dev "$ifn" address "02:fe:00:00:00:0$k"
+    done
+}
+dpdk_addresses() {
+    local plen=${FVS_CLIENT_NET#*/}
+    for _ in $(seq 400); do
+        in_director ip link show fvs1 >/dev/null 2>&1 && break
+        sleep 0.005
+    done
+    in_director ip addr replace "$FVS_DIRECTOR_IP_CLIENT/$plen" dev fvs0 &&
+        in_director ip addr replace "$FVS_DIRECTOR_IP_SERVER/$plen" dev fvs1 &&
+        in_director ip route replace default via "$FVS_ROUTER_IP_CLIENT" dev fvs0
+}
+[ "$BACKEND" = dpdk ] && dpdk_take_nics
 start() {
     rm -f "$WORK/ctl.sock"
     RUST_LOG=${RUST_LOG:-info,ferrovs_controlplane::daemon=debug} ip netns exec "$FVS_NS_DIRECTOR" "$FERROVS" run -f "$WORK/d.conf" >>"$WORK/d.log" 2>&1 &
     PID=$!
-    for _ in $(seq 100); do [ -S "$WORK/ctl.sock" ] && return 0; sleep 0.05; done
+    for _ in $(seq 100); do
+        if [ -S "$WORK/ctl.sock" ]; then
+            [ "$BACKEND" = dpdk ] && { dpdk_addresses || exit 1; }
+            return 0
+        fi
+        sleep 0.05
+    done
     echo "ferrovs did not start: $(tail -3 "$WORK/d.log")" >&2
     exit 1
 }
@@ -106,6 +157,14 @@ for r in $(seq "$ROUNDS"); do
             # On AF_XDP a new process took over: follow it.
             new=$(sed -n 's/^handing over to .* (pid \([0-9]*\))$/\1/p' "$WORK/up.out" | tail -1)
             [ -n "$new" ] && PID=$new
+            if [ "$BACKEND" = dpdk ]; then
+                # The old TAPs may still be there: wait for them to go.
+                for _ in $(seq 400); do
+                    in_director ip -4 addr show dev fvs1 2>/dev/null | grep -q inet || break
+                    sleep 0.005
+                done
+                dpdk_addresses || { echo "the new process made no TAPs" >&2; exit 1; }
+            fi
             ;;
         restart)
             kill -TERM "$PID"; wait "$PID" 2>/dev/null; start ;;

@@ -18,6 +18,13 @@
 #   BACKEND=afpacket tests/e2e_upgrade.sh   another backend (default: none set,
 #                                           AF_XDP where the kernel has it)
 #   WORKERS=2 tests/e2e_upgrade.sh          more workers (default 1)
+#   BACKEND=dpdk EVENTS="upgrade upgrade upgrade" tests/e2e_upgrade.sh dr
+#                                           DPDK on the veths (net_af_packet,
+#                                           a binary built --features dpdk):
+#                                           the exception TAPs go with each
+#                                           image, the test puts the
+#                                           director's addresses back on the
+#                                           new ones as ifupdown would
 #
 # Load is bounded: N curl processes at RATE each for BIG_MIB MiB (about
 # 11 s at the defaults), one worker.
@@ -44,6 +51,7 @@ STATE=/dev/shm/ferrovs-upgrade-$$
 LAB_NAME=""
 PID=""
 DL_PIDS=()
+UPGRADES=0
 
 [ "$(id -u)" -eq 0 ] || { echo "needs root" >&2; echo "0 passed, 1 failed"; exit 1; }
 [ -x "$FERROVS" ] || { echo "build first: cargo build --release -p ferrovs-controlplane" >&2; echo "0 passed, 1 failed"; exit 1; }
@@ -75,7 +83,7 @@ cleanup() {
     stop_all
     [ -n "$NOTIFY_PID" ] && kill "$NOTIFY_PID" 2>/dev/null
     [ -n "$LAB_NAME" ] && "$LAB" down "$LAB_NAME" >/dev/null 2>&1
-    rm -rf "$STATE"
+    rm -rf "$STATE" /var/run/dpdk/fvs-"$RUN_ID"*
     [ -n "${KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -91,9 +99,22 @@ conf() { # FILE MODE
     esac
     {
         echo "ferrovs {"
-        [ -n "$BACKEND" ] && echo "    backend $BACKEND"
-        echo "    interface $FVS_DIRECTOR_IF_CLIENT"
-        echo "    interface $FVS_DIRECTOR_IF_SERVER"
+        if [ "$BACKEND" = dpdk ]; then
+            echo "    backend dpdk"
+            echo "    interface fvs0"
+            echo "    interface fvs1"
+            echo "    dpdk {"
+            echo "        eal_args \"--no-huge -m 512 --no-pci --no-shconf --file-prefix=fvs-$RUN_ID\""
+            echo "        eal_args \"--vdev=net_af_packet0,iface=$FVS_DIRECTOR_IF_CLIENT,qpairs=$WORKERS\""
+            echo "        eal_args \"--vdev=net_af_packet1,iface=$FVS_DIRECTOR_IF_SERVER,qpairs=$WORKERS\""
+            echo "        port fvs0 net_af_packet0"
+            echo "        port fvs1 net_af_packet1"
+            echo "    }"
+        else
+            [ -n "$BACKEND" ] && echo "    backend $BACKEND"
+            echo "    interface $FVS_DIRECTOR_IF_CLIENT"
+            echo "    interface $FVS_DIRECTOR_IF_SERVER"
+        fi
         echo "    workers $WORKERS"
         echo "    conn_table_size 65536"
         echo "    control_socket $WORK/d1.sock"
@@ -138,11 +159,39 @@ PY
 }
 notified() { grep -qx "$1" "$WORK/notify.log" 2>/dev/null; }
 
+in_director() { ip netns exec "$FVS_NS_DIRECTOR" "$@"; }
+# DPDK: the veths go to DPDK (no address or ARP left to the kernel on
+# them, another MAC on the kernel's side, as after binding a NIC to
+# vfio-pci; see e2e_appliance.sh); the director's addresses go on the
+# exception TAPs (fvs0, fvs1) that each process makes.
+dpdk_take_nics() {
+    local ifn k=0
+    for ifn in $FVS_DIRECTOR_IFS; do
+        k=$((k + 1))
+        in_director ip addr flush dev "$ifn"
+        in_director ip link set dev "$ifn" arp off
+        in_director sysctl -q -w "net.ipv6.conf.$ifn.disable_ipv6=1"
+        in_director ip link set dev "$ifn" address "02:fe:00:00:00:0$k"
+    done
+}
+dpdk_addresses() {
+    local plen=${FVS_CLIENT_NET#*/}
+    wait_until 10 in_director ip link show fvs1 >/dev/null 2>&1 || return 1
+    in_director ip addr replace "$FVS_DIRECTOR_IP_CLIENT/$plen" dev fvs0 &&
+        in_director ip addr replace "$FVS_DIRECTOR_IP_SERVER/$plen" dev fvs1 &&
+        in_director ip route replace default via "$FVS_ROUTER_IP_CLIENT" dev fvs0
+}
 start_ferrovs() { # CONF
     rm -f "$WORK/d1.sock"
     NOTIFY_SOCKET=$WORK/notify.sock ip netns exec "$FVS_NS_DIRECTOR" "$FERROVS" run -f "$1" >>"$WORK/d1.log" 2>&1 &
     PID=$!
-    for _ in $(seq 100); do [ -S "$WORK/d1.sock" ] && return 0; sleep 0.05; done
+    for _ in $(seq 100); do
+        if [ -S "$WORK/d1.sock" ]; then
+            [ "$BACKEND" = dpdk ] && { dpdk_addresses || return 1; }
+            return 0
+        fi
+        sleep 0.05
+    done
     return 1
 }
 adm() { FERROVS_CTL=$WORK/d1.sock "$(dirname "$FERROVS")/ferrovsadm" "$@"; }
@@ -161,9 +210,12 @@ event() {
     case $ev in
         upgrade)
             # A fresh binary at another path: what a package upgrade leaves.
-            cp "$FERROVS" "$WORK/ferrovs-new"
+            # (a new name each time: the one before may be running).
+            UPGRADES=$((UPGRADES + 1))
+            local bin=$WORK/ferrovs-new$UPGRADES
+            cp "$FERROVS" "$bin"
             local out
-            out=$(FERROVS_CTL=$WORK/d1.sock "$WORK/ferrovs-new" upgrade "$WORK/ferrovs-new" 2>&1)
+            out=$(FERROVS_CTL=$WORK/d1.sock "$bin" upgrade "$bin" 2>&1)
             local rc=$?
             echo "$out" | sed 's/^/    /'
             check "$mode: ferrovs upgrade succeeds" [ "$rc" = 0 ]
@@ -181,7 +233,13 @@ event() {
                 PID=$newpid
             fi
             check "$mode: the new binary runs" \
-                [ "$(readlink "/proc/$PID/exe")" = "$WORK/ferrovs-new" ]
+                [ "$(readlink "/proc/$PID/exe")" = "$bin" ]
+            if [ "$BACKEND" = dpdk ]; then
+                # The old image's TAPs went with it; the new one's come
+                # without addresses.
+                wait_until 10 bash -c "! ip netns exec '$FVS_NS_DIRECTOR' ip -4 addr show dev fvs1 2>/dev/null | grep -q inet"
+                check "$mode: the director's addresses are back on the new TAPs" dpdk_addresses
+            fi
             ;;
         restart)
             t0=$(date +%s%N)
@@ -227,6 +285,7 @@ test_mode() {
     # data is still in flight during the event (see e2e_sync.sh).
     ip netns exec "$FVS_NS_CLIENT" sysctl -qw net.ipv4.tcp_rmem="4096 65536 65536"
     rm -rf "$STATE" "$WORK/d1.log"
+    [ "$BACKEND" = dpdk ] && dpdk_take_nics
     conf "$WORK/d1.conf" "$mode"
     start_ferrovs "$WORK/d1.conf" || {
         bad "$mode: ferrovs did not start: $(tail -3 "$WORK/d1.log")"

@@ -109,6 +109,11 @@ pub fn check(
 /// Replaces this process's image with the plan's; returns only on failure.
 pub fn exec(plan: &Plan) -> std::io::Error {
     use std::os::unix::process::CommandExt;
+    // Nothing of this image goes on into the next but stdin, stdout and
+    // stderr (the journal's stream).
+    if let Err(e) = ferrovs_dataplane::port::close_on_exec_from(3) {
+        return e;
+    }
     Command::new(&plan.binary).args(&plan.args).exec()
 }
 

@@ -9,6 +9,7 @@ pub mod handover;
 pub mod memory;
 pub mod shm;
 mod sys;
+pub use sys::close_on_exec_from;
 
 use crate::wire::Mac;
 
