@@ -12,6 +12,9 @@
 #   - the real server stops: quorum lost, the route is withdrawn; it comes
 #     back: announced again;
 #   - `ferrovsadm --drain` withdraws it, `--undrain` announces it again;
+#   - `ferrovs upgrade`, in place (AF_PACKET) twice and by a hand-over to
+#     a new process (AF_XDP): ExaBGP goes on with its session (the router
+#     counts no drop) and the route never leaves the router;
 #   - SIGTERM withdraws it before ferrovs exits (the route is gone while
 #     the session would still hold it for hold_time);
 #   - `ferrovsadm --drain` against a ferrovs without BGP is refused clearly.
@@ -31,6 +34,8 @@ WORK=$(mktemp -d /tmp/ferrovs-bgp.XXXXXX)
 chmod 755 "$WORK"
 NSD=fvs-bgp-d-$$
 NSR=fvs-bgp-r-$$
+# The tables' directory (a tmpfs, as an upgrade needs).
+STATE=/dev/shm/ferrovs-bgp-$$
 FPID=""
 
 [ "$(id -u)" -eq 0 ] || { echo "needs root" >&2; echo "0 passed, 1 failed"; exit 1; }
@@ -48,7 +53,7 @@ cleanup() {
         ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
         ip netns del "$ns" 2>/dev/null
     done
-    rm -rf "$WORK"
+    rm -rf "$WORK" "$STATE"
 }
 trap cleanup EXIT
 
@@ -64,6 +69,64 @@ learnt() { vty "show ip bgp" | grep -q "198.18.0.100/32"; }
 gone() { ! learnt; }
 routed() { vty "show ip route 198.18.0.100/32" | grep -q "198.18.2.11"; }
 adm() { ip netns exec "$NSD" env FERROVS_CTL="$WORK/run/ctl.sock" "$FERROVSADM" "$@"; }
+exabgp_pids() { ip netns pids "$NSD" | xargs -r ps -o pid=,args= -p 2>/dev/null | awk '/exabgp/ && !/bgp-relay/ {print $1}' | sort | tr '\n' ' '; }
+# How many times the router's session with the director dropped.
+drops() { vty "show bgp neighbors 198.18.2.11 json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["198.18.2.11"]["connectionsDropped"])' 2>/dev/null; }
+gone_pid() { [ ! -e "/proc/$1" ] || grep -q ') Z' "/proc/$1/stat" 2>/dev/null; }
+stop_ferrovs() { # waits for FPID, a child or not (after a hand-over it is not)
+    kill -TERM "$FPID"
+    for _ in $(seq 100); do gone_pid "$FPID" && break; sleep 0.1; done
+    wait "$FPID" 2>/dev/null
+    FPID=""
+}
+
+# upgrade_check WHAT: `ferrovs upgrade` to a fresh copy of the binary while
+# a watcher asks the router for the route every 100 ms.
+UPGRADES=0
+upgrade_check() {
+    local what=$1 before_pids before_drops bin out rc new
+    before_pids=$(exabgp_pids)
+    before_drops=$(drops)
+    local adopted_before
+    adopted_before=$(grep -c "adopted ExaBGP's API connected" "$WORK/ferrovs.log")
+    UPGRADES=$((UPGRADES + 1))
+    bin=$WORK/ferrovs-new$UPGRADES
+    cp "$FERROVS" "$bin"
+    touch "$WORK/watch"
+    rm -f "$WORK/misses"
+    (while [ -e "$WORK/watch" ]; do learnt || echo miss >>"$WORK/misses"; sleep 0.1; done) &
+    local watcher=$!
+    sleep 1
+    out=$(ip netns exec "$NSD" env FERROVS_CTL="$WORK/run/ctl.sock" "$bin" upgrade "$bin" 2>&1)
+    rc=$?
+    check "upgrade $what: ferrovs upgrade succeeds (exit $rc)" [ "$rc" = 0 ]
+    [ "$rc" = 0 ] || sed 's/^/#   /' <<<"$out"
+    new=$(sed -n 's/^handing over to .* (pid \([0-9]*\))$/\1/p' <<<"$out" | tail -1)
+    if [ -n "$new" ] && [ "$new" != "$FPID" ]; then
+        for _ in $(seq 100); do gone_pid "$FPID" && break; sleep 0.1; done
+        check "upgrade $what: the old process exited" gone_pid "$FPID"
+        wait "$FPID" 2>/dev/null
+        FPID=$new
+    fi
+    check "upgrade $what: the new binary runs" [ "$(readlink "/proc/$FPID/exe")" = "$bin" ]
+    local o=""
+    for _ in $(seq 50); do
+        o=$(adm -L --bgp 2>/dev/null)
+        grep -q 'neighbor 198.18.2.1 up' <<<"$o" && grep -q '198.18.0.100 announced' <<<"$o" && break
+        sleep 0.2
+    done
+    check "upgrade $what: ferrovsadm -L --bgp on the new process: neighbor up, VIP announced" \
+        bash -c "grep -q 'neighbor 198.18.2.1 up' <<<'$o' && grep -q '198.18.0.100 announced' <<<'$o'"
+    sleep 2
+    rm -f "$WORK/watch"
+    wait "$watcher" 2>/dev/null
+    check "upgrade $what: the same ExaBGP runs ($before_pids-> $(exabgp_pids))" [ "$(exabgp_pids)" = "$before_pids" ]
+    check "upgrade $what: the router's session never dropped (drops $before_drops -> $(drops))" [ "$(drops)" = "$before_drops" ]
+    check "upgrade $what: the route never left the router ($(cat "$WORK/misses" 2>/dev/null | wc -l) misses in 100 ms polls)" \
+        [ ! -s "$WORK/misses" ]
+    check "upgrade $what: the new process adopted ExaBGP" \
+        [ "$(grep -c "adopted ExaBGP's API connected" "$WORK/ferrovs.log")" -gt "$adopted_before" ]
+}
 
 ip netns add "$NSD"
 ip netns add "$NSR"
@@ -114,6 +177,7 @@ ferrovs {
     interface fvbgp0
     workers 1
     control_socket $WORK/run/ctl.sock
+    state_dir $STATE
     http_listen 127.0.0.1:9197
     sloppy_tcp on
     bgp {
@@ -162,10 +226,12 @@ check "ferrovsadm -L --bgp shows the drain" bash -c "$(declare -f adm); NSD=$NSD
 adm --undrain >/dev/null
 check "ferrovsadm --undrain announces it again" wait_for 10 learnt
 
-kill -TERM "$FPID"
+upgrade_check "in place (AF_PACKET)"
+# The second adopts what the first adopted.
+upgrade_check "in place again"
+
 t0=$(date +%s%N)
-wait "$FPID" 2>/dev/null
-FPID=""
+stop_ferrovs
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 # hold_time is 9 s: had ferrovs just vanished, the router would keep the
 # route that long; it is gone at once because it was withdrawn.
@@ -181,6 +247,17 @@ sleep 0.5
 out=$(adm --drain 2>&1); rc=$?
 check "--drain without BGP is refused (exit $rc): $out" bash -c "[ $rc -ne 0 ] && grep -q 'BGP is not configured' <<<'$out'"
 kill -TERM "$FPID"; wait "$FPID" 2>/dev/null; FPID=""
+
+# AF_XDP: the upgrade hands the ports over to a new process beside this one.
+sed -e 's/backend afpacket/backend afxdp/' "$WORK/ferrovs.conf" >"$WORK/xdp.conf"
+: >"$WORK/ferrovs.log"
+ip netns exec "$NSD" "$FERROVS" run -f "$WORK/xdp.conf" >"$WORK/ferrovs.log" 2>&1 &
+FPID=$!
+check "AF_XDP: the router learns the VIP again" wait_for 30 learnt
+upgrade_check "by hand-over (AF_XDP)"
+stop_ferrovs
+check "AF_XDP: SIGTERM withdraws the VIP" gone
+check "and ExaBGP stopped with it" bash -c "[ -z \"\$(ip netns pids $NSD | xargs -r ps -o comm= -p 2>/dev/null | grep exabgp)\" ]"
 
 if [ "$FAIL" -ne 0 ]; then
     echo "--- ferrovs log"; grep -v ' DEBUG ' "$WORK/ferrovs.log" | tail -30

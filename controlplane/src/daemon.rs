@@ -1410,7 +1410,9 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
                 .parent()
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| PathBuf::from("/run/ferrovs"));
-            match crate::bgp::driver::spawn(b, daemon.view(), &dir) {
+            // ExaBGP a process that handed over to this one left running.
+            let adopt = crate::bgp::adopt::take(&dir, mono_now());
+            match crate::bgp::driver::spawn(b, daemon.view(), &dir, adopt) {
                 Ok(h) => daemon.bgp = Some(h),
                 Err(e) => error!("BGP: cannot start: {e}"),
             }
@@ -1691,22 +1693,37 @@ impl Owner<'_> {
                 }
             }
         }
+        let hand_over = d.upgrade.is_some();
         // BGP first: the routers move the traffic to the other directors
-        // while this one still forwards.
+        // while this one still forwards. On an upgrade nothing moves:
+        // ExaBGP keeps its sessions and the next process adopts it.
         if let Some(b) = d.bgp.take() {
-            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-            if b.tx
-                .send(crate::bgp::driver::Command::Shutdown(done_tx))
-                .is_ok()
-            {
-                let _ = tokio::time::timeout(Duration::from_secs(6), done_rx).await;
+            use crate::bgp::driver::Command;
+            if hand_over {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                if b.tx.send(Command::HandOver(tx)).is_ok() {
+                    if let Ok(Ok(Some(h))) = tokio::time::timeout(Duration::from_secs(6), rx).await
+                    {
+                        let dir = ctl_dir(&d.core.config().ferrovs);
+                        if let Err(e) = crate::bgp::adopt::write(&dir, &h) {
+                            warn!(
+                                "upgrade: recording the BGP speaker in {}: {e}",
+                                dir.display()
+                            );
+                        }
+                    }
+                }
+            } else {
+                let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+                if b.tx.send(Command::Shutdown(done_tx)).is_ok() {
+                    let _ = tokio::time::timeout(Duration::from_secs(6), done_rx).await;
+                }
             }
         }
         // VRRP goes first: priority-0 adverts hand the VIPs over at once
         // while the dataplane still runs, and what it says while it stops
         // (its VIPs released) still reaches the dataplane: the owner keeps
         // taking messages until it has.
-        let hand_over = d.upgrade.is_some();
         if hand_over {
             // The answer to `ferrovs upgrade` is written by the control
             // socket's task, on this runtime: let it run before the runtime

@@ -33,6 +33,10 @@ pub enum Input {
     Shutdown,
     /// The speaker (re)started and knows nothing we announced.
     SpeakerUp,
+    /// A speaker adopted from the process before this one (an upgrade)
+    /// announces exactly these: what is no longer wanted is withdrawn,
+    /// what is missing announced, the rest left alone.
+    Adopted(Vec<IpAddr>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +113,18 @@ impl Announcer {
             Input::SpeakerUp => {
                 for v in self.vips.values_mut() {
                     v.announced = false;
+                }
+            }
+            Input::Adopted(list) => {
+                for (a, v) in self.vips.iter_mut() {
+                    v.announced = list.contains(a);
+                }
+                for a in list {
+                    // Not ours (any more): known, so that it is withdrawn.
+                    self.vips.entry(a).or_insert(Vip {
+                        quorum: false,
+                        announced: true,
+                    });
                 }
             }
         }
@@ -209,5 +225,27 @@ mod tests {
         );
         assert!(!a.announced(&v1) && a.announced(&v2));
         assert_eq!(a.handle(Input::SpeakerUp), vec![Announce(v2), Announce(v3)]);
+    }
+
+    #[test]
+    fn an_adopted_speaker_keeps_what_is_wanted_and_loses_the_rest() {
+        let mut a = Announcer::new();
+        let (v1, v2, v3) = (ip("198.18.0.100"), ip("198.18.0.101"), ip("198.18.0.102"));
+        // This process wants v1 and v2; the speaker it adopted announces
+        // v1 (wanted: left alone) and v3 (removed by the upgrade's config).
+        a.handle(Input::SetVips(vec![(v1, true), (v2, true)]));
+        assert_eq!(
+            a.handle(Input::Adopted(vec![v1, v3])),
+            vec![Announce(v2), Withdraw(v3)]
+        );
+        assert!(a.announced(&v1) && a.announced(&v2) && !a.announced(&v3));
+        // The next configuration forgets v3 without a second withdrawal.
+        assert_eq!(
+            a.handle(Input::SetVips(vec![(v1, true), (v2, true)])),
+            vec![]
+        );
+        // Adopted while draining: everything the speaker has goes.
+        a.handle(Input::Drain);
+        assert_eq!(a.handle(Input::Adopted(vec![v1])), vec![Withdraw(v1)]);
     }
 }

@@ -9,8 +9,11 @@
 //! to the peer again; when ExaBGP itself restarts (it died, or was killed)
 //! the relay connects again and everything wanted is announced anew. On
 //! SIGTERM every VIP is withdrawn before the process goes, so that routers
-//! move the traffic before the dataplane stops.
+//! move the traffic before the dataplane stops. On `ferrovs upgrade`
+//! nothing is withdrawn: ExaBGP goes on running with its sessions, its
+//! relay connects to the next daemon, which adopts it (`adopt.rs`).
 
+use super::adopt::SpeakerHandover;
 use super::announcer::{Announcer, Input, Output};
 use super::exabgp::{self, Attributes, Neighbor, Reply, Speaker};
 use crate::view::ViewCell;
@@ -42,7 +45,16 @@ pub enum Command {
     Undrain,
     /// SIGTERM: withdraw everything, stop ExaBGP, then answer.
     Shutdown(oneshot::Sender<()>),
+    /// `ferrovs upgrade`: leave ExaBGP running for the next daemon and
+    /// answer what it needs to adopt it; None when there is nothing to
+    /// adopt (no speaker, or its API not connected), and then this is a
+    /// shutdown.
+    HandOver(oneshot::Sender<Option<SpeakerHandover>>),
 }
+
+/// How long an adopted ExaBGP's relay has to connect to this daemon before
+/// the speaker is taken for lost and started anew.
+const ADOPT_WAIT: Duration = Duration::from_secs(10);
 
 /// What `ferrovsadm -L --bgp` and the JSON status show.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -128,8 +140,14 @@ pub fn wanted(view: &crate::view::View) -> (Vec<(IpAddr, bool)>, bool) {
 }
 
 /// Starts the BGP task on the current runtime: writes ExaBGP's
-/// configuration into `dir`, listens for the relay there, and runs ExaBGP.
-pub fn spawn(settings: &BgpSettings, view: ViewCell, dir: &Path) -> std::io::Result<BgpHandle> {
+/// configuration into `dir`, listens for the relay there, and runs ExaBGP,
+/// or adopts the one a process that handed over to this one left running.
+pub fn spawn(
+    settings: &BgpSettings,
+    view: ViewCell,
+    dir: &Path,
+    adopt: Option<SpeakerHandover>,
+) -> std::io::Result<BgpHandle> {
     std::fs::create_dir_all(dir)?;
     let sock_path = dir.join("bgp.sock");
     let _ = std::fs::remove_file(&sock_path);
@@ -166,11 +184,25 @@ pub fn spawn(settings: &BgpSettings, view: ViewCell, dir: &Path) -> std::io::Res
         med: settings.med,
         communities: settings.communities.clone(),
     };
-    let st = BgpStatus {
+    let mut st = BgpStatus {
         speaker: "starting".into(),
         workers_alive: true,
         ..BgpStatus::default()
     };
+    let adopted = adopt.and_then(|h| {
+        let pid = nix::unistd::Pid::from_raw(h.pid as i32);
+        if !is_exabgp(pid) {
+            warn!(
+                "BGP: the ExaBGP handed over (pid {}) is gone; starting one",
+                h.pid
+            );
+            return None;
+        }
+        info!("BGP: adopting ExaBGP (pid {}) and its sessions", h.pid);
+        st.neighbors = h.neighbors;
+        st.speaker_restarts = h.speaker_restarts;
+        Some((pid, h.announced))
+    });
     let status = Arc::new(ArcSwap::from_pointee(st.clone()));
     let (tx, rx) = mpsc::unbounded_channel();
     let task = Task {
@@ -183,8 +215,9 @@ pub fn spawn(settings: &BgpSettings, view: ViewCell, dir: &Path) -> std::io::Res
         announcer: Announcer::new(),
         st,
         relay: None,
+        adopted_announced: adopted.as_ref().map(|(_, a)| a.clone()),
     };
-    tokio::spawn(task.run(rx));
+    tokio::spawn(task.run(rx, adopted.map(|(pid, _)| pid)));
     Ok(BgpHandle { tx, status })
 }
 
@@ -198,6 +231,46 @@ struct Task {
     announcer: Announcer,
     st: BgpStatus,
     relay: Option<tokio::net::unix::OwnedWriteHalf>,
+    /// What an adopted ExaBGP announces, until its relay connects.
+    adopted_announced: Option<Vec<IpAddr>>,
+}
+
+type RelayLines = tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>;
+
+/// Whether `pid` is a running ExaBGP (a pid can be reused once it ended).
+fn is_exabgp(pid: nix::unistd::Pid) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| String::from_utf8_lossy(&c).contains("exabgp"))
+        && alive(pid)
+}
+
+/// Whether the adopted speaker `pid` still runs. After an upgrade in place
+/// (exec) it is still this process's child, and is reaped here; after a
+/// hand-over to a new process it is not, and signal 0 tells.
+fn alive(pid: nix::unistd::Pid) -> bool {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::StillAlive) => true,
+        Ok(_) => false,
+        Err(nix::errno::Errno::ECHILD) => nix::sys::signal::kill(pid, None).is_ok(),
+        Err(_) => true,
+    }
+}
+
+/// Stops an adopted speaker: SIGTERM (ExaBGP ends its sessions with a
+/// NOTIFICATION), SIGKILL if it is still there after two seconds.
+async fn terminate(pid: nix::unistd::Pid) {
+    use nix::sys::signal::{kill, Signal};
+    let _ = kill(pid, Signal::SIGTERM);
+    for _ in 0..20 {
+        if !alive(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = kill(pid, Signal::SIGKILL);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    alive(pid);
 }
 
 impl Task {
@@ -206,39 +279,21 @@ impl Task {
         cmd.arg(&self.conf)
             // ExaBGP would drop to `nobody`, and its relay could not reach
             // the daemon's root-only socket; no CLI pipes either (ferrovsadm
-            // is the interface), logs on its stderr, which we log.
+            // is the interface). Its warnings go to our stderr (the
+            // journal) directly, not through a pipe of ours: it outlives
+            // this process on an upgrade, and a pipe would break under it.
             .env("exabgp.daemon.user", "root")
             .env("exabgp.daemon.daemonize", "false")
             .env("exabgp.api.ack", "true")
             .env("exabgp.api.cli", "false")
             .env("exabgp.log.destination", "stderr")
+            .env("exabgp.log.level", "WARNING")
             .env("exabgp.daemon.pid", "")
             .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
             .kill_on_drop(true);
-        let mut child = cmd.spawn()?;
-        for out in [
-            child
-                .stdout
-                .take()
-                .map(|o| Box::new(o) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-            child
-                .stderr
-                .take()
-                .map(|o| Box::new(o) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(out).lines();
-                while let Ok(Some(l)) = lines.next_line().await {
-                    debug!("exabgp: {l}");
-                }
-            });
-        }
-        Ok(child)
+        cmd.spawn()
     }
 
     async fn send(&mut self, outs: Vec<Output>) {
@@ -294,33 +349,56 @@ impl Task {
         }
     }
 
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
-        let mut child = match self.start_speaker() {
-            Ok(c) => Some(c),
-            Err(e) => {
-                error!("BGP: cannot start {}: {e}", self.exabgp.display());
-                None
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Command>,
+        mut adopted: Option<nix::unistd::Pid>,
+    ) {
+        let mut child = if adopted.is_some() {
+            None
+        } else {
+            match self.start_speaker() {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    error!("BGP: cannot start {}: {e}", self.exabgp.display());
+                    None
+                }
             }
         };
-        self.st.speaker = if child.is_some() {
+        self.st.speaker = if child.is_some() || adopted.is_some() {
             "running"
         } else {
             "stopped"
         }
         .into();
+        self.publish();
         let mut poll = tokio::time::interval(POLL);
         let mut retry_at: Option<tokio::time::Instant> = None;
+        let mut adopt_until = adopted.map(|_| tokio::time::Instant::now() + ADOPT_WAIT);
         let mut backoff = Duration::from_secs(1);
-        let mut lines: Option<tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>> = None;
+        let mut lines: Option<RelayLines> = None;
         loop {
             let exited = async {
-                match child.as_mut() {
-                    Some(c) => c.wait().await.ok(),
-                    None => std::future::pending().await,
+                match (child.as_mut(), adopted) {
+                    (Some(c), _) => c.wait().await.ok(),
+                    // Not a child tokio knows: looked at every POLL.
+                    (None, Some(pid)) => loop {
+                        tokio::time::sleep(POLL).await;
+                        if !alive(pid) {
+                            break None;
+                        }
+                    },
+                    (None, None) => std::future::pending().await,
                 }
             };
             let retry = async {
                 match retry_at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let adopt_timeout = async {
+                match adopt_until {
                     Some(t) => tokio::time::sleep_until(t).await,
                     None => std::future::pending().await,
                 }
@@ -334,6 +412,7 @@ impl Task {
             tokio::select! {
                 _ = poll.tick() => self.poll_view().await,
                 Ok((stream, _)) = self.listener.accept() => {
+                    adopt_until = None;
                     self.connected(stream, &mut lines).await;
                     backoff = Duration::from_secs(1);
                 }
@@ -347,6 +426,9 @@ impl Task {
                 status = exited => {
                     warn!("BGP: ExaBGP exited ({status:?}); starting it again in {backoff:?}");
                     child = None;
+                    adopted = None;
+                    adopt_until = None;
+                    self.adopted_announced = None;
                     self.relay = None;
                     lines = None;
                     self.st.neighbors.values_mut().for_each(|u| *u = false);
@@ -354,6 +436,18 @@ impl Task {
                     self.publish();
                     retry_at = Some(tokio::time::Instant::now() + backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                _ = adopt_timeout => {
+                    adopt_until = None;
+                    if let Some(pid) = adopted.take() {
+                        warn!("BGP: the adopted ExaBGP (pid {pid}) did not connect within {ADOPT_WAIT:?}; starting another");
+                        terminate(pid).await;
+                        self.adopted_announced = None;
+                        self.st.neighbors.values_mut().for_each(|u| *u = false);
+                        self.st.speaker = "restarting".into();
+                        self.publish();
+                        retry_at = Some(tokio::time::Instant::now());
+                    }
                 }
                 _ = retry => {
                     retry_at = None;
@@ -384,12 +478,32 @@ impl Task {
                     Some(Command::Shutdown(done)) => {
                         let outs = self.announcer.handle(Input::Shutdown);
                         self.send(outs).await;
-                        self.stop(child.take(), lines.take()).await;
+                        self.stop(child.take(), adopted.take(), lines.take()).await;
                         let _ = done.send(());
                         return;
                     }
+                    Some(Command::HandOver(reply)) => {
+                        let pid = match (&child, adopted) {
+                            (Some(c), _) => c.id().map(|p| nix::unistd::Pid::from_raw(p as i32)),
+                            (None, a) => a,
+                        };
+                        match pid.filter(|_| self.relay.is_some()) {
+                            Some(pid) => {
+                                let h = self.hand_over(child.take(), lines.take(), pid).await;
+                                let _ = reply.send(Some(h));
+                            }
+                            None => {
+                                // Nothing the next daemon could adopt: as on SIGTERM.
+                                let outs = self.announcer.handle(Input::Shutdown);
+                                self.send(outs).await;
+                                self.stop(child.take(), adopted.take(), lines.take()).await;
+                                let _ = reply.send(None);
+                            }
+                        }
+                        return;
+                    }
                     None => {
-                        self.stop(child.take(), lines.take()).await;
+                        self.stop(child.take(), adopted.take(), lines.take()).await;
                         return;
                     }
                 },
@@ -397,20 +511,76 @@ impl Task {
         }
     }
 
-    /// A relay connected: ExaBGP (re)started and knows nothing we said.
-    async fn connected(
-        &mut self,
-        stream: UnixStream,
-        lines: &mut Option<tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>>,
-    ) {
+    /// A relay connected: ExaBGP (re)started and knows nothing we said, or
+    /// the one adopted from the process before reconnected, and announces
+    /// what that process told it.
+    async fn connected(&mut self, stream: UnixStream, lines: &mut Option<RelayLines>) {
         let (r, w) = stream.into_split();
         self.relay = Some(w);
         *lines = Some(BufReader::new(r).lines());
-        info!("BGP: ExaBGP's API connected");
         // The view first, so that the first announcements are right.
         self.poll_view().await;
-        let outs = self.announcer.handle(Input::SpeakerUp);
+        let input = match self.adopted_announced.take() {
+            Some(list) => {
+                info!("BGP: the adopted ExaBGP's API connected");
+                Input::Adopted(list)
+            }
+            None => {
+                info!("BGP: ExaBGP's API connected");
+                Input::SpeakerUp
+            }
+        };
+        let outs = self.announcer.handle(input);
         self.send(outs).await;
+    }
+
+    /// Leaves ExaBGP (`pid`) running for the next daemon: tells its relay
+    /// to connect again, closes our end, and says what the next daemon
+    /// needs to adopt it. Nothing is withdrawn: the sessions and the
+    /// routes stay as they are.
+    async fn hand_over(
+        self,
+        child: Option<tokio::process::Child>,
+        lines: Option<RelayLines>,
+        pid: nix::unistd::Pid,
+    ) -> SpeakerHandover {
+        let h = SpeakerHandover {
+            at_mono_ms: ferrovs_dataplane::port::shm::monotonic_ms(),
+            pid: pid.as_raw() as u32,
+            announced: self
+                .st
+                .vips
+                .keys()
+                .filter(|a| self.announcer.announced(a))
+                .copied()
+                .collect(),
+            neighbors: self.st.neighbors.clone(),
+            speaker_restarts: self.st.speaker_restarts,
+        };
+        let Task {
+            listener, relay, ..
+        } = self;
+        // No relay may connect to this process from now on: the socket's
+        // path belongs to the next one.
+        drop(listener);
+        drop(lines);
+        if let Some(mut w) = relay {
+            let _ = w
+                .write_all(format!("{}\n", super::relay::RECONNECT).as_bytes())
+                .await;
+            let _ = w.flush().await;
+            // Dropping the write half shuts it down: the relay reads the
+            // end, and connects again.
+        }
+        if let Some(c) = child {
+            // Dropping it would kill ExaBGP (kill_on_drop).
+            std::mem::forget(c);
+        }
+        info!(
+            "BGP: ExaBGP (pid {pid}) left running for the next process, announcing {:?}",
+            h.announced
+        );
+        h
     }
 
     fn reply(&mut self, line: &str) {
@@ -433,7 +603,8 @@ impl Task {
     async fn stop(
         &mut self,
         child: Option<tokio::process::Child>,
-        mut lines: Option<tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>>,
+        adopted: Option<nix::unistd::Pid>,
+        mut lines: Option<RelayLines>,
     ) {
         let pending = self.st.vips.len();
         if let (Some(l), true) = (lines.as_mut(), self.relay.is_some()) {
@@ -470,6 +641,9 @@ impl Task {
             {
                 let _ = c.kill().await;
             }
+        }
+        if let Some(pid) = adopted {
+            terminate(pid).await;
         }
         self.st.speaker = "stopped".into();
         self.publish();

@@ -9,6 +9,7 @@
 //! with it. BIRD and FRR would need their configuration rewritten and
 //! reloaded for every change; GoBGP would bring gRPC.
 
+pub mod adopt;
 pub mod announcer;
 pub mod driver;
 pub mod exabgp;
