@@ -11,7 +11,10 @@
 # manual pages render (groff, no warning) and the completions are there; the
 # default /etc/ferrovs/ferrovs.conf loads with and without a keepalived.conf
 # (whose services it then shows); the unit is where systemd looks and is
-# neither enabled nor started; an upgrade to a newer version keeps the
+# neither enabled nor started; started as the unit starts it (its
+# ExecStartPre and ExecStart), with the lab's interfaces named in the
+# default configuration, it serves keepalived.conf's service to a client
+# of the lab (scripts/lab.sh, DR); an upgrade to a newer version keeps the
 # operator's changes to the conffile and replaces the binaries; remove
 # keeps the configuration, purge takes it away.
 # Prints "N passed, M failed".
@@ -21,7 +24,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PASS=0
 FAIL=0
 WORK=$(mktemp -d /tmp/ferrovs-pkg.XXXXXX)
-trap '[ -n "${KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"' EXIT
+LAB_NAME=""
+trap '[ -n "$LAB_NAME" ] && "$ROOT/scripts/lab.sh" down "$LAB_NAME" >/dev/null 2>&1; [ -n "${KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"' EXIT
 
 [ "$(id -u)" -eq 0 ] || { echo "needs root" >&2; echo "0 passed, 1 failed"; exit 1; }
 
@@ -81,6 +85,28 @@ echo 'virtual_server 198.18.0.101 80 {
     real_server 198.18.1.12 80
 }' >/etc/ferrovs/conf.d/extra.conf
 check "conf.d files are read" sh -c 'ferrovs check -f /etc/ferrovs/ferrovs.conf --dump-rules | grep -q 198.18.0.101'
+# The lab (DR, its real servers on 198.18.1.11-13:80, as keepalived.conf
+# above): the operator names the interfaces, then runs what the unit runs.
+. /mnt/debs/lab.env
+sed -i -e "s/^    ! interface eth0$/    interface $FVS_DIRECTOR_IF_CLIENT/" \
+    -e "s/^    ! interface eth1$/    interface $FVS_DIRECTOR_IF_SERVER/" /etc/ferrovs/ferrovs.conf
+check "the operator names the lab's interfaces in the default configuration" grep -q "^    interface $FVS_DIRECTOR_IF_SERVER$" /etc/ferrovs/ferrovs.conf
+pre=$(sed -n 's/^ExecStartPre=//p' /lib/systemd/system/ferrovs.service)
+start=$(sed -n 's/^ExecStart=//p' /lib/systemd/system/ferrovs.service)
+check "the unit's ExecStartPre passes ($pre)" ip netns exec "$FVS_NS_DIRECTOR" $pre
+ip netns exec "$FVS_NS_DIRECTOR" $start >/tmp/ferrovs.log 2>&1 &
+pid=$!
+i=0
+while [ $i -lt 100 ] && ! ferrovsadm -Ln 2>/dev/null | grep -q "198.18.1.11:80"; do sleep 0.1; i=$((i + 1)); done
+check "its ExecStart runs ferrovs ($start)" kill -0 $pid
+check "ferrovsadm -Ln shows keepalived.conf's service" sh -c 'ferrovsadm -Ln | grep -q "198.18.0.100:80 wrr"'
+check "a client of the lab gets the real server's page through it" sh -c \
+    "ip netns exec '$FVS_NS_CLIENT' curl -s --max-time 5 http://198.18.0.100/ | grep -q ."
+check "its metrics count the connection" sh -c 'ferrovsadm -Ln --stats | grep -q "198.18.1.11:80 *[1-9]"'
+kill -TERM $pid
+i=0
+while [ $i -lt 100 ] && kill -0 $pid 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+check "SIGTERM stops it" sh -c "! kill -0 $pid 2>/dev/null"
 check "dpkg -i of a newer version upgrades it" dpkg -i --force-confold new.deb
 check "to the new version" sh -c 'dpkg-query -W -f="\${Version}" ferrovs | grep -q "+up1$"'
 check "keeping the operator's change to the conffile" grep -qx "! the operator's line" /etc/ferrovs/ferrovs.conf
@@ -95,6 +121,10 @@ check "dpkg forgets it" sh -c '! dpkg -s ferrovs 2>/dev/null | grep -q "^Status:
 EOF
 chmod +x "$WORK/debs/inside.sh"
 
+# The demo's lab, for the installed ferrovs to serve.
+"$ROOT/scripts/lab.sh" up --mode dr --directors 1 --name "fvs-pkg$$" >"$WORK/debs/lab.env" 2>"$WORK/lab.err" || bad "lab: $(tail -2 "$WORK/lab.err")"
+LAB_NAME=fvs-pkg$$
+
 mkdir -p "$WORK/upper" "$WORK/work" "$WORK/root"
 unshare -m --propagation private sh -c '
     set -e
@@ -103,6 +133,8 @@ unshare -m --propagation private sh -c '
     mount --bind /proc "$W/root/proc"
     mount --bind /dev "$W/root/dev"
     mount -t tmpfs tmpfs "$W/root/run"
+    mkdir -p "$W/root/run/netns"
+    mount --rbind /run/netns "$W/root/run/netns"
     mount -t tmpfs tmpfs "$W/root/tmp"
     mkdir -p "$W/root/mnt/debs"
     mount --bind "$W/debs" "$W/root/mnt/debs"
@@ -112,8 +144,8 @@ cat "$WORK/inside.out" | grep -E '^(ok|FAIL) - ' || true
 PASS=$((PASS + $(grep -c '^ok - ' "$WORK/inside.out")))
 FAIL=$((FAIL + $(grep -c '^FAIL - ' "$WORK/inside.out")))
 n=$((PASS + FAIL))
-if [ "$n" -lt 24 ]; then
-    bad "the chroot ran $n checks of 24: $(grep -vE '^(ok|FAIL) - ' "$WORK/inside.out" | tail -5)"
+if [ "$n" -lt 31 ]; then
+    bad "the chroot ran $n checks of 31: $(grep -vE '^(ok|FAIL) - ' "$WORK/inside.out" | tail -5)"
 fi
 # The machine itself was not touched.
 if [ ! -e /usr/sbin/ferrovs ] && ! dpkg -s ferrovs >/dev/null 2>&1; then
