@@ -10,7 +10,7 @@
 #   scripts/lab-ecmp.sh env [NAME]              print a lab's variables again
 #   scripts/lab-ecmp.sh list                    the labs this script made
 #   scripts/lab-ecmp.sh vtysh NAME [-c CMD]...  FRR's shell on the lab's router
-#   scripts/lab-ecmp.sh ferrovs-conf NAME dirN [--bgp] [--sloppy] [--workdir DIR] [--rs "1 2 3"]
+#   scripts/lab-ecmp.sh ferrovs-conf NAME dirN [--bgp] [--sloppy] [--workdir DIR] [--rs "1 2 3"] [--algo mh]
 #                        [--backend afxdp|afpacket]  a ferrovs configuration for dirN
 #   scripts/lab-ecmp.sh speaker NAME dirN start|kill|announce|withdraw
 #                                               a plain ExaBGP on dirN (see --speaker)
@@ -589,9 +589,9 @@ cmd_vtysh() {
 # the hash (every director builds the same Maglev table), one worker, both
 # interfaces; --sloppy and --bgp add the active-active keywords.
 cmd_ferrovs_conf() {
-    [ $# -ge 2 ] || die "usage: $0 ferrovs-conf NAME dirN [--bgp] [--sloppy] [--workdir DIR] [--rs \"1 2 3\"] [--backend B]"
+    [ $# -ge 2 ] || die "usage: $0 ferrovs-conf NAME dirN [--bgp] [--sloppy] [--workdir DIR] [--rs \"1 2 3\"] [--backend B] [--algo mh]"
     need_lab "$1"
-    local d bgp=0 sloppy=0 work i rs="1 2 3" backend=""
+    local d bgp=0 sloppy=0 work i rs="1 2 3" backend="" algo=mh
     d=$(dir_num "$2"); shift 2
     work=$RUN/dir$d
     while [ $# -gt 0 ]; do
@@ -601,6 +601,7 @@ cmd_ferrovs_conf() {
         --workdir) work=${2:-}; shift 2 ;;
         --rs) rs=${2:-}; shift 2 ;;
         --backend) backend=${2:-}; shift 2 ;;
+        --algo) algo=${2:-}; shift 2 ;;
         *) die "ferrovs-conf: unknown argument '$1'" ;;
         esac
     done
@@ -639,8 +640,10 @@ EOF
     cat <<EOF
 }
 virtual_server $VIP $VPORT {
-    lb_algo mh
-    mh-port
+    lb_algo $algo
+EOF
+    [ "$algo" = mh ] && echo "    mh-port"
+    cat <<EOF
     lb_kind DR
     protocol TCP
 EOF

@@ -28,6 +28,8 @@
 #   BACKEND=afpacket                   (default: ferrovs's, AF_XDP here)
 #   SLOPPY=off                         ferrovs without sloppy_tcp (to see
 #                                      what it is for: the test then fails)
+#   SYNC_OFF=1 tests/e2e_ecmp.sh sync  the sync part without the sync
+#                                      daemons: reports what rr alone keeps
 #   CONNS=1000 HOLD=10                 connections; seconds of traffic after
 #                                      each change has converged
 #   FERROVS=path/to/ferrovs            (default target/release/ferrovs)
@@ -47,6 +49,8 @@ CONNS=${CONNS:-1000}
 HOLD=${HOLD:-10}
 STALL=${STALL:-25}
 RUN_ID=ecmp$$
+# The service's scheduler (the sync part changes it).
+ALGO=mh
 PASS=0
 FAIL=0
 WORK=$(mktemp -d /tmp/ferrovs-ecmp.XXXXXX)
@@ -54,7 +58,7 @@ LAB_NAME=""
 CLIENT_PID=""
 declare -A PIDS=()
 if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY=python3; fi
-PARTS=${*:-remove add drain linkdown rschange sigterm}
+PARTS=${*:-remove add drain linkdown rschange sigterm sync}
 part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 ok() { PASS=$((PASS + 1)); echo "ok - $*"; }
@@ -160,6 +164,7 @@ write_conf() { # DIR [REAL SERVERS ("1 2 3")]
     [ "$SPEAKER" = ferrovs ] && args+=(--bgp)
     [ "$SLOPPY" = on ] && args+=(--sloppy)
     [ -n "$BACKEND" ] && args+=(--backend "$BACKEND")
+    args+=(--algo "$ALGO")
     mkdir -p "$WORK/$d"
     "$LAB" ferrovs-conf "$LAB_NAME" "$d" --workdir "$WORK/$d" --rs "$rs" "${args[@]}" >"$WORK/$d/ferrovs.conf"
 }
@@ -441,6 +446,56 @@ if part sigterm && [ "$SPEAKER" = ferrovs ] && client_start sigterm; then
     unset "PIDS[dir3]"
     sleep "$HOLD"
     client_stop sigterm 99
+fi
+
+# --- sync: where hashing alone cannot answer. With `rr` a director that
+# takes a flow over would schedule it afresh, to another real server, which
+# resets it, unless it knows the flow: every director runs the connection
+# sync as master and backup at once on the server segment (ferrovsadm
+# --start-daemon, IPVS's messages to 224.0.0.81), so that each hears the
+# other two. A director dies: its flows move to the other two, which send
+# them to the real servers it had picked.
+metric() { # DIR NAME: the sum of a counter over its labels
+    local n=${1#dir}
+    ip netns exec "$(dir_ns "$1")" curl -s --max-time 3 "http://127.0.0.1:$((19280 + n))/metrics" |
+        awk -v m="$2" '$1 == m || index($1, m "{") == 1 {s += $2} END {print s + 0}'
+}
+if part sync && [ "$SPEAKER" = ferrovs ]; then
+    ALGO=rr
+    for d in dir1 dir2 dir3; do
+        if [ -v "PIDS[$d]" ]; then
+            write_conf "$d" && kill -HUP "${PIDS[$d]}"
+        else
+            add_dir "$d" || bad "sync: ferrovs did not start on $d"
+        fi
+    done
+    sleep 1
+    for d in dir1 dir2 dir3; do
+        [ -n "${SYNC_OFF:-}" ] && break
+        ifs=$(eval echo "\$FVE_DIR${d#dir}_IFS")
+        ifb=${ifs##* }
+        { adm "$d" --start-daemon master --mcast-interface "$ifb" --syncid 61 &&
+            adm "$d" --start-daemon backup --mcast-interface "$ifb" --syncid 61; } >"$WORK/sync-$d.out" 2>&1 ||
+            bad "sync: --start-daemon on $d: $(tail -2 "$WORK/sync-$d.out")"
+    done
+    [ -n "${SYNC_OFF:-}" ] && note "sync: SYNC_OFF: no sync daemons, what rr alone keeps is reported"
+    [ -z "${SYNC_OFF:-}" ] && check "sync: every director runs lb_algo rr and both sync daemons" \
+        bash -c "$(declare -f adm); WORK=$WORK FERROVSADM=$FERROVSADM; for d in dir1 dir2 dir3; do adm \$d -Ln | grep -q ' rr' && [ \$(adm \$d -L --daemon | grep -c syncid) = 2 ] || exit 1; done"
+    wait_until 30 routed_to dir1 dir2 dir3 >/dev/null || bad "sync: the router does not route to all three (BGP: $(bgp_paths))"
+    if client_start sync; then
+        sleep 3
+        for d in dir1 dir3; do
+            [ -n "${SYNC_OFF:-}" ] && break
+            n=$(metric "$d" ferrovs_sync_entries_installed_total)
+            check "sync: $d installed the other directors' connections ($n)" [ "$n" -gt 0 ]
+        done
+        remove_dir dir2
+        t=$(wait_until $((FVE_HOLD_TIME + 6)) routed_to dir1 dir3) &&
+            ok "sync: kill -9 of dir2's ferrovs; the router withdrew its path in ${t}s" ||
+            bad "sync: the router still routes to dir2 (BGP: $(bgp_paths))"
+        sleep "$HOLD"
+        client_stop sync 99 ${SYNC_OFF:+report}
+    fi
 fi
 
 note "measured: ${RESULTS:-nothing}"
