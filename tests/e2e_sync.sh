@@ -7,8 +7,9 @@
 # the VIP over and forwards them at once: every download must complete
 # intact. In DR, NAT, FULLNAT and TUN over IPv4, and over IPv6: DR (dr6)
 # and NAT66 (nat6), with curl -6 to an IPv6 VIP that the VRRP instance
-# holds as keepalived's virtual_ipaddress_excluded (VRRP and the sync
-# messages themselves stay on IPv4), on the benchmarking prefix
+# holds as keepalived's virtual_ipaddress_excluded (VRRP stays on IPv4;
+# dr6's sync messages go to an IPv6 group, ff02::8:81, `lvs_sync_daemon
+# ... group`, nat6's to IPv4's 224.0.0.81), on the benchmarking prefix
 # 2001:2::/48 as tests/e2e_ipv6.sh lays it out (client segment 2001:2::/64:
 # client ::10, router ::1, directors ::2 and ::3, VIP ::100; server
 # segment 2001:2:0:1::/64: router ::1, directors ::2 and ::3, real servers
@@ -138,7 +139,9 @@ director_conf() {
     {
         echo "global_defs {"
         echo "    router_id FVS_SYNC_D$dn"
-        [ "$SYNC" = on ] && echo "    lvs_sync_daemon $ifa VI_1"
+        local group=""
+        [ "$mode" = dr6 ] && group=ff02::8:81
+        [ "$SYNC" = on ] && echo "    lvs_sync_daemon $ifa VI_1${group:+ group $group}"
         echo "}"
         echo "ferrovs {"
         echo "    interface $ifa"
@@ -352,7 +355,9 @@ test_mode() {
         adm 2 --start-daemon backup --mcast-interface "$ifa2" --syncid 51
     fi
     wait_until 3 bash -c "FERROVS_CTL=$WORK/d1.sock $FERROVSADM -L --daemon | grep -q master"
-    local d1d d2d
+    local d1d d2d sd="maxlen=1472, group=224.0.0.81"
+    # dr6's IPv6 group: IPv6's 40-byte header comes off the MTU.
+    [ "$mode" = dr6 ] && [ "$SYNC" = on ] && sd="maxlen=1452, group=ff02::8:81"
     d1d=$(adm 1 -L --daemon)
     d2d=$(adm 2 -L --daemon)
     if [ "$SYNC" = both ]; then
@@ -365,9 +370,9 @@ test_mode() {
         d2d="backup${d2d#*backup}"
     fi
     check "$mode: ferrovsadm -L --daemon on the master ($d1d)" \
-        [ "$d1d" = "master sync daemon (mcast=$ifa1, syncid=51, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)" ]
+        [ "$d1d" = "master sync daemon (mcast=$ifa1, syncid=51, $sd, port=8848, ttl=1)" ]
     check "$mode: ferrovsadm -L --daemon on the backup ($d2d)" \
-        [ "$d2d" = "backup sync daemon (mcast=$ifa2, syncid=51, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)" ]
+        [ "$d2d" = "backup sync daemon (mcast=$ifa2, syncid=51, $sd, port=8848, ttl=1)" ]
 
     echo "# $mode: at $rate each"
     if [ "$VIPKEY" != "$FVS_VIP:80" ]; then
@@ -441,7 +446,7 @@ test_mode() {
     check "$mode: $good of $CONNS downloads completed across the failover with their sha256 intact" [ "$good" -eq "$CONNS" ]
     d2d=$(adm 2 -L --daemon | head -1)
     check "$mode: the new master runs the master sync daemon ($d2d)" \
-        [ "$d2d" = "master sync daemon (mcast=$ifa2, syncid=51, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)" ]
+        [ "$d2d" = "master sync daemon (mcast=$ifa2, syncid=51, $sd, port=8848, ttl=1)" ]
     local inst drop
     inst=$(metric 2 ferrovs_sync_entries_installed_total)
     check "$mode: the backup counted its installs ($inst)" [ "$inst" -ge "$CONNS" ]

@@ -112,18 +112,15 @@ pub fn validate(cfg: &Config, locs: &Locations, d: &mut Diagnostics) {
     }
 
     if let (Some(sd), Some(loc)) = (&cfg.global.lvs_sync_daemon, &locs.lvs_sync_daemon) {
-        // The kernel sends to any group; ferrovs's sync daemon speaks
-        // IPv4 multicast only (IPv6 connections are not synchronised yet).
-        match sd.group {
-            std::net::IpAddr::V4(g) if g.is_multicast() => {}
-            std::net::IpAddr::V4(g) => d.error(
+        // Any multicast group, IPv4 or IPv6, as the kernel takes.
+        if !sd.group.is_multicast() {
+            d.error(
                 loc,
-                format!("lvs_sync_daemon: group {g} is not a multicast address"),
-            ),
-            std::net::IpAddr::V6(g) => d.error(
-                loc,
-                format!("lvs_sync_daemon: group {g}: ferrovs syncs over IPv4 multicast only"),
-            ),
+                format!(
+                    "lvs_sync_daemon: group {} is not a multicast address",
+                    sd.group
+                ),
+            );
         }
         if cfg.vrrp_instance(&sd.vrrp_instance).is_none() {
             d.error(

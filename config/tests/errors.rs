@@ -572,7 +572,7 @@ fn bgp_block_errors() {
 }
 
 #[test]
-fn lvs_sync_daemon_groups_ferrovs_cannot_use() {
+fn lvs_sync_daemon_takes_a_multicast_group_of_either_family() {
     let t = |g: &str| {
         let text = format!(
             "global_defs {{\n    lvs_sync_daemon eth0 VI_1 group {g}\n}}\n{}",
@@ -588,8 +588,9 @@ fn lvs_sync_daemon_groups_ferrovs_cannot_use() {
         t("198.18.0.9"),
         ["k.conf:2:5: lvs_sync_daemon: group 198.18.0.9 is not a multicast address"]
     );
+    assert!(t("ff02::8:81").is_empty());
     assert_eq!(
-        t("ff02::81"),
-        ["k.conf:2:5: lvs_sync_daemon: group ff02::81: ferrovs syncs over IPv4 multicast only"]
+        t("2001:db8::1"),
+        ["k.conf:2:5: lvs_sync_daemon: group 2001:db8::1 is not a multicast address"]
     );
 }

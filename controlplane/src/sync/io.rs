@@ -21,7 +21,7 @@ use crate::vrrp::driver::StatusHandle;
 use ferrovs_config::ipvsadm::SyncDaemon;
 use ferrovs_dataplane::worker::Request;
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
-use std::net::{SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -74,7 +74,7 @@ impl SyncHandle {
 struct Master {
     settings: Settings,
     sock: UdpSocket,
-    dst: SocketAddrV4,
+    dst: SocketAddr,
     batcher: Batcher,
     mtu: Option<u32>,
 }
@@ -240,7 +240,8 @@ impl Task {
         self.stop_master();
         let iface = self.iface(&s.ifname);
         let mtu = iface.as_ref().map(|i| i.mtu);
-        match open_master(&s) {
+        let ifindex = iface.as_ref().map(|i| i.index);
+        match open_master(&s, ifindex) {
             Ok(sock) => {
                 info!(
                     "sync daemon: master on {} (syncid {}, group {}:{}, ttl {})",
@@ -254,7 +255,7 @@ impl Task {
                 sync.set_master(true);
                 self.master = Some(Master {
                     batcher: Batcher::new(s.syncid, s.effective_maxlen(mtu)),
-                    dst: SocketAddrV4::new(s.group, s.port),
+                    dst: group_addr(&s, ifindex.unwrap_or(0)),
                     settings: s,
                     sock,
                     mtu,
@@ -334,13 +335,41 @@ impl Task {
     }
 }
 
+/// The group and port, with the interface as an IPv6 group's scope (a
+/// link-local group, `ff02::`, means nothing without it).
+fn group_addr(s: &Settings, ifindex: u32) -> SocketAddr {
+    match s.group {
+        IpAddr::V4(g) => SocketAddr::V4(SocketAddrV4::new(g, s.port)),
+        IpAddr::V6(g) => SocketAddr::V6(SocketAddrV6::new(g, s.port, 0, ifindex)),
+    }
+}
+
 /// The master's socket: sends to the group out of the sync interface at the
-/// configured TTL, without looping back to ourselves.
-fn open_master(s: &Settings) -> std::io::Result<UdpSocket> {
-    let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    sock.bind_device(Some(s.ifname.as_bytes()))?;
-    sock.set_multicast_ttl_v4(s.ttl as u32)?;
-    sock.set_multicast_loop_v4(false)?;
+/// configured TTL (IPv6: hop limit), without looping back to ourselves.
+fn open_master(s: &Settings, ifindex: Option<u32>) -> std::io::Result<UdpSocket> {
+    let sock = match s.group {
+        IpAddr::V4(_) => {
+            let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            sock.bind_device(Some(s.ifname.as_bytes()))?;
+            sock.set_multicast_ttl_v4(s.ttl as u32)?;
+            sock.set_multicast_loop_v4(false)?;
+            sock
+        }
+        IpAddr::V6(_) => {
+            let ifindex = ifindex.ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no interface {}", s.ifname),
+                )
+            })?;
+            let sock = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+            sock.bind_device(Some(s.ifname.as_bytes()))?;
+            sock.set_multicast_if_v6(ifindex)?;
+            sock.set_multicast_hops_v6(s.ttl as u32)?;
+            sock.set_multicast_loop_v6(false)?;
+            sock
+        }
+    };
     sock.set_nonblocking(true)?;
     Ok(sock.into())
 }
@@ -348,11 +377,25 @@ fn open_master(s: &Settings) -> std::io::Result<UdpSocket> {
 /// The backup's socket: bound to the group and port (as the kernel's
 /// backup binds), member of the group on the sync interface.
 fn open_backup(s: &Settings, ifindex: u32) -> std::io::Result<tokio::net::UdpSocket> {
-    let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    sock.set_reuse_address(true)?;
-    sock.bind_device(Some(s.ifname.as_bytes()))?;
-    sock.bind(&SocketAddrV4::new(s.group, s.port).into())?;
-    sock.join_multicast_v4_n(&s.group, &InterfaceIndexOrAddress::Index(ifindex))?;
+    let sock = match s.group {
+        IpAddr::V4(g) => {
+            let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            sock.set_reuse_address(true)?;
+            sock.bind_device(Some(s.ifname.as_bytes()))?;
+            sock.bind(&SocketAddrV4::new(g, s.port).into())?;
+            sock.join_multicast_v4_n(&g, &InterfaceIndexOrAddress::Index(ifindex))?;
+            sock
+        }
+        IpAddr::V6(g) => {
+            let sock = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+            sock.set_only_v6(true)?;
+            sock.set_reuse_address(true)?;
+            sock.bind_device(Some(s.ifname.as_bytes()))?;
+            sock.bind(&group_addr(s, ifindex).into())?;
+            sock.join_multicast_v6(&g, ifindex)?;
+            sock
+        }
+    };
     sock.set_nonblocking(true)?;
     tokio::net::UdpSocket::from_std(sock.into())
 }

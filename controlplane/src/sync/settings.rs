@@ -5,11 +5,12 @@
 use super::message::{DEFAULT_GROUP, DEFAULT_PORT, HEADER_LEN};
 use ferrovs_config::ipvsadm::{DaemonOptions, SyncDaemon};
 use ferrovs_config::LvsSyncDaemon;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 /// IP and UDP headers: the message fits the interface MTU less these
-/// (the kernel's `sync_maxlen` default).
+/// (the kernel's `sync_maxlen` default, by the group's family).
 const IP_UDP: u32 = 20 + 8;
+const IP6_UDP: u32 = 40 + 8;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
@@ -17,7 +18,9 @@ pub struct Settings {
     pub syncid: u8,
     /// 0: the interface's MTU less the IP and UDP headers.
     pub maxlen: u16,
-    pub group: Ipv4Addr,
+    /// IPv4 (224.0.0.81 by default) or IPv6 (no default: ipvsadm and
+    /// keepalived name it), as the kernel takes either since Linux 4.7.
+    pub group: IpAddr,
     pub port: u16,
     pub ttl: u8,
 }
@@ -30,7 +33,7 @@ impl Settings {
             ifname: sd.interface.clone(),
             syncid: sd.sync_id.unwrap_or(vrid),
             maxlen: sd.maxlen.unwrap_or(0),
-            group: group_v4(sd.group)?,
+            group: multicast(sd.group)?,
             port: sd.port,
             ttl: sd.ttl,
         })
@@ -47,7 +50,7 @@ impl Settings {
             ifname,
             syncid: o.syncid.unwrap_or(0),
             maxlen: o.maxlen.unwrap_or(0),
-            group: group_v4(o.group.unwrap_or(IpAddr::V4(DEFAULT_GROUP)))?,
+            group: multicast(o.group.unwrap_or(IpAddr::V4(DEFAULT_GROUP)))?,
             port: o.port.unwrap_or(DEFAULT_PORT),
             ttl: o.ttl.unwrap_or(1),
         })
@@ -55,7 +58,12 @@ impl Settings {
 
     /// The message size for an interface of `mtu` bytes.
     pub fn effective_maxlen(&self, mtu: Option<u32>) -> usize {
-        let auto = mtu.unwrap_or(1500).saturating_sub(IP_UDP) as usize;
+        let headers = if self.group.is_ipv6() {
+            IP6_UDP
+        } else {
+            IP_UDP
+        };
+        let auto = mtu.unwrap_or(1500).saturating_sub(headers) as usize;
         let m = if self.maxlen == 0 {
             auto
         } else {
@@ -71,20 +79,18 @@ impl Settings {
             mcast_ifn: self.ifname.clone(),
             syncid: self.syncid,
             maxlen: self.effective_maxlen(mtu) as u16,
-            group: Some(IpAddr::V4(self.group)),
+            group: Some(self.group),
             port: self.port,
             ttl: self.ttl,
         }
     }
 }
 
-fn group_v4(g: IpAddr) -> Result<Ipv4Addr, String> {
-    match g {
-        IpAddr::V4(a) if a.is_multicast() => Ok(a),
-        IpAddr::V4(a) => Err(format!("sync group {a} is not a multicast address")),
-        IpAddr::V6(a) => Err(format!(
-            "sync group {a}: IPv6 sync groups are not supported yet"
-        )),
+fn multicast(g: IpAddr) -> Result<IpAddr, String> {
+    if g.is_multicast() {
+        Ok(g)
+    } else {
+        Err(format!("sync group {g} is not a multicast address"))
     }
 }
 
@@ -123,7 +129,7 @@ mod tests {
     }
 
     #[test]
-    fn ipvsadm_needs_an_interface_and_a_v4_multicast_group() {
+    fn ipvsadm_needs_an_interface_and_a_multicast_group_of_either_family() {
         let mut o = DaemonOptions {
             master: true,
             ..Default::default()
@@ -135,9 +141,22 @@ mod tests {
         let s = Settings::from_ipvsadm(&o).unwrap();
         assert_eq!(
             (s.syncid, s.port, s.ttl, s.group),
-            (0, 8848, 1, DEFAULT_GROUP)
+            (0, 8848, 1, IpAddr::V4(DEFAULT_GROUP))
         );
         o.group = Some("ff02::81".parse().unwrap());
-        assert!(Settings::from_ipvsadm(&o).unwrap_err().contains("IPv6"));
+        let s = Settings::from_ipvsadm(&o).unwrap();
+        // IPv6's 40-byte header comes off the MTU, as the kernel counts.
+        assert_eq!(
+            format_daemons(&[s.listing(true, Some(1500))]),
+            "master sync daemon (mcast=eth1, syncid=0, maxlen=1452, group=ff02::81, port=8848, ttl=1)\n"
+        );
+        o.group = Some("198.18.1.1".parse().unwrap());
+        assert!(Settings::from_ipvsadm(&o)
+            .unwrap_err()
+            .contains("not a multicast"));
+        o.group = Some("2001:db8::1".parse().unwrap());
+        assert!(Settings::from_ipvsadm(&o)
+            .unwrap_err()
+            .contains("not a multicast"));
     }
 }
