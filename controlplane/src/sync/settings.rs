@@ -19,7 +19,7 @@ pub struct Settings {
     /// 0: the interface's MTU less the IP and UDP headers.
     pub maxlen: u16,
     /// IPv4 (224.0.0.81 by default) or IPv6 (no default: ipvsadm and
-    /// keepalived name it), as the kernel takes either since Linux 4.7.
+    /// keepalived name it), as the kernel takes either.
     pub group: IpAddr,
     pub port: u16,
     pub ttl: u8,
