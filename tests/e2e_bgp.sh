@@ -12,6 +12,9 @@
 #   - the real server stops: quorum lost, the route is withdrawn; it comes
 #     back: announced again;
 #   - `ferrovsadm --drain` withdraws it, `--undrain` announces it again;
+#   - SIGHUP with a new `med`: the route carries it, over the same session;
+#     with a new hold_time: ExaBGP starts again and the session comes back
+#     with it;
 #   - `ferrovs upgrade`, in place (AF_PACKET) twice and by a hand-over to
 #     a new process (AF_XDP): ExaBGP goes on with its session (the router
 #     counts no drop) and the route never leaves the router;
@@ -212,6 +215,24 @@ check "and routes it to the director" wait_for 5 routed
 check "the session is established on the router" bash -c "ip netns exec $NSR vtysh --vty_socket $WORK/frr -c 'show bgp summary' 2>/dev/null | grep -qE '^198\.18\.2\.11 .* 1 +[0-9N]'"
 out=$(adm -L --bgp)
 check "ferrovsadm -L --bgp: neighbor up, VIP announced" bash -c "grep -q 'neighbor 198.18.2.1 up' <<<'$out' && grep -q '198.18.0.100 announced' <<<'$out'"
+
+# Reloads of the bgp block.
+med() { vty "show ip bgp 198.18.0.100/32 json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["paths"][0].get("metric", "none"))' 2>/dev/null; }
+hold_ms() { vty "show bgp neighbors 198.18.2.11 json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["198.18.2.11"]["bgpTimerHoldTimeMsecs"])' 2>/dev/null; }
+d0=$(drops)
+sed -i 's/^        local_as 65011$/        local_as 65011\n        med 50/' "$WORK/ferrovs.conf"
+kill -HUP "$FPID"
+med_is() { [ "$(med)" = "$1" ]; }
+hold_is() { [ "$(hold_ms)" = "$1" ]; }
+wait_for 10 med_is 50
+check "reload with med 50: the router's route carries it (MED $(med))" med_is 50
+check "over the same session (drops $d0 -> $(drops))" [ "$(drops)" = "$d0" ]
+sed -i 's/^            hold_time 9$/            hold_time 6/' "$WORK/ferrovs.conf"
+kill -HUP "$FPID"
+wait_for 30 hold_is 6000
+check "reload with hold_time 6: ExaBGP starts again, the session holds 6 s ($(hold_ms) ms)" [ "$(hold_ms)" = 6000 ]
+check "and the route is back" wait_for 20 learnt
+grep -q "restarting ExaBGP" "$WORK/ferrovs.log" || bad "the log does not say ExaBGP restarted for the reload"
 
 kill "$RS_PID"
 check "the real server fails: quorum lost, the route is withdrawn" wait_for 15 gone

@@ -609,13 +609,10 @@ impl Daemon {
     /// committed or none.
     pub fn reload(&mut self) -> Result<(), RequestError> {
         let loaded = ferrovs_config::load_file(&self.config_path);
-        // The BGP speaker runs with the settings it started with: said at
-        // once rather than discovered when a router disagrees.
-        if !loaded.diagnostics.has_errors()
-            && loaded.config.ferrovs.bgp != self.core.config().ferrovs.bgp
-        {
-            warn!("reload: the bgp block changed; it takes effect at the next start of ferrovs");
-        }
+        // The BGP speaker follows once the rest is committed.
+        let bgp = (!loaded.diagnostics.has_errors()
+            && loaded.config.ferrovs.bgp != self.core.config().ferrovs.bgp)
+            .then(|| loaded.config.ferrovs.bgp.clone());
         if !loaded.diagnostics.has_errors()
             && loaded.config.ferrovs.state_dir != self.core.config().ferrovs.state_dir
         {
@@ -633,9 +630,43 @@ impl Daemon {
         }));
         let outs = self.core.handle(input, Instant::now());
         match self.carry_out(outs, plan).reload {
-            Some(Ok(_)) => Ok(()),
+            Some(Ok(_)) => {
+                if let Some(b) = bgp {
+                    self.reload_bgp(b);
+                }
+                Ok(())
+            }
             Some(Err(e)) => Err(e.into()),
             None => Err(RequestError::Unanswered("reload")),
+        }
+    }
+
+    /// A reload changed the `bgp` block: the running task takes the new
+    /// one, or one starts, or it stops (withdrawing everything) when the
+    /// block is gone.
+    fn reload_bgp(&mut self, new: Option<ferrovs_config::model::BgpSettings>) {
+        use crate::bgp::driver::Command;
+        match (self.bgp.take(), new) {
+            (Some(h), Some(b)) => {
+                let _ = h.tx.send(Command::Reload(Box::new(b)));
+                self.bgp = Some(h);
+            }
+            (None, Some(b)) => {
+                let dir = ctl_dir(&self.core.config().ferrovs);
+                match crate::bgp::driver::spawn(&b, self.view(), &dir, None) {
+                    Ok(h) => {
+                        info!("reload: BGP configured: starting ExaBGP");
+                        self.bgp = Some(h);
+                    }
+                    Err(e) => error!("reload: BGP: cannot start: {e}"),
+                }
+            }
+            (Some(h), None) => {
+                info!("reload: the bgp block is gone: withdrawing every VIP and stopping ExaBGP");
+                let (done, _) = tokio::sync::oneshot::channel();
+                let _ = h.tx.send(Command::Shutdown(done));
+            }
+            (None, None) => {}
         }
     }
 

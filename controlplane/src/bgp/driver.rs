@@ -45,6 +45,10 @@ pub enum Command {
     Undrain,
     /// SIGTERM: withdraw everything, stop ExaBGP, then answer.
     Shutdown(oneshot::Sender<()>),
+    /// SIGHUP with a changed `bgp` block: new route attributes are
+    /// announced again over the same sessions; a changed speaker (AS,
+    /// router id, neighbors, ExaBGP's path) restarts ExaBGP.
+    Reload(Box<BgpSettings>),
     /// `ferrovs upgrade`: leave ExaBGP running for the next daemon and
     /// answer what it needs to adopt it; None when there is nothing to
     /// adopt (no speaker, or its API not connected), and then this is a
@@ -154,36 +158,11 @@ pub fn spawn(
     let listener = UnixListener::bind(&sock_path)?;
     // The relay runs as root (ExaBGP is told not to drop privileges).
     std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o600))?;
-    let exe = std::env::current_exe()?;
-    let speaker = Speaker {
-        router_id: settings.router_id,
-        local_as: settings.local_as,
-        neighbors: settings
-            .neighbors
-            .iter()
-            .map(|n| Neighbor {
-                address: n.address,
-                peer_as: n.peer_as,
-                local_address: n.local_address,
-                hold_time: n.hold_time,
-                md5_password: n.md5_password.clone(),
-            })
-            .collect(),
-        relay: vec![
-            exe.display().to_string(),
-            "bgp-relay".into(),
-            "--socket".into(),
-            sock_path.display().to_string(),
-        ],
-    };
     let conf = dir.join("exabgp.conf");
-    std::fs::write(&conf, speaker.render())?;
+    let speaker_conf = speaker_conf(settings, &sock_path)?;
+    std::fs::write(&conf, &speaker_conf)?;
     std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600))?;
-    let attrs = Attributes {
-        next_hop: settings.next_hop,
-        med: settings.med,
-        communities: settings.communities.clone(),
-    };
+    let attrs = attributes(settings);
     let mut st = BgpStatus {
         speaker: "starting".into(),
         workers_alive: true,
@@ -208,6 +187,8 @@ pub fn spawn(
     let task = Task {
         exabgp: settings.exabgp.clone(),
         conf,
+        sock_path,
+        speaker_conf,
         attrs,
         listener,
         view,
@@ -221,9 +202,48 @@ pub fn spawn(
     Ok(BgpHandle { tx, status })
 }
 
+/// ExaBGP's configuration for `settings`, its API process the relay to
+/// `sock_path`.
+fn speaker_conf(settings: &BgpSettings, sock_path: &Path) -> std::io::Result<String> {
+    let exe = std::env::current_exe()?;
+    let speaker = Speaker {
+        router_id: settings.router_id,
+        local_as: settings.local_as,
+        neighbors: settings
+            .neighbors
+            .iter()
+            .map(|n| Neighbor {
+                address: n.address,
+                peer_as: n.peer_as,
+                local_address: n.local_address,
+                hold_time: n.hold_time,
+                md5_password: n.md5_password.clone(),
+            })
+            .collect(),
+        relay: vec![
+            exe.display().to_string(),
+            "bgp-relay".into(),
+            "--socket".into(),
+            sock_path.display().to_string(),
+        ],
+    };
+    Ok(speaker.render())
+}
+
+fn attributes(settings: &BgpSettings) -> Attributes {
+    Attributes {
+        next_hop: settings.next_hop,
+        med: settings.med,
+        communities: settings.communities.clone(),
+    }
+}
+
 struct Task {
     exabgp: PathBuf,
     conf: PathBuf,
+    sock_path: PathBuf,
+    /// What `conf` holds.
+    speaker_conf: String,
     attrs: Attributes,
     listener: UnixListener,
     view: ViewCell,
@@ -475,6 +495,19 @@ impl Task {
                         let outs = self.announcer.handle(Input::Undrain);
                         self.send(outs).await;
                     }
+                    Some(Command::Reload(b)) => {
+                        if self.reload(&b).await {
+                            // The exit is seen above and ExaBGP starts again
+                            // with the new file.
+                            if let Some(c) = child.as_mut() {
+                                let _ = c.start_kill();
+                            }
+                            if let Some(pid) = adopted {
+                                terminate(pid).await;
+                            }
+                            backoff = Duration::from_millis(100);
+                        }
+                    }
                     Some(Command::Shutdown(done)) => {
                         let outs = self.announcer.handle(Input::Shutdown);
                         self.send(outs).await;
@@ -509,6 +542,38 @@ impl Task {
                 },
             }
         }
+    }
+
+    /// Takes a reloaded `bgp` block; true when ExaBGP must start again with
+    /// the new configuration file.
+    async fn reload(&mut self, b: &BgpSettings) -> bool {
+        let attrs = attributes(b);
+        if attrs != self.attrs {
+            info!("BGP: reload: new route attributes, announced again");
+            self.attrs = attrs;
+            // Announcing a route again with other attributes replaces it
+            // at the peers (an implicit withdrawal, RFC 4271 3.1).
+            let outs = self.announcer.handle(Input::SpeakerUp);
+            self.send(outs).await;
+        }
+        let conf = match speaker_conf(b, &self.sock_path) {
+            Ok(c) => c,
+            Err(e) => {
+                error!("BGP: reload: {e}");
+                return false;
+            }
+        };
+        if conf == self.speaker_conf && b.exabgp == self.exabgp {
+            return false;
+        }
+        if let Err(e) = std::fs::write(&self.conf, &conf) {
+            error!("BGP: reload: writing {}: {e}", self.conf.display());
+            return false;
+        }
+        info!("BGP: reload: the speaker's settings changed; restarting ExaBGP");
+        self.speaker_conf = conf;
+        self.exabgp = b.exabgp.clone();
+        true
     }
 
     /// A relay connected: ExaBGP (re)started and knows nothing we said, or
