@@ -88,7 +88,7 @@ pub fn run(socket: &Path) -> std::io::Result<()> {
             return Ok(());
         }
         up.lock().unwrap_or_else(|p| p.into_inner()).sock = None;
-        sock = connect_again(socket)?;
+        sock = connect_again(socket, &exabgp_gone)?;
         let mut u = up.lock().unwrap_or_else(|p| p.into_inner());
         let mut s = sock.try_clone()?;
         while let Some(l) = u.pending.pop_front() {
@@ -98,13 +98,16 @@ pub fn run(socket: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Connects to `socket` once the next daemon listens there.
-fn connect_again(socket: &Path) -> std::io::Result<UnixStream> {
+/// Connects to `socket` once the next daemon listens there (not if
+/// ExaBGP went meanwhile: nothing would be left to relay).
+fn connect_again(socket: &Path, exabgp_gone: &AtomicBool) -> std::io::Result<UnixStream> {
     let deadline = Instant::now() + RECONNECT_WAIT;
     loop {
         match UnixStream::connect(socket) {
             Ok(s) => return Ok(s),
-            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(e) if Instant::now() >= deadline || exabgp_gone.load(Ordering::SeqCst) => {
+                return Err(e)
+            }
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
