@@ -279,6 +279,11 @@ pub struct BgpSettings {
     pub communities: Vec<(u16, u16)>,
     /// `exabgp PATH`, default /usr/sbin/exabgp.
     pub exabgp: PathBuf,
+    /// `drain_timeout SECONDS`: SIGTERM first withdraws every VIP and keeps
+    /// forwarding until the connections end or this many seconds passed,
+    /// then stops; 0 (the default): SIGTERM stops at once.
+    #[serde(default)]
+    pub drain_timeout: u64,
 }
 
 /// `neighbor ADDR { peer_as N; local_address ADDR; hold_time N; md5_password S }`.

@@ -561,11 +561,12 @@ fn bgp_block_errors() {
         ]
     );
     assert_eq!(
-        diags("ferrovs {\n  bgp {\n    local_as 65011\n    neighbor 198.18.2.1 {\n      peer_as 65000\n      local_address 2001:db8::1\n      hold_time 2\n    }\n    community 65000:1 x:2\n  }\n}\n"),
+        diags("ferrovs {\n  bgp {\n    local_as 65011\n    neighbor 198.18.2.1 {\n      peer_as 65000\n      local_address 2001:db8::1\n      hold_time 2\n    }\n    community 65000:1 x:2\n    drain_timeout -5\n  }\n}\n"),
         [
             "k.conf:7:7: hold_time: 0 or at least 3 seconds (RFC 4271)",
             "k.conf:4:5: neighbor 198.18.2.1: local_address 2001:db8::1 is of the other family",
             "k.conf:9:23: community: 'x:2' is not ASN:VALUE (two numbers 0-65535)",
+            "k.conf:10:19: drain_timeout: '-5' is not a number in 0-86400",
             "k.conf:2:3: bgp: no neighbor (neighbor ADDR { peer_as N; local_address ADDR })"
         ]
     );

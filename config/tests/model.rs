@@ -544,7 +544,7 @@ fn xdp_fast_path_is_auto_unless_set() {
 
 #[test]
 fn ferrovs_bgp_block_and_sloppy_tcp() {
-    let text = "ferrovs {\n  sloppy_tcp on\n  bgp {\n    local_as 65011\n    neighbor 198.18.2.1 {\n      peer_as 65000\n      local_address 198.18.2.11\n      hold_time 9\n    }\n    neighbor 2001:db8:2::1 {\n      peer_as 65000\n      local_address 2001:db8:2::11\n      md5_password \"s3cret\"\n    }\n    med 10\n    community 65000:1 65000:2\n  }\n}\n";
+    let text = "ferrovs {\n  sloppy_tcp on\n  bgp {\n    local_as 65011\n    neighbor 198.18.2.1 {\n      peer_as 65000\n      local_address 198.18.2.11\n      hold_time 9\n    }\n    neighbor 2001:db8:2::1 {\n      peer_as 65000\n      local_address 2001:db8:2::11\n      md5_password \"s3cret\"\n    }\n    med 10\n    community 65000:1 65000:2\n    drain_timeout 120\n  }\n}\n";
     let fs = ferrovs_config::MemFs::new().with("/etc/keepalived/keepalived.conf", text);
     let l = ferrovs_config::load_with(
         &fs,
@@ -569,6 +569,14 @@ fn ferrovs_bgp_block_and_sloppy_tcp() {
     assert_eq!(b.communities, [(65000, 1), (65000, 2)]);
     assert_eq!(b.next_hop, None);
     assert_eq!(b.exabgp, std::path::PathBuf::from("/usr/sbin/exabgp"));
+    assert_eq!(b.drain_timeout, 120);
+    // Not given: SIGTERM stops at once, as before.
+    let l = ferrovs_config::load_str(
+        "k.conf",
+        "ferrovs {\n  bgp {\n    local_as 65011\n    neighbor 198.18.2.1 {\n      peer_as 65000\n      local_address 198.18.2.11\n    }\n  }\n}\n",
+    );
+    assert!(!l.diagnostics.has_errors(), "{:?}", l.diagnostics.items);
+    assert_eq!(l.config.ferrovs.bgp.unwrap().drain_timeout, 0);
 }
 
 #[test]

@@ -315,6 +315,7 @@ impl Conv<'_> {
             exabgp: d
                 .exabgp
                 .unwrap_or_else(|| PathBuf::from("/usr/sbin/exabgp")),
+            drain_timeout: d.drain_timeout.unwrap_or(0),
         })
     }
 
@@ -371,6 +372,7 @@ struct BgpDraft {
     med: Option<u32>,
     communities: Vec<(u16, u16)>,
     exabgp: Option<PathBuf>,
+    drain_timeout: Option<u64>,
     failed: bool,
 }
 
@@ -440,6 +442,11 @@ const BGP: &Keywords<BgpDraft> = &[
                 d.exabgp = Some(a.text.clone().into());
             }
         }),
+    ),
+    (
+        "drain_timeout",
+        // Seconds; a day at most: a longer drain is a plain `--drain`.
+        With(|c, s, d| d.drain_timeout = c.v.one_uint(s, 0, 86_400)),
     ),
 ];
 
