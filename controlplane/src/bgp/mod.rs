@@ -11,6 +11,7 @@
 
 pub mod adopt;
 pub mod announcer;
+pub mod drain;
 pub mod driver;
 pub mod exabgp;
 pub mod relay;
