@@ -253,6 +253,7 @@ impl Daemon {
                 worker_stalls: 0,
                 epoch,
                 sync: None,
+                bgp: None,
             })),
             next_request: 0,
             bgp: None,
@@ -285,6 +286,7 @@ impl Daemon {
             worker_stalls: c.worker_stalls(),
             epoch: self.epoch,
             sync: self.sync.clone(),
+            bgp: self.bgp.as_ref().map(|b| b.status.clone()),
         }
     }
 
@@ -474,16 +476,20 @@ impl Daemon {
         })
     }
 
-    /// ferrovs's own commands beside ipvsadm's, for BGP (`--drain`,
-    /// `--undrain`, `-L --bgp`); None for anything else.
+    /// ferrovs's own commands beside ipvsadm's, for BGP (`--drain
+    /// [--stop-after SECONDS]`, `--undrain`, `-L --bgp`); None for anything
+    /// else.
     fn bgp_command(&mut self, args: &[&str]) -> Option<CtlResponse> {
         use crate::bgp::driver::Command as Bgp;
         let list = args
             .iter()
             .any(|a| matches!(*a, "-L" | "-l" | "--list" | "-Ln" | "-nL"));
         let what = match args {
-            ["--drain"] => Some(Bgp::Drain),
             ["--undrain"] => Some(Bgp::Undrain),
+            _ if args.contains(&"--drain") => match parse_drain(args) {
+                Ok(stop_after) => Some(Bgp::Drain { stop_after }),
+                Err(e) => return Some(CtlResponse::err(2, e)),
+            },
             _ if list && args.contains(&"--bgp") => None,
             _ => return None,
         };
@@ -495,19 +501,32 @@ impl Daemon {
         };
         match what {
             Some(cmd) => {
-                let drain = matches!(cmd, Bgp::Drain);
+                if h.status.load().drain.stopping {
+                    return Some(CtlResponse::err(1, "ferrovs is stopping"));
+                }
+                let text = match &cmd {
+                    Bgp::Drain { stop_after: None } => "Draining: every VIP is withdrawn; established flows go on being forwarded\n".to_string(),
+                    Bgp::Drain { stop_after: Some(s) } => format!("Draining: every VIP is withdrawn; established flows go on being forwarded; ferrovs stops when none is left or in {s} s\n"),
+                    _ => "Drain ended: the VIPs are announced again where they should be\n".to_string(),
+                };
                 if h.tx.send(cmd).is_err() {
                     return Some(CtlResponse::err(1, "the BGP task has stopped"));
                 }
-                Some(CtlResponse::ok(if drain {
-                    "Draining: every VIP is withdrawn; established flows go on being forwarded\n"
-                        .into()
-                } else {
-                    "Drain ended: the VIPs are announced again where they should be\n".into()
-                }))
+                Some(CtlResponse::ok(text))
             }
             None => Some(CtlResponse::ok(h.status.load().render())),
         }
+    }
+
+    /// `SIGTERM`'s graceful drain (`drain_timeout` of the bgp block), 0
+    /// when there is none.
+    fn drain_timeout(&self) -> u64 {
+        self.core
+            .config()
+            .ferrovs
+            .bgp
+            .as_ref()
+            .map_or(0, |b| b.drain_timeout)
     }
 
     /// Takes one message of the tasks around the daemon.
@@ -668,6 +687,7 @@ impl Daemon {
             }
             (None, None) => {}
         }
+        self.refresh_view();
     }
 
     /// Runs one ipvsadm command line.
@@ -1444,7 +1464,10 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
             // ExaBGP a process that handed over to this one left running.
             let adopt = crate::bgp::adopt::take(&dir, mono_now());
             match crate::bgp::driver::spawn(b, daemon.view(), &dir, adopt) {
-                Ok(h) => daemon.bgp = Some(h),
+                Ok(h) => {
+                    daemon.bgp = Some(h);
+                    daemon.refresh_view();
+                }
                 Err(e) => error!("BGP: cannot start: {e}"),
             }
         }
@@ -1660,6 +1683,39 @@ fn take_state(
     }
 }
 
+/// `--drain [--stop-after SECONDS]` (the options in any order, also
+/// `--stop-after=SECONDS`): the seconds, or None for a drain that does not
+/// stop the process.
+fn parse_drain(args: &[&str]) -> Result<Option<u64>, String> {
+    let mut stop_after = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let value = match *a {
+            "--drain" => continue,
+            "--stop-after" => match it.next() {
+                Some(v) => *v,
+                None => return Err("--stop-after needs a number of seconds".into()),
+            },
+            _ => match a.strip_prefix("--stop-after=") {
+                Some(v) => v,
+                None => return Err(format!("--drain: unexpected argument '{a}'")),
+            },
+        };
+        if stop_after.is_some() {
+            return Err("--stop-after given twice".into());
+        }
+        match value.parse::<u64>() {
+            Ok(s) if s <= 86_400 => stop_after = Some(s),
+            _ => {
+                return Err(format!(
+                    "--stop-after: '{value}' is not a number of seconds in 0-86400"
+                ))
+            }
+        }
+    }
+    Ok(stop_after)
+}
+
 /// The one task that owns the daemon: signals, the 2 s tick, health
 /// events, network changes, worker heartbeats and the other tasks'
 /// messages (control requests, VRRP's VIPs) are taken here, one at a time,
@@ -1697,7 +1753,17 @@ impl Owner<'_> {
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         let mut beats = tokio::time::interval(Duration::from_millis(250));
         let d = &mut *self.daemon;
+        // A drain that ends the process (`--drain --stop-after`, SIGTERM
+        // with `drain_timeout`) says so here.
         loop {
+            // Looked up each time: a reload may start or stop BGP.
+            let drain_stop = d.bgp.as_ref().map(|b| b.stop.clone());
+            let drained = async {
+                match &drain_stop {
+                    Some(n) => n.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 Some(msg) = self.from_tasks.recv() => {
                     d.handle(msg);
@@ -1714,8 +1780,26 @@ impl Owner<'_> {
                     // The core logs a refusal and counts it.
                     let _ = d.reload();
                 }
-                _ = term.recv() => { info!("SIGTERM: stopping"); break; }
+                _ = term.recv() => {
+                    // With drain_timeout, the BGP task drains first and
+                    // says when to stop (`drained`); a SIGTERM during a
+                    // drain stops at once.
+                    let timeout = d.drain_timeout();
+                    let asked = timeout > 0
+                        && d.bgp.as_ref().is_some_and(|b| {
+                            b.tx.send(crate::bgp::driver::Command::Terminate {
+                                drain_timeout: timeout,
+                            })
+                            .is_ok()
+                        });
+                    if !asked {
+                        info!("SIGTERM: stopping");
+                        break;
+                    }
+                }
+                // Ctrl-C: someone at a terminal, who does not wait.
                 _ = int.recv() => { info!("SIGINT: stopping"); break; }
+                _ = drained => { info!("drain over: stopping"); break; }
                 _ = tick.tick() => d.tick(),
                 _ = beats.tick() => d.feed(Input::Heartbeats(self.heartbeats.read())),
                 Ok(()) = self.net.changed() => {
@@ -1806,5 +1890,26 @@ impl Owner<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_drain;
+
+    #[test]
+    fn drain_arguments() {
+        assert_eq!(parse_drain(&["--drain"]), Ok(None));
+        assert_eq!(
+            parse_drain(&["--drain", "--stop-after", "60"]),
+            Ok(Some(60))
+        );
+        assert_eq!(parse_drain(&["--stop-after", "5", "--drain"]), Ok(Some(5)));
+        assert_eq!(parse_drain(&["--drain", "--stop-after=0"]), Ok(Some(0)));
+        assert!(parse_drain(&["--drain", "--stop-after"]).is_err());
+        assert!(parse_drain(&["--drain", "--stop-after", "-1"]).is_err());
+        assert!(parse_drain(&["--drain", "--stop-after", "1e3"]).is_err());
+        assert!(parse_drain(&["--drain", "--stop-after", "1", "--stop-after", "2"]).is_err());
+        assert!(parse_drain(&["--drain", "-t", "x"]).is_err());
     }
 }

@@ -487,6 +487,45 @@ impl IpvsState {
         }
     }
 
+    /// The connections a graceful drain waits for (see the README,
+    /// "Draining"): a TCP service's ESTABLISHED ones (ActiveConn), since its
+    /// closing and TIME_WAIT entries carry nothing a client still waits
+    /// for; every entry of a UDP or SCTP service and of a firewall-mark
+    /// one (ActiveConn + InActConn), since their entries are the flows
+    /// themselves and only their timeout tells that one ended.
+    pub fn drain_conns(&self) -> u64 {
+        self.dest_shared
+            .iter()
+            .map(|((key, _, _), d)| {
+                let tcp = matches!(
+                    key,
+                    ServiceKey::Addr {
+                        proto: Protocol::Tcp,
+                        ..
+                    }
+                );
+                let n = d.active() as u64;
+                if tcp {
+                    n
+                } else {
+                    n + d.inactive() as u64
+                }
+            })
+            .sum()
+    }
+
+    /// Packets the services forwarded since they exist, both directions: a
+    /// graceful drain watches it stop rising (see [`Self::drain_conns`]).
+    pub fn forwarded_packets(&self) -> u64 {
+        self.svc_shared
+            .values()
+            .map(|s| {
+                let t = s.stats.totals();
+                t.inpkts.wrapping_add(t.outpkts)
+            })
+            .fold(0u64, u64::wrapping_add)
+    }
+
     /// What `ipvsadm -L` shows, with live numbers.
     pub fn listing(&self, service: Option<&ServiceKey>) -> Result<Listing, TableError> {
         if let Some(k) = service {

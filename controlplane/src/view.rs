@@ -33,6 +33,8 @@ pub struct View {
     pub epoch: Instant,
     /// The connection sync daemon, when it runs.
     pub sync: Option<crate::sync::io::SyncHandle>,
+    /// What the BGP task publishes, when `bgp { }` is configured.
+    pub bgp: Option<Arc<ArcSwap<crate::bgp::driver::BgpStatus>>>,
 }
 
 /// Where the current view is published.
@@ -65,6 +67,15 @@ impl View {
             "reloads": { "success": self.reloads_ok, "failure": self.reloads_failed },
             "workers": { "running": self.workers_running, "stalls": self.worker_stalls },
         });
+        let mut v = v;
+        if let (Some(b), Some(o)) = (&self.bgp, v.as_object_mut()) {
+            // The speaker, its sessions, the VIPs and the drain
+            // (`ferrovsadm -L --bgp` in JSON); absent without BGP.
+            o.insert(
+                "bgp".into(),
+                serde_json::to_value(&**b.load()).unwrap_or_default(),
+            );
+        }
         let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
         s.push('\n');
         s

@@ -15,6 +15,7 @@
 
 use super::adopt::SpeakerHandover;
 use super::announcer::{Announcer, Input, Output};
+use super::drain::{self, Drain, DrainStatus};
 use super::exabgp::{self, Attributes, Neighbor, Reply, Speaker};
 use crate::view::ViewCell;
 use arc_swap::ArcSwap;
@@ -39,10 +40,17 @@ const WITHDRAW_WAIT: Duration = Duration::from_secs(3);
 
 /// What the control socket and the owner ask of the BGP task.
 pub enum Command {
-    /// Withdraw every VIP and keep forwarding (`ferrovsadm --drain`).
-    Drain,
-    /// Announce again what should be (`ferrovsadm --undrain`).
+    /// Withdraw every VIP and keep forwarding (`ferrovsadm --drain`); with
+    /// `stop_after` seconds (`--stop-after`), stop the process once no
+    /// connection is left or then (see [`drain`]).
+    Drain { stop_after: Option<u64> },
+    /// Announce again what should be (`ferrovsadm --undrain`); a pending
+    /// stop is cancelled.
     Undrain,
+    /// SIGTERM: drain for `drain_timeout` seconds first if that is not 0
+    /// and no drain runs; else (or at the end of that drain) the task
+    /// notifies [`BgpHandle::stop`].
+    Terminate { drain_timeout: u64 },
     /// SIGTERM: withdraw everything, stop ExaBGP, then answer.
     Shutdown(oneshot::Sender<()>),
     /// SIGHUP with a changed `bgp` block: new route attributes are
@@ -75,6 +83,8 @@ pub struct BgpStatus {
     pub vips: BTreeMap<IpAddr, bool>,
     pub draining: bool,
     pub workers_alive: bool,
+    /// Whether and when a drain stops the process.
+    pub drain: DrainStatus,
 }
 
 impl BgpStatus {
@@ -86,6 +96,9 @@ impl BgpStatus {
             self.speaker_restarts,
             if self.draining { ", draining" } else { "" }
         );
+        if let Some(l) = self.drain.render() {
+            s.push_str(&format!("  {l}\n"));
+        }
         for (a, up) in &self.neighbors {
             s.push_str(&format!(
                 "  neighbor {a} {}\n",
@@ -117,6 +130,9 @@ impl BgpStatus {
 pub struct BgpHandle {
     pub tx: mpsc::UnboundedSender<Command>,
     pub status: Arc<ArcSwap<BgpStatus>>,
+    /// Notified once, when a drain decided that the process stops: the
+    /// owner then stops as on SIGTERM (the VIPs are withdrawn already).
+    pub stop: Arc<tokio::sync::Notify>,
 }
 
 /// The VIPs the view says this director may announce, each with whether a
@@ -184,6 +200,7 @@ pub fn spawn(
     });
     let status = Arc::new(ArcSwap::from_pointee(st.clone()));
     let (tx, rx) = mpsc::unbounded_channel();
+    let stop = Arc::new(tokio::sync::Notify::new());
     let task = Task {
         exabgp: settings.exabgp.clone(),
         conf,
@@ -197,9 +214,13 @@ pub fn spawn(
         st,
         relay: None,
         adopted_announced: adopted.as_ref().map(|(_, a)| a.clone()),
+        drain: Drain::new(),
+        epoch: tokio::time::Instant::now(),
+        stop: stop.clone(),
+        stop_sent: false,
     };
     tokio::spawn(task.run(rx, adopted.map(|(pid, _)| pid)));
-    Ok(BgpHandle { tx, status })
+    Ok(BgpHandle { tx, status, stop })
 }
 
 /// ExaBGP's configuration for `settings`, its API process the relay to
@@ -253,6 +274,12 @@ struct Task {
     relay: Option<tokio::net::unix::OwnedWriteHalf>,
     /// What an adopted ExaBGP announces, until its relay connects.
     adopted_announced: Option<Vec<IpAddr>>,
+    /// When a drain stops the process.
+    drain: Drain,
+    /// The drain's clock starts here (milliseconds since).
+    epoch: tokio::time::Instant,
+    stop: Arc<tokio::sync::Notify>,
+    stop_sent: bool,
 }
 
 type RelayLines = tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>;
@@ -294,6 +321,20 @@ async fn terminate(pid: nix::unistd::Pid) {
 }
 
 impl Task {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Feeds the drain machine; tells the owner once when it says stop.
+    fn drain_input(&mut self, input: drain::Input) {
+        if self.drain.handle(input) && !self.stop_sent {
+            self.stop_sent = true;
+            info!("BGP: drain over: stopping the process");
+            self.stop.notify_one();
+        }
+        self.st.drain = self.drain.status(self.now_ms());
+    }
+
     fn start_speaker(&self) -> std::io::Result<tokio::process::Child> {
         let mut cmd = tokio::process::Command::new(&self.exabgp);
         cmd.arg(&self.conf)
@@ -346,6 +387,7 @@ impl Task {
             .copied()
             .collect();
         self.st.draining = self.announcer.draining();
+        self.st.drain = self.drain.status(self.now_ms());
         self.status.store(Arc::new(self.st.clone()));
     }
 
@@ -353,6 +395,13 @@ impl Task {
     async fn poll_view(&mut self) {
         let view = self.view.load();
         let (vips, alive) = wanted(&view);
+        let (active_conns, forwarded) = (view.state.drain_conns(), view.state.forwarded_packets());
+        let now = self.now_ms();
+        self.drain_input(drain::Input::Tick {
+            now,
+            active_conns,
+            forwarded,
+        });
         let map: BTreeMap<IpAddr, bool> = vips.iter().copied().collect();
         if map != self.st.vips {
             self.st.vips = map;
@@ -367,6 +416,7 @@ impl Task {
             let outs = self.announcer.handle(Input::Workers(alive));
             self.send(outs).await;
         }
+        self.publish();
     }
 
     async fn run(
@@ -485,13 +535,24 @@ impl Task {
                     self.publish();
                 }
                 cmd = rx.recv() => match cmd {
-                    Some(Command::Drain) => {
-                        info!("BGP: draining: withdrawing every VIP, forwarding goes on");
+                    Some(Command::Drain { stop_after }) => {
+                        match stop_after {
+                            Some(s) => info!("BGP: draining: withdrawing every VIP, forwarding goes on; the process stops when no connection is left or in {s} s"),
+                            None => info!("BGP: draining: withdrawing every VIP, forwarding goes on"),
+                        }
+                        let now = self.now_ms();
+                        self.drain_input(drain::Input::Start { stop_after, now });
                         let outs = self.announcer.handle(Input::Drain);
                         self.send(outs).await;
                     }
+                    Some(Command::Undrain) if self.stop_sent => {
+                        // The owner is stopping: announcing now would draw
+                        // flows to a director about to go.
+                        warn!("BGP: undrain refused: the process is stopping");
+                    }
                     Some(Command::Undrain) => {
                         info!("BGP: drain ended");
+                        self.drain_input(drain::Input::Cancel);
                         let outs = self.announcer.handle(Input::Undrain);
                         self.send(outs).await;
                     }
@@ -508,10 +569,22 @@ impl Task {
                             backoff = Duration::from_millis(100);
                         }
                     }
+                    Some(Command::Terminate { drain_timeout }) => {
+                        let now = self.now_ms();
+                        self.drain_input(drain::Input::Terminate { now, drain_timeout });
+                        if self.drain.draining() {
+                            info!("SIGTERM: draining first: every VIP is withdrawn; the process stops when no connection is left or in {drain_timeout} s (SIGTERM again: at once)");
+                            let outs = self.announcer.handle(Input::Drain);
+                            self.send(outs).await;
+                        }
+                    }
                     Some(Command::Shutdown(done)) => {
                         let outs = self.announcer.handle(Input::Shutdown);
+                        // After a drain nothing is left to withdraw, and
+                        // no ack to wait for.
+                        let pending = outs.len();
                         self.send(outs).await;
-                        self.stop(child.take(), adopted.take(), lines.take()).await;
+                        self.stop(child.take(), adopted.take(), lines.take(), pending).await;
                         let _ = done.send(());
                         return;
                     }
@@ -528,15 +601,16 @@ impl Task {
                             None => {
                                 // Nothing the next daemon could adopt: as on SIGTERM.
                                 let outs = self.announcer.handle(Input::Shutdown);
+                                let pending = outs.len();
                                 self.send(outs).await;
-                                self.stop(child.take(), adopted.take(), lines.take()).await;
+                                self.stop(child.take(), adopted.take(), lines.take(), pending).await;
                                 let _ = reply.send(None);
                             }
                         }
                         return;
                     }
                     None => {
-                        self.stop(child.take(), adopted.take(), lines.take()).await;
+                        self.stop(child.take(), adopted.take(), lines.take(), 0).await;
                         return;
                     }
                 },
@@ -663,16 +737,16 @@ impl Task {
         }
     }
 
-    /// Gives ExaBGP the time to send the withdrawals (their "done" acks, up
-    /// to [`WITHDRAW_WAIT`]), then stops it.
+    /// Gives ExaBGP the time to send the `pending` withdrawals (their
+    /// "done" acks, up to [`WITHDRAW_WAIT`]), then stops it.
     async fn stop(
         &mut self,
         child: Option<tokio::process::Child>,
         adopted: Option<nix::unistd::Pid>,
         mut lines: Option<RelayLines>,
+        pending: usize,
     ) {
-        let pending = self.st.vips.len();
-        if let (Some(l), true) = (lines.as_mut(), self.relay.is_some()) {
+        if let (Some(l), true) = (lines.as_mut(), self.relay.is_some() && pending > 0) {
             let deadline = tokio::time::sleep(WITHDRAW_WAIT);
             tokio::pin!(deadline);
             let mut acks = 0;

@@ -154,7 +154,12 @@ fn man_page(out: &mut dyn Write) -> std::io::Result<()> {
 Reload the configuration, all or nothing, VRRP included (as keepalived).
 .TP
 \fBSIGTERM\fR
-Hand VRRP over (priority 0 adverts), release the VIPs, stop.
+Hand VRRP over (priority 0 adverts), release the VIPs, stop. With BGP's
+\fBdrain_timeout\fR, withdraw the VIPs and forward until the connections
+end first; a second SIGTERM stops at once.
+.TP
+\fBSIGINT\fR
+Stop at once.
 .SH FILES
 .TP
 \fI/etc/ferrovs/ferrovs.conf\fR
