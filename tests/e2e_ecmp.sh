@@ -10,6 +10,11 @@
 #   add      start it again: the router balances over three again; >= 99 %
 #   drain    `ferrovsadm --drain` on dir1: its path is withdrawn (seen on
 #            the router) while it keeps serving; 100 %; then --undrain
+#   graceful (ferrovs's speaker) `ferrovsadm --drain --stop-after 60` on
+#            dir1: withdrawn, serves its connections (100 %), and its
+#            process exits 0 by itself once they have ended; then dir1
+#            with `drain_timeout 60` takes SIGTERM: the same; dir1 starts
+#            again afterwards
 #   linkdown dir3's uplink goes down without a word: the router withdraws
 #            after the BGP hold time (9 s); >= 99 %; then the link comes back
 #   rschange what breaks: rs3 leaves every director's configuration (SIGHUP)
@@ -21,7 +26,8 @@
 # Every routing fact is read on the router with vtysh (FRR's own JSON) and
 # from its kernel's route, never from ferrovs's logs.
 #
-#   tests/e2e_ecmp.sh [remove add drain linkdown rschange sigterm]   (default: all)
+#   tests/e2e_ecmp.sh [remove add drain graceful linkdown rschange sigterm]
+#                                      (default: all)
 #   SPEAKER=exabgp tests/e2e_ecmp.sh   a plain ExaBGP per director announces
 #                                      (lab-ecmp.sh --speaker exabgp), ferrovs
 #                                      without its bgp block; drain = withdraw
@@ -58,7 +64,7 @@ LAB_NAME=""
 CLIENT_PID=""
 declare -A PIDS=()
 if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY=python3; fi
-PARTS=${*:-remove add drain linkdown rschange sigterm sync}
+PARTS=${*:-remove add drain graceful linkdown rschange sigterm sync}
 part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 ok() { PASS=$((PASS + 1)); echo "ok - $*"; }
@@ -159,6 +165,7 @@ uplink_frames() { # DIR
     ip netns exec "$FVE_NS_SWITCH" cat "/sys/class/net/p${ifs%% *}/statistics/tx_packets"
 }
 
+DRAIN_TIMEOUT="" # set: write_conf adds `drain_timeout` to the bgp block
 write_conf() { # DIR [REAL SERVERS ("1 2 3")]
     local d=$1 rs=${2:-1 2 3} args=()
     [ "$SPEAKER" = ferrovs ] && args+=(--bgp)
@@ -166,7 +173,12 @@ write_conf() { # DIR [REAL SERVERS ("1 2 3")]
     [ -n "$BACKEND" ] && args+=(--backend "$BACKEND")
     args+=(--algo "$ALGO")
     mkdir -p "$WORK/$d"
-    "$LAB" ferrovs-conf "$LAB_NAME" "$d" --workdir "$WORK/$d" --rs "$rs" "${args[@]}" >"$WORK/$d/ferrovs.conf"
+    "$LAB" ferrovs-conf "$LAB_NAME" "$d" --workdir "$WORK/$d" --rs "$rs" "${args[@]}" |
+        if [ -n "$DRAIN_TIMEOUT" ]; then
+            sed "/^ *local_as /a\\        drain_timeout $DRAIN_TIMEOUT"
+        else
+            cat
+        fi >"$WORK/$d/ferrovs.conf"
 }
 start_ferrovs() { # DIR
     local d=$1
@@ -379,6 +391,64 @@ if part drain && client_start drain; then
     t=$(wait_until 15 routed_to dir1 dir2 dir3) &&
         ok "undrain: dir1 announces again, the router balances over three in ${t}s" ||
         bad "undrain: dir1 not back (BGP: $(bgp_paths))"
+fi
+
+# --- graceful: a drain that ends the process. Once the router has moved,
+# dir1 receives nothing more (the other directors take its flows over, as
+# in drain), so it stops after its drain's minimum and 5 s without traffic,
+# long before the 60 s bound; the client's connections must all survive.
+# graceful_exit TAG: dir1 withdrawn, then gone by itself (exit 0) within
+# the bound; the client keeps 100 %.
+graceful_exit() {
+    local tag=$1 t t0 rc waited
+    t0=$(date +%s%N)
+    adm dir1 -L --bgp 2>&1 | sed "s/^/#   dir1 $tag, ferrovsadm -L --bgp: /"
+    t=$(wait_until 15 routed_to dir2 dir3) &&
+        ok "$tag: the router withdrew dir1's path in ${t}s (BGP: $(bgp_paths))" ||
+        bad "$tag: the router still routes to dir1 (BGP: $(bgp_paths); kernel: $(kernel_nexthops))"
+    for _ in $(seq 700); do
+        kill -0 "${PIDS[dir1]}" 2>/dev/null || break
+        sleep 0.1
+    done
+    waited=$(echo "scale=1; ($(date +%s%N) - $t0) / 1000000000" | bc)
+    if kill -0 "${PIDS[dir1]}" 2>/dev/null; then
+        bad "$tag: dir1's ferrovs still runs ${waited}s after the drain began ($(active_conns dir1) connections)"
+        kill9_ferrovs dir1
+    else
+        wait "${PIDS[dir1]}"
+        rc=$?
+        unset "PIDS[dir1]"
+        check "$tag: dir1's ferrovs exited $rc (goal 0) by itself, ${waited}s after the drain began (bound 60 s)" \
+            test "$rc" = 0 -a "$(echo "$waited < 60" | bc)" = 1
+    fi
+    grep -E "drain over|stopping|SIGTERM" "$WORK/dir1/ferrovs.log" | tail -3 | sed "s/^/#   dir1 log: /"
+    sleep "$HOLD"
+    client_stop "$tag" 100
+}
+if part graceful && [ "$SPEAKER" = exabgp ]; then
+    note "graceful: skipped (ferrovs's own speaker only: a plain ExaBGP does not stop ferrovs)"
+elif part graceful && client_start graceful; then
+    sleep 3
+    if adm dir1 --drain --stop-after 60 >"$WORK/graceful.out" 2>&1; then
+        ok "graceful: ferrovsadm --drain --stop-after 60 on dir1 accepted"
+    else
+        bad "graceful: dir1 refused: $(tail -3 "$WORK/graceful.out")"
+    fi
+    graceful_exit graceful
+    # The same through SIGTERM and drain_timeout.
+    DRAIN_TIMEOUT=60
+    add_dir dir1 || bad "graceful: ferrovs did not start again on dir1"
+    DRAIN_TIMEOUT=""
+    wait_until 30 routed_to dir1 dir2 dir3 >/dev/null || bad "graceful: dir1 not back (BGP: $(bgp_paths))"
+    if client_start graceful-sigterm; then
+        sleep 3
+        kill -TERM "${PIDS[dir1]}"
+        graceful_exit graceful-sigterm
+    fi
+    [ -v "PIDS[dir1]" ] || add_dir dir1 || bad "graceful: ferrovs did not start again on dir1"
+    t=$(wait_until 30 routed_to dir1 dir2 dir3) &&
+        ok "graceful: dir1 started again, the router balances over three in ${t}s" ||
+        bad "graceful: dir1 not back (BGP: $(bgp_paths))"
 fi
 
 # --- linkdown: dir3's uplink goes down silently (no BGP close): the router
