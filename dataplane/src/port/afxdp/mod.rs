@@ -49,7 +49,7 @@ use crate::wire::{checksum, ethernet, l4, Mac};
 use std::ffi::c_void;
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 pub use steer::{AttachMode, SteerStats, Steering, SteeringFds};
@@ -307,6 +307,22 @@ struct Queue {
     info: XdpPortInfo,
 }
 
+impl Queue {
+    /// A socket with what the control plane is told of it (its own copy of
+    /// the descriptor, for statistics and for handing it over).
+    fn new(xsk: Xsk, ifname: &str, queue: u32, rings: RingSizes) -> io::Result<Queue> {
+        let info = XdpPortInfo {
+            ifname: ifname.to_string(),
+            queue,
+            mode: xsk.mode,
+            rings,
+            counters: Arc::new(XdpCounters::default()),
+            fd: Arc::new(xsk.dup_fd()?),
+        };
+        Ok(Queue { xsk, info })
+    }
+}
+
 /// One worker's XDP sockets on one interface: one per queue the worker owns
 /// (queue `q` belongs to worker `q % workers`; usually one queue each).
 pub struct AfXdpPort {
@@ -362,7 +378,7 @@ impl AfXdpPort {
         let ctx = |what: &str, e: io::Error| {
             io::Error::new(e.kind(), format!("AF_XDP port {ifname}: {what}: {e}"))
         };
-        let (ifindex, mac, mtu) = (iface.index, iface.mac, iface.mtu);
+        let (ifindex, mtu) = (iface.index, iface.mtu);
         if mtu > MAX_MTU {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -418,45 +434,11 @@ impl AfXdpPort {
                 let mut xsk = xsk;
                 xsk.fill(rings.fill, || umem.alloc());
                 steering.set_socket(q, xsk.as_raw_fd())?;
-                // SAFETY: dup(2) of a descriptor we own; checked.
-                let dup = unsafe { libc::fcntl(xsk.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-                if dup < 0 {
-                    return Err(ctx("dup", io::Error::last_os_error()));
-                }
-                let info = XdpPortInfo {
-                    ifname: ifname.to_string(),
-                    queue: q,
-                    mode: xsk.mode,
-                    rings,
-                    counters: Arc::new(XdpCounters::default()),
-                    // SAFETY: a fresh descriptor nothing else owns.
-                    fd: Arc::new(unsafe { OwnedFd::from_raw_fd(dup) }),
-                };
-                queues.push(Queue { xsk, info });
+                queues.push(Queue::new(xsk, ifname, q, rings).map_err(|e| ctx("dup", e))?);
             }
-            let copies = if w == 0 {
-                vec![
-                    copy_socket(ifindex, libc::ETH_P_ARP as u16, &[])
-                        .map_err(|e| ctx("ARP copy socket", e))?,
-                    copy_socket(ifindex, libc::ETH_P_IPV6 as u16, &NA_FILTER)
-                        .map_err(|e| ctx("neighbour advertisement copy socket", e))?,
-                ]
-            } else {
-                Vec::new()
-            };
-            ports.push(AfXdpPort {
-                queues,
-                next_rx: 0,
-                copies,
-                umem,
-                ifname: ifname.to_string(),
-                ifindex,
-                mac,
-                mtu,
-                polls: 0,
-                empty_polls: 0,
-                flows: steering.flow_fds().map(flows::XdpFlowMap::new),
-            });
+            ports.push(AfXdpPort::for_worker(
+                w as usize, queues, umem, iface, &steering,
+            )?);
         }
         Ok(Opened {
             ports,
@@ -479,7 +461,7 @@ impl AfXdpPort {
                 "AF_XDP port {ifname}: no packet memory handed over"
             ))
         })?;
-        let (ifindex, mac, mtu) = (iface.index, iface.mac, iface.mtu);
+        let ifindex = iface.index;
         if h.ifindex != ifindex {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -496,16 +478,8 @@ impl AfXdpPort {
             let w = s.queue as usize % workers;
             let xsk = Xsk::adopt(s.fd, s.mode, s.rings)
                 .map_err(|e| ctx(&format!("socket of queue {}", s.queue), e))?;
-            let dup = xsk.dup_fd().map_err(|e| ctx("dup", e))?;
-            let info = XdpPortInfo {
-                ifname: ifname.to_string(),
-                queue: s.queue,
-                mode: s.mode,
-                rings: s.rings,
-                counters: Arc::new(XdpCounters::default()),
-                fd: Arc::new(dup),
-            };
-            by_worker[w].push(Queue { xsk, info });
+            by_worker[w]
+                .push(Queue::new(xsk, ifname, s.queue, s.rings).map_err(|e| ctx("dup", e))?);
         }
         let mut ports = Vec::with_capacity(workers);
         for (w, mut queues) in by_worker.into_iter().enumerate() {
@@ -517,34 +491,51 @@ impl AfXdpPort {
             }
             // The worker's own queue first: the one it transmits on.
             queues.sort_by_key(|q| q.info.queue);
-            let copies = if w == 0 {
-                vec![
-                    copy_socket(ifindex, libc::ETH_P_ARP as u16, &[])
-                        .map_err(|e| ctx("ARP copy socket", e))?,
-                    copy_socket(ifindex, libc::ETH_P_IPV6 as u16, &NA_FILTER)
-                        .map_err(|e| ctx("neighbour advertisement copy socket", e))?,
-                ]
-            } else {
-                Vec::new()
-            };
-            ports.push(AfXdpPort {
-                queues,
-                next_rx: 0,
-                copies,
-                umem,
-                ifname: ifname.to_string(),
-                ifindex,
-                mac,
-                mtu,
-                polls: 0,
-                empty_polls: 0,
-                flows: steering.flow_fds().map(flows::XdpFlowMap::new),
-            });
+            ports.push(AfXdpPort::for_worker(w, queues, umem, iface, &steering)?);
         }
         Ok(Opened {
             ports,
             steering,
             channels,
+        })
+    }
+
+    /// Worker `w`'s port on `iface` from its sockets (the first one its own
+    /// queue); worker 0 also gets the sockets that copy ARP and neighbour
+    /// advertisements.
+    fn for_worker(
+        w: usize,
+        queues: Vec<Queue>,
+        umem: &'static Umem,
+        iface: &Iface,
+        steering: &Steering,
+    ) -> io::Result<AfXdpPort> {
+        let (ifname, ifindex) = (iface.name.as_str(), iface.index);
+        let ctx = |what: &str, e: io::Error| {
+            io::Error::new(e.kind(), format!("AF_XDP port {ifname}: {what}: {e}"))
+        };
+        let copies = if w == 0 {
+            vec![
+                copy_socket(ifindex, libc::ETH_P_ARP as u16, &[])
+                    .map_err(|e| ctx("ARP copy socket", e))?,
+                copy_socket(ifindex, libc::ETH_P_IPV6 as u16, &NA_FILTER)
+                    .map_err(|e| ctx("neighbour advertisement copy socket", e))?,
+            ]
+        } else {
+            Vec::new()
+        };
+        Ok(AfXdpPort {
+            queues,
+            next_rx: 0,
+            copies,
+            umem,
+            ifname: ifname.to_string(),
+            ifindex,
+            mac: iface.mac,
+            mtu: iface.mtu,
+            polls: 0,
+            empty_polls: 0,
+            flows: steering.flow_fds().map(flows::XdpFlowMap::new),
         })
     }
 

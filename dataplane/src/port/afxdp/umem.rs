@@ -141,14 +141,7 @@ impl Umem {
         for i in 0..frames {
             let _ = free.push(i * FRAME_SIZE as u32);
         }
-        BASE.store(p, Ordering::Release);
-        Ok(UMEM.get_or_init(|| Umem {
-            base: p,
-            frames,
-            fd,
-            free,
-            exhausted: AtomicU64::new(0),
-        }))
+        Ok(Umem::install(p, frames, fd, free))
     }
 
     /// The region another process handed over (`fd`, `frames` frames),
@@ -179,14 +172,19 @@ impl Umem {
                 let _ = free.push(f);
             }
         }
+        Ok(Umem::install(p, frames, fd, free))
+    }
+
+    /// Makes the region mapped at `p` the process's (under `INIT`).
+    fn install(p: *mut u8, frames: u32, fd: OwnedFd, free: ArrayQueue<u32>) -> &'static Umem {
         BASE.store(p, Ordering::Release);
-        Ok(UMEM.get_or_init(|| Umem {
+        UMEM.get_or_init(|| Umem {
             base: p,
             frames,
             fd,
             free,
             exhausted: AtomicU64::new(0),
-        }))
+        })
     }
 
     /// A duplicate of the region's memfd, for the next process.
