@@ -1457,10 +1457,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
         daemon.refresh_view();
         if let Some(b) = &settings.bgp {
             // Beside the control socket: root's directory.
-            let dir = ctl::socket_path(&settings.control_socket)
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from("/run/ferrovs"));
+            let dir = ctl_dir(&settings);
             // ExaBGP a process that handed over to this one left running.
             let adopt = crate::bgp::adopt::take(&dir, mono_now());
             match crate::bgp::driver::spawn(b, daemon.view(), &dir, adopt) {
@@ -1555,6 +1552,14 @@ fn ctl_dir(settings: &ferrovs_config::model::FerrovsSettings) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/run/ferrovs"))
 }
 
+/// What opening `state_dir` gives: the store the workers' tables live in,
+/// the previous process's tables read back, and the directory's lock.
+type StateOpened = (
+    Option<ferrovs_dataplane::persist::Store>,
+    crate::state_files::Previous,
+    Option<crate::pid_lock::PidLock>,
+);
+
 /// Prepares the state directory: moves the previous process's tables
 /// aside and reads them. Without a directory (or when it cannot be made),
 /// the tables live on the heap and die with the process.
@@ -1564,11 +1569,7 @@ fn open_state(
     workers: usize,
     epoch_mono_ms: u64,
     need_bytes: u64,
-) -> (
-    Option<ferrovs_dataplane::persist::Store>,
-    crate::state_files::Previous,
-    Option<crate::pid_lock::PidLock>,
-) {
+) -> StateOpened {
     let Some(dir) = dir else {
         return (None, Default::default(), None);
     };
@@ -1653,11 +1654,7 @@ fn take_state(
         ferrovs_dataplane::conn::ConnTable,
         ferrovs_dataplane::conn::ConnTable,
     )>],
-) -> (
-    Option<ferrovs_dataplane::persist::Store>,
-    crate::state_files::Previous,
-    Option<crate::pid_lock::PidLock>,
-) {
+) -> StateOpened {
     let Some(dir) = dir else {
         return (None, Default::default(), None);
     };

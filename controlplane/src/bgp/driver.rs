@@ -686,13 +686,8 @@ impl Task {
         let h = SpeakerHandover {
             at_mono_ms: ferrovs_dataplane::port::shm::monotonic_ms(),
             pid: pid.as_raw() as u32,
-            announced: self
-                .st
-                .vips
-                .keys()
-                .filter(|a| self.announcer.announced(a))
-                .copied()
-                .collect(),
+            // Kept current by `publish` after every change.
+            announced: self.st.announced.clone(),
             neighbors: self.st.neighbors.clone(),
             speaker_restarts: self.st.speaker_restarts,
         };
