@@ -171,6 +171,14 @@ pub struct Snapshot {
     /// NAT64's IPv4 local addresses, sorted: their replies are looked up
     /// in the IPv6 table (the burst's prefetch pass needs to know).
     laddrs64: Vec<u32>,
+    /// Per service (`services`' order): the local addresses this director
+    /// holds now, those of `Service::laddrs` no VRRP instance in BACKUP
+    /// keeps inactive. New FULLNAT connections take their local port from
+    /// these only: the servers send replies to a local address, and those
+    /// reach whichever director holds it.
+    held_laddrs: Vec<Vec<Ipv4Addr>>,
+    /// The same for `services6`: (FULLNAT66's IPv6, NAT64's IPv4).
+    held_laddrs6: Vec<(Vec<Ipv6Addr>, Vec<Ipv4Addr>)>,
 }
 
 impl Snapshot {
@@ -269,6 +277,27 @@ impl Snapshot {
             .get(&(proto, a, vport))
             .or_else(|| self.svc_index6.get(&(proto, a, 0)))
             .copied()
+    }
+
+    /// The local addresses service `si` takes new FULLNAT connections'
+    /// ports from: those this director holds. Behind ECMP every director
+    /// configures the local addresses of all (a flow moved from another
+    /// director keeps its local address, synced), each holding its own in
+    /// a server-side VRRP instance that the others back up: a director
+    /// allocating on an address another holds would have its replies
+    /// delivered there.
+    #[inline]
+    pub fn held_laddrs(&self, si: usize) -> &[Ipv4Addr] {
+        self.held_laddrs.get(si).map(|v| &v[..]).unwrap_or(&[])
+    }
+
+    /// [`Self::held_laddrs`] for IPv6 service `si`: (IPv6, NAT64's IPv4).
+    #[inline]
+    pub fn held_laddrs6(&self, si: usize) -> (&[Ipv6Addr], &[Ipv4Addr]) {
+        match self.held_laddrs6.get(si) {
+            Some((a, b)) => (a, b),
+            None => (&[], &[]),
+        }
     }
 
     /// Whether `a` is a local address of a NAT64 service (IPv4 replies to
@@ -437,6 +466,8 @@ impl SnapshotBuilder {
                 port_addrs6: vec![],
                 addrs6: AddrTable::new(&[]),
                 laddrs64: vec![],
+                held_laddrs: vec![],
+                held_laddrs6: vec![],
                 sloppy_tcp: false,
                 services6: vec![],
                 templates6: Arc::new(TemplateTable::new_v6(64)),
@@ -596,6 +627,13 @@ impl SnapshotBuilder {
             // statement of the rule); should one come through, its new
             // connections find no local port and are dropped, counted as
             // laddr_exhausted.
+            s.held_laddrs.push(
+                svc.laddrs
+                    .iter()
+                    .filter(|l| !self.inactive_vips.contains(l))
+                    .copied()
+                    .collect(),
+            );
             let active = !self.inactive_vips.contains(&svc.vaddr);
             self.addrs
                 .entry(u32::from(svc.vaddr))
@@ -692,6 +730,18 @@ impl SnapshotBuilder {
                     ));
                 }
             }
+            s.held_laddrs6.push((
+                svc.laddrs6
+                    .iter()
+                    .filter(|l| !inactive(l))
+                    .copied()
+                    .collect(),
+                svc.laddrs4
+                    .iter()
+                    .filter(|l| !self.inactive_vips.contains(l))
+                    .copied()
+                    .collect(),
+            ));
             addrs6
                 .entry(u128::from(svc.vaddr))
                 .or_insert(AddrKind::Vip {

@@ -1735,7 +1735,7 @@ impl<P: Port> Core<P> {
             FwdMethod::FullNat => {
                 let conns = &self.conns;
                 let (proto, ra, rp) = (t.proto, c.daddr, c.dport);
-                let got = self.lports.alloc(&svc.laddrs, |la, lp| {
+                let got = self.lports.alloc(snap.held_laddrs(si), |la, lp| {
                     conns.out_tuple_in_use(&Tuple {
                         proto,
                         saddr: ra,

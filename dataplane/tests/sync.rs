@@ -891,3 +891,113 @@ fn installing_as_a_backup_records_nothing_while_master() {
         assert_eq!(drain(&both).len(), usize::from(n == 3), "packet {n}");
     }
 }
+
+/// Active-active FULLNAT (issue 16): every director configures the local
+/// addresses of all, holds its own in a server-side VRRP instance and
+/// backs up the others'. A director allocates only on an address it
+/// holds; it installs a flow synced from another with that director's
+/// address, forwards it with it, and relays its replies once VRRP gives
+/// it the address (its owner gone).
+#[test]
+fn fullnat_active_active_allocates_on_held_addresses_and_takes_over_the_others() {
+    const LADDR_B: [u8; 4] = [198, 18, 1, 101];
+    let mut svc_a = Svc::new(FwdMethod::FullNat);
+    svc_a.weights = vec![1, 1, 1];
+    svc_a.laddrs = vec![(LADDR, true), (LADDR_B, false)];
+    let mut a = Lab::new(svc_a, 1);
+    a.shared.sync.set_master(true);
+    for cport in 41000..41020 {
+        let out = client_flow(&mut a, cport, 1);
+        assert_eq!(src_ip_of(&out[0]), LADDR, "only the held address");
+    }
+    let records = drain(&a);
+    assert_eq!(records.len(), 20);
+    assert!(records.iter().all(|r| r.laddr == LADDR));
+
+    // Director B holds LADDR_B only; A's flows come to it by sync.
+    let mut svc_b = Svc::new(FwdMethod::FullNat);
+    svc_b.weights = vec![1, 1, 1];
+    svc_b.laddrs = vec![(LADDR, false), (LADDR_B, true)];
+    let mut b = Lab::new(svc_b.clone(), 1);
+    assert!(b.shared.request_now(0, install(&records)));
+    b.poll_all();
+    let installed: u64 = b
+        .shared
+        .counters
+        .iter()
+        .map(|c| c.sync_installed.get())
+        .sum();
+    assert_eq!(
+        installed, 20,
+        "another director's local address is installed"
+    );
+    // B's own new connections use its own address.
+    let own = client_flow(&mut b, 42000, 0);
+    assert_eq!(src_ip_of(&own[0]), LADDR_B);
+
+    // ECMP moves A's flow to B: forwarded with A's local address and port.
+    let r = records[5];
+    let out = b.send(
+        0,
+        0,
+        &tcp(
+            CLIENT_MAC, DIR0_MAC, CLIENT, r.cport, VIP, 80, 64, "A", b"x",
+        ),
+        1,
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!((src_ip_of(&out[0]), src_port_of(&out[0])), (LADDR, r.lport));
+    assert_eq!(dst_ip_of(&out[0]), r.daddr);
+    let rs = (0..3).find(|&i| RS[i] == r.daddr).unwrap();
+    let reply = tcp(
+        rs_mac(rs),
+        DIR1_MAC,
+        r.daddr,
+        r.dport,
+        LADDR,
+        r.lport,
+        64,
+        "A",
+        b"y",
+    );
+    // While A holds LADDR, its replies are A's: B takes none.
+    assert!(b.send(0, 1, &reply, 0).is_empty());
+    assert_eq!(
+        b.dropped(ferrovs_dataplane::counters::DropReason::VipInactive),
+        1
+    );
+
+    // A is gone: B's instance for LADDR becomes master.
+    svc_b.laddrs = vec![(LADDR, true), (LADDR_B, true)];
+    b.republish(2, svc_b.clone());
+    let back = b.send(0, 1, &reply, 0);
+    assert_eq!(back.len(), 1, "the reply is relayed by the new holder");
+    assert_eq!((src_ip_of(&back[0]), src_port_of(&back[0])), (VIP, 80));
+    assert_eq!(
+        (dst_ip_of(&back[0]), dst_port_of(&back[0])),
+        (CLIENT, r.cport)
+    );
+    // Its new connections may now use both, never a port A's flows hold.
+    let synced: std::collections::HashSet<(_, _)> =
+        records.iter().map(|r| (r.laddr, r.lport)).collect();
+    for cport in 43000..43040 {
+        let out = client_flow(&mut b, cport, 0);
+        assert!(!synced.contains(&(src_ip_of(&out[0]), src_port_of(&out[0]))));
+    }
+
+    // Holding no local address at all, a director makes no FULLNAT
+    // connection: a counted drop, not a reply sent elsewhere.
+    svc_b.laddrs = vec![(LADDR, false), (LADDR_B, false)];
+    b.republish(3, svc_b);
+    let out = b.send(
+        0,
+        0,
+        &tcp(CLIENT_MAC, DIR0_MAC, CLIENT, 44000, VIP, 80, 64, "S", b""),
+        1,
+    );
+    assert!(out.is_empty());
+    assert_eq!(
+        b.dropped(ferrovs_dataplane::counters::DropReason::LaddrExhausted),
+        1
+    );
+}

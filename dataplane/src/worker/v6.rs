@@ -1163,9 +1163,10 @@ impl<P: Port> Core<P> {
             FwdMethod::FullNat => {
                 let (conns, conns6) = (&self.conns, &self.conns6);
                 let (proto, rp) = (t.proto, dport);
+                let (held6, held4) = snap.held_laddrs6(si);
                 let got = match svc.addrs[di] {
                     IpAddr::V6(_) => self.lports.alloc_in(
-                        &svc.laddrs6,
+                        held6,
                         |l| l.octets(),
                         |la: [u8; 16], lp| {
                             conns6.out_tuple_in_use6(&Tuple6 {
@@ -1182,7 +1183,7 @@ impl<P: Port> Core<P> {
                     IpAddr::V4(_) => self
                         .lports
                         .alloc_in(
-                            &svc.laddrs4,
+                            held4,
                             |l| l.octets(),
                             |la: [u8; 4], lp| {
                                 conns.out_tuple_in_use(&Tuple {

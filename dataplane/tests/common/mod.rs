@@ -54,6 +54,9 @@ pub struct Svc {
     pub synproxy: bool,
     /// The snapshot's `sloppy_tcp`.
     pub sloppy: bool,
+    /// FULLNAT's local addresses, each with whether this director holds
+    /// it (one it does not is in a VRRP instance in BACKUP).
+    pub laddrs: Vec<([u8; 4], bool)>,
 }
 
 impl Svc {
@@ -69,6 +72,11 @@ impl Svc {
             vip_active: true,
             synproxy: false,
             sloppy: false,
+            laddrs: if fwd == FwdMethod::FullNat {
+                vec![(LADDR, true)]
+            } else {
+                vec![]
+            },
         }
     }
 }
@@ -115,6 +123,11 @@ pub fn build_snapshot(
         b.inactive_vip(ip(VIP));
     }
     b.sloppy_tcp(svc.sloppy);
+    for &(l, held) in &svc.laddrs {
+        if !held {
+            b.vrrp_vip(ip(l), false);
+        }
+    }
     let ds: Vec<Dest> = svc
         .weights
         .iter()
@@ -137,11 +150,7 @@ pub fn build_snapshot(
         sched,
         persistence: svc.persistence,
         dests: ds,
-        laddrs: if svc.fwd == FwdMethod::FullNat {
-            vec![ip(LADDR)]
-        } else {
-            vec![]
-        },
+        laddrs: svc.laddrs.iter().map(|&(l, _)| ip(l)).collect(),
         synproxy: svc.synproxy,
         shared: svc_shared.clone(),
     });
