@@ -79,7 +79,7 @@ pub struct BgpStatus {
     /// VIPs announced now.
     pub announced: Vec<IpAddr>,
     /// VIPs this director may announce, with whether one of their
-    /// services has quorum.
+    /// services has quorum (for FULLNAT: and a local address held).
     pub vips: BTreeMap<IpAddr, bool>,
     pub draining: bool,
     pub workers_alive: bool,
@@ -154,9 +154,25 @@ pub fn wanted(view: &crate::view::View) -> (Vec<(IpAddr, bool)>, bool) {
             Some(v) => v.quorum_up,
             None => s.dests.iter().any(|d| d.weight > 0),
         };
-        *vips.entry(addr).or_insert(false) |= quorum;
+        *vips.entry(addr).or_insert(false) |= quorum && holds_a_laddr(view, s);
     }
     (vips.into_iter().collect(), view.workers_running)
+}
+
+/// Whether this director can make the service's connections: a FULLNAT
+/// service needs a local address it holds (one no VRRP instance in BACKUP
+/// keeps). Behind ECMP each director holds its own local addresses in a
+/// server-side instance that the others back up (README, "NAT and FULLNAT
+/// behind ECMP"); one that starts or comes back waits as BACKUP for its
+/// instance's `preempt_delay` while the sync daemons teach it the flows it
+/// will see, and announces only once it holds its address: flows the
+/// router moves to it then find their connections.
+fn holds_a_laddr(view: &crate::view::View, s: &ferrovs_config::ipvs::Service) -> bool {
+    if !s.forwards_by_fullnat() {
+        return true;
+    }
+    let laddrs = view.state.laddrs.get(&s.key).map_or(&[][..], Vec::as_slice);
+    laddrs.iter().any(|l| view.vrrp_vips.get(l) != Some(&false))
 }
 
 /// Starts the BGP task on the current runtime: writes ExaBGP's
