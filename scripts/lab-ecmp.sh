@@ -11,7 +11,8 @@
 #   scripts/lab-ecmp.sh list                    the labs this script made
 #   scripts/lab-ecmp.sh vtysh NAME [-c CMD]...  FRR's shell on the lab's router
 #   scripts/lab-ecmp.sh ferrovs-conf NAME dirN [--bgp] [--sloppy] [--workdir DIR] [--rs "1 2 3"] [--algo mh]
-#                        [--backend afxdp|afpacket]  a ferrovs configuration for dirN
+#                        [--backend afxdp|afpacket] [--kind dr|fullnat [--preempt-delay S]]
+#                                               a ferrovs configuration for dirN
 #   scripts/lab-ecmp.sh speaker NAME dirN start|kill|announce|withdraw
 #                                               a plain ExaBGP on dirN (see --speaker)
 #
@@ -75,6 +76,9 @@ DIR_C=("" "$NET_C.11" "$NET_C.12" "$NET_C.13")
 DIR_B=("" "$NET_B.11" "$NET_B.12" "$NET_B.13")
 DIR_AS=("" 65011 65012 65013)
 RS_IP=("" "$NET_B.21" "$NET_B.22" "$NET_B.23")
+# FULLNAT's local addresses: dirN holds LIP[N] in a server-side VRRP
+# instance (VRID 60+N) that the other two back up.
+LIP=("" "$NET_B.101" "$NET_B.102" "$NET_B.103")
 HOLD_TIME=9
 
 log() { echo "lab-ecmp.sh: $*" >&2; }
@@ -588,10 +592,19 @@ cmd_vtysh() {
 # A ferrovs configuration for one director: DR, mh with the source port in
 # the hash (every director builds the same Maglev table), one worker, both
 # interfaces; --sloppy and --bgp add the active-active keywords.
+# --kind fullnat: FULLNAT with the local addresses of all three directors
+# (LIP above), each in its own server-side VRRP instance: dirN's priority
+# 150 on its own, 99 or 98 on the others', so that a dead director's
+# address (and with it the replies of its flows) moves to a survivor that
+# learnt those flows from the connection sync; `preempt_delay` (default 10)
+# is how long a director that comes back waits, learning the flows of the
+# address it takes back, before it does (and before it announces the VIP:
+# it announces only while it holds a local address). The instances track
+# the uplink: a director that cannot reach the clients gives its address up.
 cmd_ferrovs_conf() {
-    [ $# -ge 2 ] || die "usage: $0 ferrovs-conf NAME dirN [--bgp] [--sloppy] [--workdir DIR] [--rs \"1 2 3\"] [--backend B] [--algo mh]"
+    [ $# -ge 2 ] || die "usage: $0 ferrovs-conf NAME dirN [--bgp] [--sloppy] [--workdir DIR] [--rs \"1 2 3\"] [--backend B] [--algo mh] [--kind dr|fullnat] [--preempt-delay S]"
     need_lab "$1"
-    local d bgp=0 sloppy=0 work i rs="1 2 3" backend="" algo=mh
+    local d bgp=0 sloppy=0 work i rs="1 2 3" backend="" algo=mh kind=dr pdelay=10 k
     d=$(dir_num "$2"); shift 2
     work=$RUN/dir$d
     while [ $# -gt 0 ]; do
@@ -602,9 +615,12 @@ cmd_ferrovs_conf() {
         --rs) rs=${2:-}; shift 2 ;;
         --backend) backend=${2:-}; shift 2 ;;
         --algo) algo=${2:-}; shift 2 ;;
+        --kind) kind=${2:-}; shift 2 ;;
+        --preempt-delay) pdelay=${2:-}; shift 2 ;;
         *) die "ferrovs-conf: unknown argument '$1'" ;;
         esac
     done
+    case $kind in dr | fullnat) ;; *) die "ferrovs-conf: --kind dr|fullnat" ;; esac
     # shellcheck disable=SC1090
     . "$STATE_ROOT/$NAME.env"
     local sfx ifs
@@ -637,14 +653,42 @@ EOF
     }
 EOF
     fi
-    cat <<EOF
+    echo "}"
+    if [ "$kind" = fullnat ]; then
+        for k in 1 2 3; do
+            cat <<EOF
+vrrp_instance LIP$k {
+    state BACKUP
+    interface d${d}b-$sfx
+    virtual_router_id $((60 + k))
+    priority $([ "$k" = "$d" ] && echo 150 || echo $((100 - (d - k + 3) % 3)))
+    advert_int 1
+    preempt_delay $pdelay
+    track_interface {
+        d${d}c-$sfx
+    }
+    virtual_ipaddress {
+        ${LIP[$k]}/$PLEN
+    }
 }
+EOF
+        done
+        echo "local_address_group LIPS {"
+        for k in 1 2 3; do echo "    ${LIP[$k]}"; done
+        echo "}"
+    fi
+    cat <<EOF
 virtual_server $VIP $VPORT {
     lb_algo $algo
 EOF
     [ "$algo" = mh ] && echo "    mh-port"
+    if [ "$kind" = fullnat ]; then
+        echo "    lb_kind FNAT"
+        echo "    laddr_group_name LIPS"
+    else
+        echo "    lb_kind DR"
+    fi
     cat <<EOF
-    lb_kind DR
     protocol TCP
 EOF
     for i in $rs; do
