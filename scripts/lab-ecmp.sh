@@ -11,7 +11,7 @@
 #   scripts/lab-ecmp.sh list                    the labs this script made
 #   scripts/lab-ecmp.sh vtysh NAME [-c CMD]...  FRR's shell on the lab's router
 #   scripts/lab-ecmp.sh ferrovs-conf NAME dirN [--bgp] [--sloppy] [--workdir DIR] [--rs "1 2 3"] [--algo mh]
-#                        [--backend afxdp|afpacket] [--kind dr|fullnat [--preempt-delay S]]
+#                        [--backend afxdp|afpacket] [--kind dr|fullnat [--preempt-delay S]] [--persist S]
 #                                               a ferrovs configuration for dirN
 #   scripts/lab-ecmp.sh speaker NAME dirN start|kill|announce|withdraw
 #                                               a plain ExaBGP on dirN (see --speaker)
@@ -602,9 +602,9 @@ cmd_vtysh() {
 # it announces only while it holds a local address). The instances track
 # the uplink: a director that cannot reach the clients gives its address up.
 cmd_ferrovs_conf() {
-    [ $# -ge 2 ] || die "usage: $0 ferrovs-conf NAME dirN [--bgp] [--sloppy] [--workdir DIR] [--rs \"1 2 3\"] [--backend B] [--algo mh] [--kind dr|fullnat] [--preempt-delay S]"
+    [ $# -ge 2 ] || die "usage: $0 ferrovs-conf NAME dirN [--bgp] [--sloppy] [--workdir DIR] [--rs \"1 2 3\"] [--backend B] [--algo mh] [--kind dr|fullnat] [--preempt-delay S] [--persist S]"
     need_lab "$1"
-    local d bgp=0 sloppy=0 work i rs="1 2 3" backend="" algo=mh kind=dr pdelay=10 k
+    local d bgp=0 sloppy=0 work i rs="1 2 3" backend="" algo=mh kind=dr pdelay=10 k persist=
     d=$(dir_num "$2"); shift 2
     work=$RUN/dir$d
     while [ $# -gt 0 ]; do
@@ -617,6 +617,7 @@ cmd_ferrovs_conf() {
         --algo) algo=${2:-}; shift 2 ;;
         --kind) kind=${2:-}; shift 2 ;;
         --preempt-delay) pdelay=${2:-}; shift 2 ;;
+        --persist) persist=${2:-}; shift 2 ;;
         *) die "ferrovs-conf: unknown argument '$1'" ;;
         esac
     done
@@ -682,6 +683,7 @@ virtual_server $VIP $VPORT {
     lb_algo $algo
 EOF
     [ "$algo" = mh ] && echo "    mh-port"
+    [ -n "$persist" ] && echo "    persistence_timeout $persist"
     if [ "$kind" = fullnat ]; then
         echo "    lb_kind FNAT"
         echo "    laddr_group_name LIPS"

@@ -222,10 +222,14 @@ class Client:
     def report(self):
         kinds = {}
         by_rs = {}
+        by_src = {}
         for c in self.conns:
             kinds[c.state] = kinds.get(c.state, 0) + 1
             if c.rs:
                 by_rs[c.rs] = by_rs.get(c.rs, 0) + 1
+                # Which real servers each source address reached (persistence).
+                per = by_src.setdefault(c.src or "", {})
+                per[c.rs] = per.get(c.rs, 0) + 1
         opened = sum(1 for c in self.conns if c.state != "connect")
         intact = kinds.get("intact", 0)
         rtts = sorted(c.max_rtt for c in self.conns if c.state != "connect")
@@ -241,6 +245,7 @@ class Client:
             "intact_pct": round(100.0 * intact / opened, 2) if opened else 0.0,
             "states": kinds,
             "by_rs": by_rs,
+            "by_src": by_src,
             "exchanges": sum(c.seq for c in self.conns),
             "max_rtt_s": round(rtts[-1], 3) if rtts else None,
             "p99_max_rtt_s": round(rtts[int(len(rtts) * 0.99) - 1], 3) if len(rtts) >= 100 else None,

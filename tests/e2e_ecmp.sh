@@ -22,6 +22,12 @@
 #            survive (>= 98 %)
 #   sigterm  (ferrovs's speaker) SIGTERM on dir3: its path is withdrawn
 #            before it stops forwarding; >= 99 %
+#   sync     lb_algo rr and both sync daemons on every director: kill -9
+#            of dir2 keeps >= 99 %
+#   persist  persistence_timeout with rr and the sync: once a client's
+#            first connection was synced, its connections through every
+#            director reach the same real server, before and after kill -9
+#            of dir2 (>= 99 % intact)
 #
 # Every routing fact is read on the router with vtysh (FRR's own JSON) and
 # from its kernel's route, never from ferrovs's logs.
@@ -48,6 +54,8 @@
 #                                      local address until it stops)
 #   SYNC_OFF=1 tests/e2e_ecmp.sh sync  the sync part without the sync
 #                                      daemons: reports what rr alone keeps
+#                                      (persist: fails, to show what the
+#                                      sync is for)
 #   CONNS=1000 HOLD=10                 connections; seconds of traffic after
 #                                      each change has converged
 #   FERROVS=path/to/ferrovs            (default target/release/ferrovs)
@@ -70,6 +78,7 @@ STALL=${STALL:-25}
 RUN_ID=ecmp$$
 # The service's scheduler (the sync part changes it).
 ALGO=mh
+PERSIST="" # set: write_conf adds persistence_timeout
 PASS=0
 FAIL=0
 WORK=$(mktemp -d /tmp/ferrovs-ecmp.XXXXXX)
@@ -81,7 +90,7 @@ if [ "$KIND" = fullnat ]; then
     PARTS=${*:-remove add drain graceful linkdown rschange sigterm}
     GRACE=20
 else
-    PARTS=${*:-remove add drain graceful linkdown rschange sigterm sync}
+    PARTS=${*:-remove add drain graceful linkdown rschange sigterm sync persist}
     GRACE=60
 fi
 part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
@@ -191,6 +200,7 @@ write_conf() { # DIR [REAL SERVERS ("1 2 3")]
     [ "$SLOPPY" = on ] && args+=(--sloppy)
     [ -n "$BACKEND" ] && args+=(--backend "$BACKEND")
     args+=(--algo "$ALGO" --kind "$KIND")
+    [ -n "$PERSIST" ] && args+=(--persist "$PERSIST")
     mkdir -p "$WORK/$d"
     "$LAB" ferrovs-conf "$LAB_NAME" "$d" --workdir "$WORK/$d" --rs "$rs" "${args[@]}" |
         if [ -n "$DRAIN_TIMEOUT" ]; then
@@ -598,6 +608,74 @@ if part sync && [ "$SPEAKER" = ferrovs ]; then
         sleep "$HOLD"
         client_stop sync 99 ${SYNC_OFF:+report}
     fi
+fi
+
+# --- persist: persistence templates across directors. Connections of one
+# client address are spread over the three directors by the router; the
+# template its first connection made on one director reaches the others
+# with that connection's sync record (at its third packet), so a client's
+# later connections reach the same real server whichever director takes
+# them. Its very first connections, opened at once on several directors
+# before any sync, may each make a template of their own (IPVS's sync has
+# the same race): a short first client opens one connection per address
+# and the check is on what follows.
+# src_servers TAG: "src rs" lines, one per client address that reached a
+# single real server; a line "src MIXED" for one that reached several.
+src_servers() {
+    "$PY" - "$WORK/$1.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+for src, per in sorted(r.get("by_src", {}).items()):
+    print(src, next(iter(per)) if len(per) == 1 else "MIXED")
+PY
+}
+client_once() { # TAG CONNS: connections opened, one exchange round, closed
+    local sources
+    sources=$(echo "$FVE_CLIENT_SOURCES" | tr ' ' ',')
+    ip netns exec "$FVE_NS_CLIENT" "$PY" "$FVE_LONGCONN" client --dst "$FVE_VIP" --port "$FVE_VPORT" \
+        --conns "$2" --sources "$sources" --interval 0.2 --stall-timeout "$STALL" --duration 2 \
+        --report "$WORK/$1.json" >"$WORK/$1.log" 2>&1
+}
+if part persist && [ "$SPEAKER" = ferrovs ]; then
+    ALGO=rr PERSIST=300
+    for d in dir1 dir2 dir3; do
+        if [ -v "PIDS[$d]" ]; then
+            write_conf "$d" && kill -HUP "${PIDS[$d]}"
+        else
+            add_dir "$d" || bad "persist: ferrovs did not start on $d"
+        fi
+    done
+    sleep 1
+    for d in dir1 dir2 dir3; do
+        [ -n "${SYNC_OFF:-}" ] && break
+        adm "$d" -L --daemon 2>/dev/null | grep -q syncid || sync_daemons "$d" ||
+            bad "persist: --start-daemon on $d: $(tail -2 "$WORK/sync-$d.out")"
+    done
+    wait_until 30 routed_to dir1 dir2 dir3 >/dev/null || bad "persist: the router does not route to all three (BGP: $(bgp_paths))"
+    client_once persist-first 32
+    src_servers persist-first >"$WORK/persist-first.map"
+    sleep 1
+    if client_start persist; then
+        sleep 3
+        remove_dir dir2
+        wait_until $((FVE_HOLD_TIME + 6)) routed_to dir1 dir3 >/dev/null || bad "persist: the router still routes to dir2 (BGP: $(bgp_paths))"
+        sleep 2
+        client_once persist-after 96
+        sleep "$HOLD"
+        client_stop persist 99
+        src_servers persist >"$WORK/persist.map"
+        src_servers persist-after >"$WORK/persist-after.map"
+        for tag in persist persist-after; do
+            same=$(join "$WORK/persist-first.map" "$WORK/$tag.map" | awk '$2 == $3 && $2 != "MIXED"' | wc -l)
+            total=$(wc -l <"$WORK/$tag.map")
+            what="the 1000 long-lived connections, through three directors"
+            [ "$tag" = persist-after ] && what="96 connections opened after kill -9 of dir2, through the other two"
+            check "persist: $same of $total client addresses reach their first connection's real server in $what" \
+                [ "$same" = "$total" -a "$total" = 32 ]
+        done
+        note "persist: first connections' servers: $(awk '{print $2}' "$WORK/persist-first.map" | sort | uniq -c | tr '\n' ' ')"
+    fi
+    ALGO=mh PERSIST=""
 fi
 
 note "measured: ${RESULTS:-nothing}"
