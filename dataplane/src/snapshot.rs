@@ -622,11 +622,6 @@ impl SnapshotBuilder {
             if svc.vport == 0 && svc.persistence.is_none() {
                 return Err(BuildError::PortZeroNeedsPersistence(svc.proto, svc.vaddr));
             }
-            // FULLNAT without local addresses is the control plane's to
-            // refuse (ferrovs_config::ipvs::check_local_addresses, the one
-            // statement of the rule); should one come through, its new
-            // connections find no local port and are dropped, counted as
-            // laddr_exhausted.
             s.held_laddrs.push(
                 svc.laddrs
                     .iter()
@@ -634,6 +629,11 @@ impl SnapshotBuilder {
                     .copied()
                     .collect(),
             );
+            // FULLNAT without local addresses is the control plane's to
+            // refuse (ferrovs_config::ipvs::check_local_addresses, the one
+            // statement of the rule); should one come through, its new
+            // connections find no local port and are dropped, counted as
+            // laddr_exhausted.
             let active = !self.inactive_vips.contains(&svc.vaddr);
             self.addrs
                 .entry(u32::from(svc.vaddr))

@@ -162,8 +162,8 @@ pub fn wanted(view: &crate::view::View) -> (Vec<(IpAddr, bool)>, bool) {
 /// Whether this director can make the service's connections: a FULLNAT
 /// service needs a local address it holds (one no VRRP instance in BACKUP
 /// keeps). Behind ECMP each director holds its own local addresses in a
-/// server-side instance that the others back up (README, "NAT and FULLNAT
-/// behind ECMP"); one that starts or comes back waits as BACKUP for its
+/// server-side instance that the others back up (README, "FULLNAT behind
+/// ECMP"); one that starts or comes back waits as BACKUP for its
 /// instance's `preempt_delay` while the sync daemons teach it the flows it
 /// will see, and announces only once it holds its address: flows the
 /// router moves to it then find their connections.
