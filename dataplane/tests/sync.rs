@@ -1001,3 +1001,37 @@ fn fullnat_active_active_allocates_on_held_addresses_and_takes_over_the_others()
         1
     );
 }
+
+/// A server removed from the backup's configuration drains there; a
+/// connection the master still sends to it is installed and forwarded to
+/// it (IPVS's backup installs it without the server), not refused.
+#[test]
+fn a_connection_to_a_server_that_drains_here_is_installed() {
+    let mut m = master(FwdMethod::Dr);
+    client_flow(&mut m, 39999, 1);
+    drain(&m);
+    client_flow(&mut m, 40030, 1);
+    let records = drain(&m);
+    assert_eq!(records[0].daddr, RS[1]);
+    let mut svc = Svc::new(FwdMethod::Dr);
+    svc.weights = vec![1, 1, 1];
+    svc.draining = vec![1];
+    let mut b = Lab::new(svc, 1);
+    assert!(b.shared.request_now(0, install(&records)));
+    b.poll_all();
+    let installed: u64 = b
+        .shared
+        .counters
+        .iter()
+        .map(|c| c.sync_installed.get())
+        .sum();
+    assert_eq!(installed, 1);
+    let out = b.send(
+        0,
+        0,
+        &tcp(CLIENT_MAC, DIR0_MAC, CLIENT, 40030, VIP, 80, 64, "A", b"x"),
+        1,
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0][..6], rs_mac(1)[..], "to the draining server");
+}

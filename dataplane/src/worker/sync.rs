@@ -262,11 +262,22 @@ impl<P: Port> Core<P> {
             .service(r.proto, r.vaddr, r.vport)
             .ok_or(Refused::NoService)? as usize;
         let svc = &snap.services[si];
-        let dest = svc
-            .dests
-            .iter()
-            .find(|d| d.addr.octets() == r.daddr && (d.port == r.dport || d.port == 0))
-            .ok_or(Refused::NoDest)?;
+        let matches = |d: &crate::service::Dest| {
+            d.addr.octets() == r.daddr && (d.port == r.dport || d.port == 0)
+        };
+        // A server removed here drains (its connections go on): so does
+        // one the master still sends to, as IPVS's backup installs a
+        // connection whose server it no longer has. A template only for a
+        // live server (no new connection may follow one that drains).
+        let dest = match svc.dests.iter().find(|d| matches(d)) {
+            Some(d) => d,
+            None if !r.template => snap
+                .dests()
+                .find(|e| e.svc.id == svc.id() && matches(&e.dest))
+                .map(|e| &e.dest)
+                .ok_or(Refused::NoDest)?,
+            None => return Err(Refused::NoDest),
+        };
         let now_s = (now / 1000) as u32;
         if r.template {
             let p = svc.persistence.ok_or(Refused::NoService)?;

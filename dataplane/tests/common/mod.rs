@@ -57,6 +57,9 @@ pub struct Svc {
     /// FULLNAT's local addresses, each with whether this director holds
     /// it (one it does not is in a VRRP instance in BACKUP).
     pub laddrs: Vec<([u8; 4], bool)>,
+    /// Servers (indices into `weights`) removed from the service but
+    /// draining: their connections go on, no new one picks them.
+    pub draining: Vec<usize>,
 }
 
 impl Svc {
@@ -72,6 +75,7 @@ impl Svc {
             vip_active: true,
             synproxy: false,
             sloppy: false,
+            draining: vec![],
             laddrs: if fwd == FwdMethod::FullNat {
                 vec![(LADDR, true)]
             } else {
@@ -142,6 +146,14 @@ pub fn build_snapshot(
             shared: dests[i].clone(),
         })
         .collect();
+    let (gone, ds): (Vec<_>, Vec<_>) = ds
+        .into_iter()
+        .enumerate()
+        .partition(|(i, _)| svc.draining.contains(i));
+    let ds: Vec<Dest> = ds.into_iter().map(|(_, d)| d).collect();
+    for (_, d) in gone {
+        b.draining(d, svc_shared.clone());
+    }
     let sched = Scheduler::new(svc.sched, SchedFlags::default(), &ds);
     b.service(Service {
         proto: svc.proto,
