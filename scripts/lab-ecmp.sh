@@ -601,6 +601,7 @@ cmd_vtysh() {
 # address it takes back, before it does (and before it announces the VIP:
 # it announces only while it holds a local address). The instances track
 # the uplink: a director that cannot reach the clients gives its address up.
+# Every director runs both sync daemons (`sync_active_active`, syncid 61).
 cmd_ferrovs_conf() {
     [ $# -ge 2 ] || die "usage: $0 ferrovs-conf NAME dirN [--bgp] [--sloppy] [--workdir DIR] [--rs \"1 2 3\"] [--backend B] [--algo mh] [--kind dr|fullnat] [--preempt-delay S] [--persist S]"
     need_lab "$1"
@@ -641,6 +642,8 @@ ferrovs {
     http_listen 127.0.0.1:$((19280 + d))
 EOF
     [ $sloppy = 1 ] && echo "    sloppy_tcp on"
+    # FULLNAT: both sync daemons always, on the server segment.
+    [ "$kind" = fullnat ] && echo "    sync_active_active d${d}b-$sfx id 61"
     if [ $bgp = 1 ]; then
         cat <<EOF
     bgp {

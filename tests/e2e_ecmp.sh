@@ -45,7 +45,8 @@
 #                                      director has the local addresses of
 #                                      all, holds its own in a server-side
 #                                      VRRP instance the others back up, and
-#                                      runs both sync daemons from its start;
+#                                      runs both sync daemons from its start
+#                                      (sync_active_active);
 #                                      the same parts but sync, whose goals
 #                                      hold through the sync alone (FULLNAT's
 #                                      local ports cannot be hashed); the
@@ -217,10 +218,7 @@ start_ferrovs() { # DIR
     PIDS[$d]=$!
     local i
     for i in $(seq 100); do
-        if [ -S "$WORK/$d/ctl.sock" ]; then
-            [ "$KIND" = fullnat ] && { sync_daemons "$d" || return 1; }
-            return 0
-        fi
+        [ -S "$WORK/$d/ctl.sock" ] && return 0
         kill -0 "${PIDS[$d]}" 2>/dev/null || break
         sleep 0.1
     done
@@ -251,6 +249,20 @@ active_conns() { # DIR: the connections ferrovs's table holds (ipvsadm -Ln's col
     adm "$1" -L -n 2>/dev/null | awk '$1 == "->" && $2 ~ /:/ && $2 !~ /RemoteAddress/ {a += $5 + $6} END {print a + 0}'
 }
 
+metric() { # DIR NAME: the sum of a counter over its labels
+    local n=${1#dir}
+    ip netns exec "$(dir_ns "$1")" curl -s --max-time 3 "http://127.0.0.1:$((19280 + n))/metrics" |
+        awk -v m="$2" '$1 == m || index($1, m "{") == 1 {s += $2} END {print s + 0}'
+}
+# The sync's counters on each running director (FULLNAT: for the record).
+sync_counters() {
+    local d out=""
+    for d in dir1 dir2 dir3; do
+        [ -v "PIDS[$d]" ] || continue
+        out="$out $d: sent $(metric "$d" ferrovs_sync_entries_sent_total) received $(metric "$d" ferrovs_sync_entries_received_total) installed $(metric "$d" ferrovs_sync_entries_installed_total) dropped $(ip netns exec "$(dir_ns "$d")" curl -s --max-time 3 "http://127.0.0.1:$((19280 + ${d#dir}))/metrics" | awk '/^ferrovs_sync_dropped_(entries|messages)_total/ && $2 > 0 {sub(/.*reason="/, "", $1); sub(/".*/, "", $1); printf "%s=%s,", $1, $2}');"
+    done
+    echo "$out"
+}
 # Long-lived connections: start, wait until every one has been answered once.
 client_start() { # TAG
     local tag=$1 sources i
@@ -303,6 +315,7 @@ PY
     local intact opened pct by_rs other maxrtt slow exch
     read -r intact opened pct by_rs other maxrtt slow exch <<<"$line"
     note "$tag: $exch exchanges; real servers $by_rs; longest exchange ${maxrtt}s; $slow connections had an exchange over 1 s; failed: $other"
+    [ "$KIND" = fullnat ] && note "$tag: sync:$(sync_counters)"
     if [ "${3:-}" = report ]; then
         note "$tag: $intact/$opened connections intact ($pct %)"
     elif [ "$(echo "$pct >= $min" | bc)" = 1 ] && [ "$opened" = "$CONNS" ]; then
@@ -362,6 +375,10 @@ t=$(wait_until 30 routed_to dir1 dir2 dir3) &&
     bad "the router does not route the VIP to all three (BGP: $(bgp_paths); FIB: $(fib_nexthops); kernel: $(kernel_nexthops))"
 check "three BGP sessions Established on the router ($(established))" [ "$(established)" = "$ALL" ]
 check "FRR uses all three paths (multipath: $(bgp_multipath))" [ "$(bgp_multipath)" = 3 ]
+if [ "$KIND" = fullnat ]; then
+    check "every director runs both sync daemons from sync_active_active" \
+        bash -c "$(declare -f adm); WORK=$WORK FERROVSADM=$FERROVSADM; for d in dir1 dir2 dir3; do [ \$(adm \$d -L --daemon | grep -c 'syncid=61') = 2 ] || exit 1; done"
+fi
 vty 'show bgp summary' | sed -n '/^Neighbor/,/^$/p' | sed 's/^/#   /'
 vty "show ip bgp $FVE_VIP/32" | sed 's/^/#   /' | head -20
 ip netns exec "$FVE_NS_ROUTER" ip -4 route show "$FVE_VIP/32" | sed 's/^/#   kernel: /'
@@ -571,11 +588,6 @@ fi
 # --start-daemon, IPVS's messages to 224.0.0.81), so that each hears the
 # other two. A director dies: its flows move to the other two, which send
 # them to the real servers it had picked.
-metric() { # DIR NAME: the sum of a counter over its labels
-    local n=${1#dir}
-    ip netns exec "$(dir_ns "$1")" curl -s --max-time 3 "http://127.0.0.1:$((19280 + n))/metrics" |
-        awk -v m="$2" '$1 == m || index($1, m "{") == 1 {s += $2} END {print s + 0}'
-}
 if part sync && [ "$SPEAKER" = ferrovs ]; then
     ALGO=rr
     for d in dir1 dir2 dir3; do

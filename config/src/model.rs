@@ -259,6 +259,25 @@ pub struct FerrovsSettings {
     /// tables on the heap and lost on a restart. Default /run/ferrovs/state.
     #[serde(default = "default_state_dir")]
     pub state_dir: Option<PathBuf>,
+    /// `sync_active_active INTERFACE [id N] ...`: the master and the
+    /// backup sync daemons both, from the start and whatever VRRP says,
+    /// for directors that are all active behind ECMP (each sends its
+    /// connections and installs the others'); instead of
+    /// `lvs_sync_daemon`, which ties one role to a VRRP instance.
+    #[serde(default)]
+    pub sync_active_active: Option<SyncActiveActive>,
+}
+
+/// [`FerrovsSettings::sync_active_active`]: `lvs_sync_daemon`'s options
+/// without the VRRP instance; the sync id defaults to 0 as ipvsadm's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncActiveActive {
+    pub interface: String,
+    pub sync_id: u8,
+    pub maxlen: Option<u16>,
+    pub port: u16,
+    pub ttl: u8,
+    pub group: IpAddr,
 }
 
 fn default_state_dir() -> Option<PathBuf> {
@@ -323,6 +342,7 @@ impl Default for FerrovsSettings {
             xdp_fast_path: None,
             sloppy_tcp: false,
             bgp: None,
+            sync_active_active: None,
         }
     }
 }

@@ -112,6 +112,12 @@ pub fn validate(cfg: &Config, locs: &Locations, d: &mut Diagnostics) {
     }
 
     if let (Some(sd), Some(loc)) = (&cfg.global.lvs_sync_daemon, &locs.lvs_sync_daemon) {
+        if cfg.ferrovs.sync_active_active.is_some() {
+            d.error(
+                loc,
+                "lvs_sync_daemon and the ferrovs block's sync_active_active: one or the other (sync_active_active runs both roles always)",
+            );
+        }
         // Any multicast group, IPv4 or IPv6, as the kernel takes.
         if !sd.group.is_multicast() {
             d.error(

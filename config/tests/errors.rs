@@ -595,3 +595,30 @@ fn lvs_sync_daemon_takes_a_multicast_group_of_either_family() {
         ["k.conf:2:5: lvs_sync_daemon: group 2001:db8::1 is not a multicast address"]
     );
 }
+
+#[test]
+fn sync_active_active_needs_a_multicast_group_and_excludes_lvs_sync_daemon() {
+    assert_eq!(
+        diags("ferrovs {\n  sync_active_active eth1 group 198.18.0.9\n}\n"),
+        ["k.conf:2:3: sync_active_active: group 198.18.0.9 is not a multicast address"]
+    );
+    assert_eq!(
+        diags("ferrovs {\n  sync_active_active\n}\n")
+            .iter()
+            .filter(|d| d.contains("sync_active_active"))
+            .count(),
+        1,
+        "the missing interface is said"
+    );
+    let text = format!(
+        "global_defs {{\n    lvs_sync_daemon eth0 VI_1\n}}\nferrovs {{\n  sync_active_active eth1\n}}\n{}",
+        vrrp("    virtual_router_id 5\n    virtual_ipaddress {\n        198.18.0.100\n    }\n")
+    );
+    assert_eq!(
+        diags(&text)
+            .into_iter()
+            .filter(|d| d.contains("sync"))
+            .collect::<Vec<_>>(),
+        ["k.conf:2:5: lvs_sync_daemon and the ferrovs block's sync_active_active: one or the other (sync_active_active runs both roles always)"]
+    );
+}

@@ -603,3 +603,30 @@ fn ferrovs_state_dir() {
     assert!(l.diagnostics.has_errors());
     assert!(format!("{:?}", l.diagnostics.items).contains("absolute path"));
 }
+
+#[test]
+fn sync_active_active_runs_both_daemons_with_lvs_sync_daemon_options() {
+    let l = load_str(
+        "g.conf",
+        "ferrovs {\n sync_active_active eth1 id 61 group ff02::8:81 port 8849 ttl 2 maxlen 1200\n}\n",
+    );
+    assert!(l.diagnostics.items.is_empty(), "{:?}", l.diagnostics.items);
+    assert_eq!(
+        l.config.ferrovs.sync_active_active,
+        Some(SyncActiveActive {
+            interface: "eth1".into(),
+            sync_id: 61,
+            maxlen: Some(1200),
+            port: 8849,
+            ttl: 2,
+            group: "ff02::8:81".parse().unwrap(),
+        })
+    );
+    // Defaults: ipvsadm's sync id 0, IPVS's group and port.
+    let l = load_str("g.conf", "ferrovs {\n sync_active_active eth1\n}\n");
+    let s = l.config.ferrovs.sync_active_active.unwrap();
+    assert_eq!(
+        (s.sync_id, s.port, s.ttl, s.group),
+        (0, 8848, 1, "224.0.0.81".parse().unwrap())
+    );
+}

@@ -359,7 +359,15 @@ impl Daemon {
                     }
                 }
                 Output::Reply { result, .. } => answers.reply = Some(result),
-                Output::Reloaded(r) => answers.reload = Some(r),
+                Output::Reloaded(r) => {
+                    // `sync_active_active` as the new file says (VRRP's
+                    // reload above took care of `lvs_sync_daemon` too).
+                    if r.is_ok() {
+                        let cfg = self.core.config().clone();
+                        self.follow_sync(&cfg);
+                    }
+                    answers.reload = Some(r)
+                }
                 Output::ViewChanged => view = true,
                 Output::Log(Level::Info, m) => info!("{m}"),
                 Output::Log(Level::Warn, m) => warn!("{m}"),
@@ -392,7 +400,21 @@ impl Daemon {
                 }
             }
         });
-        let _ = h.tx.send(crate::sync::io::SyncCtl::Follow(follow));
+        let always = cfg.ferrovs.sync_active_active.as_ref().and_then(|a| {
+            crate::sync::settings::Settings::from_active_active(a)
+                .map_err(|e| error!("sync_active_active: {e}"))
+                .ok()
+        });
+        // The one being left stops first (the configuration allows only
+        // one of the two).
+        use crate::sync::io::SyncCtl;
+        if always.is_some() {
+            let _ = h.tx.send(SyncCtl::Follow(None));
+            let _ = h.tx.send(SyncCtl::Always(always));
+        } else {
+            let _ = h.tx.send(SyncCtl::Always(None));
+            let _ = h.tx.send(SyncCtl::Follow(follow));
+        }
     }
 
     /// `--start-daemon` / `--stop-daemon`.
@@ -1443,6 +1465,10 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
             daemon.dataplane.clone(),
             southbound.subscribe(),
         ));
+        // `sync_active_active` starts now; `lvs_sync_daemon` is looked at
+        // again once VRRP runs.
+        let cfg = daemon.core().config().clone();
+        daemon.follow_sync(&cfg);
         let net = southbound.subscribe();
         // The kernel's network now: VRRP starts if its interfaces have
         // their addresses.

@@ -170,7 +170,7 @@ impl<T> Shared<T> {
             handover: (0..w * w).map(|_| ArrayQueue::new(RING_SIZE)).collect(),
             neigh_events: (0..w * w).map(|_| ArrayQueue::new(256)).collect(),
             neigh6_events: (0..w * w).map(|_| ArrayQueue::new(256)).collect(),
-            requests: (0..w).map(|_| ArrayQueue::new(16)).collect(),
+            requests: (0..w).map(|_| ArrayQueue::new(64)).collect(),
             synproxy_key: CookieKey::random(),
             sync: crate::sync::SyncShared::new(w),
             doorbells: (0..w).map(|_| crate::port::Doorbell::new().ok()).collect(),

@@ -213,16 +213,56 @@ impl Conv<'_> {
             ttl: 1,
             group: IpAddr::V4([224, 0, 0, 81].into()),
         };
-        let mut i = 2;
+        self.sync_options(s, 2, "lvs_sync_daemon", &mut out);
+        Some(out)
+    }
+
+    /// `sync_active_active INTERFACE [id N] [maxlen N] [port N] [ttl N]
+    /// [group ADDR]` in the ferrovs block: both sync daemons from the
+    /// start, whatever VRRP says (`lvs_sync_daemon`'s options; no
+    /// instance to follow). A multicast group is checked here, where its
+    /// location is known.
+    fn sync_active_active(&mut self, s: &Node) -> Option<SyncActiveActive> {
+        let interface = self.v.arg(s, 0, "interface")?.text.clone();
+        let mut out = LvsSyncDaemon {
+            interface,
+            vrrp_instance: String::new(),
+            sync_id: None,
+            maxlen: None,
+            port: 8848,
+            ttl: 1,
+            group: IpAddr::V4([224, 0, 0, 81].into()),
+        };
+        self.sync_options(s, 1, "sync_active_active", &mut out);
+        if !out.group.is_multicast() {
+            self.d().error(
+                &s.loc,
+                format!(
+                    "sync_active_active: group {} is not a multicast address",
+                    out.group
+                ),
+            );
+            return None;
+        }
+        Some(SyncActiveActive {
+            interface: out.interface,
+            sync_id: out.sync_id.unwrap_or(0),
+            maxlen: out.maxlen,
+            port: out.port,
+            ttl: out.ttl,
+            group: out.group,
+        })
+    }
+
+    /// The `OPTION VALUE` pairs of a sync daemon line from argument `i`.
+    fn sync_options(&mut self, s: &Node, mut i: usize, kw: &str, out: &mut LvsSyncDaemon) {
         while i < s.args.len() {
             let opt = &s.args[i];
             let val = match s.args.get(i + 1) {
                 Some(v) => v,
                 None => {
-                    self.d().error(
-                        &opt.loc,
-                        format!("lvs_sync_daemon: missing value for '{}'", opt.text),
-                    );
+                    self.d()
+                        .error(&opt.loc, format!("{kw}: missing value for '{}'", opt.text));
                     break;
                 }
             };
@@ -230,38 +270,36 @@ impl Conv<'_> {
                 "id" => {
                     out.sync_id = self
                         .v
-                        .uint(val, "lvs_sync_daemon id", 0, 255)
+                        .uint(val, &format!("{kw} id"), 0, 255)
                         .map(|v| v as u8)
                 }
                 "maxlen" => {
                     out.maxlen = self
                         .v
-                        .uint(val, "lvs_sync_daemon maxlen", 1, 65535 - 20 - 8)
+                        .uint(val, &format!("{kw} maxlen"), 1, 65535 - 20 - 8)
                         .map(|v| v as u16)
                 }
                 "port" => {
-                    if let Some(p) = self.v.uint(val, "lvs_sync_daemon port", 1, 65535) {
+                    if let Some(p) = self.v.uint(val, &format!("{kw} port"), 1, 65535) {
                         out.port = p as u16;
                     }
                 }
                 "ttl" => {
-                    if let Some(t) = self.v.uint(val, "lvs_sync_daemon ttl", 1, 255) {
+                    if let Some(t) = self.v.uint(val, &format!("{kw} ttl"), 1, 255) {
                         out.ttl = t as u8;
                     }
                 }
                 "group" => {
-                    if let Some(ip) = self.v.ip(val, "lvs_sync_daemon group") {
+                    if let Some(ip) = self.v.ip(val, &format!("{kw} group")) {
                         out.group = ip;
                     }
                 }
-                o => self.d().warn(
-                    &opt.loc,
-                    format!("lvs_sync_daemon: unknown option '{o}' - ignoring"),
-                ),
+                o => self
+                    .d()
+                    .warn(&opt.loc, format!("{kw}: unknown option '{o}' - ignoring")),
             }
             i += 2;
         }
-        Some(out)
     }
 
     pub(super) fn ferrovs(&mut self, n: &Node, f: &mut FerrovsSettings) {
@@ -609,6 +647,10 @@ const FERROVS: &Keywords<FerrovsSettings> = &[
         }),
     ),
     ("bgp", With(|c, s, f| f.bgp = c.bgp(s))),
+    (
+        "sync_active_active",
+        With(|c, s, f| f.sync_active_active = c.sync_active_active(s)),
+    ),
     (
         "xdp_fast_path",
         With(|c, s, f| {

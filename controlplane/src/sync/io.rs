@@ -9,7 +9,10 @@
 //! keepalived ties them (`ipvs_syncd_master`/`ipvs_syncd_backup` on its
 //! transitions): MASTER sends, BACKUP and FAULT receive. `ferrovsadm
 //! --start-daemon`/`--stop-daemon` start and stop either daemon by hand;
-//! a later VRRP transition sets the followed role again.
+//! a later VRRP transition sets the followed role again. The ferrovs
+//! block's `sync_active_active` runs both daemons always instead (every
+//! director active behind ECMP sends its connections and installs the
+//! others'), starting them again until the interface is there.
 
 use super::batch::Batcher;
 use super::receive::route;
@@ -52,6 +55,9 @@ pub enum SyncCtl {
     /// `lvs_sync_daemon` (again after a reload or a VRRP restart), or None
     /// when the configuration has none.
     Follow(Option<Follow>),
+    /// `sync_active_active` (again after a reload), or None when the
+    /// configuration has none.
+    Always(Option<Settings>),
 }
 
 #[derive(Clone)]
@@ -95,8 +101,15 @@ struct Task {
     follow: Option<Follow>,
     /// The followed instance's role last acted on (true: MASTER).
     followed_role: Option<bool>,
+    /// `sync_active_active`'s settings, and when its daemons were last
+    /// (re)started.
+    always: Option<(Settings, Instant)>,
     epoch: Instant,
 }
+
+/// How often `sync_active_active` tries again a daemon that could not
+/// start (its interface not there yet).
+const ALWAYS_RETRY: Duration = Duration::from_secs(1);
 
 /// Starts the sync daemon's task (idle until told to start or follow).
 pub fn spawn(dp: Arc<dyn Dataplane>, net: watch::Receiver<Arc<NetState>>) -> SyncHandle {
@@ -112,6 +125,7 @@ pub fn spawn(dp: Arc<dyn Dataplane>, net: watch::Receiver<Arc<NetState>>) -> Syn
         backup: None,
         follow: None,
         followed_role: None,
+        always: None,
         epoch: Instant::now(),
     };
     tokio::spawn(async move {
@@ -164,11 +178,42 @@ impl Task {
                 }
                 self.follow = f;
             }
+            SyncCtl::Always(a) => {
+                if self.always.as_ref().map(|(s, _)| s) != a.as_ref() {
+                    if self.always.is_some() {
+                        self.stop_master();
+                        self.stop_backup();
+                    }
+                    self.always = a.map(|s| (s, Instant::now()));
+                    self.start_always();
+                }
+            }
         }
         self.publish();
     }
 
+    /// Starts whichever of `sync_active_active`'s daemons is not running.
+    fn start_always(&mut self) {
+        let Some((s, at)) = &mut self.always else {
+            return;
+        };
+        *at = Instant::now();
+        let s = s.clone();
+        if self.master.is_none() {
+            self.start_master(s.clone());
+        }
+        if self.backup.is_none() {
+            self.start_backup(s);
+        }
+    }
+
     fn tick(&mut self) {
+        if let Some((_, at)) = &self.always {
+            if (self.master.is_none() || self.backup.is_none()) && at.elapsed() >= ALWAYS_RETRY {
+                self.start_always();
+                self.publish();
+            }
+        }
         if let Some(f) = &self.follow {
             let state = f.vrrp.lock().ok().and_then(|v| {
                 v.iter()
@@ -400,8 +445,14 @@ fn open_backup(s: &Settings, ifindex: u32) -> std::io::Result<tokio::net::UdpSoc
     tokio::net::UdpSocket::from_std(sock.into())
 }
 
+/// How long the backup waits for a worker's full request queue before it
+/// drops a message's records (counted), and how often it looks.
+const QUEUE_WAIT: Duration = Duration::from_millis(200);
+const QUEUE_RETRY: Duration = Duration::from_millis(1);
+
 /// The backup: every message decoded, its entries queued to their workers
-/// (one request per worker per message; a full queue is counted).
+/// (one request per worker per message; a queue full for `QUEUE_WAIT` is
+/// counted).
 async fn receive(
     sock: tokio::net::UdpSocket,
     syncid: u8,
@@ -430,9 +481,19 @@ async fn receive(
                     if recs.is_empty() {
                         continue;
                     }
-                    let k = recs.len() as u64;
-                    if !dp.request_now(w, Request::SyncInstall(recs)) {
-                        SyncStats::add(&stats.queue_full_entries, k);
+                    // A worker busy forwarding may leave its queue full
+                    // for a moment (a burst of messages from several
+                    // masters behind ECMP): wait for it rather than lose
+                    // the records; the socket's buffer holds what comes
+                    // meanwhile.
+                    let mut waited = Duration::ZERO;
+                    while !dp.request_now(w, Request::SyncInstall(recs.clone())) {
+                        if waited >= QUEUE_WAIT {
+                            SyncStats::add(&stats.queue_full_entries, recs.len() as u64);
+                            break;
+                        }
+                        tokio::time::sleep(QUEUE_RETRY).await;
+                        waited += QUEUE_RETRY;
                     }
                 }
             }

@@ -4,7 +4,7 @@
 
 use super::message::{DEFAULT_GROUP, DEFAULT_PORT, HEADER_LEN};
 use ferrovs_config::ipvsadm::{DaemonOptions, SyncDaemon};
-use ferrovs_config::LvsSyncDaemon;
+use ferrovs_config::{LvsSyncDaemon, SyncActiveActive};
 use std::net::IpAddr;
 
 /// IP and UDP headers: the message fits the interface MTU less these
@@ -36,6 +36,18 @@ impl Settings {
             group: multicast(sd.group)?,
             port: sd.port,
             ttl: sd.ttl,
+        })
+    }
+
+    /// The ferrovs block's `sync_active_active`.
+    pub fn from_active_active(s: &SyncActiveActive) -> Result<Settings, String> {
+        Ok(Settings {
+            ifname: s.interface.clone(),
+            syncid: s.sync_id,
+            maxlen: s.maxlen.unwrap_or(0),
+            group: multicast(s.group)?,
+            port: s.port,
+            ttl: s.ttl,
         })
     }
 
