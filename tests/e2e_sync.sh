@@ -21,7 +21,7 @@
 # connections carry their sequence delta in the sync messages).
 #
 #   tests/e2e_sync.sh [dr nat fullnat tun dr6 nat6 nat64 natsp]   (default: all)
-#   CONNS=200 RATE=64k RATE6=48k BIG_MIB=1 tests/e2e_sync.sh   (the defaults)
+#   CONNS=200 RATE=32k RATE6=32k BIG_MIB=1 tests/e2e_sync.sh   (the defaults)
 #   SYNC=off tests/e2e_sync.sh dr   the control run: without lvs_sync_daemon
 #                                   the failover must break the downloads
 #   WORKERS=2 tests/e2e_sync.sh     two workers per director
@@ -49,15 +49,17 @@ FERROVSADM=${FERROVSADM:-$(dirname "$FERROVS")/ferrovsadm}
 HTTPD=$ROOT/scripts/lab-rs-httpd.py
 MODES=${*:-dr nat fullnat tun dr6 nat6 nat64 natsp}
 CONNS=${CONNS:-200}
-# 64k: 1 MiB lasts about 16 s. At 96k (11 s) a slow CI machine was
-# sometimes still starting the 200 clients when the first had finished,
-# and the event no longer met every download mid-stream.
-RATE=${RATE:-64k}
+# 32k: 1 MiB lasts about 32 s. At 96k (11 s), then at 64k (16 s), a
+# slow CI machine was sometimes still starting the 200 clients (an `ip
+# netns exec`, a shell, curl and sha256sum each, on the vCPU the director's
+# worker does not poll on) when the first had finished, and the event no
+# longer met every download mid-stream.
+RATE=${RATE:-32k}
 # The IPv6 modes' rate: at 96k the 200 connections of an IPv6 run were
 # sometimes not all up at once before the first ones finished (their
 # setup took longer than the ~11 s a download lasts; not root-caused), so
-# the failover would have caught fewer than all; at 48k they last ~22 s.
-RATE6=${RATE6:-48k}
+# the failover would have caught fewer than all; at 32k they last ~32 s.
+RATE6=${RATE6:-32k}
 BIG_MIB=${BIG_MIB:-1}
 SYNC=${SYNC:-on}
 WORKERS=${WORKERS:-1}

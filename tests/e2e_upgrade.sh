@@ -14,7 +14,7 @@
 # report (`state_dir/restored.json`) must show the connections restored.
 #
 #   tests/e2e_upgrade.sh [dr nat fullnat tun]   (default: all four)
-#   EVENTS="upgrade restart crash" CONNS=200 RATE=64k BIG_MIB=1 (defaults)
+#   EVENTS="upgrade restart crash" CONNS=200 RATE=32k BIG_MIB=1 (defaults)
 #   BACKEND=afpacket tests/e2e_upgrade.sh   another backend (default: none set,
 #                                           AF_XDP where the kernel has it)
 #   WORKERS=2 tests/e2e_upgrade.sh          more workers (default 1)
@@ -38,10 +38,12 @@ FERROVS=${FERROVS:-$ROOT/target/release/ferrovs}
 MODES=${*:-dr nat fullnat tun}
 EVENTS=${EVENTS:-upgrade restart crash}
 CONNS=${CONNS:-200}
-# 64k: 1 MiB lasts about 16 s. At 96k (11 s) a slow CI machine was
-# sometimes still starting the 200 clients when the first had finished,
-# and the event no longer met every download mid-stream.
-RATE=${RATE:-64k}
+# 32k: 1 MiB lasts about 32 s. At 96k (11 s), then at 64k (16 s), a
+# slow CI machine was sometimes still starting the 200 clients (an `ip
+# netns exec`, a shell, curl and sha256sum each, on the vCPU the director's
+# worker does not poll on) when the first had finished, and the event no
+# longer met every download mid-stream.
+RATE=${RATE:-32k}
 BIG_MIB=${BIG_MIB:-1}
 BACKEND=${BACKEND:-}
 WORKERS=${WORKERS:-1}
