@@ -194,13 +194,20 @@ impl<T> Shared<T> {
     /// Queues a request and wakes the worker if it sleeps (installing
     /// synced connections should not wait for its idle timeout).
     pub fn request_now(&self, w: usize, r: Request) -> bool {
-        let ok = self.request(w, r);
-        if ok {
-            if let Some(Some(d)) = self.doorbells.get(w) {
-                d.ring();
-            }
+        self.try_request_now(w, r).is_ok()
+    }
+
+    /// [`Self::request_now`] that gives the request back when the queue
+    /// is full (or there is no worker `w`), for a caller that waits.
+    pub fn try_request_now(&self, w: usize, r: Request) -> Result<(), Request> {
+        let Some(q) = self.requests.get(w) else {
+            return Err(r);
+        };
+        q.push(r)?;
+        if let Some(Some(d)) = self.doorbells.get(w) {
+            d.ring();
         }
-        ok
+        Ok(())
     }
 
     /// Publishes a new snapshot; workers switch at their next burst.

@@ -16,8 +16,9 @@ pub trait Dataplane: Send + Sync {
     fn handover_backlog(&self, to: usize) -> usize;
     /// Connection sync: the master flag and the workers' record rings.
     fn sync(&self) -> &ferrovs_dataplane::sync::SyncShared;
-    /// A request that wakes a sleeping worker.
-    fn request_now(&self, worker: usize, r: Request) -> bool;
+    /// A request that wakes a sleeping worker; given back when the
+    /// worker's queue is full.
+    fn request_now(&self, worker: usize, r: Request) -> Result<(), Request>;
     /// The snapshot the workers forward by.
     fn snapshot(&self) -> std::sync::Arc<Snapshot>;
 }
@@ -41,8 +42,8 @@ impl<T: Send + 'static> Dataplane for Shared<T> {
     fn sync(&self) -> &ferrovs_dataplane::sync::SyncShared {
         &self.sync
     }
-    fn request_now(&self, worker: usize, r: Request) -> bool {
-        Shared::request_now(self, worker, r)
+    fn request_now(&self, worker: usize, r: Request) -> Result<(), Request> {
+        Shared::try_request_now(self, worker, r)
     }
     fn snapshot(&self) -> std::sync::Arc<Snapshot> {
         self.snapshot.load_full()

@@ -486,12 +486,15 @@ async fn receive(
                     // masters behind ECMP): wait for it rather than lose
                     // the records; the socket's buffer holds what comes
                     // meanwhile.
+                    let k = recs.len() as u64;
+                    let mut req = Request::SyncInstall(recs);
                     let mut waited = Duration::ZERO;
-                    while !dp.request_now(w, Request::SyncInstall(recs.clone())) {
+                    while let Err(back) = dp.request_now(w, req) {
                         if waited >= QUEUE_WAIT {
-                            SyncStats::add(&stats.queue_full_entries, recs.len() as u64);
+                            SyncStats::add(&stats.queue_full_entries, k);
                             break;
                         }
+                        req = back;
                         tokio::time::sleep(QUEUE_RETRY).await;
                         waited += QUEUE_RETRY;
                     }
