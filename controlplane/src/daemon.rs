@@ -342,7 +342,6 @@ impl Daemon {
                     answers.reply = answers.reply.or(a.reply);
                 }
                 Output::ReloadVrrp(cfg) => {
-                    self.follow_sync(&cfg);
                     if let Some(tx) = &self.vrrp_reload {
                         if tx.send(*cfg).is_err() {
                             warn!("VRRP has stopped; its configuration was not reloaded");
@@ -360,11 +359,10 @@ impl Daemon {
                 }
                 Output::Reply { result, .. } => answers.reply = Some(result),
                 Output::Reloaded(r) => {
-                    // `sync_active_active` as the new file says (VRRP's
-                    // reload above took care of `lvs_sync_daemon` too).
+                    // The sync daemons as the new file says
+                    // (`lvs_sync_daemon` or `sync_active_active`).
                     if r.is_ok() {
-                        let cfg = self.core.config().clone();
-                        self.follow_sync(&cfg);
+                        self.follow_sync(self.core.config());
                     }
                     answers.reload = Some(r)
                 }
@@ -1467,8 +1465,7 @@ pub fn run<P: Port + 'static>(path: &Path, open: &PortOpener<P>) -> Result<Exit,
         ));
         // `sync_active_active` starts now; `lvs_sync_daemon` is looked at
         // again once VRRP runs.
-        let cfg = daemon.core().config().clone();
-        daemon.follow_sync(&cfg);
+        daemon.follow_sync(daemon.core().config());
         let net = southbound.subscribe();
         // The kernel's network now: VRRP starts if its interfaces have
         // their addresses.
