@@ -22,6 +22,13 @@ fn drain(lab: &Lab) -> Vec<SyncRecord> {
     v
 }
 
+/// Records the workers installed.
+fn installed<'a>(
+    counters: impl IntoIterator<Item = &'a ferrovs_dataplane::counters::WorkerCounters>,
+) -> u64 {
+    counters.into_iter().map(|c| c.sync_installed.get()).sum()
+}
+
 fn install(recs: &[SyncRecord]) -> Request {
     Request::SyncInstall(recs.iter().map(|&r| r.into()).collect())
 }
@@ -234,7 +241,7 @@ fn failover(fwd: FwdMethod) {
     assert!(b.shared.request_now(0, install(&records)));
     b.poll_all();
     let c = &b.shared.counters;
-    assert_eq!(c.iter().map(|c| c.sync_installed.get()).sum::<u64>(), 1);
+    assert_eq!(installed(c.iter()), 1);
     assert_eq!(b.workers[0].conns().len(), 1);
     let d = b
         .dests
@@ -515,10 +522,7 @@ fn failover6(fwd: FwdMethod, nat64: bool) {
         .shared
         .request_now(0, Request::SyncInstall(vec![Record::V6(r)])));
     b.poll_all();
-    let ctr = |l: &Lab6, f: fn(&ferrovs_dataplane::counters::WorkerCounters) -> u64| {
-        l.shared.counters.iter().map(f).sum::<u64>()
-    };
-    assert_eq!(ctr(&b, |c| c.sync_installed.get()), 1, "{fwd:?}");
+    assert_eq!(installed(b.shared.counters.iter()), 1, "{fwd:?}");
     assert_eq!(b.workers[0].conns6().len(), 1);
     assert_eq!(b.workers[0].conns().len(), 0);
 
@@ -921,14 +925,9 @@ fn fullnat_active_active_allocates_on_held_addresses_and_takes_over_the_others()
     let mut b = Lab::new(svc_b.clone(), 1);
     assert!(b.shared.request_now(0, install(&records)));
     b.poll_all();
-    let installed: u64 = b
-        .shared
-        .counters
-        .iter()
-        .map(|c| c.sync_installed.get())
-        .sum();
     assert_eq!(
-        installed, 20,
+        installed(b.shared.counters.iter()),
+        20,
         "another director's local address is installed"
     );
     // B's own new connections use its own address.
@@ -1019,13 +1018,7 @@ fn a_connection_to_a_server_that_drains_here_is_installed() {
     let mut b = Lab::new(svc, 1);
     assert!(b.shared.request_now(0, install(&records)));
     b.poll_all();
-    let installed: u64 = b
-        .shared
-        .counters
-        .iter()
-        .map(|c| c.sync_installed.get())
-        .sum();
-    assert_eq!(installed, 1);
+    assert_eq!(installed(b.shared.counters.iter()), 1);
     let out = b.send(
         0,
         0,
