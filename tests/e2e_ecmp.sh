@@ -588,20 +588,28 @@ fi
 # --start-daemon, IPVS's messages to 224.0.0.81), so that each hears the
 # other two. A director dies: its flows move to the other two, which send
 # them to the real servers it had picked.
-if part sync && [ "$SPEAKER" = ferrovs ]; then
-    ALGO=rr
+# reconfigure_all TAG: every director runs the current ALGO and PERSIST
+# (a running one reloads, a stopped one starts), then both sync daemons
+# where they do not run yet (none with SYNC_OFF).
+reconfigure_all() {
+    local tag=$1 d
     for d in dir1 dir2 dir3; do
         if [ -v "PIDS[$d]" ]; then
             write_conf "$d" && kill -HUP "${PIDS[$d]}"
         else
-            add_dir "$d" || bad "sync: ferrovs did not start on $d"
+            add_dir "$d" || bad "$tag: ferrovs did not start on $d"
         fi
     done
     sleep 1
+    [ -n "${SYNC_OFF:-}" ] && return
     for d in dir1 dir2 dir3; do
-        [ -n "${SYNC_OFF:-}" ] && break
-        sync_daemons "$d" || bad "sync: --start-daemon on $d: $(tail -2 "$WORK/sync-$d.out")"
+        adm "$d" -L --daemon 2>/dev/null | grep -q syncid || sync_daemons "$d" ||
+            bad "$tag: --start-daemon on $d: $(tail -2 "$WORK/sync-$d.out")"
     done
+}
+if part sync && [ "$SPEAKER" = ferrovs ]; then
+    ALGO=rr
+    reconfigure_all sync
     [ -n "${SYNC_OFF:-}" ] && note "sync: SYNC_OFF: no sync daemons, what rr alone keeps is reported"
     [ -z "${SYNC_OFF:-}" ] && check "sync: every director runs lb_algo rr and both sync daemons" \
         bash -c "$(declare -f adm); WORK=$WORK FERROVSADM=$FERROVSADM; for d in dir1 dir2 dir3; do adm \$d -Ln | grep -q ' rr' && [ \$(adm \$d -L --daemon | grep -c syncid) = 2 ] || exit 1; done"
@@ -650,19 +658,7 @@ client_once() { # TAG CONNS: connections opened, one exchange round, closed
 }
 if part persist && [ "$SPEAKER" = ferrovs ]; then
     ALGO=rr PERSIST=300
-    for d in dir1 dir2 dir3; do
-        if [ -v "PIDS[$d]" ]; then
-            write_conf "$d" && kill -HUP "${PIDS[$d]}"
-        else
-            add_dir "$d" || bad "persist: ferrovs did not start on $d"
-        fi
-    done
-    sleep 1
-    for d in dir1 dir2 dir3; do
-        [ -n "${SYNC_OFF:-}" ] && break
-        adm "$d" -L --daemon 2>/dev/null | grep -q syncid || sync_daemons "$d" ||
-            bad "persist: --start-daemon on $d: $(tail -2 "$WORK/sync-$d.out")"
-    done
+    reconfigure_all persist
     wait_until 30 routed_to dir1 dir2 dir3 >/dev/null || bad "persist: the router does not route to all three (BGP: $(bgp_paths))"
     client_once persist-first 32
     src_servers persist-first >"$WORK/persist-first.map"
