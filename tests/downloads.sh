@@ -1,0 +1,67 @@
+# Long-lived curl downloads for the failover tests (tests/e2e_sync.sh,
+# tests/e2e_upgrade.sh), sourced.
+#
+#   downloads_start NS DIR N CURL_ARG...   start N downloads in namespace NS,
+#                                          each held before it connects
+#   downloads_go                           let them all connect at once
+#   downloads_done                         how many have ended (DIR/I.sum)
+#   downloads_wait                         wait for every one to end
+#
+# Each download writes the sha256 of what it received (or of nothing) to
+# DIR/I.sum. They are held so that their time starts when the last one is
+# ready: starting a client (`ip netns exec`, a shell, sha256sum) is a few
+# processes, and 200 of them on the one vCPU that a director's polling
+# worker leaves free took longer than the first download lasted, so the
+# event met finished downloads. Only curl itself starts after the go.
+
+# The downloads, each in a session of its own (setsid): a cleanup kills
+# its group whole (bash, curl, sha256sum) by that id.
+DL_PIDS=()
+DL_DIR=""
+DL_GO=""
+
+downloads_start() {
+    local ns=$1 dir=$2 n=$3 i
+    shift 3
+    DL_DIR=$dir
+    mkdir -p "$dir"
+    rm -f "$dir"/*
+    mkfifo "$dir/go"
+    : >"$dir/ready"
+    # Held open read-write here, so that the clients' opens of the FIFO
+    # do not wait for a writer and the go's bytes stay until read.
+    exec {DL_GO}<>"$dir/go"
+    for i in $(seq "$n"); do
+        # shellcheck disable=SC2016 # expanded by the client's shell
+        setsid ip netns exec "$ns" bash -c '
+            dir=$1 i=$2; shift 2
+            { printf x >>"$dir/ready"; read -r _ <"$dir/go"; exec curl "$@"; } |
+                sha256sum | cut -d" " -f1 >"$dir/$i.sum"' _ "$dir" "$i" "$@" &
+        DL_PIDS+=($!)
+    done
+    for i in $(seq 600); do
+        [ "$(stat -c %s "$dir/ready")" -ge "$n" ] && return 0
+        sleep 0.1
+    done
+    echo "    only $(stat -c %s "$dir/ready") of $n downloads ready after 60 s"
+    return 1
+}
+
+downloads_go() {
+    local n=${#DL_PIDS[@]}
+    # One line per client: bash's `read` takes a pipe byte by byte, so
+    # each client consumes exactly its own line.
+    head -c "$n" /dev/zero | tr '\0' '\n' >&"$DL_GO"
+}
+
+downloads_done() {
+    find "$DL_DIR" -name '*.sum' -size +0 | wc -l
+}
+
+downloads_wait() {
+    local p
+    for p in "${DL_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    DL_PIDS=()
+    [ -n "$DL_GO" ] && exec {DL_GO}>&-
+    DL_GO=""
+}
