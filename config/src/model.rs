@@ -184,11 +184,21 @@ pub struct GarpGroup {
 /// `lvs_sync_daemon INTERFACE VRRP_INSTANCE [id SYNC_ID] [maxlen LEN] [port PORT] [ttl TTL] [group IP]`
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LvsSyncDaemon {
-    pub interface: String,
     /// The VRRP instance whose state decides master/backup sync.
     pub vrrp_instance: String,
-    /// default 0 (keepalived uses the VRID of the instance when unset; we
-    /// keep None for "not given").
+    #[serde(flatten)]
+    pub options: SyncOptions,
+}
+
+/// A sync daemon's interface and options, `INTERFACE [id N] [maxlen N]
+/// [port N] [ttl N] [group ADDR]`, as `lvs_sync_daemon` and the ferrovs
+/// block's `sync_active_active` take them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncOptions {
+    pub interface: String,
+    /// None when not given: `lvs_sync_daemon` then takes the VRRP
+    /// instance's VRID, as keepalived does, `sync_active_active` 0, as
+    /// ipvsadm does.
     pub sync_id: Option<u8>,
     pub maxlen: Option<u16>,
     /// default 8848
@@ -197,6 +207,20 @@ pub struct LvsSyncDaemon {
     pub ttl: u8,
     /// default 224.0.0.81
     pub group: IpAddr,
+}
+
+impl SyncOptions {
+    /// The kernel's defaults on `interface`.
+    pub fn on(interface: String) -> SyncOptions {
+        SyncOptions {
+            interface,
+            sync_id: None,
+            maxlen: None,
+            port: 8848,
+            ttl: 1,
+            group: IpAddr::V4([224, 0, 0, 81].into()),
+        }
+    }
 }
 
 // ---------------------------------------------------------------- ferrovs { }
@@ -265,19 +289,7 @@ pub struct FerrovsSettings {
     /// connections and installs the others'); instead of
     /// `lvs_sync_daemon`, which ties one role to a VRRP instance.
     #[serde(default)]
-    pub sync_active_active: Option<SyncActiveActive>,
-}
-
-/// [`FerrovsSettings::sync_active_active`]: `lvs_sync_daemon`'s options
-/// without the VRRP instance; the sync id defaults to 0 as ipvsadm's.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SyncActiveActive {
-    pub interface: String,
-    pub sync_id: u8,
-    pub maxlen: Option<u16>,
-    pub port: u16,
-    pub ttl: u8,
-    pub group: IpAddr,
+    pub sync_active_active: Option<SyncOptions>,
 }
 
 fn default_state_dir() -> Option<PathBuf> {

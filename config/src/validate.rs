@@ -119,12 +119,12 @@ pub fn validate(cfg: &Config, locs: &Locations, d: &mut Diagnostics) {
             );
         }
         // Any multicast group, IPv4 or IPv6, as the kernel takes.
-        if !sd.group.is_multicast() {
+        if !sd.options.group.is_multicast() {
             d.error(
                 loc,
                 format!(
                     "lvs_sync_daemon: group {} is not a multicast address",
-                    sd.group
+                    sd.options.group
                 ),
             );
         }

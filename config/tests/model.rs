@@ -462,10 +462,11 @@ fn lvs_globals() {
     assert!(g.lvs_flush && !g.lvs_flush_onstop);
     let sd = g.lvs_sync_daemon.as_ref().unwrap();
     assert_eq!(
-        (sd.interface.as_str(), sd.vrrp_instance.as_str()),
+        (sd.options.interface.as_str(), sd.vrrp_instance.as_str()),
         ("eth1", "VI_1")
     );
-    assert_eq!((sd.sync_id, sd.port, sd.ttl), (Some(7), 8849, 1));
+    let o = &sd.options;
+    assert_eq!((o.sync_id, o.port, o.ttl), (Some(7), 8849, 1));
 }
 
 #[test]
@@ -613,20 +614,21 @@ fn sync_active_active_runs_both_daemons_with_lvs_sync_daemon_options() {
     assert!(l.diagnostics.items.is_empty(), "{:?}", l.diagnostics.items);
     assert_eq!(
         l.config.ferrovs.sync_active_active,
-        Some(SyncActiveActive {
+        Some(SyncOptions {
             interface: "eth1".into(),
-            sync_id: 61,
+            sync_id: Some(61),
             maxlen: Some(1200),
             port: 8849,
             ttl: 2,
             group: "ff02::8:81".parse().unwrap(),
         })
     );
-    // Defaults: ipvsadm's sync id 0, IPVS's group and port.
+    // Defaults: IPVS's group and port; no sync id (the daemon takes
+    // ipvsadm's 0, controlplane/src/sync/settings.rs).
     let l = load_str("g.conf", "ferrovs {\n sync_active_active eth1\n}\n");
     let s = l.config.ferrovs.sync_active_active.unwrap();
     assert_eq!(
         (s.sync_id, s.port, s.ttl, s.group),
-        (0, 8848, 1, "224.0.0.81".parse().unwrap())
+        (None, 8848, 1, "224.0.0.81".parse().unwrap())
     );
 }

@@ -386,7 +386,7 @@ impl Daemon {
         };
         let follow = cfg.global.lvs_sync_daemon.as_ref().and_then(|sd| {
             let vrid = cfg.vrrp_instance(&sd.vrrp_instance)?.virtual_router_id;
-            match crate::sync::settings::Settings::from_keepalived(sd, vrid) {
+            match crate::sync::settings::Settings::from_config(&sd.options, vrid) {
                 Ok(settings) => Some(crate::sync::io::Follow {
                     instance: sd.vrrp_instance.clone(),
                     settings,
@@ -399,7 +399,7 @@ impl Daemon {
             }
         });
         let always = cfg.ferrovs.sync_active_active.as_ref().and_then(|a| {
-            crate::sync::settings::Settings::from_active_active(a)
+            crate::sync::settings::Settings::from_config(a, 0)
                 .map_err(|e| error!("sync_active_active: {e}"))
                 .ok()
         });

@@ -204,17 +204,11 @@ impl Conv<'_> {
     fn lvs_sync_daemon(&mut self, s: &Node) -> Option<LvsSyncDaemon> {
         let interface = self.v.arg(s, 0, "interface")?.text.clone();
         let vrrp_instance = self.v.arg(s, 1, "VRRP instance")?.text.clone();
-        let mut out = LvsSyncDaemon {
-            interface,
+        let options = self.sync_options(s, 2, "lvs_sync_daemon", interface);
+        Some(LvsSyncDaemon {
             vrrp_instance,
-            sync_id: None,
-            maxlen: None,
-            port: 8848,
-            ttl: 1,
-            group: IpAddr::V4([224, 0, 0, 81].into()),
-        };
-        self.sync_options(s, 2, "lvs_sync_daemon", &mut out);
-        Some(out)
+            options,
+        })
     }
 
     /// `sync_active_active INTERFACE [id N] [maxlen N] [port N] [ttl N]
@@ -222,18 +216,9 @@ impl Conv<'_> {
     /// start, whatever VRRP says (`lvs_sync_daemon`'s options; no
     /// instance to follow). A multicast group is checked here, where its
     /// location is known.
-    fn sync_active_active(&mut self, s: &Node) -> Option<SyncActiveActive> {
+    fn sync_active_active(&mut self, s: &Node) -> Option<SyncOptions> {
         let interface = self.v.arg(s, 0, "interface")?.text.clone();
-        let mut out = LvsSyncDaemon {
-            interface,
-            vrrp_instance: String::new(),
-            sync_id: None,
-            maxlen: None,
-            port: 8848,
-            ttl: 1,
-            group: IpAddr::V4([224, 0, 0, 81].into()),
-        };
-        self.sync_options(s, 1, "sync_active_active", &mut out);
+        let out = self.sync_options(s, 1, "sync_active_active", interface);
         if !out.group.is_multicast() {
             self.d().error(
                 &s.loc,
@@ -244,18 +229,12 @@ impl Conv<'_> {
             );
             return None;
         }
-        Some(SyncActiveActive {
-            interface: out.interface,
-            sync_id: out.sync_id.unwrap_or(0),
-            maxlen: out.maxlen,
-            port: out.port,
-            ttl: out.ttl,
-            group: out.group,
-        })
+        Some(out)
     }
 
     /// The `OPTION VALUE` pairs of a sync daemon line from argument `i`.
-    fn sync_options(&mut self, s: &Node, mut i: usize, kw: &str, out: &mut LvsSyncDaemon) {
+    fn sync_options(&mut self, s: &Node, mut i: usize, kw: &str, interface: String) -> SyncOptions {
+        let mut out = SyncOptions::on(interface);
         while i < s.args.len() {
             let opt = &s.args[i];
             let val = match s.args.get(i + 1) {
@@ -300,6 +279,7 @@ impl Conv<'_> {
             }
             i += 2;
         }
+        out
     }
 
     pub(super) fn ferrovs(&mut self, n: &Node, f: &mut FerrovsSettings) {

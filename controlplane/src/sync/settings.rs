@@ -1,10 +1,11 @@
-//! A sync daemon's settings, from keepalived's `lvs_sync_daemon` or
+//! A sync daemon's settings, from keepalived's `lvs_sync_daemon` (or the
+//! ferrovs block's `sync_active_active`) or
 //! ipvsadm's `--start-daemon`, with the kernel's defaults, and how
 //! `ipvsadm -L --daemon` shows them.
 
 use super::message::{DEFAULT_GROUP, DEFAULT_PORT, HEADER_LEN};
 use ferrovs_config::ipvsadm::{DaemonOptions, SyncDaemon};
-use ferrovs_config::{LvsSyncDaemon, SyncActiveActive};
+use ferrovs_config::SyncOptions;
 use std::net::IpAddr;
 
 /// IP and UDP headers: the message fits the interface MTU less these
@@ -26,28 +27,17 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// keepalived's `lvs_sync_daemon`: without `id`, keepalived takes the
-    /// VRRP instance's VRID as the sync id.
-    pub fn from_keepalived(sd: &LvsSyncDaemon, vrid: u8) -> Result<Settings, String> {
+    /// keepalived's `lvs_sync_daemon` or the ferrovs block's
+    /// `sync_active_active`. Without `id`, `default_syncid`: keepalived
+    /// takes the VRRP instance's VRID, active-active ipvsadm's 0.
+    pub fn from_config(o: &SyncOptions, default_syncid: u8) -> Result<Settings, String> {
         Ok(Settings {
-            ifname: sd.interface.clone(),
-            syncid: sd.sync_id.unwrap_or(vrid),
-            maxlen: sd.maxlen.unwrap_or(0),
-            group: multicast(sd.group)?,
-            port: sd.port,
-            ttl: sd.ttl,
-        })
-    }
-
-    /// The ferrovs block's `sync_active_active`.
-    pub fn from_active_active(s: &SyncActiveActive) -> Result<Settings, String> {
-        Ok(Settings {
-            ifname: s.interface.clone(),
-            syncid: s.sync_id,
-            maxlen: s.maxlen.unwrap_or(0),
-            group: multicast(s.group)?,
-            port: s.port,
-            ttl: s.ttl,
+            ifname: o.interface.clone(),
+            syncid: o.sync_id.unwrap_or(default_syncid),
+            maxlen: o.maxlen.unwrap_or(0),
+            group: multicast(o.group)?,
+            port: o.port,
+            ttl: o.ttl,
         })
     }
 
@@ -113,27 +103,19 @@ mod tests {
 
     #[test]
     fn keepalived_defaults_take_the_vrid_and_list_as_ipvsadm() {
-        let sd = LvsSyncDaemon {
-            interface: "eth0".into(),
-            vrrp_instance: "VI_1".into(),
-            sync_id: None,
-            maxlen: None,
-            port: 8848,
-            ttl: 1,
-            group: IpAddr::V4(DEFAULT_GROUP),
-        };
-        let s = Settings::from_keepalived(&sd, 51).unwrap();
+        let sd = SyncOptions::on("eth0".into());
+        let s = Settings::from_config(&sd, 51).unwrap();
         assert_eq!(s.syncid, 51);
         assert_eq!(
             format_daemons(&[s.listing(true, Some(1500))]),
             "master sync daemon (mcast=eth0, syncid=51, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
         );
-        let sd = LvsSyncDaemon {
+        let sd = SyncOptions {
             sync_id: Some(0),
             maxlen: Some(1000),
             ..sd
         };
-        let s = Settings::from_keepalived(&sd, 51).unwrap();
+        let s = Settings::from_config(&sd, 51).unwrap();
         assert_eq!(
             format_daemons(&[s.listing(false, Some(9000))]),
             "backup sync daemon (mcast=eth0, syncid=0, maxlen=1000, group=224.0.0.81, port=8848, ttl=1)\n"
