@@ -85,6 +85,7 @@ FAIL=0
 WORK=$(mktemp -d /tmp/ferrovs-ecmp.XXXXXX)
 LAB_NAME=""
 CLIENT_PID=""
+LONGCONN=()
 declare -A PIDS=()
 if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY=python3; fi
 if [ "$KIND" = fullnat ]; then
@@ -264,13 +265,22 @@ sync_counters() {
     echo "$out"
 }
 # Long-lived connections: start, wait until every one has been answered once.
-client_start() { # TAG
-    local tag=$1 sources i
+# longconn TAG CONNS DURATION: LONGCONN is the command line of the
+# long-lived client from the client's addresses, its report to TAG.json
+# (an array, so that a background start's $! is the client itself: `ip
+# netns exec` execs it in place).
+longconn() {
+    local sources
     sources=$(echo "$FVE_CLIENT_SOURCES" | tr ' ' ',')
+    LONGCONN=(ip netns exec "$FVE_NS_CLIENT" "$PY" "$FVE_LONGCONN" client --dst "$FVE_VIP" --port "$FVE_VPORT"
+        --conns "$2" --sources "$sources" --interval 0.2 --stall-timeout "$STALL" --duration "$3"
+        --report "$WORK/$1.json")
+}
+client_start() { # TAG
+    local tag=$1 i
     rm -f "$WORK/$tag.ready" "$WORK/$tag.json"
-    ip netns exec "$FVE_NS_CLIENT" "$PY" "$FVE_LONGCONN" client --dst "$FVE_VIP" --port "$FVE_VPORT" \
-        --conns "$CONNS" --sources "$sources" --interval 0.2 --stall-timeout "$STALL" --duration 240 \
-        --ready "$WORK/$tag.ready" --report "$WORK/$tag.json" >"$WORK/$tag.log" 2>&1 &
+    longconn "$tag" "$CONNS" 240
+    "${LONGCONN[@]}" --ready "$WORK/$tag.ready" >"$WORK/$tag.log" 2>&1 &
     CLIENT_PID=$!
     for i in $(seq 300); do
         [ -s "$WORK/$tag.ready" ] && break
@@ -650,11 +660,8 @@ for src, per in sorted(r.get("by_src", {}).items()):
 PY
 }
 client_once() { # TAG CONNS: connections opened, one exchange round, closed
-    local sources
-    sources=$(echo "$FVE_CLIENT_SOURCES" | tr ' ' ',')
-    ip netns exec "$FVE_NS_CLIENT" "$PY" "$FVE_LONGCONN" client --dst "$FVE_VIP" --port "$FVE_VPORT" \
-        --conns "$2" --sources "$sources" --interval 0.2 --stall-timeout "$STALL" --duration 2 \
-        --report "$WORK/$1.json" >"$WORK/$1.log" 2>&1
+    longconn "$1" "$2" 2
+    "${LONGCONN[@]}" >"$WORK/$1.log" 2>&1
 }
 if part persist && [ "$SPEAKER" = ferrovs ]; then
     ALGO=rr PERSIST=300
