@@ -12,6 +12,12 @@ serves:
                    address in FULLNAT; the local port shows NAT port mapping)
   GET /big         BIG_MIB MiB of deterministic bytes (see big_blocks); the
                    sha256 is printed by `--big-sha256` and recorded by lab.sh
+  GET /big?rate=R  the same, paced to R bytes a second (R: a number, k or m
+                   for KiB or MiB, as curl's --limit-rate), so that a
+                   download lasts BIG_MIB MiB / R: curl's own limit lets a
+                   download run up to twice as fast (it counts its average
+                   over windows of a few seconds, and every window starts
+                   with what waits in the receive buffer)
   GET /status/NNN  answers with status NNN
 
 Switches, files in --run-dir, looked at on every request:
@@ -34,6 +40,17 @@ import threading
 import time
 
 BLOCK = 1 << 20
+# The paced /big's writes, bytes.
+PACE_CHUNK = 4096
+
+
+def parse_rate(text):
+    """curl's --limit-rate syntax: "32768", "32k", "1m" (KiB, MiB)."""
+    mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:].lower(), 1)
+    value = float(text[:-1] if mult > 1 else text) * mult
+    if value <= 0:
+        raise ValueError(text)
+    return value
 
 
 def big_block(i):
@@ -114,6 +131,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             lip, lport = self.connection.getsockname()[:2]
             return self._send(200, ("%s client=%s:%d local=%s:%d\n" % (name, cip, cport, lip, lport)).encode())
         if path == "/big":
+            rate = None
+            query = self.path.split("?", 1)[1] if "?" in self.path else ""
+            for kv in query.split("&"):
+                if kv.startswith("rate="):
+                    try:
+                        rate = parse_rate(kv[len("rate="):])
+                    except ValueError:
+                        return self._send(400, b"bad rate\n")
             mib = self.server.ctx["big_mib"]
             self.send_response(200)
             self.send_header("Content-Type", "application/octet-stream")
@@ -123,8 +148,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             status = 200
             if self.command != "HEAD":
                 try:
+                    start, sent = time.monotonic(), 0
                     for i in range(mib):
-                        self.wfile.write(big_block(i))
+                        block = big_block(i)
+                        if rate is None:
+                            self.wfile.write(block)
+                            continue
+                        for off in range(0, BLOCK, PACE_CHUNK):
+                            ahead = (sent + PACE_CHUNK) / rate - (time.monotonic() - start)
+                            if ahead > 0:
+                                time.sleep(ahead)
+                            self.wfile.write(block[off:off + PACE_CHUNK])
+                            sent += PACE_CHUNK
                 except (BrokenPipeError, ConnectionResetError):
                     status = 499  # nginx's "client closed the connection"
                     self.close_connection = True

@@ -19,6 +19,7 @@
 DL_PIDS=()
 DL_DIR=""
 DL_GO=""
+DL_GO_AT=""
 
 downloads_start() {
     local ns=$1 dir=$2 n=$3 i
@@ -35,7 +36,9 @@ downloads_start() {
         # shellcheck disable=SC2016 # expanded by the client's shell
         setsid ip netns exec "$ns" bash -c '
             dir=$1 i=$2; shift 2
-            { printf x >>"$dir/ready"; read -r _ <"$dir/go"; exec curl "$@"; } |
+            { printf x >>"$dir/ready"; read -r _ <"$dir/go"
+              printf "%s " "$EPOCHREALTIME" >"$dir/$i.time"
+              exec curl -w "%{stderr}%{time_connect} %{time_total} %{exitcode}\n" "$@" 2>>"$dir/$i.time"; } |
                 sha256sum | cut -d" " -f1 >"$dir/$i.sum"' _ "$dir" "$i" "$@" &
         DL_PIDS+=($!)
     done
@@ -51,6 +54,7 @@ downloads_go() {
     local n=${#DL_PIDS[@]}
     # One line per client: bash's `read` takes a pipe byte by byte, so
     # each client consumes exactly its own line.
+    DL_GO_AT=$EPOCHREALTIME
     head -c "$n" /dev/zero | tr '\0' '\n' >&"$DL_GO"
 }
 
@@ -64,4 +68,14 @@ downloads_wait() {
     DL_PIDS=()
     [ -n "$DL_GO" ] && exec {DL_GO}>&-
     DL_GO=""
+}
+
+# One line on the downloads' times: when the last curl started after the
+# go, the slowest connect, the shortest and longest transfer (curl's -w),
+# and how many curl saw fail.
+downloads_times() {
+    cat "$DL_DIR"/*.time 2>/dev/null | awk -v go="$DL_GO_AT" '
+        NF >= 4 { n++; if ($1 - go > s) s = $1 - go; if ($2 > c) c = $2
+                  if (!m || $3 < m) m = $3; if ($3 > x) x = $3; if ($4 != 0) f++ }
+        END { printf "%d timed: started within %.1f s of the go, connected within %.3f s, transfers %.1f-%.1f s, %d failed\n", n, s, c, m, x, f }'
 }
