@@ -71,6 +71,11 @@ struct Args {
     /// Packets per second at most (0: as fast as possible).
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Stop as soon as this file exists (looked at every 1024 bursts),
+    /// even before --seconds: a test ends the flood when it has measured
+    /// enough under it.
+    #[arg(long)]
+    stop_file: Option<std::path::PathBuf>,
     /// AF_XDP: steer frames addressed to --dst that come back to --dev to
     /// the generator's socket, and free them there (cheaper than passing
     /// them to the kernel: the XDP bounce's return leg).
@@ -365,6 +370,9 @@ fn send<P: Port>(a: &Args, dst_mac: [u8; 6], port: &mut P) -> String {
             now = Instant::now();
             let t = now - start;
             if t >= limit && (sent >= a.min_count || t >= limit * 4) {
+                break;
+            }
+            if bursts & 1023 == 0 && a.stop_file.as_ref().is_some_and(|f| f.exists()) {
                 break;
             }
             if a.rate > 0 {
