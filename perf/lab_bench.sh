@@ -40,6 +40,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=scripts/lab-dpdk.sh
+. "$ROOT/scripts/lab-dpdk.sh"
 
 SECS=5
 CONNS="1 64 256"
@@ -421,42 +423,23 @@ bench_nginx_stream() {
     stop_pid "$pid"; forget_pid "$pid"
 }
 
-# DPDK backends: the director's veths go to DPDK as a NIC goes to vfio-pci
-# (as tests/e2e_appliance.sh does), the director's addresses to the
-# exception TAPs fvs0/fvs1; dpdk_restore gives the veths back.
-dpdk_take_nics() {
-    local ifn k=0
+# DPDK backends: the director's veths go to DPDK (scripts/lab-dpdk.sh).
+# The lab gives directors two veth queue pairs; DPDK's net_af_xdp with one
+# worker binds queue 0 only, so the switch's end sends on one queue while
+# DPDK has the veth (a veth's receive queue is its peer's transmit queue).
+dpdk_take_nics_bench() {
+    local ifn
+    dpdk_take_nics
     for ifn in $FVS_DIRECTOR_IFS; do
-        k=$((k + 1))
-        in_ns "$FVS_NS_DIRECTOR" ip addr flush dev "$ifn"
-        in_ns "$FVS_NS_DIRECTOR" ip link set dev "$ifn" arp off
-        # The lab gives directors two veth queue pairs; DPDK's net_af_xdp
-        # with one worker binds queue 0 only, so the switch's end sends on
-        # one queue while DPDK has the veth (a veth's receive queue is its
-        # peer's transmit queue).
         in_ns "$FVS_NS_SWITCH" ethtool -L "p$ifn" tx 1 >/dev/null 2>&1 || true
     done
 }
-dpdk_configure_taps() {
-    local plen=${FVS_CLIENT_NET#*/} ifn k=0
-    for ifn in $FVS_DIRECTOR_IFS; do
-        k=$((k + 1))
-        in_ns "$FVS_NS_DIRECTOR" ip link set dev "$ifn" address "02:fe:00:00:00:0$k"
-    done
-    in_ns "$FVS_NS_DIRECTOR" ip addr add "$FVS_DIRECTOR_IP_CLIENT/$plen" dev fvs0 &&
-        in_ns "$FVS_NS_DIRECTOR" ip addr add "$FVS_DIRECTOR_IP_SERVER/$plen" dev fvs1 &&
-        in_ns "$FVS_NS_DIRECTOR" ip route add default via "$FVS_ROUTER_IP_CLIENT" dev fvs0
-}
-dpdk_restore() {
-    local plen=${FVS_CLIENT_NET#*/} ifn
+dpdk_give_back_bench() {
+    local ifn
     for ifn in $FVS_DIRECTOR_IFS; do
         in_ns "$FVS_NS_SWITCH" ethtool -L "p$ifn" tx 2 >/dev/null 2>&1 || true
     done
-    in_ns "$FVS_NS_DIRECTOR" ip link set dev "$FVS_DIRECTOR_IF_CLIENT" address "$FVS_DIRECTOR_MAC_CLIENT" arp on
-    in_ns "$FVS_NS_DIRECTOR" ip link set dev "$FVS_DIRECTOR_IF_SERVER" address "$FVS_DIRECTOR_MAC_SERVER" arp on
-    in_ns "$FVS_NS_DIRECTOR" ip addr replace "$FVS_DIRECTOR_IP_CLIENT/$plen" dev "$FVS_DIRECTOR_IF_CLIENT"
-    in_ns "$FVS_NS_DIRECTOR" ip addr replace "$FVS_DIRECTOR_IP_SERVER/$plen" dev "$FVS_DIRECTOR_IF_SERVER"
-    in_ns "$FVS_NS_DIRECTOR" ip route replace default via "$FVS_ROUTER_IP_CLIENT" dev "$FVS_DIRECTOR_IF_CLIENT"
+    dpdk_give_back
 }
 
 write_ferrovs_conf() { # write_ferrovs_conf FILE BACKEND MODE
@@ -529,14 +512,14 @@ bench_ferrovs() { # bench_ferrovs BACKEND MODE
     case $backend in dpdk-*) dpdk=1 ;; esac
     write_ferrovs_conf "$conf" "$backend" "$mode"
     rm -f "$WORK/ctl.sock"
-    [ $dpdk = 1 ] && dpdk_take_nics
+    [ $dpdk = 1 ] && dpdk_take_nics_bench
     bg "$FVS_NS_DIRECTOR" "$log" env FERROVS_CTL="$WORK/ctl.sock" "$FERROVS" run -f "$conf"
     pid=$BG
     for i in $(seq 150); do
         kill -0 "$pid" 2>/dev/null || break
         if [ -S "$WORK/ctl.sock" ] && FERROVS_CTL=$WORK/ctl.sock "$FERROVSADM" -Ln >/dev/null 2>&1; then
             if [ $dpdk = 1 ] && ! in_ns "$FVS_NS_DIRECTOR" ip addr show dev fvs1 2>/dev/null | grep -q inet; then
-                if in_ns "$FVS_NS_DIRECTOR" ip link show fvs1 >/dev/null 2>&1; then dpdk_configure_taps || true; fi
+                if in_ns "$FVS_NS_DIRECTOR" ip link show fvs1 >/dev/null 2>&1; then dpdk_addresses || true; fi
             fi
             ready=1
             break
@@ -561,7 +544,7 @@ bench_ferrovs() { # bench_ferrovs BACKEND MODE
         say "$target: ferrovs log has errors:"; grep -i -E 'panic|error' "$log" | tail -n 5 >&2
     fi
     if [ $dpdk = 1 ]; then
-        dpdk_restore
+        dpdk_give_back_bench
         rm -rf /var/run/dpdk/"$DPDK_PREFIX"-* 2>/dev/null || true
     fi
 }

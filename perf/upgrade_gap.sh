@@ -22,6 +22,8 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LAB=$ROOT/scripts/lab.sh
+# shellcheck source=scripts/lab-dpdk.sh
+. "$ROOT/scripts/lab-dpdk.sh"
 FERROVS=${FERROVS:-$ROOT/target/release/ferrovs}
 UDP_ECHO=$ROOT/scripts/lab-udp-echo.py
 EVENT=${1:-upgrade}
@@ -90,30 +92,9 @@ for i in 1 2 3; do
     ECHO_PIDS+=($!)
 done
 in_director() { ip netns exec "$FVS_NS_DIRECTOR" "$@"; }
-# DPDK: the veths belong to DPDK (no address, no ARP left to the kernel on
-# them, another MAC on the kernel's side, as after binding a NIC to
-# vfio-pci); the director's addresses go on the exception TAPs.
-dpdk_take_nics() {
-    local ifn k=0
-    for ifn in $FVS_DIRECTOR_IFS; do
-        k=$((k + 1))
-        in_director ip addr flush dev "$ifn"
-        in_director ip link set dev "$ifn" arp off
-        in_director sysctl -q -w "net.ipv6.conf.$ifn.disable_ipv6=1"
-        in_director ip link set dev "$ifn" address "02:fe:00:00:00:0$k"
-    done
-}
-dpdk_addresses() {
-    local plen=${FVS_CLIENT_NET#*/}
-    for _ in $(seq 400); do
-        in_director ip link show fvs1 >/dev/null 2>&1 && break
-        sleep 0.005
-    done
-    in_director ip addr replace "$FVS_DIRECTOR_IP_CLIENT/$plen" dev fvs0 &&
-        in_director ip addr replace "$FVS_DIRECTOR_IP_SERVER/$plen" dev fvs1 &&
-        in_director ip route replace default via "$FVS_ROUTER_IP_CLIENT" dev fvs0
-}
-[ "$BACKEND" = dpdk ] && dpdk_take_nics
+# DPDK (scripts/lab-dpdk.sh): the new process probes the ports again, so
+# the kernel's MAC moves before the first one does.
+[ "$BACKEND" = dpdk ] && dpdk_take_nics --mac
 start() {
     rm -f "$WORK/ctl.sock"
     RUST_LOG=${RUST_LOG:-info,ferrovs_controlplane::daemon=debug} ip netns exec "$FVS_NS_DIRECTOR" "$FERROVS" run -f "$WORK/d.conf" >>"$WORK/d.log" 2>&1 &

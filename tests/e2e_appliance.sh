@@ -26,6 +26,8 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LAB=$ROOT/scripts/lab.sh
+# shellcheck source=scripts/lab-dpdk.sh
+. "$ROOT/scripts/lab-dpdk.sh"
 FERROVS=${FERROVS:-$ROOT/target/release/ferrovs}
 FERROVSADM=${FERROVSADM:-$ROOT/target/release/ferrovsadm}
 MODES=${*:-dr nat fullnat tun}
@@ -71,35 +73,6 @@ stop_ferrovs() {
     fi
 }
 
-# The director's NICs go to DPDK: no address, ARP or IPv6 left to the
-# kernel on them (as after binding a NIC to vfio-pci).
-dpdk_take_nics() {
-    local ifn
-    for ifn in $FVS_DIRECTOR_IFS; do
-        in_ns "$FVS_NS_DIRECTOR" ip addr flush dev "$ifn"
-        in_ns "$FVS_NS_DIRECTOR" ip link set dev "$ifn" arp off
-        in_ns "$FVS_NS_DIRECTOR" sysctl -q -w "net.ipv6.conf.$ifn.disable_ipv6=1"
-    done
-}
-
-# The director's addresses and routes on the exception interfaces, as
-# ifupdown would put them once ferrovs has created them.
-dpdk_configure_taps() {
-    local plen=${FVS_CLIENT_NET#*/} ifn k=0
-    # The kernel would still take frames for the veths' MAC (Linux accepts
-    # any local address on any interface) and answer the director's own
-    # traffic twice. DPDK read the MAC when it probed the port and receives
-    # in promiscuous mode: give the kernel's side another MAC, so that it
-    # sees nothing but broadcast, as if the NIC had gone to vfio-pci.
-    for ifn in $FVS_DIRECTOR_IFS; do
-        k=$((k + 1))
-        in_ns "$FVS_NS_DIRECTOR" ip link set dev "$ifn" address "02:fe:00:00:00:0$k"
-    done
-    in_ns "$FVS_NS_DIRECTOR" ip addr add "$FVS_DIRECTOR_IP_CLIENT/$plen" dev fvs0 &&
-        in_ns "$FVS_NS_DIRECTOR" ip addr add "$FVS_DIRECTOR_IP_SERVER/$plen" dev fvs1 &&
-        in_ns "$FVS_NS_DIRECTOR" ip route add default via "$FVS_ROUTER_IP_CLIENT" dev fvs0
-}
-
 vrrp_state() {
     FERROVS_CTL=$WORK/ctl.sock "$FERROVS" status 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["vrrp"][0]["state"])' 2>/dev/null || echo DOWN
 }
@@ -115,7 +88,7 @@ start_ferrovs() {
     for _ in $(seq 100); do
         if [ -S "$WORK/ctl.sock" ] && adm -Ln >/dev/null 2>&1; then
             [ "$BACKEND" = dpdk ] || return 0
-            dpdk_configure_taps || break
+            dpdk_addresses || break
             # ferrovs follows the addresses (every 2 s); VRRP takes the
             # VIP after its master-down interval.
             for _ in $(seq 100); do

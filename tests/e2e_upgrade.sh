@@ -36,6 +36,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=tests/downloads.sh
 . "$ROOT/tests/downloads.sh"
 LAB=$ROOT/scripts/lab.sh
+# shellcheck source=scripts/lab-dpdk.sh
+. "$ROOT/scripts/lab-dpdk.sh"
 FERROVS=${FERROVS:-$ROOT/target/release/ferrovs}
 MODES=${*:-dr nat fullnat tun}
 EVENTS=${EVENTS:-upgrade restart crash}
@@ -168,28 +170,6 @@ PY
 }
 notified() { grep -qx "$1" "$WORK/notify.log" 2>/dev/null; }
 
-in_director() { ip netns exec "$FVS_NS_DIRECTOR" "$@"; }
-# DPDK: the veths go to DPDK (no address or ARP left to the kernel on
-# them, another MAC on the kernel's side, as after binding a NIC to
-# vfio-pci; see e2e_appliance.sh); the director's addresses go on the
-# exception TAPs (fvs0, fvs1) that each process makes.
-dpdk_take_nics() {
-    local ifn k=0
-    for ifn in $FVS_DIRECTOR_IFS; do
-        k=$((k + 1))
-        in_director ip addr flush dev "$ifn"
-        in_director ip link set dev "$ifn" arp off
-        in_director sysctl -q -w "net.ipv6.conf.$ifn.disable_ipv6=1"
-        in_director ip link set dev "$ifn" address "02:fe:00:00:00:0$k"
-    done
-}
-dpdk_addresses() {
-    local plen=${FVS_CLIENT_NET#*/}
-    wait_until 10 in_director ip link show fvs1 >/dev/null 2>&1 || return 1
-    in_director ip addr replace "$FVS_DIRECTOR_IP_CLIENT/$plen" dev fvs0 &&
-        in_director ip addr replace "$FVS_DIRECTOR_IP_SERVER/$plen" dev fvs1 &&
-        in_director ip route replace default via "$FVS_ROUTER_IP_CLIENT" dev fvs0
-}
 start_ferrovs() { # CONF
     rm -f "$WORK/d1.sock"
     NOTIFY_SOCKET=$WORK/notify.sock ip netns exec "$FVS_NS_DIRECTOR" "$FERROVS" run -f "$1" >>"$WORK/d1.log" 2>&1 &
@@ -294,7 +274,9 @@ test_mode() {
     # data is still in flight during the event (see e2e_sync.sh).
     ip netns exec "$FVS_NS_CLIENT" sysctl -qw net.ipv4.tcp_rmem="4096 65536 65536"
     rm -rf "$STATE" "$WORK/d1.log"
-    [ "$BACKEND" = dpdk ] && dpdk_take_nics
+    # An upgrade's new process probes the ports again: the kernel's MAC
+    # moves before the first one does (scripts/lab-dpdk.sh).
+    [ "$BACKEND" = dpdk ] && dpdk_take_nics --mac
     conf "$WORK/d1.conf" "$mode"
     start_ferrovs "$WORK/d1.conf" || {
         bad "$mode: ferrovs did not start: $(tail -3 "$WORK/d1.log")"
