@@ -188,7 +188,16 @@ impl<T> Shared<T> {
 
     /// Queues a request for worker `w`; false when its queue is full.
     pub fn request(&self, w: usize, r: Request) -> bool {
-        self.requests.get(w).is_some_and(|q| q.push(r).is_ok())
+        self.try_request(w, r).is_ok()
+    }
+
+    /// Queues a request for worker `w`, or gives it back when its queue
+    /// is full (or there is no worker `w`).
+    fn try_request(&self, w: usize, r: Request) -> Result<(), Request> {
+        match self.requests.get(w) {
+            Some(q) => q.push(r),
+            None => Err(r),
+        }
     }
 
     /// Queues a request and wakes the worker if it sleeps (installing
@@ -200,10 +209,7 @@ impl<T> Shared<T> {
     /// [`Self::request_now`] that gives the request back when the queue
     /// is full (or there is no worker `w`), for a caller that waits.
     pub fn try_request_now(&self, w: usize, r: Request) -> Result<(), Request> {
-        let Some(q) = self.requests.get(w) else {
-            return Err(r);
-        };
-        q.push(r)?;
+        self.try_request(w, r)?;
         if let Some(Some(d)) = self.doorbells.get(w) {
             d.ring();
         }
