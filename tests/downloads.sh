@@ -1,8 +1,10 @@
 # Long-lived curl downloads for the failover tests (tests/e2e_sync.sh,
 # tests/e2e_upgrade.sh), sourced.
 #
-#   downloads_start NS DIR N CURL_ARG...   start N downloads in namespace NS,
-#                                          each held before it connects
+#   downloads_start NS DIR N RATE URL [CURL_ARG...]
+#                                          start N downloads of URL (the lab's
+#                                          /big) at RATE in namespace NS, each
+#                                          held before it connects
 #   downloads_go                           let them all connect at once
 #   downloads_done                         how many have ended (DIR/I.sum)
 #   downloads_wait                         wait for every one to end
@@ -13,6 +15,12 @@
 # processes, and 200 of them on the one vCPU that a director's polling
 # worker leaves free took longer than the first download lasted, so the
 # event met finished downloads. Only curl itself starts after the go.
+#
+# RATE is paced at both ends: curl's --limit-rate keeps the client's
+# window small, so that data is in flight at the event, and the server
+# paces /big?rate=RATE (scripts/lab-rs-httpd.py), so that a download lasts
+# its size / RATE: curl's limit alone let a 1 MiB download at 32k end in
+# 17 s instead of 32.
 
 # The downloads, each in a session of its own (setsid): a cleanup kills
 # its group whole (bash, curl, sha256sum) by that id.
@@ -22,8 +30,8 @@ DL_GO=""
 DL_GO_AT=""
 
 downloads_start() {
-    local ns=$1 dir=$2 n=$3 i
-    shift 3
+    local ns=$1 dir=$2 n=$3 rate=$4 url=$5 i
+    shift 5
     DL_DIR=$dir
     mkdir -p "$dir"
     rm -f "$dir"/*
@@ -39,7 +47,8 @@ downloads_start() {
             { printf x >>"$dir/ready"; read -r _ <"$dir/go"
               printf "%s " "$EPOCHREALTIME" >"$dir/$i.time"
               exec curl -w "%{stderr}%{time_connect} %{time_total} %{exitcode}\n" "$@" 2>>"$dir/$i.time"; } |
-                sha256sum | cut -d" " -f1 >"$dir/$i.sum"' _ "$dir" "$i" "$@" &
+                sha256sum | cut -d" " -f1 >"$dir/$i.sum"' _ "$dir" "$i" \
+            -s --max-time 120 --limit-rate "$rate" "$@" "$url?rate=$rate" &
         DL_PIDS+=($!)
     done
     for i in $(seq 600); do

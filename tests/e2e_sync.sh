@@ -55,9 +55,11 @@ CONNS=${CONNS:-200}
 # netns exec`, a shell, curl and sha256sum each, on the vCPU the director's
 # worker does not poll on) when the first had finished, and the event no
 # longer met every download mid-stream. Even at 32k it did once or twice a
-# run; the clients are now held until all are ready (tests/downloads.sh),
-# so a download's time starts at the go, and 32k leaves the checks before
-# the event their bounds (20 s for the connections, 10 s for the sync).
+# run: curl's limit let a download end in 17 s. tests/downloads.sh now
+# holds the clients until all are ready and has the servers pace at the
+# rate too, so a download lasts 32 s from the go, which leaves the checks
+# before the event their bounds (20 s for the connections, 10 s for the
+# sync).
 RATE=${RATE:-32k}
 # The IPv6 modes' rate: at 96k the 200 connections of an IPv6 run were
 # sometimes not all up at once before the first ones finished (their
@@ -313,9 +315,8 @@ test_mode() {
     eval "$env_text"
     LAB_NAME=$FVS_LAB_NAME
     VIPKEY=$FVS_VIP:80
-    # The servers pace /big at the rate too (scripts/lab-rs-httpd.py):
-    # curl's limit alone let a download end in 17 s instead of 32.
-    url=http://$FVS_VIP/big?rate=$rate
+    url=http://$FVS_VIP/big
+    local curl_args=()
     big_sha=$FVS_BIG_SHA256
     case $mode in
         dr6 | nat6 | nat64)
@@ -326,7 +327,8 @@ test_mode() {
             }
             VIPKEY="[$VIP6]:80"
             rate=$RATE6
-            url="-6 -g http://[$VIP6]/big?rate=$rate"
+            url="http://[$VIP6]/big"
+            curl_args=(-6 -g)
             # NAT64's servers are the lab's IPv4 ones, whose /big is the
             # same file.
             big_sha=$(python3 "$HTTPD" --big-sha256 --big-mib "$BIG_MIB")
@@ -394,8 +396,7 @@ test_mode() {
         done
     fi
     # The downloads: each writes its sha256 (or nothing) to its own file.
-    # shellcheck disable=SC2086 # url is curl's arguments
-    if ! downloads_start "$FVS_NS_CLIENT" "$WORK/dl" "$CONNS" -s --max-time 120 --limit-rate "$rate" $url; then
+    if ! downloads_start "$FVS_NS_CLIENT" "$WORK/dl" "$CONNS" "$rate" "$url" "${curl_args[@]}"; then
         bad "$mode: the $CONNS clients did not start"
     fi
     downloads_go

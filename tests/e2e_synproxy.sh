@@ -21,8 +21,9 @@
 # flood of at least 10 × TABLE SYNs (ferrovs-pktgen, AF_XDP, random
 # sources in 198.19.0.0/16, pinned to the core the worker does not use)
 # while 8 parallel curl loops run (the flood lasts until they have made
-# LEGIT_MIN requests): ≥ 99 % of them must succeed, the connection table must stay far from full (its size sampled
-# every 0.5 s, and no eviction or conn_table_full drop), and right after
+# LEGIT_MIN requests): ≥ 99 % of them must succeed, the connection table
+# must stay far from full (its size sampled every 0.5 s, and no eviction
+# or conn_table_full drop), and right after
 # the flood 20 of 20 requests succeed. The director answers the flood
 # with SYN-ACKs to the spoofed sources; the router drops them
 # (blackhole route), so no real server sees any of it.

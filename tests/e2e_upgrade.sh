@@ -47,9 +47,10 @@ CONNS=${CONNS:-200}
 # netns exec`, a shell, curl and sha256sum each, on the vCPU the director's
 # worker does not poll on) when the first had finished, and the event no
 # longer met every download mid-stream. Even at 32k it did once or twice a
-# run; the clients are now held until all are ready (tests/downloads.sh),
-# so a download's time starts at the go, and 32k leaves the checks before
-# the event their bounds (20 s for the connections, 10 s for the sync).
+# run: curl's limit let a download end in 17 s. tests/downloads.sh now
+# holds the clients until all are ready and has the servers pace at the
+# rate too, so a download lasts 32 s from the go, which leaves the checks
+# before the event their bound (20 s for the connections).
 RATE=${RATE:-32k}
 BIG_MIB=${BIG_MIB:-1}
 BACKEND=${BACKEND:-}
@@ -290,9 +291,7 @@ test_mode() {
     check "$mode: ferrovs told the service manager it is ready" notified "$PID READY=1"
     check "$mode: a first start restores nothing ($(report previous))" [ "$(report previous)" = none ]
     for ev in $EVENTS; do
-        # The servers pace /big at the rate too (scripts/lab-rs-httpd.py):
-        # curl's limit alone let a download end in 17 s instead of 32.
-        if ! downloads_start "$FVS_NS_CLIENT" "$WORK/dl" "$CONNS" -s --max-time 120 --limit-rate "$RATE" "http://$FVS_VIP/big?rate=$RATE"; then
+        if ! downloads_start "$FVS_NS_CLIENT" "$WORK/dl" "$CONNS" "$RATE" "http://$FVS_VIP/big"; then
             bad "$mode $ev: the $CONNS clients did not start"
         fi
         downloads_go
